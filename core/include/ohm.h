@@ -1,0 +1,223 @@
+/* ohm — an off-heap memory runtime for managed languages.
+ *
+ * The one public header. Sections: errors and logging, pool (the allocator), introspection and stats, OS
+ * helpers. Later sections (buffers, leaks, memory manager, mapping) are added by their subsystems.
+ *
+ * Conventions, true of every function below unless its comment says otherwise:
+ *  - a function returning a pointer returns NULL on failure; one returning int returns 0 (OHM_OK) or a negative
+ *    OHM_E* code. Either way ohm_last_error() then holds a message for the calling thread.
+ *  - nothing here prints or aborts on a caller's mistake; diagnostics go to the log handler.
+ *  - every object is safe to use from many threads at once.
+ */
+#ifndef OHM_H
+#define OHM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(OHM_STATIC)
+#define OHM_API
+#elif defined(OHM_BUILDING)
+#define OHM_API __attribute__((visibility("default")))
+#else
+#define OHM_API
+#endif
+
+/* ---------------------------------------------------------------------------------------------------------
+ * Errors and logging
+ * ------------------------------------------------------------------------------------------------------- */
+
+#define OHM_OK       0
+#define OHM_ENOMEM  (-1) /* the OS or a configured cap refused memory                              */
+#define OHM_EINVAL  (-2) /* a bad argument: a size, an alignment, a pointer that is not a live block */
+#define OHM_ESTATE  (-3) /* use after release, double release, a closed or destroyed object          */
+#define OHM_ERANGE  (-4) /* an offset/length outside a buffer                                        */
+#define OHM_ELIMIT  (-5) /* the memory manager could not grant                                      */
+#define OHM_ESYS    (-6) /* an OS call failed; ohm_last_errno() keeps errno                          */
+#define OHM_EPERM   (-7) /* the process lacks a privilege (e.g. frame numbers in /proc/self/pagemap) */
+#define OHM_ETIMEDOUT (-8) /* a wait timed out                                                       */
+#define OHM_ECANCELED (-9) /* a wait was cancelled                                                   */
+#define OHM_ECALLBACK (-10) /* a host callback reported failure                                      */
+
+/* The name and meaning of an error code ("OHM_ERANGE: offset or length out of range"). Never NULL. */
+OHM_API const char *ohm_strerror(int code);
+/* The detail message of the last failure on this thread ("" if none). Valid until the thread's next ohm call. */
+OHM_API const char *ohm_last_error(void);
+/* The code of the last failure on this thread (0 if none), and the errno kept with an OHM_ESYS/OHM_EPERM. */
+OHM_API int ohm_last_error_code(void);
+OHM_API int ohm_last_errno(void);
+
+typedef enum ohm_log_level { OHM_LOG_DEBUG = 0, OHM_LOG_INFO, OHM_LOG_WARN, OHM_LOG_ERROR } ohm_log_level;
+/* A log handler receives one complete message per call, possibly from any thread at once. */
+typedef void ohm_log_fn(void *arg, ohm_log_level level, const char *message);
+/* Replaces the process-wide log handler (NULL restores the default, which writes WARN and above to stderr
+ * unless OHM_LOG_LEVEL=off; OHM_LOG_LEVEL=debug|info|warn|error|off sets its threshold). */
+OHM_API void ohm_set_log_handler(ohm_log_fn *fn, void *arg);
+
+/* ---------------------------------------------------------------------------------------------------------
+ * Pool: the allocator
+ *
+ * Sizes up to the chunk size come from size classes: 16-byte steps up to 128 B, then 4 classes per doubling.
+ * Classes below 16 KiB are carved from slabs (runs of pages with a free bitmap); larger ones are page runs
+ * split and coalesced inside chunks. Sizes above the chunk size are mapped directly and unmapped on free.
+ * Each thread keeps a bounded cache per class; frees from other threads reach the owning arena lock-free.
+ * Free pages go back to the OS after purge_delay_ms; fully free chunks are unmapped.
+ * ------------------------------------------------------------------------------------------------------- */
+
+typedef struct ohm_pool ohm_pool;
+
+typedef enum ohm_huge_pages {
+    OHM_HUGE_NONE = 0,   /* normal 4 KiB pages                                                     */
+    OHM_HUGE_THP,        /* madvise(MADV_HUGEPAGE) on every chunk (transparent huge pages)        */
+    OHM_HUGE_HUGETLB     /* MAP_HUGETLB chunks; falls back to normal pages when none are reserved */
+} ohm_huge_pages;
+
+/* Chunk hooks, for users that register memory with a device (DMA/RDMA). map runs after a chunk is mapped and
+ * before any block of it is handed out; a nonzero return fails the allocation and the chunk is unmapped (the
+ * error is OHM_ECALLBACK). unmap runs before the chunk is unmapped. A chunk with hooks is never purged page by
+ * page (the device would keep the old pages); it is only unmapped whole. Hooks run without pool locks held. */
+typedef int ohm_chunk_map_fn(void *arg, void *addr, size_t size);
+typedef void ohm_chunk_unmap_fn(void *arg, void *addr, size_t size);
+
+typedef struct ohm_pool_config {
+    const char *name;            /* for stats and reports; copied                         default "pool"   */
+    size_t chunk_size;           /* power of two, 1 MiB .. 64 MiB                        OHM_CHUNK_SIZE 4M  */
+    unsigned arenas;             /* 1 .. OHM_MAX_ARENAS; 0 = 2 x online cores           OHM_ARENAS        */
+    size_t cache_max_size;       /* largest size class kept in thread caches; 0 = none OHM_CACHE_MAX 256K */
+    unsigned cache_slots;        /* slots per small class in a thread cache (1..1024)   OHM_CACHE_SLOTS 64 */
+    uint64_t purge_delay_ms;     /* free pages older than this are purged; UINT64_MAX = only on trim
+                                                                                        OHM_PURGE_DELAY_MS 2000 */
+    bool background_purge;       /* a process-wide thread purges expired pages of idle pools
+                                                                                        OHM_BACKGROUND_PURGE 1 */
+    size_t max_mapped;           /* hard cap on bytes mapped by this pool; 0 = none     OHM_MAX_MAPPED      */
+    ohm_huge_pages huge_pages;   /*                                                    OHM_HUGE_PAGES none|thp|hugetlb */
+    bool lock_memory;            /* mlock every chunk (for DMA)                         OHM_MLOCK 0         */
+    bool mergeable;              /* madvise(MADV_MERGEABLE) on chunks (KSM)             OHM_MERGEABLE 0     */
+    bool zero;                   /* every allocation returns zeroed memory              OHM_ZERO 0          */
+    ohm_chunk_map_fn *chunk_map;
+    ohm_chunk_unmap_fn *chunk_unmap;
+    void *hook_arg;
+} ohm_pool_config;
+
+#define OHM_MAX_ARENAS 256
+#define OHM_MAX_CLASSES 84   /* 16 B .. 64 MiB */
+
+/* Fills cfg with the defaults, then applies the OHM_* environment variables named above. */
+OHM_API void ohm_pool_config_init(ohm_pool_config *cfg);
+
+/* Creates a private pool (cfg NULL = defaults). NULL with OHM_EINVAL for a bad config. */
+OHM_API ohm_pool *ohm_pool_create(const ohm_pool_config *cfg);
+/* Frees every block of the pool at once and unmaps all its memory. No other thread may use the pool during or
+ * after the call; their cached blocks are dropped with it. The default pool cannot be destroyed (OHM_ESTATE). */
+OHM_API int ohm_pool_destroy(ohm_pool *pool);
+/* The process-wide pool, created on first use from the OHM_* environment. NULL only if that creation fails. */
+OHM_API ohm_pool *ohm_pool_default(void);
+
+/* Allocates size bytes (0 gives a minimal block). NULL with OHM_ENOMEM (OS or cap) or OHM_EINVAL (size too
+ * large to represent). The block is 16-byte aligned, and aligned to the largest power of two dividing its size
+ * class up to 4 KiB. */
+OHM_API void *ohm_pool_alloc(ohm_pool *pool, size_t size);
+/* As ohm_pool_alloc, with memory zeroed. */
+OHM_API void *ohm_pool_alloc_zeroed(ohm_pool *pool, size_t size);
+/* As ohm_pool_alloc, aligned to align (a power of two; EINVAL otherwise). */
+OHM_API void *ohm_pool_alloc_aligned(ohm_pool *pool, size_t size, size_t align);
+/* Frees a block of this pool. OHM_EINVAL (and nothing changes) if p is not the start of a live block of this
+ * pool: a foreign or interior pointer, or a block already free. A double free is caught at once while the
+ * block sits free (in a thread cache or its slab); once the block has been handed out again, a stale free
+ * cannot be told from a valid one. NULL is a no-op. */
+OHM_API int ohm_pool_free(ohm_pool *pool, void *p);
+
+/* The same through the process-default pool (alloc) or through whichever pool owns p (free). */
+OHM_API void *ohm_alloc(size_t size);
+OHM_API int ohm_free(void *p);
+/* The usable size of the live block at p (its size class), or 0 if p is not the start of a live block. */
+OHM_API size_t ohm_usable_size(const void *p);
+
+/* Returns the calling thread's cached blocks of this pool to their arenas. */
+OHM_API int ohm_pool_flush_thread_cache(ohm_pool *pool);
+/* Gives back to the OS now: flushes the calling thread's cache, asks other threads to flush theirs at their
+ * next allocation, purges every free page and unmaps every free chunk (after its unmap hook). */
+OHM_API int ohm_pool_trim(ohm_pool *pool);
+
+/* ---------------------------------------------------------------------------------------------------------
+ * Introspection and stats
+ * ------------------------------------------------------------------------------------------------------- */
+
+typedef enum ohm_block_kind { OHM_BLOCK_SMALL = 0, OHM_BLOCK_RUN, OHM_BLOCK_HUGE } ohm_block_kind;
+
+typedef struct ohm_block_info {
+    void *base;          /* first byte of the block                                           */
+    size_t size;         /* usable size (the size class, or the mapped size for huge blocks) */
+    unsigned size_class; /* index into the class table; OHM_MAX_CLASSES for huge blocks      */
+    ohm_block_kind kind;
+    ohm_pool *pool;      /* owner                                                           */
+    unsigned arena;      /* owning arena index                                              */
+    bool live;           /* false for a block that is free (cached, or free in its slab/run) */
+} ohm_block_info;
+
+/* Finds the block containing addr (any interior address). OHM_EINVAL if addr is in no pool's memory. A free
+ * block is reported with live == false. Lock-free; the answer may be stale if another thread frees the block. */
+OHM_API int ohm_lookup(const void *addr, ohm_block_info *info);
+
+/* Calls fn for every live block of the pool, in address order within each chunk. Stops when fn returns
+ * nonzero and returns that value. Blocks allocated or freed by other threads during the walk may or may not be
+ * reported; fn must not allocate from or free to this pool. */
+typedef int ohm_walk_fn(void *arg, const ohm_block_info *block);
+OHM_API int ohm_pool_walk(ohm_pool *pool, ohm_walk_fn *fn, void *arg);
+
+typedef struct ohm_class_stats {
+    size_t size;               /* the class's block size                                      */
+    uint64_t allocs, frees;    /* calls served by this class                                  */
+    uint64_t cache_hits;       /* allocations served from a thread cache                      */
+    uint64_t active_blocks;    /* allocs - frees                                              */
+    uint64_t active_bytes;     /* active_blocks * size                                        */
+} ohm_class_stats;
+
+typedef struct ohm_pool_stats {
+    uint64_t mapped_bytes;     /* chunks + huge mappings now                                   */
+    uint64_t resident_bytes;   /* mapped minus pages known purged: an upper bound on resident  */
+    uint64_t dirty_bytes;      /* free pages not yet given back                                */
+    uint64_t purged_bytes;     /* total pages given back since creation (cumulative)           */
+    uint64_t chunks;           /* chunks mapped now                                            */
+    uint64_t chunks_mapped, chunks_unmapped; /* cumulative                                     */
+    uint64_t huge_blocks, huge_bytes;         /* live direct mappings                          */
+    uint64_t allocs, frees, cache_hits;       /* all classes + huge                            */
+    uint64_t active_blocks, active_bytes;
+    uint64_t failed_allocs;    /* refused by the OS or the cap                                 */
+    uint64_t threads;          /* thread caches attached now                                   */
+    unsigned arenas;
+    unsigned nclasses;
+    ohm_class_stats classes[OHM_MAX_CLASSES];
+} ohm_pool_stats;
+
+/* Fills out with a snapshot of the whole pool (arena = -1) or of one arena (0 .. arenas-1). Counters are kept
+ * per thread and summed here, so allocation never contends on them; the sum is exact once threads are quiet. */
+OHM_API int ohm_pool_stats_get(ohm_pool *pool, int arena, ohm_pool_stats *out);
+
+/* The size-class table: number of classes for a chunk size, and the size of class i. */
+OHM_API unsigned ohm_size_class_count(size_t chunk_size);
+OHM_API size_t ohm_size_class_size(unsigned cls);
+
+/* ---------------------------------------------------------------------------------------------------------
+ * OS helpers
+ * ------------------------------------------------------------------------------------------------------- */
+
+/* The physical address backing addr, through /proc/self/pagemap. OHM_EPERM when the process may not see frame
+ * numbers (needs CAP_SYS_ADMIN), OHM_EINVAL when the page is not resident, OHM_ESYS if pagemap cannot be read. */
+OHM_API int ohm_virt_to_phys(const void *addr, uint64_t *phys);
+
+/* Fault injection for tests: make OS maps fail. every_nth > 0 fails every nth map from now on; fraction in
+ * (0,1] fails that share at random (seeded). Both 0 turns injection off. Metadata allocations count as maps.
+ * Returns the number of failures injected so far. Process-wide. */
+OHM_API void ohm_fault_inject(uint64_t every_nth, double fraction, uint64_t seed);
+OHM_API uint64_t ohm_fault_injected(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* OHM_H */

@@ -1,0 +1,488 @@
+/* Arenas: page runs, slabs, decay purging and remote frees (see arena.h).
+ *
+ * Run records use boundary tags: a free run's first and last page entries both name its head page, and its
+ * head and tail records both hold its length, so freeing a run finds and merges its neighbours in O(1).
+ * Dirty and clean free runs never merge with each other: a run is either all resident or all purged, which
+ * keeps dirty_pages exact and lets purging skip pages that are already gone. */
+#include "arena.h"
+
+#include "os.h"
+#include "pool.h"
+
+#include <string.h>
+
+/* ---- bins of free runs ---- */
+
+static unsigned bin_of(uint32_t npages)
+{
+    if (npages <= ARENA_EXACT_BINS) return npages - 1;
+    unsigned lg = 31u - (unsigned)__builtin_clz(npages - 1); /* 2^lg < npages <= 2^(lg+1) */
+    return ARENA_EXACT_BINS + (lg - 6) * 4 + ((npages - 1 - (1u << lg)) >> (lg - 2));
+}
+
+static void bin_insert(arena_t *a, run_t *r)
+{
+    unsigned b = bin_of(r->npages);
+    run_t **head = &a->bins[r->dirty][b];
+    r->prev = NULL;
+    r->next = *head;
+    if (*head) (*head)->prev = r;
+    *head = r;
+    a->nonempty[r->dirty][b / 64] |= 1ull << (b % 64);
+}
+
+static void bin_remove(arena_t *a, run_t *r)
+{
+    unsigned b = bin_of(r->npages);
+    if (r->prev) r->prev->next = r->next;
+    else a->bins[r->dirty][b] = r->next;
+    if (r->next) r->next->prev = r->prev;
+    if (!a->bins[r->dirty][b]) a->nonempty[r->dirty][b / 64] &= ~(1ull << (b % 64));
+}
+
+/* First fit within the request's own bin, then the first run of the next non-empty bin (all of which are
+ * large enough): close to best fit at the cost of a bitmap scan. */
+static run_t *bins_find(arena_t *a, int dirty, uint32_t npages)
+{
+    unsigned b = bin_of(npages);
+    for (run_t *r = a->bins[dirty][b]; r; r = r->next)
+        if (r->npages >= npages) return r;
+    for (unsigned w = (b + 1) / 64; w < ARENA_BINS / 64; w++) {
+        uint64_t bits = a->nonempty[dirty][w];
+        if (w == (b + 1) / 64) bits &= ~0ull << ((b + 1) % 64);
+        if (bits) return a->bins[dirty][w * 64 + (unsigned)__builtin_ctzll(bits)];
+    }
+    return NULL;
+}
+
+/* ---- the purge (time) list ---- */
+
+static void timed_append(arena_t *a, run_t *r)
+{
+    r->timed = 1;
+    r->tnext = NULL;
+    r->tprev = a->timed_tail;
+    if (a->timed_tail) a->timed_tail->tnext = r;
+    else a->timed_head = r;
+    a->timed_tail = r;
+}
+
+static void timed_remove(arena_t *a, run_t *r)
+{
+    if (r->tprev) r->tprev->tnext = r->tnext;
+    else a->timed_head = r->tnext;
+    if (r->tnext) r->tnext->tprev = r->tprev;
+    else a->timed_tail = r->tprev;
+    r->timed = 0;
+}
+
+/* ---- free runs ---- */
+
+/* Makes [h, h+n) one free run. Its interior page entries must already be PG_FREE. A dirty run joins the purge
+ * list unless its chunk is pinned, in which case only a wholly free chunk does (to be unmapped whole). */
+static void run_make_free(arena_t *a, chunk_t *c, size_t h, uint32_t n, int dirty, uint64_t freed_ms)
+{
+    run_t *r = &c->runs[h], *tail = &c->runs[h + n - 1];
+    r->chunk = tail->chunk = c;
+    r->npages = n;
+    r->state = RUN_FREE;
+    r->dirty = (uint8_t)dirty;
+    r->freed_ms = freed_ms;
+    r->timed = 0;
+    tail->npages = n;
+    tail->state = RUN_FREE;
+    tail->dirty = (uint8_t)dirty;
+    pg_set(c, h, pg_make(PG_FREE, 0, (unsigned)h));
+    pg_set(c, h + n - 1, pg_make(PG_FREE, 0, (unsigned)h));
+    bin_insert(a, r);
+    if (dirty) {
+        a->dirty_pages += n;
+        if (!c->pinned || n == c->npages) timed_append(a, r);
+    }
+}
+
+static void run_unlink(arena_t *a, run_t *r)
+{
+    bin_remove(a, r);
+    if (r->timed) timed_remove(a, r);
+    if (r->dirty) a->dirty_pages -= r->npages;
+}
+
+/* Frees the allocated run [h, h+n): coalesces with dirty neighbours and files the result. */
+static void run_free(arena_t *a, chunk_t *c, size_t h, uint32_t n)
+{
+    for (size_t i = h; i < h + n; i++) pg_set(c, i, pg_make(PG_FREE, 0, (unsigned)h));
+    c->free_pages += n;
+    if (h > 0) {
+        uint32_t e = pg_get(c, h - 1);
+        run_t *left = &c->runs[pg_head(e)];
+        if (pg_kind(e) == PG_FREE && left->dirty) {
+            run_unlink(a, left);
+            n += left->npages;
+            h = pg_head(e);
+        }
+    }
+    if (h + n < c->npages) {
+        uint32_t e = pg_get(c, h + n);
+        run_t *right = &c->runs[h + n];
+        if (pg_kind(e) == PG_FREE && right->dirty) {
+            run_unlink(a, right);
+            n += right->npages;
+        }
+    }
+    run_make_free(a, c, h, n, 1, os_now_coarse_ms());
+}
+
+/* Adds a fresh chunk as one clean free run. Lock held. */
+static void arena_adopt_chunk(arena_t *a, chunk_t *c)
+{
+    c->next = a->chunks;
+    c->prev = NULL;
+    if (a->chunks) a->chunks->prev = c;
+    a->chunks = c;
+    a->nchunks++;
+    a->chunks_mapped++;
+    c->free_pages = c->npages;
+    run_make_free(a, c, 0, c->npages, 0, os_now_coarse_ms());
+}
+
+/* Removes a wholly free chunk from the arena (its one free run already unlinked). Lock held; the caller
+ * destroys it after unlocking. */
+static void arena_detach_chunk(arena_t *a, chunk_t *c, chunk_t **detached)
+{
+    if (c->prev) c->prev->next = c->next;
+    else a->chunks = c->next;
+    if (c->next) c->next->prev = c->prev;
+    a->nchunks--;
+    a->chunks_unmapped++;
+    c->next = *detached;
+    *detached = c;
+}
+
+static void destroy_detached(chunk_t *list)
+{
+    while (list) {
+        chunk_t *next = list->next;
+        chunk_destroy(list);
+        list = next;
+    }
+}
+
+/* Takes a run of npages whose start is aligned to align_pages pages, preferring resident (dirty) pages. Maps a
+ * new chunk when nothing fits, releasing the lock meanwhile. Lock held; returns the chunk and head page, or
+ * NULL with the error set. */
+static chunk_t *run_alloc(arena_t *a, uint32_t npages, uint32_t align_pages, size_t *head_out)
+{
+    uint32_t want = npages + (align_pages > 1 ? align_pages - 1 : 0);
+    for (;;) {
+        run_t *r = bins_find(a, 1, want);
+        if (!r) r = bins_find(a, 0, want);
+        if (!r) {
+            if (want > a->pool->chunk_pages) {
+                ohm__error(OHM_EINVAL, "a run of %u pages does not fit in a chunk", want);
+                return NULL;
+            }
+            pthread_mutex_unlock(&a->lock);
+            chunk_t *c = chunk_create(a->pool, a);
+            pthread_mutex_lock(&a->lock);
+            if (!c) return NULL;
+            arena_adopt_chunk(a, c);
+            continue;
+        }
+        chunk_t *c = r->chunk;
+        size_t h = chunk_run_index(c, r);
+        uint32_t total = r->npages;
+        int dirty = r->dirty;
+        uint64_t freed = r->freed_ms;
+        run_unlink(a, r);
+        if (align_pages > 1) {
+            uintptr_t addr = (uintptr_t)chunk_page_addr(c, h), align = (uintptr_t)align_pages << OHM_PAGE_SHIFT;
+            uint32_t lead = (uint32_t)((((addr + align - 1) & ~(align - 1)) - addr) >> OHM_PAGE_SHIFT);
+            if (lead) run_make_free(a, c, h, lead, dirty, freed);
+            h += lead;
+            total -= lead;
+        }
+        if (total > npages) run_make_free(a, c, h + npages, total - npages, dirty, freed);
+        c->free_pages -= npages;
+        *head_out = h;
+        return c;
+    }
+}
+
+/* ---- large runs (run classes) ---- */
+
+static void *large_alloc(arena_t *a, unsigned cls, uint32_t align_pages)
+{
+    uint32_t npages = (uint32_t)(sc_size(cls) >> OHM_PAGE_SHIFT);
+    size_t h;
+    chunk_t *c = run_alloc(a, npages, align_pages, &h);
+    if (!c) return NULL;
+    run_t *r = &c->runs[h];
+    r->chunk = c;
+    r->npages = npages;
+    r->state = RUN_LARGE;
+    r->cls = (uint8_t)cls;
+    for (size_t i = h + 1; i < h + npages; i++) pg_set(c, i, pg_make(PG_RUN_TAIL, cls, (unsigned)h));
+    /* The head entry last: a concurrent lookup that sees PG_RUN sees a complete record. */
+    pg_set(c, h, pg_make(PG_RUN, cls, (unsigned)h));
+    return chunk_page_addr(c, h);
+}
+
+/* ---- slabs ---- */
+
+static void partial_push(arena_t *a, run_t *s)
+{
+    run_t **head = &a->partial[s->cls];
+    s->prev = NULL;
+    s->next = *head;
+    if (*head) (*head)->prev = s;
+    *head = s;
+}
+
+static void partial_remove(arena_t *a, run_t *s)
+{
+    if (s->prev) s->prev->next = s->next;
+    else a->partial[s->cls] = s->next;
+    if (s->next) s->next->prev = s->prev;
+}
+
+static run_t *slab_new(arena_t *a, unsigned cls)
+{
+    const sc_info *ci = &sc_table[cls];
+    size_t h;
+    chunk_t *c = run_alloc(a, ci->slab_pages, 1, &h);
+    if (!c) return NULL;
+    run_t *s = &c->runs[h];
+    s->chunk = c;
+    s->npages = ci->slab_pages;
+    s->state = RUN_SLAB;
+    s->cls = (uint8_t)cls;
+    s->nfree = ci->slab_objs;
+    memset(s->bitmap, 0, sizeof s->bitmap);
+    for (unsigned i = 0; i < ci->slab_objs; i++) s->bitmap[i / 64] |= 1ull << (i % 64);
+    for (size_t i = h; i < h + ci->slab_pages; i++) pg_set(c, i, pg_make(PG_SLAB, cls, (unsigned)h));
+    partial_push(a, s);
+    return s;
+}
+
+/* Takes up to want blocks from slab s, lowest addresses first (they share pages and cache lines). */
+static unsigned slab_take(arena_t *a, run_t *s, void **out, unsigned want)
+{
+    chunk_t *c = s->chunk;
+    uintptr_t base = (uintptr_t)chunk_page_addr(c, chunk_run_index(c, s));
+    size_t size = sc_size(s->cls);
+    unsigned got = 0;
+    for (unsigned w = 0; w < SC_SLAB_WORDS && got < want && s->nfree; w++) {
+        while (s->bitmap[w] && got < want) {
+            unsigned bit = (unsigned)__builtin_ctzll(s->bitmap[w]);
+            s->bitmap[w] &= s->bitmap[w] - 1;
+            out[got++] = (void *)(base + (w * 64 + bit) * size);
+            s->nfree--;
+        }
+    }
+    if (!s->nfree) partial_remove(a, s);
+    return got;
+}
+
+/* Returns a block to its slab; frees the slab's run when it becomes empty. Lock held. OHM_EINVAL (and
+ * nothing changes) if the block is already free. */
+static int slab_free(arena_t *a, chunk_t *c, size_t h, void *p)
+{
+    run_t *s = &c->runs[h];
+    size_t idx = sc_div(s->cls, (uintptr_t)p - (uintptr_t)chunk_page_addr(c, h));
+    uint64_t bit = 1ull << (idx % 64);
+    if (s->bitmap[idx / 64] & bit)
+        return ohm__error(OHM_EINVAL, "pool '%s': double free of %p (the block is already free)", a->pool->name, p);
+    s->bitmap[idx / 64] |= bit;
+    if (++s->nfree == 1) partial_push(a, s);
+    if (s->nfree == sc_table[s->cls].slab_objs) {
+        partial_remove(a, s);
+        run_free(a, c, h, s->npages);
+    }
+    return 0;
+}
+
+/* ---- public arena operations ---- */
+
+int arena_init(arena_t *a, struct ohm_pool *pool, unsigned index)
+{
+    memset(a, 0, sizeof *a);
+    a->pool = pool;
+    a->index = index;
+    if (pthread_mutex_init(&a->lock, NULL) != 0) return ohm__error(OHM_ESYS, "pthread_mutex_init failed");
+    return 0;
+}
+
+void arena_destroy(arena_t *a)
+{
+    chunk_t *c = a->chunks;
+    while (c) {
+        chunk_t *next = c->next;
+        chunk_destroy(c);
+        c = next;
+    }
+    a->chunks = NULL;
+    pthread_mutex_destroy(&a->lock);
+}
+
+unsigned arena_alloc_batch(arena_t *a, unsigned cls, void **out, unsigned want)
+{
+    unsigned got = 0;
+    pthread_mutex_lock(&a->lock);
+    if (sc_is_small(cls)) {
+        while (got < want) {
+            run_t *s = a->partial[cls];
+            if (!s && !(s = slab_new(a, cls))) break;
+            got += slab_take(a, s, out + got, want - got);
+        }
+    } else {
+        while (got < want) {
+            void *p = large_alloc(a, cls, 1);
+            if (!p) break;
+            out[got++] = p;
+        }
+    }
+    pthread_mutex_unlock(&a->lock);
+    return got;
+}
+
+void *arena_alloc_aligned_run(arena_t *a, unsigned cls, size_t align)
+{
+    pthread_mutex_lock(&a->lock);
+    void *p = large_alloc(a, cls, (uint32_t)(align >> OHM_PAGE_SHIFT));
+    pthread_mutex_unlock(&a->lock);
+    return p;
+}
+
+/* Frees one validated block of this arena. Lock held. */
+static int arena_free_locked(arena_t *a, void *p)
+{
+    chunk_t *c = chunk_of(p);
+    size_t page = chunk_page_of(c, p);
+    uint32_t e = pg_get(c, page);
+    if (pg_kind(e) == PG_SLAB) return slab_free(a, c, pg_head(e), p);
+    run_free(a, c, page, c->runs[page].npages);
+    return 0;
+}
+
+/* True when the oldest purge candidate has outlived the pool's delay. Lock held. */
+static int purge_due(arena_t *a, uint64_t now)
+{
+    uint64_t delay = a->pool->cfg.purge_delay_ms;
+    return a->timed_head && delay != UINT64_MAX && now - a->timed_head->freed_ms >= delay;
+}
+
+static void purge_locked(arena_t *a, int force, chunk_t **detached);
+
+void arena_free_batch(arena_t *a, void *const *blocks, unsigned n, int may_purge)
+{
+    chunk_t *detached = NULL;
+    pthread_mutex_lock(&a->lock);
+    for (unsigned i = 0; i < n; i++)
+        if (arena_free_locked(a, blocks[i]) != 0) ohm__log(OHM_LOG_ERROR, "%s (ignored)", ohm_last_error());
+    if (may_purge && purge_due(a, os_now_coarse_ms())) purge_locked(a, 0, &detached);
+    pthread_mutex_unlock(&a->lock);
+    destroy_detached(detached);
+}
+
+int arena_free_one(arena_t *a, void *p)
+{
+    chunk_t *detached = NULL;
+    pthread_mutex_lock(&a->lock);
+    int rc = arena_free_locked(a, p);
+    if (purge_due(a, os_now_coarse_ms())) purge_locked(a, 0, &detached);
+    pthread_mutex_unlock(&a->lock);
+    destroy_detached(detached);
+    return rc;
+}
+
+void arena_remote_push(arena_t *a, unsigned cls, void *head, void *tail)
+{
+    void *old = atomic_load_explicit(&a->remote[cls], memory_order_relaxed);
+    do {
+        *block_link(tail) = old;
+    } while (!atomic_compare_exchange_weak_explicit(&a->remote[cls], &old, head, memory_order_release,
+                                                    memory_order_relaxed));
+}
+
+/* ---- purging ---- */
+
+/* Purges one expired dirty run (already unlinked) and files it as clean, merged with clean neighbours. A
+ * chunk that ends up wholly free is detached. Returns nonzero if madvise failed (the run stays dirty). */
+static int purge_run(arena_t *a, chunk_t *c, size_t h, uint32_t n, uint64_t freed, chunk_t **detached)
+{
+    if (os_purge(chunk_page_addr(c, h), (size_t)n << OHM_PAGE_SHIFT) != 0) {
+        ohm__log(OHM_LOG_WARN, "pool '%s': %s", a->pool->name, ohm_last_error());
+        run_make_free(a, c, h, n, 1, freed);
+        return -1;
+    }
+    a->purged_pages += n;
+    if (h > 0) {
+        uint32_t e = pg_get(c, h - 1);
+        run_t *left = &c->runs[pg_head(e)];
+        if (pg_kind(e) == PG_FREE && !left->dirty) {
+            run_unlink(a, left);
+            n += left->npages;
+            h = pg_head(e);
+        }
+    }
+    if (h + n < c->npages) {
+        uint32_t e = pg_get(c, h + n);
+        run_t *right = &c->runs[h + n];
+        if (pg_kind(e) == PG_FREE && !right->dirty) {
+            run_unlink(a, right);
+            n += right->npages;
+        }
+    }
+    if (n == c->npages) arena_detach_chunk(a, c, detached);
+    else run_make_free(a, c, h, n, 0, freed);
+    return 0;
+}
+
+static void drain_remote_locked(arena_t *a)
+{
+    for (unsigned cls = 0; cls < SC_COUNT; cls++) {
+        void *p = arena_remote_take(a, cls);
+        while (p) {
+            void *next = *block_link(p);
+            if (arena_free_locked(a, p) != 0) ohm__log(OHM_LOG_ERROR, "%s (ignored)", ohm_last_error());
+            p = next;
+        }
+    }
+}
+
+static void purge_locked(arena_t *a, int force, chunk_t **detached)
+{
+    uint64_t now = os_now_coarse_ms();
+    if (force) drain_remote_locked(a);
+    run_t *r;
+    while ((r = a->timed_head) && (force || purge_due(a, now))) {
+        chunk_t *c = r->chunk;
+        size_t h = chunk_run_index(c, r);
+        uint32_t n = r->npages;
+        uint64_t freed = r->freed_ms;
+        run_unlink(a, r);
+        if (n == c->npages) {
+            arena_detach_chunk(a, c, detached); /* wholly free: unmap rather than purge */
+            continue;
+        }
+        if (purge_run(a, c, h, n, freed, detached) != 0) break;
+    }
+    if (!force) return;
+    /* Trim also unmaps wholly free chunks that never became dirty (fresh, or purged earlier). */
+    for (chunk_t *c = a->chunks, *next; c; c = next) {
+        next = c->next;
+        if (c->free_pages != c->npages) continue;
+        run_unlink(a, &c->runs[0]);
+        arena_detach_chunk(a, c, detached);
+    }
+}
+
+void arena_purge(arena_t *a, int force)
+{
+    chunk_t *detached = NULL;
+    pthread_mutex_lock(&a->lock);
+    purge_locked(a, force, &detached);
+    pthread_mutex_unlock(&a->lock);
+    destroy_detached(detached);
+}

@@ -1,0 +1,73 @@
+/* Arenas: where blocks come from when a thread cache is empty and go back to when it overflows.
+ *
+ * An arena owns chunks. Inside a chunk, page runs are split and coalesced (boundary tags in the run records);
+ * free runs sit in size bins, dirty (possibly resident) apart from clean (purged). Small classes are carved
+ * from slabs: runs with a free bitmap, on a per-class partial list while they have free blocks.
+ *
+ * Locking: one mutex per arena guards everything here except the remote-free lists, which are lock-free
+ * stacks that other threads' caches push chains of blocks onto; the arena's own threads take them back in one
+ * exchange. OS calls that may be slow or run user hooks (mapping and unmapping chunks) happen with the lock
+ * released; madvise for decay purging runs under it. Lock order: pool registry -> arena -> radix. */
+#ifndef OHM_ARENA_H
+#define OHM_ARENA_H
+
+#include <pthread.h>
+
+#include "chunk.h"
+
+#pragma GCC visibility push(hidden)
+
+#define ARENA_EXACT_BINS 64  /* free runs of 1..64 pages: one bin each                     */
+#define ARENA_BINS       128 /* then 4 bins per doubling up to 64 MiB / 4 KiB pages        */
+
+typedef struct arena {
+    pthread_mutex_t lock;
+    struct ohm_pool *pool;
+    unsigned index;
+    _Atomic unsigned nthreads;          /* thread caches bound here (for least-used binding) */
+    chunk_t *chunks;
+    run_t *partial[SC_NSMALL];          /* slabs with at least one free block                */
+    run_t *bins[2][ARENA_BINS];         /* [dirty][bin] free runs                             */
+    uint64_t nonempty[2][ARENA_BINS / 64];
+    run_t *timed_head, *timed_tail;     /* purge candidates, roughly oldest first             */
+    uint64_t dirty_pages;               /* free pages not purged                              */
+    uint64_t nchunks;
+    _Atomic(void *) remote[SC_COUNT];   /* chains of blocks freed by other threads' caches     */
+    /* cumulative, read by stats under the lock */
+    uint64_t purged_pages, chunks_mapped, chunks_unmapped;
+} arena_t;
+
+int arena_init(arena_t *a, struct ohm_pool *pool, unsigned index);
+/* Unmaps every chunk (pool destruction; no other thread may use the arena). */
+void arena_destroy(arena_t *a);
+
+/* Fills out[0..want) with free blocks of class cls (all marked allocated); returns how many (0 = the OS or
+ * the cap refused; the error is set). Takes and releases the lock. */
+unsigned arena_alloc_batch(arena_t *a, unsigned cls, void **out, unsigned want);
+/* A run of class cls (a run class) whose start is aligned to align bytes (> page). NULL with the error set. */
+void *arena_alloc_aligned_run(arena_t *a, unsigned cls, size_t align);
+/* Returns n validated blocks that all belong to this arena. Takes and releases the lock. A block already free
+ * in its slab is reported (double free) and skipped. With may_purge, expired pages are purged afterwards
+ * (which may unmap chunks and run unmap hooks); without, nothing but the frees happens. */
+void arena_free_batch(arena_t *a, void *const *blocks, unsigned n, int may_purge);
+/* Frees one validated block of this arena directly (no thread cache). OHM_EINVAL if it is already free in its
+ * slab (a double free). */
+int arena_free_one(arena_t *a, void *p);
+/* Pushes a chain of blocks of class cls (linked through their second word) onto the remote-free list. */
+void arena_remote_push(arena_t *a, unsigned cls, void *head, void *tail);
+/* Takes the whole remote-free chain of class cls (or NULL). */
+static inline void *arena_remote_take(arena_t *a, unsigned cls)
+{
+    if (!atomic_load_explicit(&a->remote[cls], memory_order_relaxed)) return NULL;
+    return atomic_exchange_explicit(&a->remote[cls], NULL, memory_order_acquire);
+}
+/* The link word of a block on a remote chain (its first word holds the free-block key). */
+static inline void **block_link(void *p) { return (void **)p + 1; }
+
+/* Purges free runs that have been free for at least the pool's delay (all of them when force), and unmaps
+ * chunks that became entirely free (all such chunks when force). Drains remote lists when force. */
+void arena_purge(arena_t *a, int force);
+
+#pragma GCC visibility pop
+
+#endif

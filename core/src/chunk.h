@@ -1,0 +1,120 @@
+/* Chunks: the unit the pool maps from the OS (chunk_size bytes, aligned to chunk_size), with their metadata
+ * kept outside the chunk so that all of it is usable; and the registry that finds a chunk from any address.
+ *
+ * Every page of a chunk has a 32-bit entry (kind, size class, head page of its run) so that free() validates a
+ * pointer and finds its class with one load, and a run record (meaningful at a run's first page, and for free
+ * runs also at its last page: boundary tags for coalescing). Page entries are written under the arena lock and
+ * read lock-free by free() and lookups. Huge blocks (above the chunk size) are chunks of their own kind. */
+#ifndef OHM_CHUNK_H
+#define OHM_CHUNK_H
+
+#include "internal.h"
+#include "sizeclass.h"
+
+#pragma GCC visibility push(hidden)
+
+struct arena;
+
+enum { PG_FREE = 0, PG_SLAB, PG_RUN, PG_RUN_TAIL };      /* page entry kinds   */
+enum { RUN_FREE = 0, RUN_SLAB, RUN_LARGE };              /* run record states  */
+enum { CHUNK_ARENA = 0, CHUNK_HUGE };
+
+typedef struct run run_t;
+struct run {
+    uint32_t npages;
+    uint8_t state;
+    uint8_t dirty;          /* free runs: pages may be resident (not purged)                  */
+    uint8_t cls;            /* slabs and large runs                                            */
+    uint8_t timed;          /* free runs: on the arena's purge (time) list                     */
+    uint16_t nfree;         /* slabs: free blocks                                              */
+    struct chunk *chunk;    /* set whenever the record becomes a head (or a free run's tail)   */
+    run_t *next, *prev;     /* free-run bin, or the arena's partial-slab list                  */
+    run_t *tnext, *tprev;   /* purge list, oldest first                                        */
+    uint64_t freed_ms;      /* free runs: when they became free (decay)                        */
+    uint64_t bitmap[SC_SLAB_WORDS]; /* slabs: 1 = free block                                   */
+};
+
+typedef struct chunk {
+    uintptr_t base;
+    size_t size;            /* mapped bytes (chunk_size, or a huge block's whole mapping)     */
+    struct ohm_pool *pool;
+    struct arena *arena;    /* owner; NULL for huge blocks                                    */
+    uint8_t kind;
+    uint8_t pinned;         /* locked, hooked or hugetlb: never purged page by page            */
+    uint8_t hugetlb;
+    uint8_t hooked;         /* the map hook ran and succeeded: the unmap hook must run         */
+    uint32_t npages;
+    uint32_t free_pages;    /* under the arena lock                                             */
+    size_t usable;          /* huge: bytes the caller may use                                   */
+    struct chunk *next, *prev; /* arena's chunk list, or the pool's huge list                   */
+    run_t *runs;               /* run records, one per page (arena chunks)                       */
+    size_t meta_size;
+    _Atomic uint32_t pages[];  /* page entries (arena chunks): inline, so free() loads no pointer */
+} chunk_t;
+
+/* ---- page entries ---- */
+
+static inline uint32_t pg_make(unsigned kind, unsigned cls, unsigned head)
+{
+    return (uint32_t)kind | (uint32_t)cls << 8 | (uint32_t)head << 16;
+}
+static inline unsigned pg_kind(uint32_t e) { return e & 0xff; }
+static inline unsigned pg_cls(uint32_t e) { return (e >> 8) & 0xff; }
+static inline unsigned pg_head(uint32_t e) { return e >> 16; }
+static inline uint32_t pg_get(const chunk_t *c, size_t page)
+{
+    return atomic_load_explicit(&c->pages[page], memory_order_relaxed);
+}
+static inline void pg_set(chunk_t *c, size_t page, uint32_t e)
+{
+    atomic_store_explicit(&c->pages[page], e, memory_order_relaxed);
+}
+static inline size_t chunk_page_of(const chunk_t *c, const void *p)
+{
+    return ((uintptr_t)p - c->base) >> OHM_PAGE_SHIFT;
+}
+static inline void *chunk_page_addr(const chunk_t *c, size_t page)
+{
+    return (void *)(c->base + (page << OHM_PAGE_SHIFT));
+}
+static inline size_t chunk_run_index(const chunk_t *c, const run_t *r) { return (size_t)(r - c->runs); }
+
+/* ---- the registry: address -> chunk, lock-free reads ----
+ * A two-level radix tree over 1 MiB granules of the 47-bit user address space. Chunks and huge mappings are
+ * whole granules, so no granule is ever shared. */
+
+#define RADIX_GRANULE_SHIFT 20
+#define RADIX_L2_BITS 14
+#define RADIX_L1_BITS (47 - RADIX_GRANULE_SHIFT - RADIX_L2_BITS)
+
+extern _Atomic(_Atomic(chunk_t *) *) radix_root[1u << RADIX_L1_BITS];
+
+/* The chunk containing p, or NULL. Two dependent loads. */
+static inline chunk_t *chunk_of(const void *p)
+{
+    uintptr_t key = (uintptr_t)p >> RADIX_GRANULE_SHIFT;
+    if (ohm_unlikely(key >> (RADIX_L1_BITS + RADIX_L2_BITS))) return NULL;
+    _Atomic(chunk_t *) *leaf = atomic_load_explicit(&radix_root[key >> RADIX_L2_BITS], memory_order_acquire);
+    if (ohm_unlikely(!leaf)) return NULL;
+    return atomic_load_explicit(&leaf[key & ((1u << RADIX_L2_BITS) - 1)], memory_order_acquire);
+}
+
+/* Maps every granule of [base, base+size) to c (or to NULL to unregister). 0 or OHM_ENOMEM. */
+int chunk_register(uintptr_t base, size_t size, chunk_t *c);
+
+/* Takes (lock != 0) or releases the registry's growth lock around fork. */
+void chunk_fork_lock(int lock);
+
+/* Maps a new arena chunk for pool (reserving it against max_mapped, applying huge pages, mlock, mergeable and
+ * the map hook). Its run records are zero: the caller (the arena) makes the one free run. Called without
+ * locks held. NULL with the error set. */
+chunk_t *chunk_create(struct ohm_pool *pool, struct arena *arena);
+/* Maps a huge block of at least size bytes aligned to align. NULL with the error set. */
+chunk_t *chunk_create_huge(struct ohm_pool *pool, size_t size, size_t align);
+/* Runs the unmap hook, unregisters and unmaps c and its metadata, and returns its bytes to the cap. Called
+ * without locks held. */
+void chunk_destroy(chunk_t *c);
+
+#pragma GCC visibility pop
+
+#endif

@@ -1,0 +1,179 @@
+/* Errors, the log handler and OHM_* environment parsing.
+ *
+ * Every failure leaves a code and a message in thread-local storage, so a binding can turn it into a Java
+ * exception or a Lua error without the core knowing either exists. Logging goes through one replaceable
+ * handler; the default writes WARN and above to stderr (a JVM host replaces it with System.Logger). */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define ERROR_MESSAGE_MAX 512
+
+static OHM_TLS int tl_code;
+static OHM_TLS int tl_errno;
+static OHM_TLS char tl_message[ERROR_MESSAGE_MAX];
+
+const char *ohm_strerror(int code)
+{
+    switch (code) {
+    case OHM_OK:        return "OHM_OK: success";
+    case OHM_ENOMEM:    return "OHM_ENOMEM: out of memory (the OS or a configured cap refused)";
+    case OHM_EINVAL:    return "OHM_EINVAL: invalid argument";
+    case OHM_ESTATE:    return "OHM_ESTATE: object released, closed or in the wrong state";
+    case OHM_ERANGE:    return "OHM_ERANGE: offset or length out of range";
+    case OHM_ELIMIT:    return "OHM_ELIMIT: the memory manager could not grant the request";
+    case OHM_ESYS:      return "OHM_ESYS: an operating-system call failed";
+    case OHM_EPERM:     return "OHM_EPERM: the process lacks the privilege";
+    case OHM_ETIMEDOUT: return "OHM_ETIMEDOUT: a wait timed out";
+    case OHM_ECANCELED: return "OHM_ECANCELED: a wait was cancelled";
+    case OHM_ECALLBACK: return "OHM_ECALLBACK: a callback reported failure";
+    default:            return "OHM_E?: unknown error code";
+    }
+}
+
+const char *ohm_last_error(void) { return tl_message; }
+int ohm_last_error_code(void) { return tl_code; }
+int ohm_last_errno(void) { return tl_errno; }
+
+void ohm__error_clear(void)
+{
+    tl_code = 0;
+    tl_errno = 0;
+    tl_message[0] = '\0';
+}
+
+static void set_error(int code, int err, const char *fmt, va_list ap) OHM_PRINTF(3, 0);
+static void set_error(int code, int err, const char *fmt, va_list ap)
+{
+    tl_code = code;
+    tl_errno = err;
+    vsnprintf(tl_message, sizeof tl_message, fmt, ap);
+}
+
+int ohm__error(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    set_error(code, 0, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+int ohm__error_sys(int code, int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    set_error(code, err, fmt, ap);
+    va_end(ap);
+    size_t n = strlen(tl_message);
+    if (n + 8 < sizeof tl_message)
+        snprintf(tl_message + n, sizeof tl_message - n, ": %s", strerror(err));
+    return code;
+}
+
+/* ---- logging ---- */
+
+static void default_log(void *arg, ohm_log_level level, const char *message)
+{
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    (void)arg;
+    fprintf(stderr, "ohm %s: %s\n", names[level], message);
+}
+
+static _Atomic(ohm_log_fn *) log_fn = default_log;
+static _Atomic(void *) log_arg;
+static pthread_once_t log_once = PTHREAD_ONCE_INIT;
+static int log_threshold = OHM_LOG_WARN; /* written once, under log_once */
+
+static void log_init(void)
+{
+    const char *v = getenv("OHM_LOG_LEVEL");
+    if (!v) return;
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    for (int i = 0; i < 4; i++)
+        if (!strcasecmp(v, names[i])) log_threshold = i;
+    if (!strcasecmp(v, "off")) log_threshold = OHM_LOG_ERROR + 1;
+}
+
+void ohm_set_log_handler(ohm_log_fn *fn, void *arg)
+{
+    /* The argument is published before the function, so a concurrent logger never pairs fn with a stale arg
+     * of a different handler for longer than one message. */
+    atomic_store(&log_arg, arg);
+    atomic_store(&log_fn, fn ? fn : default_log);
+}
+
+int ohm__log_enabled(ohm_log_level level)
+{
+    pthread_once(&log_once, log_init);
+    /* A replaced handler receives everything; the threshold only filters the default stderr writer. */
+    return atomic_load(&log_fn) != default_log || (int)level >= log_threshold;
+}
+
+void ohm__log(ohm_log_level level, const char *fmt, ...)
+{
+    if (!ohm__log_enabled(level)) return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    ohm_log_fn *fn = atomic_load(&log_fn);
+    fn(atomic_load(&log_arg), level, msg);
+}
+
+/* ---- environment ---- */
+
+static int parse_u64(const char *s, uint64_t *out, int allow_suffix)
+{
+    char *end;
+    errno = 0;
+    if (*s == '-') return -1;
+    unsigned long long v = strtoull(s, &end, 0);
+    if (errno || end == s) return -1;
+    unsigned shift = 0;
+    if (allow_suffix && *end) {
+        switch (*end) {
+        case 'k': case 'K': shift = 10; break;
+        case 'm': case 'M': shift = 20; break;
+        case 'g': case 'G': shift = 30; break;
+        default: return -1;
+        }
+        end++;
+        if (*end == 'i' || *end == 'I') end++;
+        if (*end == 'b' || *end == 'B') end++;
+    }
+    if (*end) return -1;
+    if (shift && v > (UINT64_MAX >> shift)) return -1;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+static uint64_t env_number(const char *name, uint64_t dflt, int allow_suffix)
+{
+    const char *v = getenv(name);
+    uint64_t out;
+    if (!v || !*v) return dflt;
+    if (parse_u64(v, &out, allow_suffix) == 0) return out;
+    ohm__log(OHM_LOG_WARN, "ignoring malformed %s=%s", name, v);
+    return dflt;
+}
+
+uint64_t ohm__env_u64(const char *name, uint64_t dflt) { return env_number(name, dflt, 0); }
+size_t ohm__env_size(const char *name, size_t dflt) { return (size_t)env_number(name, dflt, 1); }
+
+int ohm__env_bool(const char *name, int dflt)
+{
+    const char *v = getenv(name);
+    if (!v || !*v) return dflt;
+    if (!strcmp(v, "1") || !strcasecmp(v, "true") || !strcasecmp(v, "on") || !strcasecmp(v, "yes")) return 1;
+    if (!strcmp(v, "0") || !strcasecmp(v, "false") || !strcasecmp(v, "off") || !strcasecmp(v, "no")) return 0;
+    ohm__log(OHM_LOG_WARN, "ignoring malformed %s=%s", name, v);
+    return dflt;
+}

@@ -1,0 +1,59 @@
+/* Internal definitions shared by every core subsystem: branch hints, relaxed counters, error reporting and
+ * logging. Nothing here is part of the public API. */
+#ifndef OHM_INTERNAL_H
+#define OHM_INTERNAL_H
+
+#include "ohm.h"
+
+#include <stdatomic.h>
+#include <stdarg.h>
+
+#pragma GCC visibility push(hidden)
+
+#define ohm_likely(x)   __builtin_expect(!!(x), 1)
+#define ohm_unlikely(x) __builtin_expect(!!(x), 0)
+#define OHM_NOINLINE    __attribute__((noinline))
+#define OHM_COLD        __attribute__((cold, noinline))
+#define OHM_PRINTF(f, a) __attribute__((format(printf, f, a)))
+/* Thread-locals of a library that JNI or Lua load with dlopen: initial-exec avoids a __tls_get_addr call on
+ * every allocation; glibc keeps spare static TLS for such libraries, and ours is a few hundred bytes. */
+#define OHM_TLS _Thread_local __attribute__((tls_model("initial-exec")))
+
+#define OHM_PAGE_SHIFT 12
+#define OHM_PAGE       ((size_t)1 << OHM_PAGE_SHIFT)
+
+static inline size_t ohm_align_up(size_t x, size_t a) { return (x + a - 1) & ~(a - 1); }
+static inline int ohm_is_pow2(size_t x) { return x && !(x & (x - 1)); }
+
+/* A statistics counter written by one thread and read by any: the owner's relaxed load+store compiles to a
+ * plain add (no lock prefix), and the readers' relaxed loads keep TSan quiet. */
+typedef _Atomic uint64_t ohm_counter;
+static inline void ohm_counter_add(ohm_counter *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n, memory_order_relaxed);
+}
+static inline uint64_t ohm_counter_get(const ohm_counter *c)
+{
+    return atomic_load_explicit((ohm_counter *)c, memory_order_relaxed);
+}
+
+/* Records code and a formatted detail message as this thread's last error; returns code so callers can write
+ * `return ohm__error(OHM_EINVAL, "...")`. */
+int ohm__error(int code, const char *fmt, ...) OHM_PRINTF(2, 3);
+/* As ohm__error for OHM_ESYS/OHM_EPERM, keeping err as ohm_last_errno(). */
+int ohm__error_sys(int code, int err, const char *fmt, ...) OHM_PRINTF(3, 4);
+/* Clears this thread's last error. */
+void ohm__error_clear(void);
+/* Sends one message to the log handler when level passes the threshold. */
+void ohm__log(ohm_log_level level, const char *fmt, ...) OHM_PRINTF(2, 3);
+int ohm__log_enabled(ohm_log_level level);
+
+/* Environment helpers for OHM_* settings: each returns dflt when the variable is unset or malformed (and logs
+ * the malformed value). Sizes accept K, M, G suffixes. */
+uint64_t ohm__env_u64(const char *name, uint64_t dflt);
+size_t ohm__env_size(const char *name, size_t dflt);
+int ohm__env_bool(const char *name, int dflt);
+
+#pragma GCC visibility pop
+
+#endif

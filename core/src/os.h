@@ -1,0 +1,45 @@
+/* The one door to the kernel. Only os.c calls mmap, munmap, madvise, mlock and reads /proc.
+ * Every function returns 0 or a negative OHM_E* code with the last error set (errno kept for OHM_ESYS).
+ * Maps and metadata allocations pass through the fault-injection switch (ohm_fault_inject). */
+#ifndef OHM_OS_H
+#define OHM_OS_H
+
+#include "internal.h"
+
+#pragma GCC visibility push(hidden)
+
+enum {
+    OS_MAP_HUGETLB = 1 << 0, /* try MAP_HUGETLB first; *huge_out tells whether it held */
+};
+
+/* Maps size bytes (a page multiple) of zeroed anonymous memory aligned to align (a power of two >= page).
+ * *huge_out (may be NULL) is set to 1 when the mapping uses MAP_HUGETLB. */
+int os_map(size_t size, size_t align, int flags, void **out, int *huge_out);
+/* Unmaps [p, p+size). */
+int os_unmap(void *p, size_t size);
+/* Gives the pages of [p, p+size) back to the kernel; they read as zero afterwards (MADV_DONTNEED). */
+int os_purge(void *p, size_t size);
+/* Hints: transparent huge pages, KSM merging. Failure is reported but harmless. */
+int os_advise_hugepage(void *p, size_t size);
+int os_advise_mergeable(void *p, size_t size);
+/* mlock / munlock. */
+int os_lock(void *p, size_t size);
+int os_unlock(void *p, size_t size);
+
+/* Zeroed memory for the allocator's own metadata (not counted as pool memory); page granular. */
+void *os_meta_alloc(size_t size);
+void os_meta_free(void *p, size_t size);
+
+/* Online CPUs (at least 1). */
+unsigned os_ncpus(void);
+/* Monotonic clock in nanoseconds, and a coarse (cheap, ~ms precision) variant for decay decisions. */
+uint64_t os_now_ns(void);
+uint64_t os_now_coarse_ms(void);
+/* 64 random bits from the kernel, or a mix of clock and addresses if that fails. */
+uint64_t os_random64(void);
+/* Resident bytes of this process, from /proc/self/statm (0 if unreadable). */
+size_t os_rss_bytes(void);
+
+#pragma GCC visibility pop
+
+#endif

@@ -1,0 +1,602 @@
+/* Pools: configuration, life cycle, the allocation and free paths, huge blocks, trimming, fork safety and the
+ * background purger.
+ *
+ * The fast paths are a TLS compare to find the thread's cache, then a pop or a push on a per-class stack. The
+ * free path validates the pointer first (registry lookup, page entry, block alignment, free-block key), so a
+ * foreign, interior or already-free pointer is an error and never reaches a cache. */
+#define _GNU_SOURCE
+#include "pool.h"
+
+#include "os.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+uintptr_t ohm__key_secret;
+
+static pthread_mutex_t registry = PTHREAD_MUTEX_INITIALIZER;
+static ohm_pool *pools;                    /* every live pool                     */
+static uint64_t next_pool_id = 1;          /* registry lock                       */
+static _Atomic(ohm_pool *) default_pool;
+
+void registry_lock(void) { pthread_mutex_lock(&registry); }
+void registry_unlock(void) { pthread_mutex_unlock(&registry); }
+
+static void fork_prepare(void);
+static void fork_parent(void);
+static void fork_child(void);
+
+__attribute__((constructor)) static void pool_init_process(void)
+{
+    ohm__key_secret = (uintptr_t)os_random64() | 1;
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+/* ---- configuration ---- */
+
+void ohm_pool_config_init(ohm_pool_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->name = "pool";
+    cfg->chunk_size = ohm__env_size("OHM_CHUNK_SIZE", (size_t)4 << 20);
+    cfg->arenas = (unsigned)ohm__env_u64("OHM_ARENAS", 0);
+    cfg->cache_max_size = ohm__env_size("OHM_CACHE_MAX", (size_t)256 << 10);
+    cfg->cache_slots = (unsigned)ohm__env_u64("OHM_CACHE_SLOTS", 64);
+    cfg->purge_delay_ms = ohm__env_u64("OHM_PURGE_DELAY_MS", 2000);
+    cfg->background_purge = ohm__env_bool("OHM_BACKGROUND_PURGE", 1);
+    cfg->max_mapped = ohm__env_size("OHM_MAX_MAPPED", 0);
+    cfg->lock_memory = ohm__env_bool("OHM_MLOCK", 0);
+    cfg->mergeable = ohm__env_bool("OHM_MERGEABLE", 0);
+    cfg->zero = ohm__env_bool("OHM_ZERO", 0);
+    const char *huge = getenv("OHM_HUGE_PAGES");
+    if (huge && !strcasecmp(huge, "thp")) cfg->huge_pages = OHM_HUGE_THP;
+    else if (huge && !strcasecmp(huge, "hugetlb")) cfg->huge_pages = OHM_HUGE_HUGETLB;
+    else if (huge && *huge && strcasecmp(huge, "none"))
+        ohm__log(OHM_LOG_WARN, "ignoring malformed OHM_HUGE_PAGES=%s (none, thp or hugetlb)", huge);
+}
+
+static int config_check(const ohm_pool_config *cfg)
+{
+    if (!ohm_is_pow2(cfg->chunk_size) || cfg->chunk_size < ((size_t)1 << 20) || cfg->chunk_size > SC_MAX_SIZE)
+        return ohm__error(OHM_EINVAL, "chunk_size %zu must be a power of two from 1 MiB to 64 MiB", cfg->chunk_size);
+    if (cfg->arenas > OHM_MAX_ARENAS)
+        return ohm__error(OHM_EINVAL, "arenas %u exceeds the maximum %d", cfg->arenas, OHM_MAX_ARENAS);
+    if (cfg->cache_slots < 1 || cfg->cache_slots > 1024)
+        return ohm__error(OHM_EINVAL, "cache_slots %u must be from 1 to 1024", cfg->cache_slots);
+    if ((unsigned)cfg->huge_pages > OHM_HUGE_HUGETLB)
+        return ohm__error(OHM_EINVAL, "huge_pages %d is not an ohm_huge_pages value", (int)cfg->huge_pages);
+    if ((cfg->chunk_map == NULL) != (cfg->chunk_unmap == NULL))
+        return ohm__error(OHM_EINVAL, "chunk_map and chunk_unmap hooks must be set together");
+    return 0;
+}
+
+/* ---- the background purger ----
+ * One process-wide thread purges expired pages of pools that opted in, so an idle process gives memory back
+ * without anyone calling into it. It holds a pool busy while purging it; destroy waits for that. */
+
+static pthread_cond_t bg_cond;
+static int bg_running;   /* registry lock */
+static pthread_t bg_thread;
+
+static void *bg_main(void *unused)
+{
+    (void)unused;
+    registry_lock();
+    for (;;) {
+        uint64_t min_delay = 1000;
+        for (ohm_pool *p = pools; p; p = p->next) {
+            if (!p->cfg.background_purge || p->cfg.purge_delay_ms == UINT64_MAX) continue;
+            if (p->cfg.purge_delay_ms < min_delay) min_delay = p->cfg.purge_delay_ms;
+            p->bg_busy = 1;
+            registry_unlock();
+            for (unsigned i = 0; i < p->narenas; i++) arena_purge(&p->arenas[i], 0);
+            registry_lock();
+            p->bg_busy = 0;
+            pthread_cond_broadcast(&bg_cond);
+        }
+        /* Wake at half the shortest delay (at least every 10 ms, at most every second). */
+        uint64_t wait_ms = min_delay / 2 < 10 ? 10 : min_delay / 2;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += (time_t)(wait_ms / 1000);
+        ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&bg_cond, &registry, &ts);
+    }
+    return NULL;
+}
+
+/* Starts the purger if a pool wants it and it is not running. Registry lock held. */
+static void bg_ensure(void)
+{
+    static int cond_ready;
+    if (bg_running) return;
+    if (!cond_ready) {
+        pthread_condattr_t attr;
+        pthread_condattr_init(&attr);
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        pthread_cond_init(&bg_cond, &attr);
+        pthread_condattr_destroy(&attr);
+        cond_ready = 1;
+    }
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 64 << 10);
+    if (pthread_create(&bg_thread, &attr, bg_main, NULL) == 0) bg_running = 1;
+    else ohm__log(OHM_LOG_WARN, "cannot start the background purge thread; pages are purged on allocation paths only");
+    pthread_attr_destroy(&attr);
+}
+
+/* ---- life cycle ---- */
+
+ohm_pool *ohm_pool_create(const ohm_pool_config *cfg_in)
+{
+    ohm_pool_config cfg;
+    if (cfg_in) cfg = *cfg_in;
+    else ohm_pool_config_init(&cfg);
+    if (config_check(&cfg) != 0) return NULL;
+    ohm_pool *pool = calloc(1, sizeof *pool);
+    if (!pool) {
+        ohm__error(OHM_ENOMEM, "cannot allocate a pool record");
+        return NULL;
+    }
+    pool->cfg = cfg;
+    snprintf(pool->name, sizeof pool->name, "%s", cfg.name ? cfg.name : "pool");
+    pool->cfg.name = pool->name;
+    pool->chunk_size = cfg.chunk_size;
+    pool->chunk_pages = (unsigned)(cfg.chunk_size >> OHM_PAGE_SHIFT);
+    pool->nclasses = sc_count_for_chunk(cfg.chunk_size);
+    pool->cache_max = cfg.cache_max_size > cfg.chunk_size ? cfg.chunk_size : cfg.cache_max_size;
+    pool->narenas = cfg.arenas ? cfg.arenas : 2 * os_ncpus();
+    if (pool->narenas > OHM_MAX_ARENAS) pool->narenas = OHM_MAX_ARENAS;
+    pool->arenas_size = pool->narenas * sizeof(arena_t);
+    pool->arenas = os_meta_alloc(pool->arenas_size);
+    if (!pool->arenas || pthread_mutex_init(&pool->huge_lock, NULL) != 0) {
+        os_meta_free(pool->arenas, pool->arenas_size);
+        free(pool);
+        return NULL;
+    }
+    for (unsigned i = 0; i < pool->narenas; i++) arena_init(&pool->arenas[i], pool, i);
+    atomic_store(&pool->magic, POOL_MAGIC_LIVE);
+    registry_lock();
+    pool->id = next_pool_id++;
+    pool->next = pools;
+    pools = pool;
+    if (cfg.background_purge && cfg.purge_delay_ms != UINT64_MAX) bg_ensure();
+    registry_unlock();
+    return pool;
+}
+
+static int pool_check(const ohm_pool *pool)
+{
+    if (!pool) return ohm__error(OHM_EINVAL, "pool is NULL");
+    if (atomic_load_explicit(&((ohm_pool *)pool)->magic, memory_order_relaxed) != POOL_MAGIC_LIVE)
+        return ohm__error(OHM_ESTATE, "pool has been destroyed");
+    return 0;
+}
+
+int ohm_pool_destroy(ohm_pool *pool)
+{
+    int rc = pool_check(pool);
+    if (rc) return rc;
+    if (pool->is_default) return ohm__error(OHM_ESTATE, "the default pool cannot be destroyed");
+    registry_lock();
+    while (pool->bg_busy) pthread_cond_wait(&bg_cond, &registry);
+    for (ohm_pool **pp = &pools; *pp; pp = &(*pp)->next)
+        if (*pp == pool) {
+            *pp = pool->next;
+            break;
+        }
+    tcache_kill_all(pool);
+    registry_unlock();
+    for (unsigned i = 0; i < pool->narenas; i++) arena_destroy(&pool->arenas[i]);
+    for (chunk_t *c = pool->huge, *next; c; c = next) {
+        next = c->next;
+        chunk_destroy(c);
+    }
+    pthread_mutex_destroy(&pool->huge_lock);
+    os_meta_free(pool->arenas, pool->arenas_size);
+    atomic_store(&pool->magic, POOL_MAGIC_DEAD);
+    free(pool);
+    return 0;
+}
+
+ohm_pool *ohm_pool_default(void)
+{
+    ohm_pool *p = atomic_load_explicit(&default_pool, memory_order_acquire);
+    if (ohm_likely(p != NULL)) return p;
+    static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&init_lock);
+    p = atomic_load_explicit(&default_pool, memory_order_relaxed);
+    if (!p) {
+        ohm_pool_config cfg;
+        ohm_pool_config_init(&cfg);
+        cfg.name = "default";
+        p = ohm_pool_create(&cfg);
+        if (p) {
+            p->is_default = 1;
+            atomic_store_explicit(&default_pool, p, memory_order_release);
+        }
+    }
+    pthread_mutex_unlock(&init_lock);
+    return p;
+}
+
+/* ---- the cap ---- */
+
+static void release_free_chunks(ohm_pool *pool)
+{
+    for (unsigned i = 0; i < pool->narenas; i++) arena_purge(&pool->arenas[i], 1);
+}
+
+int pool_reserve(ohm_pool *pool, size_t bytes)
+{
+    uint64_t cap = pool->cfg.max_mapped;
+    for (int attempt = 0;; attempt++) {
+        uint64_t now = atomic_fetch_add(&pool->mapped, bytes) + bytes;
+        if (!cap || now <= cap) return 0;
+        atomic_fetch_sub(&pool->mapped, bytes);
+        if (attempt) {
+            atomic_fetch_add_explicit(&pool->failed_allocs, 1, memory_order_relaxed);
+            return ohm__error(OHM_ENOMEM, "pool '%s': mapping %zu more bytes would exceed max_mapped %llu (mapped "
+                              "%llu)", pool->name, bytes, (unsigned long long)cap,
+                              (unsigned long long)(now - bytes));
+        }
+        /* Free chunks count against the cap but serve nobody: give them back and try once more. */
+        release_free_chunks(pool);
+    }
+}
+
+void pool_unreserve(ohm_pool *pool, size_t bytes) { atomic_fetch_sub(&pool->mapped, bytes); }
+
+/* ---- validation ---- */
+
+static OHM_COLD int bad_pointer(const ohm_pool *pool, const void *p, const char *why)
+{
+    return ohm__error(OHM_EINVAL, "pool '%s': %p is not a live block of this pool (%s)", pool->name, p, why);
+}
+
+static OHM_COLD int double_free(const ohm_pool *pool, const void *p)
+{
+    return ohm__error(OHM_EINVAL, "pool '%s': double free of %p (the block is already free)", pool->name, p);
+}
+
+/* Validates p as the start of a live arena block of chunk c; sets *cls. About a dozen instructions: one page
+ * entry load, a divisibility test for slab blocks, and the free-block key compare. */
+static inline __attribute__((always_inline)) int check_arena_block(const ohm_pool *pool, const chunk_t *c,
+                                                                   const void *p, unsigned *cls)
+{
+    uint32_t e = pg_get(c, chunk_page_of(c, p));
+    *cls = pg_cls(e);
+    if (ohm_likely(pg_kind(e) == PG_SLAB)) {
+        if (ohm_unlikely(!sc_divides(*cls, (uintptr_t)p - (uintptr_t)chunk_page_addr(c, pg_head(e)))))
+            return bad_pointer(pool, p, "it points inside a block");
+    } else if (ohm_unlikely(pg_kind(e) != PG_RUN || ((uintptr_t)p & (OHM_PAGE - 1)))) {
+        return bad_pointer(pool, p, pg_kind(e) == PG_FREE ? "it points into free pages" : "it points inside a block");
+    }
+    if (ohm_unlikely(block_word0(p) == block_key(p))) return double_free(pool, p);
+    return 0;
+}
+
+int pool_check_block(ohm_pool *pool, void *p, chunk_t **chunk_out, unsigned *cls_out)
+{
+    chunk_t *c = chunk_of(p);
+    if (!c) return ohm__error(OHM_EINVAL, "%p is not in any pool's memory", p);
+    if (pool && c->pool != pool) return bad_pointer(pool, p, "it belongs to another pool");
+    *chunk_out = c;
+    if (c->kind == CHUNK_HUGE) {
+        *cls_out = SC_COUNT;
+        return (uintptr_t)p == c->base ? 0 : bad_pointer(c->pool, p, "it points inside a huge block");
+    }
+    return check_arena_block(c->pool, c, p, cls_out);
+}
+
+/* ---- huge blocks ---- */
+
+static void *huge_alloc(ohm_pool *pool, size_t size, size_t align)
+{
+    chunk_t *c = chunk_create_huge(pool, size, align);
+    if (!c) return NULL;
+    pthread_mutex_lock(&pool->huge_lock);
+    c->next = pool->huge;
+    c->prev = NULL;
+    if (pool->huge) pool->huge->prev = c;
+    pool->huge = c;
+    pool->huge_blocks++;
+    pool->huge_bytes += c->usable;
+    pool->huge_allocs++;
+    pthread_mutex_unlock(&pool->huge_lock);
+    return (void *)c->base; /* fresh mappings are zero: no memset needed even for zeroing pools */
+}
+
+static void huge_free(ohm_pool *pool, chunk_t *c)
+{
+    pthread_mutex_lock(&pool->huge_lock);
+    if (c->prev) c->prev->next = c->next;
+    else pool->huge = c->next;
+    if (c->next) c->next->prev = c->prev;
+    pool->huge_blocks--;
+    pool->huge_bytes -= c->usable;
+    pool->huge_frees++;
+    pthread_mutex_unlock(&pool->huge_lock);
+    chunk_destroy(c);
+}
+
+/* ---- allocation ---- */
+
+static inline void *finish_alloc(void *p, size_t size, int zero)
+{
+    *(uintptr_t *)p = 0; /* clear the free-block key */
+    if (ohm_unlikely(zero)) memset(p, 0, size);
+    return p;
+}
+
+/* Everything the fast path does not handle: a first call on this thread or another pool than the last one, an
+ * empty bin, an uncached class, a zeroing pool, a huge size, a NULL or destroyed pool. */
+static OHM_NOINLINE void *alloc_slow(ohm_pool *pool, size_t size)
+{
+    if (pool_check(pool) != 0) return NULL;
+    if (size > pool->chunk_size) return huge_alloc(pool, size, 0);
+    unsigned cls = sc_index(size);
+    tcache_t *tc = tcache_lookup(pool);
+    void *p = NULL;
+    if (tc) {
+        tbin_t *b = &tc->bins[cls];
+        tcache_tick(tc);
+        if (b->cap) {
+            uint32_t n = bin_n(b);
+            if (!n) {
+                n = tcache_refill(tc, cls);
+                if (n) ohm_counter_add(&tc->stats[cls].misses, 1);
+            }
+            if (n) {
+                p = b->slots[n - 1];
+                bin_set_n(b, n - 1);
+            }
+        } else if (arena_alloc_batch(tc->arena, cls, &p, 1)) {
+            ohm_counter_add(&tc->stats[cls].direct_allocs, 1);
+        }
+    } else if (arena_alloc_batch(&pool->arenas[0], cls, &p, 1)) {
+        atomic_fetch_add_explicit(&pool->direct_allocs[cls], 1, memory_order_relaxed);
+    }
+    if (!p) return NULL; /* the error was set where memory was refused */
+    return finish_alloc(p, sc_size(cls), pool->cfg.zero);
+}
+
+/* The fast path: a TLS compare, the class, a pop. No counter: pops are derived (see tstats_t). */
+void *ohm_pool_alloc(ohm_pool *pool, size_t size)
+{
+    if (ohm_likely(pool != NULL) && ohm_likely(tcache_last_id == pool->id)) {
+        tcache_t *tc = tcache_last;
+        if (ohm_likely(size <= tc->cache_max)) {
+            unsigned cls = sc_index(size);
+            tbin_t *b = &tc->bins[cls];
+            uint32_t n = bin_n(b);
+            if (ohm_likely(n != 0)) {
+                void *p = b->slots[n - 1];
+                bin_set_n(b, n - 1);
+                *(uintptr_t *)p = 0; /* clear the free-block key */
+                return p;
+            }
+        }
+    }
+    return alloc_slow(pool, size);
+}
+
+void *ohm_pool_alloc_zeroed(ohm_pool *pool, size_t size)
+{
+    void *p = ohm_pool_alloc(pool, size);
+    if (p && !pool->cfg.zero && size <= pool->chunk_size) memset(p, 0, size);
+    return p;
+}
+
+void *ohm_pool_alloc_aligned(ohm_pool *pool, size_t size, size_t align)
+{
+    if (pool_check(pool) != 0) return NULL;
+    if (!ohm_is_pow2(align)) {
+        ohm__error(OHM_EINVAL, "alignment %zu is not a power of two", align);
+        return NULL;
+    }
+    if (align <= 16) return ohm_pool_alloc(pool, size);
+    if (size > SIZE_MAX - align) {
+        ohm__error(OHM_EINVAL, "size %zu with alignment %zu is too large", size, align);
+        return NULL;
+    }
+    if (align <= OHM_PAGE) {
+        /* Slabs start on a page and hold blocks at multiples of the class size, so a class whose size is a
+         * multiple of align yields aligned blocks; run classes are page multiples. */
+        if (size <= pool->chunk_size) {
+            unsigned cls = sc_index(size);
+            while (sc_is_small(cls) && sc_size(cls) % align) cls++;
+            if (cls < pool->nclasses) return ohm_pool_alloc(pool, sc_size(cls));
+        }
+        return huge_alloc(pool, size, align);
+    }
+    size_t need = size < ((size_t)16 << 10) ? ((size_t)16 << 10) : size;
+    if (need + align > pool->chunk_size) return huge_alloc(pool, size, align);
+    unsigned cls = sc_index(need);
+    tcache_t *tc = tcache_lookup(pool);
+    void *p = arena_alloc_aligned_run(tc ? tc->arena : &pool->arenas[0], cls, align);
+    if (!p) return NULL;
+    if (tc) ohm_counter_add(&tc->stats[cls].direct_allocs, 1);
+    else atomic_fetch_add_explicit(&pool->direct_allocs[cls], 1, memory_order_relaxed);
+    return finish_alloc(p, sc_size(cls), pool->cfg.zero);
+}
+
+void *ohm_alloc(size_t size)
+{
+    ohm_pool *pool = atomic_load_explicit(&default_pool, memory_order_acquire);
+    if (ohm_unlikely(!pool) && !(pool = ohm_pool_default())) return NULL;
+    return ohm_pool_alloc(pool, size);
+}
+
+/* ---- free ---- */
+
+static inline void bin_push(tcache_t *tc, tbin_t *b, unsigned cls, uint32_t n, void *p)
+{
+    *(uintptr_t *)p = block_key(p);
+    b->slots[n] = p;
+    bin_set_n(b, n + 1);
+    ohm_counter_add(&tc->stats[cls].pushes, 1);
+}
+
+/* Everything the free fast path does not handle, with full validation and its messages: a huge block, an
+ * invalid pointer, a full bin, an uncached class, a pool that is not this thread's most recent. */
+static OHM_NOINLINE int free_slow(ohm_pool *pool, void *p)
+{
+    chunk_t *c;
+    unsigned cls;
+    int rc = pool_check_block(pool, p, &c, &cls);
+    if (rc) return rc;
+    if (c->kind == CHUNK_HUGE) {
+        huge_free(pool, c);
+        return 0;
+    }
+    tcache_t *tc = tcache_lookup(pool);
+    if (!tc) {
+        rc = arena_free_one(c->arena, p);
+        if (rc == 0) atomic_fetch_add_explicit(&pool->direct_frees[cls], 1, memory_order_relaxed);
+        return rc;
+    }
+    tbin_t *b = &tc->bins[cls];
+    tcache_tick(tc);
+    if (!b->cap) {
+        rc = arena_free_one(c->arena, p);
+        if (rc == 0) ohm_counter_add(&tc->stats[cls].direct_frees, 1);
+        return rc;
+    }
+    if (bin_n(b) == b->cap) tcache_flush_bin(tc, cls, b->cap / 2 ? b->cap / 2 : 1);
+    bin_push(tc, b, cls, bin_n(b), p);
+    return 0;
+}
+
+/* The fast path, about 40 instructions: page entry, block alignment (slab) or page start (run), free-block key,
+ * TLS compare, push. Anything unusual re-runs through free_slow, which says precisely what was wrong. */
+static inline __attribute__((always_inline)) int free_block(ohm_pool *pool, chunk_t *c, void *p)
+{
+    if (ohm_unlikely(c->kind != CHUNK_ARENA)) goto slow;
+    uint32_t e = pg_get(c, chunk_page_of(c, p));
+    unsigned cls = pg_cls(e);
+    if (ohm_likely(pg_kind(e) == PG_SLAB)) {
+        if (ohm_unlikely(!sc_divides(cls, (uintptr_t)p - (uintptr_t)chunk_page_addr(c, pg_head(e))))) goto slow;
+    } else if (ohm_unlikely(pg_kind(e) != PG_RUN || ((uintptr_t)p & (OHM_PAGE - 1)))) {
+        goto slow;
+    }
+    if (ohm_unlikely(block_word0(p) == block_key(p))) goto slow;
+    if (ohm_unlikely(tcache_last_id != pool->id)) goto slow;
+    tcache_t *tc = tcache_last;
+    tbin_t *b = &tc->bins[cls];
+    uint32_t n = bin_n(b);
+    if (ohm_unlikely(n >= b->cap)) goto slow;
+    bin_push(tc, b, cls, n, p);
+    return 0;
+slow:
+    return free_slow(pool, p);
+}
+
+static OHM_COLD int free_foreign(ohm_pool *pool, chunk_t *c, void *p)
+{
+    int rc = pool_check(pool);
+    if (rc) return rc;
+    return bad_pointer(pool, p, c ? "it belongs to another pool" : "it is in no pool's memory");
+}
+
+int ohm_pool_free(ohm_pool *pool, void *p)
+{
+    if (ohm_unlikely(!p)) return 0;
+    chunk_t *c = chunk_of(p);
+    if (ohm_unlikely(!c || c->pool != pool)) return free_foreign(pool, c, p);
+    return free_block(pool, c, p);
+}
+
+static OHM_COLD int free_nowhere(void *p)
+{
+    return ohm__error(OHM_EINVAL, "%p is not a live block of any pool (it is in no pool's memory)", p);
+}
+
+int ohm_free(void *p)
+{
+    if (ohm_unlikely(!p)) return 0;
+    chunk_t *c = chunk_of(p);
+    if (ohm_unlikely(!c)) return free_nowhere(p);
+    return free_block(c->pool, c, p);
+}
+
+size_t ohm_usable_size(const void *p)
+{
+    chunk_t *c;
+    unsigned cls;
+    if (!p || pool_check_block(NULL, (void *)p, &c, &cls) != 0) return 0;
+    return c->kind == CHUNK_HUGE ? c->usable : sc_size(cls);
+}
+
+/* ---- flushing and trimming ---- */
+
+int ohm_pool_flush_thread_cache(ohm_pool *pool)
+{
+    int rc = pool_check(pool);
+    if (rc) return rc;
+    tcache_t *tc = tcache_find(pool);
+    if (tc) tcache_flush(tc);
+    return 0;
+}
+
+int ohm_pool_trim(ohm_pool *pool)
+{
+    int rc = ohm_pool_flush_thread_cache(pool);
+    if (rc) return rc;
+    tcache_t *mine = tcache_find(pool);
+    registry_lock();
+    for (tcache_t *tc = pool->tcaches; tc; tc = tc->pnext)
+        if (tc != mine) atomic_store_explicit(&tc->flush_requested, 1, memory_order_relaxed);
+    if (pool->cfg.background_purge && pool->cfg.purge_delay_ms != UINT64_MAX) bg_ensure(); /* after a fork */
+    registry_unlock();
+    release_free_chunks(pool);
+    return 0;
+}
+
+/* ---- fork safety ----
+ * Take every lock before fork so the child never inherits one held by a thread that does not exist there.
+ * Order: registry, then each pool's arenas and huge lock. In the child, other threads' caches stay listed
+ * (their blocks are lost to the child, as in every thread-caching allocator) and the purger is restarted on
+ * the next pool creation or trim. */
+
+static void for_each_pool_lock(int lock)
+{
+    for (ohm_pool *p = pools; p; p = p->next) {
+        for (unsigned i = 0; i < p->narenas; i++) {
+            if (lock) pthread_mutex_lock(&p->arenas[i].lock);
+            else pthread_mutex_unlock(&p->arenas[i].lock);
+        }
+        if (lock) pthread_mutex_lock(&p->huge_lock);
+        else pthread_mutex_unlock(&p->huge_lock);
+    }
+}
+
+static void fork_prepare(void)
+{
+    registry_lock();
+    for_each_pool_lock(1);
+    chunk_fork_lock(1);
+}
+
+static void fork_parent(void)
+{
+    chunk_fork_lock(0);
+    for_each_pool_lock(0);
+    registry_unlock();
+}
+
+static void fork_child(void)
+{
+    chunk_fork_lock(0);
+    for_each_pool_lock(0);
+    bg_running = 0;
+    registry_unlock();
+}

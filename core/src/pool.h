@@ -1,0 +1,62 @@
+/* The pool object shared by the allocator's subsystems, and the process-wide pool registry. */
+#ifndef OHM_POOL_H
+#define OHM_POOL_H
+
+#include "tcache.h"
+
+#pragma GCC visibility push(hidden)
+
+#define POOL_MAGIC_LIVE 0x6f686d706f6f6c31ull /* "ohmpool1" */
+#define POOL_MAGIC_DEAD 0x64656164706f6f6cull
+
+typedef struct pool_retired {       /* counters of threads that have exited, under the registry lock */
+    uint64_t allocs[SC_COUNT], hits[SC_COUNT], frees[SC_COUNT];
+} pool_retired;
+
+struct ohm_pool {
+    _Atomic uint64_t magic;
+    uint64_t id;                     /* unique for the process's life; never 0               */
+    ohm_pool_config cfg;
+    char name[64];
+    size_t chunk_size;
+    unsigned chunk_pages;
+    unsigned nclasses;               /* classes up to chunk_size                              */
+    size_t cache_max;
+    unsigned narenas;
+    arena_t *arenas;
+    size_t arenas_size;
+    _Atomic uint64_t mapped;         /* chunk and huge bytes mapped now                       */
+    _Atomic uint64_t failed_allocs;
+    pthread_mutex_t huge_lock;       /* huge list and huge counters                           */
+    chunk_t *huge;
+    uint64_t huge_blocks, huge_bytes, huge_allocs, huge_frees;
+    _Atomic uint64_t direct_allocs[SC_COUNT], direct_frees[SC_COUNT]; /* calls made without a thread cache */
+    tcache_t *tcaches;               /* registry lock                                         */
+    pool_retired retired;            /* registry lock                                         */
+    struct ohm_pool *next;           /* registry list                                         */
+    int is_default;
+    int bg_busy;                     /* the background purger is working on it (registry lock)  */
+};
+
+/* The registry lock guards the list of pools, every pool's cache list and retired counters, and cache
+ * life cycles (creation, thread exit, pool destruction). Taken rarely; never on the fast paths. */
+void registry_lock(void);
+void registry_unlock(void);
+
+/* The key written into the first word of every free block that is not in its slab's bitmap (cached or on a
+ * remote chain): lets free() catch a double free and walks tell cached blocks from live ones. */
+extern uintptr_t ohm__key_secret;
+static inline uintptr_t block_key(const void *p) { return ohm__key_secret ^ (uintptr_t)p; }
+static inline uintptr_t block_word0(const void *p) { return *(const uintptr_t *)p; }
+
+/* Reserves bytes against the pool's cap (OHM_ENOMEM with a message when it would exceed it) / returns them. */
+int pool_reserve(struct ohm_pool *pool, size_t bytes);
+void pool_unreserve(struct ohm_pool *pool, size_t bytes);
+
+/* Validates p as the start of a live block of pool; returns its chunk and class (SC_COUNT for huge) or sets
+ * the error. Lock-free. */
+int pool_check_block(struct ohm_pool *pool, void *p, chunk_t **chunk_out, unsigned *cls_out);
+
+#pragma GCC visibility pop
+
+#endif

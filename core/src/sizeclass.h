@@ -1,0 +1,55 @@
+/* Size classes: 16-byte steps up to 128 B, then 4 classes per doubling up to 64 MiB (the largest chunk).
+ * Classes below 16 KiB (the first 35) are carved from slabs; from 16 KiB on, every class is a page multiple and
+ * is served as a page run. The table is built once at load time and never written again. */
+#ifndef OHM_SIZECLASS_H
+#define OHM_SIZECLASS_H
+
+#include "internal.h"
+
+#pragma GCC visibility push(hidden)
+
+#define SC_COUNT     84          /* == OHM_MAX_CLASSES                          */
+#define SC_NSMALL    35          /* classes 0..34 live in slabs                */
+#define SC_SMALL_MAX 14336       /* largest slab class                          */
+#define SC_MAX_SIZE  ((size_t)64 << 20)
+#define SC_SLAB_MAX_OBJS 512     /* bitmap bound: 8 x 64 bits                   */
+#define SC_SLAB_WORDS (SC_SLAB_MAX_OBJS / 64)
+
+typedef struct sc_info {
+    uint64_t div_magic;   /* UINT64_MAX / size + 1: divisibility and division by a multiply (Lemire) */
+    uint32_t size;
+    uint16_t slab_pages;  /* small classes: pages per slab                                          */
+    uint16_t slab_objs;   /* small classes: blocks per slab                                         */
+} sc_info;
+
+extern sc_info sc_table[SC_COUNT];
+
+/* The class of a size in [0, SC_MAX_SIZE]; 0 maps to the 16-byte class. About five instructions. */
+static inline unsigned sc_index(size_t size)
+{
+    if (size <= 128) return (unsigned)((size + 15) >> 4) - (size != 0);
+    unsigned lg = 63u - (unsigned)__builtin_clzll((unsigned long long)(size - 1)); /* 2^lg < size <= 2^(lg+1) */
+    return 8 + (lg - 7) * 4 + (unsigned)((size - 1 - ((size_t)1 << lg)) >> (lg - 2));
+}
+
+static inline size_t sc_size(unsigned cls) { return sc_table[cls].size; }
+static inline int sc_is_small(unsigned cls) { return cls < SC_NSMALL; }
+
+/* Whether offset (< 2^32) is a multiple of the class size: one multiply and a compare, exact for every 32-bit
+ * offset (Lemire, Kaser, Kurz: "Faster remainder by direct computation", 2019). */
+static inline int sc_divides(unsigned cls, size_t offset)
+{
+    return (uint64_t)offset * sc_table[cls].div_magic <= sc_table[cls].div_magic - 1;
+}
+/* offset / size for offset < 2^32: the high half of the 128-bit product. */
+static inline size_t sc_div(unsigned cls, size_t offset)
+{
+    return (size_t)(((unsigned __int128)sc_table[cls].div_magic * (uint64_t)offset) >> 64);
+}
+
+/* Number of classes whose size is at most chunk_size. */
+unsigned sc_count_for_chunk(size_t chunk_size);
+
+#pragma GCC visibility pop
+
+#endif

@@ -1,0 +1,275 @@
+/* Thread caches (see tcache.h).
+ *
+ * Life cycle: a cache is made the first time a thread allocates from or frees to a pool, bound to the arena
+ * with the fewest threads, and listed both in the thread's list and in the pool's. At thread exit a pthread
+ * key destructor flushes every cache of the thread and folds its counters into the pool. Destroying a pool
+ * marks its caches dead; each thread frees its dead caches the next time it looks for a cache, or at exit. */
+#include "tcache.h"
+
+#include "os.h"
+#include "pool.h"
+
+#include <string.h>
+
+OHM_TLS uint64_t tcache_last_id;
+OHM_TLS tcache_t *tcache_last;
+OHM_TLS tcache_slot tcache_slots[TCACHE_SLOTS];
+static OHM_TLS tcache_t *tl_caches;
+static OHM_TLS int tl_exiting; /* the key destructor ran: make no new caches on this thread */
+
+static pthread_key_t exit_key;
+static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
+
+/* Slots per class: the configured count for small blocks, bounded to 128 KiB of cached memory per class so
+ * that a thread's cache stays a few MiB at most. */
+static uint32_t bin_capacity(size_t size, unsigned slots)
+{
+    size_t by_bytes = ((size_t)128 << 10) / size;
+    if (by_bytes < 1) by_bytes = 1;
+    return (uint32_t)(slots < by_bytes ? slots : by_bytes);
+}
+
+static void slot_clear(const tcache_t *tc)
+{
+    for (unsigned i = 0; i < TCACHE_SLOTS; i++)
+        if (tcache_slots[i].tc == tc) tcache_slots[i] = (tcache_slot){0, NULL};
+    if (tcache_last == tc) {
+        tcache_last_id = 0;
+        tcache_last = NULL;
+    }
+}
+
+static void slot_install(tcache_t *tc)
+{
+    tcache_slots[tc->pool_id % TCACHE_SLOTS] = (tcache_slot){tc->pool_id, tc};
+    tcache_last_id = tc->pool_id;
+    tcache_last = tc;
+}
+
+void tcache_class_totals(tcache_t *tc, unsigned cls, uint64_t *allocs, uint64_t *hits, uint64_t *frees)
+{
+    tstats_t *st = &tc->stats[cls];
+    uint64_t pushes = ohm_counter_get(&st->pushes);
+    uint64_t pops = pushes + ohm_counter_get(&st->refilled) - ohm_counter_get(&st->flushed) - bin_n(&tc->bins[cls]);
+    *allocs = pops + ohm_counter_get(&st->direct_allocs);
+    *hits = pops - ohm_counter_get(&st->misses);
+    *frees = pushes + ohm_counter_get(&st->direct_frees);
+}
+
+static void retire_counters(tcache_t *tc)
+{
+    pool_retired *r = &tc->pool->retired;
+    for (unsigned c = 0; c < SC_COUNT; c++) {
+        uint64_t allocs, hits, frees;
+        tcache_class_totals(tc, c, &allocs, &hits, &frees);
+        r->allocs[c] += allocs;
+        r->hits[c] += hits;
+        r->frees[c] += frees;
+    }
+}
+
+/* Unlinks a live cache from its pool, folding in its counters. Registry lock held. */
+static void detach_from_pool(tcache_t *tc)
+{
+    retire_counters(tc);
+    if (tc->pprev) tc->pprev->pnext = tc->pnext;
+    else tc->pool->tcaches = tc->pnext;
+    if (tc->pnext) tc->pnext->pprev = tc->pprev;
+    atomic_fetch_sub(&tc->arena->nthreads, 1);
+}
+
+/* Flushes and frees every cache of the exiting thread. Frees go to the arenas without purging, so no unmap
+ * hook runs while the registry lock is held. */
+static void thread_exit(void *unused)
+{
+    (void)unused;
+    tl_exiting = 1;
+    registry_lock();
+    for (tcache_t *tc = tl_caches, *next; tc; tc = next) {
+        next = tc->tnext;
+        if (!atomic_load(&tc->dead)) {
+            tcache_flush(tc);
+            detach_from_pool(tc);
+        }
+        slot_clear(tc);
+        os_meta_free(tc, tc->meta_size);
+    }
+    tl_caches = NULL;
+    registry_unlock();
+}
+
+static void exit_key_create(void)
+{
+    pthread_key_create(&exit_key, thread_exit);
+}
+
+/* Frees the thread's caches of destroyed pools. Registry lock held. */
+static void prune_dead(void)
+{
+    for (tcache_t **pp = &tl_caches; *pp;) {
+        tcache_t *tc = *pp;
+        if (atomic_load(&tc->dead)) {
+            *pp = tc->tnext;
+            slot_clear(tc);
+            os_meta_free(tc, tc->meta_size);
+        } else {
+            pp = &tc->tnext;
+        }
+    }
+}
+
+static arena_t *least_used_arena(struct ohm_pool *pool)
+{
+    arena_t *best = &pool->arenas[0];
+    for (unsigned i = 1; i < pool->narenas; i++)
+        if (atomic_load(&pool->arenas[i].nthreads) < atomic_load(&best->nthreads)) best = &pool->arenas[i];
+    return best;
+}
+
+static tcache_t *tcache_new(struct ohm_pool *pool)
+{
+    uint32_t caps[SC_COUNT] = {0}, total = 0;
+    for (unsigned c = 0; c < pool->nclasses && sc_size(c) <= pool->cache_max; c++) {
+        caps[c] = bin_capacity(sc_size(c), pool->cfg.cache_slots);
+        total += caps[c];
+    }
+    size_t size = sizeof(tcache_t) + (size_t)total * sizeof(void *);
+    tcache_t *tc = os_meta_alloc(size);
+    if (!tc) return NULL;
+    tc->meta_size = size;
+    tc->pool = pool;
+    tc->pool_id = pool->id;
+    tc->cache_max = pool->cfg.zero ? 0 : pool->cache_max; /* zeroing pools allocate through the slow path */
+    void **slots = (void **)(tc + 1);
+    for (unsigned c = 0; c < SC_COUNT; c++) {
+        tc->bins[c].slots = slots;
+        tc->bins[c].cap = caps[c];
+        slots += caps[c];
+    }
+    tc->arena = least_used_arena(pool);
+    atomic_fetch_add(&tc->arena->nthreads, 1);
+    tc->pnext = pool->tcaches;
+    if (pool->tcaches) pool->tcaches->pprev = tc;
+    pool->tcaches = tc;
+    tc->tnext = tl_caches;
+    tl_caches = tc;
+    return tc;
+}
+
+static tcache_t *tcache_get_slow(struct ohm_pool *pool)
+{
+    if (tl_exiting) return NULL;
+    pthread_once(&exit_key_once, exit_key_create);
+    registry_lock();
+    prune_dead();
+    tcache_t *tc = tl_caches;
+    while (tc && tc->pool_id != pool->id) tc = tc->tnext;
+    if (!tc && (tc = tcache_new(pool)) != NULL) pthread_setspecific(exit_key, (void *)1);
+    registry_unlock();
+    if (tc) slot_install(tc);
+    return tc;
+}
+
+tcache_t *tcache_lookup(struct ohm_pool *pool)
+{
+    tcache_slot *s = &tcache_slots[pool->id % TCACHE_SLOTS];
+    if (s->pool_id == pool->id) {
+        tcache_last_id = pool->id;
+        tcache_last = s->tc;
+        return s->tc;
+    }
+    return tcache_get_slow(pool);
+}
+
+tcache_t *tcache_find(struct ohm_pool *pool)
+{
+    tcache_t *tc = tl_caches;
+    while (tc && (tc->pool_id != pool->id || atomic_load(&tc->dead))) tc = tc->tnext;
+    return tc;
+}
+
+void tcache_kill_all(struct ohm_pool *pool)
+{
+    for (tcache_t *tc = pool->tcaches; tc; tc = tc->pnext) atomic_store(&tc->dead, 1);
+    pool->tcaches = NULL;
+    prune_dead();
+}
+
+/* ---- refill and flush ---- */
+
+unsigned tcache_refill(tcache_t *tc, unsigned cls)
+{
+    tbin_t *b = &tc->bins[cls];
+    uint32_t n = bin_n(b);
+    /* Blocks other threads freed to this arena come first: taking them is one exchange and no lock, which is
+     * what keeps a producer/consumer pair off the arena lock. They already carry the free-block key. */
+    void *chain = arena_remote_take(tc->arena, cls);
+    while (chain && n < b->cap) {
+        b->slots[n++] = chain;
+        chain = *block_link(chain);
+    }
+    if (chain) {
+        void *tail = chain;
+        while (*block_link(tail)) tail = *block_link(tail);
+        arena_remote_push(tc->arena, cls, chain, tail);
+    }
+    if (!n) {
+        uint32_t want = b->cap / 2 ? b->cap / 2 : 1;
+        n = arena_alloc_batch(tc->arena, cls, b->slots, want);
+        /* Reverse so that the lowest address is popped first; mark each block free for double-free checks. */
+        for (unsigned i = 0; i < n / 2; i++) {
+            void *t = b->slots[i];
+            b->slots[i] = b->slots[n - 1 - i];
+            b->slots[n - 1 - i] = t;
+        }
+        for (unsigned i = 0; i < n; i++) *(uintptr_t *)b->slots[i] = block_key(b->slots[i]);
+    }
+    ohm_counter_add(&tc->stats[cls].refilled, n - bin_n(b));
+    bin_set_n(b, n);
+    return n;
+}
+
+void tcache_flush_bin(tcache_t *tc, unsigned cls, uint32_t count)
+{
+    tbin_t *b = &tc->bins[cls];
+    uint32_t n = bin_n(b);
+    if (count > n) count = n;
+    /* Oldest first. Consecutive blocks of one arena go back together: to our own arena under its lock, to any
+     * other arena as one lock-free chain. */
+    for (uint32_t start = 0, i; start < count; start = i) {
+        arena_t *a = chunk_of(b->slots[start])->arena;
+        for (i = start + 1; i < count && chunk_of(b->slots[i])->arena == a; i++)
+            *block_link(b->slots[i - 1]) = b->slots[i];
+        if (a == tc->arena) arena_free_batch(a, b->slots + start, i - start, !tl_exiting);
+        else arena_remote_push(a, cls, b->slots[start], b->slots[i - 1]);
+    }
+    memmove(b->slots, b->slots + count, (n - count) * sizeof(void *));
+    ohm_counter_add(&tc->stats[cls].flushed, count);
+    bin_set_n(b, n - count);
+}
+
+void tcache_flush(tcache_t *tc)
+{
+    for (unsigned c = 0; c < SC_COUNT; c++)
+        if (bin_n(&tc->bins[c])) tcache_flush_bin(tc, c, bin_n(&tc->bins[c]));
+}
+
+/* Incremental trimming: every 64 slow-path events the trimmer visits one bin; a bin that needed no refill
+ * since its last visit holds more than its thread uses, and gives half of it back. An idle class drains over
+ * a few visits; a busy one, refilling, keeps its fill. */
+void tcache_tick(tcache_t *tc)
+{
+    if (ohm_unlikely(atomic_load_explicit(&tc->flush_requested, memory_order_relaxed))) {
+        atomic_store_explicit(&tc->flush_requested, 0, memory_order_relaxed);
+        tcache_flush(tc);
+        return;
+    }
+    if (++tc->gc_ticks < 64) return;
+    tc->gc_ticks = 0;
+    unsigned cls = tc->gc_cursor++ % SC_COUNT;
+    tstats_t *st = &tc->stats[cls];
+    uint64_t refilled = ohm_counter_get(&st->refilled);
+    uint32_t n = bin_n(&tc->bins[cls]);
+    if (refilled == st->gc_refilled && n) tcache_flush_bin(tc, cls, (n + 1) / 2);
+    st->gc_refilled = refilled;
+}

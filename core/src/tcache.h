@@ -1,0 +1,78 @@
+/* Thread caches: per thread and per pool, one bounded stack of free blocks per size class. The allocation fast
+ * path pops, the free fast path pushes; neither takes a lock nor writes shared memory. An empty bin is refilled
+ * from the arena (remote-free chains first, lock-free); a full bin flushes its older half to the blocks' arenas.
+ * Statistics are per-bin counters that only the owning thread writes (see ohm_counter). */
+#ifndef OHM_TCACHE_H
+#define OHM_TCACHE_H
+
+#include "arena.h"
+
+#pragma GCC visibility push(hidden)
+
+typedef struct tbin {
+    void **slots;           /* stack; slots[n-1] is the most recently freed block                  */
+    _Atomic uint32_t n;     /* written by the owner only (relaxed: plain moves), read by stats   */
+    uint32_t cap;           /* 0: class not cached                                               */
+} tbin_t;
+
+/* Per-class counters, written by the owner only. The fast paths count only pushes: pops follow from the
+ * stack's own arithmetic, pops = pushes + refilled - flushed - n, which saves a counter on every allocation. */
+typedef struct tstats {
+    ohm_counter pushes;        /* frees into the bin                                      */
+    ohm_counter refilled;      /* blocks a refill brought in                             */
+    ohm_counter flushed;       /* blocks sent back to arenas                              */
+    ohm_counter misses;        /* allocations that had to refill first                     */
+    ohm_counter direct_allocs; /* allocations that bypass the bin (uncached, aligned runs) */
+    ohm_counter direct_frees;
+    uint64_t gc_refilled;      /* `refilled` when the trimmer last looked (owner only)    */
+    uint64_t pad;
+} tstats_t;
+
+typedef struct tcache {
+    uint64_t pool_id;
+    struct ohm_pool *pool;
+    arena_t *arena;
+    size_t cache_max;       /* largest size the allocation fast path serves (0 for zeroing pools) */
+    _Atomic int flush_requested;
+    _Atomic int dead;       /* the pool was destroyed                                        */
+    unsigned gc_cursor, gc_ticks;
+    struct tcache *pnext, *pprev; /* pool's list, under the registry lock                   */
+    struct tcache *tnext;         /* this thread's list                                      */
+    size_t meta_size;
+    tbin_t bins[SC_COUNT];
+    tstats_t stats[SC_COUNT];
+} tcache_t;
+
+/* The calling thread's most recently used cache, and a small table by pool id behind it. Most programs use one
+ * pool, whose cache the fast paths then find with one TLS compare. */
+extern OHM_TLS uint64_t tcache_last_id;
+extern OHM_TLS tcache_t *tcache_last;
+typedef struct tcache_slot { uint64_t pool_id; tcache_t *tc; } tcache_slot;
+#define TCACHE_SLOTS 8
+extern OHM_TLS tcache_slot tcache_slots[TCACHE_SLOTS];
+
+static inline uint32_t bin_n(tbin_t *b) { return atomic_load_explicit(&b->n, memory_order_relaxed); }
+static inline void bin_set_n(tbin_t *b, uint32_t n) { atomic_store_explicit(&b->n, n, memory_order_relaxed); }
+
+/* Totals of one class of one cache (exact when its thread is quiet). */
+void tcache_class_totals(tcache_t *tc, unsigned cls, uint64_t *allocs, uint64_t *hits, uint64_t *frees);
+
+/* The calling thread's cache for pool from the TLS table (making it the most recent), else created or found
+ * through the slow path; NULL when none can be made (callers then work through an arena directly). */
+tcache_t *tcache_lookup(struct ohm_pool *pool);
+/* The calling thread's cache for pool if it has one; never creates one. */
+tcache_t *tcache_find(struct ohm_pool *pool);
+/* Refills bin cls, returning the number of blocks now in it (0 = out of memory, error set). */
+unsigned tcache_refill(tcache_t *tc, unsigned cls);
+/* Returns the count oldest blocks of bin cls to their arenas (at most the bin's fill). */
+void tcache_flush_bin(tcache_t *tc, unsigned cls, uint32_t count);
+/* Flushes every bin. */
+void tcache_flush(tcache_t *tc);
+/* Periodic work done on slow paths: a pending flush request and incremental trimming. */
+void tcache_tick(tcache_t *tc);
+/* Marks every cache of a pool dead and frees the caller's own (pool destruction). Registry lock held. */
+void tcache_kill_all(struct ohm_pool *pool);
+
+#pragma GCC visibility pop
+
+#endif
