@@ -7,7 +7,9 @@
 #include <pthread.h>
 #include <string.h>
 
-_Atomic(_Atomic(chunk_t *) *) radix_root[1u << RADIX_L1_BITS];
+static _Atomic(chunk_t *) radix_empty_leaf[1u << RADIX_L2_BITS];
+/* Statically initialized (a GNU range initializer), so lookups work before any constructor has run. */
+_Atomic(_Atomic(chunk_t *) *) radix_root[1u << RADIX_L1_BITS] = {[0 ...(1u << RADIX_L1_BITS) - 1] = radix_empty_leaf};
 static pthread_mutex_t radix_grow_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Leaves are created on demand and never freed: 128 KiB each, one per 16 GiB of address space in use. */
@@ -15,10 +17,10 @@ static _Atomic(chunk_t *) *radix_leaf(uintptr_t key)
 {
     _Atomic(_Atomic(chunk_t *) *) *slot = &radix_root[key >> RADIX_L2_BITS];
     _Atomic(chunk_t *) *leaf = atomic_load_explicit(slot, memory_order_acquire);
-    if (leaf) return leaf;
+    if (leaf != radix_empty_leaf) return leaf;
     pthread_mutex_lock(&radix_grow_lock);
     leaf = atomic_load_explicit(slot, memory_order_relaxed);
-    if (!leaf) {
+    if (leaf == radix_empty_leaf) {
         leaf = os_meta_alloc(sizeof(*leaf) << RADIX_L2_BITS);
         if (leaf) atomic_store_explicit(slot, leaf, memory_order_release);
     }

@@ -87,6 +87,7 @@ static inline size_t chunk_run_index(const chunk_t *c, const run_t *r) { return 
 #define RADIX_L2_BITS 14
 #define RADIX_L1_BITS (47 - RADIX_GRANULE_SHIFT - RADIX_L2_BITS)
 
+/* Root slots without a leaf point at one shared, never-written leaf of NULLs, so a lookup needs no test. */
 extern _Atomic(_Atomic(chunk_t *) *) radix_root[1u << RADIX_L1_BITS];
 
 /* The chunk containing p, or NULL. Two dependent loads. */
@@ -95,7 +96,6 @@ static inline chunk_t *chunk_of(const void *p)
     uintptr_t key = (uintptr_t)p >> RADIX_GRANULE_SHIFT;
     if (ohm_unlikely(key >> (RADIX_L1_BITS + RADIX_L2_BITS))) return NULL;
     _Atomic(chunk_t *) *leaf = atomic_load_explicit(&radix_root[key >> RADIX_L2_BITS], memory_order_acquire);
-    if (ohm_unlikely(!leaf)) return NULL;
     return atomic_load_explicit(&leaf[key & ((1u << RADIX_L2_BITS) - 1)], memory_order_acquire);
 }
 

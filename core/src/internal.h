@@ -48,6 +48,10 @@ void ohm__error_clear(void);
 void ohm__log(ohm_log_level level, const char *fmt, ...) OHM_PRINTF(2, 3);
 int ohm__log_enabled(ohm_log_level level);
 
+/* Process-wide one-time setup (size-class tables, the free-block key, fork handlers). Every entry point that
+ * does not go through an existing pool calls it; cheap after the first call. */
+void ohm__init(void);
+
 /* Environment helpers for OHM_* settings: each returns dflt when the variable is unset or malformed (and logs
  * the malformed value). Sizes accept K, M, G suffixes. */
 uint64_t ohm__env_u64(const char *name, uint64_t dflt);

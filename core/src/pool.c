@@ -28,10 +28,17 @@ static void fork_prepare(void);
 static void fork_parent(void);
 static void fork_child(void);
 
-__attribute__((constructor)) static void pool_init_process(void)
+static void init_process(void)
 {
+    sc_init();
     ohm__key_secret = (uintptr_t)os_random64() | 1;
     pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+void ohm__init(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, init_process);
 }
 
 /* ---- configuration ---- */
@@ -138,6 +145,7 @@ static void bg_ensure(void)
 ohm_pool *ohm_pool_create(const ohm_pool_config *cfg_in)
 {
     ohm_pool_config cfg;
+    ohm__init();
     if (cfg_in) cfg = *cfg_in;
     else ohm_pool_config_init(&cfg);
     if (config_check(&cfg) != 0) return NULL;
@@ -347,7 +355,7 @@ static OHM_NOINLINE void *alloc_slow(ohm_pool *pool, size_t size)
     tcache_t *tc = tcache_lookup(pool);
     void *p = NULL;
     if (tc) {
-        tbin_t *b = &tc->bins[cls];
+        tbin_t *b = tc->bins[cls];
         tcache_tick(tc);
         if (b->cap) {
             uint32_t n = bin_n(b);
@@ -376,7 +384,7 @@ void *ohm_pool_alloc(ohm_pool *pool, size_t size)
         tcache_t *tc = tcache_last;
         if (ohm_likely(size <= tc->cache_max)) {
             unsigned cls = sc_index(size);
-            tbin_t *b = &tc->bins[cls];
+            tbin_t *b = tc->bins[cls];
             uint32_t n = bin_n(b);
             if (ohm_likely(n != 0)) {
                 void *p = b->slots[n - 1];
@@ -438,12 +446,12 @@ void *ohm_alloc(size_t size)
 
 /* ---- free ---- */
 
-static inline void bin_push(tcache_t *tc, tbin_t *b, unsigned cls, uint32_t n, void *p)
+static inline void bin_push(tbin_t *b, uint32_t n, void *p)
 {
     *(uintptr_t *)p = block_key(p);
     b->slots[n] = p;
     bin_set_n(b, n + 1);
-    ohm_counter_add(&tc->stats[cls].pushes, 1);
+    ohm_counter_add(&b->pushes, 1);
 }
 
 /* Everything the free fast path does not handle, with full validation and its messages: a huge block, an
@@ -464,7 +472,7 @@ static OHM_NOINLINE int free_slow(ohm_pool *pool, void *p)
         if (rc == 0) atomic_fetch_add_explicit(&pool->direct_frees[cls], 1, memory_order_relaxed);
         return rc;
     }
-    tbin_t *b = &tc->bins[cls];
+    tbin_t *b = tc->bins[cls];
     tcache_tick(tc);
     if (!b->cap) {
         rc = arena_free_one(c->arena, p);
@@ -472,7 +480,7 @@ static OHM_NOINLINE int free_slow(ohm_pool *pool, void *p)
         return rc;
     }
     if (bin_n(b) == b->cap) tcache_flush_bin(tc, cls, b->cap / 2 ? b->cap / 2 : 1);
-    bin_push(tc, b, cls, bin_n(b), p);
+    bin_push(b, bin_n(b), p);
     return 0;
 }
 
@@ -491,10 +499,10 @@ static inline __attribute__((always_inline)) int free_block(ohm_pool *pool, chun
     if (ohm_unlikely(block_word0(p) == block_key(p))) goto slow;
     if (ohm_unlikely(tcache_last_id != pool->id)) goto slow;
     tcache_t *tc = tcache_last;
-    tbin_t *b = &tc->bins[cls];
+    tbin_t *b = tc->bins[cls];
     uint32_t n = bin_n(b);
     if (ohm_unlikely(n >= b->cap)) goto slow;
-    bin_push(tc, b, cls, n, p);
+    bin_push(b, n, p);
     return 0;
 slow:
     return free_slow(pool, p);

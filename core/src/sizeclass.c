@@ -2,6 +2,15 @@
 #include "sizeclass.h"
 
 sc_info sc_table[SC_COUNT];
+uint8_t sc_lut[(SC_LUT_MAX >> 4) + 1];
+
+/* The arithmetic form of sc_index, used to build the table and for sizes above it. */
+static unsigned sc_index_arith(size_t size)
+{
+    if (size <= 128) return size ? (unsigned)((size + 15) >> 4) - 1 : 0;
+    unsigned lg = 63u - (unsigned)__builtin_clzll((unsigned long long)(size - 1));
+    return 8 + (lg - 7) * 4 + (unsigned)((size - 1 - ((size_t)1 << lg)) >> (lg - 2));
+}
 
 /* Slab geometry: the fewest pages (1..16) that waste at most 1/16 of the slab to the tail that no block fits
  * in, and hold at most SC_SLAB_MAX_OBJS blocks; if none qualifies, the page count with the least waste. */
@@ -26,7 +35,7 @@ static void sc_slab_geometry(sc_info *c)
     c->slab_objs = (uint16_t)(best_pages * OHM_PAGE / c->size);
 }
 
-__attribute__((constructor)) static void sc_init(void)
+void sc_init(void)
 {
     unsigned n = 0;
     for (uint32_t s = 16; s <= 128; s += 16) sc_table[n++].size = s;
@@ -37,6 +46,7 @@ __attribute__((constructor)) static void sc_init(void)
         c->div_magic = UINT64_MAX / c->size + 1;
         if (i < SC_NSMALL) sc_slab_geometry(c);
     }
+    for (size_t g = 0; g <= SC_LUT_MAX >> 4; g++) sc_lut[g] = (uint8_t)sc_index_arith(g << 4);
 }
 
 unsigned sc_count_for_chunk(size_t chunk_size)
@@ -46,5 +56,14 @@ unsigned sc_count_for_chunk(size_t chunk_size)
     return n;
 }
 
-unsigned ohm_size_class_count(size_t chunk_size) { return sc_count_for_chunk(chunk_size); }
-size_t ohm_size_class_size(unsigned cls) { return cls < SC_COUNT ? sc_table[cls].size : 0; }
+unsigned ohm_size_class_count(size_t chunk_size)
+{
+    ohm__init();
+    return sc_count_for_chunk(chunk_size);
+}
+
+size_t ohm_size_class_size(unsigned cls)
+{
+    ohm__init();
+    return cls < SC_COUNT ? sc_table[cls].size : 0;
+}

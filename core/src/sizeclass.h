@@ -23,11 +23,14 @@ typedef struct sc_info {
 } sc_info;
 
 extern sc_info sc_table[SC_COUNT];
+#define SC_LUT_MAX 4096
+extern uint8_t sc_lut[(SC_LUT_MAX >> 4) + 1]; /* class by 16-byte granule, for sizes up to 4 KiB */
 
-/* The class of a size in [0, SC_MAX_SIZE]; 0 maps to the 16-byte class. About five instructions. */
+/* The class of a size in [0, SC_MAX_SIZE]; 0 maps to the 16-byte class. A table load up to 4 KiB, about eight
+ * instructions above. */
 static inline unsigned sc_index(size_t size)
 {
-    if (size <= 128) return (unsigned)((size + 15) >> 4) - (size != 0);
+    if (ohm_likely(size <= SC_LUT_MAX)) return sc_lut[(size + 15) >> 4];
     unsigned lg = 63u - (unsigned)__builtin_clzll((unsigned long long)(size - 1)); /* 2^lg < size <= 2^(lg+1) */
     return 8 + (lg - 7) * 4 + (unsigned)((size - 1 - ((size_t)1 << lg)) >> (lg - 2));
 }
@@ -47,6 +50,8 @@ static inline size_t sc_div(unsigned cls, size_t offset)
     return (size_t)(((unsigned __int128)sc_table[cls].div_magic * (uint64_t)offset) >> 64);
 }
 
+/* Builds the tables; called once by ohm__init. */
+void sc_init(void);
 /* Number of classes whose size is at most chunk_size. */
 unsigned sc_count_for_chunk(size_t chunk_size);
 

@@ -49,8 +49,8 @@ static void slot_install(tcache_t *tc)
 void tcache_class_totals(tcache_t *tc, unsigned cls, uint64_t *allocs, uint64_t *hits, uint64_t *frees)
 {
     tstats_t *st = &tc->stats[cls];
-    uint64_t pushes = ohm_counter_get(&st->pushes);
-    uint64_t pops = pushes + ohm_counter_get(&st->refilled) - ohm_counter_get(&st->flushed) - bin_n(&tc->bins[cls]);
+    uint64_t pushes = ohm_counter_get(&tc->bins[cls]->pushes);
+    uint64_t pops = pushes + ohm_counter_get(&st->refilled) - ohm_counter_get(&st->flushed) - bin_n(tc->bins[cls]);
     *allocs = pops + ohm_counter_get(&st->direct_allocs);
     *hits = pops - ohm_counter_get(&st->misses);
     *frees = pushes + ohm_counter_get(&st->direct_frees);
@@ -126,25 +126,32 @@ static arena_t *least_used_arena(struct ohm_pool *pool)
     return best;
 }
 
+/* The bin of every uncached class: capacity 0, so both fast paths fall through to the slow ones. Never written. */
+static tbin_t empty_bin;
+
 static tcache_t *tcache_new(struct ohm_pool *pool)
 {
-    uint32_t caps[SC_COUNT] = {0}, total = 0;
+    uint32_t caps[SC_COUNT] = {0};
+    size_t size = sizeof(tcache_t);
     for (unsigned c = 0; c < pool->nclasses && sc_size(c) <= pool->cache_max; c++) {
         caps[c] = bin_capacity(sc_size(c), pool->cfg.cache_slots);
-        total += caps[c];
+        size += sizeof(tbin_t) + caps[c] * sizeof(void *);
     }
-    size_t size = sizeof(tcache_t) + (size_t)total * sizeof(void *);
     tcache_t *tc = os_meta_alloc(size);
     if (!tc) return NULL;
     tc->meta_size = size;
     tc->pool = pool;
     tc->pool_id = pool->id;
     tc->cache_max = pool->cfg.zero ? 0 : pool->cache_max; /* zeroing pools allocate through the slow path */
-    void **slots = (void **)(tc + 1);
+    char *next = (char *)(tc + 1);
     for (unsigned c = 0; c < SC_COUNT; c++) {
-        tc->bins[c].slots = slots;
-        tc->bins[c].cap = caps[c];
-        slots += caps[c];
+        if (!caps[c]) {
+            tc->bins[c] = &empty_bin;
+            continue;
+        }
+        tc->bins[c] = (tbin_t *)next;
+        tc->bins[c]->cap = caps[c];
+        next += sizeof(tbin_t) + caps[c] * sizeof(void *);
     }
     tc->arena = least_used_arena(pool);
     atomic_fetch_add(&tc->arena->nthreads, 1);
@@ -199,7 +206,7 @@ void tcache_kill_all(struct ohm_pool *pool)
 
 unsigned tcache_refill(tcache_t *tc, unsigned cls)
 {
-    tbin_t *b = &tc->bins[cls];
+    tbin_t *b = tc->bins[cls];
     uint32_t n = bin_n(b);
     /* Blocks other threads freed to this arena come first: taking them is one exchange and no lock, which is
      * what keeps a producer/consumer pair off the arena lock. They already carry the free-block key. */
@@ -231,7 +238,7 @@ unsigned tcache_refill(tcache_t *tc, unsigned cls)
 
 void tcache_flush_bin(tcache_t *tc, unsigned cls, uint32_t count)
 {
-    tbin_t *b = &tc->bins[cls];
+    tbin_t *b = tc->bins[cls];
     uint32_t n = bin_n(b);
     if (count > n) count = n;
     /* Oldest first. Consecutive blocks of one arena go back together: to our own arena under its lock, to any
@@ -251,7 +258,7 @@ void tcache_flush_bin(tcache_t *tc, unsigned cls, uint32_t count)
 void tcache_flush(tcache_t *tc)
 {
     for (unsigned c = 0; c < SC_COUNT; c++)
-        if (bin_n(&tc->bins[c])) tcache_flush_bin(tc, c, bin_n(&tc->bins[c]));
+        if (bin_n(tc->bins[c])) tcache_flush_bin(tc, c, bin_n(tc->bins[c]));
 }
 
 /* Incremental trimming: every 64 slow-path events the trimmer visits one bin; a bin that needed no refill
@@ -269,7 +276,7 @@ void tcache_tick(tcache_t *tc)
     unsigned cls = tc->gc_cursor++ % SC_COUNT;
     tstats_t *st = &tc->stats[cls];
     uint64_t refilled = ohm_counter_get(&st->refilled);
-    uint32_t n = bin_n(&tc->bins[cls]);
+    uint32_t n = bin_n(tc->bins[cls]);
     if (refilled == st->gc_refilled && n) tcache_flush_bin(tc, cls, (n + 1) / 2);
     st->gc_refilled = refilled;
 }
