@@ -1,0 +1,504 @@
+/* Shared helpers of ohm-bench; see bench_util.h for which of them may allocate. */
+#define _GNU_SOURCE
+#include "bench_util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* ---- failing loudly ------------------------------------------------------------------------------------- */
+
+__attribute__((format(printf, 1, 0))) static void vwarn(const char *fmt, va_list ap) {
+    /* One fprintf per part; stderr is unbuffered, so a parent and its child may interleave only whole parts. */
+    fputs("ohm-bench: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
+void bench_die(int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vwarn(fmt, ap);
+    va_end(ap);
+    exit(code);
+}
+
+void bench_warn(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vwarn(fmt, ap);
+    va_end(ap);
+}
+
+/* ---- time and memory ------------------------------------------------------------------------------------ */
+
+uint64_t bench_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Reads a whole /proc file into buf (NUL-terminated) with plain syscalls; returns the length or -1. */
+static ssize_t read_proc(const char *path, char *buf, size_t cap) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    size_t len = 0;
+    while (len + 1 < cap) {
+        ssize_t n = read(fd, buf + len, cap - 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    close(fd);
+    buf[len] = '\0';
+    return (ssize_t)len;
+}
+
+uint64_t bench_rss_bytes(void) {
+    char buf[128];
+    if (read_proc("/proc/self/statm", buf, sizeof buf) <= 0)
+        return 0;
+    char *end;
+    strtoull(buf, &end, 10); /* total program size; the second field is the resident one */
+    uint64_t pages = strtoull(end, NULL, 10);
+    return pages * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+bool bench_reset_peak_rss(void) {
+    int fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    bool ok = write(fd, "5", 1) == 1;
+    close(fd);
+    return ok;
+}
+
+uint64_t bench_peak_rss_bytes(void) {
+    char buf[8192];
+    if (read_proc("/proc/self/status", buf, sizeof buf) > 0) {
+        const char *p = strstr(buf, "\nVmHWM:");
+        if (p)
+            return strtoull(p + 7, NULL, 10) * 1024u;
+    }
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        return (uint64_t)ru.ru_maxrss * 1024u;
+    return 0;
+}
+
+void *bench_map(size_t size) {
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (p == MAP_FAILED)
+        bench_die(4, "mmap of %zu bytes for bookkeeping failed: %s", size, strerror(errno));
+    return p;
+}
+
+void bench_unmap(void *p, size_t size) {
+    if (p)
+        munmap(p, size);
+}
+
+uint64_t bench_scaled(uint64_t base, double scale) {
+    double v = nearbyint((double)base * scale);
+    return v < 1.0 ? 1 : (uint64_t)v;
+}
+
+/* ---- child processes ------------------------------------------------------------------------------------ */
+
+/* environ without LD_PRELOAD, plus LD_PRELOAD=preload when given. The strings are borrowed from environ and
+ * from preload_kv; the array is malloc'ed (this runs in the parent). */
+static char **child_environ(const char *preload, char *preload_kv, size_t kv_cap) {
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **env = calloc(n + 2, sizeof *env);
+    if (!env)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "LD_PRELOAD=", 11) != 0)
+            env[k++] = environ[i];
+    if (preload) {
+        snprintf(preload_kv, kv_cap, "LD_PRELOAD=%s", preload);
+        env[k++] = preload_kv;
+    }
+    env[k] = NULL;
+    return env;
+}
+
+/* Reads fd to EOF into buf (NUL-terminated, excess dropped). */
+static void read_to_eof(int fd, char *buf, size_t cap) {
+    size_t len = 0;
+    char scratch[4096];
+    for (;;) {
+        ssize_t n = read(fd, scratch, sizeof scratch);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        size_t take = (size_t)n < cap - 1 - len ? (size_t)n : cap - 1 - len;
+        memcpy(buf + len, scratch, take);
+        len += take;
+    }
+    buf[len] = '\0';
+}
+
+/* Copies the last line of out that starts with '{' into line; false if there is none. */
+static bool last_json_line(const char *out, char *line, size_t cap) {
+    const char *found = NULL;
+    for (const char *p = out; *p; p++)
+        if (*p == '{' && (p == out || p[-1] == '\n'))
+            found = p;
+    if (!found)
+        return false;
+    size_t len = strcspn(found, "\n");
+    if (len >= cap)
+        return false;
+    memcpy(line, found, len);
+    line[len] = '\0';
+    return true;
+}
+
+static void describe_status(int status, unsigned timeout_s, char *why, size_t cap) {
+    if (WIFEXITED(status))
+        snprintf(why, cap, "exited with status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
+        snprintf(why, cap, "timed out after %u s", timeout_s);
+    else if (WIFSIGNALED(status))
+        snprintf(why, cap, "killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+    else
+        snprintf(why, cap, "ended with wait status %#x", (unsigned)status);
+}
+
+int bench_run_child(const bench_child *c, char *line, size_t line_cap, char *why, size_t why_cap) {
+    char preload_kv[4200];
+    char **env = child_environ(c->preload, preload_kv, sizeof preload_kv);
+    int fds[2];
+    if (!env || pipe2(fds, O_CLOEXEC) != 0) {
+        snprintf(why, why_cap, "cannot prepare the child: %s", strerror(errno));
+        free(env);
+        return -1;
+    }
+    fflush(NULL); /* the child must not inherit unwritten stdio buffers */
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* dup2 clears close-on-exec on the new stdout; the pipe's own fds close at exec. alarm() survives
+         * exec, so the limit holds even if the child hangs before main. */
+        if (dup2(fds[1], STDOUT_FILENO) < 0)
+            _exit(127);
+        if (c->timeout_s)
+            alarm(c->timeout_s);
+        execve("/proc/self/exe", (char *const *)c->argv, env);
+        _exit(127);
+    }
+    free(env);
+    close(fds[1]);
+    if (pid < 0) {
+        close(fds[0]);
+        snprintf(why, why_cap, "fork failed: %s", strerror(errno));
+        return -1;
+    }
+    char out[65536];
+    read_to_eof(fds[0], out, sizeof out);
+    close(fds[0]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) {
+            snprintf(why, why_cap, "waitpid failed: %s", strerror(errno));
+            return -1;
+        }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        describe_status(status, c->timeout_s, why, why_cap);
+        return -1;
+    }
+    if (!last_json_line(out, line, line_cap)) {
+        snprintf(why, why_cap, "printed no result line");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- one-line JSON -------------------------------------------------------------------------------------- */
+
+static void json_put(bench_json *j, const char *s, size_t n) {
+    if (j->len + n + 2 >= sizeof j->buf) { /* keep room for "}\n" */
+        j->overflow = true;
+        return;
+    }
+    memcpy(j->buf + j->len, s, n);
+    j->len += n;
+    j->buf[j->len] = '\0';
+}
+
+static void json_puts(bench_json *j, const char *s) {
+    json_put(j, s, strlen(s));
+}
+
+static void json_quoted(bench_json *j, const char *s) {
+    json_put(j, "\"", 1);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        char esc[8];
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            json_put(j, esc, 2);
+        } else if (c < 0x20) {
+            snprintf(esc, sizeof esc, "\\u%04x", c);
+            json_puts(j, esc);
+        } else {
+            json_put(j, s, 1);
+        }
+    }
+    json_put(j, "\"", 1);
+}
+
+static void json_key(bench_json *j, const char *key) {
+    if (j->len > 1)
+        json_put(j, ",", 1);
+    json_quoted(j, key);
+    json_put(j, ":", 1);
+}
+
+void bench_json_begin(bench_json *j) {
+    j->len = 0;
+    j->overflow = false;
+    json_put(j, "{", 1);
+}
+
+void bench_json_str(bench_json *j, const char *key, const char *value) {
+    json_key(j, key);
+    json_quoted(j, value);
+}
+
+void bench_json_u64(bench_json *j, const char *key, uint64_t value) {
+    char num[32];
+    snprintf(num, sizeof num, "%llu", (unsigned long long)value);
+    json_key(j, key);
+    json_puts(j, num);
+}
+
+void bench_json_f64(bench_json *j, const char *key, double value) {
+    char num[40];
+    /* JSON has no NaN or infinity; a rate that is not finite is reported as 0. */
+    snprintf(num, sizeof num, "%.1f", isfinite(value) ? value : 0.0);
+    json_key(j, key);
+    json_puts(j, num);
+}
+
+const char *bench_json_end(bench_json *j) {
+    /* json_put always left room for these two characters. */
+    j->buf[j->len++] = '}';
+    j->buf[j->len++] = '\n';
+    j->buf[j->len] = '\0';
+    return j->buf;
+}
+
+bool bench_write_all(int fd, const char *s) {
+    size_t len = strlen(s);
+    while (len > 0) {
+        ssize_t n = write(fd, s, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        s += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+/* The first character of key's value in line, or NULL. */
+static const char *json_find(const char *line, const char *key) {
+    char pattern[96];
+    snprintf(pattern, sizeof pattern, "\"%s\":", key);
+    const char *p = strstr(line, pattern);
+    if (!p)
+        return NULL;
+    p += strlen(pattern);
+    while (*p == ' ')
+        p++;
+    return p;
+}
+
+static bool json_value_ends(const char *end) {
+    return *end == ',' || *end == '}' || *end == ' ';
+}
+
+bool bench_json_get_f64(const char *line, const char *key, double *out) {
+    const char *p = json_find(line, key);
+    if (!p)
+        return false;
+    char *end;
+    double v = strtod(p, &end);
+    if (end == p || !json_value_ends(end))
+        return false;
+    *out = v;
+    return true;
+}
+
+bool bench_json_get_u64(const char *line, const char *key, uint64_t *out) {
+    const char *p = json_find(line, key);
+    if (!p || *p < '0' || *p > '9')
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(p, &end, 10);
+    if (errno || !json_value_ends(end))
+        return false;
+    *out = v;
+    return true;
+}
+
+bool bench_json_get_str(const char *line, const char *key, char *out, size_t cap) {
+    const char *p = json_find(line, key);
+    if (!p || *p != '"')
+        return false;
+    p++;
+    size_t len = strcspn(p, "\"\\"); /* our own values never need escapes */
+    if (p[len] != '"' || len >= cap)
+        return false;
+    memcpy(out, p, len);
+    out[len] = '\0';
+    return true;
+}
+
+/* ---- options -------------------------------------------------------------------------------------------- */
+
+bool bench_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out) {
+    if (!s || *s < '0' || *s > '9')
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+bool bench_parse_f64(const char *s, double min, double max, double *out) {
+    if (!s || !*s)
+        return false;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || !isfinite(v) || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+int bench_for_each_item(const char *list, int (*fn)(const char *item, void *arg), void *arg) {
+    while (*list) {
+        size_t len = strcspn(list, ",");
+        if (len > 0) {
+            char item[64];
+            size_t n = len < sizeof item - 1 ? len : sizeof item - 1;
+            memcpy(item, list, n);
+            item[n] = '\0';
+            int rc = fn(item, arg);
+            if (rc)
+                return rc;
+        }
+        list += len;
+        if (*list == ',')
+            list++;
+    }
+    return 0;
+}
+
+/* ---- human-readable numbers and tables ------------------------------------------------------------------ */
+
+const char *bench_fmt_bytes(char *buf, size_t cap, uint64_t bytes) {
+    static const char units[] = "BKMGTP";
+    double v = (double)bytes;
+    unsigned u = 0;
+    while (v >= 1024.0 && u + 1 < sizeof units - 1) {
+        v /= 1024.0;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, cap, "%lluB", (unsigned long long)bytes);
+    else
+        snprintf(buf, cap, v < 100.0 ? "%.1f%c" : "%.0f%c", v, units[u]);
+    return buf;
+}
+
+const char *bench_fmt_rate(char *buf, size_t cap, double per_sec) {
+    static const char units[] = " kMGT";
+    double v = per_sec;
+    unsigned u = 0;
+    while (v >= 1000.0 && u + 1 < sizeof units - 1) {
+        v /= 1000.0;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, cap, "%.1f", v);
+    else
+        snprintf(buf, cap, v < 100.0 ? "%.2f%c" : "%.1f%c", v, units[u]);
+    return buf;
+}
+
+__attribute__((format(printf, 2, 0))) static void cell_set(char *cell, const char *fmt, va_list ap) {
+    vsnprintf(cell, BENCH_TABLE_CELL, fmt, ap);
+}
+
+void bench_table_init(bench_table *t, unsigned ncols, const char *const headers[]) {
+    memset(t, 0, sizeof *t);
+    t->ncols = ncols < BENCH_TABLE_MAX_COLS ? ncols : BENCH_TABLE_MAX_COLS;
+    for (unsigned c = 0; c < t->ncols; c++)
+        snprintf(t->cells[0][c], BENCH_TABLE_CELL, "%s", headers[c]);
+}
+
+int bench_table_row(bench_table *t) {
+    if (t->nrows >= BENCH_TABLE_MAX_ROWS)
+        return -1;
+    return (int)++t->nrows;
+}
+
+void bench_table_set(bench_table *t, unsigned col, const char *fmt, ...) {
+    if (t->nrows == 0 || col >= t->ncols)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    cell_set(t->cells[t->nrows][col], fmt, ap);
+    va_end(ap);
+}
+
+void bench_table_print(const bench_table *t, FILE *out) {
+    size_t width[BENCH_TABLE_MAX_COLS] = {0};
+    for (unsigned r = 0; r <= t->nrows; r++)
+        for (unsigned c = 0; c < t->ncols; c++) {
+            size_t w = strlen(t->cells[r][c]);
+            if (w > width[c])
+                width[c] = w;
+        }
+    for (unsigned r = 0; r <= t->nrows; r++) {
+        unsigned used = t->ncols; /* no padding after a row's last filled cell */
+        while (used > 1 && !t->cells[r][used - 1][0])
+            used--;
+        for (unsigned c = 0; c < used; c++) {
+            int w = (int)width[c];
+            if (c == 0)
+                fprintf(out, "%-*s", w, t->cells[r][c]);
+            else
+                fprintf(out, "  %*s", w, t->cells[r][c]);
+        }
+        fputc('\n', out);
+    }
+}

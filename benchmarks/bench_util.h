@@ -1,0 +1,155 @@
+/* Helpers shared by every ohm-bench subcommand: time, memory readings, a seeded PRNG, an optimization sink,
+ * child processes, one-line JSON, and aligned text tables.
+ *
+ * The measuring helpers (time, RSS, PRNG, sink) run inside a benchmark child while the allocator under test is
+ * live, so they never call malloc, stdio or anything else that could allocate: their numbers must describe the
+ * allocator, not the harness. The rest (children, JSON parsing, tables) runs in the parent and may allocate.
+ */
+#ifndef OHM_BENCH_UTIL_H
+#define OHM_BENCH_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ---- failing loudly ------------------------------------------------------------------------------------- */
+
+/* Prints "ohm-bench: <message>" to stderr and exits with status code. For a harness, stopping at once with a
+ * clear line is the useful reaction to a broken invariant (a corrupted block, an allocator that is not the
+ * one asked for). */
+__attribute__((noreturn, format(printf, 2, 3))) void bench_die(int code, const char *fmt, ...);
+/* Prints "ohm-bench: <message>" to stderr and returns. */
+__attribute__((format(printf, 1, 2))) void bench_warn(const char *fmt, ...);
+
+/* ---- time and memory (allocation-free) ------------------------------------------------------------------ */
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t bench_now_ns(void);
+/* Resident set size now, from /proc/self/statm. 0 if it cannot be read. */
+uint64_t bench_rss_bytes(void);
+/* Resets the peak-RSS mark (VmHWM) to the current RSS by writing "5" to /proc/self/clear_refs; false if the
+ * kernel refuses, in which case bench_peak_rss_bytes() covers the whole life of the process. */
+bool bench_reset_peak_rss(void);
+/* Peak RSS since the last successful reset (or process start): VmHWM from /proc/self/status, falling back on
+ * getrusage's ru_maxrss. */
+uint64_t bench_peak_rss_bytes(void);
+/* Zeroed, resident memory straight from mmap, for a workload's own bookkeeping, so that the allocator under
+ * test neither serves it nor counts it. Never NULL (dies instead). */
+void *bench_map(size_t size);
+void bench_unmap(void *p, size_t size);
+
+/* ---- seeded PRNG (splitmix64): the same sequence in every child, whatever the allocator ------------------ */
+
+typedef struct bench_rng {
+    uint64_t state;
+} bench_rng;
+
+static inline bench_rng bench_rng_seed(uint64_t seed) {
+    bench_rng r = {seed};
+    return r;
+}
+
+static inline uint64_t bench_rng_next(bench_rng *r) {
+    uint64_t z = (r->state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+__extension__ typedef unsigned __int128 bench_u128;
+
+/* Uniform in [0, n) for n >= 1, by Lemire's multiply-shift; the tiny bias is irrelevant for workloads. */
+static inline uint64_t bench_rng_below(bench_rng *r, uint64_t n) {
+    return (uint64_t)(((bench_u128)bench_rng_next(r) * n) >> 64);
+}
+
+/* Uniform in [lo, hi]. */
+static inline uint64_t bench_rng_range(bench_rng *r, uint64_t lo, uint64_t hi) {
+    return lo + bench_rng_below(r, hi - lo + 1);
+}
+
+/* Uniform in [0, 1). */
+static inline double bench_rng_unit(bench_rng *r) {
+    return (double)(bench_rng_next(r) >> 11) * 0x1.0p-53;
+}
+
+/* Forces the compiler to compute v without storing it anywhere: the empty asm "uses" it. */
+static inline void bench_consume(uint64_t v) {
+    __asm__ volatile("" : : "r"(v) : "memory");
+}
+
+/* max(1, round(base * scale)): iteration counts under --scale. */
+uint64_t bench_scaled(uint64_t base, double scale);
+
+/* ---- child processes ------------------------------------------------------------------------------------ */
+
+typedef struct bench_child {
+    const char *const *argv;  /* argv[0] is only a name: the program run is always /proc/self/exe */
+    const char *preload;      /* LD_PRELOAD for the child; NULL removes LD_PRELOAD from its environment */
+    unsigned timeout_s;       /* SIGALRM kills the child after this long; 0 = no limit */
+} bench_child;
+
+/* Runs this same binary (/proc/self/exe) with c->argv and the environment changed as c says; its stdout
+ * comes back through a pipe, its stderr is shared. Copies the last line of stdout that starts with '{' into
+ * line. Returns 0 on success; otherwise -1 with why filled (spawn failure, exit status, signal, no line). */
+int bench_run_child(const bench_child *c, char *line, size_t line_cap, char *why, size_t why_cap);
+
+/* ---- one-line JSON -------------------------------------------------------------------------------------- */
+
+typedef struct bench_json {
+    char buf[1024];
+    size_t len;
+    bool overflow;
+} bench_json;
+
+/* Builds {"k":v,...} in j->buf without allocating (children use it too). bench_json_end returns the line,
+ * with a trailing newline. */
+void bench_json_begin(bench_json *j);
+void bench_json_str(bench_json *j, const char *key, const char *value);
+void bench_json_u64(bench_json *j, const char *key, uint64_t value);
+void bench_json_f64(bench_json *j, const char *key, double value);
+const char *bench_json_end(bench_json *j);
+/* Writes a whole line to fd with write(2) (no stdio buffer to allocate). false on failure. */
+bool bench_write_all(int fd, const char *s);
+
+/* Reads the value of "key" from a flat JSON object line as printed above. false if absent or malformed. */
+bool bench_json_get_f64(const char *line, const char *key, double *out);
+bool bench_json_get_u64(const char *line, const char *key, uint64_t *out);
+bool bench_json_get_str(const char *line, const char *key, char *out, size_t cap);
+
+/* ---- options -------------------------------------------------------------------------------------------- */
+
+/* Strict number parsing for command-line values: the whole string must be a number in range. */
+bool bench_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+bool bench_parse_f64(const char *s, double min, double max, double *out);
+/* Calls fn(item, arg) for each non-empty item of a comma-separated list; stops at and returns the first
+ * nonzero result. The item is a NUL-terminated copy (at most 63 characters; longer items are cut). */
+int bench_for_each_item(const char *list, int (*fn)(const char *item, void *arg), void *arg);
+
+/* ---- human-readable numbers and tables ------------------------------------------------------------------ */
+
+/* "512.0M", "3.2G", "812K", "96B": binary units, for table cells. Returns buf. */
+const char *bench_fmt_bytes(char *buf, size_t cap, uint64_t bytes);
+/* "123.4M", "5.67k": decimal units for rates. Returns buf. */
+const char *bench_fmt_rate(char *buf, size_t cap, double per_sec);
+
+#define BENCH_TABLE_MAX_COLS 16
+#define BENCH_TABLE_MAX_ROWS 32
+#define BENCH_TABLE_CELL 24
+
+/* A text table whose columns are sized to their widest cell; the first column is left-aligned, the others
+ * right-aligned (numbers). Rows beyond BENCH_TABLE_MAX_ROWS and text beyond a cell's size are cut. */
+typedef struct bench_table {
+    unsigned ncols, nrows;
+    char cells[BENCH_TABLE_MAX_ROWS + 1][BENCH_TABLE_MAX_COLS][BENCH_TABLE_CELL]; /* row 0: headers */
+} bench_table;
+
+void bench_table_init(bench_table *t, unsigned ncols, const char *const headers[]);
+/* Starts a new row and returns its index, or -1 if the table is full. */
+int bench_table_row(bench_table *t);
+/* Sets a cell of the current (last) row with printf formatting. */
+__attribute__((format(printf, 3, 4))) void bench_table_set(bench_table *t, unsigned col, const char *fmt, ...);
+void bench_table_print(const bench_table *t, FILE *out);
+
+#endif /* OHM_BENCH_UTIL_H */
