@@ -92,6 +92,9 @@ typedef struct ohm_pool_config {
     unsigned cache_slots;        /* slots per small class in a thread cache (1..1024)   OHM_CACHE_SLOTS 64 */
     uint64_t purge_delay_ms;     /* free pages older than this are purged; UINT64_MAX = only on trim
                                                                                         OHM_PURGE_DELAY_MS 2000 */
+    unsigned dirty_ratio;        /* also purge free pages older than purge_delay_ms/16 while they exceed
+                                    active/dirty_ratio + one chunk (bounds RSS under churn); 0 = off
+                                                                                        OHM_DIRTY_RATIO 8   */
     bool background_purge;       /* a process-wide thread purges expired pages of idle pools
                                                                                         OHM_BACKGROUND_PURGE 1 */
     size_t max_mapped;           /* hard cap on bytes mapped by this pool; 0 = none     OHM_MAX_MAPPED      */

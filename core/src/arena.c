@@ -113,6 +113,7 @@ static void run_free(arena_t *a, chunk_t *c, size_t h, uint32_t n)
 {
     for (size_t i = h; i < h + n; i++) pg_set(c, i, pg_make(PG_FREE, 0, (unsigned)h));
     c->free_pages += n;
+    a->active_pages -= n;
     if (h > 0) {
         uint32_t e = pg_get(c, h - 1);
         run_t *left = &c->runs[pg_head(e)];
@@ -204,6 +205,7 @@ static chunk_t *run_alloc(arena_t *a, uint32_t npages, uint32_t align_pages, siz
         }
         if (total > npages) run_make_free(a, c, h + npages, total - npages, dirty, freed);
         c->free_pages -= npages;
+        a->active_pages += npages;
         *head_out = h;
         return c;
     }
@@ -365,11 +367,23 @@ static int arena_free_locked(arena_t *a, void *p)
     return 0;
 }
 
-/* True when the oldest purge candidate has outlived the pool's delay. Lock held. */
+/* When free pages must go back (lock held):
+ *  - every dirty run older than purge_delay_ms;
+ *  - beyond that, while dirty pages exceed active/dirty_ratio plus one chunk, runs older than a sixteenth of
+ *    the delay. Under churn this bounds resident memory near the live size, yet pages freed and reused within
+ *    that short age (the rounds of a batch workload) are never given back and faulted in again. */
+static int dirty_excess(const arena_t *a)
+{
+    unsigned ratio = a->pool->cfg.dirty_ratio;
+    return ratio && a->dirty_pages > a->active_pages / ratio + a->pool->chunk_pages;
+}
+
 static int purge_due(arena_t *a, uint64_t now)
 {
     uint64_t delay = a->pool->cfg.purge_delay_ms;
-    return a->timed_head && delay != UINT64_MAX && now - a->timed_head->freed_ms >= delay;
+    if (!a->timed_head || delay == UINT64_MAX) return 0;
+    uint64_t age = now - a->timed_head->freed_ms;
+    return age >= delay || (age >= delay / 16 && dirty_excess(a));
 }
 
 static void purge_locked(arena_t *a, int force, chunk_t **detached);
@@ -454,7 +468,9 @@ static void drain_remote_locked(arena_t *a)
 static void purge_locked(arena_t *a, int force, chunk_t **detached)
 {
     uint64_t now = os_now_coarse_ms();
-    if (force) drain_remote_locked(a);
+    /* Blocks other threads pushed here wait for a refill of their class; one that never comes would keep their
+     * slabs, and so their chunks, alive. Purging is the moment to take them back. */
+    drain_remote_locked(a);
     run_t *r;
     while ((r = a->timed_head) && (force || purge_due(a, now))) {
         chunk_t *c = r->chunk;

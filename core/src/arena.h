@@ -31,6 +31,7 @@ typedef struct arena {
     uint64_t nonempty[2][ARENA_BINS / 64];
     run_t *timed_head, *timed_tail;     /* purge candidates, roughly oldest first             */
     uint64_t dirty_pages;               /* free pages not purged                              */
+    uint64_t active_pages;              /* pages in slabs and allocated runs                  */
     uint64_t nchunks;
     _Atomic(void *) remote[SC_COUNT];   /* chains of blocks freed by other threads' caches     */
     /* cumulative, read by stats under the lock */
@@ -65,7 +66,7 @@ static inline void *arena_remote_take(arena_t *a, unsigned cls)
 static inline void **block_link(void *p) { return (void **)p + 1; }
 
 /* Purges free runs that have been free for at least the pool's delay (all of them when force), and unmaps
- * chunks that became entirely free (all such chunks when force). Drains remote lists when force. */
+ * chunks that became entirely free (all such chunks when force). Drains remote lists first. */
 void arena_purge(arena_t *a, int force);
 
 #pragma GCC visibility pop

@@ -52,6 +52,7 @@ void ohm_pool_config_init(ohm_pool_config *cfg)
     cfg->cache_max_size = ohm__env_size("OHM_CACHE_MAX", (size_t)256 << 10);
     cfg->cache_slots = (unsigned)ohm__env_u64("OHM_CACHE_SLOTS", 64);
     cfg->purge_delay_ms = ohm__env_u64("OHM_PURGE_DELAY_MS", 2000);
+    cfg->dirty_ratio = (unsigned)ohm__env_u64("OHM_DIRTY_RATIO", 8);
     cfg->background_purge = ohm__env_bool("OHM_BACKGROUND_PURGE", 1);
     cfg->max_mapped = ohm__env_size("OHM_MAX_MAPPED", 0);
     cfg->lock_memory = ohm__env_bool("OHM_MLOCK", 0);
@@ -380,8 +381,8 @@ static OHM_NOINLINE void *alloc_slow(ohm_pool *pool, size_t size)
 /* The fast path: a TLS compare, the class, a pop. No counter: pops are derived (see tstats_t). */
 void *ohm_pool_alloc(ohm_pool *pool, size_t size)
 {
-    if (ohm_likely(pool != NULL) && ohm_likely(tcache_last_id == pool->id)) {
-        tcache_t *tc = tcache_last;
+    if (ohm_likely(pool != NULL) && ohm_likely(tcache_last.pool_id == pool->id)) {
+        tcache_t *tc = tcache_last.tc;
         if (ohm_likely(size <= tc->cache_max)) {
             unsigned cls = sc_index(size);
             tbin_t *b = tc->bins[cls];
@@ -497,8 +498,8 @@ static inline __attribute__((always_inline)) int free_block(ohm_pool *pool, chun
         goto slow;
     }
     if (ohm_unlikely(block_word0(p) == block_key(p))) goto slow;
-    if (ohm_unlikely(tcache_last_id != pool->id)) goto slow;
-    tcache_t *tc = tcache_last;
+    if (ohm_unlikely(tcache_last.pool_id != pool->id)) goto slow;
+    tcache_t *tc = tcache_last.tc;
     tbin_t *b = tc->bins[cls];
     uint32_t n = bin_n(b);
     if (ohm_unlikely(n >= b->cap)) goto slow;

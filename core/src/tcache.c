@@ -11,8 +11,7 @@
 
 #include <string.h>
 
-OHM_TLS uint64_t tcache_last_id;
-OHM_TLS tcache_t *tcache_last;
+OHM_TLS tcache_slot tcache_last;
 OHM_TLS tcache_slot tcache_slots[TCACHE_SLOTS];
 static OHM_TLS tcache_t *tl_caches;
 static OHM_TLS int tl_exiting; /* the key destructor ran: make no new caches on this thread */
@@ -33,17 +32,13 @@ static void slot_clear(const tcache_t *tc)
 {
     for (unsigned i = 0; i < TCACHE_SLOTS; i++)
         if (tcache_slots[i].tc == tc) tcache_slots[i] = (tcache_slot){0, NULL};
-    if (tcache_last == tc) {
-        tcache_last_id = 0;
-        tcache_last = NULL;
-    }
+    if (tcache_last.tc == tc) tcache_last = (tcache_slot){0, NULL};
 }
 
 static void slot_install(tcache_t *tc)
 {
     tcache_slots[tc->pool_id % TCACHE_SLOTS] = (tcache_slot){tc->pool_id, tc};
-    tcache_last_id = tc->pool_id;
-    tcache_last = tc;
+    tcache_last = (tcache_slot){tc->pool_id, tc};
 }
 
 void tcache_class_totals(tcache_t *tc, unsigned cls, uint64_t *allocs, uint64_t *hits, uint64_t *frees)
@@ -181,8 +176,7 @@ tcache_t *tcache_lookup(struct ohm_pool *pool)
 {
     tcache_slot *s = &tcache_slots[pool->id % TCACHE_SLOTS];
     if (s->pool_id == pool->id) {
-        tcache_last_id = pool->id;
-        tcache_last = s->tc;
+        tcache_last = *s;
         return s->tc;
     }
     return tcache_get_slow(pool);

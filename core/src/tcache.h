@@ -47,9 +47,8 @@ typedef struct tcache {
 
 /* The calling thread's most recently used cache, and a small table by pool id behind it. Most programs use one
  * pool, whose cache the fast paths then find with one TLS compare. */
-extern OHM_TLS uint64_t tcache_last_id;
-extern OHM_TLS tcache_t *tcache_last;
 typedef struct tcache_slot { uint64_t pool_id; tcache_t *tc; } tcache_slot;
+extern OHM_TLS tcache_slot tcache_last; /* one TLS base for both fields */
 #define TCACHE_SLOTS 8
 extern OHM_TLS tcache_slot tcache_slots[TCACHE_SLOTS];
 
