@@ -68,13 +68,13 @@ static void chunk_record_free(chunk_t *c)
     if (c) os_meta_free((char *)c - CHUNK_RECORD_OFFSET, c->meta_size);
 }
 
-/* Metadata of an arena chunk: the chunk record, then page entries, then run records. */
+/* Metadata of an arena chunk: the chunk record, then page entries, then run records, which start on a cache
+ * line (absolute, not relative to the offset record) so that a record's hot fields share one line. */
 static chunk_t *chunk_meta_new(unsigned npages)
 {
     size_t size = sizeof(chunk_t) + npages * sizeof(uint32_t);
-    size = ohm_align_up(size, 64);
-    size_t runs_off = size;
-    size += npages * sizeof(run_t);
+    size_t runs_off = ohm_align_up(CHUNK_RECORD_OFFSET + size, 64) - CHUNK_RECORD_OFFSET;
+    size = runs_off + npages * sizeof(run_t);
     chunk_t *c = chunk_record_alloc(size);
     if (!c) return NULL;
     c->npages = npages;

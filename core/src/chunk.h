@@ -2,11 +2,13 @@
  * kept outside the chunk so that all of it is usable; and the registry that finds a chunk from any address.
  *
  * Every page of a chunk has a 32-bit entry (kind, size class, head page of its run) so that free() validates a
- * pointer and finds its class with one load, and a run record (meaningful at a run's first page, and for free
- * runs also at its last page: boundary tags for coalescing). Page entries are written under the arena lock and
+ * pointer and finds its class with one load, and a run record, meaningful at a run's first page only. A free
+ * run's last page entry also names its head (the boundary tag for coalescing). Page entries are written under the arena lock and
  * read lock-free by free() and lookups. Huge blocks (above the chunk size) are chunks of their own kind. */
 #ifndef OHM_CHUNK_H
 #define OHM_CHUNK_H
+
+#include <stddef.h>
 
 #include "internal.h"
 #include "sizeclass.h"
@@ -27,12 +29,15 @@ struct run {
     uint8_t cls;            /* slabs and large runs                                            */
     uint8_t timed;          /* free runs: on the arena's purge (time) list                     */
     uint16_t nfree;         /* slabs: free blocks                                              */
-    struct chunk *chunk;    /* set whenever the record becomes a head (or a free run's tail)   */
+    struct chunk *chunk;    /* set whenever the record becomes a head                          */
     run_t *next, *prev;     /* free-run bin, or the arena's partial-slab list                  */
     run_t *tnext, *tprev;   /* purge list, oldest first                                        */
     uint64_t freed_ms;      /* free runs: when they became free (decay)                        */
     uint64_t bitmap[SC_SLAB_WORDS]; /* slabs: 1 = free block                                   */
 };
+
+/* Two cache lines: everything run operations touch in the first, the slab bitmap in the second. */
+_Static_assert(sizeof(run_t) == 128 && offsetof(run_t, bitmap) == 64, "run_t layout");
 
 typedef struct chunk {
     uintptr_t base;
