@@ -484,11 +484,12 @@ static void purge_locked(arena_t *a, int force, chunk_t **detached)
         if (purge_run(a, c, h, n, freed, detached) != 0) break;
     }
     if (!force) return;
-    /* Trim also unmaps wholly free chunks that never became dirty (fresh, or purged earlier). */
+    /* Trim also unmaps wholly free chunks that are still more than one run: fresh or purged (clean) pages next
+     * to dirty ones never merge, and a pinned chunk's dirty runs are never purged into clean ones. */
     for (chunk_t *c = a->chunks, *next; c; c = next) {
         next = c->next;
         if (c->free_pages != c->npages) continue;
-        run_unlink(a, &c->runs[0]);
+        for (size_t page = 0; page < c->npages; page += c->runs[page].npages) run_unlink(a, &c->runs[page]);
         arena_detach_chunk(a, c, detached);
     }
 }

@@ -166,6 +166,14 @@ static uint64_t env_number(const char *name, uint64_t dflt, int allow_suffix)
 }
 
 uint64_t ohm__env_u64(const char *name, uint64_t dflt) { return env_number(name, dflt, 0); }
+
+unsigned ohm__env_uint(const char *name, unsigned dflt, unsigned max)
+{
+    uint64_t v = env_number(name, dflt, 0);
+    if (v <= max) return (unsigned)v;
+    ohm__log(OHM_LOG_WARN, "ignoring %s=%s: the maximum is %u", name, getenv(name), max);
+    return dflt;
+}
 size_t ohm__env_size(const char *name, size_t dflt) { return (size_t)env_number(name, dflt, 1); }
 
 int ohm__env_bool(const char *name, int dflt)

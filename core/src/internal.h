@@ -55,6 +55,7 @@ void ohm__init(void);
 /* Environment helpers for OHM_* settings: each returns dflt when the variable is unset or malformed (and logs
  * the malformed value). Sizes accept K, M, G suffixes. */
 uint64_t ohm__env_u64(const char *name, uint64_t dflt);
+unsigned ohm__env_uint(const char *name, unsigned dflt, unsigned max); /* above max counts as malformed */
 size_t ohm__env_size(const char *name, size_t dflt);
 int ohm__env_bool(const char *name, int dflt);
 

@@ -48,11 +48,11 @@ void ohm_pool_config_init(ohm_pool_config *cfg)
     memset(cfg, 0, sizeof *cfg);
     cfg->name = "pool";
     cfg->chunk_size = ohm__env_size("OHM_CHUNK_SIZE", (size_t)4 << 20);
-    cfg->arenas = (unsigned)ohm__env_u64("OHM_ARENAS", 0);
+    cfg->arenas = ohm__env_uint("OHM_ARENAS", 0, OHM_MAX_ARENAS);
     cfg->cache_max_size = ohm__env_size("OHM_CACHE_MAX", (size_t)256 << 10);
-    cfg->cache_slots = (unsigned)ohm__env_u64("OHM_CACHE_SLOTS", 64);
+    cfg->cache_slots = ohm__env_uint("OHM_CACHE_SLOTS", 64, 1024);
     cfg->purge_delay_ms = ohm__env_u64("OHM_PURGE_DELAY_MS", 2000);
-    cfg->dirty_ratio = (unsigned)ohm__env_u64("OHM_DIRTY_RATIO", 8);
+    cfg->dirty_ratio = ohm__env_uint("OHM_DIRTY_RATIO", 8, 1u << 20);
     cfg->background_purge = ohm__env_bool("OHM_BACKGROUND_PURGE", 1);
     cfg->max_mapped = ohm__env_size("OHM_MAX_MAPPED", 0);
     cfg->lock_memory = ohm__env_bool("OHM_MLOCK", 0);
@@ -284,8 +284,10 @@ static inline __attribute__((always_inline)) int check_arena_block(const ohm_poo
     uint32_t e = pg_get(c, chunk_page_of(c, p));
     *cls = pg_cls(e);
     if (ohm_likely(pg_kind(e) == PG_SLAB)) {
-        if (ohm_unlikely(!sc_divides(*cls, (uintptr_t)p - (uintptr_t)chunk_page_addr(c, pg_head(e)))))
-            return bad_pointer(pool, p, "it points inside a block");
+        size_t off = (uintptr_t)p - (uintptr_t)chunk_page_addr(c, pg_head(e));
+        if (ohm_unlikely(!sc_divides(*cls, off))) return bad_pointer(pool, p, "it points inside a block");
+        if (ohm_unlikely(off >= sc_table[*cls].slab_limit))
+            return bad_pointer(pool, p, "it points into the unused tail of a slab");
     } else if (ohm_unlikely(pg_kind(e) != PG_RUN || ((uintptr_t)p & (OHM_PAGE - 1)))) {
         return bad_pointer(pool, p, pg_kind(e) == PG_FREE ? "it points into free pages" : "it points inside a block");
     }
@@ -347,7 +349,8 @@ static inline void *finish_alloc(void *p, size_t size, int zero)
 }
 
 /* Everything the fast path does not handle: a first call on this thread or another pool than the last one, an
- * empty bin, an uncached class, a zeroing pool, a huge size, a NULL or destroyed pool. */
+ * empty bin, an uncached class, a zeroing pool, a pending flush request, a huge size, a NULL or destroyed
+ * pool. */
 static OHM_NOINLINE void *alloc_slow(ohm_pool *pool, size_t size)
 {
     if (pool_check(pool) != 0) return NULL;
@@ -357,8 +360,9 @@ static OHM_NOINLINE void *alloc_slow(ohm_pool *pool, size_t size)
     void *p = NULL;
     if (tc) {
         tbin_t *b = tc->bins[cls];
-        tcache_tick(tc);
-        if (b->cap) {
+        /* Right after a trim flushed this cache, take one block rather than refilling a bin the trim emptied. */
+        int flushed = tcache_tick(tc);
+        if (b->cap && !flushed) {
             uint32_t n = bin_n(b);
             if (!n) {
                 n = tcache_refill(tc, cls);
@@ -383,7 +387,7 @@ void *ohm_pool_alloc(ohm_pool *pool, size_t size)
 {
     if (ohm_likely(pool != NULL) && ohm_likely(tcache_last.pool_id == pool->id)) {
         tcache_t *tc = tcache_last.tc;
-        if (ohm_likely(size <= tc->cache_max)) {
+        if (ohm_likely(size < atomic_load_explicit(&tc->alloc_limit, memory_order_acquire))) {
             unsigned cls = sc_index(size);
             tbin_t *b = tc->bins[cls];
             uint32_t n = bin_n(b);
@@ -427,9 +431,12 @@ void *ohm_pool_alloc_aligned(ohm_pool *pool, size_t size, size_t align)
         }
         return huge_alloc(pool, size, align);
     }
-    size_t need = size < ((size_t)16 << 10) ? ((size_t)16 << 10) : size;
-    if (need + align > pool->chunk_size) return huge_alloc(pool, size, align);
-    unsigned cls = sc_index(need);
+    /* A run of the size's class (at least the first run class) placed at an aligned page; when the class plus
+     * the alignment slack does not fit in a chunk, a huge mapping aligned by the OS layer. */
+    unsigned cls = size <= pool->chunk_size ? sc_index(size) : SC_COUNT;
+    if (cls < SC_NSMALL) cls = SC_NSMALL;
+    if (cls >= pool->nclasses || sc_size(cls) + align - OHM_PAGE > pool->chunk_size)
+        return huge_alloc(pool, size, align);
     tcache_t *tc = tcache_lookup(pool);
     void *p = arena_alloc_aligned_run(tc ? tc->arena : &pool->arenas[0], cls, align);
     if (!p) return NULL;
@@ -493,7 +500,8 @@ static inline __attribute__((always_inline)) int free_block(ohm_pool *pool, chun
     uint32_t e = pg_get(c, chunk_page_of(c, p));
     unsigned cls = pg_cls(e);
     if (ohm_likely(pg_kind(e) == PG_SLAB)) {
-        if (ohm_unlikely(!sc_divides(cls, (uintptr_t)p - (uintptr_t)chunk_page_addr(c, pg_head(e))))) goto slow;
+        size_t off = (uintptr_t)p - (uintptr_t)chunk_page_addr(c, pg_head(e));
+        if (ohm_unlikely(!sc_divides(cls, off) || off >= sc_table[cls].slab_limit)) goto slow;
     } else if (ohm_unlikely(pg_kind(e) != PG_RUN || ((uintptr_t)p & (OHM_PAGE - 1)))) {
         goto slow;
     }
@@ -563,7 +571,7 @@ int ohm_pool_trim(ohm_pool *pool)
     tcache_t *mine = tcache_find(pool);
     registry_lock();
     for (tcache_t *tc = pool->tcaches; tc; tc = tc->pnext)
-        if (tc != mine) atomic_store_explicit(&tc->flush_requested, 1, memory_order_relaxed);
+        if (tc != mine) tcache_request_flush(tc);
     if (pool->cfg.background_purge && pool->cfg.purge_delay_ms != UINT64_MAX) bg_ensure(); /* after a fork */
     registry_unlock();
     release_free_chunks(pool);

@@ -33,6 +33,7 @@ static void sc_slab_geometry(sc_info *c)
     }
     c->slab_pages = (uint16_t)best_pages;
     c->slab_objs = (uint16_t)(best_pages * OHM_PAGE / c->size);
+    c->slab_limit = c->slab_objs * c->size;
 }
 
 void sc_init(void)

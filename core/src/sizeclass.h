@@ -18,8 +18,10 @@
 typedef struct sc_info {
     uint64_t div_magic;   /* UINT64_MAX / size + 1: divisibility and division by a multiply (Lemire) */
     uint32_t size;
+    uint32_t slab_limit;  /* small classes: slab_objs * size, the first offset past the last block  */
     uint16_t slab_pages;  /* small classes: pages per slab                                          */
     uint16_t slab_objs;   /* small classes: blocks per slab                                         */
+    uint32_t pad;         /* 24 -> 32 bytes: the table is indexed with a shift                      */
 } sc_info;
 
 extern sc_info sc_table[SC_COUNT];

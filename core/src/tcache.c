@@ -137,7 +137,8 @@ static tcache_t *tcache_new(struct ohm_pool *pool)
     tc->meta_size = size;
     tc->pool = pool;
     tc->pool_id = pool->id;
-    tc->cache_max = pool->cfg.zero ? 0 : pool->cache_max; /* zeroing pools allocate through the slow path */
+    tc->alloc_limit_normal = pool->cfg.zero ? 0 : pool->cache_max + 1;
+    atomic_store_explicit(&tc->alloc_limit, tc->alloc_limit_normal, memory_order_relaxed);
     char *next = (char *)(tc + 1);
     for (unsigned c = 0; c < SC_COUNT; c++) {
         if (!caps[c]) {
@@ -255,17 +256,26 @@ void tcache_flush(tcache_t *tc)
         if (bin_n(tc->bins[c])) tcache_flush_bin(tc, c, bin_n(tc->bins[c]));
 }
 
+void tcache_request_flush(tcache_t *tc)
+{
+    /* The release pairs with the fast path's acquire load of alloc_limit: a thread that sees the limit drop
+     * also sees the request. */
+    atomic_store_explicit(&tc->flush_requested, 1, memory_order_relaxed);
+    atomic_store_explicit(&tc->alloc_limit, 0, memory_order_release);
+}
+
 /* Incremental trimming: every 64 slow-path events the trimmer visits one bin; a bin that needed no refill
  * since its last visit holds more than its thread uses, and gives half of it back. An idle class drains over
  * a few visits; a busy one, refilling, keeps its fill. */
-void tcache_tick(tcache_t *tc)
+int tcache_tick(tcache_t *tc)
 {
     if (ohm_unlikely(atomic_load_explicit(&tc->flush_requested, memory_order_relaxed))) {
         atomic_store_explicit(&tc->flush_requested, 0, memory_order_relaxed);
+        atomic_store_explicit(&tc->alloc_limit, tc->alloc_limit_normal, memory_order_relaxed);
         tcache_flush(tc);
-        return;
+        return 1;
     }
-    if (++tc->gc_ticks < 64) return;
+    if (++tc->gc_ticks < 64) return 0;
     tc->gc_ticks = 0;
     unsigned cls = tc->gc_cursor++ % SC_COUNT;
     tstats_t *st = &tc->stats[cls];
@@ -273,4 +283,5 @@ void tcache_tick(tcache_t *tc)
     uint32_t n = bin_n(tc->bins[cls]);
     if (refilled == st->gc_refilled && n) tcache_flush_bin(tc, cls, (n + 1) / 2);
     st->gc_refilled = refilled;
+    return 0;
 }

@@ -34,7 +34,11 @@ typedef struct tcache {
     uint64_t pool_id;
     struct ohm_pool *pool;
     arena_t *arena;
-    size_t cache_max;       /* largest size the allocation fast path serves (0 for zeroing pools) */
+    /* The allocation fast path serves sizes below alloc_limit: the largest cached size + 1, or 0 for zeroing
+     * pools (which allocate through the slow path). A trim from another thread sets it to 0 next to
+     * flush_requested, so this thread's very next allocation flushes, at no cost to the fast path. */
+    _Atomic size_t alloc_limit;
+    size_t alloc_limit_normal;
     _Atomic int flush_requested;
     _Atomic int dead;       /* the pool was destroyed                                        */
     unsigned gc_cursor, gc_ticks;
@@ -69,8 +73,11 @@ unsigned tcache_refill(tcache_t *tc, unsigned cls);
 void tcache_flush_bin(tcache_t *tc, unsigned cls, uint32_t count);
 /* Flushes every bin. */
 void tcache_flush(tcache_t *tc);
-/* Periodic work done on slow paths: a pending flush request and incremental trimming. */
-void tcache_tick(tcache_t *tc);
+/* Periodic work done on slow paths: a pending flush request and incremental trimming. Returns 1 when it
+ * honoured a flush request (the caller then should not refill right away). */
+int tcache_tick(tcache_t *tc);
+/* Asks another thread's cache to flush at its next allocation (trim). Registry lock held. */
+void tcache_request_flush(tcache_t *tc);
 /* Marks every cache of a pool dead and frees the caller's own (pool destruction). Registry lock held. */
 void tcache_kill_all(struct ohm_pool *pool);
 

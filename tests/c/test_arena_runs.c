@@ -1,0 +1,374 @@
+/* White-box tests of an arena's page runs and slabs (arena.c): where runs land after splitting, coalescing and
+ * aligning, how a slab fills and empties, and dirty versus clean (purged) free pages. Every pool here has one
+ * arena and no thread cache, so each call reaches the arena and the layout inside a fresh chunk is exact. */
+#include "../check.h"
+#include "ohm.h"
+#include "pool.h"
+
+#include <stdlib.h>
+
+#define MIB ((size_t)1 << 20)
+#define KIB ((size_t)1 << 10)
+#define CHUNK (4 * MIB)
+
+static ohm_pool *make_pool(void)
+{
+    ohm_pool_config cfg;
+    ohm_pool_config_init(&cfg);
+    cfg.name = "runs";
+    cfg.chunk_size = CHUNK;
+    cfg.arenas = 1;
+    cfg.background_purge = false;
+    cfg.purge_delay_ms = UINT64_MAX; /* only trim purges */
+    cfg.cache_max_size = 0;          /* every alloc and free reaches the arena */
+    ohm_pool *pool = ohm_pool_create(&cfg);
+    CHECK_NOT_NULL(pool);
+    return pool;
+}
+
+static ohm_pool_stats stats_of(ohm_pool *pool)
+{
+    static ohm_pool_stats st;
+    CHECK_EQ_INT(ohm_pool_stats_get(pool, -1, &st), OHM_OK);
+    return st;
+}
+
+/* Chunk facts read under the arena lock. */
+static uint32_t free_pages_of(const void *p)
+{
+    chunk_t *c = chunk_of(p);
+    pthread_mutex_lock(&c->arena->lock);
+    uint32_t n = c->free_pages;
+    pthread_mutex_unlock(&c->arena->lock);
+    return n;
+}
+
+static unsigned page_kind(const void *p)
+{
+    chunk_t *c = chunk_of(p);
+    pthread_mutex_lock(&c->arena->lock);
+    unsigned k = pg_kind(pg_get(c, chunk_page_of(c, p)));
+    pthread_mutex_unlock(&c->arena->lock);
+    return k;
+}
+
+static uintptr_t chunk_base_of(const void *p) { return chunk_of(p)->base; }
+
+static char *alloc_ok(ohm_pool *pool, size_t size)
+{
+    char *p = ohm_pool_alloc(pool, size);
+    CHECK_NOT_NULL(p);
+    return p;
+}
+
+/* ---- coalescing ---- */
+
+static void test_freed_neighbour_runs_coalesce_into_one(void)
+{
+    ohm_pool *pool = make_pool();
+    if (!pool) return;
+    char *a = alloc_ok(pool, 16 * KIB), *b = alloc_ok(pool, 16 * KIB), *c = alloc_ok(pool, 16 * KIB);
+    if (!a || !b || !c) return;
+    CHECK_EQ_U64((uintptr_t)a, chunk_base_of(a)); /* a fresh chunk is used from its start */
+    CHECK_EQ_U64((uintptr_t)a % CHUNK, 0);        /* and chunks are aligned to their size */
+    CHECK(b == a + 16 * KIB);
+    CHECK(c == b + 16 * KIB);
+    uint32_t npages = chunk_of(a)->npages;
+    CHECK_EQ_U64(npages, CHUNK / OHM_PAGE);
+    CHECK_EQ_U64(free_pages_of(a), npages - 12);
+
+    /* B then A: the left neighbour merges with the free run on its right */
+    CHECK_EQ_INT(ohm_pool_free(pool, b), OHM_OK);
+    CHECK_EQ_INT(ohm_pool_free(pool, a), OHM_OK);
+    CHECK_EQ_INT(page_kind(a), PG_FREE);
+    char *d = alloc_ok(pool, 32 * KIB);
+    CHECK(d == a);
+    CHECK_EQ_INT(ohm_pool_free(pool, d), OHM_OK);
+    CHECK_EQ_INT(ohm_pool_free(pool, c), OHM_OK);
+    CHECK_EQ_U64(free_pages_of(a), npages);
+    CHECK_EQ_U64(stats_of(pool).chunks, 1); /* no purge delay has passed: the chunk stays */
+
+    /* the same three again (from the dirty run just freed), then A, C, B: B merges with both sides */
+    a = alloc_ok(pool, 16 * KIB), b = alloc_ok(pool, 16 * KIB), c = alloc_ok(pool, 16 * KIB);
+    if (!a || !b || !c) return;
+    CHECK(a == d);
+    CHECK(b == a + 16 * KIB);
+    CHECK(c == b + 16 * KIB);
+    CHECK_EQ_INT(ohm_pool_free(pool, a), OHM_OK);
+    CHECK_EQ_INT(ohm_pool_free(pool, c), OHM_OK);
+    CHECK_EQ_INT(ohm_pool_free(pool, b), OHM_OK);
+    char *e = alloc_ok(pool, 48 * KIB);
+    CHECK(e == a);
+    CHECK_EQ_INT(ohm_pool_free(pool, e), OHM_OK);
+    CHECK_EQ_U64(free_pages_of(a), npages);
+    ohm_pool_destroy(pool);
+}
+
+/* ---- splitting ---- */
+
+static void test_a_run_split_from_a_larger_free_run_leaves_the_rest_usable(void)
+{
+    ohm_pool *pool = make_pool();
+    if (!pool) return;
+    char *x = alloc_ok(pool, 64 * KIB), *fence = alloc_ok(pool, 16 * KIB);
+    if (!x || !fence) return;
+    CHECK(fence == x + 64 * KIB);
+    memset(x, 0x11, 64 * KIB);
+    CHECK_EQ_INT(ohm_pool_free(pool, x), OHM_OK);
+    uint32_t npages = chunk_of(fence)->npages;
+    CHECK_EQ_U64(free_pages_of(fence), npages - 4);
+
+    char *a = alloc_ok(pool, 16 * KIB); /* taken from the head of the free 64 KiB */
+    char *b = alloc_ok(pool, 48 * KIB); /* exactly the remainder */
+    CHECK(a == x);
+    CHECK(b == x + 16 * KIB);
+    CHECK_EQ_U64(free_pages_of(fence), npages - 20);
+    CHECK_EQ_U64(ohm_usable_size(a), 16 * KIB);
+    CHECK_EQ_U64(ohm_usable_size(b), 48 * KIB);
+    memset(a, 0x22, 16 * KIB);
+    memset(b, 0x33, 48 * KIB);
+    /* the split pieces are independent runs */
+    ohm_block_info info;
+    if (CHECK_EQ_INT(ohm_lookup(b + 100, &info), OHM_OK)) CHECK(info.base == b);
+    if (CHECK_EQ_INT(ohm_lookup(a + 16 * KIB - 1, &info), OHM_OK)) CHECK(info.base == a);
+
+    /* a split off the end of the chunk's big free run: consecutive, too */
+    char *c = alloc_ok(pool, 20 * KIB);
+    CHECK(c == fence + 16 * KIB);
+    ohm_pool_free(pool, a);
+    ohm_pool_free(pool, b);
+    ohm_pool_free(pool, c);
+    ohm_pool_free(pool, fence);
+    CHECK_EQ_U64(free_pages_of(fence), npages);
+    ohm_pool_destroy(pool);
+}
+
+/* ---- aligned runs ---- */
+
+static void test_aligned_runs_start_on_their_alignment_inside_a_chunk(void)
+{
+    for (size_t align = 64 * KIB; align <= 1 * MIB; align *= 2) {
+        ohm_pool *pool = make_pool();
+        if (!pool) return;
+        char *a = alloc_ok(pool, 16 * KIB);
+        char *p = ohm_pool_alloc_aligned(pool, 16 * KIB, align);
+        if (!a || !CHECK_NOT_NULL(p)) return;
+        CHECK_EQ_U64((uintptr_t)p % align, 0);
+        CHECK(chunk_of(p) == chunk_of(a));       /* a run of the same chunk, not a mapping of its own */
+        CHECK(p == a + align - ((uintptr_t)a % align)); /* the first aligned page after A */
+        CHECK_EQ_U64(ohm_usable_size(p), 16 * KIB);
+        ohm_block_info info;
+        if (CHECK_EQ_INT(ohm_lookup(p + 1, &info), OHM_OK)) CHECK_EQ_INT(info.kind, OHM_BLOCK_RUN);
+        uint32_t npages = chunk_of(a)->npages;
+        CHECK_EQ_U64(free_pages_of(a), npages - 8); /* the pages skipped to align stay free */
+        CHECK_EQ_INT(page_kind(a + 16 * KIB), PG_FREE);
+        /* and usable: the next small run lands right after A */
+        char *q = alloc_ok(pool, 16 * KIB);
+        CHECK(q == a + 16 * KIB);
+        memset(p, 1, 16 * KIB);
+        ohm_pool_free(pool, q);
+        ohm_pool_free(pool, p);
+        ohm_pool_free(pool, a);
+        CHECK_EQ_U64(free_pages_of(a), npages);
+        ohm_pool_destroy(pool);
+    }
+}
+
+/* ---- slabs ---- */
+
+static const run_t *slab_of(const void *p)
+{
+    chunk_t *c = chunk_of(p);
+    return &c->runs[pg_head(pg_get(c, chunk_page_of(c, p)))];
+}
+
+static void slab_cycle(unsigned cls)
+{
+    const sc_info *ci = &sc_table[cls];
+    size_t size = ci->size, sp = ci->slab_pages;
+    unsigned objs = ci->slab_objs;
+    ohm_pool *pool = make_pool();
+    if (!pool) return;
+    char *r = alloc_ok(pool, 16 * KIB); /* pages 0-3; the slab goes right after */
+    char **blocks = calloc(objs, sizeof *blocks);
+    if (!r || !CHECK_NOT_NULL(blocks)) return;
+    for (unsigned i = 0; i < objs; i++) {
+        blocks[i] = alloc_ok(pool, size);
+        if (!blocks[i]) return;
+        if (!CHECK(blocks[i] == r + 16 * KIB + i * size)) {
+            fprintf(stderr, "  class %zu block %u at %p, want %p\n", size, i, (void *)blocks[i],
+                    (void *)(r + 16 * KIB + i * size));
+            return;
+        }
+    }
+    chunk_t *c = chunk_of(r);
+    pthread_mutex_lock(&c->arena->lock);
+    const run_t *s = slab_of(blocks[0]);
+    CHECK_EQ_INT(s->state, RUN_SLAB);
+    CHECK_EQ_U64(s->npages, sp);
+    CHECK_EQ_U64(s->nfree, 0); /* exactly full */
+    for (unsigned w = 0; w < SC_SLAB_WORDS; w++) CHECK_EQ_U64(s->bitmap[w], 0);
+    CHECK(c->arena->partial[cls] != s);
+    pthread_mutex_unlock(&c->arena->lock);
+    CHECK_EQ_INT(page_kind(blocks[objs - 1]), PG_SLAB);
+
+    /* one freed in the middle is the next one handed out */
+    unsigned mid = objs / 2;
+    CHECK_EQ_INT(ohm_pool_free(pool, blocks[mid]), OHM_OK);
+    pthread_mutex_lock(&c->arena->lock);
+    CHECK_EQ_U64(s->nfree, 1);
+    CHECK_EQ_U64(s->bitmap[mid / 64], 1ull << (mid % 64));
+    pthread_mutex_unlock(&c->arena->lock);
+    char *again = alloc_ok(pool, size);
+    CHECK(again == blocks[mid]);
+    blocks[mid] = again;
+
+    /* emptied, the slab's pages are free pages again, and merge with the free run before them */
+    CHECK_EQ_INT(ohm_pool_free(pool, r), OHM_OK);
+    for (unsigned i = 0; i < objs; i++) CHECK_EQ_INT(ohm_pool_free(pool, blocks[i]), OHM_OK);
+    CHECK_EQ_INT(page_kind(blocks[0]), PG_FREE);
+    CHECK_EQ_U64(free_pages_of(r), c->npages);
+    CHECK_EQ_U64(stats_of(pool).dirty_bytes, (4 + sp) * OHM_PAGE);
+    size_t span = (4 + sp) * OHM_PAGE;
+    unsigned rc = sc_index(span);
+    if (sc_size(rc) > span) rc--; /* the largest run class that fits the freed span */
+    char *run = alloc_ok(pool, sc_size(rc));
+    CHECK(run == r);
+    CHECK(run + sc_size(rc) > blocks[0]); /* it covers slab pages */
+    ohm_pool_free(pool, run);
+    free(blocks);
+    ohm_pool_destroy(pool);
+}
+
+static void test_slab_fills_with_consecutive_blocks_and_empties_back_to_pages(void)
+{
+    for (unsigned cls = 0; cls < SC_NSMALL; cls++) {
+        unsigned long before = atomic_load(&check_state.failed_checks);
+        slab_cycle(cls);
+        if (atomic_load(&check_state.failed_checks) != before) {
+            fprintf(stderr, "  (in class %u, %u bytes)\n", cls, sc_table[cls].size);
+            return;
+        }
+    }
+}
+
+/* A slab with blocks still live keeps its pages; only the freed slots go back to its bitmap. */
+static void test_partial_slab_keeps_its_pages(void)
+{
+    ohm_pool *pool = make_pool();
+    if (!pool) return;
+    unsigned cls = sc_index(256);
+    unsigned objs = sc_table[cls].slab_objs;
+    char *b[512];
+    for (unsigned i = 0; i < objs; i++) b[i] = alloc_ok(pool, 256);
+    for (unsigned i = 0; i < objs; i += 2) CHECK_EQ_INT(ohm_pool_free(pool, b[i]), OHM_OK);
+    CHECK_EQ_INT(page_kind(b[0]), PG_SLAB);
+    CHECK_EQ_U64(stats_of(pool).dirty_bytes, 0);
+    /* refilling takes the freed slots, lowest address first */
+    for (unsigned i = 0; i < objs; i += 2) {
+        char *p = alloc_ok(pool, 256);
+        CHECK(p == b[i]);
+    }
+    for (unsigned i = 0; i < objs; i++) ohm_pool_free(pool, b[i]);
+    CHECK_EQ_INT(page_kind(b[0]), PG_FREE);
+    ohm_pool_destroy(pool);
+}
+
+/* ---- dirty and clean ---- */
+
+static void test_freed_pages_stay_dirty_until_trim_purges_them(void)
+{
+    ohm_pool *pool = make_pool();
+    if (!pool) return;
+    char *runs[20];
+    for (unsigned i = 0; i < 20; i++) {
+        runs[i] = alloc_ok(pool, 64 * KIB);
+        if (!runs[i]) return;
+        memset(runs[i], 0xab, 64 * KIB);
+    }
+    char *keep = alloc_ok(pool, 64); /* a slab page after the runs keeps the chunk */
+    if (!keep) return;
+    ohm_pool_stats st = stats_of(pool);
+    CHECK_EQ_U64(st.mapped_bytes, CHUNK);
+    CHECK_EQ_U64(st.dirty_bytes, 0);
+    CHECK_EQ_U64(st.resident_bytes, 321 * OHM_PAGE); /* the pages ever handed out */
+    for (unsigned i = 0; i < 20; i++) CHECK_EQ_INT(ohm_pool_free(pool, runs[i]), OHM_OK);
+    st = stats_of(pool);
+    CHECK_EQ_U64(st.dirty_bytes, 20 * 64 * KIB);
+    CHECK_EQ_U64(st.purged_bytes, 0);
+    CHECK_EQ_U64(st.resident_bytes, 321 * OHM_PAGE);
+    CHECK_EQ_U64(st.mapped_bytes, CHUNK);
+
+    CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
+    st = stats_of(pool);
+    CHECK_EQ_U64(st.dirty_bytes, 0);
+    CHECK_EQ_U64(st.purged_bytes, 20 * 64 * KIB);
+    CHECK_EQ_U64(st.resident_bytes, OHM_PAGE);
+    CHECK_EQ_U64(st.mapped_bytes, CHUNK); /* the live block keeps its chunk */
+    CHECK_EQ_U64(st.chunks, 1);
+
+    /* purged pages come back zero */
+    char *again = alloc_ok(pool, 64 * KIB);
+    if (again) {
+        CHECK(again == runs[0]);
+        bool zero = true;
+        for (size_t i = 0; i < 64 * KIB; i++) zero &= again[i] == 0;
+        CHECK(zero);
+        ohm_pool_free(pool, again);
+    }
+
+    CHECK_EQ_INT(ohm_pool_free(pool, keep), OHM_OK);
+    CHECK(stats_of(pool).dirty_bytes > 0);
+    CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
+    st = stats_of(pool);
+    CHECK_EQ_U64(st.dirty_bytes, 0);
+    CHECK_EQ_U64(st.mapped_bytes, 0); /* an emptied pool maps nothing */
+    CHECK_EQ_U64(st.resident_bytes, 0);
+    CHECK_EQ_U64(st.chunks, 0);
+    CHECK_EQ_U64(st.chunks_mapped, 1);
+    CHECK_EQ_U64(st.chunks_unmapped, 1);
+    ohm_pool_destroy(pool);
+}
+
+static void test_trim_unmaps_every_chunk_of_an_emptied_pool(void)
+{
+    ohm_pool *pool = make_pool();
+    if (!pool) return;
+    char *p[12];
+    for (unsigned i = 0; i < 12; i++) { /* 1.5 MiB runs: two per chunk */
+        p[i] = alloc_ok(pool, 1536 * KIB);
+        if (!p[i]) return;
+        p[i][0] = 1;
+    }
+    char *small[100];
+    for (unsigned i = 0; i < 100; i++) small[i] = alloc_ok(pool, 16 + i * 40);
+    ohm_pool_stats st = stats_of(pool);
+    CHECK(st.chunks >= 6);
+    CHECK_EQ_U64(st.mapped_bytes, st.chunks * CHUNK);
+    for (unsigned i = 0; i < 12; i++) ohm_pool_free(pool, p[i]);
+    for (unsigned i = 0; i < 100; i++) ohm_pool_free(pool, small[i]);
+    CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
+    st = stats_of(pool);
+    CHECK_EQ_U64(st.mapped_bytes, 0);
+    CHECK_EQ_U64(st.chunks, 0);
+    CHECK_EQ_U64(st.dirty_bytes, 0);
+    CHECK_EQ_U64(st.chunks_mapped, st.chunks_unmapped);
+    /* and the pool serves again afterwards */
+    char *q = alloc_ok(pool, 100 * KIB);
+    if (q) memset(q, 2, 100 * KIB);
+    ohm_pool_free(pool, q);
+    ohm_pool_destroy(pool);
+}
+
+int main(void)
+{
+    ohm__init(); /* white-box checks read the class tables before any pool exists */
+    RUN(test_freed_neighbour_runs_coalesce_into_one);
+    RUN(test_a_run_split_from_a_larger_free_run_leaves_the_rest_usable);
+    RUN(test_aligned_runs_start_on_their_alignment_inside_a_chunk);
+    RUN(test_slab_fills_with_consecutive_blocks_and_empties_back_to_pages);
+    RUN(test_partial_slab_keeps_its_pages);
+    RUN(test_freed_pages_stay_dirty_until_trim_purges_them);
+    RUN(test_trim_unmaps_every_chunk_of_an_emptied_pool);
+    return check_summary();
+}
