@@ -12,15 +12,16 @@ static unsigned sc_index_arith(size_t size)
     return 8 + (lg - 7) * 4 + (unsigned)((size - 1 - ((size_t)1 << lg)) >> (lg - 2));
 }
 
-/* Slab geometry: the fewest pages (1..16) that waste at most 1/16 of the slab to the tail that no block fits
- * in, and hold at most SC_SLAB_MAX_OBJS blocks; if none qualifies, the page count with the least waste. */
+/* Slab geometry: the fewest pages (1..32) that hold at least min_objs blocks (4 from 4 KiB on, so that a slab
+ * serves several allocations per run operation), at most SC_SLAB_MAX_OBJS, and waste at most 1/16 of the slab
+ * to the tail that no block fits in; if none qualifies, the page count with the least waste. */
 static void sc_slab_geometry(sc_info *c)
 {
-    unsigned best_pages = 1;
+    unsigned best_pages = 1, min_objs = c->size >= 4096 ? 4 : 1;
     double best_waste = 1.0;
-    for (unsigned pages = 1; pages <= 16; pages++) {
+    for (unsigned pages = 1; pages <= 32; pages++) {
         size_t bytes = pages * OHM_PAGE, objs = bytes / c->size;
-        if (objs == 0 || objs > SC_SLAB_MAX_OBJS) continue;
+        if (objs < min_objs || objs > SC_SLAB_MAX_OBJS) continue;
         double waste = (double)(bytes - objs * c->size) / (double)bytes;
         if (waste <= 1.0 / 16) {
             best_pages = pages;

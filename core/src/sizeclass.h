@@ -1,6 +1,9 @@
 /* Size classes: 16-byte steps up to 128 B, then 4 classes per doubling up to 64 MiB (the largest chunk).
- * Classes below 16 KiB (the first 35) are carved from slabs; from 16 KiB on, every class is a page multiple and
- * is served as a page run. The table is built once at load time and never written again. */
+ * Classes up to 32 KiB (the first 40) are carved from slabs; above, every class is a page multiple and is
+ * served as a page run. Slabs reach 32 KiB, as tcmalloc's spans and mimalloc's pages do, because a slab block
+ * is freed with a bitmap flip while a run is split, coalesced and binned: with half of a 16 B..32 KiB workload
+ * in runs, run bookkeeping was most of ohm's time in batch-*. From 4 KiB on a slab holds at least 4 blocks.
+ * The table is built once (ohm__init) and never written again. */
 #ifndef OHM_SIZECLASS_H
 #define OHM_SIZECLASS_H
 
@@ -9,8 +12,8 @@
 #pragma GCC visibility push(hidden)
 
 #define SC_COUNT     84          /* == OHM_MAX_CLASSES                          */
-#define SC_NSMALL    35          /* classes 0..34 live in slabs                */
-#define SC_SMALL_MAX 14336       /* largest slab class                          */
+#define SC_NSMALL    40          /* classes 0..39 live in slabs                */
+#define SC_SMALL_MAX 32768       /* largest slab class                          */
 #define SC_MAX_SIZE  ((size_t)64 << 20)
 #define SC_SLAB_MAX_OBJS 512     /* bitmap bound: 8 x 64 bits                   */
 #define SC_SLAB_WORDS (SC_SLAB_MAX_OBJS / 64)

@@ -9,6 +9,9 @@
 
 #define MIB ((size_t)1 << 20)
 #define KIB ((size_t)1 << 10)
+/* A page-run class (slabs serve classes up to SC_SMALL_MAX): the unit of the run tests. */
+#define RUN_SIZE ((size_t)64 << 10)
+#define RUN_SIZE_PAGES (RUN_SIZE / OHM_PAGE)
 #define CHUNK (4 * MIB)
 
 static ohm_pool *make_pool(void)
@@ -67,21 +70,21 @@ static void test_freed_neighbour_runs_coalesce_into_one(void)
 {
     ohm_pool *pool = make_pool();
     if (!pool) return;
-    char *a = alloc_ok(pool, 16 * KIB), *b = alloc_ok(pool, 16 * KIB), *c = alloc_ok(pool, 16 * KIB);
+    char *a = alloc_ok(pool, RUN_SIZE), *b = alloc_ok(pool, RUN_SIZE), *c = alloc_ok(pool, RUN_SIZE);
     if (!a || !b || !c) return;
     CHECK_EQ_U64((uintptr_t)a, chunk_base_of(a)); /* a fresh chunk is used from its start */
     CHECK_EQ_U64((uintptr_t)a % CHUNK, 0);        /* and chunks are aligned to their size */
-    CHECK(b == a + 16 * KIB);
-    CHECK(c == b + 16 * KIB);
+    CHECK(b == a + RUN_SIZE);
+    CHECK(c == b + RUN_SIZE);
     uint32_t npages = chunk_of(a)->npages;
     CHECK_EQ_U64(npages, CHUNK / OHM_PAGE);
-    CHECK_EQ_U64(free_pages_of(a), npages - 12);
+    CHECK_EQ_U64(free_pages_of(a), npages - 3 * RUN_SIZE_PAGES);
 
     /* B then A: the left neighbour merges with the free run on its right */
     CHECK_EQ_INT(ohm_pool_free(pool, b), OHM_OK);
     CHECK_EQ_INT(ohm_pool_free(pool, a), OHM_OK);
     CHECK_EQ_INT(page_kind(a), PG_FREE);
-    char *d = alloc_ok(pool, 32 * KIB);
+    char *d = alloc_ok(pool, 2 * RUN_SIZE);
     CHECK(d == a);
     CHECK_EQ_INT(ohm_pool_free(pool, d), OHM_OK);
     CHECK_EQ_INT(ohm_pool_free(pool, c), OHM_OK);
@@ -89,15 +92,15 @@ static void test_freed_neighbour_runs_coalesce_into_one(void)
     CHECK_EQ_U64(stats_of(pool).chunks, 1); /* no purge delay has passed: the chunk stays */
 
     /* the same three again (from the dirty run just freed), then A, C, B: B merges with both sides */
-    a = alloc_ok(pool, 16 * KIB), b = alloc_ok(pool, 16 * KIB), c = alloc_ok(pool, 16 * KIB);
+    a = alloc_ok(pool, RUN_SIZE), b = alloc_ok(pool, RUN_SIZE), c = alloc_ok(pool, RUN_SIZE);
     if (!a || !b || !c) return;
     CHECK(a == d);
-    CHECK(b == a + 16 * KIB);
-    CHECK(c == b + 16 * KIB);
+    CHECK(b == a + RUN_SIZE);
+    CHECK(c == b + RUN_SIZE);
     CHECK_EQ_INT(ohm_pool_free(pool, a), OHM_OK);
     CHECK_EQ_INT(ohm_pool_free(pool, c), OHM_OK);
     CHECK_EQ_INT(ohm_pool_free(pool, b), OHM_OK);
-    char *e = alloc_ok(pool, 48 * KIB);
+    char *e = alloc_ok(pool, 3 * RUN_SIZE);
     CHECK(e == a);
     CHECK_EQ_INT(ohm_pool_free(pool, e), OHM_OK);
     CHECK_EQ_U64(free_pages_of(a), npages);
@@ -110,31 +113,31 @@ static void test_a_run_split_from_a_larger_free_run_leaves_the_rest_usable(void)
 {
     ohm_pool *pool = make_pool();
     if (!pool) return;
-    char *x = alloc_ok(pool, 64 * KIB), *fence = alloc_ok(pool, 16 * KIB);
+    char *x = alloc_ok(pool, 4 * RUN_SIZE), *fence = alloc_ok(pool, RUN_SIZE);
     if (!x || !fence) return;
-    CHECK(fence == x + 64 * KIB);
-    memset(x, 0x11, 64 * KIB);
+    CHECK(fence == x + 4 * RUN_SIZE);
+    memset(x, 0x11, 4 * RUN_SIZE);
     CHECK_EQ_INT(ohm_pool_free(pool, x), OHM_OK);
     uint32_t npages = chunk_of(fence)->npages;
-    CHECK_EQ_U64(free_pages_of(fence), npages - 4);
+    CHECK_EQ_U64(free_pages_of(fence), npages - RUN_SIZE_PAGES);
 
-    char *a = alloc_ok(pool, 16 * KIB); /* taken from the head of the free 64 KiB */
-    char *b = alloc_ok(pool, 48 * KIB); /* exactly the remainder */
+    char *a = alloc_ok(pool, RUN_SIZE); /* taken from the head of the free 4 runs */
+    char *b = alloc_ok(pool, 3 * RUN_SIZE); /* exactly the remainder */
     CHECK(a == x);
-    CHECK(b == x + 16 * KIB);
-    CHECK_EQ_U64(free_pages_of(fence), npages - 20);
-    CHECK_EQ_U64(ohm_usable_size(a), 16 * KIB);
-    CHECK_EQ_U64(ohm_usable_size(b), 48 * KIB);
-    memset(a, 0x22, 16 * KIB);
-    memset(b, 0x33, 48 * KIB);
+    CHECK(b == x + RUN_SIZE);
+    CHECK_EQ_U64(free_pages_of(fence), npages - 5 * RUN_SIZE_PAGES);
+    CHECK_EQ_U64(ohm_usable_size(a), RUN_SIZE);
+    CHECK_EQ_U64(ohm_usable_size(b), 3 * RUN_SIZE);
+    memset(a, 0x22, RUN_SIZE);
+    memset(b, 0x33, 3 * RUN_SIZE);
     /* the split pieces are independent runs */
     ohm_block_info info;
     if (CHECK_EQ_INT(ohm_lookup(b + 100, &info), OHM_OK)) CHECK(info.base == b);
-    if (CHECK_EQ_INT(ohm_lookup(a + 16 * KIB - 1, &info), OHM_OK)) CHECK(info.base == a);
+    if (CHECK_EQ_INT(ohm_lookup(a + RUN_SIZE - 1, &info), OHM_OK)) CHECK(info.base == a);
 
     /* a split off the end of the chunk's big free run: consecutive, too */
-    char *c = alloc_ok(pool, 20 * KIB);
-    CHECK(c == fence + 16 * KIB);
+    char *c = alloc_ok(pool, RUN_SIZE + RUN_SIZE / 4); /* a run class too */
+    CHECK(c == fence + RUN_SIZE);
     ohm_pool_free(pool, a);
     ohm_pool_free(pool, b);
     ohm_pool_free(pool, c);
@@ -147,25 +150,25 @@ static void test_a_run_split_from_a_larger_free_run_leaves_the_rest_usable(void)
 
 static void test_aligned_runs_start_on_their_alignment_inside_a_chunk(void)
 {
-    for (size_t align = 64 * KIB; align <= 1 * MIB; align *= 2) {
+    for (size_t align = 2 * RUN_SIZE; align <= 1 * MIB; align *= 2) {
         ohm_pool *pool = make_pool();
         if (!pool) return;
-        char *a = alloc_ok(pool, 16 * KIB);
-        char *p = ohm_pool_alloc_aligned(pool, 16 * KIB, align);
+        char *a = alloc_ok(pool, RUN_SIZE);
+        char *p = ohm_pool_alloc_aligned(pool, RUN_SIZE, align);
         if (!a || !CHECK_NOT_NULL(p)) return;
         CHECK_EQ_U64((uintptr_t)p % align, 0);
         CHECK(chunk_of(p) == chunk_of(a));       /* a run of the same chunk, not a mapping of its own */
         CHECK(p == a + align - ((uintptr_t)a % align)); /* the first aligned page after A */
-        CHECK_EQ_U64(ohm_usable_size(p), 16 * KIB);
+        CHECK_EQ_U64(ohm_usable_size(p), RUN_SIZE);
         ohm_block_info info;
         if (CHECK_EQ_INT(ohm_lookup(p + 1, &info), OHM_OK)) CHECK_EQ_INT(info.kind, OHM_BLOCK_RUN);
         uint32_t npages = chunk_of(a)->npages;
-        CHECK_EQ_U64(free_pages_of(a), npages - 8); /* the pages skipped to align stay free */
-        CHECK_EQ_INT(page_kind(a + 16 * KIB), PG_FREE);
+        CHECK_EQ_U64(free_pages_of(a), npages - 2 * RUN_SIZE_PAGES); /* the pages skipped to align stay free */
+        CHECK_EQ_INT(page_kind(a + RUN_SIZE), PG_FREE);
         /* and usable: the next small run lands right after A */
-        char *q = alloc_ok(pool, 16 * KIB);
-        CHECK(q == a + 16 * KIB);
-        memset(p, 1, 16 * KIB);
+        char *q = alloc_ok(pool, RUN_SIZE);
+        CHECK(q == a + RUN_SIZE);
+        memset(p, 1, RUN_SIZE);
         ohm_pool_free(pool, q);
         ohm_pool_free(pool, p);
         ohm_pool_free(pool, a);
@@ -189,15 +192,15 @@ static void slab_cycle(unsigned cls)
     unsigned objs = ci->slab_objs;
     ohm_pool *pool = make_pool();
     if (!pool) return;
-    char *r = alloc_ok(pool, 16 * KIB); /* pages 0-3; the slab goes right after */
+    char *r = alloc_ok(pool, RUN_SIZE); /* a run at the chunk's start; the slab goes right after */
     char **blocks = calloc(objs, sizeof *blocks);
     if (!r || !CHECK_NOT_NULL(blocks)) return;
     for (unsigned i = 0; i < objs; i++) {
         blocks[i] = alloc_ok(pool, size);
         if (!blocks[i]) return;
-        if (!CHECK(blocks[i] == r + 16 * KIB + i * size)) {
+        if (!CHECK(blocks[i] == r + RUN_SIZE + i * size)) {
             fprintf(stderr, "  class %zu block %u at %p, want %p\n", size, i, (void *)blocks[i],
-                    (void *)(r + 16 * KIB + i * size));
+                    (void *)(r + RUN_SIZE + i * size));
             return;
         }
     }
@@ -228,14 +231,22 @@ static void slab_cycle(unsigned cls)
     for (unsigned i = 0; i < objs; i++) CHECK_EQ_INT(ohm_pool_free(pool, blocks[i]), OHM_OK);
     CHECK_EQ_INT(page_kind(blocks[0]), PG_FREE);
     CHECK_EQ_U64(free_pages_of(r), c->npages);
-    CHECK_EQ_U64(stats_of(pool).dirty_bytes, (4 + sp) * OHM_PAGE);
-    size_t span = (4 + sp) * OHM_PAGE;
+    CHECK_EQ_U64(stats_of(pool).dirty_bytes, (RUN_SIZE_PAGES + sp) * OHM_PAGE);
+    /* the slab's pages merged with the run before them into one dirty free run */
+    const run_t *merged = &c->runs[chunk_page_of(c, r)];
+    CHECK_EQ_INT(merged->state, RUN_FREE);
+    CHECK(merged->dirty);
+    CHECK_EQ_U64(merged->npages, RUN_SIZE_PAGES + sp);
+    /* and a run class that needs slab pages as well is carved from it, where one fits in the span */
+    size_t span = (RUN_SIZE_PAGES + sp) * OHM_PAGE;
     unsigned rc = sc_index(span);
     if (sc_size(rc) > span) rc--; /* the largest run class that fits the freed span */
-    char *run = alloc_ok(pool, sc_size(rc));
-    CHECK(run == r);
-    CHECK(run + sc_size(rc) > blocks[0]); /* it covers slab pages */
-    ohm_pool_free(pool, run);
+    if (sc_size(rc) > RUN_SIZE) {
+        char *run = alloc_ok(pool, sc_size(rc));
+        CHECK(run == r);
+        CHECK(run + sc_size(rc) > blocks[0]); /* it covers slab pages */
+        ohm_pool_free(pool, run);
+    }
     free(blocks);
     ohm_pool_destroy(pool);
 }

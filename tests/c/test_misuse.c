@@ -164,7 +164,7 @@ static void test_pointer_past_the_last_block_of_a_slab_is_einval(void)
     CHECK_EQ_INT(ohm_lookup(slab + tail, &info), OHM_EINVAL);
     /* the live block's slab is intact: a run cannot be carved over it */
     memset(p, 0x99, 48);
-    void *run = ohm_pool_alloc(pool, 16 * KIB);
+    void *run = ohm_pool_alloc(pool, 64 * KIB);
     CHECK(run != NULL && (unsigned char *)run != slab);
     if (CHECK_EQ_INT(ohm_lookup(p, &info), OHM_OK)) CHECK(info.live && info.kind == OHM_BLOCK_SMALL);
     CHECK(p[0] == 0x99 && p[47] == 0x99);

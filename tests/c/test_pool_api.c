@@ -353,13 +353,13 @@ static void test_lookup_finds_the_block_from_interior_addresses(void)
     if (!pool) return;
     unsigned char *s = ohm_pool_alloc(pool, 40);  /* class 48 */
     unsigned char *s2 = ohm_pool_alloc(pool, 40); /* its neighbour */
-    unsigned char *r = ohm_pool_alloc(pool, 20000);
+    unsigned char *r = ohm_pool_alloc(pool, 50000); /* a run class (slabs end at 32 KiB) */
     unsigned char *h = ohm_pool_alloc(pool, 5 * MIB);
     if (!CHECK_NOT_NULL(s) || !CHECK_NOT_NULL(s2) || !CHECK_NOT_NULL(r) || !CHECK_NOT_NULL(h)) return;
     for (size_t off = 0; off < 48; off++) check_lookup(pool, s, off, 48, sc_index(48), OHM_BLOCK_SMALL);
-    size_t rsize = sc_size(sc_index(20000));
+    size_t rsize = sc_size(sc_index(50000));
     size_t roffs[] = {0, 1, 4095, 4096, 12345, rsize - 1};
-    for (unsigned i = 0; i < 6; i++) check_lookup(pool, r, roffs[i], rsize, sc_index(20000), OHM_BLOCK_RUN);
+    for (unsigned i = 0; i < 6; i++) check_lookup(pool, r, roffs[i], rsize, sc_index(50000), OHM_BLOCK_RUN);
     size_t hoffs[] = {0, 1, 4 * MIB, 5 * MIB - 1};
     for (unsigned i = 0; i < 4; i++) check_lookup(pool, h, hoffs[i], 5 * MIB, OHM_MAX_CLASSES, OHM_BLOCK_HUGE);
 

@@ -39,12 +39,13 @@ static void test_table_is_strictly_monotone_and_16_byte_aligned(void)
     }
 }
 
-static void test_small_and_run_classes_split_at_16k(void)
+static void test_small_and_run_classes_split_above_32k(void)
 {
     CHECK_EQ_U64(sc_size(SC_NSMALL - 1), SC_SMALL_MAX);
-    CHECK_EQ_U64(sc_size(SC_NSMALL), 16384);
+    CHECK_EQ_U64(SC_SMALL_MAX, 32768);
+    CHECK_EQ_U64(sc_size(SC_NSMALL), 40960);
     for (unsigned c = 0; c < SC_COUNT; c++) {
-        CHECK_EQ_INT(sc_is_small(c), sc_size(c) < 16384);
+        CHECK_EQ_INT(sc_is_small(c), sc_size(c) <= 32768);
         if (!sc_is_small(c)) CHECK_EQ_U64(sc_size(c) % OHM_PAGE, 0); /* run classes are page multiples */
     }
 }
@@ -113,10 +114,12 @@ static double slab_waste(size_t size, unsigned pages)
     return (double)(bytes - bytes / size * size) / (double)bytes;
 }
 
+/* The geometry rule: 1..32 pages holding at least 4 blocks from 4 KiB on (else at least 1), at most
+ * SC_SLAB_MAX_OBJS. */
 static bool slab_geometry_allowed(size_t size, unsigned pages)
 {
-    size_t objs = pages * OHM_PAGE / size;
-    return objs >= 1 && objs <= SC_SLAB_MAX_OBJS;
+    size_t objs = pages * OHM_PAGE / size, min_objs = size >= 4096 ? 4 : 1;
+    return objs >= min_objs && objs <= SC_SLAB_MAX_OBJS;
 }
 
 static void test_slab_geometry_bounds_objects_and_waste(void)
@@ -124,8 +127,8 @@ static void test_slab_geometry_bounds_objects_and_waste(void)
     for (unsigned c = 0; c < SC_NSMALL; c++) {
         const sc_info *ci = &sc_table[c];
         size_t size = ci->size, bytes = (size_t)ci->slab_pages * OHM_PAGE;
-        CHECK(ci->slab_pages >= 1 && ci->slab_pages <= 16);
-        CHECK(ci->slab_objs >= 1);
+        CHECK(ci->slab_pages >= 1 && ci->slab_pages <= 32);
+        CHECK(ci->slab_objs >= (size >= 4096 ? 4u : 1u));
         CHECK(ci->slab_objs <= SC_SLAB_MAX_OBJS);
         CHECK_EQ_U64(ci->slab_objs, bytes / size); /* as many blocks as fit */
         double waste = slab_waste(size, ci->slab_pages);
@@ -137,7 +140,7 @@ static void test_slab_geometry_bounds_objects_and_waste(void)
                             slab_waste(size, p), ci->slab_pages);
         } else {
             /* no page count qualifies: this one must waste the least */
-            for (unsigned p = 1; p <= 16; p++)
+            for (unsigned p = 1; p <= 32; p++)
                 if (slab_geometry_allowed(size, p) && !CHECK(slab_waste(size, p) >= waste))
                     fprintf(stderr, "  class %zu: %u pages waste %.4f < %.4f\n", size, p, slab_waste(size, p), waste);
         }
@@ -188,7 +191,7 @@ int main(void)
     ohm__init(); /* white-box checks read the class tables before any pool exists */
     RUN(test_table_is_16_byte_steps_then_four_classes_per_doubling);
     RUN(test_table_is_strictly_monotone_and_16_byte_aligned);
-    RUN(test_small_and_run_classes_split_at_16k);
+    RUN(test_small_and_run_classes_split_above_32k);
     RUN(test_index_is_smallest_fitting_class_for_every_size_to_64k);
     RUN(test_index_is_smallest_fitting_class_at_boundaries_to_64m);
     RUN(test_public_class_queries_match_the_table);
