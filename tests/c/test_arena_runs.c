@@ -2,38 +2,23 @@
  * aligning, how a slab fills and empties, and dirty versus clean (purged) free pages. Every pool here has one
  * arena and no thread cache, so each call reaches the arena and the layout inside a fresh chunk is exact. */
 #include "../check.h"
+#include "fixture.h"
 #include "ohm.h"
 #include "pool.h"
 
 #include <stdlib.h>
 
-#define MIB ((size_t)1 << 20)
-#define KIB ((size_t)1 << 10)
 /* A page-run class (slabs serve classes up to SC_SMALL_MAX): the unit of the run tests. */
 #define RUN_SIZE ((size_t)64 << 10)
 #define RUN_SIZE_PAGES (RUN_SIZE / OHM_PAGE)
-#define CHUNK (4 * MIB)
+#define CHUNK FIXTURE_CHUNK
 
+/* The fixture's pool (one arena, purging only on trim) without thread caches. */
 static ohm_pool *make_pool(void)
 {
-    ohm_pool_config cfg;
-    ohm_pool_config_init(&cfg);
-    cfg.name = "runs";
-    cfg.chunk_size = CHUNK;
-    cfg.arenas = 1;
-    cfg.background_purge = false;
-    cfg.purge_delay_ms = UINT64_MAX; /* only trim purges */
-    cfg.cache_max_size = 0;          /* every alloc and free reaches the arena */
-    ohm_pool *pool = ohm_pool_create(&cfg);
-    CHECK_NOT_NULL(pool);
-    return pool;
-}
-
-static ohm_pool_stats stats_of(ohm_pool *pool)
-{
-    static ohm_pool_stats st;
-    CHECK_EQ_INT(ohm_pool_stats_get(pool, -1, &st), OHM_OK);
-    return st;
+    ohm_pool_config cfg = fixture_config("runs");
+    cfg.cache_max_size = 0; /* every alloc and free reaches the arena */
+    return fixture_pool(&cfg);
 }
 
 /* Chunk facts read under the arena lock. */
@@ -89,7 +74,7 @@ static void test_freed_neighbour_runs_coalesce_into_one(void)
     CHECK_EQ_INT(ohm_pool_free(pool, d), OHM_OK);
     CHECK_EQ_INT(ohm_pool_free(pool, c), OHM_OK);
     CHECK_EQ_U64(free_pages_of(a), npages);
-    CHECK_EQ_U64(stats_of(pool).chunks, 1); /* no purge delay has passed: the chunk stays */
+    CHECK_EQ_U64(fixture_stats(pool, -1).chunks, 1); /* no purge delay has passed: the chunk stays */
 
     /* the same three again (from the dirty run just freed), then A, C, B: B merges with both sides */
     a = alloc_ok(pool, RUN_SIZE), b = alloc_ok(pool, RUN_SIZE), c = alloc_ok(pool, RUN_SIZE);
@@ -231,7 +216,7 @@ static void slab_cycle(unsigned cls)
     for (unsigned i = 0; i < objs; i++) CHECK_EQ_INT(ohm_pool_free(pool, blocks[i]), OHM_OK);
     CHECK_EQ_INT(page_kind(blocks[0]), PG_FREE);
     CHECK_EQ_U64(free_pages_of(r), c->npages);
-    CHECK_EQ_U64(stats_of(pool).dirty_bytes, (RUN_SIZE_PAGES + sp) * OHM_PAGE);
+    CHECK_EQ_U64(fixture_stats(pool, -1).dirty_bytes, (RUN_SIZE_PAGES + sp) * OHM_PAGE);
     /* the slab's pages merged with the run before them into one dirty free run */
     const run_t *merged = &c->runs[chunk_page_of(c, r)];
     CHECK_EQ_INT(merged->state, RUN_FREE);
@@ -274,7 +259,7 @@ static void test_partial_slab_keeps_its_pages(void)
     for (unsigned i = 0; i < objs; i++) b[i] = alloc_ok(pool, 256);
     for (unsigned i = 0; i < objs; i += 2) CHECK_EQ_INT(ohm_pool_free(pool, b[i]), OHM_OK);
     CHECK_EQ_INT(page_kind(b[0]), PG_SLAB);
-    CHECK_EQ_U64(stats_of(pool).dirty_bytes, 0);
+    CHECK_EQ_U64(fixture_stats(pool, -1).dirty_bytes, 0);
     /* refilling takes the freed slots, lowest address first */
     for (unsigned i = 0; i < objs; i += 2) {
         char *p = alloc_ok(pool, 256);
@@ -299,19 +284,19 @@ static void test_freed_pages_stay_dirty_until_trim_purges_them(void)
     }
     char *keep = alloc_ok(pool, 64); /* a slab page after the runs keeps the chunk */
     if (!keep) return;
-    ohm_pool_stats st = stats_of(pool);
+    ohm_pool_stats st = fixture_stats(pool, -1);
     CHECK_EQ_U64(st.mapped_bytes, CHUNK);
     CHECK_EQ_U64(st.dirty_bytes, 0);
     CHECK_EQ_U64(st.resident_bytes, 321 * OHM_PAGE); /* the pages ever handed out */
     for (unsigned i = 0; i < 20; i++) CHECK_EQ_INT(ohm_pool_free(pool, runs[i]), OHM_OK);
-    st = stats_of(pool);
+    st = fixture_stats(pool, -1);
     CHECK_EQ_U64(st.dirty_bytes, 20 * 64 * KIB);
     CHECK_EQ_U64(st.purged_bytes, 0);
     CHECK_EQ_U64(st.resident_bytes, 321 * OHM_PAGE);
     CHECK_EQ_U64(st.mapped_bytes, CHUNK);
 
     CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
-    st = stats_of(pool);
+    st = fixture_stats(pool, -1);
     CHECK_EQ_U64(st.dirty_bytes, 0);
     CHECK_EQ_U64(st.purged_bytes, 20 * 64 * KIB);
     CHECK_EQ_U64(st.resident_bytes, OHM_PAGE);
@@ -329,9 +314,9 @@ static void test_freed_pages_stay_dirty_until_trim_purges_them(void)
     }
 
     CHECK_EQ_INT(ohm_pool_free(pool, keep), OHM_OK);
-    CHECK(stats_of(pool).dirty_bytes > 0);
+    CHECK(fixture_stats(pool, -1).dirty_bytes > 0);
     CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
-    st = stats_of(pool);
+    st = fixture_stats(pool, -1);
     CHECK_EQ_U64(st.dirty_bytes, 0);
     CHECK_EQ_U64(st.mapped_bytes, 0); /* an emptied pool maps nothing */
     CHECK_EQ_U64(st.resident_bytes, 0);
@@ -353,13 +338,13 @@ static void test_trim_unmaps_every_chunk_of_an_emptied_pool(void)
     }
     char *small[100];
     for (unsigned i = 0; i < 100; i++) small[i] = alloc_ok(pool, 16 + i * 40);
-    ohm_pool_stats st = stats_of(pool);
+    ohm_pool_stats st = fixture_stats(pool, -1);
     CHECK(st.chunks >= 6);
     CHECK_EQ_U64(st.mapped_bytes, st.chunks * CHUNK);
     for (unsigned i = 0; i < 12; i++) ohm_pool_free(pool, p[i]);
     for (unsigned i = 0; i < 100; i++) ohm_pool_free(pool, small[i]);
     CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
-    st = stats_of(pool);
+    st = fixture_stats(pool, -1);
     CHECK_EQ_U64(st.mapped_bytes, 0);
     CHECK_EQ_U64(st.chunks, 0);
     CHECK_EQ_U64(st.dirty_bytes, 0);

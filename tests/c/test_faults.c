@@ -2,6 +2,7 @@
  * refuse, hooks that see every chunk once, pinned (hooked or locked) chunks that are never purged page by page,
  * mlock, MAP_HUGETLB with its fallback, THP and KSM hints, and the virtual-to-physical lookup. */
 #include "../check.h"
+#include "fixture.h"
 #include "ohm.h"
 #include "pool.h"
 
@@ -11,51 +12,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define MIB ((size_t)1 << 20)
-#define KIB ((size_t)1 << 10)
-#define CHUNK (4 * MIB)
+#define CHUNK FIXTURE_CHUNK
 
-static void base_config(ohm_pool_config *cfg)
+static ohm_pool_config base_config(void)
 {
-    ohm_pool_config_init(cfg);
-    cfg->name = "faults";
-    cfg->chunk_size = CHUNK;
-    cfg->arenas = 1;
-    cfg->background_purge = false;
-    cfg->purge_delay_ms = UINT64_MAX;
-    cfg->cache_max_size = 0; /* frees reach the arena: chunk usage is exact */
-}
-
-static ohm_pool_stats stats_of(ohm_pool *pool)
-{
-    static ohm_pool_stats st; /* main thread only */
-    CHECK_EQ_INT(ohm_pool_stats_get(pool, -1, &st), OHM_OK);
-    return st;
-}
-
-static size_t resident_pages(const void *p, size_t len)
-{
-    size_t n = len / OHM_PAGE, count = 0;
-    unsigned char *vec = malloc(n);
-    if (!CHECK_NOT_NULL(vec)) return 0;
-    if (CHECK_EQ_INT(mincore((void *)p, len, vec), 0))
-        for (size_t i = 0; i < n; i++) count += vec[i] & 1;
-    free(vec);
-    return count;
-}
-
-static int count_block(void *arg, const ohm_block_info *b)
-{
-    (void)b;
-    ++*(size_t *)arg;
-    return 0;
-}
-
-static size_t walk_count(ohm_pool *pool)
-{
-    size_t n = 0;
-    CHECK_EQ_INT(ohm_pool_walk(pool, count_block, &n), 0);
-    return n;
+    ohm_pool_config cfg = fixture_config("faults");
+    cfg.cache_max_size = 0; /* frees reach the arena: chunk usage is exact */
+    return cfg;
 }
 
 /* Runs fn in a child process, so that a crash in the allocator fails this test instead of ending the file. */
@@ -80,8 +43,7 @@ static void run_isolated(void (*fn)(void), const char *what)
 
 static void test_cap_refuses_allocations_beyond_max_mapped_and_recovers(void)
 {
-    ohm_pool_config cfg;
-    base_config(&cfg);
+    ohm_pool_config cfg = base_config();
     cfg.max_mapped = 2 * CHUNK;
     ohm_pool *pool = ohm_pool_create(&cfg);
     if (!CHECK_NOT_NULL(pool)) return;
@@ -91,7 +53,7 @@ static void test_cap_refuses_allocations_beyond_max_mapped_and_recovers(void)
         if (!CHECK_NOT_NULL(runs[i])) return;
         memset(runs[i], 1, 2 * MIB);
     }
-    CHECK_EQ_U64(stats_of(pool).mapped_bytes, 2 * CHUNK);
+    CHECK_EQ_U64(fixture_stats(pool, -1).mapped_bytes, 2 * CHUNK);
 
     void *more = ohm_pool_alloc(pool, 2 * MIB);
     CHECK_NULL(more);
@@ -103,7 +65,7 @@ static void test_cap_refuses_allocations_beyond_max_mapped_and_recovers(void)
     CHECK_EQ_INT(ohm_last_error_code(), OHM_ENOMEM);
     CHECK_STR_CONTAINS(ohm_last_error(), "max_mapped");
     CHECK_NULL(ohm_pool_alloc_aligned(pool, 64 * KIB, 64 * KIB));
-    ohm_pool_stats st = stats_of(pool);
+    ohm_pool_stats st = fixture_stats(pool, -1);
     CHECK(st.failed_allocs >= 3);
     CHECK_EQ_U64(st.mapped_bytes, 2 * CHUNK);
     CHECK_EQ_U64(st.active_blocks, 4);
@@ -118,7 +80,7 @@ static void test_cap_refuses_allocations_beyond_max_mapped_and_recovers(void)
     void *huge = ohm_pool_alloc(pool, 5 * MIB);
     if (CHECK_NOT_NULL(huge)) {
         memset(huge, 2, 5 * MIB);
-        CHECK(stats_of(pool).mapped_bytes <= 2 * CHUNK);
+        CHECK(fixture_stats(pool, -1).mapped_bytes <= 2 * CHUNK);
         CHECK_NULL(ohm_pool_alloc(pool, 4 * MIB)); /* 5 MiB + another chunk > 8 MiB */
         CHECK_EQ_INT(ohm_last_error_code(), OHM_ENOMEM);
         CHECK_NULL(ohm_pool_alloc(pool, 3 * MIB)); /* a run needs a chunk as well */
@@ -128,7 +90,7 @@ static void test_cap_refuses_allocations_beyond_max_mapped_and_recovers(void)
     CHECK_NOT_NULL(small);
     ohm_pool_free(pool, small);
     CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
-    CHECK_EQ_U64(stats_of(pool).mapped_bytes, 0);
+    CHECK_EQ_U64(fixture_stats(pool, -1).mapped_bytes, 0);
     ohm_pool_destroy(pool);
 }
 
@@ -141,8 +103,7 @@ typedef struct tracked {
 
 static void injected_workload(uint64_t every_nth, double fraction, uint64_t seed, bool expect_success)
 {
-    ohm_pool_config cfg;
-    base_config(&cfg);
+    ohm_pool_config cfg = base_config();
     cfg.chunk_size = 1 * MIB;
     cfg.cache_max_size = 64 * KIB; /* thread caches too: their refills meet the failures */
     ohm_pool *pool = ohm_pool_create(&cfg);
@@ -188,8 +149,8 @@ static void injected_workload(uint64_t every_nth, double fraction, uint64_t seed
     CHECK(ohm_fault_injected() > injected_before);
 
     /* the pool is consistent: the walk and the stats agree with what the test holds */
-    CHECK_EQ_U64(walk_count(pool), nlive);
-    ohm_pool_stats st = stats_of(pool);
+    CHECK_EQ_U64(fixture_walk_count(pool), nlive);
+    ohm_pool_stats st = fixture_stats(pool, -1);
     CHECK_EQ_U64(st.active_blocks, nlive);
     CHECK_EQ_U64(st.allocs, successes);
     for (unsigned i = 0; i < nlive; i++) {
@@ -204,10 +165,10 @@ static void injected_workload(uint64_t every_nth, double fraction, uint64_t seed
         if (!CHECK_NOT_NULL(p)) break;
         CHECK_EQ_INT(ohm_pool_free(pool, p), OHM_OK);
     }
-    CHECK_EQ_U64(walk_count(pool), 0);
-    CHECK_EQ_U64(stats_of(pool).active_blocks, 0);
+    CHECK_EQ_U64(fixture_walk_count(pool), 0);
+    CHECK_EQ_U64(fixture_stats(pool, -1).active_blocks, 0);
     CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
-    CHECK_EQ_U64(stats_of(pool).mapped_bytes, 0);
+    CHECK_EQ_U64(fixture_stats(pool, -1).mapped_bytes, 0);
     CHECK_EQ_INT(ohm_pool_destroy(pool), OHM_OK);
 }
 
@@ -229,8 +190,7 @@ static void test_pool_creation_under_map_failures_fails_cleanly(void)
     for (unsigned round = 0; round < 40; round++) {
         if (round < 4) ohm_fault_inject(round + 1, 0, 0);
         else ohm_fault_inject(0, 0.5, round);
-        ohm_pool_config cfg;
-        base_config(&cfg);
+        ohm_pool_config cfg = base_config();
         cfg.cache_max_size = 256 * KIB;
         ohm__error_clear();
         ohm_pool *pool = ohm_pool_create(&cfg);
@@ -293,14 +253,11 @@ static void on_unmap(void *arg, void *addr, size_t size)
 
 static ohm_pool *make_hooked_pool(hook_log *h)
 {
-    ohm_pool_config cfg;
-    base_config(&cfg);
+    ohm_pool_config cfg = base_config();
     cfg.chunk_map = on_map;
     cfg.chunk_unmap = on_unmap;
     cfg.hook_arg = h;
-    ohm_pool *pool = ohm_pool_create(&cfg);
-    CHECK_NOT_NULL(pool);
-    return pool;
+    return fixture_pool(&cfg);
 }
 
 static void test_refusing_map_hook_fails_the_allocation_and_the_pool_recovers(void)
@@ -317,7 +274,7 @@ static void test_refusing_map_hook_fails_the_allocation_and_the_pool_recovers(vo
     CHECK_EQ_INT(ohm_last_error_code(), OHM_ECALLBACK);
     CHECK_EQ_INT(h.map_calls, 2);
     CHECK_EQ_INT(h.unmaps, 0); /* a refused chunk was never registered: nothing to unregister */
-    ohm_pool_stats st = stats_of(pool);
+    ohm_pool_stats st = fixture_stats(pool, -1);
     CHECK_EQ_U64(st.mapped_bytes, 0);
     CHECK(st.failed_allocs >= 2);
     h.refuse = false;
@@ -367,7 +324,7 @@ static void test_hooks_see_every_chunk_once_and_unmap_before_unmapping(void)
     for (unsigned i = 0; i < 6; i++) ohm_pool_free(pool, runs[i]);
     ohm_pool_free(pool, small);
     CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
-    CHECK_EQ_U64(stats_of(pool).mapped_bytes, 0);
+    CHECK_EQ_U64(fixture_stats(pool, -1).mapped_bytes, 0);
     CHECK_EQ_INT(h.unmaps, h.maps);
     CHECK_EQ_INT(h.unmapped_before_hook, 0);
     for (unsigned i = 0; i < h.unmaps; i++) { /* every unmap names a mapped chunk, with its size */
@@ -402,10 +359,10 @@ static void test_hooked_chunk_is_never_purged_page_by_page(void)
     memset(run, 0x77, 256 * KIB);
     CHECK_EQ_INT(ohm_pool_free(pool, run), OHM_OK);
     CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
-    ohm_pool_stats st = stats_of(pool);
+    ohm_pool_stats st = fixture_stats(pool, -1);
     CHECK_EQ_U64(st.purged_bytes, 0);
     CHECK_EQ_U64(st.mapped_bytes, CHUNK);
-    CHECK_EQ_U64(resident_pages(run, 256 * KIB), 64); /* the device still sees the same pages */
+    CHECK_EQ_U64(fixture_resident_pages(run, 256 * KIB), 64); /* the device still sees the same pages */
     CHECK_EQ_INT(h.unmaps, 0);
     CHECK_EQ_INT(ohm_pool_free(pool, keep), OHM_OK);
     CHECK_EQ_INT(ohm_pool_destroy(pool), OHM_OK);
@@ -414,12 +371,9 @@ static void test_hooked_chunk_is_never_purged_page_by_page(void)
 
 static ohm_pool *make_locked_pool(void)
 {
-    ohm_pool_config cfg;
-    base_config(&cfg);
+    ohm_pool_config cfg = base_config();
     cfg.lock_memory = true;
-    ohm_pool *pool = ohm_pool_create(&cfg);
-    CHECK_NOT_NULL(pool);
-    return pool;
+    return fixture_pool(&cfg);
 }
 
 static void test_locked_pool_works_or_fails_with_a_clear_enomem(void)
@@ -430,20 +384,20 @@ static void test_locked_pool_works_or_fails_with_a_clear_enomem(void)
     if (!p) { /* no privilege to lock: a clear ENOMEM, and the pool stays usable */
         CHECK_EQ_INT(ohm_last_error_code(), OHM_ENOMEM);
         CHECK_STR_CONTAINS(ohm_last_error(), "mlock");
-        CHECK_EQ_U64(stats_of(pool).mapped_bytes, 0);
+        CHECK_EQ_U64(fixture_stats(pool, -1).mapped_bytes, 0);
         CHECK_EQ_INT(ohm_pool_destroy(pool), OHM_OK);
         return;
     }
     if (!CHECK_NOT_NULL(keep)) return;
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__) /* sanitizers make mlock a no-op */
-    CHECK_EQ_U64(resident_pages((void *)chunk_of(p)->base, CHUNK), CHUNK / OHM_PAGE); /* locked in */
+    CHECK_EQ_U64(fixture_resident_pages((void *)chunk_of(p)->base, CHUNK), CHUNK / OHM_PAGE); /* locked in */
 #endif
     memset(p, 1, 64 * KIB);
     CHECK_EQ_INT(ohm_pool_free(pool, p), OHM_OK);
     CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
-    CHECK_EQ_U64(stats_of(pool).purged_bytes, 0); /* locked pages are not purged page by page */
-    CHECK_EQ_U64(resident_pages(p, 64 * KIB), 16);
-    CHECK_EQ_U64(stats_of(pool).mapped_bytes, CHUNK);
+    CHECK_EQ_U64(fixture_stats(pool, -1).purged_bytes, 0); /* locked pages are not purged page by page */
+    CHECK_EQ_U64(fixture_resident_pages(p, 64 * KIB), 16);
+    CHECK_EQ_U64(fixture_stats(pool, -1).mapped_bytes, CHUNK);
     CHECK_EQ_INT(ohm_pool_free(pool, keep), OHM_OK);
     CHECK_EQ_INT(ohm_pool_destroy(pool), OHM_OK);
 }
@@ -457,7 +411,7 @@ static void pinned_pool_after_trim(ohm_pool *pool, hook_log *h)
     CHECK_EQ_INT(ohm_pool_free(pool, keep), OHM_OK);
     CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK); /* the chunk is wholly free: unmapped whole */
     if (h) CHECK_EQ_INT(h->unmaps, 1);
-    CHECK_EQ_U64(stats_of(pool).mapped_bytes, 0);
+    CHECK_EQ_U64(fixture_stats(pool, -1).mapped_bytes, 0);
     for (unsigned i = 0; i < 3; i++) {
         unsigned char *b = ohm_pool_alloc(pool, 16 * KIB << i), *c = ohm_pool_alloc(pool, 100);
         if (!CHECK_NOT_NULL(b) || !CHECK_NOT_NULL(c)) return;
@@ -518,8 +472,7 @@ static unsigned long meminfo(const char *key)
 
 static void test_hugetlb_falls_back_to_normal_pages_when_none_are_reserved(void)
 {
-    ohm_pool_config cfg;
-    base_config(&cfg);
+    ohm_pool_config cfg = base_config();
     cfg.huge_pages = OHM_HUGE_HUGETLB;
     ohm_pool *pool = ohm_pool_create(&cfg);
     if (!CHECK_NOT_NULL(pool)) return;
@@ -539,8 +492,7 @@ static void test_hugetlb_falls_back_to_normal_pages_when_none_are_reserved(void)
 static void test_thp_and_mergeable_options_serve_normally(void)
 {
     for (unsigned mode = 0; mode < 3; mode++) {
-        ohm_pool_config cfg;
-        base_config(&cfg);
+        ohm_pool_config cfg = base_config();
         cfg.huge_pages = mode == 1 || mode == 2 ? OHM_HUGE_THP : OHM_HUGE_NONE;
         cfg.mergeable = mode != 1;
         ohm_pool *pool = ohm_pool_create(&cfg);
@@ -550,7 +502,7 @@ static void test_thp_and_mergeable_options_serve_normally(void)
             if (CHECK_NOT_NULL(p[i])) memset(p[i], 7, ohm_usable_size(p[i]));
         for (unsigned i = 0; i < 3; i++) CHECK_EQ_INT(ohm_pool_free(pool, p[i]), OHM_OK);
         CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
-        CHECK_EQ_U64(stats_of(pool).mapped_bytes, 0);
+        CHECK_EQ_U64(fixture_stats(pool, -1).mapped_bytes, 0);
         CHECK_EQ_INT(ohm_pool_destroy(pool), OHM_OK);
     }
 }

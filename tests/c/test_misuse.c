@@ -3,6 +3,7 @@
  * configurations, alignments and sizes, the default pool's destruction, error names, and OHM_* environment
  * parsing. */
 #include "../check.h"
+#include "fixture.h"
 #include "ohm.h"
 #include "pool.h"
 
@@ -10,29 +11,11 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
-#define MIB ((size_t)1 << 20)
-#define KIB ((size_t)1 << 10)
-
 static ohm_pool *make_pool(size_t cache_max)
 {
-    ohm_pool_config cfg;
-    ohm_pool_config_init(&cfg);
-    cfg.name = "misuse";
-    cfg.chunk_size = 4 * MIB;
-    cfg.arenas = 1;
-    cfg.background_purge = false;
-    cfg.purge_delay_ms = UINT64_MAX;
+    ohm_pool_config cfg = fixture_config("misuse");
     cfg.cache_max_size = cache_max;
-    ohm_pool *pool = ohm_pool_create(&cfg);
-    CHECK_NOT_NULL(pool);
-    return pool;
-}
-
-static ohm_pool_stats stats_of(ohm_pool *pool)
-{
-    static ohm_pool_stats st; /* main thread only */
-    CHECK_EQ_INT(ohm_pool_stats_get(pool, -1, &st), OHM_OK);
-    return st;
+    return fixture_pool(&cfg);
 }
 
 /* The call returned EINVAL and left a message. */
@@ -42,12 +25,6 @@ static bool einval(int rc)
     ok &= CHECK_EQ_INT(ohm_last_error_code(), OHM_EINVAL);
     ok &= CHECK(ohm_last_error()[0] != '\0');
     return ok;
-}
-
-static int cmp_ptr(const void *a, const void *b)
-{
-    uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
-    return x < y ? -1 : x > y;
 }
 
 /* Allocates n blocks of size and checks that no address comes out twice (nor equals a live one). */
@@ -63,7 +40,7 @@ static void check_all_distinct(ohm_pool *pool, size_t size, unsigned n, void *co
         }
     }
     if (nlive) memcpy(p + n, live, nlive * sizeof *p);
-    qsort(p, n + nlive, sizeof *p, cmp_ptr);
+    qsort(p, n + nlive, sizeof *p, fixture_cmp_ptr);
     unsigned dups = 0;
     for (unsigned i = 1; i < n + nlive; i++) dups += p[i] == p[i - 1];
     CHECK_EQ_INT(dups, 0);
@@ -84,7 +61,7 @@ static void test_free_of_foreign_pointers_is_einval_and_changes_nothing(void)
     ohm_pool *pool = make_pool(256 * KIB);
     if (!pool) return;
     void *live = ohm_pool_alloc(pool, 64);
-    ohm_pool_stats before = stats_of(pool);
+    ohm_pool_stats before = fixture_stats(pool, -1);
     unsigned char stack[64];
     memset(stack, 0x3c, sizeof stack);
     unsigned char *heap = malloc(64);
@@ -99,7 +76,7 @@ static void test_free_of_foreign_pointers_is_einval_and_changes_nothing(void)
         CHECK_EQ_U64(ohm_usable_size(foreign[i]), 0);
     }
     for (unsigned i = 0; i < 64; i++) CHECK(stack[i] == 0x3c && heap[i] == 0x3d);
-    ohm_pool_stats after = stats_of(pool);
+    ohm_pool_stats after = fixture_stats(pool, -1);
     CHECK_EQ_U64(after.frees, before.frees);
     CHECK_EQ_U64(after.active_blocks, before.active_blocks);
     CHECK_EQ_INT(ohm_pool_free(pool, live), OHM_OK);
@@ -139,7 +116,7 @@ static void test_interior_pointers_are_einval(void)
         if (CHECK_EQ_INT(ohm_lookup(blocks[i], &info), OHM_OK)) CHECK(info.live);
         CHECK_EQ_INT(ohm_pool_free(pool, blocks[i]), OHM_OK);
     }
-    CHECK_EQ_U64(stats_of(pool).active_blocks, 0);
+    CHECK_EQ_U64(fixture_stats(pool, -1).active_blocks, 0);
     ohm_pool_destroy(pool);
 }
 
@@ -198,7 +175,7 @@ static void test_double_free_is_caught_while_the_block_sits_in_the_cache(void)
         CHECK_EQ_U64(ohm_usable_size(p), 0);         /* not a live block */
         check_all_distinct(pool, sizes[i], 200, NULL, 0);
     }
-    ohm_pool_stats st = stats_of(pool);
+    ohm_pool_stats st = fixture_stats(pool, -1);
     CHECK_EQ_U64(st.active_blocks, 0);
     CHECK_EQ_U64(st.allocs, st.frees);
     ohm_pool_destroy(pool);
@@ -236,7 +213,7 @@ static void test_double_free_is_caught_after_the_block_went_back_to_its_slab(voi
     void *live[] = {keep, fence};
     check_all_distinct(pool, 64, 300, live, 2);
     check_all_distinct(pool, 40 * KIB, 20, live, 2);
-    ohm_pool_stats st = stats_of(pool);
+    ohm_pool_stats st = fixture_stats(pool, -1);
     CHECK_EQ_U64(st.active_blocks, 2);
     ohm_pool_free(pool, keep);
     ohm_pool_free(pool, fence);
@@ -252,7 +229,7 @@ static void test_double_free_of_a_huge_block_is_einval(void)
     CHECK_EQ_INT(ohm_pool_free(pool, h), OHM_OK);
     einval(ohm_pool_free(pool, h));
     einval(ohm_free(h));
-    ohm_pool_stats st = stats_of(pool);
+    ohm_pool_stats st = fixture_stats(pool, -1);
     CHECK_EQ_U64(st.frees, 1);
     CHECK_EQ_U64(st.huge_blocks, 0);
     ohm_pool_destroy(pool);
@@ -273,11 +250,8 @@ static void *free_and_flush_elsewhere(void *arg)
 
 static void test_double_free_is_caught_while_the_block_waits_on_a_remote_list(void)
 {
-    ohm_pool_config cfg;
-    ohm_pool_config_init(&cfg);
+    ohm_pool_config cfg = fixture_config("misuse");
     cfg.arenas = 2;
-    cfg.background_purge = false;
-    cfg.purge_delay_ms = UINT64_MAX;
     ohm_pool *pool = ohm_pool_create(&cfg);
     if (!CHECK_NOT_NULL(pool)) return;
     remote_job j = {pool, ohm_pool_alloc(pool, 64)};
@@ -289,10 +263,10 @@ static void test_double_free_is_caught_while_the_block_waits_on_a_remote_list(vo
     void *live[] = {keep};
     check_all_distinct(pool, 64, 500, live, 1);
     ohm_pool_free(pool, keep);
-    ohm_pool_stats st = stats_of(pool);
+    ohm_pool_stats st = fixture_stats(pool, -1);
     CHECK_EQ_U64(st.active_blocks, 0);
     CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
-    CHECK_EQ_U64(stats_of(pool).mapped_bytes, 0);
+    CHECK_EQ_U64(fixture_stats(pool, -1).mapped_bytes, 0);
     ohm_pool_destroy(pool);
 }
 
@@ -310,7 +284,7 @@ static void test_block_of_another_pool_is_einval(void)
         ohm_block_info info;
         if (CHECK_EQ_INT(ohm_lookup(blocks[i], &info), OHM_OK)) CHECK(info.live && info.pool == a);
     }
-    CHECK_EQ_U64(stats_of(b).frees, 0);
+    CHECK_EQ_U64(fixture_stats(b, -1).frees, 0);
     for (unsigned i = 0; i < 3; i++) CHECK_EQ_INT(ohm_pool_free(a, blocks[i]), OHM_OK);
     ohm_pool_destroy(a);
     ohm_pool_destroy(b);
@@ -397,7 +371,7 @@ static void test_alignment_that_is_not_a_power_of_two_is_einval(void)
         CHECK_EQ_INT(ohm_last_error_code(), OHM_EINVAL);
         CHECK_STR_CONTAINS(ohm_last_error(), "power of two");
     }
-    CHECK_EQ_U64(stats_of(pool).allocs, 0);
+    CHECK_EQ_U64(fixture_stats(pool, -1).allocs, 0);
     ohm_pool_destroy(pool);
 }
 
@@ -423,7 +397,7 @@ static void test_unrepresentable_sizes_fail_cleanly(void)
     }
     CHECK_NULL(ohm_pool_alloc_aligned(pool, 64, (size_t)1 << 62)); /* an alignment no mapping can meet */
     CHECK_NULL(ohm_alloc(SIZE_MAX));
-    ohm_pool_stats st = stats_of(pool);
+    ohm_pool_stats st = fixture_stats(pool, -1);
     CHECK_EQ_U64(st.mapped_bytes, 0);
     CHECK_EQ_U64(st.allocs, 0);
     void *p = ohm_pool_alloc(pool, 100); /* still serves */
@@ -475,7 +449,7 @@ static void test_free_of_null_is_a_no_op(void)
     CHECK_EQ_INT(ohm_free(NULL), OHM_OK);
     CHECK_EQ_INT(ohm_pool_free(pool, NULL), OHM_OK);
     CHECK_EQ_U64(ohm_usable_size(NULL), 0);
-    ohm_pool_stats st = stats_of(pool);
+    ohm_pool_stats st = fixture_stats(pool, -1);
     CHECK_EQ_U64(st.frees, 0);
     ohm_pool_destroy(pool);
 }
@@ -555,8 +529,7 @@ static void test_environment_sets_the_config_defaults(void)
     /* a pool created without a config takes the same settings */
     ohm_pool *pool = ohm_pool_create(NULL);
     if (CHECK_NOT_NULL(pool)) {
-        ohm_pool_stats st;
-        CHECK_EQ_INT(ohm_pool_stats_get(pool, -1, &st), OHM_OK);
+        ohm_pool_stats st = fixture_stats(pool, -1);
         CHECK_EQ_INT(st.arenas, 3);
         CHECK_EQ_INT(st.nclasses, ohm_size_class_count(2 * MIB));
         ohm_pool_destroy(pool);

@@ -1,38 +1,21 @@
 /* Every promise of the pool API in ohm.h, one test each: sizes and alignment, zeroing, aligned and huge
  * allocation, routing of ohm_free, reverse lookup, the walk, and the stats counters. */
 #include "../check.h"
+#include "fixture.h"
 #include "ohm.h"
 #include "pool.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 
-#define MIB ((size_t)1 << 20)
-#define KIB ((size_t)1 << 10)
-
 /* A private pool that behaves the same on every run: one arena, no background thread, purging only on trim.
  * cache_max 0 bypasses thread caches, so frees reach the arena at once. */
 static ohm_pool *make_pool(size_t cache_max)
 {
-    ohm_pool_config cfg;
-    ohm_pool_config_init(&cfg);
-    cfg.name = "api";
-    cfg.chunk_size = 4 * MIB;
-    cfg.arenas = 1;
-    cfg.background_purge = false;
-    cfg.purge_delay_ms = UINT64_MAX;
+    ohm_pool_config cfg = fixture_config("api");
     cfg.cache_max_size = cache_max;
     cfg.cache_slots = 64;
-    ohm_pool *pool = ohm_pool_create(&cfg);
-    CHECK_NOT_NULL(pool);
-    return pool;
-}
-
-static ohm_pool_stats stats_of(ohm_pool *pool, int arena)
-{
-    static ohm_pool_stats st; /* large: keep it off small thread stacks; main thread only */
-    CHECK_EQ_INT(ohm_pool_stats_get(pool, arena, &st), OHM_OK);
-    return st;
+    return fixture_pool(&cfg);
 }
 
 static bool all_bytes(const void *p, size_t n, unsigned char v)
@@ -143,15 +126,9 @@ static void test_alloc_zeroed_returns_zeros_even_for_reused_memory(void)
 
 static ohm_pool *make_zero_pool(void)
 {
-    ohm_pool_config cfg;
-    ohm_pool_config_init(&cfg);
-    cfg.arenas = 1;
-    cfg.background_purge = false;
-    cfg.purge_delay_ms = UINT64_MAX;
+    ohm_pool_config cfg = fixture_config("api");
     cfg.zero = true;
-    ohm_pool *pool = ohm_pool_create(&cfg);
-    CHECK_NOT_NULL(pool);
-    return pool;
+    return fixture_pool(&cfg);
 }
 
 static void test_zero_pool_returns_zeroed_blocks_after_reuse(void)
@@ -228,7 +205,7 @@ static void test_aligned_alloc_honours_every_alignment_from_32_to_2m(void)
     /* huge blocks, aligned beyond the 1 MiB granule too */
     for (size_t align = 32; align <= 16 * MIB; align *= 4) check_aligned(pool, 4 * MIB + 1, align);
     check_aligned(pool, 9 * MIB, 8 * MIB);
-    ohm_pool_stats st = stats_of(pool, -1);
+    ohm_pool_stats st = fixture_stats(pool, -1);
     CHECK_EQ_U64(st.active_blocks, 0);
     CHECK_EQ_U64(st.huge_blocks, 0);
     ohm_pool_destroy(pool);
@@ -256,7 +233,7 @@ static void test_huge_blocks_are_mapped_directly_and_unmapped_on_free(void)
 {
     ohm_pool *pool = make_pool(256 * KIB);
     if (!pool) return;
-    ohm_pool_stats before = stats_of(pool, -1);
+    ohm_pool_stats before = fixture_stats(pool, -1);
     CHECK_EQ_U64(before.mapped_bytes, 0);
     size_t size = 4 * MIB + 1;
     unsigned char *p = ohm_pool_alloc(pool, size);
@@ -264,7 +241,7 @@ static void test_huge_blocks_are_mapped_directly_and_unmapped_on_free(void)
     size_t usable = 4 * MIB + 4096;
     CHECK_EQ_U64(ohm_usable_size(p), usable);
     memset(p, 0x33, usable);
-    ohm_pool_stats st = stats_of(pool, -1);
+    ohm_pool_stats st = fixture_stats(pool, -1);
     CHECK_EQ_U64(st.huge_blocks, 1);
     CHECK_EQ_U64(st.huge_bytes, usable);
     CHECK_EQ_U64(st.chunks, 0); /* no arena chunk was involved */
@@ -281,7 +258,7 @@ static void test_huge_blocks_are_mapped_directly_and_unmapped_on_free(void)
         CHECK(info.live);
     }
     CHECK_EQ_INT(ohm_pool_free(pool, p), OHM_OK);
-    st = stats_of(pool, -1);
+    st = fixture_stats(pool, -1);
     CHECK_EQ_U64(st.huge_blocks, 0);
     CHECK_EQ_U64(st.huge_bytes, 0);
     CHECK_EQ_U64(st.mapped_bytes, 0); /* unmapped at once, no trim needed */
@@ -293,7 +270,7 @@ static void test_huge_blocks_are_mapped_directly_and_unmapped_on_free(void)
     void *r = ohm_pool_alloc(pool, 4 * MIB);
     if (CHECK_NOT_NULL(r) && CHECK_EQ_INT(ohm_lookup(r, &info), OHM_OK)) {
         CHECK_EQ_INT(info.kind, OHM_BLOCK_RUN);
-        CHECK_EQ_U64(stats_of(pool, -1).huge_blocks, 0);
+        CHECK_EQ_U64(fixture_stats(pool, -1).huge_blocks, 0);
     }
     ohm_pool_free(pool, r);
     ohm_pool_destroy(pool);
@@ -305,8 +282,7 @@ static void test_ohm_free_routes_a_private_block_to_its_pool(void)
 {
     ohm_pool *pool = make_pool(256 * KIB);
     if (!pool) return;
-    ohm_pool_stats dflt_before;
-    CHECK_EQ_INT(ohm_pool_stats_get(ohm_pool_default(), -1, &dflt_before), OHM_OK);
+    ohm_pool_stats dflt_before = fixture_stats(ohm_pool_default(), -1);
     void *blocks[3] = {ohm_pool_alloc(pool, 64), ohm_pool_alloc(pool, 40000), ohm_pool_alloc(pool, 5 * MIB)};
     for (unsigned i = 0; i < 3; i++) {
         if (!CHECK_NOT_NULL(blocks[i])) return;
@@ -316,12 +292,11 @@ static void test_ohm_free_routes_a_private_block_to_its_pool(void)
         int rc = ohm_lookup(blocks[i], &info);
         CHECK(rc == OHM_EINVAL || (rc == OHM_OK && !info.live && info.pool == pool));
     }
-    ohm_pool_stats st = stats_of(pool, -1);
+    ohm_pool_stats st = fixture_stats(pool, -1);
     CHECK_EQ_U64(st.allocs, 3);
     CHECK_EQ_U64(st.frees, 3);
     CHECK_EQ_U64(st.active_blocks, 0);
-    ohm_pool_stats dflt_after;
-    CHECK_EQ_INT(ohm_pool_stats_get(ohm_pool_default(), -1, &dflt_after), OHM_OK);
+    ohm_pool_stats dflt_after = fixture_stats(ohm_pool_default(), -1);
     CHECK_EQ_U64(dflt_after.frees, dflt_before.frees);
     /* the freed small block is reused by its own pool */
     void *again = ohm_pool_alloc(pool, 64);
@@ -429,12 +404,6 @@ static int collect(void *arg, const ohm_block_info *b)
     return 0;
 }
 
-static int cmp_ptr(const void *a, const void *b)
-{
-    uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 static void check_walk_matches(ohm_pool *pool, void **live, unsigned nlive)
 {
     static walked w;
@@ -446,8 +415,8 @@ static void check_walk_matches(ohm_pool *pool, void **live, unsigned nlive)
     for (unsigned i = 0; i < w.n; i++) CHECK_EQ_U64(w.size[i], ohm_usable_size(w.base[i]));
     void *want[256];
     if (nlive) memcpy(want, live, nlive * sizeof *live);
-    qsort(want, nlive, sizeof *want, cmp_ptr);
-    qsort(w.base, w.n, sizeof *w.base, cmp_ptr);
+    qsort(want, nlive, sizeof *want, fixture_cmp_ptr);
+    qsort(w.base, w.n, sizeof *w.base, fixture_cmp_ptr);
     for (unsigned i = 0; i < nlive; i++)
         if (!CHECK(w.base[i] == want[i])) return;
 }
@@ -515,7 +484,7 @@ static void stats_sequence(size_t cache_max)
     for (unsigned i = 0; i < 3; i++) CHECK_EQ_INT(ohm_pool_free(pool, b[i]), OHM_OK);
     CHECK_EQ_INT(ohm_pool_free(pool, h[0]), OHM_OK);
 
-    ohm_pool_stats st = stats_of(pool, -1);
+    ohm_pool_stats st = fixture_stats(pool, -1);
     CHECK_EQ_INT(st.nclasses, ohm_size_class_count(4 * MIB));
     CHECK_EQ_INT(st.arenas, 1);
     check_class(&st, 64, 100, 40);
@@ -536,7 +505,7 @@ static void stats_sequence(size_t cache_max)
     for (unsigned i = 40; i < 100; i++) ohm_pool_free(pool, a[i]);
     for (unsigned i = 3; i < 10; i++) ohm_pool_free(pool, b[i]);
     ohm_pool_free(pool, h[1]);
-    st = stats_of(pool, -1);
+    st = fixture_stats(pool, -1);
     CHECK_EQ_U64(st.allocs, 112);
     CHECK_EQ_U64(st.frees, 112);
     CHECK_EQ_U64(st.active_blocks, 0);
@@ -577,7 +546,7 @@ static void test_stats_keep_the_counters_of_exited_threads(void)
     pthread_t t;
     if (!CHECK_EQ_INT(pthread_create(&t, NULL, alloc_then_exit, &w), 0)) return;
     pthread_join(t, NULL);
-    ohm_pool_stats st = stats_of(pool, -1);
+    ohm_pool_stats st = fixture_stats(pool, -1);
     CHECK_EQ_U64(st.threads, 0);
     check_class(&st, 64, 30, 10);
     CHECK_EQ_U64(st.allocs, 30);
@@ -587,7 +556,7 @@ static void test_stats_keep_the_counters_of_exited_threads(void)
         if (!CHECK_NOT_NULL(w.kept[i])) continue;
         CHECK_EQ_INT(ohm_pool_free(pool, w.kept[i]), OHM_OK); /* the survivors are still live */
     }
-    st = stats_of(pool, -1);
+    st = fixture_stats(pool, -1);
     check_class(&st, 64, 30, 30);
     CHECK_EQ_U64(st.active_blocks, 0);
     ohm_pool_destroy(pool);
@@ -599,18 +568,18 @@ static void test_stats_count_cache_hits_on_reuse(void)
     if (!pool) return;
     unsigned cls = sc_index(64);
     void *p = ohm_pool_alloc(pool, 64);
-    CHECK_EQ_U64(stats_of(pool, -1).classes[cls].cache_hits, 0); /* the first one had to fill the cache */
+    CHECK_EQ_U64(fixture_stats(pool, -1).classes[cls].cache_hits, 0); /* the first one had to fill the cache */
     ohm_pool_free(pool, p);
     void *q = ohm_pool_alloc(pool, 64);
     CHECK(q == p);
-    ohm_pool_stats st = stats_of(pool, -1);
+    ohm_pool_stats st = fixture_stats(pool, -1);
     CHECK_EQ_U64(st.classes[cls].cache_hits, 1);
     CHECK_EQ_U64(st.cache_hits, 1);
     for (unsigned i = 0; i < 10; i++) {
         ohm_pool_free(pool, q);
         q = ohm_pool_alloc(pool, 64);
     }
-    CHECK_EQ_U64(stats_of(pool, -1).classes[cls].cache_hits, 11);
+    CHECK_EQ_U64(fixture_stats(pool, -1).classes[cls].cache_hits, 11);
     ohm_pool_free(pool, q);
     ohm_pool_destroy(pool);
 
@@ -621,7 +590,7 @@ static void test_stats_count_cache_hits_on_reuse(void)
         p = ohm_pool_alloc(pool, 64);
         ohm_pool_free(pool, p);
     }
-    st = stats_of(pool, -1);
+    st = fixture_stats(pool, -1);
     CHECK_EQ_U64(st.cache_hits, 0);
     CHECK_EQ_U64(st.classes[cls].allocs, 5);
     ohm_pool_destroy(pool);
@@ -651,11 +620,8 @@ static void *alloc_and_hold(void *arg)
 
 static void test_per_arena_stats_sum_to_the_whole(void)
 {
-    ohm_pool_config cfg;
-    ohm_pool_config_init(&cfg);
+    ohm_pool_config cfg = fixture_config("api");
     cfg.arenas = 2;
-    cfg.background_purge = false;
-    cfg.purge_delay_ms = UINT64_MAX;
     ohm_pool *pool = ohm_pool_create(&cfg);
     if (!CHECK_NOT_NULL(pool)) return;
     pthread_barrier_t ready, go0, go1;

@@ -2,36 +2,20 @@
  * purging with a zero delay works on the free paths, pages younger than the delay are kept, and the background
  * purger gives memory back from a pool nobody calls. mincore() tells which pages are really resident. */
 #include "../check.h"
+#include "fixture.h"
 #include "ohm.h"
 
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
-#define MIB ((size_t)1 << 20)
-#define KIB ((size_t)1 << 10)
-
 static ohm_pool *make_pool(uint64_t delay_ms, bool background, size_t cache_max)
 {
-    ohm_pool_config cfg;
-    ohm_pool_config_init(&cfg);
-    cfg.name = "purge";
-    cfg.chunk_size = 4 * MIB;
-    cfg.arenas = 1;
+    ohm_pool_config cfg = fixture_config("purge");
     cfg.purge_delay_ms = delay_ms;
     cfg.background_purge = background;
     cfg.cache_max_size = cache_max;
-    ohm_pool *pool = ohm_pool_create(&cfg);
-    CHECK_NOT_NULL(pool);
-    return pool;
-}
-
-static ohm_pool_stats stats_of(ohm_pool *pool)
-{
-    static ohm_pool_stats st; /* main thread only */
-    CHECK_EQ_INT(ohm_pool_stats_get(pool, -1, &st), OHM_OK);
-    return st;
+    return fixture_pool(&cfg);
 }
 
 static size_t rss_bytes(void)
@@ -42,19 +26,6 @@ static size_t rss_bytes(void)
     CHECK_EQ_INT(fscanf(f, "%lu %lu", &size, &resident), 2);
     fclose(f);
     return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
-}
-
-/* Resident pages of [p, p+len) according to mincore. */
-static size_t resident_pages(const void *p, size_t len)
-{
-    size_t page = (size_t)sysconf(_SC_PAGESIZE), n = len / page;
-    unsigned char *vec = malloc(n);
-    if (!CHECK_NOT_NULL(vec)) return 0;
-    size_t count = 0;
-    if (CHECK_EQ_INT(mincore((void *)p, len, vec), 0))
-        for (size_t i = 0; i < n; i++) count += vec[i] & 1;
-    free(vec);
-    return count;
 }
 
 static uint64_t now_ms(void)
@@ -114,7 +85,7 @@ static void test_trim_returns_rss_to_where_it_started(void)
     for (size_t i = 0; i < n; i++) CHECK_EQ_INT(ohm_pool_free(pool, blocks[i]), OHM_OK);
     CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
     size_t after = rss_bytes();
-    ohm_pool_stats st = stats_of(pool);
+    ohm_pool_stats st = fixture_stats(pool, -1);
     CHECK_EQ_U64(st.mapped_bytes, 0);
     CHECK_EQ_U64(st.active_blocks, 0);
     if (!CHECK(after <= before + before / 10 + 2 * MIB))
@@ -133,14 +104,14 @@ static void test_freed_pages_stay_resident_until_purged(void)
     unsigned char *run = ohm_pool_alloc(pool, 256 * KIB), *keep = ohm_pool_alloc(pool, 64);
     if (!CHECK_NOT_NULL(run) || !CHECK_NOT_NULL(keep)) return;
     memset(run, 7, 256 * KIB);
-    CHECK_EQ_U64(resident_pages(run, 256 * KIB), 64);
+    CHECK_EQ_U64(fixture_resident_pages(run, 256 * KIB), 64);
     CHECK_EQ_INT(ohm_pool_free(pool, run), OHM_OK);
     for (unsigned i = 0; i < 100; i++) ohm_pool_free(pool, ohm_pool_alloc(pool, 64)); /* free-path events */
-    CHECK_EQ_U64(resident_pages(run, 256 * KIB), 64); /* delay "never": kept for reuse */
-    CHECK_EQ_U64(stats_of(pool).dirty_bytes, 256 * KIB);
+    CHECK_EQ_U64(fixture_resident_pages(run, 256 * KIB), 64); /* delay "never": kept for reuse */
+    CHECK_EQ_U64(fixture_stats(pool, -1).dirty_bytes, 256 * KIB);
     CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
-    CHECK_EQ_U64(resident_pages(run, 256 * KIB), 0); /* given back, while the chunk stays mapped */
-    CHECK_EQ_U64(stats_of(pool).mapped_bytes, 4 * MIB);
+    CHECK_EQ_U64(fixture_resident_pages(run, 256 * KIB), 0); /* given back, while the chunk stays mapped */
+    CHECK_EQ_U64(fixture_stats(pool, -1).mapped_bytes, 4 * MIB);
     ohm_pool_free(pool, keep);
     ohm_pool_destroy(pool);
 }
@@ -156,14 +127,14 @@ static void test_zero_purge_delay_purges_on_free_paths(void)
         memset(runs[i], 9, 64 * KIB);
     }
     for (unsigned i = 0; i < 10; i++) CHECK_EQ_INT(ohm_pool_free(pool, runs[i]), OHM_OK);
-    ohm_pool_stats st = stats_of(pool);
+    ohm_pool_stats st = fixture_stats(pool, -1);
     CHECK_EQ_U64(st.dirty_bytes, 0);
     CHECK_EQ_U64(st.purged_bytes, 10 * 64 * KIB);
     CHECK_EQ_U64(st.mapped_bytes, 4 * MIB);
-    for (unsigned i = 0; i < 10; i++) CHECK_EQ_U64(resident_pages(runs[i], 64 * KIB), 0);
+    for (unsigned i = 0; i < 10; i++) CHECK_EQ_U64(fixture_resident_pages(runs[i], 64 * KIB), 0);
     /* the last block out takes the chunk with it, without a trim */
     CHECK_EQ_INT(ohm_pool_free(pool, keep), OHM_OK);
-    st = stats_of(pool);
+    st = fixture_stats(pool, -1);
     CHECK_EQ_U64(st.mapped_bytes, 0);
     CHECK_EQ_U64(st.chunks_unmapped, 1);
     ohm_pool_destroy(pool);
@@ -175,7 +146,7 @@ static void test_zero_purge_delay_purges_on_free_paths(void)
     for (unsigned i = 0; i < 10; i++) runs[i] = ohm_pool_alloc(pool, 64 * KIB);
     for (unsigned i = 0; i < 10; i++) ohm_pool_free(pool, runs[i]);
     CHECK_EQ_INT(ohm_pool_flush_thread_cache(pool), OHM_OK);
-    st = stats_of(pool);
+    st = fixture_stats(pool, -1);
     CHECK_EQ_U64(st.dirty_bytes, 0);
     CHECK(st.purged_bytes >= 10 * 64 * KIB);
     CHECK_EQ_U64(st.mapped_bytes, 4 * MIB);
@@ -197,26 +168,26 @@ static void test_pages_younger_than_the_purge_delay_are_kept(void)
     uint64_t freed = now_ms();
     CHECK_EQ_INT(ohm_pool_free(pool, run), OHM_OK);
     ohm_pool_free(pool, ohm_pool_alloc(pool, 64));
-    ohm_pool_stats st = stats_of(pool);
+    ohm_pool_stats st = fixture_stats(pool, -1);
     uint64_t checked = now_ms();
     if (checked - freed < delay / 2) { /* the machine did not stall in between: the run must still be there */
         CHECK_EQ_U64(st.dirty_bytes, 128 * KIB);
         CHECK_EQ_U64(st.purged_bytes, 0);
-        CHECK_EQ_U64(resident_pages(run, 128 * KIB), 32);
+        CHECK_EQ_U64(fixture_resident_pages(run, 128 * KIB), 32);
     }
     /* later free-path events purge it: poll, as the feature is time-based */
     uint64_t deadline = freed + 5000, purged_at = 0;
     while (now_ms() < deadline) {
         ohm_pool_free(pool, ohm_pool_alloc(pool, 64));
-        if (stats_of(pool).purged_bytes >= 128 * KIB) {
+        if (fixture_stats(pool, -1).purged_bytes >= 128 * KIB) {
             purged_at = now_ms();
             break;
         }
         pause_ms(2);
     }
     if (CHECK(purged_at != 0)) CHECK(purged_at - freed >= delay - 20); /* not before the delay (coarse clock) */
-    CHECK_EQ_U64(stats_of(pool).dirty_bytes, 0);
-    CHECK_EQ_U64(resident_pages(run, 128 * KIB), 0);
+    CHECK_EQ_U64(fixture_stats(pool, -1).dirty_bytes, 0);
+    CHECK_EQ_U64(fixture_resident_pages(run, 128 * KIB), 0);
     ohm_pool_free(pool, keep);
     ohm_pool_free(pool, slab_keeper);
     ohm_pool_destroy(pool);
@@ -234,18 +205,18 @@ static void test_background_purger_gives_pages_back_without_calls(void)
     }
     for (unsigned i = 0; i < 8; i++) ohm_pool_free(pool, runs[i]);
     uint64_t deadline = now_ms() + 5000;
-    ohm_pool_stats st = stats_of(pool);
+    ohm_pool_stats st = fixture_stats(pool, -1);
     while (st.dirty_bytes != 0 && now_ms() < deadline) {
         pause_ms(5);
-        st = stats_of(pool); /* only stats: no allocation or free runs the purge */
+        st = fixture_stats(pool, -1); /* only stats: no allocation or free runs the purge */
     }
     CHECK_EQ_U64(st.dirty_bytes, 0);
     CHECK(st.purged_bytes >= 8 * 64 * KIB);
-    CHECK_EQ_U64(resident_pages(runs[0], 8 * 64 * KIB), 0);
+    CHECK_EQ_U64(fixture_resident_pages(runs[0], 8 * 64 * KIB), 0);
     /* and an emptied chunk is unmapped by the purger */
     CHECK_EQ_INT(ohm_pool_free(pool, keep), OHM_OK);
     deadline = now_ms() + 5000;
-    while ((st = stats_of(pool)).mapped_bytes != 0 && now_ms() < deadline) pause_ms(5);
+    while ((st = fixture_stats(pool, -1)).mapped_bytes != 0 && now_ms() < deadline) pause_ms(5);
     CHECK_EQ_U64(st.mapped_bytes, 0);
     CHECK_EQ_INT(ohm_pool_destroy(pool), OHM_OK);
 }

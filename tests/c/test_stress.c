@@ -5,6 +5,7 @@
  *
  * Size with OHM_TEST_STRESS_OPS (operations per thread, default 12000) and OHM_TEST_STRESS_SEED. */
 #include "../check.h"
+#include "fixture.h"
 #include "ohm.h"
 
 #include <pthread.h>
@@ -12,8 +13,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define MIB ((size_t)1 << 20)
-#define KIB ((size_t)1 << 10)
 #define NTHREADS 4
 #define MAXLIVE 256
 
@@ -199,13 +198,6 @@ static void *stress_worker(void *arg)
     return NULL;
 }
 
-static int count_block(void *arg, const ohm_block_info *b)
-{
-    (void)b;
-    ++*(size_t *)arg;
-    return 0;
-}
-
 static void run_stress(uint64_t delay_ms, bool background, unsigned arenas)
 {
     static shared sh;
@@ -213,9 +205,7 @@ static void run_stress(uint64_t delay_ms, bool background, unsigned arenas)
     const char *ops = getenv("OHM_TEST_STRESS_OPS"), *seed = getenv("OHM_TEST_STRESS_SEED");
     sh.ops = ops ? (unsigned)strtoul(ops, NULL, 10) : 12000;
     sh.seed = seed ? strtoull(seed, NULL, 10) : 20261124;
-    ohm_pool_config cfg;
-    ohm_pool_config_init(&cfg);
-    cfg.name = "stress";
+    ohm_pool_config cfg = fixture_config("stress");
     cfg.chunk_size = 1 * MIB;
     cfg.arenas = arenas;
     cfg.purge_delay_ms = delay_ms;
@@ -240,19 +230,16 @@ static void run_stress(uint64_t delay_ms, bool background, unsigned arenas)
     CHECK_EQ_U64(atomic_load(&sh.handed), atomic_load(&sh.received));
     CHECK(atomic_load(&sh.handed) > 0);
     CHECK_EQ_U64(atomic_load(&sh.allocs), atomic_load(&sh.frees));
-    ohm_pool_stats st;
-    CHECK_EQ_INT(ohm_pool_stats_get(sh.pool, -1, &st), OHM_OK);
+    ohm_pool_stats st = fixture_stats(sh.pool, -1);
     CHECK_EQ_U64(st.threads, 0);
     CHECK_EQ_U64(st.active_blocks, 0);
     CHECK_EQ_U64(st.active_bytes, 0);
     CHECK_EQ_U64(st.allocs, atomic_load(&sh.allocs));
     CHECK_EQ_U64(st.frees, atomic_load(&sh.frees));
     CHECK_EQ_U64(st.huge_blocks, 0);
-    size_t walked = 0;
-    CHECK_EQ_INT(ohm_pool_walk(sh.pool, count_block, &walked), 0);
-    CHECK_EQ_U64(walked, 0);
+    CHECK_EQ_U64(fixture_walk_count(sh.pool), 0);
     CHECK_EQ_INT(ohm_pool_trim(sh.pool), OHM_OK);
-    CHECK_EQ_INT(ohm_pool_stats_get(sh.pool, -1, &st), OHM_OK);
+    st = fixture_stats(sh.pool, -1);
     CHECK_EQ_U64(st.mapped_bytes, 0);
     CHECK_EQ_U64(st.chunks, 0);
     CHECK_EQ_U64(st.dirty_bytes, 0);
@@ -361,9 +348,7 @@ static void test_fork_while_threads_allocate_leaves_the_child_a_working_allocato
     atomic_store(&c.stop, true);
     for (unsigned i = 0; i < 2; i++) pthread_join(t[i], NULL);
     CHECK_EQ_U64(atomic_load(&c.bad), 0);
-    ohm_pool_stats st;
-    CHECK_EQ_INT(ohm_pool_stats_get(c.pool, -1, &st), OHM_OK);
-    CHECK_EQ_U64(st.active_blocks, 0);
+    CHECK_EQ_U64(fixture_stats(c.pool, -1).active_blocks, 0);
     CHECK_EQ_INT(ohm_pool_destroy(c.pool), OHM_OK);
 }
 

@@ -1,34 +1,20 @@
 /* Thread caches (tcache.c): bounded bins, explicit flushing, incremental trimming of idle bins, the flush at
  * thread exit, and frees from other threads travelling back on the owning arena's remote-free chains. */
 #include "../check.h"
+#include "fixture.h"
 #include "ohm.h"
 #include "pool.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 
-#define KIB ((size_t)1 << 10)
-
 static ohm_pool *make_pool(unsigned arenas, unsigned slots, size_t cache_max)
 {
-    ohm_pool_config cfg;
-    ohm_pool_config_init(&cfg);
-    cfg.name = "tcache";
+    ohm_pool_config cfg = fixture_config("tcache");
     cfg.arenas = arenas;
-    cfg.background_purge = false;
-    cfg.purge_delay_ms = UINT64_MAX;
     cfg.cache_slots = slots;
     cfg.cache_max_size = cache_max;
-    ohm_pool *pool = ohm_pool_create(&cfg);
-    CHECK_NOT_NULL(pool);
-    return pool;
-}
-
-static ohm_pool_stats *stats_of(ohm_pool *pool)
-{
-    static ohm_pool_stats st; /* main thread only */
-    CHECK_EQ_INT(ohm_pool_stats_get(pool, -1, &st), OHM_OK);
-    return &st;
+    return fixture_pool(&cfg);
 }
 
 /* Whether p is free in its slab's bitmap, i.e. it reached the arena (read under the arena lock). */
@@ -53,20 +39,6 @@ static bool in_bin(const tbin_t *b, void *p)
     for (uint32_t i = 0; i < bin_n((tbin_t *)b); i++)
         if (b->slots[i] == p) return true;
     return false;
-}
-
-static int count_live(void *arg, const ohm_block_info *b)
-{
-    (void)b;
-    ++*(unsigned *)arg;
-    return 0;
-}
-
-static unsigned live_blocks(ohm_pool *pool)
-{
-    unsigned n = 0;
-    CHECK_EQ_INT(ohm_pool_walk(pool, count_live, &n), 0);
-    return n;
 }
 
 /* ---- bounds ---- */
@@ -127,7 +99,7 @@ static void test_cache_never_holds_more_than_its_bin_capacity(void)
         }
         CHECK_EQ_INT(cached, n);
         CHECK_EQ_INT(in_arena, N - n);
-        CHECK_EQ_U64(stats_of(pool)->classes[cls].frees, N);
+        CHECK_EQ_U64(fixture_stats(pool, -1).classes[cls].frees, N);
     }
     ohm_pool_destroy(pool);
 }
@@ -150,12 +122,12 @@ static void test_flush_thread_cache_empties_the_callers_cache(void)
     for (unsigned c = 0; c < SC_COUNT; c++) CHECK_EQ_U64(bin_n(tc->bins[c]), 0);
     for (unsigned i = 0; i < 300; i++)
         if (!CHECK(free_in_slab(p[i]))) break;
-    ohm_pool_stats *st = stats_of(pool);
-    CHECK_EQ_U64(st->allocs, 300);
-    CHECK_EQ_U64(st->frees, 300);
-    CHECK_EQ_U64(st->active_blocks, 0);
+    ohm_pool_stats st = fixture_stats(pool, -1);
+    CHECK_EQ_U64(st.allocs, 300);
+    CHECK_EQ_U64(st.frees, 300);
+    CHECK_EQ_U64(st.active_blocks, 0);
     CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
-    CHECK_EQ_U64(stats_of(pool)->mapped_bytes, 0);
+    CHECK_EQ_U64(fixture_stats(pool, -1).mapped_bytes, 0);
     ohm_pool_destroy(pool);
 }
 
@@ -254,17 +226,17 @@ static void test_thread_exit_flushes_its_cache(void)
     pthread_t t;
     if (!CHECK_EQ_INT(pthread_create(&t, NULL, alloc_free_exit, &job), 0)) return;
     pthread_join(t, NULL);
-    ohm_pool_stats *st = stats_of(pool);
-    CHECK_EQ_U64(st->threads, 0);
-    CHECK_EQ_U64(st->allocs, job.n);
-    CHECK_EQ_U64(st->frees, st->allocs);
-    CHECK_EQ_U64(st->active_blocks, 0);
-    CHECK_EQ_INT(live_blocks(pool), 0);
+    ohm_pool_stats st = fixture_stats(pool, -1);
+    CHECK_EQ_U64(st.threads, 0);
+    CHECK_EQ_U64(st.allocs, job.n);
+    CHECK_EQ_U64(st.frees, st.allocs);
+    CHECK_EQ_U64(st.active_blocks, 0);
+    CHECK_EQ_INT(fixture_walk_count(pool), 0);
     unsigned back = 0;
     for (unsigned i = 0; i < job.n; i++) back += job.seen[i] && free_in_slab(job.seen[i]);
     CHECK_EQ_INT(back, job.n); /* none left in a dead thread's cache */
     CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
-    CHECK_EQ_U64(stats_of(pool)->mapped_bytes, 0);
+    CHECK_EQ_U64(fixture_stats(pool, -1).mapped_bytes, 0);
     free(job.seen);
     ohm_pool_destroy(pool);
 }
@@ -283,13 +255,13 @@ static void test_many_exiting_threads_leave_nothing_behind(void)
         if (!CHECK_EQ_INT(pthread_create(&t[i], NULL, alloc_free_exit, &jobs[i]), 0)) return;
     }
     for (unsigned i = 0; i < T; i++) pthread_join(t[i], NULL);
-    ohm_pool_stats *st = stats_of(pool);
-    CHECK_EQ_U64(st->threads, 0);
-    CHECK_EQ_U64(st->allocs, T * N);
-    CHECK_EQ_U64(st->frees, T * N);
-    CHECK_EQ_INT(live_blocks(pool), 0);
+    ohm_pool_stats st = fixture_stats(pool, -1);
+    CHECK_EQ_U64(st.threads, 0);
+    CHECK_EQ_U64(st.allocs, T * N);
+    CHECK_EQ_U64(st.frees, T * N);
+    CHECK_EQ_INT(fixture_walk_count(pool), 0);
     CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
-    CHECK_EQ_U64(stats_of(pool)->mapped_bytes, 0);
+    CHECK_EQ_U64(fixture_stats(pool, -1).mapped_bytes, 0);
     free(seen);
     ohm_pool_destroy(pool);
 }
@@ -336,12 +308,6 @@ static void *freer_b(void *arg)
     return NULL;
 }
 
-static int cmp_ptr(const void *a, const void *b)
-{
-    uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 static void test_blocks_freed_by_another_thread_return_to_the_owner(void)
 {
     static xthread x;
@@ -357,19 +323,19 @@ static void test_blocks_freed_by_another_thread_return_to_the_owner(void)
     CHECK(x.arena_a != x.arena_b); /* two threads, two arenas */
     CHECK(x.remote_seen);          /* B's frees waited on A's remote list, not in A's slabs */
     /* A got back exactly its own blocks */
-    qsort(x.blocks, XN, sizeof(void *), cmp_ptr);
-    qsort(x.again, XN, sizeof(void *), cmp_ptr);
+    qsort(x.blocks, XN, sizeof(void *), fixture_cmp_ptr);
+    qsort(x.again, XN, sizeof(void *), fixture_cmp_ptr);
     for (unsigned i = 0; i < XN; i++)
         if (!CHECK(x.blocks[i] == x.again[i])) break;
-    ohm_pool_stats *st = stats_of(x.pool);
+    ohm_pool_stats st = fixture_stats(x.pool, -1);
     unsigned cls = sc_index(64);
-    CHECK_EQ_U64(st->classes[cls].allocs, 2 * XN);
-    CHECK_EQ_U64(st->classes[cls].frees, 2 * XN);
-    CHECK_EQ_U64(st->active_blocks, 0);
-    CHECK_EQ_U64(st->allocs, 2 * XN + 1);
-    CHECK_EQ_INT(live_blocks(x.pool), 0);
+    CHECK_EQ_U64(st.classes[cls].allocs, 2 * XN);
+    CHECK_EQ_U64(st.classes[cls].frees, 2 * XN);
+    CHECK_EQ_U64(st.active_blocks, 0);
+    CHECK_EQ_U64(st.allocs, 2 * XN + 1);
+    CHECK_EQ_INT(fixture_walk_count(x.pool), 0);
     CHECK_EQ_INT(ohm_pool_trim(x.pool), OHM_OK);
-    CHECK_EQ_U64(stats_of(x.pool)->mapped_bytes, 0);
+    CHECK_EQ_U64(fixture_stats(x.pool, -1).mapped_bytes, 0);
     pthread_barrier_destroy(&x.bar);
     ohm_pool_destroy(x.pool);
 }
@@ -439,13 +405,13 @@ static void test_producer_consumer_frees_are_counted_exactly(void)
     pthread_join(p, NULL);
     pthread_join(c, NULL);
     CHECK_EQ_INT(atomic_load(&r.bad), 0);
-    ohm_pool_stats *st = stats_of(r.pool);
-    CHECK_EQ_U64(st->allocs, r.total);
-    CHECK_EQ_U64(st->frees, r.total);
-    CHECK_EQ_U64(st->active_blocks, 0);
-    CHECK_EQ_INT(live_blocks(r.pool), 0);
+    ohm_pool_stats st = fixture_stats(r.pool, -1);
+    CHECK_EQ_U64(st.allocs, r.total);
+    CHECK_EQ_U64(st.frees, r.total);
+    CHECK_EQ_U64(st.active_blocks, 0);
+    CHECK_EQ_INT(fixture_walk_count(r.pool), 0);
     CHECK_EQ_INT(ohm_pool_trim(r.pool), OHM_OK);
-    CHECK_EQ_U64(stats_of(r.pool)->mapped_bytes, 0);
+    CHECK_EQ_U64(fixture_stats(r.pool, -1).mapped_bytes, 0);
     ohm_pool_destroy(r.pool);
 }
 
@@ -540,10 +506,10 @@ static void test_destroying_a_pool_drops_other_threads_caches_safely(void)
     pthread_barrier_wait(&j.bar); /* 2 */
     pthread_join(t, NULL);
     CHECK(j.other_ok);
-    ohm_pool_stats *st = stats_of(j.other);
-    CHECK_EQ_U64(st->allocs, 100);
-    CHECK_EQ_U64(st->active_blocks, 0);
-    CHECK_EQ_U64(st->threads, 0);
+    ohm_pool_stats st = fixture_stats(j.other, -1);
+    CHECK_EQ_U64(st.allocs, 100);
+    CHECK_EQ_U64(st.active_blocks, 0);
+    CHECK_EQ_U64(st.threads, 0);
     pthread_barrier_destroy(&j.bar);
     ohm_pool_destroy(j.other);
 }

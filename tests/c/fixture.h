@@ -1,0 +1,92 @@
+/* fixture.h — what the C tests share: a deterministic pool, its stats, and a few small helpers. Header-only;
+ * include it after "../check.h".
+ *
+ *   static ohm_pool *make_pool(size_t cache_max)
+ *   {
+ *       ohm_pool_config cfg = fixture_config("misuse");
+ *       cfg.cache_max_size = cache_max; // the file's own variations on top
+ *       return fixture_pool(&cfg);
+ *   }
+ *
+ * The stats helper keeps its result in a static buffer (ohm_pool_stats is large): call it from one thread only.
+ */
+#ifndef OHM_TESTS_FIXTURE_H
+#define OHM_TESTS_FIXTURE_H
+
+#include "ohm.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define MIB ((size_t)1 << 20)
+#define KIB ((size_t)1 << 10)
+#define FIXTURE_CHUNK (4 * MIB) /* the chunk size of fixture_config */
+
+/* A pool that behaves the same on every run: 4 MiB chunks, one arena, no background thread, and purging only on
+ * trim. The cache settings are left to each test (cache_max_size, cache_slots). */
+static inline ohm_pool_config fixture_config(const char *name)
+{
+    ohm_pool_config cfg;
+    ohm_pool_config_init(&cfg);
+    cfg.name = name;
+    cfg.chunk_size = FIXTURE_CHUNK;
+    cfg.arenas = 1;
+    cfg.background_purge = false;
+    cfg.purge_delay_ms = UINT64_MAX;
+    return cfg;
+}
+
+/* Creates the pool, checking that it was created: NULL (and a failed check) otherwise. */
+static inline ohm_pool *fixture_pool(const ohm_pool_config *cfg)
+{
+    ohm_pool *pool = ohm_pool_create(cfg);
+    CHECK_NOT_NULL(pool);
+    return pool;
+}
+
+/* A snapshot of the whole pool (arena -1) or of one arena, checked to succeed. One thread only (see above). */
+static inline ohm_pool_stats fixture_stats(ohm_pool *pool, int arena)
+{
+    static ohm_pool_stats st;
+    CHECK_EQ_INT(ohm_pool_stats_get(pool, arena, &st), OHM_OK);
+    return st;
+}
+
+/* Live blocks of the pool, counted by a walk that must succeed. */
+static inline int fixture_count_block_(void *arg, const ohm_block_info *b)
+{
+    (void)b;
+    ++*(size_t *)arg;
+    return 0;
+}
+
+static inline size_t fixture_walk_count(ohm_pool *pool)
+{
+    size_t n = 0;
+    CHECK_EQ_INT(ohm_pool_walk(pool, fixture_count_block_, &n), 0);
+    return n;
+}
+
+/* Resident pages of [p, p+len) according to mincore. */
+static inline size_t fixture_resident_pages(const void *p, size_t len)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), n = len / page;
+    unsigned char *vec = malloc(n);
+    if (!CHECK_NOT_NULL(vec)) return 0;
+    size_t count = 0;
+    if (CHECK_EQ_INT(mincore((void *)p, len, vec), 0))
+        for (size_t i = 0; i < n; i++) count += vec[i] & 1;
+    free(vec);
+    return count;
+}
+
+/* qsort comparator for an array of pointers, by address. */
+static inline int fixture_cmp_ptr(const void *a, const void *b)
+{
+    uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+#endif /* OHM_TESTS_FIXTURE_H */
