@@ -209,6 +209,169 @@ OHM_API unsigned ohm_size_class_count(size_t chunk_size);
 OHM_API size_t ohm_size_class_size(unsigned cls);
 
 /* ---------------------------------------------------------------------------------------------------------
+ * Buffers: reference counted, Netty's rules
+ *
+ * A new buffer has count 1. retain(n)/release(n) need n > 0; release returns 1 only on the call that takes the
+ * count to 0, which frees the memory. Retain or release of a released buffer is OHM_ESTATE; releasing more than
+ * the count, n == 0, or a count that would pass INT32_MAX is OHM_EINVAL; either way the buffer is untouched.
+ * Plain slices and duplicates share their parent's count (their retain/release act on it); a retained slice has
+ * its own count of 1 and holds one reference on its parent, released when it reaches 0.
+ *
+ * Handles: a buffer handle stays readable after release (its memory is type-stable and never unmapped), so a
+ * late call gets OHM_ESTATE instead of a crash. A handle's memory is reused for later buffers, though, so a
+ * host that keeps handles for long (a GC'd wrapper) keeps the pair (handle, ohm_buf_id()) and calls
+ * ohm_buf_check before each use: that detects a stale handle exactly. Derived handles (slices, duplicates)
+ * end with their count's owner, or earlier through ohm_buf_reclaim.
+ * ------------------------------------------------------------------------------------------------------- */
+
+typedef struct ohm_buf ohm_buf;
+
+typedef enum ohm_buf_origin {
+    OHM_ORIGIN_POOL = 0,  /* a block of an ohm pool                  */
+    OHM_ORIGIN_FILE,      /* a mapped file region                    */
+    OHM_ORIGIN_SHM,       /* shared memory (POSIX shm or memfd)      */
+    OHM_ORIGIN_FOREIGN    /* memory adopted with a release callback  */
+} ohm_buf_origin;
+
+/* Called once, on the last release (or reclaim), to give adopted memory back. Must not call into ohm buffers. */
+typedef void ohm_buf_release_fn(void *arg, void *data, size_t size);
+
+/* A buffer of size bytes from pool (NULL = the default pool); size 0 is allowed. The leak detector may track
+ * it (see ohm_buf_tracked). NULL with OHM_ENOMEM / OHM_EINVAL. */
+OHM_API ohm_buf *ohm_buf_alloc(ohm_pool *pool, size_t size);
+/* As ohm_buf_alloc, zero-filled. */
+OHM_API ohm_buf *ohm_buf_alloc_zeroed(ohm_pool *pool, size_t size);
+/* Adopts foreign memory: release(arg, data, size) runs at the last release. On failure release is not called. */
+OHM_API ohm_buf *ohm_buf_wrap(void *data, size_t size, ohm_buf_release_fn *release, void *arg);
+
+OHM_API int ohm_buf_retain(ohm_buf *b, uint32_t n);
+/* 1 when this call freed the memory, 0 when references remain, or a negative OHM_E* code. */
+OHM_API int ohm_buf_release(ohm_buf *b, uint32_t n);
+/* The count (0 once released). For plain slices and duplicates, their owner's count. */
+OHM_API uint32_t ohm_buf_refcnt(const ohm_buf *b);
+/* First byte and size; NULL/0 once released. The pointer is valid while the caller holds a reference. */
+OHM_API void *ohm_buf_data(const ohm_buf *b);
+OHM_API size_t ohm_buf_size(const ohm_buf *b);
+OHM_API ohm_buf_origin ohm_buf_origin_of(const ohm_buf *b);
+/* An identity that changes whenever the handle's memory is reused; 0 for a released handle. */
+OHM_API uint64_t ohm_buf_id(const ohm_buf *b);
+/* 0 if b is still the live buffer id named, else OHM_ESTATE ("released" or "handle reused"). */
+OHM_API int ohm_buf_check(const ohm_buf *b, uint64_t id);
+
+/* Slices: [off, off+len) of b, sharing its memory. OHM_ERANGE for a range outside b, OHM_ESTATE if released. */
+OHM_API ohm_buf *ohm_buf_slice(ohm_buf *b, size_t off, size_t len);
+OHM_API ohm_buf *ohm_buf_duplicate(ohm_buf *b);
+OHM_API ohm_buf *ohm_buf_retained_slice(ohm_buf *b, size_t off, size_t len);
+
+/* Checked access: every offset+length is checked for overflow and against the size (OHM_ERANGE, with the
+ * numbers in the message), and the buffer must be live (OHM_ESTATE). copy is overlap-safe. */
+OHM_API int ohm_buf_read(const ohm_buf *b, size_t off, void *dst, size_t len);
+OHM_API int ohm_buf_write(ohm_buf *b, size_t off, const void *src, size_t len);
+OHM_API int ohm_buf_copy(ohm_buf *dst, size_t dst_off, const ohm_buf *src, size_t src_off, size_t len);
+OHM_API int ohm_buf_fill(ohm_buf *b, size_t off, uint8_t byte, size_t len);
+/* A checked pointer to [off, off+len) for callers that access memory themselves (bindings, libffi). */
+OHM_API int ohm_buf_span(const ohm_buf *b, size_t off, size_t len, void **ptr);
+/* The same range check without a buffer: 0 or OHM_ERANGE with the message every binding shows. */
+OHM_API int ohm_range_check(size_t size, size_t off, size_t len);
+
+/* Cleaner protocol: the host's GC found the handle unreachable. If the handle is still buffer id with a count
+ * above 0, the memory is freed and a leak is reported (reason OHM_LEAK_GC); for a plain slice or duplicate
+ * only the handle is dropped (its owner is reported on its own). A no-op (returns 0) after release or for a
+ * stale id; 1 when it reclaimed. The handle must not be used afterwards. */
+OHM_API int ohm_buf_reclaim(ohm_buf *b, uint64_t id);
+
+/* Access record for the leak detector (levels ADVANCED and PARANOID); hint may be NULL; copied. */
+OHM_API int ohm_buf_touch(ohm_buf *b, const char *hint);
+/* Whether the leak detector tracks b, and attaching the host's site text (a Java stack trace, a Lua
+ * traceback) to its creation record: hosts build the text only for tracked buffers. */
+OHM_API bool ohm_buf_tracked(const ohm_buf *b);
+OHM_API int ohm_buf_set_site(ohm_buf *b, const char *host_site);
+
+/* Seals a buffer read-only (mprotect) or unseals it. Only for buffers that own whole pages: allocated with the
+ * guard option, or mapped. OHM_EINVAL otherwise. Writes through ohm_buf_* to a sealed buffer are OHM_ESTATE. */
+OHM_API int ohm_buf_seal(ohm_buf *b, bool sealed);
+
+/* ---------------------------------------------------------------------------------------------------------
+ * Leak detector (Netty's levels)
+ * OFF; SIMPLE: 1 in sample_interval allocations tracked (creation site only); ADVANCED: sampled, plus access
+ * records; PARANOID: every allocation, access records. At most 4 access records per buffer: beyond that a new
+ * record replaces the newest with probability 1 - 1/2^(n-4) (n records seen), else the oldest; the newest is
+ * always kept and the dropped count reported. Identical reports are reported once.
+ * Settings are process-wide, changeable at run time, and read from OHM_LEAK_LEVEL (off|simple|advanced|paranoid)
+ * and OHM_LEAK_SAMPLE at first use.
+ * ------------------------------------------------------------------------------------------------------- */
+
+typedef enum ohm_leak_level { OHM_LEAK_OFF = 0, OHM_LEAK_SIMPLE, OHM_LEAK_ADVANCED, OHM_LEAK_PARANOID } ohm_leak_level;
+typedef enum ohm_leak_reason {
+    OHM_LEAK_GC = 0,        /* a host GC reclaimed a buffer that was never released  */
+    OHM_LEAK_POOL_DESTROY,  /* its pool was destroyed while it was live              */
+    OHM_LEAK_CHECKPOINT     /* still live at ohm_leak_check after the mark           */
+} ohm_leak_reason;
+
+#define OHM_LEAK_MAX_RECORDS 4
+#define OHM_LEAK_MAX_FRAMES 32
+
+typedef struct ohm_leak_record {
+    const char *hint;        /* touch hint or NULL                                       */
+    const char *host_site;   /* creation record: the host's site text or NULL            */
+    void *frames[OHM_LEAK_MAX_FRAMES]; /* native return addresses, innermost first        */
+    unsigned nframes;
+    uint64_t time_ns;        /* monotonic                                                */
+    uint64_t thread;         /* an id of the recording thread                            */
+} ohm_leak_record;
+
+typedef struct ohm_leak_report {
+    ohm_leak_reason reason;
+    uint64_t buffer_id;      /* ohm_buf_id at creation                                   */
+    size_t size;
+    ohm_buf_origin origin;
+    const char *pool;        /* pool name, or NULL                                       */
+    ohm_leak_record created;
+    unsigned nrecords;       /* access records, oldest first                             */
+    ohm_leak_record records[OHM_LEAK_MAX_RECORDS];
+    uint64_t dropped;        /* access records not kept                                  */
+    uint64_t duplicates;     /* identical reports suppressed before this one             */
+    const char *text;        /* the whole report as text (what leaked, size, creation, recent accesses) */
+} ohm_leak_report;
+
+/* Receives each report (valid during the call only), possibly from any thread. Default: the log at WARN. */
+typedef void ohm_leak_handler(void *arg, const ohm_leak_report *report);
+OHM_API void ohm_leak_set_handler(ohm_leak_handler *fn, void *arg);
+OHM_API void ohm_leak_set_level(ohm_leak_level level);
+OHM_API ohm_leak_level ohm_leak_get_level(void);
+/* 1 in interval allocations is tracked at SIMPLE and ADVANCED (default 128; 0 is treated as 1). */
+OHM_API void ohm_leak_set_sample_interval(uint32_t interval);
+OHM_API uint32_t ohm_leak_get_sample_interval(void);
+/* A checkpoint: mark now; later, report (reason CHECKPOINT) every tracked buffer created since the mark that is
+ * still live, to fn (NULL = the handler). Returns how many, or a negative code. */
+OHM_API uint64_t ohm_leak_mark(void);
+OHM_API int64_t ohm_leak_check(uint64_t mark, ohm_leak_handler *fn, void *arg);
+/* Writes the report as one JSON object into out (NUL-terminated, truncated to cap); returns the full length. */
+OHM_API size_t ohm_leak_report_json(const ohm_leak_report *report, char *out, size_t cap);
+
+/* ---------------------------------------------------------------------------------------------------------
+ * Mapped files and shared memory as buffers
+ * ------------------------------------------------------------------------------------------------------- */
+
+#define OHM_MAP_READ   0x1  /* always implied                                                           */
+#define OHM_MAP_WRITE  0x2  /* MAP_SHARED read-write: writes reach the file                             */
+#define OHM_MAP_CREATE 0x4  /* create the file if missing and extend it to offset+length               */
+#define OHM_MAP_SYNC_ON_RELEASE 0x8 /* msync at the last release (write mappings)                       */
+
+/* Maps [offset, offset+length) of path as a buffer (length 0 = to the end of the file). Unmapped at the last
+ * release. OHM_ESYS (errno kept) for file errors, OHM_ERANGE when the region passes the end without CREATE. */
+OHM_API ohm_buf *ohm_buf_map_file(const char *path, uint64_t offset, size_t length, unsigned flags);
+/* msync of [off, off+len) of a mapped buffer (len 0 = all of it). OHM_EINVAL for a buffer that is not mapped. */
+OHM_API int ohm_buf_sync(ohm_buf *b, size_t off, size_t len);
+/* Shared memory. create makes a new object of size bytes (zeroed) named name ("/name", POSIX shm; OHM_ESYS with
+ * errno EEXIST if the name exists), or an anonymous memfd when name is NULL (shared with children across fork).
+ * open maps an existing named object whole. A second process that opens the name sees the first one's writes.
+ * ohm_shm_unlink removes the name; mappings stay valid until their last release. */
+OHM_API ohm_buf *ohm_buf_shm_create(const char *name, size_t size);
+OHM_API ohm_buf *ohm_buf_shm_open(const char *name, bool writable);
+OHM_API int ohm_shm_unlink(const char *name);
+
+/* ---------------------------------------------------------------------------------------------------------
  * OS helpers
  * ------------------------------------------------------------------------------------------------------- */
 

@@ -22,14 +22,21 @@ int os_purge(void *p, size_t size);
 /* Hints: transparent huge pages, KSM merging. Failure is reported but harmless. */
 int os_advise_hugepage(void *p, size_t size);
 int os_advise_mergeable(void *p, size_t size);
+/* mprotect: read-only (writable = 0) or read-write. */
+int os_protect(void *p, size_t size, int writable);
 /* mlock / munlock. */
 int os_lock(void *p, size_t size);
 int os_unlock(void *p, size_t size);
 
+/* Whether the fault-injection switch fails this map (for the other os* files' maps); counts the failure. */
+int os_fault_now(void);
 /* Zeroed memory for the allocator's own metadata (not counted as pool memory); page granular. */
 void *os_meta_alloc(size_t size);
 void os_meta_free(void *p, size_t size);
 
+/* Return addresses of the calling thread's frames, innermost first (the caller of os_backtrace first), by
+ * walking frame pointers within the thread's stack. Never faults; stops early in code without frame pointers. */
+int os_backtrace(void **frames, int max);
 /* Online CPUs (at least 1). */
 unsigned os_ncpus(void);
 /* Monotonic clock in nanoseconds, and a coarse (cheap, ~ms precision) variant for decay decisions. */

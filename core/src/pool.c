@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include "pool.h"
 
+#include "buf.h"
 #include "os.h"
 
 #include <stdio.h>
@@ -33,6 +34,7 @@ static void init_process(void)
     sc_init();
     ohm__key_secret = (uintptr_t)os_random64() | 1;
     pthread_atfork(fork_prepare, fork_parent, fork_child);
+    buf_init();
 }
 
 void ohm__init(void)
@@ -204,6 +206,7 @@ int ohm_pool_destroy(ohm_pool *pool)
         }
     tcache_kill_all(pool);
     registry_unlock();
+    buf_pool_destroyed(pool); /* reports live buffers and ends their handles before the memory goes */
     for (unsigned i = 0; i < pool->narenas; i++) arena_destroy(&pool->arenas[i]);
     for (chunk_t *c = pool->huge, *next; c; c = next) {
         next = c->next;

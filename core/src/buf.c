@@ -1,0 +1,645 @@
+/* Buffers: reference counts with Netty's rules, slices, checked access, the Cleaner protocol (see buf.h).
+ *
+ * Headers are type-stable: they come from blocks of the header allocator below, which are never unmapped, and
+ * go back to a free list when a buffer ends. A header's generation changes at every free, so ids of dead
+ * buffers never match again and CASes made through stale handles fail.
+ *
+ * Locks: the header allocator's global lock (only to refill or spill a thread's header cache, and to walk
+ * blocks at pool destruction), and 64 striped locks for the lists of derived handles. Neither is held while
+ * calling out (pool free, a release callback, the leak detector's handler). */
+#define _GNU_SOURCE
+#include "buf.h"
+
+#include "leak.h"
+#include "os.h"
+#include "pool.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the header allocator ---- */
+
+#define HDR_BLOCK_BYTES ((size_t)256 << 10)
+#define HDR_CACHE 32
+
+typedef struct hdr_block {
+    struct hdr_block *next;
+    size_t count;
+    ohm_buf hdrs[];
+} hdr_block;
+
+static pthread_mutex_t hdr_lock = PTHREAD_MUTEX_INITIALIZER;
+static hdr_block *hdr_blocks;   /* every block ever made (hdr_lock)          */
+static ohm_buf *hdr_free_list;  /* linked through next_derived (hdr_lock)    */
+static uint32_t hdr_next_index; /* hdr_lock                                  */
+
+static OHM_TLS ohm_buf *tl_hdrs[HDR_CACHE];
+static OHM_TLS unsigned tl_nhdrs;
+static OHM_TLS int tl_hdr_registered; /* the exit key will spill this thread's cache */
+static pthread_key_t hdr_key;
+static pthread_once_t hdr_key_once = PTHREAD_ONCE_INIT;
+
+static void hdr_spill(unsigned keep)
+{
+    pthread_mutex_lock(&hdr_lock);
+    while (tl_nhdrs > keep) {
+        ohm_buf *h = tl_hdrs[--tl_nhdrs];
+        h->next_derived = hdr_free_list;
+        hdr_free_list = h;
+    }
+    pthread_mutex_unlock(&hdr_lock);
+}
+
+static void hdr_thread_exit(void *unused)
+{
+    (void)unused;
+    hdr_spill(0);
+}
+
+static void hdr_key_create(void) { pthread_key_create(&hdr_key, hdr_thread_exit); }
+
+/* Makes sure this thread's cached headers go back at its exit: a thread may only ever free headers. */
+static OHM_NOINLINE void hdr_register_thread(void)
+{
+    pthread_once(&hdr_key_once, hdr_key_create);
+    pthread_setspecific(hdr_key, (void *)1);
+    tl_hdr_registered = 1;
+}
+
+/* Moves up to HDR_CACHE/2 free headers into this thread's cache, carving a new block if none are free. */
+static int hdr_refill(void)
+{
+    if (!tl_hdr_registered) hdr_register_thread();
+    pthread_mutex_lock(&hdr_lock);
+    if (!hdr_free_list) {
+        hdr_block *blk = os_meta_alloc(HDR_BLOCK_BYTES);
+        if (!blk) {
+            pthread_mutex_unlock(&hdr_lock);
+            return OHM_ENOMEM;
+        }
+        blk->count = (HDR_BLOCK_BYTES - sizeof *blk) / sizeof(ohm_buf);
+        for (size_t i = blk->count; i-- > 0;) {
+            ohm_buf *h = &blk->hdrs[i];
+            h->index = hdr_next_index + (uint32_t)i;
+            atomic_init(&h->state, st_make(0, 0));
+            h->next_derived = hdr_free_list;
+            hdr_free_list = h;
+        }
+        hdr_next_index += (uint32_t)blk->count;
+        blk->next = hdr_blocks;
+        hdr_blocks = blk;
+    }
+    while (hdr_free_list && tl_nhdrs < HDR_CACHE / 2) {
+        tl_hdrs[tl_nhdrs++] = hdr_free_list;
+        hdr_free_list = hdr_free_list->next_derived;
+    }
+    pthread_mutex_unlock(&hdr_lock);
+    return 0;
+}
+
+/* Free headers keep derived == NULL, retained_children == 0, linked == 0 and track == NULL (whoever ends a
+ * header leaves them so), so making one live writes only what differs between buffers. */
+static inline ohm_buf *hdr_take(void)
+{
+    if (ohm_unlikely(!tl_nhdrs) && hdr_refill() != 0) return NULL;
+    return tl_hdrs[--tl_nhdrs];
+}
+
+/* The next generation of a free header: odd. */
+static inline uint32_t hdr_next_gen(const ohm_buf *h)
+{
+    return st_gen(atomic_load_explicit(&((ohm_buf *)h)->state, memory_order_relaxed)) + 1;
+}
+
+/* A free header made live as its own count owner and root, with count. NULL (OHM_ENOMEM) only when no
+ * metadata is left. */
+static ohm_buf *hdr_alloc(uint32_t count)
+{
+    ohm_buf *h = hdr_take();
+    if (!h) return NULL;
+    uint32_t gen = hdr_next_gen(h);
+    h->flags = 0;
+    h->parent = NULL;
+    h->owner = h;
+    h->owner_gen = gen;
+    h->root = h;
+    h->root_gen = gen;
+    atomic_store_explicit(&h->state, st_make(gen, count), memory_order_release);
+    return h;
+}
+
+/* Ends a header: its generation becomes even (stale ids and handles stop matching) and it is reused later. */
+static void hdr_kill(ohm_buf *h)
+{
+    uint32_t gen = st_gen(atomic_load_explicit(&h->state, memory_order_relaxed));
+    atomic_store_explicit(&h->state, st_make(gen | 1u, 0) + ((uint64_t)1 << 32), memory_order_release);
+}
+
+static inline void hdr_free(ohm_buf *h)
+{
+    if (ohm_unlikely(!tl_hdr_registered)) hdr_register_thread();
+    if (ohm_unlikely(tl_nhdrs == HDR_CACHE)) hdr_spill(HDR_CACHE / 2);
+    tl_hdrs[tl_nhdrs++] = h;
+}
+
+/* ---- ids and liveness ---- */
+
+static inline uint64_t make_id(uint32_t gen, uint32_t index) { return (uint64_t)gen << 32 | index; }
+
+uint64_t ohm_buf_id(const ohm_buf *b)
+{
+    if (!b) return 0;
+    uint32_t gen = st_gen(atomic_load_explicit(&((ohm_buf *)b)->state, memory_order_acquire));
+    return (gen & 1) ? make_id(gen, b->index) : 0;
+}
+
+/* The owner's state word if the handle is live, its owner still counts and its memory is still there (a retained
+ * slice whose root was over-released by someone else must not read freed memory): otherwise 0. */
+static inline uint64_t owner_state(const ohm_buf *b)
+{
+    if (!(st_gen(atomic_load_explicit(&((ohm_buf *)b)->state, memory_order_acquire)) & 1)) return 0;
+    uint64_t st = atomic_load_explicit(&b->owner->state, memory_order_acquire);
+    if (st_gen(st) != b->owner_gen || !st_count(st)) return 0;
+    if (b->root != b->owner) {
+        uint64_t rst = atomic_load_explicit(&b->root->state, memory_order_acquire);
+        if (st_gen(rst) != b->root_gen || !st_count(rst)) return 0;
+    }
+    return st;
+}
+
+int buf_check_live(const ohm_buf *b, const char *op)
+{
+    if (ohm_unlikely(!b)) return ohm__error(OHM_EINVAL, "%s: buffer is NULL", op);
+    if (ohm_unlikely(!owner_state(b))) return ohm__error(OHM_ESTATE, "%s: buffer has been released", op);
+    return 0;
+}
+
+int ohm_buf_check(const ohm_buf *b, uint64_t id)
+{
+    if (!b) return ohm__error(OHM_EINVAL, "buffer is NULL");
+    if (ohm_buf_id(b) != id) return ohm__error(OHM_ESTATE, "buffer has been released (its handle was reused)");
+    return buf_check_live(b, "check");
+}
+
+/* ---- derived handle lists (striped locks by owner address) ---- */
+
+#define STRIPES 16 /* few enough that fork can hold them all (TSan allows 64 locks held at once) */
+static pthread_mutex_t stripes[STRIPES] = {[0 ...(STRIPES - 1)] = PTHREAD_MUTEX_INITIALIZER};
+
+/* Fork safety: the child must not inherit a header or stripe lock held by a thread that does not exist there.
+ * Headers cached by other threads are lost to the child, like their thread caches. */
+static void buf_fork_prepare(void)
+{
+    pthread_mutex_lock(&hdr_lock);
+    for (unsigned i = 0; i < STRIPES; i++) pthread_mutex_lock(&stripes[i]);
+}
+
+static void buf_fork_release(void)
+{
+    for (unsigned i = STRIPES; i-- > 0;) pthread_mutex_unlock(&stripes[i]);
+    pthread_mutex_unlock(&hdr_lock);
+}
+
+void buf_init(void) { pthread_atfork(buf_fork_prepare, buf_fork_release, buf_fork_release); }
+
+static pthread_mutex_t *stripe_of(const ohm_buf *owner)
+{
+    return &stripes[((uintptr_t)owner >> 7) % STRIPES];
+}
+
+static void derived_link(ohm_buf *owner, ohm_buf *d)
+{
+    pthread_mutex_t *m = stripe_of(owner);
+    pthread_mutex_lock(m);
+    ohm_buf *head = atomic_load_explicit(&owner->derived, memory_order_relaxed);
+    d->prev_derived = NULL;
+    d->next_derived = head;
+    if (head) head->prev_derived = d;
+    atomic_store_explicit(&owner->derived, d, memory_order_relaxed);
+    d->linked = 1;
+    pthread_mutex_unlock(m);
+}
+
+/* Ends every derived handle of an owner whose count reached 0. */
+static void derived_kill_all(ohm_buf *owner)
+{
+    if (!atomic_load_explicit(&owner->derived, memory_order_acquire)) return;
+    pthread_mutex_t *m = stripe_of(owner);
+    pthread_mutex_lock(m);
+    ohm_buf *d = atomic_load_explicit(&owner->derived, memory_order_relaxed);
+    atomic_store_explicit(&owner->derived, NULL, memory_order_relaxed);
+    for (ohm_buf *x = d; x; x = x->next_derived) {
+        x->linked = 0;
+        hdr_kill(x); /* under the lock, so a concurrent reclaim of x sees it dead */
+    }
+    pthread_mutex_unlock(m);
+    while (d) {
+        ohm_buf *next = d->next_derived;
+        hdr_free(d);
+        d = next;
+    }
+}
+
+/* ---- life cycle ---- */
+
+static void pool_block_free(void *ctx, void *data, size_t size)
+{
+    (void)size;
+    ohm_pool_free(ctx, data);
+}
+
+static int release_owner(ohm_buf *o, uint32_t gen, uint32_t n, const char *op);
+
+/* An owner's count reached 0: end its derived handles, give back what it holds, end its header. */
+static void owner_end(ohm_buf *o)
+{
+    derived_kill_all(o);
+    if (o->flags & BUF_RETAINED) {
+        ohm_buf *parent = o->parent;
+        uint32_t parent_gen = o->parent_gen;
+        hdr_kill(o);
+        hdr_free(o);
+        /* Only if the parent is still the buffer we hold a reference on: an over-released parent may have
+         * ended, and its header may be another buffer now. */
+        if (st_gen(atomic_load_explicit(&parent->state, memory_order_acquire)) == parent_gen)
+            atomic_fetch_sub_explicit(&parent->retained_children, 1, memory_order_relaxed);
+        release_owner(parent, parent_gen, 1, "release");
+        return;
+    }
+    if (o->track) {
+        leak_track_close(o->track);
+        o->track = NULL;
+    }
+    atomic_store_explicit(&o->retained_children, 0, memory_order_relaxed); /* a free header's invariant */
+    void *data = o->data;
+    size_t size = o->size;
+    buf_free_fn *fn = o->free_fn;
+    void *ctx = o->ctx;
+    hdr_kill(o);
+    hdr_free(o);
+    if (fn) fn(ctx, data, size);
+}
+
+/* Takes n from the count of owner o (generation gen). 1 when it reached 0 (and o ended), 0 otherwise. */
+static int release_owner(ohm_buf *o, uint32_t gen, uint32_t n, const char *op)
+{
+    uint64_t st = atomic_load_explicit(&o->state, memory_order_acquire);
+    for (;;) {
+        if (st_gen(st) != gen || !st_count(st)) return ohm__error(OHM_ESTATE, "%s: buffer has been released", op);
+        if (n > st_count(st))
+            return ohm__error(OHM_EINVAL, "%s: decrement %u exceeds the reference count %u", op, n, st_count(st));
+        if (atomic_compare_exchange_weak_explicit(&o->state, &st, st - n, memory_order_acq_rel, memory_order_acquire))
+            break;
+    }
+    if (st_count(st) != n) return 0;
+    owner_end(o);
+    return 1;
+}
+
+ohm_buf *buf_root_new(void *data, size_t size, ohm_buf_origin origin, unsigned flags, buf_free_fn *free_fn,
+                      void *ctx, struct ohm_pool *pool)
+{
+    ohm_buf *b = hdr_alloc(1);
+    if (!b) return NULL;
+    b->flags = BUF_ROOT | flags;
+    b->data = data;
+    b->size = size;
+    b->origin = (uint8_t)origin;
+    b->free_fn = free_fn;
+    b->ctx = ctx;
+    b->pool = pool;
+    b->track = leak_track_maybe(make_id(b->owner_gen, b->index), size, origin, pool ? pool->name : NULL);
+    return b;
+}
+
+ohm_buf *buf_root_of(const ohm_buf *b) { return b->root; }
+void *buf_root_ctx(const ohm_buf *root) { return root->ctx; }
+
+static inline ohm_buf *alloc_from_pool(ohm_pool *pool, size_t size, int zero)
+{
+    if (ohm_unlikely(!pool) && !(pool = ohm_pool_default())) return NULL;
+    void *data = zero ? ohm_pool_alloc_zeroed(pool, size) : ohm_pool_alloc(pool, size);
+    if (ohm_unlikely(!data)) return NULL;
+    ohm_buf *b = hdr_take();
+    if (ohm_unlikely(!b)) {
+        ohm_pool_free(pool, data);
+        ohm__error(OHM_ENOMEM, "no memory for a buffer header");
+        return NULL;
+    }
+    uint32_t gen = hdr_next_gen(b);
+    b->flags = BUF_ROOT;
+    b->data = data;
+    b->size = size;
+    b->owner = b;
+    b->owner_gen = gen;
+    b->root = b;
+    b->root_gen = gen;
+    b->origin = OHM_ORIGIN_POOL;
+    b->free_fn = pool_block_free;
+    b->ctx = pool;
+    b->pool = pool;
+    b->track = leak_track_maybe(make_id(gen, b->index), size, OHM_ORIGIN_POOL, pool->name);
+    atomic_store_explicit(&b->state, st_make(gen, 1), memory_order_release);
+    return b;
+}
+
+ohm_buf *ohm_buf_alloc(ohm_pool *pool, size_t size) { return alloc_from_pool(pool, size, 0); }
+ohm_buf *ohm_buf_alloc_zeroed(ohm_pool *pool, size_t size) { return alloc_from_pool(pool, size, 1); }
+
+ohm_buf *ohm_buf_wrap(void *data, size_t size, ohm_buf_release_fn *release, void *arg)
+{
+    if (!data && size) {
+        ohm__error(OHM_EINVAL, "wrap: data is NULL with size %zu", size);
+        return NULL;
+    }
+    ohm_buf *b = buf_root_new(data, size, OHM_ORIGIN_FOREIGN, 0, release, arg, NULL);
+    if (!b) ohm__error(OHM_ENOMEM, "no memory for a buffer header");
+    return b;
+}
+
+int ohm_buf_retain(ohm_buf *b, uint32_t n)
+{
+    if (!b) return ohm__error(OHM_EINVAL, "retain: buffer is NULL");
+    if (!n) return ohm__error(OHM_EINVAL, "retain: increment must be > 0");
+    if (!(st_gen(atomic_load_explicit(&b->state, memory_order_acquire)) & 1))
+        return ohm__error(OHM_ESTATE, "retain: buffer has been released");
+    ohm_buf *o = b->owner;
+    uint64_t st = atomic_load_explicit(&o->state, memory_order_acquire);
+    for (;;) {
+        if (st_gen(st) != b->owner_gen || !st_count(st))
+            return ohm__error(OHM_ESTATE, "retain: buffer has been released");
+        if ((uint64_t)st_count(st) + n > INT32_MAX)
+            return ohm__error(OHM_EINVAL, "retain: increment %u overflows the reference count %u", n, st_count(st));
+        if (atomic_compare_exchange_weak_explicit(&o->state, &st, st + n, memory_order_acq_rel, memory_order_acquire))
+            return 0;
+    }
+}
+
+static OHM_COLD int release_misuse(const ohm_buf *b, uint32_t n)
+{
+    if (!b) return ohm__error(OHM_EINVAL, "release: buffer is NULL");
+    if (!n) return ohm__error(OHM_EINVAL, "release: decrement must be > 0");
+    return ohm__error(OHM_ESTATE, "release: buffer has been released");
+}
+
+/* The common case inline: a live pool root with no derived handles, no retained slices and no leak record,
+ * released to 0 by one CAS, goes straight back to its pool. */
+int ohm_buf_release(ohm_buf *b, uint32_t n)
+{
+    if (ohm_unlikely(!b || !n || !(st_gen(atomic_load_explicit(&b->state, memory_order_acquire)) & 1)))
+        return release_misuse(b, n);
+    ohm_buf *o = b->owner;
+    uint64_t st = atomic_load_explicit(&o->state, memory_order_acquire);
+    if (ohm_likely(st == st_make(b->owner_gen, n)) && o->flags == BUF_ROOT && o->free_fn == pool_block_free &&
+        !o->track && !atomic_load_explicit(&o->derived, memory_order_relaxed) &&
+        !atomic_load_explicit(&o->retained_children, memory_order_relaxed) &&
+        atomic_compare_exchange_strong_explicit(&o->state, &st, st - n, memory_order_acq_rel, memory_order_relaxed)) {
+        void *data = o->data;
+        ohm_pool *pool = o->ctx;
+        hdr_kill(o);
+        hdr_free(o);
+        ohm_pool_free(pool, data);
+        return 1;
+    }
+    return release_owner(o, b->owner_gen, n, "release");
+}
+
+uint32_t ohm_buf_refcnt(const ohm_buf *b) { return b ? st_count(owner_state(b)) : 0; }
+void *ohm_buf_data(const ohm_buf *b) { return b && owner_state(b) ? b->data : NULL; }
+size_t ohm_buf_size(const ohm_buf *b) { return b && owner_state(b) ? b->size : 0; }
+ohm_buf_origin ohm_buf_origin_of(const ohm_buf *b) { return b ? (ohm_buf_origin)b->root->origin : OHM_ORIGIN_POOL; }
+
+/* ---- slices ---- */
+
+int ohm_range_check(size_t size, size_t off, size_t len)
+{
+    if (ohm_unlikely(off > size || len > size - off)) {
+        if (len > SIZE_MAX - off)
+            return ohm__error(OHM_ERANGE, "offset %zu + length %zu overflows (buffer size %zu)", off, len, size);
+        return ohm__error(OHM_ERANGE, "offset %zu + length %zu exceeds buffer size %zu", off, len, size);
+    }
+    return 0;
+}
+
+static ohm_buf *derive(ohm_buf *b, size_t off, size_t len, const char *op)
+{
+    int rc = buf_check_live(b, op);
+    if (!rc) rc = ohm_range_check(b->size, off, len);
+    if (rc) return NULL;
+    ohm_buf *d = hdr_alloc(0);
+    if (!d) {
+        ohm__error(OHM_ENOMEM, "%s: no memory for a buffer header", op);
+        return NULL;
+    }
+    d->flags = BUF_DERIVED | (b->root->flags & BUF_SEALED);
+    d->data = b->data + off;
+    d->size = len;
+    d->owner = b->owner;
+    d->owner_gen = b->owner_gen;
+    d->root = b->root;
+    d->root_gen = b->root_gen;
+    derived_link(b->owner, d);
+    return d;
+}
+
+ohm_buf *ohm_buf_slice(ohm_buf *b, size_t off, size_t len) { return derive(b, off, len, "slice"); }
+
+ohm_buf *ohm_buf_duplicate(ohm_buf *b)
+{
+    return derive(b, 0, b && owner_state(b) ? b->size : 0, "duplicate");
+}
+
+ohm_buf *ohm_buf_retained_slice(ohm_buf *b, size_t off, size_t len)
+{
+    int rc = buf_check_live(b, "retained_slice");
+    if (!rc) rc = ohm_range_check(b->size, off, len);
+    if (!rc) rc = ohm_buf_retain(b, 1);
+    if (rc) return NULL;
+    ohm_buf *r = hdr_alloc(1);
+    if (!r) {
+        release_owner(b->owner, b->owner_gen, 1, "retained_slice");
+        ohm__error(OHM_ENOMEM, "retained_slice: no memory for a buffer header");
+        return NULL;
+    }
+    r->flags = BUF_RETAINED | (b->root->flags & BUF_SEALED);
+    r->data = b->data + off;
+    r->size = len;
+    r->parent = b->owner;
+    r->parent_gen = b->owner_gen;
+    r->root = b->root;
+    r->root_gen = b->root_gen;
+    atomic_fetch_add_explicit(&b->owner->retained_children, 1, memory_order_relaxed);
+    return r;
+}
+
+/* ---- checked access ---- */
+
+static inline int check_access(const ohm_buf *b, size_t off, size_t len, int write, const char *op)
+{
+    int rc = buf_check_live(b, op);
+    if (ohm_unlikely(rc)) return rc;
+    if (ohm_unlikely(write && (b->root->flags & BUF_SEALED)))
+        return ohm__error(OHM_ESTATE, "%s: buffer is sealed read-only", op);
+    return ohm_range_check(b->size, off, len);
+}
+
+int ohm_buf_read(const ohm_buf *b, size_t off, void *dst, size_t len)
+{
+    int rc = check_access(b, off, len, 0, "read");
+    if (rc) return rc;
+    if (len && !dst) return ohm__error(OHM_EINVAL, "read: destination is NULL");
+    if (len) memcpy(dst, b->data + off, len);
+    return 0;
+}
+
+int ohm_buf_write(ohm_buf *b, size_t off, const void *src, size_t len)
+{
+    int rc = check_access(b, off, len, 1, "write");
+    if (rc) return rc;
+    if (len && !src) return ohm__error(OHM_EINVAL, "write: source is NULL");
+    if (len) memcpy(b->data + off, src, len);
+    return 0;
+}
+
+int ohm_buf_copy(ohm_buf *dst, size_t dst_off, const ohm_buf *src, size_t src_off, size_t len)
+{
+    int rc = check_access(src, src_off, len, 0, "copy (source)");
+    if (!rc) rc = check_access(dst, dst_off, len, 1, "copy (destination)");
+    if (rc) return rc;
+    if (len) memmove(dst->data + dst_off, src->data + src_off, len);
+    return 0;
+}
+
+int ohm_buf_fill(ohm_buf *b, size_t off, uint8_t byte, size_t len)
+{
+    int rc = check_access(b, off, len, 1, "fill");
+    if (rc) return rc;
+    if (len) memset(b->data + off, byte, len);
+    return 0;
+}
+
+int ohm_buf_span(const ohm_buf *b, size_t off, size_t len, void **ptr)
+{
+    if (!ptr) return ohm__error(OHM_EINVAL, "span: ptr is NULL");
+    int rc = check_access(b, off, len, 0, "span");
+    if (rc) return rc;
+    *ptr = b->data + off;
+    return 0;
+}
+
+/* ---- the Cleaner protocol and the leak detector's hooks ---- */
+
+int ohm_buf_reclaim(ohm_buf *b, uint64_t id)
+{
+    if (!b || !id || ohm_buf_id(b) != id) return 0;
+    if (b->flags & BUF_DERIVED) {
+        /* Only the handle goes: its owner is reclaimed (and reported) through its own handle. */
+        pthread_mutex_t *m = stripe_of(b->owner);
+        pthread_mutex_lock(m);
+        int mine = ohm_buf_id(b) == id && b->linked;
+        if (mine) {
+            ohm_buf *o = b->owner;
+            if (b->prev_derived) b->prev_derived->next_derived = b->next_derived;
+            else atomic_store_explicit(&o->derived, b->next_derived, memory_order_relaxed);
+            if (b->next_derived) b->next_derived->prev_derived = b->prev_derived;
+            b->linked = 0;
+            hdr_kill(b);
+        }
+        pthread_mutex_unlock(m);
+        if (mine) hdr_free(b);
+        return 0;
+    }
+    /* A count owner nobody can release any more: drop the references its users forgot, but not those that
+     * retained slices hold (they are released through the slices). */
+    uint64_t st = atomic_load_explicit(&b->state, memory_order_acquire);
+    uint32_t gen = st_gen(st), held = atomic_load_explicit(&b->retained_children, memory_order_relaxed);
+    if (!(gen & 1) || st_count(st) <= held) return 0;
+    uint32_t leaked = st_count(st) - held;
+    if ((b->flags & BUF_ROOT) && b->track) {
+        struct leak_track *t = b->track;
+        b->track = NULL; /* reported here, so not closed when the memory goes */
+        leak_track_leaked(t, OHM_LEAK_GC);
+    } else {
+        leak_untracked(OHM_LEAK_GC, b->size); /* untracked root, or a retained slice */
+    }
+    return release_owner(b, gen, leaked, "reclaim") >= 0 ? 1 : 0;
+}
+
+int ohm_buf_touch(ohm_buf *b, const char *hint)
+{
+    int rc = buf_check_live(b, "touch");
+    if (rc) return rc;
+    if (b->root->track) leak_track_touch(b->root->track, hint);
+    return 0;
+}
+
+bool ohm_buf_tracked(const ohm_buf *b) { return b && owner_state(b) && b->root->track; }
+
+int ohm_buf_set_site(ohm_buf *b, const char *host_site)
+{
+    int rc = buf_check_live(b, "set_site");
+    if (rc) return rc;
+    if (b->root->track && host_site) leak_track_set_site(b->root->track, host_site);
+    return 0;
+}
+
+int ohm_buf_seal(ohm_buf *b, bool sealed)
+{
+    int rc = buf_check_live(b, "seal");
+    if (rc) return rc;
+    ohm_buf *root = b->root;
+    if (!(root->flags & BUF_PAGES) || b->data != root->data || b->size != root->size)
+        return ohm__error(OHM_EINVAL, "seal: only a buffer that owns whole pages (guarded or mapped) can be sealed");
+    rc = os_protect(root->data, ohm_align_up(root->size, OHM_PAGE), !sealed);
+    if (rc) return rc;
+    if (sealed) root->flags |= BUF_SEALED;
+    else root->flags &= ~(uint32_t)BUF_SEALED;
+    return 0;
+}
+
+/* ---- pool destruction ---- */
+
+/* Whether header h is live and its memory belongs to pool. hdr_lock held. */
+static int dies_with(const ohm_buf *h, const struct ohm_pool *pool)
+{
+    return (st_gen(atomic_load_explicit(&((ohm_buf *)h)->state, memory_order_acquire)) & 1) && h->root->pool == pool;
+}
+
+/* The pool's memory is about to go at once: every live buffer of it is a leak (reported after the scan, with no
+ * lock held), and every header whose memory dies with it ends, so later calls get OHM_ESTATE. */
+void buf_pool_destroyed(struct ohm_pool *pool)
+{
+    size_t tracked = 0, n = 0;
+    leak_track **tracks = NULL;
+    pthread_mutex_lock(&hdr_lock);
+    for (hdr_block *blk = hdr_blocks; blk; blk = blk->next)
+        for (size_t i = 0; i < blk->count; i++)
+            tracked += dies_with(&blk->hdrs[i], pool) && blk->hdrs[i].root == &blk->hdrs[i] && blk->hdrs[i].track;
+    if (tracked) tracks = malloc(tracked * sizeof *tracks); /* NULL: the records are closed unreported */
+    uint64_t untracked = 0;
+    for (hdr_block *blk = hdr_blocks; blk; blk = blk->next)
+        for (size_t i = 0; i < blk->count; i++) {
+            ohm_buf *h = &blk->hdrs[i];
+            if (!dies_with(h, pool)) continue;
+            if (h == h->root) {
+                if (h->track && tracks && n < tracked) tracks[n++] = h->track;
+                else if (h->track) leak_track_close(h->track);
+                else untracked++;
+                h->track = NULL;
+            }
+            /* Ended in place and handed to the free list directly: the stripe lists die with their owners. */
+            atomic_store_explicit(&h->derived, NULL, memory_order_relaxed);
+            atomic_store_explicit(&h->retained_children, 0, memory_order_relaxed);
+            h->linked = 0;
+            hdr_kill(h);
+            h->next_derived = hdr_free_list;
+            hdr_free_list = h;
+        }
+    pthread_mutex_unlock(&hdr_lock);
+    for (size_t i = 0; i < n; i++) leak_track_leaked(tracks[i], OHM_LEAK_POOL_DESTROY);
+    for (uint64_t i = 0; i < untracked; i++) leak_untracked(OHM_LEAK_POOL_DESTROY, 0);
+    if (n || untracked)
+        ohm__log(OHM_LOG_WARN, "pool '%s' destroyed with %zu live buffers (%zu tracked)", pool->name,
+                 (size_t)(n + untracked), n);
+    free(tracks);
+}

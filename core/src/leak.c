@@ -1,0 +1,866 @@
+/* The leak detector: Netty's ResourceLeakDetector, done natively.
+ *
+ * A tracked buffer owns a leak_track: its creation record (native backtrace, host site text), up to
+ * OHM_LEAK_MAX_RECORDS access records, and a creation sequence number. Live records sit in STRIPES lists, one
+ * per thread (round-robin), each behind its own mutex, so PARANOID threads do not serialize on one lock; a
+ * record's stripe lock also guards its access records and site text against racing touches. Reports are built
+ * from a record the reporter owns (unlinked, or a deep copy for checkpoints) and delivered with no leak lock
+ * held, so a handler may allocate buffers or call ohm_leak_* itself.
+ *
+ * Cost when an allocation is not tracked: one load of the packed settings word and a thread-local countdown.
+ * Tracking costs a frame-pointer walk (os_backtrace) and a malloc. */
+#define _GNU_SOURCE
+#include "leak.h"
+#include "os.h"
+
+#include <dlfcn.h>
+#include <execinfo.h>
+#include <link.h>
+#include <pthread.h>
+#include <stdio.h> /* snprintf only: nothing here prints */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#define STRIPES 16 /* few enough that fork can hold them all (TSan allows 64 locks held at once) */
+#define DEDUP_SLOTS 4096                 /* power of two                                              */
+#define DEDUP_MAX (DEDUP_SLOTS / 4 * 3)  /* forget every hash when the set is this full (bounded memory) */
+#define RAW_FRAMES (OHM_LEAK_MAX_FRAMES + 8) /* room for the frames inside ohm that are skipped           */
+#define LEVEL_UNSET 0xffu
+#define LOG_CHUNK 900                    /* ohm__log formats into 1024 bytes: long reports go in pieces */
+
+/* ---- records ---- */
+
+typedef struct leak_rec {
+    char *hint;                          /* owned, or NULL                                            */
+    uint64_t time_ns, thread;
+    unsigned nframes;
+    void *frames[OHM_LEAK_MAX_FRAMES];
+} leak_rec;
+
+struct leak_track {
+    leak_track *next, *prev;             /* stripe list                                               */
+    uint64_t seq;                        /* creation sequence number (ohm_leak_mark/check)            */
+    uint64_t buffer_id;
+    size_t size;
+    unsigned stripe;
+    ohm_buf_origin origin;
+    char *host_site;                     /* owned, or NULL; under the stripe lock                     */
+    leak_rec created;
+    /* access records, oldest first; under the stripe lock */
+    unsigned nrecords;
+    uint64_t seen;                       /* access records ever offered                               */
+    uint64_t dropped;
+    leak_rec *records[OHM_LEAK_MAX_RECORDS];
+    char pool[];                         /* pool name, "" for none                                    */
+};
+
+typedef struct stripe {
+    pthread_mutex_t lock;
+    leak_track *head;
+} __attribute__((aligned(64))) stripe;
+
+static stripe stripes[STRIPES];
+
+/* ---- settings: level in the low byte, interval in the high 32 bits, so the hot path loads one word ---- */
+
+static _Atomic uint64_t settings = LEVEL_UNSET;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static _Atomic uint64_t next_seq = 1;
+
+static OHM_TLS uint32_t tl_countdown;    /* allocations until the next tracked one (SIMPLE, ADVANCED)  */
+static OHM_TLS unsigned tl_stripe;       /* 1 + this thread's stripe, 0 until first used               */
+static OHM_TLS uint64_t tl_rng;          /* xorshift64* state, 0 until seeded                          */
+static OHM_TLS uint64_t tl_tid;
+
+static _Atomic unsigned stripe_rr;
+
+/* Frame skipping: when ohm is its own shared object, every leading frame inside its text is skipped (exact);
+ * when it is linked into the program, one frame (buf.c's caller of leak_track_*) is skipped after ours. */
+static uintptr_t ohm_text_lo, ohm_text_hi;
+
+/* handler */
+static pthread_mutex_t handler_lock = PTHREAD_MUTEX_INITIALIZER;
+static ohm_leak_handler *handler_fn;     /* NULL = the log                                            */
+static void *handler_arg;
+
+/* de-duplication: a bounded set of report hashes */
+static pthread_mutex_t dedup_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t dedup_set[DEDUP_SLOTS];
+static unsigned dedup_count;
+static _Atomic uint64_t dedup_suppressed; /* since the last delivered report                           */
+
+/* untracked leaks, per reason */
+static _Atomic uint64_t untracked[3];
+static _Atomic uint64_t untracked_total;
+
+static uint64_t pack(unsigned level, uint32_t interval) { return (uint64_t)level | (uint64_t)interval << 32; }
+
+static int parse_level(const char *v, unsigned *out)
+{
+    static const char *names[] = {"off", "simple", "advanced", "paranoid"};
+    for (unsigned i = 0; i < 4; i++)
+        if (!strcasecmp(v, names[i])) {
+            *out = i;
+            return 0;
+        }
+    return -1;
+}
+
+static int find_text(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    uintptr_t self = (uintptr_t)arg;
+    for (unsigned i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X)) continue;
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
+        if (self < lo || self >= hi) continue;
+        /* The main program is reported with an empty name: ohm is linked into it, ranges would skip its
+         * user's frames too. */
+        if (info->dlpi_name && info->dlpi_name[0]) {
+            ohm_text_lo = lo;
+            ohm_text_hi = hi;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+static void lock_all(void)
+{
+    pthread_mutex_lock(&handler_lock);
+    pthread_mutex_lock(&dedup_lock);
+    for (unsigned i = 0; i < STRIPES; i++) pthread_mutex_lock(&stripes[i].lock);
+}
+
+static void unlock_all(void)
+{
+    for (unsigned i = STRIPES; i-- > 0;) pthread_mutex_unlock(&stripes[i].lock);
+    pthread_mutex_unlock(&dedup_lock);
+    pthread_mutex_unlock(&handler_lock);
+}
+
+static void leak_init(void)
+{
+    for (unsigned i = 0; i < STRIPES; i++) pthread_mutex_init(&stripes[i].lock, NULL);
+    /* A fork while another thread holds a leak lock would leave it locked in the child forever. */
+    pthread_atfork(lock_all, unlock_all, unlock_all);
+
+    unsigned level = OHM_LEAK_SIMPLE;
+    const char *v = getenv("OHM_LEAK_LEVEL");
+    if (v && *v && parse_level(v, &level) != 0) {
+        ohm__log(OHM_LOG_WARN, "ignoring malformed OHM_LEAK_LEVEL=%s (off, simple, advanced or paranoid)", v);
+        level = OHM_LEAK_SIMPLE;
+    }
+    uint32_t interval = ohm__env_uint("OHM_LEAK_SAMPLE", 128, UINT32_MAX);
+    if (interval == 0) interval = 1;
+
+    dl_iterate_phdr(find_text, (void *)(uintptr_t)&leak_init);
+    /* The first backtrace() loads libgcc_s (dlopen, malloc): do it now rather than under an allocation. */
+    void *warm[2];
+    backtrace(warm, 2);
+
+    atomic_store(&settings, pack(level, interval));
+}
+
+static uint64_t load_settings(void)
+{
+    uint64_t s = atomic_load_explicit(&settings, memory_order_acquire);
+    if (ohm_unlikely((s & 0xff) == LEVEL_UNSET)) {
+        pthread_once(&init_once, leak_init);
+        s = atomic_load_explicit(&settings, memory_order_acquire);
+    }
+    return s;
+}
+
+static void update_settings(int level, int64_t interval)
+{
+    uint64_t s = load_settings(), n;
+    do {
+        n = pack(level >= 0 ? (unsigned)level : (unsigned)(s & 0xff),
+                 interval >= 0 ? (uint32_t)interval : (uint32_t)(s >> 32));
+    } while (!atomic_compare_exchange_weak(&settings, &s, n));
+}
+
+void ohm_leak_set_level(ohm_leak_level level)
+{
+    if ((unsigned)level > OHM_LEAK_PARANOID) {
+        ohm__error(OHM_EINVAL, "ohm_leak_set_level: %d is not a level", (int)level);
+        return;
+    }
+    update_settings((int)level, -1);
+}
+
+ohm_leak_level ohm_leak_get_level(void) { return (ohm_leak_level)(load_settings() & 0xff); }
+
+void ohm_leak_set_sample_interval(uint32_t interval) { update_settings(-1, interval ? interval : 1); }
+
+uint32_t ohm_leak_get_sample_interval(void) { return (uint32_t)(load_settings() >> 32); }
+
+void ohm_leak_set_handler(ohm_leak_handler *fn, void *arg)
+{
+    pthread_mutex_lock(&handler_lock);
+    handler_fn = fn;
+    handler_arg = arg;
+    pthread_mutex_unlock(&handler_lock);
+}
+
+/* ---- per-thread helpers ---- */
+
+static uint64_t rng_next(void)
+{
+    uint64_t x = tl_rng;
+    if (ohm_unlikely(x == 0)) x = os_random64() | 1;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    tl_rng = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+static uint64_t thread_id(void)
+{
+    if (ohm_unlikely(tl_tid == 0)) tl_tid = (uint64_t)gettid();
+    return tl_tid;
+}
+
+static unsigned thread_stripe(void)
+{
+    if (ohm_unlikely(tl_stripe == 0)) tl_stripe = 1 + atomic_fetch_add_explicit(&stripe_rr, 1, memory_order_relaxed) % STRIPES;
+    return tl_stripe - 1;
+}
+
+static char *dup_str(const char *s)
+{
+    if (!s) return NULL;
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+/* Fills r with the caller's stack, without the frames inside ohm. caller is the return address of the leak.h
+ * entry point (into buf.c): raw[i] == caller anchors the walk, so whatever sits below it (our own frames, a
+ * sanitizer's backtrace interceptor, a compiler-split part of the entry point) is skipped with it. */
+static OHM_NOINLINE void capture(leak_rec *r, void *caller)
+{
+    void *raw[RAW_FRAMES];
+    int n = os_backtrace(raw, RAW_FRAMES); /* frame pointers: ~2 ns a frame (see os.c) */
+    int i = 0;
+    while (i < n && raw[i] != caller) i++;
+    if (i == n) i = n < 2 ? n : 2;             /* no anchor: our two frames, capture and the entry point  */
+    /* raw[i] is inside buf.c (or whichever ohm file called leak_track_*). */
+    if (ohm_text_hi) {
+        while (i < n && (uintptr_t)raw[i] >= ohm_text_lo && (uintptr_t)raw[i] < ohm_text_hi) i++;
+    } else if (i < n) {
+        i++; /* linked into the program: assume one frame (buf.c's caller of leak_track_*) */
+    }
+    unsigned k = 0;
+    for (; i < n && k < OHM_LEAK_MAX_FRAMES; i++) r->frames[k++] = raw[i];
+    r->nframes = k;
+    r->time_ns = os_now_ns();
+    r->thread = thread_id();
+}
+
+static void rec_free(leak_rec *r)
+{
+    if (!r) return;
+    free(r->hint);
+    free(r);
+}
+
+static void track_free(leak_track *t)
+{
+    free(t->host_site);
+    for (unsigned i = 0; i < t->nrecords; i++) rec_free(t->records[i]);
+    free(t);
+}
+
+static void unlink_track(leak_track *t)
+{
+    if (t->prev) t->prev->next = t->next;
+    else stripes[t->stripe].head = t->next;
+    if (t->next) t->next->prev = t->prev;
+    t->next = t->prev = NULL;
+}
+
+/* ---- the internal interface (leak.h) ---- */
+
+static leak_track *track_new(uint64_t buffer_id, size_t size, ohm_buf_origin origin, const char *pool_name)
+{
+    size_t nlen = pool_name ? strlen(pool_name) : 0;
+    leak_track *t = malloc(sizeof *t + nlen + 1);
+    if (!t) return NULL; /* not tracked: tracking never fails an allocation */
+    memset(t, 0, sizeof *t);
+    memcpy(t->pool, pool_name ? pool_name : "", nlen + 1);
+    t->buffer_id = buffer_id;
+    t->size = size;
+    t->origin = origin;
+    t->stripe = thread_stripe();
+    return t;
+}
+
+leak_track *leak_track_maybe(uint64_t buffer_id, size_t size, ohm_buf_origin origin, const char *pool_name)
+{
+    uint64_t s = load_settings();
+    unsigned level = s & 0xff;
+    if (level == OHM_LEAK_OFF) return NULL;
+    if (level != OHM_LEAK_PARANOID) {
+        /* Sampled: a countdown, re-armed at each tracked allocation. A countdown above the interval (the
+         * interval was lowered since) re-arms at once. */
+        uint32_t interval = (uint32_t)(s >> 32), c = tl_countdown;
+        if (ohm_likely(c > 1 && c <= interval)) {
+            tl_countdown = c - 1;
+            return NULL;
+        }
+        tl_countdown = interval;
+    }
+    leak_track *t = track_new(buffer_id, size, origin, pool_name);
+    if (!t) return NULL;
+    capture(&t->created, __builtin_return_address(0));
+    stripe *st = &stripes[t->stripe];
+    pthread_mutex_lock(&st->lock);
+    t->seq = atomic_fetch_add_explicit(&next_seq, 1, memory_order_relaxed);
+    t->next = st->head;
+    if (st->head) st->head->prev = t;
+    st->head = t;
+    pthread_mutex_unlock(&st->lock);
+    return t;
+}
+
+void leak_track_set_site(leak_track *t, const char *host_site)
+{
+    if (!t) return;
+    char *copy = dup_str(host_site), *old;
+    stripe *st = &stripes[t->stripe];
+    pthread_mutex_lock(&st->lock);
+    old = t->host_site;
+    t->host_site = copy;
+    pthread_mutex_unlock(&st->lock);
+    free(old);
+}
+
+void leak_track_touch(leak_track *t, const char *hint)
+{
+    if (!t || (load_settings() & 0xff) < OHM_LEAK_ADVANCED) return;
+    leak_rec *r = malloc(sizeof *r);
+    if (!r) return;
+    capture(r, __builtin_return_address(0)); /* before the lock: unwinding is the slow part */
+    r->hint = dup_str(hint);
+    uint64_t coin = rng_next();
+
+    leak_rec *drop = NULL;
+    stripe *st = &stripes[t->stripe];
+    pthread_mutex_lock(&st->lock);
+    uint64_t n = ++t->seen; /* records seen, this one included */
+    if (t->nrecords < OHM_LEAK_MAX_RECORDS) {
+        t->records[t->nrecords++] = r;
+    } else {
+        /* Full: replace the newest with probability 1 - 1/2^(n-4), else drop the oldest and append. Either
+         * way the newest access is kept, and old ones survive with falling probability (Netty's scheme). */
+        uint64_t k = n - OHM_LEAK_MAX_RECORDS;
+        bool replace_newest = k >= 64 || (coin & ((UINT64_C(1) << k) - 1)) != 0;
+        if (replace_newest) {
+            drop = t->records[OHM_LEAK_MAX_RECORDS - 1];
+        } else {
+            drop = t->records[0];
+            memmove(&t->records[0], &t->records[1], (OHM_LEAK_MAX_RECORDS - 1) * sizeof t->records[0]);
+        }
+        t->records[OHM_LEAK_MAX_RECORDS - 1] = r;
+        t->dropped++;
+    }
+    pthread_mutex_unlock(&st->lock);
+    rec_free(drop);
+}
+
+void leak_track_close(leak_track *t)
+{
+    if (!t) return;
+    stripe *st = &stripes[t->stripe];
+    pthread_mutex_lock(&st->lock);
+    unlink_track(t);
+    pthread_mutex_unlock(&st->lock);
+    track_free(t);
+}
+
+/* ---- reports ---- */
+
+/* A growing string; on allocation failure it keeps what it has and stops growing (reports are best effort). */
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+} sbuf;
+
+static void sb_putn(sbuf *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 512;
+        while (cap < b->len + n + 1) cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) return;
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void sb_puts(sbuf *b, const char *s) { sb_putn(b, s, strlen(s)); }
+
+static void sb_printf(sbuf *b, const char *fmt, ...) OHM_PRINTF(2, 3);
+static void sb_printf(sbuf *b, const char *fmt, ...)
+{
+    char tmp[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n > 0) sb_putn(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+}
+
+/* Each line of text, tab-indented (a Java stack trace or Lua traceback as the host gave it). */
+static void sb_indented(sbuf *b, const char *text)
+{
+    while (*text) {
+        const char *nl = strchr(text, '\n');
+        size_t n = nl ? (size_t)(nl - text) : strlen(text);
+        if (n) {
+            sb_putn(b, "\t", 1);
+            sb_putn(b, text, n);
+            sb_putn(b, "\n", 1);
+        }
+        text += n + (nl != NULL);
+    }
+}
+
+static void sb_frames(sbuf *b, void *const *frames, unsigned n)
+{
+    if (n == 0) return;
+    /* backtrace_symbols names what dladdr can see (exported symbols), else image+offset for addr2line. */
+    char **names = backtrace_symbols(frames, (int)n);
+    for (unsigned i = 0; i < n; i++) {
+        if (names) {
+            sb_putn(b, "\t", 1);
+            sb_puts(b, names[i]);
+            sb_putn(b, "\n", 1);
+        } else {
+            sb_printf(b, "\t%p\n", frames[i]);
+        }
+    }
+    free(names);
+}
+
+static const char *reason_phrase(ohm_leak_reason r)
+{
+    switch (r) {
+    case OHM_LEAK_GC: return "it was garbage-collected";
+    case OHM_LEAK_POOL_DESTROY: return "its pool was destroyed";
+    default: return "the leak checkpoint (it is still live)";
+    }
+}
+
+static const char *origin_name(ohm_buf_origin o)
+{
+    switch (o) {
+    case OHM_ORIGIN_POOL: return "pool";
+    case OHM_ORIGIN_FILE: return "file";
+    case OHM_ORIGIN_SHM: return "shm";
+    default: return "foreign";
+    }
+}
+
+static void fill_rec(ohm_leak_record *out, const leak_rec *r, const char *host_site)
+{
+    memset(out, 0, sizeof *out);
+    out->hint = r->hint;
+    out->host_site = host_site;
+    out->nframes = r->nframes;
+    memcpy(out->frames, r->frames, r->nframes * sizeof r->frames[0]);
+    out->time_ns = r->time_ns;
+    out->thread = r->thread;
+}
+
+/* The text form, Netty's layout: the most recent access first, then the creation site. */
+static char *report_text(const ohm_leak_report *rep, unsigned level)
+{
+    sbuf b = {0};
+    sb_printf(&b, "LEAK: ohm_buf of %zu bytes (", rep->size);
+    if (rep->origin == OHM_ORIGIN_POOL && rep->pool) {
+        sb_puts(&b, "pool '");
+        sb_puts(&b, rep->pool);
+        sb_puts(&b, "'");
+    } else {
+        sb_puts(&b, rep->origin == OHM_ORIGIN_POOL ? "pool" : rep->origin == OHM_ORIGIN_FILE ? "mapped file"
+                    : rep->origin == OHM_ORIGIN_SHM ? "shared memory" : "foreign memory");
+    }
+    sb_printf(&b, ", id %llu) was not released before %s.\n", (unsigned long long)rep->buffer_id,
+              reason_phrase(rep->reason));
+    if (rep->nrecords) {
+        sb_puts(&b, "Recent access records:\n");
+        for (unsigned i = rep->nrecords; i-- > 0;) {
+            const ohm_leak_record *r = &rep->records[i];
+            sb_printf(&b, "#%u:", rep->nrecords - i);
+            if (r->hint) {
+                sb_puts(&b, " Hint: ");
+                sb_puts(&b, r->hint);
+            }
+            sb_puts(&b, "\n");
+            sb_frames(&b, r->frames, r->nframes);
+        }
+    }
+    sb_puts(&b, "Created at:\n");
+    if (rep->created.host_site) sb_indented(&b, rep->created.host_site);
+    sb_frames(&b, rep->created.frames, rep->created.nframes);
+    if (rep->dropped)
+        sb_printf(&b, "%llu older access records were dropped (at most %d are kept).\n",
+                  (unsigned long long)rep->dropped, OHM_LEAK_MAX_RECORDS);
+    if (rep->duplicates)
+        sb_printf(&b, "%llu identical reports were suppressed before this one.\n",
+                  (unsigned long long)rep->duplicates);
+    if (rep->nrecords == 0 && level < OHM_LEAK_ADVANCED)
+        sb_puts(&b, "Set OHM_LEAK_LEVEL=advanced to see where the buffer was last accessed.\n");
+    if (b.len && b.p[b.len - 1] == '\n') b.p[--b.len] = '\0';
+    return b.p;
+}
+
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+    h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+    return h * 0xff51afd7ed558ccdull;
+}
+
+static uint64_t mix_str(uint64_t h, const char *s)
+{
+    if (!s) return mix(h, 0x5bd1e995);
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return mix(h, 1);
+}
+
+static uint64_t mix_frames(uint64_t h, const ohm_leak_record *r)
+{
+    h = mix(h, r->nframes);
+    for (unsigned i = 0; i < r->nframes; i++) h = mix(h, (uint64_t)(uintptr_t)r->frames[i]);
+    return mix_str(h, r->hint);
+}
+
+/* Identity of a report: where it was created (native frames and host site) and the access records. */
+static uint64_t report_hash(const ohm_leak_report *rep)
+{
+    uint64_t h = mix_frames(0xcbf29ce484222325ull, &rep->created);
+    h = mix_str(h, rep->created.host_site);
+    h = mix(h, rep->nrecords);
+    for (unsigned i = 0; i < rep->nrecords; i++) h = mix_frames(h, &rep->records[i]);
+    return h ? h : 1;
+}
+
+/* Whether the hash is new (and now remembered). The set forgets everything when 3/4 full: memory stays
+ * bounded, and a leak that keeps happening is reported again now and then. */
+static bool dedup_first(uint64_t h)
+{
+    bool fresh = true;
+    pthread_mutex_lock(&dedup_lock);
+    size_t i = (size_t)(h * 0x9e3779b97f4a7c15ull >> 52) & (DEDUP_SLOTS - 1);
+    for (;; i = (i + 1) & (DEDUP_SLOTS - 1)) {
+        if (dedup_set[i] == h) {
+            fresh = false;
+            break;
+        }
+        if (dedup_set[i] == 0) {
+            if (dedup_count >= DEDUP_MAX) {
+                memset(dedup_set, 0, sizeof dedup_set);
+                dedup_count = 0;
+                i = (size_t)(h * 0x9e3779b97f4a7c15ull >> 52) & (DEDUP_SLOTS - 1);
+            }
+            dedup_set[i] = h;
+            dedup_count++;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&dedup_lock);
+    return fresh;
+}
+
+static void log_report(const char *text)
+{
+    size_t len = strlen(text);
+    if (len <= LOG_CHUNK) {
+        ohm__log(OHM_LOG_WARN, "%s", text);
+        return;
+    }
+    /* ohm__log formats into a fixed buffer: send a long report in pieces cut at line ends. */
+    for (size_t off = 0; off < len;) {
+        size_t n = len - off;
+        if (n > LOG_CHUNK) {
+            n = LOG_CHUNK;
+            for (size_t j = LOG_CHUNK; j > LOG_CHUNK / 2; j--)
+                if (text[off + j - 1] == '\n') {
+                    n = j;
+                    break;
+                }
+        }
+        ohm__log(OHM_LOG_WARN, "%s%.*s", off ? "LEAK (continued): " : "", (int)n, text + off);
+        off += n;
+    }
+}
+
+/* Builds the report of t (owned by the caller, unreachable from the live set) and delivers it with no leak
+ * lock held: to fn, else to the handler, else to the log. Returns whether it was delivered. */
+static bool deliver(const leak_track *t, ohm_leak_reason reason, bool dedup, ohm_leak_handler *fn, void *arg)
+{
+    ohm_leak_report rep;
+    memset(&rep, 0, sizeof rep);
+    rep.reason = reason;
+    rep.buffer_id = t->buffer_id;
+    rep.size = t->size;
+    rep.origin = t->origin;
+    rep.pool = t->pool[0] ? t->pool : NULL;
+    fill_rec(&rep.created, &t->created, t->host_site);
+    rep.nrecords = t->nrecords;
+    for (unsigned i = 0; i < t->nrecords; i++) fill_rec(&rep.records[i], t->records[i], NULL);
+    rep.dropped = t->dropped;
+    if (dedup) {
+        if (!dedup_first(report_hash(&rep))) {
+            atomic_fetch_add(&dedup_suppressed, 1);
+            return false;
+        }
+        rep.duplicates = atomic_exchange(&dedup_suppressed, 0);
+    }
+    char *text = report_text(&rep, (unsigned)(load_settings() & 0xff));
+    rep.text = text ? text : "LEAK: ohm_buf was not released (no memory to describe it)";
+    if (!fn) {
+        pthread_mutex_lock(&handler_lock);
+        fn = handler_fn;
+        arg = handler_arg;
+        pthread_mutex_unlock(&handler_lock);
+    }
+    if (fn) fn(arg, &rep);
+    else log_report(rep.text);
+    free(text);
+    return true;
+}
+
+void leak_track_leaked(leak_track *t, ohm_leak_reason reason)
+{
+    if (!t) return;
+    stripe *st = &stripes[t->stripe];
+    pthread_mutex_lock(&st->lock);
+    unlink_track(t);
+    pthread_mutex_unlock(&st->lock);
+    deliver(t, reason, true, NULL, NULL);
+    track_free(t);
+}
+
+void leak_untracked(ohm_leak_reason reason, size_t size)
+{
+    if ((unsigned)reason < 3) atomic_fetch_add_explicit(&untracked[reason], 1, memory_order_relaxed);
+    uint64_t n = atomic_fetch_add_explicit(&untracked_total, 1, memory_order_relaxed) + 1;
+    if ((load_settings() & 0xff) == OHM_LEAK_OFF) return; /* the user asked for silence */
+    uint64_t p = 1;
+    while (p < n && p <= UINT64_MAX / 10) p *= 10;
+    if (p != n) return; /* the 1st, 10th, 100th ... */
+    ohm__log(OHM_LOG_WARN,
+             "%llu leaked buffers were not tracked (%llu garbage-collected, %llu at pool destruction; the last "
+             "of %zu bytes); set OHM_LEAK_LEVEL=paranoid to see where they were made",
+             (unsigned long long)n, (unsigned long long)atomic_load(&untracked[OHM_LEAK_GC]),
+             (unsigned long long)atomic_load(&untracked[OHM_LEAK_POOL_DESTROY]), size);
+}
+
+/* ---- checkpoints ---- */
+
+uint64_t ohm_leak_mark(void)
+{
+    load_settings();
+    return atomic_load(&next_seq);
+}
+
+/* A deep copy of t (under its stripe lock), NULL if out of memory. */
+static leak_track *track_clone(const leak_track *t)
+{
+    size_t nlen = strlen(t->pool);
+    leak_track *c = malloc(sizeof *c + nlen + 1);
+    if (!c) return NULL;
+    memcpy(c, t, sizeof *c + nlen + 1);
+    c->next = c->prev = NULL;
+    c->host_site = dup_str(t->host_site);
+    for (unsigned i = 0; i < t->nrecords; i++) {
+        leak_rec *r = malloc(sizeof *r);
+        if (r) {
+            *r = *t->records[i];
+            r->hint = dup_str(t->records[i]->hint);
+        }
+        c->records[i] = r;
+        if (!r) {
+            c->nrecords = i;
+            break;
+        }
+    }
+    return c;
+}
+
+static int cmp_seq(const void *a, const void *b)
+{
+    uint64_t x = (*(leak_track *const *)a)->seq, y = (*(leak_track *const *)b)->seq;
+    return x < y ? -1 : x > y;
+}
+
+int64_t ohm_leak_check(uint64_t mark, ohm_leak_handler *fn, void *arg)
+{
+    load_settings();
+    leak_track **snap = NULL;
+    size_t n = 0, cap = 0;
+    int64_t err = 0;
+    for (unsigned s = 0; s < STRIPES && !err; s++) {
+        stripe *st = &stripes[s];
+        pthread_mutex_lock(&st->lock);
+        for (leak_track *t = st->head; t; t = t->next) {
+            if (t->seq < mark) continue;
+            if (n == cap) {
+                size_t ncap = cap ? cap * 2 : 16;
+                leak_track **p = realloc(snap, ncap * sizeof *p);
+                if (!p) {
+                    err = 1;
+                    break;
+                }
+                snap = p;
+                cap = ncap;
+            }
+            leak_track *c = track_clone(t);
+            if (!c) {
+                err = 1;
+                break;
+            }
+            snap[n++] = c;
+        }
+        pthread_mutex_unlock(&st->lock);
+    }
+    if (err) {
+        for (size_t i = 0; i < n; i++) track_free(snap[i]);
+        free(snap);
+        return ohm__error(OHM_ENOMEM, "ohm_leak_check: no memory for the snapshot of live records");
+    }
+    /* Creation order, and no locks held: fn may allocate buffers or call ohm_leak_* itself. */
+    if (n) qsort(snap, n, sizeof *snap, cmp_seq);
+    for (size_t i = 0; i < n; i++) {
+        deliver(snap[i], OHM_LEAK_CHECKPOINT, false, fn, arg);
+        track_free(snap[i]);
+    }
+    free(snap);
+    return (int64_t)n;
+}
+
+/* ---- JSON ---- */
+
+typedef struct jbuf {
+    char *out;
+    size_t cap, len;
+} jbuf;
+
+static void jb_putn(jbuf *j, const char *s, size_t n)
+{
+    if (j->len < j->cap) {
+        size_t room = j->cap - j->len, k = n < room ? n : room;
+        memcpy(j->out + j->len, s, k);
+    }
+    j->len += n;
+}
+
+static void jb_puts(jbuf *j, const char *s) { jb_putn(j, s, strlen(s)); }
+
+static void jb_u64(jbuf *j, uint64_t v)
+{
+    char tmp[24];
+    int n = snprintf(tmp, sizeof tmp, "%llu", (unsigned long long)v);
+    jb_putn(j, tmp, (size_t)n);
+}
+
+static void jb_str(jbuf *j, const char *s)
+{
+    if (!s) {
+        jb_puts(j, "null");
+        return;
+    }
+    jb_putn(j, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        char esc[8];
+        const char *e = NULL;
+        switch (*p) {
+        case '"': e = "\\\""; break;
+        case '\\': e = "\\\\"; break;
+        case '\n': e = "\\n"; break;
+        case '\r': e = "\\r"; break;
+        case '\t': e = "\\t"; break;
+        case '\b': e = "\\b"; break;
+        case '\f': e = "\\f"; break;
+        default:
+            if (*p < 0x20) {
+                snprintf(esc, sizeof esc, "\\u%04x", *p);
+                e = esc;
+            }
+        }
+        if (e) jb_puts(j, e);
+        else jb_putn(j, (const char *)p, 1);
+    }
+    jb_putn(j, "\"", 1);
+}
+
+static void jb_record(jbuf *j, const ohm_leak_record *r, bool created)
+{
+    jb_puts(j, "{");
+    if (created) {
+        jb_puts(j, "\"host_site\":");
+        jb_str(j, r->host_site);
+        jb_puts(j, ",");
+    }
+    jb_puts(j, "\"hint\":");
+    jb_str(j, r->hint);
+    jb_puts(j, ",\"frames\":[");
+    unsigned nf = r->nframes < OHM_LEAK_MAX_FRAMES ? r->nframes : OHM_LEAK_MAX_FRAMES;
+    for (unsigned i = 0; i < nf; i++) {
+        char tmp[32];
+        snprintf(tmp, sizeof tmp, "%s\"0x%llx\"", i ? "," : "", (unsigned long long)(uintptr_t)r->frames[i]);
+        jb_puts(j, tmp);
+    }
+    jb_puts(j, "],\"time_ns\":");
+    jb_u64(j, r->time_ns);
+    jb_puts(j, ",\"thread\":");
+    jb_u64(j, r->thread);
+    jb_puts(j, "}");
+}
+
+size_t ohm_leak_report_json(const ohm_leak_report *rep, char *out, size_t cap)
+{
+    static const char *reasons[] = {"gc", "pool_destroy", "checkpoint"};
+    jbuf j = {out, cap ? cap - 1 : 0, 0}; /* room for the NUL */
+    if (!rep) {
+        jb_puts(&j, "null");
+    } else {
+        jb_puts(&j, "{\"reason\":");
+        jb_str(&j, (unsigned)rep->reason < 3 ? reasons[rep->reason] : "unknown");
+        jb_puts(&j, ",\"buffer_id\":");
+        jb_u64(&j, rep->buffer_id);
+        jb_puts(&j, ",\"size\":");
+        jb_u64(&j, rep->size);
+        jb_puts(&j, ",\"origin\":");
+        jb_str(&j, origin_name(rep->origin));
+        jb_puts(&j, ",\"pool\":");
+        jb_str(&j, rep->pool);
+        jb_puts(&j, ",\"created\":");
+        jb_record(&j, &rep->created, true);
+        jb_puts(&j, ",\"records\":[");
+        unsigned nr = rep->nrecords < OHM_LEAK_MAX_RECORDS ? rep->nrecords : OHM_LEAK_MAX_RECORDS;
+        for (unsigned i = 0; i < nr; i++) {
+            if (i) jb_puts(&j, ",");
+            jb_record(&j, &rep->records[i], false);
+        }
+        jb_puts(&j, "],\"dropped\":");
+        jb_u64(&j, rep->dropped);
+        jb_puts(&j, ",\"duplicates\":");
+        jb_u64(&j, rep->duplicates);
+        jb_puts(&j, "}");
+    }
+    if (cap) out[j.len < cap - 1 ? j.len : cap - 1] = '\0';
+    return j.len;
+}

@@ -1,0 +1,32 @@
+/* The leak detector (internal view): what buf.c calls at a buffer's creation, access, release and reclaim, and
+ * what pool.c calls when a pool is destroyed with live buffers. leak.c implements it and the public ohm_leak_*
+ * functions. All functions are safe from any thread. */
+#ifndef OHM_LEAK_H
+#define OHM_LEAK_H
+
+#include "internal.h"
+
+#pragma GCC visibility push(hidden)
+
+typedef struct leak_track leak_track;
+
+/* Whether the next allocation on this thread is tracked (level and per-thread sampling), and if so a new
+ * record for it: creation backtrace captured here (skip frames inside ohm), buffer id/size/origin/pool name
+ * copied, linked into the live set with a creation sequence number (for ohm_leak_mark/check). NULL when not
+ * tracked or out of memory (tracking is best effort: allocation never fails because of it). Cost when not
+ * tracked: a level load and a thread-local counter decrement. */
+leak_track *leak_track_maybe(uint64_t buffer_id, size_t size, ohm_buf_origin origin, const char *pool_name);
+/* Attaches the host's site text (copied) to the creation record. */
+void leak_track_set_site(leak_track *t, const char *host_site);
+/* An access record (only kept at ADVANCED and PARANOID): backtrace + hint (copied, may be NULL). */
+void leak_track_touch(leak_track *t, const char *hint);
+/* The buffer was released properly: unlink and free the record. */
+void leak_track_close(leak_track *t);
+/* The buffer leaked (reason GC or POOL_DESTROY): report it (deduplicated) to the handler, then free the record. */
+void leak_track_leaked(leak_track *t, ohm_leak_reason reason);
+/* An untracked leak: the count for the summary line of ohm's log ("N leaks not tracked; raise the level"). */
+void leak_untracked(ohm_leak_reason reason, size_t size);
+
+#pragma GCC visibility pop
+
+#endif

@@ -1,0 +1,738 @@
+/* The leak detector's promises (leak.c): levels and sampling, creation sites with native frames and host
+ * text, access records (4 kept, the newest always, the dropped counted), de-duplication, checkpoints,
+ * handlers that call back into ohm, JSON, threads at PARANOID, and the Cleaner protocol end to end.
+ *
+ * White-box tests call leak.h directly through fake_buf_* (one noinline frame, as buf.c's caller would be),
+ * so the frame skipping sees the same depth as with real buffers. */
+#define _GNU_SOURCE
+#include "../check.h"
+#include "fixture.h"
+#include "leak.h"
+#include "ohm.h"
+
+#include <dlfcn.h>
+#include <execinfo.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ---- stand-ins for buf.c: one frame between the caller and leak.c ---- */
+
+static OHM_NOINLINE leak_track *fake_buf_alloc(size_t size, const char *pool)
+{
+    leak_track *t = leak_track_maybe(0x1000 + size, size, OHM_ORIGIN_POOL, pool);
+    __asm__ volatile("" ::: "memory"); /* no tail call: keep this frame, as buf.c has one */
+    return t;
+}
+
+static OHM_NOINLINE void fake_buf_touch(leak_track *t, const char *hint)
+{
+    leak_track_touch(t, hint);
+    __asm__ volatile("" ::: "memory");
+}
+
+/* ---- a handler that keeps copies of what it was given ---- */
+
+typedef struct captured {
+    pthread_mutex_t lock;
+    unsigned calls;
+    ohm_leak_report last; /* strings below are owned copies */
+    char *text, *pool, *host_site, *hints[OHM_LEAK_MAX_RECORDS];
+    char json[8192];
+    size_t json_len;
+    size_t sizes[64];
+    ohm_leak_reason reasons[64];
+} captured;
+
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+static void cap_reset(captured *c)
+{
+    free(c->text);
+    free(c->pool);
+    free(c->host_site);
+    for (int i = 0; i < OHM_LEAK_MAX_RECORDS; i++) free(c->hints[i]);
+    memset(c, 0, sizeof *c);
+    pthread_mutex_init(&c->lock, NULL);
+}
+
+static void cap_handler(void *arg, const ohm_leak_report *r)
+{
+    captured *c = arg;
+    pthread_mutex_lock(&c->lock);
+    if (c->calls < 64) {
+        c->sizes[c->calls] = r->size;
+        c->reasons[c->calls] = r->reason;
+    }
+    c->calls++;
+    free(c->text);
+    free(c->pool);
+    free(c->host_site);
+    for (int i = 0; i < OHM_LEAK_MAX_RECORDS; i++) free(c->hints[i]);
+    c->last = *r;
+    c->text = dup_or_null(r->text);
+    c->pool = dup_or_null(r->pool);
+    c->host_site = dup_or_null(r->created.host_site);
+    for (unsigned i = 0; i < OHM_LEAK_MAX_RECORDS; i++) c->hints[i] = i < r->nrecords ? dup_or_null(r->records[i].hint) : NULL;
+    /* The report is valid during the call only: point the kept copy at our own strings. */
+    c->last.text = c->text;
+    c->last.pool = c->pool;
+    c->last.created.host_site = c->host_site;
+    for (unsigned i = 0; i < OHM_LEAK_MAX_RECORDS; i++) c->last.records[i].hint = c->hints[i];
+    c->json_len = ohm_leak_report_json(r, c->json, sizeof c->json);
+    pthread_mutex_unlock(&c->lock);
+}
+
+static captured cap;
+
+/* Tracks every allocation from here on, reports to cap. */
+static void paranoid_capture(void)
+{
+    cap_reset(&cap);
+    ohm_leak_set_level(OHM_LEAK_PARANOID);
+    ohm_leak_set_handler(cap_handler, &cap);
+}
+
+/* ---- a log handler that keeps messages ---- */
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char log_text[16384];
+static unsigned log_calls;
+
+static void log_capture(void *arg, ohm_log_level level, const char *msg)
+{
+    (void)arg;
+    if (level < OHM_LOG_WARN) return;
+    pthread_mutex_lock(&log_lock);
+    log_calls++;
+    size_t n = strlen(log_text);
+    snprintf(log_text + n, sizeof log_text - n, "%s\n", msg);
+    pthread_mutex_unlock(&log_lock);
+}
+
+static void log_reset(void)
+{
+    pthread_mutex_lock(&log_lock);
+    log_text[0] = '\0';
+    log_calls = 0;
+    pthread_mutex_unlock(&log_lock);
+}
+
+/* ---- settings ---- */
+
+/* Child mode (see main): prints nothing, exits with level + 4*(a warning was logged) + 8*(interval wrong). */
+static int env_child(const char *want_interval)
+{
+    ohm_set_log_handler(log_capture, NULL);
+    ohm_leak_level level = ohm_leak_get_level();
+    uint32_t interval = ohm_leak_get_sample_interval();
+    return (int)level + (log_calls ? 4 : 0) + (interval != (uint32_t)strtoul(want_interval, NULL, 10) ? 8 : 0);
+}
+
+/* Runs this executable in child mode with OHM_LEAK_LEVEL / OHM_LEAK_SAMPLE set (NULL = unset): a fresh process
+ * reads them at its first use. */
+static int run_env_child(const char *level, const char *sample, const char *want_interval)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (level) setenv("OHM_LEAK_LEVEL", level, 1);
+        else unsetenv("OHM_LEAK_LEVEL");
+        if (sample) setenv("OHM_LEAK_SAMPLE", sample, 1);
+        else unsetenv("OHM_LEAK_SAMPLE");
+        char *argv[] = {"test_leak", "--env-child", (char *)want_interval, NULL};
+        execv("/proc/self/exe", argv);
+        _exit(99);
+    }
+    int st = 0;
+    if (!CHECK(pid > 0) || !CHECK_EQ_INT(waitpid(pid, &st, 0), pid) || !CHECK(WIFEXITED(st))) return -1;
+    return WEXITSTATUS(st);
+}
+
+static void test_env_sets_level_and_interval_at_first_use(void)
+{
+    CHECK_EQ_INT(run_env_child(NULL, NULL, "128"), OHM_LEAK_SIMPLE);
+    CHECK_EQ_INT(run_env_child("paranoid", NULL, "128"), OHM_LEAK_PARANOID);
+    CHECK_EQ_INT(run_env_child("ADVANCED", "7", "7"), OHM_LEAK_ADVANCED);
+    CHECK_EQ_INT(run_env_child("Off", NULL, "128"), OHM_LEAK_OFF);
+    CHECK_EQ_INT(run_env_child("simple", "0", "1"), OHM_LEAK_SIMPLE);
+}
+
+static void test_env_malformed_values_warn_and_keep_defaults(void)
+{
+    CHECK_EQ_INT(run_env_child("loud", NULL, "128"), OHM_LEAK_SIMPLE + 4);
+    CHECK_EQ_INT(run_env_child("paranoid!", NULL, "128"), OHM_LEAK_SIMPLE + 4);
+    CHECK_EQ_INT(run_env_child("advanced", "lots", "128"), OHM_LEAK_ADVANCED + 4);
+}
+
+static void test_level_and_interval_change_at_run_time(void)
+{
+    for (int l = OHM_LEAK_OFF; l <= OHM_LEAK_PARANOID; l++) {
+        ohm_leak_set_level((ohm_leak_level)l);
+        CHECK_EQ_INT(ohm_leak_get_level(), l);
+    }
+    ohm_leak_set_level((ohm_leak_level)7);
+    CHECK_EQ_INT(ohm_last_error_code(), OHM_EINVAL);
+    CHECK_EQ_INT(ohm_leak_get_level(), OHM_LEAK_PARANOID);
+    ohm_leak_set_sample_interval(77);
+    CHECK_EQ_U64(ohm_leak_get_sample_interval(), 77);
+    CHECK_EQ_INT(ohm_leak_get_level(), OHM_LEAK_PARANOID); /* one setting does not clobber the other */
+    ohm_leak_set_sample_interval(0);
+    CHECK_EQ_U64(ohm_leak_get_sample_interval(), 1);
+    ohm_leak_set_sample_interval(UINT32_MAX);
+    CHECK_EQ_U64(ohm_leak_get_sample_interval(), UINT32_MAX);
+    ohm_leak_set_sample_interval(128);
+    ohm_leak_set_level(OHM_LEAK_SIMPLE);
+}
+
+/* ---- sampling ---- */
+
+static unsigned count_tracked(unsigned n, leak_track **keep)
+{
+    unsigned tracked = 0;
+    for (unsigned i = 0; i < n; i++) {
+        leak_track *t = fake_buf_alloc(16, "p");
+        if (keep) keep[i] = t;
+        else leak_track_close(t);
+        tracked += t != NULL;
+    }
+    return tracked;
+}
+
+static void test_simple_tracks_exactly_one_in_interval(void)
+{
+    ohm_leak_set_level(OHM_LEAK_SIMPLE);
+    ohm_leak_set_sample_interval(4);
+    /* Align with this thread's countdown: the next allocation after a tracked one starts a period. */
+    unsigned skipped = 0;
+    while (count_tracked(1, NULL) == 0 && skipped < 10) skipped++;
+    CHECK(skipped < 4);
+    leak_track *t[400];
+    CHECK_EQ_INT(count_tracked(400, t), 100);
+    for (unsigned i = 0; i < 400; i++) {
+        CHECK_EQ_INT(t[i] != NULL, i % 4 == 3); /* exactly every 4th */
+        leak_track_close(t[i]);
+    }
+    ohm_leak_set_sample_interval(1);
+    CHECK_EQ_INT(count_tracked(50, NULL), 50);
+    ohm_leak_set_sample_interval(128);
+}
+
+static void test_paranoid_tracks_all_and_off_none(void)
+{
+    ohm_leak_set_level(OHM_LEAK_PARANOID);
+    CHECK_EQ_INT(count_tracked(300, NULL), 300);
+    ohm_leak_set_level(OHM_LEAK_OFF);
+    CHECK_EQ_INT(count_tracked(300, NULL), 0);
+    ohm_leak_set_level(OHM_LEAK_ADVANCED);
+    ohm_leak_set_sample_interval(3);
+    unsigned n = count_tracked(300, NULL);
+    CHECK(n == 100 || n == 101);
+    ohm_leak_set_sample_interval(128);
+    ohm_leak_set_level(OHM_LEAK_SIMPLE);
+}
+
+/* ---- report content ---- */
+
+/* Whether addr lies in fn's code: fn is small and noinline, so its return addresses are within 256 bytes. */
+static bool in_function(void *addr, void *fn) { return (char *)addr > (char *)fn && (char *)addr < (char *)fn + 256; }
+
+static OHM_NOINLINE leak_track *site_report(void)
+{
+    leak_track *t = fake_buf_alloc(64, "testpool");
+    __asm__ volatile("" ::: "memory");
+    return t;
+}
+
+static void test_leaked_report_names_size_pool_reason_site_and_frames(void)
+{
+    paranoid_capture();
+    leak_track *t = site_report();
+    if (!CHECK_NOT_NULL(t)) return;
+    leak_track_set_site(t, "at com.example.Foo.bar(Foo.java:42)\nat com.example.Main.main(Main.java:7)");
+    fake_buf_touch(t, "first-touch"); /* PARANOID keeps access records */
+    leak_track_leaked(t, OHM_LEAK_GC);
+    CHECK_EQ_INT(cap.calls, 1);
+    CHECK_EQ_INT(cap.last.reason, OHM_LEAK_GC);
+    CHECK_EQ_U64(cap.last.size, 64);
+    CHECK_EQ_U64(cap.last.buffer_id, 0x1000 + 64);
+    CHECK_EQ_INT(cap.last.origin, OHM_ORIGIN_POOL);
+    CHECK_STR_CONTAINS(cap.pool, "testpool");
+    CHECK_STR_CONTAINS(cap.host_site, "Foo.java:42");
+    CHECK(cap.last.created.nframes > 0);
+    CHECK(cap.last.created.time_ns > 0);
+    CHECK(cap.last.created.thread != 0);
+    /* The innermost kept frame is the site that allocated (leak.c and the buf.c stand-in skipped), and the
+     * next one is this test. */
+    CHECK(in_function(cap.last.created.frames[0], (void *)site_report));
+    Dl_info self, fr;
+    CHECK(dladdr((void *)site_report, &self) && dladdr(cap.last.created.frames[0], &fr));
+    CHECK(self.dli_fname && fr.dli_fname && strcmp(self.dli_fname, fr.dli_fname) == 0);
+    CHECK_EQ_INT(cap.last.nrecords, 1);
+    CHECK_STR_CONTAINS(cap.hints[0], "first-touch");
+    CHECK(cap.last.records[0].nframes > 0);
+    CHECK_STR_CONTAINS(cap.text, "LEAK: ohm_buf of 64 bytes (pool 'testpool'");
+    CHECK_STR_CONTAINS(cap.text, "was not released before it was garbage-collected");
+    CHECK_STR_CONTAINS(cap.text, "Recent access records:\n#1: Hint: first-touch\n");
+    CHECK_STR_CONTAINS(cap.text, "Created at:\n\tat com.example.Foo.bar(Foo.java:42)\n\tat com.example.Main");
+    CHECK_STR_CONTAINS(cap.text, "test_leak"); /* symbolized frames name the executable */
+    ohm_leak_set_handler(NULL, NULL);
+}
+
+/* ---- access records ---- */
+
+static OHM_NOINLINE leak_track *site_records(void)
+{
+    leak_track *t = fake_buf_alloc(32, NULL);
+    __asm__ volatile("" ::: "memory");
+    return t;
+}
+
+static void test_advanced_keeps_four_records_newest_last_and_counts_dropped(void)
+{
+    paranoid_capture();
+    ohm_leak_set_level(OHM_LEAK_ADVANCED);
+    ohm_leak_set_sample_interval(1);
+    leak_track *t = site_records();
+    if (!CHECK_NOT_NULL(t)) return;
+    char hint[16];
+    for (int i = 0; i < 10; i++) {
+        snprintf(hint, sizeof hint, "h%d", i);
+        fake_buf_touch(t, hint);
+    }
+    leak_track_leaked(t, OHM_LEAK_POOL_DESTROY);
+    CHECK_EQ_INT(cap.calls, 1);
+    CHECK_EQ_INT(cap.last.reason, OHM_LEAK_POOL_DESTROY);
+    CHECK_EQ_INT(cap.last.nrecords, 4);
+    CHECK_EQ_U64(cap.last.dropped, 6);
+    CHECK_STR_CONTAINS(cap.hints[3], "h9");
+    int prev = -1;
+    for (int i = 0; i < 4; i++) { /* oldest first, all distinct */
+        int k = cap.hints[i] ? atoi(cap.hints[i] + 1) : -1;
+        CHECK(k > prev);
+        prev = k;
+    }
+    CHECK_STR_CONTAINS(cap.text, "#1: Hint: h9\n");
+    CHECK_STR_CONTAINS(cap.text, "6 older access records were dropped");
+    CHECK_STR_CONTAINS(cap.text, "its pool was destroyed");
+    CHECK(cap.pool == NULL);
+    ohm_leak_set_handler(NULL, NULL);
+    ohm_leak_set_sample_interval(128);
+}
+
+/* Which 4 of 5 records survive: the 5th replaces the newest (h3) with probability 1/2, else h0 goes. */
+static void count_survivor(void *arg, const ohm_leak_report *r)
+{
+    unsigned *kept_h3 = arg;
+    if (r->nrecords == 4 && r->records[3].hint && strcmp(r->records[3].hint, "h4") == 0)
+        kept_h3[strcmp(r->records[2].hint, "h3") == 0]++;
+}
+
+static void test_fifth_record_replaces_newest_half_the_time(void)
+{
+    ohm_leak_set_level(OHM_LEAK_PARANOID);
+    unsigned kept_h3[2] = {0, 0};
+    const char *hints[] = {"h0", "h1", "h2", "h3", "h4"};
+    for (int trial = 0; trial < 1000; trial++) {
+        uint64_t mark = ohm_leak_mark();
+        leak_track *t = fake_buf_alloc(8, NULL);
+        if (!CHECK_NOT_NULL(t)) return;
+        for (int i = 0; i < 5; i++) leak_track_touch(t, hints[i]);
+        CHECK_EQ_INT(ohm_leak_check(mark, count_survivor, kept_h3), 1);
+        leak_track_close(t);
+    }
+    CHECK_EQ_INT(kept_h3[0] + kept_h3[1], 1000); /* h4, the newest, always kept */
+    CHECK(kept_h3[0] > 400 && kept_h3[0] < 600);
+}
+
+static void test_simple_keeps_no_access_records(void)
+{
+    paranoid_capture();
+    ohm_leak_set_level(OHM_LEAK_SIMPLE);
+    ohm_leak_set_sample_interval(1);
+    leak_track *t = fake_buf_alloc(48, NULL);
+    if (!CHECK_NOT_NULL(t)) return;
+    for (int i = 0; i < 3; i++) fake_buf_touch(t, "ignored");
+    leak_track_leaked(t, OHM_LEAK_GC);
+    CHECK_EQ_INT(cap.calls, 1);
+    CHECK_EQ_INT(cap.last.nrecords, 0);
+    CHECK_EQ_U64(cap.last.dropped, 0);
+    CHECK_STR_CONTAINS(cap.text, "OHM_LEAK_LEVEL=advanced");
+    CHECK(strstr(cap.text, "ignored") == NULL);
+    ohm_leak_set_handler(NULL, NULL);
+    ohm_leak_set_sample_interval(128);
+}
+
+/* ---- de-duplication ---- */
+
+static OHM_NOINLINE leak_track *site_dup(void)
+{
+    leak_track *t = fake_buf_alloc(100, "dup");
+    __asm__ volatile("" ::: "memory");
+    return t;
+}
+
+static OHM_NOINLINE leak_track *site_other(void)
+{
+    leak_track *t = fake_buf_alloc(200, "dup");
+    __asm__ volatile("" ::: "memory");
+    return t;
+}
+
+static void test_identical_reports_are_delivered_once_and_counted(void)
+{
+    paranoid_capture();
+    leak_track *t[3];
+    volatile int n = 3; /* a loop the compiler cannot unroll: one call site, three times */
+    for (int i = 0; i < n; i++) t[i] = site_dup();
+    for (int i = 0; i < 3; i++) leak_track_leaked(t[i], OHM_LEAK_GC);
+    CHECK_EQ_INT(cap.calls, 1);
+    CHECK_EQ_U64(cap.last.duplicates, 0);
+    /* A different host site is a different report. */
+    leak_track *u = site_dup();
+    leak_track_set_site(u, "elsewhere");
+    leak_track_leaked(u, OHM_LEAK_GC);
+    CHECK_EQ_INT(cap.calls, 2);
+    CHECK_EQ_U64(cap.last.duplicates, 2); /* the two suppressed ones */
+    leak_track *v = site_other();
+    leak_track_leaked(v, OHM_LEAK_GC);
+    CHECK_EQ_INT(cap.calls, 3);
+    CHECK_EQ_U64(cap.last.duplicates, 0);
+    CHECK_EQ_U64(cap.last.size, 200);
+    ohm_leak_set_handler(NULL, NULL);
+}
+
+/* ---- checkpoints ---- */
+
+static void test_checkpoint_reports_live_records_since_mark_without_removing_them(void)
+{
+    paranoid_capture();
+    leak_track *before = fake_buf_alloc(1, NULL);
+    uint64_t mark = ohm_leak_mark();
+    leak_track *t[3];
+    for (int i = 0; i < 3; i++) t[i] = fake_buf_alloc(10 + (size_t)i, "cp");
+    leak_track_close(t[1]);
+    CHECK_EQ_INT(ohm_leak_check(mark, cap_handler, &cap), 2);
+    CHECK_EQ_INT(cap.calls, 2);
+    CHECK_EQ_INT(cap.reasons[0], OHM_LEAK_CHECKPOINT);
+    CHECK_EQ_INT(cap.reasons[1], OHM_LEAK_CHECKPOINT);
+    CHECK_EQ_U64(cap.sizes[0], 10); /* creation order */
+    CHECK_EQ_U64(cap.sizes[1], 12);
+    CHECK_STR_CONTAINS(cap.text, "before the leak checkpoint");
+    /* Still live: a second check reports them again (no de-duplication, nothing removed). */
+    CHECK_EQ_INT(ohm_leak_check(mark, NULL, NULL), 2); /* NULL fn: the handler (cap) */
+    CHECK_EQ_INT(cap.calls, 4);
+    leak_track_close(t[0]);
+    leak_track_close(t[2]);
+    CHECK_EQ_INT(ohm_leak_check(mark, cap_handler, &cap), 0);
+    CHECK_EQ_INT(cap.calls, 4);
+    CHECK(ohm_leak_check(0, cap_handler, &cap) >= 1); /* `before` is still there */
+    leak_track_close(before);
+    CHECK(ohm_leak_mark() > mark);
+    ohm_leak_set_handler(NULL, NULL);
+}
+
+/* ---- re-entrant handlers ---- */
+
+static void count_only(void *arg, const ohm_leak_report *r)
+{
+    (void)r;
+    ++*(unsigned *)arg;
+}
+
+static unsigned reentrant_calls, reentrant_seen;
+
+static void reentrant_handler(void *arg, const ohm_leak_report *r)
+{
+    (void)arg;
+    (void)r;
+    reentrant_calls++;
+    ohm_leak_set_level(OHM_LEAK_PARANOID);
+    ohm_leak_set_sample_interval(128);
+    leak_track *t = fake_buf_alloc(5, "inner"); /* allocating from a handler */
+    fake_buf_touch(t, "inner");
+    ohm_leak_check(0, count_only, &reentrant_seen);
+    ohm_leak_set_handler(reentrant_handler, NULL);
+    leak_track_close(t);
+}
+
+static OHM_NOINLINE leak_track *site_reentrant(void)
+{
+    leak_track *t = fake_buf_alloc(77, NULL);
+    __asm__ volatile("" ::: "memory");
+    return t;
+}
+
+static void test_handler_may_call_back_into_the_detector(void)
+{
+    ohm_leak_set_level(OHM_LEAK_PARANOID);
+    ohm_leak_set_handler(reentrant_handler, NULL);
+    leak_track *t = site_reentrant();
+    uint64_t mark = ohm_leak_mark();
+    leak_track *u = fake_buf_alloc(6, NULL);
+    leak_track_leaked(t, OHM_LEAK_GC); /* would deadlock if a lock were held around the handler */
+    CHECK_EQ_INT(reentrant_calls, 1);
+    CHECK(reentrant_seen >= 2); /* u and the handler's own */
+    CHECK_EQ_INT(ohm_leak_check(mark, NULL, NULL), 1); /* u, through the re-entrant handler again */
+    CHECK_EQ_INT(reentrant_calls, 2);
+    leak_track_close(u);
+    ohm_leak_set_handler(NULL, NULL);
+}
+
+/* ---- the default handler: the log ---- */
+
+static OHM_NOINLINE leak_track *site_log(void)
+{
+    leak_track *t = fake_buf_alloc(4096, "logged");
+    __asm__ volatile("" ::: "memory");
+    return t;
+}
+
+static void test_default_handler_logs_the_text_in_pieces(void)
+{
+    ohm_leak_set_level(OHM_LEAK_PARANOID);
+    ohm_leak_set_handler(NULL, NULL);
+    ohm_set_log_handler(log_capture, NULL);
+    log_reset();
+    leak_track *t = site_log();
+    char site[3000];
+    for (size_t i = 0; i < sizeof site - 1; i++) site[i] = (i % 60 == 59) ? '\n' : 'x';
+    site[sizeof site - 1] = '\0';
+    leak_track_set_site(t, site);
+    leak_track_leaked(t, OHM_LEAK_GC);
+    ohm_set_log_handler(NULL, NULL);
+    CHECK(log_calls >= 4); /* longer than one log message: cut at line ends */
+    CHECK_STR_CONTAINS(log_text, "LEAK: ohm_buf of 4096 bytes (pool 'logged'");
+    CHECK_STR_CONTAINS(log_text, "LEAK (continued): ");
+}
+
+static void test_untracked_leaks_are_summarized_at_powers_of_ten(void)
+{
+    ohm_leak_set_level(OHM_LEAK_SIMPLE);
+    ohm_set_log_handler(log_capture, NULL);
+    log_reset();
+    leak_untracked(OHM_LEAK_GC, 64); /* the first */
+    CHECK_EQ_INT(log_calls, 1);
+    CHECK_STR_CONTAINS(log_text, "1 leaked buffers were not tracked");
+    CHECK_STR_CONTAINS(log_text, "set OHM_LEAK_LEVEL=paranoid");
+    for (int i = 0; i < 8; i++) leak_untracked(OHM_LEAK_POOL_DESTROY, 8);
+    CHECK_EQ_INT(log_calls, 1);
+    leak_untracked(OHM_LEAK_GC, 64); /* the tenth */
+    CHECK_EQ_INT(log_calls, 2);
+    CHECK_STR_CONTAINS(log_text, "10 leaked buffers were not tracked (2 garbage-collected, 8 at pool destruction");
+    ohm_set_log_handler(NULL, NULL);
+}
+
+/* ---- JSON ---- */
+
+/* A small structural check: strings closed with valid escapes and no raw control characters, braces and
+ * brackets balanced and properly nested outside strings. */
+static bool json_well_formed(const char *s)
+{
+    char stack[64];
+    int depth = 0;
+    for (; *s; s++) {
+        if (*s == '"') {
+            for (s++; *s != '"'; s++) {
+                if (!*s || (unsigned char)*s < 0x20) return false;
+                if (*s == '\\') {
+                    s++;
+                    if (!strchr("\"\\/bfnrtu", *s)) return false;
+                }
+            }
+        } else if (*s == '{' || *s == '[') {
+            if (depth == 64) return false;
+            stack[depth++] = *s;
+        } else if (*s == '}' || *s == ']') {
+            if (!depth || stack[--depth] != (*s == '}' ? '{' : '[')) return false;
+        }
+    }
+    return depth == 0;
+}
+
+static void test_json_is_well_formed_escaped_and_sized_like_snprintf(void)
+{
+    paranoid_capture();
+    leak_track *t = fake_buf_alloc(64, "j\"son");
+    if (!CHECK_NOT_NULL(t)) return;
+    leak_track_set_site(t, "say \"quotes\"\n\ttab \\ back\x01");
+    fake_buf_touch(t, "hint\"1");
+    fake_buf_touch(t, NULL);
+    leak_track_leaked(t, OHM_LEAK_GC);
+    if (!CHECK_EQ_INT(cap.calls, 1)) return;
+    const char *j = cap.json;
+    CHECK(cap.json_len == strlen(j));
+    CHECK(json_well_formed(j));
+    CHECK_STR_CONTAINS(j, "{\"reason\":\"gc\",\"buffer_id\":4160,\"size\":64,\"origin\":\"pool\",\"pool\":\"j\\\"son\"");
+    CHECK_STR_CONTAINS(j, "\"created\":{\"host_site\":\"say \\\"quotes\\\"\\n\\ttab \\\\ back\\u0001\",\"hint\":null,");
+    CHECK_STR_CONTAINS(j, "\"frames\":[\"0x");
+    CHECK_STR_CONTAINS(j, "\"records\":[{\"hint\":\"hint\\\"1\"");
+    CHECK_STR_CONTAINS(j, "{\"hint\":null,\"frames\"");
+    CHECK_STR_CONTAINS(j, "\"dropped\":0,\"duplicates\":");
+    /* Truncation: same length returned, NUL-terminated inside cap. */
+    char small[16];
+    memset(small, 'Z', sizeof small);
+    CHECK_EQ_U64(ohm_leak_report_json(&cap.last, small, sizeof small), cap.json_len);
+    CHECK_EQ_INT(small[15], '\0');
+    CHECK(strncmp(small, cap.json, 15) == 0);
+    CHECK_EQ_U64(ohm_leak_report_json(&cap.last, NULL, 0), cap.json_len);
+    ohm_leak_set_handler(NULL, NULL);
+}
+
+/* ---- threads ---- */
+
+#define SHARED 8
+static leak_track *shared_tracks[SHARED];
+static _Atomic int threads_done;
+
+static void *churn(void *arg)
+{
+    unsigned seed = (unsigned)(uintptr_t)arg;
+    char hint[32];
+    for (int i = 0; i < 3000; i++) {
+        leak_track *t = fake_buf_alloc(16 + (size_t)(i & 63), "threads");
+        int touches = (int)(rand_r(&seed) % 7);
+        for (int k = 0; k < touches; k++) {
+            snprintf(hint, sizeof hint, "t%u-%d", seed & 0xff, k);
+            fake_buf_touch(t, hint);
+        }
+        if (i % 5 == 0) leak_track_set_site(t, "site");
+        fake_buf_touch(shared_tracks[rand_r(&seed) % SHARED], "shared"); /* races with the other threads */
+        if (i % 11 == 0) leak_track_set_site(shared_tracks[i % SHARED], "shared site");
+        leak_track_close(t);
+    }
+    atomic_fetch_add(&threads_done, 1);
+    return NULL;
+}
+
+static void test_four_threads_create_touch_and_close_at_paranoid(void)
+{
+    ohm_leak_set_level(OHM_LEAK_PARANOID);
+    for (int i = 0; i < SHARED; i++) shared_tracks[i] = fake_buf_alloc(1000 + (size_t)i, "shared");
+    uint64_t mark = ohm_leak_mark();
+    pthread_t th[4];
+    for (uintptr_t i = 0; i < 4; i++) CHECK_EQ_INT(pthread_create(&th[i], NULL, churn, (void *)(i + 1)), 0);
+    unsigned seen = 0, checks = 0;
+    while (atomic_load(&threads_done) < 4) { /* checkpoints while the records change under them */
+        CHECK(ohm_leak_check(mark, count_only, &seen) >= 0);
+        checks++;
+    }
+    for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
+    CHECK(checks > 0);
+    CHECK_EQ_INT(ohm_leak_check(mark, count_only, &seen), 0);
+    unsigned live = 0;
+    CHECK(ohm_leak_check(0, count_only, &live) >= SHARED);
+    paranoid_capture();
+    for (int i = 0; i < SHARED; i++) leak_track_leaked(shared_tracks[i], OHM_LEAK_GC);
+    CHECK(cap.calls >= 1);
+    CHECK_EQ_INT(cap.last.nrecords, 4);
+    CHECK(cap.last.dropped > 0);
+    ohm_leak_set_handler(NULL, NULL);
+}
+
+/* ---- end to end: buffers and the Cleaner protocol ---- */
+
+static OHM_NOINLINE ohm_buf *site_buf(size_t size)
+{
+    ohm_buf *b = ohm_buf_alloc(NULL, size);
+    __asm__ volatile("" ::: "memory");
+    return b;
+}
+
+static void test_reclaim_of_unreleased_buffer_reports_one_gc_leak(void)
+{
+    paranoid_capture();
+    ohm_buf *b = site_buf(64);
+    if (!CHECK_NOT_NULL(b)) return;
+    CHECK(ohm_buf_tracked(b));
+    CHECK_EQ_INT(ohm_buf_set_site(b, "at Host.alloc(Host.java:1)"), 0);
+    CHECK_EQ_INT(ohm_buf_touch(b, "e2e-hint"), 0);
+    uint64_t id = ohm_buf_id(b);
+    CHECK_EQ_INT(ohm_buf_reclaim(b, id), 1);
+    CHECK_EQ_INT(cap.calls, 1);
+    CHECK_EQ_INT(cap.last.reason, OHM_LEAK_GC);
+    CHECK_EQ_U64(cap.last.size, 64);
+    CHECK_EQ_U64(cap.last.buffer_id, id);
+    CHECK_EQ_INT(cap.last.origin, OHM_ORIGIN_POOL);
+    CHECK_STR_CONTAINS(cap.host_site, "Host.java:1");
+    CHECK_STR_CONTAINS(cap.hints[0], "e2e-hint");
+    /* The allocating function is among the first frames (at most ohm_buf_alloc's own frame before it). */
+    bool found = false;
+    for (unsigned i = 0; i < cap.last.created.nframes && i < 3; i++)
+        found |= in_function(cap.last.created.frames[i], (void *)site_buf);
+    CHECK(found);
+    CHECK_EQ_INT(ohm_buf_reclaim(b, id), 0); /* already reclaimed: nothing more */
+    CHECK_EQ_INT(cap.calls, 1);
+    ohm_leak_set_handler(NULL, NULL);
+}
+
+static void test_release_before_reclaim_reports_nothing(void)
+{
+    paranoid_capture();
+    ohm_buf *b = site_buf(64);
+    if (!CHECK_NOT_NULL(b)) return;
+    uint64_t id = ohm_buf_id(b);
+    CHECK_EQ_INT(ohm_buf_release(b, 1), 1);
+    CHECK_EQ_INT(ohm_buf_reclaim(b, id), 0);
+    CHECK_EQ_INT(cap.calls, 0);
+    ohm_leak_set_handler(NULL, NULL);
+}
+
+static void test_checkpoint_lists_live_buffers(void)
+{
+    paranoid_capture();
+    uint64_t mark = ohm_leak_mark();
+    ohm_buf *b[3];
+    for (int i = 0; i < 3; i++) b[i] = ohm_buf_alloc(NULL, 100 + (size_t)i);
+    CHECK_EQ_INT(ohm_buf_release(b[0], 1), 1);
+    CHECK_EQ_INT(ohm_leak_check(mark, cap_handler, &cap), 2);
+    CHECK_EQ_U64(cap.sizes[0], 101);
+    CHECK_EQ_U64(cap.sizes[1], 102);
+    for (int i = 1; i < 3; i++) CHECK_EQ_INT(ohm_buf_release(b[i], 1), 1);
+    CHECK_EQ_INT(ohm_leak_check(mark, cap_handler, &cap), 0);
+    ohm_leak_set_handler(NULL, NULL);
+}
+
+static void test_pool_destroy_reports_live_buffers(void)
+{
+    paranoid_capture();
+    ohm_pool_config cfg = fixture_config("leaky");
+    ohm_pool *pool = fixture_pool(&cfg);
+    if (!pool) return;
+    ohm_buf *b = ohm_buf_alloc(pool, 300);
+    CHECK_NOT_NULL(b);
+    CHECK_EQ_INT(ohm_pool_destroy(pool), 0);
+    CHECK_EQ_INT(cap.calls, 1);
+    CHECK_EQ_INT(cap.last.reason, OHM_LEAK_POOL_DESTROY);
+    CHECK_EQ_U64(cap.last.size, 300);
+    CHECK_STR_CONTAINS(cap.pool, "leaky");
+    ohm_leak_set_handler(NULL, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "--env-child") == 0) return env_child(argv[2]);
+    RUN(test_env_sets_level_and_interval_at_first_use);
+    RUN(test_env_malformed_values_warn_and_keep_defaults);
+    RUN(test_level_and_interval_change_at_run_time);
+    RUN(test_simple_tracks_exactly_one_in_interval);
+    RUN(test_paranoid_tracks_all_and_off_none);
+    RUN(test_leaked_report_names_size_pool_reason_site_and_frames);
+    RUN(test_advanced_keeps_four_records_newest_last_and_counts_dropped);
+    RUN(test_fifth_record_replaces_newest_half_the_time);
+    RUN(test_simple_keeps_no_access_records);
+    RUN(test_identical_reports_are_delivered_once_and_counted);
+    RUN(test_checkpoint_reports_live_records_since_mark_without_removing_them);
+    RUN(test_handler_may_call_back_into_the_detector);
+    RUN(test_default_handler_logs_the_text_in_pieces);
+    RUN(test_untracked_leaks_are_summarized_at_powers_of_ten);
+    RUN(test_json_is_well_formed_escaped_and_sized_like_snprintf);
+    RUN(test_four_threads_create_touch_and_close_at_paranoid);
+    RUN(test_reclaim_of_unreleased_buffer_reports_one_gc_leak);
+    RUN(test_release_before_reclaim_reports_nothing);
+    RUN(test_checkpoint_lists_live_buffers);
+    RUN(test_pool_destroy_reports_live_buffers);
+    cap_reset(&cap);
+    return check_summary();
+}
