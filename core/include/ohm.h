@@ -102,6 +102,13 @@ typedef struct ohm_pool_config {
     bool lock_memory;            /* mlock every chunk (for DMA)                         OHM_MLOCK 0         */
     bool mergeable;              /* madvise(MADV_MERGEABLE) on chunks (KSM)             OHM_MERGEABLE 0     */
     bool zero;                   /* every allocation returns zeroed memory              OHM_ZERO 0          */
+    bool poison;                 /* debug: fill freed blocks with 0xDE past their first 24 bytes and, for
+                                    classes up to 32 KiB, verify the pattern when a block is handed out again; a
+                                    change (a write after free) is logged at ERROR with the block, the offset and
+                                    the id of the buffer that last owned it, and counted in
+                                    stats.poison_violations. Bypasses thread caches and keeps empty slabs (a
+                                    block's memory is only reused by its own class).
+                                                                                        OHM_POISON 0        */
     ohm_chunk_map_fn *chunk_map;
     ohm_chunk_unmap_fn *chunk_unmap;
     void *hook_arg;
@@ -194,6 +201,7 @@ typedef struct ohm_pool_stats {
     uint64_t allocs, frees, cache_hits;       /* all classes + huge                            */
     uint64_t active_blocks, active_bytes;
     uint64_t failed_allocs;    /* refused by the OS or the cap                                 */
+    uint64_t poison_violations; /* writes after free found by the poison option                */
     uint64_t threads;          /* thread caches attached now                                   */
     unsigned arenas;
     unsigned nclasses;
@@ -287,9 +295,18 @@ OHM_API int ohm_buf_touch(ohm_buf *b, const char *hint);
 OHM_API bool ohm_buf_tracked(const ohm_buf *b);
 OHM_API int ohm_buf_set_site(ohm_buf *b, const char *host_site);
 
-/* Seals a buffer read-only (mprotect) or unseals it. Only for buffers that own whole pages: allocated with the
- * guard option, or mapped. OHM_EINVAL otherwise. Writes through ohm_buf_* to a sealed buffer are OHM_ESTATE. */
+/* Seals a buffer read-only (mprotect) or unseals it. Only for buffers that own their pages: allocated with the
+ * guard option, or mapped read-write. OHM_EINVAL otherwise. Writes through ohm_buf_* to a sealed buffer are
+ * OHM_ESTATE; a direct write through ohm_buf_data faults (that is the point). */
 OHM_API int ohm_buf_seal(ohm_buf *b, bool sealed);
+
+/* Guard pages (debug option): buffers of at least guard_min bytes get a mapping of their own that ends right
+ * before an inaccessible page, so an overflow past the end faults at once (the fault is meant to stop the
+ * program under a debugger). Such buffers own their pages and can be sealed. 0 (the default) turns guards off;
+ * process-wide, changeable at run time; OHM_DEBUG_GUARD=<min size> sets it at first use. Poisoning is a pool
+ * option: see ohm_pool_config.poison. */
+OHM_API void ohm_buf_set_guard(size_t guard_min);
+OHM_API size_t ohm_buf_get_guard(void);
 
 /* ---------------------------------------------------------------------------------------------------------
  * Leak detector (Netty's levels)

@@ -262,6 +262,8 @@ static run_t *slab_new(arena_t *a, unsigned cls)
     memset(s->bitmap, 0, sizeof s->bitmap);
     for (unsigned i = 0; i < ci->slab_objs; i++) s->bitmap[i / 64] |= 1ull << (i % 64);
     for (size_t i = h; i < h + ci->slab_pages; i++) pg_set(c, i, pg_make(PG_SLAB, cls, (unsigned)h));
+    if (a->pool->cfg.poison) /* every free block of a poisoning pool carries the pattern (see pool.h) */
+        memset(chunk_page_addr(c, h), POISON_BYTE, (size_t)ci->slab_pages << OHM_PAGE_SHIFT);
     partial_push(a, s);
     return s;
 }
@@ -296,7 +298,9 @@ static int slab_free(arena_t *a, chunk_t *c, size_t h, void *p)
         return ohm__error(OHM_EINVAL, "pool '%s': double free of %p (the block is already free)", a->pool->name, p);
     s->bitmap[idx / 64] |= bit;
     if (++s->nfree == 1) partial_push(a, s);
-    if (s->nfree == sc_table[s->cls].slab_objs) {
+    /* A poisoning pool keeps its empty slabs: reused by another class, their pages would be poisoned anew and
+     * the evidence of a write after free erased. */
+    if (s->nfree == sc_table[s->cls].slab_objs && !a->pool->cfg.poison) {
         partial_remove(a, s);
         run_free(a, c, h, s->npages);
     }

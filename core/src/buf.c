@@ -28,6 +28,8 @@ typedef struct hdr_block {
     ohm_buf hdrs[];
 } hdr_block;
 
+static _Atomic size_t guard_min; /* debug guard pages for buffers this large; 0 = off */
+
 static pthread_mutex_t hdr_lock = PTHREAD_MUTEX_INITIALIZER;
 static hdr_block *hdr_blocks;   /* every block ever made (hdr_lock)          */
 static ohm_buf *hdr_free_list;  /* linked through next_derived (hdr_lock)    */
@@ -200,7 +202,11 @@ static void buf_fork_release(void)
     pthread_mutex_unlock(&hdr_lock);
 }
 
-void buf_init(void) { pthread_atfork(buf_fork_prepare, buf_fork_release, buf_fork_release); }
+void buf_init(void)
+{
+    pthread_atfork(buf_fork_prepare, buf_fork_release, buf_fork_release);
+    atomic_store_explicit(&guard_min, ohm__env_size("OHM_DEBUG_GUARD", 0), memory_order_relaxed);
+}
 
 static pthread_mutex_t *stripe_of(const ohm_buf *owner)
 {
@@ -275,6 +281,12 @@ static void owner_end(ohm_buf *o)
     size_t size = o->size;
     buf_free_fn *fn = o->free_fn;
     void *ctx = o->ctx;
+    if (fn == pool_block_free && ((ohm_pool *)ctx)->cfg.poison && ohm_usable_size(data) >= POISON_FROM) {
+        /* Name this buffer in its freed block, for the pool's write-after-free report (see pool.h). */
+        uint64_t tag = make_id(o->owner_gen, o->index) ^ POISON_ID_MAGIC, check = ~tag;
+        memcpy((char *)data + 8, &tag, sizeof tag);
+        memcpy((char *)data + 16, &check, sizeof check);
+    }
     hdr_kill(o);
     hdr_free(o);
     if (fn) fn(ctx, data, size);
@@ -315,9 +327,59 @@ ohm_buf *buf_root_new(void *data, size_t size, ohm_buf_origin origin, unsigned f
 ohm_buf *buf_root_of(const ohm_buf *b) { return b->root; }
 void *buf_root_ctx(const ohm_buf *root) { return root->ctx; }
 
+/* ---- guard pages (debug option) ---- */
+
+void ohm_buf_set_guard(size_t min) { atomic_store_explicit(&guard_min, min, memory_order_relaxed); }
+size_t ohm_buf_get_guard(void) { return atomic_load_explicit(&guard_min, memory_order_relaxed); }
+
+/* The mapping of a guarded buffer: its pages up to the end of data, then the guard page. */
+static void guard_span(const void *data, size_t size, uintptr_t *base, size_t *len)
+{
+    *base = (uintptr_t)data & ~(uintptr_t)(OHM_PAGE - 1);
+    *len = ohm_align_up((uintptr_t)data + size - *base, OHM_PAGE) + OHM_PAGE;
+}
+
+static void guard_free(void *ctx, void *data, size_t size)
+{
+    (void)ctx;
+    uintptr_t base;
+    size_t len;
+    guard_span(data, size, &base, &len);
+    if (os_unmap((void *)base, len) != 0) ohm__log(OHM_LOG_ERROR, "%s", ohm_last_error());
+}
+
+/* A buffer whose last byte sits right before an inaccessible page: data starts 16-aligned, so at most 15
+ * bytes of slack separate its end from the guard. */
+static OHM_NOINLINE ohm_buf *guard_alloc(ohm_pool *pool, size_t size, int zero)
+{
+    size_t pages = ohm_align_up(size ? size : 1, OHM_PAGE);
+    if (pages < size || pages + OHM_PAGE < pages) {
+        ohm__error(OHM_EINVAL, "size %zu is too large", size);
+        return NULL;
+    }
+    void *base;
+    if (os_map(pages + OHM_PAGE, OHM_PAGE, 0, &base, NULL) != 0) return NULL;
+    if (os_protect((char *)base + pages, OHM_PAGE, OS_PROT_NONE) != 0) {
+        os_unmap(base, pages + OHM_PAGE);
+        return NULL;
+    }
+    unsigned char *data = (unsigned char *)(((uintptr_t)base + pages - size) & ~(uintptr_t)15);
+    (void)zero; /* fresh mappings are zero */
+    ohm_buf *b = buf_root_new(data, size, OHM_ORIGIN_POOL, BUF_PAGES, guard_free, NULL, NULL);
+    if (!b) {
+        os_unmap(base, pages + OHM_PAGE);
+        ohm__error(OHM_ENOMEM, "no memory for a buffer header");
+        return NULL;
+    }
+    (void)pool;
+    return b;
+}
+
 static inline ohm_buf *alloc_from_pool(ohm_pool *pool, size_t size, int zero)
 {
     if (ohm_unlikely(!pool) && !(pool = ohm_pool_default())) return NULL;
+    size_t gmin = atomic_load_explicit(&guard_min, memory_order_relaxed);
+    if (ohm_unlikely(gmin) && size >= gmin) return guard_alloc(pool, size, zero);
     void *data = zero ? ohm_pool_alloc_zeroed(pool, size) : ohm_pool_alloc(pool, size);
     if (ohm_unlikely(!data)) return NULL;
     ohm_buf *b = hdr_take();
@@ -327,7 +389,7 @@ static inline ohm_buf *alloc_from_pool(ohm_pool *pool, size_t size, int zero)
         return NULL;
     }
     uint32_t gen = hdr_next_gen(b);
-    b->flags = BUF_ROOT;
+    b->flags = BUF_ROOT | (pool->cfg.poison ? BUF_POISON : 0); /* BUF_POISON keeps it off the inline release */
     b->data = data;
     b->size = size;
     b->owner = b;
@@ -589,8 +651,10 @@ int ohm_buf_seal(ohm_buf *b, bool sealed)
     if (rc) return rc;
     ohm_buf *root = b->root;
     if (!(root->flags & BUF_PAGES) || b->data != root->data || b->size != root->size)
-        return ohm__error(OHM_EINVAL, "seal: only a buffer that owns whole pages (guarded or mapped) can be sealed");
-    rc = os_protect(root->data, ohm_align_up(root->size, OHM_PAGE), !sealed);
+        return ohm__error(OHM_EINVAL, "seal: only a buffer that owns its pages (guarded or mapped) can be sealed");
+    uintptr_t lo = (uintptr_t)root->data & ~(uintptr_t)(OHM_PAGE - 1);
+    size_t len = ohm_align_up((uintptr_t)root->data + root->size - lo, OHM_PAGE);
+    rc = len ? os_protect((void *)lo, len, sealed ? OS_PROT_READ : OS_PROT_RW) : 0;
     if (rc) return rc;
     if (sealed) root->flags |= BUF_SEALED;
     else root->flags &= ~(uint32_t)BUF_SEALED;

@@ -22,6 +22,7 @@ enum {
     BUF_DERIVED = 1u << 2,       /* a plain slice or duplicate: shares `owner`'s count       */
     BUF_SEALED = 1u << 3,        /* read-only (mprotect)                                     */
     BUF_PAGES = 1u << 4,         /* the memory is whole pages the buffer owns (seal allowed) */
+    BUF_POISON = 1u << 5,        /* from a poisoning pool: named in its block when freed     */
 };
 
 /* Releases a root's memory at its last release; ctx is what buf_root_new was given. */

@@ -198,6 +198,7 @@ int ohm_pool_stats_get(ohm_pool *pool, int arena, ohm_pool_stats *out)
         out->mapped_bytes += huge_mapped;
         out->resident_bytes += huge_mapped;
         out->failed_allocs = atomic_load_explicit(&pool->failed_allocs, memory_order_relaxed);
+        out->poison_violations = atomic_load_explicit(&pool->poison_violations, memory_order_relaxed);
     }
     return 0;
 }

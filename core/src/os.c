@@ -154,9 +154,10 @@ int os_advise_mergeable(void *p, size_t size)
 #endif
 }
 
-int os_protect(void *p, size_t size, int writable)
+int os_protect(void *p, size_t size, int mode)
 {
-    if (mprotect(p, size, writable ? PROT_READ | PROT_WRITE : PROT_READ) != 0)
+    int prot = mode == OS_PROT_RW ? PROT_READ | PROT_WRITE : mode == OS_PROT_READ ? PROT_READ : PROT_NONE;
+    if (mprotect(p, size, prot) != 0)
         return ohm__error_sys(OHM_ESYS, errno, "mprotect(%p, %zu) failed", p, size);
     return 0;
 }

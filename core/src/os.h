@@ -22,8 +22,9 @@ int os_purge(void *p, size_t size);
 /* Hints: transparent huge pages, KSM merging. Failure is reported but harmless. */
 int os_advise_hugepage(void *p, size_t size);
 int os_advise_mergeable(void *p, size_t size);
-/* mprotect: read-only (writable = 0) or read-write. */
-int os_protect(void *p, size_t size, int writable);
+/* mprotect of whole pages: OS_PROT_NONE (a guard), OS_PROT_READ (sealed) or OS_PROT_RW. */
+enum { OS_PROT_NONE = 0, OS_PROT_READ = 1, OS_PROT_RW = 2 };
+int os_protect(void *p, size_t size, int mode);
 /* mlock / munlock. */
 int os_lock(void *p, size_t size);
 int os_unlock(void *p, size_t size);

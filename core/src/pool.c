@@ -60,6 +60,7 @@ void ohm_pool_config_init(ohm_pool_config *cfg)
     cfg->lock_memory = ohm__env_bool("OHM_MLOCK", 0);
     cfg->mergeable = ohm__env_bool("OHM_MERGEABLE", 0);
     cfg->zero = ohm__env_bool("OHM_ZERO", 0);
+    cfg->poison = ohm__env_bool("OHM_POISON", 0);
     const char *huge = getenv("OHM_HUGE_PAGES");
     if (huge && !strcasecmp(huge, "thp")) cfg->huge_pages = OHM_HUGE_THP;
     else if (huge && !strcasecmp(huge, "hugetlb")) cfg->huge_pages = OHM_HUGE_HUGETLB;
@@ -342,6 +343,34 @@ static void huge_free(ohm_pool *pool, chunk_t *c)
     chunk_destroy(c);
 }
 
+/* ---- the poison option ---- */
+
+static void poison_fill(void *p, size_t size)
+{
+    if (size > POISON_FROM) memset((char *)p + POISON_FROM, POISON_BYTE, size - POISON_FROM);
+}
+
+/* Checks a block coming out of a poisoning pool; a changed byte is a write after free. */
+static void poison_check(ohm_pool *pool, void *p, size_t size)
+{
+    const unsigned char *b = p;
+    size_t off = POISON_FROM;
+    while (off < size && b[off] == POISON_BYTE) off++;
+    if (off >= size) return;
+    atomic_fetch_add_explicit(&pool->poison_violations, 1, memory_order_relaxed);
+    uint64_t tag, check;
+    memcpy(&tag, b + 8, sizeof tag);
+    memcpy(&check, b + 16, sizeof check);
+    uint64_t id = tag ^ POISON_ID_MAGIC;
+    if (check == ~tag)
+        ohm__log(OHM_LOG_ERROR, "pool '%s': block %p (%zu bytes) was written after it was freed: first changed byte "
+                 "at offset %zu; it was buffer id %llu (0x%llx)", pool->name, p, size, off, (unsigned long long)id,
+                 (unsigned long long)id);
+    else
+        ohm__log(OHM_LOG_ERROR, "pool '%s': block %p (%zu bytes) was written after it was freed: first changed byte "
+                 "at offset %zu", pool->name, p, size, off);
+}
+
 /* ---- allocation ---- */
 
 static inline void *finish_alloc(void *p, size_t size, int zero)
@@ -382,6 +411,7 @@ static OHM_NOINLINE void *alloc_slow(ohm_pool *pool, size_t size)
         atomic_fetch_add_explicit(&pool->direct_allocs[cls], 1, memory_order_relaxed);
     }
     if (!p) return NULL; /* the error was set where memory was refused */
+    if (ohm_unlikely(pool->cfg.poison) && sc_is_small(cls)) poison_check(pool, p, sc_size(cls));
     return finish_alloc(p, sc_size(cls), pool->cfg.zero);
 }
 
@@ -477,6 +507,7 @@ static OHM_NOINLINE int free_slow(ohm_pool *pool, void *p)
         huge_free(pool, c);
         return 0;
     }
+    if (ohm_unlikely(pool->cfg.poison)) poison_fill(p, sc_size(cls));
     tcache_t *tc = tcache_lookup(pool);
     if (!tc) {
         rc = arena_free_one(c->arena, p);

@@ -27,6 +27,7 @@ struct ohm_pool {
     size_t arenas_size;
     _Atomic uint64_t mapped;         /* chunk and huge bytes mapped now                       */
     _Atomic uint64_t failed_allocs;
+    _Atomic uint64_t poison_violations;
     pthread_mutex_t huge_lock;       /* huge list and huge counters                           */
     chunk_t *huge;
     uint64_t huge_blocks, huge_bytes, huge_allocs, huge_frees;
@@ -52,6 +53,14 @@ static inline uintptr_t block_word0(const void *p) { return *(const uintptr_t *)
 /* Reserves bytes against the pool's cap (OHM_ENOMEM with a message when it would exceed it) / returns them. */
 int pool_reserve(struct ohm_pool *pool, size_t bytes);
 void pool_unreserve(struct ohm_pool *pool, size_t bytes);
+
+/* The poison option (see ohm_pool_config.poison): the bytes before POISON_FROM carry the pool's free-block key
+ * and, for blocks that were buffers, the freed buffer's name: id ^ POISON_ID_MAGIC at offset 8 and its
+ * complement at 16 (buf.c writes both; raw data matches that by chance with probability 2^-64). Slab blocks
+ * are verified (slabs are poisoned when made and at every free); runs are only poisoned. */
+#define POISON_FROM 24
+#define POISON_BYTE 0xde
+#define POISON_ID_MAGIC 0x9e3779b97f4a7c15ull
 
 /* Validates p as the start of a live block of pool; returns its chunk and class (SC_COUNT for huge) or sets
  * the error. Lock-free. */
