@@ -43,6 +43,7 @@ unsigned os_ncpus(void);
 /* Monotonic clock in nanoseconds, and a coarse (cheap, ~ms precision) variant for decay decisions. */
 uint64_t os_now_ns(void);
 uint64_t os_now_coarse_ms(void);
+uint64_t os_now_coarse_ns(void); /* the coarse clock in ns (a few ms of resolution, a few ns to read) */
 /* 64 random bits from the kernel, or a mix of clock and addresses if that fails. */
 uint64_t os_random64(void);
 /* Resident bytes of this process, from /proc/self/statm (0 if unreadable). */

@@ -495,8 +495,10 @@ static inline void bin_push(tbin_t *b, uint32_t n, void *p)
     ohm_counter_add(&b->pushes, 1);
 }
 
+static int free_valid(ohm_pool *pool, chunk_t *c, void *p, unsigned cls);
+
 /* Everything the free fast path does not handle, with full validation and its messages: a huge block, an
- * invalid pointer, a full bin, an uncached class, a pool that is not this thread's most recent. */
+ * invalid pointer, a poisoning pool. */
 static OHM_NOINLINE int free_slow(ohm_pool *pool, void *p)
 {
     chunk_t *c;
@@ -507,6 +509,14 @@ static OHM_NOINLINE int free_slow(ohm_pool *pool, void *p)
         huge_free(pool, c);
         return 0;
     }
+    return free_valid(pool, c, p, cls);
+}
+
+/* A block the fast path validated, whose pool is not this thread's most recent, whose bin is full or whose
+ * class is not cached (two pools used alternately land here on every free, so it must not validate again). */
+static OHM_NOINLINE int free_valid(ohm_pool *pool, chunk_t *c, void *p, unsigned cls)
+{
+    int rc;
     if (ohm_unlikely(pool->cfg.poison)) poison_fill(p, sc_size(cls));
     tcache_t *tc = tcache_lookup(pool);
     if (!tc) {
@@ -540,13 +550,15 @@ static inline __attribute__((always_inline)) int free_block(ohm_pool *pool, chun
         goto slow;
     }
     if (ohm_unlikely(block_word0(p) == block_key(p))) goto slow;
-    if (ohm_unlikely(tcache_last.pool_id != pool->id)) goto slow;
+    if (ohm_unlikely(tcache_last.pool_id != pool->id)) goto valid;
     tcache_t *tc = tcache_last.tc;
     tbin_t *b = tc->bins[cls];
     uint32_t n = bin_n(b);
-    if (ohm_unlikely(n >= b->cap)) goto slow;
+    if (ohm_unlikely(n >= b->cap)) goto valid;
     bin_push(b, n, p);
     return 0;
+valid:
+    return free_valid(pool, c, p, cls);
 slow:
     return free_slow(pool, p);
 }
