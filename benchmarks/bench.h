@@ -4,5 +4,6 @@
 #define OHM_BENCH_H
 
 int bench_alloc_main(int argc, char **argv);
+int bench_buf_main(int argc, char **argv);
 
 #endif /* OHM_BENCH_H */

@@ -13,15 +13,12 @@
 #include "bench_alloc.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "bench.h"
 #include "bench_util.h"
 
-#define MAX_REPS 100
 #define MAX_WORKLOADS 32
 #define DEFAULT_TIMEOUT_S 600
 #define PRELOAD_CAP 4096 /* a library path */
@@ -36,13 +33,6 @@ typedef struct alloc_options {
     double scale;
     unsigned timeout_s;
 } alloc_options;
-
-/* One child's result as the parent keeps it. */
-typedef struct alloc_run {
-    bool ok;
-    double ops_per_sec;
-    uint64_t threads, peak_rss, live_peak, rss_before, rss_after;
-} alloc_run;
 
 /* ---- the child ------------------------------------------------------------------------------------------- */
 
@@ -85,8 +75,6 @@ static void warm_up(const alloc_api *a) {
     }
 }
 
-static void print_result(const char *workload, alloc_impl impl, const alloc_run *run, FILE *out);
-
 static int child_main(const alloc_options *o) {
     if (o->nimpls != 1 || o->nworkloads != 1)
         bench_die(2, "--child needs exactly one --impl and one --workload");
@@ -102,7 +90,7 @@ static int child_main(const alloc_options *o) {
     api.trim(&api);
     r.rss_after = bench_rss_bytes();
     bench_unmap(r.book, r.book_size);
-    alloc_run run = {
+    bench_run run = {
         .ok = true,
         .ops_per_sec = r.ns ? (double)r.ops * 1e9 / (double)r.ns : 0.0,
         .threads = w->threads,
@@ -111,108 +99,29 @@ static int child_main(const alloc_options *o) {
         .rss_before = r.rss_before,
         .rss_after = r.rss_after,
     };
-    print_result(w->name, o->impls[0], &run, NULL);
+    bench_run_print("alloc", w->name, alloc_impl_name(o->impls[0]), &run, NULL);
     return 0;
 }
 
 /* ---- output ---------------------------------------------------------------------------------------------- */
 
-/* The JSON line of a result, with exactly the keys of issue 2. out NULL (the child): written to stdout with
- * write(2), which needs no stdio buffer from the allocator under test and no flush before exit. */
-static void print_result(const char *workload, alloc_impl impl, const alloc_run *run, FILE *out) {
-    bench_json j;
-    bench_json_begin(&j);
-    bench_json_str(&j, "bench", "alloc");
-    bench_json_str(&j, "workload", workload);
-    bench_json_str(&j, "impl", alloc_impl_name(impl));
-    bench_json_u64(&j, "threads", run->threads);
-    bench_json_f64(&j, "ops_per_sec", run->ops_per_sec);
-    bench_json_u64(&j, "peak_rss_bytes", run->peak_rss);
-    bench_json_u64(&j, "live_peak_bytes", run->live_peak);
-    bench_json_u64(&j, "rss_before_bytes", run->rss_before);
-    bench_json_u64(&j, "rss_after_bytes", run->rss_after);
-    const char *line = bench_json_end(&j);
-    if (out) {
-        fputs(line, out);
-        fflush(out);
-    } else if (!bench_write_all(STDOUT_FILENO, line)) {
-        bench_die(4, "cannot write the result line");
-    }
-}
-
-static bool parse_run(const char *line, alloc_run *run) {
-    memset(run, 0, sizeof *run);
-    run->ok = bench_json_get_f64(line, "ops_per_sec", &run->ops_per_sec) &&
-              bench_json_get_u64(line, "threads", &run->threads) &&
-              bench_json_get_u64(line, "peak_rss_bytes", &run->peak_rss) &&
-              bench_json_get_u64(line, "live_peak_bytes", &run->live_peak) &&
-              bench_json_get_u64(line, "rss_before_bytes", &run->rss_before) &&
-              bench_json_get_u64(line, "rss_after_bytes", &run->rss_after);
-    return run->ok;
-}
-
-static int cmp_u64(const void *a, const void *b) {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* The median of the field at offset off over the successful runs (the lower one for an even count). */
-static uint64_t median_field(const alloc_run *runs, unsigned n, size_t off) {
-    uint64_t v[MAX_REPS];
-    unsigned k = 0;
-    for (unsigned i = 0; i < n; i++)
-        if (runs[i].ok)
-            memcpy(&v[k++], (const char *)&runs[i] + off, sizeof v[0]);
-    if (k == 0)
-        return 0;
-    qsort(v, k, sizeof v[0], cmp_u64);
-    return v[(k - 1) / 2];
-}
-
-/* Best ops/s and median RSS over the reps of one impl; ok is false if every rep failed. */
-static alloc_run aggregate(const alloc_run *runs, unsigned n) {
-    alloc_run a = {0};
-    for (unsigned i = 0; i < n; i++)
-        if (runs[i].ok && (!a.ok || runs[i].ops_per_sec > a.ops_per_sec)) {
-            a.ok = true;
-            a.ops_per_sec = runs[i].ops_per_sec;
-            a.threads = runs[i].threads;
-        }
-    a.peak_rss = median_field(runs, n, offsetof(alloc_run, peak_rss));
-    a.live_peak = median_field(runs, n, offsetof(alloc_run, live_peak));
-    a.rss_before = median_field(runs, n, offsetof(alloc_run, rss_before));
-    a.rss_after = median_field(runs, n, offsetof(alloc_run, rss_after));
-    return a;
-}
-
 static bool is_frag(const alloc_workload *w) {
     return strcmp(w->name, "frag") == 0;
 }
 
-static void print_table(const alloc_options *o, const alloc_workload *w, const alloc_run *agg) {
+static void print_table(const alloc_options *o, const alloc_workload *w, const bench_run *agg) {
     static const char *const headers[] = {"impl",      "threads",    "ops/s",     "ns/op",
                                           "peak RSS",  "live peak",  "RSS before", "RSS after",
                                           "ohm ratio", "peak/live",  "after/before"};
     bench_table t;
     bench_table_init(&t, is_frag(w) ? 11 : 9, headers);
-    const alloc_run *ohm = agg[ALLOC_OHM].ok ? &agg[ALLOC_OHM] : NULL;
+    const bench_run *ohm = agg[ALLOC_OHM].ok ? &agg[ALLOC_OHM] : NULL;
     for (unsigned k = 0; k < o->nimpls; k++) {
         alloc_impl impl = o->impls[k];
-        const alloc_run *a = &agg[impl];
-        char b[5][24];
+        const bench_run *a = &agg[impl];
         bench_table_row(&t);
-        bench_table_set(&t, 0, "%s", alloc_impl_name(impl));
-        if (!a->ok) {
-            bench_table_set(&t, 1, "failed");
+        if (!bench_table_set_run(&t, alloc_impl_name(impl), a))
             continue;
-        }
-        bench_table_set(&t, 1, "%llu", (unsigned long long)a->threads);
-        bench_table_set(&t, 2, "%s", bench_fmt_rate(b[0], sizeof b[0], a->ops_per_sec));
-        bench_table_set(&t, 3, "%.1f", a->ops_per_sec > 0 ? 1e9 / a->ops_per_sec : 0.0);
-        bench_table_set(&t, 4, "%s", bench_fmt_bytes(b[1], sizeof b[1], a->peak_rss));
-        bench_table_set(&t, 5, "%s", bench_fmt_bytes(b[2], sizeof b[2], a->live_peak));
-        bench_table_set(&t, 6, "%s", bench_fmt_bytes(b[3], sizeof b[3], a->rss_before));
-        bench_table_set(&t, 7, "%s", bench_fmt_bytes(b[4], sizeof b[4], a->rss_after));
         if (ohm && a->ops_per_sec > 0)
             bench_table_set(&t, 8, "%.2fx", ohm->ops_per_sec / a->ops_per_sec);
         else
@@ -227,12 +136,7 @@ static void print_table(const alloc_options *o, const alloc_workload *w, const a
 }
 
 static void print_header(const alloc_options *o, char preload[][PRELOAD_CAP]) {
-    struct utsname u;
-    uname(&u);
-    printf("ohm-bench alloc: scale %g, %u rep%s, %ld CPUs, %s %s\n", o->scale, o->reps, o->reps == 1 ? "" : "s",
-           sysconf(_SC_NPROCESSORS_ONLN), u.sysname, u.release);
-    printf("ops/s: best of the reps; RSS: median of the reps; ohm ratio = ohm ops/s / impl ops/s (>= 1: ohm "
-           "faster)\n");
+    bench_print_banner("alloc", o->scale, o->reps, "ohm ratio = ohm ops/s / impl ops/s (>= 1: ohm faster)");
     for (unsigned k = 0; k < o->nimpls; k++)
         if (preload[o->impls[k]][0])
             printf("%s: %s\n", alloc_impl_name(o->impls[k]), preload[o->impls[k]]);
@@ -242,7 +146,7 @@ static void print_header(const alloc_options *o, char preload[][PRELOAD_CAP]) {
 /* ---- the parent ------------------------------------------------------------------------------------------ */
 
 /* Runs one child; returns its parsed result (ok false after a warning if it failed). */
-static alloc_run run_child(const alloc_options *o, const alloc_workload *w, alloc_impl impl, const char *preload,
+static bench_run run_child(const alloc_options *o, const alloc_workload *w, alloc_impl impl, const char *preload,
                            unsigned rep) {
     char scale[32];
     snprintf(scale, sizeof scale, "%.17g", o->scale);
@@ -250,10 +154,10 @@ static alloc_run run_child(const alloc_options *o, const alloc_workload *w, allo
                           "--workload", w->name, "--scale", scale, NULL};
     bench_child c = {argv, preload[0] ? preload : NULL, o->timeout_s};
     char line[1024], why[256];
-    alloc_run run = {0};
+    bench_run run = {0};
     if (bench_run_child(&c, line, sizeof line, why, sizeof why) != 0)
         bench_warn("%s, %s, rep %u: the child %s", w->name, alloc_impl_name(impl), rep + 1, why);
-    else if (!parse_run(line, &run))
+    else if (!bench_run_parse(line, &run))
         bench_warn("%s, %s, rep %u: cannot parse the child's line: %s", w->name, alloc_impl_name(impl), rep + 1,
                    line);
     else if (o->verbose)
@@ -264,7 +168,7 @@ static alloc_run run_child(const alloc_options *o, const alloc_workload *w, allo
 
 /* All reps of one workload, impls interleaved; returns the number of failed runs. */
 static unsigned run_workload(const alloc_options *o, const alloc_workload *w, char preload[][PRELOAD_CAP]) {
-    alloc_run runs[ALLOC_IMPL_COUNT][MAX_REPS]; /* ~28 KiB */
+    bench_run runs[ALLOC_IMPL_COUNT][BENCH_MAX_REPS]; /* ~28 KiB */
     unsigned failed = 0;
     bool progress = !o->verbose && isatty(STDERR_FILENO);
     memset(runs, 0, sizeof runs);
@@ -278,16 +182,16 @@ static unsigned run_workload(const alloc_options *o, const alloc_workload *w, ch
         }
     if (progress)
         fputs("\r\033[K", stderr);
-    alloc_run agg[ALLOC_IMPL_COUNT];
+    bench_run agg[ALLOC_IMPL_COUNT];
     for (unsigned i = 0; i < ALLOC_IMPL_COUNT; i++)
-        agg[i] = aggregate(runs[i], o->reps);
+        agg[i] = bench_run_aggregate(runs[i], o->reps);
     if (!o->json) {
         print_table(o, w, agg);
         return failed;
     }
     for (unsigned k = 0; k < o->nimpls; k++)
         if (agg[o->impls[k]].ok)
-            print_result(w->name, o->impls[k], &agg[o->impls[k]], stdout);
+            bench_run_print("alloc", w->name, alloc_impl_name(o->impls[k]), &agg[o->impls[k]], stdout);
     return failed;
 }
 
@@ -383,23 +287,6 @@ static int add_impl(const char *name, void *arg) {
     return 0;
 }
 
-/* The value of option argv[*i] ("--opt value" or "--opt=value"), advancing *i; NULL if it has none. */
-static const char *option_value(int argc, char **argv, int *i, const char *opt) {
-    size_t n = strlen(opt);
-    if (strncmp(argv[*i], opt, n) != 0)
-        return NULL;
-    if (argv[*i][n] == '=')
-        return argv[*i] + n + 1;
-    if (argv[*i][n] == '\0' && *i + 1 < argc)
-        return argv[++*i];
-    return NULL;
-}
-
-static bool is_option(const char *arg, const char *opt) {
-    size_t n = strlen(opt);
-    return strncmp(arg, opt, n) == 0 && (arg[n] == '\0' || arg[n] == '=');
-}
-
 /* Returns 0, or the exit status for a usage error (2) or --help (-1 meaning "exit 0"). */
 static int parse_options(int argc, char **argv, alloc_options *o) {
     for (int i = 1; i < argc; i++) {
@@ -416,25 +303,25 @@ static int parse_options(int argc, char **argv, alloc_options *o) {
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             return -1;
-        } else if (is_option(a, "--workload")) {
-            if (!(v = option_value(argc, argv, &i, "--workload")) || bench_for_each_item(v, add_workload, o))
+        } else if (bench_is_option(a, "--workload")) {
+            if (!(v = bench_option_value(argc, argv, &i, "--workload")) || bench_for_each_item(v, add_workload, o))
                 return 2;
-        } else if (is_option(a, "--impl")) {
-            if (!(v = option_value(argc, argv, &i, "--impl")) || bench_for_each_item(v, add_impl, o))
+        } else if (bench_is_option(a, "--impl")) {
+            if (!(v = bench_option_value(argc, argv, &i, "--impl")) || bench_for_each_item(v, add_impl, o))
                 return 2;
-        } else if (is_option(a, "--reps")) {
-            if (!(v = option_value(argc, argv, &i, "--reps")) || !bench_parse_u64(v, 1, MAX_REPS, &u)) {
-                bench_warn("--reps needs a number from 1 to %d", MAX_REPS);
+        } else if (bench_is_option(a, "--reps")) {
+            if (!(v = bench_option_value(argc, argv, &i, "--reps")) || !bench_parse_u64(v, 1, BENCH_MAX_REPS, &u)) {
+                bench_warn("--reps needs a number from 1 to %d", BENCH_MAX_REPS);
                 return 2;
             }
             o->reps = (unsigned)u;
-        } else if (is_option(a, "--scale")) {
-            if (!(v = option_value(argc, argv, &i, "--scale")) || !bench_parse_f64(v, 1e-6, 1e3, &o->scale)) {
+        } else if (bench_is_option(a, "--scale")) {
+            if (!(v = bench_option_value(argc, argv, &i, "--scale")) || !bench_parse_f64(v, 1e-6, 1e3, &o->scale)) {
                 bench_warn("--scale needs a number above 0 (up to 1000)");
                 return 2;
             }
-        } else if (is_option(a, "--timeout")) {
-            if (!(v = option_value(argc, argv, &i, "--timeout")) || !bench_parse_u64(v, 0, 86400, &u)) {
+        } else if (bench_is_option(a, "--timeout")) {
+            if (!(v = bench_option_value(argc, argv, &i, "--timeout")) || !bench_parse_u64(v, 0, 86400, &u)) {
                 bench_warn("--timeout needs a number of seconds (0 = none)");
                 return 2;
             }

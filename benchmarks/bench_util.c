@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -379,6 +380,22 @@ bool bench_json_get_str(const char *line, const char *key, char *out, size_t cap
 
 /* ---- options -------------------------------------------------------------------------------------------- */
 
+const char *bench_option_value(int argc, char **argv, int *i, const char *opt) {
+    size_t n = strlen(opt);
+    if (strncmp(argv[*i], opt, n) != 0)
+        return NULL;
+    if (argv[*i][n] == '=')
+        return argv[*i] + n + 1;
+    if (argv[*i][n] == '\0' && *i + 1 < argc)
+        return argv[++*i];
+    return NULL;
+}
+
+bool bench_is_option(const char *arg, const char *opt) {
+    size_t n = strlen(opt);
+    return strncmp(arg, opt, n) == 0 && (arg[n] == '\0' || arg[n] == '=');
+}
+
 bool bench_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out) {
     if (!s || *s < '0' || *s > '9')
         return false;
@@ -420,6 +437,77 @@ int bench_for_each_item(const char *list, int (*fn)(const char *item, void *arg)
             list++;
     }
     return 0;
+}
+
+/* ---- runs ----------------------------------------------------------------------------------------------- */
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+uint64_t bench_median_u64(uint64_t *v, unsigned n) {
+    if (n == 0)
+        return 0;
+    qsort(v, n, sizeof v[0], cmp_u64);
+    return v[(n - 1) / 2];
+}
+
+/* The median of the uint64_t field at offset off over the ok runs. */
+static uint64_t median_field(const bench_run *runs, unsigned n, size_t off) {
+    uint64_t v[BENCH_MAX_REPS];
+    unsigned k = 0;
+    for (unsigned i = 0; i < n && k < BENCH_MAX_REPS; i++)
+        if (runs[i].ok)
+            memcpy(&v[k++], (const char *)&runs[i] + off, sizeof v[0]);
+    return bench_median_u64(v, k);
+}
+
+bench_run bench_run_aggregate(const bench_run *runs, unsigned n) {
+    bench_run a = {0};
+    for (unsigned i = 0; i < n; i++)
+        if (runs[i].ok && (!a.ok || runs[i].ops_per_sec > a.ops_per_sec)) {
+            a.ok = true;
+            a.ops_per_sec = runs[i].ops_per_sec;
+            a.threads = runs[i].threads;
+        }
+    a.peak_rss = median_field(runs, n, offsetof(bench_run, peak_rss));
+    a.live_peak = median_field(runs, n, offsetof(bench_run, live_peak));
+    a.rss_before = median_field(runs, n, offsetof(bench_run, rss_before));
+    a.rss_after = median_field(runs, n, offsetof(bench_run, rss_after));
+    return a;
+}
+
+void bench_run_print(const char *bench, const char *workload, const char *impl, const bench_run *run, FILE *out) {
+    bench_json j;
+    bench_json_begin(&j);
+    bench_json_str(&j, "bench", bench);
+    bench_json_str(&j, "workload", workload);
+    bench_json_str(&j, "impl", impl);
+    bench_json_u64(&j, "threads", run->threads);
+    bench_json_f64(&j, "ops_per_sec", run->ops_per_sec);
+    bench_json_u64(&j, "peak_rss_bytes", run->peak_rss);
+    bench_json_u64(&j, "live_peak_bytes", run->live_peak);
+    bench_json_u64(&j, "rss_before_bytes", run->rss_before);
+    bench_json_u64(&j, "rss_after_bytes", run->rss_after);
+    const char *line = bench_json_end(&j);
+    if (out) {
+        fputs(line, out);
+        fflush(out);
+    } else if (!bench_write_all(STDOUT_FILENO, line)) {
+        bench_die(4, "cannot write the result line");
+    }
+}
+
+bool bench_run_parse(const char *line, bench_run *run) {
+    memset(run, 0, sizeof *run);
+    run->ok = bench_json_get_f64(line, "ops_per_sec", &run->ops_per_sec) &&
+              bench_json_get_u64(line, "threads", &run->threads) &&
+              bench_json_get_u64(line, "peak_rss_bytes", &run->peak_rss) &&
+              bench_json_get_u64(line, "live_peak_bytes", &run->live_peak) &&
+              bench_json_get_u64(line, "rss_before_bytes", &run->rss_before) &&
+              bench_json_get_u64(line, "rss_after_bytes", &run->rss_after);
+    return run->ok;
 }
 
 /* ---- human-readable numbers and tables ------------------------------------------------------------------ */
@@ -501,4 +589,29 @@ void bench_table_print(const bench_table *t, FILE *out) {
         }
         fputc('\n', out);
     }
+}
+
+bool bench_table_set_run(bench_table *t, const char *impl, const bench_run *run) {
+    char b[5][24];
+    bench_table_set(t, 0, "%s", impl);
+    if (!run->ok) {
+        bench_table_set(t, 1, "failed");
+        return false;
+    }
+    bench_table_set(t, 1, "%llu", (unsigned long long)run->threads);
+    bench_table_set(t, 2, "%s", bench_fmt_rate(b[0], sizeof b[0], run->ops_per_sec));
+    bench_table_set(t, 3, "%.1f", run->ops_per_sec > 0 ? 1e9 / run->ops_per_sec : 0.0);
+    bench_table_set(t, 4, "%s", bench_fmt_bytes(b[1], sizeof b[1], run->peak_rss));
+    bench_table_set(t, 5, "%s", bench_fmt_bytes(b[2], sizeof b[2], run->live_peak));
+    bench_table_set(t, 6, "%s", bench_fmt_bytes(b[3], sizeof b[3], run->rss_before));
+    bench_table_set(t, 7, "%s", bench_fmt_bytes(b[4], sizeof b[4], run->rss_after));
+    return true;
+}
+
+void bench_print_banner(const char *bench, double scale, unsigned reps, const char *ratio) {
+    struct utsname u;
+    uname(&u);
+    printf("ohm-bench %s: scale %g, %u rep%s, %ld CPUs, %s %s\n", bench, scale, reps, reps == 1 ? "" : "s",
+           sysconf(_SC_NPROCESSORS_ONLN), u.sysname, u.release);
+    printf("ops/s: best of the reps; RSS: median of the reps; %s\n", ratio);
 }

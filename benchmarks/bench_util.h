@@ -120,12 +120,41 @@ bool bench_json_get_str(const char *line, const char *key, char *out, size_t cap
 
 /* ---- options -------------------------------------------------------------------------------------------- */
 
+/* The value of option opt at argv[*i] ("--opt value" or "--opt=value"), advancing *i past it; NULL if argv[*i]
+ * is not opt or has no value. */
+const char *bench_option_value(int argc, char **argv, int *i, const char *opt);
+/* Whether arg is option opt, with or without "=value" (so "--reps" and "--reps=3", not "--repsx"). */
+bool bench_is_option(const char *arg, const char *opt);
 /* Strict number parsing for command-line values: the whole string must be a number in range. */
 bool bench_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 bool bench_parse_f64(const char *s, double min, double max, double *out);
 /* Calls fn(item, arg) for each non-empty item of a comma-separated list; stops at and returns the first
  * nonzero result. The item is a NUL-terminated copy (at most 63 characters; longer items are cut). */
 int bench_for_each_item(const char *list, int (*fn)(const char *item, void *arg), void *arg);
+
+/* ---- runs: one child's result, and their aggregate over the reps ---------------------------------------- */
+
+#define BENCH_MAX_REPS 100 /* the most --reps a subcommand accepts: the bound of its per-rep arrays */
+
+/* One (workload, impl) result: a child's, or the aggregate of several. ok is false for a failed run. */
+typedef struct bench_run {
+    bool ok;
+    double ops_per_sec;
+    uint64_t threads, peak_rss, live_peak, rss_before, rss_after;
+} bench_run;
+
+/* The median of v[0..n) (the lower one for an even n, 0 for none); sorts v in place. */
+uint64_t bench_median_u64(uint64_t *v, unsigned n);
+/* Best (max) ops/s and the median of each RSS figure and live peak over the ok runs among runs[0..n), n at most
+ * BENCH_MAX_REPS; ok is false if every run failed. */
+bench_run bench_run_aggregate(const bench_run *runs, unsigned n);
+/* Prints run as one JSON line: bench, workload, impl, threads, ops_per_sec, peak_rss_bytes, live_peak_bytes,
+ * rss_before_bytes, rss_after_bytes. out NULL (a child): to stdout with write(2), which needs no stdio buffer from
+ * the allocator under test and no flush before exit. */
+void bench_run_print(const char *bench, const char *workload, const char *impl, const bench_run *run, FILE *out);
+/* Reads a line printed by bench_run_print into run (zeroed first); run->ok and the result are false if a key is
+ * missing. */
+bool bench_run_parse(const char *line, bench_run *run);
 
 /* ---- human-readable numbers and tables ------------------------------------------------------------------ */
 
@@ -151,5 +180,12 @@ int bench_table_row(bench_table *t);
 /* Sets a cell of the current (last) row with printf formatting. */
 __attribute__((format(printf, 3, 4))) void bench_table_set(bench_table *t, unsigned col, const char *fmt, ...);
 void bench_table_print(const bench_table *t, FILE *out);
+
+/* The first 8 columns of a result row in the current row of t: impl, threads, ops/s, ns/op, peak RSS, live
+ * peak, RSS before, RSS after ("failed" after the impl if !run->ok). Returns run->ok. */
+bool bench_table_set_run(bench_table *t, const char *impl, const bench_run *run);
+/* The two opening lines of a report in tables, on stdout: "ohm-bench <bench>: scale, reps, CPUs, kernel", then
+ * how bench_run_aggregate reads the reps and what the ratio column is (ratio, e.g. "vs x = impl / x"). */
+void bench_print_banner(const char *bench, double scale, unsigned reps, const char *ratio);
 
 #endif /* OHM_BENCH_UTIL_H */

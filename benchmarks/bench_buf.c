@@ -1,0 +1,450 @@
+/* ohm-bench buf: what a reference-counted buffer costs, at each leak-detector level, against the raw pool.
+ *
+ * The same contract as ohm-bench alloc: one fresh child per (workload, rep, impl), impls interleaved with the
+ * order rotating from rep to rep, best ops/s and median RSS over the reps, one JSON line per result with
+ * --json, else a table per workload. Ratios are against ohm-off, and each table ends with the issue's goals.
+ *
+ * impl: ohm-off / ohm-simple / ohm-advanced / ohm-paranoid run the workload through ohm_buf_* with the leak
+ * level set by the child before it starts (sample interval 128); pool-raw runs ohm_pool_alloc/ohm_pool_free of
+ * the same size from the same default pool, so the difference is the buffer object itself. pool-raw has no
+ * counterpart for retain-release and slice-release and is skipped there.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "bench.h"
+#include "bench_util.h"
+#include "ohm.h"
+
+#define DEFAULT_TIMEOUT_S 600
+#define SLICE_RENEW 1024 /* slice-release: the parent is renewed after this many triples (see run_slice) */
+
+/* ---- impls and workloads --------------------------------------------------------------------------------- */
+
+typedef enum buf_impl { IMPL_OFF = 0, IMPL_SIMPLE, IMPL_ADVANCED, IMPL_PARANOID, IMPL_RAW, IMPL_COUNT } buf_impl;
+
+static const char *const impl_names[IMPL_COUNT] = {"ohm-off", "ohm-simple", "ohm-advanced", "ohm-paranoid",
+                                                   "pool-raw"};
+static const ohm_leak_level impl_levels[IMPL_COUNT] = {OHM_LEAK_OFF, OHM_LEAK_SIMPLE, OHM_LEAK_ADVANCED,
+                                                       OHM_LEAK_PARANOID, OHM_LEAK_OFF};
+
+typedef struct buf_result {
+    uint64_t ops, ns, live_peak, rss_before, peak_rss, rss_after;
+} buf_result;
+
+typedef struct buf_workload buf_workload;
+struct buf_workload {
+    const char *name;
+    unsigned threads;
+    size_t size;
+    uint64_t count;   /* ops at --scale 1 */
+    const char *unit; /* what one op is */
+    bool raw;         /* pool-raw applies */
+    const char *summary;
+    void (*run)(const buf_workload *w, buf_impl impl, double scale, buf_result *r);
+};
+
+static void mark_start(buf_result *r) {
+    r->rss_before = bench_rss_bytes();
+    bench_reset_peak_rss();
+}
+
+static ohm_buf *must_alloc(size_t size) {
+    ohm_buf *b = ohm_buf_alloc(NULL, size);
+    if (!b)
+        bench_die(4, "ohm_buf_alloc(%zu) failed: %s", size, ohm_last_error());
+    return b;
+}
+
+static void must(int rc, int want, const char *what) {
+    if (__builtin_expect(rc != want, 0))
+        bench_die(4, "%s returned %d, expected %d: %s", what, rc, want, ohm_last_error());
+}
+
+/* alloc-release-*: allocate, write 8 bytes (through ohm_buf_data, the same plain store pool-raw makes), release. */
+static void run_alloc(const buf_workload *w, buf_impl impl, double scale, buf_result *r) {
+    uint64_t n = bench_scaled(w->count, scale);
+    ohm_pool *pool = ohm_pool_default();
+    mark_start(r);
+    uint64_t t0 = bench_now_ns();
+    if (impl == IMPL_RAW) {
+        for (uint64_t i = 0; i < n; i++) {
+            void *p = ohm_pool_alloc(pool, w->size);
+            if (__builtin_expect(!p, 0))
+                bench_die(4, "ohm_pool_alloc(%zu) failed: %s", w->size, ohm_last_error());
+            memcpy(p, &i, sizeof i);
+            must(ohm_pool_free(pool, p), 0, "ohm_pool_free");
+        }
+    } else {
+        for (uint64_t i = 0; i < n; i++) {
+            ohm_buf *b = ohm_buf_alloc(pool, w->size);
+            if (__builtin_expect(!b, 0))
+                bench_die(4, "ohm_buf_alloc(%zu) failed: %s", w->size, ohm_last_error());
+            memcpy(ohm_buf_data(b), &i, sizeof i);
+            must(ohm_buf_release(b, 1), 1, "ohm_buf_release");
+        }
+    }
+    r->ns = bench_now_ns() - t0;
+    r->ops = n;
+    r->live_peak = w->size;
+}
+
+/* retain-release: retain 1 + release 1 of one buffer, from w->threads threads at once (a barrier starts them). */
+typedef struct retain_arg {
+    ohm_buf *b;
+    uint64_t n;
+    pthread_barrier_t *start;
+    uint64_t t0, t1; /* each thread times itself: the main thread may not run again until they are done */
+} retain_arg;
+
+static void *retain_loop(void *p) {
+    retain_arg *a = p;
+    pthread_barrier_wait(a->start);
+    a->t0 = bench_now_ns();
+    for (uint64_t i = 0; i < a->n; i++) {
+        must(ohm_buf_retain(a->b, 1), 0, "ohm_buf_retain");
+        must(ohm_buf_release(a->b, 1), 0, "ohm_buf_release");
+    }
+    a->t1 = bench_now_ns();
+    return NULL;
+}
+
+static void run_retain(const buf_workload *w, buf_impl impl, double scale, buf_result *r) {
+    (void)impl;
+    uint64_t per = bench_scaled(w->count, scale) / w->threads;
+    if (per == 0)
+        per = 1;
+    ohm_buf *b = must_alloc(w->size);
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, w->threads + 1);
+    pthread_t t[8];
+    retain_arg a[8];
+    for (unsigned i = 0; i < w->threads; i++) {
+        a[i] = (retain_arg){b, per, &start, 0, 0};
+        if (pthread_create(&t[i], NULL, retain_loop, &a[i]) != 0)
+            bench_die(4, "cannot start a thread");
+    }
+    mark_start(r);
+    pthread_barrier_wait(&start);
+    uint64_t t0 = UINT64_MAX, t1 = 0; /* from the first thread's start to the last one's end */
+    for (unsigned i = 0; i < w->threads; i++) {
+        pthread_join(t[i], NULL);
+        t0 = a[i].t0 < t0 ? a[i].t0 : t0;
+        t1 = a[i].t1 > t1 ? a[i].t1 : t1;
+    }
+    r->ns = t1 - t0;
+    pthread_barrier_destroy(&start);
+    r->ops = per * w->threads;
+    r->live_peak = w->size;
+    must(ohm_buf_release(b, 1), 1, "ohm_buf_release");
+}
+
+/* slice-release: retain(parent), slice, release(slice). A plain slice's handle lives until its count's owner
+ * ends (or a host GC reclaims it), so a parent sliced forever would pile up handles; the parent is released and
+ * a new one allocated every SLICE_RENEW triples, which ends that many slice handles at once. That cost is part
+ * of the measured time (about 1/SLICE_RENEW of an alloc-release per op). */
+static void run_slice(const buf_workload *w, buf_impl impl, double scale, buf_result *r) {
+    (void)impl;
+    uint64_t n = bench_scaled(w->count, scale);
+    mark_start(r);
+    uint64_t t0 = bench_now_ns();
+    ohm_buf *p = must_alloc(w->size);
+    for (uint64_t i = 0; i < n; i++) {
+        if (i && i % SLICE_RENEW == 0) {
+            must(ohm_buf_release(p, 1), 1, "ohm_buf_release (parent)");
+            p = must_alloc(w->size);
+        }
+        must(ohm_buf_retain(p, 1), 0, "ohm_buf_retain");
+        ohm_buf *s = ohm_buf_slice(p, 8, 64);
+        if (__builtin_expect(!s, 0))
+            bench_die(4, "ohm_buf_slice failed: %s", ohm_last_error());
+        must(ohm_buf_release(s, 1), 0, "ohm_buf_release (slice)");
+    }
+    must(ohm_buf_release(p, 1), 1, "ohm_buf_release (parent)");
+    r->ns = bench_now_ns() - t0;
+    r->ops = n;
+    r->live_peak = w->size;
+}
+
+static const buf_workload workloads[] = {
+    {"alloc-release-64", 1, 64, 20000000, "pairs", true, "ohm_buf_alloc 64 B, write 8 bytes, release", run_alloc},
+    {"alloc-release-4k", 1, 4096, 10000000, "pairs", true, "ohm_buf_alloc 4 KiB, write 8 bytes, release",
+     run_alloc},
+    {"retain-release", 1, 64, 50000000, "pairs", false, "retain 1 + release 1 of one buffer", run_retain},
+    {"retain-release", 2, 64, 20000000, "pairs", false, "retain 1 + release 1, two threads on the same buffer",
+     run_retain},
+    {"slice-release", 1, 256, 10000000, "triples", false,
+     "retain(parent), slice, release(slice); parent renewed every 1024", run_slice},
+};
+#define NWORKLOADS (sizeof workloads / sizeof workloads[0])
+
+/* ---- options ------------------------------------------------------------------------------------------- */
+
+typedef struct buf_options {
+    bool json, verbose, child, list;
+    bool want[NWORKLOADS];
+    buf_impl impls[IMPL_COUNT];
+    unsigned nimpls, reps, timeout_s, threads; /* threads: the child's workload variant (0 = any) */
+    double scale;
+} buf_options;
+
+/* ---- the child ----------------------------------------------------------------------------------------- */
+
+static int child_main(const buf_options *o) {
+    const buf_workload *w = NULL;
+    for (size_t i = 0; i < NWORKLOADS; i++)
+        if (o->want[i] && (!o->threads || workloads[i].threads == o->threads)) {
+            if (w)
+                bench_die(2, "--child needs exactly one workload (and --threads to pick its variant)");
+            w = &workloads[i];
+        }
+    if (!w || o->nimpls != 1)
+        bench_die(2, "--child needs exactly one --impl and one --workload");
+    buf_impl impl = o->impls[0];
+    if (impl == IMPL_RAW && !w->raw)
+        bench_die(2, "pool-raw does not apply to %s", w->name);
+    ohm_leak_set_sample_interval(128);
+    ohm_leak_set_level(impl_levels[impl]);
+    for (int i = 0; i < 64; i++) /* first-use setup (default pool, thread cache, headers) before the mark */
+        must(ohm_buf_release(must_alloc(w->size), 1), 1, "ohm_buf_release (warm-up)");
+    buf_result r = {0};
+    w->run(w, impl, o->scale, &r);
+    r.peak_rss = bench_peak_rss_bytes();
+    ohm_pool_trim(ohm_pool_default());
+    r.rss_after = bench_rss_bytes();
+    bench_run run = {
+        .ok = true,
+        .ops_per_sec = r.ns ? (double)r.ops * 1e9 / (double)r.ns : 0.0,
+        .threads = w->threads,
+        .peak_rss = r.peak_rss,
+        .live_peak = r.live_peak,
+        .rss_before = r.rss_before,
+        .rss_after = r.rss_after,
+    };
+    bench_run_print("buf", w->name, impl_names[impl], &run, NULL);
+    return 0;
+}
+
+/* ---- the parent ---------------------------------------------------------------------------------------- */
+
+static bench_run run_child(const buf_options *o, const buf_workload *w, buf_impl impl, unsigned rep) {
+    char scale[32], threads[16];
+    snprintf(scale, sizeof scale, "%.17g", o->scale);
+    snprintf(threads, sizeof threads, "%u", w->threads);
+    const char *argv[] = {"ohm-bench", "buf", "--child", "--impl", impl_names[impl], "--workload", w->name,
+                          "--threads", threads, "--scale", scale, NULL};
+    bench_child c = {argv, NULL, o->timeout_s};
+    char line[1024], why[256];
+    bench_run run = {0};
+    if (bench_run_child(&c, line, sizeof line, why, sizeof why) != 0)
+        bench_warn("%s (%u threads), %s, rep %u: the child %s", w->name, w->threads, impl_names[impl], rep + 1, why);
+    else if (!bench_run_parse(line, &run))
+        bench_warn("%s, %s, rep %u: cannot parse the child's line: %s", w->name, impl_names[impl], rep + 1, line);
+    else if (o->verbose)
+        fprintf(stderr, "  %-16s %-13s rep %u: %.4g ops/s\n", w->name, impl_names[impl], rep + 1, run.ops_per_sec);
+    return run;
+}
+
+/* One goal line: "goal  ohm-simple >= 0.95x ohm-off: 0.98x  met". */
+static void print_goal(const bench_run *agg, buf_impl num, buf_impl den, double want) {
+    if (!agg[num].ok || !agg[den].ok || agg[den].ops_per_sec <= 0)
+        return;
+    double got = agg[num].ops_per_sec / agg[den].ops_per_sec;
+    printf("goal  %s >= %.2fx %s: %.2fx  %s\n", impl_names[num], want, impl_names[den], got,
+           got >= want ? "met" : "MISSED");
+}
+
+static void print_table(const buf_options *o, const buf_workload *w, const bench_run *agg, const bool *ran) {
+    static const char *const headers[] = {"impl",     "threads",    "ops/s",     "ns/op",    "peak RSS",
+                                          "live peak", "RSS before", "RSS after", "vs ohm-off"};
+    bench_table t;
+    bench_table_init(&t, 9, headers);
+    const bench_run *off = agg[IMPL_OFF].ok ? &agg[IMPL_OFF] : NULL;
+    for (unsigned k = 0; k < o->nimpls; k++) {
+        buf_impl impl = o->impls[k];
+        const bench_run *a = &agg[impl];
+        if (!ran[impl])
+            continue;
+        bench_table_row(&t);
+        if (!bench_table_set_run(&t, impl_names[impl], a))
+            continue;
+        if (off && off->ops_per_sec > 0)
+            bench_table_set(&t, 8, "%.2fx", a->ops_per_sec / off->ops_per_sec);
+        else
+            bench_table_set(&t, 8, "-");
+    }
+    printf("\n%s (%u thread%s, %llu %s per run): %s\n", w->name, w->threads, w->threads == 1 ? "" : "s",
+           (unsigned long long)bench_scaled(w->count, o->scale), w->unit, w->summary);
+    bench_table_print(&t, stdout);
+    print_goal(agg, IMPL_SIMPLE, IMPL_OFF, 0.95);
+    print_goal(agg, IMPL_PARANOID, IMPL_OFF, 0.33);
+    if (strcmp(w->name, "alloc-release-64") == 0)
+        print_goal(agg, IMPL_OFF, IMPL_RAW, 0.77);
+    fflush(stdout);
+}
+
+/* All reps of one workload, impls interleaved and rotated; returns the number of failed runs. */
+static unsigned run_workload(const buf_options *o, const buf_workload *w) {
+    static bench_run runs[IMPL_COUNT][BENCH_MAX_REPS];
+    buf_impl order[IMPL_COUNT];
+    bool ran[IMPL_COUNT] = {false};
+    unsigned n = 0, failed = 0;
+    for (unsigned k = 0; k < o->nimpls; k++)
+        if (o->impls[k] != IMPL_RAW || w->raw) {
+            order[n++] = o->impls[k];
+            ran[o->impls[k]] = true;
+        }
+    memset(runs, 0, sizeof runs);
+    for (unsigned rep = 0; rep < o->reps; rep++)
+        for (unsigned k = 0; k < n; k++) {
+            buf_impl impl = order[(k + rep) % n];
+            runs[impl][rep] = run_child(o, w, impl, rep);
+            failed += !runs[impl][rep].ok;
+        }
+    bench_run agg[IMPL_COUNT];
+    for (unsigned i = 0; i < IMPL_COUNT; i++)
+        agg[i] = bench_run_aggregate(runs[i], o->reps);
+    if (!o->json) {
+        print_table(o, w, agg, ran);
+        return failed;
+    }
+    for (unsigned k = 0; k < o->nimpls; k++)
+        if (ran[o->impls[k]] && agg[o->impls[k]].ok)
+            bench_run_print("buf", w->name, impl_names[o->impls[k]], &agg[o->impls[k]], stdout);
+    return failed;
+}
+
+static int parent_main(const buf_options *o) {
+    if (!o->json) {
+        bench_print_banner("buf", o->scale, o->reps, "vs ohm-off = impl ops/s / ohm-off ops/s");
+        fflush(stdout);
+    }
+    unsigned failed = 0;
+    for (size_t i = 0; i < NWORKLOADS; i++)
+        if (o->want[i])
+            failed += run_workload(o, &workloads[i]);
+    if (failed)
+        bench_warn("%u run%s failed (see above)", failed, failed == 1 ? "" : "s");
+    return failed ? 1 : 0;
+}
+
+static void usage(FILE *out) {
+    fputs("usage: ohm-bench buf [options]\n"
+          "  --workload NAME[,NAME]  workloads to run (repeatable; default all; --list names them)\n"
+          "  --impl NAME[,NAME]      ohm-off, ohm-simple, ohm-advanced, ohm-paranoid, pool-raw (default all)\n"
+          "  --reps N                runs per workload and impl (default 3; best ops/s, median RSS)\n"
+          "  --scale F               multiplies iteration counts (default 1)\n"
+          "  --json                  one JSON object per line per (workload, impl) instead of tables\n"
+          "  --timeout S             kill a run after S seconds (default 600; 0 = never)\n"
+          "  --verbose               print every run's result on stderr\n"
+          "  --list                  list the workloads and exit\n",
+          out);
+}
+
+static int add_workload(const char *name, void *arg) {
+    buf_options *o = arg;
+    bool found = false;
+    for (size_t i = 0; i < NWORKLOADS; i++)
+        if (strcmp(name, "all") == 0 || strcmp(name, workloads[i].name) == 0)
+            found = o->want[i] = true;
+    if (!found)
+        bench_warn("unknown workload '%s' (--list shows them)", name);
+    return found ? 0 : 1;
+}
+
+static int add_impl(const char *name, void *arg) {
+    buf_options *o = arg;
+    for (unsigned i = 0; i < IMPL_COUNT; i++)
+        if (strcmp(name, impl_names[i]) == 0) {
+            for (unsigned k = 0; k < o->nimpls; k++)
+                if (o->impls[k] == (buf_impl)i)
+                    return 0;
+            o->impls[o->nimpls++] = (buf_impl)i;
+            return 0;
+        }
+    bench_warn("unknown impl '%s' (ohm-off, ohm-simple, ohm-advanced, ohm-paranoid, pool-raw)", name);
+    return 1;
+}
+
+static int parse_options(int argc, char **argv, buf_options *o) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        uint64_t u;
+        if (strcmp(a, "--json") == 0) {
+            o->json = true;
+        } else if (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0) {
+            o->verbose = true;
+        } else if (strcmp(a, "--child") == 0) {
+            o->child = true;
+        } else if (strcmp(a, "--list") == 0) {
+            o->list = true;
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return -1;
+        } else if ((v = bench_option_value(argc, argv, &i, "--workload"))) {
+            if (bench_for_each_item(v, add_workload, o))
+                return 2;
+        } else if ((v = bench_option_value(argc, argv, &i, "--impl"))) {
+            if (bench_for_each_item(v, add_impl, o))
+                return 2;
+        } else if ((v = bench_option_value(argc, argv, &i, "--reps"))) {
+            if (!bench_parse_u64(v, 1, BENCH_MAX_REPS, &u)) {
+                bench_warn("--reps needs a number from 1 to %d", BENCH_MAX_REPS);
+                return 2;
+            }
+            o->reps = (unsigned)u;
+        } else if ((v = bench_option_value(argc, argv, &i, "--threads"))) {
+            if (!bench_parse_u64(v, 1, 8, &u)) {
+                bench_warn("--threads needs a number from 1 to 8");
+                return 2;
+            }
+            o->threads = (unsigned)u;
+        } else if ((v = bench_option_value(argc, argv, &i, "--scale"))) {
+            if (!bench_parse_f64(v, 1e-6, 1e3, &o->scale)) {
+                bench_warn("--scale needs a number above 0 (up to 1000)");
+                return 2;
+            }
+        } else if ((v = bench_option_value(argc, argv, &i, "--timeout"))) {
+            if (!bench_parse_u64(v, 0, 86400, &u)) {
+                bench_warn("--timeout needs a number of seconds (0 = none)");
+                return 2;
+            }
+            o->timeout_s = (unsigned)u;
+        } else {
+            bench_warn("unknown option or missing value '%s'", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+int bench_buf_main(int argc, char **argv) {
+    buf_options o;
+    memset(&o, 0, sizeof o);
+    o.reps = 3;
+    o.scale = 1.0;
+    o.timeout_s = DEFAULT_TIMEOUT_S;
+    int rc = parse_options(argc, argv, &o);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    if (o.list) {
+        printf("%-17s %-9s %9s %-8s %s\n", "workload", "threads", "scale 1", "of", "what");
+        for (size_t i = 0; i < NWORKLOADS; i++)
+            printf("%-17s %-9u %9llu %-8s %s%s\n", workloads[i].name, workloads[i].threads,
+                   (unsigned long long)workloads[i].count, workloads[i].unit, workloads[i].summary,
+                   workloads[i].raw ? "" : " (no pool-raw)");
+        return 0;
+    }
+    if (o.nimpls == 0)
+        for (unsigned i = 0; i < IMPL_COUNT; i++)
+            o.impls[o.nimpls++] = (buf_impl)i;
+    bool any = false;
+    for (size_t i = 0; i < NWORKLOADS; i++)
+        any |= o.want[i];
+    if (!any)
+        add_workload("all", &o);
+    return o.child ? child_main(&o) : parent_main(&o);
+}
