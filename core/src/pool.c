@@ -390,6 +390,18 @@ static OHM_NOINLINE void *alloc_slow(ohm_pool *pool, size_t size)
     unsigned cls = sc_index(size);
     tcache_t *tc = tcache_lookup(pool);
     void *p = NULL;
+    if (tc && size < atomic_load_explicit(&tc->alloc_limit, memory_order_acquire)) {
+        /* Another pool was this thread's most recent (two pools used alternately): the lookup made this one
+         * most recent; serve from its bin as the fast path would. */
+        tbin_t *b = tc->bins[cls];
+        uint32_t n = bin_n(b);
+        if (n) {
+            p = b->slots[n - 1];
+            bin_set_n(b, n - 1);
+            *(uintptr_t *)p = 0;
+            return p;
+        }
+    }
     if (tc) {
         tbin_t *b = tc->bins[cls];
         /* Right after a trim flushed this cache, take one block rather than refilling a bin the trim emptied. */
@@ -519,6 +531,10 @@ static OHM_NOINLINE int free_valid(ohm_pool *pool, chunk_t *c, void *p, unsigned
     int rc;
     if (ohm_unlikely(pool->cfg.poison)) poison_fill(p, sc_size(cls));
     tcache_t *tc = tcache_lookup(pool);
+    if (tc && bin_n(tc->bins[cls]) < tc->bins[cls]->cap) { /* only the most-recent compare failed */
+        bin_push(tc->bins[cls], bin_n(tc->bins[cls]), p);
+        return 0;
+    }
     if (!tc) {
         rc = arena_free_one(c->arena, p);
         if (rc == 0) atomic_fetch_add_explicit(&pool->direct_frees[cls], 1, memory_order_relaxed);
