@@ -250,7 +250,7 @@ static uint64_t rng_next(void)
 
 static uint64_t thread_id(void)
 {
-    if (ohm_unlikely(tl_tid == 0)) tl_tid = (uint64_t)gettid();
+    if (ohm_unlikely(tl_tid == 0)) tl_tid = os_thread_id();
     return tl_tid;
 }
 

@@ -233,6 +233,8 @@ uint64_t os_now_coarse_ms(void)
     return (uint64_t)ts.tv_sec * 1000ull + (uint64_t)ts.tv_nsec / 1000000ull;
 }
 
+uint64_t os_thread_id(void) { return (uint64_t)gettid(); }
+
 uint64_t os_random64(void)
 {
     uint64_t v = 0;

@@ -44,6 +44,8 @@ unsigned os_ncpus(void);
 uint64_t os_now_ns(void);
 uint64_t os_now_coarse_ms(void);
 uint64_t os_now_coarse_ns(void); /* the coarse clock in ns (a few ms of resolution, a few ns to read) */
+/* The kernel's id of the calling thread (as ps and gdb show it). */
+uint64_t os_thread_id(void);
 /* 64 random bits from the kernel, or a mix of clock and addresses if that fails. */
 uint64_t os_random64(void);
 /* Resident bytes of this process, from /proc/self/statm (0 if unreadable). */
