@@ -222,16 +222,7 @@ uint64_t os_now_coarse_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-uint64_t os_now_coarse_ms(void)
-{
-    struct timespec ts;
-#ifdef CLOCK_MONOTONIC_COARSE
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-#else
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-#endif
-    return (uint64_t)ts.tv_sec * 1000ull + (uint64_t)ts.tv_nsec / 1000000ull;
-}
+uint64_t os_now_coarse_ms(void) { return os_now_coarse_ns() / 1000000ull; }
 
 uint64_t os_thread_id(void) { return (uint64_t)gettid(); }
 
