@@ -193,7 +193,7 @@ typedef struct ohm_class_stats {
 typedef struct ohm_pool_stats {
     uint64_t mapped_bytes;     /* chunks + huge mappings now                                   */
     uint64_t resident_bytes;   /* mapped minus pages known purged: an upper bound on resident  */
-    uint64_t dirty_bytes;      /* free pages not yet given back                                */
+    uint64_t dirty_bytes;      /* free pages not yet given back, and slabs kept empty for reuse*/
     uint64_t purged_bytes;     /* total pages given back since creation (cumulative)           */
     uint64_t chunks;           /* chunks mapped now                                            */
     uint64_t chunks_mapped, chunks_unmapped; /* cumulative                                     */
@@ -387,6 +387,160 @@ OHM_API int ohm_buf_sync(ohm_buf *b, size_t off, size_t len);
 OHM_API ohm_buf *ohm_buf_shm_create(const char *name, size_t size);
 OHM_API ohm_buf *ohm_buf_shm_open(const char *name, bool writable);
 OHM_API int ohm_shm_unlink(const char *name);
+
+/* ---------------------------------------------------------------------------------------------------------
+ * Memory manager (Spark's UnifiedMemoryManager, TaskMemoryManager and MemoryStore eviction, same numbers)
+ *
+ * Two modes, each with an execution pool and a storage pool whose sizes always sum to the mode's max; the
+ * storage region is max * storage_fraction. OFF_HEAP pages are allocated from a pool; ON_HEAP is accounting only
+ * (for memory the host allocates itself). Execution borrows free storage and evicts cached blocks down to the
+ * region; storage borrows free execution memory but never evicts it. Each task gets between 1/(2N) and 1/N of
+ * a mode's execution memory (N = tasks holding or asking for it in that mode), waiting for its minimum.
+ * Callbacks (spill, evict) run without the manager's lock: they may acquire, release, free pages or remove
+ * blocks. Sizes above INT64_MAX are OHM_EINVAL.
+ * ------------------------------------------------------------------------------------------------------- */
+
+typedef struct ohm_mm ohm_mm;
+typedef struct ohm_task ohm_task;
+typedef struct ohm_consumer ohm_consumer;
+
+typedef enum ohm_mem_mode { OHM_ON_HEAP = 0, OHM_OFF_HEAP = 1 } ohm_mem_mode;
+#define OHM_MM_MODES 2
+#define OHM_MM_RESERVED_HEAP ((uint64_t)300 << 20) /* Spark's reserved system memory */
+
+typedef struct ohm_mm_config {
+    uint64_t max_bytes[OHM_MM_MODES]; /* per mode                          OHM_MM_ON_HEAP, OHM_MM_OFF_HEAP 0 */
+    double storage_fraction;   /* storage region = max * this, in [0,1]      OHM_MM_STORAGE_FRACTION 0.5  */
+    size_t page_size;          /* smallest page a consumer allocates          OHM_MM_PAGE_SIZE 1M          */
+    uint64_t wait_timeout_ms;  /* how long an acquire waits for its fair share; UINT64_MAX = no limit
+                                                                               OHM_MM_WAIT_TIMEOUT_MS none  */
+    ohm_pool *pool;            /* OFF_HEAP pages come from it; NULL = the default pool                     */
+} ohm_mm_config;
+
+/* Fills cfg with the defaults, then applies the OHM_MM_* environment variables named above. */
+OHM_API void ohm_mm_config_init(ohm_mm_config *cfg);
+/* Sizes the ON_HEAP mode the way Spark sizes a JVM: max = (heap - 300 MiB) * fraction (fraction <= 0 means
+ * 0.6, truncated to whole bytes). OHM_EINVAL, with Spark's "System memory N must be at least 471859200..."
+ * message, for a heap under 1.5 x 300 MiB or a fraction above 1; cfg is then unchanged. */
+OHM_API int ohm_mm_config_from_heap(ohm_mm_config *cfg, uint64_t heap_bytes, double fraction);
+
+/* A manager (cfg NULL = defaults). NULL with OHM_EINVAL for a bad config or OHM_ENOMEM. */
+OHM_API ohm_mm *ohm_mm_create(const ohm_mm_config *cfg);
+/* Drops every cached block (its reference is released, no evict callback) and frees the manager. OHM_ESTATE
+ * (nothing changes) while tasks are live or pages of ended tasks are still referenced. */
+OHM_API int ohm_mm_destroy(ohm_mm *mm);
+
+/* A task with a caller-chosen id (OHM_EINVAL if a live task has it). It joins a mode's fair share at its first
+ * acquire in that mode and leaves it when it holds 0 bytes there again. */
+OHM_API ohm_task *ohm_task_create(ohm_mm *mm, uint64_t id);
+OHM_API uint64_t ohm_task_id(const ohm_task *t);
+/* Ends the task: frees its pages (live page buffers are reclaimed; their handles must not be used again),
+ * destroys its consumers, releases its execution and unroll memory and wakes waiters. Returns the execution
+ * bytes it still held (pages included), logged at WARN as "memory leak detected in task T: N bytes" when
+ * nonzero. No other call on t (or its consumers) may run during or after it. */
+OHM_API int64_t ohm_task_end(ohm_task *t);
+/* Execution memory without a consumer (no spilling): returns the bytes granted (0..n, Spark's rule), waiting
+ * while the task is below its 1/(2N) share. OHM_ETIMEDOUT after the wait timeout, OHM_ECANCELED after
+ * ohm_mm_cancel_task; nothing is granted then. */
+OHM_API int64_t ohm_task_acquire(ohm_task *t, ohm_mem_mode mode, uint64_t n);
+/* Releases n bytes; more than the task holds releases what it holds (and logs at WARN). Returns the bytes
+ * released. Wakes waiting tasks. */
+OHM_API int64_t ohm_task_release(ohm_task *t, ohm_mem_mode mode, uint64_t n);
+/* The wait limit of this task's acquires (starts as the config's). */
+OHM_API void ohm_task_set_wait_timeout(ohm_task *t, uint64_t timeout_ms);
+/* Interrupts task id's wait (a host's Thread.interrupt): the wait in progress, or the next one if none is,
+ * returns OHM_ECANCELED. Any thread; OHM_EINVAL if no live task has the id. */
+OHM_API int ohm_mm_cancel_task(ohm_mm *mm, uint64_t task_id);
+/* Unroll memory (storage rules, charged to the task until released or the task ends); group names the block
+ * being unrolled, whose group is never evicted for it (NULL = none). 0 or OHM_ELIMIT. */
+OHM_API int ohm_task_acquire_unroll(ohm_task *t, ohm_mem_mode mode, const char *group, uint64_t n);
+OHM_API int64_t ohm_task_release_unroll(ohm_task *t, ohm_mem_mode mode, uint64_t n);
+
+/* A consumer's spill: free about size bytes (ohm_consumer_release, or releasing page buffers) and return the
+ * bytes released, 0 if none, or a negative OHM_E* code that fails the triggering acquire. trigger is the
+ * consumer whose acquire asked (possibly this one). Runs on the acquiring thread, without the manager's lock. */
+typedef int64_t ohm_spill_fn(void *arg, uint64_t size, ohm_consumer *trigger);
+
+/* A consumer of task t in mode; spill may be NULL (never asked); name is copied (NULL = "consumer"). A task's
+ * consumers must not be destroyed while another thread acquires for the task. */
+OHM_API ohm_consumer *ohm_consumer_create(ohm_task *t, ohm_mem_mode mode, const char *name, ohm_spill_fn *spill,
+                                          void *arg);
+/* Releases what the consumer still holds and frees it. OHM_ESTATE while it has live pages. */
+OHM_API int ohm_consumer_destroy(ohm_consumer *c);
+/* Acquires up to n bytes for c; when fewer are granted, asks other consumers of the task and mode to spill
+ * (Spark's order: the smallest whose usage covers what is missing, else the largest; c itself last). Returns
+ * the bytes granted (possibly fewer than n), or a spill's error (nothing granted, accounting unchanged), or
+ * OHM_ETIMEDOUT / OHM_ECANCELED. */
+OHM_API int64_t ohm_consumer_acquire(ohm_consumer *c, uint64_t n);
+/* Releases n bytes of c (clamped to what c holds, logged). Returns the bytes released. */
+OHM_API int64_t ohm_consumer_release(ohm_consumer *c, uint64_t n);
+/* A page: a pool buffer of at least size bytes charged to c (max(size, page_size) is asked, spilling as
+ * ohm_consumer_acquire; the buffer is as large as what was granted). Its last release frees the memory and
+ * returns the accounting. OFF_HEAP consumers only (OHM_EINVAL). NULL with OHM_ELIMIT when fewer than size bytes
+ * could be granted (then nothing stays charged), OHM_ENOMEM, or a spill's error. */
+OHM_API ohm_buf *ohm_consumer_alloc_page(ohm_consumer *c, size_t size);
+OHM_API uint64_t ohm_consumer_used(const ohm_consumer *c);
+
+/* An eviction: the cache drops block_id after this returns 0 (it releases its own reference on buf, which is
+ * NULL for accounting-only blocks); retain buf to keep it, or write it elsewhere. Nonzero keeps the block cached
+ * and fails the acquire that caused the eviction (the code is passed on if it is an OHM_E* code, else
+ * OHM_ECALLBACK). Runs without the manager's lock. */
+typedef int ohm_evict_fn(void *arg, const char *block_id, ohm_buf *buf);
+
+/* Caches buf as block_id (copied) in group (copied; NULL = none) under mode's storage memory, charging size
+ * bytes (0 = ohm_buf_size(buf)); buf may be NULL for a block the host keeps itself (size then required). The
+ * cache takes its own reference on buf. Evicts least recently used blocks of the same mode and another group
+ * if needed, all or nothing, skipping pinned ones. OHM_ELIMIT if it does not fit, OHM_EINVAL if the id is
+ * cached, or an eviction's error. */
+OHM_API int ohm_block_put(ohm_mm *mm, const char *block_id, const char *group, ohm_mem_mode mode, ohm_buf *buf,
+                          uint64_t size, ohm_evict_fn *evict, void *arg);
+/* Pins a block for reading (it cannot be evicted or removed until unpinned) and marks it most recently used;
+ * *buf gets the cached buffer (valid while pinned; NULL for accounting-only blocks). OHM_EINVAL if not cached,
+ * OHM_ESTATE while it is being evicted. */
+OHM_API int ohm_block_pin(ohm_mm *mm, const char *block_id, ohm_buf **buf);
+OHM_API int ohm_block_unpin(ohm_mm *mm, const char *block_id);
+/* Removes a block without calling its evict callback and releases the cache's reference. OHM_ESTATE while
+ * pinned or being evicted, OHM_EINVAL if not cached. */
+OHM_API int ohm_block_remove(ohm_mm *mm, const char *block_id);
+
+typedef struct ohm_mm_mode_stats {
+    uint64_t max, storage_region;
+    uint64_t execution_pool, execution_used;
+    uint64_t storage_pool, storage_used;   /* storage_used includes unroll memory */
+    uint64_t tasks;                        /* tasks in this mode's fair share */
+} ohm_mm_mode_stats;
+
+typedef struct ohm_mm_stats {
+    ohm_mm_mode_stats mode[OHM_MM_MODES];
+    uint64_t tasks;                        /* live tasks */
+    uint64_t blocks, block_bytes;          /* cached now */
+    uint64_t evictions, evicted_bytes;     /* cumulative */
+    uint64_t pages;                        /* live page buffers */
+} ohm_mm_stats;
+
+typedef struct ohm_task_stats {
+    uint64_t id;
+    uint64_t used[OHM_MM_MODES];           /* execution bytes held */
+    uint64_t unroll[OHM_MM_MODES];
+    uint64_t peak;                         /* largest used[ON_HEAP] + used[OFF_HEAP] */
+    uint64_t spills, spill_bytes;          /* spills of its consumers and what they reported released */
+    uint64_t waits, wait_ns;               /* waits for a fair share and their total time */
+    uint64_t evictions;                    /* blocks evicted for its acquires */
+    uint64_t consumers;
+    bool waiting;                          /* in a wait now */
+} ohm_task_stats;
+
+typedef struct ohm_consumer_stats {
+    uint64_t used, peak, spills, spill_bytes, pages;
+} ohm_consumer_stats;
+
+/* Snapshots, consistent with each other (taken under the manager's lock). */
+OHM_API int ohm_mm_stats_get(ohm_mm *mm, ohm_mm_stats *out);
+OHM_API int ohm_task_stats_get(ohm_task *t, ohm_task_stats *out);
+OHM_API int ohm_consumer_stats_get(ohm_consumer *c, ohm_consumer_stats *out);
+/* The whole manager as one JSON object (modes, tasks with their consumers, block counts) into out
+ * (NUL-terminated, truncated to cap); returns the full length, as snprintf does. */
+OHM_API size_t ohm_mm_snapshot_json(ohm_mm *mm, char *out, size_t cap);
 
 /* ---------------------------------------------------------------------------------------------------------
  * OS helpers

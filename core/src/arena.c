@@ -247,6 +247,33 @@ static void partial_remove(arena_t *a, run_t *s)
     if (s->next) s->next->prev = s->prev;
 }
 
+/* Empty slabs: a slab whose last block came back stays a slab, on the partial list and on this FIFO (through
+ * the purge-list links and freed_ms, which slabs do not otherwise use). A workload that empties and refills
+ * its slabs in rounds (batch-*) then reuses them instead of rebuilding them from pages every round (measured:
+ * run bookkeeping was the largest part of ohm's own time there). Purging returns them to pages after the
+ * decay delay, under dirty-memory pressure, or at trim. */
+static void empty_append(arena_t *a, run_t *s)
+{
+    s->timed = 1;
+    s->freed_ms = os_now_coarse_ms();
+    s->tnext = NULL;
+    s->tprev = a->empty_tail;
+    if (a->empty_tail) a->empty_tail->tnext = s;
+    else a->empty_head = s;
+    a->empty_tail = s;
+    a->empty_pages += s->npages;
+}
+
+static void empty_remove(arena_t *a, run_t *s)
+{
+    if (s->tprev) s->tprev->tnext = s->tnext;
+    else a->empty_head = s->tnext;
+    if (s->tnext) s->tnext->tprev = s->tprev;
+    else a->empty_tail = s->tprev;
+    s->timed = 0;
+    a->empty_pages -= s->npages;
+}
+
 static run_t *slab_new(arena_t *a, unsigned cls)
 {
     const sc_info *ci = &sc_table[cls];
@@ -258,6 +285,7 @@ static run_t *slab_new(arena_t *a, unsigned cls)
     s->npages = ci->slab_pages;
     s->state = RUN_SLAB;
     s->cls = (uint8_t)cls;
+    s->timed = 0;
     s->nfree = ci->slab_objs;
     memset(s->bitmap, 0, sizeof s->bitmap);
     for (unsigned i = 0; i < ci->slab_objs; i++) s->bitmap[i / 64] |= 1ull << (i % 64);
@@ -275,6 +303,7 @@ static unsigned slab_take(arena_t *a, run_t *s, void **out, unsigned want)
     uintptr_t base = (uintptr_t)chunk_page_addr(c, chunk_run_index(c, s));
     size_t size = sc_size(s->cls);
     unsigned got = 0;
+    if (s->timed && want) empty_remove(a, s); /* an empty slab in use again */
     for (unsigned w = 0; w < SC_SLAB_WORDS && got < want && s->nfree; w++) {
         while (s->bitmap[w] && got < want) {
             unsigned bit = (unsigned)__builtin_ctzll(s->bitmap[w]);
@@ -298,13 +327,19 @@ static int slab_free(arena_t *a, chunk_t *c, size_t h, void *p)
         return ohm__error(OHM_EINVAL, "pool '%s': double free of %p (the block is already free)", a->pool->name, p);
     s->bitmap[idx / 64] |= bit;
     if (++s->nfree == 1) partial_push(a, s);
-    /* A poisoning pool keeps its empty slabs: reused by another class, their pages would be poisoned anew and
-     * the evidence of a write after free erased. */
-    if (s->nfree == sc_table[s->cls].slab_objs && !a->pool->cfg.poison) {
-        partial_remove(a, s);
-        run_free(a, c, h, s->npages);
-    }
+    /* An empty slab is kept for reuse (see empty_append); a poisoning pool keeps it for good, since reused by
+     * another class its pages would be poisoned anew and the evidence of a write after free erased. */
+    if (s->nfree == sc_table[s->cls].slab_objs && !a->pool->cfg.poison) empty_append(a, s);
     return 0;
+}
+
+/* Turns an empty slab back into free pages. Lock held. */
+static void slab_release(arena_t *a, run_t *s)
+{
+    chunk_t *c = s->chunk;
+    empty_remove(a, s);
+    partial_remove(a, s);
+    run_free(a, c, chunk_run_index(c, s), s->npages);
 }
 
 /* ---- public arena operations ---- */
@@ -378,15 +413,22 @@ static int arena_free_locked(arena_t *a, void *p)
 static int dirty_excess(const arena_t *a)
 {
     unsigned ratio = a->pool->cfg.dirty_ratio;
-    return ratio && a->dirty_pages > a->active_pages / ratio + a->pool->chunk_pages;
+    uint64_t idle = a->dirty_pages + a->empty_pages, active = a->active_pages - a->empty_pages;
+    return ratio && idle > active / ratio + a->pool->chunk_pages;
+}
+
+/* Whether the oldest entry of a purge list (free runs, or empty slabs) is due. */
+static int entry_due(const arena_t *a, const run_t *oldest, uint64_t now)
+{
+    uint64_t delay = a->pool->cfg.purge_delay_ms;
+    if (!oldest || delay == UINT64_MAX) return 0;
+    uint64_t age = now - oldest->freed_ms;
+    return age >= delay || (age >= delay / 16 && dirty_excess(a));
 }
 
 static int purge_due(arena_t *a, uint64_t now)
 {
-    uint64_t delay = a->pool->cfg.purge_delay_ms;
-    if (!a->timed_head || delay == UINT64_MAX) return 0;
-    uint64_t age = now - a->timed_head->freed_ms;
-    return age >= delay || (age >= delay / 16 && dirty_excess(a));
+    return entry_due(a, a->empty_head, now) || entry_due(a, a->timed_head, now);
 }
 
 static void purge_locked(arena_t *a, int force, chunk_t **detached);
@@ -475,7 +517,8 @@ static void purge_locked(arena_t *a, int force, chunk_t **detached)
      * slabs, and so their chunks, alive. Purging is the moment to take them back. */
     drain_remote_locked(a);
     run_t *r;
-    while ((r = a->timed_head) && (force || purge_due(a, now))) {
+    while ((r = a->empty_head) && (force || entry_due(a, r, now))) slab_release(a, r);
+    while ((r = a->timed_head) && (force || entry_due(a, r, now))) {
         chunk_t *c = r->chunk;
         size_t h = chunk_run_index(c, r);
         uint32_t n = r->npages;

@@ -30,6 +30,9 @@ typedef struct arena {
     run_t *bins[2][ARENA_BINS];         /* [dirty][bin] free runs                             */
     uint64_t nonempty[2][ARENA_BINS / 64];
     run_t *timed_head, *timed_tail;     /* purge candidates, roughly oldest first             */
+    run_t *empty_head, *empty_tail;     /* slabs with every block free, oldest first: kept for
+                                           reuse until purged like dirty pages                 */
+    uint64_t empty_pages;               /* pages of those slabs                               */
     uint64_t dirty_pages;               /* free pages not purged                              */
     uint64_t active_pages;              /* pages in slabs and allocated runs                  */
     uint64_t nchunks;

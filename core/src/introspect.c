@@ -151,7 +151,7 @@ static void add_arena(ohm_pool_stats *out, arena_t *a, size_t chunk_size)
     out->chunks += a->nchunks;
     out->mapped_bytes += a->nchunks * chunk_size;
     out->resident_bytes += a->nchunks * chunk_size - (free_pages - a->dirty_pages) * OHM_PAGE;
-    out->dirty_bytes += a->dirty_pages * OHM_PAGE;
+    out->dirty_bytes += (a->dirty_pages + a->empty_pages) * OHM_PAGE; /* empty slabs wait for purging too */
     out->purged_bytes += a->purged_pages * OHM_PAGE;
     out->chunks_mapped += a->chunks_mapped;
     out->chunks_unmapped += a->chunks_unmapped;

@@ -211,32 +211,26 @@ static void slab_cycle(unsigned cls)
     CHECK(again == blocks[mid]);
     blocks[mid] = again;
 
-    /* emptied, the slab's pages are free pages again, and merge with the free run before them */
+    /* emptied, the slab stays a slab, kept for reuse and counted as dirty until the pool purges it */
     CHECK_EQ_INT(ohm_pool_free(pool, r), OHM_OK);
     for (unsigned i = 0; i < objs; i++) CHECK_EQ_INT(ohm_pool_free(pool, blocks[i]), OHM_OK);
-    CHECK_EQ_INT(page_kind(blocks[0]), PG_FREE);
-    CHECK_EQ_U64(free_pages_of(r), c->npages);
+    CHECK_EQ_INT(page_kind(blocks[0]), PG_SLAB);
+    CHECK_EQ_U64(free_pages_of(r), c->npages - sp);
     CHECK_EQ_U64(fixture_stats(pool, -1).dirty_bytes, (RUN_SIZE_PAGES + sp) * OHM_PAGE);
-    /* the slab's pages merged with the run before them into one dirty free run */
-    const run_t *merged = &c->runs[chunk_page_of(c, r)];
-    CHECK_EQ_INT(merged->state, RUN_FREE);
-    CHECK(merged->dirty);
-    CHECK_EQ_U64(merged->npages, RUN_SIZE_PAGES + sp);
-    /* and a run class that needs slab pages as well is carved from it, where one fits in the span */
-    size_t span = (RUN_SIZE_PAGES + sp) * OHM_PAGE;
-    unsigned rc = sc_index(span);
-    if (sc_size(rc) > span) rc--; /* the largest run class that fits the freed span */
-    if (sc_size(rc) > RUN_SIZE) {
-        char *run = alloc_ok(pool, sc_size(rc));
-        CHECK(run == r);
-        CHECK(run + sc_size(rc) > blocks[0]); /* it covers slab pages */
-        ohm_pool_free(pool, run);
-    }
+    /* the next block of its class comes from it, lowest address first */
+    char *reused = alloc_ok(pool, size);
+    CHECK(reused == blocks[0]);
+    CHECK_EQ_U64(fixture_stats(pool, -1).dirty_bytes, RUN_SIZE_PAGES * OHM_PAGE);
+    CHECK_EQ_INT(ohm_pool_free(pool, reused), OHM_OK);
+    /* a trim turns empty slabs back into pages and gives everything back */
+    CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
+    CHECK_EQ_U64(fixture_stats(pool, -1).mapped_bytes, 0);
+    CHECK_EQ_U64(fixture_stats(pool, -1).dirty_bytes, 0);
     free(blocks);
     ohm_pool_destroy(pool);
 }
 
-static void test_slab_fills_with_consecutive_blocks_and_empties_back_to_pages(void)
+static void test_slab_fills_with_consecutive_blocks_and_empties_back_to_pages_at_trim(void)
 {
     for (unsigned cls = 0; cls < SC_NSMALL; cls++) {
         unsigned long before = atomic_load(&check_state.failed_checks);
@@ -266,7 +260,9 @@ static void test_partial_slab_keeps_its_pages(void)
         CHECK(p == b[i]);
     }
     for (unsigned i = 0; i < objs; i++) ohm_pool_free(pool, b[i]);
-    CHECK_EQ_INT(page_kind(b[0]), PG_FREE);
+    CHECK_EQ_INT(page_kind(b[0]), PG_SLAB); /* empty now: kept for reuse until purged */
+    CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
+    CHECK_EQ_U64(fixture_stats(pool, -1).mapped_bytes, 0);
     ohm_pool_destroy(pool);
 }
 
@@ -362,7 +358,7 @@ int main(void)
     RUN(test_freed_neighbour_runs_coalesce_into_one);
     RUN(test_a_run_split_from_a_larger_free_run_leaves_the_rest_usable);
     RUN(test_aligned_runs_start_on_their_alignment_inside_a_chunk);
-    RUN(test_slab_fills_with_consecutive_blocks_and_empties_back_to_pages);
+    RUN(test_slab_fills_with_consecutive_blocks_and_empties_back_to_pages_at_trim);
     RUN(test_partial_slab_keeps_its_pages);
     RUN(test_freed_pages_stay_dirty_until_trim_purges_them);
     RUN(test_trim_unmaps_every_chunk_of_an_emptied_pool);
