@@ -2,7 +2,7 @@
  *
  *   ohm-bench <bench> [options]      run one benchmark (ohm-bench <bench> --help for its options)
  *
- * Each benchmark is a row of the table below and a file bench_<name>.c; later issues add mm, ffi, lua.
+ * Each benchmark is a row of the table below and a file bench_<name>.c; later issues add ffi, lua.
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -21,6 +21,7 @@ static const bench_command commands[] = {
     {"alloc", bench_alloc_main,
      "the pool allocator against glibc malloc, jemalloc, mimalloc and tcmalloc (throughput and RSS)"},
     {"buf", bench_buf_main, "reference-counted buffers at each leak level against the raw pool"},
+    {"mm", bench_mm_main, "the memory manager: acquire/release, spill storms, eviction storms"},
 };
 
 static void usage(FILE *out) {

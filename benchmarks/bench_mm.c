@@ -1,0 +1,548 @@
+/* ohm-bench mm: what the memory manager's accounting costs (ohm_mm_*, ohm_task_*, ohm_consumer_*, ohm_block_*).
+ *
+ * The same contract as ohm-bench alloc and buf: one fresh child per (workload, rep), best ops/s and median RSS
+ * over the reps, one JSON line per result with --json, else a table per workload, and the issue's goals after
+ * the acquire-release tables. impl is ohm only (there is no peer to run the same API).
+ *
+ * Every workload checks in the child that it measured what it claims (every acquire granted in full, every
+ * spill-storm op spilled, every evict-storm op evicted) and dies otherwise, so a run that silently took a cheaper
+ * path fails instead of reporting a flattering number.
+ *
+ * live peak: the most bytes the manager accounted at once (execution + storage used); ON_HEAP is accounting
+ * only, so for acquire-release and spill-storm no memory stands behind it.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "bench.h"
+#include "bench_util.h"
+#include "ohm.h"
+
+#define DEFAULT_TIMEOUT_S 600
+#define AR_SIZE 1024                 /* acquire-release: bytes per acquire */
+#define AR_MAX ((uint64_t)1 << 30)   /* acquire-release: the manager's ON_HEAP max (no one ever waits) */
+#define SPILL_CONSUMERS 4
+#define SPILL_CHUNK ((uint64_t)64 << 10) /* spill-storm: bytes per acquire; the manager holds 4 chunks per consumer */
+#define EVICT_BLOCK 4096             /* evict-storm: bytes per cached block (a pool buffer) */
+#define EVICT_ROUND 256              /* evict-storm: evicting acquires per round (storage refilled between) */
+#define GOAL_NS 50.0                 /* acquire+release, one uncontended task */
+#define GOAL_COLLAPSE 4.0            /* 2-thread ns/op at most this many times the 1-thread one */
+
+static const char *const impl_name = "ohm";
+
+typedef struct mm_result {
+    uint64_t ops, ns, live_peak, rss_before, peak_rss, rss_after;
+} mm_result;
+
+typedef struct mm_workload mm_workload;
+struct mm_workload {
+    const char *name;
+    unsigned threads;
+    uint64_t count;   /* ops at --scale 1 */
+    const char *unit; /* what one op is */
+    const char *summary;
+    void (*run)(const mm_workload *w, double scale, mm_result *r);
+};
+
+static void mark_start(mm_result *r) {
+    r->rss_before = bench_rss_bytes();
+    bench_reset_peak_rss();
+}
+
+static void must(int64_t rc, int64_t want, const char *what) {
+    if (__builtin_expect(rc != want, 0))
+        bench_die(4, "%s returned %lld, expected %lld: %s", what, (long long)rc, (long long)want, ohm_last_error());
+}
+
+static ohm_mm *must_mm(uint64_t on_heap, uint64_t off_heap, double storage_fraction) {
+    ohm_mm_config cfg;
+    ohm_mm_config_init(&cfg);
+    cfg.max_bytes[OHM_ON_HEAP] = on_heap;
+    cfg.max_bytes[OHM_OFF_HEAP] = off_heap;
+    cfg.storage_fraction = storage_fraction;
+    cfg.wait_timeout_ms = 10000; /* a wait would be a bug here: fail the run instead of hanging it */
+    ohm_mm *mm = ohm_mm_create(&cfg);
+    if (!mm)
+        bench_die(4, "ohm_mm_create failed: %s", ohm_last_error());
+    return mm;
+}
+
+static ohm_task *must_task(ohm_mm *mm, uint64_t id) {
+    ohm_task *t = ohm_task_create(mm, id);
+    if (!t)
+        bench_die(4, "ohm_task_create(%llu) failed: %s", (unsigned long long)id, ohm_last_error());
+    return t;
+}
+
+static void end_task(ohm_task *t) { must(ohm_task_end(t), 0, "ohm_task_end"); }
+
+static void destroy_mm(ohm_mm *mm) { must(ohm_mm_destroy(mm), 0, "ohm_mm_destroy"); }
+
+/* ---- acquire-release: each thread its own task on one manager; acquire AR_SIZE, release it ------------------ */
+
+typedef struct ar_arg {
+    ohm_task *task;
+    uint64_t n;
+    pthread_barrier_t *start;
+    uint64_t t0, t1; /* each thread times itself */
+} ar_arg;
+
+static void *ar_loop(void *p) {
+    ar_arg *a = p;
+    ohm_task *t = a->task;
+    for (int i = 0; i < 1000; i++) { /* warm-up: first-use paths before the barrier */
+        must(ohm_task_acquire(t, OHM_ON_HEAP, AR_SIZE), AR_SIZE, "ohm_task_acquire (warm-up)");
+        must(ohm_task_release(t, OHM_ON_HEAP, AR_SIZE), AR_SIZE, "ohm_task_release (warm-up)");
+    }
+    pthread_barrier_wait(a->start);
+    a->t0 = bench_now_ns();
+    for (uint64_t i = 0; i < a->n; i++) {
+        must(ohm_task_acquire(t, OHM_ON_HEAP, AR_SIZE), AR_SIZE, "ohm_task_acquire");
+        must(ohm_task_release(t, OHM_ON_HEAP, AR_SIZE), AR_SIZE, "ohm_task_release");
+    }
+    a->t1 = bench_now_ns();
+    return NULL;
+}
+
+static void run_acquire_release(const mm_workload *w, double scale, mm_result *r) {
+    uint64_t per = bench_scaled(w->count, scale) / w->threads;
+    if (per == 0)
+        per = 1;
+    ohm_mm *mm = must_mm(AR_MAX, 0, 0.5);
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, w->threads + 1);
+    pthread_t th[8];
+    ar_arg a[8];
+    for (unsigned i = 0; i < w->threads; i++) {
+        a[i] = (ar_arg){must_task(mm, i + 1), per, &start, 0, 0};
+        if (pthread_create(&th[i], NULL, ar_loop, &a[i]) != 0)
+            bench_die(4, "cannot start a thread");
+    }
+    mark_start(r);
+    pthread_barrier_wait(&start);
+    uint64_t t0 = UINT64_MAX, t1 = 0; /* from the first thread's start to the last one's end */
+    for (unsigned i = 0; i < w->threads; i++) {
+        pthread_join(th[i], NULL);
+        t0 = a[i].t0 < t0 ? a[i].t0 : t0;
+        t1 = a[i].t1 > t1 ? a[i].t1 : t1;
+    }
+    r->ns = t1 - t0;
+    r->ops = per * w->threads;
+    pthread_barrier_destroy(&start);
+    for (unsigned i = 0; i < w->threads; i++) {
+        ohm_task_stats ts;
+        must(ohm_task_stats_get(a[i].task, &ts), 0, "ohm_task_stats_get");
+        if (ts.waits)
+            bench_die(4, "acquire-release: task %u waited %llu times (the manager is meant to be uncontended)", i + 1,
+                      (unsigned long long)ts.waits);
+        end_task(a[i].task);
+    }
+    destroy_mm(mm);
+    r->live_peak = (uint64_t)AR_SIZE * w->threads;
+}
+
+/* ---- spill-storm: one task, SPILL_CONSUMERS consumers filling a manager of SPILL_CONSUMERS^2 chunks -----------
+ *
+ * The manager is always full: each op is ohm_consumer_acquire(SPILL_CHUNK) by the consumer holding the least,
+ * which Spark's order answers by asking another consumer to spill; its callback releases exactly what is missing
+ * (ohm_consumer_release inside the callback), so the acquire is then granted in full and the manager is full
+ * again. One op = one acquire that triggered (at least) one spill; the child checks spills == ops. */
+
+typedef struct spill_consumer {
+    ohm_consumer *c;
+    uint64_t used; /* mirrors ohm_consumer_used without taking the lock */
+} spill_consumer;
+
+static int64_t spill_release(void *arg, uint64_t size, ohm_consumer *trigger) {
+    (void)trigger;
+    spill_consumer *s = arg;
+    uint64_t n = size < s->used ? size : s->used;
+    int64_t r = ohm_consumer_release(s->c, n);
+    if (r > 0)
+        s->used -= (uint64_t)r;
+    return r;
+}
+
+static void run_spill_storm(const mm_workload *w, double scale, mm_result *r) {
+    uint64_t n = bench_scaled(w->count, scale);
+    const uint64_t total = (uint64_t)SPILL_CONSUMERS * SPILL_CONSUMERS * SPILL_CHUNK;
+    ohm_mm *mm = must_mm(total, 0, 0.0); /* execution only: no storage to borrow from or evict */
+    ohm_task *t = must_task(mm, 1);
+    spill_consumer sc[SPILL_CONSUMERS];
+    for (unsigned i = 0; i < SPILL_CONSUMERS; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "c%u", i);
+        sc[i].used = 0;
+        sc[i].c = ohm_consumer_create(t, OHM_ON_HEAP, name, spill_release, &sc[i]);
+        if (!sc[i].c)
+            bench_die(4, "ohm_consumer_create failed: %s", ohm_last_error());
+    }
+    for (unsigned i = 0; i < SPILL_CONSUMERS; i++) { /* fill: every consumer holds SPILL_CONSUMERS chunks */
+        must(ohm_consumer_acquire(sc[i].c, total / SPILL_CONSUMERS), (int64_t)(total / SPILL_CONSUMERS),
+             "ohm_consumer_acquire (fill)");
+        sc[i].used += total / SPILL_CONSUMERS;
+    }
+    uint64_t spills0 = 0;
+    for (unsigned i = 0; i < SPILL_CONSUMERS; i++) {
+        ohm_consumer_stats cs;
+        must(ohm_consumer_stats_get(sc[i].c, &cs), 0, "ohm_consumer_stats_get");
+        spills0 += cs.spills;
+    }
+    mark_start(r);
+    uint64_t t0 = bench_now_ns();
+    for (uint64_t i = 0; i < n; i++) {
+        unsigned k = 0; /* the consumer holding the least acquires: the others have something to spill */
+        for (unsigned j = 1; j < SPILL_CONSUMERS; j++)
+            if (sc[j].used < sc[k].used)
+                k = j;
+        must(ohm_consumer_acquire(sc[k].c, SPILL_CHUNK), (int64_t)SPILL_CHUNK, "ohm_consumer_acquire");
+        sc[k].used += SPILL_CHUNK;
+    }
+    r->ns = bench_now_ns() - t0;
+    r->ops = n;
+    uint64_t spills = 0, held = 0;
+    for (unsigned i = 0; i < SPILL_CONSUMERS; i++) {
+        ohm_consumer_stats cs;
+        must(ohm_consumer_stats_get(sc[i].c, &cs), 0, "ohm_consumer_stats_get");
+        spills += cs.spills;
+        held += cs.used;
+    }
+    spills -= spills0;
+    if (spills < n || held != total)
+        bench_die(4, "spill-storm: %llu spills for %llu acquires, %llu of %llu bytes held (every acquire must spill "
+                  "and the manager stay full)", (unsigned long long)spills, (unsigned long long)n,
+                  (unsigned long long)held, (unsigned long long)total);
+    for (unsigned i = 0; i < SPILL_CONSUMERS; i++)
+        must(ohm_consumer_destroy(sc[i].c), 0, "ohm_consumer_destroy");
+    end_task(t);
+    destroy_mm(mm);
+    r->live_peak = total;
+}
+
+/* ---- evict-storm: execution acquires that evict cached pool buffers --------------------------------------------
+ *
+ * An OFF_HEAP manager of 2 * EVICT_ROUND blocks, storage region half of it. A round: put EVICT_ROUND blocks (each
+ * a fresh EVICT_BLOCK pool buffer whose only reference is then the cache's), which fills storage and borrows all
+ * of execution; then, timed, EVICT_ROUND execution acquires of EVICT_BLOCK, each of which must take its bytes back
+ * from storage by evicting the least recently used block (the evict callback returns 0: the block is dropped and
+ * the cache's release frees the buffer); then release them. One op = one evicting acquire; only the acquires are
+ * timed (the refill and the release are not). The child checks evictions == ops. */
+
+typedef struct evict_count {
+    uint64_t n;
+} evict_count;
+
+static int evict_drop(void *arg, const char *block_id, ohm_buf *buf) {
+    (void)block_id;
+    (void)buf;
+    ((evict_count *)arg)->n++;
+    return 0;
+}
+
+static void evict_put(ohm_mm *mm, uint64_t seq, evict_count *ec) {
+    char id[32];
+    snprintf(id, sizeof id, "rdd_0_%llu", (unsigned long long)seq);
+    ohm_buf *b = ohm_buf_alloc(NULL, EVICT_BLOCK);
+    if (!b)
+        bench_die(4, "ohm_buf_alloc(%d) failed: %s", EVICT_BLOCK, ohm_last_error());
+    memcpy(ohm_buf_data(b), &seq, sizeof seq);
+    must(ohm_block_put(mm, id, NULL, OHM_OFF_HEAP, b, 0, evict_drop, ec), 0, "ohm_block_put");
+    must(ohm_buf_release(b, 1), 0, "ohm_buf_release (after put)");
+}
+
+static void run_evict_storm(const mm_workload *w, double scale, mm_result *r) {
+    uint64_t rounds = (bench_scaled(w->count, scale) + EVICT_ROUND - 1) / EVICT_ROUND;
+    const uint64_t total = 2 * (uint64_t)EVICT_ROUND * EVICT_BLOCK;
+    ohm_mm *mm = must_mm(0, total, 0.5);
+    ohm_task *t = must_task(mm, 1);
+    evict_count ec = {0};
+    uint64_t seq = 0;
+    for (unsigned i = 0; i < EVICT_ROUND; i++) /* fill the storage region (execution never shrinks storage below it) */
+        evict_put(mm, seq++, &ec);
+    ohm_mm_stats st0;
+    must(ohm_mm_stats_get(mm, &st0), 0, "ohm_mm_stats_get");
+    mark_start(r);
+    uint64_t ns = 0;
+    for (uint64_t k = 0; k < rounds; k++) {
+        for (unsigned i = 0; i < EVICT_ROUND; i++) /* borrow all of execution */
+            evict_put(mm, seq++, &ec);
+        uint64_t t0 = bench_now_ns();
+        for (unsigned i = 0; i < EVICT_ROUND; i++)
+            must(ohm_task_acquire(t, OHM_OFF_HEAP, EVICT_BLOCK), EVICT_BLOCK, "ohm_task_acquire");
+        ns += bench_now_ns() - t0;
+        must(ohm_task_release(t, OHM_OFF_HEAP, (uint64_t)EVICT_ROUND * EVICT_BLOCK),
+             (int64_t)EVICT_ROUND * EVICT_BLOCK, "ohm_task_release");
+    }
+    r->ns = ns;
+    r->ops = rounds * EVICT_ROUND;
+    ohm_mm_stats st;
+    must(ohm_mm_stats_get(mm, &st), 0, "ohm_mm_stats_get");
+    if (st.evictions - st0.evictions != r->ops || ec.n != r->ops)
+        bench_die(4, "evict-storm: %llu evictions (%llu callbacks) for %llu acquires (each must evict one block)",
+                  (unsigned long long)(st.evictions - st0.evictions), (unsigned long long)ec.n,
+                  (unsigned long long)r->ops);
+    end_task(t);
+    destroy_mm(mm); /* drops the EVICT_ROUND blocks still cached */
+    r->live_peak = total;
+}
+
+static const mm_workload workloads[] = {
+    {"acquire-release", 1, 50000000, "pairs", "ohm_task_acquire + ohm_task_release of 1 KiB, ON_HEAP, one task",
+     run_acquire_release},
+    {"acquire-release", 2, 20000000, "pairs", "the same, two threads, each its own task on one manager",
+     run_acquire_release},
+    {"spill-storm", 1, 5000000, "acquires",
+     "4 consumers fill the manager; each acquire of 64 KiB makes another spill it", run_spill_storm},
+    {"evict-storm", 1, 2000000, "acquires",
+     "execution acquires of 4 KiB, each evicting one cached 4 KiB pool buffer", run_evict_storm},
+};
+#define NWORKLOADS (sizeof workloads / sizeof workloads[0])
+
+/* ---- options ------------------------------------------------------------------------------------------- */
+
+typedef struct mm_options {
+    bool json, verbose, child, list;
+    bool want[NWORKLOADS];
+    unsigned reps, timeout_s, threads; /* threads: the child's workload variant (0 = any) */
+    double scale;
+} mm_options;
+
+/* ---- the child ----------------------------------------------------------------------------------------- */
+
+static int child_main(const mm_options *o) {
+    const mm_workload *w = NULL;
+    for (size_t i = 0; i < NWORKLOADS; i++)
+        if (o->want[i] && (!o->threads || workloads[i].threads == o->threads)) {
+            if (w)
+                bench_die(2, "--child needs exactly one workload (and --threads to pick its variant)");
+            w = &workloads[i];
+        }
+    if (!w)
+        bench_die(2, "--child needs exactly one --workload");
+    mm_result r = {0};
+    w->run(w, o->scale, &r);
+    r.peak_rss = bench_peak_rss_bytes();
+    ohm_pool_trim(ohm_pool_default());
+    r.rss_after = bench_rss_bytes();
+    bench_run run = {
+        .ok = true,
+        .ops_per_sec = r.ns ? (double)r.ops * 1e9 / (double)r.ns : 0.0,
+        .threads = w->threads,
+        .peak_rss = r.peak_rss,
+        .live_peak = r.live_peak,
+        .rss_before = r.rss_before,
+        .rss_after = r.rss_after,
+    };
+    bench_run_print("mm", w->name, impl_name, &run, NULL);
+    return 0;
+}
+
+/* ---- the parent ---------------------------------------------------------------------------------------- */
+
+static bench_run run_child(const mm_options *o, const mm_workload *w, unsigned rep) {
+    char scale[32], threads[16];
+    snprintf(scale, sizeof scale, "%.17g", o->scale);
+    snprintf(threads, sizeof threads, "%u", w->threads);
+    const char *argv[] = {"ohm-bench", "mm", "--child", "--impl", impl_name, "--workload", w->name,
+                          "--threads", threads, "--scale", scale, NULL};
+    bench_child c = {argv, NULL, o->timeout_s};
+    char line[1024], why[256];
+    bench_run run = {0};
+    if (bench_run_child(&c, line, sizeof line, why, sizeof why) != 0)
+        bench_warn("%s (%u threads), rep %u: the child %s", w->name, w->threads, rep + 1, why);
+    else if (!bench_run_parse(line, &run))
+        bench_warn("%s, rep %u: cannot parse the child's line: %s", w->name, rep + 1, line);
+    else if (o->verbose)
+        fprintf(stderr, "  %-16s %u thread%s rep %u: %.4g ops/s\n", w->name, w->threads, w->threads == 1 ? "" : "s",
+                rep + 1, run.ops_per_sec);
+    return run;
+}
+
+static void print_table(const mm_options *o, const mm_workload *w, const bench_run *agg) {
+    static const char *const headers[] = {"impl",      "threads",    "ops/s",    "ns/op",
+                                          "peak RSS", "live peak", "RSS before", "RSS after"};
+    bench_table t;
+    bench_table_init(&t, 8, headers);
+    bench_table_row(&t);
+    bench_table_set_run(&t, impl_name, agg);
+    printf("\n%s (%u thread%s, %llu %s per run): %s\n", w->name, w->threads, w->threads == 1 ? "" : "s",
+           (unsigned long long)bench_scaled(w->count, o->scale), w->unit, w->summary);
+    bench_table_print(&t, stdout);
+    fflush(stdout);
+}
+
+/* The goals, from the acquire-release aggregates (ns/op = 1e9 / ops/s over all threads). */
+static void print_goals(const bench_run *agg) {
+    const bench_run *one = NULL, *two = NULL;
+    for (size_t i = 0; i < NWORKLOADS; i++)
+        if (workloads[i].run == run_acquire_release && agg[i].ok && agg[i].ops_per_sec > 0) {
+            if (workloads[i].threads == 1)
+                one = &agg[i];
+            else if (workloads[i].threads == 2)
+                two = &agg[i];
+        }
+    if (!one && !two)
+        return;
+    printf("\n");
+    if (one) {
+        double ns1 = 1e9 / one->ops_per_sec;
+        printf("goal  acquire-release, 1 task: acquire+release < %.0f ns: %.1f ns  %s\n", GOAL_NS, ns1,
+               ns1 < GOAL_NS ? "met" : "MISSED");
+    }
+    if (one && two) {
+        double ns1 = 1e9 / one->ops_per_sec, ns2 = 1e9 / two->ops_per_sec;
+        printf("goal  acquire-release, no collapse with 2 threads: ns/op <= %.0fx the 1-thread ns/op: %.1f ns = "
+               "%.2fx  %s\n", GOAL_COLLAPSE, ns2, ns2 / ns1, ns2 <= GOAL_COLLAPSE * ns1 ? "met" : "MISSED");
+    }
+    fflush(stdout);
+}
+
+/* All reps of one workload into *agg; returns the number of failed runs. */
+static unsigned run_workload(const mm_options *o, const mm_workload *w, bench_run *agg) {
+    static bench_run runs[BENCH_MAX_REPS];
+    unsigned failed = 0;
+    memset(runs, 0, sizeof runs);
+    for (unsigned rep = 0; rep < o->reps; rep++) {
+        runs[rep] = run_child(o, w, rep);
+        failed += !runs[rep].ok;
+    }
+    *agg = bench_run_aggregate(runs, o->reps);
+    if (!o->json)
+        print_table(o, w, agg);
+    else if (agg->ok)
+        bench_run_print("mm", w->name, impl_name, agg, stdout);
+    return failed;
+}
+
+static int parent_main(const mm_options *o) {
+    if (!o->json) {
+        bench_print_banner("mm", o->scale, o->reps, "impl ohm only, no ratio column; ns/op = 1e9 / ops/s (all threads)");
+        fflush(stdout);
+    }
+    bench_run agg[NWORKLOADS];
+    memset(agg, 0, sizeof agg);
+    unsigned failed = 0;
+    for (size_t i = 0; i < NWORKLOADS; i++)
+        if (o->want[i])
+            failed += run_workload(o, &workloads[i], &agg[i]);
+    if (!o->json)
+        print_goals(agg);
+    if (failed)
+        bench_warn("%u run%s failed (see above)", failed, failed == 1 ? "" : "s");
+    return failed ? 1 : 0;
+}
+
+static void usage(FILE *out) {
+    fputs("usage: ohm-bench mm [options]\n"
+          "  --workload NAME[,NAME]  workloads to run (repeatable; default all; --list names them)\n"
+          "  --impl NAME             ohm (the only one)\n"
+          "  --threads N             only the workloads' N-thread variants\n"
+          "  --reps N                runs per workload (default 3; best ops/s, median RSS)\n"
+          "  --scale F               multiplies iteration counts (default 1)\n"
+          "  --json                  one JSON object per line per workload instead of tables\n"
+          "  --timeout S             kill a run after S seconds (default 600; 0 = never)\n"
+          "  --verbose               print every run's result on stderr\n"
+          "  --list                  list the workloads and exit\n",
+          out);
+}
+
+static int add_workload(const char *name, void *arg) {
+    mm_options *o = arg;
+    bool found = false;
+    for (size_t i = 0; i < NWORKLOADS; i++)
+        if (strcmp(name, "all") == 0 || strcmp(name, workloads[i].name) == 0)
+            found = o->want[i] = true;
+    if (!found)
+        bench_warn("unknown workload '%s' (--list shows them)", name);
+    return found ? 0 : 1;
+}
+
+static int check_impl(const char *name, void *arg) {
+    (void)arg;
+    if (strcmp(name, impl_name) == 0)
+        return 0;
+    bench_warn("unknown impl '%s' (ohm is the only one)", name);
+    return 1;
+}
+
+static int parse_options(int argc, char **argv, mm_options *o) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        uint64_t u;
+        if (strcmp(a, "--json") == 0) {
+            o->json = true;
+        } else if (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0) {
+            o->verbose = true;
+        } else if (strcmp(a, "--child") == 0) {
+            o->child = true;
+        } else if (strcmp(a, "--list") == 0) {
+            o->list = true;
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return -1;
+        } else if ((v = bench_option_value(argc, argv, &i, "--workload"))) {
+            if (bench_for_each_item(v, add_workload, o))
+                return 2;
+        } else if ((v = bench_option_value(argc, argv, &i, "--impl"))) {
+            if (bench_for_each_item(v, check_impl, o))
+                return 2;
+        } else if ((v = bench_option_value(argc, argv, &i, "--reps"))) {
+            if (!bench_parse_u64(v, 1, BENCH_MAX_REPS, &u)) {
+                bench_warn("--reps needs a number from 1 to %d", BENCH_MAX_REPS);
+                return 2;
+            }
+            o->reps = (unsigned)u;
+        } else if ((v = bench_option_value(argc, argv, &i, "--threads"))) {
+            if (!bench_parse_u64(v, 1, 8, &u)) {
+                bench_warn("--threads needs a number from 1 to 8");
+                return 2;
+            }
+            o->threads = (unsigned)u;
+        } else if ((v = bench_option_value(argc, argv, &i, "--scale"))) {
+            if (!bench_parse_f64(v, 1e-6, 1e3, &o->scale)) {
+                bench_warn("--scale needs a number above 0 (up to 1000)");
+                return 2;
+            }
+        } else if ((v = bench_option_value(argc, argv, &i, "--timeout"))) {
+            if (!bench_parse_u64(v, 0, 86400, &u)) {
+                bench_warn("--timeout needs a number of seconds (0 = none)");
+                return 2;
+            }
+            o->timeout_s = (unsigned)u;
+        } else {
+            bench_warn("unknown option or missing value '%s'", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+int bench_mm_main(int argc, char **argv) {
+    mm_options o;
+    memset(&o, 0, sizeof o);
+    o.reps = 3;
+    o.scale = 1.0;
+    o.timeout_s = DEFAULT_TIMEOUT_S;
+    int rc = parse_options(argc, argv, &o);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    if (o.list) {
+        printf("%-17s %-9s %9s %-8s %s\n", "workload", "threads", "scale 1", "of", "what");
+        for (size_t i = 0; i < NWORKLOADS; i++)
+            printf("%-17s %-9u %9llu %-8s %s\n", workloads[i].name, workloads[i].threads,
+                   (unsigned long long)workloads[i].count, workloads[i].unit, workloads[i].summary);
+        return 0;
+    }
+    bool any = false;
+    for (size_t i = 0; i < NWORKLOADS; i++)
+        any |= o.want[i];
+    if (!any)
+        add_workload("all", &o);
+    if (o.threads && !o.child) /* the parent narrows to the variants asked for */
+        for (size_t i = 0; i < NWORKLOADS; i++)
+            o.want[i] &= workloads[i].threads == o.threads;
+    return o.child ? child_main(&o) : parent_main(&o);
+}
