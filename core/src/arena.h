@@ -2,7 +2,8 @@
  *
  * An arena owns chunks. Inside a chunk, page runs are split and coalesced (boundary tags in the run records);
  * free runs sit in size bins, dirty (possibly resident) apart from clean (purged). Small classes are carved
- * from slabs: runs with a free bitmap, on a per-class partial list while they have free blocks.
+ * from slabs: runs with a free bitmap, on a per-class partial list while they have free blocks. A slab that
+ * becomes empty stays a slab for reuse until purging (decay, the dirty bound, or trim) turns it back into pages.
  *
  * Locking: one mutex per arena guards everything here except the remote-free lists, which are lock-free
  * stacks that other threads' caches push chains of blocks onto; the arena's own threads take them back in one
