@@ -1,0 +1,318 @@
+/* ohm-stress: options, setup, the run, and the final checks.
+ *
+ * The order at the end matters: workers stop, empty their inboxes and release everything but the leaks they
+ * injected; fault injection goes off; the leak checkpoint must then name exactly the injected leaks (each with
+ * a creation site); those are released; the manager is destroyed and the pool trimmed, and the manager's
+ * totals plus the pool's active bytes must be 0. */
+#define _GNU_SOURCE
+#include "stress.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <ftw.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: ohm-stress [options]\n"
+            "  --threads N       worker threads (default 4)\n"
+            "  --duration S      run for S seconds (default 20)\n"
+            "  --ops N           run N operations in all instead of a duration\n"
+            "  --seed S          seed of every thread's choices (thread i uses S + i; default 1)\n"
+            "  --leak-rate R     leak this fraction of received buffers on purpose (default 0)\n"
+            "  --max-leaks N     at most N injected leaks in all (default 2000)\n"
+            "  --fail-rate R     fail this fraction of OS maps and of spill callbacks (default 0)\n"
+            "  --mm-mib N        memory-manager max per mode, MiB (default 8)\n"
+            "  --json            print the summary as one JSON object\n"
+            "  --report F.html   write an HTML report with charts over time\n"
+            "  --tmpdir D        where the temporary directory goes (default $TMPDIR or /tmp)\n"
+            "Exit status: 0 when clean; 1 for an integrity or API error, a missed or false leak, or accounting\n"
+            "drift; 2 for a usage or setup error.\n");
+}
+
+static bool parse_double(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 0);
+    if (errno || end == s || *end || s[0] == '-' || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+static int parse_args(int argc, char **argv, stress_opts *o)
+{
+    enum { O_THREADS = 1, O_DURATION, O_OPS, O_SEED, O_LEAK, O_MAXLEAKS, O_FAIL, O_MM, O_JSON, O_REPORT, O_TMP, O_HELP };
+    static const struct option opts[] = {
+        {"threads", required_argument, 0, O_THREADS},   {"duration", required_argument, 0, O_DURATION},
+        {"ops", required_argument, 0, O_OPS},           {"seed", required_argument, 0, O_SEED},
+        {"leak-rate", required_argument, 0, O_LEAK},    {"max-leaks", required_argument, 0, O_MAXLEAKS},
+        {"fail-rate", required_argument, 0, O_FAIL},    {"mm-mib", required_argument, 0, O_MM},
+        {"json", no_argument, 0, O_JSON},               {"report", required_argument, 0, O_REPORT},
+        {"tmpdir", required_argument, 0, O_TMP},        {"help", no_argument, 0, O_HELP},
+        {0, 0, 0, 0}};
+    *o = (stress_opts){.threads = 4, .duration_s = 20, .seed = 1, .max_leaks = 2000, .mm_bytes = 8ull << 20};
+    const char *t = getenv("TMPDIR");
+    o->tmpdir = t && *t ? t : "/tmp";
+    int c;
+    uint64_t u;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        bool ok = true;
+        switch (c) {
+        case O_THREADS: ok = parse_u64(optarg, 1, 256, &u), o->threads = (unsigned)u; break;
+        case O_DURATION: ok = parse_double(optarg, 0.01, 1e6, &o->duration_s); break;
+        case O_OPS: ok = parse_u64(optarg, 1, UINT64_MAX, &o->ops); break;
+        case O_SEED: ok = parse_u64(optarg, 0, UINT64_MAX, &o->seed); break;
+        case O_LEAK: ok = parse_double(optarg, 0, 1, &o->leak_rate); break;
+        case O_MAXLEAKS: ok = parse_u64(optarg, 0, 1000000, &o->max_leaks); break;
+        case O_FAIL: ok = parse_double(optarg, 0, 1, &o->fail_rate); break;
+        case O_MM: ok = parse_u64(optarg, 1, 1 << 20, &u), o->mm_bytes = u << 20; break;
+        case O_JSON: o->json = true; break;
+        case O_REPORT: o->report = optarg; break;
+        case O_TMP: o->tmpdir = optarg; break;
+        case O_HELP: usage(stdout); exit(0);
+        default: usage(stderr); return -1;
+        }
+        if (!ok) {
+            fprintf(stderr, "ohm-stress: bad value '%s' for --%s\n", optarg, opts[c - 1].name);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "ohm-stress: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- the library's log and leak reports ---- */
+
+#define KEPT_LOGS 5
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char logs[KEPT_LOGS][320];
+static unsigned nlogs;
+static stress *g_stress; /* for the two process-wide handlers below only */
+
+/* The library's warnings are expected under --fail-rate (injected map failures); they are counted and the
+ * first few shown, instead of filling the terminal. */
+static void on_log(void *arg, ohm_log_level level, const char *msg)
+{
+    (void)arg;
+    if (level < OHM_LOG_WARN) return;
+    atomic_fetch_add_explicit(&g_stress->c.log_warnings, 1, memory_order_relaxed);
+    pthread_mutex_lock(&log_lock);
+    if (nlogs < KEPT_LOGS) snprintf(logs[nlogs++], sizeof logs[0], "%s", msg);
+    pthread_mutex_unlock(&log_lock);
+}
+
+static atomic_uint_fast64_t other_leak_reports;
+/* Reports outside the checkpoint (a pool destroyed or a task ended with live buffers) mean the tool itself
+ * lost a buffer. */
+static void on_other_leak(void *arg, const ohm_leak_report *r)
+{
+    (void)arg;
+    atomic_fetch_add(&other_leak_reports, 1);
+    stress_error(g_stress, &g_stress->c.api_errors, "unexpected leak report (reason %d) for buffer %#llx",
+                 (int)r->reason, (unsigned long long)r->buffer_id);
+}
+
+typedef struct leak_seen {
+    uint64_t *ids;
+    size_t n, cap;
+    uint64_t no_site;
+} leak_seen;
+
+static void on_checkpoint(void *arg, const ohm_leak_report *r)
+{
+    leak_seen *ls = arg;
+    if (r->created.nframes == 0) ls->no_site++;
+    if (ls->n == ls->cap) {
+        size_t cap = ls->cap ? ls->cap * 2 : 256;
+        uint64_t *p = realloc(ls->ids, cap * sizeof *p);
+        if (!p) return;
+        ls->ids = p;
+        ls->cap = cap;
+    }
+    ls->ids[ls->n++] = r->buffer_id;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Compares the checkpoint's reports with the injected leaks, then releases the leaks. */
+static void check_leaks(stress *s, uint64_t mark)
+{
+    leak_seen ls = {0};
+    int64_t n = ohm_leak_check(mark, on_checkpoint, &ls);
+    if (n < 0) stress_error(s, &s->c.api_errors, "ohm_leak_check: %s", ohm_last_error());
+    s->leak_reports = ls.n;
+    s->leaks_no_site = ls.no_site;
+    size_t ninj = 0;
+    for (unsigned i = 0; i < s->o.threads; i++) ninj += s->workers[i].nleaked;
+    uint64_t *inj = malloc((ninj ? ninj : 1) * sizeof *inj);
+    size_t k = 0;
+    for (unsigned i = 0; i < s->o.threads && inj; i++)
+        for (size_t j = 0; j < s->workers[i].nleaked; j++) inj[k++] = s->workers[i].leaked[j].id;
+    if (inj) qsort(inj, ninj, sizeof *inj, cmp_u64);
+    if (ls.n) qsort(ls.ids, ls.n, sizeof *ls.ids, cmp_u64);
+    size_t a = 0, b = 0;
+    while (inj && (a < ninj || b < ls.n)) {
+        if (b == ls.n || (a < ninj && inj[a] < ls.ids[b])) {
+            s->leaks_missed++;
+            if (s->leaks_missed <= 3)
+                stress_error(s, &s->c.api_errors, "injected leak %#llx was not reported", (unsigned long long)inj[a]);
+            a++;
+        } else if (a == ninj || ls.ids[b] < inj[a]) {
+            s->leaks_false++;
+            if (s->leaks_false <= 3)
+                stress_error(s, &s->c.api_errors, "buffer %#llx reported as leaked but was not leaked",
+                             (unsigned long long)ls.ids[b]);
+            b++;
+        } else {
+            s->leaks_reported++;
+            a++, b++;
+        }
+    }
+    free(inj);
+    free(ls.ids);
+    /* Reclaim what was leaked on purpose, so the accounting can end at zero. */
+    for (unsigned i = 0; i < s->o.threads; i++) {
+        worker *w = &s->workers[i];
+        for (size_t j = 0; j < w->nleaked; j++) {
+            int rc = ohm_buf_release(w->leaked[j].b, 1);
+            if (rc != 1)
+                stress_error(s, &s->c.api_errors, "release of leaked buffer %#llx returned %d",
+                             (unsigned long long)w->leaked[j].id, rc);
+        }
+        w->nleaked = 0;
+    }
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static uint64_t mm_accounted(ohm_mm *mm)
+{
+    ohm_mm_stats st;
+    if (ohm_mm_stats_get(mm, &st) != 0) return UINT64_MAX;
+    uint64_t total = 0;
+    for (int m = 0; m < OHM_MM_MODES; m++) total += st.mode[m].execution_used + st.mode[m].storage_used;
+    return total;
+}
+
+int main(int argc, char **argv)
+{
+    static stress st;
+    stress *s = &st;
+    g_stress = s;
+    if (parse_args(argc, argv, &s->o) != 0) return 2;
+
+    ohm_set_log_handler(on_log, NULL);
+    ohm_leak_set_handler(on_other_leak, NULL);
+    ohm_leak_set_level(OHM_LEAK_PARANOID); /* every buffer tracked: a leak of any of them can be named */
+
+    if ((size_t)snprintf(s->dir, sizeof s->dir, "%s/ohm-stress.XXXXXX", s->o.tmpdir) >= sizeof s->dir) {
+        fprintf(stderr, "ohm-stress: --tmpdir is too long\n");
+        return 2;
+    }
+    if (!mkdtemp(s->dir)) {
+        fprintf(stderr, "ohm-stress: mkdtemp %s: %s\n", s->dir, strerror(errno));
+        return 2;
+    }
+    ohm_pool_config pc;
+    ohm_pool_config_init(&pc);
+    pc.name = "ohm-stress";
+    s->pool = ohm_pool_create(&pc);
+    ohm_mm_config mc;
+    ohm_mm_config_init(&mc);
+    mc.max_bytes[OHM_ON_HEAP] = mc.max_bytes[OHM_OFF_HEAP] = s->o.mm_bytes;
+    mc.storage_fraction = 0.5;
+    mc.page_size = 16 << 10;
+    mc.pool = s->pool;
+    s->mm = s->pool ? ohm_mm_create(&mc) : NULL;
+    if (!s->mm || workers_init(s) != 0 || pthread_barrier_init(&s->done, NULL, s->o.threads) != 0) {
+        fprintf(stderr, "ohm-stress: setup failed: %s\n", ohm_last_error());
+        return 2;
+    }
+    pthread_mutex_init(&s->samples_lock, NULL);
+    s->progress = !s->o.json && isatty(STDOUT_FILENO);
+
+    uint64_t mark = ohm_leak_mark();
+    uint64_t faults0 = ohm_fault_injected();
+    if (s->o.fail_rate > 0) ohm_fault_inject(0, s->o.fail_rate, s->o.seed);
+    s->t0 = now_s();
+    if (monitor_start(s) != 0) {
+        fprintf(stderr, "ohm-stress: cannot start the monitor thread\n");
+        return 2;
+    }
+    for (unsigned i = 0; i < s->o.threads; i++)
+        if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]) != 0) {
+            fprintf(stderr, "ohm-stress: cannot start worker %u\n", i);
+            return 2; /* the barrier would never open: nothing to clean up in order */
+        }
+    while (!atomic_load(&s->stop)) {
+        if (!s->o.ops && now_s() - s->t0 >= s->o.duration_s) atomic_store(&s->stop, true);
+        nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+    }
+    s->elapsed = now_s() - s->t0;
+    for (unsigned i = 0; i < s->o.threads; i++) pthread_join(s->workers[i].thread, NULL);
+    ohm_fault_inject(0, 0, 0);
+    /* injected: OS maps failed on purpose plus spill callbacks failed on purpose */
+    s->faults_injected = ohm_fault_injected() - faults0 + atomic_load(&s->c.spill_failures);
+    monitor_stop(s);
+
+    /* Everything but the injected leaks is released now: the manager must hold nothing. */
+    ohm_mm_stats ms;
+    ohm_mm_stats_get(s->mm, &ms);
+    s->mm_left = mm_accounted(s->mm);
+    if (ms.tasks || ms.blocks || ms.pages)
+        stress_error(s, &s->c.api_errors, "after cleanup the manager still has %llu tasks, %llu blocks, %llu pages",
+                     (unsigned long long)ms.tasks, (unsigned long long)ms.blocks, (unsigned long long)ms.pages);
+    check_leaks(s, mark);
+    if (ohm_mm_destroy(s->mm) != 0) stress_error(s, &s->c.api_errors, "ohm_mm_destroy: %s", ohm_last_error());
+    ohm_pool_flush_thread_cache(s->pool);
+    ohm_pool_stats *ps = calloc(1, sizeof *ps);
+    if (ps && ohm_pool_stats_get(s->pool, -1, ps) == 0) s->pool_left = ps->active_bytes;
+    free(ps);
+    s->drift = (int64_t)(s->mm_left + s->pool_left);
+    ohm_pool_trim(s->pool);
+    s->peak_rss = rss_peak();
+    s->rss_after_trim = rss_now();
+
+    if (s->o.json) report_json(s);
+    else report_summary(s);
+    if (s->o.report && report_html(s, s->o.report) != 0)
+        fprintf(stderr, "ohm-stress: cannot write %s: %s\n", s->o.report, strerror(errno));
+    for (unsigned i = 0; i < nlogs; i++) fprintf(stderr, "ohm-stress: library said: %s\n", logs[i]);
+    stress_print_errors();
+
+    bool failed = stress_failed(s);
+    workers_fini(s);
+    if (ohm_pool_destroy(s->pool) != 0) fprintf(stderr, "ohm-stress: ohm_pool_destroy: %s\n", ohm_last_error());
+    nftw(s->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    for (size_t i = 0; i < s->nsamples; i++) free(s->samples[i].task_used);
+    free(s->samples);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,210 @@
+/* The summary (text or one JSON object), the exit verdict, and the HTML report: one self-contained page with
+ * inline SVG line charts drawn here, no scripts and nothing fetched from the network. */
+#include "stress.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define LD(x) ((unsigned long long)(x))
+#define GET(s, f) LD(atomic_load(&(s)->c.f))
+
+bool stress_failed(const stress *s)
+{
+    return atomic_load(&s->c.integrity_errors) || atomic_load(&s->c.api_errors) || s->leaks_missed ||
+           s->leaks_false || s->leaks_no_site || s->drift != 0;
+}
+
+static double ops_per_sec(const stress *s)
+{
+    return s->elapsed > 0 ? (double)atomic_load(&s->c.ops) / s->elapsed : 0;
+}
+
+static const char *mib(uint64_t b, char *out, size_t cap)
+{
+    snprintf(out, cap, "%.1f MiB", (double)b / 1048576.0);
+    return out;
+}
+
+void report_summary(const stress *s)
+{
+    char a[32], b[32], c[32];
+    const stress_opts *o = &s->o;
+    printf("ohm-stress: %u threads, %.1f s, seed %llu, leak-rate %g, fail-rate %g, manager %s per mode\n", o->threads,
+           s->elapsed, LD(o->seed), o->leak_rate, o->fail_rate, mib(o->mm_bytes, a, sizeof a));
+    printf("  ops              %llu (%.0f ops/s): buffers %llu, pool blocks %llu, manager %llu, block cache %llu, "
+           "mapped files %llu\n",
+           GET(s, ops), ops_per_sec(s), GET(s, buf_ops), GET(s, pool_ops), GET(s, mm_ops), GET(s, block_ops),
+           GET(s, map_ops));
+    printf("  hand-offs        %llu to other threads, %llu consumed by the sender (its target's queue was full)\n", GET(s, handoffs),
+           GET(s, local_consumes));
+    printf("  memory           peak live %s, peak RSS %s, RSS after trim %s\n", mib(s->peak_live, a, sizeof a),
+           mib(s->peak_rss, b, sizeof b), mib(s->rss_after_trim, c, sizeof c));
+    printf("  manager          tasks %llu, spills %llu (%s, %llu failed on purpose), read back %llu, "
+           "evictions %llu, blocks cached %llu (refused %llu), not granted %llu, wait timeouts %llu\n",
+           GET(s, tasks_ended), GET(s, spills), mib(atomic_load(&s->c.spill_bytes), a, sizeof a),
+           GET(s, spill_failures), GET(s, restores), GET(s, evictions), GET(s, blocks_put), GET(s, blocks_refused),
+           GET(s, mm_limited), GET(s, mm_timeouts));
+    printf("  task share       min %.1f%% max %.1f%% of the OFF_HEAP max (fair share with %u tasks: 1/%u .. 1/%u "
+           "of execution memory)\n",
+           100 * s->share_min, 100 * s->share_max, o->threads, 2 * o->threads, o->threads);
+    printf("  leaks            injected %llu, reported %llu, false %llu, missed %llu, without a creation site %llu%s\n",
+           GET(s, leaks_injected), LD(s->leaks_reported), LD(s->leaks_false), LD(s->leaks_missed),
+           LD(s->leaks_no_site),
+           atomic_load(&s->c.leaks_untracked) ? " (some chosen buffers were untracked: fault in the tracker)" : "");
+    printf("  faults           injected %llu, survived %llu (failures seen by the workers), library warnings %llu\n",
+           LD(s->faults_injected), GET(s, faults_survived), GET(s, log_warnings));
+    printf("  integrity errors %llu, API errors %llu\n", GET(s, integrity_errors), GET(s, api_errors));
+    printf("  accounting drift %lld bytes (manager %llu + pool active %llu)\n", (long long)s->drift, LD(s->mm_left),
+           LD(s->pool_left));
+    if (s->o.report) printf("  report           %s\n", s->o.report);
+    printf("%s\n", stress_failed(s) ? "FAILED" : "PASSED");
+}
+
+void report_json(const stress *s)
+{
+    printf("{\"threads\":%u,\"seconds\":%.3f,\"seed\":%llu,\"leak_rate\":%g,\"fail_rate\":%g,"
+           "\"ops\":%llu,\"ops_per_sec\":%.1f,\"buffer_ops\":%llu,\"pool_ops\":%llu,\"mm_ops\":%llu,"
+           "\"block_ops\":%llu,\"map_ops\":%llu,\"handoffs\":%llu,"
+           "\"integrity_errors\":%llu,\"api_errors\":%llu,"
+           "\"leaks_injected\":%llu,\"leaks_reported\":%llu,\"leaks_false\":%llu,\"leaks_missed\":%llu,"
+           "\"leaks_without_site\":%llu,\"faults_injected\":%llu,\"faults_survived\":%llu,"
+           "\"spills\":%llu,\"spill_bytes\":%llu,\"spill_failures\":%llu,\"spill_reads\":%llu,"
+           "\"evictions\":%llu,\"tasks\":%llu,\"task_share_min\":%.4f,\"task_share_max\":%.4f,"
+           "\"accounting_drift_bytes\":%lld,\"peak_live_bytes\":%llu,\"peak_rss_bytes\":%llu,"
+           "\"rss_after_trim_bytes\":%llu,\"library_warnings\":%llu,\"passed\":%s}\n",
+           s->o.threads, s->elapsed, LD(s->o.seed), s->o.leak_rate, s->o.fail_rate, GET(s, ops), ops_per_sec(s),
+           GET(s, buf_ops), GET(s, pool_ops), GET(s, mm_ops), GET(s, block_ops), GET(s, map_ops), GET(s, handoffs),
+           GET(s, integrity_errors), GET(s, api_errors), GET(s, leaks_injected), LD(s->leaks_reported),
+           LD(s->leaks_false), LD(s->leaks_missed), LD(s->leaks_no_site), LD(s->faults_injected),
+           GET(s, faults_survived), GET(s, spills), GET(s, spill_bytes), GET(s, spill_failures), GET(s, restores),
+           GET(s, evictions), GET(s, tasks_ended), s->share_min, s->share_max, (long long)s->drift,
+           LD(s->peak_live), LD(s->peak_rss), LD(s->rss_after_trim), GET(s, log_warnings),
+           stress_failed(s) ? "false" : "true");
+}
+
+/* ---------------------------------------------------------------------------------------------------------
+ * HTML: line charts as inline SVG
+ * ------------------------------------------------------------------------------------------------------- */
+
+#define CW 860
+#define CH 240
+#define ML 70 /* left margin: axis labels */
+#define MR 10
+#define MT 10
+#define MB 28
+
+static const char *colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
+                               "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+
+typedef double value_fn(const sample *x, unsigned series);
+
+static void axis_label(char *out, size_t cap, double v, bool bytes)
+{
+    if (!bytes) snprintf(out, cap, "%.0f", v);
+    else if (v >= 1073741824.0) snprintf(out, cap, "%.1f GiB", v / 1073741824.0);
+    else if (v >= 1048576.0) snprintf(out, cap, "%.1f MiB", v / 1048576.0);
+    else if (v >= 1024.0) snprintf(out, cap, "%.0f KiB", v / 1024.0);
+    else snprintf(out, cap, "%.0f B", v);
+}
+
+static void chart(FILE *f, const stress *s, const char *title, bool bytes, unsigned nseries, const char *const *names,
+                  value_fn *value)
+{
+    const sample *xs = s->samples;
+    size_t n = s->nsamples;
+    double tmax = n ? xs[n - 1].t : 1, ymax = 0;
+    for (size_t i = 0; i < n; i++)
+        for (unsigned k = 0; k < nseries; k++)
+            if (value(&xs[i], k) > ymax) ymax = value(&xs[i], k);
+    if (ymax <= 0) ymax = 1;
+    if (tmax <= 0) tmax = 1;
+    const double pw = CW - ML - MR, ph = CH - MT - MB;
+    fprintf(f, "<h2>%s</h2>\n<svg width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\">\n", title, CW, CH, CW,
+            CH);
+    fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%.0f\" height=\"%.0f\" fill=\"#fafafa\" stroke=\"#ccc\"/>\n", ML, MT,
+            pw, ph);
+    for (int g = 0; g <= 4; g++) { /* horizontal grid with labels */
+        double y = MT + ph - ph * g / 4.0;
+        char lab[32];
+        axis_label(lab, sizeof lab, ymax * g / 4.0, bytes);
+        fprintf(f, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%.0f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>"
+                   "<text x=\"%d\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%s</text>\n",
+                ML, y, ML + pw, y, ML - 4, y + 4, lab);
+    }
+    for (int g = 0; g <= 5; g++) { /* time axis */
+        double x = ML + pw * g / 5.0;
+        fprintf(f, "<text x=\"%.1f\" y=\"%d\" font-size=\"11\" text-anchor=\"middle\">%.1f s</text>\n", x, CH - 8,
+                tmax * g / 5.0);
+    }
+    for (unsigned k = 0; k < nseries; k++) {
+        fprintf(f, "<polyline fill=\"none\" stroke-width=\"1.5\" stroke=\"%s\" points=\"", colors[k % 10]);
+        for (size_t i = 0; i < n; i++)
+            fprintf(f, "%.1f,%.1f ", ML + pw * xs[i].t / tmax, MT + ph - ph * value(&xs[i], k) / ymax);
+        fprintf(f, "\"/>\n");
+    }
+    fprintf(f, "</svg>\n<p class=\"legend\">");
+    for (unsigned k = 0; k < nseries; k++)
+        fprintf(f, "<span style=\"color:%s\">&#9632;</span> %s &nbsp; ", colors[k % 10], names[k]);
+    fprintf(f, "</p>\n");
+}
+
+static double v_memory(const sample *x, unsigned k) { return (double)(k == 0 ? x->rss : x->live); }
+static double v_mode_off(const sample *x, unsigned k)
+{
+    return (double)(k == 0 ? x->exec_used[OHM_OFF_HEAP] : x->storage_used[OHM_OFF_HEAP]);
+}
+static double v_mode_on(const sample *x, unsigned k)
+{
+    return (double)(k == 0 ? x->exec_used[OHM_ON_HEAP] : x->storage_used[OHM_ON_HEAP]);
+}
+static double v_task(const sample *x, unsigned k) { return (double)x->task_used[k]; }
+static double v_events(const sample *x, unsigned k) { return (double)(k == 0 ? x->spills : x->evictions); }
+
+int report_html(const stress *s, const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    char a[32], b[32], c[32];
+    fprintf(f, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>ohm-stress report</title>\n"
+               "<style>body{font-family:sans-serif;max-width:900px;margin:1em auto;color:#222}"
+               "td{padding:2px 12px 2px 0}h2{font-size:1.05em;margin-top:1.5em}.legend{font-size:12px}"
+               ".bad{color:#c00;font-weight:bold}.good{color:#080;font-weight:bold}</style></head><body>\n");
+    fprintf(f, "<h1>ohm-stress</h1>\n<p class=\"%s\">%s</p>\n", stress_failed(s) ? "bad" : "good",
+            stress_failed(s) ? "FAILED" : "PASSED");
+    fprintf(f, "<table>\n<tr><td>threads, seconds, seed</td><td>%u, %.1f, %llu</td></tr>\n", s->o.threads, s->elapsed,
+            LD(s->o.seed));
+    fprintf(f, "<tr><td>leak rate, fail rate</td><td>%g, %g</td></tr>\n", s->o.leak_rate, s->o.fail_rate);
+    fprintf(f, "<tr><td>operations</td><td>%llu (%.0f/s)</td></tr>\n", GET(s, ops), ops_per_sec(s));
+    fprintf(f, "<tr><td>peak live, peak RSS, RSS after trim</td><td>%s, %s, %s</td></tr>\n",
+            mib(s->peak_live, a, sizeof a), mib(s->peak_rss, b, sizeof b), mib(s->rss_after_trim, c, sizeof c));
+    fprintf(f, "<tr><td>leaks injected / reported / false / missed</td><td>%llu / %llu / %llu / %llu</td></tr>\n",
+            GET(s, leaks_injected), LD(s->leaks_reported), LD(s->leaks_false), LD(s->leaks_missed));
+    fprintf(f, "<tr><td>faults injected / survived</td><td>%llu / %llu</td></tr>\n", LD(s->faults_injected),
+            GET(s, faults_survived));
+    fprintf(f, "<tr><td>spills (failed on purpose), evictions</td><td>%llu (%llu), %llu</td></tr>\n", GET(s, spills),
+            GET(s, spill_failures), GET(s, evictions));
+    fprintf(f, "<tr><td>task share of the OFF_HEAP max</td><td>%.1f%% .. %.1f%%</td></tr>\n", 100 * s->share_min,
+            100 * s->share_max);
+    fprintf(f, "<tr><td>integrity errors, API errors</td><td>%llu, %llu</td></tr>\n", GET(s, integrity_errors),
+            GET(s, api_errors));
+    fprintf(f, "<tr><td>accounting drift</td><td>%lld bytes</td></tr>\n</table>\n", (long long)s->drift);
+
+    static const char *const mem[] = {"RSS", "live bytes (pool active)"};
+    static const char *const mode[] = {"execution used", "storage used"};
+    static const char *const ev[] = {"spills (cumulative)", "evictions (cumulative)"};
+    chart(f, s, "Memory: RSS and live bytes", true, 2, mem, v_memory);
+    chart(f, s, "Memory manager, OFF_HEAP: execution vs storage", true, 2, mode, v_mode_off);
+    chart(f, s, "Memory manager, ON_HEAP: execution vs storage", true, 2, mode, v_mode_on);
+    char names[64][24];
+    const char *tn[64];
+    unsigned nt = s->o.threads < 64 ? s->o.threads : 64;
+    for (unsigned i = 0; i < nt; i++) {
+        snprintf(names[i], sizeof names[i], "task of worker %u", i);
+        tn[i] = names[i];
+    }
+    chart(f, s, "Per-task execution memory (both modes)", true, nt, tn, v_task);
+    chart(f, s, "Spills and evictions", false, 2, ev, v_events);
+    fprintf(f, "<p style=\"font-size:12px\">Sampled every ~100 ms (%zu samples).</p>\n</body></html>\n",
+            s->nsamples);
+    return fclose(f) == 0 ? 0 : -1;
+}
