@@ -217,6 +217,7 @@ static struct model {
 } M;
 
 static ohm_pool *g_pool;
+static ohm_pool_stats g_ps; /* the private pool's stats at the last check */
 static ohm_mm *g_mm;
 static uint8_t g_scratch[SCRATCH], g_scratch2[SCRATCH];
 
@@ -489,8 +490,6 @@ static void check_acquire_error(int64_t rc, int ti, bool spills)
 
 /* ---- invariants after every step ---- */
 
-static ohm_pool_stats g_ps;
-
 static void check_all(void)
 {
     /* buffers: liveness, ids, counts, sizes */
@@ -582,9 +581,11 @@ static void check_all(void)
 
 /* ---- operations: the pool ---- */
 
+/* Whether an allocation of size bytes from the private pool may fail: fault injection, an absurd size, or the
+ * pool's max_mapped cap within reach (mapped bytes as of the last check, plus two chunks of slack). */
 static bool alloc_may_fail(uint64_t size)
 {
-    return M.faults || size > ((size_t)32 << 20);
+    return M.faults || size > ((size_t)32 << 20) || g_ps.mapped_bytes + size + ((size_t)8 << 20) > POOL_CAP;
 }
 
 static void raw_fill_check(const raw *w)
@@ -1217,6 +1218,8 @@ static void op_consumer_acquire(reader *r)
     resync_task(c->task);
 }
 
+static uint64_t got_or_want(uint64_t want) { return want < MM_OFF_MAX ? want : MM_OFF_MAX; }
+
 static void op_alloc_page(reader *r)
 {
     int ci = pick_cons(r);
@@ -1244,7 +1247,7 @@ static void op_alloc_page(reader *r)
         if (code == OHM_ELIMIT || code == OHM_ETIMEDOUT) return;
         if (code == OHM_ECANCELED && M.tasks[c->task].cancel) { M.tasks[c->task].cancel = false; return; }
         if (code == OHM_ESTATE || code == OHM_ECALLBACK) return; /* a spill or eviction callback failed */
-        REQUIRE(code == OHM_ENOMEM && M.faults);
+        REQUIRE(code == OHM_ENOMEM && alloc_may_fail(got_or_want(want)));
         return;
     }
     REQUIRE(c->mode == OHM_OFF_HEAP);
