@@ -263,6 +263,7 @@ static void owner_end(ohm_buf *o)
     if (o->flags & BUF_RETAINED) {
         ohm_buf *parent = o->parent;
         uint32_t parent_gen = o->parent_gen;
+        atomic_store_explicit(&o->retained_children, 0, memory_order_relaxed); /* a free header's invariant */
         hdr_kill(o);
         hdr_free(o);
         /* Only if the parent is still the buffer we hold a reference on: an over-released parent may have
@@ -494,7 +495,7 @@ static ohm_buf *derive(ohm_buf *b, size_t off, size_t len, const char *op)
         return NULL;
     }
     d->flags = BUF_DERIVED | (b->root->flags & BUF_SEALED);
-    d->data = b->data + off;
+    d->data = b->data ? b->data + off : NULL; /* wrapped (NULL, 0): no arithmetic on NULL */
     d->size = len;
     d->owner = b->owner;
     d->owner_gen = b->owner_gen;
@@ -524,7 +525,7 @@ ohm_buf *ohm_buf_retained_slice(ohm_buf *b, size_t off, size_t len)
         return NULL;
     }
     r->flags = BUF_RETAINED | (b->root->flags & BUF_SEALED);
-    r->data = b->data + off;
+    r->data = b->data ? b->data + off : NULL;
     r->size = len;
     r->parent = b->owner;
     r->parent_gen = b->owner_gen;

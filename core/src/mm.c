@@ -76,6 +76,7 @@ typedef struct block {
     ohm_mem_mode mode;
     uint64_t size;
     ohm_buf *buf;
+    uint64_t buf_id;               /* buf's id when put: a host may reclaim the handle, and its header be reused */
     ohm_evict_fn *evict;
     void *arg;
     uint32_t pins;
@@ -83,6 +84,13 @@ typedef struct block {
     struct block *lru_prev, *lru_next; /* head = least recently used */
     struct block *hnext;
 } block;
+
+/* Gives back the block's reference, unless the host has reclaimed that buffer since (its handle may already be
+ * another buffer's): a stale handle is never released. Called without mm->lock. */
+static void block_release_buf(block *b)
+{
+    if (b->buf && ohm_buf_id(b->buf) == b->buf_id) ohm_buf_release(b->buf, 1);
+}
 
 struct ohm_mm {
     pthread_mutex_t lock;
@@ -277,7 +285,7 @@ int ohm_mm_destroy(ohm_mm *mm)
                           (unsigned long long)tasks, (unsigned long long)pages, busy ? " and pinned blocks" : "");
     for (block *b = mm->lru_head, *n; b; b = n) {
         n = b->lru_next;
-        if (b->buf) ohm_buf_release(b->buf, 1);
+        block_release_buf(b);
         block_free(b);
     }
     pthread_cond_destroy(&mm->cond);
@@ -406,13 +414,14 @@ static int evict_locked(ohm_mm *mm, ohm_task *t, int mode, const char *group, ui
     for (; done < n; done++) {
         block *b = sel[done];
         if (b->evict) {
-            int cb = b->evict(b->arg, b->id, b->buf);
+            /* NULL when the host reclaimed the buffer meanwhile: its handle may be another buffer's now. */
+            int cb = b->evict(b->arg, b->id, b->buf && ohm_buf_id(b->buf) == b->buf_id ? b->buf : NULL);
             if (cb) {
                 rc = callback_code(cb);
                 break;
             }
         }
-        if (b->buf) ohm_buf_release(b->buf, 1);
+        block_release_buf(b);
     }
     if (rc) {
         ohm__log(OHM_LOG_WARN, "eviction of block %s failed (%d); %zu of %zu blocks were evicted", sel[done]->id,
@@ -1066,6 +1075,7 @@ int ohm_block_put(ohm_mm *mm, const char *block_id, const char *group, ohm_mem_m
     b->mode = mode;
     b->size = size;
     b->buf = buf;
+    b->buf_id = ohm_buf_id(buf);
     b->evict = evict;
     b->arg = arg;
     if (buf && (rc = ohm_buf_retain(buf, 1))) {
@@ -1100,6 +1110,8 @@ int ohm_block_pin(ohm_mm *mm, const char *block_id, ohm_buf **buf)
     if (!b) rc = ohm__error(OHM_EINVAL, "block %s is not cached", block_id);
     else if (b->evicting) rc = ohm__error(OHM_ESTATE, "block %s is being evicted", block_id);
     else if (b->pins == UINT32_MAX) rc = ohm__error(OHM_EINVAL, "block %s: too many pins", block_id);
+    else if (b->buf && ohm_buf_id(b->buf) != b->buf_id)
+        rc = ohm__error(OHM_ESTATE, "block %s: its buffer was reclaimed by the host", block_id);
     else {
         b->pins++;
         lru_unlink(mm, b); /* access order, as Spark's LinkedHashMap(accessOrder = true) */
@@ -1138,7 +1150,7 @@ int ohm_block_remove(ohm_mm *mm, const char *block_id)
     }
     mm_unlock(mm);
     if (rc) return rc;
-    if (b->buf) ohm_buf_release(b->buf, 1);
+    block_release_buf(b);
     block_free(b);
     return 0;
 }
