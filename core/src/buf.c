@@ -586,7 +586,7 @@ int ohm_buf_span(const ohm_buf *b, size_t off, size_t len, void **ptr)
     if (!ptr) return ohm__error(OHM_EINVAL, "span: ptr is NULL");
     int rc = check_access(b, off, len, 0, "span");
     if (rc) return rc;
-    *ptr = b->data + off;
+    *ptr = b->data ? b->data + off : NULL; /* wrapped (NULL, 0): no arithmetic on NULL */
     return 0;
 }
 
