@@ -51,6 +51,9 @@ OHM_API const char *ohm_last_error(void);
 /* The code of the last failure on this thread (0 if none), and the errno kept with an OHM_ESYS/OHM_EPERM. */
 OHM_API int ohm_last_error_code(void);
 OHM_API int ohm_last_errno(void);
+/* Sets this thread's error to code and message (copied, truncated to the message buffer) and returns code: how
+ * a host callback (a spill, an eviction) says why it failed; the runtime passes the message on. */
+OHM_API int ohm_set_error(int code, const char *message);
 
 typedef enum ohm_log_level { OHM_LOG_DEBUG = 0, OHM_LOG_INFO, OHM_LOG_WARN, OHM_LOG_ERROR } ohm_log_level;
 /* A log handler receives one complete message per call, possibly from any thread at once. */
@@ -480,6 +483,8 @@ OHM_API int64_t ohm_consumer_release(ohm_consumer *c, uint64_t n);
  * could be granted (then nothing stays charged), OHM_ENOMEM, or a spill's error. */
 OHM_API ohm_buf *ohm_consumer_alloc_page(ohm_consumer *c, size_t size);
 OHM_API uint64_t ohm_consumer_used(const ohm_consumer *c);
+/* The arg given at creation (how a binding maps a spill's trigger back to its host object). */
+OHM_API void *ohm_consumer_arg(const ohm_consumer *c);
 
 /* An eviction: the cache drops block_id after this returns 0 (it releases its own reference on buf, which is
  * NULL for accounting-only blocks); retain buf to keep it, or write it elsewhere. Nonzero keeps the block cached

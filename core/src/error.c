@@ -65,6 +65,11 @@ int ohm__error(int code, const char *fmt, ...)
     return code;
 }
 
+int ohm_set_error(int code, const char *message)
+{
+    return ohm__error(code, "%s", message ? message : "");
+}
+
 int ohm__error_sys(int code, int err, const char *fmt, ...)
 {
     va_list ap;

@@ -162,6 +162,17 @@ static int callback_code(int64_t rc)
     return rc < 0 && rc >= OHM_ECALLBACK ? (int)rc : OHM_ECALLBACK;
 }
 
+/* Sets the error for a failed callback: what (a printf-ready "spill of consumer %s"), plus the callback's own
+ * message when it set one with ohm_set_error (callers clear the thread's error before calling back). */
+static int callback_failed(int code, const char *what, const char *name)
+{
+    char detail[512];
+    detail[0] = '\0';
+    if (ohm_last_error_code() == code && ohm_last_error()[0]) snprintf(detail, sizeof detail, "%s", ohm_last_error());
+    if (detail[0]) return ohm__error(code, "%s %s failed: %s", what, name, detail);
+    return ohm__error(code, "%s %s failed", what, name);
+}
+
 /* ---- configuration ---- */
 
 static double env_fraction(const char *name, double dflt)
@@ -415,6 +426,7 @@ static int evict_locked(ohm_mm *mm, ohm_task *t, int mode, const char *group, ui
         block *b = sel[done];
         if (b->evict) {
             /* NULL when the host reclaimed the buffer meanwhile: its handle may be another buffer's now. */
+            ohm__error_clear();
             int cb = b->evict(b->arg, b->id, b->buf && ohm_buf_id(b->buf) == b->buf_id ? b->buf : NULL);
             if (cb) {
                 rc = callback_code(cb);
@@ -426,7 +438,7 @@ static int evict_locked(ohm_mm *mm, ohm_task *t, int mode, const char *group, ui
     if (rc) {
         ohm__log(OHM_LOG_WARN, "eviction of block %s failed (%d); %zu of %zu blocks were evicted", sel[done]->id,
                  rc, done, n);
-        ohm__error(rc, "eviction of block %s failed", sel[done]->id);
+        callback_failed(rc, "eviction of block", sel[done]->id);
     }
 
     mm_lock(mm);
@@ -829,6 +841,8 @@ int ohm_consumer_destroy(ohm_consumer *c)
     return 0;
 }
 
+void *ohm_consumer_arg(const ohm_consumer *c) { return c ? c->arg : NULL; }
+
 uint64_t ohm_consumer_used(const ohm_consumer *c)
 {
     if (!c) return 0;
@@ -865,6 +879,7 @@ static size_t pick_candidate(const candidate *cand, size_t n, uint64_t missing)
 static int64_t run_spill(ohm_mm *mm, ohm_consumer *victim, uint64_t size, ohm_consumer *trigger)
 {
     mm_unlock(mm);
+    ohm__error_clear();
     int64_t r = victim->spill(victim->arg, size, trigger);
     mm_lock(mm);
     victim->spills++;
@@ -878,9 +893,7 @@ static int64_t run_spill(ohm_mm *mm, ohm_consumer *victim, uint64_t size, ohm_co
 
 static int spill_failed(ohm_consumer *victim, int64_t r)
 {
-    int code = callback_code(r);
-    ohm__error(code, "spill of consumer %s failed (%lld)", victim->name, (long long)r);
-    return code;
+    return callback_failed(callback_code(r), "spill of consumer", victim->name);
 }
 
 /* TaskMemoryManager.acquireExecutionMemory. mm->lock held (dropped around spills, evictions and waits). */
