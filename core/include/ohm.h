@@ -362,6 +362,12 @@ OHM_API ohm_leak_level ohm_leak_get_level(void);
 /* 1 in interval allocations is tracked at SIMPLE and ADVANCED (default 128; 0 is treated as 1). */
 OHM_API void ohm_leak_set_sample_interval(uint32_t interval);
 OHM_API uint32_t ohm_leak_get_sample_interval(void);
+/* Per-pool settings, so that two hosts in one process (two lua_States) do not share them: buffers of pool are
+ * tracked at level (-1: follow the process-wide level again) with 1 in interval sampled (0: the process's
+ * interval). The getters give what applies to pool now. */
+OHM_API int ohm_pool_set_leak(ohm_pool *pool, int level, uint32_t interval);
+OHM_API ohm_leak_level ohm_pool_get_leak_level(const ohm_pool *pool);
+OHM_API uint32_t ohm_pool_get_leak_sample_interval(const ohm_pool *pool);
 /* A checkpoint: mark now; later, report (reason CHECKPOINT) every tracked buffer created since the mark that is
  * still live, to fn (NULL = the handler). Returns how many, or a negative code. */
 OHM_API uint64_t ohm_leak_mark(void);

@@ -321,7 +321,8 @@ ohm_buf *buf_root_new(void *data, size_t size, ohm_buf_origin origin, unsigned f
     b->free_fn = free_fn;
     b->ctx = ctx;
     b->pool = pool;
-    b->track = leak_track_maybe(make_id(b->owner_gen, b->index), size, origin, pool ? pool->name : NULL);
+    b->track = leak_track_maybe(pool ? atomic_load_explicit(&pool->leak_settings, memory_order_relaxed) : 0,
+                               make_id(b->owner_gen, b->index), size, origin, pool ? pool->name : NULL);
     return b;
 }
 
@@ -401,7 +402,8 @@ static inline ohm_buf *alloc_from_pool(ohm_pool *pool, size_t size, int zero)
     b->free_fn = pool_block_free;
     b->ctx = pool;
     b->pool = pool;
-    b->track = leak_track_maybe(make_id(gen, b->index), size, OHM_ORIGIN_POOL, pool->name);
+    b->track = leak_track_maybe(atomic_load_explicit(&pool->leak_settings, memory_order_relaxed), make_id(gen, b->index),
+                               size, OHM_ORIGIN_POOL, pool->name);
     atomic_store_explicit(&b->state, st_make(gen, 1), memory_order_release);
     return b;
 }

@@ -12,6 +12,7 @@
 #define _GNU_SOURCE
 #include "leak.h"
 #include "os.h"
+#include "pool.h"
 
 #include <dlfcn.h>
 #include <execinfo.h>
@@ -227,6 +228,31 @@ void ohm_leak_set_sample_interval(uint32_t interval) { update_settings(-1, inter
 
 uint32_t ohm_leak_get_sample_interval(void) { return (uint32_t)(load_settings() >> 32); }
 
+/* A pool's settings are packed as the process's, with bit 8 set so that "OFF for this pool" is not 0. */
+#define POOL_LEAK_SET 0x100u
+
+int ohm_pool_set_leak(ohm_pool *pool, int level, uint32_t interval)
+{
+    if (!pool) return ohm__error(OHM_EINVAL, "ohm_pool_set_leak: pool is NULL");
+    if (level < -1 || level > OHM_LEAK_PARANOID)
+        return ohm__error(OHM_EINVAL, "ohm_pool_set_leak: %d is not a level", level);
+    atomic_store(&pool->leak_settings, level < 0 ? 0 : pack((unsigned)level | POOL_LEAK_SET, interval));
+    return 0;
+}
+
+ohm_leak_level ohm_pool_get_leak_level(const ohm_pool *pool)
+{
+    uint64_t s = pool ? atomic_load(&pool->leak_settings) : 0;
+    return (ohm_leak_level)((s ? s : load_settings()) & 0xff);
+}
+
+uint32_t ohm_pool_get_leak_sample_interval(const ohm_pool *pool)
+{
+    uint64_t s = pool ? atomic_load(&pool->leak_settings) : 0;
+    uint32_t interval = (uint32_t)(s >> 32);
+    return interval ? interval : (uint32_t)(load_settings() >> 32);
+}
+
 void ohm_leak_set_handler(ohm_leak_handler *fn, void *arg)
 {
     pthread_mutex_lock(&handler_lock);
@@ -339,15 +365,18 @@ static leak_track *track_new(uint64_t buffer_id, size_t size, ohm_buf_origin ori
     return t;
 }
 
-leak_track *leak_track_maybe(uint64_t buffer_id, size_t size, ohm_buf_origin origin, const char *pool_name)
+leak_track *leak_track_maybe(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,
+                             const char *pool_name)
 {
-    uint64_t s = load_settings();
+    /* A pool's own settings (ohm_pool_set_leak) win over the process's; its interval 0 means the process's. */
+    uint64_t s = pool_settings ? pool_settings : load_settings();
     unsigned level = s & 0xff;
     if (level == OHM_LEAK_OFF) return NULL;
     if (level != OHM_LEAK_PARANOID) {
         /* Sampled: a countdown, re-armed at each tracked allocation. A countdown above the interval (the
          * interval was lowered since) re-arms at once. */
         uint32_t interval = (uint32_t)(s >> 32), c = tl_countdown;
+        if (!interval) interval = (uint32_t)(load_settings() >> 32);
         if (ohm_likely(c > 1 && c <= interval)) {
             tl_countdown = c - 1;
             return NULL;

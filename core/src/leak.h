@@ -15,7 +15,7 @@ typedef struct leak_track leak_track;
  * copied, linked into the live set with a creation sequence number (for ohm_leak_mark/check). NULL when not
  * tracked or out of memory (tracking is best effort: allocation never fails because of it). Cost when not
  * tracked: a level load and a thread-local counter decrement. */
-leak_track *leak_track_maybe(uint64_t buffer_id, size_t size, ohm_buf_origin origin, const char *pool_name);
+leak_track *leak_track_maybe(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin, const char *pool_name);
 /* Attaches the host's site text (copied) to the creation record. */
 void leak_track_set_site(leak_track *t, const char *host_site);
 /* An access record (only kept at ADVANCED and PARANOID): backtrace + hint (copied, may be NULL). */

@@ -28,6 +28,7 @@ struct ohm_pool {
     _Atomic uint64_t mapped;         /* chunk and huge bytes mapped now                       */
     _Atomic uint64_t failed_allocs;
     _Atomic uint64_t poison_violations;
+    _Atomic uint64_t leak_settings;  /* 0 = the process's leak settings, else this pool's (leak.c packs them) */
     pthread_mutex_t huge_lock;       /* huge list and huge counters                           */
     chunk_t *huge;
     uint64_t huge_blocks, huge_bytes, huge_allocs, huge_frees;

@@ -22,7 +22,7 @@
 
 static OHM_NOINLINE leak_track *fake_buf_alloc(size_t size, const char *pool)
 {
-    leak_track *t = leak_track_maybe(0x1000 + size, size, OHM_ORIGIN_POOL, pool);
+    leak_track *t = leak_track_maybe(0, 0x1000 + size, size, OHM_ORIGIN_POOL, pool);
     __asm__ volatile("" ::: "memory"); /* no tail call: keep this frame, as buf.c has one */
     return t;
 }
@@ -710,6 +710,40 @@ static void test_pool_destroy_reports_live_buffers(void)
     ohm_leak_set_handler(NULL, NULL);
 }
 
+static void test_pool_leak_settings_override_the_process_settings(void)
+{
+    ohm_leak_set_level(OHM_LEAK_OFF);
+    ohm_pool_config cfg = fixture_config("own-level");
+    ohm_pool *pool = fixture_pool(&cfg);
+    if (!pool) return;
+    CHECK_EQ_INT(ohm_pool_get_leak_level(pool), OHM_LEAK_OFF); /* follows the process until set */
+    CHECK_EQ_INT(ohm_pool_set_leak(pool, OHM_LEAK_PARANOID, 0), 0);
+    CHECK_EQ_INT(ohm_pool_get_leak_level(pool), OHM_LEAK_PARANOID);
+    CHECK_EQ_INT(ohm_leak_get_level(), OHM_LEAK_OFF);          /* the process's setting is untouched */
+    ohm_buf *mine = ohm_buf_alloc(pool, 64), *other = ohm_buf_alloc(NULL, 64);
+    if (CHECK_NOT_NULL(mine) && CHECK_NOT_NULL(other)) {
+        CHECK(ohm_buf_tracked(mine));
+        CHECK(!ohm_buf_tracked(other));
+    }
+    ohm_buf_release(mine, 1);
+    ohm_buf_release(other, 1);
+    /* A pool switched OFF is not tracked even when the process is PARANOID; -1 follows the process again. */
+    ohm_leak_set_level(OHM_LEAK_PARANOID);
+    CHECK_EQ_INT(ohm_pool_set_leak(pool, OHM_LEAK_OFF, 5), 0);
+    CHECK_EQ_U64(ohm_pool_get_leak_sample_interval(pool), 5);
+    mine = ohm_buf_alloc(pool, 64);
+    if (CHECK_NOT_NULL(mine)) CHECK(!ohm_buf_tracked(mine));
+    ohm_buf_release(mine, 1);
+    CHECK_EQ_INT(ohm_pool_set_leak(pool, -1, 0), 0);
+    mine = ohm_buf_alloc(pool, 64);
+    if (CHECK_NOT_NULL(mine)) CHECK(ohm_buf_tracked(mine));
+    ohm_buf_release(mine, 1);
+    CHECK_EQ_INT(ohm_pool_set_leak(pool, 7, 0), OHM_EINVAL);
+    CHECK_EQ_INT(ohm_pool_set_leak(NULL, 1, 0), OHM_EINVAL);
+    ohm_leak_set_level(OHM_LEAK_OFF);
+    ohm_pool_destroy(pool);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--env-child") == 0) return env_child(argv[2]);
@@ -733,6 +767,7 @@ int main(int argc, char **argv)
     RUN(test_release_before_reclaim_reports_nothing);
     RUN(test_checkpoint_lists_live_buffers);
     RUN(test_pool_destroy_reports_live_buffers);
+    RUN(test_pool_leak_settings_override_the_process_settings);
     cap_reset(&cap);
     return check_summary();
 }
