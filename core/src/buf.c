@@ -594,31 +594,15 @@ int ohm_buf_span(const ohm_buf *b, size_t off, size_t len, void **ptr)
 
 /* ---- the Cleaner protocol and the leak detector's hooks ---- */
 
-int ohm_buf_reclaim(ohm_buf *b, uint64_t id)
+/* A count owner nobody can release any more (its handle and every plain slice of it are unreachable): drop the
+ * references its users forgot, but not those that retained slices hold (they are released through the slices).
+ * gen is the owner's generation the caller saw, so an owner that ended meanwhile (and whose header is another
+ * buffer now) is left alone. 1 when something was reclaimed. */
+static int reclaim_owner(ohm_buf *b, uint32_t gen)
 {
-    if (!b || !id || ohm_buf_id(b) != id) return 0;
-    if (b->flags & BUF_DERIVED) {
-        /* Only the handle goes: its owner is reclaimed (and reported) through its own handle. */
-        pthread_mutex_t *m = stripe_of(b->owner);
-        pthread_mutex_lock(m);
-        int mine = ohm_buf_id(b) == id && b->linked;
-        if (mine) {
-            ohm_buf *o = b->owner;
-            if (b->prev_derived) b->prev_derived->next_derived = b->next_derived;
-            else atomic_store_explicit(&o->derived, b->next_derived, memory_order_relaxed);
-            if (b->next_derived) b->next_derived->prev_derived = b->prev_derived;
-            b->linked = 0;
-            hdr_kill(b);
-        }
-        pthread_mutex_unlock(m);
-        if (mine) hdr_free(b);
-        return 0;
-    }
-    /* A count owner nobody can release any more: drop the references its users forgot, but not those that
-     * retained slices hold (they are released through the slices). */
     uint64_t st = atomic_load_explicit(&b->state, memory_order_acquire);
-    uint32_t gen = st_gen(st), held = atomic_load_explicit(&b->retained_children, memory_order_relaxed);
-    if (!(gen & 1) || st_count(st) <= held) return 0;
+    uint32_t held = atomic_load_explicit(&b->retained_children, memory_order_relaxed);
+    if (st_gen(st) != gen || !(gen & 1) || st_count(st) <= held) return 0;
     uint32_t leaked = st_count(st) - held;
     if ((b->flags & BUF_ROOT) && b->track) {
         struct leak_track *t = b->track;
@@ -628,6 +612,38 @@ int ohm_buf_reclaim(ohm_buf *b, uint64_t id)
         leak_untracked(OHM_LEAK_GC, b->size); /* untracked root, or a retained slice */
     }
     return release_owner(b, gen, leaked, "reclaim") >= 0 ? 1 : 0;
+}
+
+int ohm_buf_reclaim(ohm_buf *b, uint64_t id)
+{
+    if (!b || !id || ohm_buf_id(b) != id) return 0;
+    ohm_buf *o = b->owner;
+    pthread_mutex_t *m = stripe_of(o);
+    if (b->flags & BUF_DERIVED) {
+        /* Only the handle goes; its owner is reclaimed (and reported) through its own handle. But when the
+         * owner's handle went first (retained slices kept the owner alive) and this was its last plain slice,
+         * nobody can release what was retained through the slices any more: reclaim the owner now. */
+        pthread_mutex_lock(m);
+        int mine = ohm_buf_id(b) == id && b->linked, last = 0;
+        uint32_t gen = b->owner_gen;
+        if (mine) {
+            if (b->prev_derived) b->prev_derived->next_derived = b->next_derived;
+            else atomic_store_explicit(&o->derived, b->next_derived, memory_order_relaxed);
+            if (b->next_derived) b->next_derived->prev_derived = b->prev_derived;
+            b->linked = 0;
+            hdr_kill(b);
+            last = o->host_gone_gen == gen && !atomic_load_explicit(&o->derived, memory_order_relaxed);
+        }
+        pthread_mutex_unlock(m);
+        if (mine) hdr_free(b);
+        return last ? reclaim_owner(o, gen) : 0;
+    }
+    /* The owner's handle: remembered, for its plain slices that may outlive it (above). */
+    pthread_mutex_lock(m);
+    int alive = ohm_buf_id(b) == id;
+    if (alive) b->host_gone_gen = (uint32_t)(id >> 32);
+    pthread_mutex_unlock(m);
+    return alive ? reclaim_owner(b, (uint32_t)(id >> 32)) : 0;
 }
 
 int ohm_buf_touch(ohm_buf *b, const char *hint)

@@ -59,6 +59,8 @@ struct ohm_buf {
     _Atomic uint32_t retained_children;
     uint8_t origin;              /* ohm_buf_origin                                              */
     uint8_t linked;              /* derived: on its owner's list (stripe lock)                  */
+    uint32_t host_gone_gen;      /* count owners: the generation whose handle the host reclaimed
+                                    (stripe lock; a generation, so header reuse needs no reset)  */
 };
 
 /* A new live root over data/size with the given origin; free_fn(ctx, data, size) runs at the last release or

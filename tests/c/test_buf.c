@@ -711,6 +711,32 @@ static void test_reclaim_of_a_parent_leaves_its_retained_slice_usable_until_the_
     CHECK_EQ_INT(ohm_pool_destroy(pool), 0);
 }
 
+/* The owner's handle is reclaimed while a retained slice keeps it alive; a plain slice of it then takes a
+ * reference that nobody releases. When the GC finds that last plain slice too, the reference goes with it: what
+ * the retained slice holds stays until the retained slice is released. */
+static void test_reclaim_of_the_last_plain_slice_of_a_reclaimed_owner_reclaims_what_it_retained(void)
+{
+    ohm_pool *pool = buf_pool("buf-reclaim-slice-owner");
+    if (!pool) return;
+    uint64_t before = active_blocks(pool);
+    ohm_buf *p = ohm_buf_alloc(pool, 64);
+    if (!CHECK_NOT_NULL(p)) return;
+    ohm_buf *r = ohm_buf_retained_slice(p, 0, 8), *s1 = ohm_buf_slice(p, 8, 8), *s2 = ohm_buf_duplicate(p);
+    if (!CHECK_NOT_NULL(r) || !CHECK_NOT_NULL(s1) || !CHECK_NOT_NULL(s2)) return;
+    CHECK_EQ_INT(ohm_buf_release(p, 1), 0);          /* p's own reference is gone: r's remains */
+    CHECK_EQ_INT(ohm_buf_reclaim(p, ohm_buf_id(p)), 0); /* nothing to reclaim yet */
+    CHECK_EQ_INT(ohm_buf_retain(s1, 2), 0);           /* references taken through the slices and forgotten */
+    CHECK_EQ_U64(ohm_buf_refcnt(s1), 3);
+    CHECK_EQ_INT(ohm_buf_reclaim(s1, ohm_buf_id(s1)), 0); /* s2 is still reachable: only s1's handle goes */
+    CHECK_EQ_U64(ohm_buf_refcnt(s2), 3);
+    CHECK_EQ_INT(ohm_buf_reclaim(s2, ohm_buf_id(s2)), 1); /* the last one: the forgotten references go */
+    CHECK_EQ_U64(ohm_buf_refcnt(r), 1);
+    CHECK_EQ_U64(active_blocks(pool), before + 1);     /* r still holds the memory */
+    CHECK_EQ_INT(ohm_buf_release(r, 1), 1);
+    CHECK_EQ_U64(active_blocks(pool), before);
+    CHECK_EQ_INT(ohm_pool_destroy(pool), 0);
+}
+
 static void test_reclaim_of_a_retained_slice_gives_back_its_parent_reference(void)
 {
     ohm_buf *p = ohm_buf_alloc(NULL, 64);
@@ -1001,6 +1027,7 @@ int main(void)
     RUN(test_reclaim_frees_a_live_unreleased_buffer_once);
     RUN(test_reclaim_after_release_or_with_a_stale_id_is_a_noop);
     RUN(test_reclaim_of_a_plain_slice_drops_only_the_slice_handle);
+    RUN(test_reclaim_of_the_last_plain_slice_of_a_reclaimed_owner_reclaims_what_it_retained);
     RUN(test_reclaim_of_a_parent_leaves_its_retained_slice_usable_until_the_slice_is_released);
     RUN(test_reclaim_of_a_retained_slice_gives_back_its_parent_reference);
 
