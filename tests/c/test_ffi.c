@@ -145,6 +145,22 @@ static bool ret_bool(void) { return true; }
 static const char *ret_str(void) { return "from C"; }
 static void *ret_null(void) { return NULL; }
 static uint8_t add_u8(uint8_t a, uint8_t b) { return (uint8_t)(a + b); }
+/* Narrow results computed from a 64-bit argument: the upper bits of the return register are left dirty, which
+ * the bridge must ignore (only the type's width is the result). */
+static int8_t dirty_i8(uint64_t x) { return (int8_t)x; }
+static uint8_t dirty_u8(uint64_t x) { return (uint8_t)x; }
+static int16_t dirty_i16(uint64_t x) { return (int16_t)x; }
+static uint16_t dirty_u16(uint64_t x) { return (uint16_t)x; }
+static int32_t dirty_i32(uint64_t x) { return (int32_t)x; }
+static uint32_t dirty_u32(uint64_t x) { return (uint32_t)x; }
+/* Integers and floats interleaved: each class takes its own registers in order. */
+static double interleaved(float a, int8_t b, double c, uint16_t d, float e, void *p, int32_t f, double g, uint64_t h,
+                          int16_t i)
+{
+    return a * 1e0 + b * 1e1 + c * 1e2 + d * 1e3 + e * 1e4 + (p ? 1e5 : 0) + f * 1e6 + g * 1e7 + (double)h * 1e8 +
+           i * 1e9;
+}
+static float f32_of(float a, double b, int32_t c) { return a * 2.0f + (float)b + (float)c; }
 static int64_t add_i64(int64_t a, int64_t b) { return a + b; }
 
 /* The refcount of watched while the bridge runs us: 1 (the test's) + one per time it was passed. */
@@ -658,6 +674,54 @@ static void test_returns_are_sign_or_zero_extended_per_type(void)
     ohm_ffi_func_free(add);
 }
 
+static void test_narrow_results_ignore_the_dirty_upper_bits_of_the_register(void)
+{
+    static const struct {
+        void *code;
+        const char *sig;
+        uint64_t want;
+    } cases[] = {
+        {(void *)dirty_i8, "i8(u64)", (uint64_t)(int64_t)(int8_t)0x80},
+        {(void *)dirty_u8, "u8(u64)", 0x80},
+        {(void *)dirty_i16, "i16(u64)", (uint64_t)(int64_t)(int16_t)0x8080},
+        {(void *)dirty_u16, "u16(u64)", 0x8080},
+        {(void *)dirty_i32, "i32(u64)", (uint64_t)(int64_t)(int32_t)0x80808080},
+        {(void *)dirty_u32, "u32(u64)", 0x80808080},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ohm_ffi_fn *fn = must_ptr(cases[i].code, cases[i].sig, cases[i].sig);
+        if (!fn) continue;
+        ohm_ffi_arg args[] = {{.kind = OHM_FFI_ARG_INT, .v.u = 0x7f7f7f7f80808080ull}};
+        ohm_bind_value r = {0};
+        CHECK_EQ_INT(ohm_ffi_call(fn, args, 1, &r), 0);
+        if (!CHECK_EQ_U64(r.u, cases[i].want)) fprintf(stderr, "  for %s\n", cases[i].sig);
+        ohm_ffi_func_free(fn);
+    }
+}
+
+static void test_interleaved_integer_and_float_arguments_reach_c_in_order(void)
+{
+    ohm_ffi_fn *fn =
+        must_ptr((void *)interleaved, "interleaved", "f64(f32, i8, f64, u16, f32, ptr, i32, f64, u64, i16)");
+    ohm_ffi_fn *f32 = must_ptr((void *)f32_of, "f32_of", "f32(f32, f64, i32)");
+    if (fn) {
+        ohm_ffi_arg args[] = {a_flt(1), a_int(2), a_flt(3), a_int(4), a_int(5), a_ptr(&seen), a_int(6), a_flt(7),
+                              a_int(8), a_int(9)};
+        ohm_bind_value r = {0};
+        CHECK_EQ_INT(ohm_ffi_call(fn, args, 10, &r), 0);
+        CHECK(r.f == interleaved(1, 2, 3, 4, 5, &seen, 6, 7, 8, 9));
+        CHECK(r.f == 9876154321.0); /* each argument in its own decimal digit */
+    }
+    if (f32) {
+        ohm_ffi_arg args[] = {a_flt(1.5), a_flt(0.25), a_int(-10)};
+        ohm_bind_value r = {0};
+        CHECK_EQ_INT(ohm_ffi_call(f32, args, 3, &r), 0);
+        CHECK(r.f == -6.75);
+    }
+    ohm_ffi_func_free(fn);
+    ohm_ffi_func_free(f32);
+}
+
 /* ---- buffers: liveness, ranges, references ---- */
 
 static void test_a_released_buffer_is_estate_and_an_offset_past_the_end_erange(void)
@@ -1146,6 +1210,32 @@ static void test_one_function_and_closure_called_from_two_threads_at_once(void)
     if (h) ohm_bind_host_destroy(h);
 }
 
+/* The bridge calls small signatures without libffi on x86-64 (ffi.c, "the direct path"); OHM_FFI_DIRECT=0, read
+ * when a function is prepared, sends every call through ffi_call. The tests that prepare and call functions run
+ * again that way, so both paths meet every check. */
+static void test_every_call_again_through_libffi_only(void)
+{
+    setenv("OHM_FFI_DIRECT", "0", 1);
+    test_memset_on_a_buffer_at_an_offset_matches_a_direct_memset();
+    test_strlen_of_a_string_and_of_a_buffer_matches_strlen();
+    test_qsort_over_a_buffer_with_a_closure_comparator_matches_a_direct_qsort();
+    test_zlib_crc32_of_a_buffer_range_matches_a_direct_crc32();
+    test_zlib_compress2_between_buffers_then_uncompress_gives_the_input_back();
+    test_integers_out_of_their_type_range_are_einval_with_the_value();
+    test_every_type_reaches_c_exactly();
+    test_returns_are_sign_or_zero_extended_per_type();
+    test_narrow_results_ignore_the_dirty_upper_bits_of_the_register();
+    test_interleaved_integer_and_float_arguments_reach_c_in_order();
+    test_error_paths_leave_every_refcount_as_it_was();
+    test_buffers_are_retained_for_the_call_and_released_after();
+    test_a_buffer_released_by_its_host_during_the_call_lives_until_the_call_returns();
+    test_a_failing_closure_fails_the_call_with_its_code_and_message();
+    test_an_any_thread_host_is_attached_around_each_closure_call();
+    test_closures_convert_every_argument_and_return_type();
+    test_nested_calls_keep_their_own_closure_failures();
+    unsetenv("OHM_FFI_DIRECT");
+}
+
 int main(void)
 {
     RUN(test_parse_accepts_the_grammar_with_free_whitespace_and_aliases);
@@ -1163,6 +1253,8 @@ int main(void)
     RUN(test_integers_out_of_their_type_range_are_einval_with_the_value);
     RUN(test_every_type_reaches_c_exactly);
     RUN(test_returns_are_sign_or_zero_extended_per_type);
+    RUN(test_narrow_results_ignore_the_dirty_upper_bits_of_the_register);
+    RUN(test_interleaved_integer_and_float_arguments_reach_c_in_order);
     RUN(test_a_released_buffer_is_estate_and_an_offset_past_the_end_erange);
     RUN(test_error_paths_leave_every_refcount_as_it_was);
     RUN(test_buffers_are_retained_for_the_call_and_released_after);
@@ -1175,5 +1267,6 @@ int main(void)
     RUN(test_closure_creation_checks_its_arguments);
     RUN(test_nested_calls_keep_their_own_closure_failures);
     RUN(test_one_function_and_closure_called_from_two_threads_at_once);
+    RUN(test_every_call_again_through_libffi_only);
     return check_summary();
 }
