@@ -6,5 +6,6 @@
 int bench_alloc_main(int argc, char **argv);
 int bench_buf_main(int argc, char **argv);
 int bench_mm_main(int argc, char **argv);
+int bench_ffi_main(int argc, char **argv);
 
 #endif /* OHM_BENCH_H */

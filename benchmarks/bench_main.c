@@ -22,6 +22,7 @@ static const bench_command commands[] = {
      "the pool allocator against glibc malloc, jemalloc, mimalloc and tcmalloc (throughput and RSS)"},
     {"buf", bench_buf_main, "reference-counted buffers at each leak level against the raw pool"},
     {"mm", bench_mm_main, "the memory manager: acquire/release, spill storms, eviction storms"},
+    {"ffi", bench_ffi_main, "a call through the libffi bridge (ohm_ffi_call) against a direct C call"},
 };
 
 static void usage(FILE *out) {
