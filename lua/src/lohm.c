@@ -1,0 +1,234 @@
+/* require "ohm": the module's entry point, the per-state record, and the helpers every file uses.
+ *
+ * luaopen_ohm is the only symbol ohm.so exports. It creates (once per lua_State) the state userdata, kept in
+ * the registry under a private key and finalized by lua_close after every ohm object of the state (objects are
+ * finalized newest first, and the state is the oldest): its __gc destroys the state's own pool, reporting any
+ * buffer still in it to the state's leak handler, then unregisters the host.
+ *
+ * An embedder can make states share a pool on purpose: before requiring the module, put the pool in the
+ * registry as a light userdata under "ohm.sharedpool" (the embedder keeps ownership and destroys it after
+ * closing the states). From Lua, ohm.pool("default") is the process-wide pool every state can share.
+ */
+#include "lohm.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MSG_MAX 512
+
+/* Registry key of the state userdata: the address of this constant, which no other library can use. */
+static const char state_key = 0;
+
+void lohm_push_state(lua_State *L) { lua_rawgetp(L, LUA_REGISTRYINDEX, &state_key); }
+
+lstate *lohm_getstate(lua_State *L)
+{
+    if (lua_type(L, lua_upvalueindex(1)) == LUA_TUSERDATA) return lua_touserdata(L, lua_upvalueindex(1));
+    lohm_push_state(L);
+    lstate *st = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return st;
+}
+
+/* ---- entering the host ---- */
+
+lua_State *lohm_enter(lstate *st, lua_State *L)
+{
+    lua_State *prev = st->L;
+    st->L = L; /* before the enter: it may deliver queued leak reports, which run on L */
+    st->depth++;
+    ohm_bind_host_enter(st->host);
+    return prev;
+}
+
+void lohm_leave(lstate *st, lua_State *prev)
+{
+    ohm_bind_host_leave(st->host);
+    st->depth--;
+    st->L = prev;
+}
+
+/* ---- errors ---- */
+
+int lohm_fail(lua_State *L, int code, const char *what)
+{
+    const ohm_bind_error *e = ohm_bind_error_of(code);
+    char msg[MSG_MAX];
+    /* A copy: the message is thread-local and a GC step inside a Lua call could replace it. */
+    snprintf(msg, sizeof msg, "%s", ohm_bind_message(code));
+    if (e->raise) return luaL_error(L, "%s: %s", what, msg);
+    luaL_pushfail(L);
+    lua_pushfstring(L, "%s: %s", what, msg);
+    lua_pushstring(L, e->name);
+    return 3;
+}
+
+int lohm_pushfail(lua_State *L, int code, const char *message)
+{
+    luaL_pushfail(L);
+    lua_pushstring(L, message);
+    lua_pushstring(L, ohm_bind_error_of(code)->name);
+    return 3;
+}
+
+int lohm_pcall(lua_State *L, lua_CFunction fn, int nargs, int nresults, const char *what)
+{
+    /* lua_pushcfunction of a light C function and lua_rotate allocate nothing, so nothing here can raise. */
+    lua_pushcfunction(L, fn);
+    lua_rotate(L, -(nargs + 1), 1);
+    int rc = lua_pcall(L, nargs, nresults, 0);
+    if (rc == LUA_OK) return 0;
+    char msg[MSG_MAX];
+    if (lua_type(L, -1) == LUA_TSTRING)
+        snprintf(msg, sizeof msg, "%s: %s", what, lua_tostring(L, -1));
+    else
+        snprintf(msg, sizeof msg, "%s: (error object is a %s value)", what, luaL_typename(L, -1));
+    lua_pop(L, 1);
+    return ohm_bind_fail(OHM_ECALLBACK, msg);
+}
+
+/* ---- argument helpers ---- */
+
+size_t lohm_checksize(lua_State *L, int i, uint64_t max, const char *fname, const char *what)
+{
+    lua_Integer v = luaL_checkinteger(L, i);
+    size_t out;
+    int rc = ohm_bind_size(v, max, what, &out);
+    if (rc) lohm_fail(L, rc, fname); /* EINVAL: raises */
+    return out;
+}
+
+ohm_mem_mode lohm_checkmode(lua_State *L, int i, const char *fname)
+{
+    static const char *const names[] = {"on_heap", "off_heap", NULL};
+    (void)fname;
+    return (ohm_mem_mode)luaL_checkoption(L, i, "off_heap", names);
+}
+
+void lohm_setfuncs(lua_State *L, const luaL_Reg *funcs)
+{
+    lohm_push_state(L);
+    luaL_getmetatable(L, LOHM_BUFFER_MT);
+    luaL_setfuncs(L, funcs, 2);
+}
+
+void lohm_push_objects(lua_State *L, lstate *st)
+{
+    (void)st;
+    lohm_push_state(L);
+    lua_getiuservalue(L, -1, ST_UV_OBJECTS);
+    lua_remove(L, -2);
+}
+
+/* ---- the state ---- */
+
+/* lua_close (or the registry entry's collection): everything of the state ends here. Every ohm object of the
+ * state was finalized before (newest first), so what is left is the state's own pool and the host. */
+static int state_gc(lua_State *L)
+{
+    lstate *st = lua_touserdata(L, 1);
+    if (st->closed) return 0;
+    st->closed = true;
+    if (st->own_pool && st->pool) {
+        /* Buffers still in the pool (no userdata owned them) are reported to this state's handler. */
+        lua_State *prev = lohm_enter(st, L);
+        ohm_pool_destroy(st->pool);
+        lohm_leave(st, prev);
+    }
+    st->pool = NULL;
+    if (st->host) ohm_bind_host_destroy(st->host);
+    st->host = NULL;
+    return 0;
+}
+
+static lstate *state_create(lua_State *L)
+{
+    lstate *st = lua_newuserdatauv(L, sizeof *st, ST_UV_COUNT);
+    memset(st, 0, sizeof *st);
+    /* The metatable first: from here on, lua_close finalizes the state whatever fails below. */
+    luaL_newmetatable(L, LOHM_STATE_MT);
+    lua_pushcfunction(L, state_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushliteral(L, "ohm.state");
+    lua_setfield(L, -2, "__name");
+    lua_setmetatable(L, -2);
+
+    lua_newtable(L); /* objects: a weak-valued map from a C record's address to its userdata */
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "v");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_setiuservalue(L, -2, ST_UV_OBJECTS);
+
+    ohm_bind_host_ops ops = {.threads = OHM_BIND_OWNER_THREAD, .leak = lohm_leak_report};
+    st->host = ohm_bind_host_create(&ops, st);
+    if (!st->host) luaL_error(L, "ohm: cannot register the lua_State with the binding layer: %s", ohm_last_error());
+
+    lua_getfield(L, LUA_REGISTRYINDEX, "ohm.sharedpool"); /* an embedder's pool, shared on purpose */
+    if (lua_type(L, -1) == LUA_TLIGHTUSERDATA) {
+        st->pool = lua_touserdata(L, -1);
+        st->own_pool = false;
+    }
+    lua_pop(L, 1);
+    if (!st->pool) {
+        char name[64];
+        ohm_pool_config cfg;
+        ohm_pool_config_init(&cfg);
+        snprintf(name, sizeof name, "lua:%p", (void *)st);
+        cfg.name = name;
+        st->pool = ohm_pool_create(&cfg);
+        if (!st->pool) luaL_error(L, "ohm: cannot create the state's pool: %s", ohm_last_error());
+        st->own_pool = true;
+    }
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &state_key);
+    return st;
+}
+
+static int l_version(lua_State *L)
+{
+    lua_pushliteral(L, "0.1.0");
+    return 1;
+}
+
+/* ohm.errors: the name of each code, as the third value of a runtime failure carries it. */
+static void push_error_names(lua_State *L)
+{
+    static const int codes[] = {OHM_ENOMEM, OHM_EINVAL, OHM_ESTATE, OHM_ERANGE, OHM_ELIMIT, OHM_ESYS,
+                                OHM_EPERM, OHM_ETIMEDOUT, OHM_ECANCELED, OHM_ECALLBACK};
+    lua_createtable(L, 0, (int)(sizeof codes / sizeof codes[0]));
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        const ohm_bind_error *e = ohm_bind_error_of(codes[i]);
+        lua_pushboolean(L, e->raise);
+        lua_setfield(L, -2, e->name); /* name -> whether it is raised (true) or returned (false) */
+    }
+}
+
+__attribute__((visibility("default"))) int luaopen_ohm(lua_State *L);
+
+int luaopen_ohm(lua_State *L)
+{
+    luaL_checkversion(L);
+    lohm_push_state(L);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        state_create(L);
+    }
+    lua_pop(L, 1);
+    luaL_newmetatable(L, LOHM_BUFFER_MT); /* the upvalue every function gets; filled by lohm_open_buffers */
+    lua_pop(L, 1);
+
+    lua_newtable(L);
+    lohm_open_buffers(L);
+    lohm_open_pools(L);
+    lohm_open_leak(L);
+    lohm_open_mm(L);
+    lohm_open_ffi(L);
+    static const luaL_Reg funcs[] = {{"version", l_version}, {NULL, NULL}};
+    lohm_setfuncs(L, funcs);
+    push_error_names(L);
+    lua_setfield(L, -2, "errors");
+    return 1;
+}

@@ -1,0 +1,224 @@
+/* Pools: ohm.pool() is the state's own pool (where ohm.alloc allocates), ohm.pool("default") the process-wide
+ * pool any state may share on purpose, ohm.pool{...} a new pool of this state, destroyed by p:close(), when
+ * the GC collects it (buffers from it keep it alive), or at lua_close.
+ *
+ * Leak settings are a pool's (ohm_pool_set_leak): two states with their own pools never see each other's.
+ */
+#include "lohm.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct lpool {
+    ohm_pool *pool;
+    bool owned;   /* made by ohm.pool{}: destroyed here */
+    bool closed;
+} lpool;
+
+static lpool *checkpool(lua_State *L, int i)
+{
+    return luaL_checkudata(L, i, LOHM_POOL_MT);
+}
+
+static ohm_pool *livepool(lua_State *L, int i, const char *fname)
+{
+    lpool *p = checkpool(L, i);
+    if (p->closed || !p->pool) luaL_error(L, "%s: pool was closed", fname);
+    return p->pool;
+}
+
+ohm_pool *lohm_optpool(lua_State *L, int i, bool *anchor)
+{
+    lstate *st = lohm_state(L);
+    *anchor = false;
+    if (lua_isnoneornil(L, i)) return st->pool;
+    lpool *p = checkpool(L, i);
+    if (p->closed || !p->pool) luaL_error(L, "pool was closed");
+    *anchor = p->owned;
+    return p->pool;
+}
+
+static lpool *newpool(lua_State *L, ohm_pool *pool, bool owned)
+{
+    lpool *p = lua_newuserdatauv(L, sizeof *p, 0);
+    p->pool = pool;
+    p->owned = owned;
+    p->closed = false;
+    luaL_setmetatable(L, LOHM_POOL_MT);
+    return p;
+}
+
+static size_t opt_size_field(lua_State *L, int t, const char *key, size_t def)
+{
+    size_t v = def;
+    if (lua_getfield(L, t, key) != LUA_TNIL) v = lohm_checksize(L, -1, 0, "pool", key);
+    lua_pop(L, 1);
+    return v;
+}
+
+static int opt_bool_field(lua_State *L, int t, const char *key, int def)
+{
+    int r = def;
+    if (lua_getfield(L, t, key) != LUA_TNIL) r = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return r;
+}
+
+/* ohm.pool() | ohm.pool("default") | ohm.pool{name=, chunk_size=, arenas=, max_mapped=, zero=, poison=,
+ * cache_max_size=, purge_delay_ms=} */
+static int l_pool(lua_State *L)
+{
+    lstate *st = lohm_state(L);
+    if (lua_isnoneornil(L, 1)) {
+        lohm_push_state(L);
+        if (lua_getiuservalue(L, -1, ST_UV_POOL) == LUA_TNIL) {
+            lua_pop(L, 1);
+            newpool(L, st->pool, false); /* the state destroys its own pool itself, after its buffers */
+            lua_pushvalue(L, -1);
+            lua_setiuservalue(L, -3, ST_UV_POOL);
+        }
+        return 1;
+    }
+    if (lua_type(L, 1) == LUA_TSTRING) {
+        const char *which = lua_tostring(L, 1);
+        if (strcmp(which, "default") != 0) return luaL_argerror(L, 1, "the only named pool is \"default\"");
+        ohm_pool *pool = ohm_pool_default();
+        if (!pool) return lohm_fail(L, ohm_last_error_code(), "pool");
+        newpool(L, pool, false);
+        return 1;
+    }
+    luaL_checktype(L, 1, LUA_TTABLE);
+    ohm_pool_config cfg;
+    ohm_pool_config_init(&cfg);
+    char name[96];
+    const char *given = "pool";
+    if (lua_getfield(L, 1, "name") != LUA_TNIL) given = luaL_checkstring(L, -1);
+    snprintf(name, sizeof name, "%s@lua:%p", given, (void *)st);
+    lua_pop(L, 1);
+    cfg.name = name;
+    cfg.chunk_size = opt_size_field(L, 1, "chunk_size", cfg.chunk_size);
+    cfg.max_mapped = opt_size_field(L, 1, "max_mapped", cfg.max_mapped);
+    cfg.cache_max_size = opt_size_field(L, 1, "cache_max_size", cfg.cache_max_size);
+    cfg.arenas = (unsigned)opt_size_field(L, 1, "arenas", cfg.arenas);
+    cfg.purge_delay_ms = opt_size_field(L, 1, "purge_delay_ms", cfg.purge_delay_ms);
+    cfg.zero = opt_bool_field(L, 1, "zero", cfg.zero);
+    cfg.poison = opt_bool_field(L, 1, "poison", cfg.poison);
+    if (st->closed) return luaL_error(L, "pool: the lua_State is closing");
+    lpool *p = newpool(L, NULL, true);
+    p->pool = ohm_pool_create(&cfg);
+    if (!p->pool) {
+        p->closed = true;
+        return lohm_fail(L, ohm_last_error_code(), "pool");
+    }
+    return 1;
+}
+
+/* p:close(): destroys a pool made by ohm.pool{}; its live buffers are reported to the leak handler and become
+ * released. */
+static int l_close(lua_State *L)
+{
+    lstate *st = lohm_state(L);
+    lpool *p = checkpool(L, 1);
+    if (!p->owned) return luaL_error(L, "pool:close: only a pool made by ohm.pool{...} can be closed");
+    if (p->closed) return 0;
+    p->closed = true;
+    lua_State *prev = lohm_enter(st, L);
+    ohm_pool_destroy(p->pool);
+    lohm_leave(st, prev);
+    p->pool = NULL;
+    return 0;
+}
+
+/* __gc and __close: a pool of ohm.pool{} is destroyed; the state's and the shared ones are left alone. */
+static int l_gc(lua_State *L)
+{
+    lpool *p = lua_touserdata(L, 1);
+    if (!p->owned || p->closed) return 0;
+    return l_close(L);
+}
+
+static int l_trim(lua_State *L)
+{
+    int rc = ohm_pool_trim(livepool(L, 1, "trim"));
+    if (rc) return lohm_fail(L, rc, "trim");
+    lua_settop(L, 1);
+    return 1;
+}
+
+#define SETF(key, v) (lua_pushinteger(L, (lua_Integer)(v)), lua_setfield(L, -2, key))
+
+static int l_stats(lua_State *L)
+{
+    ohm_pool_stats s;
+    int rc = ohm_pool_stats_get(livepool(L, 1, "stats"), -1, &s);
+    if (rc) return lohm_fail(L, rc, "stats");
+    lua_createtable(L, 0, 12);
+    SETF("mapped_bytes", s.mapped_bytes);
+    SETF("resident_bytes", s.resident_bytes);
+    SETF("dirty_bytes", s.dirty_bytes);
+    SETF("purged_bytes", s.purged_bytes);
+    SETF("chunks", s.chunks);
+    SETF("allocs", s.allocs);
+    SETF("frees", s.frees);
+    SETF("cache_hits", s.cache_hits);
+    SETF("active_blocks", s.active_blocks);
+    SETF("active_bytes", s.active_bytes);
+    SETF("failed_allocs", s.failed_allocs);
+    SETF("arenas", s.arenas);
+    return 1;
+}
+
+/* p:leak([level [, interval]]): sets this pool's leak level ("off", "simple", "advanced", "paranoid", or
+ * "process" to follow the process-wide level) and sample interval; returns the level and interval in force. */
+static int l_leak(lua_State *L)
+{
+    ohm_pool *pool = livepool(L, 1, "leak");
+    if (!lua_isnoneornil(L, 2) || !lua_isnoneornil(L, 3)) {
+        int level;
+        if (lua_isnoneornil(L, 2)) level = (int)ohm_pool_get_leak_level(pool);
+        else if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "process") == 0) level = -1;
+        else level = lohm_checklevel(L, 2, "leak");
+        uint32_t interval = 0;
+        if (!lua_isnoneornil(L, 3)) interval = (uint32_t)lohm_checksize(L, 3, UINT32_MAX, "leak", "interval");
+        int rc = ohm_pool_set_leak(pool, level, interval);
+        if (rc) return lohm_fail(L, rc, "leak");
+    }
+    lua_pushstring(L, lohm_level_name(ohm_pool_get_leak_level(pool)));
+    lua_pushinteger(L, (lua_Integer)ohm_pool_get_leak_sample_interval(pool));
+    return 2;
+}
+
+static int l_tostr(lua_State *L)
+{
+    lpool *p = checkpool(L, 1);
+    if (p->closed) lua_pushliteral(L, "ohm.pool(closed)");
+    else lua_pushfstring(L, "ohm.pool(%s): %p", p->owned ? "own" : "shared", (void *)p->pool);
+    return 1;
+}
+
+static int l_eq(lua_State *L)
+{
+    lpool *a = luaL_testudata(L, 1, LOHM_POOL_MT), *b = luaL_testudata(L, 2, LOHM_POOL_MT);
+    lua_pushboolean(L, a && b && !a->closed && !b->closed && a->pool == b->pool);
+    return 1;
+}
+
+static const luaL_Reg methods[] = {
+    {"close", l_close}, {"trim", l_trim}, {"stats", l_stats}, {"leak", l_leak}, {NULL, NULL},
+};
+
+static const luaL_Reg meta[] = {
+    {"__gc", l_gc}, {"__close", l_gc}, {"__tostring", l_tostr}, {"__eq", l_eq}, {NULL, NULL},
+};
+
+void lohm_open_pools(lua_State *L)
+{
+    luaL_newmetatable(L, LOHM_POOL_MT);
+    lohm_setfuncs(L, meta);
+    lua_newtable(L);
+    lohm_setfuncs(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    static const luaL_Reg funcs[] = {{"pool", l_pool}, {NULL, NULL}};
+    lohm_setfuncs(L, funcs);
+}

@@ -1,0 +1,30 @@
+# cmake -DLIB=ohm.so -DNM=nm -DPREFIX=luaopen_ohm -P CheckLuaExports.cmake
+# Fails unless the module's only dynamic symbol of its own is luaopen_ohm: the core and the binding layer are
+# linked in with -Wl,--exclude-libs,ALL and hidden visibility, so nothing of ohm can clash with another copy.
+# Symbols the linker always adds and those a sanitizer build defines in every instrumented object (ASan's
+# __odr_asan.* globals markers) are not the module's API and are allowed.
+execute_process(COMMAND ${NM} -D --defined-only ${LIB} OUTPUT_VARIABLE out RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "${NM} -D ${LIB} failed (${rc})")
+endif()
+string(REPLACE "\n" ";" lines "${out}")
+set(found 0)
+set(leaked "")
+foreach(line IN LISTS lines)
+  if(line MATCHES "^[0-9a-fA-F]* *[A-Za-z] ([^ @]+)")
+    set(sym ${CMAKE_MATCH_1})
+    if(sym STREQUAL "${PREFIX}")
+      set(found 1)
+    elseif(NOT sym MATCHES "^(_init|_fini|_edata|_end|__bss_start|__odr_asan[._].*|___?asan_.*|__tsan_.*)$")
+      list(APPEND leaked ${sym})
+    endif()
+  endif()
+endforeach()
+if(leaked)
+  list(JOIN leaked "\n  " leaked)
+  message(FATAL_ERROR "${LIB} exports more than ${PREFIX}:\n  ${leaked}")
+endif()
+if(NOT found)
+  message(FATAL_ERROR "${LIB} does not export ${PREFIX}")
+endif()
+message(STATUS "${LIB} exports ${PREFIX} and nothing else")

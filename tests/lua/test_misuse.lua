@@ -1,0 +1,193 @@
+-- Misuse: programmer errors raise a Lua error with a clear message, runtime failures return nil, message,
+-- code; after either the state is usable and nothing leaked (the state's pool has no block left over).
+local T = require "check"
+local ohm = require "ohm"
+
+local pool = ohm.pool()
+local function live_blocks()
+  T.gc()
+  return pool:stats().active_blocks
+end
+local baseline = live_blocks()
+
+local function still_usable()
+  local b <close> = ohm.alloc(16)
+  b:writeu64(8, 42)
+  T.eq(b:readu64(8), 42)
+end
+
+T.test("wrong argument types raise with the argument's position", function()
+  local b <close> = ohm.alloc(8)
+  T.raises("number expected", ohm.alloc, "x")
+  T.raises("number has no integer representation", ohm.alloc, 1.5)
+  T.raises({ "bad argument #1", "ohm.buffer expected, got string" }, ohm.readu32, "x", 0)
+  T.raises("ohm.buffer expected, got table", ohm.readu32, {}, 0)
+  T.raises("ohm.buffer expected, got no value", ohm.len)
+  T.raises("ohm.buffer expected, got FILE*", ohm.len, io.stdout)
+  T.raises("bad argument #2", b.readu32, b, "zero")
+  T.raises("number has no integer representation", b.readu32, b, 0.5)
+  T.raises("bad argument #3", b.writeu32, b, 0, "x")
+  T.raises("number has no integer representation", b.writei32, b, 0, 2.5)
+  T.raises("bad argument #3", b.writef64, b, 0, {})
+  T.raises("bad argument #3", b.writestring, b, 0, {})
+  T.raises("bad argument #3", b.copy, b, 0, "not a buffer")
+  T.raises("bad argument #2", ohm.alloc, 1, 5)
+  T.raises("bad argument #1", ohm.fromstring, {})
+  T.raises("bad argument #2", b.find, b, {})
+  still_usable()
+end)
+
+T.test("negative and huge sizes raise", function()
+  T.raises("alloc: size -1 is negative", ohm.alloc, -1)
+  T.raises("size", ohm.alloc, math.mininteger)
+  T.raises("alloc: size 9223372036854775807 is too large", ohm.alloc, math.maxinteger)
+  T.raises("too large", ohm.alloc, (1 << 47) + 1)
+  T.raises("too large", ohm.shm.create, nil, 1 << 60)
+  T.raises("fromstring", ohm.fromstring, "x", { pool = 1 })
+  still_usable()
+end)
+
+T.test("an allocation the pool cannot serve returns nil, message, ENOMEM", function()
+  local p <close> = ohm.pool { name = "small", max_mapped = 4 << 20 }
+  local msg = T.fails("ENOMEM", "alloc", ohm.alloc, 64 << 20, { pool = p })
+  T.ok(#msg > 10)
+  local b <close> = ohm.alloc(100, { pool = p }) -- the pool still works
+  T.eq(#b, 100)
+  still_usable()
+end)
+
+T.test("out-of-bounds offsets raise with the numbers", function()
+  local b <close> = ohm.alloc(16)
+  T.raises("readu32: offset 13 + length 4 exceeds buffer size 16", b.readu32, b, 13)
+  T.raises("offset -1 is negative", b.readu8, b, -1)
+  T.raises("exceeds", b.readu8, b, 16)
+  T.raises("exceeds", b.readi64, b, math.maxinteger)
+  T.raises("negative", b.readf64, b, math.mininteger)
+  T.raises("writeu16be", b.writeu16be, b, 15, 1)
+  T.raises("exceeds", b.readstring, b, 10, 7)
+  T.raises("length -1 is negative", b.readstring, b, 0, -1)
+  T.raises("exceeds", b.writestring, b, 14, "abc")
+  T.raises("count 4 exceeds the string's length 3", b.writestring, b, 0, "abc", 4)
+  T.raises("count -1 is negative", b.writestring, b, 0, "abc", -1)
+  local c <close> = ohm.alloc(4)
+  T.raises("copy", b.copy, b, 14, c)       -- 4 bytes at 14
+  T.raises("copy", b.copy, b, 0, c, 2, 3)  -- 3 bytes at 2 of a 4-byte source
+  T.raises("negative", b.copy, b, 0, c, -1, 1)
+  T.raises("fill", b.fill, b, 10, 0, 7)
+  T.raises("negative", b.fill, b, -2, 0)
+  T.raises("bit offset 120 + count 16 exceeds 128 bits", b.readbits, b, 120, 16)
+  T.raises("bit count 65 is outside [0, 64]", b.readbits, b, 0, 65)
+  T.raises("bit count -1", b.writebits, b, 0, -1, 0)
+  T.raises("negative", b.readbits, b, -8, 8)
+  T.raises("slice", b.slice, b, 8, 9)
+  T.raises("negative", b.slice, b, -1, 2)
+  T.raises("retainedslice", b.retainedslice, b, 17)
+  T.raises("exceeds", b.address, b, 17)
+  T.raises("find", b.find, b, "x", 10, 7)
+  -- nothing was written by the failed calls
+  T.eq(b:find("\1"), nil)
+  still_usable()
+end)
+
+T.test("use after release raises 'released' from every function", function()
+  local b = ohm.alloc(16)
+  T.eq(b:release(), true)
+  local calls = {
+    { "readu8", 0 }, { "writeu8", 0, 1 }, { "readi64be", 0 }, { "writef32", 0, 1 }, { "readbits", 0, 1 },
+    { "writebits", 0, 1, 1 }, { "len" }, { "readstring", 0, 1 }, { "writestring", 0, "a" }, { "tostring" },
+    { "fill", 0, 0 }, { "find", "a" }, { "slice", 0, 1 }, { "retainedslice" }, { "retain" }, { "release" },
+    { "touch" }, { "tracked" }, { "origin" }, { "address" }, { "equals", b },
+  }
+  for _, c in ipairs(calls) do
+    T.raises({ c[1], "buffer was released" }, b[c[1]], b, table.unpack(c, 2))
+    T.raises("buffer was released", ohm[c[1]], b, table.unpack(c, 2))
+  end
+  T.raises("released", function() return #b end)
+  local live <close> = ohm.alloc(4)
+  T.raises("released", live.copy, live, 0, b)
+  T.raises("released", b.copy, b, 0, live)
+  T.raises("released", ohm.compare, live, b)
+  -- what does not raise: refcount, id, close, tostring of the userdata, equality
+  T.eq(b:refcount(), 0)
+  T.eq(b:id(), 0)
+  b:close()
+  T.eq(tostring(b), "ohm.buffer(released)")
+  still_usable()
+end)
+
+T.test("use after close (and after <close>) raises the same way", function()
+  local b = ohm.alloc(8)
+  b:close()
+  T.raises("buffer was released", b.readu8, b, 0)
+  local kept
+  do
+    local c <close> = ohm.alloc(8)
+    kept = c
+  end
+  T.raises("buffer was released", kept.writeu8, kept, 0, 1)
+end)
+
+T.test("double release raises and frees nothing twice", function()
+  local b = ohm.alloc(8)
+  b:release()
+  T.raises("released", b.release, b)
+  local c = ohm.alloc(8)
+  T.raises("release", c.release, c, 2) -- more than the count: nothing changes
+  T.eq(c:refcount(), 1)
+  T.raises("count 0 must be in 1..4294967295", c.release, c, 0)
+  T.raises("count -1", c.retain, c, -1)
+  T.raises("count", c.retain, c, 1 << 32)
+  T.eq(c:refcount(), 1)
+  T.eq(c:release(), true)
+  still_usable()
+end)
+
+T.test("a slice whose parent was released is released too", function()
+  local b = ohm.alloc(8)
+  local s = b:slice(0, 4)
+  b:release()
+  T.raises("released", s.readu8, s, 0)
+  T.raises("released", s.release, s)
+end)
+
+T.test("a closed pool: its buffers are released and the pool refuses work", function()
+  local p = ohm.pool { name = "closing" }
+  local b = ohm.alloc(8, { pool = p })
+  local reports = {}
+  local old = ohm.leak.handler(function(r) reports[#reports + 1] = r end)
+  p:close()
+  ohm.leak.handler(old)
+  T.raises("released", b.readu8, b, 0)
+  T.raises("pool was closed", ohm.alloc, 8, { pool = p })
+  T.raises("pool was closed", p.stats, p)
+  p:close() -- twice is fine
+  T.raises("only a pool made by ohm.pool", ohm.pool().close, ohm.pool())
+  T.raises("bad argument", ohm.pool, 42)
+  T.raises("the only named pool", ohm.pool, "mine")
+end)
+
+T.test("bad options raise", function()
+  T.raises("bad argument", ohm.mm, 5)
+  T.raises("storage_fraction", function() return ohm.mm { storage_fraction = 2 } end)
+  T.raises("must be a number", ohm.mm, { storage_fraction = "half" })
+  T.raises("System memory", ohm.mm, { heap = 100 << 20 })
+  T.raises("off_heap", ohm.mm, { off_heap = -1 })
+  local mm <close> = ohm.mm { off_heap = 1 << 20 }
+  local t <close> = mm:task()
+  T.raises("invalid option 'sideways'", t.acquire, t, 10, "sideways")
+  T.raises("negative", t.acquire, t, -5)
+  T.raises("bad argument", t.consumer, t, "not a table")
+  T.raises("bad argument", t.consumer, t, { spill = 42 })
+  T.raises("needs a size", mm.put, mm, "x", nil)
+  T.raises("bad argument", mm.put, mm, "x", ohm.alloc(1), { evict = "no" })
+  T.raises("invalid option 'loud'", ohm.leak.level, "loud")
+  T.raises("interval must be at least 1", ohm.leak.sample, 0)
+  T.raises("bad argument", ohm.leak.handler, 42)
+end)
+
+T.test("after all of the above nothing leaked and the state still works", function()
+  still_usable()
+  T.eq(live_blocks(), baseline)
+end)
+
+T.done()
