@@ -266,8 +266,10 @@ typedef struct ohm_ffi_arg {
 /* Calls fn with nargs arguments; the result goes to *ret as ohm_bind_value (i/u by signedness, f, p; nothing
  * for void). Errors, all before the call is made: OHM_EINVAL for a wrong argument count or an argument whose
  * kind does not fit its type or whose value is out of range ("crc32: argument 2 is ptr, got a number"),
- * OHM_ESTATE/OHM_ERANGE for a released buffer or an offset past its end. After the call: OHM_ECALLBACK if a
- * closure it called failed (the closure's message). Thread-safe; a function may be called concurrently. */
+ * OHM_ESTATE/OHM_ERANGE for a released buffer or an offset past its end (a 'str' parameter given a buffer also
+ * needs a NUL before the buffer's end). After the call: the first failure of a closure it called, with the
+ * closure's code (OHM_ECALLBACK when the closure could not run on this thread) and message ("closure
+ * 'i32(ptr, ptr)' failed: ..."). Thread-safe; a function may be called concurrently. */
 OHM_API int ohm_ffi_call(const ohm_ffi_fn *fn, const ohm_ffi_arg *args, unsigned nargs, ohm_bind_value *ret);
 
 /* A closure: a C function pointer with the given signature (no 'str' arguments are converted: they arrive as
