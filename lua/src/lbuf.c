@@ -22,19 +22,13 @@
 
 lbuf *lohm_testbuf(lua_State *L, int i)
 {
-    if (lua_type(L, i) != LUA_TUSERDATA || !lua_getmetatable(L, i)) return NULL;
-    /* Upvalue 2 is the buffer metatable in every module function; callbacks run light C functions without
-     * upvalues, and look it up by name. */
-    bool ok;
-    if (lua_type(L, lua_upvalueindex(2)) == LUA_TTABLE) {
-        ok = lua_rawequal(L, -1, lua_upvalueindex(2));
-    } else {
-        luaL_getmetatable(L, LOHM_BUFFER_MT);
-        ok = lua_rawequal(L, -1, -2);
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-    return ok ? lua_touserdata(L, i) : NULL;
+    /* The hot path of every buffer function, so two API calls instead of luaL_testudata's five: a full userdata
+     * (light ones have length 0) of exactly our size whose first word is our magic. Lua code cannot make a
+     * userdata, and no other library's can pass for one by accident: it would need this size and this 64-bit
+     * value where the buffer handle's magic is. */
+    lbuf *u = lua_touserdata(L, i);
+    if (u && lua_rawlen(L, i) == sizeof *u && u->magic == LBUF_MAGIC) return u;
+    return NULL;
 }
 
 lbuf *lohm_checkbuf(lua_State *L, int i)
@@ -55,6 +49,7 @@ ohm_buf *lohm_livebuf(lua_State *L, int i, const char *fname)
 lbuf *lohm_newbuf(lua_State *L)
 {
     lbuf *u = lua_newuserdatauv(L, sizeof *u, 1);
+    u->magic = LBUF_MAGIC;
     u->b = NULL;
     u->id = 0;
     u->flags = 0;
@@ -167,10 +162,18 @@ static int l_isbuffer(lua_State *L)
 
 /* ---- typed access ---- */
 
+/* luaL_checkinteger without its extra call on the hot path (the same conversions: lua_tointegerx). */
+static inline lua_Integer checkint(lua_State *L, int i)
+{
+    int ok;
+    lua_Integer v = lua_tointegerx(L, i, &ok);
+    return ok ? v : luaL_checkinteger(L, i);
+}
+
 static int read_typed(lua_State *L, ohm_bind_type t, int order, const char *fname)
 {
     ohm_buf *b = lohm_livebuf(L, 1, fname);
-    lua_Integer off = luaL_checkinteger(L, 2);
+    lua_Integer off = checkint(L, 2);
     ohm_bind_value v;
     int rc = ohm_bind_get(b, off, t, order, &v);
     if (__builtin_expect(rc != 0, 0)) return lohm_fail(L, rc, fname);
@@ -188,10 +191,10 @@ static int read_typed(lua_State *L, ohm_bind_type t, int order, const char *fnam
 static int write_typed(lua_State *L, ohm_bind_type t, int order, const char *fname)
 {
     ohm_buf *b = lohm_livebuf(L, 1, fname);
-    lua_Integer off = luaL_checkinteger(L, 2);
+    lua_Integer off = checkint(L, 2);
     ohm_bind_value v;
     if (t == OHM_BT_F32 || t == OHM_BT_F64) v.f = luaL_checknumber(L, 3);
-    else v.i = (int64_t)luaL_checkinteger(L, 3);
+    else v.i = (int64_t)checkint(L, 3);
     int rc = ohm_bind_set(b, off, t, order, v);
     if (__builtin_expect(rc != 0, 0)) return lohm_fail(L, rc, fname);
     return 0;
@@ -461,6 +464,7 @@ static int l_gc(lua_State *L)
     lstate *st = lohm_state(L);
     lbuf *u = lua_touserdata(L, 1);
     if (!u->b || (u->flags & LBUF_BORROWED) || st->closed) return 0;
+    if (ohm_buf_check(u->b, u->id) != 0) return 0; /* released (the usual case): nothing to reclaim */
     lua_State *prev = lohm_enter(st, L); /* the leak report goes to this state's handler */
     ohm_buf_reclaim(u->b, u->id);
     lohm_leave(st, prev);

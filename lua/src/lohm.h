@@ -65,7 +65,9 @@ typedef struct lstate {
  * memory depends on: the parent userdata of a plain slice (its count's owner must not be collected first), the
  * pool userdata of a buffer from a pool made with ohm.pool{}, the consumer of a page. */
 #define LBUF_BORROWED 0x1 /* lent to a callback: no retain/release/close; invalid after the callback */
+#define LBUF_MAGIC UINT64_C(0x6f686d2e62756621) /* "ohm.buf!": how the checker recognizes a buffer userdata */
 typedef struct lbuf {
+    uint64_t magic;
     ohm_buf *b;
     uint64_t id;
     unsigned flags;
