@@ -11,6 +11,10 @@
 #include "bench.h"
 #include "bench_util.h"
 
+#ifdef OHM_BENCH_LUA
+int bench_lua_main(int argc, char **argv); /* benchmarks/lua/bench_lua.c, built with the Lua module */
+#endif
+
 typedef struct bench_command {
     const char *name;
     int (*main)(int argc, char **argv);
@@ -23,6 +27,9 @@ static const bench_command commands[] = {
     {"buf", bench_buf_main, "reference-counted buffers at each leak level against the raw pool"},
     {"mm", bench_mm_main, "the memory manager: acquire/release, spill storms, eviction storms"},
     {"ffi", bench_ffi_main, "a call through the libffi bridge (ohm_ffi_call) against a direct C call"},
+#ifdef OHM_BENCH_LUA
+    {"lua", bench_lua_main, "ohm buffers from Lua against string.pack, string.rep and tables; typed access"},
+#endif
 };
 
 static void usage(FILE *out) {
