@@ -215,22 +215,26 @@ end
 local CWC_IMPLS = { "ohm", "ohm-bulk", "string.pack", "string.rep", "table" }
 local ACCESS_IMPLS = { "ohm-method", "ohm-function", "string", "table" }
 
+local function cwc_workload(name, label, size, count)
+  return { name = name, count = count, unit = "objects", impls = CWC_IMPLS, baseline = "ohm",
+           summary = string.format("a %s object: create, write %d u32 (or as a whole), drop/close", label, size // 4),
+           make = function() return cwc(size) end }
+end
+
+local function access_workload(name, kind, width, write, summary)
+  return { name = name, count = 20000000, unit = write and "writes" or "reads", impls = ACCESS_IMPLS,
+           baseline = "ohm-method", write = write, summary = summary,
+           make = function() return access(kind, width) end }
+end
+
 M.workloads = {
-  { name = "create-write-close-64", count = 1000000, unit = "objects", impls = CWC_IMPLS, baseline = "ohm",
-    summary = "a 64 B object: create, write 16 u32 (or as a whole), drop/close", make = function() return cwc(64) end },
-  { name = "create-write-close-1k", count = 100000, unit = "objects", impls = CWC_IMPLS, baseline = "ohm",
-    summary = "a 1 KiB object: create, write 256 u32 (or as a whole), drop/close", make = function() return cwc(1024) end },
-  { name = "create-write-close-64k", count = 1500, unit = "objects", impls = CWC_IMPLS, baseline = "ohm",
-    summary = "a 64 KiB object: create, write 16384 u32 (or as a whole), drop/close",
-    make = function() return cwc(65536) end },
-  { name = "read-u32", count = 20000000, unit = "reads", impls = ACCESS_IMPLS, baseline = "ohm-method",
-    summary = "u32 reads over a 1 KiB buffer (string.unpack, a table of numbers)", make = function() return access("u32", 4) end },
-  { name = "write-u32", count = 20000000, unit = "writes", impls = ACCESS_IMPLS, baseline = "ohm-method", write = true,
-    summary = "u32 writes over a 1 KiB buffer (string.pack makes a string)", make = function() return access("u32", 4) end },
-  { name = "read-f64", count = 20000000, unit = "reads", impls = ACCESS_IMPLS, baseline = "ohm-method",
-    summary = "f64 reads over a 1 KiB buffer", make = function() return access("f64", 8) end },
-  { name = "write-f64", count = 20000000, unit = "writes", impls = ACCESS_IMPLS, baseline = "ohm-method", write = true,
-    summary = "f64 writes over a 1 KiB buffer", make = function() return access("f64", 8) end },
+  cwc_workload("create-write-close-64", "64 B", 64, 1000000),
+  cwc_workload("create-write-close-1k", "1 KiB", 1024, 100000),
+  cwc_workload("create-write-close-64k", "64 KiB", 65536, 1500),
+  access_workload("read-u32", "u32", 4, false, "u32 reads over a 1 KiB buffer (string.unpack, a table of numbers)"),
+  access_workload("write-u32", "u32", 4, true, "u32 writes over a 1 KiB buffer (string.pack makes a string)"),
+  access_workload("read-f64", "f64", 8, false, "f64 reads over a 1 KiB buffer"),
+  access_workload("write-f64", "f64", 8, true, "f64 writes over a 1 KiB buffer"),
 }
 
 local by_name = {}

@@ -37,6 +37,7 @@ typedef struct lua_workload {
 
 typedef struct lua_options {
     bool json, verbose, child, list;
+    bool incremental; /* the collector's mode: generational (lua5.4's, the default here) or incremental */
     const char *script;
     const char *workloads[MAX_WORKLOADS], *impls[MAX_IMPLS];
     unsigned nworkloads, nimpls, reps, timeout_s;
@@ -63,11 +64,15 @@ static int l_mark(lua_State *L)
     return 0;
 }
 
-/* A state with the standard libraries, the ohm module and the bench table, and the script's table on top. */
-static lua_State *open_script(const char *script, marks *m)
+/* A state with the standard libraries, the ohm module and the bench table, and the script's table on top. The
+ * collector runs in generational mode, as in the lua5.4 interpreter (lua.c switches to it); luaL_newstate's
+ * incremental mode (--gc incremental) lets Lua 5.4 fall behind on objects with finalizers, so the userdata of
+ * closed buffers pile up in the Lua heap (their native memory is freed by close either way). */
+static lua_State *open_script(const char *script, marks *m, bool incremental)
 {
     lua_State *L = luaL_newstate();
     if (!L) bench_die(4, "cannot create a Lua state");
+    if (!incremental) lua_gc(L, LUA_GCGEN, 0, 0);
     luaL_openlibs(L);
     luaL_requiref(L, "ohm", luaopen_ohm, 0);
     lua_pop(L, 1);
@@ -122,7 +127,7 @@ static int child_main(const lua_options *o)
 {
     if (o->nworkloads != 1 || o->nimpls != 1) bench_die(2, "--child needs exactly one --workload and one --impl");
     marks m = {0};
-    lua_State *L = open_script(o->script, &m);
+    lua_State *L = open_script(o->script, &m, o->incremental);
     lua_getfield(L, -1, "run");
     lua_pushstring(L, o->workloads[0]);
     lua_pushstring(L, o->impls[0]);
@@ -155,7 +160,8 @@ static bench_run run_child(const lua_options *o, const lua_workload *w, const ch
     char scale[32];
     snprintf(scale, sizeof scale, "%.17g", o->scale);
     const char *argv[] = {"ohm-bench", "lua", "--child", "--workload", w->name, "--impl", impl,
-                          "--scale", scale, "--script", o->script, NULL};
+                          "--scale", scale, "--script", o->script, "--gc",
+                          o->incremental ? "incremental" : "generational", NULL};
     bench_child c = {argv, NULL, o->timeout_s};
     char line[1024], why[256];
     bench_run run = {0};
@@ -224,6 +230,7 @@ static int parent_main(const lua_options *o, const lua_workload *w, unsigned nw)
 {
     if (!o->json) {
         bench_print_banner("lua", o->scale, o->reps, "vs X = impl ops/s / X ops/s (X: the workload's baseline)");
+        printf("Lua collector: %s\n", o->incremental ? "incremental" : "generational (as lua5.4)");
         fflush(stdout);
     }
     unsigned failed = 0;
@@ -245,6 +252,7 @@ static void usage(FILE *out)
           "  --json                  one JSON object per line per (workload, impl) instead of tables\n"
           "  --timeout S             kill a run after S seconds (default 600; 0 = never)\n"
           "  --script PATH           the workloads (default: " OHM_BENCH_LUA_SCRIPT ")\n"
+          "  --gc MODE               the Lua collector: generational (default, as lua5.4) or incremental\n"
           "  --verbose               print every run's result on stderr\n"
           "  --list                  list the workloads and exit\n",
           out);
@@ -292,6 +300,12 @@ static int parse_options(int argc, char **argv, lua_options *o)
             if (bench_for_each_item(v, add_item, &la)) return 2;
         } else if ((v = bench_option_value(argc, argv, &i, "--script"))) {
             o->script = v;
+        } else if ((v = bench_option_value(argc, argv, &i, "--gc"))) {
+            if (strcmp(v, "generational") != 0 && strcmp(v, "incremental") != 0) {
+                bench_warn("--gc is generational or incremental");
+                return 2;
+            }
+            o->incremental = strcmp(v, "incremental") == 0;
         } else if ((v = bench_option_value(argc, argv, &i, "--reps"))) {
             if (!bench_parse_u64(v, 1, BENCH_MAX_REPS, &u)) {
                 bench_warn("--reps needs a number from 1 to %d", BENCH_MAX_REPS);
@@ -332,7 +346,7 @@ int bench_lua_main(int argc, char **argv)
 
     static lua_workload w[MAX_WORKLOADS];
     marks m = {0};
-    lua_State *L = open_script(o.script, &m);
+    lua_State *L = open_script(o.script, &m, false);
     unsigned nw = read_workloads(L, w);
     lua_close(L);
     for (unsigned i = 0; i < o.nworkloads; i++) {
