@@ -93,7 +93,13 @@ int lohm_pcall(lua_State *L, lua_CFunction fn, int nargs, int nresults, const ch
 
 size_t lohm_checksize(lua_State *L, int i, uint64_t max, const char *fname, const char *what)
 {
-    lua_Integer v = luaL_checkinteger(L, i);
+    int ok;
+    lua_Integer v = lua_tointegerx(L, i, &ok);
+    if (!ok) {
+        if (i > 0) luaL_checkinteger(L, i); /* an argument: Lua's own "bad argument #i" message */
+        luaL_error(L, "%s: %s must be an integer, got %s", fname, what,
+                   lua_isnumber(L, i) ? "a number with a fraction" : luaL_typename(L, i));
+    }
     size_t out;
     int rc = ohm_bind_size(v, max, what, &out);
     if (rc) lohm_fail(L, rc, fname); /* EINVAL: raises */
@@ -102,9 +108,12 @@ size_t lohm_checksize(lua_State *L, int i, uint64_t max, const char *fname, cons
 
 ohm_mem_mode lohm_checkmode(lua_State *L, int i, const char *fname)
 {
-    static const char *const names[] = {"on_heap", "off_heap", NULL};
-    (void)fname;
-    return (ohm_mem_mode)luaL_checkoption(L, i, "off_heap", names);
+    if (lua_isnoneornil(L, i)) return OHM_OFF_HEAP;
+    const char *s = lua_type(L, i) == LUA_TSTRING ? lua_tostring(L, i) : NULL;
+    if (s && strcmp(s, "off_heap") == 0) return OHM_OFF_HEAP;
+    if (s && strcmp(s, "on_heap") == 0) return OHM_ON_HEAP;
+    luaL_error(L, "%s: mode must be \"off_heap\" or \"on_heap\", got %s", fname, s ? s : luaL_typename(L, i));
+    return OHM_OFF_HEAP;
 }
 
 void lohm_setfuncs(lua_State *L, const luaL_Reg *funcs)
