@@ -1,0 +1,12 @@
+package org.ohm;
+
+/**
+ * Receives leak reports (see {@link LeakDetector#setListener}). Called on whichever thread found the leak: the
+ * "ohm-cleaner" thread for a buffer the GC reclaimed, the thread that closed a pool or task, or the caller of
+ * {@link LeakDetector#check}. A listener must be quick and must not throw (what it throws is logged and
+ * dropped).
+ */
+@FunctionalInterface
+public interface LeakListener {
+    void leaked(LeakReport report);
+}

@@ -1,0 +1,620 @@
+package org.ohm;
+
+import java.lang.ref.Reference;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.ReadOnlyBufferException;
+import java.util.Objects;
+
+/**
+ * A reference-counted buffer of off-heap memory: a block of an {@link OhmPool}, a mapped file
+ * ({@link #mapFile}), shared memory ({@link SharedMemory}) or a page of a {@link MemoryConsumer}.
+ *
+ * <h2>Reference counts: Netty's rules</h2>
+ * A new buffer has a count of 1. {@link #retain()} adds, {@link #release()} subtracts and returns true on the
+ * call that takes the count to 0, which frees the memory. Retaining or releasing a released buffer, releasing
+ * more than the count, and overflowing it throw {@link IllegalReferenceCountException}; a non-positive
+ * increment or decrement throws IllegalArgumentException. {@link #slice} and {@link #duplicate} share this
+ * buffer's count (releasing a slice releases the buffer); {@link #retainedSlice} has its own count of 1 and holds
+ * one reference on this buffer until it is released. {@link #close()} releases one reference, so a buffer
+ * works with try-with-resources; on a buffer whose count is already 0 it does nothing.
+ *
+ * <h2>Access</h2>
+ * Offsets and sizes are {@code long}. Every get and put is bounds-checked (IndexOutOfBoundsException, nothing
+ * read or written) in big-endian (the default, as ByteBuffer and Netty) or little-endian ({@code ...LE}) order.
+ * Any access after the count reached 0 throws IllegalStateException and never touches the freed memory; this
+ * holds for every buffer sharing the count, whichever of them released it. As with Netty's buffers, a release
+ * that races with an access on another thread is a bug in the caller that the buffer cannot catch in every
+ * case: hand a buffer to another thread together with a reference.
+ *
+ * <h2>The safety net</h2>
+ * A buffer that becomes unreachable while its count is above 0 is reclaimed by the cleaner thread and reported
+ * to the {@link LeakDetector}'s listener, with the Java stack trace of its allocation when the leak detector
+ * tracks it. Relying on it is a bug: reclamation waits for a GC.
+ *
+ * <p>A buffer may be used from several threads at once; its count operations are atomic.
+ */
+public final class OhmBuffer implements AutoCloseable {
+    /** Where a buffer's memory comes from. */
+    public enum Origin { POOL, FILE, SHM, FOREIGN }
+
+    private static final boolean NATIVE_BE = ByteOrder.nativeOrder() == ByteOrder.BIG_ENDIAN;
+    private static final sun.misc.Unsafe U = Memory.U;
+
+    final long handle;
+    final long id;
+    private final long address;
+    private final long capacity;
+    /** The count this buffer uses (its own for roots and retained slices; its owner's for plain slices). */
+    final Tracker count;
+    /** The buffer whose memory (plain slices) or count (retained slices) this one depends on: kept reachable, so
+     * the cleaner never reclaims memory a live slice still uses. */
+    private final OhmBuffer parent;
+    /** The tracker of the root whose memory this buffer views: where read-only-ness is kept. */
+    private final Tracker memory;
+    private final boolean tracked;
+
+    /** A count owner: a root, or a retained slice of parent. */
+    private OhmBuffer(long handle, Registry.Local l, Object scope, OhmBuffer parent) {
+        this.handle = handle;
+        this.id = l.out(0);
+        this.address = l.out(1);
+        this.capacity = l.out(3);
+        this.parent = parent;
+        this.tracked = parent != null ? parent.tracked : l.out(2) != 0;
+        this.count = new Tracker(this, handle, id, true, scope, parent != null ? parent.count : null);
+        this.memory = parent != null ? parent.memory : count;
+        Registry.add(l, count);
+        if (parent == null && tracked) LeakDetector.track(count);
+    }
+
+    /** A plain slice or duplicate of parent: parent's count, its own handle. */
+    private OhmBuffer(OhmBuffer parent, long handle, Registry.Local l) {
+        this.handle = handle;
+        this.id = l.out(0);
+        this.address = l.out(1);
+        this.capacity = l.out(3);
+        this.parent = parent;
+        this.tracked = parent.tracked;
+        this.count = parent.count;
+        this.memory = parent.memory;
+        Registry.add(l, new Tracker(this, handle, id, false, parent.count.scope, null));
+    }
+
+    /** Wraps a new native root handle whose values are in l's scratch. If the Java objects cannot be made (an
+     * OutOfMemoryError), the native buffer is released before the error goes on. */
+    static OhmBuffer root(long handle, Registry.Local l, Object scope) {
+        try {
+            return new OhmBuffer(handle, l, scope, null);
+        } catch (Throwable e) {
+            Native.bufRelease(handle, l.out(0), 1);
+            throw e;
+        }
+    }
+
+    static OhmBuffer allocate(long pool, long size, boolean zeroed, Object scope) {
+        Registry.Local l = Registry.local();
+        long h = Native.bufAlloc(pool, size, zeroed, l.scratch);
+        return root(h, l, scope);
+    }
+
+    /**
+     * Maps [offset, offset + length) of a file as a buffer (length 0: to the end of the file). Without
+     * {@link MapOption#WRITE} the mapping is read-only (a put throws IllegalStateException); with it, writes reach
+     * the file (MAP_SHARED; {@link #sync} forces them out). The file is unmapped at the last release.
+     *
+     * @throws OhmIOException if the file cannot be opened or mapped
+     * @throws IndexOutOfBoundsException if the region passes the end of the file and CREATE was not given
+     */
+    public static OhmBuffer mapFile(java.nio.file.Path path, long offset, long length, MapOption... options) {
+        Objects.requireNonNull(path, "path");
+        int flags = 0;
+        for (MapOption o : options) flags |= o.flag;
+        Registry.Local l = Registry.local();
+        long h = Native.mapFile(Native.cstr(path.toString()), offset, length, flags, l.scratch);
+        OhmBuffer b = root(h, l, null);
+        if ((flags & MapOption.WRITE.flag) == 0) b.markReadOnly();
+        return b;
+    }
+
+    void markReadOnly() {
+        memory.readOnly = true;
+    }
+
+    // ---- reference counts
+
+    /** The count (0 once released). Plain slices and duplicates report their owner's. */
+    public int refCnt() {
+        if (!count.live) return 0;
+        return Native.bufRefCnt(handle, id);
+    }
+
+    public OhmBuffer retain() {
+        return retain(1);
+    }
+
+    public OhmBuffer retain(int increment) {
+        if (increment <= 0) throw new IllegalArgumentException("increment: " + increment + " (expected: > 0)");
+        Tracker c = count;
+        if (!c.live) throw new IllegalReferenceCountException(0, increment);
+        int rc = Native.bufRetain(handle, id, increment);
+        if (rc == 0) return this;
+        throw countError(rc, increment);
+    }
+
+    /** Releases one reference; true if that freed the memory. */
+    public boolean release() {
+        return release(1);
+    }
+
+    public boolean release(int decrement) {
+        if (decrement <= 0) throw new IllegalArgumentException("decrement: " + decrement + " (expected: > 0)");
+        Tracker c = count;
+        if (!c.live) throw new IllegalReferenceCountException(0, -decrement);
+        int rc = Native.bufRelease(handle, id, decrement);
+        if (rc == 1) {
+            c.died();
+            return true;
+        }
+        if (rc == 0) return false;
+        throw countError(rc, -decrement);
+    }
+
+    private RuntimeException countError(int rc, int change) {
+        if (rc == Native.ESTATE) {
+            count.died(); // the runtime says the count is gone: make every sharer fail from now on
+            return new IllegalReferenceCountException(0, change);
+        }
+        if (rc == Native.EINVAL) return new IllegalReferenceCountException(refCnt(), change);
+        Native.raise(rc);
+        return new IllegalStateException(Native.strerror(rc));
+    }
+
+    /** Releases one reference if the count is above 0; does nothing on a released buffer (try-with-resources
+     * after an explicit release). */
+    @Override
+    public void close() {
+        if (count.live) release();
+    }
+
+    /** Whether the count is above 0 (its memory may be accessed). */
+    public boolean isAccessible() {
+        return count.live;
+    }
+
+    /** Records an access for the leak detector (levels ADVANCED and PARANOID, tracked buffers only). */
+    public OhmBuffer touch() {
+        return touch(null);
+    }
+
+    public OhmBuffer touch(Object hint) {
+        ensureAccessible();
+        if (tracked) Native.bufTouch(handle, id, hint == null ? null : Native.cstr(String.valueOf(hint)));
+        return this;
+    }
+
+    // ---- properties
+
+    public long capacity() {
+        return capacity;
+    }
+
+    /** The address of the first byte, for native code (valid while the buffer is accessible). */
+    public long memoryAddress() {
+        ensureAccessible();
+        return address;
+    }
+
+    public Origin origin() {
+        ensureAccessible();
+        return Origin.values()[Native.bufOrigin(handle, id)];
+    }
+
+    /** The buffer's identity in the runtime (ohm_buf_id): the id leak reports name. */
+    public long id() {
+        return id;
+    }
+
+    // ---- checks (the hot path: one field read for liveness, one compare for the bounds)
+
+    private void ensureAccessible() {
+        if (!count.live) throw released();
+    }
+
+    private static IllegalStateException released() {
+        return new IllegalReferenceCountException("refCnt: 0: the buffer is released and can no longer be accessed");
+    }
+
+    /** at() for writes: also refuses a read-only buffer (a read-only mapping, a sealed buffer), whose pages would
+     * fault. */
+    private long atw(long index, long width) {
+        long a = at(index, width);
+        if (memory.readOnly) throw new IllegalStateException("buffer is read-only (a read-only mapping, or sealed)");
+        return a;
+    }
+
+    /** The address of [index, index + width), after the liveness and bounds checks. */
+    private long at(long index, long width) {
+        if (!count.live) throw released();
+        if (index < 0 || width < 0 || index > capacity - width) throw outOfBounds(index, width);
+        return address + index;
+    }
+
+    private IndexOutOfBoundsException outOfBounds(long index, long width) {
+        if (index < 0) return new IndexOutOfBoundsException("offset " + index + " is negative");
+        if (width < 0) return new IndexOutOfBoundsException("length " + width + " is negative");
+        return new IndexOutOfBoundsException("offset " + index + " + length " + width + " exceeds buffer size " + capacity);
+    }
+
+    // ---- typed access
+
+    public byte getByte(long index) {
+        long a = at(index, 1);
+        if (!Memory.DIRECT) return (byte) Native.bufGet(handle, id, index, Native.I8, Native.LE);
+        return U.getByte(a);
+    }
+
+    public short getUnsignedByte(long index) {
+        return (short) (getByte(index) & 0xff);
+    }
+
+    public OhmBuffer putByte(long index, int value) {
+        long a = atw(index, 1);
+        if (!Memory.DIRECT) Native.bufSet(handle, id, index, Native.I8, Native.LE, value);
+        else U.putByte(a, (byte) value);
+        return this;
+    }
+
+    public short getShort(long index) {
+        long a = at(index, 2);
+        if (!Memory.DIRECT) return (short) Native.bufGet(handle, id, index, Native.I16, Native.BE);
+        short v = U.getShort(a);
+        return NATIVE_BE ? v : Short.reverseBytes(v);
+    }
+
+    public short getShortLE(long index) {
+        long a = at(index, 2);
+        if (!Memory.DIRECT) return (short) Native.bufGet(handle, id, index, Native.I16, Native.LE);
+        short v = U.getShort(a);
+        return NATIVE_BE ? Short.reverseBytes(v) : v;
+    }
+
+    public int getUnsignedShort(long index) {
+        return getShort(index) & 0xffff;
+    }
+
+    public int getUnsignedShortLE(long index) {
+        return getShortLE(index) & 0xffff;
+    }
+
+    public OhmBuffer putShort(long index, int value) {
+        long a = atw(index, 2);
+        if (!Memory.DIRECT) Native.bufSet(handle, id, index, Native.I16, Native.BE, value);
+        else U.putShort(a, NATIVE_BE ? (short) value : Short.reverseBytes((short) value));
+        return this;
+    }
+
+    public OhmBuffer putShortLE(long index, int value) {
+        long a = atw(index, 2);
+        if (!Memory.DIRECT) Native.bufSet(handle, id, index, Native.I16, Native.LE, value);
+        else U.putShort(a, NATIVE_BE ? Short.reverseBytes((short) value) : (short) value);
+        return this;
+    }
+
+    public int getInt(long index) {
+        long a = at(index, 4);
+        if (!Memory.DIRECT) return (int) Native.bufGet(handle, id, index, Native.I32, Native.BE);
+        int v = U.getInt(a);
+        return NATIVE_BE ? v : Integer.reverseBytes(v);
+    }
+
+    public int getIntLE(long index) {
+        long a = at(index, 4);
+        if (!Memory.DIRECT) return (int) Native.bufGet(handle, id, index, Native.I32, Native.LE);
+        int v = U.getInt(a);
+        return NATIVE_BE ? Integer.reverseBytes(v) : v;
+    }
+
+    public long getUnsignedInt(long index) {
+        return getInt(index) & 0xffffffffL;
+    }
+
+    public long getUnsignedIntLE(long index) {
+        return getIntLE(index) & 0xffffffffL;
+    }
+
+    public OhmBuffer putInt(long index, int value) {
+        long a = atw(index, 4);
+        if (!Memory.DIRECT) Native.bufSet(handle, id, index, Native.I32, Native.BE, value);
+        else U.putInt(a, NATIVE_BE ? value : Integer.reverseBytes(value));
+        return this;
+    }
+
+    public OhmBuffer putIntLE(long index, int value) {
+        long a = atw(index, 4);
+        if (!Memory.DIRECT) Native.bufSet(handle, id, index, Native.I32, Native.LE, value);
+        else U.putInt(a, NATIVE_BE ? Integer.reverseBytes(value) : value);
+        return this;
+    }
+
+    public long getLong(long index) {
+        long a = at(index, 8);
+        if (!Memory.DIRECT) return Native.bufGet(handle, id, index, Native.I64, Native.BE);
+        long v = U.getLong(a);
+        return NATIVE_BE ? v : Long.reverseBytes(v);
+    }
+
+    public long getLongLE(long index) {
+        long a = at(index, 8);
+        if (!Memory.DIRECT) return Native.bufGet(handle, id, index, Native.I64, Native.LE);
+        long v = U.getLong(a);
+        return NATIVE_BE ? Long.reverseBytes(v) : v;
+    }
+
+    public OhmBuffer putLong(long index, long value) {
+        long a = atw(index, 8);
+        if (!Memory.DIRECT) Native.bufSet(handle, id, index, Native.I64, Native.BE, value);
+        else U.putLong(a, NATIVE_BE ? value : Long.reverseBytes(value));
+        return this;
+    }
+
+    public OhmBuffer putLongLE(long index, long value) {
+        long a = atw(index, 8);
+        if (!Memory.DIRECT) Native.bufSet(handle, id, index, Native.I64, Native.LE, value);
+        else U.putLong(a, NATIVE_BE ? Long.reverseBytes(value) : value);
+        return this;
+    }
+
+    public float getFloat(long index) {
+        return Float.intBitsToFloat(getInt(index));
+    }
+
+    public float getFloatLE(long index) {
+        return Float.intBitsToFloat(getIntLE(index));
+    }
+
+    public OhmBuffer putFloat(long index, float value) {
+        return putInt(index, Float.floatToRawIntBits(value));
+    }
+
+    public OhmBuffer putFloatLE(long index, float value) {
+        return putIntLE(index, Float.floatToRawIntBits(value));
+    }
+
+    public double getDouble(long index) {
+        return Double.longBitsToDouble(getLong(index));
+    }
+
+    public double getDoubleLE(long index) {
+        return Double.longBitsToDouble(getLongLE(index));
+    }
+
+    public OhmBuffer putDouble(long index, double value) {
+        return putLong(index, Double.doubleToRawLongBits(value));
+    }
+
+    public OhmBuffer putDoubleLE(long index, double value) {
+        return putLongLE(index, Double.doubleToRawLongBits(value));
+    }
+
+    // ---- bulk access (a reachability fence after each: a copy may reach a safepoint, and the buffer must not be
+    // reclaimed under it)
+
+    /** Copies dst.length bytes at index into dst. */
+    public OhmBuffer getBytes(long index, byte[] dst) {
+        return getBytes(index, dst, 0, dst.length);
+    }
+
+    public OhmBuffer getBytes(long index, byte[] dst, int dstIndex, int length) {
+        Objects.checkFromIndexSize(dstIndex, length, dst.length);
+        long a = at(index, length);
+        if (!Memory.DIRECT) Native.bufReadArray(handle, id, index, dst, dstIndex, length);
+        else U.copyMemory(null, a, dst, Memory.BYTE_ARRAY_BASE + dstIndex, length);
+        Reference.reachabilityFence(this);
+        return this;
+    }
+
+    /** Copies src into the buffer at index. */
+    public OhmBuffer putBytes(long index, byte[] src) {
+        return putBytes(index, src, 0, src.length);
+    }
+
+    public OhmBuffer putBytes(long index, byte[] src, int srcIndex, int length) {
+        Objects.checkFromIndexSize(srcIndex, length, src.length);
+        long a = atw(index, length);
+        if (!Memory.DIRECT) Native.bufWriteArray(handle, id, index, src, srcIndex, length);
+        else U.copyMemory(src, Memory.BYTE_ARRAY_BASE + srcIndex, null, a, length);
+        Reference.reachabilityFence(this);
+        return this;
+    }
+
+    /** Copies dst.remaining() bytes at index into dst, advancing its position. */
+    public OhmBuffer getBytes(long index, ByteBuffer dst) {
+        if (dst.isReadOnly()) throw new ReadOnlyBufferException();
+        int len = dst.remaining(), pos = dst.position();
+        long a = at(index, len);
+        if (dst.isDirect() && Memory.DIRECT) {
+            U.copyMemory(null, a, null, Native.directAddress(dst) + pos, len);
+        } else if (dst.hasArray()) {
+            getBytes(index, dst.array(), dst.arrayOffset() + pos, len);
+        } else {
+            copyThroughChunks(index, dst, len, true);
+        }
+        dst.position(pos + len);
+        Reference.reachabilityFence(this);
+        Reference.reachabilityFence(dst);
+        return this;
+    }
+
+    /** Copies src.remaining() bytes of src into the buffer at index, advancing src's position. */
+    public OhmBuffer putBytes(long index, ByteBuffer src) {
+        int len = src.remaining(), pos = src.position();
+        long a = atw(index, len);
+        if (src.isDirect() && Memory.DIRECT) {
+            U.copyMemory(null, Native.directAddress(src) + pos, null, a, len);
+        } else if (src.hasArray()) {
+            putBytes(index, src.array(), src.arrayOffset() + pos, len);
+        } else {
+            copyThroughChunks(index, src, len, false);
+        }
+        src.position(pos + len);
+        Reference.reachabilityFence(this);
+        Reference.reachabilityFence(src);
+        return this;
+    }
+
+    /** A read-only heap ByteBuffer (no array access), or the JNI route: through a bounded byte[]. */
+    private void copyThroughChunks(long index, ByteBuffer bb, int len, boolean intoBb) {
+        ByteBuffer view = bb.duplicate();
+        byte[] tmp = new byte[Math.min(len, 8192)];
+        for (int done = 0; done < len; ) {
+            int n = Math.min(tmp.length, len - done);
+            if (intoBb) {
+                getBytes(index + done, tmp, 0, n);
+                view.put(tmp, 0, n);
+            } else {
+                view.get(tmp, 0, n);
+                putBytes(index + done, tmp, 0, n);
+            }
+            done += n;
+        }
+    }
+
+    /** Copies length bytes at srcIndex of this buffer to dst at dstIndex; overlapping ranges (the same buffer, a
+     * slice of it) are copied as if through a temporary copy. */
+    public OhmBuffer copyTo(long srcIndex, OhmBuffer dst, long dstIndex, long length) {
+        Objects.requireNonNull(dst, "dst");
+        long s = at(srcIndex, length);
+        long d = dst.atw(dstIndex, length);
+        if (!Memory.DIRECT) Native.bufCopy(dst.handle, dst.id, dstIndex, handle, id, srcIndex, length);
+        else U.copyMemory(null, s, null, d, length);
+        Reference.reachabilityFence(this);
+        Reference.reachabilityFence(dst);
+        return this;
+    }
+
+    /** Sets length bytes at index to value. */
+    public OhmBuffer fill(long index, long length, byte value) {
+        long a = atw(index, length);
+        if (!Memory.DIRECT) Native.bufFill(handle, id, index, length, value);
+        else U.setMemory(a, length, value);
+        Reference.reachabilityFence(this);
+        return this;
+    }
+
+    /** The first index of pattern within [fromIndex, toIndex), or -1. An empty pattern is found at fromIndex. */
+    public long indexOf(byte[] pattern, long fromIndex, long toIndex) {
+        Objects.requireNonNull(pattern, "pattern");
+        at(fromIndex, toIndex - fromIndex);
+        long r = Native.bufFind(handle, id, fromIndex, toIndex - fromIndex, pattern);
+        Reference.reachabilityFence(this);
+        return r;
+    }
+
+    /** Compares the contents as unsigned bytes, then by capacity (ByteBuffer.compareTo's order). */
+    public int compareContent(OhmBuffer other) {
+        ensureAccessible();
+        other.ensureAccessible();
+        int r = Native.bufCompare(handle, id, other.handle, other.id);
+        Reference.reachabilityFence(this);
+        Reference.reachabilityFence(other);
+        return r;
+    }
+
+    /** Whether both buffers hold the same bytes. */
+    public boolean contentEquals(OhmBuffer other) {
+        return capacity == other.capacity && compareContent(other) == 0;
+    }
+
+    // ---- derived buffers
+
+    /** [index, index + length) of this buffer, sharing its memory and its count. */
+    public OhmBuffer slice(long index, long length) {
+        at(index, length);
+        Registry.Local l = Registry.local();
+        long h = Native.bufSlice(handle, id, index, length, false, l.scratch);
+        return derived(h, l);
+    }
+
+    public OhmBuffer slice() {
+        return slice(0, capacity);
+    }
+
+    /** The whole buffer, sharing its memory and count. */
+    public OhmBuffer duplicate() {
+        ensureAccessible();
+        Registry.Local l = Registry.local();
+        long h = Native.bufDuplicate(handle, id, l.scratch);
+        return derived(h, l);
+    }
+
+    private OhmBuffer derived(long h, Registry.Local l) {
+        try {
+            return new OhmBuffer(this, h, l);
+        } catch (Throwable e) {
+            Native.bufReclaim(h, l.out(0)); // drops only the slice's handle
+            throw e;
+        }
+    }
+
+    /** A slice with its own count of 1 that holds one reference on this buffer until it is released. */
+    public OhmBuffer retainedSlice(long index, long length) {
+        at(index, length);
+        Registry.Local l = Registry.local();
+        long h = Native.bufSlice(handle, id, index, length, true, l.scratch);
+        try {
+            return new OhmBuffer(h, l, count.scope, this);
+        } catch (Throwable e) {
+            Native.bufRelease(h, l.out(0), 1);
+            throw e;
+        }
+    }
+
+    public OhmBuffer retainedDuplicate() {
+        return retainedSlice(0, capacity);
+    }
+
+    // ---- interop
+
+    /**
+     * A direct ByteBuffer over the whole buffer (at most 2^31-1 bytes), sharing its memory, big-endian as every
+     * new ByteBuffer. The view does not keep this buffer alive and is not checked: after this buffer's count
+     * reaches 0 it must not be used (its memory may belong to another buffer, or be unmapped).
+     */
+    public ByteBuffer nioBuffer() {
+        return nioBuffer(0, capacity);
+    }
+
+    /** A direct ByteBuffer over [index, index + length); see {@link #nioBuffer()}. */
+    public ByteBuffer nioBuffer(long index, long length) {
+        at(index, length);
+        return Native.bufNio(handle, id, index, length);
+    }
+
+    /** Forces writes of a mapped file buffer out to the file (msync). IllegalArgumentException for a buffer that
+     * is not a mapped file. */
+    public OhmBuffer sync() {
+        return sync(0, 0);
+    }
+
+    /** msync of [index, index + length) (length 0: all). */
+    public OhmBuffer sync(long index, long length) {
+        ensureAccessible();
+        Native.bufSync(handle, id, index, length);
+        return this;
+    }
+
+    /** Makes the buffer read-only (true) or writable again; only for buffers that own whole pages (mapped files
+     * and shared memory mapped read-write, and guarded buffers). */
+    public OhmBuffer seal(boolean sealed) {
+        ensureAccessible();
+        Native.bufSeal(handle, id, sealed);
+        memory.readOnly = sealed;
+        return this;
+    }
+
+    @Override
+    public String toString() {
+        return "OhmBuffer(capacity: " + capacity + ", refCnt: " + refCnt() + ")";
+    }
+}

@@ -1,0 +1,121 @@
+package org.ohm;
+
+import java.util.Objects;
+
+/**
+ * A pool of off-heap memory (Netty's PooledByteBufAllocator, done natively): size classes, per-thread caches,
+ * arenas, and free pages given back to the OS after a delay or on {@link #trim()}.
+ *
+ * <p>{@link Ohm#defaultPool()} is shared by the whole JVM and cannot be closed. A pool made with
+ * {@link #create} or {@link PoolConfig#builder()} is private: {@link #close()} frees all its memory at once;
+ * buffers still live then are reported as leaks and fail from then on (IllegalStateException). No other
+ * thread may use a pool while it is being closed. Every other method is thread-safe.
+ */
+public final class OhmPool implements AutoCloseable {
+    final long handle;
+    private final PoolConfig config;
+    private final boolean closable;
+    private volatile boolean closed;
+
+    private OhmPool(long handle, PoolConfig config, boolean closable) {
+        this.handle = handle;
+        this.config = config;
+        this.closable = closable;
+    }
+
+    /** Creates a private pool. IllegalArgumentException for a configuration the runtime refuses. */
+    public static OhmPool create(PoolConfig config) {
+        Objects.requireNonNull(config, "config");
+        long h = Native.poolCreate(Native.cstr(config.name()), config.values());
+        return new OhmPool(h, config, true);
+    }
+
+    /** The JVM's default pool: the runtime's process-wide pool, or, when ohm.* pool properties are set, a pool
+     * made from them (named "java"). */
+    static OhmPool makeDefault() {
+        if (PoolConfig.propertiesSet()) {
+            PoolConfig c = PoolConfig.defaults().toBuilder().name("java").buildConfig();
+            return new OhmPool(Native.poolCreate(Native.cstr(c.name()), c.values()), c, false);
+        }
+        return new OhmPool(Native.poolDefault(), PoolConfig.defaults(), false);
+    }
+
+    /** A buffer of size bytes (0 allowed), contents unspecified.
+     * @throws IllegalArgumentException for a negative size
+     * @throws OhmOutOfMemoryError when the OS or the pool's cap refuses the memory (or the size is too large) */
+    public OhmBuffer allocate(long size) {
+        if (closed) throw closedError();
+        return OhmBuffer.allocate(handle, size, false, closable ? this : null);
+    }
+
+    /** A buffer of size bytes, zero-filled. */
+    public OhmBuffer allocateZeroed(long size) {
+        if (closed) throw closedError();
+        return OhmBuffer.allocate(handle, size, true, closable ? this : null);
+    }
+
+    /** Gives free memory back to the OS now (thread caches, free pages, free chunks). */
+    public void trim() {
+        if (closed) throw closedError();
+        Native.poolTrim(handle);
+    }
+
+    /** Returns the calling thread's cached blocks of this pool to their arenas. */
+    public void flushThreadCache() {
+        if (closed) throw closedError();
+        Native.poolFlush(handle);
+    }
+
+    /** A snapshot of the whole pool's statistics. */
+    public PoolStats stats() {
+        return stats(-1);
+    }
+
+    /** One arena's statistics (0 .. arenas-1), or the whole pool's (-1). */
+    public PoolStats stats(int arena) {
+        if (closed) throw closedError();
+        return new PoolStats(Native.poolStats(handle, arena));
+    }
+
+    public PoolConfig config() {
+        return config;
+    }
+
+    public String name() {
+        return config.name();
+    }
+
+    public boolean isClosed() {
+        return closed;
+    }
+
+    /**
+     * Frees every block of a private pool at once. Buffers still live are reported as leaks (reason
+     * POOL_CLOSED, with their allocation sites when tracked) and fail from then on. Closing twice does nothing.
+     *
+     * @throws IllegalStateException for the default pool
+     */
+    @Override
+    public synchronized void close() {
+        if (!closable) throw new IllegalStateException("the default pool cannot be closed");
+        if (closed) return;
+        LeakDetector.attachSites(t -> t.scope == this);
+        Native.poolDestroy(handle);
+        closed = true;
+        Registry.forEach(t -> {
+            if (t.scope == this) {
+                if (t.countOwner) t.died();
+                else Registry.remove(t);
+            }
+        });
+    }
+
+    private IllegalStateException closedError() {
+        return new IllegalStateException("pool '" + name() + "' is closed");
+    }
+
+    @Override
+    public String toString() {
+        return "OhmPool(" + name() + (closed ? ", closed)" : ")");
+    }
+}
