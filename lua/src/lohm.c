@@ -38,7 +38,6 @@ lua_State *lohm_enter(lstate *st, lua_State *L)
 {
     lua_State *prev = st->L;
     st->L = L; /* before the enter: it may deliver queued leak reports, which run on L */
-    st->depth++;
     ohm_bind_host_enter(st->host);
     return prev;
 }
@@ -46,7 +45,6 @@ lua_State *lohm_enter(lstate *st, lua_State *L)
 void lohm_leave(lstate *st, lua_State *prev)
 {
     ohm_bind_host_leave(st->host);
-    st->depth--;
     st->L = prev;
 }
 
@@ -62,14 +60,6 @@ int lohm_fail(lua_State *L, int code, const char *what)
     luaL_pushfail(L);
     lua_pushfstring(L, "%s: %s", what, msg);
     lua_pushstring(L, e->name);
-    return 3;
-}
-
-int lohm_pushfail(lua_State *L, int code, const char *message)
-{
-    luaL_pushfail(L);
-    lua_pushstring(L, message);
-    lua_pushstring(L, ohm_bind_error_of(code)->name);
     return 3;
 }
 

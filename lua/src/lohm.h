@@ -46,7 +46,7 @@
 #define LOHM_MAX_SIZE ((uint64_t)1 << 47)
 
 /* Uservalue slots of the state userdata. */
-enum { ST_UV_HANDLER = 1, ST_UV_OBJECTS, ST_UV_POOL, ST_UV_LASTERR, ST_UV_COUNT = ST_UV_LASTERR };
+enum { ST_UV_HANDLER = 1, ST_UV_OBJECTS, ST_UV_POOL, ST_UV_COUNT = ST_UV_POOL };
 
 typedef struct lstate {
     ohm_bind_host *host;
@@ -54,7 +54,6 @@ typedef struct lstate {
     bool own_pool;               /* created here (destroyed at lua_close) or attached (the host's)         */
     bool closed;                 /* lua_close has torn the state down                                      */
     lua_State *L;                /* the Lua thread inside the current lohm_enter, NULL outside             */
-    unsigned depth;              /* nesting of lohm_enter                                                 */
     uint64_t leak_reports;       /* reports received                                                      */
     uint64_t leak_handler_errors;/* reports whose Lua handler raised                                      */
     char leak_last_error[256];   /* the last error a Lua leak handler raised                              */
@@ -62,8 +61,9 @@ typedef struct lstate {
 
 /* A buffer userdata. The handle is checked against id (ohm_buf_check) on every use: a released handle's
  * memory is reused for later buffers, and the id tells them apart. Uservalue 1 anchors what the buffer's
- * memory depends on: the parent userdata of a plain slice (its count's owner must not be collected first), the
- * pool userdata of a buffer from a pool made with ohm.pool{}, the consumer of a page. */
+ * memory depends on: the parent userdata of a slice (a plain slice's count owner must not be collected first; a
+ * retained slice keeps its parent reachable as in Java), the pool userdata of a buffer from a pool made with
+ * ohm.pool{}, the consumer of a page. */
 #define LBUF_BORROWED 0x1 /* lent to a callback: no retain/release/close; invalid after the callback */
 #define LBUF_MAGIC UINT64_C(0x6f686d2e62756621) /* "ohm.buf!": how the checker recognizes a buffer userdata */
 typedef struct lbuf {
@@ -84,8 +84,6 @@ void lohm_leave(lstate *st, lua_State *prev);
 /* Raises (programmer errors) or pushes nil, "what: message", name and returns 3 (runtime failures), for a
  * failure with code on this thread. */
 int lohm_fail(lua_State *L, int code, const char *what);
-/* Pushes nil, message, name for a runtime failure that has its own message; returns 3. */
-int lohm_pushfail(lua_State *L, int code, const char *message);
 /* Registers funcs with the two module upvalues (state and buffer metatable) into the table at the top. */
 void lohm_setfuncs(lua_State *L, const luaL_Reg *funcs);
 /* Checks that argument i is a non-negative integer no larger than max (0 = SIZE_MAX): raises otherwise. */
