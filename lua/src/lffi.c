@@ -34,6 +34,13 @@ typedef struct lclosure {
     lstate *st;
 } lclosure;
 
+/* ---- checkers: one per type ---- */
+
+static lfflib *checklib(lua_State *L, int i) { return luaL_checkudata(L, i, LOHM_FFILIB_MT); }
+static lffn *checkfn(lua_State *L, int i) { return luaL_checkudata(L, i, LOHM_FFIFN_MT); }
+static lclosure *testclosure(lua_State *L, int i) { return luaL_testudata(L, i, LOHM_CLOSURE_MT); }
+static lclosure *checkclosure(lua_State *L, int i) { return luaL_checkudata(L, i, LOHM_CLOSURE_MT); }
+
 /* ---- libraries and functions ---- */
 
 /* ohm.ffi.load([path]): dlopen (RTLD_NOW | RTLD_LOCAL); no path = the process itself. */
@@ -52,7 +59,7 @@ static int l_load(lua_State *L)
 
 static lfflib *livelib(lua_State *L, int i, const char *fname)
 {
-    lfflib *l = luaL_checkudata(L, i, LOHM_FFILIB_MT);
+    lfflib *l = checklib(L, i);
     if (l->closed) luaL_error(L, "%s: library was closed", fname);
     return l;
 }
@@ -84,7 +91,7 @@ static int l_lib_func(lua_State *L)
 /* lib:close(): its functions raise afterwards. */
 static int l_lib_close(lua_State *L)
 {
-    lfflib *l = luaL_checkudata(L, 1, LOHM_FFILIB_MT);
+    lfflib *l = checklib(L, 1);
     if (l->closed) return 0;
     l->closed = true;
     ohm_ffi_close(l->lib);
@@ -105,7 +112,7 @@ static bool push_closure_code(lua_State *L, int i, ohm_ffi_arg *a);
 /* fn(...): arguments from index 2 on. */
 static int l_fn_call(lua_State *L)
 {
-    lffn *f = luaL_checkudata(L, 1, LOHM_FFIFN_MT);
+    lffn *f = checkfn(L, 1);
     if (!f->fn) return luaL_error(L, "ffi function was freed");
     if (f->lib && f->lib->closed) return luaL_error(L, "%s: its library was closed", ohm_ffi_name(f->fn));
     int n = lua_gettop(L) - 1;
@@ -185,14 +192,14 @@ static int l_fn_call(lua_State *L)
 
 static int l_fn_name(lua_State *L)
 {
-    lffn *f = luaL_checkudata(L, 1, LOHM_FFIFN_MT);
+    lffn *f = checkfn(L, 1);
     lua_pushstring(L, f->fn ? ohm_ffi_name(f->fn) : "?");
     return 1;
 }
 
 static int l_fn_tostr(lua_State *L)
 {
-    lffn *f = luaL_checkudata(L, 1, LOHM_FFIFN_MT);
+    lffn *f = checkfn(L, 1);
     lua_pushfstring(L, "ohm.ffi.func(%s)", f->fn ? ohm_ffi_name(f->fn) : "?");
     return 1;
 }
@@ -202,7 +209,7 @@ static int l_cast(lua_State *L)
 {
     const char *sig = luaL_checkstring(L, 1);
     void *code;
-    lclosure *c = luaL_testudata(L, 2, LOHM_CLOSURE_MT);
+    lclosure *c = testclosure(L, 2);
     if (c) {
         if (!c->c) return luaL_error(L, "cast: closure was freed");
         code = ohm_ffi_closure_code(c->c);
@@ -314,7 +321,7 @@ static int l_closure(lua_State *L)
 
 static bool push_closure_code(lua_State *L, int i, ohm_ffi_arg *a)
 {
-    lclosure *c = luaL_testudata(L, i, LOHM_CLOSURE_MT);
+    lclosure *c = testclosure(L, i);
     if (!c) return false;
     if (!c->c) luaL_error(L, "argument %d: closure was freed", i - 1);
     a->kind = OHM_FFI_ARG_PTR;
@@ -324,7 +331,7 @@ static bool push_closure_code(lua_State *L, int i, ohm_ffi_arg *a)
 
 static int l_closure_free(lua_State *L)
 {
-    lclosure *c = luaL_checkudata(L, 1, LOHM_CLOSURE_MT);
+    lclosure *c = checkclosure(L, 1);
     ohm_ffi_closure_free(c->c);
     c->c = NULL;
     return 0;
@@ -333,7 +340,7 @@ static int l_closure_free(lua_State *L)
 /* closure:ptr(): its code as a light userdata; closure:address(): as an integer. */
 static int l_closure_ptr(lua_State *L)
 {
-    lclosure *c = luaL_checkudata(L, 1, LOHM_CLOSURE_MT);
+    lclosure *c = checkclosure(L, 1);
     if (!c->c) return luaL_error(L, "ptr: closure was freed");
     lua_pushlightuserdata(L, ohm_ffi_closure_code(c->c));
     return 1;
@@ -341,7 +348,7 @@ static int l_closure_ptr(lua_State *L)
 
 static int l_closure_address(lua_State *L)
 {
-    lclosure *c = luaL_checkudata(L, 1, LOHM_CLOSURE_MT);
+    lclosure *c = checkclosure(L, 1);
     if (!c->c) return luaL_error(L, "address: closure was freed");
     lua_pushinteger(L, (lua_Integer)(uintptr_t)ohm_ffi_closure_code(c->c));
     return 1;
@@ -349,7 +356,7 @@ static int l_closure_address(lua_State *L)
 
 static int l_closure_tostr(lua_State *L)
 {
-    lclosure *c = luaL_checkudata(L, 1, LOHM_CLOSURE_MT);
+    lclosure *c = checkclosure(L, 1);
     if (c->c) lua_pushfstring(L, "ohm.ffi.closure: %p", ohm_ffi_closure_code(c->c));
     else lua_pushliteral(L, "ohm.ffi.closure(freed)");
     return 1;
@@ -357,7 +364,7 @@ static int l_closure_tostr(lua_State *L)
 
 static int l_lib_tostr(lua_State *L)
 {
-    lfflib *l = luaL_checkudata(L, 1, LOHM_FFILIB_MT);
+    lfflib *l = checklib(L, 1);
     lua_pushstring(L, l->closed ? "ohm.ffi.lib(closed)" : "ohm.ffi.lib");
     return 1;
 }

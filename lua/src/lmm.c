@@ -47,25 +47,29 @@ enum { MM_UV_EVICT = 1, MM_UV_POOL, MM_UV_COUNT = MM_UV_POOL };
 enum { TASK_UV_MM = 1, TASK_UV_CONSUMERS, TASK_UV_PAGES, TASK_UV_COUNT = TASK_UV_PAGES };
 enum { CONS_UV_SPILL = 1, CONS_UV_TASK, CONS_UV_COUNT = CONS_UV_TASK };
 
-/* ---- checkers ---- */
+/* ---- checkers: one per type (the type), and its live variant (the type, not closed) ---- */
+
+static lmm *checkmm(lua_State *L, int i) { return luaL_checkudata(L, i, LOHM_MM_MT); }
+static ltask *checktask(lua_State *L, int i) { return luaL_checkudata(L, i, LOHM_TASK_MT); }
+static lconsumer *checkconsumer(lua_State *L, int i) { return luaL_checkudata(L, i, LOHM_CONSUMER_MT); }
 
 static lmm *livemm(lua_State *L, int i, const char *fname)
 {
-    lmm *m = luaL_checkudata(L, i, LOHM_MM_MT);
+    lmm *m = checkmm(L, i);
     if (m->closed || !m->mm) luaL_error(L, "%s: memory manager was closed", fname);
     return m;
 }
 
 static ltask *livetask(lua_State *L, int i, const char *fname)
 {
-    ltask *t = luaL_checkudata(L, i, LOHM_TASK_MT);
+    ltask *t = checktask(L, i);
     if (t->closed || !t->t) luaL_error(L, "%s: task was closed", fname);
     return t;
 }
 
 static lconsumer *liveconsumer(lua_State *L, int i, const char *fname)
 {
-    lconsumer *c = luaL_checkudata(L, i, LOHM_CONSUMER_MT);
+    lconsumer *c = checkconsumer(L, i);
     if (c->closed || !c->c) luaL_error(L, "%s: consumer was closed", fname);
     if (c->task->closed) luaL_error(L, "%s: consumer's task was closed", fname);
     return c;
@@ -283,7 +287,7 @@ static void mm_free(lmm *m)
 /* mm:close(): raises while tasks are live. Cached blocks are dropped without their eviction functions. */
 static int l_mm_close(lua_State *L)
 {
-    lmm *m = luaL_checkudata(L, 1, LOHM_MM_MT);
+    lmm *m = checkmm(L, 1);
     if (m->closed) return 0;
     lua_State *prev = lohm_enter(m->st, L);
     int rc = ohm_mm_destroy(m->mm);
@@ -582,7 +586,7 @@ static int64_t task_close(lua_State *L, ltask *t, int idx, bool force, const cha
  * returning 0. */
 static int l_task_close(lua_State *L)
 {
-    ltask *t = luaL_checkudata(L, 1, LOHM_TASK_MT);
+    ltask *t = checktask(L, 1);
     lua_settop(L, 1);
     const char *busy = NULL;
     int64_t leaked = task_close(L, t, 1, false, &busy);
@@ -795,7 +799,7 @@ static int l_cons_used(lua_State *L)
 
 static int l_cons_name(lua_State *L)
 {
-    lconsumer *c = luaL_checkudata(L, 1, LOHM_CONSUMER_MT);
+    lconsumer *c = checkconsumer(L, 1);
     lua_pushstring(L, c->name);
     return 1;
 }
@@ -818,7 +822,7 @@ static int l_cons_stats(lua_State *L)
 /* c:close(): releases what it holds and frees it; raises while it has live pages. */
 static int l_cons_close(lua_State *L)
 {
-    lconsumer *c = luaL_checkudata(L, 1, LOHM_CONSUMER_MT);
+    lconsumer *c = checkconsumer(L, 1);
     if (c->closed || !c->c || c->task->closed) return 0;
     int rc = ohm_bind_consumer_destroy(c->c);
     if (rc) return lohm_fail(L, rc, "consumer:close");
@@ -845,14 +849,14 @@ static int l_cons_gc(lua_State *L)
 
 static int l_tostr_mm(lua_State *L)
 {
-    lmm *m = luaL_checkudata(L, 1, LOHM_MM_MT);
+    lmm *m = checkmm(L, 1);
     lua_pushfstring(L, m->closed ? "ohm.mm(closed)" : "ohm.mm: %p", (void *)m->mm);
     return 1;
 }
 
 static int l_tostr_task(lua_State *L)
 {
-    ltask *t = luaL_checkudata(L, 1, LOHM_TASK_MT);
+    ltask *t = checktask(L, 1);
     if (t->closed) lua_pushliteral(L, "ohm.task(closed)");
     else lua_pushfstring(L, "ohm.task(%I)", (LUAI_UACINT)ohm_task_id(t->t));
     return 1;
@@ -860,7 +864,7 @@ static int l_tostr_task(lua_State *L)
 
 static int l_tostr_cons(lua_State *L)
 {
-    lconsumer *c = luaL_checkudata(L, 1, LOHM_CONSUMER_MT);
+    lconsumer *c = checkconsumer(L, 1);
     lua_pushfstring(L, c->closed ? "ohm.consumer(%s, closed)" : "ohm.consumer(%s)", c->name);
     return 1;
 }

@@ -15,10 +15,8 @@ typedef struct lpool {
     bool closed;
 } lpool;
 
-static lpool *checkpool(lua_State *L, int i)
-{
-    return luaL_checkudata(L, i, LOHM_POOL_MT);
-}
+static lpool *checkpool(lua_State *L, int i) { return luaL_checkudata(L, i, LOHM_POOL_MT); }
+static lpool *testpool(lua_State *L, int i) { return luaL_testudata(L, i, LOHM_POOL_MT); }
 
 static ohm_pool *livepool(lua_State *L, int i, const char *fname)
 {
@@ -198,7 +196,7 @@ static int l_tostr(lua_State *L)
 
 static int l_eq(lua_State *L)
 {
-    lpool *a = luaL_testudata(L, 1, LOHM_POOL_MT), *b = luaL_testudata(L, 2, LOHM_POOL_MT);
+    lpool *a = testpool(L, 1), *b = testpool(L, 2);
     lua_pushboolean(L, a && b && !a->closed && !b->closed && a->pool == b->pool);
     return 1;
 }
