@@ -115,7 +115,12 @@ static inline uint32_t hdr_next_gen(const ohm_buf *h)
 
 /* A free header made live as its own count owner and root, with count. NULL (OHM_ENOMEM) only when no
  * metadata is left. */
-static ohm_buf *hdr_alloc(uint32_t count)
+/* root and pool are read by another thread's pool destruction (buf_pool_destroyed) while a header is being
+ * reused: relaxed atomic stores there, plain loads everywhere else (the same instructions on x86-64). */
+static inline void hdr_set_root(ohm_buf *h, ohm_buf *root) { __atomic_store_n(&h->root, root, __ATOMIC_RELAXED); }
+static inline void hdr_set_pool(ohm_buf *h, struct ohm_pool *p) { __atomic_store_n(&h->pool, p, __ATOMIC_RELAXED); }
+
+static ohm_buf *hdr_alloc(uint32_t *gen_out)
 {
     ohm_buf *h = hdr_take();
     if (!h) return NULL;
@@ -124,10 +129,17 @@ static ohm_buf *hdr_alloc(uint32_t count)
     h->parent = NULL;
     h->owner = h;
     h->owner_gen = gen;
-    h->root = h;
+    hdr_set_root(h, h);
     h->root_gen = gen;
-    atomic_store_explicit(&h->state, st_make(gen, count), memory_order_release);
+    *gen_out = gen;
     return h;
+}
+
+/* Makes a header from hdr_alloc live, once all its fields are set: a pool destruction scans every header of the
+ * process (buf_pool_destroyed) and must never see a live header whose root is not set yet. */
+static inline void hdr_publish(ohm_buf *h, uint32_t gen, uint32_t count)
+{
+    atomic_store_explicit(&h->state, st_make(gen, count), memory_order_release);
 }
 
 /* Ends a header: its generation becomes even (stale ids and handles stop matching) and it is reused later. */
@@ -312,7 +324,8 @@ static int release_owner(ohm_buf *o, uint32_t gen, uint32_t n, const char *op)
 ohm_buf *buf_root_new(void *data, size_t size, ohm_buf_origin origin, unsigned flags, buf_free_fn *free_fn,
                       void *ctx, struct ohm_pool *pool)
 {
-    ohm_buf *b = hdr_alloc(1);
+    uint32_t gen;
+    ohm_buf *b = hdr_alloc(&gen);
     if (!b) return NULL;
     b->flags = BUF_ROOT | flags;
     b->data = data;
@@ -320,9 +333,10 @@ ohm_buf *buf_root_new(void *data, size_t size, ohm_buf_origin origin, unsigned f
     b->origin = (uint8_t)origin;
     b->free_fn = free_fn;
     b->ctx = ctx;
-    b->pool = pool;
+    hdr_set_pool(b, pool);
     b->track = leak_track_maybe(pool ? atomic_load_explicit(&pool->leak_settings, memory_order_relaxed) : 0,
                                make_id(b->owner_gen, b->index), size, origin, pool ? pool->name : NULL);
+    hdr_publish(b, gen, 1);
     return b;
 }
 
@@ -396,12 +410,12 @@ static inline ohm_buf *alloc_from_pool(ohm_pool *pool, size_t size, int zero)
     b->size = size;
     b->owner = b;
     b->owner_gen = gen;
-    b->root = b;
+    hdr_set_root(b, b);
     b->root_gen = gen;
     b->origin = OHM_ORIGIN_POOL;
     b->free_fn = pool_block_free;
     b->ctx = pool;
-    b->pool = pool;
+    hdr_set_pool(b, pool);
     b->track = leak_track_maybe(atomic_load_explicit(&pool->leak_settings, memory_order_relaxed), make_id(gen, b->index),
                                size, OHM_ORIGIN_POOL, pool->name);
     atomic_store_explicit(&b->state, st_make(gen, 1), memory_order_release);
@@ -491,7 +505,8 @@ static ohm_buf *derive(ohm_buf *b, size_t off, size_t len, const char *op)
     int rc = buf_check_live(b, op);
     if (!rc) rc = ohm_range_check(b->size, off, len);
     if (rc) return NULL;
-    ohm_buf *d = hdr_alloc(0);
+    uint32_t gen;
+    ohm_buf *d = hdr_alloc(&gen);
     if (!d) {
         ohm__error(OHM_ENOMEM, "%s: no memory for a buffer header", op);
         return NULL;
@@ -501,8 +516,9 @@ static ohm_buf *derive(ohm_buf *b, size_t off, size_t len, const char *op)
     d->size = len;
     d->owner = b->owner;
     d->owner_gen = b->owner_gen;
-    d->root = b->root;
+    hdr_set_root(d, b->root);
     d->root_gen = b->root_gen;
+    hdr_publish(d, gen, 0); /* before linking: a kill of the owner's derived list must find it live */
     derived_link(b->owner, d);
     return d;
 }
@@ -520,7 +536,8 @@ ohm_buf *ohm_buf_retained_slice(ohm_buf *b, size_t off, size_t len)
     if (!rc) rc = ohm_range_check(b->size, off, len);
     if (!rc) rc = ohm_buf_retain(b, 1);
     if (rc) return NULL;
-    ohm_buf *r = hdr_alloc(1);
+    uint32_t gen;
+    ohm_buf *r = hdr_alloc(&gen);
     if (!r) {
         release_owner(b->owner, b->owner_gen, 1, "retained_slice");
         ohm__error(OHM_ENOMEM, "retained_slice: no memory for a buffer header");
@@ -531,9 +548,10 @@ ohm_buf *ohm_buf_retained_slice(ohm_buf *b, size_t off, size_t len)
     r->size = len;
     r->parent = b->owner;
     r->parent_gen = b->owner_gen;
-    r->root = b->root;
+    hdr_set_root(r, b->root);
     r->root_gen = b->root_gen;
     atomic_fetch_add_explicit(&b->owner->retained_children, 1, memory_order_relaxed);
+    hdr_publish(r, gen, 1);
     return r;
 }
 
@@ -683,9 +701,18 @@ int ohm_buf_seal(ohm_buf *b, bool sealed)
 /* ---- pool destruction ---- */
 
 /* Whether header h is live and its memory belongs to pool. hdr_lock held. */
+/* Whether h is a live buffer of pool. Other threads make and end buffers of other pools meanwhile, so the root
+ * and its pool are read between two loads of h's state: the same odd generation both times means h was live
+ * throughout, and a live handle's root (and the root's pool) never change. */
 static int dies_with(const ohm_buf *h, const struct ohm_pool *pool)
 {
-    return (st_gen(atomic_load_explicit(&((ohm_buf *)h)->state, memory_order_acquire)) & 1) && h->root->pool == pool;
+    _Atomic uint64_t *state = &((ohm_buf *)h)->state;
+    uint64_t before = atomic_load_explicit(state, memory_order_acquire);
+    if (!(st_gen(before) & 1)) return 0;
+    ohm_buf *root = __atomic_load_n(&((ohm_buf *)h)->root, __ATOMIC_RELAXED);
+    struct ohm_pool *p = __atomic_load_n(&root->pool, __ATOMIC_RELAXED);
+    atomic_thread_fence(memory_order_acquire);
+    return st_gen(atomic_load_explicit(state, memory_order_relaxed)) == st_gen(before) && p == pool;
 }
 
 /* The pool's memory is about to go at once: every live buffer of it is a leak (reported after the scan, with no

@@ -40,6 +40,8 @@ typedef struct leak_rec {
     void *frames[OHM_LEAK_MAX_FRAMES];
 } leak_rec;
 
+#define LEVEL_OF_PROCESS 0xff /* leak_track.pool_level: the buffer's pool follows the process's level */
+
 struct leak_track {
     leak_track *next, *prev;             /* stripe list                                               */
     uint64_t seq;                        /* creation sequence number (ohm_leak_mark/check)            */
@@ -47,6 +49,7 @@ struct leak_track {
     size_t size;
     unsigned stripe;
     ohm_buf_origin origin;
+    uint8_t pool_level;                  /* the level its pool set (ohm_pool_set_leak), else LEVEL_OF_PROCESS */
     char *host_site;                     /* owned, or NULL; under the stripe lock                     */
     leak_rec created;
     /* access records, oldest first; under the stripe lock */
@@ -385,6 +388,7 @@ leak_track *leak_track_maybe(uint64_t pool_settings, uint64_t buffer_id, size_t 
     }
     leak_track *t = track_new(buffer_id, size, origin, pool_name);
     if (!t) return NULL;
+    t->pool_level = pool_settings ? (uint8_t)level : LEVEL_OF_PROCESS;
     capture(&t->created, __builtin_return_address(0));
     stripe *st = &stripes[t->stripe];
     pthread_mutex_lock(&st->lock);
@@ -410,7 +414,10 @@ void leak_track_set_site(leak_track *t, const char *host_site)
 
 void leak_track_touch(leak_track *t, const char *hint)
 {
-    if (!t || (load_settings() & 0xff) < OHM_LEAK_ADVANCED) return;
+    if (!t) return;
+    /* Access records follow the level of the buffer's pool if it set one, else the process's level now. */
+    unsigned level = t->pool_level != LEVEL_OF_PROCESS ? t->pool_level : (unsigned)(load_settings() & 0xff);
+    if (level < OHM_LEAK_ADVANCED) return;
     leak_rec *r = rec_mem(sizeof *r);
     if (!r) return;
     capture(r, __builtin_return_address(0)); /* before the lock: unwinding is the slow part */

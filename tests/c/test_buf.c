@@ -9,6 +9,7 @@
 #include "buf.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -737,6 +738,46 @@ static void test_reclaim_of_the_last_plain_slice_of_a_reclaimed_owner_reclaims_w
     CHECK_EQ_INT(ohm_pool_destroy(pool), 0);
 }
 
+/* A pool's destruction scans every buffer header of the process. Headers other threads are making at that
+ * moment (slices of another pool's buffers) must not be taken for the dying pool's: a header becomes live only
+ * once its root is set. Found by two Lua states on two threads, one closing while the other made slices. */
+static atomic_int churn_stop;
+
+static void *churn_pools(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&churn_stop)) {
+        ohm_pool *p = buf_pool("buf-churn");
+        if (!p) break;
+        for (int i = 0; i < 8; i++) ohm_buf_alloc(p, 64); /* left live: the destruction ends them */
+        ohm_pool_destroy(p);
+    }
+    return NULL;
+}
+
+static void test_destroying_a_pool_never_ends_slices_another_thread_is_making(void)
+{
+    ohm_buf *b = ohm_buf_alloc(NULL, 64);
+    if (!CHECK_NOT_NULL(b)) return;
+    pthread_t t;
+    atomic_store(&churn_stop, 0);
+    pthread_create(&t, NULL, churn_pools, NULL);
+    int bad = 0;
+    for (int i = 0; i < 20000; i++) {
+        ohm_buf *s = i & 1 ? ohm_buf_slice(b, 8, 8) : ohm_buf_retained_slice(b, 8, 8);
+        if (!s) { bad++; continue; }
+        uint64_t id = ohm_buf_id(s);
+        bad += id == 0 || ohm_buf_check(s, id) != 0;
+        if (i & 1) bad += ohm_buf_reclaim(s, id) != 0;
+        else bad += ohm_buf_release(s, 1) != 1;
+    }
+    atomic_store(&churn_stop, 1);
+    pthread_join(t, NULL);
+    CHECK_EQ_INT(bad, 0);
+    CHECK_EQ_U64(ohm_buf_refcnt(b), 1);
+    CHECK_EQ_INT(ohm_buf_release(b, 1), 1);
+}
+
 static void test_reclaim_of_a_retained_slice_gives_back_its_parent_reference(void)
 {
     ohm_buf *p = ohm_buf_alloc(NULL, 64);
@@ -1027,6 +1068,7 @@ int main(void)
     RUN(test_reclaim_frees_a_live_unreleased_buffer_once);
     RUN(test_reclaim_after_release_or_with_a_stale_id_is_a_noop);
     RUN(test_reclaim_of_a_plain_slice_drops_only_the_slice_handle);
+    RUN(test_destroying_a_pool_never_ends_slices_another_thread_is_making);
     RUN(test_reclaim_of_the_last_plain_slice_of_a_reclaimed_owner_reclaims_what_it_retained);
     RUN(test_reclaim_of_a_parent_leaves_its_retained_slice_usable_until_the_slice_is_released);
     RUN(test_reclaim_of_a_retained_slice_gives_back_its_parent_reference);
