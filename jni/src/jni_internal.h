@@ -44,7 +44,7 @@ typedef struct jni_cache {
     jmethodID log_deliver;       /* static Native.log(int, String)                                   */
     jmethodID consumer_spill;    /* MemoryConsumer.spill(long, MemoryConsumer)                       */
     jmethodID mm_evict;          /* MemoryManager.evictBlock(String)                                 */
-    jmethodID callback_call;     /* NativeCallback.dispatch(long args, int nargs, long ret)          */
+    jmethodID callback_call;     /* NativeCallback.dispatch(long[] args): the result bits            */
 } jni_cache;
 
 extern jni_cache J;

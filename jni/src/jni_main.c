@@ -358,7 +358,7 @@ JNIEXPORT jint JNICALL JNI_OnLoad(JavaVM *vm, void *reserved)
         if (!J.mm_evict) goto error;
         c = (*env)->FindClass(env, "org/ohm/NativeCallback");
         if (!c) goto error;
-        J.callback_call = (*env)->GetMethodID(env, c, "dispatch", "(JIJ)V");
+        J.callback_call = (*env)->GetMethodID(env, c, "dispatch", "([J)J");
         (*env)->DeleteLocalRef(env, c);
         if (!J.callback_call) goto error;
     }

@@ -166,9 +166,8 @@ final class Native {
                                String[] strOut);
     static native long ffiClosureCreate(byte[] signature, long ctx);
     static native long ffiClosureCode(long closure);
+    /** The closure's signature as a function (for its types). */
+    static native long ffiClosureSig(long closure);
     static native void ffiClosureFree(long closure);
-    /** Reads the i-th argument of a closure call as bits, and writes its result. */
-    static native long ffiArg(long args, int i);
-    static native void ffiSetRet(long ret, long bits);
     static native String ffiString(long address);
 }

@@ -1,8 +1,99 @@
 package org.ohm;
 
-/** Placeholder: the libffi bridge's callbacks (filled in with the FFI natives). */
-public final class NativeCallback {
-    private NativeCallback() {}
+import java.util.Objects;
 
-    void dispatch(long args, int nargs, long ret) {}
+/**
+ * A C function pointer that calls Java (a libffi closure), for C APIs that take callbacks (qsort's comparator,
+ * an event handler). Pass it as a ptr argument of a {@link NativeFunction}, or its {@link #address()}.
+ *
+ * <pre>{@code
+ * try (NativeCallback cmp = NativeCallback.create("int(ptr, ptr)", args -> ...)) {
+ *     qsort.invoke(buffer, count, 4, cmp);
+ * }
+ * }</pre>
+ *
+ * Arguments reach the handler as Long (integers; ptr and str as addresses: {@link #string(long)} reads a str)
+ * and Double (f32, f64); the handler returns a Number (or null for 0, or an OhmBuffer for a ptr result). An
+ * exception in the handler cannot unwind through C: the C caller gets a zero result, and the NativeFunction call
+ * that led to it throws that exception once C has returned. It may be called from any thread (threads the JVM
+ * does not know are attached for the call). Close it only when no C code can call it any more.
+ */
+public final class NativeCallback implements AutoCloseable {
+    /** The Java side of a callback. */
+    @FunctionalInterface
+    public interface Handler {
+        Object call(Object[] args) throws Exception;
+    }
+
+    private final Handler handler;
+    private final String signature;
+    private final long handle, ref, code;
+    private final int[] types;
+    private boolean closed;
+
+    private NativeCallback(String signature, Handler handler) {
+        this.signature = signature;
+        this.handler = handler;
+        long r = Native.newGlobal(this);
+        long h;
+        try {
+            h = Native.ffiClosureCreate(Native.cstr(signature), r);
+        } catch (RuntimeException | Error e) {
+            Native.deleteGlobal(r);
+            throw e;
+        }
+        ref = r;
+        handle = h;
+        code = Native.ffiClosureCode(h);
+        types = Native.ffiTypes(Native.ffiClosureSig(h));
+    }
+
+    /** A callback with a C signature ("i32(ptr, ptr)"). IllegalArgumentException for a bad signature. */
+    public static NativeCallback create(String signature, Handler handler) {
+        Objects.requireNonNull(signature, "signature");
+        Objects.requireNonNull(handler, "handler");
+        return new NativeCallback(signature, handler);
+    }
+
+    /** The C function pointer. */
+    public synchronized long address() {
+        if (closed) throw new IllegalStateException("callback is closed");
+        return code;
+    }
+
+    /** Reads the NUL-terminated UTF-8 string at a str or ptr argument's address (null for 0). */
+    public static String string(long address) {
+        return Native.ffiString(address);
+    }
+
+    /** Called by the closure: raw argument bits in, result bits out (exceptions go to the C side's catch). */
+    long dispatch(long[] raw) throws Exception {
+        Object[] args = new Object[raw.length];
+        for (int i = 0; i < raw.length; i++) {
+            int t = types[i + 1];
+            args[i] = t == NativeFunction.F32 || t == NativeFunction.F64 ? (Object) Double.longBitsToDouble(raw[i])
+                    : (Object) raw[i];
+        }
+        Object r = handler.call(args);
+        int rt = types[0];
+        if (r == null || rt == NativeFunction.VOID) return 0;
+        if (rt == NativeFunction.F32 || rt == NativeFunction.F64)
+            return Double.doubleToRawLongBits(((Number) r).doubleValue());
+        if (r instanceof OhmBuffer) return ((OhmBuffer) r).memoryAddress();
+        if (r instanceof Boolean) return (Boolean) r ? 1 : 0;
+        if (r instanceof Number) return ((Number) r).longValue();
+        throw new IllegalArgumentException("callback returned a " + r.getClass().getName() + " for " + signature);
+    }
+
+    public String signature() {
+        return signature;
+    }
+
+    @Override
+    public synchronized void close() {
+        if (closed) return;
+        closed = true;
+        Native.ffiClosureFree(handle);
+        Native.deleteGlobal(ref);
+    }
 }

@@ -21,7 +21,7 @@ final class Tracker extends PhantomReference<OhmBuffer> {
     boolean live = true;
     /** Roots: the memory may not be written (a read-only mapping, or sealed); writes check it, since they would
      * fault. */
-    volatile boolean readOnly;
+    boolean readOnly; // plain: set before the buffer is published, or by seal() (same-thread rule as `live`)
     /** What ends this handle besides release: the private OhmPool it came from, or the TaskMemory of a page. */
     final Object scope;
     /** Retained slices: the count they hold a reference on, which their last release may take to 0. */

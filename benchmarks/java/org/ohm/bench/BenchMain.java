@@ -1,0 +1,558 @@
+package org.ohm.bench;
+
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.PooledByteBufAllocator;
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.lang.ref.Cleaner;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.Paths;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.CyclicBarrier;
+import java.util.concurrent.TimeUnit;
+import org.ohm.Ohm;
+import org.ohm.OhmBuffer;
+import org.ohm.OhmPool;
+
+/**
+ * ohm-bench-java: the Java library against Netty's pooled allocator and ByteBuffer.allocateDirect, with
+ * ohm-bench's contract: one fresh JVM (a fork) per (workload, rep, impl), impls interleaved with the order
+ * rotating from rep to rep, best ops/s and median RSS over the reps, a table per workload (or one JSON line per
+ * result with --json), ratios and the issue's goals. JMH is not packaged for Debian; each fork warms up (the JIT
+ * compiles the loop) before it measures, in timed iterations.
+ */
+public final class BenchMain {
+    private BenchMain() {}
+
+    static final String[] IMPLS = {"ohm", "netty-pooled", "allocate-direct", "ohm-jni", "ohm+jdk-cleaner"};
+
+    /** A workload: its name, thread count, buffer size and which impls it runs by default. */
+    static final class Workload {
+        final String name, summary;
+        final int threads;
+        final int size;
+        final String[] impls;
+
+        Workload(String name, int threads, int size, String summary, String... impls) {
+            this.name = name;
+            this.threads = threads;
+            this.size = size;
+            this.summary = summary;
+            this.impls = impls;
+        }
+    }
+
+    static final List<Workload> WORKLOADS = new ArrayList<>();
+    static {
+        int[] sizes = {64, 1024, 16384, 1 << 20};
+        String[] names = {"64", "1k", "16k", "1m"};
+        String[] human = {"64 B", "1 KiB", "16 KiB", "1 MiB"};
+        for (int t = 1; t <= 2; t++)
+            for (int i = 0; i < sizes.length; i++)
+                WORKLOADS.add(new Workload("alloc-release-" + names[i], t, sizes[i],
+                        "allocate " + human[i] + ", write 8 bytes, release" + (t > 1 ? ", each thread its own" : ""),
+                        "ohm", "netty-pooled", "allocate-direct"));
+        // What the design choices cost, measured: the JNI access route against Java-side access, and a
+        // java.lang.ref.Cleaner registered per buffer on top of ohm's own safety net.
+        WORKLOADS.add(new Workload("access", 1, 4096, "putLong + getLong at 512 offsets of one 4 KiB buffer (one op = a pair)",
+                "ohm", "ohm-jni", "netty-pooled"));
+        WORKLOADS.add(new Workload("cleaner-cost", 1, 64,
+                "alloc-release-64, plus a java.lang.ref.Cleaner registered and cleaned per buffer", "ohm", "ohm+jdk-cleaner"));
+    }
+
+    // ---- options
+
+    static final class Options {
+        boolean json, verbose, child, list;
+        List<String> workloads = new ArrayList<>();
+        List<String> impls = new ArrayList<>();
+        int reps = 3, threads = 0;
+        double scale = 1.0;
+    }
+
+    public static void main(String[] args) throws Exception {
+        Options o = new Options();
+        try {
+            parse(args, o);
+        } catch (IllegalArgumentException e) {
+            System.err.println("ohm-bench-java: " + e.getMessage());
+            usage();
+            System.exit(2);
+        }
+        if (o.list) {
+            System.out.printf("%-20s %-8s %-6s %s%n", "workload", "threads", "size", "what");
+            for (Workload w : WORKLOADS)
+                System.out.printf("%-20s %-8d %-6d %s (impls %s)%n", w.name, w.threads, w.size, w.summary,
+                        String.join(", ", w.impls));
+            return;
+        }
+        System.exit(o.child ? child(o) : parent(o));
+    }
+
+    static void usage() {
+        System.err.println("usage: ohm-bench-java [options]\n"
+                + "  --workload NAME[,NAME]  workloads (default: every alloc-release-*; --list names them; 'all')\n"
+                + "  --threads N             only the variants with N threads\n"
+                + "  --impl NAME[,NAME]      ohm, netty-pooled, allocate-direct, ohm-jni, ohm+jdk-cleaner\n"
+                + "  --reps N                JVM forks per workload and impl (default 3; best ops/s, median RSS)\n"
+                + "  --scale F               multiplies warm-up and measurement times (default 1: 1 s + 3 x 0.5 s)\n"
+                + "  --json                  one JSON object per line per (workload, impl)\n"
+                + "  --verbose               each fork's result on stderr\n"
+                + "  --list                  list the workloads");
+    }
+
+    static void parse(String[] args, Options o) {
+        for (int i = 0; i < args.length; i++) {
+            String a = args[i], v = null;
+            int eq = a.indexOf('=');
+            if (a.startsWith("--") && eq > 0) {
+                v = a.substring(eq + 1);
+                a = a.substring(0, eq);
+            }
+            switch (a) {
+                case "--json": o.json = true; break;
+                case "--verbose": case "-v": o.verbose = true; break;
+                case "--child": o.child = true; break;
+                case "--list": o.list = true; break;
+                case "--help": case "-h": usage(); System.exit(0); break;
+                case "--workload": case "--impl": case "--reps": case "--scale": case "--threads":
+                    if (v == null) {
+                        if (i + 1 >= args.length) throw new IllegalArgumentException(a + " needs a value");
+                        v = args[++i];
+                    }
+                    if (a.equals("--workload")) {
+                        for (String s : v.split(",")) if (!s.isEmpty()) o.workloads.add(s);
+                    } else if (a.equals("--impl")) {
+                        for (String s : v.split(",")) {
+                            if (!Arrays.asList(IMPLS).contains(s)) throw new IllegalArgumentException("unknown impl '" + s + "'");
+                            o.impls.add(s);
+                        }
+                    } else if (a.equals("--reps")) {
+                        o.reps = Integer.parseInt(v);
+                        if (o.reps < 1 || o.reps > 100) throw new IllegalArgumentException("--reps needs 1..100");
+                    } else if (a.equals("--threads")) {
+                        o.threads = Integer.parseInt(v);
+                    } else {
+                        o.scale = Double.parseDouble(v);
+                        if (!(o.scale > 0 && o.scale <= 1000)) throw new IllegalArgumentException("--scale needs (0, 1000]");
+                    }
+                    break;
+                default:
+                    throw new IllegalArgumentException("unknown option '" + args[i] + "'");
+            }
+        }
+    }
+
+    static List<Workload> selected(Options o) {
+        List<Workload> out = new ArrayList<>();
+        for (Workload w : WORKLOADS) {
+            boolean named = o.workloads.isEmpty() ? w.name.startsWith("alloc-release")
+                    : o.workloads.contains(w.name) || o.workloads.contains("all");
+            if (named && (o.threads == 0 || o.threads == w.threads)) out.add(w);
+        }
+        for (String n : o.workloads)
+            if (!n.equals("all") && WORKLOADS.stream().noneMatch(w -> w.name.equals(n)))
+                throw new IllegalArgumentException("unknown workload '" + n + "' (--list shows them)");
+        return out;
+    }
+
+    // ---- the parent: forks, aggregation, tables
+
+    /** One result, as the JSON line carries it. */
+    static final class Run {
+        boolean ok;
+        double opsPerSec;
+        long threads, peakRss, livePeak, rssBefore, rssAfter;
+    }
+
+    static int parent(Options o) throws Exception {
+        List<Workload> ws = selected(o);
+        if (!o.json) {
+            System.out.printf("ohm-bench-java: scale %s, %d rep%s (JVM forks), %d CPUs, %s %s, Java %s%n", fmtScale(o.scale),
+                    o.reps, o.reps == 1 ? "" : "s", Runtime.getRuntime().availableProcessors(),
+                    System.getProperty("os.name"), System.getProperty("os.version"), System.getProperty("java.version"));
+            System.out.println("ops/s: best of the forks; RSS: median of the forks; ratio = ohm ops/s / impl ops/s");
+        }
+        int failed = 0;
+        for (Workload w : ws) {
+            List<String> impls = new ArrayList<>();
+            for (String i : w.impls) if (o.impls.isEmpty() || o.impls.contains(i)) impls.add(i);
+            if (impls.isEmpty()) continue;
+            Run[][] runs = new Run[impls.size()][o.reps];
+            for (int rep = 0; rep < o.reps; rep++)
+                for (int k = 0; k < impls.size(); k++) {
+                    int idx = (k + rep) % impls.size();
+                    Run r = fork(o, w, impls.get(idx), rep);
+                    runs[idx][rep] = r;
+                    if (!r.ok) failed++;
+                }
+            Run[] agg = new Run[impls.size()];
+            for (int k = 0; k < impls.size(); k++) agg[k] = aggregate(runs[k]);
+            if (o.json) {
+                for (int k = 0; k < impls.size(); k++)
+                    if (agg[k].ok) System.out.println(json(w, impls.get(k), agg[k]));
+            } else {
+                table(w, impls, agg);
+            }
+            System.out.flush();
+        }
+        if (failed > 0) System.err.println("ohm-bench-java: " + failed + " fork" + (failed == 1 ? "" : "s") + " failed");
+        return failed > 0 ? 1 : 0;
+    }
+
+    static String fmtScale(double s) {
+        return s == Math.rint(s) ? String.valueOf((long) s) : String.valueOf(s);
+    }
+
+    static Run fork(Options o, Workload w, String impl, int rep) throws Exception {
+        String java = ProcessHandle.current().info().command().orElse("java");
+        List<String> cmd = new ArrayList<>(List.of(java, "-Xms1g", "-Xmx1g", "-XX:+UseG1GC"));
+        if (impl.equals("ohm-jni")) cmd.add("-Dohm.access=jni");
+        String lib = System.getProperty("ohm.library.path");
+        if (lib != null) cmd.add("-Dohm.library.path=" + lib);
+        // Extra JVM options for every fork (e.g. -Dohm.leak.level=off), from the environment.
+        String extra = System.getenv("OHM_BENCH_JAVA_OPTS");
+        if (extra != null && !extra.isBlank()) cmd.addAll(Arrays.asList(extra.trim().split("\\s+")));
+        cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), BenchMain.class.getName(), "--child",
+                "--workload", w.name, "--threads", String.valueOf(w.threads), "--impl", impl, "--scale",
+                String.valueOf(o.scale)));
+        Process p = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.INHERIT).start();
+        String last = null;
+        try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
+            for (String line; (line = r.readLine()) != null; ) if (line.startsWith("{")) last = line;
+        }
+        boolean done = p.waitFor(600, TimeUnit.SECONDS);
+        if (!done) p.destroyForcibly();
+        Run run = last == null ? new Run() : parseRun(last);
+        if (!done || p.exitValue() != 0 || !run.ok) {
+            System.err.printf("ohm-bench-java: %s (%d threads), %s, fork %d failed (%s)%n", w.name, w.threads, impl,
+                    rep + 1, !done ? "timeout" : "exit " + p.exitValue());
+            run.ok = false;
+        } else if (o.verbose) {
+            System.err.printf("  %-18s %-16s fork %d: %.4g ops/s%n", w.name, impl, rep + 1, run.opsPerSec);
+        }
+        return run;
+    }
+
+    static Run parseRun(String line) {
+        Run r = new Run();
+        try {
+            r.opsPerSec = Double.parseDouble(field(line, "ops_per_sec"));
+            r.threads = Long.parseLong(field(line, "threads"));
+            r.peakRss = Long.parseLong(field(line, "peak_rss_bytes"));
+            r.livePeak = Long.parseLong(field(line, "live_peak_bytes"));
+            r.rssBefore = Long.parseLong(field(line, "rss_before_bytes"));
+            r.rssAfter = Long.parseLong(field(line, "rss_after_bytes"));
+            r.ok = true;
+        } catch (RuntimeException e) {
+            r.ok = false;
+        }
+        return r;
+    }
+
+    static String field(String line, String key) {
+        int at = line.indexOf("\"" + key + "\":");
+        if (at < 0) throw new IllegalArgumentException(key);
+        int from = at + key.length() + 3, to = from;
+        while (to < line.length() && ",}".indexOf(line.charAt(to)) < 0) to++;
+        return line.substring(from, to).replace("\"", "").trim();
+    }
+
+    static Run aggregate(Run[] runs) {
+        Run a = new Run();
+        List<Run> ok = new ArrayList<>();
+        for (Run r : runs) if (r != null && r.ok) ok.add(r);
+        if (ok.isEmpty()) return a;
+        a.ok = true;
+        for (Run r : ok) a.opsPerSec = Math.max(a.opsPerSec, r.opsPerSec);
+        a.threads = ok.get(0).threads;
+        a.peakRss = median(ok.stream().mapToLong(r -> r.peakRss).toArray());
+        a.livePeak = median(ok.stream().mapToLong(r -> r.livePeak).toArray());
+        a.rssBefore = median(ok.stream().mapToLong(r -> r.rssBefore).toArray());
+        a.rssAfter = median(ok.stream().mapToLong(r -> r.rssAfter).toArray());
+        return a;
+    }
+
+    /** The lower median, as ohm-bench's bench_median_u64. */
+    static long median(long[] v) {
+        Arrays.sort(v);
+        return v.length == 0 ? 0 : v[(v.length - 1) / 2];
+    }
+
+    static String json(Workload w, String impl, Run r) {
+        return String.format(Locale.ROOT, "{\"bench\":\"java\",\"workload\":\"%s\",\"impl\":\"%s\",\"threads\":%d,"
+                        + "\"ops_per_sec\":%.6g,\"peak_rss_bytes\":%d,\"live_peak_bytes\":%d,\"rss_before_bytes\":%d,"
+                        + "\"rss_after_bytes\":%d}", w.name, impl, r.threads, r.opsPerSec, r.peakRss, r.livePeak,
+                r.rssBefore, r.rssAfter);
+    }
+
+    static void table(Workload w, List<String> impls, Run[] agg) {
+        String[] headers = {"impl", "threads", "ops/s", "ns/op", "peak RSS", "live peak", "RSS before", "RSS after",
+                "ohm ratio"};
+        List<String[]> rows = new ArrayList<>();
+        rows.add(headers);
+        int ohm = impls.indexOf("ohm");
+        for (int k = 0; k < impls.size(); k++) {
+            Run r = agg[k];
+            if (!r.ok) {
+                rows.add(new String[] {impls.get(k), "failed", "", "", "", "", "", "", ""});
+                continue;
+            }
+            String ratio = ohm >= 0 && agg[ohm].ok && r.opsPerSec > 0
+                    ? String.format(Locale.ROOT, "%.2fx", agg[ohm].opsPerSec / r.opsPerSec) : "-";
+            rows.add(new String[] {impls.get(k), String.valueOf(r.threads), rate(r.opsPerSec),
+                    String.format(Locale.ROOT, "%.1f", 1e9 / r.opsPerSec), bytes(r.peakRss), bytes(r.livePeak),
+                    bytes(r.rssBefore), bytes(r.rssAfter), ratio});
+        }
+        int[] width = new int[headers.length];
+        for (String[] row : rows) for (int c = 0; c < row.length; c++) width[c] = Math.max(width[c], row[c].length());
+        System.out.printf("%n%s (%d thread%s): %s%n", w.name, w.threads, w.threads == 1 ? "" : "s", w.summary);
+        for (String[] row : rows) {
+            StringBuilder sb = new StringBuilder();
+            for (int c = 0; c < row.length; c++) {
+                if (c > 0) sb.append("  ");
+                String cell = row[c];
+                String pad = " ".repeat(width[c] - cell.length());
+                sb.append(c == 0 ? cell + pad : pad + cell);
+            }
+            System.out.println(sb.toString().replaceAll("\\s+$", ""));
+        }
+        goal(impls, agg, "netty-pooled", 1.0);
+        goal(impls, agg, "allocate-direct", 10.0);
+        goal(impls, agg, "ohm+jdk-cleaner", 1.0);
+    }
+
+    static void goal(List<String> impls, Run[] agg, String peer, double want) {
+        int o = impls.indexOf("ohm"), p = impls.indexOf(peer);
+        if (o < 0 || p < 0 || !agg[o].ok || !agg[p].ok || agg[p].opsPerSec <= 0) return;
+        double got = agg[o].opsPerSec / agg[p].opsPerSec;
+        if (peer.startsWith("ohm")) {
+            System.out.printf(Locale.ROOT, "info  ohm / %s: %.2fx%n", peer, got);
+            return;
+        }
+        System.out.printf(Locale.ROOT, "goal  ohm >= %.2fx %s: %.2fx  %s%n", want, peer, got, got >= want ? "met" : "MISSED");
+    }
+
+    static String rate(double v) {
+        String units = " kMGT";
+        int u = 0;
+        while (v >= 1000 && u + 1 < units.length()) {
+            v /= 1000;
+            u++;
+        }
+        if (u == 0) return String.format(Locale.ROOT, "%.1f", v);
+        return String.format(Locale.ROOT, v < 100 ? "%.2f%c" : "%.1f%c", v, units.charAt(u));
+    }
+
+    static String bytes(long b) {
+        String units = "BKMGTP";
+        double v = b;
+        int u = 0;
+        while (v >= 1024 && u + 1 < units.length()) {
+            v /= 1024;
+            u++;
+        }
+        if (u == 0) return b + "B";
+        return String.format(Locale.ROOT, v < 100 ? "%.1f%c" : "%.0f%c", v, units.charAt(u));
+    }
+
+    // ---- the child: one workload, one impl, in this JVM
+
+    /** The loop of one impl: runs ops until the deadline is passed (checked every 256 ops), returns the count. */
+    interface Loop {
+        long run(long deadlineNanos);
+    }
+
+    static volatile long sink;
+
+    static Loop loop(Workload w, String impl) {
+        int size = w.size;
+        switch (w.name.startsWith("access") ? "access-" + impl : impl) {
+            case "ohm": case "ohm-jni": {
+                OhmPool pool = Ohm.defaultPool();
+                return deadline -> {
+                    long n = 0;
+                    do {
+                        for (int i = 0; i < 256; i++, n++) {
+                            OhmBuffer b = pool.allocate(size);
+                            b.putLong(0, n);
+                            b.release();
+                        }
+                    } while (System.nanoTime() < deadline);
+                    return n;
+                };
+            }
+            case "ohm+jdk-cleaner": {
+                OhmPool pool = Ohm.defaultPool();
+                Cleaner cleaner = Cleaner.create();
+                Runnable nothing = () -> { };
+                return deadline -> {
+                    long n = 0;
+                    do {
+                        for (int i = 0; i < 256; i++, n++) {
+                            OhmBuffer b = pool.allocate(size);
+                            Cleaner.Cleanable c = cleaner.register(b, nothing);
+                            b.putLong(0, n);
+                            b.release();
+                            c.clean();
+                        }
+                    } while (System.nanoTime() < deadline);
+                    return n;
+                };
+            }
+            case "netty-pooled": {
+                PooledByteBufAllocator alloc = PooledByteBufAllocator.DEFAULT;
+                return deadline -> {
+                    long n = 0;
+                    do {
+                        for (int i = 0; i < 256; i++, n++) {
+                            ByteBuf b = alloc.directBuffer(size);
+                            b.setLong(0, n);
+                            b.release();
+                        }
+                    } while (System.nanoTime() < deadline);
+                    return n;
+                };
+            }
+            case "allocate-direct":
+                return deadline -> {
+                    long n = 0;
+                    do {
+                        for (int i = 0; i < 16; i++, n++) { // the last reference dropped is the release
+                            ByteBuffer b = ByteBuffer.allocateDirect(size);
+                            b.putLong(0, n);
+                        }
+                    } while (System.nanoTime() < deadline);
+                    return n;
+                };
+            case "access-ohm": case "access-ohm-jni": {
+                OhmBuffer b = Ohm.allocate(size);
+                return deadline -> {
+                    long n = 0, s = 0;
+                    do {
+                        for (int off = 0; off < size; off += 8, n++) {
+                            b.putLong(off, n);
+                            s += b.getLong(off);
+                        }
+                    } while (System.nanoTime() < deadline);
+                    sink = s;
+                    return n;
+                };
+            }
+            case "access-netty-pooled": {
+                ByteBuf b = PooledByteBufAllocator.DEFAULT.directBuffer(size);
+                return deadline -> {
+                    long n = 0, s = 0;
+                    do {
+                        for (int off = 0; off < size; off += 8, n++) {
+                            b.setLong(off, n);
+                            s += b.getLong(off);
+                        }
+                    } while (System.nanoTime() < deadline);
+                    sink = s;
+                    return n;
+                };
+            }
+            default:
+                throw new IllegalArgumentException("impl " + impl + " does not apply to " + w.name);
+        }
+    }
+
+    static int child(Options o) throws Exception {
+        if (o.workloads.size() != 1 || o.impls.size() != 1) throw new IllegalArgumentException("--child needs one workload and one impl");
+        String impl = o.impls.get(0);
+        Workload w = WORKLOADS.stream().filter(x -> x.name.equals(o.workloads.get(0)) && (o.threads == 0 || x.threads == o.threads))
+                .findFirst().orElseThrow(() -> new IllegalArgumentException("no such workload"));
+        long warm = (long) (1e9 * o.scale), iter = (long) (0.5e9 * o.scale);
+        int iters = 3;
+        Loop[] loops = new Loop[w.threads];
+        for (int t = 0; t < w.threads; t++) loops[t] = loop(w, impl);
+        // Warm-up: the same loop, on the same threads' code, until the JIT has compiled it.
+        runThreads(loops, warm);
+        long rssBefore = rss();
+        resetPeak();
+        double best = 0, sum = 0;
+        for (int i = 0; i < iters; i++) {
+            double opsPerSec = runThreads(loops, iter);
+            sum += opsPerSec;
+            best = Math.max(best, opsPerSec);
+        }
+        long peak = peakRss();
+        if (impl.startsWith("ohm")) Ohm.defaultPool().trim();
+        else if (impl.equals("allocate-direct")) System.gc();
+        long rssAfter = rss();
+        // The fork reports the mean of its measurement iterations; the parent keeps the best fork.
+        double mean = sum / iters;
+        System.out.printf(Locale.ROOT, "{\"bench\":\"java\",\"workload\":\"%s\",\"impl\":\"%s\",\"threads\":%d,"
+                        + "\"ops_per_sec\":%.6g,\"peak_rss_bytes\":%d,\"live_peak_bytes\":%d,\"rss_before_bytes\":%d,"
+                        + "\"rss_after_bytes\":%d}%n", w.name, impl, w.threads, mean, peak, (long) w.size * w.threads,
+                rssBefore, rssAfter);
+        sink += (long) best;
+        return 0;
+    }
+
+    /** Runs every loop on its own thread for about nanos; returns total ops per second of wall time. */
+    static double runThreads(Loop[] loops, long nanos) throws Exception {
+        int n = loops.length;
+        CyclicBarrier start = new CyclicBarrier(n + 1);
+        long[] ops = new long[n], t0 = new long[n], t1 = new long[n];
+        Thread[] th = new Thread[n];
+        for (int i = 0; i < n; i++) {
+            int k = i;
+            th[i] = new Thread(() -> {
+                try {
+                    start.await();
+                } catch (Exception e) {
+                    throw new IllegalStateException(e);
+                }
+                t0[k] = System.nanoTime();
+                ops[k] = loops[k].run(t0[k] + nanos);
+                t1[k] = System.nanoTime();
+            }, "bench-" + i);
+            th[i].start();
+        }
+        start.await();
+        for (Thread t : th) t.join();
+        long first = Long.MAX_VALUE, last = 0, total = 0;
+        for (int i = 0; i < n; i++) {
+            first = Math.min(first, t0[i]);
+            last = Math.max(last, t1[i]);
+            total += ops[i];
+        }
+        return total * 1e9 / (last - first);
+    }
+
+    static long rss() {
+        try {
+            String[] f = Files.readString(Paths.get("/proc/self/statm")).trim().split("\\s+");
+            return Long.parseLong(f[1]) * 4096;
+        } catch (IOException | RuntimeException e) {
+            return 0;
+        }
+    }
+
+    static void resetPeak() {
+        try {
+            Files.writeString(Path.of("/proc/self/clear_refs"), "5");
+        } catch (IOException | RuntimeException e) {
+            // the peak then covers the whole process
+        }
+    }
+
+    static long peakRss() {
+        try {
+            for (String line : Files.readAllLines(Paths.get("/proc/self/status")))
+                if (line.startsWith("VmHWM:")) return Long.parseLong(line.replaceAll("[^0-9]", "")) * 1024;
+        } catch (IOException | RuntimeException e) {
+            // fall through
+        }
+        return 0;
+    }
+}

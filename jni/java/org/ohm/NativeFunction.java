@@ -1,0 +1,161 @@
+package org.ohm;
+
+import java.util.Objects;
+
+/**
+ * A C function with a prepared call (libffi), from {@link NativeLibrary#function} or {@link #ofAddress}.
+ *
+ * <p>Arguments by parameter type: integer types take Byte, Short, Integer, Long (range-checked) or Boolean;
+ * f32/f64 take any Number; {@code ptr} takes an {@link OhmBuffer} (its memory, zero-copy; the buffer is held for
+ * the call), {@link #at(OhmBuffer, long)} (a buffer at an offset), a {@link NativeCallback}, an
+ * {@link #address(long) address}, or null; {@code str} takes a String (passed as UTF-8, NUL-terminated), a buffer
+ * or null. A mismatch, a released buffer or an offset past its end throws before the call is made. Results: Long
+ * for integers and pointers, Double for f32/f64, String for str (null for NULL), null for void.
+ *
+ * <p>Thread-safe: a function may be called from several threads at once.
+ */
+public final class NativeFunction implements AutoCloseable {
+    static final int VOID = 0, I8 = 1, U8 = 2, I16 = 3, U16 = 4, I32 = 5, U32 = 6, I64 = 7, U64 = 8, F32 = 9,
+            F64 = 10, PTR = 11, STR = 12;
+    static final int ARG_INT = 0, ARG_FLOAT = 1, ARG_STR = 2, ARG_BUF = 3, ARG_PTR = 4, ARG_NULL = 5;
+
+    private final long handle;
+    private final String name, signature;
+    private final int[] types; // return type, then argument types
+    private volatile boolean closed;
+
+    NativeFunction(long handle, String name, String signature) {
+        this.handle = handle;
+        this.name = name;
+        this.signature = signature;
+        this.types = Native.ffiTypes(handle);
+    }
+
+    /** A function at a raw address (from a C API or a {@link NativeCallback}). */
+    public static NativeFunction ofAddress(long address, String name, String signature) {
+        return new NativeFunction(Native.ffiFuncPtr(address, Native.cstr(name), Native.cstr(signature)), name,
+                signature);
+    }
+
+    /** A buffer argument at an offset of the buffer. */
+    public static Object at(OhmBuffer buffer, long offset) {
+        return new BufferAt(Objects.requireNonNull(buffer, "buffer"), offset);
+    }
+
+    /** A raw address argument for a ptr parameter. */
+    public static Object address(long address) {
+        return new Address(address);
+    }
+
+    private static final class BufferAt {
+        final OhmBuffer buffer;
+        final long offset;
+
+        BufferAt(OhmBuffer buffer, long offset) {
+            this.buffer = buffer;
+            this.offset = offset;
+        }
+    }
+
+    private static final class Address {
+        final long address;
+
+        Address(long address) {
+            this.address = address;
+        }
+    }
+
+    public String name() { return name; }
+    public String signature() { return signature; }
+    public int parameterCount() { return types.length - 1; }
+
+    /** Calls the function; see the class comment for arguments and results. */
+    public Object invoke(Object... args) {
+        String[] strOut = new String[1];
+        long bits = call(args, strOut);
+        switch (types[0]) {
+            case VOID: return null;
+            case F32: case F64: return Double.longBitsToDouble(bits);
+            case STR: return strOut[0];
+            default: return bits;
+        }
+    }
+
+    /** invoke() for an integer or pointer result. */
+    public long invokeLong(Object... args) {
+        if (types[0] == F32 || types[0] == F64 || types[0] == STR || types[0] == VOID)
+            throw new IllegalStateException(name + " (" + signature + ") does not return an integer");
+        return call(args, null);
+    }
+
+    /** invoke() for an f32/f64 result. */
+    public double invokeDouble(Object... args) {
+        if (types[0] != F32 && types[0] != F64)
+            throw new IllegalStateException(name + " (" + signature + ") does not return f32 or f64");
+        return Double.longBitsToDouble(call(args, null));
+    }
+
+    private long call(Object[] args, String[] strOut) {
+        if (closed) throw new IllegalStateException("function " + name + " is closed");
+        int n = args == null ? 0 : args.length;
+        int[] kinds = new int[n];
+        long[] longs = new long[n], ids = new long[n], offs = new long[n];
+        byte[][] strs = null;
+        for (int i = 0; i < n; i++) {
+            Object a = args[i];
+            if (a == null) {
+                kinds[i] = ARG_NULL;
+            } else if (a instanceof Double || a instanceof Float) {
+                kinds[i] = ARG_FLOAT;
+                longs[i] = Double.doubleToRawLongBits(((Number) a).doubleValue());
+            } else if (a instanceof Number) {
+                kinds[i] = ARG_INT;
+                longs[i] = ((Number) a).longValue();
+            } else if (a instanceof Boolean) {
+                kinds[i] = ARG_INT;
+                longs[i] = (Boolean) a ? 1 : 0;
+            } else if (a instanceof Character) {
+                kinds[i] = ARG_INT;
+                longs[i] = (Character) a;
+            } else if (a instanceof String) {
+                kinds[i] = ARG_STR;
+                if (strs == null) strs = new byte[n][];
+                strs[i] = Native.cstr((String) a);
+            } else if (a instanceof OhmBuffer || a instanceof BufferAt) {
+                OhmBuffer b = a instanceof OhmBuffer ? (OhmBuffer) a : ((BufferAt) a).buffer;
+                if (!b.isAccessible()) throw new IllegalStateException("argument " + (i + 1) + ": buffer is released");
+                kinds[i] = ARG_BUF;
+                longs[i] = b.handle;
+                ids[i] = b.id;
+                offs[i] = a instanceof BufferAt ? ((BufferAt) a).offset : 0;
+                if (offs[i] < 0) throw new IndexOutOfBoundsException("argument " + (i + 1) + ": offset " + offs[i] + " is negative");
+            } else if (a instanceof NativeCallback) {
+                kinds[i] = ARG_PTR;
+                longs[i] = ((NativeCallback) a).address();
+            } else if (a instanceof Address) {
+                kinds[i] = ARG_PTR;
+                longs[i] = ((Address) a).address;
+            } else {
+                throw new IllegalArgumentException(name + ": argument " + (i + 1) + " has unsupported type "
+                        + a.getClass().getName());
+            }
+        }
+        long r = Native.ffiCall(handle, kinds, longs, ids, offs, strs == null ? new byte[n][] : strs,
+                strOut == null ? new String[1] : strOut);
+        java.lang.ref.Reference.reachabilityFence(args);
+        return r;
+    }
+
+    /** Frees the prepared call; calling afterwards throws IllegalStateException. */
+    @Override
+    public synchronized void close() {
+        if (closed) return;
+        closed = true;
+        Native.ffiFuncFree(handle);
+    }
+
+    @Override
+    public String toString() {
+        return "NativeFunction(" + name + ": " + signature + ")";
+    }
+}
