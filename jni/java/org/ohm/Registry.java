@@ -15,12 +15,12 @@ import java.util.function.Consumer;
  * released, and reclaims on a daemon thread ("ohm-cleaner") the handles whose buffers the GC found unreachable
  * while still live (ohm_buf_reclaim; the core reports the leak).
  *
- * <p>Why not java.lang.ref.Cleaner: registering and cleaning a Cleanable costs two monitor round trips and an
- * extra object, about 43 ns per buffer on the development machine against about 23 ns for this registry
- * (ohm-bench-java's numbers in benchmarks/RESULTS.md), and the Cleaner is the largest cost of a Java
- * allocation after the two JNI calls. Here each thread owns slots (a {@link Local}): registering takes a free
- * slot from the owner's stack, and a release on the owner thread puts it back with two plain stores; a release
- * on another thread pushes the tracker on the owner's lock-free remote list, which the owner drains when its
+ * <p>Why not java.lang.ref.Cleaner: registering and cleaning a Cleanable per buffer costs two monitor round trips
+ * and two more objects, about 59 ns on top of a 103 ns allocate-write-release pair on the development machine
+ * ({@code ohm-bench-java --workload cleaner-cost}), which alone would lose the comparison with Netty's pooled
+ * buffers. Here each thread owns slots (a {@link Local}): registering takes a free slot from the owner's stack,
+ * and a release on the owner thread puts it back with two plain stores; a release on another thread pushes the
+ * tracker on the owner's lock-free remote list, which the owner drains when its
  * own stack runs dry. A released tracker is simply dropped (no Reference.clear, a native call in JDK 17): an
  * unreachable Reference is never discovered by the GC.
  */
