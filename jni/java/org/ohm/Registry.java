@@ -16,7 +16,7 @@ import java.util.function.Consumer;
  * while still live (ohm_buf_reclaim; the core reports the leak).
  *
  * <p>Why not java.lang.ref.Cleaner: registering and cleaning a Cleanable per buffer costs two monitor round trips
- * and two more objects, about 59 ns on top of a 103 ns allocate-write-release pair on the development machine
+ * and two more objects, 37-59 ns on top of an 82-103 ns allocate-write-release pair on the development machine
  * ({@code ohm-bench-java --workload cleaner-cost}), which alone would lose the comparison with Netty's pooled
  * buffers. Here each thread owns slots (a {@link Local}): registering takes a free slot from the owner's stack,
  * and a release on the owner thread puts it back with two plain stores; a release on another thread pushes the

@@ -324,16 +324,18 @@ public final class BenchMain {
             }
             System.out.println(sb.toString().replaceAll("\\s+$", ""));
         }
-        goal(impls, agg, "netty-pooled", 1.0);
-        goal(impls, agg, "allocate-direct", 10.0);
-        goal(impls, agg, "ohm+jdk-cleaner", 1.0);
+        boolean goals = w.name.startsWith("alloc-release"); // the goals; the rest is information
+        goal(impls, agg, "netty-pooled", 1.0, goals);
+        goal(impls, agg, "allocate-direct", 10.0, goals);
+        goal(impls, agg, "ohm-jni", 1.0, false);
+        goal(impls, agg, "ohm+jdk-cleaner", 1.0, false);
     }
 
-    static void goal(List<String> impls, Run[] agg, String peer, double want) {
+    static void goal(List<String> impls, Run[] agg, String peer, double want, boolean isGoal) {
         int o = impls.indexOf("ohm"), p = impls.indexOf(peer);
         if (o < 0 || p < 0 || !agg[o].ok || !agg[p].ok || agg[p].opsPerSec <= 0) return;
         double got = agg[o].opsPerSec / agg[p].opsPerSec;
-        if (peer.startsWith("ohm")) {
+        if (!isGoal) {
             System.out.printf(Locale.ROOT, "info  ohm / %s: %.2fx%n", peer, got);
             return;
         }
