@@ -125,8 +125,8 @@ public final class NativeFunction implements AutoCloseable {
                 OhmBuffer b = a instanceof OhmBuffer ? (OhmBuffer) a : ((BufferAt) a).buffer;
                 if (!b.isAccessible()) throw new IllegalStateException("argument " + (i + 1) + ": buffer is released");
                 kinds[i] = ARG_BUF;
-                longs[i] = b.handle;
-                ids[i] = b.id;
+                longs[i] = b.self.handle;
+                ids[i] = b.self.id;
                 offs[i] = a instanceof BufferAt ? ((BufferAt) a).offset : 0;
                 if (offs[i] < 0) throw new IndexOutOfBoundsException("argument " + (i + 1) + ": offset " + offs[i] + " is negative");
             } else if (a instanceof NativeCallback) {
