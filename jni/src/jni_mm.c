@@ -309,8 +309,9 @@ static jlong JNICALL n_consumer_alloc_page(JNIEnv *env, jclass cls, jlong c, jlo
         int code = ohm_last_error_code();
         jlong *out = H2P(jlong, scratch);
         out[0] = 0;
-        const char *m = code == OHM_ELIMIT ? strstr(ohm_last_error(), "(") : NULL;
-        if (m) out[0] = strtoll(m + 1, NULL, 10); /* "... not granted (N bytes available)" */
+        /* "consumer NAME: page of S bytes not granted (N bytes available)": the last '(' (a name may hold one). */
+        const char *m = code == OHM_ELIMIT ? strrchr(ohm_last_error(), '(') : NULL;
+        if (m) out[0] = strtoll(m + 1, NULL, 10);
         return code ? code : OHM_ENOMEM;
     }
     jni_out(scratch, b);

@@ -16,8 +16,9 @@ import java.util.concurrent.ConcurrentHashMap;
  * <p>An acquire that must wait for the task's fair share (1/(2N) of the mode's execution memory, N tasks) waits
  * until memory is released, the manager's wait timeout passes ({@link OhmTimeoutException}), or the thread is
  * interrupted ({@link OhmInterruptedException}; {@link Thread#interrupt()} is seen within {@value #WAIT_SLICE_MS}
- * ms, as the wait is made of bounded native waits) or {@link #cancelWait()} is called. A task is meant to be used
- * by one thread at a time, as in Spark.
+ * ms, as the wait is made of bounded native waits) or {@link #cancelWait()} is called. Like
+ * {@code Lock.lockInterruptibly()}, an acquire on a thread that is interrupted already throws at once. A task is
+ * meant to be used by one thread at a time, as in Spark.
  */
 public final class TaskMemory implements AutoCloseable {
     /** A native wait lasts at most this long before Java looks at the thread's interrupt status again. */
