@@ -124,6 +124,46 @@ class LeakTest {
         assertEquals(0, LeakDetector.check(mark));
     }
 
+    private static void leakRetainedSlice(OhmPool pool) {
+        OhmBuffer parent = pool.allocate(512);
+        parent.retainedSlice(0, 64).putLong(0, 3); // the slice holds the parent's memory
+        parent.release(); // the caller's own reference: only the leaked slice's remains
+    }
+
+    @Test
+    void aLeakedRetainedSliceFreesItsParentWhenReclaimed() throws Exception {
+        try (OhmPool pool = Ohm.builder().name("retained-leak").build()) {
+            leakRetainedSlice(pool);
+            assertEquals(1, pool.stats().activeBlocks());
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+            while (pool.stats().activeBlocks() > 0 && System.nanoTime() < deadline) {
+                System.gc();
+                synchronized (this) {
+                    wait(20);
+                }
+            }
+            assertEquals(0, pool.stats().activeBlocks(), "the leaked retained slice's parent was not freed within 20 s");
+        }
+    }
+
+    private static void dropSlices(OhmBuffer owner) {
+        for (int i = 0; i < 1000; i++) owner.slice(i % 64, 8).getLong(0);
+    }
+
+    @Test
+    void unreachableSlicesOfALiveBufferLeaveItAlone() throws Exception {
+        LeakDetector.setLevel(LeakDetector.Level.PARANOID);
+        OhmBuffer owner = Ohm.allocate(128);
+        owner.putLong(64, 42);
+        dropSlices(owner);
+        long sentinel = leakOne(Ohm.defaultPool(), 16); // its report shows the cleaner ran after the slices died
+        awaitReport(sentinel);
+        assertEquals(42, owner.getLong(64));
+        assertEquals(1, owner.refCnt());
+        for (LeakReport r : reports) assertNotEquals(owner.id(), r.bufferId());
+        assertTrue(owner.release());
+    }
+
     @Test
     void levelsAndSampling() {
         LeakDetector.setSampleInterval(64);

@@ -203,6 +203,21 @@ class MemoryManagerTest {
     }
 
     @Test
+    void anInterruptedThreadsAcquireThrowsAtOnceAndKeepsItsStatus() {
+        try (MemoryManager mm = onHeap(1000); TaskMemory t = mm.newTask(12)) {
+            Thread.currentThread().interrupt();
+            try {
+                assertThrows(OhmInterruptedException.class, () -> t.acquire(MemoryMode.ON_HEAP, 10));
+                assertTrue(Thread.currentThread().isInterrupted());
+            } finally {
+                Thread.interrupted();
+            }
+            assertEquals(10, t.acquire(MemoryMode.ON_HEAP, 10));
+            t.release(MemoryMode.ON_HEAP, 10);
+        }
+    }
+
+    @Test
     void cancelWaitAndTimeoutEndAWait() throws Exception {
         try (MemoryManager mm = onHeap(1000); TaskMemory holder = mm.newTask(20); TaskMemory waiter = mm.newTask(21)) {
             holder.acquire(MemoryMode.ON_HEAP, 1000);
