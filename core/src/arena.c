@@ -80,7 +80,9 @@ static void timed_remove(arena_t *a, run_t *r)
 
 /* ---- free runs ---- */
 
-/* Makes [h, h+n) one free run. Its interior page entries must already be PG_FREE. A dirty run joins the purge
+/* Makes [h, h+n) one free run. Its interior page entries must be PG_FREE, or PG_RUN_TAIL left over from a large
+ * run freed there (run_free does not rewrite a large run's tails: 256 stores for 1 MiB were most of its cost);
+ * readers of a PG_RUN_TAIL entry check it against its head (chunk.h: pg_tail_live). A dirty run joins the purge
  * list unless its chunk is pinned, in which case only a wholly free chunk does (to be unmapped whole). */
 static void run_make_free(arena_t *a, chunk_t *c, size_t h, uint32_t n, int dirty, uint64_t freed_ms)
 {
@@ -107,10 +109,13 @@ static void run_unlink(arena_t *a, run_t *r)
     if (r->dirty) a->dirty_pages -= r->npages;
 }
 
-/* Frees the allocated run [h, h+n): coalesces with dirty neighbours and files the result. */
+/* Frees the allocated run [h, h+n): coalesces with dirty neighbours and files the result. A slab's interior
+ * entries are cleared (a stale PG_SLAB would let a free through); a large run's tails may stay (see
+ * run_make_free), so only its head changes, and the end if it stays a boundary. */
 static void run_free(arena_t *a, chunk_t *c, size_t h, uint32_t n)
 {
-    for (size_t i = h; i < h + n; i++) pg_set(c, i, pg_make(PG_FREE, 0, (unsigned)h));
+    if (c->runs[h].state == RUN_LARGE) pg_set(c, h, pg_make(PG_FREE, 0, (unsigned)h));
+    else for (size_t i = h; i < h + n; i++) pg_set(c, i, pg_make(PG_FREE, 0, (unsigned)h));
     c->free_pages += n;
     a->active_pages -= n;
     if (h > 0) {
@@ -223,7 +228,7 @@ static void *large_alloc(arena_t *a, unsigned cls, uint32_t align_pages)
     r->npages = npages;
     r->state = RUN_LARGE;
     r->cls = (uint8_t)cls;
-    for (size_t i = h + 1; i < h + npages; i++) pg_set(c, i, pg_make(PG_RUN_TAIL, cls, (unsigned)h));
+    pg_fill(c, h + 1, npages - 1, pg_make(PG_RUN_TAIL, cls, (unsigned)h));
     /* The head entry last: a concurrent lookup that sees PG_RUN sees a complete record. */
     pg_set(c, h, pg_make(PG_RUN, cls, (unsigned)h));
     return chunk_page_addr(c, h);

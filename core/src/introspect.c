@@ -40,13 +40,16 @@ static int lookup_in_chunk(chunk_t *c, const void *addr, ohm_block_info *info)
         fill_info(info, c, block, size, cls, OHM_BLOCK_SMALL, !free_in_slab && !block_is_cached(block));
         return 0;
     }
-    case PG_RUN:
     case PG_RUN_TAIL:
+        if (!pg_tail_live(c, page, e)) break; /* left behind by a freed large run: free pages */
+        /* fall through */
+    case PG_RUN:
         fill_info(info, c, run, sc_size(cls), cls, OHM_BLOCK_RUN, !block_is_cached(run));
         return 0;
     default:
-        return ohm__error(OHM_EINVAL, "%p is in free pages of pool '%s'", addr, c->pool->name);
+        break;
     }
+    return ohm__error(OHM_EINVAL, "%p is in free pages of pool '%s'", addr, c->pool->name);
 }
 
 int ohm_lookup(const void *addr, ohm_block_info *info)

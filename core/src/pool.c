@@ -293,7 +293,8 @@ static inline __attribute__((always_inline)) int check_arena_block(const ohm_poo
         if (ohm_unlikely(off >= sc_table[*cls].slab_limit))
             return bad_pointer(pool, p, "it points into the unused tail of a slab");
     } else if (ohm_unlikely(pg_kind(e) != PG_RUN || ((uintptr_t)p & (OHM_PAGE - 1)))) {
-        return bad_pointer(pool, p, pg_kind(e) == PG_FREE ? "it points into free pages" : "it points inside a block");
+        int in_block = pg_kind(e) == PG_RUN || (pg_kind(e) == PG_RUN_TAIL && pg_tail_live(c, chunk_page_of(c, p), e));
+        return bad_pointer(pool, p, in_block ? "it points inside a block" : "it points into free pages");
     }
     if (ohm_unlikely(block_word0(p) == block_key(p))) return double_free(pool, p);
     return 0;
