@@ -187,7 +187,7 @@ typedef int64_t ohm_bind_spill_fn(void *ctx, uint64_t size, void *trigger_ctx);
 OHM_API ohm_consumer *ohm_bind_consumer_create(ohm_bind_host *h, ohm_task *t, ohm_mem_mode mode, const char *name,
                                                ohm_bind_spill_fn *spill, void *ctx);
 OHM_API void *ohm_bind_consumer_ctx(const ohm_consumer *c);
-/* ohm_consumer_destroy plus the binding's record. */
+/* ohm_consumer_destroy plus the binding's record. ohm_task_end frees the records of consumers still there. */
 OHM_API int ohm_bind_consumer_destroy(ohm_consumer *c);
 
 /* An eviction listener for the block cache: pass ohm_bind_evict and the listener as ohm_block_put's evict and

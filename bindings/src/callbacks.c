@@ -21,6 +21,14 @@ struct ohm_bind_evictor {
     void *ctx;
 };
 
+static void consumer_record_free(void *arg)
+{
+    bind_consumer *bc = arg;
+    bc->magic = 0;
+    bind_host_unref(bc->host);
+    free(bc);
+}
+
 static int64_t spill_trampoline(void *arg, uint64_t size, ohm_consumer *trigger)
 {
     bind_consumer *bc = arg;
@@ -54,6 +62,7 @@ ohm_consumer *ohm_bind_consumer_create(ohm_bind_host *h, ohm_task *t, ohm_mem_mo
         return NULL;
     }
     bind_host_ref(h);
+    ohm_consumer_on_free(c, consumer_record_free); /* also at ohm_task_end, for consumers still there */
     return c;
 }
 
@@ -68,12 +77,7 @@ int ohm_bind_consumer_destroy(ohm_consumer *c)
     if (!c) return ohm_set_error(OHM_EINVAL, "consumer is NULL");
     bind_consumer *bc = ohm_consumer_arg(c);
     if (!bc || bc->magic != CONSUMER_MAGIC) return ohm_set_error(OHM_EINVAL, "not a binding's consumer");
-    int rc = ohm_consumer_destroy(c);
-    if (rc) return rc; /* still has pages: the consumer, and the record, stay */
-    bc->magic = 0;
-    bind_host_unref(bc->host);
-    free(bc);
-    return 0;
+    return ohm_consumer_destroy(c); /* frees the record through its on_free hook; with pages, both stay */
 }
 
 ohm_bind_evictor *ohm_bind_evictor_create(ohm_bind_host *h, ohm_bind_evict_listener_fn *fn, void *ctx)

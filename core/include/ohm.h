@@ -491,6 +491,10 @@ OHM_API ohm_buf *ohm_consumer_alloc_page(ohm_consumer *c, size_t size);
 OHM_API uint64_t ohm_consumer_used(const ohm_consumer *c);
 /* The arg given at creation (how a binding maps a spill's trigger back to its host object). */
 OHM_API void *ohm_consumer_arg(const ohm_consumer *c);
+/* fn(arg) runs when the consumer is freed, by ohm_consumer_destroy or by ohm_task_end, without the manager's
+ * lock: how a binding frees what it keeps per consumer. Set it before the consumer is used by other threads. */
+typedef void ohm_consumer_free_fn(void *arg);
+OHM_API void ohm_consumer_on_free(ohm_consumer *c, ohm_consumer_free_fn *fn);
 
 /* An eviction: the cache drops block_id after this returns 0 (it releases its own reference on buf, which is
  * NULL for accounting-only blocks); retain buf to keep it, or write it elsewhere. Nonzero keeps the block cached

@@ -53,6 +53,7 @@ struct ohm_consumer {
     char *name;
     ohm_spill_fn *spill;
     void *arg;
+    ohm_consumer_free_fn *on_free;  /* called with arg when the consumer is freed, without the lock   */
     uint64_t used, peak, spills, spill_bytes, npages;
     page *pages;
     ohm_consumer *prev, *next;     /* the task's consumers, oldest first                    */
@@ -736,6 +737,13 @@ int64_t ohm_task_release_unroll(ohm_task *t, ohm_mem_mode mode, uint64_t n)
     return (int64_t)r;
 }
 
+static void consumer_free(ohm_consumer *c)
+{
+    if (c->on_free) c->on_free(c->arg);
+    free(c->name);
+    free(c);
+}
+
 int64_t ohm_task_end(ohm_task *t)
 {
     if (!t) return ohm__error(OHM_EINVAL, "task is NULL");
@@ -754,9 +762,9 @@ int64_t ohm_task_end(ohm_task *t)
                 live[k++].id = p->buf_id;
             }
         }
-        free(c->name);
-        free(c);
     }
+    ohm_consumer *ended = t->consumers; /* freed below, once the lock is dropped (their on_free hooks) */
+    t->consumers = t->consumers_tail = NULL;
     uint64_t leaked = 0;
     for (int i = 0; i < OHM_MM_MODES; i++) {
         struct mode_state *s = &mm->m[i];
@@ -780,6 +788,10 @@ int64_t ohm_task_end(ohm_task *t)
                  "last release", (unsigned long long)t->id, npages);
     for (size_t i = 0; i < k; i++) ohm_buf_reclaim(live[i].buf, live[i].id);
     free(live);
+    for (ohm_consumer *c = ended, *cn; c; c = cn) {
+        cn = c->next;
+        consumer_free(c);
+    }
     free(t);
     return (int64_t)leaked;
 }
@@ -836,9 +848,13 @@ int ohm_consumer_destroy(ohm_consumer *c)
     else t->consumers_tail = c->prev;
     t->nconsumers--;
     mm_unlock(mm);
-    free(c->name);
-    free(c);
+    consumer_free(c);
     return 0;
+}
+
+void ohm_consumer_on_free(ohm_consumer *c, ohm_consumer_free_fn *fn)
+{
+    if (c) c->on_free = fn;
 }
 
 void *ohm_consumer_arg(const ohm_consumer *c) { return c ? c->arg : NULL; }

@@ -326,6 +326,23 @@ static void test_spill_runs_in_an_entered_host_and_names_the_trigger(void)
     CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
 }
 
+static void test_task_end_frees_the_records_of_consumers_still_holding_memory(void)
+{
+    ohm_mm *mm = small_manager();
+    ohm_bind_host *h = ohm_bind_host_create(&owner_ops, NULL);
+    if (!CHECK_NOT_NULL(mm) || !CHECK_NOT_NULL(h)) return;
+    ohm_task *t = ohm_task_create(mm, 7);
+    spiller a = {0};
+    a.self = ohm_bind_consumer_create(h, t, OHM_ON_HEAP, "holder", spill_cb, &a);
+    if (!CHECK_NOT_NULL(a.self)) return;
+    CHECK_EQ_INT(ohm_consumer_acquire(a.self, 300), 300);
+    /* Ended without destroying the consumer: 300 bytes leaked by the task, and the binding's record (with its
+     * reference on the host) freed with the core's consumer; LeakSanitizer checks the record in the ASan run. */
+    CHECK_EQ_INT(ohm_task_end(t), 300);
+    CHECK_EQ_INT(ohm_bind_host_destroy(h), 0);
+    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+}
+
 static void *acquire_elsewhere(void *arg)
 {
     spiller *b = arg;
@@ -588,6 +605,7 @@ int main(void)
     RUN(test_copy_fill_find_and_compare);
     RUN(test_spill_runs_in_an_entered_host_and_names_the_trigger);
     RUN(test_spill_is_refused_on_another_thread_while_the_owner_runs);
+    RUN(test_task_end_frees_the_records_of_consumers_still_holding_memory);
     RUN(test_eviction_listener_runs_in_the_host_and_its_failure_keeps_the_block);
     RUN(test_leak_reports_go_to_the_host_running_on_the_thread);
     RUN(test_reports_for_an_owner_that_is_not_running_wait_for_its_next_enter);
