@@ -24,14 +24,11 @@
 #define PRELOAD_CAP 4096 /* a library path */
 
 typedef struct alloc_options {
-    bool json, verbose, child, list;
+    bench_common c; /* --json, --verbose, --child, --list, --reps, --scale, --timeout */
     alloc_impl impls[ALLOC_IMPL_COUNT]; /* in the order to run and print */
     unsigned nimpls;
     const alloc_workload *workloads[MAX_WORKLOADS];
     unsigned nworkloads;
-    unsigned reps;
-    double scale;
-    unsigned timeout_s;
 } alloc_options;
 
 /* ---- the child ------------------------------------------------------------------------------------------- */
@@ -83,7 +80,7 @@ static int child_main(const alloc_options *o) {
     alloc_impl_bind(o->impls[0], &api);
     warm_up(&api);
     alloc_result r = {0};
-    w->run(w, &api, o->scale, &r);
+    w->run(w, &api, o->c.scale, &r);
     if (r.rss_before == 0)
         bench_die(4, "%s did not mark its start, or /proc/self/statm is unreadable", w->name);
     r.peak_rss = bench_peak_rss_bytes();
@@ -130,13 +127,13 @@ static void print_table(const alloc_options *o, const alloc_workload *w, const b
         bench_table_set(&t, 10, "%.2f", a->rss_before ? (double)a->rss_after / (double)a->rss_before : 0.0);
     }
     printf("\n%s (%u thread%s, %llu %s per run): %s\n", w->name, w->threads, w->threads == 1 ? "" : "s",
-           (unsigned long long)bench_scaled(w->count, o->scale), w->unit, w->summary);
+           (unsigned long long)bench_scaled(w->count, o->c.scale), w->unit, w->summary);
     bench_table_print(&t, stdout);
     fflush(stdout);
 }
 
 static void print_header(const alloc_options *o, char preload[][PRELOAD_CAP]) {
-    bench_print_banner("alloc", o->scale, o->reps, "ohm ratio = ohm ops/s / impl ops/s (>= 1: ohm faster)");
+    bench_print_banner("alloc", o->c.scale, o->c.reps, "ohm ratio = ohm ops/s / impl ops/s (>= 1: ohm faster)");
     for (unsigned k = 0; k < o->nimpls; k++)
         if (preload[o->impls[k]][0])
             printf("%s: %s\n", alloc_impl_name(o->impls[k]), preload[o->impls[k]]);
@@ -149,10 +146,10 @@ static void print_header(const alloc_options *o, char preload[][PRELOAD_CAP]) {
 static bench_run run_child(const alloc_options *o, const alloc_workload *w, alloc_impl impl, const char *preload,
                            unsigned rep) {
     char scale[32];
-    snprintf(scale, sizeof scale, "%.17g", o->scale);
+    snprintf(scale, sizeof scale, "%.17g", o->c.scale);
     const char *argv[] = {"ohm-bench", "alloc", "--child", "--impl", alloc_impl_name(impl),
                           "--workload", w->name, "--scale", scale, NULL};
-    bench_child c = {argv, preload[0] ? preload : NULL, o->timeout_s};
+    bench_child c = {argv, preload[0] ? preload : NULL, o->c.timeout_s};
     char line[1024], why[256];
     bench_run run = {0};
     if (bench_run_child(&c, line, sizeof line, why, sizeof why) != 0)
@@ -160,7 +157,7 @@ static bench_run run_child(const alloc_options *o, const alloc_workload *w, allo
     else if (!bench_run_parse(line, &run))
         bench_warn("%s, %s, rep %u: cannot parse the child's line: %s", w->name, alloc_impl_name(impl), rep + 1,
                    line);
-    else if (o->verbose)
+    else if (o->c.verbose)
         fprintf(stderr, "  %-12s %-9s rep %u: %.4g ops/s\n", w->name, alloc_impl_name(impl), rep + 1,
                 run.ops_per_sec);
     return run;
@@ -170,13 +167,13 @@ static bench_run run_child(const alloc_options *o, const alloc_workload *w, allo
 static unsigned run_workload(const alloc_options *o, const alloc_workload *w, char preload[][PRELOAD_CAP]) {
     bench_run runs[ALLOC_IMPL_COUNT][BENCH_MAX_REPS]; /* ~28 KiB */
     unsigned failed = 0;
-    bool progress = !o->verbose && isatty(STDERR_FILENO);
+    bool progress = !o->c.verbose && isatty(STDERR_FILENO);
     memset(runs, 0, sizeof runs);
-    for (unsigned rep = 0; rep < o->reps; rep++)
+    for (unsigned rep = 0; rep < o->c.reps; rep++)
         for (unsigned k = 0; k < o->nimpls; k++) {
             alloc_impl impl = o->impls[(k + rep) % o->nimpls];
             if (progress)
-                fprintf(stderr, "\r\033[K%s: rep %u/%u, %s", w->name, rep + 1, o->reps, alloc_impl_name(impl));
+                fprintf(stderr, "\r\033[K%s: rep %u/%u, %s", w->name, rep + 1, o->c.reps, alloc_impl_name(impl));
             runs[impl][rep] = run_child(o, w, impl, preload[impl], rep);
             failed += !runs[impl][rep].ok;
         }
@@ -184,8 +181,8 @@ static unsigned run_workload(const alloc_options *o, const alloc_workload *w, ch
         fputs("\r\033[K", stderr);
     bench_run agg[ALLOC_IMPL_COUNT];
     for (unsigned i = 0; i < ALLOC_IMPL_COUNT; i++)
-        agg[i] = bench_run_aggregate(runs[i], o->reps);
-    if (!o->json) {
+        agg[i] = bench_run_aggregate(runs[i], o->c.reps);
+    if (!o->c.json) {
         print_table(o, w, agg);
         return failed;
     }
@@ -215,7 +212,7 @@ static int parent_main(alloc_options *o) {
         bench_warn("no allocator left to measure");
         return 1;
     }
-    if (!o->json)
+    if (!o->c.json)
         print_header(o, preload);
     unsigned failed = 0;
     for (unsigned i = 0; i < o->nworkloads; i++)
@@ -291,41 +288,21 @@ static int add_impl(const char *name, void *arg) {
 static int parse_options(int argc, char **argv, alloc_options *o) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
-        uint64_t u;
-        if (strcmp(a, "--json") == 0) {
-            o->json = true;
-        } else if (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0) {
-            o->verbose = true;
-        } else if (strcmp(a, "--child") == 0) {
-            o->child = true;
-        } else if (strcmp(a, "--list") == 0) {
-            o->list = true;
-        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+        int shared = bench_common_option(argc, argv, &i, &o->c);
+        if (shared == -1) {
             usage(stdout);
             return -1;
-        } else if (bench_is_option(a, "--workload")) {
+        }
+        if (shared == 2)
+            return 2;
+        if (shared == 1)
+            continue;
+        if (bench_is_option(a, "--workload")) {
             if (!(v = bench_option_value(argc, argv, &i, "--workload")) || bench_for_each_item(v, add_workload, o))
                 return 2;
         } else if (bench_is_option(a, "--impl")) {
             if (!(v = bench_option_value(argc, argv, &i, "--impl")) || bench_for_each_item(v, add_impl, o))
                 return 2;
-        } else if (bench_is_option(a, "--reps")) {
-            if (!(v = bench_option_value(argc, argv, &i, "--reps")) || !bench_parse_u64(v, 1, BENCH_MAX_REPS, &u)) {
-                bench_warn("--reps needs a number from 1 to %d", BENCH_MAX_REPS);
-                return 2;
-            }
-            o->reps = (unsigned)u;
-        } else if (bench_is_option(a, "--scale")) {
-            if (!(v = bench_option_value(argc, argv, &i, "--scale")) || !bench_parse_f64(v, 1e-6, 1e3, &o->scale)) {
-                bench_warn("--scale needs a number above 0 (up to 1000)");
-                return 2;
-            }
-        } else if (bench_is_option(a, "--timeout")) {
-            if (!(v = bench_option_value(argc, argv, &i, "--timeout")) || !bench_parse_u64(v, 0, 86400, &u)) {
-                bench_warn("--timeout needs a number of seconds (0 = none)");
-                return 2;
-            }
-            o->timeout_s = (unsigned)u;
         } else {
             bench_warn("unknown option '%s'", a);
             usage(stderr);
@@ -337,9 +314,7 @@ static int parse_options(int argc, char **argv, alloc_options *o) {
 
 static void default_options(alloc_options *o) {
     memset(o, 0, sizeof *o);
-    o->reps = 3;
-    o->scale = 1.0;
-    o->timeout_s = DEFAULT_TIMEOUT_S;
+    bench_common_init(&o->c, DEFAULT_TIMEOUT_S);
 }
 
 int bench_alloc_main(int argc, char **argv) {
@@ -348,7 +323,7 @@ int bench_alloc_main(int argc, char **argv) {
     int rc = parse_options(argc, argv, &o);
     if (rc)
         return rc < 0 ? 0 : rc;
-    if (o.list) {
+    if (o.c.list) {
         list_workloads();
         return 0;
     }
@@ -357,5 +332,5 @@ int bench_alloc_main(int argc, char **argv) {
             o.impls[o.nimpls++] = (alloc_impl)i;
     if (o.nworkloads == 0)
         add_workload("all", &o);
-    return o.child ? child_main(&o) : parent_main(&o);
+    return o.c.child ? child_main(&o) : parent_main(&o);
 }

@@ -183,11 +183,10 @@ static const buf_workload workloads[] = {
 /* ---- options ------------------------------------------------------------------------------------------- */
 
 typedef struct buf_options {
-    bool json, verbose, child, list;
+    bench_common c; /* --json, --verbose, --child, --list, --reps, --scale, --timeout */
     bool want[NWORKLOADS];
     buf_impl impls[IMPL_COUNT];
-    unsigned nimpls, reps, timeout_s, threads; /* threads: the child's workload variant (0 = any) */
-    double scale;
+    unsigned nimpls, threads; /* threads: the child's workload variant (0 = any) */
 } buf_options;
 
 /* ---- the child ----------------------------------------------------------------------------------------- */
@@ -210,7 +209,7 @@ static int child_main(const buf_options *o) {
     for (int i = 0; i < 64; i++) /* first-use setup (default pool, thread cache, headers) before the mark */
         must(ohm_buf_release(must_alloc(w->size), 1), 1, "ohm_buf_release (warm-up)");
     buf_result r = {0};
-    w->run(w, impl, o->scale, &r);
+    w->run(w, impl, o->c.scale, &r);
     r.peak_rss = bench_peak_rss_bytes();
     ohm_pool_trim(ohm_pool_default());
     r.rss_after = bench_rss_bytes();
@@ -231,18 +230,18 @@ static int child_main(const buf_options *o) {
 
 static bench_run run_child(const buf_options *o, const buf_workload *w, buf_impl impl, unsigned rep) {
     char scale[32], threads[16];
-    snprintf(scale, sizeof scale, "%.17g", o->scale);
+    snprintf(scale, sizeof scale, "%.17g", o->c.scale);
     snprintf(threads, sizeof threads, "%u", w->threads);
     const char *argv[] = {"ohm-bench", "buf", "--child", "--impl", impl_names[impl], "--workload", w->name,
                           "--threads", threads, "--scale", scale, NULL};
-    bench_child c = {argv, NULL, o->timeout_s};
+    bench_child c = {argv, NULL, o->c.timeout_s};
     char line[1024], why[256];
     bench_run run = {0};
     if (bench_run_child(&c, line, sizeof line, why, sizeof why) != 0)
         bench_warn("%s (%u threads), %s, rep %u: the child %s", w->name, w->threads, impl_names[impl], rep + 1, why);
     else if (!bench_run_parse(line, &run))
         bench_warn("%s, %s, rep %u: cannot parse the child's line: %s", w->name, impl_names[impl], rep + 1, line);
-    else if (o->verbose)
+    else if (o->c.verbose)
         fprintf(stderr, "  %-16s %-13s rep %u: %.4g ops/s\n", w->name, impl_names[impl], rep + 1, run.ops_per_sec);
     return run;
 }
@@ -276,7 +275,7 @@ static void print_table(const buf_options *o, const buf_workload *w, const bench
             bench_table_set(&t, 8, "-");
     }
     printf("\n%s (%u thread%s, %llu %s per run): %s\n", w->name, w->threads, w->threads == 1 ? "" : "s",
-           (unsigned long long)bench_scaled(w->count, o->scale), w->unit, w->summary);
+           (unsigned long long)bench_scaled(w->count, o->c.scale), w->unit, w->summary);
     bench_table_print(&t, stdout);
     print_goal(agg, IMPL_SIMPLE, IMPL_OFF, 0.95);
     print_goal(agg, IMPL_PARANOID, IMPL_OFF, 0.33);
@@ -297,7 +296,7 @@ static unsigned run_workload(const buf_options *o, const buf_workload *w) {
             ran[o->impls[k]] = true;
         }
     memset(runs, 0, sizeof runs);
-    for (unsigned rep = 0; rep < o->reps; rep++)
+    for (unsigned rep = 0; rep < o->c.reps; rep++)
         for (unsigned k = 0; k < n; k++) {
             buf_impl impl = order[(k + rep) % n];
             runs[impl][rep] = run_child(o, w, impl, rep);
@@ -305,8 +304,8 @@ static unsigned run_workload(const buf_options *o, const buf_workload *w) {
         }
     bench_run agg[IMPL_COUNT];
     for (unsigned i = 0; i < IMPL_COUNT; i++)
-        agg[i] = bench_run_aggregate(runs[i], o->reps);
-    if (!o->json) {
+        agg[i] = bench_run_aggregate(runs[i], o->c.reps);
+    if (!o->c.json) {
         print_table(o, w, agg, ran);
         return failed;
     }
@@ -317,8 +316,8 @@ static unsigned run_workload(const buf_options *o, const buf_workload *w) {
 }
 
 static int parent_main(const buf_options *o) {
-    if (!o->json) {
-        bench_print_banner("buf", o->scale, o->reps, "vs ohm-off = impl ops/s / ohm-off ops/s");
+    if (!o->c.json) {
+        bench_print_banner("buf", o->c.scale, o->c.reps, "vs ohm-off = impl ops/s / ohm-off ops/s");
         fflush(stdout);
     }
     unsigned failed = 0;
@@ -372,46 +371,27 @@ static int parse_options(int argc, char **argv, buf_options *o) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         uint64_t u;
-        if (strcmp(a, "--json") == 0) {
-            o->json = true;
-        } else if (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0) {
-            o->verbose = true;
-        } else if (strcmp(a, "--child") == 0) {
-            o->child = true;
-        } else if (strcmp(a, "--list") == 0) {
-            o->list = true;
-        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+        int shared = bench_common_option(argc, argv, &i, &o->c);
+        if (shared == -1) {
             usage(stdout);
             return -1;
-        } else if ((v = bench_option_value(argc, argv, &i, "--workload"))) {
+        }
+        if (shared == 2)
+            return 2;
+        if (shared == 1)
+            continue;
+        if ((v = bench_option_value(argc, argv, &i, "--workload"))) {
             if (bench_for_each_item(v, add_workload, o))
                 return 2;
         } else if ((v = bench_option_value(argc, argv, &i, "--impl"))) {
             if (bench_for_each_item(v, add_impl, o))
                 return 2;
-        } else if ((v = bench_option_value(argc, argv, &i, "--reps"))) {
-            if (!bench_parse_u64(v, 1, BENCH_MAX_REPS, &u)) {
-                bench_warn("--reps needs a number from 1 to %d", BENCH_MAX_REPS);
-                return 2;
-            }
-            o->reps = (unsigned)u;
         } else if ((v = bench_option_value(argc, argv, &i, "--threads"))) {
             if (!bench_parse_u64(v, 1, 8, &u)) {
                 bench_warn("--threads needs a number from 1 to 8");
                 return 2;
             }
             o->threads = (unsigned)u;
-        } else if ((v = bench_option_value(argc, argv, &i, "--scale"))) {
-            if (!bench_parse_f64(v, 1e-6, 1e3, &o->scale)) {
-                bench_warn("--scale needs a number above 0 (up to 1000)");
-                return 2;
-            }
-        } else if ((v = bench_option_value(argc, argv, &i, "--timeout"))) {
-            if (!bench_parse_u64(v, 0, 86400, &u)) {
-                bench_warn("--timeout needs a number of seconds (0 = none)");
-                return 2;
-            }
-            o->timeout_s = (unsigned)u;
         } else {
             bench_warn("unknown option or missing value '%s'", a);
             usage(stderr);
@@ -424,13 +404,11 @@ static int parse_options(int argc, char **argv, buf_options *o) {
 int bench_buf_main(int argc, char **argv) {
     buf_options o;
     memset(&o, 0, sizeof o);
-    o.reps = 3;
-    o.scale = 1.0;
-    o.timeout_s = DEFAULT_TIMEOUT_S;
+    bench_common_init(&o.c, DEFAULT_TIMEOUT_S);
     int rc = parse_options(argc, argv, &o);
     if (rc)
         return rc < 0 ? 0 : rc;
-    if (o.list) {
+    if (o.c.list) {
         printf("%-17s %-9s %9s %-8s %s\n", "workload", "threads", "scale 1", "of", "what");
         for (size_t i = 0; i < NWORKLOADS; i++)
             printf("%-17s %-9u %9llu %-8s %s%s\n", workloads[i].name, workloads[i].threads,
@@ -446,5 +424,5 @@ int bench_buf_main(int argc, char **argv) {
         any |= o.want[i];
     if (!any)
         add_workload("all", &o);
-    return o.child ? child_main(&o) : parent_main(&o);
+    return o.c.child ? child_main(&o) : parent_main(&o);
 }

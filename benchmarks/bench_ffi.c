@@ -241,11 +241,10 @@ static const ffi_workload workloads[] = {
 /* ---- options ------------------------------------------------------------------------------------------- */
 
 typedef struct ffi_options {
-    bool json, verbose, child, list;
+    bench_common c; /* --json, --verbose, --child, --list, --reps, --scale, --timeout */
     bool want[NWORKLOADS];
     ffi_impl impls[IMPL_COUNT];
-    unsigned nimpls, reps, timeout_s;
-    double scale;
+    unsigned nimpls;
 } ffi_options;
 
 /* ---- the child ----------------------------------------------------------------------------------------- */
@@ -264,7 +263,7 @@ static int child_main(const ffi_options *o) {
     ffi_result warm = {0}; /* first-use paths (dlopen, libffi, the default pool) before the measured run */
     w->run(w, impl, 1e-4, &warm);
     ffi_result r = {0};
-    w->run(w, impl, o->scale, &r);
+    w->run(w, impl, o->c.scale, &r);
     r.peak_rss = bench_peak_rss_bytes();
     ohm_pool_trim(ohm_pool_default());
     r.rss_after = bench_rss_bytes();
@@ -285,17 +284,17 @@ static int child_main(const ffi_options *o) {
 
 static bench_run run_child(const ffi_options *o, const ffi_workload *w, ffi_impl impl, unsigned rep) {
     char scale[32];
-    snprintf(scale, sizeof scale, "%.17g", o->scale);
+    snprintf(scale, sizeof scale, "%.17g", o->c.scale);
     const char *argv[] = {"ohm-bench", "ffi", "--child", "--impl", impl_names[impl], "--workload", w->name,
                           "--scale", scale, NULL};
-    bench_child c = {argv, NULL, o->timeout_s};
+    bench_child c = {argv, NULL, o->c.timeout_s};
     char line[1024], why[256];
     bench_run run = {0};
     if (bench_run_child(&c, line, sizeof line, why, sizeof why) != 0)
         bench_warn("%s, %s, rep %u: the child %s", w->name, impl_names[impl], rep + 1, why);
     else if (!bench_run_parse(line, &run))
         bench_warn("%s, %s, rep %u: cannot parse the child's line: %s", w->name, impl_names[impl], rep + 1, line);
-    else if (o->verbose)
+    else if (o->c.verbose)
         fprintf(stderr, "  %-12s %-7s rep %u: %.4g ops/s\n", w->name, impl_names[impl], rep + 1, run.ops_per_sec);
     return run;
 }
@@ -320,7 +319,7 @@ static void print_table(const ffi_options *o, const ffi_workload *w, const bench
         else
             bench_table_set(&t, 8, "-");
     }
-    printf("\n%s (%llu calls per run, %s): %s\n", w->name, (unsigned long long)bench_scaled(w->count, o->scale),
+    printf("\n%s (%llu calls per run, %s): %s\n", w->name, (unsigned long long)bench_scaled(w->count, o->c.scale),
            w->signature, w->summary);
     bench_table_print(&t, stdout);
     double ffi = ran[IMPL_FFI] ? ns_per_op(&agg[IMPL_FFI]) : -1.0;
@@ -338,7 +337,7 @@ static unsigned run_workload(const ffi_options *o, const ffi_workload *w) {
     for (unsigned k = 0; k < o->nimpls; k++)
         ran[o->impls[k]] = true;
     memset(runs, 0, sizeof runs);
-    for (unsigned rep = 0; rep < o->reps; rep++)
+    for (unsigned rep = 0; rep < o->c.reps; rep++)
         for (unsigned k = 0; k < o->nimpls; k++) {
             ffi_impl impl = o->impls[(k + rep) % o->nimpls];
             runs[impl][rep] = run_child(o, w, impl, rep);
@@ -346,8 +345,8 @@ static unsigned run_workload(const ffi_options *o, const ffi_workload *w) {
         }
     bench_run agg[IMPL_COUNT];
     for (unsigned i = 0; i < IMPL_COUNT; i++)
-        agg[i] = bench_run_aggregate(runs[i], o->reps);
-    if (!o->json) {
+        agg[i] = bench_run_aggregate(runs[i], o->c.reps);
+    if (!o->c.json) {
         print_table(o, w, agg, ran);
         return failed;
     }
@@ -358,8 +357,8 @@ static unsigned run_workload(const ffi_options *o, const ffi_workload *w) {
 }
 
 static int parent_main(const ffi_options *o) {
-    if (!o->json) {
-        bench_print_banner("ffi", o->scale, o->reps, "overhead = ffi ns/op - direct ns/op (best run of each)");
+    if (!o->c.json) {
+        bench_print_banner("ffi", o->c.scale, o->c.reps, "overhead = ffi ns/op - direct ns/op (best run of each)");
         fflush(stdout);
     }
     unsigned failed = 0;
@@ -412,41 +411,21 @@ static int add_impl(const char *name, void *arg) {
 static int parse_options(int argc, char **argv, ffi_options *o) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
-        uint64_t u;
-        if (strcmp(a, "--json") == 0) {
-            o->json = true;
-        } else if (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0) {
-            o->verbose = true;
-        } else if (strcmp(a, "--child") == 0) {
-            o->child = true;
-        } else if (strcmp(a, "--list") == 0) {
-            o->list = true;
-        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+        int shared = bench_common_option(argc, argv, &i, &o->c);
+        if (shared == -1) {
             usage(stdout);
             return -1;
-        } else if ((v = bench_option_value(argc, argv, &i, "--workload"))) {
+        }
+        if (shared == 2)
+            return 2;
+        if (shared == 1)
+            continue;
+        if ((v = bench_option_value(argc, argv, &i, "--workload"))) {
             if (bench_for_each_item(v, add_workload, o))
                 return 2;
         } else if ((v = bench_option_value(argc, argv, &i, "--impl"))) {
             if (bench_for_each_item(v, add_impl, o))
                 return 2;
-        } else if ((v = bench_option_value(argc, argv, &i, "--reps"))) {
-            if (!bench_parse_u64(v, 1, BENCH_MAX_REPS, &u)) {
-                bench_warn("--reps needs a number from 1 to %d", BENCH_MAX_REPS);
-                return 2;
-            }
-            o->reps = (unsigned)u;
-        } else if ((v = bench_option_value(argc, argv, &i, "--scale"))) {
-            if (!bench_parse_f64(v, 1e-6, 1e3, &o->scale)) {
-                bench_warn("--scale needs a number above 0 (up to 1000)");
-                return 2;
-            }
-        } else if ((v = bench_option_value(argc, argv, &i, "--timeout"))) {
-            if (!bench_parse_u64(v, 0, 86400, &u)) {
-                bench_warn("--timeout needs a number of seconds (0 = none)");
-                return 2;
-            }
-            o->timeout_s = (unsigned)u;
         } else {
             bench_warn("unknown option or missing value '%s'", a);
             usage(stderr);
@@ -459,13 +438,11 @@ static int parse_options(int argc, char **argv, ffi_options *o) {
 int bench_ffi_main(int argc, char **argv) {
     ffi_options o;
     memset(&o, 0, sizeof o);
-    o.reps = 3;
-    o.scale = 1.0;
-    o.timeout_s = DEFAULT_TIMEOUT_S;
+    bench_common_init(&o.c, DEFAULT_TIMEOUT_S);
     int rc = parse_options(argc, argv, &o);
     if (rc)
         return rc < 0 ? 0 : rc;
-    if (o.list) {
+    if (o.c.list) {
         printf("%-12s %9s %-24s %s\n", "workload", "scale 1", "signature", "what (one op = one call)");
         for (size_t i = 0; i < NWORKLOADS; i++)
             printf("%-12s %9llu %-24s %s\n", workloads[i].name, (unsigned long long)workloads[i].count,
@@ -480,5 +457,5 @@ int bench_ffi_main(int argc, char **argv) {
         any |= o.want[i];
     if (!any)
         add_workload("all", &o);
-    return o.child ? child_main(&o) : parent_main(&o);
+    return o.c.child ? child_main(&o) : parent_main(&o);
 }

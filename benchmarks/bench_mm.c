@@ -303,10 +303,9 @@ static const mm_workload workloads[] = {
 /* ---- options ------------------------------------------------------------------------------------------- */
 
 typedef struct mm_options {
-    bool json, verbose, child, list;
+    bench_common c; /* --json, --verbose, --child, --list, --reps, --scale, --timeout */
     bool want[NWORKLOADS];
-    unsigned reps, timeout_s, threads; /* threads: the child's workload variant (0 = any) */
-    double scale;
+    unsigned threads; /* threads: the child's workload variant (0 = any) */
 } mm_options;
 
 /* ---- the child ----------------------------------------------------------------------------------------- */
@@ -322,7 +321,7 @@ static int child_main(const mm_options *o) {
     if (!w)
         bench_die(2, "--child needs exactly one --workload");
     mm_result r = {0};
-    w->run(w, o->scale, &r);
+    w->run(w, o->c.scale, &r);
     r.peak_rss = bench_peak_rss_bytes();
     ohm_pool_trim(ohm_pool_default());
     r.rss_after = bench_rss_bytes();
@@ -343,18 +342,18 @@ static int child_main(const mm_options *o) {
 
 static bench_run run_child(const mm_options *o, const mm_workload *w, unsigned rep) {
     char scale[32], threads[16];
-    snprintf(scale, sizeof scale, "%.17g", o->scale);
+    snprintf(scale, sizeof scale, "%.17g", o->c.scale);
     snprintf(threads, sizeof threads, "%u", w->threads);
     const char *argv[] = {"ohm-bench", "mm", "--child", "--impl", impl_name, "--workload", w->name,
                           "--threads", threads, "--scale", scale, NULL};
-    bench_child c = {argv, NULL, o->timeout_s};
+    bench_child c = {argv, NULL, o->c.timeout_s};
     char line[1024], why[256];
     bench_run run = {0};
     if (bench_run_child(&c, line, sizeof line, why, sizeof why) != 0)
         bench_warn("%s (%u threads), rep %u: the child %s", w->name, w->threads, rep + 1, why);
     else if (!bench_run_parse(line, &run))
         bench_warn("%s, rep %u: cannot parse the child's line: %s", w->name, rep + 1, line);
-    else if (o->verbose)
+    else if (o->c.verbose)
         fprintf(stderr, "  %-16s %u thread%s rep %u: %.4g ops/s\n", w->name, w->threads, w->threads == 1 ? "" : "s",
                 rep + 1, run.ops_per_sec);
     return run;
@@ -368,7 +367,7 @@ static void print_table(const mm_options *o, const mm_workload *w, const bench_r
     bench_table_row(&t);
     bench_table_set_run(&t, impl_name, agg);
     printf("\n%s (%u thread%s, %llu %s per run): %s\n", w->name, w->threads, w->threads == 1 ? "" : "s",
-           (unsigned long long)bench_scaled(w->count, o->scale), w->unit, w->summary);
+           (unsigned long long)bench_scaled(w->count, o->c.scale), w->unit, w->summary);
     bench_table_print(&t, stdout);
     fflush(stdout);
 }
@@ -404,12 +403,12 @@ static unsigned run_workload(const mm_options *o, const mm_workload *w, bench_ru
     static bench_run runs[BENCH_MAX_REPS];
     unsigned failed = 0;
     memset(runs, 0, sizeof runs);
-    for (unsigned rep = 0; rep < o->reps; rep++) {
+    for (unsigned rep = 0; rep < o->c.reps; rep++) {
         runs[rep] = run_child(o, w, rep);
         failed += !runs[rep].ok;
     }
-    *agg = bench_run_aggregate(runs, o->reps);
-    if (!o->json)
+    *agg = bench_run_aggregate(runs, o->c.reps);
+    if (!o->c.json)
         print_table(o, w, agg);
     else if (agg->ok)
         bench_run_print("mm", w->name, impl_name, agg, stdout);
@@ -417,8 +416,8 @@ static unsigned run_workload(const mm_options *o, const mm_workload *w, bench_ru
 }
 
 static int parent_main(const mm_options *o) {
-    if (!o->json) {
-        bench_print_banner("mm", o->scale, o->reps, "impl ohm only, no ratio column; ns/op = 1e9 / ops/s (all threads)");
+    if (!o->c.json) {
+        bench_print_banner("mm", o->c.scale, o->c.reps, "impl ohm only, no ratio column; ns/op = 1e9 / ops/s (all threads)");
         fflush(stdout);
     }
     bench_run agg[NWORKLOADS];
@@ -427,7 +426,7 @@ static int parent_main(const mm_options *o) {
     for (size_t i = 0; i < NWORKLOADS; i++)
         if (o->want[i])
             failed += run_workload(o, &workloads[i], &agg[i]);
-    if (!o->json)
+    if (!o->c.json)
         print_goals(agg);
     if (failed)
         bench_warn("%u run%s failed (see above)", failed, failed == 1 ? "" : "s");
@@ -471,46 +470,27 @@ static int parse_options(int argc, char **argv, mm_options *o) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         uint64_t u;
-        if (strcmp(a, "--json") == 0) {
-            o->json = true;
-        } else if (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0) {
-            o->verbose = true;
-        } else if (strcmp(a, "--child") == 0) {
-            o->child = true;
-        } else if (strcmp(a, "--list") == 0) {
-            o->list = true;
-        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+        int shared = bench_common_option(argc, argv, &i, &o->c);
+        if (shared == -1) {
             usage(stdout);
             return -1;
-        } else if ((v = bench_option_value(argc, argv, &i, "--workload"))) {
+        }
+        if (shared == 2)
+            return 2;
+        if (shared == 1)
+            continue;
+        if ((v = bench_option_value(argc, argv, &i, "--workload"))) {
             if (bench_for_each_item(v, add_workload, o))
                 return 2;
         } else if ((v = bench_option_value(argc, argv, &i, "--impl"))) {
             if (bench_for_each_item(v, check_impl, o))
                 return 2;
-        } else if ((v = bench_option_value(argc, argv, &i, "--reps"))) {
-            if (!bench_parse_u64(v, 1, BENCH_MAX_REPS, &u)) {
-                bench_warn("--reps needs a number from 1 to %d", BENCH_MAX_REPS);
-                return 2;
-            }
-            o->reps = (unsigned)u;
         } else if ((v = bench_option_value(argc, argv, &i, "--threads"))) {
             if (!bench_parse_u64(v, 1, 8, &u)) {
                 bench_warn("--threads needs a number from 1 to 8");
                 return 2;
             }
             o->threads = (unsigned)u;
-        } else if ((v = bench_option_value(argc, argv, &i, "--scale"))) {
-            if (!bench_parse_f64(v, 1e-6, 1e3, &o->scale)) {
-                bench_warn("--scale needs a number above 0 (up to 1000)");
-                return 2;
-            }
-        } else if ((v = bench_option_value(argc, argv, &i, "--timeout"))) {
-            if (!bench_parse_u64(v, 0, 86400, &u)) {
-                bench_warn("--timeout needs a number of seconds (0 = none)");
-                return 2;
-            }
-            o->timeout_s = (unsigned)u;
         } else {
             bench_warn("unknown option or missing value '%s'", a);
             usage(stderr);
@@ -523,13 +503,11 @@ static int parse_options(int argc, char **argv, mm_options *o) {
 int bench_mm_main(int argc, char **argv) {
     mm_options o;
     memset(&o, 0, sizeof o);
-    o.reps = 3;
-    o.scale = 1.0;
-    o.timeout_s = DEFAULT_TIMEOUT_S;
+    bench_common_init(&o.c, DEFAULT_TIMEOUT_S);
     int rc = parse_options(argc, argv, &o);
     if (rc)
         return rc < 0 ? 0 : rc;
-    if (o.list) {
+    if (o.c.list) {
         printf("%-17s %-9s %9s %-8s %s\n", "workload", "threads", "scale 1", "of", "what");
         for (size_t i = 0; i < NWORKLOADS; i++)
             printf("%-17s %-9u %9llu %-8s %s\n", workloads[i].name, workloads[i].threads,
@@ -541,8 +519,8 @@ int bench_mm_main(int argc, char **argv) {
         any |= o.want[i];
     if (!any)
         add_workload("all", &o);
-    if (o.threads && !o.child) /* the parent narrows to the variants asked for */
+    if (o.threads && !o.c.child) /* the parent narrows to the variants asked for */
         for (size_t i = 0; i < NWORKLOADS; i++)
             o.want[i] &= workloads[i].threads == o.threads;
-    return o.child ? child_main(&o) : parent_main(&o);
+    return o.c.child ? child_main(&o) : parent_main(&o);
 }

@@ -391,6 +391,49 @@ const char *bench_option_value(int argc, char **argv, int *i, const char *opt) {
     return NULL;
 }
 
+void bench_common_init(bench_common *c, unsigned timeout_s) {
+    memset(c, 0, sizeof *c);
+    c->reps = 3;
+    c->scale = 1.0;
+    c->timeout_s = timeout_s;
+}
+
+int bench_common_option(int argc, char **argv, int *i, bench_common *c) {
+    const char *a = argv[*i], *v;
+    uint64_t u;
+    if (strcmp(a, "--json") == 0) {
+        c->json = true;
+    } else if (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0) {
+        c->verbose = true;
+    } else if (strcmp(a, "--child") == 0) {
+        c->child = true;
+    } else if (strcmp(a, "--list") == 0) {
+        c->list = true;
+    } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+        return -1;
+    } else if (bench_is_option(a, "--reps")) {
+        if (!(v = bench_option_value(argc, argv, i, "--reps")) || !bench_parse_u64(v, 1, BENCH_MAX_REPS, &u)) {
+            bench_warn("--reps needs a number from 1 to %d", BENCH_MAX_REPS);
+            return 2;
+        }
+        c->reps = (unsigned)u;
+    } else if (bench_is_option(a, "--scale")) {
+        if (!(v = bench_option_value(argc, argv, i, "--scale")) || !bench_parse_f64(v, 1e-6, 1e3, &c->scale)) {
+            bench_warn("--scale needs a number above 0 (up to 1000)");
+            return 2;
+        }
+    } else if (bench_is_option(a, "--timeout")) {
+        if (!(v = bench_option_value(argc, argv, i, "--timeout")) || !bench_parse_u64(v, 0, 86400, &u)) {
+            bench_warn("--timeout needs a number of seconds (0 = none)");
+            return 2;
+        }
+        c->timeout_s = (unsigned)u;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
 bool bench_is_option(const char *arg, const char *opt) {
     size_t n = strlen(opt);
     return strncmp(arg, opt, n) == 0 && (arg[n] == '\0' || arg[n] == '=');

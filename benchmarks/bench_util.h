@@ -125,6 +125,17 @@ bool bench_json_get_str(const char *line, const char *key, char *out, size_t cap
 const char *bench_option_value(int argc, char **argv, int *i, const char *opt);
 /* Whether arg is option opt, with or without "=value" (so "--reps" and "--reps=3", not "--repsx"). */
 bool bench_is_option(const char *arg, const char *opt);
+/* The options every subcommand shares: --json, --verbose/-v, --child, --list, --reps N, --scale F, --timeout S. */
+typedef struct bench_common {
+    bool json, verbose, child, list;
+    unsigned reps, timeout_s;
+    double scale;
+} bench_common;
+/* Defaults: 3 reps, scale 1, the given timeout. */
+void bench_common_init(bench_common *c, unsigned timeout_s);
+/* Parses argv[*i] if it is a shared option (advancing *i past a value): 1 if it was, 0 if it is not one of them,
+ * -1 for --help/-h (the caller prints its usage), 2 for a bad or missing value (already warned). */
+int bench_common_option(int argc, char **argv, int *i, bench_common *c);
 /* Strict number parsing for command-line values: the whole string must be a number in range. */
 bool bench_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 bool bench_parse_f64(const char *s, double min, double max, double *out);

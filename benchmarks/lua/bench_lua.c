@@ -36,12 +36,11 @@ typedef struct lua_workload {
 } lua_workload;
 
 typedef struct lua_options {
-    bool json, verbose, child, list;
+    bench_common c; /* --json, --verbose, --child, --list, --reps, --scale, --timeout */
     bool incremental; /* the collector's mode: generational (lua5.4's, the default here) or incremental */
     const char *script;
     const char *workloads[MAX_WORKLOADS], *impls[MAX_IMPLS];
-    unsigned nworkloads, nimpls, reps, timeout_s;
-    double scale;
+    unsigned nworkloads, nimpls;
 } lua_options;
 
 /* ---- the embedded state ---- */
@@ -131,7 +130,7 @@ static int child_main(const lua_options *o)
     lua_getfield(L, -1, "run");
     lua_pushstring(L, o->workloads[0]);
     lua_pushstring(L, o->impls[0]);
-    lua_pushnumber(L, o->scale);
+    lua_pushnumber(L, o->c.scale);
     if (lua_pcall(L, 3, 3, 0) != LUA_OK) bench_die(4, "%s", lua_tostring(L, -1));
     uint64_t ops = (uint64_t)lua_tointeger(L, -3), ns = (uint64_t)lua_tointeger(L, -2);
     uint64_t live = (uint64_t)lua_tointeger(L, -1);
@@ -158,18 +157,18 @@ static int child_main(const lua_options *o)
 static bench_run run_child(const lua_options *o, const lua_workload *w, const char *impl, unsigned rep)
 {
     char scale[32];
-    snprintf(scale, sizeof scale, "%.17g", o->scale);
+    snprintf(scale, sizeof scale, "%.17g", o->c.scale);
     const char *argv[] = {"ohm-bench", "lua", "--child", "--workload", w->name, "--impl", impl,
                           "--scale", scale, "--script", o->script, "--gc",
                           o->incremental ? "incremental" : "generational", NULL};
-    bench_child c = {argv, NULL, o->timeout_s};
+    bench_child c = {argv, NULL, o->c.timeout_s};
     char line[1024], why[256];
     bench_run run = {0};
     if (bench_run_child(&c, line, sizeof line, why, sizeof why) != 0)
         bench_warn("%s, %s, rep %u: the child %s", w->name, impl, rep + 1, why);
     else if (!bench_run_parse(line, &run))
         bench_warn("%s, %s, rep %u: cannot parse the child's line: %s", w->name, impl, rep + 1, line);
-    else if (o->verbose)
+    else if (o->c.verbose)
         fprintf(stderr, "  %-24s %-13s rep %u: %.4g ops/s\n", w->name, impl, rep + 1, run.ops_per_sec);
     return run;
 }
@@ -190,15 +189,15 @@ static unsigned run_workload(const lua_options *o, const lua_workload *w)
         if (wanted(o->impls, o->nimpls, w->impls[k])) order[n++] = k;
     if (n == 0) return 0;
     memset(runs, 0, sizeof runs);
-    for (unsigned rep = 0; rep < o->reps; rep++)
+    for (unsigned rep = 0; rep < o->c.reps; rep++)
         for (unsigned k = 0; k < n; k++) {
             unsigned impl = order[(k + rep) % n];
             runs[impl][rep] = run_child(o, w, w->impls[impl], rep);
             failed += !runs[impl][rep].ok;
         }
     bench_run agg[MAX_IMPLS];
-    for (unsigned i = 0; i < w->nimpls; i++) agg[i] = bench_run_aggregate(runs[i], o->reps);
-    if (o->json) {
+    for (unsigned i = 0; i < w->nimpls; i++) agg[i] = bench_run_aggregate(runs[i], o->c.reps);
+    if (o->c.json) {
         for (unsigned k = 0; k < n; k++)
             if (agg[order[k]].ok) bench_run_print("lua", w->name, w->impls[order[k]], &agg[order[k]], stdout);
         return failed;
@@ -219,7 +218,7 @@ static unsigned run_workload(const lua_options *o, const lua_workload *w)
         if (base && base->ops_per_sec > 0) bench_table_set(&t, 8, "%.2fx", a->ops_per_sec / base->ops_per_sec);
         else bench_table_set(&t, 8, "-");
     }
-    printf("\n%s (%llu %s per run): %s\n", w->name, (unsigned long long)bench_scaled(w->count, o->scale), w->unit,
+    printf("\n%s (%llu %s per run): %s\n", w->name, (unsigned long long)bench_scaled(w->count, o->c.scale), w->unit,
            w->summary);
     bench_table_print(&t, stdout);
     fflush(stdout);
@@ -228,8 +227,8 @@ static unsigned run_workload(const lua_options *o, const lua_workload *w)
 
 static int parent_main(const lua_options *o, const lua_workload *w, unsigned nw)
 {
-    if (!o->json) {
-        bench_print_banner("lua", o->scale, o->reps, "vs X = impl ops/s / X ops/s (X: the workload's baseline)");
+    if (!o->c.json) {
+        bench_print_banner("lua", o->c.scale, o->c.reps, "vs X = impl ops/s / X ops/s (X: the workload's baseline)");
         printf("Lua collector: %s\n", o->incremental ? "incremental" : "generational (as lua5.4)");
         fflush(stdout);
     }
@@ -280,19 +279,16 @@ static int parse_options(int argc, char **argv, lua_options *o)
 {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
-        uint64_t u;
-        if (strcmp(a, "--json") == 0) {
-            o->json = true;
-        } else if (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0) {
-            o->verbose = true;
-        } else if (strcmp(a, "--child") == 0) {
-            o->child = true;
-        } else if (strcmp(a, "--list") == 0) {
-            o->list = true;
-        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+        int shared = bench_common_option(argc, argv, &i, &o->c);
+        if (shared == -1) {
             usage(stdout);
             return -1;
-        } else if ((v = bench_option_value(argc, argv, &i, "--workload"))) {
+        }
+        if (shared == 2)
+            return 2;
+        if (shared == 1)
+            continue;
+        if ((v = bench_option_value(argc, argv, &i, "--workload"))) {
             list_arg la = {o->workloads, &o->nworkloads, MAX_WORKLOADS};
             if (bench_for_each_item(v, add_item, &la)) return 2;
         } else if ((v = bench_option_value(argc, argv, &i, "--impl"))) {
@@ -306,23 +302,6 @@ static int parse_options(int argc, char **argv, lua_options *o)
                 return 2;
             }
             o->incremental = strcmp(v, "incremental") == 0;
-        } else if ((v = bench_option_value(argc, argv, &i, "--reps"))) {
-            if (!bench_parse_u64(v, 1, BENCH_MAX_REPS, &u)) {
-                bench_warn("--reps needs a number from 1 to %d", BENCH_MAX_REPS);
-                return 2;
-            }
-            o->reps = (unsigned)u;
-        } else if ((v = bench_option_value(argc, argv, &i, "--scale"))) {
-            if (!bench_parse_f64(v, 1e-6, 1e3, &o->scale)) {
-                bench_warn("--scale needs a number above 0 (up to 1000)");
-                return 2;
-            }
-        } else if ((v = bench_option_value(argc, argv, &i, "--timeout"))) {
-            if (!bench_parse_u64(v, 0, 86400, &u)) {
-                bench_warn("--timeout needs a number of seconds (0 = none)");
-                return 2;
-            }
-            o->timeout_s = (unsigned)u;
         } else {
             bench_warn("unknown option or missing value '%s'", a);
             usage(stderr);
@@ -336,13 +315,11 @@ int bench_lua_main(int argc, char **argv)
 {
     lua_options o;
     memset(&o, 0, sizeof o);
-    o.reps = 3;
-    o.scale = 1.0;
-    o.timeout_s = DEFAULT_TIMEOUT_S;
+    bench_common_init(&o.c, DEFAULT_TIMEOUT_S);
     o.script = getenv("OHM_BENCH_LUA_SCRIPT") ? getenv("OHM_BENCH_LUA_SCRIPT") : OHM_BENCH_LUA_SCRIPT;
     int rc = parse_options(argc, argv, &o);
     if (rc) return rc < 0 ? 0 : rc;
-    if (o.child) return child_main(&o);
+    if (o.c.child) return child_main(&o);
 
     static lua_workload w[MAX_WORKLOADS];
     marks m = {0};
@@ -357,7 +334,7 @@ int bench_lua_main(int argc, char **argv)
             return 2;
         }
     }
-    if (o.list) {
+    if (o.c.list) {
         printf("%-24s %10s %-8s %s\n", "workload", "scale 1", "of", "what (impls)");
         for (unsigned i = 0; i < nw; i++) {
             printf("%-24s %10llu %-8s %s (", w[i].name, (unsigned long long)w[i].count, w[i].unit, w[i].summary);
