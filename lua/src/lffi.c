@@ -369,16 +369,6 @@ static int l_lib_tostr(lua_State *L)
     return 1;
 }
 
-static void new_type(lua_State *L, const char *tname, const luaL_Reg *meta, const luaL_Reg *methods)
-{
-    luaL_newmetatable(L, tname);
-    lohm_setfuncs(L, meta);
-    lua_newtable(L);
-    lohm_setfuncs(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
-}
-
 void lohm_open_ffi(lua_State *L)
 {
     static const luaL_Reg lib_methods[] = {{"func", l_lib_func}, {"close", l_lib_close}, {NULL, NULL}};
@@ -395,9 +385,9 @@ void lohm_open_ffi(lua_State *L)
     static const luaL_Reg closure_meta[] = {
         {"__gc", l_closure_free}, {"__tostring", l_closure_tostr}, {NULL, NULL},
     };
-    new_type(L, LOHM_FFILIB_MT, lib_meta, lib_methods);
-    new_type(L, LOHM_FFIFN_MT, fn_meta, fn_methods);
-    new_type(L, LOHM_CLOSURE_MT, closure_meta, closure_methods);
+    lohm_new_type(L, LOHM_FFILIB_MT, lib_meta, lib_methods);
+    lohm_new_type(L, LOHM_FFIFN_MT, fn_meta, fn_methods);
+    lohm_new_type(L, LOHM_CLOSURE_MT, closure_meta, closure_methods);
     static const luaL_Reg funcs[] = {
         {"load", l_load}, {"cast", l_cast}, {"closure", l_closure}, {NULL, NULL},
     };

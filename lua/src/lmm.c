@@ -869,16 +869,6 @@ static int l_tostr_cons(lua_State *L)
     return 1;
 }
 
-static void new_type(lua_State *L, const char *tname, const luaL_Reg *meta, const luaL_Reg *methods)
-{
-    luaL_newmetatable(L, tname);
-    lohm_setfuncs(L, meta);
-    lua_newtable(L);
-    lohm_setfuncs(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
-}
-
 void lohm_open_mm(lua_State *L)
 {
     static const luaL_Reg mm_methods[] = {
@@ -905,9 +895,9 @@ void lohm_open_mm(lua_State *L)
     static const luaL_Reg cons_meta[] = {
         {"__gc", l_cons_gc}, {"__close", l_cons_close}, {"__tostring", l_tostr_cons}, {NULL, NULL},
     };
-    new_type(L, LOHM_MM_MT, mm_meta, mm_methods);
-    new_type(L, LOHM_TASK_MT, task_meta, task_methods);
-    new_type(L, LOHM_CONSUMER_MT, cons_meta, cons_methods);
+    lohm_new_type(L, LOHM_MM_MT, mm_meta, mm_methods);
+    lohm_new_type(L, LOHM_TASK_MT, task_meta, task_methods);
+    lohm_new_type(L, LOHM_CONSUMER_MT, cons_meta, cons_methods);
     static const luaL_Reg funcs[] = {{"mm", l_mm}, {NULL, NULL}};
     lohm_setfuncs(L, funcs);
 }

@@ -113,6 +113,16 @@ void lohm_setfuncs(lua_State *L, const luaL_Reg *funcs)
     luaL_setfuncs(L, funcs, 2);
 }
 
+void lohm_new_type(lua_State *L, const char *tname, const luaL_Reg *meta, const luaL_Reg *methods)
+{
+    luaL_newmetatable(L, tname);
+    lohm_setfuncs(L, meta);
+    lua_newtable(L);
+    lohm_setfuncs(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+}
+
 void lohm_push_objects(lua_State *L, lstate *st)
 {
     (void)st;

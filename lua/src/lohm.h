@@ -86,6 +86,8 @@ void lohm_leave(lstate *st, lua_State *prev);
 int lohm_fail(lua_State *L, int code, const char *what);
 /* Registers funcs with the two module upvalues (state and buffer metatable) into the table at the top. */
 void lohm_setfuncs(lua_State *L, const luaL_Reg *funcs);
+/* Registers a userdata type: metatable tname with the metamethods meta and __index = a table of methods. */
+void lohm_new_type(lua_State *L, const char *tname, const luaL_Reg *meta, const luaL_Reg *methods);
 /* Checks that argument i is a non-negative integer no larger than max (0 = SIZE_MAX): raises otherwise. */
 size_t lohm_checksize(lua_State *L, int i, uint64_t max, const char *fname, const char *what);
 /* Argument i as a memory mode ("off_heap" default, "on_heap"). */

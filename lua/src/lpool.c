@@ -211,12 +211,7 @@ static const luaL_Reg meta[] = {
 
 void lohm_open_pools(lua_State *L)
 {
-    luaL_newmetatable(L, LOHM_POOL_MT);
-    lohm_setfuncs(L, meta);
-    lua_newtable(L);
-    lohm_setfuncs(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    lohm_new_type(L, LOHM_POOL_MT, meta, methods);
     static const luaL_Reg funcs[] = {{"pool", l_pool}, {NULL, NULL}};
     lohm_setfuncs(L, funcs);
 }
