@@ -302,6 +302,10 @@ OHM_API int ohm_buf_set_site(ohm_buf *b, const char *host_site);
  * guard option, or mapped read-write. OHM_EINVAL otherwise. Writes through ohm_buf_* to a sealed buffer are
  * OHM_ESTATE; a direct write through ohm_buf_data faults (that is the point). */
 OHM_API int ohm_buf_seal(ohm_buf *b, bool sealed);
+/* Whether writes to b's memory are refused: a read-only mapping (file or shared memory) or a sealed buffer.
+ * A host must not hand out a writable pointer or view of such memory (a store through it faults). false for a
+ * released handle. */
+OHM_API bool ohm_buf_readonly(const ohm_buf *b);
 
 /* Guard pages (debug option): buffers of at least guard_min bytes get a mapping of their own that ends right
  * before an inaccessible page, so an overflow past the end faults at once (the fault is meant to stop the

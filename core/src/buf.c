@@ -698,6 +698,12 @@ int ohm_buf_seal(ohm_buf *b, bool sealed)
     return 0;
 }
 
+bool ohm_buf_readonly(const ohm_buf *b)
+{
+    if (!b || !owner_state(b)) return false;
+    return (b->root->flags & BUF_SEALED) != 0;
+}
+
 /* ---- pool destruction ---- */
 
 /* Whether header h is live and its memory belongs to pool. hdr_lock held. */

@@ -153,7 +153,9 @@ static void test_sealed_buffer_rejects_writes_and_unseals(void)
     ohm_buf_set_guard(0);
     if (!CHECK_NOT_NULL(b)) return;
     CHECK_EQ_INT(ohm_buf_write(b, 0, "abc", 3), OHM_OK);
+    CHECK(!ohm_buf_readonly(b));
     CHECK_EQ_INT(ohm_buf_seal(b, true), OHM_OK);
+    CHECK(ohm_buf_readonly(b));
     CHECK_EQ_INT(ohm_buf_write(b, 0, "xyz", 3), OHM_ESTATE);
     CHECK_EQ_INT(ohm_buf_fill(b, 0, 0, 1), OHM_ESTATE);
     char out[3];
@@ -161,6 +163,7 @@ static void test_sealed_buffer_rejects_writes_and_unseals(void)
     CHECK(!memcmp(out, "abc", 3));
     CHECK(faulted(in_child(write_the_last_byte, b))); /* a direct store faults too */
     CHECK_EQ_INT(ohm_buf_seal(b, false), OHM_OK);
+    CHECK(!ohm_buf_readonly(b));
     CHECK_EQ_INT(ohm_buf_write(b, 0, "xyz", 3), OHM_OK);
     CHECK_EQ_INT(ohm_buf_release(b, 1), 1);
 }

@@ -139,14 +139,19 @@ static void test_read_only_mapping_rejects_writes(void)
     if (!write_pattern_file(path, 2 * PAGE)) return;
     ohm_buf *b = ohm_buf_map_file(path, 0, 2 * PAGE, 0);
     if (!CHECK_NOT_NULL(b)) return;
+    CHECK(ohm_buf_readonly(b));
     CHECK_EQ_INT(ohm_buf_write(b, 0, "x", 1), OHM_ESTATE);
     CHECK_EQ_INT(ohm_buf_fill(b, 10, 0xff, 10), OHM_ESTATE);
     ohm_buf *s = ohm_buf_slice(b, PAGE, 16);
-    if (CHECK_NOT_NULL(s)) CHECK_EQ_INT(ohm_buf_write(s, 0, "x", 1), OHM_ESTATE);
+    if (CHECK_NOT_NULL(s)) {
+        CHECK(ohm_buf_readonly(s));
+        CHECK_EQ_INT(ohm_buf_write(s, 0, "x", 1), OHM_ESTATE);
+    }
     /* Unsealing would make a read-only mapping writable: refused. */
     CHECK(ohm_buf_seal(b, false) != 0);
     CHECK_EQ_INT(ohm_buf_write(b, 0, "x", 1), OHM_ESTATE);
     CHECK_EQ_INT(ohm_buf_release(b, 1), 1);
+    CHECK(!ohm_buf_readonly(b)); /* released */
     unsigned char first;
     if (pread_file(path, 0, &first, 1)) CHECK_EQ_INT(first, pattern(0));
 }
@@ -523,8 +528,10 @@ static void test_shm_opened_read_only_rejects_writes(void)
     ohm_buf *w = ohm_buf_shm_create(name, PAGE);
     if (!CHECK_NOT_NULL(w)) return;
     CHECK_EQ_INT(ohm_buf_write(w, 0, "w", 1), 0);
+    CHECK(!ohm_buf_readonly(w));
     ohm_buf *r = ohm_buf_shm_open(name, false);
     if (CHECK_NOT_NULL(r)) {
+        CHECK(ohm_buf_readonly(r));
         CHECK_EQ_INT(ohm_buf_write(r, 0, "r", 1), OHM_ESTATE);
         char c = 0;
         CHECK_EQ_INT(ohm_buf_read(r, 0, &c, 1), 0);
