@@ -190,3 +190,13 @@ int ohm__env_bool(const char *name, int dflt)
     ohm__log(OHM_LOG_WARN, "ignoring malformed %s=%s", name, v);
     return dflt;
 }
+
+#ifdef OHM_DEBUG
+/* Straight to stderr, not through the log handler: the process is about to abort and the handler may be the
+ * host's, running on state this failure says is broken. Only debug builds get here. */
+void ohm__assert_fail(const char *cond, const char *file, int line, const char *func)
+{
+    fprintf(stderr, "ohm: invariant failed: %s (%s:%d, %s)\n", cond, file, line, func);
+    abort();
+}
+#endif

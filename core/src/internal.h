@@ -22,6 +22,19 @@
 #define OHM_PAGE_SHIFT 12
 #define OHM_PAGE       ((size_t)1 << OHM_PAGE_SHIFT)
 
+/* Invariant checks (mimalloc's mi_assert_internal, Lua's lua_assert): compiled only with -DOHM_DEBUG=ON, where a
+ * failed check is a bug of ohm's own, never a caller's mistake, so it reports and aborts. ohm_debug_only(x)
+ * keeps code that exists for the checks (a counter, a walk) out of the normal build. */
+#ifdef OHM_DEBUG
+#define ohm_assert(cond) \
+    (ohm_likely(cond) ? (void)0 : ohm__assert_fail(#cond, __FILE__, __LINE__, __func__))
+#define ohm_debug_only(x) x
+void ohm__assert_fail(const char *cond, const char *file, int line, const char *func) __attribute__((noreturn, cold));
+#else
+#define ohm_assert(cond)  ((void)0)
+#define ohm_debug_only(x)
+#endif
+
 static inline size_t ohm_align_up(size_t x, size_t a) { return (x + a - 1) & ~(a - 1); }
 static inline int ohm_is_pow2(size_t x) { return x && !(x & (x - 1)); }
 
