@@ -127,12 +127,18 @@ public final class OhmBuffer implements AutoCloseable {
         try {
             h = Native.mapFile(Native.cstr(path.toString()), offset, length, flags, l.scratch);
         } catch (IllegalArgumentException e) {
-            // The runtime calls a path that is not a regular file a bad argument; for Java it is an I/O error, as
-            // FileChannel.open of a directory is.
-            if (Files.exists(path) && !Files.isRegularFile(path)) throw new OhmIOException(e.getMessage());
+            if (notARegularFile(path, offset, length)) throw new OhmIOException(e.getMessage());
             throw e;
         }
         return root(h, l, null);
+    }
+
+    /** Whether mapFile's argument error was the runtime's "not a regular file", which for Java is an I/O error
+     * (FileChannel.open of a directory throws IOException): the arguments were valid (their errors come first)
+     * and the path names something that exists but is no regular file. */
+    private static boolean notARegularFile(java.nio.file.Path path, long offset, long length) {
+        return offset >= 0 && length >= 0 && !path.toString().isEmpty() && Files.exists(path)
+                && !Files.isRegularFile(path);
     }
 
     // ---- reference counts

@@ -14,6 +14,7 @@ public final class SharedMemory {
      * Creates a named object of size bytes, zeroed, mapped read-write. The name is "/name" (POSIX shm).
      *
      * @throws OhmIOException if the name exists (the cause's message says EEXIST) or cannot be created
+     * @throws OhmOutOfMemoryError if the OS cannot map size bytes
      * @throws IllegalArgumentException for a name that is not "/name" (one leading slash, no other), or a size
      *         below 1
      */
@@ -23,7 +24,7 @@ public final class SharedMemory {
     }
 
     /** Creates anonymous shared memory (memfd) of size bytes, zeroed. IllegalArgumentException for a size below 1,
-     * OhmIOException if the OS refuses. */
+     * OhmOutOfMemoryError if the OS cannot map that much, OhmIOException for another OS failure. */
     public static OhmBuffer createAnonymous(long size) {
         return make(null, size);
     }

@@ -116,6 +116,8 @@ class MisuseTest {
             assertNotNull(e.getCause());
         }
         assertThrows(IllegalArgumentException.class, () -> OhmBuffer.mapFile(dir.resolve("x"), -1, 0));
+        assertThrows(IllegalArgumentException.class, () -> OhmBuffer.mapFile(dir, -1, 0)); // the argument first
+        assertThrows(IllegalArgumentException.class, () -> OhmBuffer.mapFile(Path.of(""), 0, 0));
     }
 
     @Test
@@ -136,6 +138,8 @@ class MisuseTest {
                 assertThrows(ReadOnlyBufferException.class, () -> b.nioBuffer().put(0, (byte) 1));
                 assertEquals(0, b.getLong(0)); // reads work, nothing was written
             }
+            shm.putLong(0, 1); // the writable mapping of the same object still writes
+            assertEquals(1, shmRo.getLong(0));
         } finally {
             SharedMemory.unlink(name);
         }

@@ -232,6 +232,7 @@ class ViewMisuseTest {
     static void putThroughViewOfReadOnlySharedMemory() {
         String name = "/ohm-view-child-" + ProcessHandle.current().pid();
         try (OhmBuffer a = SharedMemory.create(name, 4096); OhmBuffer b = SharedMemory.open(name, false)) {
+            a.putByte(16, 2);
             b.nioBuffer(16, 8).put(0, (byte) 1);
         } finally {
             SharedMemory.unlink(name);
