@@ -6,6 +6,7 @@
  */
 #include "jni_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,17 @@ static int check(JNIEnv *env, jlong h, jlong id)
     int rc = ohm_buf_check(BUF(h), (uint64_t)id);
     if (rc) jni_throw(env, rc);
     return rc;
+}
+
+/* Natives that store through a pointer of their own (not through ohm_buf_write, which checks this itself):
+ * nonzero, with IllegalStateException thrown, for read-only memory, where the store would fault. */
+static int refuse_readonly(JNIEnv *env, jlong h, const char *op)
+{
+    if (!ohm_buf_readonly(BUF(h))) return 0;
+    char msg[128];
+    snprintf(msg, sizeof msg, "%s: buffer is read-only (a read-only mapping, or sealed)", op);
+    jni_throw_msg(env, J.errors[-OHM_ESTATE], msg);
+    return 1;
 }
 
 /* A new buffer handle, its values written to the caller's scratch; throws and returns 0 for NULL. */
@@ -425,14 +437,14 @@ static void JNICALL n_buf_write_array(JNIEnv *env, jclass cls, jlong h, jlong id
                                       jint src_off, jint len)
 {
     (void)cls;
-    if (check(env, h, id)) return;
+    if (check(env, h, id) || refuse_readonly(env, h, "write")) return;
     void *p;
     int rc = ohm_bind_span(BUF(h), off, len, &p);
     if (rc) {
         jni_throw(env, rc);
         return;
     }
-    (*env)->GetByteArrayRegion(env, src, src_off, len, p);
+    (*env)->GetByteArrayRegion(env, src, src_off, len, p); /* a span is for reading: the check above is the write's */
 }
 
 static void JNICALL n_buf_copy(JNIEnv *env, jclass cls, jlong dh, jlong did, jlong doff, jlong sh, jlong sid,
@@ -484,11 +496,14 @@ static jint JNICALL n_buf_compare(JNIEnv *env, jclass cls, jlong ah, jlong aid, 
     return cmp;
 }
 
-/* A direct ByteBuffer over [off, off+len) of the buffer: no copy, valid while the buffer is. */
-static jobject JNICALL n_buf_nio(JNIEnv *env, jclass cls, jlong h, jlong id, jlong off, jlong len)
+/* A direct ByteBuffer over [off, off+len) of the buffer: no copy, valid while the buffer is. JNI makes only
+ * writable ones: Java makes the view of read-only memory read-only (asReadOnlyBuffer), and a writable one is
+ * refused here for such memory, where a store through it would kill the JVM. */
+static jobject JNICALL n_buf_nio(JNIEnv *env, jclass cls, jlong h, jlong id, jlong off, jlong len,
+                                 jboolean writable)
 {
     (void)cls;
-    if (check(env, h, id)) return NULL;
+    if (check(env, h, id) || (writable && refuse_readonly(env, h, "nioBuffer"))) return NULL;
     if (len > INT32_MAX) {
         jni_throw_msg(env, J.errors[-OHM_EINVAL], "a ByteBuffer holds at most 2^31-1 bytes");
         return NULL;
@@ -588,7 +603,7 @@ static const JNINativeMethod methods[] = {
     {"bufFill", "(JJJJB)V", (void *)n_buf_fill},
     {"bufFind", "(JJJJ[B)J", (void *)n_buf_find},
     {"bufCompare", "(JJJJ)I", (void *)n_buf_compare},
-    {"bufNio", "(JJJJ)Ljava/nio/ByteBuffer;", (void *)n_buf_nio},
+    {"bufNio", "(JJJJZ)Ljava/nio/ByteBuffer;", (void *)n_buf_nio},
     {"directAddress", "(Ljava/nio/ByteBuffer;)J", (void *)n_direct_address},
     {"leakSetLevel", "(I)V", (void *)n_leak_set_level},
     {"leakGetLevel", "()I", (void *)n_leak_get_level},

@@ -68,13 +68,13 @@ char *jni_cstr(JNIEnv *env, jbyteArray a, char *buf, size_t cap, int *fail);
 void jni_cstr_free(char *s, const char *buf);
 
 /* The scratch block Java passes to natives that return more than one value: out[0] id, out[1] data address,
- * out[2] tracked (0/1), out[3] size. */
+ * out[2] flags (bit 0 tracked, bit 1 read-only memory: Native.OUT_*), out[3] size. */
 static inline void jni_out(jlong scratch, const ohm_buf *b)
 {
     jlong *out = H2P(jlong, scratch);
     out[0] = (jlong)ohm_buf_id(b);
     out[1] = P2H(ohm_buf_data(b));
-    out[2] = ohm_buf_tracked(b);
+    out[2] = (jlong)ohm_buf_tracked(b) | (jlong)ohm_buf_readonly(b) << 1;
     out[3] = (jlong)ohm_buf_size(b);
 }
 

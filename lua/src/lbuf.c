@@ -17,6 +17,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* ---- the checker ---- */
 
@@ -74,6 +75,15 @@ void lohm_setbuf(lua_State *L, lbuf *u, ohm_buf *b)
     luaL_traceback(L, L, head, 1);
     ohm_buf_set_site(b, lua_tostring(L, -1));
     lua_pop(L, 1);
+}
+
+/* A write that failed. Read-only memory (a read-only mapping or shared memory, or sealed) gets a message of its
+ * own: the core's says "sealed" for all of it. */
+__attribute__((cold)) static int write_fail(lua_State *L, const ohm_buf *b, int rc, const char *fname)
+{
+    if (rc == OHM_ESTATE && ohm_buf_readonly(b))
+        return luaL_error(L, "%s: buffer is read-only (a read-only mapping or shared memory, or sealed)", fname);
+    return lohm_fail(L, rc, fname);
 }
 
 static void check_owned(lua_State *L, lbuf *u, const char *fname)
@@ -196,7 +206,7 @@ static int write_typed(lua_State *L, ohm_bind_type t, int order, const char *fna
     if (t == OHM_BT_F32 || t == OHM_BT_F64) v.f = luaL_checknumber(L, 3);
     else v.i = (int64_t)checkint(L, 3);
     int rc = ohm_bind_set(b, off, t, order, v);
-    if (__builtin_expect(rc != 0, 0)) return lohm_fail(L, rc, fname);
+    if (__builtin_expect(rc != 0, 0)) return write_fail(L, b, rc, fname);
     return 0;
 }
 
@@ -250,7 +260,7 @@ static int l_writebits(lua_State *L)
     int count = checkbitcount(L, 3, "writebits");
     uint64_t v = (uint64_t)luaL_checkinteger(L, 4);
     int rc = ohm_bind_set_bits(b, off, count, v);
-    if (rc) return lohm_fail(L, rc, "writebits");
+    if (rc) return write_fail(L, b, rc, "writebits");
     return 0;
 }
 
@@ -288,7 +298,7 @@ static int l_writestring(lua_State *L)
         return luaL_error(L, "writestring: count %I exceeds the string's length %I", (LUAI_UACINT)count,
                           (LUAI_UACINT)len);
     int rc = ohm_bind_write(b, off, s, count);
-    if (rc) return lohm_fail(L, rc, "writestring");
+    if (rc) return write_fail(L, b, rc, "writestring");
     return 0;
 }
 
@@ -313,7 +323,7 @@ static int l_copy(lua_State *L)
     lua_Integer soff = luaL_optinteger(L, 4, 0);
     lua_Integer count = luaL_optinteger(L, 5, (lua_Integer)ohm_buf_size(src) - soff);
     int rc = ohm_bind_copy(dst, doff, src, soff, count);
-    if (rc) return lohm_fail(L, rc, "copy");
+    if (rc) return write_fail(L, dst, rc, "copy");
     return 0;
 }
 
@@ -325,7 +335,7 @@ static int l_fill(lua_State *L)
     lua_Integer value = luaL_checkinteger(L, 3);
     lua_Integer count = luaL_optinteger(L, 4, (lua_Integer)ohm_buf_size(b) - off);
     int rc = ohm_bind_fill(b, off, (uint8_t)value, count);
-    if (rc) return lohm_fail(L, rc, "fill");
+    if (rc) return write_fail(L, b, rc, "fill");
     return 0;
 }
 
@@ -586,7 +596,16 @@ static int l_mapfile(lua_State *L)
         if (opt_bool_field(L, 2, "sync", 0)) flags |= OHM_MAP_SYNC_ON_RELEASE;
     }
     lbuf *u = lohm_newbuf(L);
-    return push_mapped(L, u, ohm_buf_map_file(path, offset, length, flags), "mapfile");
+    ohm_buf *b = ohm_buf_map_file(path, offset, length, flags);
+    struct stat st;
+    if (!b && ohm_last_error_code() == OHM_EINVAL && stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        /* The core calls a path that is not a regular file a bad argument; it is the file system's answer like
+         * ENOENT, so a runtime failure here too (Java makes it OhmIOException). */
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", ohm_last_error());
+        return lohm_fail(L, ohm_bind_fail(OHM_ESYS, msg), "mapfile");
+    }
+    return push_mapped(L, u, b, "mapfile");
 }
 
 /* sync(b [, offset = 0 [, count = 0 (all)]]): msync of a mapped buffer. */

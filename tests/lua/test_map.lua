@@ -53,6 +53,8 @@ end)
 
 T.test("mapfile failures: nil, message, ESYS / ERANGE", function()
   T.fails("ESYS", "No such file", ohm.mapfile, dir .. "/ohm-no-such-dir/none.bin")
+  T.fails("ESYS", "not a regular file", ohm.mapfile, dir) -- a directory: a file error, as ENOENT is
+  T.fails("ESYS", "Is a directory", ohm.mapfile, dir, { write = true, create = true })
   T.raises("mapfile", ohm.mapfile, path, { offset = 8192, length = 8 }) -- past the end without create: ERANGE
   T.raises("bad argument", ohm.mapfile, {})
   T.raises("offset", ohm.mapfile, path, { offset = -1 })

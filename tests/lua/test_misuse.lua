@@ -188,6 +188,133 @@ T.test("bad options raise", function()
   T.raises("bad argument", ohm.leak.handler, 42)
 end)
 
+-- Read-only memory: a read-only mapped file, shared memory opened read-only, a sealed mapping or shared memory.
+-- A store into it would be a fault; every write function must refuse it with a Lua error instead.
+local tmpdir = os.getenv("TMPDIR") or "/tmp"
+local PAGES = 64 << 10 -- whole pages on any page size up to 64 KiB: such a mapping can be sealed
+
+local function tmpfile(size)
+  local path = string.format("%s/ohm-lua-misuse-%d-%d.bin", tmpdir, os.time(), math.random(1 << 30))
+  local f = assert(io.open(path, "wb"))
+  f:write(string.rep("\0", size))
+  f:close()
+  return path
+end
+
+-- Every function that writes into its first argument, with arguments that are valid for a 64-byte buffer.
+local writers = {
+  { "writei8", 0, 1 }, { "writeu8", 0, 1 }, { "writei16", 0, 1 }, { "writeu16", 0, 1 }, { "writei32", 0, 1 },
+  { "writeu32", 0, 1 }, { "writei64", 0, 1 }, { "writeu64", 0, 1 }, { "writef32", 0, 1.5 },
+  { "writef64", 0, 1.5 }, { "writei16be", 2, 1 }, { "writeu16be", 2, 1 }, { "writei32be", 4, 1 },
+  { "writeu32be", 4, 1 }, { "writei64be", 8, 1 }, { "writeu64be", 8, 1 }, { "writef32be", 4, 1.5 },
+  { "writef64be", 8, 1.5 }, { "writebits", 3, 7, 0x55 }, { "writestring", 1, "abc" }, { "fill", 0, 0xff },
+  { "fill", 10, 1, 3 },
+}
+
+-- b must refuse every write, as a method and as a module function, and stay readable and unchanged.
+local function refuses_writes(b, what)
+  local before = b:readstring(0, 64)
+  local src <close> = ohm.fromstring(string.rep("x", 64))
+  for _, w in ipairs(writers) do
+    local err = T.raises({ w[1] .. ": ", "read-only" }, b[w[1]], b, table.unpack(w, 2))
+    T.ok(not err:find("sealed read-only", 1, true) or what == "sealed", what .. ": " .. err)
+    T.raises({ w[1] .. ": ", "read-only" }, ohm[w[1]], b, table.unpack(w, 2))
+  end
+  T.raises({ "copy: ", "read-only" }, b.copy, b, 0, src)
+  T.raises({ "copy: ", "read-only" }, ohm.copy, b, 8, src, 0, 8)
+  T.raises({ "copy: ", "read-only" }, b.copy, b, 0, b, 8, 8) -- onto itself
+  T.eq(b:readstring(0, 64), before, what .. ": nothing was written")
+  src:copy(0, b, 0, 8) -- reading out of it is fine
+  T.eq(src:readstring(0, 8), before:sub(1, 8))
+end
+
+-- ...and so must every view of it: slices, slices of slices, retained slices.
+local function all_views_refuse(b, what)
+  refuses_writes(b, what)
+  refuses_writes(b:slice(0, 64), what)
+  refuses_writes(b:slice(0, 128):slice(0, 64), what)
+  local r <close> = b:retainedslice(0, 64)
+  refuses_writes(r, what)
+end
+
+T.test("a read-only mapped file refuses every write, through every view", function()
+  local path = tmpfile(4096)
+  local b <close> = ohm.mapfile(path)
+  all_views_refuse(b, "read-only mapping")
+  T.raises("seal", b.seal, b, false) -- a read-only mapping cannot be made writable
+  T.raises("read-only", b.writeu8, b, 0, 1)
+  os.remove(path)
+  still_usable()
+end)
+
+T.test("shared memory opened read-only refuses every write", function()
+  local name = string.format("/ohm-lua-misuse-%d-%d", os.time(), math.random(1 << 30))
+  local rw <close> = ohm.shm.create(name, 4096)
+  rw:writestring(0, "seen")
+  local ro <close> = ohm.shm.open(name)
+  all_views_refuse(ro, "read-only shared memory")
+  T.eq(ro:readstring(0, 4), "seen")
+  ohm.shm.unlink(name)
+  still_usable()
+end)
+
+T.test("a sealed buffer refuses every write until unsealed, through views made before and after", function()
+  local path = tmpfile(PAGES)
+  for _, make in ipairs {
+    function() return ohm.mapfile(path, { write = true }) end,
+    function() return ohm.shm.create(nil, PAGES) end,
+  } do
+    local b <close> = make()
+    local early = b:slice(0, 64)
+    local kept <close> = b:retainedslice(0, 128)
+    b:seal()
+    all_views_refuse(b, "sealed")
+    refuses_writes(early, "sealed")
+    refuses_writes(kept, "sealed")
+    b:seal(false)
+    early:writeu32(0, 7)
+    kept:writeu8(100, 1)
+    T.eq(b:readu32(0), 7)
+    T.raises("seal", kept.seal, kept) -- part of the memory cannot be sealed
+    local all <close> = b:retainedslice()
+    all:seal() -- all of it can, through any buffer of it
+    T.raises("read-only", b.writeu8, b, 0, 1)
+    b:seal(false)
+    all:writeu8(0, 2)
+  end
+  os.remove(path)
+  still_usable()
+end)
+
+T.test("writes to read-only memory raise in a child interpreter: no fault, nothing on stderr", function()
+  local interp = arg and arg[-1]
+  if not interp then return T.skip("child interpreter", "arg[-1] unknown") end
+  local path = tmpfile(PAGES)
+  local chunk = ([[
+    local ohm = require "ohm"
+    local ro <close> = ohm.mapfile(%q)
+    local w <close> = ohm.mapfile(%q, { write = true })
+    local r <close> = w:retainedslice(0, 16)
+    local src <close> = ohm.fromstring("12345678")
+    w:seal()
+    local n = 0
+    for _, b in ipairs { ro, w, ro:slice(8, 8), r } do
+      for _, f in ipairs { "writeu64", "writef64be", "fill", "writestring" } do
+        local ok = pcall(b[f], b, 0, f == "writestring" and "x" or 1)
+        if not ok then n = n + 1 end
+      end
+      if not pcall(b.copy, b, 0, src) then n = n + 1 end
+    end
+    print("refused " .. n)
+  ]]):format(path, path):gsub("\n%%s*", " ")
+  local cmd = string.format("%q -e %q 2>&1; echo \"exit $?\"", interp, chunk)
+  local p = assert(io.popen(cmd))
+  local out = p:read("a")
+  p:close()
+  os.remove(path)
+  T.eq(out, "refused 20\nexit 0\n")
+end)
+
 T.test("after all of the above nothing leaked and the state still works", function()
   still_usable()
   T.eq(live_blocks(), baseline)

@@ -75,7 +75,9 @@ final class Native {
     static native void poolFlush(long pool);
     static native long[] poolStats(long pool, int arena);
 
-    // ---- buffers (scratch: the calling thread's block; out[0] id, out[1] address, out[2] tracked, out[3] size)
+    // ---- buffers (scratch: the calling thread's block; out[0] id, out[1] address, out[2] flags, out[3] size)
+    /** Bits of out[2]: the leak detector tracks the buffer; its memory is read-only (ohm_buf_readonly). */
+    static final long OUT_TRACKED = 1, OUT_READONLY = 2;
     static native long bufAlloc(long pool, long size, boolean zeroed, long scratch);
     static native long bufSlice(long h, long id, long off, long len, boolean retained, long scratch);
     static native long bufDuplicate(long h, long id, long scratch);
@@ -103,7 +105,9 @@ final class Native {
     static native void bufFill(long h, long id, long off, long len, byte value);
     static native long bufFind(long h, long id, long off, long len, byte[] needle);
     static native int bufCompare(long ah, long aid, long bh, long bid);
-    static native ByteBuffer bufNio(long h, long id, long off, long len);
+    /** A direct ByteBuffer over the range; writable: the caller makes sure the memory is not read-only (the native
+     * refuses with IllegalStateException if it is), else the caller makes the view read-only. */
+    static native ByteBuffer bufNio(long h, long id, long off, long len, boolean writable);
     static native long directAddress(ByteBuffer bb);
 
     // ---- leak detector

@@ -4,6 +4,7 @@ import java.lang.ref.Reference;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.ReadOnlyBufferException;
+import java.nio.file.Files;
 import java.util.Objects;
 
 /**
@@ -26,6 +27,13 @@ import java.util.Objects;
  * holds for every buffer sharing the count, whichever of them released it. As with Netty's buffers, a release
  * that races with an access on another thread is a bug in the caller that the buffer cannot catch in every
  * case: hand a buffer to another thread together with a reference.
+ *
+ * <h2>Read-only memory</h2>
+ * A file mapped without {@link MapOption#WRITE}, shared memory opened read-only and a {@link #seal sealed}
+ * buffer are read-only: every put, fill and copy into them throws IllegalStateException, and
+ * {@link #nioBuffer()} gives a read-only view ({@code isReadOnly()}, a put throws ReadOnlyBufferException, as a
+ * {@code FileChannel.map(READ_ONLY)} buffer does). A store into such memory would be a fault that kills the JVM,
+ * which is why nothing ohm hands out can make one; {@link #memoryAddress()} is the exception (the caller's risk).
  *
  * <h2>The safety net</h2>
  * A buffer that becomes unreachable while its count is above 0 is reclaimed by the cleaner thread and reported
@@ -62,10 +70,11 @@ public final class OhmBuffer implements AutoCloseable {
         this.address = l.out(1);
         this.capacity = l.out(3);
         this.parent = parent;
-        this.tracked = parent != null ? parent.tracked : l.out(2) != 0;
+        this.tracked = parent != null ? parent.tracked : (l.out(2) & Native.OUT_TRACKED) != 0;
         this.count = new Tracker(this, handle, id, true, scope, parent != null ? parent.count : null);
         this.self = count;
         this.memory = parent != null ? parent.memory : count;
+        if (parent == null) count.readOnly = (l.out(2) & Native.OUT_READONLY) != 0;
         Registry.add(l, count);
         if (parent == null && tracked) LeakDetector.track(count);
     }
@@ -101,25 +110,35 @@ public final class OhmBuffer implements AutoCloseable {
 
     /**
      * Maps [offset, offset + length) of a file as a buffer (length 0: to the end of the file). Without
-     * {@link MapOption#WRITE} the mapping is read-only (a put throws IllegalStateException); with it, writes reach
-     * the file (MAP_SHARED; {@link #sync} forces them out). The file is unmapped at the last release.
+     * {@link MapOption#WRITE} the mapping is read-only (a put throws IllegalStateException, its
+     * {@link #nioBuffer()} is read-only); with it, writes reach the file (MAP_SHARED; {@link #sync} forces them
+     * out). The file is unmapped at the last release.
      *
-     * @throws OhmIOException if the file cannot be opened or mapped
+     * @throws OhmIOException if the file cannot be opened or mapped, or is not a regular file (a directory)
      * @throws IndexOutOfBoundsException if the region passes the end of the file and CREATE was not given
+     * @throws IllegalArgumentException for a negative offset or length, or an empty path
      */
     public static OhmBuffer mapFile(java.nio.file.Path path, long offset, long length, MapOption... options) {
         Objects.requireNonNull(path, "path");
         int flags = 0;
         for (MapOption o : options) flags |= o.flag;
         Registry.Local l = Registry.local();
-        long h = Native.mapFile(Native.cstr(path.toString()), offset, length, flags, l.scratch);
-        OhmBuffer b = root(h, l, null);
-        if ((flags & MapOption.WRITE.flag) == 0) b.markReadOnly();
-        return b;
+        long h;
+        try {
+            h = Native.mapFile(Native.cstr(path.toString()), offset, length, flags, l.scratch);
+        } catch (IllegalArgumentException e) {
+            if (notARegularFile(path, offset, length)) throw new OhmIOException(e.getMessage());
+            throw e;
+        }
+        return root(h, l, null);
     }
 
-    void markReadOnly() {
-        memory.readOnly = true;
+    /** Whether mapFile's argument error was the runtime's "not a regular file", which for Java is an I/O error
+     * (FileChannel.open of a directory throws IOException): the arguments were valid (their errors come first)
+     * and the path names something that exists but is no regular file. */
+    private static boolean notARegularFile(java.nio.file.Path path, long offset, long length) {
+        return offset >= 0 && length >= 0 && !path.toString().isEmpty() && Files.exists(path)
+                && !Files.isRegularFile(path);
     }
 
     // ---- reference counts
@@ -200,7 +219,9 @@ public final class OhmBuffer implements AutoCloseable {
         return capacity;
     }
 
-    /** The address of the first byte, for native code (valid while the buffer is accessible). */
+    /** The address of the first byte, for native code (valid while the buffer is accessible). Unchecked, as
+     * Netty's: a store through it into read-only memory (a read-only mapping, a sealed buffer) is a fault that
+     * kills the JVM, and one after the last release writes into memory that may be another buffer's. */
     public long memoryAddress() {
         ensureAccessible();
         return address;
@@ -558,11 +579,22 @@ public final class OhmBuffer implements AutoCloseable {
         }
     }
 
-    /** A slice with its own count of 1 that holds one reference on this buffer until it is released. */
+    /**
+     * A slice with its own count of 1 that holds one reference on this buffer until it is released.
+     *
+     * @throws IllegalReferenceCountException if this buffer is released, or its count is at its maximum
+     *         (Netty's "refCnt: 2147483647, increment: 1")
+     */
     public OhmBuffer retainedSlice(long index, long length) {
         at(index, length);
         Registry.Local l = Registry.local();
-        long h = Native.bufSlice(self.handle, self.id, index, length, true, l.scratch);
+        long h;
+        try {
+            h = Native.bufSlice(self.handle, self.id, index, length, true, l.scratch);
+        } catch (IllegalArgumentException e) {
+            // The range was checked above, so the runtime's only argument error left is the count's overflow.
+            throw new IllegalReferenceCountException(refCnt(), 1);
+        }
         try {
             return new OhmBuffer(h, l, count.scope, this);
         } catch (Throwable e) {
@@ -581,6 +613,14 @@ public final class OhmBuffer implements AutoCloseable {
      * A direct ByteBuffer over the whole buffer (at most 2^31-1 bytes), sharing its memory, big-endian as every
      * new ByteBuffer. The view does not keep this buffer alive and is not checked: after this buffer's count
      * reaches 0 it must not be used (its memory may belong to another buffer, or be unmapped).
+     *
+     * <p>The view of read-only memory (a read-only mapping, read-only shared memory, a sealed buffer) is
+     * read-only: {@code isReadOnly()} is true and a put throws ReadOnlyBufferException. A writable view cannot be
+     * taken back and a store through it cannot be intercepted, so once one was handed out for this buffer's memory
+     * (by this buffer or any slice, duplicate or retained slice of the same memory) {@link #seal seal(true)} is
+     * refused; take views with {@link #readOnlyNioBuffer()} where the memory may be sealed later.
+     *
+     * @throws IllegalArgumentException if the buffer is larger than 2^31-1 bytes
      */
     public ByteBuffer nioBuffer() {
         return nioBuffer(0, capacity);
@@ -588,8 +628,32 @@ public final class OhmBuffer implements AutoCloseable {
 
     /** A direct ByteBuffer over [index, index + length); see {@link #nioBuffer()}. */
     public ByteBuffer nioBuffer(long index, long length) {
+        return view(index, length, false);
+    }
+
+    /** A read-only direct ByteBuffer over the whole buffer, whatever the buffer is; it does not stop a later
+     * {@link #seal seal(true)}. Otherwise as {@link #nioBuffer()}. */
+    public ByteBuffer readOnlyNioBuffer() {
+        return readOnlyNioBuffer(0, capacity);
+    }
+
+    /** A read-only direct ByteBuffer over [index, index + length); see {@link #readOnlyNioBuffer()}. */
+    public ByteBuffer readOnlyNioBuffer(long index, long length) {
+        return view(index, length, true);
+    }
+
+    /** Under the memory's lock, so that a writable view and a seal of the same memory on two threads cannot both
+     * succeed: either the view is read-only or the seal throws. */
+    private ByteBuffer view(long index, long length, boolean readOnly) {
         at(index, length);
-        return Native.bufNio(self.handle, self.id, index, length);
+        Tracker m = memory;
+        synchronized (m) {
+            boolean writable = !readOnly && !m.readOnly;
+            ByteBuffer bb = Native.bufNio(self.handle, self.id, index, length, writable);
+            if (!writable) return bb.asReadOnlyBuffer();
+            m.writableView = true;
+            return bb;
+        }
     }
 
     /** Forces writes of a mapped file buffer out to the file (msync). IllegalArgumentException for a buffer that
@@ -605,12 +669,41 @@ public final class OhmBuffer implements AutoCloseable {
         return this;
     }
 
-    /** Makes the buffer read-only (true) or writable again; only for buffers that own whole pages (mapped files
-     * and shared memory mapped read-write, and guarded buffers). */
+    /**
+     * Makes the buffer's memory read-only (true: mprotect, so a stray native store faults) or writable again. Only
+     * for a buffer that covers memory owning whole pages: a file or shared memory mapped read-write whose region
+     * is whole pages, or a guarded buffer (OHM_DEBUG_GUARD), and slices or duplicates of all of it. Sealing is
+     * shared by every buffer of the same memory. While sealed, puts throw IllegalStateException and
+     * {@link #nioBuffer()} is read-only.
+     *
+     * <p>seal(true) is refused once a writable {@link #nioBuffer()} of this memory was handed out (by any buffer
+     * of it, before or after an earlier seal/unseal): a store through that view after sealing would kill the JVM,
+     * and whether the view is still reachable is the GC's secret. Read-only views never stop it. Sealing while
+     * another thread puts into the same memory is a race the caller must avoid, as with release.
+     *
+     * @throws IllegalStateException if a writable nioBuffer of this memory was handed out (sealing only), or the
+     *         buffer is released
+     * @throws IllegalArgumentException if the buffer cannot be sealed: a pool block, part of a buffer, a region
+     *         that is not whole pages, or a read-only mapping (which also cannot be unsealed)
+     */
     public OhmBuffer seal(boolean sealed) {
         ensureAccessible();
-        Native.bufSeal(self.handle, self.id, sealed);
-        memory.readOnly = sealed;
+        Tracker m = memory;
+        synchronized (m) {
+            if (sealed && m.writableView)
+                throw new IllegalStateException("seal: a writable nioBuffer() of this memory was handed out, and a "
+                        + "store through it into sealed memory would crash the JVM (take readOnlyNioBuffer() views "
+                        + "of memory that is to be sealed)");
+            boolean was = m.readOnly;
+            if (sealed) m.readOnly = true; // before the pages turn read-only, so puts start failing first
+            try {
+                Native.bufSeal(self.handle, self.id, sealed);
+            } catch (RuntimeException e) {
+                m.readOnly = was;
+                throw e;
+            }
+            m.readOnly = sealed;
+        }
         return this;
     }
 

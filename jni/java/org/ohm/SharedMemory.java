@@ -14,13 +14,17 @@ public final class SharedMemory {
      * Creates a named object of size bytes, zeroed, mapped read-write. The name is "/name" (POSIX shm).
      *
      * @throws OhmIOException if the name exists (the cause's message says EEXIST) or cannot be created
+     * @throws OhmOutOfMemoryError if the OS cannot map size bytes
+     * @throws IllegalArgumentException for a name that is not "/name" (one leading slash, no other), or a size
+     *         below 1
      */
     public static OhmBuffer create(String name, long size) {
         Objects.requireNonNull(name, "name");
         return make(Native.cstr(name), size);
     }
 
-    /** Creates anonymous shared memory (memfd) of size bytes, zeroed. */
+    /** Creates anonymous shared memory (memfd) of size bytes, zeroed. IllegalArgumentException for a size below 1,
+     * OhmOutOfMemoryError if the OS cannot map that much, OhmIOException for another OS failure. */
     public static OhmBuffer createAnonymous(long size) {
         return make(null, size);
     }
@@ -31,17 +35,22 @@ public final class SharedMemory {
         return OhmBuffer.root(h, l, null);
     }
 
-    /** Maps an existing named object whole; read-only unless writable. */
+    /**
+     * Maps an existing named object whole; read-only unless writable (a put throws IllegalStateException, the
+     * {@link OhmBuffer#nioBuffer()} is read-only).
+     *
+     * @throws OhmIOException if the object does not exist or cannot be opened or mapped
+     * @throws IllegalArgumentException for a name that is not "/name"
+     */
     public static OhmBuffer open(String name, boolean writable) {
         Objects.requireNonNull(name, "name");
         Registry.Local l = Registry.local();
         long h = Native.shmOpen(Native.cstr(name), writable, l.scratch);
-        OhmBuffer b = OhmBuffer.root(h, l, null);
-        if (!writable) b.markReadOnly();
-        return b;
+        return OhmBuffer.root(h, l, null);
     }
 
-    /** Removes the name; existing mappings stay valid. */
+    /** Removes the name; existing mappings stay valid. OhmIOException if it does not exist,
+     * IllegalArgumentException for a name that is not "/name". */
     public static void unlink(String name) {
         Objects.requireNonNull(name, "name");
         Native.shmUnlink(Native.cstr(name));

@@ -22,6 +22,9 @@ final class Tracker extends PhantomReference<OhmBuffer> {
     /** Roots: the memory may not be written (a read-only mapping, or sealed); writes check it, since they would
      * fault. */
     boolean readOnly; // plain: set before the buffer is published, or by seal() (same-thread rule as `live`)
+    /** Roots: a writable nioBuffer of this memory was handed out, so it may never be sealed (a store through the
+     * view would fault). Written and read with this tracker's lock held (OhmBuffer's view and seal). */
+    boolean writableView;
     /** What ends this handle besides release: the private OhmPool it came from, or the TaskMemory of a page. */
     final Object scope;
     /** Retained slices: the count they hold a reference on, which their last release may take to 0. */

@@ -6,13 +6,18 @@ import java.io.File;
 import java.io.IOException;
 import java.lang.reflect.InvocationTargetException;
 import java.lang.reflect.Method;
+import java.net.URISyntaxException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.security.CodeSource;
 import java.util.ArrayList;
+import java.util.LinkedHashSet;
 import java.util.List;
+import java.util.Set;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
+import org.junit.jupiter.api.Assertions;
 
 /**
  * Runs one misuse in a child JVM, so that a row that would crash the JVM (a SIGSEGV in Unsafe, a native fault)
@@ -58,7 +63,7 @@ public final class ChildJvm {
         for (String k : System.getProperties().stringPropertyNames())
             if (k.startsWith("ohm.")) cmd.add("-D" + k + "=" + System.getProperty(k));
         cmd.add("-cp");
-        cmd.add(System.getProperty("java.class.path"));
+        cmd.add(classPath());
         cmd.add(ChildJvm.class.getName());
         cmd.add(cls.getName());
         cmd.add(method);
@@ -94,6 +99,22 @@ public final class ChildJvm {
             }
         }
         throw new AssertionError(what + ": the child JVM printed no outcome\n" + stdout + stderr);
+    }
+
+    /** The parent's class path. Under JUnit's console launcher (java -jar ... -cp classes) java.class.path is the
+     * launcher's jar alone, so the places the test classes, the library and JUnit were loaded from are added. */
+    private static String classPath() {
+        Set<String> parts = new LinkedHashSet<>(List.of(System.getProperty("java.class.path").split(File.pathSeparator)));
+        for (Class<?> c : new Class<?>[] {ChildJvm.class, org.ohm.OhmBuffer.class, Assertions.class}) {
+            CodeSource cs = c.getProtectionDomain().getCodeSource();
+            if (cs == null) continue;
+            try {
+                parts.add(Path.of(cs.getLocation().toURI()).toString());
+            } catch (URISyntaxException | IllegalArgumentException e) {
+                // not a file location: the class path has to provide it
+            }
+        }
+        return String.join(File.pathSeparator, parts);
     }
 
     /** Runs cls.method() in a child JVM and asserts that it threw expected (or a subclass, by name) and printed

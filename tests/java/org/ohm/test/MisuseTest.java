@@ -2,12 +2,19 @@ package org.ohm.test;
 
 import static org.junit.jupiter.api.Assertions.*;
 
+import java.nio.ReadOnlyBufferException;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 import org.ohm.IllegalReferenceCountException;
+import org.ohm.MapOption;
 import org.ohm.Ohm;
 import org.ohm.OhmBuffer;
+import org.ohm.OhmIOException;
 import org.ohm.OhmOutOfMemoryError;
 import org.ohm.OhmPool;
+import org.ohm.SharedMemory;
 
 /** Misuse from Java raises the right exception, touches no freed memory, and the JVM survives. */
 class MisuseTest {
@@ -86,6 +93,56 @@ class MisuseTest {
         assertEquals(3, b.refCnt());
         assertFalse(b.release(2));
         assertTrue(b.release());
+    }
+
+    @Test
+    void retainedSliceThatWouldOverflowTheCountIsIllegalReferenceCount() {
+        OhmBuffer b = Ohm.allocate(8);
+        b.retain(Integer.MAX_VALUE - 1);
+        IllegalReferenceCountException e =
+                assertThrows(IllegalReferenceCountException.class, () -> b.retainedSlice(0, 4));
+        assertEquals("refCnt: 2147483647, increment: 1", e.getMessage()); // Netty's words for an overflow
+        assertThrows(IllegalReferenceCountException.class, b::retainedDuplicate);
+        assertThrows(IllegalReferenceCountException.class, () -> b.slice(0, 8).retainedSlice(0, 1));
+        assertEquals(Integer.MAX_VALUE, b.refCnt()); // nothing taken
+        assertTrue(b.release(Integer.MAX_VALUE));
+    }
+
+    @Test
+    void mappingADirectoryIsAnIOError(@TempDir Path dir) {
+        for (MapOption[] options : new MapOption[][] {{}, {MapOption.WRITE}, {MapOption.CREATE, MapOption.WRITE}}) {
+            OhmIOException e = assertThrows(OhmIOException.class, () -> OhmBuffer.mapFile(dir, 0, 0, options));
+            assertTrue(e.getMessage().contains(dir.toString()), e.getMessage());
+            assertNotNull(e.getCause());
+        }
+        assertThrows(IllegalArgumentException.class, () -> OhmBuffer.mapFile(dir.resolve("x"), -1, 0));
+        assertThrows(IllegalArgumentException.class, () -> OhmBuffer.mapFile(dir, -1, 0)); // the argument first
+        assertThrows(IllegalArgumentException.class, () -> OhmBuffer.mapFile(Path.of(""), 0, 0));
+    }
+
+    @Test
+    void writesToReadOnlyMemoryAreRefusedWithoutAFault(@TempDir Path dir) throws Exception {
+        Path f = dir.resolve("ro.bin");
+        Files.write(f, new byte[4096]);
+        String name = "/ohm-misuse-ro-" + ProcessHandle.current().pid();
+        try (OhmBuffer file = OhmBuffer.mapFile(f, 0, 0); OhmBuffer shm = SharedMemory.create(name, 4096);
+             OhmBuffer shmRo = SharedMemory.open(name, false); OhmBuffer src = Ohm.allocate(8)) {
+            for (OhmBuffer b : new OhmBuffer[] {file, shmRo, file.slice(8, 8), shmRo.duplicate()}) {
+                assertThrows(IllegalStateException.class, () -> b.putByte(0, 1));
+                assertThrows(IllegalStateException.class, () -> b.putLongLE(0, 1));
+                assertThrows(IllegalStateException.class, () -> b.putDouble(0, 1));
+                assertThrows(IllegalStateException.class, () -> b.putBytes(0, new byte[2]));
+                assertThrows(IllegalStateException.class, () -> b.fill(0, 2, (byte) 1));
+                assertThrows(IllegalStateException.class, () -> src.copyTo(0, b, 0, 2));
+                assertTrue(b.nioBuffer().isReadOnly());
+                assertThrows(ReadOnlyBufferException.class, () -> b.nioBuffer().put(0, (byte) 1));
+                assertEquals(0, b.getLong(0)); // reads work, nothing was written
+            }
+            shm.putLong(0, 1); // the writable mapping of the same object still writes
+            assertEquals(1, shmRo.getLong(0));
+        } finally {
+            SharedMemory.unlink(name);
+        }
     }
 
     @Test
