@@ -667,6 +667,26 @@ static void test_spill_that_takes_back_what_it_released_ends_the_round(void)
     CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
 }
 
+static void test_spill_whose_release_cannot_reach_the_requester_is_not_asked_again(void)
+{
+    ohm_mm *mm = make_mm(1000, 0, 0.5);
+    ohm_task *t = ohm_task_create(mm, 1), *t2 = ohm_task_create(mm, 2);
+    /* A releases exactly what is missing, 1 byte. Task 1 holds 900 when task 2 arrives: with two tasks its
+     * share is 500, so no byte A releases reaches R until task 1 is below 500 -- 401 spills of 1 byte (at a
+     * larger scale, billions: Spark's loop asks A again as long as it releases anything). */
+    misspiller a = {.report = 1, .release = 1};
+    ohm_consumer *x, *r = misspill_setup(mm, t, &a, &x);
+    CHECK_EQ_INT(ohm_consumer_release(x, 100), 100);
+    CHECK_EQ_INT(ohm_task_acquire(t2, OHM_ON_HEAP, 100), 100);
+    CHECK_EQ_INT(ohm_consumer_acquire(r, 1), 0);
+    CHECK_EQ_INT(a.calls, 1);
+    CHECK_EQ_U64(ohm_consumer_used(a.self), 599);
+    CHECK_EQ_U64(task_used(t, OHM_ON_HEAP), 899);
+    CHECK_EQ_INT(ohm_task_end(t), 899);
+    CHECK_EQ_INT(ohm_task_end(t2), 100);
+    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+}
+
 /* A spill that parks until the test has cancelled its task, then releases 10 bytes honestly. */
 typedef struct gated_spiller {
     ohm_consumer *self;
@@ -973,6 +993,7 @@ int main(void)
     RUN(test_spill_reporting_less_than_it_released_is_credited_what_it_released);
     RUN(test_spill_releasing_in_small_steps_is_asked_again_until_the_request_is_met);
     RUN(test_spill_that_takes_back_what_it_released_ends_the_round);
+    RUN(test_spill_whose_release_cannot_reach_the_requester_is_not_asked_again);
     RUN(test_cancel_ends_an_acquire_in_the_middle_of_a_spill_round);
     RUN(test_pages_are_charged_and_returned);
     RUN(test_leaked_page_reported_at_task_end);
