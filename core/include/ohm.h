@@ -476,8 +476,9 @@ OHM_API int64_t ohm_task_release_unroll(ohm_task *t, ohm_mem_mode mode, uint64_t
  * The runtime measures what the consumer released during the call and trusts that, not the result: a result
  * above it fails the acquire with OHM_ECALLBACK ("spill of consumer X reported N bytes but released M"); one
  * below it (0 included) is credited what was released. A consumer is asked again in the same acquire only
- * while each spill takes its usage lower than the previous ones did; one that releases nothing it still holds
- * (nothing, or bytes it acquires again) is not asked again until the next acquire. */
+ * while each spill takes its usage lower than the previous ones did and the requester is granted some of it
+ * (Spark asks again whenever bytes are reported); one that released nothing, took it back, or whose release
+ * cannot reach the requester (its task above its fair share, another task faster) is not asked again. */
 typedef int64_t ohm_spill_fn(void *arg, uint64_t size, ohm_consumer *trigger);
 
 /* A consumer of task t in mode; spill may be NULL (never asked); name is copied (NULL = "consumer"). A task's

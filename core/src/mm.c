@@ -925,9 +925,11 @@ static int64_t run_spill(ohm_mm *mm, ohm_consumer *victim, uint64_t size, ohm_co
 }
 
 /* TaskMemoryManager.acquireExecutionMemory. mm->lock held (dropped around spills, evictions and waits).
- * Every round ends: a consumer stays in it only while each spill takes its usage below where any earlier one
- * left it (Spark keeps any consumer that reports bytes, and so asks a spill that releases and takes back
- * forever), and a cancel is seen before and after each spill. */
+ * Every round ends. Spark asks a consumer again as long as it reports bytes; here it stays in the round only
+ * while each spill takes its usage below where any earlier one left it and the acquire after it grants the
+ * requester something. Spark's rule asks a spill that releases and takes back forever, and one that releases
+ * what is missing, 1 byte, once per byte its task holds above its fair share (nothing reaches the requester
+ * until then). A cancel is seen before and after each spill. */
 static int64_t consumer_acquire_locked(ohm_mm *mm, ohm_consumer *c, uint64_t n)
 {
     ohm_task *t = c->task;
@@ -961,16 +963,17 @@ static int64_t consumer_acquire_locked(ohm_mm *mm, ohm_consumer *c, uint64_t n)
                 break;
             }
             if ((err = take_cancel(t))) break;
-            if (victim->used < cand[i].low) {
+            int64_t more = released > 0 ? exec_acquire_locked(mm, t, mode, n - got) : 0;
+            if (more < 0) {
+                err = (int)more;
+                break;
+            }
+            got += (uint64_t)more;
+            if (more > 0 && victim->used < cand[i].low) {
                 cand[i].low = victim->used;
-            } else { /* released nothing it still held: not asked again in this round */
+            } else { /* nothing new: not released, taken back, or not reaching the requester */
                 memmove(&cand[i], &cand[i + 1], (k - i - 1) * sizeof *cand);
                 k--;
-            }
-            if (released > 0) {
-                int64_t more = exec_acquire_locked(mm, t, mode, n - got);
-                if (more < 0) err = (int)more;
-                else got += (uint64_t)more;
             }
         }
         free(cand);
