@@ -565,9 +565,8 @@ static int64_t misbehaving_spill(void *arg, uint64_t size, ohm_consumer *trigger
 }
 
 /* Task 1: X holds 400 (no spill), A (misspiller) holds 600; R (no spill) is returned, holding nothing. */
-static ohm_consumer *misspill_setup(ohm_mm *mm, ohm_task *t, misspiller *a, ohm_consumer **x)
+static ohm_consumer *misspill_setup(ohm_task *t, misspiller *a, ohm_consumer **x)
 {
-    (void)mm;
     *x = ohm_consumer_create(t, OHM_ON_HEAP, "X", NULL, NULL);
     CHECK_EQ_INT(ohm_consumer_acquire(*x, 400), 400);
     a->max_calls = a->max_calls ? a->max_calls : 1000;
@@ -581,7 +580,7 @@ static void test_spill_reporting_bytes_it_did_not_release_is_a_callback_error(vo
     ohm_mm *mm = make_mm(1000, 0, 0.5);
     ohm_task *t = ohm_task_create(mm, 1);
     misspiller a = {.report = 500};
-    ohm_consumer *x, *r = misspill_setup(mm, t, &a, &x);
+    ohm_consumer *x, *r = misspill_setup(t, &a, &x);
     CHECK_EQ_INT(ohm_consumer_acquire(r, 300), OHM_ECALLBACK);
     CHECK(!strcmp(ohm_last_error(), "spill of consumer A reported 500 bytes but released 0"));
     CHECK_STR_CONTAINS(ohm_last_error(), "spill of consumer A reported 500 bytes but released 0");
@@ -603,7 +602,7 @@ static void test_spill_releasing_less_than_it_reports_is_a_callback_error(void)
     ohm_mm *mm = make_mm(1000, 0, 0.5);
     ohm_task *t = ohm_task_create(mm, 1);
     misspiller a = {.report = 300, .release = 100};
-    ohm_consumer *x, *r = misspill_setup(mm, t, &a, &x);
+    ohm_consumer *x, *r = misspill_setup(t, &a, &x);
     CHECK_EQ_INT(ohm_consumer_acquire(r, 300), OHM_ECALLBACK);
     CHECK(!strcmp(ohm_last_error(), "spill of consumer A reported 300 bytes but released 100"));
     CHECK_EQ_INT(a.calls, 1);
@@ -625,7 +624,7 @@ static void test_spill_reporting_less_than_it_released_is_credited_what_it_relea
     ohm_mm *mm = make_mm(1000, 0, 0.5);
     ohm_task *t = ohm_task_create(mm, 1);
     misspiller a = {.report = 0, .release = 300};
-    ohm_consumer *x, *r = misspill_setup(mm, t, &a, &x);
+    ohm_consumer *x, *r = misspill_setup(t, &a, &x);
     CHECK_EQ_INT(ohm_consumer_acquire(r, 300), 300);
     CHECK_EQ_INT(a.calls, 1);
     CHECK_EQ_U64(ohm_consumer_used(a.self), 300);
@@ -643,7 +642,7 @@ static void test_spill_releasing_in_small_steps_is_asked_again_until_the_request
     ohm_mm *mm = make_mm(1000, 0, 0.5);
     ohm_task *t = ohm_task_create(mm, 1);
     misspiller a = {.report = 100, .release = 100};
-    ohm_consumer *x, *r = misspill_setup(mm, t, &a, &x);
+    ohm_consumer *x, *r = misspill_setup(t, &a, &x);
     CHECK_EQ_INT(ohm_consumer_acquire(r, 300), 300);
     CHECK_EQ_INT(a.calls, 3);
     CHECK_EQ_U64(ohm_consumer_used(a.self), 300);
@@ -657,7 +656,7 @@ static void test_spill_that_takes_back_what_it_released_ends_the_round(void)
     ohm_task *t = ohm_task_create(mm, 1);
     /* Honest about each release, but it acquires the bytes again: asking it again would never end. */
     misspiller a = {.report = 100, .release = 100, .take_back = true};
-    ohm_consumer *x, *r = misspill_setup(mm, t, &a, &x);
+    ohm_consumer *x, *r = misspill_setup(t, &a, &x);
     CHECK_EQ_INT(ohm_consumer_acquire(r, 300), 0);
     CHECK_EQ_INT(a.calls, 1);
     CHECK_EQ_U64(ohm_consumer_used(a.self), 600);
@@ -675,7 +674,7 @@ static void test_spill_whose_release_cannot_reach_the_requester_is_not_asked_aga
      * share is 500, so no byte A releases reaches R until task 1 is below 500 -- 401 spills of 1 byte (at a
      * larger scale, billions: Spark's loop asks A again as long as it releases anything). */
     misspiller a = {.report = 1, .release = 1};
-    ohm_consumer *x, *r = misspill_setup(mm, t, &a, &x);
+    ohm_consumer *x, *r = misspill_setup(t, &a, &x);
     CHECK_EQ_INT(ohm_consumer_release(x, 100), 100);
     CHECK_EQ_INT(ohm_task_acquire(t2, OHM_ON_HEAP, 100), 100);
     CHECK_EQ_INT(ohm_consumer_acquire(r, 1), 0);
