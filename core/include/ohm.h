@@ -461,8 +461,9 @@ OHM_API int64_t ohm_task_acquire(ohm_task *t, ohm_mem_mode mode, uint64_t n);
 OHM_API int64_t ohm_task_release(ohm_task *t, ohm_mem_mode mode, uint64_t n);
 /* The wait limit of this task's acquires (starts as the config's). */
 OHM_API void ohm_task_set_wait_timeout(ohm_task *t, uint64_t timeout_ms);
-/* Interrupts task id's wait (a host's Thread.interrupt): the wait in progress, or the next one if none is,
- * returns OHM_ECANCELED. Any thread; OHM_EINVAL if no live task has the id. */
+/* Interrupts task id's acquire (a host's Thread.interrupt): the wait or spill round in progress, or the next one
+ * if none is, returns OHM_ECANCELED (a spill round sees it before and after each spill call). Any thread;
+ * OHM_EINVAL if no live task has the id. */
 OHM_API int ohm_mm_cancel_task(ohm_mm *mm, uint64_t task_id);
 /* Unroll memory (storage rules, charged to the task until released or the task ends); group names the block
  * being unrolled, whose group is never evicted for it (NULL = none). 0 or OHM_ELIMIT. */
@@ -471,7 +472,13 @@ OHM_API int64_t ohm_task_release_unroll(ohm_task *t, ohm_mem_mode mode, uint64_t
 
 /* A consumer's spill: free about size bytes (ohm_consumer_release, or releasing page buffers) and return the
  * bytes released, 0 if none, or a negative OHM_E* code that fails the triggering acquire. trigger is the
- * consumer whose acquire asked (possibly this one). Runs on the acquiring thread, without the manager's lock. */
+ * consumer whose acquire asked (possibly this one). Runs on the acquiring thread, without the manager's lock.
+ * The runtime measures what the consumer released during the call and trusts that, not the result: a result
+ * above it fails the acquire with OHM_ECALLBACK ("spill of consumer X reported N bytes but released M"); one
+ * below it (0 included) is credited what was released. A consumer is asked again in the same acquire only
+ * while each spill takes its usage lower than the previous ones did and the requester is granted some of it
+ * (Spark asks again whenever bytes are reported); one that released nothing, took it back, or whose release
+ * cannot reach the requester (its task above its fair share, another task faster) is not asked again. */
 typedef int64_t ohm_spill_fn(void *arg, uint64_t size, ohm_consumer *trigger);
 
 /* A consumer of task t in mode; spill may be NULL (never asked); name is copied (NULL = "consumer"). A task's
@@ -482,8 +489,8 @@ OHM_API ohm_consumer *ohm_consumer_create(ohm_task *t, ohm_mem_mode mode, const 
 OHM_API int ohm_consumer_destroy(ohm_consumer *c);
 /* Acquires up to n bytes for c; when fewer are granted, asks other consumers of the task and mode to spill
  * (Spark's order: the smallest whose usage covers what is missing, else the largest; c itself last). Returns
- * the bytes granted (possibly fewer than n), or a spill's error (nothing granted, accounting unchanged), or
- * OHM_ETIMEDOUT / OHM_ECANCELED. */
+ * the bytes granted (possibly fewer than n), or a spill's error (nothing granted; what spills released stays
+ * released), or OHM_ETIMEDOUT / OHM_ECANCELED. */
 OHM_API int64_t ohm_consumer_acquire(ohm_consumer *c, uint64_t n);
 /* Releases n bytes of c (clamped to what c holds, logged). Returns the bytes released. */
 OHM_API int64_t ohm_consumer_release(ohm_consumer *c, uint64_t n);

@@ -55,6 +55,7 @@ struct ohm_consumer {
     void *arg;
     ohm_consumer_free_fn *on_free;  /* called with arg when the consumer is freed, without the lock   */
     uint64_t used, peak, spills, spill_bytes, npages;
+    uint64_t released;             /* bytes ever released: a spill is measured by how much this grows */
     page *pages;
     ohm_consumer *prev, *next;     /* the task's consumers, oldest first                    */
 };
@@ -872,6 +873,7 @@ uint64_t ohm_consumer_used(const ohm_consumer *c)
 typedef struct candidate {
     ohm_consumer *c;
     uint64_t key;                  /* its usage when the round began (Spark's TreeMap key) */
+    uint64_t low;                  /* its lowest usage after a spill in this round */
 } candidate;
 
 static int cmp_candidate(const void *a, const void *b)
@@ -891,28 +893,43 @@ static size_t pick_candidate(const candidate *cand, size_t n, uint64_t missing)
     return i;
 }
 
-/* Runs one spill without the lock. Returns what the callback returned; counts it in the stats. */
+/* A cancel (ohm_mm_cancel_task) is taken by the first wait or spill round that sees it. Lock held. */
+static int take_cancel(ohm_task *t)
+{
+    if (!t->cancel) return 0;
+    t->cancel = false;
+    return ohm__error(OHM_ECANCELED, "task %llu: acquire cancelled while spilling", (unsigned long long)t->id);
+}
+
+/* Runs one spill without the lock and returns the bytes the victim released meanwhile, measured (what the
+ * runtime trusts, whatever the callback says), or an error: the callback's own, or OHM_ECALLBACK when it
+ * reported more than it released -- re-asking a consumer on the strength of such a report need never end.
+ * Releases made by the callback stay made either way. */
 static int64_t run_spill(ohm_mm *mm, ohm_consumer *victim, uint64_t size, ohm_consumer *trigger)
 {
+    uint64_t before = victim->released;
     mm_unlock(mm);
     ohm__error_clear();
     int64_t r = victim->spill(victim->arg, size, trigger);
     mm_lock(mm);
+    uint64_t released = victim->released - before;
     victim->spills++;
     victim->task->spills++;
-    if (r > 0) {
-        victim->spill_bytes += (uint64_t)r;
-        victim->task->spill_bytes += (uint64_t)r;
-    }
-    return r;
+    victim->spill_bytes += released;
+    victim->task->spill_bytes += released;
+    if (r < 0) return callback_failed(callback_code(r), "spill of consumer", victim->name);
+    if ((uint64_t)r > released)
+        return ohm__error(OHM_ECALLBACK, "spill of consumer %s reported %lld bytes but released %llu", victim->name,
+                          (long long)r, (unsigned long long)released);
+    return (int64_t)released;
 }
 
-static int spill_failed(ohm_consumer *victim, int64_t r)
-{
-    return callback_failed(callback_code(r), "spill of consumer", victim->name);
-}
-
-/* TaskMemoryManager.acquireExecutionMemory. mm->lock held (dropped around spills, evictions and waits). */
+/* TaskMemoryManager.acquireExecutionMemory. mm->lock held (dropped around spills, evictions and waits).
+ * Every round ends. Spark asks a consumer again as long as it reports bytes; here it stays in the round only
+ * while each spill takes its usage below where any earlier one left it and the acquire after it grants the
+ * requester something. Spark's rule asks a spill that releases and takes back forever, and one that releases
+ * what is missing, 1 byte, once per byte its task holds above its fair share (nothing reaches the requester
+ * until then). A cancel is seen before and after each spill. */
 static int64_t consumer_acquire_locked(ohm_mm *mm, ohm_consumer *c, uint64_t n)
 {
     ohm_task *t = c->task;
@@ -928,7 +945,8 @@ static int64_t consumer_acquire_locked(ohm_mm *mm, ohm_consumer *c, uint64_t n)
         size_t k = 0;
         if (cap && !cand) err = ohm__error(OHM_ENOMEM, "out of memory listing consumers to spill");
         for (ohm_consumer *o = cand ? t->consumers : NULL; o; o = o->next)
-            if (o != c && o->used > 0 && (int)o->mode == mode && o->spill) cand[k++] = (candidate){o, o->used};
+            if (o != c && o->used > 0 && (int)o->mode == mode && o->spill)
+                cand[k++] = (candidate){o, o->used, o->used};
         /* insertion sort keeps creation order among equal keys (qsort is not stable) */
         for (size_t i = 1; i < k; i++)
             for (size_t j = i; j > 0 && cmp_candidate(&cand[j - 1], &cand[j]) > 0; j--) {
@@ -936,27 +954,34 @@ static int64_t consumer_acquire_locked(ohm_mm *mm, ohm_consumer *c, uint64_t n)
                 cand[j] = cand[j - 1];
                 cand[j - 1] = tmp;
             }
-        while (!err && k > 0 && got < n) {
+        while (!err && k > 0 && got < n && !(err = take_cancel(t))) {
             size_t i = pick_candidate(cand, k, n - got);
             ohm_consumer *victim = cand[i].c;
             int64_t released = run_spill(mm, victim, n - got, c);
             if (released < 0) {
-                err = spill_failed(victim, released);
-            } else if (released > 0) {
-                int64_t more = exec_acquire_locked(mm, t, mode, n - got);
-                if (more < 0) err = (int)more;
-                else got += (uint64_t)more;
-            } else { /* released nothing: not asked again in this round */
+                err = (int)released;
+                break;
+            }
+            if ((err = take_cancel(t))) break;
+            int64_t more = released > 0 ? exec_acquire_locked(mm, t, mode, n - got) : 0;
+            if (more < 0) {
+                err = (int)more;
+                break;
+            }
+            got += (uint64_t)more;
+            if (more > 0 && victim->used < cand[i].low) {
+                cand[i].low = victim->used;
+            } else { /* nothing new: not released, taken back, or not reaching the requester */
                 memmove(&cand[i], &cand[i + 1], (k - i - 1) * sizeof *cand);
                 k--;
             }
         }
         free(cand);
-        if (!err && got < n && c->spill) { /* the requester itself, last */
+        if (!err && got < n && c->spill && !(err = take_cancel(t))) { /* the requester itself, last */
             int64_t released = run_spill(mm, c, n - got, c);
             if (released < 0) {
-                err = spill_failed(c, released);
-            } else if (released > 0) {
+                err = (int)released;
+            } else if (!(err = take_cancel(t)) && released > 0) {
                 int64_t more = exec_acquire_locked(mm, t, mode, n - got);
                 if (more < 0) err = (int)more;
                 else got += (uint64_t)more;
@@ -997,6 +1022,7 @@ int64_t ohm_consumer_release(ohm_consumer *c, uint64_t n)
     uint64_t had = c->used, r = min64(n, had), held;
     bool over = false;
     c->used -= r;
+    c->released += r;
     exec_release_locked(mm, c->task, c->mode, r, &over, &held);
     mm_unlock(mm);
     if (n > had)
@@ -1019,7 +1045,9 @@ static void page_free(void *ctx, void *data, size_t size)
         else c->pages = p->next;
         if (p->next) p->next->prev = p->prev;
         c->npages--;
-        c->used -= min64(p->size, c->used);
+        uint64_t r = min64(p->size, c->used);
+        c->used -= r;
+        c->released += r;
         bool over = false;
         uint64_t held;
         exec_release_locked(mm, c->task, c->mode, p->size, &over, &held);

@@ -3,11 +3,14 @@
  *
  * Acquires return the bytes granted or a negative OHM_E* code instead of throwing: Java waits for a fair share
  * in short native waits (the task's wait timeout) so that Thread.interrupt() is seen between them, and raises
- * any other code through Native.raise right after. A Java exception thrown by spill() or by an eviction
- * listener is caught here (it must not unwind through C), kept for the thread, and rethrown by that raise.
+ * any other code through Native.raise right after. A spill round stays in native code, so the spill trampoline
+ * looks at the interrupt itself, before and after each spill(). A Java exception thrown by spill() or by an
+ * eviction listener is caught here (it must not unwind through C), kept for the thread, and rethrown by that
+ * raise.
  */
 #include "jni_internal.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -198,19 +201,43 @@ static jlongArray JNICALL n_task_stats(JNIEnv *env, jclass cls, jlong t)
 
 /* ---- consumers ---- */
 
+/* Thread.currentThread() and Thread.isInterrupted(), looked up at load by jni_register_mm. The class is a
+ * global reference for the life of the process (java.lang.Thread is never unloaded). */
+static jclass thread_class;
+static jmethodID thread_current, thread_is_interrupted;
+
+/* Whether the calling thread's interrupt status is set (left as it is). No exception pending on entry; a
+ * failing call (none is expected) counts as not interrupted, its exception cleared. */
+static bool thread_interrupted(JNIEnv *env)
+{
+    jobject th = (*env)->CallStaticObjectMethod(env, thread_class, thread_current);
+    jboolean r = JNI_FALSE;
+    if (!(*env)->ExceptionCheck(env) && th) r = (*env)->CallBooleanMethod(env, th, thread_is_interrupted);
+    if ((*env)->ExceptionCheck(env)) {
+        (*env)->ExceptionClear(env);
+        r = JNI_FALSE;
+    }
+    if (th) (*env)->DeleteLocalRef(env, th);
+    return r == JNI_TRUE;
+}
+
 /* spill() of a Java MemoryConsumer, on the acquiring thread. ctx and trigger_ctx are global references to the
  * consumers. A Java exception is caught and kept (jni_callback_failed); a negative result is refused, since the
- * runtime would read it as an error code. */
+ * runtime would read it as an error code. An interrupted thread gets OHM_ECANCELED, which ends the round and
+ * the acquire (OhmInterruptedException): before spill(), which is then not called, and after it, whatever it
+ * returned (what it released stays released). */
 static int64_t spill_trampoline(void *ctx, uint64_t size, void *trigger_ctx)
 {
     JNIEnv *env = jni_env();
     if (!env) return ohm_bind_fail(OHM_ECALLBACK, "spill: this thread is not attached to the JVM");
+    if (thread_interrupted(env)) return ohm_bind_fail(OHM_ECANCELED, "the thread was interrupted");
     if ((*env)->PushLocalFrame(env, 16) != 0) return jni_callback_failed(env, "spill()");
     jlong r = (*env)->CallLongMethod(env, (jobject)ctx, J.consumer_spill,
                                      (jlong)(size > INT64_MAX ? INT64_MAX : size), (jobject)trigger_ctx);
     int64_t out;
     if ((*env)->ExceptionCheck(env)) out = jni_callback_failed(env, "spill()");
     else if (r < 0) out = ohm_bind_fail(OHM_ECALLBACK, "spill() returned a negative number of bytes");
+    else if (thread_interrupted(env)) out = ohm_bind_fail(OHM_ECANCELED, "the thread was interrupted during spill()");
     else out = r;
     (*env)->PopLocalFrame(env, NULL);
     return out;
@@ -494,5 +521,12 @@ static const JNINativeMethod methods[] = {
 
 int jni_register_mm(JNIEnv *env, jclass cls)
 {
+    jclass th = (*env)->FindClass(env, "java/lang/Thread");
+    if (!th) return JNI_ERR;
+    thread_current = (*env)->GetStaticMethodID(env, th, "currentThread", "()Ljava/lang/Thread;");
+    thread_is_interrupted = thread_current ? (*env)->GetMethodID(env, th, "isInterrupted", "()Z") : NULL;
+    if (thread_is_interrupted && !thread_class) thread_class = (jclass)(*env)->NewGlobalRef(env, th);
+    (*env)->DeleteLocalRef(env, th);
+    if (!thread_is_interrupted || !thread_class) return JNI_ERR;
     return (*env)->RegisterNatives(env, cls, methods, (jint)(sizeof methods / sizeof methods[0]));
 }

@@ -8,7 +8,8 @@
  *
  * Callbacks. Every call that can spill or evict runs inside lohm_enter/lohm_leave; the spill and eviction
  * functions run under lua_pcall on the calling Lua thread. A Lua error becomes OHM_ECALLBACK with its message,
- * and the acquire (or put) that caused it returns nil, message, "ECALLBACK" with the accounting unchanged.
+ * and the acquire (or put) that caused it returns nil, message, "ECALLBACK" with the accounting unchanged. What
+ * a spill returns is checked by the core against what it released (a report above it is ECALLBACK too).
  *
  * Waiting. One lua_State is one thread: while a task waits for its fair share nothing in the state can release
  * memory, so a manager's waits time out at once (wait_timeout_ms = 0) unless OHM_MM_WAIT_TIMEOUT_MS or the
@@ -119,11 +120,12 @@ static int spill_protected(lua_State *L)
         lua_pushinteger(L, 0);
         return 1;
     }
-    int isint;
-    lua_Integer n = lua_tointegerx(L, -1, &isint);
+    /* A number only: lua_tointegerx would also read the string "100" as a count. */
+    int isint = 0;
+    lua_Integer n = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &isint) : 0;
     if (!isint || n < 0)
         return luaL_error(L, "a spill function must return the bytes it released (a non-negative integer), got %s",
-                          luaL_typename(L, -1));
+                          lua_type(L, -1) == LUA_TNUMBER ? luaL_tolstring(L, -1, NULL) : luaL_typename(L, -1));
     lua_pushinteger(L, n);
     return 1;
 }

@@ -541,6 +541,221 @@ static void test_failing_spill_leaves_accounting_exact(void)
     CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
 }
 
+/* A spill that misbehaves on purpose: each call releases `release` bytes (at most what it holds), and, when
+ * `take_back` is set, acquires them again for itself, then returns `report`. Past `max_calls` it returns
+ * OHM_ESYS, so that a runtime which kept asking it fails the test instead of spinning forever. */
+typedef struct misspiller {
+    ohm_consumer *self;
+    int64_t report;
+    uint64_t release;
+    bool take_back;
+    int calls, max_calls;
+} misspiller;
+
+static int64_t misbehaving_spill(void *arg, uint64_t size, ohm_consumer *trigger)
+{
+    (void)size;
+    (void)trigger;
+    misspiller *s = arg;
+    if (++s->calls > s->max_calls) return OHM_ESYS;
+    uint64_t used = ohm_consumer_used(s->self), r = s->release < used ? s->release : used;
+    if (r) CHECK_EQ_INT(ohm_consumer_release(s->self, r), r);
+    if (r && s->take_back) CHECK_EQ_INT(ohm_consumer_acquire(s->self, r), r);
+    return s->report;
+}
+
+/* Task 1: X holds 400 (no spill), A (misspiller) holds 600; R (no spill) is returned, holding nothing. */
+static ohm_consumer *misspill_setup(ohm_task *t, misspiller *a, ohm_consumer **x)
+{
+    *x = ohm_consumer_create(t, OHM_ON_HEAP, "X", NULL, NULL);
+    CHECK_EQ_INT(ohm_consumer_acquire(*x, 400), 400);
+    a->max_calls = a->max_calls ? a->max_calls : 1000;
+    a->self = ohm_consumer_create(t, OHM_ON_HEAP, "A", misbehaving_spill, a);
+    CHECK_EQ_INT(ohm_consumer_acquire(a->self, 600), 600);
+    return ohm_consumer_create(t, OHM_ON_HEAP, "R", NULL, NULL);
+}
+
+static void test_spill_reporting_bytes_it_did_not_release_is_a_callback_error(void)
+{
+    ohm_mm *mm = make_mm(1000, 0, 0.5);
+    ohm_task *t = ohm_task_create(mm, 1);
+    misspiller a = {.report = 500};
+    ohm_consumer *x, *r = misspill_setup(t, &a, &x);
+    CHECK_EQ_INT(ohm_consumer_acquire(r, 300), OHM_ECALLBACK);
+    CHECK(!strcmp(ohm_last_error(), "spill of consumer A reported 500 bytes but released 0"));
+    CHECK_STR_CONTAINS(ohm_last_error(), "spill of consumer A reported 500 bytes but released 0");
+    CHECK_EQ_INT(a.calls, 1);
+    CHECK_EQ_U64(ohm_consumer_used(a.self), 600);
+    CHECK_EQ_U64(ohm_consumer_used(r), 0);
+    CHECK_EQ_U64(task_used(t, OHM_ON_HEAP), 1000);
+    CHECK_POOLS(mm, OHM_ON_HEAP, 1000, 1000, 0, 0);
+    ohm_consumer_stats cs;
+    ohm_consumer_stats_get(a.self, &cs);
+    CHECK_EQ_U64(cs.spills, 1);
+    CHECK_EQ_U64(cs.spill_bytes, 0); /* what it released, not what it said */
+    CHECK_EQ_INT(ohm_task_end(t), 1000);
+    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+}
+
+static void test_spill_releasing_less_than_it_reports_is_a_callback_error(void)
+{
+    ohm_mm *mm = make_mm(1000, 0, 0.5);
+    ohm_task *t = ohm_task_create(mm, 1);
+    misspiller a = {.report = 300, .release = 100};
+    ohm_consumer *x, *r = misspill_setup(t, &a, &x);
+    CHECK_EQ_INT(ohm_consumer_acquire(r, 300), OHM_ECALLBACK);
+    CHECK(!strcmp(ohm_last_error(), "spill of consumer A reported 300 bytes but released 100"));
+    CHECK_EQ_INT(a.calls, 1);
+    /* the 100 it did release stay released; the requester got nothing */
+    CHECK_EQ_U64(ohm_consumer_used(a.self), 500);
+    CHECK_EQ_U64(ohm_consumer_used(r), 0);
+    CHECK_EQ_U64(ohm_consumer_used(x), 400);
+    CHECK_EQ_U64(task_used(t, OHM_ON_HEAP), 900);
+    CHECK_POOLS(mm, OHM_ON_HEAP, 1000, 900, 0, 0);
+    ohm_task_stats ts;
+    ohm_task_stats_get(t, &ts);
+    CHECK_EQ_U64(ts.spill_bytes, 100);
+    CHECK_EQ_INT(ohm_task_end(t), 900);
+    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+}
+
+static void test_spill_reporting_less_than_it_released_is_credited_what_it_released(void)
+{
+    ohm_mm *mm = make_mm(1000, 0, 0.5);
+    ohm_task *t = ohm_task_create(mm, 1);
+    misspiller a = {.report = 0, .release = 300};
+    ohm_consumer *x, *r = misspill_setup(t, &a, &x);
+    CHECK_EQ_INT(ohm_consumer_acquire(r, 300), 300);
+    CHECK_EQ_INT(a.calls, 1);
+    CHECK_EQ_U64(ohm_consumer_used(a.self), 300);
+    CHECK_EQ_U64(ohm_consumer_used(r), 300);
+    ohm_consumer_stats cs;
+    ohm_consumer_stats_get(a.self, &cs);
+    CHECK_EQ_U64(cs.spill_bytes, 300);
+    CHECK_POOLS(mm, OHM_ON_HEAP, 1000, 1000, 0, 0);
+    CHECK_EQ_INT(ohm_task_end(t), 1000);
+    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+}
+
+static void test_spill_releasing_in_small_steps_is_asked_again_until_the_request_is_met(void)
+{
+    ohm_mm *mm = make_mm(1000, 0, 0.5);
+    ohm_task *t = ohm_task_create(mm, 1);
+    misspiller a = {.report = 100, .release = 100};
+    ohm_consumer *x, *r = misspill_setup(t, &a, &x);
+    CHECK_EQ_INT(ohm_consumer_acquire(r, 300), 300);
+    CHECK_EQ_INT(a.calls, 3);
+    CHECK_EQ_U64(ohm_consumer_used(a.self), 300);
+    CHECK_EQ_INT(ohm_task_end(t), 1000);
+    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+}
+
+static void test_spill_that_takes_back_what_it_released_ends_the_round(void)
+{
+    ohm_mm *mm = make_mm(1000, 0, 0.5);
+    ohm_task *t = ohm_task_create(mm, 1);
+    /* Honest about each release, but it acquires the bytes again: asking it again would never end. */
+    misspiller a = {.report = 100, .release = 100, .take_back = true};
+    ohm_consumer *x, *r = misspill_setup(t, &a, &x);
+    CHECK_EQ_INT(ohm_consumer_acquire(r, 300), 0);
+    CHECK_EQ_INT(a.calls, 1);
+    CHECK_EQ_U64(ohm_consumer_used(a.self), 600);
+    CHECK_EQ_U64(ohm_consumer_used(r), 0);
+    CHECK_POOLS(mm, OHM_ON_HEAP, 1000, 1000, 0, 0);
+    CHECK_EQ_INT(ohm_task_end(t), 1000);
+    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+}
+
+static void test_spill_whose_release_cannot_reach_the_requester_is_not_asked_again(void)
+{
+    ohm_mm *mm = make_mm(1000, 0, 0.5);
+    ohm_task *t = ohm_task_create(mm, 1), *t2 = ohm_task_create(mm, 2);
+    /* A releases exactly what is missing, 1 byte. Task 1 holds 900 when task 2 arrives: with two tasks its
+     * share is 500, so no byte A releases reaches R until task 1 is below 500 -- 401 spills of 1 byte (at a
+     * larger scale, billions: Spark's loop asks A again as long as it releases anything). */
+    misspiller a = {.report = 1, .release = 1};
+    ohm_consumer *x, *r = misspill_setup(t, &a, &x);
+    CHECK_EQ_INT(ohm_consumer_release(x, 100), 100);
+    CHECK_EQ_INT(ohm_task_acquire(t2, OHM_ON_HEAP, 100), 100);
+    CHECK_EQ_INT(ohm_consumer_acquire(r, 1), 0);
+    CHECK_EQ_INT(a.calls, 1);
+    CHECK_EQ_U64(ohm_consumer_used(a.self), 599);
+    CHECK_EQ_U64(task_used(t, OHM_ON_HEAP), 899);
+    CHECK_EQ_INT(ohm_task_end(t), 899);
+    CHECK_EQ_INT(ohm_task_end(t2), 100);
+    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+}
+
+/* A spill that parks until the test has cancelled its task, then releases 10 bytes honestly. */
+typedef struct gated_spiller {
+    ohm_consumer *self;
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+    bool in_spill, go;
+    int calls;
+} gated_spiller;
+
+static int64_t gated_spill(void *arg, uint64_t size, ohm_consumer *trigger)
+{
+    (void)size;
+    (void)trigger;
+    gated_spiller *g = arg;
+    pthread_mutex_lock(&g->m);
+    g->calls++;
+    g->in_spill = true;
+    pthread_cond_broadcast(&g->cv);
+    while (!g->go) pthread_cond_wait(&g->cv, &g->m);
+    pthread_mutex_unlock(&g->m);
+    return ohm_consumer_release(g->self, 10);
+}
+
+typedef struct consumer_acquire_arg {
+    ohm_consumer *c;
+    uint64_t n;
+    int64_t got;
+} consumer_acquire_arg;
+
+static void *consumer_acquire_thread(void *p)
+{
+    consumer_acquire_arg *a = p;
+    a->got = ohm_consumer_acquire(a->c, a->n);
+    return NULL;
+}
+
+static void test_cancel_ends_an_acquire_in_the_middle_of_a_spill_round(void)
+{
+    ohm_mm *mm = make_mm(1000, 0, 0.5);
+    ohm_task *t = ohm_task_create(mm, 3);
+    ohm_consumer *x = ohm_consumer_create(t, OHM_ON_HEAP, "X", NULL, NULL);
+    CHECK_EQ_INT(ohm_consumer_acquire(x, 400), 400);
+    gated_spiller g = {.m = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    g.self = ohm_consumer_create(t, OHM_ON_HEAP, "A", gated_spill, &g);
+    CHECK_EQ_INT(ohm_consumer_acquire(g.self, 600), 600);
+    ohm_consumer *r = ohm_consumer_create(t, OHM_ON_HEAP, "R", NULL, NULL);
+    consumer_acquire_arg a = {r, 300, 0};
+    pthread_t th;
+    pthread_create(&th, NULL, consumer_acquire_thread, &a);
+    pthread_mutex_lock(&g.m);
+    while (!g.in_spill) pthread_cond_wait(&g.cv, &g.m);
+    CHECK_EQ_INT(ohm_mm_cancel_task(mm, 3), 0); /* while A's spill runs */
+    g.go = true;
+    pthread_cond_broadcast(&g.cv);
+    pthread_mutex_unlock(&g.m);
+    pthread_join(th, NULL);
+    /* A released 10 and would be asked again (29 more times): the cancel ends the round after this spill */
+    CHECK_EQ_INT(a.got, OHM_ECANCELED);
+    CHECK_EQ_INT(g.calls, 1);
+    CHECK_EQ_U64(ohm_consumer_used(g.self), 590);
+    CHECK_EQ_U64(ohm_consumer_used(r), 0);
+    CHECK_EQ_U64(task_used(t, OHM_ON_HEAP), 990);
+    CHECK_POOLS(mm, OHM_ON_HEAP, 1000, 990, 0, 0);
+    /* the cancel was consumed: the next acquire spills to the end */
+    CHECK_EQ_INT(ohm_consumer_acquire(r, 30), 30);
+    CHECK_EQ_INT(g.calls, 3);
+    CHECK_EQ_INT(ohm_task_end(t), 1000);
+    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+}
+
 /* ---- pages ---- */
 
 static void test_pages_are_charged_and_returned(void)
@@ -772,6 +987,13 @@ int main(void)
     RUN(test_spill_falls_back_to_largest_consumer);
     RUN(test_spill_skips_consumer_that_releases_nothing_then_self);
     RUN(test_failing_spill_leaves_accounting_exact);
+    RUN(test_spill_reporting_bytes_it_did_not_release_is_a_callback_error);
+    RUN(test_spill_releasing_less_than_it_reports_is_a_callback_error);
+    RUN(test_spill_reporting_less_than_it_released_is_credited_what_it_released);
+    RUN(test_spill_releasing_in_small_steps_is_asked_again_until_the_request_is_met);
+    RUN(test_spill_that_takes_back_what_it_released_ends_the_round);
+    RUN(test_spill_whose_release_cannot_reach_the_requester_is_not_asked_again);
+    RUN(test_cancel_ends_an_acquire_in_the_middle_of_a_spill_round);
     RUN(test_pages_are_charged_and_returned);
     RUN(test_leaked_page_reported_at_task_end);
     RUN(test_spill_callback_frees_a_page);

@@ -96,6 +96,147 @@ T.test("a spill function must return a byte count", function()
   T.eq(req:acquire(MiB), 0)
 end)
 
+-- Rows of misbehaving spill functions: `liar` holds 6 MiB and spills as `how` says, `req` holds 2 MiB and asks
+-- for 1 MiB more, which only a spill can give. A spill asked more than 1000 times raises, so a runtime that
+-- kept asking fails the row instead of spinning forever.
+local function misspill_row(how)
+  local mm = manager()
+  local t = mm:task()
+  local row = { mm = mm, t = t, calls = 0 }
+  row.liar = t:consumer { name = "liar", spill = function(self, size)
+    row.calls = row.calls + 1
+    if row.calls > 1000 then error("asked 1000 times") end
+    return how(self, size, row)
+  end }
+  row.req = t:consumer { name = "req" }
+  T.eq(row.liar:acquire(6 * MiB), 6 * MiB)
+  T.eq(row.req:acquire(2 * MiB), 2 * MiB)
+  function row.expect(liar_used, req_used)
+    T.eq(row.liar:used(), liar_used, "liar")
+    T.eq(row.req:used(), req_used, "req")
+    T.eq(mm:stats().off_heap.execution_used, liar_used + req_used, "the manager")
+  end
+  -- the state and both consumers still work: free everything, acquire without a spill, close
+  function row.still_usable()
+    row.liar:release(row.liar:used())
+    row.req:release(row.req:used())
+    T.eq(row.req:acquire(MiB), MiB)
+    T.eq(t:close(), MiB)
+    mm:close()
+  end
+  return row
+end
+
+T.test("a spill function that reports bytes it did not release: ECALLBACK naming the consumer, asked once", function()
+  local row = misspill_row(function() return 5 * MiB end)
+  T.fails("ECALLBACK", "spill of consumer liar reported 5242880 bytes but released 0", row.req.acquire, row.req, MiB)
+  T.eq(row.calls, 1)
+  row.expect(6 * MiB, 2 * MiB)
+  T.eq(row.liar:stats().spill_bytes, 0)
+  row.still_usable()
+end)
+
+T.test("a spill function that releases less than it reports: ECALLBACK; what it released stays released", function()
+  local row = misspill_row(function(self) self:release(MiB // 2); return 3 * MiB end)
+  T.fails("ECALLBACK", "spill of consumer liar reported 3145728 bytes but released 524288", row.req.acquire, row.req,
+    MiB)
+  T.eq(row.calls, 1)
+  row.expect(6 * MiB - MiB // 2, 2 * MiB)
+  row.still_usable()
+end)
+
+T.test("a spill function that reports less than it released is credited what it released", function()
+  local row = misspill_row(function(self) self:release(MiB) end) -- returns nothing: 0
+  T.eq(row.req:acquire(MiB), MiB)
+  row.expect(5 * MiB, 3 * MiB)
+  T.eq(row.liar:stats().spill_bytes, MiB)
+  row.still_usable()
+end)
+
+T.test("a spill function that takes back what it released is not asked again", function()
+  local row = misspill_row(function(self)
+    self:release(MiB)
+    self:acquire(MiB)
+    return MiB
+  end)
+  T.eq(row.req:acquire(MiB), 0)
+  T.eq(row.calls, 1)
+  row.expect(6 * MiB, 2 * MiB)
+  row.still_usable()
+end)
+
+T.test("a spill function that returns something other than a byte count: ECALLBACK, state usable", function()
+  for _, bad in ipairs { "100", "lots", {}, true, 1.5, -1, math.huge, 0 / 0 } do
+    local row = misspill_row(function() return bad end)
+    T.fails("ECALLBACK", "must return the bytes it released", row.req.acquire, row.req, MiB)
+    row.expect(6 * MiB, 2 * MiB)
+    row.still_usable()
+  end
+end)
+
+T.test("a spill function that raises (a string or another value): ECALLBACK, state usable", function()
+  for _, err in ipairs { "spill boom", { code = 7 } } do
+    local row = misspill_row(function() error(err) end)
+    T.fails("ECALLBACK", type(err) == "string" and "spill boom" or "error object is a table value", row.req.acquire,
+      row.req, MiB)
+    row.expect(6 * MiB, 2 * MiB)
+    row.still_usable()
+  end
+end)
+
+T.test("mm:cancel from a spill function ends the acquire after that spill (ECANCELED)", function()
+  local row
+  row = misspill_row(function(self)
+    if row.calls == 1 then T.ok(row.mm:cancel(row.t:id())) end
+    return self:release(MiB // 4) -- honest, a quarter at a time: without the cancel it is asked 3 more times
+  end)
+  T.fails("ECANCELED", "cancelled", row.req.acquire, row.req, MiB)
+  T.eq(row.calls, 1)
+  row.expect(6 * MiB - MiB // 4, 2 * MiB)
+  T.eq(row.req:acquire(MiB), MiB) -- the cancel was used up: the quarter freed, then 3 more spills
+  T.eq(row.calls, 4)
+  row.still_usable()
+end)
+
+local quiet_name = "misbehaving spill functions print nothing to stderr"
+if (os.getenv("LD_PRELOAD") or ""):find("tsan", 1, true) then
+  -- io.popen starts /bin/sh, which inherits LD_PRELOAD; dash crashes at start with the TSan runtime preloaded.
+  T.skip(quiet_name, "the TSan runtime is preloaded and /bin/sh cannot start with it")
+else T.test(quiet_name, function()
+  local interp = arg[-1] -- the interpreter running this file (with the same LUA_CPATH and LD_PRELOAD)
+  T.ok(interp)
+  local child = [[local ohm = require "ohm"
+local mm <close> = ohm.mm { off_heap = 8 << 20 }
+local t <close> = mm:task()
+local how
+local a = t:consumer { name = "a", spill = function(self) return how(self) end }
+local r = t:consumer { name = "r" }
+a:acquire(6 << 20); r:acquire(2 << 20)
+local codes = {}
+for _, f in ipairs { function() return 5 << 20 end, function() error("boom") end, function() return "x" end,
+                     function() mm:cancel(t:id()); return 0 end } do
+  how = f
+  codes[#codes + 1] = select(3, r:acquire(1 << 20))
+end
+a:release(6 << 20); r:release(2 << 20)
+io.write(table.concat(codes, " "))]]
+  local script, errfile = os.tmpname(), os.tmpname()
+  local f = assert(io.open(script, "w"))
+  f:write(child)
+  f:close()
+  local p = assert(io.popen(string.format("%q %q 2>%q", interp, script, errfile)))
+  local out = p:read("a")
+  local ok = p:close()
+  f = assert(io.open(errfile))
+  local err = f:read("a")
+  f:close()
+  os.remove(script)
+  os.remove(errfile)
+  T.ok(ok, "the child exited with success: " .. err)
+  T.eq(out, "ECALLBACK ECALLBACK ECALLBACK ECANCELED")
+  T.eq(err, "")
+end) end
+
 T.test("spills run on the calling coroutine; a spill that yields fails cleanly", function()
   local mm <close> = manager()
   local t <close> = mm:task()

@@ -56,6 +56,14 @@ public abstract class MemoryConsumer implements AutoCloseable {
      * is the consumer whose acquire asked (possibly this one). Runs without the manager's lock: it may acquire
      * and release. An exception fails that acquire (a checked one wrapped in {@link OhmCallbackException}, an
      * unchecked one as it is) and leaves the accounting exact; a negative result fails it too.
+     *
+     * <p>The runtime measures what this consumer released during the call and trusts that, not the result: a
+     * result above it fails the acquire with {@link OhmCallbackException} ("spill of consumer X reported N bytes
+     * but released M"); a smaller one (0 included) is credited what was released. The consumer is asked again in
+     * the same acquire only while each spill lowers its usage further and the requester is granted some of it; one
+     * that released nothing, took it back, or whose release cannot reach the requester (the task is above its fair
+     * share) is not. If the thread is interrupted when the spill returns, or
+     * {@link TaskMemory#cancelWait()} was called meanwhile, the acquire throws {@link OhmInterruptedException}.
      */
     public abstract long spill(long size, MemoryConsumer trigger) throws IOException;
 

@@ -16,9 +16,11 @@ import java.util.concurrent.ConcurrentHashMap;
  * <p>An acquire that must wait for the task's fair share (1/(2N) of the mode's execution memory, N tasks) waits
  * until memory is released, the manager's wait timeout passes ({@link OhmTimeoutException}), or the thread is
  * interrupted ({@link OhmInterruptedException}; {@link Thread#interrupt()} is seen within {@value #WAIT_SLICE_MS}
- * ms, as the wait is made of bounded native waits) or {@link #cancelWait()} is called. Like
- * {@code Lock.lockInterruptibly()}, an acquire on a thread that is interrupted already throws at once. A task is
- * meant to be used by one thread at a time, as in Spark.
+ * ms, as the wait is made of bounded native waits) or {@link #cancelWait()} is called. An acquire that is asking
+ * consumers to spill ends the same way, seen before and after each {@link MemoryConsumer#spill} call (a spill
+ * itself runs to its end; what it released stays released). Like {@code Lock.lockInterruptibly()}, an acquire on
+ * a thread that is interrupted already throws at once. A task is meant to be used by one thread at a time, as in
+ * Spark.
  */
 public final class TaskMemory implements AutoCloseable {
     /** A native wait lasts at most this long before Java looks at the thread's interrupt status again. */
@@ -99,7 +101,10 @@ public final class TaskMemory implements AutoCloseable {
         return Native.taskReleaseUnroll(handle, mode.ordinal(), bytes);
     }
 
-    /** Interrupts this task's wait in progress, or its next one (OhmInterruptedException there). Any thread. */
+    /**
+     * Interrupts this task's acquire in progress, waiting or spilling, or else its next one that waits or spills
+     * (OhmInterruptedException there). Any thread.
+     */
     public void cancelWait() {
         ensureOpen();
         Native.taskCancel(mm.handle, taskId);
@@ -153,7 +158,7 @@ public final class TaskMemory implements AutoCloseable {
     }
 
     private OhmInterruptedException interrupted(long bytes) {
-        return new OhmInterruptedException("task " + taskId + ": interrupted while waiting to acquire " + bytes
+        return new OhmInterruptedException("task " + taskId + ": interrupted while acquiring " + bytes
                 + " bytes of memory");
     }
 
