@@ -12,6 +12,7 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
+import java.util.TreeMap;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.CopyOnWriteArrayList;
@@ -72,6 +73,8 @@ class RandomSequenceTest {
     private final Map<Long, Expect> expects = new ConcurrentHashMap<>();
     private final ConcurrentLinkedQueue<Group> handoff = new ConcurrentLinkedQueue<>();
     private OhmPool shared;
+    /** How often each operation ran, over all threads: printed, so a change that starves one shows. */
+    private final Map<String, Integer> ops = new ConcurrentHashMap<>();
 
     @BeforeEach
     void setUp() {
@@ -258,6 +261,13 @@ class RandomSequenceTest {
         void log(String what) {
             if (trace.size() == 40) trace.removeFirst();
             trace.addLast(step + ": " + what);
+            ops.merge(what.split("[ (]", 2)[0], 1, Integer::sum);
+        }
+
+        /** assertThrows, counted: the summary says how many refusals the run checked. */
+        <T extends Throwable> T refuse(Class<T> type, Executable call, String... what) {
+            ops.merge("(refused)", 1, Integer::sum);
+            return assertThrows(type, call, what.length == 0 ? null : what[0]);
         }
 
         // ---- choosing
@@ -402,7 +412,7 @@ class RandomSequenceTest {
             assertEquals(done.size, b.capacity());
             Group g = root(b, Kind.FILE_READ_ONLY, null, done.file, true, false);
             System.arraycopy(done.bytes, 0, g.bytes, 0, done.size);
-            log("mapFile read-only " + g + " of " + done);
+            log("mapFileReadOnly " + g + " of " + done);
             return g;
         }
 
@@ -472,7 +482,7 @@ class RandomSequenceTest {
         /** A retain or release the javadoc refuses: IllegalReferenceCountException, and nothing changes. */
         void expectCountError(Executable call, Handle h) {
             int before = h.refCnt();
-            assertThrows(IllegalReferenceCountException.class, call, h.toString());
+            refuse(IllegalReferenceCountException.class, call, h.toString());
             assertEquals(before, h.buf.refCnt(), "the count is unchanged after a refused change: " + h);
         }
 
@@ -498,11 +508,11 @@ class RandomSequenceTest {
             Executable call = whole ? (retained ? h.buf::retainedDuplicate : h.buf::duplicate)
                     : () -> { if (retained) h.buf.retainedSlice(o, l); else h.buf.slice(o, l); };
             if (!h.live()) {
-                assertThrows(IllegalStateException.class, call, h.toString());
+                refuse(IllegalStateException.class, call, h.toString());
                 return;
             }
             if (!whole && (off < 0 || len < 0 || off > h.len - len)) {
-                assertThrows(IndexOutOfBoundsException.class, call, h.toString());
+                refuse(IndexOutOfBoundsException.class, call, h.toString());
                 return;
             }
             OhmBuffer d = whole ? (retained ? h.buf.retainedDuplicate() : h.buf.duplicate())
@@ -532,7 +542,7 @@ class RandomSequenceTest {
             log((write ? "put" : "get") + " type " + type + (le ? " LE" : "") + " at " + at + " of " + h);
             Class<? extends Throwable> err = failure(h, at, width, write);
             if (err != null) {
-                assertThrows(err, () -> { if (write) put(h.buf, type, le, at, v); else get(h.buf, type, le, at); },
+                refuse(err, () -> { if (write) put(h.buf, type, le, at, v); else get(h.buf, type, le, at); },
                         h.toString());
                 return;
             }
@@ -616,7 +626,7 @@ class RandomSequenceTest {
             Class<? extends Throwable> err = failure(h, at, len, write);
             if (err != null) {
                 byte[] before = data.clone();
-                assertThrows(err, call, h.toString());
+                refuse(err, call, h.toString());
                 assertArrayEquals(before, data, "a refused getBytes wrote nothing");
                 return;
             }
@@ -641,7 +651,7 @@ class RandomSequenceTest {
             log("fill " + len + " at " + at + " of " + h);
             Class<? extends Throwable> err = failure(h, at, len, true);
             if (err != null) {
-                assertThrows(err, () -> h.buf.fill(at, len, v), h.toString());
+                refuse(err, () -> h.buf.fill(at, len, v), h.toString());
                 return;
             }
             h.buf.fill(at, len, v);
@@ -658,7 +668,7 @@ class RandomSequenceTest {
             Class<? extends Throwable> err = failure(s, so, len, false);
             if (err == null) err = failure(d, dof, len, true);
             if (err != null) {
-                assertThrows(err, () -> s.buf.copyTo(so, d.buf, dof, len));
+                refuse(err, () -> s.buf.copyTo(so, d.buf, dof, len));
                 return;
             }
             s.buf.copyTo(so, d.buf, dof, len);
@@ -676,7 +686,7 @@ class RandomSequenceTest {
             log("nioBuffer(" + at + ", " + len + ") of " + h);
             Class<? extends Throwable> err = failure(h, at, len, false);
             if (err != null) {
-                assertThrows(err, () -> { if (whole) h.buf.nioBuffer(); else h.buf.nioBuffer(at, len); }, h.toString());
+                refuse(err, () -> { if (whole) h.buf.nioBuffer(); else h.buf.nioBuffer(at, len); }, h.toString());
                 return;
             }
             ByteBuffer v = whole ? h.buf.nioBuffer() : h.buf.nioBuffer(at, len);
@@ -720,10 +730,10 @@ class RandomSequenceTest {
             boolean on = rnd.nextInt(3) != 0;
             log("seal(" + on + ") " + h);
             if (!h.live()) {
-                assertThrows(IllegalStateException.class, () -> h.buf.seal(on), h.toString());
+                refuse(IllegalStateException.class, () -> h.buf.seal(on), h.toString());
             } else if (!h.g.pages || !h.full()) {
                 // only a buffer that owns whole pages (a read-write mapping of whole pages), viewed whole
-                assertThrows(IllegalArgumentException.class, () -> h.buf.seal(on), h.toString());
+                refuse(IllegalArgumentException.class, () -> h.buf.seal(on), h.toString());
             } else {
                 h.buf.seal(on);
                 h.g.sealed = on;
@@ -735,7 +745,7 @@ class RandomSequenceTest {
         void handOver() {
             Group g = anyGroup();
             if (g == null || g.kind == Kind.PRIVATE_POOL) return;
-            log("hand over " + g);
+            log("handOver " + g);
             groups.remove(g);
             touched.remove(g);
             handoff.add(g); // the queue publishes the group (and its model) to the thread that takes it
@@ -744,7 +754,7 @@ class RandomSequenceTest {
         void takeOver() {
             Group g = handoff.poll();
             if (g == null) return;
-            log("take over " + g);
+            log("takeOver " + g);
             groups.add(g);
             touched.add(g); // a full comparison of what the other thread left
             checkContent(g);
@@ -772,7 +782,7 @@ class RandomSequenceTest {
                 }
             }
             long active = p.stats().activeBlocks();
-            log("close pool " + p.name() + " with " + live + " live roots, " + pending + " dropped, " + active + " active blocks");
+            log("closePool " + p.name() + " with " + live + " live roots, " + pending + " dropped, " + active + " active blocks");
             assertTrue(active >= live && active <= live + pending,
                     "active blocks " + active + " of " + p.name() + ": " + live + " live roots and " + pending + " dropped");
             p.close();
@@ -790,8 +800,8 @@ class RandomSequenceTest {
                 for (Count c : g.counts) c.n = 0; // every buffer of its memory fails from now on
                 touched.add(g);
             }
-            assertThrows(IllegalStateException.class, () -> p.allocate(1));
-            assertThrows(IllegalStateException.class, p::stats);
+            refuse(IllegalStateException.class, () -> p.allocate(1));
+            refuse(IllegalStateException.class, p::stats);
             closedPools.add(p);
         }
 
@@ -818,7 +828,7 @@ class RandomSequenceTest {
             if (g == null) return;
             for (Handle h : g.handles) {
                 if (!h.owner) {
-                    log("drop " + h);
+                    log("dropSlice " + h);
                     g.handles.remove(h);
                     touched.add(g);
                     return;
@@ -841,10 +851,10 @@ class RandomSequenceTest {
         void badArguments() {
             Handle h = anyHandle();
             if (h == null) return;
-            log("bad arguments on " + h);
-            assertThrows(IllegalArgumentException.class, () -> h.buf.retain(0));
-            assertThrows(IllegalArgumentException.class, () -> h.buf.release(-1));
-            assertThrows(IllegalArgumentException.class, () -> shared.allocate(-1));
+            log("badArguments on " + h);
+            refuse(IllegalArgumentException.class, () -> h.buf.retain(0));
+            refuse(IllegalArgumentException.class, () -> h.buf.release(-1));
+            refuse(IllegalArgumentException.class, () -> shared.allocate(-1));
             if (h.live()) {
                 // a count that would pass Integer.MAX_VALUE is refused, unchanged
                 expectCountError(() -> h.buf.retain(Integer.MAX_VALUE - h.count.n + 1), h);
@@ -854,7 +864,7 @@ class RandomSequenceTest {
         void readBack() {
             Group g = anyGroup();
             if (g != null) {
-                log("read back " + g);
+                log("readBack " + g);
                 touched.add(g);
             }
         }
@@ -884,11 +894,11 @@ class RandomSequenceTest {
                         fail("content of " + h + " differs from the model at " + firstDifference(g.bytes, h.off, got));
                     }
                 } else {
-                    assertThrows(IllegalStateException.class, () -> h.buf.getByte(0), h.toString());
-                    assertThrows(IllegalStateException.class, () -> h.buf.putByte(0, 1), h.toString());
-                    assertThrows(IllegalStateException.class, () -> h.buf.slice(0, 0), h.toString());
-                    assertThrows(IllegalReferenceCountException.class, () -> h.buf.release(), h.toString());
-                    assertThrows(IllegalReferenceCountException.class, () -> h.buf.retain(), h.toString());
+                    refuse(IllegalStateException.class, () -> h.buf.getByte(0), h.toString());
+                    refuse(IllegalStateException.class, () -> h.buf.putByte(0, 1), h.toString());
+                    refuse(IllegalStateException.class, () -> h.buf.slice(0, 0), h.toString());
+                    refuse(IllegalReferenceCountException.class, () -> h.buf.release(), h.toString());
+                    refuse(IllegalReferenceCountException.class, () -> h.buf.retain(), h.toString());
                     h.buf.close(); // a released buffer's close does nothing
                     assertEquals(0, h.buf.refCnt());
                 }
@@ -905,7 +915,7 @@ class RandomSequenceTest {
                     int direct = c.n;
                     for (Count k : g.counts) if (k.parent == c && k.n > 0) direct--;
                     if (direct <= 0) continue; // only its retained slices hold it: they release it
-                    log("release all: release(" + direct + ") " + h);
+                    log("releaseAll: release(" + direct + ") " + h);
                     assertEquals(modelRelease(c, direct), h.buf.release(direct), h.toString());
                 }
                 assertEquals(0, g.root().n, "everything of " + g + " released");
@@ -1016,6 +1026,9 @@ class RandomSequenceTest {
         assertEquals("", wrong.toString(), "leak reports that differ from the model (seed " + SEED + ", " + gc
                 + " dropped with references, " + silent + " held only by retained slices, " + closed
                 + " live at a pool close)");
+        System.out.println("RandomSequenceTest: seed " + SEED + ", " + THREADS + " threads x " + STEPS + " steps: "
+                + new TreeMap<>(ops) + "; leaks: " + gc + " dropped with references, " + silent
+                + " held only by retained slices, " + closed + " live at a pool close");
         for (Walker w : walkers) if (w.pool != null) w.pool.close();
         for (Expect e : expects.values()) {
             if (!e.closedLive && !e.gcReport && !e.droppedSilent) {
