@@ -11,7 +11,8 @@
 -- Leaks: the state's pool and the actors' private pools run at paranoid. Each allocation runs in a chunk of its
 -- own name, because the core reports identical leaks (same Lua traceback) only once. A dropped root is reported
 -- ("gc") when references other than its retained slices' remain; a retained slice's own leak is never reported
--- today (issue 12, item 4), so a root only retained slices hold is freed without a report.
+-- today (the core counts it as an untracked leak even at paranoid), so a root only retained slices hold is freed
+-- without a report.
 --
 -- OHM_TEST_SEED=N reproduces a run (the seed is in every failure); OHM_TEST_STEPS=N sets the steps per actor.
 local T = require "check"
