@@ -145,7 +145,7 @@ public final class OhmBuffer implements AutoCloseable {
 
     /** The count (0 once released). Plain slices and duplicates report their owner's. */
     public int refCnt() {
-        if (!count.live) return 0;
+        if (!accessible()) return 0;
         return Native.bufRefCnt(self.handle, self.id);
     }
 
@@ -156,7 +156,7 @@ public final class OhmBuffer implements AutoCloseable {
     public OhmBuffer retain(int increment) {
         if (increment <= 0) throw new IllegalArgumentException("increment: " + increment + " (expected: > 0)");
         Tracker c = count;
-        if (!c.live) throw new IllegalReferenceCountException(0, increment);
+        if (!accessible()) throw new IllegalReferenceCountException(0, increment);
         int rc = Native.bufRetain(self.handle, self.id, increment);
         if (rc == 0) return this;
         throw countError(rc, increment);
@@ -170,7 +170,7 @@ public final class OhmBuffer implements AutoCloseable {
     public boolean release(int decrement) {
         if (decrement <= 0) throw new IllegalArgumentException("decrement: " + decrement + " (expected: > 0)");
         Tracker c = count;
-        if (!c.live) throw new IllegalReferenceCountException(0, -decrement);
+        if (!accessible()) throw new IllegalReferenceCountException(0, -decrement);
         int rc = Native.bufRelease(self.handle, self.id, decrement);
         if (rc == 1) {
             c.died();
@@ -194,12 +194,12 @@ public final class OhmBuffer implements AutoCloseable {
      * after an explicit release). */
     @Override
     public void close() {
-        if (count.live) release();
+        if (accessible()) release();
     }
 
     /** Whether the count is above 0 (its memory may be accessed). */
     public boolean isAccessible() {
-        return count.live;
+        return accessible();
     }
 
     /** Records an access for the leak detector (levels ADVANCED and PARANOID, tracked buffers only). */
@@ -239,8 +239,16 @@ public final class OhmBuffer implements AutoCloseable {
 
     // ---- checks (the hot path: one field read for liveness, one compare for the bounds)
 
+    /** The count is above 0 and the memory is still there: a retained slice keeps its own count, but its
+     * memory goes when the root's count reaches 0, which an over-release of the root can do while the slice
+     * still holds a reference (Netty allows the release; the slice is then dead too). For a root both are one
+     * tracker. */
+    private boolean accessible() {
+        return count.live & memory.live;
+    }
+
     private void ensureAccessible() {
-        if (!count.live) throw released();
+        if (!accessible()) throw released();
     }
 
     private static IllegalStateException released() {
@@ -257,7 +265,7 @@ public final class OhmBuffer implements AutoCloseable {
 
     /** The address of [index, index + width), after the liveness and bounds checks. */
     private long at(long index, long width) {
-        if (!count.live) throw released();
+        if (!accessible()) throw released();
         if (index < 0 || width < 0 || index > capacity - width) throw outOfBounds(index, width);
         return address + index;
     }

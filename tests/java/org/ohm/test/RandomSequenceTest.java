@@ -60,8 +60,6 @@ class RandomSequenceTest {
     private static final int MAX_GROUPS = 24;   // per thread: beyond this, steps lean to releasing and dropping
     private static final int MAX_HANDLES = 8;   // per group
     private static final int PAGE = 4096;
-    /** The row that orphans retained slices (see Walker.held): off by default, it crashes the JVM today. */
-    private static final boolean ORPHAN_ROW = Boolean.getBoolean("ohm.test.orphanRow");
     private static final long GC_WAIT_NANOS = TimeUnit.SECONDS.toNanos(30);
 
     @TempDir
@@ -435,14 +433,13 @@ class RandomSequenceTest {
         void release() {
             Handle h = anyHandle();
             if (h == null) return;
-            int have = h.count.n, own = ORPHAN_ROW ? have : have - held(h.count);
+            int have = h.count.n;
             int n;
             switch (rnd.nextInt(6)) {
                 case 0: n = have + 1; break;        // over-release
-                case 1: n = Math.max(1, own); break; // all of them
+                case 1: n = Math.max(1, have); break; // all of them, also those retained slices hold
                 default: n = 1;
             }
-            if (h.live() && n <= have && n > own) return; // the row that orphans retained slices: see held()
             log("release(" + n + ") " + h);
             if (!h.live() || n > have) {
                 expectCountError(() -> h.buf.release(n), h);
@@ -455,7 +452,7 @@ class RandomSequenceTest {
 
         void closeHandle() {
             Handle h = anyHandle();
-            if (h == null || h.live() && !ORPHAN_ROW && h.count.n - held(h.count) < 1) return; // see held()
+            if (h == null) return;
             log("close " + h);
             h.buf.close(); // releases one reference if live; nothing otherwise
             if (h.live()) {
@@ -464,21 +461,6 @@ class RandomSequenceTest {
             }
         }
 
-        /**
-         * The references on c that its live retained slices hold. Releasing them through c's own handles (the
-         * count allows it, as Netty's does) is disabled by default: once such a release takes the root to 0 (at
-         * once, or later through a retained slice that held the last other reference) the core ends the root and
-         * its memory, and the retained slices still live below it report refCnt() 0, but OhmBuffer keeps them
-         * accessible (isAccessible() true) and its reads and writes through them touch the freed memory: another
-         * buffer's pool block, or an unmapped file, which kills the JVM (SIGSEGV in Unsafe_GetLong). Run the row
-         * with -Dohm.test.orphanRow=true; the model then expects the orphaned retained slices to fail as released
-         * buffers do (Handle.live).
-         */
-        int held(Count c) {
-            int n = 0;
-            for (Count k : c.group) if (k.parent == c && k.n > 0) n++;
-            return n;
-        }
 
         /** A retain or release the javadoc refuses: IllegalReferenceCountException, and nothing changes. */
         void expectCountError(Executable call, Handle h) {
