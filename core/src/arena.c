@@ -17,26 +17,31 @@
 
 /* ---- the dirty map ---- */
 
-/* The bits of map word w that fall in pages [h, end), a range that overlaps the word. */
-static uint64_t range_mask(size_t w, size_t h, size_t end)
+/* The bits of map word w that fall in pages [h, end), a range that overlaps the word; *nbits says how many. */
+static uint64_t range_mask(size_t w, size_t h, size_t end, unsigned *nbits)
 {
-    uint64_t m = ~0ull;
-    if (h > w * 64) m &= ~0ull << (h - w * 64);
-    if (end < w * 64 + 64) m &= (1ull << (end - w * 64)) - 1;
-    return m;
+    unsigned lo = h > w * 64 ? (unsigned)(h - w * 64) : 0, hi = end < w * 64 + 64 ? (unsigned)(end - w * 64) : 64;
+    *nbits = hi - lo;
+    return (~0ull >> (64 - (hi - lo))) << lo;
 }
 
 enum { MAP_COUNT, MAP_SET, MAP_CLEAR };
 
-/* Counts the set bits of pages [h, h+n), then sets or clears them all (or leaves them, MAP_COUNT). */
+/* Counts the set bits of pages [h, h+n), then clears them (MAP_CLEAR) or leaves them (MAP_COUNT); MAP_SET sets
+ * them all and returns 0, as its callers know they were clear. Words wholly clear or wholly set, the usual case,
+ * are counted without a popcount (a libgcc call on a baseline x86-64 build). */
 static uint32_t map_apply(uint64_t *map, size_t h, size_t n, int op)
 {
     uint32_t set = 0;
+    unsigned nbits;
     for (size_t w = h / 64, end = h + n; w * 64 < end; w++) {
-        uint64_t m = range_mask(w, h, end);
-        set += (uint32_t)__builtin_popcountll(map[w] & m);
-        if (op == MAP_SET) map[w] |= m;
-        else if (op == MAP_CLEAR) map[w] &= ~m;
+        uint64_t m = range_mask(w, h, end, &nbits), bits = map[w] & m;
+        if (op == MAP_SET) {
+            map[w] |= m;
+            continue;
+        }
+        set += bits == 0 ? 0 : bits == m ? nbits : (uint32_t)__builtin_popcountll(bits);
+        if (op == MAP_CLEAR) map[w] &= ~m;
     }
     return set;
 }
@@ -45,12 +50,13 @@ static uint32_t map_apply(uint64_t *map, size_t h, size_t n, int op)
 static void map_span(const uint64_t *map, size_t h, size_t n, size_t *lo, size_t *hi)
 {
     size_t end = h + n, first = h / 64, last = (end - 1) / 64, w;
+    unsigned nbits;
     *lo = *hi = h;
-    for (w = first; w <= last && !(map[w] & range_mask(w, h, end)); w++) {}
+    for (w = first; w <= last && !(map[w] & range_mask(w, h, end, &nbits)); w++) {}
     if (w > last) return;
-    *lo = w * 64 + (size_t)__builtin_ctzll(map[w] & range_mask(w, h, end));
-    for (w = last; !(map[w] & range_mask(w, h, end)); w--) {}
-    *hi = w * 64 + 64 - (size_t)__builtin_clzll(map[w] & range_mask(w, h, end));
+    *lo = w * 64 + (size_t)__builtin_ctzll(map[w] & range_mask(w, h, end, &nbits));
+    for (w = last; !(map[w] & range_mask(w, h, end, &nbits)); w--) {}
+    *hi = w * 64 + 64 - (size_t)__builtin_clzll(map[w] & range_mask(w, h, end, &nbits));
 }
 
 /* Pages [h, h+n) were just freed: all dirty (their bits were clear, as they were allocated). */
@@ -96,8 +102,9 @@ static unsigned bin_ceil(uint32_t npages)
 /* The bin a free run of npages is filed in: the largest whose size it reaches. */
 static unsigned bin_floor(uint32_t npages)
 {
-    unsigned b = bin_ceil(npages);
-    return bin_size(b) > npages ? b - 1 : b;
+    if (npages <= ARENA_EXACT_BINS) return npages - 1;
+    unsigned lg = 31u - (unsigned)__builtin_clz(npages); /* 2^lg <= npages < 2^(lg+1) */
+    return ARENA_EXACT_BINS - 1 + (lg - 6) * 4 + ((npages - (1u << lg)) >> (lg - 2));
 }
 
 /* Whether free run r starts below free run s. */
@@ -351,14 +358,14 @@ static chunk_t *run_take(arena_t *a, run_t *r, uint32_t npages, uint32_t align_p
         uintptr_t addr = (uintptr_t)chunk_page_addr(c, h), align = (uintptr_t)align_pages << OHM_PAGE_SHIFT;
         uint32_t lead = (uint32_t)((((addr + align - 1) & ~(align - 1)) - addr) >> OHM_PAGE_SHIFT);
         if (lead) {
-            uint32_t lead_dirty = map_apply(c->dirty, h, lead, MAP_COUNT);
+            uint32_t lead_dirty = ndirty == 0 ? 0 : ndirty == total ? lead : map_apply(c->dirty, h, lead, MAP_COUNT);
             run_make_free(a, c, h, lead, lead_dirty, freed);
             ndirty -= lead_dirty;
         }
         h += lead;
         total -= lead;
     }
-    ndirty -= pages_cleaned(a, c, h, npages);
+    if (ndirty) ndirty -= pages_cleaned(a, c, h, npages); /* a clean run has no bit to clear */
     if (total > npages) run_make_free(a, c, h + npages, total - npages, ndirty, freed);
     c->free_pages -= npages;
     a->active_pages += npages;
