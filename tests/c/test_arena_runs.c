@@ -474,7 +474,8 @@ static void test_equal_size_runs_are_reused_lowest_address_first(void)
     ohm_pool_destroy(pool);
 }
 
-/* resident_bytes of a one-chunk pool with live pages live_pages and dirty pages dirty_pages */
+/* Checks the stats of a one-chunk pool: dirty_bytes is exactly dirty_pages, and resident_bytes counts the live
+ * and the dirty pages only (purged and never-used free pages are not resident). */
 static void check_dirty(ohm_pool *pool, size_t dirty_pages, size_t live_pages)
 {
     ohm_pool_stats st = fixture_stats(pool, -1);
