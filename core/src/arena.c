@@ -4,8 +4,10 @@
  * page, whose run record holds the length, so freeing a run finds and merges its neighbours in O(1). The tags
  * are in the dense page-entry array, not in the 128-byte run records: a tail record would be one more cold
  * cache line per free (measured: most of the time in run_make_free).
- * Dirty and clean free runs never merge with each other: a run is either all resident or all purged, which
- * keeps dirty_pages exact and lets purging skip pages that are already gone. */
+ * A free run merges with every free neighbour, resident or purged, so free runs are maximal and a wholly free
+ * chunk is one run that serves any request that fits. Which of a run's pages are dirty (freed since they were
+ * last purged) is in its chunk's dirty map, one bit per page: a piece split off takes exactly its own dirty
+ * pages along, purging advises only the stretch that holds them, and dirty_pages stays exact. */
 #include "arena.h"
 
 #include "os.h"
@@ -13,48 +15,208 @@
 
 #include <string.h>
 
-/* ---- bins of free runs ---- */
+/* ---- the dirty map ---- */
 
-static unsigned bin_of(uint32_t npages)
+/* The bits of map word w that fall in pages [h, end), a range that overlaps the word; *nbits says how many. */
+static uint64_t range_mask(size_t w, size_t h, size_t end, unsigned *nbits)
+{
+    unsigned lo = h > w * 64 ? (unsigned)(h - w * 64) : 0, hi = end < w * 64 + 64 ? (unsigned)(end - w * 64) : 64;
+    *nbits = hi - lo;
+    return (~0ull >> (64 - (hi - lo))) << lo;
+}
+
+enum { MAP_COUNT, MAP_SET, MAP_CLEAR };
+
+/* Counts the set bits of pages [h, h+n), then clears them (MAP_CLEAR) or leaves them (MAP_COUNT); MAP_SET sets
+ * them all and returns 0, as its callers know they were clear. Words wholly clear or wholly set, the usual case,
+ * are counted without a popcount (a libgcc call on a baseline x86-64 build). */
+static uint32_t map_apply(uint64_t *map, size_t h, size_t n, int op)
+{
+    uint32_t set = 0;
+    unsigned nbits;
+    for (size_t w = h / 64, end = h + n; w * 64 < end; w++) {
+        uint64_t m = range_mask(w, h, end, &nbits), bits = map[w] & m;
+        if (op == MAP_SET) {
+            map[w] |= m;
+            continue;
+        }
+        set += bits == 0 ? 0 : bits == m ? nbits : (uint32_t)__builtin_popcountll(bits);
+        if (op == MAP_CLEAR) map[w] &= ~m;
+    }
+    return set;
+}
+
+/* The stretch [*lo, *hi) from the first to the last dirty page of [h, h+n); empty (*lo == *hi) if none. */
+static void map_span(const uint64_t *map, size_t h, size_t n, size_t *lo, size_t *hi)
+{
+    size_t end = h + n, first = h / 64, last = (end - 1) / 64, w;
+    unsigned nbits;
+    *lo = *hi = h;
+    for (w = first; w <= last && !(map[w] & range_mask(w, h, end, &nbits)); w++) {}
+    if (w > last) return;
+    *lo = w * 64 + (size_t)__builtin_ctzll(map[w] & range_mask(w, h, end, &nbits));
+    for (w = last; !(map[w] & range_mask(w, h, end, &nbits)); w--) {}
+    *hi = w * 64 + 64 - (size_t)__builtin_clzll(map[w] & range_mask(w, h, end, &nbits));
+}
+
+/* Pages [h, h+n) were just freed: all dirty (their bits were clear, as they were allocated). */
+static void pages_dirtied(arena_t *a, chunk_t *c, size_t h, uint32_t n)
+{
+    map_apply(c->dirty, h, n, MAP_SET);
+    a->dirty_pages += n;
+}
+
+/* Pages [h, h+n) are allocated or purged: none is dirty any more. Returns how many were. */
+static uint32_t pages_cleaned(arena_t *a, chunk_t *c, size_t h, size_t n)
+{
+    uint32_t was = map_apply(c->dirty, h, n, MAP_CLEAR);
+    a->dirty_pages -= was;
+    return was;
+}
+
+/* ---- bins of free runs ----
+ * A bin holds the free runs of one size (1 to 64 pages), then of a quarter of a doubling, as a pairing heap
+ * ordered by address. A run is filed under the largest bin size it reaches, and a request looks from the
+ * smallest bin size that is not below it, so every run there fits: the first non-empty bin's minimum is the
+ * best-fitting size class at its lowest address. Reusing low addresses first packs live memory into few
+ * chunks and leaves the high ends free to go back whole (jemalloc and Netty do the same).
+ * Heap links: child is the first child, next the next sibling, prev the previous sibling or, for a first child,
+ * the parent. Read as a binary tree, child is the left edge, next the right one and prev the parent. */
+
+/* Runs of bin b have at least this many pages (and fewer than bin b+1's size). */
+static uint32_t bin_size(unsigned b)
+{
+    if (b < ARENA_EXACT_BINS) return b + 1;
+    unsigned k = b - ARENA_EXACT_BINS, lg = 6 + k / 4;
+    return (1u << lg) + (k % 4 + 1) * (1u << (lg - 2));
+}
+
+/* The smallest bin whose size is at least npages. */
+static unsigned bin_ceil(uint32_t npages)
 {
     if (npages <= ARENA_EXACT_BINS) return npages - 1;
     unsigned lg = 31u - (unsigned)__builtin_clz(npages - 1); /* 2^lg < npages <= 2^(lg+1) */
     return ARENA_EXACT_BINS + (lg - 6) * 4 + ((npages - 1 - (1u << lg)) >> (lg - 2));
 }
 
+/* The bin a free run of npages is filed in: the largest whose size it reaches. */
+static unsigned bin_floor(uint32_t npages)
+{
+    if (npages <= ARENA_EXACT_BINS) return npages - 1;
+    unsigned lg = 31u - (unsigned)__builtin_clz(npages); /* 2^lg <= npages < 2^(lg+1) */
+    return ARENA_EXACT_BINS - 1 + (lg - 6) * 4 + ((npages - (1u << lg)) >> (lg - 2));
+}
+
+/* Whether free run r starts below free run s. */
+static int run_below(const run_t *r, const run_t *s)
+{
+    return r->chunk == s->chunk ? r < s : r->chunk->base < s->chunk->base;
+}
+
+/* Joins two heap roots (neither with siblings) into one; returns the new root, the lower run. */
+static run_t *heap_link(run_t *x, run_t *y)
+{
+    if (run_below(y, x)) {
+        run_t *t = x;
+        x = y;
+        y = t;
+    }
+    y->prev = x;
+    y->next = x->child;
+    if (x->child) x->child->prev = y;
+    x->child = y;
+    return x;
+}
+
+/* Melds a list of siblings into one heap in two passes, pairs left to right and then the pairs right to left,
+ * the pass that keeps a pairing heap's removals O(log n) amortized. NULL for an empty list. */
+static run_t *heap_meld(run_t *first)
+{
+    run_t *pairs = NULL; /* the melded pairs, last first, through next */
+    while (first) {
+        run_t *x = first, *y = x->next;
+        first = y ? y->next : NULL;
+        x->prev = x->next = NULL;
+        if (y) {
+            y->prev = y->next = NULL;
+            x = heap_link(x, y);
+        }
+        x->next = pairs;
+        pairs = x;
+    }
+    run_t *root = pairs;
+    if (!root) return NULL;
+    pairs = root->next;
+    root->next = NULL;
+    while (pairs) {
+        run_t *x = pairs;
+        pairs = x->next;
+        x->next = NULL;
+        root = heap_link(root, x);
+    }
+    return root;
+}
+
 static void bin_insert(arena_t *a, run_t *r)
 {
-    unsigned b = bin_of(r->npages);
-    run_t **head = &a->bins[r->dirty][b];
-    r->prev = NULL;
-    r->next = *head;
-    if (*head) (*head)->prev = r;
-    *head = r;
-    a->nonempty[r->dirty][b / 64] |= 1ull << (b % 64);
+    unsigned b = bin_floor(r->npages);
+    r->child = r->next = r->prev = NULL;
+    a->bins[b] = a->bins[b] ? heap_link(a->bins[b], r) : r;
+    a->nonempty[b / 64] |= 1ull << (b % 64);
 }
 
+/* Takes r out of its bin: its children, melded, take its place. */
 static void bin_remove(arena_t *a, run_t *r)
 {
-    unsigned b = bin_of(r->npages);
-    if (r->prev) r->prev->next = r->next;
-    else a->bins[r->dirty][b] = r->next;
-    if (r->next) r->next->prev = r->prev;
-    if (!a->bins[r->dirty][b]) a->nonempty[r->dirty][b / 64] &= ~(1ull << (b % 64));
+    unsigned b = bin_floor(r->npages);
+    run_t *sub = heap_meld(r->child);
+    if (r == a->bins[b]) {
+        a->bins[b] = sub;
+    } else {
+        if (r->prev->child == r) r->prev->child = r->next; /* a first child: prev is the parent */
+        else r->prev->next = r->next;
+        if (r->next) r->next->prev = r->prev;
+        if (sub) a->bins[b] = heap_link(a->bins[b], sub);
+    }
+    if (!a->bins[b]) a->nonempty[b / 64] &= ~(1ull << (b % 64));
 }
 
-/* First fit within the request's own bin, then the first run of the next non-empty bin (all of which are
- * large enough): close to best fit at the cost of a bitmap scan. */
-static run_t *bins_find(arena_t *a, int dirty, uint32_t npages)
+/* The run after r in a preorder walk of its heap (the binary-tree reading of the links), or NULL. */
+static run_t *heap_walk_next(run_t *r)
 {
-    unsigned b = bin_of(npages);
-    for (run_t *r = a->bins[dirty][b]; r; r = r->next)
-        if (r->npages >= npages) return r;
-    for (unsigned w = (b + 1) / 64; w < ARENA_BINS / 64; w++) {
-        uint64_t bits = a->nonempty[dirty][w];
-        if (w == (b + 1) / 64) bits &= ~0ull << ((b + 1) % 64);
-        if (bits) return a->bins[dirty][w * 64 + (unsigned)__builtin_ctzll(bits)];
+    if (r->child) return r->child;
+    for (;;) {
+        if (r->next) return r->next;
+        run_t *from;
+        do { /* climb to the nearest ancestor entered by its left (child) edge */
+            from = r;
+            r = r->prev;
+        } while (r && r->child != from);
+        if (!r) return NULL;
     }
-    return NULL;
+}
+
+/* The lowest run of bin b with at least npages pages, or NULL: a walk of the whole heap, for a request that is
+ * not a bin size (an aligned one) when no larger bin has a run. */
+static run_t *bin_scan(arena_t *a, unsigned b, uint32_t npages)
+{
+    run_t *best = NULL;
+    for (run_t *r = a->bins[b]; r; r = heap_walk_next(r))
+        if (r->npages >= npages && (!best || run_below(r, best))) best = r;
+    return best;
+}
+
+/* The lowest free run of the smallest size class that holds npages, else of the bin just below if one of its
+ * runs is large enough; NULL if no free run of the arena fits. npages is at most a chunk. */
+static run_t *bins_find(arena_t *a, uint32_t npages)
+{
+    unsigned b = bin_ceil(npages);
+    for (unsigned w = b / 64; w < ARENA_BINS / 64; w++) {
+        uint64_t bits = a->nonempty[w];
+        if (w == b / 64) bits &= ~0ull << (b % 64);
+        if (bits) return a->bins[w * 64 + (unsigned)__builtin_ctzll(bits)];
+    }
+    return bin_size(b) != npages ? bin_scan(a, b - 1, npages) : NULL;
 }
 
 /* ---- the purge (time) list ---- */
@@ -80,62 +242,71 @@ static void timed_remove(arena_t *a, run_t *r)
 
 /* ---- free runs ---- */
 
-/* Makes [h, h+n) one free run. Its interior page entries must be PG_FREE, or PG_RUN_TAIL left over from a large
- * run freed there (run_free does not rewrite a large run's tails: 256 stores for 1 MiB were most of its cost);
- * readers of a PG_RUN_TAIL entry check it against its head (chunk.h: pg_tail_live). A dirty run joins the purge
- * list unless its chunk is pinned, in which case only a wholly free chunk does (to be unmapped whole). */
-static void run_make_free(arena_t *a, chunk_t *c, size_t h, uint32_t n, int dirty, uint64_t freed_ms)
+/* Makes [h, h+n) one free run holding ndirty dirty pages (already in the map). Its interior page entries must be
+ * PG_FREE, or PG_RUN_TAIL left over from a large run freed there (run_free does not rewrite a large run's tails:
+ * 256 stores for 1 MiB were most of its cost); readers of a PG_RUN_TAIL entry check it against its head
+ * (chunk.h: pg_tail_live). A run with dirty pages joins the purge list unless its chunk is pinned, in which case
+ * only a wholly free chunk does (to be unmapped whole). */
+static void run_make_free(arena_t *a, chunk_t *c, size_t h, uint32_t n, uint32_t ndirty, uint64_t freed_ms)
 {
     run_t *r = &c->runs[h];
     r->chunk = c;
     r->npages = n;
     r->state = RUN_FREE;
-    r->dirty = (uint8_t)dirty;
+    r->ndirty = ndirty;
     r->freed_ms = freed_ms;
     r->timed = 0;
     pg_set(c, h, pg_make(PG_FREE, 0, (unsigned)h));
     pg_set(c, h + n - 1, pg_make(PG_FREE, 0, (unsigned)h));
     bin_insert(a, r);
-    if (dirty) {
-        a->dirty_pages += n;
-        if (!c->pinned || n == c->npages) timed_append(a, r);
-    }
+    if (ndirty && (!c->pinned || n == c->npages)) timed_append(a, r);
 }
 
 static void run_unlink(arena_t *a, run_t *r)
 {
     bin_remove(a, r);
     if (r->timed) timed_remove(a, r);
-    if (r->dirty) a->dirty_pages -= r->npages;
 }
 
-/* Frees the allocated run [h, h+n): coalesces with dirty neighbours and files the result. A slab's interior
- * entries are cleared (a stale PG_SLAB would let a free through); a large run's tails may stay (see
- * run_make_free), so only its head changes, and the end if it stays a boundary. */
+/* The free run that ends just before page h (its boundary tag), or NULL. */
+static run_t *free_run_before(chunk_t *c, size_t h)
+{
+    if (h == 0) return NULL;
+    uint32_t e = pg_get(c, h - 1);
+    return pg_kind(e) == PG_FREE ? &c->runs[pg_head(e)] : NULL;
+}
+
+/* The free run that starts at page h, or NULL. */
+static run_t *free_run_at(chunk_t *c, size_t h)
+{
+    return h < c->npages && pg_kind(pg_get(c, h)) == PG_FREE ? &c->runs[h] : NULL;
+}
+
+/* Frees the allocated run [h, h+n): its pages become dirty, it merges with its free neighbours, and the result
+ * is filed, its decay starting now. A slab's interior entries are cleared (a stale PG_SLAB would let a free
+ * through); a large run's tails may stay (see run_make_free), so only its head changes, and the end if it stays
+ * a boundary. */
 static void run_free(arena_t *a, chunk_t *c, size_t h, uint32_t n)
 {
     if (c->runs[h].state == RUN_LARGE) pg_set(c, h, pg_make(PG_FREE, 0, (unsigned)h));
     else for (size_t i = h; i < h + n; i++) pg_set(c, i, pg_make(PG_FREE, 0, (unsigned)h));
     c->free_pages += n;
     a->active_pages -= n;
-    if (h > 0) {
-        uint32_t e = pg_get(c, h - 1);
-        run_t *left = &c->runs[pg_head(e)];
-        if (pg_kind(e) == PG_FREE && left->dirty) {
-            run_unlink(a, left);
-            n += left->npages;
-            h = pg_head(e);
-        }
+    pages_dirtied(a, c, h, n);
+    uint32_t ndirty = n;
+    run_t *left = free_run_before(c, h), *right = free_run_at(c, h + n);
+    if (left) {
+        run_unlink(a, left);
+        h = chunk_run_index(c, left);
+        n += left->npages;
+        ndirty += left->ndirty;
     }
-    if (h + n < c->npages) {
-        uint32_t e = pg_get(c, h + n);
-        run_t *right = &c->runs[h + n];
-        if (pg_kind(e) == PG_FREE && right->dirty) {
-            run_unlink(a, right);
-            n += right->npages;
-        }
+    if (right) {
+        run_unlink(a, right);
+        n += right->npages;
+        ndirty += right->ndirty;
     }
-    run_make_free(a, c, h, n, 1, os_now_coarse_ms());
+    run_make_free(a, c, h, n, ndirty, os_now_coarse_ms());
 }
 
 /* Adds a fresh chunk as one clean free run. Lock held. */
@@ -155,6 +326,7 @@ static void arena_adopt_chunk(arena_t *a, chunk_t *c)
  * destroys it after unlocking. */
 static void arena_detach_chunk(arena_t *a, chunk_t *c, chunk_t **detached)
 {
+    pages_cleaned(a, c, 0, c->npages); /* unmapped, its dirty pages are gone */
     if (c->prev) c->prev->next = c->next;
     else a->chunks = c->next;
     if (c->next) c->next->prev = c->prev;
@@ -173,46 +345,52 @@ static void destroy_detached(chunk_t *list)
     }
 }
 
-/* Takes a run of npages whose start is aligned to align_pages pages, preferring resident (dirty) pages. Maps a
- * new chunk when nothing fits, releasing the lock meanwhile. Lock held; returns the chunk and head page, or
- * NULL with the error set. */
+/* Takes npages of free run r, from its first page aligned to align_pages pages; what is left before and after
+ * stays free, each piece with its own dirty pages and r's age. Lock held; returns r's chunk. */
+static chunk_t *run_take(arena_t *a, run_t *r, uint32_t npages, uint32_t align_pages, size_t *head_out)
+{
+    chunk_t *c = r->chunk;
+    size_t h = chunk_run_index(c, r);
+    uint32_t total = r->npages, ndirty = r->ndirty;
+    uint64_t freed = r->freed_ms;
+    run_unlink(a, r);
+    if (align_pages > 1) {
+        uintptr_t addr = (uintptr_t)chunk_page_addr(c, h), align = (uintptr_t)align_pages << OHM_PAGE_SHIFT;
+        uint32_t lead = (uint32_t)((((addr + align - 1) & ~(align - 1)) - addr) >> OHM_PAGE_SHIFT);
+        if (lead) {
+            uint32_t lead_dirty = ndirty == 0 ? 0 : ndirty == total ? lead : map_apply(c->dirty, h, lead, MAP_COUNT);
+            run_make_free(a, c, h, lead, lead_dirty, freed);
+            ndirty -= lead_dirty;
+        }
+        h += lead;
+        total -= lead;
+    }
+    if (ndirty) ndirty -= pages_cleaned(a, c, h, npages); /* a clean run has no bit to clear */
+    if (total > npages) run_make_free(a, c, h + npages, total - npages, ndirty, freed);
+    c->free_pages -= npages;
+    a->active_pages += npages;
+    *head_out = h;
+    return c;
+}
+
+/* Takes a run of npages whose start is aligned to align_pages pages. Maps a new chunk when nothing fits,
+ * releasing the lock meanwhile. Lock held; returns the chunk and head page, or NULL with the error set. */
 static chunk_t *run_alloc(arena_t *a, uint32_t npages, uint32_t align_pages, size_t *head_out)
 {
     uint32_t want = npages + (align_pages > 1 ? align_pages - 1 : 0);
-    for (;;) {
-        run_t *r = bins_find(a, 1, want);
-        if (!r) r = bins_find(a, 0, want);
-        if (!r) {
-            if (want > a->pool->chunk_pages) {
-                ohm__error(OHM_EINVAL, "a run of %u pages does not fit in a chunk", want);
-                return NULL;
-            }
-            pthread_mutex_unlock(&a->lock);
-            chunk_t *c = chunk_create(a->pool, a);
-            pthread_mutex_lock(&a->lock);
-            if (!c) return NULL;
-            arena_adopt_chunk(a, c);
-            continue;
-        }
-        chunk_t *c = r->chunk;
-        size_t h = chunk_run_index(c, r);
-        uint32_t total = r->npages;
-        int dirty = r->dirty;
-        uint64_t freed = r->freed_ms;
-        run_unlink(a, r);
-        if (align_pages > 1) {
-            uintptr_t addr = (uintptr_t)chunk_page_addr(c, h), align = (uintptr_t)align_pages << OHM_PAGE_SHIFT;
-            uint32_t lead = (uint32_t)((((addr + align - 1) & ~(align - 1)) - addr) >> OHM_PAGE_SHIFT);
-            if (lead) run_make_free(a, c, h, lead, dirty, freed);
-            h += lead;
-            total -= lead;
-        }
-        if (total > npages) run_make_free(a, c, h + npages, total - npages, dirty, freed);
-        c->free_pages -= npages;
-        a->active_pages += npages;
-        *head_out = h;
-        return c;
+    if (want > a->pool->chunk_pages) {
+        ohm__error(OHM_EINVAL, "a run of %u pages does not fit in a chunk", want);
+        return NULL;
     }
+    run_t *r;
+    while (!(r = bins_find(a, want))) {
+        pthread_mutex_unlock(&a->lock);
+        chunk_t *c = chunk_create(a->pool, a);
+        pthread_mutex_lock(&a->lock);
+        if (!c) return NULL;
+        arena_adopt_chunk(a, c);
+    }
+    return run_take(a, r, npages, align_pages, head_out);
 }
 
 /* ---- large runs (run classes) ---- */
@@ -471,35 +649,23 @@ void arena_remote_push(arena_t *a, unsigned cls, void *head, void *tail)
 
 /* ---- purging ---- */
 
-/* Purges one expired dirty run (already unlinked) and files it as clean, merged with clean neighbours. A
- * chunk that ends up wholly free is detached. Returns nonzero if madvise failed (the run stays dirty). */
-static int purge_run(arena_t *a, chunk_t *c, size_t h, uint32_t n, uint64_t freed, chunk_t **detached)
+/* Purges the dirty pages of free run r, which stays where it is, clean and off the purge list. One madvise
+ * covers the stretch from its first dirty page to its last: clean pages in between cost the kernel little to
+ * advise again, less than a call for each dirty stretch. Nonzero if madvise failed (r stays dirty, at the end
+ * of the purge list). */
+static int purge_run(arena_t *a, run_t *r)
 {
-    if (os_purge(chunk_page_addr(c, h), (size_t)n << OHM_PAGE_SHIFT) != 0) {
+    chunk_t *c = r->chunk;
+    size_t lo, hi;
+    map_span(c->dirty, chunk_run_index(c, r), r->npages, &lo, &hi);
+    timed_remove(a, r);
+    if (lo < hi && os_purge(chunk_page_addr(c, lo), (hi - lo) << OHM_PAGE_SHIFT) != 0) {
         ohm__log(OHM_LOG_WARN, "pool '%s': %s", a->pool->name, ohm_last_error());
-        run_make_free(a, c, h, n, 1, freed);
+        timed_append(a, r);
         return -1;
     }
-    a->purged_pages += n;
-    if (h > 0) {
-        uint32_t e = pg_get(c, h - 1);
-        run_t *left = &c->runs[pg_head(e)];
-        if (pg_kind(e) == PG_FREE && !left->dirty) {
-            run_unlink(a, left);
-            n += left->npages;
-            h = pg_head(e);
-        }
-    }
-    if (h + n < c->npages) {
-        uint32_t e = pg_get(c, h + n);
-        run_t *right = &c->runs[h + n];
-        if (pg_kind(e) == PG_FREE && !right->dirty) {
-            run_unlink(a, right);
-            n += right->npages;
-        }
-    }
-    if (n == c->npages) arena_detach_chunk(a, c, detached);
-    else run_make_free(a, c, h, n, 0, freed);
+    a->purged_pages += pages_cleaned(a, c, lo, hi - lo);
+    r->ndirty = 0;
     return 0;
 }
 
@@ -525,23 +691,20 @@ static void purge_locked(arena_t *a, int force, chunk_t **detached)
     while ((r = a->empty_head) && (force || entry_due(a, r, now))) slab_release(a, r);
     while ((r = a->timed_head) && (force || entry_due(a, r, now))) {
         chunk_t *c = r->chunk;
-        size_t h = chunk_run_index(c, r);
-        uint32_t n = r->npages;
-        uint64_t freed = r->freed_ms;
-        run_unlink(a, r);
-        if (n == c->npages) {
-            arena_detach_chunk(a, c, detached); /* wholly free: unmap rather than purge */
-            continue;
+        if (r->npages == c->npages) { /* wholly free: unmap rather than purge */
+            run_unlink(a, r);
+            arena_detach_chunk(a, c, detached);
+        } else if (purge_run(a, r) != 0) {
+            break;
         }
-        if (purge_run(a, c, h, n, freed, detached) != 0) break;
     }
     if (!force) return;
-    /* Trim also unmaps wholly free chunks that are still more than one run: fresh or purged (clean) pages next
-     * to dirty ones never merge, and a pinned chunk's dirty runs are never purged into clean ones. */
+    /* Trim also unmaps wholly free chunks that have no dirty page (fresh ones), which are not on the purge list.
+     * Free runs being maximal, such a chunk is one run. */
     for (chunk_t *c = a->chunks, *next; c; c = next) {
         next = c->next;
         if (c->free_pages != c->npages) continue;
-        for (size_t page = 0; page < c->npages; page += c->runs[page].npages) run_unlink(a, &c->runs[page]);
+        run_unlink(a, &c->runs[0]);
         arena_detach_chunk(a, c, detached);
     }
 }

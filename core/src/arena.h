@@ -1,9 +1,10 @@
 /* Arenas: where blocks come from when a thread cache is empty and go back to when it overflows.
  *
- * An arena owns chunks. Inside a chunk, page runs are split and coalesced (boundary tags in the run records);
- * free runs sit in size bins, dirty (possibly resident) apart from clean (purged). Small classes are carved
- * from slabs: runs with a free bitmap, on a per-class partial list while they have free blocks. A slab that
- * becomes empty stays a slab for reuse until purging (decay, the dirty bound, or trim) turns it back into pages.
+ * An arena owns chunks. Inside a chunk, page runs are split and coalesced (boundary tags in the page entries);
+ * free runs sit in size bins, lowest address first, and may hold resident (dirty) and purged (clean) pages
+ * together: each chunk's dirty map says which. Small classes are carved from slabs: runs with a free bitmap, on
+ * a per-class partial list while they have free blocks. A slab that becomes empty stays a slab for reuse until
+ * purging (decay, the dirty bound, or trim) turns it back into pages.
  *
  * Locking: one mutex per arena guards everything here except the remote-free lists, which are lock-free
  * stacks that other threads' caches push chains of blocks onto; the arena's own threads take them back in one
@@ -28,13 +29,13 @@ typedef struct arena {
     _Atomic unsigned nthreads;          /* thread caches bound here (for least-used binding) */
     chunk_t *chunks;
     run_t *partial[SC_NSMALL];          /* slabs with at least one free block                */
-    run_t *bins[2][ARENA_BINS];         /* [dirty][bin] free runs                             */
-    uint64_t nonempty[2][ARENA_BINS / 64];
+    run_t *bins[ARENA_BINS];            /* free runs by size: heaps ordered by address        */
+    uint64_t nonempty[ARENA_BINS / 64];
     run_t *timed_head, *timed_tail;     /* purge candidates, roughly oldest first             */
     run_t *empty_head, *empty_tail;     /* slabs with every block free, oldest first: kept for
                                            reuse until purged like dirty pages                 */
     uint64_t empty_pages;               /* pages of those slabs                               */
-    uint64_t dirty_pages;               /* free pages not purged                              */
+    uint64_t dirty_pages;               /* free pages not purged: the bits of the dirty maps  */
     uint64_t active_pages;              /* pages in slabs and allocated runs                  */
     uint64_t nchunks;
     _Atomic(void *) remote[SC_COUNT];   /* chains of blocks freed by other threads' caches     */

@@ -69,16 +69,19 @@ static void chunk_record_free(chunk_t *c)
 }
 
 /* Metadata of an arena chunk: the chunk record, then page entries, then run records, which start on a cache
- * line (absolute, not relative to the offset record) so that a record's hot fields share one line. */
+ * line (absolute, not relative to the offset record) so that a record's hot fields share one line, then the
+ * dirty map. All of it starts zero (fresh pages): no run, nothing dirty. */
 static chunk_t *chunk_meta_new(unsigned npages)
 {
     size_t size = sizeof(chunk_t) + npages * sizeof(uint32_t);
     size_t runs_off = ohm_align_up(CHUNK_RECORD_OFFSET + size, 64) - CHUNK_RECORD_OFFSET;
-    size = runs_off + npages * sizeof(run_t);
+    size_t dirty_off = runs_off + npages * sizeof(run_t);
+    size = dirty_off + (npages + 63) / 64 * sizeof(uint64_t);
     chunk_t *c = chunk_record_alloc(size);
     if (!c) return NULL;
     c->npages = npages;
     c->runs = (run_t *)((char *)c + runs_off);
+    c->dirty = (uint64_t *)((char *)c + dirty_off);
     return c;
 }
 

@@ -25,15 +25,19 @@ typedef struct run run_t;
 struct run {
     uint32_t npages;
     uint8_t state;
-    uint8_t dirty;          /* free runs: pages may be resident (not purged)                  */
     uint8_t cls;            /* slabs and large runs                                            */
     uint8_t timed;          /* free runs: on the arena's purge (time) list                     */
     uint16_t nfree;         /* slabs: free blocks                                              */
+    uint32_t ndirty;        /* free runs: pages that may be resident (set in the chunk's map)  */
     struct chunk *chunk;    /* set whenever the record becomes a head                          */
-    run_t *next, *prev;     /* free-run bin, or the arena's partial-slab list                  */
+    run_t *next, *prev;     /* free runs: siblings in their bin's heap (prev is the parent of a
+                               first child); slabs: the arena's partial-slab list              */
     run_t *tnext, *tprev;   /* purge list, oldest first                                        */
     uint64_t freed_ms;      /* free runs: when they became free (decay)                        */
-    uint64_t bitmap[SC_SLAB_WORDS]; /* slabs: 1 = free block                                   */
+    union {
+        uint64_t bitmap[SC_SLAB_WORDS]; /* slabs: 1 = free block                               */
+        run_t *child;                   /* free runs: first child in their bin's heap          */
+    };
 };
 
 /* Two cache lines: everything run operations touch in the first, the slab bitmap in the second. */
@@ -53,6 +57,7 @@ typedef struct chunk {
     size_t usable;          /* huge: bytes the caller may use                                   */
     struct chunk *next, *prev; /* arena's chunk list, or the pool's huge list                   */
     run_t *runs;               /* run records, one per page (arena chunks)                       */
+    uint64_t *dirty;           /* a bit per page: free and possibly resident (arena chunks)      */
     size_t meta_size;
     _Atomic uint32_t pages[];  /* page entries (arena chunks): inline, so free() loads no pointer */
 } chunk_t;

@@ -352,6 +352,186 @@ static void test_trim_unmaps_every_chunk_of_an_emptied_pool(void)
     ohm_pool_destroy(pool);
 }
 
+/* ---- dirty and clean neighbours, and the order of reuse ---- */
+
+/* Frees p and purges every free page (trim), so that p's pages are clean while the rest of the chunk lives on. */
+static void free_and_purge(ohm_pool *pool, void *p)
+{
+    CHECK_EQ_INT(ohm_pool_free(pool, p), OHM_OK);
+    CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
+}
+
+static void test_a_wholly_free_chunk_serves_a_chunk_sized_request(void)
+{
+    ohm_pool *pool = make_pool();
+    if (!pool) return;
+    /* freed pages (dirty) beside pages never handed out (clean): the chunk is wholly free */
+    char *p = alloc_ok(pool, 1 * MIB);
+    if (!p) return;
+    memset(p, 1, 1 * MIB);
+    CHECK_EQ_INT(ohm_pool_free(pool, p), OHM_OK);
+    CHECK_EQ_U64(fixture_stats(pool, -1).dirty_bytes, 1 * MIB);
+    char *whole = alloc_ok(pool, CHUNK);
+    CHECK(whole == p);
+    ohm_pool_stats st = fixture_stats(pool, -1);
+    CHECK_EQ_U64(st.chunks, 1);
+    CHECK_EQ_U64(st.chunks_mapped, 1);
+    CHECK_EQ_U64(st.mapped_bytes, CHUNK);
+    CHECK_EQ_U64(st.dirty_bytes, 0);
+    CHECK_EQ_INT(ohm_pool_free(pool, whole), OHM_OK);
+    CHECK_EQ_U64(fixture_stats(pool, -1).dirty_bytes, CHUNK);
+
+    /* purged, dirty and fresh pages together: a request larger than any clean stretch still fits */
+    CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
+    char *a = alloc_ok(pool, 1 * MIB), *b = alloc_ok(pool, 1 * MIB);
+    if (!a || !b) return;
+    CHECK(b == a + 1 * MIB);
+    memset(a, 2, 1 * MIB);
+    memset(b, 3, 1 * MIB);
+    free_and_purge(pool, a);                  /* [a: clean][b: live][2 MiB never used] */
+    CHECK_EQ_INT(ohm_pool_free(pool, b), OHM_OK); /* [a: clean][b: dirty][2 MiB clean] */
+    CHECK_EQ_U64(fixture_stats(pool, -1).dirty_bytes, 1 * MIB);
+    char *big = alloc_ok(pool, 3 * MIB);
+    CHECK(big == a);
+    st = fixture_stats(pool, -1);
+    CHECK_EQ_U64(st.chunks, 1);
+    CHECK_EQ_U64(st.chunks_mapped, 2); /* the trim above unmapped the first one; nothing more was mapped */
+    CHECK_EQ_U64(st.mapped_bytes, CHUNK);
+    CHECK_EQ_INT(ohm_pool_free(pool, big), OHM_OK);
+    ohm_pool_destroy(pool);
+}
+
+static void test_dirty_and_clean_neighbours_merge(void)
+{
+    ohm_pool *pool = make_pool();
+    if (!pool) return;
+    char *a = alloc_ok(pool, RUN_SIZE), *b = alloc_ok(pool, RUN_SIZE), *fence = alloc_ok(pool, RUN_SIZE);
+    if (!a || !b || !fence) return;
+    CHECK(b == a + RUN_SIZE);
+    CHECK(fence == b + RUN_SIZE);
+    memset(a, 1, 2 * RUN_SIZE);
+    uint32_t npages = chunk_of(a)->npages;
+
+    /* a clean run on the right of a dirty one */
+    free_and_purge(pool, b);
+    CHECK_EQ_INT(ohm_pool_free(pool, a), OHM_OK);
+    CHECK_EQ_U64(fixture_stats(pool, -1).dirty_bytes, RUN_SIZE);
+    char *d = alloc_ok(pool, 2 * RUN_SIZE);
+    CHECK(d == a);
+    CHECK_EQ_U64(free_pages_of(a), npages - 3 * RUN_SIZE_PAGES);
+    CHECK_EQ_U64(fixture_stats(pool, -1).dirty_bytes, 0);
+    CHECK_EQ_INT(ohm_pool_free(pool, d), OHM_OK);
+
+    /* and on its left */
+    a = alloc_ok(pool, RUN_SIZE), b = alloc_ok(pool, RUN_SIZE);
+    if (!a || !b) return;
+    CHECK(a == d);
+    CHECK(b == a + RUN_SIZE);
+    free_and_purge(pool, a);
+    CHECK_EQ_INT(ohm_pool_free(pool, b), OHM_OK);
+    d = alloc_ok(pool, 2 * RUN_SIZE);
+    CHECK(d == a);
+    CHECK_EQ_INT(ohm_pool_free(pool, d), OHM_OK);
+
+    /* the fence gone, everything is one free run again: the whole chunk */
+    CHECK_EQ_INT(ohm_pool_free(pool, fence), OHM_OK);
+    CHECK_EQ_U64(free_pages_of(a), npages);
+    char *whole = alloc_ok(pool, CHUNK);
+    CHECK(whole == a);
+    CHECK_EQ_U64(fixture_stats(pool, -1).chunks_mapped, 1);
+    ohm_pool_free(pool, whole);
+    ohm_pool_destroy(pool);
+}
+
+static void test_equal_size_runs_are_reused_lowest_address_first(void)
+{
+    enum { N = 8 };
+    ohm_pool *pool = make_pool();
+    if (!pool) return;
+    char *run[N], *fence[N];
+    for (unsigned i = 0; i < N; i++) { /* a live fence after each run keeps the freed runs apart */
+        run[i] = alloc_ok(pool, RUN_SIZE);
+        fence[i] = alloc_ok(pool, RUN_SIZE);
+        if (!run[i] || !fence[i]) return;
+        CHECK(i == 0 || run[i] == fence[i - 1] + RUN_SIZE);
+    }
+    static const unsigned order[N] = {5, 2, 7, 0, 3, 6, 1, 4};
+    for (unsigned i = 0; i < N; i++) CHECK_EQ_INT(ohm_pool_free(pool, run[order[i]]), OHM_OK);
+    for (unsigned i = 0; i < N; i++) {
+        char *p = alloc_ok(pool, RUN_SIZE);
+        if (!CHECK(p == run[i])) fprintf(stderr, "  allocation %u got %p, want %p\n", i, (void *)p, (void *)run[i]);
+    }
+
+    /* whether the pages are resident or purged does not change the order */
+    free_and_purge(pool, run[1]);
+    free_and_purge(pool, run[3]);
+    CHECK_EQ_INT(ohm_pool_free(pool, run[2]), OHM_OK);
+    CHECK_EQ_INT(ohm_pool_free(pool, run[0]), OHM_OK);
+    for (unsigned i = 0; i < 4; i++) CHECK(alloc_ok(pool, RUN_SIZE) == run[i]);
+
+    for (unsigned i = 0; i < N; i++) ohm_pool_free(pool, run[i]), ohm_pool_free(pool, fence[i]);
+    CHECK_EQ_U64(free_pages_of(run[0]), chunk_of(run[0])->npages);
+    ohm_pool_destroy(pool);
+}
+
+/* Checks the stats of a one-chunk pool: dirty_bytes is exactly dirty_pages, and resident_bytes counts the live
+ * and the dirty pages only (purged and never-used free pages are not resident). */
+static void check_dirty(ohm_pool *pool, size_t dirty_pages, size_t live_pages)
+{
+    ohm_pool_stats st = fixture_stats(pool, -1);
+    CHECK_EQ_U64(st.dirty_bytes, dirty_pages * OHM_PAGE);
+    CHECK_EQ_U64(st.resident_bytes, (dirty_pages + live_pages) * OHM_PAGE);
+}
+
+static void test_dirty_bytes_stay_exact_through_merges_splits_and_purges(void)
+{
+    ohm_pool *pool = make_pool();
+    if (!pool) return;
+    const size_t R = RUN_SIZE_PAGES;
+    char *a = alloc_ok(pool, RUN_SIZE), *b = alloc_ok(pool, RUN_SIZE), *c = alloc_ok(pool, RUN_SIZE);
+    char *fence = alloc_ok(pool, RUN_SIZE);
+    if (!a || !b || !c || !fence) return;
+    memset(a, 1, 4 * RUN_SIZE);
+    check_dirty(pool, 0, 4 * R);
+    free_and_purge(pool, b);
+    check_dirty(pool, 0, 3 * R);
+    CHECK_EQ_U64(fixture_stats(pool, -1).purged_bytes, RUN_SIZE);
+
+    /* [a dirty][b clean][c dirty] merge into one free run holding 2 runs' worth of dirty pages */
+    CHECK_EQ_INT(ohm_pool_free(pool, a), OHM_OK);
+    CHECK_EQ_INT(ohm_pool_free(pool, c), OHM_OK);
+    check_dirty(pool, 2 * R, R);
+    CHECK_EQ_U64(free_pages_of(a), chunk_of(a)->npages - R);
+
+    /* split again run by run: each piece takes exactly its own dirty pages with it */
+    CHECK(alloc_ok(pool, RUN_SIZE) == a);
+    check_dirty(pool, R, 2 * R);
+    CHECK(alloc_ok(pool, RUN_SIZE) == b);
+    check_dirty(pool, R, 3 * R);
+    CHECK(alloc_ok(pool, RUN_SIZE) == c);
+    check_dirty(pool, 0, 4 * R);
+
+    /* a purge of a merged run counts only the pages that were dirty */
+    CHECK_EQ_INT(ohm_pool_free(pool, b), OHM_OK);
+    free_and_purge(pool, a);
+    check_dirty(pool, 0, 2 * R);
+    CHECK_EQ_U64(fixture_stats(pool, -1).purged_bytes, 3 * RUN_SIZE);
+    CHECK_EQ_INT(ohm_pool_free(pool, c), OHM_OK);
+    check_dirty(pool, R, R);
+    CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
+    check_dirty(pool, 0, R);
+    CHECK_EQ_U64(fixture_stats(pool, -1).purged_bytes, 4 * RUN_SIZE);
+    CHECK_EQ_U64(fixture_resident_pages(a, 3 * RUN_SIZE), 0);
+
+    CHECK_EQ_INT(ohm_pool_free(pool, fence), OHM_OK);
+    check_dirty(pool, R, 0);
+    CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
+    ohm_pool_stats st = fixture_stats(pool, -1);
+    CHECK_EQ_U64(st.mapped_bytes, 0);
+    CHECK_EQ_U64(st.dirty_bytes, 0);
+    ohm_pool_destroy(pool);
+}
+
 int main(void)
 {
     ohm__init(); /* white-box checks read the class tables before any pool exists */
@@ -362,5 +542,9 @@ int main(void)
     RUN(test_partial_slab_keeps_its_pages);
     RUN(test_freed_pages_stay_dirty_until_trim_purges_them);
     RUN(test_trim_unmaps_every_chunk_of_an_emptied_pool);
+    RUN(test_a_wholly_free_chunk_serves_a_chunk_sized_request);
+    RUN(test_dirty_and_clean_neighbours_merge);
+    RUN(test_equal_size_runs_are_reused_lowest_address_first);
+    RUN(test_dirty_bytes_stay_exact_through_merges_splits_and_purges);
     return check_summary();
 }

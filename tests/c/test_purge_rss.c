@@ -221,6 +221,40 @@ static void test_background_purger_gives_pages_back_without_calls(void)
     CHECK_EQ_INT(ohm_pool_destroy(pool), OHM_OK);
 }
 
+/* A dirty run freed between two purged ones merges with them; the decay purge then gives back (and counts)
+ * only its own pages, and the chunk, wholly free once the last block goes, is unmapped on the free path. */
+static void test_decay_purges_only_the_dirty_pages_of_a_merged_run(void)
+{
+    ohm_pool *pool = make_pool(0, false, 0);
+    if (!pool) return;
+    unsigned char *keep = ohm_pool_alloc(pool, 64), *a = ohm_pool_alloc(pool, 64 * KIB);
+    unsigned char *b = ohm_pool_alloc(pool, 64 * KIB);
+    if (!CHECK_NOT_NULL(keep) || !CHECK_NOT_NULL(a) || !CHECK_NOT_NULL(b)) return;
+    CHECK(b == a + 64 * KIB);
+    memset(a, 5, 128 * KIB);
+    CHECK_EQ_INT(ohm_pool_free(pool, a), OHM_OK); /* purged at once (delay 0) */
+    ohm_pool_stats st = fixture_stats(pool, -1);
+    CHECK_EQ_U64(st.purged_bytes, 64 * KIB);
+    CHECK_EQ_U64(st.dirty_bytes, 0);
+    CHECK_EQ_INT(ohm_pool_free(pool, b), OHM_OK); /* merges with a and the never-used rest, then is purged */
+    st = fixture_stats(pool, -1);
+    CHECK_EQ_U64(st.purged_bytes, 128 * KIB);
+    CHECK_EQ_U64(st.dirty_bytes, 0);
+    CHECK_EQ_U64(st.mapped_bytes, 4 * MIB);
+    CHECK_EQ_U64(fixture_resident_pages(a, 128 * KIB), 0);
+    /* the merged run is one: a request as large as the chunk's free pages fits without a second chunk */
+    unsigned char *big = ohm_pool_alloc(pool, 2 * MIB);
+    CHECK(big == a);
+    CHECK_EQ_U64(fixture_stats(pool, -1).chunks_mapped, 1);
+    ohm_pool_free(pool, big);
+    CHECK_EQ_INT(ohm_pool_free(pool, keep), OHM_OK);
+    st = fixture_stats(pool, -1);
+    CHECK_EQ_U64(st.mapped_bytes, 0);
+    CHECK_EQ_U64(st.dirty_bytes, 0);
+    CHECK_EQ_U64(st.chunks_unmapped, 1);
+    ohm_pool_destroy(pool);
+}
+
 int main(void)
 {
     RUN(test_trim_returns_rss_to_where_it_started);
@@ -228,5 +262,6 @@ int main(void)
     RUN(test_zero_purge_delay_purges_on_free_paths);
     RUN(test_pages_younger_than_the_purge_delay_are_kept);
     RUN(test_background_purger_gives_pages_back_without_calls);
+    RUN(test_decay_purges_only_the_dirty_pages_of_a_merged_run);
     return check_summary();
 }
