@@ -415,10 +415,11 @@ static const char *fmt_double(char *buf, size_t cap, double d)
     return buf;
 }
 
-/* Rewrites a slot holding a checked 64-bit integer as the member of t, which libffi and the direct path read
- * (on a little-endian ABI the low bytes already are; this keeps the code ABI-neutral). Returns 0. */
+/* Makes a slot holding a checked 64-bit integer hold it as the member of t, which libffi and the direct path read.
+ * On a little-endian ABI that member already is the low bytes: nothing to do, and the compiler drops the rest. */
 static inline int put_narrow(ohm_ffi_type t, slot *s)
 {
+    if (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__) return 0;
     uint64_t v = s->u64;
     switch (t) {
     case OHM_FFI_I8:  s->i8 = (int8_t)v; break;
@@ -440,32 +441,34 @@ static int put_number(const ohm_ffi_fn *fn, unsigned i, const ohm_ffi_arg *a, sl
     char num[40];
     if (a->kind != OHM_FFI_ARG_FLOAT) {
         bool neg = a->kind == OHM_FFI_ARG_INT && a->v.i < 0; /* INT is signed, UINT unsigned: the same bits */
+        if (ohm_likely(is_int(t))) { /* the common case first: an integer for an integer parameter */
+            if (ohm_unlikely(neg ? a->v.i < int_min[t] : a->v.u > int_max[t])) {
+                if (neg) snprintf(num, sizeof num, "%" PRId64, a->v.i);
+                else snprintf(num, sizeof num, "%" PRIu64, a->v.u);
+                return arg_error(fn, i, OHM_EINVAL, "(%s) out of range: %s", type_names[t], num);
+            }
+            s->u64 = a->v.u;
+            return put_narrow(t, s);
+        }
         if (t == OHM_FFI_F64) return s->f64 = neg ? (double)a->v.i : (double)a->v.u, 0;
-        if (t == OHM_FFI_F32) return s->f32 = neg ? (float)a->v.i : (float)a->v.u, 0;
-        if (ohm_unlikely(neg ? a->v.i < int_min[t] : a->v.u > int_max[t])) {
-            if (neg) snprintf(num, sizeof num, "%" PRId64, a->v.i);
-            else snprintf(num, sizeof num, "%" PRIu64, a->v.u);
-            return arg_error(fn, i, OHM_EINVAL, "(%s) out of range: %s", type_names[t], num);
-        }
-    } else {
-        double d = a->v.f;
-        if (t == OHM_FFI_F64) return s->f64 = d, 0;
-        if (t == OHM_FFI_F32) {
-            /* Converting a finite double beyond float's range is undefined in C; inf and nan convert. */
-            if (isfinite(d) && fabs(d) > FLT_MAX)
-                return arg_error(fn, i, OHM_EINVAL, "(f32) out of range: %s", fmt_double(num, sizeof num, d));
-            return s->f32 = (float)d, 0;
-        }
-        if (!isfinite(d) || d != trunc(d))
-            return arg_error(fn, i, OHM_EINVAL, "(%s) is not a whole number: %s", type_names[t],
-                             fmt_double(num, sizeof num, d));
-        /* int_min and int_max as doubles are exact or round up to the next power of two, which is out of range */
-        if (d < (double)int_min[t] || d >= (double)int_max[t] + 1.0)
-            return arg_error(fn, i, OHM_EINVAL, "(%s) out of range: %s", type_names[t], fmt_double(num, sizeof num, d));
-        if (d >= 0) return s->u64 = (uint64_t)d, put_narrow(t, s);
-        return s->i64 = (int64_t)d, put_narrow(t, s);
+        return s->f32 = neg ? (float)a->v.i : (float)a->v.u, 0;
     }
-    s->u64 = a->v.u; /* in range: the slot member of t is the low bits, as put_narrow reads them back */
+    double d = a->v.f;
+    if (t == OHM_FFI_F64) return s->f64 = d, 0;
+    if (t == OHM_FFI_F32) {
+        /* Converting a finite double beyond float's range is undefined in C; inf and nan convert. */
+        if (isfinite(d) && fabs(d) > FLT_MAX)
+            return arg_error(fn, i, OHM_EINVAL, "(f32) out of range: %s", fmt_double(num, sizeof num, d));
+        return s->f32 = (float)d, 0;
+    }
+    if (!isfinite(d) || d != trunc(d))
+        return arg_error(fn, i, OHM_EINVAL, "(%s) is not a whole number: %s", type_names[t],
+                         fmt_double(num, sizeof num, d));
+    /* int_min and int_max as doubles are exact or round up to the next power of two, which is out of range */
+    if (d < (double)int_min[t] || d >= (double)int_max[t] + 1.0)
+        return arg_error(fn, i, OHM_EINVAL, "(%s) out of range: %s", type_names[t], fmt_double(num, sizeof num, d));
+    if (d >= 0) s->u64 = (uint64_t)d;
+    else s->i64 = (int64_t)d;
     return put_narrow(t, s);
 }
 
