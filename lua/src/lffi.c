@@ -21,6 +21,7 @@
  */
 #include "lohm.h"
 
+#include <stdio.h>
 #include <string.h>
 
 typedef struct lfflib {
@@ -113,6 +114,17 @@ static int l_fn_gc(lua_State *L)
 
 static bool push_closure_code(lua_State *L, int i, ohm_ffi_arg *a);
 
+/* A failed call: the bridge's argument errors name the function already ("memset: argument 3 (u64) out of range:
+ * -1") and are raised as they are; anything else gets the function's name in front, as lohm_fail does. */
+static int fn_fail(lua_State *L, int rc, const char *name)
+{
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", ohm_bind_message(rc)); /* a copy: raising allocates, a GC step may reset it */
+    size_t n = strlen(name);
+    if (ohm_bind_error_of(rc)->raise && strncmp(msg, name, n) == 0 && msg[n] == ':') return luaL_error(L, "%s", msg);
+    return lohm_fail(L, rc, name);
+}
+
 /* fn(...): arguments from index 2 on. */
 static int l_fn_call(lua_State *L)
 {
@@ -175,7 +187,7 @@ static int l_fn_call(lua_State *L)
     lua_State *prev = lohm_enter(st, L); /* closures it calls run in this state, on this Lua thread */
     int rc = ohm_ffi_call(f->fn, args, (unsigned)n, &r);
     lohm_leave(st, prev);
-    if (rc) return lohm_fail(L, rc, ohm_ffi_name(f->fn));
+    if (rc) return fn_fail(L, rc, ohm_ffi_name(f->fn));
     switch (ohm_ffi_ret_type(f->fn)) {
     case OHM_FFI_VOID: return 0;
     case OHM_FFI_I8: case OHM_FFI_I16: case OHM_FFI_I32: case OHM_FFI_I64:

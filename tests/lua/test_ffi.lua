@@ -33,7 +33,8 @@ local function misuse_rows()
     T.eq(memset(b, 0x61, 16) ~= nil, true)
     T.eq(b:readstring(0, 2), "aa")
   end
-  T.raises("memset: argument 3 (u64) out of range: -1", memset, b, 0, -1)
+  local msg = T.raises("memset: argument 3 (u64) out of range: -1", memset, b, 0, -1)
+  T.eq(msg, "memset: argument 3 (u64) out of range: -1", "the function named once")
   T.eq(b:readu8(0), 0, "nothing was written")
   usable()
   T.raises("memset: argument 3 (u64) out of range: -9223372036854775808", memset, b, 0, math.mininteger)
@@ -64,6 +65,16 @@ local function misuse_rows()
     f(1) -- in range: runs
   end
   T.ok(ran)
+  for _, ty in ipairs({ "f32", "f64" }) do
+    local f = ohm.ffi.cast("void(" .. ty .. ")", ohm.ffi.closure("void(" .. ty .. ")", function() end))
+    T.raises("argument 1 is " .. ty .. ", got null", f, nil)
+    T.raises("argument 1 is " .. ty .. ", got a string", f, "1.5")
+    T.raises("argument 1 is " .. ty .. ", got a buffer", f, b)
+    T.raises("cannot pass a table", f, {})
+    f(-3) -- an integer by its value
+  end
+  T.raises("argument 1 (f32) out of range: 1e+39",
+    ohm.ffi.cast("void(f32)", ohm.ffi.closure("void(f32)", function() end)), 1e39)
   -- read-only buffers: a read-only mapping, shared memory opened read-only, a sealed mapping
   local path = string.format("%s/ohm-lua-ffi-%d-%d.bin", os.getenv("TMPDIR") or "/tmp", os.time(),
     math.random(1 << 30))

@@ -229,6 +229,24 @@ class FfiMisuseTest {
     }
 
     @Test
+    void floatTypesRefuseWrongKindsAndTakeIntegersByValue() {
+        try (OneArg f32 = new OneArg("f32"); OneArg f64 = new OneArg("f64"); OhmBuffer b = Ohm.allocate(8)) {
+            for (OneArg f : new OneArg[] {f32, f64}) {
+                String t = f == f32 ? "f32" : "f64";
+                f.refused(null, IllegalArgumentException.class, "f: argument 1 is " + t + ", got null");
+                f.refused("1.5", IllegalArgumentException.class, "f: argument 1 is " + t + ", got a string");
+                f.refused(b, IllegalArgumentException.class, "f: argument 1 is " + t + ", got a buffer");
+                f.refused(NativeFunction.address(8), IllegalArgumentException.class, "got a pointer");
+                assertEquals(-3.0, f.accepted(-3L));
+                assertEquals(1.8446744073709552E19, f.accepted(NativeFunction.unsigned(-1L))); // its value
+            }
+            f32.refused(1e39, IllegalArgumentException.class, "f: argument 1 (f32) out of range: 1e+39");
+            assertEquals(0.5, f32.accepted(0.5f));
+            assertEquals(Double.MAX_VALUE, f64.accepted(Double.MAX_VALUE));
+        }
+    }
+
+    @Test
     void u64TakesItsWholeRangeOnlyThroughTheUnsignedRoute() {
         try (OneArg u = new OneArg("u64"); OneArg i = new OneArg("i64")) {
             assertEquals(Long.MAX_VALUE, u.accepted(Long.MAX_VALUE));
