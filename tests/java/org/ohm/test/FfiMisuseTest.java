@@ -262,8 +262,9 @@ class FfiMisuseTest {
         }
     }
 
-    @Test
-    void pointerParametersRefuseNumbersAndWrongKinds() {
+    /** Rows whose check, if missing, would let C dereference a number or freed memory: run in a child JVM by
+     * pointerParametersRefuseNumbersAndWrongKinds, where a failed assertion is what the child throws. */
+    static void pointerMisuseRows() {
         try (NativeLibrary libc = NativeLibrary.open("libc.so.6");
              NativeFunction memset = libc.function("memset", "ptr(ptr, int, size)");
              NativeFunction memchr = libc.function("memchr", "cptr(cptr, int, size)");
@@ -292,6 +293,13 @@ class FfiMisuseTest {
             e = assertThrows(IllegalStateException.class, () -> memchr.invoke(dead, 0, 1L));
             assertTrue(e.getMessage().contains("memchr: argument 1"), e.getMessage());
         }
+    }
+
+    @Test
+    void pointerParametersRefuseNumbersAndWrongKinds() {
+        ChildJvm.Outcome o = ChildJvm.run(FfiMisuseTest.class, "pointerMisuseRows");
+        assertNull(o.thrown(), "pointerMisuseRows: " + o.thrown() + ": " + o.message());
+        assertEquals("", o.stderr(), "the child printed to stderr");
     }
 
     @Test
