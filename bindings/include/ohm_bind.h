@@ -205,21 +205,32 @@ OHM_API int ohm_bind_evict(void *evictor, const char *block_id, ohm_buf *buf);
  * Signature grammar (whitespace is free):
  *     signature := type '(' [ type { ',' type } ] ')'        e.g. "i32(ptr, u64, str)", "void()"
  *     type      := 'void' (return only) | 'i8' | 'u8' | 'i16' | 'u16' | 'i32' | 'u32' | 'i64' | 'u64'
- *                | 'f32' | 'f64' | 'ptr' | 'str'
+ *                | 'f32' | 'f64' | 'ptr' | 'cptr' | 'str'
  *                | aliases: 'char'=i8 'short'=i16 'int'=i32 'uint'=u32 'long'=i64 'ulong'=u64
  *                  'size'=u64 'ssize'=i64 'float'=f32 'double'=f64 'bool'=u8 (LP64)
- * 'ptr' takes a buffer (its data pointer plus an optional offset, zero-copy), a raw address or NULL; 'str'
- * takes a NUL-terminated host string or a buffer; as a return type 'ptr' gives an address and 'str' a
- * pointer to a NUL-terminated string (NULL for a NULL return) that the host copies. At most 32 arguments;
- * variadic functions are not supported.
+ * Pointer parameters, by what C may do through them:
+ *  - 'ptr' (void *: C may write) takes a writable buffer (its data pointer plus an optional offset,
+ *    zero-copy), a raw address or NULL. Never a host string (C would write into the host's copy) and never a
+ *    read-only buffer (ohm_buf_readonly: a read-only mapping or a sealed buffer, whose pages fault on a write).
+ *  - 'cptr' (const void *: C only reads) takes the same, a read-only buffer, or a host string's bytes.
+ *  - 'str' (const char *) takes a NUL-terminated host string, any buffer (with a NUL before its end), a raw
+ *    address or NULL. It is read-only by nature, so read-only buffers are accepted.
+ * NULL reaches every pointer parameter as C's NULL: whether the function accepts it is the function's contract.
+ * As a return type 'ptr' and 'cptr' give an address and 'str' a pointer to a NUL-terminated string (NULL for a
+ * NULL return) that the host copies. At most 32 arguments; variadic functions are not supported.
+ *
+ * Integers from a host are checked against the parameter's type, sign and width, here and nowhere else: a host
+ * passes a signed 64-bit integer (Java long, lua_Integer) as OHM_FFI_ARG_INT, so a u64 parameter takes 0 ..
+ * 2^63-1 that way and a negative value is an error, never 2^64-1; the upper half of u64 needs an explicit
+ * unsigned value (OHM_FFI_ARG_UINT) or a whole float.
  * ------------------------------------------------------------------------------------------------------- */
 
 #define OHM_FFI_MAX_ARGS 32
 
 typedef enum ohm_ffi_type {
     OHM_FFI_VOID = 0, OHM_FFI_I8, OHM_FFI_U8, OHM_FFI_I16, OHM_FFI_U16, OHM_FFI_I32, OHM_FFI_U32,
-    OHM_FFI_I64, OHM_FFI_U64, OHM_FFI_F32, OHM_FFI_F64, OHM_FFI_PTR, OHM_FFI_STR
-} ohm_ffi_type;
+    OHM_FFI_I64, OHM_FFI_U64, OHM_FFI_F32, OHM_FFI_F64, OHM_FFI_PTR, OHM_FFI_STR, OHM_FFI_CPTR
+} ohm_ffi_type; /* hosts mirror these numbers (NativeFunction.java): append, never renumber */
 
 typedef struct ohm_ffi_lib ohm_ffi_lib;   /* a dlopen'ed library                                      */
 typedef struct ohm_ffi_fn ohm_ffi_fn;     /* a function with a prepared call interface                 */
@@ -246,13 +257,16 @@ OHM_API int ohm_ffi_parse(const char *signature, ohm_ffi_type *ret, ohm_ffi_type
 
 /* An argument as the host passes it. */
 typedef enum ohm_ffi_arg_kind {
-    OHM_FFI_ARG_INT = 0,  /* v.i: any integer type (range-checked against it), or a float type           */
-    OHM_FFI_ARG_FLOAT,    /* v.f: f32/f64 (an integer type accepts it only if it is a whole number)      */
-    OHM_FFI_ARG_STR,      /* str: NUL-terminated, for str or ptr parameters                              */
-    OHM_FFI_ARG_BUF,      /* buf + off: the buffer's data at off (checked), for ptr or str parameters;
-                             the buffer is retained for the call's duration                            */
-    OHM_FFI_ARG_PTR,      /* v.p: a raw address (NULL allowed), for ptr or str parameters                */
-    OHM_FFI_ARG_NULL      /* NULL, for ptr or str parameters                                             */
+    OHM_FFI_ARG_INT = 0,  /* v.i: a signed host integer, for any integer type (sign and range checked against
+                             it: -1 is out of range for u64) or a float type                              */
+    OHM_FFI_ARG_FLOAT,    /* v.f: f32/f64 (an integer type accepts it only if it is a whole number in range) */
+    OHM_FFI_ARG_STR,      /* str: NUL-terminated, for str or cptr parameters (never ptr: C may write)    */
+    OHM_FFI_ARG_BUF,      /* buf + off: the buffer's data at off (checked), for pointer parameters; a
+                             read-only buffer only for cptr or str; retained for the call's duration    */
+    OHM_FFI_ARG_PTR,      /* v.p: a raw address (NULL allowed), for pointer parameters                  */
+    OHM_FFI_ARG_NULL,     /* NULL, for pointer parameters                                               */
+    OHM_FFI_ARG_UINT      /* v.u: an unsigned host integer (Java's NativeFunction.unsigned): the whole
+                             u64 range; checked against the type like INT                               */
 } ohm_ffi_arg_kind;
 
 typedef struct ohm_ffi_arg {
@@ -265,9 +279,10 @@ typedef struct ohm_ffi_arg {
 
 /* Calls fn with nargs arguments; the result goes to *ret as ohm_bind_value (i/u by signedness, f, p; nothing
  * for void). Errors, all before the call is made: OHM_EINVAL for a wrong argument count or an argument whose
- * kind does not fit its type or whose value is out of range ("crc32: argument 2 is ptr, got a number"),
- * OHM_ESTATE/OHM_ERANGE for a released buffer or an offset past its end (a 'str' parameter given a buffer also
- * needs a NUL before the buffer's end). After the call: the first failure of a closure it called, with the
+ * kind does not fit its type ("crc32: argument 2 is ptr, got a number"; "memset: argument 1 is ptr
+ * (writable), got a read-only buffer; declare it cptr") or whose value is out of range for it, sign included
+ * ("memset: argument 3 (u64) out of range: -1"), OHM_ESTATE/OHM_ERANGE for a released buffer or an offset past
+ * its end (a 'str' parameter given a buffer also needs a NUL before the buffer's end). After the call: the first failure of a closure it called, with the
  * closure's code (OHM_ECALLBACK when the closure could not run on this thread) and message ("closure
  * 'i32(ptr, ptr)' failed: ..."). Thread-safe; a function may be called concurrently. */
 OHM_API int ohm_ffi_call(const ohm_ffi_fn *fn, const ohm_ffi_arg *args, unsigned nargs, ohm_bind_value *ret);
@@ -282,6 +297,10 @@ OHM_API ohm_ffi_closure *ohm_ffi_closure_create(ohm_bind_host *h, const char *si
 OHM_API void *ohm_ffi_closure_code(const ohm_ffi_closure *c);
 OHM_API const ohm_ffi_fn *ohm_ffi_closure_sig(const ohm_ffi_closure *c);
 OHM_API void ohm_ffi_closure_free(ohm_ffi_closure *c);
+/* Whether the calling thread is inside ohm_ffi_call, so that a closure's failure here will fail that call and
+ * reach its host. false on a thread C started itself, or when C calls a closure outside any call: a host then
+ * has nobody to hand the failure to and must report it itself (the JVM logs it). */
+OHM_API bool ohm_ffi_in_call(void);
 
 #ifdef __cplusplus
 }

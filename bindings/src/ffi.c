@@ -39,7 +39,7 @@
 /* ---- types ---------------------------------------------------------------------------------------------- */
 
 static const char *const type_names[] = {"void", "i8",  "u8",  "i16", "u16", "i32", "u32",
-                                         "i64",  "u64", "f32", "f64", "ptr", "str"};
+                                         "i64",  "u64", "f32", "f64", "ptr", "str", "cptr"};
 #define NTYPES (sizeof type_names / sizeof type_names[0])
 
 static const struct {
@@ -51,19 +51,21 @@ static const struct {
     {"float", OHM_FFI_F32}, {"double", OHM_FFI_F64}, {"bool", OHM_FFI_U8},
 };
 
-/* Range of each integer type narrower than 64 bits, as int64 (i64/u64 take any 64 bits: they share them). */
+/* The range of each integer type: the least value (0 for unsigned types) and the greatest, as unsigned. A
+ * signed host value v fits when int_min <= v and (v < 0 or v <= int_max); an unsigned one when v <= int_max. */
 static const int64_t int_min[NTYPES] = {
-    [OHM_FFI_I8] = INT8_MIN, [OHM_FFI_I16] = INT16_MIN, [OHM_FFI_I32] = INT32_MIN,
+    [OHM_FFI_I8] = INT8_MIN, [OHM_FFI_I16] = INT16_MIN, [OHM_FFI_I32] = INT32_MIN, [OHM_FFI_I64] = INT64_MIN,
 };
-static const int64_t int_max[NTYPES] = {
+static const uint64_t int_max[NTYPES] = {
     [OHM_FFI_I8] = INT8_MAX,   [OHM_FFI_U8] = UINT8_MAX,   [OHM_FFI_I16] = INT16_MAX,
     [OHM_FFI_U16] = UINT16_MAX, [OHM_FFI_I32] = INT32_MAX, [OHM_FFI_U32] = UINT32_MAX,
+    [OHM_FFI_I64] = INT64_MAX, [OHM_FFI_U64] = UINT64_MAX,
 };
 
 static inline bool is_int(ohm_ffi_type t) { return t >= OHM_FFI_I8 && t <= OHM_FFI_U64; }
 static inline bool is_wide(ohm_ffi_type t) { return t == OHM_FFI_I64 || t == OHM_FFI_U64; }
 static inline bool is_float(ohm_ffi_type t) { return t == OHM_FFI_F32 || t == OHM_FFI_F64; }
-static inline bool is_pointer(ohm_ffi_type t) { return t == OHM_FFI_PTR || t == OHM_FFI_STR; }
+static inline bool is_pointer(ohm_ffi_type t) { return t == OHM_FFI_PTR || t == OHM_FFI_STR || t == OHM_FFI_CPTR; }
 static inline bool is_signed(ohm_ffi_type t)
 {
     return t == OHM_FFI_I8 || t == OHM_FFI_I16 || t == OHM_FFI_I32 || t == OHM_FFI_I64;
@@ -84,6 +86,7 @@ static ffi_type *ffi_type_of(ohm_ffi_type t)
     case OHM_FFI_F32:  return &ffi_type_float;
     case OHM_FFI_F64:  return &ffi_type_double;
     case OHM_FFI_PTR:
+    case OHM_FFI_CPTR:
     case OHM_FFI_STR:  return &ffi_type_pointer;
     }
     return NULL;
@@ -370,6 +373,7 @@ static const char *kind_name(ohm_ffi_arg_kind k)
 {
     switch (k) {
     case OHM_FFI_ARG_INT:
+    case OHM_FFI_ARG_UINT:
     case OHM_FFI_ARG_FLOAT: return "a number";
     case OHM_FFI_ARG_STR:   return "a string";
     case OHM_FFI_ARG_BUF:   return "a buffer";
@@ -411,55 +415,68 @@ static const char *fmt_double(char *buf, size_t cap, double d)
     return buf;
 }
 
-/* A number for a numeric parameter t: integers range-checked, floats into integers only when whole. */
-static int put_number(const ohm_ffi_fn *fn, unsigned i, const ohm_ffi_arg *a, slot *s)
+/* Makes a slot holding a checked 64-bit integer hold it as the member of t, which libffi and the direct path read.
+ * On a little-endian ABI that member already is the low bytes: nothing to do, and the compiler drops the rest. */
+static inline int put_narrow(ohm_ffi_type t, slot *s)
 {
-    ohm_ffi_type t = fn->args[i];
-    int64_t v;
-    if (a->kind == OHM_FFI_ARG_INT) {
-        if (t == OHM_FFI_F64) return s->f64 = (double)a->v.i, 0;
-        if (t == OHM_FFI_F32) return s->f32 = (float)a->v.i, 0;
-        if (is_wide(t)) return s->u64 = a->v.u, 0; /* i64 and u64 share the 64 bits (ohm_bind_value) */
-        v = a->v.i;
-    } else {
-        double d = a->v.f;
-        char num[40];
-        if (t == OHM_FFI_F64) return s->f64 = d, 0;
-        if (t == OHM_FFI_F32) {
-            /* Converting a finite double beyond float's range is undefined in C; inf and nan convert. */
-            if (isfinite(d) && fabs(d) > FLT_MAX)
-                return arg_error(fn, i, OHM_EINVAL, "(f32) out of range: %s", fmt_double(num, sizeof num, d));
-            return s->f32 = (float)d, 0;
-        }
-        if (!isfinite(d) || d != trunc(d))
-            return arg_error(fn, i, OHM_EINVAL, "(%s) is not a whole number: %s", type_names[t],
-                             fmt_double(num, sizeof num, d));
-        if (t == OHM_FFI_U64) {
-            if (d < 0 || d >= 18446744073709551616.0)
-                return arg_error(fn, i, OHM_EINVAL, "(u64) out of range: %s", fmt_double(num, sizeof num, d));
-            return s->u64 = (uint64_t)d, 0;
-        }
-        if (d < -9223372036854775808.0 || d >= 9223372036854775808.0)
-            return arg_error(fn, i, OHM_EINVAL, "(%s) out of range: %s", type_names[t], fmt_double(num, sizeof num, d));
-        v = (int64_t)d;
-        if (t == OHM_FFI_I64) return s->i64 = v, 0;
-    }
-    if (ohm_unlikely(v < int_min[t] || v > int_max[t]))
-        return arg_error(fn, i, OHM_EINVAL, "(%s) out of range: %" PRId64, type_names[t], v);
+    if (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__) return 0;
+    uint64_t v = s->u64;
     switch (t) {
     case OHM_FFI_I8:  s->i8 = (int8_t)v; break;
     case OHM_FFI_U8:  s->u8 = (uint8_t)v; break;
     case OHM_FFI_I16: s->i16 = (int16_t)v; break;
     case OHM_FFI_U16: s->u16 = (uint16_t)v; break;
     case OHM_FFI_I32: s->i32 = (int32_t)v; break;
-    default:          s->u32 = (uint32_t)v; break;
+    case OHM_FFI_U32: s->u32 = (uint32_t)v; break;
+    default:          break; /* i64, u64: all 64 bits */
     }
     return 0;
 }
 
-/* A buffer for a ptr or str parameter: retained (the caller releases it after the call, or at once if a later
- * argument fails), then its data at off, checked as ohm_buf_span(b, off, size - off) checks it. A str
- * parameter also needs a NUL byte before the buffer's end, or the C function would read past it. */
+/* A number for a numeric parameter t: integers checked for sign and range, floats into integers only when whole
+ * and in range. */
+static int put_number(const ohm_ffi_fn *fn, unsigned i, const ohm_ffi_arg *a, slot *s)
+{
+    ohm_ffi_type t = fn->args[i];
+    char num[40];
+    if (a->kind != OHM_FFI_ARG_FLOAT) {
+        bool neg = a->kind == OHM_FFI_ARG_INT && a->v.i < 0; /* INT is signed, UINT unsigned: the same bits */
+        if (ohm_likely(is_int(t))) { /* the common case first: an integer for an integer parameter */
+            if (ohm_unlikely(neg ? a->v.i < int_min[t] : a->v.u > int_max[t])) {
+                if (neg) snprintf(num, sizeof num, "%" PRId64, a->v.i);
+                else snprintf(num, sizeof num, "%" PRIu64, a->v.u);
+                return arg_error(fn, i, OHM_EINVAL, "(%s) out of range: %s", type_names[t], num);
+            }
+            s->u64 = a->v.u;
+            return put_narrow(t, s);
+        }
+        if (t == OHM_FFI_F64) return s->f64 = neg ? (double)a->v.i : (double)a->v.u, 0;
+        return s->f32 = neg ? (float)a->v.i : (float)a->v.u, 0;
+    }
+    double d = a->v.f;
+    if (t == OHM_FFI_F64) return s->f64 = d, 0;
+    if (t == OHM_FFI_F32) {
+        /* Converting a finite double beyond float's range is undefined in C; inf and nan convert. */
+        if (isfinite(d) && fabs(d) > FLT_MAX)
+            return arg_error(fn, i, OHM_EINVAL, "(f32) out of range: %s", fmt_double(num, sizeof num, d));
+        return s->f32 = (float)d, 0;
+    }
+    if (!isfinite(d) || d != trunc(d))
+        return arg_error(fn, i, OHM_EINVAL, "(%s) is not a whole number: %s", type_names[t],
+                         fmt_double(num, sizeof num, d));
+    /* int_min and int_max as doubles are exact or round up to the next power of two, which is out of range */
+    if (d < (double)int_min[t] || d >= (double)int_max[t] + 1.0)
+        return arg_error(fn, i, OHM_EINVAL, "(%s) out of range: %s", type_names[t], fmt_double(num, sizeof num, d));
+    if (d >= 0) s->u64 = (uint64_t)d;
+    else s->i64 = (int64_t)d;
+    return put_narrow(t, s);
+}
+
+/* A buffer for a pointer parameter: retained (the caller releases it after the call, or at once if a later
+ * argument fails), then its data at off, checked as ohm_buf_span(b, off, size - off) checks it. A ptr parameter
+ * refuses read-only memory: C may write through it, and a store into a sealed or read-only mapped page is a
+ * SIGSEGV that kills a JVM. A str parameter also needs a NUL byte before the buffer's end, or the C function
+ * would read past it. */
 static int put_buffer(const ohm_ffi_fn *fn, unsigned i, const ohm_ffi_arg *a, slot *s, ohm_buf **held,
                       unsigned *nheld)
 {
@@ -468,6 +485,8 @@ static int put_buffer(const ohm_ffi_fn *fn, unsigned i, const ohm_ffi_arg *a, sl
     int rc = ohm_buf_retain(b, 1);
     if (rc) return arg_error(fn, i, rc, "(%s): %s", type_names[fn->args[i]], ohm_last_error());
     held[(*nheld)++] = b;
+    if (ohm_unlikely(fn->args[i] == OHM_FFI_PTR && ohm_buf_readonly(b)))
+        return arg_error(fn, i, OHM_EINVAL, "is ptr (writable), got a read-only buffer; declare it cptr");
     size_t size = ohm_buf_size(b);
     uint64_t off = a->off;
     rc = ohm_buf_span(b, off, off <= size ? size - off : 0, &s->p);
@@ -501,6 +520,7 @@ static void take_result(ohm_ffi_type t, const void *rv, ohm_bind_value *ret)
     case OHM_FFI_F32:  ret->f = ((const slot *)rv)->f32; break;
     case OHM_FFI_F64:  ret->f = ((const slot *)rv)->f64; break;
     case OHM_FFI_PTR:
+    case OHM_FFI_CPTR:
     case OHM_FFI_STR:  ret->p = ((const slot *)rv)->p; break;
     }
 }
@@ -573,8 +593,8 @@ int ohm_ffi_call(const ohm_ffi_fn *fn, const ohm_ffi_arg *args, unsigned nargs, 
         ohm_ffi_type t = fn->args[i];
         avals[i] = &vals[i];
         if (!is_pointer(t)) { /* a number parameter takes numbers only */
-            rc = a->kind == OHM_FFI_ARG_INT || a->kind == OHM_FFI_ARG_FLOAT ? put_number(fn, i, a, &vals[i])
-                                                                          : mismatch(fn, i, a->kind);
+            rc = a->kind <= OHM_FFI_ARG_FLOAT || a->kind == OHM_FFI_ARG_UINT ? put_number(fn, i, a, &vals[i])
+                                                                            : mismatch(fn, i, a->kind);
             continue;
         }
         switch (a->kind) {
@@ -582,8 +602,12 @@ int ohm_ffi_call(const ohm_ffi_fn *fn, const ohm_ffi_arg *args, unsigned nargs, 
         case OHM_FFI_ARG_PTR:  vals[i].p = a->v.p; break;
         case OHM_FFI_ARG_NULL: vals[i].p = NULL; break;
         case OHM_FFI_ARG_STR:
+            /* A host string is the host's (or a temporary copy of it): C may read it, never write it. */
             vals[i].p = (void *)a->str;
-            if (!a->str) rc = arg_error(fn, i, OHM_EINVAL, "(%s): string is NULL", type_names[t]);
+            if (ohm_unlikely(t == OHM_FFI_PTR))
+                rc = arg_error(fn, i, OHM_EINVAL, "is ptr (writable), got a string; pass a buffer, or declare it "
+                                                  "cptr or str");
+            else if (!a->str) rc = arg_error(fn, i, OHM_EINVAL, "(%s): string is NULL", type_names[t]);
             break;
         default: rc = mismatch(fn, i, a->kind); break;
         }
@@ -645,12 +669,13 @@ static void zero_result(ohm_ffi_type t, void *ret)
     else *(ffi_arg *)ret = 0;
 }
 
-/* The host's result into the C return slot; narrower integers are range-checked like arguments and widened
- * to a whole ffi_arg. */
+/* The host's result into the C return slot; narrower integers are range-checked like signed arguments and
+ * widened to a whole ffi_arg. An i64/u64 result is taken as its 64 bits: a host returns the upper half of u64
+ * as a negative integer (Java's unsigned longs, Lua's wrapped integers), and nothing is out of range there. */
 static int give_result(const ohm_ffi_fn *sig, ohm_bind_value v, void *ret)
 {
     ohm_ffi_type t = sig->ret;
-    if (is_int(t) && !is_wide(t) && (v.i < int_min[t] || v.i > int_max[t]))
+    if (is_int(t) && !is_wide(t) && (v.i < int_min[t] || (v.i >= 0 && (uint64_t)v.i > int_max[t])))
         return ohm__error(OHM_EINVAL, "returned %" PRId64 ", out of range for %s", v.i, type_names[t]);
     if (t == OHM_FFI_F32 && isfinite(v.f) && fabs(v.f) > FLT_MAX) {
         char num[40];
@@ -661,6 +686,7 @@ static int give_result(const ohm_ffi_fn *sig, ohm_bind_value v, void *ret)
     case OHM_FFI_F32:  *(float *)ret = (float)v.f; break;
     case OHM_FFI_F64:  *(double *)ret = v.f; break;
     case OHM_FFI_PTR:
+    case OHM_FFI_CPTR:
     case OHM_FFI_STR:  *(void **)ret = v.p; break;
     default:
         if (is_signed(t)) *(ffi_sarg *)ret = (ffi_sarg)v.i;
@@ -703,7 +729,7 @@ static void closure_entry(ffi_cif *cif, void *ret, void **cargs, void *user)
         case OHM_FFI_U64: vals[i].u = *(const uint64_t *)p; break;
         case OHM_FFI_F32: vals[i].f = *(const float *)p; break;
         case OHM_FFI_F64: vals[i].f = *(const double *)p; break;
-        default:          vals[i].p = *(void *const *)p; break; /* ptr, str: not converted */
+        default:          vals[i].p = *(void *const *)p; break; /* ptr, cptr, str: not converted */
         }
     }
     rc = c->fn(c->ctx, vals, sig->nargs, &r);
@@ -750,6 +776,8 @@ ohm_ffi_closure *ohm_ffi_closure_create(ohm_bind_host *h, const char *sig, ohm_f
     bind_host_ref(h);
     return c;
 }
+
+bool ohm_ffi_in_call(void) { return tl_frame != NULL; }
 
 void *ohm_ffi_closure_code(const ohm_ffi_closure *c) { return c ? (void *)c->sig->code : NULL; }
 const ohm_ffi_fn *ohm_ffi_closure_sig(const ohm_ffi_closure *c) { return c ? c->sig : NULL; }

@@ -3,8 +3,9 @@
  *
  * A call's arguments cross as parallel arrays (kinds, 64-bit values, buffer ids and offsets, string bytes), so a
  * call is one JNI crossing. A callback's Java exception is caught in the closure (it must not unwind through the
- * C function that called it), kept, and rethrown by the ohm_ffi_call that led to it, once the C function has
- * returned.
+ * C function that called it). On a thread inside an ohm_ffi_call it is kept and rethrown by that call once the C
+ * function has returned; on any other thread (one C started, or C calling the callback later) nothing would ever
+ * rethrow it, so it is logged (NativeCallback.uncaught) instead of kept.
  */
 #include "jni_internal.h"
 
@@ -120,6 +121,7 @@ static jlong JNICALL n_ffi_call(JNIEnv *env, jclass cls, jlong f, jintArray kind
         args[i].kind = (ohm_ffi_arg_kind)k[i];
         switch (k[i]) {
         case OHM_FFI_ARG_INT: args[i].v.i = v[i]; break;
+        case OHM_FFI_ARG_UINT: args[i].v.u = (uint64_t)v[i]; break;
         case OHM_FFI_ARG_FLOAT: memcpy(&args[i].v.f, &v[i], sizeof(double)); break;
         case OHM_FFI_ARG_PTR: args[i].v.p = H2P(void, v[i]); break;
         case OHM_FFI_ARG_NULL: break;
@@ -164,7 +166,19 @@ static jlong JNICALL n_ffi_call(JNIEnv *env, jclass cls, jlong f, jintArray kind
     return bits;
 }
 
-/* A callback: each argument's 64 bits (a double's for f32/f64, an address for ptr/str) in a long[] to
+/* The pending exception of a callback that has nobody to rethrow it: cleared, handed to NativeCallback.uncaught
+ * (which logs it and never throws), and turned into the closure's failure. */
+static int callback_uncaught(JNIEnv *env, jobject callback)
+{
+    jthrowable ex = (*env)->ExceptionOccurred(env);
+    (*env)->ExceptionClear(env);
+    (*env)->CallVoidMethod(env, callback, J.callback_uncaught, ex);
+    if ((*env)->ExceptionCheck(env)) (*env)->ExceptionClear(env); /* cannot happen; never left pending */
+    if (ex) (*env)->DeleteLocalRef(env, ex);
+    return ohm_bind_fail(OHM_ECALLBACK, "callback threw on a thread with no call to rethrow it (logged to org.ohm)");
+}
+
+/* A callback: each argument's 64 bits (a double's for f32/f64, an address for pointers and str) in a long[] to
  * NativeCallback.dispatch, whose long result is the return value's bits by the same rule. */
 static int closure_cb(void *ctx, const ohm_bind_value *args, unsigned nargs, ohm_bind_value *ret)
 {
@@ -177,7 +191,8 @@ static int closure_cb(void *ctx, const ohm_bind_value *args, unsigned nargs, ohm
     jlongArray a = (*env)->NewLongArray(env, (jsize)nargs);
     if (a) (*env)->SetLongArrayRegion(env, a, 0, (jsize)nargs, bits);
     jlong r = a ? (*env)->CallLongMethod(env, (jobject)ctx, J.callback_call, a) : 0;
-    if ((*env)->ExceptionCheck(env)) rc = jni_callback_failed(env, "callback");
+    if ((*env)->ExceptionCheck(env))
+        rc = ohm_ffi_in_call() ? jni_callback_failed(env, "callback") : callback_uncaught(env, (jobject)ctx);
     else memcpy(ret, &r, sizeof r);
     (*env)->PopLocalFrame(env, NULL);
     return rc;
@@ -242,5 +257,10 @@ static const JNINativeMethod methods[] = {
 
 int jni_register_ffi(JNIEnv *env, jclass cls)
 {
+    jclass cb = (*env)->FindClass(env, "org/ohm/NativeCallback");
+    if (!cb) return JNI_ERR;
+    J.callback_uncaught = (*env)->GetMethodID(env, cb, "uncaught", "(Ljava/lang/Throwable;)V");
+    (*env)->DeleteLocalRef(env, cb);
+    if (!J.callback_uncaught) return JNI_ERR; /* NoSuchMethodError pending */
     return (*env)->RegisterNatives(env, cls, methods, (jint)(sizeof methods / sizeof methods[0]));
 }

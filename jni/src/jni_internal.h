@@ -45,6 +45,7 @@ typedef struct jni_cache {
     jmethodID consumer_spill;    /* MemoryConsumer.spill(long, MemoryConsumer)                       */
     jmethodID mm_evict;          /* MemoryManager.evictBlock(String)                                 */
     jmethodID callback_call;     /* NativeCallback.dispatch(long[] args): the result bits            */
+    jmethodID callback_uncaught; /* NativeCallback.uncaught(Throwable): set by jni_register_ffi       */
 } jni_cache;
 
 extern jni_cache J;

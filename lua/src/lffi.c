@@ -5,10 +5,14 @@
  *   local crc32 = z:func("crc32", "u64(u64, ptr, u32)")
  *   print(crc32(0, buf, #buf))                 -- the buffer is passed zero-copy
  *
- * Arguments: integers, floats, booleans (0/1), strings (for str/ptr), buffers (their data pointer; use a
- * slice for an offset), closures (their code pointer), light userdata (raw addresses) and nil (NULL). The
- * binding layer checks each against the signature before anything is called. Results: integers, numbers,
- * light userdata for ptr (nil for NULL), a copied string for str, nothing for void.
+ * Arguments: integers, floats, booleans (0/1), strings (for str and cptr: C must not write into a Lua string),
+ * buffers (their data pointer; use a slice for an offset; a read-only one only for cptr and str), closures
+ * (their code pointer), light userdata (raw addresses) and nil (NULL). A Lua integer is signed 64-bit, and is
+ * passed as such: -1 for a u64/size parameter is an error, not 2^64-1; u64 values from 2^63 on go as whole
+ * floats (exact up to 2^53). The binding layer checks each against the signature (type, sign, width,
+ * read-only-ness) before anything is called. Results: integers (a u64 from 2^63 on wraps into the negative
+ * integers, as readu64 does), numbers, light userdata for ptr and cptr (nil for NULL), a copied string for str,
+ * nothing for void.
  *
  * A closure runs only while its state runs on the calling thread (inside an ohm call such as the ffi call that
  * leads to it); anywhere else the C caller gets a zero result and the Lua function does not run. An error in
@@ -17,6 +21,7 @@
  */
 #include "lohm.h"
 
+#include <stdio.h>
 #include <string.h>
 
 typedef struct lfflib {
@@ -109,6 +114,17 @@ static int l_fn_gc(lua_State *L)
 
 static bool push_closure_code(lua_State *L, int i, ohm_ffi_arg *a);
 
+/* A failed call: the bridge's argument errors name the function already ("memset: argument 3 (u64) out of range:
+ * -1") and are raised as they are; anything else gets the function's name in front, as lohm_fail does. */
+static int fn_fail(lua_State *L, int rc, const char *name)
+{
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", ohm_bind_message(rc)); /* a copy: raising allocates, a GC step may reset it */
+    size_t n = strlen(name);
+    if (ohm_bind_error_of(rc)->raise && strncmp(msg, name, n) == 0 && msg[n] == ':') return luaL_error(L, "%s", msg);
+    return lohm_fail(L, rc, name);
+}
+
 /* fn(...): arguments from index 2 on. */
 static int l_fn_call(lua_State *L)
 {
@@ -122,6 +138,7 @@ static int l_fn_call(lua_State *L)
     for (int i = 0; i < n; i++) {
         int idx = i + 2;
         ohm_ffi_arg *a = &args[i];
+        lbuf *u;
         switch (lua_type(L, idx)) {
         case LUA_TNUMBER:
             if (lua_isinteger(L, idx)) {
@@ -138,7 +155,8 @@ static int l_fn_call(lua_State *L)
             break;
         case LUA_TSTRING:
             a->kind = OHM_FFI_ARG_STR;
-            a->str = lua_tostring(L, idx); /* valid: the string stays on the stack during the call */
+            a->str = lua_tostring(L, idx); /* valid: the string stays on the stack during the call; the layer
+                                              passes it only to str and cptr, which C does not write */
             break;
         case LUA_TNIL:
             a->kind = OHM_FFI_ARG_NULL;
@@ -148,9 +166,12 @@ static int l_fn_call(lua_State *L)
             a->v.p = lua_touserdata(L, idx);
             break;
         case LUA_TUSERDATA:
-            if (lohm_testbuf(L, idx)) {
+            if ((u = lohm_testbuf(L, idx))) {
+                if (!u->b || ohm_buf_check(u->b, u->id) != 0)
+                    return luaL_error(L, "%s: argument %d: buffer was released (use after release or close)",
+                                      ohm_ffi_name(f->fn), i + 1);
                 a->kind = OHM_FFI_ARG_BUF;
-                a->buf = lohm_livebuf(L, idx, ohm_ffi_name(f->fn));
+                a->buf = u->b;
                 a->off = 0;
                 break;
             }
@@ -166,7 +187,7 @@ static int l_fn_call(lua_State *L)
     lua_State *prev = lohm_enter(st, L); /* closures it calls run in this state, on this Lua thread */
     int rc = ohm_ffi_call(f->fn, args, (unsigned)n, &r);
     lohm_leave(st, prev);
-    if (rc) return lohm_fail(L, rc, ohm_ffi_name(f->fn));
+    if (rc) return fn_fail(L, rc, ohm_ffi_name(f->fn));
     switch (ohm_ffi_ret_type(f->fn)) {
     case OHM_FFI_VOID: return 0;
     case OHM_FFI_I8: case OHM_FFI_I16: case OHM_FFI_I32: case OHM_FFI_I64:
@@ -178,7 +199,7 @@ static int l_fn_call(lua_State *L)
     case OHM_FFI_F32: case OHM_FFI_F64:
         lua_pushnumber(L, r.f);
         break;
-    case OHM_FFI_PTR:
+    case OHM_FFI_PTR: case OHM_FFI_CPTR:
         if (r.p) lua_pushlightuserdata(L, r.p);
         else lua_pushnil(L);
         break;
@@ -267,7 +288,7 @@ static int closure_protected(lua_State *L)
         if (t != LUA_TNUMBER) return luaL_error(L, "a closure returning a number returned a %s", luaL_typename(L, -1));
         ret->f = lua_tonumber(L, -1);
         break;
-    case OHM_FFI_PTR: case OHM_FFI_STR:
+    case OHM_FFI_PTR: case OHM_FFI_CPTR: case OHM_FFI_STR:
         if (t == LUA_TNIL) ret->p = NULL;
         else if (t == LUA_TLIGHTUSERDATA) ret->p = lua_touserdata(L, -1);
         else return luaL_error(L, "a closure returning a pointer returned a %s", luaL_typename(L, -1));

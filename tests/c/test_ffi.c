@@ -1,7 +1,9 @@
 /* The libffi bridge (ohm_bind.h, "The libffi bridge"): the signature grammar and its errors with positions,
  * libraries and symbols, calls into libc and zlib with ohm buffers passed zero-copy (results compared with
  * direct calls), strict argument checking (count, kind, integer ranges, whole floats), buffers retained for a
- * call and refcounts unchanged by every error path, return values widened per type, closures (qsort's
+ * call and refcounts unchanged by every error path, misuse refused before the call (wrong sign or width from
+ * signed and unsigned hosts, host strings and read-only buffers for writable pointers, released buffers, NULL
+ * for numbers), cptr, return values widened per type, closures (qsort's
  * comparator, every argument and return type, failures, thread refusal, ANY_THREAD attach/detach, nesting),
  * and concurrent calls of one function. */
 #include "../check.h"
@@ -12,6 +14,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zlib.h>
 
 /* ---- helpers ---- */
@@ -19,6 +22,7 @@
 static bool error_is(int rc, int code) { return CHECK_EQ_INT(rc, code) && CHECK_EQ_INT(ohm_last_error_code(), code); }
 
 static ohm_ffi_arg a_int(int64_t v) { return (ohm_ffi_arg){.kind = OHM_FFI_ARG_INT, .v.i = v}; }
+static ohm_ffi_arg a_uint(uint64_t v) { return (ohm_ffi_arg){.kind = OHM_FFI_ARG_UINT, .v.u = v}; }
 static ohm_ffi_arg a_flt(double v) { return (ohm_ffi_arg){.kind = OHM_FFI_ARG_FLOAT, .v.f = v}; }
 static ohm_ffi_arg a_str(const char *s) { return (ohm_ffi_arg){.kind = OHM_FFI_ARG_STR, .str = s}; }
 static ohm_ffi_arg a_buf(ohm_buf *b, uint64_t off)
@@ -181,6 +185,8 @@ static void call_then_write(void *p, uint64_t n, void (*cb)(void))
 
 /* ---- signatures ---- */
 
+static void parse_fails(const char *sig, const char *want);
+
 static void test_parse_accepts_the_grammar_with_free_whitespace_and_aliases(void)
 {
     ohm_ffi_type r, a[OHM_FFI_MAX_ARGS];
@@ -191,6 +197,17 @@ static void test_parse_accepts_the_grammar_with_free_whitespace_and_aliases(void
     CHECK_EQ_INT(a[0], OHM_FFI_PTR);
     CHECK_EQ_INT(a[1], OHM_FFI_U64);
     CHECK_EQ_INT(a[2], OHM_FFI_STR);
+
+    CHECK_EQ_INT(ohm_ffi_parse("cptr(cptr, ptr,str ,cptr)", &r, a, &n), 0);
+    CHECK_EQ_INT(r, OHM_FFI_CPTR); /* a read-only pointer as a return type: an address, like ptr */
+    if (CHECK_EQ_U64(n, 4)) {
+        CHECK_EQ_INT(a[0], OHM_FFI_CPTR);
+        CHECK_EQ_INT(a[1], OHM_FFI_PTR);
+        CHECK_EQ_INT(a[2], OHM_FFI_STR);
+        CHECK_EQ_INT(a[3], OHM_FFI_CPTR);
+    }
+    parse_fails("i32(cptrx)", "at 5: unknown type 'cptrx'");
+    parse_fails("i32(const ptr)", "at 5: unknown type 'const'");
 
     CHECK_EQ_INT(ohm_ffi_parse(" \tvoid ( ) \n", &r, a, &n), 0);
     CHECK_EQ_INT(r, OHM_FFI_VOID);
@@ -603,7 +620,7 @@ static void test_every_type_reaches_c_exactly(void)
     ohm_ffi_fn *fn = must_ptr((void *)take_all, "take_all", "f64(i8, u8, i16, u16, i32, u32, i64, u64, f32, f64)");
     if (!fn) return;
     ohm_ffi_arg args[] = {a_int(-128),        a_int(255),   a_int(-32768), a_int(65535), a_int(INT32_MIN),
-                          a_int(4294967295ll), a_int(INT64_MIN), {.kind = OHM_FFI_ARG_INT, .v.u = UINT64_MAX},
+                          a_int(4294967295ll), a_int(INT64_MIN), a_uint(UINT64_MAX),
                           a_flt(0.5),          a_flt(-1e300)};
     ohm_bind_value r = {0};
     CHECK_EQ_INT(ohm_ffi_call(fn, args, 10, &r), 0);
@@ -745,6 +762,225 @@ static void test_a_released_buffer_is_estate_and_an_offset_past_the_end_erange(v
     if (b) ohm_buf_release(b, 1);
     ohm_ffi_func_free(fn);
     if (self) ohm_ffi_close(self);
+}
+
+/* ---- misuse: every way a host can pass the wrong thing, refused before C runs ---- */
+
+static void never_called(void) { CHECK(!"a refused call reached C"); }
+
+/* One row: sig's only parameter given a, which must fail with want in the message. */
+static void refused(const char *sig, ohm_ffi_arg a, int code, const char *want)
+{
+    ohm_ffi_fn *fn = must_ptr((void *)never_called, "f", sig);
+    if (!fn) return;
+    ohm_ffi_arg args[] = {a};
+    call_fails(fn, args, 1, code, want, a.kind == OHM_FFI_ARG_BUF ? a.buf : NULL);
+    ohm_ffi_func_free(fn);
+}
+
+/* One row that must reach C: take_all's parameter at index pos (the others given zeros) gets a. */
+static void accepted_as(unsigned pos, ohm_ffi_arg a)
+{
+    static const char *const sig = "f64(i8, u8, i16, u16, i32, u32, i64, u64, f32, f64)";
+    ohm_ffi_fn *fn = must_ptr((void *)take_all, "take_all", sig);
+    if (!fn) return;
+    ohm_ffi_arg args[10];
+    for (unsigned i = 0; i < 10; i++) args[i] = i == pos ? a : a_int(0);
+    ohm_bind_value r = {0};
+    if (!CHECK_EQ_INT(ohm_ffi_call(fn, args, 10, &r), 0)) fprintf(stderr, "  %s\n", ohm_last_error());
+    ohm_ffi_func_free(fn);
+}
+
+static void test_every_integer_type_refuses_a_wrong_sign_or_width_from_signed_and_unsigned_hosts(void)
+{
+    /* A signed host integer (Java long, lua_Integer): negative into an unsigned type is out of range, never
+     * 2^64 - v. */
+    refused("void(u64)", a_int(-1), OHM_EINVAL, "f: argument 1 (u64) out of range: -1");
+    refused("void(size)", a_int(INT64_MIN), OHM_EINVAL, "(u64) out of range: -9223372036854775808");
+    refused("void(ulong)", a_int(-5), OHM_EINVAL, "(u64) out of range: -5");
+    refused("void(u32)", a_int(-1), OHM_EINVAL, "(u32) out of range: -1");
+    refused("void(u16)", a_int(-1), OHM_EINVAL, "(u16) out of range: -1");
+    refused("void(u8)", a_int(-1), OHM_EINVAL, "(u8) out of range: -1");
+    refused("void(bool)", a_int(-1), OHM_EINVAL, "(u8) out of range: -1");
+    refused("void(u32)", a_int(1ll << 32), OHM_EINVAL, "(u32) out of range: 4294967296");
+    refused("void(i32)", a_int(INT32_MIN - 1ll), OHM_EINVAL, "(i32) out of range: -2147483649");
+    refused("void(i16)", a_int(32768), OHM_EINVAL, "(i16) out of range: 32768");
+    refused("void(i8)", a_int(-129), OHM_EINVAL, "(i8) out of range: -129");
+    /* An unsigned host integer: above a signed type's maximum is out of range, never negative. */
+    refused("void(i64)", a_uint(1ull << 63), OHM_EINVAL, "(i64) out of range: 9223372036854775808");
+    refused("void(ssize)", a_uint(UINT64_MAX), OHM_EINVAL, "(i64) out of range: 18446744073709551615");
+    refused("void(i32)", a_uint(1u << 31), OHM_EINVAL, "(i32) out of range: 2147483648");
+    refused("void(u32)", a_uint(1ull << 32), OHM_EINVAL, "(u32) out of range: 4294967296");
+    refused("void(i16)", a_uint(32768), OHM_EINVAL, "(i16) out of range: 32768");
+    refused("void(u16)", a_uint(65536), OHM_EINVAL, "(u16) out of range: 65536");
+    refused("void(i8)", a_uint(128), OHM_EINVAL, "(i8) out of range: 128");
+    refused("void(u8)", a_uint(256), OHM_EINVAL, "(u8) out of range: 256");
+    /* Floats: the same ranges, whole numbers only. */
+    refused("void(size)", a_flt(-1.0), OHM_EINVAL, "(u64) out of range: -1");
+    refused("void(u32)", a_flt(-0.5), OHM_EINVAL, "(u32) is not a whole number: -0.5");
+    refused("void(i8)", a_flt(-129.0), OHM_EINVAL, "(i8) out of range: -129");
+    refused("void(u16)", a_flt(65536.0), OHM_EINVAL, "(u16) out of range: 65536");
+    refused("void(i32)", a_flt(2147483648.0), OHM_EINVAL, "(i32) out of range: 2147483648");
+    /* Every edge that fits reaches C. */
+    accepted_as(7, a_int(INT64_MAX));
+    CHECK_EQ_U64(seen.u64, (uint64_t)INT64_MAX);
+    accepted_as(7, a_uint(UINT64_MAX));
+    CHECK_EQ_U64(seen.u64, UINT64_MAX);
+    accepted_as(6, a_uint((uint64_t)INT64_MAX));
+    CHECK_EQ_INT(seen.i64, INT64_MAX);
+    accepted_as(6, a_int(INT64_MIN));
+    CHECK_EQ_INT(seen.i64, INT64_MIN);
+    accepted_as(0, a_uint(127));
+    CHECK_EQ_INT(seen.i8, 127);
+    accepted_as(1, a_uint(255));
+    CHECK_EQ_U64(seen.u8, 255);
+    accepted_as(5, a_uint(UINT32_MAX));
+    CHECK_EQ_U64(seen.u32, UINT32_MAX);
+    accepted_as(4, a_flt(-2147483648.0));
+    CHECK_EQ_INT(seen.i32, INT32_MIN);
+    accepted_as(9, a_uint(UINT64_MAX)); /* an unsigned integer for f64: its value, not its bits */
+    CHECK(seen.f64 == 18446744073709551615.0);
+    accepted_as(9, a_int(-3));
+    CHECK(seen.f64 == -3.0);
+}
+
+static void test_memset_with_a_negative_size_is_refused_before_the_call(void)
+{
+    ohm_ffi_lib *self = self_lib();
+    ohm_ffi_fn *fn = self ? must_func(self, "memset", "ptr(ptr, int, size)") : NULL;
+    ohm_buf *b = must_buf(16);
+    if (fn && b) {
+        ohm_ffi_arg args[] = {a_buf(b, 0), a_int(0x41), a_int(-1)}; /* as 2^64-1, memset would run off the map */
+        call_fails(fn, args, 3, OHM_EINVAL, "memset: argument 3 (u64) out of range: -1", b);
+        CHECK_EQ_INT(((unsigned char *)ohm_buf_data(b))[0], 0);
+    }
+    if (b) ohm_buf_release(b, 1);
+    ohm_ffi_func_free(fn);
+    if (self) ohm_ffi_close(self);
+}
+
+static void test_a_host_string_is_refused_for_ptr_and_taken_for_cptr_and_str(void)
+{
+    ohm_ffi_lib *self = self_lib();
+    ohm_ffi_fn *ms = self ? must_func(self, "memset", "ptr(ptr, int, size)") : NULL;
+    ohm_ffi_lib *z = ohm_ffi_open("libz.so.1");
+    ohm_ffi_fn *crc = z ? must_func(z, "crc32", "ulong(ulong, cptr, uint)") : NULL;
+    if (ms) {
+        char text[] = "a host string";
+        ohm_ffi_arg args[] = {a_str(text), a_int('x'), a_int(4)};
+        call_fails(ms, args, 3, OHM_EINVAL,
+                   "memset: argument 1 is ptr (writable), got a string; pass a buffer, or declare it cptr or str",
+                   NULL);
+        CHECK(strcmp(text, "a host string") == 0);
+    }
+    if (crc) {
+        ohm_ffi_arg args[] = {a_int(0), a_str("hello"), a_int(5)};
+        ohm_bind_value r = {0};
+        CHECK_EQ_INT(ohm_ffi_call(crc, args, 3, &r), 0);
+        CHECK_EQ_U64(r.u, crc32(0, (const Bytef *)"hello", 5));
+        ohm_ffi_arg null_str[] = {a_int(0), a_str(NULL), a_int(0)};
+        call_fails(crc, null_str, 3, OHM_EINVAL, "crc32: argument 2 (cptr): string is NULL", NULL);
+        ohm_ffi_arg null_buf[] = {a_int(0), a_buf(NULL, 0), a_int(0)};
+        call_fails(crc, null_buf, 3, OHM_EINVAL, "crc32: argument 2 (cptr): buffer is NULL", NULL);
+        ohm_ffi_arg null_ptr[] = {a_int(0), a_null(), a_int(0)}; /* NULL itself is C's to judge */
+        CHECK_EQ_INT(ohm_ffi_call(crc, null_ptr, 3, &r), 0);
+        CHECK_EQ_U64(r.u, crc32(0, NULL, 0));
+    }
+    ohm_ffi_func_free(crc);
+    ohm_ffi_func_free(ms);
+    if (z) ohm_ffi_close(z);
+    if (self) ohm_ffi_close(self);
+}
+
+/* ptr refuses b (and a slice of it) naming cptr; cptr and str take it, zero-copy. */
+static void read_only_rows(ohm_buf *b)
+{
+    ohm_ffi_lib *self = self_lib();
+    ohm_ffi_fn *ms = self ? must_func(self, "memset", "ptr(ptr, int, size)") : NULL;
+    ohm_ffi_fn *chr = self ? must_func(self, "memchr", "cptr(cptr, int, size)") : NULL;
+    ohm_ffi_fn *len = self ? must_func(self, "strlen", "size(str)") : NULL;
+    if (ms && chr && len) {
+        CHECK(ohm_buf_readonly(b));
+        unsigned char first = ((unsigned char *)ohm_buf_data(b))[0];
+        ohm_ffi_arg args[] = {a_buf(b, 0), a_int(0), a_int(1)};
+        call_fails(ms, args, 3, OHM_EINVAL,
+                   "memset: argument 1 is ptr (writable), got a read-only buffer; declare it cptr", b);
+        ohm_buf *s = ohm_buf_retained_slice(b, 1, 8);
+        if (CHECK_NOT_NULL(s)) {
+            ohm_ffi_arg sargs[] = {a_buf(s, 0), a_int(0), a_int(1)};
+            call_fails(ms, sargs, 3, OHM_EINVAL, "got a read-only buffer; declare it cptr", s);
+            ohm_buf_release(s, 1);
+        }
+        CHECK_EQ_INT(((unsigned char *)ohm_buf_data(b))[0], first);
+        ohm_ffi_arg cargs[] = {a_buf(b, 0), a_int('o'), a_int((int64_t)ohm_buf_size(b))};
+        ohm_bind_value r = {0};
+        CHECK_EQ_INT(ohm_ffi_call(chr, cargs, 3, &r), 0);
+        CHECK(r.p == memchr(ohm_buf_data(b), 'o', ohm_buf_size(b))); /* a cptr result is an address */
+        ohm_ffi_arg largs[] = {a_buf(b, 0)};
+        CHECK_EQ_INT(ohm_ffi_call(len, largs, 1, &r), 0);
+        CHECK_EQ_U64(r.u, strlen(ohm_buf_data(b)));
+    }
+    ohm_ffi_func_free(ms);
+    ohm_ffi_func_free(chr);
+    ohm_ffi_func_free(len);
+    if (self) ohm_ffi_close(self);
+}
+
+static void test_a_read_only_buffer_is_refused_for_ptr_and_taken_for_cptr_and_str(void)
+{
+    /* A sealed buffer (guard pages make it own its pages). */
+    ohm_buf_set_guard(1);
+    ohm_buf *b = ohm_buf_alloc_zeroed(NULL, 5000);
+    ohm_buf_set_guard(0);
+    if (CHECK_NOT_NULL(b)) {
+        memcpy(ohm_buf_data(b), "sealed words", 13);
+        CHECK_EQ_INT(ohm_buf_seal(b, true), 0);
+        read_only_rows(b);
+        /* Unsealed, it is writable again. */
+        CHECK_EQ_INT(ohm_buf_seal(b, false), 0);
+        ohm_ffi_lib *self = self_lib();
+        ohm_ffi_fn *ms = self ? must_func(self, "memset", "ptr(ptr, int, size)") : NULL;
+        ohm_ffi_arg args[] = {a_buf(b, 0), a_int('w'), a_int(1)};
+        if (ms) CHECK_EQ_INT(ohm_ffi_call(ms, args, 3, NULL), 0);
+        CHECK_EQ_INT(((char *)ohm_buf_data(b))[0], 'w');
+        ohm_ffi_func_free(ms);
+        if (self) ohm_ffi_close(self);
+        ohm_buf_release(b, 1);
+    }
+    /* Shared memory opened read-only. */
+    char name[64];
+    snprintf(name, sizeof name, "/ohm-test-ffi-ro-%d", (int)getpid());
+    ohm_buf *w = ohm_buf_shm_create(name, 4096);
+    if (CHECK_NOT_NULL(w)) {
+        memcpy(ohm_buf_data(w), "shared words", 13);
+        ohm_buf *r = ohm_buf_shm_open(name, false);
+        if (CHECK_NOT_NULL(r)) {
+            read_only_rows(r);
+            ohm_buf_release(r, 1);
+        }
+        ohm_buf_release(w, 1);
+        ohm_shm_unlink(name);
+    }
+}
+
+static void test_released_buffers_are_refused_for_every_pointer_type(void)
+{
+    static const char *const sigs[] = {"void(ptr)", "void(cptr)", "void(str)"};
+    for (size_t i = 0; i < 3; i++) {
+        ohm_buf *dead = must_buf(16);
+        if (!dead) return;
+        CHECK_EQ_INT(ohm_buf_release(dead, 1), 1);
+        refused(sigs[i], a_buf(dead, 0), OHM_ESTATE, "f: argument 1 (");
+        CHECK_STR_CONTAINS(ohm_last_error(), "released");
+    }
+    /* NULL for a number, and a NULL buffer or string anywhere, are refused; NULL as a pointer is C's. */
+    refused("void(size)", a_null(), OHM_EINVAL, "f: argument 1 is u64, got null");
+    refused("void(f64)", a_null(), OHM_EINVAL, "f: argument 1 is f64, got null");
+    refused("void(ptr)", a_buf(NULL, 0), OHM_EINVAL, "f: argument 1 (ptr): buffer is NULL");
+    refused("void(str)", a_str(NULL), OHM_EINVAL, "f: argument 1 (str): string is NULL");
+    refused("void(cptr)", a_int(1), OHM_EINVAL, "f: argument 1 is cptr, got a number");
+    refused("void(cptr)", a_uint(1), OHM_EINVAL, "f: argument 1 is cptr, got a number");
+    refused("void(u64)", a_str("1"), OHM_EINVAL, "f: argument 1 is u64, got a string");
 }
 
 static void test_error_paths_leave_every_refcount_as_it_was(void)
@@ -1021,7 +1257,7 @@ static void test_closures_convert_every_argument_and_return_type(void)
         CHECK_EQ_U64(ohm_ffi_nargs(sig), 12);
         CHECK_EQ_INT(ohm_ffi_ret_type(sig), OHM_FFI_F64);
         ohm_ffi_arg args[] = {a_int(-100), a_int(200), a_int(-30000), a_int(60000), a_int(-2000000000),
-                              a_int(4000000000ll), a_int(INT64_MIN), {.kind = OHM_FFI_ARG_INT, .v.u = UINT64_MAX},
+                              a_int(4000000000ll), a_int(INT64_MIN), a_uint(UINT64_MAX),
                               a_flt(0.25), a_flt(1e-300), a_ptr(&seen), a_str("str arrives as a pointer")};
         ohm_bind_value r = {0};
         CHECK_EQ_INT(ohm_ffi_call(sig, args, 12, &r), 0);
@@ -1070,6 +1306,49 @@ static void test_closures_convert_every_argument_and_return_type(void)
                    "closure 'u8()' failed: returned 300, out of range for u8", NULL);
     ohm_ffi_closure_free(bad);
     ohm_bind_host_leave(h);
+    ohm_bind_host_destroy(h);
+}
+
+/* A closure that notes whether it ran inside an ohm_ffi_call (ohm_ffi_in_call). */
+static int note_in_call(void *ctx, const ohm_bind_value *a, unsigned n, ohm_bind_value *ret)
+{
+    (void)a;
+    (void)n;
+    *(int *)ctx = ohm_ffi_in_call() ? 1 : 0;
+    ret->i = 7;
+    return 0;
+}
+
+static void *call_code_on_this_thread(void *code)
+{
+    CHECK_EQ_INT(((int32_t(*)(void))code)(), 7);
+    return NULL;
+}
+
+static void test_a_closure_knows_whether_a_call_on_its_thread_will_carry_its_failure(void)
+{
+    attach_log log = {0};
+    ohm_bind_host *h = any_thread_host(&log);
+    if (!h) return;
+    int inside = -1;
+    ohm_ffi_closure *c = ohm_ffi_closure_create(h, "i32()", note_in_call, &inside);
+    if (CHECK_NOT_NULL(c)) {
+        CHECK(!ohm_ffi_in_call());
+        ohm_bind_value r = {0};
+        CHECK_EQ_INT(ohm_ffi_call(ohm_ffi_closure_sig(c), NULL, 0, &r), 0);
+        CHECK_EQ_INT(inside, 1);
+        CHECK(!ohm_ffi_in_call()); /* the call is over */
+        inside = -1;
+        call_code_on_this_thread(ohm_ffi_closure_code(c)); /* C calls it on its own */
+        CHECK_EQ_INT(inside, 0);
+        inside = -1;
+        pthread_t th; /* a thread C started: no call there, whatever this thread is doing */
+        if (CHECK_EQ_INT(pthread_create(&th, NULL, call_code_on_this_thread, ohm_ffi_closure_code(c)), 0)) {
+            pthread_join(th, NULL);
+            CHECK_EQ_INT(inside, 0);
+        }
+    }
+    ohm_ffi_closure_free(c);
     ohm_bind_host_destroy(h);
 }
 
@@ -1226,6 +1505,9 @@ static void test_every_call_again_through_libffi_only(void)
     test_returns_are_sign_or_zero_extended_per_type();
     test_narrow_results_ignore_the_dirty_upper_bits_of_the_register();
     test_interleaved_integer_and_float_arguments_reach_c_in_order();
+    test_every_integer_type_refuses_a_wrong_sign_or_width_from_signed_and_unsigned_hosts();
+    test_a_host_string_is_refused_for_ptr_and_taken_for_cptr_and_str();
+    test_a_read_only_buffer_is_refused_for_ptr_and_taken_for_cptr_and_str();
     test_error_paths_leave_every_refcount_as_it_was();
     test_buffers_are_retained_for_the_call_and_released_after();
     test_a_buffer_released_by_its_host_during_the_call_lives_until_the_call_returns();
@@ -1256,6 +1538,11 @@ int main(void)
     RUN(test_narrow_results_ignore_the_dirty_upper_bits_of_the_register);
     RUN(test_interleaved_integer_and_float_arguments_reach_c_in_order);
     RUN(test_a_released_buffer_is_estate_and_an_offset_past_the_end_erange);
+    RUN(test_every_integer_type_refuses_a_wrong_sign_or_width_from_signed_and_unsigned_hosts);
+    RUN(test_memset_with_a_negative_size_is_refused_before_the_call);
+    RUN(test_a_host_string_is_refused_for_ptr_and_taken_for_cptr_and_str);
+    RUN(test_a_read_only_buffer_is_refused_for_ptr_and_taken_for_cptr_and_str);
+    RUN(test_released_buffers_are_refused_for_every_pointer_type);
     RUN(test_error_paths_leave_every_refcount_as_it_was);
     RUN(test_buffers_are_retained_for_the_call_and_released_after);
     RUN(test_a_buffer_released_by_its_host_during_the_call_lives_until_the_call_returns);
@@ -1264,6 +1551,7 @@ int main(void)
     RUN(test_a_closure_called_on_a_thread_other_than_its_hosts_is_refused);
     RUN(test_an_any_thread_host_is_attached_around_each_closure_call);
     RUN(test_closures_convert_every_argument_and_return_type);
+    RUN(test_a_closure_knows_whether_a_call_on_its_thread_will_carry_its_failure);
     RUN(test_closure_creation_checks_its_arguments);
     RUN(test_nested_calls_keep_their_own_closure_failures);
     RUN(test_one_function_and_closure_called_from_two_threads_at_once);

@@ -1,7 +1,10 @@
 -- The libffi bridge from Lua: zlib's crc32 over a buffer (checked against a CRC-32 computed in Lua), qsort
--- with a Lua comparator sorting a buffer in place, closures that fail, every misuse.
+-- with a Lua comparator sorting a buffer in place, closures that fail, every misuse (wrong sign or width for
+-- every integer type, strings and read-only buffers for writable pointers, released buffers, nil for numbers):
+-- each a Lua error naming the argument, the state usable afterwards, and nothing on stderr.
 local T = require "check"
 local ohm = require "ohm"
+local child_mode = arg and arg[1] == "misuse-child"
 
 local z = ohm.ffi.load("libz.so.1")
 local libc = ohm.ffi.load() -- the process itself (libc is in it)
@@ -22,6 +25,104 @@ local function lua_crc32(s)
   return c ~ 0xFFFFFFFF
 end
 
+-- The misuse rows, run here and again in a child interpreter whose stderr must stay empty.
+local function misuse_rows()
+  local memset = libc:func("memset", "ptr(ptr, int, size)")
+  local b <close> = ohm.alloc(16)
+  local function usable() -- after each refused call, the state and the buffer still work
+    T.eq(memset(b, 0x61, 16) ~= nil, true)
+    T.eq(b:readstring(0, 2), "aa")
+  end
+  local msg = T.raises("memset: argument 3 (u64) out of range: -1", memset, b, 0, -1)
+  T.eq(msg, "memset: argument 3 (u64) out of range: -1", "the function named once")
+  T.eq(b:readu8(0), 0, "nothing was written")
+  usable()
+  T.raises("memset: argument 3 (u64) out of range: -9223372036854775808", memset, b, 0, math.mininteger)
+  T.raises("memset: argument 3 (u64) out of range: -1", memset, b, 0, -1.0)
+  T.raises("memset: argument 3 (u64) out of range: 18446744073709551616", memset, b, 0, 2.0 ^ 64)
+  T.raises("memset: argument 2 (i32) out of range: 2147483648", memset, b, 1 << 31, 1)
+  T.raises("memset: argument 1 is ptr (writable), got a string", memset, "abc", 0, 1)
+  T.raises("memset: argument 3 is u64, got null", memset, b, 0, nil)
+  T.raises("memset: argument 2 is i32, got a string", memset, b, "0", 1)
+  T.raises("cannot pass a table", memset, b, {}, 1)
+  usable()
+  -- every integer type, through a closure cast back to a function: refused before the closure could run
+  local ran = false
+  local rows = {
+    { "u8", -1, 256 }, { "i8", -129, 128 }, { "u16", -1, 65536 }, { "i16", -32769, 32768 },
+    { "u32", -1, 1 << 32 }, { "i32", -(1 << 31) - 1, 1 << 31 }, { "u64", -1, 2.0 ^ 64 },
+    { "i64", -2.0 ^ 63 * 2, 2.0 ^ 63 }, { "bool", -1, 256 },
+  }
+  for _, r in ipairs(rows) do
+    local ty = r[1] == "bool" and "u8" or r[1]
+    local c = ohm.ffi.closure("void(" .. r[1] .. ")", function() ran = true end)
+    local f = ohm.ffi.cast("void(" .. r[1] .. ")", c)
+    T.raises("argument 1 (" .. ty .. ") out of range", f, r[2])
+    T.raises("argument 1 (" .. ty .. ") out of range", f, r[3])
+    T.raises("argument 1 (" .. ty .. ") is not a whole number: 0.5", f, 0.5)
+    T.raises("argument 1 is " .. ty .. ", got null", f, nil)
+    T.raises("argument 1 is " .. ty .. ", got a buffer", f, b)
+    f(1) -- in range: runs
+  end
+  T.ok(ran)
+  for _, ty in ipairs({ "f32", "f64" }) do
+    local f = ohm.ffi.cast("void(" .. ty .. ")", ohm.ffi.closure("void(" .. ty .. ")", function() end))
+    T.raises("argument 1 is " .. ty .. ", got null", f, nil)
+    T.raises("argument 1 is " .. ty .. ", got a string", f, "1.5")
+    T.raises("argument 1 is " .. ty .. ", got a buffer", f, b)
+    T.raises("cannot pass a table", f, {})
+    f(-3) -- an integer by its value
+  end
+  T.raises("argument 1 (f32) out of range: 1e+39",
+    ohm.ffi.cast("void(f32)", ohm.ffi.closure("void(f32)", function() end)), 1e39)
+  -- read-only buffers: a read-only mapping, shared memory opened read-only, a sealed mapping
+  local path = string.format("%s/ohm-lua-ffi-%d-%d.bin", os.getenv("TMPDIR") or "/tmp", os.time(),
+    math.random(1 << 30))
+  do
+    local w <close> = ohm.mapfile(path, { length = 4096, create = true })
+    w:writestring(0, "read-only words\0")
+  end
+  local shm_name = string.format("/ohm-lua-ffi-%d-%d", os.time(), math.random(1 << 30))
+  local shm_w <close> = ohm.shm.create(shm_name, 4096)
+  shm_w:writestring(0, "shared words\0")
+  local sealed <close> = ohm.mapfile(path, { write = true })
+  sealed:seal()
+  local crc32c = z:func("crc32", "u64(u64, cptr, u32)")
+  local memchr = libc:func("memchr", "cptr(cptr, int, size)")
+  local strlen = libc:func("strlen", "size(str)")
+  local mapping <close> = ohm.mapfile(path)
+  local shm_r <close> = ohm.shm.open(shm_name)
+  for what, ro in pairs({ mapping = mapping, shm = shm_r, sealed = sealed }) do
+    local before = ro:readstring(0, 8)
+    local text = ro:readstring(0, 16)
+    T.raises("memset: argument 1 is ptr (writable), got a read-only buffer; declare it cptr", memset, ro, 0, 1)
+    T.raises("got a read-only buffer; declare it cptr", memset, ro:slice(1, 4), 0, 1)
+    T.eq(ro:readstring(0, 8), before, what .. " unchanged")
+    T.eq(crc32c(0, ro, 8), lua_crc32(before), what .. " through cptr")
+    T.eq(strlen(ro), #text:match("^[^%z]*"), what .. " through str")
+    T.eq(ro:offsetof(memchr(ro, string.byte("w"), 16)), text:find("w", 1, true) - 1, what .. ": a cptr result")
+  end
+  sealed:seal(false)
+  T.eq(memset(sealed, 0x52, 1) ~= nil, true, "unsealed: writable again")
+  ohm.shm.unlink(shm_name)
+  os.remove(path)
+  -- released buffers, for every pointer type
+  for _, sig in ipairs({ "void(ptr)", "void(cptr)", "void(str)" }) do
+    local f = ohm.ffi.cast(sig, ohm.ffi.closure(sig, function() end))
+    local dead = ohm.alloc(8)
+    dead:release()
+    T.raises("cast: argument 1: buffer was released", f, dead)
+    f(nil) -- NULL is C's to judge
+  end
+  usable()
+end
+
+if child_mode then
+  misuse_rows()
+  io.write("misuse rows done\n")
+  os.exit(0, true)
+end
+
 T.test("zlib crc32 over a buffer, zero-copy, matches a CRC-32 computed in Lua", function()
   local crc32 = z:func("crc32", "u64(u64, ptr, u32)")
   T.eq(crc32:name(), "crc32")
@@ -33,7 +134,9 @@ T.test("zlib crc32 over a buffer, zero-copy, matches a CRC-32 computed in Lua", 
   for i = 0, #big - 8, 8 do big:writeu64(i, i * 0x9E3779B97F4A7C15) end
   T.eq(crc32(0, big, #big), lua_crc32(big:tostring()))
   T.eq(crc32(0, big:slice(10, 1000), 1000), lua_crc32(big:readstring(10, 1000)), "a slice passes its offset")
-  T.eq(crc32(0, "hello", 5), 907060870, "a Lua string for a ptr parameter")
+  T.raises("crc32: argument 2 is ptr (writable), got a string", crc32, 0, "hello", 5)
+  local crc32c = z:func("crc32", "u64(u64, cptr, u32)")
+  T.eq(crc32c(0, "hello", 5), 907060870, "a Lua string for a cptr parameter")
   T.eq(crc32(0, nil, 0), 0, "nil is NULL")
 end)
 
@@ -124,6 +227,28 @@ T.test("a closure cast back to a function runs in this state", function()
   local v = ohm.ffi.closure("void(u32)", function(x) T.eq(x, 4294967295) end)
   ohm.ffi.cast("void(u32)", v)(4294967295)
 end)
+
+T.test("misuse of every parameter type is a Lua error naming the argument; the state stays usable", misuse_rows)
+
+local child_name = "the misuse rows print nothing on stderr (a child interpreter)"
+if (os.getenv("LD_PRELOAD") or ""):find("tsan", 1, true) then
+  -- io.popen starts /bin/sh, which inherits LD_PRELOAD; dash crashes at start with the TSan runtime preloaded.
+  T.skip(child_name, "the TSan runtime is preloaded and /bin/sh cannot start with it")
+else T.test(child_name, function()
+  local interp, script = arg[-1], arg[0]
+  T.ok(interp and script)
+  local errfile = os.tmpname()
+  local p = assert(io.popen(string.format("%q %q misuse-child 2>%q", interp, script, errfile)))
+  local out = p:read("a")
+  local ok = p:close()
+  local f = assert(io.open(errfile, "rb"))
+  local err = f:read("a")
+  f:close()
+  os.remove(errfile)
+  T.ok(ok, "the child exited with success: " .. out .. err)
+  T.eq(out, "misuse rows done\n")
+  T.eq(err, "", "stderr")
+end) end
 
 T.test("misuse raises: signatures, argument counts and types, closed libraries, freed closures", function()
   T.raises("ffi.load", ohm.ffi.load, "libohm-no-such-library.so")

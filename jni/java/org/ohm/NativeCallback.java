@@ -12,11 +12,21 @@ import java.util.Objects;
  * }
  * }</pre>
  *
- * Arguments reach the handler as Long (integers; ptr and str as addresses: {@link #string(long)} reads a str)
- * and Double (f32, f64); the handler returns a Number (or null for 0, or an OhmBuffer for a ptr result). An
- * exception in the handler cannot unwind through C: the C caller gets a zero result, and the NativeFunction call
- * that led to it throws that exception once C has returned. It may be called from any thread (threads the JVM
- * does not know are attached for the call). Close it only when no C code can call it any more.
+ * Arguments reach the handler as Long (integers; ptr, cptr and str as addresses: {@link #string(long)} reads a
+ * str) and Double (f32, f64); the handler returns a Number (or null for 0, or an OhmBuffer for a pointer result).
+ * It may be called from any thread (threads the JVM does not know are attached for the call). Close it only when
+ * no C code can call it any more.
+ *
+ * <p>An exception (or Error) thrown by the handler cannot unwind through C: the C caller gets the failure value,
+ * a zero of the return type (0, 0.0, NULL; nothing for void). Then:
+ * <ul>
+ * <li>on a thread inside a {@link NativeFunction} call (the call that led C to the callback), that call throws
+ *     it once C has returned: RuntimeExceptions and Errors as they were thrown, checked exceptions wrapped in
+ *     {@link OhmCallbackException}. Later invocations during the same call return the failure value at once,
+ *     without running the handler;
+ * <li>on any other thread (a thread C started, or C calling the callback later, outside any call) nobody can
+ *     receive it: it is logged at WARNING, with the exception, on System.Logger {@code "org.ohm"}.
+ * </ul>
  */
 public final class NativeCallback implements AutoCloseable {
     /** The Java side of a callback. */
@@ -83,6 +93,20 @@ public final class NativeCallback implements AutoCloseable {
         if (r instanceof Boolean) return (Boolean) r ? 1 : 0;
         if (r instanceof Number) return ((Number) r).longValue();
         throw new IllegalArgumentException("callback returned a " + r.getClass().getName() + " for " + signature);
+    }
+
+    /**
+     * Called by the closure when the handler threw on a thread with no NativeFunction call to rethrow it (a thread
+     * C started): the exception is logged, since it cannot be thrown anywhere. Never throws.
+     */
+    void uncaught(Throwable t) {
+        try {
+            NativeLog.LOGGER.log(System.Logger.Level.WARNING, "NativeCallback " + signature + " threw on a thread "
+                    + "with no NativeFunction call to rethrow it (" + Thread.currentThread().getName()
+                    + "); C got the failure value (zero)", t);
+        } catch (Throwable ignored) {
+            // a logger that fails (or no memory left) must not unwind into C
+        }
     }
 
     public String signature() {

@@ -1,23 +1,42 @@
 package org.ohm;
 
+import java.math.BigInteger;
 import java.util.Objects;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * A C function with a prepared call (libffi), from {@link NativeLibrary#function} or {@link #ofAddress}.
  *
- * <p>Arguments by parameter type: integer types take Byte, Short, Integer, Long (range-checked) or Boolean;
- * f32/f64 take any Number; {@code ptr} takes an {@link OhmBuffer} (its memory, zero-copy; the buffer is held for
- * the call), {@link #at(OhmBuffer, long)} (a buffer at an offset), a {@link NativeCallback}, an
- * {@link #address(long) address}, or null; {@code str} takes a String (passed as UTF-8, NUL-terminated), a buffer
- * or null. A mismatch, a released buffer or an offset past its end throws before the call is made. Results: Long
- * for integers and pointers, Double for f32/f64, String for str (null for NULL), null for void.
+ * <p>Arguments by parameter type:
+ * <ul>
+ * <li>integer types take Byte, Short, Integer, Long, AtomicInteger, AtomicLong, Character, Boolean (0/1),
+ *     BigInteger, {@link #unsigned(long)}, or a whole Float/Double. A Java long is signed: it is checked against
+ *     the type's range with its sign, so -1 for a {@code u64}/{@code size} parameter throws instead of reaching
+ *     C as 2^64-1; a u64 takes 0..Long.MAX_VALUE that way, and its upper half through {@link #unsigned(long)} (the
+ *     long's bits, as {@link Long#toUnsignedString(long)} reads them) or a BigInteger. f32/f64 take any of these;
+ * <li>{@code ptr} (C may write) takes a writable {@link OhmBuffer} (its memory, zero-copy; the buffer is held
+ *     for the call), {@link #at(OhmBuffer, long)} (a buffer at an offset), a {@link NativeCallback}, an
+ *     {@link #address(long) address}, or null. Not a String (C would write into a temporary copy) and not a
+ *     read-only buffer (a read-only mapping or a sealed buffer, whose pages would fault): declare such
+ *     parameters {@code cptr};
+ * <li>{@code cptr} (C only reads) takes the same, read-only buffers too, and a String (its UTF-8 bytes);
+ * <li>{@code str} takes a String (passed as UTF-8, NUL-terminated), any buffer (with a NUL before its end) or null.
+ * </ul>
+ * A mismatch, a value out of range, a closed or released buffer or an offset past its end throws
+ * IllegalArgumentException, IllegalStateException or IndexOutOfBoundsException before the call is made; null
+ * reaches a pointer parameter as C's NULL. Results: Long for integers and pointers (ptr and cptr; a u64 from 2^63
+ * on as a negative long), Double for f32/f64, String for str (null for NULL), null for void.
  *
  * <p>Thread-safe: a function may be called from several threads at once.
  */
 public final class NativeFunction implements AutoCloseable {
+    // ohm_ffi_type and ohm_ffi_arg_kind (ohm_bind.h), number for number
     static final int VOID = 0, I8 = 1, U8 = 2, I16 = 3, U16 = 4, I32 = 5, U32 = 6, I64 = 7, U64 = 8, F32 = 9,
-            F64 = 10, PTR = 11, STR = 12;
-    static final int ARG_INT = 0, ARG_FLOAT = 1, ARG_STR = 2, ARG_BUF = 3, ARG_PTR = 4, ARG_NULL = 5;
+            F64 = 10, PTR = 11, STR = 12, CPTR = 13;
+    static final int ARG_INT = 0, ARG_FLOAT = 1, ARG_STR = 2, ARG_BUF = 3, ARG_PTR = 4, ARG_NULL = 5, ARG_UINT = 6;
+    private static final String[] TYPE_NAMES = {"void", "i8", "u8", "i16", "u16", "i32", "u32", "i64", "u64", "f32",
+            "f64", "ptr", "str", "cptr"};
 
     private final long handle;
     private final String name, signature;
@@ -45,6 +64,28 @@ public final class NativeFunction implements AutoCloseable {
     /** A raw address argument for a ptr parameter. */
     public static Object address(long address) {
         return new Address(address);
+    }
+
+    /**
+     * An integer argument whose 64 bits are unsigned (0..2^64-1): how a {@code u64} parameter gets a value from
+     * 2^63 on ({@code unsigned(-1L)} is 2^64-1). Checked like any integer: for a signed or narrower type it must
+     * still fit.
+     */
+    public static Object unsigned(long bits) {
+        return new Unsigned(bits);
+    }
+
+    private static final class Unsigned {
+        final long bits;
+
+        Unsigned(long bits) {
+            this.bits = bits;
+        }
+
+        @Override
+        public String toString() {
+            return Long.toUnsignedString(bits);
+        }
     }
 
     private static final class BufferAt {
@@ -108,9 +149,25 @@ public final class NativeFunction implements AutoCloseable {
             } else if (a instanceof Double || a instanceof Float) {
                 kinds[i] = ARG_FLOAT;
                 longs[i] = Double.doubleToRawLongBits(((Number) a).doubleValue());
-            } else if (a instanceof Number) {
-                kinds[i] = ARG_INT;
+            } else if (a instanceof Long || a instanceof Integer || a instanceof Short || a instanceof Byte
+                    || a instanceof AtomicLong || a instanceof AtomicInteger) {
+                kinds[i] = ARG_INT; // exact: the bridge checks sign and range against the parameter's type
                 longs[i] = ((Number) a).longValue();
+            } else if (a instanceof Unsigned) {
+                kinds[i] = ARG_UINT;
+                longs[i] = ((Unsigned) a).bits;
+            } else if (a instanceof BigInteger) {
+                BigInteger v = (BigInteger) a;
+                if (v.bitLength() <= 63) {
+                    kinds[i] = ARG_INT;
+                } else if (v.signum() > 0 && v.bitLength() == 64) {
+                    kinds[i] = ARG_UINT;
+                } else { // beyond any 64-bit type: said as the bridge says it
+                    String t = i + 1 < types.length ? TYPE_NAMES[types[i + 1]] : "none";
+                    throw new IllegalArgumentException(name + ": argument " + (i + 1) + " (" + t + ") out of range: "
+                            + v);
+                }
+                longs[i] = v.longValue();
             } else if (a instanceof Boolean) {
                 kinds[i] = ARG_INT;
                 longs[i] = (Boolean) a ? 1 : 0;
@@ -123,12 +180,16 @@ public final class NativeFunction implements AutoCloseable {
                 strs[i] = Native.cstr((String) a);
             } else if (a instanceof OhmBuffer || a instanceof BufferAt) {
                 OhmBuffer b = a instanceof OhmBuffer ? (OhmBuffer) a : ((BufferAt) a).buffer;
-                if (!b.isAccessible()) throw new IllegalStateException("argument " + (i + 1) + ": buffer is released");
+                if (!b.isAccessible())
+                    throw new IllegalStateException(name + ": argument " + (i + 1) + ": buffer is released (after "
+                            + "release or close)");
                 kinds[i] = ARG_BUF;
                 longs[i] = b.self.handle;
                 ids[i] = b.self.id;
                 offs[i] = a instanceof BufferAt ? ((BufferAt) a).offset : 0;
-                if (offs[i] < 0) throw new IndexOutOfBoundsException("argument " + (i + 1) + ": offset " + offs[i] + " is negative");
+                if (offs[i] < 0)
+                    throw new IndexOutOfBoundsException(name + ": argument " + (i + 1) + ": offset " + offs[i]
+                            + " is negative");
             } else if (a instanceof NativeCallback) {
                 kinds[i] = ARG_PTR;
                 longs[i] = ((NativeCallback) a).address();
@@ -137,7 +198,8 @@ public final class NativeFunction implements AutoCloseable {
                 longs[i] = ((Address) a).address;
             } else {
                 throw new IllegalArgumentException(name + ": argument " + (i + 1) + " has unsupported type "
-                        + a.getClass().getName());
+                        + a.getClass().getName() + " (numbers: Long, Integer, Short, Byte, BigInteger, "
+                        + "NativeFunction.unsigned, Double, Float)");
             }
         }
         long r = Native.ffiCall(handle, kinds, longs, ids, offs, strs == null ? new byte[n][] : strs,

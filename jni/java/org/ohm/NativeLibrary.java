@@ -37,8 +37,9 @@ public final class NativeLibrary implements AutoCloseable {
 
     /**
      * Looks up symbol and prepares its call from a signature such as "i32(ptr, u64, str)" (types i8..u64, f32,
-     * f64, ptr, str, void; aliases int, long, size, double, ...). IllegalArgumentException for an unknown symbol
-     * or a bad signature, with the position of the error.
+     * f64, ptr (C may write), cptr (C only reads), str, void; aliases int, long, size, double, ...; see
+     * {@link NativeFunction} for what each takes). IllegalArgumentException for an unknown symbol or a bad
+     * signature, with the position of the error.
      */
     public synchronized NativeFunction function(String symbol, String signature) {
         Objects.requireNonNull(symbol, "symbol");
