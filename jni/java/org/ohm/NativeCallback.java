@@ -89,7 +89,13 @@ public final class NativeCallback implements AutoCloseable {
         if (r == null || rt == NativeFunction.VOID) return 0;
         if (rt == NativeFunction.F32 || rt == NativeFunction.F64)
             return Double.doubleToRawLongBits(((Number) r).doubleValue());
-        if (r instanceof OhmBuffer) return ((OhmBuffer) r).memoryAddress();
+        if (r instanceof OhmBuffer) {
+            OhmBuffer b = (OhmBuffer) r;
+            if (rt == NativeFunction.PTR && b.isReadOnly())
+                throw new IllegalArgumentException("callback returned a read-only buffer for a ptr (writable) result of "
+                        + signature + "; declare it cptr");
+            return b.memoryAddress();
+        }
         if (r instanceof Boolean) return (Boolean) r ? 1 : 0;
         if (r instanceof Number) return ((Number) r).longValue();
         throw new IllegalArgumentException("callback returned a " + r.getClass().getName() + " for " + signature);

@@ -202,6 +202,12 @@ public final class OhmBuffer implements AutoCloseable {
         return accessible();
     }
 
+    /** Whether the memory is read-only (a read-only mapping or shared memory, or sealed): puts throw and views
+     * are read-only. */
+    public boolean isReadOnly() {
+        return memory.readOnly;
+    }
+
     /** Records an access for the leak detector (levels ADVANCED and PARANOID, tracked buffers only). */
     public OhmBuffer touch() {
         return touch(null);
@@ -698,10 +704,14 @@ public final class OhmBuffer implements AutoCloseable {
         ensureAccessible();
         Tracker m = memory;
         synchronized (m) {
-            if (sealed && m.writableView)
+            if (sealed && m.writableView) {
+                // A buffer that cannot be sealed at all says so first (IllegalArgumentException): unsealing
+                // writable memory changes nothing and fails exactly where sealing would.
+                if (!m.readOnly) Native.bufSeal(self.handle, self.id, false);
                 throw new IllegalStateException("seal: a writable nioBuffer() of this memory was handed out, and a "
                         + "store through it into sealed memory would crash the JVM (take readOnlyNioBuffer() views "
                         + "of memory that is to be sealed)");
+            }
             boolean was = m.readOnly;
             if (sealed) m.readOnly = true; // before the pages turn read-only, so puts start failing first
             try {

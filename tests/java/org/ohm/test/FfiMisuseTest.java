@@ -2,7 +2,6 @@ package org.ohm.test;
 
 import static org.junit.jupiter.api.Assertions.*;
 
-import org.junit.jupiter.api.Assertions;
 
 import java.io.IOException;
 import java.math.BigInteger;
@@ -14,7 +13,6 @@ import java.util.logging.Handler;
 import java.util.logging.Level;
 import java.util.logging.LogRecord;
 import java.util.logging.Logger;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.ohm.MapOption;
 import org.ohm.NativeCallback;
@@ -32,21 +30,6 @@ import org.ohm.SharedMemory;
  * their check (C writing through a bad size or into read-only pages) run in a child JVM (ChildJvm).
  */
 class FfiMisuseTest {
-    /**
-     * ChildJvm gives the child java.class.path, which under the JUnit console launcher (java -jar
-     * junit-platform-console-standalone.jar -cp ...) names the launcher's jar alone: the child could not load
-     * ChildJvm. The entries this test needs (its classes, ohm.jar, JUnit) are added from their code sources.
-     */
-    @BeforeAll
-    static void childClassPath() throws java.net.URISyntaxException {
-        List<String> cp = new ArrayList<>(List.of(System.getProperty("java.class.path").split(java.io.File.pathSeparator)));
-        for (Class<?> c : new Class<?>[] {ChildJvm.class, OhmBuffer.class, Assertions.class}) {
-            String p = Path.of(c.getProtectionDomain().getCodeSource().getLocation().toURI()).toString();
-            if (!cp.contains(p)) cp.add(p);
-        }
-        System.setProperty("java.class.path", String.join(java.io.File.pathSeparator, cp));
-    }
-
     // ---- rows run in a child JVM: each must throw, not crash
 
     static void negativeSizeToMemset() {
@@ -142,6 +125,25 @@ class FfiMisuseTest {
     void aNegativeSizeIsRefusedNotPassedAsTwoToThe64MinusOne() {
         childThrows(IllegalArgumentException.class, "negativeSizeToMemset", "memset: argument 3 (u64) out of range: -1");
         childThrows(IllegalArgumentException.class, "minLongToMemset", "(u64) out of range: -9223372036854775808");
+    }
+
+    @Test
+    void aCallbackMayReturnAReadOnlyBufferOnlyAsCptr() {
+        String name = "/ohm-ffi-cbro-" + ProcessHandle.current().pid();
+        try (OhmBuffer w = SharedMemory.create(name, 4096);
+             OhmBuffer ro = SharedMemory.open(name, false);
+             NativeCallback asPtr = NativeCallback.create("ptr()", args -> ro);
+             NativeCallback asCptr = NativeCallback.create("cptr()", args -> ro);
+             NativeFunction callPtr = NativeFunction.ofAddress(asPtr.address(), "asPtr", "ptr()");
+             NativeFunction callCptr = NativeFunction.ofAddress(asCptr.address(), "asCptr", "cptr()")) {
+            assertTrue(ro.isReadOnly());
+            assertFalse(w.isReadOnly());
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, callPtr::invoke);
+            assertTrue(e.getMessage().contains("read-only buffer for a ptr (writable) result"), e.getMessage());
+            assertEquals(ro.memoryAddress(), callCptr.invokeLong());
+        } finally {
+            SharedMemory.unlink(name);
+        }
     }
 
     @Test

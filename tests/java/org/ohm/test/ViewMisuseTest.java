@@ -130,6 +130,11 @@ class ViewMisuseTest {
             assertFalse(b.nioBuffer().isReadOnly());
             b.seal(false); // unsealing is always allowed
         }
+        try (OhmBuffer p = Ohm.allocate(100)) { // a buffer that cannot be sealed at all says that first
+            p.nioBuffer();
+            assertThrows(IllegalArgumentException.class, () -> p.seal(true));
+            p.putInt(0, 1);
+        }
     }
 
     @Test
