@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.*;
 
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.ReadOnlyBufferException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayDeque;
@@ -159,6 +160,7 @@ class RandomSequenceTest {
         final boolean readOnly;      // a read-only mapping
         final boolean pages;         // owns whole pages: sealable
         boolean sealed;
+        boolean writableView;        // a writable nioBuffer was handed out: seal(true) is refused from then on
         final List<Handle> handles = new ArrayList<>();
         final List<Count> counts = new ArrayList<>(); // in creation order: parents before their retained slices
 
@@ -658,8 +660,8 @@ class RandomSequenceTest {
             System.arraycopy(s.g.bytes, s.off + so, d.g.bytes, d.off + dof, len);
         }
 
-        /** nioBuffer: a direct, big-endian view of the same memory; read through it, and write through it when the
-         * memory is writable (never through a view of read-only memory: that faults today). */
+        /** nioBuffer: a direct, big-endian view of the same memory, read-only exactly when the memory is; read
+         * through it, and write through it (a view of read-only memory refuses the write). */
         void view() {
             Handle h = anyHandle();
             if (h == null) return;
@@ -680,8 +682,10 @@ class RandomSequenceTest {
             byte[] got = new byte[len];
             v.duplicate().get(got);
             assertArrayEquals(Arrays.copyOfRange(h.g.bytes, h.off + at, h.off + at + len), got, "view of " + h);
+            assertEquals(!h.g.writable(), v.isReadOnly(), "a view is read-only exactly when its memory is");
+            if (h.g.writable()) h.g.writableView = true;
+            else if (len >= 8) assertThrows(ReadOnlyBufferException.class, () -> v.putLong(0, 1), "view of " + h);
             if (h.g.writable() && len >= 8 && rnd.nextBoolean()) {
-                assertFalse(v.isReadOnly(), "a view of writable memory is writable");
                 int p = rnd.nextInt(len - 7);
                 long x = rnd.nextLong();
                 v.putLong(p, x);
@@ -717,6 +721,8 @@ class RandomSequenceTest {
             } else if (!h.g.pages || !h.full()) {
                 // only a buffer that owns whole pages (a read-write mapping of whole pages), viewed whole
                 refuse(IllegalArgumentException.class, () -> h.buf.seal(on), h.toString());
+            } else if (on && h.g.writableView) {
+                refuse(IllegalStateException.class, () -> h.buf.seal(on), h.toString());
             } else {
                 h.buf.seal(on);
                 h.g.sealed = on;
