@@ -34,6 +34,20 @@ function T.skip(name, why)
   print("skip " .. name .. " (" .. why .. ")")
 end
 
+-- A test that runs a child interpreter (io.popen, so /bin/sh): fn(interp) gets the interpreter running this
+-- file, which the child inherits with LUA_CPATH and LD_PRELOAD. Skipped where /bin/sh cannot start: dash
+-- crashes at start with the TSan runtime preloaded.
+function T.child_test(name, fn)
+  if (os.getenv("LD_PRELOAD") or ""):find("tsan", 1, true) then
+    return T.skip(name, "the TSan runtime is preloaded and /bin/sh cannot start with it")
+  end
+  T.test(name, function()
+    local interp = arg and arg[-1]
+    T.ok(interp, "the interpreter running this file (arg[-1])")
+    fn(interp)
+  end)
+end
+
 function T.ok(v, msg)
   if not v then fail("expected a true value" .. (msg and (": " .. msg) or "")) end
   return v
