@@ -272,6 +272,10 @@ static int release_owner(ohm_buf *o, uint32_t gen, uint32_t n, const char *op);
 static void owner_end(ohm_buf *o)
 {
     derived_kill_all(o);
+    if (o->track) {
+        leak_track_close(o->track); /* released properly (a reclaim took the record before) */
+        o->track = NULL;
+    }
     if (o->flags & BUF_RETAINED) {
         ohm_buf *parent = o->parent;
         uint32_t parent_gen = o->parent_gen;
@@ -284,10 +288,6 @@ static void owner_end(ohm_buf *o)
             atomic_fetch_sub_explicit(&parent->retained_children, 1, memory_order_relaxed);
         release_owner(parent, parent_gen, 1, "release");
         return;
-    }
-    if (o->track) {
-        leak_track_close(o->track);
-        o->track = NULL;
     }
     atomic_store_explicit(&o->retained_children, 0, memory_order_relaxed); /* a free header's invariant */
     void *data = o->data;
@@ -550,6 +550,13 @@ ohm_buf *ohm_buf_retained_slice(ohm_buf *b, size_t off, size_t len)
     r->parent_gen = b->owner_gen;
     hdr_set_root(r, b->root);
     r->root_gen = b->root_gen;
+    /* Its own leak record, sampled as a new buffer of its pool would be: a retained slice is released on its
+     * own, so it can leak on its own (its parent released properly), and Netty tracks it so (netty#13414).
+     * Called from here, not from a helper, so the creation record starts at our caller (see leak.c capture). */
+    struct ohm_pool *pool = b->root->pool;
+    r->track = leak_track_maybe(pool ? atomic_load_explicit(&pool->leak_settings, memory_order_relaxed) : 0,
+                                make_id(gen, r->index), len, (ohm_buf_origin)b->root->origin,
+                                pool ? pool->name : NULL);
     atomic_fetch_add_explicit(&b->owner->retained_children, 1, memory_order_relaxed);
     hdr_publish(r, gen, 1);
     return r;
@@ -622,12 +629,12 @@ static int reclaim_owner(ohm_buf *b, uint32_t gen)
     uint32_t held = atomic_load_explicit(&b->retained_children, memory_order_relaxed);
     if (st_gen(st) != gen || !(gen & 1) || st_count(st) <= held) return 0;
     uint32_t leaked = st_count(st) - held;
-    if ((b->flags & BUF_ROOT) && b->track) {
+    if (b->track) {
         struct leak_track *t = b->track;
-        b->track = NULL; /* reported here, so not closed when the memory goes */
+        b->track = NULL; /* reported here, so not closed when its count reaches 0 */
         leak_track_leaked(t, OHM_LEAK_GC);
     } else {
-        leak_untracked(OHM_LEAK_GC, b->size); /* untracked root, or a retained slice */
+        leak_untracked(OHM_LEAK_GC, b->size);
     }
     return release_owner(b, gen, leaked, "reclaim") >= 0 ? 1 : 0;
 }
@@ -664,21 +671,23 @@ int ohm_buf_reclaim(ohm_buf *b, uint64_t id)
     return alive ? reclaim_owner(b, (uint32_t)(id >> 32)) : 0;
 }
 
+/* A buffer's leak record is its count owner's: a root's or a retained slice's own, shared by the plain slices and
+ * duplicates made from it (as Netty's non-retained derived buffers share their parent's tracker). */
 int ohm_buf_touch(ohm_buf *b, const char *hint)
 {
     int rc = buf_check_live(b, "touch");
     if (rc) return rc;
-    if (b->root->track) leak_track_touch(b->root->track, hint);
+    if (b->owner->track) leak_track_touch(b->owner->track, hint);
     return 0;
 }
 
-bool ohm_buf_tracked(const ohm_buf *b) { return b && owner_state(b) && b->root->track; }
+bool ohm_buf_tracked(const ohm_buf *b) { return b && owner_state(b) && b->owner->track; }
 
 int ohm_buf_set_site(ohm_buf *b, const char *host_site)
 {
     int rc = buf_check_live(b, "set_site");
     if (rc) return rc;
-    if (b->root->track && host_site) leak_track_set_site(b->root->track, host_site);
+    if (b->owner->track && host_site) leak_track_set_site(b->owner->track, host_site);
     return 0;
 }
 
@@ -706,7 +715,6 @@ bool ohm_buf_readonly(const ohm_buf *b)
 
 /* ---- pool destruction ---- */
 
-/* Whether header h is live and its memory belongs to pool. hdr_lock held. */
 /* Whether h is a live buffer of pool. Other threads make and end buffers of other pools meanwhile, so the root
  * and its pool are read between two loads of h's state: the same odd generation both times means h was live
  * throughout, and a live handle's root (and the root's pool) never change. */
@@ -721,26 +729,38 @@ static int dies_with(const ohm_buf *h, const struct ohm_pool *pool)
     return st_gen(atomic_load_explicit(state, memory_order_relaxed)) == st_gen(before) && p == pool;
 }
 
-/* The pool's memory is about to go at once: every live buffer of it is a leak (reported after the scan, with no
- * lock held), and every header whose memory dies with it ends, so later calls get OHM_ESTATE. */
+/* Whether count owner h holds references of its own users (beyond those its retained slices hold): then it is
+ * a leak when its pool goes; otherwise its users released it properly and the slices are the leaks. */
+static int holds_own_refs(ohm_buf *h)
+{
+    return st_count(atomic_load_explicit(&h->state, memory_order_relaxed)) >
+           atomic_load_explicit(&h->retained_children, memory_order_relaxed);
+}
+
+/* The pool's memory is about to go at once: every live count owner of it (root or retained slice) that its users
+ * did not release is a leak (reported after the scan, with no lock held), and every header whose memory dies
+ * with it ends, so later calls get OHM_ESTATE. */
 void buf_pool_destroyed(struct ohm_pool *pool)
 {
     size_t tracked = 0, n = 0;
     leak_track **tracks = NULL;
     pthread_mutex_lock(&hdr_lock);
     for (hdr_block *blk = hdr_blocks; blk; blk = blk->next)
-        for (size_t i = 0; i < blk->count; i++)
-            tracked += dies_with(&blk->hdrs[i], pool) && blk->hdrs[i].root == &blk->hdrs[i] && blk->hdrs[i].track;
+        for (size_t i = 0; i < blk->count; i++) {
+            ohm_buf *h = &blk->hdrs[i];
+            tracked += dies_with(h, pool) && h->owner == h && h->track && holds_own_refs(h);
+        }
     if (tracked) tracks = malloc(tracked * sizeof *tracks); /* NULL: the records are closed unreported */
     uint64_t untracked = 0;
     for (hdr_block *blk = hdr_blocks; blk; blk = blk->next)
         for (size_t i = 0; i < blk->count; i++) {
             ohm_buf *h = &blk->hdrs[i];
             if (!dies_with(h, pool)) continue;
-            if (h == h->root) {
-                if (h->track && tracks && n < tracked) tracks[n++] = h->track;
+            if (h->owner == h) { /* only count owners have records; plain slices share theirs */
+                int leaked = holds_own_refs(h);
+                if (h->track && leaked && tracks && n < tracked) tracks[n++] = h->track;
                 else if (h->track) leak_track_close(h->track);
-                else untracked++;
+                else if (leaked) untracked++;
                 h->track = NULL;
             }
             /* Ended in place and handed to the free list directly: the stripe lists die with their owners. */

@@ -47,7 +47,7 @@ struct ohm_buf {
     uint32_t root_gen;           /* the root's generation when this handle was made             */
     ohm_buf *parent;             /* retained slices: the count owner they hold a reference on   */
     ohm_buf *root;               /* memory owner (self for roots)                                */
-    struct leak_track *track;    /* roots: leak detector record, or NULL                        */
+    struct leak_track *track;    /* count owners (roots, retained slices): leak record, or NULL */
     /* roots only */
     buf_free_fn *free_fn;
     void *ctx;
@@ -77,8 +77,9 @@ static inline size_t buf_offset_in_root(const ohm_buf *b, const ohm_buf *root) {
 int buf_check_live(const ohm_buf *b, const char *op);
 /* Registers the fork handlers (called once by ohm__init). */
 void buf_init(void);
-/* The pool is being destroyed: reports its live buffers as leaks and ends every header whose memory is in it.
- * No other thread may use those buffers (as for the pool itself). */
+/* The pool is being destroyed: reports its live buffers as leaks (each root or retained slice its users did not
+ * release, as itself) and ends every header whose memory is in it. No other thread may use those buffers (as
+ * for the pool itself). */
 void buf_pool_destroyed(struct ohm_pool *pool);
 
 #pragma GCC visibility pop
