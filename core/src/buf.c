@@ -5,8 +5,9 @@
  * buffers never match again and CASes made through stale handles fail.
  *
  * Locks: the header allocator's global lock (only to refill or spill a thread's header cache, and to walk
- * blocks at pool destruction), and 64 striped locks for the lists of derived handles. Neither is held while
- * calling out (pool free, a release callback, the leak detector's handler). */
+ * blocks at pool destruction), and 16 striped locks for the lists of derived handles. Neither is held while
+ * calling out (pool free, a release callback, the leak detector), except that a pool destruction that cannot
+ * allocate its list of records closes them under the header lock (lifecycle.c's order allows it). */
 #define _GNU_SOURCE
 #include "buf.h"
 
@@ -37,9 +38,7 @@ static uint32_t hdr_next_index; /* hdr_lock                                  */
 
 static OHM_TLS ohm_buf *tl_hdrs[HDR_CACHE];
 static OHM_TLS unsigned tl_nhdrs;
-static OHM_TLS int tl_hdr_registered; /* the exit key will spill this thread's cache */
-static pthread_key_t hdr_key;
-static pthread_once_t hdr_key_once = PTHREAD_ONCE_INIT;
+static OHM_TLS int tl_hdr_registered; /* the thread-exit path will spill this thread's cache */
 
 static void hdr_spill(unsigned keep)
 {
@@ -52,19 +51,18 @@ static void hdr_spill(unsigned keep)
     pthread_mutex_unlock(&hdr_lock);
 }
 
-static void hdr_thread_exit(void *unused)
+/* A header freed later on this thread (by another subsystem's exit step, or a host's thread-local destructor)
+ * registers the thread again, and the thread-exit path runs once more for it. */
+void buf_thread_exit(void)
 {
-    (void)unused;
-    hdr_spill(0);
+    tl_hdr_registered = 0;
+    if (tl_nhdrs) hdr_spill(0);
 }
-
-static void hdr_key_create(void) { pthread_key_create(&hdr_key, hdr_thread_exit); }
 
 /* Makes sure this thread's cached headers go back at its exit: a thread may only ever free headers. */
 static OHM_NOINLINE void hdr_register_thread(void)
 {
-    pthread_once(&hdr_key_once, hdr_key_create);
-    pthread_setspecific(hdr_key, (void *)1);
+    ohm__thread_init();
     tl_hdr_registered = 1;
 }
 
@@ -200,25 +198,21 @@ int ohm_buf_check(const ohm_buf *b, uint64_t id)
 #define STRIPES 16 /* few enough that fork can hold them all (TSan allows 64 locks held at once) */
 static pthread_mutex_t stripes[STRIPES] = {[0 ...(STRIPES - 1)] = PTHREAD_MUTEX_INITIALIZER};
 
-/* Fork safety: the child must not inherit a header or stripe lock held by a thread that does not exist there.
+/* Fork: the stripes, then the header lock (lifecycle.c's order: nothing is taken while a stripe is held).
  * Headers cached by other threads are lost to the child, like their thread caches. */
-static void buf_fork_prepare(void)
+void buf_prefork(void)
 {
-    pthread_mutex_lock(&hdr_lock);
     for (unsigned i = 0; i < STRIPES; i++) pthread_mutex_lock(&stripes[i]);
+    pthread_mutex_lock(&hdr_lock);
 }
 
-static void buf_fork_release(void)
+void buf_postfork(void)
 {
-    for (unsigned i = STRIPES; i-- > 0;) pthread_mutex_unlock(&stripes[i]);
     pthread_mutex_unlock(&hdr_lock);
+    for (unsigned i = STRIPES; i-- > 0;) pthread_mutex_unlock(&stripes[i]);
 }
 
-void buf_init(void)
-{
-    pthread_atfork(buf_fork_prepare, buf_fork_release, buf_fork_release);
-    atomic_store_explicit(&guard_min, ohm__env_size("OHM_DEBUG_GUARD", 0), memory_order_relaxed);
-}
+void buf_init(void) { atomic_store_explicit(&guard_min, ohm__env_size("OHM_DEBUG_GUARD", 0), memory_order_relaxed); }
 
 static pthread_mutex_t *stripe_of(const ohm_buf *owner)
 {
@@ -738,19 +732,30 @@ static int holds_own_refs(ohm_buf *h)
 }
 
 /* The pool's memory is about to go at once: every live count owner of it (root or retained slice) that its users
- * did not release is a leak (reported after the scan, with no lock held), and every header whose memory dies
- * with it ends, so later calls get OHM_ESTATE. */
+ * did not release is a leak, and every header whose memory dies with it ends, so later calls get OHM_ESTATE.
+ * The records are reported or closed after the scan, with no lock held: a report runs the host's handler, and
+ * closing frees into the leak detector's own pool. */
 void buf_pool_destroyed(struct ohm_pool *pool)
 {
-    size_t tracked = 0, n = 0;
-    leak_track **tracks = NULL;
+    size_t cap = 0, n = 0;
+    leak_track **tracks = NULL; /* the dying records, each reported (leaked_flags[i]) or closed */
+    uint8_t *leaked_flags = NULL;
     pthread_mutex_lock(&hdr_lock);
     for (hdr_block *blk = hdr_blocks; blk; blk = blk->next)
         for (size_t i = 0; i < blk->count; i++) {
             ohm_buf *h = &blk->hdrs[i];
-            tracked += dies_with(h, pool) && h->owner == h && h->track && holds_own_refs(h);
+            cap += dies_with(h, pool) && h->owner == h && h->track;
         }
-    if (tracked) tracks = malloc(tracked * sizeof *tracks); /* NULL: the records are closed unreported */
+    if (cap) {
+        tracks = malloc(cap * sizeof *tracks);
+        leaked_flags = malloc(cap);
+        if (!tracks || !leaked_flags) { /* the records are closed unreported, under the lock */
+            free(tracks);
+            free(leaked_flags);
+            tracks = NULL;
+            leaked_flags = NULL;
+        }
+    }
     uint64_t untracked = 0;
     for (hdr_block *blk = hdr_blocks; blk; blk = blk->next)
         for (size_t i = 0; i < blk->count; i++) {
@@ -758,9 +763,14 @@ void buf_pool_destroyed(struct ohm_pool *pool)
             if (!dies_with(h, pool)) continue;
             if (h->owner == h) { /* only count owners have records; plain slices share theirs */
                 int leaked = holds_own_refs(h);
-                if (h->track && leaked && tracks && n < tracked) tracks[n++] = h->track;
-                else if (h->track) leak_track_close(h->track);
-                else if (leaked) untracked++;
+                if (h->track && tracks && n < cap) {
+                    leaked_flags[n] = (uint8_t)leaked;
+                    tracks[n++] = h->track;
+                } else if (h->track) {
+                    leak_track_close(h->track);
+                } else if (leaked) {
+                    untracked++;
+                }
                 h->track = NULL;
             }
             /* Ended in place and handed to the free list directly: the stripe lists die with their owners. */
@@ -772,10 +782,19 @@ void buf_pool_destroyed(struct ohm_pool *pool)
             hdr_free_list = h;
         }
     pthread_mutex_unlock(&hdr_lock);
-    for (size_t i = 0; i < n; i++) leak_track_leaked(tracks[i], OHM_LEAK_POOL_DESTROY);
+    size_t reported = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (leaked_flags[i]) {
+            leak_track_leaked(tracks[i], OHM_LEAK_POOL_DESTROY);
+            reported++;
+        } else {
+            leak_track_close(tracks[i]);
+        }
+    }
     for (uint64_t i = 0; i < untracked; i++) leak_untracked(OHM_LEAK_POOL_DESTROY, 0);
-    if (n || untracked)
+    if (reported || untracked)
         ohm__log(OHM_LOG_WARN, "pool '%s' destroyed with %zu live buffers (%zu tracked)", pool->name,
-                 (size_t)(n + untracked), n);
+                 (size_t)(reported + untracked), reported);
     free(tracks);
+    free(leaked_flags);
 }

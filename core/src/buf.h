@@ -75,8 +75,14 @@ void *buf_root_ctx(const ohm_buf *root);
 static inline size_t buf_offset_in_root(const ohm_buf *b, const ohm_buf *root) { return (size_t)(b->data - root->data); }
 /* 0 if b is live, else OHM_ESTATE with a message naming the operation. */
 int buf_check_live(const ohm_buf *b, const char *op);
-/* Registers the fork handlers (called once by ohm__init). */
+/* Process start (lifecycle.c): reads OHM_DEBUG_GUARD. */
 void buf_init(void);
+/* Fork (lifecycle.c, in its lock order): prefork takes the derived-list stripes, then the header lock; postfork
+ * (parent and child alike) releases them. */
+void buf_prefork(void);
+void buf_postfork(void);
+/* Thread exit (lifecycle.c): gives this thread's cached headers back to the shared free list. */
+void buf_thread_exit(void);
 /* The pool is being destroyed: reports its live buffers as leaks (each root or retained slice its users did not
  * release, as itself) and ends every header whose memory is in it. No other thread may use those buffers (as
  * for the pool itself). */
