@@ -1,6 +1,6 @@
-/* The leak detector (internal view): what buf.c calls at a buffer's creation, access, release and reclaim, and
- * what pool.c calls when a pool is destroyed with live buffers. leak.c implements it and the public ohm_leak_*
- * functions. All functions are safe from any thread. */
+/* The leak detector (internal view): what buf.c calls at a buffer's creation, access, release and reclaim (also
+ * when a pool is destroyed with live buffers), and the steps lifecycle.c runs at process start and fork. leak.c
+ * implements it and the public ohm_leak_* functions. All functions are safe from any thread. */
 #ifndef OHM_LEAK_H
 #define OHM_LEAK_H
 

@@ -12,7 +12,7 @@
  *                                               allocate its list of records closes them under the lock)
  *   3   leak handler lock             leak.c    nothing
  *   4   leak de-duplication lock      leak.c    nothing
- *   5   leak stripes [16]             leak.c    6-10: checkpoint copies come from the leak records pool (made at
+ *   5   leak stripes [16]             leak.c    7-10: checkpoint copies come from the leak records pool (made at
  *                                               first use: pool creation takes the registry)
  *   6   default pool creation lock    pool.c    7 (ohm_pool_create)
  *   7   pool registry                 pool.c    8 (thread exit flushes caches to arenas)
