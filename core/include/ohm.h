@@ -287,14 +287,19 @@ OHM_API int ohm_range_check(size_t size, size_t off, size_t len);
 
 /* Cleaner protocol: the host's GC found the handle unreachable. If the handle is still buffer id with a count
  * above 0, the memory is freed and a leak is reported (reason OHM_LEAK_GC); for a plain slice or duplicate
- * only the handle is dropped (its owner is reported on its own). A no-op (returns 0) after release or for a
- * stale id; 1 when it reclaimed. The handle must not be used afterwards. */
+ * only the handle is dropped (its owner is reported on its own). A retained slice is reported as itself (its
+ * size, site and access records); the reference it held on its parent is released, and the parent is reported
+ * only if its own users leaked it too. A no-op (returns 0) after release or for a stale id; 1 when it
+ * reclaimed. The handle must not be used afterwards. */
 OHM_API int ohm_buf_reclaim(ohm_buf *b, uint64_t id);
 
 /* Access record for the leak detector (levels ADVANCED and PARANOID); hint may be NULL; copied. */
 OHM_API int ohm_buf_touch(ohm_buf *b, const char *hint);
 /* Whether the leak detector tracks b, and attaching the host's site text (a Java stack trace, a Lua
- * traceback) to its creation record: hosts build the text only for tracked buffers. */
+ * traceback) to its creation record: hosts build the text only for tracked buffers.
+ * Records: a root and each retained slice (or retained duplicate) has its own, tracked by the same sampling
+ * rule and level (its pool's) as a new buffer; plain slices and duplicates use the record of the buffer whose
+ * count they share. touch and set_site write to that record only, never to a retained slice's parent's. */
 OHM_API bool ohm_buf_tracked(const ohm_buf *b);
 OHM_API int ohm_buf_set_site(ohm_buf *b, const char *host_site);
 

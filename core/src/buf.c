@@ -5,8 +5,9 @@
  * buffers never match again and CASes made through stale handles fail.
  *
  * Locks: the header allocator's global lock (only to refill or spill a thread's header cache, and to walk
- * blocks at pool destruction), and 64 striped locks for the lists of derived handles. Neither is held while
- * calling out (pool free, a release callback, the leak detector's handler). */
+ * blocks at pool destruction), and 16 striped locks for the lists of derived handles. Neither is held while
+ * calling out (pool free, a release callback, the leak detector), except that a pool destruction that cannot
+ * allocate its list of records closes them under the header lock (lifecycle.c's order allows it). */
 #define _GNU_SOURCE
 #include "buf.h"
 
@@ -37,9 +38,7 @@ static uint32_t hdr_next_index; /* hdr_lock                                  */
 
 static OHM_TLS ohm_buf *tl_hdrs[HDR_CACHE];
 static OHM_TLS unsigned tl_nhdrs;
-static OHM_TLS int tl_hdr_registered; /* the exit key will spill this thread's cache */
-static pthread_key_t hdr_key;
-static pthread_once_t hdr_key_once = PTHREAD_ONCE_INIT;
+static OHM_TLS int tl_hdr_registered; /* the thread-exit path will spill this thread's cache */
 
 static void hdr_spill(unsigned keep)
 {
@@ -52,19 +51,18 @@ static void hdr_spill(unsigned keep)
     pthread_mutex_unlock(&hdr_lock);
 }
 
-static void hdr_thread_exit(void *unused)
+/* A header freed later on this thread (by another subsystem's exit step, or a host's thread-local destructor)
+ * registers the thread again, and the thread-exit path runs once more for it. */
+void buf_thread_exit(void)
 {
-    (void)unused;
-    hdr_spill(0);
+    tl_hdr_registered = 0;
+    if (tl_nhdrs) hdr_spill(0);
 }
-
-static void hdr_key_create(void) { pthread_key_create(&hdr_key, hdr_thread_exit); }
 
 /* Makes sure this thread's cached headers go back at its exit: a thread may only ever free headers. */
 static OHM_NOINLINE void hdr_register_thread(void)
 {
-    pthread_once(&hdr_key_once, hdr_key_create);
-    pthread_setspecific(hdr_key, (void *)1);
+    ohm__thread_init();
     tl_hdr_registered = 1;
 }
 
@@ -200,25 +198,21 @@ int ohm_buf_check(const ohm_buf *b, uint64_t id)
 #define STRIPES 16 /* few enough that fork can hold them all (TSan allows 64 locks held at once) */
 static pthread_mutex_t stripes[STRIPES] = {[0 ...(STRIPES - 1)] = PTHREAD_MUTEX_INITIALIZER};
 
-/* Fork safety: the child must not inherit a header or stripe lock held by a thread that does not exist there.
+/* Fork: the stripes, then the header lock (lifecycle.c's order: nothing is taken while a stripe is held).
  * Headers cached by other threads are lost to the child, like their thread caches. */
-static void buf_fork_prepare(void)
+void buf_prefork(void)
 {
-    pthread_mutex_lock(&hdr_lock);
     for (unsigned i = 0; i < STRIPES; i++) pthread_mutex_lock(&stripes[i]);
+    pthread_mutex_lock(&hdr_lock);
 }
 
-static void buf_fork_release(void)
+void buf_postfork(void)
 {
-    for (unsigned i = STRIPES; i-- > 0;) pthread_mutex_unlock(&stripes[i]);
     pthread_mutex_unlock(&hdr_lock);
+    for (unsigned i = STRIPES; i-- > 0;) pthread_mutex_unlock(&stripes[i]);
 }
 
-void buf_init(void)
-{
-    pthread_atfork(buf_fork_prepare, buf_fork_release, buf_fork_release);
-    atomic_store_explicit(&guard_min, ohm__env_size("OHM_DEBUG_GUARD", 0), memory_order_relaxed);
-}
+void buf_init(void) { atomic_store_explicit(&guard_min, ohm__env_size("OHM_DEBUG_GUARD", 0), memory_order_relaxed); }
 
 static pthread_mutex_t *stripe_of(const ohm_buf *owner)
 {
@@ -272,6 +266,10 @@ static int release_owner(ohm_buf *o, uint32_t gen, uint32_t n, const char *op);
 static void owner_end(ohm_buf *o)
 {
     derived_kill_all(o);
+    if (o->track) {
+        leak_track_close(o->track); /* released properly (a reclaim took the record before) */
+        o->track = NULL;
+    }
     if (o->flags & BUF_RETAINED) {
         ohm_buf *parent = o->parent;
         uint32_t parent_gen = o->parent_gen;
@@ -284,10 +282,6 @@ static void owner_end(ohm_buf *o)
             atomic_fetch_sub_explicit(&parent->retained_children, 1, memory_order_relaxed);
         release_owner(parent, parent_gen, 1, "release");
         return;
-    }
-    if (o->track) {
-        leak_track_close(o->track);
-        o->track = NULL;
     }
     atomic_store_explicit(&o->retained_children, 0, memory_order_relaxed); /* a free header's invariant */
     void *data = o->data;
@@ -550,6 +544,13 @@ ohm_buf *ohm_buf_retained_slice(ohm_buf *b, size_t off, size_t len)
     r->parent_gen = b->owner_gen;
     hdr_set_root(r, b->root);
     r->root_gen = b->root_gen;
+    /* Its own leak record, sampled as a new buffer of its pool would be: a retained slice is released on its
+     * own, so it can leak on its own (its parent released properly), and Netty tracks it so (netty#13414).
+     * Called from here, not from a helper, so the creation record starts at our caller (see leak.c capture). */
+    struct ohm_pool *pool = b->root->pool;
+    r->track = leak_track_maybe(pool ? atomic_load_explicit(&pool->leak_settings, memory_order_relaxed) : 0,
+                                make_id(gen, r->index), len, (ohm_buf_origin)b->root->origin,
+                                pool ? pool->name : NULL);
     atomic_fetch_add_explicit(&b->owner->retained_children, 1, memory_order_relaxed);
     hdr_publish(r, gen, 1);
     return r;
@@ -622,12 +623,12 @@ static int reclaim_owner(ohm_buf *b, uint32_t gen)
     uint32_t held = atomic_load_explicit(&b->retained_children, memory_order_relaxed);
     if (st_gen(st) != gen || !(gen & 1) || st_count(st) <= held) return 0;
     uint32_t leaked = st_count(st) - held;
-    if ((b->flags & BUF_ROOT) && b->track) {
+    if (b->track) {
         struct leak_track *t = b->track;
-        b->track = NULL; /* reported here, so not closed when the memory goes */
+        b->track = NULL; /* reported here, so not closed when its count reaches 0 */
         leak_track_leaked(t, OHM_LEAK_GC);
     } else {
-        leak_untracked(OHM_LEAK_GC, b->size); /* untracked root, or a retained slice */
+        leak_untracked(OHM_LEAK_GC, b->size);
     }
     return release_owner(b, gen, leaked, "reclaim") >= 0 ? 1 : 0;
 }
@@ -664,21 +665,23 @@ int ohm_buf_reclaim(ohm_buf *b, uint64_t id)
     return alive ? reclaim_owner(b, (uint32_t)(id >> 32)) : 0;
 }
 
+/* A buffer's leak record is its count owner's: a root's or a retained slice's own, shared by the plain slices and
+ * duplicates made from it (as Netty's non-retained derived buffers share their parent's tracker). */
 int ohm_buf_touch(ohm_buf *b, const char *hint)
 {
     int rc = buf_check_live(b, "touch");
     if (rc) return rc;
-    if (b->root->track) leak_track_touch(b->root->track, hint);
+    if (b->owner->track) leak_track_touch(b->owner->track, hint);
     return 0;
 }
 
-bool ohm_buf_tracked(const ohm_buf *b) { return b && owner_state(b) && b->root->track; }
+bool ohm_buf_tracked(const ohm_buf *b) { return b && owner_state(b) && b->owner->track; }
 
 int ohm_buf_set_site(ohm_buf *b, const char *host_site)
 {
     int rc = buf_check_live(b, "set_site");
     if (rc) return rc;
-    if (b->root->track && host_site) leak_track_set_site(b->root->track, host_site);
+    if (b->owner->track && host_site) leak_track_set_site(b->owner->track, host_site);
     return 0;
 }
 
@@ -706,7 +709,6 @@ bool ohm_buf_readonly(const ohm_buf *b)
 
 /* ---- pool destruction ---- */
 
-/* Whether header h is live and its memory belongs to pool. hdr_lock held. */
 /* Whether h is a live buffer of pool. Other threads make and end buffers of other pools meanwhile, so the root
  * and its pool are read between two loads of h's state: the same odd generation both times means h was live
  * throughout, and a live handle's root (and the root's pool) never change. */
@@ -721,26 +723,54 @@ static int dies_with(const ohm_buf *h, const struct ohm_pool *pool)
     return st_gen(atomic_load_explicit(state, memory_order_relaxed)) == st_gen(before) && p == pool;
 }
 
-/* The pool's memory is about to go at once: every live buffer of it is a leak (reported after the scan, with no
- * lock held), and every header whose memory dies with it ends, so later calls get OHM_ESTATE. */
+/* Whether count owner h holds references of its own users (beyond those its retained slices hold): then it is
+ * a leak when its pool goes; otherwise its users released it properly and the slices are the leaks. */
+static int holds_own_refs(ohm_buf *h)
+{
+    return st_count(atomic_load_explicit(&h->state, memory_order_relaxed)) >
+           atomic_load_explicit(&h->retained_children, memory_order_relaxed);
+}
+
+/* The pool's memory is about to go at once: every live count owner of it (root or retained slice) that its users
+ * did not release is a leak, and every header whose memory dies with it ends, so later calls get OHM_ESTATE.
+ * The records are reported or closed after the scan, with no lock held: a report runs the host's handler, and
+ * closing frees into the leak detector's own pool. */
 void buf_pool_destroyed(struct ohm_pool *pool)
 {
-    size_t tracked = 0, n = 0;
-    leak_track **tracks = NULL;
+    size_t cap = 0, n = 0;
+    leak_track **tracks = NULL; /* the dying records, each reported (leaked_flags[i]) or closed */
+    uint8_t *leaked_flags = NULL;
     pthread_mutex_lock(&hdr_lock);
     for (hdr_block *blk = hdr_blocks; blk; blk = blk->next)
-        for (size_t i = 0; i < blk->count; i++)
-            tracked += dies_with(&blk->hdrs[i], pool) && blk->hdrs[i].root == &blk->hdrs[i] && blk->hdrs[i].track;
-    if (tracked) tracks = malloc(tracked * sizeof *tracks); /* NULL: the records are closed unreported */
+        for (size_t i = 0; i < blk->count; i++) {
+            ohm_buf *h = &blk->hdrs[i];
+            cap += dies_with(h, pool) && h->owner == h && h->track;
+        }
+    if (cap) {
+        tracks = malloc(cap * sizeof *tracks);
+        leaked_flags = malloc(cap);
+        if (!tracks || !leaked_flags) { /* the records are closed unreported, under the lock */
+            free(tracks);
+            free(leaked_flags);
+            tracks = NULL;
+            leaked_flags = NULL;
+        }
+    }
     uint64_t untracked = 0;
     for (hdr_block *blk = hdr_blocks; blk; blk = blk->next)
         for (size_t i = 0; i < blk->count; i++) {
             ohm_buf *h = &blk->hdrs[i];
             if (!dies_with(h, pool)) continue;
-            if (h == h->root) {
-                if (h->track && tracks && n < tracked) tracks[n++] = h->track;
-                else if (h->track) leak_track_close(h->track);
-                else untracked++;
+            if (h->owner == h) { /* only count owners have records; plain slices share theirs */
+                int leaked = holds_own_refs(h);
+                if (h->track && tracks && n < cap) {
+                    leaked_flags[n] = (uint8_t)leaked;
+                    tracks[n++] = h->track;
+                } else if (h->track) {
+                    leak_track_close(h->track);
+                } else if (leaked) {
+                    untracked++;
+                }
                 h->track = NULL;
             }
             /* Ended in place and handed to the free list directly: the stripe lists die with their owners. */
@@ -752,10 +782,19 @@ void buf_pool_destroyed(struct ohm_pool *pool)
             hdr_free_list = h;
         }
     pthread_mutex_unlock(&hdr_lock);
-    for (size_t i = 0; i < n; i++) leak_track_leaked(tracks[i], OHM_LEAK_POOL_DESTROY);
+    size_t reported = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (leaked_flags[i]) {
+            leak_track_leaked(tracks[i], OHM_LEAK_POOL_DESTROY);
+            reported++;
+        } else {
+            leak_track_close(tracks[i]);
+        }
+    }
     for (uint64_t i = 0; i < untracked; i++) leak_untracked(OHM_LEAK_POOL_DESTROY, 0);
-    if (n || untracked)
+    if (reported || untracked)
         ohm__log(OHM_LOG_WARN, "pool '%s' destroyed with %zu live buffers (%zu tracked)", pool->name,
-                 (size_t)(n + untracked), n);
+                 (size_t)(reported + untracked), reported);
     free(tracks);
+    free(leaked_flags);
 }

@@ -47,7 +47,7 @@ struct ohm_buf {
     uint32_t root_gen;           /* the root's generation when this handle was made             */
     ohm_buf *parent;             /* retained slices: the count owner they hold a reference on   */
     ohm_buf *root;               /* memory owner (self for roots)                                */
-    struct leak_track *track;    /* roots: leak detector record, or NULL                        */
+    struct leak_track *track;    /* count owners (roots, retained slices): leak record, or NULL */
     /* roots only */
     buf_free_fn *free_fn;
     void *ctx;
@@ -75,10 +75,17 @@ void *buf_root_ctx(const ohm_buf *root);
 static inline size_t buf_offset_in_root(const ohm_buf *b, const ohm_buf *root) { return (size_t)(b->data - root->data); }
 /* 0 if b is live, else OHM_ESTATE with a message naming the operation. */
 int buf_check_live(const ohm_buf *b, const char *op);
-/* Registers the fork handlers (called once by ohm__init). */
+/* Process start (lifecycle.c): reads OHM_DEBUG_GUARD. */
 void buf_init(void);
-/* The pool is being destroyed: reports its live buffers as leaks and ends every header whose memory is in it.
- * No other thread may use those buffers (as for the pool itself). */
+/* Fork (lifecycle.c, in its lock order): prefork takes the derived-list stripes, then the header lock; postfork
+ * (parent and child alike) releases them. */
+void buf_prefork(void);
+void buf_postfork(void);
+/* Thread exit (lifecycle.c): gives this thread's cached headers back to the shared free list. */
+void buf_thread_exit(void);
+/* The pool is being destroyed: reports its live buffers as leaks (each root or retained slice its users did not
+ * release, as itself) and ends every header whose memory is in it. No other thread may use those buffers (as
+ * for the pool itself). */
 void buf_pool_destroyed(struct ohm_pool *pool);
 
 #pragma GCC visibility pop

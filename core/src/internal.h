@@ -61,9 +61,8 @@ void ohm__error_clear(void);
 void ohm__log(ohm_log_level level, const char *fmt, ...) OHM_PRINTF(2, 3);
 int ohm__log_enabled(ohm_log_level level);
 
-/* Process-wide one-time setup (size-class tables, the free-block key, fork handlers). Every entry point that
- * does not go through an existing pool calls it; cheap after the first call. */
-void ohm__init(void);
+/* The process start and thread-exit doors of lifecycle.c, the module above all others. */
+#include "lifecycle.h"
 
 /* Environment helpers for OHM_* settings: each returns dflt when the variable is unset or malformed (and logs
  * the malformed value). Sizes accept K, M, G suffixes. */

@@ -97,8 +97,7 @@ static void rec_mem_free(void *p)
 
 /* ---- settings: level in the low byte, interval in the high 32 bits, so the hot path loads one word ---- */
 
-static _Atomic uint64_t settings = LEVEL_UNSET;
-static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static _Atomic uint64_t settings = LEVEL_UNSET; /* until leak_init, which ohm__init runs */
 static _Atomic uint64_t next_seq = 1;
 
 static OHM_TLS uint32_t tl_countdown;    /* allocations until the next tracked one (SIMPLE, ADVANCED)  */
@@ -160,25 +159,25 @@ static int find_text(struct dl_phdr_info *info, size_t size, void *arg)
     return 0;
 }
 
-static void lock_all(void)
+/* Fork (lifecycle.c's order): the handler and de-duplication locks are leaves; a stripe lock may be held while
+ * records are allocated from the records pool, whose locks come after these. */
+void leak_prefork(void)
 {
     pthread_mutex_lock(&handler_lock);
     pthread_mutex_lock(&dedup_lock);
     for (unsigned i = 0; i < STRIPES; i++) pthread_mutex_lock(&stripes[i].lock);
 }
 
-static void unlock_all(void)
+void leak_postfork(void)
 {
     for (unsigned i = STRIPES; i-- > 0;) pthread_mutex_unlock(&stripes[i].lock);
     pthread_mutex_unlock(&dedup_lock);
     pthread_mutex_unlock(&handler_lock);
 }
 
-static void leak_init(void)
+void leak_init(void)
 {
     for (unsigned i = 0; i < STRIPES; i++) pthread_mutex_init(&stripes[i].lock, NULL);
-    /* A fork while another thread holds a leak lock would leave it locked in the child forever. */
-    pthread_atfork(lock_all, unlock_all, unlock_all);
 
     unsigned level = OHM_LEAK_SIMPLE;
     const char *v = getenv("OHM_LEAK_LEVEL");
@@ -201,7 +200,7 @@ static uint64_t load_settings(void)
 {
     uint64_t s = atomic_load_explicit(&settings, memory_order_acquire);
     if (ohm_unlikely((s & 0xff) == LEVEL_UNSET)) {
-        pthread_once(&init_once, leak_init);
+        ohm__init();
         s = atomic_load_explicit(&settings, memory_order_acquire);
     }
     return s;
@@ -258,6 +257,7 @@ uint32_t ohm_pool_get_leak_sample_interval(const ohm_pool *pool)
 
 void ohm_leak_set_handler(ohm_leak_handler *fn, void *arg)
 {
+    ohm__init(); /* the fork handler that guards handler_lock */
     pthread_mutex_lock(&handler_lock);
     handler_fn = fn;
     handler_arg = arg;

@@ -1,6 +1,6 @@
-/* The leak detector (internal view): what buf.c calls at a buffer's creation, access, release and reclaim, and
- * what pool.c calls when a pool is destroyed with live buffers. leak.c implements it and the public ohm_leak_*
- * functions. All functions are safe from any thread. */
+/* The leak detector (internal view): what buf.c calls at a buffer's creation, access, release and reclaim (also
+ * when a pool is destroyed with live buffers), and the steps lifecycle.c runs at process start and fork. leak.c
+ * implements it and the public ohm_leak_* functions. All functions are safe from any thread. */
 #ifndef OHM_LEAK_H
 #define OHM_LEAK_H
 
@@ -26,6 +26,14 @@ void leak_track_close(leak_track *t);
 void leak_track_leaked(leak_track *t, ohm_leak_reason reason);
 /* An untracked leak: the count for the summary line of ohm's log ("N leaks not tracked; raise the level"). */
 void leak_untracked(ohm_leak_reason reason, size_t size);
+
+/* Process start (lifecycle.c, once): settings from OHM_LEAK_LEVEL / OHM_LEAK_SAMPLE, ohm's text range for frame
+ * skipping, and the first backtrace (which loads the unwinder) done now rather than under an allocation. */
+void leak_init(void);
+/* Fork (lifecycle.c, in its lock order): prefork takes the handler lock, the de-duplication lock, then every
+ * stripe; postfork (parent and child alike) releases them. */
+void leak_prefork(void);
+void leak_postfork(void);
 
 #pragma GCC visibility pop
 

@@ -1,5 +1,5 @@
-/* Pools: configuration, life cycle, the allocation and free paths, huge blocks, trimming, fork safety and the
- * background purger.
+/* Pools: configuration, life cycle, the allocation and free paths, huge blocks, trimming, the pool's part of fork
+ * safety (lifecycle.c drives it) and the background purger.
  *
  * The fast paths are a TLS compare to find the thread's cache, then a pop or a push on a per-class stack. The
  * free path validates the pointer first (registry lookup, page entry, block alignment, free-block key), so a
@@ -7,7 +7,6 @@
 #define _GNU_SOURCE
 #include "pool.h"
 
-#include "buf.h"
 #include "os.h"
 
 #include <stdio.h>
@@ -21,27 +20,12 @@ static pthread_mutex_t registry = PTHREAD_MUTEX_INITIALIZER;
 static ohm_pool *pools;                    /* every live pool                     */
 static uint64_t next_pool_id = 1;          /* registry lock                       */
 static _Atomic(ohm_pool *) default_pool;
+static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER; /* creation of the default pool */
 
 void registry_lock(void) { pthread_mutex_lock(&registry); }
 void registry_unlock(void) { pthread_mutex_unlock(&registry); }
 
-static void fork_prepare(void);
-static void fork_parent(void);
-static void fork_child(void);
-
-static void init_process(void)
-{
-    sc_init();
-    ohm__key_secret = (uintptr_t)os_random64() | 1;
-    pthread_atfork(fork_prepare, fork_parent, fork_child);
-    buf_init();
-}
-
-void ohm__init(void)
-{
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, init_process);
-}
+void pool_init(void) { ohm__key_secret = (uintptr_t)os_random64() | 1; }
 
 /* ---- configuration ---- */
 
@@ -88,7 +72,8 @@ static int config_check(const ohm_pool_config *cfg)
  * without anyone calling into it. It holds a pool busy while purging it; destroy waits for that. */
 
 static pthread_cond_t bg_cond;
-static int bg_running;   /* registry lock */
+static int bg_cond_ready; /* registry lock */
+static int bg_running;    /* registry lock */
 static pthread_t bg_thread;
 
 static void *bg_main(void *unused)
@@ -122,18 +107,22 @@ static void *bg_main(void *unused)
     return NULL;
 }
 
+static void bg_cond_init(void)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&bg_cond, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
 /* Starts the purger if a pool wants it and it is not running. Registry lock held. */
 static void bg_ensure(void)
 {
-    static int cond_ready;
     if (bg_running) return;
-    if (!cond_ready) {
-        pthread_condattr_t attr;
-        pthread_condattr_init(&attr);
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-        pthread_cond_init(&bg_cond, &attr);
-        pthread_condattr_destroy(&attr);
-        cond_ready = 1;
+    if (!bg_cond_ready) {
+        bg_cond_init();
+        bg_cond_ready = 1;
     }
     pthread_attr_t attr;
     pthread_attr_init(&attr);
@@ -193,7 +182,7 @@ static int pool_check(const ohm_pool *pool)
     return 0;
 }
 
-int ohm_pool_destroy(ohm_pool *pool)
+int pool_destroy_begin(ohm_pool *pool)
 {
     int rc = pool_check(pool);
     if (rc) return rc;
@@ -207,7 +196,11 @@ int ohm_pool_destroy(ohm_pool *pool)
         }
     tcache_kill_all(pool);
     registry_unlock();
-    buf_pool_destroyed(pool); /* reports live buffers and ends their handles before the memory goes */
+    return 0;
+}
+
+void pool_destroy_end(ohm_pool *pool)
+{
     for (unsigned i = 0; i < pool->narenas; i++) arena_destroy(&pool->arenas[i]);
     for (chunk_t *c = pool->huge, *next; c; c = next) {
         next = c->next;
@@ -217,27 +210,26 @@ int ohm_pool_destroy(ohm_pool *pool)
     os_meta_free(pool->arenas, pool->arenas_size);
     atomic_store(&pool->magic, POOL_MAGIC_DEAD);
     free(pool);
-    return 0;
 }
 
 ohm_pool *ohm_pool_default(void)
 {
     ohm_pool *p = atomic_load_explicit(&default_pool, memory_order_acquire);
     if (ohm_likely(p != NULL)) return p;
-    static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
-    pthread_mutex_lock(&init_lock);
+    /* Read before the lock: a malformed setting is logged, and the log handler must not run under it. */
+    ohm_pool_config cfg;
+    ohm_pool_config_init(&cfg);
+    cfg.name = "default";
+    pthread_mutex_lock(&default_lock);
     p = atomic_load_explicit(&default_pool, memory_order_relaxed);
     if (!p) {
-        ohm_pool_config cfg;
-        ohm_pool_config_init(&cfg);
-        cfg.name = "default";
         p = ohm_pool_create(&cfg);
         if (p) {
             p->is_default = 1;
             atomic_store_explicit(&default_pool, p, memory_order_release);
         }
     }
-    pthread_mutex_unlock(&init_lock);
+    pthread_mutex_unlock(&default_lock);
     return p;
 }
 
@@ -641,11 +633,9 @@ int ohm_pool_trim(ohm_pool *pool)
     return 0;
 }
 
-/* ---- fork safety ----
- * Take every lock before fork so the child never inherits one held by a thread that does not exist there.
- * Order: registry, then each pool's arenas and huge lock. In the child, other threads' caches stay listed
- * (their blocks are lost to the child, as in every thread-caching allocator) and the purger is restarted on
- * the next pool creation or trim. */
+/* ---- fork (lifecycle.c calls these, in its global lock order) ----
+ * In the child, other threads' caches stay listed (their blocks are lost to the child, as in every thread-caching
+ * allocator) and the purger, which does not exist there, is restarted on the next pool creation or trim. */
 
 static void for_each_pool_lock(int lock)
 {
@@ -659,24 +649,28 @@ static void for_each_pool_lock(int lock)
     }
 }
 
-static void fork_prepare(void)
+void pool_prefork(void)
 {
+    pthread_mutex_lock(&default_lock);
     registry_lock();
     for_each_pool_lock(1);
-    chunk_fork_lock(1);
 }
 
-static void fork_parent(void)
+void pool_postfork_parent(void)
 {
-    chunk_fork_lock(0);
     for_each_pool_lock(0);
     registry_unlock();
+    pthread_mutex_unlock(&default_lock);
 }
 
-static void fork_child(void)
+void pool_postfork_child(void)
 {
-    chunk_fork_lock(0);
     for_each_pool_lock(0);
+    /* The purger was not copied: no pool is busy with it, and its condition variable may count it as a waiter
+     * (a broadcast could wait for it forever), so it starts afresh. */
     bg_running = 0;
+    for (ohm_pool *p = pools; p; p = p->next) p->bg_busy = 0;
+    if (bg_cond_ready) bg_cond_init();
     registry_unlock();
+    pthread_mutex_unlock(&default_lock);
 }

@@ -63,6 +63,21 @@ void pool_unreserve(struct ohm_pool *pool, size_t bytes);
 #define POISON_BYTE 0xde
 #define POISON_ID_MAGIC 0x9e3779b97f4a7c15ull
 
+/* Process start: the free-block key (lifecycle.c calls it once, after sc_init). */
+void pool_init(void);
+
+/* Pool destruction, first and last steps (lifecycle.c runs the whole sequence, with the buffers' step between):
+ * begin checks the pool (OHM_EINVAL / OHM_ESTATE; nothing changed then), waits for the purger, unlists it and
+ * kills its thread caches; end unmaps its memory and frees it. */
+int pool_destroy_begin(struct ohm_pool *pool);
+void pool_destroy_end(struct ohm_pool *pool);
+
+/* Fork: prefork takes the default pool's creation lock, the registry, then each pool's arena locks and huge lock
+ * (lifecycle.c's order); the postfork functions release them (the child's also forgets the purger thread). */
+void pool_prefork(void);
+void pool_postfork_parent(void);
+void pool_postfork_child(void);
+
 /* Validates p as the start of a live block of pool; returns its chunk and class (SC_COUNT for huge) or sets
  * the error. Lock-free. */
 int pool_check_block(struct ohm_pool *pool, void *p, chunk_t **chunk_out, unsigned *cls_out);

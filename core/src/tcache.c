@@ -1,8 +1,8 @@
 /* Thread caches (see tcache.h).
  *
  * Life cycle: a cache is made the first time a thread allocates from or frees to a pool, bound to the arena
- * with the fewest threads, and listed both in the thread's list and in the pool's. At thread exit a pthread
- * key destructor flushes every cache of the thread and folds its counters into the pool. Destroying a pool
+ * with the fewest threads, and listed both in the thread's list and in the pool's. At thread exit (lifecycle.c's
+ * thread-exit path) every cache of the thread is flushed and its counters are folded into the pool. Destroying a pool
  * marks its caches dead; each thread frees its dead caches the next time it looks for a cache, or at exit. */
 #include "tcache.h"
 
@@ -14,10 +14,7 @@
 OHM_TLS tcache_slot tcache_last;
 OHM_TLS tcache_slot tcache_slots[TCACHE_SLOTS];
 static OHM_TLS tcache_t *tl_caches;
-static OHM_TLS int tl_exiting; /* the key destructor ran: make no new caches on this thread */
-
-static pthread_key_t exit_key;
-static pthread_once_t exit_key_once = PTHREAD_ONCE_INIT;
+static OHM_TLS int tl_exiting; /* the thread-exit step ran: make no new caches on this thread */
 
 /* Slots per class: the configured count for small blocks, bounded to 128 KiB of cached memory per class so
  * that a thread's cache stays a few MiB at most. */
@@ -73,12 +70,11 @@ static void detach_from_pool(tcache_t *tc)
     atomic_fetch_sub(&tc->arena->nthreads, 1);
 }
 
-/* Flushes and frees every cache of the exiting thread. Frees go to the arenas without purging, so no unmap
- * hook runs while the registry lock is held. */
-static void thread_exit(void *unused)
+/* Frees go to the arenas without purging, so no unmap hook runs while the registry lock is held. */
+void tcache_thread_exit(void)
 {
-    (void)unused;
     tl_exiting = 1;
+    if (!tl_caches) return;
     registry_lock();
     for (tcache_t *tc = tl_caches, *next; tc; tc = next) {
         next = tc->tnext;
@@ -91,11 +87,6 @@ static void thread_exit(void *unused)
     }
     tl_caches = NULL;
     registry_unlock();
-}
-
-static void exit_key_create(void)
-{
-    pthread_key_create(&exit_key, thread_exit);
 }
 
 /* Frees the thread's caches of destroyed pools. Registry lock held. */
@@ -163,12 +154,12 @@ static tcache_t *tcache_new(struct ohm_pool *pool)
 static tcache_t *tcache_get_slow(struct ohm_pool *pool)
 {
     if (tl_exiting) return NULL;
-    pthread_once(&exit_key_once, exit_key_create);
+    ohm__thread_init(); /* this thread's caches are flushed at its exit */
     registry_lock();
     prune_dead();
     tcache_t *tc = tl_caches;
     while (tc && tc->pool_id != pool->id) tc = tc->tnext;
-    if (!tc && (tc = tcache_new(pool)) != NULL) pthread_setspecific(exit_key, (void *)1);
+    if (!tc) tc = tcache_new(pool);
     registry_unlock();
     if (tc) slot_install(tc);
     return tc;

@@ -80,6 +80,8 @@ int tcache_tick(tcache_t *tc);
 void tcache_request_flush(tcache_t *tc);
 /* Marks every cache of a pool dead and frees the caller's own (pool destruction). Registry lock held. */
 void tcache_kill_all(struct ohm_pool *pool);
+/* Thread exit (lifecycle.c): flushes and frees every cache of the calling thread; it makes no new ones after. */
+void tcache_thread_exit(void);
 
 #pragma GCC visibility pop
 

@@ -744,6 +744,232 @@ static void test_pool_leak_settings_override_the_process_settings(void)
     ohm_pool_destroy(pool);
 }
 
+/* ---- retained slices have their own records (Netty tracks them since 4.1.94, netty#13414) ---- */
+
+static OHM_NOINLINE ohm_buf *site_rslice(ohm_buf *parent, size_t off, size_t len)
+{
+    ohm_buf *r = ohm_buf_retained_slice(parent, off, len);
+    __asm__ volatile("" ::: "memory");
+    return r;
+}
+
+/* Whether fn is among the first frames of a creation record (at most ohm's entry point before it). */
+static bool made_in(const ohm_leak_record *created, void *fn)
+{
+    for (unsigned i = 0; i < created->nframes && i < 3; i++)
+        if (in_function(created->frames[i], fn)) return true;
+    return false;
+}
+
+static void test_leaked_retained_slice_is_reported_as_itself_when_reclaimed(void)
+{
+    paranoid_capture();
+    ohm_set_log_handler(log_capture, NULL);
+    log_reset();
+    uint64_t mark = ohm_leak_mark();
+    ohm_buf *p = site_buf(256);
+    if (!CHECK_NOT_NULL(p)) return;
+    CHECK_EQ_INT(ohm_buf_set_site(p, "at Parent.make(Parent.java:1)"), 0);
+    ohm_buf *r = site_rslice(p, 16, 48);
+    if (!CHECK_NOT_NULL(r)) return;
+    CHECK(ohm_buf_tracked(r));
+    CHECK_EQ_INT(ohm_buf_set_site(r, "at Slice.make(Slice.java:9)"), 0);
+    CHECK_EQ_INT(ohm_buf_touch(r, "slice-hint"), 0);
+    uint64_t rid = ohm_buf_id(r);
+    CHECK_EQ_INT(ohm_buf_release(p, 1), 0); /* the parent's user is done; the slice's reference remains */
+    CHECK_EQ_INT(cap.calls, 0);
+    CHECK_EQ_INT(ohm_buf_reclaim(r, rid), 1);
+    CHECK_EQ_INT(cap.calls, 1);
+    CHECK_EQ_INT(cap.last.reason, OHM_LEAK_GC);
+    CHECK_EQ_U64(cap.last.size, 48);
+    CHECK_EQ_U64(cap.last.buffer_id, rid);
+    CHECK_STR_CONTAINS(cap.pool, "default");
+    CHECK_STR_CONTAINS(cap.host_site, "Slice.java:9");
+    CHECK(cap.host_site && !strstr(cap.host_site, "Parent.java"));
+    CHECK_EQ_INT(cap.last.nrecords, 1);
+    CHECK_STR_CONTAINS(cap.hints[0], "slice-hint");
+    CHECK(made_in(&cap.last.created, (void *)site_rslice));
+    CHECK_STR_CONTAINS(cap.text, "LEAK: ohm_buf of 48 bytes (pool 'default'");
+    CHECK_STR_CONTAINS(cap.text, "#1: Hint: slice-hint\n");
+    CHECK_STR_CONTAINS(cap.text, "Created at:\n\tat Slice.make(Slice.java:9)");
+    CHECK(!strstr(log_text, "not tracked"));
+    /* The parent's own count reached 0 when the slice's reference went: released cleanly, nothing left live. */
+    CHECK_EQ_INT(ohm_leak_check(mark, count_only, &(unsigned){0}), 0);
+    CHECK_EQ_INT(cap.calls, 1);
+    ohm_set_log_handler(NULL, NULL);
+    ohm_leak_set_handler(NULL, NULL);
+}
+
+/* The parent leaked too: reclaiming the slice reports the slice only, and the parent stays tracked under its own
+ * site until it is reclaimed itself. A retained duplicate (a retained slice of the whole) is the same. */
+static void test_reclaimed_retained_duplicate_leaves_a_leaked_parent_tracked(void)
+{
+    paranoid_capture();
+    uint64_t mark = ohm_leak_mark();
+    ohm_buf *p = site_buf(96);
+    if (!CHECK_NOT_NULL(p)) return;
+    CHECK_EQ_INT(ohm_buf_set_site(p, "at Parent.make(Parent.java:2)"), 0);
+    ohm_buf *d = site_rslice(p, 0, 96);
+    if (!CHECK_NOT_NULL(d)) return;
+    CHECK_EQ_INT(ohm_buf_set_site(d, "at Dup.make(Dup.java:3)"), 0);
+    uint64_t pid = ohm_buf_id(p), did = ohm_buf_id(d);
+    CHECK_EQ_INT(ohm_buf_reclaim(d, did), 1);
+    CHECK_EQ_INT(cap.calls, 1);
+    CHECK_EQ_U64(cap.last.buffer_id, did);
+    CHECK_STR_CONTAINS(cap.host_site, "Dup.java:3");
+    CHECK(made_in(&cap.last.created, (void *)site_rslice));
+    CHECK_EQ_U64(ohm_buf_refcnt(p), 1);
+    cap_reset(&cap);
+    CHECK_EQ_INT(ohm_leak_check(mark, cap_handler, &cap), 1); /* the parent is still live, as itself */
+    CHECK_EQ_U64(cap.last.buffer_id, pid);
+    CHECK_STR_CONTAINS(cap.host_site, "Parent.java:2");
+    cap_reset(&cap);
+    CHECK_EQ_INT(ohm_buf_reclaim(p, pid), 1);
+    CHECK_EQ_INT(cap.calls, 1);
+    CHECK_EQ_U64(cap.last.buffer_id, pid);
+    CHECK_EQ_U64(cap.last.size, 96);
+    CHECK_STR_CONTAINS(cap.host_site, "Parent.java:2");
+    CHECK(made_in(&cap.last.created, (void *)site_buf));
+    ohm_leak_set_handler(NULL, NULL);
+}
+
+/* touch and set_site on a retained slice never reach its parent's record: a leaked parent is reported with its own
+ * site and accesses. */
+static void test_touch_and_site_of_a_retained_slice_leave_the_parent_record_alone(void)
+{
+    paranoid_capture();
+    ohm_buf *p = site_buf(128);
+    if (!CHECK_NOT_NULL(p)) return;
+    CHECK_EQ_INT(ohm_buf_set_site(p, "at Parent.make(Parent.java:4)"), 0);
+    CHECK_EQ_INT(ohm_buf_touch(p, "parent-hint"), 0);
+    ohm_buf *r = site_rslice(p, 0, 32);
+    if (!CHECK_NOT_NULL(r)) return;
+    CHECK_EQ_INT(ohm_buf_set_site(r, "at Slice.make(Slice.java:5)"), 0);
+    CHECK_EQ_INT(ohm_buf_touch(r, "slice-hint-2"), 0);
+    CHECK_EQ_INT(ohm_buf_release(r, 1), 1);
+    CHECK_EQ_INT(cap.calls, 0); /* the slice was released properly */
+    uint64_t pid = ohm_buf_id(p);
+    CHECK_EQ_INT(ohm_buf_reclaim(p, pid), 1);
+    CHECK_EQ_INT(cap.calls, 1);
+    CHECK_EQ_U64(cap.last.buffer_id, pid);
+    CHECK_EQ_U64(cap.last.size, 128);
+    CHECK_STR_CONTAINS(cap.host_site, "Parent.java:4");
+    CHECK_EQ_INT(cap.last.nrecords, 1);
+    CHECK_STR_CONTAINS(cap.hints[0], "parent-hint");
+    CHECK(!strstr(cap.text, "Slice.java") && !strstr(cap.text, "slice-hint-2"));
+    CHECK(made_in(&cap.last.created, (void *)site_buf));
+    ohm_leak_set_handler(NULL, NULL);
+}
+
+/* Plain slices and duplicates share their count owner's record: of a root, the root's; of a retained slice, the
+ * retained slice's. */
+static void test_plain_slices_write_to_their_count_owners_record(void)
+{
+    paranoid_capture();
+    uint64_t mark = ohm_leak_mark();
+    ohm_buf *p = site_buf(200);
+    if (!CHECK_NOT_NULL(p)) return;
+    ohm_buf *r = site_rslice(p, 100, 50);
+    if (!CHECK_NOT_NULL(r)) return;
+    ohm_buf *ps = ohm_buf_slice(p, 0, 10), *rs = ohm_buf_slice(r, 0, 10), *rd = ohm_buf_duplicate(r);
+    if (!CHECK_NOT_NULL(ps) || !CHECK_NOT_NULL(rs) || !CHECK_NOT_NULL(rd)) return;
+    CHECK(ohm_buf_tracked(ps) && ohm_buf_tracked(rs) && ohm_buf_tracked(rd));
+    CHECK_EQ_INT(ohm_buf_touch(ps, "via-parent-slice"), 0);
+    CHECK_EQ_INT(ohm_buf_touch(rs, "via-rslice-slice"), 0);
+    CHECK_EQ_INT(ohm_buf_set_site(rd, "at RSliceDup.make(RSliceDup.java:6)"), 0);
+    CHECK_EQ_INT(ohm_leak_check(mark, cap_handler, &cap), 2); /* creation order: the parent, then the slice */
+    CHECK_EQ_U64(cap.sizes[0], 200);
+    CHECK_EQ_U64(cap.sizes[1], 50);
+    CHECK_EQ_INT(cap.last.nrecords, 1);
+    CHECK_STR_CONTAINS(cap.hints[0], "via-rslice-slice");
+    CHECK_STR_CONTAINS(cap.host_site, "RSliceDup.java:6");
+    CHECK(made_in(&cap.last.created, (void *)site_rslice));
+    CHECK_EQ_INT(ohm_buf_release(r, 1), 1);
+    cap_reset(&cap);
+    CHECK_EQ_INT(ohm_leak_check(mark, cap_handler, &cap), 1);
+    CHECK_EQ_U64(cap.last.size, 200);
+    CHECK_EQ_INT(cap.last.nrecords, 1);
+    CHECK_STR_CONTAINS(cap.hints[0], "via-parent-slice");
+    CHECK_NULL(cap.host_site);
+    CHECK_EQ_INT(ohm_buf_release(p, 1), 1);
+    ohm_leak_set_handler(NULL, NULL);
+}
+
+/* A pool destroyed with a live retained slice reports the slice; its parent, whose own references were all
+ * released, is not reported. */
+static void test_pool_destroy_reports_a_live_retained_slice_as_itself(void)
+{
+    paranoid_capture();
+    ohm_pool_config cfg = fixture_config("rslice-pool");
+    ohm_pool *pool = fixture_pool(&cfg);
+    if (!pool) return;
+    ohm_buf *p = ohm_buf_alloc(pool, 512);
+    if (!CHECK_NOT_NULL(p)) return;
+    CHECK_EQ_INT(ohm_buf_set_site(p, "at Parent.make(Parent.java:7)"), 0);
+    ohm_buf *r = site_rslice(p, 64, 24);
+    if (!CHECK_NOT_NULL(r)) return;
+    CHECK_EQ_INT(ohm_buf_set_site(r, "at Slice.make(Slice.java:8)"), 0);
+    CHECK_EQ_INT(ohm_buf_touch(r, "pool-slice-hint"), 0);
+    uint64_t rid = ohm_buf_id(r);
+    CHECK_EQ_INT(ohm_buf_release(p, 1), 0);
+    CHECK_EQ_INT(ohm_pool_destroy(pool), 0);
+    CHECK_EQ_INT(cap.calls, 1);
+    CHECK_EQ_INT(cap.last.reason, OHM_LEAK_POOL_DESTROY);
+    CHECK_EQ_U64(cap.last.buffer_id, rid);
+    CHECK_EQ_U64(cap.last.size, 24);
+    CHECK_STR_CONTAINS(cap.pool, "rslice-pool");
+    CHECK_STR_CONTAINS(cap.host_site, "Slice.java:8");
+    CHECK_STR_CONTAINS(cap.hints[0], "pool-slice-hint");
+    CHECK(made_in(&cap.last.created, (void *)site_rslice));
+    ohm_leak_set_handler(NULL, NULL);
+}
+
+/* A retained slice is tracked by the rule a new buffer of its pool would be: the pool's level when it set one. */
+static void test_retained_slices_follow_their_pools_level(void)
+{
+    ohm_leak_set_level(OHM_LEAK_OFF);
+    ohm_pool_config cfg = fixture_config("rslice-level");
+    ohm_pool *pool = fixture_pool(&cfg);
+    if (!pool) return;
+    CHECK_EQ_INT(ohm_pool_set_leak(pool, OHM_LEAK_PARANOID, 0), 0);
+    ohm_buf *p = ohm_buf_alloc(pool, 64);
+    if (!CHECK_NOT_NULL(p)) return;
+    ohm_buf *r = ohm_buf_retained_slice(p, 0, 8);
+    if (CHECK_NOT_NULL(r)) {
+        CHECK(ohm_buf_tracked(r));
+        ohm_buf_release(r, 1);
+    }
+    ohm_leak_set_level(OHM_LEAK_PARANOID);
+    CHECK_EQ_INT(ohm_pool_set_leak(pool, OHM_LEAK_OFF, 0), 0);
+    r = ohm_buf_retained_slice(p, 0, 8);
+    if (CHECK_NOT_NULL(r)) {
+        CHECK(!ohm_buf_tracked(r));
+        CHECK(ohm_buf_tracked(p)); /* made while the pool was PARANOID */
+        ohm_buf_release(r, 1);
+    }
+    ohm_buf_release(p, 1);
+    /* An untracked slice of a tracked parent: its touch and site are dropped, not written to the parent's. */
+    CHECK_EQ_INT(ohm_pool_set_leak(pool, -1, 0), 0);
+    paranoid_capture();
+    p = ohm_buf_alloc(pool, 64);
+    if (!CHECK_NOT_NULL(p)) return;
+    CHECK_EQ_INT(ohm_pool_set_leak(pool, OHM_LEAK_OFF, 0), 0);
+    r = ohm_buf_retained_slice(p, 0, 8);
+    if (CHECK_NOT_NULL(r)) {
+        CHECK_EQ_INT(ohm_buf_set_site(r, "at Untracked.make(Untracked.java:1)"), 0);
+        CHECK_EQ_INT(ohm_buf_touch(r, "untracked-hint"), 0);
+        ohm_buf_release(r, 1);
+    }
+    CHECK_EQ_INT(ohm_pool_set_leak(pool, -1, 0), 0);
+    CHECK_EQ_INT(ohm_buf_reclaim(p, ohm_buf_id(p)), 1);
+    CHECK_EQ_INT(cap.calls, 1);
+    CHECK_NULL(cap.host_site);
+    CHECK_EQ_INT(cap.last.nrecords, 0);
+    ohm_leak_set_handler(NULL, NULL);
+    ohm_leak_set_level(OHM_LEAK_OFF);
+    ohm_pool_destroy(pool);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--env-child") == 0) return env_child(argv[2]);
@@ -768,6 +994,12 @@ int main(int argc, char **argv)
     RUN(test_checkpoint_lists_live_buffers);
     RUN(test_pool_destroy_reports_live_buffers);
     RUN(test_pool_leak_settings_override_the_process_settings);
+    RUN(test_leaked_retained_slice_is_reported_as_itself_when_reclaimed);
+    RUN(test_reclaimed_retained_duplicate_leaves_a_leaked_parent_tracked);
+    RUN(test_touch_and_site_of_a_retained_slice_leave_the_parent_record_alone);
+    RUN(test_plain_slices_write_to_their_count_owners_record);
+    RUN(test_pool_destroy_reports_a_live_retained_slice_as_itself);
+    RUN(test_retained_slices_follow_their_pools_level);
     cap_reset(&cap);
     return check_summary();
 }
