@@ -762,7 +762,9 @@ class RandomSequenceTest {
             for (Group g : groups) {
                 if (g.pool != p || g.root().n == 0) continue;
                 live++;
-                liveRoots.add(g.rootId);
+                // a root only its retained slices still hold is closed cleanly: the slices are what leaked, and
+                // each is reported as itself (their ids are not modelled here)
+                if (g.directRefs() > 0) liveRoots.add(g.rootId);
             }
             for (Expect e : expects.values()) {
                 if (e.pool == p && (e.gcReport || e.droppedSilent)) {
@@ -782,7 +784,8 @@ class RandomSequenceTest {
                 e.poolClosed = true;
                 e.closedLive = true;
                 assertEquals(List.of(LeakReport.Reason.POOL_CLOSED), reports.get(id),
-                        "a live buffer of a closed pool is reported once, on the closing thread: " + e.what);
+                        "a live buffer of a closed pool is reported once, on the closing thread, unless only its "
+                                + "retained slices hold it: " + e.what);
             }
             for (Group g : groups) {
                 if (g.pool != p) continue;
