@@ -62,6 +62,7 @@ static void map_span(const uint64_t *map, size_t h, size_t n, size_t *lo, size_t
 /* Pages [h, h+n) were just freed: all dirty (their bits were clear, as they were allocated). */
 static void pages_dirtied(arena_t *a, chunk_t *c, size_t h, uint32_t n)
 {
+    ohm_assert(map_apply(c->dirty, h, n, MAP_COUNT) == 0 && "no dirty bit on an allocated page");
     map_apply(c->dirty, h, n, MAP_SET);
     a->dirty_pages += n;
 }
@@ -70,6 +71,7 @@ static void pages_dirtied(arena_t *a, chunk_t *c, size_t h, uint32_t n)
 static uint32_t pages_cleaned(arena_t *a, chunk_t *c, size_t h, size_t n)
 {
     uint32_t was = map_apply(c->dirty, h, n, MAP_CLEAR);
+    ohm_assert(a->dirty_pages >= was && "arena: dirty_pages counts every set bit of the dirty maps");
     a->dirty_pages -= was;
     return was;
 }
@@ -240,6 +242,74 @@ static void timed_remove(arena_t *a, run_t *r)
     r->timed = 0;
 }
 
+/* ---- O(1) checks at each run operation (OHM_DEBUG) ----
+ * The tags of the run an operation touches and of its neighbours, and its dirty bits (a few words of the map).
+ * Whole-chunk and whole-arena walks are at the end of this file. */
+#ifdef OHM_DEBUG
+static uint32_t map_count(const chunk_t *c, size_t h, size_t n)
+{
+    return map_apply(c->dirty, h, n, MAP_COUNT);
+}
+
+/* Whether a free run of n pages in c must be on the purge list (run_make_free's rule). */
+static int run_should_be_timed(const chunk_t *c, uint32_t n, uint32_t ndirty)
+{
+    return ndirty && (!c->pinned || n == c->npages);
+}
+
+/* Free run r of c: its record, both boundary tags, its dirty count and its purge-list membership. */
+static void check_free_run(const chunk_t *c, const run_t *r)
+{
+    size_t h = chunk_run_index(c, r);
+    ohm_assert(r->state == RUN_FREE && r->chunk == c && "free run: the record says free and names its chunk");
+    ohm_assert(r->npages >= 1 && h + r->npages <= c->npages && "free run: lies inside its chunk");
+    uint32_t head = pg_get(c, h), tail = pg_get(c, h + r->npages - 1);
+    ohm_assert(pg_kind(head) == PG_FREE && pg_head(head) == h && "free run: the head tag names the head page");
+    ohm_assert(pg_kind(tail) == PG_FREE && pg_head(tail) == h && "free run: the tail tag names the head page");
+    ohm_assert(r->ndirty == map_count(c, h, r->npages) && "free run: ndirty equals its set bits in the dirty map");
+    ohm_assert(r->timed == run_should_be_timed(c, r->npages, r->ndirty) &&
+               "free run: on the purge list exactly when dirty (unpinned chunk, or the whole chunk)");
+}
+
+/* Allocated run [h, h+n) of c, about to be freed: its record and tags agree with n, and no page is dirty. */
+static void check_alloc_run(const chunk_t *c, size_t h, uint32_t n)
+{
+    const run_t *r = &c->runs[h];
+    uint32_t head = pg_get(c, h), tail = pg_get(c, h + n - 1);
+    ohm_assert(r->chunk == c && r->npages == n && n >= 1 && h + n <= c->npages &&
+               "allocated run: the record's length is the run's, inside its chunk");
+    if (r->state == RUN_LARGE) {
+        ohm_assert(pg_kind(head) == PG_RUN && pg_head(head) == h && pg_cls(head) == r->cls &&
+                   "large run: the head entry is PG_RUN of its class naming itself");
+        ohm_assert(!sc_is_small(r->cls) && sc_size(r->cls) == (size_t)n << OHM_PAGE_SHIFT &&
+                   "large run: its length is its run class's size");
+        ohm_assert((n == 1 || (pg_kind(tail) == PG_RUN_TAIL && pg_head(tail) == h && pg_cls(tail) == r->cls)) &&
+                   "large run: the tail entry is PG_RUN_TAIL naming the head");
+    } else {
+        ohm_assert(r->state == RUN_SLAB && "allocated run: a slab or a large run");
+        ohm_assert(pg_kind(head) == PG_SLAB && pg_head(head) == h && pg_kind(tail) == PG_SLAB &&
+                   pg_head(tail) == h && pg_cls(head) == r->cls && pg_cls(tail) == r->cls &&
+                   "slab: its first and last entries are PG_SLAB of its class naming the head");
+        ohm_assert(sc_is_small(r->cls) && n == sc_table[r->cls].slab_pages && "slab: its length is its class's");
+    }
+    ohm_assert(map_count(c, h, n) == 0 && "allocated run: no dirty bit on an allocated page");
+}
+
+/* A slab's free count against its bitmap (eight popcounts), and no bit past its last block. */
+static void check_slab_bits(const run_t *s)
+{
+    unsigned objs = sc_table[s->cls].slab_objs, set = 0;
+    for (unsigned w = 0; w < SC_SLAB_WORDS; w++) {
+        uint64_t valid = objs >= (w + 1) * 64 ? ~0ull : objs <= w * 64 ? 0 : ~0ull >> (64 - (objs - w * 64));
+        ohm_assert(!(s->bitmap[w] & ~valid) && "slab: no free bit past its last block");
+        set += (unsigned)__builtin_popcountll(s->bitmap[w]);
+    }
+    ohm_assert(s->nfree == set && s->nfree <= objs && "slab: nfree equals its bitmap's set bits");
+}
+
+static void arena_check_after(arena_t *a);
+#endif
+
 /* ---- free runs ---- */
 
 /* Makes [h, h+n) one free run holding ndirty dirty pages (already in the map). Its interior page entries must be
@@ -260,6 +330,7 @@ static void run_make_free(arena_t *a, chunk_t *c, size_t h, uint32_t n, uint32_t
     pg_set(c, h + n - 1, pg_make(PG_FREE, 0, (unsigned)h));
     bin_insert(a, r);
     if (ndirty && (!c->pinned || n == c->npages)) timed_append(a, r);
+    ohm_debug_only(check_free_run(c, r)); /* catches a caller's wrong ndirty (the pieces of a split) */
 }
 
 static void run_unlink(arena_t *a, run_t *r)
@@ -288,6 +359,10 @@ static run_t *free_run_at(chunk_t *c, size_t h)
  * a boundary. */
 static void run_free(arena_t *a, chunk_t *c, size_t h, uint32_t n)
 {
+#ifdef OHM_DEBUG
+    check_alloc_run(c, h, n);
+    a->dbg_touched = c;
+#endif
     if (c->runs[h].state == RUN_LARGE) pg_set(c, h, pg_make(PG_FREE, 0, (unsigned)h));
     else for (size_t i = h; i < h + n; i++) pg_set(c, i, pg_make(PG_FREE, 0, (unsigned)h));
     c->free_pages += n;
@@ -295,6 +370,13 @@ static void run_free(arena_t *a, chunk_t *c, size_t h, uint32_t n)
     pages_dirtied(a, c, h, n);
     uint32_t ndirty = n;
     run_t *left = free_run_before(c, h), *right = free_run_at(c, h + n);
+#ifdef OHM_DEBUG
+    if (left) {
+        check_free_run(c, left);
+        ohm_assert(chunk_run_index(c, left) + left->npages == h && "left neighbour: its tail tag's run ends here");
+    }
+    if (right) check_free_run(c, right);
+#endif
     if (left) {
         run_unlink(a, left);
         h = chunk_run_index(c, left);
@@ -307,6 +389,7 @@ static void run_free(arena_t *a, chunk_t *c, size_t h, uint32_t n)
         ndirty += right->ndirty;
     }
     run_make_free(a, c, h, n, ndirty, os_now_coarse_ms());
+    ohm_assert(!free_run_before(c, h) && !free_run_at(c, h + n) && "no two free runs are adjacent");
 }
 
 /* Adds a fresh chunk as one clean free run. Lock held. */
@@ -332,6 +415,7 @@ static void arena_detach_chunk(arena_t *a, chunk_t *c, chunk_t **detached)
     if (c->next) c->next->prev = c->prev;
     a->nchunks--;
     a->chunks_unmapped++;
+    ohm_debug_only(if (a->dbg_touched == c) a->dbg_touched = NULL;)
     c->next = *detached;
     *detached = c;
 }
@@ -353,6 +437,11 @@ static chunk_t *run_take(arena_t *a, run_t *r, uint32_t npages, uint32_t align_p
     size_t h = chunk_run_index(c, r);
     uint32_t total = r->npages, ndirty = r->ndirty;
     uint64_t freed = r->freed_ms;
+#ifdef OHM_DEBUG
+    check_free_run(c, r);
+    ohm_assert(r->npages >= npages && "run_take: the run found fits the request");
+    a->dbg_touched = c;
+#endif
     run_unlink(a, r);
     if (align_pages > 1) {
         uintptr_t addr = (uintptr_t)chunk_page_addr(c, h), align = (uintptr_t)align_pages << OHM_PAGE_SHIFT;
@@ -365,7 +454,9 @@ static chunk_t *run_take(arena_t *a, run_t *r, uint32_t npages, uint32_t align_p
         h += lead;
         total -= lead;
     }
+    ohm_assert(total >= npages && "run_take: the aligned start leaves room for the run");
     if (ndirty) ndirty -= pages_cleaned(a, c, h, npages); /* a clean run has no bit to clear */
+    ohm_assert(map_count(c, h, npages) == 0 && "no dirty bit on an allocated page");
     if (total > npages) run_make_free(a, c, h + npages, total - npages, ndirty, freed);
     c->free_pages -= npages;
     a->active_pages += npages;
@@ -384,6 +475,7 @@ static chunk_t *run_alloc(arena_t *a, uint32_t npages, uint32_t align_pages, siz
     }
     run_t *r;
     while (!(r = bins_find(a, want))) {
+        ohm_debug_only(arena_check_after(a)); /* other threads see the arena while the lock is dropped */
         pthread_mutex_unlock(&a->lock);
         chunk_t *c = chunk_create(a->pool, a);
         pthread_mutex_lock(&a->lock);
@@ -496,6 +588,10 @@ static unsigned slab_take(arena_t *a, run_t *s, void **out, unsigned want)
         }
     }
     if (!s->nfree) partial_remove(a, s);
+#ifdef OHM_DEBUG
+    check_slab_bits(s);
+    a->dbg_touched = c;
+#endif
     return got;
 }
 
@@ -505,6 +601,7 @@ static int slab_free(arena_t *a, chunk_t *c, size_t h, void *p)
 {
     run_t *s = &c->runs[h];
     size_t idx = sc_div(s->cls, (uintptr_t)p - (uintptr_t)chunk_page_addr(c, h));
+    ohm_assert(s->state == RUN_SLAB && idx < sc_table[s->cls].slab_objs && "slab_free: a block of a live slab");
     uint64_t bit = 1ull << (idx % 64);
     if (s->bitmap[idx / 64] & bit)
         return ohm__error(OHM_EINVAL, "pool '%s': double free of %p (the block is already free)", a->pool->name, p);
@@ -513,6 +610,10 @@ static int slab_free(arena_t *a, chunk_t *c, size_t h, void *p)
     /* An empty slab is kept for reuse (see empty_append); a poisoning pool keeps it for good, since reused by
      * another class its pages would be poisoned anew and the evidence of a write after free erased. */
     if (s->nfree == sc_table[s->cls].slab_objs && !a->pool->cfg.poison) empty_append(a, s);
+#ifdef OHM_DEBUG
+    check_slab_bits(s);
+    a->dbg_touched = c;
+#endif
     return 0;
 }
 
@@ -520,6 +621,7 @@ static int slab_free(arena_t *a, chunk_t *c, size_t h, void *p)
 static void slab_release(arena_t *a, run_t *s)
 {
     chunk_t *c = s->chunk;
+    ohm_assert(s->nfree == sc_table[s->cls].slab_objs && "slab_release: only an empty slab goes back to pages");
     empty_remove(a, s);
     partial_remove(a, s);
     run_free(a, c, chunk_run_index(c, s), s->npages);
@@ -565,6 +667,7 @@ unsigned arena_alloc_batch(arena_t *a, unsigned cls, void **out, unsigned want)
             out[got++] = p;
         }
     }
+    ohm_debug_only(arena_check_after(a));
     pthread_mutex_unlock(&a->lock);
     return got;
 }
@@ -573,6 +676,7 @@ void *arena_alloc_aligned_run(arena_t *a, unsigned cls, size_t align)
 {
     pthread_mutex_lock(&a->lock);
     void *p = large_alloc(a, cls, (uint32_t)(align >> OHM_PAGE_SHIFT));
+    ohm_debug_only(arena_check_after(a));
     pthread_mutex_unlock(&a->lock);
     return p;
 }
@@ -623,6 +727,7 @@ void arena_free_batch(arena_t *a, void *const *blocks, unsigned n, int may_purge
     for (unsigned i = 0; i < n; i++)
         if (arena_free_locked(a, blocks[i]) != 0) ohm__log(OHM_LOG_ERROR, "%s (ignored)", ohm_last_error());
     if (may_purge && purge_due(a, os_now_coarse_ms())) purge_locked(a, 0, &detached);
+    ohm_debug_only(arena_check_after(a));
     pthread_mutex_unlock(&a->lock);
     destroy_detached(detached);
 }
@@ -633,6 +738,7 @@ int arena_free_one(arena_t *a, void *p)
     pthread_mutex_lock(&a->lock);
     int rc = arena_free_locked(a, p);
     if (purge_due(a, os_now_coarse_ms())) purge_locked(a, 0, &detached);
+    ohm_debug_only(arena_check_after(a));
     pthread_mutex_unlock(&a->lock);
     destroy_detached(detached);
     return rc;
@@ -666,6 +772,7 @@ static int purge_run(arena_t *a, run_t *r)
     }
     a->purged_pages += pages_cleaned(a, c, lo, hi - lo);
     r->ndirty = 0;
+    ohm_assert(map_count(c, chunk_run_index(c, r), r->npages) == 0 && "purge_run: a purged run has no dirty page");
     return 0;
 }
 
@@ -714,6 +821,162 @@ void arena_purge(arena_t *a, int force)
     chunk_t *detached = NULL;
     pthread_mutex_lock(&a->lock);
     purge_locked(a, force, &detached);
+    ohm_debug_only(arena_check(a)); /* purging is rare and touches any chunk: walk them all */
     pthread_mutex_unlock(&a->lock);
     destroy_detached(detached);
 }
+
+/* ---- walks (OHM_DEBUG) ----
+ * What arena.h and the comments above promise, checked over whole chunks and the whole arena: runs tile each
+ * chunk; their tags, records and dirty bits agree; no two free runs touch; every free run is in the heap of its
+ * bin, in address order, and on the purge list exactly when it should be; slabs are on the partial and empty
+ * lists exactly when their counts say; and the arena's page counts are the sums of what the walk found. */
+#ifdef OHM_DEBUG
+#define ARENA_CHECK_EVERY 8 /* operations between whole-arena walks (each op walks its own chunk): the C suite
+                             * then costs about 1.4x the CPU time of a normal build, against 1.9x walking every time */
+
+typedef struct walk_tally {
+    uint64_t free_runs, timed_runs, dirty, active, empty_slabs, empty_pages, partial_slabs;
+} walk_tally;
+
+static void check_chunk(arena_t *a, chunk_t *c, walk_tally *t)
+{
+    ohm_assert(c->arena == a && c->kind == CHUNK_ARENA && c->npages == a->pool->chunk_pages &&
+               "chunk: an arena chunk of this arena, of the pool's chunk size");
+    ohm_assert((c->base & (c->size - 1)) == 0 && "chunk: aligned to its size");
+    uint32_t free_pages = 0;
+    int prev_free = 0;
+    size_t p = 0;
+    while (p < c->npages) {
+        uint32_t e = pg_get(c, p);
+        run_t *r = &c->runs[p];
+        ohm_assert(pg_head(e) == p && r->chunk == c && r->npages >= 1 && p + r->npages <= c->npages &&
+                   "chunk: runs tile the chunk, each head entry naming itself");
+        uint32_t n = r->npages;
+        switch (pg_kind(e)) {
+        case PG_FREE:
+            check_free_run(c, r);
+            ohm_assert(!prev_free && "no two free runs are adjacent");
+            for (size_t i = p + 1; i + 1 < p + n; i++) {
+                uint32_t ie = pg_get(c, i);
+                ohm_assert((pg_kind(ie) == PG_FREE || (pg_kind(ie) == PG_RUN_TAIL && !pg_tail_live(c, i, ie))) &&
+                           "free run: interior entries are free or dead tails of a freed large run");
+            }
+            free_pages += n;
+            t->free_runs++;
+            t->timed_runs += r->timed;
+            t->dirty += r->ndirty;
+            prev_free = 1;
+            break;
+        case PG_SLAB:
+            check_alloc_run(c, p, n);
+            for (size_t i = p + 1; i + 1 < p + n; i++)
+                ohm_assert(pg_get(c, i) == e && "slab: every page entry is PG_SLAB of its class naming its head");
+            check_slab_bits(r);
+            if (r->timed) {
+                t->empty_slabs++;
+                t->empty_pages += n;
+            }
+            ohm_assert((!r->timed || r->nfree == sc_table[r->cls].slab_objs) && "slab: on the empty list only when empty");
+            ohm_assert((r->timed || r->nfree < sc_table[r->cls].slab_objs || a->pool->cfg.poison) &&
+                       "slab: an empty slab is on the empty list (unless the pool poisons)");
+            t->partial_slabs += r->nfree > 0;
+            t->active += n;
+            prev_free = 0;
+            break;
+        case PG_RUN:
+            check_alloc_run(c, p, n);
+            for (size_t i = p + 1; i < p + n; i++)
+                ohm_assert(pg_get(c, i) == pg_make(PG_RUN_TAIL, r->cls, (unsigned)p) &&
+                           "large run: every tail entry is PG_RUN_TAIL of its class naming its head");
+            t->active += n;
+            prev_free = 0;
+            break;
+        default:
+            ohm_assert(0 && "chunk: a run starts with a PG_FREE, PG_SLAB or PG_RUN entry");
+        }
+        p += n;
+    }
+    ohm_assert(c->free_pages == free_pages && "chunk: free_pages is the sum of its free runs");
+    if (c->npages % 64)
+        ohm_assert(!(c->dirty[c->npages / 64] >> (c->npages % 64)) && "chunk: no dirty bit past its last page");
+}
+
+void arena_check_chunk(arena_t *a, chunk_t *c)
+{
+    walk_tally t = {0};
+    check_chunk(a, c, &t);
+}
+
+/* Bin b's heap: each run free and filed under its size, each parent below its children, links consistent.
+ * Returns how many runs it holds; at most limit are visited, so broken links cannot loop forever. */
+static uint64_t check_bin(arena_t *a, unsigned b, uint64_t limit)
+{
+    run_t *root = a->bins[b];
+    ohm_assert(!!root == !!(a->nonempty[b / 64] >> (b % 64) & 1) && "bins: the nonempty bit says whether a bin has runs");
+    if (!root) return 0;
+    ohm_assert(!root->prev && !root->next && "bin heap: the root has no parent and no siblings");
+    uint64_t n = 0;
+    for (run_t *r = root; r; r = heap_walk_next(r)) {
+        ohm_assert(++n <= limit && "bin heap: holds no more runs than the chunks have free runs (no cycle)");
+        check_free_run(r->chunk, r);
+        ohm_assert(bin_floor(r->npages) == b && "bin heap: a run is filed under the largest bin size it reaches");
+        for (run_t *x = r->child, *before = r; x; before = x, x = x->next) {
+            ohm_assert(x->prev == before && "bin heap: prev is the previous sibling, or the parent of a first child");
+            ohm_assert(run_below(r, x) && "bin heap: a parent lies below its children (address order)");
+        }
+    }
+    return n;
+}
+
+void arena_check(arena_t *a)
+{
+    walk_tally t = {0};
+    uint64_t nchunks = 0;
+    for (chunk_t *c = a->chunks, *prev = NULL; c; prev = c, c = c->next) {
+        ohm_assert(c->prev == prev && "arena: the chunk list's back links");
+        check_chunk(a, c, &t);
+        nchunks++;
+    }
+    ohm_assert(nchunks == a->nchunks && "arena: nchunks counts its chunk list");
+    /* check_free_run made ndirty equal each run's bits and check_alloc_run cleared allocated pages' bits, so
+     * the sum of ndirty is the sum of all set bits */
+    ohm_assert(a->dirty_pages == t.dirty && "arena: dirty_pages equals the set bits of its dirty maps");
+    ohm_assert(a->active_pages == t.active && "arena: active_pages is the pages of its slabs and large runs");
+    uint64_t binned = 0;
+    for (unsigned b = 0; b < ARENA_BINS; b++) binned += check_bin(a, b, t.free_runs);
+    ohm_assert(binned == t.free_runs && "bins: every free run is in exactly one bin");
+    uint64_t timed = 0;
+    for (run_t *r = a->timed_head, *prev = NULL; r; prev = r, r = r->tnext) {
+        ohm_assert(++timed <= t.timed_runs && r->state == RUN_FREE && r->timed && r->tprev == prev &&
+                   "purge list: free runs marked timed, linked both ways");
+        ohm_assert((r->tnext || r == a->timed_tail) && "purge list: the tail is its last run");
+    }
+    ohm_assert(timed == t.timed_runs && "purge list: holds every free run marked timed");
+    uint64_t empty = 0, empty_pages = 0;
+    for (run_t *s = a->empty_head, *prev = NULL; s; prev = s, s = s->tnext) {
+        ohm_assert(++empty <= t.empty_slabs && s->state == RUN_SLAB && s->timed && s->tprev == prev &&
+                   "empty list: empty slabs marked timed, linked both ways");
+        ohm_assert((s->tnext || s == a->empty_tail) && "empty list: the tail is its last slab");
+        empty_pages += s->npages;
+    }
+    ohm_assert(empty == t.empty_slabs && "empty list: holds every slab marked timed");
+    ohm_assert(a->empty_pages == empty_pages && a->empty_pages == t.empty_pages && "arena: empty_pages is its empty slabs' pages");
+    uint64_t partial = 0;
+    for (unsigned cls = 0; cls < SC_NSMALL; cls++)
+        for (run_t *s = a->partial[cls], *prev = NULL; s; prev = s, s = s->next) {
+            ohm_assert(++partial <= t.partial_slabs && s->state == RUN_SLAB && s->cls == cls && s->nfree > 0 &&
+                       s->prev == prev && "partial lists: slabs of their class with a free block, linked both ways");
+        }
+    ohm_assert(partial == t.partial_slabs && "partial lists: hold every slab with a free block");
+}
+
+/* The end of a locked arena operation: walks the chunk it changed, and every ARENA_CHECK_EVERY-th time the
+ * whole arena. */
+static void arena_check_after(arena_t *a)
+{
+    if (a->dbg_touched) arena_check_chunk(a, a->dbg_touched);
+    a->dbg_touched = NULL;
+    if (++a->dbg_ops % ARENA_CHECK_EVERY == 0) arena_check(a);
+}
+#endif

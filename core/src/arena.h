@@ -41,6 +41,9 @@ typedef struct arena {
     _Atomic(void *) remote[SC_COUNT];   /* chains of blocks freed by other threads' caches     */
     /* cumulative, read by stats under the lock */
     uint64_t purged_pages, chunks_mapped, chunks_unmapped;
+    /* debug builds: the chunk the operation in progress changed, walked when it ends, and a count of
+     * operations, every ARENA_CHECK_EVERY-th of which walks the whole arena (arena.c) */
+    ohm_debug_only(chunk_t *dbg_touched; uint64_t dbg_ops;)
 } arena_t;
 
 int arena_init(arena_t *a, struct ohm_pool *pool, unsigned index);
@@ -73,6 +76,14 @@ static inline void **block_link(void *p) { return (void **)p + 1; }
 /* Purges free runs that have been free for at least the pool's delay (all of them when force), and unmaps
  * chunks that became entirely free (all such chunks when force). Drains remote lists first. */
 void arena_purge(arena_t *a, int force);
+
+#ifdef OHM_DEBUG
+/* Debug builds: walk every chunk, bin, list and count of the arena and abort, naming the invariant, at the first
+ * one that does not hold. Lock held. O(pages + free runs). */
+void arena_check(arena_t *a);
+/* The same for one chunk of the arena: its runs, tags, dirty bits and slab bitmaps. Lock held. O(pages). */
+void arena_check_chunk(arena_t *a, chunk_t *c);
+#endif
 
 #pragma GCC visibility pop
 

@@ -36,6 +36,9 @@ void chunk_fork_lock(int lock)
 
 int chunk_register(uintptr_t base, size_t size, chunk_t *c)
 {
+    /* chunk.h: chunks and huge mappings are whole granules, so no granule is ever shared */
+    ohm_assert(((base | size) & (((uintptr_t)1 << RADIX_GRANULE_SHIFT) - 1)) == 0 && size &&
+               "chunk_register: whole 1 MiB granules");
     uintptr_t first = base >> RADIX_GRANULE_SHIFT, last = (base + size - 1) >> RADIX_GRANULE_SHIFT;
     if (last >> (RADIX_L1_BITS + RADIX_L2_BITS))
         return ohm__error(OHM_ENOMEM, "address %p is above the 47-bit range ohm supports", (void *)base);
@@ -82,6 +85,8 @@ static chunk_t *chunk_meta_new(unsigned npages)
     c->npages = npages;
     c->runs = (run_t *)((char *)c + runs_off);
     c->dirty = (uint64_t *)((char *)c + dirty_off);
+    ohm_assert((uintptr_t)c->runs % 64 == 0 && (uintptr_t)c->dirty % 8 == 0 &&
+               "chunk metadata: run records start on a cache line, the dirty map on a word");
     return c;
 }
 
@@ -131,6 +136,7 @@ chunk_t *chunk_create(struct ohm_pool *pool, struct arena *arena)
             p = NULL;
         }
     }
+    ohm_assert((rc || (c->base & (size - 1)) == 0) && "chunk_create: an arena chunk is aligned to its size");
     if (!rc) rc = chunk_register(c->base, size, c);
     if (rc) {
         int code = ohm_last_error_code();
@@ -179,6 +185,8 @@ chunk_t *chunk_create_huge(struct ohm_pool *pool, size_t size, size_t align)
             p = NULL;
         }
     }
+    ohm_assert((rc || ((c->base & (align - 1)) == 0 && c->size >= c->usable && c->usable >= size)) &&
+               "chunk_create_huge: aligned, and the mapping covers the usable bytes, which cover the request");
     if (!rc) rc = chunk_register(c->base, mapped, c);
     if (rc) {
         if (p) {

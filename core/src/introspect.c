@@ -33,6 +33,7 @@ static int lookup_in_chunk(chunk_t *c, const void *addr, ohm_block_info *info)
     switch (pg_kind(e)) {
     case PG_SLAB: {
         const run_t *s = &c->runs[h];
+        ohm_assert(s->state == RUN_SLAB && s->cls == cls && "lookup: a PG_SLAB entry names a slab of its class");
         size_t size = sc_size(cls), idx = (size_t)((const char *)addr - run) / size;
         if (idx >= sc_table[cls].slab_objs) return ohm__error(OHM_EINVAL, "%p is in the unused tail of a slab", addr);
         char *block = run + idx * size;
@@ -92,6 +93,7 @@ static int walk_chunk(chunk_t *c, ohm_walk_fn *fn, void *arg)
             int rc = fn(arg, &info);
             if (rc) return rc;
         }
+        ohm_assert(r->npages >= 1 && page + r->npages <= c->npages && "walk: a run record's length moves the walk on");
         page += r->npages;
     }
     return 0;
@@ -103,6 +105,7 @@ int ohm_pool_walk(ohm_pool *pool, ohm_walk_fn *fn, void *arg)
     for (unsigned i = 0; i < pool->narenas; i++) {
         arena_t *a = &pool->arenas[i];
         pthread_mutex_lock(&a->lock);
+        ohm_debug_only(arena_check(a)); /* a walk is O(pages) already: check what it is about to trust */
         int rc = 0;
         for (chunk_t *c = a->chunks; c && !rc; c = c->next) rc = walk_chunk(c, fn, arg);
         pthread_mutex_unlock(&a->lock);

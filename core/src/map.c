@@ -76,6 +76,9 @@ static ohm_buf *map_fd(int fd, const char *name, uint64_t offset, size_t length,
             return NULL;
         }
         data = (unsigned char *)ctx->base + offset % os_file_page();
+        ohm_assert(((uintptr_t)ctx->base | ctx->map_len) % os_file_page() == 0 &&
+                   ctx->map_len >= offset % os_file_page() + length &&
+                   "map_fd: a page-aligned mapping of whole pages that covers the region");
     } else {
         os_file_close(fd);
     }

@@ -16,8 +16,8 @@
 #include "internal.h"
 
 #include "buf.h"
+#include "debug.h"
 
-#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -35,6 +35,7 @@ struct mode_state {
     uint64_t exec_pool, exec_used;
     uint64_t sto_pool, sto_used;   /* sto_used: blocks + unroll + bytes reserved by evictions */
     uint64_t ntasks;               /* tasks in this mode's fair share (Spark's memoryForTask keys) */
+    ohm_debug_only(uint64_t reserved;) /* debug: the part of sto_used that evictions in progress hold */
 };
 
 typedef struct page {
@@ -109,6 +110,7 @@ struct ohm_mm {
     uint64_t block_bytes;
     block *lru_head, *lru_tail;
     uint64_t evictions, evicted_bytes;
+    ohm_debug_only(uint64_t detached_pages;) /* debug: pages of ended tasks not yet freed (in npages) */
 };
 
 static const char *mode_name(int mode) { return mode == OHM_OFF_HEAP ? "off_heap" : "on_heap"; }
@@ -125,17 +127,87 @@ static void wake_waiters(ohm_mm *mm)
 
 static void mm_lock(ohm_mm *mm) { pthread_mutex_lock(&mm->lock); }
 
-/* Every public call ends here, so the debug build checks Spark's invariant after each of them. */
-static void mm_unlock(ohm_mm *mm)
+#ifdef OHM_DEBUG
+static block *block_find(ohm_mm *mm, const char *id);
+
+/* The manager's invariants, walked in full: every unlock (mm_unlock) is a moment other threads may see the
+ * state, so each must hold there. O(tasks + consumers + pages + blocks), which the debug build affords; the
+ * counts a walk cannot see (bytes reserved by evictions in flight, pages of ended tasks) are kept for it. */
+static void mm_check(const ohm_mm *mm)
 {
-#ifndef NDEBUG
+    uint64_t exec[OHM_MM_MODES] = {0}, sto[OHM_MM_MODES] = {0}, reg[OHM_MM_MODES] = {0};
+    uint64_t ntasks = 0, npages = 0;
+    for (const ohm_task *t = mm->tasks, *tp = NULL; t; tp = t, t = t->next) {
+        ohm_assert(t->mm == mm && t->prev == tp && "tasks: the list's back links, each task of this manager");
+        ntasks++;
+        uint64_t nconsumers = 0;
+        const ohm_consumer *last = NULL;
+        for (const ohm_consumer *c = t->consumers; c; last = c, c = c->next) {
+            ohm_assert(c->task == t && c->prev == last && "consumers: each in its task's list, linked both ways");
+            nconsumers++;
+            uint64_t cpages = 0;
+            for (const page *p = c->pages, *pp = NULL; p; pp = p, p = p->next) {
+                ohm_assert(p->consumer == c && p->mm == mm && p->prev == pp && "pages: each on its consumer's list");
+                cpages++;
+            }
+            ohm_assert(cpages == c->npages && "consumer: npages counts its page list");
+            npages += cpages;
+        }
+        ohm_assert(last == t->consumers_tail && nconsumers == t->nconsumers &&
+                   "task: nconsumers and consumers_tail match its consumer list");
+        for (int i = 0; i < OHM_MM_MODES; i++) {
+            exec[i] += t->held[i];
+            sto[i] += t->unroll[i];
+            reg[i] += t->registered[i];
+            ohm_assert((!t->held[i] || t->registered[i]) && "a task holding execution memory is in the mode's fair share");
+        }
+    }
+    ohm_assert(ntasks == mm->ntasks && "manager: ntasks counts its task list");
+    ohm_assert(npages + mm->detached_pages == mm->npages &&
+               "manager: npages is its consumers' pages plus the pages of ended tasks not yet freed");
+    uint64_t nblocks = 0, bytes = 0;
+    for (const block *b = mm->lru_head, *bp = NULL; b; bp = b, b = b->lru_next) {
+        ohm_assert(b->lru_prev == bp && (b->lru_next || b == mm->lru_tail) && "blocks: the LRU list is linked both ways");
+        ohm_assert(block_find((ohm_mm *)mm, b->id) == b && "blocks: each LRU block is found in the table by its id");
+        ohm_assert((!b->evicting || !b->pins) && "blocks: a block being evicted is not pinned");
+        nblocks++;
+        bytes += b->size;
+        sto[b->mode] += b->size;
+    }
+    ohm_assert(nblocks == mm->nblocks && "block store: nblocks counts the cached blocks");
+    ohm_assert(bytes == mm->block_bytes && "block store: block_bytes equals the sum of the cached blocks' sizes");
     for (int i = 0; i < OHM_MM_MODES; i++) {
         const struct mode_state *s = &mm->m[i];
-        assert(s->exec_pool + s->sto_pool == s->max);
-        assert(s->exec_used <= s->exec_pool);
-        assert(s->sto_used <= s->sto_pool);
+        ohm_assert(s->exec_pool + s->sto_pool == s->max && "execution pool + storage pool == max, per mode");
+        ohm_assert(s->exec_used <= s->exec_pool && "execution used <= execution pool");
+        ohm_assert(s->sto_used <= s->sto_pool && "storage used <= storage pool");
+        ohm_assert(s->region <= s->max && "the storage region lies within max");
+        ohm_assert(exec[i] == s->exec_used && "execution used == the sum of the tasks' execution bytes");
+        ohm_assert(reg[i] == s->ntasks && "ntasks counts the tasks registered in the mode's fair share");
+        ohm_assert(sto[i] + s->reserved == s->sto_used &&
+                   "storage used == cached blocks + tasks' unroll + bytes reserved by evictions in flight");
     }
+}
+
+/* The test seam of test_debug.c: a pointer to one of mm's counters ("exec_used", "sto_used", "exec_pool",
+ * "block_bytes", "npages"), for a forked child to corrupt and see mm_check abort. NULL for another name. */
+uint64_t *mm_debug_counter(ohm_mm *mm, int mode, const char *name)
+{
+    struct mode_state *s = &mm->m[mode];
+    if (!strcmp(name, "exec_used")) return &s->exec_used;
+    if (!strcmp(name, "sto_used")) return &s->sto_used;
+    if (!strcmp(name, "exec_pool")) return &s->exec_pool;
+    if (!strcmp(name, "block_bytes")) return &mm->block_bytes;
+    if (!strcmp(name, "npages")) return &mm->npages;
+    return NULL;
+}
 #endif
+
+/* Every public call ends here, and every drop of the lock around a callback, so the debug build checks the
+ * manager's invariants at each moment another thread could see its state. */
+static void mm_unlock(ohm_mm *mm)
+{
+    ohm_debug_only(mm_check(mm));
     pthread_mutex_unlock(&mm->lock);
 }
 
@@ -420,7 +492,8 @@ static int evict_locked(ohm_mm *mm, ohm_task *t, int mode, const char *group, ui
     }
     for (size_t i = 0; i < n; i++) sel[i]->evicting = true;
     s->sto_used += reserve;
-    pthread_mutex_unlock(&mm->lock);
+    ohm_debug_only(s->reserved += reserve;)
+    mm_unlock(mm);
 
     size_t done = 0;
     int rc = 0;
@@ -455,6 +528,7 @@ static int evict_locked(ohm_mm *mm, ohm_task *t, int mode, const char *group, ui
         }
     }
     s->sto_used -= reserve + bytes;
+    ohm_debug_only(s->reserved -= reserve;)
     mm->evictions += done;
     mm->evicted_bytes += bytes;
     if (t) t->evictions += done;
@@ -553,6 +627,7 @@ static int task_wait(ohm_mm *mm, ohm_task *t, struct timespec *deadline, bool *h
         deadline->tv_nsec = (long)(ns % 1000000000u);
         *have_deadline = true;
     }
+    ohm_debug_only(mm_check(mm)); /* the wait drops the lock */
     t->waiting = true;
     t->waits++;
     mm->waiting++;
@@ -758,6 +833,7 @@ int64_t ohm_task_end(ohm_task *t)
         cn = c->next;
         for (page *p = c->pages; p; p = p->next) {
             p->consumer = NULL; /* the task's release below covers its bytes; the free only frees memory */
+            ohm_debug_only(mm->detached_pages++;)
             if (live) {
                 live[k].buf = p->buf;
                 live[k++].id = p->buf_id;
@@ -1051,6 +1127,8 @@ static void page_free(void *ctx, void *data, size_t size)
         bool over = false;
         uint64_t held;
         exec_release_locked(mm, c->task, c->mode, p->size, &over, &held);
+    } else {
+        ohm_debug_only(mm->detached_pages--;)
     }
     mm->npages--;
     mm_unlock(mm);

@@ -73,6 +73,8 @@ static int map_raw(size_t size, int extra_flags, void **out)
  * over-mapping align more bytes and trimming both ends. Returns errno. */
 static int map_aligned(size_t size, size_t align, int extra_flags, void **out)
 {
+    ohm_assert(ohm_is_pow2(align) && align >= OHM_PAGE && size % OHM_PAGE == 0 &&
+               "os_map: align is a power of two >= page, size a page multiple");
     void *p = NULL;
     int err = map_raw(size, extra_flags, &p);
     if (err) return err;
@@ -89,6 +91,7 @@ static int map_aligned(size_t size, size_t align, int extra_flags, void **out)
     if (aligned > base) munmap(p, aligned - base);
     size_t tail = (base + total) - (aligned + size);
     if (tail) munmap((void *)(aligned + size), tail);
+    ohm_assert(aligned + size <= base + total && "os_map: the trimmed mapping lies inside the over-map");
     *out = (void *)aligned;
     return 0;
 }
@@ -114,17 +117,20 @@ int os_map(size_t size, size_t align, int flags, void **out, int *huge_out)
 #endif
     int err = map_aligned(size, align, 0, out);
     if (err) return ohm__error_sys(OHM_ENOMEM, err, "mmap of %zu bytes (aligned to %zu) failed", size, align);
+    ohm_assert(((uintptr_t)*out & (align - 1)) == 0 && "os_map: the mapping is aligned to align");
     return 0;
 }
 
 int os_unmap(void *p, size_t size)
 {
+    ohm_assert(((uintptr_t)p | size) % OHM_PAGE == 0 && "os_unmap: whole pages");
     if (munmap(p, size) != 0) return ohm__error_sys(OHM_ESYS, errno, "munmap(%p, %zu) failed", p, size);
     return 0;
 }
 
 int os_purge(void *p, size_t size)
 {
+    ohm_assert(((uintptr_t)p | size) % OHM_PAGE == 0 && size && "os_purge: whole pages, at least one");
     if (madvise(p, size, MADV_DONTNEED) != 0)
         return ohm__error_sys(OHM_ESYS, errno, "madvise(MADV_DONTNEED, %p, %zu) failed", p, size);
     return 0;
@@ -156,6 +162,7 @@ int os_advise_mergeable(void *p, size_t size)
 
 int os_protect(void *p, size_t size, int mode)
 {
+    ohm_assert(((uintptr_t)p | size) % OHM_PAGE == 0 && "os_protect: whole pages");
     int prot = mode == OS_PROT_RW ? PROT_READ | PROT_WRITE : mode == OS_PROT_READ ? PROT_READ : PROT_NONE;
     if (mprotect(p, size, prot) != 0)
         return ohm__error_sys(OHM_ESYS, errno, "mprotect(%p, %zu) failed", p, size);
@@ -188,6 +195,7 @@ void *os_meta_alloc(size_t size)
         ohm__error_sys(OHM_ENOMEM, err, "metadata mmap of %zu bytes failed", size);
         return NULL;
     }
+    ohm_assert((uintptr_t)p % OHM_PAGE == 0 && "os_meta_alloc: page-aligned");
     return p;
 }
 

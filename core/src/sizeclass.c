@@ -37,6 +37,39 @@ static void sc_slab_geometry(sc_info *c)
     c->slab_limit = c->slab_objs * c->size;
 }
 
+#ifdef OHM_DEBUG
+/* What the header promises of the table, checked once when it is built: sizes grow, the slab/run split and
+ * the page-multiple run classes, the class <-> size round trip (table and arithmetic alike), slab geometry, and
+ * the division by a multiply on every block offset of a slab. */
+static void sc_check(void)
+{
+    ohm_assert(sc_table[SC_NSMALL - 1].size == SC_SMALL_MAX && sc_table[SC_COUNT - 1].size == SC_MAX_SIZE &&
+               "size classes: the last slab class is SC_SMALL_MAX and the last class SC_MAX_SIZE");
+    ohm_assert(sc_index(0) == 0 && "size classes: size 0 maps to the 16-byte class");
+    for (unsigned i = 0; i < SC_COUNT; i++) {
+        const sc_info *c = &sc_table[i];
+        ohm_assert(c->size % 16 == 0 && (i == 0 || c->size > sc_table[i - 1].size) &&
+                   "size classes: sizes are 16-byte multiples and grow with the index");
+        ohm_assert((sc_is_small(i) || c->size % OHM_PAGE == 0) && "size classes: every run class is a page multiple");
+        ohm_assert(sc_index(c->size) == i && sc_index_arith(c->size) == i && "size classes: sc_index(sc_size(i)) == i");
+        ohm_assert((i == 0 || sc_index(sc_table[i - 1].size + 1) == i) &&
+                   "size classes: one byte above a class size is the next class");
+        if (!sc_is_small(i)) continue;
+        ohm_assert(c->slab_pages >= 1 && c->slab_pages <= 32 && c->slab_objs >= 1 &&
+                   c->slab_objs <= SC_SLAB_MAX_OBJS && "slab geometry: 1..32 pages, 1..SC_SLAB_MAX_OBJS blocks");
+        ohm_assert(c->slab_limit == c->slab_objs * c->size && c->slab_limit <= (size_t)c->slab_pages * OHM_PAGE &&
+                   "slab geometry: the blocks fit the slab's pages");
+        ohm_assert((c->size < 4096 || c->slab_objs >= 4) && "slab geometry: from 4 KiB on a slab holds 4 blocks");
+        for (uint32_t k = 0; k <= c->slab_objs; k++)
+            ohm_assert(sc_divides(i, (size_t)k * c->size) && !sc_divides(i, (size_t)k * c->size + 8) &&
+                       sc_div(i, (size_t)k * c->size + c->size - 1) == k &&
+                       "sc_divides / sc_div: exact on every block offset of a slab");
+    }
+    for (size_t s = 0; s <= SC_LUT_MAX; s++)
+        ohm_assert(sc_index(s) == sc_index_arith(s) && "size classes: the lookup table agrees with the arithmetic");
+}
+#endif
+
 void sc_init(void)
 {
     unsigned n = 0;
@@ -49,6 +82,7 @@ void sc_init(void)
         if (i < SC_NSMALL) sc_slab_geometry(c);
     }
     for (size_t g = 0; g <= SC_LUT_MAX >> 4; g++) sc_lut[g] = (uint8_t)sc_index_arith(g << 4);
+    ohm_debug_only(sc_check());
 }
 
 unsigned sc_count_for_chunk(size_t chunk_size)

@@ -35,6 +35,7 @@ extern uint8_t sc_lut[(SC_LUT_MAX >> 4) + 1]; /* class by 16-byte granule, for s
  * instructions above. */
 static inline unsigned sc_index(size_t size)
 {
+    ohm_assert(size <= SC_MAX_SIZE && "sc_index: sizes above the largest class are huge blocks, not classes");
     if (ohm_likely(size <= SC_LUT_MAX)) return sc_lut[(size + 15) >> 4];
     unsigned lg = 63u - (unsigned)__builtin_clzll((unsigned long long)(size - 1)); /* 2^lg < size <= 2^(lg+1) */
     return 8 + (lg - 7) * 4 + (unsigned)((size - 1 - ((size_t)1 << lg)) >> (lg - 2));
