@@ -102,7 +102,12 @@ static int hdr_refill(void)
 static inline ohm_buf *hdr_take(void)
 {
     if (ohm_unlikely(!tl_nhdrs) && hdr_refill() != 0) return NULL;
-    return tl_hdrs[--tl_nhdrs];
+    ohm_buf *h = tl_hdrs[--tl_nhdrs];
+    ohm_assert(!(st_gen(atomic_load_explicit(&h->state, memory_order_relaxed)) & 1) && "a cached header is free");
+    ohm_assert(!atomic_load_explicit(&h->derived, memory_order_relaxed) && !h->linked && !h->track &&
+               !atomic_load_explicit(&h->retained_children, memory_order_relaxed) &&
+               "a free header has no derived handles, list link, leak record or retained children");
+    return h;
 }
 
 /* The next generation of a free header: odd. */
@@ -137,6 +142,8 @@ static ohm_buf *hdr_alloc(uint32_t *gen_out)
  * process (buf_pool_destroyed) and must never see a live header whose root is not set yet. */
 static inline void hdr_publish(ohm_buf *h, uint32_t gen, uint32_t count)
 {
+    ohm_assert((gen & 1) && h->root && h->owner && "a header is published live (odd generation) with its root set");
+    ohm_assert(count <= INT32_MAX && "a count never passes INT32_MAX (derived handles publish 0)");
     atomic_store_explicit(&h->state, st_make(gen, count), memory_order_release);
 }
 
@@ -144,6 +151,7 @@ static inline void hdr_publish(ohm_buf *h, uint32_t gen, uint32_t count)
 static void hdr_kill(ohm_buf *h)
 {
     uint32_t gen = st_gen(atomic_load_explicit(&h->state, memory_order_relaxed));
+    ohm_assert((gen & 1) && "only a live header is ended");
     atomic_store_explicit(&h->state, st_make(gen | 1u, 0) + ((uint64_t)1 << 32), memory_order_release);
 }
 
@@ -265,6 +273,9 @@ static int release_owner(ohm_buf *o, uint32_t gen, uint32_t n, const char *op);
 /* An owner's count reached 0: end its derived handles, give back what it holds, end its header. */
 static void owner_end(ohm_buf *o)
 {
+    ohm_assert(o->owner == o && "a count that reaches 0 is its own owner");
+    ohm_assert(!st_count(atomic_load_explicit(&o->state, memory_order_relaxed)) && "an owner ends at count 0");
+    ohm_assert(!!(o->flags & BUF_ROOT) != !!(o->flags & BUF_RETAINED) && "an owner is a root or a retained slice");
     derived_kill_all(o);
     if (o->track) {
         leak_track_close(o->track); /* released properly (a reclaim took the record before) */
@@ -512,6 +523,8 @@ static ohm_buf *derive(ohm_buf *b, size_t off, size_t len, const char *op)
     d->owner_gen = b->owner_gen;
     hdr_set_root(d, b->root);
     d->root_gen = b->root_gen;
+    ohm_assert((!len || (d->data >= b->root->data && d->data + len <= b->root->data + b->root->size)) &&
+               "a slice's bytes lie inside its root's");
     hdr_publish(d, gen, 0); /* before linking: a kill of the owner's derived list must find it live */
     derived_link(b->owner, d);
     return d;

@@ -494,6 +494,7 @@ void *ohm_alloc(size_t size)
 
 static inline void bin_push(tbin_t *b, uint32_t n, void *p)
 {
+    ohm_assert(n < b->cap && "a thread-cache bin never holds more than its capacity");
     *(uintptr_t *)p = block_key(p);
     b->slots[n] = p;
     bin_set_n(b, n + 1);

@@ -218,6 +218,7 @@ unsigned tcache_refill(tcache_t *tc, unsigned cls)
         }
         for (unsigned i = 0; i < n; i++) *(uintptr_t *)b->slots[i] = block_key(b->slots[i]);
     }
+    ohm_assert(n <= b->cap && n >= bin_n(b) && "a refill fills a bin up to its capacity at most");
     ohm_counter_add(&tc->stats[cls].refilled, n - bin_n(b));
     bin_set_n(b, n);
     return n;

@@ -7,6 +7,7 @@
 #include "../check.h"
 #include "fixture.h"
 #include "ohm.h"
+#include "buf.h"
 #include "pool.h"
 #include "debug.h"
 
@@ -387,9 +388,19 @@ static void corrupt_mm_npages(void) { corrupt_mm("npages", 1); }
 
 static void failed_assert(void) { ohm_assert(1 + 1 == 3 && "arithmetic works"); }
 
+/* A root marked as a retained slice too: its last release must refuse to end it. */
+static void corrupt_buffer_owner_flags(void)
+{
+    ohm_buf *b = ohm_buf_alloc(NULL, 64);
+    b->flags |= BUF_RETAINED;
+    ohm_buf_release(b, 1);
+}
+
+
 static void test_a_broken_invariant_aborts_naming_it(void)
 {
     expect_abort(failed_assert, "arithmetic works");
+    expect_abort(corrupt_buffer_owner_flags, "an owner is a root or a retained slice");
     expect_abort(corrupt_large_run_length, "large run: its length is its run class's size");
     expect_abort(corrupt_free_run_ndirty, "free run: ndirty equals its set bits in the dirty map");
     expect_abort(corrupt_dirty_bit_on_allocated_page, "no dirty bit on an allocated page");
