@@ -462,6 +462,9 @@ static uint64_t spill_release(int ci, uint64_t n)
 {
     cons_m *c = &M.cons[ci];
     if (n > c->used) n = c->used;
+    /* A consumer's usage can pass INT64_MAX (ohm_task_release gave back the task's bytes under it, and it
+     * acquired again); one release takes at most INT64_MAX. */
+    if (n > (uint64_t)INT64_MAX) n = (uint64_t)INT64_MAX;
     int64_t r = ohm_consumer_release(c->c, n);
     REQUIRE(r == (int64_t)n);
     c->used -= n;
@@ -538,6 +541,7 @@ static int64_t spill_cb(void *arg, uint64_t size, ohm_consumer *trigger)
          * until the task is below its share -- 2^41 spills with the ON_HEAP max of INT64_MAX used here. */
         uint64_t want = size > c->used / 2 ? size : c->used / 2;
         uint64_t n = c->spill_policy == 1 ? (want < c->used ? want : c->used) : c->used;
+        if (n > (uint64_t)INT64_MAX) n = (uint64_t)INT64_MAX; /* see spill_release */
         int64_t r = ohm_consumer_release(c->c, n);
         REQUIRE(r == (int64_t)n);
         c->used -= n;
@@ -1336,7 +1340,7 @@ static uint64_t spill_cap_of(int o, uint64_t n)
     switch (c->spill_policy) {
     case 0: case 3: case 4: case SP_LIE: case SP_CANCEL: return 1; /* nothing released, or the acquire ends */
     case 1: return 66;       /* at least half of its usage each time: at most 64 halvings, then 0 */
-    case 2: return 2;        /* all of it, then nothing is left */
+    case 2: return 3;        /* all of it (two releases above INT64_MAX), then nothing is left */
     case 5: return c->pages + 1;
     case SP_TINY: return 17; /* steps of more than a sixteenth of its usage: at most 16, then nothing left */
     default: return general;
@@ -1383,9 +1387,6 @@ static void spill_round_end(int64_t g)
                 (unsigned long long)g_round.bound, (unsigned long long)g_round.tight);
     REQUIRE(M.spill_calls <= g_round.bound);
     REQUIRE(M.spill_calls <= g_round.tight);
-    ohm_task_stats ts;
-    REQUIRE(ohm_task_stats_get(M.tasks[c->task].t, &ts) == 0);
-    REQUIRE(ts.spills - g_round.spills_before == M.spill_calls_all);
     if (M.lied >= 0) {
         REQUIRE(g == OHM_ECALLBACK);
         const char *m = ohm_last_error();
@@ -1393,6 +1394,9 @@ static void spill_round_end(int64_t g)
     } else if (M.cancelled_in_spill) {
         REQUIRE(g == OHM_ECANCELED);
     }
+    ohm_task_stats ts; /* a success leaves this thread's error alone: the caller checks it next */
+    REQUIRE(ohm_task_stats_get(M.tasks[c->task].t, &ts) == 0);
+    REQUIRE(ts.spills - g_round.spills_before == M.spill_calls_all);
 }
 
 static void op_consumer_acquire(reader *r)
@@ -1997,6 +2001,16 @@ static bool same_double(double a, double b)
 static char g_raw[16] = "raw pointer";   /* what a raw OHM_FFI_ARG_PTR points at */
 static const char g_str[] = "fuzz string"; /* a host string */
 
+/* An argument kind for parameter type t: mostly one that fits, so that calls get through; else any kind. */
+static int fz_kind(uint8_t sel, ohm_ffi_type t)
+{
+    static const int numbers[] = {OHM_FFI_ARG_FLOAT, OHM_FFI_ARG_UINT, OHM_FFI_ARG_INT};
+    if (sel % 8 >= 5) return (sel / 8) % 7;
+    if (!is_ptr_type(t)) return numbers[(sel / 8) % 3];
+    if ((sel / 8) % 2) return OHM_FFI_ARG_BUF;
+    return t == OHM_FFI_PTR ? OHM_FFI_ARG_PTR : OHM_FFI_ARG_STR;
+}
+
 /* The model's verdict on one argument: 0 and the value C must receive, or the error code. */
 typedef struct fz_want {
     int code;
@@ -2014,13 +2028,7 @@ static bool fz_arg(reader *r, ohm_ffi_type t, ohm_ffi_arg *a, fz_want *w, uint32
     memset(a, 0, sizeof *a);
     memset(w, 0, sizeof *w);
     w->h = -1;
-    uint8_t sel = u8(r);
-    /* mostly a kind that fits the type, so that calls get through */
-    int k = sel % 8 < 5 ? (is_ptr_type(t) ? (sel / 8) % 2 ? OHM_FFI_ARG_BUF : t == OHM_FFI_PTR ? OHM_FFI_ARG_PTR
-                                                                                             : OHM_FFI_ARG_STR
-                                          : sel / 8 % 3 == 0 ? OHM_FFI_ARG_FLOAT
-                                          : sel / 8 % 3 == 1 ? OHM_FFI_ARG_UINT : OHM_FFI_ARG_INT)
-                          : (sel / 8) % 7;
+    int k = fz_kind(u8(r), t);
     a->kind = (ohm_ffi_arg_kind)k;
     switch (k) {
     case OHM_FFI_ARG_INT: a->v.i = fz_int(r); break;
