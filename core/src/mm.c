@@ -165,6 +165,38 @@ int ohm_mm_config_from_heap(ohm_mm_config *cfg, uint64_t heap_bytes, double frac
 
 /* ---- the manager ---- */
 
+/* The condition waiting tasks sleep on, on the monotonic clock their deadlines use, and the lock. 0, or
+ * nonzero when the condition cannot be made. */
+static int mm_init_sync(ohm_mm *mm)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(&mm->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    if (rc) return rc;
+    /* Adaptive: spins briefly before sleeping. Critical sections here are a few dozen instructions, and with
+     * the default mutex two threads acquiring at once spent most of their time in futex sleeps and wake-ups. */
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+#ifdef PTHREAD_MUTEX_ADAPTIVE_NP
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+#endif
+    pthread_mutex_init(&mm->lock, &ma);
+    pthread_mutexattr_destroy(&ma);
+    return 0;
+}
+
+/* A mode's pools as Spark starts them: storage holds its region, execution the rest. */
+static void mode_init(struct mode_state *s, uint64_t max, double storage_fraction)
+{
+    s->max = max;
+    s->region = (uint64_t)((double)max * storage_fraction); /* Spark's (max * fraction).toLong */
+    if (s->region > s->max) s->region = s->max;
+    s->sto_pool = s->region;
+    s->exec_pool = s->max - s->region;
+}
+
 ohm_mm *ohm_mm_create(const ohm_mm_config *cfg)
 {
     ohm_mm_config dflt;
@@ -187,29 +219,8 @@ ohm_mm *ohm_mm_create(const ohm_mm_config *cfg)
     ohm_mm *mm = calloc(1, sizeof *mm);
     if (!mm) goto nomem;
     if (block_store_init(mm)) goto nomem;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    int rc = pthread_cond_init(&mm->cond, &ca);
-    pthread_condattr_destroy(&ca);
-    if (rc) goto nomem;
-    /* Adaptive: spins briefly before sleeping. Critical sections here are a few dozen instructions, and with
-     * the default mutex two threads acquiring at once spent most of their time in futex sleeps and wake-ups. */
-    pthread_mutexattr_t ma;
-    pthread_mutexattr_init(&ma);
-#ifdef PTHREAD_MUTEX_ADAPTIVE_NP
-    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
-#endif
-    pthread_mutex_init(&mm->lock, &ma);
-    pthread_mutexattr_destroy(&ma);
-    for (int i = 0; i < OHM_MM_MODES; i++) {
-        struct mode_state *s = &mm->m[i];
-        s->max = cfg->max_bytes[i];
-        s->region = (uint64_t)((double)s->max * cfg->storage_fraction); /* Spark's (max * fraction).toLong */
-        if (s->region > s->max) s->region = s->max;
-        s->sto_pool = s->region;
-        s->exec_pool = s->max - s->region;
-    }
+    if (mm_init_sync(mm)) goto nomem;
+    for (int i = 0; i < OHM_MM_MODES; i++) mode_init(&mm->m[i], cfg->max_bytes[i], cfg->storage_fraction);
     mm->page_size = cfg->page_size;
     mm->pool = pool;
     mm->wait_timeout_ms = cfg->wait_timeout_ms;

@@ -128,28 +128,36 @@ static void consumer_free(ohm_consumer *c)
     free(c);
 }
 
-int64_t ohm_task_end(ohm_task *t)
+typedef struct page_ref {
+    ohm_buf *buf;
+    uint64_t id;
+} page_ref;
+
+/* Detaches the pages of t's consumers -- the task's release covers their bytes, so their last release only
+ * frees memory -- and lists them in live (NULL when there are none or the list cannot be allocated: those pages
+ * are then freed at their last release). Returns how many pages there are; *k how many were listed. Lock held. */
+static size_t task_detach_pages(ohm_mm *mm, ohm_task *t, page_ref **live, size_t *k)
 {
-    if (!t) return ohm__error(OHM_EINVAL, "task is NULL");
-    ohm_mm *mm = t->mm;
-    mm_lock(mm);
+    (void)mm; /* read only by the debug build's count */
     size_t npages = 0;
     for (ohm_consumer *c = t->consumers; c; c = c->next) npages += c->npages;
-    struct { ohm_buf *buf; uint64_t id; } *live = npages ? malloc(npages * sizeof *live) : NULL;
-    size_t k = 0;
-    for (ohm_consumer *c = t->consumers, *cn; c; c = cn) {
-        cn = c->next;
+    page_ref *l = npages ? malloc(npages * sizeof *l) : NULL;
+    size_t n = 0;
+    for (ohm_consumer *c = t->consumers; c; c = c->next)
         for (page *p = c->pages; p; p = p->next) {
-            p->consumer = NULL; /* the task's release below covers its bytes; the free only frees memory */
+            p->consumer = NULL;
             ohm_debug_only(mm->detached_pages++;)
-            if (live) {
-                live[k].buf = p->buf;
-                live[k++].id = p->buf_id;
-            }
+            if (l) l[n++] = (page_ref){p->buf, p->buf_id};
         }
-    }
-    ohm_consumer *ended = t->consumers; /* freed below, once the lock is dropped (their on_free hooks) */
-    t->consumers = t->consumers_tail = NULL;
+    *live = l;
+    *k = n;
+    return npages;
+}
+
+/* Releases everything t holds in both modes, leaves the fair shares and unlinks t from the manager. Returns the
+ * execution bytes it still held (a leak). Lock held. */
+static uint64_t task_unlink(ohm_mm *mm, ohm_task *t)
+{
     uint64_t leaked = 0;
     for (int i = 0; i < OHM_MM_MODES; i++) {
         struct mode_state *s = &mm->m[i];
@@ -163,6 +171,20 @@ int64_t ohm_task_end(ohm_task *t)
     if (t->next) t->next->prev = t->prev;
     mm->ntasks--;
     wake_waiters(mm);
+    return leaked;
+}
+
+int64_t ohm_task_end(ohm_task *t)
+{
+    if (!t) return ohm__error(OHM_EINVAL, "task is NULL");
+    ohm_mm *mm = t->mm;
+    page_ref *live;
+    size_t k;
+    mm_lock(mm);
+    size_t npages = task_detach_pages(mm, t, &live, &k);
+    ohm_consumer *ended = t->consumers; /* freed below, once the lock is dropped (their on_free hooks) */
+    t->consumers = t->consumers_tail = NULL;
+    uint64_t leaked = task_unlink(mm, t);
     mm_unlock(mm);
 
     if (leaked)
@@ -477,6 +499,27 @@ static void page_free(void *ctx, void *data, size_t size)
     free(p);
 }
 
+/* A page of size bytes from the manager's pool, wrapped in a buffer whose last release is page_free; not yet
+ * on a consumer's list. NULL when out of memory (nothing allocated then). */
+static ohm_buf *page_new(ohm_mm *mm, uint64_t size, page **out)
+{
+    page *p = calloc(1, sizeof *p);
+    void *data = p ? ohm_pool_alloc(mm->pool, (size_t)size) : NULL;
+    ohm_buf *b = data ? buf_root_new(data, (size_t)size, OHM_ORIGIN_POOL, 0, page_free, p, mm->pool) : NULL;
+    if (!b) {
+        if (data) ohm_pool_free(mm->pool, data);
+        free(p);
+        return NULL;
+    }
+    p->mm = mm;
+    p->pool = mm->pool;
+    p->size = size;
+    p->buf = b;
+    p->buf_id = ohm_buf_id(b);
+    *out = p;
+    return b;
+}
+
 ohm_buf *ohm_consumer_alloc_page(ohm_consumer *c, size_t size)
 {
     if (!c) {
@@ -497,22 +540,14 @@ ohm_buf *ohm_consumer_alloc_page(ohm_consumer *c, size_t size)
                    (long long)got);
         return NULL;
     }
-    page *p = calloc(1, sizeof *p);
-    void *data = p ? ohm_pool_alloc(mm->pool, (size_t)got) : NULL;
-    ohm_buf *b = data ? buf_root_new(data, (size_t)got, OHM_ORIGIN_POOL, 0, page_free, p, mm->pool) : NULL;
+    page *p = NULL;
+    ohm_buf *b = page_new(mm, (uint64_t)got, &p);
     if (!b) {
-        if (data) ohm_pool_free(mm->pool, data);
-        free(p);
         ohm_consumer_release(c, (uint64_t)got);
         ohm__error(OHM_ENOMEM, "consumer %s: out of memory allocating a page of %lld bytes", c->name,
                    (long long)got);
         return NULL;
     }
-    p->mm = mm;
-    p->pool = mm->pool;
-    p->size = (uint64_t)got;
-    p->buf = b;
-    p->buf_id = ohm_buf_id(b);
     mm_lock(mm);
     p->consumer = c;
     p->next = c->pages;
