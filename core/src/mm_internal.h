@@ -1,0 +1,179 @@
+/* The memory manager (internal view): the structures and the functions its three files share. Spark's classes,
+ * one concept per file; the arithmetic is Spark's, integer division included, and DESIGN.md states it.
+ *     mm.c        the manager: configuration, create/destroy, the execution and storage pool of each mode that
+ *                 borrow from each other (UnifiedMemoryManager), the fair shares (ExecutionMemoryPool), the
+ *                 invariant check, stats and JSON
+ *     mm_task.c   tasks, consumers, the spill order and pages (TaskMemoryManager)
+ *     mm_block.c  the block store: table, LRU, pins, and eviction (MemoryStore)
+ * The three are one layer above buf and pool: they call those, never the reverse.
+ *
+ * Lock order. One mutex per manager (mm->lock), and it is a leaf: while it is held nothing is called that can
+ * call back into the manager or into host code -- no spill or evict callback, no ohm_buf_release or reclaim (a
+ * page's free function takes mm->lock), no log message (the handler is the host's), no pool allocation. So a
+ * callback may acquire, release, free pages, put or remove blocks without a deadlock (Spark's SPARK-27338 and
+ * SPARK-39283 were deadlocks around spill and eviction run under a lock).
+ *     mm->lock  ->  (nothing of ours; malloc, the thread-local error record)
+ * What the lock cannot cover while a callback runs is held by marks taken under it: a block chosen for eviction
+ * is marked `evicting` (it cannot be pinned, removed or chosen again), and the storage bytes an eviction is for
+ * stay counted as used ("reserved") until the requester takes them, so no other thread can take them first.
+ *
+ * Functions named *_locked, and those whose comment says so, are called with mm->lock held. */
+#ifndef OHM_MM_INTERNAL_H
+#define OHM_MM_INTERNAL_H
+
+#include "internal.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#pragma GCC visibility push(hidden)
+
+#define FOREVER UINT64_MAX
+
+static inline uint64_t min64(uint64_t a, uint64_t b) { return a < b ? a : b; }
+static inline uint64_t max64(uint64_t a, uint64_t b) { return a > b ? a : b; }
+
+struct mode_state {
+    uint64_t max, region;          /* region = max * storage_fraction                       */
+    uint64_t exec_pool, exec_used;
+    uint64_t sto_pool, sto_used;   /* sto_used: blocks + unroll + bytes reserved by evictions */
+    uint64_t ntasks;               /* tasks in this mode's fair share (Spark's memoryForTask keys) */
+    ohm_debug_only(uint64_t reserved;) /* debug: the part of sto_used that evictions in progress hold */
+};
+
+typedef struct page {
+    ohm_mm *mm;
+    ohm_consumer *consumer;        /* NULL once detached by ohm_task_end (mm->lock)         */
+    ohm_pool *pool;
+    ohm_buf *buf;
+    uint64_t buf_id;
+    uint64_t size;                 /* bytes charged                                         */
+    struct page *prev, *next;      /* the consumer's pages (mm->lock)                       */
+} page;
+
+struct ohm_consumer {
+    ohm_task *task;
+    ohm_mem_mode mode;
+    char *name;
+    ohm_spill_fn *spill;
+    void *arg;
+    ohm_consumer_free_fn *on_free;  /* called with arg when the consumer is freed, without the lock   */
+    uint64_t used, peak, spills, spill_bytes, npages;
+    uint64_t released;             /* bytes ever released: a spill is measured by how much this grows */
+    page *pages;
+    ohm_consumer *prev, *next;     /* the task's consumers, oldest first                    */
+};
+
+struct ohm_task {
+    ohm_mm *mm;
+    uint64_t id;
+    uint64_t held[OHM_MM_MODES];
+    bool registered[OHM_MM_MODES];
+    uint64_t unroll[OHM_MM_MODES];
+    uint64_t peak, spills, spill_bytes, waits, wait_ns, evictions, nconsumers;
+    uint64_t timeout_ms;
+    bool cancel, waiting;
+    ohm_consumer *consumers, *consumers_tail;
+    ohm_task *prev, *next;
+};
+
+typedef struct block {
+    char *id, *group;
+    ohm_mem_mode mode;
+    uint64_t size;
+    ohm_buf *buf;
+    uint64_t buf_id;               /* buf's id when put: a host may reclaim the handle, and its header be reused */
+    ohm_evict_fn *evict;
+    void *arg;
+    uint32_t pins;
+    bool evicting;
+    struct block *lru_prev, *lru_next; /* head = least recently used */
+    struct block *hnext;
+} block;
+
+struct ohm_mm {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;           /* Spark's lock.notifyAll(): any change a waiter may need  */
+    unsigned waiting;              /* tasks blocked on cond (lock held)                       */
+    struct mode_state m[OHM_MM_MODES];
+    size_t page_size;
+    ohm_pool *pool;
+    uint64_t wait_timeout_ms;
+    ohm_task *tasks;
+    uint64_t ntasks, npages;
+    block **buckets;
+    size_t nbuckets, nblocks;
+    uint64_t block_bytes;
+    block *lru_head, *lru_tail;
+    uint64_t evictions, evicted_bytes;
+    ohm_debug_only(uint64_t detached_pages;) /* debug: pages of ended tasks not yet freed (in npages) */
+};
+
+static inline const char *mode_name(int mode) { return mode == OHM_OFF_HEAP ? "off_heap" : "on_heap"; }
+
+/* ---- locking and argument checks (mm.c) ---- */
+
+#ifdef OHM_DEBUG
+/* Aborts unless every invariant of the manager holds. Lock held. */
+void mm_check(const ohm_mm *mm);
+#endif
+
+/* Inline: the acquire/release fast path is a few dozen instructions, and these are on it. */
+static inline void mm_lock(ohm_mm *mm) { pthread_mutex_lock(&mm->lock); }
+
+/* Every public call ends here, and every drop of the lock around a callback, so the debug build checks the
+ * manager's invariants at each moment another thread could see its state. */
+static inline void mm_unlock(ohm_mm *mm)
+{
+    ohm_debug_only(mm_check(mm));
+    pthread_mutex_unlock(&mm->lock);
+}
+
+/* Wakes every waiting task, if there is one: a broadcast costs a futex call even with nobody waiting, and the
+ * acquire/release pair made two of them (measured: most of ohm-bench mm's acquire-release). Lock held, which
+ * is what makes the count exact: a task registers as waiting under the lock before it waits. */
+static inline void wake_waiters(ohm_mm *mm)
+{
+    if (mm->waiting) pthread_cond_broadcast(&mm->cond);
+}
+
+/* 0, or OHM_EINVAL when n does not fit an int64_t (the return type of the calls that grant it). */
+int check_size(uint64_t n, const char *op);
+/* 0, or OHM_EINVAL when mode is neither OHM_ON_HEAP nor OHM_OFF_HEAP. */
+int check_mode(int mode, const char *op);
+/* A callback's failure as the code the caller gets: its own OHM_E* code, else OHM_ECALLBACK. */
+int callback_code(int64_t rc);
+/* Sets the error for a failed callback and returns code; see mm.c. */
+int callback_failed(int code, const char *what, const char *name);
+
+/* ---- the pools and fair shares (mm.c); all with mm->lock held ---- */
+
+/* UnifiedMemoryManager.acquireStorageMemory: 0 with n bytes counted as storage used, or OHM_ELIMIT / an
+ * eviction's error. Drops the lock while evicting. */
+int storage_acquire_locked(ohm_mm *mm, ohm_task *t, int mode, const char *group, uint64_t n, const char *what);
+/* ExecutionMemoryPool.acquireMemory: the bytes granted or a negative code. Drops the lock while evicting and
+ * waiting. */
+int64_t exec_acquire_locked(ohm_mm *mm, ohm_task *t, int mode, uint64_t n);
+/* ExecutionMemoryPool.releaseMemory: the bytes released; *over and *held say when n was more than t held. */
+uint64_t exec_release_locked(ohm_mm *mm, ohm_task *t, int mode, uint64_t n, bool *over, uint64_t *held);
+/* Logs a release of more execution memory than was held (without the lock: the log handler is the host's). */
+void log_over_release(const char *who, unsigned long long id, uint64_t n, uint64_t held);
+
+/* ---- the block store (mm_block.c) ---- */
+
+/* Allocates the empty block table: 0, or nonzero when out of memory. */
+int block_store_init(ohm_mm *mm);
+/* Whether a block is pinned or being evicted. Lock held. */
+bool block_store_busy(const ohm_mm *mm);
+/* Releases and frees every cached block and the table. Only when no other thread uses the manager. */
+void block_store_destroy(ohm_mm *mm);
+/* The cached block with this id, or NULL. Lock held. */
+block *block_find(const ohm_mm *mm, const char *id);
+/* Frees at least `space` bytes of mode's storage by evicting blocks, all or nothing; see mm_block.c. */
+int evict_locked(ohm_mm *mm, ohm_task *t, int mode, const char *group, uint64_t space, uint64_t reserve,
+                 uint64_t *freed);
+
+#pragma GCC visibility pop
+
+#endif
