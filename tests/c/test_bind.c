@@ -77,6 +77,30 @@ static void test_message_is_the_detail_for_that_code_else_strerror(void)
     CHECK_STR_CONTAINS(ohm_bind_message(OHM_ERANGE), "OHM_ERANGE");
 }
 
+/* What the layer needs of the core, all in ohm.h: a formatted error, the log handler, OHM_* flags. */
+static void test_public_error_log_and_flag_helpers_for_bindings(void)
+{
+    CHECK_EQ_INT(ohm_set_errorf(OHM_EINVAL, "argument %d of %s", 3, "f"), OHM_EINVAL);
+    CHECK_EQ_INT(ohm_last_error_code(), OHM_EINVAL);
+    CHECK(strcmp(ohm_last_error(), "argument 3 of f") == 0);
+    int before = atomic_load(&log_calls);
+    ohm_logf(OHM_LOG_WARN, "%d reports dropped", 7);
+    CHECK_EQ_INT(atomic_load(&log_calls), before + 1);
+    CHECK(strcmp(logged, "7 reports dropped") == 0);
+    ohm_logf((ohm_log_level)42, "no such level"); /* ignored, not an out-of-range read */
+    CHECK_EQ_INT(atomic_load(&log_calls), before + 1);
+    unsetenv("OHM_TEST_FLAG");
+    CHECK(ohm_env_flag("OHM_TEST_FLAG", true));
+    setenv("OHM_TEST_FLAG", "off", 1);
+    CHECK(!ohm_env_flag("OHM_TEST_FLAG", true));
+    setenv("OHM_TEST_FLAG", "Yes", 1);
+    CHECK(ohm_env_flag("OHM_TEST_FLAG", false));
+    setenv("OHM_TEST_FLAG", "maybe", 1); /* malformed: the default, and a warning */
+    CHECK(!ohm_env_flag("OHM_TEST_FLAG", false));
+    CHECK_STR_CONTAINS(logged, "OHM_TEST_FLAG=maybe");
+    unsetenv("OHM_TEST_FLAG");
+}
+
 /* ---- checked host integers ---- */
 
 static void test_sizes_from_hosts_are_checked(void)
@@ -621,6 +645,7 @@ int main(void)
     RUN(test_error_table_names_kind_class_and_raise);
     RUN(test_every_listed_code_has_its_strerror_and_host_row);
     RUN(test_message_is_the_detail_for_that_code_else_strerror);
+    RUN(test_public_error_log_and_flag_helpers_for_bindings);
     RUN(test_sizes_from_hosts_are_checked);
     RUN(test_ranges_from_hosts_are_checked);
     RUN(test_typed_values_round_trip_in_both_orders);
