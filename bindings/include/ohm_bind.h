@@ -33,6 +33,13 @@ typedef struct ohm_bind_error {
                                 message, code (ENOMEM, ELIMIT, ESYS, EPERM, ETIMEDOUT, ECANCELED, ECALLBACK) */
 } ohm_bind_error;
 
+/* How many codes OHM_ERRORS lists: the table is indexed by -code, 0 .. OHM_BIND_ERROR_COUNT - 1. */
+enum {
+#define OHM__BIND_COUNT_ONE(name, value, kind, text) +1
+    OHM_BIND_ERROR_COUNT = 0 OHM_ERRORS(OHM__BIND_COUNT_ONE)
+#undef OHM__BIND_COUNT_ONE
+};
+
 /* The table entry for code; an unknown code gets a generic entry (name "EUNKNOWN"). Never NULL. */
 OHM_API const ohm_bind_error *ohm_bind_error_of(int code);
 /* The message a host shows for a failure with code on this thread: ohm_last_error() when it holds a message

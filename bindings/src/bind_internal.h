@@ -4,6 +4,15 @@
 
 #include "ohm_bind.h"
 
+/* The layer sees the core only through ohm.h; these compiler hints are its own. */
+#define bind_likely(x)   __builtin_expect(!!(x), 1)
+#define bind_unlikely(x) __builtin_expect(!!(x), 0)
+#define BIND_COLD        __attribute__((cold, noinline))
+#define BIND_PRINTF(f, a) __attribute__((format(printf, f, a)))
+/* Thread-locals of a library that JNI or Lua load with dlopen: initial-exec, as the core's, for the same reason
+ * (no __tls_get_addr on each call; glibc keeps spare static TLS for such libraries). */
+#define BIND_TLS _Thread_local __attribute__((tls_model("initial-exec")))
+
 /* Before running host code for h on the calling thread: 0 (and *token for bind_host_call_end) if this thread
  * may run h now (an OWNER_THREAD host entered on this thread; an ANY_THREAD host, attached if it needs it),
  * else a negative OHM_E* code with the message set ("... its host is not running on this thread"). */

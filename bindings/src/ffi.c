@@ -21,13 +21,13 @@
  */
 #define _GNU_SOURCE
 #include "bind_internal.h"
-#include "internal.h"
 
 #include <dlfcn.h>
 #include <ffi.h>
 #include <float.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,12 +95,12 @@ static ffi_type *ffi_type_of(ohm_ffi_type t)
 /* ---- signatures ----------------------------------------------------------------------------------------- */
 
 /* A parse error: the signature (cut to SIG_SHOW characters), the 1-based column and what was expected there. */
-static int sig_error(const char *sig, size_t pos, const char *what) OHM_COLD;
+static int sig_error(const char *sig, size_t pos, const char *what) BIND_COLD;
 static int sig_error(const char *sig, size_t pos, const char *what)
 {
     size_t n = strlen(sig);
-    return ohm__error(OHM_EINVAL, "signature '%.*s%s' at %zu: %s", SIG_SHOW, sig, n > SIG_SHOW ? "..." : "", pos + 1,
-                      what);
+    return ohm_set_errorf(OHM_EINVAL, "signature '%.*s%s' at %zu: %s", SIG_SHOW, sig, n > SIG_SHOW ? "..." : "",
+                          pos + 1, what);
 }
 
 static inline bool is_space(char c)
@@ -144,7 +144,7 @@ static int parse_type(const char *sig, size_t *i, ohm_ffi_type *out)
 
 int ohm_ffi_parse(const char *sig, ohm_ffi_type *ret, ohm_ffi_type *args, unsigned *nargs)
 {
-    if (!sig) return ohm__error(OHM_EINVAL, "signature is NULL");
+    if (!sig) return ohm_set_errorf(OHM_EINVAL, "signature is NULL");
     ohm_ffi_type r, t, a[OHM_FFI_MAX_ARGS];
     unsigned n = 0;
     size_t i = skip_space(sig, 0);
@@ -188,14 +188,14 @@ ohm_ffi_lib *ohm_ffi_open(const char *path)
     size_t n = strlen(name);
     ohm_ffi_lib *lib = malloc(sizeof *lib + n + 1);
     if (!lib) {
-        ohm__error(OHM_ENOMEM, "out of memory opening %s", name);
+        ohm_set_errorf(OHM_ENOMEM, "out of memory opening %s", name);
         return NULL;
     }
     dlerror();
     lib->handle = path ? dlopen(path, RTLD_NOW | RTLD_LOCAL) : dlopen(NULL, RTLD_NOW);
     if (!lib->handle) {
         const char *why = dlerror();
-        ohm__error(OHM_EINVAL, "cannot open %s: %s", name, why ? why : "dlopen failed");
+        ohm_set_errorf(OHM_EINVAL, "cannot open %s: %s", name, why ? why : "dlopen failed");
         free(lib);
         return NULL;
     }
@@ -205,12 +205,12 @@ ohm_ffi_lib *ohm_ffi_open(const char *path)
 
 int ohm_ffi_close(ohm_ffi_lib *lib)
 {
-    if (!lib) return ohm__error(OHM_EINVAL, "library is NULL");
+    if (!lib) return ohm_set_errorf(OHM_EINVAL, "library is NULL");
     dlerror();
     int rc = dlclose(lib->handle);
     if (rc) {
         const char *why = dlerror();
-        rc = ohm__error(OHM_EINVAL, "cannot close %s: %s", lib->name, why ? why : "dlclose failed");
+        rc = ohm_set_errorf(OHM_EINVAL, "cannot close %s: %s", lib->name, why ? why : "dlclose failed");
     }
     free(lib);
     return rc;
@@ -266,7 +266,7 @@ static bool direct_plan(ohm_ffi_fn *fn)
         if (fp ? nf == DIRECT_FP_REGS : ni == DIRECT_INT_REGS) return false;
         fn->reg[i] = (uint8_t)(fp ? nf++ : ni++);
     }
-    return DIRECT_INT_REGS > 0 && ohm__env_bool("OHM_FFI_DIRECT", 1);
+    return DIRECT_INT_REGS > 0 && ohm_env_flag("OHM_FFI_DIRECT", true);
 }
 
 /* Fills fn (allocated by the caller with room for name and signature) and prepares its cif. */
@@ -277,8 +277,8 @@ static int fn_init(ohm_ffi_fn *fn, void *code, const char *name, const char *sig
     for (unsigned i = 0; i < fn->nargs; i++) fn->atypes[i] = ffi_type_of(fn->args[i]);
     ffi_status st = ffi_prep_cif(&fn->cif, FFI_DEFAULT_ABI, fn->nargs, ffi_type_of(fn->ret), fn->atypes);
     if (st != FFI_OK)
-        return ohm__error(OHM_EINVAL, "%.*s: libffi cannot prepare a call for '%.*s' (ffi_status %d)", NAME_SHOW, name,
-                          SIG_SHOW, sig, (int)st);
+        return ohm_set_errorf(OHM_EINVAL, "%.*s: libffi cannot prepare a call for '%.*s' (ffi_status %d)", NAME_SHOW,
+                              name, SIG_SHOW, sig, (int)st);
     size_t nl = strlen(name);
     memcpy(fn->text, name, nl + 1);
     memcpy(fn->text + nl + 1, sig, strlen(sig) + 1);
@@ -292,12 +292,12 @@ static int fn_init(ohm_ffi_fn *fn, void *code, const char *name, const char *sig
 static ohm_ffi_fn *fn_create(void *code, const char *name, const char *sig)
 {
     if (!sig) {
-        ohm__error(OHM_EINVAL, "signature is NULL");
+        ohm_set_errorf(OHM_EINVAL, "signature is NULL");
         return NULL;
     }
     ohm_ffi_fn *fn = malloc(sizeof *fn + strlen(name) + strlen(sig) + 2);
     if (!fn) {
-        ohm__error(OHM_ENOMEM, "out of memory preparing %.*s", NAME_SHOW, name);
+        ohm_set_errorf(OHM_ENOMEM, "out of memory preparing %.*s", NAME_SHOW, name);
         return NULL;
     }
     if (fn_init(fn, code, name, sig)) {
@@ -310,7 +310,7 @@ static ohm_ffi_fn *fn_create(void *code, const char *name, const char *sig)
 ohm_ffi_fn *ohm_ffi_func(ohm_ffi_lib *lib, const char *symbol, const char *sig)
 {
     if (!lib || !symbol) {
-        ohm__error(OHM_EINVAL, "%s is NULL", lib ? "symbol" : "library");
+        ohm_set_errorf(OHM_EINVAL, "%s is NULL", lib ? "symbol" : "library");
         return NULL;
     }
     if (ohm_ffi_parse(sig, NULL, NULL, NULL)) return NULL;
@@ -318,8 +318,8 @@ ohm_ffi_fn *ohm_ffi_func(ohm_ffi_lib *lib, const char *symbol, const char *sig)
     void *code = dlsym(lib->handle, symbol);
     if (!code) {
         const char *why = dlerror();
-        ohm__error(OHM_EINVAL, "unknown symbol '%.*s' in %s%s%s", NAME_SHOW, symbol, lib->name, why ? ": " : "",
-                   why ? why : "");
+        ohm_set_errorf(OHM_EINVAL, "unknown symbol '%.*s' in %s%s%s", NAME_SHOW, symbol, lib->name, why ? ": " : "",
+                       why ? why : "");
         return NULL;
     }
     return fn_create(code, symbol, sig);
@@ -328,7 +328,7 @@ ohm_ffi_fn *ohm_ffi_func(ohm_ffi_lib *lib, const char *symbol, const char *sig)
 ohm_ffi_fn *ohm_ffi_func_ptr(void *code, const char *name, const char *sig)
 {
     if (!code) {
-        ohm__error(OHM_EINVAL, "function pointer is NULL");
+        ohm_set_errorf(OHM_EINVAL, "function pointer is NULL");
         return NULL;
     }
     return fn_create(code, name ? name : "function", sig);
@@ -367,7 +367,7 @@ typedef struct call_frame {
     char msg[MSG_MAX];
 } call_frame;
 
-static OHM_TLS call_frame *tl_frame;
+static BIND_TLS call_frame *tl_frame;
 
 static const char *kind_name(ohm_ffi_arg_kind k)
 {
@@ -383,7 +383,7 @@ static const char *kind_name(ohm_ffi_arg_kind k)
     return "an unknown kind";
 }
 
-static int arg_error(const ohm_ffi_fn *fn, unsigned i, int code, const char *fmt, ...) OHM_COLD OHM_PRINTF(4, 5);
+static int arg_error(const ohm_ffi_fn *fn, unsigned i, int code, const char *fmt, ...) BIND_COLD BIND_PRINTF(4, 5);
 static int arg_error(const ohm_ffi_fn *fn, unsigned i, int code, const char *fmt, ...)
 {
     char detail[MSG_MAX];
@@ -391,10 +391,10 @@ static int arg_error(const ohm_ffi_fn *fn, unsigned i, int code, const char *fmt
     va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap); /* detail may quote ohm_last_error(): copy it before formatting */
     va_end(ap);
-    return ohm__error(code, "%.*s: argument %u %s", NAME_SHOW, fn->name, i + 1, detail);
+    return ohm_set_errorf(code, "%.*s: argument %u %s", NAME_SHOW, fn->name, i + 1, detail);
 }
 
-static int mismatch(const ohm_ffi_fn *fn, unsigned i, ohm_ffi_arg_kind k) OHM_COLD;
+static int mismatch(const ohm_ffi_fn *fn, unsigned i, ohm_ffi_arg_kind k) BIND_COLD;
 static int mismatch(const ohm_ffi_fn *fn, unsigned i, ohm_ffi_arg_kind k)
 {
     return arg_error(fn, i, OHM_EINVAL, "is %s, got %s", type_names[fn->args[i]], kind_name(k));
@@ -441,8 +441,8 @@ static int put_number(const ohm_ffi_fn *fn, unsigned i, const ohm_ffi_arg *a, sl
     char num[40];
     if (a->kind != OHM_FFI_ARG_FLOAT) {
         bool neg = a->kind == OHM_FFI_ARG_INT && a->v.i < 0; /* INT is signed, UINT unsigned: the same bits */
-        if (ohm_likely(is_int(t))) { /* the common case first: an integer for an integer parameter */
-            if (ohm_unlikely(neg ? a->v.i < int_min[t] : a->v.u > int_max[t])) {
+        if (bind_likely(is_int(t))) { /* the common case first: an integer for an integer parameter */
+            if (bind_unlikely(neg ? a->v.i < int_min[t] : a->v.u > int_max[t])) {
                 if (neg) snprintf(num, sizeof num, "%" PRId64, a->v.i);
                 else snprintf(num, sizeof num, "%" PRIu64, a->v.u);
                 return arg_error(fn, i, OHM_EINVAL, "(%s) out of range: %s", type_names[t], num);
@@ -485,7 +485,7 @@ static int put_buffer(const ohm_ffi_fn *fn, unsigned i, const ohm_ffi_arg *a, sl
     int rc = ohm_buf_retain(b, 1);
     if (rc) return arg_error(fn, i, rc, "(%s): %s", type_names[fn->args[i]], ohm_last_error());
     held[(*nheld)++] = b;
-    if (ohm_unlikely(fn->args[i] == OHM_FFI_PTR && ohm_buf_readonly(b)))
+    if (bind_unlikely(fn->args[i] == OHM_FFI_PTR && ohm_buf_readonly(b)))
         return arg_error(fn, i, OHM_EINVAL, "is ptr (writable), got a read-only buffer; declare it cptr");
     size_t size = ohm_buf_size(b);
     uint64_t off = a->off;
@@ -577,11 +577,12 @@ static void call_direct(const ohm_ffi_fn *fn, const slot *vals, slot *rv)
 
 int ohm_ffi_call(const ohm_ffi_fn *fn, const ohm_ffi_arg *args, unsigned nargs, ohm_bind_value *ret)
 {
-    if (ohm_unlikely(!fn)) return ohm__error(OHM_EINVAL, "function is NULL");
-    if (ohm_unlikely(nargs != fn->nargs))
-        return ohm__error(OHM_EINVAL, "%.*s: expected %u argument%s (%s), got %u", NAME_SHOW, fn->name, fn->nargs,
-                          fn->nargs == 1 ? "" : "s", fn->signature, nargs);
-    if (ohm_unlikely(nargs && !args)) return ohm__error(OHM_EINVAL, "%.*s: arguments are NULL", NAME_SHOW, fn->name);
+    if (bind_unlikely(!fn)) return ohm_set_errorf(OHM_EINVAL, "function is NULL");
+    if (bind_unlikely(nargs != fn->nargs))
+        return ohm_set_errorf(OHM_EINVAL, "%.*s: expected %u argument%s (%s), got %u", NAME_SHOW, fn->name,
+                              fn->nargs, fn->nargs == 1 ? "" : "s", fn->signature, nargs);
+    if (bind_unlikely(nargs && !args))
+        return ohm_set_errorf(OHM_EINVAL, "%.*s: arguments are NULL", NAME_SHOW, fn->name);
 
     slot vals[OHM_FFI_MAX_ARGS];
     void *avals[OHM_FFI_MAX_ARGS];
@@ -604,7 +605,7 @@ int ohm_ffi_call(const ohm_ffi_fn *fn, const ohm_ffi_arg *args, unsigned nargs, 
         case OHM_FFI_ARG_STR:
             /* A host string is the host's (or a temporary copy of it): C may read it, never write it. */
             vals[i].p = (void *)a->str;
-            if (ohm_unlikely(t == OHM_FFI_PTR))
+            if (bind_unlikely(t == OHM_FFI_PTR))
                 rc = arg_error(fn, i, OHM_EINVAL, "is ptr (writable), got a string; pass a buffer, or declare it "
                                                   "cptr or str");
             else if (!a->str) rc = arg_error(fn, i, OHM_EINVAL, "(%s): string is NULL", type_names[t]);
@@ -612,7 +613,7 @@ int ohm_ffi_call(const ohm_ffi_fn *fn, const ohm_ffi_arg *args, unsigned nargs, 
         default: rc = mismatch(fn, i, a->kind); break;
         }
     }
-    if (ohm_unlikely(rc)) {
+    if (bind_unlikely(rc)) {
         release_all(held, nheld);
         return rc;
     }
@@ -626,7 +627,7 @@ int ohm_ffi_call(const ohm_ffi_fn *fn, const ohm_ffi_arg *args, unsigned nargs, 
     else ffi_call((ffi_cif *)&fn->cif, fn->code, &rv, avals);
     tl_frame = outer;
     release_all(held, nheld);
-    if (ohm_unlikely(frame.code)) return ohm_set_error(frame.code, frame.msg);
+    if (bind_unlikely(frame.code)) return ohm_set_error(frame.code, frame.msg);
     if (ret) take_result(fn->ret, &rv, ret);
     return 0;
 }
@@ -643,7 +644,7 @@ struct ohm_ffi_closure {
 
 /* Records a closure's failure for the surrounding ohm_ffi_call (the first one wins), and as this thread's
  * error for a caller outside any call. */
-static void closure_failed(int code, const char *fmt, ...) OHM_COLD OHM_PRINTF(2, 3);
+static void closure_failed(int code, const char *fmt, ...) BIND_COLD BIND_PRINTF(2, 3);
 static void closure_failed(int code, const char *fmt, ...)
 {
     char msg[MSG_MAX];
@@ -676,10 +677,10 @@ static int give_result(const ohm_ffi_fn *sig, ohm_bind_value v, void *ret)
 {
     ohm_ffi_type t = sig->ret;
     if (is_int(t) && !is_wide(t) && (v.i < int_min[t] || (v.i >= 0 && (uint64_t)v.i > int_max[t])))
-        return ohm__error(OHM_EINVAL, "returned %" PRId64 ", out of range for %s", v.i, type_names[t]);
+        return ohm_set_errorf(OHM_EINVAL, "returned %" PRId64 ", out of range for %s", v.i, type_names[t]);
     if (t == OHM_FFI_F32 && isfinite(v.f) && fabs(v.f) > FLT_MAX) {
         char num[40];
-        return ohm__error(OHM_EINVAL, "returned %s, out of range for f32", fmt_double(num, sizeof num, v.f));
+        return ohm_set_errorf(OHM_EINVAL, "returned %s, out of range for f32", fmt_double(num, sizeof num, v.f));
     }
     switch (t) {
     case OHM_FFI_VOID: break;
@@ -746,13 +747,13 @@ static void closure_entry(ffi_cif *cif, void *ret, void **cargs, void *user)
 ohm_ffi_closure *ohm_ffi_closure_create(ohm_bind_host *h, const char *sig, ohm_ffi_closure_fn *fn, void *ctx)
 {
     if (!h || !fn) {
-        ohm__error(OHM_EINVAL, "closure: %s is NULL", h ? "function" : "host");
+        ohm_set_errorf(OHM_EINVAL, "closure: %s is NULL", h ? "function" : "host");
         return NULL;
     }
     if (ohm_ffi_parse(sig, NULL, NULL, NULL)) return NULL;
     ohm_ffi_closure *c = malloc(sizeof *c);
     if (!c) {
-        ohm__error(OHM_ENOMEM, "out of memory creating a closure");
+        ohm_set_errorf(OHM_ENOMEM, "out of memory creating a closure");
         return NULL;
     }
     *c = (ohm_ffi_closure){NULL, NULL, h, fn, ctx};
@@ -760,14 +761,15 @@ ohm_ffi_closure *ohm_ffi_closure_create(ohm_bind_host *h, const char *sig, ohm_f
     c->closure = ffi_closure_alloc(sizeof(ffi_closure), &code);
     if (!c->closure) {
         free(c);
-        ohm__error(OHM_ENOMEM, "closure '%.*s': libffi cannot allocate a trampoline", SIG_SHOW, sig);
+        ohm_set_errorf(OHM_ENOMEM, "closure '%.*s': libffi cannot allocate a trampoline", SIG_SHOW, sig);
         return NULL;
     }
     c->sig = fn_create(code, sig, sig);
     ffi_status st = c->sig ? ffi_prep_closure_loc(c->closure, &c->sig->cif, closure_entry, c, code) : FFI_OK;
     if (!c->sig || st != FFI_OK) {
-        if (c->sig) ohm__error(OHM_EINVAL, "closure '%.*s': libffi cannot prepare it (ffi_status %d)", SIG_SHOW, sig,
-                               (int)st);
+        if (c->sig)
+            ohm_set_errorf(OHM_EINVAL, "closure '%.*s': libffi cannot prepare it (ffi_status %d)", SIG_SHOW, sig,
+                           (int)st);
         ohm_ffi_func_free(c->sig);
         ffi_closure_free(c->closure);
         free(c);

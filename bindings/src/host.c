@@ -16,7 +16,6 @@
  * Lock order: route_lock, then a host's lock; neither is held while host code runs.
  */
 #include "bind_internal.h"
-#include "internal.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -44,7 +43,7 @@ struct ohm_bind_host {
     uint64_t dropped;
 };
 
-static OHM_TLS struct {
+static BIND_TLS struct {
     ohm_bind_host *stack[MAX_DEPTH];
     unsigned depth;
 } tl_hosts;
@@ -114,7 +113,7 @@ int ohm_bind_host_destroy(ohm_bind_host *h)
     uint64_t lost = h->dropped + atomic_load(&h->nqueued);
     pthread_mutex_unlock(&h->lock);
     if (lost)
-        ohm__log(OHM_LOG_WARN, "a host was destroyed with %llu leak reports it never received",
+        ohm_logf(OHM_LOG_WARN, "a host was destroyed with %llu leak reports it never received",
                  (unsigned long long)lost);
     bind_host_unref(h);
     return 0;
@@ -188,7 +187,7 @@ static void deliver(ohm_bind_host *h, const ohm_bind_leak *leak)
     if (h->ops.leak) {
         h->ops.leak(h->arg, leak);
     } else {
-        ohm__log(OHM_LOG_WARN, "%s", leak->text);
+        ohm_logf(OHM_LOG_WARN, "%s", leak->text);
     }
 }
 
@@ -205,7 +204,7 @@ static void deliver_report(ohm_bind_host *h, const ohm_leak_report *rep)
         deliver(h, &leak);
         bind_host_call_end(h, token);
     } else {
-        ohm__log(OHM_LOG_WARN, "%s", rep->text); /* the host cannot take it: the log, not silence */
+        ohm_logf(OHM_LOG_WARN, "%s", rep->text); /* the host cannot take it: the log, not silence */
     }
     if (json != small) free(json);
 }
@@ -250,7 +249,7 @@ int ohm_bind_host_drain(ohm_bind_host *h)
     atomic_store(&h->nqueued, 0);
     pthread_mutex_unlock(&h->lock);
     if (dropped)
-        ohm__log(OHM_LOG_WARN, "%llu leak reports for a host were dropped: its queue was full",
+        ohm_logf(OHM_LOG_WARN, "%llu leak reports for a host were dropped: its queue was full",
                  (unsigned long long)dropped);
     int n = 0;
     void *token;
@@ -258,7 +257,7 @@ int ohm_bind_host_drain(ohm_bind_host *h)
     for (queued *next; q; q = next, n++) {
         next = q->next;
         if (ok) deliver(h, &q->leak);
-        else ohm__log(OHM_LOG_WARN, "%s", q->leak.text);
+        else ohm_logf(OHM_LOG_WARN, "%s", q->leak.text);
         free(q);
     }
     if (ok) bind_host_call_end(h, token);
@@ -280,7 +279,7 @@ static void router(void *arg, const ohm_leak_report *rep)
     if (h) routing++;
     pthread_mutex_unlock(&route_lock);
     if (!h) {
-        ohm__log(OHM_LOG_WARN, "%s", rep->text);
+        ohm_logf(OHM_LOG_WARN, "%s", rep->text);
         return;
     }
     if (ohm_bind_host_is_current(h)) deliver_report(h, rep);

@@ -32,17 +32,41 @@ extern "C" {
  * Errors and logging
  * ------------------------------------------------------------------------------------------------------- */
 
-#define OHM_OK       0
-#define OHM_ENOMEM  (-1) /* the OS or a configured cap refused memory                              */
-#define OHM_EINVAL  (-2) /* a bad argument: a size, an alignment, a pointer that is not a live block */
-#define OHM_ESTATE  (-3) /* use after release, double release, a closed or destroyed object          */
-#define OHM_ERANGE  (-4) /* an offset/length outside a buffer                                        */
-#define OHM_ELIMIT  (-5) /* the memory manager could not grant                                      */
-#define OHM_ESYS    (-6) /* an OS call failed; ohm_last_errno() keeps errno                          */
-#define OHM_EPERM   (-7) /* the process lacks a privilege (e.g. frame numbers in /proc/self/pagemap) */
-#define OHM_ETIMEDOUT (-8) /* a wait timed out                                                       */
-#define OHM_ECANCELED (-9) /* a wait was cancelled                                                   */
-#define OHM_ECALLBACK (-10) /* a host callback reported failure                                      */
+/* Every error code, once. X(name, value, kind, text):
+ *  - OHM_<name> is the constant, value its number (0, then dense from -1 down; bindings index tables by -code);
+ *  - "<name>" is the short name hosts show (Lua's third value of nil, message, code);
+ *  - kind is whose mistake it is: USAGE, the caller's (hosts raise it: Lua errors, Java throws an unchecked
+ *    standard exception), or RUNTIME, the environment's (Lua returns nil, message, code);
+ *  - text follows "OHM_<name>: " in ohm_strerror.
+ * The bindings' exception table (ohm_bind.h) and Lua's ohm.errors are generated from this list; Java's
+ * Native constants are checked against it by a test. A new code is a new row here plus its Java exception
+ * class in bindings/src/errors.c (the build fails without one). */
+#define OHM_ERRORS(X) \
+    X(OK,         0,  RUNTIME, "success") \
+    /* the OS or a configured cap refused memory */ \
+    X(ENOMEM,    -1,  RUNTIME, "out of memory (the OS or a configured cap refused)") \
+    /* a bad argument: a size, an alignment, a pointer that is not a live block */ \
+    X(EINVAL,    -2,  USAGE,   "invalid argument") \
+    /* use after release, double release, a closed or destroyed object */ \
+    X(ESTATE,    -3,  USAGE,   "object released, closed or in the wrong state") \
+    /* an offset/length outside a buffer */ \
+    X(ERANGE,    -4,  USAGE,   "offset or length out of range") \
+    /* the memory manager could not grant */ \
+    X(ELIMIT,    -5,  RUNTIME, "the memory manager could not grant the request") \
+    /* an OS call failed; ohm_last_errno() keeps errno */ \
+    X(ESYS,      -6,  RUNTIME, "an operating-system call failed") \
+    /* the process lacks a privilege (e.g. frame numbers in /proc/self/pagemap) */ \
+    X(EPERM,     -7,  RUNTIME, "the process lacks the privilege") \
+    X(ETIMEDOUT, -8,  RUNTIME, "a wait timed out") \
+    X(ECANCELED, -9,  RUNTIME, "a wait was cancelled") \
+    /* a host callback (a spill, an eviction, an FFI closure) reported failure */ \
+    X(ECALLBACK, -10, RUNTIME, "a callback reported failure")
+
+enum {
+#define OHM__ERROR_CONSTANT(name, value, kind, text) OHM_##name = (value),
+    OHM_ERRORS(OHM__ERROR_CONSTANT)
+#undef OHM__ERROR_CONSTANT
+};
 
 /* The name and meaning of an error code ("OHM_ERANGE: offset or length out of range"). Never NULL. */
 OHM_API const char *ohm_strerror(int code);
@@ -54,6 +78,8 @@ OHM_API int ohm_last_errno(void);
 /* Sets this thread's error to code and message (copied, truncated to the message buffer) and returns code: how
  * a host callback (a spill, an eviction) says why it failed; the runtime passes the message on. */
 OHM_API int ohm_set_error(int code, const char *message);
+/* As ohm_set_error with a printf-style message. */
+OHM_API int ohm_set_errorf(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 typedef enum ohm_log_level { OHM_LOG_DEBUG = 0, OHM_LOG_INFO, OHM_LOG_WARN, OHM_LOG_ERROR } ohm_log_level;
 /* A log handler receives one complete message per call, possibly from any thread at once. */
@@ -61,6 +87,12 @@ typedef void ohm_log_fn(void *arg, ohm_log_level level, const char *message);
 /* Replaces the process-wide log handler (NULL restores the default, which writes WARN and above to stderr
  * unless OHM_LOG_LEVEL=off; OHM_LOG_LEVEL=debug|info|warn|error|off sets its threshold). */
 OHM_API void ohm_set_log_handler(ohm_log_fn *fn, void *arg);
+/* Sends one printf-style message (truncated to 1 KiB) to the log handler when level passes its threshold: how a
+ * binding reports what it cannot return as an error (a leak report no host could take). Any thread. */
+OHM_API void ohm_logf(ohm_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* An OHM_* on/off setting from the environment, read as the runtime reads its own: 1/true/on/yes or
+ * 0/false/off/no (any case); unset or empty gives dflt, and so does a malformed value, which is logged. */
+OHM_API bool ohm_env_flag(const char *name, bool dflt);
 
 /* ---------------------------------------------------------------------------------------------------------
  * Pool: the allocator

@@ -22,18 +22,11 @@ static OHM_TLS char tl_message[ERROR_MESSAGE_MAX];
 const char *ohm_strerror(int code)
 {
     switch (code) {
-    case OHM_OK:        return "OHM_OK: success";
-    case OHM_ENOMEM:    return "OHM_ENOMEM: out of memory (the OS or a configured cap refused)";
-    case OHM_EINVAL:    return "OHM_EINVAL: invalid argument";
-    case OHM_ESTATE:    return "OHM_ESTATE: object released, closed or in the wrong state";
-    case OHM_ERANGE:    return "OHM_ERANGE: offset or length out of range";
-    case OHM_ELIMIT:    return "OHM_ELIMIT: the memory manager could not grant the request";
-    case OHM_ESYS:      return "OHM_ESYS: an operating-system call failed";
-    case OHM_EPERM:     return "OHM_EPERM: the process lacks the privilege";
-    case OHM_ETIMEDOUT: return "OHM_ETIMEDOUT: a wait timed out";
-    case OHM_ECANCELED: return "OHM_ECANCELED: a wait was cancelled";
-    case OHM_ECALLBACK: return "OHM_ECALLBACK: a callback reported failure";
-    default:            return "OHM_E?: unknown error code";
+#define STRERROR_CASE(name, value, kind, text) \
+    case OHM_##name: return "OHM_" #name ": " text;
+    OHM_ERRORS(STRERROR_CASE)
+#undef STRERROR_CASE
+    default: return "OHM_E?: unknown error code";
     }
 }
 
@@ -68,6 +61,15 @@ int ohm__error(int code, const char *fmt, ...)
 int ohm_set_error(int code, const char *message)
 {
     return ohm__error(code, "%s", message ? message : "");
+}
+
+int ohm_set_errorf(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    set_error(code, 0, fmt, ap);
+    va_end(ap);
+    return code;
 }
 
 int ohm__error_sys(int code, int err, const char *fmt, ...)
@@ -121,16 +123,31 @@ int ohm__log_enabled(ohm_log_level level)
     return atomic_load(&log_fn) != default_log || (int)level >= log_threshold;
 }
 
+static void vlog(ohm_log_level level, const char *fmt, va_list ap) OHM_PRINTF(2, 0);
+static void vlog(ohm_log_level level, const char *fmt, va_list ap)
+{
+    char msg[1024];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    ohm_log_fn *fn = atomic_load(&log_fn);
+    fn(atomic_load(&log_arg), level, msg);
+}
+
 void ohm__log(ohm_log_level level, const char *fmt, ...)
 {
     if (!ohm__log_enabled(level)) return;
-    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vlog(level, fmt, ap);
     va_end(ap);
-    ohm_log_fn *fn = atomic_load(&log_fn);
-    fn(atomic_load(&log_arg), level, msg);
+}
+
+void ohm_logf(ohm_log_level level, const char *fmt, ...)
+{
+    if (level < OHM_LOG_DEBUG || level > OHM_LOG_ERROR || !ohm__log_enabled(level)) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(level, fmt, ap);
+    va_end(ap);
 }
 
 /* ---- environment ---- */
@@ -190,6 +207,8 @@ int ohm__env_bool(const char *name, int dflt)
     ohm__log(OHM_LOG_WARN, "ignoring malformed %s=%s", name, v);
     return dflt;
 }
+
+bool ohm_env_flag(const char *name, bool dflt) { return ohm__env_bool(name, dflt) != 0; }
 
 #ifdef OHM_DEBUG
 /* Straight to stderr, not through the log handler: the process is about to abort and the handler may be the

@@ -38,8 +38,8 @@ typedef struct jni_cache {
     jmethodID throwable_to_string;
     jclass runtime_exception, error_class, callback_exception;
     jmethodID callback_exception_init; /* OhmCallbackException(String, Throwable)                  */
-    jclass errors[11];           /* by -code, OHM_OK..OHM_ECALLBACK; [0] is the "unknown code" class  */
-    jmethodID error_init[11];    /* (String)                                                         */
+    jclass errors[OHM_BIND_ERROR_COUNT];        /* by -code, as ohm_bind_error_of; [0]: an unknown code's */
+    jmethodID error_init[OHM_BIND_ERROR_COUNT]; /* (String)                                               */
     jmethodID leak_deliver;      /* static Native.leak(int, long, long, String, String, String)      */
     jmethodID log_deliver;       /* static Native.log(int, String)                                   */
     jmethodID consumer_spill;    /* MemoryConsumer.spill(long, MemoryConsumer)                       */

@@ -71,7 +71,7 @@ void jni_throw_msg(JNIEnv *env, jclass cls, const char *msg)
 
 static int error_index(int code)
 {
-    return code < 0 && code >= OHM_ECALLBACK ? -code : 0;
+    return code < 0 && -code < OHM_BIND_ERROR_COUNT ? -code : 0;
 }
 
 jthrowable jni_exception(JNIEnv *env, int code)
@@ -336,7 +336,7 @@ JNIEXPORT jint JNICALL JNI_OnLoad(JavaVM *vm, void *reserved)
         if (!J.throwable_to_string) goto error;
     }
     /* One exception class per code, as the binding layer's table names them. */
-    for (int i = 0; i <= -OHM_ECALLBACK; i++) {
+    for (int i = 0; i < OHM_BIND_ERROR_COUNT; i++) {
         const char *name = ohm_bind_error_of(i ? -i : 1 /* unknown */)->java_class;
         if (!(J.errors[i] = global_class(env, name))) goto error;
         if (!(J.error_init[i] = (*env)->GetMethodID(env, J.errors[i], "<init>", "(Ljava/lang/String;)V"))) goto error;

@@ -205,11 +205,9 @@ static int l_version(lua_State *L)
 /* ohm.errors: the name of each code, as the third value of a runtime failure carries it. */
 static void push_error_names(lua_State *L)
 {
-    static const int codes[] = {OHM_ENOMEM, OHM_EINVAL, OHM_ESTATE, OHM_ERANGE, OHM_ELIMIT, OHM_ESYS,
-                                OHM_EPERM, OHM_ETIMEDOUT, OHM_ECANCELED, OHM_ECALLBACK};
-    lua_createtable(L, 0, (int)(sizeof codes / sizeof codes[0]));
-    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
-        const ohm_bind_error *e = ohm_bind_error_of(codes[i]);
+    lua_createtable(L, 0, OHM_BIND_ERROR_COUNT - 1);
+    for (int i = 1; i < OHM_BIND_ERROR_COUNT; i++) { /* every code but OHM_OK */
+        const ohm_bind_error *e = ohm_bind_error_of(-i);
         lua_pushboolean(L, e->raise);
         lua_setfield(L, -2, e->name); /* name -> whether it is raised (true) or returned (false) */
     }

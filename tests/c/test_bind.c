@@ -46,12 +46,59 @@ static void test_error_table_names_kind_class_and_raise(void)
     CHECK_STR_CONTAINS(ohm_bind_error_of(5)->name, "EUNKNOWN");
 }
 
+/* OHM_ERRORS is the one list: each row's constant, short name, strerror text, kind and Java class agree, and
+ * the table has no code the list lacks. */
+static void test_every_listed_code_has_its_strerror_and_host_row(void)
+{
+    int rows = 0;
+#define CHECK_ROW(id, value, kind, text)                                                  \
+    do {                                                                                    \
+        const ohm_bind_error *e = ohm_bind_error_of(value);                                \
+        CHECK_EQ_INT(OHM_##id, value);                                                    \
+        CHECK_EQ_INT(e->code, value);                                                       \
+        CHECK(strcmp(e->name, #id) == 0);                                                 \
+        CHECK(strcmp(ohm_strerror(value), "OHM_" #id ": " text) == 0);                    \
+        CHECK(e->raise == (strcmp(#kind, "USAGE") == 0));                                   \
+        CHECK((value) == 0 ? e->java_class == NULL : e->java_class != NULL);                \
+        rows++;                                                                             \
+    } while (0);
+    OHM_ERRORS(CHECK_ROW)
+#undef CHECK_ROW
+    CHECK_EQ_INT(rows, OHM_BIND_ERROR_COUNT);
+    CHECK_STR_CONTAINS(ohm_strerror(-OHM_BIND_ERROR_COUNT), "OHM_E?");
+    CHECK_STR_CONTAINS(ohm_bind_error_of(-OHM_BIND_ERROR_COUNT)->name, "EUNKNOWN");
+}
+
 static void test_message_is_the_detail_for_that_code_else_strerror(void)
 {
     CHECK_EQ_INT(ohm_bind_fail(OHM_ELIMIT, "only 10 bytes left"), OHM_ELIMIT);
     CHECK_STR_CONTAINS(ohm_bind_message(OHM_ELIMIT), "only 10 bytes left");
     /* A message of another code is not shown for this one. */
     CHECK_STR_CONTAINS(ohm_bind_message(OHM_ERANGE), "OHM_ERANGE");
+}
+
+/* What the layer needs of the core, all in ohm.h: a formatted error, the log handler, OHM_* flags. */
+static void test_public_error_log_and_flag_helpers_for_bindings(void)
+{
+    CHECK_EQ_INT(ohm_set_errorf(OHM_EINVAL, "argument %d of %s", 3, "f"), OHM_EINVAL);
+    CHECK_EQ_INT(ohm_last_error_code(), OHM_EINVAL);
+    CHECK(strcmp(ohm_last_error(), "argument 3 of f") == 0);
+    int before = atomic_load(&log_calls);
+    ohm_logf(OHM_LOG_WARN, "%d reports dropped", 7);
+    CHECK_EQ_INT(atomic_load(&log_calls), before + 1);
+    CHECK(strcmp(logged, "7 reports dropped") == 0);
+    ohm_logf((ohm_log_level)42, "no such level"); /* ignored, not an out-of-range read */
+    CHECK_EQ_INT(atomic_load(&log_calls), before + 1);
+    unsetenv("OHM_TEST_FLAG");
+    CHECK(ohm_env_flag("OHM_TEST_FLAG", true));
+    setenv("OHM_TEST_FLAG", "off", 1);
+    CHECK(!ohm_env_flag("OHM_TEST_FLAG", true));
+    setenv("OHM_TEST_FLAG", "Yes", 1);
+    CHECK(ohm_env_flag("OHM_TEST_FLAG", false));
+    setenv("OHM_TEST_FLAG", "maybe", 1); /* malformed: the default, and a warning */
+    CHECK(!ohm_env_flag("OHM_TEST_FLAG", false));
+    CHECK_STR_CONTAINS(logged, "OHM_TEST_FLAG=maybe");
+    unsetenv("OHM_TEST_FLAG");
 }
 
 /* ---- checked host integers ---- */
@@ -596,7 +643,9 @@ int main(void)
     ohm_set_log_handler(capture_log, NULL);
     ohm_leak_set_level(OHM_LEAK_OFF);
     RUN(test_error_table_names_kind_class_and_raise);
+    RUN(test_every_listed_code_has_its_strerror_and_host_row);
     RUN(test_message_is_the_detail_for_that_code_else_strerror);
+    RUN(test_public_error_log_and_flag_helpers_for_bindings);
     RUN(test_sizes_from_hosts_are_checked);
     RUN(test_ranges_from_hosts_are_checked);
     RUN(test_typed_values_round_trip_in_both_orders);

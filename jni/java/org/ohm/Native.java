@@ -12,7 +12,7 @@ import java.nio.charset.StandardCharsets;
 final class Native {
     private Native() {}
 
-    /* OHM_E* codes (ohm.h). */
+    /* OHM_E* codes: a copy of ohm.h's OHM_ERRORS, checked against it by ErrorCodeTest. */
     static final int OK = 0, ENOMEM = -1, EINVAL = -2, ESTATE = -3, ERANGE = -4, ELIMIT = -5, ESYS = -6,
             EPERM = -7, ETIMEDOUT = -8, ECANCELED = -9, ECALLBACK = -10;
 
