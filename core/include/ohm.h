@@ -1,7 +1,7 @@
 /* ohm — an off-heap memory runtime for managed languages.
  *
  * The one public header. Sections: errors and logging, pool (the allocator), introspection and stats, OS
- * helpers. Later sections (buffers, leaks, memory manager, mapping) are added by their subsystems.
+ * helpers, buffers, the leak detector, mapped files and shared memory, the memory manager.
  *
  * Conventions, true of every function below unless its comment says otherwise:
  *  - a function returning a pointer returns NULL on failure; one returning int returns 0 (OHM_OK) or a negative

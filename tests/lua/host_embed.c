@@ -1,5 +1,5 @@
 /* host_embed: a C program embedding Lua 5.4 with the ohm module linked in (luaopen_ohm through
- * luaL_requiref), the embedding case of issue 8: states that keep their own settings, states that share a pool
+ * luaL_requiref), the embedding case: states that keep their own settings, states that share a pool
  * on purpose, lua_close tearing everything down (leaks reported to the state's handler), leak reports without
  * a handler reaching lua_setwarnf, many states on many threads at once, and a Lua closure refused on a thread
  * where its state is not running. Output follows tests/check.h ("ok NAME", "N passed, N failed").
