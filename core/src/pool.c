@@ -137,32 +137,27 @@ ohm_pool *ohm_pool_default(void)
     return p;
 }
 
-/* ---- the cap ---- */
+/* ---- the cap ----
+ * chunk.c refuses a chunk past max_mapped. Free chunks count against the cap but serve nobody, so after a
+ * refusal the pool gives them back and tries once more; a second refusal counts as a failed allocation.
+ * A macro: the three callers try different things (an arena block, an aligned run, a huge mapping). */
 
 static void release_free_chunks(ohm_pool *pool)
 {
     for (unsigned i = 0; i < pool->narenas; i++) arena_purge(&pool->arenas[i], 1);
 }
 
-int pool_reserve(ohm_pool *pool, size_t bytes)
-{
-    uint64_t cap = pool->cfg.max_mapped;
-    for (int attempt = 0;; attempt++) {
-        uint64_t now = atomic_fetch_add(&pool->mapped, bytes) + bytes;
-        if (!cap || now <= cap) return 0;
-        atomic_fetch_sub(&pool->mapped, bytes);
-        if (attempt) {
-            atomic_fetch_add_explicit(&pool->failed_allocs, 1, memory_order_relaxed);
-            return ohm__error(OHM_ENOMEM, "pool '%s': mapping %zu more bytes would exceed max_mapped %llu (mapped "
-                              "%llu)", pool->name, bytes, (unsigned long long)cap,
-                              (unsigned long long)(now - bytes));
-        }
-        /* Free chunks count against the cap but serve nobody: give them back and try once more. */
-        release_free_chunks(pool);
-    }
-}
-
-void pool_unreserve(ohm_pool *pool, size_t bytes) { atomic_fetch_sub(&pool->mapped, bytes); }
+#define CAP_RETRY(pool, p, attempt)                                                                             \
+    do {                                                                                                        \
+        (void)chunk_cap_refused(); /* forget a refusal an earlier, partly served call left behind */           \
+        (p) = (attempt);                                                                                        \
+        if (!(p) && chunk_cap_refused()) {                                                                      \
+            release_free_chunks(pool);                                                                          \
+            (p) = (attempt);                                                                                    \
+            if (!(p) && chunk_cap_refused())                                                                    \
+                atomic_fetch_add_explicit(&(pool)->failed_allocs, 1, memory_order_relaxed);                     \
+        }                                                                                                       \
+    } while (0)
 
 /* ---- validation ---- */
 
@@ -213,7 +208,8 @@ int pool_check_block(ohm_pool *pool, void *p, chunk_t **chunk_out, unsigned *cls
 
 static void *huge_alloc(ohm_pool *pool, size_t size, size_t align)
 {
-    chunk_t *c = chunk_create_huge(pool, size, align);
+    chunk_t *c;
+    CAP_RETRY(pool, c, chunk_create_huge(pool, size, align));
     if (!c) return NULL;
     pthread_mutex_lock(&pool->huge_lock);
     c->next = pool->huge;
@@ -249,6 +245,32 @@ static inline void *finish_alloc(void *p, size_t size, int zero)
     return p;
 }
 
+/* A block of class cls from the arenas: through the thread cache's bin (a refill) when it has one and no trim just
+ * flushed it, else one block directly. NULL with the error set. */
+static void *alloc_from_arena(ohm_pool *pool, tcache_t *tc, unsigned cls, int flushed)
+{
+    void *p = NULL;
+    if (tc) {
+        tbin_t *b = tc->bins[cls];
+        if (b->cap && !flushed) {
+            uint32_t n = bin_n(b);
+            if (!n) {
+                n = tcache_refill(tc, cls);
+                if (n) ohm_counter_add(&tc->stats[cls].misses, 1);
+            }
+            if (n) {
+                p = b->slots[n - 1];
+                bin_set_n(b, n - 1);
+            }
+        } else if (arena_alloc_batch(tc->arena, cls, &p, 1)) {
+            ohm_counter_add(&tc->stats[cls].direct_allocs, 1);
+        }
+    } else if (arena_alloc_batch(&pool->arenas[0], cls, &p, 1)) {
+        atomic_fetch_add_explicit(&pool->direct_allocs[cls], 1, memory_order_relaxed);
+    }
+    return p;
+}
+
 /* Everything the fast path does not handle: a first call on this thread or another pool than the last one, an
  * empty bin, an uncached class, a zeroing pool, a pending flush request, a huge size, a NULL or destroyed
  * pool. */
@@ -271,26 +293,9 @@ static OHM_NOINLINE void *alloc_slow(ohm_pool *pool, size_t size)
             return p;
         }
     }
-    if (tc) {
-        tbin_t *b = tc->bins[cls];
-        /* Right after a trim flushed this cache, take one block rather than refilling a bin the trim emptied. */
-        int flushed = tcache_tick(tc);
-        if (b->cap && !flushed) {
-            uint32_t n = bin_n(b);
-            if (!n) {
-                n = tcache_refill(tc, cls);
-                if (n) ohm_counter_add(&tc->stats[cls].misses, 1);
-            }
-            if (n) {
-                p = b->slots[n - 1];
-                bin_set_n(b, n - 1);
-            }
-        } else if (arena_alloc_batch(tc->arena, cls, &p, 1)) {
-            ohm_counter_add(&tc->stats[cls].direct_allocs, 1);
-        }
-    } else if (arena_alloc_batch(&pool->arenas[0], cls, &p, 1)) {
-        atomic_fetch_add_explicit(&pool->direct_allocs[cls], 1, memory_order_relaxed);
-    }
+    /* Right after a trim flushed this cache, take one block rather than refilling a bin the trim emptied. */
+    int flushed = tc ? tcache_tick(tc) : 0;
+    CAP_RETRY(pool, p, alloc_from_arena(pool, tc, cls, flushed));
     if (!p) return NULL; /* the error was set where memory was refused */
     poison_on_alloc(pool, p, cls);
     return finish_alloc(p, sc_size(cls), pool->cfg.zero);
@@ -352,7 +357,8 @@ void *ohm_pool_alloc_aligned(ohm_pool *pool, size_t size, size_t align)
     if (cls >= pool->nclasses || sc_size(cls) + align - OHM_PAGE > pool->chunk_size)
         return huge_alloc(pool, size, align);
     tcache_t *tc = tcache_lookup(pool);
-    void *p = arena_alloc_aligned_run(tc ? tc->arena : &pool->arenas[0], cls, align);
+    void *p;
+    CAP_RETRY(pool, p, arena_alloc_aligned_run(tc ? tc->arena : &pool->arenas[0], cls, align));
     if (!p) return NULL;
     if (tc) ohm_counter_add(&tc->stats[cls].direct_allocs, 1);
     else atomic_fetch_add_explicit(&pool->direct_allocs[cls], 1, memory_order_relaxed);

@@ -25,7 +25,7 @@ struct ohm_pool {
     unsigned narenas;
     arena_t *arenas;
     size_t arenas_size;
-    _Atomic uint64_t mapped;         /* chunk and huge bytes mapped now                       */
+    _Atomic uint64_t mapped;         /* chunk and huge bytes mapped now (chunk.c counts them)  */
     _Atomic uint64_t failed_allocs;
     _Atomic uint64_t poison_violations;
     _Atomic uint64_t leak_settings;  /* 0 = the process's leak settings, else this pool's (leak.c packs them) */
@@ -54,10 +54,6 @@ void pool_registry_wait(pthread_cond_t *cond, const struct timespec *deadline);
 extern uintptr_t ohm__key_secret;
 static inline uintptr_t block_key(const void *p) { return ohm__key_secret ^ (uintptr_t)p; }
 static inline uintptr_t block_word0(const void *p) { return *(const uintptr_t *)p; }
-
-/* Reserves bytes against the pool's cap (OHM_ENOMEM with a message when it would exceed it) / returns them. */
-int pool_reserve(struct ohm_pool *pool, size_t bytes);
-void pool_unreserve(struct ohm_pool *pool, size_t bytes);
 
 /* Process start: the free-block key (lifecycle.c calls it once, after sc_init). */
 void pool_init(void);
