@@ -152,6 +152,43 @@ typedef struct ohm_pool_config {
 #define OHM_MAX_ARENAS 256
 #define OHM_MAX_CLASSES 84   /* 16 B .. 64 MiB */
 
+/* The pool options, one row each, in the order hosts pass them (JNI's long[], PoolConfig.PROPERTIES, Lua's
+ * ohm.pool{} keys are the field names): X(field, environment variable, kind, default, min, max, env_max).
+ * The core generates ohm_pool_config_init, the range checks of ohm_pool_create and the environment parsing
+ * from it; hosts set fields through ohm_pool_config_set, so every host reports the core's message.
+ * Kinds: POW2 (a size that must be a power of two in [min, max]), SIZE (bytes; k/m/g suffixes in the
+ * environment), UINT (in [min, max]; the environment also refuses values above env_max), MS (milliseconds;
+ * UINT64_MAX, or a negative value given to ohm_pool_config_set, means never), BOOL, HUGE (none, thp or hugetlb). */
+#define OHM_POOL_OPTIONS(X)                                                                                      \
+    X(chunk_size, "OHM_CHUNK_SIZE", POW2, (size_t)4 << 20, (size_t)1 << 20, (size_t)64 << 20, 0)                 \
+    X(arenas, "OHM_ARENAS", UINT, 0, 0, OHM_MAX_ARENAS, OHM_MAX_ARENAS)                                         \
+    X(cache_max_size, "OHM_CACHE_MAX", SIZE, (size_t)256 << 10, 0, SIZE_MAX, 0)                                 \
+    X(cache_slots, "OHM_CACHE_SLOTS", UINT, 64, 1, 1024, 1024)                                                  \
+    X(purge_delay_ms, "OHM_PURGE_DELAY_MS", MS, 2000, 0, UINT64_MAX, 0)                                         \
+    X(dirty_ratio, "OHM_DIRTY_RATIO", UINT, 8, 0, UINT32_MAX, 1u << 20)                                         \
+    X(background_purge, "OHM_BACKGROUND_PURGE", BOOL, 1, 0, 1, 0)                                               \
+    X(max_mapped, "OHM_MAX_MAPPED", SIZE, 0, 0, SIZE_MAX, 0)                                                    \
+    X(huge_pages, "OHM_HUGE_PAGES", HUGE, OHM_HUGE_NONE, OHM_HUGE_NONE, OHM_HUGE_HUGETLB, 0)                    \
+    X(lock_memory, "OHM_MLOCK", BOOL, 0, 0, 1, 0)                                                               \
+    X(mergeable, "OHM_MERGEABLE", BOOL, 0, 0, 1, 0)                                                             \
+    X(zero, "OHM_ZERO", BOOL, 0, 0, 1, 0)                                                                       \
+    X(poison, "OHM_POISON", BOOL, 0, 0, 1, 0)
+
+#define OHM_POOL_OPTION_INDEX(field, ...) OHM_POOL_OPTION_##field,
+enum { OHM_POOL_OPTIONS(OHM_POOL_OPTION_INDEX) OHM_POOL_OPTION_COUNT };
+#undef OHM_POOL_OPTION_INDEX
+
+/* The field name of option i of OHM_POOL_OPTIONS ("chunk_size"); NULL past the last. Thread-safe. */
+OHM_API const char *ohm_pool_option_name(unsigned option);
+/* Sets option i from an integer (booleans: nonzero is true; huge_pages: an ohm_huge_pages value). OHM_EINVAL,
+ * with the range the option takes in the message, when the value is out of it; cfg is unchanged then. */
+OHM_API int ohm_pool_config_set(ohm_pool_config *cfg, unsigned option, int64_t value);
+/* Sets option i from text: "none", "thp" or "hugetlb" for huge_pages, "true"/"false" for booleans.
+ * OHM_EINVAL for other text or another option. */
+OHM_API int ohm_pool_config_set_text(ohm_pool_config *cfg, unsigned option, const char *value);
+/* Option i of cfg as an integer: booleans 0 or 1, purge_delay_ms -1 for never; 0 past the last. */
+OHM_API int64_t ohm_pool_config_get(const ohm_pool_config *cfg, unsigned option);
+
 /* Fills cfg with the defaults, then applies the OHM_* environment variables named above. */
 OHM_API void ohm_pool_config_init(ohm_pool_config *cfg);
 

@@ -11,6 +11,7 @@
 #include "arena.h"
 
 #include "os.h"
+#include "poison.h"
 #include "pool.h"
 
 #include <string.h>
@@ -565,8 +566,7 @@ static run_t *slab_new(arena_t *a, unsigned cls)
     memset(s->bitmap, 0, sizeof s->bitmap);
     for (unsigned i = 0; i < ci->slab_objs; i++) s->bitmap[i / 64] |= 1ull << (i % 64);
     for (size_t i = h; i < h + ci->slab_pages; i++) pg_set(c, i, pg_make(PG_SLAB, cls, (unsigned)h));
-    if (a->pool->cfg.poison) /* every free block of a poisoning pool carries the pattern (see pool.h) */
-        memset(chunk_page_addr(c, h), POISON_BYTE, (size_t)ci->slab_pages << OHM_PAGE_SHIFT);
+    poison_new_slab(a->pool, chunk_page_addr(c, h), (size_t)ci->slab_pages << OHM_PAGE_SHIFT);
     partial_push(a, s);
     return s;
 }
@@ -607,9 +607,8 @@ static int slab_free(arena_t *a, chunk_t *c, size_t h, void *p)
         return ohm__error(OHM_EINVAL, "pool '%s': double free of %p (the block is already free)", a->pool->name, p);
     s->bitmap[idx / 64] |= bit;
     if (++s->nfree == 1) partial_push(a, s);
-    /* An empty slab is kept for reuse (see empty_append); a poisoning pool keeps it for good, since reused by
-     * another class its pages would be poisoned anew and the evidence of a write after free erased. */
-    if (s->nfree == sc_table[s->cls].slab_objs && !a->pool->cfg.poison) empty_append(a, s);
+    /* An empty slab is kept for reuse (see empty_append); a poisoning pool keeps it for good (poison.h). */
+    if (s->nfree == sc_table[s->cls].slab_objs && !poison_on(a->pool)) empty_append(a, s);
 #ifdef OHM_DEBUG
     check_slab_bits(s);
     a->dbg_touched = c;
@@ -878,7 +877,7 @@ static void check_chunk(arena_t *a, chunk_t *c, walk_tally *t)
                 t->empty_pages += n;
             }
             ohm_assert((!r->timed || r->nfree == sc_table[r->cls].slab_objs) && "slab: on the empty list only when empty");
-            ohm_assert((r->timed || r->nfree < sc_table[r->cls].slab_objs || a->pool->cfg.poison) &&
+            ohm_assert((r->timed || r->nfree < sc_table[r->cls].slab_objs || poison_on(a->pool)) &&
                        "slab: an empty slab is on the empty list (unless the pool poisons)");
             t->partial_slabs += r->nfree > 0;
             t->active += n;

@@ -13,6 +13,7 @@
 
 #include "leak.h"
 #include "os.h"
+#include "poison.h"
 #include "pool.h"
 
 #include <stdlib.h>
@@ -299,12 +300,7 @@ static void owner_end(ohm_buf *o)
     size_t size = o->size;
     buf_free_fn *fn = o->free_fn;
     void *ctx = o->ctx;
-    if (fn == pool_block_free && ((ohm_pool *)ctx)->cfg.poison && ohm_usable_size(data) >= POISON_FROM) {
-        /* Name this buffer in its freed block, for the pool's write-after-free report (see pool.h). */
-        uint64_t tag = make_id(o->owner_gen, o->index) ^ POISON_ID_MAGIC, check = ~tag;
-        memcpy((char *)data + 8, &tag, sizeof tag);
-        memcpy((char *)data + 16, &check, sizeof check);
-    }
+    if (fn == pool_block_free) poison_name_block(ctx, data, make_id(o->owner_gen, o->index));
     hdr_kill(o);
     hdr_free(o);
     if (fn) fn(ctx, data, size);
@@ -410,7 +406,7 @@ static inline ohm_buf *alloc_from_pool(ohm_pool *pool, size_t size, int zero)
         return NULL;
     }
     uint32_t gen = hdr_next_gen(b);
-    b->flags = BUF_ROOT | (pool->cfg.poison ? BUF_POISON : 0); /* BUF_POISON keeps it off the inline release */
+    b->flags = BUF_ROOT | (poison_on(pool) ? BUF_POISON : 0); /* BUF_POISON keeps it off the inline release */
     b->data = data;
     b->size = size;
     b->owner = b;

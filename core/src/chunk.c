@@ -115,10 +115,37 @@ static int chunk_prepare(struct ohm_pool *pool, chunk_t *c)
     return 0;
 }
 
+/* ---- the cap ---- */
+
+static OHM_TLS int cap_refused;
+
+int chunk_cap_refused(void)
+{
+    int r = cap_refused;
+    if (r) cap_refused = 0;
+    return r;
+}
+
+/* Counts bytes against the pool's mapped bytes; OHM_ENOMEM with a message past max_mapped. */
+static int reserve(struct ohm_pool *pool, size_t bytes)
+{
+    uint64_t cap = pool->cfg.max_mapped;
+    uint64_t now = atomic_fetch_add(&pool->mapped, bytes) + bytes;
+    if (!cap || now <= cap) return 0;
+    atomic_fetch_sub(&pool->mapped, bytes);
+    cap_refused = 1;
+    return ohm__error(OHM_ENOMEM, "pool '%s': mapping %zu more bytes would exceed max_mapped %llu (mapped %llu)",
+                      pool->name, bytes, (unsigned long long)cap, (unsigned long long)(now - bytes));
+}
+
+static void unreserve(struct ohm_pool *pool, size_t bytes) { atomic_fetch_sub(&pool->mapped, bytes); }
+
+/* ---- creation ---- */
+
 chunk_t *chunk_create(struct ohm_pool *pool, struct arena *arena)
 {
     size_t size = pool->chunk_size;
-    if (pool_reserve(pool, size) != 0) return NULL;
+    if (reserve(pool, size) != 0) return NULL;
     chunk_t *c = chunk_meta_new(pool->chunk_pages);
     void *p = NULL;
     int huge = 0, rc = c ? 0 : OHM_ENOMEM;
@@ -148,7 +175,7 @@ chunk_t *chunk_create(struct ohm_pool *pool, struct arena *arena)
             chunk_destroy(c); /* runs the unmap hook and returns the reservation */
         } else {
             chunk_record_free(c);
-            pool_unreserve(pool, size);
+            unreserve(pool, size);
         }
         ohm__error(code ? code : OHM_ENOMEM, "%s", msg);
         atomic_fetch_add_explicit(&pool->failed_allocs, 1, memory_order_relaxed);
@@ -167,7 +194,7 @@ chunk_t *chunk_create_huge(struct ohm_pool *pool, size_t size, size_t align)
         return NULL;
     }
     if (align < granule) align = granule;
-    if (pool_reserve(pool, mapped) != 0) return NULL;
+    if (reserve(pool, mapped) != 0) return NULL;
     chunk_t *c = chunk_record_alloc(sizeof *c);
     void *p = NULL;
     int huge = 0, rc = c ? 0 : OHM_ENOMEM;
@@ -193,7 +220,7 @@ chunk_t *chunk_create_huge(struct ohm_pool *pool, size_t size, size_t align)
             chunk_destroy(c);
         } else {
             chunk_record_free(c);
-            pool_unreserve(pool, mapped);
+            unreserve(pool, mapped);
         }
         atomic_fetch_add_explicit(&pool->failed_allocs, 1, memory_order_relaxed);
         return NULL;
@@ -209,6 +236,6 @@ void chunk_destroy(chunk_t *c)
     if (c->hooked && pool->cfg.chunk_unmap) pool->cfg.chunk_unmap(pool->cfg.hook_arg, p, c->size);
     if (pool->cfg.lock_memory) os_unlock(p, c->size);
     if (os_unmap(p, c->size) != 0) ohm__log(OHM_LOG_ERROR, "pool '%s': %s", pool->name, ohm_last_error());
-    pool_unreserve(pool, c->size);
+    unreserve(pool, c->size);
     chunk_record_free(c);
 }

@@ -140,10 +140,14 @@ void chunk_fork_lock(int lock);
 
 /* Maps a new arena chunk for pool (reserving it against max_mapped, applying huge pages, mlock, mergeable and
  * the map hook). Its run records are zero: the caller (the arena) makes the one free run. Called without
- * locks held. NULL with the error set. */
+ * locks held. NULL with the error set; OHM_ENOMEM at the cap (then chunk_cap_refused() says so). */
 chunk_t *chunk_create(struct ohm_pool *pool, struct arena *arena);
 /* Maps a huge block of at least size bytes aligned to align. NULL with the error set. */
 chunk_t *chunk_create_huge(struct ohm_pool *pool, size_t size, size_t align);
+/* The cap: chunk creation refuses to pass a pool's max_mapped and does nothing else about it (purging free
+ * chunks is the pool's, a layer above). chunk_cap_refused says whether a creation on this thread was refused at
+ * the cap since the last call, and forgets it. */
+int chunk_cap_refused(void);
 /* Runs the unmap hook, unregisters and unmaps c and its metadata, and returns its bytes to the cap. Called
  * without locks held. */
 void chunk_destroy(chunk_t *c);

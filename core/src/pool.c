@@ -1,5 +1,6 @@
-/* Pools: configuration, life cycle, the allocation and free paths, huge blocks, trimming, the pool's part of fork
- * safety (lifecycle.c drives it) and the background purger.
+/* Pools: life cycle, the cap, validation, the allocation and free paths, huge blocks, trimming and the pool's part
+ * of fork safety (lifecycle.c drives it). Options are in options.c, the background purger in purge.c, the poison
+ * option in poison.c.
  *
  * The fast paths are a TLS compare to find the thread's cache, then a pop or a push on a per-class stack. The
  * free path validates the pointer first (registry lookup, page entry, block alignment, free-block key), so a
@@ -7,12 +8,14 @@
 #define _GNU_SOURCE
 #include "pool.h"
 
+#include "options.h"
 #include "os.h"
+#include "poison.h"
+#include "purge.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 uintptr_t ohm__key_secret;
 
@@ -24,114 +27,15 @@ static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER; /* creation of 
 
 void registry_lock(void) { pthread_mutex_lock(&registry); }
 void registry_unlock(void) { pthread_mutex_unlock(&registry); }
+ohm_pool *pool_list(void) { return pools; }
+
+void pool_registry_wait(pthread_cond_t *cond, const struct timespec *deadline)
+{
+    if (deadline) pthread_cond_timedwait(cond, &registry, deadline);
+    else pthread_cond_wait(cond, &registry);
+}
 
 void pool_init(void) { ohm__key_secret = (uintptr_t)os_random64() | 1; }
-
-/* ---- configuration ---- */
-
-void ohm_pool_config_init(ohm_pool_config *cfg)
-{
-    memset(cfg, 0, sizeof *cfg);
-    cfg->name = "pool";
-    cfg->chunk_size = ohm__env_size("OHM_CHUNK_SIZE", (size_t)4 << 20);
-    cfg->arenas = ohm__env_uint("OHM_ARENAS", 0, OHM_MAX_ARENAS);
-    cfg->cache_max_size = ohm__env_size("OHM_CACHE_MAX", (size_t)256 << 10);
-    cfg->cache_slots = ohm__env_uint("OHM_CACHE_SLOTS", 64, 1024);
-    cfg->purge_delay_ms = ohm__env_u64("OHM_PURGE_DELAY_MS", 2000);
-    cfg->dirty_ratio = ohm__env_uint("OHM_DIRTY_RATIO", 8, 1u << 20);
-    cfg->background_purge = ohm__env_bool("OHM_BACKGROUND_PURGE", 1);
-    cfg->max_mapped = ohm__env_size("OHM_MAX_MAPPED", 0);
-    cfg->lock_memory = ohm__env_bool("OHM_MLOCK", 0);
-    cfg->mergeable = ohm__env_bool("OHM_MERGEABLE", 0);
-    cfg->zero = ohm__env_bool("OHM_ZERO", 0);
-    cfg->poison = ohm__env_bool("OHM_POISON", 0);
-    const char *huge = getenv("OHM_HUGE_PAGES");
-    if (huge && !strcasecmp(huge, "thp")) cfg->huge_pages = OHM_HUGE_THP;
-    else if (huge && !strcasecmp(huge, "hugetlb")) cfg->huge_pages = OHM_HUGE_HUGETLB;
-    else if (huge && *huge && strcasecmp(huge, "none"))
-        ohm__log(OHM_LOG_WARN, "ignoring malformed OHM_HUGE_PAGES=%s (none, thp or hugetlb)", huge);
-}
-
-static int config_check(const ohm_pool_config *cfg)
-{
-    if (!ohm_is_pow2(cfg->chunk_size) || cfg->chunk_size < ((size_t)1 << 20) || cfg->chunk_size > SC_MAX_SIZE)
-        return ohm__error(OHM_EINVAL, "chunk_size %zu must be a power of two from 1 MiB to 64 MiB", cfg->chunk_size);
-    if (cfg->arenas > OHM_MAX_ARENAS)
-        return ohm__error(OHM_EINVAL, "arenas %u exceeds the maximum %d", cfg->arenas, OHM_MAX_ARENAS);
-    if (cfg->cache_slots < 1 || cfg->cache_slots > 1024)
-        return ohm__error(OHM_EINVAL, "cache_slots %u must be from 1 to 1024", cfg->cache_slots);
-    if ((unsigned)cfg->huge_pages > OHM_HUGE_HUGETLB)
-        return ohm__error(OHM_EINVAL, "huge_pages %d is not an ohm_huge_pages value", (int)cfg->huge_pages);
-    if ((cfg->chunk_map == NULL) != (cfg->chunk_unmap == NULL))
-        return ohm__error(OHM_EINVAL, "chunk_map and chunk_unmap hooks must be set together");
-    return 0;
-}
-
-/* ---- the background purger ----
- * One process-wide thread purges expired pages of pools that opted in, so an idle process gives memory back
- * without anyone calling into it. It holds a pool busy while purging it; destroy waits for that. */
-
-static pthread_cond_t bg_cond;
-static int bg_cond_ready; /* registry lock */
-static int bg_running;    /* registry lock */
-static pthread_t bg_thread;
-
-static void *bg_main(void *unused)
-{
-    (void)unused;
-    registry_lock();
-    for (;;) {
-        uint64_t min_delay = 1000;
-        for (ohm_pool *p = pools; p; p = p->next) {
-            if (!p->cfg.background_purge || p->cfg.purge_delay_ms == UINT64_MAX) continue;
-            if (p->cfg.purge_delay_ms < min_delay) min_delay = p->cfg.purge_delay_ms;
-            p->bg_busy = 1;
-            registry_unlock();
-            for (unsigned i = 0; i < p->narenas; i++) arena_purge(&p->arenas[i], 0);
-            registry_lock();
-            p->bg_busy = 0;
-            pthread_cond_broadcast(&bg_cond);
-        }
-        /* Wake at half the shortest delay (at least every 10 ms, at most every second). */
-        uint64_t wait_ms = min_delay / 2 < 10 ? 10 : min_delay / 2;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += (time_t)(wait_ms / 1000);
-        ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&bg_cond, &registry, &ts);
-    }
-    return NULL;
-}
-
-static void bg_cond_init(void)
-{
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&bg_cond, &attr);
-    pthread_condattr_destroy(&attr);
-}
-
-/* Starts the purger if a pool wants it and it is not running. Registry lock held. */
-static void bg_ensure(void)
-{
-    if (bg_running) return;
-    if (!bg_cond_ready) {
-        bg_cond_init();
-        bg_cond_ready = 1;
-    }
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, 64 << 10);
-    if (pthread_create(&bg_thread, &attr, bg_main, NULL) == 0) bg_running = 1;
-    else ohm__log(OHM_LOG_WARN, "cannot start the background purge thread; pages are purged on allocation paths only");
-    pthread_attr_destroy(&attr);
-}
 
 /* ---- life cycle ---- */
 
@@ -141,7 +45,7 @@ ohm_pool *ohm_pool_create(const ohm_pool_config *cfg_in)
     ohm__init();
     if (cfg_in) cfg = *cfg_in;
     else ohm_pool_config_init(&cfg);
-    if (config_check(&cfg) != 0) return NULL;
+    if (options_check(&cfg) != 0) return NULL;
     ohm_pool *pool = calloc(1, sizeof *pool);
     if (!pool) {
         ohm__error(OHM_ENOMEM, "cannot allocate a pool record");
@@ -169,7 +73,7 @@ ohm_pool *ohm_pool_create(const ohm_pool_config *cfg_in)
     pool->id = next_pool_id++;
     pool->next = pools;
     pools = pool;
-    if (cfg.background_purge && cfg.purge_delay_ms != UINT64_MAX) bg_ensure();
+    if (purge_wanted(&cfg)) purge_start();
     registry_unlock();
     return pool;
 }
@@ -188,7 +92,7 @@ int pool_destroy_begin(ohm_pool *pool)
     if (rc) return rc;
     if (pool->is_default) return ohm__error(OHM_ESTATE, "the default pool cannot be destroyed");
     registry_lock();
-    while (pool->bg_busy) pthread_cond_wait(&bg_cond, &registry);
+    purge_wait_idle(pool);
     for (ohm_pool **pp = &pools; *pp; pp = &(*pp)->next)
         if (*pp == pool) {
             *pp = pool->next;
@@ -233,32 +137,27 @@ ohm_pool *ohm_pool_default(void)
     return p;
 }
 
-/* ---- the cap ---- */
+/* ---- the cap ----
+ * chunk.c refuses a chunk past max_mapped. Free chunks count against the cap but serve nobody, so after a
+ * refusal the pool gives them back and tries once more; a second refusal counts as a failed allocation.
+ * A macro: the three callers try different things (an arena block, an aligned run, a huge mapping). */
 
 static void release_free_chunks(ohm_pool *pool)
 {
     for (unsigned i = 0; i < pool->narenas; i++) arena_purge(&pool->arenas[i], 1);
 }
 
-int pool_reserve(ohm_pool *pool, size_t bytes)
-{
-    uint64_t cap = pool->cfg.max_mapped;
-    for (int attempt = 0;; attempt++) {
-        uint64_t now = atomic_fetch_add(&pool->mapped, bytes) + bytes;
-        if (!cap || now <= cap) return 0;
-        atomic_fetch_sub(&pool->mapped, bytes);
-        if (attempt) {
-            atomic_fetch_add_explicit(&pool->failed_allocs, 1, memory_order_relaxed);
-            return ohm__error(OHM_ENOMEM, "pool '%s': mapping %zu more bytes would exceed max_mapped %llu (mapped "
-                              "%llu)", pool->name, bytes, (unsigned long long)cap,
-                              (unsigned long long)(now - bytes));
-        }
-        /* Free chunks count against the cap but serve nobody: give them back and try once more. */
-        release_free_chunks(pool);
-    }
-}
-
-void pool_unreserve(ohm_pool *pool, size_t bytes) { atomic_fetch_sub(&pool->mapped, bytes); }
+#define CAP_RETRY(pool, p, attempt)                                                                             \
+    do {                                                                                                        \
+        (void)chunk_cap_refused(); /* forget a refusal an earlier, partly served call left behind */           \
+        (p) = (attempt);                                                                                        \
+        if (!(p) && chunk_cap_refused()) {                                                                      \
+            release_free_chunks(pool);                                                                          \
+            (p) = (attempt);                                                                                    \
+            if (!(p) && chunk_cap_refused())                                                                    \
+                atomic_fetch_add_explicit(&(pool)->failed_allocs, 1, memory_order_relaxed);                     \
+        }                                                                                                       \
+    } while (0)
 
 /* ---- validation ---- */
 
@@ -309,7 +208,8 @@ int pool_check_block(ohm_pool *pool, void *p, chunk_t **chunk_out, unsigned *cls
 
 static void *huge_alloc(ohm_pool *pool, size_t size, size_t align)
 {
-    chunk_t *c = chunk_create_huge(pool, size, align);
+    chunk_t *c;
+    CAP_RETRY(pool, c, chunk_create_huge(pool, size, align));
     if (!c) return NULL;
     pthread_mutex_lock(&pool->huge_lock);
     c->next = pool->huge;
@@ -336,40 +236,38 @@ static void huge_free(ohm_pool *pool, chunk_t *c)
     chunk_destroy(c);
 }
 
-/* ---- the poison option ---- */
-
-static void poison_fill(void *p, size_t size)
-{
-    if (size > POISON_FROM) memset((char *)p + POISON_FROM, POISON_BYTE, size - POISON_FROM);
-}
-
-/* Checks a block coming out of a poisoning pool; a changed byte is a write after free. */
-static void poison_check(ohm_pool *pool, void *p, size_t size)
-{
-    const unsigned char *b = p;
-    size_t off = POISON_FROM;
-    while (off < size && b[off] == POISON_BYTE) off++;
-    if (off >= size) return;
-    atomic_fetch_add_explicit(&pool->poison_violations, 1, memory_order_relaxed);
-    uint64_t tag, check;
-    memcpy(&tag, b + 8, sizeof tag);
-    memcpy(&check, b + 16, sizeof check);
-    uint64_t id = tag ^ POISON_ID_MAGIC;
-    if (check == ~tag)
-        ohm__log(OHM_LOG_ERROR, "pool '%s': block %p (%zu bytes) was written after it was freed: first changed byte "
-                 "at offset %zu; it was buffer id %llu (0x%llx)", pool->name, p, size, off, (unsigned long long)id,
-                 (unsigned long long)id);
-    else
-        ohm__log(OHM_LOG_ERROR, "pool '%s': block %p (%zu bytes) was written after it was freed: first changed byte "
-                 "at offset %zu", pool->name, p, size, off);
-}
-
 /* ---- allocation ---- */
 
 static inline void *finish_alloc(void *p, size_t size, int zero)
 {
     *(uintptr_t *)p = 0; /* clear the free-block key */
     if (ohm_unlikely(zero)) memset(p, 0, size);
+    return p;
+}
+
+/* A block of class cls from the arenas: through the thread cache's bin (a refill) when it has one and no trim just
+ * flushed it, else one block directly. NULL with the error set. */
+static void *alloc_from_arena(ohm_pool *pool, tcache_t *tc, unsigned cls, int flushed)
+{
+    void *p = NULL;
+    if (tc) {
+        tbin_t *b = tc->bins[cls];
+        if (b->cap && !flushed) {
+            uint32_t n = bin_n(b);
+            if (!n) {
+                n = tcache_refill(tc, cls);
+                if (n) ohm_counter_add(&tc->stats[cls].misses, 1);
+            }
+            if (n) {
+                p = b->slots[n - 1];
+                bin_set_n(b, n - 1);
+            }
+        } else if (arena_alloc_batch(tc->arena, cls, &p, 1)) {
+            ohm_counter_add(&tc->stats[cls].direct_allocs, 1);
+        }
+    } else if (arena_alloc_batch(&pool->arenas[0], cls, &p, 1)) {
+        atomic_fetch_add_explicit(&pool->direct_allocs[cls], 1, memory_order_relaxed);
+    }
     return p;
 }
 
@@ -395,28 +293,11 @@ static OHM_NOINLINE void *alloc_slow(ohm_pool *pool, size_t size)
             return p;
         }
     }
-    if (tc) {
-        tbin_t *b = tc->bins[cls];
-        /* Right after a trim flushed this cache, take one block rather than refilling a bin the trim emptied. */
-        int flushed = tcache_tick(tc);
-        if (b->cap && !flushed) {
-            uint32_t n = bin_n(b);
-            if (!n) {
-                n = tcache_refill(tc, cls);
-                if (n) ohm_counter_add(&tc->stats[cls].misses, 1);
-            }
-            if (n) {
-                p = b->slots[n - 1];
-                bin_set_n(b, n - 1);
-            }
-        } else if (arena_alloc_batch(tc->arena, cls, &p, 1)) {
-            ohm_counter_add(&tc->stats[cls].direct_allocs, 1);
-        }
-    } else if (arena_alloc_batch(&pool->arenas[0], cls, &p, 1)) {
-        atomic_fetch_add_explicit(&pool->direct_allocs[cls], 1, memory_order_relaxed);
-    }
+    /* Right after a trim flushed this cache, take one block rather than refilling a bin the trim emptied. */
+    int flushed = tc ? tcache_tick(tc) : 0;
+    CAP_RETRY(pool, p, alloc_from_arena(pool, tc, cls, flushed));
     if (!p) return NULL; /* the error was set where memory was refused */
-    if (ohm_unlikely(pool->cfg.poison) && sc_is_small(cls)) poison_check(pool, p, sc_size(cls));
+    poison_on_alloc(pool, p, cls);
     return finish_alloc(p, sc_size(cls), pool->cfg.zero);
 }
 
@@ -476,7 +357,8 @@ void *ohm_pool_alloc_aligned(ohm_pool *pool, size_t size, size_t align)
     if (cls >= pool->nclasses || sc_size(cls) + align - OHM_PAGE > pool->chunk_size)
         return huge_alloc(pool, size, align);
     tcache_t *tc = tcache_lookup(pool);
-    void *p = arena_alloc_aligned_run(tc ? tc->arena : &pool->arenas[0], cls, align);
+    void *p;
+    CAP_RETRY(pool, p, arena_alloc_aligned_run(tc ? tc->arena : &pool->arenas[0], cls, align));
     if (!p) return NULL;
     if (tc) ohm_counter_add(&tc->stats[cls].direct_allocs, 1);
     else atomic_fetch_add_explicit(&pool->direct_allocs[cls], 1, memory_order_relaxed);
@@ -523,7 +405,7 @@ static OHM_NOINLINE int free_slow(ohm_pool *pool, void *p)
 static OHM_NOINLINE int free_valid(ohm_pool *pool, chunk_t *c, void *p, unsigned cls)
 {
     int rc;
-    if (ohm_unlikely(pool->cfg.poison)) poison_fill(p, sc_size(cls));
+    poison_on_free(pool, p, sc_size(cls));
     tcache_t *tc = tcache_lookup(pool);
     if (tc && bin_n(tc->bins[cls]) < tc->bins[cls]->cap) { /* only the most-recent compare failed */
         bin_push(tc->bins[cls], bin_n(tc->bins[cls]), p);
@@ -628,7 +510,7 @@ int ohm_pool_trim(ohm_pool *pool)
     registry_lock();
     for (tcache_t *tc = pool->tcaches; tc; tc = tc->pnext)
         if (tc != mine) tcache_request_flush(tc);
-    if (pool->cfg.background_purge && pool->cfg.purge_delay_ms != UINT64_MAX) bg_ensure(); /* after a fork */
+    if (purge_wanted(&pool->cfg)) purge_start(); /* after a fork */
     registry_unlock();
     release_free_chunks(pool);
     return 0;
@@ -667,11 +549,7 @@ void pool_postfork_parent(void)
 void pool_postfork_child(void)
 {
     for_each_pool_lock(0);
-    /* The purger was not copied: no pool is busy with it, and its condition variable may count it as a waiter
-     * (a broadcast could wait for it forever), so it starts afresh. */
-    bg_running = 0;
-    for (ohm_pool *p = pools; p; p = p->next) p->bg_busy = 0;
-    if (bg_cond_ready) bg_cond_init();
+    purge_postfork_child();
     registry_unlock();
     pthread_mutex_unlock(&default_lock);
 }

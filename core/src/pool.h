@@ -25,7 +25,7 @@ struct ohm_pool {
     unsigned narenas;
     arena_t *arenas;
     size_t arenas_size;
-    _Atomic uint64_t mapped;         /* chunk and huge bytes mapped now                       */
+    _Atomic uint64_t mapped;         /* chunk and huge bytes mapped now (chunk.c counts them)  */
     _Atomic uint64_t failed_allocs;
     _Atomic uint64_t poison_violations;
     _Atomic uint64_t leak_settings;  /* 0 = the process's leak settings, else this pool's (leak.c packs them) */
@@ -44,24 +44,16 @@ struct ohm_pool {
  * life cycles (creation, thread exit, pool destruction). Taken rarely; never on the fast paths. */
 void registry_lock(void);
 void registry_unlock(void);
+/* The first live pool (the list runs through ->next); registry lock held. */
+struct ohm_pool *pool_list(void);
+/* Waits on cond with the registry lock (held), until deadline (CLOCK_MONOTONIC) when it is not NULL. */
+void pool_registry_wait(pthread_cond_t *cond, const struct timespec *deadline);
 
 /* The key written into the first word of every free block that is not in its slab's bitmap (cached or on a
  * remote chain): lets free() catch a double free and walks tell cached blocks from live ones. */
 extern uintptr_t ohm__key_secret;
 static inline uintptr_t block_key(const void *p) { return ohm__key_secret ^ (uintptr_t)p; }
 static inline uintptr_t block_word0(const void *p) { return *(const uintptr_t *)p; }
-
-/* Reserves bytes against the pool's cap (OHM_ENOMEM with a message when it would exceed it) / returns them. */
-int pool_reserve(struct ohm_pool *pool, size_t bytes);
-void pool_unreserve(struct ohm_pool *pool, size_t bytes);
-
-/* The poison option (see ohm_pool_config.poison): the bytes before POISON_FROM carry the pool's free-block key
- * and, for blocks that were buffers, the freed buffer's name: id ^ POISON_ID_MAGIC at offset 8 and its
- * complement at 16 (buf.c writes both; raw data matches that by chance with probability 2^-64). Slab blocks
- * are verified (slabs are poisoned when made and at every free); runs are only poisoned. */
-#define POISON_FROM 24
-#define POISON_BYTE 0xde
-#define POISON_ID_MAGIC 0x9e3779b97f4a7c15ull
 
 /* Process start: the free-block key (lifecycle.c calls it once, after sc_init). */
 void pool_init(void);

@@ -7,6 +7,7 @@
 #include "tcache.h"
 
 #include "os.h"
+#include "poison.h"
 #include "pool.h"
 
 #include <string.h>
@@ -119,8 +120,8 @@ static tcache_t *tcache_new(struct ohm_pool *pool)
 {
     uint32_t caps[SC_COUNT] = {0};
     size_t size = sizeof(tcache_t);
-    /* A poisoning pool caches nothing: every alloc and free then takes the slow path, which poisons and checks. */
-    for (unsigned c = 0; !pool->cfg.poison && c < pool->nclasses && sc_size(c) <= pool->cache_max; c++) {
+    /* A poisoning pool caches nothing (poison.h). */
+    for (unsigned c = 0; !poison_on(pool) && c < pool->nclasses && sc_size(c) <= pool->cache_max; c++) {
         caps[c] = bin_capacity(sc_size(c), pool->cfg.cache_slots);
         size += sizeof(tbin_t) + caps[c] * sizeof(void *);
     }

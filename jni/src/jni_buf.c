@@ -44,73 +44,44 @@ static jlong new_buf(JNIEnv *env, ohm_buf *b, jlong scratch)
 
 /* ---- pools ---- */
 
-/* The order of the long[] a pool configuration crosses as (PoolConfig knows it too). */
-enum { PC_CHUNK, PC_ARENAS, PC_CACHE_MAX, PC_CACHE_SLOTS, PC_PURGE_DELAY, PC_DIRTY_RATIO, PC_BG_PURGE,
-       PC_MAX_MAPPED, PC_HUGE, PC_MLOCK, PC_MERGEABLE, PC_ZERO, PC_POISON, PC_COUNT };
-
+/* A pool configuration crosses as a long[] in the order of OHM_POOL_OPTIONS (ohm.h); PoolConfig.PROPERTIES
+ * names the same fields in the same order (tests/c/test_pool_options.c compares them). */
 static jlongArray JNICALL n_pool_config_defaults(JNIEnv *env, jclass cls)
 {
     (void)cls;
     ohm_pool_config c;
     ohm_pool_config_init(&c);
-    jlong v[PC_COUNT] = {
-        [PC_CHUNK] = (jlong)c.chunk_size, [PC_ARENAS] = c.arenas, [PC_CACHE_MAX] = (jlong)c.cache_max_size,
-        [PC_CACHE_SLOTS] = c.cache_slots,
-        [PC_PURGE_DELAY] = c.purge_delay_ms == UINT64_MAX ? -1 : (jlong)c.purge_delay_ms,
-        [PC_DIRTY_RATIO] = c.dirty_ratio, [PC_BG_PURGE] = c.background_purge, [PC_MAX_MAPPED] = (jlong)c.max_mapped,
-        [PC_HUGE] = c.huge_pages, [PC_MLOCK] = c.lock_memory, [PC_MERGEABLE] = c.mergeable, [PC_ZERO] = c.zero,
-        [PC_POISON] = c.poison,
-    };
-    jlongArray a = (*env)->NewLongArray(env, PC_COUNT);
-    if (a) (*env)->SetLongArrayRegion(env, a, 0, PC_COUNT, v);
+    jlong v[OHM_POOL_OPTION_COUNT];
+    for (unsigned i = 0; i < OHM_POOL_OPTION_COUNT; i++) v[i] = ohm_pool_config_get(&c, i);
+    jlongArray a = (*env)->NewLongArray(env, OHM_POOL_OPTION_COUNT);
+    if (a) (*env)->SetLongArrayRegion(env, a, 0, OHM_POOL_OPTION_COUNT, v);
     return a;
 }
 
 static jlong JNICALL n_pool_create(JNIEnv *env, jclass cls, jbyteArray name, jlongArray cfg)
 {
     (void)cls;
-    if ((*env)->GetArrayLength(env, cfg) != PC_COUNT) {
+    if ((*env)->GetArrayLength(env, cfg) != OHM_POOL_OPTION_COUNT) {
         jni_throw_msg(env, J.errors[-OHM_EINVAL], "pool configuration has the wrong length");
         return 0;
     }
-    jlong v[PC_COUNT];
-    (*env)->GetLongArrayRegion(env, cfg, 0, PC_COUNT, v);
+    jlong v[OHM_POOL_OPTION_COUNT];
+    (*env)->GetLongArrayRegion(env, cfg, 0, OHM_POOL_OPTION_COUNT, v);
     ohm_pool_config c;
     ohm_pool_config_init(&c);
-    size_t chunk, cache_max, max_mapped;
-    int rc = ohm_bind_size(v[PC_CHUNK], 0, "chunk size", &chunk);
-    if (!rc) rc = ohm_bind_size(v[PC_CACHE_MAX], 0, "cache max size", &cache_max);
-    if (!rc) rc = ohm_bind_size(v[PC_MAX_MAPPED], 0, "max mapped", &max_mapped);
-    if (!rc && (v[PC_ARENAS] < 0 || v[PC_ARENAS] > OHM_MAX_ARENAS))
-        rc = ohm_bind_fail(OHM_EINVAL, "arenas must be in [0, 256] (0 = 2 x cores)");
-    if (!rc && (v[PC_CACHE_SLOTS] < 1 || v[PC_CACHE_SLOTS] > 1024))
-        rc = ohm_bind_fail(OHM_EINVAL, "cache slots must be in [1, 1024]");
-    if (!rc && (v[PC_DIRTY_RATIO] < 0 || v[PC_DIRTY_RATIO] > UINT32_MAX))
-        rc = ohm_bind_fail(OHM_EINVAL, "dirty ratio must be >= 0");
-    if (!rc && (v[PC_HUGE] < OHM_HUGE_NONE || v[PC_HUGE] > OHM_HUGE_HUGETLB))
-        rc = ohm_bind_fail(OHM_EINVAL, "unknown huge page mode");
-    if (rc) {
-        jni_throw(env, rc);
-        return 0;
+    /* The core checks each value and words the message, as it does for C callers and Lua. */
+    for (unsigned i = 0; i < OHM_POOL_OPTION_COUNT; i++) {
+        int rc = ohm_pool_config_set(&c, i, v[i]);
+        if (rc) {
+            jni_throw(env, rc);
+            return 0;
+        }
     }
     char nbuf[128];
     int fail;
     char *n = jni_cstr(env, name, nbuf, sizeof nbuf, &fail);
     if (fail) return 0;
     if (n) c.name = n;
-    c.chunk_size = chunk;
-    c.arenas = (unsigned)v[PC_ARENAS];
-    c.cache_max_size = cache_max;
-    c.cache_slots = (unsigned)v[PC_CACHE_SLOTS];
-    c.purge_delay_ms = v[PC_PURGE_DELAY] < 0 ? UINT64_MAX : (uint64_t)v[PC_PURGE_DELAY];
-    c.dirty_ratio = (unsigned)v[PC_DIRTY_RATIO];
-    c.background_purge = v[PC_BG_PURGE] != 0;
-    c.max_mapped = max_mapped;
-    c.huge_pages = (ohm_huge_pages)v[PC_HUGE];
-    c.lock_memory = v[PC_MLOCK] != 0;
-    c.mergeable = v[PC_MERGEABLE] != 0;
-    c.zero = v[PC_ZERO] != 0;
-    c.poison = v[PC_POISON] != 0;
     ohm_pool *p = ohm_pool_create(&c); /* copies the name */
     jni_cstr_free(n, nbuf);
     if (!p) jni_throw(env, ohm_last_error_code());

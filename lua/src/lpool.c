@@ -46,24 +46,32 @@ static lpool *newpool(lua_State *L, ohm_pool *pool, bool owned)
     return p;
 }
 
-static size_t opt_size_field(lua_State *L, int t, const char *key, size_t def)
+/* Sets every option of OHM_POOL_OPTIONS that table t names: an integer, a boolean, or text ("thp", "true").
+ * The core checks the value and words the message (raised: a bad option is a programmer error). */
+static void opt_fields(lua_State *L, int t, ohm_pool_config *cfg)
 {
-    size_t v = def;
-    if (lua_getfield(L, t, key) != LUA_TNIL) v = lohm_checksize(L, -1, 0, "pool", key);
-    lua_pop(L, 1);
-    return v;
+    for (unsigned i = 0; i < OHM_POOL_OPTION_COUNT; i++) {
+        const char *key = ohm_pool_option_name(i);
+        int type = lua_getfield(L, t, key), rc = 0;
+        if (type == LUA_TBOOLEAN) {
+            rc = ohm_pool_config_set(cfg, i, lua_toboolean(L, -1));
+        } else if (type == LUA_TNUMBER) {
+            int ok;
+            lua_Integer v = lua_tointegerx(L, -1, &ok);
+            if (!ok) luaL_error(L, "pool: %s must be an integer, got a number with a fraction", key);
+            rc = ohm_pool_config_set(cfg, i, (int64_t)v);
+        } else if (type == LUA_TSTRING) {
+            rc = ohm_pool_config_set_text(cfg, i, lua_tostring(L, -1));
+        } else if (type != LUA_TNIL) {
+            luaL_error(L, "pool: %s must be an integer, a boolean or a string, got %s", key, luaL_typename(L, -1));
+        }
+        if (rc) lohm_fail(L, rc, "pool"); /* EINVAL: raises */
+        lua_pop(L, 1);
+    }
 }
 
-static int opt_bool_field(lua_State *L, int t, const char *key, int def)
-{
-    int r = def;
-    if (lua_getfield(L, t, key) != LUA_TNIL) r = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    return r;
-}
-
-/* ohm.pool() | ohm.pool("default") | ohm.pool{name=, chunk_size=, arenas=, max_mapped=, zero=, poison=,
- * cache_max_size=, purge_delay_ms=} */
+/* ohm.pool() | ohm.pool("default") | ohm.pool{name=, and any option of OHM_POOL_OPTIONS by its field name (see
+ * lua/README.md)} */
 static int l_pool(lua_State *L)
 {
     lstate *st = lohm_state(L);
@@ -94,13 +102,7 @@ static int l_pool(lua_State *L)
     snprintf(name, sizeof name, "%s@lua:%p", given, (void *)st);
     lua_pop(L, 1);
     cfg.name = name;
-    cfg.chunk_size = opt_size_field(L, 1, "chunk_size", cfg.chunk_size);
-    cfg.max_mapped = opt_size_field(L, 1, "max_mapped", cfg.max_mapped);
-    cfg.cache_max_size = opt_size_field(L, 1, "cache_max_size", cfg.cache_max_size);
-    cfg.arenas = (unsigned)opt_size_field(L, 1, "arenas", cfg.arenas);
-    cfg.purge_delay_ms = opt_size_field(L, 1, "purge_delay_ms", cfg.purge_delay_ms);
-    cfg.zero = opt_bool_field(L, 1, "zero", cfg.zero);
-    cfg.poison = opt_bool_field(L, 1, "poison", cfg.poison);
+    opt_fields(L, 1, &cfg);
     if (st->closed) return luaL_error(L, "pool: the lua_State is closing");
     lpool *p = newpool(L, NULL, true);
     p->pool = ohm_pool_create(&cfg);

@@ -56,6 +56,21 @@ T.test("an allocation the pool cannot serve returns nil, message, ENOMEM", funct
   still_usable()
 end)
 
+T.test("every pool option is accepted by name, and the core checks its value", function()
+  local p <close> = ohm.pool { name = "all", chunk_size = 1 << 20, arenas = 1, cache_max_size = 64 << 10,
+    cache_slots = 8, purge_delay_ms = -1, dirty_ratio = 4, background_purge = false, max_mapped = 64 << 20,
+    huge_pages = "none", lock_memory = false, mergeable = false, zero = true, poison = false }
+  local b <close> = ohm.alloc(100, { pool = p })
+  T.eq(#b, 100)
+  T.eq(p:stats().arenas, 1)
+  T.raises("arenas 1000 exceeds the maximum 256", ohm.pool, { arenas = 1000 })
+  T.raises("arenas -1 must be from 0 to 256", ohm.pool, { arenas = -1 })
+  T.raises("cache_slots 0 must be from 1 to 1024", ohm.pool, { cache_slots = 0 })
+  T.raises("huge_pages takes none, thp or hugetlb", ohm.pool, { huge_pages = "giant" })
+  T.raises("power of two", ohm.pool, { chunk_size = 3 << 20 })
+  still_usable()
+end)
+
 T.test("out-of-bounds offsets raise with the numbers", function()
   local b <close> = ohm.alloc(16)
   T.raises("readu32: offset 13 + length 4 exceeds buffer size 16", b.readu32, b, 13)

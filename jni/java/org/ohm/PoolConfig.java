@@ -30,7 +30,8 @@ public final class PoolConfig {
     /** Huge pages for a pool's chunks. */
     public enum HugePages { NONE, THP, HUGETLB }
 
-    /** The ohm.* pool properties, in the order of the native long[]. */
+    /** The ohm.* pool properties, in the order of the native long[]: the order of OHM_POOL_OPTIONS (ohm.h), the
+     * field names in camel case (tests/c/test_pool_options.c checks both). */
     static final String[] PROPERTIES = {"ohm.chunkSize", "ohm.arenas", "ohm.cacheMaxSize", "ohm.cacheSlots",
             "ohm.purgeDelayMs", "ohm.dirtyRatio", "ohm.backgroundPurge", "ohm.maxMapped", "ohm.hugePages",
             "ohm.lockMemory", "ohm.mergeable", "ohm.zero", "ohm.poison"};
