@@ -1,5 +1,24 @@
 /* Internal definitions shared by every core subsystem: branch hints, relaxed counters, error reporting and
- * logging. Nothing here is part of the public API. */
+ * logging. Nothing here is part of the public API.
+ *
+ * The layers of the core. Each calls only the layers below it; a lower layer learns of an upper one only
+ * through a hook it exposes (chunk map/unmap hooks, the poison hooks), and a retry that needs an upper layer is
+ * done by the upper layer after the lower one failed (the cap: chunk creation fails with ENOMEM, the pool's slow
+ * path releases free chunks and tries once more).
+ *
+ *   leak.c  mm.c mm_task.c mm_block.c   the leak detector; the memory manager (Spark's pools, tasks, blocks)
+ *   buf.c  map.c                        reference-counted buffers; mapped files and shared memory as buffers
+ *   pool.c  options.c  purge.c          the pool: alloc/free/validation, huge blocks, trim; its options table;
+ *   poison.c  introspect.c                the background purger; the poison debug option; lookup, walk, stats
+ *   tcache.c                            per-thread caches of blocks, one per pool and thread
+ *   arena.c                             runs and slabs inside chunks, free runs by size, decay purging
+ *   chunk.c                             chunk-sized mappings, their records and the address radix tree, the cap
+ *   sizeclass.c                         the size-class table
+ *   os.c  os_file.c                     the only files that talk to the kernel (mmap, madvise, files, shm)
+ *   error.c                             errors, logging, environment parsing (used by every layer)
+ *
+ * lifecycle.c stands beside the stack: it knows every layer, and owns process start, the fork handlers (one lock
+ * order for the whole runtime, written at its top), thread exit and the pool-destroy sequence. */
 #ifndef OHM_INTERNAL_H
 #define OHM_INTERNAL_H
 
