@@ -34,8 +34,8 @@ typedef struct alloc_options {
 /* ---- the child ------------------------------------------------------------------------------------------- */
 
 void alloc_mark_start(alloc_result *r) {
-    r->rss_before = bench_rss_bytes();
-    bench_reset_peak_rss();
+    r->rss_before = harness_rss_bytes();
+    harness_reset_peak_rss();
 }
 
 void *alloc_book(alloc_result *r, size_t size) {
@@ -83,9 +83,9 @@ static int child_main(const alloc_options *o) {
     w->run(w, &api, o->c.scale, &r);
     if (r.rss_before == 0)
         bench_die(4, "%s did not mark its start, or /proc/self/statm is unreadable", w->name);
-    r.peak_rss = bench_peak_rss_bytes();
+    r.peak_rss = harness_peak_rss_bytes();
     api.trim(&api);
-    r.rss_after = bench_rss_bytes();
+    r.rss_after = harness_rss_bytes();
     bench_unmap(r.book, r.book_size);
     bench_run run = {
         .ok = true,

@@ -29,7 +29,7 @@ static void run_pair(const alloc_workload *w, const alloc_api *a, double scale, 
     const uint64_t n = bench_scaled(w->count, scale);
     uint64_t sum = 0;
     alloc_mark_start(r);
-    uint64_t t0 = bench_now_ns();
+    uint64_t t0 = harness_now_ns();
     for (uint64_t i = 0; i < n; i++) {
         char *p = alloc(size);
         if (__builtin_expect(!p, 0))
@@ -40,7 +40,7 @@ static void run_pair(const alloc_workload *w, const alloc_api *a, double scale, 
         sum += back;
         alloc_free(a, p);
     }
-    r->ns = bench_now_ns() - t0;
+    r->ns = harness_now_ns() - t0;
     r->ops = n;
     r->live_peak = size;
     bench_consume(sum);
@@ -104,9 +104,9 @@ static void run_batch(const alloc_workload *w, const alloc_api *a, double scale,
         uint64_t live = batch_plan(b, w->variant, &rng);
         if (live > r->live_peak)
             r->live_peak = live;
-        uint64_t t0 = bench_now_ns();
+        uint64_t t0 = harness_now_ns();
         batch_round(b, a, w->name, round);
-        r->ns += bench_now_ns() - t0;
+        r->ns += harness_now_ns() - t0;
     }
     r->ops = rounds * BATCH_BLOCKS;
 }
@@ -143,11 +143,11 @@ static uint64_t run_two_threads(thread_fn *const fn[2], void *const arg[2], atom
         if (pthread_create(&t[i], NULL, fn[i], arg[i]) != 0)
             bench_die(4, "pthread_create failed");
     alloc_mark_start(r);
-    uint64_t t0 = bench_now_ns();
+    uint64_t t0 = harness_now_ns();
     atomic_store_explicit(go, 1, memory_order_release);
     for (int i = 0; i < 2; i++)
         pthread_join(t[i], NULL);
-    return bench_now_ns() - t0;
+    return harness_now_ns() - t0;
 }
 
 static void wait_for_go(atomic_int *go) {
@@ -403,7 +403,7 @@ static void run_frag(const alloc_workload *w, const alloc_api *a, double scale, 
     b->slots = (uint32_t)slots;
     const uint64_t steps = bench_scaled(w->count, scale);
     alloc_mark_start(r);
-    uint64_t t0 = bench_now_ns();
+    uint64_t t0 = harness_now_ns();
     for (uint64_t i = 0; i < steps; i++) {
         size_t size = frag_size(&rng);
         while (b->n > 0 && (b->live + size > target || b->n == b->slots))
@@ -418,7 +418,7 @@ static void run_frag(const alloc_workload *w, const alloc_api *a, double scale, 
         if (b->live > r->live_peak)
             r->live_peak = b->live;
     }
-    r->ns = bench_now_ns() - t0;
+    r->ns = harness_now_ns() - t0;
     r->ops = steps;
     while (b->n > 0)
         frag_drop(b, a, w->name, b->n - 1);

@@ -47,8 +47,8 @@ struct buf_workload {
 };
 
 static void mark_start(buf_result *r) {
-    r->rss_before = bench_rss_bytes();
-    bench_reset_peak_rss();
+    r->rss_before = harness_rss_bytes();
+    harness_reset_peak_rss();
 }
 
 static ohm_buf *must_alloc(size_t size) {
@@ -68,7 +68,7 @@ static void run_alloc(const buf_workload *w, buf_impl impl, double scale, buf_re
     uint64_t n = bench_scaled(w->count, scale);
     ohm_pool *pool = ohm_pool_default();
     mark_start(r);
-    uint64_t t0 = bench_now_ns();
+    uint64_t t0 = harness_now_ns();
     if (impl == IMPL_RAW) {
         for (uint64_t i = 0; i < n; i++) {
             void *p = ohm_pool_alloc(pool, w->size);
@@ -86,7 +86,7 @@ static void run_alloc(const buf_workload *w, buf_impl impl, double scale, buf_re
             must(ohm_buf_release(b, 1), 1, "ohm_buf_release");
         }
     }
-    r->ns = bench_now_ns() - t0;
+    r->ns = harness_now_ns() - t0;
     r->ops = n;
     r->live_peak = w->size;
 }
@@ -102,12 +102,12 @@ typedef struct retain_arg {
 static void *retain_loop(void *p) {
     retain_arg *a = p;
     pthread_barrier_wait(a->start);
-    a->t0 = bench_now_ns();
+    a->t0 = harness_now_ns();
     for (uint64_t i = 0; i < a->n; i++) {
         must(ohm_buf_retain(a->b, 1), 0, "ohm_buf_retain");
         must(ohm_buf_release(a->b, 1), 0, "ohm_buf_release");
     }
-    a->t1 = bench_now_ns();
+    a->t1 = harness_now_ns();
     return NULL;
 }
 
@@ -149,7 +149,7 @@ static void run_slice(const buf_workload *w, buf_impl impl, double scale, buf_re
     (void)impl;
     uint64_t n = bench_scaled(w->count, scale);
     mark_start(r);
-    uint64_t t0 = bench_now_ns();
+    uint64_t t0 = harness_now_ns();
     ohm_buf *p = must_alloc(w->size);
     for (uint64_t i = 0; i < n; i++) {
         if (i && i % SLICE_RENEW == 0) {
@@ -163,7 +163,7 @@ static void run_slice(const buf_workload *w, buf_impl impl, double scale, buf_re
         must(ohm_buf_release(s, 1), 0, "ohm_buf_release (slice)");
     }
     must(ohm_buf_release(p, 1), 1, "ohm_buf_release (parent)");
-    r->ns = bench_now_ns() - t0;
+    r->ns = harness_now_ns() - t0;
     r->ops = n;
     r->live_peak = w->size;
 }
@@ -210,9 +210,9 @@ static int child_main(const buf_options *o) {
         must(ohm_buf_release(must_alloc(w->size), 1), 1, "ohm_buf_release (warm-up)");
     buf_result r = {0};
     w->run(w, impl, o->c.scale, &r);
-    r.peak_rss = bench_peak_rss_bytes();
+    r.peak_rss = harness_peak_rss_bytes();
     ohm_pool_trim(ohm_pool_default());
-    r.rss_after = bench_rss_bytes();
+    r.rss_after = harness_rss_bytes();
     bench_run run = {
         .ok = true,
         .ops_per_sec = r.ns ? (double)r.ops * 1e9 / (double)r.ns : 0.0,

@@ -44,8 +44,8 @@ struct ffi_workload {
 };
 
 static void mark_start(ffi_result *r) {
-    r->rss_before = bench_rss_bytes();
-    bench_reset_peak_rss();
+    r->rss_before = harness_rss_bytes();
+    harness_reset_peak_rss();
 }
 
 /* ---- the functions called ----------------------------------------------------------------------------------- */
@@ -100,7 +100,7 @@ static void run_call0(const ffi_workload *w, ffi_impl impl, double scale, ffi_re
     uint64_t n = bench_scaled(w->count, scale);
     ohm_ffi_fn *fn = must_fn(NULL, (void *)fn_zero, "fn_zero", w->signature);
     mark_start(r);
-    uint64_t t0 = bench_now_ns();
+    uint64_t t0 = harness_now_ns();
     if (impl == IMPL_DIRECT) {
         for (uint64_t i = 0; i < n; i++)
             if (__builtin_expect(fn_zero() != 42, 0))
@@ -113,7 +113,7 @@ static void run_call0(const ffi_workload *w, ffi_impl impl, double scale, ffi_re
                 wrong(w->name, i, v.u, 42);
         }
     }
-    r->ns = bench_now_ns() - t0;
+    r->ns = harness_now_ns() - t0;
     r->ops = n;
     ohm_ffi_func_free(fn);
 }
@@ -128,7 +128,7 @@ static void run_call3(const ffi_workload *w, ffi_impl impl, double scale, ffi_re
     unsigned char *data = ohm_buf_data(b);
     data[0] = 7;
     mark_start(r);
-    uint64_t t0 = bench_now_ns();
+    uint64_t t0 = harness_now_ns();
     if (impl == IMPL_DIRECT) {
         for (uint64_t i = 0; i < n; i++) {
             int32_t x = (int32_t)(i & 0xffff), got = fn_three(data, 1000, x);
@@ -150,7 +150,7 @@ static void run_call3(const ffi_workload *w, ffi_impl impl, double scale, ffi_re
                 wrong(w->name, i, v.u, (uint64_t)(x + 1007));
         }
     }
-    r->ns = bench_now_ns() - t0;
+    r->ns = harness_now_ns() - t0;
     r->ops = n;
     r->live_peak = 64;
     if (ohm_buf_refcnt(b) != 1)
@@ -171,7 +171,7 @@ static void run_crc32(const ffi_workload *w, ffi_impl impl, double scale, ffi_re
         data[i] = (unsigned char)(i * 37 + 11);
     uLong want = crc32(0, data, CRC_BYTES);
     mark_start(r);
-    uint64_t t0 = bench_now_ns();
+    uint64_t t0 = harness_now_ns();
     if (impl == IMPL_DIRECT) {
         for (uint64_t i = 0; i < n; i++) {
             uLong got = crc32(0, data, CRC_BYTES);
@@ -191,7 +191,7 @@ static void run_crc32(const ffi_workload *w, ffi_impl impl, double scale, ffi_re
                 wrong(w->name, i, v.u, want);
         }
     }
-    r->ns = bench_now_ns() - t0;
+    r->ns = harness_now_ns() - t0;
     r->ops = n;
     r->live_peak = CRC_BYTES;
     ohm_buf_release(b, 1);
@@ -206,7 +206,7 @@ static void run_strlen(const ffi_workload *w, ffi_impl impl, double scale, ffi_r
     ohm_ffi_fn *fn = must_fn(self, NULL, "strlen", w->signature);
     const size_t want = sizeof STR_TEXT - 1;
     mark_start(r);
-    uint64_t t0 = bench_now_ns();
+    uint64_t t0 = harness_now_ns();
     if (impl == IMPL_DIRECT) {
         for (uint64_t i = 0; i < n; i++) {
             size_t got = strlen(launder(STR_TEXT));
@@ -222,7 +222,7 @@ static void run_strlen(const ffi_workload *w, ffi_impl impl, double scale, ffi_r
                 wrong(w->name, i, v.u, want);
         }
     }
-    r->ns = bench_now_ns() - t0;
+    r->ns = harness_now_ns() - t0;
     r->ops = n;
     ohm_ffi_func_free(fn);
     ohm_ffi_close(self);
@@ -264,9 +264,9 @@ static int child_main(const ffi_options *o) {
     w->run(w, impl, 1e-4, &warm);
     ffi_result r = {0};
     w->run(w, impl, o->c.scale, &r);
-    r.peak_rss = bench_peak_rss_bytes();
+    r.peak_rss = harness_peak_rss_bytes();
     ohm_pool_trim(ohm_pool_default());
-    r.rss_after = bench_rss_bytes();
+    r.rss_after = harness_rss_bytes();
     bench_run run = {
         .ok = true,
         .ops_per_sec = r.ns ? (double)r.ops * 1e9 / (double)r.ns : 0.0,

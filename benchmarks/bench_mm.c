@@ -47,8 +47,8 @@ struct mm_workload {
 };
 
 static void mark_start(mm_result *r) {
-    r->rss_before = bench_rss_bytes();
-    bench_reset_peak_rss();
+    r->rss_before = harness_rss_bytes();
+    harness_reset_peak_rss();
 }
 
 static void must(int64_t rc, int64_t want, const char *what) {
@@ -97,12 +97,12 @@ static void *ar_loop(void *p) {
         must(ohm_task_release(t, OHM_ON_HEAP, AR_SIZE), AR_SIZE, "ohm_task_release (warm-up)");
     }
     pthread_barrier_wait(a->start);
-    a->t0 = bench_now_ns();
+    a->t0 = harness_now_ns();
     for (uint64_t i = 0; i < a->n; i++) {
         must(ohm_task_acquire(t, OHM_ON_HEAP, AR_SIZE), AR_SIZE, "ohm_task_acquire");
         must(ohm_task_release(t, OHM_ON_HEAP, AR_SIZE), AR_SIZE, "ohm_task_release");
     }
-    a->t1 = bench_now_ns();
+    a->t1 = harness_now_ns();
     return NULL;
 }
 
@@ -191,7 +191,7 @@ static void run_spill_storm(const mm_workload *w, double scale, mm_result *r) {
         spills0 += cs.spills;
     }
     mark_start(r);
-    uint64_t t0 = bench_now_ns();
+    uint64_t t0 = harness_now_ns();
     for (uint64_t i = 0; i < n; i++) {
         unsigned k = 0; /* the consumer holding the least acquires: the others have something to spill */
         for (unsigned j = 1; j < SPILL_CONSUMERS; j++)
@@ -200,7 +200,7 @@ static void run_spill_storm(const mm_workload *w, double scale, mm_result *r) {
         must(ohm_consumer_acquire(sc[k].c, SPILL_CHUNK), (int64_t)SPILL_CHUNK, "ohm_consumer_acquire");
         sc[k].used += SPILL_CHUNK;
     }
-    r->ns = bench_now_ns() - t0;
+    r->ns = harness_now_ns() - t0;
     r->ops = n;
     uint64_t spills = 0, held = 0;
     for (unsigned i = 0; i < SPILL_CONSUMERS; i++) {
@@ -268,10 +268,10 @@ static void run_evict_storm(const mm_workload *w, double scale, mm_result *r) {
     for (uint64_t k = 0; k < rounds; k++) {
         for (unsigned i = 0; i < EVICT_ROUND; i++) /* borrow all of execution */
             evict_put(mm, seq++, &ec);
-        uint64_t t0 = bench_now_ns();
+        uint64_t t0 = harness_now_ns();
         for (unsigned i = 0; i < EVICT_ROUND; i++)
             must(ohm_task_acquire(t, OHM_OFF_HEAP, EVICT_BLOCK), EVICT_BLOCK, "ohm_task_acquire");
-        ns += bench_now_ns() - t0;
+        ns += harness_now_ns() - t0;
         must(ohm_task_release(t, OHM_OFF_HEAP, (uint64_t)EVICT_ROUND * EVICT_BLOCK),
              (int64_t)EVICT_ROUND * EVICT_BLOCK, "ohm_task_release");
     }
@@ -322,9 +322,9 @@ static int child_main(const mm_options *o) {
         bench_die(2, "--child needs exactly one --workload");
     mm_result r = {0};
     w->run(w, o->c.scale, &r);
-    r.peak_rss = bench_peak_rss_bytes();
+    r.peak_rss = harness_peak_rss_bytes();
     ohm_pool_trim(ohm_pool_default());
-    r.rss_after = bench_rss_bytes();
+    r.rss_after = harness_rss_bytes();
     bench_run run = {
         .ok = true,
         .ops_per_sec = r.ns ? (double)r.ops * 1e9 / (double)r.ns : 0.0,

@@ -1,6 +1,7 @@
 /* Shared helpers of ohm-bench; see bench_util.h for which of them may allocate. */
 #define _GNU_SOURCE
 #include "bench_util.h"
+#include "json_writer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -43,63 +44,6 @@ void bench_warn(const char *fmt, ...) {
 }
 
 /* ---- time and memory ------------------------------------------------------------------------------------ */
-
-uint64_t bench_now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* Reads a whole /proc file into buf (NUL-terminated) with plain syscalls; returns the length or -1. */
-static ssize_t read_proc(const char *path, char *buf, size_t cap) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    size_t len = 0;
-    while (len + 1 < cap) {
-        ssize_t n = read(fd, buf + len, cap - 1 - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
-    close(fd);
-    buf[len] = '\0';
-    return (ssize_t)len;
-}
-
-uint64_t bench_rss_bytes(void) {
-    char buf[128];
-    if (read_proc("/proc/self/statm", buf, sizeof buf) <= 0)
-        return 0;
-    char *end;
-    strtoull(buf, &end, 10); /* total program size; the second field is the resident one */
-    uint64_t pages = strtoull(end, NULL, 10);
-    return pages * (uint64_t)sysconf(_SC_PAGESIZE);
-}
-
-bool bench_reset_peak_rss(void) {
-    int fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    bool ok = write(fd, "5", 1) == 1;
-    close(fd);
-    return ok;
-}
-
-uint64_t bench_peak_rss_bytes(void) {
-    char buf[8192];
-    if (read_proc("/proc/self/status", buf, sizeof buf) > 0) {
-        const char *p = strstr(buf, "\nVmHWM:");
-        if (p)
-            return strtoull(p + 7, NULL, 10) * 1024u;
-    }
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) == 0)
-        return (uint64_t)ru.ru_maxrss * 1024u;
-    return 0;
-}
 
 void *bench_map(size_t size) {
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
@@ -234,80 +178,6 @@ int bench_run_child(const bench_child *c, char *line, size_t line_cap, char *why
 }
 
 /* ---- one-line JSON -------------------------------------------------------------------------------------- */
-
-static void json_put(bench_json *j, const char *s, size_t n) {
-    if (j->len + n + 2 >= sizeof j->buf) { /* keep room for "}\n" */
-        j->overflow = true;
-        return;
-    }
-    memcpy(j->buf + j->len, s, n);
-    j->len += n;
-    j->buf[j->len] = '\0';
-}
-
-static void json_puts(bench_json *j, const char *s) {
-    json_put(j, s, strlen(s));
-}
-
-static void json_quoted(bench_json *j, const char *s) {
-    json_put(j, "\"", 1);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        char esc[8];
-        if (c == '"' || c == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)c;
-            json_put(j, esc, 2);
-        } else if (c < 0x20) {
-            snprintf(esc, sizeof esc, "\\u%04x", c);
-            json_puts(j, esc);
-        } else {
-            json_put(j, s, 1);
-        }
-    }
-    json_put(j, "\"", 1);
-}
-
-static void json_key(bench_json *j, const char *key) {
-    if (j->len > 1)
-        json_put(j, ",", 1);
-    json_quoted(j, key);
-    json_put(j, ":", 1);
-}
-
-void bench_json_begin(bench_json *j) {
-    j->len = 0;
-    j->overflow = false;
-    json_put(j, "{", 1);
-}
-
-void bench_json_str(bench_json *j, const char *key, const char *value) {
-    json_key(j, key);
-    json_quoted(j, value);
-}
-
-void bench_json_u64(bench_json *j, const char *key, uint64_t value) {
-    char num[32];
-    snprintf(num, sizeof num, "%llu", (unsigned long long)value);
-    json_key(j, key);
-    json_puts(j, num);
-}
-
-void bench_json_f64(bench_json *j, const char *key, double value) {
-    char num[40];
-    /* JSON has no NaN or infinity; a rate that is not finite is reported as 0. */
-    snprintf(num, sizeof num, "%.1f", isfinite(value) ? value : 0.0);
-    json_key(j, key);
-    json_puts(j, num);
-}
-
-const char *bench_json_end(bench_json *j) {
-    /* json_put always left room for these two characters. */
-    j->buf[j->len++] = '}';
-    j->buf[j->len++] = '\n';
-    j->buf[j->len] = '\0';
-    return j->buf;
-}
 
 bool bench_write_all(int fd, const char *s) {
     size_t len = strlen(s);
@@ -522,18 +392,30 @@ bench_run bench_run_aggregate(const bench_run *runs, unsigned n) {
 }
 
 void bench_run_print(const char *bench, const char *workload, const char *impl, const bench_run *run, FILE *out) {
-    bench_json j;
-    bench_json_begin(&j);
-    bench_json_str(&j, "bench", bench);
-    bench_json_str(&j, "workload", workload);
-    bench_json_str(&j, "impl", impl);
-    bench_json_u64(&j, "threads", run->threads);
-    bench_json_f64(&j, "ops_per_sec", run->ops_per_sec);
-    bench_json_u64(&j, "peak_rss_bytes", run->peak_rss);
-    bench_json_u64(&j, "live_peak_bytes", run->live_peak);
-    bench_json_u64(&j, "rss_before_bytes", run->rss_before);
-    bench_json_u64(&j, "rss_after_bytes", run->rss_after);
-    const char *line = bench_json_end(&j);
+    char buf[1024];
+    json_writer j;
+    json_init(&j, buf, sizeof buf);
+    json_object_begin(&j);
+    json_key(&j, "bench");
+    json_str(&j, bench);
+    json_key(&j, "workload");
+    json_str(&j, workload);
+    json_key(&j, "impl");
+    json_str(&j, impl);
+    json_key(&j, "threads");
+    json_u64(&j, run->threads);
+    json_key(&j, "ops_per_sec");
+    json_f64(&j, run->ops_per_sec, 1);
+    json_key(&j, "peak_rss_bytes");
+    json_u64(&j, run->peak_rss);
+    json_key(&j, "live_peak_bytes");
+    json_u64(&j, run->live_peak);
+    json_key(&j, "rss_before_bytes");
+    json_u64(&j, run->rss_before);
+    json_key(&j, "rss_after_bytes");
+    json_u64(&j, run->rss_after);
+    json_object_end(&j);
+    const char *line = json_line(&j);
     if (out) {
         fputs(line, out);
         fflush(out);

@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "harness.h"
+
 /* ---- failing loudly ------------------------------------------------------------------------------------- */
 
 /* Prints "ohm-bench: <message>" to stderr and exits with status code. For a harness, stopping at once with a
@@ -22,18 +24,8 @@ __attribute__((noreturn, format(printf, 2, 3))) void bench_die(int code, const c
 /* Prints "ohm-bench: <message>" to stderr and returns. */
 __attribute__((format(printf, 1, 2))) void bench_warn(const char *fmt, ...);
 
-/* ---- time and memory (allocation-free) ------------------------------------------------------------------ */
+/* ---- time and memory (allocation-free): the clock and RSS readings are harness.h's ---------------------- */
 
-/* CLOCK_MONOTONIC in nanoseconds. */
-uint64_t bench_now_ns(void);
-/* Resident set size now, from /proc/self/statm. 0 if it cannot be read. */
-uint64_t bench_rss_bytes(void);
-/* Resets the peak-RSS mark (VmHWM) to the current RSS by writing "5" to /proc/self/clear_refs; false if the
- * kernel refuses, in which case bench_peak_rss_bytes() covers the whole life of the process. */
-bool bench_reset_peak_rss(void);
-/* Peak RSS since the last successful reset (or process start): VmHWM from /proc/self/status, falling back on
- * getrusage's ru_maxrss. */
-uint64_t bench_peak_rss_bytes(void);
 /* Zeroed, resident memory straight from mmap, for a workload's own bookkeeping, so that the allocator under
  * test neither serves it nor counts it. Never NULL (dies instead). */
 void *bench_map(size_t size);
@@ -51,10 +43,7 @@ static inline bench_rng bench_rng_seed(uint64_t seed) {
 }
 
 static inline uint64_t bench_rng_next(bench_rng *r) {
-    uint64_t z = (r->state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    return harness_splitmix64(&r->state);
 }
 
 __extension__ typedef unsigned __int128 bench_u128;
@@ -95,21 +84,8 @@ typedef struct bench_child {
  * line. Returns 0 on success; otherwise -1 with why filled (spawn failure, exit status, signal, no line). */
 int bench_run_child(const bench_child *c, char *line, size_t line_cap, char *why, size_t why_cap);
 
-/* ---- one-line JSON -------------------------------------------------------------------------------------- */
+/* ---- one-line JSON: written with json_writer.h, read back here ------------------------------------------- */
 
-typedef struct bench_json {
-    char buf[1024];
-    size_t len;
-    bool overflow;
-} bench_json;
-
-/* Builds {"k":v,...} in j->buf without allocating (children use it too). bench_json_end returns the line,
- * with a trailing newline. */
-void bench_json_begin(bench_json *j);
-void bench_json_str(bench_json *j, const char *key, const char *value);
-void bench_json_u64(bench_json *j, const char *key, uint64_t value);
-void bench_json_f64(bench_json *j, const char *key, double value);
-const char *bench_json_end(bench_json *j);
 /* Writes a whole line to fd with write(2) (no stdio buffer to allocate). false on failure. */
 bool bench_write_all(int fd, const char *s);
 
