@@ -33,12 +33,14 @@ typedef struct alloc_options {
 
 /* ---- the child ------------------------------------------------------------------------------------------- */
 
-void alloc_mark_start(alloc_result *r) {
+void alloc_mark_start(alloc_result *r)
+{
     r->rss_before = harness_rss_bytes();
     harness_reset_peak_rss();
 }
 
-void *alloc_book(alloc_result *r, size_t size) {
+void *alloc_book(alloc_result *r, size_t size)
+{
     if (r->book)
         bench_die(4, "a workload asked for bookkeeping twice");
     r->book = bench_map(size);
@@ -46,18 +48,21 @@ void *alloc_book(alloc_result *r, size_t size) {
     return r->book;
 }
 
-void alloc_oom(const alloc_api *a, const char *workload, size_t size) {
+void alloc_oom(const alloc_api *a, const char *workload, size_t size)
+{
     bench_die(4, "%s, %s: allocating %zu bytes returned NULL", alloc_impl_name(a->impl), workload, size);
 }
 
-void alloc_corrupt(const alloc_api *a, const char *workload, const void *p, size_t size) {
+void alloc_corrupt(const alloc_api *a, const char *workload, const void *p, size_t size)
+{
     bench_die(4, "%s, %s: the block at %p (%zu bytes) lost its stamp: memory handed out twice or corrupted",
               alloc_impl_name(a->impl), workload, p, size);
 }
 
 /* A few blocks of each size range, so that first-use setup (the thread cache, the first chunk, tables) is
  * already in rss_before and outside the timed part. */
-static void warm_up(const alloc_api *a) {
+static void warm_up(const alloc_api *a)
+{
     static const size_t sizes[] = {16, 64, 256, 1024, 4096, 16384, 65536, 262144};
     void *held[8];
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
@@ -72,7 +77,8 @@ static void warm_up(const alloc_api *a) {
     }
 }
 
-static int child_main(const alloc_options *o) {
+static int child_main(const alloc_options *o)
+{
     if (o->nimpls != 1 || o->nworkloads != 1)
         bench_die(2, "--child needs exactly one --impl and one --workload");
     const alloc_workload *w = o->workloads[0];
@@ -102,11 +108,13 @@ static int child_main(const alloc_options *o) {
 
 /* ---- output ---------------------------------------------------------------------------------------------- */
 
-static bool is_frag(const alloc_workload *w) {
+static bool is_frag(const alloc_workload *w)
+{
     return strcmp(w->name, "frag") == 0;
 }
 
-static void print_table(const alloc_options *o, const alloc_workload *w, const bench_run *agg) {
+static void print_table(const alloc_options *o, const alloc_workload *w, const bench_run *agg)
+{
     static const char *const headers[] = {"impl",      "threads",    "ops/s",     "ns/op",
                                           "peak RSS",  "live peak",  "RSS before", "RSS after",
                                           "ohm ratio", "peak/live",  "after/before"};
@@ -132,7 +140,8 @@ static void print_table(const alloc_options *o, const alloc_workload *w, const b
     fflush(stdout);
 }
 
-static void print_header(const alloc_options *o, char preload[][PRELOAD_CAP]) {
+static void print_header(const alloc_options *o, char preload[][PRELOAD_CAP])
+{
     bench_print_banner("alloc", o->c.scale, o->c.reps, "ohm ratio = ohm ops/s / impl ops/s (>= 1: ohm faster)");
     for (unsigned k = 0; k < o->nimpls; k++)
         if (preload[o->impls[k]][0])
@@ -144,7 +153,8 @@ static void print_header(const alloc_options *o, char preload[][PRELOAD_CAP]) {
 
 /* Runs one child; returns its parsed result (ok false after a warning if it failed). */
 static bench_run run_child(const alloc_options *o, const alloc_workload *w, alloc_impl impl, const char *preload,
-                           unsigned rep) {
+                           unsigned rep)
+{
     char scale[32];
     snprintf(scale, sizeof scale, "%.17g", o->c.scale);
     const char *argv[] = {"ohm-bench", "alloc", "--child", "--impl", alloc_impl_name(impl),
@@ -164,7 +174,8 @@ static bench_run run_child(const alloc_options *o, const alloc_workload *w, allo
 }
 
 /* All reps of one workload, impls interleaved; returns the number of failed runs. */
-static unsigned run_workload(const alloc_options *o, const alloc_workload *w, char preload[][PRELOAD_CAP]) {
+static unsigned run_workload(const alloc_options *o, const alloc_workload *w, char preload[][PRELOAD_CAP])
+{
     bench_run runs[ALLOC_IMPL_COUNT][BENCH_MAX_REPS]; /* ~28 KiB */
     unsigned failed = 0;
     bool progress = !o->c.verbose && isatty(STDERR_FILENO);
@@ -193,7 +204,8 @@ static unsigned run_workload(const alloc_options *o, const alloc_workload *w, ch
 }
 
 /* Drops the impls whose library cannot be found (reported, not fatal); fills preload[impl]. */
-static void resolve_impls(alloc_options *o, char preload[][PRELOAD_CAP]) {
+static void resolve_impls(alloc_options *o, char preload[][PRELOAD_CAP])
+{
     unsigned kept = 0;
     for (unsigned k = 0; k < o->nimpls; k++) {
         char why[512];
@@ -205,7 +217,8 @@ static void resolve_impls(alloc_options *o, char preload[][PRELOAD_CAP]) {
     o->nimpls = kept;
 }
 
-static int parent_main(alloc_options *o) {
+static int parent_main(alloc_options *o)
+{
     char preload[ALLOC_IMPL_COUNT][PRELOAD_CAP] = {{0}};
     resolve_impls(o, preload);
     if (o->nimpls == 0) {
@@ -224,7 +237,8 @@ static int parent_main(alloc_options *o) {
 
 /* ---- options --------------------------------------------------------------------------------------------- */
 
-static void usage(FILE *out) {
+static void usage(FILE *out)
+{
     fputs("usage: ohm-bench alloc [options]\n"
           "  --workload NAME[,NAME]  workloads to run (repeatable; default all; --list names them)\n"
           "  --impl NAME[,NAME]      allocators, in this order (default ohm,glibc,jemalloc,mimalloc,tcmalloc)\n"
@@ -239,7 +253,8 @@ static void usage(FILE *out) {
           out);
 }
 
-static void list_workloads(void) {
+static void list_workloads(void)
+{
     const alloc_workload *w;
     printf("%-13s %-10s %9s %-12s %s\n", "workload", "threads", "scale 1", "of", "what");
     for (size_t i = 0; (w = alloc_workload_at(i)); i++)
@@ -247,7 +262,8 @@ static void list_workloads(void) {
                (unsigned long long)w->count, w->unit, w->summary);
 }
 
-static int add_workload(const char *name, void *arg) {
+static int add_workload(const char *name, void *arg)
+{
     alloc_options *o = arg;
     if (strcmp(name, "all") == 0) {
         const alloc_workload *w;
@@ -270,7 +286,8 @@ static int add_workload(const char *name, void *arg) {
     return 0;
 }
 
-static int add_impl(const char *name, void *arg) {
+static int add_impl(const char *name, void *arg)
+{
     alloc_options *o = arg;
     int impl = alloc_impl_parse(name);
     if (impl < 0) {
@@ -285,7 +302,8 @@ static int add_impl(const char *name, void *arg) {
 }
 
 /* Returns 0, or the exit status for a usage error (2) or --help (-1 meaning "exit 0"). */
-static int parse_options(int argc, char **argv, alloc_options *o) {
+static int parse_options(int argc, char **argv, alloc_options *o)
+{
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         int shared = bench_common_option(argc, argv, &i, &o->c);
@@ -312,12 +330,14 @@ static int parse_options(int argc, char **argv, alloc_options *o) {
     return 0;
 }
 
-static void default_options(alloc_options *o) {
+static void default_options(alloc_options *o)
+{
     memset(o, 0, sizeof *o);
     bench_common_init(&o->c, DEFAULT_TIMEOUT_S);
 }
 
-int bench_alloc_main(int argc, char **argv) {
+int bench_alloc_main(int argc, char **argv)
+{
     alloc_options o;
     default_options(&o);
     int rc = parse_options(argc, argv, &o);

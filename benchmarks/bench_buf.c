@@ -46,25 +46,29 @@ struct buf_workload {
     void (*run)(const buf_workload *w, buf_impl impl, double scale, buf_result *r);
 };
 
-static void mark_start(buf_result *r) {
+static void mark_start(buf_result *r)
+{
     r->rss_before = harness_rss_bytes();
     harness_reset_peak_rss();
 }
 
-static ohm_buf *must_alloc(size_t size) {
+static ohm_buf *must_alloc(size_t size)
+{
     ohm_buf *b = ohm_buf_alloc(NULL, size);
     if (!b)
         bench_die(4, "ohm_buf_alloc(%zu) failed: %s", size, ohm_last_error());
     return b;
 }
 
-static void must(int rc, int want, const char *what) {
+static void must(int rc, int want, const char *what)
+{
     if (__builtin_expect(rc != want, 0))
         bench_die(4, "%s returned %d, expected %d: %s", what, rc, want, ohm_last_error());
 }
 
 /* alloc-release-*: allocate, write 8 bytes (through ohm_buf_data, the same plain store pool-raw makes), release. */
-static void run_alloc(const buf_workload *w, buf_impl impl, double scale, buf_result *r) {
+static void run_alloc(const buf_workload *w, buf_impl impl, double scale, buf_result *r)
+{
     uint64_t n = bench_scaled(w->count, scale);
     ohm_pool *pool = ohm_pool_default();
     mark_start(r);
@@ -99,7 +103,8 @@ typedef struct retain_arg {
     uint64_t t0, t1; /* each thread times itself: the main thread may not run again until they are done */
 } retain_arg;
 
-static void *retain_loop(void *p) {
+static void *retain_loop(void *p)
+{
     retain_arg *a = p;
     pthread_barrier_wait(a->start);
     a->t0 = harness_now_ns();
@@ -111,7 +116,8 @@ static void *retain_loop(void *p) {
     return NULL;
 }
 
-static void run_retain(const buf_workload *w, buf_impl impl, double scale, buf_result *r) {
+static void run_retain(const buf_workload *w, buf_impl impl, double scale, buf_result *r)
+{
     (void)impl;
     uint64_t per = bench_scaled(w->count, scale) / w->threads;
     if (per == 0)
@@ -145,7 +151,8 @@ static void run_retain(const buf_workload *w, buf_impl impl, double scale, buf_r
  * ends (or a host GC reclaims it), so a parent sliced forever would pile up handles; the parent is released and
  * a new one allocated every SLICE_RENEW triples, which ends that many slice handles at once. That cost is part
  * of the measured time (about 1/SLICE_RENEW of an alloc-release per op). */
-static void run_slice(const buf_workload *w, buf_impl impl, double scale, buf_result *r) {
+static void run_slice(const buf_workload *w, buf_impl impl, double scale, buf_result *r)
+{
     (void)impl;
     uint64_t n = bench_scaled(w->count, scale);
     mark_start(r);
@@ -191,7 +198,8 @@ typedef struct buf_options {
 
 /* ---- the child ----------------------------------------------------------------------------------------- */
 
-static int child_main(const buf_options *o) {
+static int child_main(const buf_options *o)
+{
     const buf_workload *w = NULL;
     for (size_t i = 0; i < NWORKLOADS; i++)
         if (o->want[i] && (!o->threads || workloads[i].threads == o->threads)) {
@@ -228,7 +236,8 @@ static int child_main(const buf_options *o) {
 
 /* ---- the parent ---------------------------------------------------------------------------------------- */
 
-static bench_run run_child(const buf_options *o, const buf_workload *w, buf_impl impl, unsigned rep) {
+static bench_run run_child(const buf_options *o, const buf_workload *w, buf_impl impl, unsigned rep)
+{
     char scale[32], threads[16];
     snprintf(scale, sizeof scale, "%.17g", o->c.scale);
     snprintf(threads, sizeof threads, "%u", w->threads);
@@ -247,7 +256,8 @@ static bench_run run_child(const buf_options *o, const buf_workload *w, buf_impl
 }
 
 /* One goal line: "goal  ohm-simple >= 0.95x ohm-off: 0.98x  met". */
-static void print_goal(const bench_run *agg, buf_impl num, buf_impl den, double want) {
+static void print_goal(const bench_run *agg, buf_impl num, buf_impl den, double want)
+{
     if (!agg[num].ok || !agg[den].ok || agg[den].ops_per_sec <= 0)
         return;
     double got = agg[num].ops_per_sec / agg[den].ops_per_sec;
@@ -255,7 +265,8 @@ static void print_goal(const bench_run *agg, buf_impl num, buf_impl den, double 
            got >= want ? "met" : "MISSED");
 }
 
-static void print_table(const buf_options *o, const buf_workload *w, const bench_run *agg, const bool *ran) {
+static void print_table(const buf_options *o, const buf_workload *w, const bench_run *agg, const bool *ran)
+{
     static const char *const headers[] = {"impl",     "threads",    "ops/s",     "ns/op",    "peak RSS",
                                           "live peak", "RSS before", "RSS after", "vs ohm-off"};
     bench_table t;
@@ -285,7 +296,8 @@ static void print_table(const buf_options *o, const buf_workload *w, const bench
 }
 
 /* All reps of one workload, impls interleaved and rotated; returns the number of failed runs. */
-static unsigned run_workload(const buf_options *o, const buf_workload *w) {
+static unsigned run_workload(const buf_options *o, const buf_workload *w)
+{
     static bench_run runs[IMPL_COUNT][BENCH_MAX_REPS];
     buf_impl order[IMPL_COUNT];
     bool ran[IMPL_COUNT] = {false};
@@ -315,7 +327,8 @@ static unsigned run_workload(const buf_options *o, const buf_workload *w) {
     return failed;
 }
 
-static int parent_main(const buf_options *o) {
+static int parent_main(const buf_options *o)
+{
     if (!o->c.json) {
         bench_print_banner("buf", o->c.scale, o->c.reps, "vs ohm-off = impl ops/s / ohm-off ops/s");
         fflush(stdout);
@@ -329,7 +342,8 @@ static int parent_main(const buf_options *o) {
     return failed ? 1 : 0;
 }
 
-static void usage(FILE *out) {
+static void usage(FILE *out)
+{
     fputs("usage: ohm-bench buf [options]\n"
           "  --workload NAME[,NAME]  workloads to run (repeatable; default all; --list names them)\n"
           "  --impl NAME[,NAME]      ohm-off, ohm-simple, ohm-advanced, ohm-paranoid, pool-raw (default all)\n"
@@ -342,7 +356,8 @@ static void usage(FILE *out) {
           out);
 }
 
-static int add_workload(const char *name, void *arg) {
+static int add_workload(const char *name, void *arg)
+{
     buf_options *o = arg;
     bool found = false;
     for (size_t i = 0; i < NWORKLOADS; i++)
@@ -353,7 +368,8 @@ static int add_workload(const char *name, void *arg) {
     return found ? 0 : 1;
 }
 
-static int add_impl(const char *name, void *arg) {
+static int add_impl(const char *name, void *arg)
+{
     buf_options *o = arg;
     for (unsigned i = 0; i < IMPL_COUNT; i++)
         if (strcmp(name, impl_names[i]) == 0) {
@@ -367,7 +383,8 @@ static int add_impl(const char *name, void *arg) {
     return 1;
 }
 
-static int parse_options(int argc, char **argv, buf_options *o) {
+static int parse_options(int argc, char **argv, buf_options *o)
+{
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         uint64_t u;
@@ -401,7 +418,8 @@ static int parse_options(int argc, char **argv, buf_options *o) {
     return 0;
 }
 
-int bench_buf_main(int argc, char **argv) {
+int bench_buf_main(int argc, char **argv)
+{
     buf_options o;
     memset(&o, 0, sizeof o);
     bench_common_init(&o.c, DEFAULT_TIMEOUT_S);

@@ -43,7 +43,8 @@ struct ffi_workload {
     void (*run)(const ffi_workload *w, ffi_impl impl, double scale, ffi_result *r);
 };
 
-static void mark_start(ffi_result *r) {
+static void mark_start(ffi_result *r)
+{
     r->rss_before = harness_rss_bytes();
     harness_reset_peak_rss();
 }
@@ -53,50 +54,58 @@ static void mark_start(ffi_result *r) {
 __attribute__((noipa)) static int32_t fn_zero(void) { return 42; }
 
 /* i32(ptr, u64, i32): reads the first byte behind p, so a buffer argument really reaches the callee. */
-__attribute__((noipa)) static int32_t fn_three(void *p, uint64_t n, int32_t x) {
+__attribute__((noipa)) static int32_t fn_three(void *p, uint64_t n, int32_t x)
+{
     return x + (int32_t)n + *(const unsigned char *)p;
 }
 
 /* A pointer the compiler cannot see through: direct strlen of a constant would otherwise be folded away. */
-static const char *launder(const char *p) {
+static const char *launder(const char *p)
+{
     __asm__ volatile("" : "+r"(p));
     return p;
 }
 
-static ohm_ffi_fn *must_fn(ohm_ffi_lib *lib, void *code, const char *name, const char *sig) {
+static ohm_ffi_fn *must_fn(ohm_ffi_lib *lib, void *code, const char *name, const char *sig)
+{
     ohm_ffi_fn *fn = lib ? ohm_ffi_func(lib, name, sig) : ohm_ffi_func_ptr(code, name, sig);
     if (!fn)
         bench_die(4, "cannot prepare %s: %s", name, ohm_last_error());
     return fn;
 }
 
-static ohm_ffi_lib *must_open(const char *path) {
+static ohm_ffi_lib *must_open(const char *path)
+{
     ohm_ffi_lib *lib = ohm_ffi_open(path);
     if (!lib)
         bench_die(4, "%s", ohm_last_error());
     return lib;
 }
 
-static ohm_buf *must_buf(size_t size) {
+static ohm_buf *must_buf(size_t size)
+{
     ohm_buf *b = ohm_buf_alloc_zeroed(NULL, size);
     if (!b)
         bench_die(4, "ohm_buf_alloc(%zu) failed: %s", size, ohm_last_error());
     return b;
 }
 
-static void must_call(const ohm_ffi_fn *fn, const ohm_ffi_arg *args, unsigned n, ohm_bind_value *r) {
+static void must_call(const ohm_ffi_fn *fn, const ohm_ffi_arg *args, unsigned n, ohm_bind_value *r)
+{
     if (__builtin_expect(ohm_ffi_call(fn, args, n, r) != 0, 0))
         bench_die(4, "ohm_ffi_call(%s) failed: %s", ohm_ffi_name(fn), ohm_last_error());
 }
 
-static void wrong(const char *w, uint64_t i, uint64_t got, uint64_t want) {
+static void wrong(const char *w, uint64_t i, uint64_t got, uint64_t want)
+{
     bench_die(4, "%s: call %llu returned %llu, expected %llu", w, (unsigned long long)i, (unsigned long long)got,
               (unsigned long long)want);
 }
 
 /* ---- workloads ---------------------------------------------------------------------------------------------- */
 
-static void run_call0(const ffi_workload *w, ffi_impl impl, double scale, ffi_result *r) {
+static void run_call0(const ffi_workload *w, ffi_impl impl, double scale, ffi_result *r)
+{
     uint64_t n = bench_scaled(w->count, scale);
     ohm_ffi_fn *fn = must_fn(NULL, (void *)fn_zero, "fn_zero", w->signature);
     mark_start(r);
@@ -120,7 +129,8 @@ static void run_call0(const ffi_workload *w, ffi_impl impl, double scale, ffi_re
 
 /* call-3 passes an ohm buffer (retained for the call, checked, zero-copy); call-3-ptr the same memory as a raw
  * address, which shows what the buffer's retain/release and range check cost inside the bridge. */
-static void run_call3(const ffi_workload *w, ffi_impl impl, double scale, ffi_result *r) {
+static void run_call3(const ffi_workload *w, ffi_impl impl, double scale, ffi_result *r)
+{
     uint64_t n = bench_scaled(w->count, scale);
     bool raw = strcmp(w->name, "call-3-ptr") == 0;
     ohm_ffi_fn *fn = must_fn(NULL, (void *)fn_three, "fn_three", w->signature);
@@ -161,7 +171,8 @@ static void run_call3(const ffi_workload *w, ffi_impl impl, double scale, ffi_re
 
 /* zlib's crc32 over a 64 B ohm buffer, from libz.so.1 in both cases (ohm-bench links zlib; the bridge dlopens
  * the same library). */
-static void run_crc32(const ffi_workload *w, ffi_impl impl, double scale, ffi_result *r) {
+static void run_crc32(const ffi_workload *w, ffi_impl impl, double scale, ffi_result *r)
+{
     uint64_t n = bench_scaled(w->count, scale);
     ohm_ffi_lib *z = must_open("libz.so.1");
     ohm_ffi_fn *fn = must_fn(z, NULL, "crc32", w->signature);
@@ -200,7 +211,8 @@ static void run_crc32(const ffi_workload *w, ffi_impl impl, double scale, ffi_re
 }
 
 /* libc's strlen of a host string (str argument, passed as is), found in the process (dlopen(NULL)). */
-static void run_strlen(const ffi_workload *w, ffi_impl impl, double scale, ffi_result *r) {
+static void run_strlen(const ffi_workload *w, ffi_impl impl, double scale, ffi_result *r)
+{
     uint64_t n = bench_scaled(w->count, scale);
     ohm_ffi_lib *self = must_open(NULL);
     ohm_ffi_fn *fn = must_fn(self, NULL, "strlen", w->signature);
@@ -249,7 +261,8 @@ typedef struct ffi_options {
 
 /* ---- the child ----------------------------------------------------------------------------------------- */
 
-static int child_main(const ffi_options *o) {
+static int child_main(const ffi_options *o)
+{
     const ffi_workload *w = NULL;
     for (size_t i = 0; i < NWORKLOADS; i++)
         if (o->want[i]) {
@@ -282,7 +295,8 @@ static int child_main(const ffi_options *o) {
 
 /* ---- the parent ---------------------------------------------------------------------------------------- */
 
-static bench_run run_child(const ffi_options *o, const ffi_workload *w, ffi_impl impl, unsigned rep) {
+static bench_run run_child(const ffi_options *o, const ffi_workload *w, ffi_impl impl, unsigned rep)
+{
     char scale[32];
     snprintf(scale, sizeof scale, "%.17g", o->c.scale);
     const char *argv[] = {"ohm-bench", "ffi", "--child", "--impl", impl_names[impl], "--workload", w->name,
@@ -301,7 +315,8 @@ static bench_run run_child(const ffi_options *o, const ffi_workload *w, ffi_impl
 
 static double ns_per_op(const bench_run *r) { return r->ok && r->ops_per_sec > 0 ? 1e9 / r->ops_per_sec : -1.0; }
 
-static void print_table(const ffi_options *o, const ffi_workload *w, const bench_run *agg, const bool *ran) {
+static void print_table(const ffi_options *o, const ffi_workload *w, const bench_run *agg, const bool *ran)
+{
     static const char *const headers[] = {"impl",     "threads",    "ops/s",     "ns/op",   "peak RSS",
                                           "live peak", "RSS before", "RSS after", "overhead"};
     bench_table t;
@@ -330,7 +345,8 @@ static void print_table(const ffi_options *o, const ffi_workload *w, const bench
 }
 
 /* All reps of one workload, impls interleaved and rotated; returns the number of failed runs. */
-static unsigned run_workload(const ffi_options *o, const ffi_workload *w) {
+static unsigned run_workload(const ffi_options *o, const ffi_workload *w)
+{
     static bench_run runs[IMPL_COUNT][BENCH_MAX_REPS];
     bool ran[IMPL_COUNT] = {false};
     unsigned failed = 0;
@@ -356,7 +372,8 @@ static unsigned run_workload(const ffi_options *o, const ffi_workload *w) {
     return failed;
 }
 
-static int parent_main(const ffi_options *o) {
+static int parent_main(const ffi_options *o)
+{
     if (!o->c.json) {
         bench_print_banner("ffi", o->c.scale, o->c.reps, "overhead = ffi ns/op - direct ns/op (best run of each)");
         fflush(stdout);
@@ -370,7 +387,8 @@ static int parent_main(const ffi_options *o) {
     return failed ? 1 : 0;
 }
 
-static void usage(FILE *out) {
+static void usage(FILE *out)
+{
     fputs("usage: ohm-bench ffi [options]\n"
           "  --workload NAME[,NAME]  workloads to run (repeatable; default all; --list names them)\n"
           "  --impl NAME[,NAME]      direct, ffi (default both)\n"
@@ -383,7 +401,8 @@ static void usage(FILE *out) {
           out);
 }
 
-static int add_workload(const char *name, void *arg) {
+static int add_workload(const char *name, void *arg)
+{
     ffi_options *o = arg;
     bool found = false;
     for (size_t i = 0; i < NWORKLOADS; i++)
@@ -394,7 +413,8 @@ static int add_workload(const char *name, void *arg) {
     return found ? 0 : 1;
 }
 
-static int add_impl(const char *name, void *arg) {
+static int add_impl(const char *name, void *arg)
+{
     ffi_options *o = arg;
     for (unsigned i = 0; i < IMPL_COUNT; i++)
         if (strcmp(name, impl_names[i]) == 0) {
@@ -408,7 +428,8 @@ static int add_impl(const char *name, void *arg) {
     return 1;
 }
 
-static int parse_options(int argc, char **argv, ffi_options *o) {
+static int parse_options(int argc, char **argv, ffi_options *o)
+{
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         int shared = bench_common_option(argc, argv, &i, &o->c);
@@ -435,7 +456,8 @@ static int parse_options(int argc, char **argv, ffi_options *o) {
     return 0;
 }
 
-int bench_ffi_main(int argc, char **argv) {
+int bench_ffi_main(int argc, char **argv)
+{
     ffi_options o;
     memset(&o, 0, sizeof o);
     bench_common_init(&o.c, DEFAULT_TIMEOUT_S);

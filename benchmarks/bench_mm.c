@@ -46,17 +46,20 @@ struct mm_workload {
     void (*run)(const mm_workload *w, double scale, mm_result *r);
 };
 
-static void mark_start(mm_result *r) {
+static void mark_start(mm_result *r)
+{
     r->rss_before = harness_rss_bytes();
     harness_reset_peak_rss();
 }
 
-static void must(int64_t rc, int64_t want, const char *what) {
+static void must(int64_t rc, int64_t want, const char *what)
+{
     if (__builtin_expect(rc != want, 0))
         bench_die(4, "%s returned %lld, expected %lld: %s", what, (long long)rc, (long long)want, ohm_last_error());
 }
 
-static ohm_mm *must_mm(uint64_t on_heap, uint64_t off_heap, double storage_fraction) {
+static ohm_mm *must_mm(uint64_t on_heap, uint64_t off_heap, double storage_fraction)
+{
     ohm_mm_config cfg;
     ohm_mm_config_init(&cfg);
     cfg.max_bytes[OHM_ON_HEAP] = on_heap;
@@ -69,7 +72,8 @@ static ohm_mm *must_mm(uint64_t on_heap, uint64_t off_heap, double storage_fract
     return mm;
 }
 
-static ohm_task *must_task(ohm_mm *mm, uint64_t id) {
+static ohm_task *must_task(ohm_mm *mm, uint64_t id)
+{
     ohm_task *t = ohm_task_create(mm, id);
     if (!t)
         bench_die(4, "ohm_task_create(%llu) failed: %s", (unsigned long long)id, ohm_last_error());
@@ -89,7 +93,8 @@ typedef struct ar_arg {
     uint64_t t0, t1; /* each thread times itself */
 } ar_arg;
 
-static void *ar_loop(void *p) {
+static void *ar_loop(void *p)
+{
     ar_arg *a = p;
     ohm_task *t = a->task;
     for (int i = 0; i < 1000; i++) { /* warm-up: first-use paths before the barrier */
@@ -106,7 +111,8 @@ static void *ar_loop(void *p) {
     return NULL;
 }
 
-static void run_acquire_release(const mm_workload *w, double scale, mm_result *r) {
+static void run_acquire_release(const mm_workload *w, double scale, mm_result *r)
+{
     uint64_t per = bench_scaled(w->count, scale) / w->threads;
     if (per == 0)
         per = 1;
@@ -155,7 +161,8 @@ typedef struct spill_consumer {
     uint64_t used; /* mirrors ohm_consumer_used without taking the lock */
 } spill_consumer;
 
-static int64_t spill_release(void *arg, uint64_t size, ohm_consumer *trigger) {
+static int64_t spill_release(void *arg, uint64_t size, ohm_consumer *trigger)
+{
     (void)trigger;
     spill_consumer *s = arg;
     uint64_t n = size < s->used ? size : s->used;
@@ -165,7 +172,8 @@ static int64_t spill_release(void *arg, uint64_t size, ohm_consumer *trigger) {
     return r;
 }
 
-static void run_spill_storm(const mm_workload *w, double scale, mm_result *r) {
+static void run_spill_storm(const mm_workload *w, double scale, mm_result *r)
+{
     uint64_t n = bench_scaled(w->count, scale);
     const uint64_t total = (uint64_t)SPILL_CONSUMERS * SPILL_CONSUMERS * SPILL_CHUNK;
     ohm_mm *mm = must_mm(total, 0, 0.0); /* execution only: no storage to borrow from or evict */
@@ -234,14 +242,16 @@ typedef struct evict_count {
     uint64_t n;
 } evict_count;
 
-static int evict_drop(void *arg, const char *block_id, ohm_buf *buf) {
+static int evict_drop(void *arg, const char *block_id, ohm_buf *buf)
+{
     (void)block_id;
     (void)buf;
     ((evict_count *)arg)->n++;
     return 0;
 }
 
-static void evict_put(ohm_mm *mm, uint64_t seq, evict_count *ec) {
+static void evict_put(ohm_mm *mm, uint64_t seq, evict_count *ec)
+{
     char id[32];
     snprintf(id, sizeof id, "rdd_0_%llu", (unsigned long long)seq);
     ohm_buf *b = ohm_buf_alloc(NULL, EVICT_BLOCK);
@@ -252,7 +262,8 @@ static void evict_put(ohm_mm *mm, uint64_t seq, evict_count *ec) {
     must(ohm_buf_release(b, 1), 0, "ohm_buf_release (after put)");
 }
 
-static void run_evict_storm(const mm_workload *w, double scale, mm_result *r) {
+static void run_evict_storm(const mm_workload *w, double scale, mm_result *r)
+{
     uint64_t rounds = (bench_scaled(w->count, scale) + EVICT_ROUND - 1) / EVICT_ROUND;
     const uint64_t total = 2 * (uint64_t)EVICT_ROUND * EVICT_BLOCK;
     ohm_mm *mm = must_mm(0, total, 0.5);
@@ -310,7 +321,8 @@ typedef struct mm_options {
 
 /* ---- the child ----------------------------------------------------------------------------------------- */
 
-static int child_main(const mm_options *o) {
+static int child_main(const mm_options *o)
+{
     const mm_workload *w = NULL;
     for (size_t i = 0; i < NWORKLOADS; i++)
         if (o->want[i] && (!o->threads || workloads[i].threads == o->threads)) {
@@ -340,7 +352,8 @@ static int child_main(const mm_options *o) {
 
 /* ---- the parent ---------------------------------------------------------------------------------------- */
 
-static bench_run run_child(const mm_options *o, const mm_workload *w, unsigned rep) {
+static bench_run run_child(const mm_options *o, const mm_workload *w, unsigned rep)
+{
     char scale[32], threads[16];
     snprintf(scale, sizeof scale, "%.17g", o->c.scale);
     snprintf(threads, sizeof threads, "%u", w->threads);
@@ -359,7 +372,8 @@ static bench_run run_child(const mm_options *o, const mm_workload *w, unsigned r
     return run;
 }
 
-static void print_table(const mm_options *o, const mm_workload *w, const bench_run *agg) {
+static void print_table(const mm_options *o, const mm_workload *w, const bench_run *agg)
+{
     static const char *const headers[] = {"impl",      "threads",    "ops/s",    "ns/op",
                                           "peak RSS", "live peak", "RSS before", "RSS after"};
     bench_table t;
@@ -373,7 +387,8 @@ static void print_table(const mm_options *o, const mm_workload *w, const bench_r
 }
 
 /* The goals, from the acquire-release aggregates (ns/op = 1e9 / ops/s over all threads). */
-static void print_goals(const bench_run *agg) {
+static void print_goals(const bench_run *agg)
+{
     const bench_run *one = NULL, *two = NULL;
     for (size_t i = 0; i < NWORKLOADS; i++)
         if (workloads[i].run == run_acquire_release && agg[i].ok && agg[i].ops_per_sec > 0) {
@@ -399,7 +414,8 @@ static void print_goals(const bench_run *agg) {
 }
 
 /* All reps of one workload into *agg; returns the number of failed runs. */
-static unsigned run_workload(const mm_options *o, const mm_workload *w, bench_run *agg) {
+static unsigned run_workload(const mm_options *o, const mm_workload *w, bench_run *agg)
+{
     static bench_run runs[BENCH_MAX_REPS];
     unsigned failed = 0;
     memset(runs, 0, sizeof runs);
@@ -415,7 +431,8 @@ static unsigned run_workload(const mm_options *o, const mm_workload *w, bench_ru
     return failed;
 }
 
-static int parent_main(const mm_options *o) {
+static int parent_main(const mm_options *o)
+{
     if (!o->c.json) {
         bench_print_banner("mm", o->c.scale, o->c.reps, "impl ohm only, no ratio column; ns/op = 1e9 / ops/s (all threads)");
         fflush(stdout);
@@ -433,7 +450,8 @@ static int parent_main(const mm_options *o) {
     return failed ? 1 : 0;
 }
 
-static void usage(FILE *out) {
+static void usage(FILE *out)
+{
     fputs("usage: ohm-bench mm [options]\n"
           "  --workload NAME[,NAME]  workloads to run (repeatable; default all; --list names them)\n"
           "  --impl NAME             ohm (the only one)\n"
@@ -447,7 +465,8 @@ static void usage(FILE *out) {
           out);
 }
 
-static int add_workload(const char *name, void *arg) {
+static int add_workload(const char *name, void *arg)
+{
     mm_options *o = arg;
     bool found = false;
     for (size_t i = 0; i < NWORKLOADS; i++)
@@ -458,7 +477,8 @@ static int add_workload(const char *name, void *arg) {
     return found ? 0 : 1;
 }
 
-static int check_impl(const char *name, void *arg) {
+static int check_impl(const char *name, void *arg)
+{
     (void)arg;
     if (strcmp(name, impl_name) == 0)
         return 0;
@@ -466,7 +486,8 @@ static int check_impl(const char *name, void *arg) {
     return 1;
 }
 
-static int parse_options(int argc, char **argv, mm_options *o) {
+static int parse_options(int argc, char **argv, mm_options *o)
+{
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         uint64_t u;
@@ -500,7 +521,8 @@ static int parse_options(int argc, char **argv, mm_options *o) {
     return 0;
 }
 
-int bench_mm_main(int argc, char **argv) {
+int bench_mm_main(int argc, char **argv)
+{
     mm_options o;
     memset(&o, 0, sizeof o);
     bench_common_init(&o.c, DEFAULT_TIMEOUT_S);

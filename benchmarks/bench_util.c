@@ -21,14 +21,16 @@ extern char **environ;
 
 /* ---- failing loudly ------------------------------------------------------------------------------------- */
 
-__attribute__((format(printf, 1, 0))) static void vwarn(const char *fmt, va_list ap) {
+__attribute__((format(printf, 1, 0))) static void vwarn(const char *fmt, va_list ap)
+{
     /* One fprintf per part; stderr is unbuffered, so a parent and its child may interleave only whole parts. */
     fputs("ohm-bench: ", stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
 }
 
-void bench_die(int code, const char *fmt, ...) {
+void bench_die(int code, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
     vwarn(fmt, ap);
@@ -36,7 +38,8 @@ void bench_die(int code, const char *fmt, ...) {
     exit(code);
 }
 
-void bench_warn(const char *fmt, ...) {
+void bench_warn(const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
     vwarn(fmt, ap);
@@ -45,19 +48,22 @@ void bench_warn(const char *fmt, ...) {
 
 /* ---- time and memory ------------------------------------------------------------------------------------ */
 
-void *bench_map(size_t size) {
+void *bench_map(size_t size)
+{
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
     if (p == MAP_FAILED)
         bench_die(4, "mmap of %zu bytes for bookkeeping failed: %s", size, strerror(errno));
     return p;
 }
 
-void bench_unmap(void *p, size_t size) {
+void bench_unmap(void *p, size_t size)
+{
     if (p)
         munmap(p, size);
 }
 
-uint64_t bench_scaled(uint64_t base, double scale) {
+uint64_t bench_scaled(uint64_t base, double scale)
+{
     double v = nearbyint((double)base * scale);
     return v < 1.0 ? 1 : (uint64_t)v;
 }
@@ -66,7 +72,8 @@ uint64_t bench_scaled(uint64_t base, double scale) {
 
 /* environ without LD_PRELOAD, plus LD_PRELOAD=preload when given. The strings are borrowed from environ and
  * from preload_kv; the array is malloc'ed (this runs in the parent). */
-static char **child_environ(const char *preload, char *preload_kv, size_t kv_cap) {
+static char **child_environ(const char *preload, char *preload_kv, size_t kv_cap)
+{
     size_t n = 0;
     while (environ[n])
         n++;
@@ -86,7 +93,8 @@ static char **child_environ(const char *preload, char *preload_kv, size_t kv_cap
 }
 
 /* Reads fd to EOF into buf (NUL-terminated, excess dropped). */
-static void read_to_eof(int fd, char *buf, size_t cap) {
+static void read_to_eof(int fd, char *buf, size_t cap)
+{
     size_t len = 0;
     char scratch[4096];
     for (;;) {
@@ -103,7 +111,8 @@ static void read_to_eof(int fd, char *buf, size_t cap) {
 }
 
 /* Copies the last line of out that starts with '{' into line; false if there is none. */
-static bool last_json_line(const char *out, char *line, size_t cap) {
+static bool last_json_line(const char *out, char *line, size_t cap)
+{
     const char *found = NULL;
     for (const char *p = out; *p; p++)
         if (*p == '{' && (p == out || p[-1] == '\n'))
@@ -118,7 +127,8 @@ static bool last_json_line(const char *out, char *line, size_t cap) {
     return true;
 }
 
-static void describe_status(int status, unsigned timeout_s, char *why, size_t cap) {
+static void describe_status(int status, unsigned timeout_s, char *why, size_t cap)
+{
     if (WIFEXITED(status))
         snprintf(why, cap, "exited with status %d", WEXITSTATUS(status));
     else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
@@ -129,7 +139,8 @@ static void describe_status(int status, unsigned timeout_s, char *why, size_t ca
         snprintf(why, cap, "ended with wait status %#x", (unsigned)status);
 }
 
-int bench_run_child(const bench_child *c, char *line, size_t line_cap, char *why, size_t why_cap) {
+int bench_run_child(const bench_child *c, char *line, size_t line_cap, char *why, size_t why_cap)
+{
     char preload_kv[4200];
     char **env = child_environ(c->preload, preload_kv, sizeof preload_kv);
     int fds[2];
@@ -179,7 +190,8 @@ int bench_run_child(const bench_child *c, char *line, size_t line_cap, char *why
 
 /* ---- one-line JSON -------------------------------------------------------------------------------------- */
 
-bool bench_write_all(int fd, const char *s) {
+bool bench_write_all(int fd, const char *s)
+{
     size_t len = strlen(s);
     while (len > 0) {
         ssize_t n = write(fd, s, len);
@@ -194,7 +206,8 @@ bool bench_write_all(int fd, const char *s) {
 }
 
 /* The first character of key's value in line, or NULL. */
-static const char *json_find(const char *line, const char *key) {
+static const char *json_find(const char *line, const char *key)
+{
     char pattern[96];
     snprintf(pattern, sizeof pattern, "\"%s\":", key);
     const char *p = strstr(line, pattern);
@@ -206,11 +219,13 @@ static const char *json_find(const char *line, const char *key) {
     return p;
 }
 
-static bool json_value_ends(const char *end) {
+static bool json_value_ends(const char *end)
+{
     return *end == ',' || *end == '}' || *end == ' ';
 }
 
-bool bench_json_get_f64(const char *line, const char *key, double *out) {
+bool bench_json_get_f64(const char *line, const char *key, double *out)
+{
     const char *p = json_find(line, key);
     if (!p)
         return false;
@@ -222,7 +237,8 @@ bool bench_json_get_f64(const char *line, const char *key, double *out) {
     return true;
 }
 
-bool bench_json_get_u64(const char *line, const char *key, uint64_t *out) {
+bool bench_json_get_u64(const char *line, const char *key, uint64_t *out)
+{
     const char *p = json_find(line, key);
     if (!p || *p < '0' || *p > '9')
         return false;
@@ -235,7 +251,8 @@ bool bench_json_get_u64(const char *line, const char *key, uint64_t *out) {
     return true;
 }
 
-bool bench_json_get_str(const char *line, const char *key, char *out, size_t cap) {
+bool bench_json_get_str(const char *line, const char *key, char *out, size_t cap)
+{
     const char *p = json_find(line, key);
     if (!p || *p != '"')
         return false;
@@ -250,7 +267,8 @@ bool bench_json_get_str(const char *line, const char *key, char *out, size_t cap
 
 /* ---- options -------------------------------------------------------------------------------------------- */
 
-const char *bench_option_value(int argc, char **argv, int *i, const char *opt) {
+const char *bench_option_value(int argc, char **argv, int *i, const char *opt)
+{
     size_t n = strlen(opt);
     if (strncmp(argv[*i], opt, n) != 0)
         return NULL;
@@ -261,14 +279,16 @@ const char *bench_option_value(int argc, char **argv, int *i, const char *opt) {
     return NULL;
 }
 
-void bench_common_init(bench_common *c, unsigned timeout_s) {
+void bench_common_init(bench_common *c, unsigned timeout_s)
+{
     memset(c, 0, sizeof *c);
     c->reps = 3;
     c->scale = 1.0;
     c->timeout_s = timeout_s;
 }
 
-int bench_common_option(int argc, char **argv, int *i, bench_common *c) {
+int bench_common_option(int argc, char **argv, int *i, bench_common *c)
+{
     const char *a = argv[*i], *v;
     uint64_t u;
     if (strcmp(a, "--json") == 0) {
@@ -304,12 +324,14 @@ int bench_common_option(int argc, char **argv, int *i, bench_common *c) {
     return 1;
 }
 
-bool bench_is_option(const char *arg, const char *opt) {
+bool bench_is_option(const char *arg, const char *opt)
+{
     size_t n = strlen(opt);
     return strncmp(arg, opt, n) == 0 && (arg[n] == '\0' || arg[n] == '=');
 }
 
-bool bench_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out) {
+bool bench_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
     if (!s || *s < '0' || *s > '9')
         return false;
     char *end;
@@ -321,7 +343,8 @@ bool bench_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out) {
     return true;
 }
 
-bool bench_parse_f64(const char *s, double min, double max, double *out) {
+bool bench_parse_f64(const char *s, double min, double max, double *out)
+{
     if (!s || !*s)
         return false;
     char *end;
@@ -333,7 +356,8 @@ bool bench_parse_f64(const char *s, double min, double max, double *out) {
     return true;
 }
 
-int bench_for_each_item(const char *list, int (*fn)(const char *item, void *arg), void *arg) {
+int bench_for_each_item(const char *list, int (*fn)(const char *item, void *arg), void *arg)
+{
     while (*list) {
         size_t len = strcspn(list, ",");
         if (len > 0) {
@@ -354,12 +378,14 @@ int bench_for_each_item(const char *list, int (*fn)(const char *item, void *arg)
 
 /* ---- runs ----------------------------------------------------------------------------------------------- */
 
-static int cmp_u64(const void *a, const void *b) {
+static int cmp_u64(const void *a, const void *b)
+{
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return (x > y) - (x < y);
 }
 
-uint64_t bench_median_u64(uint64_t *v, unsigned n) {
+uint64_t bench_median_u64(uint64_t *v, unsigned n)
+{
     if (n == 0)
         return 0;
     qsort(v, n, sizeof v[0], cmp_u64);
@@ -367,7 +393,8 @@ uint64_t bench_median_u64(uint64_t *v, unsigned n) {
 }
 
 /* The median of the uint64_t field at offset off over the ok runs. */
-static uint64_t median_field(const bench_run *runs, unsigned n, size_t off) {
+static uint64_t median_field(const bench_run *runs, unsigned n, size_t off)
+{
     uint64_t v[BENCH_MAX_REPS];
     unsigned k = 0;
     for (unsigned i = 0; i < n && k < BENCH_MAX_REPS; i++)
@@ -376,7 +403,8 @@ static uint64_t median_field(const bench_run *runs, unsigned n, size_t off) {
     return bench_median_u64(v, k);
 }
 
-bench_run bench_run_aggregate(const bench_run *runs, unsigned n) {
+bench_run bench_run_aggregate(const bench_run *runs, unsigned n)
+{
     bench_run a = {0};
     for (unsigned i = 0; i < n; i++)
         if (runs[i].ok && (!a.ok || runs[i].ops_per_sec > a.ops_per_sec)) {
@@ -391,7 +419,8 @@ bench_run bench_run_aggregate(const bench_run *runs, unsigned n) {
     return a;
 }
 
-void bench_run_print(const char *bench, const char *workload, const char *impl, const bench_run *run, FILE *out) {
+void bench_run_print(const char *bench, const char *workload, const char *impl, const bench_run *run, FILE *out)
+{
     char buf[1024];
     json_writer j;
     json_init(&j, buf, sizeof buf);
@@ -424,7 +453,8 @@ void bench_run_print(const char *bench, const char *workload, const char *impl, 
     }
 }
 
-bool bench_run_parse(const char *line, bench_run *run) {
+bool bench_run_parse(const char *line, bench_run *run)
+{
     memset(run, 0, sizeof *run);
     run->ok = bench_json_get_f64(line, "ops_per_sec", &run->ops_per_sec) &&
               bench_json_get_u64(line, "threads", &run->threads) &&
@@ -437,7 +467,8 @@ bool bench_run_parse(const char *line, bench_run *run) {
 
 /* ---- human-readable numbers and tables ------------------------------------------------------------------ */
 
-const char *bench_fmt_bytes(char *buf, size_t cap, uint64_t bytes) {
+const char *bench_fmt_bytes(char *buf, size_t cap, uint64_t bytes)
+{
     static const char units[] = "BKMGTP";
     double v = (double)bytes;
     unsigned u = 0;
@@ -452,7 +483,8 @@ const char *bench_fmt_bytes(char *buf, size_t cap, uint64_t bytes) {
     return buf;
 }
 
-const char *bench_fmt_rate(char *buf, size_t cap, double per_sec) {
+const char *bench_fmt_rate(char *buf, size_t cap, double per_sec)
+{
     static const char units[] = " kMGT";
     double v = per_sec;
     unsigned u = 0;
@@ -467,24 +499,28 @@ const char *bench_fmt_rate(char *buf, size_t cap, double per_sec) {
     return buf;
 }
 
-__attribute__((format(printf, 2, 0))) static void cell_set(char *cell, const char *fmt, va_list ap) {
+__attribute__((format(printf, 2, 0))) static void cell_set(char *cell, const char *fmt, va_list ap)
+{
     vsnprintf(cell, BENCH_TABLE_CELL, fmt, ap);
 }
 
-void bench_table_init(bench_table *t, unsigned ncols, const char *const headers[]) {
+void bench_table_init(bench_table *t, unsigned ncols, const char *const headers[])
+{
     memset(t, 0, sizeof *t);
     t->ncols = ncols < BENCH_TABLE_MAX_COLS ? ncols : BENCH_TABLE_MAX_COLS;
     for (unsigned c = 0; c < t->ncols; c++)
         snprintf(t->cells[0][c], BENCH_TABLE_CELL, "%s", headers[c]);
 }
 
-int bench_table_row(bench_table *t) {
+int bench_table_row(bench_table *t)
+{
     if (t->nrows >= BENCH_TABLE_MAX_ROWS)
         return -1;
     return (int)++t->nrows;
 }
 
-void bench_table_set(bench_table *t, unsigned col, const char *fmt, ...) {
+void bench_table_set(bench_table *t, unsigned col, const char *fmt, ...)
+{
     if (t->nrows == 0 || col >= t->ncols)
         return;
     va_list ap;
@@ -493,7 +529,8 @@ void bench_table_set(bench_table *t, unsigned col, const char *fmt, ...) {
     va_end(ap);
 }
 
-void bench_table_print(const bench_table *t, FILE *out) {
+void bench_table_print(const bench_table *t, FILE *out)
+{
     size_t width[BENCH_TABLE_MAX_COLS] = {0};
     for (unsigned r = 0; r <= t->nrows; r++)
         for (unsigned c = 0; c < t->ncols; c++) {
@@ -516,7 +553,8 @@ void bench_table_print(const bench_table *t, FILE *out) {
     }
 }
 
-bool bench_table_set_run(bench_table *t, const char *impl, const bench_run *run) {
+bool bench_table_set_run(bench_table *t, const char *impl, const bench_run *run)
+{
     char b[5][24];
     bench_table_set(t, 0, "%s", impl);
     if (!run->ok) {
@@ -533,7 +571,8 @@ bool bench_table_set_run(bench_table *t, const char *impl, const bench_run *run)
     return true;
 }
 
-void bench_print_banner(const char *bench, double scale, unsigned reps, const char *ratio) {
+void bench_print_banner(const char *bench, double scale, unsigned reps, const char *ratio)
+{
     struct utsname u;
     uname(&u);
     printf("ohm-bench %s: scale %g, %u rep%s, %ld CPUs, %s %s\n", bench, scale, reps, reps == 1 ? "" : "s",

@@ -37,34 +37,40 @@ typedef struct bench_rng {
     uint64_t state;
 } bench_rng;
 
-static inline bench_rng bench_rng_seed(uint64_t seed) {
+static inline bench_rng bench_rng_seed(uint64_t seed)
+{
     bench_rng r = {seed};
     return r;
 }
 
-static inline uint64_t bench_rng_next(bench_rng *r) {
+static inline uint64_t bench_rng_next(bench_rng *r)
+{
     return harness_splitmix64(&r->state);
 }
 
 __extension__ typedef unsigned __int128 bench_u128;
 
 /* Uniform in [0, n) for n >= 1, by Lemire's multiply-shift; the tiny bias is irrelevant for workloads. */
-static inline uint64_t bench_rng_below(bench_rng *r, uint64_t n) {
+static inline uint64_t bench_rng_below(bench_rng *r, uint64_t n)
+{
     return (uint64_t)(((bench_u128)bench_rng_next(r) * n) >> 64);
 }
 
 /* Uniform in [lo, hi]. */
-static inline uint64_t bench_rng_range(bench_rng *r, uint64_t lo, uint64_t hi) {
+static inline uint64_t bench_rng_range(bench_rng *r, uint64_t lo, uint64_t hi)
+{
     return lo + bench_rng_below(r, hi - lo + 1);
 }
 
 /* Uniform in [0, 1). */
-static inline double bench_rng_unit(bench_rng *r) {
+static inline double bench_rng_unit(bench_rng *r)
+{
     return (double)(bench_rng_next(r) >> 11) * 0x1.0p-53;
 }
 
 /* Forces the compiler to compute v without storing it anywhere: the empty asm "uses" it. */
-static inline void bench_consume(uint64_t v) {
+static inline void bench_consume(uint64_t v)
+{
     __asm__ volatile("" : : "r"(v) : "memory");
 }
 
