@@ -187,18 +187,9 @@ static const buf_workload workloads[] = {
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 
-/* ---- options ------------------------------------------------------------------------------------------- */
-
-typedef struct buf_options {
-    bench_common c; /* --json, --verbose, --child, --list, --reps, --scale, --timeout */
-    bool want[NWORKLOADS];
-    buf_impl impls[IMPL_COUNT];
-    unsigned nimpls, threads; /* threads: the child's workload variant (0 = any) */
-} buf_options;
-
 /* ---- the child ----------------------------------------------------------------------------------------- */
 
-static int child_main(const buf_options *o)
+static int child_main(const bench_options *o)
 {
     const buf_workload *w = NULL;
     for (size_t i = 0; i < NWORKLOADS; i++)
@@ -209,7 +200,7 @@ static int child_main(const buf_options *o)
         }
     if (!w || o->nimpls != 1)
         bench_die(2, "--child needs exactly one --impl and one --workload");
-    buf_impl impl = o->impls[0];
+    buf_impl impl = (buf_impl)o->impls[0];
     if (impl == IMPL_RAW && !w->raw)
         bench_die(2, "pool-raw does not apply to %s", w->name);
     ohm_leak_set_sample_interval(128);
@@ -236,8 +227,9 @@ static int child_main(const buf_options *o)
 
 /* ---- the parent ---------------------------------------------------------------------------------------- */
 
-static bench_run run_child(const buf_options *o, const buf_workload *w, buf_impl impl, unsigned rep)
+static bench_run run_child(const bench_options *o, size_t wi, unsigned impl, unsigned rep)
 {
+    const buf_workload *w = &workloads[wi];
     char scale[32], threads[16];
     snprintf(scale, sizeof scale, "%.17g", o->c.scale);
     snprintf(threads, sizeof threads, "%u", w->threads);
@@ -265,182 +257,84 @@ static void print_goal(const bench_run *agg, buf_impl num, buf_impl den, double 
            got >= want ? "met" : "MISSED");
 }
 
-static void print_table(const buf_options *o, const buf_workload *w, const bench_run *agg, const bool *ran)
+static void heading(const bench_options *o, size_t wi)
 {
-    static const char *const headers[] = {"impl",     "threads",    "ops/s",     "ns/op",    "peak RSS",
-                                          "live peak", "RSS before", "RSS after", "vs ohm-off"};
-    bench_table t;
-    bench_table_init(&t, 9, headers);
-    const bench_run *off = agg[IMPL_OFF].ok ? &agg[IMPL_OFF] : NULL;
-    for (unsigned k = 0; k < o->nimpls; k++) {
-        buf_impl impl = o->impls[k];
-        const bench_run *a = &agg[impl];
-        if (!ran[impl])
-            continue;
-        bench_table_row(&t);
-        if (!bench_table_set_run(&t, impl_names[impl], a))
-            continue;
-        if (off && off->ops_per_sec > 0)
-            bench_table_set(&t, 8, "%.2fx", a->ops_per_sec / off->ops_per_sec);
-        else
-            bench_table_set(&t, 8, "-");
-    }
+    const buf_workload *w = &workloads[wi];
     printf("\n%s (%u thread%s, %llu %s per run): %s\n", w->name, w->threads, w->threads == 1 ? "" : "s",
            (unsigned long long)bench_scaled(w->count, o->c.scale), w->unit, w->summary);
-    bench_table_print(&t, stdout);
+}
+
+/* "vs ohm-off": an impl's ops/s over ohm-off's. */
+static void ratio_cell(bench_table *t, const bench_run *agg, const bool *ran, unsigned impl)
+{
+    (void)ran;
+    const bench_run *off = agg[IMPL_OFF].ok ? &agg[IMPL_OFF] : NULL;
+    if (off && off->ops_per_sec > 0)
+        bench_table_set(t, 8, "%.2fx", agg[impl].ops_per_sec / off->ops_per_sec);
+    else
+        bench_table_set(t, 8, "-");
+}
+
+static void goals(const bench_options *o, size_t wi, const bench_run *agg, const bool *ran)
+{
+    (void)o;
+    (void)ran;
     print_goal(agg, IMPL_SIMPLE, IMPL_OFF, 0.95);
     print_goal(agg, IMPL_PARANOID, IMPL_OFF, 0.33);
-    if (strcmp(w->name, "alloc-release-64") == 0)
+    if (strcmp(workloads[wi].name, "alloc-release-64") == 0)
         print_goal(agg, IMPL_OFF, IMPL_RAW, 0.77);
-    fflush(stdout);
 }
 
-/* All reps of one workload, impls interleaved and rotated; returns the number of failed runs. */
-static unsigned run_workload(const buf_options *o, const buf_workload *w)
+static const char *workload_name(size_t wi)
 {
-    static bench_run runs[IMPL_COUNT][BENCH_MAX_REPS];
-    buf_impl order[IMPL_COUNT];
-    bool ran[IMPL_COUNT] = {false};
-    unsigned n = 0, failed = 0;
-    for (unsigned k = 0; k < o->nimpls; k++)
-        if (o->impls[k] != IMPL_RAW || w->raw) {
-            order[n++] = o->impls[k];
-            ran[o->impls[k]] = true;
-        }
-    memset(runs, 0, sizeof runs);
-    for (unsigned rep = 0; rep < o->c.reps; rep++)
-        for (unsigned k = 0; k < n; k++) {
-            buf_impl impl = order[(k + rep) % n];
-            runs[impl][rep] = run_child(o, w, impl, rep);
-            failed += !runs[impl][rep].ok;
-        }
-    bench_run agg[IMPL_COUNT];
-    for (unsigned i = 0; i < IMPL_COUNT; i++)
-        agg[i] = bench_run_aggregate(runs[i], o->c.reps);
-    if (!o->c.json) {
-        print_table(o, w, agg, ran);
-        return failed;
-    }
-    for (unsigned k = 0; k < o->nimpls; k++)
-        if (ran[o->impls[k]] && agg[o->impls[k]].ok)
-            bench_run_print("buf", w->name, impl_names[o->impls[k]], &agg[o->impls[k]], stdout);
-    return failed;
+    return workloads[wi].name;
 }
 
-static int parent_main(const buf_options *o)
+/* pool-raw has no counterpart for retain-release and slice-release. */
+static bool applies(size_t wi, unsigned impl)
 {
-    if (!o->c.json) {
-        bench_print_banner("buf", o->c.scale, o->c.reps, "vs ohm-off = impl ops/s / ohm-off ops/s");
-        fflush(stdout);
-    }
-    unsigned failed = 0;
+    return impl != IMPL_RAW || workloads[wi].raw;
+}
+
+static void list(void)
+{
+    printf("%-17s %-9s %9s %-8s %s\n", "workload", "threads", "scale 1", "of", "what");
     for (size_t i = 0; i < NWORKLOADS; i++)
-        if (o->want[i])
-            failed += run_workload(o, &workloads[i]);
-    if (failed)
-        bench_warn("%u run%s failed (see above)", failed, failed == 1 ? "" : "s");
-    return failed ? 1 : 0;
+        printf("%-17s %-9u %9llu %-8s %s%s\n", workloads[i].name, workloads[i].threads,
+               (unsigned long long)workloads[i].count, workloads[i].unit, workloads[i].summary,
+               workloads[i].raw ? "" : " (no pool-raw)");
 }
 
-static void usage(FILE *out)
-{
-    fputs("usage: ohm-bench buf [options]\n"
-          "  --workload NAME[,NAME]  workloads to run (repeatable; default all; --list names them)\n"
-          "  --impl NAME[,NAME]      ohm-off, ohm-simple, ohm-advanced, ohm-paranoid, pool-raw (default all)\n"
-          "  --reps N                runs per workload and impl (default 3; best ops/s, median RSS)\n"
-          "  --scale F               multiplies iteration counts (default 1)\n"
-          "  --json                  one JSON object per line per (workload, impl) instead of tables\n"
-          "  --timeout S             kill a run after S seconds (default 600; 0 = never)\n"
-          "  --verbose               print every run's result on stderr\n"
-          "  --list                  list the workloads and exit\n",
-          out);
-}
-
-static int add_workload(const char *name, void *arg)
-{
-    buf_options *o = arg;
-    bool found = false;
-    for (size_t i = 0; i < NWORKLOADS; i++)
-        if (strcmp(name, "all") == 0 || strcmp(name, workloads[i].name) == 0)
-            found = o->want[i] = true;
-    if (!found)
-        bench_warn("unknown workload '%s' (--list shows them)", name);
-    return found ? 0 : 1;
-}
-
-static int add_impl(const char *name, void *arg)
-{
-    buf_options *o = arg;
-    for (unsigned i = 0; i < IMPL_COUNT; i++)
-        if (strcmp(name, impl_names[i]) == 0) {
-            for (unsigned k = 0; k < o->nimpls; k++)
-                if (o->impls[k] == (buf_impl)i)
-                    return 0;
-            o->impls[o->nimpls++] = (buf_impl)i;
-            return 0;
-        }
-    bench_warn("unknown impl '%s' (ohm-off, ohm-simple, ohm-advanced, ohm-paranoid, pool-raw)", name);
-    return 1;
-}
-
-static int parse_options(int argc, char **argv, buf_options *o)
-{
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        uint64_t u;
-        int shared = bench_common_option(argc, argv, &i, &o->c);
-        if (shared == -1) {
-            usage(stdout);
-            return -1;
-        }
-        if (shared == 2)
-            return 2;
-        if (shared == 1)
-            continue;
-        if ((v = bench_option_value(argc, argv, &i, "--workload"))) {
-            if (bench_for_each_item(v, add_workload, o))
-                return 2;
-        } else if ((v = bench_option_value(argc, argv, &i, "--impl"))) {
-            if (bench_for_each_item(v, add_impl, o))
-                return 2;
-        } else if ((v = bench_option_value(argc, argv, &i, "--threads"))) {
-            if (!bench_parse_u64(v, 1, 8, &u)) {
-                bench_warn("--threads needs a number from 1 to 8");
-                return 2;
-            }
-            o->threads = (unsigned)u;
-        } else {
-            bench_warn("unknown option or missing value '%s'", a);
-            usage(stderr);
-            return 2;
-        }
-    }
-    return 0;
-}
+static const bench_suite suite = {
+    .name = "buf",
+    .usage = "usage: ohm-bench buf [options]\n"
+             "  --workload NAME[,NAME]  workloads to run (repeatable; default all; --list names them)\n"
+             "  --impl NAME[,NAME]      ohm-off, ohm-simple, ohm-advanced, ohm-paranoid, pool-raw (default all)\n"
+             "  --reps N                runs per workload and impl (default 3; best ops/s, median RSS)\n"
+             "  --scale F               multiplies iteration counts (default 1)\n"
+             "  --json                  one JSON object per line per (workload, impl) instead of tables\n"
+             "  --timeout S             kill a run after S seconds (default 600; 0 = never)\n"
+             "  --verbose               print every run's result on stderr\n"
+             "  --list                  list the workloads and exit\n",
+    .default_timeout_s = DEFAULT_TIMEOUT_S,
+    .banner_ratio = "vs ohm-off = impl ops/s / ohm-off ops/s",
+    .impl_names = impl_names,
+    .nimpls = IMPL_COUNT,
+    .impl_hint = "ohm-off, ohm-simple, ohm-advanced, ohm-paranoid, pool-raw",
+    .nworkloads = NWORKLOADS,
+    .workload_name = workload_name,
+    .threads = BENCH_THREADS_CHILD,
+    .applies = applies,
+    .list = list,
+    .child = child_main,
+    .run_child = run_child,
+    .heading = heading,
+    .ratio_header = "vs ohm-off",
+    .ratio_cell = ratio_cell,
+    .goals = goals,
+};
 
 int bench_buf_main(int argc, char **argv)
 {
-    buf_options o;
-    memset(&o, 0, sizeof o);
-    bench_common_init(&o.c, DEFAULT_TIMEOUT_S);
-    int rc = parse_options(argc, argv, &o);
-    if (rc)
-        return rc < 0 ? 0 : rc;
-    if (o.c.list) {
-        printf("%-17s %-9s %9s %-8s %s\n", "workload", "threads", "scale 1", "of", "what");
-        for (size_t i = 0; i < NWORKLOADS; i++)
-            printf("%-17s %-9u %9llu %-8s %s%s\n", workloads[i].name, workloads[i].threads,
-                   (unsigned long long)workloads[i].count, workloads[i].unit, workloads[i].summary,
-                   workloads[i].raw ? "" : " (no pool-raw)");
-        return 0;
-    }
-    if (o.nimpls == 0)
-        for (unsigned i = 0; i < IMPL_COUNT; i++)
-            o.impls[o.nimpls++] = (buf_impl)i;
-    bool any = false;
-    for (size_t i = 0; i < NWORKLOADS; i++)
-        any |= o.want[i];
-    if (!any)
-        add_workload("all", &o);
-    return o.c.child ? child_main(&o) : parent_main(&o);
+    return bench_suite_main(&suite, argc, argv);
 }

@@ -250,18 +250,9 @@ static const ffi_workload workloads[] = {
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 
-/* ---- options ------------------------------------------------------------------------------------------- */
-
-typedef struct ffi_options {
-    bench_common c; /* --json, --verbose, --child, --list, --reps, --scale, --timeout */
-    bool want[NWORKLOADS];
-    ffi_impl impls[IMPL_COUNT];
-    unsigned nimpls;
-} ffi_options;
-
 /* ---- the child ----------------------------------------------------------------------------------------- */
 
-static int child_main(const ffi_options *o)
+static int child_main(const bench_options *o)
 {
     const ffi_workload *w = NULL;
     for (size_t i = 0; i < NWORKLOADS; i++)
@@ -272,7 +263,7 @@ static int child_main(const ffi_options *o)
         }
     if (!w || o->nimpls != 1)
         bench_die(2, "--child needs exactly one --impl and one --workload");
-    ffi_impl impl = o->impls[0];
+    ffi_impl impl = (ffi_impl)o->impls[0];
     ffi_result warm = {0}; /* first-use paths (dlopen, libffi, the default pool) before the measured run */
     w->run(w, impl, 1e-4, &warm);
     ffi_result r = {0};
@@ -295,8 +286,9 @@ static int child_main(const ffi_options *o)
 
 /* ---- the parent ---------------------------------------------------------------------------------------- */
 
-static bench_run run_child(const ffi_options *o, const ffi_workload *w, ffi_impl impl, unsigned rep)
+static bench_run run_child(const bench_options *o, size_t wi, unsigned impl, unsigned rep)
 {
+    const ffi_workload *w = &workloads[wi];
     char scale[32];
     snprintf(scale, sizeof scale, "%.17g", o->c.scale);
     const char *argv[] = {"ohm-bench", "ffi", "--child", "--impl", impl_names[impl], "--workload", w->name,
@@ -315,169 +307,76 @@ static bench_run run_child(const ffi_options *o, const ffi_workload *w, ffi_impl
 
 static double ns_per_op(const bench_run *r) { return r->ok && r->ops_per_sec > 0 ? 1e9 / r->ops_per_sec : -1.0; }
 
-static void print_table(const ffi_options *o, const ffi_workload *w, const bench_run *agg, const bool *ran)
+static void heading(const bench_options *o, size_t wi)
 {
-    static const char *const headers[] = {"impl",     "threads",    "ops/s",     "ns/op",   "peak RSS",
-                                          "live peak", "RSS before", "RSS after", "overhead"};
-    bench_table t;
-    bench_table_init(&t, 9, headers);
-    double direct = ran[IMPL_DIRECT] ? ns_per_op(&agg[IMPL_DIRECT]) : -1.0;
-    for (unsigned k = 0; k < o->nimpls; k++) {
-        ffi_impl impl = o->impls[k];
-        if (!ran[impl])
-            continue;
-        bench_table_row(&t);
-        if (!bench_table_set_run(&t, impl_names[impl], &agg[impl]))
-            continue;
-        if (impl != IMPL_DIRECT && direct >= 0)
-            bench_table_set(&t, 8, "%+.1f ns", ns_per_op(&agg[impl]) - direct);
-        else
-            bench_table_set(&t, 8, "-");
-    }
+    const ffi_workload *w = &workloads[wi];
     printf("\n%s (%llu calls per run, %s): %s\n", w->name, (unsigned long long)bench_scaled(w->count, o->c.scale),
            w->signature, w->summary);
-    bench_table_print(&t, stdout);
+}
+
+/* "overhead": an impl's ns/op minus direct's. */
+static void ratio_cell(bench_table *t, const bench_run *agg, const bool *ran, unsigned impl)
+{
+    double direct = ran[IMPL_DIRECT] ? ns_per_op(&agg[IMPL_DIRECT]) : -1.0;
+    if (impl != IMPL_DIRECT && direct >= 0)
+        bench_table_set(t, 8, "%+.1f ns", ns_per_op(&agg[impl]) - direct);
+    else
+        bench_table_set(t, 8, "-");
+}
+
+static void goals(const bench_options *o, size_t wi, const bench_run *agg, const bool *ran)
+{
+    (void)o;
+    (void)wi;
+    double direct = ran[IMPL_DIRECT] ? ns_per_op(&agg[IMPL_DIRECT]) : -1.0;
     double ffi = ran[IMPL_FFI] ? ns_per_op(&agg[IMPL_FFI]) : -1.0;
     if (direct >= 0 && ffi >= 0)
         printf("goal  ffi - direct < %.0f ns per call: %.1f ns  %s\n", GOAL_OVERHEAD_NS, ffi - direct,
                ffi - direct < GOAL_OVERHEAD_NS ? "met" : "MISSED");
-    fflush(stdout);
 }
 
-/* All reps of one workload, impls interleaved and rotated; returns the number of failed runs. */
-static unsigned run_workload(const ffi_options *o, const ffi_workload *w)
+static const char *workload_name(size_t wi)
 {
-    static bench_run runs[IMPL_COUNT][BENCH_MAX_REPS];
-    bool ran[IMPL_COUNT] = {false};
-    unsigned failed = 0;
-    for (unsigned k = 0; k < o->nimpls; k++)
-        ran[o->impls[k]] = true;
-    memset(runs, 0, sizeof runs);
-    for (unsigned rep = 0; rep < o->c.reps; rep++)
-        for (unsigned k = 0; k < o->nimpls; k++) {
-            ffi_impl impl = o->impls[(k + rep) % o->nimpls];
-            runs[impl][rep] = run_child(o, w, impl, rep);
-            failed += !runs[impl][rep].ok;
-        }
-    bench_run agg[IMPL_COUNT];
-    for (unsigned i = 0; i < IMPL_COUNT; i++)
-        agg[i] = bench_run_aggregate(runs[i], o->c.reps);
-    if (!o->c.json) {
-        print_table(o, w, agg, ran);
-        return failed;
-    }
-    for (unsigned k = 0; k < o->nimpls; k++)
-        if (agg[o->impls[k]].ok)
-            bench_run_print("ffi", w->name, impl_names[o->impls[k]], &agg[o->impls[k]], stdout);
-    return failed;
+    return workloads[wi].name;
 }
 
-static int parent_main(const ffi_options *o)
+static void list(void)
 {
-    if (!o->c.json) {
-        bench_print_banner("ffi", o->c.scale, o->c.reps, "overhead = ffi ns/op - direct ns/op (best run of each)");
-        fflush(stdout);
-    }
-    unsigned failed = 0;
+    printf("%-12s %9s %-24s %s\n", "workload", "scale 1", "signature", "what (one op = one call)");
     for (size_t i = 0; i < NWORKLOADS; i++)
-        if (o->want[i])
-            failed += run_workload(o, &workloads[i]);
-    if (failed)
-        bench_warn("%u run%s failed (see above)", failed, failed == 1 ? "" : "s");
-    return failed ? 1 : 0;
+        printf("%-12s %9llu %-24s %s\n", workloads[i].name, (unsigned long long)workloads[i].count,
+               workloads[i].signature, workloads[i].summary);
 }
 
-static void usage(FILE *out)
-{
-    fputs("usage: ohm-bench ffi [options]\n"
-          "  --workload NAME[,NAME]  workloads to run (repeatable; default all; --list names them)\n"
-          "  --impl NAME[,NAME]      direct, ffi (default both)\n"
-          "  --reps N                runs per workload and impl (default 3; best ops/s, median RSS)\n"
-          "  --scale F               multiplies call counts (default 1)\n"
-          "  --json                  one JSON object per line per (workload, impl) instead of tables\n"
-          "  --timeout S             kill a run after S seconds (default 600; 0 = never)\n"
-          "  --verbose               print every run's result on stderr\n"
-          "  --list                  list the workloads and exit\n",
-          out);
-}
-
-static int add_workload(const char *name, void *arg)
-{
-    ffi_options *o = arg;
-    bool found = false;
-    for (size_t i = 0; i < NWORKLOADS; i++)
-        if (strcmp(name, "all") == 0 || strcmp(name, workloads[i].name) == 0)
-            found = o->want[i] = true;
-    if (!found)
-        bench_warn("unknown workload '%s' (--list shows them)", name);
-    return found ? 0 : 1;
-}
-
-static int add_impl(const char *name, void *arg)
-{
-    ffi_options *o = arg;
-    for (unsigned i = 0; i < IMPL_COUNT; i++)
-        if (strcmp(name, impl_names[i]) == 0) {
-            for (unsigned k = 0; k < o->nimpls; k++)
-                if (o->impls[k] == (ffi_impl)i)
-                    return 0;
-            o->impls[o->nimpls++] = (ffi_impl)i;
-            return 0;
-        }
-    bench_warn("unknown impl '%s' (direct, ffi)", name);
-    return 1;
-}
-
-static int parse_options(int argc, char **argv, ffi_options *o)
-{
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        int shared = bench_common_option(argc, argv, &i, &o->c);
-        if (shared == -1) {
-            usage(stdout);
-            return -1;
-        }
-        if (shared == 2)
-            return 2;
-        if (shared == 1)
-            continue;
-        if ((v = bench_option_value(argc, argv, &i, "--workload"))) {
-            if (bench_for_each_item(v, add_workload, o))
-                return 2;
-        } else if ((v = bench_option_value(argc, argv, &i, "--impl"))) {
-            if (bench_for_each_item(v, add_impl, o))
-                return 2;
-        } else {
-            bench_warn("unknown option or missing value '%s'", a);
-            usage(stderr);
-            return 2;
-        }
-    }
-    return 0;
-}
+static const bench_suite suite = {
+    .name = "ffi",
+    .usage = "usage: ohm-bench ffi [options]\n"
+             "  --workload NAME[,NAME]  workloads to run (repeatable; default all; --list names them)\n"
+             "  --impl NAME[,NAME]      direct, ffi (default both)\n"
+             "  --reps N                runs per workload and impl (default 3; best ops/s, median RSS)\n"
+             "  --scale F               multiplies call counts (default 1)\n"
+             "  --json                  one JSON object per line per (workload, impl) instead of tables\n"
+             "  --timeout S             kill a run after S seconds (default 600; 0 = never)\n"
+             "  --verbose               print every run's result on stderr\n"
+             "  --list                  list the workloads and exit\n",
+    .default_timeout_s = DEFAULT_TIMEOUT_S,
+    .banner_ratio = "overhead = ffi ns/op - direct ns/op (best run of each)",
+    .impl_names = impl_names,
+    .nimpls = IMPL_COUNT,
+    .impl_hint = "direct, ffi",
+    .nworkloads = NWORKLOADS,
+    .workload_name = workload_name,
+    .threads = BENCH_THREADS_NONE,
+    .list = list,
+    .child = child_main,
+    .run_child = run_child,
+    .heading = heading,
+    .ratio_header = "overhead",
+    .ratio_cell = ratio_cell,
+    .goals = goals,
+};
 
 int bench_ffi_main(int argc, char **argv)
 {
-    ffi_options o;
-    memset(&o, 0, sizeof o);
-    bench_common_init(&o.c, DEFAULT_TIMEOUT_S);
-    int rc = parse_options(argc, argv, &o);
-    if (rc)
-        return rc < 0 ? 0 : rc;
-    if (o.c.list) {
-        printf("%-12s %9s %-24s %s\n", "workload", "scale 1", "signature", "what (one op = one call)");
-        for (size_t i = 0; i < NWORKLOADS; i++)
-            printf("%-12s %9llu %-24s %s\n", workloads[i].name, (unsigned long long)workloads[i].count,
-                   workloads[i].signature, workloads[i].summary);
-        return 0;
-    }
-    if (o.nimpls == 0)
-        for (unsigned i = 0; i < IMPL_COUNT; i++)
-            o.impls[o.nimpls++] = (ffi_impl)i;
-    bool any = false;
-    for (size_t i = 0; i < NWORKLOADS; i++)
-        any |= o.want[i];
-    if (!any)
-        add_workload("all", &o);
-    return o.c.child ? child_main(&o) : parent_main(&o);
+    return bench_suite_main(&suite, argc, argv);
 }

@@ -311,17 +311,9 @@ static const mm_workload workloads[] = {
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 
-/* ---- options ------------------------------------------------------------------------------------------- */
-
-typedef struct mm_options {
-    bench_common c; /* --json, --verbose, --child, --list, --reps, --scale, --timeout */
-    bool want[NWORKLOADS];
-    unsigned threads; /* threads: the child's workload variant (0 = any) */
-} mm_options;
-
 /* ---- the child ----------------------------------------------------------------------------------------- */
 
-static int child_main(const mm_options *o)
+static int child_main(const bench_options *o)
 {
     const mm_workload *w = NULL;
     for (size_t i = 0; i < NWORKLOADS; i++)
@@ -352,8 +344,10 @@ static int child_main(const mm_options *o)
 
 /* ---- the parent ---------------------------------------------------------------------------------------- */
 
-static bench_run run_child(const mm_options *o, const mm_workload *w, unsigned rep)
+static bench_run run_child(const bench_options *o, size_t wi, unsigned impl, unsigned rep)
 {
+    (void)impl;
+    const mm_workload *w = &workloads[wi];
     char scale[32], threads[16];
     snprintf(scale, sizeof scale, "%.17g", o->c.scale);
     snprintf(threads, sizeof threads, "%u", w->threads);
@@ -372,30 +366,24 @@ static bench_run run_child(const mm_options *o, const mm_workload *w, unsigned r
     return run;
 }
 
-static void print_table(const mm_options *o, const mm_workload *w, const bench_run *agg)
+static void heading(const bench_options *o, size_t wi)
 {
-    static const char *const headers[] = {"impl",      "threads",    "ops/s",    "ns/op",
-                                          "peak RSS", "live peak", "RSS before", "RSS after"};
-    bench_table t;
-    bench_table_init(&t, 8, headers);
-    bench_table_row(&t);
-    bench_table_set_run(&t, impl_name, agg);
+    const mm_workload *w = &workloads[wi];
     printf("\n%s (%u thread%s, %llu %s per run): %s\n", w->name, w->threads, w->threads == 1 ? "" : "s",
            (unsigned long long)bench_scaled(w->count, o->c.scale), w->unit, w->summary);
-    bench_table_print(&t, stdout);
-    fflush(stdout);
 }
 
 /* The goals, from the acquire-release aggregates (ns/op = 1e9 / ops/s over all threads). */
-static void print_goals(const bench_run *agg)
+static void final_goals(const bench_options *o, const bench_run (*agg)[BENCH_MAX_IMPLS])
 {
+    (void)o;
     const bench_run *one = NULL, *two = NULL;
     for (size_t i = 0; i < NWORKLOADS; i++)
-        if (workloads[i].run == run_acquire_release && agg[i].ok && agg[i].ops_per_sec > 0) {
+        if (workloads[i].run == run_acquire_release && agg[i][0].ok && agg[i][0].ops_per_sec > 0) {
             if (workloads[i].threads == 1)
-                one = &agg[i];
+                one = &agg[i][0];
             else if (workloads[i].threads == 2)
-                two = &agg[i];
+                two = &agg[i][0];
         }
     if (!one && !two)
         return;
@@ -413,136 +401,53 @@ static void print_goals(const bench_run *agg)
     fflush(stdout);
 }
 
-/* All reps of one workload into *agg; returns the number of failed runs. */
-static unsigned run_workload(const mm_options *o, const mm_workload *w, bench_run *agg)
+static const char *workload_name(size_t wi)
 {
-    static bench_run runs[BENCH_MAX_REPS];
-    unsigned failed = 0;
-    memset(runs, 0, sizeof runs);
-    for (unsigned rep = 0; rep < o->c.reps; rep++) {
-        runs[rep] = run_child(o, w, rep);
-        failed += !runs[rep].ok;
-    }
-    *agg = bench_run_aggregate(runs, o->c.reps);
-    if (!o->c.json)
-        print_table(o, w, agg);
-    else if (agg->ok)
-        bench_run_print("mm", w->name, impl_name, agg, stdout);
-    return failed;
+    return workloads[wi].name;
 }
 
-static int parent_main(const mm_options *o)
+static unsigned workload_threads(size_t wi)
 {
-    if (!o->c.json) {
-        bench_print_banner("mm", o->c.scale, o->c.reps, "impl ohm only, no ratio column; ns/op = 1e9 / ops/s (all threads)");
-        fflush(stdout);
-    }
-    bench_run agg[NWORKLOADS];
-    memset(agg, 0, sizeof agg);
-    unsigned failed = 0;
+    return workloads[wi].threads;
+}
+
+static void list(void)
+{
+    printf("%-17s %-9s %9s %-8s %s\n", "workload", "threads", "scale 1", "of", "what");
     for (size_t i = 0; i < NWORKLOADS; i++)
-        if (o->want[i])
-            failed += run_workload(o, &workloads[i], &agg[i]);
-    if (!o->c.json)
-        print_goals(agg);
-    if (failed)
-        bench_warn("%u run%s failed (see above)", failed, failed == 1 ? "" : "s");
-    return failed ? 1 : 0;
+        printf("%-17s %-9u %9llu %-8s %s\n", workloads[i].name, workloads[i].threads,
+               (unsigned long long)workloads[i].count, workloads[i].unit, workloads[i].summary);
 }
 
-static void usage(FILE *out)
-{
-    fputs("usage: ohm-bench mm [options]\n"
-          "  --workload NAME[,NAME]  workloads to run (repeatable; default all; --list names them)\n"
-          "  --impl NAME             ohm (the only one)\n"
-          "  --threads N             only the workloads' N-thread variants\n"
-          "  --reps N                runs per workload (default 3; best ops/s, median RSS)\n"
-          "  --scale F               multiplies iteration counts (default 1)\n"
-          "  --json                  one JSON object per line per workload instead of tables\n"
-          "  --timeout S             kill a run after S seconds (default 600; 0 = never)\n"
-          "  --verbose               print every run's result on stderr\n"
-          "  --list                  list the workloads and exit\n",
-          out);
-}
-
-static int add_workload(const char *name, void *arg)
-{
-    mm_options *o = arg;
-    bool found = false;
-    for (size_t i = 0; i < NWORKLOADS; i++)
-        if (strcmp(name, "all") == 0 || strcmp(name, workloads[i].name) == 0)
-            found = o->want[i] = true;
-    if (!found)
-        bench_warn("unknown workload '%s' (--list shows them)", name);
-    return found ? 0 : 1;
-}
-
-static int check_impl(const char *name, void *arg)
-{
-    (void)arg;
-    if (strcmp(name, impl_name) == 0)
-        return 0;
-    bench_warn("unknown impl '%s' (ohm is the only one)", name);
-    return 1;
-}
-
-static int parse_options(int argc, char **argv, mm_options *o)
-{
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        uint64_t u;
-        int shared = bench_common_option(argc, argv, &i, &o->c);
-        if (shared == -1) {
-            usage(stdout);
-            return -1;
-        }
-        if (shared == 2)
-            return 2;
-        if (shared == 1)
-            continue;
-        if ((v = bench_option_value(argc, argv, &i, "--workload"))) {
-            if (bench_for_each_item(v, add_workload, o))
-                return 2;
-        } else if ((v = bench_option_value(argc, argv, &i, "--impl"))) {
-            if (bench_for_each_item(v, check_impl, o))
-                return 2;
-        } else if ((v = bench_option_value(argc, argv, &i, "--threads"))) {
-            if (!bench_parse_u64(v, 1, 8, &u)) {
-                bench_warn("--threads needs a number from 1 to 8");
-                return 2;
-            }
-            o->threads = (unsigned)u;
-        } else {
-            bench_warn("unknown option or missing value '%s'", a);
-            usage(stderr);
-            return 2;
-        }
-    }
-    return 0;
-}
+static const bench_suite suite = {
+    .name = "mm",
+    .usage = "usage: ohm-bench mm [options]\n"
+             "  --workload NAME[,NAME]  workloads to run (repeatable; default all; --list names them)\n"
+             "  --impl NAME             ohm (the only one)\n"
+             "  --threads N             only the workloads' N-thread variants\n"
+             "  --reps N                runs per workload (default 3; best ops/s, median RSS)\n"
+             "  --scale F               multiplies iteration counts (default 1)\n"
+             "  --json                  one JSON object per line per workload instead of tables\n"
+             "  --timeout S             kill a run after S seconds (default 600; 0 = never)\n"
+             "  --verbose               print every run's result on stderr\n"
+             "  --list                  list the workloads and exit\n",
+    .default_timeout_s = DEFAULT_TIMEOUT_S,
+    .banner_ratio = "impl ohm only, no ratio column; ns/op = 1e9 / ops/s (all threads)",
+    .impl_names = &impl_name,
+    .nimpls = 1,
+    .impl_hint = "ohm is the only one",
+    .nworkloads = NWORKLOADS,
+    .workload_name = workload_name,
+    .threads = BENCH_THREADS_FILTER,
+    .workload_threads = workload_threads,
+    .list = list,
+    .child = child_main,
+    .run_child = run_child,
+    .heading = heading,
+    .final_goals = final_goals,
+};
 
 int bench_mm_main(int argc, char **argv)
 {
-    mm_options o;
-    memset(&o, 0, sizeof o);
-    bench_common_init(&o.c, DEFAULT_TIMEOUT_S);
-    int rc = parse_options(argc, argv, &o);
-    if (rc)
-        return rc < 0 ? 0 : rc;
-    if (o.c.list) {
-        printf("%-17s %-9s %9s %-8s %s\n", "workload", "threads", "scale 1", "of", "what");
-        for (size_t i = 0; i < NWORKLOADS; i++)
-            printf("%-17s %-9u %9llu %-8s %s\n", workloads[i].name, workloads[i].threads,
-                   (unsigned long long)workloads[i].count, workloads[i].unit, workloads[i].summary);
-        return 0;
-    }
-    bool any = false;
-    for (size_t i = 0; i < NWORKLOADS; i++)
-        any |= o.want[i];
-    if (!any)
-        add_workload("all", &o);
-    if (o.threads && !o.c.child) /* the parent narrows to the variants asked for */
-        for (size_t i = 0; i < NWORKLOADS; i++)
-            o.want[i] &= workloads[i].threads == o.threads;
-    return o.c.child ? child_main(&o) : parent_main(&o);
+    return bench_suite_main(&suite, argc, argv);
 }

@@ -579,3 +579,174 @@ void bench_print_banner(const char *bench, double scale, unsigned reps, const ch
            sysconf(_SC_NPROCESSORS_ONLN), u.sysname, u.release);
     printf("ops/s: best of the reps; RSS: median of the reps; %s\n", ratio);
 }
+
+/* ---- a subcommand as a descriptor ----------------------------------------------------------------------- */
+
+typedef struct suite_parse {
+    const bench_suite *s;
+    bench_options *o;
+} suite_parse;
+
+static int add_workload(const char *name, void *arg)
+{
+    suite_parse *p = arg;
+    bool found = false;
+    for (size_t i = 0; i < p->s->nworkloads; i++)
+        if (strcmp(name, "all") == 0 || strcmp(name, p->s->workload_name(i)) == 0)
+            found = p->o->want[i] = true;
+    if (!found)
+        bench_warn("unknown workload '%s' (--list shows them)", name);
+    return found ? 0 : 1;
+}
+
+static int add_impl(const char *name, void *arg)
+{
+    suite_parse *p = arg;
+    for (unsigned i = 0; i < p->s->nimpls; i++)
+        if (strcmp(name, p->s->impl_names[i]) == 0) {
+            for (unsigned k = 0; k < p->o->nimpls; k++)
+                if (p->o->impls[k] == i)
+                    return 0;
+            p->o->impls[p->o->nimpls++] = i;
+            return 0;
+        }
+    bench_warn("unknown impl '%s' (%s)", name, p->s->impl_hint);
+    return 1;
+}
+
+/* Returns 0, or the exit status for a usage error (2) or --help (-1 meaning "exit 0"). */
+static int suite_options(const bench_suite *s, int argc, char **argv, bench_options *o)
+{
+    suite_parse p = {s, o};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        uint64_t u;
+        int shared = bench_common_option(argc, argv, &i, &o->c);
+        if (shared == -1) {
+            fputs(s->usage, stdout);
+            return -1;
+        }
+        if (shared == 2)
+            return 2;
+        if (shared == 1)
+            continue;
+        if ((v = bench_option_value(argc, argv, &i, "--workload"))) {
+            if (bench_for_each_item(v, add_workload, &p))
+                return 2;
+        } else if ((v = bench_option_value(argc, argv, &i, "--impl"))) {
+            if (bench_for_each_item(v, add_impl, &p))
+                return 2;
+        } else if (s->threads != BENCH_THREADS_NONE && (v = bench_option_value(argc, argv, &i, "--threads"))) {
+            if (!bench_parse_u64(v, 1, 8, &u)) {
+                bench_warn("--threads needs a number from 1 to 8");
+                return 2;
+            }
+            o->threads = (unsigned)u;
+        } else {
+            bench_warn("unknown option or missing value '%s'", a);
+            fputs(s->usage, stderr);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+static void suite_table(const bench_suite *s, const bench_options *o, size_t w, const bench_run *agg,
+                        const bool *ran)
+{
+    static const char *const headers[] = {"impl",     "threads",    "ops/s",     "ns/op", "peak RSS",
+                                          "live peak", "RSS before", "RSS after", ""};
+    bench_table t;
+    bench_table_init(&t, s->ratio_header ? 9 : 8, headers);
+    if (s->ratio_header)
+        snprintf(t.cells[0][8], BENCH_TABLE_CELL, "%s", s->ratio_header);
+    for (unsigned k = 0; k < o->nimpls; k++) {
+        unsigned impl = o->impls[k];
+        if (!ran[impl])
+            continue;
+        bench_table_row(&t);
+        if (bench_table_set_run(&t, s->impl_names[impl], &agg[impl]) && s->ratio_cell)
+            s->ratio_cell(&t, agg, ran, impl);
+    }
+    s->heading(o, w);
+    bench_table_print(&t, stdout);
+    if (s->goals)
+        s->goals(o, w, agg, ran);
+    fflush(stdout);
+}
+
+/* All reps of workload w, impls interleaved and rotated, into agg[impl]; returns the number of failed runs. */
+static unsigned suite_workload(const bench_suite *s, const bench_options *o, size_t w, bench_run *agg)
+{
+    static bench_run runs[BENCH_MAX_IMPLS][BENCH_MAX_REPS];
+    unsigned order[BENCH_MAX_IMPLS];
+    bool ran[BENCH_MAX_IMPLS] = {false};
+    unsigned n = 0, failed = 0;
+    for (unsigned k = 0; k < o->nimpls; k++)
+        if (!s->applies || s->applies(w, o->impls[k])) {
+            order[n++] = o->impls[k];
+            ran[o->impls[k]] = true;
+        }
+    memset(runs, 0, sizeof runs);
+    for (unsigned rep = 0; rep < o->c.reps; rep++)
+        for (unsigned k = 0; k < n; k++) {
+            unsigned impl = order[(k + rep) % n];
+            runs[impl][rep] = s->run_child(o, w, impl, rep);
+            failed += !runs[impl][rep].ok;
+        }
+    for (unsigned i = 0; i < s->nimpls; i++)
+        agg[i] = bench_run_aggregate(runs[i], o->c.reps);
+    if (!o->c.json) {
+        suite_table(s, o, w, agg, ran);
+        return failed;
+    }
+    for (unsigned k = 0; k < o->nimpls; k++)
+        if (ran[o->impls[k]] && agg[o->impls[k]].ok)
+            bench_run_print(s->name, s->workload_name(w), s->impl_names[o->impls[k]], &agg[o->impls[k]], stdout);
+    return failed;
+}
+
+static int suite_parent(const bench_suite *s, const bench_options *o)
+{
+    static bench_run agg[BENCH_MAX_WORKLOADS][BENCH_MAX_IMPLS];
+    if (!o->c.json) {
+        bench_print_banner(s->name, o->c.scale, o->c.reps, s->banner_ratio);
+        fflush(stdout);
+    }
+    memset(agg, 0, sizeof agg);
+    unsigned failed = 0;
+    for (size_t i = 0; i < s->nworkloads; i++)
+        if (o->want[i])
+            failed += suite_workload(s, o, i, agg[i]);
+    if (!o->c.json && s->final_goals)
+        s->final_goals(o, (const bench_run(*)[BENCH_MAX_IMPLS])agg);
+    if (failed)
+        bench_warn("%u run%s failed (see above)", failed, failed == 1 ? "" : "s");
+    return failed ? 1 : 0;
+}
+
+int bench_suite_main(const bench_suite *s, int argc, char **argv)
+{
+    bench_options o;
+    memset(&o, 0, sizeof o);
+    bench_common_init(&o.c, s->default_timeout_s);
+    int rc = suite_options(s, argc, argv, &o);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    if (o.c.list) {
+        s->list();
+        return 0;
+    }
+    if (o.nimpls == 0)
+        for (unsigned i = 0; i < s->nimpls; i++)
+            o.impls[o.nimpls++] = i;
+    bool any = false;
+    for (size_t i = 0; i < s->nworkloads; i++)
+        any |= o.want[i];
+    if (!any)
+        add_workload("all", &(suite_parse){s, &o});
+    if (s->threads == BENCH_THREADS_FILTER && o.threads && !o.c.child) /* the parent narrows to those variants */
+        for (size_t i = 0; i < s->nworkloads; i++)
+            o.want[i] &= s->workload_threads(i) == o.threads;
+    return o.c.child ? s->child(&o) : suite_parent(s, &o);
+}

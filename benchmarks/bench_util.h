@@ -181,4 +181,58 @@ bool bench_table_set_run(bench_table *t, const char *impl, const bench_run *run)
  * how bench_run_aggregate reads the reps and what the ratio column is (ratio, e.g. "vs x = impl / x"). */
 void bench_print_banner(const char *bench, double scale, unsigned reps, const char *ratio);
 
+/* ---- a subcommand as a descriptor: options, workload and impl choice, the rep loop, tables and JSON ---------- */
+
+#define BENCH_MAX_WORKLOADS 32
+#define BENCH_MAX_IMPLS 8
+
+/* A subcommand's options as bench_suite_main parsed them. Workloads and impls are indexes into its tables. */
+typedef struct bench_options {
+    bench_common c;                   /* --json, --verbose, --child, --list, --reps, --scale, --timeout */
+    bool want[BENCH_MAX_WORKLOADS];   /* the workloads chosen (all when none was named) */
+    unsigned impls[BENCH_MAX_IMPLS];  /* the impls chosen, in the order to run and print (all by default) */
+    unsigned nimpls;
+    unsigned threads;                 /* --threads N: only the N-thread variants (0 = any) */
+} bench_options;
+
+/* What --threads does in a subcommand. */
+typedef enum bench_threads_option {
+    BENCH_THREADS_NONE,   /* no such option */
+    BENCH_THREADS_CHILD,  /* the parent passes it to pick a child's variant; the parent runs all variants */
+    BENCH_THREADS_FILTER, /* as CHILD, and the parent runs only the N-thread variants */
+} bench_threads_option;
+
+/* One subcommand: its tables and the few steps that differ from one subcommand to another. Each run is a fresh
+ * child (run_child); impls run interleaved, their order rotating from rep to rep; best ops/s and median RSS over
+ * the reps; one JSON line per (workload, impl) with --json, else a table per workload with its goal lines. */
+typedef struct bench_suite {
+    const char *name;            /* "buf": the subcommand, and "bench" in its JSON lines */
+    const char *usage;           /* the whole --help text */
+    unsigned default_timeout_s;
+    const char *banner_ratio;    /* the banner's second line's end: how to read the ratio column */
+    const char *const *impl_names;
+    unsigned nimpls;
+    const char *impl_hint;       /* after "unknown impl 'x'": the valid names, in parentheses */
+    size_t nworkloads;           /* at most BENCH_MAX_WORKLOADS */
+    const char *(*workload_name)(size_t w);
+    bench_threads_option threads;
+    unsigned (*workload_threads)(size_t w); /* a workload's threads, for BENCH_THREADS_FILTER */
+    bool (*applies)(size_t w, unsigned impl); /* whether impl runs workload w; NULL: always */
+    void (*list)(void);          /* --list */
+    int (*child)(const bench_options *o); /* --child: runs one workload with one impl, prints its JSON line */
+    /* Runs one child and reads its result (a failed run has ok false, and said why on stderr). */
+    bench_run (*run_child)(const bench_options *o, size_t w, unsigned impl, unsigned rep);
+    void (*heading)(const bench_options *o, size_t w); /* the line above a workload's table */
+    const char *ratio_header;    /* the table's ninth column, or NULL for none */
+    void (*ratio_cell)(bench_table *t, const bench_run *agg, const bool *ran, unsigned impl);
+    /* Goal lines under a workload's table (NULL: none); agg and ran are indexed by impl. */
+    void (*goals)(const bench_options *o, size_t w, const bench_run *agg, const bool *ran);
+    /* Goal lines after every table (NULL: none); agg[w][impl]. */
+    void (*final_goals)(const bench_options *o, const bench_run (*agg)[BENCH_MAX_IMPLS]);
+} bench_suite;
+
+/* The whole subcommand: parses argv (argv[0] is the subcommand's name) and runs it. Returns the exit status:
+ * 0, 1 if a run failed, 2 for a usage error. */
+int bench_suite_main(const bench_suite *s, int argc, char **argv);
+
 #endif /* OHM_BENCH_UTIL_H */
