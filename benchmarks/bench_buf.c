@@ -30,10 +30,6 @@ static const char *const impl_names[IMPL_COUNT] = {"ohm-off", "ohm-simple", "ohm
 static const ohm_leak_level impl_levels[IMPL_COUNT] = {OHM_LEAK_OFF, OHM_LEAK_SIMPLE, OHM_LEAK_ADVANCED,
                                                        OHM_LEAK_PARANOID, OHM_LEAK_OFF};
 
-typedef struct buf_result {
-    uint64_t ops, ns, live_peak, rss_before, peak_rss, rss_after;
-} buf_result;
-
 typedef struct buf_workload buf_workload;
 struct buf_workload {
     const char *name;
@@ -43,14 +39,8 @@ struct buf_workload {
     const char *unit; /* what one op is */
     bool raw;         /* pool-raw applies */
     const char *summary;
-    void (*run)(const buf_workload *w, buf_impl impl, double scale, buf_result *r);
+    void (*run)(const buf_workload *w, buf_impl impl, double scale, bench_result *r);
 };
-
-static void mark_start(buf_result *r)
-{
-    r->rss_before = harness_rss_bytes();
-    harness_reset_peak_rss();
-}
 
 static ohm_buf *must_alloc(size_t size)
 {
@@ -67,11 +57,11 @@ static void must(int rc, int want, const char *what)
 }
 
 /* alloc-release-*: allocate, write 8 bytes (through ohm_buf_data, the same plain store pool-raw makes), release. */
-static void run_alloc(const buf_workload *w, buf_impl impl, double scale, buf_result *r)
+static void run_alloc(const buf_workload *w, buf_impl impl, double scale, bench_result *r)
 {
     uint64_t n = bench_scaled(w->count, scale);
     ohm_pool *pool = ohm_pool_default();
-    mark_start(r);
+    bench_mark_start(r);
     uint64_t t0 = harness_now_ns();
     if (impl == IMPL_RAW) {
         for (uint64_t i = 0; i < n; i++) {
@@ -116,7 +106,7 @@ static void *retain_loop(void *p)
     return NULL;
 }
 
-static void run_retain(const buf_workload *w, buf_impl impl, double scale, buf_result *r)
+static void run_retain(const buf_workload *w, buf_impl impl, double scale, bench_result *r)
 {
     (void)impl;
     uint64_t per = bench_scaled(w->count, scale) / w->threads;
@@ -132,7 +122,7 @@ static void run_retain(const buf_workload *w, buf_impl impl, double scale, buf_r
         if (pthread_create(&t[i], NULL, retain_loop, &a[i]) != 0)
             bench_die(4, "cannot start a thread");
     }
-    mark_start(r);
+    bench_mark_start(r);
     pthread_barrier_wait(&start);
     uint64_t t0 = UINT64_MAX, t1 = 0; /* from the first thread's start to the last one's end */
     for (unsigned i = 0; i < w->threads; i++) {
@@ -151,11 +141,11 @@ static void run_retain(const buf_workload *w, buf_impl impl, double scale, buf_r
  * ends (or a host GC reclaims it), so a parent sliced forever would pile up handles; the parent is released and
  * a new one allocated every SLICE_RENEW triples, which ends that many slice handles at once. That cost is part
  * of the measured time (about 1/SLICE_RENEW of an alloc-release per op). */
-static void run_slice(const buf_workload *w, buf_impl impl, double scale, buf_result *r)
+static void run_slice(const buf_workload *w, buf_impl impl, double scale, bench_result *r)
 {
     (void)impl;
     uint64_t n = bench_scaled(w->count, scale);
-    mark_start(r);
+    bench_mark_start(r);
     uint64_t t0 = harness_now_ns();
     ohm_buf *p = must_alloc(w->size);
     for (uint64_t i = 0; i < n; i++) {
@@ -207,21 +197,9 @@ static int child_main(const bench_options *o)
     ohm_leak_set_level(impl_levels[impl]);
     for (int i = 0; i < 64; i++) /* first-use setup (default pool, thread cache, headers) before the mark */
         must(ohm_buf_release(must_alloc(w->size), 1), 1, "ohm_buf_release (warm-up)");
-    buf_result r = {0};
+    bench_result r = {0};
     w->run(w, impl, o->c.scale, &r);
-    r.peak_rss = harness_peak_rss_bytes();
-    ohm_pool_trim(ohm_pool_default());
-    r.rss_after = harness_rss_bytes();
-    bench_run run = {
-        .ok = true,
-        .ops_per_sec = r.ns ? (double)r.ops * 1e9 / (double)r.ns : 0.0,
-        .threads = w->threads,
-        .peak_rss = r.peak_rss,
-        .live_peak = r.live_peak,
-        .rss_before = r.rss_before,
-        .rss_after = r.rss_after,
-    };
-    bench_run_print("buf", w->name, impl_names[impl], &run, NULL);
+    bench_child_report("buf", w->name, impl_names[impl], w->threads, &r);
     return 0;
 }
 

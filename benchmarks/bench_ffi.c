@@ -30,24 +30,14 @@ typedef enum ffi_impl { IMPL_DIRECT = 0, IMPL_FFI, IMPL_COUNT } ffi_impl;
 
 static const char *const impl_names[IMPL_COUNT] = {"direct", "ffi"};
 
-typedef struct ffi_result {
-    uint64_t ops, ns, live_peak, rss_before, peak_rss, rss_after;
-} ffi_result;
-
 typedef struct ffi_workload ffi_workload;
 struct ffi_workload {
     const char *name;
     uint64_t count; /* calls at --scale 1 */
     const char *signature;
     const char *summary;
-    void (*run)(const ffi_workload *w, ffi_impl impl, double scale, ffi_result *r);
+    void (*run)(const ffi_workload *w, ffi_impl impl, double scale, bench_result *r);
 };
-
-static void mark_start(ffi_result *r)
-{
-    r->rss_before = harness_rss_bytes();
-    harness_reset_peak_rss();
-}
 
 /* ---- the functions called ----------------------------------------------------------------------------------- */
 
@@ -104,11 +94,11 @@ static void wrong(const char *w, uint64_t i, uint64_t got, uint64_t want)
 
 /* ---- workloads ---------------------------------------------------------------------------------------------- */
 
-static void run_call0(const ffi_workload *w, ffi_impl impl, double scale, ffi_result *r)
+static void run_call0(const ffi_workload *w, ffi_impl impl, double scale, bench_result *r)
 {
     uint64_t n = bench_scaled(w->count, scale);
     ohm_ffi_fn *fn = must_fn(NULL, (void *)fn_zero, "fn_zero", w->signature);
-    mark_start(r);
+    bench_mark_start(r);
     uint64_t t0 = harness_now_ns();
     if (impl == IMPL_DIRECT) {
         for (uint64_t i = 0; i < n; i++)
@@ -129,7 +119,7 @@ static void run_call0(const ffi_workload *w, ffi_impl impl, double scale, ffi_re
 
 /* call-3 passes an ohm buffer (retained for the call, checked, zero-copy); call-3-ptr the same memory as a raw
  * address, which shows what the buffer's retain/release and range check cost inside the bridge. */
-static void run_call3(const ffi_workload *w, ffi_impl impl, double scale, ffi_result *r)
+static void run_call3(const ffi_workload *w, ffi_impl impl, double scale, bench_result *r)
 {
     uint64_t n = bench_scaled(w->count, scale);
     bool raw = strcmp(w->name, "call-3-ptr") == 0;
@@ -137,7 +127,7 @@ static void run_call3(const ffi_workload *w, ffi_impl impl, double scale, ffi_re
     ohm_buf *b = must_buf(64);
     unsigned char *data = ohm_buf_data(b);
     data[0] = 7;
-    mark_start(r);
+    bench_mark_start(r);
     uint64_t t0 = harness_now_ns();
     if (impl == IMPL_DIRECT) {
         for (uint64_t i = 0; i < n; i++) {
@@ -171,7 +161,7 @@ static void run_call3(const ffi_workload *w, ffi_impl impl, double scale, ffi_re
 
 /* zlib's crc32 over a 64 B ohm buffer, from libz.so.1 in both cases (ohm-bench links zlib; the bridge dlopens
  * the same library). */
-static void run_crc32(const ffi_workload *w, ffi_impl impl, double scale, ffi_result *r)
+static void run_crc32(const ffi_workload *w, ffi_impl impl, double scale, bench_result *r)
 {
     uint64_t n = bench_scaled(w->count, scale);
     ohm_ffi_lib *z = must_open("libz.so.1");
@@ -181,7 +171,7 @@ static void run_crc32(const ffi_workload *w, ffi_impl impl, double scale, ffi_re
     for (int i = 0; i < CRC_BYTES; i++)
         data[i] = (unsigned char)(i * 37 + 11);
     uLong want = crc32(0, data, CRC_BYTES);
-    mark_start(r);
+    bench_mark_start(r);
     uint64_t t0 = harness_now_ns();
     if (impl == IMPL_DIRECT) {
         for (uint64_t i = 0; i < n; i++) {
@@ -211,13 +201,13 @@ static void run_crc32(const ffi_workload *w, ffi_impl impl, double scale, ffi_re
 }
 
 /* libc's strlen of a host string (str argument, passed as is), found in the process (dlopen(NULL)). */
-static void run_strlen(const ffi_workload *w, ffi_impl impl, double scale, ffi_result *r)
+static void run_strlen(const ffi_workload *w, ffi_impl impl, double scale, bench_result *r)
 {
     uint64_t n = bench_scaled(w->count, scale);
     ohm_ffi_lib *self = must_open(NULL);
     ohm_ffi_fn *fn = must_fn(self, NULL, "strlen", w->signature);
     const size_t want = sizeof STR_TEXT - 1;
-    mark_start(r);
+    bench_mark_start(r);
     uint64_t t0 = harness_now_ns();
     if (impl == IMPL_DIRECT) {
         for (uint64_t i = 0; i < n; i++) {
@@ -264,23 +254,11 @@ static int child_main(const bench_options *o)
     if (!w || o->nimpls != 1)
         bench_die(2, "--child needs exactly one --impl and one --workload");
     ffi_impl impl = (ffi_impl)o->impls[0];
-    ffi_result warm = {0}; /* first-use paths (dlopen, libffi, the default pool) before the measured run */
+    bench_result warm = {0}; /* first-use paths (dlopen, libffi, the default pool) before the measured run */
     w->run(w, impl, 1e-4, &warm);
-    ffi_result r = {0};
+    bench_result r = {0};
     w->run(w, impl, o->c.scale, &r);
-    r.peak_rss = harness_peak_rss_bytes();
-    ohm_pool_trim(ohm_pool_default());
-    r.rss_after = harness_rss_bytes();
-    bench_run run = {
-        .ok = true,
-        .ops_per_sec = r.ns ? (double)r.ops * 1e9 / (double)r.ns : 0.0,
-        .threads = 1,
-        .peak_rss = r.peak_rss,
-        .live_peak = r.live_peak,
-        .rss_before = r.rss_before,
-        .rss_after = r.rss_after,
-    };
-    bench_run_print("ffi", w->name, impl_names[impl], &run, NULL);
+    bench_child_report("ffi", w->name, impl_names[impl], 1, &r);
     return 0;
 }
 

@@ -32,10 +32,6 @@
 
 static const char *const impl_name = "ohm";
 
-typedef struct mm_result {
-    uint64_t ops, ns, live_peak, rss_before, peak_rss, rss_after;
-} mm_result;
-
 typedef struct mm_workload mm_workload;
 struct mm_workload {
     const char *name;
@@ -43,14 +39,8 @@ struct mm_workload {
     uint64_t count;   /* ops at --scale 1 */
     const char *unit; /* what one op is */
     const char *summary;
-    void (*run)(const mm_workload *w, double scale, mm_result *r);
+    void (*run)(const mm_workload *w, double scale, bench_result *r);
 };
-
-static void mark_start(mm_result *r)
-{
-    r->rss_before = harness_rss_bytes();
-    harness_reset_peak_rss();
-}
 
 static void must(int64_t rc, int64_t want, const char *what)
 {
@@ -111,7 +101,7 @@ static void *ar_loop(void *p)
     return NULL;
 }
 
-static void run_acquire_release(const mm_workload *w, double scale, mm_result *r)
+static void run_acquire_release(const mm_workload *w, double scale, bench_result *r)
 {
     uint64_t per = bench_scaled(w->count, scale) / w->threads;
     if (per == 0)
@@ -126,7 +116,7 @@ static void run_acquire_release(const mm_workload *w, double scale, mm_result *r
         if (pthread_create(&th[i], NULL, ar_loop, &a[i]) != 0)
             bench_die(4, "cannot start a thread");
     }
-    mark_start(r);
+    bench_mark_start(r);
     pthread_barrier_wait(&start);
     uint64_t t0 = UINT64_MAX, t1 = 0; /* from the first thread's start to the last one's end */
     for (unsigned i = 0; i < w->threads; i++) {
@@ -172,7 +162,7 @@ static int64_t spill_release(void *arg, uint64_t size, ohm_consumer *trigger)
     return r;
 }
 
-static void run_spill_storm(const mm_workload *w, double scale, mm_result *r)
+static void run_spill_storm(const mm_workload *w, double scale, bench_result *r)
 {
     uint64_t n = bench_scaled(w->count, scale);
     const uint64_t total = (uint64_t)SPILL_CONSUMERS * SPILL_CONSUMERS * SPILL_CHUNK;
@@ -198,7 +188,7 @@ static void run_spill_storm(const mm_workload *w, double scale, mm_result *r)
         must(ohm_consumer_stats_get(sc[i].c, &cs), 0, "ohm_consumer_stats_get");
         spills0 += cs.spills;
     }
-    mark_start(r);
+    bench_mark_start(r);
     uint64_t t0 = harness_now_ns();
     for (uint64_t i = 0; i < n; i++) {
         unsigned k = 0; /* the consumer holding the least acquires: the others have something to spill */
@@ -262,7 +252,7 @@ static void evict_put(ohm_mm *mm, uint64_t seq, evict_count *ec)
     must(ohm_buf_release(b, 1), 0, "ohm_buf_release (after put)");
 }
 
-static void run_evict_storm(const mm_workload *w, double scale, mm_result *r)
+static void run_evict_storm(const mm_workload *w, double scale, bench_result *r)
 {
     uint64_t rounds = (bench_scaled(w->count, scale) + EVICT_ROUND - 1) / EVICT_ROUND;
     const uint64_t total = 2 * (uint64_t)EVICT_ROUND * EVICT_BLOCK;
@@ -274,7 +264,7 @@ static void run_evict_storm(const mm_workload *w, double scale, mm_result *r)
         evict_put(mm, seq++, &ec);
     ohm_mm_stats st0;
     must(ohm_mm_stats_get(mm, &st0), 0, "ohm_mm_stats_get");
-    mark_start(r);
+    bench_mark_start(r);
     uint64_t ns = 0;
     for (uint64_t k = 0; k < rounds; k++) {
         for (unsigned i = 0; i < EVICT_ROUND; i++) /* borrow all of execution */
@@ -324,21 +314,9 @@ static int child_main(const bench_options *o)
         }
     if (!w)
         bench_die(2, "--child needs exactly one --workload");
-    mm_result r = {0};
+    bench_result r = {0};
     w->run(w, o->c.scale, &r);
-    r.peak_rss = harness_peak_rss_bytes();
-    ohm_pool_trim(ohm_pool_default());
-    r.rss_after = harness_rss_bytes();
-    bench_run run = {
-        .ok = true,
-        .ops_per_sec = r.ns ? (double)r.ops * 1e9 / (double)r.ns : 0.0,
-        .threads = w->threads,
-        .peak_rss = r.peak_rss,
-        .live_peak = r.live_peak,
-        .rss_before = r.rss_before,
-        .rss_after = r.rss_after,
-    };
-    bench_run_print("mm", w->name, impl_name, &run, NULL);
+    bench_child_report("mm", w->name, impl_name, w->threads, &r);
     return 0;
 }
 

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "bench_util.h"
 #include "json_writer.h"
+#include "ohm.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -451,6 +452,30 @@ void bench_run_print(const char *bench, const char *workload, const char *impl, 
     } else if (!bench_write_all(STDOUT_FILENO, line)) {
         bench_die(4, "cannot write the result line");
     }
+}
+
+void bench_mark_start(bench_result *r)
+{
+    r->rss_before = harness_rss_bytes();
+    harness_reset_peak_rss();
+}
+
+void bench_child_report(const char *bench, const char *workload, const char *impl, unsigned threads,
+                        bench_result *r)
+{
+    r->peak_rss = harness_peak_rss_bytes();
+    ohm_pool_trim(ohm_pool_default());
+    r->rss_after = harness_rss_bytes();
+    bench_run run = {
+        .ok = true,
+        .ops_per_sec = r->ns ? (double)r->ops * 1e9 / (double)r->ns : 0.0,
+        .threads = threads,
+        .peak_rss = r->peak_rss,
+        .live_peak = r->live_peak,
+        .rss_before = r->rss_before,
+        .rss_after = r->rss_after,
+    };
+    bench_run_print(bench, workload, impl, &run, NULL);
 }
 
 bool bench_run_parse(const char *line, bench_run *run)

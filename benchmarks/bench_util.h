@@ -136,6 +136,24 @@ typedef struct bench_run {
     uint64_t threads, peak_rss, live_peak, rss_before, rss_after;
 } bench_run;
 
+/* What one child measured. A workload fills ops, ns, live_peak and (by bench_mark_start) rss_before;
+ * bench_child_report fills the rest. */
+typedef struct bench_result {
+    uint64_t ops;        /* operations in the timed part */
+    uint64_t ns;         /* wall time of the timed part */
+    uint64_t live_peak;  /* most bytes live at once */
+    uint64_t rss_before; /* RSS when the workload marked its start */
+    uint64_t peak_rss;   /* VmHWM, reset at rss_before when the kernel allows it */
+    uint64_t rss_after;  /* RSS after the default pool was trimmed */
+} bench_result;
+
+/* A workload's start, after its setup: rss_before now, and the peak-RSS mark reset. Allocation-free. */
+void bench_mark_start(bench_result *r);
+/* A child's end: reads the peak RSS, trims ohm's default pool, reads rss_after, and prints the result line of
+ * (bench, workload, impl) with write(2). */
+void bench_child_report(const char *bench, const char *workload, const char *impl, unsigned threads,
+                        bench_result *r);
+
 /* The median of v[0..n) (the lower one for an even n, 0 for none); sorts v in place. */
 uint64_t bench_median_u64(uint64_t *v, unsigned n);
 /* Best (max) ops/s and the median of each RSS figure and live peak over the ok runs among runs[0..n), n at most
