@@ -307,7 +307,7 @@ static const bench_suite suite = {
     .child = child_main,
     .run_child = run_child,
     .heading = heading,
-    .ratio_header = "vs ohm-off",
+    .extra_headers = {"vs ohm-off"},
     .ratio_cell = ratio_cell,
     .goals = goals,
 };

@@ -349,7 +349,7 @@ static const bench_suite suite = {
     .child = child_main,
     .run_child = run_child,
     .heading = heading,
-    .ratio_header = "overhead",
+    .extra_headers = {"overhead"},
     .ratio_cell = ratio_cell,
     .goals = goals,
 };

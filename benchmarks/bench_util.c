@@ -617,8 +617,11 @@ static int add_workload(const char *name, void *arg)
     suite_parse *p = arg;
     bool found = false;
     for (size_t i = 0; i < p->s->nworkloads; i++)
-        if (strcmp(name, "all") == 0 || strcmp(name, p->s->workload_name(i)) == 0)
+        if (strcmp(name, "all") == 0 || strcmp(name, p->s->workload_name(i)) == 0) {
+            if (!p->o->want[i])
+                p->o->chosen[p->o->nchosen++] = (unsigned)i;
             found = p->o->want[i] = true;
+        }
     if (!found)
         bench_warn("unknown workload '%s' (--list shows them)", name);
     return found ? 0 : 1;
@@ -635,7 +638,7 @@ static int add_impl(const char *name, void *arg)
             p->o->impls[p->o->nimpls++] = i;
             return 0;
         }
-    bench_warn("unknown impl '%s' (%s)", name, p->s->impl_hint);
+    bench_warn("unknown %s '%s' (%s)", p->s->impl_noun ? p->s->impl_noun : "impl", name, p->s->impl_hint);
     return 1;
 }
 
@@ -655,12 +658,14 @@ static int suite_options(const bench_suite *s, int argc, char **argv, bench_opti
             return 2;
         if (shared == 1)
             continue;
-        if ((v = bench_option_value(argc, argv, &i, "--workload"))) {
-            if (bench_for_each_item(v, add_workload, &p))
+        const char *list = bench_is_option(a, "--workload") ? "--workload"
+                           : bench_is_option(a, "--impl")   ? "--impl"
+                                                            : NULL;
+        if (list && (v = bench_option_value(argc, argv, &i, list))) {
+            if (bench_for_each_item(v, list[2] == 'w' ? add_workload : add_impl, &p))
                 return 2;
-        } else if ((v = bench_option_value(argc, argv, &i, "--impl"))) {
-            if (bench_for_each_item(v, add_impl, &p))
-                return 2;
+        } else if (list && s->terse_option_errors) {
+            return 2;
         } else if (s->threads != BENCH_THREADS_NONE && (v = bench_option_value(argc, argv, &i, "--threads"))) {
             if (!bench_parse_u64(v, 1, 8, &u)) {
                 bench_warn("--threads needs a number from 1 to 8");
@@ -668,7 +673,7 @@ static int suite_options(const bench_suite *s, int argc, char **argv, bench_opti
             }
             o->threads = (unsigned)u;
         } else {
-            bench_warn("unknown option or missing value '%s'", a);
+            bench_warn("%s '%s'", s->terse_option_errors ? "unknown option" : "unknown option or missing value", a);
             fputs(s->usage, stderr);
             return 2;
         }
@@ -679,12 +684,15 @@ static int suite_options(const bench_suite *s, int argc, char **argv, bench_opti
 static void suite_table(const bench_suite *s, const bench_options *o, size_t w, const bench_run *agg,
                         const bool *ran)
 {
-    static const char *const headers[] = {"impl",     "threads",    "ops/s",     "ns/op", "peak RSS",
-                                          "live peak", "RSS before", "RSS after", ""};
+    const char *headers[BENCH_TABLE_MAX_COLS] = {"impl",      "threads",    "ops/s",     "ns/op",
+                                                 "peak RSS",  "live peak",  "RSS before", "RSS after"};
+    unsigned ncols = 8;
+    for (unsigned i = 0; i < 4 && s->extra_headers[i]; i++)
+        headers[ncols++] = s->extra_headers[i];
+    if (s->columns)
+        ncols = 8 + s->columns(w);
     bench_table t;
-    bench_table_init(&t, s->ratio_header ? 9 : 8, headers);
-    if (s->ratio_header)
-        snprintf(t.cells[0][8], BENCH_TABLE_CELL, "%s", s->ratio_header);
+    bench_table_init(&t, ncols, headers);
     for (unsigned k = 0; k < o->nimpls; k++) {
         unsigned impl = o->impls[k];
         if (!ran[impl])
@@ -712,13 +720,19 @@ static unsigned suite_workload(const bench_suite *s, const bench_options *o, siz
             order[n++] = o->impls[k];
             ran[o->impls[k]] = true;
         }
+    bool progress = s->progress && !o->c.verbose && isatty(STDERR_FILENO);
     memset(runs, 0, sizeof runs);
     for (unsigned rep = 0; rep < o->c.reps; rep++)
         for (unsigned k = 0; k < n; k++) {
             unsigned impl = order[(k + rep) % n];
+            if (progress)
+                fprintf(stderr, "\r\033[K%s: rep %u/%u, %s", s->workload_name(w), rep + 1, o->c.reps,
+                        s->impl_names[impl]);
             runs[impl][rep] = s->run_child(o, w, impl, rep);
             failed += !runs[impl][rep].ok;
         }
+    if (progress)
+        fputs("\r\033[K", stderr);
     for (unsigned i = 0; i < s->nimpls; i++)
         agg[i] = bench_run_aggregate(runs[i], o->c.reps);
     if (!o->c.json) {
@@ -731,18 +745,25 @@ static unsigned suite_workload(const bench_suite *s, const bench_options *o, siz
     return failed;
 }
 
-static int suite_parent(const bench_suite *s, const bench_options *o)
+static int suite_parent(const bench_suite *s, bench_options *o)
 {
     static bench_run agg[BENCH_MAX_WORKLOADS][BENCH_MAX_IMPLS];
-    if (!o->c.json) {
+    int rc = s->prepare ? s->prepare(o) : 0;
+    if (rc)
+        return rc;
+    if (!o->c.json && s->banner) {
+        s->banner(o);
+    } else if (!o->c.json) {
         bench_print_banner(s->name, o->c.scale, o->c.reps, s->banner_ratio);
         fflush(stdout);
     }
     memset(agg, 0, sizeof agg);
     unsigned failed = 0;
-    for (size_t i = 0; i < s->nworkloads; i++)
-        if (o->want[i])
-            failed += suite_workload(s, o, i, agg[i]);
+    for (size_t i = 0; i < s->nworkloads; i++) {
+        size_t w = s->given_order ? (i < o->nchosen ? o->chosen[i] : s->nworkloads) : i;
+        if (w < s->nworkloads && o->want[w])
+            failed += suite_workload(s, o, w, agg[w]);
+    }
     if (!o->c.json && s->final_goals)
         s->final_goals(o, (const bench_run(*)[BENCH_MAX_IMPLS])agg);
     if (failed)

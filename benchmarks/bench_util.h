@@ -208,6 +208,8 @@ void bench_print_banner(const char *bench, double scale, unsigned reps, const ch
 typedef struct bench_options {
     bench_common c;                   /* --json, --verbose, --child, --list, --reps, --scale, --timeout */
     bool want[BENCH_MAX_WORKLOADS];   /* the workloads chosen (all when none was named) */
+    unsigned chosen[BENCH_MAX_WORKLOADS]; /* the same, in the order they were named */
+    unsigned nchosen;
     unsigned impls[BENCH_MAX_IMPLS];  /* the impls chosen, in the order to run and print (all by default) */
     unsigned nimpls;
     unsigned threads;                 /* --threads N: only the N-thread variants (0 = any) */
@@ -230,18 +232,28 @@ typedef struct bench_suite {
     const char *banner_ratio;    /* the banner's second line's end: how to read the ratio column */
     const char *const *impl_names;
     unsigned nimpls;
+    const char *impl_noun;       /* "impl" (NULL) or what the subcommand calls one ("allocator") */
     const char *impl_hint;       /* after "unknown impl 'x'": the valid names, in parentheses */
     size_t nworkloads;           /* at most BENCH_MAX_WORKLOADS */
     const char *(*workload_name)(size_t w);
     bench_threads_option threads;
     unsigned (*workload_threads)(size_t w); /* a workload's threads, for BENCH_THREADS_FILTER */
     bool (*applies)(size_t w, unsigned impl); /* whether impl runs workload w; NULL: always */
+    bool given_order;            /* run the workloads in the order named, not in the table's */
+    bool progress;               /* show "workload: rep i/n, impl" on stderr when it is a terminal */
+    /* alloc's wording: "unknown option 'x'", and a known option missing its value exits with no message. */
+    bool terse_option_errors;
+    /* Before the parent runs (NULL: nothing): may drop impls; a nonzero result is the exit status. */
+    int (*prepare)(bench_options *o);
+    void (*banner)(const bench_options *o); /* replaces the standard banner (NULL: bench_print_banner) */
     void (*list)(void);          /* --list */
     int (*child)(const bench_options *o); /* --child: runs one workload with one impl, prints its JSON line */
     /* Runs one child and reads its result (a failed run has ok false, and said why on stderr). */
     bench_run (*run_child)(const bench_options *o, size_t w, unsigned impl, unsigned rep);
     void (*heading)(const bench_options *o, size_t w); /* the line above a workload's table */
-    const char *ratio_header;    /* the table's ninth column, or NULL for none */
+    const char *extra_headers[4]; /* the table's columns after the 8 of bench_table_set_run (NULL-ended) */
+    unsigned (*columns)(size_t w); /* how many of those columns workload w's table shows (NULL: all) */
+    /* Fills the extra columns (8 on) of impl's row (only called for an ok run). */
     void (*ratio_cell)(bench_table *t, const bench_run *agg, const bool *ran, unsigned impl);
     /* Goal lines under a workload's table (NULL: none); agg and ran are indexed by impl. */
     void (*goals)(const bench_options *o, size_t w, const bench_run *agg, const bool *ran);
