@@ -177,17 +177,17 @@ static const buf_workload workloads[] = {
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 
+static unsigned workload_threads(size_t wi)
+{
+    return workloads[wi].threads;
+}
+
 /* ---- the child ----------------------------------------------------------------------------------------- */
 
 static int child_main(const bench_options *o)
 {
-    const buf_workload *w = NULL;
-    for (size_t i = 0; i < NWORKLOADS; i++)
-        if (o->want[i] && (!o->threads || workloads[i].threads == o->threads)) {
-            if (w)
-                bench_die(2, "--child needs exactly one workload (and --threads to pick its variant)");
-            w = &workloads[i];
-        }
+    size_t wi = bench_child_workload(o, NWORKLOADS, workload_threads);
+    const buf_workload *w = wi != SIZE_MAX ? &workloads[wi] : NULL;
     if (!w || o->nimpls != 1)
         bench_die(2, "--child needs exactly one --impl and one --workload");
     buf_impl impl = (buf_impl)o->impls[0];

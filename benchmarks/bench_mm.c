@@ -301,17 +301,17 @@ static const mm_workload workloads[] = {
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 
+static unsigned workload_threads(size_t wi)
+{
+    return workloads[wi].threads;
+}
+
 /* ---- the child ----------------------------------------------------------------------------------------- */
 
 static int child_main(const bench_options *o)
 {
-    const mm_workload *w = NULL;
-    for (size_t i = 0; i < NWORKLOADS; i++)
-        if (o->want[i] && (!o->threads || workloads[i].threads == o->threads)) {
-            if (w)
-                bench_die(2, "--child needs exactly one workload (and --threads to pick its variant)");
-            w = &workloads[i];
-        }
+    size_t wi = bench_child_workload(o, NWORKLOADS, workload_threads);
+    const mm_workload *w = wi != SIZE_MAX ? &workloads[wi] : NULL;
     if (!w)
         bench_die(2, "--child needs exactly one --workload");
     bench_result r = {0};
@@ -382,11 +382,6 @@ static void final_goals(const bench_options *o, const bench_run (*agg)[BENCH_MAX
 static const char *workload_name(size_t wi)
 {
     return workloads[wi].name;
-}
-
-static unsigned workload_threads(size_t wi)
-{
-    return workloads[wi].threads;
 }
 
 static void list(void)

@@ -771,6 +771,18 @@ static int suite_parent(const bench_suite *s, bench_options *o)
     return failed ? 1 : 0;
 }
 
+size_t bench_child_workload(const bench_options *o, size_t nworkloads, unsigned (*threads)(size_t w))
+{
+    size_t found = SIZE_MAX;
+    for (size_t i = 0; i < nworkloads; i++)
+        if (o->want[i] && (!o->threads || threads(i) == o->threads)) {
+            if (found != SIZE_MAX)
+                bench_die(2, "--child needs exactly one workload (and --threads to pick its variant)");
+            found = i;
+        }
+    return found;
+}
+
 int bench_suite_main(const bench_suite *s, int argc, char **argv)
 {
     bench_options o;

@@ -261,6 +261,10 @@ typedef struct bench_suite {
     void (*final_goals)(const bench_options *o, const bench_run (*agg)[BENCH_MAX_IMPLS]);
 } bench_suite;
 
+/* In a child: the one chosen workload whose threads (by threads(w)) match --threads, if given; dies (status 2)
+ * if several match; SIZE_MAX if none. */
+size_t bench_child_workload(const bench_options *o, size_t nworkloads, unsigned (*threads)(size_t w));
+
 /* The whole subcommand: parses argv (argv[0] is the subcommand's name) and runs it. Returns the exit status:
  * 0, 1 if a run failed, 2 for a usage error. */
 int bench_suite_main(const bench_suite *s, int argc, char **argv);

@@ -64,31 +64,24 @@ static void quoted(json_writer *w, const char *s)
     put(w, "\"", 1);
 }
 
-void json_object_begin(json_writer *w)
+/* Opens an object or array: a value at the outer level, with no values yet at its own. */
+static void open_level(json_writer *w, const char *bracket)
 {
     before_value(w);
-    put(w, "{", 1);
+    put(w, bracket, 1);
     w->comma = false;
 }
 
-void json_object_end(json_writer *w)
+static void close_level(json_writer *w, const char *bracket)
 {
-    put(w, "}", 1);
+    put(w, bracket, 1);
     w->comma = true;
 }
 
-void json_array_begin(json_writer *w)
-{
-    before_value(w);
-    put(w, "[", 1);
-    w->comma = false;
-}
-
-void json_array_end(json_writer *w)
-{
-    put(w, "]", 1);
-    w->comma = true;
-}
+void json_object_begin(json_writer *w) { open_level(w, "{"); }
+void json_object_end(json_writer *w) { close_level(w, "}"); }
+void json_array_begin(json_writer *w) { open_level(w, "["); }
+void json_array_end(json_writer *w) { close_level(w, "]"); }
 
 void json_key(json_writer *w, const char *key)
 {
