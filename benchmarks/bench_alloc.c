@@ -23,22 +23,18 @@
 #define DEFAULT_TIMEOUT_S 600
 #define PRELOAD_CAP 4096 /* a library path */
 
-typedef struct alloc_options {
-    bench_common c; /* --json, --verbose, --child, --list, --reps, --scale, --timeout */
-    alloc_impl impls[ALLOC_IMPL_COUNT]; /* in the order to run and print */
-    unsigned nimpls;
-    const alloc_workload *workloads[MAX_WORKLOADS];
-    unsigned nworkloads;
-} alloc_options;
+static char preload[ALLOC_IMPL_COUNT][PRELOAD_CAP]; /* the parent's: each impl's LD_PRELOAD ("" for none) */
 
 /* ---- the child ------------------------------------------------------------------------------------------- */
 
-void alloc_mark_start(alloc_result *r) {
-    r->rss_before = bench_rss_bytes();
-    bench_reset_peak_rss();
+void alloc_mark_start(alloc_result *r)
+{
+    r->rss_before = harness_rss_bytes();
+    harness_reset_peak_rss();
 }
 
-void *alloc_book(alloc_result *r, size_t size) {
+void *alloc_book(alloc_result *r, size_t size)
+{
     if (r->book)
         bench_die(4, "a workload asked for bookkeeping twice");
     r->book = bench_map(size);
@@ -46,18 +42,21 @@ void *alloc_book(alloc_result *r, size_t size) {
     return r->book;
 }
 
-void alloc_oom(const alloc_api *a, const char *workload, size_t size) {
+void alloc_oom(const alloc_api *a, const char *workload, size_t size)
+{
     bench_die(4, "%s, %s: allocating %zu bytes returned NULL", alloc_impl_name(a->impl), workload, size);
 }
 
-void alloc_corrupt(const alloc_api *a, const char *workload, const void *p, size_t size) {
+void alloc_corrupt(const alloc_api *a, const char *workload, const void *p, size_t size)
+{
     bench_die(4, "%s, %s: the block at %p (%zu bytes) lost its stamp: memory handed out twice or corrupted",
               alloc_impl_name(a->impl), workload, p, size);
 }
 
 /* A few blocks of each size range, so that first-use setup (the thread cache, the first chunk, tables) is
  * already in rss_before and outside the timed part. */
-static void warm_up(const alloc_api *a) {
+static void warm_up(const alloc_api *a)
+{
     static const size_t sizes[] = {16, 64, 256, 1024, 4096, 16384, 65536, 262144};
     void *held[8];
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
@@ -72,20 +71,21 @@ static void warm_up(const alloc_api *a) {
     }
 }
 
-static int child_main(const alloc_options *o) {
-    if (o->nimpls != 1 || o->nworkloads != 1)
+static int child_main(const bench_options *o)
+{
+    if (o->nimpls != 1 || o->nchosen != 1)
         bench_die(2, "--child needs exactly one --impl and one --workload");
-    const alloc_workload *w = o->workloads[0];
+    const alloc_workload *w = alloc_workload_at(o->chosen[0]);
     alloc_api api;
-    alloc_impl_bind(o->impls[0], &api);
+    alloc_impl_bind((alloc_impl)o->impls[0], &api);
     warm_up(&api);
     alloc_result r = {0};
     w->run(w, &api, o->c.scale, &r);
     if (r.rss_before == 0)
         bench_die(4, "%s did not mark its start, or /proc/self/statm is unreadable", w->name);
-    r.peak_rss = bench_peak_rss_bytes();
+    r.peak_rss = harness_peak_rss_bytes();
     api.trim(&api);
-    r.rss_after = bench_rss_bytes();
+    r.rss_after = harness_rss_bytes();
     bench_unmap(r.book, r.book_size);
     bench_run run = {
         .ok = true,
@@ -96,60 +96,64 @@ static int child_main(const alloc_options *o) {
         .rss_before = r.rss_before,
         .rss_after = r.rss_after,
     };
-    bench_run_print("alloc", w->name, alloc_impl_name(o->impls[0]), &run, NULL);
+    bench_run_print("alloc", w->name, alloc_impl_name((alloc_impl)o->impls[0]), &run, NULL);
     return 0;
 }
 
 /* ---- output ---------------------------------------------------------------------------------------------- */
 
-static bool is_frag(const alloc_workload *w) {
+static bool is_frag(const alloc_workload *w)
+{
     return strcmp(w->name, "frag") == 0;
 }
 
-static void print_table(const alloc_options *o, const alloc_workload *w, const bench_run *agg) {
-    static const char *const headers[] = {"impl",      "threads",    "ops/s",     "ns/op",
-                                          "peak RSS",  "live peak",  "RSS before", "RSS after",
-                                          "ohm ratio", "peak/live",  "after/before"};
-    bench_table t;
-    bench_table_init(&t, is_frag(w) ? 11 : 9, headers);
-    const bench_run *ohm = agg[ALLOC_OHM].ok ? &agg[ALLOC_OHM] : NULL;
-    for (unsigned k = 0; k < o->nimpls; k++) {
-        alloc_impl impl = o->impls[k];
-        const bench_run *a = &agg[impl];
-        bench_table_row(&t);
-        if (!bench_table_set_run(&t, alloc_impl_name(impl), a))
-            continue;
-        if (ohm && a->ops_per_sec > 0)
-            bench_table_set(&t, 8, "%.2fx", ohm->ops_per_sec / a->ops_per_sec);
-        else
-            bench_table_set(&t, 8, "-");
-        bench_table_set(&t, 9, "%.2f", a->live_peak ? (double)a->peak_rss / (double)a->live_peak : 0.0);
-        bench_table_set(&t, 10, "%.2f", a->rss_before ? (double)a->rss_after / (double)a->rss_before : 0.0);
-    }
-    printf("\n%s (%u thread%s, %llu %s per run): %s\n", w->name, w->threads, w->threads == 1 ? "" : "s",
-           (unsigned long long)bench_scaled(w->count, o->c.scale), w->unit, w->summary);
-    bench_table_print(&t, stdout);
-    fflush(stdout);
+static unsigned columns(size_t wi)
+{
+    return is_frag(alloc_workload_at(wi)) ? 3 : 1;
 }
 
-static void print_header(const alloc_options *o, char preload[][PRELOAD_CAP]) {
+/* "ohm ratio" (ohm's ops/s over the impl's), and for frag "peak/live" and "after/before". */
+static void ratio_cell(bench_table *t, const bench_run *agg, const bool *ran, unsigned impl)
+{
+    (void)ran;
+    const bench_run *ohm = agg[ALLOC_OHM].ok ? &agg[ALLOC_OHM] : NULL;
+    const bench_run *a = &agg[impl];
+    if (ohm && a->ops_per_sec > 0)
+        bench_table_set(t, 8, "%.2fx", ohm->ops_per_sec / a->ops_per_sec);
+    else
+        bench_table_set(t, 8, "-");
+    bench_table_set(t, 9, "%.2f", a->live_peak ? (double)a->peak_rss / (double)a->live_peak : 0.0);
+    bench_table_set(t, 10, "%.2f", a->rss_before ? (double)a->rss_after / (double)a->rss_before : 0.0);
+}
+
+static void heading(const bench_options *o, size_t wi)
+{
+    const alloc_workload *w = alloc_workload_at(wi);
+    printf("\n%s (%u thread%s, %llu %s per run): %s\n", w->name, w->threads, w->threads == 1 ? "" : "s",
+           (unsigned long long)bench_scaled(w->count, o->c.scale), w->unit, w->summary);
+}
+
+static void banner(const bench_options *o)
+{
     bench_print_banner("alloc", o->c.scale, o->c.reps, "ohm ratio = ohm ops/s / impl ops/s (>= 1: ohm faster)");
     for (unsigned k = 0; k < o->nimpls; k++)
         if (preload[o->impls[k]][0])
-            printf("%s: %s\n", alloc_impl_name(o->impls[k]), preload[o->impls[k]]);
+            printf("%s: %s\n", alloc_impl_name((alloc_impl)o->impls[k]), preload[o->impls[k]]);
     fflush(stdout);
 }
 
 /* ---- the parent ------------------------------------------------------------------------------------------ */
 
 /* Runs one child; returns its parsed result (ok false after a warning if it failed). */
-static bench_run run_child(const alloc_options *o, const alloc_workload *w, alloc_impl impl, const char *preload,
-                           unsigned rep) {
+static bench_run run_child(const bench_options *o, size_t wi, unsigned impl_index, unsigned rep)
+{
+    const alloc_workload *w = alloc_workload_at(wi);
+    alloc_impl impl = (alloc_impl)impl_index;
     char scale[32];
     snprintf(scale, sizeof scale, "%.17g", o->c.scale);
     const char *argv[] = {"ohm-bench", "alloc", "--child", "--impl", alloc_impl_name(impl),
                           "--workload", w->name, "--scale", scale, NULL};
-    bench_child c = {argv, preload[0] ? preload : NULL, o->c.timeout_s};
+    bench_child c = {argv, preload[impl][0] ? preload[impl] : NULL, o->c.timeout_s};
     char line[1024], why[256];
     bench_run run = {0};
     if (bench_run_child(&c, line, sizeof line, why, sizeof why) != 0)
@@ -163,83 +167,29 @@ static bench_run run_child(const alloc_options *o, const alloc_workload *w, allo
     return run;
 }
 
-/* All reps of one workload, impls interleaved; returns the number of failed runs. */
-static unsigned run_workload(const alloc_options *o, const alloc_workload *w, char preload[][PRELOAD_CAP]) {
-    bench_run runs[ALLOC_IMPL_COUNT][BENCH_MAX_REPS]; /* ~28 KiB */
-    unsigned failed = 0;
-    bool progress = !o->c.verbose && isatty(STDERR_FILENO);
-    memset(runs, 0, sizeof runs);
-    for (unsigned rep = 0; rep < o->c.reps; rep++)
-        for (unsigned k = 0; k < o->nimpls; k++) {
-            alloc_impl impl = o->impls[(k + rep) % o->nimpls];
-            if (progress)
-                fprintf(stderr, "\r\033[K%s: rep %u/%u, %s", w->name, rep + 1, o->c.reps, alloc_impl_name(impl));
-            runs[impl][rep] = run_child(o, w, impl, preload[impl], rep);
-            failed += !runs[impl][rep].ok;
-        }
-    if (progress)
-        fputs("\r\033[K", stderr);
-    bench_run agg[ALLOC_IMPL_COUNT];
-    for (unsigned i = 0; i < ALLOC_IMPL_COUNT; i++)
-        agg[i] = bench_run_aggregate(runs[i], o->c.reps);
-    if (!o->c.json) {
-        print_table(o, w, agg);
-        return failed;
-    }
-    for (unsigned k = 0; k < o->nimpls; k++)
-        if (agg[o->impls[k]].ok)
-            bench_run_print("alloc", w->name, alloc_impl_name(o->impls[k]), &agg[o->impls[k]], stdout);
-    return failed;
-}
-
 /* Drops the impls whose library cannot be found (reported, not fatal); fills preload[impl]. */
-static void resolve_impls(alloc_options *o, char preload[][PRELOAD_CAP]) {
+static int prepare(bench_options *o)
+{
     unsigned kept = 0;
     for (unsigned k = 0; k < o->nimpls; k++) {
         char why[512];
-        if (alloc_impl_preload(o->impls[k], preload[o->impls[k]], PRELOAD_CAP, why, sizeof why))
+        if (alloc_impl_preload((alloc_impl)o->impls[k], preload[o->impls[k]], PRELOAD_CAP, why, sizeof why))
             o->impls[kept++] = o->impls[k];
         else
             bench_warn("%s", why);
     }
     o->nimpls = kept;
-}
-
-static int parent_main(alloc_options *o) {
-    char preload[ALLOC_IMPL_COUNT][PRELOAD_CAP] = {{0}};
-    resolve_impls(o, preload);
     if (o->nimpls == 0) {
         bench_warn("no allocator left to measure");
         return 1;
     }
-    if (!o->c.json)
-        print_header(o, preload);
-    unsigned failed = 0;
-    for (unsigned i = 0; i < o->nworkloads; i++)
-        failed += run_workload(o, o->workloads[i], preload);
-    if (failed)
-        bench_warn("%u run%s failed (see above)", failed, failed == 1 ? "" : "s");
-    return failed ? 1 : 0;
+    return 0;
 }
 
-/* ---- options --------------------------------------------------------------------------------------------- */
+/* ---- the descriptor -------------------------------------------------------------------------------------- */
 
-static void usage(FILE *out) {
-    fputs("usage: ohm-bench alloc [options]\n"
-          "  --workload NAME[,NAME]  workloads to run (repeatable; default all; --list names them)\n"
-          "  --impl NAME[,NAME]      allocators, in this order (default ohm,glibc,jemalloc,mimalloc,tcmalloc)\n"
-          "  --reps N                runs per workload and allocator (default 3; best ops/s, median RSS)\n"
-          "  --scale F               multiplies iteration counts and frag's live target (default 1)\n"
-          "  --json                  one JSON object per line per (workload, impl) instead of tables\n"
-          "  --timeout S             kill a run after S seconds (default 600; 0 = never)\n"
-          "  --verbose               print every run's result on stderr\n"
-          "  --list                  list the workloads and exit\n"
-          "peer libraries: found in the multiarch/usual library directories, or set OHM_BENCH_JEMALLOC,\n"
-          "OHM_BENCH_MIMALLOC, OHM_BENCH_TCMALLOC to a path; OHM_* settings reach ohm's default pool.\n",
-          out);
-}
-
-static void list_workloads(void) {
+static void list_workloads(void)
+{
     const alloc_workload *w;
     printf("%-13s %-10s %9s %-12s %s\n", "workload", "threads", "scale 1", "of", "what");
     for (size_t i = 0; (w = alloc_workload_at(i)); i++)
@@ -247,90 +197,52 @@ static void list_workloads(void) {
                (unsigned long long)w->count, w->unit, w->summary);
 }
 
-static int add_workload(const char *name, void *arg) {
-    alloc_options *o = arg;
-    if (strcmp(name, "all") == 0) {
-        const alloc_workload *w;
-        for (size_t i = 0; (w = alloc_workload_at(i)); i++)
-            if (add_workload(w->name, o) != 0)
-                return 1;
-        return 0;
-    }
-    const alloc_workload *w = alloc_workload_find(name);
-    if (!w) {
-        bench_warn("unknown workload '%s' (--list shows them)", name);
-        return 1;
-    }
-    for (unsigned i = 0; i < o->nworkloads; i++)
-        if (o->workloads[i] == w)
-            return 0;
-    if (o->nworkloads == MAX_WORKLOADS)
-        return 1;
-    o->workloads[o->nworkloads++] = w;
-    return 0;
+static const char *workload_name(size_t wi)
+{
+    return alloc_workload_at(wi)->name;
 }
 
-static int add_impl(const char *name, void *arg) {
-    alloc_options *o = arg;
-    int impl = alloc_impl_parse(name);
-    if (impl < 0) {
-        bench_warn("unknown allocator '%s' (ohm, glibc, jemalloc, mimalloc, tcmalloc)", name);
-        return 1;
-    }
-    for (unsigned i = 0; i < o->nimpls; i++)
-        if (o->impls[i] == (alloc_impl)impl)
-            return 0;
-    o->impls[o->nimpls++] = (alloc_impl)impl;
-    return 0;
-}
-
-/* Returns 0, or the exit status for a usage error (2) or --help (-1 meaning "exit 0"). */
-static int parse_options(int argc, char **argv, alloc_options *o) {
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        int shared = bench_common_option(argc, argv, &i, &o->c);
-        if (shared == -1) {
-            usage(stdout);
-            return -1;
-        }
-        if (shared == 2)
-            return 2;
-        if (shared == 1)
-            continue;
-        if (bench_is_option(a, "--workload")) {
-            if (!(v = bench_option_value(argc, argv, &i, "--workload")) || bench_for_each_item(v, add_workload, o))
-                return 2;
-        } else if (bench_is_option(a, "--impl")) {
-            if (!(v = bench_option_value(argc, argv, &i, "--impl")) || bench_for_each_item(v, add_impl, o))
-                return 2;
-        } else {
-            bench_warn("unknown option '%s'", a);
-            usage(stderr);
-            return 2;
-        }
-    }
-    return 0;
-}
-
-static void default_options(alloc_options *o) {
-    memset(o, 0, sizeof *o);
-    bench_common_init(&o->c, DEFAULT_TIMEOUT_S);
-}
-
-int bench_alloc_main(int argc, char **argv) {
-    alloc_options o;
-    default_options(&o);
-    int rc = parse_options(argc, argv, &o);
-    if (rc)
-        return rc < 0 ? 0 : rc;
-    if (o.c.list) {
-        list_workloads();
-        return 0;
-    }
-    if (o.nimpls == 0)
-        for (int i = 0; i < ALLOC_IMPL_COUNT; i++)
-            o.impls[o.nimpls++] = (alloc_impl)i;
-    if (o.nworkloads == 0)
-        add_workload("all", &o);
-    return o.c.child ? child_main(&o) : parent_main(&o);
+int bench_alloc_main(int argc, char **argv)
+{
+    static const char *impl_names[ALLOC_IMPL_COUNT];
+    for (int i = 0; i < ALLOC_IMPL_COUNT; i++)
+        impl_names[i] = alloc_impl_name((alloc_impl)i);
+    size_t n = 0;
+    while (alloc_workload_at(n))
+        n++;
+    const bench_suite suite = {
+        .name = "alloc",
+        .usage = "usage: ohm-bench alloc [options]\n"
+                 "  --workload NAME[,NAME]  workloads to run (repeatable; default all; --list names them)\n"
+                 "  --impl NAME[,NAME]      allocators, in this order (default ohm,glibc,jemalloc,mimalloc,tcmalloc)\n"
+                 "  --reps N                runs per workload and allocator (default 3; best ops/s, median RSS)\n"
+                 "  --scale F               multiplies iteration counts and frag's live target (default 1)\n"
+                 "  --json                  one JSON object per line per (workload, impl) instead of tables\n"
+                 "  --timeout S             kill a run after S seconds (default 600; 0 = never)\n"
+                 "  --verbose               print every run's result on stderr\n"
+                 "  --list                  list the workloads and exit\n"
+                 "peer libraries: found in the multiarch/usual library directories, or set OHM_BENCH_JEMALLOC,\n"
+                 "OHM_BENCH_MIMALLOC, OHM_BENCH_TCMALLOC to a path; OHM_* settings reach ohm's default pool.\n",
+        .default_timeout_s = DEFAULT_TIMEOUT_S,
+        .impl_names = impl_names,
+        .nimpls = ALLOC_IMPL_COUNT,
+        .impl_noun = "allocator",
+        .impl_hint = "ohm, glibc, jemalloc, mimalloc, tcmalloc",
+        .nworkloads = n < BENCH_MAX_WORKLOADS ? n : BENCH_MAX_WORKLOADS,
+        .workload_name = workload_name,
+        .threads = BENCH_THREADS_NONE,
+        .given_order = true,
+        .progress = true,
+        .terse_option_errors = true,
+        .prepare = prepare,
+        .banner = banner,
+        .list = list_workloads,
+        .child = child_main,
+        .run_child = run_child,
+        .heading = heading,
+        .extra_headers = {"ohm ratio", "peak/live", "after/before"},
+        .columns = columns,
+        .ratio_cell = ratio_cell,
+    };
+    return bench_suite_main(&suite, argc, argv);
 }

@@ -52,7 +52,8 @@ __attribute__((noreturn)) void alloc_free_failed(const alloc_api *a, void *p);
 
 /* Frees p with whichever free the allocator has. One predictable branch for every allocator alike, instead
  * of a wrapper around ohm_free that would put an extra call on ohm's side only. */
-static inline void alloc_free(const alloc_api *a, void *p) {
+static inline void alloc_free(const alloc_api *a, void *p)
+{
     if (a->free_rc) {
         if (__builtin_expect(a->free_rc(p) != 0, 0))
             alloc_free_failed(a, p);
@@ -106,12 +107,14 @@ void alloc_mark_start(alloc_result *r);
 
 /* Writes tag into the first and last 8 bytes of a block of size >= 16 (a block that an allocator handed out
  * twice would have one of its stamps overwritten). */
-static inline void alloc_stamp(void *p, size_t size, uint64_t tag) {
+static inline void alloc_stamp(void *p, size_t size, uint64_t tag)
+{
     memcpy(p, &tag, sizeof tag);
     memcpy((char *)p + size - sizeof tag, &tag, sizeof tag);
 }
 
-static inline bool alloc_stamp_ok(const void *p, size_t size, uint64_t tag) {
+static inline bool alloc_stamp_ok(const void *p, size_t size, uint64_t tag)
+{
     uint64_t head, tail;
     memcpy(&head, p, sizeof head);
     memcpy(&tail, (const char *)p + size - sizeof tail, sizeof tail);
@@ -120,7 +123,8 @@ static inline bool alloc_stamp_ok(const void *p, size_t size, uint64_t tag) {
 
 /* The tag of the i-th block of a stream: distinct within a stream (an odd multiplier is a bijection); streams
  * whose blocks can meet use distinct salts. */
-static inline uint64_t alloc_tag(uint64_t salt, uint64_t i) {
+static inline uint64_t alloc_tag(uint64_t salt, uint64_t i)
+{
     return ((i + 1) * 0x9E3779B97F4A7C15ull) ^ (salt << 48);
 }
 

@@ -50,11 +50,13 @@ static const impl_info impls[ALLOC_IMPL_COUNT] = {
                         "MallocExtension_ReleaseFreeMemory"},
 };
 
-const char *alloc_impl_name(alloc_impl impl) {
+const char *alloc_impl_name(alloc_impl impl)
+{
     return impl < ALLOC_IMPL_COUNT ? impls[impl].name : "?";
 }
 
-int alloc_impl_parse(const char *name) {
+int alloc_impl_parse(const char *name)
+{
     for (int i = 0; i < ALLOC_IMPL_COUNT; i++)
         if (strcmp(name, impls[i].name) == 0)
             return i;
@@ -64,7 +66,8 @@ int alloc_impl_parse(const char *name) {
 /* ---- parent: finding a peer's library ---------------------------------------------------------------------- */
 
 /* The file that defines symbol in this process, or NULL. */
-static const char *symbol_file(const char *symbol) {
+static const char *symbol_file(const char *symbol)
+{
     void *p = dlsym(RTLD_DEFAULT, symbol);
     Dl_info info;
     if (!p || !dladdr(p, &info) || !info.dli_fname)
@@ -73,7 +76,8 @@ static const char *symbol_file(const char *symbol) {
 }
 
 /* Copies the directory part of file into dir ("" if none). */
-static void dir_of(const char *file, char *dir, size_t cap) {
+static void dir_of(const char *file, char *dir, size_t cap)
+{
     const char *slash = file ? strrchr(file, '/') : NULL;
     size_t len = slash ? (size_t)(slash - file) : 0;
     if (len >= cap)
@@ -85,7 +89,8 @@ static void dir_of(const char *file, char *dir, size_t cap) {
 /* Looks for file in the directories where Debian and others keep shared libraries: the directory libc was
  * loaded from (the multiarch one on Debian, found at run time), the multiarch directory CMake saw, then the
  * generic ones. */
-static bool find_library(const char *file, char *path, size_t cap) {
+static bool find_library(const char *file, char *path, size_t cap)
+{
     char libc_dir[512];
     dir_of(symbol_file("gnu_get_libc_version"), libc_dir, sizeof libc_dir);
     const char *dirs[] = {
@@ -105,7 +110,8 @@ static bool find_library(const char *file, char *path, size_t cap) {
     return false;
 }
 
-bool alloc_impl_preload(alloc_impl impl, char *path, size_t cap, char *why, size_t why_cap) {
+bool alloc_impl_preload(alloc_impl impl, char *path, size_t cap, char *why, size_t why_cap)
+{
     const impl_info *info = &impls[impl];
     path[0] = '\0';
     if (BENCH_SANITIZED && impl != ALLOC_OHM) {
@@ -136,12 +142,14 @@ bool alloc_impl_preload(alloc_impl impl, char *path, size_t cap, char *why, size
 
 /* ---- child: which malloc runs, and the api over it --------------------------------------------------------- */
 
-void alloc_free_failed(const alloc_api *a, void *p) {
+void alloc_free_failed(const alloc_api *a, void *p)
+{
     /* ohm_free reports a pointer it does not own instead of corrupting memory; a harness must not ignore it. */
     bench_die(4, "%s: ohm_free(%p) failed: %s", alloc_impl_name(a->impl), p, ohm_last_error());
 }
 
-static void ohm_trim(const alloc_api *api) {
+static void ohm_trim(const alloc_api *api)
+{
     (void)api;
     ohm_pool *pool = ohm_pool_default();
     int rc = pool ? ohm_pool_trim(pool) : OHM_ENOMEM;
@@ -149,12 +157,14 @@ static void ohm_trim(const alloc_api *api) {
         bench_warn("ohm_pool_trim failed: %s (%s)", ohm_strerror(rc), ohm_last_error());
 }
 
-static void glibc_trim(const alloc_api *api) {
+static void glibc_trim(const alloc_api *api)
+{
     int (*malloc_trim_fn)(size_t) = (int (*)(size_t))api->trim_fn;
     malloc_trim_fn(0);
 }
 
-static void jemalloc_trim(const alloc_api *api) {
+static void jemalloc_trim(const alloc_api *api)
+{
     int (*mallctl)(const char *, void *, size_t *, void *, size_t) =
         (int (*)(const char *, void *, size_t *, void *, size_t))api->trim_fn;
     /* The calling thread's cache first, so its blocks are in the arenas when they are purged. 4096 is
@@ -167,17 +177,20 @@ static void jemalloc_trim(const alloc_api *api) {
         bench_warn("jemalloc: mallctl(\"arena.4096.purge\") failed (%d)", rc);
 }
 
-static void mimalloc_trim(const alloc_api *api) {
+static void mimalloc_trim(const alloc_api *api)
+{
     void (*mi_collect)(bool) = (void (*)(bool))api->trim_fn;
     mi_collect(true);
 }
 
-static void tcmalloc_trim(const alloc_api *api) {
+static void tcmalloc_trim(const alloc_api *api)
+{
     api->trim_fn(); /* MallocExtension_ReleaseFreeMemory takes nothing and returns nothing */
 }
 
 /* The peer whose marker symbol is defined in this process, or ALLOC_GLIBC if none is. */
-static alloc_impl loaded_peer(void) {
+static alloc_impl loaded_peer(void)
+{
     for (int i = ALLOC_JEMALLOC; i < ALLOC_IMPL_COUNT; i++)
         if (dlsym(RTLD_DEFAULT, impls[i].marker))
             return (alloc_impl)i;
@@ -185,7 +198,8 @@ static alloc_impl loaded_peer(void) {
 }
 
 /* Dies unless malloc in this process comes from the library that impl names. */
-static void check_active(alloc_impl impl) {
+static void check_active(alloc_impl impl)
+{
     const char *preload = getenv("LD_PRELOAD");
     const char *malloc_file = symbol_file("malloc");
     alloc_impl want = impl == ALLOC_OHM ? ALLOC_GLIBC : impl; /* ohm runs beside an untouched glibc malloc */
@@ -198,7 +212,8 @@ static void check_active(alloc_impl impl) {
                   impls[want].name, preload ? preload : "(unset)");
 }
 
-void alloc_impl_bind(alloc_impl impl, alloc_api *api) {
+void alloc_impl_bind(alloc_impl impl, alloc_api *api)
+{
     if (impl >= ALLOC_IMPL_COUNT)
         bench_die(2, "no such allocator (%d)", (int)impl);
     if (!BENCH_SANITIZED)

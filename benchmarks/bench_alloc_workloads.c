@@ -23,13 +23,14 @@
 
 /* ops = pairs. The fastest path of every allocator (a thread-cache hit on both sides); the sink keeps the
  * read-back alive. */
-static void run_pair(const alloc_workload *w, const alloc_api *a, double scale, alloc_result *r) {
+static void run_pair(const alloc_workload *w, const alloc_api *a, double scale, alloc_result *r)
+{
     void *(*alloc)(size_t) = a->alloc;
     const size_t size = w->size;
     const uint64_t n = bench_scaled(w->count, scale);
     uint64_t sum = 0;
     alloc_mark_start(r);
-    uint64_t t0 = bench_now_ns();
+    uint64_t t0 = harness_now_ns();
     for (uint64_t i = 0; i < n; i++) {
         char *p = alloc(size);
         if (__builtin_expect(!p, 0))
@@ -40,7 +41,7 @@ static void run_pair(const alloc_workload *w, const alloc_api *a, double scale, 
         sum += back;
         alloc_free(a, p);
     }
-    r->ns = bench_now_ns() - t0;
+    r->ns = harness_now_ns() - t0;
     r->ops = n;
     r->live_peak = size;
     bench_consume(sum);
@@ -60,7 +61,8 @@ typedef struct batch_book {
 } batch_book;
 
 /* Draws the round's sizes and free order (untimed); returns the round's live bytes. */
-static uint64_t batch_plan(batch_book *b, unsigned variant, bench_rng *rng) {
+static uint64_t batch_plan(batch_book *b, unsigned variant, bench_rng *rng)
+{
     uint64_t live = 0;
     for (uint32_t j = 0; j < BATCH_BLOCKS; j++) {
         b->size[j] = (uint32_t)bench_rng_range(rng, BATCH_MIN, BATCH_MAX);
@@ -78,7 +80,8 @@ static uint64_t batch_plan(batch_book *b, unsigned variant, bench_rng *rng) {
 }
 
 /* One timed round: allocate and stamp all blocks, then check and free them in plan order. */
-static void batch_round(batch_book *b, const alloc_api *a, const char *name, uint64_t salt) {
+static void batch_round(batch_book *b, const alloc_api *a, const char *name, uint64_t salt)
+{
     for (uint32_t j = 0; j < BATCH_BLOCKS; j++) {
         void *p = a->alloc(b->size[j]);
         if (__builtin_expect(!p, 0))
@@ -95,7 +98,8 @@ static void batch_round(batch_book *b, const alloc_api *a, const char *name, uin
 }
 
 /* ops = pairs (rounds x 10,000). Only the alloc/free phases are timed, not the drawing of sizes. */
-static void run_batch(const alloc_workload *w, const alloc_api *a, double scale, alloc_result *r) {
+static void run_batch(const alloc_workload *w, const alloc_api *a, double scale, alloc_result *r)
+{
     batch_book *b = alloc_book(r, sizeof *b);
     bench_rng rng = bench_rng_seed(0xba7c4 + w->variant);
     const uint64_t rounds = bench_scaled(w->count, scale);
@@ -104,9 +108,9 @@ static void run_batch(const alloc_workload *w, const alloc_api *a, double scale,
         uint64_t live = batch_plan(b, w->variant, &rng);
         if (live > r->live_peak)
             r->live_peak = live;
-        uint64_t t0 = bench_now_ns();
+        uint64_t t0 = harness_now_ns();
         batch_round(b, a, w->name, round);
-        r->ns += bench_now_ns() - t0;
+        r->ns += harness_now_ns() - t0;
     }
     r->ops = rounds * BATCH_BLOCKS;
 }
@@ -121,7 +125,8 @@ typedef struct spin_barrier {
     unsigned parties;
 } spin_barrier;
 
-static void spin_barrier_wait(spin_barrier *b) {
+static void spin_barrier_wait(spin_barrier *b)
+{
     unsigned phase = atomic_load_explicit(&b->phase, memory_order_acquire);
     if (atomic_fetch_add_explicit(&b->arrived, 1, memory_order_acq_rel) + 1 == b->parties) {
         atomic_store_explicit(&b->arrived, 0, memory_order_relaxed);
@@ -137,20 +142,22 @@ typedef void *thread_fn(void *);
 /* Starts fn[0](arg[0]) and fn[1](arg[1]) on two threads that wait at the start line (go); marks the start,
  * releases them, and returns the wall time until both are done. The start line keeps thread creation out of
  * the time and out of rss_before. */
-static uint64_t run_two_threads(thread_fn *const fn[2], void *const arg[2], atomic_int *go, alloc_result *r) {
+static uint64_t run_two_threads(thread_fn *const fn[2], void *const arg[2], atomic_int *go, alloc_result *r)
+{
     pthread_t t[2];
     for (int i = 0; i < 2; i++)
         if (pthread_create(&t[i], NULL, fn[i], arg[i]) != 0)
             bench_die(4, "pthread_create failed");
     alloc_mark_start(r);
-    uint64_t t0 = bench_now_ns();
+    uint64_t t0 = harness_now_ns();
     atomic_store_explicit(go, 1, memory_order_release);
     for (int i = 0; i < 2; i++)
         pthread_join(t[i], NULL);
-    return bench_now_ns() - t0;
+    return harness_now_ns() - t0;
 }
 
-static void wait_for_go(atomic_int *go) {
+static void wait_for_go(atomic_int *go)
+{
     while (!atomic_load_explicit(go, memory_order_acquire))
         sched_yield();
 }
@@ -180,7 +187,8 @@ typedef struct xthread_ring {
 
 #define XTHREAD_SEED 0x7872ull
 
-static void *xthread_producer(void *arg) {
+static void *xthread_producer(void *arg)
+{
     xthread_ring *q = arg;
     bench_rng rng = bench_rng_seed(XTHREAD_SEED);
     uint64_t produced = 0;
@@ -208,7 +216,8 @@ static void *xthread_producer(void *arg) {
     return NULL;
 }
 
-static void *xthread_consumer(void *arg) {
+static void *xthread_consumer(void *arg)
+{
     xthread_ring *q = arg;
     bench_rng rng = bench_rng_seed(XTHREAD_SEED); /* replays the producer's sizes */
     uint64_t freed = 0;
@@ -233,7 +242,8 @@ static void *xthread_consumer(void *arg) {
 
 /* ops = blocks handed over (each allocated by the producer and freed by the consumer). live_peak is sampled
  * every 64 blocks by the producer, so it may miss the true peak by a few blocks. */
-static void run_xthread(const alloc_workload *w, const alloc_api *a, double scale, alloc_result *r) {
+static void run_xthread(const alloc_workload *w, const alloc_api *a, double scale, alloc_result *r)
+{
     xthread_ring *q = alloc_book(r, sizeof *q);
     q->api = a;
     q->name = w->name;
@@ -277,7 +287,8 @@ typedef struct larson_thread {
 } larson_thread;
 
 /* Puts a new block of a random size in slot i of set (whose slot is empty). */
-static void larson_fill(larson_state *s, larson_set *set, unsigned salt, uint32_t i, bench_rng *rng) {
+static void larson_fill(larson_state *s, larson_set *set, unsigned salt, uint32_t i, bench_rng *rng)
+{
     size_t size = (size_t)bench_rng_range(rng, LARSON_MIN, LARSON_MAX);
     void *p = s->api->alloc(size);
     if (__builtin_expect(!p, 0))
@@ -292,14 +303,16 @@ static void larson_fill(larson_state *s, larson_set *set, unsigned salt, uint32_
         set->peak = set->bytes;
 }
 
-static void larson_drop(larson_state *s, larson_set *set, uint32_t i) {
+static void larson_drop(larson_state *s, larson_set *set, uint32_t i)
+{
     if (__builtin_expect(!alloc_stamp_ok(set->ptr[i], set->size[i], set->tag[i]), 0))
         alloc_corrupt(s->api, s->name, set->ptr[i], set->size[i]);
     alloc_free(s->api, set->ptr[i]);
     set->bytes -= set->size[i];
 }
 
-static void *larson_worker(void *arg) {
+static void *larson_worker(void *arg)
+{
     larson_thread *t = arg;
     larson_state *s = t->s;
     bench_rng rng = bench_rng_seed(0x1a750 + t->id);
@@ -325,7 +338,8 @@ static void *larson_worker(void *arg) {
 
 /* ops = steps (free a random slot's block, allocate a new one) of both threads; the initial fill and final
  * drain (2 x 1,000 blocks) are timed but not counted. live_peak adds the two sets' peaks: an upper bound. */
-static void run_larson(const alloc_workload *w, const alloc_api *a, double scale, alloc_result *r) {
+static void run_larson(const alloc_workload *w, const alloc_api *a, double scale, alloc_result *r)
+{
     larson_state *s = alloc_book(r, sizeof *s);
     s->api = a;
     s->name = w->name;
@@ -365,14 +379,16 @@ typedef struct frag_book {
 } frag_book;
 
 /* Log-uniform size: a power of two picked uniformly, then a uniform size within that octave. */
-static size_t frag_size(bench_rng *rng) {
+static size_t frag_size(bench_rng *rng)
+{
     unsigned octave = (unsigned)bench_rng_range(rng, FRAG_MIN_LOG, FRAG_MAX_LOG - 1);
     size_t base = (size_t)1 << octave;
     return base + (size_t)bench_rng_below(rng, base);
 }
 
 /* Frees the block in slot j and moves the last one into its place. */
-static void frag_drop(frag_book *b, const alloc_api *a, const char *name, uint32_t j) {
+static void frag_drop(frag_book *b, const alloc_api *a, const char *name, uint32_t j)
+{
     frag_block *blk = &b->block[j];
     if (__builtin_expect(!alloc_stamp_ok(blk->ptr, blk->size, blk->tag), 0))
         alloc_corrupt(a, name, blk->ptr, blk->size);
@@ -383,7 +399,8 @@ static void frag_drop(frag_book *b, const alloc_api *a, const char *name, uint32
 
 /* Unlike the other workloads, a frag block is written on every page: RSS is the point here, and a block of
  * which only the ends were touched would be resident only there. */
-static void frag_touch(char *p, size_t size, uint64_t tag) {
+static void frag_touch(char *p, size_t size, uint64_t tag)
+{
     for (size_t off = FRAG_PAGE; off + sizeof tag < size; off += FRAG_PAGE)
         memcpy(p + off, &tag, sizeof tag);
     alloc_stamp(p, size, tag);
@@ -391,7 +408,8 @@ static void frag_touch(char *p, size_t size, uint64_t tag) {
 
 /* ops = allocations. Each step draws a size, frees random live blocks (so lifetimes are random) until the
  * new one fits under the target, then allocates it and writes every page. The final free-all is not timed. */
-static void run_frag(const alloc_workload *w, const alloc_api *a, double scale, alloc_result *r) {
+static void run_frag(const alloc_workload *w, const alloc_api *a, double scale, alloc_result *r)
+{
     bench_rng rng = bench_rng_seed(0xf7a9);
     uint64_t target = bench_scaled(FRAG_TARGET, scale);
     if (target < FRAG_MIN_TARGET)
@@ -403,7 +421,7 @@ static void run_frag(const alloc_workload *w, const alloc_api *a, double scale, 
     b->slots = (uint32_t)slots;
     const uint64_t steps = bench_scaled(w->count, scale);
     alloc_mark_start(r);
-    uint64_t t0 = bench_now_ns();
+    uint64_t t0 = harness_now_ns();
     for (uint64_t i = 0; i < steps; i++) {
         size_t size = frag_size(&rng);
         while (b->n > 0 && (b->live + size > target || b->n == b->slots))
@@ -418,7 +436,7 @@ static void run_frag(const alloc_workload *w, const alloc_api *a, double scale, 
         if (b->live > r->live_peak)
             r->live_peak = b->live;
     }
-    r->ns = bench_now_ns() - t0;
+    r->ns = harness_now_ns() - t0;
     r->ops = steps;
     while (b->n > 0)
         frag_drop(b, a, w->name, b->n - 1);
@@ -448,11 +466,13 @@ static const alloc_workload workloads[] = {
      "16 B-1 MiB (log-uniform), random lifetimes, 512 MiB live at scale 1; then free all and trim", run_frag},
 };
 
-const alloc_workload *alloc_workload_at(size_t i) {
+const alloc_workload *alloc_workload_at(size_t i)
+{
     return i < sizeof workloads / sizeof workloads[0] ? &workloads[i] : NULL;
 }
 
-const alloc_workload *alloc_workload_find(const char *name) {
+const alloc_workload *alloc_workload_find(const char *name)
+{
     for (size_t i = 0; i < sizeof workloads / sizeof workloads[0]; i++)
         if (strcmp(workloads[i].name, name) == 0)
             return &workloads[i];

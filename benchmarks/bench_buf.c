@@ -30,10 +30,6 @@ static const char *const impl_names[IMPL_COUNT] = {"ohm-off", "ohm-simple", "ohm
 static const ohm_leak_level impl_levels[IMPL_COUNT] = {OHM_LEAK_OFF, OHM_LEAK_SIMPLE, OHM_LEAK_ADVANCED,
                                                        OHM_LEAK_PARANOID, OHM_LEAK_OFF};
 
-typedef struct buf_result {
-    uint64_t ops, ns, live_peak, rss_before, peak_rss, rss_after;
-} buf_result;
-
 typedef struct buf_workload buf_workload;
 struct buf_workload {
     const char *name;
@@ -43,32 +39,30 @@ struct buf_workload {
     const char *unit; /* what one op is */
     bool raw;         /* pool-raw applies */
     const char *summary;
-    void (*run)(const buf_workload *w, buf_impl impl, double scale, buf_result *r);
+    void (*run)(const buf_workload *w, buf_impl impl, double scale, bench_result *r);
 };
 
-static void mark_start(buf_result *r) {
-    r->rss_before = bench_rss_bytes();
-    bench_reset_peak_rss();
-}
-
-static ohm_buf *must_alloc(size_t size) {
+static ohm_buf *must_alloc(size_t size)
+{
     ohm_buf *b = ohm_buf_alloc(NULL, size);
     if (!b)
         bench_die(4, "ohm_buf_alloc(%zu) failed: %s", size, ohm_last_error());
     return b;
 }
 
-static void must(int rc, int want, const char *what) {
+static void must(int rc, int want, const char *what)
+{
     if (__builtin_expect(rc != want, 0))
         bench_die(4, "%s returned %d, expected %d: %s", what, rc, want, ohm_last_error());
 }
 
 /* alloc-release-*: allocate, write 8 bytes (through ohm_buf_data, the same plain store pool-raw makes), release. */
-static void run_alloc(const buf_workload *w, buf_impl impl, double scale, buf_result *r) {
+static void run_alloc(const buf_workload *w, buf_impl impl, double scale, bench_result *r)
+{
     uint64_t n = bench_scaled(w->count, scale);
     ohm_pool *pool = ohm_pool_default();
-    mark_start(r);
-    uint64_t t0 = bench_now_ns();
+    bench_mark_start(r);
+    uint64_t t0 = harness_now_ns();
     if (impl == IMPL_RAW) {
         for (uint64_t i = 0; i < n; i++) {
             void *p = ohm_pool_alloc(pool, w->size);
@@ -86,7 +80,7 @@ static void run_alloc(const buf_workload *w, buf_impl impl, double scale, buf_re
             must(ohm_buf_release(b, 1), 1, "ohm_buf_release");
         }
     }
-    r->ns = bench_now_ns() - t0;
+    r->ns = harness_now_ns() - t0;
     r->ops = n;
     r->live_peak = w->size;
 }
@@ -99,19 +93,21 @@ typedef struct retain_arg {
     uint64_t t0, t1; /* each thread times itself: the main thread may not run again until they are done */
 } retain_arg;
 
-static void *retain_loop(void *p) {
+static void *retain_loop(void *p)
+{
     retain_arg *a = p;
     pthread_barrier_wait(a->start);
-    a->t0 = bench_now_ns();
+    a->t0 = harness_now_ns();
     for (uint64_t i = 0; i < a->n; i++) {
         must(ohm_buf_retain(a->b, 1), 0, "ohm_buf_retain");
         must(ohm_buf_release(a->b, 1), 0, "ohm_buf_release");
     }
-    a->t1 = bench_now_ns();
+    a->t1 = harness_now_ns();
     return NULL;
 }
 
-static void run_retain(const buf_workload *w, buf_impl impl, double scale, buf_result *r) {
+static void run_retain(const buf_workload *w, buf_impl impl, double scale, bench_result *r)
+{
     (void)impl;
     uint64_t per = bench_scaled(w->count, scale) / w->threads;
     if (per == 0)
@@ -126,7 +122,7 @@ static void run_retain(const buf_workload *w, buf_impl impl, double scale, buf_r
         if (pthread_create(&t[i], NULL, retain_loop, &a[i]) != 0)
             bench_die(4, "cannot start a thread");
     }
-    mark_start(r);
+    bench_mark_start(r);
     pthread_barrier_wait(&start);
     uint64_t t0 = UINT64_MAX, t1 = 0; /* from the first thread's start to the last one's end */
     for (unsigned i = 0; i < w->threads; i++) {
@@ -145,11 +141,12 @@ static void run_retain(const buf_workload *w, buf_impl impl, double scale, buf_r
  * ends (or a host GC reclaims it), so a parent sliced forever would pile up handles; the parent is released and
  * a new one allocated every SLICE_RENEW triples, which ends that many slice handles at once. That cost is part
  * of the measured time (about 1/SLICE_RENEW of an alloc-release per op). */
-static void run_slice(const buf_workload *w, buf_impl impl, double scale, buf_result *r) {
+static void run_slice(const buf_workload *w, buf_impl impl, double scale, bench_result *r)
+{
     (void)impl;
     uint64_t n = bench_scaled(w->count, scale);
-    mark_start(r);
-    uint64_t t0 = bench_now_ns();
+    bench_mark_start(r);
+    uint64_t t0 = harness_now_ns();
     ohm_buf *p = must_alloc(w->size);
     for (uint64_t i = 0; i < n; i++) {
         if (i && i % SLICE_RENEW == 0) {
@@ -163,7 +160,7 @@ static void run_slice(const buf_workload *w, buf_impl impl, double scale, buf_re
         must(ohm_buf_release(s, 1), 0, "ohm_buf_release (slice)");
     }
     must(ohm_buf_release(p, 1), 1, "ohm_buf_release (parent)");
-    r->ns = bench_now_ns() - t0;
+    r->ns = harness_now_ns() - t0;
     r->ops = n;
     r->live_peak = w->size;
 }
@@ -180,55 +177,37 @@ static const buf_workload workloads[] = {
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 
-/* ---- options ------------------------------------------------------------------------------------------- */
-
-typedef struct buf_options {
-    bench_common c; /* --json, --verbose, --child, --list, --reps, --scale, --timeout */
-    bool want[NWORKLOADS];
-    buf_impl impls[IMPL_COUNT];
-    unsigned nimpls, threads; /* threads: the child's workload variant (0 = any) */
-} buf_options;
+static unsigned workload_threads(size_t wi)
+{
+    return workloads[wi].threads;
+}
 
 /* ---- the child ----------------------------------------------------------------------------------------- */
 
-static int child_main(const buf_options *o) {
-    const buf_workload *w = NULL;
-    for (size_t i = 0; i < NWORKLOADS; i++)
-        if (o->want[i] && (!o->threads || workloads[i].threads == o->threads)) {
-            if (w)
-                bench_die(2, "--child needs exactly one workload (and --threads to pick its variant)");
-            w = &workloads[i];
-        }
+static int child_main(const bench_options *o)
+{
+    size_t wi = bench_child_workload(o, NWORKLOADS, workload_threads);
+    const buf_workload *w = wi != SIZE_MAX ? &workloads[wi] : NULL;
     if (!w || o->nimpls != 1)
         bench_die(2, "--child needs exactly one --impl and one --workload");
-    buf_impl impl = o->impls[0];
+    buf_impl impl = (buf_impl)o->impls[0];
     if (impl == IMPL_RAW && !w->raw)
         bench_die(2, "pool-raw does not apply to %s", w->name);
     ohm_leak_set_sample_interval(128);
     ohm_leak_set_level(impl_levels[impl]);
     for (int i = 0; i < 64; i++) /* first-use setup (default pool, thread cache, headers) before the mark */
         must(ohm_buf_release(must_alloc(w->size), 1), 1, "ohm_buf_release (warm-up)");
-    buf_result r = {0};
+    bench_result r = {0};
     w->run(w, impl, o->c.scale, &r);
-    r.peak_rss = bench_peak_rss_bytes();
-    ohm_pool_trim(ohm_pool_default());
-    r.rss_after = bench_rss_bytes();
-    bench_run run = {
-        .ok = true,
-        .ops_per_sec = r.ns ? (double)r.ops * 1e9 / (double)r.ns : 0.0,
-        .threads = w->threads,
-        .peak_rss = r.peak_rss,
-        .live_peak = r.live_peak,
-        .rss_before = r.rss_before,
-        .rss_after = r.rss_after,
-    };
-    bench_run_print("buf", w->name, impl_names[impl], &run, NULL);
+    bench_child_report("buf", w->name, impl_names[impl], w->threads, &r);
     return 0;
 }
 
 /* ---- the parent ---------------------------------------------------------------------------------------- */
 
-static bench_run run_child(const buf_options *o, const buf_workload *w, buf_impl impl, unsigned rep) {
+static bench_run run_child(const bench_options *o, size_t wi, unsigned impl, unsigned rep)
+{
+    const buf_workload *w = &workloads[wi];
     char scale[32], threads[16];
     snprintf(scale, sizeof scale, "%.17g", o->c.scale);
     snprintf(threads, sizeof threads, "%u", w->threads);
@@ -247,7 +226,8 @@ static bench_run run_child(const buf_options *o, const buf_workload *w, buf_impl
 }
 
 /* One goal line: "goal  ohm-simple >= 0.95x ohm-off: 0.98x  met". */
-static void print_goal(const bench_run *agg, buf_impl num, buf_impl den, double want) {
+static void print_goal(const bench_run *agg, buf_impl num, buf_impl den, double want)
+{
     if (!agg[num].ok || !agg[den].ok || agg[den].ops_per_sec <= 0)
         return;
     double got = agg[num].ops_per_sec / agg[den].ops_per_sec;
@@ -255,174 +235,84 @@ static void print_goal(const bench_run *agg, buf_impl num, buf_impl den, double 
            got >= want ? "met" : "MISSED");
 }
 
-static void print_table(const buf_options *o, const buf_workload *w, const bench_run *agg, const bool *ran) {
-    static const char *const headers[] = {"impl",     "threads",    "ops/s",     "ns/op",    "peak RSS",
-                                          "live peak", "RSS before", "RSS after", "vs ohm-off"};
-    bench_table t;
-    bench_table_init(&t, 9, headers);
-    const bench_run *off = agg[IMPL_OFF].ok ? &agg[IMPL_OFF] : NULL;
-    for (unsigned k = 0; k < o->nimpls; k++) {
-        buf_impl impl = o->impls[k];
-        const bench_run *a = &agg[impl];
-        if (!ran[impl])
-            continue;
-        bench_table_row(&t);
-        if (!bench_table_set_run(&t, impl_names[impl], a))
-            continue;
-        if (off && off->ops_per_sec > 0)
-            bench_table_set(&t, 8, "%.2fx", a->ops_per_sec / off->ops_per_sec);
-        else
-            bench_table_set(&t, 8, "-");
-    }
+static void heading(const bench_options *o, size_t wi)
+{
+    const buf_workload *w = &workloads[wi];
     printf("\n%s (%u thread%s, %llu %s per run): %s\n", w->name, w->threads, w->threads == 1 ? "" : "s",
            (unsigned long long)bench_scaled(w->count, o->c.scale), w->unit, w->summary);
-    bench_table_print(&t, stdout);
+}
+
+/* "vs ohm-off": an impl's ops/s over ohm-off's. */
+static void ratio_cell(bench_table *t, const bench_run *agg, const bool *ran, unsigned impl)
+{
+    (void)ran;
+    const bench_run *off = agg[IMPL_OFF].ok ? &agg[IMPL_OFF] : NULL;
+    if (off && off->ops_per_sec > 0)
+        bench_table_set(t, 8, "%.2fx", agg[impl].ops_per_sec / off->ops_per_sec);
+    else
+        bench_table_set(t, 8, "-");
+}
+
+static void goals(const bench_options *o, size_t wi, const bench_run *agg, const bool *ran)
+{
+    (void)o;
+    (void)ran;
     print_goal(agg, IMPL_SIMPLE, IMPL_OFF, 0.95);
     print_goal(agg, IMPL_PARANOID, IMPL_OFF, 0.33);
-    if (strcmp(w->name, "alloc-release-64") == 0)
+    if (strcmp(workloads[wi].name, "alloc-release-64") == 0)
         print_goal(agg, IMPL_OFF, IMPL_RAW, 0.77);
-    fflush(stdout);
 }
 
-/* All reps of one workload, impls interleaved and rotated; returns the number of failed runs. */
-static unsigned run_workload(const buf_options *o, const buf_workload *w) {
-    static bench_run runs[IMPL_COUNT][BENCH_MAX_REPS];
-    buf_impl order[IMPL_COUNT];
-    bool ran[IMPL_COUNT] = {false};
-    unsigned n = 0, failed = 0;
-    for (unsigned k = 0; k < o->nimpls; k++)
-        if (o->impls[k] != IMPL_RAW || w->raw) {
-            order[n++] = o->impls[k];
-            ran[o->impls[k]] = true;
-        }
-    memset(runs, 0, sizeof runs);
-    for (unsigned rep = 0; rep < o->c.reps; rep++)
-        for (unsigned k = 0; k < n; k++) {
-            buf_impl impl = order[(k + rep) % n];
-            runs[impl][rep] = run_child(o, w, impl, rep);
-            failed += !runs[impl][rep].ok;
-        }
-    bench_run agg[IMPL_COUNT];
-    for (unsigned i = 0; i < IMPL_COUNT; i++)
-        agg[i] = bench_run_aggregate(runs[i], o->c.reps);
-    if (!o->c.json) {
-        print_table(o, w, agg, ran);
-        return failed;
-    }
-    for (unsigned k = 0; k < o->nimpls; k++)
-        if (ran[o->impls[k]] && agg[o->impls[k]].ok)
-            bench_run_print("buf", w->name, impl_names[o->impls[k]], &agg[o->impls[k]], stdout);
-    return failed;
+static const char *workload_name(size_t wi)
+{
+    return workloads[wi].name;
 }
 
-static int parent_main(const buf_options *o) {
-    if (!o->c.json) {
-        bench_print_banner("buf", o->c.scale, o->c.reps, "vs ohm-off = impl ops/s / ohm-off ops/s");
-        fflush(stdout);
-    }
-    unsigned failed = 0;
+/* pool-raw has no counterpart for retain-release and slice-release. */
+static bool applies(size_t wi, unsigned impl)
+{
+    return impl != IMPL_RAW || workloads[wi].raw;
+}
+
+static void list(void)
+{
+    printf("%-17s %-9s %9s %-8s %s\n", "workload", "threads", "scale 1", "of", "what");
     for (size_t i = 0; i < NWORKLOADS; i++)
-        if (o->want[i])
-            failed += run_workload(o, &workloads[i]);
-    if (failed)
-        bench_warn("%u run%s failed (see above)", failed, failed == 1 ? "" : "s");
-    return failed ? 1 : 0;
+        printf("%-17s %-9u %9llu %-8s %s%s\n", workloads[i].name, workloads[i].threads,
+               (unsigned long long)workloads[i].count, workloads[i].unit, workloads[i].summary,
+               workloads[i].raw ? "" : " (no pool-raw)");
 }
 
-static void usage(FILE *out) {
-    fputs("usage: ohm-bench buf [options]\n"
-          "  --workload NAME[,NAME]  workloads to run (repeatable; default all; --list names them)\n"
-          "  --impl NAME[,NAME]      ohm-off, ohm-simple, ohm-advanced, ohm-paranoid, pool-raw (default all)\n"
-          "  --reps N                runs per workload and impl (default 3; best ops/s, median RSS)\n"
-          "  --scale F               multiplies iteration counts (default 1)\n"
-          "  --json                  one JSON object per line per (workload, impl) instead of tables\n"
-          "  --timeout S             kill a run after S seconds (default 600; 0 = never)\n"
-          "  --verbose               print every run's result on stderr\n"
-          "  --list                  list the workloads and exit\n",
-          out);
-}
+static const bench_suite suite = {
+    .name = "buf",
+    .usage = "usage: ohm-bench buf [options]\n"
+             "  --workload NAME[,NAME]  workloads to run (repeatable; default all; --list names them)\n"
+             "  --impl NAME[,NAME]      ohm-off, ohm-simple, ohm-advanced, ohm-paranoid, pool-raw (default all)\n"
+             "  --reps N                runs per workload and impl (default 3; best ops/s, median RSS)\n"
+             "  --scale F               multiplies iteration counts (default 1)\n"
+             "  --json                  one JSON object per line per (workload, impl) instead of tables\n"
+             "  --timeout S             kill a run after S seconds (default 600; 0 = never)\n"
+             "  --verbose               print every run's result on stderr\n"
+             "  --list                  list the workloads and exit\n",
+    .default_timeout_s = DEFAULT_TIMEOUT_S,
+    .banner_ratio = "vs ohm-off = impl ops/s / ohm-off ops/s",
+    .impl_names = impl_names,
+    .nimpls = IMPL_COUNT,
+    .impl_hint = "ohm-off, ohm-simple, ohm-advanced, ohm-paranoid, pool-raw",
+    .nworkloads = NWORKLOADS,
+    .workload_name = workload_name,
+    .threads = BENCH_THREADS_CHILD,
+    .applies = applies,
+    .list = list,
+    .child = child_main,
+    .run_child = run_child,
+    .heading = heading,
+    .extra_headers = {"vs ohm-off"},
+    .ratio_cell = ratio_cell,
+    .goals = goals,
+};
 
-static int add_workload(const char *name, void *arg) {
-    buf_options *o = arg;
-    bool found = false;
-    for (size_t i = 0; i < NWORKLOADS; i++)
-        if (strcmp(name, "all") == 0 || strcmp(name, workloads[i].name) == 0)
-            found = o->want[i] = true;
-    if (!found)
-        bench_warn("unknown workload '%s' (--list shows them)", name);
-    return found ? 0 : 1;
-}
-
-static int add_impl(const char *name, void *arg) {
-    buf_options *o = arg;
-    for (unsigned i = 0; i < IMPL_COUNT; i++)
-        if (strcmp(name, impl_names[i]) == 0) {
-            for (unsigned k = 0; k < o->nimpls; k++)
-                if (o->impls[k] == (buf_impl)i)
-                    return 0;
-            o->impls[o->nimpls++] = (buf_impl)i;
-            return 0;
-        }
-    bench_warn("unknown impl '%s' (ohm-off, ohm-simple, ohm-advanced, ohm-paranoid, pool-raw)", name);
-    return 1;
-}
-
-static int parse_options(int argc, char **argv, buf_options *o) {
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        uint64_t u;
-        int shared = bench_common_option(argc, argv, &i, &o->c);
-        if (shared == -1) {
-            usage(stdout);
-            return -1;
-        }
-        if (shared == 2)
-            return 2;
-        if (shared == 1)
-            continue;
-        if ((v = bench_option_value(argc, argv, &i, "--workload"))) {
-            if (bench_for_each_item(v, add_workload, o))
-                return 2;
-        } else if ((v = bench_option_value(argc, argv, &i, "--impl"))) {
-            if (bench_for_each_item(v, add_impl, o))
-                return 2;
-        } else if ((v = bench_option_value(argc, argv, &i, "--threads"))) {
-            if (!bench_parse_u64(v, 1, 8, &u)) {
-                bench_warn("--threads needs a number from 1 to 8");
-                return 2;
-            }
-            o->threads = (unsigned)u;
-        } else {
-            bench_warn("unknown option or missing value '%s'", a);
-            usage(stderr);
-            return 2;
-        }
-    }
-    return 0;
-}
-
-int bench_buf_main(int argc, char **argv) {
-    buf_options o;
-    memset(&o, 0, sizeof o);
-    bench_common_init(&o.c, DEFAULT_TIMEOUT_S);
-    int rc = parse_options(argc, argv, &o);
-    if (rc)
-        return rc < 0 ? 0 : rc;
-    if (o.c.list) {
-        printf("%-17s %-9s %9s %-8s %s\n", "workload", "threads", "scale 1", "of", "what");
-        for (size_t i = 0; i < NWORKLOADS; i++)
-            printf("%-17s %-9u %9llu %-8s %s%s\n", workloads[i].name, workloads[i].threads,
-                   (unsigned long long)workloads[i].count, workloads[i].unit, workloads[i].summary,
-                   workloads[i].raw ? "" : " (no pool-raw)");
-        return 0;
-    }
-    if (o.nimpls == 0)
-        for (unsigned i = 0; i < IMPL_COUNT; i++)
-            o.impls[o.nimpls++] = (buf_impl)i;
-    bool any = false;
-    for (size_t i = 0; i < NWORKLOADS; i++)
-        any |= o.want[i];
-    if (!any)
-        add_workload("all", &o);
-    return o.c.child ? child_main(&o) : parent_main(&o);
+int bench_buf_main(int argc, char **argv)
+{
+    return bench_suite_main(&suite, argc, argv);
 }

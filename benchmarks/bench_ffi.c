@@ -30,77 +30,76 @@ typedef enum ffi_impl { IMPL_DIRECT = 0, IMPL_FFI, IMPL_COUNT } ffi_impl;
 
 static const char *const impl_names[IMPL_COUNT] = {"direct", "ffi"};
 
-typedef struct ffi_result {
-    uint64_t ops, ns, live_peak, rss_before, peak_rss, rss_after;
-} ffi_result;
-
 typedef struct ffi_workload ffi_workload;
 struct ffi_workload {
     const char *name;
     uint64_t count; /* calls at --scale 1 */
     const char *signature;
     const char *summary;
-    void (*run)(const ffi_workload *w, ffi_impl impl, double scale, ffi_result *r);
+    void (*run)(const ffi_workload *w, ffi_impl impl, double scale, bench_result *r);
 };
-
-static void mark_start(ffi_result *r) {
-    r->rss_before = bench_rss_bytes();
-    bench_reset_peak_rss();
-}
 
 /* ---- the functions called ----------------------------------------------------------------------------------- */
 
 __attribute__((noipa)) static int32_t fn_zero(void) { return 42; }
 
 /* i32(ptr, u64, i32): reads the first byte behind p, so a buffer argument really reaches the callee. */
-__attribute__((noipa)) static int32_t fn_three(void *p, uint64_t n, int32_t x) {
+__attribute__((noipa)) static int32_t fn_three(void *p, uint64_t n, int32_t x)
+{
     return x + (int32_t)n + *(const unsigned char *)p;
 }
 
 /* A pointer the compiler cannot see through: direct strlen of a constant would otherwise be folded away. */
-static const char *launder(const char *p) {
+static const char *launder(const char *p)
+{
     __asm__ volatile("" : "+r"(p));
     return p;
 }
 
-static ohm_ffi_fn *must_fn(ohm_ffi_lib *lib, void *code, const char *name, const char *sig) {
+static ohm_ffi_fn *must_fn(ohm_ffi_lib *lib, void *code, const char *name, const char *sig)
+{
     ohm_ffi_fn *fn = lib ? ohm_ffi_func(lib, name, sig) : ohm_ffi_func_ptr(code, name, sig);
     if (!fn)
         bench_die(4, "cannot prepare %s: %s", name, ohm_last_error());
     return fn;
 }
 
-static ohm_ffi_lib *must_open(const char *path) {
+static ohm_ffi_lib *must_open(const char *path)
+{
     ohm_ffi_lib *lib = ohm_ffi_open(path);
     if (!lib)
         bench_die(4, "%s", ohm_last_error());
     return lib;
 }
 
-static ohm_buf *must_buf(size_t size) {
+static ohm_buf *must_buf(size_t size)
+{
     ohm_buf *b = ohm_buf_alloc_zeroed(NULL, size);
     if (!b)
         bench_die(4, "ohm_buf_alloc(%zu) failed: %s", size, ohm_last_error());
     return b;
 }
 
-static void must_call(const ohm_ffi_fn *fn, const ohm_ffi_arg *args, unsigned n, ohm_bind_value *r) {
+static void must_call(const ohm_ffi_fn *fn, const ohm_ffi_arg *args, unsigned n, ohm_bind_value *r)
+{
     if (__builtin_expect(ohm_ffi_call(fn, args, n, r) != 0, 0))
         bench_die(4, "ohm_ffi_call(%s) failed: %s", ohm_ffi_name(fn), ohm_last_error());
 }
 
-static void wrong(const char *w, uint64_t i, uint64_t got, uint64_t want) {
+static void wrong(const char *w, uint64_t i, uint64_t got, uint64_t want)
+{
     bench_die(4, "%s: call %llu returned %llu, expected %llu", w, (unsigned long long)i, (unsigned long long)got,
               (unsigned long long)want);
 }
 
 /* ---- workloads ---------------------------------------------------------------------------------------------- */
 
-static void run_call0(const ffi_workload *w, ffi_impl impl, double scale, ffi_result *r) {
+static void run_call0(const ffi_workload *w, ffi_impl impl, double scale, bench_result *r)
+{
     uint64_t n = bench_scaled(w->count, scale);
     ohm_ffi_fn *fn = must_fn(NULL, (void *)fn_zero, "fn_zero", w->signature);
-    mark_start(r);
-    uint64_t t0 = bench_now_ns();
+    bench_mark_start(r);
+    uint64_t t0 = harness_now_ns();
     if (impl == IMPL_DIRECT) {
         for (uint64_t i = 0; i < n; i++)
             if (__builtin_expect(fn_zero() != 42, 0))
@@ -113,22 +112,23 @@ static void run_call0(const ffi_workload *w, ffi_impl impl, double scale, ffi_re
                 wrong(w->name, i, v.u, 42);
         }
     }
-    r->ns = bench_now_ns() - t0;
+    r->ns = harness_now_ns() - t0;
     r->ops = n;
     ohm_ffi_func_free(fn);
 }
 
 /* call-3 passes an ohm buffer (retained for the call, checked, zero-copy); call-3-ptr the same memory as a raw
  * address, which shows what the buffer's retain/release and range check cost inside the bridge. */
-static void run_call3(const ffi_workload *w, ffi_impl impl, double scale, ffi_result *r) {
+static void run_call3(const ffi_workload *w, ffi_impl impl, double scale, bench_result *r)
+{
     uint64_t n = bench_scaled(w->count, scale);
     bool raw = strcmp(w->name, "call-3-ptr") == 0;
     ohm_ffi_fn *fn = must_fn(NULL, (void *)fn_three, "fn_three", w->signature);
     ohm_buf *b = must_buf(64);
     unsigned char *data = ohm_buf_data(b);
     data[0] = 7;
-    mark_start(r);
-    uint64_t t0 = bench_now_ns();
+    bench_mark_start(r);
+    uint64_t t0 = harness_now_ns();
     if (impl == IMPL_DIRECT) {
         for (uint64_t i = 0; i < n; i++) {
             int32_t x = (int32_t)(i & 0xffff), got = fn_three(data, 1000, x);
@@ -150,7 +150,7 @@ static void run_call3(const ffi_workload *w, ffi_impl impl, double scale, ffi_re
                 wrong(w->name, i, v.u, (uint64_t)(x + 1007));
         }
     }
-    r->ns = bench_now_ns() - t0;
+    r->ns = harness_now_ns() - t0;
     r->ops = n;
     r->live_peak = 64;
     if (ohm_buf_refcnt(b) != 1)
@@ -161,7 +161,8 @@ static void run_call3(const ffi_workload *w, ffi_impl impl, double scale, ffi_re
 
 /* zlib's crc32 over a 64 B ohm buffer, from libz.so.1 in both cases (ohm-bench links zlib; the bridge dlopens
  * the same library). */
-static void run_crc32(const ffi_workload *w, ffi_impl impl, double scale, ffi_result *r) {
+static void run_crc32(const ffi_workload *w, ffi_impl impl, double scale, bench_result *r)
+{
     uint64_t n = bench_scaled(w->count, scale);
     ohm_ffi_lib *z = must_open("libz.so.1");
     ohm_ffi_fn *fn = must_fn(z, NULL, "crc32", w->signature);
@@ -170,8 +171,8 @@ static void run_crc32(const ffi_workload *w, ffi_impl impl, double scale, ffi_re
     for (int i = 0; i < CRC_BYTES; i++)
         data[i] = (unsigned char)(i * 37 + 11);
     uLong want = crc32(0, data, CRC_BYTES);
-    mark_start(r);
-    uint64_t t0 = bench_now_ns();
+    bench_mark_start(r);
+    uint64_t t0 = harness_now_ns();
     if (impl == IMPL_DIRECT) {
         for (uint64_t i = 0; i < n; i++) {
             uLong got = crc32(0, data, CRC_BYTES);
@@ -191,7 +192,7 @@ static void run_crc32(const ffi_workload *w, ffi_impl impl, double scale, ffi_re
                 wrong(w->name, i, v.u, want);
         }
     }
-    r->ns = bench_now_ns() - t0;
+    r->ns = harness_now_ns() - t0;
     r->ops = n;
     r->live_peak = CRC_BYTES;
     ohm_buf_release(b, 1);
@@ -200,13 +201,14 @@ static void run_crc32(const ffi_workload *w, ffi_impl impl, double scale, ffi_re
 }
 
 /* libc's strlen of a host string (str argument, passed as is), found in the process (dlopen(NULL)). */
-static void run_strlen(const ffi_workload *w, ffi_impl impl, double scale, ffi_result *r) {
+static void run_strlen(const ffi_workload *w, ffi_impl impl, double scale, bench_result *r)
+{
     uint64_t n = bench_scaled(w->count, scale);
     ohm_ffi_lib *self = must_open(NULL);
     ohm_ffi_fn *fn = must_fn(self, NULL, "strlen", w->signature);
     const size_t want = sizeof STR_TEXT - 1;
-    mark_start(r);
-    uint64_t t0 = bench_now_ns();
+    bench_mark_start(r);
+    uint64_t t0 = harness_now_ns();
     if (impl == IMPL_DIRECT) {
         for (uint64_t i = 0; i < n; i++) {
             size_t got = strlen(launder(STR_TEXT));
@@ -222,7 +224,7 @@ static void run_strlen(const ffi_workload *w, ffi_impl impl, double scale, ffi_r
                 wrong(w->name, i, v.u, want);
         }
     }
-    r->ns = bench_now_ns() - t0;
+    r->ns = harness_now_ns() - t0;
     r->ops = n;
     ohm_ffi_func_free(fn);
     ohm_ffi_close(self);
@@ -238,18 +240,10 @@ static const ffi_workload workloads[] = {
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 
-/* ---- options ------------------------------------------------------------------------------------------- */
-
-typedef struct ffi_options {
-    bench_common c; /* --json, --verbose, --child, --list, --reps, --scale, --timeout */
-    bool want[NWORKLOADS];
-    ffi_impl impls[IMPL_COUNT];
-    unsigned nimpls;
-} ffi_options;
-
 /* ---- the child ----------------------------------------------------------------------------------------- */
 
-static int child_main(const ffi_options *o) {
+static int child_main(const bench_options *o)
+{
     const ffi_workload *w = NULL;
     for (size_t i = 0; i < NWORKLOADS; i++)
         if (o->want[i]) {
@@ -259,30 +253,20 @@ static int child_main(const ffi_options *o) {
         }
     if (!w || o->nimpls != 1)
         bench_die(2, "--child needs exactly one --impl and one --workload");
-    ffi_impl impl = o->impls[0];
-    ffi_result warm = {0}; /* first-use paths (dlopen, libffi, the default pool) before the measured run */
+    ffi_impl impl = (ffi_impl)o->impls[0];
+    bench_result warm = {0}; /* first-use paths (dlopen, libffi, the default pool) before the measured run */
     w->run(w, impl, 1e-4, &warm);
-    ffi_result r = {0};
+    bench_result r = {0};
     w->run(w, impl, o->c.scale, &r);
-    r.peak_rss = bench_peak_rss_bytes();
-    ohm_pool_trim(ohm_pool_default());
-    r.rss_after = bench_rss_bytes();
-    bench_run run = {
-        .ok = true,
-        .ops_per_sec = r.ns ? (double)r.ops * 1e9 / (double)r.ns : 0.0,
-        .threads = 1,
-        .peak_rss = r.peak_rss,
-        .live_peak = r.live_peak,
-        .rss_before = r.rss_before,
-        .rss_after = r.rss_after,
-    };
-    bench_run_print("ffi", w->name, impl_names[impl], &run, NULL);
+    bench_child_report("ffi", w->name, impl_names[impl], 1, &r);
     return 0;
 }
 
 /* ---- the parent ---------------------------------------------------------------------------------------- */
 
-static bench_run run_child(const ffi_options *o, const ffi_workload *w, ffi_impl impl, unsigned rep) {
+static bench_run run_child(const bench_options *o, size_t wi, unsigned impl, unsigned rep)
+{
+    const ffi_workload *w = &workloads[wi];
     char scale[32];
     snprintf(scale, sizeof scale, "%.17g", o->c.scale);
     const char *argv[] = {"ohm-bench", "ffi", "--child", "--impl", impl_names[impl], "--workload", w->name,
@@ -301,161 +285,76 @@ static bench_run run_child(const ffi_options *o, const ffi_workload *w, ffi_impl
 
 static double ns_per_op(const bench_run *r) { return r->ok && r->ops_per_sec > 0 ? 1e9 / r->ops_per_sec : -1.0; }
 
-static void print_table(const ffi_options *o, const ffi_workload *w, const bench_run *agg, const bool *ran) {
-    static const char *const headers[] = {"impl",     "threads",    "ops/s",     "ns/op",   "peak RSS",
-                                          "live peak", "RSS before", "RSS after", "overhead"};
-    bench_table t;
-    bench_table_init(&t, 9, headers);
-    double direct = ran[IMPL_DIRECT] ? ns_per_op(&agg[IMPL_DIRECT]) : -1.0;
-    for (unsigned k = 0; k < o->nimpls; k++) {
-        ffi_impl impl = o->impls[k];
-        if (!ran[impl])
-            continue;
-        bench_table_row(&t);
-        if (!bench_table_set_run(&t, impl_names[impl], &agg[impl]))
-            continue;
-        if (impl != IMPL_DIRECT && direct >= 0)
-            bench_table_set(&t, 8, "%+.1f ns", ns_per_op(&agg[impl]) - direct);
-        else
-            bench_table_set(&t, 8, "-");
-    }
+static void heading(const bench_options *o, size_t wi)
+{
+    const ffi_workload *w = &workloads[wi];
     printf("\n%s (%llu calls per run, %s): %s\n", w->name, (unsigned long long)bench_scaled(w->count, o->c.scale),
            w->signature, w->summary);
-    bench_table_print(&t, stdout);
+}
+
+/* "overhead": an impl's ns/op minus direct's. */
+static void ratio_cell(bench_table *t, const bench_run *agg, const bool *ran, unsigned impl)
+{
+    double direct = ran[IMPL_DIRECT] ? ns_per_op(&agg[IMPL_DIRECT]) : -1.0;
+    if (impl != IMPL_DIRECT && direct >= 0)
+        bench_table_set(t, 8, "%+.1f ns", ns_per_op(&agg[impl]) - direct);
+    else
+        bench_table_set(t, 8, "-");
+}
+
+static void goals(const bench_options *o, size_t wi, const bench_run *agg, const bool *ran)
+{
+    (void)o;
+    (void)wi;
+    double direct = ran[IMPL_DIRECT] ? ns_per_op(&agg[IMPL_DIRECT]) : -1.0;
     double ffi = ran[IMPL_FFI] ? ns_per_op(&agg[IMPL_FFI]) : -1.0;
     if (direct >= 0 && ffi >= 0)
         printf("goal  ffi - direct < %.0f ns per call: %.1f ns  %s\n", GOAL_OVERHEAD_NS, ffi - direct,
                ffi - direct < GOAL_OVERHEAD_NS ? "met" : "MISSED");
-    fflush(stdout);
 }
 
-/* All reps of one workload, impls interleaved and rotated; returns the number of failed runs. */
-static unsigned run_workload(const ffi_options *o, const ffi_workload *w) {
-    static bench_run runs[IMPL_COUNT][BENCH_MAX_REPS];
-    bool ran[IMPL_COUNT] = {false};
-    unsigned failed = 0;
-    for (unsigned k = 0; k < o->nimpls; k++)
-        ran[o->impls[k]] = true;
-    memset(runs, 0, sizeof runs);
-    for (unsigned rep = 0; rep < o->c.reps; rep++)
-        for (unsigned k = 0; k < o->nimpls; k++) {
-            ffi_impl impl = o->impls[(k + rep) % o->nimpls];
-            runs[impl][rep] = run_child(o, w, impl, rep);
-            failed += !runs[impl][rep].ok;
-        }
-    bench_run agg[IMPL_COUNT];
-    for (unsigned i = 0; i < IMPL_COUNT; i++)
-        agg[i] = bench_run_aggregate(runs[i], o->c.reps);
-    if (!o->c.json) {
-        print_table(o, w, agg, ran);
-        return failed;
-    }
-    for (unsigned k = 0; k < o->nimpls; k++)
-        if (agg[o->impls[k]].ok)
-            bench_run_print("ffi", w->name, impl_names[o->impls[k]], &agg[o->impls[k]], stdout);
-    return failed;
+static const char *workload_name(size_t wi)
+{
+    return workloads[wi].name;
 }
 
-static int parent_main(const ffi_options *o) {
-    if (!o->c.json) {
-        bench_print_banner("ffi", o->c.scale, o->c.reps, "overhead = ffi ns/op - direct ns/op (best run of each)");
-        fflush(stdout);
-    }
-    unsigned failed = 0;
+static void list(void)
+{
+    printf("%-12s %9s %-24s %s\n", "workload", "scale 1", "signature", "what (one op = one call)");
     for (size_t i = 0; i < NWORKLOADS; i++)
-        if (o->want[i])
-            failed += run_workload(o, &workloads[i]);
-    if (failed)
-        bench_warn("%u run%s failed (see above)", failed, failed == 1 ? "" : "s");
-    return failed ? 1 : 0;
+        printf("%-12s %9llu %-24s %s\n", workloads[i].name, (unsigned long long)workloads[i].count,
+               workloads[i].signature, workloads[i].summary);
 }
 
-static void usage(FILE *out) {
-    fputs("usage: ohm-bench ffi [options]\n"
-          "  --workload NAME[,NAME]  workloads to run (repeatable; default all; --list names them)\n"
-          "  --impl NAME[,NAME]      direct, ffi (default both)\n"
-          "  --reps N                runs per workload and impl (default 3; best ops/s, median RSS)\n"
-          "  --scale F               multiplies call counts (default 1)\n"
-          "  --json                  one JSON object per line per (workload, impl) instead of tables\n"
-          "  --timeout S             kill a run after S seconds (default 600; 0 = never)\n"
-          "  --verbose               print every run's result on stderr\n"
-          "  --list                  list the workloads and exit\n",
-          out);
-}
+static const bench_suite suite = {
+    .name = "ffi",
+    .usage = "usage: ohm-bench ffi [options]\n"
+             "  --workload NAME[,NAME]  workloads to run (repeatable; default all; --list names them)\n"
+             "  --impl NAME[,NAME]      direct, ffi (default both)\n"
+             "  --reps N                runs per workload and impl (default 3; best ops/s, median RSS)\n"
+             "  --scale F               multiplies call counts (default 1)\n"
+             "  --json                  one JSON object per line per (workload, impl) instead of tables\n"
+             "  --timeout S             kill a run after S seconds (default 600; 0 = never)\n"
+             "  --verbose               print every run's result on stderr\n"
+             "  --list                  list the workloads and exit\n",
+    .default_timeout_s = DEFAULT_TIMEOUT_S,
+    .banner_ratio = "overhead = ffi ns/op - direct ns/op (best run of each)",
+    .impl_names = impl_names,
+    .nimpls = IMPL_COUNT,
+    .impl_hint = "direct, ffi",
+    .nworkloads = NWORKLOADS,
+    .workload_name = workload_name,
+    .threads = BENCH_THREADS_NONE,
+    .list = list,
+    .child = child_main,
+    .run_child = run_child,
+    .heading = heading,
+    .extra_headers = {"overhead"},
+    .ratio_cell = ratio_cell,
+    .goals = goals,
+};
 
-static int add_workload(const char *name, void *arg) {
-    ffi_options *o = arg;
-    bool found = false;
-    for (size_t i = 0; i < NWORKLOADS; i++)
-        if (strcmp(name, "all") == 0 || strcmp(name, workloads[i].name) == 0)
-            found = o->want[i] = true;
-    if (!found)
-        bench_warn("unknown workload '%s' (--list shows them)", name);
-    return found ? 0 : 1;
-}
-
-static int add_impl(const char *name, void *arg) {
-    ffi_options *o = arg;
-    for (unsigned i = 0; i < IMPL_COUNT; i++)
-        if (strcmp(name, impl_names[i]) == 0) {
-            for (unsigned k = 0; k < o->nimpls; k++)
-                if (o->impls[k] == (ffi_impl)i)
-                    return 0;
-            o->impls[o->nimpls++] = (ffi_impl)i;
-            return 0;
-        }
-    bench_warn("unknown impl '%s' (direct, ffi)", name);
-    return 1;
-}
-
-static int parse_options(int argc, char **argv, ffi_options *o) {
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        int shared = bench_common_option(argc, argv, &i, &o->c);
-        if (shared == -1) {
-            usage(stdout);
-            return -1;
-        }
-        if (shared == 2)
-            return 2;
-        if (shared == 1)
-            continue;
-        if ((v = bench_option_value(argc, argv, &i, "--workload"))) {
-            if (bench_for_each_item(v, add_workload, o))
-                return 2;
-        } else if ((v = bench_option_value(argc, argv, &i, "--impl"))) {
-            if (bench_for_each_item(v, add_impl, o))
-                return 2;
-        } else {
-            bench_warn("unknown option or missing value '%s'", a);
-            usage(stderr);
-            return 2;
-        }
-    }
-    return 0;
-}
-
-int bench_ffi_main(int argc, char **argv) {
-    ffi_options o;
-    memset(&o, 0, sizeof o);
-    bench_common_init(&o.c, DEFAULT_TIMEOUT_S);
-    int rc = parse_options(argc, argv, &o);
-    if (rc)
-        return rc < 0 ? 0 : rc;
-    if (o.c.list) {
-        printf("%-12s %9s %-24s %s\n", "workload", "scale 1", "signature", "what (one op = one call)");
-        for (size_t i = 0; i < NWORKLOADS; i++)
-            printf("%-12s %9llu %-24s %s\n", workloads[i].name, (unsigned long long)workloads[i].count,
-                   workloads[i].signature, workloads[i].summary);
-        return 0;
-    }
-    if (o.nimpls == 0)
-        for (unsigned i = 0; i < IMPL_COUNT; i++)
-            o.impls[o.nimpls++] = (ffi_impl)i;
-    bool any = false;
-    for (size_t i = 0; i < NWORKLOADS; i++)
-        any |= o.want[i];
-    if (!any)
-        add_workload("all", &o);
-    return o.c.child ? child_main(&o) : parent_main(&o);
+int bench_ffi_main(int argc, char **argv)
+{
+    return bench_suite_main(&suite, argc, argv);
 }

@@ -32,13 +32,15 @@ static const bench_command commands[] = {
 #endif
 };
 
-static void usage(FILE *out) {
+static void usage(FILE *out)
+{
     fputs("usage: ohm-bench <bench> [options]   (ohm-bench <bench> --help for the options)\n\nbenches:\n", out);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     if (argc < 2) {
         usage(stderr);
         return 2;

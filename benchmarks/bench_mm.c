@@ -32,10 +32,6 @@
 
 static const char *const impl_name = "ohm";
 
-typedef struct mm_result {
-    uint64_t ops, ns, live_peak, rss_before, peak_rss, rss_after;
-} mm_result;
-
 typedef struct mm_workload mm_workload;
 struct mm_workload {
     const char *name;
@@ -43,20 +39,17 @@ struct mm_workload {
     uint64_t count;   /* ops at --scale 1 */
     const char *unit; /* what one op is */
     const char *summary;
-    void (*run)(const mm_workload *w, double scale, mm_result *r);
+    void (*run)(const mm_workload *w, double scale, bench_result *r);
 };
 
-static void mark_start(mm_result *r) {
-    r->rss_before = bench_rss_bytes();
-    bench_reset_peak_rss();
-}
-
-static void must(int64_t rc, int64_t want, const char *what) {
+static void must(int64_t rc, int64_t want, const char *what)
+{
     if (__builtin_expect(rc != want, 0))
         bench_die(4, "%s returned %lld, expected %lld: %s", what, (long long)rc, (long long)want, ohm_last_error());
 }
 
-static ohm_mm *must_mm(uint64_t on_heap, uint64_t off_heap, double storage_fraction) {
+static ohm_mm *must_mm(uint64_t on_heap, uint64_t off_heap, double storage_fraction)
+{
     ohm_mm_config cfg;
     ohm_mm_config_init(&cfg);
     cfg.max_bytes[OHM_ON_HEAP] = on_heap;
@@ -69,7 +62,8 @@ static ohm_mm *must_mm(uint64_t on_heap, uint64_t off_heap, double storage_fract
     return mm;
 }
 
-static ohm_task *must_task(ohm_mm *mm, uint64_t id) {
+static ohm_task *must_task(ohm_mm *mm, uint64_t id)
+{
     ohm_task *t = ohm_task_create(mm, id);
     if (!t)
         bench_die(4, "ohm_task_create(%llu) failed: %s", (unsigned long long)id, ohm_last_error());
@@ -89,7 +83,8 @@ typedef struct ar_arg {
     uint64_t t0, t1; /* each thread times itself */
 } ar_arg;
 
-static void *ar_loop(void *p) {
+static void *ar_loop(void *p)
+{
     ar_arg *a = p;
     ohm_task *t = a->task;
     for (int i = 0; i < 1000; i++) { /* warm-up: first-use paths before the barrier */
@@ -97,16 +92,17 @@ static void *ar_loop(void *p) {
         must(ohm_task_release(t, OHM_ON_HEAP, AR_SIZE), AR_SIZE, "ohm_task_release (warm-up)");
     }
     pthread_barrier_wait(a->start);
-    a->t0 = bench_now_ns();
+    a->t0 = harness_now_ns();
     for (uint64_t i = 0; i < a->n; i++) {
         must(ohm_task_acquire(t, OHM_ON_HEAP, AR_SIZE), AR_SIZE, "ohm_task_acquire");
         must(ohm_task_release(t, OHM_ON_HEAP, AR_SIZE), AR_SIZE, "ohm_task_release");
     }
-    a->t1 = bench_now_ns();
+    a->t1 = harness_now_ns();
     return NULL;
 }
 
-static void run_acquire_release(const mm_workload *w, double scale, mm_result *r) {
+static void run_acquire_release(const mm_workload *w, double scale, bench_result *r)
+{
     uint64_t per = bench_scaled(w->count, scale) / w->threads;
     if (per == 0)
         per = 1;
@@ -120,7 +116,7 @@ static void run_acquire_release(const mm_workload *w, double scale, mm_result *r
         if (pthread_create(&th[i], NULL, ar_loop, &a[i]) != 0)
             bench_die(4, "cannot start a thread");
     }
-    mark_start(r);
+    bench_mark_start(r);
     pthread_barrier_wait(&start);
     uint64_t t0 = UINT64_MAX, t1 = 0; /* from the first thread's start to the last one's end */
     for (unsigned i = 0; i < w->threads; i++) {
@@ -155,7 +151,8 @@ typedef struct spill_consumer {
     uint64_t used; /* mirrors ohm_consumer_used without taking the lock */
 } spill_consumer;
 
-static int64_t spill_release(void *arg, uint64_t size, ohm_consumer *trigger) {
+static int64_t spill_release(void *arg, uint64_t size, ohm_consumer *trigger)
+{
     (void)trigger;
     spill_consumer *s = arg;
     uint64_t n = size < s->used ? size : s->used;
@@ -165,7 +162,8 @@ static int64_t spill_release(void *arg, uint64_t size, ohm_consumer *trigger) {
     return r;
 }
 
-static void run_spill_storm(const mm_workload *w, double scale, mm_result *r) {
+static void run_spill_storm(const mm_workload *w, double scale, bench_result *r)
+{
     uint64_t n = bench_scaled(w->count, scale);
     const uint64_t total = (uint64_t)SPILL_CONSUMERS * SPILL_CONSUMERS * SPILL_CHUNK;
     ohm_mm *mm = must_mm(total, 0, 0.0); /* execution only: no storage to borrow from or evict */
@@ -190,8 +188,8 @@ static void run_spill_storm(const mm_workload *w, double scale, mm_result *r) {
         must(ohm_consumer_stats_get(sc[i].c, &cs), 0, "ohm_consumer_stats_get");
         spills0 += cs.spills;
     }
-    mark_start(r);
-    uint64_t t0 = bench_now_ns();
+    bench_mark_start(r);
+    uint64_t t0 = harness_now_ns();
     for (uint64_t i = 0; i < n; i++) {
         unsigned k = 0; /* the consumer holding the least acquires: the others have something to spill */
         for (unsigned j = 1; j < SPILL_CONSUMERS; j++)
@@ -200,7 +198,7 @@ static void run_spill_storm(const mm_workload *w, double scale, mm_result *r) {
         must(ohm_consumer_acquire(sc[k].c, SPILL_CHUNK), (int64_t)SPILL_CHUNK, "ohm_consumer_acquire");
         sc[k].used += SPILL_CHUNK;
     }
-    r->ns = bench_now_ns() - t0;
+    r->ns = harness_now_ns() - t0;
     r->ops = n;
     uint64_t spills = 0, held = 0;
     for (unsigned i = 0; i < SPILL_CONSUMERS; i++) {
@@ -234,14 +232,16 @@ typedef struct evict_count {
     uint64_t n;
 } evict_count;
 
-static int evict_drop(void *arg, const char *block_id, ohm_buf *buf) {
+static int evict_drop(void *arg, const char *block_id, ohm_buf *buf)
+{
     (void)block_id;
     (void)buf;
     ((evict_count *)arg)->n++;
     return 0;
 }
 
-static void evict_put(ohm_mm *mm, uint64_t seq, evict_count *ec) {
+static void evict_put(ohm_mm *mm, uint64_t seq, evict_count *ec)
+{
     char id[32];
     snprintf(id, sizeof id, "rdd_0_%llu", (unsigned long long)seq);
     ohm_buf *b = ohm_buf_alloc(NULL, EVICT_BLOCK);
@@ -252,7 +252,8 @@ static void evict_put(ohm_mm *mm, uint64_t seq, evict_count *ec) {
     must(ohm_buf_release(b, 1), 0, "ohm_buf_release (after put)");
 }
 
-static void run_evict_storm(const mm_workload *w, double scale, mm_result *r) {
+static void run_evict_storm(const mm_workload *w, double scale, bench_result *r)
+{
     uint64_t rounds = (bench_scaled(w->count, scale) + EVICT_ROUND - 1) / EVICT_ROUND;
     const uint64_t total = 2 * (uint64_t)EVICT_ROUND * EVICT_BLOCK;
     ohm_mm *mm = must_mm(0, total, 0.5);
@@ -263,15 +264,15 @@ static void run_evict_storm(const mm_workload *w, double scale, mm_result *r) {
         evict_put(mm, seq++, &ec);
     ohm_mm_stats st0;
     must(ohm_mm_stats_get(mm, &st0), 0, "ohm_mm_stats_get");
-    mark_start(r);
+    bench_mark_start(r);
     uint64_t ns = 0;
     for (uint64_t k = 0; k < rounds; k++) {
         for (unsigned i = 0; i < EVICT_ROUND; i++) /* borrow all of execution */
             evict_put(mm, seq++, &ec);
-        uint64_t t0 = bench_now_ns();
+        uint64_t t0 = harness_now_ns();
         for (unsigned i = 0; i < EVICT_ROUND; i++)
             must(ohm_task_acquire(t, OHM_OFF_HEAP, EVICT_BLOCK), EVICT_BLOCK, "ohm_task_acquire");
-        ns += bench_now_ns() - t0;
+        ns += harness_now_ns() - t0;
         must(ohm_task_release(t, OHM_OFF_HEAP, (uint64_t)EVICT_ROUND * EVICT_BLOCK),
              (int64_t)EVICT_ROUND * EVICT_BLOCK, "ohm_task_release");
     }
@@ -300,47 +301,31 @@ static const mm_workload workloads[] = {
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 
-/* ---- options ------------------------------------------------------------------------------------------- */
-
-typedef struct mm_options {
-    bench_common c; /* --json, --verbose, --child, --list, --reps, --scale, --timeout */
-    bool want[NWORKLOADS];
-    unsigned threads; /* threads: the child's workload variant (0 = any) */
-} mm_options;
+static unsigned workload_threads(size_t wi)
+{
+    return workloads[wi].threads;
+}
 
 /* ---- the child ----------------------------------------------------------------------------------------- */
 
-static int child_main(const mm_options *o) {
-    const mm_workload *w = NULL;
-    for (size_t i = 0; i < NWORKLOADS; i++)
-        if (o->want[i] && (!o->threads || workloads[i].threads == o->threads)) {
-            if (w)
-                bench_die(2, "--child needs exactly one workload (and --threads to pick its variant)");
-            w = &workloads[i];
-        }
+static int child_main(const bench_options *o)
+{
+    size_t wi = bench_child_workload(o, NWORKLOADS, workload_threads);
+    const mm_workload *w = wi != SIZE_MAX ? &workloads[wi] : NULL;
     if (!w)
         bench_die(2, "--child needs exactly one --workload");
-    mm_result r = {0};
+    bench_result r = {0};
     w->run(w, o->c.scale, &r);
-    r.peak_rss = bench_peak_rss_bytes();
-    ohm_pool_trim(ohm_pool_default());
-    r.rss_after = bench_rss_bytes();
-    bench_run run = {
-        .ok = true,
-        .ops_per_sec = r.ns ? (double)r.ops * 1e9 / (double)r.ns : 0.0,
-        .threads = w->threads,
-        .peak_rss = r.peak_rss,
-        .live_peak = r.live_peak,
-        .rss_before = r.rss_before,
-        .rss_after = r.rss_after,
-    };
-    bench_run_print("mm", w->name, impl_name, &run, NULL);
+    bench_child_report("mm", w->name, impl_name, w->threads, &r);
     return 0;
 }
 
 /* ---- the parent ---------------------------------------------------------------------------------------- */
 
-static bench_run run_child(const mm_options *o, const mm_workload *w, unsigned rep) {
+static bench_run run_child(const bench_options *o, size_t wi, unsigned impl, unsigned rep)
+{
+    (void)impl;
+    const mm_workload *w = &workloads[wi];
     char scale[32], threads[16];
     snprintf(scale, sizeof scale, "%.17g", o->c.scale);
     snprintf(threads, sizeof threads, "%u", w->threads);
@@ -359,28 +344,24 @@ static bench_run run_child(const mm_options *o, const mm_workload *w, unsigned r
     return run;
 }
 
-static void print_table(const mm_options *o, const mm_workload *w, const bench_run *agg) {
-    static const char *const headers[] = {"impl",      "threads",    "ops/s",    "ns/op",
-                                          "peak RSS", "live peak", "RSS before", "RSS after"};
-    bench_table t;
-    bench_table_init(&t, 8, headers);
-    bench_table_row(&t);
-    bench_table_set_run(&t, impl_name, agg);
+static void heading(const bench_options *o, size_t wi)
+{
+    const mm_workload *w = &workloads[wi];
     printf("\n%s (%u thread%s, %llu %s per run): %s\n", w->name, w->threads, w->threads == 1 ? "" : "s",
            (unsigned long long)bench_scaled(w->count, o->c.scale), w->unit, w->summary);
-    bench_table_print(&t, stdout);
-    fflush(stdout);
 }
 
 /* The goals, from the acquire-release aggregates (ns/op = 1e9 / ops/s over all threads). */
-static void print_goals(const bench_run *agg) {
+static void final_goals(const bench_options *o, const bench_run (*agg)[BENCH_MAX_IMPLS])
+{
+    (void)o;
     const bench_run *one = NULL, *two = NULL;
     for (size_t i = 0; i < NWORKLOADS; i++)
-        if (workloads[i].run == run_acquire_release && agg[i].ok && agg[i].ops_per_sec > 0) {
+        if (workloads[i].run == run_acquire_release && agg[i][0].ok && agg[i][0].ops_per_sec > 0) {
             if (workloads[i].threads == 1)
-                one = &agg[i];
+                one = &agg[i][0];
             else if (workloads[i].threads == 2)
-                two = &agg[i];
+                two = &agg[i][0];
         }
     if (!one && !two)
         return;
@@ -398,129 +379,48 @@ static void print_goals(const bench_run *agg) {
     fflush(stdout);
 }
 
-/* All reps of one workload into *agg; returns the number of failed runs. */
-static unsigned run_workload(const mm_options *o, const mm_workload *w, bench_run *agg) {
-    static bench_run runs[BENCH_MAX_REPS];
-    unsigned failed = 0;
-    memset(runs, 0, sizeof runs);
-    for (unsigned rep = 0; rep < o->c.reps; rep++) {
-        runs[rep] = run_child(o, w, rep);
-        failed += !runs[rep].ok;
-    }
-    *agg = bench_run_aggregate(runs, o->c.reps);
-    if (!o->c.json)
-        print_table(o, w, agg);
-    else if (agg->ok)
-        bench_run_print("mm", w->name, impl_name, agg, stdout);
-    return failed;
+static const char *workload_name(size_t wi)
+{
+    return workloads[wi].name;
 }
 
-static int parent_main(const mm_options *o) {
-    if (!o->c.json) {
-        bench_print_banner("mm", o->c.scale, o->c.reps, "impl ohm only, no ratio column; ns/op = 1e9 / ops/s (all threads)");
-        fflush(stdout);
-    }
-    bench_run agg[NWORKLOADS];
-    memset(agg, 0, sizeof agg);
-    unsigned failed = 0;
+static void list(void)
+{
+    printf("%-17s %-9s %9s %-8s %s\n", "workload", "threads", "scale 1", "of", "what");
     for (size_t i = 0; i < NWORKLOADS; i++)
-        if (o->want[i])
-            failed += run_workload(o, &workloads[i], &agg[i]);
-    if (!o->c.json)
-        print_goals(agg);
-    if (failed)
-        bench_warn("%u run%s failed (see above)", failed, failed == 1 ? "" : "s");
-    return failed ? 1 : 0;
+        printf("%-17s %-9u %9llu %-8s %s\n", workloads[i].name, workloads[i].threads,
+               (unsigned long long)workloads[i].count, workloads[i].unit, workloads[i].summary);
 }
 
-static void usage(FILE *out) {
-    fputs("usage: ohm-bench mm [options]\n"
-          "  --workload NAME[,NAME]  workloads to run (repeatable; default all; --list names them)\n"
-          "  --impl NAME             ohm (the only one)\n"
-          "  --threads N             only the workloads' N-thread variants\n"
-          "  --reps N                runs per workload (default 3; best ops/s, median RSS)\n"
-          "  --scale F               multiplies iteration counts (default 1)\n"
-          "  --json                  one JSON object per line per workload instead of tables\n"
-          "  --timeout S             kill a run after S seconds (default 600; 0 = never)\n"
-          "  --verbose               print every run's result on stderr\n"
-          "  --list                  list the workloads and exit\n",
-          out);
-}
+static const bench_suite suite = {
+    .name = "mm",
+    .usage = "usage: ohm-bench mm [options]\n"
+             "  --workload NAME[,NAME]  workloads to run (repeatable; default all; --list names them)\n"
+             "  --impl NAME             ohm (the only one)\n"
+             "  --threads N             only the workloads' N-thread variants\n"
+             "  --reps N                runs per workload (default 3; best ops/s, median RSS)\n"
+             "  --scale F               multiplies iteration counts (default 1)\n"
+             "  --json                  one JSON object per line per workload instead of tables\n"
+             "  --timeout S             kill a run after S seconds (default 600; 0 = never)\n"
+             "  --verbose               print every run's result on stderr\n"
+             "  --list                  list the workloads and exit\n",
+    .default_timeout_s = DEFAULT_TIMEOUT_S,
+    .banner_ratio = "impl ohm only, no ratio column; ns/op = 1e9 / ops/s (all threads)",
+    .impl_names = &impl_name,
+    .nimpls = 1,
+    .impl_hint = "ohm is the only one",
+    .nworkloads = NWORKLOADS,
+    .workload_name = workload_name,
+    .threads = BENCH_THREADS_FILTER,
+    .workload_threads = workload_threads,
+    .list = list,
+    .child = child_main,
+    .run_child = run_child,
+    .heading = heading,
+    .final_goals = final_goals,
+};
 
-static int add_workload(const char *name, void *arg) {
-    mm_options *o = arg;
-    bool found = false;
-    for (size_t i = 0; i < NWORKLOADS; i++)
-        if (strcmp(name, "all") == 0 || strcmp(name, workloads[i].name) == 0)
-            found = o->want[i] = true;
-    if (!found)
-        bench_warn("unknown workload '%s' (--list shows them)", name);
-    return found ? 0 : 1;
-}
-
-static int check_impl(const char *name, void *arg) {
-    (void)arg;
-    if (strcmp(name, impl_name) == 0)
-        return 0;
-    bench_warn("unknown impl '%s' (ohm is the only one)", name);
-    return 1;
-}
-
-static int parse_options(int argc, char **argv, mm_options *o) {
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        uint64_t u;
-        int shared = bench_common_option(argc, argv, &i, &o->c);
-        if (shared == -1) {
-            usage(stdout);
-            return -1;
-        }
-        if (shared == 2)
-            return 2;
-        if (shared == 1)
-            continue;
-        if ((v = bench_option_value(argc, argv, &i, "--workload"))) {
-            if (bench_for_each_item(v, add_workload, o))
-                return 2;
-        } else if ((v = bench_option_value(argc, argv, &i, "--impl"))) {
-            if (bench_for_each_item(v, check_impl, o))
-                return 2;
-        } else if ((v = bench_option_value(argc, argv, &i, "--threads"))) {
-            if (!bench_parse_u64(v, 1, 8, &u)) {
-                bench_warn("--threads needs a number from 1 to 8");
-                return 2;
-            }
-            o->threads = (unsigned)u;
-        } else {
-            bench_warn("unknown option or missing value '%s'", a);
-            usage(stderr);
-            return 2;
-        }
-    }
-    return 0;
-}
-
-int bench_mm_main(int argc, char **argv) {
-    mm_options o;
-    memset(&o, 0, sizeof o);
-    bench_common_init(&o.c, DEFAULT_TIMEOUT_S);
-    int rc = parse_options(argc, argv, &o);
-    if (rc)
-        return rc < 0 ? 0 : rc;
-    if (o.c.list) {
-        printf("%-17s %-9s %9s %-8s %s\n", "workload", "threads", "scale 1", "of", "what");
-        for (size_t i = 0; i < NWORKLOADS; i++)
-            printf("%-17s %-9u %9llu %-8s %s\n", workloads[i].name, workloads[i].threads,
-                   (unsigned long long)workloads[i].count, workloads[i].unit, workloads[i].summary);
-        return 0;
-    }
-    bool any = false;
-    for (size_t i = 0; i < NWORKLOADS; i++)
-        any |= o.want[i];
-    if (!any)
-        add_workload("all", &o);
-    if (o.threads && !o.c.child) /* the parent narrows to the variants asked for */
-        for (size_t i = 0; i < NWORKLOADS; i++)
-            o.want[i] &= workloads[i].threads == o.threads;
-    return o.c.child ? child_main(&o) : parent_main(&o);
+int bench_mm_main(int argc, char **argv)
+{
+    return bench_suite_main(&suite, argc, argv);
 }

@@ -1,6 +1,8 @@
 /* Shared helpers of ohm-bench; see bench_util.h for which of them may allocate. */
 #define _GNU_SOURCE
 #include "bench_util.h"
+#include "json_writer.h"
+#include "ohm.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -20,14 +22,16 @@ extern char **environ;
 
 /* ---- failing loudly ------------------------------------------------------------------------------------- */
 
-__attribute__((format(printf, 1, 0))) static void vwarn(const char *fmt, va_list ap) {
+__attribute__((format(printf, 1, 0))) static void vwarn(const char *fmt, va_list ap)
+{
     /* One fprintf per part; stderr is unbuffered, so a parent and its child may interleave only whole parts. */
     fputs("ohm-bench: ", stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
 }
 
-void bench_die(int code, const char *fmt, ...) {
+void bench_die(int code, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
     vwarn(fmt, ap);
@@ -35,7 +39,8 @@ void bench_die(int code, const char *fmt, ...) {
     exit(code);
 }
 
-void bench_warn(const char *fmt, ...) {
+void bench_warn(const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
     vwarn(fmt, ap);
@@ -44,76 +49,22 @@ void bench_warn(const char *fmt, ...) {
 
 /* ---- time and memory ------------------------------------------------------------------------------------ */
 
-uint64_t bench_now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* Reads a whole /proc file into buf (NUL-terminated) with plain syscalls; returns the length or -1. */
-static ssize_t read_proc(const char *path, char *buf, size_t cap) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    size_t len = 0;
-    while (len + 1 < cap) {
-        ssize_t n = read(fd, buf + len, cap - 1 - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
-    close(fd);
-    buf[len] = '\0';
-    return (ssize_t)len;
-}
-
-uint64_t bench_rss_bytes(void) {
-    char buf[128];
-    if (read_proc("/proc/self/statm", buf, sizeof buf) <= 0)
-        return 0;
-    char *end;
-    strtoull(buf, &end, 10); /* total program size; the second field is the resident one */
-    uint64_t pages = strtoull(end, NULL, 10);
-    return pages * (uint64_t)sysconf(_SC_PAGESIZE);
-}
-
-bool bench_reset_peak_rss(void) {
-    int fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    bool ok = write(fd, "5", 1) == 1;
-    close(fd);
-    return ok;
-}
-
-uint64_t bench_peak_rss_bytes(void) {
-    char buf[8192];
-    if (read_proc("/proc/self/status", buf, sizeof buf) > 0) {
-        const char *p = strstr(buf, "\nVmHWM:");
-        if (p)
-            return strtoull(p + 7, NULL, 10) * 1024u;
-    }
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) == 0)
-        return (uint64_t)ru.ru_maxrss * 1024u;
-    return 0;
-}
-
-void *bench_map(size_t size) {
+void *bench_map(size_t size)
+{
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
     if (p == MAP_FAILED)
         bench_die(4, "mmap of %zu bytes for bookkeeping failed: %s", size, strerror(errno));
     return p;
 }
 
-void bench_unmap(void *p, size_t size) {
+void bench_unmap(void *p, size_t size)
+{
     if (p)
         munmap(p, size);
 }
 
-uint64_t bench_scaled(uint64_t base, double scale) {
+uint64_t bench_scaled(uint64_t base, double scale)
+{
     double v = nearbyint((double)base * scale);
     return v < 1.0 ? 1 : (uint64_t)v;
 }
@@ -122,7 +73,8 @@ uint64_t bench_scaled(uint64_t base, double scale) {
 
 /* environ without LD_PRELOAD, plus LD_PRELOAD=preload when given. The strings are borrowed from environ and
  * from preload_kv; the array is malloc'ed (this runs in the parent). */
-static char **child_environ(const char *preload, char *preload_kv, size_t kv_cap) {
+static char **child_environ(const char *preload, char *preload_kv, size_t kv_cap)
+{
     size_t n = 0;
     while (environ[n])
         n++;
@@ -142,7 +94,8 @@ static char **child_environ(const char *preload, char *preload_kv, size_t kv_cap
 }
 
 /* Reads fd to EOF into buf (NUL-terminated, excess dropped). */
-static void read_to_eof(int fd, char *buf, size_t cap) {
+static void read_to_eof(int fd, char *buf, size_t cap)
+{
     size_t len = 0;
     char scratch[4096];
     for (;;) {
@@ -159,7 +112,8 @@ static void read_to_eof(int fd, char *buf, size_t cap) {
 }
 
 /* Copies the last line of out that starts with '{' into line; false if there is none. */
-static bool last_json_line(const char *out, char *line, size_t cap) {
+static bool last_json_line(const char *out, char *line, size_t cap)
+{
     const char *found = NULL;
     for (const char *p = out; *p; p++)
         if (*p == '{' && (p == out || p[-1] == '\n'))
@@ -174,7 +128,8 @@ static bool last_json_line(const char *out, char *line, size_t cap) {
     return true;
 }
 
-static void describe_status(int status, unsigned timeout_s, char *why, size_t cap) {
+static void describe_status(int status, unsigned timeout_s, char *why, size_t cap)
+{
     if (WIFEXITED(status))
         snprintf(why, cap, "exited with status %d", WEXITSTATUS(status));
     else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
@@ -185,7 +140,8 @@ static void describe_status(int status, unsigned timeout_s, char *why, size_t ca
         snprintf(why, cap, "ended with wait status %#x", (unsigned)status);
 }
 
-int bench_run_child(const bench_child *c, char *line, size_t line_cap, char *why, size_t why_cap) {
+int bench_run_child(const bench_child *c, char *line, size_t line_cap, char *why, size_t why_cap)
+{
     char preload_kv[4200];
     char **env = child_environ(c->preload, preload_kv, sizeof preload_kv);
     int fds[2];
@@ -235,81 +191,8 @@ int bench_run_child(const bench_child *c, char *line, size_t line_cap, char *why
 
 /* ---- one-line JSON -------------------------------------------------------------------------------------- */
 
-static void json_put(bench_json *j, const char *s, size_t n) {
-    if (j->len + n + 2 >= sizeof j->buf) { /* keep room for "}\n" */
-        j->overflow = true;
-        return;
-    }
-    memcpy(j->buf + j->len, s, n);
-    j->len += n;
-    j->buf[j->len] = '\0';
-}
-
-static void json_puts(bench_json *j, const char *s) {
-    json_put(j, s, strlen(s));
-}
-
-static void json_quoted(bench_json *j, const char *s) {
-    json_put(j, "\"", 1);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        char esc[8];
-        if (c == '"' || c == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)c;
-            json_put(j, esc, 2);
-        } else if (c < 0x20) {
-            snprintf(esc, sizeof esc, "\\u%04x", c);
-            json_puts(j, esc);
-        } else {
-            json_put(j, s, 1);
-        }
-    }
-    json_put(j, "\"", 1);
-}
-
-static void json_key(bench_json *j, const char *key) {
-    if (j->len > 1)
-        json_put(j, ",", 1);
-    json_quoted(j, key);
-    json_put(j, ":", 1);
-}
-
-void bench_json_begin(bench_json *j) {
-    j->len = 0;
-    j->overflow = false;
-    json_put(j, "{", 1);
-}
-
-void bench_json_str(bench_json *j, const char *key, const char *value) {
-    json_key(j, key);
-    json_quoted(j, value);
-}
-
-void bench_json_u64(bench_json *j, const char *key, uint64_t value) {
-    char num[32];
-    snprintf(num, sizeof num, "%llu", (unsigned long long)value);
-    json_key(j, key);
-    json_puts(j, num);
-}
-
-void bench_json_f64(bench_json *j, const char *key, double value) {
-    char num[40];
-    /* JSON has no NaN or infinity; a rate that is not finite is reported as 0. */
-    snprintf(num, sizeof num, "%.1f", isfinite(value) ? value : 0.0);
-    json_key(j, key);
-    json_puts(j, num);
-}
-
-const char *bench_json_end(bench_json *j) {
-    /* json_put always left room for these two characters. */
-    j->buf[j->len++] = '}';
-    j->buf[j->len++] = '\n';
-    j->buf[j->len] = '\0';
-    return j->buf;
-}
-
-bool bench_write_all(int fd, const char *s) {
+bool bench_write_all(int fd, const char *s)
+{
     size_t len = strlen(s);
     while (len > 0) {
         ssize_t n = write(fd, s, len);
@@ -324,7 +207,8 @@ bool bench_write_all(int fd, const char *s) {
 }
 
 /* The first character of key's value in line, or NULL. */
-static const char *json_find(const char *line, const char *key) {
+static const char *json_find(const char *line, const char *key)
+{
     char pattern[96];
     snprintf(pattern, sizeof pattern, "\"%s\":", key);
     const char *p = strstr(line, pattern);
@@ -336,11 +220,13 @@ static const char *json_find(const char *line, const char *key) {
     return p;
 }
 
-static bool json_value_ends(const char *end) {
+static bool json_value_ends(const char *end)
+{
     return *end == ',' || *end == '}' || *end == ' ';
 }
 
-bool bench_json_get_f64(const char *line, const char *key, double *out) {
+bool bench_json_get_f64(const char *line, const char *key, double *out)
+{
     const char *p = json_find(line, key);
     if (!p)
         return false;
@@ -352,7 +238,8 @@ bool bench_json_get_f64(const char *line, const char *key, double *out) {
     return true;
 }
 
-bool bench_json_get_u64(const char *line, const char *key, uint64_t *out) {
+bool bench_json_get_u64(const char *line, const char *key, uint64_t *out)
+{
     const char *p = json_find(line, key);
     if (!p || *p < '0' || *p > '9')
         return false;
@@ -365,7 +252,8 @@ bool bench_json_get_u64(const char *line, const char *key, uint64_t *out) {
     return true;
 }
 
-bool bench_json_get_str(const char *line, const char *key, char *out, size_t cap) {
+bool bench_json_get_str(const char *line, const char *key, char *out, size_t cap)
+{
     const char *p = json_find(line, key);
     if (!p || *p != '"')
         return false;
@@ -380,7 +268,8 @@ bool bench_json_get_str(const char *line, const char *key, char *out, size_t cap
 
 /* ---- options -------------------------------------------------------------------------------------------- */
 
-const char *bench_option_value(int argc, char **argv, int *i, const char *opt) {
+const char *bench_option_value(int argc, char **argv, int *i, const char *opt)
+{
     size_t n = strlen(opt);
     if (strncmp(argv[*i], opt, n) != 0)
         return NULL;
@@ -391,14 +280,16 @@ const char *bench_option_value(int argc, char **argv, int *i, const char *opt) {
     return NULL;
 }
 
-void bench_common_init(bench_common *c, unsigned timeout_s) {
+void bench_common_init(bench_common *c, unsigned timeout_s)
+{
     memset(c, 0, sizeof *c);
     c->reps = 3;
     c->scale = 1.0;
     c->timeout_s = timeout_s;
 }
 
-int bench_common_option(int argc, char **argv, int *i, bench_common *c) {
+int bench_common_option(int argc, char **argv, int *i, bench_common *c)
+{
     const char *a = argv[*i], *v;
     uint64_t u;
     if (strcmp(a, "--json") == 0) {
@@ -434,12 +325,14 @@ int bench_common_option(int argc, char **argv, int *i, bench_common *c) {
     return 1;
 }
 
-bool bench_is_option(const char *arg, const char *opt) {
+bool bench_is_option(const char *arg, const char *opt)
+{
     size_t n = strlen(opt);
     return strncmp(arg, opt, n) == 0 && (arg[n] == '\0' || arg[n] == '=');
 }
 
-bool bench_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out) {
+bool bench_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
     if (!s || *s < '0' || *s > '9')
         return false;
     char *end;
@@ -451,7 +344,8 @@ bool bench_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out) {
     return true;
 }
 
-bool bench_parse_f64(const char *s, double min, double max, double *out) {
+bool bench_parse_f64(const char *s, double min, double max, double *out)
+{
     if (!s || !*s)
         return false;
     char *end;
@@ -463,7 +357,8 @@ bool bench_parse_f64(const char *s, double min, double max, double *out) {
     return true;
 }
 
-int bench_for_each_item(const char *list, int (*fn)(const char *item, void *arg), void *arg) {
+int bench_for_each_item(const char *list, int (*fn)(const char *item, void *arg), void *arg)
+{
     while (*list) {
         size_t len = strcspn(list, ",");
         if (len > 0) {
@@ -484,12 +379,14 @@ int bench_for_each_item(const char *list, int (*fn)(const char *item, void *arg)
 
 /* ---- runs ----------------------------------------------------------------------------------------------- */
 
-static int cmp_u64(const void *a, const void *b) {
+static int cmp_u64(const void *a, const void *b)
+{
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return (x > y) - (x < y);
 }
 
-uint64_t bench_median_u64(uint64_t *v, unsigned n) {
+uint64_t bench_median_u64(uint64_t *v, unsigned n)
+{
     if (n == 0)
         return 0;
     qsort(v, n, sizeof v[0], cmp_u64);
@@ -497,7 +394,8 @@ uint64_t bench_median_u64(uint64_t *v, unsigned n) {
 }
 
 /* The median of the uint64_t field at offset off over the ok runs. */
-static uint64_t median_field(const bench_run *runs, unsigned n, size_t off) {
+static uint64_t median_field(const bench_run *runs, unsigned n, size_t off)
+{
     uint64_t v[BENCH_MAX_REPS];
     unsigned k = 0;
     for (unsigned i = 0; i < n && k < BENCH_MAX_REPS; i++)
@@ -506,7 +404,8 @@ static uint64_t median_field(const bench_run *runs, unsigned n, size_t off) {
     return bench_median_u64(v, k);
 }
 
-bench_run bench_run_aggregate(const bench_run *runs, unsigned n) {
+bench_run bench_run_aggregate(const bench_run *runs, unsigned n)
+{
     bench_run a = {0};
     for (unsigned i = 0; i < n; i++)
         if (runs[i].ok && (!a.ok || runs[i].ops_per_sec > a.ops_per_sec)) {
@@ -521,19 +420,32 @@ bench_run bench_run_aggregate(const bench_run *runs, unsigned n) {
     return a;
 }
 
-void bench_run_print(const char *bench, const char *workload, const char *impl, const bench_run *run, FILE *out) {
-    bench_json j;
-    bench_json_begin(&j);
-    bench_json_str(&j, "bench", bench);
-    bench_json_str(&j, "workload", workload);
-    bench_json_str(&j, "impl", impl);
-    bench_json_u64(&j, "threads", run->threads);
-    bench_json_f64(&j, "ops_per_sec", run->ops_per_sec);
-    bench_json_u64(&j, "peak_rss_bytes", run->peak_rss);
-    bench_json_u64(&j, "live_peak_bytes", run->live_peak);
-    bench_json_u64(&j, "rss_before_bytes", run->rss_before);
-    bench_json_u64(&j, "rss_after_bytes", run->rss_after);
-    const char *line = bench_json_end(&j);
+void bench_run_print(const char *bench, const char *workload, const char *impl, const bench_run *run, FILE *out)
+{
+    char buf[1024];
+    json_writer j;
+    json_init(&j, buf, sizeof buf);
+    json_object_begin(&j);
+    json_key(&j, "bench");
+    json_str(&j, bench);
+    json_key(&j, "workload");
+    json_str(&j, workload);
+    json_key(&j, "impl");
+    json_str(&j, impl);
+    json_key(&j, "threads");
+    json_u64(&j, run->threads);
+    json_key(&j, "ops_per_sec");
+    json_f64(&j, run->ops_per_sec, 1);
+    json_key(&j, "peak_rss_bytes");
+    json_u64(&j, run->peak_rss);
+    json_key(&j, "live_peak_bytes");
+    json_u64(&j, run->live_peak);
+    json_key(&j, "rss_before_bytes");
+    json_u64(&j, run->rss_before);
+    json_key(&j, "rss_after_bytes");
+    json_u64(&j, run->rss_after);
+    json_object_end(&j);
+    const char *line = json_line(&j);
     if (out) {
         fputs(line, out);
         fflush(out);
@@ -542,7 +454,32 @@ void bench_run_print(const char *bench, const char *workload, const char *impl, 
     }
 }
 
-bool bench_run_parse(const char *line, bench_run *run) {
+void bench_mark_start(bench_result *r)
+{
+    r->rss_before = harness_rss_bytes();
+    harness_reset_peak_rss();
+}
+
+void bench_child_report(const char *bench, const char *workload, const char *impl, unsigned threads,
+                        bench_result *r)
+{
+    r->peak_rss = harness_peak_rss_bytes();
+    ohm_pool_trim(ohm_pool_default());
+    r->rss_after = harness_rss_bytes();
+    bench_run run = {
+        .ok = true,
+        .ops_per_sec = r->ns ? (double)r->ops * 1e9 / (double)r->ns : 0.0,
+        .threads = threads,
+        .peak_rss = r->peak_rss,
+        .live_peak = r->live_peak,
+        .rss_before = r->rss_before,
+        .rss_after = r->rss_after,
+    };
+    bench_run_print(bench, workload, impl, &run, NULL);
+}
+
+bool bench_run_parse(const char *line, bench_run *run)
+{
     memset(run, 0, sizeof *run);
     run->ok = bench_json_get_f64(line, "ops_per_sec", &run->ops_per_sec) &&
               bench_json_get_u64(line, "threads", &run->threads) &&
@@ -555,7 +492,8 @@ bool bench_run_parse(const char *line, bench_run *run) {
 
 /* ---- human-readable numbers and tables ------------------------------------------------------------------ */
 
-const char *bench_fmt_bytes(char *buf, size_t cap, uint64_t bytes) {
+const char *bench_fmt_bytes(char *buf, size_t cap, uint64_t bytes)
+{
     static const char units[] = "BKMGTP";
     double v = (double)bytes;
     unsigned u = 0;
@@ -570,7 +508,8 @@ const char *bench_fmt_bytes(char *buf, size_t cap, uint64_t bytes) {
     return buf;
 }
 
-const char *bench_fmt_rate(char *buf, size_t cap, double per_sec) {
+const char *bench_fmt_rate(char *buf, size_t cap, double per_sec)
+{
     static const char units[] = " kMGT";
     double v = per_sec;
     unsigned u = 0;
@@ -585,24 +524,28 @@ const char *bench_fmt_rate(char *buf, size_t cap, double per_sec) {
     return buf;
 }
 
-__attribute__((format(printf, 2, 0))) static void cell_set(char *cell, const char *fmt, va_list ap) {
+__attribute__((format(printf, 2, 0))) static void cell_set(char *cell, const char *fmt, va_list ap)
+{
     vsnprintf(cell, BENCH_TABLE_CELL, fmt, ap);
 }
 
-void bench_table_init(bench_table *t, unsigned ncols, const char *const headers[]) {
+void bench_table_init(bench_table *t, unsigned ncols, const char *const headers[])
+{
     memset(t, 0, sizeof *t);
     t->ncols = ncols < BENCH_TABLE_MAX_COLS ? ncols : BENCH_TABLE_MAX_COLS;
     for (unsigned c = 0; c < t->ncols; c++)
         snprintf(t->cells[0][c], BENCH_TABLE_CELL, "%s", headers[c]);
 }
 
-int bench_table_row(bench_table *t) {
+int bench_table_row(bench_table *t)
+{
     if (t->nrows >= BENCH_TABLE_MAX_ROWS)
         return -1;
     return (int)++t->nrows;
 }
 
-void bench_table_set(bench_table *t, unsigned col, const char *fmt, ...) {
+void bench_table_set(bench_table *t, unsigned col, const char *fmt, ...)
+{
     if (t->nrows == 0 || col >= t->ncols)
         return;
     va_list ap;
@@ -611,7 +554,8 @@ void bench_table_set(bench_table *t, unsigned col, const char *fmt, ...) {
     va_end(ap);
 }
 
-void bench_table_print(const bench_table *t, FILE *out) {
+void bench_table_print(const bench_table *t, FILE *out)
+{
     size_t width[BENCH_TABLE_MAX_COLS] = {0};
     for (unsigned r = 0; r <= t->nrows; r++)
         for (unsigned c = 0; c < t->ncols; c++) {
@@ -634,7 +578,8 @@ void bench_table_print(const bench_table *t, FILE *out) {
     }
 }
 
-bool bench_table_set_run(bench_table *t, const char *impl, const bench_run *run) {
+bool bench_table_set_run(bench_table *t, const char *impl, const bench_run *run)
+{
     char b[5][24];
     bench_table_set(t, 0, "%s", impl);
     if (!run->ok) {
@@ -651,10 +596,215 @@ bool bench_table_set_run(bench_table *t, const char *impl, const bench_run *run)
     return true;
 }
 
-void bench_print_banner(const char *bench, double scale, unsigned reps, const char *ratio) {
+void bench_print_banner(const char *bench, double scale, unsigned reps, const char *ratio)
+{
     struct utsname u;
     uname(&u);
     printf("ohm-bench %s: scale %g, %u rep%s, %ld CPUs, %s %s\n", bench, scale, reps, reps == 1 ? "" : "s",
            sysconf(_SC_NPROCESSORS_ONLN), u.sysname, u.release);
     printf("ops/s: best of the reps; RSS: median of the reps; %s\n", ratio);
+}
+
+/* ---- a subcommand as a descriptor ----------------------------------------------------------------------- */
+
+typedef struct suite_parse {
+    const bench_suite *s;
+    bench_options *o;
+} suite_parse;
+
+static int add_workload(const char *name, void *arg)
+{
+    suite_parse *p = arg;
+    bool found = false;
+    for (size_t i = 0; i < p->s->nworkloads; i++)
+        if (strcmp(name, "all") == 0 || strcmp(name, p->s->workload_name(i)) == 0) {
+            if (!p->o->want[i])
+                p->o->chosen[p->o->nchosen++] = (unsigned)i;
+            found = p->o->want[i] = true;
+        }
+    if (!found)
+        bench_warn("unknown workload '%s' (--list shows them)", name);
+    return found ? 0 : 1;
+}
+
+static int add_impl(const char *name, void *arg)
+{
+    suite_parse *p = arg;
+    for (unsigned i = 0; i < p->s->nimpls; i++)
+        if (strcmp(name, p->s->impl_names[i]) == 0) {
+            for (unsigned k = 0; k < p->o->nimpls; k++)
+                if (p->o->impls[k] == i)
+                    return 0;
+            p->o->impls[p->o->nimpls++] = i;
+            return 0;
+        }
+    bench_warn("unknown %s '%s' (%s)", p->s->impl_noun ? p->s->impl_noun : "impl", name, p->s->impl_hint);
+    return 1;
+}
+
+/* Returns 0, or the exit status for a usage error (2) or --help (-1 meaning "exit 0"). */
+static int suite_options(const bench_suite *s, int argc, char **argv, bench_options *o)
+{
+    suite_parse p = {s, o};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        uint64_t u;
+        int shared = bench_common_option(argc, argv, &i, &o->c);
+        if (shared == -1) {
+            fputs(s->usage, stdout);
+            return -1;
+        }
+        if (shared == 2)
+            return 2;
+        if (shared == 1)
+            continue;
+        const char *list = bench_is_option(a, "--workload") ? "--workload"
+                           : bench_is_option(a, "--impl")   ? "--impl"
+                                                            : NULL;
+        if (list && (v = bench_option_value(argc, argv, &i, list))) {
+            if (bench_for_each_item(v, list[2] == 'w' ? add_workload : add_impl, &p))
+                return 2;
+        } else if (list && s->terse_option_errors) {
+            return 2;
+        } else if (s->threads != BENCH_THREADS_NONE && (v = bench_option_value(argc, argv, &i, "--threads"))) {
+            if (!bench_parse_u64(v, 1, 8, &u)) {
+                bench_warn("--threads needs a number from 1 to 8");
+                return 2;
+            }
+            o->threads = (unsigned)u;
+        } else {
+            bench_warn("%s '%s'", s->terse_option_errors ? "unknown option" : "unknown option or missing value", a);
+            fputs(s->usage, stderr);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+static void suite_table(const bench_suite *s, const bench_options *o, size_t w, const bench_run *agg,
+                        const bool *ran)
+{
+    const char *headers[BENCH_TABLE_MAX_COLS] = {"impl",      "threads",    "ops/s",     "ns/op",
+                                                 "peak RSS",  "live peak",  "RSS before", "RSS after"};
+    unsigned ncols = 8;
+    for (unsigned i = 0; i < 4 && s->extra_headers[i]; i++)
+        headers[ncols++] = s->extra_headers[i];
+    if (s->columns)
+        ncols = 8 + s->columns(w);
+    bench_table t;
+    bench_table_init(&t, ncols, headers);
+    for (unsigned k = 0; k < o->nimpls; k++) {
+        unsigned impl = o->impls[k];
+        if (!ran[impl])
+            continue;
+        bench_table_row(&t);
+        if (bench_table_set_run(&t, s->impl_names[impl], &agg[impl]) && s->ratio_cell)
+            s->ratio_cell(&t, agg, ran, impl);
+    }
+    s->heading(o, w);
+    bench_table_print(&t, stdout);
+    if (s->goals)
+        s->goals(o, w, agg, ran);
+    fflush(stdout);
+}
+
+/* All reps of workload w, impls interleaved and rotated, into agg[impl]; returns the number of failed runs. */
+static unsigned suite_workload(const bench_suite *s, const bench_options *o, size_t w, bench_run *agg)
+{
+    static bench_run runs[BENCH_MAX_IMPLS][BENCH_MAX_REPS];
+    unsigned order[BENCH_MAX_IMPLS];
+    bool ran[BENCH_MAX_IMPLS] = {false};
+    unsigned n = 0, failed = 0;
+    for (unsigned k = 0; k < o->nimpls; k++)
+        if (!s->applies || s->applies(w, o->impls[k])) {
+            order[n++] = o->impls[k];
+            ran[o->impls[k]] = true;
+        }
+    bool progress = s->progress && !o->c.verbose && isatty(STDERR_FILENO);
+    memset(runs, 0, sizeof runs);
+    for (unsigned rep = 0; rep < o->c.reps; rep++)
+        for (unsigned k = 0; k < n; k++) {
+            unsigned impl = order[(k + rep) % n];
+            if (progress)
+                fprintf(stderr, "\r\033[K%s: rep %u/%u, %s", s->workload_name(w), rep + 1, o->c.reps,
+                        s->impl_names[impl]);
+            runs[impl][rep] = s->run_child(o, w, impl, rep);
+            failed += !runs[impl][rep].ok;
+        }
+    if (progress)
+        fputs("\r\033[K", stderr);
+    for (unsigned i = 0; i < s->nimpls; i++)
+        agg[i] = bench_run_aggregate(runs[i], o->c.reps);
+    if (!o->c.json) {
+        suite_table(s, o, w, agg, ran);
+        return failed;
+    }
+    for (unsigned k = 0; k < o->nimpls; k++)
+        if (ran[o->impls[k]] && agg[o->impls[k]].ok)
+            bench_run_print(s->name, s->workload_name(w), s->impl_names[o->impls[k]], &agg[o->impls[k]], stdout);
+    return failed;
+}
+
+static int suite_parent(const bench_suite *s, bench_options *o)
+{
+    static bench_run agg[BENCH_MAX_WORKLOADS][BENCH_MAX_IMPLS];
+    int rc = s->prepare ? s->prepare(o) : 0;
+    if (rc)
+        return rc;
+    if (!o->c.json && s->banner) {
+        s->banner(o);
+    } else if (!o->c.json) {
+        bench_print_banner(s->name, o->c.scale, o->c.reps, s->banner_ratio);
+        fflush(stdout);
+    }
+    memset(agg, 0, sizeof agg);
+    unsigned failed = 0;
+    for (size_t i = 0; i < s->nworkloads; i++) {
+        size_t w = s->given_order ? (i < o->nchosen ? o->chosen[i] : s->nworkloads) : i;
+        if (w < s->nworkloads && o->want[w])
+            failed += suite_workload(s, o, w, agg[w]);
+    }
+    if (!o->c.json && s->final_goals)
+        s->final_goals(o, (const bench_run(*)[BENCH_MAX_IMPLS])agg);
+    if (failed)
+        bench_warn("%u run%s failed (see above)", failed, failed == 1 ? "" : "s");
+    return failed ? 1 : 0;
+}
+
+size_t bench_child_workload(const bench_options *o, size_t nworkloads, unsigned (*threads)(size_t w))
+{
+    size_t found = SIZE_MAX;
+    for (size_t i = 0; i < nworkloads; i++)
+        if (o->want[i] && (!o->threads || threads(i) == o->threads)) {
+            if (found != SIZE_MAX)
+                bench_die(2, "--child needs exactly one workload (and --threads to pick its variant)");
+            found = i;
+        }
+    return found;
+}
+
+int bench_suite_main(const bench_suite *s, int argc, char **argv)
+{
+    bench_options o;
+    memset(&o, 0, sizeof o);
+    bench_common_init(&o.c, s->default_timeout_s);
+    int rc = suite_options(s, argc, argv, &o);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    if (o.c.list) {
+        s->list();
+        return 0;
+    }
+    if (o.nimpls == 0)
+        for (unsigned i = 0; i < s->nimpls; i++)
+            o.impls[o.nimpls++] = i;
+    bool any = false;
+    for (size_t i = 0; i < s->nworkloads; i++)
+        any |= o.want[i];
+    if (!any)
+        add_workload("all", &(suite_parse){s, &o});
+    if (s->threads == BENCH_THREADS_FILTER && o.threads && !o.c.child) /* the parent narrows to those variants */
+        for (size_t i = 0; i < s->nworkloads; i++)
+            o.want[i] &= s->workload_threads(i) == o.threads;
+    return o.c.child ? s->child(&o) : suite_parent(s, &o);
 }

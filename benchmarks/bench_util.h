@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "harness.h"
+
 /* ---- failing loudly ------------------------------------------------------------------------------------- */
 
 /* Prints "ohm-bench: <message>" to stderr and exits with status code. For a harness, stopping at once with a
@@ -22,18 +24,8 @@ __attribute__((noreturn, format(printf, 2, 3))) void bench_die(int code, const c
 /* Prints "ohm-bench: <message>" to stderr and returns. */
 __attribute__((format(printf, 1, 2))) void bench_warn(const char *fmt, ...);
 
-/* ---- time and memory (allocation-free) ------------------------------------------------------------------ */
+/* ---- time and memory (allocation-free): the clock and RSS readings are harness.h's ---------------------- */
 
-/* CLOCK_MONOTONIC in nanoseconds. */
-uint64_t bench_now_ns(void);
-/* Resident set size now, from /proc/self/statm. 0 if it cannot be read. */
-uint64_t bench_rss_bytes(void);
-/* Resets the peak-RSS mark (VmHWM) to the current RSS by writing "5" to /proc/self/clear_refs; false if the
- * kernel refuses, in which case bench_peak_rss_bytes() covers the whole life of the process. */
-bool bench_reset_peak_rss(void);
-/* Peak RSS since the last successful reset (or process start): VmHWM from /proc/self/status, falling back on
- * getrusage's ru_maxrss. */
-uint64_t bench_peak_rss_bytes(void);
 /* Zeroed, resident memory straight from mmap, for a workload's own bookkeeping, so that the allocator under
  * test neither serves it nor counts it. Never NULL (dies instead). */
 void *bench_map(size_t size);
@@ -45,37 +37,40 @@ typedef struct bench_rng {
     uint64_t state;
 } bench_rng;
 
-static inline bench_rng bench_rng_seed(uint64_t seed) {
+static inline bench_rng bench_rng_seed(uint64_t seed)
+{
     bench_rng r = {seed};
     return r;
 }
 
-static inline uint64_t bench_rng_next(bench_rng *r) {
-    uint64_t z = (r->state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+static inline uint64_t bench_rng_next(bench_rng *r)
+{
+    return harness_splitmix64(&r->state);
 }
 
 __extension__ typedef unsigned __int128 bench_u128;
 
 /* Uniform in [0, n) for n >= 1, by Lemire's multiply-shift; the tiny bias is irrelevant for workloads. */
-static inline uint64_t bench_rng_below(bench_rng *r, uint64_t n) {
+static inline uint64_t bench_rng_below(bench_rng *r, uint64_t n)
+{
     return (uint64_t)(((bench_u128)bench_rng_next(r) * n) >> 64);
 }
 
 /* Uniform in [lo, hi]. */
-static inline uint64_t bench_rng_range(bench_rng *r, uint64_t lo, uint64_t hi) {
+static inline uint64_t bench_rng_range(bench_rng *r, uint64_t lo, uint64_t hi)
+{
     return lo + bench_rng_below(r, hi - lo + 1);
 }
 
 /* Uniform in [0, 1). */
-static inline double bench_rng_unit(bench_rng *r) {
+static inline double bench_rng_unit(bench_rng *r)
+{
     return (double)(bench_rng_next(r) >> 11) * 0x1.0p-53;
 }
 
 /* Forces the compiler to compute v without storing it anywhere: the empty asm "uses" it. */
-static inline void bench_consume(uint64_t v) {
+static inline void bench_consume(uint64_t v)
+{
     __asm__ volatile("" : : "r"(v) : "memory");
 }
 
@@ -95,21 +90,8 @@ typedef struct bench_child {
  * line. Returns 0 on success; otherwise -1 with why filled (spawn failure, exit status, signal, no line). */
 int bench_run_child(const bench_child *c, char *line, size_t line_cap, char *why, size_t why_cap);
 
-/* ---- one-line JSON -------------------------------------------------------------------------------------- */
+/* ---- one-line JSON: written with json_writer.h, read back here ------------------------------------------- */
 
-typedef struct bench_json {
-    char buf[1024];
-    size_t len;
-    bool overflow;
-} bench_json;
-
-/* Builds {"k":v,...} in j->buf without allocating (children use it too). bench_json_end returns the line,
- * with a trailing newline. */
-void bench_json_begin(bench_json *j);
-void bench_json_str(bench_json *j, const char *key, const char *value);
-void bench_json_u64(bench_json *j, const char *key, uint64_t value);
-void bench_json_f64(bench_json *j, const char *key, double value);
-const char *bench_json_end(bench_json *j);
 /* Writes a whole line to fd with write(2) (no stdio buffer to allocate). false on failure. */
 bool bench_write_all(int fd, const char *s);
 
@@ -153,6 +135,24 @@ typedef struct bench_run {
     double ops_per_sec;
     uint64_t threads, peak_rss, live_peak, rss_before, rss_after;
 } bench_run;
+
+/* What one child measured. A workload fills ops, ns, live_peak and (by bench_mark_start) rss_before;
+ * bench_child_report fills the rest. */
+typedef struct bench_result {
+    uint64_t ops;        /* operations in the timed part */
+    uint64_t ns;         /* wall time of the timed part */
+    uint64_t live_peak;  /* most bytes live at once */
+    uint64_t rss_before; /* RSS when the workload marked its start */
+    uint64_t peak_rss;   /* VmHWM, reset at rss_before when the kernel allows it */
+    uint64_t rss_after;  /* RSS after the default pool was trimmed */
+} bench_result;
+
+/* A workload's start, after its setup: rss_before now, and the peak-RSS mark reset. Allocation-free. */
+void bench_mark_start(bench_result *r);
+/* A child's end: reads the peak RSS, trims ohm's default pool, reads rss_after, and prints the result line of
+ * (bench, workload, impl) with write(2). */
+void bench_child_report(const char *bench, const char *workload, const char *impl, unsigned threads,
+                        bench_result *r);
 
 /* The median of v[0..n) (the lower one for an even n, 0 for none); sorts v in place. */
 uint64_t bench_median_u64(uint64_t *v, unsigned n);
@@ -198,5 +198,75 @@ bool bench_table_set_run(bench_table *t, const char *impl, const bench_run *run)
 /* The two opening lines of a report in tables, on stdout: "ohm-bench <bench>: scale, reps, CPUs, kernel", then
  * how bench_run_aggregate reads the reps and what the ratio column is (ratio, e.g. "vs x = impl / x"). */
 void bench_print_banner(const char *bench, double scale, unsigned reps, const char *ratio);
+
+/* ---- a subcommand as a descriptor: options, workload and impl choice, the rep loop, tables and JSON ---------- */
+
+#define BENCH_MAX_WORKLOADS 32
+#define BENCH_MAX_IMPLS 8
+
+/* A subcommand's options as bench_suite_main parsed them. Workloads and impls are indexes into its tables. */
+typedef struct bench_options {
+    bench_common c;                   /* --json, --verbose, --child, --list, --reps, --scale, --timeout */
+    bool want[BENCH_MAX_WORKLOADS];   /* the workloads chosen (all when none was named) */
+    unsigned chosen[BENCH_MAX_WORKLOADS]; /* the same, in the order they were named */
+    unsigned nchosen;
+    unsigned impls[BENCH_MAX_IMPLS];  /* the impls chosen, in the order to run and print (all by default) */
+    unsigned nimpls;
+    unsigned threads;                 /* --threads N: only the N-thread variants (0 = any) */
+} bench_options;
+
+/* What --threads does in a subcommand. */
+typedef enum bench_threads_option {
+    BENCH_THREADS_NONE,   /* no such option */
+    BENCH_THREADS_CHILD,  /* the parent passes it to pick a child's variant; the parent runs all variants */
+    BENCH_THREADS_FILTER, /* as CHILD, and the parent runs only the N-thread variants */
+} bench_threads_option;
+
+/* One subcommand: its tables and the few steps that differ from one subcommand to another. Each run is a fresh
+ * child (run_child); impls run interleaved, their order rotating from rep to rep; best ops/s and median RSS over
+ * the reps; one JSON line per (workload, impl) with --json, else a table per workload with its goal lines. */
+typedef struct bench_suite {
+    const char *name;            /* "buf": the subcommand, and "bench" in its JSON lines */
+    const char *usage;           /* the whole --help text */
+    unsigned default_timeout_s;
+    const char *banner_ratio;    /* the banner's second line's end: how to read the ratio column */
+    const char *const *impl_names;
+    unsigned nimpls;
+    const char *impl_noun;       /* "impl" (NULL) or what the subcommand calls one ("allocator") */
+    const char *impl_hint;       /* after "unknown impl 'x'": the valid names, in parentheses */
+    size_t nworkloads;           /* at most BENCH_MAX_WORKLOADS */
+    const char *(*workload_name)(size_t w);
+    bench_threads_option threads;
+    unsigned (*workload_threads)(size_t w); /* a workload's threads, for BENCH_THREADS_FILTER */
+    bool (*applies)(size_t w, unsigned impl); /* whether impl runs workload w; NULL: always */
+    bool given_order;            /* run the workloads in the order named, not in the table's */
+    bool progress;               /* show "workload: rep i/n, impl" on stderr when it is a terminal */
+    /* alloc's wording: "unknown option 'x'", and a known option missing its value exits with no message. */
+    bool terse_option_errors;
+    /* Before the parent runs (NULL: nothing): may drop impls; a nonzero result is the exit status. */
+    int (*prepare)(bench_options *o);
+    void (*banner)(const bench_options *o); /* replaces the standard banner (NULL: bench_print_banner) */
+    void (*list)(void);          /* --list */
+    int (*child)(const bench_options *o); /* --child: runs one workload with one impl, prints its JSON line */
+    /* Runs one child and reads its result (a failed run has ok false, and said why on stderr). */
+    bench_run (*run_child)(const bench_options *o, size_t w, unsigned impl, unsigned rep);
+    void (*heading)(const bench_options *o, size_t w); /* the line above a workload's table */
+    const char *extra_headers[4]; /* the table's columns after the 8 of bench_table_set_run (NULL-ended) */
+    unsigned (*columns)(size_t w); /* how many of those columns workload w's table shows (NULL: all) */
+    /* Fills the extra columns (8 on) of impl's row (only called for an ok run). */
+    void (*ratio_cell)(bench_table *t, const bench_run *agg, const bool *ran, unsigned impl);
+    /* Goal lines under a workload's table (NULL: none); agg and ran are indexed by impl. */
+    void (*goals)(const bench_options *o, size_t w, const bench_run *agg, const bool *ran);
+    /* Goal lines after every table (NULL: none); agg[w][impl]. */
+    void (*final_goals)(const bench_options *o, const bench_run (*agg)[BENCH_MAX_IMPLS]);
+} bench_suite;
+
+/* In a child: the one chosen workload whose threads (by threads(w)) match --threads, if given; dies (status 2)
+ * if several match; SIZE_MAX if none. */
+size_t bench_child_workload(const bench_options *o, size_t nworkloads, unsigned (*threads)(size_t w));
+
+/* The whole subcommand: parses argv (argv[0] is the subcommand's name) and runs it. Returns the exit status:
+ * 0, 1 if a run failed, 2 for a usage error. */
+int bench_suite_main(const bench_suite *s, int argc, char **argv);
 
 #endif /* OHM_BENCH_UTIL_H */

@@ -298,8 +298,8 @@ int main(int argc, char **argv)
     free(ps);
     s->drift = (int64_t)(s->mm_left + s->pool_left);
     ohm_pool_trim(s->pool);
-    s->peak_rss = rss_peak();
-    s->rss_after_trim = rss_now();
+    s->peak_rss = harness_peak_rss_bytes();
+    s->rss_after_trim = harness_rss_bytes();
 
     if (s->o.json) report_json(s);
     else report_summary(s);

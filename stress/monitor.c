@@ -15,7 +15,7 @@ static void take_sample(stress *s, ohm_pool_stats *ps)
     x.task_used = calloc(s->o.threads, sizeof *x.task_used);
     if (!x.task_used) return;
     x.ops = atomic_load_explicit(&s->c.ops, memory_order_relaxed);
-    x.rss = rss_now();
+    x.rss = harness_rss_bytes();
     if (ohm_pool_stats_get(s->pool, -1, ps) == 0) x.live = ps->active_bytes;
     ohm_mm_stats ms;
     if (ohm_mm_stats_get(s->mm, &ms) == 0) {

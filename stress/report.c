@@ -2,6 +2,8 @@
  * inline SVG line charts drawn here, no scripts and nothing fetched from the network. */
 #include "stress.h"
 
+#include "json_writer.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -60,26 +62,65 @@ void report_summary(const stress *s)
     printf("%s\n", stress_failed(s) ? "FAILED" : "PASSED");
 }
 
+/* A key and its value, in the order the summary lists them. */
+static void kv_u64(json_writer *j, const char *key, uint64_t v)
+{
+    json_key(j, key);
+    json_u64(j, v);
+}
+
+static void kv_f64(json_writer *j, const char *key, double v, int decimals)
+{
+    json_key(j, key);
+    json_f64(j, v, decimals);
+}
+
 void report_json(const stress *s)
 {
-    printf("{\"threads\":%u,\"seconds\":%.3f,\"seed\":%llu,\"leak_rate\":%g,\"fail_rate\":%g,"
-           "\"ops\":%llu,\"ops_per_sec\":%.1f,\"buffer_ops\":%llu,\"pool_ops\":%llu,\"mm_ops\":%llu,"
-           "\"block_ops\":%llu,\"map_ops\":%llu,\"handoffs\":%llu,"
-           "\"integrity_errors\":%llu,\"api_errors\":%llu,"
-           "\"leaks_injected\":%llu,\"leaks_reported\":%llu,\"leaks_false\":%llu,\"leaks_missed\":%llu,"
-           "\"leaks_without_site\":%llu,\"faults_injected\":%llu,\"faults_survived\":%llu,"
-           "\"spills\":%llu,\"spill_bytes\":%llu,\"spill_failures\":%llu,\"spill_reads\":%llu,"
-           "\"evictions\":%llu,\"tasks\":%llu,\"task_share_min\":%.4f,\"task_share_max\":%.4f,"
-           "\"accounting_drift_bytes\":%lld,\"peak_live_bytes\":%llu,\"peak_rss_bytes\":%llu,"
-           "\"rss_after_trim_bytes\":%llu,\"library_warnings\":%llu,\"passed\":%s}\n",
-           s->o.threads, s->elapsed, LD(s->o.seed), s->o.leak_rate, s->o.fail_rate, GET(s, ops), ops_per_sec(s),
-           GET(s, buf_ops), GET(s, pool_ops), GET(s, mm_ops), GET(s, block_ops), GET(s, map_ops), GET(s, handoffs),
-           GET(s, integrity_errors), GET(s, api_errors), GET(s, leaks_injected), LD(s->leaks_reported),
-           LD(s->leaks_false), LD(s->leaks_missed), LD(s->leaks_no_site), LD(s->faults_injected),
-           GET(s, faults_survived), GET(s, spills), GET(s, spill_bytes), GET(s, spill_failures), GET(s, restores),
-           GET(s, evictions), GET(s, tasks_ended), s->share_min, s->share_max, (long long)s->drift,
-           LD(s->peak_live), LD(s->peak_rss), LD(s->rss_after_trim), GET(s, log_warnings),
-           stress_failed(s) ? "false" : "true");
+    char buf[2048];
+    json_writer j;
+    json_init(&j, buf, sizeof buf);
+    json_object_begin(&j);
+    kv_u64(&j, "threads", s->o.threads);
+    kv_f64(&j, "seconds", s->elapsed, 3);
+    kv_u64(&j, "seed", LD(s->o.seed));
+    kv_f64(&j, "leak_rate", s->o.leak_rate, -1);
+    kv_f64(&j, "fail_rate", s->o.fail_rate, -1);
+    kv_u64(&j, "ops", GET(s, ops));
+    kv_f64(&j, "ops_per_sec", ops_per_sec(s), 1);
+    kv_u64(&j, "buffer_ops", GET(s, buf_ops));
+    kv_u64(&j, "pool_ops", GET(s, pool_ops));
+    kv_u64(&j, "mm_ops", GET(s, mm_ops));
+    kv_u64(&j, "block_ops", GET(s, block_ops));
+    kv_u64(&j, "map_ops", GET(s, map_ops));
+    kv_u64(&j, "handoffs", GET(s, handoffs));
+    kv_u64(&j, "integrity_errors", GET(s, integrity_errors));
+    kv_u64(&j, "api_errors", GET(s, api_errors));
+    kv_u64(&j, "leaks_injected", GET(s, leaks_injected));
+    kv_u64(&j, "leaks_reported", LD(s->leaks_reported));
+    kv_u64(&j, "leaks_false", LD(s->leaks_false));
+    kv_u64(&j, "leaks_missed", LD(s->leaks_missed));
+    kv_u64(&j, "leaks_without_site", LD(s->leaks_no_site));
+    kv_u64(&j, "faults_injected", LD(s->faults_injected));
+    kv_u64(&j, "faults_survived", GET(s, faults_survived));
+    kv_u64(&j, "spills", GET(s, spills));
+    kv_u64(&j, "spill_bytes", GET(s, spill_bytes));
+    kv_u64(&j, "spill_failures", GET(s, spill_failures));
+    kv_u64(&j, "spill_reads", GET(s, restores));
+    kv_u64(&j, "evictions", GET(s, evictions));
+    kv_u64(&j, "tasks", GET(s, tasks_ended));
+    kv_f64(&j, "task_share_min", s->share_min, 4);
+    kv_f64(&j, "task_share_max", s->share_max, 4);
+    json_key(&j, "accounting_drift_bytes");
+    json_i64(&j, s->drift);
+    kv_u64(&j, "peak_live_bytes", LD(s->peak_live));
+    kv_u64(&j, "peak_rss_bytes", LD(s->peak_rss));
+    kv_u64(&j, "rss_after_trim_bytes", LD(s->rss_after_trim));
+    kv_u64(&j, "library_warnings", GET(s, log_warnings));
+    json_key(&j, "passed");
+    json_bool(&j, !stress_failed(s));
+    json_object_end(&j);
+    fputs(json_line(&j), stdout);
 }
 
 /* ---------------------------------------------------------------------------------------------------------

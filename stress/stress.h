@@ -11,6 +11,7 @@
 #ifndef OHM_STRESS_H
 #define OHM_STRESS_H
 
+#include "harness.h"
 #include "ohm.h"
 
 #include <limits.h>
@@ -172,9 +173,11 @@ bool rng_chance(uint64_t *state, double p);
 void pattern_fill(void *dst, size_t len, uint64_t pid, size_t off);
 /* The first offset (relative to src) whose byte differs from the pattern, or SIZE_MAX if none. */
 size_t pattern_find_mismatch(const void *src, size_t len, uint64_t pid, size_t off);
-double now_s(void);
-uint64_t rss_now(void);
-uint64_t rss_peak(void);
+/* Seconds on the monotonic clock. */
+static inline double now_s(void)
+{
+    return (double)harness_now_ns() * 1e-9;
+}
 /* Counts an error of a kind (integrity or API) and keeps the first few messages for the summary. */
 void stress_error(stress *s, counter *kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void stress_print_errors(void);

@@ -1,19 +1,15 @@
-/* Random numbers (splitmix64 seeding, xorshift64* per thread), the pattern every buffer carries, RSS, and
+/* Random numbers (splitmix64 seeding, xorshift64* per thread), the pattern every buffer carries, and
  * the error records the summary prints. */
 #include "stress.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
+/* splitmix64 of one value: a seed or a buffer id, mixed. */
 static uint64_t splitmix64(uint64_t x)
 {
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
+    return harness_splitmix64(&x);
 }
 
 /* Thread index i of a run seeded s always gets the same stream: the choices of a thread are reproducible
@@ -95,36 +91,6 @@ size_t pattern_find_mismatch(const void *src, size_t len, uint64_t pid, size_t o
         if (p[i] != (uint8_t)(pattern_word_h(h, o >> 3) >> ((o & 7) * 8))) return i;
     }
     return SIZE_MAX;
-}
-
-double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-uint64_t rss_now(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (!f) return 0;
-    unsigned long long size = 0, resident = 0;
-    int n = fscanf(f, "%llu %llu", &size, &resident);
-    fclose(f);
-    return n == 2 ? (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
-}
-
-/* VmHWM: the kernel's high-water mark of RSS, which catches peaks between two samples. */
-uint64_t rss_peak(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f) return 0;
-    char line[256];
-    unsigned long long kb = 0;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmHWM: %llu kB", &kb) == 1) break;
-    fclose(f);
-    return (uint64_t)kb << 10;
 }
 
 #define KEPT_ERRORS 8

@@ -47,7 +47,7 @@ typedef struct lua_options {
 
 static int l_now(lua_State *L)
 {
-    lua_pushinteger(L, (lua_Integer)bench_now_ns());
+    lua_pushinteger(L, (lua_Integer)harness_now_ns());
     return 1;
 }
 
@@ -58,8 +58,8 @@ typedef struct marks {
 static int l_mark(lua_State *L)
 {
     marks *m = lua_touserdata(L, lua_upvalueindex(1));
-    m->rss_before = bench_rss_bytes();
-    bench_reset_peak_rss();
+    m->rss_before = harness_rss_bytes();
+    harness_reset_peak_rss();
     return 0;
 }
 
@@ -134,7 +134,7 @@ static int child_main(const lua_options *o)
     if (lua_pcall(L, 3, 3, 0) != LUA_OK) bench_die(4, "%s", lua_tostring(L, -1));
     uint64_t ops = (uint64_t)lua_tointeger(L, -3), ns = (uint64_t)lua_tointeger(L, -2);
     uint64_t live = (uint64_t)lua_tointeger(L, -1);
-    uint64_t peak = bench_peak_rss_bytes();
+    uint64_t peak = harness_peak_rss_bytes();
     lua_settop(L, 0);
     lua_gc(L, LUA_GCCOLLECT);
     ohm_pool_trim(ohm_pool_default());
@@ -146,7 +146,7 @@ static int child_main(const lua_options *o)
         .peak_rss = peak,
         .live_peak = live,
         .rss_before = m.rss_before,
-        .rss_after = bench_rss_bytes(),
+        .rss_after = harness_rss_bytes(),
     };
     bench_run_print("lua", o->workloads[0], o->impls[0], &run, NULL);
     return 0;
