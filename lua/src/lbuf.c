@@ -355,65 +355,47 @@ static int l_find(lua_State *L)
 }
 
 /* compare(a, b): -1, 0 or 1 over the unsigned bytes, then the shorter first. equals(a, b): the same bytes. */
-static int l_compare(lua_State *L)
+static int compare(lua_State *L, const char *fname, bool equals)
 {
-    ohm_buf *a = lohm_livebuf(L, 1, "compare"), *b = lohm_livebuf(L, 2, "compare");
+    ohm_buf *a = lohm_livebuf(L, 1, fname), *b = lohm_livebuf(L, 2, fname);
     int cmp;
     int rc = ohm_bind_compare_all(a, b, &cmp);
-    if (rc) return lohm_fail(L, rc, "compare");
-    lua_pushinteger(L, cmp);
+    if (rc) return lohm_fail(L, rc, fname);
+    if (equals) lua_pushboolean(L, cmp == 0);
+    else lua_pushinteger(L, cmp);
     return 1;
 }
 
-static int l_equals(lua_State *L)
-{
-    ohm_buf *a = lohm_livebuf(L, 1, "equals"), *b = lohm_livebuf(L, 2, "equals");
-    int cmp;
-    int rc = ohm_bind_compare_all(a, b, &cmp);
-    if (rc) return lohm_fail(L, rc, "equals");
-    lua_pushboolean(L, cmp == 0);
-    return 1;
-}
+static int l_compare(lua_State *L) { return compare(L, "compare", false); }
+static int l_equals(lua_State *L) { return compare(L, "equals", true); }
 
 /* ---- slices and reference counts ---- */
 
-/* slice(b, offset [, count = #b - offset]): shares b's memory and b's count (Netty's slice). */
-static int l_slice(lua_State *L)
+/* slice(b, offset [, count = #b - offset]): shares b's memory and b's count (Netty's slice).
+ * retainedslice(b [, offset [, count]]): its own count of 1, holding one reference on b until released.
+ * Either anchors b in uservalue 1. A plain slice needs it for the memory: the parent may not be collected (and
+ * reclaimed) while its slice is in use. A retained slice holds a reference, but as in Java the parent stays
+ * reachable from its slice: a page's parent anchors its consumer, task and manager, which must outlive the slice. */
+static int slice(lua_State *L, const char *fname, bool retained)
 {
-    ohm_buf *b = lohm_livebuf(L, 1, "slice");
+    ohm_buf *b = lohm_livebuf(L, 1, fname);
     lua_Integer off = luaL_optinteger(L, 2, 0);
     lua_Integer count = luaL_optinteger(L, 3, (lua_Integer)ohm_buf_size(b) - off);
     int rc = ohm_bind_range(ohm_buf_size(b), off, count);
-    if (rc) return lohm_fail(L, rc, "slice");
+    if (rc) return lohm_fail(L, rc, fname);
     lbuf *u = lohm_newbuf(L);
-    ohm_buf *s = ohm_buf_slice(b, (size_t)off, (size_t)count);
-    if (!s) return lohm_fail(L, ohm_last_error_code(), "slice");
-    lua_pushvalue(L, 1); /* the parent may not be collected (and reclaimed) while its slice is in use */
-    lua_setiuservalue(L, -2, 1);
-    u->b = s;
-    u->id = ohm_buf_id(s);
-    return 1;
-}
-
-/* retainedslice(b [, offset [, count]]): its own count of 1, holding one reference on b until released. */
-static int l_retainedslice(lua_State *L)
-{
-    ohm_buf *b = lohm_livebuf(L, 1, "retainedslice");
-    lua_Integer off = luaL_optinteger(L, 2, 0);
-    lua_Integer count = luaL_optinteger(L, 3, (lua_Integer)ohm_buf_size(b) - off);
-    int rc = ohm_bind_range(ohm_buf_size(b), off, count);
-    if (rc) return lohm_fail(L, rc, "retainedslice");
-    lbuf *u = lohm_newbuf(L);
-    ohm_buf *s = ohm_buf_retained_slice(b, (size_t)off, (size_t)count);
-    if (!s) return lohm_fail(L, ohm_last_error_code(), "retainedslice");
-    /* Not needed for the memory (the slice holds a reference), but as in Java the parent stays reachable from
-     * its slice: a page's parent anchors its consumer, task and manager, which must outlive the slice. */
+    ohm_buf *s = retained ? ohm_buf_retained_slice(b, (size_t)off, (size_t)count)
+                          : ohm_buf_slice(b, (size_t)off, (size_t)count);
+    if (!s) return lohm_fail(L, ohm_last_error_code(), fname);
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1);
     u->b = s;
     u->id = ohm_buf_id(s);
     return 1;
 }
+
+static int l_slice(lua_State *L) { return slice(L, "slice", false); }
+static int l_retainedslice(lua_State *L) { return slice(L, "retainedslice", true); }
 
 static uint32_t checkcount(lua_State *L, int i, const char *fname)
 {
@@ -423,12 +405,17 @@ static uint32_t checkcount(lua_State *L, int i, const char *fname)
     return (uint32_t)n;
 }
 
+/* The buffer retain and release act on: owned (not lent to a callback) and live. */
+static ohm_buf *owned_buf(lua_State *L, const char *fname)
+{
+    check_owned(L, lohm_checkbuf(L, 1), fname);
+    return lohm_livebuf(L, 1, fname);
+}
+
 /* retain(b [, n = 1]): returns b. */
 static int l_retain(lua_State *L)
 {
-    lbuf *u = lohm_checkbuf(L, 1);
-    check_owned(L, u, "retain");
-    ohm_buf *b = lohm_livebuf(L, 1, "retain");
+    ohm_buf *b = owned_buf(L, "retain");
     uint32_t n = checkcount(L, 2, "retain");
     int rc = ohm_buf_retain(b, n);
     if (rc) return lohm_fail(L, rc, "retain");
@@ -439,9 +426,7 @@ static int l_retain(lua_State *L)
 /* release(b [, n = 1]): true when this call freed the memory. */
 static int l_release(lua_State *L)
 {
-    lbuf *u = lohm_checkbuf(L, 1);
-    check_owned(L, u, "release");
-    ohm_buf *b = lohm_livebuf(L, 1, "release");
+    ohm_buf *b = owned_buf(L, "release");
     uint32_t n = checkcount(L, 2, "release");
     int rc = ohm_buf_release(b, n);
     if (rc < 0) return lohm_fail(L, rc, "release");
