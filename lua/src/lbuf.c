@@ -103,34 +103,50 @@ static int opt_bool_field(lua_State *L, int t, const char *key, int def)
     return r;
 }
 
+/* The pool option of the options table at t: p's pool, or def without one. When buffers from it must anchor p (a
+ * pool made by ohm.pool{}), p stays on the stack at *anchor_idx; else *anchor_idx is 0. */
+static ohm_pool *opt_pool_field(lua_State *L, int t, ohm_pool *def, int *anchor_idx)
+{
+    *anchor_idx = 0;
+    if (lua_getfield(L, t, "pool") == LUA_TNIL) {
+        lua_pop(L, 1);
+        return def;
+    }
+    bool anchor = false;
+    ohm_pool *pool = lohm_optpool(L, lua_gettop(L), &anchor);
+    if (anchor) *anchor_idx = lua_gettop(L);
+    return pool;
+}
+
+/* Gives b to the new buffer userdata u at the top, which anchors the pool userdata at anchor_idx (0: none). */
+static int push_new_buf(lua_State *L, lbuf *u, ohm_buf *b, int anchor_idx)
+{
+    if (anchor_idx) {
+        lua_pushvalue(L, anchor_idx);
+        lua_setiuservalue(L, -2, 1);
+    }
+    lohm_setbuf(L, u, b);
+    return 1;
+}
+
 /* ohm.alloc(size [, {zero = true, pool = p}]): a zero-filled buffer, as Luau's buffer.create. */
 static int l_alloc(lua_State *L)
 {
     lstate *st = lohm_state(L);
     size_t n = lohm_checksize(L, 1, LOHM_MAX_SIZE, "alloc", "size");
-    bool zero = true, anchor = false;
+    bool zero = true;
     ohm_pool *pool = st->pool;
-    int pool_idx = 0;
+    int anchor_idx = 0;
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
         zero = opt_bool_field(L, 2, "zero", 1);
-        if (lua_getfield(L, 2, "pool") != LUA_TNIL) {
-            pool = lohm_optpool(L, lua_gettop(L), &anchor);
-            pool_idx = lua_gettop(L);
-        } else {
-            lua_pop(L, 1);
-        }
+        pool = opt_pool_field(L, 2, pool, &anchor_idx);
     }
     if (st->closed) return luaL_error(L, "alloc: the lua_State is closing");
     lbuf *u = lohm_newbuf(L);
     ohm_buf *b = zero ? ohm_buf_alloc_zeroed(pool, n) : ohm_buf_alloc(pool, n);
     if (!b) return lohm_fail(L, ohm_last_error_code(), "alloc");
-    if (anchor) {
-        lua_pushvalue(L, pool_idx);
-        lua_setiuservalue(L, -2, 1);
-    }
-    lohm_setbuf(L, u, b);
-    return 1;
+    return push_new_buf(L, u, b, anchor_idx);
 }
 
 /* ohm.fromstring(s [, opts]): a buffer holding a copy of s. */
@@ -139,29 +155,18 @@ static int l_fromstring(lua_State *L)
     lstate *st = lohm_state(L);
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
-    bool anchor = false;
     ohm_pool *pool = st->pool;
-    int pool_idx = 0;
+    int anchor_idx = 0;
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
-        if (lua_getfield(L, 2, "pool") != LUA_TNIL) {
-            pool = lohm_optpool(L, lua_gettop(L), &anchor);
-            pool_idx = lua_gettop(L);
-        } else {
-            lua_pop(L, 1);
-        }
+        pool = opt_pool_field(L, 2, pool, &anchor_idx);
     }
     if (st->closed) return luaL_error(L, "fromstring: the lua_State is closing");
     lbuf *u = lohm_newbuf(L);
     ohm_buf *b = ohm_buf_alloc(pool, len);
     if (!b) return lohm_fail(L, ohm_last_error_code(), "fromstring");
     if (len) memcpy(ohm_buf_data(b), s, len);
-    if (anchor) {
-        lua_pushvalue(L, pool_idx);
-        lua_setiuservalue(L, -2, 1);
-    }
-    lohm_setbuf(L, u, b);
-    return 1;
+    return push_new_buf(L, u, b, anchor_idx);
 }
 
 static int l_isbuffer(lua_State *L)
