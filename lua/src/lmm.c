@@ -523,6 +523,21 @@ static int l_mm_json(lua_State *L)
 
 /* ---- tasks ---- */
 
+/* Pushes the set (a table of userdata keys) in uservalue uv of the userdata at idx, then an array of its members;
+ * returns the array's index and its length in *n. */
+static int push_members(lua_State *L, int idx, int uv, lua_Integer *n)
+{
+    lua_getiuservalue(L, idx, uv);
+    lua_newtable(L);
+    int array = lua_gettop(L);
+    *n = 0;
+    for (lua_pushnil(L); lua_next(L, array - 1); lua_pop(L, 1)) {
+        lua_pushvalue(L, -2);
+        lua_rawseti(L, array, ++*n);
+    }
+    return array;
+}
+
 /* Reclaims the task's live pages, destroys its consumers, ends it. Returns the execution bytes it still held
  * (pages and consumers included), or -1 if it was closed already. Nothing here raises between enter and leave:
  * the page and consumer lists are copied into arrays first.
@@ -536,22 +551,9 @@ static int64_t task_close(lua_State *L, ltask *t, int idx, bool force, const cha
     if (t->closed) return -1;
     lstate *st = t->mm->st;
     idx = lua_absindex(L, idx);
-    lua_getiuservalue(L, idx, TASK_UV_PAGES);
-    lua_newtable(L);
-    int pages = lua_gettop(L);
-    lua_Integer np = 0;
-    for (lua_pushnil(L); lua_next(L, pages - 1); lua_pop(L, 1)) {
-        lua_pushvalue(L, -2);
-        lua_rawseti(L, pages, ++np);
-    }
-    lua_getiuservalue(L, idx, TASK_UV_CONSUMERS);
-    lua_newtable(L);
-    int cons = lua_gettop(L);
-    lua_Integer nc = 0;
-    for (lua_pushnil(L); lua_next(L, cons - 1); lua_pop(L, 1)) {
-        lua_pushvalue(L, -2);
-        lua_rawseti(L, cons, ++nc);
-    }
+    lua_Integer np, nc;
+    int pages = push_members(L, idx, TASK_UV_PAGES, &np);
+    int cons = push_members(L, idx, TASK_UV_CONSUMERS, &nc);
     /* What the task holds now, pages and consumers included: destroying the consumers below releases their
      * share before the core's task end counts (and logs) what is left, so the total is taken here. */
     ohm_task_stats ts;
@@ -644,14 +646,16 @@ static int l_task_acquire(lua_State *L)
     return push_bytes(L, got, "acquire");
 }
 
-static int l_task_release(lua_State *L)
+/* task:release(n [, mode]) and task:releaseunroll(n [, mode]): the bytes released, or nil, message, code. */
+static int task_release(lua_State *L, const char *fname, int64_t (*release)(ohm_task *, ohm_mem_mode, uint64_t))
 {
     uint64_t n;
     ohm_mem_mode mode;
-    ltask *t = task_args(L, "release", &n, &mode);
-    int64_t r = ohm_task_release(t->t, mode, n);
-    return push_bytes(L, r, "release");
+    ltask *t = task_args(L, fname, &n, &mode);
+    return push_bytes(L, release(t->t, mode, n), fname);
 }
+
+static int l_task_release(lua_State *L) { return task_release(L, "release", ohm_task_release); }
 
 /* task:acquireunroll(n [, mode [, group]]): true, or nil, message, "ELIMIT". */
 static int l_task_acquire_unroll(lua_State *L)
@@ -668,14 +672,7 @@ static int l_task_acquire_unroll(lua_State *L)
     return 1;
 }
 
-static int l_task_release_unroll(lua_State *L)
-{
-    uint64_t n;
-    ohm_mem_mode mode;
-    ltask *t = task_args(L, "releaseunroll", &n, &mode);
-    int64_t r = ohm_task_release_unroll(t->t, mode, n);
-    return push_bytes(L, r, "releaseunroll");
-}
+static int l_task_release_unroll(lua_State *L) { return task_release(L, "releaseunroll", ohm_task_release_unroll); }
 
 static int l_task_settimeout(lua_State *L)
 {
