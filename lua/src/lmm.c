@@ -821,15 +821,28 @@ static int l_cons_stats(lua_State *L)
     return 1;
 }
 
+/* Whether c's native consumer still exists: not closed, and not freed by its task's end. */
+static bool consumer_open(const lconsumer *c) { return !c->closed && c->c && !c->task->closed; }
+
+/* Destroys c's open native consumer and marks c closed when that succeeded. Returns 0 or the binding layer's
+ * error (while c has live pages). */
+static int consumer_destroy(lconsumer *c)
+{
+    int rc = ohm_bind_consumer_destroy(c->c);
+    if (rc == 0) {
+        c->closed = true;
+        c->c = NULL;
+    }
+    return rc;
+}
+
 /* c:close(): releases what it holds and frees it; raises while it has live pages. */
 static int l_cons_close(lua_State *L)
 {
     lconsumer *c = checkconsumer(L, 1);
-    if (c->closed || !c->c || c->task->closed) return 0;
-    int rc = ohm_bind_consumer_destroy(c->c);
+    if (!consumer_open(c)) return 0;
+    int rc = consumer_destroy(c);
     if (rc) return lohm_fail(L, rc, "consumer:close");
-    c->closed = true;
-    c->c = NULL;
     lua_getiuservalue(L, 1, CONS_UV_TASK);
     lua_getiuservalue(L, -1, TASK_UV_CONSUMERS);
     lua_pushvalue(L, 1);
@@ -841,11 +854,7 @@ static int l_cons_close(lua_State *L)
 static int l_cons_gc(lua_State *L)
 {
     lconsumer *c = lua_touserdata(L, 1);
-    if (c->closed || !c->c || c->task->closed) return 0;
-    if (ohm_bind_consumer_destroy(c->c) == 0) { /* else its task's end frees it */
-        c->closed = true;
-        c->c = NULL;
-    }
+    if (consumer_open(c)) consumer_destroy(c); /* on failure, its task's end frees it */
     return 0;
 }
 
