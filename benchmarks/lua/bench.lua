@@ -27,7 +27,42 @@ local function scaled(n, scale)
   return v < 1 and 1 or v
 end
 
+-- ---- timed loops ----
+
+-- Every impl's timed loop is one template compiled with that impl's own code in the loop body, so the inner loop
+-- is exactly what a hand-written loop would be (the same locals and upvalues, hence the same bytecode): a shared
+-- loop calling each impl's code through a function would add a call per object or per access to what is
+-- measured. A compiled template is a factory: given the workload's parameters (upvalues), it returns the loop.
+local function compile(name, template, ...)
+  return assert(load(string.format(template, ...), "=bench.lua[" .. name .. "]"))
+end
+
 -- ---- create-write-close ----
+
+local CWC_LOOP = [[
+local size, words, fmt, vals, payload = ...
+return function(n, alloc)
+  local pack, unpack, rep = string.pack, table.unpack, string.rep
+  local sink
+  bench.mark()
+  local t0 = bench.now()
+  for _ = 1, n do
+    %s
+  end
+  return bench.now() - t0, sink
+end
+]]
+
+-- What each impl does per object. Lua-native objects are dropped (kept in sink only until the next one).
+local CWC_BODIES = {
+  ["ohm"] = "local b = alloc(size) for off = 0, size - 4, 4 do b:writeu32(off, off) end b:close()",
+  ["ohm-bulk"] = "local b = alloc(size) b:writestring(0, payload) b:close()",
+  ["string.pack"] = "sink = pack(fmt, unpack(vals))",
+  ["string.rep"] = [[sink = rep("\0\1\2\3", words)]],
+  ["table"] = "local t = {} for i = 1, size do t[i] = i & 255 end sink = t",
+}
+local CWC_LOOPS = {}
+for name, body in pairs(CWC_BODIES) do CWC_LOOPS[name] = compile(name, CWC_LOOP, body) end
 
 local function cwc(size)
   local words = size // 4
@@ -36,71 +71,14 @@ local function cwc(size)
   local fmt = "<" .. string.rep("I4", words)
   local payload = string.pack(fmt, table.unpack(vals))
   local impls = {}
-
-  impls["ohm"] = function(n)
-    local alloc = ohm.alloc
-    bench.mark()
-    local t0 = bench.now()
-    for _ = 1, n do
-      local b = alloc(size)
-      for off = 0, size - 4, 4 do b:writeu32(off, off) end
-      b:close()
+  for name, factory in pairs(CWC_LOOPS) do
+    local loop = factory(size, words, fmt, vals, payload)
+    impls[name] = function(n)
+      local ns, sink = loop(n, ohm.alloc)
+      assert(sink == nil or #sink == size)
+      return ns
     end
-    return bench.now() - t0
   end
-
-  impls["ohm-bulk"] = function(n)
-    local alloc = ohm.alloc
-    bench.mark()
-    local t0 = bench.now()
-    for _ = 1, n do
-      local b = alloc(size)
-      b:writestring(0, payload)
-      b:close()
-    end
-    return bench.now() - t0
-  end
-
-  impls["string.pack"] = function(n)
-    local pack, unpack = string.pack, table.unpack
-    local sink
-    bench.mark()
-    local t0 = bench.now()
-    for _ = 1, n do
-      sink = pack(fmt, unpack(vals))
-    end
-    local ns = bench.now() - t0
-    assert(#sink == size)
-    return ns
-  end
-
-  impls["string.rep"] = function(n)
-    local rep = string.rep
-    local sink
-    bench.mark()
-    local t0 = bench.now()
-    for _ = 1, n do
-      sink = rep("\0\1\2\3", words)
-    end
-    local ns = bench.now() - t0
-    assert(#sink == size)
-    return ns
-  end
-
-  impls["table"] = function(n)
-    local sink
-    bench.mark()
-    local t0 = bench.now()
-    for _ = 1, n do
-      local t = {}
-      for i = 1, size do t[i] = i & 255 end
-      sink = t
-    end
-    local ns = bench.now() - t0
-    assert(#sink == size)
-    return ns
-  end
-
   return impls
 end
 
@@ -108,9 +86,39 @@ end
 
 local ACCESS_SIZE = 1024
 
+local ACCESS_LOOP = [[
+local size, width, n_slots, reader, writer, fmt = ...
+return function(s, passes, write, rd, wr)
+  local pack, unpack = string.pack, string.unpack
+  local sum, sink = 0, nil
+  bench.mark()
+  local t0 = bench.now()
+  if write then
+    for p = 1, passes do
+      for off = %s do %s end
+    end
+  else
+    for _ = 1, passes do
+      for off = %s do sum = sum + %s end
+    end
+  end
+  return bench.now() - t0, sum, sink
+end
+]]
+
+-- Each impl's pass over the data s: the offsets and statement of a write pass, the offsets and expression of a read.
+local ACCESS_PASSES = {
+  -- s[reader](s, off) looks the method up each time, as b:readu32(off) does; the same code for both names.
+  ["ohm-method"] = { "0, size - width, width", "s[writer](s, off, p)", "0, size - width, width", "s[reader](s, off)" },
+  ["ohm-function"] = { "0, size - width, width", "wr(s, off, p)", "0, size - width, width", "rd(s, off)" },
+  ["string"] = { "0, size - width, width", "sink = pack(fmt, p)", "1, size - width + 1, width", "unpack(fmt, s, off)" },
+  ["table"] = { "1, n_slots", "s[off] = p", "1, n_slots", "s[off]" },
+}
+local ACCESS_LOOPS = {}
+for name, pass in pairs(ACCESS_PASSES) do ACCESS_LOOPS[name] = compile(name, ACCESS_LOOP, table.unpack(pass)) end
+
 local function access(kind, width)
   local n_slots = ACCESS_SIZE // width
-  local impls = {}
   local reader, writer = "read" .. kind, "write" .. kind
   local fmt = kind == "u32" and "<I4" or "<d"
   local function value(i) return kind == "u32" and i * 2654435761 % 4294967296 or i * 0.5 end
@@ -121,92 +129,36 @@ local function access(kind, width)
     return b
   end
 
+  -- The data each impl works on: a buffer, the same bytes as a string, a table of the numbers.
+  local data = {
+    ["ohm-method"] = fresh,
+    ["ohm-function"] = fresh,
+    ["string"] = function()
+      local b = fresh()
+      local s = b:tostring()
+      b:close()
+      return s
+    end,
+    ["table"] = function()
+      local t = {}
+      for i = 1, n_slots do t[i] = value(i - 1) end
+      return t
+    end,
+  }
+
   -- Each op is one access; the loops run whole passes over the buffer (n rounded up to passes).
-  impls["ohm-method"] = function(n, write)
-    local b = fresh()
-    local passes = (n + n_slots - 1) // n_slots
-    local sum = 0
-    bench.mark()
-    local t0 = bench.now()
-    if write then
-      for p = 1, passes do
-        for off = 0, ACCESS_SIZE - width, width do b[writer](b, off, p) end
-      end
-    else
-      for _ = 1, passes do
-        for off = 0, ACCESS_SIZE - width, width do sum = sum + b[reader](b, off) end
-      end
+  local impls = {}
+  for name, factory in pairs(ACCESS_LOOPS) do
+    local loop = factory(ACCESS_SIZE, width, n_slots, reader, writer, fmt)
+    impls[name] = function(n, write)
+      local s = data[name]()
+      local passes = (n + n_slots - 1) // n_slots
+      local ns, sum, sink = loop(s, passes, write, ohm[reader], ohm[writer])
+      if type(s) == "userdata" then s:close() end
+      assert(not (write and name == "string") or #sink == width)
+      return ns, passes * n_slots, sum
     end
-    local ns = bench.now() - t0
-    b:close()
-    return ns, passes * n_slots, sum
   end
-  -- b[reader](b, off) looks the method up each time, as b:readu32(off) does; the same code for both names.
-
-  impls["ohm-function"] = function(n, write)
-    local b = fresh()
-    local rd, wr = ohm[reader], ohm[writer]
-    local passes = (n + n_slots - 1) // n_slots
-    local sum = 0
-    bench.mark()
-    local t0 = bench.now()
-    if write then
-      for p = 1, passes do
-        for off = 0, ACCESS_SIZE - width, width do wr(b, off, p) end
-      end
-    else
-      for _ = 1, passes do
-        for off = 0, ACCESS_SIZE - width, width do sum = sum + rd(b, off) end
-      end
-    end
-    local ns = bench.now() - t0
-    b:close()
-    return ns, passes * n_slots, sum
-  end
-
-  impls["string"] = function(n, write)
-    local b = fresh()
-    local s = b:tostring()
-    b:close()
-    local pack, unpack = string.pack, string.unpack
-    local passes = (n + n_slots - 1) // n_slots
-    local sum, sink = 0, nil
-    bench.mark()
-    local t0 = bench.now()
-    if write then
-      for p = 1, passes do
-        for _ = 0, ACCESS_SIZE - width, width do sink = pack(fmt, p) end
-      end
-    else
-      for _ = 1, passes do
-        for off = 1, ACCESS_SIZE - width + 1, width do sum = sum + unpack(fmt, s, off) end
-      end
-    end
-    local ns = bench.now() - t0
-    assert(write == false or #sink == width)
-    return ns, passes * n_slots, sum
-  end
-
-  impls["table"] = function(n, write)
-    local t = {}
-    for i = 1, n_slots do t[i] = value(i - 1) end
-    local passes = (n + n_slots - 1) // n_slots
-    local sum = 0
-    bench.mark()
-    local t0 = bench.now()
-    if write then
-      for p = 1, passes do
-        for i = 1, n_slots do t[i] = p end
-      end
-    else
-      for _ = 1, passes do
-        for i = 1, n_slots do sum = sum + t[i] end
-      end
-    end
-    local ns = bench.now() - t0
-    return ns, passes * n_slots, sum
-  end
-
   return impls
 end
 

@@ -103,34 +103,50 @@ static int opt_bool_field(lua_State *L, int t, const char *key, int def)
     return r;
 }
 
+/* The pool option of the options table at t: p's pool, or def without one. When buffers from it must anchor p (a
+ * pool made by ohm.pool{}), p stays on the stack at *anchor_idx; else *anchor_idx is 0. */
+static ohm_pool *opt_pool_field(lua_State *L, int t, ohm_pool *def, int *anchor_idx)
+{
+    *anchor_idx = 0;
+    if (lua_getfield(L, t, "pool") == LUA_TNIL) {
+        lua_pop(L, 1);
+        return def;
+    }
+    bool anchor = false;
+    ohm_pool *pool = lohm_optpool(L, lua_gettop(L), &anchor);
+    if (anchor) *anchor_idx = lua_gettop(L);
+    return pool;
+}
+
+/* Gives b to the new buffer userdata u at the top, which anchors the pool userdata at anchor_idx (0: none). */
+static int push_new_buf(lua_State *L, lbuf *u, ohm_buf *b, int anchor_idx)
+{
+    if (anchor_idx) {
+        lua_pushvalue(L, anchor_idx);
+        lua_setiuservalue(L, -2, 1);
+    }
+    lohm_setbuf(L, u, b);
+    return 1;
+}
+
 /* ohm.alloc(size [, {zero = true, pool = p}]): a zero-filled buffer, as Luau's buffer.create. */
 static int l_alloc(lua_State *L)
 {
     lstate *st = lohm_state(L);
     size_t n = lohm_checksize(L, 1, LOHM_MAX_SIZE, "alloc", "size");
-    bool zero = true, anchor = false;
+    bool zero = true;
     ohm_pool *pool = st->pool;
-    int pool_idx = 0;
+    int anchor_idx = 0;
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
         zero = opt_bool_field(L, 2, "zero", 1);
-        if (lua_getfield(L, 2, "pool") != LUA_TNIL) {
-            pool = lohm_optpool(L, lua_gettop(L), &anchor);
-            pool_idx = lua_gettop(L);
-        } else {
-            lua_pop(L, 1);
-        }
+        pool = opt_pool_field(L, 2, pool, &anchor_idx);
     }
     if (st->closed) return luaL_error(L, "alloc: the lua_State is closing");
     lbuf *u = lohm_newbuf(L);
     ohm_buf *b = zero ? ohm_buf_alloc_zeroed(pool, n) : ohm_buf_alloc(pool, n);
     if (!b) return lohm_fail(L, ohm_last_error_code(), "alloc");
-    if (anchor) {
-        lua_pushvalue(L, pool_idx);
-        lua_setiuservalue(L, -2, 1);
-    }
-    lohm_setbuf(L, u, b);
-    return 1;
+    return push_new_buf(L, u, b, anchor_idx);
 }
 
 /* ohm.fromstring(s [, opts]): a buffer holding a copy of s. */
@@ -139,29 +155,18 @@ static int l_fromstring(lua_State *L)
     lstate *st = lohm_state(L);
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
-    bool anchor = false;
     ohm_pool *pool = st->pool;
-    int pool_idx = 0;
+    int anchor_idx = 0;
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
-        if (lua_getfield(L, 2, "pool") != LUA_TNIL) {
-            pool = lohm_optpool(L, lua_gettop(L), &anchor);
-            pool_idx = lua_gettop(L);
-        } else {
-            lua_pop(L, 1);
-        }
+        pool = opt_pool_field(L, 2, pool, &anchor_idx);
     }
     if (st->closed) return luaL_error(L, "fromstring: the lua_State is closing");
     lbuf *u = lohm_newbuf(L);
     ohm_buf *b = ohm_buf_alloc(pool, len);
     if (!b) return lohm_fail(L, ohm_last_error_code(), "fromstring");
     if (len) memcpy(ohm_buf_data(b), s, len);
-    if (anchor) {
-        lua_pushvalue(L, pool_idx);
-        lua_setiuservalue(L, -2, 1);
-    }
-    lohm_setbuf(L, u, b);
-    return 1;
+    return push_new_buf(L, u, b, anchor_idx);
 }
 
 static int l_isbuffer(lua_State *L)
@@ -355,65 +360,47 @@ static int l_find(lua_State *L)
 }
 
 /* compare(a, b): -1, 0 or 1 over the unsigned bytes, then the shorter first. equals(a, b): the same bytes. */
-static int l_compare(lua_State *L)
+static int compare(lua_State *L, const char *fname, bool equals)
 {
-    ohm_buf *a = lohm_livebuf(L, 1, "compare"), *b = lohm_livebuf(L, 2, "compare");
+    ohm_buf *a = lohm_livebuf(L, 1, fname), *b = lohm_livebuf(L, 2, fname);
     int cmp;
     int rc = ohm_bind_compare_all(a, b, &cmp);
-    if (rc) return lohm_fail(L, rc, "compare");
-    lua_pushinteger(L, cmp);
+    if (rc) return lohm_fail(L, rc, fname);
+    if (equals) lua_pushboolean(L, cmp == 0);
+    else lua_pushinteger(L, cmp);
     return 1;
 }
 
-static int l_equals(lua_State *L)
-{
-    ohm_buf *a = lohm_livebuf(L, 1, "equals"), *b = lohm_livebuf(L, 2, "equals");
-    int cmp;
-    int rc = ohm_bind_compare_all(a, b, &cmp);
-    if (rc) return lohm_fail(L, rc, "equals");
-    lua_pushboolean(L, cmp == 0);
-    return 1;
-}
+static int l_compare(lua_State *L) { return compare(L, "compare", false); }
+static int l_equals(lua_State *L) { return compare(L, "equals", true); }
 
 /* ---- slices and reference counts ---- */
 
-/* slice(b, offset [, count = #b - offset]): shares b's memory and b's count (Netty's slice). */
-static int l_slice(lua_State *L)
+/* slice(b, offset [, count = #b - offset]): shares b's memory and b's count (Netty's slice).
+ * retainedslice(b [, offset [, count]]): its own count of 1, holding one reference on b until released.
+ * Either anchors b in uservalue 1. A plain slice needs it for the memory: the parent may not be collected (and
+ * reclaimed) while its slice is in use. A retained slice holds a reference, but as in Java the parent stays
+ * reachable from its slice: a page's parent anchors its consumer, task and manager, which must outlive the slice. */
+static int slice(lua_State *L, const char *fname, bool retained)
 {
-    ohm_buf *b = lohm_livebuf(L, 1, "slice");
+    ohm_buf *b = lohm_livebuf(L, 1, fname);
     lua_Integer off = luaL_optinteger(L, 2, 0);
     lua_Integer count = luaL_optinteger(L, 3, (lua_Integer)ohm_buf_size(b) - off);
     int rc = ohm_bind_range(ohm_buf_size(b), off, count);
-    if (rc) return lohm_fail(L, rc, "slice");
+    if (rc) return lohm_fail(L, rc, fname);
     lbuf *u = lohm_newbuf(L);
-    ohm_buf *s = ohm_buf_slice(b, (size_t)off, (size_t)count);
-    if (!s) return lohm_fail(L, ohm_last_error_code(), "slice");
-    lua_pushvalue(L, 1); /* the parent may not be collected (and reclaimed) while its slice is in use */
-    lua_setiuservalue(L, -2, 1);
-    u->b = s;
-    u->id = ohm_buf_id(s);
-    return 1;
-}
-
-/* retainedslice(b [, offset [, count]]): its own count of 1, holding one reference on b until released. */
-static int l_retainedslice(lua_State *L)
-{
-    ohm_buf *b = lohm_livebuf(L, 1, "retainedslice");
-    lua_Integer off = luaL_optinteger(L, 2, 0);
-    lua_Integer count = luaL_optinteger(L, 3, (lua_Integer)ohm_buf_size(b) - off);
-    int rc = ohm_bind_range(ohm_buf_size(b), off, count);
-    if (rc) return lohm_fail(L, rc, "retainedslice");
-    lbuf *u = lohm_newbuf(L);
-    ohm_buf *s = ohm_buf_retained_slice(b, (size_t)off, (size_t)count);
-    if (!s) return lohm_fail(L, ohm_last_error_code(), "retainedslice");
-    /* Not needed for the memory (the slice holds a reference), but as in Java the parent stays reachable from
-     * its slice: a page's parent anchors its consumer, task and manager, which must outlive the slice. */
+    ohm_buf *s = retained ? ohm_buf_retained_slice(b, (size_t)off, (size_t)count)
+                          : ohm_buf_slice(b, (size_t)off, (size_t)count);
+    if (!s) return lohm_fail(L, ohm_last_error_code(), fname);
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1);
     u->b = s;
     u->id = ohm_buf_id(s);
     return 1;
 }
+
+static int l_slice(lua_State *L) { return slice(L, "slice", false); }
+static int l_retainedslice(lua_State *L) { return slice(L, "retainedslice", true); }
 
 static uint32_t checkcount(lua_State *L, int i, const char *fname)
 {
@@ -423,12 +410,17 @@ static uint32_t checkcount(lua_State *L, int i, const char *fname)
     return (uint32_t)n;
 }
 
+/* The buffer retain and release act on: owned (not lent to a callback) and live. */
+static ohm_buf *owned_buf(lua_State *L, const char *fname)
+{
+    check_owned(L, lohm_checkbuf(L, 1), fname);
+    return lohm_livebuf(L, 1, fname);
+}
+
 /* retain(b [, n = 1]): returns b. */
 static int l_retain(lua_State *L)
 {
-    lbuf *u = lohm_checkbuf(L, 1);
-    check_owned(L, u, "retain");
-    ohm_buf *b = lohm_livebuf(L, 1, "retain");
+    ohm_buf *b = owned_buf(L, "retain");
     uint32_t n = checkcount(L, 2, "retain");
     int rc = ohm_buf_retain(b, n);
     if (rc) return lohm_fail(L, rc, "retain");
@@ -439,9 +431,7 @@ static int l_retain(lua_State *L)
 /* release(b [, n = 1]): true when this call freed the memory. */
 static int l_release(lua_State *L)
 {
-    lbuf *u = lohm_checkbuf(L, 1);
-    check_owned(L, u, "release");
-    ohm_buf *b = lohm_livebuf(L, 1, "release");
+    ohm_buf *b = owned_buf(L, "release");
     uint32_t n = checkcount(L, 2, "release");
     int rc = ohm_buf_release(b, n);
     if (rc < 0) return lohm_fail(L, rc, "release");

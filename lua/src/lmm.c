@@ -98,6 +98,23 @@ static uint64_t checkbytes(lua_State *L, int i, const char *fname)
     return (uint64_t)lohm_checksize(L, i, INT64_MAX, fname, "size");
 }
 
+/* The arguments of the task's acquire and release methods: the task, a size and a memory mode. */
+static ltask *task_args(lua_State *L, const char *fname, uint64_t *n, ohm_mem_mode *mode)
+{
+    ltask *t = livetask(L, 1, fname);
+    *n = checkbytes(L, 2, fname);
+    *mode = lohm_checkmode(L, 3, fname);
+    return t;
+}
+
+/* Returns what an acquire or release method returns for the core's result r: the bytes, or a failure. */
+static int push_bytes(lua_State *L, int64_t r, const char *fname)
+{
+    if (r < 0) return lohm_fail(L, (int)r, fname);
+    lua_pushinteger(L, (lua_Integer)r);
+    return 1;
+}
+
 /* ---- callbacks ---- */
 
 /* Protected: (consumer, size, trigger) -> bytes released. */
@@ -454,33 +471,33 @@ static int l_mm_cancel(lua_State *L)
     return 1;
 }
 
-#define SETF(key, v) (lua_pushinteger(L, (lua_Integer)(v)), lua_setfield(L, -2, key))
+#define MODE_COUNTER(f) {#f, offsetof(ohm_mm_mode_stats, f)}
+#define MM_COUNTER(f) {#f, offsetof(ohm_mm_stats, f)}
+#define TASK_COUNTER(name, f) {name, offsetof(ohm_task_stats, f)}
+#define CONS_COUNTER(f) {#f, offsetof(ohm_consumer_stats, f)}
 
 static void push_mode_stats(lua_State *L, const ohm_mm_mode_stats *s)
 {
+    static const lohm_counter counters[] = {
+        MODE_COUNTER(max), MODE_COUNTER(storage_region), MODE_COUNTER(execution_pool),
+        MODE_COUNTER(execution_used), MODE_COUNTER(storage_pool), MODE_COUNTER(storage_used), MODE_COUNTER(tasks),
+    };
     lua_createtable(L, 0, 7);
-    SETF("max", s->max);
-    SETF("storage_region", s->storage_region);
-    SETF("execution_pool", s->execution_pool);
-    SETF("execution_used", s->execution_used);
-    SETF("storage_pool", s->storage_pool);
-    SETF("storage_used", s->storage_used);
-    SETF("tasks", s->tasks);
+    lohm_set_counters(L, s, counters, LOHM_COUNTOF(counters));
 }
 
 static int l_mm_stats(lua_State *L)
 {
+    static const lohm_counter counters[] = {
+        MM_COUNTER(tasks), MM_COUNTER(blocks), MM_COUNTER(block_bytes), MM_COUNTER(evictions),
+        MM_COUNTER(evicted_bytes), MM_COUNTER(pages),
+    };
     lmm *m = livemm(L, 1, "stats");
     ohm_mm_stats s;
     int rc = ohm_mm_stats_get(m->mm, &s);
     if (rc) return lohm_fail(L, rc, "stats");
     lua_createtable(L, 0, 8);
-    SETF("tasks", s.tasks);
-    SETF("blocks", s.blocks);
-    SETF("block_bytes", s.block_bytes);
-    SETF("evictions", s.evictions);
-    SETF("evicted_bytes", s.evicted_bytes);
-    SETF("pages", s.pages);
+    lohm_set_counters(L, &s, counters, LOHM_COUNTOF(counters));
     push_mode_stats(L, &s.mode[OHM_ON_HEAP]);
     lua_setfield(L, -2, "on_heap");
     push_mode_stats(L, &s.mode[OHM_OFF_HEAP]);
@@ -506,6 +523,21 @@ static int l_mm_json(lua_State *L)
 
 /* ---- tasks ---- */
 
+/* Pushes the set (a table of userdata keys) in uservalue uv of the userdata at idx, then an array of its members;
+ * returns the array's index and its length in *n. */
+static int push_members(lua_State *L, int idx, int uv, lua_Integer *n)
+{
+    lua_getiuservalue(L, idx, uv);
+    lua_newtable(L);
+    int array = lua_gettop(L);
+    *n = 0;
+    for (lua_pushnil(L); lua_next(L, array - 1); lua_pop(L, 1)) {
+        lua_pushvalue(L, -2);
+        lua_rawseti(L, array, ++*n);
+    }
+    return array;
+}
+
 /* Reclaims the task's live pages, destroys its consumers, ends it. Returns the execution bytes it still held
  * (pages and consumers included), or -1 if it was closed already. Nothing here raises between enter and leave:
  * the page and consumer lists are copied into arrays first.
@@ -519,22 +551,9 @@ static int64_t task_close(lua_State *L, ltask *t, int idx, bool force, const cha
     if (t->closed) return -1;
     lstate *st = t->mm->st;
     idx = lua_absindex(L, idx);
-    lua_getiuservalue(L, idx, TASK_UV_PAGES);
-    lua_newtable(L);
-    int pages = lua_gettop(L);
-    lua_Integer np = 0;
-    for (lua_pushnil(L); lua_next(L, pages - 1); lua_pop(L, 1)) {
-        lua_pushvalue(L, -2);
-        lua_rawseti(L, pages, ++np);
-    }
-    lua_getiuservalue(L, idx, TASK_UV_CONSUMERS);
-    lua_newtable(L);
-    int cons = lua_gettop(L);
-    lua_Integer nc = 0;
-    for (lua_pushnil(L); lua_next(L, cons - 1); lua_pop(L, 1)) {
-        lua_pushvalue(L, -2);
-        lua_rawseti(L, cons, ++nc);
-    }
+    lua_Integer np, nc;
+    int pages = push_members(L, idx, TASK_UV_PAGES, &np);
+    int cons = push_members(L, idx, TASK_UV_CONSUMERS, &nc);
     /* What the task holds now, pages and consumers included: destroying the consumers below releases their
      * share before the core's task end counts (and logs) what is left, so the total is taken here. */
     ohm_task_stats ts;
@@ -618,34 +637,32 @@ static int l_task_id(lua_State *L)
  * "ETIMEDOUT" / "ECANCELED" / "ECALLBACK" (an eviction function failed). */
 static int l_task_acquire(lua_State *L)
 {
-    ltask *t = livetask(L, 1, "acquire");
-    uint64_t n = checkbytes(L, 2, "acquire");
-    ohm_mem_mode mode = lohm_checkmode(L, 3, "acquire");
+    uint64_t n;
+    ohm_mem_mode mode;
+    ltask *t = task_args(L, "acquire", &n, &mode);
     lua_State *prev = lohm_enter(t->mm->st, L);
     int64_t got = ohm_task_acquire(t->t, mode, n);
     lohm_leave(t->mm->st, prev);
-    if (got < 0) return lohm_fail(L, (int)got, "acquire");
-    lua_pushinteger(L, (lua_Integer)got);
-    return 1;
+    return push_bytes(L, got, "acquire");
 }
 
-static int l_task_release(lua_State *L)
+/* task:release(n [, mode]) and task:releaseunroll(n [, mode]): the bytes released, or nil, message, code. */
+static int task_release(lua_State *L, const char *fname, int64_t (*release)(ohm_task *, ohm_mem_mode, uint64_t))
 {
-    ltask *t = livetask(L, 1, "release");
-    uint64_t n = checkbytes(L, 2, "release");
-    ohm_mem_mode mode = lohm_checkmode(L, 3, "release");
-    int64_t r = ohm_task_release(t->t, mode, n);
-    if (r < 0) return lohm_fail(L, (int)r, "release");
-    lua_pushinteger(L, (lua_Integer)r);
-    return 1;
+    uint64_t n;
+    ohm_mem_mode mode;
+    ltask *t = task_args(L, fname, &n, &mode);
+    return push_bytes(L, release(t->t, mode, n), fname);
 }
+
+static int l_task_release(lua_State *L) { return task_release(L, "release", ohm_task_release); }
 
 /* task:acquireunroll(n [, mode [, group]]): true, or nil, message, "ELIMIT". */
 static int l_task_acquire_unroll(lua_State *L)
 {
-    ltask *t = livetask(L, 1, "acquireunroll");
-    uint64_t n = checkbytes(L, 2, "acquireunroll");
-    ohm_mem_mode mode = lohm_checkmode(L, 3, "acquireunroll");
+    uint64_t n;
+    ohm_mem_mode mode;
+    ltask *t = task_args(L, "acquireunroll", &n, &mode);
     const char *group = luaL_optstring(L, 4, NULL);
     lua_State *prev = lohm_enter(t->mm->st, L);
     int rc = ohm_task_acquire_unroll(t->t, mode, group, n);
@@ -655,16 +672,7 @@ static int l_task_acquire_unroll(lua_State *L)
     return 1;
 }
 
-static int l_task_release_unroll(lua_State *L)
-{
-    ltask *t = livetask(L, 1, "releaseunroll");
-    uint64_t n = checkbytes(L, 2, "releaseunroll");
-    ohm_mem_mode mode = lohm_checkmode(L, 3, "releaseunroll");
-    int64_t r = ohm_task_release_unroll(t->t, mode, n);
-    if (r < 0) return lohm_fail(L, (int)r, "releaseunroll");
-    lua_pushinteger(L, (lua_Integer)r);
-    return 1;
-}
+static int l_task_release_unroll(lua_State *L) { return task_release(L, "releaseunroll", ohm_task_release_unroll); }
 
 static int l_task_settimeout(lua_State *L)
 {
@@ -677,22 +685,19 @@ static int l_task_settimeout(lua_State *L)
 
 static int l_task_stats(lua_State *L)
 {
+    static const lohm_counter counters[] = {
+        TASK_COUNTER("id", id), TASK_COUNTER("on_heap", used[OHM_ON_HEAP]),
+        TASK_COUNTER("off_heap", used[OHM_OFF_HEAP]), TASK_COUNTER("unroll_on_heap", unroll[OHM_ON_HEAP]),
+        TASK_COUNTER("unroll_off_heap", unroll[OHM_OFF_HEAP]), TASK_COUNTER("peak", peak),
+        TASK_COUNTER("spills", spills), TASK_COUNTER("spill_bytes", spill_bytes), TASK_COUNTER("waits", waits),
+        TASK_COUNTER("evictions", evictions), TASK_COUNTER("consumers", consumers),
+    };
     ltask *t = livetask(L, 1, "stats");
     ohm_task_stats s;
     int rc = ohm_task_stats_get(t->t, &s);
     if (rc) return lohm_fail(L, rc, "stats");
     lua_createtable(L, 0, 12);
-    SETF("id", s.id);
-    SETF("on_heap", s.used[OHM_ON_HEAP]);
-    SETF("off_heap", s.used[OHM_OFF_HEAP]);
-    SETF("unroll_on_heap", s.unroll[OHM_ON_HEAP]);
-    SETF("unroll_off_heap", s.unroll[OHM_OFF_HEAP]);
-    SETF("peak", s.peak);
-    SETF("spills", s.spills);
-    SETF("spill_bytes", s.spill_bytes);
-    SETF("waits", s.waits);
-    SETF("evictions", s.evictions);
-    SETF("consumers", s.consumers);
+    lohm_set_counters(L, &s, counters, LOHM_COUNTOF(counters));
     return 1;
 }
 
@@ -755,9 +760,7 @@ static int l_cons_acquire(lua_State *L)
     lua_State *prev = lohm_enter(c->st, L);
     int64_t got = ohm_consumer_acquire(c->c, n);
     lohm_leave(c->st, prev);
-    if (got < 0) return lohm_fail(L, (int)got, "acquire");
-    lua_pushinteger(L, (lua_Integer)got);
-    return 1;
+    return push_bytes(L, got, "acquire");
 }
 
 static int l_cons_release(lua_State *L)
@@ -765,9 +768,7 @@ static int l_cons_release(lua_State *L)
     lconsumer *c = liveconsumer(L, 1, "release");
     uint64_t n = checkbytes(L, 2, "release");
     int64_t r = ohm_consumer_release(c->c, n);
-    if (r < 0) return lohm_fail(L, (int)r, "release");
-    lua_pushinteger(L, (lua_Integer)r);
-    return 1;
+    return push_bytes(L, r, "release");
 }
 
 /* c:page(size): a buffer of at least size bytes charged to c (off_heap consumers), or nil, message, "ELIMIT". */
@@ -808,28 +809,40 @@ static int l_cons_name(lua_State *L)
 
 static int l_cons_stats(lua_State *L)
 {
+    static const lohm_counter counters[] = {
+        CONS_COUNTER(used), CONS_COUNTER(peak), CONS_COUNTER(spills), CONS_COUNTER(spill_bytes), CONS_COUNTER(pages),
+    };
     lconsumer *c = liveconsumer(L, 1, "stats");
     ohm_consumer_stats s;
     int rc = ohm_consumer_stats_get(c->c, &s);
     if (rc) return lohm_fail(L, rc, "stats");
     lua_createtable(L, 0, 5);
-    SETF("used", s.used);
-    SETF("peak", s.peak);
-    SETF("spills", s.spills);
-    SETF("spill_bytes", s.spill_bytes);
-    SETF("pages", s.pages);
+    lohm_set_counters(L, &s, counters, LOHM_COUNTOF(counters));
     return 1;
+}
+
+/* Whether c's native consumer still exists: not closed, and not freed by its task's end. */
+static bool consumer_open(const lconsumer *c) { return !c->closed && c->c && !c->task->closed; }
+
+/* Destroys c's open native consumer and marks c closed when that succeeded. Returns 0 or the binding layer's
+ * error (while c has live pages). */
+static int consumer_destroy(lconsumer *c)
+{
+    int rc = ohm_bind_consumer_destroy(c->c);
+    if (rc == 0) {
+        c->closed = true;
+        c->c = NULL;
+    }
+    return rc;
 }
 
 /* c:close(): releases what it holds and frees it; raises while it has live pages. */
 static int l_cons_close(lua_State *L)
 {
     lconsumer *c = checkconsumer(L, 1);
-    if (c->closed || !c->c || c->task->closed) return 0;
-    int rc = ohm_bind_consumer_destroy(c->c);
+    if (!consumer_open(c)) return 0;
+    int rc = consumer_destroy(c);
     if (rc) return lohm_fail(L, rc, "consumer:close");
-    c->closed = true;
-    c->c = NULL;
     lua_getiuservalue(L, 1, CONS_UV_TASK);
     lua_getiuservalue(L, -1, TASK_UV_CONSUMERS);
     lua_pushvalue(L, 1);
@@ -841,11 +854,7 @@ static int l_cons_close(lua_State *L)
 static int l_cons_gc(lua_State *L)
 {
     lconsumer *c = lua_touserdata(L, 1);
-    if (c->closed || !c->c || c->task->closed) return 0;
-    if (ohm_bind_consumer_destroy(c->c) == 0) { /* else its task's end frees it */
-        c->closed = true;
-        c->c = NULL;
-    }
+    if (consumer_open(c)) consumer_destroy(c); /* on failure, its task's end frees it */
     return 0;
 }
 

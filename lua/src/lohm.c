@@ -106,6 +106,14 @@ ohm_mem_mode lohm_checkmode(lua_State *L, int i, const char *fname)
     return OHM_OFF_HEAP;
 }
 
+void lohm_set_counters(lua_State *L, const void *s, const lohm_counter *counters, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        lua_pushinteger(L, (lua_Integer) * (const uint64_t *)((const char *)s + counters[i].offset));
+        lua_setfield(L, -2, counters[i].name);
+    }
+}
+
 void lohm_setfuncs(lua_State *L, const luaL_Reg *funcs)
 {
     lohm_push_state(L);

@@ -22,6 +22,7 @@
 #define OHM_LUA_LOHM_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <lauxlib.h>
@@ -92,6 +93,14 @@ void lohm_new_type(lua_State *L, const char *tname, const luaL_Reg *meta, const 
 size_t lohm_checksize(lua_State *L, int i, uint64_t max, const char *fname, const char *what);
 /* Argument i as a memory mode ("off_heap" default, "on_heap"). */
 ohm_mem_mode lohm_checkmode(lua_State *L, int i, const char *fname);
+/* A uint64_t counter of a stats struct and the Lua field it becomes: the stats methods are tables of these. */
+typedef struct lohm_counter {
+    const char *name;
+    size_t offset;
+} lohm_counter;
+/* Sets field name to the counter's value in the table at the top, for each of the n counters of the struct s. */
+void lohm_set_counters(lua_State *L, const void *s, const lohm_counter *counters, size_t n);
+#define LOHM_COUNTOF(a) (sizeof(a) / sizeof((a)[0]))
 /* Runs fn(L) with nargs arguments from the stack top under lua_pcall, from a callback between lohm_enter and
  * lohm_leave. On an error, sets this thread's ohm error to OHM_ECALLBACK with "<what>: <the Lua message>" and
  * returns OHM_ECALLBACK (nresults are not pushed); else 0 with nresults values on the stack. Never raises. */

@@ -145,26 +145,23 @@ static int l_trim(lua_State *L)
     return 1;
 }
 
-#define SETF(key, v) (lua_pushinteger(L, (lua_Integer)(v)), lua_setfield(L, -2, key))
+#define POOL_COUNTER(f) {#f, offsetof(ohm_pool_stats, f)}
 
 static int l_stats(lua_State *L)
 {
+    static const lohm_counter counters[] = {
+        POOL_COUNTER(mapped_bytes), POOL_COUNTER(resident_bytes), POOL_COUNTER(dirty_bytes),
+        POOL_COUNTER(purged_bytes), POOL_COUNTER(chunks), POOL_COUNTER(allocs), POOL_COUNTER(frees),
+        POOL_COUNTER(cache_hits), POOL_COUNTER(active_blocks), POOL_COUNTER(active_bytes),
+        POOL_COUNTER(failed_allocs),
+    };
     ohm_pool_stats s;
     int rc = ohm_pool_stats_get(livepool(L, 1, "stats"), -1, &s);
     if (rc) return lohm_fail(L, rc, "stats");
     lua_createtable(L, 0, 12);
-    SETF("mapped_bytes", s.mapped_bytes);
-    SETF("resident_bytes", s.resident_bytes);
-    SETF("dirty_bytes", s.dirty_bytes);
-    SETF("purged_bytes", s.purged_bytes);
-    SETF("chunks", s.chunks);
-    SETF("allocs", s.allocs);
-    SETF("frees", s.frees);
-    SETF("cache_hits", s.cache_hits);
-    SETF("active_blocks", s.active_blocks);
-    SETF("active_bytes", s.active_bytes);
-    SETF("failed_allocs", s.failed_allocs);
-    SETF("arenas", s.arenas);
+    lohm_set_counters(L, &s, counters, LOHM_COUNTOF(counters));
+    lua_pushinteger(L, (lua_Integer)s.arenas); /* unsigned, not a counter */
+    lua_setfield(L, -2, "arenas");
     return 1;
 }
 

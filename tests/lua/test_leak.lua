@@ -6,6 +6,12 @@ local ohm = require "ohm"
 local reports = {}
 local function collect(r) reports[#reports + 1] = r end
 local function reset() reports = {} end
+-- Sets the process-wide level and collects the reports from now on, starting from none.
+local function watch(level)
+  ohm.leak.level(level)
+  ohm.leak.handler(collect)
+  reset()
+end
 
 T.test("level and sample are the state's own and can be read back", function()
   T.eq(ohm.leak.level("paranoid"), "paranoid")
@@ -30,9 +36,7 @@ T.test("a pool's own settings: pool:leak", function()
 end)
 
 T.test("an unreleased buffer collected by the GC is reclaimed and reported with its Lua traceback", function()
-  ohm.leak.level("paranoid")
-  ohm.leak.handler(collect)
-  reset()
+  watch("paranoid")
   local function make_a_leak()
     local b = ohm.alloc(123)
     b:writeu8(0, 1)
@@ -56,9 +60,7 @@ T.test("an unreleased buffer collected by the GC is reclaimed and reported with 
 end)
 
 T.test("a released buffer is never reported; neither is one still referenced", function()
-  ohm.leak.level("paranoid")
-  ohm.leak.handler(collect)
-  reset()
+  watch("paranoid")
   do
     local b = ohm.alloc(10)
     b:release()
@@ -71,9 +73,7 @@ T.test("a released buffer is never reported; neither is one still referenced", f
 end)
 
 T.test("plain slices are not reported on their own; their owner is", function()
-  ohm.leak.level("paranoid")
-  ohm.leak.handler(collect)
-  reset()
+  watch("paranoid")
   do
     local b = ohm.alloc(64)
     local s = b:slice(0, 8)
@@ -85,9 +85,7 @@ T.test("plain slices are not reported on their own; their owner is", function()
 end)
 
 T.test("level off: nothing is tracked, so nothing reaches the handler", function()
-  ohm.leak.level("off")
-  ohm.leak.handler(collect)
-  reset()
+  watch("off")
   do
     local b = ohm.alloc(10)
     T.eq(b:tracked(), false)

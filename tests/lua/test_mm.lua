@@ -99,6 +99,14 @@ end)
 -- Rows of misbehaving spill functions: `liar` holds 6 MiB and spills as `how` says, `req` holds 2 MiB and asks
 -- for 1 MiB more, which only a spill can give. A spill asked more than 1000 times raises, so a runtime that
 -- kept asking fails the row instead of spinning forever.
+-- A manager, a task the test closes itself, a consumer of that name and a page of size bytes charged to it.
+local function task_with_page(name, size)
+  local mm = manager()
+  local t = mm:task()
+  local c = t:consumer { name = name }
+  return mm, t, c, c:page(size)
+end
+
 local function misspill_row(how)
   local mm = manager()
   local t = mm:task()
@@ -281,10 +289,7 @@ T.test("pages: buffers charged to the consumer, at least page_size, returned at 
 end)
 
 T.test("closing a task frees its pages and consumers and returns what it still held", function()
-  local mm <close> = manager()
-  local t = mm:task()
-  local c = t:consumer { name = "c" }
-  local p = c:page(10)
+  local mm <close>, t, c, p = task_with_page("c", 10)
   c:acquire(MiB)
   t:acquire(100)
   local reports = {}
@@ -303,10 +308,7 @@ T.test("closing a task frees its pages and consumers and returns what it still h
 end)
 
 T.test("a task whose page a retained slice still holds refuses to close until the slice is released", function()
-  local mm <close> = manager()
-  local t = mm:task()
-  local c = t:consumer { name = "holder" }
-  local p = c:page(100)
+  local mm <close>, t, c, p = task_with_page("holder", 100)
   p:writeu8(0, 42)
   local rs = p:retainedslice(0, 10)
   T.raises("a page of consumer 'holder' is still held by a retained slice", t.close, t)

@@ -153,6 +153,13 @@ function Actor:anyhandle()
   return g.handles[rnd(#g.handles) + 1]
 end
 
+-- anyhandle for an action, logged as "<action> <handle>"; nil when the actor holds none.
+function Actor:pick(action)
+  local h = self:anyhandle()
+  if h then self:log(action .. " " .. describe(h)) end
+  return h
+end
+
 -- An offset for an access of width bytes in [0, len], now and then just outside it.
 local function offset(len, width)
   if chance(16) then return math.random(2) == 1 and -1 - rnd(3) or len - width + 1 + rnd(3) end
@@ -290,9 +297,8 @@ function Actor:release()
 end
 
 function Actor:close()
-  local h = self:anyhandle()
+  local h = self:pick("close")
   if not h then return end
-  self:log("close " .. describe(h))
   local was = live(h)
   if chance(2) then h.buf:close() else ohm.close(h.buf) end -- releases one if live, nothing otherwise
   if was then
@@ -575,9 +581,8 @@ function Actor:forget()
 end
 
 function Actor:badargs()
-  local h = self:anyhandle()
+  local h = self:pick("badargs on")
   if not h then return end
-  self:log("badargs on " .. describe(h))
   local kind = live(h) and "arg" or "released" -- liveness is checked before the count argument
   raises(kind, h.buf.retain, h.buf, 0)
   raises(kind, ohm.release, h.buf, -1)
