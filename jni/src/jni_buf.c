@@ -230,7 +230,7 @@ static void JNICALL n_buf_touch(JNIEnv *env, jclass cls, jlong h, jlong id, jbyt
     if (fail) return;
     int rc = ohm_buf_touch(BUF(h), s);
     jni_cstr_free(s, buf);
-    if (rc) jni_throw(env, rc);
+    jni_check(env, rc);
 }
 
 /* Attaches the Java allocation site; a buffer that is no longer live is skipped (no exception): the Cleaner and
@@ -285,7 +285,7 @@ static void JNICALL n_buf_sync(JNIEnv *env, jclass cls, jlong h, jlong id, jlong
     if (check(env, h, id)) return;
     int rc = ohm_bind_range(ohm_buf_size(BUF(h)), off, len);
     if (!rc) rc = ohm_buf_sync(BUF(h), (size_t)off, (size_t)len);
-    if (rc) jni_throw(env, rc);
+    jni_check(env, rc);
 }
 
 static jlong JNICALL n_shm_create(JNIEnv *env, jclass cls, jbyteArray name, jlong size, jlong scratch)
@@ -324,7 +324,7 @@ static void JNICALL n_shm_unlink(JNIEnv *env, jclass cls, jbyteArray name)
     if (fail) return;
     int rc = ohm_shm_unlink(s);
     jni_cstr_free(s, buf);
-    if (rc) jni_throw(env, rc);
+    jni_check(env, rc);
 }
 
 /* ---- access through JNI (the fallback of the Java-side access) ---- */
@@ -435,7 +435,7 @@ static jint JNICALL n_buf_compare(JNIEnv *env, jclass cls, jlong ah, jlong aid, 
     if (check(env, ah, aid) || check(env, bh, bid)) return 0;
     int cmp = 0;
     int rc = ohm_bind_compare_all(BUF(ah), BUF(bh), &cmp);
-    if (rc) jni_throw(env, rc);
+    jni_check(env, rc);
     return cmp;
 }
 

@@ -6,7 +6,8 @@
  *  - pointers cross as jlong; a buffer crosses as its (handle, id) pair, checked with ohm_buf_check first, so a
  *    stale handle is an IllegalStateException, never a crash;
  *  - a native that fails throws the class ohm_bind_error_of(code) names, with ohm_bind_message(code), and frees
- *    whatever native memory it owns before it throws; no JNI function is called with an exception pending;
+ *    whatever native memory it owns before it throws (jni_check, jni_made and jni_count do this for the three
+ *    ways an ohm call reports failure); no JNI function is called with an exception pending;
  *  - natives that return a negative OHM_E* code instead of throwing say so in their comment (acquires, whose
  *    timeouts Java loops on, and reference counts, which Java maps onto Netty's exceptions);
  *  - results that do not fit a return value go to the caller's per-thread scratch block (jni_out).

@@ -390,7 +390,7 @@ static void block_call(JNIEnv *env, jlong mm, jbyteArray id, block_op *op)
     if (fail) return;
     int rc = op(MM(mm), i);
     jni_cstr_free(i, ib);
-    if (rc) jni_throw(env, rc);
+    jni_check(env, rc);
 }
 
 static void JNICALL n_block_pin(JNIEnv *env, jclass cls, jlong mm, jbyteArray id)
