@@ -15,9 +15,7 @@
 /* 0 if (h, id) is a live buffer; else throws IllegalStateException and returns nonzero. */
 static int check(JNIEnv *env, jlong h, jlong id)
 {
-    int rc = ohm_buf_check(BUF(h), (uint64_t)id);
-    if (rc) jni_throw(env, rc);
-    return rc;
+    return jni_check(env, ohm_buf_check(BUF(h), (uint64_t)id));
 }
 
 /* Natives that store through a pointer of their own (not through ohm_buf_write, which checks this itself):
@@ -53,9 +51,7 @@ static jlongArray JNICALL n_pool_config_defaults(JNIEnv *env, jclass cls)
     ohm_pool_config_init(&c);
     jlong v[OHM_POOL_OPTION_COUNT];
     for (unsigned i = 0; i < OHM_POOL_OPTION_COUNT; i++) v[i] = ohm_pool_config_get(&c, i);
-    jlongArray a = (*env)->NewLongArray(env, OHM_POOL_OPTION_COUNT);
-    if (a) (*env)->SetLongArrayRegion(env, a, 0, OHM_POOL_OPTION_COUNT, v);
-    return a;
+    return jni_longs(env, v, OHM_POOL_OPTION_COUNT);
 }
 
 static jlong JNICALL n_pool_create(JNIEnv *env, jclass cls, jbyteArray name, jlongArray cfg)
@@ -84,37 +80,31 @@ static jlong JNICALL n_pool_create(JNIEnv *env, jclass cls, jbyteArray name, jlo
     if (n) c.name = n;
     ohm_pool *p = ohm_pool_create(&c); /* copies the name */
     jni_cstr_free(n, nbuf);
-    if (!p) jni_throw(env, ohm_last_error_code());
-    return P2H(p);
+    return jni_made(env, p);
 }
 
 static jlong JNICALL n_pool_default(JNIEnv *env, jclass cls)
 {
     (void)cls;
-    ohm_pool *p = ohm_pool_default();
-    if (!p) jni_throw(env, ohm_last_error_code());
-    return P2H(p);
+    return jni_made(env, ohm_pool_default());
 }
 
 static void JNICALL n_pool_destroy(JNIEnv *env, jclass cls, jlong pool)
 {
     (void)cls;
-    int rc = ohm_pool_destroy(H2P(ohm_pool, pool));
-    if (rc) jni_throw(env, rc);
+    jni_check(env, ohm_pool_destroy(H2P(ohm_pool, pool)));
 }
 
 static void JNICALL n_pool_trim(JNIEnv *env, jclass cls, jlong pool)
 {
     (void)cls;
-    int rc = ohm_pool_trim(H2P(ohm_pool, pool));
-    if (rc) jni_throw(env, rc);
+    jni_check(env, ohm_pool_trim(H2P(ohm_pool, pool)));
 }
 
 static void JNICALL n_pool_flush(JNIEnv *env, jclass cls, jlong pool)
 {
     (void)cls;
-    int rc = ohm_pool_flush_thread_cache(H2P(ohm_pool, pool));
-    if (rc) jni_throw(env, rc);
+    jni_check(env, ohm_pool_flush_thread_cache(H2P(ohm_pool, pool)));
 }
 
 /* Pool stats as a long[]: POOL_STATS_FIELDS values, then for each class 6 (size, allocs, frees, cache hits,
@@ -155,9 +145,7 @@ static jlongArray JNICALL n_pool_stats(JNIEnv *env, jclass cls, jlong pool, jint
         o[5] = (jlong)c->active_bytes;
     }
     free(s);
-    jlongArray a = (*env)->NewLongArray(env, n);
-    if (a) (*env)->SetLongArrayRegion(env, a, 0, n, v);
-    return a;
+    return jni_longs(env, v, n);
 }
 
 /* ---- buffers: life cycle ---- */
@@ -181,10 +169,7 @@ static jlong JNICALL n_buf_slice(JNIEnv *env, jclass cls, jlong h, jlong id, jlo
     (void)cls;
     if (check(env, h, id)) return 0;
     int rc = ohm_bind_range(ohm_buf_size(BUF(h)), off, len);
-    if (rc) {
-        jni_throw(env, rc);
-        return 0;
-    }
+    if (jni_check(env, rc)) return 0;
     ohm_buf *s = retained ? ohm_buf_retained_slice(BUF(h), (size_t)off, (size_t)len)
                           : ohm_buf_slice(BUF(h), (size_t)off, (size_t)len);
     return new_buf(env, s, scratch);
@@ -245,7 +230,7 @@ static void JNICALL n_buf_touch(JNIEnv *env, jclass cls, jlong h, jlong id, jbyt
     if (fail) return;
     int rc = ohm_buf_touch(BUF(h), s);
     jni_cstr_free(s, buf);
-    if (rc) jni_throw(env, rc);
+    jni_check(env, rc);
 }
 
 /* Attaches the Java allocation site; a buffer that is no longer live is skipped (no exception): the Cleaner and
@@ -273,8 +258,7 @@ static void JNICALL n_buf_seal(JNIEnv *env, jclass cls, jlong h, jlong id, jbool
 {
     (void)cls;
     if (check(env, h, id)) return;
-    int rc = ohm_buf_seal(BUF(h), sealed != 0);
-    if (rc) jni_throw(env, rc);
+    jni_check(env, ohm_buf_seal(BUF(h), sealed != 0));
 }
 
 /* ---- mapped files and shared memory ---- */
@@ -285,10 +269,7 @@ static jlong JNICALL n_map_file(JNIEnv *env, jclass cls, jbyteArray path, jlong 
     (void)cls;
     size_t n;
     int rc = off < 0 ? ohm_bind_fail(OHM_EINVAL, "file offset is negative") : ohm_bind_size(len, 0, "length", &n);
-    if (rc) {
-        jni_throw(env, rc);
-        return 0;
-    }
+    if (jni_check(env, rc)) return 0;
     char buf[512];
     int fail;
     char *p = jni_cstr(env, path, buf, sizeof buf, &fail);
@@ -304,7 +285,7 @@ static void JNICALL n_buf_sync(JNIEnv *env, jclass cls, jlong h, jlong id, jlong
     if (check(env, h, id)) return;
     int rc = ohm_bind_range(ohm_buf_size(BUF(h)), off, len);
     if (!rc) rc = ohm_buf_sync(BUF(h), (size_t)off, (size_t)len);
-    if (rc) jni_throw(env, rc);
+    jni_check(env, rc);
 }
 
 static jlong JNICALL n_shm_create(JNIEnv *env, jclass cls, jbyteArray name, jlong size, jlong scratch)
@@ -312,10 +293,7 @@ static jlong JNICALL n_shm_create(JNIEnv *env, jclass cls, jbyteArray name, jlon
     (void)cls;
     size_t n;
     int rc = ohm_bind_size(size, 0, "size", &n);
-    if (rc) {
-        jni_throw(env, rc);
-        return 0;
-    }
+    if (jni_check(env, rc)) return 0;
     char buf[256];
     int fail;
     char *s = jni_cstr(env, name, buf, sizeof buf, &fail);
@@ -346,7 +324,7 @@ static void JNICALL n_shm_unlink(JNIEnv *env, jclass cls, jbyteArray name)
     if (fail) return;
     int rc = ohm_shm_unlink(s);
     jni_cstr_free(s, buf);
-    if (rc) jni_throw(env, rc);
+    jni_check(env, rc);
 }
 
 /* ---- access through JNI (the fallback of the Java-side access) ---- */
@@ -357,10 +335,7 @@ static jlong JNICALL n_buf_get(JNIEnv *env, jclass cls, jlong h, jlong id, jlong
     if (check(env, h, id)) return 0;
     ohm_bind_value v;
     int rc = ohm_bind_get(BUF(h), off, (ohm_bind_type)type, order, &v);
-    if (rc) {
-        jni_throw(env, rc);
-        return 0;
-    }
+    if (jni_check(env, rc)) return 0;
     if (type == OHM_BT_F32) {
         float f = (float)v.f;
         int32_t bits;
@@ -384,8 +359,7 @@ static void JNICALL n_buf_set(JNIEnv *env, jclass cls, jlong h, jlong id, jlong 
     } else {
         v.i = bits;
     }
-    int rc = ohm_bind_set(BUF(h), off, (ohm_bind_type)type, order, v);
-    if (rc) jni_throw(env, rc);
+    jni_check(env, ohm_bind_set(BUF(h), off, (ohm_bind_type)type, order, v));
 }
 
 /* Bulk copies between a buffer and a Java array or a direct ByteBuffer's address. The array range is checked by
@@ -423,16 +397,14 @@ static void JNICALL n_buf_copy(JNIEnv *env, jclass cls, jlong dh, jlong did, jlo
 {
     (void)cls;
     if (check(env, dh, did) || check(env, sh, sid)) return;
-    int rc = ohm_bind_copy(BUF(dh), doff, BUF(sh), soff, len);
-    if (rc) jni_throw(env, rc);
+    jni_check(env, ohm_bind_copy(BUF(dh), doff, BUF(sh), soff, len));
 }
 
 static void JNICALL n_buf_fill(JNIEnv *env, jclass cls, jlong h, jlong id, jlong off, jlong len, jbyte value)
 {
     (void)cls;
     if (check(env, h, id)) return;
-    int rc = ohm_bind_fill(BUF(h), off, (uint8_t)value, len);
-    if (rc) jni_throw(env, rc);
+    jni_check(env, ohm_bind_fill(BUF(h), off, (uint8_t)value, len));
 }
 
 /* The first index of needle in [off, off+len), or -1. */
@@ -463,7 +435,7 @@ static jint JNICALL n_buf_compare(JNIEnv *env, jclass cls, jlong ah, jlong aid, 
     if (check(env, ah, aid) || check(env, bh, bid)) return 0;
     int cmp = 0;
     int rc = ohm_bind_compare_all(BUF(ah), BUF(bh), &cmp);
-    if (rc) jni_throw(env, rc);
+    jni_check(env, rc);
     return cmp;
 }
 
@@ -481,10 +453,7 @@ static jobject JNICALL n_buf_nio(JNIEnv *env, jclass cls, jlong h, jlong id, jlo
     }
     void *p;
     int rc = ohm_bind_span(BUF(h), off, len, &p);
-    if (rc) {
-        jni_throw(env, rc);
-        return NULL;
-    }
+    if (jni_check(env, rc)) return NULL;
     static char empty[1]; /* NewDirectByteBuffer wants a non-NULL address, even for 0 bytes */
     return (*env)->NewDirectByteBuffer(env, p ? p : empty, len);
 }
@@ -538,8 +507,7 @@ static jlong JNICALL n_leak_check(JNIEnv *env, jclass cls, jlong mark)
 {
     (void)cls;
     int64_t n = ohm_bind_leak_check(J.host, (uint64_t)mark);
-    if (n < 0) jni_throw(env, (int)n);
-    return n;
+    return jni_count(env, n);
 }
 
 static const JNINativeMethod methods[] = {
@@ -586,5 +554,5 @@ static const JNINativeMethod methods[] = {
 
 int jni_register_buf(JNIEnv *env, jclass cls)
 {
-    return (*env)->RegisterNatives(env, cls, methods, (jint)(sizeof methods / sizeof methods[0]));
+    return JNI_REGISTER(env, cls, methods);
 }

@@ -9,6 +9,7 @@
  */
 #include "jni_internal.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,39 +22,19 @@ static jlong JNICALL n_ffi_open(JNIEnv *env, jclass cls, jbyteArray path)
     if (fail) return 0;
     ohm_ffi_lib *lib = ohm_ffi_open(p);
     jni_cstr_free(p, buf);
-    if (!lib) jni_throw(env, ohm_last_error_code());
-    return P2H(lib);
+    return jni_made(env, lib);
 }
 
 static void JNICALL n_ffi_close(JNIEnv *env, jclass cls, jlong lib)
 {
     (void)cls;
-    int rc = ohm_ffi_close(H2P(ohm_ffi_lib, lib));
-    if (rc) jni_throw(env, rc);
+    jni_check(env, ohm_ffi_close(H2P(ohm_ffi_lib, lib)));
 }
 
-static jlong JNICALL n_ffi_func(JNIEnv *env, jclass cls, jlong lib, jbyteArray symbol, jbyteArray signature)
+/* A function from its name and signature (NUL-terminated UTF-8 arrays): the symbol looked up in the library
+ * handle where, or the code at the address where. */
+static jlong ffi_func(JNIEnv *env, bool at_address, jlong where, jbyteArray name, jbyteArray signature)
 {
-    (void)cls;
-    char sb[256], gb[512];
-    int fail;
-    char *s = jni_cstr(env, symbol, sb, sizeof sb, &fail);
-    if (fail) return 0;
-    char *g = jni_cstr(env, signature, gb, sizeof gb, &fail);
-    if (fail) {
-        jni_cstr_free(s, sb);
-        return 0;
-    }
-    ohm_ffi_fn *fn = ohm_ffi_func(H2P(ohm_ffi_lib, lib), s, g);
-    jni_cstr_free(g, gb);
-    jni_cstr_free(s, sb);
-    if (!fn) jni_throw(env, ohm_last_error_code());
-    return P2H(fn);
-}
-
-static jlong JNICALL n_ffi_func_ptr(JNIEnv *env, jclass cls, jlong address, jbyteArray name, jbyteArray signature)
-{
-    (void)cls;
     char nb[256], gb[512];
     int fail;
     char *n = jni_cstr(env, name, nb, sizeof nb, &fail);
@@ -63,12 +44,25 @@ static jlong JNICALL n_ffi_func_ptr(JNIEnv *env, jclass cls, jlong address, jbyt
         jni_cstr_free(n, nb);
         return 0;
     }
-    ohm_ffi_fn *fn = address ? ohm_ffi_func_ptr(H2P(void, address), n, g) : NULL;
-    if (!address) ohm_bind_fail(OHM_EINVAL, "function address is NULL");
+    ohm_ffi_fn *fn = NULL;
+    if (!at_address) fn = ohm_ffi_func(H2P(ohm_ffi_lib, where), n, g);
+    else if (where) fn = ohm_ffi_func_ptr(H2P(void, where), n, g);
+    else ohm_bind_fail(OHM_EINVAL, "function address is NULL");
     jni_cstr_free(g, gb);
     jni_cstr_free(n, nb);
-    if (!fn) jni_throw(env, ohm_last_error_code());
-    return P2H(fn);
+    return jni_made(env, fn);
+}
+
+static jlong JNICALL n_ffi_func(JNIEnv *env, jclass cls, jlong lib, jbyteArray symbol, jbyteArray signature)
+{
+    (void)cls;
+    return ffi_func(env, false, lib, symbol, signature);
+}
+
+static jlong JNICALL n_ffi_func_ptr(JNIEnv *env, jclass cls, jlong address, jbyteArray name, jbyteArray signature)
+{
+    (void)cls;
+    return ffi_func(env, true, address, name, signature);
 }
 
 static void JNICALL n_ffi_func_free(JNIEnv *env, jclass cls, jlong fn)
@@ -150,10 +144,7 @@ static jlong JNICALL n_ffi_call(JNIEnv *env, jclass cls, jlong f, jintArray kind
     ohm_bind_value ret = {0};
     if (!rc) rc = ohm_ffi_call(fn, args, (unsigned)n, &ret);
     while (nowned) free(owned[--nowned]);
-    if (rc) {
-        jni_throw(env, rc);
-        return 0;
-    }
+    if (jni_check(env, rc)) return 0;
     ohm_ffi_type rt = ohm_ffi_ret_type(fn);
     if (rt == OHM_FFI_STR && ret.p) {
         jstring s = jni_string(env, ret.p);
@@ -208,8 +199,7 @@ static jlong JNICALL n_ffi_closure_create(JNIEnv *env, jclass cls, jbyteArray si
     if (fail) return 0;
     ohm_ffi_closure *c = ohm_ffi_closure_create(J.host, g, closure_cb, H2P(void, ctx));
     jni_cstr_free(g, gb);
-    if (!c) jni_throw(env, ohm_last_error_code());
-    return P2H(c);
+    return jni_made(env, c);
 }
 
 static jlong JNICALL n_ffi_closure_code(JNIEnv *env, jclass cls, jlong c)
@@ -257,10 +247,7 @@ static const JNINativeMethod methods[] = {
 
 int jni_register_ffi(JNIEnv *env, jclass cls)
 {
-    jclass cb = (*env)->FindClass(env, "org/ohm/NativeCallback");
-    if (!cb) return JNI_ERR;
-    J.callback_uncaught = (*env)->GetMethodID(env, cb, "uncaught", "(Ljava/lang/Throwable;)V");
-    (*env)->DeleteLocalRef(env, cb);
-    if (!J.callback_uncaught) return JNI_ERR; /* NoSuchMethodError pending */
-    return (*env)->RegisterNatives(env, cls, methods, (jint)(sizeof methods / sizeof methods[0]));
+    J.callback_uncaught = jni_method(env, "org/ohm/NativeCallback", "uncaught", "(Ljava/lang/Throwable;)V");
+    if (!J.callback_uncaught) return JNI_ERR;
+    return JNI_REGISTER(env, cls, methods);
 }

@@ -6,7 +6,8 @@
  *  - pointers cross as jlong; a buffer crosses as its (handle, id) pair, checked with ohm_buf_check first, so a
  *    stale handle is an IllegalStateException, never a crash;
  *  - a native that fails throws the class ohm_bind_error_of(code) names, with ohm_bind_message(code), and frees
- *    whatever native memory it owns before it throws; no JNI function is called with an exception pending;
+ *    whatever native memory it owns before it throws (jni_check, jni_made and jni_count do this for the three
+ *    ways an ohm call reports failure); no JNI function is called with an exception pending;
  *  - natives that return a negative OHM_E* code instead of throwing say so in their comment (acquires, whose
  *    timeouts Java loops on, and reference counts, which Java maps onto Netty's exceptions);
  *  - results that do not fit a return value go to the caller's per-thread scratch block (jni_out).
@@ -62,6 +63,33 @@ void jni_throw_msg(JNIEnv *env, jclass cls, const char *msg);
  * exception pending if the JVM is out of memory. */
 jstring jni_string(JNIEnv *env, const char *s);
 
+/* Throws the exception for rc when it is an OHM_E* code; returns rc, so that a native reads
+ * `if (jni_check(env, rc)) return 0;`. */
+static inline int jni_check(JNIEnv *env, int rc)
+{
+    if (rc) jni_throw(env, rc);
+    return rc;
+}
+
+/* r from an ohm call that returns a count or a negative OHM_E* code: r, with the code's exception thrown when it
+ * is one. */
+static inline jlong jni_count(JNIEnv *env, int64_t r)
+{
+    if (r < 0) jni_throw(env, (int)r);
+    return r;
+}
+
+/* The handle of what an ohm call made, or 0 with the exception for ohm_last_error_code() thrown when it made
+ * nothing. */
+static inline jlong jni_made(JNIEnv *env, const void *p)
+{
+    if (!p) jni_throw(env, ohm_last_error_code());
+    return P2H(p);
+}
+
+/* A new long[] holding v[0..n-1]; NULL with OutOfMemoryError pending. */
+jlongArray jni_longs(JNIEnv *env, const jlong *v, jsize n);
+
 /* Java passes strings to C as NUL-terminated UTF-8 byte arrays (org.ohm.Native.cstr). Copies one into buf
  * when it fits, else into malloc'd memory; NULL for a null array (*fail false) or with OutOfMemoryError
  * pending (*fail true). Free with jni_cstr_free. */
@@ -89,6 +117,14 @@ int jni_callback_failed(JNIEnv *env, const char *what);
 
 /* The JNIEnv of the calling thread, which the binding layer has attached (NULL if it is not attached). */
 JNIEnv *jni_env(void);
+
+/* The instance method name(sig) of the class class_name, or NULL with an exception pending (NoClassDefFoundError,
+ * NoSuchMethodError). */
+jmethodID jni_method(JNIEnv *env, const char *class_name, const char *name, const char *sig);
+
+/* Registers a file's table of natives (an array, not a pointer) on cls: 0 or a JNI error. */
+#define JNI_REGISTER(env, cls, table) \
+    (*(env))->RegisterNatives(env, cls, table, (jint)(sizeof(table) / sizeof(table)[0]))
 
 /* Registration of each file's natives on org.ohm.Native. 0 or a JNI error (exception pending). */
 int jni_register_buf(JNIEnv *env, jclass cls);

@@ -35,6 +35,24 @@ jstring jni_string(JNIEnv *env, const char *s)
     return r;
 }
 
+jlongArray jni_longs(JNIEnv *env, const jlong *v, jsize n)
+{
+    jlongArray a = (*env)->NewLongArray(env, n);
+    if (a) (*env)->SetLongArrayRegion(env, a, 0, n, v);
+    return a;
+}
+
+/* ---- classes ---- */
+
+jmethodID jni_method(JNIEnv *env, const char *class_name, const char *name, const char *sig)
+{
+    jclass c = (*env)->FindClass(env, class_name);
+    if (!c) return NULL;
+    jmethodID m = (*env)->GetMethodID(env, c, name, sig);
+    (*env)->DeleteLocalRef(env, c);
+    return m;
+}
+
 char *jni_cstr(JNIEnv *env, jbyteArray a, char *buf, size_t cap, int *fail)
 {
     *fail = 0;
@@ -345,27 +363,12 @@ JNIEXPORT jint JNICALL JNI_OnLoad(JavaVM *vm, void *reserved)
                                                      "(IJJLjava/lang/String;Ljava/lang/String;Ljava/lang/String;)V")))
         goto error;
     if (!(J.log_deliver = (*env)->GetStaticMethodID(env, J.native_class, "log", "(ILjava/lang/String;)V"))) goto error;
-    {
-        jclass c = (*env)->FindClass(env, "org/ohm/MemoryConsumer");
-        if (!c) goto error;
-        J.consumer_spill = (*env)->GetMethodID(env, c, "spill", "(JLorg/ohm/MemoryConsumer;)J");
-        (*env)->DeleteLocalRef(env, c);
-        if (!J.consumer_spill) goto error;
-        c = (*env)->FindClass(env, "org/ohm/MemoryManager");
-        if (!c) goto error;
-        J.mm_evict = (*env)->GetMethodID(env, c, "evictBlock", "(Ljava/lang/String;)V");
-        (*env)->DeleteLocalRef(env, c);
-        if (!J.mm_evict) goto error;
-        c = (*env)->FindClass(env, "org/ohm/NativeCallback");
-        if (!c) goto error;
-        J.callback_call = (*env)->GetMethodID(env, c, "dispatch", "([J)J");
-        (*env)->DeleteLocalRef(env, c);
-        if (!J.callback_call) goto error;
-    }
-
-    if ((*env)->RegisterNatives(env, J.native_class, main_methods,
-                                (jint)(sizeof main_methods / sizeof main_methods[0])) != 0)
+    if (!(J.consumer_spill = jni_method(env, "org/ohm/MemoryConsumer", "spill", "(JLorg/ohm/MemoryConsumer;)J")))
         goto error;
+    if (!(J.mm_evict = jni_method(env, "org/ohm/MemoryManager", "evictBlock", "(Ljava/lang/String;)V"))) goto error;
+    if (!(J.callback_call = jni_method(env, "org/ohm/NativeCallback", "dispatch", "([J)J"))) goto error;
+
+    if (JNI_REGISTER(env, J.native_class, main_methods) != 0) goto error;
     if (jni_register_buf(env, J.native_class) || jni_register_mm(env, J.native_class) ||
         jni_register_ffi(env, J.native_class))
         goto error;

@@ -23,6 +23,13 @@ static int check_mode(jint mode)
     return mode == OHM_ON_HEAP || mode == OHM_OFF_HEAP ? 0 : ohm_bind_fail(OHM_EINVAL, "unknown memory mode");
 }
 
+/* 0 for a known mode and a size of 0 or more, else a code. */
+static int check_request(jint mode, jlong n)
+{
+    int rc = check_mode(mode);
+    return rc || n >= 0 ? rc : ohm_bind_fail(OHM_EINVAL, "size is negative");
+}
+
 /* ---- managers ---- */
 
 /* A manager's configuration crosses as long[5]: max on-heap, max off-heap, page size, wait timeout (ms, -1 =
@@ -37,9 +44,7 @@ static jlongArray JNICALL n_mm_config_defaults(JNIEnv *env, jclass cls)
     memcpy(&bits, &f, sizeof bits);
     jlong v[5] = {(jlong)c.max_bytes[OHM_ON_HEAP], (jlong)c.max_bytes[OHM_OFF_HEAP], (jlong)c.page_size,
                   c.wait_timeout_ms == UINT64_MAX ? -1 : (jlong)c.wait_timeout_ms, bits};
-    jlongArray a = (*env)->NewLongArray(env, 5);
-    if (a) (*env)->SetLongArrayRegion(env, a, 0, 5, v);
-    return a;
+    return jni_longs(env, v, 5);
 }
 
 /* Spark's on-heap sizing from a heap size: the max, or an IllegalArgumentException with Spark's message. */
@@ -50,10 +55,7 @@ static jlong JNICALL n_mm_on_heap_from_heap(JNIEnv *env, jclass cls, jlong heap,
     ohm_mm_config_init(&c);
     int rc = heap < 0 ? ohm_bind_fail(OHM_EINVAL, "heap size is negative")
                       : ohm_mm_config_from_heap(&c, (uint64_t)heap, fraction);
-    if (rc) {
-        jni_throw(env, rc);
-        return 0;
-    }
+    if (jni_check(env, rc)) return 0;
     return (jlong)c.max_bytes[OHM_ON_HEAP];
 }
 
@@ -72,10 +74,7 @@ static jlong JNICALL n_mm_create(JNIEnv *env, jclass cls, jlongArray cfg, jlong 
     int rc = 0;
     if (v[0] < 0 || v[1] < 0) rc = ohm_bind_fail(OHM_EINVAL, "memory sizes must not be negative");
     if (!rc) rc = ohm_bind_size(v[2], 0, "page size", &page);
-    if (rc) {
-        jni_throw(env, rc);
-        return 0;
-    }
+    if (jni_check(env, rc)) return 0;
     c.max_bytes[OHM_ON_HEAP] = (uint64_t)v[0];
     c.max_bytes[OHM_OFF_HEAP] = (uint64_t)v[1];
     c.page_size = page;
@@ -83,15 +82,13 @@ static jlong JNICALL n_mm_create(JNIEnv *env, jclass cls, jlongArray cfg, jlong 
     memcpy(&c.storage_fraction, &v[4], sizeof c.storage_fraction);
     c.pool = H2P(ohm_pool, pool);
     ohm_mm *mm = ohm_mm_create(&c);
-    if (!mm) jni_throw(env, ohm_last_error_code());
-    return P2H(mm);
+    return jni_made(env, mm);
 }
 
 static void JNICALL n_mm_destroy(JNIEnv *env, jclass cls, jlong mm)
 {
     (void)cls;
-    int rc = ohm_mm_destroy(MM(mm));
-    if (rc) jni_throw(env, rc);
+    jni_check(env, ohm_mm_destroy(MM(mm)));
 }
 
 /* ---- tasks ---- */
@@ -118,9 +115,7 @@ static void JNICALL n_task_set_wait_timeout(JNIEnv *env, jclass cls, jlong t, jl
 static jlong JNICALL n_task_end(JNIEnv *env, jclass cls, jlong t)
 {
     (void)cls;
-    int64_t r = ohm_task_end(TASK(t));
-    if (r < 0) jni_throw(env, (int)r);
-    return r;
+    return jni_count(env, ohm_task_end(TASK(t)));
 }
 
 /* Granted bytes or a negative code (Native.raise throws it). */
@@ -128,29 +123,25 @@ static jlong JNICALL n_task_acquire(JNIEnv *env, jclass cls, jlong t, jint mode,
 {
     (void)cls;
     jni_clear_kept(env);
-    int rc = check_mode(mode);
+    int rc = check_request(mode, n);
     if (rc) return rc;
-    if (n < 0) return ohm_bind_fail(OHM_EINVAL, "size is negative");
     return ohm_task_acquire(TASK(t), (ohm_mem_mode)mode, (uint64_t)n);
 }
 
 static jlong JNICALL n_task_release(JNIEnv *env, jclass cls, jlong t, jint mode, jlong n)
 {
     (void)cls;
-    int rc = check_mode(mode);
-    if (!rc && n < 0) rc = ohm_bind_fail(OHM_EINVAL, "size is negative");
+    int rc = check_request(mode, n);
     int64_t r = rc ? rc : ohm_task_release(TASK(t), (ohm_mem_mode)mode, (uint64_t)n);
-    if (r < 0) jni_throw(env, (int)r);
-    return r;
+    return jni_count(env, r);
 }
 
 static jint JNICALL n_task_acquire_unroll(JNIEnv *env, jclass cls, jlong t, jint mode, jbyteArray group, jlong n)
 {
     (void)cls;
     jni_clear_kept(env);
-    int rc = check_mode(mode);
+    int rc = check_request(mode, n);
     if (rc) return rc;
-    if (n < 0) return ohm_bind_fail(OHM_EINVAL, "size is negative");
     char buf[256];
     int fail;
     char *g = jni_cstr(env, group, buf, sizeof buf, &fail);
@@ -163,25 +154,15 @@ static jint JNICALL n_task_acquire_unroll(JNIEnv *env, jclass cls, jlong t, jint
 static jlong JNICALL n_task_release_unroll(JNIEnv *env, jclass cls, jlong t, jint mode, jlong n)
 {
     (void)cls;
-    int rc = check_mode(mode);
-    if (!rc && n < 0) rc = ohm_bind_fail(OHM_EINVAL, "size is negative");
+    int rc = check_request(mode, n);
     int64_t r = rc ? rc : ohm_task_release_unroll(TASK(t), (ohm_mem_mode)mode, (uint64_t)n);
-    if (r < 0) jni_throw(env, (int)r);
-    return r;
+    return jni_count(env, r);
 }
 
 static void JNICALL n_task_cancel(JNIEnv *env, jclass cls, jlong mm, jlong id)
 {
     (void)cls;
-    int rc = ohm_mm_cancel_task(MM(mm), (uint64_t)id);
-    if (rc) jni_throw(env, rc);
-}
-
-static jlongArray longs(JNIEnv *env, const jlong *v, jsize n)
-{
-    jlongArray a = (*env)->NewLongArray(env, n);
-    if (a) (*env)->SetLongArrayRegion(env, a, 0, n, v);
-    return a;
+    jni_check(env, ohm_mm_cancel_task(MM(mm), (uint64_t)id));
 }
 
 static jlongArray JNICALL n_task_stats(JNIEnv *env, jclass cls, jlong t)
@@ -189,14 +170,11 @@ static jlongArray JNICALL n_task_stats(JNIEnv *env, jclass cls, jlong t)
     (void)cls;
     ohm_task_stats s;
     int rc = ohm_task_stats_get(TASK(t), &s);
-    if (rc) {
-        jni_throw(env, rc);
-        return NULL;
-    }
+    if (jni_check(env, rc)) return NULL;
     jlong v[] = {(jlong)s.id, (jlong)s.used[OHM_ON_HEAP], (jlong)s.used[OHM_OFF_HEAP], (jlong)s.unroll[OHM_ON_HEAP],
                  (jlong)s.unroll[OHM_OFF_HEAP], (jlong)s.peak, (jlong)s.spills, (jlong)s.spill_bytes,
                  (jlong)s.waits, (jlong)s.wait_ns, (jlong)s.evictions, (jlong)s.consumers, s.waiting};
-    return longs(env, v, (jsize)(sizeof v / sizeof v[0]));
+    return jni_longs(env, v, (jsize)(sizeof v / sizeof v[0]));
 }
 
 /* ---- consumers ---- */
@@ -249,10 +227,7 @@ static jlong JNICALL n_consumer_create(JNIEnv *env, jclass cls, jlong t, jint mo
 {
     (void)cls;
     int rc = check_mode(mode);
-    if (rc) {
-        jni_throw(env, rc);
-        return 0;
-    }
+    if (jni_check(env, rc)) return 0;
     char buf[256];
     int fail;
     char *n = jni_cstr(env, name, buf, sizeof buf, &fail);
@@ -260,8 +235,7 @@ static jlong JNICALL n_consumer_create(JNIEnv *env, jclass cls, jlong t, jint mo
     ohm_consumer *c = ohm_bind_consumer_create(J.host, TASK(t), (ohm_mem_mode)mode, n, spill_trampoline,
                                                H2P(void, ctx));
     jni_cstr_free(n, buf);
-    if (!c) jni_throw(env, ohm_last_error_code());
-    return P2H(c);
+    return jni_made(env, c);
 }
 
 static jlong JNICALL n_new_global(JNIEnv *env, jclass cls, jobject o)
@@ -298,8 +272,7 @@ static jlong JNICALL n_consumer_release(JNIEnv *env, jclass cls, jlong c, jlong 
 {
     (void)cls;
     int64_t r = n < 0 ? ohm_bind_fail(OHM_EINVAL, "size is negative") : ohm_consumer_release(CONSUMER(c), (uint64_t)n);
-    if (r < 0) jni_throw(env, (int)r);
-    return r;
+    return jni_count(env, r);
 }
 
 static jlongArray JNICALL n_consumer_stats(JNIEnv *env, jclass cls, jlong c)
@@ -307,12 +280,9 @@ static jlongArray JNICALL n_consumer_stats(JNIEnv *env, jclass cls, jlong c)
     (void)cls;
     ohm_consumer_stats s;
     int rc = ohm_consumer_stats_get(CONSUMER(c), &s);
-    if (rc) {
-        jni_throw(env, rc);
-        return NULL;
-    }
+    if (jni_check(env, rc)) return NULL;
     jlong v[] = {(jlong)s.used, (jlong)s.peak, (jlong)s.spills, (jlong)s.spill_bytes, (jlong)s.pages};
-    return longs(env, v, 5);
+    return jni_longs(env, v, 5);
 }
 
 static jlong JNICALL n_consumer_used(JNIEnv *env, jclass cls, jlong c)
@@ -368,8 +338,7 @@ static jlong JNICALL n_evictor_create(JNIEnv *env, jclass cls, jlong ctx)
 {
     (void)cls;
     ohm_bind_evictor *e = ohm_bind_evictor_create(J.host, evict_listener, H2P(void, ctx));
-    if (!e) jni_throw(env, ohm_last_error_code());
-    return P2H(e);
+    return jni_made(env, e);
 }
 
 static void JNICALL n_evictor_destroy(JNIEnv *env, jclass cls, jlong e)
@@ -421,7 +390,7 @@ static void block_call(JNIEnv *env, jlong mm, jbyteArray id, block_op *op)
     if (fail) return;
     int rc = op(MM(mm), i);
     jni_cstr_free(i, ib);
-    if (rc) jni_throw(env, rc);
+    jni_check(env, rc);
 }
 
 static void JNICALL n_block_pin(JNIEnv *env, jclass cls, jlong mm, jbyteArray id)
@@ -447,10 +416,7 @@ static jlongArray JNICALL n_mm_stats(JNIEnv *env, jclass cls, jlong mm)
     (void)cls;
     ohm_mm_stats s;
     int rc = ohm_mm_stats_get(MM(mm), &s);
-    if (rc) {
-        jni_throw(env, rc);
-        return NULL;
-    }
+    if (jni_check(env, rc)) return NULL;
     jlong v[2 * 7 + 6];
     for (int m = 0; m < OHM_MM_MODES; m++) {
         const ohm_mm_mode_stats *ms = &s.mode[m];
@@ -466,7 +432,7 @@ static jlongArray JNICALL n_mm_stats(JNIEnv *env, jclass cls, jlong mm)
     jlong tail[6] = {(jlong)s.tasks, (jlong)s.blocks, (jlong)s.block_bytes, (jlong)s.evictions,
                      (jlong)s.evicted_bytes, (jlong)s.pages};
     memcpy(v + 14, tail, sizeof tail);
-    return longs(env, v, 20);
+    return jni_longs(env, v, 20);
 }
 
 static jstring JNICALL n_mm_snapshot(JNIEnv *env, jclass cls, jlong mm)
@@ -528,5 +494,5 @@ int jni_register_mm(JNIEnv *env, jclass cls)
     if (thread_is_interrupted && !thread_class) thread_class = (jclass)(*env)->NewGlobalRef(env, th);
     (*env)->DeleteLocalRef(env, th);
     if (!thread_is_interrupted || !thread_class) return JNI_ERR;
-    return (*env)->RegisterNatives(env, cls, methods, (jint)(sizeof methods / sizeof methods[0]));
+    return JNI_REGISTER(env, cls, methods);
 }

@@ -93,7 +93,7 @@ public abstract class MemoryConsumer implements AutoCloseable {
     public final OhmBuffer allocatePage(long required) {
         ensureOpen();
         long h = task.waitFor(handle, 0, required, true);
-        return task.pageOf(h, Registry.local());
+        return task.pageOf(h, SafetyNet.local());
     }
 
     /** Releases a page of this consumer. */

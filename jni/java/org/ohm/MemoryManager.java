@@ -143,11 +143,16 @@ public final class MemoryManager implements AutoCloseable {
      * @throws IllegalStateException while it is being evicted
      */
     public PinnedBlock pinBlock(String blockId) {
-        Objects.requireNonNull(blockId, "blockId");
-        ensureOpen();
-        Native.blockPin(handle, Native.cstr(blockId));
+        Native.blockPin(handle, openKey(blockId));
         Block b = blocks.get(blockId);
         return new PinnedBlock(this, blockId, b == null ? null : b.buffer);
+    }
+
+    /** blockId as the block natives take it, checked not null, with the manager checked open. */
+    private byte[] openKey(String blockId) {
+        Objects.requireNonNull(blockId, "blockId");
+        ensureOpen();
+        return Native.cstr(blockId);
     }
 
     void unpin(String blockId) {
@@ -166,9 +171,7 @@ public final class MemoryManager implements AutoCloseable {
      * @throws IllegalStateException while it is pinned or being evicted
      */
     public void removeBlock(String blockId) {
-        Objects.requireNonNull(blockId, "blockId");
-        ensureOpen();
-        Native.blockRemove(handle, Native.cstr(blockId));
+        Native.blockRemove(handle, openKey(blockId));
         Block b = blocks.remove(blockId);
         if (b != null && b.buffer != null && b.buffer.isAccessible()) b.buffer.release();
     }

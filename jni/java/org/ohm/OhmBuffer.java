@@ -65,7 +65,7 @@ public final class OhmBuffer implements AutoCloseable {
     private final boolean tracked;
 
     /** A count owner: a root, or a retained slice of parent. */
-    private OhmBuffer(long handle, Registry.Local l, Object scope, OhmBuffer parent) {
+    private OhmBuffer(long handle, SafetyNet.Local l, Object scope, OhmBuffer parent) {
         long id = l.out(0);
         this.address = l.out(1);
         this.capacity = l.out(3);
@@ -75,12 +75,12 @@ public final class OhmBuffer implements AutoCloseable {
         this.self = count;
         this.memory = parent != null ? parent.memory : count;
         if (parent == null) count.readOnly = (l.out(2) & Native.OUT_READONLY) != 0;
-        Registry.add(l, count);
+        SafetyNet.add(l, count);
         if (parent == null && tracked) LeakDetector.track(count);
     }
 
     /** A plain slice or duplicate of parent: parent's count, its own handle. */
-    private OhmBuffer(OhmBuffer parent, long handle, Registry.Local l) {
+    private OhmBuffer(OhmBuffer parent, long handle, SafetyNet.Local l) {
         this.address = l.out(1);
         this.capacity = l.out(3);
         this.parent = parent;
@@ -88,12 +88,12 @@ public final class OhmBuffer implements AutoCloseable {
         this.count = parent.count;
         this.memory = parent.memory;
         this.self = new Tracker(this, handle, l.out(0), false, parent.count.scope, null);
-        Registry.add(l, self);
+        SafetyNet.add(l, self);
     }
 
     /** Wraps a new native root handle whose values are in l's scratch. If the Java objects cannot be made (an
      * OutOfMemoryError), the native buffer is released before the error goes on. */
-    static OhmBuffer root(long handle, Registry.Local l, Object scope) {
+    static OhmBuffer root(long handle, SafetyNet.Local l, Object scope) {
         try {
             return new OhmBuffer(handle, l, scope, null);
         } catch (Throwable e) {
@@ -103,7 +103,7 @@ public final class OhmBuffer implements AutoCloseable {
     }
 
     static OhmBuffer allocate(long pool, long size, boolean zeroed, Object scope) {
-        Registry.Local l = Registry.local();
+        SafetyNet.Local l = SafetyNet.local();
         long h = Native.bufAlloc(pool, size, zeroed, l.scratch);
         return root(h, l, scope);
     }
@@ -122,7 +122,7 @@ public final class OhmBuffer implements AutoCloseable {
         Objects.requireNonNull(path, "path");
         int flags = 0;
         for (MapOption o : options) flags |= o.flag;
-        Registry.Local l = Registry.local();
+        SafetyNet.Local l = SafetyNet.local();
         long h;
         try {
             h = Native.mapFile(Native.cstr(path.toString()), offset, length, flags, l.scratch);
@@ -567,7 +567,7 @@ public final class OhmBuffer implements AutoCloseable {
     /** [index, index + length) of this buffer, sharing its memory and its count. */
     public OhmBuffer slice(long index, long length) {
         at(index, length);
-        Registry.Local l = Registry.local();
+        SafetyNet.Local l = SafetyNet.local();
         long h = Native.bufSlice(self.handle, self.id, index, length, false, l.scratch);
         return derived(h, l);
     }
@@ -579,12 +579,12 @@ public final class OhmBuffer implements AutoCloseable {
     /** The whole buffer, sharing its memory and count. */
     public OhmBuffer duplicate() {
         ensureAccessible();
-        Registry.Local l = Registry.local();
+        SafetyNet.Local l = SafetyNet.local();
         long h = Native.bufDuplicate(self.handle, self.id, l.scratch);
         return derived(h, l);
     }
 
-    private OhmBuffer derived(long h, Registry.Local l) {
+    private OhmBuffer derived(long h, SafetyNet.Local l) {
         try {
             return new OhmBuffer(this, h, l);
         } catch (Throwable e) {
@@ -601,7 +601,7 @@ public final class OhmBuffer implements AutoCloseable {
      */
     public OhmBuffer retainedSlice(long index, long length) {
         at(index, length);
-        Registry.Local l = Registry.local();
+        SafetyNet.Local l = SafetyNet.local();
         long h;
         try {
             h = Native.bufSlice(self.handle, self.id, index, length, true, l.scratch);

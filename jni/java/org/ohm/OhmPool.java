@@ -102,10 +102,10 @@ public final class OhmPool implements AutoCloseable {
         LeakDetector.attachSites(t -> t.scope == this);
         Native.poolDestroy(handle);
         closed = true;
-        Registry.forEach(t -> {
+        SafetyNet.forEach(t -> {
             if (t.scope == this) {
                 if (t.countOwner) t.died();
-                else Registry.remove(t);
+                else SafetyNet.remove(t);
             }
         });
     }

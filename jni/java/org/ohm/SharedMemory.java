@@ -30,7 +30,7 @@ public final class SharedMemory {
     }
 
     private static OhmBuffer make(byte[] name, long size) {
-        Registry.Local l = Registry.local();
+        SafetyNet.Local l = SafetyNet.local();
         long h = Native.shmCreate(name, size, l.scratch);
         return OhmBuffer.root(h, l, null);
     }
@@ -44,7 +44,7 @@ public final class SharedMemory {
      */
     public static OhmBuffer open(String name, boolean writable) {
         Objects.requireNonNull(name, "name");
-        Registry.Local l = Registry.local();
+        SafetyNet.Local l = SafetyNet.local();
         long h = Native.shmOpen(Native.cstr(name), writable, l.scratch);
         return OhmBuffer.root(h, l, null);
     }

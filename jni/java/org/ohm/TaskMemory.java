@@ -119,7 +119,7 @@ public final class TaskMemory implements AutoCloseable {
     long waitFor(long consumer, int mode, long bytes, boolean page) {
         if (bytes < 0) throw new IllegalArgumentException("size " + bytes + " is negative");
         long start = 0;
-        Registry.Local l = page ? Registry.local() : null;
+        SafetyNet.Local l = page ? SafetyNet.local() : null;
         for (;;) {
             if (Thread.currentThread().isInterrupted()) throw interrupted(bytes);
             long r = page ? Native.consumerAllocPage(consumer, bytes, l.scratch)
@@ -151,7 +151,7 @@ public final class TaskMemory implements AutoCloseable {
     }
 
     /** The page whose handle waitFor returned (its values are still in l's scratch). */
-    OhmBuffer pageOf(long h, Registry.Local l) {
+    OhmBuffer pageOf(long h, SafetyNet.Local l) {
         OhmBuffer b = OhmBuffer.root(h, l, this);
         pages.add(b.count);
         return b;

@@ -32,14 +32,14 @@ final class Tracker extends PhantomReference<OhmBuffer> {
     /** The allocation site of a buffer the leak detector tracks (null otherwise); formatted only if needed. */
     volatile Throwable site;
 
-    // Registry bookkeeping (see Registry)
-    Registry.Local local;
+    // the safety net's bookkeeping (see SafetyNet)
+    SafetyNet.Local local;
     int slot;
     Tracker nextRemote;
     boolean registered; // plain: written by the releasing thread before the GC or a CAS hands the tracker on
 
     Tracker(OhmBuffer referent, long handle, long id, boolean countOwner, Object scope, Tracker parentCount) {
-        super(referent, Registry.QUEUE);
+        super(referent, SafetyNet.QUEUE);
         this.handle = handle;
         this.id = id;
         this.countOwner = countOwner;
@@ -54,7 +54,7 @@ final class Tracker extends PhantomReference<OhmBuffer> {
     void died() {
         if (!live) return;
         live = false;
-        Registry.remove(this);
+        SafetyNet.remove(this);
         if (site != null) LeakDetector.untrack(this);
         if (scope instanceof TaskMemory) ((TaskMemory) scope).pageGone(this);
         Tracker p = parentCount;

@@ -48,33 +48,41 @@ class FfiMisuseTest {
         }
     }
 
-    static void readOnlyMappingToMemset() throws IOException {
-        Path f = Files.createTempFile("ohm-ffi-ro", ".bin");
+    @FunctionalInterface
+    interface FileBody {
+        void run(Path f) throws IOException;
+    }
+
+    /** Runs body on a temporary file (named from prefix) holding contents, and deletes the file afterwards. */
+    private static void withFile(String prefix, byte[] contents, FileBody body) throws IOException {
+        Path f = Files.createTempFile(prefix, ".bin");
         try {
-            Files.write(f, new byte[4096]);
-            try (NativeLibrary libc = NativeLibrary.open("libc.so.6");
-                 NativeFunction memset = libc.function("memset", "ptr(ptr, int, size)");
-                 OhmBuffer ro = OhmBuffer.mapFile(f, 0, 4096)) {
-                memset.invoke(ro, 0x41, 16L);
-            }
+            Files.write(f, contents);
+            body.run(f);
         } finally {
             Files.deleteIfExists(f);
         }
     }
 
+    static void readOnlyMappingToMemset() throws IOException {
+        withFile("ohm-ffi-ro", new byte[4096], f -> {
+            try (NativeLibrary libc = NativeLibrary.open("libc.so.6");
+                 NativeFunction memset = libc.function("memset", "ptr(ptr, int, size)");
+                 OhmBuffer ro = OhmBuffer.mapFile(f, 0, 4096)) {
+                memset.invoke(ro, 0x41, 16L);
+            }
+        });
+    }
+
     static void sealedBufferToMemset() throws IOException {
-        Path f = Files.createTempFile("ohm-ffi-sealed", ".bin");
-        try {
-            Files.write(f, new byte[4096]);
+        withFile("ohm-ffi-sealed", new byte[4096], f -> {
             try (NativeLibrary libc = NativeLibrary.open("libc.so.6");
                  NativeFunction memset = libc.function("memset", "ptr(ptr, int, size)");
                  OhmBuffer w = OhmBuffer.mapFile(f, 0, 4096, MapOption.WRITE)) {
                 w.seal(true);
                 memset.invoke(NativeFunction.at(w, 8), 0x41, 16L);
             }
-        } finally {
-            Files.deleteIfExists(f);
-        }
+        });
     }
 
     static void readOnlySharedMemoryToMemset() {
@@ -306,9 +314,7 @@ class FfiMisuseTest {
 
     @Test
     void readOnlyMemoryAndStringsGoToCptrAndStr() throws IOException {
-        Path f = Files.createTempFile("ohm-ffi-cptr", ".bin");
-        try {
-            Files.write(f, "read-only words\0".getBytes());
+        withFile("ohm-ffi-cptr", "read-only words\0".getBytes(), f -> {
             try (NativeLibrary libc = NativeLibrary.open("libc.so.6");
                  NativeLibrary z = NativeLibrary.open("libz.so.1");
                  NativeFunction memchr = libc.function("memchr", "cptr(cptr, int, size)");
@@ -324,9 +330,7 @@ class FfiMisuseTest {
                 assertEquals(want.getValue(), crc32.invokeLong(0L, ro, 15));
                 assertEquals(0L, crc32.invokeLong(0L, null, 0)); // NULL: zlib's initial value
             }
-        } finally {
-            Files.deleteIfExists(f);
-        }
+        });
     }
 
     // ---- callbacks that throw

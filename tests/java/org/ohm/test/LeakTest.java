@@ -38,15 +38,20 @@ class LeakTest {
         return b.id();
     }
 
+    /** One collection, then 20 ms that let the cleaner thread run before the next. */
+    private void collect() throws InterruptedException {
+        System.gc();
+        synchronized (this) {
+            wait(20);
+        }
+    }
+
     /** Runs the GC until a report for id arrives, for at most 20 s (a bounded wait, not a sleep). */
     private LeakReport awaitReport(long id) throws InterruptedException {
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
         while (System.nanoTime() < deadline) {
             for (LeakReport r : reports) if (r.bufferId() == id) return r;
-            System.gc();
-            synchronized (this) {
-                wait(20); // lets the cleaner thread run between collections
-            }
+            collect();
         }
         fail("no leak report for buffer " + id + " within 20 s of System.gc(); reports: " + reports);
         return null;
@@ -69,18 +74,20 @@ class LeakTest {
         }
     }
 
+    /** Runs the GC until the pool has no live blocks (the safety net reclaimed them), for 20 s at the most. */
+    private void gcUntilEmpty(OhmPool pool) throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+        while (pool.stats().activeBlocks() > 0 && System.nanoTime() < deadline) {
+            collect();
+        }
+    }
+
     @Test
     void anUntrackedLeakIsStillReclaimed() throws Exception {
         LeakDetector.setLevel(LeakDetector.Level.OFF);
         try (OhmPool pool = Ohm.builder().name("quiet").build()) {
             for (int i = 0; i < 100; i++) leakOne(pool, 64);
-            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
-            while (pool.stats().activeBlocks() > 0 && System.nanoTime() < deadline) {
-                System.gc();
-                synchronized (this) {
-                    wait(20);
-                }
-            }
+            gcUntilEmpty(pool);
             assertEquals(0, pool.stats().activeBlocks(), "the GC'd buffers were not reclaimed within 20 s");
         }
     }
@@ -135,13 +142,7 @@ class LeakTest {
         try (OhmPool pool = Ohm.builder().name("retained-leak").build()) {
             leakRetainedSlice(pool);
             assertEquals(1, pool.stats().activeBlocks());
-            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
-            while (pool.stats().activeBlocks() > 0 && System.nanoTime() < deadline) {
-                System.gc();
-                synchronized (this) {
-                    wait(20);
-                }
-            }
+            gcUntilEmpty(pool);
             assertEquals(0, pool.stats().activeBlocks(), "the leaked retained slice's parent was not freed within 20 s");
         }
     }

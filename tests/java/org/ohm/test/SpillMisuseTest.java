@@ -7,6 +7,7 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.Consumer;
 import org.junit.jupiter.api.Test;
 import org.ohm.MemoryConsumer;
 import org.ohm.MemoryManager;
@@ -95,6 +96,11 @@ class SpillMisuseTest {
 
     /** Runs R's acquire of 300 on a new thread; returns it (started) and where its outcome goes. */
     private static Thread acquireOnThread(Row row, AtomicReference<Throwable> outcome) {
+        return acquireOnThread(row, outcome, () -> {});
+    }
+
+    /** The same, running then on that thread once the acquire has ended. */
+    private static Thread acquireOnThread(Row row, AtomicReference<Throwable> outcome, Runnable then) {
         Thread th = new Thread(() -> {
             try {
                 long got = row.r.acquireMemory(300);
@@ -102,6 +108,7 @@ class SpillMisuseTest {
             } catch (Throwable e) {
                 outcome.set(e);
             }
+            then.run();
         }, "acquirer");
         th.start();
         return th;
@@ -244,6 +251,23 @@ class SpillMisuseTest {
 
     // ---- cancel and interrupt while a spill runs ----
 
+    /**
+     * Runs R's acquire on a new thread, calls stop with that thread once A's spill has begun, and rethrows how the
+     * acquire ended; ended by OhmInterruptedException, A was asked once and gave back 10 of its 600 bytes.
+     */
+    private static void stopDuringOneSpill(Row row, CountDownLatch inSpill, Consumer<Thread> stop) throws Throwable {
+        AtomicReference<Throwable> outcome = new AtomicReference<>();
+        Thread th = acquireOnThread(row, outcome);
+        await(inSpill, "the spill");
+        stop.accept(th);
+        Throwable e = join(row, th, outcome);
+        if (e instanceof OhmInterruptedException) {
+            check(row.a.calls.get() == 1, "A was asked " + row.a.calls.get() + " times");
+            row.expect(590, 0);
+        }
+        throw e;
+    }
+
     static void cancelWaitDuringSpill() throws Throwable {
         CountDownLatch inSpill = new CountDownLatch(1), cancelled = new CountDownLatch(1);
         try (Row row = new Row((self, size) -> {
@@ -256,17 +280,10 @@ class SpillMisuseTest {
             self.freeMemory(10); // honest, but 10 at a time: without the cancel it would be asked 29 more times
             return 10;
         })) {
-            AtomicReference<Throwable> outcome = new AtomicReference<>();
-            Thread th = acquireOnThread(row, outcome);
-            await(inSpill, "the spill");
-            row.task.cancelWait();
-            cancelled.countDown();
-            Throwable e = join(row, th, outcome);
-            if (e instanceof OhmInterruptedException) {
-                check(row.a.calls.get() == 1, "A was asked " + row.a.calls.get() + " times");
-                row.expect(590, 0);
-            }
-            throw e;
+            stopDuringOneSpill(row, inSpill, th -> {
+                row.task.cancelWait();
+                cancelled.countDown();
+            });
         }
     }
 
@@ -289,16 +306,8 @@ class SpillMisuseTest {
             }
         })) {
             AtomicReference<Throwable> outcome = new AtomicReference<>();
-            Thread th = new Thread(() -> {
-                try {
-                    long got = row.r.acquireMemory(300);
-                    outcome.set(new AssertionError("the acquire returned " + got + " instead of throwing"));
-                } catch (Throwable e) {
-                    outcome.set(e);
-                }
-                interruptedAfter.set(Thread.currentThread().isInterrupted());
-            }, "acquirer");
-            th.start();
+            Thread th = acquireOnThread(row, outcome,
+                    () -> interruptedAfter.set(Thread.currentThread().isInterrupted()));
             await(inSpill, "the spill");
             th.interrupt();
             Throwable e = join(row, th, outcome);
@@ -327,16 +336,7 @@ class SpillMisuseTest {
             self.freeMemory(10); // it finishes its step honestly; the round must not ask it again
             return 10;
         })) {
-            AtomicReference<Throwable> outcome = new AtomicReference<>();
-            Thread th = acquireOnThread(row, outcome);
-            await(inSpill, "the spill");
-            th.interrupt();
-            Throwable e = join(row, th, outcome);
-            if (e instanceof OhmInterruptedException) {
-                check(row.a.calls.get() == 1, "A was asked " + row.a.calls.get() + " times");
-                row.expect(590, 0);
-            }
-            throw e;
+            stopDuringOneSpill(row, inSpill, Thread::interrupt);
         }
     }
 

@@ -24,8 +24,8 @@ import java.util.function.Consumer;
  * own stack runs dry. A released tracker is simply dropped (no Reference.clear, a native call in JDK 17): an
  * unreachable Reference is never discovered by the GC.
  */
-final class Registry {
-    private Registry() {}
+final class SafetyNet {
+    private SafetyNet() {}
 
     static final ReferenceQueue<OhmBuffer> QUEUE = new ReferenceQueue<>();
     private static final VarHandle SLOT = MethodHandles.arrayElementVarHandle(Tracker[].class);
@@ -40,7 +40,7 @@ final class Registry {
 
     /** Every Local ever made (threads come and go; a dead thread's Local is adopted by the next new thread). */
     private static final List<Local> LOCALS = new ArrayList<>();
-    private static final ThreadLocal<Local> LOCAL = ThreadLocal.withInitial(Registry::adopt);
+    private static final ThreadLocal<Local> LOCAL = ThreadLocal.withInitial(SafetyNet::adopt);
 
     /** One thread's slots and its scratch block for natives. Fields are the owner thread's unless noted. */
     static final class Local {
@@ -166,7 +166,7 @@ final class Registry {
     // ---- the cleaner thread
 
     static {
-        Thread t = new Thread(Registry::cleanLoop, "ohm-cleaner");
+        Thread t = new Thread(SafetyNet::cleanLoop, "ohm-cleaner");
         t.setDaemon(true);
         t.start();
     }
