@@ -46,6 +46,13 @@ static inline ohm_pool *fixture_pool(const ohm_pool_config *cfg)
     return pool;
 }
 
+/* The fixture pool as it is, under this name. */
+static inline ohm_pool *fixture_named_pool(const char *name)
+{
+    ohm_pool_config cfg = fixture_config(name);
+    return fixture_pool(&cfg);
+}
+
 /* A snapshot of the whole pool (arena -1) or of one arena, checked to succeed. One thread only (see above). */
 static inline ohm_pool_stats fixture_stats(ohm_pool *pool, int arena)
 {

@@ -697,8 +697,7 @@ static void test_checkpoint_lists_live_buffers(void)
 static void test_pool_destroy_reports_live_buffers(void)
 {
     paranoid_capture();
-    ohm_pool_config cfg = fixture_config("leaky");
-    ohm_pool *pool = fixture_pool(&cfg);
+    ohm_pool *pool = fixture_named_pool("leaky");
     if (!pool) return;
     ohm_buf *b = ohm_buf_alloc(pool, 300);
     CHECK_NOT_NULL(b);
@@ -713,8 +712,7 @@ static void test_pool_destroy_reports_live_buffers(void)
 static void test_pool_leak_settings_override_the_process_settings(void)
 {
     ohm_leak_set_level(OHM_LEAK_OFF);
-    ohm_pool_config cfg = fixture_config("own-level");
-    ohm_pool *pool = fixture_pool(&cfg);
+    ohm_pool *pool = fixture_named_pool("own-level");
     if (!pool) return;
     CHECK_EQ_INT(ohm_pool_get_leak_level(pool), OHM_LEAK_OFF); /* follows the process until set */
     CHECK_EQ_INT(ohm_pool_set_leak(pool, OHM_LEAK_PARANOID, 0), 0);
@@ -753,6 +751,18 @@ static OHM_NOINLINE ohm_buf *site_rslice(ohm_buf *parent, size_t off, size_t len
     return r;
 }
 
+/* Gives root p (checked not to be NULL) the host site psite, and a retained slice [off, off + len) of it made by
+ * site_rslice the site rsite: the slice, or NULL when either failed. */
+static ohm_buf *sited_rslice(ohm_buf *p, const char *psite, size_t off, size_t len, const char *rsite)
+{
+    if (!CHECK_NOT_NULL(p)) return NULL;
+    CHECK_EQ_INT(ohm_buf_set_site(p, psite), 0);
+    ohm_buf *r = site_rslice(p, off, len);
+    if (!CHECK_NOT_NULL(r)) return NULL;
+    CHECK_EQ_INT(ohm_buf_set_site(r, rsite), 0);
+    return r;
+}
+
 /* Whether fn is among the first frames of a creation record (at most ohm's entry point before it). */
 static bool made_in(const ohm_leak_record *created, void *fn)
 {
@@ -768,12 +778,9 @@ static void test_leaked_retained_slice_is_reported_as_itself_when_reclaimed(void
     log_reset();
     uint64_t mark = ohm_leak_mark();
     ohm_buf *p = site_buf(256);
-    if (!CHECK_NOT_NULL(p)) return;
-    CHECK_EQ_INT(ohm_buf_set_site(p, "at Parent.make(Parent.java:1)"), 0);
-    ohm_buf *r = site_rslice(p, 16, 48);
-    if (!CHECK_NOT_NULL(r)) return;
+    ohm_buf *r = sited_rslice(p, "at Parent.make(Parent.java:1)", 16, 48, "at Slice.make(Slice.java:9)");
+    if (!r) return;
     CHECK(ohm_buf_tracked(r));
-    CHECK_EQ_INT(ohm_buf_set_site(r, "at Slice.make(Slice.java:9)"), 0);
     CHECK_EQ_INT(ohm_buf_touch(r, "slice-hint"), 0);
     uint64_t rid = ohm_buf_id(r);
     CHECK_EQ_INT(ohm_buf_release(p, 1), 0); /* the parent's user is done; the slice's reference remains */
@@ -807,11 +814,8 @@ static void test_reclaimed_retained_duplicate_leaves_a_leaked_parent_tracked(voi
     paranoid_capture();
     uint64_t mark = ohm_leak_mark();
     ohm_buf *p = site_buf(96);
-    if (!CHECK_NOT_NULL(p)) return;
-    CHECK_EQ_INT(ohm_buf_set_site(p, "at Parent.make(Parent.java:2)"), 0);
-    ohm_buf *d = site_rslice(p, 0, 96);
-    if (!CHECK_NOT_NULL(d)) return;
-    CHECK_EQ_INT(ohm_buf_set_site(d, "at Dup.make(Dup.java:3)"), 0);
+    ohm_buf *d = sited_rslice(p, "at Parent.make(Parent.java:2)", 0, 96, "at Dup.make(Dup.java:3)");
+    if (!d) return;
     uint64_t pid = ohm_buf_id(p), did = ohm_buf_id(d);
     CHECK_EQ_INT(ohm_buf_reclaim(d, did), 1);
     CHECK_EQ_INT(cap.calls, 1);
@@ -900,15 +904,11 @@ static void test_plain_slices_write_to_their_count_owners_record(void)
 static void test_pool_destroy_reports_a_live_retained_slice_as_itself(void)
 {
     paranoid_capture();
-    ohm_pool_config cfg = fixture_config("rslice-pool");
-    ohm_pool *pool = fixture_pool(&cfg);
+    ohm_pool *pool = fixture_named_pool("rslice-pool");
     if (!pool) return;
     ohm_buf *p = ohm_buf_alloc(pool, 512);
-    if (!CHECK_NOT_NULL(p)) return;
-    CHECK_EQ_INT(ohm_buf_set_site(p, "at Parent.make(Parent.java:7)"), 0);
-    ohm_buf *r = site_rslice(p, 64, 24);
-    if (!CHECK_NOT_NULL(r)) return;
-    CHECK_EQ_INT(ohm_buf_set_site(r, "at Slice.make(Slice.java:8)"), 0);
+    ohm_buf *r = sited_rslice(p, "at Parent.make(Parent.java:7)", 64, 24, "at Slice.make(Slice.java:8)");
+    if (!r) return;
     CHECK_EQ_INT(ohm_buf_touch(r, "pool-slice-hint"), 0);
     uint64_t rid = ohm_buf_id(r);
     CHECK_EQ_INT(ohm_buf_release(p, 1), 0);
@@ -928,8 +928,7 @@ static void test_pool_destroy_reports_a_live_retained_slice_as_itself(void)
 static void test_retained_slices_follow_their_pools_level(void)
 {
     ohm_leak_set_level(OHM_LEAK_OFF);
-    ohm_pool_config cfg = fixture_config("rslice-level");
-    ohm_pool *pool = fixture_pool(&cfg);
+    ohm_pool *pool = fixture_named_pool("rslice-level");
     if (!pool) return;
     CHECK_EQ_INT(ohm_pool_set_leak(pool, OHM_LEAK_PARANOID, 0), 0);
     ohm_buf *p = ohm_buf_alloc(pool, 64);
