@@ -16,20 +16,7 @@
 /* ---- helpers ---- */
 
 /* The library never prints: its log lines come here, and tests that expect one can look. */
-static struct {
-    pthread_mutex_t lock;
-    unsigned warns;
-    char last[512];
-} logged = {PTHREAD_MUTEX_INITIALIZER, 0, ""};
-
-static void log_to_test(void *arg, ohm_log_level level, const char *message)
-{
-    (void)arg;
-    pthread_mutex_lock(&logged.lock);
-    if (level >= OHM_LOG_WARN) logged.warns++;
-    snprintf(logged.last, sizeof logged.last, "%s", message);
-    pthread_mutex_unlock(&logged.lock);
-}
+static fixture_log warnings = FIXTURE_LOG(OHM_LOG_WARN);
 
 static void leak_to_nowhere(void *arg, const ohm_leak_report *report)
 {
@@ -906,9 +893,9 @@ static void test_destroying_a_pool_with_live_buffers_ends_them_and_only_them(voi
     ohm_buf *s = ohm_buf_slice(a, 0, 8), *r = ohm_buf_retained_slice(b, 0, 8);
     ohm_buf *ks = ohm_buf_slice(keep, 0, 8);
     if (!CHECK_NOT_NULL(s) || !CHECK_NOT_NULL(r) || !CHECK_NOT_NULL(ks)) return;
-    unsigned warns = logged.warns;
+    unsigned warns = warnings.count;
     CHECK_EQ_INT(ohm_pool_destroy(pool), 0);
-    CHECK(logged.warns > warns); /* the live buffers were reported */
+    CHECK(warnings.count > warns); /* the live buffers were reported */
     char x;
     ohm_buf *dead[] = {a, b, s, r};
     for (unsigned i = 0; i < 4; i++) {
@@ -1042,7 +1029,7 @@ static void test_paranoid_retained_slice_holds_its_parent(void)
 
 int main(void)
 {
-    ohm_set_log_handler(log_to_test, NULL);
+    ohm_set_log_handler(fixture_log_handler, &warnings);
     ohm_leak_set_handler(leak_to_nowhere, NULL);
     ohm_leak_set_level(OHM_LEAK_OFF);
 

@@ -12,33 +12,7 @@
 
 /* ---- helpers ---- */
 
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-static char log_text[8192];
-
-static void capture_log(void *arg, ohm_log_level level, const char *message)
-{
-    (void)arg;
-    (void)level;
-    pthread_mutex_lock(&log_lock);
-    size_t len = strlen(log_text);
-    snprintf(log_text + len, sizeof log_text - len, "%s\n", message);
-    pthread_mutex_unlock(&log_lock);
-}
-
-static void log_clear(void)
-{
-    pthread_mutex_lock(&log_lock);
-    log_text[0] = 0;
-    pthread_mutex_unlock(&log_lock);
-}
-
-static bool log_has(const char *s)
-{
-    pthread_mutex_lock(&log_lock);
-    bool r = strstr(log_text, s) != NULL;
-    pthread_mutex_unlock(&log_lock);
-    return r;
-}
+static fixture_log logged = FIXTURE_LOG(OHM_LOG_DEBUG);
 
 static ohm_mm *make_mm(uint64_t on_heap, uint64_t off_heap, double storage_fraction)
 {
@@ -239,10 +213,10 @@ static void test_release_more_than_held_releases_what_is_held(void)
 {
     ohm_mm *mm = make_mm(1000, 0, 0.5);
     ohm_task *t = ohm_task_create(mm, 9);
-    log_clear();
+    fixture_log_reset(&logged);
     CHECK_EQ_INT(ohm_task_acquire(t, OHM_ON_HEAP, 100), 100);
     CHECK_EQ_INT(ohm_task_release(t, OHM_ON_HEAP, 300), 100);
-    CHECK(log_has("released 300 bytes of execution memory but held only 100"));
+    CHECK(fixture_log_has(&logged, "released 300 bytes of execution memory but held only 100"));
     CHECK_POOLS(mm, OHM_ON_HEAP, 500, 0, 500, 0);
     ohm_mm_stats st;
     ohm_mm_stats_get(mm, &st);
@@ -349,9 +323,9 @@ static void test_waiting_task_woken_by_task_end(void)
     ohm_task *t1, *t2;
     wait_arg a;
     pthread_t th = start_waiter(mm, &t1, &t2, &a);
-    log_clear();
+    fixture_log_reset(&logged);
     CHECK_EQ_INT(ohm_task_end(t1), 1000);
-    CHECK(log_has("memory leak detected in task 1: 1000 bytes"));
+    CHECK(fixture_log_has(&logged, "memory leak detected in task 1: 1000 bytes"));
     pthread_join(th, NULL);
     CHECK_EQ_INT(a.got, 300); /* alone again: up to 1000 */
     CHECK_EQ_INT(ohm_task_end(t2), 300);
@@ -810,9 +784,9 @@ static void test_leaked_page_reported_at_task_end(void)
     ohm_buf *p = ohm_consumer_alloc_page(c, 100);
     if (!CHECK_NOT_NULL(p)) return;
     uint64_t id = ohm_buf_id(p);
-    log_clear();
+    fixture_log_reset(&logged);
     CHECK_EQ_INT(ohm_task_end(t), 4096);
-    CHECK(log_has("memory leak detected in task 7: 4096 bytes"));
+    CHECK(fixture_log_has(&logged, "memory leak detected in task 7: 4096 bytes"));
     CHECK_EQ_INT(ohm_buf_check(p, id), OHM_ESTATE); /* the page was freed with its task */
     ohm_mm_stats st;
     ohm_mm_stats_get(mm, &st);
@@ -977,7 +951,7 @@ static void test_json_snapshot_contains_the_numbers(void)
 
 int main(void)
 {
-    ohm_set_log_handler(capture_log, NULL);
+    ohm_set_log_handler(fixture_log_handler, &logged);
     RUN(test_pools_start_at_the_storage_region);
     RUN(test_sizing_helper_follows_spark);
     RUN(test_execution_borrows_free_storage);
