@@ -392,56 +392,56 @@ static void test_over_releasing_the_root_makes_a_live_retained_slice_read_as_rel
 
 /* The over-released root's header is reused by the next buffer of this thread; the retained slice's last
  * release must not touch that new buffer (its reference belongs to the dead one). */
-/* A root with a retained slice *r, released twice (once too often, so it is freed while r still holds it), then a
- * new buffer of its size: most likely the root's header again. *before is the count with r alone. */
-static ohm_buf *reuse_over_released_root(ohm_pool *pool, ohm_buf **r, uint64_t *before)
+/* In a private pool, a root with a retained slice r, released twice (once too often, so it is freed while r still
+ * holds it), then a new buffer n of its size: most likely the root's header again. before is the count with r
+ * alone, id n's id. False (and a failed check) when any of it could not be made. */
+typedef struct reused_header {
+    ohm_pool *pool;
+    ohm_buf *r, *n;
+    uint64_t before, id;
+} reused_header;
+
+static bool reuse_over_released_root(const char *name, reused_header *u)
 {
-    ohm_buf *p = ohm_buf_alloc(pool, 64);
-    if (!CHECK_NOT_NULL(p)) return NULL;
-    *r = ohm_buf_retained_slice(p, 0, 8);
-    if (!CHECK_NOT_NULL(*r)) return NULL;
+    u->pool = buf_pool(name);
+    if (!u->pool) return false;
+    ohm_buf *p = ohm_buf_alloc(u->pool, 64);
+    if (!CHECK_NOT_NULL(p)) return false;
+    u->r = ohm_buf_retained_slice(p, 0, 8);
+    if (!CHECK_NOT_NULL(u->r)) return false;
     CHECK_EQ_INT(ohm_buf_release(p, 2), 1);
-    *before = active_blocks(pool);
-    ohm_buf *n = ohm_buf_alloc(pool, 64);
-    if (!CHECK_NOT_NULL(n)) return NULL;
-    if (n != p) fprintf(stderr, "  note: the new buffer did not reuse the root's header\n");
-    return n;
+    u->before = active_blocks(u->pool);
+    u->n = ohm_buf_alloc(u->pool, 64);
+    if (!CHECK_NOT_NULL(u->n)) return false;
+    if (u->n != p) fprintf(stderr, "  note: the new buffer did not reuse the root's header\n");
+    u->id = ohm_buf_id(u->n);
+    return true;
 }
 
 static void test_a_retained_slice_ending_after_its_root_was_over_released_leaves_the_reused_header_alone(void)
 {
-    ohm_pool *pool = buf_pool("buf-reuse");
-    if (!pool) return;
-    ohm_buf *r;
-    uint64_t before;
-    ohm_buf *n = reuse_over_released_root(pool, &r, &before);
-    if (!n) return;
-    uint64_t id = ohm_buf_id(n);
-    CHECK_EQ_INT(ohm_buf_release(r, 1), 1);
-    CHECK_EQ_U64(ohm_buf_refcnt(n), 1);
-    /* n is an ordinary unreleased buffer with no retained slice: the Cleaner must reclaim it. */
-    CHECK_EQ_INT(ohm_buf_reclaim(n, id), 1);
-    CHECK_EQ_U64(active_blocks(pool), before);
-    CHECK_EQ_INT(ohm_buf_check(n, id), OHM_ESTATE);
-    CHECK_EQ_INT(ohm_pool_destroy(pool), 0);
+    reused_header u;
+    if (!reuse_over_released_root("buf-reuse", &u)) return;
+    CHECK_EQ_INT(ohm_buf_release(u.r, 1), 1);
+    CHECK_EQ_U64(ohm_buf_refcnt(u.n), 1);
+    /* the new buffer is an ordinary unreleased buffer with no retained slice: the Cleaner must reclaim it. */
+    CHECK_EQ_INT(ohm_buf_reclaim(u.n, u.id), 1);
+    CHECK_EQ_U64(active_blocks(u.pool), u.before);
+    CHECK_EQ_INT(ohm_buf_check(u.n, u.id), OHM_ESTATE);
+    CHECK_EQ_INT(ohm_pool_destroy(u.pool), 0);
 }
 
 /* The same, with the Cleaner coming for the new buffer while the dead root's retained slice is still alive: the
  * slice's reference on the dead root must not count as a reference held on the new buffer. */
 static void test_a_reused_header_does_not_inherit_the_dead_roots_retained_slices(void)
 {
-    ohm_pool *pool = buf_pool("buf-reuse-live");
-    if (!pool) return;
-    ohm_buf *r;
-    uint64_t before;
-    ohm_buf *n = reuse_over_released_root(pool, &r, &before);
-    if (!n) return;
-    uint64_t id = ohm_buf_id(n);
-    CHECK_EQ_INT(ohm_buf_reclaim(n, id), 1);
-    CHECK_EQ_U64(active_blocks(pool), before);
-    CHECK_EQ_INT(ohm_buf_check(n, id), OHM_ESTATE);
-    CHECK_EQ_INT(ohm_buf_release(r, 1), 1);
-    CHECK_EQ_INT(ohm_pool_destroy(pool), 0);
+    reused_header u;
+    if (!reuse_over_released_root("buf-reuse-live", &u)) return;
+    CHECK_EQ_INT(ohm_buf_reclaim(u.n, u.id), 1);
+    CHECK_EQ_U64(active_blocks(u.pool), u.before);
+    CHECK_EQ_INT(ohm_buf_check(u.n, u.id), OHM_ESTATE);
+    CHECK_EQ_INT(ohm_buf_release(u.r, 1), 1);
+    CHECK_EQ_INT(ohm_pool_destroy(u.pool), 0);
 }
 
 #define SLICERS 4
