@@ -15,6 +15,7 @@
 
 #include "ohm.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -44,6 +45,21 @@ static inline ohm_pool *fixture_pool(const ohm_pool_config *cfg)
     ohm_pool *pool = ohm_pool_create(cfg);
     CHECK_NOT_NULL(pool);
     return pool;
+}
+
+/* The fixture pool with more arenas than one: threads bind to them in turn. */
+static inline ohm_pool *fixture_arenas_pool(const char *name, unsigned arenas)
+{
+    ohm_pool_config cfg = fixture_config(name);
+    cfg.arenas = arenas;
+    return fixture_pool(&cfg);
+}
+
+/* The fixture pool as it is, under this name. */
+static inline ohm_pool *fixture_named_pool(const char *name)
+{
+    ohm_pool_config cfg = fixture_config(name);
+    return fixture_pool(&cfg);
 }
 
 /* A snapshot of the whole pool (arena -1) or of one arena, checked to succeed. One thread only (see above). */
@@ -80,6 +96,46 @@ static inline size_t fixture_resident_pages(const void *p, size_t len)
         for (size_t i = 0; i < n; i++) count += vec[i] & 1;
     free(vec);
     return count;
+}
+
+/* A log handler's record (the handler is fixture_log_handler, with the record as its argument): of the messages
+ * at `min` or above, how many came, the last one, and all of them one a line (cut when the buffer is full). */
+typedef struct fixture_log {
+    ohm_log_level min;
+    pthread_mutex_t lock;
+    unsigned count;
+    char last[1024];
+    char text[16384];
+} fixture_log;
+
+#define FIXTURE_LOG(min_level) {(min_level), PTHREAD_MUTEX_INITIALIZER, 0, "", ""}
+
+static inline void fixture_log_handler(void *arg, ohm_log_level level, const char *message)
+{
+    fixture_log *l = arg;
+    if (level < l->min) return;
+    pthread_mutex_lock(&l->lock);
+    l->count++;
+    snprintf(l->last, sizeof l->last, "%s", message);
+    size_t n = strlen(l->text);
+    snprintf(l->text + n, sizeof l->text - n, "%s\n", message);
+    pthread_mutex_unlock(&l->lock);
+}
+
+static inline void fixture_log_reset(fixture_log *l)
+{
+    pthread_mutex_lock(&l->lock);
+    l->count = 0;
+    l->last[0] = l->text[0] = '\0';
+    pthread_mutex_unlock(&l->lock);
+}
+
+static inline bool fixture_log_has(fixture_log *l, const char *s)
+{
+    pthread_mutex_lock(&l->lock);
+    bool found = strstr(l->text, s) != NULL;
+    pthread_mutex_unlock(&l->lock);
+    return found;
 }
 
 /* qsort comparator for an array of pointers, by address. */

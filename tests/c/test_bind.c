@@ -327,16 +327,29 @@ static ohm_mm *small_manager(void)
 
 static const ohm_bind_host_ops owner_ops = {OHM_BIND_OWNER_THREAD, NULL, NULL, NULL};
 
+/* A small manager, an owner-thread host, and in task 1 of it consumers "a" and "b" created through the host:
+ * the task, or NULL when any of it failed (and a check failed). */
+static ohm_task *two_spillers(ohm_mm **mm, ohm_bind_host **h, spiller *a, spiller *b)
+{
+    *mm = small_manager();
+    *h = ohm_bind_host_create(&owner_ops, NULL);
+    if (!CHECK_NOT_NULL(*mm) || !CHECK_NOT_NULL(*h)) return NULL;
+    ohm_task *t = ohm_task_create(*mm, 1);
+    *a = (spiller){0};
+    *b = (spiller){0};
+    a->self = ohm_bind_consumer_create(*h, t, OHM_ON_HEAP, "a", spill_cb, a);
+    b->self = ohm_bind_consumer_create(*h, t, OHM_ON_HEAP, "b", spill_cb, b);
+    if (!CHECK_NOT_NULL(a->self) || !CHECK_NOT_NULL(b->self)) return NULL;
+    return t;
+}
+
 static void test_spill_runs_in_an_entered_host_and_names_the_trigger(void)
 {
-    ohm_mm *mm = small_manager();
-    ohm_bind_host *h = ohm_bind_host_create(&owner_ops, NULL);
-    if (!CHECK_NOT_NULL(mm) || !CHECK_NOT_NULL(h)) return;
-    ohm_task *t = ohm_task_create(mm, 1);
-    spiller a = {0}, b = {0};
-    a.self = ohm_bind_consumer_create(h, t, OHM_ON_HEAP, "a", spill_cb, &a);
-    b.self = ohm_bind_consumer_create(h, t, OHM_ON_HEAP, "b", spill_cb, &b);
-    if (!CHECK_NOT_NULL(a.self) || !CHECK_NOT_NULL(b.self)) return;
+    ohm_mm *mm;
+    ohm_bind_host *h;
+    spiller a, b;
+    ohm_task *t = two_spillers(&mm, &h, &a, &b);
+    if (!t) return;
     CHECK(ohm_bind_consumer_ctx(a.self) == &a);
 
     ohm_bind_host_enter(h);
@@ -398,13 +411,11 @@ static void *acquire_elsewhere(void *arg)
 
 static void test_spill_is_refused_on_another_thread_while_the_owner_runs(void)
 {
-    ohm_mm *mm = small_manager();
-    ohm_bind_host *h = ohm_bind_host_create(&owner_ops, NULL);
-    if (!CHECK_NOT_NULL(mm) || !CHECK_NOT_NULL(h)) return;
-    ohm_task *t = ohm_task_create(mm, 1);
-    spiller a = {0}, b = {0};
-    a.self = ohm_bind_consumer_create(h, t, OHM_ON_HEAP, "a", spill_cb, &a);
-    b.self = ohm_bind_consumer_create(h, t, OHM_ON_HEAP, "b", spill_cb, &b);
+    ohm_mm *mm;
+    ohm_bind_host *h;
+    spiller a, b;
+    ohm_task *t = two_spillers(&mm, &h, &a, &b);
+    if (!t) return;
     ohm_bind_host_enter(h); /* the owner runs here; the other thread is not the owner */
     CHECK_EQ_INT(ohm_consumer_acquire(a.self, 1000), 1000);
     pthread_t th;
@@ -483,6 +494,15 @@ static void leak_cb(void *arg, const ohm_bind_leak *r)
     snprintf(s->site, sizeof s->site, "%s", r->host_site ? r->host_site : "");
 }
 
+/* Leak checking at its strictest, and a host with these ops (which must outlive it) and context. */
+static ohm_bind_host *paranoid_host(const ohm_bind_host_ops *ops, void *ctx)
+{
+    ohm_leak_set_level(OHM_LEAK_PARANOID);
+    ohm_bind_host *h = ohm_bind_host_create(ops, ctx);
+    CHECK_NOT_NULL(h);
+    return h;
+}
+
 static ohm_buf *tracked_buf(const char *site)
 {
     ohm_buf *b = ohm_buf_alloc(NULL, 48);
@@ -492,11 +512,9 @@ static ohm_buf *tracked_buf(const char *site)
 
 static void test_leak_reports_go_to_the_host_running_on_the_thread(void)
 {
-    ohm_leak_set_level(OHM_LEAK_PARANOID);
     leak_sink sink = {0};
-    ohm_bind_host_ops ops = {OHM_BIND_OWNER_THREAD, NULL, NULL, leak_cb};
-    ohm_bind_host *h = ohm_bind_host_create(&ops, &sink);
-    if (!CHECK_NOT_NULL(h)) return;
+    ohm_bind_host *h = paranoid_host(&(ohm_bind_host_ops){OHM_BIND_OWNER_THREAD, NULL, NULL, leak_cb}, &sink);
+    if (!h) return;
     ohm_buf *b = tracked_buf("stack traceback:\n\tscript.lua:3: in main chunk");
     if (!CHECK_NOT_NULL(b)) return;
     uint64_t id = ohm_buf_id(b);
@@ -524,11 +542,9 @@ static void test_leak_reports_go_to_the_host_running_on_the_thread(void)
 
 static void test_reports_for_an_owner_that_is_not_running_wait_for_its_next_enter(void)
 {
-    ohm_leak_set_level(OHM_LEAK_PARANOID);
     leak_sink sink = {0};
-    ohm_bind_host_ops ops = {OHM_BIND_OWNER_THREAD, NULL, NULL, leak_cb};
-    ohm_bind_host *h = ohm_bind_host_create(&ops, &sink);
-    if (!CHECK_NOT_NULL(h)) return;
+    ohm_bind_host *h = paranoid_host(&(ohm_bind_host_ops){OHM_BIND_OWNER_THREAD, NULL, NULL, leak_cb}, &sink);
+    if (!h) return;
     ohm_bind_host_set_default(h);
     ohm_buf *b = tracked_buf("queued site");
     if (!CHECK_NOT_NULL(b)) return;
@@ -592,11 +608,9 @@ static void *reclaim_elsewhere(void *arg)
 
 static void test_any_thread_host_is_attached_around_each_callback(void)
 {
-    ohm_leak_set_level(OHM_LEAK_PARANOID);
     attacher at = {0};
-    ohm_bind_host_ops ops = {OHM_BIND_ANY_THREAD, attach_cb, detach_cb, any_leak_cb};
-    ohm_bind_host *h = ohm_bind_host_create(&ops, &at);
-    if (!CHECK_NOT_NULL(h)) return;
+    ohm_bind_host *h = paranoid_host(&(ohm_bind_host_ops){OHM_BIND_ANY_THREAD, attach_cb, detach_cb, any_leak_cb}, &at);
+    if (!h) return;
     ohm_bind_host_set_default(h);
     CHECK(ohm_bind_host_is_current(h));
     ohm_buf *b = tracked_buf("at App.main(App.java:5)");

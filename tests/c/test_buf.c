@@ -16,20 +16,7 @@
 /* ---- helpers ---- */
 
 /* The library never prints: its log lines come here, and tests that expect one can look. */
-static struct {
-    pthread_mutex_t lock;
-    unsigned warns;
-    char last[512];
-} logged = {PTHREAD_MUTEX_INITIALIZER, 0, ""};
-
-static void log_to_test(void *arg, ohm_log_level level, const char *message)
-{
-    (void)arg;
-    pthread_mutex_lock(&logged.lock);
-    if (level >= OHM_LOG_WARN) logged.warns++;
-    snprintf(logged.last, sizeof logged.last, "%s", message);
-    pthread_mutex_unlock(&logged.lock);
-}
+static fixture_log warnings = FIXTURE_LOG(OHM_LOG_WARN);
 
 static void leak_to_nowhere(void *arg, const ohm_leak_report *report)
 {
@@ -54,6 +41,28 @@ static void fill_ramp(ohm_buf *b)
     for (size_t i = 0; i < ohm_buf_size(b); i++) p[i] = (unsigned char)i;
 }
 
+/* A private pool (see buf_pool), its active block count before anything is allocated, and a first buffer of
+ * `size` bytes in it: NULL when either failed (and a check failed). */
+static ohm_buf *pool_buf(const char *name, size_t size, ohm_pool **pool, uint64_t *before)
+{
+    *pool = buf_pool(name);
+    if (!*pool) return NULL;
+    *before = active_blocks(*pool);
+    ohm_buf *b = ohm_buf_alloc(*pool, size);
+    CHECK_NOT_NULL(b);
+    return b;
+}
+
+/* A new buffer: allocated, with count 1, the requested size and data (even at size 0). False if b is NULL. */
+static bool check_fresh(ohm_buf *b, size_t size)
+{
+    if (!CHECK_NOT_NULL(b)) return false;
+    CHECK_EQ_U64(ohm_buf_refcnt(b), 1);
+    CHECK_EQ_U64(ohm_buf_size(b), size);
+    CHECK_NOT_NULL(ohm_buf_data(b));
+    return true;
+}
+
 static bool error_is(int rc, int code) { return CHECK_EQ_INT(rc, code) && CHECK_EQ_INT(ohm_last_error_code(), code); }
 
 /* ---- reference counts: Netty's rules ---- */
@@ -61,10 +70,7 @@ static bool error_is(int rc, int code) { return CHECK_EQ_INT(rc, code) && CHECK_
 static void test_new_buffer_has_count_1_and_the_requested_size(void)
 {
     ohm_buf *b = ohm_buf_alloc(NULL, 100);
-    if (!CHECK_NOT_NULL(b)) return;
-    CHECK_EQ_U64(ohm_buf_refcnt(b), 1);
-    CHECK_EQ_U64(ohm_buf_size(b), 100);
-    CHECK_NOT_NULL(ohm_buf_data(b));
+    if (!check_fresh(b, 100)) return;
     CHECK_EQ_INT(ohm_buf_origin_of(b), OHM_ORIGIN_POOL);
     CHECK_EQ_INT(ohm_buf_release(b, 1), 1);
 }
@@ -207,14 +213,16 @@ static void *retain_release_churn(void *arg)
     return (void *)errors;
 }
 
-static void test_concurrent_retain_and_release_keep_the_count_exact(void)
+/* Runs churn on `threads` threads against one buffer the main thread holds, each returning its error count; no
+ * errors, and the count back at 1, are the checks. */
+static void check_churn_keeps_the_count(unsigned threads, void *(*churn)(void *))
 {
     ohm_buf *b = ohm_buf_alloc(NULL, 64);
     if (!CHECK_NOT_NULL(b)) return;
-    pthread_t t[RACERS];
-    for (unsigned i = 0; i < RACERS; i++) pthread_create(&t[i], NULL, retain_release_churn, b);
+    pthread_t t[16];
+    for (unsigned i = 0; i < threads; i++) pthread_create(&t[i], NULL, churn, b);
     uintptr_t errors = 0;
-    for (unsigned i = 0; i < RACERS; i++) {
+    for (unsigned i = 0; i < threads; i++) {
         void *e;
         pthread_join(t[i], &e);
         errors += (uintptr_t)e;
@@ -222,6 +230,11 @@ static void test_concurrent_retain_and_release_keep_the_count_exact(void)
     CHECK_EQ_U64(errors, 0);
     CHECK_EQ_U64(ohm_buf_refcnt(b), 1);
     CHECK_EQ_INT(ohm_buf_release(b, 1), 1);
+}
+
+static void test_concurrent_retain_and_release_keep_the_count_exact(void)
+{
+    check_churn_keeps_the_count(RACERS, retain_release_churn);
 }
 
 /* ---- slices and duplicates ---- */
@@ -255,11 +268,10 @@ static void test_slice_and_duplicate_share_the_parent_count_and_bytes(void)
 
 static void test_releasing_through_a_slice_frees_the_parent_and_ends_every_view(void)
 {
-    ohm_pool *pool = buf_pool("buf-slice");
-    if (!pool) return;
-    uint64_t before = active_blocks(pool);
-    ohm_buf *p = ohm_buf_alloc(pool, 256);
-    if (!CHECK_NOT_NULL(p)) return;
+    ohm_pool *pool;
+    uint64_t before;
+    ohm_buf *p = pool_buf("buf-slice", 256, &pool, &before);
+    if (!p) return;
     ohm_buf *s = ohm_buf_slice(p, 100, 50), *d = ohm_buf_duplicate(p);
     if (!CHECK_NOT_NULL(s) || !CHECK_NOT_NULL(d)) return;
     CHECK_EQ_U64(active_blocks(pool), before + 1);
@@ -317,11 +329,10 @@ static void test_slices_outside_the_buffer_are_erange(void)
 
 static void test_retained_slice_has_count_1_and_holds_one_parent_reference_until_it_reaches_zero(void)
 {
-    ohm_pool *pool = buf_pool("buf-retained");
-    if (!pool) return;
-    uint64_t before = active_blocks(pool);
-    ohm_buf *p = ohm_buf_alloc(pool, 128);
-    if (!CHECK_NOT_NULL(p)) return;
+    ohm_pool *pool;
+    uint64_t before;
+    ohm_buf *p = pool_buf("buf-retained", 128, &pool, &before);
+    if (!p) return;
     fill_ramp(p);
     ohm_buf *r = ohm_buf_retained_slice(p, 32, 16);
     if (!CHECK_NOT_NULL(r)) return;
@@ -381,50 +392,56 @@ static void test_over_releasing_the_root_makes_a_live_retained_slice_read_as_rel
 
 /* The over-released root's header is reused by the next buffer of this thread; the retained slice's last
  * release must not touch that new buffer (its reference belongs to the dead one). */
+/* In a private pool, a root with a retained slice r, released twice (once too often, so it is freed while r still
+ * holds it), then a new buffer n of its size: most likely the root's header again. before is the count with r
+ * alone, id n's id. False (and a failed check) when any of it could not be made. */
+typedef struct reused_header {
+    ohm_pool *pool;
+    ohm_buf *r, *n;
+    uint64_t before, id;
+} reused_header;
+
+static bool reuse_over_released_root(const char *name, reused_header *u)
+{
+    u->pool = buf_pool(name);
+    if (!u->pool) return false;
+    ohm_buf *p = ohm_buf_alloc(u->pool, 64);
+    if (!CHECK_NOT_NULL(p)) return false;
+    u->r = ohm_buf_retained_slice(p, 0, 8);
+    if (!CHECK_NOT_NULL(u->r)) return false;
+    CHECK_EQ_INT(ohm_buf_release(p, 2), 1);
+    u->before = active_blocks(u->pool);
+    u->n = ohm_buf_alloc(u->pool, 64);
+    if (!CHECK_NOT_NULL(u->n)) return false;
+    if (u->n != p) fprintf(stderr, "  note: the new buffer did not reuse the root's header\n");
+    u->id = ohm_buf_id(u->n);
+    return true;
+}
+
 static void test_a_retained_slice_ending_after_its_root_was_over_released_leaves_the_reused_header_alone(void)
 {
-    ohm_pool *pool = buf_pool("buf-reuse");
-    if (!pool) return;
-    ohm_buf *p = ohm_buf_alloc(pool, 64);
-    if (!CHECK_NOT_NULL(p)) return;
-    ohm_buf *r = ohm_buf_retained_slice(p, 0, 8);
-    if (!CHECK_NOT_NULL(r)) return;
-    CHECK_EQ_INT(ohm_buf_release(p, 2), 1);
-    uint64_t before = active_blocks(pool);
-    ohm_buf *n = ohm_buf_alloc(pool, 64); /* most likely p's header again */
-    if (!CHECK_NOT_NULL(n)) return;
-    if (n != p) fprintf(stderr, "  note: the new buffer did not reuse the root's header\n");
-    uint64_t id = ohm_buf_id(n);
-    CHECK_EQ_INT(ohm_buf_release(r, 1), 1);
-    CHECK_EQ_U64(ohm_buf_refcnt(n), 1);
-    /* n is an ordinary unreleased buffer with no retained slice: the Cleaner must reclaim it. */
-    CHECK_EQ_INT(ohm_buf_reclaim(n, id), 1);
-    CHECK_EQ_U64(active_blocks(pool), before);
-    CHECK_EQ_INT(ohm_buf_check(n, id), OHM_ESTATE);
-    CHECK_EQ_INT(ohm_pool_destroy(pool), 0);
+    reused_header u;
+    if (!reuse_over_released_root("buf-reuse", &u)) return;
+    CHECK_EQ_INT(ohm_buf_release(u.r, 1), 1);
+    CHECK_EQ_U64(ohm_buf_refcnt(u.n), 1);
+    /* the new buffer is an ordinary unreleased buffer with no retained slice: the Cleaner must reclaim it. */
+    CHECK_EQ_INT(ohm_buf_reclaim(u.n, u.id), 1);
+    CHECK_EQ_U64(active_blocks(u.pool), u.before);
+    CHECK_EQ_INT(ohm_buf_check(u.n, u.id), OHM_ESTATE);
+    CHECK_EQ_INT(ohm_pool_destroy(u.pool), 0);
 }
 
 /* The same, with the Cleaner coming for the new buffer while the dead root's retained slice is still alive: the
  * slice's reference on the dead root must not count as a reference held on the new buffer. */
 static void test_a_reused_header_does_not_inherit_the_dead_roots_retained_slices(void)
 {
-    ohm_pool *pool = buf_pool("buf-reuse-live");
-    if (!pool) return;
-    ohm_buf *p = ohm_buf_alloc(pool, 64);
-    if (!CHECK_NOT_NULL(p)) return;
-    ohm_buf *r = ohm_buf_retained_slice(p, 0, 8);
-    if (!CHECK_NOT_NULL(r)) return;
-    CHECK_EQ_INT(ohm_buf_release(p, 2), 1);
-    uint64_t before = active_blocks(pool);
-    ohm_buf *n = ohm_buf_alloc(pool, 64);
-    if (!CHECK_NOT_NULL(n)) return;
-    if (n != p) fprintf(stderr, "  note: the new buffer did not reuse the root's header\n");
-    uint64_t id = ohm_buf_id(n);
-    CHECK_EQ_INT(ohm_buf_reclaim(n, id), 1);
-    CHECK_EQ_U64(active_blocks(pool), before);
-    CHECK_EQ_INT(ohm_buf_check(n, id), OHM_ESTATE);
-    CHECK_EQ_INT(ohm_buf_release(r, 1), 1);
-    CHECK_EQ_INT(ohm_pool_destroy(pool), 0);
+    reused_header u;
+    if (!reuse_over_released_root("buf-reuse-live", &u)) return;
+    CHECK_EQ_INT(ohm_buf_reclaim(u.n, u.id), 1);
+    CHECK_EQ_U64(active_blocks(u.pool), u.before);
+    CHECK_EQ_INT(ohm_buf_check(u.n, u.id), OHM_ESTATE);
+    CHECK_EQ_INT(ohm_buf_release(u.r, 1), 1);
+    CHECK_EQ_INT(ohm_pool_destroy(u.pool), 0);
 }
 
 #define SLICERS 4
@@ -447,19 +464,7 @@ static void *slice_churn(void *arg)
 
 static void test_threads_making_and_ending_slices_of_one_parent_keep_its_count_exact(void)
 {
-    ohm_buf *p = ohm_buf_alloc(NULL, 64);
-    if (!CHECK_NOT_NULL(p)) return;
-    pthread_t t[SLICERS];
-    for (unsigned i = 0; i < SLICERS; i++) pthread_create(&t[i], NULL, slice_churn, p);
-    uintptr_t errors = 0;
-    for (unsigned i = 0; i < SLICERS; i++) {
-        void *e;
-        pthread_join(t[i], &e);
-        errors += (uintptr_t)e;
-    }
-    CHECK_EQ_U64(errors, 0);
-    CHECK_EQ_U64(ohm_buf_refcnt(p), 1);
-    CHECK_EQ_INT(ohm_buf_release(p, 1), 1);
+    check_churn_keeps_the_count(SLICERS, slice_churn);
 }
 
 /* ---- checked access ---- */
@@ -634,11 +639,10 @@ static void test_check_still_fails_after_the_header_is_reused_by_new_buffers(voi
 
 static void test_reclaim_frees_a_live_unreleased_buffer_once(void)
 {
-    ohm_pool *pool = buf_pool("buf-reclaim");
-    if (!pool) return;
-    uint64_t before = active_blocks(pool);
-    ohm_buf *b = ohm_buf_alloc(pool, 1000);
-    if (!CHECK_NOT_NULL(b)) return;
+    ohm_pool *pool;
+    uint64_t before;
+    ohm_buf *b = pool_buf("buf-reclaim", 1000, &pool, &before);
+    if (!b) return;
     CHECK_EQ_INT(ohm_buf_retain(b, 2), 0); /* references the host forgot, all of them */
     uint64_t id = ohm_buf_id(b);
     CHECK_EQ_U64(active_blocks(pool), before + 1);
@@ -693,11 +697,10 @@ static void test_reclaim_of_a_plain_slice_drops_only_the_slice_handle(void)
 
 static void test_reclaim_of_a_parent_leaves_its_retained_slice_usable_until_the_slice_is_released(void)
 {
-    ohm_pool *pool = buf_pool("buf-reclaim-retained");
-    if (!pool) return;
-    uint64_t before = active_blocks(pool);
-    ohm_buf *p = ohm_buf_alloc(pool, 64);
-    if (!CHECK_NOT_NULL(p)) return;
+    ohm_pool *pool;
+    uint64_t before;
+    ohm_buf *p = pool_buf("buf-reclaim-retained", 64, &pool, &before);
+    if (!p) return;
     fill_ramp(p);
     ohm_buf *r = ohm_buf_retained_slice(p, 16, 16);
     if (!CHECK_NOT_NULL(r)) return;
@@ -717,11 +720,10 @@ static void test_reclaim_of_a_parent_leaves_its_retained_slice_usable_until_the_
  * the retained slice holds stays until the retained slice is released. */
 static void test_reclaim_of_the_last_plain_slice_of_a_reclaimed_owner_reclaims_what_it_retained(void)
 {
-    ohm_pool *pool = buf_pool("buf-reclaim-slice-owner");
-    if (!pool) return;
-    uint64_t before = active_blocks(pool);
-    ohm_buf *p = ohm_buf_alloc(pool, 64);
-    if (!CHECK_NOT_NULL(p)) return;
+    ohm_pool *pool;
+    uint64_t before;
+    ohm_buf *p = pool_buf("buf-reclaim-slice-owner", 64, &pool, &before);
+    if (!p) return;
     ohm_buf *r = ohm_buf_retained_slice(p, 0, 8), *s1 = ohm_buf_slice(p, 8, 8), *s2 = ohm_buf_duplicate(p);
     if (!CHECK_NOT_NULL(r) || !CHECK_NOT_NULL(s1) || !CHECK_NOT_NULL(s2)) return;
     CHECK_EQ_INT(ohm_buf_release(p, 1), 0);          /* p's own reference is gone: r's remains */
@@ -857,10 +859,7 @@ static void test_wrap_that_fails_never_calls_release(void)
 static void test_alloc_of_size_0_gives_a_live_empty_buffer(void)
 {
     ohm_buf *b = ohm_buf_alloc(NULL, 0);
-    if (!CHECK_NOT_NULL(b)) return;
-    CHECK_EQ_U64(ohm_buf_size(b), 0);
-    CHECK_EQ_U64(ohm_buf_refcnt(b), 1);
-    CHECK_NOT_NULL(ohm_buf_data(b));
+    if (!check_fresh(b, 0)) return;
     CHECK_EQ_INT(ohm_buf_read(b, 0, NULL, 0), 0);
     char x;
     error_is(ohm_buf_read(b, 0, &x, 1), OHM_ERANGE);
@@ -894,9 +893,9 @@ static void test_destroying_a_pool_with_live_buffers_ends_them_and_only_them(voi
     ohm_buf *s = ohm_buf_slice(a, 0, 8), *r = ohm_buf_retained_slice(b, 0, 8);
     ohm_buf *ks = ohm_buf_slice(keep, 0, 8);
     if (!CHECK_NOT_NULL(s) || !CHECK_NOT_NULL(r) || !CHECK_NOT_NULL(ks)) return;
-    unsigned warns = logged.warns;
+    unsigned warns = warnings.count;
     CHECK_EQ_INT(ohm_pool_destroy(pool), 0);
-    CHECK(logged.warns > warns); /* the live buffers were reported */
+    CHECK(warnings.count > warns); /* the live buffers were reported */
     char x;
     ohm_buf *dead[] = {a, b, s, r};
     for (unsigned i = 0; i < 4; i++) {
@@ -1030,7 +1029,7 @@ static void test_paranoid_retained_slice_holds_its_parent(void)
 
 int main(void)
 {
-    ohm_set_log_handler(log_to_test, NULL);
+    ohm_set_log_handler(fixture_log_handler, &warnings);
     ohm_leak_set_handler(leak_to_nowhere, NULL);
     ohm_leak_set_level(OHM_LEAK_OFF);
 

@@ -11,19 +11,7 @@
 #include <unistd.h>
 
 /* The log, captured: the poison option reports through it. */
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-static char last_error[1024];
-static unsigned error_count;
-
-static void capture_log(void *arg, ohm_log_level level, const char *message)
-{
-    (void)arg;
-    if (level < OHM_LOG_ERROR) return;
-    pthread_mutex_lock(&log_lock);
-    snprintf(last_error, sizeof last_error, "%s", message);
-    error_count++;
-    pthread_mutex_unlock(&log_lock);
-}
+static fixture_log errors_logged = FIXTURE_LOG(OHM_LOG_ERROR);
 
 static ohm_pool *poison_pool(void)
 {
@@ -36,7 +24,7 @@ static void test_poison_finds_a_write_after_free_and_names_the_offset(void)
 {
     ohm_pool *pool = poison_pool();
     if (!pool) return;
-    unsigned errors = error_count;
+    unsigned errors = errors_logged.count;
     unsigned char *p = ohm_pool_alloc(pool, 64);
     if (!CHECK_NOT_NULL(p)) return;
     CHECK_EQ_INT(ohm_pool_free(pool, p), OHM_OK);
@@ -44,9 +32,9 @@ static void test_poison_finds_a_write_after_free_and_names_the_offset(void)
     unsigned char *q = ohm_pool_alloc(pool, 64);
     CHECK(q == p); /* no thread cache: the same slab block comes back */
     CHECK_EQ_U64(fixture_stats(pool, -1).poison_violations, 1);
-    CHECK_EQ_INT(error_count, errors + 1);
-    CHECK_STR_CONTAINS(last_error, "written after it was freed");
-    CHECK_STR_CONTAINS(last_error, "offset 40");
+    CHECK_EQ_INT(errors_logged.count, errors + 1);
+    CHECK_STR_CONTAINS(errors_logged.last, "written after it was freed");
+    CHECK_STR_CONTAINS(errors_logged.last, "offset 40");
     ohm_pool_free(pool, q);
     ohm_pool_destroy(pool);
 }
@@ -65,8 +53,8 @@ static void test_poison_names_the_buffer_whose_memory_was_written(void)
     if (!CHECK_NOT_NULL(c)) return;
     char want[64];
     snprintf(want, sizeof want, "buffer id %llu", (unsigned long long)id);
-    CHECK_STR_CONTAINS(last_error, want);
-    CHECK_STR_CONTAINS(last_error, "offset 90");
+    CHECK_STR_CONTAINS(errors_logged.last, want);
+    CHECK_STR_CONTAINS(errors_logged.last, "offset 90");
     ohm_buf_release(c, 1);
     ohm_pool_destroy(pool);
 }
@@ -180,7 +168,7 @@ static void test_only_buffers_owning_their_pages_can_be_sealed(void)
 
 int main(void)
 {
-    ohm_set_log_handler(capture_log, NULL);
+    ohm_set_log_handler(fixture_log_handler, &errors_logged);
     RUN(test_poison_finds_a_write_after_free_and_names_the_offset);
     RUN(test_poison_names_the_buffer_whose_memory_was_written);
     RUN(test_poison_reports_nothing_for_correct_use);

@@ -166,9 +166,7 @@ static void test_pinned_chunks_purge_only_whole(void)
 
 static void test_thread_caches_and_several_arenas(void)
 {
-    ohm_pool_config cfg = fixture_config("debug-cached");
-    cfg.arenas = 2;
-    ohm_pool *pool = fixture_pool(&cfg);
+    ohm_pool *pool = fixture_arenas_pool("debug-cached", 2);
     if (!pool) return;
     alloc_free_all_classes(pool, SHUFFLED);
     CHECK_EQ_INT(ohm_pool_flush_thread_cache(pool), OHM_OK);

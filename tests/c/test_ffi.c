@@ -458,32 +458,51 @@ static void fill_bytes(unsigned char *p, size_t n, uint64_t seed, bool compressi
     }
 }
 
+/* zlib's crc32 through the bridge, and a buffer of `size` bytes to pass it (none at size 0). */
+typedef struct crc32_call {
+    ohm_ffi_lib *z;
+    ohm_ffi_fn *fn;
+    ohm_buf *b;
+} crc32_call;
+
+/* Whether all of it was made (a check failed otherwise); crc32_close ends what was, in every case. */
+static bool crc32_open(crc32_call *c, size_t size)
+{
+    *c = (crc32_call){ohm_ffi_open("libz.so.1"), NULL, NULL};
+    if (!CHECK_NOT_NULL(c->z)) return false;
+    c->fn = must_func(c->z, "crc32", "ulong(ulong, ptr, uint)");
+    c->b = size ? must_buf(size) : NULL;
+    return c->fn && (c->b || !size);
+}
+
+static void crc32_close(crc32_call *c)
+{
+    if (c->b) ohm_buf_release(c->b, 1);
+    ohm_ffi_func_free(c->fn);
+    if (c->z) ohm_ffi_close(c->z);
+}
+
 static void test_zlib_crc32_of_a_buffer_range_matches_a_direct_crc32(void)
 {
-    ohm_ffi_lib *z = ohm_ffi_open("libz.so.1");
-    if (!CHECK_NOT_NULL(z)) return;
-    ohm_ffi_fn *fn = must_func(z, "crc32", "ulong(ulong, ptr, uint)");
-    ohm_buf *b = must_buf(1000);
-    if (fn && b) {
-        fill_bytes(ohm_buf_data(b), 1000, 7, false);
-        const unsigned char *d = ohm_buf_data(b);
-        ohm_ffi_arg args[] = {a_int(0), a_buf(b, 100), a_int(500)};
+    crc32_call c;
+    if (crc32_open(&c, 1000)) {
+        fill_bytes(ohm_buf_data(c.b), 1000, 7, false);
+        const unsigned char *d = ohm_buf_data(c.b);
+        ohm_ffi_arg args[] = {a_int(0), a_buf(c.b, 100), a_int(500)};
         ohm_bind_value r = {0};
-        CHECK_EQ_INT(ohm_ffi_call(fn, args, 3, &r), 0);
+        CHECK_EQ_INT(ohm_ffi_call(c.fn, args, 3, &r), 0);
         CHECK_EQ_U64(r.u, crc32(0, d + 100, 500));
         /* Chained: the running crc as the first argument. */
         uLong part = crc32(0, d, 100);
-        ohm_ffi_arg chained[] = {a_int((int64_t)part), a_buf(b, 100), a_int(900)};
-        CHECK_EQ_INT(ohm_ffi_call(fn, chained, 3, &r), 0);
+        ohm_ffi_arg chained[] = {a_int((int64_t)part), a_buf(c.b, 100), a_int(900)};
+        CHECK_EQ_INT(ohm_ffi_call(c.fn, chained, 3, &r), 0);
         CHECK_EQ_U64(r.u, crc32(0, d, 1000));
         /* crc32(0, NULL, 0) is zlib's initial value. */
         ohm_ffi_arg init[] = {a_int(0), a_null(), a_int(0)};
-        CHECK_EQ_INT(ohm_ffi_call(fn, init, 3, &r), 0);
+        CHECK_EQ_INT(ohm_ffi_call(c.fn, init, 3, &r), 0);
         CHECK_EQ_U64(r.u, crc32(0, NULL, 0));
     }
-    if (b) ohm_buf_release(b, 1);
-    ohm_ffi_func_free(fn);
-    ohm_ffi_close(z);
+    crc32_close(&c);
 }
 
 static void test_zlib_compress2_between_buffers_then_uncompress_gives_the_input_back(void)
@@ -530,47 +549,39 @@ static void test_zlib_compress2_between_buffers_then_uncompress_gives_the_input_
 
 static void test_wrong_argument_count_is_einval(void)
 {
-    ohm_ffi_lib *z = ohm_ffi_open("libz.so.1");
-    if (!CHECK_NOT_NULL(z)) return;
-    ohm_ffi_fn *fn = must_func(z, "crc32", "ulong(ulong, ptr, uint)");
-    if (fn) {
+    crc32_call c;
+    if (crc32_open(&c, 0)) {
         ohm_ffi_arg args[] = {a_int(0), a_null(), a_int(0), a_int(0)};
-        call_fails(fn, args, 2, OHM_EINVAL, "crc32: expected 3 arguments (ulong(ulong, ptr, uint)), got 2", NULL);
-        call_fails(fn, args, 4, OHM_EINVAL, "crc32: expected 3 arguments", NULL);
-        call_fails(fn, NULL, 3, OHM_EINVAL, "crc32: arguments are NULL", NULL);
+        call_fails(c.fn, args, 2, OHM_EINVAL, "crc32: expected 3 arguments (ulong(ulong, ptr, uint)), got 2", NULL);
+        call_fails(c.fn, args, 4, OHM_EINVAL, "crc32: expected 3 arguments", NULL);
+        call_fails(c.fn, NULL, 3, OHM_EINVAL, "crc32: arguments are NULL", NULL);
     }
     error_is(ohm_ffi_call(NULL, NULL, 0, NULL), OHM_EINVAL);
-    ohm_ffi_func_free(fn);
-    ohm_ffi_close(z);
+    crc32_close(&c);
 }
 
 static void test_an_argument_whose_kind_does_not_fit_its_type_is_einval(void)
 {
-    ohm_ffi_lib *z = ohm_ffi_open("libz.so.1");
-    if (!CHECK_NOT_NULL(z)) return;
-    ohm_ffi_fn *fn = must_func(z, "crc32", "ulong(ulong, ptr, uint)");
-    ohm_buf *b = must_buf(16);
-    if (fn && b) {
+    crc32_call c;
+    if (crc32_open(&c, 16)) {
         ohm_ffi_arg num_for_ptr[] = {a_int(0), a_int(1234), a_int(0)};
-        call_fails(fn, num_for_ptr, 3, OHM_EINVAL, "crc32: argument 2 is ptr, got a number", NULL);
+        call_fails(c.fn, num_for_ptr, 3, OHM_EINVAL, "crc32: argument 2 is ptr, got a number", NULL);
         ohm_ffi_arg flt_for_ptr[] = {a_int(0), a_flt(1.0), a_int(0)};
-        call_fails(fn, flt_for_ptr, 3, OHM_EINVAL, "crc32: argument 2 is ptr, got a number", NULL);
+        call_fails(c.fn, flt_for_ptr, 3, OHM_EINVAL, "crc32: argument 2 is ptr, got a number", NULL);
         ohm_ffi_arg str_for_int[] = {a_str("0"), a_null(), a_int(0)};
-        call_fails(fn, str_for_int, 3, OHM_EINVAL, "crc32: argument 1 is u64, got a string", NULL);
-        ohm_ffi_arg buf_for_int[] = {a_int(0), a_null(), a_buf(b, 0)};
-        call_fails(fn, buf_for_int, 3, OHM_EINVAL, "crc32: argument 3 is u32, got a buffer", b);
-        ohm_ffi_arg ptr_for_int[] = {a_ptr(b), a_null(), a_int(0)};
-        call_fails(fn, ptr_for_int, 3, OHM_EINVAL, "crc32: argument 1 is u64, got a pointer", NULL);
+        call_fails(c.fn, str_for_int, 3, OHM_EINVAL, "crc32: argument 1 is u64, got a string", NULL);
+        ohm_ffi_arg buf_for_int[] = {a_int(0), a_null(), a_buf(c.b, 0)};
+        call_fails(c.fn, buf_for_int, 3, OHM_EINVAL, "crc32: argument 3 is u32, got a buffer", c.b);
+        ohm_ffi_arg ptr_for_int[] = {a_ptr(c.b), a_null(), a_int(0)};
+        call_fails(c.fn, ptr_for_int, 3, OHM_EINVAL, "crc32: argument 1 is u64, got a pointer", NULL);
         ohm_ffi_arg null_for_int[] = {a_null(), a_null(), a_int(0)};
-        call_fails(fn, null_for_int, 3, OHM_EINVAL, "crc32: argument 1 is u64, got null", NULL);
+        call_fails(c.fn, null_for_int, 3, OHM_EINVAL, "crc32: argument 1 is u64, got null", NULL);
         ohm_ffi_arg bad_kind[] = {a_int(0), {.kind = (ohm_ffi_arg_kind)42}, a_int(0)};
-        call_fails(fn, bad_kind, 3, OHM_EINVAL, "crc32: argument 2 is ptr, got an unknown kind", NULL);
+        call_fails(c.fn, bad_kind, 3, OHM_EINVAL, "crc32: argument 2 is ptr, got an unknown kind", NULL);
         ohm_ffi_arg null_buf[] = {a_int(0), a_buf(NULL, 0), a_int(0)};
-        call_fails(fn, null_buf, 3, OHM_EINVAL, "crc32: argument 2 (ptr): buffer is NULL", NULL);
+        call_fails(c.fn, null_buf, 3, OHM_EINVAL, "crc32: argument 2 (ptr): buffer is NULL", NULL);
     }
-    if (b) ohm_buf_release(b, 1);
-    ohm_ffi_func_free(fn);
-    ohm_ffi_close(z);
+    crc32_close(&c);
 }
 
 static void int_out_of_range(const char *sig, ohm_ffi_arg a, const char *want)

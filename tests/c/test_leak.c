@@ -97,38 +97,17 @@ static void paranoid_capture(void)
 
 /* ---- a log handler that keeps messages ---- */
 
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-static char log_text[16384];
-static unsigned log_calls;
-
-static void log_capture(void *arg, ohm_log_level level, const char *msg)
-{
-    (void)arg;
-    if (level < OHM_LOG_WARN) return;
-    pthread_mutex_lock(&log_lock);
-    log_calls++;
-    size_t n = strlen(log_text);
-    snprintf(log_text + n, sizeof log_text - n, "%s\n", msg);
-    pthread_mutex_unlock(&log_lock);
-}
-
-static void log_reset(void)
-{
-    pthread_mutex_lock(&log_lock);
-    log_text[0] = '\0';
-    log_calls = 0;
-    pthread_mutex_unlock(&log_lock);
-}
+static fixture_log logged = FIXTURE_LOG(OHM_LOG_WARN);
 
 /* ---- settings ---- */
 
 /* Child mode (see main): prints nothing, exits with level + 4*(a warning was logged) + 8*(interval wrong). */
 static int env_child(const char *want_interval)
 {
-    ohm_set_log_handler(log_capture, NULL);
+    ohm_set_log_handler(fixture_log_handler, &logged);
     ohm_leak_level level = ohm_leak_get_level();
     uint32_t interval = ohm_leak_get_sample_interval();
-    return (int)level + (log_calls ? 4 : 0) + (interval != (uint32_t)strtoul(want_interval, NULL, 10) ? 8 : 0);
+    return (int)level + (logged.count ? 4 : 0) + (interval != (uint32_t)strtoul(want_interval, NULL, 10) ? 8 : 0);
 }
 
 /* Runs this executable in child mode with OHM_LEAK_LEVEL / OHM_LEAK_SAMPLE set (NULL = unset): a fresh process
@@ -493,8 +472,8 @@ static void test_default_handler_logs_the_text_in_pieces(void)
 {
     ohm_leak_set_level(OHM_LEAK_PARANOID);
     ohm_leak_set_handler(NULL, NULL);
-    ohm_set_log_handler(log_capture, NULL);
-    log_reset();
+    ohm_set_log_handler(fixture_log_handler, &logged);
+    fixture_log_reset(&logged);
     leak_track *t = site_log();
     char site[3000];
     for (size_t i = 0; i < sizeof site - 1; i++) site[i] = (i % 60 == 59) ? '\n' : 'x';
@@ -502,25 +481,25 @@ static void test_default_handler_logs_the_text_in_pieces(void)
     leak_track_set_site(t, site);
     leak_track_leaked(t, OHM_LEAK_GC);
     ohm_set_log_handler(NULL, NULL);
-    CHECK(log_calls >= 4); /* longer than one log message: cut at line ends */
-    CHECK_STR_CONTAINS(log_text, "LEAK: ohm_buf of 4096 bytes (pool 'logged'");
-    CHECK_STR_CONTAINS(log_text, "LEAK (continued): ");
+    CHECK(logged.count >= 4); /* longer than one log message: cut at line ends */
+    CHECK_STR_CONTAINS(logged.text, "LEAK: ohm_buf of 4096 bytes (pool 'logged'");
+    CHECK_STR_CONTAINS(logged.text, "LEAK (continued): ");
 }
 
 static void test_untracked_leaks_are_summarized_at_powers_of_ten(void)
 {
     ohm_leak_set_level(OHM_LEAK_SIMPLE);
-    ohm_set_log_handler(log_capture, NULL);
-    log_reset();
+    ohm_set_log_handler(fixture_log_handler, &logged);
+    fixture_log_reset(&logged);
     leak_untracked(OHM_LEAK_GC, 64); /* the first */
-    CHECK_EQ_INT(log_calls, 1);
-    CHECK_STR_CONTAINS(log_text, "1 leaked buffers were not tracked");
-    CHECK_STR_CONTAINS(log_text, "set OHM_LEAK_LEVEL=paranoid");
+    CHECK_EQ_INT(logged.count, 1);
+    CHECK_STR_CONTAINS(logged.text, "1 leaked buffers were not tracked");
+    CHECK_STR_CONTAINS(logged.text, "set OHM_LEAK_LEVEL=paranoid");
     for (int i = 0; i < 8; i++) leak_untracked(OHM_LEAK_POOL_DESTROY, 8);
-    CHECK_EQ_INT(log_calls, 1);
+    CHECK_EQ_INT(logged.count, 1);
     leak_untracked(OHM_LEAK_GC, 64); /* the tenth */
-    CHECK_EQ_INT(log_calls, 2);
-    CHECK_STR_CONTAINS(log_text, "10 leaked buffers were not tracked (2 garbage-collected, 8 at pool destruction");
+    CHECK_EQ_INT(logged.count, 2);
+    CHECK_STR_CONTAINS(logged.text, "10 leaked buffers were not tracked (2 garbage-collected, 8 at pool destruction");
     ohm_set_log_handler(NULL, NULL);
 }
 
@@ -697,8 +676,7 @@ static void test_checkpoint_lists_live_buffers(void)
 static void test_pool_destroy_reports_live_buffers(void)
 {
     paranoid_capture();
-    ohm_pool_config cfg = fixture_config("leaky");
-    ohm_pool *pool = fixture_pool(&cfg);
+    ohm_pool *pool = fixture_named_pool("leaky");
     if (!pool) return;
     ohm_buf *b = ohm_buf_alloc(pool, 300);
     CHECK_NOT_NULL(b);
@@ -713,8 +691,7 @@ static void test_pool_destroy_reports_live_buffers(void)
 static void test_pool_leak_settings_override_the_process_settings(void)
 {
     ohm_leak_set_level(OHM_LEAK_OFF);
-    ohm_pool_config cfg = fixture_config("own-level");
-    ohm_pool *pool = fixture_pool(&cfg);
+    ohm_pool *pool = fixture_named_pool("own-level");
     if (!pool) return;
     CHECK_EQ_INT(ohm_pool_get_leak_level(pool), OHM_LEAK_OFF); /* follows the process until set */
     CHECK_EQ_INT(ohm_pool_set_leak(pool, OHM_LEAK_PARANOID, 0), 0);
@@ -753,6 +730,18 @@ static OHM_NOINLINE ohm_buf *site_rslice(ohm_buf *parent, size_t off, size_t len
     return r;
 }
 
+/* Gives root p (checked not to be NULL) the host site psite, and a retained slice [off, off + len) of it made by
+ * site_rslice the site rsite: the slice, or NULL when either failed. */
+static ohm_buf *sited_rslice(ohm_buf *p, const char *psite, size_t off, size_t len, const char *rsite)
+{
+    if (!CHECK_NOT_NULL(p)) return NULL;
+    CHECK_EQ_INT(ohm_buf_set_site(p, psite), 0);
+    ohm_buf *r = site_rslice(p, off, len);
+    if (!CHECK_NOT_NULL(r)) return NULL;
+    CHECK_EQ_INT(ohm_buf_set_site(r, rsite), 0);
+    return r;
+}
+
 /* Whether fn is among the first frames of a creation record (at most ohm's entry point before it). */
 static bool made_in(const ohm_leak_record *created, void *fn)
 {
@@ -764,16 +753,13 @@ static bool made_in(const ohm_leak_record *created, void *fn)
 static void test_leaked_retained_slice_is_reported_as_itself_when_reclaimed(void)
 {
     paranoid_capture();
-    ohm_set_log_handler(log_capture, NULL);
-    log_reset();
+    ohm_set_log_handler(fixture_log_handler, &logged);
+    fixture_log_reset(&logged);
     uint64_t mark = ohm_leak_mark();
     ohm_buf *p = site_buf(256);
-    if (!CHECK_NOT_NULL(p)) return;
-    CHECK_EQ_INT(ohm_buf_set_site(p, "at Parent.make(Parent.java:1)"), 0);
-    ohm_buf *r = site_rslice(p, 16, 48);
-    if (!CHECK_NOT_NULL(r)) return;
+    ohm_buf *r = sited_rslice(p, "at Parent.make(Parent.java:1)", 16, 48, "at Slice.make(Slice.java:9)");
+    if (!r) return;
     CHECK(ohm_buf_tracked(r));
-    CHECK_EQ_INT(ohm_buf_set_site(r, "at Slice.make(Slice.java:9)"), 0);
     CHECK_EQ_INT(ohm_buf_touch(r, "slice-hint"), 0);
     uint64_t rid = ohm_buf_id(r);
     CHECK_EQ_INT(ohm_buf_release(p, 1), 0); /* the parent's user is done; the slice's reference remains */
@@ -792,7 +778,7 @@ static void test_leaked_retained_slice_is_reported_as_itself_when_reclaimed(void
     CHECK_STR_CONTAINS(cap.text, "LEAK: ohm_buf of 48 bytes (pool 'default'");
     CHECK_STR_CONTAINS(cap.text, "#1: Hint: slice-hint\n");
     CHECK_STR_CONTAINS(cap.text, "Created at:\n\tat Slice.make(Slice.java:9)");
-    CHECK(!strstr(log_text, "not tracked"));
+    CHECK(!strstr(logged.text, "not tracked"));
     /* The parent's own count reached 0 when the slice's reference went: released cleanly, nothing left live. */
     CHECK_EQ_INT(ohm_leak_check(mark, count_only, &(unsigned){0}), 0);
     CHECK_EQ_INT(cap.calls, 1);
@@ -807,11 +793,8 @@ static void test_reclaimed_retained_duplicate_leaves_a_leaked_parent_tracked(voi
     paranoid_capture();
     uint64_t mark = ohm_leak_mark();
     ohm_buf *p = site_buf(96);
-    if (!CHECK_NOT_NULL(p)) return;
-    CHECK_EQ_INT(ohm_buf_set_site(p, "at Parent.make(Parent.java:2)"), 0);
-    ohm_buf *d = site_rslice(p, 0, 96);
-    if (!CHECK_NOT_NULL(d)) return;
-    CHECK_EQ_INT(ohm_buf_set_site(d, "at Dup.make(Dup.java:3)"), 0);
+    ohm_buf *d = sited_rslice(p, "at Parent.make(Parent.java:2)", 0, 96, "at Dup.make(Dup.java:3)");
+    if (!d) return;
     uint64_t pid = ohm_buf_id(p), did = ohm_buf_id(d);
     CHECK_EQ_INT(ohm_buf_reclaim(d, did), 1);
     CHECK_EQ_INT(cap.calls, 1);
@@ -900,15 +883,11 @@ static void test_plain_slices_write_to_their_count_owners_record(void)
 static void test_pool_destroy_reports_a_live_retained_slice_as_itself(void)
 {
     paranoid_capture();
-    ohm_pool_config cfg = fixture_config("rslice-pool");
-    ohm_pool *pool = fixture_pool(&cfg);
+    ohm_pool *pool = fixture_named_pool("rslice-pool");
     if (!pool) return;
     ohm_buf *p = ohm_buf_alloc(pool, 512);
-    if (!CHECK_NOT_NULL(p)) return;
-    CHECK_EQ_INT(ohm_buf_set_site(p, "at Parent.make(Parent.java:7)"), 0);
-    ohm_buf *r = site_rslice(p, 64, 24);
-    if (!CHECK_NOT_NULL(r)) return;
-    CHECK_EQ_INT(ohm_buf_set_site(r, "at Slice.make(Slice.java:8)"), 0);
+    ohm_buf *r = sited_rslice(p, "at Parent.make(Parent.java:7)", 64, 24, "at Slice.make(Slice.java:8)");
+    if (!r) return;
     CHECK_EQ_INT(ohm_buf_touch(r, "pool-slice-hint"), 0);
     uint64_t rid = ohm_buf_id(r);
     CHECK_EQ_INT(ohm_buf_release(p, 1), 0);
@@ -928,8 +907,7 @@ static void test_pool_destroy_reports_a_live_retained_slice_as_itself(void)
 static void test_retained_slices_follow_their_pools_level(void)
 {
     ohm_leak_set_level(OHM_LEAK_OFF);
-    ohm_pool_config cfg = fixture_config("rslice-level");
-    ohm_pool *pool = fixture_pool(&cfg);
+    ohm_pool *pool = fixture_named_pool("rslice-level");
     if (!pool) return;
     CHECK_EQ_INT(ohm_pool_set_leak(pool, OHM_LEAK_PARANOID, 0), 0);
     ohm_buf *p = ohm_buf_alloc(pool, 64);

@@ -215,8 +215,7 @@ static void test_sync_of_a_slice(void)
 
 static void test_sync_refuses_buffers_that_are_not_mapped(void)
 {
-    ohm_pool_config cfg = fixture_config("map");
-    ohm_pool *pool = fixture_pool(&cfg);
+    ohm_pool *pool = fixture_named_pool("map");
     if (!pool) return;
     ohm_buf *b = ohm_buf_alloc(pool, 100);
     if (CHECK_NOT_NULL(b)) {

@@ -250,10 +250,8 @@ static void *free_and_flush_elsewhere(void *arg)
 
 static void test_double_free_is_caught_while_the_block_waits_on_a_remote_list(void)
 {
-    ohm_pool_config cfg = fixture_config("misuse");
-    cfg.arenas = 2;
-    ohm_pool *pool = ohm_pool_create(&cfg);
-    if (!CHECK_NOT_NULL(pool)) return;
+    ohm_pool *pool = fixture_arenas_pool("misuse", 2);
+    if (!pool) return;
     remote_job j = {pool, ohm_pool_alloc(pool, 64)};
     void *keep = ohm_pool_alloc(pool, 64);
     pthread_t t;
@@ -483,20 +481,6 @@ static void restore_env(void)
     }
 }
 
-typedef struct captured {
-    char text[4096];
-    unsigned n;
-} captured;
-
-static void capture_log(void *arg, ohm_log_level level, const char *message)
-{
-    captured *c = arg;
-    (void)level;
-    c->n++;
-    size_t used = strlen(c->text);
-    snprintf(c->text + used, sizeof c->text - used, "%s\n", message);
-}
-
 static void test_environment_sets_the_config_defaults(void)
 {
     save_env();
@@ -554,9 +538,9 @@ static void test_malformed_environment_values_are_ignored_and_logged(void)
     save_env();
     ohm_pool_config dflt;
     ohm_pool_config_init(&dflt);
-    static captured log;
-    memset(&log, 0, sizeof log);
-    ohm_set_log_handler(capture_log, &log);
+    static fixture_log log;
+    log = (fixture_log)FIXTURE_LOG(OHM_LOG_DEBUG);
+    ohm_set_log_handler(fixture_log_handler, &log);
     setenv("OHM_CHUNK_SIZE", "banana", 1);
     setenv("OHM_ARENAS", "-1", 1);
     setenv("OHM_CACHE_MAX", "12Q", 1);
@@ -593,7 +577,7 @@ static void test_out_of_range_environment_numbers_do_not_wrap(void)
     save_env();
     ohm_pool_config dflt;
     ohm_pool_config_init(&dflt);
-    ohm_set_log_handler(capture_log, &(captured){0});
+    ohm_set_log_handler(fixture_log_handler, &(fixture_log)FIXTURE_LOG(OHM_LOG_DEBUG));
     setenv("OHM_CACHE_SLOTS", "4294967297", 1); /* 2^32 + 1 */
     setenv("OHM_ARENAS", "4294967298", 1);      /* 2^32 + 2 */
     ohm_pool_config cfg;

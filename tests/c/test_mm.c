@@ -12,33 +12,7 @@
 
 /* ---- helpers ---- */
 
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-static char log_text[8192];
-
-static void capture_log(void *arg, ohm_log_level level, const char *message)
-{
-    (void)arg;
-    (void)level;
-    pthread_mutex_lock(&log_lock);
-    size_t len = strlen(log_text);
-    snprintf(log_text + len, sizeof log_text - len, "%s\n", message);
-    pthread_mutex_unlock(&log_lock);
-}
-
-static void log_clear(void)
-{
-    pthread_mutex_lock(&log_lock);
-    log_text[0] = 0;
-    pthread_mutex_unlock(&log_lock);
-}
-
-static bool log_has(const char *s)
-{
-    pthread_mutex_lock(&log_lock);
-    bool r = strstr(log_text, s) != NULL;
-    pthread_mutex_unlock(&log_lock);
-    return r;
-}
+static fixture_log logged = FIXTURE_LOG(OHM_LOG_DEBUG);
 
 static ohm_mm *make_mm(uint64_t on_heap, uint64_t off_heap, double storage_fraction)
 {
@@ -239,10 +213,10 @@ static void test_release_more_than_held_releases_what_is_held(void)
 {
     ohm_mm *mm = make_mm(1000, 0, 0.5);
     ohm_task *t = ohm_task_create(mm, 9);
-    log_clear();
+    fixture_log_reset(&logged);
     CHECK_EQ_INT(ohm_task_acquire(t, OHM_ON_HEAP, 100), 100);
     CHECK_EQ_INT(ohm_task_release(t, OHM_ON_HEAP, 300), 100);
-    CHECK(log_has("released 300 bytes of execution memory but held only 100"));
+    CHECK(fixture_log_has(&logged, "released 300 bytes of execution memory but held only 100"));
     CHECK_POOLS(mm, OHM_ON_HEAP, 500, 0, 500, 0);
     ohm_mm_stats st;
     ohm_mm_stats_get(mm, &st);
@@ -309,16 +283,26 @@ static void *acquire_thread(void *p)
     return NULL;
 }
 
+/* Task 1 holds all 1000 bytes; task 2 asks 300 on a thread of its own (a) and waits (N = 2, min share
+ * 1000 / 4 = 250, nothing free). */
+static pthread_t start_waiter(ohm_mm *mm, ohm_task **t1, ohm_task **t2, wait_arg *a)
+{
+    *t1 = ohm_task_create(mm, 1);
+    *t2 = ohm_task_create(mm, 2);
+    CHECK_EQ_INT(ohm_task_acquire(*t1, OHM_ON_HEAP, 1000), 1000);
+    *a = (wait_arg){*t2, 300, 0};
+    pthread_t th;
+    pthread_create(&th, NULL, acquire_thread, a);
+    await_waiting(*t2);
+    return th;
+}
+
 static void test_waiting_task_woken_by_release(void)
 {
     ohm_mm *mm = make_mm(1000, 0, 0.5);
-    ohm_task *t1 = ohm_task_create(mm, 1), *t2 = ohm_task_create(mm, 2);
-    CHECK_EQ_INT(ohm_task_acquire(t1, OHM_ON_HEAP, 1000), 1000);
-    /* t2: N = 2, min share 1000 / 4 = 250, nothing free: waits */
-    wait_arg a = {t2, 300, 0};
-    pthread_t th;
-    pthread_create(&th, NULL, acquire_thread, &a);
-    await_waiting(t2);
+    ohm_task *t1, *t2;
+    wait_arg a;
+    pthread_t th = start_waiter(mm, &t1, &t2, &a);
     CHECK_EQ_INT(ohm_task_release(t1, OHM_ON_HEAP, 600), 600);
     pthread_join(th, NULL);
     CHECK_EQ_INT(a.got, 300);
@@ -336,15 +320,12 @@ static void test_waiting_task_woken_by_release(void)
 static void test_waiting_task_woken_by_task_end(void)
 {
     ohm_mm *mm = make_mm(1000, 0, 0.5);
-    ohm_task *t1 = ohm_task_create(mm, 1), *t2 = ohm_task_create(mm, 2);
-    CHECK_EQ_INT(ohm_task_acquire(t1, OHM_ON_HEAP, 1000), 1000);
-    wait_arg a = {t2, 300, 0};
-    pthread_t th;
-    pthread_create(&th, NULL, acquire_thread, &a);
-    await_waiting(t2);
-    log_clear();
+    ohm_task *t1, *t2;
+    wait_arg a;
+    pthread_t th = start_waiter(mm, &t1, &t2, &a);
+    fixture_log_reset(&logged);
     CHECK_EQ_INT(ohm_task_end(t1), 1000);
-    CHECK(log_has("memory leak detected in task 1: 1000 bytes"));
+    CHECK(fixture_log_has(&logged, "memory leak detected in task 1: 1000 bytes"));
     pthread_join(th, NULL);
     CHECK_EQ_INT(a.got, 300); /* alone again: up to 1000 */
     CHECK_EQ_INT(ohm_task_end(t2), 300);
@@ -373,12 +354,9 @@ static void test_wait_times_out(void)
 static void test_wait_is_cancelled(void)
 {
     ohm_mm *mm = make_mm(1000, 0, 0.5);
-    ohm_task *t1 = ohm_task_create(mm, 1), *t2 = ohm_task_create(mm, 2);
-    CHECK_EQ_INT(ohm_task_acquire(t1, OHM_ON_HEAP, 1000), 1000);
-    wait_arg a = {t2, 300, 0};
-    pthread_t th;
-    pthread_create(&th, NULL, acquire_thread, &a);
-    await_waiting(t2);
+    ohm_task *t1, *t2;
+    wait_arg a;
+    pthread_t th = start_waiter(mm, &t1, &t2, &a);
     CHECK_EQ_INT(ohm_mm_cancel_task(mm, 2), 0);
     pthread_join(th, NULL);
     CHECK_EQ_INT(a.got, OHM_ECANCELED);
@@ -430,16 +408,22 @@ static ohm_consumer *make_consumer(ohm_task *t, ohm_mem_mode mode, spiller *s, c
     return s->self;
 }
 
+/* A, B and C hold 100, 300 and 400; R holds nothing. */
+static void make_abcr(ohm_task *t, char *order, spiller *a, spiller *b, spiller *c, spiller *r)
+{
+    make_consumer(t, OHM_ON_HEAP, a, "A", order, 100);
+    make_consumer(t, OHM_ON_HEAP, b, "B", order, 300);
+    make_consumer(t, OHM_ON_HEAP, c, "C", order, 400);
+    make_consumer(t, OHM_ON_HEAP, r, "R", order, 0);
+}
+
 static void test_spill_picks_smallest_sufficient_consumer(void)
 {
     ohm_mm *mm = make_mm(1000, 0, 0.5);
     ohm_task *t = ohm_task_create(mm, 1);
     char order[128] = "";
     spiller a, b, c, r;
-    make_consumer(t, OHM_ON_HEAP, &a, "A", order, 100);
-    make_consumer(t, OHM_ON_HEAP, &b, "B", order, 300);
-    make_consumer(t, OHM_ON_HEAP, &c, "C", order, 400);
-    make_consumer(t, OHM_ON_HEAP, &r, "R", order, 0);
+    make_abcr(t, order, &a, &b, &c, &r);
     /* 800 used; R asks 500, gets the last 200; missing 300: B (300) covers it, C (400) is not needed */
     CHECK_EQ_INT(ohm_consumer_acquire(r.self, 500), 500);
     CHECK(!strcmp(order, "B "));
@@ -464,10 +448,7 @@ static void test_spill_falls_back_to_largest_consumer(void)
     ohm_task *t = ohm_task_create(mm, 1);
     char order[128] = "";
     spiller a, b, c, r;
-    make_consumer(t, OHM_ON_HEAP, &a, "A", order, 100);
-    make_consumer(t, OHM_ON_HEAP, &b, "B", order, 300);
-    make_consumer(t, OHM_ON_HEAP, &c, "C", order, 400);
-    make_consumer(t, OHM_ON_HEAP, &r, "R", order, 0);
+    make_abcr(t, order, &a, &b, &c, &r);
     /* R asks 700: gets 200, missing 500: nobody has 500, so C (largest); then missing 100: A (100) */
     CHECK_EQ_INT(ohm_consumer_acquire(r.self, 700), 700);
     CHECK(!strcmp(order, "C A "));
@@ -575,95 +556,97 @@ static ohm_consumer *misspill_setup(ohm_task *t, misspiller *a, ohm_consumer **x
     return ohm_consumer_create(t, OHM_ON_HEAP, "R", NULL, NULL);
 }
 
+typedef struct misspill_run {
+    ohm_mm *mm;
+    ohm_task *t;
+    ohm_consumer *x, *r;
+} misspill_run;
+
+/* The setup above in a manager of 1000 bytes, then R asks 300: `got` is what that must return. */
+static misspill_run misspill_acquire(misspiller *a, int64_t got)
+{
+    misspill_run m;
+    m.mm = make_mm(1000, 0, 0.5);
+    m.t = ohm_task_create(m.mm, 1);
+    m.r = misspill_setup(m.t, a, &m.x);
+    CHECK_EQ_INT(ohm_consumer_acquire(m.r, 300), got);
+    return m;
+}
+
 static void test_spill_reporting_bytes_it_did_not_release_is_a_callback_error(void)
 {
-    ohm_mm *mm = make_mm(1000, 0, 0.5);
-    ohm_task *t = ohm_task_create(mm, 1);
     misspiller a = {.report = 500};
-    ohm_consumer *x, *r = misspill_setup(t, &a, &x);
-    CHECK_EQ_INT(ohm_consumer_acquire(r, 300), OHM_ECALLBACK);
+    misspill_run m = misspill_acquire(&a, OHM_ECALLBACK);
     CHECK(!strcmp(ohm_last_error(), "spill of consumer A reported 500 bytes but released 0"));
     CHECK_STR_CONTAINS(ohm_last_error(), "spill of consumer A reported 500 bytes but released 0");
     CHECK_EQ_INT(a.calls, 1);
     CHECK_EQ_U64(ohm_consumer_used(a.self), 600);
-    CHECK_EQ_U64(ohm_consumer_used(r), 0);
-    CHECK_EQ_U64(task_used(t, OHM_ON_HEAP), 1000);
-    CHECK_POOLS(mm, OHM_ON_HEAP, 1000, 1000, 0, 0);
+    CHECK_EQ_U64(ohm_consumer_used(m.r), 0);
+    CHECK_EQ_U64(task_used(m.t, OHM_ON_HEAP), 1000);
+    CHECK_POOLS(m.mm, OHM_ON_HEAP, 1000, 1000, 0, 0);
     ohm_consumer_stats cs;
     ohm_consumer_stats_get(a.self, &cs);
     CHECK_EQ_U64(cs.spills, 1);
     CHECK_EQ_U64(cs.spill_bytes, 0); /* what it released, not what it said */
-    CHECK_EQ_INT(ohm_task_end(t), 1000);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    CHECK_EQ_INT(ohm_task_end(m.t), 1000);
+    CHECK_EQ_INT(ohm_mm_destroy(m.mm), 0);
 }
 
 static void test_spill_releasing_less_than_it_reports_is_a_callback_error(void)
 {
-    ohm_mm *mm = make_mm(1000, 0, 0.5);
-    ohm_task *t = ohm_task_create(mm, 1);
     misspiller a = {.report = 300, .release = 100};
-    ohm_consumer *x, *r = misspill_setup(t, &a, &x);
-    CHECK_EQ_INT(ohm_consumer_acquire(r, 300), OHM_ECALLBACK);
+    misspill_run m = misspill_acquire(&a, OHM_ECALLBACK);
     CHECK(!strcmp(ohm_last_error(), "spill of consumer A reported 300 bytes but released 100"));
     CHECK_EQ_INT(a.calls, 1);
     /* the 100 it did release stay released; the requester got nothing */
     CHECK_EQ_U64(ohm_consumer_used(a.self), 500);
-    CHECK_EQ_U64(ohm_consumer_used(r), 0);
-    CHECK_EQ_U64(ohm_consumer_used(x), 400);
-    CHECK_EQ_U64(task_used(t, OHM_ON_HEAP), 900);
-    CHECK_POOLS(mm, OHM_ON_HEAP, 1000, 900, 0, 0);
+    CHECK_EQ_U64(ohm_consumer_used(m.r), 0);
+    CHECK_EQ_U64(ohm_consumer_used(m.x), 400);
+    CHECK_EQ_U64(task_used(m.t, OHM_ON_HEAP), 900);
+    CHECK_POOLS(m.mm, OHM_ON_HEAP, 1000, 900, 0, 0);
     ohm_task_stats ts;
-    ohm_task_stats_get(t, &ts);
+    ohm_task_stats_get(m.t, &ts);
     CHECK_EQ_U64(ts.spill_bytes, 100);
-    CHECK_EQ_INT(ohm_task_end(t), 900);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    CHECK_EQ_INT(ohm_task_end(m.t), 900);
+    CHECK_EQ_INT(ohm_mm_destroy(m.mm), 0);
 }
 
 static void test_spill_reporting_less_than_it_released_is_credited_what_it_released(void)
 {
-    ohm_mm *mm = make_mm(1000, 0, 0.5);
-    ohm_task *t = ohm_task_create(mm, 1);
     misspiller a = {.report = 0, .release = 300};
-    ohm_consumer *x, *r = misspill_setup(t, &a, &x);
-    CHECK_EQ_INT(ohm_consumer_acquire(r, 300), 300);
+    misspill_run m = misspill_acquire(&a, 300);
     CHECK_EQ_INT(a.calls, 1);
     CHECK_EQ_U64(ohm_consumer_used(a.self), 300);
-    CHECK_EQ_U64(ohm_consumer_used(r), 300);
+    CHECK_EQ_U64(ohm_consumer_used(m.r), 300);
     ohm_consumer_stats cs;
     ohm_consumer_stats_get(a.self, &cs);
     CHECK_EQ_U64(cs.spill_bytes, 300);
-    CHECK_POOLS(mm, OHM_ON_HEAP, 1000, 1000, 0, 0);
-    CHECK_EQ_INT(ohm_task_end(t), 1000);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    CHECK_POOLS(m.mm, OHM_ON_HEAP, 1000, 1000, 0, 0);
+    CHECK_EQ_INT(ohm_task_end(m.t), 1000);
+    CHECK_EQ_INT(ohm_mm_destroy(m.mm), 0);
 }
 
 static void test_spill_releasing_in_small_steps_is_asked_again_until_the_request_is_met(void)
 {
-    ohm_mm *mm = make_mm(1000, 0, 0.5);
-    ohm_task *t = ohm_task_create(mm, 1);
     misspiller a = {.report = 100, .release = 100};
-    ohm_consumer *x, *r = misspill_setup(t, &a, &x);
-    CHECK_EQ_INT(ohm_consumer_acquire(r, 300), 300);
+    misspill_run m = misspill_acquire(&a, 300);
     CHECK_EQ_INT(a.calls, 3);
     CHECK_EQ_U64(ohm_consumer_used(a.self), 300);
-    CHECK_EQ_INT(ohm_task_end(t), 1000);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    CHECK_EQ_INT(ohm_task_end(m.t), 1000);
+    CHECK_EQ_INT(ohm_mm_destroy(m.mm), 0);
 }
 
 static void test_spill_that_takes_back_what_it_released_ends_the_round(void)
 {
-    ohm_mm *mm = make_mm(1000, 0, 0.5);
-    ohm_task *t = ohm_task_create(mm, 1);
     /* Honest about each release, but it acquires the bytes again: asking it again would never end. */
     misspiller a = {.report = 100, .release = 100, .take_back = true};
-    ohm_consumer *x, *r = misspill_setup(t, &a, &x);
-    CHECK_EQ_INT(ohm_consumer_acquire(r, 300), 0);
+    misspill_run m = misspill_acquire(&a, 0);
     CHECK_EQ_INT(a.calls, 1);
     CHECK_EQ_U64(ohm_consumer_used(a.self), 600);
-    CHECK_EQ_U64(ohm_consumer_used(r), 0);
-    CHECK_POOLS(mm, OHM_ON_HEAP, 1000, 1000, 0, 0);
-    CHECK_EQ_INT(ohm_task_end(t), 1000);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    CHECK_EQ_U64(ohm_consumer_used(m.r), 0);
+    CHECK_POOLS(m.mm, OHM_ON_HEAP, 1000, 1000, 0, 0);
+    CHECK_EQ_INT(ohm_task_end(m.t), 1000);
+    CHECK_EQ_INT(ohm_mm_destroy(m.mm), 0);
 }
 
 static void test_spill_whose_release_cannot_reach_the_requester_is_not_asked_again(void)
@@ -801,9 +784,9 @@ static void test_leaked_page_reported_at_task_end(void)
     ohm_buf *p = ohm_consumer_alloc_page(c, 100);
     if (!CHECK_NOT_NULL(p)) return;
     uint64_t id = ohm_buf_id(p);
-    log_clear();
+    fixture_log_reset(&logged);
     CHECK_EQ_INT(ohm_task_end(t), 4096);
-    CHECK(log_has("memory leak detected in task 7: 4096 bytes"));
+    CHECK(fixture_log_has(&logged, "memory leak detected in task 7: 4096 bytes"));
     CHECK_EQ_INT(ohm_buf_check(p, id), OHM_ESTATE); /* the page was freed with its task */
     ohm_mm_stats st;
     ohm_mm_stats_get(mm, &st);
@@ -968,7 +951,7 @@ static void test_json_snapshot_contains_the_numbers(void)
 
 int main(void)
 {
-    ohm_set_log_handler(capture_log, NULL);
+    ohm_set_log_handler(fixture_log_handler, &logged);
     RUN(test_pools_start_at_the_storage_region);
     RUN(test_sizing_helper_follows_spark);
     RUN(test_execution_borrows_free_storage);

@@ -620,10 +620,8 @@ static void *alloc_and_hold(void *arg)
 
 static void test_per_arena_stats_sum_to_the_whole(void)
 {
-    ohm_pool_config cfg = fixture_config("api");
-    cfg.arenas = 2;
-    ohm_pool *pool = ohm_pool_create(&cfg);
-    if (!CHECK_NOT_NULL(pool)) return;
+    ohm_pool *pool = fixture_arenas_pool("api", 2);
+    if (!pool) return;
     pthread_barrier_t ready, go0, go1;
     pthread_barrier_init(&ready, NULL, 2);
     pthread_barrier_init(&go0, NULL, 2);

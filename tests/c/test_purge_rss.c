@@ -116,17 +116,25 @@ static void test_freed_pages_stay_resident_until_purged(void)
     ohm_pool_destroy(pool);
 }
 
+/* Allocates n runs of 64 KiB, makes every page resident by writing byte, and frees them all: false (and a failed
+ * check) if a run could not be allocated. */
+static bool free_touched_runs(ohm_pool *pool, unsigned char **runs, unsigned n, int byte)
+{
+    for (unsigned i = 0; i < n; i++) {
+        runs[i] = ohm_pool_alloc(pool, 64 * KIB);
+        if (!CHECK_NOT_NULL(runs[i])) return false;
+        memset(runs[i], byte, 64 * KIB);
+    }
+    for (unsigned i = 0; i < n; i++) CHECK_EQ_INT(ohm_pool_free(pool, runs[i]), OHM_OK);
+    return true;
+}
+
 static void test_zero_purge_delay_purges_on_free_paths(void)
 {
     ohm_pool *pool = make_pool(0, false, 0);
     if (!pool) return;
     unsigned char *runs[10], *keep = ohm_pool_alloc(pool, 64);
-    for (unsigned i = 0; i < 10; i++) {
-        runs[i] = ohm_pool_alloc(pool, 64 * KIB);
-        if (!CHECK_NOT_NULL(runs[i])) return;
-        memset(runs[i], 9, 64 * KIB);
-    }
-    for (unsigned i = 0; i < 10; i++) CHECK_EQ_INT(ohm_pool_free(pool, runs[i]), OHM_OK);
+    if (!free_touched_runs(pool, runs, 10, 9)) return;
     ohm_pool_stats st = fixture_stats(pool, -1);
     CHECK_EQ_U64(st.dirty_bytes, 0);
     CHECK_EQ_U64(st.purged_bytes, 10 * 64 * KIB);
@@ -198,12 +206,7 @@ static void test_background_purger_gives_pages_back_without_calls(void)
     ohm_pool *pool = make_pool(50, true, 0);
     if (!pool) return;
     unsigned char *runs[8], *keep = ohm_pool_alloc(pool, 64);
-    for (unsigned i = 0; i < 8; i++) {
-        runs[i] = ohm_pool_alloc(pool, 64 * KIB);
-        if (!CHECK_NOT_NULL(runs[i])) return;
-        memset(runs[i], 3, 64 * KIB);
-    }
-    for (unsigned i = 0; i < 8; i++) ohm_pool_free(pool, runs[i]);
+    if (!free_touched_runs(pool, runs, 8, 3)) return;
     uint64_t deadline = now_ms() + 5000;
     ohm_pool_stats st = fixture_stats(pool, -1);
     while (st.dirty_bytes != 0 && now_ms() < deadline) {

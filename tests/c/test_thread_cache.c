@@ -131,6 +131,17 @@ static void test_flush_thread_cache_empties_the_callers_cache(void)
     ohm_pool_destroy(pool);
 }
 
+/* This thread's cache of pool after n blocks of 64 bytes went through it (p holds them, all freed): NULL, and a
+ * failed check, if there is none. */
+static tcache_t *cycled_cache(ohm_pool *pool, void **p, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) p[i] = ohm_pool_alloc(pool, 64);
+    for (unsigned i = 0; i < n; i++) ohm_pool_free(pool, p[i]);
+    tcache_t *tc = tcache_find(pool);
+    CHECK_NOT_NULL(tc);
+    return tc;
+}
+
 /* An idle bin drains over slow-path events (here: allocations of a class the cache does not hold). */
 static void test_idle_bin_is_trimmed_over_slow_path_events(void)
 {
@@ -138,10 +149,8 @@ static void test_idle_bin_is_trimmed_over_slow_path_events(void)
     if (!pool) return;
     unsigned cls = sc_index(64);
     void *p[64];
-    for (unsigned i = 0; i < 64; i++) p[i] = ohm_pool_alloc(pool, 64);
-    for (unsigned i = 0; i < 64; i++) ohm_pool_free(pool, p[i]);
-    tcache_t *tc = tcache_find(pool);
-    if (!CHECK_NOT_NULL(tc)) return;
+    tcache_t *tc = cycled_cache(pool, p, 64);
+    if (!tc) return;
     tbin_t *b = tc->bins[cls];
     uint32_t start = bin_n(b);
     CHECK(start >= 32);
@@ -174,9 +183,8 @@ static void test_busy_bin_keeps_its_blocks(void)
     if (!pool) return;
     unsigned cls = sc_index(64);
     void *p[100];
-    ohm_pool_free(pool, ohm_pool_alloc(pool, 64));
-    tcache_t *tc = tcache_find(pool);
-    if (!CHECK_NOT_NULL(tc)) return;
+    tcache_t *tc = cycled_cache(pool, p, 1);
+    if (!tc) return;
     unsigned start = tc->gc_cursor, rounds = 0, trimmed = 0;
     /* until the trimmer has come round to every bin four times */
     while (tc->gc_cursor - start < 4 * SC_COUNT && rounds < 20000) {
@@ -424,6 +432,16 @@ typedef struct idle_job {
     bool other_ok;
 } idle_job;
 
+/* Starts fn on a thread of its own with j, both at barrier 1 when this returns. */
+static pthread_t start_job(idle_job *j, void *(*fn)(void *))
+{
+    pthread_barrier_init(&j->bar, NULL, 2);
+    pthread_t t;
+    pthread_create(&t, NULL, fn, j);
+    pthread_barrier_wait(&j->bar); /* 1 */
+    return t;
+}
+
 static uint32_t cached_blocks(ohm_pool *pool)
 {
     tcache_t *tc = tcache_find(pool);
@@ -456,10 +474,7 @@ static void test_trim_makes_other_threads_flush_at_their_next_allocation(void)
     memset(&j, 0, sizeof j);
     j.pool = make_pool(1, 64, 256 * KIB);
     if (!j.pool) return;
-    pthread_barrier_init(&j.bar, NULL, 2);
-    pthread_t t;
-    pthread_create(&t, NULL, cache_then_allocate_once, &j);
-    pthread_barrier_wait(&j.bar); /* 1 */
+    pthread_t t = start_job(&j, cache_then_allocate_once); /* at 1 */
     CHECK_EQ_INT(ohm_pool_trim(j.pool), OHM_OK);
     pthread_barrier_wait(&j.bar); /* 2 */
     pthread_barrier_wait(&j.bar); /* 3 */
@@ -498,10 +513,7 @@ static void test_destroying_a_pool_drops_other_threads_caches_safely(void)
     j.pool = make_pool(2, 64, 256 * KIB);
     j.other = make_pool(2, 64, 256 * KIB);
     if (!j.pool || !j.other) return;
-    pthread_barrier_init(&j.bar, NULL, 2);
-    pthread_t t;
-    pthread_create(&t, NULL, cache_then_outlive_the_pool, &j);
-    pthread_barrier_wait(&j.bar); /* 1 */
+    pthread_t t = start_job(&j, cache_then_outlive_the_pool); /* at 1 */
     CHECK_EQ_INT(ohm_pool_destroy(j.pool), OHM_OK);
     pthread_barrier_wait(&j.bar); /* 2 */
     pthread_join(t, NULL);

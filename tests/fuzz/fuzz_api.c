@@ -339,6 +339,20 @@ static void model_release(int o, uint32_t n)
     if (!s->count) owner_ends(o);
 }
 
+/* Slot i (from new_slot) as the model of b, a new buffer that owns its count (1) and its memory. */
+static hslot *root_slot(int i, ohm_buf *b, int kind, size_t size)
+{
+    hslot *s = H(i);
+    s->b = b;
+    s->id = ohm_buf_id(b);
+    s->kind = kind;
+    s->owner = s->root = i;
+    s->size = size;
+    s->hdr = true;
+    s->count = 1;
+    return s;
+}
+
 static int new_slot(void)
 {
     if (M.nh >= MAXH) return -1;
@@ -420,6 +434,18 @@ static int blk_of_id(const char *id)
     return k >= 0 && k < MAXBLK ? k : -1;
 }
 
+/* Block b leaves the manager's cache: the reference it held through its handle, if any, goes. */
+static void block_uncached(blk_m *b)
+{
+    b->cached = false;
+    if (b->h >= 0) {
+        int o = H(b->h)->owner;
+        H(o)->cache_refs--;
+        H(b->h)->cached--;
+        model_release(o, 1); /* the cache releases its reference */
+    }
+}
+
 static int evict_cb(void *arg, const char *block_id, ohm_buf *buf)
 {
     int k = (int)(intptr_t)arg;
@@ -438,13 +464,7 @@ static int evict_cb(void *arg, const char *block_id, ohm_buf *buf)
         break;
     default: break;
     }
-    bl->cached = false;
-    if (bl->h >= 0) {
-        int o = H(bl->h)->owner;
-        H(o)->cache_refs--;
-        H(bl->h)->cached--;
-        model_release(o, 1); /* the cache releases its reference right after we return */
-    }
+    block_uncached(bl); /* the cache releases its reference right after we return */
     return 0;
 }
 
@@ -873,16 +893,9 @@ static void op_buf_alloc(reader *r)
         M.nh--;
         return;
     }
-    hslot *s = H(i);
-    s->b = b;
-    s->id = ohm_buf_id(b);
+    hslot *s = root_slot(i, b, how == 3 ? K_FOREIGN : K_ROOT, (size_t)size);
     REQUIRE(s->id != 0);
     for (int k = 0; k < M.nh - 1; k++) REQUIRE(!(H(k)->hdr && H(k)->id == s->id)); /* ids are unique */
-    s->kind = how == 3 ? K_FOREIGN : K_ROOT;
-    s->owner = s->root = i;
-    s->size = (size_t)size;
-    s->hdr = true;
-    s->count = 1;
     s->foreign = fm;
     if (s->kind == K_ROOT) M.pool_blocks++;
     REQUIRE(ohm_buf_refcnt(b) == 1 && ohm_buf_size(b) == size);
@@ -1478,14 +1491,7 @@ static void op_alloc_page(reader *r)
     REQUIRE(c->mode == OHM_OFF_HEAP);
     size_t got = ohm_buf_size(b);
     REQUIRE(got >= size && got <= want);
-    hslot *s = H(j);
-    s->b = b;
-    s->id = ohm_buf_id(b);
-    s->kind = K_PAGE;
-    s->owner = s->root = j;
-    s->size = got;
-    s->hdr = true;
-    s->count = 1;
+    hslot *s = root_slot(j, b, K_PAGE, got);
     s->consumer = ci;
     s->page_bytes = got;
     c->pages++;
@@ -1643,13 +1649,7 @@ static void block_remove(int k, bool expect_ok)
     if (!b || !b->cached) { REQUIRE_ERR(rc, OHM_EINVAL); return; }
     if (b->pins) { REQUIRE_ERR(rc, OHM_ESTATE); REQUIRE(!expect_ok); return; }
     REQUIRE(rc == 0);
-    b->cached = false;
-    if (b->h >= 0) {
-        int o = H(b->h)->owner;
-        H(o)->cache_refs--;
-        H(b->h)->cached--;
-        model_release(o, 1);
-    }
+    block_uncached(b);
 }
 
 static void op_block_remove(reader *r) { block_remove(u8(r) % (MAXBLK + 1), false); }
@@ -1803,15 +1803,8 @@ static void op_map(reader *r)
         M.nh--;
         return;
     }
-    hslot *s = H(i);
-    s->b = b;
-    s->id = ohm_buf_id(b);
+    hslot *s = root_slot(i, b, K_MAP, size);
     REQUIRE(s->id != 0);
-    s->kind = K_MAP;
-    s->owner = s->root = i;
-    s->size = size;
-    s->hdr = true;
-    s->count = 1;
     s->ro = ro;
     s->pages = pages;
     REQUIRE(ohm_buf_size(b) == size && ohm_buf_refcnt(b) == 1);
@@ -2299,14 +2292,7 @@ static void cleanup(void)
     g_mm = NULL;
     for (int k = 0; k < MAXBLK; k++) {
         blk_m *b = &M.blocks[k];
-        if (!b->cached) continue;
-        b->cached = false;
-        if (b->h >= 0) {
-            int o = H(b->h)->owner;
-            H(o)->cache_refs--;
-            H(b->h)->cached--;
-            model_release(o, 1);
-        }
+        if (b->cached) block_uncached(b);
     }
     check_all();
     REQUIRE(M.pool_blocks == 0);
