@@ -213,14 +213,13 @@ int bench_alloc_main(int argc, char **argv)
     const bench_suite suite = {
         .name = "alloc",
         .usage = "usage: ohm-bench alloc [options]\n"
-                 "  --workload NAME[,NAME]  workloads to run (repeatable; default all; --list names them)\n"
+                 BENCH_USAGE_WORKLOAD
                  "  --impl NAME[,NAME]      allocators, in this order (default ohm,glibc,jemalloc,mimalloc,tcmalloc)\n"
                  "  --reps N                runs per workload and allocator (default 3; best ops/s, median RSS)\n"
                  "  --scale F               multiplies iteration counts and frag's live target (default 1)\n"
-                 "  --json                  one JSON object per line per (workload, impl) instead of tables\n"
-                 "  --timeout S             kill a run after S seconds (default 600; 0 = never)\n"
-                 "  --verbose               print every run's result on stderr\n"
-                 "  --list                  list the workloads and exit\n"
+                 BENCH_USAGE_JSON
+                 BENCH_USAGE_TIMEOUT
+                 BENCH_USAGE_VERBOSE_LIST
                  "peer libraries: found in the multiarch/usual library directories, or set OHM_BENCH_JEMALLOC,\n"
                  "OHM_BENCH_MIMALLOC, OHM_BENCH_TCMALLOC to a path; OHM_* settings reach ohm's default pool.\n",
         .default_timeout_s = DEFAULT_TIMEOUT_S,

@@ -186,8 +186,7 @@ static unsigned workload_threads(size_t wi)
 
 static int child_main(const bench_options *o)
 {
-    size_t wi = bench_child_workload(o, NWORKLOADS, workload_threads);
-    const buf_workload *w = wi != SIZE_MAX ? &workloads[wi] : NULL;
+    const buf_workload *w = o->child_workload != SIZE_MAX ? &workloads[o->child_workload] : NULL;
     if (!w || o->nimpls != 1)
         bench_die(2, "--child needs exactly one --impl and one --workload");
     buf_impl impl = (buf_impl)o->impls[0];
@@ -286,14 +285,13 @@ static void list(void)
 static const bench_suite suite = {
     .name = "buf",
     .usage = "usage: ohm-bench buf [options]\n"
-             "  --workload NAME[,NAME]  workloads to run (repeatable; default all; --list names them)\n"
+             BENCH_USAGE_WORKLOAD
              "  --impl NAME[,NAME]      ohm-off, ohm-simple, ohm-advanced, ohm-paranoid, pool-raw (default all)\n"
              "  --reps N                runs per workload and impl (default 3; best ops/s, median RSS)\n"
              "  --scale F               multiplies iteration counts (default 1)\n"
-             "  --json                  one JSON object per line per (workload, impl) instead of tables\n"
-             "  --timeout S             kill a run after S seconds (default 600; 0 = never)\n"
-             "  --verbose               print every run's result on stderr\n"
-             "  --list                  list the workloads and exit\n",
+             BENCH_USAGE_JSON
+             BENCH_USAGE_TIMEOUT
+             BENCH_USAGE_VERBOSE_LIST,
     .default_timeout_s = DEFAULT_TIMEOUT_S,
     .banner_ratio = "vs ohm-off = impl ops/s / ohm-off ops/s",
     .impl_names = impl_names,
@@ -302,6 +300,7 @@ static const bench_suite suite = {
     .nworkloads = NWORKLOADS,
     .workload_name = workload_name,
     .threads = BENCH_THREADS_CHILD,
+    .workload_threads = workload_threads,
     .applies = applies,
     .list = list,
     .child = child_main,

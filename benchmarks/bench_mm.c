@@ -310,8 +310,7 @@ static unsigned workload_threads(size_t wi)
 
 static int child_main(const bench_options *o)
 {
-    size_t wi = bench_child_workload(o, NWORKLOADS, workload_threads);
-    const mm_workload *w = wi != SIZE_MAX ? &workloads[wi] : NULL;
+    const mm_workload *w = o->child_workload != SIZE_MAX ? &workloads[o->child_workload] : NULL;
     if (!w)
         bench_die(2, "--child needs exactly one --workload");
     bench_result r = {0};
@@ -395,15 +394,14 @@ static void list(void)
 static const bench_suite suite = {
     .name = "mm",
     .usage = "usage: ohm-bench mm [options]\n"
-             "  --workload NAME[,NAME]  workloads to run (repeatable; default all; --list names them)\n"
+             BENCH_USAGE_WORKLOAD
              "  --impl NAME             ohm (the only one)\n"
              "  --threads N             only the workloads' N-thread variants\n"
              "  --reps N                runs per workload (default 3; best ops/s, median RSS)\n"
              "  --scale F               multiplies iteration counts (default 1)\n"
              "  --json                  one JSON object per line per workload instead of tables\n"
-             "  --timeout S             kill a run after S seconds (default 600; 0 = never)\n"
-             "  --verbose               print every run's result on stderr\n"
-             "  --list                  list the workloads and exit\n",
+             BENCH_USAGE_TIMEOUT
+             BENCH_USAGE_VERBOSE_LIST,
     .default_timeout_s = DEFAULT_TIMEOUT_S,
     .banner_ratio = "impl ohm only, no ratio column; ns/op = 1e9 / ops/s (all threads)",
     .impl_names = &impl_name,

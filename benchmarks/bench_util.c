@@ -771,7 +771,7 @@ static int suite_parent(const bench_suite *s, bench_options *o)
     return failed ? 1 : 0;
 }
 
-size_t bench_child_workload(const bench_options *o, size_t nworkloads, unsigned (*threads)(size_t w))
+static size_t child_workload(const bench_options *o, size_t nworkloads, unsigned (*threads)(size_t w))
 {
     size_t found = SIZE_MAX;
     for (size_t i = 0; i < nworkloads; i++)
@@ -806,5 +806,8 @@ int bench_suite_main(const bench_suite *s, int argc, char **argv)
     if (s->threads == BENCH_THREADS_FILTER && o.threads && !o.c.child) /* the parent narrows to those variants */
         for (size_t i = 0; i < s->nworkloads; i++)
             o.want[i] &= s->workload_threads(i) == o.threads;
+    o.child_workload = SIZE_MAX;
+    if (o.c.child && s->workload_threads)
+        o.child_workload = child_workload(&o, s->nworkloads, s->workload_threads);
     return o.c.child ? s->child(&o) : suite_parent(s, &o);
 }

@@ -125,6 +125,14 @@ bool bench_parse_f64(const char *s, double min, double max, double *out);
  * nonzero result. The item is a NUL-terminated copy (at most 63 characters; longer items are cut). */
 int bench_for_each_item(const char *list, int (*fn)(const char *item, void *arg), void *arg);
 
+/* The lines of a subcommand's --help that every subcommand words the same way. */
+#define BENCH_USAGE_WORKLOAD "  --workload NAME[,NAME]  workloads to run (repeatable; default all; --list names them)\n"
+#define BENCH_USAGE_JSON "  --json                  one JSON object per line per (workload, impl) instead of tables\n"
+#define BENCH_USAGE_TIMEOUT "  --timeout S             kill a run after S seconds (default 600; 0 = never)\n"
+#define BENCH_USAGE_VERBOSE_LIST                                                                                   \
+    "  --verbose               print every run's result on stderr\n"                                              \
+    "  --list                  list the workloads and exit\n"
+
 /* ---- runs: one child's result, and their aggregate over the reps ---------------------------------------- */
 
 #define BENCH_MAX_REPS 100 /* the most --reps a subcommand accepts: the bound of its per-rep arrays */
@@ -213,6 +221,9 @@ typedef struct bench_options {
     unsigned impls[BENCH_MAX_IMPLS];  /* the impls chosen, in the order to run and print (all by default) */
     unsigned nimpls;
     unsigned threads;                 /* --threads N: only the N-thread variants (0 = any) */
+    /* In a child of a suite with workload_threads: the one chosen workload whose threads match --threads, if
+     * given (several: the child dies with status 2); SIZE_MAX if none. */
+    size_t child_workload;
 } bench_options;
 
 /* What --threads does in a subcommand. */
@@ -237,7 +248,7 @@ typedef struct bench_suite {
     size_t nworkloads;           /* at most BENCH_MAX_WORKLOADS */
     const char *(*workload_name)(size_t w);
     bench_threads_option threads;
-    unsigned (*workload_threads)(size_t w); /* a workload's threads, for BENCH_THREADS_FILTER */
+    unsigned (*workload_threads)(size_t w); /* a workload's threads (NULL: no variants by threads) */
     bool (*applies)(size_t w, unsigned impl); /* whether impl runs workload w; NULL: always */
     bool given_order;            /* run the workloads in the order named, not in the table's */
     bool progress;               /* show "workload: rep i/n, impl" on stderr when it is a terminal */
@@ -260,10 +271,6 @@ typedef struct bench_suite {
     /* Goal lines after every table (NULL: none); agg[w][impl]. */
     void (*final_goals)(const bench_options *o, const bench_run (*agg)[BENCH_MAX_IMPLS]);
 } bench_suite;
-
-/* In a child: the one chosen workload whose threads (by threads(w)) match --threads, if given; dies (status 2)
- * if several match; SIZE_MAX if none. */
-size_t bench_child_workload(const bench_options *o, size_t nworkloads, unsigned (*threads)(size_t w));
 
 /* The whole subcommand: parses argv (argv[0] is the subcommand's name) and runs it. Returns the exit status:
  * 0, 1 if a run failed, 2 for a usage error. */

@@ -244,16 +244,15 @@ static int parent_main(const lua_options *o, const lua_workload *w, unsigned nw)
 static void usage(FILE *out)
 {
     fputs("usage: ohm-bench lua [options]\n"
-          "  --workload NAME[,NAME]  workloads to run (repeatable; default all; --list names them)\n"
+          BENCH_USAGE_WORKLOAD
           "  --impl NAME[,NAME]      impls to run where they apply (default all)\n"
           "  --reps N                runs per workload and impl (default 3; best ops/s, median RSS)\n"
           "  --scale F               multiplies iteration counts (default 1)\n"
-          "  --json                  one JSON object per line per (workload, impl) instead of tables\n"
-          "  --timeout S             kill a run after S seconds (default 600; 0 = never)\n"
+          BENCH_USAGE_JSON
+          BENCH_USAGE_TIMEOUT
           "  --script PATH           the workloads (default: " OHM_BENCH_LUA_SCRIPT ")\n"
           "  --gc MODE               the Lua collector: generational (default, as lua5.4) or incremental\n"
-          "  --verbose               print every run's result on stderr\n"
-          "  --list                  list the workloads and exit\n",
+          BENCH_USAGE_VERBOSE_LIST,
           out);
 }
 
