@@ -177,11 +177,6 @@ static const buf_workload workloads[] = {
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 
-static unsigned workload_threads(size_t wi)
-{
-    return workloads[wi].threads;
-}
-
 /* ---- the child ----------------------------------------------------------------------------------------- */
 
 static int child_main(const bench_options *o)
@@ -267,6 +262,11 @@ static const char *workload_name(size_t wi)
     return workloads[wi].name;
 }
 
+static unsigned workload_threads(size_t wi)
+{
+    return workloads[wi].threads;
+}
+
 /* pool-raw has no counterpart for retain-release and slice-release. */
 static bool applies(size_t wi, unsigned impl)
 {
@@ -294,21 +294,12 @@ static const bench_suite suite = {
              BENCH_USAGE_VERBOSE_LIST,
     .default_timeout_s = DEFAULT_TIMEOUT_S,
     .banner_ratio = "vs ohm-off = impl ops/s / ohm-off ops/s",
-    .impl_names = impl_names,
-    .nimpls = IMPL_COUNT,
+    .impl_names = impl_names, .nimpls = IMPL_COUNT,
     .impl_hint = "ohm-off, ohm-simple, ohm-advanced, ohm-paranoid, pool-raw",
-    .nworkloads = NWORKLOADS,
-    .workload_name = workload_name,
-    .threads = BENCH_THREADS_CHILD,
-    .workload_threads = workload_threads,
-    .applies = applies,
-    .list = list,
-    .child = child_main,
-    .run_child = run_child,
-    .heading = heading,
-    .extra_headers = {"vs ohm-off"},
-    .ratio_cell = ratio_cell,
-    .goals = goals,
+    .nworkloads = NWORKLOADS, .workload_name = workload_name, .workload_threads = workload_threads,
+    .threads = BENCH_THREADS_CHILD, .applies = applies,
+    .list = list, .child = child_main, .run_child = run_child,
+    .heading = heading, .extra_headers = {"vs ohm-off"}, .ratio_cell = ratio_cell, .goals = goals,
 };
 
 int bench_buf_main(int argc, char **argv)

@@ -331,19 +331,10 @@ static const bench_suite suite = {
              BENCH_USAGE_VERBOSE_LIST,
     .default_timeout_s = DEFAULT_TIMEOUT_S,
     .banner_ratio = "overhead = ffi ns/op - direct ns/op (best run of each)",
-    .impl_names = impl_names,
-    .nimpls = IMPL_COUNT,
-    .impl_hint = "direct, ffi",
-    .nworkloads = NWORKLOADS,
-    .workload_name = workload_name,
-    .threads = BENCH_THREADS_NONE,
-    .list = list,
-    .child = child_main,
-    .run_child = run_child,
-    .heading = heading,
-    .extra_headers = {"overhead"},
-    .ratio_cell = ratio_cell,
-    .goals = goals,
+    .impl_names = impl_names, .nimpls = IMPL_COUNT, .impl_hint = "direct, ffi",
+    .nworkloads = NWORKLOADS, .workload_name = workload_name, .threads = BENCH_THREADS_NONE,
+    .list = list, .child = child_main, .run_child = run_child,
+    .heading = heading, .extra_headers = {"overhead"}, .ratio_cell = ratio_cell, .goals = goals,
 };
 
 int bench_ffi_main(int argc, char **argv)

@@ -301,11 +301,6 @@ static const mm_workload workloads[] = {
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 
-static unsigned workload_threads(size_t wi)
-{
-    return workloads[wi].threads;
-}
-
 /* ---- the child ----------------------------------------------------------------------------------------- */
 
 static int child_main(const bench_options *o)
@@ -383,6 +378,11 @@ static const char *workload_name(size_t wi)
     return workloads[wi].name;
 }
 
+static unsigned workload_threads(size_t wi)
+{
+    return workloads[wi].threads;
+}
+
 static void list(void)
 {
     printf("%-17s %-9s %9s %-8s %s\n", "workload", "threads", "scale 1", "of", "what");
@@ -404,18 +404,11 @@ static const bench_suite suite = {
              BENCH_USAGE_VERBOSE_LIST,
     .default_timeout_s = DEFAULT_TIMEOUT_S,
     .banner_ratio = "impl ohm only, no ratio column; ns/op = 1e9 / ops/s (all threads)",
-    .impl_names = &impl_name,
-    .nimpls = 1,
-    .impl_hint = "ohm is the only one",
-    .nworkloads = NWORKLOADS,
-    .workload_name = workload_name,
-    .threads = BENCH_THREADS_FILTER,
-    .workload_threads = workload_threads,
-    .list = list,
-    .child = child_main,
-    .run_child = run_child,
-    .heading = heading,
-    .final_goals = final_goals,
+    .impl_names = &impl_name, .nimpls = 1, .impl_hint = "ohm is the only one",
+    .nworkloads = NWORKLOADS, .workload_name = workload_name,
+    .workload_threads = workload_threads, .threads = BENCH_THREADS_FILTER,
+    .list = list, .child = child_main, .run_child = run_child,
+    .heading = heading, .final_goals = final_goals,
 };
 
 int bench_mm_main(int argc, char **argv)
