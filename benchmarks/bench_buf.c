@@ -87,22 +87,20 @@ static void run_alloc(const buf_workload *w, buf_impl impl, double scale, bench_
 
 /* retain-release: retain 1 + release 1 of one buffer, from w->threads threads at once (a barrier starts them). */
 typedef struct retain_arg {
+    bench_thread th; /* first: bench_run_threads starts it */
     ohm_buf *b;
     uint64_t n;
-    pthread_barrier_t *start;
-    uint64_t t0, t1; /* each thread times itself: the main thread may not run again until they are done */
 } retain_arg;
 
 static void *retain_loop(void *p)
 {
     retain_arg *a = p;
-    pthread_barrier_wait(a->start);
-    a->t0 = harness_now_ns();
+    bench_thread_start(&a->th);
     for (uint64_t i = 0; i < a->n; i++) {
         must(ohm_buf_retain(a->b, 1), 0, "ohm_buf_retain");
         must(ohm_buf_release(a->b, 1), 0, "ohm_buf_release");
     }
-    a->t1 = harness_now_ns();
+    bench_thread_end(&a->th);
     return NULL;
 }
 
@@ -113,25 +111,10 @@ static void run_retain(const buf_workload *w, buf_impl impl, double scale, bench
     if (per == 0)
         per = 1;
     ohm_buf *b = must_alloc(w->size);
-    pthread_barrier_t start;
-    pthread_barrier_init(&start, NULL, w->threads + 1);
-    pthread_t t[8];
     retain_arg a[8];
-    for (unsigned i = 0; i < w->threads; i++) {
-        a[i] = (retain_arg){b, per, &start, 0, 0};
-        if (pthread_create(&t[i], NULL, retain_loop, &a[i]) != 0)
-            bench_die(4, "cannot start a thread");
-    }
-    bench_mark_start(r);
-    pthread_barrier_wait(&start);
-    uint64_t t0 = UINT64_MAX, t1 = 0; /* from the first thread's start to the last one's end */
-    for (unsigned i = 0; i < w->threads; i++) {
-        pthread_join(t[i], NULL);
-        t0 = a[i].t0 < t0 ? a[i].t0 : t0;
-        t1 = a[i].t1 > t1 ? a[i].t1 : t1;
-    }
-    r->ns = t1 - t0;
-    pthread_barrier_destroy(&start);
+    for (unsigned i = 0; i < w->threads; i++)
+        a[i] = (retain_arg){.b = b, .n = per};
+    r->ns = bench_run_threads(w->threads, retain_loop, a, sizeof a[0], r);
     r->ops = per * w->threads;
     r->live_peak = w->size;
     must(ohm_buf_release(b, 1), 1, "ohm_buf_release");

@@ -77,10 +77,9 @@ static void destroy_mm(ohm_mm *mm) { must(ohm_mm_destroy(mm), 0, "ohm_mm_destroy
 /* ---- acquire-release: each thread its own task on one manager; acquire AR_SIZE, release it ------------------ */
 
 typedef struct ar_arg {
+    bench_thread th; /* first: bench_run_threads starts it */
     ohm_task *task;
     uint64_t n;
-    pthread_barrier_t *start;
-    uint64_t t0, t1; /* each thread times itself */
 } ar_arg;
 
 static void *ar_loop(void *p)
@@ -91,13 +90,12 @@ static void *ar_loop(void *p)
         must(ohm_task_acquire(t, OHM_ON_HEAP, AR_SIZE), AR_SIZE, "ohm_task_acquire (warm-up)");
         must(ohm_task_release(t, OHM_ON_HEAP, AR_SIZE), AR_SIZE, "ohm_task_release (warm-up)");
     }
-    pthread_barrier_wait(a->start);
-    a->t0 = harness_now_ns();
+    bench_thread_start(&a->th);
     for (uint64_t i = 0; i < a->n; i++) {
         must(ohm_task_acquire(t, OHM_ON_HEAP, AR_SIZE), AR_SIZE, "ohm_task_acquire");
         must(ohm_task_release(t, OHM_ON_HEAP, AR_SIZE), AR_SIZE, "ohm_task_release");
     }
-    a->t1 = harness_now_ns();
+    bench_thread_end(&a->th);
     return NULL;
 }
 
@@ -107,26 +105,11 @@ static void run_acquire_release(const mm_workload *w, double scale, bench_result
     if (per == 0)
         per = 1;
     ohm_mm *mm = must_mm(AR_MAX, 0, 0.5);
-    pthread_barrier_t start;
-    pthread_barrier_init(&start, NULL, w->threads + 1);
-    pthread_t th[8];
     ar_arg a[8];
-    for (unsigned i = 0; i < w->threads; i++) {
-        a[i] = (ar_arg){must_task(mm, i + 1), per, &start, 0, 0};
-        if (pthread_create(&th[i], NULL, ar_loop, &a[i]) != 0)
-            bench_die(4, "cannot start a thread");
-    }
-    bench_mark_start(r);
-    pthread_barrier_wait(&start);
-    uint64_t t0 = UINT64_MAX, t1 = 0; /* from the first thread's start to the last one's end */
-    for (unsigned i = 0; i < w->threads; i++) {
-        pthread_join(th[i], NULL);
-        t0 = a[i].t0 < t0 ? a[i].t0 : t0;
-        t1 = a[i].t1 > t1 ? a[i].t1 : t1;
-    }
-    r->ns = t1 - t0;
+    for (unsigned i = 0; i < w->threads; i++)
+        a[i] = (ar_arg){.task = must_task(mm, i + 1), .n = per};
+    r->ns = bench_run_threads(w->threads, ar_loop, a, sizeof a[0], r);
     r->ops = per * w->threads;
-    pthread_barrier_destroy(&start);
     for (unsigned i = 0; i < w->threads; i++) {
         ohm_task_stats ts;
         must(ohm_task_stats_get(a[i].task, &ts), 0, "ohm_task_stats_get");
