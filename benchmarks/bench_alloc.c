@@ -27,19 +27,16 @@ static char preload[ALLOC_IMPL_COUNT][PRELOAD_CAP]; /* the parent's: each impl's
 
 /* ---- the child ------------------------------------------------------------------------------------------- */
 
-void alloc_mark_start(alloc_result *r)
-{
-    r->rss_before = harness_rss_bytes();
-    harness_reset_peak_rss();
-}
+static void *book;       /* the child's workload's bookkeeping (alloc_book), unmapped after rss_after */
+static size_t book_size;
 
-void *alloc_book(alloc_result *r, size_t size)
+void *alloc_book(size_t size)
 {
-    if (r->book)
+    if (book)
         bench_die(4, "a workload asked for bookkeeping twice");
-    r->book = bench_map(size);
-    r->book_size = size;
-    return r->book;
+    book = bench_map(size);
+    book_size = size;
+    return book;
 }
 
 void alloc_oom(const alloc_api *a, const char *workload, size_t size)
@@ -79,24 +76,15 @@ static int child_main(const bench_options *o)
     alloc_api api;
     alloc_impl_bind((alloc_impl)o->impls[0], &api);
     warm_up(&api);
-    alloc_result r = {0};
+    bench_result r = {0};
     w->run(w, &api, o->c.scale, &r);
     if (r.rss_before == 0)
         bench_die(4, "%s did not mark its start, or /proc/self/statm is unreadable", w->name);
     r.peak_rss = harness_peak_rss_bytes();
     api.trim(&api);
     r.rss_after = harness_rss_bytes();
-    bench_unmap(r.book, r.book_size);
-    bench_run run = {
-        .ok = true,
-        .ops_per_sec = r.ns ? (double)r.ops * 1e9 / (double)r.ns : 0.0,
-        .threads = w->threads,
-        .peak_rss = r.peak_rss,
-        .live_peak = r.live_peak,
-        .rss_before = r.rss_before,
-        .rss_after = r.rss_after,
-    };
-    bench_run_print("alloc", w->name, alloc_impl_name((alloc_impl)o->impls[0]), &run, NULL);
+    bench_unmap(book, book_size);
+    bench_child_print("alloc", w->name, alloc_impl_name((alloc_impl)o->impls[0]), w->threads, &r);
     return 0;
 }
 

@@ -501,6 +501,12 @@ void bench_child_report(const char *bench, const char *workload, const char *imp
     r->peak_rss = harness_peak_rss_bytes();
     ohm_pool_trim(ohm_pool_default());
     r->rss_after = harness_rss_bytes();
+    bench_child_print(bench, workload, impl, threads, r);
+}
+
+void bench_child_print(const char *bench, const char *workload, const char *impl, unsigned threads,
+                       const bench_result *r)
+{
     bench_run run = {
         .ok = true,
         .ops_per_sec = r->ns ? (double)r->ops * 1e9 / (double)r->ns : 0.0,

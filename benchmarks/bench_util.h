@@ -162,6 +162,10 @@ void bench_mark_start(bench_result *r);
  * (bench, workload, impl) with write(2). */
 void bench_child_report(const char *bench, const char *workload, const char *impl, unsigned threads,
                         bench_result *r);
+/* The printing half of bench_child_report, for a child that took peak_rss and rss_after itself (after its own
+ * trim). */
+void bench_child_print(const char *bench, const char *workload, const char *impl, unsigned threads,
+                       const bench_result *r);
 
 /* The head of each argument of a bench_run_threads thread. Each thread times itself: the main thread may not run
  * again until they are done. */
