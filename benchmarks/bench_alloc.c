@@ -101,8 +101,9 @@ static unsigned columns(size_t wi)
 }
 
 /* "ohm ratio" (ohm's ops/s over the impl's), and for frag "peak/live" and "after/before". */
-static void ratio_cell(bench_table *t, const bench_run *agg, const bool *ran, unsigned impl)
+static void ratio_cell(bench_table *t, size_t wi, const bench_run *agg, const bool *ran, unsigned impl)
 {
+    (void)wi;
     (void)ran;
     const bench_run *ohm = agg[ALLOC_OHM].ok ? &agg[ALLOC_OHM] : NULL;
     const bench_run *a = &agg[impl];
@@ -142,14 +143,10 @@ static bench_run run_child(const bench_options *o, size_t wi, unsigned impl_inde
     const char *argv[] = {"ohm-bench", "alloc", "--child", "--impl", alloc_impl_name(impl),
                           "--workload", w->name, "--scale", scale, NULL};
     bench_child c = {argv, preload[impl][0] ? preload[impl] : NULL, o->c.timeout_s};
-    char line[1024], why[256];
-    bench_run run = {0};
-    if (bench_run_child(&c, line, sizeof line, why, sizeof why) != 0)
-        bench_warn("%s, %s, rep %u: the child %s", w->name, alloc_impl_name(impl), rep + 1, why);
-    else if (!bench_run_parse(line, &run))
-        bench_warn("%s, %s, rep %u: cannot parse the child's line: %s", w->name, alloc_impl_name(impl), rep + 1,
-                   line);
-    else if (o->c.verbose)
+    char who[128];
+    snprintf(who, sizeof who, "%s, %s", w->name, alloc_impl_name(impl));
+    bench_run run = bench_child_result(&c, rep, who, NULL);
+    if (run.ok && o->c.verbose)
         fprintf(stderr, "  %-12s %-9s rep %u: %.4g ops/s\n", w->name, alloc_impl_name(impl), rep + 1,
                 run.ops_per_sec);
     return run;

@@ -191,13 +191,11 @@ static bench_run run_child(const bench_options *o, size_t wi, unsigned impl, uns
     const char *argv[] = {"ohm-bench", "buf", "--child", "--impl", impl_names[impl], "--workload", w->name,
                           "--threads", threads, "--scale", scale, NULL};
     bench_child c = {argv, NULL, o->c.timeout_s};
-    char line[1024], why[256];
-    bench_run run = {0};
-    if (bench_run_child(&c, line, sizeof line, why, sizeof why) != 0)
-        bench_warn("%s (%u threads), %s, rep %u: the child %s", w->name, w->threads, impl_names[impl], rep + 1, why);
-    else if (!bench_run_parse(line, &run))
-        bench_warn("%s, %s, rep %u: cannot parse the child's line: %s", w->name, impl_names[impl], rep + 1, line);
-    else if (o->c.verbose)
+    char who[128], who_parse[128];
+    snprintf(who, sizeof who, "%s (%u threads), %s", w->name, w->threads, impl_names[impl]);
+    snprintf(who_parse, sizeof who_parse, "%s, %s", w->name, impl_names[impl]);
+    bench_run run = bench_child_result(&c, rep, who, who_parse);
+    if (run.ok && o->c.verbose)
         fprintf(stderr, "  %-16s %-13s rep %u: %.4g ops/s\n", w->name, impl_names[impl], rep + 1, run.ops_per_sec);
     return run;
 }
@@ -220,8 +218,9 @@ static void heading(const bench_options *o, size_t wi)
 }
 
 /* "vs ohm-off": an impl's ops/s over ohm-off's. */
-static void ratio_cell(bench_table *t, const bench_run *agg, const bool *ran, unsigned impl)
+static void ratio_cell(bench_table *t, size_t wi, const bench_run *agg, const bool *ran, unsigned impl)
 {
+    (void)wi;
     (void)ran;
     const bench_run *off = agg[IMPL_OFF].ok ? &agg[IMPL_OFF] : NULL;
     if (off && off->ops_per_sec > 0)

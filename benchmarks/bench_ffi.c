@@ -265,13 +265,10 @@ static bench_run run_child(const bench_options *o, size_t wi, unsigned impl, uns
     const char *argv[] = {"ohm-bench", "ffi", "--child", "--impl", impl_names[impl], "--workload", w->name,
                           "--scale", scale, NULL};
     bench_child c = {argv, NULL, o->c.timeout_s};
-    char line[1024], why[256];
-    bench_run run = {0};
-    if (bench_run_child(&c, line, sizeof line, why, sizeof why) != 0)
-        bench_warn("%s, %s, rep %u: the child %s", w->name, impl_names[impl], rep + 1, why);
-    else if (!bench_run_parse(line, &run))
-        bench_warn("%s, %s, rep %u: cannot parse the child's line: %s", w->name, impl_names[impl], rep + 1, line);
-    else if (o->c.verbose)
+    char who[128];
+    snprintf(who, sizeof who, "%s, %s", w->name, impl_names[impl]);
+    bench_run run = bench_child_result(&c, rep, who, NULL);
+    if (run.ok && o->c.verbose)
         fprintf(stderr, "  %-12s %-7s rep %u: %.4g ops/s\n", w->name, impl_names[impl], rep + 1, run.ops_per_sec);
     return run;
 }
@@ -286,8 +283,9 @@ static void heading(const bench_options *o, size_t wi)
 }
 
 /* "overhead": an impl's ns/op minus direct's. */
-static void ratio_cell(bench_table *t, const bench_run *agg, const bool *ran, unsigned impl)
+static void ratio_cell(bench_table *t, size_t wi, const bench_run *agg, const bool *ran, unsigned impl)
 {
+    (void)wi;
     double direct = ran[IMPL_DIRECT] ? ns_per_op(&agg[IMPL_DIRECT]) : -1.0;
     if (impl != IMPL_DIRECT && direct >= 0)
         bench_table_set(t, 8, "%+.1f ns", ns_per_op(&agg[impl]) - direct);

@@ -309,13 +309,10 @@ static bench_run run_child(const bench_options *o, size_t wi, unsigned impl, uns
     const char *argv[] = {"ohm-bench", "mm", "--child", "--impl", impl_name, "--workload", w->name,
                           "--threads", threads, "--scale", scale, NULL};
     bench_child c = {argv, NULL, o->c.timeout_s};
-    char line[1024], why[256];
-    bench_run run = {0};
-    if (bench_run_child(&c, line, sizeof line, why, sizeof why) != 0)
-        bench_warn("%s (%u threads), rep %u: the child %s", w->name, w->threads, rep + 1, why);
-    else if (!bench_run_parse(line, &run))
-        bench_warn("%s, rep %u: cannot parse the child's line: %s", w->name, rep + 1, line);
-    else if (o->c.verbose)
+    char who[128];
+    snprintf(who, sizeof who, "%s (%u threads)", w->name, w->threads);
+    bench_run run = bench_child_result(&c, rep, who, w->name);
+    if (run.ok && o->c.verbose)
         fprintf(stderr, "  %-16s %u thread%s rep %u: %.4g ops/s\n", w->name, w->threads, w->threads == 1 ? "" : "s",
                 rep + 1, run.ops_per_sec);
     return run;

@@ -196,6 +196,10 @@ void bench_run_print(const char *bench, const char *workload, const char *impl, 
 /* Reads a line printed by bench_run_print into run (zeroed first); run->ok and the result are false if a key is
  * missing. */
 bool bench_run_parse(const char *line, bench_run *run);
+/* Runs a benchmark child (bench_run_child) and reads its result line (bench_run_parse). A failed run has ok false
+ * and was reported on stderr as "<who>, rep <rep+1>: ..." (who_parse instead of who for a line that does not
+ * parse; NULL: who). */
+bench_run bench_child_result(const bench_child *c, unsigned rep, const char *who, const char *who_parse);
 
 /* ---- human-readable numbers and tables ------------------------------------------------------------------ */
 
@@ -243,6 +247,10 @@ typedef struct bench_options {
     unsigned impls[BENCH_MAX_IMPLS];  /* the impls chosen, in the order to run and print (all by default) */
     unsigned nimpls;
     unsigned threads;                 /* --threads N: only the N-thread variants (0 = any) */
+    /* With a loaded table (bench_suite.load): each --workload and --impl value as given, matched after the load;
+     * a child, which does not load, reads them as they are. */
+    const char *lists[2][BENCH_MAX_WORKLOADS];
+    unsigned nlists[2];
     /* In a child of a suite with workload_threads: the one chosen workload whose threads match --threads, if
      * given (several: the child dies with status 2); SIZE_MAX if none. */
     size_t child_workload;
@@ -272,10 +280,21 @@ typedef struct bench_suite {
     bench_threads_option threads;
     unsigned (*workload_threads)(size_t w); /* a workload's threads (NULL: no variants by threads) */
     bool (*applies)(size_t w, unsigned impl); /* whether impl runs workload w; NULL: always */
+    /* The impls to run on workload w, in the order to run and print them, into order[]; returns how many
+     * (NULL: o->impls where applies). A workload with none is left out. */
+    unsigned (*impl_order)(const bench_options *o, size_t w, unsigned *order);
     bool given_order;            /* run the workloads in the order named, not in the table's */
     bool progress;               /* show "workload: rep i/n, impl" on stderr when it is a terminal */
     /* alloc's wording: "unknown option 'x'", and a known option missing its value exits with no message. */
     bool terse_option_errors;
+    /* The subcommand's own options (NULL: none): 1 if argv[*i] was one (advancing *i past its value), 0 if not,
+     * 2 for a bad value (already warned). */
+    int (*option)(int argc, char **argv, int *i);
+    /* A table known only at run time (NULL: the tables are static): in the parent, after the options, fills
+     * nworkloads, workload_name, impl_names and nimpls of the suite (whose object is then not const); a nonzero
+     * result is the exit status. Workload names are then checked against it; impl names are matched loosely (an
+     * unknown one runs nothing, as an impl missing from a workload would). */
+    int (*load)(const bench_options *o);
     /* Before the parent runs (NULL: nothing): may drop impls; a nonzero result is the exit status. */
     int (*prepare)(bench_options *o);
     void (*banner)(const bench_options *o); /* replaces the standard banner (NULL: bench_print_banner) */
@@ -285,9 +304,10 @@ typedef struct bench_suite {
     bench_run (*run_child)(const bench_options *o, size_t w, unsigned impl, unsigned rep);
     void (*heading)(const bench_options *o, size_t w); /* the line above a workload's table */
     const char *extra_headers[4]; /* the table's columns after the 8 of bench_table_set_run (NULL-ended) */
+    const char *(*ratio_header)(size_t w); /* workload w's first extra header (NULL: extra_headers[0]) */
     unsigned (*columns)(size_t w); /* how many of those columns workload w's table shows (NULL: all) */
-    /* Fills the extra columns (8 on) of impl's row (only called for an ok run). */
-    void (*ratio_cell)(bench_table *t, const bench_run *agg, const bool *ran, unsigned impl);
+    /* Fills the extra columns (8 on) of impl's row in workload w's table (only called for an ok run). */
+    void (*ratio_cell)(bench_table *t, size_t w, const bench_run *agg, const bool *ran, unsigned impl);
     /* Goal lines under a workload's table (NULL: none); agg and ran are indexed by impl. */
     void (*goals)(const bench_options *o, size_t w, const bench_run *agg, const bool *ran);
     /* Goal lines after every table (NULL: none); agg[w][impl]. */
