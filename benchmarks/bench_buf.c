@@ -86,21 +86,16 @@ static void run_alloc(const buf_workload *w, buf_impl impl, double scale, bench_
 }
 
 /* retain-release: retain 1 + release 1 of one buffer, from w->threads threads at once (a barrier starts them). */
-typedef struct retain_arg {
-    bench_thread th; /* first: bench_run_threads starts it */
-    ohm_buf *b;
-    uint64_t n;
-} retain_arg;
-
 static void *retain_loop(void *p)
 {
-    retain_arg *a = p;
-    bench_thread_start(&a->th);
-    for (uint64_t i = 0; i < a->n; i++) {
-        must(ohm_buf_retain(a->b, 1), 0, "ohm_buf_retain");
-        must(ohm_buf_release(a->b, 1), 0, "ohm_buf_release");
+    bench_thread *t = p;
+    ohm_buf *b = t->arg;
+    bench_thread_start(t);
+    for (uint64_t i = 0; i < t->n; i++) {
+        must(ohm_buf_retain(b, 1), 0, "ohm_buf_retain");
+        must(ohm_buf_release(b, 1), 0, "ohm_buf_release");
     }
-    bench_thread_end(&a->th);
+    bench_thread_end(t);
     return NULL;
 }
 
@@ -111,10 +106,10 @@ static void run_retain(const buf_workload *w, buf_impl impl, double scale, bench
     if (per == 0)
         per = 1;
     ohm_buf *b = must_alloc(w->size);
-    retain_arg a[8];
+    bench_thread t[8];
     for (unsigned i = 0; i < w->threads; i++)
-        a[i] = (retain_arg){.b = b, .n = per};
-    r->ns = bench_run_threads(w->threads, retain_loop, a, sizeof a[0], r);
+        t[i] = (bench_thread){.arg = b, .n = per};
+    r->ns = bench_run_threads(w->threads, retain_loop, t, r);
     r->ops = per * w->threads;
     r->live_peak = w->size;
     must(ohm_buf_release(b, 1), 1, "ohm_buf_release");

@@ -76,26 +76,20 @@ static void destroy_mm(ohm_mm *mm) { must(ohm_mm_destroy(mm), 0, "ohm_mm_destroy
 
 /* ---- acquire-release: each thread its own task on one manager; acquire AR_SIZE, release it ------------------ */
 
-typedef struct ar_arg {
-    bench_thread th; /* first: bench_run_threads starts it */
-    ohm_task *task;
-    uint64_t n;
-} ar_arg;
-
 static void *ar_loop(void *p)
 {
-    ar_arg *a = p;
-    ohm_task *t = a->task;
+    bench_thread *a = p;
+    ohm_task *t = a->arg;
     for (int i = 0; i < 1000; i++) { /* warm-up: first-use paths before the barrier */
         must(ohm_task_acquire(t, OHM_ON_HEAP, AR_SIZE), AR_SIZE, "ohm_task_acquire (warm-up)");
         must(ohm_task_release(t, OHM_ON_HEAP, AR_SIZE), AR_SIZE, "ohm_task_release (warm-up)");
     }
-    bench_thread_start(&a->th);
+    bench_thread_start(a);
     for (uint64_t i = 0; i < a->n; i++) {
         must(ohm_task_acquire(t, OHM_ON_HEAP, AR_SIZE), AR_SIZE, "ohm_task_acquire");
         must(ohm_task_release(t, OHM_ON_HEAP, AR_SIZE), AR_SIZE, "ohm_task_release");
     }
-    bench_thread_end(&a->th);
+    bench_thread_end(a);
     return NULL;
 }
 
@@ -105,18 +99,18 @@ static void run_acquire_release(const mm_workload *w, double scale, bench_result
     if (per == 0)
         per = 1;
     ohm_mm *mm = must_mm(AR_MAX, 0, 0.5);
-    ar_arg a[8];
+    bench_thread a[8];
     for (unsigned i = 0; i < w->threads; i++)
-        a[i] = (ar_arg){.task = must_task(mm, i + 1), .n = per};
-    r->ns = bench_run_threads(w->threads, ar_loop, a, sizeof a[0], r);
+        a[i] = (bench_thread){.arg = must_task(mm, i + 1), .n = per};
+    r->ns = bench_run_threads(w->threads, ar_loop, a, r);
     r->ops = per * w->threads;
     for (unsigned i = 0; i < w->threads; i++) {
         ohm_task_stats ts;
-        must(ohm_task_stats_get(a[i].task, &ts), 0, "ohm_task_stats_get");
+        must(ohm_task_stats_get(a[i].arg, &ts), 0, "ohm_task_stats_get");
         if (ts.waits)
             bench_die(4, "acquire-release: task %u waited %llu times (the manager is meant to be uncontended)", i + 1,
                       (unsigned long long)ts.waits);
-        end_task(a[i].task);
+        end_task(a[i].arg);
     }
     destroy_mm(mm);
     r->live_peak = (uint64_t)AR_SIZE * w->threads;

@@ -482,25 +482,23 @@ void bench_thread_end(bench_thread *t)
     t->t1 = harness_now_ns();
 }
 
-uint64_t bench_run_threads(unsigned n, void *(*fn)(void *), void *args, size_t arg_size, bench_result *r)
+uint64_t bench_run_threads(unsigned n, void *(*fn)(void *), bench_thread *t, bench_result *r)
 {
     pthread_barrier_t start;
     pthread_barrier_init(&start, NULL, n + 1);
-    pthread_t t[8];
+    pthread_t id[8];
     for (unsigned i = 0; i < n; i++) {
-        bench_thread *th = (bench_thread *)((char *)args + i * arg_size);
-        th->start = &start;
-        if (pthread_create(&t[i], NULL, fn, th) != 0)
+        t[i].start = &start;
+        if (pthread_create(&id[i], NULL, fn, &t[i]) != 0)
             bench_die(4, "cannot start a thread");
     }
     bench_mark_start(r);
     pthread_barrier_wait(&start);
     uint64_t t0 = UINT64_MAX, t1 = 0;
     for (unsigned i = 0; i < n; i++) {
-        pthread_join(t[i], NULL);
-        const bench_thread *th = (const bench_thread *)((char *)args + i * arg_size);
-        t0 = th->t0 < t0 ? th->t0 : t0;
-        t1 = th->t1 > t1 ? th->t1 : t1;
+        pthread_join(id[i], NULL);
+        t0 = t[i].t0 < t0 ? t[i].t0 : t0;
+        t1 = t[i].t1 > t1 ? t[i].t1 : t1;
     }
     pthread_barrier_destroy(&start);
     return t1 - t0;

@@ -167,9 +167,11 @@ void bench_child_report(const char *bench, const char *workload, const char *imp
 void bench_child_print(const char *bench, const char *workload, const char *impl, unsigned threads,
                        const bench_result *r);
 
-/* The head of each argument of a bench_run_threads thread. Each thread times itself: the main thread may not run
+/* One thread of bench_run_threads: its work, and its times. Each thread times itself: the main thread may not run
  * again until they are done. */
 typedef struct bench_thread {
+    void *arg;      /* what the workload's thread works on */
+    uint64_t n;     /* how many operations it does */
     pthread_barrier_t *start;
     uint64_t t0, t1;
 } bench_thread;
@@ -178,11 +180,10 @@ typedef struct bench_thread {
 void bench_thread_start(bench_thread *t);
 /* Takes the thread's end time. */
 void bench_thread_end(bench_thread *t);
-/* Starts n threads (at most 8), thread i running fn(args + i * arg_size), where each argument begins with a
- * bench_thread; marks r's start (bench_mark_start) once they all run, then releases them together and joins them.
- * Returns the time from the first thread's start to the last one's end, in nanoseconds. Dies if a thread cannot
- * start. */
-uint64_t bench_run_threads(unsigned n, void *(*fn)(void *), void *args, size_t arg_size, bench_result *r);
+/* Starts n threads (at most 8), thread i running fn(&t[i]); marks r's start (bench_mark_start) once they all run,
+ * then releases them together and joins them. Returns the time from the first thread's start to the last one's end,
+ * in nanoseconds. Dies if a thread cannot start. */
+uint64_t bench_run_threads(unsigned n, void *(*fn)(void *), bench_thread *t, bench_result *r);
 
 /* The median of v[0..n) (the lower one for an even n, 0 for none); sorts v in place. */
 uint64_t bench_median_u64(uint64_t *v, unsigned n);
