@@ -138,14 +138,10 @@ static bench_run run_child(const bench_options *o, size_t wi, unsigned impl_inde
 {
     const alloc_workload *w = alloc_workload_at(wi);
     alloc_impl impl = (alloc_impl)impl_index;
-    char scale[32];
-    snprintf(scale, sizeof scale, "%.17g", o->c.scale);
     const char *argv[] = {"ohm-bench", "alloc", "--child", "--impl", alloc_impl_name(impl),
-                          "--workload", w->name, "--scale", scale, NULL};
+                          "--workload", w->name, "--scale", o->scale_arg, NULL};
     bench_child c = {argv, preload[impl][0] ? preload[impl] : NULL, o->c.timeout_s};
-    char who[128];
-    snprintf(who, sizeof who, "%s, %s", w->name, alloc_impl_name(impl));
-    bench_run run = bench_child_result(&c, rep, who, NULL);
+    bench_run run = bench_child_result(&c, rep, w->name, 0, alloc_impl_name(impl));
     if (run.ok && o->c.verbose)
         fprintf(stderr, "  %-12s %-9s rep %u: %.4g ops/s\n", w->name, alloc_impl_name(impl), rep + 1,
                 run.ops_per_sec);

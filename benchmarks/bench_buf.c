@@ -180,16 +180,12 @@ static int child_main(const bench_options *o)
 static bench_run run_child(const bench_options *o, size_t wi, unsigned impl, unsigned rep)
 {
     const buf_workload *w = &workloads[wi];
-    char scale[32], threads[16];
-    snprintf(scale, sizeof scale, "%.17g", o->c.scale);
+    char threads[16];
     snprintf(threads, sizeof threads, "%u", w->threads);
     const char *argv[] = {"ohm-bench", "buf", "--child", "--impl", impl_names[impl], "--workload", w->name,
-                          "--threads", threads, "--scale", scale, NULL};
+                          "--threads", threads, "--scale", o->scale_arg, NULL};
     bench_child c = {argv, NULL, o->c.timeout_s};
-    char who[128], who_parse[128];
-    snprintf(who, sizeof who, "%s (%u threads), %s", w->name, w->threads, impl_names[impl]);
-    snprintf(who_parse, sizeof who_parse, "%s, %s", w->name, impl_names[impl]);
-    bench_run run = bench_child_result(&c, rep, who, who_parse);
+    bench_run run = bench_child_result(&c, rep, w->name, w->threads, impl_names[impl]);
     if (run.ok && o->c.verbose)
         fprintf(stderr, "  %-16s %-13s rep %u: %.4g ops/s\n", w->name, impl_names[impl], rep + 1, run.ops_per_sec);
     return run;

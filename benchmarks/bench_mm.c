@@ -297,15 +297,12 @@ static bench_run run_child(const bench_options *o, size_t wi, unsigned impl, uns
 {
     (void)impl;
     const mm_workload *w = &workloads[wi];
-    char scale[32], threads[16];
-    snprintf(scale, sizeof scale, "%.17g", o->c.scale);
+    char threads[16];
     snprintf(threads, sizeof threads, "%u", w->threads);
     const char *argv[] = {"ohm-bench", "mm", "--child", "--impl", impl_name, "--workload", w->name,
-                          "--threads", threads, "--scale", scale, NULL};
+                          "--threads", threads, "--scale", o->scale_arg, NULL};
     bench_child c = {argv, NULL, o->c.timeout_s};
-    char who[128];
-    snprintf(who, sizeof who, "%s (%u threads)", w->name, w->threads);
-    bench_run run = bench_child_result(&c, rep, who, w->name);
+    bench_run run = bench_child_result(&c, rep, w->name, w->threads, NULL);
     if (run.ok && o->c.verbose)
         fprintf(stderr, "  %-16s %u thread%s rep %u: %.4g ops/s\n", w->name, w->threads, w->threads == 1 ? "" : "s",
                 rep + 1, run.ops_per_sec);

@@ -191,14 +191,18 @@ int bench_run_child(const bench_child *c, char *line, size_t line_cap, char *why
 
 /* ---- one-line JSON -------------------------------------------------------------------------------------- */
 
-bench_run bench_child_result(const bench_child *c, unsigned rep, const char *who, const char *who_parse)
+bench_run bench_child_result(const bench_child *c, unsigned rep, const char *workload, unsigned threads,
+                             const char *impl)
 {
-    char line[1024], why[256];
+    char line[1024], why[256], n[32] = "";
     bench_run run = {0};
+    const char *sep = impl ? ", " : "";
+    if (threads)
+        snprintf(n, sizeof n, " (%u threads)", threads);
     if (bench_run_child(c, line, sizeof line, why, sizeof why) != 0)
-        bench_warn("%s, rep %u: the child %s", who, rep + 1, why);
+        bench_warn("%s%s%s%s, rep %u: the child %s", workload, n, sep, impl ? impl : "", rep + 1, why);
     else if (!bench_run_parse(line, &run))
-        bench_warn("%s, rep %u: cannot parse the child's line: %s", who_parse ? who_parse : who, rep + 1, line);
+        bench_warn("%s%s%s, rep %u: cannot parse the child's line: %s", workload, sep, impl ? impl : "", rep + 1, line);
     return run;
 }
 
@@ -915,6 +919,7 @@ int bench_suite_main(const bench_suite *s, int argc, char **argv)
         for (size_t i = 0; i < s->nworkloads; i++)
             o.want[i] &= s->workload_threads(i) == o.threads;
     o.child_workload = SIZE_MAX;
+    snprintf(o.scale_arg, sizeof o.scale_arg, "%.17g", o.c.scale);
     if (o.c.child && s->workload_threads)
         o.child_workload = child_workload(&o, s->nworkloads, s->workload_threads);
     return o.c.child ? s->child(&o) : suite_parent(s, &o);

@@ -198,9 +198,10 @@ void bench_run_print(const char *bench, const char *workload, const char *impl, 
  * missing. */
 bool bench_run_parse(const char *line, bench_run *run);
 /* Runs a benchmark child (bench_run_child) and reads its result line (bench_run_parse). A failed run has ok false
- * and was reported on stderr as "<who>, rep <rep+1>: ..." (who_parse instead of who for a line that does not
- * parse; NULL: who). */
-bench_run bench_child_result(const bench_child *c, unsigned rep, const char *who, const char *who_parse);
+ * and was reported on stderr, named "<workload> (<threads> threads), <impl>, rep <rep+1>" (threads 0 or impl NULL:
+ * that part left out; a line that does not parse leaves out the threads). */
+bench_run bench_child_result(const bench_child *c, unsigned rep, const char *workload, unsigned threads,
+                             const char *impl);
 
 /* ---- human-readable numbers and tables ------------------------------------------------------------------ */
 
@@ -255,6 +256,7 @@ typedef struct bench_options {
     /* In a child of a suite with workload_threads: the one chosen workload whose threads match --threads, if
      * given (several: the child dies with status 2); SIZE_MAX if none. */
     size_t child_workload;
+    char scale_arg[32]; /* --scale for a child's command line, exact ("%.17g") */
 } bench_options;
 
 /* What --threads does in a subcommand. */

@@ -164,15 +164,11 @@ static int child_main(const bench_options *o)
 static bench_run run_child(const bench_options *o, size_t wi, unsigned impl, unsigned rep)
 {
     const lua_workload *w = &workloads[wi];
-    char scale[32];
-    snprintf(scale, sizeof scale, "%.17g", o->c.scale);
     const char *argv[] = {"ohm-bench", "lua", "--child", "--workload", w->name, "--impl", impl_names[impl],
-                          "--scale", scale, "--script", script, "--gc",
+                          "--scale", o->scale_arg, "--script", script, "--gc",
                           incremental ? "incremental" : "generational", NULL};
     bench_child c = {argv, NULL, o->c.timeout_s};
-    char who[128];
-    snprintf(who, sizeof who, "%s, %s", w->name, impl_names[impl]);
-    bench_run run = bench_child_result(&c, rep, who, NULL);
+    bench_run run = bench_child_result(&c, rep, w->name, 0, impl_names[impl]);
     if (run.ok && o->c.verbose)
         fprintf(stderr, "  %-24s %-13s rep %u: %.4g ops/s\n", w->name, impl_names[impl], rep + 1, run.ops_per_sec);
     return run;
