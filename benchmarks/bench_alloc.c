@@ -27,19 +27,16 @@ static char preload[ALLOC_IMPL_COUNT][PRELOAD_CAP]; /* the parent's: each impl's
 
 /* ---- the child ------------------------------------------------------------------------------------------- */
 
-void alloc_mark_start(alloc_result *r)
-{
-    r->rss_before = harness_rss_bytes();
-    harness_reset_peak_rss();
-}
+static void *book;       /* the child's workload's bookkeeping (alloc_book), unmapped after rss_after */
+static size_t book_size;
 
-void *alloc_book(alloc_result *r, size_t size)
+void *alloc_book(size_t size)
 {
-    if (r->book)
+    if (book)
         bench_die(4, "a workload asked for bookkeeping twice");
-    r->book = bench_map(size);
-    r->book_size = size;
-    return r->book;
+    book = bench_map(size);
+    book_size = size;
+    return book;
 }
 
 void alloc_oom(const alloc_api *a, const char *workload, size_t size)
@@ -79,24 +76,15 @@ static int child_main(const bench_options *o)
     alloc_api api;
     alloc_impl_bind((alloc_impl)o->impls[0], &api);
     warm_up(&api);
-    alloc_result r = {0};
+    bench_result r = {0};
     w->run(w, &api, o->c.scale, &r);
     if (r.rss_before == 0)
         bench_die(4, "%s did not mark its start, or /proc/self/statm is unreadable", w->name);
     r.peak_rss = harness_peak_rss_bytes();
     api.trim(&api);
     r.rss_after = harness_rss_bytes();
-    bench_unmap(r.book, r.book_size);
-    bench_run run = {
-        .ok = true,
-        .ops_per_sec = r.ns ? (double)r.ops * 1e9 / (double)r.ns : 0.0,
-        .threads = w->threads,
-        .peak_rss = r.peak_rss,
-        .live_peak = r.live_peak,
-        .rss_before = r.rss_before,
-        .rss_after = r.rss_after,
-    };
-    bench_run_print("alloc", w->name, alloc_impl_name((alloc_impl)o->impls[0]), &run, NULL);
+    bench_unmap(book, book_size);
+    bench_child_print("alloc", w->name, alloc_impl_name((alloc_impl)o->impls[0]), w->threads, &r);
     return 0;
 }
 
@@ -113,8 +101,9 @@ static unsigned columns(size_t wi)
 }
 
 /* "ohm ratio" (ohm's ops/s over the impl's), and for frag "peak/live" and "after/before". */
-static void ratio_cell(bench_table *t, const bench_run *agg, const bool *ran, unsigned impl)
+static void ratio_cell(bench_table *t, size_t wi, const bench_run *agg, const bool *ran, unsigned impl)
 {
+    (void)wi;
     (void)ran;
     const bench_run *ohm = agg[ALLOC_OHM].ok ? &agg[ALLOC_OHM] : NULL;
     const bench_run *a = &agg[impl];
@@ -149,19 +138,11 @@ static bench_run run_child(const bench_options *o, size_t wi, unsigned impl_inde
 {
     const alloc_workload *w = alloc_workload_at(wi);
     alloc_impl impl = (alloc_impl)impl_index;
-    char scale[32];
-    snprintf(scale, sizeof scale, "%.17g", o->c.scale);
     const char *argv[] = {"ohm-bench", "alloc", "--child", "--impl", alloc_impl_name(impl),
-                          "--workload", w->name, "--scale", scale, NULL};
+                          "--workload", w->name, "--scale", o->scale_arg, NULL};
     bench_child c = {argv, preload[impl][0] ? preload[impl] : NULL, o->c.timeout_s};
-    char line[1024], why[256];
-    bench_run run = {0};
-    if (bench_run_child(&c, line, sizeof line, why, sizeof why) != 0)
-        bench_warn("%s, %s, rep %u: the child %s", w->name, alloc_impl_name(impl), rep + 1, why);
-    else if (!bench_run_parse(line, &run))
-        bench_warn("%s, %s, rep %u: cannot parse the child's line: %s", w->name, alloc_impl_name(impl), rep + 1,
-                   line);
-    else if (o->c.verbose)
+    bench_run run = bench_child_result(&c, rep, w->name, 0, alloc_impl_name(impl));
+    if (run.ok && o->c.verbose)
         fprintf(stderr, "  %-12s %-9s rep %u: %.4g ops/s\n", w->name, alloc_impl_name(impl), rep + 1,
                 run.ops_per_sec);
     return run;
@@ -213,14 +194,13 @@ int bench_alloc_main(int argc, char **argv)
     const bench_suite suite = {
         .name = "alloc",
         .usage = "usage: ohm-bench alloc [options]\n"
-                 "  --workload NAME[,NAME]  workloads to run (repeatable; default all; --list names them)\n"
+                 BENCH_USAGE_WORKLOAD
                  "  --impl NAME[,NAME]      allocators, in this order (default ohm,glibc,jemalloc,mimalloc,tcmalloc)\n"
                  "  --reps N                runs per workload and allocator (default 3; best ops/s, median RSS)\n"
                  "  --scale F               multiplies iteration counts and frag's live target (default 1)\n"
-                 "  --json                  one JSON object per line per (workload, impl) instead of tables\n"
-                 "  --timeout S             kill a run after S seconds (default 600; 0 = never)\n"
-                 "  --verbose               print every run's result on stderr\n"
-                 "  --list                  list the workloads and exit\n"
+                 BENCH_USAGE_JSON
+                 BENCH_USAGE_TIMEOUT
+                 BENCH_USAGE_VERBOSE_LIST
                  "peer libraries: found in the multiarch/usual library directories, or set OHM_BENCH_JEMALLOC,\n"
                  "OHM_BENCH_MIMALLOC, OHM_BENCH_TCMALLOC to a path; OHM_* settings reach ohm's default pool.\n",
         .default_timeout_s = DEFAULT_TIMEOUT_S,

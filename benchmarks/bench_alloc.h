@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "bench_util.h" /* bench_result */
+
 /* ---- the allocators --------------------------------------------------------------------------------------- */
 
 typedef enum alloc_impl {
@@ -64,18 +66,6 @@ static inline void alloc_free(const alloc_api *a, void *p)
 
 /* ---- the workloads ---------------------------------------------------------------------------------------- */
 
-/* What one child measured. */
-typedef struct alloc_result {
-    uint64_t ops;        /* operations in the timed part (a pair, a block handed over, a step: per workload) */
-    uint64_t ns;         /* wall time of the timed part */
-    uint64_t live_peak;  /* most requested bytes live at once (an upper bound where a workload says so) */
-    uint64_t rss_before; /* RSS after bookkeeping and threads are set up, before the first allocation */
-    uint64_t peak_rss;   /* VmHWM, reset at rss_before when the kernel allows it */
-    uint64_t rss_after;  /* RSS after everything was freed and the allocator trimmed */
-    void *book;          /* the workload's bookkeeping (alloc_book), unmapped after rss_after */
-    size_t book_size;
-} alloc_result;
-
 typedef struct alloc_workload alloc_workload;
 struct alloc_workload {
     const char *name;
@@ -85,9 +75,10 @@ struct alloc_workload {
     uint64_t count;   /* how much work at --scale 1, in units */
     const char *unit; /* what one of count is: "pairs", "rounds", ... */
     const char *summary;
-    /* Runs the workload over a: calls alloc_mark_start just before its first allocation, times the work,
-     * fills ops, ns and live_peak, and frees every block before returning. */
-    void (*run)(const alloc_workload *w, const alloc_api *a, double scale, alloc_result *r);
+    /* Runs the workload over a: calls bench_mark_start just before its first allocation (once its bookkeeping
+     * is mapped and its threads wait at the start line, so neither counts the harness), times the work, fills
+     * ops, ns and live_peak (an upper bound where a workload says so), and frees every block before returning. */
+    void (*run)(const alloc_workload *w, const alloc_api *a, double scale, bench_result *r);
 };
 
 /* The i-th workload in the fixed order of the issue, or NULL past the end. */
@@ -97,11 +88,7 @@ const alloc_workload *alloc_workload_find(const char *name);
 /* Zeroed, resident memory for a workload's own bookkeeping, straight from mmap: the allocator under test
  * neither serves it nor is charged for it (it is resident from rss_before to rss_after and unmapped by the
  * frame afterwards). One per run. */
-void *alloc_book(alloc_result *r, size_t size);
-
-/* Called by a workload once its bookkeeping is mapped and its threads wait at the start line: records
- * rss_before and resets the peak-RSS mark, so neither counts the harness. */
-void alloc_mark_start(alloc_result *r);
+void *alloc_book(size_t size);
 
 /* ---- block stamps: every block is written, and checked before it is freed --------------------------------- */
 

@@ -23,13 +23,13 @@
 
 /* ops = pairs. The fastest path of every allocator (a thread-cache hit on both sides); the sink keeps the
  * read-back alive. */
-static void run_pair(const alloc_workload *w, const alloc_api *a, double scale, alloc_result *r)
+static void run_pair(const alloc_workload *w, const alloc_api *a, double scale, bench_result *r)
 {
     void *(*alloc)(size_t) = a->alloc;
     const size_t size = w->size;
     const uint64_t n = bench_scaled(w->count, scale);
     uint64_t sum = 0;
-    alloc_mark_start(r);
+    bench_mark_start(r);
     uint64_t t0 = harness_now_ns();
     for (uint64_t i = 0; i < n; i++) {
         char *p = alloc(size);
@@ -98,12 +98,12 @@ static void batch_round(batch_book *b, const alloc_api *a, const char *name, uin
 }
 
 /* ops = pairs (rounds x 10,000). Only the alloc/free phases are timed, not the drawing of sizes. */
-static void run_batch(const alloc_workload *w, const alloc_api *a, double scale, alloc_result *r)
+static void run_batch(const alloc_workload *w, const alloc_api *a, double scale, bench_result *r)
 {
-    batch_book *b = alloc_book(r, sizeof *b);
+    batch_book *b = alloc_book(sizeof *b);
     bench_rng rng = bench_rng_seed(0xba7c4 + w->variant);
     const uint64_t rounds = bench_scaled(w->count, scale);
-    alloc_mark_start(r);
+    bench_mark_start(r);
     for (uint64_t round = 0; round < rounds; round++) {
         uint64_t live = batch_plan(b, w->variant, &rng);
         if (live > r->live_peak)
@@ -142,13 +142,13 @@ typedef void *thread_fn(void *);
 /* Starts fn[0](arg[0]) and fn[1](arg[1]) on two threads that wait at the start line (go); marks the start,
  * releases them, and returns the wall time until both are done. The start line keeps thread creation out of
  * the time and out of rss_before. */
-static uint64_t run_two_threads(thread_fn *const fn[2], void *const arg[2], atomic_int *go, alloc_result *r)
+static uint64_t run_two_threads(thread_fn *const fn[2], void *const arg[2], atomic_int *go, bench_result *r)
 {
     pthread_t t[2];
     for (int i = 0; i < 2; i++)
         if (pthread_create(&t[i], NULL, fn[i], arg[i]) != 0)
             bench_die(4, "pthread_create failed");
-    alloc_mark_start(r);
+    bench_mark_start(r);
     uint64_t t0 = harness_now_ns();
     atomic_store_explicit(go, 1, memory_order_release);
     for (int i = 0; i < 2; i++)
@@ -242,9 +242,9 @@ static void *xthread_consumer(void *arg)
 
 /* ops = blocks handed over (each allocated by the producer and freed by the consumer). live_peak is sampled
  * every 64 blocks by the producer, so it may miss the true peak by a few blocks. */
-static void run_xthread(const alloc_workload *w, const alloc_api *a, double scale, alloc_result *r)
+static void run_xthread(const alloc_workload *w, const alloc_api *a, double scale, bench_result *r)
 {
-    xthread_ring *q = alloc_book(r, sizeof *q);
+    xthread_ring *q = alloc_book(sizeof *q);
     q->api = a;
     q->name = w->name;
     q->blocks = bench_scaled(w->count, scale);
@@ -338,9 +338,9 @@ static void *larson_worker(void *arg)
 
 /* ops = steps (free a random slot's block, allocate a new one) of both threads; the initial fill and final
  * drain (2 x 1,000 blocks) are timed but not counted. live_peak adds the two sets' peaks: an upper bound. */
-static void run_larson(const alloc_workload *w, const alloc_api *a, double scale, alloc_result *r)
+static void run_larson(const alloc_workload *w, const alloc_api *a, double scale, bench_result *r)
 {
-    larson_state *s = alloc_book(r, sizeof *s);
+    larson_state *s = alloc_book(sizeof *s);
     s->api = a;
     s->name = w->name;
     s->barrier.parties = 2;
@@ -408,7 +408,7 @@ static void frag_touch(char *p, size_t size, uint64_t tag)
 
 /* ops = allocations. Each step draws a size, frees random live blocks (so lifetimes are random) until the
  * new one fits under the target, then allocates it and writes every page. The final free-all is not timed. */
-static void run_frag(const alloc_workload *w, const alloc_api *a, double scale, alloc_result *r)
+static void run_frag(const alloc_workload *w, const alloc_api *a, double scale, bench_result *r)
 {
     bench_rng rng = bench_rng_seed(0xf7a9);
     uint64_t target = bench_scaled(FRAG_TARGET, scale);
@@ -417,10 +417,10 @@ static void run_frag(const alloc_workload *w, const alloc_api *a, double scale, 
     uint64_t slots = target / FRAG_BYTES_PER_SLOT < FRAG_MIN_SLOTS ? FRAG_MIN_SLOTS : target / FRAG_BYTES_PER_SLOT;
     if (slots > UINT32_MAX)
         slots = UINT32_MAX;
-    frag_book *b = alloc_book(r, sizeof *b + slots * sizeof b->block[0]);
+    frag_book *b = alloc_book(sizeof *b + slots * sizeof b->block[0]);
     b->slots = (uint32_t)slots;
     const uint64_t steps = bench_scaled(w->count, scale);
-    alloc_mark_start(r);
+    bench_mark_start(r);
     uint64_t t0 = harness_now_ns();
     for (uint64_t i = 0; i < steps; i++) {
         size_t size = frag_size(&rng);

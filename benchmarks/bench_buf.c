@@ -86,23 +86,16 @@ static void run_alloc(const buf_workload *w, buf_impl impl, double scale, bench_
 }
 
 /* retain-release: retain 1 + release 1 of one buffer, from w->threads threads at once (a barrier starts them). */
-typedef struct retain_arg {
-    ohm_buf *b;
-    uint64_t n;
-    pthread_barrier_t *start;
-    uint64_t t0, t1; /* each thread times itself: the main thread may not run again until they are done */
-} retain_arg;
-
 static void *retain_loop(void *p)
 {
-    retain_arg *a = p;
-    pthread_barrier_wait(a->start);
-    a->t0 = harness_now_ns();
-    for (uint64_t i = 0; i < a->n; i++) {
-        must(ohm_buf_retain(a->b, 1), 0, "ohm_buf_retain");
-        must(ohm_buf_release(a->b, 1), 0, "ohm_buf_release");
+    bench_thread *t = p;
+    ohm_buf *b = t->arg;
+    bench_thread_start(t);
+    for (uint64_t i = 0; i < t->n; i++) {
+        must(ohm_buf_retain(b, 1), 0, "ohm_buf_retain");
+        must(ohm_buf_release(b, 1), 0, "ohm_buf_release");
     }
-    a->t1 = harness_now_ns();
+    bench_thread_end(t);
     return NULL;
 }
 
@@ -113,25 +106,10 @@ static void run_retain(const buf_workload *w, buf_impl impl, double scale, bench
     if (per == 0)
         per = 1;
     ohm_buf *b = must_alloc(w->size);
-    pthread_barrier_t start;
-    pthread_barrier_init(&start, NULL, w->threads + 1);
-    pthread_t t[8];
-    retain_arg a[8];
-    for (unsigned i = 0; i < w->threads; i++) {
-        a[i] = (retain_arg){b, per, &start, 0, 0};
-        if (pthread_create(&t[i], NULL, retain_loop, &a[i]) != 0)
-            bench_die(4, "cannot start a thread");
-    }
-    bench_mark_start(r);
-    pthread_barrier_wait(&start);
-    uint64_t t0 = UINT64_MAX, t1 = 0; /* from the first thread's start to the last one's end */
-    for (unsigned i = 0; i < w->threads; i++) {
-        pthread_join(t[i], NULL);
-        t0 = a[i].t0 < t0 ? a[i].t0 : t0;
-        t1 = a[i].t1 > t1 ? a[i].t1 : t1;
-    }
-    r->ns = t1 - t0;
-    pthread_barrier_destroy(&start);
+    bench_thread t[8];
+    for (unsigned i = 0; i < w->threads; i++)
+        t[i] = (bench_thread){.arg = b, .n = per};
+    r->ns = bench_run_threads(w->threads, retain_loop, t, r);
     r->ops = per * w->threads;
     r->live_peak = w->size;
     must(ohm_buf_release(b, 1), 1, "ohm_buf_release");
@@ -177,17 +155,11 @@ static const buf_workload workloads[] = {
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 
-static unsigned workload_threads(size_t wi)
-{
-    return workloads[wi].threads;
-}
-
 /* ---- the child ----------------------------------------------------------------------------------------- */
 
 static int child_main(const bench_options *o)
 {
-    size_t wi = bench_child_workload(o, NWORKLOADS, workload_threads);
-    const buf_workload *w = wi != SIZE_MAX ? &workloads[wi] : NULL;
+    const buf_workload *w = o->child_workload != SIZE_MAX ? &workloads[o->child_workload] : NULL;
     if (!w || o->nimpls != 1)
         bench_die(2, "--child needs exactly one --impl and one --workload");
     buf_impl impl = (buf_impl)o->impls[0];
@@ -208,19 +180,13 @@ static int child_main(const bench_options *o)
 static bench_run run_child(const bench_options *o, size_t wi, unsigned impl, unsigned rep)
 {
     const buf_workload *w = &workloads[wi];
-    char scale[32], threads[16];
-    snprintf(scale, sizeof scale, "%.17g", o->c.scale);
+    char threads[16];
     snprintf(threads, sizeof threads, "%u", w->threads);
     const char *argv[] = {"ohm-bench", "buf", "--child", "--impl", impl_names[impl], "--workload", w->name,
-                          "--threads", threads, "--scale", scale, NULL};
+                          "--threads", threads, "--scale", o->scale_arg, NULL};
     bench_child c = {argv, NULL, o->c.timeout_s};
-    char line[1024], why[256];
-    bench_run run = {0};
-    if (bench_run_child(&c, line, sizeof line, why, sizeof why) != 0)
-        bench_warn("%s (%u threads), %s, rep %u: the child %s", w->name, w->threads, impl_names[impl], rep + 1, why);
-    else if (!bench_run_parse(line, &run))
-        bench_warn("%s, %s, rep %u: cannot parse the child's line: %s", w->name, impl_names[impl], rep + 1, line);
-    else if (o->c.verbose)
+    bench_run run = bench_child_result(&c, rep, w->name, w->threads, impl_names[impl]);
+    if (run.ok && o->c.verbose)
         fprintf(stderr, "  %-16s %-13s rep %u: %.4g ops/s\n", w->name, impl_names[impl], rep + 1, run.ops_per_sec);
     return run;
 }
@@ -243,8 +209,9 @@ static void heading(const bench_options *o, size_t wi)
 }
 
 /* "vs ohm-off": an impl's ops/s over ohm-off's. */
-static void ratio_cell(bench_table *t, const bench_run *agg, const bool *ran, unsigned impl)
+static void ratio_cell(bench_table *t, size_t wi, const bench_run *agg, const bool *ran, unsigned impl)
 {
+    (void)wi;
     (void)ran;
     const bench_run *off = agg[IMPL_OFF].ok ? &agg[IMPL_OFF] : NULL;
     if (off && off->ops_per_sec > 0)
@@ -268,6 +235,11 @@ static const char *workload_name(size_t wi)
     return workloads[wi].name;
 }
 
+static unsigned workload_threads(size_t wi)
+{
+    return workloads[wi].threads;
+}
+
 /* pool-raw has no counterpart for retain-release and slice-release. */
 static bool applies(size_t wi, unsigned impl)
 {
@@ -286,30 +258,21 @@ static void list(void)
 static const bench_suite suite = {
     .name = "buf",
     .usage = "usage: ohm-bench buf [options]\n"
-             "  --workload NAME[,NAME]  workloads to run (repeatable; default all; --list names them)\n"
+             BENCH_USAGE_WORKLOAD
              "  --impl NAME[,NAME]      ohm-off, ohm-simple, ohm-advanced, ohm-paranoid, pool-raw (default all)\n"
              "  --reps N                runs per workload and impl (default 3; best ops/s, median RSS)\n"
              "  --scale F               multiplies iteration counts (default 1)\n"
-             "  --json                  one JSON object per line per (workload, impl) instead of tables\n"
-             "  --timeout S             kill a run after S seconds (default 600; 0 = never)\n"
-             "  --verbose               print every run's result on stderr\n"
-             "  --list                  list the workloads and exit\n",
+             BENCH_USAGE_JSON
+             BENCH_USAGE_TIMEOUT
+             BENCH_USAGE_VERBOSE_LIST,
     .default_timeout_s = DEFAULT_TIMEOUT_S,
     .banner_ratio = "vs ohm-off = impl ops/s / ohm-off ops/s",
-    .impl_names = impl_names,
-    .nimpls = IMPL_COUNT,
+    .impl_names = impl_names, .nimpls = IMPL_COUNT,
     .impl_hint = "ohm-off, ohm-simple, ohm-advanced, ohm-paranoid, pool-raw",
-    .nworkloads = NWORKLOADS,
-    .workload_name = workload_name,
-    .threads = BENCH_THREADS_CHILD,
-    .applies = applies,
-    .list = list,
-    .child = child_main,
-    .run_child = run_child,
-    .heading = heading,
-    .extra_headers = {"vs ohm-off"},
-    .ratio_cell = ratio_cell,
-    .goals = goals,
+    .nworkloads = NWORKLOADS, .workload_name = workload_name, .workload_threads = workload_threads,
+    .threads = BENCH_THREADS_CHILD, .applies = applies,
+    .list = list, .child = child_main, .run_child = run_child,
+    .heading = heading, .extra_headers = {"vs ohm-off"}, .ratio_cell = ratio_cell, .goals = goals,
 };
 
 int bench_buf_main(int argc, char **argv)

@@ -80,16 +80,22 @@ static ohm_buf *must_buf(size_t size)
     return b;
 }
 
-static void must_call(const ohm_ffi_fn *fn, const ohm_ffi_arg *args, unsigned n, ohm_bind_value *r)
-{
-    if (__builtin_expect(ohm_ffi_call(fn, args, n, r) != 0, 0))
-        bench_die(4, "ohm_ffi_call(%s) failed: %s", ohm_ffi_name(fn), ohm_last_error());
-}
-
 static void wrong(const char *w, uint64_t i, uint64_t got, uint64_t want)
 {
     bench_die(4, "%s: call %llu returned %llu, expected %llu", w, (unsigned long long)i, (unsigned long long)got,
               (unsigned long long)want);
+}
+
+/* Call i of workload w through the bridge; its result's 64 bits must equal want. Inline, as the direct loops' checks
+ * are. */
+static inline void must_return(const char *w, uint64_t i, const ohm_ffi_fn *fn, const ohm_ffi_arg *args, unsigned n,
+                               uint64_t want)
+{
+    ohm_bind_value v;
+    if (__builtin_expect(ohm_ffi_call(fn, args, n, &v) != 0, 0))
+        bench_die(4, "ohm_ffi_call(%s) failed: %s", ohm_ffi_name(fn), ohm_last_error());
+    if (__builtin_expect(v.u != want, 0))
+        wrong(w, i, v.u, want);
 }
 
 /* ---- workloads ---------------------------------------------------------------------------------------------- */
@@ -105,12 +111,8 @@ static void run_call0(const ffi_workload *w, ffi_impl impl, double scale, bench_
             if (__builtin_expect(fn_zero() != 42, 0))
                 wrong(w->name, i, 0, 42);
     } else {
-        for (uint64_t i = 0; i < n; i++) {
-            ohm_bind_value v;
-            must_call(fn, NULL, 0, &v);
-            if (__builtin_expect(v.i != 42, 0))
-                wrong(w->name, i, v.u, 42);
-        }
+        for (uint64_t i = 0; i < n; i++)
+            must_return(w->name, i, fn, NULL, 0, 42);
     }
     r->ns = harness_now_ns() - t0;
     r->ops = n;
@@ -144,10 +146,7 @@ static void run_call3(const ffi_workload *w, ffi_impl impl, double scale, bench_
                 {.kind = OHM_FFI_ARG_INT, .v.i = 1000},
                 {.kind = OHM_FFI_ARG_INT, .v.i = x},
             };
-            ohm_bind_value v;
-            must_call(fn, args, 3, &v);
-            if (__builtin_expect(v.i != x + 1007, 0))
-                wrong(w->name, i, v.u, (uint64_t)(x + 1007));
+            must_return(w->name, i, fn, args, 3, (uint64_t)(x + 1007));
         }
     }
     r->ns = harness_now_ns() - t0;
@@ -186,10 +185,7 @@ static void run_crc32(const ffi_workload *w, ffi_impl impl, double scale, bench_
                 {.kind = OHM_FFI_ARG_BUF, .buf = b, .off = 0},
                 {.kind = OHM_FFI_ARG_INT, .v.i = CRC_BYTES},
             };
-            ohm_bind_value v;
-            must_call(fn, args, 3, &v);
-            if (__builtin_expect(v.u != want, 0))
-                wrong(w->name, i, v.u, want);
+            must_return(w->name, i, fn, args, 3, want);
         }
     }
     r->ns = harness_now_ns() - t0;
@@ -218,10 +214,7 @@ static void run_strlen(const ffi_workload *w, ffi_impl impl, double scale, bench
     } else {
         for (uint64_t i = 0; i < n; i++) {
             ohm_ffi_arg args[1] = {{.kind = OHM_FFI_ARG_STR, .str = launder(STR_TEXT)}};
-            ohm_bind_value v;
-            must_call(fn, args, 1, &v);
-            if (__builtin_expect(v.u != want, 0))
-                wrong(w->name, i, v.u, want);
+            must_return(w->name, i, fn, args, 1, want);
         }
     }
     r->ns = harness_now_ns() - t0;
@@ -267,18 +260,11 @@ static int child_main(const bench_options *o)
 static bench_run run_child(const bench_options *o, size_t wi, unsigned impl, unsigned rep)
 {
     const ffi_workload *w = &workloads[wi];
-    char scale[32];
-    snprintf(scale, sizeof scale, "%.17g", o->c.scale);
     const char *argv[] = {"ohm-bench", "ffi", "--child", "--impl", impl_names[impl], "--workload", w->name,
-                          "--scale", scale, NULL};
+                          "--scale", o->scale_arg, NULL};
     bench_child c = {argv, NULL, o->c.timeout_s};
-    char line[1024], why[256];
-    bench_run run = {0};
-    if (bench_run_child(&c, line, sizeof line, why, sizeof why) != 0)
-        bench_warn("%s, %s, rep %u: the child %s", w->name, impl_names[impl], rep + 1, why);
-    else if (!bench_run_parse(line, &run))
-        bench_warn("%s, %s, rep %u: cannot parse the child's line: %s", w->name, impl_names[impl], rep + 1, line);
-    else if (o->c.verbose)
+    bench_run run = bench_child_result(&c, rep, w->name, 0, impl_names[impl]);
+    if (run.ok && o->c.verbose)
         fprintf(stderr, "  %-12s %-7s rep %u: %.4g ops/s\n", w->name, impl_names[impl], rep + 1, run.ops_per_sec);
     return run;
 }
@@ -293,8 +279,9 @@ static void heading(const bench_options *o, size_t wi)
 }
 
 /* "overhead": an impl's ns/op minus direct's. */
-static void ratio_cell(bench_table *t, const bench_run *agg, const bool *ran, unsigned impl)
+static void ratio_cell(bench_table *t, size_t wi, const bench_run *agg, const bool *ran, unsigned impl)
 {
+    (void)wi;
     double direct = ran[IMPL_DIRECT] ? ns_per_op(&agg[IMPL_DIRECT]) : -1.0;
     if (impl != IMPL_DIRECT && direct >= 0)
         bench_table_set(t, 8, "%+.1f ns", ns_per_op(&agg[impl]) - direct);
@@ -329,29 +316,19 @@ static void list(void)
 static const bench_suite suite = {
     .name = "ffi",
     .usage = "usage: ohm-bench ffi [options]\n"
-             "  --workload NAME[,NAME]  workloads to run (repeatable; default all; --list names them)\n"
+             BENCH_USAGE_WORKLOAD
              "  --impl NAME[,NAME]      direct, ffi (default both)\n"
              "  --reps N                runs per workload and impl (default 3; best ops/s, median RSS)\n"
              "  --scale F               multiplies call counts (default 1)\n"
-             "  --json                  one JSON object per line per (workload, impl) instead of tables\n"
-             "  --timeout S             kill a run after S seconds (default 600; 0 = never)\n"
-             "  --verbose               print every run's result on stderr\n"
-             "  --list                  list the workloads and exit\n",
+             BENCH_USAGE_JSON
+             BENCH_USAGE_TIMEOUT
+             BENCH_USAGE_VERBOSE_LIST,
     .default_timeout_s = DEFAULT_TIMEOUT_S,
     .banner_ratio = "overhead = ffi ns/op - direct ns/op (best run of each)",
-    .impl_names = impl_names,
-    .nimpls = IMPL_COUNT,
-    .impl_hint = "direct, ffi",
-    .nworkloads = NWORKLOADS,
-    .workload_name = workload_name,
-    .threads = BENCH_THREADS_NONE,
-    .list = list,
-    .child = child_main,
-    .run_child = run_child,
-    .heading = heading,
-    .extra_headers = {"overhead"},
-    .ratio_cell = ratio_cell,
-    .goals = goals,
+    .impl_names = impl_names, .nimpls = IMPL_COUNT, .impl_hint = "direct, ffi",
+    .nworkloads = NWORKLOADS, .workload_name = workload_name, .threads = BENCH_THREADS_NONE,
+    .list = list, .child = child_main, .run_child = run_child,
+    .heading = heading, .extra_headers = {"overhead"}, .ratio_cell = ratio_cell, .goals = goals,
 };
 
 int bench_ffi_main(int argc, char **argv)

@@ -76,28 +76,20 @@ static void destroy_mm(ohm_mm *mm) { must(ohm_mm_destroy(mm), 0, "ohm_mm_destroy
 
 /* ---- acquire-release: each thread its own task on one manager; acquire AR_SIZE, release it ------------------ */
 
-typedef struct ar_arg {
-    ohm_task *task;
-    uint64_t n;
-    pthread_barrier_t *start;
-    uint64_t t0, t1; /* each thread times itself */
-} ar_arg;
-
 static void *ar_loop(void *p)
 {
-    ar_arg *a = p;
-    ohm_task *t = a->task;
+    bench_thread *a = p;
+    ohm_task *t = a->arg;
     for (int i = 0; i < 1000; i++) { /* warm-up: first-use paths before the barrier */
         must(ohm_task_acquire(t, OHM_ON_HEAP, AR_SIZE), AR_SIZE, "ohm_task_acquire (warm-up)");
         must(ohm_task_release(t, OHM_ON_HEAP, AR_SIZE), AR_SIZE, "ohm_task_release (warm-up)");
     }
-    pthread_barrier_wait(a->start);
-    a->t0 = harness_now_ns();
+    bench_thread_start(a);
     for (uint64_t i = 0; i < a->n; i++) {
         must(ohm_task_acquire(t, OHM_ON_HEAP, AR_SIZE), AR_SIZE, "ohm_task_acquire");
         must(ohm_task_release(t, OHM_ON_HEAP, AR_SIZE), AR_SIZE, "ohm_task_release");
     }
-    a->t1 = harness_now_ns();
+    bench_thread_end(a);
     return NULL;
 }
 
@@ -107,33 +99,18 @@ static void run_acquire_release(const mm_workload *w, double scale, bench_result
     if (per == 0)
         per = 1;
     ohm_mm *mm = must_mm(AR_MAX, 0, 0.5);
-    pthread_barrier_t start;
-    pthread_barrier_init(&start, NULL, w->threads + 1);
-    pthread_t th[8];
-    ar_arg a[8];
-    for (unsigned i = 0; i < w->threads; i++) {
-        a[i] = (ar_arg){must_task(mm, i + 1), per, &start, 0, 0};
-        if (pthread_create(&th[i], NULL, ar_loop, &a[i]) != 0)
-            bench_die(4, "cannot start a thread");
-    }
-    bench_mark_start(r);
-    pthread_barrier_wait(&start);
-    uint64_t t0 = UINT64_MAX, t1 = 0; /* from the first thread's start to the last one's end */
-    for (unsigned i = 0; i < w->threads; i++) {
-        pthread_join(th[i], NULL);
-        t0 = a[i].t0 < t0 ? a[i].t0 : t0;
-        t1 = a[i].t1 > t1 ? a[i].t1 : t1;
-    }
-    r->ns = t1 - t0;
+    bench_thread a[8];
+    for (unsigned i = 0; i < w->threads; i++)
+        a[i] = (bench_thread){.arg = must_task(mm, i + 1), .n = per};
+    r->ns = bench_run_threads(w->threads, ar_loop, a, r);
     r->ops = per * w->threads;
-    pthread_barrier_destroy(&start);
     for (unsigned i = 0; i < w->threads; i++) {
         ohm_task_stats ts;
-        must(ohm_task_stats_get(a[i].task, &ts), 0, "ohm_task_stats_get");
+        must(ohm_task_stats_get(a[i].arg, &ts), 0, "ohm_task_stats_get");
         if (ts.waits)
             bench_die(4, "acquire-release: task %u waited %llu times (the manager is meant to be uncontended)", i + 1,
                       (unsigned long long)ts.waits);
-        end_task(a[i].task);
+        end_task(a[i].arg);
     }
     destroy_mm(mm);
     r->live_peak = (uint64_t)AR_SIZE * w->threads;
@@ -301,17 +278,11 @@ static const mm_workload workloads[] = {
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 
-static unsigned workload_threads(size_t wi)
-{
-    return workloads[wi].threads;
-}
-
 /* ---- the child ----------------------------------------------------------------------------------------- */
 
 static int child_main(const bench_options *o)
 {
-    size_t wi = bench_child_workload(o, NWORKLOADS, workload_threads);
-    const mm_workload *w = wi != SIZE_MAX ? &workloads[wi] : NULL;
+    const mm_workload *w = o->child_workload != SIZE_MAX ? &workloads[o->child_workload] : NULL;
     if (!w)
         bench_die(2, "--child needs exactly one --workload");
     bench_result r = {0};
@@ -326,19 +297,13 @@ static bench_run run_child(const bench_options *o, size_t wi, unsigned impl, uns
 {
     (void)impl;
     const mm_workload *w = &workloads[wi];
-    char scale[32], threads[16];
-    snprintf(scale, sizeof scale, "%.17g", o->c.scale);
+    char threads[16];
     snprintf(threads, sizeof threads, "%u", w->threads);
     const char *argv[] = {"ohm-bench", "mm", "--child", "--impl", impl_name, "--workload", w->name,
-                          "--threads", threads, "--scale", scale, NULL};
+                          "--threads", threads, "--scale", o->scale_arg, NULL};
     bench_child c = {argv, NULL, o->c.timeout_s};
-    char line[1024], why[256];
-    bench_run run = {0};
-    if (bench_run_child(&c, line, sizeof line, why, sizeof why) != 0)
-        bench_warn("%s (%u threads), rep %u: the child %s", w->name, w->threads, rep + 1, why);
-    else if (!bench_run_parse(line, &run))
-        bench_warn("%s, rep %u: cannot parse the child's line: %s", w->name, rep + 1, line);
-    else if (o->c.verbose)
+    bench_run run = bench_child_result(&c, rep, w->name, w->threads, NULL);
+    if (run.ok && o->c.verbose)
         fprintf(stderr, "  %-16s %u thread%s rep %u: %.4g ops/s\n", w->name, w->threads, w->threads == 1 ? "" : "s",
                 rep + 1, run.ops_per_sec);
     return run;
@@ -384,6 +349,11 @@ static const char *workload_name(size_t wi)
     return workloads[wi].name;
 }
 
+static unsigned workload_threads(size_t wi)
+{
+    return workloads[wi].threads;
+}
+
 static void list(void)
 {
     printf("%-17s %-9s %9s %-8s %s\n", "workload", "threads", "scale 1", "of", "what");
@@ -395,29 +365,21 @@ static void list(void)
 static const bench_suite suite = {
     .name = "mm",
     .usage = "usage: ohm-bench mm [options]\n"
-             "  --workload NAME[,NAME]  workloads to run (repeatable; default all; --list names them)\n"
+             BENCH_USAGE_WORKLOAD
              "  --impl NAME             ohm (the only one)\n"
              "  --threads N             only the workloads' N-thread variants\n"
              "  --reps N                runs per workload (default 3; best ops/s, median RSS)\n"
              "  --scale F               multiplies iteration counts (default 1)\n"
              "  --json                  one JSON object per line per workload instead of tables\n"
-             "  --timeout S             kill a run after S seconds (default 600; 0 = never)\n"
-             "  --verbose               print every run's result on stderr\n"
-             "  --list                  list the workloads and exit\n",
+             BENCH_USAGE_TIMEOUT
+             BENCH_USAGE_VERBOSE_LIST,
     .default_timeout_s = DEFAULT_TIMEOUT_S,
     .banner_ratio = "impl ohm only, no ratio column; ns/op = 1e9 / ops/s (all threads)",
-    .impl_names = &impl_name,
-    .nimpls = 1,
-    .impl_hint = "ohm is the only one",
-    .nworkloads = NWORKLOADS,
-    .workload_name = workload_name,
-    .threads = BENCH_THREADS_FILTER,
-    .workload_threads = workload_threads,
-    .list = list,
-    .child = child_main,
-    .run_child = run_child,
-    .heading = heading,
-    .final_goals = final_goals,
+    .impl_names = &impl_name, .nimpls = 1, .impl_hint = "ohm is the only one",
+    .nworkloads = NWORKLOADS, .workload_name = workload_name,
+    .workload_threads = workload_threads, .threads = BENCH_THREADS_FILTER,
+    .list = list, .child = child_main, .run_child = run_child,
+    .heading = heading, .final_goals = final_goals,
 };
 
 int bench_mm_main(int argc, char **argv)

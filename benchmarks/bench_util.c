@@ -191,6 +191,21 @@ int bench_run_child(const bench_child *c, char *line, size_t line_cap, char *why
 
 /* ---- one-line JSON -------------------------------------------------------------------------------------- */
 
+bench_run bench_child_result(const bench_child *c, unsigned rep, const char *workload, unsigned threads,
+                             const char *impl)
+{
+    char line[1024], why[256], n[32] = "";
+    bench_run run = {0};
+    const char *sep = impl ? ", " : "";
+    if (threads)
+        snprintf(n, sizeof n, " (%u threads)", threads);
+    if (bench_run_child(c, line, sizeof line, why, sizeof why) != 0)
+        bench_warn("%s%s%s%s, rep %u: the child %s", workload, n, sep, impl ? impl : "", rep + 1, why);
+    else if (!bench_run_parse(line, &run))
+        bench_warn("%s%s%s, rep %u: cannot parse the child's line: %s", workload, sep, impl ? impl : "", rep + 1, line);
+    return run;
+}
+
 bool bench_write_all(int fd, const char *s)
 {
     size_t len = strlen(s);
@@ -460,12 +475,51 @@ void bench_mark_start(bench_result *r)
     harness_reset_peak_rss();
 }
 
+void bench_thread_start(bench_thread *t)
+{
+    pthread_barrier_wait(t->start);
+    t->t0 = harness_now_ns();
+}
+
+void bench_thread_end(bench_thread *t)
+{
+    t->t1 = harness_now_ns();
+}
+
+uint64_t bench_run_threads(unsigned n, void *(*fn)(void *), bench_thread *t, bench_result *r)
+{
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, n + 1);
+    pthread_t id[8];
+    for (unsigned i = 0; i < n; i++) {
+        t[i].start = &start;
+        if (pthread_create(&id[i], NULL, fn, &t[i]) != 0)
+            bench_die(4, "cannot start a thread");
+    }
+    bench_mark_start(r);
+    pthread_barrier_wait(&start);
+    uint64_t t0 = UINT64_MAX, t1 = 0;
+    for (unsigned i = 0; i < n; i++) {
+        pthread_join(id[i], NULL);
+        t0 = t[i].t0 < t0 ? t[i].t0 : t0;
+        t1 = t[i].t1 > t1 ? t[i].t1 : t1;
+    }
+    pthread_barrier_destroy(&start);
+    return t1 - t0;
+}
+
 void bench_child_report(const char *bench, const char *workload, const char *impl, unsigned threads,
                         bench_result *r)
 {
     r->peak_rss = harness_peak_rss_bytes();
     ohm_pool_trim(ohm_pool_default());
     r->rss_after = harness_rss_bytes();
+    bench_child_print(bench, workload, impl, threads, r);
+}
+
+void bench_child_print(const char *bench, const char *workload, const char *impl, unsigned threads,
+                       const bench_result *r)
+{
     bench_run run = {
         .ok = true,
         .ops_per_sec = r->ns ? (double)r->ops * 1e9 / (double)r->ns : 0.0,
@@ -642,6 +696,49 @@ static int add_impl(const char *name, void *arg)
     return 1;
 }
 
+static bool defer_list(bench_options *o, unsigned which, const char *v)
+{
+    if (o->nlists[which] == BENCH_MAX_WORKLOADS) {
+        bench_warn("too many names (at most %u)", BENCH_MAX_WORKLOADS);
+        return false;
+    }
+    o->lists[which][o->nlists[which]++] = v;
+    return true;
+}
+
+/* A loaded table's impl: chosen by its name or by "all"; an unknown name chooses nothing. */
+static int add_loaded_impl(const char *name, void *arg)
+{
+    suite_parse *p = arg;
+    for (unsigned i = 0; i < p->s->nimpls; i++)
+        if (strcmp(name, "all") == 0 || strcmp(name, p->s->impl_names[i]) == 0) {
+            bool known = false;
+            for (unsigned k = 0; k < p->o->nimpls; k++)
+                known |= p->o->impls[k] == i;
+            if (!known)
+                p->o->impls[p->o->nimpls++] = i;
+        }
+    return 0;
+}
+
+/* Loads the table of a suite with one and matches the deferred --workload and --impl names against it: 0, or the
+ * exit status. */
+static int suite_load(const bench_suite *s, bench_options *o)
+{
+    int rc = s->load(o);
+    if (rc)
+        return rc;
+    suite_parse p = {s, o};
+    for (unsigned i = 0; i < o->nlists[0]; i++)
+        if (bench_for_each_item(o->lists[0][i], add_workload, &p))
+            return 2;
+    for (unsigned i = 0; i < o->nlists[1]; i++)
+        bench_for_each_item(o->lists[1][i], add_loaded_impl, &p);
+    if (o->nlists[1] == 0)
+        add_loaded_impl("all", &p);
+    return 0;
+}
+
 /* Returns 0, or the exit status for a usage error (2) or --help (-1 meaning "exit 0"). */
 static int suite_options(const bench_suite *s, int argc, char **argv, bench_options *o)
 {
@@ -649,6 +746,7 @@ static int suite_options(const bench_suite *s, int argc, char **argv, bench_opti
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         uint64_t u;
+        int rc;
         int shared = bench_common_option(argc, argv, &i, &o->c);
         if (shared == -1) {
             fputs(s->usage, stdout);
@@ -662,7 +760,9 @@ static int suite_options(const bench_suite *s, int argc, char **argv, bench_opti
                            : bench_is_option(a, "--impl")   ? "--impl"
                                                             : NULL;
         if (list && (v = bench_option_value(argc, argv, &i, list))) {
-            if (bench_for_each_item(v, list[2] == 'w' ? add_workload : add_impl, &p))
+            if (s->load && !defer_list(o, list[2] == 'w' ? 0 : 1, v))
+                return 2;
+            if (!s->load && bench_for_each_item(v, list[2] == 'w' ? add_workload : add_impl, &p))
                 return 2;
         } else if (list && s->terse_option_errors) {
             return 2;
@@ -672,6 +772,9 @@ static int suite_options(const bench_suite *s, int argc, char **argv, bench_opti
                 return 2;
             }
             o->threads = (unsigned)u;
+        } else if (s->option && (rc = s->option(argc, argv, &i)) != 0) {
+            if (rc != 1)
+                return rc;
         } else {
             bench_warn("%s '%s'", s->terse_option_errors ? "unknown option" : "unknown option or missing value", a);
             fputs(s->usage, stderr);
@@ -682,24 +785,25 @@ static int suite_options(const bench_suite *s, int argc, char **argv, bench_opti
 }
 
 static void suite_table(const bench_suite *s, const bench_options *o, size_t w, const bench_run *agg,
-                        const bool *ran)
+                        const bool *ran, const unsigned *order, unsigned n)
 {
     const char *headers[BENCH_TABLE_MAX_COLS] = {"impl",      "threads",    "ops/s",     "ns/op",
                                                  "peak RSS",  "live peak",  "RSS before", "RSS after"};
     unsigned ncols = 8;
     for (unsigned i = 0; i < 4 && s->extra_headers[i]; i++)
         headers[ncols++] = s->extra_headers[i];
+    if (s->ratio_header) {
+        headers[8] = s->ratio_header(w);
+        ncols = ncols > 9 ? ncols : 9;
+    }
     if (s->columns)
         ncols = 8 + s->columns(w);
     bench_table t;
     bench_table_init(&t, ncols, headers);
-    for (unsigned k = 0; k < o->nimpls; k++) {
-        unsigned impl = o->impls[k];
-        if (!ran[impl])
-            continue;
+    for (unsigned k = 0; k < n; k++) {
         bench_table_row(&t);
-        if (bench_table_set_run(&t, s->impl_names[impl], &agg[impl]) && s->ratio_cell)
-            s->ratio_cell(&t, agg, ran, impl);
+        if (bench_table_set_run(&t, s->impl_names[order[k]], &agg[order[k]]) && s->ratio_cell)
+            s->ratio_cell(&t, w, agg, ran, order[k]);
     }
     s->heading(o, w);
     bench_table_print(&t, stdout);
@@ -715,11 +819,17 @@ static unsigned suite_workload(const bench_suite *s, const bench_options *o, siz
     unsigned order[BENCH_MAX_IMPLS];
     bool ran[BENCH_MAX_IMPLS] = {false};
     unsigned n = 0, failed = 0;
-    for (unsigned k = 0; k < o->nimpls; k++)
-        if (!s->applies || s->applies(w, o->impls[k])) {
-            order[n++] = o->impls[k];
-            ran[o->impls[k]] = true;
-        }
+    if (s->impl_order) {
+        n = s->impl_order(o, w, order);
+        if (n == 0)
+            return 0;
+    } else {
+        for (unsigned k = 0; k < o->nimpls; k++)
+            if (!s->applies || s->applies(w, o->impls[k]))
+                order[n++] = o->impls[k];
+    }
+    for (unsigned k = 0; k < n; k++)
+        ran[order[k]] = true;
     bool progress = s->progress && !o->c.verbose && isatty(STDERR_FILENO);
     memset(runs, 0, sizeof runs);
     for (unsigned rep = 0; rep < o->c.reps; rep++)
@@ -736,12 +846,12 @@ static unsigned suite_workload(const bench_suite *s, const bench_options *o, siz
     for (unsigned i = 0; i < s->nimpls; i++)
         agg[i] = bench_run_aggregate(runs[i], o->c.reps);
     if (!o->c.json) {
-        suite_table(s, o, w, agg, ran);
+        suite_table(s, o, w, agg, ran, order, n);
         return failed;
     }
-    for (unsigned k = 0; k < o->nimpls; k++)
-        if (ran[o->impls[k]] && agg[o->impls[k]].ok)
-            bench_run_print(s->name, s->workload_name(w), s->impl_names[o->impls[k]], &agg[o->impls[k]], stdout);
+    for (unsigned k = 0; k < n; k++)
+        if (agg[order[k]].ok)
+            bench_run_print(s->name, s->workload_name(w), s->impl_names[order[k]], &agg[order[k]], stdout);
     return failed;
 }
 
@@ -771,7 +881,7 @@ static int suite_parent(const bench_suite *s, bench_options *o)
     return failed ? 1 : 0;
 }
 
-size_t bench_child_workload(const bench_options *o, size_t nworkloads, unsigned (*threads)(size_t w))
+static size_t child_workload(const bench_options *o, size_t nworkloads, unsigned (*threads)(size_t w))
 {
     size_t found = SIZE_MAX;
     for (size_t i = 0; i < nworkloads; i++)
@@ -791,20 +901,26 @@ int bench_suite_main(const bench_suite *s, int argc, char **argv)
     int rc = suite_options(s, argc, argv, &o);
     if (rc)
         return rc < 0 ? 0 : rc;
+    if (s->load && !o.c.child && (rc = suite_load(s, &o)) != 0)
+        return rc;
     if (o.c.list) {
         s->list();
         return 0;
     }
-    if (o.nimpls == 0)
+    if (o.nimpls == 0 && !s->load)
         for (unsigned i = 0; i < s->nimpls; i++)
             o.impls[o.nimpls++] = i;
     bool any = false;
     for (size_t i = 0; i < s->nworkloads; i++)
         any |= o.want[i];
-    if (!any)
+    if (!any && s->nworkloads) /* (a child of a suite with a loaded table has none) */
         add_workload("all", &(suite_parse){s, &o});
     if (s->threads == BENCH_THREADS_FILTER && o.threads && !o.c.child) /* the parent narrows to those variants */
         for (size_t i = 0; i < s->nworkloads; i++)
             o.want[i] &= s->workload_threads(i) == o.threads;
+    o.child_workload = SIZE_MAX;
+    snprintf(o.scale_arg, sizeof o.scale_arg, "%.17g", o.c.scale);
+    if (o.c.child && s->workload_threads)
+        o.child_workload = child_workload(&o, s->nworkloads, s->workload_threads);
     return o.c.child ? s->child(&o) : suite_parent(s, &o);
 }

@@ -8,6 +8,7 @@
 #ifndef OHM_BENCH_UTIL_H
 #define OHM_BENCH_UTIL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -125,6 +126,14 @@ bool bench_parse_f64(const char *s, double min, double max, double *out);
  * nonzero result. The item is a NUL-terminated copy (at most 63 characters; longer items are cut). */
 int bench_for_each_item(const char *list, int (*fn)(const char *item, void *arg), void *arg);
 
+/* The lines of a subcommand's --help that every subcommand words the same way. */
+#define BENCH_USAGE_WORKLOAD "  --workload NAME[,NAME]  workloads to run (repeatable; default all; --list names them)\n"
+#define BENCH_USAGE_JSON "  --json                  one JSON object per line per (workload, impl) instead of tables\n"
+#define BENCH_USAGE_TIMEOUT "  --timeout S             kill a run after S seconds (default 600; 0 = never)\n"
+#define BENCH_USAGE_VERBOSE_LIST                                                                                   \
+    "  --verbose               print every run's result on stderr\n"                                              \
+    "  --list                  list the workloads and exit\n"
+
 /* ---- runs: one child's result, and their aggregate over the reps ---------------------------------------- */
 
 #define BENCH_MAX_REPS 100 /* the most --reps a subcommand accepts: the bound of its per-rep arrays */
@@ -153,6 +162,28 @@ void bench_mark_start(bench_result *r);
  * (bench, workload, impl) with write(2). */
 void bench_child_report(const char *bench, const char *workload, const char *impl, unsigned threads,
                         bench_result *r);
+/* The printing half of bench_child_report, for a child that took peak_rss and rss_after itself (after its own
+ * trim). */
+void bench_child_print(const char *bench, const char *workload, const char *impl, unsigned threads,
+                       const bench_result *r);
+
+/* One thread of bench_run_threads: its work, and its times. Each thread times itself: the main thread may not run
+ * again until they are done. */
+typedef struct bench_thread {
+    void *arg;      /* what the workload's thread works on */
+    uint64_t n;     /* how many operations it does */
+    pthread_barrier_t *start;
+    uint64_t t0, t1;
+} bench_thread;
+
+/* In a bench_run_threads thread, after its warm-up: waits for every other thread, then takes its start time. */
+void bench_thread_start(bench_thread *t);
+/* Takes the thread's end time. */
+void bench_thread_end(bench_thread *t);
+/* Starts n threads (at most 8), thread i running fn(&t[i]); marks r's start (bench_mark_start) once they all run,
+ * then releases them together and joins them. Returns the time from the first thread's start to the last one's end,
+ * in nanoseconds. Dies if a thread cannot start. */
+uint64_t bench_run_threads(unsigned n, void *(*fn)(void *), bench_thread *t, bench_result *r);
 
 /* The median of v[0..n) (the lower one for an even n, 0 for none); sorts v in place. */
 uint64_t bench_median_u64(uint64_t *v, unsigned n);
@@ -166,6 +197,11 @@ void bench_run_print(const char *bench, const char *workload, const char *impl, 
 /* Reads a line printed by bench_run_print into run (zeroed first); run->ok and the result are false if a key is
  * missing. */
 bool bench_run_parse(const char *line, bench_run *run);
+/* Runs a benchmark child (bench_run_child) and reads its result line (bench_run_parse). A failed run has ok false
+ * and was reported on stderr, named "<workload> (<threads> threads), <impl>, rep <rep+1>" (threads 0 or impl NULL:
+ * that part left out; a line that does not parse leaves out the threads). */
+bench_run bench_child_result(const bench_child *c, unsigned rep, const char *workload, unsigned threads,
+                             const char *impl);
 
 /* ---- human-readable numbers and tables ------------------------------------------------------------------ */
 
@@ -213,6 +249,14 @@ typedef struct bench_options {
     unsigned impls[BENCH_MAX_IMPLS];  /* the impls chosen, in the order to run and print (all by default) */
     unsigned nimpls;
     unsigned threads;                 /* --threads N: only the N-thread variants (0 = any) */
+    /* With a loaded table (bench_suite.load): each --workload and --impl value as given, matched after the load;
+     * a child, which does not load, reads them as they are. */
+    const char *lists[2][BENCH_MAX_WORKLOADS];
+    unsigned nlists[2];
+    /* In a child of a suite with workload_threads: the one chosen workload whose threads match --threads, if
+     * given (several: the child dies with status 2); SIZE_MAX if none. */
+    size_t child_workload;
+    char scale_arg[32]; /* --scale for a child's command line, exact ("%.17g") */
 } bench_options;
 
 /* What --threads does in a subcommand. */
@@ -237,12 +281,23 @@ typedef struct bench_suite {
     size_t nworkloads;           /* at most BENCH_MAX_WORKLOADS */
     const char *(*workload_name)(size_t w);
     bench_threads_option threads;
-    unsigned (*workload_threads)(size_t w); /* a workload's threads, for BENCH_THREADS_FILTER */
+    unsigned (*workload_threads)(size_t w); /* a workload's threads (NULL: no variants by threads) */
     bool (*applies)(size_t w, unsigned impl); /* whether impl runs workload w; NULL: always */
+    /* The impls to run on workload w, in the order to run and print them, into order[]; returns how many
+     * (NULL: o->impls where applies). A workload with none is left out. */
+    unsigned (*impl_order)(const bench_options *o, size_t w, unsigned *order);
     bool given_order;            /* run the workloads in the order named, not in the table's */
     bool progress;               /* show "workload: rep i/n, impl" on stderr when it is a terminal */
     /* alloc's wording: "unknown option 'x'", and a known option missing its value exits with no message. */
     bool terse_option_errors;
+    /* The subcommand's own options (NULL: none): 1 if argv[*i] was one (advancing *i past its value), 0 if not,
+     * 2 for a bad value (already warned). */
+    int (*option)(int argc, char **argv, int *i);
+    /* A table known only at run time (NULL: the tables are static): in the parent, after the options, fills
+     * nworkloads, workload_name, impl_names and nimpls of the suite (whose object is then not const); a nonzero
+     * result is the exit status. Workload names are then checked against it; impl names are matched loosely (an
+     * unknown one runs nothing, as an impl missing from a workload would). */
+    int (*load)(const bench_options *o);
     /* Before the parent runs (NULL: nothing): may drop impls; a nonzero result is the exit status. */
     int (*prepare)(bench_options *o);
     void (*banner)(const bench_options *o); /* replaces the standard banner (NULL: bench_print_banner) */
@@ -252,18 +307,15 @@ typedef struct bench_suite {
     bench_run (*run_child)(const bench_options *o, size_t w, unsigned impl, unsigned rep);
     void (*heading)(const bench_options *o, size_t w); /* the line above a workload's table */
     const char *extra_headers[4]; /* the table's columns after the 8 of bench_table_set_run (NULL-ended) */
+    const char *(*ratio_header)(size_t w); /* workload w's first extra header (NULL: extra_headers[0]) */
     unsigned (*columns)(size_t w); /* how many of those columns workload w's table shows (NULL: all) */
-    /* Fills the extra columns (8 on) of impl's row (only called for an ok run). */
-    void (*ratio_cell)(bench_table *t, const bench_run *agg, const bool *ran, unsigned impl);
+    /* Fills the extra columns (8 on) of impl's row in workload w's table (only called for an ok run). */
+    void (*ratio_cell)(bench_table *t, size_t w, const bench_run *agg, const bool *ran, unsigned impl);
     /* Goal lines under a workload's table (NULL: none); agg and ran are indexed by impl. */
     void (*goals)(const bench_options *o, size_t w, const bench_run *agg, const bool *ran);
     /* Goal lines after every table (NULL: none); agg[w][impl]. */
     void (*final_goals)(const bench_options *o, const bench_run (*agg)[BENCH_MAX_IMPLS]);
 } bench_suite;
-
-/* In a child: the one chosen workload whose threads (by threads(w)) match --threads, if given; dies (status 2)
- * if several match; SIZE_MAX if none. */
-size_t bench_child_workload(const bench_options *o, size_t nworkloads, unsigned (*threads)(size_t w));
 
 /* The whole subcommand: parses argv (argv[0] is the subcommand's name) and runs it. Returns the exit status:
  * 0, 1 if a run failed, 2 for a usage error. */

@@ -4,6 +4,7 @@
 
 #include "json_writer.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -62,17 +63,99 @@ void report_summary(const stress *s)
     printf("%s\n", stress_failed(s) ? "FAILED" : "PASSED");
 }
 
-/* A key and its value, in the order the summary lists them. */
-static void kv_u64(json_writer *j, const char *key, uint64_t v)
-{
-    json_key(j, key);
-    json_u64(j, v);
-}
+/* What a JSON key reads from the run, and how it is written. */
+typedef enum field_kind {
+    FIELD_UINT,    /* an unsigned at off */
+    FIELD_U64,     /* a uint64_t at off */
+    FIELD_COUNTER, /* a counter at off, loaded atomically */
+    FIELD_F64,     /* a double at off, with decimals (-1: shortest) */
+    FIELD_I64,     /* an int64_t at off */
+    FIELD_RATE,    /* ops per second of the whole run */
+    FIELD_PASSED,  /* the verdict */
+} field_kind;
 
-static void kv_f64(json_writer *j, const char *key, double v, int decimals)
+typedef struct report_field {
+    const char *key;
+    field_kind kind;
+    size_t off; /* offsetof(stress, ...) */
+    int decimals;
+} report_field;
+
+#define U(key, f) {key, FIELD_U64, offsetof(stress, f), 0}
+#define C(key, f) {key, FIELD_COUNTER, offsetof(stress, c.f), 0}
+#define F(key, f, d) {key, FIELD_F64, offsetof(stress, f), d}
+
+/* The JSON object's keys, in the order the summary lists them. */
+static const report_field json_fields[] = {
+    {"threads", FIELD_UINT, offsetof(stress, o.threads), 0},
+    F("seconds", elapsed, 3),
+    U("seed", o.seed),
+    F("leak_rate", o.leak_rate, -1),
+    F("fail_rate", o.fail_rate, -1),
+    C("ops", ops),
+    {"ops_per_sec", FIELD_RATE, 0, 1},
+    C("buffer_ops", buf_ops),
+    C("pool_ops", pool_ops),
+    C("mm_ops", mm_ops),
+    C("block_ops", block_ops),
+    C("map_ops", map_ops),
+    C("handoffs", handoffs),
+    C("integrity_errors", integrity_errors),
+    C("api_errors", api_errors),
+    C("leaks_injected", leaks_injected),
+    U("leaks_reported", leaks_reported),
+    U("leaks_false", leaks_false),
+    U("leaks_missed", leaks_missed),
+    U("leaks_without_site", leaks_no_site),
+    U("faults_injected", faults_injected),
+    C("faults_survived", faults_survived),
+    C("spills", spills),
+    C("spill_bytes", spill_bytes),
+    C("spill_failures", spill_failures),
+    C("spill_reads", restores),
+    C("evictions", evictions),
+    C("tasks", tasks_ended),
+    F("task_share_min", share_min, 4),
+    F("task_share_max", share_max, 4),
+    {"accounting_drift_bytes", FIELD_I64, offsetof(stress, drift), 0},
+    U("peak_live_bytes", peak_live),
+    U("peak_rss_bytes", peak_rss),
+    U("rss_after_trim_bytes", rss_after_trim),
+    C("library_warnings", log_warnings),
+    {"passed", FIELD_PASSED, 0, 0},
+};
+
+#undef U
+#undef C
+#undef F
+
+static void json_field(json_writer *j, const stress *s, const report_field *f)
 {
-    json_key(j, key);
-    json_f64(j, v, decimals);
+    const void *p = (const char *)s + f->off;
+    json_key(j, f->key);
+    switch (f->kind) {
+    case FIELD_UINT:
+        json_u64(j, *(const unsigned *)p);
+        break;
+    case FIELD_U64:
+        json_u64(j, *(const uint64_t *)p);
+        break;
+    case FIELD_COUNTER:
+        json_u64(j, atomic_load((const counter *)p));
+        break;
+    case FIELD_F64:
+        json_f64(j, *(const double *)p, f->decimals);
+        break;
+    case FIELD_I64:
+        json_i64(j, *(const int64_t *)p);
+        break;
+    case FIELD_RATE:
+        json_f64(j, ops_per_sec(s), f->decimals);
+        break;
+    case FIELD_PASSED:
+        json_bool(j, !stress_failed(s));
+        break;
+    }
 }
 
 void report_json(const stress *s)
@@ -81,44 +164,8 @@ void report_json(const stress *s)
     json_writer j;
     json_init(&j, buf, sizeof buf);
     json_object_begin(&j);
-    kv_u64(&j, "threads", s->o.threads);
-    kv_f64(&j, "seconds", s->elapsed, 3);
-    kv_u64(&j, "seed", LD(s->o.seed));
-    kv_f64(&j, "leak_rate", s->o.leak_rate, -1);
-    kv_f64(&j, "fail_rate", s->o.fail_rate, -1);
-    kv_u64(&j, "ops", GET(s, ops));
-    kv_f64(&j, "ops_per_sec", ops_per_sec(s), 1);
-    kv_u64(&j, "buffer_ops", GET(s, buf_ops));
-    kv_u64(&j, "pool_ops", GET(s, pool_ops));
-    kv_u64(&j, "mm_ops", GET(s, mm_ops));
-    kv_u64(&j, "block_ops", GET(s, block_ops));
-    kv_u64(&j, "map_ops", GET(s, map_ops));
-    kv_u64(&j, "handoffs", GET(s, handoffs));
-    kv_u64(&j, "integrity_errors", GET(s, integrity_errors));
-    kv_u64(&j, "api_errors", GET(s, api_errors));
-    kv_u64(&j, "leaks_injected", GET(s, leaks_injected));
-    kv_u64(&j, "leaks_reported", LD(s->leaks_reported));
-    kv_u64(&j, "leaks_false", LD(s->leaks_false));
-    kv_u64(&j, "leaks_missed", LD(s->leaks_missed));
-    kv_u64(&j, "leaks_without_site", LD(s->leaks_no_site));
-    kv_u64(&j, "faults_injected", LD(s->faults_injected));
-    kv_u64(&j, "faults_survived", GET(s, faults_survived));
-    kv_u64(&j, "spills", GET(s, spills));
-    kv_u64(&j, "spill_bytes", GET(s, spill_bytes));
-    kv_u64(&j, "spill_failures", GET(s, spill_failures));
-    kv_u64(&j, "spill_reads", GET(s, restores));
-    kv_u64(&j, "evictions", GET(s, evictions));
-    kv_u64(&j, "tasks", GET(s, tasks_ended));
-    kv_f64(&j, "task_share_min", s->share_min, 4);
-    kv_f64(&j, "task_share_max", s->share_max, 4);
-    json_key(&j, "accounting_drift_bytes");
-    json_i64(&j, s->drift);
-    kv_u64(&j, "peak_live_bytes", LD(s->peak_live));
-    kv_u64(&j, "peak_rss_bytes", LD(s->peak_rss));
-    kv_u64(&j, "rss_after_trim_bytes", LD(s->rss_after_trim));
-    kv_u64(&j, "library_warnings", GET(s, log_warnings));
-    json_key(&j, "passed");
-    json_bool(&j, !stress_failed(s));
+    for (size_t i = 0; i < sizeof json_fields / sizeof json_fields[0]; i++)
+        json_field(&j, s, &json_fields[i]);
     json_object_end(&j);
     fputs(json_line(&j), stdout);
 }

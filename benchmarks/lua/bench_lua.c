@@ -24,24 +24,22 @@ int luaopen_ohm(lua_State *L);
 int bench_lua_main(int argc, char **argv);
 
 #define DEFAULT_TIMEOUT_S 600
-#define MAX_WORKLOADS 16
-#define MAX_IMPLS 8
 #define NAME_MAX_LEN 48
 
 typedef struct lua_workload {
-    char name[NAME_MAX_LEN], unit[16], baseline[NAME_MAX_LEN], summary[160];
+    char name[NAME_MAX_LEN], unit[16], baseline[NAME_MAX_LEN], summary[160], ratio_head[NAME_MAX_LEN + 3];
     uint64_t count;
     unsigned nimpls;
-    char impls[MAX_IMPLS][NAME_MAX_LEN];
+    unsigned impls[BENCH_MAX_IMPLS]; /* indexes into impl_names, in the script's order */
 } lua_workload;
 
-typedef struct lua_options {
-    bench_common c; /* --json, --verbose, --child, --list, --reps, --scale, --timeout */
-    bool incremental; /* the collector's mode: generational (lua5.4's, the default here) or incremental */
-    const char *script;
-    const char *workloads[MAX_WORKLOADS], *impls[MAX_IMPLS];
-    unsigned nworkloads, nimpls;
-} lua_options;
+/* The options of this subcommand alone, and the tables the script defines (loaded by the parent). */
+static const char *script = OHM_BENCH_LUA_SCRIPT;
+static bool incremental; /* the collector's mode: generational (lua5.4's, the default here) or incremental */
+static lua_workload workloads[BENCH_MAX_WORKLOADS];
+static char impl_store[BENCH_MAX_IMPLS][NAME_MAX_LEN];
+static const char *impl_names[BENCH_MAX_IMPLS]; /* every workload's impls, each once */
+static bench_suite suite; /* not const: load fills in the script's tables */
 
 /* ---- the embedded state ---- */
 
@@ -51,34 +49,29 @@ static int l_now(lua_State *L)
     return 1;
 }
 
-typedef struct marks {
-    uint64_t rss_before;
-} marks;
-
 static int l_mark(lua_State *L)
 {
-    marks *m = lua_touserdata(L, lua_upvalueindex(1));
-    m->rss_before = harness_rss_bytes();
-    harness_reset_peak_rss();
+    bench_mark_start(lua_touserdata(L, lua_upvalueindex(1)));
     return 0;
 }
 
 /* A state with the standard libraries, the ohm module and the bench table, and the script's table on top. The
  * collector runs in generational mode, as in the lua5.4 interpreter (lua.c switches to it); luaL_newstate's
  * incremental mode (--gc incremental) lets Lua 5.4 fall behind on objects with finalizers, so the userdata of
- * closed buffers pile up in the Lua heap (their native memory is freed by close either way). */
-static lua_State *open_script(const char *script, marks *m, bool incremental)
+ * closed buffers pile up in the Lua heap (their native memory is freed by close either way). bench.mark marks r's
+ * start. */
+static lua_State *open_script(bench_result *r, bool incremental_gc)
 {
     lua_State *L = luaL_newstate();
     if (!L) bench_die(4, "cannot create a Lua state");
-    if (!incremental) lua_gc(L, LUA_GCGEN, 0, 0);
+    if (!incremental_gc) lua_gc(L, LUA_GCGEN, 0, 0);
     luaL_openlibs(L);
     luaL_requiref(L, "ohm", luaopen_ohm, 0);
     lua_pop(L, 1);
     lua_newtable(L);
     lua_pushcfunction(L, l_now);
     lua_setfield(L, -2, "now");
-    lua_pushlightuserdata(L, m);
+    lua_pushlightuserdata(L, r);
     lua_pushcclosure(L, l_mark, 1);
     lua_setfield(L, -2, "mark");
     lua_setglobal(L, "bench");
@@ -94,254 +87,199 @@ static void field_str(lua_State *L, int t, const char *key, char *out, size_t ca
     lua_pop(L, 1);
 }
 
-/* Reads M.workloads into w[]; returns how many. */
-static unsigned read_workloads(lua_State *L, lua_workload *w)
+/* The index of impl name in impl_names, added if new (dies past BENCH_MAX_IMPLS). */
+static unsigned impl_index(bench_suite *s, const char *name)
 {
-    unsigned n = 0;
+    for (unsigned i = 0; i < s->nimpls; i++)
+        if (strcmp(impl_names[i], name) == 0) return i;
+    if (s->nimpls == BENCH_MAX_IMPLS) bench_die(2, "%s: more than %u impls", script, BENCH_MAX_IMPLS);
+    snprintf(impl_store[s->nimpls], NAME_MAX_LEN, "%s", name);
+    impl_names[s->nimpls] = impl_store[s->nimpls];
+    return s->nimpls++;
+}
+
+/* Reads M.workloads into workloads[] and the suite's tables. */
+static void read_workloads(lua_State *L, bench_suite *s)
+{
+    size_t n = 0;
     lua_getfield(L, -1, "workloads");
-    for (lua_Integer i = 1; n < MAX_WORKLOADS && lua_rawgeti(L, -1, i) == LUA_TTABLE; i++, n++) {
+    for (lua_Integer i = 1; n < BENCH_MAX_WORKLOADS && lua_rawgeti(L, -1, i) == LUA_TTABLE; i++, n++) {
         int t = lua_gettop(L);
-        memset(&w[n], 0, sizeof w[n]);
-        field_str(L, t, "name", w[n].name, sizeof w[n].name);
-        field_str(L, t, "unit", w[n].unit, sizeof w[n].unit);
-        field_str(L, t, "baseline", w[n].baseline, sizeof w[n].baseline);
-        field_str(L, t, "summary", w[n].summary, sizeof w[n].summary);
+        lua_workload *w = &workloads[n];
+        memset(w, 0, sizeof *w);
+        field_str(L, t, "name", w->name, sizeof w->name);
+        field_str(L, t, "unit", w->unit, sizeof w->unit);
+        field_str(L, t, "baseline", w->baseline, sizeof w->baseline);
+        field_str(L, t, "summary", w->summary, sizeof w->summary);
+        snprintf(w->ratio_head, sizeof w->ratio_head, "vs %s", w->baseline);
         lua_getfield(L, t, "count");
-        w[n].count = (uint64_t)lua_tointeger(L, -1);
+        w->count = (uint64_t)lua_tointeger(L, -1);
         lua_pop(L, 1);
         lua_getfield(L, t, "impls");
-        for (lua_Integer k = 1; w[n].nimpls < MAX_IMPLS && lua_rawgeti(L, -1, k) == LUA_TSTRING; k++) {
-            snprintf(w[n].impls[w[n].nimpls++], NAME_MAX_LEN, "%s", lua_tostring(L, -1));
+        for (lua_Integer k = 1; w->nimpls < BENCH_MAX_IMPLS && lua_rawgeti(L, -1, k) == LUA_TSTRING; k++) {
+            w->impls[w->nimpls++] = impl_index(s, lua_tostring(L, -1));
             lua_pop(L, 1);
         }
         lua_pop(L, 3); /* the non-string, impls, the workload */
     }
     lua_pop(L, 2); /* the non-table, workloads */
-    return n;
+    s->nworkloads = n;
 }
 
 /* ---- the child ---- */
 
-static int child_main(const lua_options *o)
+/* The one name of a --workload or --impl list given to a child (which has no table to match it against). */
+static const char *child_name(const bench_options *o, unsigned which)
 {
-    if (o->nworkloads != 1 || o->nimpls != 1) bench_die(2, "--child needs exactly one --workload and one --impl");
-    marks m = {0};
-    lua_State *L = open_script(o->script, &m, o->incremental);
+    if (o->nlists[which] != 1 || strchr(o->lists[which][0], ','))
+        bench_die(2, "--child needs exactly one --workload and one --impl");
+    return o->lists[which][0];
+}
+
+static int child_main(const bench_options *o)
+{
+    const char *workload = child_name(o, 0), *impl = child_name(o, 1);
+    bench_result r = {0};
+    lua_State *L = open_script(&r, incremental);
     lua_getfield(L, -1, "run");
-    lua_pushstring(L, o->workloads[0]);
-    lua_pushstring(L, o->impls[0]);
+    lua_pushstring(L, workload);
+    lua_pushstring(L, impl);
     lua_pushnumber(L, o->c.scale);
     if (lua_pcall(L, 3, 3, 0) != LUA_OK) bench_die(4, "%s", lua_tostring(L, -1));
-    uint64_t ops = (uint64_t)lua_tointeger(L, -3), ns = (uint64_t)lua_tointeger(L, -2);
-    uint64_t live = (uint64_t)lua_tointeger(L, -1);
-    uint64_t peak = harness_peak_rss_bytes();
+    r.ops = (uint64_t)lua_tointeger(L, -3);
+    r.ns = (uint64_t)lua_tointeger(L, -2);
+    r.live_peak = (uint64_t)lua_tointeger(L, -1);
+    r.peak_rss = harness_peak_rss_bytes();
     lua_settop(L, 0);
     lua_gc(L, LUA_GCCOLLECT);
     ohm_pool_trim(ohm_pool_default());
     lua_close(L); /* the state's pool goes with it */
-    bench_run run = {
-        .ok = true,
-        .ops_per_sec = ns ? (double)ops * 1e9 / (double)ns : 0.0,
-        .threads = 1,
-        .peak_rss = peak,
-        .live_peak = live,
-        .rss_before = m.rss_before,
-        .rss_after = harness_rss_bytes(),
-    };
-    bench_run_print("lua", o->workloads[0], o->impls[0], &run, NULL);
+    r.rss_after = harness_rss_bytes();
+    bench_child_print("lua", workload, impl, 1, &r);
     return 0;
 }
 
 /* ---- the parent ---- */
 
-static bench_run run_child(const lua_options *o, const lua_workload *w, const char *impl, unsigned rep)
+static bench_run run_child(const bench_options *o, size_t wi, unsigned impl, unsigned rep)
 {
-    char scale[32];
-    snprintf(scale, sizeof scale, "%.17g", o->c.scale);
-    const char *argv[] = {"ohm-bench", "lua", "--child", "--workload", w->name, "--impl", impl,
-                          "--scale", scale, "--script", o->script, "--gc",
-                          o->incremental ? "incremental" : "generational", NULL};
+    const lua_workload *w = &workloads[wi];
+    const char *argv[] = {"ohm-bench", "lua", "--child", "--workload", w->name, "--impl", impl_names[impl],
+                          "--scale", o->scale_arg, "--script", script, "--gc",
+                          incremental ? "incremental" : "generational", NULL};
     bench_child c = {argv, NULL, o->c.timeout_s};
-    char line[1024], why[256];
-    bench_run run = {0};
-    if (bench_run_child(&c, line, sizeof line, why, sizeof why) != 0)
-        bench_warn("%s, %s, rep %u: the child %s", w->name, impl, rep + 1, why);
-    else if (!bench_run_parse(line, &run))
-        bench_warn("%s, %s, rep %u: cannot parse the child's line: %s", w->name, impl, rep + 1, line);
-    else if (o->c.verbose)
-        fprintf(stderr, "  %-24s %-13s rep %u: %.4g ops/s\n", w->name, impl, rep + 1, run.ops_per_sec);
+    bench_run run = bench_child_result(&c, rep, w->name, 0, impl_names[impl]);
+    if (run.ok && o->c.verbose)
+        fprintf(stderr, "  %-24s %-13s rep %u: %.4g ops/s\n", w->name, impl_names[impl], rep + 1, run.ops_per_sec);
     return run;
 }
 
-static bool wanted(const char *const *list, unsigned n, const char *name)
+/* A workload's impls in the script's order, those chosen. */
+static unsigned impl_order(const bench_options *o, size_t wi, unsigned *order)
 {
-    if (n == 0) return true;
-    for (unsigned i = 0; i < n; i++)
-        if (strcmp(list[i], name) == 0 || strcmp(list[i], "all") == 0) return true;
-    return false;
+    unsigned n = 0;
+    for (unsigned k = 0; k < workloads[wi].nimpls; k++)
+        for (unsigned i = 0; i < o->nimpls; i++)
+            if (o->impls[i] == workloads[wi].impls[k]) order[n++] = o->impls[i];
+    return n;
 }
 
-static unsigned run_workload(const lua_options *o, const lua_workload *w)
+static const char *ratio_header(size_t wi)
 {
-    static bench_run runs[MAX_IMPLS][BENCH_MAX_REPS];
-    unsigned order[MAX_IMPLS], n = 0, failed = 0;
-    for (unsigned k = 0; k < w->nimpls; k++)
-        if (wanted(o->impls, o->nimpls, w->impls[k])) order[n++] = k;
-    if (n == 0) return 0;
-    memset(runs, 0, sizeof runs);
-    for (unsigned rep = 0; rep < o->c.reps; rep++)
-        for (unsigned k = 0; k < n; k++) {
-            unsigned impl = order[(k + rep) % n];
-            runs[impl][rep] = run_child(o, w, w->impls[impl], rep);
-            failed += !runs[impl][rep].ok;
-        }
-    bench_run agg[MAX_IMPLS];
-    for (unsigned i = 0; i < w->nimpls; i++) agg[i] = bench_run_aggregate(runs[i], o->c.reps);
-    if (o->c.json) {
-        for (unsigned k = 0; k < n; k++)
-            if (agg[order[k]].ok) bench_run_print("lua", w->name, w->impls[order[k]], &agg[order[k]], stdout);
-        return failed;
-    }
+    return workloads[wi].ratio_head;
+}
+
+static void ratio_cell(bench_table *t, size_t wi, const bench_run *agg, const bool *ran, unsigned impl)
+{
     const bench_run *base = NULL;
-    for (unsigned k = 0; k < n; k++)
-        if (strcmp(w->impls[order[k]], w->baseline) == 0 && agg[order[k]].ok) base = &agg[order[k]];
-    char ratio_head[64];
-    snprintf(ratio_head, sizeof ratio_head, "vs %s", w->baseline);
-    const char *const headers[] = {"impl", "threads", "ops/s", "ns/op", "peak RSS", "live peak", "RSS before",
-                                   "RSS after", ratio_head};
-    bench_table t;
-    bench_table_init(&t, 9, headers);
-    for (unsigned k = 0; k < n; k++) {
-        const bench_run *a = &agg[order[k]];
-        bench_table_row(&t);
-        if (!bench_table_set_run(&t, w->impls[order[k]], a)) continue;
-        if (base && base->ops_per_sec > 0) bench_table_set(&t, 8, "%.2fx", a->ops_per_sec / base->ops_per_sec);
-        else bench_table_set(&t, 8, "-");
+    for (unsigned k = 0; k < workloads[wi].nimpls; k++) {
+        unsigned b = workloads[wi].impls[k];
+        if (ran[b] && agg[b].ok && strcmp(impl_names[b], workloads[wi].baseline) == 0) base = &agg[b];
     }
+    if (base && base->ops_per_sec > 0) bench_table_set(t, 8, "%.2fx", agg[impl].ops_per_sec / base->ops_per_sec);
+    else bench_table_set(t, 8, "-");
+}
+
+static void heading(const bench_options *o, size_t wi)
+{
+    const lua_workload *w = &workloads[wi];
     printf("\n%s (%llu %s per run): %s\n", w->name, (unsigned long long)bench_scaled(w->count, o->c.scale), w->unit,
            w->summary);
-    bench_table_print(&t, stdout);
-    fflush(stdout);
-    return failed;
 }
 
-static int parent_main(const lua_options *o, const lua_workload *w, unsigned nw)
+static void banner(const bench_options *o)
 {
-    if (!o->c.json) {
-        bench_print_banner("lua", o->c.scale, o->c.reps, "vs X = impl ops/s / X ops/s (X: the workload's baseline)");
-        printf("Lua collector: %s\n", o->incremental ? "incremental" : "generational (as lua5.4)");
-        fflush(stdout);
+    bench_print_banner("lua", o->c.scale, o->c.reps, "vs X = impl ops/s / X ops/s (X: the workload's baseline)");
+    printf("Lua collector: %s\n", incremental ? "incremental" : "generational (as lua5.4)");
+    fflush(stdout);
+}
+
+static void list(void)
+{
+    printf("%-24s %10s %-8s %s\n", "workload", "scale 1", "of", "what (impls)");
+    for (size_t i = 0; i < suite.nworkloads; i++) {
+        const lua_workload *w = &workloads[i];
+        printf("%-24s %10llu %-8s %s (", w->name, (unsigned long long)w->count, w->unit, w->summary);
+        for (unsigned k = 0; k < w->nimpls; k++) printf("%s%s", k ? ", " : "", impl_names[w->impls[k]]);
+        printf(")\n");
     }
-    unsigned failed = 0;
-    for (unsigned i = 0; i < nw; i++)
-        if (wanted(o->workloads, o->nworkloads, w[i].name)) failed += run_workload(o, &w[i]);
-    if (failed) bench_warn("%u run%s failed (see above)", failed, failed == 1 ? "" : "s");
-    return failed ? 1 : 0;
+}
+
+static const char *workload_name(size_t wi)
+{
+    return workloads[wi].name;
 }
 
 /* ---- options ---- */
 
-static void usage(FILE *out)
+static int option(int argc, char **argv, int *i)
 {
-    fputs("usage: ohm-bench lua [options]\n"
-          "  --workload NAME[,NAME]  workloads to run (repeatable; default all; --list names them)\n"
-          "  --impl NAME[,NAME]      impls to run where they apply (default all)\n"
-          "  --reps N                runs per workload and impl (default 3; best ops/s, median RSS)\n"
-          "  --scale F               multiplies iteration counts (default 1)\n"
-          "  --json                  one JSON object per line per (workload, impl) instead of tables\n"
-          "  --timeout S             kill a run after S seconds (default 600; 0 = never)\n"
-          "  --script PATH           the workloads (default: " OHM_BENCH_LUA_SCRIPT ")\n"
-          "  --gc MODE               the Lua collector: generational (default, as lua5.4) or incremental\n"
-          "  --verbose               print every run's result on stderr\n"
-          "  --list                  list the workloads and exit\n",
-          out);
-}
-
-typedef struct list_arg {
-    const char **items;
-    unsigned *n, max;
-} list_arg;
-
-static int add_item(const char *item, void *arg)
-{
-    list_arg *a = arg;
-    if (*a->n >= a->max) {
-        bench_warn("too many names (at most %u)", a->max);
+    const char *v;
+    if ((v = bench_option_value(argc, argv, i, "--script"))) {
+        script = v;
         return 1;
     }
-    char *copy = strdup(item);
-    if (!copy) return 1;
-    a->items[(*a->n)++] = copy;
+    if (!(v = bench_option_value(argc, argv, i, "--gc"))) return 0;
+    if (strcmp(v, "generational") != 0 && strcmp(v, "incremental") != 0) {
+        bench_warn("--gc is generational or incremental");
+        return 2;
+    }
+    incremental = strcmp(v, "incremental") == 0;
+    return 1;
+}
+
+static int load(const bench_options *o)
+{
+    (void)o;
+    bench_result unused = {0};
+    lua_State *L = open_script(&unused, false);
+    read_workloads(L, &suite);
+    lua_close(L);
     return 0;
 }
 
-static int parse_options(int argc, char **argv, lua_options *o)
-{
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        int shared = bench_common_option(argc, argv, &i, &o->c);
-        if (shared == -1) {
-            usage(stdout);
-            return -1;
-        }
-        if (shared == 2)
-            return 2;
-        if (shared == 1)
-            continue;
-        if ((v = bench_option_value(argc, argv, &i, "--workload"))) {
-            list_arg la = {o->workloads, &o->nworkloads, MAX_WORKLOADS};
-            if (bench_for_each_item(v, add_item, &la)) return 2;
-        } else if ((v = bench_option_value(argc, argv, &i, "--impl"))) {
-            list_arg la = {o->impls, &o->nimpls, MAX_IMPLS};
-            if (bench_for_each_item(v, add_item, &la)) return 2;
-        } else if ((v = bench_option_value(argc, argv, &i, "--script"))) {
-            o->script = v;
-        } else if ((v = bench_option_value(argc, argv, &i, "--gc"))) {
-            if (strcmp(v, "generational") != 0 && strcmp(v, "incremental") != 0) {
-                bench_warn("--gc is generational or incremental");
-                return 2;
-            }
-            o->incremental = strcmp(v, "incremental") == 0;
-        } else {
-            bench_warn("unknown option or missing value '%s'", a);
-            usage(stderr);
-            return 2;
-        }
-    }
-    return 0;
-}
+static bench_suite suite = {
+    .name = "lua",
+    .usage = "usage: ohm-bench lua [options]\n"
+             BENCH_USAGE_WORKLOAD
+             "  --impl NAME[,NAME]      impls to run where they apply (default all)\n"
+             "  --reps N                runs per workload and impl (default 3; best ops/s, median RSS)\n"
+             "  --scale F               multiplies iteration counts (default 1)\n"
+             BENCH_USAGE_JSON
+             BENCH_USAGE_TIMEOUT
+             "  --script PATH           the workloads (default: " OHM_BENCH_LUA_SCRIPT ")\n"
+             "  --gc MODE               the Lua collector: generational (default, as lua5.4) or incremental\n"
+             BENCH_USAGE_VERBOSE_LIST,
+    .default_timeout_s = DEFAULT_TIMEOUT_S,
+    .impl_names = impl_names,
+    .workload_name = workload_name, .impl_order = impl_order,
+    .option = option, .load = load, .banner = banner,
+    .list = list, .child = child_main, .run_child = run_child,
+    .heading = heading, .ratio_header = ratio_header, .ratio_cell = ratio_cell,
+};
 
 int bench_lua_main(int argc, char **argv)
 {
-    lua_options o;
-    memset(&o, 0, sizeof o);
-    bench_common_init(&o.c, DEFAULT_TIMEOUT_S);
-    o.script = getenv("OHM_BENCH_LUA_SCRIPT") ? getenv("OHM_BENCH_LUA_SCRIPT") : OHM_BENCH_LUA_SCRIPT;
-    int rc = parse_options(argc, argv, &o);
-    if (rc) return rc < 0 ? 0 : rc;
-    if (o.c.child) return child_main(&o);
-
-    static lua_workload w[MAX_WORKLOADS];
-    marks m = {0};
-    lua_State *L = open_script(o.script, &m, false);
-    unsigned nw = read_workloads(L, w);
-    lua_close(L);
-    for (unsigned i = 0; i < o.nworkloads; i++) {
-        bool known = strcmp(o.workloads[i], "all") == 0;
-        for (unsigned k = 0; k < nw && !known; k++) known = strcmp(o.workloads[i], w[k].name) == 0;
-        if (!known) {
-            bench_warn("unknown workload '%s' (--list shows them)", o.workloads[i]);
-            return 2;
-        }
-    }
-    if (o.c.list) {
-        printf("%-24s %10s %-8s %s\n", "workload", "scale 1", "of", "what (impls)");
-        for (unsigned i = 0; i < nw; i++) {
-            printf("%-24s %10llu %-8s %s (", w[i].name, (unsigned long long)w[i].count, w[i].unit, w[i].summary);
-            for (unsigned k = 0; k < w[i].nimpls; k++) printf("%s%s", k ? ", " : "", w[i].impls[k]);
-            printf(")\n");
-        }
-        return 0;
-    }
-    return parent_main(&o, w, nw);
+    if (getenv("OHM_BENCH_LUA_SCRIPT")) script = getenv("OHM_BENCH_LUA_SCRIPT");
+    return bench_suite_main(&suite, argc, argv);
 }
