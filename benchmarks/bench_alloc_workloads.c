@@ -1,4 +1,4 @@
-/* The workloads of ohm-bench alloc (names fixed by issue 2; sizes and counts chosen here and listed in
+/* The workloads of ohm-bench alloc (names are the contract with RESULTS.md; sizes and counts chosen here and listed in
  * benchmarks/RESULTS.md).
  *
  * Every workload draws its sizes and choices from a PRNG with a fixed seed, so every allocator gets exactly

@@ -9,7 +9,7 @@
  * function prepared once, building the host's argument array for every call as a binding would. Both check every
  * result and the child dies on a wrong one, so neither can skip work. One op = one call.
  *
- * overhead: ffi ns/op - direct ns/op, from the best run of each. The goal (issue 6): under 100 ns per call.
+ * overhead: ffi ns/op - direct ns/op, from the best run of each. The goal: under 100 ns per call.
  */
 #define _GNU_SOURCE
 #include <stdio.h>

@@ -2,7 +2,7 @@
  *
  *   ohm-bench <bench> [options]      run one benchmark (ohm-bench <bench> --help for its options)
  *
- * Each benchmark is a row of the table below and a file bench_<name>.c; later issues add ffi, lua.
+ * Each benchmark is a row of the table below and a file bench_<name>.c.
  */
 #include <stdbool.h>
 #include <stdio.h>

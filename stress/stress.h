@@ -1,4 +1,4 @@
-/* ohm-stress: a stress and leak-detection run over the whole runtime (issue 5).
+/* ohm-stress: a stress and leak-detection run over the whole runtime.
  *
  * main.c     options, setup, the run, the final checks (leaks, accounting drift) and the exit status
  * workers.c  the worker threads: pool blocks, buffers handed between threads, memory-manager tasks with
