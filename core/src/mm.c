@@ -6,6 +6,7 @@
 #include "mm_internal.h"
 
 #include "debug.h"
+#include "json.h"
 #include "os.h"
 
 #include <errno.h>
@@ -427,11 +428,10 @@ static void mode_stats(const struct mode_state *s, ohm_mm_mode_stats *o)
     o->tasks = s->ntasks;
 }
 
-int ohm_mm_stats_get(ohm_mm *mm, ohm_mm_stats *out)
+/* The manager's counters; its lock is held. */
+static void mm_stats(const ohm_mm *mm, ohm_mm_stats *out)
 {
-    if (!mm || !out) return ohm__error(OHM_EINVAL, "stats: manager or out is NULL");
     memset(out, 0, sizeof *out);
-    mm_lock(mm);
     for (int i = 0; i < OHM_MM_MODES; i++) mode_stats(&mm->m[i], &out->mode[i]);
     out->tasks = mm->ntasks;
     out->blocks = mm->nblocks;
@@ -439,6 +439,13 @@ int ohm_mm_stats_get(ohm_mm *mm, ohm_mm_stats *out)
     out->evictions = mm->evictions;
     out->evicted_bytes = mm->evicted_bytes;
     out->pages = mm->npages;
+}
+
+int ohm_mm_stats_get(ohm_mm *mm, ohm_mm_stats *out)
+{
+    if (!mm || !out) return ohm__error(OHM_EINVAL, "stats: manager or out is NULL");
+    mm_lock(mm);
+    mm_stats(mm, out);
     mm_unlock(mm);
     return 0;
 }
@@ -470,85 +477,117 @@ int ohm_task_stats_get(ohm_task *t, ohm_task_stats *out)
     return 0;
 }
 
+static void consumer_stats(const ohm_consumer *c, ohm_consumer_stats *o)
+{
+    o->used = c->used;
+    o->peak = c->peak;
+    o->spills = c->spills;
+    o->spill_bytes = c->spill_bytes;
+    o->pages = c->npages;
+}
+
 int ohm_consumer_stats_get(ohm_consumer *c, ohm_consumer_stats *out)
 {
     if (!c || !out) return ohm__error(OHM_EINVAL, "stats: consumer or out is NULL");
     mm_lock(c->task->mm);
-    out->used = c->used;
-    out->peak = c->peak;
-    out->spills = c->spills;
-    out->spill_bytes = c->spill_bytes;
-    out->pages = c->npages;
+    consumer_stats(c, out);
     mm_unlock(c->task->mm);
     return 0;
 }
 
-typedef struct jbuf {
-    char *out;
-    size_t cap, len;
-} jbuf;
-
-static void OHM_PRINTF(2, 3) jput(jbuf *j, const char *fmt, ...)
+static void kv_u64(json_writer *j, const char *key, uint64_t v)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    size_t room = j->len < j->cap ? j->cap - j->len : 0;
-    int n = vsnprintf(room ? j->out + j->len : NULL, room, fmt, ap);
-    va_end(ap);
-    if (n > 0) j->len += (size_t)n;
+    json_key(j, key);
+    json_u64(j, v);
 }
 
-static void jstr(jbuf *j, const char *s)
+static void kv_str(json_writer *j, const char *key, const char *v)
 {
-    jput(j, "\"");
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') jput(j, "\\%c", ch);
-        else if (ch < 0x20) jput(j, "\\u%04x", ch);
-        else jput(j, "%c", ch);
-    }
-    jput(j, "\"");
+    json_key(j, key);
+    json_str(j, v);
+}
+
+static void mode_json(json_writer *j, const char *name, const ohm_mm_mode_stats *o)
+{
+    json_key(j, name);
+    json_object_begin(j);
+    kv_u64(j, "max", o->max);
+    kv_u64(j, "storage_region", o->storage_region);
+    kv_u64(j, "execution_pool", o->execution_pool);
+    kv_u64(j, "execution_used", o->execution_used);
+    kv_u64(j, "storage_pool", o->storage_pool);
+    kv_u64(j, "storage_used", o->storage_used);
+    kv_u64(j, "tasks", o->tasks);
+    json_object_end(j);
+}
+
+static void consumer_json(json_writer *j, const ohm_consumer *c)
+{
+    ohm_consumer_stats o;
+    consumer_stats(c, &o);
+    json_object_begin(j);
+    kv_str(j, "name", c->name);
+    kv_str(j, "mode", mode_name(c->mode));
+    kv_u64(j, "used", o.used);
+    kv_u64(j, "peak", o.peak);
+    kv_u64(j, "spills", o.spills);
+    kv_u64(j, "spill_bytes", o.spill_bytes);
+    kv_u64(j, "pages", o.pages);
+    json_object_end(j);
+}
+
+static void task_json(json_writer *j, const ohm_task *t)
+{
+    ohm_task_stats o;
+    task_stats(t, &o);
+    json_object_begin(j);
+    kv_u64(j, "id", o.id);
+    kv_u64(j, "on_heap_used", o.used[OHM_ON_HEAP]);
+    kv_u64(j, "off_heap_used", o.used[OHM_OFF_HEAP]);
+    kv_u64(j, "peak", o.peak);
+    kv_u64(j, "spills", o.spills);
+    kv_u64(j, "spill_bytes", o.spill_bytes);
+    kv_u64(j, "waits", o.waits);
+    kv_u64(j, "wait_ns", o.wait_ns);
+    kv_u64(j, "evictions", o.evictions);
+    json_key(j, "waiting");
+    json_bool(j, o.waiting);
+    json_key(j, "consumers");
+    json_array_begin(j);
+    for (ohm_consumer *c = t->consumers; c; c = c->next)
+        consumer_json(j, c);
+    json_array_end(j);
+    json_object_end(j);
 }
 
 size_t ohm_mm_snapshot_json(ohm_mm *mm, char *out, size_t cap)
 {
-    jbuf j = {out, out ? cap : 0, 0};
-    if (j.cap) out[0] = 0;
+    json_writer j;
+    json_init(&j, out, cap);
     if (!mm) {
         ohm__error(OHM_EINVAL, "snapshot: manager is NULL");
         return 0;
     }
+    ohm_mm_stats st;
     mm_lock(mm);
-    jput(&j, "{\"modes\":{");
-    for (int i = 0; i < OHM_MM_MODES; i++) {
-        const struct mode_state *s = &mm->m[i];
-        jput(&j, "%s\"%s\":{\"max\":%llu,\"storage_region\":%llu,\"execution_pool\":%llu,\"execution_used\":%llu,"
-             "\"storage_pool\":%llu,\"storage_used\":%llu,\"tasks\":%llu}", i ? "," : "", mode_name(i),
-             (unsigned long long)s->max, (unsigned long long)s->region, (unsigned long long)s->exec_pool,
-             (unsigned long long)s->exec_used, (unsigned long long)s->sto_pool, (unsigned long long)s->sto_used,
-             (unsigned long long)s->ntasks);
-    }
-    jput(&j, "},\"blocks\":%llu,\"block_bytes\":%llu,\"evictions\":%llu,\"evicted_bytes\":%llu,\"pages\":%llu,"
-         "\"tasks\":[", (unsigned long long)mm->nblocks, (unsigned long long)mm->block_bytes,
-         (unsigned long long)mm->evictions, (unsigned long long)mm->evicted_bytes, (unsigned long long)mm->npages);
-    for (ohm_task *t = mm->tasks; t; t = t->next) {
-        jput(&j, "%s{\"id\":%llu,\"on_heap_used\":%llu,\"off_heap_used\":%llu,\"peak\":%llu,\"spills\":%llu,"
-             "\"spill_bytes\":%llu,\"waits\":%llu,\"wait_ns\":%llu,\"evictions\":%llu,\"waiting\":%s,"
-             "\"consumers\":[", t == mm->tasks ? "" : ",", (unsigned long long)t->id,
-             (unsigned long long)t->held[OHM_ON_HEAP], (unsigned long long)t->held[OHM_OFF_HEAP],
-             (unsigned long long)t->peak, (unsigned long long)t->spills, (unsigned long long)t->spill_bytes,
-             (unsigned long long)t->waits, (unsigned long long)t->wait_ns, (unsigned long long)t->evictions,
-             t->waiting ? "true" : "false");
-        for (ohm_consumer *c = t->consumers; c; c = c->next) {
-            jput(&j, "%s{\"name\":", c == t->consumers ? "" : ",");
-            jstr(&j, c->name);
-            jput(&j, ",\"mode\":\"%s\",\"used\":%llu,\"peak\":%llu,\"spills\":%llu,\"spill_bytes\":%llu,"
-                 "\"pages\":%llu}", mode_name(c->mode), (unsigned long long)c->used, (unsigned long long)c->peak,
-                 (unsigned long long)c->spills, (unsigned long long)c->spill_bytes, (unsigned long long)c->npages);
-        }
-        jput(&j, "]}");
-    }
-    jput(&j, "]}");
+    mm_stats(mm, &st);
+    json_object_begin(&j);
+    json_key(&j, "modes");
+    json_object_begin(&j);
+    for (int i = 0; i < OHM_MM_MODES; i++)
+        mode_json(&j, mode_name(i), &st.mode[i]);
+    json_object_end(&j);
+    kv_u64(&j, "blocks", st.blocks);
+    kv_u64(&j, "block_bytes", st.block_bytes);
+    kv_u64(&j, "evictions", st.evictions);
+    kv_u64(&j, "evicted_bytes", st.evicted_bytes);
+    kv_u64(&j, "pages", st.pages);
+    json_key(&j, "tasks");
+    json_array_begin(&j);
+    for (ohm_task *t = mm->tasks; t; t = t->next)
+        task_json(&j, t);
+    json_array_end(&j);
+    json_object_end(&j);
     mm_unlock(mm);
     return j.len;
 }
