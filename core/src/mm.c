@@ -417,28 +417,37 @@ void log_over_release(const char *who, unsigned long long id, uint64_t n, uint64
 
 /* ---- observability ---- */
 
+/* The counters the stats getters and the JSON snapshot both report, as X(field of the ohm_*_stats struct, which is
+ * also its JSON key; field of the internal struct): one list each keeps the two in step. */
+#define MODE_COUNTERS(X) \
+    X(max, max) X(storage_region, region) X(execution_pool, exec_pool) X(execution_used, exec_used) \
+    X(storage_pool, sto_pool) X(storage_used, sto_used) X(tasks, ntasks)
+#define MM_COUNTERS(X) \
+    X(blocks, nblocks) X(block_bytes, block_bytes) X(evictions, evictions) X(evicted_bytes, evicted_bytes) \
+    X(pages, npages)
+#define TASK_COUNTERS(X) \
+    X(peak, peak) X(spills, spills) X(spill_bytes, spill_bytes) X(waits, waits) X(wait_ns, wait_ns) \
+    X(evictions, evictions)
+#define CONSUMER_COUNTERS(X) \
+    X(used, used) X(peak, peak) X(spills, spills) X(spill_bytes, spill_bytes) X(pages, npages)
+
+/* From the internal struct s into the stats struct o. */
+#define COPY_COUNTER(field, from) o->field = s->from;
+/* From the internal struct s into the JSON writer j. */
+#define JSON_COUNTER(field, from) kv_u64(j, #field, s->from);
+
 static void mode_stats(const struct mode_state *s, ohm_mm_mode_stats *o)
 {
-    o->max = s->max;
-    o->storage_region = s->region;
-    o->execution_pool = s->exec_pool;
-    o->execution_used = s->exec_used;
-    o->storage_pool = s->sto_pool;
-    o->storage_used = s->sto_used;
-    o->tasks = s->ntasks;
+    MODE_COUNTERS(COPY_COUNTER)
 }
 
 /* The manager's counters; its lock is held. */
-static void mm_stats(const ohm_mm *mm, ohm_mm_stats *out)
+static void mm_stats(const ohm_mm *s, ohm_mm_stats *o)
 {
-    memset(out, 0, sizeof *out);
-    for (int i = 0; i < OHM_MM_MODES; i++) mode_stats(&mm->m[i], &out->mode[i]);
-    out->tasks = mm->ntasks;
-    out->blocks = mm->nblocks;
-    out->block_bytes = mm->block_bytes;
-    out->evictions = mm->evictions;
-    out->evicted_bytes = mm->evicted_bytes;
-    out->pages = mm->npages;
+    memset(o, 0, sizeof *o);
+    for (int i = 0; i < OHM_MM_MODES; i++) mode_stats(&s->m[i], &o->mode[i]);
+    o->tasks = s->ntasks;
+    MM_COUNTERS(COPY_COUNTER)
 }
 
 int ohm_mm_stats_get(ohm_mm *mm, ohm_mm_stats *out)
@@ -450,22 +459,17 @@ int ohm_mm_stats_get(ohm_mm *mm, ohm_mm_stats *out)
     return 0;
 }
 
-static void task_stats(const ohm_task *t, ohm_task_stats *o)
+static void task_stats(const ohm_task *s, ohm_task_stats *o)
 {
     memset(o, 0, sizeof *o);
-    o->id = t->id;
+    o->id = s->id;
     for (int i = 0; i < OHM_MM_MODES; i++) {
-        o->used[i] = t->held[i];
-        o->unroll[i] = t->unroll[i];
+        o->used[i] = s->held[i];
+        o->unroll[i] = s->unroll[i];
     }
-    o->peak = t->peak;
-    o->spills = t->spills;
-    o->spill_bytes = t->spill_bytes;
-    o->waits = t->waits;
-    o->wait_ns = t->wait_ns;
-    o->evictions = t->evictions;
-    o->consumers = t->nconsumers;
-    o->waiting = t->waiting;
+    TASK_COUNTERS(COPY_COUNTER)
+    o->consumers = s->nconsumers;
+    o->waiting = s->waiting;
 }
 
 int ohm_task_stats_get(ohm_task *t, ohm_task_stats *out)
@@ -477,13 +481,9 @@ int ohm_task_stats_get(ohm_task *t, ohm_task_stats *out)
     return 0;
 }
 
-static void consumer_stats(const ohm_consumer *c, ohm_consumer_stats *o)
+static void consumer_stats(const ohm_consumer *s, ohm_consumer_stats *o)
 {
-    o->used = c->used;
-    o->peak = c->peak;
-    o->spills = c->spills;
-    o->spill_bytes = c->spill_bytes;
-    o->pages = c->npages;
+    CONSUMER_COUNTERS(COPY_COUNTER)
 }
 
 int ohm_consumer_stats_get(ohm_consumer *c, ohm_consumer_stats *out)
@@ -507,55 +507,53 @@ static void kv_str(json_writer *j, const char *key, const char *v)
     json_str(j, v);
 }
 
-static void mode_json(json_writer *j, const char *name, const ohm_mm_mode_stats *o)
+static void mode_json(json_writer *j, const char *name, const struct mode_state *s)
 {
     json_key(j, name);
     json_object_begin(j);
-    kv_u64(j, "max", o->max);
-    kv_u64(j, "storage_region", o->storage_region);
-    kv_u64(j, "execution_pool", o->execution_pool);
-    kv_u64(j, "execution_used", o->execution_used);
-    kv_u64(j, "storage_pool", o->storage_pool);
-    kv_u64(j, "storage_used", o->storage_used);
-    kv_u64(j, "tasks", o->tasks);
+    MODE_COUNTERS(JSON_COUNTER)
     json_object_end(j);
 }
 
-static void consumer_json(json_writer *j, const ohm_consumer *c)
+static void consumer_json(json_writer *j, const ohm_consumer *s)
 {
-    ohm_consumer_stats o;
-    consumer_stats(c, &o);
     json_object_begin(j);
-    kv_str(j, "name", c->name);
-    kv_str(j, "mode", mode_name(c->mode));
-    kv_u64(j, "used", o.used);
-    kv_u64(j, "peak", o.peak);
-    kv_u64(j, "spills", o.spills);
-    kv_u64(j, "spill_bytes", o.spill_bytes);
-    kv_u64(j, "pages", o.pages);
+    kv_str(j, "name", s->name);
+    kv_str(j, "mode", mode_name(s->mode));
+    CONSUMER_COUNTERS(JSON_COUNTER)
     json_object_end(j);
 }
 
-static void task_json(json_writer *j, const ohm_task *t)
+static void task_json(json_writer *j, const ohm_task *s)
 {
-    ohm_task_stats o;
-    task_stats(t, &o);
     json_object_begin(j);
-    kv_u64(j, "id", o.id);
-    kv_u64(j, "on_heap_used", o.used[OHM_ON_HEAP]);
-    kv_u64(j, "off_heap_used", o.used[OHM_OFF_HEAP]);
-    kv_u64(j, "peak", o.peak);
-    kv_u64(j, "spills", o.spills);
-    kv_u64(j, "spill_bytes", o.spill_bytes);
-    kv_u64(j, "waits", o.waits);
-    kv_u64(j, "wait_ns", o.wait_ns);
-    kv_u64(j, "evictions", o.evictions);
+    kv_u64(j, "id", s->id);
+    kv_u64(j, "on_heap_used", s->held[OHM_ON_HEAP]);
+    kv_u64(j, "off_heap_used", s->held[OHM_OFF_HEAP]);
+    TASK_COUNTERS(JSON_COUNTER)
     json_key(j, "waiting");
-    json_bool(j, o.waiting);
+    json_bool(j, s->waiting);
     json_key(j, "consumers");
     json_array_begin(j);
-    for (ohm_consumer *c = t->consumers; c; c = c->next)
+    for (const ohm_consumer *c = s->consumers; c; c = c->next)
         consumer_json(j, c);
+    json_array_end(j);
+    json_object_end(j);
+}
+
+static void snapshot_json(json_writer *j, const ohm_mm *s)
+{
+    json_object_begin(j);
+    json_key(j, "modes");
+    json_object_begin(j);
+    for (int i = 0; i < OHM_MM_MODES; i++)
+        mode_json(j, mode_name(i), &s->m[i]);
+    json_object_end(j);
+    MM_COUNTERS(JSON_COUNTER)
+    json_key(j, "tasks");
+    json_array_begin(j);
+    for (const ohm_task *t = s->tasks; t; t = t->next)
+        task_json(j, t);
     json_array_end(j);
     json_object_end(j);
 }
@@ -568,26 +566,8 @@ size_t ohm_mm_snapshot_json(ohm_mm *mm, char *out, size_t cap)
         ohm__error(OHM_EINVAL, "snapshot: manager is NULL");
         return 0;
     }
-    ohm_mm_stats st;
     mm_lock(mm);
-    mm_stats(mm, &st);
-    json_object_begin(&j);
-    json_key(&j, "modes");
-    json_object_begin(&j);
-    for (int i = 0; i < OHM_MM_MODES; i++)
-        mode_json(&j, mode_name(i), &st.mode[i]);
-    json_object_end(&j);
-    kv_u64(&j, "blocks", st.blocks);
-    kv_u64(&j, "block_bytes", st.block_bytes);
-    kv_u64(&j, "evictions", st.evictions);
-    kv_u64(&j, "evicted_bytes", st.evicted_bytes);
-    kv_u64(&j, "pages", st.pages);
-    json_key(&j, "tasks");
-    json_array_begin(&j);
-    for (ohm_task *t = mm->tasks; t; t = t->next)
-        task_json(&j, t);
-    json_array_end(&j);
-    json_object_end(&j);
+    snapshot_json(&j, mm);
     mm_unlock(mm);
     return j.len;
 }
