@@ -13,8 +13,7 @@ void json_init(json_writer *w, char *buf, size_t cap)
     w->comma = false;
     w->after_key = false;
     w->short_escapes = false;
-    if (w->cap)
-        buf[0] = '\0';
+    if (w->cap) buf[0] = '\0';
 }
 
 /* Appends s[0..n): what fits before the NUL is kept, the rest is only counted. */
@@ -28,10 +27,7 @@ static void put(json_writer *w, const char *s, size_t n)
     w->len += n;
 }
 
-static void puts_(json_writer *w, const char *s)
-{
-    put(w, s, strlen(s));
-}
+static void puts_(json_writer *w, const char *s) { put(w, s, strlen(s)); }
 
 /* The separator before a value: none after a key, a ',' after an earlier value at this level. */
 static void before_value(json_writer *w)
@@ -46,8 +42,7 @@ static void before_value(json_writer *w)
 /* The two-character escape of c ("\\n" ...) when the writer uses them, else NULL. */
 static const char *short_escape(const json_writer *w, unsigned char c)
 {
-    if (!w->short_escapes)
-        return NULL;
+    if (!w->short_escapes) return NULL;
     switch (c) {
     case '\n': return "\\n";
     case '\r': return "\\r";
@@ -102,8 +97,7 @@ void json_array_end(json_writer *w) { close_level(w, "]"); }
 
 void json_key(json_writer *w, const char *key)
 {
-    if (w->comma)
-        put(w, ",", 1);
+    if (w->comma) put(w, ",", 1);
     quoted(w, key);
     put(w, ":", 1);
     w->after_key = true;
@@ -146,8 +140,7 @@ void json_i64(json_writer *w, int64_t v)
 void json_f64(json_writer *w, double v, int decimals)
 {
     char num[64];
-    if (!isfinite(v))
-        v = 0.0;
+    if (!isfinite(v)) v = 0.0;
     if (decimals < 0)
         snprintf(num, sizeof num, "%g", v);
     else
