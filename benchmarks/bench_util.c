@@ -1,7 +1,7 @@
 /* Shared helpers of ohm-bench; see bench_util.h for which of them may allocate. */
 #define _GNU_SOURCE
 #include "bench_util.h"
-#include "json_writer.h"
+#include "json.h"
 #include "ohm.h"
 
 #include <errno.h>

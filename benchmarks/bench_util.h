@@ -91,7 +91,7 @@ typedef struct bench_child {
  * line. Returns 0 on success; otherwise -1 with why filled (spawn failure, exit status, signal, no line). */
 int bench_run_child(const bench_child *c, char *line, size_t line_cap, char *why, size_t why_cap);
 
-/* ---- one-line JSON: written with json_writer.h, read back here ------------------------------------------- */
+/* ---- one-line JSON: written with the core's json.h, read back here ------------------------------------------- */
 
 /* Writes a whole line to fd with write(2) (no stdio buffer to allocate). false on failure. */
 bool bench_write_all(int fd, const char *s);

@@ -2,7 +2,7 @@
  * inline SVG line charts drawn here, no scripts and nothing fetched from the network. */
 #include "stress.h"
 
-#include "json_writer.h"
+#include "json.h"
 
 #include <stddef.h>
 #include <stdio.h>

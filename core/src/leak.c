@@ -10,6 +10,7 @@
  * Cost when an allocation is not tracked: one load of the packed settings word and a thread-local countdown.
  * Tracking costs a frame-pointer walk (os_backtrace) and a malloc. */
 #define _GNU_SOURCE
+#include "json.h"
 #include "leak.h"
 #include "os.h"
 #include "pool.h"
@@ -826,114 +827,64 @@ int64_t ohm_leak_check(uint64_t mark, ohm_leak_handler *fn, void *arg)
 
 /* ---- JSON ---- */
 
-typedef struct jbuf {
-    char *out;
-    size_t cap, len;
-} jbuf;
-
-static void jb_putn(jbuf *j, const char *s, size_t n)
+static void record_json(json_writer *j, const ohm_leak_record *r, bool created)
 {
-    if (j->len < j->cap) {
-        size_t room = j->cap - j->len, k = n < room ? n : room;
-        memcpy(j->out + j->len, s, k);
-    }
-    j->len += n;
-}
-
-static void jb_puts(jbuf *j, const char *s) { jb_putn(j, s, strlen(s)); }
-
-static void jb_u64(jbuf *j, uint64_t v)
-{
-    char tmp[24];
-    int n = snprintf(tmp, sizeof tmp, "%llu", (unsigned long long)v);
-    jb_putn(j, tmp, (size_t)n);
-}
-
-static void jb_str(jbuf *j, const char *s)
-{
-    if (!s) {
-        jb_puts(j, "null");
-        return;
-    }
-    jb_putn(j, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        char esc[8];
-        const char *e = NULL;
-        switch (*p) {
-        case '"': e = "\\\""; break;
-        case '\\': e = "\\\\"; break;
-        case '\n': e = "\\n"; break;
-        case '\r': e = "\\r"; break;
-        case '\t': e = "\\t"; break;
-        case '\b': e = "\\b"; break;
-        case '\f': e = "\\f"; break;
-        default:
-            if (*p < 0x20) {
-                snprintf(esc, sizeof esc, "\\u%04x", *p);
-                e = esc;
-            }
-        }
-        if (e) jb_puts(j, e);
-        else jb_putn(j, (const char *)p, 1);
-    }
-    jb_putn(j, "\"", 1);
-}
-
-static void jb_record(jbuf *j, const ohm_leak_record *r, bool created)
-{
-    jb_puts(j, "{");
+    json_object_begin(j);
     if (created) {
-        jb_puts(j, "\"host_site\":");
-        jb_str(j, r->host_site);
-        jb_puts(j, ",");
+        json_key(j, "host_site");
+        json_str(j, r->host_site);
     }
-    jb_puts(j, "\"hint\":");
-    jb_str(j, r->hint);
-    jb_puts(j, ",\"frames\":[");
+    json_key(j, "hint");
+    json_str(j, r->hint);
+    json_key(j, "frames");
+    json_array_begin(j);
     unsigned nf = r->nframes < OHM_LEAK_MAX_FRAMES ? r->nframes : OHM_LEAK_MAX_FRAMES;
     for (unsigned i = 0; i < nf; i++) {
-        char tmp[32];
-        snprintf(tmp, sizeof tmp, "%s\"0x%llx\"", i ? "," : "", (unsigned long long)(uintptr_t)r->frames[i]);
-        jb_puts(j, tmp);
+        char tmp[24];
+        snprintf(tmp, sizeof tmp, "0x%llx", (unsigned long long)(uintptr_t)r->frames[i]);
+        json_str(j, tmp);
     }
-    jb_puts(j, "],\"time_ns\":");
-    jb_u64(j, r->time_ns);
-    jb_puts(j, ",\"thread\":");
-    jb_u64(j, r->thread);
-    jb_puts(j, "}");
+    json_array_end(j);
+    json_key(j, "time_ns");
+    json_u64(j, r->time_ns);
+    json_key(j, "thread");
+    json_u64(j, r->thread);
+    json_object_end(j);
 }
 
 size_t ohm_leak_report_json(const ohm_leak_report *rep, char *out, size_t cap)
 {
     static const char *reasons[] = {"gc", "pool_destroy", "checkpoint"};
-    jbuf j = {out, cap ? cap - 1 : 0, 0}; /* room for the NUL */
+    json_writer j;
+    json_init(&j, out, cap);
+    j.short_escapes = true;
     if (!rep) {
-        jb_puts(&j, "null");
-    } else {
-        jb_puts(&j, "{\"reason\":");
-        jb_str(&j, (unsigned)rep->reason < 3 ? reasons[rep->reason] : "unknown");
-        jb_puts(&j, ",\"buffer_id\":");
-        jb_u64(&j, rep->buffer_id);
-        jb_puts(&j, ",\"size\":");
-        jb_u64(&j, rep->size);
-        jb_puts(&j, ",\"origin\":");
-        jb_str(&j, origin_name(rep->origin));
-        jb_puts(&j, ",\"pool\":");
-        jb_str(&j, rep->pool);
-        jb_puts(&j, ",\"created\":");
-        jb_record(&j, &rep->created, true);
-        jb_puts(&j, ",\"records\":[");
-        unsigned nr = rep->nrecords < OHM_LEAK_MAX_RECORDS ? rep->nrecords : OHM_LEAK_MAX_RECORDS;
-        for (unsigned i = 0; i < nr; i++) {
-            if (i) jb_puts(&j, ",");
-            jb_record(&j, &rep->records[i], false);
-        }
-        jb_puts(&j, "],\"dropped\":");
-        jb_u64(&j, rep->dropped);
-        jb_puts(&j, ",\"duplicates\":");
-        jb_u64(&j, rep->duplicates);
-        jb_puts(&j, "}");
+        json_null(&j);
+        return j.len;
     }
-    if (cap) out[j.len < cap - 1 ? j.len : cap - 1] = '\0';
+    json_object_begin(&j);
+    json_key(&j, "reason");
+    json_str(&j, (unsigned)rep->reason < 3 ? reasons[rep->reason] : "unknown");
+    json_key(&j, "buffer_id");
+    json_u64(&j, rep->buffer_id);
+    json_key(&j, "size");
+    json_u64(&j, rep->size);
+    json_key(&j, "origin");
+    json_str(&j, origin_name(rep->origin));
+    json_key(&j, "pool");
+    json_str(&j, rep->pool);
+    json_key(&j, "created");
+    record_json(&j, &rep->created, true);
+    json_key(&j, "records");
+    json_array_begin(&j);
+    unsigned nr = rep->nrecords < OHM_LEAK_MAX_RECORDS ? rep->nrecords : OHM_LEAK_MAX_RECORDS;
+    for (unsigned i = 0; i < nr; i++)
+        record_json(&j, &rep->records[i], false);
+    json_array_end(&j);
+    json_key(&j, "dropped");
+    json_u64(&j, rep->dropped);
+    json_key(&j, "duplicates");
+    json_u64(&j, rep->duplicates);
+    json_object_end(&j);
     return j.len;
 }

@@ -6,6 +6,7 @@
 #include "mm_internal.h"
 
 #include "debug.h"
+#include "json.h"
 #include "os.h"
 
 #include <errno.h>
@@ -416,49 +417,59 @@ void log_over_release(const char *who, unsigned long long id, uint64_t n, uint64
 
 /* ---- observability ---- */
 
+/* The counters the stats getters and the JSON snapshot both report, as X(field of the ohm_*_stats struct, which is
+ * also its JSON key; field of the internal struct): one list each keeps the two in step. */
+#define MODE_COUNTERS(X) \
+    X(max, max) X(storage_region, region) X(execution_pool, exec_pool) X(execution_used, exec_used) \
+    X(storage_pool, sto_pool) X(storage_used, sto_used) X(tasks, ntasks)
+#define MM_COUNTERS(X) \
+    X(blocks, nblocks) X(block_bytes, block_bytes) X(evictions, evictions) X(evicted_bytes, evicted_bytes) \
+    X(pages, npages)
+#define TASK_COUNTERS(X) \
+    X(peak, peak) X(spills, spills) X(spill_bytes, spill_bytes) X(waits, waits) X(wait_ns, wait_ns) \
+    X(evictions, evictions)
+#define CONSUMER_COUNTERS(X) \
+    X(used, used) X(peak, peak) X(spills, spills) X(spill_bytes, spill_bytes) X(pages, npages)
+
+/* From the internal struct s into the stats struct o. */
+#define COPY_COUNTER(field, from) o->field = s->from;
+/* From the internal struct s into the JSON writer j. */
+#define JSON_COUNTER(field, from) kv_u64(j, #field, s->from);
+
 static void mode_stats(const struct mode_state *s, ohm_mm_mode_stats *o)
 {
-    o->max = s->max;
-    o->storage_region = s->region;
-    o->execution_pool = s->exec_pool;
-    o->execution_used = s->exec_used;
-    o->storage_pool = s->sto_pool;
-    o->storage_used = s->sto_used;
+    MODE_COUNTERS(COPY_COUNTER)
+}
+
+/* The manager's counters; its lock is held. */
+static void mm_stats(const ohm_mm *s, ohm_mm_stats *o)
+{
+    memset(o, 0, sizeof *o);
+    for (int i = 0; i < OHM_MM_MODES; i++) mode_stats(&s->m[i], &o->mode[i]);
     o->tasks = s->ntasks;
+    MM_COUNTERS(COPY_COUNTER)
 }
 
 int ohm_mm_stats_get(ohm_mm *mm, ohm_mm_stats *out)
 {
     if (!mm || !out) return ohm__error(OHM_EINVAL, "stats: manager or out is NULL");
-    memset(out, 0, sizeof *out);
     mm_lock(mm);
-    for (int i = 0; i < OHM_MM_MODES; i++) mode_stats(&mm->m[i], &out->mode[i]);
-    out->tasks = mm->ntasks;
-    out->blocks = mm->nblocks;
-    out->block_bytes = mm->block_bytes;
-    out->evictions = mm->evictions;
-    out->evicted_bytes = mm->evicted_bytes;
-    out->pages = mm->npages;
+    mm_stats(mm, out);
     mm_unlock(mm);
     return 0;
 }
 
-static void task_stats(const ohm_task *t, ohm_task_stats *o)
+static void task_stats(const ohm_task *s, ohm_task_stats *o)
 {
     memset(o, 0, sizeof *o);
-    o->id = t->id;
+    o->id = s->id;
     for (int i = 0; i < OHM_MM_MODES; i++) {
-        o->used[i] = t->held[i];
-        o->unroll[i] = t->unroll[i];
+        o->used[i] = s->held[i];
+        o->unroll[i] = s->unroll[i];
     }
-    o->peak = t->peak;
-    o->spills = t->spills;
-    o->spill_bytes = t->spill_bytes;
-    o->waits = t->waits;
-    o->wait_ns = t->wait_ns;
-    o->evictions = t->evictions;
-    o->consumers = t->nconsumers;
-    o->waiting = t->waiting;
+    TASK_COUNTERS(COPY_COUNTER)
+    o->consumers = s->nconsumers;
+    o->waiting = s->waiting;
 }
 
 int ohm_task_stats_get(ohm_task *t, ohm_task_stats *out)
@@ -470,85 +481,93 @@ int ohm_task_stats_get(ohm_task *t, ohm_task_stats *out)
     return 0;
 }
 
+static void consumer_stats(const ohm_consumer *s, ohm_consumer_stats *o)
+{
+    CONSUMER_COUNTERS(COPY_COUNTER)
+}
+
 int ohm_consumer_stats_get(ohm_consumer *c, ohm_consumer_stats *out)
 {
     if (!c || !out) return ohm__error(OHM_EINVAL, "stats: consumer or out is NULL");
     mm_lock(c->task->mm);
-    out->used = c->used;
-    out->peak = c->peak;
-    out->spills = c->spills;
-    out->spill_bytes = c->spill_bytes;
-    out->pages = c->npages;
+    consumer_stats(c, out);
     mm_unlock(c->task->mm);
     return 0;
 }
 
-typedef struct jbuf {
-    char *out;
-    size_t cap, len;
-} jbuf;
-
-static void OHM_PRINTF(2, 3) jput(jbuf *j, const char *fmt, ...)
+static void kv_u64(json_writer *j, const char *key, uint64_t v)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    size_t room = j->len < j->cap ? j->cap - j->len : 0;
-    int n = vsnprintf(room ? j->out + j->len : NULL, room, fmt, ap);
-    va_end(ap);
-    if (n > 0) j->len += (size_t)n;
+    json_key(j, key);
+    json_u64(j, v);
 }
 
-static void jstr(jbuf *j, const char *s)
+static void kv_str(json_writer *j, const char *key, const char *v)
 {
-    jput(j, "\"");
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') jput(j, "\\%c", ch);
-        else if (ch < 0x20) jput(j, "\\u%04x", ch);
-        else jput(j, "%c", ch);
-    }
-    jput(j, "\"");
+    json_key(j, key);
+    json_str(j, v);
+}
+
+static void mode_json(json_writer *j, const char *name, const struct mode_state *s)
+{
+    json_key(j, name);
+    json_object_begin(j);
+    MODE_COUNTERS(JSON_COUNTER)
+    json_object_end(j);
+}
+
+static void consumer_json(json_writer *j, const ohm_consumer *s)
+{
+    json_object_begin(j);
+    kv_str(j, "name", s->name);
+    kv_str(j, "mode", mode_name(s->mode));
+    CONSUMER_COUNTERS(JSON_COUNTER)
+    json_object_end(j);
+}
+
+static void task_json(json_writer *j, const ohm_task *s)
+{
+    json_object_begin(j);
+    kv_u64(j, "id", s->id);
+    kv_u64(j, "on_heap_used", s->held[OHM_ON_HEAP]);
+    kv_u64(j, "off_heap_used", s->held[OHM_OFF_HEAP]);
+    TASK_COUNTERS(JSON_COUNTER)
+    json_key(j, "waiting");
+    json_bool(j, s->waiting);
+    json_key(j, "consumers");
+    json_array_begin(j);
+    for (const ohm_consumer *c = s->consumers; c; c = c->next)
+        consumer_json(j, c);
+    json_array_end(j);
+    json_object_end(j);
+}
+
+static void snapshot_json(json_writer *j, const ohm_mm *s)
+{
+    json_object_begin(j);
+    json_key(j, "modes");
+    json_object_begin(j);
+    for (int i = 0; i < OHM_MM_MODES; i++)
+        mode_json(j, mode_name(i), &s->m[i]);
+    json_object_end(j);
+    MM_COUNTERS(JSON_COUNTER)
+    json_key(j, "tasks");
+    json_array_begin(j);
+    for (const ohm_task *t = s->tasks; t; t = t->next)
+        task_json(j, t);
+    json_array_end(j);
+    json_object_end(j);
 }
 
 size_t ohm_mm_snapshot_json(ohm_mm *mm, char *out, size_t cap)
 {
-    jbuf j = {out, out ? cap : 0, 0};
-    if (j.cap) out[0] = 0;
+    json_writer j;
+    json_init(&j, out, cap);
     if (!mm) {
         ohm__error(OHM_EINVAL, "snapshot: manager is NULL");
         return 0;
     }
     mm_lock(mm);
-    jput(&j, "{\"modes\":{");
-    for (int i = 0; i < OHM_MM_MODES; i++) {
-        const struct mode_state *s = &mm->m[i];
-        jput(&j, "%s\"%s\":{\"max\":%llu,\"storage_region\":%llu,\"execution_pool\":%llu,\"execution_used\":%llu,"
-             "\"storage_pool\":%llu,\"storage_used\":%llu,\"tasks\":%llu}", i ? "," : "", mode_name(i),
-             (unsigned long long)s->max, (unsigned long long)s->region, (unsigned long long)s->exec_pool,
-             (unsigned long long)s->exec_used, (unsigned long long)s->sto_pool, (unsigned long long)s->sto_used,
-             (unsigned long long)s->ntasks);
-    }
-    jput(&j, "},\"blocks\":%llu,\"block_bytes\":%llu,\"evictions\":%llu,\"evicted_bytes\":%llu,\"pages\":%llu,"
-         "\"tasks\":[", (unsigned long long)mm->nblocks, (unsigned long long)mm->block_bytes,
-         (unsigned long long)mm->evictions, (unsigned long long)mm->evicted_bytes, (unsigned long long)mm->npages);
-    for (ohm_task *t = mm->tasks; t; t = t->next) {
-        jput(&j, "%s{\"id\":%llu,\"on_heap_used\":%llu,\"off_heap_used\":%llu,\"peak\":%llu,\"spills\":%llu,"
-             "\"spill_bytes\":%llu,\"waits\":%llu,\"wait_ns\":%llu,\"evictions\":%llu,\"waiting\":%s,"
-             "\"consumers\":[", t == mm->tasks ? "" : ",", (unsigned long long)t->id,
-             (unsigned long long)t->held[OHM_ON_HEAP], (unsigned long long)t->held[OHM_OFF_HEAP],
-             (unsigned long long)t->peak, (unsigned long long)t->spills, (unsigned long long)t->spill_bytes,
-             (unsigned long long)t->waits, (unsigned long long)t->wait_ns, (unsigned long long)t->evictions,
-             t->waiting ? "true" : "false");
-        for (ohm_consumer *c = t->consumers; c; c = c->next) {
-            jput(&j, "%s{\"name\":", c == t->consumers ? "" : ",");
-            jstr(&j, c->name);
-            jput(&j, ",\"mode\":\"%s\",\"used\":%llu,\"peak\":%llu,\"spills\":%llu,\"spill_bytes\":%llu,"
-                 "\"pages\":%llu}", mode_name(c->mode), (unsigned long long)c->used, (unsigned long long)c->peak,
-                 (unsigned long long)c->spills, (unsigned long long)c->spill_bytes, (unsigned long long)c->npages);
-        }
-        jput(&j, "]}");
-    }
-    jput(&j, "]}");
+    snapshot_json(&j, mm);
     mm_unlock(mm);
     return j.len;
 }

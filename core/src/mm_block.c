@@ -312,54 +312,69 @@ int ohm_block_put(ohm_mm *mm, const char *block_id, const char *group, ohm_mem_m
     }
     return rc;
 }
-int ohm_block_pin(ohm_mm *mm, const char *block_id, ohm_buf **buf)
+
+/* What ohm_block_pin, _unpin and _remove do to the block they found, under the manager's lock; 0 or an error. */
+typedef int block_op_fn(ohm_mm *mm, block *b, void *arg);
+
+/* Finds block_id under the manager's lock and applies fn to it; op names the call in the errors. */
+static int block_op(ohm_mm *mm, const char *block_id, const char *op, block_op_fn *fn, void *arg)
 {
-    if (!mm || !block_id) return ohm__error(OHM_EINVAL, "block pin: manager or block id is NULL");
-    int rc = 0;
+    if (!mm || !block_id) return ohm__error(OHM_EINVAL, "block %s: manager or block id is NULL", op);
     mm_lock(mm);
     block *b = block_find(mm, block_id);
-    if (!b) rc = ohm__error(OHM_EINVAL, "block %s is not cached", block_id);
-    else if (b->evicting) rc = ohm__error(OHM_ESTATE, "block %s is being evicted", block_id);
-    else if (b->pins == UINT32_MAX) rc = ohm__error(OHM_EINVAL, "block %s: too many pins", block_id);
-    else if (b->buf && ohm_buf_id(b->buf) != b->buf_id)
-        rc = ohm__error(OHM_ESTATE, "block %s: its buffer was reclaimed by the host", block_id);
-    else {
-        b->pins++;
-        lru_unlink(mm, b); /* access order, as Spark's LinkedHashMap(accessOrder = true) */
-        lru_append(mm, b);
-        if (buf) *buf = b->buf;
-    }
+    int rc = b ? fn(mm, b, arg) : ohm__error(OHM_EINVAL, "block %s is not cached", block_id);
     mm_unlock(mm);
     return rc;
+}
+
+static int pin_locked(ohm_mm *mm, block *b, void *arg)
+{
+    ohm_buf **buf = arg;
+    if (b->evicting) return ohm__error(OHM_ESTATE, "block %s is being evicted", b->id);
+    if (b->pins == UINT32_MAX) return ohm__error(OHM_EINVAL, "block %s: too many pins", b->id);
+    if (b->buf && ohm_buf_id(b->buf) != b->buf_id)
+        return ohm__error(OHM_ESTATE, "block %s: its buffer was reclaimed by the host", b->id);
+    b->pins++;
+    lru_unlink(mm, b); /* access order, as Spark's LinkedHashMap(accessOrder = true) */
+    lru_append(mm, b);
+    if (buf) *buf = b->buf;
+    return 0;
+}
+
+int ohm_block_pin(ohm_mm *mm, const char *block_id, ohm_buf **buf)
+{
+    return block_op(mm, block_id, "pin", pin_locked, buf);
+}
+
+static int unpin_locked(ohm_mm *mm, block *b, void *arg)
+{
+    (void)mm;
+    (void)arg;
+    if (!b->pins) return ohm__error(OHM_ESTATE, "block %s is not pinned", b->id);
+    b->pins--;
+    return 0;
 }
 
 int ohm_block_unpin(ohm_mm *mm, const char *block_id)
 {
-    if (!mm || !block_id) return ohm__error(OHM_EINVAL, "block unpin: manager or block id is NULL");
-    int rc = 0;
-    mm_lock(mm);
-    block *b = block_find(mm, block_id);
-    if (!b) rc = ohm__error(OHM_EINVAL, "block %s is not cached", block_id);
-    else if (!b->pins) rc = ohm__error(OHM_ESTATE, "block %s is not pinned", block_id);
-    else b->pins--;
-    mm_unlock(mm);
-    return rc;
+    return block_op(mm, block_id, "unpin", unpin_locked, NULL);
+}
+
+/* Takes b out of the store; *arg gets it, to be freed once the lock is dropped. */
+static int remove_locked(ohm_mm *mm, block *b, void *arg)
+{
+    if (b->pins || b->evicting) return ohm__error(OHM_ESTATE, "block %s is pinned or being evicted", b->id);
+    block_unlink(mm, b);
+    mm->m[b->mode].sto_used -= b->size;
+    wake_waiters(mm);
+    *(block **)arg = b;
+    return 0;
 }
 
 int ohm_block_remove(ohm_mm *mm, const char *block_id)
 {
-    if (!mm || !block_id) return ohm__error(OHM_EINVAL, "block remove: manager or block id is NULL");
-    int rc = 0;
-    mm_lock(mm);
-    block *b = block_find(mm, block_id);
-    if (!b) rc = ohm__error(OHM_EINVAL, "block %s is not cached", block_id);
-    else if (b->pins || b->evicting) rc = ohm__error(OHM_ESTATE, "block %s is pinned or being evicted", block_id);
-    else {
-        block_unlink(mm, b);
-        mm->m[b->mode].sto_used -= b->size;
-        wake_waiters(mm);
-    }
-    mm_unlock(mm);
+    block *b = NULL;
+    int rc = block_op(mm, block_id, "remove", remove_locked, &b);
     if (rc) return rc;
     block_release_buf(b);
     block_free(b);
