@@ -10,6 +10,14 @@
  * pages along, purging advises only the stretch that holds them, and dirty_pages stays exact. */
 #include "arena.h"
 
+#include "list.h"
+#include "list.h"
+#include "list.h"
+#include "list.h"
+#include "list.h"
+#include "list.h"
+#include "list.h"
+#include "list.h"
 #include "os.h"
 #include "poison.h"
 #include "pool.h"
@@ -227,19 +235,12 @@ static run_t *bins_find(arena_t *a, uint32_t npages)
 static void timed_append(arena_t *a, run_t *r)
 {
     r->timed = 1;
-    r->tnext = NULL;
-    r->tprev = a->timed_tail;
-    if (a->timed_tail) a->timed_tail->tnext = r;
-    else a->timed_head = r;
-    a->timed_tail = r;
+    LIST_PUSH_BACK(a->timed_head, a->timed_tail, r, tnext, tprev);
 }
 
 static void timed_remove(arena_t *a, run_t *r)
 {
-    if (r->tprev) r->tprev->tnext = r->tnext;
-    else a->timed_head = r->tnext;
-    if (r->tnext) r->tnext->tprev = r->tprev;
-    else a->timed_tail = r->tprev;
+    LIST_UNLINK_TAIL(a->timed_head, a->timed_tail, r, tnext, tprev);
     r->timed = 0;
 }
 
@@ -396,10 +397,7 @@ static void run_free(arena_t *a, chunk_t *c, size_t h, uint32_t n)
 /* Adds a fresh chunk as one clean free run. Lock held. */
 static void arena_adopt_chunk(arena_t *a, chunk_t *c)
 {
-    c->next = a->chunks;
-    c->prev = NULL;
-    if (a->chunks) a->chunks->prev = c;
-    a->chunks = c;
+    LIST_PUSH_FRONT(a->chunks, c, next, prev);
     a->nchunks++;
     a->chunks_mapped++;
     c->free_pages = c->npages;
@@ -411,9 +409,7 @@ static void arena_adopt_chunk(arena_t *a, chunk_t *c)
 static void arena_detach_chunk(arena_t *a, chunk_t *c, chunk_t **detached)
 {
     pages_cleaned(a, c, 0, c->npages); /* unmapped, its dirty pages are gone */
-    if (c->prev) c->prev->next = c->next;
-    else a->chunks = c->next;
-    if (c->next) c->next->prev = c->prev;
+    LIST_UNLINK(a->chunks, c, next, prev);
     a->nchunks--;
     a->chunks_unmapped++;
     ohm_debug_only(if (a->dbg_touched == c) a->dbg_touched = NULL;)
@@ -509,18 +505,12 @@ static void *large_alloc(arena_t *a, unsigned cls, uint32_t align_pages)
 
 static void partial_push(arena_t *a, run_t *s)
 {
-    run_t **head = &a->partial[s->cls];
-    s->prev = NULL;
-    s->next = *head;
-    if (*head) (*head)->prev = s;
-    *head = s;
+    LIST_PUSH_FRONT(a->partial[s->cls], s, next, prev);
 }
 
 static void partial_remove(arena_t *a, run_t *s)
 {
-    if (s->prev) s->prev->next = s->next;
-    else a->partial[s->cls] = s->next;
-    if (s->next) s->next->prev = s->prev;
+    LIST_UNLINK(a->partial[s->cls], s, next, prev);
 }
 
 /* Empty slabs: a slab whose last block came back stays a slab, on the partial list and on this FIFO (through
@@ -532,20 +522,13 @@ static void empty_append(arena_t *a, run_t *s)
 {
     s->timed = 1;
     s->freed_ms = os_now_coarse_ms();
-    s->tnext = NULL;
-    s->tprev = a->empty_tail;
-    if (a->empty_tail) a->empty_tail->tnext = s;
-    else a->empty_head = s;
-    a->empty_tail = s;
+    LIST_PUSH_BACK(a->empty_head, a->empty_tail, s, tnext, tprev);
     a->empty_pages += s->npages;
 }
 
 static void empty_remove(arena_t *a, run_t *s)
 {
-    if (s->tprev) s->tprev->tnext = s->tnext;
-    else a->empty_head = s->tnext;
-    if (s->tnext) s->tnext->tprev = s->tprev;
-    else a->empty_tail = s->tprev;
+    LIST_UNLINK_TAIL(a->empty_head, a->empty_tail, s, tnext, tprev);
     s->timed = 0;
     a->empty_pages -= s->npages;
 }

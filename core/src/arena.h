@@ -9,7 +9,7 @@
  * Locking: one mutex per arena guards everything here except the remote-free lists, which are lock-free
  * stacks that other threads' caches push chains of blocks onto; the arena's own threads take them back in one
  * exchange. OS calls that may be slow or run user hooks (mapping and unmapping chunks) happen with the lock
- * released; madvise for decay purging runs under it. Lock order: pool registry -> arena -> radix. */
+ * released; madvise for decay purging runs under it. Lock order: pool list -> arena -> address map. */
 #ifndef OHM_ARENA_H
 #define OHM_ARENA_H
 

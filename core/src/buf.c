@@ -204,28 +204,28 @@ int ohm_buf_check(const ohm_buf *b, uint64_t id)
 
 /* ---- derived handle lists (striped locks by owner address) ---- */
 
-#define STRIPES 16 /* few enough that fork can hold them all (TSan allows 64 locks held at once) */
-static pthread_mutex_t stripes[STRIPES] = {[0 ...(STRIPES - 1)] = PTHREAD_MUTEX_INITIALIZER};
+#define BUF_LOCK_STRIPES 16 /* few enough that fork can hold them all (TSan allows 64 locks held at once) */
+static pthread_mutex_t stripes[BUF_LOCK_STRIPES] = {[0 ...(BUF_LOCK_STRIPES - 1)] = PTHREAD_MUTEX_INITIALIZER};
 
 /* Fork: the stripes, then the header lock (lifecycle.c's order: nothing is taken while a stripe is held).
  * Headers cached by other threads are lost to the child, like their thread caches. */
 void buf_prefork(void)
 {
-    for (unsigned i = 0; i < STRIPES; i++) pthread_mutex_lock(&stripes[i]);
+    for (unsigned i = 0; i < BUF_LOCK_STRIPES; i++) pthread_mutex_lock(&stripes[i]);
     pthread_mutex_lock(&hdr_lock);
 }
 
 void buf_postfork(void)
 {
     pthread_mutex_unlock(&hdr_lock);
-    for (unsigned i = STRIPES; i-- > 0;) pthread_mutex_unlock(&stripes[i]);
+    for (unsigned i = BUF_LOCK_STRIPES; i-- > 0;) pthread_mutex_unlock(&stripes[i]);
 }
 
 void buf_init(void) { atomic_store_explicit(&guard_min, ohm__env_size("OHM_DEBUG_GUARD", 0), memory_order_relaxed); }
 
 static pthread_mutex_t *stripe_of(const ohm_buf *owner)
 {
-    return &stripes[((uintptr_t)owner >> 7) % STRIPES];
+    return &stripes[((uintptr_t)owner >> 7) % BUF_LOCK_STRIPES];
 }
 
 static void derived_link(ohm_buf *owner, ohm_buf *d)

@@ -1,4 +1,4 @@
-/* Chunks and the address registry (see chunk.h). */
+/* Chunks and the address map (see chunk.h). */
 #include "chunk.h"
 
 #include "os.h"
@@ -34,7 +34,7 @@ void chunk_fork_lock(int lock)
     else pthread_mutex_unlock(&radix_grow_lock);
 }
 
-int chunk_register(uintptr_t base, size_t size, chunk_t *c)
+int addr_map_set(uintptr_t base, size_t size, chunk_t *c)
 {
     /* chunk.h: chunks and huge mappings are whole granules, so no granule is ever shared */
     ohm_assert(((base | size) & (((uintptr_t)1 << RADIX_GRANULE_SHIFT) - 1)) == 0 && size &&
@@ -164,7 +164,7 @@ chunk_t *chunk_create(struct ohm_pool *pool, struct arena *arena)
         }
     }
     ohm_assert((rc || (c->base & (size - 1)) == 0) && "chunk_create: an arena chunk is aligned to its size");
-    if (!rc) rc = chunk_register(c->base, size, c);
+    if (!rc) rc = addr_map_set(c->base, size, c);
     if (rc) {
         int code = ohm_last_error_code();
         char msg[512];
@@ -214,7 +214,7 @@ chunk_t *chunk_create_huge(struct ohm_pool *pool, size_t size, size_t align)
     }
     ohm_assert((rc || ((c->base & (align - 1)) == 0 && c->size >= c->usable && c->usable >= size)) &&
                "chunk_create_huge: aligned, and the mapping covers the usable bytes, which cover the request");
-    if (!rc) rc = chunk_register(c->base, mapped, c);
+    if (!rc) rc = addr_map_set(c->base, mapped, c);
     if (rc) {
         if (p) {
             chunk_destroy(c);
@@ -232,7 +232,7 @@ void chunk_destroy(chunk_t *c)
 {
     struct ohm_pool *pool = c->pool;
     void *p = (void *)c->base;
-    chunk_register(c->base, c->size, NULL);
+    addr_map_set(c->base, c->size, NULL);
     if (c->hooked && pool->cfg.chunk_unmap) pool->cfg.chunk_unmap(pool->cfg.hook_arg, p, c->size);
     if (pool->cfg.lock_memory) os_unlock(p, c->size);
     if (os_unmap(p, c->size) != 0) ohm__log(OHM_LOG_ERROR, "pool '%s': %s", pool->name, ohm_last_error());

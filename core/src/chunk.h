@@ -1,5 +1,5 @@
 /* Chunks: the unit the pool maps from the OS (chunk_size bytes, aligned to chunk_size), with their metadata
- * kept outside the chunk so that all of it is usable; and the registry that finds a chunk from any address.
+ * kept outside the chunk so that all of it is usable; and the address map that finds a chunk from any address.
  *
  * Every page of a chunk has a 32-bit entry (kind, size class, head page of its run) so that free() validates a
  * pointer and finds its class with one load, and a run record, meaningful at a run's first page only. A free
@@ -112,7 +112,7 @@ static inline void *chunk_page_addr(const chunk_t *c, size_t page)
 }
 static inline size_t chunk_run_index(const chunk_t *c, const run_t *r) { return (size_t)(r - c->runs); }
 
-/* ---- the registry: address -> chunk, lock-free reads ----
+/* ---- the address map: address -> chunk, lock-free reads ----
  * A two-level radix tree over 1 MiB granules of the 47-bit user address space. Chunks and huge mappings are
  * whole granules, so no granule is ever shared. */
 
@@ -133,9 +133,9 @@ static inline chunk_t *chunk_of(const void *p)
 }
 
 /* Maps every granule of [base, base+size) to c (or to NULL to unregister). 0 or OHM_ENOMEM. */
-int chunk_register(uintptr_t base, size_t size, chunk_t *c);
+int addr_map_set(uintptr_t base, size_t size, chunk_t *c);
 
-/* Takes (lock != 0) or releases the registry's growth lock around fork. */
+/* Takes (lock != 0) or releases the address map's growth lock around fork. */
 void chunk_fork_lock(int lock);
 
 /* Maps a new arena chunk for pool (reserving it against max_mapped, applying huge pages, mlock, mergeable and

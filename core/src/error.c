@@ -63,14 +63,8 @@ int ohm_set_error(int code, const char *message)
     return ohm__error(code, "%s", message ? message : "");
 }
 
-int ohm_set_errorf(int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    set_error(code, 0, fmt, ap);
-    va_end(ap);
-    return code;
-}
+/* The public name of ohm__error: the same function, exported. */
+int ohm_set_errorf(int code, const char *fmt, ...) __attribute__((alias("ohm__error")));
 
 int ohm__error_sys(int code, int err, const char *fmt, ...)
 {

@@ -123,11 +123,11 @@ int ohm_pool_walk(ohm_pool *pool, ohm_walk_fn *fn, void *arg)
 }
 
 /* Sums the per-thread counters of the selected caches (and, for the whole pool, those of exited threads and of
- * calls made without a cache). Registry lock taken here. */
+ * calls made without a cache). Pool-list lock taken here. */
 static void sum_counters(ohm_pool *pool, int arena, uint64_t *allocs, uint64_t *hits, uint64_t *frees,
                          uint64_t *threads)
 {
-    registry_lock();
+    pool_list_lock();
     for (tcache_t *tc = pool->tcaches; tc; tc = tc->pnext) {
         if (arena >= 0 && tc->arena->index != (unsigned)arena) continue;
         ++*threads;
@@ -146,7 +146,7 @@ static void sum_counters(ohm_pool *pool, int arena, uint64_t *allocs, uint64_t *
             frees[c] += pool->retired.frees[c] + atomic_load_explicit(&pool->direct_frees[c], memory_order_relaxed);
         }
     }
-    registry_unlock();
+    pool_list_unlock();
 }
 
 static void add_arena(ohm_pool_stats *out, arena_t *a, size_t chunk_size)

@@ -13,12 +13,12 @@
  *   3   leak handler lock             leak.c    nothing
  *   4   leak de-duplication lock      leak.c    nothing
  *   5   leak stripes [16]             leak.c    7-10: checkpoint copies come from the leak records pool (made at
- *                                               first use: pool creation takes the registry)
+ *                                               first use: pool creation takes the pool list)
  *   6   default pool creation lock    pool.c    7 (ohm_pool_create)
- *   7   pool registry                 pool.c    8 (thread exit flushes caches to arenas)
+ *   7   pool list                     pool.c    8 (thread exit flushes caches to arenas)
  *   8   each pool's arena locks       arena.c   nothing of ours (chunks are mapped and unmapped unlocked)
  *   9   each pool's huge lock         pool.c    nothing
- *   10  chunk registry growth lock    chunk.c   nothing
+ *   10  address map growth lock       chunk.c   nothing
  *
  * Not taken: a memory manager's lock (mm.c) is per manager and never held while calling buffers or pools, so a
  * fork cannot deadlock on it; but a manager locked by another thread at the fork stays locked in the child, as
