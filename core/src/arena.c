@@ -18,6 +18,7 @@
 #include "list.h"
 #include "list.h"
 #include "list.h"
+#include "list.h"
 #include "os.h"
 #include "poison.h"
 #include "pool.h"

@@ -45,13 +45,9 @@
 /* Removes node from a list with a tail pointer. Its own links are left as they were. */
 #define LIST_UNLINK_TAIL(head, tail, node, next, prev)                                                            \
     do {                                                                                                          \
-        __typeof__(&(head)) list_h_ = &(head);                                                                    \
-        __typeof__(&(tail)) list_t_ = &(tail);                                                                    \
-        __typeof__(node) list_n_ = (node);                                                                        \
-        if (list_n_->prev) list_n_->prev->next = list_n_->next;                                                   \
-        else *list_h_ = list_n_->next;                                                                            \
-        if (list_n_->next) list_n_->next->prev = list_n_->prev;                                                   \
-        else *list_t_ = list_n_->prev;                                                                            \
+        __typeof__(node) list_u_ = (node);                                                                        \
+        if (!list_u_->next) (tail) = list_u_->prev;                                                               \
+        LIST_UNLINK(head, list_u_, next, prev);                                                                   \
     } while (0)
 
 #endif
