@@ -11,17 +11,8 @@
 #include "arena.h"
 
 #include "list.h"
-#include "list.h"
-#include "list.h"
-#include "list.h"
-#include "list.h"
-#include "list.h"
-#include "list.h"
-#include "list.h"
-#include "list.h"
 #include "os.h"
 #include "poison.h"
-#include "pool.h"
 
 #include <string.h>
 
@@ -418,11 +409,11 @@ static void arena_detach_chunk(arena_t *a, chunk_t *c, chunk_t **detached)
     *detached = c;
 }
 
-static void destroy_detached(chunk_t *list)
+static void destroy_detached(arena_t *a, chunk_t *list)
 {
     while (list) {
         chunk_t *next = list->next;
-        chunk_destroy(list);
+        chunk_destroy(a->space, list);
         list = next;
     }
 }
@@ -467,7 +458,7 @@ static chunk_t *run_take(arena_t *a, run_t *r, uint32_t npages, uint32_t align_p
 static chunk_t *run_alloc(arena_t *a, uint32_t npages, uint32_t align_pages, size_t *head_out)
 {
     uint32_t want = npages + (align_pages > 1 ? align_pages - 1 : 0);
-    if (want > a->pool->chunk_pages) {
+    if (want > a->space->chunk_pages) {
         ohm__error(OHM_EINVAL, "a run of %u pages does not fit in a chunk", want);
         return NULL;
     }
@@ -475,7 +466,7 @@ static chunk_t *run_alloc(arena_t *a, uint32_t npages, uint32_t align_pages, siz
     while (!(r = bins_find(a, want))) {
         ohm_debug_only(arena_check_after(a)); /* other threads see the arena while the lock is dropped */
         pthread_mutex_unlock(&a->lock);
-        chunk_t *c = chunk_create(a->pool, a);
+        chunk_t *c = chunk_create(a->space, a);
         pthread_mutex_lock(&a->lock);
         if (!c) return NULL;
         arena_adopt_chunk(a, c);
@@ -550,7 +541,7 @@ static run_t *slab_new(arena_t *a, unsigned cls)
     memset(s->bitmap, 0, sizeof s->bitmap);
     for (unsigned i = 0; i < ci->slab_objs; i++) s->bitmap[i / 64] |= 1ull << (i % 64);
     for (size_t i = h; i < h + ci->slab_pages; i++) pg_set(c, i, pg_make(PG_SLAB, cls, (unsigned)h));
-    poison_new_slab(a->pool, chunk_page_addr(c, h), (size_t)ci->slab_pages << OHM_PAGE_SHIFT);
+    poison_new_slab(a->cfg, chunk_page_addr(c, h), (size_t)ci->slab_pages << OHM_PAGE_SHIFT);
     partial_push(a, s);
     return s;
 }
@@ -588,11 +579,11 @@ static int slab_free(arena_t *a, chunk_t *c, size_t h, void *p)
     ohm_assert(s->state == RUN_SLAB && idx < sc_table[s->cls].slab_objs && "slab_free: a block of a live slab");
     uint64_t bit = 1ull << (idx % 64);
     if (s->bitmap[idx / 64] & bit)
-        return ohm__error(OHM_EINVAL, "pool '%s': double free of %p (the block is already free)", a->pool->name, p);
+        return ohm__error(OHM_EINVAL, "pool '%s': double free of %p (the block is already free)", a->cfg->name, p);
     s->bitmap[idx / 64] |= bit;
     if (++s->nfree == 1) partial_push(a, s);
     /* An empty slab is kept for reuse (see empty_append); a poisoning pool keeps it for good (poison.h). */
-    if (s->nfree == sc_table[s->cls].slab_objs && !poison_on(a->pool)) empty_append(a, s);
+    if (s->nfree == sc_table[s->cls].slab_objs && !poison_on(a->cfg)) empty_append(a, s);
 #ifdef OHM_DEBUG
     check_slab_bits(s);
     a->dbg_touched = c;
@@ -612,10 +603,11 @@ static void slab_release(arena_t *a, run_t *s)
 
 /* ---- public arena operations ---- */
 
-int arena_init(arena_t *a, struct ohm_pool *pool, unsigned index)
+int arena_init(arena_t *a, chunk_space *space, unsigned index)
 {
     memset(a, 0, sizeof *a);
-    a->pool = pool;
+    a->space = space;
+    a->cfg = space->cfg;
     a->index = index;
     if (pthread_mutex_init(&a->lock, NULL) != 0) return ohm__error(OHM_ESYS, "pthread_mutex_init failed");
     return 0;
@@ -623,12 +615,7 @@ int arena_init(arena_t *a, struct ohm_pool *pool, unsigned index)
 
 void arena_destroy(arena_t *a)
 {
-    chunk_t *c = a->chunks;
-    while (c) {
-        chunk_t *next = c->next;
-        chunk_destroy(c);
-        c = next;
-    }
+    destroy_detached(a, a->chunks);
     a->chunks = NULL;
     pthread_mutex_destroy(&a->lock);
 }
@@ -682,15 +669,15 @@ static int arena_free_locked(arena_t *a, void *p)
  *    that short age (the rounds of a batch workload) are never given back and faulted in again. */
 static int dirty_excess(const arena_t *a)
 {
-    unsigned ratio = a->pool->cfg.dirty_ratio;
+    unsigned ratio = a->cfg->dirty_ratio;
     uint64_t idle = a->dirty_pages + a->empty_pages, active = a->active_pages - a->empty_pages;
-    return ratio && idle > active / ratio + a->pool->chunk_pages;
+    return ratio && idle > active / ratio + a->space->chunk_pages;
 }
 
 /* Whether the oldest entry of a purge list (free runs, or empty slabs) is due. */
 static int entry_due(const arena_t *a, const run_t *oldest, uint64_t now)
 {
-    uint64_t delay = a->pool->cfg.purge_delay_ms;
+    uint64_t delay = a->cfg->purge_delay_ms;
     if (!oldest || delay == UINT64_MAX) return 0;
     uint64_t age = now - oldest->freed_ms;
     return age >= delay || (age >= delay / 16 && dirty_excess(a));
@@ -712,7 +699,7 @@ void arena_free_batch(arena_t *a, void *const *blocks, unsigned n, int may_purge
     if (may_purge && purge_due(a, os_now_coarse_ms())) purge_locked(a, 0, &detached);
     ohm_debug_only(arena_check_after(a));
     pthread_mutex_unlock(&a->lock);
-    destroy_detached(detached);
+    destroy_detached(a, detached);
 }
 
 int arena_free_one(arena_t *a, void *p)
@@ -723,7 +710,7 @@ int arena_free_one(arena_t *a, void *p)
     if (purge_due(a, os_now_coarse_ms())) purge_locked(a, 0, &detached);
     ohm_debug_only(arena_check_after(a));
     pthread_mutex_unlock(&a->lock);
-    destroy_detached(detached);
+    destroy_detached(a, detached);
     return rc;
 }
 
@@ -749,7 +736,7 @@ static int purge_run(arena_t *a, run_t *r)
     map_span(c->dirty, chunk_run_index(c, r), r->npages, &lo, &hi);
     timed_remove(a, r);
     if (lo < hi && os_purge(chunk_page_addr(c, lo), (hi - lo) << OHM_PAGE_SHIFT) != 0) {
-        ohm__log(OHM_LOG_WARN, "pool '%s': %s", a->pool->name, ohm_last_error());
+        ohm__log(OHM_LOG_WARN, "pool '%s': %s", a->cfg->name, ohm_last_error());
         timed_append(a, r);
         return -1;
     }
@@ -806,7 +793,7 @@ void arena_purge(arena_t *a, int force)
     purge_locked(a, force, &detached);
     ohm_debug_only(arena_check(a)); /* purging is rare and touches any chunk: walk them all */
     pthread_mutex_unlock(&a->lock);
-    destroy_detached(detached);
+    destroy_detached(a, detached);
 }
 
 /* ---- walks (OHM_DEBUG) ----
@@ -824,7 +811,7 @@ typedef struct walk_tally {
 
 static void check_chunk(arena_t *a, chunk_t *c, walk_tally *t)
 {
-    ohm_assert(c->arena == a && c->kind == CHUNK_ARENA && c->npages == a->pool->chunk_pages &&
+    ohm_assert(c->arena == a && c->kind == CHUNK_ARENA && c->npages == a->space->chunk_pages &&
                "chunk: an arena chunk of this arena, of the pool's chunk size");
     ohm_assert((c->base & (c->size - 1)) == 0 && "chunk: aligned to its size");
     uint32_t free_pages = 0;
@@ -861,7 +848,7 @@ static void check_chunk(arena_t *a, chunk_t *c, walk_tally *t)
                 t->empty_pages += n;
             }
             ohm_assert((!r->timed || r->nfree == sc_table[r->cls].slab_objs) && "slab: on the empty list only when empty");
-            ohm_assert((r->timed || r->nfree < sc_table[r->cls].slab_objs || poison_on(a->pool)) &&
+            ohm_assert((r->timed || r->nfree < sc_table[r->cls].slab_objs || poison_on(a->cfg)) &&
                        "slab: an empty slab is on the empty list (unless the pool poisons)");
             t->partial_slabs += r->nfree > 0;
             t->active += n;

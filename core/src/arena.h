@@ -24,7 +24,8 @@
 
 typedef struct arena {
     pthread_mutex_t lock;
-    struct ohm_pool *pool;
+    chunk_space *space;                 /* the pool's: chunks come from it                    */
+    const ohm_pool_config *cfg;         /* the pool's options (space->cfg, one load nearer)   */
     unsigned index;
     _Atomic unsigned nthreads;          /* thread caches bound here (for least-used binding) */
     chunk_t *chunks;
@@ -46,7 +47,7 @@ typedef struct arena {
     ohm_debug_only(chunk_t *dbg_touched; uint64_t dbg_ops;)
 } arena_t;
 
-int arena_init(arena_t *a, struct ohm_pool *pool, unsigned index);
+int arena_init(arena_t *a, chunk_space *space, unsigned index);
 /* Unmaps every chunk (pool destruction; no other thread may use the arena). */
 void arena_destroy(arena_t *a);
 

@@ -406,7 +406,7 @@ static inline ohm_buf *alloc_from_pool(ohm_pool *pool, size_t size, int zero)
         return NULL;
     }
     uint32_t gen = hdr_next_gen(b);
-    b->flags = BUF_ROOT | (poison_on(pool) ? BUF_POISON : 0); /* BUF_POISON keeps it off the inline release */
+    b->flags = BUF_ROOT | (poison_on(&pool->cfg) ? BUF_POISON : 0); /* BUF_POISON keeps it off the inline release */
     b->data = data;
     b->size = size;
     b->owner = b;

@@ -8,6 +8,7 @@
 #ifndef OHM_CHUNK_H
 #define OHM_CHUNK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "internal.h"
@@ -136,21 +137,33 @@ static inline chunk_t *chunk_of(const void *p)
 int addr_map_set(uintptr_t base, size_t size, chunk_t *c);
 
 /* Takes (lock != 0) or releases the address map's growth lock around fork. */
-void chunk_fork_lock(int lock);
+void chunk_fork_lock(bool lock);
 
-/* Maps a new arena chunk for pool (reserving it against max_mapped, applying huge pages, mlock, mergeable and
+/* What the chunk layer needs of the pool that owns the chunks: the options chunks are made with, the cap and
+ * the bytes counted against it. The pool embeds one and passes it to every function below; nothing here knows
+ * the pool itself. */
+typedef struct chunk_space {
+    struct ohm_pool *owner;          /* recorded in each chunk (chunk_t.pool), not dereferenced here       */
+    const ohm_pool_config *cfg;      /* huge pages, mergeable, mlock, map hooks, max_mapped, name          */
+    size_t chunk_size;
+    unsigned chunk_pages;
+    _Atomic uint64_t mapped;         /* chunk and huge bytes mapped now, counted against cfg->max_mapped    */
+    _Atomic uint64_t failed_allocs;  /* creations that failed, and cap refusals the pool could not cure     */
+} chunk_space;
+
+/* Maps a new arena chunk of space (reserving it against max_mapped, applying huge pages, mlock, mergeable and
  * the map hook). Its run records are zero: the caller (the arena) makes the one free run. Called without
  * locks held. NULL with the error set; OHM_ENOMEM at the cap (then chunk_cap_refused() says so). */
-chunk_t *chunk_create(struct ohm_pool *pool, struct arena *arena);
+chunk_t *chunk_create(chunk_space *space, struct arena *arena);
 /* Maps a huge block of at least size bytes aligned to align. NULL with the error set. */
-chunk_t *chunk_create_huge(struct ohm_pool *pool, size_t size, size_t align);
-/* The cap: chunk creation refuses to pass a pool's max_mapped and does nothing else about it (purging free
+chunk_t *chunk_create_huge(chunk_space *space, size_t size, size_t align);
+/* The cap: chunk creation refuses to pass a space's max_mapped and does nothing else about it (purging free
  * chunks is the pool's, a layer above). chunk_cap_refused says whether a creation on this thread was refused at
  * the cap since the last call, and forgets it. */
-int chunk_cap_refused(void);
-/* Runs the unmap hook, unregisters and unmaps c and its metadata, and returns its bytes to the cap. Called
- * without locks held. */
-void chunk_destroy(chunk_t *c);
+bool chunk_cap_refused(void);
+/* Runs the unmap hook, unregisters and unmaps c and its metadata, and returns its bytes to the cap of space
+ * (the one it was created in). Called without locks held. */
+void chunk_destroy(chunk_space *space, chunk_t *c);
 
 #pragma GCC visibility pop
 

@@ -189,7 +189,7 @@ int ohm_pool_stats_get(ohm_pool *pool, int arena, ohm_pool_stats *out)
         out->active_bytes += cs->active_bytes;
     }
     for (unsigned i = 0; i < pool->narenas; i++)
-        if (arena < 0 || (unsigned)arena == i) add_arena(out, &pool->arenas[i], pool->chunk_size);
+        if (arena < 0 || (unsigned)arena == i) add_arena(out, &pool->arenas[i], pool->space.chunk_size);
     if (arena < 0) {
         pthread_mutex_lock(&pool->huge_lock);
         uint64_t huge_mapped = 0;
@@ -203,7 +203,7 @@ int ohm_pool_stats_get(ohm_pool *pool, int arena, ohm_pool_stats *out)
         pthread_mutex_unlock(&pool->huge_lock);
         out->mapped_bytes += huge_mapped;
         out->resident_bytes += huge_mapped;
-        out->failed_allocs = atomic_load_explicit(&pool->failed_allocs, memory_order_relaxed);
+        out->failed_allocs = atomic_load_explicit(&pool->space.failed_allocs, memory_order_relaxed);
         out->poison_violations = atomic_load_explicit(&pool->poison_violations, memory_order_relaxed);
     }
     return 0;

@@ -72,12 +72,12 @@ static void prefork(void)
     buf_prefork();      /* 1, 2  */
     leak_prefork();     /* 3-5   */
     pool_prefork();     /* 6-9   */
-    chunk_fork_lock(1); /* 10    */
+    chunk_fork_lock(true); /* 10    */
 }
 
 static void postfork_parent(void)
 {
-    chunk_fork_lock(0);
+    chunk_fork_lock(false);
     pool_postfork_parent();
     leak_postfork();
     buf_postfork();
@@ -85,7 +85,7 @@ static void postfork_parent(void)
 
 static void postfork_child(void)
 {
-    chunk_fork_lock(0);
+    chunk_fork_lock(false);
     pool_postfork_child();
     leak_postfork();
     buf_postfork();

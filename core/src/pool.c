@@ -55,8 +55,10 @@ ohm_pool *ohm_pool_create(const ohm_pool_config *cfg_in)
     pool->cfg = cfg;
     snprintf(pool->name, sizeof pool->name, "%s", cfg.name ? cfg.name : "pool");
     pool->cfg.name = pool->name;
-    pool->chunk_size = cfg.chunk_size;
-    pool->chunk_pages = (unsigned)(cfg.chunk_size >> OHM_PAGE_SHIFT);
+    pool->space.owner = pool;
+    pool->space.cfg = &pool->cfg;
+    pool->space.chunk_size = cfg.chunk_size;
+    pool->space.chunk_pages = (unsigned)(cfg.chunk_size >> OHM_PAGE_SHIFT);
     pool->nclasses = sc_count_for_chunk(cfg.chunk_size);
     pool->cache_max = cfg.cache_max_size > cfg.chunk_size ? cfg.chunk_size : cfg.cache_max_size;
     pool->narenas = cfg.arenas ? cfg.arenas : 2 * os_ncpus();
@@ -68,7 +70,7 @@ ohm_pool *ohm_pool_create(const ohm_pool_config *cfg_in)
         free(pool);
         return NULL;
     }
-    for (unsigned i = 0; i < pool->narenas; i++) arena_init(&pool->arenas[i], pool, i);
+    for (unsigned i = 0; i < pool->narenas; i++) arena_init(&pool->arenas[i], &pool->space, i);
     atomic_store(&pool->magic, POOL_MAGIC_LIVE);
     pool_list_lock();
     pool->id = next_pool_id++;
@@ -109,7 +111,7 @@ void pool_destroy_end(ohm_pool *pool)
     for (unsigned i = 0; i < pool->narenas; i++) arena_destroy(&pool->arenas[i]);
     for (chunk_t *c = pool->huge, *next; c; c = next) {
         next = c->next;
-        chunk_destroy(c);
+        chunk_destroy(&pool->space, c);
     }
     pthread_mutex_destroy(&pool->huge_lock);
     os_meta_free(pool->arenas, pool->arenas_size);
@@ -156,7 +158,7 @@ static void release_free_chunks(ohm_pool *pool)
             release_free_chunks(pool);                                                                          \
             (p) = (attempt);                                                                                    \
             if (!(p) && chunk_cap_refused())                                                                    \
-                atomic_fetch_add_explicit(&(pool)->failed_allocs, 1, memory_order_relaxed);                     \
+                atomic_fetch_add_explicit(&(pool)->space.failed_allocs, 1, memory_order_relaxed);               \
         }                                                                                                       \
     } while (0)
 
@@ -210,7 +212,7 @@ int pool_check_block(ohm_pool *pool, void *p, chunk_t **chunk_out, unsigned *cls
 static void *huge_alloc(ohm_pool *pool, size_t size, size_t align)
 {
     chunk_t *c;
-    CAP_RETRY(pool, c, chunk_create_huge(pool, size, align));
+    CAP_RETRY(pool, c, chunk_create_huge(&pool->space, size, align));
     if (!c) return NULL;
     pthread_mutex_lock(&pool->huge_lock);
     LIST_PUSH_FRONT(pool->huge, c, next, prev);
@@ -229,7 +231,7 @@ static void huge_free(ohm_pool *pool, chunk_t *c)
     pool->huge_bytes -= c->usable;
     pool->huge_frees++;
     pthread_mutex_unlock(&pool->huge_lock);
-    chunk_destroy(c);
+    chunk_destroy(&pool->space, c);
 }
 
 /* ---- allocation ---- */
@@ -273,7 +275,7 @@ static void *alloc_from_arena(ohm_pool *pool, tcache_t *tc, unsigned cls, int fl
 static OHM_NOINLINE void *alloc_slow(ohm_pool *pool, size_t size)
 {
     if (pool_check(pool) != 0) return NULL;
-    if (size > pool->chunk_size) return huge_alloc(pool, size, 0);
+    if (size > pool->space.chunk_size) return huge_alloc(pool, size, 0);
     unsigned cls = sc_index(size);
     tcache_t *tc = tcache_get_or_create(pool);
     void *p = NULL;
@@ -293,7 +295,7 @@ static OHM_NOINLINE void *alloc_slow(ohm_pool *pool, size_t size)
     int flushed = tc ? tcache_tick(tc) : 0;
     CAP_RETRY(pool, p, alloc_from_arena(pool, tc, cls, flushed));
     if (!p) return NULL; /* the error was set where memory was refused */
-    poison_on_alloc(pool, p, cls);
+    poison_on_alloc(&pool->cfg, pool, p, cls);
     return finish_alloc(p, sc_size(cls), pool->cfg.zero);
 }
 
@@ -320,7 +322,7 @@ void *ohm_pool_alloc(ohm_pool *pool, size_t size)
 void *ohm_pool_alloc_zeroed(ohm_pool *pool, size_t size)
 {
     void *p = ohm_pool_alloc(pool, size);
-    if (p && !pool->cfg.zero && size <= pool->chunk_size) memset(p, 0, size);
+    if (p && !pool->cfg.zero && size <= pool->space.chunk_size) memset(p, 0, size);
     return p;
 }
 
@@ -339,7 +341,7 @@ void *ohm_pool_alloc_aligned(ohm_pool *pool, size_t size, size_t align)
     if (align <= OHM_PAGE) {
         /* Slabs start on a page and hold blocks at multiples of the class size, so a class whose size is a
          * multiple of align yields aligned blocks; run classes are page multiples. */
-        if (size <= pool->chunk_size) {
+        if (size <= pool->space.chunk_size) {
             unsigned cls = sc_index(size);
             while (sc_is_small(cls) && sc_size(cls) % align) cls++;
             if (cls < pool->nclasses) return ohm_pool_alloc(pool, sc_size(cls));
@@ -348,9 +350,9 @@ void *ohm_pool_alloc_aligned(ohm_pool *pool, size_t size, size_t align)
     }
     /* A run of the size's class (at least the first run class) placed at an aligned page; when the class plus
      * the alignment slack does not fit in a chunk, a huge mapping aligned by the OS layer. */
-    unsigned cls = size <= pool->chunk_size ? sc_index(size) : SC_COUNT;
+    unsigned cls = size <= pool->space.chunk_size ? sc_index(size) : SC_COUNT;
     if (cls < SC_NSMALL) cls = SC_NSMALL;
-    if (cls >= pool->nclasses || sc_size(cls) + align - OHM_PAGE > pool->chunk_size)
+    if (cls >= pool->nclasses || sc_size(cls) + align - OHM_PAGE > pool->space.chunk_size)
         return huge_alloc(pool, size, align);
     tcache_t *tc = tcache_get_or_create(pool);
     void *p;
@@ -401,7 +403,7 @@ static OHM_NOINLINE int free_slow(ohm_pool *pool, void *p)
 static OHM_NOINLINE int free_valid(ohm_pool *pool, chunk_t *c, void *p, unsigned cls)
 {
     int rc;
-    poison_on_free(pool, p, sc_size(cls));
+    poison_on_free(&pool->cfg, p, sc_size(cls));
     tcache_t *tc = tcache_get_or_create(pool);
     if (tc && stack_n(tc->stacks[cls]) < tc->stacks[cls]->cap) { /* only the most-recent compare failed */
         stack_push(tc->stacks[cls], stack_n(tc->stacks[cls]), p);

@@ -18,15 +18,12 @@ struct ohm_pool {
     uint64_t id;                     /* unique for the process's life; never 0               */
     ohm_pool_config cfg;
     char name[64];
-    size_t chunk_size;
-    unsigned chunk_pages;
+    chunk_space space;               /* the chunk layer's view: options, chunk size, the cap    */
     unsigned nclasses;               /* classes up to chunk_size                              */
     size_t cache_max;
     unsigned narenas;
     arena_t *arenas;
     size_t arenas_size;
-    _Atomic uint64_t mapped;         /* chunk and huge bytes mapped now (chunk.c counts them)  */
-    _Atomic uint64_t failed_allocs;
     _Atomic uint64_t poison_violations;
     _Atomic uint64_t leak_settings;  /* 0 = the process's leak settings, else this pool's (leak.c packs them) */
     pthread_mutex_t huge_lock;       /* huge list and huge counters                           */

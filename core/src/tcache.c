@@ -120,7 +120,7 @@ static tcache_t *tcache_new(struct ohm_pool *pool)
     uint32_t caps[SC_COUNT] = {0};
     size_t size = sizeof(tcache_t);
     /* A poisoning pool caches nothing (poison.h). */
-    for (unsigned c = 0; !poison_on(pool) && c < pool->nclasses && sc_size(c) <= pool->cache_max; c++) {
+    for (unsigned c = 0; !poison_on(&pool->cfg) && c < pool->nclasses && sc_size(c) <= pool->cache_max; c++) {
         caps[c] = bin_capacity(sc_size(c), pool->cfg.cache_slots);
         size += sizeof(tstack_t) + caps[c] * sizeof(void *);
     }
