@@ -9,28 +9,24 @@
 
 #include <stddef.h>
 
-/* Inserts node before the first element. */
-#define LIST_PUSH_FRONT(head, node, next, prev)                                                                   \
+/* Adds node at one end of a list: end is the owner's pointer to that end, inward the node's link toward the
+ * rest of the list, outward the other one; at_empty runs when the list was empty, naming the node list_n_. */
+#define LIST_ADD_(end, node, inward, outward, at_empty)                                                           \
     do {                                                                                                          \
-        __typeof__(&(head)) list_h_ = &(head);                                                                    \
-        __typeof__(node) list_n_ = (node), list_first_ = *list_h_;                                                \
-        list_n_->next = list_first_;                                                                              \
-        list_n_->prev = NULL;                                                                                     \
-        if (list_first_) list_first_->prev = list_n_;                                                             \
-        *list_h_ = list_n_;                                                                                       \
+        __typeof__(&(end)) list_e_ = &(end);                                                                      \
+        __typeof__(node) list_n_ = (node), list_old_ = *list_e_;                                                  \
+        list_n_->inward = list_old_;                                                                              \
+        list_n_->outward = NULL;                                                                                  \
+        if (list_old_) list_old_->outward = list_n_;                                                              \
+        else at_empty;                                                                                            \
+        *list_e_ = list_n_;                                                                                       \
     } while (0)
 
+/* Inserts node before the first element. */
+#define LIST_PUSH_FRONT(head, node, next, prev) LIST_ADD_(head, node, next, prev, (void)0)
+
 /* Appends node after the last element (tail is the owner's pointer to it). */
-#define LIST_PUSH_BACK(head, tail, node, next, prev)                                                              \
-    do {                                                                                                          \
-        __typeof__(&(tail)) list_t_ = &(tail);                                                                    \
-        __typeof__(node) list_n_ = (node), list_last_ = *list_t_;                                                 \
-        list_n_->next = NULL;                                                                                     \
-        list_n_->prev = list_last_;                                                                               \
-        if (list_last_) list_last_->next = list_n_;                                                               \
-        else (head) = list_n_;                                                                                    \
-        *list_t_ = list_n_;                                                                                       \
-    } while (0)
+#define LIST_PUSH_BACK(head, tail, node, next, prev) LIST_ADD_(tail, node, prev, next, (head) = list_n_)
 
 /* Removes node; at_end runs when node was the last element, with list_p_ naming the element before it (NULL
  * when none). Its own links are left as they were. */
