@@ -111,7 +111,7 @@ static unsigned bin_floor(uint32_t npages)
 }
 
 /* Whether free run r starts below free run s. */
-static int run_below(const run_t *r, const run_t *s)
+static bool run_below(const run_t *r, const run_t *s)
 {
     return r->chunk == s->chunk ? r < s : r->chunk->base < s->chunk->base;
 }
@@ -246,7 +246,7 @@ static uint32_t map_count(const chunk_t *c, size_t h, size_t n)
 }
 
 /* Whether a free run of n pages in c must be on the purge list (run_make_free's rule). */
-static int run_should_be_timed(const chunk_t *c, uint32_t n, uint32_t ndirty)
+static bool run_should_be_timed(const chunk_t *c, uint32_t n, uint32_t ndirty)
 {
     return ndirty && (!c->pinned || n == c->npages);
 }
@@ -667,7 +667,7 @@ static int arena_free_locked(arena_t *a, void *p)
  *  - beyond that, while dirty pages exceed active/dirty_ratio plus one chunk, runs older than a sixteenth of
  *    the delay. Under churn this bounds resident memory near the live size, yet pages freed and reused within
  *    that short age (the rounds of a batch workload) are never given back and faulted in again. */
-static int dirty_excess(const arena_t *a)
+static bool dirty_excess(const arena_t *a)
 {
     unsigned ratio = a->cfg->dirty_ratio;
     uint64_t idle = a->dirty_pages + a->empty_pages, active = a->active_pages - a->empty_pages;
@@ -675,28 +675,28 @@ static int dirty_excess(const arena_t *a)
 }
 
 /* Whether the oldest entry of a purge list (free runs, or empty slabs) is due. */
-static int entry_due(const arena_t *a, const run_t *oldest, uint64_t now)
+static bool entry_due(const arena_t *a, const run_t *oldest, uint64_t now)
 {
     uint64_t delay = a->cfg->purge_delay_ms;
-    if (!oldest || delay == UINT64_MAX) return 0;
+    if (!oldest || delay == UINT64_MAX) return false;
     uint64_t age = now - oldest->freed_ms;
     return age >= delay || (age >= delay / 16 && dirty_excess(a));
 }
 
-static int purge_due(arena_t *a, uint64_t now)
+static bool purge_due(arena_t *a, uint64_t now)
 {
     return entry_due(a, a->empty_head, now) || entry_due(a, a->timed_head, now);
 }
 
-static void purge_locked(arena_t *a, int force, chunk_t **detached);
+static void purge_locked(arena_t *a, bool force, chunk_t **detached);
 
-void arena_free_batch(arena_t *a, void *const *blocks, unsigned n, int may_purge)
+void arena_free_batch(arena_t *a, void *const *blocks, unsigned n, bool may_purge)
 {
     chunk_t *detached = NULL;
     pthread_mutex_lock(&a->lock);
     for (unsigned i = 0; i < n; i++)
         if (arena_free_locked(a, blocks[i]) != 0) ohm__log(OHM_LOG_ERROR, "%s (ignored)", ohm_last_error());
-    if (may_purge && purge_due(a, os_now_coarse_ms())) purge_locked(a, 0, &detached);
+    if (may_purge && purge_due(a, os_now_coarse_ms())) purge_locked(a, false, &detached);
     ohm_debug_only(arena_check_after(a));
     pthread_mutex_unlock(&a->lock);
     destroy_detached(a, detached);
@@ -707,7 +707,7 @@ int arena_free_one(arena_t *a, void *p)
     chunk_t *detached = NULL;
     pthread_mutex_lock(&a->lock);
     int rc = arena_free_locked(a, p);
-    if (purge_due(a, os_now_coarse_ms())) purge_locked(a, 0, &detached);
+    if (purge_due(a, os_now_coarse_ms())) purge_locked(a, false, &detached);
     ohm_debug_only(arena_check_after(a));
     pthread_mutex_unlock(&a->lock);
     destroy_detached(a, detached);
@@ -758,7 +758,7 @@ static void drain_remote_locked(arena_t *a)
     }
 }
 
-static void purge_locked(arena_t *a, int force, chunk_t **detached)
+static void purge_locked(arena_t *a, bool force, chunk_t **detached)
 {
     uint64_t now = os_now_coarse_ms();
     /* Blocks other threads pushed here wait for a refill of their class; one that never comes would keep their
@@ -786,7 +786,7 @@ static void purge_locked(arena_t *a, int force, chunk_t **detached)
     }
 }
 
-void arena_purge(arena_t *a, int force)
+void arena_purge(arena_t *a, bool force)
 {
     chunk_t *detached = NULL;
     pthread_mutex_lock(&a->lock);

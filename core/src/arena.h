@@ -59,7 +59,7 @@ void *arena_alloc_aligned_run(arena_t *a, unsigned cls, size_t align);
 /* Returns n validated blocks that all belong to this arena. Takes and releases the lock. A block already free
  * in its slab is reported (double free) and skipped. With may_purge, expired pages are purged afterwards
  * (which may unmap chunks and run unmap hooks); without, nothing but the frees happens. */
-void arena_free_batch(arena_t *a, void *const *blocks, unsigned n, int may_purge);
+void arena_free_batch(arena_t *a, void *const *blocks, unsigned n, bool may_purge);
 /* Frees one validated block of this arena directly (no thread cache). OHM_EINVAL if it is already free in its
  * slab (a double free). */
 int arena_free_one(arena_t *a, void *p);
@@ -76,7 +76,7 @@ static inline void **block_link(void *p) { return (void **)p + 1; }
 
 /* Purges free runs that have been free for at least the pool's delay (all of them when force), and unmaps
  * chunks that became entirely free (all such chunks when force). Drains remote lists first. */
-void arena_purge(arena_t *a, int force);
+void arena_purge(arena_t *a, bool force);
 
 #ifdef OHM_DEBUG
 /* Debug builds: walk every chunk, bin, list and count of the arena and abort, naming the invariant, at the first

@@ -96,7 +96,7 @@ static inline void pg_fill(chunk_t *c, size_t page, size_t n, uint32_t e)
 
 /* Whether a PG_RUN_TAIL entry e of page belongs to a live large run: freed large runs leave their tails behind
  * (arena.c: run_free), so a tail counts only if its head is a live large run that reaches this page. */
-static inline int pg_tail_live(const chunk_t *c, size_t page, uint32_t e)
+static inline bool pg_tail_live(const chunk_t *c, size_t page, uint32_t e)
 {
     size_t h = pg_head(e);
     uint32_t he = pg_get(c, h);

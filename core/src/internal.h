@@ -25,6 +25,7 @@
 #include "ohm.h"
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdarg.h>
 
 #pragma GCC visibility push(hidden)
@@ -55,7 +56,7 @@ void ohm__assert_fail(const char *cond, const char *file, int line, const char *
 #endif
 
 static inline size_t ohm_align_up(size_t x, size_t a) { return (x + a - 1) & ~(a - 1); }
-static inline int ohm_is_pow2(size_t x) { return x && !(x & (x - 1)); }
+static inline bool ohm_is_pow2(size_t x) { return x && !(x & (x - 1)); }
 
 /* A statistics counter written by one thread and read by any: the owner's relaxed load+store compiles to a
  * plain add (no lock prefix), and the readers' relaxed loads keep TSan quiet. */
@@ -78,7 +79,7 @@ int ohm__error_sys(int code, int err, const char *fmt, ...) OHM_PRINTF(3, 4);
 void ohm__error_clear(void);
 /* Sends one message to the log handler when level passes the threshold. */
 void ohm__log(ohm_log_level level, const char *fmt, ...) OHM_PRINTF(2, 3);
-int ohm__log_enabled(ohm_log_level level);
+bool ohm__log_enabled(ohm_log_level level);
 
 /* The process start and thread-exit doors of lifecycle.c, the module above all others. */
 #include "lifecycle.h"
@@ -88,7 +89,7 @@ int ohm__log_enabled(ohm_log_level level);
 uint64_t ohm__env_u64(const char *name, uint64_t dflt);
 unsigned ohm__env_uint(const char *name, unsigned dflt, unsigned max); /* above max counts as malformed */
 size_t ohm__env_size(const char *name, size_t dflt);
-int ohm__env_bool(const char *name, int dflt);
+bool ohm__env_bool(const char *name, bool dflt);
 
 #pragma GCC visibility pop
 

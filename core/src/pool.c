@@ -132,7 +132,7 @@ ohm_pool *ohm_pool_default(void)
     if (!p) {
         p = ohm_pool_create(&cfg);
         if (p) {
-            p->is_default = 1;
+            p->is_default = true;
             atomic_store_explicit(&default_pool, p, memory_order_release);
         }
     }
@@ -147,7 +147,7 @@ ohm_pool *ohm_pool_default(void)
 
 static void release_free_chunks(ohm_pool *pool)
 {
-    for (unsigned i = 0; i < pool->narenas; i++) arena_purge(&pool->arenas[i], 1);
+    for (unsigned i = 0; i < pool->narenas; i++) arena_purge(&pool->arenas[i], true);
 }
 
 #define CAP_RETRY(pool, p, attempt)                                                                             \
@@ -187,7 +187,7 @@ static inline __attribute__((always_inline)) int check_arena_block(const ohm_poo
         if (ohm_unlikely(off >= sc_table[*cls].slab_limit))
             return bad_pointer(pool, p, "it points into the unused tail of a slab");
     } else if (ohm_unlikely(pg_kind(e) != PG_RUN || ((uintptr_t)p & (OHM_PAGE - 1)))) {
-        int in_block = pg_kind(e) == PG_RUN || (pg_kind(e) == PG_RUN_TAIL && pg_tail_live(c, chunk_page_of(c, p), e));
+        bool in_block = pg_kind(e) == PG_RUN || (pg_kind(e) == PG_RUN_TAIL && pg_tail_live(c, chunk_page_of(c, p), e));
         return bad_pointer(pool, p, in_block ? "it points inside a block" : "it points into free pages");
     }
     if (ohm_unlikely(block_word0(p) == block_key(p))) return double_free(pool, p);
@@ -292,7 +292,7 @@ static OHM_NOINLINE void *alloc_slow(ohm_pool *pool, size_t size)
         }
     }
     /* Right after a trim flushed this cache, take one block rather than refilling a stack the trim emptied. */
-    int flushed = tc ? tcache_tick(tc) : 0;
+    bool flushed = tc ? tcache_tick(tc) : false;
     CAP_RETRY(pool, p, alloc_from_arena(pool, tc, cls, flushed));
     if (!p) return NULL; /* the error was set where memory was refused */
     poison_on_alloc(&pool->cfg, pool, p, cls);

@@ -33,8 +33,8 @@ struct ohm_pool {
     tcache_t *tcaches;               /* pool-list lock                                        */
     pool_retired retired;            /* pool-list lock                                        */
     struct ohm_pool *next;           /* the pool list                                         */
-    int is_default;
-    int bg_busy;                     /* the background purger is working on it (pool-list lock) */
+    bool is_default;
+    bool bg_busy;                    /* the background purger is working on it (pool-list lock) */
 };
 
 /* The pool-list lock guards the list of pools, every pool's cache list and retired counters, and cache

@@ -258,15 +258,15 @@ void tcache_request_flush(tcache_t *tc)
 /* Incremental trimming: every 64 slow-path events the trimmer visits one stack; a stack that needed no refill
  * since its last visit holds more than its thread uses, and gives half of it back. An idle class drains over
  * a few visits; a busy one, refilling, keeps its fill. */
-int tcache_tick(tcache_t *tc)
+bool tcache_tick(tcache_t *tc)
 {
     if (ohm_unlikely(atomic_load_explicit(&tc->flush_requested, memory_order_relaxed))) {
         atomic_store_explicit(&tc->flush_requested, 0, memory_order_relaxed);
         atomic_store_explicit(&tc->alloc_limit, tc->alloc_limit_normal, memory_order_relaxed);
         tcache_flush(tc);
-        return 1;
+        return true;
     }
-    if (++tc->gc_ticks < 64) return 0;
+    if (++tc->gc_ticks < 64) return false;
     tc->gc_ticks = 0;
     unsigned cls = tc->gc_cursor++ % SC_COUNT;
     tstats_t *st = &tc->stats[cls];
@@ -274,5 +274,5 @@ int tcache_tick(tcache_t *tc)
     uint32_t n = stack_n(tc->stacks[cls]);
     if (refilled == st->gc_refilled && n) tcache_flush_stack(tc, cls, (n + 1) / 2);
     st->gc_refilled = refilled;
-    return 0;
+    return false;
 }

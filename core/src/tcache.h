@@ -73,9 +73,9 @@ unsigned tcache_refill(tcache_t *tc, unsigned cls);
 void tcache_flush_stack(tcache_t *tc, unsigned cls, uint32_t count);
 /* Flushes every stack. */
 void tcache_flush(tcache_t *tc);
-/* Periodic work done on slow paths: a pending flush request and incremental trimming. Returns 1 when it
+/* Periodic work done on slow paths: a pending flush request and incremental trimming. Returns true when it
  * honoured a flush request (the caller then should not refill right away). */
-int tcache_tick(tcache_t *tc);
+bool tcache_tick(tcache_t *tc);
 /* Asks another thread's cache to flush at its next allocation (trim). Pool-list lock held. */
 void tcache_request_flush(tcache_t *tc);
 /* Marks every cache of a pool dead and frees the caller's own (pool destruction). Pool-list lock held. */
