@@ -12,10 +12,11 @@
  *   poison.c  introspect.c                the background purger; the poison debug option; lookup, walk, stats
  *   tcache.c                            per-thread caches of blocks, one per pool and thread
  *   arena.c                             runs and slabs inside chunks, free runs by size, decay purging
- *   chunk.c                             chunk-sized mappings, their records and the address radix tree, the cap
+ *   chunk.c                             chunk-sized mappings, their records, the address map (a radix tree), the cap
  *   sizeclass.c                         the size-class table
  *   os.c  os_file.c                     the only files that talk to the kernel (mmap, madvise, files, shm)
  *   error.c                             errors, logging, environment parsing (used by every layer)
+ *   list.h                              intrusive doubly-linked lists (used by every layer)
  *
  * lifecycle.c stands beside the stack: it knows every layer, and owns process start, the fork handlers (one lock
  * order for the whole runtime, written at its top), thread exit and the pool-destroy sequence. */
