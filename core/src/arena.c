@@ -10,9 +10,9 @@
  * pages along, purging advises only the stretch that holds them, and dirty_pages stays exact. */
 #include "arena.h"
 
+#include "list.h"
 #include "os.h"
 #include "poison.h"
-#include "pool.h"
 
 #include <string.h>
 
@@ -111,7 +111,7 @@ static unsigned bin_floor(uint32_t npages)
 }
 
 /* Whether free run r starts below free run s. */
-static int run_below(const run_t *r, const run_t *s)
+static bool run_below(const run_t *r, const run_t *s)
 {
     return r->chunk == s->chunk ? r < s : r->chunk->base < s->chunk->base;
 }
@@ -227,19 +227,12 @@ static run_t *bins_find(arena_t *a, uint32_t npages)
 static void timed_append(arena_t *a, run_t *r)
 {
     r->timed = 1;
-    r->tnext = NULL;
-    r->tprev = a->timed_tail;
-    if (a->timed_tail) a->timed_tail->tnext = r;
-    else a->timed_head = r;
-    a->timed_tail = r;
+    LIST_PUSH_BACK(a->timed_head, a->timed_tail, r, tnext, tprev);
 }
 
 static void timed_remove(arena_t *a, run_t *r)
 {
-    if (r->tprev) r->tprev->tnext = r->tnext;
-    else a->timed_head = r->tnext;
-    if (r->tnext) r->tnext->tprev = r->tprev;
-    else a->timed_tail = r->tprev;
+    LIST_UNLINK_TAIL(a->timed_head, a->timed_tail, r, tnext, tprev);
     r->timed = 0;
 }
 
@@ -253,7 +246,7 @@ static uint32_t map_count(const chunk_t *c, size_t h, size_t n)
 }
 
 /* Whether a free run of n pages in c must be on the purge list (run_make_free's rule). */
-static int run_should_be_timed(const chunk_t *c, uint32_t n, uint32_t ndirty)
+static bool run_should_be_timed(const chunk_t *c, uint32_t n, uint32_t ndirty)
 {
     return ndirty && (!c->pinned || n == c->npages);
 }
@@ -396,10 +389,7 @@ static void run_free(arena_t *a, chunk_t *c, size_t h, uint32_t n)
 /* Adds a fresh chunk as one clean free run. Lock held. */
 static void arena_adopt_chunk(arena_t *a, chunk_t *c)
 {
-    c->next = a->chunks;
-    c->prev = NULL;
-    if (a->chunks) a->chunks->prev = c;
-    a->chunks = c;
+    LIST_PUSH_FRONT(a->chunks, c, next, prev);
     a->nchunks++;
     a->chunks_mapped++;
     c->free_pages = c->npages;
@@ -411,9 +401,7 @@ static void arena_adopt_chunk(arena_t *a, chunk_t *c)
 static void arena_detach_chunk(arena_t *a, chunk_t *c, chunk_t **detached)
 {
     pages_cleaned(a, c, 0, c->npages); /* unmapped, its dirty pages are gone */
-    if (c->prev) c->prev->next = c->next;
-    else a->chunks = c->next;
-    if (c->next) c->next->prev = c->prev;
+    LIST_UNLINK(a->chunks, c, next, prev);
     a->nchunks--;
     a->chunks_unmapped++;
     ohm_debug_only(if (a->dbg_touched == c) a->dbg_touched = NULL;)
@@ -421,11 +409,11 @@ static void arena_detach_chunk(arena_t *a, chunk_t *c, chunk_t **detached)
     *detached = c;
 }
 
-static void destroy_detached(chunk_t *list)
+static void destroy_detached(arena_t *a, chunk_t *list)
 {
     while (list) {
         chunk_t *next = list->next;
-        chunk_destroy(list);
+        chunk_destroy(a->space, list);
         list = next;
     }
 }
@@ -470,7 +458,7 @@ static chunk_t *run_take(arena_t *a, run_t *r, uint32_t npages, uint32_t align_p
 static chunk_t *run_alloc(arena_t *a, uint32_t npages, uint32_t align_pages, size_t *head_out)
 {
     uint32_t want = npages + (align_pages > 1 ? align_pages - 1 : 0);
-    if (want > a->pool->chunk_pages) {
+    if (want > a->space->chunk_pages) {
         ohm__error(OHM_EINVAL, "a run of %u pages does not fit in a chunk", want);
         return NULL;
     }
@@ -478,7 +466,7 @@ static chunk_t *run_alloc(arena_t *a, uint32_t npages, uint32_t align_pages, siz
     while (!(r = bins_find(a, want))) {
         ohm_debug_only(arena_check_after(a)); /* other threads see the arena while the lock is dropped */
         pthread_mutex_unlock(&a->lock);
-        chunk_t *c = chunk_create(a->pool, a);
+        chunk_t *c = chunk_create(a->space, a);
         pthread_mutex_lock(&a->lock);
         if (!c) return NULL;
         arena_adopt_chunk(a, c);
@@ -509,18 +497,12 @@ static void *large_alloc(arena_t *a, unsigned cls, uint32_t align_pages)
 
 static void partial_push(arena_t *a, run_t *s)
 {
-    run_t **head = &a->partial[s->cls];
-    s->prev = NULL;
-    s->next = *head;
-    if (*head) (*head)->prev = s;
-    *head = s;
+    LIST_PUSH_FRONT(a->partial[s->cls], s, next, prev);
 }
 
 static void partial_remove(arena_t *a, run_t *s)
 {
-    if (s->prev) s->prev->next = s->next;
-    else a->partial[s->cls] = s->next;
-    if (s->next) s->next->prev = s->prev;
+    LIST_UNLINK(a->partial[s->cls], s, next, prev);
 }
 
 /* Empty slabs: a slab whose last block came back stays a slab, on the partial list and on this FIFO (through
@@ -532,20 +514,13 @@ static void empty_append(arena_t *a, run_t *s)
 {
     s->timed = 1;
     s->freed_ms = os_now_coarse_ms();
-    s->tnext = NULL;
-    s->tprev = a->empty_tail;
-    if (a->empty_tail) a->empty_tail->tnext = s;
-    else a->empty_head = s;
-    a->empty_tail = s;
+    LIST_PUSH_BACK(a->empty_head, a->empty_tail, s, tnext, tprev);
     a->empty_pages += s->npages;
 }
 
 static void empty_remove(arena_t *a, run_t *s)
 {
-    if (s->tprev) s->tprev->tnext = s->tnext;
-    else a->empty_head = s->tnext;
-    if (s->tnext) s->tnext->tprev = s->tprev;
-    else a->empty_tail = s->tprev;
+    LIST_UNLINK_TAIL(a->empty_head, a->empty_tail, s, tnext, tprev);
     s->timed = 0;
     a->empty_pages -= s->npages;
 }
@@ -566,7 +541,7 @@ static run_t *slab_new(arena_t *a, unsigned cls)
     memset(s->bitmap, 0, sizeof s->bitmap);
     for (unsigned i = 0; i < ci->slab_objs; i++) s->bitmap[i / 64] |= 1ull << (i % 64);
     for (size_t i = h; i < h + ci->slab_pages; i++) pg_set(c, i, pg_make(PG_SLAB, cls, (unsigned)h));
-    poison_new_slab(a->pool, chunk_page_addr(c, h), (size_t)ci->slab_pages << OHM_PAGE_SHIFT);
+    poison_new_slab(a->cfg, chunk_page_addr(c, h), (size_t)ci->slab_pages << OHM_PAGE_SHIFT);
     partial_push(a, s);
     return s;
 }
@@ -604,11 +579,11 @@ static int slab_free(arena_t *a, chunk_t *c, size_t h, void *p)
     ohm_assert(s->state == RUN_SLAB && idx < sc_table[s->cls].slab_objs && "slab_free: a block of a live slab");
     uint64_t bit = 1ull << (idx % 64);
     if (s->bitmap[idx / 64] & bit)
-        return ohm__error(OHM_EINVAL, "pool '%s': double free of %p (the block is already free)", a->pool->name, p);
+        return ohm__error(OHM_EINVAL, "pool '%s': double free of %p (the block is already free)", a->cfg->name, p);
     s->bitmap[idx / 64] |= bit;
     if (++s->nfree == 1) partial_push(a, s);
     /* An empty slab is kept for reuse (see empty_append); a poisoning pool keeps it for good (poison.h). */
-    if (s->nfree == sc_table[s->cls].slab_objs && !poison_on(a->pool)) empty_append(a, s);
+    if (s->nfree == sc_table[s->cls].slab_objs && !poison_on(a->cfg)) empty_append(a, s);
 #ifdef OHM_DEBUG
     check_slab_bits(s);
     a->dbg_touched = c;
@@ -628,10 +603,11 @@ static void slab_release(arena_t *a, run_t *s)
 
 /* ---- public arena operations ---- */
 
-int arena_init(arena_t *a, struct ohm_pool *pool, unsigned index)
+int arena_init(arena_t *a, chunk_space *space, unsigned index)
 {
     memset(a, 0, sizeof *a);
-    a->pool = pool;
+    a->space = space;
+    a->cfg = space->cfg;
     a->index = index;
     if (pthread_mutex_init(&a->lock, NULL) != 0) return ohm__error(OHM_ESYS, "pthread_mutex_init failed");
     return 0;
@@ -639,12 +615,7 @@ int arena_init(arena_t *a, struct ohm_pool *pool, unsigned index)
 
 void arena_destroy(arena_t *a)
 {
-    chunk_t *c = a->chunks;
-    while (c) {
-        chunk_t *next = c->next;
-        chunk_destroy(c);
-        c = next;
-    }
+    destroy_detached(a, a->chunks);
     a->chunks = NULL;
     pthread_mutex_destroy(&a->lock);
 }
@@ -696,39 +667,39 @@ static int arena_free_locked(arena_t *a, void *p)
  *  - beyond that, while dirty pages exceed active/dirty_ratio plus one chunk, runs older than a sixteenth of
  *    the delay. Under churn this bounds resident memory near the live size, yet pages freed and reused within
  *    that short age (the rounds of a batch workload) are never given back and faulted in again. */
-static int dirty_excess(const arena_t *a)
+static bool dirty_excess(const arena_t *a)
 {
-    unsigned ratio = a->pool->cfg.dirty_ratio;
+    unsigned ratio = a->cfg->dirty_ratio;
     uint64_t idle = a->dirty_pages + a->empty_pages, active = a->active_pages - a->empty_pages;
-    return ratio && idle > active / ratio + a->pool->chunk_pages;
+    return ratio && idle > active / ratio + a->space->chunk_pages;
 }
 
 /* Whether the oldest entry of a purge list (free runs, or empty slabs) is due. */
-static int entry_due(const arena_t *a, const run_t *oldest, uint64_t now)
+static bool entry_due(const arena_t *a, const run_t *oldest, uint64_t now)
 {
-    uint64_t delay = a->pool->cfg.purge_delay_ms;
-    if (!oldest || delay == UINT64_MAX) return 0;
+    uint64_t delay = a->cfg->purge_delay_ms;
+    if (!oldest || delay == UINT64_MAX) return false;
     uint64_t age = now - oldest->freed_ms;
     return age >= delay || (age >= delay / 16 && dirty_excess(a));
 }
 
-static int purge_due(arena_t *a, uint64_t now)
+static bool purge_due(arena_t *a, uint64_t now)
 {
     return entry_due(a, a->empty_head, now) || entry_due(a, a->timed_head, now);
 }
 
-static void purge_locked(arena_t *a, int force, chunk_t **detached);
+static void purge_locked(arena_t *a, bool force, chunk_t **detached);
 
-void arena_free_batch(arena_t *a, void *const *blocks, unsigned n, int may_purge)
+void arena_free_batch(arena_t *a, void *const *blocks, unsigned n, bool may_purge)
 {
     chunk_t *detached = NULL;
     pthread_mutex_lock(&a->lock);
     for (unsigned i = 0; i < n; i++)
         if (arena_free_locked(a, blocks[i]) != 0) ohm__log(OHM_LOG_ERROR, "%s (ignored)", ohm_last_error());
-    if (may_purge && purge_due(a, os_now_coarse_ms())) purge_locked(a, 0, &detached);
+    if (may_purge && purge_due(a, os_now_coarse_ms())) purge_locked(a, false, &detached);
     ohm_debug_only(arena_check_after(a));
     pthread_mutex_unlock(&a->lock);
-    destroy_detached(detached);
+    destroy_detached(a, detached);
 }
 
 int arena_free_one(arena_t *a, void *p)
@@ -736,10 +707,10 @@ int arena_free_one(arena_t *a, void *p)
     chunk_t *detached = NULL;
     pthread_mutex_lock(&a->lock);
     int rc = arena_free_locked(a, p);
-    if (purge_due(a, os_now_coarse_ms())) purge_locked(a, 0, &detached);
+    if (purge_due(a, os_now_coarse_ms())) purge_locked(a, false, &detached);
     ohm_debug_only(arena_check_after(a));
     pthread_mutex_unlock(&a->lock);
-    destroy_detached(detached);
+    destroy_detached(a, detached);
     return rc;
 }
 
@@ -765,7 +736,7 @@ static int purge_run(arena_t *a, run_t *r)
     map_span(c->dirty, chunk_run_index(c, r), r->npages, &lo, &hi);
     timed_remove(a, r);
     if (lo < hi && os_purge(chunk_page_addr(c, lo), (hi - lo) << OHM_PAGE_SHIFT) != 0) {
-        ohm__log(OHM_LOG_WARN, "pool '%s': %s", a->pool->name, ohm_last_error());
+        ohm__log(OHM_LOG_WARN, "pool '%s': %s", a->cfg->name, ohm_last_error());
         timed_append(a, r);
         return -1;
     }
@@ -787,7 +758,7 @@ static void drain_remote_locked(arena_t *a)
     }
 }
 
-static void purge_locked(arena_t *a, int force, chunk_t **detached)
+static void purge_locked(arena_t *a, bool force, chunk_t **detached)
 {
     uint64_t now = os_now_coarse_ms();
     /* Blocks other threads pushed here wait for a refill of their class; one that never comes would keep their
@@ -815,14 +786,14 @@ static void purge_locked(arena_t *a, int force, chunk_t **detached)
     }
 }
 
-void arena_purge(arena_t *a, int force)
+void arena_purge(arena_t *a, bool force)
 {
     chunk_t *detached = NULL;
     pthread_mutex_lock(&a->lock);
     purge_locked(a, force, &detached);
     ohm_debug_only(arena_check(a)); /* purging is rare and touches any chunk: walk them all */
     pthread_mutex_unlock(&a->lock);
-    destroy_detached(detached);
+    destroy_detached(a, detached);
 }
 
 /* ---- walks (OHM_DEBUG) ----
@@ -840,7 +811,7 @@ typedef struct walk_tally {
 
 static void check_chunk(arena_t *a, chunk_t *c, walk_tally *t)
 {
-    ohm_assert(c->arena == a && c->kind == CHUNK_ARENA && c->npages == a->pool->chunk_pages &&
+    ohm_assert(c->arena == a && c->kind == CHUNK_ARENA && c->npages == a->space->chunk_pages &&
                "chunk: an arena chunk of this arena, of the pool's chunk size");
     ohm_assert((c->base & (c->size - 1)) == 0 && "chunk: aligned to its size");
     uint32_t free_pages = 0;
@@ -877,7 +848,7 @@ static void check_chunk(arena_t *a, chunk_t *c, walk_tally *t)
                 t->empty_pages += n;
             }
             ohm_assert((!r->timed || r->nfree == sc_table[r->cls].slab_objs) && "slab: on the empty list only when empty");
-            ohm_assert((r->timed || r->nfree < sc_table[r->cls].slab_objs || poison_on(a->pool)) &&
+            ohm_assert((r->timed || r->nfree < sc_table[r->cls].slab_objs || poison_on(a->cfg)) &&
                        "slab: an empty slab is on the empty list (unless the pool poisons)");
             t->partial_slabs += r->nfree > 0;
             t->active += n;

@@ -9,7 +9,7 @@
  * Locking: one mutex per arena guards everything here except the remote-free lists, which are lock-free
  * stacks that other threads' caches push chains of blocks onto; the arena's own threads take them back in one
  * exchange. OS calls that may be slow or run user hooks (mapping and unmapping chunks) happen with the lock
- * released; madvise for decay purging runs under it. Lock order: pool registry -> arena -> radix. */
+ * released; madvise for decay purging runs under it. Lock order: pool list -> arena -> address map. */
 #ifndef OHM_ARENA_H
 #define OHM_ARENA_H
 
@@ -24,7 +24,8 @@
 
 typedef struct arena {
     pthread_mutex_t lock;
-    struct ohm_pool *pool;
+    chunk_space *space;                 /* the pool's: chunks come from it                    */
+    const ohm_pool_config *cfg;         /* the pool's options (space->cfg, one load nearer)   */
     unsigned index;
     _Atomic unsigned nthreads;          /* thread caches bound here (for least-used binding) */
     chunk_t *chunks;
@@ -46,7 +47,7 @@ typedef struct arena {
     ohm_debug_only(chunk_t *dbg_touched; uint64_t dbg_ops;)
 } arena_t;
 
-int arena_init(arena_t *a, struct ohm_pool *pool, unsigned index);
+int arena_init(arena_t *a, chunk_space *space, unsigned index);
 /* Unmaps every chunk (pool destruction; no other thread may use the arena). */
 void arena_destroy(arena_t *a);
 
@@ -58,7 +59,7 @@ void *arena_alloc_aligned_run(arena_t *a, unsigned cls, size_t align);
 /* Returns n validated blocks that all belong to this arena. Takes and releases the lock. A block already free
  * in its slab is reported (double free) and skipped. With may_purge, expired pages are purged afterwards
  * (which may unmap chunks and run unmap hooks); without, nothing but the frees happens. */
-void arena_free_batch(arena_t *a, void *const *blocks, unsigned n, int may_purge);
+void arena_free_batch(arena_t *a, void *const *blocks, unsigned n, bool may_purge);
 /* Frees one validated block of this arena directly (no thread cache). OHM_EINVAL if it is already free in its
  * slab (a double free). */
 int arena_free_one(arena_t *a, void *p);
@@ -75,7 +76,7 @@ static inline void **block_link(void *p) { return (void **)p + 1; }
 
 /* Purges free runs that have been free for at least the pool's delay (all of them when force), and unmaps
  * chunks that became entirely free (all such chunks when force). Drains remote lists first. */
-void arena_purge(arena_t *a, int force);
+void arena_purge(arena_t *a, bool force);
 
 #ifdef OHM_DEBUG
 /* Debug builds: walk every chunk, bin, list and count of the arena and abort, naming the invariant, at the first

@@ -204,28 +204,28 @@ int ohm_buf_check(const ohm_buf *b, uint64_t id)
 
 /* ---- derived handle lists (striped locks by owner address) ---- */
 
-#define STRIPES 16 /* few enough that fork can hold them all (TSan allows 64 locks held at once) */
-static pthread_mutex_t stripes[STRIPES] = {[0 ...(STRIPES - 1)] = PTHREAD_MUTEX_INITIALIZER};
+#define BUF_LOCK_STRIPES 16 /* few enough that fork can hold them all (TSan allows 64 locks held at once) */
+static pthread_mutex_t stripes[BUF_LOCK_STRIPES] = {[0 ...(BUF_LOCK_STRIPES - 1)] = PTHREAD_MUTEX_INITIALIZER};
 
 /* Fork: the stripes, then the header lock (lifecycle.c's order: nothing is taken while a stripe is held).
  * Headers cached by other threads are lost to the child, like their thread caches. */
 void buf_prefork(void)
 {
-    for (unsigned i = 0; i < STRIPES; i++) pthread_mutex_lock(&stripes[i]);
+    for (unsigned i = 0; i < BUF_LOCK_STRIPES; i++) pthread_mutex_lock(&stripes[i]);
     pthread_mutex_lock(&hdr_lock);
 }
 
 void buf_postfork(void)
 {
     pthread_mutex_unlock(&hdr_lock);
-    for (unsigned i = STRIPES; i-- > 0;) pthread_mutex_unlock(&stripes[i]);
+    for (unsigned i = BUF_LOCK_STRIPES; i-- > 0;) pthread_mutex_unlock(&stripes[i]);
 }
 
 void buf_init(void) { atomic_store_explicit(&guard_min, ohm__env_size("OHM_DEBUG_GUARD", 0), memory_order_relaxed); }
 
 static pthread_mutex_t *stripe_of(const ohm_buf *owner)
 {
-    return &stripes[((uintptr_t)owner >> 7) % STRIPES];
+    return &stripes[((uintptr_t)owner >> 7) % BUF_LOCK_STRIPES];
 }
 
 static void derived_link(ohm_buf *owner, ohm_buf *d)
@@ -406,7 +406,7 @@ static inline ohm_buf *alloc_from_pool(ohm_pool *pool, size_t size, int zero)
         return NULL;
     }
     uint32_t gen = hdr_next_gen(b);
-    b->flags = BUF_ROOT | (poison_on(pool) ? BUF_POISON : 0); /* BUF_POISON keeps it off the inline release */
+    b->flags = BUF_ROOT | (poison_on(&pool->cfg) ? BUF_POISON : 0); /* BUF_POISON keeps it off the inline release */
     b->data = data;
     b->size = size;
     b->owner = b;
@@ -567,7 +567,7 @@ ohm_buf *ohm_buf_retained_slice(ohm_buf *b, size_t off, size_t len)
 
 /* ---- checked access ---- */
 
-static inline int check_access(const ohm_buf *b, size_t off, size_t len, int write, const char *op)
+static inline int check_access(const ohm_buf *b, size_t off, size_t len, bool write, const char *op)
 {
     int rc = buf_check_live(b, op);
     if (ohm_unlikely(rc)) return rc;
@@ -578,7 +578,7 @@ static inline int check_access(const ohm_buf *b, size_t off, size_t len, int wri
 
 int ohm_buf_read(const ohm_buf *b, size_t off, void *dst, size_t len)
 {
-    int rc = check_access(b, off, len, 0, "read");
+    int rc = check_access(b, off, len, false, "read");
     if (rc) return rc;
     if (len && !dst) return ohm__error(OHM_EINVAL, "read: destination is NULL");
     if (len) memcpy(dst, b->data + off, len);
@@ -587,7 +587,7 @@ int ohm_buf_read(const ohm_buf *b, size_t off, void *dst, size_t len)
 
 int ohm_buf_write(ohm_buf *b, size_t off, const void *src, size_t len)
 {
-    int rc = check_access(b, off, len, 1, "write");
+    int rc = check_access(b, off, len, true, "write");
     if (rc) return rc;
     if (len && !src) return ohm__error(OHM_EINVAL, "write: source is NULL");
     if (len) memcpy(b->data + off, src, len);
@@ -596,8 +596,8 @@ int ohm_buf_write(ohm_buf *b, size_t off, const void *src, size_t len)
 
 int ohm_buf_copy(ohm_buf *dst, size_t dst_off, const ohm_buf *src, size_t src_off, size_t len)
 {
-    int rc = check_access(src, src_off, len, 0, "copy (source)");
-    if (!rc) rc = check_access(dst, dst_off, len, 1, "copy (destination)");
+    int rc = check_access(src, src_off, len, false, "copy (source)");
+    if (!rc) rc = check_access(dst, dst_off, len, true, "copy (destination)");
     if (rc) return rc;
     if (len) memmove(dst->data + dst_off, src->data + src_off, len);
     return 0;
@@ -605,7 +605,7 @@ int ohm_buf_copy(ohm_buf *dst, size_t dst_off, const ohm_buf *src, size_t src_of
 
 int ohm_buf_fill(ohm_buf *b, size_t off, uint8_t byte, size_t len)
 {
-    int rc = check_access(b, off, len, 1, "fill");
+    int rc = check_access(b, off, len, true, "fill");
     if (rc) return rc;
     if (len) memset(b->data + off, byte, len);
     return 0;
@@ -614,7 +614,7 @@ int ohm_buf_fill(ohm_buf *b, size_t off, uint8_t byte, size_t len)
 int ohm_buf_span(const ohm_buf *b, size_t off, size_t len, void **ptr)
 {
     if (!ptr) return ohm__error(OHM_EINVAL, "span: ptr is NULL");
-    int rc = check_access(b, off, len, 0, "span");
+    int rc = check_access(b, off, len, false, "span");
     if (rc) return rc;
     *ptr = b->data ? b->data + off : NULL; /* wrapped (NULL, 0): no arithmetic on NULL */
     return 0;
@@ -721,7 +721,7 @@ bool ohm_buf_readonly(const ohm_buf *b)
 /* Whether h is a live buffer of pool. Other threads make and end buffers of other pools meanwhile, so the root
  * and its pool are read between two loads of h's state: the same odd generation both times means h was live
  * throughout, and a live handle's root (and the root's pool) never change. */
-static int dies_with(const ohm_buf *h, const struct ohm_pool *pool)
+static bool dies_with(const ohm_buf *h, const struct ohm_pool *pool)
 {
     _Atomic uint64_t *state = &((ohm_buf *)h)->state;
     uint64_t before = atomic_load_explicit(state, memory_order_acquire);
@@ -734,7 +734,7 @@ static int dies_with(const ohm_buf *h, const struct ohm_pool *pool)
 
 /* Whether count owner h holds references of its own users (beyond those its retained slices hold): then it is
  * a leak when its pool goes; otherwise its users released it properly and the slices are the leaks. */
-static int holds_own_refs(ohm_buf *h)
+static bool holds_own_refs(ohm_buf *h)
 {
     return st_count(atomic_load_explicit(&h->state, memory_order_relaxed)) >
            atomic_load_explicit(&h->retained_children, memory_order_relaxed);
@@ -771,7 +771,7 @@ void buf_pool_destroyed(struct ohm_pool *pool)
             ohm_buf *h = &blk->hdrs[i];
             if (!dies_with(h, pool)) continue;
             if (h->owner == h) { /* only count owners have records; plain slices share theirs */
-                int leaked = holds_own_refs(h);
+                bool leaked = holds_own_refs(h);
                 if (h->track && tracks && n < cap) {
                     leaked_flags[n] = (uint8_t)leaked;
                     tracks[n++] = h->track;

@@ -1,8 +1,7 @@
-/* Chunks and the address registry (see chunk.h). */
+/* Chunks and the address map (see chunk.h). */
 #include "chunk.h"
 
 #include "os.h"
-#include "pool.h"
 
 #include <pthread.h>
 #include <string.h>
@@ -28,13 +27,13 @@ static _Atomic(chunk_t *) *radix_leaf(uintptr_t key)
     return leaf;
 }
 
-void chunk_fork_lock(int lock)
+void chunk_fork_lock(bool lock)
 {
     if (lock) pthread_mutex_lock(&radix_grow_lock);
     else pthread_mutex_unlock(&radix_grow_lock);
 }
 
-int chunk_register(uintptr_t base, size_t size, chunk_t *c)
+int addr_map_set(uintptr_t base, size_t size, chunk_t *c)
 {
     /* chunk.h: chunks and huge mappings are whole granules, so no granule is ever shared */
     ohm_assert(((base | size) & (((uintptr_t)1 << RADIX_GRANULE_SHIFT) - 1)) == 0 && size &&
@@ -90,15 +89,15 @@ static chunk_t *chunk_meta_new(unsigned npages)
     return c;
 }
 
-/* Applies the pool's per-chunk options; fails only for mlock and the map hook, which the user asked for. */
-static int chunk_prepare(struct ohm_pool *pool, chunk_t *c)
+/* Applies the space's per-chunk options; fails only for mlock and the map hook, which the user asked for. */
+static int chunk_prepare(const chunk_space *space, chunk_t *c)
 {
-    const ohm_pool_config *cfg = &pool->cfg;
+    const ohm_pool_config *cfg = space->cfg;
     void *p = (void *)c->base;
     if (cfg->huge_pages == OHM_HUGE_THP && !c->hugetlb && os_advise_hugepage(p, c->size) != 0)
-        ohm__log(OHM_LOG_DEBUG, "pool '%s': %s", pool->name, ohm_last_error());
+        ohm__log(OHM_LOG_DEBUG, "pool '%s': %s", cfg->name, ohm_last_error());
     if (cfg->mergeable && os_advise_mergeable(p, c->size) != 0)
-        ohm__log(OHM_LOG_DEBUG, "pool '%s': %s", pool->name, ohm_last_error());
+        ohm__log(OHM_LOG_DEBUG, "pool '%s': %s", cfg->name, ohm_last_error());
     if (cfg->lock_memory) {
         int rc = os_lock(p, c->size);
         if (rc) return rc;
@@ -107,7 +106,7 @@ static int chunk_prepare(struct ohm_pool *pool, chunk_t *c)
         if (cfg->chunk_map(cfg->hook_arg, p, c->size) != 0) {
             if (cfg->lock_memory) os_unlock(p, c->size);
             return ohm__error(OHM_ECALLBACK, "pool '%s': the chunk map hook refused chunk %p (%zu bytes)",
-                              pool->name, p, c->size);
+                              cfg->name, p, c->size);
         }
         c->hooked = 1;
     }
@@ -117,74 +116,91 @@ static int chunk_prepare(struct ohm_pool *pool, chunk_t *c)
 
 /* ---- the cap ---- */
 
-static OHM_TLS int cap_refused;
+static OHM_TLS bool cap_refused;
 
-int chunk_cap_refused(void)
+bool chunk_cap_refused(void)
 {
-    int r = cap_refused;
-    if (r) cap_refused = 0;
+    bool r = cap_refused;
+    if (r) cap_refused = false;
     return r;
 }
 
-/* Counts bytes against the pool's mapped bytes; OHM_ENOMEM with a message past max_mapped. */
-static int reserve(struct ohm_pool *pool, size_t bytes)
+/* Counts bytes against the space's mapped bytes; OHM_ENOMEM with a message past max_mapped. */
+static int reserve(chunk_space *space, size_t bytes)
 {
-    uint64_t cap = pool->cfg.max_mapped;
-    uint64_t now = atomic_fetch_add(&pool->mapped, bytes) + bytes;
+    uint64_t cap = space->cfg->max_mapped;
+    uint64_t now = atomic_fetch_add(&space->mapped, bytes) + bytes;
     if (!cap || now <= cap) return 0;
-    atomic_fetch_sub(&pool->mapped, bytes);
-    cap_refused = 1;
+    atomic_fetch_sub(&space->mapped, bytes);
+    cap_refused = true;
     return ohm__error(OHM_ENOMEM, "pool '%s': mapping %zu more bytes would exceed max_mapped %llu (mapped %llu)",
-                      pool->name, bytes, (unsigned long long)cap, (unsigned long long)(now - bytes));
+                      space->cfg->name, bytes, (unsigned long long)cap, (unsigned long long)(now - bytes));
 }
 
-static void unreserve(struct ohm_pool *pool, size_t bytes) { atomic_fetch_sub(&pool->mapped, bytes); }
+static void unreserve(chunk_space *space, size_t bytes) { atomic_fetch_sub(&space->mapped, bytes); }
 
 /* ---- creation ---- */
 
-chunk_t *chunk_create(struct ohm_pool *pool, struct arena *arena)
+/* Maps size bytes aligned to align for the record c (NULL: out of memory) and applies the space's options.
+ * 0 with c->base set, or the error, with nothing left mapped. */
+static int chunk_map_record(chunk_space *space, chunk_t *c, size_t size, size_t align)
 {
-    size_t size = pool->chunk_size;
-    if (reserve(pool, size) != 0) return NULL;
-    chunk_t *c = chunk_meta_new(pool->chunk_pages);
+    if (!c) return OHM_ENOMEM;
     void *p = NULL;
-    int huge = 0, rc = c ? 0 : OHM_ENOMEM;
-    if (!rc) rc = os_map(size, size, pool->cfg.huge_pages == OHM_HUGE_HUGETLB ? OS_MAP_HUGETLB : 0, &p, &huge);
+    int huge = 0;
+    int rc = os_map(size, align, space->cfg->huge_pages == OHM_HUGE_HUGETLB ? OS_MAP_HUGETLB : 0, &p, &huge);
+    if (rc) return rc;
+    c->base = (uintptr_t)p;
+    c->size = size;
+    c->pool = space->owner;
+    c->hugetlb = (uint8_t)huge;
+    rc = chunk_prepare(space, c);
+    if (rc) {
+        os_unmap(p, size);
+        c->base = 0;
+    }
+    return rc;
+}
+
+/* Undoes a creation that failed after the reservation of size bytes: a mapped chunk is destroyed (which runs
+ * the unmap hook and returns the reservation), else the record is freed and the reservation returned. */
+static void chunk_create_failed(chunk_space *space, chunk_t *c, size_t size)
+{
+    if (c && c->base) {
+        chunk_destroy(space, c);
+    } else {
+        chunk_record_free(c);
+        unreserve(space, size);
+    }
+    atomic_fetch_add_explicit(&space->failed_allocs, 1, memory_order_relaxed);
+}
+
+chunk_t *chunk_create(chunk_space *space, struct arena *arena)
+{
+    size_t size = space->chunk_size;
+    if (reserve(space, size) != 0) return NULL;
+    chunk_t *c = chunk_meta_new(space->chunk_pages);
+    int rc = chunk_map_record(space, c, size, size);
     if (!rc) {
-        c->base = (uintptr_t)p;
-        c->size = size;
-        c->pool = pool;
         c->arena = arena;
         c->kind = CHUNK_ARENA;
-        c->hugetlb = (uint8_t)huge;
-        rc = chunk_prepare(pool, c);
-        if (rc) {
-            os_unmap(p, size);
-            p = NULL;
-        }
     }
     ohm_assert((rc || (c->base & (size - 1)) == 0) && "chunk_create: an arena chunk is aligned to its size");
-    if (!rc) rc = chunk_register(c->base, size, c);
+    if (!rc) rc = addr_map_set(c->base, size, c);
     if (rc) {
+        /* The unmap hook may overwrite the error: keep the one that explains the failure. */
         int code = ohm_last_error_code();
         char msg[512];
         strncpy(msg, ohm_last_error(), sizeof msg - 1);
         msg[sizeof msg - 1] = '\0';
-        if (p) {
-            c->pool = pool;
-            chunk_destroy(c); /* runs the unmap hook and returns the reservation */
-        } else {
-            chunk_record_free(c);
-            unreserve(pool, size);
-        }
+        chunk_create_failed(space, c, size);
         ohm__error(code ? code : OHM_ENOMEM, "%s", msg);
-        atomic_fetch_add_explicit(&pool->failed_allocs, 1, memory_order_relaxed);
         return NULL;
     }
     return c;
 }
 
-chunk_t *chunk_create_huge(struct ohm_pool *pool, size_t size, size_t align)
+chunk_t *chunk_create_huge(chunk_space *space, size_t size, size_t align)
 {
     size_t granule = (size_t)1 << RADIX_GRANULE_SHIFT;
     size_t usable = ohm_align_up(size, OHM_PAGE);
@@ -194,48 +210,31 @@ chunk_t *chunk_create_huge(struct ohm_pool *pool, size_t size, size_t align)
         return NULL;
     }
     if (align < granule) align = granule;
-    if (reserve(pool, mapped) != 0) return NULL;
+    if (reserve(space, mapped) != 0) return NULL;
     chunk_t *c = chunk_record_alloc(sizeof *c);
-    void *p = NULL;
-    int huge = 0, rc = c ? 0 : OHM_ENOMEM;
-    if (!rc) rc = os_map(mapped, align, pool->cfg.huge_pages == OHM_HUGE_HUGETLB ? OS_MAP_HUGETLB : 0, &p, &huge);
+    int rc = chunk_map_record(space, c, mapped, align);
     if (!rc) {
-        c->base = (uintptr_t)p;
-        c->size = mapped;
         c->usable = usable;
-        c->pool = pool;
         c->kind = CHUNK_HUGE;
-        c->hugetlb = (uint8_t)huge;
-        rc = chunk_prepare(pool, c);
-        if (rc) {
-            os_unmap(p, mapped);
-            p = NULL;
-        }
     }
     ohm_assert((rc || ((c->base & (align - 1)) == 0 && c->size >= c->usable && c->usable >= size)) &&
                "chunk_create_huge: aligned, and the mapping covers the usable bytes, which cover the request");
-    if (!rc) rc = chunk_register(c->base, mapped, c);
+    if (!rc) rc = addr_map_set(c->base, mapped, c);
     if (rc) {
-        if (p) {
-            chunk_destroy(c);
-        } else {
-            chunk_record_free(c);
-            unreserve(pool, mapped);
-        }
-        atomic_fetch_add_explicit(&pool->failed_allocs, 1, memory_order_relaxed);
+        chunk_create_failed(space, c, mapped);
         return NULL;
     }
     return c;
 }
 
-void chunk_destroy(chunk_t *c)
+void chunk_destroy(chunk_space *space, chunk_t *c)
 {
-    struct ohm_pool *pool = c->pool;
+    const ohm_pool_config *cfg = space->cfg;
     void *p = (void *)c->base;
-    chunk_register(c->base, c->size, NULL);
-    if (c->hooked && pool->cfg.chunk_unmap) pool->cfg.chunk_unmap(pool->cfg.hook_arg, p, c->size);
-    if (pool->cfg.lock_memory) os_unlock(p, c->size);
-    if (os_unmap(p, c->size) != 0) ohm__log(OHM_LOG_ERROR, "pool '%s': %s", pool->name, ohm_last_error());
-    unreserve(pool, c->size);
+    addr_map_set(c->base, c->size, NULL);
+    if (c->hooked && cfg->chunk_unmap) cfg->chunk_unmap(cfg->hook_arg, p, c->size);
+    if (cfg->lock_memory) os_unlock(p, c->size);
+    if (os_unmap(p, c->size) != 0) ohm__log(OHM_LOG_ERROR, "pool '%s': %s", cfg->name, ohm_last_error());
+    unreserve(space, c->size);
     chunk_record_free(c);
 }

@@ -1,5 +1,5 @@
 /* Chunks: the unit the pool maps from the OS (chunk_size bytes, aligned to chunk_size), with their metadata
- * kept outside the chunk so that all of it is usable; and the registry that finds a chunk from any address.
+ * kept outside the chunk so that all of it is usable; and the address map that finds a chunk from any address.
  *
  * Every page of a chunk has a 32-bit entry (kind, size class, head page of its run) so that free() validates a
  * pointer and finds its class with one load, and a run record, meaningful at a run's first page only. A free
@@ -8,6 +8,7 @@
 #ifndef OHM_CHUNK_H
 #define OHM_CHUNK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "internal.h"
@@ -95,7 +96,7 @@ static inline void pg_fill(chunk_t *c, size_t page, size_t n, uint32_t e)
 
 /* Whether a PG_RUN_TAIL entry e of page belongs to a live large run: freed large runs leave their tails behind
  * (arena.c: run_free), so a tail counts only if its head is a live large run that reaches this page. */
-static inline int pg_tail_live(const chunk_t *c, size_t page, uint32_t e)
+static inline bool pg_tail_live(const chunk_t *c, size_t page, uint32_t e)
 {
     size_t h = pg_head(e);
     uint32_t he = pg_get(c, h);
@@ -112,7 +113,7 @@ static inline void *chunk_page_addr(const chunk_t *c, size_t page)
 }
 static inline size_t chunk_run_index(const chunk_t *c, const run_t *r) { return (size_t)(r - c->runs); }
 
-/* ---- the registry: address -> chunk, lock-free reads ----
+/* ---- the address map: address -> chunk, lock-free reads ----
  * A two-level radix tree over 1 MiB granules of the 47-bit user address space. Chunks and huge mappings are
  * whole granules, so no granule is ever shared. */
 
@@ -133,24 +134,36 @@ static inline chunk_t *chunk_of(const void *p)
 }
 
 /* Maps every granule of [base, base+size) to c (or to NULL to unregister). 0 or OHM_ENOMEM. */
-int chunk_register(uintptr_t base, size_t size, chunk_t *c);
+int addr_map_set(uintptr_t base, size_t size, chunk_t *c);
 
-/* Takes (lock != 0) or releases the registry's growth lock around fork. */
-void chunk_fork_lock(int lock);
+/* Takes (lock != 0) or releases the address map's growth lock around fork. */
+void chunk_fork_lock(bool lock);
 
-/* Maps a new arena chunk for pool (reserving it against max_mapped, applying huge pages, mlock, mergeable and
+/* What the chunk layer needs of the pool that owns the chunks: the options chunks are made with, the cap and
+ * the bytes counted against it. The pool embeds one and passes it to every function below; nothing here knows
+ * the pool itself. */
+typedef struct chunk_space {
+    struct ohm_pool *owner;          /* recorded in each chunk (chunk_t.pool), not dereferenced here       */
+    const ohm_pool_config *cfg;      /* huge pages, mergeable, mlock, map hooks, max_mapped, name          */
+    size_t chunk_size;
+    unsigned chunk_pages;
+    _Atomic uint64_t mapped;         /* chunk and huge bytes mapped now, counted against cfg->max_mapped    */
+    _Atomic uint64_t failed_allocs;  /* creations that failed, and cap refusals the pool could not cure     */
+} chunk_space;
+
+/* Maps a new arena chunk of space (reserving it against max_mapped, applying huge pages, mlock, mergeable and
  * the map hook). Its run records are zero: the caller (the arena) makes the one free run. Called without
  * locks held. NULL with the error set; OHM_ENOMEM at the cap (then chunk_cap_refused() says so). */
-chunk_t *chunk_create(struct ohm_pool *pool, struct arena *arena);
+chunk_t *chunk_create(chunk_space *space, struct arena *arena);
 /* Maps a huge block of at least size bytes aligned to align. NULL with the error set. */
-chunk_t *chunk_create_huge(struct ohm_pool *pool, size_t size, size_t align);
-/* The cap: chunk creation refuses to pass a pool's max_mapped and does nothing else about it (purging free
+chunk_t *chunk_create_huge(chunk_space *space, size_t size, size_t align);
+/* The cap: chunk creation refuses to pass a space's max_mapped and does nothing else about it (purging free
  * chunks is the pool's, a layer above). chunk_cap_refused says whether a creation on this thread was refused at
  * the cap since the last call, and forgets it. */
-int chunk_cap_refused(void);
-/* Runs the unmap hook, unregisters and unmaps c and its metadata, and returns its bytes to the cap. Called
- * without locks held. */
-void chunk_destroy(chunk_t *c);
+bool chunk_cap_refused(void);
+/* Runs the unmap hook, unregisters and unmaps c and its metadata, and returns its bytes to the cap of space
+ * (the one it was created in). Called without locks held. */
+void chunk_destroy(chunk_space *space, chunk_t *c);
 
 #pragma GCC visibility pop
 

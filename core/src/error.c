@@ -63,14 +63,8 @@ int ohm_set_error(int code, const char *message)
     return ohm__error(code, "%s", message ? message : "");
 }
 
-int ohm_set_errorf(int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    set_error(code, 0, fmt, ap);
-    va_end(ap);
-    return code;
-}
+/* The public name of ohm__error: the same function, exported. */
+int ohm_set_errorf(int code, const char *fmt, ...) __attribute__((alias("ohm__error")));
 
 int ohm__error_sys(int code, int err, const char *fmt, ...)
 {
@@ -116,7 +110,7 @@ void ohm_set_log_handler(ohm_log_fn *fn, void *arg)
     atomic_store(&log_fn, fn ? fn : default_log);
 }
 
-int ohm__log_enabled(ohm_log_level level)
+bool ohm__log_enabled(ohm_log_level level)
 {
     pthread_once(&log_once, log_init);
     /* A replaced handler receives everything; the threshold only filters the default stderr writer. */
@@ -152,7 +146,7 @@ void ohm_logf(ohm_log_level level, const char *fmt, ...)
 
 /* ---- environment ---- */
 
-static int parse_u64(const char *s, uint64_t *out, int allow_suffix)
+static int parse_u64(const char *s, uint64_t *out, bool allow_suffix)
 {
     char *end;
     errno = 0;
@@ -177,7 +171,7 @@ static int parse_u64(const char *s, uint64_t *out, int allow_suffix)
     return 0;
 }
 
-static uint64_t env_number(const char *name, uint64_t dflt, int allow_suffix)
+static uint64_t env_number(const char *name, uint64_t dflt, bool allow_suffix)
 {
     const char *v = getenv(name);
     uint64_t out;
@@ -187,28 +181,28 @@ static uint64_t env_number(const char *name, uint64_t dflt, int allow_suffix)
     return dflt;
 }
 
-uint64_t ohm__env_u64(const char *name, uint64_t dflt) { return env_number(name, dflt, 0); }
+uint64_t ohm__env_u64(const char *name, uint64_t dflt) { return env_number(name, dflt, false); }
 
 unsigned ohm__env_uint(const char *name, unsigned dflt, unsigned max)
 {
-    uint64_t v = env_number(name, dflt, 0);
+    uint64_t v = env_number(name, dflt, false);
     if (v <= max) return (unsigned)v;
     ohm__log(OHM_LOG_WARN, "ignoring %s=%s: the maximum is %u", name, getenv(name), max);
     return dflt;
 }
-size_t ohm__env_size(const char *name, size_t dflt) { return (size_t)env_number(name, dflt, 1); }
+size_t ohm__env_size(const char *name, size_t dflt) { return (size_t)env_number(name, dflt, true); }
 
-int ohm__env_bool(const char *name, int dflt)
+bool ohm__env_bool(const char *name, bool dflt)
 {
     const char *v = getenv(name);
     if (!v || !*v) return dflt;
-    if (!strcmp(v, "1") || !strcasecmp(v, "true") || !strcasecmp(v, "on") || !strcasecmp(v, "yes")) return 1;
-    if (!strcmp(v, "0") || !strcasecmp(v, "false") || !strcasecmp(v, "off") || !strcasecmp(v, "no")) return 0;
+    if (!strcmp(v, "1") || !strcasecmp(v, "true") || !strcasecmp(v, "on") || !strcasecmp(v, "yes")) return true;
+    if (!strcmp(v, "0") || !strcasecmp(v, "false") || !strcasecmp(v, "off") || !strcasecmp(v, "no")) return false;
     ohm__log(OHM_LOG_WARN, "ignoring malformed %s=%s", name, v);
     return dflt;
 }
 
-bool ohm_env_flag(const char *name, bool dflt) { return ohm__env_bool(name, dflt) != 0; }
+bool ohm_env_flag(const char *name, bool dflt) { return ohm__env_bool(name, dflt); }
 
 #ifdef OHM_DEBUG
 /* Straight to stderr, not through the log handler: the process is about to abort and the handler may be the

@@ -12,10 +12,11 @@
  *   poison.c  introspect.c                the background purger; the poison debug option; lookup, walk, stats
  *   tcache.c                            per-thread caches of blocks, one per pool and thread
  *   arena.c                             runs and slabs inside chunks, free runs by size, decay purging
- *   chunk.c                             chunk-sized mappings, their records and the address radix tree, the cap
+ *   chunk.c                             chunk-sized mappings, their records, the address map (a radix tree), the cap
  *   sizeclass.c                         the size-class table
  *   os.c  os_file.c                     the only files that talk to the kernel (mmap, madvise, files, shm)
  *   error.c                             errors, logging, environment parsing (used by every layer)
+ *   list.h                              intrusive doubly-linked lists (used by every layer)
  *
  * lifecycle.c stands beside the stack: it knows every layer, and owns process start, the fork handlers (one lock
  * order for the whole runtime, written at its top), thread exit and the pool-destroy sequence. */
@@ -25,6 +26,7 @@
 #include "ohm.h"
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdarg.h>
 
 #pragma GCC visibility push(hidden)
@@ -55,7 +57,7 @@ void ohm__assert_fail(const char *cond, const char *file, int line, const char *
 #endif
 
 static inline size_t ohm_align_up(size_t x, size_t a) { return (x + a - 1) & ~(a - 1); }
-static inline int ohm_is_pow2(size_t x) { return x && !(x & (x - 1)); }
+static inline bool ohm_is_pow2(size_t x) { return x && !(x & (x - 1)); }
 
 /* A statistics counter written by one thread and read by any: the owner's relaxed load+store compiles to a
  * plain add (no lock prefix), and the readers' relaxed loads keep TSan quiet. */
@@ -78,7 +80,7 @@ int ohm__error_sys(int code, int err, const char *fmt, ...) OHM_PRINTF(3, 4);
 void ohm__error_clear(void);
 /* Sends one message to the log handler when level passes the threshold. */
 void ohm__log(ohm_log_level level, const char *fmt, ...) OHM_PRINTF(2, 3);
-int ohm__log_enabled(ohm_log_level level);
+bool ohm__log_enabled(ohm_log_level level);
 
 /* The process start and thread-exit doors of lifecycle.c, the module above all others. */
 #include "lifecycle.h"
@@ -88,7 +90,7 @@ int ohm__log_enabled(ohm_log_level level);
 uint64_t ohm__env_u64(const char *name, uint64_t dflt);
 unsigned ohm__env_uint(const char *name, unsigned dflt, unsigned max); /* above max counts as malformed */
 size_t ohm__env_size(const char *name, size_t dflt);
-int ohm__env_bool(const char *name, int dflt);
+bool ohm__env_bool(const char *name, bool dflt);
 
 #pragma GCC visibility pop
 

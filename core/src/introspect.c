@@ -123,11 +123,11 @@ int ohm_pool_walk(ohm_pool *pool, ohm_walk_fn *fn, void *arg)
 }
 
 /* Sums the per-thread counters of the selected caches (and, for the whole pool, those of exited threads and of
- * calls made without a cache). Registry lock taken here. */
+ * calls made without a cache). Pool-list lock taken here. */
 static void sum_counters(ohm_pool *pool, int arena, uint64_t *allocs, uint64_t *hits, uint64_t *frees,
                          uint64_t *threads)
 {
-    registry_lock();
+    pool_list_lock();
     for (tcache_t *tc = pool->tcaches; tc; tc = tc->pnext) {
         if (arena >= 0 && tc->arena->index != (unsigned)arena) continue;
         ++*threads;
@@ -146,7 +146,7 @@ static void sum_counters(ohm_pool *pool, int arena, uint64_t *allocs, uint64_t *
             frees[c] += pool->retired.frees[c] + atomic_load_explicit(&pool->direct_frees[c], memory_order_relaxed);
         }
     }
-    registry_unlock();
+    pool_list_unlock();
 }
 
 static void add_arena(ohm_pool_stats *out, arena_t *a, size_t chunk_size)
@@ -189,7 +189,7 @@ int ohm_pool_stats_get(ohm_pool *pool, int arena, ohm_pool_stats *out)
         out->active_bytes += cs->active_bytes;
     }
     for (unsigned i = 0; i < pool->narenas; i++)
-        if (arena < 0 || (unsigned)arena == i) add_arena(out, &pool->arenas[i], pool->chunk_size);
+        if (arena < 0 || (unsigned)arena == i) add_arena(out, &pool->arenas[i], pool->space.chunk_size);
     if (arena < 0) {
         pthread_mutex_lock(&pool->huge_lock);
         uint64_t huge_mapped = 0;
@@ -203,7 +203,7 @@ int ohm_pool_stats_get(ohm_pool *pool, int arena, ohm_pool_stats *out)
         pthread_mutex_unlock(&pool->huge_lock);
         out->mapped_bytes += huge_mapped;
         out->resident_bytes += huge_mapped;
-        out->failed_allocs = atomic_load_explicit(&pool->failed_allocs, memory_order_relaxed);
+        out->failed_allocs = atomic_load_explicit(&pool->space.failed_allocs, memory_order_relaxed);
         out->poison_violations = atomic_load_explicit(&pool->poison_violations, memory_order_relaxed);
     }
     return 0;

@@ -1,7 +1,7 @@
 /* The leak detector: Netty's ResourceLeakDetector, done natively.
  *
  * A tracked buffer owns a leak_track: its creation record (native backtrace, host site text), up to
- * OHM_LEAK_MAX_RECORDS access records, and a creation sequence number. Live records sit in STRIPES lists, one
+ * OHM_LEAK_MAX_RECORDS access records, and a creation sequence number. Live records sit in LEAK_STRIPES lists, one
  * per thread (round-robin), each behind its own mutex, so PARANOID threads do not serialize on one lock; a
  * record's stripe lock also guards its access records and site text against racing touches. Reports are built
  * from a record the reporter owns (unlinked, or a deep copy for checkpoints) and delivered with no leak lock
@@ -12,6 +12,7 @@
 #define _GNU_SOURCE
 #include "json.h"
 #include "leak.h"
+#include "list.h"
 #include "os.h"
 #include "pool.h"
 
@@ -25,7 +26,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-#define STRIPES 16 /* few enough that fork can hold them all (TSan allows 64 locks held at once) */
+#define LEAK_STRIPES 16 /* few enough that fork can hold them all (TSan allows 64 locks held at once) */
 #define DEDUP_SLOTS 4096                 /* power of two                                              */
 #define DEDUP_MAX (DEDUP_SLOTS / 4 * 3)  /* forget every hash when the set is this full (bounded memory) */
 #define RAW_FRAMES (OHM_LEAK_MAX_FRAMES + 8) /* room for the frames inside ohm that are skipped           */
@@ -66,7 +67,7 @@ typedef struct stripe {
     leak_track *head;
 } __attribute__((aligned(64))) stripe;
 
-static stripe stripes[STRIPES];
+static stripe stripes[LEAK_STRIPES];
 
 /* ---- memory for records ----
  * Records and access records come from a private ohm pool, not malloc: a thread-cache pop instead of glibc's
@@ -166,19 +167,19 @@ void leak_prefork(void)
 {
     pthread_mutex_lock(&handler_lock);
     pthread_mutex_lock(&dedup_lock);
-    for (unsigned i = 0; i < STRIPES; i++) pthread_mutex_lock(&stripes[i].lock);
+    for (unsigned i = 0; i < LEAK_STRIPES; i++) pthread_mutex_lock(&stripes[i].lock);
 }
 
 void leak_postfork(void)
 {
-    for (unsigned i = STRIPES; i-- > 0;) pthread_mutex_unlock(&stripes[i].lock);
+    for (unsigned i = LEAK_STRIPES; i-- > 0;) pthread_mutex_unlock(&stripes[i].lock);
     pthread_mutex_unlock(&dedup_lock);
     pthread_mutex_unlock(&handler_lock);
 }
 
 void leak_init(void)
 {
-    for (unsigned i = 0; i < STRIPES; i++) pthread_mutex_init(&stripes[i].lock, NULL);
+    for (unsigned i = 0; i < LEAK_STRIPES; i++) pthread_mutex_init(&stripes[i].lock, NULL);
 
     unsigned level = OHM_LEAK_SIMPLE;
     const char *v = getenv("OHM_LEAK_LEVEL");
@@ -286,7 +287,7 @@ static uint64_t thread_id(void)
 
 static unsigned thread_stripe(void)
 {
-    if (ohm_unlikely(tl_stripe == 0)) tl_stripe = 1 + atomic_fetch_add_explicit(&stripe_rr, 1, memory_order_relaxed) % STRIPES;
+    if (ohm_unlikely(tl_stripe == 0)) tl_stripe = 1 + atomic_fetch_add_explicit(&stripe_rr, 1, memory_order_relaxed) % LEAK_STRIPES;
     return tl_stripe - 1;
 }
 
@@ -338,9 +339,7 @@ static void track_free(leak_track *t)
 
 static void unlink_track(leak_track *t)
 {
-    if (t->prev) t->prev->next = t->next;
-    else stripes[t->stripe].head = t->next;
-    if (t->next) t->next->prev = t->prev;
+    LIST_UNLINK(stripes[t->stripe].head, t, next, prev);
     t->next = t->prev = NULL;
 }
 
@@ -394,9 +393,7 @@ leak_track *leak_track_maybe(uint64_t pool_settings, uint64_t buffer_id, size_t 
     stripe *st = &stripes[t->stripe];
     pthread_mutex_lock(&st->lock);
     t->seq = atomic_fetch_add_explicit(&next_seq, 1, memory_order_relaxed);
-    t->next = st->head;
-    if (st->head) st->head->prev = t;
-    st->head = t;
+    LIST_PUSH_FRONT(st->head, t, next, prev);
     pthread_mutex_unlock(&st->lock);
     return t;
 }
@@ -786,7 +783,7 @@ int64_t ohm_leak_check(uint64_t mark, ohm_leak_handler *fn, void *arg)
     leak_track **snap = NULL;
     size_t n = 0, cap = 0;
     int64_t err = 0;
-    for (unsigned s = 0; s < STRIPES && !err; s++) {
+    for (unsigned s = 0; s < LEAK_STRIPES && !err; s++) {
         stripe *st = &stripes[s];
         pthread_mutex_lock(&st->lock);
         for (leak_track *t = st->head; t; t = t->next) {

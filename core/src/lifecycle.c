@@ -13,12 +13,12 @@
  *   3   leak handler lock             leak.c    nothing
  *   4   leak de-duplication lock      leak.c    nothing
  *   5   leak stripes [16]             leak.c    7-10: checkpoint copies come from the leak records pool (made at
- *                                               first use: pool creation takes the registry)
+ *                                               first use: pool creation takes the pool list)
  *   6   default pool creation lock    pool.c    7 (ohm_pool_create)
- *   7   pool registry                 pool.c    8 (thread exit flushes caches to arenas)
+ *   7   pool list                     pool.c    8 (thread exit flushes caches to arenas)
  *   8   each pool's arena locks       arena.c   nothing of ours (chunks are mapped and unmapped unlocked)
  *   9   each pool's huge lock         pool.c    nothing
- *   10  chunk registry growth lock    chunk.c   nothing
+ *   10  address map growth lock       chunk.c   nothing
  *
  * Not taken: a memory manager's lock (mm.c) is per manager and never held while calling buffers or pools, so a
  * fork cannot deadlock on it; but a manager locked by another thread at the fork stays locked in the child, as
@@ -72,12 +72,12 @@ static void prefork(void)
     buf_prefork();      /* 1, 2  */
     leak_prefork();     /* 3-5   */
     pool_prefork();     /* 6-9   */
-    chunk_fork_lock(1); /* 10    */
+    chunk_fork_lock(true); /* 10    */
 }
 
 static void postfork_parent(void)
 {
-    chunk_fork_lock(0);
+    chunk_fork_lock(false);
     pool_postfork_parent();
     leak_postfork();
     buf_postfork();
@@ -85,7 +85,7 @@ static void postfork_parent(void)
 
 static void postfork_child(void)
 {
-    chunk_fork_lock(0);
+    chunk_fork_lock(false);
     pool_postfork_child();
     leak_postfork();
     buf_postfork();

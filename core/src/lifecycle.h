@@ -6,10 +6,10 @@
  *     lifecycle
  *     leak, mm             leak detector, memory manager
  *     buf                  buffers, reference counts, the header allocator
- *     pool                 pools, the registry, the background purger
+ *     pool                 pools, the pool list, the background purger
  *     tcache               thread caches
  *     arena                runs and slabs inside chunks
- *     chunk                chunks and the address -> chunk registry
+ *     chunk                chunks and the address -> chunk map
  *     os                   the only file that talks to the kernel
  *
  * Subsystems expose steps (sc_init, pool_init, buf_init, leak_init; *_prefork / *_postfork*; *_thread_exit;

@@ -6,6 +6,7 @@
 #include "mm_internal.h"
 
 #include "buf.h"
+#include "list.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -34,9 +35,7 @@ ohm_task *ohm_task_create(ohm_mm *mm, uint64_t id)
             return NULL;
         }
     t->timeout_ms = mm->wait_timeout_ms;
-    t->next = mm->tasks;
-    if (mm->tasks) mm->tasks->prev = t;
-    mm->tasks = t;
+    LIST_PUSH_FRONT(mm->tasks, t, next, prev);
     mm->ntasks++;
     mm_unlock(mm);
     return t;
@@ -166,9 +165,7 @@ static uint64_t task_unlink(ohm_mm *mm, ohm_task *t)
         s->sto_used -= t->unroll[i];
         if (t->registered[i]) s->ntasks--;
     }
-    if (t->prev) t->prev->next = t->next;
-    else mm->tasks = t->next;
-    if (t->next) t->next->prev = t->prev;
+    LIST_UNLINK(mm->tasks, t, next, prev);
     mm->ntasks--;
     wake_waiters(mm);
     return leaked;
@@ -226,10 +223,7 @@ ohm_consumer *ohm_consumer_create(ohm_task *t, ohm_mem_mode mode, const char *na
     c->spill = spill;
     c->arg = arg;
     mm_lock(t->mm);
-    c->prev = t->consumers_tail;
-    if (t->consumers_tail) t->consumers_tail->next = c;
-    else t->consumers = c;
-    t->consumers_tail = c;
+    LIST_PUSH_BACK(t->consumers, t->consumers_tail, c, next, prev);
     t->nconsumers++;
     mm_unlock(t->mm);
     return c;
@@ -249,10 +243,7 @@ int ohm_consumer_destroy(ohm_consumer *c)
     bool over = false;
     uint64_t held;
     if (c->used) exec_release_locked(mm, t, c->mode, c->used, &over, &held);
-    if (c->prev) c->prev->next = c->next;
-    else t->consumers = c->next;
-    if (c->next) c->next->prev = c->prev;
-    else t->consumers_tail = c->prev;
+    LIST_UNLINK_TAIL(t->consumers, t->consumers_tail, c, next, prev);
     t->nconsumers--;
     mm_unlock(mm);
     consumer_free(c);
@@ -480,9 +471,7 @@ static void page_free(void *ctx, void *data, size_t size)
     mm_lock(mm);
     ohm_consumer *c = p->consumer;
     if (c) {
-        if (p->prev) p->prev->next = p->next;
-        else c->pages = p->next;
-        if (p->next) p->next->prev = p->prev;
+        LIST_UNLINK(c->pages, p, next, prev);
         c->npages--;
         uint64_t r = min64(p->size, c->used);
         c->used -= r;
@@ -550,9 +539,7 @@ ohm_buf *ohm_consumer_alloc_page(ohm_consumer *c, size_t size)
     }
     mm_lock(mm);
     p->consumer = c;
-    p->next = c->pages;
-    if (c->pages) c->pages->prev = p;
-    c->pages = p;
+    LIST_PUSH_FRONT(c->pages, p, next, prev);
     c->npages++;
     mm->npages++;
     mm_unlock(mm);

@@ -70,7 +70,7 @@ static uint64_t env_value(const option *o)
     case OPT_SIZE: return ohm__env_size(o->env, (size_t)o->dflt);
     case OPT_UINT: return ohm__env_uint(o->env, (unsigned)o->dflt, (unsigned)o->env_max);
     case OPT_MS: return ohm__env_u64(o->env, o->dflt);
-    case OPT_BOOL: return (uint64_t)ohm__env_bool(o->env, (int)o->dflt);
+    case OPT_BOOL: return (uint64_t)ohm__env_bool(o->env, o->dflt != 0);
     default: break;
     }
     const char *s = getenv(o->env);

@@ -136,28 +136,43 @@ int os_purge(void *p, size_t size)
     return 0;
 }
 
+/* An advice this build may lack (advice < 0): then OHM_EINVAL, naming what is unsupported. */
+static int os_advise(void *p, size_t size, int advice, const char *name, const char *unsupported)
+{
+    if (advice < 0) return ohm__error(OHM_EINVAL, "%s not supported by this build", unsupported);
+    if (madvise(p, size, advice) != 0) return ohm__error_sys(OHM_ESYS, errno, "madvise(%s) failed", name);
+    return 0;
+}
+
+#ifdef OHM_HAVE_MADV_HUGEPAGE
+#define OS_MADV_HUGEPAGE MADV_HUGEPAGE
+#else
+#define OS_MADV_HUGEPAGE (-1)
+#endif
+#ifdef OHM_HAVE_MADV_MERGEABLE
+#define OS_MADV_MERGEABLE MADV_MERGEABLE
+#else
+#define OS_MADV_MERGEABLE (-1)
+#endif
+
+int os_cond_init_monotonic(pthread_cond_t *cond)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(cond, &attr);
+    pthread_condattr_destroy(&attr);
+    return rc;
+}
+
 int os_advise_hugepage(void *p, size_t size)
 {
-#ifdef OHM_HAVE_MADV_HUGEPAGE
-    if (madvise(p, size, MADV_HUGEPAGE) != 0)
-        return ohm__error_sys(OHM_ESYS, errno, "madvise(MADV_HUGEPAGE) failed");
-    return 0;
-#else
-    (void)p; (void)size;
-    return ohm__error(OHM_EINVAL, "transparent huge pages are not supported by this build");
-#endif
+    return os_advise(p, size, OS_MADV_HUGEPAGE, "MADV_HUGEPAGE", "transparent huge pages are");
 }
 
 int os_advise_mergeable(void *p, size_t size)
 {
-#ifdef OHM_HAVE_MADV_MERGEABLE
-    if (madvise(p, size, MADV_MERGEABLE) != 0)
-        return ohm__error_sys(OHM_ESYS, errno, "madvise(MADV_MERGEABLE) failed");
-    return 0;
-#else
-    (void)p; (void)size;
-    return ohm__error(OHM_EINVAL, "MADV_MERGEABLE is not supported by this build");
-#endif
+    return os_advise(p, size, OS_MADV_MERGEABLE, "MADV_MERGEABLE", "MADV_MERGEABLE is");
 }
 
 int os_protect(void *p, size_t size, int mode)

@@ -6,6 +6,8 @@
 
 #include "internal.h"
 
+#include <pthread.h>
+
 #pragma GCC visibility push(hidden)
 
 enum {
@@ -46,6 +48,9 @@ uint64_t os_now_coarse_ms(void);
 uint64_t os_now_coarse_ns(void); /* the coarse clock in ns (a few ms of resolution, a few ns to read) */
 /* The kernel's id of the calling thread (as ps and gdb show it). */
 uint64_t os_thread_id(void);
+/* Initializes cond to time its waits on CLOCK_MONOTONIC (immune to wall-clock steps). 0 or pthread's error. */
+int os_cond_init_monotonic(pthread_cond_t *cond);
+
 /* 64 random bits from the kernel, or a mix of clock and addresses if that fails. */
 uint64_t os_random64(void);
 /* Resident bytes of this process, from /proc/self/statm (0 if unreadable). */

@@ -1,6 +1,8 @@
 /* The poison option (poison.h): filling freed blocks and finding writes after free. */
 #include "poison.h"
 
+#include "pool.h"
+
 #include <string.h>
 
 void poison_fill(void *p, size_t size)
@@ -32,7 +34,7 @@ void poison_verify(ohm_pool *pool, void *p, size_t size)
 
 void poison_name_block(ohm_pool *pool, void *p, uint64_t id)
 {
-    if (!poison_on(pool) || ohm_usable_size(p) < POISON_FROM) return;
+    if (!poison_on(&pool->cfg) || ohm_usable_size(p) < POISON_FROM) return;
     uint64_t tag = id ^ POISON_ID_MAGIC, check = ~tag;
     memcpy((char *)p + 8, &tag, sizeof tag);
     memcpy((char *)p + 16, &check, sizeof check);

@@ -3,15 +3,19 @@
  * pool's free-block key and, for blocks that were buffers, the freed buffer's name: id ^ POISON_ID_MAGIC at
  * offset 8 and its complement at 16 (raw data matches that by chance with probability 2^-64). Slabs are
  * poisoned when made and at every free; runs are only poisoned. The hooks below are what arena.c, tcache.c,
- * buf.c and pool.c call; each costs one load and a branch when the pool does not poison. */
+ * buf.c and pool.c call; each costs one load and a branch when the pool does not poison. They take the pool's
+ * options, not the pool, so that the arena below the pool can use them. */
 #ifndef OHM_POISON_H
 #define OHM_POISON_H
 
-#include "pool.h"
+#include "sizeclass.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 #pragma GCC visibility push(hidden)
+
+struct ohm_pool;
 
 #define POISON_FROM 24
 #define POISON_BYTE 0xde
@@ -20,25 +24,26 @@
 /* Whether the pool poisons. Such a pool caches nothing in threads (every alloc and free takes the slow path,
  * which poisons and checks) and keeps empty slabs for good (reused by another class their pages would be
  * poisoned anew and the evidence of a write after free erased). */
-static inline int poison_on(const struct ohm_pool *pool) { return ohm_unlikely(pool->cfg.poison); }
+static inline bool poison_on(const ohm_pool_config *cfg) { return ohm_unlikely(cfg->poison); }
 
 void poison_fill(void *p, size_t size);
 void poison_verify(struct ohm_pool *pool, void *p, size_t size);
 
 /* A new slab of size bytes at p: every free block carries the pattern. */
-static inline void poison_new_slab(struct ohm_pool *pool, void *p, size_t size)
+static inline void poison_new_slab(const ohm_pool_config *cfg, void *p, size_t size)
 {
-    if (poison_on(pool)) memset(p, POISON_BYTE, size);
+    if (poison_on(cfg)) memset(p, POISON_BYTE, size);
 }
 
 /* A block of class size size being freed / handed out (pool.c's slow paths). */
-static inline void poison_on_free(struct ohm_pool *pool, void *p, size_t size)
+static inline void poison_on_free(const ohm_pool_config *cfg, void *p, size_t size)
 {
-    if (poison_on(pool)) poison_fill(p, size);
+    if (poison_on(cfg)) poison_fill(p, size);
 }
-static inline void poison_on_alloc(struct ohm_pool *pool, void *p, unsigned cls)
+/* pool is the one whose options cfg are: a write after free is counted and reported there. */
+static inline void poison_on_alloc(const ohm_pool_config *cfg, struct ohm_pool *pool, void *p, unsigned cls)
 {
-    if (poison_on(pool) && sc_is_small(cls)) poison_verify(pool, p, sc_size(cls));
+    if (poison_on(cfg) && sc_is_small(cls)) poison_verify(pool, p, sc_size(cls));
 }
 
 /* buf.c, before a pool block that held buffer id is freed: names the buffer in the block for the report. */

@@ -3,11 +3,12 @@
  * option in poison.c.
  *
  * The fast paths are a TLS compare to find the thread's cache, then a pop or a push on a per-class stack. The
- * free path validates the pointer first (registry lookup, page entry, block alignment, free-block key), so a
+ * free path validates the pointer first (address-map lookup, page entry, block alignment, free-block key), so a
  * foreign, interior or already-free pointer is an error and never reaches a cache. */
 #define _GNU_SOURCE
 #include "pool.h"
 
+#include "list.h"
 #include "options.h"
 #include "os.h"
 #include "poison.h"
@@ -19,20 +20,20 @@
 
 uintptr_t ohm__key_secret;
 
-static pthread_mutex_t registry = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t pool_list_mutex = PTHREAD_MUTEX_INITIALIZER;
 static ohm_pool *pools;                    /* every live pool                     */
-static uint64_t next_pool_id = 1;          /* registry lock                       */
+static uint64_t next_pool_id = 1;          /* pool-list lock                      */
 static _Atomic(ohm_pool *) default_pool;
 static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER; /* creation of the default pool */
 
-void registry_lock(void) { pthread_mutex_lock(&registry); }
-void registry_unlock(void) { pthread_mutex_unlock(&registry); }
+void pool_list_lock(void) { pthread_mutex_lock(&pool_list_mutex); }
+void pool_list_unlock(void) { pthread_mutex_unlock(&pool_list_mutex); }
 ohm_pool *pool_list(void) { return pools; }
 
-void pool_registry_wait(pthread_cond_t *cond, const struct timespec *deadline)
+void pool_list_wait(pthread_cond_t *cond, const struct timespec *deadline)
 {
-    if (deadline) pthread_cond_timedwait(cond, &registry, deadline);
-    else pthread_cond_wait(cond, &registry);
+    if (deadline) pthread_cond_timedwait(cond, &pool_list_mutex, deadline);
+    else pthread_cond_wait(cond, &pool_list_mutex);
 }
 
 void pool_init(void) { ohm__key_secret = (uintptr_t)os_random64() | 1; }
@@ -54,8 +55,10 @@ ohm_pool *ohm_pool_create(const ohm_pool_config *cfg_in)
     pool->cfg = cfg;
     snprintf(pool->name, sizeof pool->name, "%s", cfg.name ? cfg.name : "pool");
     pool->cfg.name = pool->name;
-    pool->chunk_size = cfg.chunk_size;
-    pool->chunk_pages = (unsigned)(cfg.chunk_size >> OHM_PAGE_SHIFT);
+    pool->space.owner = pool;
+    pool->space.cfg = &pool->cfg;
+    pool->space.chunk_size = cfg.chunk_size;
+    pool->space.chunk_pages = (unsigned)(cfg.chunk_size >> OHM_PAGE_SHIFT);
     pool->nclasses = sc_count_for_chunk(cfg.chunk_size);
     pool->cache_max = cfg.cache_max_size > cfg.chunk_size ? cfg.chunk_size : cfg.cache_max_size;
     pool->narenas = cfg.arenas ? cfg.arenas : 2 * os_ncpus();
@@ -67,14 +70,14 @@ ohm_pool *ohm_pool_create(const ohm_pool_config *cfg_in)
         free(pool);
         return NULL;
     }
-    for (unsigned i = 0; i < pool->narenas; i++) arena_init(&pool->arenas[i], pool, i);
+    for (unsigned i = 0; i < pool->narenas; i++) arena_init(&pool->arenas[i], &pool->space, i);
     atomic_store(&pool->magic, POOL_MAGIC_LIVE);
-    registry_lock();
+    pool_list_lock();
     pool->id = next_pool_id++;
     pool->next = pools;
     pools = pool;
     if (purge_wanted(&cfg)) purge_start();
-    registry_unlock();
+    pool_list_unlock();
     return pool;
 }
 
@@ -91,7 +94,7 @@ int pool_destroy_begin(ohm_pool *pool)
     int rc = pool_check(pool);
     if (rc) return rc;
     if (pool->is_default) return ohm__error(OHM_ESTATE, "the default pool cannot be destroyed");
-    registry_lock();
+    pool_list_lock();
     purge_wait_idle(pool);
     for (ohm_pool **pp = &pools; *pp; pp = &(*pp)->next)
         if (*pp == pool) {
@@ -99,7 +102,7 @@ int pool_destroy_begin(ohm_pool *pool)
             break;
         }
     tcache_kill_all(pool);
-    registry_unlock();
+    pool_list_unlock();
     return 0;
 }
 
@@ -108,7 +111,7 @@ void pool_destroy_end(ohm_pool *pool)
     for (unsigned i = 0; i < pool->narenas; i++) arena_destroy(&pool->arenas[i]);
     for (chunk_t *c = pool->huge, *next; c; c = next) {
         next = c->next;
-        chunk_destroy(c);
+        chunk_destroy(&pool->space, c);
     }
     pthread_mutex_destroy(&pool->huge_lock);
     os_meta_free(pool->arenas, pool->arenas_size);
@@ -129,7 +132,7 @@ ohm_pool *ohm_pool_default(void)
     if (!p) {
         p = ohm_pool_create(&cfg);
         if (p) {
-            p->is_default = 1;
+            p->is_default = true;
             atomic_store_explicit(&default_pool, p, memory_order_release);
         }
     }
@@ -144,7 +147,7 @@ ohm_pool *ohm_pool_default(void)
 
 static void release_free_chunks(ohm_pool *pool)
 {
-    for (unsigned i = 0; i < pool->narenas; i++) arena_purge(&pool->arenas[i], 1);
+    for (unsigned i = 0; i < pool->narenas; i++) arena_purge(&pool->arenas[i], true);
 }
 
 #define CAP_RETRY(pool, p, attempt)                                                                             \
@@ -155,7 +158,7 @@ static void release_free_chunks(ohm_pool *pool)
             release_free_chunks(pool);                                                                          \
             (p) = (attempt);                                                                                    \
             if (!(p) && chunk_cap_refused())                                                                    \
-                atomic_fetch_add_explicit(&(pool)->failed_allocs, 1, memory_order_relaxed);                     \
+                atomic_fetch_add_explicit(&(pool)->space.failed_allocs, 1, memory_order_relaxed);               \
         }                                                                                                       \
     } while (0)
 
@@ -184,7 +187,7 @@ static inline __attribute__((always_inline)) int check_arena_block(const ohm_poo
         if (ohm_unlikely(off >= sc_table[*cls].slab_limit))
             return bad_pointer(pool, p, "it points into the unused tail of a slab");
     } else if (ohm_unlikely(pg_kind(e) != PG_RUN || ((uintptr_t)p & (OHM_PAGE - 1)))) {
-        int in_block = pg_kind(e) == PG_RUN || (pg_kind(e) == PG_RUN_TAIL && pg_tail_live(c, chunk_page_of(c, p), e));
+        bool in_block = pg_kind(e) == PG_RUN || (pg_kind(e) == PG_RUN_TAIL && pg_tail_live(c, chunk_page_of(c, p), e));
         return bad_pointer(pool, p, in_block ? "it points inside a block" : "it points into free pages");
     }
     if (ohm_unlikely(block_word0(p) == block_key(p))) return double_free(pool, p);
@@ -209,13 +212,10 @@ int pool_check_block(ohm_pool *pool, void *p, chunk_t **chunk_out, unsigned *cls
 static void *huge_alloc(ohm_pool *pool, size_t size, size_t align)
 {
     chunk_t *c;
-    CAP_RETRY(pool, c, chunk_create_huge(pool, size, align));
+    CAP_RETRY(pool, c, chunk_create_huge(&pool->space, size, align));
     if (!c) return NULL;
     pthread_mutex_lock(&pool->huge_lock);
-    c->next = pool->huge;
-    c->prev = NULL;
-    if (pool->huge) pool->huge->prev = c;
-    pool->huge = c;
+    LIST_PUSH_FRONT(pool->huge, c, next, prev);
     pool->huge_blocks++;
     pool->huge_bytes += c->usable;
     pool->huge_allocs++;
@@ -226,14 +226,12 @@ static void *huge_alloc(ohm_pool *pool, size_t size, size_t align)
 static void huge_free(ohm_pool *pool, chunk_t *c)
 {
     pthread_mutex_lock(&pool->huge_lock);
-    if (c->prev) c->prev->next = c->next;
-    else pool->huge = c->next;
-    if (c->next) c->next->prev = c->prev;
+    LIST_UNLINK(pool->huge, c, next, prev);
     pool->huge_blocks--;
     pool->huge_bytes -= c->usable;
     pool->huge_frees++;
     pthread_mutex_unlock(&pool->huge_lock);
-    chunk_destroy(c);
+    chunk_destroy(&pool->space, c);
 }
 
 /* ---- allocation ---- */
@@ -245,22 +243,22 @@ static inline void *finish_alloc(void *p, size_t size, int zero)
     return p;
 }
 
-/* A block of class cls from the arenas: through the thread cache's bin (a refill) when it has one and no trim just
+/* A block of class cls from the arenas: through the thread cache's stack (a refill) when it has one and no trim just
  * flushed it, else one block directly. NULL with the error set. */
 static void *alloc_from_arena(ohm_pool *pool, tcache_t *tc, unsigned cls, int flushed)
 {
     void *p = NULL;
     if (tc) {
-        tbin_t *b = tc->bins[cls];
+        tstack_t *b = tc->stacks[cls];
         if (b->cap && !flushed) {
-            uint32_t n = bin_n(b);
+            uint32_t n = stack_n(b);
             if (!n) {
                 n = tcache_refill(tc, cls);
                 if (n) ohm_counter_add(&tc->stats[cls].misses, 1);
             }
             if (n) {
                 p = b->slots[n - 1];
-                bin_set_n(b, n - 1);
+                stack_set_n(b, n - 1);
             }
         } else if (arena_alloc_batch(tc->arena, cls, &p, 1)) {
             ohm_counter_add(&tc->stats[cls].direct_allocs, 1);
@@ -272,32 +270,32 @@ static void *alloc_from_arena(ohm_pool *pool, tcache_t *tc, unsigned cls, int fl
 }
 
 /* Everything the fast path does not handle: a first call on this thread or another pool than the last one, an
- * empty bin, an uncached class, a zeroing pool, a pending flush request, a huge size, a NULL or destroyed
+ * empty stack, an uncached class, a zeroing pool, a pending flush request, a huge size, a NULL or destroyed
  * pool. */
 static OHM_NOINLINE void *alloc_slow(ohm_pool *pool, size_t size)
 {
     if (pool_check(pool) != 0) return NULL;
-    if (size > pool->chunk_size) return huge_alloc(pool, size, 0);
+    if (size > pool->space.chunk_size) return huge_alloc(pool, size, 0);
     unsigned cls = sc_index(size);
-    tcache_t *tc = tcache_lookup(pool);
+    tcache_t *tc = tcache_get_or_create(pool);
     void *p = NULL;
     if (tc && size < atomic_load_explicit(&tc->alloc_limit, memory_order_acquire)) {
         /* Another pool was this thread's most recent (two pools used alternately): the lookup made this one
-         * most recent; serve from its bin as the fast path would. */
-        tbin_t *b = tc->bins[cls];
-        uint32_t n = bin_n(b);
+         * most recent; serve from its stack as the fast path would. */
+        tstack_t *b = tc->stacks[cls];
+        uint32_t n = stack_n(b);
         if (n) {
             p = b->slots[n - 1];
-            bin_set_n(b, n - 1);
+            stack_set_n(b, n - 1);
             *(uintptr_t *)p = 0;
             return p;
         }
     }
-    /* Right after a trim flushed this cache, take one block rather than refilling a bin the trim emptied. */
-    int flushed = tc ? tcache_tick(tc) : 0;
+    /* Right after a trim flushed this cache, take one block rather than refilling a stack the trim emptied. */
+    bool flushed = tc ? tcache_tick(tc) : false;
     CAP_RETRY(pool, p, alloc_from_arena(pool, tc, cls, flushed));
     if (!p) return NULL; /* the error was set where memory was refused */
-    poison_on_alloc(pool, p, cls);
+    poison_on_alloc(&pool->cfg, pool, p, cls);
     return finish_alloc(p, sc_size(cls), pool->cfg.zero);
 }
 
@@ -308,11 +306,11 @@ void *ohm_pool_alloc(ohm_pool *pool, size_t size)
         tcache_t *tc = tcache_last.tc;
         if (ohm_likely(size < atomic_load_explicit(&tc->alloc_limit, memory_order_acquire))) {
             unsigned cls = sc_index(size);
-            tbin_t *b = tc->bins[cls];
-            uint32_t n = bin_n(b);
+            tstack_t *b = tc->stacks[cls];
+            uint32_t n = stack_n(b);
             if (ohm_likely(n != 0)) {
                 void *p = b->slots[n - 1];
-                bin_set_n(b, n - 1);
+                stack_set_n(b, n - 1);
                 *(uintptr_t *)p = 0; /* clear the free-block key */
                 return p;
             }
@@ -324,7 +322,7 @@ void *ohm_pool_alloc(ohm_pool *pool, size_t size)
 void *ohm_pool_alloc_zeroed(ohm_pool *pool, size_t size)
 {
     void *p = ohm_pool_alloc(pool, size);
-    if (p && !pool->cfg.zero && size <= pool->chunk_size) memset(p, 0, size);
+    if (p && !pool->cfg.zero && size <= pool->space.chunk_size) memset(p, 0, size);
     return p;
 }
 
@@ -343,7 +341,7 @@ void *ohm_pool_alloc_aligned(ohm_pool *pool, size_t size, size_t align)
     if (align <= OHM_PAGE) {
         /* Slabs start on a page and hold blocks at multiples of the class size, so a class whose size is a
          * multiple of align yields aligned blocks; run classes are page multiples. */
-        if (size <= pool->chunk_size) {
+        if (size <= pool->space.chunk_size) {
             unsigned cls = sc_index(size);
             while (sc_is_small(cls) && sc_size(cls) % align) cls++;
             if (cls < pool->nclasses) return ohm_pool_alloc(pool, sc_size(cls));
@@ -352,11 +350,11 @@ void *ohm_pool_alloc_aligned(ohm_pool *pool, size_t size, size_t align)
     }
     /* A run of the size's class (at least the first run class) placed at an aligned page; when the class plus
      * the alignment slack does not fit in a chunk, a huge mapping aligned by the OS layer. */
-    unsigned cls = size <= pool->chunk_size ? sc_index(size) : SC_COUNT;
+    unsigned cls = size <= pool->space.chunk_size ? sc_index(size) : SC_COUNT;
     if (cls < SC_NSMALL) cls = SC_NSMALL;
-    if (cls >= pool->nclasses || sc_size(cls) + align - OHM_PAGE > pool->chunk_size)
+    if (cls >= pool->nclasses || sc_size(cls) + align - OHM_PAGE > pool->space.chunk_size)
         return huge_alloc(pool, size, align);
-    tcache_t *tc = tcache_lookup(pool);
+    tcache_t *tc = tcache_get_or_create(pool);
     void *p;
     CAP_RETRY(pool, p, arena_alloc_aligned_run(tc ? tc->arena : &pool->arenas[0], cls, align));
     if (!p) return NULL;
@@ -374,12 +372,12 @@ void *ohm_alloc(size_t size)
 
 /* ---- free ---- */
 
-static inline void bin_push(tbin_t *b, uint32_t n, void *p)
+static inline void stack_push(tstack_t *b, uint32_t n, void *p)
 {
-    ohm_assert(n < b->cap && "a thread-cache bin never holds more than its capacity");
+    ohm_assert(n < b->cap && "a thread-cache stack never holds more than its capacity");
     *(uintptr_t *)p = block_key(p);
     b->slots[n] = p;
-    bin_set_n(b, n + 1);
+    stack_set_n(b, n + 1);
     ohm_counter_add(&b->pushes, 1);
 }
 
@@ -400,15 +398,15 @@ static OHM_NOINLINE int free_slow(ohm_pool *pool, void *p)
     return free_valid(pool, c, p, cls);
 }
 
-/* A block the fast path validated, whose pool is not this thread's most recent, whose bin is full or whose
+/* A block the fast path validated, whose pool is not this thread's most recent, whose stack is full or whose
  * class is not cached (two pools used alternately land here on every free, so it must not validate again). */
 static OHM_NOINLINE int free_valid(ohm_pool *pool, chunk_t *c, void *p, unsigned cls)
 {
     int rc;
-    poison_on_free(pool, p, sc_size(cls));
-    tcache_t *tc = tcache_lookup(pool);
-    if (tc && bin_n(tc->bins[cls]) < tc->bins[cls]->cap) { /* only the most-recent compare failed */
-        bin_push(tc->bins[cls], bin_n(tc->bins[cls]), p);
+    poison_on_free(&pool->cfg, p, sc_size(cls));
+    tcache_t *tc = tcache_get_or_create(pool);
+    if (tc && stack_n(tc->stacks[cls]) < tc->stacks[cls]->cap) { /* only the most-recent compare failed */
+        stack_push(tc->stacks[cls], stack_n(tc->stacks[cls]), p);
         return 0;
     }
     if (!tc) {
@@ -416,15 +414,15 @@ static OHM_NOINLINE int free_valid(ohm_pool *pool, chunk_t *c, void *p, unsigned
         if (rc == 0) atomic_fetch_add_explicit(&pool->direct_frees[cls], 1, memory_order_relaxed);
         return rc;
     }
-    tbin_t *b = tc->bins[cls];
+    tstack_t *b = tc->stacks[cls];
     tcache_tick(tc);
     if (!b->cap) {
         rc = arena_free_one(c->arena, p);
         if (rc == 0) ohm_counter_add(&tc->stats[cls].direct_frees, 1);
         return rc;
     }
-    if (bin_n(b) == b->cap) tcache_flush_bin(tc, cls, b->cap / 2 ? b->cap / 2 : 1);
-    bin_push(b, bin_n(b), p);
+    if (stack_n(b) == b->cap) tcache_flush_stack(tc, cls, b->cap / 2 ? b->cap / 2 : 1);
+    stack_push(b, stack_n(b), p);
     return 0;
 }
 
@@ -444,10 +442,10 @@ static inline __attribute__((always_inline)) int free_block(ohm_pool *pool, chun
     if (ohm_unlikely(block_word0(p) == block_key(p))) goto slow;
     if (ohm_unlikely(tcache_last.pool_id != pool->id)) goto valid;
     tcache_t *tc = tcache_last.tc;
-    tbin_t *b = tc->bins[cls];
-    uint32_t n = bin_n(b);
+    tstack_t *b = tc->stacks[cls];
+    uint32_t n = stack_n(b);
     if (ohm_unlikely(n >= b->cap)) goto valid;
-    bin_push(b, n, p);
+    stack_push(b, n, p);
     return 0;
 valid:
     return free_valid(pool, c, p, cls);
@@ -507,11 +505,11 @@ int ohm_pool_trim(ohm_pool *pool)
     int rc = ohm_pool_flush_thread_cache(pool);
     if (rc) return rc;
     tcache_t *mine = tcache_find(pool);
-    registry_lock();
+    pool_list_lock();
     for (tcache_t *tc = pool->tcaches; tc; tc = tc->pnext)
         if (tc != mine) tcache_request_flush(tc);
     if (purge_wanted(&pool->cfg)) purge_start(); /* after a fork */
-    registry_unlock();
+    pool_list_unlock();
     release_free_chunks(pool);
     return 0;
 }
@@ -535,14 +533,14 @@ static void for_each_pool_lock(int lock)
 void pool_prefork(void)
 {
     pthread_mutex_lock(&default_lock);
-    registry_lock();
+    pool_list_lock();
     for_each_pool_lock(1);
 }
 
 void pool_postfork_parent(void)
 {
     for_each_pool_lock(0);
-    registry_unlock();
+    pool_list_unlock();
     pthread_mutex_unlock(&default_lock);
 }
 
@@ -550,6 +548,6 @@ void pool_postfork_child(void)
 {
     for_each_pool_lock(0);
     purge_postfork_child();
-    registry_unlock();
+    pool_list_unlock();
     pthread_mutex_unlock(&default_lock);
 }

@@ -1,4 +1,4 @@
-/* The pool object shared by the allocator's subsystems, and the process-wide pool registry. */
+/* The pool object shared by the allocator's subsystems, and the process-wide pool list. */
 #ifndef OHM_POOL_H
 #define OHM_POOL_H
 
@@ -9,7 +9,7 @@
 #define POOL_MAGIC_LIVE 0x6f686d706f6f6c31ull /* "ohmpool1" */
 #define POOL_MAGIC_DEAD 0x64656164706f6f6cull
 
-typedef struct pool_retired {       /* counters of threads that have exited, under the registry lock */
+typedef struct pool_retired {       /* counters of threads that have exited, under the pool-list lock */
     uint64_t allocs[SC_COUNT], hits[SC_COUNT], frees[SC_COUNT];
 } pool_retired;
 
@@ -18,36 +18,33 @@ struct ohm_pool {
     uint64_t id;                     /* unique for the process's life; never 0               */
     ohm_pool_config cfg;
     char name[64];
-    size_t chunk_size;
-    unsigned chunk_pages;
+    chunk_space space;               /* the chunk layer's view: options, chunk size, the cap    */
     unsigned nclasses;               /* classes up to chunk_size                              */
     size_t cache_max;
     unsigned narenas;
     arena_t *arenas;
     size_t arenas_size;
-    _Atomic uint64_t mapped;         /* chunk and huge bytes mapped now (chunk.c counts them)  */
-    _Atomic uint64_t failed_allocs;
     _Atomic uint64_t poison_violations;
     _Atomic uint64_t leak_settings;  /* 0 = the process's leak settings, else this pool's (leak.c packs them) */
     pthread_mutex_t huge_lock;       /* huge list and huge counters                           */
     chunk_t *huge;
     uint64_t huge_blocks, huge_bytes, huge_allocs, huge_frees;
     _Atomic uint64_t direct_allocs[SC_COUNT], direct_frees[SC_COUNT]; /* calls made without a thread cache */
-    tcache_t *tcaches;               /* registry lock                                         */
-    pool_retired retired;            /* registry lock                                         */
-    struct ohm_pool *next;           /* registry list                                         */
-    int is_default;
-    int bg_busy;                     /* the background purger is working on it (registry lock)  */
+    tcache_t *tcaches;               /* pool-list lock                                        */
+    pool_retired retired;            /* pool-list lock                                        */
+    struct ohm_pool *next;           /* the pool list                                         */
+    bool is_default;
+    bool bg_busy;                    /* the background purger is working on it (pool-list lock) */
 };
 
-/* The registry lock guards the list of pools, every pool's cache list and retired counters, and cache
+/* The pool-list lock guards the list of pools, every pool's cache list and retired counters, and cache
  * life cycles (creation, thread exit, pool destruction). Taken rarely; never on the fast paths. */
-void registry_lock(void);
-void registry_unlock(void);
-/* The first live pool (the list runs through ->next); registry lock held. */
+void pool_list_lock(void);
+void pool_list_unlock(void);
+/* The first live pool (the list runs through ->next); pool-list lock held. */
 struct ohm_pool *pool_list(void);
-/* Waits on cond with the registry lock (held), until deadline (CLOCK_MONOTONIC) when it is not NULL. */
-void pool_registry_wait(pthread_cond_t *cond, const struct timespec *deadline);
+/* Waits on cond with the pool-list lock (held), until deadline (CLOCK_MONOTONIC) when it is not NULL. */
+void pool_list_wait(pthread_cond_t *cond, const struct timespec *deadline);
 
 /* The key written into the first word of every free block that is not in its slab's bitmap (cached or on a
  * remote chain): lets free() catch a double free and walks tell cached blocks from live ones. */
@@ -64,7 +61,7 @@ void pool_init(void);
 int pool_destroy_begin(struct ohm_pool *pool);
 void pool_destroy_end(struct ohm_pool *pool);
 
-/* Fork: prefork takes the default pool's creation lock, the registry, then each pool's arena locks and huge lock
+/* Fork: prefork takes the default pool's creation lock, the pool list, then each pool's arena locks and huge lock
  * (lifecycle.c's order); the postfork functions release them (the child's also forgets the purger thread). */
 void pool_prefork(void);
 void pool_postfork_parent(void);

@@ -1,5 +1,5 @@
 /* The background purger: one process-wide thread that purges expired pages of the pools that opted in, so an
- * idle process gives memory back without anyone calling into it. Every function here runs under the registry
+ * idle process gives memory back without anyone calling into it. Every function here runs under the pool-list
  * lock (pool.h). */
 #ifndef OHM_PURGE_H
 #define OHM_PURGE_H
@@ -18,7 +18,7 @@ static inline int purge_wanted(const ohm_pool_config *cfg)
 void purge_start(void);
 /* Waits until the purger is not working on pool, so that pool can be unlisted. */
 void purge_wait_idle(struct ohm_pool *pool);
-/* Fork child (pool_postfork_child, before the registry lock is released): the purger was not copied. */
+/* Fork child (pool_postfork_child, before the pool-list lock is released): the purger was not copied. */
 void purge_postfork_child(void);
 
 #pragma GCC visibility pop

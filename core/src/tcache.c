@@ -6,6 +6,7 @@
  * marks its caches dead; each thread frees its dead caches the next time it looks for a cache, or at exit. */
 #include "tcache.h"
 
+#include "list.h"
 #include "os.h"
 #include "poison.h"
 #include "pool.h"
@@ -42,8 +43,8 @@ static void slot_install(tcache_t *tc)
 void tcache_class_totals(tcache_t *tc, unsigned cls, uint64_t *allocs, uint64_t *hits, uint64_t *frees)
 {
     tstats_t *st = &tc->stats[cls];
-    uint64_t pushes = ohm_counter_get(&tc->bins[cls]->pushes);
-    uint64_t pops = pushes + ohm_counter_get(&st->refilled) - ohm_counter_get(&st->flushed) - bin_n(tc->bins[cls]);
+    uint64_t pushes = ohm_counter_get(&tc->stacks[cls]->pushes);
+    uint64_t pops = pushes + ohm_counter_get(&st->refilled) - ohm_counter_get(&st->flushed) - stack_n(tc->stacks[cls]);
     *allocs = pops + ohm_counter_get(&st->direct_allocs);
     *hits = pops - ohm_counter_get(&st->misses);
     *frees = pushes + ohm_counter_get(&st->direct_frees);
@@ -61,22 +62,20 @@ static void retire_counters(tcache_t *tc)
     }
 }
 
-/* Unlinks a live cache from its pool, folding in its counters. Registry lock held. */
+/* Unlinks a live cache from its pool, folding in its counters. Pool-list lock held. */
 static void detach_from_pool(tcache_t *tc)
 {
     retire_counters(tc);
-    if (tc->pprev) tc->pprev->pnext = tc->pnext;
-    else tc->pool->tcaches = tc->pnext;
-    if (tc->pnext) tc->pnext->pprev = tc->pprev;
+    LIST_UNLINK(tc->pool->tcaches, tc, pnext, pprev);
     atomic_fetch_sub(&tc->arena->nthreads, 1);
 }
 
-/* Frees go to the arenas without purging, so no unmap hook runs while the registry lock is held. */
+/* Frees go to the arenas without purging, so no unmap hook runs while the pool-list lock is held. */
 void tcache_thread_exit(void)
 {
     tl_exiting = 1;
     if (!tl_caches) return;
-    registry_lock();
+    pool_list_lock();
     for (tcache_t *tc = tl_caches, *next; tc; tc = next) {
         next = tc->tnext;
         if (!atomic_load(&tc->dead)) {
@@ -87,10 +86,10 @@ void tcache_thread_exit(void)
         os_meta_free(tc, tc->meta_size);
     }
     tl_caches = NULL;
-    registry_unlock();
+    pool_list_unlock();
 }
 
-/* Frees the thread's caches of destroyed pools. Registry lock held. */
+/* Frees the thread's caches of destroyed pools. Pool-list lock held. */
 static void prune_dead(void)
 {
     for (tcache_t **pp = &tl_caches; *pp;) {
@@ -113,17 +112,17 @@ static arena_t *least_used_arena(struct ohm_pool *pool)
     return best;
 }
 
-/* The bin of every uncached class: capacity 0, so both fast paths fall through to the slow ones. Never written. */
-static tbin_t empty_bin;
+/* The stack of every uncached class: capacity 0, so both fast paths fall through to the slow ones. Never written. */
+static tstack_t empty_stack;
 
 static tcache_t *tcache_new(struct ohm_pool *pool)
 {
     uint32_t caps[SC_COUNT] = {0};
     size_t size = sizeof(tcache_t);
     /* A poisoning pool caches nothing (poison.h). */
-    for (unsigned c = 0; !poison_on(pool) && c < pool->nclasses && sc_size(c) <= pool->cache_max; c++) {
+    for (unsigned c = 0; !poison_on(&pool->cfg) && c < pool->nclasses && sc_size(c) <= pool->cache_max; c++) {
         caps[c] = bin_capacity(sc_size(c), pool->cfg.cache_slots);
-        size += sizeof(tbin_t) + caps[c] * sizeof(void *);
+        size += sizeof(tstack_t) + caps[c] * sizeof(void *);
     }
     tcache_t *tc = os_meta_alloc(size);
     if (!tc) return NULL;
@@ -135,18 +134,16 @@ static tcache_t *tcache_new(struct ohm_pool *pool)
     char *next = (char *)(tc + 1);
     for (unsigned c = 0; c < SC_COUNT; c++) {
         if (!caps[c]) {
-            tc->bins[c] = &empty_bin;
+            tc->stacks[c] = &empty_stack;
             continue;
         }
-        tc->bins[c] = (tbin_t *)next;
-        tc->bins[c]->cap = caps[c];
-        next += sizeof(tbin_t) + caps[c] * sizeof(void *);
+        tc->stacks[c] = (tstack_t *)next;
+        tc->stacks[c]->cap = caps[c];
+        next += sizeof(tstack_t) + caps[c] * sizeof(void *);
     }
     tc->arena = least_used_arena(pool);
     atomic_fetch_add(&tc->arena->nthreads, 1);
-    tc->pnext = pool->tcaches;
-    if (pool->tcaches) pool->tcaches->pprev = tc;
-    pool->tcaches = tc;
+    LIST_PUSH_FRONT(pool->tcaches, tc, pnext, pprev);
     tc->tnext = tl_caches;
     tl_caches = tc;
     return tc;
@@ -156,17 +153,17 @@ static tcache_t *tcache_get_slow(struct ohm_pool *pool)
 {
     if (tl_exiting) return NULL;
     ohm__thread_init(); /* this thread's caches are flushed at its exit */
-    registry_lock();
+    pool_list_lock();
     prune_dead();
     tcache_t *tc = tl_caches;
     while (tc && tc->pool_id != pool->id) tc = tc->tnext;
     if (!tc) tc = tcache_new(pool);
-    registry_unlock();
+    pool_list_unlock();
     if (tc) slot_install(tc);
     return tc;
 }
 
-tcache_t *tcache_lookup(struct ohm_pool *pool)
+tcache_t *tcache_get_or_create(struct ohm_pool *pool)
 {
     tcache_slot *s = &tcache_slots[pool->id % TCACHE_SLOTS];
     if (s->pool_id == pool->id) {
@@ -194,8 +191,8 @@ void tcache_kill_all(struct ohm_pool *pool)
 
 unsigned tcache_refill(tcache_t *tc, unsigned cls)
 {
-    tbin_t *b = tc->bins[cls];
-    uint32_t n = bin_n(b);
+    tstack_t *b = tc->stacks[cls];
+    uint32_t n = stack_n(b);
     /* Blocks other threads freed to this arena come first: taking them is one exchange and no lock, which is
      * what keeps a producer/consumer pair off the arena lock. They already carry the free-block key. */
     void *chain = arena_remote_take(tc->arena, cls);
@@ -219,16 +216,16 @@ unsigned tcache_refill(tcache_t *tc, unsigned cls)
         }
         for (unsigned i = 0; i < n; i++) *(uintptr_t *)b->slots[i] = block_key(b->slots[i]);
     }
-    ohm_assert(n <= b->cap && n >= bin_n(b) && "a refill fills a bin up to its capacity at most");
-    ohm_counter_add(&tc->stats[cls].refilled, n - bin_n(b));
-    bin_set_n(b, n);
+    ohm_assert(n <= b->cap && n >= stack_n(b) && "a refill fills a stack up to its capacity at most");
+    ohm_counter_add(&tc->stats[cls].refilled, n - stack_n(b));
+    stack_set_n(b, n);
     return n;
 }
 
-void tcache_flush_bin(tcache_t *tc, unsigned cls, uint32_t count)
+void tcache_flush_stack(tcache_t *tc, unsigned cls, uint32_t count)
 {
-    tbin_t *b = tc->bins[cls];
-    uint32_t n = bin_n(b);
+    tstack_t *b = tc->stacks[cls];
+    uint32_t n = stack_n(b);
     if (count > n) count = n;
     /* Oldest first. Consecutive blocks of one arena go back together: to our own arena under its lock, to any
      * other arena as one lock-free chain. */
@@ -241,13 +238,13 @@ void tcache_flush_bin(tcache_t *tc, unsigned cls, uint32_t count)
     }
     memmove(b->slots, b->slots + count, (n - count) * sizeof(void *));
     ohm_counter_add(&tc->stats[cls].flushed, count);
-    bin_set_n(b, n - count);
+    stack_set_n(b, n - count);
 }
 
 void tcache_flush(tcache_t *tc)
 {
     for (unsigned c = 0; c < SC_COUNT; c++)
-        if (bin_n(tc->bins[c])) tcache_flush_bin(tc, c, bin_n(tc->bins[c]));
+        if (stack_n(tc->stacks[c])) tcache_flush_stack(tc, c, stack_n(tc->stacks[c]));
 }
 
 void tcache_request_flush(tcache_t *tc)
@@ -258,24 +255,24 @@ void tcache_request_flush(tcache_t *tc)
     atomic_store_explicit(&tc->alloc_limit, 0, memory_order_release);
 }
 
-/* Incremental trimming: every 64 slow-path events the trimmer visits one bin; a bin that needed no refill
+/* Incremental trimming: every 64 slow-path events the trimmer visits one stack; a stack that needed no refill
  * since its last visit holds more than its thread uses, and gives half of it back. An idle class drains over
  * a few visits; a busy one, refilling, keeps its fill. */
-int tcache_tick(tcache_t *tc)
+bool tcache_tick(tcache_t *tc)
 {
     if (ohm_unlikely(atomic_load_explicit(&tc->flush_requested, memory_order_relaxed))) {
         atomic_store_explicit(&tc->flush_requested, 0, memory_order_relaxed);
         atomic_store_explicit(&tc->alloc_limit, tc->alloc_limit_normal, memory_order_relaxed);
         tcache_flush(tc);
-        return 1;
+        return true;
     }
-    if (++tc->gc_ticks < 64) return 0;
+    if (++tc->gc_ticks < 64) return false;
     tc->gc_ticks = 0;
     unsigned cls = tc->gc_cursor++ % SC_COUNT;
     tstats_t *st = &tc->stats[cls];
     uint64_t refilled = ohm_counter_get(&st->refilled);
-    uint32_t n = bin_n(tc->bins[cls]);
-    if (refilled == st->gc_refilled && n) tcache_flush_bin(tc, cls, (n + 1) / 2);
+    uint32_t n = stack_n(tc->stacks[cls]);
+    if (refilled == st->gc_refilled && n) tcache_flush_stack(tc, cls, (n + 1) / 2);
     st->gc_refilled = refilled;
-    return 0;
+    return false;
 }

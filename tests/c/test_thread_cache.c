@@ -34,9 +34,9 @@ static bool free_in_slab(void *p)
     return in;
 }
 
-static bool in_bin(const tbin_t *b, void *p)
+static bool in_stack(const tstack_t *b, void *p)
 {
-    for (uint32_t i = 0; i < bin_n((tbin_t *)b); i++)
+    for (uint32_t i = 0; i < stack_n((tstack_t *)b); i++)
         if (b->slots[i] == p) return true;
     return false;
 }
@@ -57,7 +57,7 @@ static void test_bin_capacity_is_slots_bounded_by_128k_per_class(void)
             size_t by_bytes = (128 * KIB) / size;
             want = (uint32_t)(by_bytes < 1 ? 1 : by_bytes < 64 ? by_bytes : 64);
         }
-        if (!CHECK_EQ_U64(tc->bins[c]->cap, want)) fprintf(stderr, "  class %u (%zu bytes)\n", c, size);
+        if (!CHECK_EQ_U64(tc->stacks[c]->cap, want)) fprintf(stderr, "  class %u (%zu bytes)\n", c, size);
     }
     ohm_pool_destroy(pool);
 }
@@ -76,19 +76,19 @@ static void test_cache_never_holds_more_than_its_bin_capacity(void)
         CHECK_EQ_INT(ohm_pool_flush_thread_cache(pool), OHM_OK); /* the bin will hold only blocks of p */
         tcache_t *tc = tcache_find(pool);
         if (!CHECK_NOT_NULL(tc)) return;
-        tbin_t *b = tc->bins[cls];
+        tstack_t *b = tc->stacks[cls];
         uint32_t cap = b->cap;
         CHECK(cap >= 1 && cap <= 16);
         for (unsigned i = 0; i < N; i++) {
             CHECK_EQ_INT(ohm_pool_free(pool, p[i]), OHM_OK);
-            if (!CHECK(bin_n(b) <= cap)) return;
+            if (!CHECK(stack_n(b) <= cap)) return;
         }
-        uint32_t n = bin_n(b);
+        uint32_t n = stack_n(b);
         CHECK(n >= 1);
         /* every freed block is either in the bin or back in its slab (or run) in the arena */
         unsigned in_arena = 0, cached = 0;
         for (unsigned i = 0; i < N; i++) {
-            bool c = in_bin(b, p[i]);
+            bool c = in_stack(b, p[i]);
             cached += c;
             if (!c) {
                 ohm_block_info info;
@@ -116,10 +116,10 @@ static void test_flush_thread_cache_empties_the_callers_cache(void)
     tcache_t *tc = tcache_find(pool);
     if (!CHECK_NOT_NULL(tc)) return;
     uint64_t cached = 0;
-    for (unsigned c = 0; c < SC_COUNT; c++) cached += bin_n(tc->bins[c]);
+    for (unsigned c = 0; c < SC_COUNT; c++) cached += stack_n(tc->stacks[c]);
     CHECK(cached > 0);
     CHECK_EQ_INT(ohm_pool_flush_thread_cache(pool), OHM_OK);
-    for (unsigned c = 0; c < SC_COUNT; c++) CHECK_EQ_U64(bin_n(tc->bins[c]), 0);
+    for (unsigned c = 0; c < SC_COUNT; c++) CHECK_EQ_U64(stack_n(tc->stacks[c]), 0);
     for (unsigned i = 0; i < 300; i++)
         if (!CHECK(free_in_slab(p[i]))) break;
     ohm_pool_stats st = fixture_stats(pool, -1);
@@ -151,24 +151,24 @@ static void test_idle_bin_is_trimmed_over_slow_path_events(void)
     void *p[64];
     tcache_t *tc = cycled_cache(pool, p, 64);
     if (!tc) return;
-    tbin_t *b = tc->bins[cls];
-    uint32_t start = bin_n(b);
+    tstack_t *b = tc->stacks[cls];
+    uint32_t start = stack_n(b);
     CHECK(start >= 32);
     /* each bin is visited once per 64 * SC_COUNT events and halves when idle: bound the loop generously */
     unsigned events = 0, limit = 64 * SC_COUNT * 20;
     uint32_t prev = start;
     unsigned drops = 0;
     bool monotone = true;
-    while (bin_n(b) > 0 && events < limit) {
+    while (stack_n(b) > 0 && events < limit) {
         void *q = ohm_pool_alloc(pool, 64 * KIB); /* uncached: one slow-path event each for alloc and free */
         if (!CHECK_NOT_NULL(q)) break;
         ohm_pool_free(pool, q);
         events += 2;
-        monotone &= bin_n(b) <= prev;
-        drops += bin_n(b) < prev;
-        prev = bin_n(b);
+        monotone &= stack_n(b) <= prev;
+        drops += stack_n(b) < prev;
+        prev = stack_n(b);
     }
-    CHECK_EQ_U64(bin_n(b), 0);
+    CHECK_EQ_U64(stack_n(b), 0);
     CHECK(monotone);
     CHECK(drops >= 4); /* not all at once: a visit halves the bin, 64 -> 32 -> ... -> 0 */
     for (unsigned i = 0; i < 64; i++)
@@ -192,14 +192,14 @@ static void test_busy_bin_keeps_its_blocks(void)
         for (unsigned i = 0; i < 100; i++) p[i] = ohm_pool_alloc(pool, 64);
         for (unsigned i = 0; i < 100; i++) ohm_pool_free(pool, p[i]);
         /* slow-path events of another class: only the trimmer could change the bin meanwhile */
-        uint32_t before = bin_n(tc->bins[cls]);
+        uint32_t before = stack_n(tc->stacks[cls]);
         for (unsigned i = 0; i < 20; i++) ohm_pool_free(pool, ohm_pool_alloc(pool, 64 * KIB));
-        trimmed += bin_n(tc->bins[cls]) != before;
+        trimmed += stack_n(tc->stacks[cls]) != before;
         rounds++;
     }
     CHECK(tc->gc_cursor - start >= 4 * SC_COUNT);
     CHECK_EQ_INT(trimmed, 0);
-    CHECK(bin_n(tc->bins[cls]) >= 32);
+    CHECK(stack_n(tc->stacks[cls]) >= 32);
     ohm_pool_destroy(pool);
 }
 
@@ -447,7 +447,7 @@ static uint32_t cached_blocks(ohm_pool *pool)
     tcache_t *tc = tcache_find(pool);
     uint32_t n = 0;
     if (tc)
-        for (unsigned c = 0; c < SC_COUNT; c++) n += bin_n(tc->bins[c]);
+        for (unsigned c = 0; c < SC_COUNT; c++) n += stack_n(tc->stacks[c]);
     return n;
 }
 
