@@ -170,11 +170,7 @@ int ohm_mm_config_from_heap(ohm_mm_config *cfg, uint64_t heap_bytes, double frac
  * nonzero when the condition cannot be made. */
 static int mm_init_sync(ohm_mm *mm)
 {
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    int rc = pthread_cond_init(&mm->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    int rc = os_cond_init_monotonic(&mm->cond);
     if (rc) return rc;
     /* Adaptive: spins briefly before sleeping. Critical sections here are a few dozen instructions, and with
      * the default mutex two threads acquiring at once spent most of their time in futex sleeps and wake-ups. */
