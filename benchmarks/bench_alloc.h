@@ -30,11 +30,11 @@ typedef enum alloc_impl {
  * alloc_free below. */
 typedef struct alloc_api {
     alloc_impl impl;
-    void *(*alloc)(size_t size);        /* NULL results are the workload's to check (alloc_oom) */
-    void (*free)(void *p);              /* a peer's free; NULL for ohm */
-    int (*free_rc)(void *p);            /* ohm_free, whose nonzero result must not be ignored; NULL for peers */
+    void *(*alloc)(size_t size);               /* NULL results are the workload's to check (alloc_oom) */
+    void (*free)(void *p);                     /* a peer's free; NULL for ohm */
+    int (*free_rc)(void *p);                   /* ohm_free, whose nonzero result must not be ignored; NULL for peers */
     void (*trim)(const struct alloc_api *api); /* give free memory back to the OS now (see alloc_impl_bind) */
-    void (*trim_fn)(void);              /* the peer's trim entry point (dlsym), cast back by trim */
+    void (*trim_fn)(void);                     /* the peer's trim entry point (dlsym), cast back by trim */
 } alloc_api;
 
 /* "ohm", "glibc", ... */
@@ -57,8 +57,7 @@ __attribute__((noreturn)) void alloc_free_failed(const alloc_api *a, void *p);
 static inline void alloc_free(const alloc_api *a, void *p)
 {
     if (a->free_rc) {
-        if (__builtin_expect(a->free_rc(p) != 0, 0))
-            alloc_free_failed(a, p);
+        if (__builtin_expect(a->free_rc(p) != 0, 0)) alloc_free_failed(a, p);
     } else {
         a->free(p);
     }
@@ -110,14 +109,10 @@ static inline bool alloc_stamp_ok(const void *p, size_t size, uint64_t tag)
 
 /* The tag of the i-th block of a stream: distinct within a stream (an odd multiplier is a bijection); streams
  * whose blocks can meet use distinct salts. */
-static inline uint64_t alloc_tag(uint64_t salt, uint64_t i)
-{
-    return ((i + 1) * 0x9E3779B97F4A7C15ull) ^ (salt << 48);
-}
+static inline uint64_t alloc_tag(uint64_t salt, uint64_t i) { return ((i + 1) * 0x9E3779B97F4A7C15ull) ^ (salt << 48); }
 
 /* Exit with a clear message (status 4): the allocator returned NULL, or a block's stamp changed. */
 __attribute__((noreturn)) void alloc_oom(const alloc_api *a, const char *workload, size_t size);
-__attribute__((noreturn)) void alloc_corrupt(const alloc_api *a, const char *workload, const void *p,
-                                             size_t size);
+__attribute__((noreturn)) void alloc_corrupt(const alloc_api *a, const char *workload, const void *p, size_t size);
 
 #endif /* OHM_BENCH_ALLOC_H */

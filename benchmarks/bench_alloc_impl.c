@@ -40,26 +40,23 @@ typedef struct impl_info {
 static const impl_info impls[ALLOC_IMPL_COUNT] = {
     [ALLOC_OHM] = {"ohm", NULL, {NULL, NULL}, NULL, NULL},
     [ALLOC_GLIBC] = {"glibc", NULL, {NULL, NULL}, NULL, "malloc_trim"},
-    [ALLOC_JEMALLOC] = {"jemalloc", "OHM_BENCH_JEMALLOC", {"libjemalloc.so.2", "libjemalloc.so"}, "mallctl",
-                        "mallctl"},
-    [ALLOC_MIMALLOC] = {"mimalloc", "OHM_BENCH_MIMALLOC", {"libmimalloc.so.2", "libmimalloc.so"}, "mi_version",
-                        "mi_collect"},
+    [ALLOC_JEMALLOC] = {"jemalloc", "OHM_BENCH_JEMALLOC", {"libjemalloc.so.2", "libjemalloc.so"}, "mallctl", "mallctl"},
+    [ALLOC_MIMALLOC] =
+        {"mimalloc", "OHM_BENCH_MIMALLOC", {"libmimalloc.so.2", "libmimalloc.so"}, "mi_version", "mi_collect"},
     /* The minimal tcmalloc: no heap profiler or checker, which would add their own work to every call. */
-    [ALLOC_TCMALLOC] = {"tcmalloc", "OHM_BENCH_TCMALLOC",
-                        {"libtcmalloc_minimal.so.4", "libtcmalloc_minimal.so"}, "tc_version",
+    [ALLOC_TCMALLOC] = {"tcmalloc",
+                        "OHM_BENCH_TCMALLOC",
+                        {"libtcmalloc_minimal.so.4", "libtcmalloc_minimal.so"},
+                        "tc_version",
                         "MallocExtension_ReleaseFreeMemory"},
 };
 
-const char *alloc_impl_name(alloc_impl impl)
-{
-    return impl < ALLOC_IMPL_COUNT ? impls[impl].name : "?";
-}
+const char *alloc_impl_name(alloc_impl impl) { return impl < ALLOC_IMPL_COUNT ? impls[impl].name : "?"; }
 
 int alloc_impl_parse(const char *name)
 {
     for (int i = 0; i < ALLOC_IMPL_COUNT; i++)
-        if (strcmp(name, impls[i].name) == 0)
-            return i;
+        if (strcmp(name, impls[i].name) == 0) return i;
     return -1;
 }
 
@@ -70,8 +67,7 @@ static const char *symbol_file(const char *symbol)
 {
     void *p = dlsym(RTLD_DEFAULT, symbol);
     Dl_info info;
-    if (!p || !dladdr(p, &info) || !info.dli_fname)
-        return NULL;
+    if (!p || !dladdr(p, &info) || !info.dli_fname) return NULL;
     return info.dli_fname;
 }
 
@@ -80,8 +76,7 @@ static void dir_of(const char *file, char *dir, size_t cap)
 {
     const char *slash = file ? strrchr(file, '/') : NULL;
     size_t len = slash ? (size_t)(slash - file) : 0;
-    if (len >= cap)
-        len = 0;
+    if (len >= cap) len = 0;
     memcpy(dir, file ? file : "", len);
     dir[len] = '\0';
 }
@@ -98,14 +93,16 @@ static bool find_library(const char *file, char *path, size_t cap)
 #ifdef OHM_BENCH_MULTIARCH_LIBDIR
         OHM_BENCH_MULTIARCH_LIBDIR,
 #endif
-        "/usr/local/lib", "/usr/lib64", "/usr/lib", "/lib64", "/lib",
+        "/usr/local/lib",
+        "/usr/lib64",
+        "/usr/lib",
+        "/lib64",
+        "/lib",
     };
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
-        if (!dirs[i][0])
-            continue;
+        if (!dirs[i][0]) continue;
         snprintf(path, cap, "%s/%s", dirs[i], file);
-        if (access(path, R_OK) == 0)
-            return true;
+        if (access(path, R_OK) == 0) return true;
     }
     return false;
 }
@@ -118,8 +115,7 @@ bool alloc_impl_preload(alloc_impl impl, char *path, size_t cap, char *why, size
         snprintf(why, why_cap, "%s skipped: a sanitized build can only measure ohm", info->name);
         return false;
     }
-    if (!info->env)
-        return true;
+    if (!info->env) return true;
     const char *override = getenv(info->env);
     if (override && *override) {
         snprintf(path, cap, "%s", override);
@@ -153,8 +149,7 @@ static void ohm_trim(const alloc_api *api)
     (void)api;
     ohm_pool *pool = ohm_pool_default();
     int rc = pool ? ohm_pool_trim(pool) : OHM_ENOMEM;
-    if (rc != 0)
-        bench_warn("ohm_pool_trim failed: %s (%s)", ohm_strerror(rc), ohm_last_error());
+    if (rc != 0) bench_warn("ohm_pool_trim failed: %s (%s)", ohm_strerror(rc), ohm_last_error());
 }
 
 static void glibc_trim(const alloc_api *api)
@@ -170,11 +165,9 @@ static void jemalloc_trim(const alloc_api *api)
     /* The calling thread's cache first, so its blocks are in the arenas when they are purged. 4096 is
      * MALLCTL_ARENAS_ALL: purge every arena (dirty and muzzy pages). */
     int rc = mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
-    if (rc != 0)
-        bench_warn("jemalloc: mallctl(\"thread.tcache.flush\") failed (%d)", rc);
+    if (rc != 0) bench_warn("jemalloc: mallctl(\"thread.tcache.flush\") failed (%d)", rc);
     rc = mallctl("arena.4096.purge", NULL, NULL, NULL, 0);
-    if (rc != 0)
-        bench_warn("jemalloc: mallctl(\"arena.4096.purge\") failed (%d)", rc);
+    if (rc != 0) bench_warn("jemalloc: mallctl(\"arena.4096.purge\") failed (%d)", rc);
 }
 
 static void mimalloc_trim(const alloc_api *api)
@@ -192,8 +185,7 @@ static void tcmalloc_trim(const alloc_api *api)
 static alloc_impl loaded_peer(void)
 {
     for (int i = ALLOC_JEMALLOC; i < ALLOC_IMPL_COUNT; i++)
-        if (dlsym(RTLD_DEFAULT, impls[i].marker))
-            return (alloc_impl)i;
+        if (dlsym(RTLD_DEFAULT, impls[i].marker)) return (alloc_impl)i;
     return ALLOC_GLIBC;
 }
 
@@ -207,17 +199,15 @@ static void check_active(alloc_impl impl)
     const char *owner = found == ALLOC_GLIBC ? symbol_file("gnu_get_libc_version") : symbol_file(impls[found].marker);
     bool ok = found == want && malloc_file && owner && strcmp(malloc_file, owner) == 0;
     if (!ok)
-        bench_die(3, "child for %s: malloc comes from %s (%s loaded), not from %s; LD_PRELOAD=%s",
-                  impls[impl].name, malloc_file ? malloc_file : "an unknown object", impls[found].name,
-                  impls[want].name, preload ? preload : "(unset)");
+        bench_die(3, "child for %s: malloc comes from %s (%s loaded), not from %s; LD_PRELOAD=%s", impls[impl].name,
+                  malloc_file ? malloc_file : "an unknown object", impls[found].name, impls[want].name,
+                  preload ? preload : "(unset)");
 }
 
 void alloc_impl_bind(alloc_impl impl, alloc_api *api)
 {
-    if (impl >= ALLOC_IMPL_COUNT)
-        bench_die(2, "no such allocator (%d)", (int)impl);
-    if (!BENCH_SANITIZED)
-        check_active(impl);
+    if (impl >= ALLOC_IMPL_COUNT) bench_die(2, "no such allocator (%d)", (int)impl);
+    if (!BENCH_SANITIZED) check_active(impl);
     memset(api, 0, sizeof *api);
     api->impl = impl;
     if (impl == ALLOC_OHM) {
@@ -229,8 +219,7 @@ void alloc_impl_bind(alloc_impl impl, alloc_api *api)
     api->alloc = malloc;
     api->free = free;
     void *sym = dlsym(RTLD_DEFAULT, impls[impl].trim_name);
-    if (!sym)
-        bench_die(3, "%s: %s not found, cannot trim", impls[impl].name, impls[impl].trim_name);
+    if (!sym) bench_die(3, "%s: %s not found, cannot trim", impls[impl].name, impls[impl].trim_name);
     /* POSIX guarantees a function's address survives dlsym's void *; copying the bits says so without the
      * cast ISO C frowns on. */
     _Static_assert(sizeof sym == sizeof api->trim_fn, "function and object pointers differ in size");

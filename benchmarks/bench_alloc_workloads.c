@@ -33,8 +33,7 @@ static void run_pair(const alloc_workload *w, const alloc_api *a, double scale, 
     uint64_t t0 = harness_now_ns();
     for (uint64_t i = 0; i < n; i++) {
         char *p = alloc(size);
-        if (__builtin_expect(!p, 0))
-            alloc_oom(a, w->name, size);
+        if (__builtin_expect(!p, 0)) alloc_oom(a, w->name, size);
         alloc_stamp(p, size, i);
         uint64_t back;
         memcpy(&back, p + size - sizeof back, sizeof back);
@@ -51,8 +50,8 @@ static void run_pair(const alloc_workload *w, const alloc_api *a, double scale, 
 
 enum { BATCH_LIFO, BATCH_FIFO, BATCH_RANDOM };
 #define BATCH_BLOCKS 10000
-#define BATCH_MIN 16
-#define BATCH_MAX 32768
+#define BATCH_MIN    16
+#define BATCH_MAX    32768
 
 typedef struct batch_book {
     void *ptr[BATCH_BLOCKS];
@@ -84,8 +83,7 @@ static void batch_round(batch_book *b, const alloc_api *a, const char *name, uin
 {
     for (uint32_t j = 0; j < BATCH_BLOCKS; j++) {
         void *p = a->alloc(b->size[j]);
-        if (__builtin_expect(!p, 0))
-            alloc_oom(a, name, b->size[j]);
+        if (__builtin_expect(!p, 0)) alloc_oom(a, name, b->size[j]);
         alloc_stamp(p, b->size[j], alloc_tag(salt, j));
         b->ptr[j] = p;
     }
@@ -106,8 +104,7 @@ static void run_batch(const alloc_workload *w, const alloc_api *a, double scale,
     bench_mark_start(r);
     for (uint64_t round = 0; round < rounds; round++) {
         uint64_t live = batch_plan(b, w->variant, &rng);
-        if (live > r->live_peak)
-            r->live_peak = live;
+        if (live > r->live_peak) r->live_peak = live;
         uint64_t t0 = harness_now_ns();
         batch_round(b, a, w->name, round);
         r->ns += harness_now_ns() - t0;
@@ -133,8 +130,7 @@ static void spin_barrier_wait(spin_barrier *b)
         atomic_fetch_add_explicit(&b->phase, 1, memory_order_release);
         return;
     }
-    while (atomic_load_explicit(&b->phase, memory_order_acquire) == phase)
-        sched_yield();
+    while (atomic_load_explicit(&b->phase, memory_order_acquire) == phase) sched_yield();
 }
 
 typedef void *thread_fn(void *);
@@ -146,38 +142,35 @@ static uint64_t run_two_threads(thread_fn *const fn[2], void *const arg[2], atom
 {
     pthread_t t[2];
     for (int i = 0; i < 2; i++)
-        if (pthread_create(&t[i], NULL, fn[i], arg[i]) != 0)
-            bench_die(4, "pthread_create failed");
+        if (pthread_create(&t[i], NULL, fn[i], arg[i]) != 0) bench_die(4, "pthread_create failed");
     bench_mark_start(r);
     uint64_t t0 = harness_now_ns();
     atomic_store_explicit(go, 1, memory_order_release);
-    for (int i = 0; i < 2; i++)
-        pthread_join(t[i], NULL);
+    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
     return harness_now_ns() - t0;
 }
 
 static void wait_for_go(atomic_int *go)
 {
-    while (!atomic_load_explicit(go, memory_order_acquire))
-        sched_yield();
+    while (!atomic_load_explicit(go, memory_order_acquire)) sched_yield();
 }
 
 /* ---- xthread: one thread allocates, the other frees (Netty's event-loop hand-off) -------------------------- */
 
-#define XTHREAD_RING 256 /* slots; a power of two */
-#define XTHREAD_MIN 16
-#define XTHREAD_MAX 4096
+#define XTHREAD_RING   256 /* slots; a power of two */
+#define XTHREAD_MIN    16
+#define XTHREAD_MAX    4096
 #define XTHREAD_SAMPLE 64 /* the producer samples live bytes every this many blocks */
 
 /* A bounded single-producer/single-consumer ring. Each side owns one cache line of indices and caches the
  * other side's index, so the lines move only when the cached view runs out. */
 typedef struct xthread_ring {
     _Alignas(CACHE_LINE) atomic_uint_fast64_t head; /* producer: blocks published */
-    uint64_t tail_seen;                              /* producer's copy of tail */
-    uint64_t live_peak;                              /* producer: sampled max of live bytes */
+    uint64_t tail_seen;                             /* producer's copy of tail */
+    uint64_t live_peak;                             /* producer: sampled max of live bytes */
     _Alignas(CACHE_LINE) atomic_uint_fast64_t tail; /* consumer: blocks taken */
-    atomic_uint_fast64_t freed_bytes;                /* consumer: bytes freed, on the line it writes anyway */
-    uint64_t head_seen;                              /* consumer's copy of head */
+    atomic_uint_fast64_t freed_bytes;               /* consumer: bytes freed, on the line it writes anyway */
+    uint64_t head_seen;                             /* consumer's copy of head */
     _Alignas(CACHE_LINE) void *slot[XTHREAD_RING];
     _Alignas(CACHE_LINE) atomic_int go;
     const alloc_api *api;
@@ -196,19 +189,16 @@ static void *xthread_producer(void *arg)
     for (uint64_t i = 0; i < q->blocks; i++) {
         size_t size = (size_t)bench_rng_range(&rng, XTHREAD_MIN, XTHREAD_MAX);
         void *p = q->api->alloc(size);
-        if (__builtin_expect(!p, 0))
-            alloc_oom(q->api, q->name, size);
+        if (__builtin_expect(!p, 0)) alloc_oom(q->api, q->name, size);
         alloc_stamp(p, size, alloc_tag(1, i));
         produced += size;
         if (i % XTHREAD_SAMPLE == 0) {
             uint64_t live = produced - atomic_load_explicit(&q->freed_bytes, memory_order_relaxed);
-            if (live > q->live_peak)
-                q->live_peak = live;
+            if (live > q->live_peak) q->live_peak = live;
         }
         while (i - q->tail_seen >= XTHREAD_RING) { /* full */
             q->tail_seen = atomic_load_explicit(&q->tail, memory_order_acquire);
-            if (i - q->tail_seen >= XTHREAD_RING)
-                sched_yield();
+            if (i - q->tail_seen >= XTHREAD_RING) sched_yield();
         }
         q->slot[i % XTHREAD_RING] = p;
         atomic_store_explicit(&q->head, i + 1, memory_order_release);
@@ -226,12 +216,10 @@ static void *xthread_consumer(void *arg)
         size_t size = (size_t)bench_rng_range(&rng, XTHREAD_MIN, XTHREAD_MAX);
         while (q->head_seen <= i) { /* empty */
             q->head_seen = atomic_load_explicit(&q->head, memory_order_acquire);
-            if (q->head_seen <= i)
-                sched_yield();
+            if (q->head_seen <= i) sched_yield();
         }
         void *p = q->slot[i % XTHREAD_RING];
-        if (__builtin_expect(!alloc_stamp_ok(p, size, alloc_tag(1, i)), 0))
-            alloc_corrupt(q->api, q->name, p, size);
+        if (__builtin_expect(!alloc_stamp_ok(p, size, alloc_tag(1, i)), 0)) alloc_corrupt(q->api, q->name, p, size);
         alloc_free(q->api, p);
         freed += size;
         atomic_store_explicit(&q->freed_bytes, freed, memory_order_relaxed);
@@ -257,10 +245,10 @@ static void run_xthread(const alloc_workload *w, const alloc_api *a, double scal
 
 /* ---- larson: a server simulation in which objects outlive their thread's turn ----------------------------- */
 
-#define LARSON_SLOTS 1000          /* live blocks per set */
-#define LARSON_ROUND_STEPS 50000   /* steps per thread between exchanges */
-#define LARSON_MIN 16
-#define LARSON_MAX 1024
+#define LARSON_SLOTS       1000  /* live blocks per set */
+#define LARSON_ROUND_STEPS 50000 /* steps per thread between exchanges */
+#define LARSON_MIN         16
+#define LARSON_MAX         1024
 
 /* A set of live blocks. Exactly one thread owns a set during a round; the sets change hands at the barrier
  * between rounds, so most blocks are freed by the thread that did not allocate them. */
@@ -291,16 +279,14 @@ static void larson_fill(larson_state *s, larson_set *set, unsigned salt, uint32_
 {
     size_t size = (size_t)bench_rng_range(rng, LARSON_MIN, LARSON_MAX);
     void *p = s->api->alloc(size);
-    if (__builtin_expect(!p, 0))
-        alloc_oom(s->api, s->name, size);
+    if (__builtin_expect(!p, 0)) alloc_oom(s->api, s->name, size);
     uint64_t tag = alloc_tag(salt, set->stamps++);
     alloc_stamp(p, size, tag);
     set->ptr[i] = p;
     set->size[i] = (uint32_t)size;
     set->tag[i] = tag;
     set->bytes += size;
-    if (set->bytes > set->peak)
-        set->peak = set->bytes;
+    if (set->bytes > set->peak) set->peak = set->bytes;
 }
 
 static void larson_drop(larson_state *s, larson_set *set, uint32_t i)
@@ -317,8 +303,7 @@ static void *larson_worker(void *arg)
     larson_state *s = t->s;
     bench_rng rng = bench_rng_seed(0x1a750 + t->id);
     wait_for_go(&s->go);
-    for (uint32_t i = 0; i < LARSON_SLOTS; i++)
-        larson_fill(s, &s->set[t->id], t->id, i, &rng);
+    for (uint32_t i = 0; i < LARSON_SLOTS; i++) larson_fill(s, &s->set[t->id], t->id, i, &rng);
     spin_barrier_wait(&s->barrier);
     for (uint64_t round = 0; round < s->rounds; round++) {
         unsigned which = (unsigned)((t->id + round) % 2); /* the sets swap owners every round */
@@ -331,8 +316,7 @@ static void *larson_worker(void *arg)
         spin_barrier_wait(&s->barrier);
     }
     larson_set *last = &s->set[(t->id + s->rounds) % 2]; /* the set the other thread used last */
-    for (uint32_t i = 0; i < LARSON_SLOTS; i++)
-        larson_drop(s, last, i);
+    for (uint32_t i = 0; i < LARSON_SLOTS; i++) larson_drop(s, last, i);
     return NULL;
 }
 
@@ -345,8 +329,7 @@ static void run_larson(const alloc_workload *w, const alloc_api *a, double scale
     s->name = w->name;
     s->barrier.parties = 2;
     s->rounds = bench_scaled(w->count, scale) / (2 * LARSON_ROUND_STEPS);
-    if (s->rounds == 0)
-        s->rounds = 1;
+    if (s->rounds == 0) s->rounds = 1;
     larson_thread t[2] = {{s, 0}, {s, 1}};
     thread_fn *const fn[2] = {larson_worker, larson_worker};
     void *const arg[2] = {&t[0], &t[1]};
@@ -357,14 +340,15 @@ static void run_larson(const alloc_workload *w, const alloc_api *a, double scale
 
 /* ---- frag: random sizes and lifetimes around a live-bytes target, then free all and trim ------------------- */
 
-#define FRAG_TARGET (512ull << 20) /* live bytes held at --scale 1 */
-#define FRAG_MIN_TARGET (4ull << 20) /* at small scales: room for several of the largest blocks */
-#define FRAG_BYTES_PER_SLOT 32768 /* bookkeeping slots = target / this: 3x the blocks the target holds (the
+#define FRAG_TARGET     (512ull << 20) /* live bytes held at --scale 1 */
+#define FRAG_MIN_TARGET (4ull << 20)   /* at small scales: room for several of the largest blocks */
+#define FRAG_BYTES_PER_SLOT \
+    32768 /* bookkeeping slots = target / this: 3x the blocks the target holds (the
                                     mean size is ~96 KiB), so the slot limit is never what stops an allocation */
 #define FRAG_MIN_SLOTS 256
-#define FRAG_MIN_LOG 4             /* sizes from 2^4 = 16 B ... */
-#define FRAG_MAX_LOG 20            /* ... to just under 2^20 = 1 MiB */
-#define FRAG_PAGE 4096
+#define FRAG_MIN_LOG   4  /* sizes from 2^4 = 16 B ... */
+#define FRAG_MAX_LOG   20 /* ... to just under 2^20 = 1 MiB */
+#define FRAG_PAGE      4096
 
 typedef struct frag_block {
     void *ptr;
@@ -401,8 +385,7 @@ static void frag_drop(frag_book *b, const alloc_api *a, const char *name, uint32
  * which only the ends were touched would be resident only there. */
 static void frag_touch(char *p, size_t size, uint64_t tag)
 {
-    for (size_t off = FRAG_PAGE; off + sizeof tag < size; off += FRAG_PAGE)
-        memcpy(p + off, &tag, sizeof tag);
+    for (size_t off = FRAG_PAGE; off + sizeof tag < size; off += FRAG_PAGE) memcpy(p + off, &tag, sizeof tag);
     alloc_stamp(p, size, tag);
 }
 
@@ -412,11 +395,9 @@ static void run_frag(const alloc_workload *w, const alloc_api *a, double scale, 
 {
     bench_rng rng = bench_rng_seed(0xf7a9);
     uint64_t target = bench_scaled(FRAG_TARGET, scale);
-    if (target < FRAG_MIN_TARGET)
-        target = FRAG_MIN_TARGET;
+    if (target < FRAG_MIN_TARGET) target = FRAG_MIN_TARGET;
     uint64_t slots = target / FRAG_BYTES_PER_SLOT < FRAG_MIN_SLOTS ? FRAG_MIN_SLOTS : target / FRAG_BYTES_PER_SLOT;
-    if (slots > UINT32_MAX)
-        slots = UINT32_MAX;
+    if (slots > UINT32_MAX) slots = UINT32_MAX;
     frag_book *b = alloc_book(sizeof *b + slots * sizeof b->block[0]);
     b->slots = (uint32_t)slots;
     const uint64_t steps = bench_scaled(w->count, scale);
@@ -427,19 +408,16 @@ static void run_frag(const alloc_workload *w, const alloc_api *a, double scale, 
         while (b->n > 0 && (b->live + size > target || b->n == b->slots))
             frag_drop(b, a, w->name, (uint32_t)bench_rng_below(&rng, b->n));
         char *p = a->alloc(size);
-        if (__builtin_expect(!p, 0))
-            alloc_oom(a, w->name, size);
+        if (__builtin_expect(!p, 0)) alloc_oom(a, w->name, size);
         uint64_t tag = alloc_tag(2, i);
         frag_touch(p, size, tag);
         b->block[b->n++] = (frag_block){p, size, tag};
         b->live += size;
-        if (b->live > r->live_peak)
-            r->live_peak = b->live;
+        if (b->live > r->live_peak) r->live_peak = b->live;
     }
     r->ns = harness_now_ns() - t0;
     r->ops = steps;
-    while (b->n > 0)
-        frag_drop(b, a, w->name, b->n - 1);
+    while (b->n > 0) frag_drop(b, a, w->name, b->n - 1);
 }
 
 /* ---- the table -------------------------------------------------------------------------------------------- */
@@ -460,8 +438,7 @@ static const alloc_workload workloads[] = {
     {"xthread", 2, 0, 0, 10000000, "blocks",
      "one thread allocates 16 B-4 KiB blocks, another frees them (256-slot ring)", run_xthread},
     {"larson", 2, 0, 0, 20000000, "steps",
-     "2 threads replace random blocks (16 B-1 KiB) in 1,000-slot sets that swap owners every 50,000 steps",
-     run_larson},
+     "2 threads replace random blocks (16 B-1 KiB) in 1,000-slot sets that swap owners every 50,000 steps", run_larson},
     {"frag", 1, 0, 0, 1000000, "allocations",
      "16 B-1 MiB (log-uniform), random lifetimes, 512 MiB live at scale 1; then free all and trim", run_frag},
 };
@@ -474,7 +451,6 @@ const alloc_workload *alloc_workload_at(size_t i)
 const alloc_workload *alloc_workload_find(const char *name)
 {
     for (size_t i = 0; i < sizeof workloads / sizeof workloads[0]; i++)
-        if (strcmp(workloads[i].name, name) == 0)
-            return &workloads[i];
+        if (strcmp(workloads[i].name, name) == 0) return &workloads[i];
     return NULL;
 }

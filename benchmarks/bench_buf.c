@@ -19,14 +19,13 @@
 #include "ohm.h"
 
 #define DEFAULT_TIMEOUT_S 600
-#define SLICE_RENEW 1024 /* slice-release: the parent is renewed after this many triples (see run_slice) */
+#define SLICE_RENEW       1024 /* slice-release: the parent is renewed after this many triples (see run_slice) */
 
 /* ---- impls and workloads --------------------------------------------------------------------------------- */
 
 typedef enum buf_impl { IMPL_OFF = 0, IMPL_SIMPLE, IMPL_ADVANCED, IMPL_PARANOID, IMPL_RAW, IMPL_COUNT } buf_impl;
 
-static const char *const impl_names[IMPL_COUNT] = {"ohm-off", "ohm-simple", "ohm-advanced", "ohm-paranoid",
-                                                   "pool-raw"};
+static const char *const impl_names[IMPL_COUNT] = {"ohm-off", "ohm-simple", "ohm-advanced", "ohm-paranoid", "pool-raw"};
 static const ohm_leak_level impl_levels[IMPL_COUNT] = {OHM_LEAK_OFF, OHM_LEAK_SIMPLE, OHM_LEAK_ADVANCED,
                                                        OHM_LEAK_PARANOID, OHM_LEAK_OFF};
 
@@ -45,8 +44,7 @@ struct buf_workload {
 static ohm_buf *must_alloc(size_t size)
 {
     ohm_buf *b = ohm_buf_alloc(NULL, size);
-    if (!b)
-        bench_die(4, "ohm_buf_alloc(%zu) failed: %s", size, ohm_last_error());
+    if (!b) bench_die(4, "ohm_buf_alloc(%zu) failed: %s", size, ohm_last_error());
     return b;
 }
 
@@ -66,16 +64,14 @@ static void run_alloc(const buf_workload *w, buf_impl impl, double scale, bench_
     if (impl == IMPL_RAW) {
         for (uint64_t i = 0; i < n; i++) {
             void *p = ohm_pool_alloc(pool, w->size);
-            if (__builtin_expect(!p, 0))
-                bench_die(4, "ohm_pool_alloc(%zu) failed: %s", w->size, ohm_last_error());
+            if (__builtin_expect(!p, 0)) bench_die(4, "ohm_pool_alloc(%zu) failed: %s", w->size, ohm_last_error());
             memcpy(p, &i, sizeof i);
             must(ohm_pool_free(pool, p), 0, "ohm_pool_free");
         }
     } else {
         for (uint64_t i = 0; i < n; i++) {
             ohm_buf *b = ohm_buf_alloc(pool, w->size);
-            if (__builtin_expect(!b, 0))
-                bench_die(4, "ohm_buf_alloc(%zu) failed: %s", w->size, ohm_last_error());
+            if (__builtin_expect(!b, 0)) bench_die(4, "ohm_buf_alloc(%zu) failed: %s", w->size, ohm_last_error());
             memcpy(ohm_buf_data(b), &i, sizeof i);
             must(ohm_buf_release(b, 1), 1, "ohm_buf_release");
         }
@@ -103,12 +99,10 @@ static void run_retain(const buf_workload *w, buf_impl impl, double scale, bench
 {
     (void)impl;
     uint64_t per = bench_scaled(w->count, scale) / w->threads;
-    if (per == 0)
-        per = 1;
+    if (per == 0) per = 1;
     ohm_buf *b = must_alloc(w->size);
     bench_thread t[8];
-    for (unsigned i = 0; i < w->threads; i++)
-        t[i] = (bench_thread){.arg = b, .n = per};
+    for (unsigned i = 0; i < w->threads; i++) t[i] = (bench_thread){.arg = b, .n = per};
     r->ns = bench_run_threads(w->threads, retain_loop, t, r);
     r->ops = per * w->threads;
     r->live_peak = w->size;
@@ -133,8 +127,7 @@ static void run_slice(const buf_workload *w, buf_impl impl, double scale, bench_
         }
         must(ohm_buf_retain(p, 1), 0, "ohm_buf_retain");
         ohm_buf *s = ohm_buf_slice(p, 8, 64);
-        if (__builtin_expect(!s, 0))
-            bench_die(4, "ohm_buf_slice failed: %s", ohm_last_error());
+        if (__builtin_expect(!s, 0)) bench_die(4, "ohm_buf_slice failed: %s", ohm_last_error());
         must(ohm_buf_release(s, 1), 0, "ohm_buf_release (slice)");
     }
     must(ohm_buf_release(p, 1), 1, "ohm_buf_release (parent)");
@@ -145,8 +138,7 @@ static void run_slice(const buf_workload *w, buf_impl impl, double scale, bench_
 
 static const buf_workload workloads[] = {
     {"alloc-release-64", 1, 64, 20000000, "pairs", true, "ohm_buf_alloc 64 B, write 8 bytes, release", run_alloc},
-    {"alloc-release-4k", 1, 4096, 10000000, "pairs", true, "ohm_buf_alloc 4 KiB, write 8 bytes, release",
-     run_alloc},
+    {"alloc-release-4k", 1, 4096, 10000000, "pairs", true, "ohm_buf_alloc 4 KiB, write 8 bytes, release", run_alloc},
     {"retain-release", 1, 64, 50000000, "pairs", false, "retain 1 + release 1 of one buffer", run_retain},
     {"retain-release", 2, 64, 20000000, "pairs", false, "retain 1 + release 1, two threads on the same buffer",
      run_retain},
@@ -160,11 +152,9 @@ static const buf_workload workloads[] = {
 static int child_main(const bench_options *o)
 {
     const buf_workload *w = o->child_workload != SIZE_MAX ? &workloads[o->child_workload] : NULL;
-    if (!w || o->nimpls != 1)
-        bench_die(2, "--child needs exactly one --impl and one --workload");
+    if (!w || o->nimpls != 1) bench_die(2, "--child needs exactly one --impl and one --workload");
     buf_impl impl = (buf_impl)o->impls[0];
-    if (impl == IMPL_RAW && !w->raw)
-        bench_die(2, "pool-raw does not apply to %s", w->name);
+    if (impl == IMPL_RAW && !w->raw) bench_die(2, "pool-raw does not apply to %s", w->name);
     ohm_leak_set_sample_interval(128);
     ohm_leak_set_level(impl_levels[impl]);
     for (int i = 0; i < 64; i++) /* first-use setup (default pool, thread cache, headers) before the mark */
@@ -182,8 +172,8 @@ static bench_run run_child(const bench_options *o, size_t wi, unsigned impl, uns
     const buf_workload *w = &workloads[wi];
     char threads[16];
     snprintf(threads, sizeof threads, "%u", w->threads);
-    const char *argv[] = {"ohm-bench", "buf", "--child", "--impl", impl_names[impl], "--workload", w->name,
-                          "--threads", threads, "--scale", o->scale_arg, NULL};
+    const char *argv[] = {"ohm-bench", "buf",       "--child", "--impl",  impl_names[impl], "--workload",
+                          w->name,     "--threads", threads,   "--scale", o->scale_arg,     NULL};
     bench_child c = {argv, NULL, o->c.timeout_s};
     bench_run run = bench_child_result(&c, rep, w->name, w->threads, impl_names[impl]);
     if (run.ok && o->c.verbose)
@@ -194,8 +184,7 @@ static bench_run run_child(const bench_options *o, size_t wi, unsigned impl, uns
 /* One goal line: "goal  ohm-simple >= 0.95x ohm-off: 0.98x  met". */
 static void print_goal(const bench_run *agg, buf_impl num, buf_impl den, double want)
 {
-    if (!agg[num].ok || !agg[den].ok || agg[den].ops_per_sec <= 0)
-        return;
+    if (!agg[num].ok || !agg[den].ok || agg[den].ops_per_sec <= 0) return;
     double got = agg[num].ops_per_sec / agg[den].ops_per_sec;
     printf("goal  %s >= %.2fx %s: %.2fx  %s\n", impl_names[num], want, impl_names[den], got,
            got >= want ? "met" : "MISSED");
@@ -214,10 +203,8 @@ static void ratio_cell(bench_table *t, size_t wi, const bench_run *agg, const bo
     (void)wi;
     (void)ran;
     const bench_run *off = agg[IMPL_OFF].ok ? &agg[IMPL_OFF] : NULL;
-    if (off && off->ops_per_sec > 0)
-        bench_table_set(t, 8, "%.2fx", agg[impl].ops_per_sec / off->ops_per_sec);
-    else
-        bench_table_set(t, 8, "-");
+    if (off && off->ops_per_sec > 0) bench_table_set(t, 8, "%.2fx", agg[impl].ops_per_sec / off->ops_per_sec);
+    else bench_table_set(t, 8, "-");
 }
 
 static void goals(const bench_options *o, size_t wi, const bench_run *agg, const bool *ran)
@@ -226,25 +213,15 @@ static void goals(const bench_options *o, size_t wi, const bench_run *agg, const
     (void)ran;
     print_goal(agg, IMPL_SIMPLE, IMPL_OFF, 0.95);
     print_goal(agg, IMPL_PARANOID, IMPL_OFF, 0.33);
-    if (strcmp(workloads[wi].name, "alloc-release-64") == 0)
-        print_goal(agg, IMPL_OFF, IMPL_RAW, 0.77);
+    if (strcmp(workloads[wi].name, "alloc-release-64") == 0) print_goal(agg, IMPL_OFF, IMPL_RAW, 0.77);
 }
 
-static const char *workload_name(size_t wi)
-{
-    return workloads[wi].name;
-}
+static const char *workload_name(size_t wi) { return workloads[wi].name; }
 
-static unsigned workload_threads(size_t wi)
-{
-    return workloads[wi].threads;
-}
+static unsigned workload_threads(size_t wi) { return workloads[wi].threads; }
 
 /* pool-raw has no counterpart for retain-release and slice-release. */
-static bool applies(size_t wi, unsigned impl)
-{
-    return impl != IMPL_RAW || workloads[wi].raw;
-}
+static bool applies(size_t wi, unsigned impl) { return impl != IMPL_RAW || workloads[wi].raw; }
 
 static void list(void)
 {
@@ -257,25 +234,28 @@ static void list(void)
 
 static const bench_suite suite = {
     .name = "buf",
-    .usage = "usage: ohm-bench buf [options]\n"
-             BENCH_USAGE_WORKLOAD
+    .usage = "usage: ohm-bench buf [options]\n" BENCH_USAGE_WORKLOAD
              "  --impl NAME[,NAME]      ohm-off, ohm-simple, ohm-advanced, ohm-paranoid, pool-raw (default all)\n"
              "  --reps N                runs per workload and impl (default 3; best ops/s, median RSS)\n"
-             "  --scale F               multiplies iteration counts (default 1)\n"
-             BENCH_USAGE_JSON
-             BENCH_USAGE_TIMEOUT
-             BENCH_USAGE_VERBOSE_LIST,
+             "  --scale F               multiplies iteration counts (default 1)\n" BENCH_USAGE_JSON BENCH_USAGE_TIMEOUT
+                 BENCH_USAGE_VERBOSE_LIST,
     .default_timeout_s = DEFAULT_TIMEOUT_S,
     .banner_ratio = "vs ohm-off = impl ops/s / ohm-off ops/s",
-    .impl_names = impl_names, .nimpls = IMPL_COUNT,
+    .impl_names = impl_names,
+    .nimpls = IMPL_COUNT,
     .impl_hint = "ohm-off, ohm-simple, ohm-advanced, ohm-paranoid, pool-raw",
-    .nworkloads = NWORKLOADS, .workload_name = workload_name, .workload_threads = workload_threads,
-    .threads = BENCH_THREADS_CHILD, .applies = applies,
-    .list = list, .child = child_main, .run_child = run_child,
-    .heading = heading, .extra_headers = {"vs ohm-off"}, .ratio_cell = ratio_cell, .goals = goals,
+    .nworkloads = NWORKLOADS,
+    .workload_name = workload_name,
+    .workload_threads = workload_threads,
+    .threads = BENCH_THREADS_CHILD,
+    .applies = applies,
+    .list = list,
+    .child = child_main,
+    .run_child = run_child,
+    .heading = heading,
+    .extra_headers = {"vs ohm-off"},
+    .ratio_cell = ratio_cell,
+    .goals = goals,
 };
 
-int bench_buf_main(int argc, char **argv)
-{
-    return bench_suite_main(&suite, argc, argv);
-}
+int bench_buf_main(int argc, char **argv) { return bench_suite_main(&suite, argc, argv); }

@@ -22,9 +22,9 @@
 #include "ohm_bind.h"
 
 #define DEFAULT_TIMEOUT_S 600
-#define GOAL_OVERHEAD_NS 100.0
-#define CRC_BYTES 64
-#define STR_TEXT "a host string of 32 characters!!" /* strlen: 32 */
+#define GOAL_OVERHEAD_NS  100.0
+#define CRC_BYTES         64
+#define STR_TEXT          "a host string of 32 characters!!" /* strlen: 32 */
 
 typedef enum ffi_impl { IMPL_DIRECT = 0, IMPL_FFI, IMPL_COUNT } ffi_impl;
 
@@ -59,24 +59,21 @@ static const char *launder(const char *p)
 static ohm_ffi_fn *must_fn(ohm_ffi_lib *lib, void *code, const char *name, const char *sig)
 {
     ohm_ffi_fn *fn = lib ? ohm_ffi_func(lib, name, sig) : ohm_ffi_func_ptr(code, name, sig);
-    if (!fn)
-        bench_die(4, "cannot prepare %s: %s", name, ohm_last_error());
+    if (!fn) bench_die(4, "cannot prepare %s: %s", name, ohm_last_error());
     return fn;
 }
 
 static ohm_ffi_lib *must_open(const char *path)
 {
     ohm_ffi_lib *lib = ohm_ffi_open(path);
-    if (!lib)
-        bench_die(4, "%s", ohm_last_error());
+    if (!lib) bench_die(4, "%s", ohm_last_error());
     return lib;
 }
 
 static ohm_buf *must_buf(size_t size)
 {
     ohm_buf *b = ohm_buf_alloc_zeroed(NULL, size);
-    if (!b)
-        bench_die(4, "ohm_buf_alloc(%zu) failed: %s", size, ohm_last_error());
+    if (!b) bench_die(4, "ohm_buf_alloc(%zu) failed: %s", size, ohm_last_error());
     return b;
 }
 
@@ -94,8 +91,7 @@ static inline void must_return(const char *w, uint64_t i, const ohm_ffi_fn *fn, 
     ohm_bind_value v;
     if (__builtin_expect(ohm_ffi_call(fn, args, n, &v) != 0, 0))
         bench_die(4, "ohm_ffi_call(%s) failed: %s", ohm_ffi_name(fn), ohm_last_error());
-    if (__builtin_expect(v.u != want, 0))
-        wrong(w, i, v.u, want);
+    if (__builtin_expect(v.u != want, 0)) wrong(w, i, v.u, want);
 }
 
 /* ---- workloads ---------------------------------------------------------------------------------------------- */
@@ -108,11 +104,9 @@ static void run_call0(const ffi_workload *w, ffi_impl impl, double scale, bench_
     uint64_t t0 = harness_now_ns();
     if (impl == IMPL_DIRECT) {
         for (uint64_t i = 0; i < n; i++)
-            if (__builtin_expect(fn_zero() != 42, 0))
-                wrong(w->name, i, 0, 42);
+            if (__builtin_expect(fn_zero() != 42, 0)) wrong(w->name, i, 0, 42);
     } else {
-        for (uint64_t i = 0; i < n; i++)
-            must_return(w->name, i, fn, NULL, 0, 42);
+        for (uint64_t i = 0; i < n; i++) must_return(w->name, i, fn, NULL, 0, 42);
     }
     r->ns = harness_now_ns() - t0;
     r->ops = n;
@@ -134,8 +128,7 @@ static void run_call3(const ffi_workload *w, ffi_impl impl, double scale, bench_
     if (impl == IMPL_DIRECT) {
         for (uint64_t i = 0; i < n; i++) {
             int32_t x = (int32_t)(i & 0xffff), got = fn_three(data, 1000, x);
-            if (__builtin_expect(got != x + 1007, 0))
-                wrong(w->name, i, (uint64_t)got, (uint64_t)(x + 1007));
+            if (__builtin_expect(got != x + 1007, 0)) wrong(w->name, i, (uint64_t)got, (uint64_t)(x + 1007));
         }
     } else {
         for (uint64_t i = 0; i < n; i++) {
@@ -167,16 +160,14 @@ static void run_crc32(const ffi_workload *w, ffi_impl impl, double scale, bench_
     ohm_ffi_fn *fn = must_fn(z, NULL, "crc32", w->signature);
     ohm_buf *b = must_buf(CRC_BYTES);
     unsigned char *data = ohm_buf_data(b);
-    for (int i = 0; i < CRC_BYTES; i++)
-        data[i] = (unsigned char)(i * 37 + 11);
+    for (int i = 0; i < CRC_BYTES; i++) data[i] = (unsigned char)(i * 37 + 11);
     uLong want = crc32(0, data, CRC_BYTES);
     bench_mark_start(r);
     uint64_t t0 = harness_now_ns();
     if (impl == IMPL_DIRECT) {
         for (uint64_t i = 0; i < n; i++) {
             uLong got = crc32(0, data, CRC_BYTES);
-            if (__builtin_expect(got != want, 0))
-                wrong(w->name, i, got, want);
+            if (__builtin_expect(got != want, 0)) wrong(w->name, i, got, want);
         }
     } else {
         for (uint64_t i = 0; i < n; i++) {
@@ -208,8 +199,7 @@ static void run_strlen(const ffi_workload *w, ffi_impl impl, double scale, bench
     if (impl == IMPL_DIRECT) {
         for (uint64_t i = 0; i < n; i++) {
             size_t got = strlen(launder(STR_TEXT));
-            if (__builtin_expect(got != want, 0))
-                wrong(w->name, i, got, want);
+            if (__builtin_expect(got != want, 0)) wrong(w->name, i, got, want);
         }
     } else {
         for (uint64_t i = 0; i < n; i++) {
@@ -240,12 +230,10 @@ static int child_main(const bench_options *o)
     const ffi_workload *w = NULL;
     for (size_t i = 0; i < NWORKLOADS; i++)
         if (o->want[i]) {
-            if (w)
-                bench_die(2, "--child needs exactly one workload");
+            if (w) bench_die(2, "--child needs exactly one workload");
             w = &workloads[i];
         }
-    if (!w || o->nimpls != 1)
-        bench_die(2, "--child needs exactly one --impl and one --workload");
+    if (!w || o->nimpls != 1) bench_die(2, "--child needs exactly one --impl and one --workload");
     ffi_impl impl = (ffi_impl)o->impls[0];
     bench_result warm = {0}; /* first-use paths (dlopen, libffi, the default pool) before the measured run */
     w->run(w, impl, 1e-4, &warm);
@@ -260,8 +248,8 @@ static int child_main(const bench_options *o)
 static bench_run run_child(const bench_options *o, size_t wi, unsigned impl, unsigned rep)
 {
     const ffi_workload *w = &workloads[wi];
-    const char *argv[] = {"ohm-bench", "ffi", "--child", "--impl", impl_names[impl], "--workload", w->name,
-                          "--scale", o->scale_arg, NULL};
+    const char *argv[] = {"ohm-bench",  "ffi",   "--child", "--impl",     impl_names[impl],
+                          "--workload", w->name, "--scale", o->scale_arg, NULL};
     bench_child c = {argv, NULL, o->c.timeout_s};
     bench_run run = bench_child_result(&c, rep, w->name, 0, impl_names[impl]);
     if (run.ok && o->c.verbose)
@@ -283,10 +271,8 @@ static void ratio_cell(bench_table *t, size_t wi, const bench_run *agg, const bo
 {
     (void)wi;
     double direct = ran[IMPL_DIRECT] ? ns_per_op(&agg[IMPL_DIRECT]) : -1.0;
-    if (impl != IMPL_DIRECT && direct >= 0)
-        bench_table_set(t, 8, "%+.1f ns", ns_per_op(&agg[impl]) - direct);
-    else
-        bench_table_set(t, 8, "-");
+    if (impl != IMPL_DIRECT && direct >= 0) bench_table_set(t, 8, "%+.1f ns", ns_per_op(&agg[impl]) - direct);
+    else bench_table_set(t, 8, "-");
 }
 
 static void goals(const bench_options *o, size_t wi, const bench_run *agg, const bool *ran)
@@ -300,10 +286,7 @@ static void goals(const bench_options *o, size_t wi, const bench_run *agg, const
                ffi - direct < GOAL_OVERHEAD_NS ? "met" : "MISSED");
 }
 
-static const char *workload_name(size_t wi)
-{
-    return workloads[wi].name;
-}
+static const char *workload_name(size_t wi) { return workloads[wi].name; }
 
 static void list(void)
 {
@@ -315,23 +298,26 @@ static void list(void)
 
 static const bench_suite suite = {
     .name = "ffi",
-    .usage = "usage: ohm-bench ffi [options]\n"
-             BENCH_USAGE_WORKLOAD
-             "  --impl NAME[,NAME]      direct, ffi (default both)\n"
-             "  --reps N                runs per workload and impl (default 3; best ops/s, median RSS)\n"
-             "  --scale F               multiplies call counts (default 1)\n"
-             BENCH_USAGE_JSON
-             BENCH_USAGE_TIMEOUT
-             BENCH_USAGE_VERBOSE_LIST,
+    .usage =
+        "usage: ohm-bench ffi [options]\n" BENCH_USAGE_WORKLOAD "  --impl NAME[,NAME]      direct, ffi (default both)\n"
+        "  --reps N                runs per workload and impl (default 3; best ops/s, median RSS)\n"
+        "  --scale F               multiplies call counts (default 1)\n" BENCH_USAGE_JSON BENCH_USAGE_TIMEOUT
+            BENCH_USAGE_VERBOSE_LIST,
     .default_timeout_s = DEFAULT_TIMEOUT_S,
     .banner_ratio = "overhead = ffi ns/op - direct ns/op (best run of each)",
-    .impl_names = impl_names, .nimpls = IMPL_COUNT, .impl_hint = "direct, ffi",
-    .nworkloads = NWORKLOADS, .workload_name = workload_name, .threads = BENCH_THREADS_NONE,
-    .list = list, .child = child_main, .run_child = run_child,
-    .heading = heading, .extra_headers = {"overhead"}, .ratio_cell = ratio_cell, .goals = goals,
+    .impl_names = impl_names,
+    .nimpls = IMPL_COUNT,
+    .impl_hint = "direct, ffi",
+    .nworkloads = NWORKLOADS,
+    .workload_name = workload_name,
+    .threads = BENCH_THREADS_NONE,
+    .list = list,
+    .child = child_main,
+    .run_child = run_child,
+    .heading = heading,
+    .extra_headers = {"overhead"},
+    .ratio_cell = ratio_cell,
+    .goals = goals,
 };
 
-int bench_ffi_main(int argc, char **argv)
-{
-    return bench_suite_main(&suite, argc, argv);
-}
+int bench_ffi_main(int argc, char **argv) { return bench_suite_main(&suite, argc, argv); }

@@ -53,14 +53,11 @@ int main(int argc, char **argv)
     /* The harness loops are part of every measured op; unoptimized, they blur the ratios. Said once, by the
      * parent, not by every child. */
     bool child = false;
-    for (int i = 2; i < argc; i++)
-        child |= strcmp(argv[i], "--child") == 0;
-    if (!child)
-        bench_warn("built without optimization: numbers are not representative");
+    for (int i = 2; i < argc; i++) child |= strcmp(argv[i], "--child") == 0;
+    if (!child) bench_warn("built without optimization: numbers are not representative");
 #endif
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(argv[1], commands[i].name) == 0)
-            return commands[i].main(argc - 1, argv + 1);
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].main(argc - 1, argv + 1);
     bench_warn("unknown bench '%s'", argv[1]);
     usage(stderr);
     return 2;

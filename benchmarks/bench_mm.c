@@ -21,14 +21,14 @@
 #include "ohm.h"
 
 #define DEFAULT_TIMEOUT_S 600
-#define AR_SIZE 1024                 /* acquire-release: bytes per acquire */
-#define AR_MAX ((uint64_t)1 << 30)   /* acquire-release: the manager's ON_HEAP max (no one ever waits) */
-#define SPILL_CONSUMERS 4
-#define SPILL_CHUNK ((uint64_t)64 << 10) /* spill-storm: bytes per acquire; the manager holds 4 chunks per consumer */
-#define EVICT_BLOCK 4096             /* evict-storm: bytes per cached block (a pool buffer) */
-#define EVICT_ROUND 256              /* evict-storm: evicting acquires per round (storage refilled between) */
-#define GOAL_NS 50.0                 /* acquire+release, one uncontended task */
-#define GOAL_COLLAPSE 4.0            /* 2-thread ns/op at most this many times the 1-thread one */
+#define AR_SIZE           1024                /* acquire-release: bytes per acquire */
+#define AR_MAX            ((uint64_t)1 << 30) /* acquire-release: the manager's ON_HEAP max (no one ever waits) */
+#define SPILL_CONSUMERS   4
+#define SPILL_CHUNK       ((uint64_t)64 << 10) /* spill-storm: bytes per acquire; the manager holds 4 chunks per consumer */
+#define EVICT_BLOCK       4096                 /* evict-storm: bytes per cached block (a pool buffer) */
+#define EVICT_ROUND       256                  /* evict-storm: evicting acquires per round (storage refilled between) */
+#define GOAL_NS           50.0                 /* acquire+release, one uncontended task */
+#define GOAL_COLLAPSE     4.0                  /* 2-thread ns/op at most this many times the 1-thread one */
 
 static const char *const impl_name = "ohm";
 
@@ -57,16 +57,14 @@ static ohm_mm *must_mm(uint64_t on_heap, uint64_t off_heap, double storage_fract
     cfg.storage_fraction = storage_fraction;
     cfg.wait_timeout_ms = 10000; /* a wait would be a bug here: fail the run instead of hanging it */
     ohm_mm *mm = ohm_mm_create(&cfg);
-    if (!mm)
-        bench_die(4, "ohm_mm_create failed: %s", ohm_last_error());
+    if (!mm) bench_die(4, "ohm_mm_create failed: %s", ohm_last_error());
     return mm;
 }
 
 static ohm_task *must_task(ohm_mm *mm, uint64_t id)
 {
     ohm_task *t = ohm_task_create(mm, id);
-    if (!t)
-        bench_die(4, "ohm_task_create(%llu) failed: %s", (unsigned long long)id, ohm_last_error());
+    if (!t) bench_die(4, "ohm_task_create(%llu) failed: %s", (unsigned long long)id, ohm_last_error());
     return t;
 }
 
@@ -96,12 +94,10 @@ static void *ar_loop(void *p)
 static void run_acquire_release(const mm_workload *w, double scale, bench_result *r)
 {
     uint64_t per = bench_scaled(w->count, scale) / w->threads;
-    if (per == 0)
-        per = 1;
+    if (per == 0) per = 1;
     ohm_mm *mm = must_mm(AR_MAX, 0, 0.5);
     bench_thread a[8];
-    for (unsigned i = 0; i < w->threads; i++)
-        a[i] = (bench_thread){.arg = must_task(mm, i + 1), .n = per};
+    for (unsigned i = 0; i < w->threads; i++) a[i] = (bench_thread){.arg = must_task(mm, i + 1), .n = per};
     r->ns = bench_run_threads(w->threads, ar_loop, a, r);
     r->ops = per * w->threads;
     for (unsigned i = 0; i < w->threads; i++) {
@@ -134,8 +130,7 @@ static int64_t spill_release(void *arg, uint64_t size, ohm_consumer *trigger)
     spill_consumer *s = arg;
     uint64_t n = size < s->used ? size : s->used;
     int64_t r = ohm_consumer_release(s->c, n);
-    if (r > 0)
-        s->used -= (uint64_t)r;
+    if (r > 0) s->used -= (uint64_t)r;
     return r;
 }
 
@@ -151,8 +146,7 @@ static void run_spill_storm(const mm_workload *w, double scale, bench_result *r)
         snprintf(name, sizeof name, "c%u", i);
         sc[i].used = 0;
         sc[i].c = ohm_consumer_create(t, OHM_ON_HEAP, name, spill_release, &sc[i]);
-        if (!sc[i].c)
-            bench_die(4, "ohm_consumer_create failed: %s", ohm_last_error());
+        if (!sc[i].c) bench_die(4, "ohm_consumer_create failed: %s", ohm_last_error());
     }
     for (unsigned i = 0; i < SPILL_CONSUMERS; i++) { /* fill: every consumer holds SPILL_CONSUMERS chunks */
         must(ohm_consumer_acquire(sc[i].c, total / SPILL_CONSUMERS), (int64_t)(total / SPILL_CONSUMERS),
@@ -170,8 +164,7 @@ static void run_spill_storm(const mm_workload *w, double scale, bench_result *r)
     for (uint64_t i = 0; i < n; i++) {
         unsigned k = 0; /* the consumer holding the least acquires: the others have something to spill */
         for (unsigned j = 1; j < SPILL_CONSUMERS; j++)
-            if (sc[j].used < sc[k].used)
-                k = j;
+            if (sc[j].used < sc[k].used) k = j;
         must(ohm_consumer_acquire(sc[k].c, SPILL_CHUNK), (int64_t)SPILL_CHUNK, "ohm_consumer_acquire");
         sc[k].used += SPILL_CHUNK;
     }
@@ -186,11 +179,12 @@ static void run_spill_storm(const mm_workload *w, double scale, bench_result *r)
     }
     spills -= spills0;
     if (spills < n || held != total)
-        bench_die(4, "spill-storm: %llu spills for %llu acquires, %llu of %llu bytes held (every acquire must spill "
-                  "and the manager stay full)", (unsigned long long)spills, (unsigned long long)n,
-                  (unsigned long long)held, (unsigned long long)total);
-    for (unsigned i = 0; i < SPILL_CONSUMERS; i++)
-        must(ohm_consumer_destroy(sc[i].c), 0, "ohm_consumer_destroy");
+        bench_die(4,
+                  "spill-storm: %llu spills for %llu acquires, %llu of %llu bytes held (every acquire must spill "
+                  "and the manager stay full)",
+                  (unsigned long long)spills, (unsigned long long)n, (unsigned long long)held,
+                  (unsigned long long)total);
+    for (unsigned i = 0; i < SPILL_CONSUMERS; i++) must(ohm_consumer_destroy(sc[i].c), 0, "ohm_consumer_destroy");
     end_task(t);
     destroy_mm(mm);
     r->live_peak = total;
@@ -222,8 +216,7 @@ static void evict_put(ohm_mm *mm, uint64_t seq, evict_count *ec)
     char id[32];
     snprintf(id, sizeof id, "rdd_0_%llu", (unsigned long long)seq);
     ohm_buf *b = ohm_buf_alloc(NULL, EVICT_BLOCK);
-    if (!b)
-        bench_die(4, "ohm_buf_alloc(%d) failed: %s", EVICT_BLOCK, ohm_last_error());
+    if (!b) bench_die(4, "ohm_buf_alloc(%d) failed: %s", EVICT_BLOCK, ohm_last_error());
     memcpy(ohm_buf_data(b), &seq, sizeof seq);
     must(ohm_block_put(mm, id, NULL, OHM_OFF_HEAP, b, 0, evict_drop, ec), 0, "ohm_block_put");
     must(ohm_buf_release(b, 1), 0, "ohm_buf_release (after put)");
@@ -250,8 +243,8 @@ static void run_evict_storm(const mm_workload *w, double scale, bench_result *r)
         for (unsigned i = 0; i < EVICT_ROUND; i++)
             must(ohm_task_acquire(t, OHM_OFF_HEAP, EVICT_BLOCK), EVICT_BLOCK, "ohm_task_acquire");
         ns += harness_now_ns() - t0;
-        must(ohm_task_release(t, OHM_OFF_HEAP, (uint64_t)EVICT_ROUND * EVICT_BLOCK),
-             (int64_t)EVICT_ROUND * EVICT_BLOCK, "ohm_task_release");
+        must(ohm_task_release(t, OHM_OFF_HEAP, (uint64_t)EVICT_ROUND * EVICT_BLOCK), (int64_t)EVICT_ROUND * EVICT_BLOCK,
+             "ohm_task_release");
     }
     r->ns = ns;
     r->ops = rounds * EVICT_ROUND;
@@ -273,8 +266,8 @@ static const mm_workload workloads[] = {
      run_acquire_release},
     {"spill-storm", 1, 5000000, "acquires",
      "4 consumers fill the manager; each acquire of 64 KiB makes another spill it", run_spill_storm},
-    {"evict-storm", 1, 2000000, "acquires",
-     "execution acquires of 4 KiB, each evicting one cached 4 KiB pool buffer", run_evict_storm},
+    {"evict-storm", 1, 2000000, "acquires", "execution acquires of 4 KiB, each evicting one cached 4 KiB pool buffer",
+     run_evict_storm},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 
@@ -283,8 +276,7 @@ static const mm_workload workloads[] = {
 static int child_main(const bench_options *o)
 {
     const mm_workload *w = o->child_workload != SIZE_MAX ? &workloads[o->child_workload] : NULL;
-    if (!w)
-        bench_die(2, "--child needs exactly one --workload");
+    if (!w) bench_die(2, "--child needs exactly one --workload");
     bench_result r = {0};
     w->run(w, o->c.scale, &r);
     bench_child_report("mm", w->name, impl_name, w->threads, &r);
@@ -299,8 +291,8 @@ static bench_run run_child(const bench_options *o, size_t wi, unsigned impl, uns
     const mm_workload *w = &workloads[wi];
     char threads[16];
     snprintf(threads, sizeof threads, "%u", w->threads);
-    const char *argv[] = {"ohm-bench", "mm", "--child", "--impl", impl_name, "--workload", w->name,
-                          "--threads", threads, "--scale", o->scale_arg, NULL};
+    const char *argv[] = {"ohm-bench", "mm",        "--child", "--impl",  impl_name,    "--workload",
+                          w->name,     "--threads", threads,   "--scale", o->scale_arg, NULL};
     bench_child c = {argv, NULL, o->c.timeout_s};
     bench_run run = bench_child_result(&c, rep, w->name, w->threads, NULL);
     if (run.ok && o->c.verbose)
@@ -323,13 +315,10 @@ static void final_goals(const bench_options *o, const bench_run (*agg)[BENCH_MAX
     const bench_run *one = NULL, *two = NULL;
     for (size_t i = 0; i < NWORKLOADS; i++)
         if (workloads[i].run == run_acquire_release && agg[i][0].ok && agg[i][0].ops_per_sec > 0) {
-            if (workloads[i].threads == 1)
-                one = &agg[i][0];
-            else if (workloads[i].threads == 2)
-                two = &agg[i][0];
+            if (workloads[i].threads == 1) one = &agg[i][0];
+            else if (workloads[i].threads == 2) two = &agg[i][0];
         }
-    if (!one && !two)
-        return;
+    if (!one && !two) return;
     printf("\n");
     if (one) {
         double ns1 = 1e9 / one->ops_per_sec;
@@ -339,20 +328,15 @@ static void final_goals(const bench_options *o, const bench_run (*agg)[BENCH_MAX
     if (one && two) {
         double ns1 = 1e9 / one->ops_per_sec, ns2 = 1e9 / two->ops_per_sec;
         printf("goal  acquire-release, no collapse with 2 threads: ns/op <= %.0fx the 1-thread ns/op: %.1f ns = "
-               "%.2fx  %s\n", GOAL_COLLAPSE, ns2, ns2 / ns1, ns2 <= GOAL_COLLAPSE * ns1 ? "met" : "MISSED");
+               "%.2fx  %s\n",
+               GOAL_COLLAPSE, ns2, ns2 / ns1, ns2 <= GOAL_COLLAPSE * ns1 ? "met" : "MISSED");
     }
     fflush(stdout);
 }
 
-static const char *workload_name(size_t wi)
-{
-    return workloads[wi].name;
-}
+static const char *workload_name(size_t wi) { return workloads[wi].name; }
 
-static unsigned workload_threads(size_t wi)
-{
-    return workloads[wi].threads;
-}
+static unsigned workload_threads(size_t wi) { return workloads[wi].threads; }
 
 static void list(void)
 {
@@ -364,25 +348,26 @@ static void list(void)
 
 static const bench_suite suite = {
     .name = "mm",
-    .usage = "usage: ohm-bench mm [options]\n"
-             BENCH_USAGE_WORKLOAD
-             "  --impl NAME             ohm (the only one)\n"
+    .usage = "usage: ohm-bench mm [options]\n" BENCH_USAGE_WORKLOAD "  --impl NAME             ohm (the only one)\n"
              "  --threads N             only the workloads' N-thread variants\n"
              "  --reps N                runs per workload (default 3; best ops/s, median RSS)\n"
              "  --scale F               multiplies iteration counts (default 1)\n"
-             "  --json                  one JSON object per line per workload instead of tables\n"
-             BENCH_USAGE_TIMEOUT
-             BENCH_USAGE_VERBOSE_LIST,
+             "  --json                  one JSON object per line per workload instead of tables\n" BENCH_USAGE_TIMEOUT
+                 BENCH_USAGE_VERBOSE_LIST,
     .default_timeout_s = DEFAULT_TIMEOUT_S,
     .banner_ratio = "impl ohm only, no ratio column; ns/op = 1e9 / ops/s (all threads)",
-    .impl_names = &impl_name, .nimpls = 1, .impl_hint = "ohm is the only one",
-    .nworkloads = NWORKLOADS, .workload_name = workload_name,
-    .workload_threads = workload_threads, .threads = BENCH_THREADS_FILTER,
-    .list = list, .child = child_main, .run_child = run_child,
-    .heading = heading, .final_goals = final_goals,
+    .impl_names = &impl_name,
+    .nimpls = 1,
+    .impl_hint = "ohm is the only one",
+    .nworkloads = NWORKLOADS,
+    .workload_name = workload_name,
+    .workload_threads = workload_threads,
+    .threads = BENCH_THREADS_FILTER,
+    .list = list,
+    .child = child_main,
+    .run_child = run_child,
+    .heading = heading,
+    .final_goals = final_goals,
 };
 
-int bench_mm_main(int argc, char **argv)
-{
-    return bench_suite_main(&suite, argc, argv);
-}
+int bench_mm_main(int argc, char **argv) { return bench_suite_main(&suite, argc, argv); }

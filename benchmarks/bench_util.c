@@ -52,15 +52,13 @@ void bench_warn(const char *fmt, ...)
 void *bench_map(size_t size)
 {
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    if (p == MAP_FAILED)
-        bench_die(4, "mmap of %zu bytes for bookkeeping failed: %s", size, strerror(errno));
+    if (p == MAP_FAILED) bench_die(4, "mmap of %zu bytes for bookkeeping failed: %s", size, strerror(errno));
     return p;
 }
 
 void bench_unmap(void *p, size_t size)
 {
-    if (p)
-        munmap(p, size);
+    if (p) munmap(p, size);
 }
 
 uint64_t bench_scaled(uint64_t base, double scale)
@@ -76,15 +74,12 @@ uint64_t bench_scaled(uint64_t base, double scale)
 static char **child_environ(const char *preload, char *preload_kv, size_t kv_cap)
 {
     size_t n = 0;
-    while (environ[n])
-        n++;
+    while (environ[n]) n++;
     char **env = calloc(n + 2, sizeof *env);
-    if (!env)
-        return NULL;
+    if (!env) return NULL;
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
-        if (strncmp(environ[i], "LD_PRELOAD=", 11) != 0)
-            env[k++] = environ[i];
+        if (strncmp(environ[i], "LD_PRELOAD=", 11) != 0) env[k++] = environ[i];
     if (preload) {
         snprintf(preload_kv, kv_cap, "LD_PRELOAD=%s", preload);
         env[k++] = preload_kv;
@@ -100,10 +95,8 @@ static void read_to_eof(int fd, char *buf, size_t cap)
     char scratch[4096];
     for (;;) {
         ssize_t n = read(fd, scratch, sizeof scratch);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
         size_t take = (size_t)n < cap - 1 - len ? (size_t)n : cap - 1 - len;
         memcpy(buf + len, scratch, take);
         len += take;
@@ -116,13 +109,10 @@ static bool last_json_line(const char *out, char *line, size_t cap)
 {
     const char *found = NULL;
     for (const char *p = out; *p; p++)
-        if (*p == '{' && (p == out || p[-1] == '\n'))
-            found = p;
-    if (!found)
-        return false;
+        if (*p == '{' && (p == out || p[-1] == '\n')) found = p;
+    if (!found) return false;
     size_t len = strcspn(found, "\n");
-    if (len >= cap)
-        return false;
+    if (len >= cap) return false;
     memcpy(line, found, len);
     line[len] = '\0';
     return true;
@@ -130,14 +120,11 @@ static bool last_json_line(const char *out, char *line, size_t cap)
 
 static void describe_status(int status, unsigned timeout_s, char *why, size_t cap)
 {
-    if (WIFEXITED(status))
-        snprintf(why, cap, "exited with status %d", WEXITSTATUS(status));
-    else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
-        snprintf(why, cap, "timed out after %u s", timeout_s);
+    if (WIFEXITED(status)) snprintf(why, cap, "exited with status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM) snprintf(why, cap, "timed out after %u s", timeout_s);
     else if (WIFSIGNALED(status))
         snprintf(why, cap, "killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
-    else
-        snprintf(why, cap, "ended with wait status %#x", (unsigned)status);
+    else snprintf(why, cap, "ended with wait status %#x", (unsigned)status);
 }
 
 int bench_run_child(const bench_child *c, char *line, size_t line_cap, char *why, size_t why_cap)
@@ -155,10 +142,8 @@ int bench_run_child(const bench_child *c, char *line, size_t line_cap, char *why
     if (pid == 0) {
         /* dup2 clears close-on-exec on the new stdout; the pipe's own fds close at exec. alarm() survives
          * exec, so the limit holds even if the child hangs before main. */
-        if (dup2(fds[1], STDOUT_FILENO) < 0)
-            _exit(127);
-        if (c->timeout_s)
-            alarm(c->timeout_s);
+        if (dup2(fds[1], STDOUT_FILENO) < 0) _exit(127);
+        if (c->timeout_s) alarm(c->timeout_s);
         execve("/proc/self/exe", (char *const *)c->argv, env);
         _exit(127);
     }
@@ -197,8 +182,7 @@ bench_run bench_child_result(const bench_child *c, unsigned rep, const char *wor
     char line[1024], why[256], n[32] = "";
     bench_run run = {0};
     const char *sep = impl ? ", " : "";
-    if (threads)
-        snprintf(n, sizeof n, " (%u threads)", threads);
+    if (threads) snprintf(n, sizeof n, " (%u threads)", threads);
     if (bench_run_child(c, line, sizeof line, why, sizeof why) != 0)
         bench_warn("%s%s%s%s, rep %u: the child %s", workload, n, sep, impl ? impl : "", rep + 1, why);
     else if (!bench_run_parse(line, &run))
@@ -211,10 +195,8 @@ bool bench_write_all(int fd, const char *s)
     size_t len = strlen(s);
     while (len > 0) {
         ssize_t n = write(fd, s, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return false;
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
         s += n;
         len -= (size_t)n;
     }
@@ -227,28 +209,21 @@ static const char *json_find(const char *line, const char *key)
     char pattern[96];
     snprintf(pattern, sizeof pattern, "\"%s\":", key);
     const char *p = strstr(line, pattern);
-    if (!p)
-        return NULL;
+    if (!p) return NULL;
     p += strlen(pattern);
-    while (*p == ' ')
-        p++;
+    while (*p == ' ') p++;
     return p;
 }
 
-static bool json_value_ends(const char *end)
-{
-    return *end == ',' || *end == '}' || *end == ' ';
-}
+static bool json_value_ends(const char *end) { return *end == ',' || *end == '}' || *end == ' '; }
 
 bool bench_json_get_f64(const char *line, const char *key, double *out)
 {
     const char *p = json_find(line, key);
-    if (!p)
-        return false;
+    if (!p) return false;
     char *end;
     double v = strtod(p, &end);
-    if (end == p || !json_value_ends(end))
-        return false;
+    if (end == p || !json_value_ends(end)) return false;
     *out = v;
     return true;
 }
@@ -256,13 +231,11 @@ bool bench_json_get_f64(const char *line, const char *key, double *out)
 bool bench_json_get_u64(const char *line, const char *key, uint64_t *out)
 {
     const char *p = json_find(line, key);
-    if (!p || *p < '0' || *p > '9')
-        return false;
+    if (!p || *p < '0' || *p > '9') return false;
     char *end;
     errno = 0;
     unsigned long long v = strtoull(p, &end, 10);
-    if (errno || !json_value_ends(end))
-        return false;
+    if (errno || !json_value_ends(end)) return false;
     *out = v;
     return true;
 }
@@ -270,12 +243,10 @@ bool bench_json_get_u64(const char *line, const char *key, uint64_t *out)
 bool bench_json_get_str(const char *line, const char *key, char *out, size_t cap)
 {
     const char *p = json_find(line, key);
-    if (!p || *p != '"')
-        return false;
+    if (!p || *p != '"') return false;
     p++;
     size_t len = strcspn(p, "\"\\"); /* our own values never need escapes */
-    if (p[len] != '"' || len >= cap)
-        return false;
+    if (p[len] != '"' || len >= cap) return false;
     memcpy(out, p, len);
     out[len] = '\0';
     return true;
@@ -286,12 +257,9 @@ bool bench_json_get_str(const char *line, const char *key, char *out, size_t cap
 const char *bench_option_value(int argc, char **argv, int *i, const char *opt)
 {
     size_t n = strlen(opt);
-    if (strncmp(argv[*i], opt, n) != 0)
-        return NULL;
-    if (argv[*i][n] == '=')
-        return argv[*i] + n + 1;
-    if (argv[*i][n] == '\0' && *i + 1 < argc)
-        return argv[++*i];
+    if (strncmp(argv[*i], opt, n) != 0) return NULL;
+    if (argv[*i][n] == '=') return argv[*i] + n + 1;
+    if (argv[*i][n] == '\0' && *i + 1 < argc) return argv[++*i];
     return NULL;
 }
 
@@ -348,26 +316,22 @@ bool bench_is_option(const char *arg, const char *opt)
 
 bool bench_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
-    if (!s || *s < '0' || *s > '9')
-        return false;
+    if (!s || *s < '0' || *s > '9') return false;
     char *end;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v < min || v > max)
-        return false;
+    if (errno || *end || v < min || v > max) return false;
     *out = v;
     return true;
 }
 
 bool bench_parse_f64(const char *s, double min, double max, double *out)
 {
-    if (!s || !*s)
-        return false;
+    if (!s || !*s) return false;
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || *end || !isfinite(v) || v < min || v > max)
-        return false;
+    if (errno || *end || !isfinite(v) || v < min || v > max) return false;
     *out = v;
     return true;
 }
@@ -382,12 +346,10 @@ int bench_for_each_item(const char *list, int (*fn)(const char *item, void *arg)
             memcpy(item, list, n);
             item[n] = '\0';
             int rc = fn(item, arg);
-            if (rc)
-                return rc;
+            if (rc) return rc;
         }
         list += len;
-        if (*list == ',')
-            list++;
+        if (*list == ',') list++;
     }
     return 0;
 }
@@ -402,8 +364,7 @@ static int cmp_u64(const void *a, const void *b)
 
 uint64_t bench_median_u64(uint64_t *v, unsigned n)
 {
-    if (n == 0)
-        return 0;
+    if (n == 0) return 0;
     qsort(v, n, sizeof v[0], cmp_u64);
     return v[(n - 1) / 2];
 }
@@ -414,8 +375,7 @@ static uint64_t median_field(const bench_run *runs, unsigned n, size_t off)
     uint64_t v[BENCH_MAX_REPS];
     unsigned k = 0;
     for (unsigned i = 0; i < n && k < BENCH_MAX_REPS; i++)
-        if (runs[i].ok)
-            memcpy(&v[k++], (const char *)&runs[i] + off, sizeof v[0]);
+        if (runs[i].ok) memcpy(&v[k++], (const char *)&runs[i] + off, sizeof v[0]);
     return bench_median_u64(v, k);
 }
 
@@ -481,10 +441,7 @@ void bench_thread_start(bench_thread *t)
     t->t0 = harness_now_ns();
 }
 
-void bench_thread_end(bench_thread *t)
-{
-    t->t1 = harness_now_ns();
-}
+void bench_thread_end(bench_thread *t) { t->t1 = harness_now_ns(); }
 
 uint64_t bench_run_threads(unsigned n, void *(*fn)(void *), bench_thread *t, bench_result *r)
 {
@@ -493,8 +450,7 @@ uint64_t bench_run_threads(unsigned n, void *(*fn)(void *), bench_thread *t, ben
     pthread_t id[8];
     for (unsigned i = 0; i < n; i++) {
         t[i].start = &start;
-        if (pthread_create(&id[i], NULL, fn, &t[i]) != 0)
-            bench_die(4, "cannot start a thread");
+        if (pthread_create(&id[i], NULL, fn, &t[i]) != 0) bench_die(4, "cannot start a thread");
     }
     bench_mark_start(r);
     pthread_barrier_wait(&start);
@@ -508,8 +464,7 @@ uint64_t bench_run_threads(unsigned n, void *(*fn)(void *), bench_thread *t, ben
     return t1 - t0;
 }
 
-void bench_child_report(const char *bench, const char *workload, const char *impl, unsigned threads,
-                        bench_result *r)
+void bench_child_report(const char *bench, const char *workload, const char *impl, unsigned threads, bench_result *r)
 {
     r->peak_rss = harness_peak_rss_bytes();
     ohm_pool_trim(ohm_pool_default());
@@ -555,10 +510,8 @@ const char *bench_fmt_bytes(char *buf, size_t cap, uint64_t bytes)
         v /= 1024.0;
         u++;
     }
-    if (u == 0)
-        snprintf(buf, cap, "%lluB", (unsigned long long)bytes);
-    else
-        snprintf(buf, cap, v < 100.0 ? "%.1f%c" : "%.0f%c", v, units[u]);
+    if (u == 0) snprintf(buf, cap, "%lluB", (unsigned long long)bytes);
+    else snprintf(buf, cap, v < 100.0 ? "%.1f%c" : "%.0f%c", v, units[u]);
     return buf;
 }
 
@@ -571,10 +524,8 @@ const char *bench_fmt_rate(char *buf, size_t cap, double per_sec)
         v /= 1000.0;
         u++;
     }
-    if (u == 0)
-        snprintf(buf, cap, "%.1f", v);
-    else
-        snprintf(buf, cap, v < 100.0 ? "%.2f%c" : "%.1f%c", v, units[u]);
+    if (u == 0) snprintf(buf, cap, "%.1f", v);
+    else snprintf(buf, cap, v < 100.0 ? "%.2f%c" : "%.1f%c", v, units[u]);
     return buf;
 }
 
@@ -587,21 +538,18 @@ void bench_table_init(bench_table *t, unsigned ncols, const char *const headers[
 {
     memset(t, 0, sizeof *t);
     t->ncols = ncols < BENCH_TABLE_MAX_COLS ? ncols : BENCH_TABLE_MAX_COLS;
-    for (unsigned c = 0; c < t->ncols; c++)
-        snprintf(t->cells[0][c], BENCH_TABLE_CELL, "%s", headers[c]);
+    for (unsigned c = 0; c < t->ncols; c++) snprintf(t->cells[0][c], BENCH_TABLE_CELL, "%s", headers[c]);
 }
 
 int bench_table_row(bench_table *t)
 {
-    if (t->nrows >= BENCH_TABLE_MAX_ROWS)
-        return -1;
+    if (t->nrows >= BENCH_TABLE_MAX_ROWS) return -1;
     return (int)++t->nrows;
 }
 
 void bench_table_set(bench_table *t, unsigned col, const char *fmt, ...)
 {
-    if (t->nrows == 0 || col >= t->ncols)
-        return;
+    if (t->nrows == 0 || col >= t->ncols) return;
     va_list ap;
     va_start(ap, fmt);
     cell_set(t->cells[t->nrows][col], fmt, ap);
@@ -614,19 +562,15 @@ void bench_table_print(const bench_table *t, FILE *out)
     for (unsigned r = 0; r <= t->nrows; r++)
         for (unsigned c = 0; c < t->ncols; c++) {
             size_t w = strlen(t->cells[r][c]);
-            if (w > width[c])
-                width[c] = w;
+            if (w > width[c]) width[c] = w;
         }
     for (unsigned r = 0; r <= t->nrows; r++) {
         unsigned used = t->ncols; /* no padding after a row's last filled cell */
-        while (used > 1 && !t->cells[r][used - 1][0])
-            used--;
+        while (used > 1 && !t->cells[r][used - 1][0]) used--;
         for (unsigned c = 0; c < used; c++) {
             int w = (int)width[c];
-            if (c == 0)
-                fprintf(out, "%-*s", w, t->cells[r][c]);
-            else
-                fprintf(out, "  %*s", w, t->cells[r][c]);
+            if (c == 0) fprintf(out, "%-*s", w, t->cells[r][c]);
+            else fprintf(out, "  %*s", w, t->cells[r][c]);
         }
         fputc('\n', out);
     }
@@ -672,12 +616,10 @@ static int add_workload(const char *name, void *arg)
     bool found = false;
     for (size_t i = 0; i < p->s->nworkloads; i++)
         if (strcmp(name, "all") == 0 || strcmp(name, p->s->workload_name(i)) == 0) {
-            if (!p->o->want[i])
-                p->o->chosen[p->o->nchosen++] = (unsigned)i;
+            if (!p->o->want[i]) p->o->chosen[p->o->nchosen++] = (unsigned)i;
             found = p->o->want[i] = true;
         }
-    if (!found)
-        bench_warn("unknown workload '%s' (--list shows them)", name);
+    if (!found) bench_warn("unknown workload '%s' (--list shows them)", name);
     return found ? 0 : 1;
 }
 
@@ -687,8 +629,7 @@ static int add_impl(const char *name, void *arg)
     for (unsigned i = 0; i < p->s->nimpls; i++)
         if (strcmp(name, p->s->impl_names[i]) == 0) {
             for (unsigned k = 0; k < p->o->nimpls; k++)
-                if (p->o->impls[k] == i)
-                    return 0;
+                if (p->o->impls[k] == i) return 0;
             p->o->impls[p->o->nimpls++] = i;
             return 0;
         }
@@ -713,10 +654,8 @@ static int add_loaded_impl(const char *name, void *arg)
     for (unsigned i = 0; i < p->s->nimpls; i++)
         if (strcmp(name, "all") == 0 || strcmp(name, p->s->impl_names[i]) == 0) {
             bool known = false;
-            for (unsigned k = 0; k < p->o->nimpls; k++)
-                known |= p->o->impls[k] == i;
-            if (!known)
-                p->o->impls[p->o->nimpls++] = i;
+            for (unsigned k = 0; k < p->o->nimpls; k++) known |= p->o->impls[k] == i;
+            if (!known) p->o->impls[p->o->nimpls++] = i;
         }
     return 0;
 }
@@ -726,16 +665,12 @@ static int add_loaded_impl(const char *name, void *arg)
 static int suite_load(const bench_suite *s, bench_options *o)
 {
     int rc = s->load(o);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     suite_parse p = {s, o};
     for (unsigned i = 0; i < o->nlists[0]; i++)
-        if (bench_for_each_item(o->lists[0][i], add_workload, &p))
-            return 2;
-    for (unsigned i = 0; i < o->nlists[1]; i++)
-        bench_for_each_item(o->lists[1][i], add_loaded_impl, &p);
-    if (o->nlists[1] == 0)
-        add_loaded_impl("all", &p);
+        if (bench_for_each_item(o->lists[0][i], add_workload, &p)) return 2;
+    for (unsigned i = 0; i < o->nlists[1]; i++) bench_for_each_item(o->lists[1][i], add_loaded_impl, &p);
+    if (o->nlists[1] == 0) add_loaded_impl("all", &p);
     return 0;
 }
 
@@ -752,18 +687,14 @@ static int suite_options(const bench_suite *s, int argc, char **argv, bench_opti
             fputs(s->usage, stdout);
             return -1;
         }
-        if (shared == 2)
-            return 2;
-        if (shared == 1)
-            continue;
+        if (shared == 2) return 2;
+        if (shared == 1) continue;
         const char *list = bench_is_option(a, "--workload") ? "--workload"
                            : bench_is_option(a, "--impl")   ? "--impl"
                                                             : NULL;
         if (list && (v = bench_option_value(argc, argv, &i, list))) {
-            if (s->load && !defer_list(o, list[2] == 'w' ? 0 : 1, v))
-                return 2;
-            if (!s->load && bench_for_each_item(v, list[2] == 'w' ? add_workload : add_impl, &p))
-                return 2;
+            if (s->load && !defer_list(o, list[2] == 'w' ? 0 : 1, v)) return 2;
+            if (!s->load && bench_for_each_item(v, list[2] == 'w' ? add_workload : add_impl, &p)) return 2;
         } else if (list && s->terse_option_errors) {
             return 2;
         } else if (s->threads != BENCH_THREADS_NONE && (v = bench_option_value(argc, argv, &i, "--threads"))) {
@@ -773,8 +704,7 @@ static int suite_options(const bench_suite *s, int argc, char **argv, bench_opti
             }
             o->threads = (unsigned)u;
         } else if (s->option && (rc = s->option(argc, argv, &i)) != 0) {
-            if (rc != 1)
-                return rc;
+            if (rc != 1) return rc;
         } else {
             bench_warn("%s '%s'", s->terse_option_errors ? "unknown option" : "unknown option or missing value", a);
             fputs(s->usage, stderr);
@@ -784,20 +714,18 @@ static int suite_options(const bench_suite *s, int argc, char **argv, bench_opti
     return 0;
 }
 
-static void suite_table(const bench_suite *s, const bench_options *o, size_t w, const bench_run *agg,
-                        const bool *ran, const unsigned *order, unsigned n)
+static void suite_table(const bench_suite *s, const bench_options *o, size_t w, const bench_run *agg, const bool *ran,
+                        const unsigned *order, unsigned n)
 {
-    const char *headers[BENCH_TABLE_MAX_COLS] = {"impl",      "threads",    "ops/s",     "ns/op",
-                                                 "peak RSS",  "live peak",  "RSS before", "RSS after"};
+    const char *headers[BENCH_TABLE_MAX_COLS] = {"impl",     "threads",   "ops/s",      "ns/op",
+                                                 "peak RSS", "live peak", "RSS before", "RSS after"};
     unsigned ncols = 8;
-    for (unsigned i = 0; i < 4 && s->extra_headers[i]; i++)
-        headers[ncols++] = s->extra_headers[i];
+    for (unsigned i = 0; i < 4 && s->extra_headers[i]; i++) headers[ncols++] = s->extra_headers[i];
     if (s->ratio_header) {
         headers[8] = s->ratio_header(w);
         ncols = ncols > 9 ? ncols : 9;
     }
-    if (s->columns)
-        ncols = 8 + s->columns(w);
+    if (s->columns) ncols = 8 + s->columns(w);
     bench_table t;
     bench_table_init(&t, ncols, headers);
     for (unsigned k = 0; k < n; k++) {
@@ -807,8 +735,7 @@ static void suite_table(const bench_suite *s, const bench_options *o, size_t w, 
     }
     s->heading(o, w);
     bench_table_print(&t, stdout);
-    if (s->goals)
-        s->goals(o, w, agg, ran);
+    if (s->goals) s->goals(o, w, agg, ran);
     fflush(stdout);
 }
 
@@ -821,15 +748,12 @@ static unsigned suite_workload(const bench_suite *s, const bench_options *o, siz
     unsigned n = 0, failed = 0;
     if (s->impl_order) {
         n = s->impl_order(o, w, order);
-        if (n == 0)
-            return 0;
+        if (n == 0) return 0;
     } else {
         for (unsigned k = 0; k < o->nimpls; k++)
-            if (!s->applies || s->applies(w, o->impls[k]))
-                order[n++] = o->impls[k];
+            if (!s->applies || s->applies(w, o->impls[k])) order[n++] = o->impls[k];
     }
-    for (unsigned k = 0; k < n; k++)
-        ran[order[k]] = true;
+    for (unsigned k = 0; k < n; k++) ran[order[k]] = true;
     bool progress = s->progress && !o->c.verbose && isatty(STDERR_FILENO);
     memset(runs, 0, sizeof runs);
     for (unsigned rep = 0; rep < o->c.reps; rep++)
@@ -841,10 +765,8 @@ static unsigned suite_workload(const bench_suite *s, const bench_options *o, siz
             runs[impl][rep] = s->run_child(o, w, impl, rep);
             failed += !runs[impl][rep].ok;
         }
-    if (progress)
-        fputs("\r\033[K", stderr);
-    for (unsigned i = 0; i < s->nimpls; i++)
-        agg[i] = bench_run_aggregate(runs[i], o->c.reps);
+    if (progress) fputs("\r\033[K", stderr);
+    for (unsigned i = 0; i < s->nimpls; i++) agg[i] = bench_run_aggregate(runs[i], o->c.reps);
     if (!o->c.json) {
         suite_table(s, o, w, agg, ran, order, n);
         return failed;
@@ -859,8 +781,7 @@ static int suite_parent(const bench_suite *s, bench_options *o)
 {
     static bench_run agg[BENCH_MAX_WORKLOADS][BENCH_MAX_IMPLS];
     int rc = s->prepare ? s->prepare(o) : 0;
-    if (rc)
-        return rc;
+    if (rc) return rc;
     if (!o->c.json && s->banner) {
         s->banner(o);
     } else if (!o->c.json) {
@@ -871,13 +792,10 @@ static int suite_parent(const bench_suite *s, bench_options *o)
     unsigned failed = 0;
     for (size_t i = 0; i < s->nworkloads; i++) {
         size_t w = s->given_order ? (i < o->nchosen ? o->chosen[i] : s->nworkloads) : i;
-        if (w < s->nworkloads && o->want[w])
-            failed += suite_workload(s, o, w, agg[w]);
+        if (w < s->nworkloads && o->want[w]) failed += suite_workload(s, o, w, agg[w]);
     }
-    if (!o->c.json && s->final_goals)
-        s->final_goals(o, (const bench_run(*)[BENCH_MAX_IMPLS])agg);
-    if (failed)
-        bench_warn("%u run%s failed (see above)", failed, failed == 1 ? "" : "s");
+    if (!o->c.json && s->final_goals) s->final_goals(o, (const bench_run(*)[BENCH_MAX_IMPLS])agg);
+    if (failed) bench_warn("%u run%s failed (see above)", failed, failed == 1 ? "" : "s");
     return failed ? 1 : 0;
 }
 
@@ -899,28 +817,22 @@ int bench_suite_main(const bench_suite *s, int argc, char **argv)
     memset(&o, 0, sizeof o);
     bench_common_init(&o.c, s->default_timeout_s);
     int rc = suite_options(s, argc, argv, &o);
-    if (rc)
-        return rc < 0 ? 0 : rc;
-    if (s->load && !o.c.child && (rc = suite_load(s, &o)) != 0)
-        return rc;
+    if (rc) return rc < 0 ? 0 : rc;
+    if (s->load && !o.c.child && (rc = suite_load(s, &o)) != 0) return rc;
     if (o.c.list) {
         s->list();
         return 0;
     }
     if (o.nimpls == 0 && !s->load)
-        for (unsigned i = 0; i < s->nimpls; i++)
-            o.impls[o.nimpls++] = i;
+        for (unsigned i = 0; i < s->nimpls; i++) o.impls[o.nimpls++] = i;
     bool any = false;
-    for (size_t i = 0; i < s->nworkloads; i++)
-        any |= o.want[i];
+    for (size_t i = 0; i < s->nworkloads; i++) any |= o.want[i];
     if (!any && s->nworkloads) /* (a child of a suite with a loaded table has none) */
         add_workload("all", &(suite_parse){s, &o});
     if (s->threads == BENCH_THREADS_FILTER && o.threads && !o.c.child) /* the parent narrows to those variants */
-        for (size_t i = 0; i < s->nworkloads; i++)
-            o.want[i] &= s->workload_threads(i) == o.threads;
+        for (size_t i = 0; i < s->nworkloads; i++) o.want[i] &= s->workload_threads(i) == o.threads;
     o.child_workload = SIZE_MAX;
     snprintf(o.scale_arg, sizeof o.scale_arg, "%.17g", o.c.scale);
-    if (o.c.child && s->workload_threads)
-        o.child_workload = child_workload(&o, s->nworkloads, s->workload_threads);
+    if (o.c.child && s->workload_threads) o.child_workload = child_workload(&o, s->nworkloads, s->workload_threads);
     return o.c.child ? s->child(&o) : suite_parent(s, &o);
 }

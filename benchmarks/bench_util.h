@@ -44,10 +44,7 @@ static inline bench_rng bench_rng_seed(uint64_t seed)
     return r;
 }
 
-static inline uint64_t bench_rng_next(bench_rng *r)
-{
-    return harness_splitmix64(&r->state);
-}
+static inline uint64_t bench_rng_next(bench_rng *r) { return harness_splitmix64(&r->state); }
 
 __extension__ typedef unsigned __int128 bench_u128;
 
@@ -64,16 +61,10 @@ static inline uint64_t bench_rng_range(bench_rng *r, uint64_t lo, uint64_t hi)
 }
 
 /* Uniform in [0, 1). */
-static inline double bench_rng_unit(bench_rng *r)
-{
-    return (double)(bench_rng_next(r) >> 11) * 0x1.0p-53;
-}
+static inline double bench_rng_unit(bench_rng *r) { return (double)(bench_rng_next(r) >> 11) * 0x1.0p-53; }
 
 /* Forces the compiler to compute v without storing it anywhere: the empty asm "uses" it. */
-static inline void bench_consume(uint64_t v)
-{
-    __asm__ volatile("" : : "r"(v) : "memory");
-}
+static inline void bench_consume(uint64_t v) { __asm__ volatile("" : : "r"(v) : "memory"); }
 
 /* max(1, round(base * scale)): iteration counts under --scale. */
 uint64_t bench_scaled(uint64_t base, double scale);
@@ -81,9 +72,9 @@ uint64_t bench_scaled(uint64_t base, double scale);
 /* ---- child processes ------------------------------------------------------------------------------------ */
 
 typedef struct bench_child {
-    const char *const *argv;  /* argv[0] is only a name: the program run is always /proc/self/exe */
-    const char *preload;      /* LD_PRELOAD for the child; NULL removes LD_PRELOAD from its environment */
-    unsigned timeout_s;       /* SIGALRM kills the child after this long; 0 = no limit */
+    const char *const *argv; /* argv[0] is only a name: the program run is always /proc/self/exe */
+    const char *preload;     /* LD_PRELOAD for the child; NULL removes LD_PRELOAD from its environment */
+    unsigned timeout_s;      /* SIGALRM kills the child after this long; 0 = no limit */
 } bench_child;
 
 /* Runs this same binary (/proc/self/exe) with c->argv and the environment changed as c says; its stdout
@@ -128,10 +119,10 @@ int bench_for_each_item(const char *list, int (*fn)(const char *item, void *arg)
 
 /* The lines of a subcommand's --help that every subcommand words the same way. */
 #define BENCH_USAGE_WORKLOAD "  --workload NAME[,NAME]  workloads to run (repeatable; default all; --list names them)\n"
-#define BENCH_USAGE_JSON "  --json                  one JSON object per line per (workload, impl) instead of tables\n"
-#define BENCH_USAGE_TIMEOUT "  --timeout S             kill a run after S seconds (default 600; 0 = never)\n"
-#define BENCH_USAGE_VERBOSE_LIST                                                                                   \
-    "  --verbose               print every run's result on stderr\n"                                              \
+#define BENCH_USAGE_JSON     "  --json                  one JSON object per line per (workload, impl) instead of tables\n"
+#define BENCH_USAGE_TIMEOUT  "  --timeout S             kill a run after S seconds (default 600; 0 = never)\n"
+#define BENCH_USAGE_VERBOSE_LIST                                     \
+    "  --verbose               print every run's result on stderr\n" \
     "  --list                  list the workloads and exit\n"
 
 /* ---- runs: one child's result, and their aggregate over the reps ---------------------------------------- */
@@ -160,8 +151,7 @@ typedef struct bench_result {
 void bench_mark_start(bench_result *r);
 /* A child's end: reads the peak RSS, trims ohm's default pool, reads rss_after, and prints the result line of
  * (bench, workload, impl) with write(2). */
-void bench_child_report(const char *bench, const char *workload, const char *impl, unsigned threads,
-                        bench_result *r);
+void bench_child_report(const char *bench, const char *workload, const char *impl, unsigned threads, bench_result *r);
 /* The printing half of bench_child_report, for a child that took peak_rss and rss_after itself (after its own
  * trim). */
 void bench_child_print(const char *bench, const char *workload, const char *impl, unsigned threads,
@@ -170,8 +160,8 @@ void bench_child_print(const char *bench, const char *workload, const char *impl
 /* One thread of bench_run_threads: its work, and its times. Each thread times itself: the main thread may not run
  * again until they are done. */
 typedef struct bench_thread {
-    void *arg;      /* what the workload's thread works on */
-    uint64_t n;     /* how many operations it does */
+    void *arg;  /* what the workload's thread works on */
+    uint64_t n; /* how many operations it does */
     pthread_barrier_t *start;
     uint64_t t0, t1;
 } bench_thread;
@@ -212,7 +202,7 @@ const char *bench_fmt_rate(char *buf, size_t cap, double per_sec);
 
 #define BENCH_TABLE_MAX_COLS 16
 #define BENCH_TABLE_MAX_ROWS 32
-#define BENCH_TABLE_CELL 24
+#define BENCH_TABLE_CELL     24
 
 /* A text table whose columns are sized to their widest cell; the first column is left-aligned, the others
  * right-aligned (numbers). Rows beyond BENCH_TABLE_MAX_ROWS and text beyond a cell's size are cut. */
@@ -238,17 +228,17 @@ void bench_print_banner(const char *bench, double scale, unsigned reps, const ch
 /* ---- a subcommand as a descriptor: options, workload and impl choice, the rep loop, tables and JSON ---------- */
 
 #define BENCH_MAX_WORKLOADS 32
-#define BENCH_MAX_IMPLS 8
+#define BENCH_MAX_IMPLS     8
 
 /* A subcommand's options as bench_suite_main parsed them. Workloads and impls are indexes into its tables. */
 typedef struct bench_options {
-    bench_common c;                   /* --json, --verbose, --child, --list, --reps, --scale, --timeout */
-    bool want[BENCH_MAX_WORKLOADS];   /* the workloads chosen (all when none was named) */
+    bench_common c;                       /* --json, --verbose, --child, --list, --reps, --scale, --timeout */
+    bool want[BENCH_MAX_WORKLOADS];       /* the workloads chosen (all when none was named) */
     unsigned chosen[BENCH_MAX_WORKLOADS]; /* the same, in the order they were named */
     unsigned nchosen;
-    unsigned impls[BENCH_MAX_IMPLS];  /* the impls chosen, in the order to run and print (all by default) */
+    unsigned impls[BENCH_MAX_IMPLS]; /* the impls chosen, in the order to run and print (all by default) */
     unsigned nimpls;
-    unsigned threads;                 /* --threads N: only the N-thread variants (0 = any) */
+    unsigned threads; /* --threads N: only the N-thread variants (0 = any) */
     /* With a loaded table (bench_suite.load): each --workload and --impl value as given, matched after the load;
      * a child, which does not load, reads them as they are. */
     const char *lists[2][BENCH_MAX_WORKLOADS];
@@ -270,24 +260,24 @@ typedef enum bench_threads_option {
  * child (run_child); impls run interleaved, their order rotating from rep to rep; best ops/s and median RSS over
  * the reps; one JSON line per (workload, impl) with --json, else a table per workload with its goal lines. */
 typedef struct bench_suite {
-    const char *name;            /* "buf": the subcommand, and "bench" in its JSON lines */
-    const char *usage;           /* the whole --help text */
+    const char *name;  /* "buf": the subcommand, and "bench" in its JSON lines */
+    const char *usage; /* the whole --help text */
     unsigned default_timeout_s;
-    const char *banner_ratio;    /* the banner's second line's end: how to read the ratio column */
+    const char *banner_ratio; /* the banner's second line's end: how to read the ratio column */
     const char *const *impl_names;
     unsigned nimpls;
-    const char *impl_noun;       /* "impl" (NULL) or what the subcommand calls one ("allocator") */
-    const char *impl_hint;       /* after "unknown impl 'x'": the valid names, in parentheses */
-    size_t nworkloads;           /* at most BENCH_MAX_WORKLOADS */
+    const char *impl_noun; /* "impl" (NULL) or what the subcommand calls one ("allocator") */
+    const char *impl_hint; /* after "unknown impl 'x'": the valid names, in parentheses */
+    size_t nworkloads;     /* at most BENCH_MAX_WORKLOADS */
     const char *(*workload_name)(size_t w);
     bench_threads_option threads;
-    unsigned (*workload_threads)(size_t w); /* a workload's threads (NULL: no variants by threads) */
+    unsigned (*workload_threads)(size_t w);   /* a workload's threads (NULL: no variants by threads) */
     bool (*applies)(size_t w, unsigned impl); /* whether impl runs workload w; NULL: always */
     /* The impls to run on workload w, in the order to run and print them, into order[]; returns how many
      * (NULL: o->impls where applies). A workload with none is left out. */
     unsigned (*impl_order)(const bench_options *o, size_t w, unsigned *order);
-    bool given_order;            /* run the workloads in the order named, not in the table's */
-    bool progress;               /* show "workload: rep i/n, impl" on stderr when it is a terminal */
+    bool given_order; /* run the workloads in the order named, not in the table's */
+    bool progress;    /* show "workload: rep i/n, impl" on stderr when it is a terminal */
     /* alloc's wording: "unknown option 'x'", and a known option missing its value exits with no message. */
     bool terse_option_errors;
     /* The subcommand's own options (NULL: none): 1 if argv[*i] was one (advancing *i past its value), 0 if not,
@@ -301,14 +291,14 @@ typedef struct bench_suite {
     /* Before the parent runs (NULL: nothing): may drop impls; a nonzero result is the exit status. */
     int (*prepare)(bench_options *o);
     void (*banner)(const bench_options *o); /* replaces the standard banner (NULL: bench_print_banner) */
-    void (*list)(void);          /* --list */
-    int (*child)(const bench_options *o); /* --child: runs one workload with one impl, prints its JSON line */
+    void (*list)(void);                     /* --list */
+    int (*child)(const bench_options *o);   /* --child: runs one workload with one impl, prints its JSON line */
     /* Runs one child and reads its result (a failed run has ok false, and said why on stderr). */
     bench_run (*run_child)(const bench_options *o, size_t w, unsigned impl, unsigned rep);
     void (*heading)(const bench_options *o, size_t w); /* the line above a workload's table */
-    const char *extra_headers[4]; /* the table's columns after the 8 of bench_table_set_run (NULL-ended) */
+    const char *extra_headers[4];          /* the table's columns after the 8 of bench_table_set_run (NULL-ended) */
     const char *(*ratio_header)(size_t w); /* workload w's first extra header (NULL: extra_headers[0]) */
-    unsigned (*columns)(size_t w); /* how many of those columns workload w's table shows (NULL: all) */
+    unsigned (*columns)(size_t w);         /* how many of those columns workload w's table shows (NULL: all) */
     /* Fills the extra columns (8 on) of impl's row in workload w's table (only called for an ok run). */
     void (*ratio_cell)(bench_table *t, size_t w, const bench_run *agg, const bool *ran, unsigned impl);
     /* Goal lines under a workload's table (NULL: none); agg and ran are indexed by impl. */

@@ -18,21 +18,20 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: ohm-stress [options]\n"
-            "  --threads N       worker threads (default 4)\n"
-            "  --duration S      run for S seconds (default 20)\n"
-            "  --ops N           run N operations in all instead of a duration\n"
-            "  --seed S          seed of every thread's choices (thread i uses S + i; default 1)\n"
-            "  --leak-rate R     leak this fraction of received buffers on purpose (default 0)\n"
-            "  --max-leaks N     at most N injected leaks in all (default 2000)\n"
-            "  --fail-rate R     fail this fraction of OS maps and of spill callbacks (default 0)\n"
-            "  --mm-mib N        memory-manager max per mode, MiB (default 8)\n"
-            "  --json            print the summary as one JSON object\n"
-            "  --report F.html   write an HTML report with charts over time\n"
-            "  --tmpdir D        where the temporary directory goes (default $TMPDIR or /tmp)\n"
-            "Exit status: 0 when clean; 1 for an integrity or API error, a missed or false leak, or accounting\n"
-            "drift; 2 for a usage or setup error.\n");
+    fprintf(f, "usage: ohm-stress [options]\n"
+               "  --threads N       worker threads (default 4)\n"
+               "  --duration S      run for S seconds (default 20)\n"
+               "  --ops N           run N operations in all instead of a duration\n"
+               "  --seed S          seed of every thread's choices (thread i uses S + i; default 1)\n"
+               "  --leak-rate R     leak this fraction of received buffers on purpose (default 0)\n"
+               "  --max-leaks N     at most N injected leaks in all (default 2000)\n"
+               "  --fail-rate R     fail this fraction of OS maps and of spill callbacks (default 0)\n"
+               "  --mm-mib N        memory-manager max per mode, MiB (default 8)\n"
+               "  --json            print the summary as one JSON object\n"
+               "  --report F.html   write an HTML report with charts over time\n"
+               "  --tmpdir D        where the temporary directory goes (default $TMPDIR or /tmp)\n"
+               "Exit status: 0 when clean; 1 for an integrity or API error, a missed or false leak, or accounting\n"
+               "drift; 2 for a usage or setup error.\n");
 }
 
 static bool parse_double(const char *s, double lo, double hi, double *out)
@@ -57,15 +56,33 @@ static bool parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
 
 static int parse_args(int argc, char **argv, stress_opts *o)
 {
-    enum { O_THREADS = 1, O_DURATION, O_OPS, O_SEED, O_LEAK, O_MAXLEAKS, O_FAIL, O_MM, O_JSON, O_REPORT, O_TMP, O_HELP };
-    static const struct option opts[] = {
-        {"threads", required_argument, 0, O_THREADS},   {"duration", required_argument, 0, O_DURATION},
-        {"ops", required_argument, 0, O_OPS},           {"seed", required_argument, 0, O_SEED},
-        {"leak-rate", required_argument, 0, O_LEAK},    {"max-leaks", required_argument, 0, O_MAXLEAKS},
-        {"fail-rate", required_argument, 0, O_FAIL},    {"mm-mib", required_argument, 0, O_MM},
-        {"json", no_argument, 0, O_JSON},               {"report", required_argument, 0, O_REPORT},
-        {"tmpdir", required_argument, 0, O_TMP},        {"help", no_argument, 0, O_HELP},
-        {0, 0, 0, 0}};
+    enum {
+        O_THREADS = 1,
+        O_DURATION,
+        O_OPS,
+        O_SEED,
+        O_LEAK,
+        O_MAXLEAKS,
+        O_FAIL,
+        O_MM,
+        O_JSON,
+        O_REPORT,
+        O_TMP,
+        O_HELP
+    };
+    static const struct option opts[] = {{"threads", required_argument, 0, O_THREADS},
+                                         {"duration", required_argument, 0, O_DURATION},
+                                         {"ops", required_argument, 0, O_OPS},
+                                         {"seed", required_argument, 0, O_SEED},
+                                         {"leak-rate", required_argument, 0, O_LEAK},
+                                         {"max-leaks", required_argument, 0, O_MAXLEAKS},
+                                         {"fail-rate", required_argument, 0, O_FAIL},
+                                         {"mm-mib", required_argument, 0, O_MM},
+                                         {"json", no_argument, 0, O_JSON},
+                                         {"report", required_argument, 0, O_REPORT},
+                                         {"tmpdir", required_argument, 0, O_TMP},
+                                         {"help", no_argument, 0, O_HELP},
+                                         {0, 0, 0, 0}};
     *o = (stress_opts){.threads = 4, .duration_s = 20, .seed = 1, .max_leaks = 2000, .mm_bytes = 8ull << 20};
     const char *t = getenv("TMPDIR");
     o->tmpdir = t && *t ? t : "/tmp";

@@ -82,10 +82,7 @@ static void *monitor_main(void *arg)
     return NULL;
 }
 
-int monitor_start(stress *s)
-{
-    return pthread_create(&s->monitor, NULL, monitor_main, s) != 0 ? -1 : 0;
-}
+int monitor_start(stress *s) { return pthread_create(&s->monitor, NULL, monitor_main, s) != 0 ? -1 : 0; }
 
 /* Stops the monitor after the workers have been joined (the last sample shows everything released). */
 void monitor_stop(stress *s)

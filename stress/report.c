@@ -8,19 +8,16 @@
 #include <stdio.h>
 #include <string.h>
 
-#define LD(x) ((unsigned long long)(x))
+#define LD(x)     ((unsigned long long)(x))
 #define GET(s, f) LD(atomic_load(&(s)->c.f))
 
 bool stress_failed(const stress *s)
 {
-    return atomic_load(&s->c.integrity_errors) || atomic_load(&s->c.api_errors) || s->leaks_missed ||
-           s->leaks_false || s->leaks_no_site || s->drift != 0;
+    return atomic_load(&s->c.integrity_errors) || atomic_load(&s->c.api_errors) || s->leaks_missed || s->leaks_false ||
+           s->leaks_no_site || s->drift != 0;
 }
 
-static double ops_per_sec(const stress *s)
-{
-    return s->elapsed > 0 ? (double)atomic_load(&s->c.ops) / s->elapsed : 0;
-}
+static double ops_per_sec(const stress *s) { return s->elapsed > 0 ? (double)atomic_load(&s->c.ops) / s->elapsed : 0; }
 
 static const char *mib(uint64_t b, char *out, size_t cap)
 {
@@ -38,8 +35,8 @@ void report_summary(const stress *s)
            "mapped files %llu\n",
            GET(s, ops), ops_per_sec(s), GET(s, buf_ops), GET(s, pool_ops), GET(s, mm_ops), GET(s, block_ops),
            GET(s, map_ops));
-    printf("  hand-offs        %llu to other threads, %llu consumed by the sender (its target's queue was full)\n", GET(s, handoffs),
-           GET(s, local_consumes));
+    printf("  hand-offs        %llu to other threads, %llu consumed by the sender (its target's queue was full)\n",
+           GET(s, handoffs), GET(s, local_consumes));
     printf("  memory           peak live %s, peak RSS %s, RSS after trim %s\n", mib(s->peak_live, a, sizeof a),
            mib(s->peak_rss, b, sizeof b), mib(s->rss_after_trim, c, sizeof c));
     printf("  manager          tasks %llu, spills %llu (%s, %llu failed on purpose), read back %llu, "
@@ -51,8 +48,7 @@ void report_summary(const stress *s)
            "of execution memory)\n",
            100 * s->share_min, 100 * s->share_max, o->threads, 2 * o->threads, o->threads);
     printf("  leaks            injected %llu, reported %llu, false %llu, missed %llu, without a creation site %llu%s\n",
-           GET(s, leaks_injected), LD(s->leaks_reported), LD(s->leaks_false), LD(s->leaks_missed),
-           LD(s->leaks_no_site),
+           GET(s, leaks_injected), LD(s->leaks_reported), LD(s->leaks_false), LD(s->leaks_missed), LD(s->leaks_no_site),
            atomic_load(&s->c.leaks_untracked) ? " (some chosen buffers were untracked: fault in the tracker)" : "");
     printf("  faults           injected %llu, survived %llu (failures seen by the workers), library warnings %llu\n",
            LD(s->faults_injected), GET(s, faults_survived), GET(s, log_warnings));
@@ -81,9 +77,18 @@ typedef struct report_field {
     int decimals;
 } report_field;
 
-#define U(key, f) {key, FIELD_U64, offsetof(stress, f), 0}
-#define C(key, f) {key, FIELD_COUNTER, offsetof(stress, c.f), 0}
-#define F(key, f, d) {key, FIELD_F64, offsetof(stress, f), d}
+#define U(key, f)                              \
+    {                                          \
+        key, FIELD_U64, offsetof(stress, f), 0 \
+    }
+#define C(key, f)                                    \
+    {                                                \
+        key, FIELD_COUNTER, offsetof(stress, c.f), 0 \
+    }
+#define F(key, f, d)                           \
+    {                                          \
+        key, FIELD_F64, offsetof(stress, f), d \
+    }
 
 /* The JSON object's keys, in the order the summary lists them. */
 static const report_field json_fields[] = {
@@ -134,27 +139,13 @@ static void json_field(json_writer *j, const stress *s, const report_field *f)
     const void *p = (const char *)s + f->off;
     json_key(j, f->key);
     switch (f->kind) {
-    case FIELD_UINT:
-        json_u64(j, *(const unsigned *)p);
-        break;
-    case FIELD_U64:
-        json_u64(j, *(const uint64_t *)p);
-        break;
-    case FIELD_COUNTER:
-        json_u64(j, atomic_load((const counter *)p));
-        break;
-    case FIELD_F64:
-        json_f64(j, *(const double *)p, f->decimals);
-        break;
-    case FIELD_I64:
-        json_i64(j, *(const int64_t *)p);
-        break;
-    case FIELD_RATE:
-        json_f64(j, ops_per_sec(s), f->decimals);
-        break;
-    case FIELD_PASSED:
-        json_bool(j, !stress_failed(s));
-        break;
+    case FIELD_UINT: json_u64(j, *(const unsigned *)p); break;
+    case FIELD_U64: json_u64(j, *(const uint64_t *)p); break;
+    case FIELD_COUNTER: json_u64(j, atomic_load((const counter *)p)); break;
+    case FIELD_F64: json_f64(j, *(const double *)p, f->decimals); break;
+    case FIELD_I64: json_i64(j, *(const int64_t *)p); break;
+    case FIELD_RATE: json_f64(j, ops_per_sec(s), f->decimals); break;
+    case FIELD_PASSED: json_bool(j, !stress_failed(s)); break;
     }
 }
 
@@ -164,8 +155,7 @@ void report_json(const stress *s)
     json_writer j;
     json_init(&j, buf, sizeof buf);
     json_object_begin(&j);
-    for (size_t i = 0; i < sizeof json_fields / sizeof json_fields[0]; i++)
-        json_field(&j, s, &json_fields[i]);
+    for (size_t i = 0; i < sizeof json_fields / sizeof json_fields[0]; i++) json_field(&j, s, &json_fields[i]);
     json_object_end(&j);
     fputs(json_line(&j), stdout);
 }
@@ -215,8 +205,9 @@ static void chart(FILE *f, const stress *s, const char *title, bool bytes, unsig
         double y = MT + ph - ph * g / 4.0;
         char lab[32];
         axis_label(lab, sizeof lab, ymax * g / 4.0, bytes);
-        fprintf(f, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%.0f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>"
-                   "<text x=\"%d\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%s</text>\n",
+        fprintf(f,
+                "<line x1=\"%d\" y1=\"%.1f\" x2=\"%.0f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>"
+                "<text x=\"%d\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%s</text>\n",
                 ML, y, ML + pw, y, ML - 4, y + 4, lab);
     }
     for (int g = 0; g <= 5; g++) { /* time axis */
@@ -292,7 +283,6 @@ int report_html(const stress *s, const char *path)
     }
     chart(f, s, "Per-task execution memory (both modes)", true, nt, tn, v_task);
     chart(f, s, "Spills and evictions", false, 2, ev, v_events);
-    fprintf(f, "<p style=\"font-size:12px\">Sampled every ~100 ms (%zu samples).</p>\n</body></html>\n",
-            s->nsamples);
+    fprintf(f, "<p style=\"font-size:12px\">Sampled every ~100 ms (%zu samples).</p>\n</body></html>\n", s->nsamples);
     return fclose(f) == 0 ? 0 : -1;
 }

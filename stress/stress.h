@@ -21,23 +21,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STRESS_INBOX_CAP 256   /* hand-off queue per worker; a full queue makes the sender consume itself */
-#define STRESS_RAW_SLOTS 64    /* live pool blocks per worker                                           */
-#define STRESS_CONSUMERS 3     /* OFF_HEAP consumers per task                                           */
-#define STRESS_PAGES 4         /* pages per consumer                                                    */
-#define STRESS_BLOCKS 32       /* cached storage blocks per worker                                      */
+#define STRESS_INBOX_CAP 256 /* hand-off queue per worker; a full queue makes the sender consume itself */
+#define STRESS_RAW_SLOTS 64  /* live pool blocks per worker */
+#define STRESS_CONSUMERS 3   /* OFF_HEAP consumers per task */
+#define STRESS_PAGES     4   /* pages per consumer */
+#define STRESS_BLOCKS    32  /* cached storage blocks per worker */
 
 typedef struct stress_opts {
     unsigned threads;
-    double duration_s;         /* used when ops == 0 */
-    uint64_t ops;              /* total operations over all threads; 0 = run for duration_s */
+    double duration_s; /* used when ops == 0 */
+    uint64_t ops;      /* total operations over all threads; 0 = run for duration_s */
     uint64_t seed;
     double leak_rate, fail_rate;
-    uint64_t max_leaks;        /* cap on injected leaks (all threads), so long runs stay bounded */
-    uint64_t mm_bytes;         /* max of each memory-manager mode */
+    uint64_t max_leaks; /* cap on injected leaks (all threads), so long runs stay bounded */
+    uint64_t mm_bytes;  /* max of each memory-manager mode */
     bool json;
-    const char *report;        /* HTML file or NULL */
-    const char *tmpdir;        /* parent of the run's temporary directory */
+    const char *report; /* HTML file or NULL */
+    const char *tmpdir; /* parent of the run's temporary directory */
 } stress_opts;
 
 typedef _Atomic uint64_t counter;
@@ -46,7 +46,7 @@ typedef struct stress_counters {
     counter ops, buf_ops, pool_ops, mm_ops, block_ops, map_ops;
     counter handoffs, local_consumes;
     counter integrity_errors, api_errors;
-    counter faults_survived;           /* ENOMEM (an injected map failure) seen and handled by a worker */
+    counter faults_survived; /* ENOMEM (an injected map failure) seen and handled by a worker */
     counter spills, spill_bytes, spill_failures, restores;
     counter evictions, blocks_put, blocks_refused, mm_limited, mm_timeouts;
     counter tasks_started, tasks_ended;
@@ -59,15 +59,15 @@ typedef struct stress_counters {
 typedef enum handoff_kind { HANDOFF_WHOLE = 0, HANDOFF_SLICE, HANDOFF_DUPLICATE, HANDOFF_RETAINED_SLICE } handoff_kind;
 typedef struct handoff {
     ohm_buf *b;
-    uint64_t id;               /* ohm_buf_id of the handle sent */
-    uint64_t pid;              /* pattern id */
+    uint64_t id;  /* ohm_buf_id of the handle sent */
+    uint64_t pid; /* pattern id */
     size_t off, len;
     handoff_kind kind;
 } handoff;
 
 typedef struct page_slot {
-    ohm_buf *page;             /* NULL when spilled or unused */
-    size_t size;               /* bytes carrying the pattern */
+    ohm_buf *page; /* NULL when spilled or unused */
+    size_t size;   /* bytes carrying the pattern */
     uint64_t pid;
     bool spilled;
     uint64_t file_off;
@@ -77,14 +77,14 @@ struct worker;
 typedef struct consumer_state {
     struct worker *w;
     ohm_consumer *c;
-    int fd;                    /* spill file (unlinked at creation) */
+    int fd; /* spill file (unlinked at creation) */
     uint64_t file_end;
     page_slot slots[STRESS_PAGES];
 } consumer_state;
 
 typedef struct block_slot {
     struct worker *w;
-    _Atomic int state;         /* BLOCK_FREE, BLOCK_CACHED, BLOCK_EVICTED (set by the evict callback) */
+    _Atomic int state; /* BLOCK_FREE, BLOCK_CACHED, BLOCK_EVICTED (set by the evict callback) */
     char id[40];
     uint64_t pid;
     size_t size;
@@ -134,7 +134,7 @@ typedef struct sample {
     uint64_t ops, rss, live;
     uint64_t exec_used[OHM_MM_MODES], storage_used[OHM_MM_MODES];
     uint64_t spills, evictions;
-    uint64_t *task_used;       /* per worker, OFF_HEAP + ON_HEAP */
+    uint64_t *task_used; /* per worker, OFF_HEAP + ON_HEAP */
 } sample;
 
 typedef struct stress {
@@ -142,10 +142,10 @@ typedef struct stress {
     stress_counters c;
     ohm_pool *pool;
     ohm_mm *mm;
-    char dir[1024];            /* the run's temporary directory (spill files, mapped files) */
+    char dir[1024]; /* the run's temporary directory (spill files, mapped files) */
     worker *workers;
     atomic_bool stop;
-    pthread_barrier_t done;    /* every worker stopped sending before any drains its inbox */
+    pthread_barrier_t done; /* every worker stopped sending before any drains its inbox */
     double t0;
     /* monitor */
     pthread_t monitor;
@@ -160,8 +160,8 @@ typedef struct stress {
     double elapsed;
     uint64_t faults_injected, leaks_reported, leaks_false, leaks_missed, leaks_no_site, leak_reports;
     int64_t drift;
-    uint64_t mm_left;          /* manager bytes still accounted after cleanup */
-    uint64_t pool_left;        /* private pool active bytes after everything was released */
+    uint64_t mm_left;   /* manager bytes still accounted after cleanup */
+    uint64_t pool_left; /* private pool active bytes after everything was released */
     uint64_t peak_rss, rss_after_trim;
 } stress;
 
@@ -174,10 +174,7 @@ void pattern_fill(void *dst, size_t len, uint64_t pid, size_t off);
 /* The first offset (relative to src) whose byte differs from the pattern, or SIZE_MAX if none. */
 size_t pattern_find_mismatch(const void *src, size_t len, uint64_t pid, size_t off);
 /* Seconds on the monotonic clock. */
-static inline double now_s(void)
-{
-    return (double)harness_now_ns() * 1e-9;
-}
+static inline double now_s(void) { return (double)harness_now_ns() * 1e-9; }
 /* Counts an error of a kind (integrity or API) and keeps the first few messages for the summary. */
 void stress_error(stress *s, counter *kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void stress_print_errors(void);

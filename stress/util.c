@@ -7,10 +7,7 @@
 #include <string.h>
 
 /* splitmix64 of one value: a seed or a buffer id, mixed. */
-static uint64_t splitmix64(uint64_t x)
-{
-    return harness_splitmix64(&x);
-}
+static uint64_t splitmix64(uint64_t x) { return harness_splitmix64(&x); }
 
 /* Thread index i of a run seeded s always gets the same stream: the choices of a thread are reproducible
  * (their interleaving with other threads is not). */

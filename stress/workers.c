@@ -17,7 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define RELAXED memory_order_relaxed
+#define RELAXED         memory_order_relaxed
 #define COUNT(s, field) atomic_fetch_add_explicit(&(s)->c.field, 1, RELAXED)
 
 static uint64_t new_pid(worker *w) { return ((uint64_t)(w->index + 1) << 48) | ++w->next_pid; }
@@ -232,12 +232,12 @@ static void op_pool(worker *w)
         return;
     }
     uint64_t k = rng_next(&w->rng) % 1000;
-    size_t size = k < 700 ? (size_t)rng_range(&w->rng, 1, 512)
-                : k < 950 ? (size_t)rng_range(&w->rng, 513, 32 << 10)
-                : k < 995 ? (size_t)rng_range(&w->rng, (32 << 10) + 1, 1 << 20)
-                          : (size_t)rng_range(&w->rng, (1 << 20) + 1, 6 << 20); /* above the chunk: mapped */
-    void *p = (k & 7) == 0 ? ohm_pool_alloc_aligned(s->pool, size, (size_t)64 << (k % 5))
-                           : ohm_pool_alloc(s->pool, size);
+    size_t size = k < 700   ? (size_t)rng_range(&w->rng, 1, 512)
+                  : k < 950 ? (size_t)rng_range(&w->rng, 513, 32 << 10)
+                  : k < 995 ? (size_t)rng_range(&w->rng, (32 << 10) + 1, 1 << 20)
+                            : (size_t)rng_range(&w->rng, (1 << 20) + 1, 6 << 20); /* above the chunk: mapped */
+    void *p =
+        (k & 7) == 0 ? ohm_pool_alloc_aligned(s->pool, size, (size_t)64 << (k % 5)) : ohm_pool_alloc(s->pool, size);
     if (!p) {
         expected_failure(w, "ohm_pool_alloc", ohm_last_error_code());
         return;
@@ -412,7 +412,8 @@ static void op_mm(worker *w)
         if (!p) {
             expected_failure(w, "ohm_consumer_alloc_page", ohm_last_error_code());
         } else if (ohm_buf_size(p) < sl->size) {
-            stress_error(s, &s->c.api_errors, "worker %u: page of %zu bytes for %zu", w->index, ohm_buf_size(p), sl->size);
+            stress_error(s, &s->c.api_errors, "worker %u: page of %zu bytes for %zu", w->index, ohm_buf_size(p),
+                         sl->size);
             ohm_buf_release(p, 1);
         } else if (read_back(w, cs, sl, ohm_buf_data(p))) {
             sl->page = p;
@@ -563,9 +564,10 @@ static void op_map(worker *w)
     } else {
         verify_buf(w, "mapped file", ro, len, pid, 0);
         /* a write through the shared mapping is seen by the other one at once */
-        uint8_t x = (uint8_t)~((const uint8_t *)ohm_buf_data(ro))[len - 1], y = 0;
+        uint8_t x = (uint8_t) ~((const uint8_t *)ohm_buf_data(ro))[len - 1], y = 0;
         if (ohm_buf_write(rw, len - 1, &x, 1) != 0 || ohm_buf_read(ro, len - 1, &y, 1) != 0 || x != y)
-            stress_error(s, &s->c.integrity_errors, "worker %u: write through a MAP_SHARED mapping not visible", w->index);
+            stress_error(s, &s->c.integrity_errors, "worker %u: write through a MAP_SHARED mapping not visible",
+                         w->index);
         if (ohm_buf_write(ro, 0, &x, 1) == 0)
             stress_error(s, &s->c.api_errors, "worker %u: a write through a read-only mapping succeeded", w->index);
         release_expect(w, "a read-only mapping", ro, 1);

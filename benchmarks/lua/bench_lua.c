@@ -24,7 +24,7 @@ int luaopen_ohm(lua_State *L);
 int bench_lua_main(int argc, char **argv);
 
 #define DEFAULT_TIMEOUT_S 600
-#define NAME_MAX_LEN 48
+#define NAME_MAX_LEN      48
 
 typedef struct lua_workload {
     char name[NAME_MAX_LEN], unit[16], baseline[NAME_MAX_LEN], summary[160], ratio_head[NAME_MAX_LEN + 3];
@@ -39,7 +39,7 @@ static bool incremental; /* the collector's mode: generational (lua5.4's, the de
 static lua_workload workloads[BENCH_MAX_WORKLOADS];
 static char impl_store[BENCH_MAX_IMPLS][NAME_MAX_LEN];
 static const char *impl_names[BENCH_MAX_IMPLS]; /* every workload's impls, each once */
-static bench_suite suite; /* not const: load fills in the script's tables */
+static bench_suite suite;                       /* not const: load fills in the script's tables */
 
 /* ---- the embedded state ---- */
 
@@ -164,9 +164,20 @@ static int child_main(const bench_options *o)
 static bench_run run_child(const bench_options *o, size_t wi, unsigned impl, unsigned rep)
 {
     const lua_workload *w = &workloads[wi];
-    const char *argv[] = {"ohm-bench", "lua", "--child", "--workload", w->name, "--impl", impl_names[impl],
-                          "--scale", o->scale_arg, "--script", script, "--gc",
-                          incremental ? "incremental" : "generational", NULL};
+    const char *argv[] = {"ohm-bench",
+                          "lua",
+                          "--child",
+                          "--workload",
+                          w->name,
+                          "--impl",
+                          impl_names[impl],
+                          "--scale",
+                          o->scale_arg,
+                          "--script",
+                          script,
+                          "--gc",
+                          incremental ? "incremental" : "generational",
+                          NULL};
     bench_child c = {argv, NULL, o->c.timeout_s};
     bench_run run = bench_child_result(&c, rep, w->name, 0, impl_names[impl]);
     if (run.ok && o->c.verbose)
@@ -184,10 +195,7 @@ static unsigned impl_order(const bench_options *o, size_t wi, unsigned *order)
     return n;
 }
 
-static const char *ratio_header(size_t wi)
-{
-    return workloads[wi].ratio_head;
-}
+static const char *ratio_header(size_t wi) { return workloads[wi].ratio_head; }
 
 static void ratio_cell(bench_table *t, size_t wi, const bench_run *agg, const bool *ran, unsigned impl)
 {
@@ -225,10 +233,7 @@ static void list(void)
     }
 }
 
-static const char *workload_name(size_t wi)
-{
-    return workloads[wi].name;
-}
+static const char *workload_name(size_t wi) { return workloads[wi].name; }
 
 /* ---- options ---- */
 
@@ -260,22 +265,26 @@ static int load(const bench_options *o)
 
 static bench_suite suite = {
     .name = "lua",
-    .usage = "usage: ohm-bench lua [options]\n"
-             BENCH_USAGE_WORKLOAD
+    .usage = "usage: ohm-bench lua [options]\n" BENCH_USAGE_WORKLOAD
              "  --impl NAME[,NAME]      impls to run where they apply (default all)\n"
              "  --reps N                runs per workload and impl (default 3; best ops/s, median RSS)\n"
-             "  --scale F               multiplies iteration counts (default 1)\n"
-             BENCH_USAGE_JSON
-             BENCH_USAGE_TIMEOUT
+             "  --scale F               multiplies iteration counts (default 1)\n" BENCH_USAGE_JSON BENCH_USAGE_TIMEOUT
              "  --script PATH           the workloads (default: " OHM_BENCH_LUA_SCRIPT ")\n"
-             "  --gc MODE               the Lua collector: generational (default, as lua5.4) or incremental\n"
-             BENCH_USAGE_VERBOSE_LIST,
+             "  --gc MODE               the Lua collector: generational (default, as lua5.4) or "
+             "incremental\n" BENCH_USAGE_VERBOSE_LIST,
     .default_timeout_s = DEFAULT_TIMEOUT_S,
     .impl_names = impl_names,
-    .workload_name = workload_name, .impl_order = impl_order,
-    .option = option, .load = load, .banner = banner,
-    .list = list, .child = child_main, .run_child = run_child,
-    .heading = heading, .ratio_header = ratio_header, .ratio_cell = ratio_cell,
+    .workload_name = workload_name,
+    .impl_order = impl_order,
+    .option = option,
+    .load = load,
+    .banner = banner,
+    .list = list,
+    .child = child_main,
+    .run_child = run_child,
+    .heading = heading,
+    .ratio_header = ratio_header,
+    .ratio_cell = ratio_cell,
 };
 
 int bench_lua_main(int argc, char **argv)

@@ -26,10 +26,10 @@ extern "C" {
  * ------------------------------------------------------------------------------------------------------- */
 
 typedef struct ohm_bind_error {
-    int code;                /* the OHM_E* code (0 for OHM_OK)                                         */
-    const char *name;        /* "ERANGE": the code Lua returns as the third value of nil, msg, code    */
-    const char *java_class;  /* the exception a Java binding throws ("java/lang/IndexOutOfBoundsException") */
-    bool raise;              /* a programmer error: Lua raises it; false: a runtime failure, Lua returns nil,
+    int code;               /* the OHM_E* code (0 for OHM_OK) */
+    const char *name;       /* "ERANGE": the code Lua returns as the third value of nil, msg, code */
+    const char *java_class; /* the exception a Java binding throws ("java/lang/IndexOutOfBoundsException") */
+    bool raise;             /* a programmer error: Lua raises it; false: a runtime failure, Lua returns nil,
                                 message, code (ENOMEM, ELIMIT, ESYS, EPERM, ETIMEDOUT, ECANCELED, ECALLBACK) */
 } ohm_bind_error;
 
@@ -66,8 +66,16 @@ OHM_API int ohm_bind_range(uint64_t size, int64_t off, int64_t len);
  * ------------------------------------------------------------------------------------------------------- */
 
 typedef enum ohm_bind_type {
-    OHM_BT_I8 = 0, OHM_BT_U8, OHM_BT_I16, OHM_BT_U16, OHM_BT_I32, OHM_BT_U32, OHM_BT_I64, OHM_BT_U64,
-    OHM_BT_F32, OHM_BT_F64
+    OHM_BT_I8 = 0,
+    OHM_BT_U8,
+    OHM_BT_I16,
+    OHM_BT_U16,
+    OHM_BT_I32,
+    OHM_BT_U32,
+    OHM_BT_I64,
+    OHM_BT_U64,
+    OHM_BT_F32,
+    OHM_BT_F64
 } ohm_bind_type;
 #define OHM_BT_COUNT 10
 
@@ -116,8 +124,7 @@ OHM_API int ohm_bind_fill(ohm_buf *b, int64_t off, uint8_t byte, int64_t len);
 OHM_API int64_t ohm_bind_find(const ohm_buf *b, int64_t off, int64_t len, const void *needle, size_t nlen);
 /* Lexicographic comparison of [a_off, a_off+len) and [b_off, b_off+len) as unsigned bytes: *cmp is <0, 0
  * or >0. */
-OHM_API int ohm_bind_compare(const ohm_buf *a, int64_t a_off, const ohm_buf *b, int64_t b_off, int64_t len,
-                             int *cmp);
+OHM_API int ohm_bind_compare(const ohm_buf *a, int64_t a_off, const ohm_buf *b, int64_t b_off, int64_t len, int *cmp);
 /* Whole buffers: unsigned bytes, then the shorter first (Java's ByteBuffer.compareTo order). */
 OHM_API int ohm_bind_compare_all(const ohm_buf *a, const ohm_buf *b, int *cmp);
 
@@ -143,8 +150,8 @@ OHM_API int ohm_bind_compare_all(const ohm_buf *a, const ohm_buf *b, int *cmp);
 typedef struct ohm_bind_host ohm_bind_host;
 
 typedef enum ohm_bind_threads {
-    OHM_BIND_ANY_THREAD = 0,  /* attach makes any thread usable (a JVM)                        */
-    OHM_BIND_OWNER_THREAD     /* only the thread inside ohm_bind_host_enter (a lua_State)      */
+    OHM_BIND_ANY_THREAD = 0, /* attach makes any thread usable (a JVM) */
+    OHM_BIND_OWNER_THREAD    /* only the thread inside ohm_bind_host_enter (a lua_State) */
 } ohm_bind_threads;
 
 /* A leak report as a host receives it: a copy, valid during the call only. */
@@ -152,9 +159,9 @@ typedef struct ohm_bind_leak {
     ohm_leak_reason reason;
     uint64_t buffer_id;
     size_t size;
-    const char *host_site;   /* the creation site text the host attached, or NULL                  */
-    const char *text;        /* the whole report as text                                           */
-    const char *json;        /* the report as one JSON object                                      */
+    const char *host_site; /* the creation site text the host attached, or NULL */
+    const char *text;      /* the whole report as text */
+    const char *json;      /* the report as one JSON object */
 } ohm_bind_leak;
 
 typedef struct ohm_bind_host_ops {
@@ -235,13 +242,25 @@ OHM_API int ohm_bind_evict(void *evictor, const char *block_id, ohm_buf *buf);
 #define OHM_FFI_MAX_ARGS 32
 
 typedef enum ohm_ffi_type {
-    OHM_FFI_VOID = 0, OHM_FFI_I8, OHM_FFI_U8, OHM_FFI_I16, OHM_FFI_U16, OHM_FFI_I32, OHM_FFI_U32,
-    OHM_FFI_I64, OHM_FFI_U64, OHM_FFI_F32, OHM_FFI_F64, OHM_FFI_PTR, OHM_FFI_STR, OHM_FFI_CPTR
+    OHM_FFI_VOID = 0,
+    OHM_FFI_I8,
+    OHM_FFI_U8,
+    OHM_FFI_I16,
+    OHM_FFI_U16,
+    OHM_FFI_I32,
+    OHM_FFI_U32,
+    OHM_FFI_I64,
+    OHM_FFI_U64,
+    OHM_FFI_F32,
+    OHM_FFI_F64,
+    OHM_FFI_PTR,
+    OHM_FFI_STR,
+    OHM_FFI_CPTR
 } ohm_ffi_type; /* hosts mirror these numbers (NativeFunction.java): append, never renumber */
 
-typedef struct ohm_ffi_lib ohm_ffi_lib;   /* a dlopen'ed library                                      */
-typedef struct ohm_ffi_fn ohm_ffi_fn;     /* a function with a prepared call interface                 */
-typedef struct ohm_ffi_closure ohm_ffi_closure; /* a C function pointer that calls into a host        */
+typedef struct ohm_ffi_lib ohm_ffi_lib;         /* a dlopen'ed library */
+typedef struct ohm_ffi_fn ohm_ffi_fn;           /* a function with a prepared call interface */
+typedef struct ohm_ffi_closure ohm_ffi_closure; /* a C function pointer that calls into a host */
 
 /* Opens a shared library (dlopen, RTLD_NOW | RTLD_LOCAL); NULL path = the process itself. OHM_ESYS-like
  * failure is OHM_EINVAL with dlerror()'s text ("cannot open libfoo.so: ..."). */
@@ -264,15 +283,15 @@ OHM_API int ohm_ffi_parse(const char *signature, ohm_ffi_type *ret, ohm_ffi_type
 
 /* An argument as the host passes it. */
 typedef enum ohm_ffi_arg_kind {
-    OHM_FFI_ARG_INT = 0,  /* v.i: a signed host integer, for any integer type (sign and range checked against
+    OHM_FFI_ARG_INT = 0, /* v.i: a signed host integer, for any integer type (sign and range checked against
                              it: -1 is out of range for u64) or a float type                              */
-    OHM_FFI_ARG_FLOAT,    /* v.f: f32/f64 (an integer type accepts it only if it is a whole number in range) */
-    OHM_FFI_ARG_STR,      /* str: NUL-terminated, for str or cptr parameters (never ptr: C may write)    */
-    OHM_FFI_ARG_BUF,      /* buf + off: the buffer's data at off (checked), for pointer parameters; a
+    OHM_FFI_ARG_FLOAT,   /* v.f: f32/f64 (an integer type accepts it only if it is a whole number in range) */
+    OHM_FFI_ARG_STR,     /* str: NUL-terminated, for str or cptr parameters (never ptr: C may write) */
+    OHM_FFI_ARG_BUF,     /* buf + off: the buffer's data at off (checked), for pointer parameters; a
                              read-only buffer only for cptr or str; retained for the call's duration    */
-    OHM_FFI_ARG_PTR,      /* v.p: a raw address (NULL allowed), for pointer parameters                  */
-    OHM_FFI_ARG_NULL,     /* NULL, for pointer parameters                                               */
-    OHM_FFI_ARG_UINT      /* v.u: an unsigned host integer (Java's NativeFunction.unsigned): the whole
+    OHM_FFI_ARG_PTR,     /* v.p: a raw address (NULL allowed), for pointer parameters */
+    OHM_FFI_ARG_NULL,    /* NULL, for pointer parameters */
+    OHM_FFI_ARG_UINT     /* v.u: an unsigned host integer (Java's NativeFunction.unsigned): the whole
                              u64 range; checked against the type like INT                               */
 } ohm_ffi_arg_kind;
 

@@ -11,9 +11,12 @@
 
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
-static const struct { unsigned size; const char *name; } types[OHM_BT_COUNT] = {
-    {1, "i8"}, {1, "u8"}, {2, "i16"}, {2, "u16"}, {4, "i32"}, {4, "u32"}, {8, "i64"}, {8, "u64"},
-    {4, "f32"}, {8, "f64"},
+static const struct {
+    unsigned size;
+    const char *name;
+} types[OHM_BT_COUNT] = {
+    {1, "i8"},  {1, "u8"},  {2, "i16"}, {2, "u16"}, {4, "i32"},
+    {4, "u32"}, {8, "i64"}, {8, "u64"}, {4, "f32"}, {8, "f64"},
 };
 
 unsigned ohm_bind_type_size(ohm_bind_type t) { return (unsigned)t < OHM_BT_COUNT ? types[t].size : 0; }
@@ -60,10 +63,7 @@ static int span(const ohm_buf *b, int64_t off, int64_t len, void **p)
     return ohm_buf_span(b, (size_t)off, (size_t)len, p);
 }
 
-int ohm_bind_span(const ohm_buf *b, int64_t off, int64_t len, void **ptr)
-{
-    return span(b, off, len, ptr);
-}
+int ohm_bind_span(const ohm_buf *b, int64_t off, int64_t len, void **ptr) { return span(b, off, len, ptr); }
 
 int ohm_bind_read(const ohm_buf *b, int64_t off, void *dst, int64_t len)
 {
@@ -88,7 +88,10 @@ int ohm_bind_write(ohm_buf *b, int64_t off, const void *src, int64_t len)
  * targets only (x86-64, aarch64). */
 static inline uint64_t load(const unsigned char *p, unsigned n, int order)
 {
-    uint8_t b1; uint16_t b2; uint32_t b4; uint64_t b8;
+    uint8_t b1;
+    uint16_t b2;
+    uint32_t b4;
+    uint64_t b8;
     switch (n) {
     case 1: memcpy(&b1, p, 1); return b1;
     case 2: memcpy(&b2, p, 2); return order == OHM_BIND_BE ? __builtin_bswap16(b2) : b2;
@@ -99,12 +102,23 @@ static inline uint64_t load(const unsigned char *p, unsigned n, int order)
 
 static inline void store(unsigned char *p, uint64_t v, unsigned n, int order)
 {
-    uint8_t b1 = (uint8_t)v; uint16_t b2 = (uint16_t)v; uint32_t b4 = (uint32_t)v;
+    uint8_t b1 = (uint8_t)v;
+    uint16_t b2 = (uint16_t)v;
+    uint32_t b4 = (uint32_t)v;
     switch (n) {
     case 1: memcpy(p, &b1, 1); break;
-    case 2: if (order == OHM_BIND_BE) b2 = __builtin_bswap16(b2); memcpy(p, &b2, 2); break;
-    case 4: if (order == OHM_BIND_BE) b4 = __builtin_bswap32(b4); memcpy(p, &b4, 4); break;
-    default: if (order == OHM_BIND_BE) v = __builtin_bswap64(v); memcpy(p, &v, 8); break;
+    case 2:
+        if (order == OHM_BIND_BE) b2 = __builtin_bswap16(b2);
+        memcpy(p, &b2, 2);
+        break;
+    case 4:
+        if (order == OHM_BIND_BE) b4 = __builtin_bswap32(b4);
+        memcpy(p, &b4, 4);
+        break;
+    default:
+        if (order == OHM_BIND_BE) v = __builtin_bswap64(v);
+        memcpy(p, &v, 8);
+        break;
     }
 }
 
@@ -124,12 +138,18 @@ int ohm_bind_get(const ohm_buf *b, int64_t off, ohm_bind_type t, int order, ohm_
     if (rc) return rc;
     uint64_t raw = load(p, n, order);
     switch (t) {
-    case OHM_BT_I8:  out->i = (int8_t)raw; break;
+    case OHM_BT_I8: out->i = (int8_t)raw; break;
     case OHM_BT_I16: out->i = (int16_t)raw; break;
     case OHM_BT_I32: out->i = (int32_t)raw; break;
-    case OHM_BT_F32: { float f; uint32_t w = (uint32_t)raw; memcpy(&f, &w, 4); out->f = f; break; }
+    case OHM_BT_F32: {
+        float f;
+        uint32_t w = (uint32_t)raw;
+        memcpy(&f, &w, 4);
+        out->f = f;
+        break;
+    }
     case OHM_BT_F64: memcpy(&out->f, &raw, 8); break;
-    default:         out->u = raw; break; /* unsigned types zero-extended; i64 shares u64's bits */
+    default: out->u = raw; break; /* unsigned types zero-extended; i64 shares u64's bits */
     }
     return 0;
 }

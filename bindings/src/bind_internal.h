@@ -5,9 +5,9 @@
 #include "ohm_bind.h"
 
 /* The layer sees the core only through ohm.h; these compiler hints are its own. */
-#define bind_likely(x)   __builtin_expect(!!(x), 1)
-#define bind_unlikely(x) __builtin_expect(!!(x), 0)
-#define BIND_COLD        __attribute__((cold, noinline))
+#define bind_likely(x)    __builtin_expect(!!(x), 1)
+#define bind_unlikely(x)  __builtin_expect(!!(x), 0)
+#define BIND_COLD         __attribute__((cold, noinline))
 #define BIND_PRINTF(f, a) __attribute__((format(printf, f, a)))
 /* Thread-locals of a library that JNI or Lua load with dlopen: initial-exec, as the core's, for the same reason
  * (no __tls_get_addr on each call; glibc keeps spare static TLS for such libraries). */

@@ -7,11 +7,11 @@
 
 /* The Java exception class of each code, by the code's name: a code added to OHM_ERRORS without one here does
  * not compile (JAVA_<name> undeclared). */
-#define JAVA_OK        NULL
-#define JAVA_ENOMEM    "org/ohm/OhmOutOfMemoryError"
-#define JAVA_EINVAL    "java/lang/IllegalArgumentException"
-#define JAVA_ESTATE    "java/lang/IllegalStateException"
-#define JAVA_ERANGE    "java/lang/IndexOutOfBoundsException"
+#define JAVA_OK     NULL
+#define JAVA_ENOMEM "org/ohm/OhmOutOfMemoryError"
+#define JAVA_EINVAL "java/lang/IllegalArgumentException"
+#define JAVA_ESTATE "java/lang/IllegalStateException"
+#define JAVA_ERANGE "java/lang/IndexOutOfBoundsException"
 /* Spark users expect an OutOfMemoryError subclass ("Unable to acquire X bytes of memory, got Y"). */
 #define JAVA_ELIMIT    "org/ohm/OhmOutOfMemoryError"
 #define JAVA_ESYS      "org/ohm/OhmIOException"
@@ -46,7 +46,4 @@ const char *ohm_bind_message(int code)
     return ohm_strerror(code);
 }
 
-int ohm_bind_fail(int code, const char *message)
-{
-    return ohm_set_error(code, message);
-}
+int ohm_bind_fail(int code, const char *message) { return ohm_set_error(code, message); }

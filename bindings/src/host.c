@@ -23,13 +23,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_QUEUED 1024  /* leak reports kept for a host that is not running; more are counted and dropped */
-#define MAX_DEPTH 64     /* hosts entered on one thread at once; deeper entries are counted, not recorded  */
+#define MAX_QUEUED 1024 /* leak reports kept for a host that is not running; more are counted and dropped */
+#define MAX_DEPTH  64   /* hosts entered on one thread at once; deeper entries are counted, not recorded */
 
 typedef struct queued {
     struct queued *next;
     ohm_bind_leak leak;
-    char strings[];      /* text, json and host_site, each NUL-terminated */
+    char strings[]; /* text, json and host_site, each NUL-terminated */
 } queued;
 
 struct ohm_bind_host {
@@ -37,8 +37,8 @@ struct ohm_bind_host {
     void *arg;
     atomic_uint refs;
     atomic_bool dead;
-    atomic_uint nqueued;     /* read without the lock by enter, to skip the drain when nothing waits */
-    pthread_mutex_t lock;    /* guards the queue                                                      */
+    atomic_uint nqueued;  /* read without the lock by enter, to skip the drain when nothing waits */
+    pthread_mutex_t lock; /* guards the queue */
     queued *head, *tail;
     uint64_t dropped;
 };
@@ -51,7 +51,7 @@ static BIND_TLS struct {
 static pthread_mutex_t route_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t route_idle = PTHREAD_COND_INITIALIZER;
 static ohm_bind_host *default_host;
-static unsigned routing;        /* reports on their way to default_host right now */
+static unsigned routing; /* reports on their way to default_host right now */
 static bool router_installed;
 
 static void router(void *arg, const ohm_leak_report *rep);
@@ -164,8 +164,7 @@ int bind_host_call_begin(ohm_bind_host *h, void **token)
         return ohm_set_error(OHM_ECALLBACK, "callback cannot run: its host was destroyed");
     if (h->ops.threads == OHM_BIND_OWNER_THREAD) {
         if (!on_this_thread(h))
-            return ohm_set_error(OHM_ECALLBACK,
-                                 "callback cannot run on this thread: its host is not running here");
+            return ohm_set_error(OHM_ECALLBACK, "callback cannot run on this thread: its host is not running here");
         return 0;
     }
     if (!h->ops.attach) return 0;
@@ -227,8 +226,7 @@ static void enqueue(ohm_bind_host *h, const ohm_leak_report *rep)
     memcpy(text, rep->text, tn + 1);
     ohm_leak_report_json(rep, json, jn + 1);
     if (rep->created.host_site) memcpy(site, rep->created.host_site, sn + 1);
-    q->leak = (ohm_bind_leak){rep->reason, rep->buffer_id, rep->size, rep->created.host_site ? site : NULL, text,
-                              json};
+    q->leak = (ohm_bind_leak){rep->reason, rep->buffer_id, rep->size, rep->created.host_site ? site : NULL, text, json};
     q->next = NULL;
     pthread_mutex_lock(&h->lock);
     if (h->tail) h->tail->next = q;

@@ -240,10 +240,7 @@ static void timed_remove(arena_t *a, run_t *r)
  * The tags of the run an operation touches and of its neighbours, and its dirty bits (a few words of the map).
  * Whole-chunk and whole-arena walks are at the end of this file. */
 #ifdef OHM_DEBUG
-static uint32_t map_count(const chunk_t *c, size_t h, size_t n)
-{
-    return map_apply(c->dirty, h, n, MAP_COUNT);
-}
+static uint32_t map_count(const chunk_t *c, size_t h, size_t n) { return map_apply(c->dirty, h, n, MAP_COUNT); }
 
 /* Whether a free run of n pages in c must be on the purge list (run_make_free's rule). */
 static bool run_should_be_timed(const chunk_t *c, uint32_t n, uint32_t ndirty)
@@ -281,8 +278,8 @@ static void check_alloc_run(const chunk_t *c, size_t h, uint32_t n)
                    "large run: the tail entry is PG_RUN_TAIL naming the head");
     } else {
         ohm_assert(r->state == RUN_SLAB && "allocated run: a slab or a large run");
-        ohm_assert(pg_kind(head) == PG_SLAB && pg_head(head) == h && pg_kind(tail) == PG_SLAB &&
-                   pg_head(tail) == h && pg_cls(head) == r->cls && pg_cls(tail) == r->cls &&
+        ohm_assert(pg_kind(head) == PG_SLAB && pg_head(head) == h && pg_kind(tail) == PG_SLAB && pg_head(tail) == h &&
+                   pg_cls(head) == r->cls && pg_cls(tail) == r->cls &&
                    "slab: its first and last entries are PG_SLAB of its class naming the head");
         ohm_assert(sc_is_small(r->cls) && n == sc_table[r->cls].slab_pages && "slab: its length is its class's");
     }
@@ -358,7 +355,8 @@ static void run_free(arena_t *a, chunk_t *c, size_t h, uint32_t n)
     a->dbg_touched = c;
 #endif
     if (c->runs[h].state == RUN_LARGE) pg_set(c, h, pg_make(PG_FREE, 0, (unsigned)h));
-    else for (size_t i = h; i < h + n; i++) pg_set(c, i, pg_make(PG_FREE, 0, (unsigned)h));
+    else
+        for (size_t i = h; i < h + n; i++) pg_set(c, i, pg_make(PG_FREE, 0, (unsigned)h));
     c->free_pages += n;
     a->active_pages -= n;
     pages_dirtied(a, c, h, n);
@@ -495,15 +493,9 @@ static void *large_alloc(arena_t *a, unsigned cls, uint32_t align_pages)
 
 /* ---- slabs ---- */
 
-static void partial_push(arena_t *a, run_t *s)
-{
-    LIST_PUSH_FRONT(a->partial[s->cls], s, next, prev);
-}
+static void partial_push(arena_t *a, run_t *s) { LIST_PUSH_FRONT(a->partial[s->cls], s, next, prev); }
 
-static void partial_remove(arena_t *a, run_t *s)
-{
-    LIST_UNLINK(a->partial[s->cls], s, next, prev);
-}
+static void partial_remove(arena_t *a, run_t *s) { LIST_UNLINK(a->partial[s->cls], s, next, prev); }
 
 /* Empty slabs: a slab whose last block came back stays a slab, on the partial list and on this FIFO (through
  * the purge-list links and freed_ms, which slabs do not otherwise use). A workload that empties and refills
@@ -802,7 +794,8 @@ void arena_purge(arena_t *a, bool force)
  * bin, in address order, and on the purge list exactly when it should be; slabs are on the partial and empty
  * lists exactly when their counts say; and the arena's page counts are the sums of what the walk found. */
 #ifdef OHM_DEBUG
-#define ARENA_CHECK_EVERY 8 /* operations between whole-arena walks (each op walks its own chunk): the C suite
+#define ARENA_CHECK_EVERY \
+    8 /* operations between whole-arena walks (each op walks its own chunk): the C suite
                              * then costs about 1.4x the CPU time of a normal build, against 1.9x walking every time */
 
 typedef struct walk_tally {
@@ -847,7 +840,8 @@ static void check_chunk(arena_t *a, chunk_t *c, walk_tally *t)
                 t->empty_slabs++;
                 t->empty_pages += n;
             }
-            ohm_assert((!r->timed || r->nfree == sc_table[r->cls].slab_objs) && "slab: on the empty list only when empty");
+            ohm_assert((!r->timed || r->nfree == sc_table[r->cls].slab_objs) &&
+                       "slab: on the empty list only when empty");
             ohm_assert((r->timed || r->nfree < sc_table[r->cls].slab_objs || poison_on(a->cfg)) &&
                        "slab: an empty slab is on the empty list (unless the pool poisons)");
             t->partial_slabs += r->nfree > 0;
@@ -862,8 +856,7 @@ static void check_chunk(arena_t *a, chunk_t *c, walk_tally *t)
             t->active += n;
             prev_free = 0;
             break;
-        default:
-            ohm_assert(0 && "chunk: a run starts with a PG_FREE, PG_SLAB or PG_RUN entry");
+        default: ohm_assert(0 && "chunk: a run starts with a PG_FREE, PG_SLAB or PG_RUN entry");
         }
         p += n;
     }
@@ -883,7 +876,8 @@ void arena_check_chunk(arena_t *a, chunk_t *c)
 static uint64_t check_bin(arena_t *a, unsigned b, uint64_t limit)
 {
     run_t *root = a->bins[b];
-    ohm_assert(!!root == !!(a->nonempty[b / 64] >> (b % 64) & 1) && "bins: the nonempty bit says whether a bin has runs");
+    ohm_assert(!!root == !!(a->nonempty[b / 64] >> (b % 64) & 1) &&
+               "bins: the nonempty bit says whether a bin has runs");
     if (!root) return 0;
     ohm_assert(!root->prev && !root->next && "bin heap: the root has no parent and no siblings");
     uint64_t n = 0;
@@ -931,7 +925,8 @@ void arena_check(arena_t *a)
         empty_pages += s->npages;
     }
     ohm_assert(empty == t.empty_slabs && "empty list: holds every slab marked timed");
-    ohm_assert(a->empty_pages == empty_pages && a->empty_pages == t.empty_pages && "arena: empty_pages is its empty slabs' pages");
+    ohm_assert(a->empty_pages == empty_pages && a->empty_pages == t.empty_pages &&
+               "arena: empty_pages is its empty slabs' pages");
     uint64_t partial = 0;
     for (unsigned cls = 0; cls < SC_NSMALL; cls++)
         for (run_t *s = a->partial[cls], *prev = NULL; s; prev = s, s = s->next) {

@@ -19,27 +19,27 @@
 
 #pragma GCC visibility push(hidden)
 
-#define ARENA_EXACT_BINS 64  /* free runs of 1..64 pages: one bin each                     */
-#define ARENA_BINS       128 /* then 4 bins per doubling up to 64 MiB / 4 KiB pages        */
+#define ARENA_EXACT_BINS 64  /* free runs of 1..64 pages: one bin each */
+#define ARENA_BINS       128 /* then 4 bins per doubling up to 64 MiB / 4 KiB pages */
 
 typedef struct arena {
     pthread_mutex_t lock;
-    chunk_space *space;                 /* the pool's: chunks come from it                    */
-    const ohm_pool_config *cfg;         /* the pool's options (space->cfg, one load nearer)   */
+    chunk_space *space;         /* the pool's: chunks come from it */
+    const ohm_pool_config *cfg; /* the pool's options (space->cfg, one load nearer) */
     unsigned index;
-    _Atomic unsigned nthreads;          /* thread caches bound here (for least-used binding) */
+    _Atomic unsigned nthreads; /* thread caches bound here (for least-used binding) */
     chunk_t *chunks;
-    run_t *partial[SC_NSMALL];          /* slabs with at least one free block                */
-    run_t *bins[ARENA_BINS];            /* free runs by size: heaps ordered by address        */
+    run_t *partial[SC_NSMALL]; /* slabs with at least one free block */
+    run_t *bins[ARENA_BINS];   /* free runs by size: heaps ordered by address */
     uint64_t nonempty[ARENA_BINS / 64];
-    run_t *timed_head, *timed_tail;     /* purge candidates, roughly oldest first             */
-    run_t *empty_head, *empty_tail;     /* slabs with every block free, oldest first: kept for
+    run_t *timed_head, *timed_tail; /* purge candidates, roughly oldest first */
+    run_t *empty_head, *empty_tail; /* slabs with every block free, oldest first: kept for
                                            reuse until purged like dirty pages                 */
-    uint64_t empty_pages;               /* pages of those slabs                               */
-    uint64_t dirty_pages;               /* free pages not purged: the bits of the dirty maps  */
-    uint64_t active_pages;              /* pages in slabs and allocated runs                  */
+    uint64_t empty_pages;           /* pages of those slabs */
+    uint64_t dirty_pages;           /* free pages not purged: the bits of the dirty maps */
+    uint64_t active_pages;          /* pages in slabs and allocated runs */
     uint64_t nchunks;
-    _Atomic(void *) remote[SC_COUNT];   /* chains of blocks freed by other threads' caches     */
+    _Atomic(void *) remote[SC_COUNT]; /* chains of blocks freed by other threads' caches */
     /* cumulative, read by stats under the lock */
     uint64_t purged_pages, chunks_mapped, chunks_unmapped;
     /* debug builds: the chunk the operation in progress changed, walked when it ends, and a count of

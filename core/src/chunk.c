@@ -105,8 +105,8 @@ static int chunk_prepare(const chunk_space *space, chunk_t *c)
     if (cfg->chunk_map) {
         if (cfg->chunk_map(cfg->hook_arg, p, c->size) != 0) {
             if (cfg->lock_memory) os_unlock(p, c->size);
-            return ohm__error(OHM_ECALLBACK, "pool '%s': the chunk map hook refused chunk %p (%zu bytes)",
-                              cfg->name, p, c->size);
+            return ohm__error(OHM_ECALLBACK, "pool '%s': the chunk map hook refused chunk %p (%zu bytes)", cfg->name, p,
+                              c->size);
         }
         c->hooked = 1;
     }

@@ -18,26 +18,26 @@
 
 struct arena;
 
-enum { PG_FREE = 0, PG_SLAB, PG_RUN, PG_RUN_TAIL };      /* page entry kinds   */
-enum { RUN_FREE = 0, RUN_SLAB, RUN_LARGE };              /* run record states  */
+enum { PG_FREE = 0, PG_SLAB, PG_RUN, PG_RUN_TAIL }; /* page entry kinds */
+enum { RUN_FREE = 0, RUN_SLAB, RUN_LARGE };         /* run record states */
 enum { CHUNK_ARENA = 0, CHUNK_HUGE };
 
 typedef struct run run_t;
 struct run {
     uint32_t npages;
     uint8_t state;
-    uint8_t cls;            /* slabs and large runs                                            */
-    uint8_t timed;          /* free runs: on the arena's purge (time) list                     */
-    uint16_t nfree;         /* slabs: free blocks                                              */
-    uint32_t ndirty;        /* free runs: pages that may be resident (set in the chunk's map)  */
-    struct chunk *chunk;    /* set whenever the record becomes a head                          */
-    run_t *next, *prev;     /* free runs: siblings in their bin's heap (prev is the parent of a
+    uint8_t cls;          /* slabs and large runs */
+    uint8_t timed;        /* free runs: on the arena's purge (time) list */
+    uint16_t nfree;       /* slabs: free blocks */
+    uint32_t ndirty;      /* free runs: pages that may be resident (set in the chunk's map) */
+    struct chunk *chunk;  /* set whenever the record becomes a head */
+    run_t *next, *prev;   /* free runs: siblings in their bin's heap (prev is the parent of a
                                first child); slabs: the arena's partial-slab list              */
-    run_t *tnext, *tprev;   /* purge list, oldest first                                        */
-    uint64_t freed_ms;      /* free runs: when they became free (decay)                        */
+    run_t *tnext, *tprev; /* purge list, oldest first */
+    uint64_t freed_ms;    /* free runs: when they became free (decay) */
     union {
-        uint64_t bitmap[SC_SLAB_WORDS]; /* slabs: 1 = free block                               */
-        run_t *child;                   /* free runs: first child in their bin's heap          */
+        uint64_t bitmap[SC_SLAB_WORDS]; /* slabs: 1 = free block */
+        run_t *child;                   /* free runs: first child in their bin's heap */
     };
 };
 
@@ -46,21 +46,21 @@ _Static_assert(sizeof(run_t) == 128 && offsetof(run_t, bitmap) == 64, "run_t lay
 
 typedef struct chunk {
     uintptr_t base;
-    size_t size;            /* mapped bytes (chunk_size, or a huge block's whole mapping)     */
+    size_t size; /* mapped bytes (chunk_size, or a huge block's whole mapping) */
     struct ohm_pool *pool;
-    struct arena *arena;    /* owner; NULL for huge blocks                                    */
+    struct arena *arena; /* owner; NULL for huge blocks */
     uint8_t kind;
-    uint8_t pinned;         /* locked, hooked or hugetlb: never purged page by page            */
+    uint8_t pinned; /* locked, hooked or hugetlb: never purged page by page */
     uint8_t hugetlb;
-    uint8_t hooked;         /* the map hook ran and succeeded: the unmap hook must run         */
+    uint8_t hooked; /* the map hook ran and succeeded: the unmap hook must run */
     uint32_t npages;
-    uint32_t free_pages;    /* under the arena lock                                             */
-    size_t usable;          /* huge: bytes the caller may use                                   */
-    struct chunk *next, *prev; /* arena's chunk list, or the pool's huge list                   */
-    run_t *runs;               /* run records, one per page (arena chunks)                       */
-    uint64_t *dirty;           /* a bit per page: free and possibly resident (arena chunks)      */
+    uint32_t free_pages;       /* under the arena lock */
+    size_t usable;             /* huge: bytes the caller may use */
+    struct chunk *next, *prev; /* arena's chunk list, or the pool's huge list */
+    run_t *runs;               /* run records, one per page (arena chunks) */
+    uint64_t *dirty;           /* a bit per page: free and possibly resident (arena chunks) */
     size_t meta_size;
-    _Atomic uint32_t pages[];  /* page entries (arena chunks): inline, so free() loads no pointer */
+    _Atomic uint32_t pages[]; /* page entries (arena chunks): inline, so free() loads no pointer */
 } chunk_t;
 
 /* ---- page entries ---- */
@@ -118,8 +118,8 @@ static inline size_t chunk_run_index(const chunk_t *c, const run_t *r) { return 
  * whole granules, so no granule is ever shared. */
 
 #define RADIX_GRANULE_SHIFT 20
-#define RADIX_L2_BITS 14
-#define RADIX_L1_BITS (47 - RADIX_GRANULE_SHIFT - RADIX_L2_BITS)
+#define RADIX_L2_BITS       14
+#define RADIX_L1_BITS       (47 - RADIX_GRANULE_SHIFT - RADIX_L2_BITS)
 
 /* Root slots without a leaf point at one shared, never-written leaf of NULLs, so a lookup needs no test. */
 extern _Atomic(_Atomic(chunk_t *) *) radix_root[1u << RADIX_L1_BITS];
@@ -143,12 +143,12 @@ void chunk_fork_lock(bool lock);
  * the bytes counted against it. The pool embeds one and passes it to every function below; nothing here knows
  * the pool itself. */
 typedef struct chunk_space {
-    struct ohm_pool *owner;          /* recorded in each chunk (chunk_t.pool), not dereferenced here       */
-    const ohm_pool_config *cfg;      /* huge pages, mergeable, mlock, map hooks, max_mapped, name          */
+    struct ohm_pool *owner;     /* recorded in each chunk (chunk_t.pool), not dereferenced here */
+    const ohm_pool_config *cfg; /* huge pages, mergeable, mlock, map hooks, max_mapped, name */
     size_t chunk_size;
     unsigned chunk_pages;
-    _Atomic uint64_t mapped;         /* chunk and huge bytes mapped now, counted against cfg->max_mapped    */
-    _Atomic uint64_t failed_allocs;  /* creations that failed, and cap refusals the pool could not cure     */
+    _Atomic uint64_t mapped;        /* chunk and huge bytes mapped now, counted against cfg->max_mapped */
+    _Atomic uint64_t failed_allocs; /* creations that failed, and cap refusals the pool could not cure */
 } chunk_space;
 
 /* Maps a new arena chunk of space (reserving it against max_mapped, applying huge pages, mlock, mergeable and

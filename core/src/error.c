@@ -24,7 +24,7 @@ const char *ohm_strerror(int code)
     switch (code) {
 #define STRERROR_CASE(name, value, kind, text) \
     case OHM_##name: return "OHM_" #name ": " text;
-    OHM_ERRORS(STRERROR_CASE)
+        OHM_ERRORS(STRERROR_CASE)
 #undef STRERROR_CASE
     default: return "OHM_E?: unknown error code";
     }
@@ -58,10 +58,7 @@ int ohm__error(int code, const char *fmt, ...)
     return code;
 }
 
-int ohm_set_error(int code, const char *message)
-{
-    return ohm__error(code, "%s", message ? message : "");
-}
+int ohm_set_error(int code, const char *message) { return ohm__error(code, "%s", message ? message : ""); }
 
 /* The public name of ohm__error: the same function, exported. */
 int ohm_set_errorf(int code, const char *fmt, ...) __attribute__((alias("ohm__error")));
@@ -73,8 +70,7 @@ int ohm__error_sys(int code, int err, const char *fmt, ...)
     set_error(code, err, fmt, ap);
     va_end(ap);
     size_t n = strlen(tl_message);
-    if (n + 8 < sizeof tl_message)
-        snprintf(tl_message + n, sizeof tl_message - n, ": %s", strerror(err));
+    if (n + 8 < sizeof tl_message) snprintf(tl_message + n, sizeof tl_message - n, ": %s", strerror(err));
     return code;
 }
 
@@ -156,9 +152,12 @@ static int parse_u64(const char *s, uint64_t *out, bool allow_suffix)
     unsigned shift = 0;
     if (allow_suffix && *end) {
         switch (*end) {
-        case 'k': case 'K': shift = 10; break;
-        case 'm': case 'M': shift = 20; break;
-        case 'g': case 'G': shift = 30; break;
+        case 'k':
+        case 'K': shift = 10; break;
+        case 'm':
+        case 'M': shift = 20; break;
+        case 'g':
+        case 'G': shift = 30; break;
         default: return -1;
         }
         end++;

@@ -31,10 +31,10 @@
 
 #pragma GCC visibility push(hidden)
 
-#define ohm_likely(x)   __builtin_expect(!!(x), 1)
-#define ohm_unlikely(x) __builtin_expect(!!(x), 0)
-#define OHM_NOINLINE    __attribute__((noinline))
-#define OHM_COLD        __attribute__((cold, noinline))
+#define ohm_likely(x)    __builtin_expect(!!(x), 1)
+#define ohm_unlikely(x)  __builtin_expect(!!(x), 0)
+#define OHM_NOINLINE     __attribute__((noinline))
+#define OHM_COLD         __attribute__((cold, noinline))
 #define OHM_PRINTF(f, a) __attribute__((format(printf, f, a)))
 /* Thread-locals of a library that JNI or Lua load with dlopen: initial-exec avoids a __tls_get_addr call on
  * every allocation; glibc keeps spare static TLS for such libraries, and ours is a few hundred bytes. */
@@ -47,12 +47,11 @@
  * failed check is a bug of ohm's own, never a caller's mistake, so it reports and aborts. ohm_debug_only(x)
  * keeps code that exists for the checks (a counter, a walk) out of the normal build. */
 #ifdef OHM_DEBUG
-#define ohm_assert(cond) \
-    (ohm_likely(cond) ? (void)0 : ohm__assert_fail(#cond, __FILE__, __LINE__, __func__))
+#define ohm_assert(cond)  (ohm_likely(cond) ? (void)0 : ohm__assert_fail(#cond, __FILE__, __LINE__, __func__))
 #define ohm_debug_only(x) x
 void ohm__assert_fail(const char *cond, const char *file, int line, const char *func) __attribute__((noreturn, cold));
 #else
-#define ohm_assert(cond)  ((void)0)
+#define ohm_assert(cond) ((void)0)
 #define ohm_debug_only(x)
 #endif
 

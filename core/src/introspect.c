@@ -44,11 +44,8 @@ static int lookup_in_chunk(chunk_t *c, const void *addr, ohm_block_info *info)
     case PG_RUN_TAIL:
         if (!pg_tail_live(c, page, e)) break; /* left behind by a freed large run: free pages */
         /* fall through */
-    case PG_RUN:
-        fill_info(info, c, run, sc_size(cls), cls, OHM_BLOCK_RUN, !block_is_cached(run));
-        return 0;
-    default:
-        break;
+    case PG_RUN: fill_info(info, c, run, sc_size(cls), cls, OHM_BLOCK_RUN, !block_is_cached(run)); return 0;
+    default: break;
     }
     return ohm__error(OHM_EINVAL, "%p is in free pages of pool '%s'", addr, c->pool->name);
 }

@@ -32,10 +32,8 @@ static void puts_(json_writer *w, const char *s) { put(w, s, strlen(s)); }
 /* The separator before a value: none after a key, a ',' after an earlier value at this level. */
 static void before_value(json_writer *w)
 {
-    if (w->after_key)
-        w->after_key = false;
-    else if (w->comma)
-        put(w, ",", 1);
+    if (w->after_key) w->after_key = false;
+    else if (w->comma) put(w, ",", 1);
     w->comma = true;
 }
 
@@ -141,10 +139,8 @@ void json_f64(json_writer *w, double v, int decimals)
 {
     char num[64];
     if (!isfinite(v)) v = 0.0;
-    if (decimals < 0)
-        snprintf(num, sizeof num, "%g", v);
-    else
-        snprintf(num, sizeof num, "%.*f", decimals, v);
+    if (decimals < 0) snprintf(num, sizeof num, "%g", v);
+    else snprintf(num, sizeof num, "%.*f", decimals, v);
     bare(w, num);
 }
 

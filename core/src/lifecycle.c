@@ -69,10 +69,10 @@ void ohm__thread_init(void)
 
 static void prefork(void)
 {
-    buf_prefork();      /* 1, 2  */
-    leak_prefork();     /* 3-5   */
-    pool_prefork();     /* 6-9   */
-    chunk_fork_lock(true); /* 10    */
+    buf_prefork();         /* 1, 2 */
+    leak_prefork();        /* 3-5 */
+    pool_prefork();        /* 6-9 */
+    chunk_fork_lock(true); /* 10 */
 }
 
 static void postfork_parent(void)

@@ -11,15 +11,15 @@
 
 /* Adds node at one end of a list: end is the owner's pointer to that end, inward the node's link toward the
  * rest of the list, outward the other one; at_empty runs when the list was empty, naming the node list_n_. */
-#define LIST_ADD_(end, node, inward, outward, at_empty)                                                           \
-    do {                                                                                                          \
-        __typeof__(&(end)) list_e_ = &(end);                                                                      \
-        __typeof__(node) list_n_ = (node), list_old_ = *list_e_;                                                  \
-        list_n_->inward = list_old_;                                                                              \
-        list_n_->outward = NULL;                                                                                  \
-        if (list_old_) list_old_->outward = list_n_;                                                              \
-        else at_empty;                                                                                            \
-        *list_e_ = list_n_;                                                                                       \
+#define LIST_ADD_(end, node, inward, outward, at_empty)          \
+    do {                                                         \
+        __typeof__(&(end)) list_e_ = &(end);                     \
+        __typeof__(node) list_n_ = (node), list_old_ = *list_e_; \
+        list_n_->inward = list_old_;                             \
+        list_n_->outward = NULL;                                 \
+        if (list_old_) list_old_->outward = list_n_;             \
+        else at_empty;                                           \
+        *list_e_ = list_n_;                                      \
     } while (0)
 
 /* Inserts node before the first element. */
@@ -30,13 +30,13 @@
 
 /* Removes node; at_end runs when node was the last element, with list_p_ naming the element before it (NULL
  * when none). Its own links are left as they were. */
-#define LIST_UNLINK_(head, node, next, prev, at_end)                                                              \
-    do {                                                                                                          \
-        __typeof__(node) list_n_ = (node), list_p_ = list_n_->prev, list_x_ = list_n_->next;                      \
-        if (list_p_) list_p_->next = list_x_;                                                                     \
-        else (head) = list_x_;                                                                                    \
-        if (list_x_) list_x_->prev = list_p_;                                                                     \
-        else at_end;                                                                                              \
+#define LIST_UNLINK_(head, node, next, prev, at_end)                                         \
+    do {                                                                                     \
+        __typeof__(node) list_n_ = (node), list_p_ = list_n_->prev, list_x_ = list_n_->next; \
+        if (list_p_) list_p_->next = list_x_;                                                \
+        else (head) = list_x_;                                                               \
+        if (list_x_) list_x_->prev = list_p_;                                                \
+        else at_end;                                                                         \
     } while (0)
 
 /* Removes node from a list without a tail pointer. */

@@ -25,10 +25,10 @@
 #define MAP_KNOWN_FLAGS (OHM_MAP_READ | OHM_MAP_WRITE | OHM_MAP_CREATE | OHM_MAP_SYNC_ON_RELEASE)
 
 typedef struct map_ctx {
-    void *base;      /* page-aligned start of the mapping; NULL for an empty region (nothing mapped) */
-    size_t map_len;  /* bytes to unmap: a page multiple                                             */
-    unsigned flags;  /* OHM_MAP_* as given                                                          */
-    char name[];     /* path, "/shm" name or "memfd", for messages                                  */
+    void *base;     /* page-aligned start of the mapping; NULL for an empty region (nothing mapped) */
+    size_t map_len; /* bytes to unmap: a page multiple */
+    unsigned flags; /* OHM_MAP_* as given */
+    char name[];    /* path, "/shm" name or "memfd", for messages */
 } map_ctx;
 
 /* The data pointer of empty regions: mmap cannot map 0 bytes, and a buffer's data is never NULL while live. */
@@ -51,8 +51,7 @@ static void map_release(void *arg, void *data, size_t size)
 
 /* Maps [offset, offset+length) of fd (the region is inside the object) and wraps it as a root buffer of the
  * given origin. Closes fd in every case. NULL with the error set; nothing is left behind. */
-static ohm_buf *map_fd(int fd, const char *name, uint64_t offset, size_t length, unsigned flags,
-                       ohm_buf_origin origin)
+static ohm_buf *map_fd(int fd, const char *name, uint64_t offset, size_t length, unsigned flags, ohm_buf_origin origin)
 {
     size_t name_len = strlen(name);
     map_ctx *ctx = malloc(sizeof *ctx + name_len + 1);
@@ -111,16 +110,20 @@ static int map_region(int fd, const char *path, uint64_t offset, size_t *length,
     uint64_t end = offset + *length;
     if (end > size) {
         if (!(flags & OHM_MAP_CREATE))
-            return ohm__error(OHM_ERANGE, "cannot map '%s' [%" PRIu64 ", %" PRIu64 "): the file has %" PRIu64
-                              " bytes (OHM_MAP_CREATE extends it)", path, offset, end, size);
+            return ohm__error(OHM_ERANGE,
+                              "cannot map '%s' [%" PRIu64 ", %" PRIu64 "): the file has %" PRIu64
+                              " bytes (OHM_MAP_CREATE extends it)",
+                              path, offset, end, size);
         rc = os_file_extend(fd, path, end);
         if (rc) return rc;
         size = end;
     }
     if (*length == 0) {
         if (size - offset > SIZE_MAX)
-            return ohm__error(OHM_ERANGE, "cannot map '%s' from %" PRIu64 ": the rest of the file (%" PRIu64
-                              " bytes) does not fit the address space", path, offset, size - offset);
+            return ohm__error(OHM_ERANGE,
+                              "cannot map '%s' from %" PRIu64 ": the rest of the file (%" PRIu64
+                              " bytes) does not fit the address space",
+                              path, offset, size - offset);
         *length = (size_t)(size - offset);
     }
     return 0;
@@ -137,8 +140,8 @@ ohm_buf *ohm_buf_map_file(const char *path, uint64_t offset, size_t length, unsi
         return NULL;
     }
     if (offset > (uint64_t)INT64_MAX || (uint64_t)length > (uint64_t)INT64_MAX - offset) {
-        ohm__error(OHM_ERANGE, "ohm_buf_map_file('%s'): offset %" PRIu64 " + length %zu overflows a file offset",
-                   path, offset, length);
+        ohm__error(OHM_ERANGE, "ohm_buf_map_file('%s'): offset %" PRIu64 " + length %zu overflows a file offset", path,
+                   offset, length);
         return NULL;
     }
     /* CREATE needs a writable descriptor to extend the file, even for a read-only mapping. */
@@ -180,8 +183,10 @@ static int shm_name_check(const char *name, const char *op)
     if (!name) return ohm__error(OHM_EINVAL, "%s: the name must not be NULL", op);
     size_t n = strlen(name);
     if (name[0] != '/' || n < 2 || n - 1 > NAME_MAX || strchr(name + 1, '/'))
-        return ohm__error(OHM_EINVAL, "%s: shared memory name '%s' must be \"/name\" (one leading slash, no other, "
-                          "1 to %d characters)", op, name, NAME_MAX);
+        return ohm__error(OHM_EINVAL,
+                          "%s: shared memory name '%s' must be \"/name\" (one leading slash, no other, "
+                          "1 to %d characters)",
+                          op, name, NAME_MAX);
     return 0;
 }
 
@@ -189,8 +194,8 @@ ohm_buf *ohm_buf_shm_create(const char *name, size_t size)
 {
     if (name && shm_name_check(name, "ohm_buf_shm_create")) return NULL;
     if (size == 0 || (uint64_t)size > (uint64_t)INT64_MAX) {
-        ohm__error(size ? OHM_ERANGE : OHM_EINVAL, "ohm_buf_shm_create: size %zu must be between 1 and %" PRId64,
-                   size, INT64_MAX);
+        ohm__error(size ? OHM_ERANGE : OHM_EINVAL, "ohm_buf_shm_create: size %zu must be between 1 and %" PRId64, size,
+                   INT64_MAX);
         return NULL;
     }
     const char *what = name ? name : "memfd";

@@ -47,7 +47,8 @@ void mm_check(const ohm_mm *mm)
             exec[i] += t->held[i];
             sto[i] += t->unroll[i];
             reg[i] += t->registered[i];
-            ohm_assert((!t->held[i] || t->registered[i]) && "a task holding execution memory is in the mode's fair share");
+            ohm_assert((!t->held[i] || t->registered[i]) &&
+                       "a task holding execution memory is in the mode's fair share");
         }
     }
     ohm_assert(ntasks == mm->ntasks && "manager: ntasks counts its task list");
@@ -55,7 +56,8 @@ void mm_check(const ohm_mm *mm)
                "manager: npages is its consumers' pages plus the pages of ended tasks not yet freed");
     uint64_t nblocks = 0, bytes = 0;
     for (const block *b = mm->lru_head, *bp = NULL; b; bp = b, b = b->lru_next) {
-        ohm_assert(b->lru_prev == bp && (b->lru_next || b == mm->lru_tail) && "blocks: the LRU list is linked both ways");
+        ohm_assert(b->lru_prev == bp && (b->lru_next || b == mm->lru_tail) &&
+                   "blocks: the LRU list is linked both ways");
         ohm_assert(block_find(mm, b->id) == b && "blocks: each LRU block is found in the table by its id");
         ohm_assert((!b->evicting || !b->pins) && "blocks: a block being evicted is not pinned");
         nblocks++;
@@ -95,7 +97,8 @@ uint64_t *mm_debug_counter(ohm_mm *mm, int mode, const char *name)
 
 int check_size(uint64_t n, const char *op)
 {
-    if (n > (uint64_t)INT64_MAX) return ohm__error(OHM_EINVAL, "%s: %llu bytes is too large", op, (unsigned long long)n);
+    if (n > (uint64_t)INT64_MAX)
+        return ohm__error(OHM_EINVAL, "%s: %llu bytes is too large", op, (unsigned long long)n);
     return 0;
 }
 
@@ -105,10 +108,7 @@ int check_mode(int mode, const char *op)
     return 0;
 }
 
-int callback_code(int64_t rc)
-{
-    return rc < 0 && rc >= OHM_ECALLBACK ? (int)rc : OHM_ECALLBACK;
-}
+int callback_code(int64_t rc) { return rc < 0 && rc >= OHM_ECALLBACK ? (int)rc : OHM_ECALLBACK; }
 
 /* Sets the error for a failed callback: what (a printf-ready "spill of consumer %s"), plus the callback's own
  * message when it set one with ohm_set_error (callers clear the thread's error before calling back). */
@@ -237,8 +237,8 @@ int ohm_mm_destroy(ohm_mm *mm)
     bool busy = block_store_busy(mm);
     mm_unlock(mm);
     if (tasks || pages || busy)
-        return ohm__error(OHM_ESTATE, "memory manager still has %llu tasks, %llu pages%s",
-                          (unsigned long long)tasks, (unsigned long long)pages, busy ? " and pinned blocks" : "");
+        return ohm__error(OHM_ESTATE, "memory manager still has %llu tasks, %llu pages%s", (unsigned long long)tasks,
+                          (unsigned long long)pages, busy ? " and pinned blocks" : "");
     block_store_destroy(mm);
     pthread_cond_destroy(&mm->cond);
     pthread_mutex_destroy(&mm->lock);
@@ -298,8 +298,7 @@ int storage_acquire_locked(ohm_mm *mm, ohm_task *t, int mode, const char *group,
     }
     if (n > s->sto_pool - s->sto_used)
         return ohm__error(OHM_ELIMIT, "%s: %llu bytes of %s storage do not fit (%llu free after eviction)", what,
-                          (unsigned long long)n, mode_name(mode),
-                          (unsigned long long)(s->sto_pool - s->sto_used));
+                          (unsigned long long)n, mode_name(mode), (unsigned long long)(s->sto_pool - s->sto_used));
     s->sto_used += n;
     return 0;
 }
@@ -407,35 +406,40 @@ uint64_t exec_release_locked(ohm_mm *mm, ohm_task *t, int mode, uint64_t n, bool
 
 void log_over_release(const char *who, unsigned long long id, uint64_t n, uint64_t held)
 {
-    ohm__log(OHM_LOG_WARN, "%s %llu released %llu bytes of execution memory but held only %llu; released those",
-             who, id, (unsigned long long)n, (unsigned long long)held);
+    ohm__log(OHM_LOG_WARN, "%s %llu released %llu bytes of execution memory but held only %llu; released those", who,
+             id, (unsigned long long)n, (unsigned long long)held);
 }
 
 /* ---- observability ---- */
 
 /* The counters the stats getters and the JSON snapshot both report, as X(field of the ohm_*_stats struct, which is
  * also its JSON key; field of the internal struct): one list each keeps the two in step. */
+/* clang-format off */
 #define MODE_COUNTERS(X) \
     X(max, max) X(storage_region, region) X(execution_pool, exec_pool) X(execution_used, exec_used) \
     X(storage_pool, sto_pool) X(storage_used, sto_used) X(tasks, ntasks)
+/* clang-format on */
+/* clang-format off */
 #define MM_COUNTERS(X) \
     X(blocks, nblocks) X(block_bytes, block_bytes) X(evictions, evictions) X(evicted_bytes, evicted_bytes) \
     X(pages, npages)
+/* clang-format on */
+/* clang-format off */
 #define TASK_COUNTERS(X) \
     X(peak, peak) X(spills, spills) X(spill_bytes, spill_bytes) X(waits, waits) X(wait_ns, wait_ns) \
     X(evictions, evictions)
+/* clang-format on */
+/* clang-format off */
 #define CONSUMER_COUNTERS(X) \
     X(used, used) X(peak, peak) X(spills, spills) X(spill_bytes, spill_bytes) X(pages, npages)
+/* clang-format on */
 
 /* From the internal struct s into the stats struct o. */
 #define COPY_COUNTER(field, from) o->field = s->from;
 /* From the internal struct s into the JSON writer j. */
 #define JSON_COUNTER(field, from) kv_u64(j, #field, s->from);
 
-static void mode_stats(const struct mode_state *s, ohm_mm_mode_stats *o)
-{
-    MODE_COUNTERS(COPY_COUNTER)
-}
+static void mode_stats(const struct mode_state *s, ohm_mm_mode_stats *o) { MODE_COUNTERS(COPY_COUNTER) }
 
 /* The manager's counters; its lock is held. */
 static void mm_stats(const ohm_mm *s, ohm_mm_stats *o)
@@ -477,10 +481,7 @@ int ohm_task_stats_get(ohm_task *t, ohm_task_stats *out)
     return 0;
 }
 
-static void consumer_stats(const ohm_consumer *s, ohm_consumer_stats *o)
-{
-    CONSUMER_COUNTERS(COPY_COUNTER)
-}
+static void consumer_stats(const ohm_consumer *s, ohm_consumer_stats *o) { CONSUMER_COUNTERS(COPY_COUNTER) }
 
 int ohm_consumer_stats_get(ohm_consumer *c, ohm_consumer_stats *out)
 {
@@ -531,8 +532,7 @@ static void task_json(json_writer *j, const ohm_task *s)
     json_bool(j, s->waiting);
     json_key(j, "consumers");
     json_array_begin(j);
-    for (const ohm_consumer *c = s->consumers; c; c = c->next)
-        consumer_json(j, c);
+    for (const ohm_consumer *c = s->consumers; c; c = c->next) consumer_json(j, c);
     json_array_end(j);
     json_object_end(j);
 }
@@ -542,14 +542,12 @@ static void snapshot_json(json_writer *j, const ohm_mm *s)
     json_object_begin(j);
     json_key(j, "modes");
     json_object_begin(j);
-    for (int i = 0; i < OHM_MM_MODES; i++)
-        mode_json(j, mode_name(i), &s->m[i]);
+    for (int i = 0; i < OHM_MM_MODES; i++) mode_json(j, mode_name(i), &s->m[i]);
     json_object_end(j);
     MM_COUNTERS(JSON_COUNTER)
     json_key(j, "tasks");
     json_array_begin(j);
-    for (const ohm_task *t = s->tasks; t; t = t->next)
-        task_json(j, t);
+    for (const ohm_task *t = s->tasks; t; t = t->next) task_json(j, t);
     json_array_end(j);
     json_object_end(j);
 }
@@ -567,4 +565,3 @@ size_t ohm_mm_snapshot_json(ohm_mm *mm, char *out, size_t cap)
     mm_unlock(mm);
     return j.len;
 }
-

@@ -185,8 +185,8 @@ static int evict_call_out(block **sel, size_t n, size_t *done)
     }
     *done = i;
     if (rc) {
-        ohm__log(OHM_LOG_WARN, "eviction of block %s failed (%d); %zu of %zu blocks were evicted", sel[i]->id, rc,
-                 i, n);
+        ohm__log(OHM_LOG_WARN, "eviction of block %s failed (%d); %zu of %zu blocks were evicted", sel[i]->id, rc, i,
+                 n);
         callback_failed(rc, "eviction of block", sel[i]->id);
     }
     return rc;
@@ -194,8 +194,7 @@ static int evict_call_out(block **sel, size_t n, size_t *done)
 
 /* Step 3, under the lock again: the first `done` chosen blocks leave the store, the rest lose their mark, and
  * their bytes and `reserve` are storage the caller may take. Returns the bytes evicted. */
-static uint64_t evict_commit(ohm_mm *mm, ohm_task *t, int mode, block **sel, size_t n, size_t done,
-                             uint64_t reserve)
+static uint64_t evict_commit(ohm_mm *mm, ohm_task *t, int mode, block **sel, size_t n, size_t done, uint64_t reserve)
 {
     struct mode_state *s = &mm->m[mode];
     uint64_t bytes = 0;
@@ -288,8 +287,8 @@ static int block_put_locked(ohm_mm *mm, block *b)
     return 0;
 }
 
-int ohm_block_put(ohm_mm *mm, const char *block_id, const char *group, ohm_mem_mode mode, ohm_buf *buf,
-                  uint64_t size, ohm_evict_fn *evict, void *arg)
+int ohm_block_put(ohm_mm *mm, const char *block_id, const char *group, ohm_mem_mode mode, ohm_buf *buf, uint64_t size,
+                  ohm_evict_fn *evict, void *arg)
 {
     if (!mm || !block_id) return ohm__error(OHM_EINVAL, "block put: manager or block id is NULL");
     int rc = check_mode(mode, "block put");
@@ -355,10 +354,7 @@ static int unpin_locked(ohm_mm *mm, block *b, void *arg)
     return 0;
 }
 
-int ohm_block_unpin(ohm_mm *mm, const char *block_id)
-{
-    return block_op(mm, block_id, "unpin", unpin_locked, NULL);
-}
+int ohm_block_unpin(ohm_mm *mm, const char *block_id) { return block_op(mm, block_id, "unpin", unpin_locked, NULL); }
 
 /* Takes b out of the store; *arg gets it, to be freed once the lock is dropped. */
 static int remove_locked(ohm_mm *mm, block *b, void *arg)
@@ -380,4 +376,3 @@ int ohm_block_remove(ohm_mm *mm, const char *block_id)
     block_free(b);
     return 0;
 }
-

@@ -35,21 +35,21 @@ static inline uint64_t min64(uint64_t a, uint64_t b) { return a < b ? a : b; }
 static inline uint64_t max64(uint64_t a, uint64_t b) { return a > b ? a : b; }
 
 struct mode_state {
-    uint64_t max, region;          /* region = max * storage_fraction                       */
+    uint64_t max, region; /* region = max * storage_fraction */
     uint64_t exec_pool, exec_used;
-    uint64_t sto_pool, sto_used;   /* sto_used: blocks + unroll + bytes reserved by evictions */
-    uint64_t ntasks;               /* tasks in this mode's fair share (Spark's memoryForTask keys) */
+    uint64_t sto_pool, sto_used;       /* sto_used: blocks + unroll + bytes reserved by evictions */
+    uint64_t ntasks;                   /* tasks in this mode's fair share (Spark's memoryForTask keys) */
     ohm_debug_only(uint64_t reserved;) /* debug: the part of sto_used that evictions in progress hold */
 };
 
 typedef struct page {
     ohm_mm *mm;
-    ohm_consumer *consumer;        /* NULL once detached by ohm_task_end (mm->lock)         */
+    ohm_consumer *consumer; /* NULL once detached by ohm_task_end (mm->lock) */
     ohm_pool *pool;
     ohm_buf *buf;
     uint64_t buf_id;
-    uint64_t size;                 /* bytes charged                                         */
-    struct page *prev, *next;      /* the consumer's pages (mm->lock)                       */
+    uint64_t size;            /* bytes charged */
+    struct page *prev, *next; /* the consumer's pages (mm->lock) */
 } page;
 
 struct ohm_consumer {
@@ -58,11 +58,11 @@ struct ohm_consumer {
     char *name;
     ohm_spill_fn *spill;
     void *arg;
-    ohm_consumer_free_fn *on_free;  /* called with arg when the consumer is freed, without the lock   */
+    ohm_consumer_free_fn *on_free; /* called with arg when the consumer is freed, without the lock */
     uint64_t used, peak, spills, spill_bytes, npages;
-    uint64_t released;             /* bytes ever released: a spill is measured by how much this grows */
+    uint64_t released; /* bytes ever released: a spill is measured by how much this grows */
     page *pages;
-    ohm_consumer *prev, *next;     /* the task's consumers, oldest first                    */
+    ohm_consumer *prev, *next; /* the task's consumers, oldest first */
 };
 
 struct ohm_task {
@@ -83,7 +83,7 @@ typedef struct block {
     ohm_mem_mode mode;
     uint64_t size;
     ohm_buf *buf;
-    uint64_t buf_id;               /* buf's id when put: a host may reclaim the handle, and its header be reused */
+    uint64_t buf_id; /* buf's id when put: a host may reclaim the handle, and its header be reused */
     ohm_evict_fn *evict;
     void *arg;
     uint32_t pins;
@@ -94,8 +94,8 @@ typedef struct block {
 
 struct ohm_mm {
     pthread_mutex_t lock;
-    pthread_cond_t cond;           /* Spark's lock.notifyAll(): any change a waiter may need  */
-    unsigned waiting;              /* tasks blocked on cond (lock held)                       */
+    pthread_cond_t cond; /* Spark's lock.notifyAll(): any change a waiter may need */
+    unsigned waiting;    /* tasks blocked on cond (lock held) */
     struct mode_state m[OHM_MM_MODES];
     size_t page_size;
     ohm_pool *pool;

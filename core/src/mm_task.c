@@ -188,8 +188,10 @@ int64_t ohm_task_end(ohm_task *t)
         ohm__log(OHM_LOG_WARN, "memory leak detected in task %llu: %llu bytes", (unsigned long long)t->id,
                  (unsigned long long)leaked);
     if (npages && !live)
-        ohm__log(OHM_LOG_WARN, "task %llu: out of memory listing %zu pages to free; they are freed at their "
-                 "last release", (unsigned long long)t->id, npages);
+        ohm__log(OHM_LOG_WARN,
+                 "task %llu: out of memory listing %zu pages to free; they are freed at their "
+                 "last release",
+                 (unsigned long long)t->id, npages);
     for (size_t i = 0; i < k; i++) ohm_buf_reclaim(live[i].buf, live[i].id);
     free(live);
     for (ohm_consumer *c = ended, *cn; c; c = cn) {
@@ -271,8 +273,8 @@ uint64_t ohm_consumer_used(const ohm_consumer *c)
 
 typedef struct candidate {
     ohm_consumer *c;
-    uint64_t key;                  /* its usage when the round began (Spark's TreeMap key) */
-    uint64_t low;                  /* its lowest usage after a spill in this round */
+    uint64_t key; /* its usage when the round began (Spark's TreeMap key) */
+    uint64_t low; /* its lowest usage after a spill in this round */
 } candidate;
 
 static int cmp_candidate(const void *a, const void *b)
@@ -533,8 +535,7 @@ ohm_buf *ohm_consumer_alloc_page(ohm_consumer *c, size_t size)
     ohm_buf *b = page_new(mm, (uint64_t)got, &p);
     if (!b) {
         ohm_consumer_release(c, (uint64_t)got);
-        ohm__error(OHM_ENOMEM, "consumer %s: out of memory allocating a page of %lld bytes", c->name,
-                   (long long)got);
+        ohm__error(OHM_ENOMEM, "consumer %s: out of memory allocating a page of %lld bytes", c->name, (long long)got);
         return NULL;
     }
     mm_lock(mm);
@@ -545,4 +546,3 @@ ohm_buf *ohm_consumer_alloc_page(ohm_consumer *c, size_t size)
     mm_unlock(mm);
     return b;
 }
-

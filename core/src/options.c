@@ -20,9 +20,11 @@ typedef struct option {
     size_t off, size;
 } option;
 
+/* clang-format off */
 #define ROW(field, env, kind, dflt, min, max, env_max)                                                          \
     {#field, env, OPT_##kind, (uint64_t)(dflt), (uint64_t)(min), (uint64_t)(max), (uint64_t)(env_max),         \
      offsetof(ohm_pool_config, field), sizeof(((ohm_pool_config *)0)->field)},
+/* clang-format on */
 static const option options[] = {OHM_POOL_OPTIONS(ROW)};
 #undef ROW
 
@@ -106,8 +108,8 @@ static int check_value(const option *o, int neg, uint64_t v)
         if (!neg && v >= o->min && v <= o->max) return 0;
         if (!neg && o->min == 0)
             return ohm__error(OHM_EINVAL, "%s %s exceeds the maximum %llu", o->name, num, (unsigned long long)o->max);
-        return ohm__error(OHM_EINVAL, "%s %s must be from %llu to %llu", o->name, num,
-                          (unsigned long long)o->min, (unsigned long long)o->max);
+        return ohm__error(OHM_EINVAL, "%s %s must be from %llu to %llu", o->name, num, (unsigned long long)o->min,
+                          (unsigned long long)o->max);
     case OPT_HUGE:
         if (!neg && v <= o->max) return 0;
         return ohm__error(OHM_EINVAL, "%s %s is not an ohm_huge_pages value", o->name, num);
@@ -171,7 +173,9 @@ int ohm_pool_config_set_text(ohm_pool_config *cfg, unsigned i, const char *value
         return 0;
     }
     return ohm__error(OHM_EINVAL, "%s takes %s, not \"%s\"", o->name,
-                      o->kind == OPT_HUGE ? "none, thp or hugetlb" : o->kind == OPT_BOOL ? "true or false" : "a number",
+                      o->kind == OPT_HUGE   ? "none, thp or hugetlb"
+                      : o->kind == OPT_BOOL ? "true or false"
+                                            : "a number",
                       value ? value : "(null)");
 }
 

@@ -19,10 +19,10 @@
 
 /* ---- fault injection ---- */
 
-static _Atomic uint64_t fi_every;     /* fail every nth map; 0 = off                */
+static _Atomic uint64_t fi_every;     /* fail every nth map; 0 = off */
 static _Atomic uint64_t fi_threshold; /* fail when a random 32-bit draw is below it */
 static _Atomic uint64_t fi_rng;
-static _Atomic uint64_t fi_count;     /* maps seen since injection was armed          */
+static _Atomic uint64_t fi_count; /* maps seen since injection was armed */
 static _Atomic uint64_t fi_injected;
 
 void ohm_fault_inject(uint64_t every_nth, double fraction, uint64_t seed)
@@ -179,8 +179,7 @@ int os_protect(void *p, size_t size, int mode)
 {
     ohm_assert(((uintptr_t)p | size) % OHM_PAGE == 0 && "os_protect: whole pages");
     int prot = mode == OS_PROT_RW ? PROT_READ | PROT_WRITE : mode == OS_PROT_READ ? PROT_READ : PROT_NONE;
-    if (mprotect(p, size, prot) != 0)
-        return ohm__error_sys(OHM_ESYS, errno, "mprotect(%p, %zu) failed", p, size);
+    if (mprotect(p, size, prot) != 0) return ohm__error_sys(OHM_ESYS, errno, "mprotect(%p, %zu) failed", p, size);
     return 0;
 }
 
@@ -282,12 +281,14 @@ int ohm_virt_to_phys(const void *addr, uint64_t *phys)
     ssize_t n = pread(fd, &entry, sizeof entry, off);
     int err = errno;
     close(fd);
-    if (n != (ssize_t)sizeof entry) return ohm__error_sys(OHM_ESYS, n < 0 ? err : EIO, "cannot read /proc/self/pagemap");
+    if (n != (ssize_t)sizeof entry)
+        return ohm__error_sys(OHM_ESYS, n < 0 ? err : EIO, "cannot read /proc/self/pagemap");
     if (!(entry >> 63 & 1)) return ohm__error(OHM_EINVAL, "page at %p is not resident (touch it first)", addr);
     uint64_t pfn = entry & ((1ull << 55) - 1);
     if (pfn == 0)
-        return ohm__error_sys(OHM_EPERM, EPERM, "frame numbers in /proc/self/pagemap are hidden from this "
-                                                "process (needs CAP_SYS_ADMIN)");
+        return ohm__error_sys(OHM_EPERM, EPERM,
+                              "frame numbers in /proc/self/pagemap are hidden from this "
+                              "process (needs CAP_SYS_ADMIN)");
     *phys = pfn * (uint64_t)psize + ((uintptr_t)addr % (uintptr_t)psize);
     return 0;
 }

@@ -66,22 +66,21 @@ int os_file_extend(int fd, const char *what, uint64_t size)
     if (rc) return rc;
     if (cur >= size) return 0;
     if (size > (uint64_t)INT64_MAX)
-        return ohm__error(OHM_ERANGE, "cannot extend '%s' to %" PRIu64 " bytes: larger than a file offset", what,
-                          size);
+        return ohm__error(OHM_ERANGE, "cannot extend '%s' to %" PRIu64 " bytes: larger than a file offset", what, size);
     int err = posix_fallocate(fd, (off_t)cur, (off_t)(size - cur));
     /* A file system without fallocate (and where glibc's emulation refuses): a sparse extension is all we can
      * do; a full disk then shows up as SIGBUS on first touch, as with any mmap. */
     if (err == EOPNOTSUPP) return os_file_truncate(fd, what, size);
-    if (err) return ohm__error_sys(OHM_ESYS, err, "cannot extend '%s' from %" PRIu64 " to %" PRIu64 " bytes",
-                                   what, cur, size);
+    if (err)
+        return ohm__error_sys(OHM_ESYS, err, "cannot extend '%s' from %" PRIu64 " to %" PRIu64 " bytes", what, cur,
+                              size);
     return 0;
 }
 
 int os_file_truncate(int fd, const char *what, uint64_t size)
 {
     if (size > (uint64_t)INT64_MAX)
-        return ohm__error(OHM_ERANGE, "cannot size '%s' to %" PRIu64 " bytes: larger than a file offset", what,
-                          size);
+        return ohm__error(OHM_ERANGE, "cannot size '%s' to %" PRIu64 " bytes: larger than a file offset", what, size);
     if (ftruncate(fd, (off_t)size) != 0)
         return ohm__error_sys(OHM_ESYS, errno, "cannot size '%s' to %" PRIu64 " bytes", what, size);
     return 0;
@@ -103,8 +102,8 @@ int os_file_map(int fd, const char *what, uint64_t offset, size_t length, int wr
     uint64_t aligned = offset & ~(uint64_t)(page - 1);
     size_t delta = (size_t)(offset - aligned);
     if (length > SIZE_MAX - delta - page)
-        return ohm__error(OHM_ERANGE, "cannot map '%s' [%" PRIu64 ", +%zu): too large for the address space",
-                          what, offset, length);
+        return ohm__error(OHM_ERANGE, "cannot map '%s' [%" PRIu64 ", +%zu): too large for the address space", what,
+                          offset, length);
     size_t map_len = ohm_align_up(delta + length, page);
     int prot = writable ? PROT_READ | PROT_WRITE : PROT_READ;
     if (os_fault_now())
@@ -113,8 +112,9 @@ int os_file_map(int fd, const char *what, uint64_t offset, size_t length, int wr
     void *p = mmap(NULL, map_len, prot, MAP_SHARED, fd, (off_t)aligned);
     if (p == MAP_FAILED) {
         int err = errno;
-        return ohm__error_sys(err == ENOMEM ? OHM_ENOMEM : OHM_ESYS, err, "cannot map '%s' [%" PRIu64 ", %" PRIu64
-                              ")%s", what, offset, offset + length, writable ? " read-write" : "");
+        return ohm__error_sys(err == ENOMEM ? OHM_ENOMEM : OHM_ESYS, err,
+                              "cannot map '%s' [%" PRIu64 ", %" PRIu64 ")%s", what, offset, offset + length,
+                              writable ? " read-write" : "");
     }
     *base_out = p;
     *map_len_out = map_len;

@@ -24,12 +24,15 @@ void poison_verify(ohm_pool *pool, void *p, size_t size)
     memcpy(&check, b + 16, sizeof check);
     uint64_t id = tag ^ POISON_ID_MAGIC;
     if (check == ~tag)
-        ohm__log(OHM_LOG_ERROR, "pool '%s': block %p (%zu bytes) was written after it was freed: first changed byte "
-                 "at offset %zu; it was buffer id %llu (0x%llx)", pool->name, p, size, off, (unsigned long long)id,
-                 (unsigned long long)id);
+        ohm__log(OHM_LOG_ERROR,
+                 "pool '%s': block %p (%zu bytes) was written after it was freed: first changed byte "
+                 "at offset %zu; it was buffer id %llu (0x%llx)",
+                 pool->name, p, size, off, (unsigned long long)id, (unsigned long long)id);
     else
-        ohm__log(OHM_LOG_ERROR, "pool '%s': block %p (%zu bytes) was written after it was freed: first changed byte "
-                 "at offset %zu", pool->name, p, size, off);
+        ohm__log(OHM_LOG_ERROR,
+                 "pool '%s': block %p (%zu bytes) was written after it was freed: first changed byte "
+                 "at offset %zu",
+                 pool->name, p, size, off);
 }
 
 void poison_name_block(ohm_pool *pool, void *p, uint64_t id)

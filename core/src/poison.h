@@ -17,8 +17,8 @@
 
 struct ohm_pool;
 
-#define POISON_FROM 24
-#define POISON_BYTE 0xde
+#define POISON_FROM     24
+#define POISON_BYTE     0xde
 #define POISON_ID_MAGIC 0x9e3779b97f4a7c15ull
 
 /* Whether the pool poisons. Such a pool caches nothing in threads (every alloc and free takes the slow path,

@@ -21,8 +21,8 @@
 uintptr_t ohm__key_secret;
 
 static pthread_mutex_t pool_list_mutex = PTHREAD_MUTEX_INITIALIZER;
-static ohm_pool *pools;                    /* every live pool                     */
-static uint64_t next_pool_id = 1;          /* pool-list lock                      */
+static ohm_pool *pools;           /* every live pool */
+static uint64_t next_pool_id = 1; /* pool-list lock */
 static _Atomic(ohm_pool *) default_pool;
 static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER; /* creation of the default pool */
 
@@ -150,16 +150,16 @@ static void release_free_chunks(ohm_pool *pool)
     for (unsigned i = 0; i < pool->narenas; i++) arena_purge(&pool->arenas[i], true);
 }
 
-#define CAP_RETRY(pool, p, attempt)                                                                             \
-    do {                                                                                                        \
-        (void)chunk_cap_refused(); /* forget a refusal an earlier, partly served call left behind */           \
-        (p) = (attempt);                                                                                        \
-        if (!(p) && chunk_cap_refused()) {                                                                      \
-            release_free_chunks(pool);                                                                          \
-            (p) = (attempt);                                                                                    \
-            if (!(p) && chunk_cap_refused())                                                                    \
-                atomic_fetch_add_explicit(&(pool)->space.failed_allocs, 1, memory_order_relaxed);               \
-        }                                                                                                       \
+#define CAP_RETRY(pool, p, attempt)                                                                  \
+    do {                                                                                             \
+        (void)chunk_cap_refused(); /* forget a refusal an earlier, partly served call left behind */ \
+        (p) = (attempt);                                                                             \
+        if (!(p) && chunk_cap_refused()) {                                                           \
+            release_free_chunks(pool);                                                               \
+            (p) = (attempt);                                                                         \
+            if (!(p) && chunk_cap_refused())                                                         \
+                atomic_fetch_add_explicit(&(pool)->space.failed_allocs, 1, memory_order_relaxed);    \
+        }                                                                                            \
     } while (0)
 
 /* ---- validation ---- */

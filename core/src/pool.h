@@ -9,32 +9,32 @@
 #define POOL_MAGIC_LIVE 0x6f686d706f6f6c31ull /* "ohmpool1" */
 #define POOL_MAGIC_DEAD 0x64656164706f6f6cull
 
-typedef struct pool_retired {       /* counters of threads that have exited, under the pool-list lock */
+typedef struct pool_retired { /* counters of threads that have exited, under the pool-list lock */
     uint64_t allocs[SC_COUNT], hits[SC_COUNT], frees[SC_COUNT];
 } pool_retired;
 
 struct ohm_pool {
     _Atomic uint64_t magic;
-    uint64_t id;                     /* unique for the process's life; never 0               */
+    uint64_t id; /* unique for the process's life; never 0 */
     ohm_pool_config cfg;
     char name[64];
-    chunk_space space;               /* the chunk layer's view: options, chunk size, the cap    */
-    unsigned nclasses;               /* classes up to chunk_size                              */
+    chunk_space space; /* the chunk layer's view: options, chunk size, the cap */
+    unsigned nclasses; /* classes up to chunk_size */
     size_t cache_max;
     unsigned narenas;
     arena_t *arenas;
     size_t arenas_size;
     _Atomic uint64_t poison_violations;
-    _Atomic uint64_t leak_settings;  /* 0 = the process's leak settings, else this pool's (leak.c packs them) */
-    pthread_mutex_t huge_lock;       /* huge list and huge counters                           */
+    _Atomic uint64_t leak_settings; /* 0 = the process's leak settings, else this pool's (leak.c packs them) */
+    pthread_mutex_t huge_lock;      /* huge list and huge counters */
     chunk_t *huge;
     uint64_t huge_blocks, huge_bytes, huge_allocs, huge_frees;
     _Atomic uint64_t direct_allocs[SC_COUNT], direct_frees[SC_COUNT]; /* calls made without a thread cache */
-    tcache_t *tcaches;               /* pool-list lock                                        */
-    pool_retired retired;            /* pool-list lock                                        */
-    struct ohm_pool *next;           /* the pool list                                         */
+    tcache_t *tcaches;                                                /* pool-list lock */
+    pool_retired retired;                                             /* pool-list lock */
+    struct ohm_pool *next;                                            /* the pool list */
     bool is_default;
-    bool bg_busy;                    /* the background purger is working on it (pool-list lock) */
+    bool bg_busy; /* the background purger is working on it (pool-list lock) */
 };
 
 /* The pool-list lock guards the list of pools, every pool's cache list and retired counters, and cache

@@ -55,8 +55,8 @@ static void sc_check(void)
         ohm_assert((i == 0 || sc_index(sc_table[i - 1].size + 1) == i) &&
                    "size classes: one byte above a class size is the next class");
         if (!sc_is_small(i)) continue;
-        ohm_assert(c->slab_pages >= 1 && c->slab_pages <= 32 && c->slab_objs >= 1 &&
-                   c->slab_objs <= SC_SLAB_MAX_OBJS && "slab geometry: 1..32 pages, 1..SC_SLAB_MAX_OBJS blocks");
+        ohm_assert(c->slab_pages >= 1 && c->slab_pages <= 32 && c->slab_objs >= 1 && c->slab_objs <= SC_SLAB_MAX_OBJS &&
+                   "slab geometry: 1..32 pages, 1..SC_SLAB_MAX_OBJS blocks");
         ohm_assert(c->slab_limit == c->slab_objs * c->size && c->slab_limit <= (size_t)c->slab_pages * OHM_PAGE &&
                    "slab geometry: the blocks fit the slab's pages");
         ohm_assert((c->size < 4096 || c->slab_objs >= 4) && "slab geometry: from 4 KiB on a slab holds 4 blocks");

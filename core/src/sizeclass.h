@@ -11,20 +11,20 @@
 
 #pragma GCC visibility push(hidden)
 
-#define SC_COUNT     84          /* == OHM_MAX_CLASSES                          */
-#define SC_NSMALL    40          /* classes 0..39 live in slabs                */
-#define SC_SMALL_MAX 32768       /* largest slab class                          */
-#define SC_MAX_SIZE  ((size_t)64 << 20)
-#define SC_SLAB_MAX_OBJS 512     /* bitmap bound: 8 x 64 bits                   */
-#define SC_SLAB_WORDS (SC_SLAB_MAX_OBJS / 64)
+#define SC_COUNT         84    /* == OHM_MAX_CLASSES */
+#define SC_NSMALL        40    /* classes 0..39 live in slabs */
+#define SC_SMALL_MAX     32768 /* largest slab class */
+#define SC_MAX_SIZE      ((size_t)64 << 20)
+#define SC_SLAB_MAX_OBJS 512 /* bitmap bound: 8 x 64 bits */
+#define SC_SLAB_WORDS    (SC_SLAB_MAX_OBJS / 64)
 
 typedef struct sc_info {
-    uint64_t div_magic;   /* UINT64_MAX / size + 1: divisibility and division by a multiply (Lemire) */
+    uint64_t div_magic; /* UINT64_MAX / size + 1: divisibility and division by a multiply (Lemire) */
     uint32_t size;
-    uint32_t slab_limit;  /* small classes: slab_objs * size, the first offset past the last block  */
-    uint16_t slab_pages;  /* small classes: pages per slab                                          */
-    uint16_t slab_objs;   /* small classes: blocks per slab                                         */
-    uint32_t pad;         /* 24 -> 32 bytes: the table is indexed with a shift                      */
+    uint32_t slab_limit; /* small classes: slab_objs * size, the first offset past the last block */
+    uint16_t slab_pages; /* small classes: pages per slab */
+    uint16_t slab_objs;  /* small classes: blocks per slab */
+    uint32_t pad;        /* 24 -> 32 bytes: the table is indexed with a shift */
 } sc_info;
 
 extern sc_info sc_table[SC_COUNT];

@@ -13,21 +13,21 @@
  * hot loads and stores are never 4 KiB apart, so they cannot trip the CPU's store-to-load alias check on each
  * other (with the counts in one array and the slots in another, pair-64 lost a third of its speed to that). */
 typedef struct tstack {
-    _Atomic uint32_t n;     /* written by the owner only (relaxed: plain moves), read by stats   */
-    uint32_t cap;           /* 0: class not cached                                               */
-    ohm_counter pushes;     /* frees into the stack                                              */
-    void *slots[];          /* stack; slots[n-1] is the most recently freed block               */
+    _Atomic uint32_t n; /* written by the owner only (relaxed: plain moves), read by stats */
+    uint32_t cap;       /* 0: class not cached */
+    ohm_counter pushes; /* frees into the stack */
+    void *slots[];      /* stack; slots[n-1] is the most recently freed block */
 } tstack_t;
 
 /* Per-class counters, written by the owner only. The fast paths count only pushes: pops follow from the
  * stack's own arithmetic, pops = pushes + refilled - flushed - n, which saves a counter on every allocation. */
 typedef struct tstats {
-    ohm_counter refilled;      /* blocks a refill brought in                             */
-    ohm_counter flushed;       /* blocks sent back to arenas                              */
-    ohm_counter misses;        /* allocations that had to refill first                     */
+    ohm_counter refilled;      /* blocks a refill brought in */
+    ohm_counter flushed;       /* blocks sent back to arenas */
+    ohm_counter misses;        /* allocations that had to refill first */
     ohm_counter direct_allocs; /* allocations that bypass the stack (uncached, aligned runs) */
     ohm_counter direct_frees;
-    uint64_t gc_refilled;      /* `refilled` when the trimmer last looked (owner only)    */
+    uint64_t gc_refilled; /* `refilled` when the trimmer last looked (owner only) */
 } tstats_t;
 
 typedef struct tcache {
@@ -40,18 +40,21 @@ typedef struct tcache {
     _Atomic size_t alloc_limit;
     size_t alloc_limit_normal;
     _Atomic int flush_requested;
-    _Atomic int dead;       /* the pool was destroyed                                        */
+    _Atomic int dead; /* the pool was destroyed */
     unsigned gc_cursor, gc_ticks;
-    struct tcache *pnext, *pprev; /* pool's list, under the pool-list lock                  */
-    struct tcache *tnext;         /* this thread's list                                      */
+    struct tcache *pnext, *pprev; /* pool's list, under the pool-list lock */
+    struct tcache *tnext;         /* this thread's list */
     size_t meta_size;
-    tstack_t *stacks[SC_COUNT]; /* uncached classes share an empty stack of capacity 0           */
+    tstack_t *stacks[SC_COUNT]; /* uncached classes share an empty stack of capacity 0 */
     tstats_t stats[SC_COUNT];
 } tcache_t;
 
 /* The calling thread's most recently used cache, and a small table by pool id behind it. Most programs use one
  * pool, whose cache the fast paths then find with one TLS compare. */
-typedef struct tcache_slot { uint64_t pool_id; tcache_t *tc; } tcache_slot;
+typedef struct tcache_slot {
+    uint64_t pool_id;
+    tcache_t *tc;
+} tcache_slot;
 extern OHM_TLS tcache_slot tcache_last; /* one TLS base for both fields */
 #define TCACHE_SLOTS 8
 extern OHM_TLS tcache_slot tcache_slots[TCACHE_SLOTS];

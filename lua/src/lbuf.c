@@ -89,8 +89,10 @@ __attribute__((cold)) static int write_fail(lua_State *L, const ohm_buf *b, int 
 static void check_owned(lua_State *L, lbuf *u, const char *fname)
 {
     if (u->flags & LBUF_BORROWED)
-        luaL_error(L, "%s: this buffer is lent to a callback and not owned by it (keep a copy with "
-                      "retainedslice)", fname);
+        luaL_error(L,
+                   "%s: this buffer is lent to a callback and not owned by it (keep a copy with "
+                   "retainedslice)",
+                   fname);
 }
 
 /* ---- creation ---- */
@@ -215,8 +217,8 @@ static int write_typed(lua_State *L, ohm_bind_type t, int order, const char *fna
     return 0;
 }
 
-#define ACCESSORS(name, T, ORDER)                                                                             \
-    static int l_read##name(lua_State *L) { return read_typed(L, T, ORDER, "read" #name); }                 \
+#define ACCESSORS(name, T, ORDER)                                                           \
+    static int l_read##name(lua_State *L) { return read_typed(L, T, ORDER, "read" #name); } \
     static int l_write##name(lua_State *L) { return write_typed(L, T, ORDER, "write" #name); }
 
 ACCESSORS(i8, OHM_BT_I8, OHM_BIND_LE)
@@ -389,8 +391,8 @@ static int slice(lua_State *L, const char *fname, bool retained)
     int rc = ohm_bind_range(ohm_buf_size(b), off, count);
     if (rc) return lohm_fail(L, rc, fname);
     lbuf *u = lohm_newbuf(L);
-    ohm_buf *s = retained ? ohm_buf_retained_slice(b, (size_t)off, (size_t)count)
-                          : ohm_buf_slice(b, (size_t)off, (size_t)count);
+    ohm_buf *s =
+        retained ? ohm_buf_retained_slice(b, (size_t)off, (size_t)count) : ohm_buf_slice(b, (size_t)off, (size_t)count);
     if (!s) return lohm_fail(L, ohm_last_error_code(), fname);
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1);
@@ -465,7 +467,7 @@ static int l_gc(lua_State *L)
     lbuf *u = lua_touserdata(L, 1);
     if (!u->b || (u->flags & LBUF_BORROWED) || st->closed) return 0;
     if (ohm_buf_check(u->b, u->id) != 0) return 0; /* released (the usual case): nothing to reclaim */
-    lua_State *prev = lohm_enter(st, L); /* the leak report goes to this state's handler */
+    lua_State *prev = lohm_enter(st, L);           /* the leak report goes to this state's handler */
     ohm_buf_reclaim(u->b, u->id);
     lohm_leave(st, prev);
     u->b = NULL;
@@ -650,34 +652,71 @@ static int l_shm_unlink(lua_State *L)
 
 /* ---- registration ---- */
 
-#define RW(name) {"read" #name, l_read##name}, {"write" #name, l_write##name}
+#define RW(name) \
+    {"read" #name, l_read##name}, { "write" #name, l_write##name }
 
 /* Functions that are methods as well. */
 static const luaL_Reg buffer_methods[] = {
-    RW(i8), RW(u8), RW(i16), RW(u16), RW(i32), RW(u32), RW(i64), RW(u64), RW(f32), RW(f64),
-    RW(i16be), RW(u16be), RW(i32be), RW(u32be), RW(i64be), RW(u64be), RW(f32be), RW(f64be),
-    {"readbits", l_readbits}, {"writebits", l_writebits},
-    {"len", l_len}, {"readstring", l_readstring}, {"writestring", l_writestring}, {"tostring", l_tostring},
-    {"copy", l_copy}, {"fill", l_fill}, {"find", l_find}, {"compare", l_compare}, {"equals", l_equals},
-    {"slice", l_slice}, {"retainedslice", l_retainedslice},
-    {"retain", l_retain}, {"release", l_release}, {"refcount", l_refcount}, {"close", l_close},
-    {"id", l_id}, {"origin", l_origin}, {"tracked", l_tracked}, {"touch", l_touch},
-    {"address", l_address}, {"offsetof", l_offsetof}, {"sync", l_sync}, {"seal", l_seal},
+    RW(i8),
+    RW(u8),
+    RW(i16),
+    RW(u16),
+    RW(i32),
+    RW(u32),
+    RW(i64),
+    RW(u64),
+    RW(f32),
+    RW(f64),
+    RW(i16be),
+    RW(u16be),
+    RW(i32be),
+    RW(u32be),
+    RW(i64be),
+    RW(u64be),
+    RW(f32be),
+    RW(f64be),
+    {"readbits", l_readbits},
+    {"writebits", l_writebits},
+    {"len", l_len},
+    {"readstring", l_readstring},
+    {"writestring", l_writestring},
+    {"tostring", l_tostring},
+    {"copy", l_copy},
+    {"fill", l_fill},
+    {"find", l_find},
+    {"compare", l_compare},
+    {"equals", l_equals},
+    {"slice", l_slice},
+    {"retainedslice", l_retainedslice},
+    {"retain", l_retain},
+    {"release", l_release},
+    {"refcount", l_refcount},
+    {"close", l_close},
+    {"id", l_id},
+    {"origin", l_origin},
+    {"tracked", l_tracked},
+    {"touch", l_touch},
+    {"address", l_address},
+    {"offsetof", l_offsetof},
+    {"sync", l_sync},
+    {"seal", l_seal},
     {NULL, NULL},
 };
 
 static const luaL_Reg module_only[] = {
-    {"alloc", l_alloc}, {"create", l_alloc}, {"fromstring", l_fromstring}, {"isbuffer", l_isbuffer},
-    {"mapfile", l_mapfile}, {NULL, NULL},
+    {"alloc", l_alloc},       {"create", l_alloc},    {"fromstring", l_fromstring},
+    {"isbuffer", l_isbuffer}, {"mapfile", l_mapfile}, {NULL, NULL},
 };
 
 static const luaL_Reg buffer_meta[] = {
-    {"__gc", l_gc}, {"__close", l_close}, {"__len", l_len}, {"__tostring", l_tostr}, {"__eq", l_eq},
-    {NULL, NULL},
+    {"__gc", l_gc}, {"__close", l_close}, {"__len", l_len}, {"__tostring", l_tostr}, {"__eq", l_eq}, {NULL, NULL},
 };
 
 static const luaL_Reg shm_funcs[] = {
-    {"create", l_shm_create}, {"open", l_shm_open}, {"unlink", l_shm_unlink}, {NULL, NULL},
+    {"create", l_shm_create},
+    {"open", l_shm_open},
+    {"unlink", l_shm_unlink},
+    {NULL, NULL},
 };
 
 void lohm_open_buffers(lua_State *L)

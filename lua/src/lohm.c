@@ -71,10 +71,8 @@ int lohm_pcall(lua_State *L, lua_CFunction fn, int nargs, int nresults, const ch
     int rc = lua_pcall(L, nargs, nresults, 0);
     if (rc == LUA_OK) return 0;
     char msg[MSG_MAX];
-    if (lua_type(L, -1) == LUA_TSTRING)
-        snprintf(msg, sizeof msg, "%s: %s", what, lua_tostring(L, -1));
-    else
-        snprintf(msg, sizeof msg, "%s: (error object is a %s value)", what, luaL_typename(L, -1));
+    if (lua_type(L, -1) == LUA_TSTRING) snprintf(msg, sizeof msg, "%s: %s", what, lua_tostring(L, -1));
+    else snprintf(msg, sizeof msg, "%s: (error object is a %s value)", what, luaL_typename(L, -1));
     lua_pop(L, 1);
     return ohm_bind_fail(OHM_ECALLBACK, msg);
 }

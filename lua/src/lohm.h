@@ -31,15 +31,15 @@
 #include "ohm.h"
 #include "ohm_bind.h"
 
-#define LOHM_STATE_MT "ohm.state"
-#define LOHM_BUFFER_MT "ohm.buffer"
-#define LOHM_POOL_MT "ohm.pool"
-#define LOHM_MM_MT "ohm.mm"
-#define LOHM_TASK_MT "ohm.task"
+#define LOHM_STATE_MT    "ohm.state"
+#define LOHM_BUFFER_MT   "ohm.buffer"
+#define LOHM_POOL_MT     "ohm.pool"
+#define LOHM_MM_MT       "ohm.mm"
+#define LOHM_TASK_MT     "ohm.task"
 #define LOHM_CONSUMER_MT "ohm.consumer"
-#define LOHM_FFILIB_MT "ohm.ffi.lib"
-#define LOHM_FFIFN_MT "ohm.ffi.func"
-#define LOHM_CLOSURE_MT "ohm.ffi.closure"
+#define LOHM_FFILIB_MT   "ohm.ffi.lib"
+#define LOHM_FFIFN_MT    "ohm.ffi.func"
+#define LOHM_CLOSURE_MT  "ohm.ffi.closure"
 
 /* The largest buffer size the module accepts: 2^47 bytes (128 TiB) is the whole user address space of x86-64 and
  * of 4-level-page arm64, so a larger size is a programmer error (raised), not an allocation failure (returned).
@@ -51,13 +51,13 @@ enum { ST_UV_HANDLER = 1, ST_UV_OBJECTS, ST_UV_POOL, ST_UV_COUNT = ST_UV_POOL };
 
 typedef struct lstate {
     ohm_bind_host *host;
-    ohm_pool *pool;              /* the state's pool: ohm.alloc's default                                 */
-    bool own_pool;               /* created here (destroyed at lua_close) or attached (the host's)         */
-    bool closed;                 /* lua_close has torn the state down                                      */
-    lua_State *L;                /* the Lua thread inside the current lohm_enter, NULL outside             */
-    uint64_t leak_reports;       /* reports received                                                      */
-    uint64_t leak_handler_errors;/* reports whose Lua handler raised                                      */
-    char leak_last_error[256];   /* the last error a Lua leak handler raised                              */
+    ohm_pool *pool;               /* the state's pool: ohm.alloc's default */
+    bool own_pool;                /* created here (destroyed at lua_close) or attached (the host's) */
+    bool closed;                  /* lua_close has torn the state down */
+    lua_State *L;                 /* the Lua thread inside the current lohm_enter, NULL outside */
+    uint64_t leak_reports;        /* reports received */
+    uint64_t leak_handler_errors; /* reports whose Lua handler raised                                      */
+    char leak_last_error[256];    /* the last error a Lua leak handler raised */
 } lstate;
 
 /* A buffer userdata. The handle is checked against id (ohm_buf_check) on every use: a released handle's
@@ -66,7 +66,7 @@ typedef struct lstate {
  * retained slice keeps its parent reachable as in Java), the pool userdata of a buffer from a pool made with
  * ohm.pool{}, the consumer of a page. */
 #define LBUF_BORROWED 0x1 /* lent to a callback: no retain/release/close; invalid after the callback */
-#define LBUF_MAGIC UINT64_C(0x6f686d2e62756621) /* "ohm.buf!": how the checker recognizes a buffer userdata */
+#define LBUF_MAGIC    UINT64_C(0x6f686d2e62756621) /* "ohm.buf!": how the checker recognizes a buffer userdata */
 typedef struct lbuf {
     uint64_t magic;
     ohm_buf *b;
@@ -115,7 +115,7 @@ lstate *lohm_getstate(lua_State *L);
 
 /* ---- lbuf.c: buffers, mapped files, shared memory ---- */
 
-void lohm_open_buffers(lua_State *L);       /* module functions and the buffer metatable; table at top */
+void lohm_open_buffers(lua_State *L); /* module functions and the buffer metatable; table at top */
 /* Argument i as a buffer userdata (type only), or raises "bad argument #i to 'fname' (ohm.buffer expected)". */
 lbuf *lohm_checkbuf(lua_State *L, int i);
 /* Argument i as a live buffer handle, or raises ("fname: buffer was released"). */
@@ -130,14 +130,14 @@ void lohm_setbuf(lua_State *L, lbuf *u, ohm_buf *b);
 
 /* ---- lpool.c: pools ---- */
 
-void lohm_open_pools(lua_State *L);         /* ohm.pool; table at top */
+void lohm_open_pools(lua_State *L); /* ohm.pool; table at top */
 /* Argument i as a pool (userdata) or the state's pool for none/nil; *anchor is true when buffers from it must
  * anchor the userdata at i (a pool made by ohm.pool{} that the GC may destroy). */
 ohm_pool *lohm_optpool(lua_State *L, int i, bool *anchor);
 
 /* ---- lleak.c: the leak detector ---- */
 
-void lohm_open_leak(lua_State *L);          /* ohm.leak; table at top */
+void lohm_open_leak(lua_State *L); /* ohm.leak; table at top */
 /* The host's leak callback (ohm_bind_host_ops.leak). */
 void lohm_leak_report(void *host_arg, const ohm_bind_leak *report);
 /* "ohm state 0x...:": how a tracked buffer's site starts, so a checkpoint reports only its state's buffers. */
@@ -148,10 +148,10 @@ const char *lohm_level_name(ohm_leak_level level);
 
 /* ---- lmm.c: the memory manager ---- */
 
-void lohm_open_mm(lua_State *L);            /* ohm.mm; table at top */
+void lohm_open_mm(lua_State *L); /* ohm.mm; table at top */
 
 /* ---- lffi.c: the libffi bridge ---- */
 
-void lohm_open_ffi(lua_State *L);           /* ohm.ffi; table at top */
+void lohm_open_ffi(lua_State *L); /* ohm.ffi; table at top */
 
 #endif

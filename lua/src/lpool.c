@@ -11,7 +11,7 @@
 
 typedef struct lpool {
     ohm_pool *pool;
-    bool owned;   /* made by ohm.pool{}: destroyed here */
+    bool owned; /* made by ohm.pool{}: destroyed here */
     bool closed;
 } lpool;
 
@@ -145,15 +145,18 @@ static int l_trim(lua_State *L)
     return 1;
 }
 
-#define POOL_COUNTER(f) {#f, offsetof(ohm_pool_stats, f)}
+#define POOL_COUNTER(f)                 \
+    {                                   \
+#f, offsetof(ohm_pool_stats, f) \
+    }
 
 static int l_stats(lua_State *L)
 {
     static const lohm_counter counters[] = {
         POOL_COUNTER(mapped_bytes), POOL_COUNTER(resident_bytes), POOL_COUNTER(dirty_bytes),
-        POOL_COUNTER(purged_bytes), POOL_COUNTER(chunks), POOL_COUNTER(allocs), POOL_COUNTER(frees),
-        POOL_COUNTER(cache_hits), POOL_COUNTER(active_blocks), POOL_COUNTER(active_bytes),
-        POOL_COUNTER(failed_allocs),
+        POOL_COUNTER(purged_bytes), POOL_COUNTER(chunks),         POOL_COUNTER(allocs),
+        POOL_COUNTER(frees),        POOL_COUNTER(cache_hits),     POOL_COUNTER(active_blocks),
+        POOL_COUNTER(active_bytes), POOL_COUNTER(failed_allocs),
     };
     ohm_pool_stats s;
     int rc = ohm_pool_stats_get(livepool(L, 1, "stats"), -1, &s);

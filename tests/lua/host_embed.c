@@ -74,15 +74,14 @@ static char *eval_str(lua_State *L, const char *expr)
     return s;
 }
 
-#define CHECK_LUA_STR(L, expr, want)                                                                        \
-    do {                                                                                                    \
-        char *got_ = eval_str((L), (expr));                                                                 \
-        if (strcmp(got_, (want)) != 0) {                                                                    \
-            fprintf(stderr, "%s:%d: %s: expected \"%s\", got \"%s\"\n", __FILE__, __LINE__, (expr), (want), \
-                    got_);                                                                                  \
-            check_fail_();                                                                                  \
-        }                                                                                                   \
-        free(got_);                                                                                         \
+#define CHECK_LUA_STR(L, expr, want)                                                                               \
+    do {                                                                                                           \
+        char *got_ = eval_str((L), (expr));                                                                        \
+        if (strcmp(got_, (want)) != 0) {                                                                           \
+            fprintf(stderr, "%s:%d: %s: expected \"%s\", got \"%s\"\n", __FILE__, __LINE__, (expr), (want), got_); \
+            check_fail_();                                                                                         \
+        }                                                                                                          \
+        free(got_);                                                                                                \
     } while (0)
 
 /* ---- tests ---- */
@@ -176,24 +175,23 @@ static void test_lua_close_frees_everything_and_reports_to_the_handler(void)
     if (!CHECK_NOT_NULL(L)) return;
     lua_register(L, "count_report", l_count_report);
     reports_at_close = 0;
-    RUN_LUA(L,
-            "ohm.leak.level('paranoid')\n"
-            "ohm.leak.handler(count_report)\n"
-            "kept = ohm.alloc(10)\n"                   /* never released */
-            "slice = kept:slice(2, 4)\n"
-            "rs = ohm.alloc(20):retainedslice(0, 5)\n" /* parent and retained slice both unreleased */
-            "mm = ohm.mm{off_heap = 8 << 20, page_size = 4096}\n"
-            "t = mm:task()\n"
-            "c = t:consumer{spill = function(self, n) return self:release(n) end}\n"
-            "page = c:page(100)\n"
-            "c:acquire(1 << 20)\n"
-            "mm:put('blk', ohm.alloc(1 << 20), {evict = function() end})\n"
-            "p = ohm.pool{name = 'extra'}\n"
-            "inpool = ohm.alloc(30, {pool = p})\n"
-            "cl = ohm.ffi.closure('int(int)', function(x) return x end)\n"
-            "lib = ohm.ffi.load('libz.so.1')\n"
-            "fn = lib:func('crc32', 'u64(u64, ptr, u32)')\n"
-            "shm = ohm.shm.create(nil, 4096)\n");
+    RUN_LUA(L, "ohm.leak.level('paranoid')\n"
+               "ohm.leak.handler(count_report)\n"
+               "kept = ohm.alloc(10)\n" /* never released */
+               "slice = kept:slice(2, 4)\n"
+               "rs = ohm.alloc(20):retainedslice(0, 5)\n" /* parent and retained slice both unreleased */
+               "mm = ohm.mm{off_heap = 8 << 20, page_size = 4096}\n"
+               "t = mm:task()\n"
+               "c = t:consumer{spill = function(self, n) return self:release(n) end}\n"
+               "page = c:page(100)\n"
+               "c:acquire(1 << 20)\n"
+               "mm:put('blk', ohm.alloc(1 << 20), {evict = function() end})\n"
+               "p = ohm.pool{name = 'extra'}\n"
+               "inpool = ohm.alloc(30, {pool = p})\n"
+               "cl = ohm.ffi.closure('int(int)', function(x) return x end)\n"
+               "lib = ohm.ffi.load('libz.so.1')\n"
+               "fn = lib:func('crc32', 'u64(u64, ptr, u32)')\n"
+               "shm = ohm.shm.create(nil, 4096)\n");
     lua_close(L);
     /* kept, the retained slice's parent and the slice, the page (task end), the block's buffer is the cache's
      * (released by the manager's close), the extra pool's buffer: at least 4 tracked reports with a traceback */
@@ -251,7 +249,7 @@ static void test_a_spill_that_raises_in_an_embedded_state(void)
 /* ---- many states on many threads ---- */
 
 #define NTHREADS 4
-#define ROUNDS 300
+#define ROUNDS   300
 
 static void *state_worker(void *arg)
 {
@@ -305,8 +303,7 @@ static void *state_worker(void *arg)
 static void test_many_states_on_many_threads(void)
 {
     pthread_t t[NTHREADS];
-    for (int i = 0; i < NTHREADS; i++)
-        CHECK_EQ_INT(pthread_create(&t[i], NULL, state_worker, (void *)(intptr_t)i), 0);
+    for (int i = 0; i < NTHREADS; i++) CHECK_EQ_INT(pthread_create(&t[i], NULL, state_worker, (void *)(intptr_t)i), 0);
     lua_State *states[NTHREADS];
     for (int i = 0; i < NTHREADS; i++) pthread_join(t[i], (void **)&states[i]);
     for (int i = 0; i < NTHREADS; i++)
