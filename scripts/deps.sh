@@ -5,8 +5,8 @@
 set -euo pipefail
 
 packages=(
-    # build: compilers, cmake, clang's sanitizer and fuzzer runtimes
-    build-essential cmake pkg-config clang libclang-rt-14-dev
+    # build: compilers, cmake, clang's sanitizer and fuzzer runtimes, the C style check
+    build-essential cmake pkg-config clang libclang-rt-14-dev clang-format
     # benchmark peers: jemalloc, mimalloc, gperftools tcmalloc
     libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev
     # later issues: the Lua module, the libffi bridge, the JNI library and its Java tests, Netty as a peer
