@@ -16,16 +16,23 @@ static fixture_log logged = FIXTURE_LOG(OHM_LOG_DEBUG);
 
 static ohm_mm *make_mm(uint64_t on_heap, uint64_t off_heap, double storage_fraction)
 {
-    ohm_mm_config cfg;
-    ohm_mm_config_init(&cfg);
-    cfg.max_bytes[OHM_ON_HEAP] = on_heap;
-    cfg.max_bytes[OHM_OFF_HEAP] = off_heap;
-    cfg.storage_fraction = storage_fraction;
-    cfg.page_size = 4096;
-    cfg.wait_timeout_ms = UINT64_MAX;
+    /* every field set here: no OHM_MM_* variable of the environment reaches these tests */
+    ohm_mm_config cfg = {.max_bytes = {[OHM_ON_HEAP] = on_heap, [OHM_OFF_HEAP] = off_heap},
+                         .storage_fraction = storage_fraction,
+                         .page_size = 4096,
+                         .wait_timeout_ms = UINT64_MAX,
+                         .pool = NULL};
     ohm_mm *mm = ohm_mm_create(&cfg);
     CHECK_NOT_NULL(mm);
     return mm;
+}
+
+/* Ends the task (and t2, if given), each reporting the bytes it still held, then the manager, which must go. */
+static void end_tasks_and_mm(ohm_mm *mm, ohm_task *t, int64_t held, ohm_task *t2, int64_t held2)
+{
+    CHECK_EQ_INT(ohm_task_end(t), held);
+    if (t2) CHECK_EQ_INT(ohm_task_end(t2), held2);
+    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
 }
 
 /* Pools of one mode, and execution + storage == max. */
@@ -120,8 +127,7 @@ static void test_execution_borrows_free_storage(void)
     CHECK_EQ_INT(ohm_block_put(mm, "b", NULL, OHM_ON_HEAP, NULL, 150, NULL, NULL), 0);
     CHECK_POOLS(mm, OHM_ON_HEAP, 800, 800, 200, 150);
     CHECK_EQ_INT(ohm_task_release(t, OHM_ON_HEAP, 800), 800);
-    CHECK_EQ_INT(ohm_task_end(t), 0);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    end_tasks_and_mm(mm, t, 0, NULL, 0);
 }
 
 static void test_storage_borrows_free_execution(void)
@@ -139,8 +145,7 @@ static void test_storage_borrows_free_execution(void)
     ohm_task *t = ohm_task_create(mm, 1);
     CHECK_EQ_INT(ohm_task_acquire(t, OHM_ON_HEAP, 1000), 1000);
     CHECK_POOLS(mm, OHM_ON_HEAP, 1000, 1000, 0, 0);
-    CHECK_EQ_INT(ohm_task_end(t), 1000);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    end_tasks_and_mm(mm, t, 1000, NULL, 0);
 }
 
 static void test_execution_evicts_storage_down_to_the_region(void)
@@ -168,8 +173,7 @@ static void test_execution_evicts_storage_down_to_the_region(void)
     ohm_task_stats_get(t, &ts);
     CHECK_EQ_U64(ts.evictions, 1);
     CHECK_EQ_INT(ohm_task_release(t, OHM_ON_HEAP, 500), 500);
-    CHECK_EQ_INT(ohm_task_end(t), 0);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    end_tasks_and_mm(mm, t, 0, NULL, 0);
 }
 
 static void test_storage_never_evicts_execution(void)
@@ -185,8 +189,7 @@ static void test_storage_never_evicts_execution(void)
     CHECK_EQ_INT(ohm_task_acquire_unroll(t, OHM_ON_HEAP, "g", 50), OHM_ELIMIT);
     CHECK_POOLS(mm, OHM_ON_HEAP, 900, 900, 100, 100);
     CHECK_EQ_U64(task_used(t, OHM_ON_HEAP), 900);
-    CHECK_EQ_INT(ohm_task_end(t), 900);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    end_tasks_and_mm(mm, t, 900, NULL, 0);
 }
 
 static void test_unroll_memory_follows_storage_rules(void)
@@ -312,9 +315,7 @@ static void test_waiting_task_woken_by_release(void)
     CHECK(ts.waits >= 1);
     CHECK(ts.wait_ns > 0);
     CHECK(!ts.waiting);
-    CHECK_EQ_INT(ohm_task_end(t1), 400);
-    CHECK_EQ_INT(ohm_task_end(t2), 300);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    end_tasks_and_mm(mm, t1, 400, t2, 300);
 }
 
 static void test_waiting_task_woken_by_task_end(void)
@@ -328,8 +329,7 @@ static void test_waiting_task_woken_by_task_end(void)
     CHECK(fixture_log_has(&logged, "memory leak detected in task 1: 1000 bytes"));
     pthread_join(th, NULL);
     CHECK_EQ_INT(a.got, 300); /* alone again: up to 1000 */
-    CHECK_EQ_INT(ohm_task_end(t2), 300);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    end_tasks_and_mm(mm, t2, 300, NULL, 0);
 }
 
 static void test_wait_times_out(void)
@@ -346,9 +346,7 @@ static void test_wait_times_out(void)
     CHECK(ts.waits >= 1);
     CHECK(ts.wait_ns >= 20u * 1000 * 1000);
     CHECK_POOLS(mm, OHM_ON_HEAP, 1000, 1000, 0, 0);
-    CHECK_EQ_INT(ohm_task_end(t1), 1000);
-    CHECK_EQ_INT(ohm_task_end(t2), 0);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    end_tasks_and_mm(mm, t1, 1000, t2, 0);
 }
 
 static void test_wait_is_cancelled(void)
@@ -365,9 +363,7 @@ static void test_wait_is_cancelled(void)
     CHECK_EQ_INT(ohm_task_release(t1, OHM_ON_HEAP, 1000), 1000);
     CHECK_EQ_INT(ohm_task_acquire(t2, OHM_ON_HEAP, 300), 300);
     CHECK_POOLS(mm, OHM_ON_HEAP, 1000, 300, 0, 0);
-    CHECK_EQ_INT(ohm_task_end(t1), 0);
-    CHECK_EQ_INT(ohm_task_end(t2), 300);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    end_tasks_and_mm(mm, t1, 0, t2, 300);
 }
 
 /* ---- consumers and spilling ---- */
@@ -438,8 +434,7 @@ static void test_spill_picks_smallest_sufficient_consumer(void)
     CHECK_EQ_U64(cs.spill_bytes, 300);
     CHECK_EQ_U64(cs.peak, 300);
     CHECK_POOLS(mm, OHM_ON_HEAP, 1000, 1000, 0, 0);
-    CHECK_EQ_INT(ohm_task_end(t), 1000);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    end_tasks_and_mm(mm, t, 1000, NULL, 0);
 }
 
 static void test_spill_falls_back_to_largest_consumer(void)
@@ -457,8 +452,7 @@ static void test_spill_falls_back_to_largest_consumer(void)
     ohm_task_stats_get(t, &ts);
     CHECK_EQ_U64(ts.spills, 2);
     CHECK_EQ_U64(ts.spill_bytes, 500);
-    CHECK_EQ_INT(ohm_task_end(t), 1000);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    end_tasks_and_mm(mm, t, 1000, NULL, 0);
 }
 
 static int64_t spill_nothing(void *arg, uint64_t size, ohm_consumer *trigger)
@@ -494,8 +488,7 @@ static void test_spill_skips_consumer_that_releases_nothing_then_self(void)
     CHECK_POOLS(mm, OHM_ON_HEAP, 1000, 1000, 0, 0);
     CHECK_EQ_INT(ohm_consumer_destroy(x), 0);
     CHECK_EQ_INT(ohm_consumer_destroy(off.self), 0);
-    CHECK_EQ_INT(ohm_task_end(t), 300);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    end_tasks_and_mm(mm, t, 300, NULL, 0);
 }
 
 static void test_failing_spill_leaves_accounting_exact(void)
@@ -518,8 +511,7 @@ static void test_failing_spill_leaves_accounting_exact(void)
     CHECK_EQ_U64(task_used(t, OHM_ON_HEAP), 900);
     CHECK_POOLS(mm, OHM_ON_HEAP, 1000, 900, 0, 0);
     a.result = 7; /* a positive "released" that is not an error */
-    CHECK_EQ_INT(ohm_task_end(t), 900);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    end_tasks_and_mm(mm, t, 900, NULL, 0);
 }
 
 /* A spill that misbehaves on purpose: each call releases `release` bytes (at most what it holds), and, when
@@ -588,8 +580,7 @@ static void test_spill_reporting_bytes_it_did_not_release_is_a_callback_error(vo
     ohm_consumer_stats_get(a.self, &cs);
     CHECK_EQ_U64(cs.spills, 1);
     CHECK_EQ_U64(cs.spill_bytes, 0); /* what it released, not what it said */
-    CHECK_EQ_INT(ohm_task_end(m.t), 1000);
-    CHECK_EQ_INT(ohm_mm_destroy(m.mm), 0);
+    end_tasks_and_mm(m.mm, m.t, 1000, NULL, 0);
 }
 
 static void test_spill_releasing_less_than_it_reports_is_a_callback_error(void)
@@ -607,8 +598,7 @@ static void test_spill_releasing_less_than_it_reports_is_a_callback_error(void)
     ohm_task_stats ts;
     ohm_task_stats_get(m.t, &ts);
     CHECK_EQ_U64(ts.spill_bytes, 100);
-    CHECK_EQ_INT(ohm_task_end(m.t), 900);
-    CHECK_EQ_INT(ohm_mm_destroy(m.mm), 0);
+    end_tasks_and_mm(m.mm, m.t, 900, NULL, 0);
 }
 
 static void test_spill_reporting_less_than_it_released_is_credited_what_it_released(void)
@@ -622,8 +612,7 @@ static void test_spill_reporting_less_than_it_released_is_credited_what_it_relea
     ohm_consumer_stats_get(a.self, &cs);
     CHECK_EQ_U64(cs.spill_bytes, 300);
     CHECK_POOLS(m.mm, OHM_ON_HEAP, 1000, 1000, 0, 0);
-    CHECK_EQ_INT(ohm_task_end(m.t), 1000);
-    CHECK_EQ_INT(ohm_mm_destroy(m.mm), 0);
+    end_tasks_and_mm(m.mm, m.t, 1000, NULL, 0);
 }
 
 static void test_spill_releasing_in_small_steps_is_asked_again_until_the_request_is_met(void)
@@ -632,8 +621,7 @@ static void test_spill_releasing_in_small_steps_is_asked_again_until_the_request
     misspill_run m = misspill_acquire(&a, 300);
     CHECK_EQ_INT(a.calls, 3);
     CHECK_EQ_U64(ohm_consumer_used(a.self), 300);
-    CHECK_EQ_INT(ohm_task_end(m.t), 1000);
-    CHECK_EQ_INT(ohm_mm_destroy(m.mm), 0);
+    end_tasks_and_mm(m.mm, m.t, 1000, NULL, 0);
 }
 
 static void test_spill_that_takes_back_what_it_released_ends_the_round(void)
@@ -645,8 +633,7 @@ static void test_spill_that_takes_back_what_it_released_ends_the_round(void)
     CHECK_EQ_U64(ohm_consumer_used(a.self), 600);
     CHECK_EQ_U64(ohm_consumer_used(m.r), 0);
     CHECK_POOLS(m.mm, OHM_ON_HEAP, 1000, 1000, 0, 0);
-    CHECK_EQ_INT(ohm_task_end(m.t), 1000);
-    CHECK_EQ_INT(ohm_mm_destroy(m.mm), 0);
+    end_tasks_and_mm(m.mm, m.t, 1000, NULL, 0);
 }
 
 static void test_spill_whose_release_cannot_reach_the_requester_is_not_asked_again(void)
@@ -664,9 +651,7 @@ static void test_spill_whose_release_cannot_reach_the_requester_is_not_asked_aga
     CHECK_EQ_INT(a.calls, 1);
     CHECK_EQ_U64(ohm_consumer_used(a.self), 599);
     CHECK_EQ_U64(task_used(t, OHM_ON_HEAP), 899);
-    CHECK_EQ_INT(ohm_task_end(t), 899);
-    CHECK_EQ_INT(ohm_task_end(t2), 100);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    end_tasks_and_mm(mm, t, 899, t2, 100);
 }
 
 /* A spill that parks until the test has cancelled its task, then releases 10 bytes honestly. */
@@ -735,8 +720,7 @@ static void test_cancel_ends_an_acquire_in_the_middle_of_a_spill_round(void)
     /* the cancel was consumed: the next acquire spills to the end */
     CHECK_EQ_INT(ohm_consumer_acquire(r, 30), 30);
     CHECK_EQ_INT(g.calls, 3);
-    CHECK_EQ_INT(ohm_task_end(t), 1000);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    end_tasks_and_mm(mm, t, 1000, NULL, 0);
 }
 
 /* ---- pages ---- */
@@ -813,8 +797,7 @@ static void test_spill_callback_frees_a_page(void)
     CHECK_EQ_U64(ohm_consumer_used(q.self), 4096);
     CHECK_POOLS(mm, OHM_OFF_HEAP, 8192, 4096, 0, 0);
     ohm_buf_release(qp, 1);
-    CHECK_EQ_INT(ohm_task_end(t), 0);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    end_tasks_and_mm(mm, t, 0, NULL, 0);
 }
 
 /* ---- the block cache ---- */
@@ -888,8 +871,7 @@ static void test_failing_eviction_leaves_pools_exact(void)
     CHECK_EQ_INT(ohm_task_acquire(t, OHM_ON_HEAP, 500), 500);
     CHECK(!strcmp(good.order, "B "));
     CHECK_EQ_INT(bad.calls, 2);
-    CHECK_EQ_INT(ohm_task_end(t), 500);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    end_tasks_and_mm(mm, t, 500, NULL, 0);
 }
 
 /* An eviction callback that itself uses the manager: removes another block and reads the stats. */
@@ -945,8 +927,7 @@ static void test_json_snapshot_contains_the_numbers(void)
     CHECK_EQ_U64(ohm_mm_snapshot_json(mm, NULL, 0), len);
     free(json);
     CHECK_EQ_INT(ohm_mm_destroy(mm), OHM_ESTATE); /* a live task */
-    CHECK_EQ_INT(ohm_task_end(t), 800);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    end_tasks_and_mm(mm, t, 800, NULL, 0);
 }
 
 int main(void)
