@@ -62,6 +62,23 @@ static inline ohm_pool *fixture_named_pool(const char *name)
     return fixture_pool(&cfg);
 }
 
+/* What a test may ask of the fixture pool besides its name, or'ed together (fixture_flag_pool). */
+enum fixture_flags {
+    FIXTURE_NO_CACHE = 1, /* cache_max_size 0: every alloc and free reaches the arena */
+    FIXTURE_POISON = 2,   /* the poison debug option: writes after free are found */
+    FIXTURE_ZERO = 4,     /* every block comes back zeroed */
+};
+
+/* The fixture pool under this name with the settings the flags name on top. */
+static inline ohm_pool *fixture_flag_pool(const char *name, unsigned flags)
+{
+    ohm_pool_config cfg = fixture_config(name);
+    if (flags & FIXTURE_NO_CACHE) cfg.cache_max_size = 0;
+    if (flags & FIXTURE_POISON) cfg.poison = true;
+    if (flags & FIXTURE_ZERO) cfg.zero = true;
+    return fixture_pool(&cfg);
+}
+
 /* A snapshot of the whole pool (arena -1) or of one arena, checked to succeed. One thread only (see above). */
 static inline ohm_pool_stats fixture_stats(ohm_pool *pool, int arena)
 {

@@ -14,12 +14,7 @@
 #define CHUNK FIXTURE_CHUNK
 
 /* The fixture's pool (one arena, purging only on trim) without thread caches. */
-static ohm_pool *make_pool(void)
-{
-    ohm_pool_config cfg = fixture_config("runs");
-    cfg.cache_max_size = 0; /* every alloc and free reaches the arena */
-    return fixture_pool(&cfg);
-}
+static ohm_pool *make_pool(void) { return fixture_flag_pool("runs", FIXTURE_NO_CACHE); }
 
 /* Chunk facts read under the arena lock. */
 static uint32_t free_pages_of(const void *p)
