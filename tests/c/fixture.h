@@ -39,6 +39,15 @@ static inline ohm_pool_config fixture_config(const char *name)
     return cfg;
 }
 
+/* The fixture config with thread caches of `slots` blocks a class (0: the default) for blocks up to cache_max. */
+static inline ohm_pool_config fixture_cache_config(const char *name, unsigned slots, size_t cache_max)
+{
+    ohm_pool_config cfg = fixture_config(name);
+    if (slots) cfg.cache_slots = slots;
+    cfg.cache_max_size = cache_max;
+    return cfg;
+}
+
 /* Creates the pool, checking that it was created: NULL (and a failed check) otherwise. */
 static inline ohm_pool *fixture_pool(const ohm_pool_config *cfg)
 {

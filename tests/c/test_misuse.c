@@ -13,8 +13,7 @@
 
 static ohm_pool *make_pool(size_t cache_max)
 {
-    ohm_pool_config cfg = fixture_config("misuse");
-    cfg.cache_max_size = cache_max;
+    ohm_pool_config cfg = fixture_cache_config("misuse", 0, cache_max);
     return fixture_pool(&cfg);
 }
 

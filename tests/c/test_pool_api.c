@@ -12,9 +12,7 @@
  * cache_max 0 bypasses thread caches, so frees reach the arena at once. */
 static ohm_pool *make_pool(size_t cache_max)
 {
-    ohm_pool_config cfg = fixture_config("api");
-    cfg.cache_max_size = cache_max;
-    cfg.cache_slots = 64;
+    ohm_pool_config cfg = fixture_cache_config("api", 64, cache_max);
     return fixture_pool(&cfg);
 }
 
@@ -122,6 +120,14 @@ static void test_alloc_zeroed_returns_zeros_even_for_reused_memory(void)
         CHECK_EQ_INT(ohm_pool_free(pool, q), OHM_OK);
     }
     ohm_pool_destroy(pool);
+}
+
+/* The pool's allocs and frees so far and its live blocks, as its stats count them. */
+static void check_counts(const ohm_pool_stats *st, uint64_t allocs, uint64_t frees, uint64_t active_blocks)
+{
+    CHECK_EQ_U64(st->allocs, allocs);
+    CHECK_EQ_U64(st->frees, frees);
+    CHECK_EQ_U64(st->active_blocks, active_blocks);
 }
 
 static ohm_pool *make_zero_pool(void) { return fixture_flag_pool("api", FIXTURE_ZERO); }
@@ -288,9 +294,7 @@ static void test_ohm_free_routes_a_private_block_to_its_pool(void)
         CHECK(rc == OHM_EINVAL || (rc == OHM_OK && !info.live && info.pool == pool));
     }
     ohm_pool_stats st = fixture_stats(pool, -1);
-    CHECK_EQ_U64(st.allocs, 3);
-    CHECK_EQ_U64(st.frees, 3);
-    CHECK_EQ_U64(st.active_blocks, 0);
+    check_counts(&st, 3, 3, 0);
     ohm_pool_stats dflt_after = fixture_stats(ohm_pool_default(), -1);
     CHECK_EQ_U64(dflt_after.frees, dflt_before.frees);
     /* the freed small block is reused by its own pool */
@@ -484,9 +488,7 @@ static void stats_sequence(size_t cache_max)
             CHECK_EQ_U64(st.classes[c].allocs, 0);
             CHECK_EQ_U64(st.classes[c].frees, 0);
         }
-    CHECK_EQ_U64(st.allocs, 112);
-    CHECK_EQ_U64(st.frees, 44);
-    CHECK_EQ_U64(st.active_blocks, 60 + 7 + 1);
+    check_counts(&st, 112, 44, 60 + 7 + 1);
     CHECK_EQ_U64(st.active_bytes, 60 * 64 + 7 * sc_size(sc_index(20000)) + 5 * MIB);
     CHECK_EQ_U64(st.huge_blocks, 1);
     CHECK_EQ_U64(st.failed_allocs, 0);
@@ -496,9 +498,7 @@ static void stats_sequence(size_t cache_max)
     for (unsigned i = 3; i < 10; i++) ohm_pool_free(pool, b[i]);
     ohm_pool_free(pool, h[1]);
     st = fixture_stats(pool, -1);
-    CHECK_EQ_U64(st.allocs, 112);
-    CHECK_EQ_U64(st.frees, 112);
-    CHECK_EQ_U64(st.active_blocks, 0);
+    check_counts(&st, 112, 112, 0);
     CHECK_EQ_U64(st.active_bytes, 0);
     ohm_pool_destroy(pool);
 }
@@ -539,9 +539,7 @@ static void test_stats_keep_the_counters_of_exited_threads(void)
     ohm_pool_stats st = fixture_stats(pool, -1);
     CHECK_EQ_U64(st.threads, 0);
     check_class(&st, 64, 30, 10);
-    CHECK_EQ_U64(st.allocs, 30);
-    CHECK_EQ_U64(st.frees, 10);
-    CHECK_EQ_U64(st.active_blocks, 20);
+    check_counts(&st, 30, 10, 20);
     for (unsigned i = 0; i < 20; i++) {
         if (!CHECK_NOT_NULL(w.kept[i])) continue;
         CHECK_EQ_INT(ohm_pool_free(pool, w.kept[i]), OHM_OK); /* the survivors are still live */

@@ -10,10 +10,8 @@
 
 static ohm_pool *make_pool(unsigned arenas, unsigned slots, size_t cache_max)
 {
-    ohm_pool_config cfg = fixture_config("tcache");
+    ohm_pool_config cfg = fixture_cache_config("tcache", slots, cache_max);
     cfg.arenas = arenas;
-    cfg.cache_slots = slots;
-    cfg.cache_max_size = cache_max;
     return fixture_pool(&cfg);
 }
 
@@ -318,9 +316,7 @@ static void *freer_b(void *arg)
 
 static void test_blocks_freed_by_another_thread_return_to_the_owner(void)
 {
-    static xthread x;
-    memset(&x, 0, sizeof x);
-    x.pool = make_pool(2, XN, 256 * KIB);
+    xthread x = {.pool = make_pool(2, XN, 256 * KIB)};
     if (!x.pool) return;
     pthread_barrier_init(&x.bar, NULL, 2);
     pthread_t ta, tb;
@@ -401,9 +397,7 @@ static void *consumer(void *arg)
 
 static void test_producer_consumer_frees_are_counted_exactly(void)
 {
-    static ring r;
-    memset(&r, 0, sizeof r);
-    r.pool = make_pool(2, 32, 256 * KIB);
+    ring r = {.pool = make_pool(2, 32, 256 * KIB)};
     if (!r.pool) return;
     const char *env = getenv("OHM_TEST_XTHREAD_BLOCKS");
     r.total = env ? (unsigned)strtoul(env, NULL, 10) : 20000;
@@ -470,9 +464,7 @@ static void *cache_then_allocate_once(void *arg)
 /* ohm_pool_trim "asks other threads to flush theirs at their next allocation". */
 static void test_trim_makes_other_threads_flush_at_their_next_allocation(void)
 {
-    static idle_job j;
-    memset(&j, 0, sizeof j);
-    j.pool = make_pool(1, 64, 256 * KIB);
+    idle_job j = {.pool = make_pool(1, 64, 256 * KIB)};
     if (!j.pool) return;
     pthread_t t = start_job(&j, cache_then_allocate_once); /* at 1 */
     CHECK_EQ_INT(ohm_pool_trim(j.pool), OHM_OK);
@@ -508,9 +500,7 @@ static void *cache_then_outlive_the_pool(void *arg)
 
 static void test_destroying_a_pool_drops_other_threads_caches_safely(void)
 {
-    static idle_job j;
-    memset(&j, 0, sizeof j);
-    j.pool = make_pool(2, 64, 256 * KIB);
+    idle_job j = {.pool = make_pool(2, 64, 256 * KIB)};
     j.other = make_pool(2, 64, 256 * KIB);
     if (!j.pool || !j.other) return;
     pthread_t t = start_job(&j, cache_then_outlive_the_pool); /* at 1 */
