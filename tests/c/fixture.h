@@ -96,6 +96,13 @@ static inline ohm_pool_stats fixture_stats(ohm_pool *pool, int arena)
     return st;
 }
 
+/* Trims the pool, which must then map nothing: all of its blocks were freed. */
+static inline void fixture_check_trims_to_nothing(ohm_pool *pool)
+{
+    CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
+    CHECK_EQ_U64(fixture_stats(pool, -1).mapped_bytes, 0);
+}
+
 /* Live blocks of the pool, counted by a walk that must succeed. */
 static inline int fixture_count_block_(void *arg, const ohm_block_info *b)
 {

@@ -124,8 +124,7 @@ static void test_flush_thread_cache_empties_the_callers_cache(void)
     CHECK_EQ_U64(st.allocs, 300);
     CHECK_EQ_U64(st.frees, 300);
     CHECK_EQ_U64(st.active_blocks, 0);
-    CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
-    CHECK_EQ_U64(fixture_stats(pool, -1).mapped_bytes, 0);
+    fixture_check_trims_to_nothing(pool);
     ohm_pool_destroy(pool);
 }
 
@@ -145,11 +144,10 @@ static void test_idle_bin_is_trimmed_over_slow_path_events(void)
 {
     ohm_pool *pool = make_pool(1, 64, 4 * KIB);
     if (!pool) return;
-    unsigned cls = sc_index(64);
     void *p[64];
     tcache_t *tc = cycled_cache(pool, p, 64);
     if (!tc) return;
-    tbin_t *b = tc->bins[cls];
+    tbin_t *b = tc->bins[sc_index(64)];
     uint32_t start = bin_n(b);
     CHECK(start >= 32);
     /* each bin is visited once per 64 * SC_COUNT events and halves when idle: bound the loop generously */
@@ -241,8 +239,7 @@ static void test_thread_exit_flushes_its_cache(void)
     unsigned back = 0;
     for (unsigned i = 0; i < job.n; i++) back += job.seen[i] && free_in_slab(job.seen[i]);
     CHECK_EQ_INT(back, job.n); /* none left in a dead thread's cache */
-    CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
-    CHECK_EQ_U64(fixture_stats(pool, -1).mapped_bytes, 0);
+    fixture_check_trims_to_nothing(pool);
     free(job.seen);
     ohm_pool_destroy(pool);
 }
@@ -266,8 +263,7 @@ static void test_many_exiting_threads_leave_nothing_behind(void)
     CHECK_EQ_U64(st.allocs, T * N);
     CHECK_EQ_U64(st.frees, T * N);
     CHECK_EQ_INT(fixture_walk_count(pool), 0);
-    CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
-    CHECK_EQ_U64(fixture_stats(pool, -1).mapped_bytes, 0);
+    fixture_check_trims_to_nothing(pool);
     free(seen);
     ohm_pool_destroy(pool);
 }
@@ -338,8 +334,7 @@ static void test_blocks_freed_by_another_thread_return_to_the_owner(void)
     CHECK_EQ_U64(st.active_blocks, 0);
     CHECK_EQ_U64(st.allocs, 2 * XN + 1);
     CHECK_EQ_INT(fixture_walk_count(x.pool), 0);
-    CHECK_EQ_INT(ohm_pool_trim(x.pool), OHM_OK);
-    CHECK_EQ_U64(fixture_stats(x.pool, -1).mapped_bytes, 0);
+    fixture_check_trims_to_nothing(x.pool);
     pthread_barrier_destroy(&x.bar);
     ohm_pool_destroy(x.pool);
 }
@@ -412,8 +407,7 @@ static void test_producer_consumer_frees_are_counted_exactly(void)
     CHECK_EQ_U64(st.frees, r.total);
     CHECK_EQ_U64(st.active_blocks, 0);
     CHECK_EQ_INT(fixture_walk_count(r.pool), 0);
-    CHECK_EQ_INT(ohm_pool_trim(r.pool), OHM_OK);
-    CHECK_EQ_U64(fixture_stats(r.pool, -1).mapped_bytes, 0);
+    fixture_check_trims_to_nothing(r.pool);
     ohm_pool_destroy(r.pool);
 }
 
