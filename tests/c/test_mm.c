@@ -273,63 +273,67 @@ static void fair_share(unsigned n)
 static void test_fair_share_between_two_tasks(void) { fair_share(2); }
 static void test_fair_share_among_four_tasks(void) { fair_share(4); }
 
-typedef struct wait_arg {
+/* An acquire of n on a thread of its own: by the consumer c when set, otherwise by the task (ON_HEAP). */
+typedef struct acquire_arg {
     ohm_task *task;
+    ohm_consumer *c;
     uint64_t n;
     int64_t got;
-} wait_arg;
+} acquire_arg;
 
 static void *acquire_thread(void *p)
 {
-    wait_arg *a = p;
-    a->got = ohm_task_acquire(a->task, OHM_ON_HEAP, a->n);
+    acquire_arg *a = p;
+    a->got = a->c ? ohm_consumer_acquire(a->c, a->n) : ohm_task_acquire(a->task, OHM_ON_HEAP, a->n);
     return NULL;
 }
 
-/* Task 1 holds all 1000 bytes; task 2 asks 300 on a thread of its own (a) and waits (N = 2, min share
- * 1000 / 4 = 250, nothing free). */
-static pthread_t start_waiter(ohm_mm *mm, ohm_task **t1, ohm_task **t2, wait_arg *a)
-{
-    *t1 = ohm_task_create(mm, 1);
-    *t2 = ohm_task_create(mm, 2);
-    CHECK_EQ_INT(ohm_task_acquire(*t1, OHM_ON_HEAP, 1000), 1000);
-    *a = (wait_arg){*t2, 300, 0};
+/* In a manager of 1000 bytes, task 1 holds all of them; task 2 asks 300 on a thread of its own (a) and waits
+ * (N = 2, min share 1000 / 4 = 250, nothing free). */
+typedef struct waiter {
+    ohm_mm *mm;
+    ohm_task *t1, *t2;
+    acquire_arg a;
     pthread_t th;
-    pthread_create(&th, NULL, acquire_thread, a);
-    await_waiting(*t2);
-    return th;
+} waiter;
+
+static void start_waiter(waiter *w)
+{
+    w->mm = make_mm(1000, 0, 0.5);
+    w->t1 = ohm_task_create(w->mm, 1);
+    w->t2 = ohm_task_create(w->mm, 2);
+    CHECK_EQ_INT(ohm_task_acquire(w->t1, OHM_ON_HEAP, 1000), 1000);
+    w->a = (acquire_arg){.task = w->t2, .n = 300};
+    pthread_create(&w->th, NULL, acquire_thread, &w->a);
+    await_waiting(w->t2);
 }
 
 static void test_waiting_task_woken_by_release(void)
 {
-    ohm_mm *mm = make_mm(1000, 0, 0.5);
-    ohm_task *t1, *t2;
-    wait_arg a;
-    pthread_t th = start_waiter(mm, &t1, &t2, &a);
-    CHECK_EQ_INT(ohm_task_release(t1, OHM_ON_HEAP, 600), 600);
-    pthread_join(th, NULL);
-    CHECK_EQ_INT(a.got, 300);
-    CHECK_POOLS(mm, OHM_ON_HEAP, 1000, 700, 0, 0);
+    waiter w;
+    start_waiter(&w);
+    CHECK_EQ_INT(ohm_task_release(w.t1, OHM_ON_HEAP, 600), 600);
+    pthread_join(w.th, NULL);
+    CHECK_EQ_INT(w.a.got, 300);
+    CHECK_POOLS(w.mm, OHM_ON_HEAP, 1000, 700, 0, 0);
     ohm_task_stats ts;
-    ohm_task_stats_get(t2, &ts);
+    ohm_task_stats_get(w.t2, &ts);
     CHECK(ts.waits >= 1);
     CHECK(ts.wait_ns > 0);
     CHECK(!ts.waiting);
-    end_tasks_and_mm(mm, t1, 400, t2, 300);
+    end_tasks_and_mm(w.mm, w.t1, 400, w.t2, 300);
 }
 
 static void test_waiting_task_woken_by_task_end(void)
 {
-    ohm_mm *mm = make_mm(1000, 0, 0.5);
-    ohm_task *t1, *t2;
-    wait_arg a;
-    pthread_t th = start_waiter(mm, &t1, &t2, &a);
+    waiter w;
+    start_waiter(&w);
     fixture_log_reset(&logged);
-    CHECK_EQ_INT(ohm_task_end(t1), 1000);
+    CHECK_EQ_INT(ohm_task_end(w.t1), 1000);
     CHECK(fixture_log_has(&logged, "memory leak detected in task 1: 1000 bytes"));
-    pthread_join(th, NULL);
-    CHECK_EQ_INT(a.got, 300); /* alone again: up to 1000 */
-    end_tasks_and_mm(mm, t2, 300, NULL, 0);
+    pthread_join(w.th, NULL);
+    CHECK_EQ_INT(w.a.got, 300); /* alone again: up to 1000 */
+    end_tasks_and_mm(w.mm, w.t2, 300, NULL, 0);
 }
 
 static void test_wait_times_out(void)
@@ -351,19 +355,17 @@ static void test_wait_times_out(void)
 
 static void test_wait_is_cancelled(void)
 {
-    ohm_mm *mm = make_mm(1000, 0, 0.5);
-    ohm_task *t1, *t2;
-    wait_arg a;
-    pthread_t th = start_waiter(mm, &t1, &t2, &a);
-    CHECK_EQ_INT(ohm_mm_cancel_task(mm, 2), 0);
-    pthread_join(th, NULL);
-    CHECK_EQ_INT(a.got, OHM_ECANCELED);
-    CHECK_EQ_INT(ohm_mm_cancel_task(mm, 77), OHM_EINVAL);
+    waiter w;
+    start_waiter(&w);
+    CHECK_EQ_INT(ohm_mm_cancel_task(w.mm, 2), 0);
+    pthread_join(w.th, NULL);
+    CHECK_EQ_INT(w.a.got, OHM_ECANCELED);
+    CHECK_EQ_INT(ohm_mm_cancel_task(w.mm, 77), OHM_EINVAL);
     /* the cancel was consumed: with memory free, the next acquire succeeds */
-    CHECK_EQ_INT(ohm_task_release(t1, OHM_ON_HEAP, 1000), 1000);
-    CHECK_EQ_INT(ohm_task_acquire(t2, OHM_ON_HEAP, 300), 300);
-    CHECK_POOLS(mm, OHM_ON_HEAP, 1000, 300, 0, 0);
-    end_tasks_and_mm(mm, t1, 0, t2, 300);
+    CHECK_EQ_INT(ohm_task_release(w.t1, OHM_ON_HEAP, 1000), 1000);
+    CHECK_EQ_INT(ohm_task_acquire(w.t2, OHM_ON_HEAP, 300), 300);
+    CHECK_POOLS(w.mm, OHM_ON_HEAP, 1000, 300, 0, 0);
+    end_tasks_and_mm(w.mm, w.t1, 0, w.t2, 300);
 }
 
 /* ---- consumers and spilling ---- */
@@ -404,55 +406,59 @@ static ohm_consumer *make_consumer(ohm_task *t, ohm_mem_mode mode, spiller *s, c
     return s->self;
 }
 
-/* A, B and C hold 100, 300 and 400; R holds nothing. */
-static void make_abcr(ohm_task *t, char *order, spiller *a, spiller *b, spiller *c, spiller *r)
+/* In a manager of 1000 bytes, task 1's consumers A, B and C hold 100, 300 and 400; R holds nothing. */
+typedef struct abcr {
+    ohm_mm *mm;
+    ohm_task *t;
+    char order[128];
+    spiller a, b, c, r;
+} abcr;
+
+static void make_abcr(abcr *x)
 {
-    make_consumer(t, OHM_ON_HEAP, a, "A", order, 100);
-    make_consumer(t, OHM_ON_HEAP, b, "B", order, 300);
-    make_consumer(t, OHM_ON_HEAP, c, "C", order, 400);
-    make_consumer(t, OHM_ON_HEAP, r, "R", order, 0);
+    x->mm = make_mm(1000, 0, 0.5);
+    x->t = ohm_task_create(x->mm, 1);
+    x->order[0] = '\0';
+    make_consumer(x->t, OHM_ON_HEAP, &x->a, "A", x->order, 100);
+    make_consumer(x->t, OHM_ON_HEAP, &x->b, "B", x->order, 300);
+    make_consumer(x->t, OHM_ON_HEAP, &x->c, "C", x->order, 400);
+    make_consumer(x->t, OHM_ON_HEAP, &x->r, "R", x->order, 0);
 }
 
 static void test_spill_picks_smallest_sufficient_consumer(void)
 {
-    ohm_mm *mm = make_mm(1000, 0, 0.5);
-    ohm_task *t = ohm_task_create(mm, 1);
-    char order[128] = "";
-    spiller a, b, c, r;
-    make_abcr(t, order, &a, &b, &c, &r);
+    abcr x;
+    make_abcr(&x);
     /* 800 used; R asks 500, gets the last 200; missing 300: B (300) covers it, C (400) is not needed */
-    CHECK_EQ_INT(ohm_consumer_acquire(r.self, 500), 500);
-    CHECK(!strcmp(order, "B "));
-    CHECK(b.trigger == r.self);
-    CHECK_EQ_U64(ohm_consumer_used(a.self), 100);
-    CHECK_EQ_U64(ohm_consumer_used(b.self), 0);
-    CHECK_EQ_U64(ohm_consumer_used(c.self), 400);
-    CHECK_EQ_U64(ohm_consumer_used(r.self), 500);
+    CHECK_EQ_INT(ohm_consumer_acquire(x.r.self, 500), 500);
+    CHECK(!strcmp(x.order, "B "));
+    CHECK(x.b.trigger == x.r.self);
+    CHECK_EQ_U64(ohm_consumer_used(x.a.self), 100);
+    CHECK_EQ_U64(ohm_consumer_used(x.b.self), 0);
+    CHECK_EQ_U64(ohm_consumer_used(x.c.self), 400);
+    CHECK_EQ_U64(ohm_consumer_used(x.r.self), 500);
     ohm_consumer_stats cs;
-    ohm_consumer_stats_get(b.self, &cs);
+    ohm_consumer_stats_get(x.b.self, &cs);
     CHECK_EQ_U64(cs.spills, 1);
     CHECK_EQ_U64(cs.spill_bytes, 300);
     CHECK_EQ_U64(cs.peak, 300);
-    CHECK_POOLS(mm, OHM_ON_HEAP, 1000, 1000, 0, 0);
-    end_tasks_and_mm(mm, t, 1000, NULL, 0);
+    CHECK_POOLS(x.mm, OHM_ON_HEAP, 1000, 1000, 0, 0);
+    end_tasks_and_mm(x.mm, x.t, 1000, NULL, 0);
 }
 
 static void test_spill_falls_back_to_largest_consumer(void)
 {
-    ohm_mm *mm = make_mm(1000, 0, 0.5);
-    ohm_task *t = ohm_task_create(mm, 1);
-    char order[128] = "";
-    spiller a, b, c, r;
-    make_abcr(t, order, &a, &b, &c, &r);
+    abcr x;
+    make_abcr(&x);
     /* R asks 700: gets 200, missing 500: nobody has 500, so C (largest); then missing 100: A (100) */
-    CHECK_EQ_INT(ohm_consumer_acquire(r.self, 700), 700);
-    CHECK(!strcmp(order, "C A "));
-    CHECK_EQ_U64(ohm_consumer_used(b.self), 300);
+    CHECK_EQ_INT(ohm_consumer_acquire(x.r.self, 700), 700);
+    CHECK(!strcmp(x.order, "C A "));
+    CHECK_EQ_U64(ohm_consumer_used(x.b.self), 300);
     ohm_task_stats ts;
-    ohm_task_stats_get(t, &ts);
+    ohm_task_stats_get(x.t, &ts);
     CHECK_EQ_U64(ts.spills, 2);
     CHECK_EQ_U64(ts.spill_bytes, 500);
-    end_tasks_and_mm(mm, t, 1000, NULL, 0);
+    end_tasks_and_mm(x.mm, x.t, 1000, NULL, 0);
 }
 
 static int64_t spill_nothing(void *arg, uint64_t size, ohm_consumer *trigger)
@@ -677,19 +683,6 @@ static int64_t gated_spill(void *arg, uint64_t size, ohm_consumer *trigger)
     return ohm_consumer_release(g->self, 10);
 }
 
-typedef struct consumer_acquire_arg {
-    ohm_consumer *c;
-    uint64_t n;
-    int64_t got;
-} consumer_acquire_arg;
-
-static void *consumer_acquire_thread(void *p)
-{
-    consumer_acquire_arg *a = p;
-    a->got = ohm_consumer_acquire(a->c, a->n);
-    return NULL;
-}
-
 static void test_cancel_ends_an_acquire_in_the_middle_of_a_spill_round(void)
 {
     ohm_mm *mm = make_mm(1000, 0, 0.5);
@@ -700,9 +693,9 @@ static void test_cancel_ends_an_acquire_in_the_middle_of_a_spill_round(void)
     g.self = ohm_consumer_create(t, OHM_ON_HEAP, "A", gated_spill, &g);
     CHECK_EQ_INT(ohm_consumer_acquire(g.self, 600), 600);
     ohm_consumer *r = ohm_consumer_create(t, OHM_ON_HEAP, "R", NULL, NULL);
-    consumer_acquire_arg a = {r, 300, 0};
+    acquire_arg a = {.c = r, .n = 300};
     pthread_t th;
-    pthread_create(&th, NULL, consumer_acquire_thread, &a);
+    pthread_create(&th, NULL, acquire_thread, &a);
     pthread_mutex_lock(&g.m);
     while (!g.in_spill) pthread_cond_wait(&g.cv, &g.m);
     CHECK_EQ_INT(ohm_mm_cancel_task(mm, 3), 0); /* while A's spill runs */
