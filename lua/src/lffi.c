@@ -125,6 +125,13 @@ static int fn_fail(lua_State *L, int rc, const char *name)
     return lohm_fail(L, rc, name);
 }
 
+/* An argument that is a value of the host (a number, a boolean, a raw address) of this kind. */
+static inline void set_value(ohm_ffi_arg *a, ohm_ffi_arg_kind kind, ohm_bind_value v)
+{
+    a->kind = kind;
+    a->v = v;
+}
+
 /* fn(...): arguments from index 2 on. */
 static int l_fn_call(lua_State *L)
 {
@@ -141,17 +148,13 @@ static int l_fn_call(lua_State *L)
         lbuf *u;
         switch (lua_type(L, idx)) {
         case LUA_TNUMBER:
-            if (lua_isinteger(L, idx)) {
-                a->kind = OHM_FFI_ARG_INT;
-                a->v.i = (int64_t)lua_tointeger(L, idx);
-            } else {
-                a->kind = OHM_FFI_ARG_FLOAT;
-                a->v.f = lua_tonumber(L, idx);
-            }
+            if (lua_isinteger(L, idx))
+                set_value(a, OHM_FFI_ARG_INT, (ohm_bind_value){.i = (int64_t)lua_tointeger(L, idx)});
+            else
+                set_value(a, OHM_FFI_ARG_FLOAT, (ohm_bind_value){.f = lua_tonumber(L, idx)});
             break;
         case LUA_TBOOLEAN:
-            a->kind = OHM_FFI_ARG_INT;
-            a->v.i = lua_toboolean(L, idx);
+            set_value(a, OHM_FFI_ARG_INT, (ohm_bind_value){.i = lua_toboolean(L, idx)});
             break;
         case LUA_TSTRING:
             a->kind = OHM_FFI_ARG_STR;
@@ -162,8 +165,7 @@ static int l_fn_call(lua_State *L)
             a->kind = OHM_FFI_ARG_NULL;
             break;
         case LUA_TLIGHTUSERDATA:
-            a->kind = OHM_FFI_ARG_PTR;
-            a->v.p = lua_touserdata(L, idx);
+            set_value(a, OHM_FFI_ARG_PTR, (ohm_bind_value){.p = lua_touserdata(L, idx)});
             break;
         case LUA_TUSERDATA:
             if ((u = lohm_testbuf(L, idx))) {

@@ -39,6 +39,15 @@ static inline ohm_pool_config fixture_config(const char *name)
     return cfg;
 }
 
+/* The fixture config with thread caches of `slots` blocks a class (0: the default) for blocks up to cache_max. */
+static inline ohm_pool_config fixture_cache_config(const char *name, unsigned slots, size_t cache_max)
+{
+    ohm_pool_config cfg = fixture_config(name);
+    if (slots) cfg.cache_slots = slots;
+    cfg.cache_max_size = cache_max;
+    return cfg;
+}
+
 /* Creates the pool, checking that it was created: NULL (and a failed check) otherwise. */
 static inline ohm_pool *fixture_pool(const ohm_pool_config *cfg)
 {
@@ -62,12 +71,36 @@ static inline ohm_pool *fixture_named_pool(const char *name)
     return fixture_pool(&cfg);
 }
 
+/* What a test may ask of the fixture pool besides its name, or'ed together (fixture_flag_pool). */
+enum fixture_flags {
+    FIXTURE_NO_CACHE = 1, /* cache_max_size 0: every alloc and free reaches the arena */
+    FIXTURE_POISON = 2,   /* the poison debug option: writes after free are found */
+    FIXTURE_ZERO = 4,     /* every block comes back zeroed */
+};
+
+/* The fixture pool under this name with the settings the flags name on top. */
+static inline ohm_pool *fixture_flag_pool(const char *name, unsigned flags)
+{
+    ohm_pool_config cfg = fixture_config(name);
+    if (flags & FIXTURE_NO_CACHE) cfg.cache_max_size = 0;
+    if (flags & FIXTURE_POISON) cfg.poison = true;
+    if (flags & FIXTURE_ZERO) cfg.zero = true;
+    return fixture_pool(&cfg);
+}
+
 /* A snapshot of the whole pool (arena -1) or of one arena, checked to succeed. One thread only (see above). */
 static inline ohm_pool_stats fixture_stats(ohm_pool *pool, int arena)
 {
     static ohm_pool_stats st;
     CHECK_EQ_INT(ohm_pool_stats_get(pool, arena, &st), OHM_OK);
     return st;
+}
+
+/* Trims the pool, which must then map nothing: all of its blocks were freed. */
+static inline void fixture_check_trims_to_nothing(ohm_pool *pool)
+{
+    CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
+    CHECK_EQ_U64(fixture_stats(pool, -1).mapped_bytes, 0);
 }
 
 /* Live blocks of the pool, counted by a walk that must succeed. */

@@ -14,12 +14,7 @@
 #define CHUNK FIXTURE_CHUNK
 
 /* The fixture's pool (one arena, purging only on trim) without thread caches. */
-static ohm_pool *make_pool(void)
-{
-    ohm_pool_config cfg = fixture_config("runs");
-    cfg.cache_max_size = 0; /* every alloc and free reaches the arena */
-    return fixture_pool(&cfg);
-}
+static ohm_pool *make_pool(void) { return fixture_flag_pool("runs", FIXTURE_NO_CACHE); }
 
 /* Chunk facts read under the arena lock. */
 static uint32_t free_pages_of(const void *p)
@@ -223,8 +218,7 @@ static void slab_cycle(unsigned cls)
     CHECK_EQ_U64(fixture_stats(pool, -1).dirty_bytes, RUN_SIZE_PAGES * OHM_PAGE);
     CHECK_EQ_INT(ohm_pool_free(pool, reused), OHM_OK);
     /* a trim turns empty slabs back into pages and gives everything back */
-    CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
-    CHECK_EQ_U64(fixture_stats(pool, -1).mapped_bytes, 0);
+    fixture_check_trims_to_nothing(pool);
     CHECK_EQ_U64(fixture_stats(pool, -1).dirty_bytes, 0);
     free(blocks);
     ohm_pool_destroy(pool);
@@ -261,8 +255,7 @@ static void test_partial_slab_keeps_its_pages(void)
     }
     for (unsigned i = 0; i < objs; i++) ohm_pool_free(pool, b[i]);
     CHECK_EQ_INT(page_kind(b[0]), PG_SLAB); /* empty now: kept for reuse until purged */
-    CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
-    CHECK_EQ_U64(fixture_stats(pool, -1).mapped_bytes, 0);
+    fixture_check_trims_to_nothing(pool);
     ohm_pool_destroy(pool);
 }
 

@@ -327,63 +327,63 @@ static ohm_mm *small_manager(void)
 
 static const ohm_bind_host_ops owner_ops = {OHM_BIND_OWNER_THREAD, NULL, NULL, NULL};
 
-/* A small manager, an owner-thread host, and in task 1 of it consumers "a" and "b" created through the host:
- * the task, or NULL when any of it failed (and a check failed). */
-static ohm_task *two_spillers(ohm_mm **mm, ohm_bind_host **h, spiller *a, spiller *b)
+/* A small manager, an owner-thread host, and in task 1 of it consumers "a" and "b" created through the host. */
+typedef struct two_spill {
+    ohm_mm *mm;
+    ohm_bind_host *h;
+    ohm_task *t;
+    spiller a, b;
+} two_spill;
+
+/* Whether all of it was made (a check failed otherwise). */
+static bool two_spillers(two_spill *s)
 {
-    *mm = small_manager();
-    *h = ohm_bind_host_create(&owner_ops, NULL);
-    if (!CHECK_NOT_NULL(*mm) || !CHECK_NOT_NULL(*h)) return NULL;
-    ohm_task *t = ohm_task_create(*mm, 1);
-    *a = (spiller){0};
-    *b = (spiller){0};
-    a->self = ohm_bind_consumer_create(*h, t, OHM_ON_HEAP, "a", spill_cb, a);
-    b->self = ohm_bind_consumer_create(*h, t, OHM_ON_HEAP, "b", spill_cb, b);
-    if (!CHECK_NOT_NULL(a->self) || !CHECK_NOT_NULL(b->self)) return NULL;
-    return t;
+    *s = (two_spill){small_manager(), ohm_bind_host_create(&owner_ops, NULL), NULL, {0}, {0}};
+    if (!CHECK_NOT_NULL(s->mm) || !CHECK_NOT_NULL(s->h)) return false;
+    s->t = ohm_task_create(s->mm, 1);
+    s->a.self = ohm_bind_consumer_create(s->h, s->t, OHM_ON_HEAP, "a", spill_cb, &s->a);
+    s->b.self = ohm_bind_consumer_create(s->h, s->t, OHM_ON_HEAP, "b", spill_cb, &s->b);
+    return CHECK_NOT_NULL(s->a.self) && CHECK_NOT_NULL(s->b.self);
 }
 
 static void test_spill_runs_in_an_entered_host_and_names_the_trigger(void)
 {
-    ohm_mm *mm;
-    ohm_bind_host *h;
-    spiller a, b;
-    ohm_task *t = two_spillers(&mm, &h, &a, &b);
-    if (!t) return;
-    CHECK(ohm_bind_consumer_ctx(a.self) == &a);
+    two_spill s;
+    if (!two_spillers(&s)) return;
+    CHECK(ohm_bind_consumer_ctx(s.a.self) == &s.a);
 
-    ohm_bind_host_enter(h);
-    CHECK(ohm_bind_host_is_current(h));
-    CHECK_EQ_INT(ohm_consumer_acquire(a.self, 800), 800);
-    CHECK_EQ_INT(ohm_consumer_acquire(b.self, 500), 500); /* 200 free, a spills 300 */
-    CHECK_EQ_INT(a.calls, 1);
-    CHECK(a.last_trigger == &b);
-    CHECK_EQ_U64(ohm_consumer_used(a.self), 500);
+    ohm_bind_host_enter(s.h);
+    CHECK(ohm_bind_host_is_current(s.h));
+    CHECK_EQ_INT(ohm_consumer_acquire(s.a.self, 800), 800);
+    CHECK_EQ_INT(ohm_consumer_acquire(s.b.self, 500), 500); /* 200 free, a spills 300 */
+    CHECK_EQ_INT(s.a.calls, 1);
+    CHECK(s.a.last_trigger == &s.b);
+    CHECK_EQ_U64(ohm_consumer_used(s.a.self), 500);
 
     /* A spill that fails: the acquire fails with its code and message, and the accounting is exact. */
-    a.fail = OHM_ECALLBACK;
-    CHECK_EQ_INT(ohm_consumer_acquire(b.self, 400), OHM_ECALLBACK);
+    s.a.fail = OHM_ECALLBACK;
+    CHECK_EQ_INT(ohm_consumer_acquire(s.b.self, 400), OHM_ECALLBACK);
     CHECK_STR_CONTAINS(ohm_last_error(), "spill of consumer a failed: the host's spill raised: disk full");
-    CHECK_EQ_U64(ohm_consumer_used(a.self) + ohm_consumer_used(b.self), 1000);
-    ohm_bind_host_leave(h);
-    CHECK(!ohm_bind_host_is_current(h));
+    CHECK_EQ_U64(ohm_consumer_used(s.a.self) + ohm_consumer_used(s.b.self), 1000);
+    ohm_bind_host_leave(s.h);
+    CHECK(!ohm_bind_host_is_current(s.h));
 
     /* Not entered on this thread: the spill does not run, the acquire fails with a clear reason. */
-    a.fail = 0;
-    int calls = a.calls;
-    CHECK_EQ_INT(ohm_consumer_acquire(b.self, 400), OHM_ECALLBACK);
+    s.a.fail = 0;
+    int calls = s.a.calls;
+    CHECK_EQ_INT(ohm_consumer_acquire(s.b.self, 400), OHM_ECALLBACK);
     CHECK_STR_CONTAINS(ohm_last_error(), "its host is not running here");
-    CHECK_EQ_INT(a.calls, calls);
-    CHECK_EQ_U64(ohm_consumer_used(a.self) + ohm_consumer_used(b.self), 1000);
+    CHECK_EQ_INT(s.a.calls, calls);
+    CHECK_EQ_U64(ohm_consumer_used(s.a.self) + ohm_consumer_used(s.b.self), 1000);
 
     /* Destroying the host first: the consumers keep it alive, and their spills fail instead of crashing. */
-    CHECK_EQ_INT(ohm_bind_host_destroy(h), 0);
-    CHECK_EQ_INT(ohm_consumer_acquire(b.self, 400), OHM_ECALLBACK);
+    CHECK_EQ_INT(ohm_bind_host_destroy(s.h), 0);
+    CHECK_EQ_INT(ohm_consumer_acquire(s.b.self, 400), OHM_ECALLBACK);
     CHECK_STR_CONTAINS(ohm_last_error(), "its host was destroyed");
-    CHECK_EQ_INT(ohm_bind_consumer_destroy(a.self), 0);
-    CHECK_EQ_INT(ohm_bind_consumer_destroy(b.self), 0);
-    CHECK_EQ_INT(ohm_task_end(t), 0);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    CHECK_EQ_INT(ohm_bind_consumer_destroy(s.a.self), 0);
+    CHECK_EQ_INT(ohm_bind_consumer_destroy(s.b.self), 0);
+    CHECK_EQ_INT(ohm_task_end(s.t), 0);
+    CHECK_EQ_INT(ohm_mm_destroy(s.mm), 0);
 }
 
 static void test_task_end_frees_the_records_of_consumers_still_holding_memory(void)
@@ -411,25 +411,22 @@ static void *acquire_elsewhere(void *arg)
 
 static void test_spill_is_refused_on_another_thread_while_the_owner_runs(void)
 {
-    ohm_mm *mm;
-    ohm_bind_host *h;
-    spiller a, b;
-    ohm_task *t = two_spillers(&mm, &h, &a, &b);
-    if (!t) return;
-    ohm_bind_host_enter(h); /* the owner runs here; the other thread is not the owner */
-    CHECK_EQ_INT(ohm_consumer_acquire(a.self, 1000), 1000);
+    two_spill s;
+    if (!two_spillers(&s)) return;
+    ohm_bind_host_enter(s.h); /* the owner runs here; the other thread is not the owner */
+    CHECK_EQ_INT(ohm_consumer_acquire(s.a.self, 1000), 1000);
     pthread_t th;
     void *rc;
-    pthread_create(&th, NULL, acquire_elsewhere, &b);
+    pthread_create(&th, NULL, acquire_elsewhere, &s.b);
     pthread_join(th, &rc);
     CHECK_EQ_INT((intptr_t)rc, OHM_ECALLBACK);
-    CHECK_EQ_INT(a.calls, 0);
-    ohm_bind_host_leave(h);
-    ohm_bind_consumer_destroy(a.self);
-    ohm_bind_consumer_destroy(b.self);
-    ohm_task_end(t);
-    ohm_bind_host_destroy(h);
-    ohm_mm_destroy(mm);
+    CHECK_EQ_INT(s.a.calls, 0);
+    ohm_bind_host_leave(s.h);
+    ohm_bind_consumer_destroy(s.a.self);
+    ohm_bind_consumer_destroy(s.b.self);
+    ohm_task_end(s.t);
+    ohm_bind_host_destroy(s.h);
+    ohm_mm_destroy(s.mm);
 }
 
 typedef struct evicted {

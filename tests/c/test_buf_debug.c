@@ -13,12 +13,7 @@
 /* The log, captured: the poison option reports through it. */
 static fixture_log errors_logged = FIXTURE_LOG(OHM_LOG_ERROR);
 
-static ohm_pool *poison_pool(void)
-{
-    ohm_pool_config cfg = fixture_config("poison");
-    cfg.poison = true;
-    return fixture_pool(&cfg);
-}
+static ohm_pool *poison_pool(void) { return fixture_flag_pool("poison", FIXTURE_POISON); }
 
 static void test_poison_finds_a_write_after_free_and_names_the_offset(void)
 {

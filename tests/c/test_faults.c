@@ -89,8 +89,7 @@ static void test_cap_refuses_allocations_beyond_max_mapped_and_recovers(void)
     void *small = ohm_pool_alloc(pool, 64);
     CHECK_NOT_NULL(small);
     ohm_pool_free(pool, small);
-    CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
-    CHECK_EQ_U64(fixture_stats(pool, -1).mapped_bytes, 0);
+    fixture_check_trims_to_nothing(pool);
     ohm_pool_destroy(pool);
 }
 
@@ -167,8 +166,7 @@ static void injected_workload(uint64_t every_nth, double fraction, uint64_t seed
     }
     CHECK_EQ_U64(fixture_walk_count(pool), 0);
     CHECK_EQ_U64(fixture_stats(pool, -1).active_blocks, 0);
-    CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
-    CHECK_EQ_U64(fixture_stats(pool, -1).mapped_bytes, 0);
+    fixture_check_trims_to_nothing(pool);
     CHECK_EQ_INT(ohm_pool_destroy(pool), OHM_OK);
 }
 
@@ -323,8 +321,7 @@ static void test_hooks_see_every_chunk_once_and_unmap_before_unmapping(void)
     CHECK(h.unmap_addr[0] == h.map_addr[4] && h.unmap_size[0] == h.map_size[4]);
     for (unsigned i = 0; i < 6; i++) ohm_pool_free(pool, runs[i]);
     ohm_pool_free(pool, small);
-    CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
-    CHECK_EQ_U64(fixture_stats(pool, -1).mapped_bytes, 0);
+    fixture_check_trims_to_nothing(pool);
     CHECK_EQ_INT(h.unmaps, h.maps);
     CHECK_EQ_INT(h.unmapped_before_hook, 0);
     for (unsigned i = 0; i < h.unmaps; i++) { /* every unmap names a mapped chunk, with its size */
@@ -501,8 +498,7 @@ static void test_thp_and_mergeable_options_serve_normally(void)
         for (unsigned i = 0; i < 3; i++)
             if (CHECK_NOT_NULL(p[i])) memset(p[i], 7, ohm_usable_size(p[i]));
         for (unsigned i = 0; i < 3; i++) CHECK_EQ_INT(ohm_pool_free(pool, p[i]), OHM_OK);
-        CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
-        CHECK_EQ_U64(fixture_stats(pool, -1).mapped_bytes, 0);
+        fixture_check_trims_to_nothing(pool);
         CHECK_EQ_INT(ohm_pool_destroy(pool), OHM_OK);
     }
 }

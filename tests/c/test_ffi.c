@@ -113,25 +113,16 @@ static ohm_bind_host *any_thread_host(attach_log *l)
 
 /* ---- functions of ours, called through the bridge ---- */
 
-typedef struct seen_args {
-    int8_t i8;
-    uint8_t u8;
-    int16_t i16;
-    uint16_t u16;
-    int32_t i32;
-    uint32_t u32;
-    int64_t i64;
-    uint64_t u64;
-    float f32;
-    double f64;
-} seen_args;
-
-static seen_args seen;
+/* take_all's arguments as it received them, in order (i8 u8 i16 u16 i32 u32 i64 u64 f32 f64), each widened to
+ * the member of its kind: the same index as the signature's argument. */
+static ohm_bind_value seen[10];
 
 static double take_all(int8_t a, uint8_t b, int16_t c, uint16_t d, int32_t e, uint32_t f, int64_t g, uint64_t h,
                        float i, double j)
 {
-    seen = (seen_args){a, b, c, d, e, f, g, h, i, j};
+    memcpy(seen, (ohm_bind_value[10]){{.i = a}, {.u = b}, {.i = c}, {.u = d}, {.i = e}, {.u = f}, {.i = g}, {.u = h},
+                                      {.f = i}, {.f = j}},
+           sizeof seen);
     return (double)a + b + c + d + e + f + (double)g + (double)h + i + j;
 }
 
@@ -329,61 +320,78 @@ static void test_a_function_reports_its_types_and_name(void)
 
 /* ---- libc through the bridge ---- */
 
+/* A function of a library (NULL: this process) through the bridge, and a zeroed buffer of `size` bytes to pass
+ * it (none at size 0). */
+typedef struct lib_call {
+    ohm_ffi_lib *lib;
+    ohm_ffi_fn *fn;
+    ohm_buf *b;
+} lib_call;
+
+/* Whether all of it was made (a check failed otherwise); lib_call_close ends what was, in every case. */
+static bool lib_call_open(lib_call *c, const char *lib, const char *sym, const char *sig, size_t size)
+{
+    *c = (lib_call){ohm_ffi_open(lib), NULL, NULL};
+    if (!CHECK_NOT_NULL(c->lib)) return false;
+    c->fn = must_func(c->lib, sym, sig);
+    c->b = size ? must_buf(size) : NULL;
+    return c->fn && (c->b || !size);
+}
+
+static void lib_call_close(lib_call *c)
+{
+    if (c->b) ohm_buf_release(c->b, 1);
+    ohm_ffi_func_free(c->fn);
+    if (c->lib) ohm_ffi_close(c->lib);
+}
+
 static void test_memset_on_a_buffer_at_an_offset_matches_a_direct_memset(void)
 {
-    ohm_ffi_lib *self = self_lib();
-    ohm_ffi_fn *fn = self ? must_func(self, "memset", "ptr(ptr, int, size)") : NULL;
-    ohm_buf *b = must_buf(64);
-    if (fn && b) {
+    lib_call c;
+    if (lib_call_open(&c, NULL, "memset", "ptr(ptr, int, size)", 64)) {
         unsigned char want[64] = {0};
         memset(want + 16, 0xAB, 32);
-        ohm_ffi_arg args[] = {a_buf(b, 16), a_int(0xAB), a_int(32)};
+        ohm_ffi_arg args[] = {a_buf(c.b, 16), a_int(0xAB), a_int(32)};
         ohm_bind_value r = {0};
-        CHECK_EQ_INT(ohm_ffi_call(fn, args, 3, &r), 0);
-        CHECK(r.p == (char *)ohm_buf_data(b) + 16); /* memset returns its first argument: the buffer, zero-copy */
-        CHECK(memcmp(ohm_buf_data(b), want, 64) == 0);
-        CHECK_EQ_U64(ohm_buf_refcnt(b), 1); /* the call's reference is gone */
+        CHECK_EQ_INT(ohm_ffi_call(c.fn, args, 3, &r), 0);
+        CHECK(r.p == (char *)ohm_buf_data(c.b) + 16); /* memset returns its first argument: the buffer, zero-copy */
+        CHECK(memcmp(ohm_buf_data(c.b), want, 64) == 0);
+        CHECK_EQ_U64(ohm_buf_refcnt(c.b), 1); /* the call's reference is gone */
 
         /* An offset at the very end is a valid empty range. */
-        ohm_ffi_arg end[] = {a_buf(b, 64), a_int(0), a_int(0)};
-        CHECK_EQ_INT(ohm_ffi_call(fn, end, 3, &r), 0);
-        CHECK(r.p == (char *)ohm_buf_data(b) + 64);
+        ohm_ffi_arg end[] = {a_buf(c.b, 64), a_int(0), a_int(0)};
+        CHECK_EQ_INT(ohm_ffi_call(c.fn, end, 3, &r), 0);
+        CHECK(r.p == (char *)ohm_buf_data(c.b) + 64);
     }
-    if (b) ohm_buf_release(b, 1);
-    ohm_ffi_func_free(fn);
-    if (self) ohm_ffi_close(self);
+    lib_call_close(&c);
 }
 
 static void test_strlen_of_a_string_and_of_a_buffer_matches_strlen(void)
 {
-    ohm_ffi_lib *self = self_lib();
-    ohm_ffi_fn *fn = self ? must_func(self, "strlen", "size(str)") : NULL;
-    ohm_buf *b = must_buf(32);
-    if (fn && b) {
+    lib_call c;
+    if (lib_call_open(&c, NULL, "strlen", "size(str)", 32)) {
         const char *s = "hello, off-heap world";
         ohm_ffi_arg a1[] = {a_str(s)};
         ohm_bind_value r = {0};
-        CHECK_EQ_INT(ohm_ffi_call(fn, a1, 1, &r), 0);
+        CHECK_EQ_INT(ohm_ffi_call(c.fn, a1, 1, &r), 0);
         CHECK_EQ_U64(r.u, strlen(s));
 
-        memcpy(ohm_buf_data(b), "buffered", 9);
-        ohm_ffi_arg a2[] = {a_buf(b, 0)};
-        CHECK_EQ_INT(ohm_ffi_call(fn, a2, 1, &r), 0);
+        memcpy(ohm_buf_data(c.b), "buffered", 9);
+        ohm_ffi_arg a2[] = {a_buf(c.b, 0)};
+        CHECK_EQ_INT(ohm_ffi_call(c.fn, a2, 1, &r), 0);
         CHECK_EQ_U64(r.u, 8);
-        ohm_ffi_arg a3[] = {a_buf(b, 3)};
-        CHECK_EQ_INT(ohm_ffi_call(fn, a3, 1, &r), 0);
-        CHECK_EQ_U64(r.u, strlen((char *)ohm_buf_data(b) + 3));
+        ohm_ffi_arg a3[] = {a_buf(c.b, 3)};
+        CHECK_EQ_INT(ohm_ffi_call(c.fn, a3, 1, &r), 0);
+        CHECK_EQ_U64(r.u, strlen((char *)ohm_buf_data(c.b) + 3));
 
         /* A str parameter needs a NUL before the buffer's end: strlen would read past it otherwise. */
-        memset(ohm_buf_data(b), 'x', 32);
-        call_fails(fn, a2, 1, OHM_ERANGE, "strlen: argument 1 (str): the buffer has no NUL byte from offset 0", b);
-        CHECK_EQ_U64(ohm_buf_refcnt(b), 1);
+        memset(ohm_buf_data(c.b), 'x', 32);
+        call_fails(c.fn, a2, 1, OHM_ERANGE, "strlen: argument 1 (str): the buffer has no NUL byte from offset 0", c.b);
+        CHECK_EQ_U64(ohm_buf_refcnt(c.b), 1);
         ohm_ffi_arg n1[] = {a_str(NULL)};
-        call_fails(fn, n1, 1, OHM_EINVAL, "strlen: argument 1 (str): string is NULL", NULL);
+        call_fails(c.fn, n1, 1, OHM_EINVAL, "strlen: argument 1 (str): string is NULL", NULL);
     }
-    if (b) ohm_buf_release(b, 1);
-    ohm_ffi_func_free(fn);
-    if (self) ohm_ffi_close(self);
+    lib_call_close(&c);
 }
 
 /* The comparator: ctx counts its calls; arguments arrive as pointers in v.p. */
@@ -459,32 +467,14 @@ static void fill_bytes(unsigned char *p, size_t n, uint64_t seed, bool compressi
 }
 
 /* zlib's crc32 through the bridge, and a buffer of `size` bytes to pass it (none at size 0). */
-typedef struct crc32_call {
-    ohm_ffi_lib *z;
-    ohm_ffi_fn *fn;
-    ohm_buf *b;
-} crc32_call;
-
-/* Whether all of it was made (a check failed otherwise); crc32_close ends what was, in every case. */
-static bool crc32_open(crc32_call *c, size_t size)
+static bool crc32_open(lib_call *c, size_t size)
 {
-    *c = (crc32_call){ohm_ffi_open("libz.so.1"), NULL, NULL};
-    if (!CHECK_NOT_NULL(c->z)) return false;
-    c->fn = must_func(c->z, "crc32", "ulong(ulong, ptr, uint)");
-    c->b = size ? must_buf(size) : NULL;
-    return c->fn && (c->b || !size);
-}
-
-static void crc32_close(crc32_call *c)
-{
-    if (c->b) ohm_buf_release(c->b, 1);
-    ohm_ffi_func_free(c->fn);
-    if (c->z) ohm_ffi_close(c->z);
+    return lib_call_open(c, "libz.so.1", "crc32", "ulong(ulong, ptr, uint)", size);
 }
 
 static void test_zlib_crc32_of_a_buffer_range_matches_a_direct_crc32(void)
 {
-    crc32_call c;
+    lib_call c;
     if (crc32_open(&c, 1000)) {
         fill_bytes(ohm_buf_data(c.b), 1000, 7, false);
         const unsigned char *d = ohm_buf_data(c.b);
@@ -502,7 +492,7 @@ static void test_zlib_crc32_of_a_buffer_range_matches_a_direct_crc32(void)
         CHECK_EQ_INT(ohm_ffi_call(c.fn, init, 3, &r), 0);
         CHECK_EQ_U64(r.u, crc32(0, NULL, 0));
     }
-    crc32_close(&c);
+    lib_call_close(&c);
 }
 
 static void test_zlib_compress2_between_buffers_then_uncompress_gives_the_input_back(void)
@@ -549,7 +539,7 @@ static void test_zlib_compress2_between_buffers_then_uncompress_gives_the_input_
 
 static void test_wrong_argument_count_is_einval(void)
 {
-    crc32_call c;
+    lib_call c;
     if (crc32_open(&c, 0)) {
         ohm_ffi_arg args[] = {a_int(0), a_null(), a_int(0), a_int(0)};
         call_fails(c.fn, args, 2, OHM_EINVAL, "crc32: expected 3 arguments (ulong(ulong, ptr, uint)), got 2", NULL);
@@ -557,12 +547,12 @@ static void test_wrong_argument_count_is_einval(void)
         call_fails(c.fn, NULL, 3, OHM_EINVAL, "crc32: arguments are NULL", NULL);
     }
     error_is(ohm_ffi_call(NULL, NULL, 0, NULL), OHM_EINVAL);
-    crc32_close(&c);
+    lib_call_close(&c);
 }
 
 static void test_an_argument_whose_kind_does_not_fit_its_type_is_einval(void)
 {
-    crc32_call c;
+    lib_call c;
     if (crc32_open(&c, 16)) {
         ohm_ffi_arg num_for_ptr[] = {a_int(0), a_int(1234), a_int(0)};
         call_fails(c.fn, num_for_ptr, 3, OHM_EINVAL, "crc32: argument 2 is ptr, got a number", NULL);
@@ -581,7 +571,7 @@ static void test_an_argument_whose_kind_does_not_fit_its_type_is_einval(void)
         ohm_ffi_arg null_buf[] = {a_int(0), a_buf(NULL, 0), a_int(0)};
         call_fails(c.fn, null_buf, 3, OHM_EINVAL, "crc32: argument 2 (ptr): buffer is NULL", NULL);
     }
-    crc32_close(&c);
+    lib_call_close(&c);
 }
 
 static void int_out_of_range(const char *sig, ohm_ffi_arg a, const char *want)
@@ -635,16 +625,16 @@ static void test_every_type_reaches_c_exactly(void)
                           a_flt(0.5),          a_flt(-1e300)};
     ohm_bind_value r = {0};
     CHECK_EQ_INT(ohm_ffi_call(fn, args, 10, &r), 0);
-    CHECK_EQ_INT(seen.i8, -128);
-    CHECK_EQ_U64(seen.u8, 255);
-    CHECK_EQ_INT(seen.i16, -32768);
-    CHECK_EQ_U64(seen.u16, 65535);
-    CHECK_EQ_INT(seen.i32, INT32_MIN);
-    CHECK_EQ_U64(seen.u32, 4294967295u);
-    CHECK_EQ_INT(seen.i64, INT64_MIN);
-    CHECK_EQ_U64(seen.u64, UINT64_MAX);
-    CHECK(seen.f32 == 0.5f);
-    CHECK(seen.f64 == -1e300);
+    CHECK_EQ_INT(seen[0].i, -128);
+    CHECK_EQ_U64(seen[1].u, 255);
+    CHECK_EQ_INT(seen[2].i, -32768);
+    CHECK_EQ_U64(seen[3].u, 65535);
+    CHECK_EQ_INT(seen[4].i, INT32_MIN);
+    CHECK_EQ_U64(seen[5].u, 4294967295u);
+    CHECK_EQ_INT(seen[6].i, INT64_MIN);
+    CHECK_EQ_U64(seen[7].u, UINT64_MAX);
+    CHECK(seen[8].f == 0.5f);
+    CHECK(seen[9].f == -1e300);
     CHECK(r.f == take_all(-128, 255, -32768, 65535, INT32_MIN, 4294967295u, INT64_MIN, UINT64_MAX, 0.5f, -1e300));
 
     /* Whole floats into integer parameters, integers into float parameters. */
@@ -652,14 +642,14 @@ static void test_every_type_reaches_c_exactly(void)
                            a_flt(4294967295.0), a_flt(-9007199254740992.0), a_flt(18446744073709549568.0),
                            a_int(3), a_int(-7)};
     CHECK_EQ_INT(ohm_ffi_call(fn, mixed, 10, &r), 0);
-    CHECK_EQ_INT(seen.i8, -3);
-    CHECK_EQ_U64(seen.u8, 200);
-    CHECK_EQ_INT(seen.i32, INT32_MIN);
-    CHECK_EQ_U64(seen.u32, 4294967295u);
-    CHECK_EQ_INT(seen.i64, -9007199254740992ll);
-    CHECK_EQ_U64(seen.u64, 18446744073709549568ull);
-    CHECK(seen.f32 == 3.0f);
-    CHECK(seen.f64 == -7.0);
+    CHECK_EQ_INT(seen[0].i, -3);
+    CHECK_EQ_U64(seen[1].u, 200);
+    CHECK_EQ_INT(seen[4].i, INT32_MIN);
+    CHECK_EQ_U64(seen[5].u, 4294967295u);
+    CHECK_EQ_INT(seen[6].i, -9007199254740992ll);
+    CHECK_EQ_U64(seen[7].u, 18446744073709549568ull);
+    CHECK(seen[8].f == 3.0f);
+    CHECK(seen[9].f == -7.0);
     ohm_ffi_func_free(fn);
 }
 
@@ -834,40 +824,36 @@ static void test_every_integer_type_refuses_a_wrong_sign_or_width_from_signed_an
     refused("void(i32)", a_flt(2147483648.0), OHM_EINVAL, "(i32) out of range: 2147483648");
     /* Every edge that fits reaches C. */
     accepted_as(7, a_int(INT64_MAX));
-    CHECK_EQ_U64(seen.u64, (uint64_t)INT64_MAX);
+    CHECK_EQ_U64(seen[7].u, (uint64_t)INT64_MAX);
     accepted_as(7, a_uint(UINT64_MAX));
-    CHECK_EQ_U64(seen.u64, UINT64_MAX);
+    CHECK_EQ_U64(seen[7].u, UINT64_MAX);
     accepted_as(6, a_uint((uint64_t)INT64_MAX));
-    CHECK_EQ_INT(seen.i64, INT64_MAX);
+    CHECK_EQ_INT(seen[6].i, INT64_MAX);
     accepted_as(6, a_int(INT64_MIN));
-    CHECK_EQ_INT(seen.i64, INT64_MIN);
+    CHECK_EQ_INT(seen[6].i, INT64_MIN);
     accepted_as(0, a_uint(127));
-    CHECK_EQ_INT(seen.i8, 127);
+    CHECK_EQ_INT(seen[0].i, 127);
     accepted_as(1, a_uint(255));
-    CHECK_EQ_U64(seen.u8, 255);
+    CHECK_EQ_U64(seen[1].u, 255);
     accepted_as(5, a_uint(UINT32_MAX));
-    CHECK_EQ_U64(seen.u32, UINT32_MAX);
+    CHECK_EQ_U64(seen[5].u, UINT32_MAX);
     accepted_as(4, a_flt(-2147483648.0));
-    CHECK_EQ_INT(seen.i32, INT32_MIN);
+    CHECK_EQ_INT(seen[4].i, INT32_MIN);
     accepted_as(9, a_uint(UINT64_MAX)); /* an unsigned integer for f64: its value, not its bits */
-    CHECK(seen.f64 == 18446744073709551615.0);
+    CHECK(seen[9].f == 18446744073709551615.0);
     accepted_as(9, a_int(-3));
-    CHECK(seen.f64 == -3.0);
+    CHECK(seen[9].f == -3.0);
 }
 
 static void test_memset_with_a_negative_size_is_refused_before_the_call(void)
 {
-    ohm_ffi_lib *self = self_lib();
-    ohm_ffi_fn *fn = self ? must_func(self, "memset", "ptr(ptr, int, size)") : NULL;
-    ohm_buf *b = must_buf(16);
-    if (fn && b) {
-        ohm_ffi_arg args[] = {a_buf(b, 0), a_int(0x41), a_int(-1)}; /* as 2^64-1, memset would run off the map */
-        call_fails(fn, args, 3, OHM_EINVAL, "memset: argument 3 (u64) out of range: -1", b);
-        CHECK_EQ_INT(((unsigned char *)ohm_buf_data(b))[0], 0);
+    lib_call c;
+    if (lib_call_open(&c, NULL, "memset", "ptr(ptr, int, size)", 16)) {
+        ohm_ffi_arg args[] = {a_buf(c.b, 0), a_int(0x41), a_int(-1)}; /* as 2^64-1, memset would run off the map */
+        call_fails(c.fn, args, 3, OHM_EINVAL, "memset: argument 3 (u64) out of range: -1", c.b);
+        CHECK_EQ_INT(((unsigned char *)ohm_buf_data(c.b))[0], 0);
     }
-    if (b) ohm_buf_release(b, 1);
-    ohm_ffi_func_free(fn);
-    if (self) ohm_ffi_close(self);
+    lib_call_close(&c);
 }
 
 static void test_a_host_string_is_refused_for_ptr_and_taken_for_cptr_and_str(void)

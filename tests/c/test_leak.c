@@ -27,6 +27,15 @@ static OHM_NOINLINE leak_track *fake_buf_alloc(size_t size, const char *pool)
     return t;
 }
 
+/* A site that allocates: a function of its own (not inlined, no tail call), so its return address names it. */
+#define LEAK_SITE(name, size, pool)                      \
+    static OHM_NOINLINE leak_track *name(void)           \
+    {                                                    \
+        leak_track *t = fake_buf_alloc((size), (pool));  \
+        __asm__ volatile("" ::: "memory");               \
+        return t;                                        \
+    }
+
 static OHM_NOINLINE void fake_buf_touch(leak_track *t, const char *hint)
 {
     leak_track_touch(t, hint);
@@ -93,6 +102,13 @@ static void paranoid_capture(void)
     cap_reset(&cap);
     ohm_leak_set_level(OHM_LEAK_PARANOID);
     ohm_leak_set_handler(cap_handler, &cap);
+}
+
+/* The fixture pool under this name, its reports (and every other) captured as paranoid_capture does. */
+static ohm_pool *paranoid_pool(const char *name)
+{
+    paranoid_capture();
+    return fixture_named_pool(name);
 }
 
 /* ---- a log handler that keeps messages ---- */
@@ -217,12 +233,7 @@ static void test_paranoid_tracks_all_and_off_none(void)
 /* Whether addr lies in fn's code: fn is small and noinline, so its return addresses are within 256 bytes. */
 static bool in_function(void *addr, void *fn) { return (char *)addr > (char *)fn && (char *)addr < (char *)fn + 256; }
 
-static OHM_NOINLINE leak_track *site_report(void)
-{
-    leak_track *t = fake_buf_alloc(64, "testpool");
-    __asm__ volatile("" ::: "memory");
-    return t;
-}
+LEAK_SITE(site_report, 64, "testpool")
 
 static void test_leaked_report_names_size_pool_reason_site_and_frames(void)
 {
@@ -261,12 +272,7 @@ static void test_leaked_report_names_size_pool_reason_site_and_frames(void)
 
 /* ---- access records ---- */
 
-static OHM_NOINLINE leak_track *site_records(void)
-{
-    leak_track *t = fake_buf_alloc(32, NULL);
-    __asm__ volatile("" ::: "memory");
-    return t;
-}
+LEAK_SITE(site_records, 32, NULL)
 
 static void test_advanced_keeps_four_records_newest_last_and_counts_dropped(void)
 {
@@ -345,19 +351,8 @@ static void test_simple_keeps_no_access_records(void)
 
 /* ---- de-duplication ---- */
 
-static OHM_NOINLINE leak_track *site_dup(void)
-{
-    leak_track *t = fake_buf_alloc(100, "dup");
-    __asm__ volatile("" ::: "memory");
-    return t;
-}
-
-static OHM_NOINLINE leak_track *site_other(void)
-{
-    leak_track *t = fake_buf_alloc(200, "dup");
-    __asm__ volatile("" ::: "memory");
-    return t;
-}
+LEAK_SITE(site_dup, 100, "dup")
+LEAK_SITE(site_other, 200, "dup")
 
 static void test_identical_reports_are_delivered_once_and_counted(void)
 {
@@ -436,12 +431,7 @@ static void reentrant_handler(void *arg, const ohm_leak_report *r)
     leak_track_close(t);
 }
 
-static OHM_NOINLINE leak_track *site_reentrant(void)
-{
-    leak_track *t = fake_buf_alloc(77, NULL);
-    __asm__ volatile("" ::: "memory");
-    return t;
-}
+LEAK_SITE(site_reentrant, 77, NULL)
 
 static void test_handler_may_call_back_into_the_detector(void)
 {
@@ -461,12 +451,7 @@ static void test_handler_may_call_back_into_the_detector(void)
 
 /* ---- the default handler: the log ---- */
 
-static OHM_NOINLINE leak_track *site_log(void)
-{
-    leak_track *t = fake_buf_alloc(4096, "logged");
-    __asm__ volatile("" ::: "memory");
-    return t;
-}
+LEAK_SITE(site_log, 4096, "logged")
 
 static void test_default_handler_logs_the_text_in_pieces(void)
 {
@@ -675,8 +660,7 @@ static void test_checkpoint_lists_live_buffers(void)
 
 static void test_pool_destroy_reports_live_buffers(void)
 {
-    paranoid_capture();
-    ohm_pool *pool = fixture_named_pool("leaky");
+    ohm_pool *pool = paranoid_pool("leaky");
     if (!pool) return;
     ohm_buf *b = ohm_buf_alloc(pool, 300);
     CHECK_NOT_NULL(b);
@@ -882,8 +866,7 @@ static void test_plain_slices_write_to_their_count_owners_record(void)
  * released, is not reported. */
 static void test_pool_destroy_reports_a_live_retained_slice_as_itself(void)
 {
-    paranoid_capture();
-    ohm_pool *pool = fixture_named_pool("rslice-pool");
+    ohm_pool *pool = paranoid_pool("rslice-pool");
     if (!pool) return;
     ohm_buf *p = ohm_buf_alloc(pool, 512);
     ohm_buf *r = sited_rslice(p, "at Parent.make(Parent.java:7)", 64, 24, "at Slice.make(Slice.java:8)");

@@ -16,16 +16,23 @@ static fixture_log logged = FIXTURE_LOG(OHM_LOG_DEBUG);
 
 static ohm_mm *make_mm(uint64_t on_heap, uint64_t off_heap, double storage_fraction)
 {
-    ohm_mm_config cfg;
-    ohm_mm_config_init(&cfg);
-    cfg.max_bytes[OHM_ON_HEAP] = on_heap;
-    cfg.max_bytes[OHM_OFF_HEAP] = off_heap;
-    cfg.storage_fraction = storage_fraction;
-    cfg.page_size = 4096;
-    cfg.wait_timeout_ms = UINT64_MAX;
+    /* every field set here: no OHM_MM_* variable of the environment reaches these tests */
+    ohm_mm_config cfg = {.max_bytes = {[OHM_ON_HEAP] = on_heap, [OHM_OFF_HEAP] = off_heap},
+                         .storage_fraction = storage_fraction,
+                         .page_size = 4096,
+                         .wait_timeout_ms = UINT64_MAX,
+                         .pool = NULL};
     ohm_mm *mm = ohm_mm_create(&cfg);
     CHECK_NOT_NULL(mm);
     return mm;
+}
+
+/* Ends the task (and t2, if given), each reporting the bytes it still held, then the manager, which must go. */
+static void end_tasks_and_mm(ohm_mm *mm, ohm_task *t, int64_t held, ohm_task *t2, int64_t held2)
+{
+    CHECK_EQ_INT(ohm_task_end(t), held);
+    if (t2) CHECK_EQ_INT(ohm_task_end(t2), held2);
+    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
 }
 
 /* Pools of one mode, and execution + storage == max. */
@@ -40,6 +47,13 @@ static ohm_mm *make_mm(uint64_t on_heap, uint64_t off_heap, double storage_fract
         CHECK_EQ_U64(m_->storage_used, (su));                                                                  \
         CHECK_EQ_U64(m_->execution_pool + m_->storage_pool, m_->max);                                          \
     } while (0)
+
+static ohm_consumer_stats consumer_stats(ohm_consumer *c)
+{
+    ohm_consumer_stats cs;
+    CHECK_EQ_INT(ohm_consumer_stats_get(c, &cs), 0);
+    return cs;
+}
 
 static uint64_t task_used(ohm_task *t, ohm_mem_mode mode)
 {
@@ -120,8 +134,7 @@ static void test_execution_borrows_free_storage(void)
     CHECK_EQ_INT(ohm_block_put(mm, "b", NULL, OHM_ON_HEAP, NULL, 150, NULL, NULL), 0);
     CHECK_POOLS(mm, OHM_ON_HEAP, 800, 800, 200, 150);
     CHECK_EQ_INT(ohm_task_release(t, OHM_ON_HEAP, 800), 800);
-    CHECK_EQ_INT(ohm_task_end(t), 0);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    end_tasks_and_mm(mm, t, 0, NULL, 0);
 }
 
 static void test_storage_borrows_free_execution(void)
@@ -139,8 +152,7 @@ static void test_storage_borrows_free_execution(void)
     ohm_task *t = ohm_task_create(mm, 1);
     CHECK_EQ_INT(ohm_task_acquire(t, OHM_ON_HEAP, 1000), 1000);
     CHECK_POOLS(mm, OHM_ON_HEAP, 1000, 1000, 0, 0);
-    CHECK_EQ_INT(ohm_task_end(t), 1000);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    end_tasks_and_mm(mm, t, 1000, NULL, 0);
 }
 
 static void test_execution_evicts_storage_down_to_the_region(void)
@@ -168,8 +180,7 @@ static void test_execution_evicts_storage_down_to_the_region(void)
     ohm_task_stats_get(t, &ts);
     CHECK_EQ_U64(ts.evictions, 1);
     CHECK_EQ_INT(ohm_task_release(t, OHM_ON_HEAP, 500), 500);
-    CHECK_EQ_INT(ohm_task_end(t), 0);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    end_tasks_and_mm(mm, t, 0, NULL, 0);
 }
 
 static void test_storage_never_evicts_execution(void)
@@ -185,8 +196,7 @@ static void test_storage_never_evicts_execution(void)
     CHECK_EQ_INT(ohm_task_acquire_unroll(t, OHM_ON_HEAP, "g", 50), OHM_ELIMIT);
     CHECK_POOLS(mm, OHM_ON_HEAP, 900, 900, 100, 100);
     CHECK_EQ_U64(task_used(t, OHM_ON_HEAP), 900);
-    CHECK_EQ_INT(ohm_task_end(t), 900);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    end_tasks_and_mm(mm, t, 900, NULL, 0);
 }
 
 static void test_unroll_memory_follows_storage_rules(void)
@@ -270,66 +280,67 @@ static void fair_share(unsigned n)
 static void test_fair_share_between_two_tasks(void) { fair_share(2); }
 static void test_fair_share_among_four_tasks(void) { fair_share(4); }
 
-typedef struct wait_arg {
+/* An acquire of n on a thread of its own: by the consumer c when set, otherwise by the task (ON_HEAP). */
+typedef struct acquire_arg {
     ohm_task *task;
+    ohm_consumer *c;
     uint64_t n;
     int64_t got;
-} wait_arg;
+} acquire_arg;
 
 static void *acquire_thread(void *p)
 {
-    wait_arg *a = p;
-    a->got = ohm_task_acquire(a->task, OHM_ON_HEAP, a->n);
+    acquire_arg *a = p;
+    a->got = a->c ? ohm_consumer_acquire(a->c, a->n) : ohm_task_acquire(a->task, OHM_ON_HEAP, a->n);
     return NULL;
 }
 
-/* Task 1 holds all 1000 bytes; task 2 asks 300 on a thread of its own (a) and waits (N = 2, min share
- * 1000 / 4 = 250, nothing free). */
-static pthread_t start_waiter(ohm_mm *mm, ohm_task **t1, ohm_task **t2, wait_arg *a)
-{
-    *t1 = ohm_task_create(mm, 1);
-    *t2 = ohm_task_create(mm, 2);
-    CHECK_EQ_INT(ohm_task_acquire(*t1, OHM_ON_HEAP, 1000), 1000);
-    *a = (wait_arg){*t2, 300, 0};
+/* In a manager of 1000 bytes, task 1 holds all of them; task 2 asks 300 on a thread of its own (a) and waits
+ * (N = 2, min share 1000 / 4 = 250, nothing free). */
+typedef struct waiter {
+    ohm_mm *mm;
+    ohm_task *t1, *t2;
+    acquire_arg a;
     pthread_t th;
-    pthread_create(&th, NULL, acquire_thread, a);
-    await_waiting(*t2);
-    return th;
+} waiter;
+
+static void start_waiter(waiter *w)
+{
+    w->mm = make_mm(1000, 0, 0.5);
+    w->t1 = ohm_task_create(w->mm, 1);
+    w->t2 = ohm_task_create(w->mm, 2);
+    CHECK_EQ_INT(ohm_task_acquire(w->t1, OHM_ON_HEAP, 1000), 1000);
+    w->a = (acquire_arg){.task = w->t2, .n = 300};
+    pthread_create(&w->th, NULL, acquire_thread, &w->a);
+    await_waiting(w->t2);
 }
 
 static void test_waiting_task_woken_by_release(void)
 {
-    ohm_mm *mm = make_mm(1000, 0, 0.5);
-    ohm_task *t1, *t2;
-    wait_arg a;
-    pthread_t th = start_waiter(mm, &t1, &t2, &a);
-    CHECK_EQ_INT(ohm_task_release(t1, OHM_ON_HEAP, 600), 600);
-    pthread_join(th, NULL);
-    CHECK_EQ_INT(a.got, 300);
-    CHECK_POOLS(mm, OHM_ON_HEAP, 1000, 700, 0, 0);
+    waiter w;
+    start_waiter(&w);
+    CHECK_EQ_INT(ohm_task_release(w.t1, OHM_ON_HEAP, 600), 600);
+    pthread_join(w.th, NULL);
+    CHECK_EQ_INT(w.a.got, 300);
+    CHECK_POOLS(w.mm, OHM_ON_HEAP, 1000, 700, 0, 0);
     ohm_task_stats ts;
-    ohm_task_stats_get(t2, &ts);
+    ohm_task_stats_get(w.t2, &ts);
     CHECK(ts.waits >= 1);
     CHECK(ts.wait_ns > 0);
     CHECK(!ts.waiting);
-    CHECK_EQ_INT(ohm_task_end(t1), 400);
-    CHECK_EQ_INT(ohm_task_end(t2), 300);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    end_tasks_and_mm(w.mm, w.t1, 400, w.t2, 300);
 }
 
 static void test_waiting_task_woken_by_task_end(void)
 {
-    ohm_mm *mm = make_mm(1000, 0, 0.5);
-    ohm_task *t1, *t2;
-    wait_arg a;
-    pthread_t th = start_waiter(mm, &t1, &t2, &a);
+    waiter w;
+    start_waiter(&w);
     fixture_log_reset(&logged);
-    CHECK_EQ_INT(ohm_task_end(t1), 1000);
+    CHECK_EQ_INT(ohm_task_end(w.t1), 1000);
     CHECK(fixture_log_has(&logged, "memory leak detected in task 1: 1000 bytes"));
-    pthread_join(th, NULL);
-    CHECK_EQ_INT(a.got, 300); /* alone again: up to 1000 */
-    CHECK_EQ_INT(ohm_task_end(t2), 300);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    pthread_join(w.th, NULL);
+    CHECK_EQ_INT(w.a.got, 300); /* alone again: up to 1000 */
+    end_tasks_and_mm(w.mm, w.t2, 300, NULL, 0);
 }
 
 static void test_wait_times_out(void)
@@ -346,28 +357,22 @@ static void test_wait_times_out(void)
     CHECK(ts.waits >= 1);
     CHECK(ts.wait_ns >= 20u * 1000 * 1000);
     CHECK_POOLS(mm, OHM_ON_HEAP, 1000, 1000, 0, 0);
-    CHECK_EQ_INT(ohm_task_end(t1), 1000);
-    CHECK_EQ_INT(ohm_task_end(t2), 0);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    end_tasks_and_mm(mm, t1, 1000, t2, 0);
 }
 
 static void test_wait_is_cancelled(void)
 {
-    ohm_mm *mm = make_mm(1000, 0, 0.5);
-    ohm_task *t1, *t2;
-    wait_arg a;
-    pthread_t th = start_waiter(mm, &t1, &t2, &a);
-    CHECK_EQ_INT(ohm_mm_cancel_task(mm, 2), 0);
-    pthread_join(th, NULL);
-    CHECK_EQ_INT(a.got, OHM_ECANCELED);
-    CHECK_EQ_INT(ohm_mm_cancel_task(mm, 77), OHM_EINVAL);
+    waiter w;
+    start_waiter(&w);
+    CHECK_EQ_INT(ohm_mm_cancel_task(w.mm, 2), 0);
+    pthread_join(w.th, NULL);
+    CHECK_EQ_INT(w.a.got, OHM_ECANCELED);
+    CHECK_EQ_INT(ohm_mm_cancel_task(w.mm, 77), OHM_EINVAL);
     /* the cancel was consumed: with memory free, the next acquire succeeds */
-    CHECK_EQ_INT(ohm_task_release(t1, OHM_ON_HEAP, 1000), 1000);
-    CHECK_EQ_INT(ohm_task_acquire(t2, OHM_ON_HEAP, 300), 300);
-    CHECK_POOLS(mm, OHM_ON_HEAP, 1000, 300, 0, 0);
-    CHECK_EQ_INT(ohm_task_end(t1), 0);
-    CHECK_EQ_INT(ohm_task_end(t2), 300);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    CHECK_EQ_INT(ohm_task_release(w.t1, OHM_ON_HEAP, 1000), 1000);
+    CHECK_EQ_INT(ohm_task_acquire(w.t2, OHM_ON_HEAP, 300), 300);
+    CHECK_POOLS(w.mm, OHM_ON_HEAP, 1000, 300, 0, 0);
+    end_tasks_and_mm(w.mm, w.t1, 0, w.t2, 300);
 }
 
 /* ---- consumers and spilling ---- */
@@ -408,57 +413,58 @@ static ohm_consumer *make_consumer(ohm_task *t, ohm_mem_mode mode, spiller *s, c
     return s->self;
 }
 
-/* A, B and C hold 100, 300 and 400; R holds nothing. */
-static void make_abcr(ohm_task *t, char *order, spiller *a, spiller *b, spiller *c, spiller *r)
+/* In a manager of 1000 bytes, task 1's consumers A, B and C hold 100, 300 and 400; R holds nothing. */
+typedef struct abcr {
+    ohm_mm *mm;
+    ohm_task *t;
+    char order[128];
+    spiller a, b, c, r;
+} abcr;
+
+static void make_abcr(abcr *x)
 {
-    make_consumer(t, OHM_ON_HEAP, a, "A", order, 100);
-    make_consumer(t, OHM_ON_HEAP, b, "B", order, 300);
-    make_consumer(t, OHM_ON_HEAP, c, "C", order, 400);
-    make_consumer(t, OHM_ON_HEAP, r, "R", order, 0);
+    x->mm = make_mm(1000, 0, 0.5);
+    x->t = ohm_task_create(x->mm, 1);
+    x->order[0] = '\0';
+    make_consumer(x->t, OHM_ON_HEAP, &x->a, "A", x->order, 100);
+    make_consumer(x->t, OHM_ON_HEAP, &x->b, "B", x->order, 300);
+    make_consumer(x->t, OHM_ON_HEAP, &x->c, "C", x->order, 400);
+    make_consumer(x->t, OHM_ON_HEAP, &x->r, "R", x->order, 0);
 }
 
 static void test_spill_picks_smallest_sufficient_consumer(void)
 {
-    ohm_mm *mm = make_mm(1000, 0, 0.5);
-    ohm_task *t = ohm_task_create(mm, 1);
-    char order[128] = "";
-    spiller a, b, c, r;
-    make_abcr(t, order, &a, &b, &c, &r);
+    abcr x;
+    make_abcr(&x);
     /* 800 used; R asks 500, gets the last 200; missing 300: B (300) covers it, C (400) is not needed */
-    CHECK_EQ_INT(ohm_consumer_acquire(r.self, 500), 500);
-    CHECK(!strcmp(order, "B "));
-    CHECK(b.trigger == r.self);
-    CHECK_EQ_U64(ohm_consumer_used(a.self), 100);
-    CHECK_EQ_U64(ohm_consumer_used(b.self), 0);
-    CHECK_EQ_U64(ohm_consumer_used(c.self), 400);
-    CHECK_EQ_U64(ohm_consumer_used(r.self), 500);
-    ohm_consumer_stats cs;
-    ohm_consumer_stats_get(b.self, &cs);
+    CHECK_EQ_INT(ohm_consumer_acquire(x.r.self, 500), 500);
+    CHECK(!strcmp(x.order, "B "));
+    CHECK(x.b.trigger == x.r.self);
+    CHECK_EQ_U64(ohm_consumer_used(x.a.self), 100);
+    CHECK_EQ_U64(ohm_consumer_used(x.b.self), 0);
+    CHECK_EQ_U64(ohm_consumer_used(x.c.self), 400);
+    CHECK_EQ_U64(ohm_consumer_used(x.r.self), 500);
+    ohm_consumer_stats cs = consumer_stats(x.b.self);
     CHECK_EQ_U64(cs.spills, 1);
     CHECK_EQ_U64(cs.spill_bytes, 300);
     CHECK_EQ_U64(cs.peak, 300);
-    CHECK_POOLS(mm, OHM_ON_HEAP, 1000, 1000, 0, 0);
-    CHECK_EQ_INT(ohm_task_end(t), 1000);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    CHECK_POOLS(x.mm, OHM_ON_HEAP, 1000, 1000, 0, 0);
+    end_tasks_and_mm(x.mm, x.t, 1000, NULL, 0);
 }
 
 static void test_spill_falls_back_to_largest_consumer(void)
 {
-    ohm_mm *mm = make_mm(1000, 0, 0.5);
-    ohm_task *t = ohm_task_create(mm, 1);
-    char order[128] = "";
-    spiller a, b, c, r;
-    make_abcr(t, order, &a, &b, &c, &r);
+    abcr x;
+    make_abcr(&x);
     /* R asks 700: gets 200, missing 500: nobody has 500, so C (largest); then missing 100: A (100) */
-    CHECK_EQ_INT(ohm_consumer_acquire(r.self, 700), 700);
-    CHECK(!strcmp(order, "C A "));
-    CHECK_EQ_U64(ohm_consumer_used(b.self), 300);
+    CHECK_EQ_INT(ohm_consumer_acquire(x.r.self, 700), 700);
+    CHECK(!strcmp(x.order, "C A "));
+    CHECK_EQ_U64(ohm_consumer_used(x.b.self), 300);
     ohm_task_stats ts;
-    ohm_task_stats_get(t, &ts);
+    ohm_task_stats_get(x.t, &ts);
     CHECK_EQ_U64(ts.spills, 2);
     CHECK_EQ_U64(ts.spill_bytes, 500);
-    CHECK_EQ_INT(ohm_task_end(t), 1000);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    end_tasks_and_mm(x.mm, x.t, 1000, NULL, 0);
 }
 
 static int64_t spill_nothing(void *arg, uint64_t size, ohm_consumer *trigger)
@@ -494,8 +500,7 @@ static void test_spill_skips_consumer_that_releases_nothing_then_self(void)
     CHECK_POOLS(mm, OHM_ON_HEAP, 1000, 1000, 0, 0);
     CHECK_EQ_INT(ohm_consumer_destroy(x), 0);
     CHECK_EQ_INT(ohm_consumer_destroy(off.self), 0);
-    CHECK_EQ_INT(ohm_task_end(t), 300);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    end_tasks_and_mm(mm, t, 300, NULL, 0);
 }
 
 static void test_failing_spill_leaves_accounting_exact(void)
@@ -518,8 +523,7 @@ static void test_failing_spill_leaves_accounting_exact(void)
     CHECK_EQ_U64(task_used(t, OHM_ON_HEAP), 900);
     CHECK_POOLS(mm, OHM_ON_HEAP, 1000, 900, 0, 0);
     a.result = 7; /* a positive "released" that is not an error */
-    CHECK_EQ_INT(ohm_task_end(t), 900);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    end_tasks_and_mm(mm, t, 900, NULL, 0);
 }
 
 /* A spill that misbehaves on purpose: each call releases `release` bytes (at most what it holds), and, when
@@ -562,42 +566,40 @@ typedef struct misspill_run {
     ohm_consumer *x, *r;
 } misspill_run;
 
-/* The setup above in a manager of 1000 bytes, then R asks 300: `got` is what that must return. */
-static misspill_run misspill_acquire(misspiller *a, int64_t got)
+/* The setup above in a manager of 1000 bytes, then R asks 300: `got` is what that must return, after A's spill
+ * was called `calls` times. */
+static misspill_run misspill_acquire(misspiller *a, int64_t got, int calls)
 {
     misspill_run m;
     m.mm = make_mm(1000, 0, 0.5);
     m.t = ohm_task_create(m.mm, 1);
     m.r = misspill_setup(m.t, a, &m.x);
     CHECK_EQ_INT(ohm_consumer_acquire(m.r, 300), got);
+    CHECK_EQ_INT(a->calls, calls);
     return m;
 }
 
 static void test_spill_reporting_bytes_it_did_not_release_is_a_callback_error(void)
 {
     misspiller a = {.report = 500};
-    misspill_run m = misspill_acquire(&a, OHM_ECALLBACK);
+    misspill_run m = misspill_acquire(&a, OHM_ECALLBACK, 1);
     CHECK(!strcmp(ohm_last_error(), "spill of consumer A reported 500 bytes but released 0"));
     CHECK_STR_CONTAINS(ohm_last_error(), "spill of consumer A reported 500 bytes but released 0");
-    CHECK_EQ_INT(a.calls, 1);
     CHECK_EQ_U64(ohm_consumer_used(a.self), 600);
     CHECK_EQ_U64(ohm_consumer_used(m.r), 0);
     CHECK_EQ_U64(task_used(m.t, OHM_ON_HEAP), 1000);
     CHECK_POOLS(m.mm, OHM_ON_HEAP, 1000, 1000, 0, 0);
-    ohm_consumer_stats cs;
-    ohm_consumer_stats_get(a.self, &cs);
+    ohm_consumer_stats cs = consumer_stats(a.self);
     CHECK_EQ_U64(cs.spills, 1);
     CHECK_EQ_U64(cs.spill_bytes, 0); /* what it released, not what it said */
-    CHECK_EQ_INT(ohm_task_end(m.t), 1000);
-    CHECK_EQ_INT(ohm_mm_destroy(m.mm), 0);
+    end_tasks_and_mm(m.mm, m.t, 1000, NULL, 0);
 }
 
 static void test_spill_releasing_less_than_it_reports_is_a_callback_error(void)
 {
     misspiller a = {.report = 300, .release = 100};
-    misspill_run m = misspill_acquire(&a, OHM_ECALLBACK);
+    misspill_run m = misspill_acquire(&a, OHM_ECALLBACK, 1);
     CHECK(!strcmp(ohm_last_error(), "spill of consumer A reported 300 bytes but released 100"));
-    CHECK_EQ_INT(a.calls, 1);
     /* the 100 it did release stay released; the requester got nothing */
     CHECK_EQ_U64(ohm_consumer_used(a.self), 500);
     CHECK_EQ_U64(ohm_consumer_used(m.r), 0);
@@ -607,46 +609,38 @@ static void test_spill_releasing_less_than_it_reports_is_a_callback_error(void)
     ohm_task_stats ts;
     ohm_task_stats_get(m.t, &ts);
     CHECK_EQ_U64(ts.spill_bytes, 100);
-    CHECK_EQ_INT(ohm_task_end(m.t), 900);
-    CHECK_EQ_INT(ohm_mm_destroy(m.mm), 0);
+    end_tasks_and_mm(m.mm, m.t, 900, NULL, 0);
 }
 
 static void test_spill_reporting_less_than_it_released_is_credited_what_it_released(void)
 {
     misspiller a = {.report = 0, .release = 300};
-    misspill_run m = misspill_acquire(&a, 300);
-    CHECK_EQ_INT(a.calls, 1);
+    misspill_run m = misspill_acquire(&a, 300, 1);
     CHECK_EQ_U64(ohm_consumer_used(a.self), 300);
     CHECK_EQ_U64(ohm_consumer_used(m.r), 300);
-    ohm_consumer_stats cs;
-    ohm_consumer_stats_get(a.self, &cs);
+    ohm_consumer_stats cs = consumer_stats(a.self);
     CHECK_EQ_U64(cs.spill_bytes, 300);
     CHECK_POOLS(m.mm, OHM_ON_HEAP, 1000, 1000, 0, 0);
-    CHECK_EQ_INT(ohm_task_end(m.t), 1000);
-    CHECK_EQ_INT(ohm_mm_destroy(m.mm), 0);
+    end_tasks_and_mm(m.mm, m.t, 1000, NULL, 0);
 }
 
 static void test_spill_releasing_in_small_steps_is_asked_again_until_the_request_is_met(void)
 {
     misspiller a = {.report = 100, .release = 100};
-    misspill_run m = misspill_acquire(&a, 300);
-    CHECK_EQ_INT(a.calls, 3);
+    misspill_run m = misspill_acquire(&a, 300, 3);
     CHECK_EQ_U64(ohm_consumer_used(a.self), 300);
-    CHECK_EQ_INT(ohm_task_end(m.t), 1000);
-    CHECK_EQ_INT(ohm_mm_destroy(m.mm), 0);
+    end_tasks_and_mm(m.mm, m.t, 1000, NULL, 0);
 }
 
 static void test_spill_that_takes_back_what_it_released_ends_the_round(void)
 {
     /* Honest about each release, but it acquires the bytes again: asking it again would never end. */
     misspiller a = {.report = 100, .release = 100, .take_back = true};
-    misspill_run m = misspill_acquire(&a, 0);
-    CHECK_EQ_INT(a.calls, 1);
+    misspill_run m = misspill_acquire(&a, 0, 1);
     CHECK_EQ_U64(ohm_consumer_used(a.self), 600);
     CHECK_EQ_U64(ohm_consumer_used(m.r), 0);
     CHECK_POOLS(m.mm, OHM_ON_HEAP, 1000, 1000, 0, 0);
-    CHECK_EQ_INT(ohm_task_end(m.t), 1000);
-    CHECK_EQ_INT(ohm_mm_destroy(m.mm), 0);
+    end_tasks_and_mm(m.mm, m.t, 1000, NULL, 0);
 }
 
 static void test_spill_whose_release_cannot_reach_the_requester_is_not_asked_again(void)
@@ -664,9 +658,7 @@ static void test_spill_whose_release_cannot_reach_the_requester_is_not_asked_aga
     CHECK_EQ_INT(a.calls, 1);
     CHECK_EQ_U64(ohm_consumer_used(a.self), 599);
     CHECK_EQ_U64(task_used(t, OHM_ON_HEAP), 899);
-    CHECK_EQ_INT(ohm_task_end(t), 899);
-    CHECK_EQ_INT(ohm_task_end(t2), 100);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    end_tasks_and_mm(mm, t, 899, t2, 100);
 }
 
 /* A spill that parks until the test has cancelled its task, then releases 10 bytes honestly. */
@@ -692,19 +684,6 @@ static int64_t gated_spill(void *arg, uint64_t size, ohm_consumer *trigger)
     return ohm_consumer_release(g->self, 10);
 }
 
-typedef struct consumer_acquire_arg {
-    ohm_consumer *c;
-    uint64_t n;
-    int64_t got;
-} consumer_acquire_arg;
-
-static void *consumer_acquire_thread(void *p)
-{
-    consumer_acquire_arg *a = p;
-    a->got = ohm_consumer_acquire(a->c, a->n);
-    return NULL;
-}
-
 static void test_cancel_ends_an_acquire_in_the_middle_of_a_spill_round(void)
 {
     ohm_mm *mm = make_mm(1000, 0, 0.5);
@@ -715,9 +694,9 @@ static void test_cancel_ends_an_acquire_in_the_middle_of_a_spill_round(void)
     g.self = ohm_consumer_create(t, OHM_ON_HEAP, "A", gated_spill, &g);
     CHECK_EQ_INT(ohm_consumer_acquire(g.self, 600), 600);
     ohm_consumer *r = ohm_consumer_create(t, OHM_ON_HEAP, "R", NULL, NULL);
-    consumer_acquire_arg a = {r, 300, 0};
+    acquire_arg a = {.c = r, .n = 300};
     pthread_t th;
-    pthread_create(&th, NULL, consumer_acquire_thread, &a);
+    pthread_create(&th, NULL, acquire_thread, &a);
     pthread_mutex_lock(&g.m);
     while (!g.in_spill) pthread_cond_wait(&g.cv, &g.m);
     CHECK_EQ_INT(ohm_mm_cancel_task(mm, 3), 0); /* while A's spill runs */
@@ -735,8 +714,7 @@ static void test_cancel_ends_an_acquire_in_the_middle_of_a_spill_round(void)
     /* the cancel was consumed: the next acquire spills to the end */
     CHECK_EQ_INT(ohm_consumer_acquire(r, 30), 30);
     CHECK_EQ_INT(g.calls, 3);
-    CHECK_EQ_INT(ohm_task_end(t), 1000);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    end_tasks_and_mm(mm, t, 1000, NULL, 0);
 }
 
 /* ---- pages ---- */
@@ -813,8 +791,7 @@ static void test_spill_callback_frees_a_page(void)
     CHECK_EQ_U64(ohm_consumer_used(q.self), 4096);
     CHECK_POOLS(mm, OHM_OFF_HEAP, 8192, 4096, 0, 0);
     ohm_buf_release(qp, 1);
-    CHECK_EQ_INT(ohm_task_end(t), 0);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    end_tasks_and_mm(mm, t, 0, NULL, 0);
 }
 
 /* ---- the block cache ---- */
@@ -888,8 +865,7 @@ static void test_failing_eviction_leaves_pools_exact(void)
     CHECK_EQ_INT(ohm_task_acquire(t, OHM_ON_HEAP, 500), 500);
     CHECK(!strcmp(good.order, "B "));
     CHECK_EQ_INT(bad.calls, 2);
-    CHECK_EQ_INT(ohm_task_end(t), 500);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    end_tasks_and_mm(mm, t, 500, NULL, 0);
 }
 
 /* An eviction callback that itself uses the manager: removes another block and reads the stats. */
@@ -945,8 +921,7 @@ static void test_json_snapshot_contains_the_numbers(void)
     CHECK_EQ_U64(ohm_mm_snapshot_json(mm, NULL, 0), len);
     free(json);
     CHECK_EQ_INT(ohm_mm_destroy(mm), OHM_ESTATE); /* a live task */
-    CHECK_EQ_INT(ohm_task_end(t), 800);
-    CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
+    end_tasks_and_mm(mm, t, 800, NULL, 0);
 }
 
 int main(void)

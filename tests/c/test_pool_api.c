@@ -12,9 +12,7 @@
  * cache_max 0 bypasses thread caches, so frees reach the arena at once. */
 static ohm_pool *make_pool(size_t cache_max)
 {
-    ohm_pool_config cfg = fixture_config("api");
-    cfg.cache_max_size = cache_max;
-    cfg.cache_slots = 64;
+    ohm_pool_config cfg = fixture_cache_config("api", 64, cache_max);
     return fixture_pool(&cfg);
 }
 
@@ -124,12 +122,15 @@ static void test_alloc_zeroed_returns_zeros_even_for_reused_memory(void)
     ohm_pool_destroy(pool);
 }
 
-static ohm_pool *make_zero_pool(void)
+/* The pool's allocs and frees so far and its live blocks, as its stats count them. */
+static void check_counts(const ohm_pool_stats *st, uint64_t allocs, uint64_t frees, uint64_t active_blocks)
 {
-    ohm_pool_config cfg = fixture_config("api");
-    cfg.zero = true;
-    return fixture_pool(&cfg);
+    CHECK_EQ_U64(st->allocs, allocs);
+    CHECK_EQ_U64(st->frees, frees);
+    CHECK_EQ_U64(st->active_blocks, active_blocks);
 }
+
+static ohm_pool *make_zero_pool(void) { return fixture_flag_pool("api", FIXTURE_ZERO); }
 
 static void test_zero_pool_returns_zeroed_blocks_after_reuse(void)
 {
@@ -293,9 +294,7 @@ static void test_ohm_free_routes_a_private_block_to_its_pool(void)
         CHECK(rc == OHM_EINVAL || (rc == OHM_OK && !info.live && info.pool == pool));
     }
     ohm_pool_stats st = fixture_stats(pool, -1);
-    CHECK_EQ_U64(st.allocs, 3);
-    CHECK_EQ_U64(st.frees, 3);
-    CHECK_EQ_U64(st.active_blocks, 0);
+    check_counts(&st, 3, 3, 0);
     ohm_pool_stats dflt_after = fixture_stats(ohm_pool_default(), -1);
     CHECK_EQ_U64(dflt_after.frees, dflt_before.frees);
     /* the freed small block is reused by its own pool */
@@ -385,22 +384,15 @@ static void test_lookup_finds_the_block_from_interior_addresses(void)
 
 typedef struct walked {
     ohm_pool *pool;
-    void *base[256];
-    size_t size[256];
+    ohm_block_info blocks[256];
     unsigned n;
-    bool bad;
 } walked;
 
+/* Keeps what the walk reports of each block: every one must be a live block of the walked pool. */
 static int collect(void *arg, const ohm_block_info *b)
 {
     walked *w = arg;
-    if (b->pool != w->pool || !b->live || w->n == 256) {
-        w->bad = true;
-        return 0;
-    }
-    w->base[w->n] = b->base;
-    w->size[w->n] = b->size;
-    w->n++;
+    if (CHECK(b->pool == w->pool && b->live && w->n < 256)) w->blocks[w->n++] = *b;
     return 0;
 }
 
@@ -410,15 +402,17 @@ static void check_walk_matches(ohm_pool *pool, void **live, unsigned nlive)
     memset(&w, 0, sizeof w);
     w.pool = pool;
     CHECK_EQ_INT(ohm_pool_walk(pool, collect, &w), 0);
-    CHECK(!w.bad);
     if (!CHECK_EQ_INT(w.n, nlive)) return;
-    for (unsigned i = 0; i < w.n; i++) CHECK_EQ_U64(w.size[i], ohm_usable_size(w.base[i]));
-    void *want[256];
+    void *got[256], *want[256];
+    for (unsigned i = 0; i < w.n; i++) {
+        CHECK_EQ_U64(w.blocks[i].size, ohm_usable_size(w.blocks[i].base));
+        got[i] = w.blocks[i].base;
+    }
     if (nlive) memcpy(want, live, nlive * sizeof *live);
     qsort(want, nlive, sizeof *want, fixture_cmp_ptr);
-    qsort(w.base, w.n, sizeof *w.base, fixture_cmp_ptr);
+    qsort(got, w.n, sizeof *got, fixture_cmp_ptr);
     for (unsigned i = 0; i < nlive; i++)
-        if (!CHECK(w.base[i] == want[i])) return;
+        if (!CHECK(got[i] == want[i])) return;
 }
 
 static int stop_at_first(void *arg, const ohm_block_info *b)
@@ -494,9 +488,7 @@ static void stats_sequence(size_t cache_max)
             CHECK_EQ_U64(st.classes[c].allocs, 0);
             CHECK_EQ_U64(st.classes[c].frees, 0);
         }
-    CHECK_EQ_U64(st.allocs, 112);
-    CHECK_EQ_U64(st.frees, 44);
-    CHECK_EQ_U64(st.active_blocks, 60 + 7 + 1);
+    check_counts(&st, 112, 44, 60 + 7 + 1);
     CHECK_EQ_U64(st.active_bytes, 60 * 64 + 7 * sc_size(sc_index(20000)) + 5 * MIB);
     CHECK_EQ_U64(st.huge_blocks, 1);
     CHECK_EQ_U64(st.failed_allocs, 0);
@@ -506,9 +498,7 @@ static void stats_sequence(size_t cache_max)
     for (unsigned i = 3; i < 10; i++) ohm_pool_free(pool, b[i]);
     ohm_pool_free(pool, h[1]);
     st = fixture_stats(pool, -1);
-    CHECK_EQ_U64(st.allocs, 112);
-    CHECK_EQ_U64(st.frees, 112);
-    CHECK_EQ_U64(st.active_blocks, 0);
+    check_counts(&st, 112, 112, 0);
     CHECK_EQ_U64(st.active_bytes, 0);
     ohm_pool_destroy(pool);
 }
@@ -549,9 +539,7 @@ static void test_stats_keep_the_counters_of_exited_threads(void)
     ohm_pool_stats st = fixture_stats(pool, -1);
     CHECK_EQ_U64(st.threads, 0);
     check_class(&st, 64, 30, 10);
-    CHECK_EQ_U64(st.allocs, 30);
-    CHECK_EQ_U64(st.frees, 10);
-    CHECK_EQ_U64(st.active_blocks, 20);
+    check_counts(&st, 30, 10, 20);
     for (unsigned i = 0; i < 20; i++) {
         if (!CHECK_NOT_NULL(w.kept[i])) continue;
         CHECK_EQ_INT(ohm_pool_free(pool, w.kept[i]), OHM_OK); /* the survivors are still live */

@@ -11,10 +11,9 @@
 
 static ohm_pool *make_pool(uint64_t delay_ms, bool background, size_t cache_max)
 {
-    ohm_pool_config cfg = fixture_config("purge");
+    ohm_pool_config cfg = fixture_cache_config("purge", 0, cache_max);
     cfg.purge_delay_ms = delay_ms;
     cfg.background_purge = background;
-    cfg.cache_max_size = cache_max;
     return fixture_pool(&cfg);
 }
 

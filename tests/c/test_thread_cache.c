@@ -10,10 +10,8 @@
 
 static ohm_pool *make_pool(unsigned arenas, unsigned slots, size_t cache_max)
 {
-    ohm_pool_config cfg = fixture_config("tcache");
+    ohm_pool_config cfg = fixture_cache_config("tcache", slots, cache_max);
     cfg.arenas = arenas;
-    cfg.cache_slots = slots;
-    cfg.cache_max_size = cache_max;
     return fixture_pool(&cfg);
 }
 
@@ -126,8 +124,7 @@ static void test_flush_thread_cache_empties_the_callers_cache(void)
     CHECK_EQ_U64(st.allocs, 300);
     CHECK_EQ_U64(st.frees, 300);
     CHECK_EQ_U64(st.active_blocks, 0);
-    CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
-    CHECK_EQ_U64(fixture_stats(pool, -1).mapped_bytes, 0);
+    fixture_check_trims_to_nothing(pool);
     ohm_pool_destroy(pool);
 }
 
@@ -147,11 +144,10 @@ static void test_idle_bin_is_trimmed_over_slow_path_events(void)
 {
     ohm_pool *pool = make_pool(1, 64, 4 * KIB);
     if (!pool) return;
-    unsigned cls = sc_index(64);
     void *p[64];
     tcache_t *tc = cycled_cache(pool, p, 64);
     if (!tc) return;
-    tstack_t *b = tc->stacks[cls];
+    tstack_t *b = tc->stacks[sc_index(64)];
     uint32_t start = stack_n(b);
     CHECK(start >= 32);
     /* each bin is visited once per 64 * SC_COUNT events and halves when idle: bound the loop generously */
@@ -243,8 +239,7 @@ static void test_thread_exit_flushes_its_cache(void)
     unsigned back = 0;
     for (unsigned i = 0; i < job.n; i++) back += job.seen[i] && free_in_slab(job.seen[i]);
     CHECK_EQ_INT(back, job.n); /* none left in a dead thread's cache */
-    CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
-    CHECK_EQ_U64(fixture_stats(pool, -1).mapped_bytes, 0);
+    fixture_check_trims_to_nothing(pool);
     free(job.seen);
     ohm_pool_destroy(pool);
 }
@@ -268,8 +263,7 @@ static void test_many_exiting_threads_leave_nothing_behind(void)
     CHECK_EQ_U64(st.allocs, T * N);
     CHECK_EQ_U64(st.frees, T * N);
     CHECK_EQ_INT(fixture_walk_count(pool), 0);
-    CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);
-    CHECK_EQ_U64(fixture_stats(pool, -1).mapped_bytes, 0);
+    fixture_check_trims_to_nothing(pool);
     free(seen);
     ohm_pool_destroy(pool);
 }
@@ -318,9 +312,7 @@ static void *freer_b(void *arg)
 
 static void test_blocks_freed_by_another_thread_return_to_the_owner(void)
 {
-    static xthread x;
-    memset(&x, 0, sizeof x);
-    x.pool = make_pool(2, XN, 256 * KIB);
+    xthread x = {.pool = make_pool(2, XN, 256 * KIB)};
     if (!x.pool) return;
     pthread_barrier_init(&x.bar, NULL, 2);
     pthread_t ta, tb;
@@ -342,8 +334,7 @@ static void test_blocks_freed_by_another_thread_return_to_the_owner(void)
     CHECK_EQ_U64(st.active_blocks, 0);
     CHECK_EQ_U64(st.allocs, 2 * XN + 1);
     CHECK_EQ_INT(fixture_walk_count(x.pool), 0);
-    CHECK_EQ_INT(ohm_pool_trim(x.pool), OHM_OK);
-    CHECK_EQ_U64(fixture_stats(x.pool, -1).mapped_bytes, 0);
+    fixture_check_trims_to_nothing(x.pool);
     pthread_barrier_destroy(&x.bar);
     ohm_pool_destroy(x.pool);
 }
@@ -401,9 +392,7 @@ static void *consumer(void *arg)
 
 static void test_producer_consumer_frees_are_counted_exactly(void)
 {
-    static ring r;
-    memset(&r, 0, sizeof r);
-    r.pool = make_pool(2, 32, 256 * KIB);
+    ring r = {.pool = make_pool(2, 32, 256 * KIB)};
     if (!r.pool) return;
     const char *env = getenv("OHM_TEST_XTHREAD_BLOCKS");
     r.total = env ? (unsigned)strtoul(env, NULL, 10) : 20000;
@@ -418,8 +407,7 @@ static void test_producer_consumer_frees_are_counted_exactly(void)
     CHECK_EQ_U64(st.frees, r.total);
     CHECK_EQ_U64(st.active_blocks, 0);
     CHECK_EQ_INT(fixture_walk_count(r.pool), 0);
-    CHECK_EQ_INT(ohm_pool_trim(r.pool), OHM_OK);
-    CHECK_EQ_U64(fixture_stats(r.pool, -1).mapped_bytes, 0);
+    fixture_check_trims_to_nothing(r.pool);
     ohm_pool_destroy(r.pool);
 }
 
@@ -470,9 +458,7 @@ static void *cache_then_allocate_once(void *arg)
 /* ohm_pool_trim "asks other threads to flush theirs at their next allocation". */
 static void test_trim_makes_other_threads_flush_at_their_next_allocation(void)
 {
-    static idle_job j;
-    memset(&j, 0, sizeof j);
-    j.pool = make_pool(1, 64, 256 * KIB);
+    idle_job j = {.pool = make_pool(1, 64, 256 * KIB)};
     if (!j.pool) return;
     pthread_t t = start_job(&j, cache_then_allocate_once); /* at 1 */
     CHECK_EQ_INT(ohm_pool_trim(j.pool), OHM_OK);
@@ -508,9 +494,7 @@ static void *cache_then_outlive_the_pool(void *arg)
 
 static void test_destroying_a_pool_drops_other_threads_caches_safely(void)
 {
-    static idle_job j;
-    memset(&j, 0, sizeof j);
-    j.pool = make_pool(2, 64, 256 * KIB);
+    idle_job j = {.pool = make_pool(2, 64, 256 * KIB)};
     j.other = make_pool(2, 64, 256 * KIB);
     if (!j.pool || !j.other) return;
     pthread_t t = start_job(&j, cache_then_outlive_the_pool); /* at 1 */

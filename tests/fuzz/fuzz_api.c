@@ -1831,19 +1831,23 @@ static struct fz_rec {
     uint64_t allow;  /* bytes a sink may touch at its pointer, set by the model before the call */
 } FZ;
 
-#define FZ_ECHO(name, T, field) \
-    static T name(T v) { FZ.calls++; FZ.got[0].field = v; return v; }
-FZ_ECHO(fz_echo_i8, int8_t, i)
-FZ_ECHO(fz_echo_u8, uint8_t, u)
-FZ_ECHO(fz_echo_i16, int16_t, i)
-FZ_ECHO(fz_echo_u16, uint16_t, u)
-FZ_ECHO(fz_echo_i32, int32_t, i)
-FZ_ECHO(fz_echo_u32, uint32_t, u)
-FZ_ECHO(fz_echo_i64, int64_t, i)
-FZ_ECHO(fz_echo_u64, uint64_t, u)
-FZ_ECHO(fz_echo_f32, float, f)
-FZ_ECHO(fz_echo_f64, double, f)
-FZ_ECHO(fz_echo_ptr, void *, p)
+/* The echo functions of one scalar type each: name suffix, C type, ohm_bind_value member, ohm_ffi_type suffix. */
+#define FZ_ECHOES(X)          \
+    X(i8, int8_t, i, I8)      \
+    X(u8, uint8_t, u, U8)     \
+    X(i16, int16_t, i, I16)   \
+    X(u16, uint16_t, u, U16)  \
+    X(i32, int32_t, i, I32)   \
+    X(u32, uint32_t, u, U32)  \
+    X(i64, int64_t, i, I64)   \
+    X(u64, uint64_t, u, U64)  \
+    X(f32, float, f, F32)     \
+    X(f64, double, f, F64)    \
+    X(ptr, void *, p, PTR)
+
+#define FZ_ECHO(sfx, T, field, TYPE) \
+    static T fz_echo_##sfx(T v) { FZ.calls++; FZ.got[0].field = v; return v; }
+FZ_ECHOES(FZ_ECHO)
 
 static const void *fz_echo_cptr(const void *p)
 {
@@ -1901,18 +1905,9 @@ typedef struct fz_fn {
     ohm_ffi_type args[5];
 } fz_fn;
 
+#define FZ_ECHO_ROW(sfx, T, field, TYPE) {(void *)fz_echo_##sfx, "echo_" #sfx, OHM_FFI_##TYPE, 1, {OHM_FFI_##TYPE}},
 static const fz_fn FZ_FNS[] = {
-    {(void *)fz_echo_i8, "echo_i8", OHM_FFI_I8, 1, {OHM_FFI_I8}},
-    {(void *)fz_echo_u8, "echo_u8", OHM_FFI_U8, 1, {OHM_FFI_U8}},
-    {(void *)fz_echo_i16, "echo_i16", OHM_FFI_I16, 1, {OHM_FFI_I16}},
-    {(void *)fz_echo_u16, "echo_u16", OHM_FFI_U16, 1, {OHM_FFI_U16}},
-    {(void *)fz_echo_i32, "echo_i32", OHM_FFI_I32, 1, {OHM_FFI_I32}},
-    {(void *)fz_echo_u32, "echo_u32", OHM_FFI_U32, 1, {OHM_FFI_U32}},
-    {(void *)fz_echo_i64, "echo_i64", OHM_FFI_I64, 1, {OHM_FFI_I64}},
-    {(void *)fz_echo_u64, "echo_u64", OHM_FFI_U64, 1, {OHM_FFI_U64}},
-    {(void *)fz_echo_f32, "echo_f32", OHM_FFI_F32, 1, {OHM_FFI_F32}},
-    {(void *)fz_echo_f64, "echo_f64", OHM_FFI_F64, 1, {OHM_FFI_F64}},
-    {(void *)fz_echo_ptr, "echo_ptr", OHM_FFI_PTR, 1, {OHM_FFI_PTR}},
+    FZ_ECHOES(FZ_ECHO_ROW)
     {(void *)fz_echo_cptr, "echo_cptr", OHM_FFI_CPTR, 1, {OHM_FFI_CPTR}},
     {(void *)fz_echo_str, "echo_str", OHM_FFI_STR, 1, {OHM_FFI_STR}},
     {(void *)fz_sink, "sink", OHM_FFI_VOID, 2, {OHM_FFI_PTR, OHM_FFI_U64}},
