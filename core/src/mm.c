@@ -95,17 +95,14 @@ uint64_t *mm_debug_counter(ohm_mm *mm, int mode, const char *name)
 
 /* ---- argument checks and callback errors ---- */
 
-int check_size(uint64_t n, const char *op)
+int check_size_failed(uint64_t n, const char *op)
 {
-    if (n > (uint64_t)INT64_MAX)
-        return ohm__error(OHM_EINVAL, "%s: %llu bytes is too large", op, (unsigned long long)n);
-    return 0;
+    return ohm__error(OHM_EINVAL, "%s: %llu bytes is too large", op, (unsigned long long)n);
 }
 
-int check_mode(int mode, const char *op)
+int check_mode_failed(int mode, const char *op)
 {
-    if (mode != OHM_ON_HEAP && mode != OHM_OFF_HEAP) return ohm__error(OHM_EINVAL, "%s: bad memory mode %d", op, mode);
-    return 0;
+    return ohm__error(OHM_EINVAL, "%s: bad memory mode %d", op, mode);
 }
 
 int callback_code(int64_t rc) { return rc < 0 && rc >= OHM_ECALLBACK ? (int)rc : OHM_ECALLBACK; }

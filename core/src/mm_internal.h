@@ -138,10 +138,20 @@ static inline void wake_waiters(ohm_mm *mm)
     if (mm->waiting) pthread_cond_broadcast(&mm->cond);
 }
 
+/* The argument checks of every acquire and release: inline, because they run on the hot path of other files
+ * (mm_task.c); only the error is a call. */
+OHM_COLD int check_size_failed(uint64_t n, const char *op);
+OHM_COLD int check_mode_failed(int mode, const char *op);
 /* 0, or OHM_EINVAL when n does not fit an int64_t (the return type of the calls that grant it). */
-int check_size(uint64_t n, const char *op);
+static inline int check_size(uint64_t n, const char *op)
+{
+    return ohm_likely(n <= (uint64_t)INT64_MAX) ? 0 : check_size_failed(n, op);
+}
 /* 0, or OHM_EINVAL when mode is neither OHM_ON_HEAP nor OHM_OFF_HEAP. */
-int check_mode(int mode, const char *op);
+static inline int check_mode(int mode, const char *op)
+{
+    return ohm_likely(mode == OHM_ON_HEAP || mode == OHM_OFF_HEAP) ? 0 : check_mode_failed(mode, op);
+}
 /* A callback's failure as the code the caller gets: its own OHM_E* code, else OHM_ECALLBACK. */
 int callback_code(int64_t rc);
 /* Sets the error for a failed callback and returns code; see mm.c. */
