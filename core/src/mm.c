@@ -100,10 +100,7 @@ int check_size_failed(uint64_t n, const char *op)
     return ohm__error(OHM_EINVAL, "%s: %llu bytes is too large", op, (unsigned long long)n);
 }
 
-int check_mode_failed(int mode, const char *op)
-{
-    return ohm__error(OHM_EINVAL, "%s: bad memory mode %d", op, mode);
-}
+int check_mode_failed(int mode, const char *op) { return ohm__error(OHM_EINVAL, "%s: bad memory mode %d", op, mode); }
 
 int callback_code(int64_t rc) { return rc < 0 && rc >= OHM_ECALLBACK ? (int)rc : OHM_ECALLBACK; }
 
