@@ -153,7 +153,7 @@ static int prepare(bench_options *o)
 
 /* ---- the descriptor -------------------------------------------------------------------------------------- */
 
-static void list_workloads(void)
+static void list(void)
 {
     const alloc_workload *w;
     printf("%-13s %-10s %9s %-12s %s\n", "workload", "threads", "scale 1", "of", "what");
@@ -185,17 +185,13 @@ int bench_alloc_main(int argc, char **argv)
         .impl_noun = "allocator",
         .impl_hint = "ohm, glibc, jemalloc, mimalloc, tcmalloc",
         .nworkloads = n < BENCH_MAX_WORKLOADS ? n : BENCH_MAX_WORKLOADS,
-        .workload_name = workload_name,
+        BENCH_SUITE_FUNCTIONS,
         .threads = BENCH_THREADS_NONE,
         .given_order = true,
         .progress = true,
         .terse_option_errors = true,
         .prepare = prepare,
         .banner = banner,
-        .list = list_workloads,
-        .child = child_main,
-        .run_child = run_child,
-        .heading = heading,
         .extra_headers = {"ohm ratio", "peak/live", "after/before"},
         .columns = columns,
         .ratio_cell = ratio_cell,

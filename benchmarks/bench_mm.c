@@ -360,13 +360,9 @@ static const bench_suite suite = {
     .nimpls = 1,
     .impl_hint = "ohm is the only one",
     .nworkloads = NWORKLOADS,
-    .workload_name = workload_name,
+    BENCH_SUITE_FUNCTIONS,
     .workload_threads = workload_threads,
     .threads = BENCH_THREADS_FILTER,
-    .list = list,
-    .child = child_main,
-    .run_child = run_child,
-    .heading = heading,
     .final_goals = final_goals,
 };
 

@@ -259,6 +259,11 @@ typedef enum bench_threads_option {
 /* One subcommand: its tables and the few steps that differ from one subcommand to another. Each run is a fresh
  * child (run_child); impls run interleaved, their order rotating from rep to rep; best ops/s and median RSS over
  * the reps; one JSON line per (workload, impl) with --json, else a table per workload with its goal lines. */
+/* Every subcommand defines these five functions under these names (see bench_suite's fields for each one's
+ * contract); its descriptor names them with BENCH_SUITE_FUNCTIONS. */
+#define BENCH_SUITE_FUNCTIONS \
+    .workload_name = workload_name, .list = list, .child = child_main, .run_child = run_child, .heading = heading
+
 typedef struct bench_suite {
     const char *name;  /* "buf": the subcommand, and "bench" in its JSON lines */
     const char *usage; /* the whole --help text */
