@@ -32,9 +32,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MSG_MAX 512  /* a closure's recorded failure; the core's error buffer is as long                     */
-#define SIG_SHOW 120 /* characters of a signature quoted in an error message                                  */
-#define NAME_SHOW 64 /* characters of a function name in an error message                                    */
+#define MSG_MAX   512 /* a closure's recorded failure; the core's error buffer is as long */
+#define SIG_SHOW  120 /* characters of a signature quoted in an error message */
+#define NAME_SHOW 64  /* characters of a function name in an error message */
 
 /* ---- types ---------------------------------------------------------------------------------------------- */
 
@@ -46,20 +46,22 @@ static const struct {
     const char *word;
     ohm_ffi_type type;
 } aliases[] = {
-    {"char", OHM_FFI_I8},   {"short", OHM_FFI_I16}, {"int", OHM_FFI_I32},   {"uint", OHM_FFI_U32},
-    {"long", OHM_FFI_I64},  {"ulong", OHM_FFI_U64}, {"size", OHM_FFI_U64},  {"ssize", OHM_FFI_I64},
+    {"char", OHM_FFI_I8},   {"short", OHM_FFI_I16},  {"int", OHM_FFI_I32},  {"uint", OHM_FFI_U32},
+    {"long", OHM_FFI_I64},  {"ulong", OHM_FFI_U64},  {"size", OHM_FFI_U64}, {"ssize", OHM_FFI_I64},
     {"float", OHM_FFI_F32}, {"double", OHM_FFI_F64}, {"bool", OHM_FFI_U8},
 };
 
 /* The range of each integer type: the least value (0 for unsigned types) and the greatest, as unsigned. A
  * signed host value v fits when int_min <= v and (v < 0 or v <= int_max); an unsigned one when v <= int_max. */
 static const int64_t int_min[NTYPES] = {
-    [OHM_FFI_I8] = INT8_MIN, [OHM_FFI_I16] = INT16_MIN, [OHM_FFI_I32] = INT32_MIN, [OHM_FFI_I64] = INT64_MIN,
+    [OHM_FFI_I8] = INT8_MIN,
+    [OHM_FFI_I16] = INT16_MIN,
+    [OHM_FFI_I32] = INT32_MIN,
+    [OHM_FFI_I64] = INT64_MIN,
 };
 static const uint64_t int_max[NTYPES] = {
-    [OHM_FFI_I8] = INT8_MAX,   [OHM_FFI_U8] = UINT8_MAX,   [OHM_FFI_I16] = INT16_MAX,
-    [OHM_FFI_U16] = UINT16_MAX, [OHM_FFI_I32] = INT32_MAX, [OHM_FFI_U32] = UINT32_MAX,
-    [OHM_FFI_I64] = INT64_MAX, [OHM_FFI_U64] = UINT64_MAX,
+    [OHM_FFI_I8] = INT8_MAX,   [OHM_FFI_U8] = UINT8_MAX,   [OHM_FFI_I16] = INT16_MAX, [OHM_FFI_U16] = UINT16_MAX,
+    [OHM_FFI_I32] = INT32_MAX, [OHM_FFI_U32] = UINT32_MAX, [OHM_FFI_I64] = INT64_MAX, [OHM_FFI_U64] = UINT64_MAX,
 };
 
 static inline bool is_int(ohm_ffi_type t) { return t >= OHM_FFI_I8 && t <= OHM_FFI_U64; }
@@ -75,19 +77,19 @@ static ffi_type *ffi_type_of(ohm_ffi_type t)
 {
     switch (t) {
     case OHM_FFI_VOID: return &ffi_type_void;
-    case OHM_FFI_I8:   return &ffi_type_sint8;
-    case OHM_FFI_U8:   return &ffi_type_uint8;
-    case OHM_FFI_I16:  return &ffi_type_sint16;
-    case OHM_FFI_U16:  return &ffi_type_uint16;
-    case OHM_FFI_I32:  return &ffi_type_sint32;
-    case OHM_FFI_U32:  return &ffi_type_uint32;
-    case OHM_FFI_I64:  return &ffi_type_sint64;
-    case OHM_FFI_U64:  return &ffi_type_uint64;
-    case OHM_FFI_F32:  return &ffi_type_float;
-    case OHM_FFI_F64:  return &ffi_type_double;
+    case OHM_FFI_I8: return &ffi_type_sint8;
+    case OHM_FFI_U8: return &ffi_type_uint8;
+    case OHM_FFI_I16: return &ffi_type_sint16;
+    case OHM_FFI_U16: return &ffi_type_uint16;
+    case OHM_FFI_I32: return &ffi_type_sint32;
+    case OHM_FFI_U32: return &ffi_type_uint32;
+    case OHM_FFI_I64: return &ffi_type_sint64;
+    case OHM_FFI_U64: return &ffi_type_uint64;
+    case OHM_FFI_F32: return &ffi_type_float;
+    case OHM_FFI_F64: return &ffi_type_double;
     case OHM_FFI_PTR:
     case OHM_FFI_CPTR:
-    case OHM_FFI_STR:  return &ffi_type_pointer;
+    case OHM_FFI_STR: return &ffi_type_pointer;
     }
     return NULL;
 }
@@ -232,14 +234,14 @@ int ohm_ffi_close(ohm_ffi_lib *lib)
  */
 #if defined(__x86_64__) && !defined(_WIN32)
 #define DIRECT_INT_REGS 6
-#define DIRECT_FP_REGS 8
+#define DIRECT_FP_REGS  8
 typedef uint64_t direct_int_fn(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, double, double, double,
                                double, double, double, double, double);
-typedef double direct_fp_fn(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, double, double, double,
-                            double, double, double, double, double);
+typedef double direct_fp_fn(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, double, double, double, double,
+                            double, double, double, double);
 #else
 #define DIRECT_INT_REGS 0
-#define DIRECT_FP_REGS 0
+#define DIRECT_FP_REGS  0
 #endif
 
 /* ---- prepared functions --------------------------------------------------------------------------------- */
@@ -249,8 +251,8 @@ struct ohm_ffi_fn {
     void (*code)(void);
     ohm_ffi_type ret;
     unsigned nargs;
-    bool direct;                        /* called without libffi (see "the direct path") */
-    uint8_t reg[OHM_FFI_MAX_ARGS];      /* direct: each argument's register within its class */
+    bool direct;                   /* called without libffi (see "the direct path") */
+    uint8_t reg[OHM_FFI_MAX_ARGS]; /* direct: each argument's register within its class */
     ohm_ffi_type args[OHM_FFI_MAX_ARGS];
     ffi_type *atypes[OHM_FFI_MAX_ARGS]; /* the cif points here: it lives as long as the function */
     const char *name, *signature;       /* both in text */
@@ -375,10 +377,10 @@ static const char *kind_name(ohm_ffi_arg_kind k)
     case OHM_FFI_ARG_INT:
     case OHM_FFI_ARG_UINT:
     case OHM_FFI_ARG_FLOAT: return "a number";
-    case OHM_FFI_ARG_STR:   return "a string";
-    case OHM_FFI_ARG_BUF:   return "a buffer";
-    case OHM_FFI_ARG_PTR:   return "a pointer";
-    case OHM_FFI_ARG_NULL:  return "null";
+    case OHM_FFI_ARG_STR: return "a string";
+    case OHM_FFI_ARG_BUF: return "a buffer";
+    case OHM_FFI_ARG_PTR: return "a pointer";
+    case OHM_FFI_ARG_NULL: return "null";
     }
     return "an unknown kind";
 }
@@ -422,13 +424,13 @@ static inline int put_narrow(ohm_ffi_type t, slot *s)
     if (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__) return 0;
     uint64_t v = s->u64;
     switch (t) {
-    case OHM_FFI_I8:  s->i8 = (int8_t)v; break;
-    case OHM_FFI_U8:  s->u8 = (uint8_t)v; break;
+    case OHM_FFI_I8: s->i8 = (int8_t)v; break;
+    case OHM_FFI_U8: s->u8 = (uint8_t)v; break;
     case OHM_FFI_I16: s->i16 = (int16_t)v; break;
     case OHM_FFI_U16: s->u16 = (uint16_t)v; break;
     case OHM_FFI_I32: s->i32 = (int32_t)v; break;
     case OHM_FFI_U32: s->u32 = (uint32_t)v; break;
-    default:          break; /* i64, u64: all 64 bits */
+    default: break; /* i64, u64: all 64 bits */
     }
     return 0;
 }
@@ -477,8 +479,7 @@ static int put_number(const ohm_ffi_fn *fn, unsigned i, const ohm_ffi_arg *a, sl
  * refuses read-only memory: C may write through it, and a store into a sealed or read-only mapped page is a
  * SIGSEGV that kills a JVM. A str parameter also needs a NUL byte before the buffer's end, or the C function
  * would read past it. */
-static int put_buffer(const ohm_ffi_fn *fn, unsigned i, const ohm_ffi_arg *a, slot *s, ohm_buf **held,
-                      unsigned *nheld)
+static int put_buffer(const ohm_ffi_fn *fn, unsigned i, const ohm_ffi_arg *a, slot *s, ohm_buf **held, unsigned *nheld)
 {
     ohm_buf *b = a->buf;
     if (!b) return arg_error(fn, i, OHM_EINVAL, "(%s): buffer is NULL", type_names[fn->args[i]]);
@@ -492,8 +493,8 @@ static int put_buffer(const ohm_ffi_fn *fn, unsigned i, const ohm_ffi_arg *a, sl
     rc = ohm_buf_span(b, off, off <= size ? size - off : 0, &s->p);
     if (rc) return arg_error(fn, i, rc, "(%s): %s", type_names[fn->args[i]], ohm_last_error());
     if (fn->args[i] == OHM_FFI_STR && !(s->p && memchr(s->p, 0, size - off)))
-        return arg_error(fn, i, OHM_ERANGE, "(str): the buffer has no NUL byte from offset %" PRIu64
-                         " to its end (%zu bytes)", off, size);
+        return arg_error(fn, i, OHM_ERANGE,
+                         "(str): the buffer has no NUL byte from offset %" PRIu64 " to its end (%zu bytes)", off, size);
     return 0;
 }
 
@@ -509,19 +510,19 @@ static void take_result(ohm_ffi_type t, const void *rv, ohm_bind_value *ret)
     memcpy(&a, rv, sizeof a);
     switch (t) {
     case OHM_FFI_VOID: break;
-    case OHM_FFI_I8:   ret->i = (int8_t)a; break;
-    case OHM_FFI_U8:   ret->u = (uint8_t)a; break;
-    case OHM_FFI_I16:  ret->i = (int16_t)a; break;
-    case OHM_FFI_U16:  ret->u = (uint16_t)a; break;
-    case OHM_FFI_I32:  ret->i = (int32_t)a; break;
-    case OHM_FFI_U32:  ret->u = (uint32_t)a; break;
+    case OHM_FFI_I8: ret->i = (int8_t)a; break;
+    case OHM_FFI_U8: ret->u = (uint8_t)a; break;
+    case OHM_FFI_I16: ret->i = (int16_t)a; break;
+    case OHM_FFI_U16: ret->u = (uint16_t)a; break;
+    case OHM_FFI_I32: ret->i = (int32_t)a; break;
+    case OHM_FFI_U32: ret->u = (uint32_t)a; break;
     case OHM_FFI_I64:
-    case OHM_FFI_U64:  ret->u = (uint64_t)a; break;
-    case OHM_FFI_F32:  ret->f = ((const slot *)rv)->f32; break;
-    case OHM_FFI_F64:  ret->f = ((const slot *)rv)->f64; break;
+    case OHM_FFI_U64: ret->u = (uint64_t)a; break;
+    case OHM_FFI_F32: ret->f = ((const slot *)rv)->f32; break;
+    case OHM_FFI_F64: ret->f = ((const slot *)rv)->f64; break;
     case OHM_FFI_PTR:
     case OHM_FFI_CPTR:
-    case OHM_FFI_STR:  ret->p = ((const slot *)rv)->p; break;
+    case OHM_FFI_STR: ret->p = ((const slot *)rv)->p; break;
     }
 }
 
@@ -530,21 +531,25 @@ static void take_result(ohm_ffi_type t, const void *rv, ohm_bind_value *ret)
 static inline uint64_t int_image(ohm_ffi_type t, const slot *s)
 {
     switch (t) {
-    case OHM_FFI_I8:  return (uint64_t)(int64_t)s->i8;
-    case OHM_FFI_U8:  return s->u8;
+    case OHM_FFI_I8: return (uint64_t)(int64_t)s->i8;
+    case OHM_FFI_U8: return s->u8;
     case OHM_FFI_I16: return (uint64_t)(int64_t)s->i16;
     case OHM_FFI_U16: return s->u16;
     case OHM_FFI_I32: return (uint64_t)(int64_t)s->i32;
     case OHM_FFI_U32: return s->u32;
     case OHM_FFI_I64:
     case OHM_FFI_U64: return s->u64;
-    default:          return (uint64_t)(uintptr_t)s->p;
+    default: return (uint64_t)(uintptr_t)s->p;
     }
 }
 
 static inline double fp_image(ohm_ffi_type t, const slot *s)
 {
-    union { double d; float f; uint64_t u; } x = {.u = 0};
+    union {
+        double d;
+        float f;
+        uint64_t u;
+    } x = {.u = 0};
     if (t == OHM_FFI_F32) x.f = s->f32;
     else x.d = s->f64;
     return x.d;
@@ -579,8 +584,8 @@ int ohm_ffi_call(const ohm_ffi_fn *fn, const ohm_ffi_arg *args, unsigned nargs, 
 {
     if (bind_unlikely(!fn)) return ohm_set_errorf(OHM_EINVAL, "function is NULL");
     if (bind_unlikely(nargs != fn->nargs))
-        return ohm_set_errorf(OHM_EINVAL, "%.*s: expected %u argument%s (%s), got %u", NAME_SHOW, fn->name,
-                              fn->nargs, fn->nargs == 1 ? "" : "s", fn->signature, nargs);
+        return ohm_set_errorf(OHM_EINVAL, "%.*s: expected %u argument%s (%s), got %u", NAME_SHOW, fn->name, fn->nargs,
+                              fn->nargs == 1 ? "" : "s", fn->signature, nargs);
     if (bind_unlikely(nargs && !args))
         return ohm_set_errorf(OHM_EINVAL, "%.*s: arguments are NULL", NAME_SHOW, fn->name);
 
@@ -595,19 +600,20 @@ int ohm_ffi_call(const ohm_ffi_fn *fn, const ohm_ffi_arg *args, unsigned nargs, 
         avals[i] = &vals[i];
         if (!is_pointer(t)) { /* a number parameter takes numbers only */
             rc = a->kind <= OHM_FFI_ARG_FLOAT || a->kind == OHM_FFI_ARG_UINT ? put_number(fn, i, a, &vals[i])
-                                                                            : mismatch(fn, i, a->kind);
+                                                                             : mismatch(fn, i, a->kind);
             continue;
         }
         switch (a->kind) {
-        case OHM_FFI_ARG_BUF:  rc = put_buffer(fn, i, a, &vals[i], held, &nheld); break;
-        case OHM_FFI_ARG_PTR:  vals[i].p = a->v.p; break;
+        case OHM_FFI_ARG_BUF: rc = put_buffer(fn, i, a, &vals[i], held, &nheld); break;
+        case OHM_FFI_ARG_PTR: vals[i].p = a->v.p; break;
         case OHM_FFI_ARG_NULL: vals[i].p = NULL; break;
         case OHM_FFI_ARG_STR:
             /* A host string is the host's (or a temporary copy of it): C may read it, never write it. */
             vals[i].p = (void *)a->str;
             if (bind_unlikely(t == OHM_FFI_PTR))
-                rc = arg_error(fn, i, OHM_EINVAL, "is ptr (writable), got a string; pass a buffer, or declare it "
-                                                  "cptr or str");
+                rc = arg_error(fn, i, OHM_EINVAL,
+                               "is ptr (writable), got a string; pass a buffer, or declare it "
+                               "cptr or str");
             else if (!a->str) rc = arg_error(fn, i, OHM_EINVAL, "(%s): string is NULL", type_names[t]);
             break;
         default: rc = mismatch(fn, i, a->kind); break;
@@ -636,8 +642,8 @@ int ohm_ffi_call(const ohm_ffi_fn *fn, const ohm_ffi_arg *args, unsigned nargs, 
 
 struct ohm_ffi_closure {
     ffi_closure *closure;
-    ohm_ffi_fn *sig;          /* named by its signature; its code is the closure's entry, so it can be called */
-    ohm_bind_host *host;      /* referenced (bind_host_ref) for the closure's life */
+    ohm_ffi_fn *sig;     /* named by its signature; its code is the closure's entry, so it can be called */
+    ohm_bind_host *host; /* referenced (bind_host_ref) for the closure's life */
     ohm_ffi_closure_fn *fn;
     void *ctx;
 };
@@ -684,11 +690,11 @@ static int give_result(const ohm_ffi_fn *sig, ohm_bind_value v, void *ret)
     }
     switch (t) {
     case OHM_FFI_VOID: break;
-    case OHM_FFI_F32:  *(float *)ret = (float)v.f; break;
-    case OHM_FFI_F64:  *(double *)ret = v.f; break;
+    case OHM_FFI_F32: *(float *)ret = (float)v.f; break;
+    case OHM_FFI_F64: *(double *)ret = v.f; break;
     case OHM_FFI_PTR:
     case OHM_FFI_CPTR:
-    case OHM_FFI_STR:  *(void **)ret = v.p; break;
+    case OHM_FFI_STR: *(void **)ret = v.p; break;
     default:
         if (is_signed(t)) *(ffi_sarg *)ret = (ffi_sarg)v.i;
         else *(ffi_arg *)ret = (ffi_arg)v.u;
@@ -720,8 +726,8 @@ static void closure_entry(ffi_cif *cif, void *ret, void **cargs, void *user)
     for (unsigned i = 0; i < sig->nargs; i++) {
         const void *p = cargs[i];
         switch (sig->args[i]) {
-        case OHM_FFI_I8:  vals[i].i = *(const int8_t *)p; break;
-        case OHM_FFI_U8:  vals[i].u = *(const uint8_t *)p; break;
+        case OHM_FFI_I8: vals[i].i = *(const int8_t *)p; break;
+        case OHM_FFI_U8: vals[i].u = *(const uint8_t *)p; break;
         case OHM_FFI_I16: vals[i].i = *(const int16_t *)p; break;
         case OHM_FFI_U16: vals[i].u = *(const uint16_t *)p; break;
         case OHM_FFI_I32: vals[i].i = *(const int32_t *)p; break;
@@ -730,7 +736,7 @@ static void closure_entry(ffi_cif *cif, void *ret, void **cargs, void *user)
         case OHM_FFI_U64: vals[i].u = *(const uint64_t *)p; break;
         case OHM_FFI_F32: vals[i].f = *(const float *)p; break;
         case OHM_FFI_F64: vals[i].f = *(const double *)p; break;
-        default:          vals[i].p = *(void *const *)p; break; /* ptr, cptr, str: not converted */
+        default: vals[i].p = *(void *const *)p; break; /* ptr, cptr, str: not converted */
         }
     }
     rc = c->fn(c->ctx, vals, sig->nargs, &r);

@@ -31,7 +31,7 @@ typedef struct lfflib {
 
 typedef struct lffn {
     ohm_ffi_fn *fn;
-    lfflib *lib;   /* NULL for a cast */
+    lfflib *lib; /* NULL for a cast */
 } lffn;
 
 typedef struct lclosure {
@@ -150,23 +150,16 @@ static int l_fn_call(lua_State *L)
         case LUA_TNUMBER:
             if (lua_isinteger(L, idx))
                 set_value(a, OHM_FFI_ARG_INT, (ohm_bind_value){.i = (int64_t)lua_tointeger(L, idx)});
-            else
-                set_value(a, OHM_FFI_ARG_FLOAT, (ohm_bind_value){.f = lua_tonumber(L, idx)});
+            else set_value(a, OHM_FFI_ARG_FLOAT, (ohm_bind_value){.f = lua_tonumber(L, idx)});
             break;
-        case LUA_TBOOLEAN:
-            set_value(a, OHM_FFI_ARG_INT, (ohm_bind_value){.i = lua_toboolean(L, idx)});
-            break;
+        case LUA_TBOOLEAN: set_value(a, OHM_FFI_ARG_INT, (ohm_bind_value){.i = lua_toboolean(L, idx)}); break;
         case LUA_TSTRING:
             a->kind = OHM_FFI_ARG_STR;
             a->str = lua_tostring(L, idx); /* valid: the string stays on the stack during the call; the layer
                                               passes it only to str and cptr, which C does not write */
             break;
-        case LUA_TNIL:
-            a->kind = OHM_FFI_ARG_NULL;
-            break;
-        case LUA_TLIGHTUSERDATA:
-            set_value(a, OHM_FFI_ARG_PTR, (ohm_bind_value){.p = lua_touserdata(L, idx)});
-            break;
+        case LUA_TNIL: a->kind = OHM_FFI_ARG_NULL; break;
+        case LUA_TLIGHTUSERDATA: set_value(a, OHM_FFI_ARG_PTR, (ohm_bind_value){.p = lua_touserdata(L, idx)}); break;
         case LUA_TUSERDATA:
             if ((u = lohm_testbuf(L, idx))) {
                 if (!u->b || ohm_buf_check(u->b, u->id) != 0)
@@ -192,16 +185,20 @@ static int l_fn_call(lua_State *L)
     if (rc) return fn_fail(L, rc, ohm_ffi_name(f->fn));
     switch (ohm_ffi_ret_type(f->fn)) {
     case OHM_FFI_VOID: return 0;
-    case OHM_FFI_I8: case OHM_FFI_I16: case OHM_FFI_I32: case OHM_FFI_I64:
-        lua_pushinteger(L, (lua_Integer)r.i);
-        break;
-    case OHM_FFI_U8: case OHM_FFI_U16: case OHM_FFI_U32: case OHM_FFI_U64:
+    case OHM_FFI_I8:
+    case OHM_FFI_I16:
+    case OHM_FFI_I32:
+    case OHM_FFI_I64: lua_pushinteger(L, (lua_Integer)r.i); break;
+    case OHM_FFI_U8:
+    case OHM_FFI_U16:
+    case OHM_FFI_U32:
+    case OHM_FFI_U64:
         lua_pushinteger(L, (lua_Integer)r.u); /* u64 above 2^63 wraps into the sign, as readu64 does */
         break;
-    case OHM_FFI_F32: case OHM_FFI_F64:
-        lua_pushnumber(L, r.f);
-        break;
-    case OHM_FFI_PTR: case OHM_FFI_CPTR:
+    case OHM_FFI_F32:
+    case OHM_FFI_F64: lua_pushnumber(L, r.f); break;
+    case OHM_FFI_PTR:
+    case OHM_FFI_CPTR:
         if (r.p) lua_pushlightuserdata(L, r.p);
         else lua_pushnil(L);
         break;
@@ -266,15 +263,16 @@ static int closure_protected(lua_State *L)
     luaL_checkstack(L, (int)nargs + 2, "closure arguments");
     for (unsigned i = 0; i < nargs; i++) {
         switch (ohm_ffi_arg_type(sig, i)) {
-        case OHM_FFI_I8: case OHM_FFI_I16: case OHM_FFI_I32: case OHM_FFI_I64:
-            lua_pushinteger(L, (lua_Integer)args[i].i);
-            break;
-        case OHM_FFI_U8: case OHM_FFI_U16: case OHM_FFI_U32: case OHM_FFI_U64:
-            lua_pushinteger(L, (lua_Integer)args[i].u);
-            break;
-        case OHM_FFI_F32: case OHM_FFI_F64:
-            lua_pushnumber(L, args[i].f);
-            break;
+        case OHM_FFI_I8:
+        case OHM_FFI_I16:
+        case OHM_FFI_I32:
+        case OHM_FFI_I64: lua_pushinteger(L, (lua_Integer)args[i].i); break;
+        case OHM_FFI_U8:
+        case OHM_FFI_U16:
+        case OHM_FFI_U32:
+        case OHM_FFI_U64: lua_pushinteger(L, (lua_Integer)args[i].u); break;
+        case OHM_FFI_F32:
+        case OHM_FFI_F64: lua_pushnumber(L, args[i].f); break;
         default:
             if (args[i].p) lua_pushlightuserdata(L, args[i].p);
             else lua_pushnil(L);
@@ -286,11 +284,14 @@ static int closure_protected(lua_State *L)
     int t = lua_type(L, -1);
     switch (rt) {
     case OHM_FFI_VOID: break;
-    case OHM_FFI_F32: case OHM_FFI_F64:
+    case OHM_FFI_F32:
+    case OHM_FFI_F64:
         if (t != LUA_TNUMBER) return luaL_error(L, "a closure returning a number returned a %s", luaL_typename(L, -1));
         ret->f = lua_tonumber(L, -1);
         break;
-    case OHM_FFI_PTR: case OHM_FFI_CPTR: case OHM_FFI_STR:
+    case OHM_FFI_PTR:
+    case OHM_FFI_CPTR:
+    case OHM_FFI_STR:
         if (t == LUA_TNIL) ret->p = NULL;
         else if (t == LUA_TLIGHTUSERDATA) ret->p = lua_touserdata(L, -1);
         else return luaL_error(L, "a closure returning a pointer returned a %s", luaL_typename(L, -1));
@@ -396,23 +397,37 @@ void lohm_open_ffi(lua_State *L)
 {
     static const luaL_Reg lib_methods[] = {{"func", l_lib_func}, {"close", l_lib_close}, {NULL, NULL}};
     static const luaL_Reg lib_meta[] = {
-        {"__gc", l_lib_close}, {"__close", l_lib_close}, {"__tostring", l_lib_tostr}, {NULL, NULL},
+        {"__gc", l_lib_close},
+        {"__close", l_lib_close},
+        {"__tostring", l_lib_tostr},
+        {NULL, NULL},
     };
     static const luaL_Reg fn_methods[] = {{"name", l_fn_name}, {NULL, NULL}};
     static const luaL_Reg fn_meta[] = {
-        {"__gc", l_fn_gc}, {"__call", l_fn_call}, {"__tostring", l_fn_tostr}, {NULL, NULL},
+        {"__gc", l_fn_gc},
+        {"__call", l_fn_call},
+        {"__tostring", l_fn_tostr},
+        {NULL, NULL},
     };
     static const luaL_Reg closure_methods[] = {
-        {"ptr", l_closure_ptr}, {"address", l_closure_address}, {"free", l_closure_free}, {NULL, NULL},
+        {"ptr", l_closure_ptr},
+        {"address", l_closure_address},
+        {"free", l_closure_free},
+        {NULL, NULL},
     };
     static const luaL_Reg closure_meta[] = {
-        {"__gc", l_closure_free}, {"__tostring", l_closure_tostr}, {NULL, NULL},
+        {"__gc", l_closure_free},
+        {"__tostring", l_closure_tostr},
+        {NULL, NULL},
     };
     lohm_new_type(L, LOHM_FFILIB_MT, lib_meta, lib_methods);
     lohm_new_type(L, LOHM_FFIFN_MT, fn_meta, fn_methods);
     lohm_new_type(L, LOHM_CLOSURE_MT, closure_meta, closure_methods);
     static const luaL_Reg funcs[] = {
-        {"load", l_load}, {"cast", l_cast}, {"closure", l_closure}, {NULL, NULL},
+        {"load", l_load},
+        {"cast", l_cast},
+        {"closure", l_closure},
+        {NULL, NULL},
     };
     lua_newtable(L);
     lohm_setfuncs(L, funcs);

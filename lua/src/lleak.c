@@ -99,7 +99,8 @@ static int l_level(lua_State *L)
     lstate *st = lohm_state(L);
     if (!lua_isnoneornil(L, 1)) {
         int level = lua_type(L, 1) == LUA_TSTRING && strcmp(lua_tostring(L, 1), "process") == 0
-                        ? -1 : lohm_checklevel(L, 1, "leak.level");
+                        ? -1
+                        : lohm_checklevel(L, 1, "leak.level");
         uint32_t interval = level < 0 ? 0 : ohm_pool_get_leak_sample_interval(st->pool);
         int rc = ohm_pool_set_leak(st->pool, level, interval);
         if (rc) return lohm_fail(L, rc, "leak.level");
@@ -128,8 +129,7 @@ static int l_sample(lua_State *L)
 static int l_handler(lua_State *L)
 {
     int set = !lua_isnone(L, 1);
-    if (set && !lua_isnil(L, 1) && !(lua_isboolean(L, 1) && !lua_toboolean(L, 1)))
-        luaL_checktype(L, 1, LUA_TFUNCTION);
+    if (set && !lua_isnil(L, 1) && !(lua_isboolean(L, 1) && !lua_toboolean(L, 1))) luaL_checktype(L, 1, LUA_TFUNCTION);
     lohm_push_state(L);
     lua_getiuservalue(L, -1, ST_UV_HANDLER);
     if (set) {
@@ -206,7 +206,7 @@ void lohm_open_leak(lua_State *L)
 {
     static const luaL_Reg funcs[] = {
         {"level", l_level}, {"sample", l_sample}, {"handler", l_handler}, {"mark", l_mark},
-        {"check", l_check}, {"stats", l_stats}, {NULL, NULL},
+        {"check", l_check}, {"stats", l_stats},   {NULL, NULL},
     };
     lua_newtable(L);
     lohm_setfuncs(L, funcs);

@@ -375,7 +375,7 @@ static int l_mm_put(lua_State *L)
     uint64_t size = 0;
     lua_settop(L, 4);
     lua_pushnil(L); /* 5: group */
-    lua_pushnil(L); /* 6: mode  */
+    lua_pushnil(L); /* 6: mode */
     lua_pushnil(L); /* 7: evict */
     if (!lua_isnil(L, 4)) {
         luaL_checktype(L, 4, LUA_TTABLE);
@@ -471,16 +471,33 @@ static int l_mm_cancel(lua_State *L)
     return 1;
 }
 
-#define MODE_COUNTER(f) {#f, offsetof(ohm_mm_mode_stats, f)}
-#define MM_COUNTER(f) {#f, offsetof(ohm_mm_stats, f)}
-#define TASK_COUNTER(name, f) {name, offsetof(ohm_task_stats, f)}
-#define CONS_COUNTER(f) {#f, offsetof(ohm_consumer_stats, f)}
+#define MODE_COUNTER(f)                    \
+    {                                      \
+#f, offsetof(ohm_mm_mode_stats, f) \
+    }
+#define MM_COUNTER(f)                 \
+    {                                 \
+#f, offsetof(ohm_mm_stats, f) \
+    }
+#define TASK_COUNTER(name, f)             \
+    {                                     \
+        name, offsetof(ohm_task_stats, f) \
+    }
+#define CONS_COUNTER(f)                     \
+    {                                       \
+#f, offsetof(ohm_consumer_stats, f) \
+    }
 
 static void push_mode_stats(lua_State *L, const ohm_mm_mode_stats *s)
 {
     static const lohm_counter counters[] = {
-        MODE_COUNTER(max), MODE_COUNTER(storage_region), MODE_COUNTER(execution_pool),
-        MODE_COUNTER(execution_used), MODE_COUNTER(storage_pool), MODE_COUNTER(storage_used), MODE_COUNTER(tasks),
+        MODE_COUNTER(max),
+        MODE_COUNTER(storage_region),
+        MODE_COUNTER(execution_pool),
+        MODE_COUNTER(execution_used),
+        MODE_COUNTER(storage_pool),
+        MODE_COUNTER(storage_used),
+        MODE_COUNTER(tasks),
     };
     lua_createtable(L, 0, 7);
     lohm_set_counters(L, s, counters, LOHM_COUNTOF(counters));
@@ -489,8 +506,8 @@ static void push_mode_stats(lua_State *L, const ohm_mm_mode_stats *s)
 static int l_mm_stats(lua_State *L)
 {
     static const lohm_counter counters[] = {
-        MM_COUNTER(tasks), MM_COUNTER(blocks), MM_COUNTER(block_bytes), MM_COUNTER(evictions),
-        MM_COUNTER(evicted_bytes), MM_COUNTER(pages),
+        MM_COUNTER(tasks),     MM_COUNTER(blocks),        MM_COUNTER(block_bytes),
+        MM_COUNTER(evictions), MM_COUNTER(evicted_bytes), MM_COUNTER(pages),
     };
     lmm *m = livemm(L, 1, "stats");
     ohm_mm_stats s;
@@ -612,8 +629,10 @@ static int l_task_close(lua_State *L)
     const char *busy = NULL;
     int64_t leaked = task_close(L, t, 1, false, &busy);
     if (leaked == -2)
-        return luaL_error(L, "task:close: a page of consumer '%s' is still held by a retained slice; release the "
-                             "slice first", busy);
+        return luaL_error(L,
+                          "task:close: a page of consumer '%s' is still held by a retained slice; release the "
+                          "slice first",
+                          busy);
     lua_pushinteger(L, leaked < 0 ? 0 : (lua_Integer)leaked);
     return 1;
 }
@@ -686,11 +705,17 @@ static int l_task_settimeout(lua_State *L)
 static int l_task_stats(lua_State *L)
 {
     static const lohm_counter counters[] = {
-        TASK_COUNTER("id", id), TASK_COUNTER("on_heap", used[OHM_ON_HEAP]),
-        TASK_COUNTER("off_heap", used[OHM_OFF_HEAP]), TASK_COUNTER("unroll_on_heap", unroll[OHM_ON_HEAP]),
-        TASK_COUNTER("unroll_off_heap", unroll[OHM_OFF_HEAP]), TASK_COUNTER("peak", peak),
-        TASK_COUNTER("spills", spills), TASK_COUNTER("spill_bytes", spill_bytes), TASK_COUNTER("waits", waits),
-        TASK_COUNTER("evictions", evictions), TASK_COUNTER("consumers", consumers),
+        TASK_COUNTER("id", id),
+        TASK_COUNTER("on_heap", used[OHM_ON_HEAP]),
+        TASK_COUNTER("off_heap", used[OHM_OFF_HEAP]),
+        TASK_COUNTER("unroll_on_heap", unroll[OHM_ON_HEAP]),
+        TASK_COUNTER("unroll_off_heap", unroll[OHM_OFF_HEAP]),
+        TASK_COUNTER("peak", peak),
+        TASK_COUNTER("spills", spills),
+        TASK_COUNTER("spill_bytes", spill_bytes),
+        TASK_COUNTER("waits", waits),
+        TASK_COUNTER("evictions", evictions),
+        TASK_COUNTER("consumers", consumers),
     };
     ltask *t = livetask(L, 1, "stats");
     ohm_task_stats s;
@@ -883,28 +908,44 @@ static int l_tostr_cons(lua_State *L)
 void lohm_open_mm(lua_State *L)
 {
     static const luaL_Reg mm_methods[] = {
-        {"task", l_mm_task}, {"put", l_mm_put}, {"get", l_mm_get}, {"has", l_mm_has}, {"remove", l_mm_remove},
-        {"cancel", l_mm_cancel}, {"stats", l_mm_stats}, {"json", l_mm_json}, {"close", l_mm_close},
+        {"task", l_mm_task},   {"put", l_mm_put},       {"get", l_mm_get},
+        {"has", l_mm_has},     {"remove", l_mm_remove}, {"cancel", l_mm_cancel},
+        {"stats", l_mm_stats}, {"json", l_mm_json},     {"close", l_mm_close},
         {NULL, NULL},
     };
     static const luaL_Reg mm_meta[] = {
-        {"__gc", l_mm_gc}, {"__close", l_mm_close}, {"__tostring", l_tostr_mm}, {NULL, NULL},
+        {"__gc", l_mm_gc},
+        {"__close", l_mm_close},
+        {"__tostring", l_tostr_mm},
+        {NULL, NULL},
     };
     static const luaL_Reg task_methods[] = {
-        {"id", l_task_id}, {"acquire", l_task_acquire}, {"release", l_task_release},
-        {"acquireunroll", l_task_acquire_unroll}, {"releaseunroll", l_task_release_unroll},
-        {"settimeout", l_task_settimeout}, {"stats", l_task_stats}, {"consumer", l_task_consumer},
-        {"close", l_task_close}, {NULL, NULL},
+        {"id", l_task_id},
+        {"acquire", l_task_acquire},
+        {"release", l_task_release},
+        {"acquireunroll", l_task_acquire_unroll},
+        {"releaseunroll", l_task_release_unroll},
+        {"settimeout", l_task_settimeout},
+        {"stats", l_task_stats},
+        {"consumer", l_task_consumer},
+        {"close", l_task_close},
+        {NULL, NULL},
     };
     static const luaL_Reg task_meta[] = {
-        {"__gc", l_task_gc}, {"__close", l_task_close}, {"__tostring", l_tostr_task}, {NULL, NULL},
+        {"__gc", l_task_gc},
+        {"__close", l_task_close},
+        {"__tostring", l_tostr_task},
+        {NULL, NULL},
     };
     static const luaL_Reg cons_methods[] = {
-        {"acquire", l_cons_acquire}, {"release", l_cons_release}, {"page", l_cons_page}, {"used", l_cons_used},
-        {"name", l_cons_name}, {"stats", l_cons_stats}, {"close", l_cons_close}, {NULL, NULL},
+        {"acquire", l_cons_acquire}, {"release", l_cons_release}, {"page", l_cons_page},   {"used", l_cons_used},
+        {"name", l_cons_name},       {"stats", l_cons_stats},     {"close", l_cons_close}, {NULL, NULL},
     };
     static const luaL_Reg cons_meta[] = {
-        {"__gc", l_cons_gc}, {"__close", l_cons_close}, {"__tostring", l_tostr_cons}, {NULL, NULL},
+        {"__gc", l_cons_gc},
+        {"__close", l_cons_close},
+        {"__tostring", l_tostr_cons},
+        {NULL, NULL},
     };
     lohm_new_type(L, LOHM_MM_MT, mm_meta, mm_methods);
     lohm_new_type(L, LOHM_TASK_MT, task_meta, task_methods);

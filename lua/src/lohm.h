@@ -56,7 +56,7 @@ typedef struct lstate {
     bool closed;                  /* lua_close has torn the state down */
     lua_State *L;                 /* the Lua thread inside the current lohm_enter, NULL outside */
     uint64_t leak_reports;        /* reports received */
-    uint64_t leak_handler_errors; /* reports whose Lua handler raised                                      */
+    uint64_t leak_handler_errors; /* reports whose Lua handler raised */
     char leak_last_error[256];    /* the last error a Lua leak handler raised */
 } lstate;
 

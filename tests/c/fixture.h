@@ -21,8 +21,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define MIB ((size_t)1 << 20)
-#define KIB ((size_t)1 << 10)
+#define MIB           ((size_t)1 << 20)
+#define KIB           ((size_t)1 << 10)
 #define FIXTURE_CHUNK (4 * MIB) /* the chunk size of fixture_config */
 
 /* A pool that behaves the same on every run: 4 MiB chunks, one arena, no background thread, and purging only on
@@ -141,7 +141,10 @@ typedef struct fixture_log {
     char text[16384];
 } fixture_log;
 
-#define FIXTURE_LOG(min_level) {(min_level), PTHREAD_MUTEX_INITIALIZER, 0, "", ""}
+#define FIXTURE_LOG(min_level)                            \
+    {                                                     \
+        (min_level), PTHREAD_MUTEX_INITIALIZER, 0, "", "" \
+    }
 
 static inline void fixture_log_handler(void *arg, ohm_log_level level, const char *message)
 {

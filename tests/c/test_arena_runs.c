@@ -9,9 +9,9 @@
 #include <stdlib.h>
 
 /* A page-run class (slabs serve classes up to SC_SMALL_MAX): the unit of the run tests. */
-#define RUN_SIZE ((size_t)64 << 10)
+#define RUN_SIZE       ((size_t)64 << 10)
 #define RUN_SIZE_PAGES (RUN_SIZE / OHM_PAGE)
-#define CHUNK FIXTURE_CHUNK
+#define CHUNK          FIXTURE_CHUNK
 
 /* The fixture's pool (one arena, purging only on trim) without thread caches. */
 static ohm_pool *make_pool(void) { return fixture_flag_pool("runs", FIXTURE_NO_CACHE); }
@@ -101,7 +101,7 @@ static void test_a_run_split_from_a_larger_free_run_leaves_the_rest_usable(void)
     uint32_t npages = chunk_of(fence)->npages;
     CHECK_EQ_U64(free_pages_of(fence), npages - RUN_SIZE_PAGES);
 
-    char *a = alloc_ok(pool, RUN_SIZE); /* taken from the head of the free 4 runs */
+    char *a = alloc_ok(pool, RUN_SIZE);     /* taken from the head of the free 4 runs */
     char *b = alloc_ok(pool, 3 * RUN_SIZE); /* exactly the remainder */
     CHECK(a == x);
     CHECK(b == x + RUN_SIZE);
@@ -137,7 +137,7 @@ static void test_aligned_runs_start_on_their_alignment_inside_a_chunk(void)
         char *p = ohm_pool_alloc_aligned(pool, RUN_SIZE, align);
         if (!a || !CHECK_NOT_NULL(p)) return;
         CHECK_EQ_U64((uintptr_t)p % align, 0);
-        CHECK(chunk_of(p) == chunk_of(a));       /* a run of the same chunk, not a mapping of its own */
+        CHECK(chunk_of(p) == chunk_of(a));              /* a run of the same chunk, not a mapping of its own */
         CHECK(p == a + align - ((uintptr_t)a % align)); /* the first aligned page after A */
         CHECK_EQ_U64(ohm_usable_size(p), RUN_SIZE);
         ohm_block_info info;
@@ -381,7 +381,7 @@ static void test_a_wholly_free_chunk_serves_a_chunk_sized_request(void)
     CHECK(b == a + 1 * MIB);
     memset(a, 2, 1 * MIB);
     memset(b, 3, 1 * MIB);
-    free_and_purge(pool, a);                  /* [a: clean][b: live][2 MiB never used] */
+    free_and_purge(pool, a);                      /* [a: clean][b: live][2 MiB never used] */
     CHECK_EQ_INT(ohm_pool_free(pool, b), OHM_OK); /* [a: clean][b: dirty][2 MiB clean] */
     CHECK_EQ_U64(fixture_stats(pool, -1).dirty_bytes, 1 * MIB);
     char *big = alloc_ok(pool, 3 * MIB);

@@ -51,16 +51,16 @@ static void test_error_table_names_kind_class_and_raise(void)
 static void test_every_listed_code_has_its_strerror_and_host_row(void)
 {
     int rows = 0;
-#define CHECK_ROW(id, value, kind, text)                                                  \
-    do {                                                                                    \
-        const ohm_bind_error *e = ohm_bind_error_of(value);                                \
-        CHECK_EQ_INT(OHM_##id, value);                                                    \
-        CHECK_EQ_INT(e->code, value);                                                       \
-        CHECK(strcmp(e->name, #id) == 0);                                                 \
-        CHECK(strcmp(ohm_strerror(value), "OHM_" #id ": " text) == 0);                    \
-        CHECK(e->raise == (strcmp(#kind, "USAGE") == 0));                                   \
-        CHECK((value) == 0 ? e->java_class == NULL : e->java_class != NULL);                \
-        rows++;                                                                             \
+#define CHECK_ROW(id, value, kind, text)                                     \
+    do {                                                                     \
+        const ohm_bind_error *e = ohm_bind_error_of(value);                  \
+        CHECK_EQ_INT(OHM_##id, value);                                       \
+        CHECK_EQ_INT(e->code, value);                                        \
+        CHECK(strcmp(e->name, #id) == 0);                                    \
+        CHECK(strcmp(ohm_strerror(value), "OHM_" #id ": " text) == 0);       \
+        CHECK(e->raise == (strcmp(#kind, "USAGE") == 0));                    \
+        CHECK((value) == 0 ? e->java_class == NULL : e->java_class != NULL); \
+        rows++;                                                              \
     } while (0);
     OHM_ERRORS(CHECK_ROW)
 #undef CHECK_ROW
@@ -222,7 +222,7 @@ static void test_bits_match_a_bit_by_bit_reference(void)
     uint64_t seed = 0x9e3779b97f4a7c15ull;
     for (int round = 0; round < 2000; round++) {
         seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-        int count = (int)(seed >> 58);                  /* 0..63 */
+        int count = (int)(seed >> 58); /* 0..63 */
         if (round % 17 == 0) count = 64;
         int64_t off = (int64_t)((seed >> 20) % (uint64_t)(24 * 8 - count + 1));
         uint64_t value = seed * 0xbf58476d1ce4e5b9ull, got = 0, want = 0;
@@ -274,7 +274,7 @@ static void test_copy_fill_find_and_compare(void)
     CHECK_EQ_INT(ohm_bind_write(b, 10, "needle", 6), 0);
     CHECK_EQ_INT(ohm_bind_find(b, 0, 32, "needle", 6), 10);
     CHECK_EQ_INT(ohm_bind_find(b, 11, 21, "needle", 6), -1);
-    CHECK_EQ_INT(ohm_bind_find(b, 0, 15, "needle", 6), -1);      /* the window ends inside the needle */
+    CHECK_EQ_INT(ohm_bind_find(b, 0, 15, "needle", 6), -1); /* the window ends inside the needle */
     CHECK_EQ_INT(ohm_bind_find(b, 5, 0, "", 0), 5);
     CHECK_EQ_INT(ohm_bind_find(b, 0, 3, "needle", 6), -1);
     CHECK_EQ_INT(ohm_bind_find(b, 30, 3, "x", 1), OHM_ERANGE);
@@ -303,7 +303,7 @@ static void test_copy_fill_find_and_compare(void)
 typedef struct spiller {
     ohm_consumer *self;
     int calls;
-    int fail;            /* return this code (after ohm_bind_fail) instead of spilling */
+    int fail; /* return this code (after ohm_bind_fail) instead of spilling */
     void *last_trigger;
 } spiller;
 
@@ -549,7 +549,7 @@ static void test_reports_for_an_owner_that_is_not_running_wait_for_its_next_ente
     CHECK_EQ_INT(ohm_buf_reclaim(b, id), 1); /* no host entered here: queued for h */
     CHECK_EQ_INT(sink.calls, 0);
     CHECK_EQ_INT(ohm_bind_host_drain(h), 0); /* not running here either */
-    ohm_bind_host_enter(h);                   /* delivers */
+    ohm_bind_host_enter(h);                  /* delivers */
     CHECK_EQ_INT(sink.calls, 1);
     CHECK_EQ_U64(sink.id, id);
     CHECK_STR_CONTAINS(sink.site, "queued site");
@@ -595,7 +595,11 @@ static void detach_cb(void *arg, void *token)
 
 static leak_sink any_sink;
 
-static void any_leak_cb(void *arg, const ohm_bind_leak *r) { leak_cb(&any_sink, r); (void)arg; }
+static void any_leak_cb(void *arg, const ohm_bind_leak *r)
+{
+    leak_cb(&any_sink, r);
+    (void)arg;
+}
 
 static void *reclaim_elsewhere(void *arg)
 {

@@ -151,7 +151,7 @@ static void test_null_handles_are_einval(void)
 }
 
 /* Four threads release the same count-1 buffer at once, started by a barrier; repeated many times. */
-#define RACERS 4
+#define RACERS      4
 #define RACE_ROUNDS 2000
 
 static struct race {
@@ -444,7 +444,7 @@ static void test_a_reused_header_does_not_inherit_the_dead_roots_retained_slices
     CHECK_EQ_INT(ohm_pool_destroy(u.pool), 0);
 }
 
-#define SLICERS 4
+#define SLICERS   4
 #define SLICE_OPS 20000
 
 static void *slice_churn(void *arg)
@@ -478,8 +478,8 @@ static void test_write_read_fill_and_span_reach_the_right_bytes(void)
     CHECK_EQ_INT(ohm_buf_fill(b, 30, 0x22, 2), 0);
     char got[32];
     CHECK_EQ_INT(ohm_buf_read(b, 0, got, 32), 0);
-    CHECK(got[3] == 0x11 && memcmp(got + 4, "abcd", 4) == 0 && got[8] == 0x11 && got[29] == 0x11 &&
-          got[30] == 0x22 && got[31] == 0x22);
+    CHECK(got[3] == 0x11 && memcmp(got + 4, "abcd", 4) == 0 && got[8] == 0x11 && got[29] == 0x11 && got[30] == 0x22 &&
+          got[31] == 0x22);
     void *ptr = NULL;
     CHECK_EQ_INT(ohm_buf_span(b, 4, 4, &ptr), 0);
     CHECK(ptr == (char *)ohm_buf_data(b) + 4);
@@ -726,15 +726,15 @@ static void test_reclaim_of_the_last_plain_slice_of_a_reclaimed_owner_reclaims_w
     if (!p) return;
     ohm_buf *r = ohm_buf_retained_slice(p, 0, 8), *s1 = ohm_buf_slice(p, 8, 8), *s2 = ohm_buf_duplicate(p);
     if (!CHECK_NOT_NULL(r) || !CHECK_NOT_NULL(s1) || !CHECK_NOT_NULL(s2)) return;
-    CHECK_EQ_INT(ohm_buf_release(p, 1), 0);          /* p's own reference is gone: r's remains */
+    CHECK_EQ_INT(ohm_buf_release(p, 1), 0);             /* p's own reference is gone: r's remains */
     CHECK_EQ_INT(ohm_buf_reclaim(p, ohm_buf_id(p)), 0); /* nothing to reclaim yet */
-    CHECK_EQ_INT(ohm_buf_retain(s1, 2), 0);           /* references taken through the slices and forgotten */
+    CHECK_EQ_INT(ohm_buf_retain(s1, 2), 0);             /* references taken through the slices and forgotten */
     CHECK_EQ_U64(ohm_buf_refcnt(s1), 3);
     CHECK_EQ_INT(ohm_buf_reclaim(s1, ohm_buf_id(s1)), 0); /* s2 is still reachable: only s1's handle goes */
     CHECK_EQ_U64(ohm_buf_refcnt(s2), 3);
     CHECK_EQ_INT(ohm_buf_reclaim(s2, ohm_buf_id(s2)), 1); /* the last one: the forgotten references go */
     CHECK_EQ_U64(ohm_buf_refcnt(r), 1);
-    CHECK_EQ_U64(active_blocks(pool), before + 1);     /* r still holds the memory */
+    CHECK_EQ_U64(active_blocks(pool), before + 1); /* r still holds the memory */
     CHECK_EQ_INT(ohm_buf_release(r, 1), 1);
     CHECK_EQ_U64(active_blocks(pool), before);
     CHECK_EQ_INT(ohm_pool_destroy(pool), 0);
@@ -767,7 +767,10 @@ static void test_destroying_a_pool_never_ends_slices_another_thread_is_making(vo
     int bad = 0;
     for (int i = 0; i < 20000; i++) {
         ohm_buf *s = i & 1 ? ohm_buf_slice(b, 8, 8) : ohm_buf_retained_slice(b, 8, 8);
-        if (!s) { bad++; continue; }
+        if (!s) {
+            bad++;
+            continue;
+        }
         uint64_t id = ohm_buf_id(s);
         bad += id == 0 || ohm_buf_check(s, id) != 0;
         if (i & 1) bad += ohm_buf_reclaim(s, id) != 0;
@@ -974,10 +977,7 @@ static void test_a_pool_buffer_cannot_be_sealed(void)
 
 /* A consumer thread that only releases (a Netty event loop freeing what another thread allocated) must not take
  * the headers it freed with it when it exits. */
-static void *release_only(void *arg)
-{
-    return (void *)(intptr_t)ohm_buf_release(arg, 1);
-}
+static void *release_only(void *arg) { return (void *)(intptr_t)ohm_buf_release(arg, 1); }
 
 #define FRESH_HEADERS 32 /* two refills of a thread's header cache from the shared free list */
 

@@ -74,7 +74,8 @@ static void alloc_free_all_classes(ohm_pool *pool, int order)
             blocks[i - 1] = blocks[j];
             blocks[j] = t;
         }
-    for (unsigned i = 0; i < n; i++) CHECK_EQ_INT(ohm_pool_free(pool, blocks[order == BACKWARD ? n - 1 - i : i]), OHM_OK);
+    for (unsigned i = 0; i < n; i++)
+        CHECK_EQ_INT(ohm_pool_free(pool, blocks[order == BACKWARD ? n - 1 - i : i]), OHM_OK);
     check_arenas(pool);
 }
 
@@ -102,8 +103,8 @@ static void churn_runs(ohm_pool *pool, unsigned steps)
         }
         uint64_t r = next_random();
         size_t size = (size_t)(1 + r % 40) * 4096 - (r >> 8) % 4096;
-        if (r >> 60 == 0) size = 16 + (r >> 16) % 32768;   /* slabs in between */
-        if (r >> 60 == 1) {                                /* an aligned run */
+        if (r >> 60 == 0) size = 16 + (r >> 16) % 32768; /* slabs in between */
+        if (r >> 60 == 1) {                              /* an aligned run */
             live[k] = ohm_pool_alloc_aligned(pool, 65536, (size_t)1 << (13 + (r >> 20) % 6));
         } else {
             live[k] = ohm_pool_alloc(pool, size);
@@ -145,7 +146,11 @@ static void test_poisoning_pool_keeps_empty_slabs(void)
     CHECK_EQ_INT(ohm_pool_destroy(pool), OHM_OK);
 }
 
-static int map_ok(void *arg, void *addr, size_t size) { (void)arg, (void)addr, (void)size; return 0; }
+static int map_ok(void *arg, void *addr, size_t size)
+{
+    (void)arg, (void)addr, (void)size;
+    return 0;
+}
 static void unmap_ok(void *arg, void *addr, size_t size) { (void)arg, (void)addr, (void)size; }
 
 /* A hooked chunk is pinned: its dirty runs stay off the purge list unless they are the whole chunk. */
@@ -248,7 +253,7 @@ static void test_mm_every_state_change(void)
     CHECK_EQ_INT(ohm_consumer_release(c1, ohm_consumer_used(c1)) >= 0, 1);
     CHECK_EQ_INT(ohm_task_end(t1), 0);
     ohm_set_log_handler(count_leak_warnings, NULL); /* the ended task's page is reported as a leak */
-    CHECK_EQ_INT(ohm_task_end(t2), 100 * KIB); /* p2 still live: detached from its consumer, then reclaimed */
+    CHECK_EQ_INT(ohm_task_end(t2), 100 * KIB);      /* p2 still live: detached from its consumer, then reclaimed */
     CHECK_EQ_INT(ohm_mm_destroy(mm), 0);
     CHECK_EQ_INT(ohm_pool_destroy(pool), OHM_OK);
     ohm_set_log_handler(NULL, NULL);
@@ -355,7 +360,7 @@ static void corrupt_bin_heap_order(void)
     pthread_mutex_lock(&ar->lock);
     for (unsigned b = 0; b < ARENA_BINS; b++)
         if (ar->bins[b] == root && root->child && !root->child->next) { /* the child becomes the root: links */
-            run_t *kid = root->child;                                    /* stay consistent, order does not */
+            run_t *kid = root->child;                                   /* stay consistent, order does not */
             kid->prev = kid->next = NULL;
             kid->child = root;
             root->prev = kid;
@@ -393,7 +398,6 @@ static void corrupt_buffer_owner_flags(void)
     b->flags |= BUF_RETAINED;
     ohm_buf_release(b, 1);
 }
-
 
 static void test_a_broken_invariant_aborts_naming_it(void)
 {

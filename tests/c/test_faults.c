@@ -124,7 +124,10 @@ static void injected_workload(uint64_t every_nth, double fraction, uint64_t seed
         size_t size;
         switch ((x >> 4) % 20) {
         case 0: size = 1 * MIB + 1 + (x >> 20) % (256 * KIB); break; /* huge */
-        case 1: case 2: case 3: case 4: size = 16 * KIB + (x >> 20) % (512 * KIB); break;
+        case 1:
+        case 2:
+        case 3:
+        case 4: size = 16 * KIB + (x >> 20) % (512 * KIB); break;
         default: size = 1 + (x >> 20) % 4000; break;
         }
         unsigned char *p = ohm_pool_alloc(pool, size);
@@ -301,8 +304,8 @@ static void test_hooks_see_every_chunk_once_and_unmap_before_unmapping(void)
     if (!pool) return;
     void *runs[6];
     for (unsigned i = 0; i < 6; i++) runs[i] = ohm_pool_alloc(pool, 2 * MIB); /* three chunks */
-    void *small = ohm_pool_alloc(pool, 100);  /* a fourth chunk */
-    void *huge = ohm_pool_alloc(pool, 6 * MIB); /* a mapping of its own */
+    void *small = ohm_pool_alloc(pool, 100);                                  /* a fourth chunk */
+    void *huge = ohm_pool_alloc(pool, 6 * MIB);                               /* a mapping of its own */
     CHECK_EQ_INT(h.maps, 5);
     for (unsigned i = 0; i < 4; i++) {
         CHECK_EQ_U64(h.map_size[i], CHUNK);

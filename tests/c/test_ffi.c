@@ -120,8 +120,9 @@ static ohm_bind_value seen[10];
 static double take_all(int8_t a, uint8_t b, int16_t c, uint16_t d, int32_t e, uint32_t f, int64_t g, uint64_t h,
                        float i, double j)
 {
-    memcpy(seen, (ohm_bind_value[10]){{.i = a}, {.u = b}, {.i = c}, {.u = d}, {.i = e}, {.u = f}, {.i = g}, {.u = h},
-                                      {.f = i}, {.f = j}},
+    memcpy(seen,
+           (ohm_bind_value[10]){
+               {.i = a}, {.u = b}, {.i = c}, {.u = d}, {.i = e}, {.u = f}, {.i = g}, {.u = h}, {.f = i}, {.f = j}},
            sizeof seen);
     return (double)a + b + c + d + e + f + (double)g + (double)h + i + j;
 }
@@ -208,7 +209,9 @@ static void test_parse_accepts_the_grammar_with_free_whitespace_and_aliases(void
                                         OHM_FFI_U64, OHM_FFI_I64, OHM_FFI_F32, OHM_FFI_F64, OHM_FFI_U8,  OHM_FFI_I8,
                                         OHM_FFI_U8,  OHM_FFI_I16, OHM_FFI_U16, OHM_FFI_U32, OHM_FFI_F32, OHM_FFI_F64};
     CHECK_EQ_INT(ohm_ffi_parse("size(char,short,int,uint,long,ulong,size,ssize,float,double,bool,"
-                               "i8,u8,i16,u16,u32,f32,f64)", &r, a, &n), 0);
+                               "i8,u8,i16,u16,u32,f32,f64)",
+                               &r, a, &n),
+                 0);
     CHECK_EQ_INT(r, OHM_FFI_U64);
     if (CHECK_EQ_U64(n, sizeof want / sizeof want[0]))
         for (unsigned i = 0; i < n; i++) CHECK_EQ_INT(a[i], want[i]);
@@ -620,9 +623,8 @@ static void test_every_type_reaches_c_exactly(void)
 {
     ohm_ffi_fn *fn = must_ptr((void *)take_all, "take_all", "f64(i8, u8, i16, u16, i32, u32, i64, u64, f32, f64)");
     if (!fn) return;
-    ohm_ffi_arg args[] = {a_int(-128),        a_int(255),   a_int(-32768), a_int(65535), a_int(INT32_MIN),
-                          a_int(4294967295ll), a_int(INT64_MIN), a_uint(UINT64_MAX),
-                          a_flt(0.5),          a_flt(-1e300)};
+    ohm_ffi_arg args[] = {a_int(-128),         a_int(255),       a_int(-32768),      a_int(65535), a_int(INT32_MIN),
+                          a_int(4294967295ll), a_int(INT64_MIN), a_uint(UINT64_MAX), a_flt(0.5),   a_flt(-1e300)};
     ohm_bind_value r = {0};
     CHECK_EQ_INT(ohm_ffi_call(fn, args, 10, &r), 0);
     CHECK_EQ_INT(seen[0].i, -128);
@@ -638,9 +640,16 @@ static void test_every_type_reaches_c_exactly(void)
     CHECK(r.f == take_all(-128, 255, -32768, 65535, INT32_MIN, 4294967295u, INT64_MIN, UINT64_MAX, 0.5f, -1e300));
 
     /* Whole floats into integer parameters, integers into float parameters. */
-    ohm_ffi_arg mixed[] = {a_flt(-3.0), a_flt(200.0), a_int(1), a_int(2), a_flt(-2147483648.0),
-                           a_flt(4294967295.0), a_flt(-9007199254740992.0), a_flt(18446744073709549568.0),
-                           a_int(3), a_int(-7)};
+    ohm_ffi_arg mixed[] = {a_flt(-3.0),
+                           a_flt(200.0),
+                           a_int(1),
+                           a_int(2),
+                           a_flt(-2147483648.0),
+                           a_flt(4294967295.0),
+                           a_flt(-9007199254740992.0),
+                           a_flt(18446744073709549568.0),
+                           a_int(3),
+                           a_int(-7)};
     CHECK_EQ_INT(ohm_ffi_call(fn, mixed, 10, &r), 0);
     CHECK_EQ_INT(seen[0].i, -3);
     CHECK_EQ_U64(seen[1].u, 200);
@@ -660,11 +669,16 @@ static void test_returns_are_sign_or_zero_extended_per_type(void)
         const char *sig;
         uint64_t want; /* the bits of ohm_bind_value for integers and pointers */
     } cases[] = {
-        {(void *)ret_i8, "i8()", (uint64_t)-5},       {(void *)ret_u8, "u8()", 250},
-        {(void *)ret_i16, "i16()", (uint64_t)-300},   {(void *)ret_u16, "u16()", 65000},
-        {(void *)ret_i32, "i32()", (uint64_t)-70000}, {(void *)ret_u32, "u32()", 4000000000u},
-        {(void *)ret_i64, "i64()", (uint64_t)(INT64_MIN + 1)}, {(void *)ret_u64, "u64()", UINT64_MAX - 1},
-        {(void *)ret_bool, "bool()", 1},              {(void *)ret_null, "ptr()", 0},
+        {(void *)ret_i8, "i8()", (uint64_t)-5},
+        {(void *)ret_u8, "u8()", 250},
+        {(void *)ret_i16, "i16()", (uint64_t)-300},
+        {(void *)ret_u16, "u16()", 65000},
+        {(void *)ret_i32, "i32()", (uint64_t)-70000},
+        {(void *)ret_u32, "u32()", 4000000000u},
+        {(void *)ret_i64, "i64()", (uint64_t)(INT64_MIN + 1)},
+        {(void *)ret_u64, "u64()", UINT64_MAX - 1},
+        {(void *)ret_bool, "bool()", 1},
+        {(void *)ret_null, "ptr()", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         ohm_ffi_fn *fn = must_ptr(cases[i].code, cases[i].sig, cases[i].sig);
@@ -723,8 +737,8 @@ static void test_interleaved_integer_and_float_arguments_reach_c_in_order(void)
         must_ptr((void *)interleaved, "interleaved", "f64(f32, i8, f64, u16, f32, ptr, i32, f64, u64, i16)");
     ohm_ffi_fn *f32 = must_ptr((void *)f32_of, "f32_of", "f32(f32, f64, i32)");
     if (fn) {
-        ohm_ffi_arg args[] = {a_flt(1), a_int(2), a_flt(3), a_int(4), a_int(5), a_ptr(&seen), a_int(6), a_flt(7),
-                              a_int(8), a_int(9)};
+        ohm_ffi_arg args[] = {a_flt(1),     a_int(2), a_flt(3), a_int(4), a_int(5),
+                              a_ptr(&seen), a_int(6), a_flt(7), a_int(8), a_int(9)};
         ohm_bind_value r = {0};
         CHECK_EQ_INT(ohm_ffi_call(fn, args, 10, &r), 0);
         CHECK(r.f == interleaved(1, 2, 3, 4, 5, &seen, 6, 7, 8, 9));
@@ -1065,7 +1079,7 @@ static void test_a_buffer_released_by_its_host_during_the_call_lives_until_the_c
         ohm_ffi_arg args[] = {a_buf(b, 0), a_int(256), a_ptr(ohm_ffi_closure_code(cb))};
         CHECK_EQ_INT(ohm_ffi_call(fn, args, 3, NULL), 0);
         ohm_bind_host_leave(h);
-        CHECK_EQ_U64(ctx.refcnt_after_release, 1); /* only the call's reference was left */
+        CHECK_EQ_U64(ctx.refcnt_after_release, 1);      /* only the call's reference was left */
         CHECK_EQ_INT(ohm_buf_check(b, id), OHM_ESTATE); /* freed when the call released it */
         CHECK_EQ_U64(ohm_buf_refcnt(b), 0);
     }
@@ -1253,9 +1267,10 @@ static void test_closures_convert_every_argument_and_return_type(void)
         const ohm_ffi_fn *sig = ohm_ffi_closure_sig(c);
         CHECK_EQ_U64(ohm_ffi_nargs(sig), 12);
         CHECK_EQ_INT(ohm_ffi_ret_type(sig), OHM_FFI_F64);
-        ohm_ffi_arg args[] = {a_int(-100), a_int(200), a_int(-30000), a_int(60000), a_int(-2000000000),
-                              a_int(4000000000ll), a_int(INT64_MIN), a_uint(UINT64_MAX),
-                              a_flt(0.25), a_flt(1e-300), a_ptr(&seen), a_str("str arrives as a pointer")};
+        ohm_ffi_arg args[] = {a_int(-100),      a_int(200),         a_int(-30000),
+                              a_int(60000),     a_int(-2000000000), a_int(4000000000ll),
+                              a_int(INT64_MIN), a_uint(UINT64_MAX), a_flt(0.25),
+                              a_flt(1e-300),    a_ptr(&seen),       a_str("str arrives as a pointer")};
         ohm_bind_value r = {0};
         CHECK_EQ_INT(ohm_ffi_call(sig, args, 12, &r), 0);
         CHECK(r.f == 6.5);
@@ -1273,10 +1288,14 @@ static void test_closures_convert_every_argument_and_return_type(void)
         ohm_bind_value give;
         uint64_t want; /* the bits ohm_ffi_call returns */
     } rets[] = {
-        {"i8()", {.i = -5}, (uint64_t)-5},          {"u8()", {.u = 255}, 255},
-        {"i16()", {.i = -32768}, (uint64_t)-32768}, {"u16()", {.u = 65535}, 65535},
-        {"i32()", {.i = -7}, (uint64_t)-7},         {"u32()", {.u = 4294967295u}, 4294967295u},
-        {"i64()", {.i = INT64_MIN}, (uint64_t)INT64_MIN}, {"u64()", {.u = UINT64_MAX}, UINT64_MAX},
+        {"i8()", {.i = -5}, (uint64_t)-5},
+        {"u8()", {.u = 255}, 255},
+        {"i16()", {.i = -32768}, (uint64_t)-32768},
+        {"u16()", {.u = 65535}, 65535},
+        {"i32()", {.i = -7}, (uint64_t)-7},
+        {"u32()", {.u = 4294967295u}, 4294967295u},
+        {"i64()", {.i = INT64_MIN}, (uint64_t)INT64_MIN},
+        {"u64()", {.u = UINT64_MAX}, UINT64_MAX},
         {"ptr()", {.p = &seen}, (uint64_t)(uintptr_t)&seen},
     };
     for (size_t i = 0; i < sizeof rets / sizeof rets[0]; i++) {

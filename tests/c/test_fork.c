@@ -28,9 +28,9 @@
 #define QUIESCE_AT_FORK 0
 #endif
 
-#define FORKS 120
-#define CHILD_SECONDS 20 /* a child that takes this long is stuck on a lock */
-#define FILE_SECONDS 240 /* below ctest's 300 s timeout, so the alarm names the failure */
+#define FORKS         120
+#define CHILD_SECONDS 20  /* a child that takes this long is stuck on a lock */
+#define FILE_SECONDS  240 /* below ctest's 300 s timeout, so the alarm names the failure */
 
 /* ---- the parent's leak handler: counts, and stays quiet ---- */
 

@@ -28,12 +28,12 @@ static OHM_NOINLINE leak_track *fake_buf_alloc(size_t size, const char *pool)
 }
 
 /* A site that allocates: a function of its own (not inlined, no tail call), so its return address names it. */
-#define LEAK_SITE(name, size, pool)                      \
-    static OHM_NOINLINE leak_track *name(void)           \
-    {                                                    \
-        leak_track *t = fake_buf_alloc((size), (pool));  \
-        __asm__ volatile("" ::: "memory");               \
-        return t;                                        \
+#define LEAK_SITE(name, size, pool)                     \
+    static OHM_NOINLINE leak_track *name(void)          \
+    {                                                   \
+        leak_track *t = fake_buf_alloc((size), (pool)); \
+        __asm__ volatile("" ::: "memory");              \
+        return t;                                       \
     }
 
 static OHM_NOINLINE void fake_buf_touch(leak_track *t, const char *hint)
@@ -84,7 +84,8 @@ static void cap_handler(void *arg, const ohm_leak_report *r)
     c->text = dup_or_null(r->text);
     c->pool = dup_or_null(r->pool);
     c->host_site = dup_or_null(r->created.host_site);
-    for (unsigned i = 0; i < OHM_LEAK_MAX_RECORDS; i++) c->hints[i] = i < r->nrecords ? dup_or_null(r->records[i].hint) : NULL;
+    for (unsigned i = 0; i < OHM_LEAK_MAX_RECORDS; i++)
+        c->hints[i] = i < r->nrecords ? dup_or_null(r->records[i].hint) : NULL;
     /* The report is valid during the call only: point the kept copy at our own strings. */
     c->last.text = c->text;
     c->last.pool = c->pool;
@@ -442,7 +443,7 @@ static void test_handler_may_call_back_into_the_detector(void)
     leak_track *u = fake_buf_alloc(6, NULL);
     leak_track_leaked(t, OHM_LEAK_GC); /* would deadlock if a lock were held around the handler */
     CHECK_EQ_INT(reentrant_calls, 1);
-    CHECK(reentrant_seen >= 2); /* u and the handler's own */
+    CHECK(reentrant_seen >= 2);                        /* u and the handler's own */
     CHECK_EQ_INT(ohm_leak_check(mark, NULL, NULL), 1); /* u, through the re-entrant handler again */
     CHECK_EQ_INT(reentrant_calls, 2);
     leak_track_close(u);
@@ -528,7 +529,8 @@ static void test_json_is_well_formed_escaped_and_sized_like_snprintf(void)
     const char *j = cap.json;
     CHECK(cap.json_len == strlen(j));
     CHECK(json_well_formed(j));
-    CHECK_STR_CONTAINS(j, "{\"reason\":\"gc\",\"buffer_id\":4160,\"size\":64,\"origin\":\"pool\",\"pool\":\"j\\\"son\"");
+    CHECK_STR_CONTAINS(j,
+                       "{\"reason\":\"gc\",\"buffer_id\":4160,\"size\":64,\"origin\":\"pool\",\"pool\":\"j\\\"son\"");
     CHECK_STR_CONTAINS(j, "\"created\":{\"host_site\":\"say \\\"quotes\\\"\\n\\ttab \\\\ back\\u0001\",\"hint\":null,");
     CHECK_STR_CONTAINS(j, "\"frames\":[\"0x");
     CHECK_STR_CONTAINS(j, "\"records\":[{\"hint\":\"hint\\\"1\"");
@@ -680,7 +682,7 @@ static void test_pool_leak_settings_override_the_process_settings(void)
     CHECK_EQ_INT(ohm_pool_get_leak_level(pool), OHM_LEAK_OFF); /* follows the process until set */
     CHECK_EQ_INT(ohm_pool_set_leak(pool, OHM_LEAK_PARANOID, 0), 0);
     CHECK_EQ_INT(ohm_pool_get_leak_level(pool), OHM_LEAK_PARANOID);
-    CHECK_EQ_INT(ohm_leak_get_level(), OHM_LEAK_OFF);          /* the process's setting is untouched */
+    CHECK_EQ_INT(ohm_leak_get_level(), OHM_LEAK_OFF); /* the process's setting is untouched */
     ohm_buf *mine = ohm_buf_alloc(pool, 64), *other = ohm_buf_alloc(NULL, 64);
     if (CHECK_NOT_NULL(mine) && CHECK_NOT_NULL(other)) {
         CHECK(ohm_buf_tracked(mine));

@@ -171,7 +171,7 @@ static void test_double_free_is_caught_while_the_block_sits_in_the_cache(void)
         CHECK_EQ_INT(ohm_pool_free(pool, r), OHM_OK);
         expect_double_free(ohm_pool_free(pool, p)); /* after other frees */
         expect_double_free(ohm_free(q));            /* through the routing entry point */
-        CHECK_EQ_U64(ohm_usable_size(p), 0);         /* not a live block */
+        CHECK_EQ_U64(ohm_usable_size(p), 0);        /* not a live block */
         check_all_distinct(pool, sizes[i], 200, NULL, 0);
     }
     ohm_pool_stats st = fixture_stats(pool, -1);
@@ -416,11 +416,21 @@ static void test_default_pool_cannot_be_destroyed(void)
 
 static void test_strerror_names_every_code_and_an_unknown_one(void)
 {
-    static const struct { int code; const char *name; } codes[] = {
-        {OHM_OK, "OHM_OK"},         {OHM_ENOMEM, "OHM_ENOMEM"},       {OHM_EINVAL, "OHM_EINVAL"},
-        {OHM_ESTATE, "OHM_ESTATE"}, {OHM_ERANGE, "OHM_ERANGE"},       {OHM_ELIMIT, "OHM_ELIMIT"},
-        {OHM_ESYS, "OHM_ESYS"},     {OHM_EPERM, "OHM_EPERM"},         {OHM_ETIMEDOUT, "OHM_ETIMEDOUT"},
-        {OHM_ECANCELED, "OHM_ECANCELED"}, {OHM_ECALLBACK, "OHM_ECALLBACK"},
+    static const struct {
+        int code;
+        const char *name;
+    } codes[] = {
+        {OHM_OK, "OHM_OK"},
+        {OHM_ENOMEM, "OHM_ENOMEM"},
+        {OHM_EINVAL, "OHM_EINVAL"},
+        {OHM_ESTATE, "OHM_ESTATE"},
+        {OHM_ERANGE, "OHM_ERANGE"},
+        {OHM_ELIMIT, "OHM_ELIMIT"},
+        {OHM_ESYS, "OHM_ESYS"},
+        {OHM_EPERM, "OHM_EPERM"},
+        {OHM_ETIMEDOUT, "OHM_ETIMEDOUT"},
+        {OHM_ECANCELED, "OHM_ECANCELED"},
+        {OHM_ECALLBACK, "OHM_ECALLBACK"},
     };
     unsigned n = sizeof codes / sizeof codes[0];
     for (unsigned i = 0; i < n; i++) {
@@ -453,8 +463,8 @@ static void test_free_of_null_is_a_no_op(void)
 /* ---- environment ---- */
 
 static const char *env_names[] = {
-    "OHM_CHUNK_SIZE", "OHM_ARENAS", "OHM_CACHE_MAX", "OHM_CACHE_SLOTS", "OHM_PURGE_DELAY_MS",
-    "OHM_BACKGROUND_PURGE", "OHM_MAX_MAPPED", "OHM_MLOCK", "OHM_MERGEABLE", "OHM_ZERO", "OHM_HUGE_PAGES",
+    "OHM_CHUNK_SIZE", "OHM_ARENAS", "OHM_CACHE_MAX", "OHM_CACHE_SLOTS", "OHM_PURGE_DELAY_MS", "OHM_BACKGROUND_PURGE",
+    "OHM_MAX_MAPPED", "OHM_MLOCK",  "OHM_MERGEABLE", "OHM_ZERO",        "OHM_HUGE_PAGES",
 };
 #define NENV (sizeof env_names / sizeof env_names[0])
 
@@ -562,9 +572,9 @@ static void test_malformed_environment_values_are_ignored_and_logged(void)
     CHECK_EQ_INT(cfg.lock_memory, dflt.lock_memory);
     CHECK_EQ_INT(cfg.zero, dflt.zero);
     CHECK_EQ_INT(cfg.huge_pages, dflt.huge_pages);
-    const char *logged[] = {"OHM_CHUNK_SIZE", "OHM_ARENAS", "OHM_CACHE_MAX", "OHM_CACHE_SLOTS",
-                            "OHM_PURGE_DELAY_MS", "OHM_BACKGROUND_PURGE", "OHM_MAX_MAPPED", "OHM_MLOCK",
-                            "OHM_HUGE_PAGES"};
+    const char *logged[] = {"OHM_CHUNK_SIZE",  "OHM_ARENAS",         "OHM_CACHE_MAX",
+                            "OHM_CACHE_SLOTS", "OHM_PURGE_DELAY_MS", "OHM_BACKGROUND_PURGE",
+                            "OHM_MAX_MAPPED",  "OHM_MLOCK",          "OHM_HUGE_PAGES"};
     for (unsigned i = 0; i < sizeof logged / sizeof logged[0]; i++) CHECK_STR_CONTAINS(log.text, logged[i]);
     restore_env();
 }

@@ -36,16 +36,16 @@ static void end_tasks_and_mm(ohm_mm *mm, ohm_task *t, int64_t held, ohm_task *t2
 }
 
 /* Pools of one mode, and execution + storage == max. */
-#define CHECK_POOLS(mm, md, ep, eu, sp, su)                                                                  \
-    do {                                                                                                       \
-        ohm_mm_stats st_;                                                                                      \
-        CHECK_EQ_INT(ohm_mm_stats_get((mm), &st_), 0);                                                         \
-        const ohm_mm_mode_stats *m_ = &st_.mode[(md)];                                                           \
-        CHECK_EQ_U64(m_->execution_pool, (ep));                                                                \
-        CHECK_EQ_U64(m_->execution_used, (eu));                                                                \
-        CHECK_EQ_U64(m_->storage_pool, (sp));                                                                  \
-        CHECK_EQ_U64(m_->storage_used, (su));                                                                  \
-        CHECK_EQ_U64(m_->execution_pool + m_->storage_pool, m_->max);                                          \
+#define CHECK_POOLS(mm, md, ep, eu, sp, su)                           \
+    do {                                                              \
+        ohm_mm_stats st_;                                             \
+        CHECK_EQ_INT(ohm_mm_stats_get((mm), &st_), 0);                \
+        const ohm_mm_mode_stats *m_ = &st_.mode[(md)];                \
+        CHECK_EQ_U64(m_->execution_pool, (ep));                       \
+        CHECK_EQ_U64(m_->execution_used, (eu));                       \
+        CHECK_EQ_U64(m_->storage_pool, (sp));                         \
+        CHECK_EQ_U64(m_->storage_used, (su));                         \
+        CHECK_EQ_U64(m_->execution_pool + m_->storage_pool, m_->max); \
     } while (0)
 
 static ohm_consumer_stats consumer_stats(ohm_consumer *c)
@@ -76,7 +76,7 @@ static void await_waiting(ohm_task *t)
 /* A record of eviction callbacks. */
 typedef struct evict_log {
     char order[256];
-    int fail;          /* returned instead of 0 when nonzero */
+    int fail; /* returned instead of 0 when nonzero */
     int calls;
 } evict_log;
 
@@ -379,11 +379,11 @@ static void test_wait_is_cancelled(void)
 
 typedef struct spiller {
     ohm_consumer *self;
-    char *order;          /* shared: names appended in the order asked */
+    char *order; /* shared: names appended in the order asked */
     const char *name;
-    int64_t result;       /* 0 = release all and report it; otherwise returned as is */
+    int64_t result; /* 0 = release all and report it; otherwise returned as is */
     ohm_consumer *trigger;
-    ohm_buf *page;        /* released by the spill, if set */
+    ohm_buf *page; /* released by the spill, if set */
 } spiller;
 
 static int64_t on_spill(void *arg, uint64_t size, ohm_consumer *trigger)

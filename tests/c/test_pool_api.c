@@ -325,8 +325,8 @@ static void test_lookup_finds_the_block_from_interior_addresses(void)
 {
     ohm_pool *pool = make_pool(256 * KIB);
     if (!pool) return;
-    unsigned char *s = ohm_pool_alloc(pool, 40);  /* class 48 */
-    unsigned char *s2 = ohm_pool_alloc(pool, 40); /* its neighbour */
+    unsigned char *s = ohm_pool_alloc(pool, 40);    /* class 48 */
+    unsigned char *s2 = ohm_pool_alloc(pool, 40);   /* its neighbour */
     unsigned char *r = ohm_pool_alloc(pool, 50000); /* a run class (slabs end at 32 KiB) */
     unsigned char *h = ohm_pool_alloc(pool, 5 * MIB);
     if (!CHECK_NOT_NULL(s) || !CHECK_NOT_NULL(s2) || !CHECK_NOT_NULL(r) || !CHECK_NOT_NULL(h)) return;
@@ -503,15 +503,9 @@ static void stats_sequence(size_t cache_max)
     ohm_pool_destroy(pool);
 }
 
-static void test_stats_count_allocs_frees_and_active_per_class_exactly(void)
-{
-    stats_sequence(256 * KIB);
-}
+static void test_stats_count_allocs_frees_and_active_per_class_exactly(void) { stats_sequence(256 * KIB); }
 
-static void test_stats_are_exact_with_the_thread_cache_bypassed(void)
-{
-    stats_sequence(0);
-}
+static void test_stats_are_exact_with_the_thread_cache_bypassed(void) { stats_sequence(0); }
 
 typedef struct exiting_worker {
     ohm_pool *pool;

@@ -57,7 +57,7 @@ static void test_trim_returns_rss_to_where_it_started(void)
     size_t cap = 65536;
     void **blocks = malloc(cap * sizeof *blocks);
     if (!CHECK_NOT_NULL(blocks)) return;
-    memset(blocks, 0, cap * sizeof *blocks); /* resident before the baseline */
+    memset(blocks, 0, cap * sizeof *blocks);       /* resident before the baseline */
     ohm_pool_free(pool, ohm_pool_alloc(pool, 16)); /* this thread's cache exists before the baseline */
     ohm_pool_trim(pool);
 
@@ -68,10 +68,14 @@ static void test_trim_returns_rss_to_where_it_started(void)
         uint64_t r = xorshift(&seed);
         size_t size;
         switch (r % 8) {
-        case 0: case 1: case 2: case 3: size = 16 + (r >> 8) % 2048; break;      /* small */
-        case 4: case 5: size = 2048 + (r >> 8) % (14 * KIB); break;              /* larger slabs */
-        case 6: size = 16 * KIB + (r >> 8) % (240 * KIB); break;                  /* cached runs */
-        default: size = 256 * KIB + (r >> 8) % (1792 * KIB); break;              /* uncached runs */
+        case 0:
+        case 1:
+        case 2:
+        case 3: size = 16 + (r >> 8) % 2048; break; /* small */
+        case 4:
+        case 5: size = 2048 + (r >> 8) % (14 * KIB); break;         /* larger slabs */
+        case 6: size = 16 * KIB + (r >> 8) % (240 * KIB); break;    /* cached runs */
+        default: size = 256 * KIB + (r >> 8) % (1792 * KIB); break; /* uncached runs */
         }
         unsigned char *p = ohm_pool_alloc(pool, size);
         if (!CHECK_NOT_NULL(p)) break;

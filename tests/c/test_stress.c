@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #define NTHREADS 4
-#define MAXLIVE 256
+#define MAXLIVE  256
 
 typedef struct item {
     unsigned char *p;

@@ -90,8 +90,8 @@ static void test_cache_never_holds_more_than_its_bin_capacity(void)
             cached += c;
             if (!c) {
                 ohm_block_info info;
-                bool back = sc_is_small(cls) ? free_in_slab(p[i])
-                                             : ohm_lookup(p[i], &info) == OHM_EINVAL; /* free pages */
+                bool back =
+                    sc_is_small(cls) ? free_in_slab(p[i]) : ohm_lookup(p[i], &info) == OHM_EINVAL; /* free pages */
                 in_arena += back;
             }
         }
@@ -300,13 +300,13 @@ static void *owner_a(void *arg)
 static void *freer_b(void *arg)
 {
     xthread *x = arg;
-    pthread_barrier_wait(&x->bar); /* 1 */
+    pthread_barrier_wait(&x->bar);                       /* 1 */
     ohm_pool_free(x->pool, ohm_pool_alloc(x->pool, 32)); /* binds B's cache after A's */
     tcache_t *tc = tcache_find(x->pool);
     x->arena_b = tc ? tc->arena->index : 99;
     for (unsigned i = 0; i < XN; i++) ohm_pool_free(x->pool, x->blocks[i]);
     ohm_pool_flush_thread_cache(x->pool); /* to A's arena, as a remote chain */
-    pthread_barrier_wait(&x->bar); /* 2 */
+    pthread_barrier_wait(&x->bar);        /* 2 */
     return NULL;
 }
 
@@ -446,8 +446,8 @@ static void *cache_then_allocate_once(void *arg)
     for (unsigned i = 0; i < 10; i++) p[i] = ohm_pool_alloc(j->pool, 64);
     for (unsigned i = 0; i < 10; i++) ohm_pool_free(j->pool, p[i]);
     j->cached_before = cached_blocks(j->pool);
-    pthread_barrier_wait(&j->bar); /* 1: main trims */
-    pthread_barrier_wait(&j->bar); /* 2 */
+    pthread_barrier_wait(&j->bar);         /* 1: main trims */
+    pthread_barrier_wait(&j->bar);         /* 2 */
     void *q = ohm_pool_alloc(j->pool, 64); /* the next allocation */
     j->cached_after = cached_blocks(j->pool);
     ohm_pool_free(j->pool, q);
@@ -466,8 +466,8 @@ static void test_trim_makes_other_threads_flush_at_their_next_allocation(void)
     pthread_barrier_wait(&j.bar); /* 3 */
     pthread_join(t, NULL);
     CHECK(j.cached_before >= 10);
-    if (!CHECK_EQ_INT(j.cached_after, 0)) fprintf(stderr, "  %u blocks still cached after the next allocation\n",
-                                                 j.cached_after);
+    if (!CHECK_EQ_INT(j.cached_after, 0))
+        fprintf(stderr, "  %u blocks still cached after the next allocation\n", j.cached_after);
     pthread_barrier_destroy(&j.bar);
     ohm_pool_destroy(j.pool);
 }

@@ -56,7 +56,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static int g_verbose = -1; /* OHM_FUZZ_VERBOSE=1: say which invariant broke before trapping */
 static int g_hostile = -1; /* OHM_FUZZ_HOSTILE=1: also run the sequences that hit known core bugs */
 
-#define REQUIRE(cond) do { if (!(cond)) fail_at(__LINE__, #cond); } while (0)
+#define REQUIRE(cond)                          \
+    do {                                       \
+        if (!(cond)) fail_at(__LINE__, #cond); \
+    } while (0)
 
 static void fail_at(int line, const char *what)
 {
@@ -74,8 +77,12 @@ static void require_error(int rc, int line)
     const char *m = ohm_last_error();
     if (!m || !*m) fail_at(line, "ohm_last_error() is not empty after a failure");
 }
-#define REQUIRE_ERR(rc, want) do { int rc_ = (rc); require_error(rc_, __LINE__); \
-    if (rc_ != (want)) fail_at(__LINE__, "error code is " #want); } while (0)
+#define REQUIRE_ERR(rc, want)                                         \
+    do {                                                              \
+        int rc_ = (rc);                                               \
+        require_error(rc_, __LINE__);                                 \
+        if (rc_ != (want)) fail_at(__LINE__, "error code is " #want); \
+    } while (0)
 
 /* ---- input decoding ---- */
 
@@ -119,7 +126,9 @@ static size_t hoff(reader *r, size_t s)
     case 1: return s;
     case 2: return s ? s - 1 : 0;
     case 3: return s + 1;
-    case 4: case 5: case 6: return s ? u16(r) % (s == SIZE_MAX ? s : s + 1) : 0;
+    case 4:
+    case 5:
+    case 6: return s ? u16(r) % (s == SIZE_MAX ? s : s + 1) : 0;
     case 7: return SIZE_MAX;
     case 8: return SIZE_MAX - s;
     case 9: return s / 2;
@@ -147,14 +156,14 @@ static uint32_t hcount(reader *r, uint32_t cur)
 
 /* ---- the model ---- */
 
-#define MAXH 256        /* buffer handles per input */
-#define MAXRAW 64       /* raw pool blocks live at once */
+#define MAXH    256 /* buffer handles per input */
+#define MAXRAW  64  /* raw pool blocks live at once */
 #define MAXTASK 4
 enum { REG_NO = 0, REG_YES = 1, REG_UNKNOWN = 2 };
-#define MAXCONS 8       /* consumers per input */
-#define MAXBLK 16       /* block ids b0..b15 */
+#define MAXCONS    8     /* consumers per input */
+#define MAXBLK     16    /* block ids b0..b15 */
 #define SHADOW_MAX 16384 /* roots up to this size have their bytes modelled */
-#define SCRATCH (64 * 1024)
+#define SCRATCH    (64 * 1024)
 
 /* K_MAP: a root whose memory is no pool block -- a mapped file, shared memory, a memfd or a guarded buffer */
 enum { K_ROOT, K_FOREIGN, K_PAGE, K_SLICE, K_RSLICE, K_MAP };
@@ -169,15 +178,15 @@ typedef struct hslot {
     bool forgotten;          /* reclaimed or freed by a task end: never passed to the API again */
     /* count owners (roots, foreign, pages, retained slices) */
     uint32_t count, rchildren;
-    int cache_refs;          /* cached blocks holding a reference through this owner */
-    int cached;              /* cached blocks naming this very handle */
+    int cache_refs; /* cached blocks holding a reference through this owner */
+    int cached;     /* cached blocks naming this very handle */
     /* roots */
-    uint8_t *shadow;         /* the bytes, for roots up to SHADOW_MAX; NULL otherwise */
-    void *foreign;           /* K_FOREIGN: the malloc'd memory */
-    int consumer;            /* K_PAGE: its consumer slot (-1 once its task ended) */
+    uint8_t *shadow; /* the bytes, for roots up to SHADOW_MAX; NULL otherwise */
+    void *foreign;   /* K_FOREIGN: the malloc'd memory */
+    int consumer;    /* K_PAGE: its consumer slot (-1 once its task ended) */
     uint64_t page_bytes;
-    bool ro;                 /* K_MAP: a read-only mapping */
-    bool pages;              /* K_MAP: owns whole pages, so it can be sealed */
+    bool ro;    /* K_MAP: a read-only mapping */
+    bool pages; /* K_MAP: owns whole pages, so it can be sealed */
     bool sealed;
 } hslot;
 
@@ -192,8 +201,8 @@ typedef struct task_m {
     uint64_t id;
     bool live;
     uint64_t held[2], unroll[2];
-    int registered[2];       /* in the mode's fair share: REG_NO, REG_YES or REG_UNKNOWN */
-    bool cancel;             /* a cancel is pending */
+    int registered[2]; /* in the mode's fair share: REG_NO, REG_YES or REG_UNKNOWN */
+    bool cancel;       /* a cancel is pending */
 } task_m;
 
 typedef struct cons_m {
@@ -204,14 +213,14 @@ typedef struct cons_m {
     uint64_t used;
     uint64_t pages;
     int spill_policy;
-    bool spills;             /* has a spill callback */
-    uint64_t step;           /* policy SP_TINY: bytes per spill call in the current acquire (0: not chosen yet) */
-    char name[40];           /* as the runtime names it in messages */
+    bool spills;   /* has a spill callback */
+    uint64_t step; /* policy SP_TINY: bytes per spill call in the current acquire (0: not chosen yet) */
+    char name[40]; /* as the runtime names it in messages */
 } cons_m;
 
 typedef struct blk_m {
     bool cached;
-    int h;                   /* handle slot or -1 (accounting only) */
+    int h; /* handle slot or -1 (accounting only) */
     int mode;
     uint64_t size;
     uint32_t pins;
@@ -229,16 +238,16 @@ static struct model {
     cons_m cons[MAXCONS];
     int ncons;
     blk_m blocks[MAXBLK];
-    uint64_t pool_blocks;    /* live blocks of the private pool: raw + buffer roots + pages */
+    uint64_t pool_blocks; /* live blocks of the private pool: raw + buffer roots + pages */
     uint64_t foreign_released, foreign_expected;
     int evict_policy;
-    bool faults;             /* fault injection on: any allocation may fail with OHM_ENOMEM */
-    bool spilled;            /* a spill callback ran during the current call */
-    uint64_t spill_calls;    /* spill calls of the current acquire (nested acquires' spills not included) */
+    bool faults;              /* fault injection on: any allocation may fail with OHM_ENOMEM */
+    bool spilled;             /* a spill callback ran during the current call */
+    uint64_t spill_calls;     /* spill calls of the current acquire (nested acquires' spills not included) */
     uint64_t spill_calls_all; /* and with them: what the task's stats count */
-    int spill_depth;         /* > 0 inside a spill callback */
-    int lied;                /* consumer whose spill reported more than it released in this acquire, or -1 */
-    bool cancelled_in_spill; /* a spill of this acquire cancelled its task */
+    int spill_depth;          /* > 0 inside a spill callback */
+    int lied;                 /* consumer whose spill reported more than it released in this acquire, or -1 */
+    bool cancelled_in_spill;  /* a spill of this acquire cancelled its task */
     uint64_t leak_reports;
 } M;
 
@@ -248,9 +257,9 @@ static ohm_mm *g_mm;
 static uint8_t g_scratch[SCRATCH], g_scratch2[SCRATCH];
 
 #define MM_OFF_MAX ((uint64_t)16 << 20)
-#define MM_ON_MAX ((uint64_t)INT64_MAX)
-#define MM_PAGE ((size_t)64 << 10)
-#define POOL_CAP ((size_t)96 << 20)
+#define MM_ON_MAX  ((uint64_t)INT64_MAX)
+#define MM_PAGE    ((size_t)64 << 10)
+#define POOL_CAP   ((size_t)96 << 20)
 
 static void log_sink(void *arg, ohm_log_level level, const char *message)
 {
@@ -457,7 +466,8 @@ static int evict_cb(void *arg, const char *block_id, ohm_buf *buf)
     case 2: return OHM_ESTATE;
     case 3: return 7; /* not an OHM_E* code: OHM_ECALLBACK */
     case 1:
-        if (bl->h >= 0 && usable(bl->h) && H(H(bl->h)->owner)->count < (uint32_t)INT32_MAX) { /* keep the buffer: one more reference of ours */
+        if (bl->h >= 0 && usable(bl->h) &&
+            H(H(bl->h)->owner)->count < (uint32_t)INT32_MAX) { /* keep the buffer: one more reference of ours */
             REQUIRE(ohm_buf_retain(buf, 1) == 0);
             H(H(bl->h)->owner)->count++;
         }
@@ -470,12 +480,14 @@ static int evict_cb(void *arg, const char *block_id, ohm_buf *buf)
 
 /* Spill policies (cons_m.spill_policy): 0 frees nothing; 1 frees what is asked but at least half; 2 frees all;
  * 3, 4 fail (an OHM_E* code, a code that is none); 5 frees a page; then the misbehaving ones below. */
-enum { SP_LIE = 6,      /* releases some, reports more than that */
-       SP_UNDER,        /* releases what is asked, reports half of it */
-       SP_TINY,         /* releases a sixteenth of its usage per call */
-       SP_TAKEBACK,     /* releases what is asked, then acquires it back */
-       SP_CANCEL,       /* cancels its own task, then releases what is asked or nothing */
-       SP_COUNT };
+enum {
+    SP_LIE = 6,  /* releases some, reports more than that */
+    SP_UNDER,    /* releases what is asked, reports half of it */
+    SP_TINY,     /* releases a sixteenth of its usage per call */
+    SP_TAKEBACK, /* releases what is asked, then acquires it back */
+    SP_CANCEL,   /* cancels its own task, then releases what is asked or nothing */
+    SP_COUNT
+};
 
 /* Releases up to n bytes of consumer ci from inside its spill; returns what it released. */
 static uint64_t spill_release(int ci, uint64_t n)
@@ -519,7 +531,8 @@ static int64_t spill_misbehave(int ci, uint64_t size)
         M.spill_depth++;
         int64_t g = ohm_consumer_acquire(c->c, x);
         M.spill_depth--;
-        if (g_verbose) fprintf(stderr, "  consumer %d takes back %llu: %lld\n", ci, (unsigned long long)x, (long long)g);
+        if (g_verbose)
+            fprintf(stderr, "  consumer %d takes back %llu: %lld\n", ci, (unsigned long long)x, (long long)g);
         if (g < 0) {
             require_error((int)g, __LINE__);
             REQUIRE(g == OHM_ETIMEDOUT || g == OHM_ECANCELED || g == OHM_ESTATE || g == OHM_ECALLBACK ||
@@ -550,8 +563,9 @@ static int64_t spill_cb(void *arg, uint64_t size, ohm_consumer *trigger)
     if (M.spill_depth) return 0; /* asked during a take-back's own acquire: frees nothing */
     M.spill_calls++;
     if (c->spill_policy >= SP_LIE) return spill_misbehave(ci, size);
-    if (g_verbose) fprintf(stderr, "  spill consumer %d (policy %d, used %llu) for %llu\n", ci, c->spill_policy,
-                           (unsigned long long)c->used, (unsigned long long)size);
+    if (g_verbose)
+        fprintf(stderr, "  spill consumer %d (policy %d, used %llu) for %llu\n", ci, c->spill_policy,
+                (unsigned long long)c->used, (unsigned long long)size);
     switch (c->spill_policy) {
     case 0: return 0;
     case 1:
@@ -571,7 +585,7 @@ static int64_t spill_cb(void *arg, uint64_t size, ohm_consumer *trigger)
     }
     case 3: return OHM_ESTATE;
     case 4: return -1000; /* not an OHM_E* code: OHM_ECALLBACK */
-    default: { /* free one of its pages that only we hold */
+    default: {            /* free one of its pages that only we hold */
         for (int i = 0; i < M.nh; i++) {
             hslot *s = H(i);
             if (s->kind == K_PAGE && s->consumer == ci && s->count == 1 && !s->cache_refs && !s->rchildren &&
@@ -905,16 +919,24 @@ static void op_buf_alloc(reader *r)
     new_root_shadow(i, how == 1);
 }
 
-
 static void op_retain(reader *r)
 {
     int i = pick(r);
     uint32_t cur = i >= 0 && H(i)->hdr ? H(H(i)->owner)->count : 0;
     uint32_t n = hcount(r, cur);
     int rc = ohm_buf_retain(B(i), n);
-    if (i < 0 || n == 0) { REQUIRE_ERR(rc, OHM_EINVAL); return; }
-    if (!H(i)->hdr) { REQUIRE_ERR(rc, OHM_ESTATE); return; }
-    if ((uint64_t)cur + n > INT32_MAX) { REQUIRE_ERR(rc, OHM_EINVAL); return; }
+    if (i < 0 || n == 0) {
+        REQUIRE_ERR(rc, OHM_EINVAL);
+        return;
+    }
+    if (!H(i)->hdr) {
+        REQUIRE_ERR(rc, OHM_ESTATE);
+        return;
+    }
+    if ((uint64_t)cur + n > INT32_MAX) {
+        REQUIRE_ERR(rc, OHM_EINVAL);
+        return;
+    }
     REQUIRE(rc == 0);
     H(H(i)->owner)->count += n;
 }
@@ -931,12 +953,20 @@ static void op_release(reader *r)
         uint32_t keep = (uint32_t)o->cache_refs + o->rchildren;
         if (o->cache_refs && n <= cur && n > cur - keep) n = cur > keep ? cur - keep : 0;
         if (o->cache_refs && n == 0) return;
-
     }
     int rc = ohm_buf_release(B(i), n);
-    if (i < 0 || n == 0) { REQUIRE_ERR(rc, OHM_EINVAL); return; }
-    if (!H(i)->hdr) { REQUIRE_ERR(rc, OHM_ESTATE); return; }
-    if (n > cur) { REQUIRE_ERR(rc, OHM_EINVAL); return; }
+    if (i < 0 || n == 0) {
+        REQUIRE_ERR(rc, OHM_EINVAL);
+        return;
+    }
+    if (!H(i)->hdr) {
+        REQUIRE_ERR(rc, OHM_ESTATE);
+        return;
+    }
+    if (n > cur) {
+        REQUIRE_ERR(rc, OHM_EINVAL);
+        return;
+    }
     REQUIRE(rc == (n == cur));
     model_release(H(i)->owner, n);
 }
@@ -975,9 +1005,9 @@ static void op_derive(reader *r, int kind) /* kind: 0 slice, 1 duplicate, 2 reta
     if (kind == 2 && !want && H(H(i)->owner)->count >= (uint32_t)INT32_MAX) want = OHM_EINVAL; /* its retain */
     int j = new_slot();
     if (j < 0) return;
-    ohm_buf *d = kind == 0 ? ohm_buf_slice(B(i), off, len)
-               : kind == 1 ? ohm_buf_duplicate(B(i))
-                           : ohm_buf_retained_slice(B(i), off, len);
+    ohm_buf *d = kind == 0   ? ohm_buf_slice(B(i), off, len)
+                 : kind == 1 ? ohm_buf_duplicate(B(i))
+                             : ohm_buf_retained_slice(B(i), off, len);
     if (want) {
         REQUIRE(d == NULL);
         REQUIRE_ERR(ohm_last_error_code(), want);
@@ -1033,7 +1063,10 @@ static void op_read_write(reader *r, int what) /* 0 read, 1 write, 2 fill, 3 spa
     switch (what) {
     case 0:
         rc = ohm_buf_read(B(i), off, g_scratch, len);
-        if (want) { REQUIRE_ERR(rc, want); return; }
+        if (want) {
+            REQUIRE_ERR(rc, want);
+            return;
+        }
         REQUIRE(rc == 0);
         if (sh) REQUIRE(memcmp(g_scratch, sh + at, len) == 0);
         if (len) REQUIRE_ERR(ohm_buf_read(B(i), off, NULL, len), OHM_EINVAL);
@@ -1041,7 +1074,11 @@ static void op_read_write(reader *r, int what) /* 0 read, 1 write, 2 fill, 3 spa
     case 1:
         if (!want) fill_pattern(g_scratch, len, seed);
         rc = ohm_buf_write(B(i), off, g_scratch, len);
-        if (want) { REQUIRE_ERR(rc, want); require_unchanged(i); return; }
+        if (want) {
+            REQUIRE_ERR(rc, want);
+            require_unchanged(i);
+            return;
+        }
         REQUIRE(rc == 0);
         if (sh) memcpy(sh + at, g_scratch, len);
         if (len) REQUIRE_ERR(ohm_buf_write(B(i), off, NULL, len), OHM_EINVAL);
@@ -1049,14 +1086,21 @@ static void op_read_write(reader *r, int what) /* 0 read, 1 write, 2 fill, 3 spa
     case 2:
         if (!want && len > ((size_t)1 << 20)) len = (size_t)1 << 20;
         rc = ohm_buf_fill(B(i), off, seed, len);
-        if (want) { REQUIRE_ERR(rc, want); require_unchanged(i); return; }
+        if (want) {
+            REQUIRE_ERR(rc, want);
+            require_unchanged(i);
+            return;
+        }
         REQUIRE(rc == 0);
         if (sh) memset(sh + at, seed, len);
         break;
     default: {
         void *ptr = NULL;
         rc = ohm_buf_span(B(i), off, len, &ptr);
-        if (want) { REQUIRE_ERR(rc, want); return; }
+        if (want) {
+            REQUIRE_ERR(rc, want);
+            return;
+        }
         REQUIRE(rc == 0);
         if (len) REQUIRE(ptr == (uint8_t *)ohm_buf_data(B(i)) + off);
         if (len && sh) REQUIRE(*(uint8_t *)ptr == sh[at]);
@@ -1076,7 +1120,11 @@ static void op_copy(reader *r)
     if (!want) want = access_code_rw(d, doff, len, true);
     if (!want && len > ((size_t)1 << 20)) return;
     int rc = ohm_buf_copy(B(d), doff, B(s), soff, len);
-    if (want) { REQUIRE_ERR(rc, want); if (d >= 0) require_unchanged(d); return; }
+    if (want) {
+        REQUIRE_ERR(rc, want);
+        if (d >= 0) require_unchanged(d);
+        return;
+    }
     REQUIRE(rc == 0);
     uint8_t *dsh = shadow_of(d), *ssh = shadow_of(s);
     size_t dat = H(d)->off + doff, sat = H(s)->off + soff;
@@ -1091,10 +1139,7 @@ static void op_copy(reader *r)
     }
 }
 
-static void forget(int i)
-{
-    H(i)->forgotten = true;
-}
+static void forget(int i) { H(i)->forgotten = true; }
 
 static void op_reclaim(reader *r)
 {
@@ -1158,7 +1203,7 @@ static void op_misc(reader *r)
         if (i >= 0 && usable(i)) (void)ohm_buf_tracked(B(i));
         break;
     }
-    case 2: { /* seal or unseal: only a handle covering a whole root that owns its pages */
+    case 2: {                        /* seal or unseal: only a handle covering a whole root that owns its pages */
         bool seal = hb / 6 % 4 != 3; /* mostly seal */
         int rc = ohm_buf_seal(B(i), seal);
         int want = i < 0 ? OHM_EINVAL : !usable(i) ? OHM_ESTATE : 0;
@@ -1166,7 +1211,10 @@ static void op_misc(reader *r)
             hslot *root = H(H(i)->root);
             if (!root->pages || H(i)->off != 0 || H(i)->size != root->size) want = OHM_EINVAL;
         }
-        if (want) { REQUIRE_ERR(rc, want); break; }
+        if (want) {
+            REQUIRE_ERR(rc, want);
+            break;
+        }
         REQUIRE(rc == 0);
         H(H(i)->root)->sealed = seal;
         break;
@@ -1188,8 +1236,7 @@ static void op_misc(reader *r)
     }
     default: { /* lookups of addresses inside buffers */
         int rk = i >= 0 ? H(H(i)->root)->kind : K_FOREIGN;
-        if (i < 0 || !usable(i) || (rk != K_ROOT && rk != K_PAGE) || !H(i)->size)
-            break;
+        if (i < 0 || !usable(i) || (rk != K_ROOT && rk != K_PAGE) || !H(i)->size) break;
         uint8_t *p = ohm_buf_data(B(i));
         size_t k = hoff(r, H(i)->size - 1);
         if (k >= H(i)->size) k = H(i)->size - 1;
@@ -1267,10 +1314,19 @@ static void op_task_acquire(reader *r)
     }
     task_m *t = &M.tasks[k];
     int64_t g = ohm_task_acquire(t->t, (ohm_mem_mode)mode, n);
-    if (mode > 1 || n > (uint64_t)INT64_MAX) { REQUIRE_ERR((int)g, OHM_EINVAL); return; }
-    if (n == 0) { REQUIRE(g == 0); return; }
+    if (mode > 1 || n > (uint64_t)INT64_MAX) {
+        REQUIRE_ERR((int)g, OHM_EINVAL);
+        return;
+    }
+    if (n == 0) {
+        REQUIRE(g == 0);
+        return;
+    }
     t->registered[mode] = REG_YES;
-    if (g < 0) { check_acquire_error(g, k, false); return; }
+    if (g < 0) {
+        check_acquire_error(g, k, false);
+        return;
+    }
     REQUIRE((uint64_t)g <= n);
     t->held[mode] += (uint64_t)g;
 }
@@ -1281,9 +1337,15 @@ static void op_task_release(reader *r)
     int mode = u8(r) % 3;
     task_m *t = k >= 0 ? &M.tasks[k] : NULL;
     uint64_t n = u8(r) & 1 ? hsize(r) : (t && mode < 2 ? t->held[mode] / (1 + u8(r) % 4) : 0);
-    if (!t) { REQUIRE_ERR((int)ohm_task_release(NULL, OHM_ON_HEAP, n), OHM_EINVAL); return; }
+    if (!t) {
+        REQUIRE_ERR((int)ohm_task_release(NULL, OHM_ON_HEAP, n), OHM_EINVAL);
+        return;
+    }
     int64_t g = ohm_task_release(t->t, (ohm_mem_mode)mode, n);
-    if (mode > 1 || n > (uint64_t)INT64_MAX) { REQUIRE_ERR((int)g, OHM_EINVAL); return; }
+    if (mode > 1 || n > (uint64_t)INT64_MAX) {
+        REQUIRE_ERR((int)g, OHM_EINVAL);
+        return;
+    }
     uint64_t want = n < t->held[mode] ? n : t->held[mode];
     REQUIRE(g == (int64_t)want);
     exec_release_m(k, mode, n);
@@ -1306,8 +1368,14 @@ static void op_unroll(reader *r)
     char group[16];
     snprintf(group, sizeof group, "g%u", u8(r) % 3);
     int rc = ohm_task_acquire_unroll(t->t, (ohm_mem_mode)mode, u8(r) & 1 ? group : NULL, n);
-    if (n > (uint64_t)INT64_MAX) { REQUIRE_ERR(rc, OHM_EINVAL); return; }
-    if (rc == 0) { t->unroll[mode] += n; return; }
+    if (n > (uint64_t)INT64_MAX) {
+        REQUIRE_ERR(rc, OHM_EINVAL);
+        return;
+    }
+    if (rc == 0) {
+        t->unroll[mode] += n;
+        return;
+    }
     require_error(rc, __LINE__);
     REQUIRE(rc == OHM_ELIMIT || (M.evict_policy == 2 && rc == OHM_ESTATE) ||
             (M.evict_policy == 3 && rc == OHM_ECALLBACK));
@@ -1326,8 +1394,8 @@ static void op_consumer_create(reader *r)
     c->spills = u8(r) % 4 != 0;
     bool named = u8(r) & 1;
     snprintf(c->name, sizeof c->name, named ? "fuzz\"consumer%d\n" : "consumer", ci);
-    c->c = ohm_consumer_create(M.tasks[k].t, (ohm_mem_mode)c->mode, named ? c->name : NULL,
-                               c->spills ? spill_cb : NULL, (void *)(intptr_t)ci);
+    c->c = ohm_consumer_create(M.tasks[k].t, (ohm_mem_mode)c->mode, named ? c->name : NULL, c->spills ? spill_cb : NULL,
+                               (void *)(intptr_t)ci);
     REQUIRE(c->c != NULL);
     c->live = true;
     M.ncons++;
@@ -1353,9 +1421,13 @@ static uint64_t spill_cap_of(int o, uint64_t n)
     cons_m *c = &M.cons[o];
     uint64_t general = 1 + (n < c->used ? n : c->used);
     switch (c->spill_policy) {
-    case 0: case 3: case 4: case SP_LIE: case SP_CANCEL: return 1; /* nothing released, or the acquire ends */
-    case 1: return 66;       /* at least half of its usage each time: at most 64 halvings, then 0 */
-    case 2: return 3;        /* all of it (two releases above INT64_MAX), then nothing is left */
+    case 0:
+    case 3:
+    case 4:
+    case SP_LIE:
+    case SP_CANCEL: return 1; /* nothing released, or the acquire ends */
+    case 1: return 66;        /* at least half of its usage each time: at most 64 halvings, then 0 */
+    case 2: return 3;         /* all of it (two releases above INT64_MAX), then nothing is left */
     case 5: return c->pages + 1;
     case SP_TINY: return 17; /* steps of more than a sixteenth of its usage: at most 16, then nothing left */
     default: return general;
@@ -1363,8 +1435,8 @@ static uint64_t spill_cap_of(int o, uint64_t n)
 }
 
 static struct spill_round {
-    uint64_t bound, tight;   /* the guaranteed bound and the policies' one */
-    uint64_t spills_before;  /* the task's spill count */
+    uint64_t bound, tight;  /* the guaranteed bound and the policies' one */
+    uint64_t spills_before; /* the task's spill count */
     int ci;
 } g_round;
 
@@ -1425,7 +1497,10 @@ static void op_consumer_acquire(reader *r)
     uint64_t n = hsize(r);
     if (u8(r) & 1) { /* release */
         int64_t g = ohm_consumer_release(c->c, n);
-        if (n > (uint64_t)INT64_MAX) { REQUIRE_ERR((int)g, OHM_EINVAL); return; }
+        if (n > (uint64_t)INT64_MAX) {
+            REQUIRE_ERR((int)g, OHM_EINVAL);
+            return;
+        }
         uint64_t want = n < c->used ? n : c->used;
         REQUIRE(g == (int64_t)want);
         c->used -= want;
@@ -1440,8 +1515,15 @@ static void op_consumer_acquire(reader *r)
     int64_t g = ohm_consumer_acquire(c->c, n);
     spill_round_end(g);
     if (g_verbose) fprintf(stderr, "  consumer %d acquire %llu: %lld\n", ci, (unsigned long long)n, (long long)g);
-    if (n > (uint64_t)INT64_MAX) { REQUIRE_ERR((int)g, OHM_EINVAL); return; }
-    if (n == 0) { REQUIRE(g == 0); t->registered[c->mode] = before; return; }
+    if (n > (uint64_t)INT64_MAX) {
+        REQUIRE_ERR((int)g, OHM_EINVAL);
+        return;
+    }
+    if (n == 0) {
+        REQUIRE(g == 0);
+        t->registered[c->mode] = before;
+        return;
+    }
     if (g < 0) {
         check_acquire_error(g, c->task, true);
         if (!t->held[c->mode]) t->registered[c->mode] = REG_UNKNOWN;
@@ -1477,13 +1559,22 @@ static void op_alloc_page(reader *r)
         M.nh--;
         int code = ohm_last_error_code();
         require_error(code, __LINE__);
-        if (c->mode != OHM_OFF_HEAP) { REQUIRE(code == OHM_EINVAL); return; }
-        if (want > (uint64_t)INT64_MAX) { REQUIRE(code == OHM_EINVAL); return; }
+        if (c->mode != OHM_OFF_HEAP) {
+            REQUIRE(code == OHM_EINVAL);
+            return;
+        }
+        if (want > (uint64_t)INT64_MAX) {
+            REQUIRE(code == OHM_EINVAL);
+            return;
+        }
         /* nothing stays charged; the acquire may have registered the task, and spills may have run */
         if (!t->held[c->mode]) t->registered[c->mode] = REG_UNKNOWN;
         resync_task(c->task);
         if (code == OHM_ELIMIT || code == OHM_ETIMEDOUT) return;
-        if (code == OHM_ECANCELED && M.tasks[c->task].cancel) { M.tasks[c->task].cancel = false; return; }
+        if (code == OHM_ECANCELED && M.tasks[c->task].cancel) {
+            M.tasks[c->task].cancel = false;
+            return;
+        }
         if (code == OHM_ESTATE || code == OHM_ECALLBACK) return; /* a spill or eviction callback failed */
         REQUIRE(code == OHM_ENOMEM && alloc_may_fail(got_or_want(want)));
         return;
@@ -1509,7 +1600,10 @@ static void op_consumer_destroy(reader *r)
     if (ci < 0) return;
     cons_m *c = &M.cons[ci];
     int rc = ohm_consumer_destroy(c->c);
-    if (c->pages) { REQUIRE_ERR(rc, OHM_ESTATE); return; }
+    if (c->pages) {
+        REQUIRE_ERR(rc, OHM_ESTATE);
+        return;
+    }
     REQUIRE(rc == 0);
     if (c->used) exec_release_m(c->task, c->mode, c->used);
     c->live = false;
@@ -1520,8 +1614,7 @@ static bool task_has_cached_pages(int k)
 {
     for (int i = 0; i < M.nh; i++) {
         hslot *s = H(i);
-        if (s->kind == K_PAGE && s->count > 0 && s->consumer >= 0 && M.cons[s->consumer].task == k &&
-            s->cache_refs)
+        if (s->kind == K_PAGE && s->count > 0 && s->consumer >= 0 && M.cons[s->consumer].task == k && s->cache_refs)
             return true;
     }
     return false;
@@ -1590,12 +1683,27 @@ static void op_block_put(reader *r)
     }
     const char *g = u8(r) & 1 ? group : NULL;
     int rc = ohm_block_put(g_mm, id, g, (ohm_mem_mode)mode, B(i), size, evict_cb, (void *)(intptr_t)k);
-    if (i >= 0 && !usable(i)) { REQUIRE_ERR(rc, OHM_ESTATE); return; }
+    if (i >= 0 && !usable(i)) {
+        REQUIRE_ERR(rc, OHM_ESTATE);
+        return;
+    }
     uint64_t charged = size ? size : i >= 0 ? H(i)->size : 0;
-    if (i < 0 && !size) { REQUIRE_ERR(rc, OHM_EINVAL); return; }
-    if (charged > (uint64_t)INT64_MAX) { REQUIRE_ERR(rc, OHM_EINVAL); return; }
-    if (i >= 0 && H(H(i)->owner)->count >= (uint32_t)INT32_MAX) { REQUIRE_ERR(rc, OHM_EINVAL); return; }
-    if (M.blocks[k].cached) { REQUIRE_ERR(rc, OHM_EINVAL); return; }
+    if (i < 0 && !size) {
+        REQUIRE_ERR(rc, OHM_EINVAL);
+        return;
+    }
+    if (charged > (uint64_t)INT64_MAX) {
+        REQUIRE_ERR(rc, OHM_EINVAL);
+        return;
+    }
+    if (i >= 0 && H(H(i)->owner)->count >= (uint32_t)INT32_MAX) {
+        REQUIRE_ERR(rc, OHM_EINVAL);
+        return;
+    }
+    if (M.blocks[k].cached) {
+        REQUIRE_ERR(rc, OHM_EINVAL);
+        return;
+    }
     if (rc) {
         require_error(rc, __LINE__);
         REQUIRE(rc == OHM_ELIMIT || (M.evict_policy == 2 && rc == OHM_ESTATE) ||
@@ -1624,15 +1732,24 @@ static void op_block_pin(reader *r)
     bool cached = b && b->cached;
     if (u8(r) & 1) {
         int rc = ohm_block_unpin(g_mm, id);
-        if (!cached) { REQUIRE_ERR(rc, OHM_EINVAL); return; }
-        if (!b->pins) { REQUIRE_ERR(rc, OHM_ESTATE); return; }
+        if (!cached) {
+            REQUIRE_ERR(rc, OHM_EINVAL);
+            return;
+        }
+        if (!b->pins) {
+            REQUIRE_ERR(rc, OHM_ESTATE);
+            return;
+        }
         REQUIRE(rc == 0);
         b->pins--;
         return;
     }
     ohm_buf *out = (ohm_buf *)&out;
     int rc = ohm_block_pin(g_mm, id, &out);
-    if (!cached) { REQUIRE_ERR(rc, OHM_EINVAL); return; }
+    if (!cached) {
+        REQUIRE_ERR(rc, OHM_EINVAL);
+        return;
+    }
     REQUIRE(rc == 0);
     b->pins++;
     REQUIRE(out == (b->h >= 0 ? H(b->h)->b : NULL));
@@ -1646,8 +1763,15 @@ static void block_remove(int k, bool expect_ok)
     blk_name(id, sizeof id, k);
     blk_m *b = k < MAXBLK ? &M.blocks[k] : NULL;
     int rc = ohm_block_remove(g_mm, id);
-    if (!b || !b->cached) { REQUIRE_ERR(rc, OHM_EINVAL); return; }
-    if (b->pins) { REQUIRE_ERR(rc, OHM_ESTATE); REQUIRE(!expect_ok); return; }
+    if (!b || !b->cached) {
+        REQUIRE_ERR(rc, OHM_EINVAL);
+        return;
+    }
+    if (b->pins) {
+        REQUIRE_ERR(rc, OHM_ESTATE);
+        REQUIRE(!expect_ok);
+        return;
+    }
     REQUIRE(rc == 0);
     block_uncached(b);
 }
@@ -1702,12 +1826,15 @@ static void op_faults(reader *r)
 /* ---- operations: mapped, shared and guarded memory ---- */
 
 #define MAP_FILE_SIZE ((size_t)64 << 10)
-static char g_map_path[64];       /* a file of MAP_FILE_SIZE bytes, byte k == map_byte(k), mapped read-only */
+static char g_map_path[64]; /* a file of MAP_FILE_SIZE bytes, byte k == map_byte(k), mapped read-only */
 static unsigned g_shm_seq;
 
 static uint8_t map_byte(size_t k) { return (uint8_t)(k * 7 + 3); }
 
-static void map_file_remove(void) { if (g_map_path[0]) unlink(g_map_path); }
+static void map_file_remove(void)
+{
+    if (g_map_path[0]) unlink(g_map_path);
+}
 
 static void map_file_setup(void)
 {
@@ -1740,7 +1867,12 @@ static void op_map(reader *r)
     switch (how) {
     case 0:
         b = ohm_buf_shm_create(NULL, size);
-        if (!size) { REQUIRE(!b); REQUIRE_ERR(ohm_last_error_code(), OHM_EINVAL); M.nh--; return; }
+        if (!size) {
+            REQUIRE(!b);
+            REQUIRE_ERR(ohm_last_error_code(), OHM_EINVAL);
+            M.nh--;
+            return;
+        }
         pages = size % page == 0;
         zeroed = true;
         break;
@@ -1781,7 +1913,7 @@ static void op_map(reader *r)
         if (size > MAP_FILE_SIZE - foff) size = MAP_FILE_SIZE - foff;
         b = ohm_buf_map_file(g_map_path, foff, size, OHM_MAP_READ);
         if (!size) size = MAP_FILE_SIZE - foff; /* 0: to the end of the file */
-        if (b && size > SHADOW_MAX) { /* bigger than the model keeps bytes of */
+        if (b && size > SHADOW_MAX) {           /* bigger than the model keeps bytes of */
             REQUIRE(ohm_buf_release(b, 1) == 1);
             M.nh--;
             return;
@@ -1827,11 +1959,12 @@ static void op_map(reader *r)
 static struct fz_rec {
     unsigned calls;
     ohm_bind_value got[5];
-    uint64_t len;    /* strlen of a str argument; bytes a sink wrote or read */
-    uint64_t allow;  /* bytes a sink may touch at its pointer, set by the model before the call */
+    uint64_t len;   /* strlen of a str argument; bytes a sink wrote or read */
+    uint64_t allow; /* bytes a sink may touch at its pointer, set by the model before the call */
 } FZ;
 
 /* The echo functions of one scalar type each: name suffix, C type, ohm_bind_value member, ohm_ffi_type suffix. */
+/* clang-format off */
 #define FZ_ECHOES(X)          \
     X(i8, int8_t, i, I8)      \
     X(u8, uint8_t, u, U8)     \
@@ -1844,9 +1977,15 @@ static struct fz_rec {
     X(f32, float, f, F32)     \
     X(f64, double, f, F64)    \
     X(ptr, void *, p, PTR)
+/* clang-format on */
 
 #define FZ_ECHO(sfx, T, field, TYPE) \
-    static T fz_echo_##sfx(T v) { FZ.calls++; FZ.got[0].field = v; return v; }
+    static T fz_echo_##sfx(T v)      \
+    {                                \
+        FZ.calls++;                  \
+        FZ.got[0].field = v;         \
+        return v;                    \
+    }
 FZ_ECHOES(FZ_ECHO)
 
 static const void *fz_echo_cptr(const void *p)
@@ -1907,8 +2046,7 @@ typedef struct fz_fn {
 
 #define FZ_ECHO_ROW(sfx, T, field, TYPE) {(void *)fz_echo_##sfx, "echo_" #sfx, OHM_FFI_##TYPE, 1, {OHM_FFI_##TYPE}},
 static const fz_fn FZ_FNS[] = {
-    FZ_ECHOES(FZ_ECHO_ROW)
-    {(void *)fz_echo_cptr, "echo_cptr", OHM_FFI_CPTR, 1, {OHM_FFI_CPTR}},
+    FZ_ECHOES(FZ_ECHO_ROW){(void *)fz_echo_cptr, "echo_cptr", OHM_FFI_CPTR, 1, {OHM_FFI_CPTR}},
     {(void *)fz_echo_str, "echo_str", OHM_FFI_STR, 1, {OHM_FFI_STR}},
     {(void *)fz_sink, "sink", OHM_FFI_VOID, 2, {OHM_FFI_PTR, OHM_FFI_U64}},
     {(void *)fz_csink, "csink", OHM_FFI_U64, 2, {OHM_FFI_CPTR, OHM_FFI_U64}},
@@ -1918,11 +2056,19 @@ static const fz_fn FZ_FNS[] = {
 
 /* Every spelling of a type the signature grammar accepts (ohm_bind.h). */
 static const char *const FZ_SPELL[][3] = {
-    [OHM_FFI_VOID] = {"void"}, [OHM_FFI_I8] = {"i8", "char"}, [OHM_FFI_U8] = {"u8", "bool"},
-    [OHM_FFI_I16] = {"i16", "short"}, [OHM_FFI_U16] = {"u16"}, [OHM_FFI_I32] = {"i32", "int"},
-    [OHM_FFI_U32] = {"u32", "uint"}, [OHM_FFI_I64] = {"i64", "long", "ssize"},
-    [OHM_FFI_U64] = {"u64", "ulong", "size"}, [OHM_FFI_F32] = {"f32", "float"},
-    [OHM_FFI_F64] = {"f64", "double"}, [OHM_FFI_PTR] = {"ptr"}, [OHM_FFI_STR] = {"str"},
+    [OHM_FFI_VOID] = {"void"},
+    [OHM_FFI_I8] = {"i8", "char"},
+    [OHM_FFI_U8] = {"u8", "bool"},
+    [OHM_FFI_I16] = {"i16", "short"},
+    [OHM_FFI_U16] = {"u16"},
+    [OHM_FFI_I32] = {"i32", "int"},
+    [OHM_FFI_U32] = {"u32", "uint"},
+    [OHM_FFI_I64] = {"i64", "long", "ssize"},
+    [OHM_FFI_U64] = {"u64", "ulong", "size"},
+    [OHM_FFI_F32] = {"f32", "float"},
+    [OHM_FFI_F64] = {"f64", "double"},
+    [OHM_FFI_PTR] = {"ptr"},
+    [OHM_FFI_STR] = {"str"},
     [OHM_FFI_CPTR] = {"cptr"},
 };
 
@@ -1940,21 +2086,66 @@ static bool is_ptr_type(ohm_ffi_type t) { return t >= OHM_FFI_PTR; }
 static void int_range(ohm_ffi_type t, int64_t *lo, uint64_t *hi)
 {
     switch (t) {
-    case OHM_FFI_I8:  *lo = INT8_MIN; *hi = INT8_MAX; break;
-    case OHM_FFI_U8:  *lo = 0; *hi = UINT8_MAX; break;
-    case OHM_FFI_I16: *lo = INT16_MIN; *hi = INT16_MAX; break;
-    case OHM_FFI_U16: *lo = 0; *hi = UINT16_MAX; break;
-    case OHM_FFI_I32: *lo = INT32_MIN; *hi = INT32_MAX; break;
-    case OHM_FFI_U32: *lo = 0; *hi = UINT32_MAX; break;
-    case OHM_FFI_I64: *lo = INT64_MIN; *hi = INT64_MAX; break;
-    default:          *lo = 0; *hi = UINT64_MAX; break;
+    case OHM_FFI_I8:
+        *lo = INT8_MIN;
+        *hi = INT8_MAX;
+        break;
+    case OHM_FFI_U8:
+        *lo = 0;
+        *hi = UINT8_MAX;
+        break;
+    case OHM_FFI_I16:
+        *lo = INT16_MIN;
+        *hi = INT16_MAX;
+        break;
+    case OHM_FFI_U16:
+        *lo = 0;
+        *hi = UINT16_MAX;
+        break;
+    case OHM_FFI_I32:
+        *lo = INT32_MIN;
+        *hi = INT32_MAX;
+        break;
+    case OHM_FFI_U32:
+        *lo = 0;
+        *hi = UINT32_MAX;
+        break;
+    case OHM_FFI_I64:
+        *lo = INT64_MIN;
+        *hi = INT64_MAX;
+        break;
+    default:
+        *lo = 0;
+        *hi = UINT64_MAX;
+        break;
     }
 }
 
 static const int64_t FZ_INTS[] = {
-    0, 1, -1, 127, 128, -128, -129, 255, 256, 32767, 32768, -32768, -32769, 65535, 65536, INT32_MAX,
-    (int64_t)INT32_MAX + 1, INT32_MIN, (int64_t)INT32_MIN - 1, UINT32_MAX, (int64_t)UINT32_MAX + 1, INT64_MAX,
-    INT64_MIN, INT64_MIN + 1,
+    0,
+    1,
+    -1,
+    127,
+    128,
+    -128,
+    -129,
+    255,
+    256,
+    32767,
+    32768,
+    -32768,
+    -32769,
+    65535,
+    65536,
+    INT32_MAX,
+    (int64_t)INT32_MAX + 1,
+    INT32_MIN,
+    (int64_t)INT32_MIN - 1,
+    UINT32_MAX,
+    (int64_t)UINT32_MAX + 1,
+    INT64_MAX,
+    INT64_MIN,
+    INT64_MIN + 1,
 };
 
 static int64_t fz_int(reader *r)
@@ -1967,9 +2158,30 @@ static int64_t fz_int(reader *r)
 static double fz_double(reader *r)
 {
     static const double v[] = {
-        0.0, -0.0, 0.5, 1.5, -1.0, -0.5, 127.0, 128.0, 255.0, 256.0, -129.0, 65535.0, 4294967295.0,
-        4294967296.0, 9223372036854775807.0, -9223372036854775808.0, 18446744073709551615.0, 1e39, -1e39,
-        FLT_MAX, (double)FLT_MAX * 1.5, 3e38, 1e-45, 1e300,
+        0.0,
+        -0.0,
+        0.5,
+        1.5,
+        -1.0,
+        -0.5,
+        127.0,
+        128.0,
+        255.0,
+        256.0,
+        -129.0,
+        65535.0,
+        4294967295.0,
+        4294967296.0,
+        9223372036854775807.0,
+        -9223372036854775808.0,
+        18446744073709551615.0,
+        1e39,
+        -1e39,
+        FLT_MAX,
+        (double)FLT_MAX * 1.5,
+        3e38,
+        1e-45,
+        1e300,
     };
     uint8_t sel = u8(r);
     if (sel < 150) return v[sel % (sizeof v / sizeof v[0])];
@@ -1988,7 +2200,7 @@ static bool same_double(double a, double b)
     return a == b && signbit(a) == signbit(b);
 }
 
-static char g_raw[16] = "raw pointer";   /* what a raw OHM_FFI_ARG_PTR points at */
+static char g_raw[16] = "raw pointer";     /* what a raw OHM_FFI_ARG_PTR points at */
 static const char g_str[] = "fuzz string"; /* a host string */
 
 /* An argument kind for parameter type t: mostly one that fits, so that calls get through; else any kind. */
@@ -2004,10 +2216,10 @@ static int fz_kind(uint8_t sel, ohm_ffi_type t)
 /* The model's verdict on one argument: 0 and the value C must receive, or the error code. */
 typedef struct fz_want {
     int code;
-    ohm_bind_value v;   /* numbers as 64-bit patterns (f for float types), pointers as p */
-    uint64_t strlen_;   /* str parameters: strlen of what arrives */
-    uint64_t allow;     /* pointer parameters: bytes of a buffer at the pointer that C may touch */
-    int h;              /* the handle passed, or -1 */
+    ohm_bind_value v; /* numbers as 64-bit patterns (f for float types), pointers as p */
+    uint64_t strlen_; /* str parameters: strlen of what arrives */
+    uint64_t allow;   /* pointer parameters: bytes of a buffer at the pointer that C may touch */
+    int h;            /* the handle passed, or -1 */
 } fz_want;
 
 /* An argument of kind k for parameter type t: generated, and judged. Returns false when the model cannot tell
@@ -2037,7 +2249,10 @@ static bool fz_arg(reader *r, ohm_ffi_type t, ohm_ffi_arg *a, fz_want *w, uint32
     }
     bool number = k == OHM_FFI_ARG_INT || k == OHM_FFI_ARG_UINT || k == OHM_FFI_ARG_FLOAT;
     if (!is_ptr_type(t)) {
-        if (!number) { w->code = OHM_EINVAL; return true; }
+        if (!number) {
+            w->code = OHM_EINVAL;
+            return true;
+        }
         if (is_int_type(t)) {
             int64_t lo;
             uint64_t hi;
@@ -2062,9 +2277,13 @@ static bool fz_arg(reader *r, ohm_ffi_type t, ohm_ffi_arg *a, fz_want *w, uint32
         }
         double d = k == OHM_FFI_ARG_INT ? (double)a->v.i : k == OHM_FFI_ARG_UINT ? (double)a->v.u : a->v.f;
         if (t == OHM_FFI_F32) {
-            if (k == OHM_FFI_ARG_FLOAT && isfinite(d) && fabs(d) > FLT_MAX) { w->code = OHM_EINVAL; return true; }
-            w->v.f = k == OHM_FFI_ARG_INT ? (double)(float)a->v.i : k == OHM_FFI_ARG_UINT ? (double)(float)a->v.u
-                                                                                          : (double)(float)d;
+            if (k == OHM_FFI_ARG_FLOAT && isfinite(d) && fabs(d) > FLT_MAX) {
+                w->code = OHM_EINVAL;
+                return true;
+            }
+            w->v.f = k == OHM_FFI_ARG_INT    ? (double)(float)a->v.i
+                     : k == OHM_FFI_ARG_UINT ? (double)(float)a->v.u
+                                             : (double)(float)d;
         } else {
             w->v.f = d;
         }
@@ -2078,7 +2297,10 @@ static bool fz_arg(reader *r, ohm_ffi_type t, ohm_ffi_arg *a, fz_want *w, uint32
         w->strlen_ = a->v.p ? strlen(a->v.p) : 0;
         return true;
     case OHM_FFI_ARG_STR:
-        if (t == OHM_FFI_PTR || !a->str) { w->code = OHM_EINVAL; return true; }
+        if (t == OHM_FFI_PTR || !a->str) {
+            w->code = OHM_EINVAL;
+            return true;
+        }
         w->v.p = (void *)a->str;
         w->strlen_ = strlen(a->str);
         return true;
@@ -2086,15 +2308,33 @@ static bool fz_arg(reader *r, ohm_ffi_type t, ohm_ffi_arg *a, fz_want *w, uint32
     default: w->code = OHM_EINVAL; return true;
     }
     int i = w->h;
-    if (i < 0) { w->code = OHM_EINVAL; return true; }
-    if (!H(i)->hdr) { w->code = OHM_ESTATE; return true; }
+    if (i < 0) {
+        w->code = OHM_EINVAL;
+        return true;
+    }
+    if (!H(i)->hdr) {
+        w->code = OHM_ESTATE;
+        return true;
+    }
     int o = H(i)->owner;
-    if ((uint64_t)H(o)->count + owner_extra[o] + 1 > INT32_MAX) { w->code = OHM_EINVAL; return true; }
+    if ((uint64_t)H(o)->count + owner_extra[o] + 1 > INT32_MAX) {
+        w->code = OHM_EINVAL;
+        return true;
+    }
     owner_extra[o]++;
-    if (!usable(i)) { w->code = OHM_ESTATE; return true; }
-    if (t == OHM_FFI_PTR && ro_of(i)) { w->code = OHM_EINVAL; return true; }
+    if (!usable(i)) {
+        w->code = OHM_ESTATE;
+        return true;
+    }
+    if (t == OHM_FFI_PTR && ro_of(i)) {
+        w->code = OHM_EINVAL;
+        return true;
+    }
     size_t size = H(i)->size;
-    if (a->off > size) { w->code = OHM_ERANGE; return true; }
+    if (a->off > size) {
+        w->code = OHM_ERANGE;
+        return true;
+    }
     size_t rest = size - (size_t)a->off;
     uint8_t *data = ohm_buf_data(B(i));
     w->v.p = data ? data + a->off : NULL;
@@ -2103,7 +2343,10 @@ static bool fz_arg(reader *r, ohm_ffi_type t, ohm_ffi_arg *a, fz_want *w, uint32
         const uint8_t *bytes = shadow_of(i) ? shadow_of(i) + H(i)->off + a->off : NULL;
         if (!bytes) return false;
         const uint8_t *nul = rest ? memchr(bytes, 0, rest) : NULL;
-        if (!nul) { w->code = OHM_ERANGE; return true; }
+        if (!nul) {
+            w->code = OHM_ERANGE;
+            return true;
+        }
         w->strlen_ = (uint64_t)(nul - bytes);
     }
     return true;
@@ -2148,7 +2391,10 @@ static void op_ffi(reader *r)
     int code = 0;
     unsigned bad = 0;
     for (unsigned k = 0; k < f->nargs; k++) {
-        if (!fz_arg(r, f->args[k], &args[k], &want[k], extra)) { ohm_ffi_func_free(fn); return; }
+        if (!fz_arg(r, f->args[k], &args[k], &want[k], extra)) {
+            ohm_ffi_func_free(fn);
+            return;
+        }
         if (want[k].code && !code) {
             code = want[k].code;
             bad = k;
@@ -2164,8 +2410,9 @@ static void op_ffi(reader *r)
     ohm_bind_value ret;
     memset(&ret, 0, sizeof ret);
     int rc = ohm_ffi_call(fn, args, nargs, &ret);
-    if (g_verbose) fprintf(stderr, "  ffi %s '%s' nargs %u: %d (want %d at %u) %s\n", f->name, sig, nargs, rc,
-                           code, bad, rc ? ohm_last_error() : "");
+    if (g_verbose)
+        fprintf(stderr, "  ffi %s '%s' nargs %u: %d (want %d at %u) %s\n", f->name, sig, nargs, rc, code, bad,
+                rc ? ohm_last_error() : "");
     if (nargs != f->nargs) {
         REQUIRE_ERR(rc, OHM_EINVAL);
         REQUIRE(FZ.calls == before);
@@ -2218,9 +2465,11 @@ static void dump_model(void)
 {
     for (int i = 0; i < M.nh; i++) {
         hslot *s = H(i);
-        fprintf(stderr, "  h%d kind %d owner %d parent %d root %d off %zu size %zu hdr %d forgotten %d count %u "
-                "rchildren %u cache_refs %d cached %d\n", i, s->kind, s->owner, s->parent, s->root, s->off, s->size,
-                s->hdr, s->forgotten, s->count, s->rchildren, s->cache_refs, s->cached);
+        fprintf(stderr,
+                "  h%d kind %d owner %d parent %d root %d off %zu size %zu hdr %d forgotten %d count %u "
+                "rchildren %u cache_refs %d cached %d\n",
+                i, s->kind, s->owner, s->parent, s->root, s->off, s->size, s->hdr, s->forgotten, s->count, s->rchildren,
+                s->cache_refs, s->cached);
     }
     for (int k = 0; k < MAXTASK; k++)
         if (M.tasks[k].live)
@@ -2322,12 +2571,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     reader *r = &rd;
     while (r->p < r->end) {
         uint8_t op = u8(r);
-        if (g_verbose) fprintf(stderr, "op %u (%u) at byte %zu\n", op >= 0xe0 ? 32 + op % 4 : op % 32, op,
-                               (size_t)(r->p - data - 1));
+        if (g_verbose)
+            fprintf(stderr, "op %u (%u) at byte %zu\n", op >= 0xe0 ? 32 + op % 4 : op % 32, op,
+                    (size_t)(r->p - data - 1));
         if (op >= 0xe0) { /* the top eighth of op bytes: memory of other kinds, the bridge, spill policies */
             switch (op % 4) {
             case 0: op_map(r); break;
-            case 1: case 2: op_ffi(r); break;
+            case 1:
+            case 2: op_ffi(r); break;
             default: op_spill_policy(r); break;
             }
             check_all();
@@ -2335,12 +2586,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             continue;
         }
         switch (op % 32) {
-        case 0: case 1: op_pool_alloc(r); break;
+        case 0:
+        case 1: op_pool_alloc(r); break;
         case 2: op_pool_free(r); break;
         case 3: op_pool_free_bad(r); break;
-        case 4: case 5: op_buf_alloc(r); break;
+        case 4:
+        case 5: op_buf_alloc(r); break;
         case 6: op_retain(r); break;
-        case 7: case 8: op_release(r); break;
+        case 7:
+        case 8: op_release(r); break;
         case 9: op_derive(r, 0); break;
         case 10: op_derive(r, 1); break;
         case 11: op_derive(r, 2); break;
