@@ -919,20 +919,28 @@ static void op_buf_alloc(reader *r)
     new_root_shadow(i, how == 1);
 }
 
+/* The refusals retain and release share: no handle or a zero count (EINVAL), a released handle (ESTATE). True
+ * when the call was refused, and refused with the right code. */
+static bool count_call_refused(int rc, int i, uint32_t n)
+{
+    if (i < 0 || n == 0) {
+        REQUIRE_ERR(rc, OHM_EINVAL);
+        return true;
+    }
+    if (!H(i)->hdr) {
+        REQUIRE_ERR(rc, OHM_ESTATE);
+        return true;
+    }
+    return false;
+}
+
 static void op_retain(reader *r)
 {
     int i = pick(r);
     uint32_t cur = i >= 0 && H(i)->hdr ? H(H(i)->owner)->count : 0;
     uint32_t n = hcount(r, cur);
     int rc = ohm_buf_retain(B(i), n);
-    if (i < 0 || n == 0) {
-        REQUIRE_ERR(rc, OHM_EINVAL);
-        return;
-    }
-    if (!H(i)->hdr) {
-        REQUIRE_ERR(rc, OHM_ESTATE);
-        return;
-    }
+    if (count_call_refused(rc, i, n)) return;
     if ((uint64_t)cur + n > INT32_MAX) {
         REQUIRE_ERR(rc, OHM_EINVAL);
         return;
@@ -955,14 +963,7 @@ static void op_release(reader *r)
         if (o->cache_refs && n == 0) return;
     }
     int rc = ohm_buf_release(B(i), n);
-    if (i < 0 || n == 0) {
-        REQUIRE_ERR(rc, OHM_EINVAL);
-        return;
-    }
-    if (!H(i)->hdr) {
-        REQUIRE_ERR(rc, OHM_ESTATE);
-        return;
-    }
+    if (count_call_refused(rc, i, n)) return;
     if (n > cur) {
         REQUIRE_ERR(rc, OHM_EINVAL);
         return;
