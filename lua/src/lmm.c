@@ -471,22 +471,13 @@ static int l_mm_cancel(lua_State *L)
     return 1;
 }
 
-#define MODE_COUNTER(f)                    \
-    {                                      \
-#f, offsetof(ohm_mm_mode_stats, f) \
-    }
-#define MM_COUNTER(f)                 \
-    {                                 \
-#f, offsetof(ohm_mm_stats, f) \
-    }
+#define MODE_COUNTER(f) LOHM_COUNTER(ohm_mm_mode_stats, f)
+#define MM_COUNTER(f)   LOHM_COUNTER(ohm_mm_stats, f)
 #define TASK_COUNTER(name, f)             \
     {                                     \
         name, offsetof(ohm_task_stats, f) \
     }
-#define CONS_COUNTER(f)                     \
-    {                                       \
-#f, offsetof(ohm_consumer_stats, f) \
-    }
+#define CONS_COUNTER(f) LOHM_COUNTER(ohm_consumer_stats, f)
 
 static void push_mode_stats(lua_State *L, const ohm_mm_mode_stats *s)
 {

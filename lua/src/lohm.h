@@ -98,6 +98,10 @@ typedef struct lohm_counter {
     const char *name;
     size_t offset;
 } lohm_counter;
+/* A row of a counter list: the field's name as the Lua key, and where it is in a stats struct of type. */
+/* clang-format off */
+#define LOHM_COUNTER(type, f) { #f, offsetof(type, f) }
+/* clang-format on */
 /* Sets field name to the counter's value in the table at the top, for each of the n counters of the struct s. */
 void lohm_set_counters(lua_State *L, const void *s, const lohm_counter *counters, size_t n);
 #define LOHM_COUNTOF(a) (sizeof(a) / sizeof((a)[0]))

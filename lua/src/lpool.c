@@ -145,10 +145,7 @@ static int l_trim(lua_State *L)
     return 1;
 }
 
-#define POOL_COUNTER(f)                 \
-    {                                   \
-#f, offsetof(ohm_pool_stats, f) \
-    }
+#define POOL_COUNTER(f) LOHM_COUNTER(ohm_pool_stats, f)
 
 static int l_stats(lua_State *L)
 {
