@@ -29,4 +29,4 @@ mkdir -p "$classes"
 
 exec "$java" "$@" -cp "$classes:$classpath" org.ohm.netty.test.RunNettyTests "$exclusions" \
     org.ohm.netty.test.BigEndianOhmDirectByteBufTest org.ohm.netty.test.LittleEndianOhmDirectByteBufTest \
-    org.ohm.netty.test.OhmByteBufAllocatorTest
+    org.ohm.netty.test.OhmByteBufAllocatorTest org.ohm.netty.test.OhmNettyLeakTest

@@ -4,7 +4,9 @@ import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Paths;
+import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 import org.junit.runner.Description;
 import org.junit.runner.JUnitCore;
@@ -13,6 +15,8 @@ import org.junit.runner.Result;
 import org.junit.runner.manipulation.Filter;
 import org.junit.runner.notification.Failure;
 import org.junit.runner.notification.RunListener;
+import org.ohm.LeakDetector;
+import org.ohm.LeakReport;
 
 /**
  * Runs JUnit 4 test classes minus the tests an exclusions file lists, prints each failure and a summary line per
@@ -54,6 +58,9 @@ public final class RunNettyTests {
                     return "excluded-tests";
                 }
             });
+            long mark = LeakDetector.mark();
+            List<LeakReport> leaked = new ArrayList<>();
+            LeakDetector.setListener(leaked::add);
             JUnitCore core = new JUnitCore();
             core.addListener(new RunListener() {
                 @Override
@@ -65,6 +72,14 @@ public final class RunNettyTests {
             System.out.printf("%s: %d run, %d failed, %d ignored or assumption-skipped%n", c.getSimpleName(),
                     res.getRunCount(), res.getFailureCount(), res.getIgnoreCount() + res.getAssumptionFailureCount());
             ok &= res.wasSuccessful() && res.getRunCount() > 0;
+            // Every buffer the class allocated is released by its end: none was reported (found by the GC) during
+            // the run and none is live at a checkpoint now (all of them are seen at level paranoid).
+            LeakDetector.check(mark);
+            LeakDetector.setListener(null);
+            System.out.printf("%s: %d leak reports (leak detector at %s)%n", c.getSimpleName(), leaked.size(),
+                    LeakDetector.level());
+            for (LeakReport l : leaked.subList(0, Math.min(leaked.size(), 3))) System.out.println(l.text());
+            ok &= leaked.isEmpty();
         }
         for (Map.Entry<String, String> e : excluded.entrySet()) {
             Integer n = used.get(e.getKey());
