@@ -20,12 +20,17 @@ if ! tree=$("$here/fetch-netty-tests.sh" "$workdir/netty-src" | tail -1); then
 fi
 netty_tests=$tree/buffer/src/test/java/io/netty/buffer
 classes=$workdir/test-classes
-rm -rf "$classes"
-mkdir -p "$classes"
-# -nowarn: Netty's tests use deprecated API (order(), assertThat) on purpose.
-"$javac" --release 17 -encoding UTF-8 -nowarn -cp "$classpath" -d "$classes" \
-    "$netty_tests/AbstractByteBufTest.java" "$netty_tests/AbstractByteBufAllocatorTest.java" \
-    "$netty_tests/ByteBufAllocatorTest.java" "$here"/java/org/ohm/netty/test/*.java
+sources=("$netty_tests/AbstractByteBufTest.java" "$netty_tests/AbstractByteBufAllocatorTest.java"
+         "$netty_tests/ByteBufAllocatorTest.java" "$here"/java/org/ohm/netty/test/*.java)
+# Compiled again only when a source or a jar of the classpath is newer than the last compilation.
+IFS=: read -r -a jars <<< "$classpath"
+if [[ ! -f $classes/.stamp ]] || [[ -n $(find "${sources[@]}" "${jars[@]}" -newer "$classes/.stamp" -print -quit) ]]; then
+    rm -rf "$classes"
+    mkdir -p "$classes"
+    # -nowarn: Netty's tests use deprecated API (order(), assertThat) on purpose.
+    "$javac" --release 17 -encoding UTF-8 -nowarn -cp "$classpath" -d "$classes" "${sources[@]}"
+    touch "$classes/.stamp"
+fi
 
 exec "$java" "$@" -cp "$classes:$classpath" org.ohm.netty.test.RunNettyTests "$exclusions" \
     org.ohm.netty.test.BigEndianOhmDirectByteBufTest org.ohm.netty.test.LittleEndianOhmDirectByteBufTest \
