@@ -268,19 +268,7 @@ public final class OhmDirectByteBuf extends AbstractReferenceCountedByteBuf {
     @Override
     public ByteBuf getBytes(int index, ByteBuf dst, int dstIndex, int length) {
         checkDstIndex(index, length, dstIndex, dst.capacity());
-        if (dst instanceof OhmDirectByteBuf) {
-            mem.copyTo(index, ((OhmDirectByteBuf) dst).mem, dstIndex, length);
-        } else if (dst.hasArray()) {
-            mem.getBytes(index, dst.array(), dst.arrayOffset() + dstIndex, length);
-        } else if (dst.nioBufferCount() > 0) {
-            for (ByteBuffer bb : dst.nioBuffers(dstIndex, length)) {
-                int n = bb.remaining();
-                mem.getBytes(index, bb);
-                index += n;
-            }
-        } else {
-            dst.setBytes(dstIndex, this, index, length);
-        }
+        exchange(index, dst, dstIndex, length, true);
         return this;
     }
 
@@ -329,20 +317,36 @@ public final class OhmDirectByteBuf extends AbstractReferenceCountedByteBuf {
     @Override
     public ByteBuf setBytes(int index, ByteBuf src, int srcIndex, int length) {
         checkSrcIndex(index, length, srcIndex, src.capacity());
-        if (src instanceof OhmDirectByteBuf) {
-            ((OhmDirectByteBuf) src).mem.copyTo(srcIndex, mem, index, length);
-        } else if (src.hasArray()) {
-            mem.putBytes(index, src.array(), src.arrayOffset() + srcIndex, length);
-        } else if (src.nioBufferCount() > 0) {
-            for (ByteBuffer bb : src.nioBuffers(srcIndex, length)) {
+        exchange(index, src, srcIndex, length, false);
+        return this;
+    }
+
+    /** Copies [index, index + length) of this buffer to other at otherIndex (toOther), or the other way, by the
+     * best route other offers: one ohm copy between ohm buffers, its array, its NIO views; otherwise other's
+     * own copy with this buffer. Indexes already checked. */
+    private void exchange(int index, ByteBuf other, int otherIndex, int length, boolean toOther) {
+        OhmBuffer m = mem;
+        if (other instanceof OhmDirectByteBuf) {
+            OhmBuffer o = ((OhmDirectByteBuf) other).mem;
+            if (toOther) m.copyTo(index, o, otherIndex, length);
+            else o.copyTo(otherIndex, m, index, length);
+        } else if (other.hasArray()) {
+            byte[] a = other.array();
+            int at = other.arrayOffset() + otherIndex;
+            if (toOther) m.getBytes(index, a, at, length);
+            else m.putBytes(index, a, at, length);
+        } else if (other.nioBufferCount() > 0) {
+            for (ByteBuffer bb : other.nioBuffers(otherIndex, length)) {
                 int n = bb.remaining();
-                mem.putBytes(index, bb);
+                if (toOther) m.getBytes(index, bb);
+                else m.putBytes(index, bb);
                 index += n;
             }
+        } else if (toOther) {
+            other.setBytes(otherIndex, this, index, length);
         } else {
-            src.getBytes(srcIndex, this, index, length);
+            other.getBytes(otherIndex, this, index, length);
         }
-        return this;
     }
 
     @Override
