@@ -5,8 +5,9 @@
 #
 #   run-netty-tests.sh WORKDIR JAVAC JAVA CLASSPATH EXCLUSIONS [JVM_OPTION...]
 #
-# CLASSPATH holds ohm.jar, ohm-netty.jar, Netty's jars, junit4 and hamcrest. Exits 77 (ctest: skipped) when the
-# source package cannot be fetched (no network, no deb-src), 1 when a test fails.
+# CLASSPATH holds ohm.jar, ohm-netty.jar, Netty's jars (buffer, common; transport, resolver and codec for the
+# echo test), junit4 and hamcrest. Exits 77 (ctest: skipped) when the source package cannot be fetched (no
+# network, no deb-src), 1 when a test fails.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -34,4 +35,5 @@ fi
 
 exec "$java" "$@" -cp "$classes:$classpath" org.ohm.netty.test.RunNettyTests "$exclusions" \
     org.ohm.netty.test.BigEndianOhmDirectByteBufTest org.ohm.netty.test.LittleEndianOhmDirectByteBufTest \
-    org.ohm.netty.test.OhmByteBufAllocatorTest org.ohm.netty.test.OhmNettyLeakTest
+    org.ohm.netty.test.OhmByteBufAllocatorTest org.ohm.netty.test.OhmNettyLeakTest \
+    org.ohm.netty.test.OhmNettyEchoTest
