@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs Netty's own buffer tests, unmodified, against ohm's allocator: fetches Debian's netty source package
 # (fetch-netty-tests.sh, cached in WORKDIR), compiles AbstractByteBufTest, AbstractByteBufAllocatorTest and
-# ByteBufAllocatorTest with our subclasses (netty/tests/java), and runs them with JUnit 4 minus the exclusions.
+# ByteBufAllocatorTest with our subclasses (netty/tests/suite), and runs them with JUnit 4 (RunNettyTests)
+# minus the tests the exclusions file lists.
 #
 #   run-netty-tests.sh WORKDIR JAVAC JAVA CLASSPATH EXCLUSIONS [JVM_OPTION...]
 #
-# CLASSPATH holds ohm.jar, ohm-netty.jar, Netty's jars (buffer, common; transport, resolver and codec for the
-# echo test), junit4 and hamcrest. Exits 77 (ctest: skipped) when the source package cannot be fetched (no
-# network, no deb-src), 1 when a test fails.
+# CLASSPATH holds ohm.jar, ohm-netty.jar, netty-buffer and netty-common, junit4, hamcrest and our compiled test
+# classes (RunNettyTests). Exits 77 (ctest: skipped) when the source package cannot be fetched (no network, no
+# deb-src), 1 when a test fails.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -20,9 +21,9 @@ if ! tree=$("$here/fetch-netty-tests.sh" "$workdir/netty-src" | tail -1); then
     exit 77
 fi
 netty_tests=$tree/buffer/src/test/java/io/netty/buffer
-classes=$workdir/test-classes
+classes=$workdir/suite-classes
 sources=("$netty_tests/AbstractByteBufTest.java" "$netty_tests/AbstractByteBufAllocatorTest.java"
-         "$netty_tests/ByteBufAllocatorTest.java" "$here"/java/org/ohm/netty/test/*.java)
+         "$netty_tests/ByteBufAllocatorTest.java" "$here"/suite/org/ohm/netty/suite/*.java)
 # Compiled again only when a source or a jar of the classpath is newer than the last compilation.
 IFS=: read -r -a jars <<< "$classpath"
 if [[ ! -f $classes/.stamp ]] || [[ -n $(find "${sources[@]}" "${jars[@]}" -newer "$classes/.stamp" -print -quit) ]]; then
@@ -34,6 +35,5 @@ if [[ ! -f $classes/.stamp ]] || [[ -n $(find "${sources[@]}" "${jars[@]}" -newe
 fi
 
 exec "$java" "$@" -cp "$classes:$classpath" org.ohm.netty.test.RunNettyTests "$exclusions" \
-    org.ohm.netty.test.BigEndianOhmDirectByteBufTest org.ohm.netty.test.LittleEndianOhmDirectByteBufTest \
-    org.ohm.netty.test.OhmByteBufAllocatorTest org.ohm.netty.test.OhmNettyLeakTest \
-    org.ohm.netty.test.OhmNettyEchoTest
+    org.ohm.netty.suite.BigEndianOhmDirectByteBufTest org.ohm.netty.suite.LittleEndianOhmDirectByteBufTest \
+    org.ohm.netty.suite.OhmByteBufAllocatorTest

@@ -1,4 +1,4 @@
-package org.ohm.netty.test;
+package org.ohm.netty.suite;
 
 import io.netty.buffer.AbstractByteBufTest;
 import io.netty.buffer.ByteBuf;
