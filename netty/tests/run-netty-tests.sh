@@ -26,7 +26,11 @@ sources=("$netty_tests/AbstractByteBufTest.java" "$netty_tests/AbstractByteBufAl
          "$netty_tests/ByteBufAllocatorTest.java" "$here"/suite/org/ohm/netty/suite/*.java)
 # Compiled again only when a source or a jar of the classpath is newer than the last compilation.
 IFS=: read -r -a jars <<< "$classpath"
-if [[ ! -f $classes/.stamp ]] || [[ -n $(find "${sources[@]}" "${jars[@]}" -newer "$classes/.stamp" -print -quit) ]]; then
+stale=yes
+if [[ -f $classes/.stamp ]] && [[ -z $(find "${sources[@]}" "${jars[@]}" -newer "$classes/.stamp" -print -quit) ]]; then
+    stale=no
+fi
+if [[ $stale == yes ]]; then
     rm -rf "$classes"
     mkdir -p "$classes"
     # -nowarn: Netty's tests use deprecated API (order(), assertThat) on purpose.

@@ -38,7 +38,9 @@ public final class OhmDirectByteBuf extends AbstractReferenceCountedByteBuf {
 
     OhmDirectByteBuf(OhmByteBufAllocator alloc, int initialCapacity, int maxCapacity) {
         super(maxCapacity);
-        if (initialCapacity < 0) throw new IllegalArgumentException("initialCapacity: " + initialCapacity + " (expected: >= 0)");
+        if (initialCapacity < 0) {
+            throw new IllegalArgumentException("initialCapacity: " + initialCapacity + " (expected: >= 0)");
+        }
         if (initialCapacity > maxCapacity) {
             throw new IllegalArgumentException(String.format("initialCapacity(%d) > maxCapacity(%d)",
                     initialCapacity, maxCapacity));

@@ -16,18 +16,13 @@ import io.netty.channel.socket.nio.NioSocketChannel;
 import io.netty.handler.codec.LengthFieldBasedFrameDecoder;
 import io.netty.handler.codec.LengthFieldPrepender;
 import java.net.InetAddress;
-import java.util.HashSet;
-import java.util.List;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
-import org.junit.After;
-import org.junit.Before;
+import org.junit.Rule;
 import org.junit.Test;
 import org.ohm.LeakDetector;
-import org.ohm.LeakListener;
 import org.ohm.LeakReport;
 import org.ohm.Ohm;
 import org.ohm.OhmPool;
@@ -51,23 +46,8 @@ public class OhmNettyEchoTest {
     /** Messages in flight: enough to keep both sides busy, few enough to bound the memory in use. */
     private static final int WINDOW = 16;
 
-    private final List<LeakReport> reports = new CopyOnWriteArrayList<>();
-    private LeakDetector.Level level;
-    private LeakListener listener;
-
-    @Before
-    public void listen() {
-        level = LeakDetector.level();
-        listener = LeakDetector.listener();
-        LeakDetector.setLevel(LeakDetector.Level.PARANOID);
-        LeakDetector.setListener(reports::add);
-    }
-
-    @After
-    public void restore() {
-        LeakDetector.setListener(listener);
-        LeakDetector.setLevel(level);
-    }
+    @Rule
+    public final LeakCapture leaks = new LeakCapture();
 
     @Test
     public void echoesMixedSizesAndLeavesNothingLive() throws Exception {
@@ -77,7 +57,7 @@ public class OhmNettyEchoTest {
             assertTrue(forgotten.isEmpty());
             assertEquals(0, pool.stats().activeBlocks());
             assertEquals(0, LeakDetector.check(mark));
-            assertEquals(reports.toString(), 0, reports.size());
+            assertEquals(leaks.reports.toString(), 0, leaks.reports.size());
         }
     }
 
@@ -91,12 +71,12 @@ public class OhmNettyEchoTest {
             // reclaims them (on the cleaner thread: wait for them, bounded).
             LeakDetector.check(mark);
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
-            while (!reportedIds().containsAll(forgotten) && System.nanoTime() < deadline) {
+            while (!leaks.ids().containsAll(forgotten) && System.nanoTime() < deadline) {
                 System.gc();
                 Thread.sleep(20);
             }
-            assertEquals(forgotten, reportedIds());
-            for (LeakReport r : reports) {
+            assertEquals(forgotten, leaks.ids());
+            for (LeakReport r : leaks.reports) {
                 assertTrue(r.text(), r.allocationSite() != null
                         && r.allocationSite().contains("OhmNettyEchoTest$CopyingFrameDecoder.extractFrame"));
             }
@@ -107,12 +87,6 @@ public class OhmNettyEchoTest {
             }
             assertEquals(0, pool.stats().activeBlocks());
         }
-    }
-
-    private Set<Long> reportedIds() {
-        Set<Long> ids = new HashSet<>();
-        for (LeakReport r : reports) ids.add(r.bufferId());
-        return ids;
     }
 
     /** Echoes messages through a server and a client on loopback; returns the ohm ids of the buffers the server

@@ -7,13 +7,10 @@ import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
-import org.junit.After;
-import org.junit.Before;
+import org.junit.Rule;
 import org.junit.Test;
 import org.ohm.LeakDetector;
-import org.ohm.LeakListener;
 import org.ohm.LeakReport;
 import org.ohm.Ohm;
 import org.ohm.OhmPool;
@@ -26,29 +23,14 @@ import static org.junit.Assert.fail;
 /** Netty buffers in ohm's leak detector: checkpoints, the GC's reports with the Java site, touch hints, and
  * Netty's leak-detection properties. */
 public class OhmNettyLeakTest {
-    private final List<LeakReport> reports = new CopyOnWriteArrayList<>();
-    private LeakDetector.Level level;
-    private LeakListener listener;
-
-    @Before
-    public void listen() {
-        level = LeakDetector.level();
-        listener = LeakDetector.listener();
-        LeakDetector.setLevel(LeakDetector.Level.PARANOID);
-        LeakDetector.setListener(reports::add);
-    }
-
-    @After
-    public void restore() {
-        LeakDetector.setListener(listener);
-        LeakDetector.setLevel(level);
-    }
+    @Rule
+    public final LeakCapture leaks = new LeakCapture();
 
     private LeakReport reportFor(String methodName) {
-        for (LeakReport r : reports) {
+        for (LeakReport r : leaks.reports) {
             if (r.allocationSite() != null && r.allocationSite().contains(methodName)) return r;
         }
-        fail("no report whose site names " + methodName + "; reports: " + reports);
+        fail("no report whose site names " + methodName + "; reports: " + leaks.reports);
         return null;
     }
 
@@ -96,7 +78,7 @@ public class OhmNettyLeakTest {
         try (OhmPool pool = Ohm.builder().name("netty-leak").build()) {
             leakOne(new OhmByteBufAllocator(pool, true));
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
-            while (reports.isEmpty() && System.nanoTime() < deadline) {
+            while (leaks.reports.isEmpty() && System.nanoTime() < deadline) {
                 System.gc();
                 synchronized (this) {
                     wait(20);
