@@ -21,8 +21,8 @@ import org.ohm.OhmPool;
  *
  * <p>Leaks go through ohm's {@link LeakDetector}, not Netty's ResourceLeakDetector: the ohm buffer inside each
  * direct buffer is tracked (sampled) by ohm, and a Netty buffer that becomes unreachable unreleased is reported
- * with its Java allocation site. {@code -Dohm.leak.level} sets the level; when it is not set, Netty's
- * {@code -Dio.netty.leakDetection.level} (or the older {@code io.netty.leakDetectionLevel}) and
+ * with its Java allocation site. {@code -Dohm.leak.level} (or the runtime's OHM_LEAK_LEVEL) sets the level; when
+ * neither is set, Netty's {@code -Dio.netty.leakDetection.level} (or the older {@code io.netty.leakDetectionLevel}) and
  * {@code -Dio.netty.leakDetection.samplingInterval} are applied to ohm's detector when this class loads.
  */
 public final class OhmByteBufAllocator extends AbstractByteBufAllocator implements ByteBufAllocatorMetricProvider {
@@ -127,16 +127,17 @@ public final class OhmByteBufAllocator extends AbstractByteBufAllocator implemen
 
     // ---- Netty's leak-detection properties, for ohm's detector
 
-    /** When ohm's own properties are not set, Netty's are applied to ohm's detector (Netty's names: disabled,
-     * simple, advanced, paranoid), so that a Netty application's habits keep working. */
+    /** When ohm's own settings (its system properties, the runtime's environment) are not there, Netty's are
+     * applied to ohm's detector (Netty's names: disabled, simple, advanced, paranoid), so that a Netty
+     * application's habits keep working. */
     static void applyNettyLeakProperties() {
-        if (unset("ohm.leak.level")) {
+        if (unset("ohm.leak.level", "OHM_LEAK_LEVEL")) {
             String v = property("io.netty.leakDetection.level");
             if (v == null) v = property("io.netty.leakDetectionLevel");
             LeakDetector.Level level = nettyLevel(v);
             if (level != null) LeakDetector.setLevel(level);
         }
-        if (unset("ohm.leak.sampleInterval")) {
+        if (unset("ohm.leak.sampleInterval", "OHM_LEAK_SAMPLE")) {
             String v = property("io.netty.leakDetection.samplingInterval");
             if (v != null) {
                 try {
@@ -165,8 +166,10 @@ public final class OhmByteBufAllocator extends AbstractByteBufAllocator implemen
         }
     }
 
-    private static boolean unset(String name) {
-        return property(name) == null;
+    /** Neither ohm's system property nor the runtime's environment variable is set. */
+    private static boolean unset(String property, String env) {
+        String e = System.getenv(env);
+        return property(property) == null && (e == null || e.trim().isEmpty());
     }
 
     private static String property(String name) {

@@ -99,19 +99,27 @@ public class OhmNettyLeakTest {
                 "-Dio.netty.leakDetection.samplingInterval=7"));
         assertEquals("SIMPLE 3", childLevel("-Dohm.leak.level=simple", "-Dio.netty.leakDetection.level=paranoid",
                 "-Dohm.leak.sampleInterval=3", "-Dio.netty.leakDetection.samplingInterval=7"));
+        assertEquals("SIMPLE 128", childLevel("OHM_LEAK_LEVEL=simple", "-Dio.netty.leakDetection.level=paranoid"));
     }
 
-    /** The leak level and sample interval a fresh JVM ends up with after loading the allocator. */
-    private static String childLevel(String... properties) throws Exception {
+    /** The leak level and sample interval a fresh JVM ends up with after loading the allocator, given system
+     * properties ("-Dname=value") and environment variables ("NAME=value"). */
+    private static String childLevel(String... settings) throws Exception {
         List<String> cmd = new ArrayList<>();
         cmd.add(System.getProperty("java.home") + File.separator + "bin" + File.separator + "java");
-        for (String p : properties) cmd.add(p);
+        for (String s : settings) {
+            if (s.startsWith("-D")) cmd.add(s);
+        }
         cmd.add("-cp");
         cmd.add(System.getProperty("java.class.path"));
         cmd.add(PrintLeakLevel.class.getName());
         ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true);
         pb.environment().remove("OHM_LEAK_LEVEL");
         pb.environment().remove("OHM_LEAK_SAMPLE");
+        for (String s : settings) {
+            int eq = s.indexOf('=');
+            if (!s.startsWith("-D")) pb.environment().put(s.substring(0, eq), s.substring(eq + 1));
+        }
         Process p = pb.start();
         String out;
         try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
