@@ -8,6 +8,9 @@
 set -euo pipefail
 
 dest=${1:?usage: fetch-netty-tests.sh DEST}
+# apt and dpkg are not ours to instrument: a sanitizer runtime preloaded for the JVM tests (ASan builds) made
+# apt-get hang.
+unset LD_PRELOAD ASAN_OPTIONS UBSAN_OPTIONS
 mkdir -p "$dest"
 dest=$(cd "$dest" && pwd)
 stamp=$dest/.extracted
@@ -38,7 +41,7 @@ done
 
 apt_opts=(-o "Dir::Etc::sourcelist=$tmp/sources.list" -o "Dir::Etc::sourceparts=$tmp/sources.list.d"
           -o "Dir::State::lists=$tmp/lists" -o "Dir::Cache=$tmp/cache" -o "Debug::NoLocking=1"
-          -o "APT::Sandbox::User=$(id -un)")
+          -o "APT::Sandbox::User=$(id -un)" -o "Acquire::http::Timeout=30" -o "Acquire::https::Timeout=30")
 apt-get "${apt_opts[@]}" -qq update >&2
 # The source package of the installed libnetty-java: the tests must match the jars they run against.
 version=$(dpkg-query -W -f='${source:Version}' libnetty-java 2>/dev/null || true)
