@@ -9,7 +9,7 @@ packages=(
     build-essential cmake pkg-config clang libclang-rt-14-dev clang-format
     # benchmark peers: jemalloc, mimalloc, gperftools tcmalloc
     libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev
-    # later issues: the Lua module, the libffi bridge, the JNI library and its Java tests, Netty as a peer
+    # the Lua module, the libffi bridge, the JNI library and its Java tests, Netty as a peer
     liblua5.4-dev lua5.4 libffi-dev zlib1g-dev openjdk-17-jdk-headless junit5 libnetty-java
     # Netty's own buffer tests (netty/tests): JUnit 4, Hamcrest, and dpkg-source to unpack Debian's netty source
     junit4 libhamcrest-java dpkg-dev
