@@ -8,7 +8,8 @@
 #
 # CLASSPATH holds ohm.jar, ohm-netty.jar, netty-buffer and netty-common, junit4, hamcrest and our compiled test
 # classes (RunNettyTests). Exits 77 (ctest: skipped) when the source package cannot be fetched (no network, no
-# deb-src), 1 when a test fails.
+# deb-src) -- or 1 when OHM_NETTY_TESTS_REQUIRED=1, as CI sets it, so a fetch failure can never pass for a
+# run -- and 1 when a test fails.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -17,6 +18,10 @@ javac=$2 java=$3 classpath=$4 exclusions=$5
 shift 5
 
 if ! tree=$("$here/fetch-netty-tests.sh" "$workdir/netty-src" | tail -1); then
+    if [[ ${OHM_NETTY_TESTS_REQUIRED:-0} == 1 ]]; then
+        echo "run-netty-tests.sh: could not fetch Debian's netty source package (OHM_NETTY_TESTS_REQUIRED=1)" >&2
+        exit 1
+    fi
     echo "run-netty-tests.sh: could not fetch Debian's netty source package; Netty's tests are skipped" >&2
     exit 77
 fi
