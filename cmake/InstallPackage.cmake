@@ -7,6 +7,7 @@ set(OHM_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/ohm)
 # The .pc file finds its prefix from where it is (${pcfiledir}), so `cmake --install --prefix P` needs no
 # reconfigure; absolute install dirs are used as they are.
 file(RELATIVE_PATH OHM_PC_UP /root/${CMAKE_INSTALL_LIBDIR}/pkgconfig /root)
+string(REGEX REPLACE "/$" "" OHM_PC_UP "${OHM_PC_UP}")
 set(OHM_PC_PREFIX "\${pcfiledir}/${OHM_PC_UP}")
 foreach(dir INCLUDEDIR LIBDIR)
   if(IS_ABSOLUTE "${CMAKE_INSTALL_${dir}}")

@@ -77,13 +77,36 @@ void lohm_setbuf(lua_State *L, lbuf *u, ohm_buf *b)
     lua_pop(L, 1);
 }
 
+/* An access the binding layer refused. Outside the buffer, the message is Luau's with the layer's detail after
+ * it ("readi8: buffer access out of bounds (offset 1024 + length 1, size 1024)"); anything else is lohm_fail's. */
+__attribute__((cold)) static int access_fail(lua_State *L, int rc, const char *fname)
+{
+    if (rc != OHM_ERANGE) return lohm_fail(L, rc, fname);
+    /* A copy: the detail is thread-local and a finalizer run by the GC inside luaL_error could replace it. */
+    char detail[256];
+    snprintf(detail, sizeof detail, "%s", ohm_bind_message(rc));
+    int64_t off, len;
+    uint64_t size;
+    if (sscanf(detail, "offset %" SCNd64 " + length %" SCNd64 " exceeds buffer size %" SCNu64, &off, &len, &size) == 3)
+        snprintf(detail, sizeof detail, "offset %" PRId64 " + length %" PRId64 ", size %" PRIu64, off, len, size);
+    return luaL_error(L, "%s: buffer access out of bounds (%s)", fname, detail);
+}
+
+/* The count argument i, or when it is absent the bytes from off to the end of a size-byte buffer. An offset
+ * outside the buffer defaults it to 0, so the range check blames the offset and not a count nobody passed. */
+static lua_Integer optcount(lua_State *L, int i, size_t size, lua_Integer off)
+{
+    if (!lua_isnoneornil(L, i)) return luaL_checkinteger(L, i);
+    return off >= 0 && (uint64_t)off <= size ? (lua_Integer)(size - (size_t)off) : 0;
+}
+
 /* A write that failed. Read-only memory (a read-only mapping or shared memory, or sealed) gets a message of its
  * own: the core's says "sealed" for all of it. */
 __attribute__((cold)) static int write_fail(lua_State *L, const ohm_buf *b, int rc, const char *fname)
 {
     if (rc == OHM_ESTATE && ohm_buf_readonly(b))
         return luaL_error(L, "%s: buffer is read-only (a read-only mapping or shared memory, or sealed)", fname);
-    return lohm_fail(L, rc, fname);
+    return access_fail(L, rc, fname);
 }
 
 static void check_owned(lua_State *L, lbuf *u, const char *fname)
@@ -131,11 +154,12 @@ static int push_new_buf(lua_State *L, lbuf *u, ohm_buf *b, int anchor_idx)
     return 1;
 }
 
-/* ohm.alloc(size [, {zero = true, pool = p}]): a zero-filled buffer, as Luau's buffer.create. */
-static int l_alloc(lua_State *L)
+/* ohm.alloc(size [, {zero = true, pool = p}]) and ohm.create: a zero-filled buffer, as Luau's buffer.create.
+ * fname is the name the caller used, for the messages. */
+static int alloc(lua_State *L, const char *fname)
 {
     lstate *st = lohm_state(L);
-    size_t n = lohm_checksize(L, 1, LOHM_MAX_SIZE, "alloc", "size");
+    size_t n = lohm_checksize(L, 1, LOHM_MAX_SIZE, fname, "size");
     bool zero = true;
     ohm_pool *pool = st->pool;
     int anchor_idx = 0;
@@ -144,12 +168,15 @@ static int l_alloc(lua_State *L)
         zero = opt_bool_field(L, 2, "zero", 1);
         pool = opt_pool_field(L, 2, pool, &anchor_idx);
     }
-    if (st->closed) return luaL_error(L, "alloc: the lua_State is closing");
+    if (st->closed) return luaL_error(L, "%s: the lua_State is closing", fname);
     lbuf *u = lohm_newbuf(L);
     ohm_buf *b = zero ? ohm_buf_alloc_zeroed(pool, n) : ohm_buf_alloc(pool, n);
-    if (!b) return lohm_fail(L, ohm_last_error_code(), "alloc");
+    if (!b) return lohm_fail(L, ohm_last_error_code(), fname);
     return push_new_buf(L, u, b, anchor_idx);
 }
+
+static int l_alloc(lua_State *L) { return alloc(L, "alloc"); }
+static int l_create(lua_State *L) { return alloc(L, "create"); }
 
 /* ohm.fromstring(s [, opts]): a buffer holding a copy of s. */
 static int l_fromstring(lua_State *L)
@@ -193,7 +220,7 @@ static int read_typed(lua_State *L, ohm_bind_type t, int order, const char *fnam
     lua_Integer off = checkint(L, 2);
     ohm_bind_value v;
     int rc = ohm_bind_get(b, off, t, order, &v);
-    if (__builtin_expect(rc != 0, 0)) return lohm_fail(L, rc, fname);
+    if (__builtin_expect(rc != 0, 0)) return access_fail(L, rc, fname);
     switch (t) {
     case OHM_BT_F32:
     case OHM_BT_F64: lua_pushnumber(L, v.f); break;
@@ -241,10 +268,10 @@ ACCESSORS(f32be, OHM_BT_F32, OHM_BIND_BE)
 ACCESSORS(f64be, OHM_BT_F64, OHM_BIND_BE)
 
 /* readbits(b, bitOffset, bitCount): Luau allows 0..32 bits; here up to 64 (the result a Lua integer). */
-static int checkbitcount(lua_State *L, int i, const char *fname)
+static int checkbitcount(lua_State *L, int i)
 {
     lua_Integer n = luaL_checkinteger(L, i);
-    if (n < 0 || n > 64) luaL_error(L, "%s: bit count %I is outside [0, 64]", fname, (LUAI_UACINT)n);
+    if (n < 0 || n > 64) luaL_argerror(L, i, lua_pushfstring(L, "bit count %I is outside [0, 64]", (LUAI_UACINT)n));
     return (int)n;
 }
 
@@ -252,10 +279,10 @@ static int l_readbits(lua_State *L)
 {
     ohm_buf *b = lohm_livebuf(L, 1, "readbits");
     lua_Integer off = luaL_checkinteger(L, 2);
-    int count = checkbitcount(L, 3, "readbits");
+    int count = checkbitcount(L, 3);
     uint64_t v;
     int rc = ohm_bind_get_bits(b, off, count, &v);
-    if (rc) return lohm_fail(L, rc, "readbits");
+    if (rc) return access_fail(L, rc, "readbits");
     lua_pushinteger(L, (lua_Integer)v);
     return 1;
 }
@@ -264,7 +291,7 @@ static int l_writebits(lua_State *L)
 {
     ohm_buf *b = lohm_livebuf(L, 1, "writebits");
     lua_Integer off = luaL_checkinteger(L, 2);
-    int count = checkbitcount(L, 3, "writebits");
+    int count = checkbitcount(L, 3);
     uint64_t v = (uint64_t)luaL_checkinteger(L, 4);
     int rc = ohm_bind_set_bits(b, off, count, v);
     if (rc) return write_fail(L, b, rc, "writebits");
@@ -287,7 +314,7 @@ static int l_readstring(lua_State *L)
     lua_Integer off = luaL_checkinteger(L, 2), count = luaL_checkinteger(L, 3);
     void *p;
     int rc = ohm_bind_span(b, off, count, &p);
-    if (rc) return lohm_fail(L, rc, "readstring");
+    if (rc) return access_fail(L, rc, "readstring");
     lua_pushlstring(L, p, (size_t)count); /* b is argument 1: reachable, so no finalizer can free it meanwhile */
     return 1;
 }
@@ -300,10 +327,10 @@ static int l_writestring(lua_State *L)
     size_t len;
     const char *s = luaL_checklstring(L, 3, &len);
     lua_Integer count = luaL_optinteger(L, 4, (lua_Integer)len);
-    if (count < 0) return luaL_error(L, "writestring: count %I is negative", (LUAI_UACINT)count);
+    if (count < 0) return luaL_argerror(L, 4, lua_pushfstring(L, "count %I is negative", (LUAI_UACINT)count));
     if ((uint64_t)count > len)
-        return luaL_error(L, "writestring: count %I exceeds the string's length %I", (LUAI_UACINT)count,
-                          (LUAI_UACINT)len);
+        return luaL_argerror(
+            L, 4, lua_pushfstring(L, "count %I exceeds the string's length %I", (LUAI_UACINT)count, (LUAI_UACINT)len));
     int rc = ohm_bind_write(b, off, s, count);
     if (rc) return write_fail(L, b, rc, "writestring");
     return 0;
@@ -316,7 +343,7 @@ static int l_tostring(lua_State *L)
     void *p;
     size_t n = ohm_buf_size(b);
     int rc = ohm_bind_span(b, 0, (int64_t)n, &p);
-    if (rc) return lohm_fail(L, rc, "tostring");
+    if (rc) return access_fail(L, rc, "tostring");
     lua_pushlstring(L, p, n);
     return 1;
 }
@@ -328,7 +355,7 @@ static int l_copy(lua_State *L)
     lua_Integer doff = luaL_checkinteger(L, 2);
     ohm_buf *src = lohm_livebuf(L, 3, "copy");
     lua_Integer soff = luaL_optinteger(L, 4, 0);
-    lua_Integer count = luaL_optinteger(L, 5, (lua_Integer)ohm_buf_size(src) - soff);
+    lua_Integer count = optcount(L, 5, ohm_buf_size(src), soff);
     int rc = ohm_bind_copy(dst, doff, src, soff, count);
     if (rc) return write_fail(L, dst, rc, "copy");
     return 0;
@@ -340,7 +367,7 @@ static int l_fill(lua_State *L)
     ohm_buf *b = lohm_livebuf(L, 1, "fill");
     lua_Integer off = luaL_checkinteger(L, 2);
     lua_Integer value = luaL_checkinteger(L, 3);
-    lua_Integer count = luaL_optinteger(L, 4, (lua_Integer)ohm_buf_size(b) - off);
+    lua_Integer count = optcount(L, 4, ohm_buf_size(b), off);
     int rc = ohm_bind_fill(b, off, (uint8_t)value, count);
     if (rc) return write_fail(L, b, rc, "fill");
     return 0;
@@ -353,9 +380,9 @@ static int l_find(lua_State *L)
     size_t nlen;
     const char *needle = luaL_checklstring(L, 2, &nlen);
     lua_Integer off = luaL_optinteger(L, 3, 0);
-    lua_Integer count = luaL_optinteger(L, 4, (lua_Integer)ohm_buf_size(b) - off);
+    lua_Integer count = optcount(L, 4, ohm_buf_size(b), off);
     int64_t at = ohm_bind_find(b, off, count, needle, nlen);
-    if (at < -1) return lohm_fail(L, (int)at, "find");
+    if (at < -1) return access_fail(L, (int)at, "find");
     if (at == -1) luaL_pushfail(L);
     else lua_pushinteger(L, (lua_Integer)at);
     return 1;
@@ -387,9 +414,9 @@ static int slice(lua_State *L, const char *fname, bool retained)
 {
     ohm_buf *b = lohm_livebuf(L, 1, fname);
     lua_Integer off = luaL_optinteger(L, 2, 0);
-    lua_Integer count = luaL_optinteger(L, 3, (lua_Integer)ohm_buf_size(b) - off);
+    lua_Integer count = optcount(L, 3, ohm_buf_size(b), off);
     int rc = ohm_bind_range(ohm_buf_size(b), off, count);
-    if (rc) return lohm_fail(L, rc, fname);
+    if (rc) return access_fail(L, rc, fname);
     lbuf *u = lohm_newbuf(L);
     ohm_buf *s =
         retained ? ohm_buf_retained_slice(b, (size_t)off, (size_t)count) : ohm_buf_slice(b, (size_t)off, (size_t)count);
@@ -404,11 +431,11 @@ static int slice(lua_State *L, const char *fname, bool retained)
 static int l_slice(lua_State *L) { return slice(L, "slice", false); }
 static int l_retainedslice(lua_State *L) { return slice(L, "retainedslice", true); }
 
-static uint32_t checkcount(lua_State *L, int i, const char *fname)
+static uint32_t checkcount(lua_State *L, int i)
 {
     lua_Integer n = luaL_optinteger(L, i, 1);
     if (n <= 0 || n > (lua_Integer)UINT32_MAX)
-        luaL_error(L, "%s: count %I must be in 1..4294967295", fname, (LUAI_UACINT)n);
+        luaL_argerror(L, i, lua_pushfstring(L, "count %I must be in 1..4294967295", (LUAI_UACINT)n));
     return (uint32_t)n;
 }
 
@@ -423,7 +450,7 @@ static ohm_buf *owned_buf(lua_State *L, const char *fname)
 static int l_retain(lua_State *L)
 {
     ohm_buf *b = owned_buf(L, "retain");
-    uint32_t n = checkcount(L, 2, "retain");
+    uint32_t n = checkcount(L, 2);
     int rc = ohm_buf_retain(b, n);
     if (rc) return lohm_fail(L, rc, "retain");
     lua_settop(L, 1);
@@ -434,7 +461,7 @@ static int l_retain(lua_State *L)
 static int l_release(lua_State *L)
 {
     ohm_buf *b = owned_buf(L, "release");
-    uint32_t n = checkcount(L, 2, "release");
+    uint32_t n = checkcount(L, 2);
     int rc = ohm_buf_release(b, n);
     if (rc < 0) return lohm_fail(L, rc, "release");
     lua_pushboolean(L, rc == 1);
@@ -704,7 +731,7 @@ static const luaL_Reg buffer_methods[] = {
 };
 
 static const luaL_Reg module_only[] = {
-    {"alloc", l_alloc},       {"create", l_alloc},    {"fromstring", l_fromstring},
+    {"alloc", l_alloc},       {"create", l_create},   {"fromstring", l_fromstring},
     {"isbuffer", l_isbuffer}, {"mapfile", l_mapfile}, {NULL, NULL},
 };
 

@@ -12,6 +12,7 @@
 #include "lohm.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,12 +33,84 @@ lstate *lohm_getstate(lua_State *L)
     return st;
 }
 
+/* ---- the core's log: Lua's warning channel ----
+ *
+ * The module writes nothing to stderr itself: the core's messages (a leak nobody tracked, a write after free, a
+ * task's leaked memory) go to warn(), which a host turns on with warn("@on") or lua_setwarnf. The log handler is
+ * process-wide, so it is the one global of the module: a message logged on a thread inside lohm_enter goes to
+ * that state at once; one logged elsewhere (the background purger, a call that does not enter) waits in a small
+ * queue for the next lohm_enter of any state on any thread (each lua_close enters), the oldest kept when it
+ * overflows. An embedder that links the module in and keeps the log for itself sets the registry field "ohm.log"
+ * to false before requiring it; from then on the module leaves the handler alone. */
+
+#define LOG_QUEUE   16
+#define LOG_MSG_MAX 512
+
+static _Thread_local lstate *tl_entered; /* the state whose host this thread runs, NULL outside */
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char log_queue[LOG_QUEUE][LOG_MSG_MAX];
+static unsigned log_queued, log_dropped; /* under log_lock */
+static int log_threshold = OHM_LOG_WARN; /* written once, before the handler is installed */
+static pthread_once_t log_once = PTHREAD_ONCE_INIT;
+static const char *const log_names[] = {"debug", "info", "warn", "error"};
+
+static void warn_on(lua_State *L, const char *level, const char *msg)
+{
+    lua_warning(L, "ohm ", 1);
+    lua_warning(L, level, 1);
+    lua_warning(L, ": ", 1);
+    lua_warning(L, msg, 0);
+}
+
+static void log_to_lua(void *arg, ohm_log_level level, const char *message)
+{
+    (void)arg;
+    if ((int)level < log_threshold || (unsigned)level > OHM_LOG_ERROR) return;
+    lstate *st = tl_entered;
+    if (st && st->L) {
+        warn_on(st->L, log_names[level], message); /* lua_warning neither allocates nor raises */
+        return;
+    }
+    pthread_mutex_lock(&log_lock);
+    if (log_queued < LOG_QUEUE) snprintf(log_queue[log_queued++], LOG_MSG_MAX, "%s: %s", log_names[level], message);
+    else log_dropped++;
+    pthread_mutex_unlock(&log_lock);
+}
+
+/* Delivers the queued messages to L, the Lua thread of the state this thread has just entered. */
+static void log_flush(lua_State *L)
+{
+    pthread_mutex_lock(&log_lock);
+    for (unsigned i = 0; i < log_queued; i++) {
+        lua_warning(L, "ohm ", 1);
+        lua_warning(L, log_queue[i], 0);
+    }
+    if (log_dropped) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "%u more messages were dropped", log_dropped);
+        warn_on(L, "warn", msg);
+    }
+    log_queued = log_dropped = 0;
+    pthread_mutex_unlock(&log_lock);
+}
+
+static void log_install(void)
+{
+    const char *v = getenv("OHM_LOG_LEVEL"); /* the threshold the default handler would apply */
+    if (v && strcmp(v, "off") == 0) log_threshold = OHM_LOG_ERROR + 1;
+    for (int i = 0; v && i <= OHM_LOG_ERROR; i++)
+        if (strcmp(v, log_names[i]) == 0) log_threshold = i;
+    ohm_set_log_handler(log_to_lua, NULL);
+}
+
 /* ---- entering the host ---- */
 
 lua_State *lohm_enter(lstate *st, lua_State *L)
 {
     lua_State *prev = st->L;
     st->L = L; /* before the enter: it may deliver queued leak reports, which run on L */
+    tl_entered = st;
+    if (__atomic_load_n(&log_queued, __ATOMIC_RELAXED)) log_flush(L);
     ohm_bind_host_enter(st->host);
     return prev;
 }
@@ -46,6 +119,9 @@ void lohm_leave(lstate *st, lua_State *prev)
 {
     ohm_bind_host_leave(st->host);
     st->L = prev;
+    /* A nested enter of the same state still runs it; another state's enter around this one is forgotten (its
+     * messages wait in the queue until its next enter). */
+    tl_entered = prev ? st : NULL;
 }
 
 /* ---- errors ---- */
@@ -56,9 +132,13 @@ int lohm_fail(lua_State *L, int code, const char *what)
     char msg[MSG_MAX];
     /* A copy: the message is thread-local and a GC step inside a Lua call could replace it. */
     snprintf(msg, sizeof msg, "%s", ohm_bind_message(code));
-    if (e->raise) return luaL_error(L, "%s: %s", what, msg);
+    /* The core names some failures itself ("seal: ..."): the function's name once, not twice. */
+    size_t wlen = strlen(what);
+    const char *sep = strncmp(msg, what, wlen) == 0 && msg[wlen] == ':' ? NULL : ": ";
+    if (!sep) what = "";
+    if (e->raise) return luaL_error(L, "%s%s%s", what, sep ? sep : "", msg);
     luaL_pushfail(L);
-    lua_pushfstring(L, "%s: %s", what, msg);
+    lua_pushfstring(L, "%s%s%s", what, sep ? sep : "", msg);
     lua_pushstring(L, e->name);
     return 3;
 }
@@ -90,7 +170,8 @@ size_t lohm_checksize(lua_State *L, int i, uint64_t max, const char *fname, cons
     }
     size_t out;
     int rc = ohm_bind_size(v, max, what, &out);
-    if (rc) lohm_fail(L, rc, fname); /* EINVAL: raises */
+    if (rc && i > 0) luaL_argerror(L, i, ohm_bind_message(rc)); /* "bad argument #i to 'f' (size -1 is negative)" */
+    if (rc) lohm_fail(L, rc, fname);                            /* a table field: EINVAL, raises */
     return out;
 }
 
@@ -100,7 +181,9 @@ ohm_mem_mode lohm_checkmode(lua_State *L, int i, const char *fname)
     const char *s = lua_type(L, i) == LUA_TSTRING ? lua_tostring(L, i) : NULL;
     if (s && strcmp(s, "off_heap") == 0) return OHM_OFF_HEAP;
     if (s && strcmp(s, "on_heap") == 0) return OHM_ON_HEAP;
-    luaL_error(L, "%s: mode must be \"off_heap\" or \"on_heap\", got %s", fname, s ? s : luaL_typename(L, i));
+    const char *got = s ? s : luaL_typename(L, i);
+    if (i > 0) luaL_argerror(L, i, lua_pushfstring(L, "mode must be \"off_heap\" or \"on_heap\", got %s", got));
+    luaL_error(L, "%s: mode must be \"off_heap\" or \"on_heap\", got %s", fname, got);
     return OHM_OFF_HEAP;
 }
 
@@ -224,6 +307,9 @@ __attribute__((visibility("default"))) int luaopen_ohm(lua_State *L);
 int luaopen_ohm(lua_State *L)
 {
     luaL_checkversion(L);
+    if (lua_getfield(L, LUA_REGISTRYINDEX, "ohm.log") == LUA_TNIL || lua_toboolean(L, -1))
+        pthread_once(&log_once, log_install);
+    lua_pop(L, 1);
     lohm_push_state(L);
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);

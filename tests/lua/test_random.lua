@@ -100,7 +100,7 @@ local function raises(kind, fn, ...)
   for k in kind:gmatch("[^|]+") do
   local want = ({
     released = { "buffer was released" },
-    range = { "exceeds buffer size", "is negative" },
+    range = { "buffer access out of bounds", "is negative" },
     readonly = { "read-only" },
     count = { "exceeds the reference count", "overflows the reference count" },
     seal = { "owns its pages" },
