@@ -49,7 +49,7 @@ lstate *lohm_getstate(lua_State *L)
 static _Thread_local lstate *tl_entered; /* the state whose host this thread runs, NULL outside */
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static char log_queue[LOG_QUEUE][LOG_MSG_MAX];
-static unsigned log_queued, log_dropped; /* under log_lock */
+static unsigned log_queued, log_dropped; /* under log_lock; log_queued also read without it (atomically) */
 static int log_threshold = OHM_LOG_WARN; /* written once, before the handler is installed */
 static pthread_once_t log_once = PTHREAD_ONCE_INIT;
 static const char *const log_names[] = {"debug", "info", "warn", "error"};
@@ -72,8 +72,13 @@ static void log_to_lua(void *arg, ohm_log_level level, const char *message)
         return;
     }
     pthread_mutex_lock(&log_lock);
-    if (log_queued < LOG_QUEUE) snprintf(log_queue[log_queued++], LOG_MSG_MAX, "%s: %s", log_names[level], message);
-    else log_dropped++;
+    unsigned n = log_queued;
+    if (n < LOG_QUEUE) {
+        snprintf(log_queue[n], LOG_MSG_MAX, "%s: %s", log_names[level], message);
+        __atomic_store_n(&log_queued, n + 1, __ATOMIC_RELAXED);
+    } else {
+        log_dropped++;
+    }
     pthread_mutex_unlock(&log_lock);
 }
 
@@ -90,7 +95,8 @@ static void log_flush(lua_State *L)
         snprintf(msg, sizeof msg, "%u more messages were dropped", log_dropped);
         warn_on(L, "warn", msg);
     }
-    log_queued = log_dropped = 0;
+    log_dropped = 0;
+    __atomic_store_n(&log_queued, 0, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&log_lock);
 }
 
