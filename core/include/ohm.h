@@ -474,7 +474,7 @@ OHM_API size_t ohm_leak_report_json(const ohm_leak_report *report, char *out, si
  *    OHM_LEAK_CHECKPOINT, creation order) to free with ohm_leak_list_free. Returns how many are live (>= 0) or a
  *    negative code; on a code the scope stays open and *out is NULL. With no memory for the list the scope
  *    ends and OHM_ENOMEM is returned. A scoped buffer a host GC reclaims or a pool destruction frees while the
- *    scope is open is reported to the handler as usual and is not in the list.
+ *    scope is open is reported to the handler as usual, and is in the list too (counted) with that reason.
  * ------------------------------------------------------------------------------------------------------- */
 
 typedef struct ohm_leak_list {

@@ -60,6 +60,7 @@ struct leak_track {
     char *host_site;                     /* owned, or NULL; under the stripe lock                     */
     struct leak_scope *scope;            /* the scope it was made in, or NULL; set before it is shared */
     leak_track *snext, *sprev;           /* the scope's list, under its scope lock                     */
+    ohm_leak_reason gone;                /* in the scope's gone list: why it was reported               */
     leak_rec created;
     /* access records, oldest first; under the stripe lock */
     unsigned nrecords;
@@ -153,6 +154,7 @@ typedef struct leak_scope {
     _Atomic bool closed; /* set under its scope lock */
     int64_t live;        /* records in the list, under its scope lock */
     leak_track *head;
+    leak_track *gone; /* reported (GC, pool destroyed) while open: kept for the close, under its scope lock */
 } leak_scope;
 
 static pthread_mutex_t scopes_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -199,16 +201,40 @@ static bool scope_attach(leak_scope *sc, leak_track *t)
 }
 
 /* t was released or reported: out of its scope's list. t->scope is written only before t was shared. */
+static void scope_unlink(leak_scope *sc, leak_track *t)
+{
+    if (t->sprev) t->sprev->snext = t->snext;
+    else sc->head = t->snext;
+    if (t->snext) t->snext->sprev = t->sprev;
+    sc->live--;
+}
+
+/* A scoped record reported while its scope is open moves to the scope's gone list, for the close to list
+ * (with its reference on the scope); false when it is not the scope's to keep. */
+static bool scope_keep_gone(leak_track *t, ohm_leak_reason reason)
+{
+    leak_scope *sc = t->scope;
+    if (!sc) return false;
+    pthread_mutex_t *m = &scope_locks[sc->lock];
+    pthread_mutex_lock(m);
+    bool keep = !atomic_load_explicit(&sc->closed, memory_order_relaxed);
+    if (keep) {
+        scope_unlink(sc, t);
+        t->gone = reason;
+        t->snext = sc->gone;
+        sc->gone = t;
+    }
+    pthread_mutex_unlock(m);
+    return keep;
+}
+
 static void scope_detach(leak_track *t)
 {
     leak_scope *sc = t->scope;
     if (!sc) return;
     pthread_mutex_t *m = &scope_locks[sc->lock];
     pthread_mutex_lock(m);
-    if (t->sprev) t->sprev->snext = t->snext;
-    else sc->head = t->snext;
-    if (t->snext) t->snext->sprev = t->sprev;
-    sc->live--;
+    scope_unlink(sc, t);
     pthread_mutex_unlock(m);
     t->scope = NULL;
     scope_unref(sc);
@@ -821,8 +847,9 @@ void leak_track_leaked(leak_track *t, ohm_leak_reason reason)
     pthread_mutex_lock(&st->lock);
     unlink_track(t);
     pthread_mutex_unlock(&st->lock);
-    scope_detach(t);
     deliver(t, reason, true, NULL, NULL);
+    if (scope_keep_gone(t, reason)) return;
+    scope_detach(t);
     track_free(t);
 }
 
@@ -859,6 +886,7 @@ static leak_track *track_clone(const leak_track *t)
     c->next = c->prev = NULL;
     c->scope = NULL;
     c->snext = c->sprev = NULL;
+    c->gone = OHM_LEAK_CHECKPOINT; /* still live */
     c->host_site = dup_str(t->host_site);
     for (unsigned i = 0; i < t->nrecords; i++) {
         leak_rec *r = rec_mem(sizeof *r);
@@ -1163,7 +1191,7 @@ static leak_list *list_build(leak_track **snap, size_t n)
     for (size_t i = 0; i < n; i++) {
         const leak_track *t = snap[i];
         ohm_leak_report *rep = &l->pub.reports[i];
-        rep->reason = OHM_LEAK_CHECKPOINT;
+        rep->reason = t->gone;
         rep->buffer_id = t->buffer_id;
         rep->size = t->size;
         rep->origin = t->origin;
@@ -1228,12 +1256,15 @@ int64_t ohm_leak_scope_close(uint64_t id, uint32_t wait_ms, ohm_leak_list **out)
 
     /* Closed under its lock, so no record joins the list after the snapshot; the records stay in the list
      * (each keeps the scope's memory) until released. */
-    leak_track **snap = NULL;
-    size_t n = 0;
+    leak_track **snap = NULL, *gone;
+    size_t n = 0, ngone = 0;
     bool nomem = false;
     pthread_mutex_lock(m);
     atomic_store_explicit(&sc->closed, true, memory_order_relaxed);
-    int64_t live = sc->live;
+    gone = sc->gone; /* now the closer's, each with a reference on sc */
+    sc->gone = NULL;
+    for (leak_track *t = gone; t; t = t->snext) ngone++;
+    int64_t live = sc->live + (int64_t)ngone;
     if (out && live > 0) {
         snap = malloc((size_t)live * sizeof *snap);
         nomem = !snap;
@@ -1250,6 +1281,13 @@ int64_t ohm_leak_scope_close(uint64_t id, uint32_t wait_ms, ohm_leak_list **out)
         }
     }
     pthread_mutex_unlock(m);
+    for (leak_track *t = gone, *next; t; t = next) {
+        next = t->snext;
+        t->scope = NULL;
+        if (snap && !nomem) snap[n++] = t;
+        else track_free(t);
+        scope_unref(sc);
+    }
     set_thread_scope(sc->parent);
     scope_unref(sc);
 

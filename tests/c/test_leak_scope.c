@@ -233,6 +233,34 @@ static void test_released_after_close_frees_the_scope(void)
     ohm_buf_release(b, 1);
 }
 
+static void quiet_handler(void *arg, const ohm_leak_report *r)
+{
+    (void)r;
+    (*(int *)arg)++;
+}
+
+static void test_reclaimed_and_destroyed_while_open_are_listed(void)
+{
+    int reports = 0;
+    ohm_leak_set_handler(quiet_handler, &reports);
+    ohm_pool *p = ohm_pool_create(NULL);
+    uint64_t s = ohm_leak_scope_open();
+    ohm_buf *gc = ohm_buf_alloc(NULL, 40);
+    CHECK_EQ_INT(ohm_buf_reclaim(gc, ohm_buf_id(gc)), 1); /* a host GC found it unreleased */
+    (void)ohm_buf_alloc(p, 50);
+    ohm_pool_destroy(p);
+    ohm_leak_list *l = NULL;
+    CHECK_EQ_INT(ohm_leak_scope_close(s, 0, &l), 2);
+    if (CHECK_NOT_NULL(l) && CHECK_EQ_U64(l->count, 2)) {
+        CHECK_EQ_INT(l->reports[0].reason, OHM_LEAK_GC);
+        CHECK_EQ_INT(l->reports[1].reason, OHM_LEAK_POOL_DESTROY);
+        CHECK_EQ_U64(l->bytes, 90);
+    }
+    ohm_leak_list_free(l);
+    CHECK_EQ_INT(reports, 2);
+    ohm_leak_set_handler(NULL, NULL);
+}
+
 int main(void)
 {
     RUN(test_only_buffers_made_inside_are_listed);
@@ -243,5 +271,6 @@ int main(void)
     RUN(test_close_waits_for_other_threads);
     RUN(test_misuse_is_a_code);
     RUN(test_released_after_close_frees_the_scope);
+    RUN(test_reclaimed_and_destroyed_while_open_are_listed);
     return check_summary();
 }
