@@ -11,6 +11,8 @@ packages=(
     libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev
     # the Lua module, the libffi bridge, the JNI library and its Java tests, Netty as a peer
     liblua5.4-dev lua5.4 libffi-dev zlib1g-dev openjdk-17-jdk-headless junit5 libnetty-java
+    # the Lua leak-scope spec (tests/lua/spec)
+    lua-busted
     # Netty's own buffer tests (netty/tests): JUnit 4, Hamcrest, and dpkg-source to unpack Debian's netty source
     junit4 libhamcrest-java dpkg-dev
 )
