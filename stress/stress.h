@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define STRESS_INBOX_CAP 256 /* hand-off queue per worker; a full queue makes the sender consume itself */
 #define STRESS_RAW_SLOTS 64  /* live pool blocks per worker */
@@ -193,5 +194,13 @@ void report_summary(const stress *s);
 void report_json(const stress *s);
 int report_html(const stress *s, const char *path);
 bool stress_failed(const stress *s);
+/* One line chart as inline SVG (the HTML reports' only drawing): n points of nseries series; value(ctx, i, k)
+ * is point i of series k, and its time in seconds for k == CHART_TIME. */
+#define CHART_TIME UINT_MAX
+typedef double chart_value(const void *ctx, size_t i, unsigned series);
+void svg_chart(FILE *f, const char *title, bool bytes, size_t n, unsigned nseries, const char *const *names,
+               chart_value *value, const void *ctx);
+/* The page's head and style, shared by the reports. */
+void html_head(FILE *f, const char *title);
 
 #endif /* OHM_STRESS_H */
