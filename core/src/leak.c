@@ -882,7 +882,10 @@ static leak_track *track_clone(const leak_track *t)
     size_t nlen = strlen(t->pool);
     leak_track *c = rec_mem(sizeof *c + nlen + 1);
     if (!c) return NULL;
-    memcpy(c, t, sizeof *c + nlen + 1);
+    /* Not the scope fields: they are under the scope's lock, not the stripe's that the caller holds. */
+    memcpy(c, t, offsetof(leak_track, scope));
+    memcpy((char *)c + offsetof(leak_track, created), (const char *)t + offsetof(leak_track, created),
+           sizeof *c - offsetof(leak_track, created) + nlen + 1);
     c->next = c->prev = NULL;
     c->scope = NULL;
     c->snext = c->sprev = NULL;
