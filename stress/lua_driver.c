@@ -12,6 +12,8 @@
 #define _GNU_SOURCE
 #include "workload.h"
 
+#include "stress.h"
+
 #include "harness.h"
 #include "lohm.h"
 #include "ohm.h"
@@ -77,46 +79,29 @@ static void usage(FILE *f)
 
 static int parse(int argc, char **argv, lrun *run)
 {
-    enum { O_LUA = 1, O_THREADS, O_DURATION, O_ITER, O_JSON, O_REPORT, O_HELP };
-    static const struct option opts[] = {{"lua", required_argument, 0, O_LUA},
-                                         {"threads", required_argument, 0, O_THREADS},
-                                         {"duration", required_argument, 0, O_DURATION},
-                                         {"iterations", required_argument, 0, O_ITER},
-                                         {"json", no_argument, 0, O_JSON},
-                                         {"report", required_argument, 0, O_REPORT},
-                                         {"help", no_argument, 0, O_HELP},
-                                         {0, 0, 0, 0}};
+    /* the values are the cases below */
+    static const struct option opts[] = {{"lua", required_argument, 0, 1},      {"threads", required_argument, 0, 2},
+                                         {"duration", required_argument, 0, 3}, {"iterations", required_argument, 0, 4},
+                                         {"json", no_argument, 0, 5},           {"report", required_argument, 0, 6},
+                                         {"help", no_argument, 0, 7},           {0, 0, 0, 0}};
     run->threads = 1;
     run->duration_s = 10;
     int c;
+    uint64_t u;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        char *end = NULL;
-        errno = 0;
-        switch (c) {
-        case O_LUA: run->path = optarg; break;
-        case O_THREADS: {
-            unsigned long v = strtoul(optarg, &end, 10);
-            if (errno || *end || v < 1 || v > 256) goto bad;
-            run->threads = (unsigned)v;
-            break;
+        bool ok = true;
+        if (c == 1) run->path = optarg;
+        else if (c == 2) ok = parse_u64(optarg, 1, 256, &u), run->threads = (unsigned)u;
+        else if (c == 3) ok = parse_double(optarg, 0.01, 1e6, &run->duration_s);
+        else if (c == 4) ok = parse_u64(optarg, 1, UINT64_MAX, &run->iterations);
+        else if (c == 5) run->json = true;
+        else if (c == 6) run->report = optarg;
+        else if (c == 7) usage(stdout), exit(0);
+        else return -1; /* getopt said what; the caller prints the usage */
+        if (!ok) {
+            fprintf(stderr, "ohm-stress: bad value '%s' for --%s\n", optarg, opts[c - 1].name);
+            return -1;
         }
-        case O_DURATION:
-            run->duration_s = strtod(optarg, &end);
-            if (errno || *end || !(run->duration_s >= 0.01 && run->duration_s <= 1e6)) goto bad;
-            break;
-        case O_ITER:
-            run->iterations = strtoull(optarg, &end, 10);
-            if (errno || *end || optarg[0] == '-' || run->iterations == 0) goto bad;
-            break;
-        case O_JSON: run->json = true; break;
-        case O_REPORT: run->report = optarg; break;
-        case O_HELP: usage(stdout); exit(0);
-        default: return -1; /* getopt said what; the caller prints the usage */
-        }
-        continue;
-    bad:
-        fprintf(stderr, "ohm-stress: bad value '%s' for --%s\n", optarg, opts[c - 1].name);
-        return -1;
     }
     if (optind < argc) {
         fprintf(stderr, "ohm-stress: unexpected argument '%s'\n", argv[optind]);

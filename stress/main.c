@@ -36,26 +36,6 @@ static void usage(FILE *f)
                "drift; 2 for a usage or setup error.\n");
 }
 
-static bool parse_double(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi)) return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 0);
-    if (errno || end == s || *end || s[0] == '-' || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
-
 static int parse_args(int argc, char **argv, stress_opts *o)
 {
     enum {

@@ -179,6 +179,9 @@ static inline double now_s(void) { return (double)harness_now_ns() * 1e-9; }
 /* Counts an error of a kind (integrity or API) and keeps the first few messages for the summary. */
 void stress_error(stress *s, counter *kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void stress_print_errors(void);
+/* A number option's value: the whole text, in [lo, hi]; false otherwise. */
+bool parse_double(const char *s, double lo, double hi, double *out);
+bool parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out);
 
 /* workers.c */
 int workers_init(stress *s);

@@ -70,6 +70,13 @@ void wl_summary(FILE *f, const wl_result *r)
     fprintf(f, "%s\n", wl_failed(r) ? "FAILED" : "PASSED");
 }
 
+/* A key and its value. */
+static void ku(json_writer *j, const char *key, uint64_t v)
+{
+    json_key(j, key);
+    json_u64(j, v);
+}
+
 void wl_json(FILE *f, const wl_result *r)
 {
     size_t cap = 4096 + r->nsites * (2 * WL_SITE_MAX + 128) + 2 * sizeof r->first_error;
@@ -82,33 +89,25 @@ void wl_json(FILE *f, const wl_result *r)
     json_str(&j, r->driver);
     json_key(&j, "workload");
     json_str(&j, r->workload);
-    json_key(&j, "threads");
-    json_u64(&j, r->threads);
+    ku(&j, "threads", r->threads);
     json_key(&j, "seconds");
     json_f64(&j, r->seconds, 3);
-    json_key(&j, "iterations");
-    json_u64(&j, r->iterations);
-    json_key(&j, "leaks");
-    json_u64(&j, r->leaks);
-    json_key(&j, "leak_bytes");
-    json_u64(&j, r->leak_bytes);
+    ku(&j, "iterations", r->iterations);
+    ku(&j, "leaks", r->leaks);
+    ku(&j, "leak_bytes", r->leak_bytes);
     json_key(&j, "leak_sites");
     json_array_begin(&j);
     for (size_t i = 0; i < r->nsites; i++) {
         json_object_begin(&j);
         json_key(&j, "site");
         json_str(&j, r->sites[i].site);
-        json_key(&j, "count");
-        json_u64(&j, r->sites[i].count);
-        json_key(&j, "bytes");
-        json_u64(&j, r->sites[i].bytes);
-        json_key(&j, "first_iteration");
-        json_u64(&j, r->sites[i].first_iteration);
+        ku(&j, "count", r->sites[i].count);
+        ku(&j, "bytes", r->sites[i].bytes);
+        ku(&j, "first_iteration", r->sites[i].first_iteration);
         json_object_end(&j);
     }
     json_array_end(&j);
-    json_key(&j, "integrity_errors");
-    json_u64(&j, r->integrity_errors);
+    ku(&j, "integrity_errors", r->integrity_errors);
     json_key(&j, "first_error");
     json_str(&j, r->first_error[0] ? r->first_error : NULL);
     json_key(&j, "growth_bytes_per_s");
