@@ -55,7 +55,7 @@ struct lrun {
     ohm_pool *pool;
     pthread_barrier_t ready; /* every state loaded and set up (or failed) before any iteration */
     atomic_bool setup_failed, stop;
-    atomic_uint running;
+    atomic_uint running, iterating; /* threads not finished; threads not past their last iteration */
     pthread_mutex_t lock; /* the result below */
     wl_result r;
     wl_site sites[MAX_SITES];
@@ -295,6 +295,7 @@ static void *thread_main(void *arg)
     }
     pthread_barrier_wait(&run->ready);
     if (!atomic_load(&run->setup_failed)) run_iterations(t, L, wl, ctx);
+    atomic_fetch_sub(&run->iterating, 1); /* teardown is not part of the trend */
     if (t->setup_ok) {
         lua_settop(L, ctx);
         lua_getfield(L, wl, "teardown");
@@ -366,6 +367,7 @@ int lua_main(int argc, char **argv)
                          .npools = 2,
                          .pool_names = {"workload (the states' pool)", "default"}};
     atomic_store(&run->running, run->threads);
+    atomic_store(&run->iterating, run->threads);
     for (unsigned i = 0; i < run->threads; i++) {
         run->ts[i] = (lthread){.run = run, .index = i};
         if (pthread_create(&run->ts[i].th, NULL, thread_main, &run->ts[i]) != 0) {
@@ -382,7 +384,8 @@ int lua_main(int argc, char **argv)
         nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
         double now = (double)harness_now_ns() * 1e-9 - t0;
         if (!run->iterations && now >= run->duration_s) atomic_store(&run->stop, true);
-        if (++ticks % 10 == 0 && !atomic_load(&run->setup_failed)) take_sample(run, t0, &cap);
+        if (++ticks % 10 == 0 && !atomic_load(&run->setup_failed) && atomic_load(&run->iterating) > 0)
+            take_sample(run, t0, &cap);
     }
     for (unsigned i = 0; i < run->threads; i++) {
         pthread_join(run->ts[i].th, NULL);
@@ -395,7 +398,6 @@ int lua_main(int argc, char **argv)
         fprintf(stderr, "ohm-stress: %s\n", run->load_msg);
         status = 2;
     } else {
-        take_sample(run, t0, &cap);
         wl_growth(&run->r);
         if (run->json) wl_json(stdout, &run->r);
         else wl_summary(stdout, &run->r);
