@@ -5,7 +5,8 @@
  *            spilling consumers, the storage block cache, mapped files
  * monitor.c  the sampling thread (every ~100 ms) and the progress line
  * report.c   the summary (text or JSON) and the HTML report with inline SVG charts
- * util.c     random numbers, the byte pattern every buffer carries, RSS, error records
+ * util.c     random numbers, the byte pattern every buffer carries, RSS, error records, option numbers
+ * workload.c, lua_driver.c  ohm-stress --lua: users' workloads, and their report (see workload.h)
  *
  * Every shared counter is a relaxed atomic: the monitor reads them while workers run. */
 #ifndef OHM_STRESS_H
