@@ -56,7 +56,7 @@ struct lrun {
     pthread_barrier_t ready; /* every state loaded and set up (or failed) before any iteration */
     atomic_bool setup_failed, stop;
     atomic_uint running, iterating; /* threads not finished; threads not past their last iteration */
-    pthread_mutex_t lock; /* the result below */
+    pthread_mutex_t lock;           /* the result below */
     wl_result r;
     wl_site sites[MAX_SITES];
     bool load_error; /* the workload did not load or set up: exit 2 */
