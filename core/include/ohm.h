@@ -466,7 +466,8 @@ OHM_API size_t ohm_leak_report_json(const ohm_leak_report *report, char *out, si
  *    thread inherit its creator's scope by passing ohm_leak_scope_current() to it and joining there. join is
  *    OHM_ESTATE when the thread already belongs to a scope, OHM_EINVAL for an id that is not open; leave is
  *    OHM_ESTATE on a thread that did not join (the opener closes instead). A joined thread whose scope closed
- *    belongs to none and should still leave.
+ *    belongs to none and should still leave. A thread must close the scopes it opened before it exits (a joined
+ *    thread's are closed at its exit).
  *  - close: only by the thread that opened it (OHM_EPERM otherwise), innermost first (OHM_ESTATE while a scope
  *    opened inside it is open), once (OHM_EINVAL for an id not open: never opened, closed already). It waits up
  *    to wait_ms for the scope's live buffers to be released by other threads, then ends the scope (the thread

@@ -1065,6 +1065,9 @@ static pthread_once_t joined_once = PTHREAD_ONCE_INIT;
 /* A joined thread that exits without leaving gives its reference back here. */
 static void joined_exit(void *arg)
 {
+    /* Scopes it opened inside the joined one end with it: else the joined scope could never be closed. */
+    while (tl_scope && tl_scope != arg && tl_scope->opener == thread_id())
+        if (ohm_leak_scope_close(tl_scope->id, 0, NULL) < 0) break;
     if (tl_joined == arg) {
         tl_joined = NULL;
         tl_scope = NULL;

@@ -5,6 +5,7 @@
 #include "ohm.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -128,6 +129,7 @@ typedef struct joiner {
     int join_rc, leave_rc;
     bool leave;
     unsigned release_after_ms; /* 0: keep it */
+    atomic_bool allocated;
 } joiner;
 
 static void *joiner_main(void *arg)
@@ -136,6 +138,7 @@ static void *joiner_main(void *arg)
     j->join_rc = ohm_leak_scope_join(j->scope);
     CHECK_EQ_INT(ohm_leak_scope_join(j->scope), OHM_ESTATE); /* already in it */
     j->made = ohm_buf_alloc(NULL, 48);
+    atomic_store(&j->allocated, true);
     if (j->leave) j->leave_rc = ohm_leak_scope_leave();
     ohm_buf *after = ohm_buf_alloc(NULL, 8); /* left (or not): counts only while joined */
     ohm_buf_release(after, 1);
@@ -173,7 +176,7 @@ static void test_close_waits_for_other_threads(void)
     joiner j = {.scope = s, .leave = true, .release_after_ms = 30};
     pthread_t t;
     pthread_create(&t, NULL, joiner_main, &j);
-    while (ohm_leak_scope_live(s) == 0 && !j.made) usleep(1000);
+    while (!atomic_load(&j.allocated)) usleep(1000);
     usleep(2000);
     ohm_leak_list *l = NULL;
     CHECK_EQ_INT(ohm_leak_scope_close(s, 5000, &l), 0);
@@ -261,6 +264,24 @@ static void test_reclaimed_and_destroyed_while_open_are_listed(void)
     ohm_leak_set_handler(NULL, NULL);
 }
 
+static void *nested_opener(void *arg)
+{
+    CHECK_EQ_INT(ohm_leak_scope_join(*(uint64_t *)arg), 0);
+    uint64_t inner = ohm_leak_scope_open();
+    CHECK(inner != 0);
+    ohm_buf_release(ohm_buf_alloc(NULL, 8), 1);
+    return NULL; /* exits with inner open and without leaving */
+}
+
+static void test_joined_thread_exit_ends_its_scopes(void)
+{
+    uint64_t s = ohm_leak_scope_open();
+    pthread_t t;
+    pthread_create(&t, NULL, nested_opener, &s);
+    pthread_join(t, NULL);
+    CHECK_EQ_INT(ohm_leak_scope_close(s, 0, NULL), 0);
+}
+
 int main(void)
 {
     RUN(test_only_buffers_made_inside_are_listed);
@@ -272,5 +293,6 @@ int main(void)
     RUN(test_misuse_is_a_code);
     RUN(test_released_after_close_frees_the_scope);
     RUN(test_reclaimed_and_destroyed_while_open_are_listed);
+    RUN(test_joined_thread_exit_ends_its_scopes);
     return check_summary();
 }
