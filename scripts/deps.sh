@@ -11,8 +11,8 @@ declare -A group=(
     [build]="build-essential cmake pkg-config libffi-dev zlib1g-dev"
     # the Java library, its JUnit tests, and ohm-netty.jar (compiled against Debian's Netty)
     [java]="openjdk-17-jdk-headless junit5 libnetty-java"
-    # the Lua module and its tests; luarocks for the rockspec and its test
-    [lua]="liblua5.4-dev lua5.4 luarocks"
+    # the Lua module and its tests; luarocks for the rockspec and its test, busted for the leak-scope spec
+    [lua]="liblua5.4-dev lua5.4 luarocks lua-busted"
     # clang's sanitizer and libFuzzer runtimes (gcc's ASan/UBSan/TSan come with build-essential)
     [sanitize]="clang libclang-rt-14-dev"
     # the peers ohm-bench compares with: jemalloc, mimalloc, gperftools tcmalloc

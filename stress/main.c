@@ -6,6 +6,7 @@
  * totals plus the pool's active bytes must be 0. */
 #define _GNU_SOURCE
 #include "stress.h"
+#include "workload.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -30,28 +31,9 @@ static void usage(FILE *f)
                "  --json            print the summary as one JSON object\n"
                "  --report F.html   write an HTML report with charts over time\n"
                "  --tmpdir D        where the temporary directory goes (default $TMPDIR or /tmp)\n"
+               "  --lua F.lua ...   run a Lua workload instead (ohm-stress --lua F.lua --help)\n"
                "Exit status: 0 when clean; 1 for an integrity or API error, a missed or false leak, or accounting\n"
                "drift; 2 for a usage or setup error.\n");
-}
-
-static bool parse_double(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi)) return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 0);
-    if (errno || end == s || *end || s[0] == '-' || v < lo || v > hi) return false;
-    *out = v;
-    return true;
 }
 
 static int parse_args(int argc, char **argv, stress_opts *o)
@@ -241,6 +223,15 @@ static uint64_t mm_accounted(ohm_mm *mm)
 
 int main(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--lua") == 0 || strncmp(argv[i], "--lua=", 6) == 0) {
+#ifdef OHM_STRESS_LUA
+            return lua_main(argc, argv);
+#else
+            fprintf(stderr, "ohm-stress: built without the Lua module (OHM_BUILD_LUA=OFF): --lua is not available\n");
+            return 2;
+#endif
+        }
     static stress st;
     stress *s = &st;
     g_stress = s;

@@ -190,15 +190,13 @@ static void axis_label(char *out, size_t cap, double v, bool bytes)
     else snprintf(out, cap, "%.0f B", v);
 }
 
-static void chart(FILE *f, const stress *s, const char *title, bool bytes, unsigned nseries, const char *const *names,
-                  value_fn *value)
+void svg_chart(FILE *f, const char *title, bool bytes, size_t n, unsigned nseries, const char *const *names,
+               chart_value *value, const void *ctx)
 {
-    const sample *xs = s->samples;
-    size_t n = s->nsamples;
-    double tmax = n ? xs[n - 1].t : 1, ymax = 0;
+    double tmax = n ? value(ctx, n - 1, CHART_TIME) : 1, ymax = 0;
     for (size_t i = 0; i < n; i++)
         for (unsigned k = 0; k < nseries; k++)
-            if (value(&xs[i], k) > ymax) ymax = value(&xs[i], k);
+            if (value(ctx, i, k) > ymax) ymax = value(ctx, i, k);
     if (ymax <= 0) ymax = 1;
     if (tmax <= 0) tmax = 1;
     const double pw = CW - ML - MR, ph = CH - MT - MB;
@@ -223,13 +221,33 @@ static void chart(FILE *f, const stress *s, const char *title, bool bytes, unsig
     for (unsigned k = 0; k < nseries; k++) {
         fprintf(f, "<polyline fill=\"none\" stroke-width=\"1.5\" stroke=\"%s\" points=\"", colors[k % 10]);
         for (size_t i = 0; i < n; i++)
-            fprintf(f, "%.1f,%.1f ", ML + pw * xs[i].t / tmax, MT + ph - ph * value(&xs[i], k) / ymax);
+            fprintf(f, "%.1f,%.1f ", ML + pw * value(ctx, i, CHART_TIME) / tmax,
+                    MT + ph - ph * value(ctx, i, k) / ymax);
         fprintf(f, "\"/>\n");
     }
     fprintf(f, "</svg>\n<p class=\"legend\">");
     for (unsigned k = 0; k < nseries; k++)
         fprintf(f, "<span style=\"color:%s\">&#9632;</span> %s &nbsp; ", colors[k % 10], names[k]);
     fprintf(f, "</p>\n");
+}
+
+/* The built-in run's charts: a value of its samples. */
+typedef struct sample_chart {
+    const sample *xs;
+    value_fn *value;
+} sample_chart;
+
+static double sample_value(const void *ctx, size_t i, unsigned k)
+{
+    const sample_chart *c = ctx;
+    return k == CHART_TIME ? c->xs[i].t : c->value(&c->xs[i], k);
+}
+
+static void chart(FILE *f, const stress *s, const char *title, bool bytes, unsigned nseries, const char *const *names,
+                  value_fn *value)
+{
+    sample_chart c = {s->samples, value};
+    svg_chart(f, title, bytes, s->nsamples, nseries, names, sample_value, &c);
 }
 
 static double v_memory(const sample *x, unsigned k) { return (double)(k == 0 ? x->rss : x->live); }
@@ -244,15 +262,22 @@ static double v_mode_on(const sample *x, unsigned k)
 static double v_task(const sample *x, unsigned k) { return (double)x->task_used[k]; }
 static double v_events(const sample *x, unsigned k) { return (double)(k == 0 ? x->spills : x->evictions); }
 
+void html_head(FILE *f, const char *title)
+{
+    fprintf(f,
+            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>%s</title>\n"
+            "<style>body{font-family:sans-serif;max-width:900px;margin:1em auto;color:#222}"
+            "td{padding:2px 12px 2px 0}h2{font-size:1.05em;margin-top:1.5em}.legend{font-size:12px}"
+            ".bad{color:#c00;font-weight:bold}.good{color:#080;font-weight:bold}</style></head><body>\n",
+            title);
+}
+
 int report_html(const stress *s, const char *path)
 {
     FILE *f = fopen(path, "w");
     if (!f) return -1;
     char a[32], b[32], c[32];
-    fprintf(f, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>ohm-stress report</title>\n"
-               "<style>body{font-family:sans-serif;max-width:900px;margin:1em auto;color:#222}"
-               "td{padding:2px 12px 2px 0}h2{font-size:1.05em;margin-top:1.5em}.legend{font-size:12px}"
-               ".bad{color:#c00;font-weight:bold}.good{color:#080;font-weight:bold}</style></head><body>\n");
+    html_head(f, "ohm-stress report");
     fprintf(f, "<h1>ohm-stress</h1>\n<p class=\"%s\">%s</p>\n", stress_failed(s) ? "bad" : "good",
             stress_failed(s) ? "FAILED" : "PASSED");
     fprintf(f, "<table>\n<tr><td>threads, seconds, seed</td><td>%u, %.1f, %llu</td></tr>\n", s->o.threads, s->elapsed,

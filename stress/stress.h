@@ -5,7 +5,8 @@
  *            spilling consumers, the storage block cache, mapped files
  * monitor.c  the sampling thread (every ~100 ms) and the progress line
  * report.c   the summary (text or JSON) and the HTML report with inline SVG charts
- * util.c     random numbers, the byte pattern every buffer carries, RSS, error records
+ * util.c     random numbers, the byte pattern every buffer carries, RSS, error records, option numbers
+ * workload.c, lua_driver.c  ohm-stress --lua: users' workloads, and their report (see workload.h)
  *
  * Every shared counter is a relaxed atomic: the monitor reads them while workers run. */
 #ifndef OHM_STRESS_H
@@ -20,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define STRESS_INBOX_CAP 256 /* hand-off queue per worker; a full queue makes the sender consume itself */
 #define STRESS_RAW_SLOTS 64  /* live pool blocks per worker */
@@ -178,6 +180,9 @@ static inline double now_s(void) { return (double)harness_now_ns() * 1e-9; }
 /* Counts an error of a kind (integrity or API) and keeps the first few messages for the summary. */
 void stress_error(stress *s, counter *kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void stress_print_errors(void);
+/* A number option's value: the whole text, in [lo, hi]; false otherwise. */
+bool parse_double(const char *s, double lo, double hi, double *out);
+bool parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out);
 
 /* workers.c */
 int workers_init(stress *s);
@@ -193,5 +198,13 @@ void report_summary(const stress *s);
 void report_json(const stress *s);
 int report_html(const stress *s, const char *path);
 bool stress_failed(const stress *s);
+/* One line chart as inline SVG (the HTML reports' only drawing): n points of nseries series; value(ctx, i, k)
+ * is point i of series k, and its time in seconds for k == CHART_TIME. */
+#define CHART_TIME UINT_MAX
+typedef double chart_value(const void *ctx, size_t i, unsigned series);
+void svg_chart(FILE *f, const char *title, bool bytes, size_t n, unsigned nseries, const char *const *names,
+               chart_value *value, const void *ctx);
+/* The page's head and style, shared by the reports. */
+void html_head(FILE *f, const char *title);
 
 #endif /* OHM_STRESS_H */

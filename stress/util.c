@@ -2,8 +2,10 @@
  * the error records the summary prints. */
 #include "stress.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* splitmix64 of one value: a seed or a buffer id, mixed. */
@@ -114,4 +116,24 @@ void stress_print_errors(void)
     pthread_mutex_lock(&errors_lock);
     for (unsigned i = 0; i < nerrors; i++) fprintf(stderr, "ohm-stress: error: %s\n", errors[i]);
     pthread_mutex_unlock(&errors_lock);
+}
+
+bool parse_double(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) return false;
+    *out = v;
+    return true;
+}
+
+bool parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 0);
+    if (errno || end == s || *end || s[0] == '-' || v < lo || v > hi) return false;
+    *out = v;
+    return true;
 }

@@ -454,6 +454,52 @@ OHM_API int64_t ohm_leak_check(uint64_t mark, ohm_leak_handler *fn, void *arg);
 OHM_API size_t ohm_leak_report_json(const ohm_leak_report *report, char *out, size_t cap);
 
 /* ---------------------------------------------------------------------------------------------------------
+ * Leak scopes: deterministic leak checks for tests and stress iterations
+ * A scope tracks every buffer (roots and retained slices) that the threads belonging to it allocate while it is
+ * open, whatever the level and sampling (as PARANOID: creation site with the host's site text, access records);
+ * closing it lists those still live. Buffers made outside every scope are never blamed on one, and cost what
+ * they cost without scopes. A scope is named by a nonzero id (0 is "none").
+ *  - open: a new scope, nested in the calling thread's current one (if any), which the thread now belongs to.
+ *    A buffer belongs to the innermost scope of the thread that made it; an inner scope's buffers are not its
+ *    parent's.
+ *  - join/leave: another thread belongs to an open scope from join until leave (or its exit). A host makes a new
+ *    thread inherit its creator's scope by passing ohm_leak_scope_current() to it and joining there. join is
+ *    OHM_ESTATE when the thread already belongs to a scope, OHM_EINVAL for an id that is not open; leave is
+ *    OHM_ESTATE on a thread that did not join (the opener closes instead). A joined thread whose scope closed
+ *    belongs to none and should still leave. A thread must close the scopes it opened before it exits (a joined
+ *    thread's are closed at its exit).
+ *  - close: only by the thread that opened it (OHM_EPERM otherwise), innermost first (OHM_ESTATE while a scope
+ *    opened inside it is open), once (OHM_EINVAL for an id not open: never opened, closed already). It waits up
+ *    to wait_ms for the scope's live buffers to be released by other threads, then ends the scope (the thread
+ *    belongs to the parent again) and, with out non-NULL, gives the buffers still live as a list (reason
+ *    OHM_LEAK_CHECKPOINT, creation order) to free with ohm_leak_list_free. Returns how many are live (>= 0) or a
+ *    negative code; on a code the scope stays open and *out is NULL. With no memory for the list the scope
+ *    ends and OHM_ENOMEM is returned. A scoped buffer a host GC reclaims or a pool destruction frees while the
+ *    scope is open is reported to the handler as usual, and is in the list too (counted) with that reason.
+ * ------------------------------------------------------------------------------------------------------- */
+
+typedef struct ohm_leak_list {
+    size_t count;             /* reports                                                     */
+    uint64_t bytes;           /* their sizes added                                           */
+    ohm_leak_report *reports; /* count reports; every string is owned by the list            */
+} ohm_leak_list;
+
+/* The new scope's id, or 0 with OHM_ENOMEM. */
+OHM_API uint64_t ohm_leak_scope_open(void);
+OHM_API int ohm_leak_scope_join(uint64_t scope);
+OHM_API int ohm_leak_scope_leave(void);
+/* The scope the calling thread's allocations belong to now, 0 for none. */
+OHM_API uint64_t ohm_leak_scope_current(void);
+/* How many buffers of an open scope are live now, or OHM_EINVAL for an id not open. */
+OHM_API int64_t ohm_leak_scope_live(uint64_t scope);
+OHM_API int64_t ohm_leak_scope_close(uint64_t scope, uint32_t wait_ms, ohm_leak_list **out);
+/* NULL is a no-op. */
+OHM_API void ohm_leak_list_free(ohm_leak_list *list);
+/* The list as {"leaks":N,"bytes":B,"reports":[<ohm_leak_report_json objects>]} into out (NUL-terminated,
+ * truncated to cap); returns the full length. */
+OHM_API size_t ohm_leak_list_json(const ohm_leak_list *list, char *out, size_t cap);
+
+/* ---------------------------------------------------------------------------------------------------------
  * Mapped files and shared memory as buffers
  * ------------------------------------------------------------------------------------------------------- */
 

@@ -8,7 +8,11 @@
  * held, so a handler may allocate buffers or call ohm_leak_* itself.
  *
  * Cost when an allocation is not tracked: one load of the packed settings word and a thread-local countdown.
- * Tracking costs a frame-pointer walk (os_backtrace) and a malloc. */
+ * Tracking costs a frame-pointer walk (os_backtrace) and a malloc.
+ *
+ * Leak scopes (the end of this file) track every allocation of their threads: a thread in a scope keeps its
+ * countdown at 0, so its allocations take the slow path, where the scope is seen; threads outside scopes pay
+ * nothing more. */
 #define _GNU_SOURCE
 #include "json.h"
 #include "leak.h"
@@ -24,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #define LEAK_STRIPES 16 /* few enough that fork can hold them all (TSan allows 64 locks held at once) */
@@ -53,6 +58,9 @@ struct leak_track {
     ohm_buf_origin origin;
     uint8_t pool_level;                  /* the level its pool set (ohm_pool_set_leak), else LEVEL_OF_PROCESS */
     char *host_site;                     /* owned, or NULL; under the stripe lock                     */
+    struct leak_scope *scope;            /* the scope it was made in, or NULL; set before it is shared */
+    leak_track *snext, *sprev;           /* the scope's list, under its scope lock                     */
+    ohm_leak_reason gone;                /* in the scope's gone list: why it was reported               */
     leak_rec created;
     /* access records, oldest first; under the stripe lock */
     unsigned nrecords;
@@ -128,6 +136,110 @@ static _Atomic uint64_t dedup_suppressed; /* since the last delivered report    
 static _Atomic uint64_t untracked[3];
 static _Atomic uint64_t untracked_total;
 
+/* ---- scopes: state (the public functions are at the end) ----
+ * A scope's records are in its own list (besides their stripe's), under one of SCOPE_LOCKS shared locks; a
+ * record holds a reference on its scope, as do the open state and each joined thread, so a scope's memory
+ * outlives every record that names it. Lock order: scopes_lock, a scope lock, a stripe lock. */
+
+#define SCOPE_LOCKS 8
+
+typedef struct leak_scope {
+    uint64_t id;
+    struct leak_scope *parent;              /* the opener's scope before open (kept open while this one is) */
+    struct leak_scope *reg_next, *reg_prev; /* the open scopes, under scopes_lock */
+    uint64_t opener;                        /* thread_id() of the thread that opened it */
+    unsigned children;                      /* open scopes whose parent it is, under scopes_lock */
+    unsigned lock;                          /* its index in scope_locks */
+    _Atomic uint32_t refs;
+    _Atomic bool closed; /* set under its scope lock */
+    int64_t live;        /* records in the list, under its scope lock */
+    leak_track *head;
+    leak_track *gone; /* reported (GC, pool destroyed) while open: kept for the close, under its scope lock */
+} leak_scope;
+
+static pthread_mutex_t scopes_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t scope_locks[SCOPE_LOCKS] = {
+    PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
+    PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER};
+static leak_scope *scopes_open; /* the registry, under scopes_lock */
+static _Atomic uint64_t next_scope_id = 1;
+
+static OHM_TLS leak_scope *tl_scope;        /* the innermost scope of this thread, NULL for none */
+static OHM_TLS leak_scope *tl_joined;       /* the scope this thread joined (holding a reference), or NULL */
+static OHM_TLS uint32_t tl_saved_countdown; /* the sampling countdown while the thread is in a scope */
+
+static void scope_unref(leak_scope *sc)
+{
+    if (atomic_fetch_sub_explicit(&sc->refs, 1, memory_order_acq_rel) == 1) free(sc);
+}
+
+/* The scope this thread's allocations go to now: NULL outside scopes, and for a joined scope closed since. */
+static inline leak_scope *scope_of_thread(void)
+{
+    leak_scope *sc = tl_scope;
+    if (ohm_likely(!sc) || atomic_load_explicit(&sc->closed, memory_order_relaxed)) return NULL;
+    return sc;
+}
+
+/* Links t (not yet shared) into sc's list; false if sc closed meanwhile. */
+static bool scope_attach(leak_scope *sc, leak_track *t)
+{
+    pthread_mutex_t *m = &scope_locks[sc->lock];
+    pthread_mutex_lock(m);
+    bool open = !atomic_load_explicit(&sc->closed, memory_order_relaxed);
+    if (open) {
+        atomic_fetch_add_explicit(&sc->refs, 1, memory_order_relaxed);
+        t->scope = sc;
+        t->sprev = NULL;
+        t->snext = sc->head;
+        if (sc->head) sc->head->sprev = t;
+        sc->head = t;
+        sc->live++;
+    }
+    pthread_mutex_unlock(m);
+    return open;
+}
+
+/* t was released or reported: out of its scope's list. t->scope is written only before t was shared. */
+static void scope_unlink(leak_scope *sc, leak_track *t)
+{
+    if (t->sprev) t->sprev->snext = t->snext;
+    else sc->head = t->snext;
+    if (t->snext) t->snext->sprev = t->sprev;
+    sc->live--;
+}
+
+/* A scoped record reported while its scope is open moves to the scope's gone list, for the close to list
+ * (with its reference on the scope); false when it is not the scope's to keep. */
+static bool scope_keep_gone(leak_track *t, ohm_leak_reason reason)
+{
+    leak_scope *sc = t->scope;
+    if (!sc) return false;
+    pthread_mutex_t *m = &scope_locks[sc->lock];
+    pthread_mutex_lock(m);
+    bool keep = !atomic_load_explicit(&sc->closed, memory_order_relaxed);
+    if (keep) {
+        scope_unlink(sc, t);
+        t->gone = reason;
+        t->snext = sc->gone;
+        sc->gone = t;
+    }
+    pthread_mutex_unlock(m);
+    return keep;
+}
+
+static void scope_detach(leak_track *t)
+{
+    leak_scope *sc = t->scope;
+    if (!sc) return;
+    pthread_mutex_t *m = &scope_locks[sc->lock];
+    pthread_mutex_lock(m);
+    scope_unlink(sc, t);
+    pthread_mutex_unlock(m);
+    t->scope = NULL;
+    scope_unref(sc);
+}
+
 static uint64_t pack(unsigned level, uint32_t interval) { return (uint64_t)level | (uint64_t)interval << 32; }
 
 static int parse_level(const char *v, unsigned *out)
@@ -161,18 +273,23 @@ static int find_text(struct dl_phdr_info *info, size_t size, void *arg)
     return 0;
 }
 
-/* Fork (lifecycle.c's order): the handler and de-duplication locks are leaves; a stripe lock may be held while
- * records are allocated from the records pool, whose locks come after these. */
+/* Fork (lifecycle.c's order): the handler and de-duplication locks are leaves; then the scope registry, the
+ * scope locks and the stripes (a scope's close holds its lock while it copies records under their stripe's); a
+ * stripe lock may be held while records are allocated from the records pool, whose locks come after these. */
 void leak_prefork(void)
 {
     pthread_mutex_lock(&handler_lock);
     pthread_mutex_lock(&dedup_lock);
+    pthread_mutex_lock(&scopes_lock);
+    for (unsigned i = 0; i < SCOPE_LOCKS; i++) pthread_mutex_lock(&scope_locks[i]);
     for (unsigned i = 0; i < LEAK_STRIPES; i++) pthread_mutex_lock(&stripes[i].lock);
 }
 
 void leak_postfork(void)
 {
     for (unsigned i = LEAK_STRIPES; i-- > 0;) pthread_mutex_unlock(&stripes[i].lock);
+    for (unsigned i = SCOPE_LOCKS; i-- > 0;) pthread_mutex_unlock(&scope_locks[i]);
+    pthread_mutex_unlock(&scopes_lock);
     pthread_mutex_unlock(&dedup_lock);
     pthread_mutex_unlock(&handler_lock);
 }
@@ -355,6 +472,7 @@ static leak_track *track_new(uint64_t buffer_id, size_t size, ohm_buf_origin ori
     t->next = t->prev = NULL;
     t->seq = 0;
     t->host_site = NULL;
+    t->scope = NULL;
     t->created.hint = NULL;
     t->created.nframes = 0;
     t->nrecords = 0;
@@ -374,25 +492,33 @@ leak_track *leak_track_maybe(uint64_t pool_settings, uint64_t buffer_id, size_t 
     /* A pool's own settings (ohm_pool_set_leak) win over the process's; its interval 0 means the process's. */
     uint64_t s = pool_settings ? pool_settings : load_settings();
     unsigned level = s & 0xff;
-    if (level == OHM_LEAK_OFF) return NULL;
-    if (level != OHM_LEAK_PARANOID) {
+    leak_scope *sc;
+    if (level == OHM_LEAK_OFF) {
+        sc = scope_of_thread();
+        if (ohm_likely(!sc)) return NULL;
+    } else if (level != OHM_LEAK_PARANOID) {
         /* Sampled: a countdown, re-armed at each tracked allocation. A countdown above the interval (the
-         * interval was lowered since) re-arms at once. */
+         * interval was lowered since) re-arms at once. A thread in a scope keeps it at 0, so that the scope
+         * costs nothing here to the threads outside one. */
         uint32_t interval = (uint32_t)(s >> 32), c = tl_countdown;
         if (!interval) interval = (uint32_t)(load_settings() >> 32);
         if (ohm_likely(c > 1 && c <= interval)) {
             tl_countdown = c - 1;
             return NULL;
         }
-        tl_countdown = interval;
+        sc = scope_of_thread();
+        if (!sc) tl_countdown = interval;
+    } else {
+        sc = scope_of_thread();
     }
     leak_track *t = track_new(buffer_id, size, origin, pool_name);
     if (!t) return NULL;
     t->pool_level = pool_settings ? (uint8_t)level : LEVEL_OF_PROCESS;
     capture(&t->created, __builtin_return_address(0));
+    t->seq = atomic_fetch_add_explicit(&next_seq, 1, memory_order_relaxed);
+    if (sc && scope_attach(sc, t)) t->pool_level = OHM_LEAK_PARANOID; /* access records too */
     stripe *st = &stripes[t->stripe];
     pthread_mutex_lock(&st->lock);
-    t->seq = atomic_fetch_add_explicit(&next_seq, 1, memory_order_relaxed);
     LIST_PUSH_FRONT(st->head, t, next, prev);
     pthread_mutex_unlock(&st->lock);
     return t;
@@ -453,6 +579,7 @@ void leak_track_close(leak_track *t)
     pthread_mutex_lock(&st->lock);
     unlink_track(t);
     pthread_mutex_unlock(&st->lock);
+    scope_detach(t);
     track_free(t);
 }
 
@@ -721,6 +848,8 @@ void leak_track_leaked(leak_track *t, ohm_leak_reason reason)
     unlink_track(t);
     pthread_mutex_unlock(&st->lock);
     deliver(t, reason, true, NULL, NULL);
+    if (scope_keep_gone(t, reason)) return;
+    scope_detach(t);
     track_free(t);
 }
 
@@ -753,8 +882,14 @@ static leak_track *track_clone(const leak_track *t)
     size_t nlen = strlen(t->pool);
     leak_track *c = rec_mem(sizeof *c + nlen + 1);
     if (!c) return NULL;
-    memcpy(c, t, sizeof *c + nlen + 1);
+    /* Not the scope fields: they are under the scope's lock, not the stripe's that the caller holds. */
+    memcpy(c, t, offsetof(leak_track, scope));
+    memcpy((char *)c + offsetof(leak_track, created), (const char *)t + offsetof(leak_track, created),
+           sizeof *c - offsetof(leak_track, created) + nlen + 1);
     c->next = c->prev = NULL;
+    c->scope = NULL;
+    c->snext = c->sprev = NULL;
+    c->gone = OHM_LEAK_CHECKPOINT; /* still live */
     c->host_site = dup_str(t->host_site);
     for (unsigned i = 0; i < t->nrecords; i++) {
         leak_rec *r = rec_mem(sizeof *r);
@@ -849,15 +984,14 @@ static void record_json(json_writer *j, const ohm_leak_record *r, bool created)
     json_object_end(j);
 }
 
-size_t ohm_leak_report_json(const ohm_leak_report *rep, char *out, size_t cap)
+static void report_json(json_writer *w, const ohm_leak_report *rep)
 {
     static const char *reasons[] = {"gc", "pool_destroy", "checkpoint"};
-    json_writer j;
-    json_init(&j, out, cap);
-    j.short_escapes = true;
+    json_writer j = *w;
     if (!rep) {
         json_null(&j);
-        return j.len;
+        *w = j;
+        return;
     }
     json_object_begin(&j);
     json_key(&j, "reason");
@@ -882,6 +1016,317 @@ size_t ohm_leak_report_json(const ohm_leak_report *rep, char *out, size_t cap)
     json_u64(&j, rep->dropped);
     json_key(&j, "duplicates");
     json_u64(&j, rep->duplicates);
+    json_object_end(&j);
+    *w = j;
+}
+
+size_t ohm_leak_report_json(const ohm_leak_report *rep, char *out, size_t cap)
+{
+    json_writer j;
+    json_init(&j, out, cap);
+    j.short_escapes = true;
+    report_json(&j, rep);
+    return j.len;
+}
+
+/* ---- scopes ---- */
+
+/* A list and what its reports point into: the deep copies of the records and the texts. */
+typedef struct leak_list {
+    ohm_leak_list pub;
+    leak_track **tracks;
+    char **texts;
+} leak_list;
+
+/* Makes sc the calling thread's innermost scope; the sampling countdown is kept aside while the thread is in
+ * one (0 sends every allocation to the slow path, where the scope is seen). */
+static void set_thread_scope(leak_scope *sc)
+{
+    if (!tl_scope && sc) {
+        tl_saved_countdown = tl_countdown;
+        tl_countdown = 0;
+    } else if (tl_scope && !sc) {
+        tl_countdown = tl_saved_countdown;
+    }
+    tl_scope = sc;
+}
+
+/* An open scope by id, under scopes_lock. */
+static leak_scope *scope_find(uint64_t id)
+{
+    for (leak_scope *sc = scopes_open; sc; sc = sc->reg_next)
+        if (sc->id == id) return sc;
+    return NULL;
+}
+
+static pthread_key_t joined_key;
+static pthread_once_t joined_once = PTHREAD_ONCE_INIT;
+
+/* A joined thread that exits without leaving gives its reference back here. */
+static void joined_exit(void *arg)
+{
+    /* Scopes it opened inside the joined one end with it: else the joined scope could never be closed. */
+    while (tl_scope && tl_scope != arg && tl_scope->opener == thread_id())
+        if (ohm_leak_scope_close(tl_scope->id, 0, NULL) < 0) break;
+    if (tl_joined == arg) {
+        tl_joined = NULL;
+        tl_scope = NULL;
+    }
+    scope_unref(arg);
+}
+
+static void joined_key_create(void) { pthread_key_create(&joined_key, joined_exit); }
+
+uint64_t ohm_leak_scope_open(void)
+{
+    load_settings();
+    leak_scope *sc = calloc(1, sizeof *sc);
+    if (!sc) {
+        ohm__error(OHM_ENOMEM, "ohm_leak_scope_open: no memory for the scope");
+        return 0;
+    }
+    sc->id = atomic_fetch_add(&next_scope_id, 1);
+    sc->parent = tl_scope;
+    sc->opener = thread_id();
+    sc->lock = (unsigned)(sc->id % SCOPE_LOCKS);
+    atomic_init(&sc->refs, 1);
+    pthread_mutex_lock(&scopes_lock);
+    if (sc->parent) sc->parent->children++;
+    sc->reg_next = scopes_open;
+    if (scopes_open) scopes_open->reg_prev = sc;
+    scopes_open = sc;
+    pthread_mutex_unlock(&scopes_lock);
+    set_thread_scope(sc);
+    return sc->id;
+}
+
+int ohm_leak_scope_join(uint64_t id)
+{
+    if (tl_scope || tl_joined)
+        return ohm__error(OHM_ESTATE, "ohm_leak_scope_join: this thread already belongs to scope %llu",
+                          (unsigned long long)(tl_scope ? tl_scope->id : tl_joined->id));
+    pthread_once(&joined_once, joined_key_create);
+    pthread_mutex_lock(&scopes_lock);
+    leak_scope *sc = id ? scope_find(id) : NULL;
+    if (sc) atomic_fetch_add(&sc->refs, 1);
+    pthread_mutex_unlock(&scopes_lock);
+    if (!sc) return ohm__error(OHM_EINVAL, "ohm_leak_scope_join: no open scope %llu", (unsigned long long)id);
+    if (pthread_setspecific(joined_key, sc) != 0) {
+        scope_unref(sc);
+        return ohm__error(OHM_ENOMEM, "ohm_leak_scope_join: no thread-specific slot");
+    }
+    tl_joined = sc;
+    set_thread_scope(sc);
+    return 0;
+}
+
+int ohm_leak_scope_leave(void)
+{
+    leak_scope *sc = tl_joined;
+    if (!sc) return ohm__error(OHM_ESTATE, "ohm_leak_scope_leave: this thread did not join a scope");
+    if (tl_scope != sc)
+        return ohm__error(OHM_ESTATE, "ohm_leak_scope_leave: scope %llu, opened inside scope %llu, is still open",
+                          (unsigned long long)tl_scope->id, (unsigned long long)sc->id);
+    pthread_setspecific(joined_key, NULL);
+    tl_joined = NULL;
+    set_thread_scope(NULL);
+    scope_unref(sc);
+    return 0;
+}
+
+uint64_t ohm_leak_scope_current(void)
+{
+    leak_scope *sc = scope_of_thread();
+    return sc ? sc->id : 0;
+}
+
+int64_t ohm_leak_scope_live(uint64_t id)
+{
+    pthread_mutex_lock(&scopes_lock);
+    leak_scope *sc = id ? scope_find(id) : NULL;
+    int64_t n = -1;
+    if (sc) {
+        pthread_mutex_lock(&scope_locks[sc->lock]);
+        n = sc->live;
+        pthread_mutex_unlock(&scope_locks[sc->lock]);
+    }
+    pthread_mutex_unlock(&scopes_lock);
+    if (n < 0) return ohm__error(OHM_EINVAL, "ohm_leak_scope_live: no open scope %llu", (unsigned long long)id);
+    return n;
+}
+
+/* Whether the calling thread may close scope id now: 0, or the code (the message set). Under scopes_lock. */
+static int close_check(uint64_t id, leak_scope **out)
+{
+    leak_scope *sc = id ? scope_find(id) : NULL;
+    *out = sc;
+    if (!sc)
+        return ohm__error(OHM_EINVAL, "ohm_leak_scope_close: no open scope %llu (closed already?)",
+                          (unsigned long long)id);
+    if (sc->opener != thread_id())
+        return ohm__error(OHM_EPERM, "ohm_leak_scope_close: scope %llu was opened by another thread",
+                          (unsigned long long)id);
+    if (sc->children || tl_scope != sc)
+        return ohm__error(OHM_ESTATE, "ohm_leak_scope_close: a scope opened inside scope %llu is still open",
+                          (unsigned long long)id);
+    return 0;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static leak_list *list_build(leak_track **snap, size_t n)
+{
+    leak_list *l = calloc(1, sizeof *l);
+    if (!l) return NULL;
+    l->tracks = snap;
+    if (n) {
+        l->pub.reports = calloc(n, sizeof *l->pub.reports);
+        l->texts = calloc(n, sizeof *l->texts);
+        if (!l->pub.reports || !l->texts) {
+            free(l->pub.reports);
+            free(l->texts);
+            free(l);
+            return NULL;
+        }
+        qsort(snap, n, sizeof *snap, cmp_seq);
+    }
+    for (size_t i = 0; i < n; i++) {
+        const leak_track *t = snap[i];
+        ohm_leak_report *rep = &l->pub.reports[i];
+        rep->reason = t->gone;
+        rep->buffer_id = t->buffer_id;
+        rep->size = t->size;
+        rep->origin = t->origin;
+        rep->pool = t->pool[0] ? t->pool : NULL;
+        fill_rec(&rep->created, &t->created, t->host_site);
+        rep->nrecords = t->nrecords;
+        for (unsigned k = 0; k < t->nrecords; k++) fill_rec(&rep->records[k], t->records[k], NULL);
+        rep->dropped = t->dropped;
+        l->texts[i] = report_text(rep, OHM_LEAK_PARANOID); /* scoped records keep access records */
+        rep->text = l->texts[i] ? l->texts[i] : "LEAK: ohm_buf was not released (no memory to describe it)";
+        l->pub.bytes += t->size;
+    }
+    l->pub.count = n;
+    return l;
+}
+
+void ohm_leak_list_free(ohm_leak_list *list)
+{
+    if (!list) return;
+    leak_list *l = (leak_list *)list;
+    for (size_t i = 0; i < list->count; i++) {
+        track_free(l->tracks[i]);
+        free(l->texts[i]);
+    }
+    free(l->tracks);
+    free(l->texts);
+    free(list->reports);
+    free(l);
+}
+
+int64_t ohm_leak_scope_close(uint64_t id, uint32_t wait_ms, ohm_leak_list **out)
+{
+    if (out) *out = NULL;
+    leak_scope *sc;
+    pthread_mutex_lock(&scopes_lock);
+    int rc = close_check(id, &sc);
+    pthread_mutex_unlock(&scopes_lock);
+    if (rc) return rc;
+
+    /* Other threads may still be releasing what they were handed: wait for them, a millisecond at a time. */
+    uint64_t deadline = os_now_ns() + (uint64_t)wait_ms * 1000000u;
+    pthread_mutex_t *m = &scope_locks[sc->lock];
+    for (;;) {
+        pthread_mutex_lock(m);
+        int64_t live = sc->live;
+        pthread_mutex_unlock(m);
+        if (live == 0 || os_now_ns() >= deadline) break;
+        sleep_ms(1);
+    }
+
+    /* A joined thread may have opened a scope inside this one while we waited. */
+    pthread_mutex_lock(&scopes_lock);
+    rc = close_check(id, &sc);
+    if (!rc) {
+        if (sc->parent) sc->parent->children--;
+        if (sc->reg_prev) sc->reg_prev->reg_next = sc->reg_next;
+        else scopes_open = sc->reg_next;
+        if (sc->reg_next) sc->reg_next->reg_prev = sc->reg_prev;
+    }
+    pthread_mutex_unlock(&scopes_lock);
+    if (rc) return rc;
+
+    /* Closed under its lock, so no record joins the list after the snapshot; the records stay in the list
+     * (each keeps the scope's memory) until released. */
+    leak_track **snap = NULL, *gone;
+    size_t n = 0, ngone = 0;
+    bool nomem = false;
+    pthread_mutex_lock(m);
+    atomic_store_explicit(&sc->closed, true, memory_order_relaxed);
+    gone = sc->gone; /* now the closer's, each with a reference on sc */
+    sc->gone = NULL;
+    for (leak_track *t = gone; t; t = t->snext) ngone++;
+    int64_t live = sc->live + (int64_t)ngone;
+    if (out && live > 0) {
+        snap = malloc((size_t)live * sizeof *snap);
+        nomem = !snap;
+        for (leak_track *t = sc->head; t && snap; t = t->snext) {
+            stripe *st = &stripes[t->stripe];
+            pthread_mutex_lock(&st->lock);
+            leak_track *c = track_clone(t);
+            pthread_mutex_unlock(&st->lock);
+            if (!c) {
+                nomem = true;
+                break;
+            }
+            snap[n++] = c;
+        }
+    }
+    pthread_mutex_unlock(m);
+    for (leak_track *t = gone, *next; t; t = next) {
+        next = t->snext;
+        t->scope = NULL;
+        if (snap && !nomem) snap[n++] = t;
+        else track_free(t);
+        scope_unref(sc);
+    }
+    set_thread_scope(sc->parent);
+    scope_unref(sc);
+
+    if (out && !nomem) {
+        leak_list *l = list_build(snap, n);
+        if (l) {
+            *out = &l->pub;
+            return live;
+        }
+        nomem = true;
+    }
+    for (size_t i = 0; i < n; i++) track_free(snap[i]);
+    free(snap);
+    if (nomem)
+        return ohm__error(OHM_ENOMEM, "ohm_leak_scope_close: no memory for the list of %lld live buffers",
+                          (long long)live);
+    return live;
+}
+
+size_t ohm_leak_list_json(const ohm_leak_list *list, char *out, size_t cap)
+{
+    json_writer j;
+    json_init(&j, out, cap);
+    j.short_escapes = true;
+    json_object_begin(&j);
+    json_key(&j, "leaks");
+    json_u64(&j, list ? list->count : 0);
+    json_key(&j, "bytes");
+    json_u64(&j, list ? list->bytes : 0);
+    json_key(&j, "reports");
+    json_array_begin(&j);
+    for (size_t i = 0; list && i < list->count; i++) report_json(&j, &list->reports[i]);
+    json_array_end(&j);
     json_object_end(&j);
     return j.len;
 }

@@ -30,8 +30,8 @@ void leak_untracked(ohm_leak_reason reason, size_t size);
 /* Process start (lifecycle.c, once): settings from OHM_LEAK_LEVEL / OHM_LEAK_SAMPLE, ohm's text range for frame
  * skipping, and the first backtrace (which loads the unwinder) done now rather than under an allocation. */
 void leak_init(void);
-/* Fork (lifecycle.c, in its lock order): prefork takes the handler lock, the de-duplication lock, then every
- * stripe; postfork (parent and child alike) releases them. */
+/* Fork (lifecycle.c, in its lock order): prefork takes the handler lock, the de-duplication lock, the scope locks,
+ * then every stripe; postfork (parent and child alike) releases them. */
 void leak_prefork(void);
 void leak_postfork(void);
 

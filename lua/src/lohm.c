@@ -329,6 +329,7 @@ int luaopen_ohm(lua_State *L)
     lohm_open_buffers(L);
     lohm_open_pools(L);
     lohm_open_leak(L);
+    lohm_open_scopes(L);
     lohm_open_mm(L);
     lohm_open_ffi(L);
     static const luaL_Reg funcs[] = {{"version", l_version}, {NULL, NULL}};

@@ -150,6 +150,13 @@ void lohm_site_tag(lstate *st, char *out, size_t cap);
 int lohm_checklevel(lua_State *L, int i, const char *fname);
 const char *lohm_level_name(ohm_leak_level level);
 
+/* ---- lscope.c: leak scopes ---- */
+
+void lohm_open_scopes(lua_State *L); /* ohm.leakscope, ohm.checkleaks; table at top */
+/* The Lua line ("file.lua:12") a buffer's site names: its traceback's first Lua frame; "?" if none. Returns
+ * the length, as snprintf. */
+size_t lohm_site_line(const char *site, char *out, size_t cap);
+
 /* ---- lmm.c: the memory manager ---- */
 
 void lohm_open_mm(lua_State *L); /* ohm.mm; table at top */

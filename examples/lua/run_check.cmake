@@ -1,0 +1,38 @@
+# Runs ohm-stress on a Lua workload and checks its exit status and output (a ctest test; no shell in between,
+# so it runs under the sanitizer builds too).
+#   cmake -DSTRESS=<ohm-stress> -DWORKLOAD=<file> -DRC=<expected exit status> [-DLEAK=1] [-DARGS="a;b"]
+#         [-DEXPECT="regex;regex"] [-DPLANTED=1] -P run_check.cmake
+# PLANTED=1 also expects the JSON's leak_sites to name the workload's line marked "PLANTED LEAK", exactly.
+set(env_cmd ${CMAKE_COMMAND} -E env --unset=LEAK)
+if(LEAK)
+  set(env_cmd ${CMAKE_COMMAND} -E env LEAK=1)
+endif()
+execute_process(COMMAND ${env_cmd} ${STRESS} --lua ${WORKLOAD} ${ARGS}
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+message("${out}${err}")
+if(NOT rc EQUAL RC)
+  message(FATAL_ERROR "ohm-stress exited with ${rc}, expected ${RC}")
+endif()
+foreach(re ${EXPECT})
+  if(NOT "${out}${err}" MATCHES "${re}")
+    message(FATAL_ERROR "the output does not match: ${re}")
+  endif()
+endforeach()
+if(PLANTED)
+  file(STRINGS ${WORKLOAD} lines)
+  set(n 0)
+  set(line 0)
+  foreach(l IN LISTS lines)
+    math(EXPR n "${n} + 1")
+    if(l MATCHES "PLANTED LEAK")
+      set(line ${n})
+    endif()
+  endforeach()
+  string(REGEX MATCH "\"leak_sites\":\\[\\{\"site\":\"([^\"]*)\"" m "${out}")
+  if(NOT CMAKE_MATCH_1 STREQUAL "${WORKLOAD}:${line}")
+    message(FATAL_ERROR "leak_sites names '${CMAKE_MATCH_1}', expected '${WORKLOAD}:${line}' (the planted line)")
+  endif()
+  if(NOT out MATCHES "\"leak_sites\":\\[\\{[^]]*\\}\\]")
+    message(FATAL_ERROR "expected exactly one leak site")
+  endif()
+endif()

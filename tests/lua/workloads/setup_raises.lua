@@ -1,0 +1,4 @@
+return {
+  iteration = function() end,
+  setup = function() error("cannot reach the database") end,
+}
