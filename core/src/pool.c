@@ -299,10 +299,11 @@ static OHM_NOINLINE void *alloc_slow(ohm_pool *pool, size_t size)
     return finish_alloc(p, sc_size(cls), pool->cfg.zero);
 }
 
-/* The fast path: a TLS compare, the class, a pop. No counter: pops are derived (see tstats_t). */
-void *ohm_pool_alloc(ohm_pool *pool, size_t size)
+/* The fast path: a TLS compare, the class, a pop. No counter: pops are derived (see tstats_t). NULL when it
+ * cannot serve the call. */
+static inline __attribute__((always_inline)) void *alloc_fast(const ohm_pool *pool, size_t size)
 {
-    if (ohm_likely(pool != NULL) && ohm_likely(tcache_last.pool_id == pool->id)) {
+    if (ohm_likely(tcache_last.pool_id == pool->id)) {
         tcache_t *tc = tcache_last.tc;
         if (ohm_likely(size < atomic_load_explicit(&tc->alloc_limit, memory_order_acquire))) {
             unsigned cls = sc_index(size);
@@ -316,6 +317,13 @@ void *ohm_pool_alloc(ohm_pool *pool, size_t size)
             }
         }
     }
+    return NULL;
+}
+
+void *ohm_pool_alloc(ohm_pool *pool, size_t size)
+{
+    void *p;
+    if (ohm_likely(pool != NULL) && ohm_likely((p = alloc_fast(pool, size)) != NULL)) return p;
     return alloc_slow(pool, size);
 }
 
@@ -363,11 +371,19 @@ void *ohm_pool_alloc_aligned(ohm_pool *pool, size_t size, size_t align)
     return finish_alloc(p, sc_size(cls), pool->cfg.zero);
 }
 
+/* Out of line, so that ohm_alloc's fast path needs no stack frame. */
+static OHM_NOINLINE void *alloc_default_slow(ohm_pool *pool, size_t size)
+{
+    if (!pool && !(pool = ohm_pool_default())) return NULL;
+    return alloc_slow(pool, size);
+}
+
 void *ohm_alloc(size_t size)
 {
     ohm_pool *pool = atomic_load_explicit(&default_pool, memory_order_acquire);
-    if (ohm_unlikely(!pool) && !(pool = ohm_pool_default())) return NULL;
-    return ohm_pool_alloc(pool, size);
+    void *p;
+    if (ohm_likely(pool != NULL) && ohm_likely((p = alloc_fast(pool, size)) != NULL)) return p;
+    return alloc_default_slow(pool, size);
 }
 
 /* ---- free ---- */
@@ -426,16 +442,15 @@ static OHM_NOINLINE int free_valid(ohm_pool *pool, chunk_t *c, void *p, unsigned
     return 0;
 }
 
-/* The fast path, about 40 instructions: page entry, block alignment (slab) or page start (run), free-block key,
- * TLS compare, push. Anything unusual re-runs through free_slow, which says precisely what was wrong. */
+/* The fast path: page entry, block alignment (slab) or page start (run), free-block key, TLS compare, push. c is
+ * an arena chunk holding p. Anything unusual re-runs through free_slow, which says precisely what was wrong. */
 static inline __attribute__((always_inline)) int free_block(ohm_pool *pool, chunk_t *c, void *p)
 {
-    if (ohm_unlikely(c->kind != CHUNK_ARENA)) goto slow;
     uint32_t e = pg_get(c, chunk_page_of(c, p));
     unsigned cls = pg_cls(e);
     if (ohm_likely(pg_kind(e) == PG_SLAB)) {
         size_t off = (uintptr_t)p - (uintptr_t)chunk_page_addr(c, pg_head(e));
-        if (ohm_unlikely(!sc_divides(cls, off) || off >= sc_table[cls].slab_limit)) goto slow;
+        if (ohm_unlikely(!sc_slab_block(cls, off))) goto slow;
     } else if (ohm_unlikely(pg_kind(e) != PG_RUN || ((uintptr_t)p & (OHM_PAGE - 1)))) {
         goto slow;
     }
@@ -453,6 +468,26 @@ slow:
     return free_slow(pool, p);
 }
 
+/* The arena chunk this thread last freed into, and chunk_epoch as it was before the lookup that found it. While
+ * the epoch holds, the chunk is alive and exactly the memory [base, base + size) maps to it, so a range compare
+ * stands in for the address map. Besides saving the map's instructions, it takes the map's two dependent loads
+ * (and the load of the chunk's base) off the path from the pointer to the stack it is pushed on: the next
+ * allocation's pop waits for that push, so that path is what a pair of calls costs. */
+typedef struct chunk_memo {
+    chunk_t *c;
+    uint64_t epoch;
+} chunk_memo;
+static OHM_TLS chunk_memo chunk_last;
+
+static inline chunk_t *chunk_remembered(const void *p)
+{
+    chunk_t *c = chunk_last.c;
+    if (ohm_likely(chunk_last.epoch == atomic_load_explicit(&chunk_epoch, memory_order_acquire)) &&
+        ohm_likely((uintptr_t)p - c->base < c->size))
+        return c;
+    return NULL;
+}
+
 static OHM_COLD int free_foreign(ohm_pool *pool, chunk_t *c, void *p)
 {
     int rc = pool_check(pool);
@@ -460,25 +495,38 @@ static OHM_COLD int free_foreign(ohm_pool *pool, chunk_t *c, void *p)
     return bad_pointer(pool, p, c ? "it belongs to another pool" : "it is in no pool's memory");
 }
 
-int ohm_pool_free(ohm_pool *pool, void *p)
-{
-    if (ohm_unlikely(!p)) return 0;
-    chunk_t *c = chunk_of(p);
-    if (ohm_unlikely(!c || c->pool != pool)) return free_foreign(pool, c, p);
-    return free_block(pool, c, p);
-}
-
 static OHM_COLD int free_nowhere(void *p)
 {
     return ohm__error(OHM_EINVAL, "%p is not a live block of any pool (it is in no pool's memory)", p);
 }
 
-int ohm_free(void *p)
+/* A free whose pointer is not in the remembered chunk: NULL, another chunk (then remembered), a huge block, or
+ * no pool's memory. any: ohm_free, which takes a block of any pool. */
+static OHM_NOINLINE int free_lookup(ohm_pool *pool, void *p, bool any)
 {
     if (ohm_unlikely(!p)) return 0;
+    uint64_t epoch = atomic_load_explicit(&chunk_epoch, memory_order_acquire); /* before the lookup */
     chunk_t *c = chunk_of(p);
-    if (ohm_unlikely(!c)) return free_nowhere(p);
-    return free_block(c->pool, c, p);
+    if (any && c) pool = c->pool;
+    if (ohm_unlikely(!c)) return any ? free_nowhere(p) : free_foreign(pool, c, p);
+    if (ohm_unlikely(c->pool != pool)) return free_foreign(pool, c, p);
+    if (c->kind != CHUNK_ARENA) return free_slow(pool, p);
+    chunk_last = (chunk_memo){c, epoch};
+    return free_block(pool, c, p);
+}
+
+int ohm_pool_free(ohm_pool *pool, void *p)
+{
+    chunk_t *c = chunk_remembered(p);
+    if (ohm_likely(c != NULL) && ohm_likely(c->pool == pool)) return free_block(pool, c, p);
+    return free_lookup(pool, p, false);
+}
+
+int ohm_free(void *p)
+{
+    chunk_t *c = chunk_remembered(p);
+    if (ohm_likely(c != NULL)) return free_block(c->pool, c, p);
+    return free_lookup(NULL, p, true);
 }
 
 size_t ohm_usable_size(const void *p)
