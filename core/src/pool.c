@@ -468,7 +468,7 @@ slow:
     return free_slow(pool, p);
 }
 
-/* The arena chunk this thread last freed into, and chunk_epoch as it was before the lookup that found it. While
+/* The arena chunk of this thread's own arena it last freed into, and chunk_epoch as it was before the lookup that found it. While
  * the epoch holds, the chunk is alive and exactly the memory [base, base + size) maps to it, so a range compare
  * stands in for the address map. Besides saving the map's instructions, it takes the map's two dependent loads
  * (and the load of the chunk's base) off the path from the pointer to the stack it is pushed on: the next
@@ -500,6 +500,25 @@ static OHM_COLD int free_nowhere(void *p)
     return ohm__error(OHM_EINVAL, "%p is not a live block of any pool (it is in no pool's memory)", p);
 }
 
+/* A block of another arena than this thread's cache's goes back to that arena (through the cache's outbox, in
+ * chains), never onto this thread's stack: the thread would reuse it next, beside blocks that the arena's own
+ * threads use, and the cache line they share would bounce between the cores (false sharing). The thread's own
+ * allocations stay in its own arena's slabs. */
+static OHM_NOINLINE int free_remote(ohm_pool *pool, tcache_t *tc, chunk_t *c, void *p)
+{
+    unsigned cls;
+    int rc = check_arena_block(pool, c, p, &cls);
+    if (rc) return rc;
+    poison_on_free(&pool->cfg, p, sc_size(cls));
+    if (!tc->stacks[cls]->cap) {
+        rc = arena_free_one(c->arena, p);
+        if (rc == 0) ohm_counter_add(&tc->stats[cls].direct_frees, 1);
+        return rc;
+    }
+    tcache_free_remote(tc, c->arena, cls, p);
+    return 0;
+}
+
 /* A free whose pointer is not in the remembered chunk: NULL, another chunk (then remembered), a huge block, or
  * no pool's memory. any: ohm_free, which takes a block of any pool. */
 static OHM_NOINLINE int free_lookup(ohm_pool *pool, void *p, bool any)
@@ -511,7 +530,9 @@ static OHM_NOINLINE int free_lookup(ohm_pool *pool, void *p, bool any)
     if (ohm_unlikely(!c)) return any ? free_nowhere(p) : free_foreign(pool, c, p);
     if (ohm_unlikely(c->pool != pool)) return free_foreign(pool, c, p);
     if (c->kind != CHUNK_ARENA) return free_slow(pool, p);
-    chunk_last = (chunk_memo){c, epoch};
+    tcache_t *tc = tcache_last.pool_id == pool->id ? tcache_last.tc : tcache_get_or_create(pool);
+    if (tc && c->arena != tc->arena) return free_remote(pool, tc, c, p);
+    chunk_last = (chunk_memo){c, epoch}; /* only chunks of this thread's own arena: the fast path need not ask */
     return free_block(pool, c, p);
 }
 
