@@ -3,8 +3,9 @@
  * option in poison.c.
  *
  * The fast paths are a TLS compare to find the thread's cache, then a pop or a push on a per-class stack. The
- * free path validates the pointer first (address-map lookup, page entry, block alignment, free-block key), so a
- * foreign, interior or already-free pointer is an error and never reaches a cache. */
+ * free path validates the pointer first (its chunk: the one remembered or an address-map lookup; page entry, block
+ * alignment, free-block key), so a foreign, interior or already-free pointer is an error and never reaches a
+ * cache. A block of another arena than the thread's goes back to that arena, never onto the thread's stack. */
 #define _GNU_SOURCE
 #include "pool.h"
 
@@ -468,9 +469,9 @@ slow:
     return free_slow(pool, p);
 }
 
-/* The arena chunk of this thread's own arena it last freed into, and chunk_epoch as it was before the lookup that found it. While
- * the epoch holds, the chunk is alive and exactly the memory [base, base + size) maps to it, so a range compare
- * stands in for the address map. Besides saving the map's instructions, it takes the map's two dependent loads
+/* The chunk of its own arena this thread last freed into, and chunk_epoch as it was before the lookup that found
+ * it. While the epoch holds, the chunk is alive and exactly the memory [base, base + size) maps to it, so a range
+ * compare stands in for the address map. Besides saving the map's instructions, it takes the map's two dependent loads
  * (and the load of the chunk's base) off the path from the pointer to the stack it is pushed on: the next
  * allocation's pop waits for that push, so that path is what a pair of calls costs. */
 typedef struct chunk_memo {
