@@ -152,6 +152,45 @@ static uint64_t run_threads(unsigned n, thread_fn *const fn[], void *const arg[]
     return harness_now_ns() - t0;
 }
 
+/* The start of the state of a workload whose threads all run one function (its first member). */
+typedef struct workers_common {
+    _Alignas(CACHE_LINE) atomic_int go;
+    const alloc_api *api;
+    const char *name;
+    uint64_t per_thread; /* each thread's share of the count at the run's scale (at least 1) */
+} workers_common;
+
+/* The workload's state (size bytes, workers_common first) from alloc_book, its common part filled in. */
+static void *workers_book(size_t size, const alloc_workload *w, const alloc_api *a, double scale)
+{
+    workers_common *k = alloc_book(size);
+    k->api = a;
+    k->name = w->name;
+    k->per_thread = bench_scaled(w->count, scale) / w->threads;
+    if (k->per_thread == 0) k->per_thread = 1;
+    return k;
+}
+
+/* What each of those threads gets: the shared state and its index. */
+typedef struct worker_arg {
+    void *state;
+    unsigned id;
+} worker_arg;
+
+/* Runs fn on w->threads threads over state (see run_threads). */
+static uint64_t run_workers(const alloc_workload *w, thread_fn *fn, void *state, bench_result *r)
+{
+    worker_arg arg[MAX_THREADS];
+    thread_fn *fns[MAX_THREADS];
+    void *argp[MAX_THREADS];
+    for (unsigned i = 0; i < w->threads; i++) {
+        arg[i] = (worker_arg){state, i};
+        fns[i] = fn;
+        argp[i] = &arg[i];
+    }
+    return run_threads(w->threads, fns, argp, &((workers_common *)state)->go, r);
+}
+
 static void wait_for_go(atomic_int *go)
 {
     while (!atomic_load_explicit(go, memory_order_acquire)) sched_yield();
@@ -370,22 +409,15 @@ typedef struct mixed_thread {
 } mixed_thread;
 
 typedef struct mixed_state {
+    workers_common k; /* per_thread: steps */
     mixed_thread t[MIXED_THREADS];
-    _Alignas(CACHE_LINE) atomic_int go;
-    const alloc_api *api;
-    const char *name;
-    uint64_t steps; /* per thread */
 } mixed_state;
-
-typedef struct mixed_arg {
-    mixed_state *s;
-    unsigned id;
-} mixed_arg;
 
 static void mixed_free(const mixed_state *s, const mixed_block *b)
 {
-    if (__builtin_expect(!alloc_stamp_ok(b->ptr, b->size, b->tag), 0)) alloc_corrupt(s->api, s->name, b->ptr, b->size);
-    alloc_free(s->api, b->ptr);
+    if (__builtin_expect(!alloc_stamp_ok(b->ptr, b->size, b->tag), 0))
+        alloc_corrupt(s->k.api, s->k.name, b->ptr, b->size);
+    alloc_free(s->k.api, b->ptr);
 }
 
 /* Frees every block the previous thread has handed over so far. */
@@ -399,18 +431,18 @@ static void mixed_drain(const mixed_state *s, mixed_ring *in)
 
 static void *mixed_worker(void *arg)
 {
-    mixed_state *s = ((mixed_arg *)arg)->s;
-    unsigned id = ((mixed_arg *)arg)->id;
+    mixed_state *s = ((worker_arg *)arg)->state;
+    unsigned id = ((worker_arg *)arg)->id;
     mixed_thread *me = &s->t[id], *prev = &s->t[(id + MIXED_THREADS - 1) % MIXED_THREADS];
     mixed_ring *out = &me->to_next, *in = &prev->to_next;
     bench_rng rng = bench_rng_seed(0x313e0 + id);
     uint64_t held = 0, ring_seen = 0;
-    wait_for_go(&s->go);
-    for (uint64_t i = 0; i < s->steps; i++) {
+    wait_for_go(&s->k.go);
+    for (uint64_t i = 0; i < s->k.per_thread; i++) {
         unsigned lg = (unsigned)bench_rng_range(&rng, MIXED_MIN_LOG, MIXED_MAX_LOG - 1);
         uint32_t size = (uint32_t)(((uint64_t)1 << lg) + bench_rng_below(&rng, (uint64_t)1 << lg));
-        mixed_block b = {s->api->alloc(size), size, alloc_tag(id, i)};
-        if (__builtin_expect(!b.ptr, 0)) alloc_oom(s->api, s->name, size);
+        mixed_block b = {s->k.api->alloc(size), size, alloc_tag(id, i)};
+        if (__builtin_expect(!b.ptr, 0)) alloc_oom(s->k.api, s->k.name, size);
         alloc_stamp(b.ptr, size, b.tag);
         uint64_t pick = bench_rng_below(&rng, 3 * MIXED_SLOTS);
         if (pick < MIXED_SLOTS) { /* a third go to the next thread */
@@ -449,21 +481,9 @@ static void *mixed_worker(void *arg)
  * peak and full rings of the largest blocks: an upper bound. */
 static void run_mixed(const alloc_workload *w, const alloc_api *a, double scale, bench_result *r)
 {
-    mixed_state *s = alloc_book(sizeof *s);
-    s->api = a;
-    s->name = w->name;
-    s->steps = bench_scaled(w->count, scale) / MIXED_THREADS;
-    if (s->steps == 0) s->steps = 1;
-    mixed_arg arg[MIXED_THREADS];
-    thread_fn *fn[MIXED_THREADS];
-    void *argp[MIXED_THREADS];
-    for (unsigned i = 0; i < MIXED_THREADS; i++) {
-        arg[i] = (mixed_arg){s, i};
-        fn[i] = mixed_worker;
-        argp[i] = &arg[i];
-    }
-    r->ns = run_threads(MIXED_THREADS, fn, argp, &s->go, r);
-    r->ops = s->steps * MIXED_THREADS;
+    mixed_state *s = workers_book(sizeof *s, w, a, scale);
+    r->ns = run_workers(w, mixed_worker, s, r);
+    r->ops = s->k.per_thread * MIXED_THREADS;
     for (unsigned i = 0; i < MIXED_THREADS; i++)
         r->live_peak += s->t[i].peak + (uint64_t)MIXED_RING * ((uint64_t)1 << MIXED_MAX_LOG);
 }
@@ -475,33 +495,25 @@ static void run_mixed(const alloc_workload *w, const alloc_api *a, double scale,
 #define SCRATCH_WRITES  50 /* passes over the block per allocation */
 
 typedef struct scratch_state {
-    _Alignas(CACHE_LINE) atomic_int go;
+    workers_common k;             /* per_thread: rounds */
     void *first[SCRATCH_THREADS]; /* allocated back to back by the main thread, one freed by each worker */
-    const alloc_api *api;
-    const char *name;
-    uint64_t rounds; /* per thread */
 } scratch_state;
-
-typedef struct scratch_arg {
-    scratch_state *s;
-    unsigned id;
-} scratch_arg;
 
 /* Frees the block the main thread gave it, then allocates, writes and frees blocks of the same size: an
  * allocator that hands this thread the freed block (or its neighbour), which shares a cache line with the
  * other thread's, makes both threads' writes bounce that line between the cores. */
 static void *scratch_worker(void *arg)
 {
-    scratch_state *s = ((scratch_arg *)arg)->s;
-    unsigned id = ((scratch_arg *)arg)->id;
-    wait_for_go(&s->go);
-    alloc_free(s->api, s->first[id]);
-    for (uint64_t i = 0; i < s->rounds; i++) {
-        volatile char *p = s->api->alloc(SCRATCH_SIZE);
-        if (__builtin_expect(!p, 0)) alloc_oom(s->api, s->name, SCRATCH_SIZE);
+    scratch_state *s = ((worker_arg *)arg)->state;
+    unsigned id = ((worker_arg *)arg)->id;
+    wait_for_go(&s->k.go);
+    alloc_free(s->k.api, s->first[id]);
+    for (uint64_t i = 0; i < s->k.per_thread; i++) {
+        volatile char *p = s->k.api->alloc(SCRATCH_SIZE);
+        if (__builtin_expect(!p, 0)) alloc_oom(s->k.api, s->k.name, SCRATCH_SIZE);
         for (unsigned w = 0; w < SCRATCH_WRITES; w++)
             for (unsigned k = 0; k < SCRATCH_SIZE; k++) p[k] = (char)(p[k] + 1);
-        alloc_free(s->api, (void *)p);
+        alloc_free(s->k.api, (void *)p);
     }
     return NULL;
 }
@@ -509,18 +521,11 @@ static void *scratch_worker(void *arg)
 /* ops = allocations of both threads (each with 50 passes of writes over its 8 bytes). */
 static void run_scratch(const alloc_workload *w, const alloc_api *a, double scale, bench_result *r)
 {
-    scratch_state *s = alloc_book(sizeof *s);
-    s->api = a;
-    s->name = w->name;
-    s->rounds = bench_scaled(w->count, scale) / SCRATCH_THREADS;
-    if (s->rounds == 0) s->rounds = 1;
+    scratch_state *s = workers_book(sizeof *s, w, a, scale);
     for (unsigned i = 0; i < SCRATCH_THREADS; i++)
         if (!(s->first[i] = a->alloc(SCRATCH_SIZE))) alloc_oom(a, w->name, SCRATCH_SIZE);
-    scratch_arg arg[SCRATCH_THREADS] = {{s, 0}, {s, 1}};
-    thread_fn *const fn[SCRATCH_THREADS] = {scratch_worker, scratch_worker};
-    void *const argp[SCRATCH_THREADS] = {&arg[0], &arg[1]};
-    r->ns = run_threads(SCRATCH_THREADS, fn, argp, &s->go, r);
-    r->ops = s->rounds * SCRATCH_THREADS;
+    r->ns = run_workers(w, scratch_worker, s, r);
+    r->ops = s->k.per_thread * SCRATCH_THREADS;
     r->live_peak = SCRATCH_THREADS * SCRATCH_SIZE;
 }
 
