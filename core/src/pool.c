@@ -443,47 +443,51 @@ static OHM_NOINLINE int free_valid(ohm_pool *pool, chunk_t *c, void *p, unsigned
     return 0;
 }
 
-/* The fast path: page entry, block alignment (slab) or page start (run), free-block key, TLS compare, push. c is
- * an arena chunk holding p. Anything unusual re-runs through free_slow, which says precisely what was wrong. */
-static inline __attribute__((always_inline)) int free_block(ohm_pool *pool, chunk_t *c, void *p)
+/* The fast path's checks: page entry, block alignment (slab) or page start (run), free-block key; c is an arena
+ * chunk holding p. False for anything unusual, which free_slow then re-runs and says precisely what was wrong. */
+static inline __attribute__((always_inline)) bool block_ok(const chunk_t *c, const void *p, unsigned *cls)
 {
     uint32_t e = pg_get(c, chunk_page_of(c, p));
-    unsigned cls = pg_cls(e);
+    *cls = pg_cls(e);
     if (ohm_likely(pg_kind(e) == PG_SLAB)) {
         size_t off = (uintptr_t)p - (uintptr_t)chunk_page_addr(c, pg_head(e));
-        if (ohm_unlikely(!sc_slab_block(cls, off))) goto slow;
+        if (ohm_unlikely(!sc_slab_block(*cls, off))) return false;
     } else if (ohm_unlikely(pg_kind(e) != PG_RUN || ((uintptr_t)p & (OHM_PAGE - 1)))) {
-        goto slow;
+        return false;
     }
-    if (ohm_unlikely(block_word0(p) == block_key(p))) goto slow;
-    if (ohm_unlikely(tcache_last.pool_id != pool->id)) goto valid;
-    tcache_t *tc = tcache_last.tc;
-    tstack_t *b = tc->stacks[cls];
-    uint32_t n = stack_n(b);
-    if (ohm_unlikely(n >= b->cap)) goto valid;
-    stack_push(b, n, p);
-    return 0;
-valid:
-    return free_valid(pool, c, p, cls);
-slow:
-    return free_slow(pool, p);
+    return ohm_likely(block_word0(p) != block_key(p));
 }
 
-/* The chunk of its own arena this thread last freed into, and chunk_epoch as it was before the lookup that found
- * it. While the epoch holds, the chunk is alive and exactly the memory [base, base + size) maps to it, so a range
- * compare stands in for the address map. Besides saving the map's instructions, it takes the map's two dependent loads
- * (and the load of the chunk's base) off the path from the pointer to the stack it is pushed on: the next
- * allocation's pop waits for that push, so that path is what a pair of calls costs. */
-typedef struct chunk_memo {
-    chunk_t *c;
-    uint64_t epoch;
-} chunk_memo;
-static OHM_TLS chunk_memo chunk_last;
+/* The push of the fast path onto tc, the calling thread's cache of pool. */
+static inline __attribute__((always_inline)) int push_block(ohm_pool *pool, tcache_t *tc, chunk_t *c, void *p,
+                                                            unsigned cls)
+{
+    tstack_t *b = tc->stacks[cls];
+    uint32_t n = stack_n(b);
+    if (ohm_unlikely(n >= b->cap)) return free_valid(pool, c, p, cls);
+    stack_push(b, n, p);
+    return 0;
+}
 
+/* A free the lookup path validated the chunk of: checks, then a push onto the thread's most recent cache when it
+ * is pool's. */
+static inline __attribute__((always_inline)) int free_block(ohm_pool *pool, chunk_t *c, void *p)
+{
+    unsigned cls;
+    if (ohm_unlikely(!block_ok(c, p, &cls))) return free_slow(pool, p);
+    if (ohm_unlikely(tcache_last.pool_id != pool->id)) return free_valid(pool, c, p, cls);
+    return push_block(pool, tcache_last.tc, c, p, cls);
+}
+
+/* The chunk of tcache_chunk if p is in it: while the epoch read before its lookup holds, the chunk is alive and
+ * exactly the memory [base, base + size) maps to it, so a range compare stands in for the address map. Besides
+ * the map's instructions, it takes the map's two dependent loads (and the load of the chunk's base) off the path
+ * from the pointer to the stack it is pushed on: the next allocation's pop waits for that push, so that path is
+ * what a pair of calls costs. The cache comes with it, so the fast path needs no TLS compare of pools either. */
 static inline chunk_t *chunk_remembered(const void *p)
 {
-    chunk_t *c = chunk_last.c;
-    if (ohm_likely(chunk_last.epoch == atomic_load_explicit(&chunk_epoch, memory_order_acquire)) &&
+    chunk_t *c = tcache_chunk.c;
+    if (ohm_likely(tcache_chunk.epoch == atomic_load_explicit(&chunk_epoch, memory_order_acquire)) &&
         ohm_likely((uintptr_t)p - c->base < c->size))
         return c;
     return NULL;
@@ -533,22 +537,27 @@ static OHM_NOINLINE int free_lookup(ohm_pool *pool, void *p, bool any)
     if (c->kind != CHUNK_ARENA) return free_slow(pool, p);
     tcache_t *tc = tcache_last.pool_id == pool->id ? tcache_last.tc : tcache_get_or_create(pool);
     if (tc && c->arena != tc->arena) return free_remote(pool, tc, c, p);
-    chunk_last = (chunk_memo){c, epoch}; /* only chunks of this thread's own arena: the fast path need not ask */
+    if (tc) /* only chunks of this thread's own arena: the fast path need not ask */
+        tcache_chunk = (tcache_memo){c, epoch, tc};
     return free_block(pool, c, p);
 }
 
 int ohm_pool_free(ohm_pool *pool, void *p)
 {
     chunk_t *c = chunk_remembered(p);
-    if (ohm_likely(c != NULL) && ohm_likely(c->pool == pool)) return free_block(pool, c, p);
-    return free_lookup(pool, p, false);
+    unsigned cls;
+    if (ohm_unlikely(c == NULL) || ohm_unlikely(c->pool != pool)) return free_lookup(pool, p, false);
+    if (ohm_unlikely(!block_ok(c, p, &cls))) return free_slow(pool, p);
+    return push_block(pool, tcache_chunk.tc, c, p, cls);
 }
 
 int ohm_free(void *p)
 {
     chunk_t *c = chunk_remembered(p);
-    if (ohm_likely(c != NULL)) return free_block(c->pool, c, p);
-    return free_lookup(NULL, p, true);
+    unsigned cls;
+    if (ohm_unlikely(c == NULL)) return free_lookup(NULL, p, true);
+    if (ohm_unlikely(!block_ok(c, p, &cls))) return free_slow(c->pool, p);
+    return push_block(c->pool, tcache_chunk.tc, c, p, cls);
 }
 
 size_t ohm_usable_size(const void *p)

@@ -15,6 +15,7 @@
 
 OHM_TLS tcache_slot tcache_last;
 OHM_TLS tcache_slot tcache_slots[TCACHE_SLOTS];
+OHM_TLS tcache_memo tcache_chunk;
 static OHM_TLS tcache_t *tl_caches;
 static OHM_TLS int tl_exiting; /* the thread-exit step ran: make no new caches on this thread */
 
@@ -32,6 +33,7 @@ static void slot_clear(const tcache_t *tc)
     for (unsigned i = 0; i < TCACHE_SLOTS; i++)
         if (tcache_slots[i].tc == tc) tcache_slots[i] = (tcache_slot){0, NULL};
     if (tcache_last.tc == tc) tcache_last = (tcache_slot){0, NULL};
+    if (tcache_chunk.tc == tc) tcache_chunk = (tcache_memo){NULL, 0, NULL}; /* epoch 0 never matches */
 }
 
 static void slot_install(tcache_t *tc)

@@ -67,6 +67,16 @@ extern OHM_TLS tcache_slot tcache_last; /* one TLS base for both fields */
 #define TCACHE_SLOTS 8
 extern OHM_TLS tcache_slot tcache_slots[TCACHE_SLOTS];
 
+/* The chunk of its own arena the calling thread last freed into, the cache its blocks go to, and chunk_epoch as it
+ * was before the address-map lookup that found the chunk (pool.c's free path; see chunk_epoch). Cleared with the
+ * cache, so it never names a freed one. */
+typedef struct tcache_memo {
+    struct chunk *c;
+    uint64_t epoch;
+    tcache_t *tc;
+} tcache_memo;
+extern OHM_TLS tcache_memo tcache_chunk;
+
 static inline uint32_t stack_n(tstack_t *b) { return atomic_load_explicit(&b->n, memory_order_relaxed); }
 static inline void stack_set_n(tstack_t *b, uint32_t n) { atomic_store_explicit(&b->n, n, memory_order_relaxed); }
 
