@@ -632,7 +632,7 @@ static const alloc_workload workloads[] = {
      "2 threads replace random blocks (16 B-1 KiB) in 1,000-slot sets that swap owners every 50,000 steps", run_larson},
     {"mixed-8t", MIXED_THREADS, 0, 0, 20000000, "allocations",
      "8 threads allocate 16 B-8 KiB (log-uniform); a third of the blocks are freed by the next thread", run_mixed},
-    {"cache-scratch", SCRATCH_THREADS, SCRATCH_SIZE, 0, 20000000, "allocations",
+    {"cache-scratch", SCRATCH_THREADS, SCRATCH_SIZE, 0, 4000000, "allocations",
      "2 threads each free a block the main thread allocated, then allocate 8 B, write it 50 times, free it",
      run_scratch},
     {"frag", 1, 0, 0, 1000000, "allocations",
