@@ -112,7 +112,7 @@ static void run_batch(const alloc_workload *w, const alloc_api *a, double scale,
     r->ops = rounds * BATCH_BLOCKS;
 }
 
-/* ---- a start line and a barrier for the two-thread workloads ------------------------------------------------ */
+/* ---- a start line and a barrier for the threaded workloads ------------------------------------------------ */
 
 /* A phase-counting barrier that spins with sched_yield: no futex sleep inside the timed part, and on a
  * 2-core machine a yield lets the other thread run when both share a core. */
@@ -135,19 +135,60 @@ static void spin_barrier_wait(spin_barrier *b)
 
 typedef void *thread_fn(void *);
 
-/* Starts fn[0](arg[0]) and fn[1](arg[1]) on two threads that wait at the start line (go); marks the start,
- * releases them, and returns the wall time until both are done. The start line keeps thread creation out of
- * the time and out of rss_before. */
-static uint64_t run_two_threads(thread_fn *const fn[2], void *const arg[2], atomic_int *go, bench_result *r)
+#define MAX_THREADS 8
+
+/* Starts fn[i](arg[i]) on n threads that wait at the start line (go); marks the start, releases them, and returns
+ * the wall time until all are done. The start line keeps thread creation out of the time and out of
+ * rss_before. */
+static uint64_t run_threads(unsigned n, thread_fn *const fn[], void *const arg[], atomic_int *go, bench_result *r)
 {
-    pthread_t t[2];
-    for (int i = 0; i < 2; i++)
+    pthread_t t[MAX_THREADS];
+    for (unsigned i = 0; i < n; i++)
         if (pthread_create(&t[i], NULL, fn[i], arg[i]) != 0) bench_die(4, "pthread_create failed");
     bench_mark_start(r);
     uint64_t t0 = harness_now_ns();
     atomic_store_explicit(go, 1, memory_order_release);
-    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    for (unsigned i = 0; i < n; i++) pthread_join(t[i], NULL);
     return harness_now_ns() - t0;
+}
+
+/* The start of the state of a workload whose threads all run one function (its first member). */
+typedef struct workers_common {
+    _Alignas(CACHE_LINE) atomic_int go;
+    const alloc_api *api;
+    const char *name;
+    uint64_t per_thread; /* each thread's share of the count at the run's scale (at least 1) */
+} workers_common;
+
+/* The workload's state (size bytes, workers_common first) from alloc_book, its common part filled in. */
+static void *workers_book(size_t size, const alloc_workload *w, const alloc_api *a, double scale)
+{
+    workers_common *k = alloc_book(size);
+    k->api = a;
+    k->name = w->name;
+    k->per_thread = bench_scaled(w->count, scale) / w->threads;
+    if (k->per_thread == 0) k->per_thread = 1;
+    return k;
+}
+
+/* What each of those threads gets: the shared state and its index. */
+typedef struct worker_arg {
+    void *state;
+    unsigned id;
+} worker_arg;
+
+/* Runs fn on w->threads threads over state (see run_threads). */
+static uint64_t run_workers(const alloc_workload *w, thread_fn *fn, void *state, bench_result *r)
+{
+    worker_arg arg[MAX_THREADS];
+    thread_fn *fns[MAX_THREADS];
+    void *argp[MAX_THREADS];
+    for (unsigned i = 0; i < w->threads; i++) {
+        arg[i] = (worker_arg){state, i};
+        fns[i] = fn;
+        argp[i] = &arg[i];
+    }
+    return run_threads(w->threads, fns, argp, &((workers_common *)state)->go, r);
 }
 
 static void wait_for_go(atomic_int *go)
@@ -238,7 +279,7 @@ static void run_xthread(const alloc_workload *w, const alloc_api *a, double scal
     q->blocks = bench_scaled(w->count, scale);
     thread_fn *const fn[2] = {xthread_producer, xthread_consumer};
     void *const arg[2] = {q, q};
-    r->ns = run_two_threads(fn, arg, &q->go, r);
+    r->ns = run_threads(2, fn, arg, &q->go, r);
     r->ops = q->blocks;
     r->live_peak = q->live_peak;
 }
@@ -333,9 +374,159 @@ static void run_larson(const alloc_workload *w, const alloc_api *a, double scale
     larson_thread t[2] = {{s, 0}, {s, 1}};
     thread_fn *const fn[2] = {larson_worker, larson_worker};
     void *const arg[2] = {&t[0], &t[1]};
-    r->ns = run_two_threads(fn, arg, &s->go, r);
+    r->ns = run_threads(2, fn, arg, &s->go, r);
     r->ops = s->rounds * 2 * LARSON_ROUND_STEPS;
     r->live_peak = s->set[0].peak + s->set[1].peak;
+}
+
+/* ---- mixed-8t: 8 threads on the machine's cores, mixed sizes, a third of the blocks freed by another thread -- */
+
+#define MIXED_THREADS 8
+#define MIXED_SLOTS   512 /* live blocks a thread holds */
+#define MIXED_RING    64  /* hand-over slots to the next thread; a power of two */
+#define MIXED_MIN_LOG 4   /* sizes from 16 B ... */
+#define MIXED_MAX_LOG 13  /* ... to just under 8 KiB, log-uniform */
+
+typedef struct mixed_block {
+    void *ptr;
+    uint32_t size;
+    uint64_t tag;
+} mixed_block;
+
+/* A single-producer/single-consumer ring from thread i to thread i + 1 (mod 8). The producer never waits: with
+ * the ring full it frees the block itself, so no thread spins on another that the scheduler has parked. */
+typedef struct mixed_ring {
+    _Alignas(CACHE_LINE) atomic_uint_fast64_t head; /* producer */
+    _Alignas(CACHE_LINE) atomic_uint_fast64_t tail; /* consumer */
+    _Alignas(CACHE_LINE) mixed_block slot[MIXED_RING];
+} mixed_ring;
+
+typedef struct mixed_thread {
+    _Alignas(CACHE_LINE) mixed_block held[MIXED_SLOTS];
+    mixed_ring to_next;
+    atomic_int done; /* this thread will hand over no more blocks */
+    uint64_t peak;   /* requested bytes this thread held at most (its slots only) */
+} mixed_thread;
+
+typedef struct mixed_state {
+    workers_common k; /* per_thread: steps */
+    mixed_thread t[MIXED_THREADS];
+} mixed_state;
+
+static void mixed_free(const mixed_state *s, const mixed_block *b)
+{
+    if (__builtin_expect(!alloc_stamp_ok(b->ptr, b->size, b->tag), 0))
+        alloc_corrupt(s->k.api, s->k.name, b->ptr, b->size);
+    alloc_free(s->k.api, b->ptr);
+}
+
+/* Frees every block the previous thread has handed over so far. */
+static void mixed_drain(const mixed_state *s, mixed_ring *in)
+{
+    uint64_t head = atomic_load_explicit(&in->head, memory_order_acquire);
+    uint64_t tail = atomic_load_explicit(&in->tail, memory_order_relaxed);
+    for (; tail < head; tail++) mixed_free(s, &in->slot[tail % MIXED_RING]);
+    atomic_store_explicit(&in->tail, tail, memory_order_release);
+}
+
+static void *mixed_worker(void *arg)
+{
+    mixed_state *s = ((worker_arg *)arg)->state;
+    unsigned id = ((worker_arg *)arg)->id;
+    mixed_thread *me = &s->t[id], *prev = &s->t[(id + MIXED_THREADS - 1) % MIXED_THREADS];
+    mixed_ring *out = &me->to_next, *in = &prev->to_next;
+    bench_rng rng = bench_rng_seed(0x313e0 + id);
+    uint64_t held = 0, ring_seen = 0;
+    wait_for_go(&s->k.go);
+    for (uint64_t i = 0; i < s->k.per_thread; i++) {
+        unsigned lg = (unsigned)bench_rng_range(&rng, MIXED_MIN_LOG, MIXED_MAX_LOG - 1);
+        uint32_t size = (uint32_t)(((uint64_t)1 << lg) + bench_rng_below(&rng, (uint64_t)1 << lg));
+        mixed_block b = {s->k.api->alloc(size), size, alloc_tag(id, i)};
+        if (__builtin_expect(!b.ptr, 0)) alloc_oom(s->k.api, s->k.name, size);
+        alloc_stamp(b.ptr, size, b.tag);
+        uint64_t pick = bench_rng_below(&rng, 3 * MIXED_SLOTS);
+        if (pick < MIXED_SLOTS) { /* a third go to the next thread */
+            uint64_t head = atomic_load_explicit(&out->head, memory_order_relaxed);
+            if (head - ring_seen >= MIXED_RING) ring_seen = atomic_load_explicit(&out->tail, memory_order_acquire);
+            if (head - ring_seen < MIXED_RING) {
+                out->slot[head % MIXED_RING] = b;
+                atomic_store_explicit(&out->head, head + 1, memory_order_release);
+            } else {
+                mixed_free(s, &b);
+            }
+        } else { /* the rest replace one of this thread's blocks */
+            mixed_block *slot = &me->held[pick % MIXED_SLOTS];
+            if (slot->ptr) {
+                held -= slot->size;
+                mixed_free(s, slot);
+            }
+            *slot = b;
+            held += size;
+            if (held > me->peak) me->peak = held;
+        }
+        if (i % 16 == 0) mixed_drain(s, in);
+    }
+    atomic_store_explicit(&me->done, 1, memory_order_release);
+    for (uint32_t k = 0; k < MIXED_SLOTS; k++)
+        if (me->held[k].ptr) mixed_free(s, &me->held[k]);
+    while (!atomic_load_explicit(&prev->done, memory_order_acquire)) {
+        mixed_drain(s, in);
+        sched_yield();
+    }
+    mixed_drain(s, in);
+    return NULL;
+}
+
+/* ops = allocations of all threads; every block is freed inside the timed part. live_peak adds every thread's
+ * peak and full rings of the largest blocks: an upper bound. */
+static void run_mixed(const alloc_workload *w, const alloc_api *a, double scale, bench_result *r)
+{
+    mixed_state *s = workers_book(sizeof *s, w, a, scale);
+    r->ns = run_workers(w, mixed_worker, s, r);
+    r->ops = s->k.per_thread * MIXED_THREADS;
+    for (unsigned i = 0; i < MIXED_THREADS; i++)
+        r->live_peak += s->t[i].peak + (uint64_t)MIXED_RING * ((uint64_t)1 << MIXED_MAX_LOG);
+}
+
+/* ---- cache-scratch: small blocks handed between threads, then written hard (false sharing) --------------- */
+
+#define SCRATCH_THREADS 2
+#define SCRATCH_SIZE    8  /* Hoard's cache-scratch object size */
+#define SCRATCH_WRITES  50 /* passes over the block per allocation */
+
+typedef struct scratch_state {
+    workers_common k;             /* per_thread: rounds */
+    void *first[SCRATCH_THREADS]; /* allocated back to back by the main thread, one freed by each worker */
+} scratch_state;
+
+/* Frees the block the main thread gave it, then allocates, writes and frees blocks of the same size: an
+ * allocator that hands this thread the freed block (or its neighbour), which shares a cache line with the
+ * other thread's, makes both threads' writes bounce that line between the cores. */
+static void *scratch_worker(void *arg)
+{
+    scratch_state *s = ((worker_arg *)arg)->state;
+    unsigned id = ((worker_arg *)arg)->id;
+    wait_for_go(&s->k.go);
+    alloc_free(s->k.api, s->first[id]);
+    for (uint64_t i = 0; i < s->k.per_thread; i++) {
+        volatile char *p = s->k.api->alloc(SCRATCH_SIZE);
+        if (__builtin_expect(!p, 0)) alloc_oom(s->k.api, s->k.name, SCRATCH_SIZE);
+        for (unsigned w = 0; w < SCRATCH_WRITES; w++)
+            for (unsigned k = 0; k < SCRATCH_SIZE; k++) p[k] = (char)(p[k] + 1);
+        alloc_free(s->k.api, (void *)p);
+    }
+    return NULL;
+}
+
+/* ops = allocations of both threads (each with 50 passes of writes over its 8 bytes). */
+static void run_scratch(const alloc_workload *w, const alloc_api *a, double scale, bench_result *r)
+{
+    scratch_state *s = workers_book(sizeof *s, w, a, scale);
+    for (unsigned i = 0; i < SCRATCH_THREADS; i++)
+        if (!(s->first[i] = a->alloc(SCRATCH_SIZE))) alloc_oom(a, w->name, SCRATCH_SIZE);
+    r->ns = run_workers(w, scratch_worker, s, r);
+    r->ops = s->k.per_thread * SCRATCH_THREADS;
+    r->live_peak = SCRATCH_THREADS * SCRATCH_SIZE;
 }
 
 /* ---- frag: random sizes and lifetimes around a live-bytes target, then free all and trim ------------------- */
@@ -439,6 +630,11 @@ static const alloc_workload workloads[] = {
      "one thread allocates 16 B-4 KiB blocks, another frees them (256-slot ring)", run_xthread},
     {"larson", 2, 0, 0, 20000000, "steps",
      "2 threads replace random blocks (16 B-1 KiB) in 1,000-slot sets that swap owners every 50,000 steps", run_larson},
+    {"mixed-8t", MIXED_THREADS, 0, 0, 20000000, "allocations",
+     "8 threads allocate 16 B-8 KiB (log-uniform); a third of the blocks are freed by the next thread", run_mixed},
+    {"cache-scratch", SCRATCH_THREADS, SCRATCH_SIZE, 0, 4000000, "allocations",
+     "2 threads each free a block the main thread allocated, then allocate 8 B, write it 50 times, free it",
+     run_scratch},
     {"frag", 1, 0, 0, 1000000, "allocations",
      "16 B-1 MiB (log-uniform), random lifetimes, 512 MiB live at scale 1; then free all and trim", run_frag},
 };

@@ -133,6 +133,12 @@ static inline chunk_t *chunk_of(const void *p)
     return atomic_load_explicit(&leaf[key & ((1u << RADIX_L2_BITS) - 1)], memory_order_acquire);
 }
 
+/* Bumped each time an arena chunk's record dies, after its address-map entries are gone. A thread that remembers
+ * the last arena chunk it freed into (pool.c) trusts the memory only while the epoch it read before its lookup is
+ * still current: one compare instead of the map's two dependent loads. Starts at 1 so a zeroed memo never
+ * matches. */
+extern _Atomic uint64_t chunk_epoch;
+
 /* Maps every granule of [base, base+size) to c (or to NULL to unregister). 0 or OHM_ENOMEM. */
 int addr_map_set(uintptr_t base, size_t size, chunk_t *c);
 

@@ -3,8 +3,9 @@
  * option in poison.c.
  *
  * The fast paths are a TLS compare to find the thread's cache, then a pop or a push on a per-class stack. The
- * free path validates the pointer first (address-map lookup, page entry, block alignment, free-block key), so a
- * foreign, interior or already-free pointer is an error and never reaches a cache. */
+ * free path validates the pointer first (its chunk: the one remembered or an address-map lookup; page entry, block
+ * alignment, free-block key), so a foreign, interior or already-free pointer is an error and never reaches a
+ * cache. A block of another arena than the thread's goes back to that arena, never onto the thread's stack. */
 #define _GNU_SOURCE
 #include "pool.h"
 
@@ -299,10 +300,11 @@ static OHM_NOINLINE void *alloc_slow(ohm_pool *pool, size_t size)
     return finish_alloc(p, sc_size(cls), pool->cfg.zero);
 }
 
-/* The fast path: a TLS compare, the class, a pop. No counter: pops are derived (see tstats_t). */
-void *ohm_pool_alloc(ohm_pool *pool, size_t size)
+/* The fast path: a TLS compare, the class, a pop. No counter: pops are derived (see tstats_t). NULL when it
+ * cannot serve the call. */
+static inline __attribute__((always_inline)) void *alloc_fast(const ohm_pool *pool, size_t size)
 {
-    if (ohm_likely(pool != NULL) && ohm_likely(tcache_last.pool_id == pool->id)) {
+    if (ohm_likely(tcache_last.pool_id == pool->id)) {
         tcache_t *tc = tcache_last.tc;
         if (ohm_likely(size < atomic_load_explicit(&tc->alloc_limit, memory_order_acquire))) {
             unsigned cls = sc_index(size);
@@ -316,6 +318,13 @@ void *ohm_pool_alloc(ohm_pool *pool, size_t size)
             }
         }
     }
+    return NULL;
+}
+
+void *ohm_pool_alloc(ohm_pool *pool, size_t size)
+{
+    void *p;
+    if (ohm_likely(pool != NULL) && ohm_likely((p = alloc_fast(pool, size)) != NULL)) return p;
     return alloc_slow(pool, size);
 }
 
@@ -363,11 +372,19 @@ void *ohm_pool_alloc_aligned(ohm_pool *pool, size_t size, size_t align)
     return finish_alloc(p, sc_size(cls), pool->cfg.zero);
 }
 
+/* Out of line, so that ohm_alloc's fast path needs no stack frame. */
+static OHM_NOINLINE void *alloc_default_slow(ohm_pool *pool, size_t size)
+{
+    if (!pool && !(pool = ohm_pool_default())) return NULL;
+    return alloc_slow(pool, size);
+}
+
 void *ohm_alloc(size_t size)
 {
     ohm_pool *pool = atomic_load_explicit(&default_pool, memory_order_acquire);
-    if (ohm_unlikely(!pool) && !(pool = ohm_pool_default())) return NULL;
-    return ohm_pool_alloc(pool, size);
+    void *p;
+    if (ohm_likely(pool != NULL) && ohm_likely((p = alloc_fast(pool, size)) != NULL)) return p;
+    return alloc_default_slow(pool, size);
 }
 
 /* ---- free ---- */
@@ -426,31 +443,54 @@ static OHM_NOINLINE int free_valid(ohm_pool *pool, chunk_t *c, void *p, unsigned
     return 0;
 }
 
-/* The fast path, about 40 instructions: page entry, block alignment (slab) or page start (run), free-block key,
- * TLS compare, push. Anything unusual re-runs through free_slow, which says precisely what was wrong. */
-static inline __attribute__((always_inline)) int free_block(ohm_pool *pool, chunk_t *c, void *p)
+/* The fast path's checks: page entry, block alignment (slab) or page start (run), free-block key; c is an arena
+ * chunk holding p. False for anything unusual, which free_slow then re-runs and says precisely what was wrong. */
+static inline __attribute__((always_inline)) bool block_ok(const chunk_t *c, const void *p, unsigned *cls)
 {
-    if (ohm_unlikely(c->kind != CHUNK_ARENA)) goto slow;
     uint32_t e = pg_get(c, chunk_page_of(c, p));
-    unsigned cls = pg_cls(e);
+    *cls = pg_cls(e);
     if (ohm_likely(pg_kind(e) == PG_SLAB)) {
         size_t off = (uintptr_t)p - (uintptr_t)chunk_page_addr(c, pg_head(e));
-        if (ohm_unlikely(!sc_divides(cls, off) || off >= sc_table[cls].slab_limit)) goto slow;
+        if (ohm_unlikely(!sc_slab_block(*cls, off))) return false;
     } else if (ohm_unlikely(pg_kind(e) != PG_RUN || ((uintptr_t)p & (OHM_PAGE - 1)))) {
-        goto slow;
+        return false;
     }
-    if (ohm_unlikely(block_word0(p) == block_key(p))) goto slow;
-    if (ohm_unlikely(tcache_last.pool_id != pool->id)) goto valid;
-    tcache_t *tc = tcache_last.tc;
+    return ohm_likely(block_word0(p) != block_key(p));
+}
+
+/* The push of the fast path onto tc, the calling thread's cache of pool. */
+static inline __attribute__((always_inline)) int push_block(ohm_pool *pool, tcache_t *tc, chunk_t *c, void *p,
+                                                            unsigned cls)
+{
     tstack_t *b = tc->stacks[cls];
     uint32_t n = stack_n(b);
-    if (ohm_unlikely(n >= b->cap)) goto valid;
+    if (ohm_unlikely(n >= b->cap)) return free_valid(pool, c, p, cls);
     stack_push(b, n, p);
     return 0;
-valid:
-    return free_valid(pool, c, p, cls);
-slow:
-    return free_slow(pool, p);
+}
+
+/* A free the lookup path validated the chunk of: checks, then a push onto the thread's most recent cache when it
+ * is pool's. */
+static inline __attribute__((always_inline)) int free_block(ohm_pool *pool, chunk_t *c, void *p)
+{
+    unsigned cls;
+    if (ohm_unlikely(!block_ok(c, p, &cls))) return free_slow(pool, p);
+    if (ohm_unlikely(tcache_last.pool_id != pool->id)) return free_valid(pool, c, p, cls);
+    return push_block(pool, tcache_last.tc, c, p, cls);
+}
+
+/* The chunk of tcache_chunk if p is in it: while the epoch read before its lookup holds, the chunk is alive and
+ * exactly the memory [base, base + size) maps to it, so a range compare stands in for the address map. Besides
+ * the map's instructions, it takes the map's two dependent loads (and the load of the chunk's base) off the path
+ * from the pointer to the stack it is pushed on: the next allocation's pop waits for that push, so that path is
+ * what a pair of calls costs. The cache comes with it, so the fast path needs no TLS compare of pools either. */
+static inline chunk_t *chunk_remembered(const void *p)
+{
+    chunk_t *c = tcache_chunk.c;
+    if (ohm_likely(tcache_chunk.epoch == atomic_load_explicit(&chunk_epoch, memory_order_acquire)) &&
+        ohm_likely((uintptr_t)p - c->base < c->size))
+        return c;
+    return NULL;
 }
 
 static OHM_COLD int free_foreign(ohm_pool *pool, chunk_t *c, void *p)
@@ -460,25 +500,64 @@ static OHM_COLD int free_foreign(ohm_pool *pool, chunk_t *c, void *p)
     return bad_pointer(pool, p, c ? "it belongs to another pool" : "it is in no pool's memory");
 }
 
-int ohm_pool_free(ohm_pool *pool, void *p)
-{
-    if (ohm_unlikely(!p)) return 0;
-    chunk_t *c = chunk_of(p);
-    if (ohm_unlikely(!c || c->pool != pool)) return free_foreign(pool, c, p);
-    return free_block(pool, c, p);
-}
-
 static OHM_COLD int free_nowhere(void *p)
 {
     return ohm__error(OHM_EINVAL, "%p is not a live block of any pool (it is in no pool's memory)", p);
 }
 
-int ohm_free(void *p)
+/* A block of another arena than this thread's cache's goes back to that arena (through the cache's outbox, in
+ * chains), never onto this thread's stack: the thread would reuse it next, beside blocks that the arena's own
+ * threads use, and the cache line they share would bounce between the cores (false sharing). The thread's own
+ * allocations stay in its own arena's slabs. */
+static OHM_NOINLINE int free_remote(ohm_pool *pool, tcache_t *tc, chunk_t *c, void *p)
+{
+    unsigned cls;
+    int rc = check_arena_block(pool, c, p, &cls);
+    if (rc) return rc;
+    poison_on_free(&pool->cfg, p, sc_size(cls));
+    if (!tc->stacks[cls]->cap) {
+        rc = arena_free_one(c->arena, p);
+        if (rc == 0) ohm_counter_add(&tc->stats[cls].direct_frees, 1);
+        return rc;
+    }
+    tcache_free_remote(tc, c->arena, cls, p);
+    return 0;
+}
+
+/* A free whose pointer is not in the remembered chunk: NULL, another chunk (then remembered), a huge block, or
+ * no pool's memory. any: ohm_free, which takes a block of any pool. */
+static OHM_NOINLINE int free_lookup(ohm_pool *pool, void *p, bool any)
 {
     if (ohm_unlikely(!p)) return 0;
+    uint64_t epoch = atomic_load_explicit(&chunk_epoch, memory_order_acquire); /* before the lookup */
     chunk_t *c = chunk_of(p);
-    if (ohm_unlikely(!c)) return free_nowhere(p);
-    return free_block(c->pool, c, p);
+    if (any && c) pool = c->pool;
+    if (ohm_unlikely(!c)) return any ? free_nowhere(p) : free_foreign(pool, c, p);
+    if (ohm_unlikely(c->pool != pool)) return free_foreign(pool, c, p);
+    if (c->kind != CHUNK_ARENA) return free_slow(pool, p);
+    tcache_t *tc = tcache_last.pool_id == pool->id ? tcache_last.tc : tcache_get_or_create(pool);
+    if (tc && c->arena != tc->arena) return free_remote(pool, tc, c, p);
+    if (tc) /* only chunks of this thread's own arena: the fast path need not ask */
+        tcache_chunk = (tcache_memo){c, epoch, tc};
+    return free_block(pool, c, p);
+}
+
+int ohm_pool_free(ohm_pool *pool, void *p)
+{
+    chunk_t *c = chunk_remembered(p);
+    unsigned cls;
+    if (ohm_unlikely(c == NULL) || ohm_unlikely(c->pool != pool)) return free_lookup(pool, p, false);
+    if (ohm_unlikely(!block_ok(c, p, &cls))) return free_slow(pool, p);
+    return push_block(pool, tcache_chunk.tc, c, p, cls);
+}
+
+int ohm_free(void *p)
+{
+    chunk_t *c = chunk_remembered(p);
+    unsigned cls;
+    if (ohm_unlikely(c == NULL)) return free_lookup(NULL, p, true);
+    if (ohm_unlikely(!block_ok(c, p, &cls))) return free_slow(c->pool, p);
+    return push_block(c->pool, tcache_chunk.tc, c, p, cls);
 }
 
 size_t ohm_usable_size(const void *p)

@@ -64,6 +64,9 @@ static void sc_check(void)
             ohm_assert(sc_divides(i, (size_t)k * c->size) && !sc_divides(i, (size_t)k * c->size + 8) &&
                        sc_div(i, (size_t)k * c->size + c->size - 1) == k &&
                        "sc_divides / sc_div: exact on every block offset of a slab");
+        for (size_t off = 0; off < (size_t)c->slab_pages * OHM_PAGE; off += 8)
+            ohm_assert(sc_slab_block(i, off) == (off % c->size == 0 && off < c->slab_limit) &&
+                       "sc_slab_block: exactly the slab's block starts");
     }
     for (size_t s = 0; s <= SC_LUT_MAX; s++)
         ohm_assert(sc_index(s) == sc_index_arith(s) && "size classes: the lookup table agrees with the arithmetic");
@@ -79,7 +82,11 @@ void sc_init(void)
     for (unsigned i = 0; i < SC_COUNT; i++) {
         sc_info *c = &sc_table[i];
         c->div_magic = UINT64_MAX / c->size + 1;
-        if (i < SC_NSMALL) sc_slab_geometry(c);
+        if (i < SC_NSMALL) {
+            sc_slab_geometry(c);
+            c->block_magic = c->div_magic + 1;
+            c->block_key_limit = (uint32_t)(c->slab_objs * (c->size * c->block_magic));
+        }
     }
     for (size_t g = 0; g <= SC_LUT_MAX >> 4; g++) sc_lut[g] = (uint8_t)sc_index_arith(g << 4);
     ohm_debug_only(sc_check());

@@ -19,13 +19,15 @@
 #define SC_SLAB_WORDS    (SC_SLAB_MAX_OBJS / 64)
 
 typedef struct sc_info {
-    uint64_t div_magic; /* UINT64_MAX / size + 1: divisibility and division by a multiply (Lemire) */
+    uint64_t div_magic;   /* UINT64_MAX / size + 1: divisibility and division by a multiply (Lemire) */
+    uint64_t block_magic; /* div_magic + 1, see sc_slab_block */
     uint32_t size;
-    uint32_t slab_limit; /* small classes: slab_objs * size, the first offset past the last block */
-    uint16_t slab_pages; /* small classes: pages per slab */
-    uint16_t slab_objs;  /* small classes: blocks per slab */
-    uint32_t pad;        /* 24 -> 32 bytes: the table is indexed with a shift */
+    uint32_t slab_limit;      /* small classes: slab_objs * size, the first offset past the last block */
+    uint32_t block_key_limit; /* small classes: slab_objs * (size * block_magic mod 2^64), see sc_slab_block */
+    uint16_t slab_pages;      /* small classes: pages per slab */
+    uint16_t slab_objs;       /* small classes: blocks per slab */
 } sc_info;
+_Static_assert(sizeof(sc_info) == 32, "sc_info is indexed with a shift");
 
 extern sc_info sc_table[SC_COUNT];
 #define SC_LUT_MAX 4096
@@ -49,6 +51,15 @@ static inline int sc_is_small(unsigned cls) { return cls < SC_NSMALL; }
 static inline int sc_divides(unsigned cls, size_t offset)
 {
     return (uint64_t)offset * sc_table[cls].div_magic <= sc_table[cls].div_magic - 1;
+}
+/* Whether offset (< 2^32) from a slab's start is the start of one of its blocks (a multiple of the class size
+ * below slab_limit) with one multiply and one compare. block_magic is 2^64 / size + e with 1 < e <= 2, so
+ * offset = k * size + r gives offset * block_magic = r * 2^64 / size + offset * e (mod 2^64, no wrap for offsets
+ * below 2^32): at least 2^64 / size > 2^49 when r > 0, and exactly k * (size * block_magic mod 2^64), a
+ * number in [k * size, 2 * k * size), when r = 0; below block_key_limit just when k < slab_objs. */
+static inline int sc_slab_block(unsigned cls, size_t offset)
+{
+    return (uint64_t)offset * sc_table[cls].block_magic < sc_table[cls].block_key_limit;
 }
 /* offset / size for offset < 2^32: the high half of the 128-bit product. */
 static inline size_t sc_div(unsigned cls, size_t offset)

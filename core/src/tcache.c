@@ -15,6 +15,7 @@
 
 OHM_TLS tcache_slot tcache_last;
 OHM_TLS tcache_slot tcache_slots[TCACHE_SLOTS];
+OHM_TLS tcache_memo tcache_chunk;
 static OHM_TLS tcache_t *tl_caches;
 static OHM_TLS int tl_exiting; /* the thread-exit step ran: make no new caches on this thread */
 
@@ -32,6 +33,7 @@ static void slot_clear(const tcache_t *tc)
     for (unsigned i = 0; i < TCACHE_SLOTS; i++)
         if (tcache_slots[i].tc == tc) tcache_slots[i] = (tcache_slot){0, NULL};
     if (tcache_last.tc == tc) tcache_last = (tcache_slot){0, NULL};
+    if (tcache_chunk.tc == tc) tcache_chunk = (tcache_memo){NULL, 0, NULL}; /* epoch 0 never matches */
 }
 
 static void slot_install(tcache_t *tc)
@@ -241,10 +243,40 @@ void tcache_flush_stack(tcache_t *tc, unsigned cls, uint32_t count)
     stack_set_n(b, n - count);
 }
 
+/* An outbox goes out after this many blocks or bytes: one exchange for many frees, and little memory held back. */
+#define OUTBOX_MAX_BLOCKS 32
+#define OUTBOX_MAX_BYTES  (64u << 10)
+
+static void outbox_send(toutbox_t *o, unsigned cls)
+{
+    if (!o->n) return;
+    arena_remote_push(o->arena, cls, o->head, o->tail);
+    o->head = o->tail = NULL;
+    o->n = 0;
+}
+
+void tcache_free_remote(tcache_t *tc, arena_t *a, unsigned cls, void *p)
+{
+    toutbox_t *o = &tc->outbox[cls];
+    if (o->arena != a) {
+        outbox_send(o, cls);
+        o->arena = a;
+    }
+    *(uintptr_t *)p = block_key(p);
+    *block_link(p) = o->head;
+    if (!o->n) o->tail = p;
+    o->head = p;
+    o->n++;
+    ohm_counter_add(&tc->stats[cls].direct_frees, 1);
+    if (o->n >= OUTBOX_MAX_BLOCKS || o->n * sc_size(cls) >= OUTBOX_MAX_BYTES) outbox_send(o, cls);
+}
+
 void tcache_flush(tcache_t *tc)
 {
-    for (unsigned c = 0; c < SC_COUNT; c++)
+    for (unsigned c = 0; c < SC_COUNT; c++) {
         if (stack_n(tc->stacks[c])) tcache_flush_stack(tc, c, stack_n(tc->stacks[c]));
+        outbox_send(&tc->outbox[c], c);
+    }
 }
 
 void tcache_request_flush(tcache_t *tc)

@@ -30,6 +30,13 @@ typedef struct tstats {
     uint64_t gc_refilled; /* `refilled` when the trimmer last looked (owner only) */
 } tstats_t;
 
+/* Blocks of one class freed by this thread into another arena than its own, on their way back as one chain. */
+typedef struct toutbox {
+    void *head, *tail; /* linked through block_link */
+    arena_t *arena;
+    uint32_t n;
+} toutbox_t;
+
 typedef struct tcache {
     uint64_t pool_id;
     struct ohm_pool *pool;
@@ -47,6 +54,7 @@ typedef struct tcache {
     size_t meta_size;
     tstack_t *stacks[SC_COUNT]; /* uncached classes share an empty stack of capacity 0 */
     tstats_t stats[SC_COUNT];
+    toutbox_t outbox[SC_COUNT];
 } tcache_t;
 
 /* The calling thread's most recently used cache, and a small table by pool id behind it. Most programs use one
@@ -58,6 +66,16 @@ typedef struct tcache_slot {
 extern OHM_TLS tcache_slot tcache_last; /* one TLS base for both fields */
 #define TCACHE_SLOTS 8
 extern OHM_TLS tcache_slot tcache_slots[TCACHE_SLOTS];
+
+/* The chunk of its own arena the calling thread last freed into, the cache its blocks go to, and chunk_epoch as it
+ * was before the address-map lookup that found the chunk (pool.c's free path; see chunk_epoch). Cleared with the
+ * cache, so it never names a freed one. */
+typedef struct tcache_memo {
+    struct chunk *c;
+    uint64_t epoch;
+    tcache_t *tc;
+} tcache_memo;
+extern OHM_TLS tcache_memo tcache_chunk;
 
 static inline uint32_t stack_n(tstack_t *b) { return atomic_load_explicit(&b->n, memory_order_relaxed); }
 static inline void stack_set_n(tstack_t *b, uint32_t n) { atomic_store_explicit(&b->n, n, memory_order_relaxed); }
@@ -74,7 +92,10 @@ tcache_t *tcache_find(struct ohm_pool *pool);
 unsigned tcache_refill(tcache_t *tc, unsigned cls);
 /* Returns the count oldest blocks of stack cls to their arenas (at most the stack's fill). */
 void tcache_flush_stack(tcache_t *tc, unsigned cls, uint32_t count);
-/* Flushes every stack. */
+/* Frees validated block p of class cls (cached), which belongs to arena a, not the cache's own: it goes back to a's
+ * remote-free list in a chain with others, never onto this thread's stack. */
+void tcache_free_remote(tcache_t *tc, arena_t *a, unsigned cls, void *p);
+/* Flushes every stack and outbox. */
 void tcache_flush(tcache_t *tc);
 /* Periodic work done on slow paths: a pending flush request and incremental trimming. Returns true when it
  * honoured a flush request (the caller then should not refill right away). */

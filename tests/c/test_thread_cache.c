@@ -339,6 +339,67 @@ static void test_blocks_freed_by_another_thread_return_to_the_owner(void)
     ohm_pool_destroy(x.pool);
 }
 
+/* A block freed by a thread of another arena goes back to its own arena and is never that thread's next block:
+ * reusing it would put the thread's writes on a cache line the owner's blocks share (false sharing). */
+typedef struct handed {
+    ohm_pool *pool;
+    void *block; /* allocated by the main thread */
+    void *next;  /* the freeing thread's next block of the same size */
+    int again;   /* the second free of block */
+    unsigned arena_b, arena_next;
+} handed;
+
+static void *free_then_alloc(void *arg)
+{
+    handed *h = arg;
+    CHECK_EQ_INT(ohm_pool_free(h->pool, h->block), OHM_OK);
+    h->again = ohm_pool_free(h->pool, h->block);
+    h->next = ohm_pool_alloc(h->pool, 64);
+    tcache_t *tc = tcache_find(h->pool);
+    h->arena_b = tc ? tc->arena->index : 99;
+    h->arena_next = h->next ? chunk_of(h->next)->arena->index : 98;
+    ohm_pool_free(h->pool, h->next);
+    return NULL;
+}
+
+static void test_a_block_freed_by_another_arenas_thread_is_not_its_next_block(void)
+{
+    handed h = {.pool = make_pool(2, 64, 256 * KIB)};
+    if (!h.pool) return;
+    h.block = ohm_pool_alloc(h.pool, 64); /* the main thread's cache takes the first arena */
+    if (!CHECK_NOT_NULL(h.block)) return;
+    pthread_t t;
+    pthread_create(&t, NULL, free_then_alloc, &h);
+    pthread_join(t, NULL);
+    CHECK_EQ_INT(h.again, OHM_EINVAL); /* the double free is caught while the block waits to go back */
+    CHECK(h.next != NULL && h.next != h.block);
+    CHECK_EQ_U64(h.arena_next, h.arena_b); /* the thread allocates from its own arena */
+    CHECK(h.arena_b != chunk_of(h.block)->arena->index);
+    ohm_pool_stats st = fixture_stats(h.pool, -1);
+    CHECK_EQ_U64(st.classes[sc_index(64)].allocs, 2);
+    CHECK_EQ_U64(st.classes[sc_index(64)].frees, 2);
+    CHECK_EQ_U64(st.active_blocks, 0);
+    CHECK_EQ_INT(fixture_walk_count(h.pool), 0);
+    fixture_check_trims_to_nothing(h.pool);
+    ohm_pool_destroy(h.pool);
+}
+
+/* A free of a block whose chunk was given back after the thread last freed into it is an error, not a crash:
+ * the thread's memory of that chunk dies with it. */
+static void test_a_free_into_a_released_chunk_is_an_error(void)
+{
+    ohm_pool *pool = make_pool(1, 64, 256 * KIB);
+    if (!pool) return;
+    void *p = ohm_pool_alloc(pool, 64);
+    if (!CHECK_NOT_NULL(p)) return;
+    CHECK_EQ_INT(ohm_pool_free(pool, p), OHM_OK); /* remembers p's chunk */
+    CHECK_EQ_INT(ohm_pool_trim(pool), OHM_OK);    /* the chunk goes back to the OS */
+    CHECK(chunk_of(p) == NULL);
+    CHECK_EQ_INT(ohm_pool_free(pool, p), OHM_EINVAL);
+    CHECK_EQ_INT(ohm_free(p), OHM_EINVAL);
+    ohm_pool_destroy(pool);
+}
+
 /* A producer/consumer pair through a ring: every block allocated on one side is freed on the other, and the
  * counts come out exact. */
 enum { RING = 64 };
@@ -522,6 +583,8 @@ int main(void)
     RUN(test_many_exiting_threads_leave_nothing_behind);
     RUN(test_blocks_freed_by_another_thread_return_to_the_owner);
     RUN(test_producer_consumer_frees_are_counted_exactly);
+    RUN(test_a_block_freed_by_another_arenas_thread_is_not_its_next_block);
+    RUN(test_a_free_into_a_released_chunk_is_an_error);
     RUN(test_trim_makes_other_threads_flush_at_their_next_allocation);
     RUN(test_destroying_a_pool_drops_other_threads_caches_safely);
     return check_summary();
