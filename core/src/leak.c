@@ -386,10 +386,16 @@ leak_track *leak_track_maybe(uint64_t pool_settings, uint64_t buffer_id, size_t 
         }
         tl_countdown = interval;
     }
+    return leak_track_new(pool_settings, buffer_id, size, origin, pool_name, __builtin_return_address(0));
+}
+
+leak_track *leak_track_new(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,
+                           const char *pool_name, void *caller)
+{
     leak_track *t = track_new(buffer_id, size, origin, pool_name);
     if (!t) return NULL;
-    t->pool_level = pool_settings ? (uint8_t)level : LEVEL_OF_PROCESS;
-    capture(&t->created, __builtin_return_address(0));
+    t->pool_level = pool_settings ? (uint8_t)(pool_settings & 0xff) : LEVEL_OF_PROCESS;
+    capture(&t->created, caller);
     stripe *st = &stripes[t->stripe];
     pthread_mutex_lock(&st->lock);
     t->seq = atomic_fetch_add_explicit(&next_seq, 1, memory_order_relaxed);
