@@ -437,7 +437,9 @@ ohm_buf *ohm_buf_alloc_zeroed(ohm_pool *pool, size_t size) { return alloc_from_p
  *
  * A parked header is a live pool root (odd generation) at count 0: to every ohm call it is released (owner_state
  * is 0), a reclaim finds nothing to drop, and a pool destruction ends it as no leak. Only the host that holds it
- * changes its word, from (g, 0) to (g, 1), and back by its own CAS when the last reference goes. */
+ * lends it, writing a new odd generation into owner_gen and root_gen before the state word (no derived handle or
+ * retained slice can hold the old one: a buffer that had any is never parked again), and parks it again by its
+ * own CAS when the last reference goes. */
 
 size_t ohm_buf_alloc_parked(ohm_pool *pool, size_t size, ohm_buf_parked *out, size_t n)
 {
@@ -498,10 +500,12 @@ size_t ohm_buf_free_parked(const ohm_buf_parked *in, size_t n)
     return freed;
 }
 
-void ohm_buf_parked_layout(size_t *state_offset, size_t *size_offset)
+void ohm_buf_parked_layout(ohm_buf_layout *out)
 {
-    if (state_offset) *state_offset = offsetof(ohm_buf, state);
-    if (size_offset) *size_offset = offsetof(ohm_buf, size);
+    out->state = offsetof(ohm_buf, state);
+    out->size = offsetof(ohm_buf, size);
+    out->gen1 = offsetof(ohm_buf, owner_gen);
+    out->gen2 = offsetof(ohm_buf, root_gen);
 }
 
 int ohm_buf_track(ohm_buf *b)

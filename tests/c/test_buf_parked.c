@@ -34,20 +34,25 @@ static ohm_pool *parked_pool(const char *name)
 
 static uint64_t active_blocks(ohm_pool *pool) { return fixture_stats(pool, -1).active_blocks; }
 
-static _Atomic uint64_t *word(const ohm_buf_parked *p)
+static ohm_buf_layout layout(void)
 {
-    size_t state_off;
-    ohm_buf_parked_layout(&state_off, NULL);
-    return (_Atomic uint64_t *)((char *)p->buf + state_off);
+    ohm_buf_layout l;
+    ohm_buf_parked_layout(&l);
+    return l;
 }
 
-/* The host's lend: (g, 0) -> (g, 1), after setting the size. */
-static void lend(const ohm_buf_parked *p, size_t size)
+static _Atomic uint64_t *word(const ohm_buf_parked *p) { return (_Atomic uint64_t *)((char *)p->buf + layout().state); }
+
+/* The host's lend: the next generation and the size, then (g + 2, 1) over (g, 0). Updates p->id. */
+static void lend(ohm_buf_parked *p, size_t size)
 {
-    size_t size_off;
-    ohm_buf_parked_layout(NULL, &size_off);
-    memcpy((char *)p->buf + size_off, &size, sizeof size);
-    atomic_store_explicit(word(p), (p->id >> 32) << 32 | 1, memory_order_release);
+    ohm_buf_layout l = layout();
+    uint32_t gen = (uint32_t)(atomic_load(word(p)) >> 32) + 2;
+    memcpy((char *)p->buf + l.size, &size, sizeof size);
+    memcpy((char *)p->buf + l.gen1, &gen, sizeof gen);
+    memcpy((char *)p->buf + l.gen2, &gen, sizeof gen);
+    atomic_store_explicit(word(p), (uint64_t)gen << 32 | 1, memory_order_release);
+    p->id = (uint64_t)gen << 32 | (uint32_t)p->id;
 }
 
 /* The host's last release, parking it again: (g, 1) -> (g, 0). */
@@ -96,9 +101,15 @@ static void test_a_lent_buffer_is_live_and_parks_again_or_ends_by_release(void)
     CHECK_EQ_INT(ohm_buf_release(p[0].buf, 2), 0);
     CHECK(park(&p[0]));
     CHECK_EQ_INT(ohm_buf_check(p[0].buf, p[0].id), OHM_ESTATE);
-    /* lent again: the same generation, the same memory */
+    /* lent again: a new generation, the same memory; the first lend's id is stale for good */
+    uint64_t first = p[0].id;
     lend(&p[0], 64);
     CHECK_EQ_U64(ohm_buf_id(p[0].buf), p[0].id);
+    CHECK(first != p[0].id);
+    CHECK_EQ_INT(ohm_buf_check(p[0].buf, first), OHM_ESTATE);
+    CHECK_EQ_U64(ohm_buf_refcnt(p[0].buf), 1);
+    CHECK_EQ_INT(ohm_buf_retain(p[0].buf, 1), OHM_OK);
+    CHECK_EQ_INT(ohm_buf_release(p[0].buf, 1), 0);
     CHECK_EQ_U64(ohm_buf_size(p[0].buf), 64);
     CHECK(park(&p[0]));
     /* a lent buffer's last release may also be the runtime's: it ends for good */
