@@ -87,8 +87,9 @@ final class Magazine {
         return lo;
     }
 
-    /** A buffer of size bytes of the default pool from this thread's magazine, or null to take the JNI path. */
-    static OhmBuffer lend(long size) {
+    /** A buffer of size bytes of the default pool from this thread's magazine, lent (its tracker's generation is
+     * the new handle's), or null to take the JNI path. */
+    static Shell lend(long size) {
         if (size < 0) return null;
         int cls = classOf(size);
         int level = LeakDetector.levelCache;
@@ -111,10 +112,9 @@ final class Magazine {
         U.putOrderedLong(null, hdr + STATE, g << 32 | 1);
         t.id = g << 32 | (t.id & 0xffffffffL);
         t.capacity = size;
-        long jg = ++t.lends;
-        t.gen = jg;
+        t.gen = ++t.lends;
         if (level != 0 && --m.countdown <= 0) sample(m, t);
-        return new OhmBuffer(s, jg);
+        return s;
     }
 
     /** A sampled lend: a leak record in the runtime, the Java site, and a last release through the runtime. */

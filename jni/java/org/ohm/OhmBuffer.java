@@ -65,6 +65,11 @@ public final class OhmBuffer implements AutoCloseable {
 
     /** Wraps a new native count owner (a root, or a retained slice of parent) whose values are in l's scratch. */
     private static OhmBuffer owner(long handle, SafetyNet.Local l, Object scope, OhmBuffer parent) {
+        Shell sh = ownerShell(handle, l, scope, parent);
+        return new OhmBuffer(sh, sh.t.gen);
+    }
+
+    private static Shell ownerShell(long handle, SafetyNet.Local l, Object scope, OhmBuffer parent) {
         Shell sh = new Shell(parent != null ? parent.s : null);
         Tracker pt = parent != null ? parent.s.t : null;
         Tracker t = new Tracker(sh, handle, l.out(0), l.out(1), l.out(3), scope, pt != null ? pt.count : null,
@@ -74,24 +79,32 @@ public final class OhmBuffer implements AutoCloseable {
         sh.t = t;
         SafetyNet.add(l, t);
         if (parent == null && t.tracked) LeakDetector.track(t);
-        return new OhmBuffer(sh, t.gen);
+        return sh;
     }
 
     /** Wraps a new native root handle whose values are in l's scratch. If the Java objects cannot be made (an
      * OutOfMemoryError), the native buffer is released before the error goes on. */
     static OhmBuffer root(long handle, SafetyNet.Local l, Object scope) {
+        Shell sh = rootShell(handle, l, scope);
+        return new OhmBuffer(sh, sh.t.gen);
+    }
+
+    private static Shell rootShell(long handle, SafetyNet.Local l, Object scope) {
         try {
-            return owner(handle, l, scope, null);
+            return ownerShell(handle, l, scope, null);
         } catch (Throwable e) {
             Native.bufRelease(handle, l.out(0), 1);
             throw e;
         }
     }
 
-    static OhmBuffer allocate(long pool, long size, boolean zeroed, Object scope) {
+    /** The shell of a new pool buffer made by the runtime (JNI). Callers make the handle themselves, at one
+     * allocation site shared with the magazine's path: a handle made in two places and merged would always be a
+     * heap object, while one made once after the merge is usually no object at all (escape analysis). */
+    static Shell allocateShell(long pool, long size, boolean zeroed, Object scope) {
         SafetyNet.Local l = SafetyNet.local();
         long h = Native.bufAlloc(pool, size, zeroed, l.scratch);
-        return root(h, l, scope);
+        return rootShell(h, l, scope);
     }
 
     /** The native (handle, id) for natives outside this class that may keep or derive from the buffer (FFI,

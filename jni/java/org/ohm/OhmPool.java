@@ -44,18 +44,20 @@ public final class OhmPool implements AutoCloseable {
      * @throws IllegalArgumentException for a negative size
      * @throws OhmOutOfMemoryError when the OS or the pool's cap refuses the memory (or the size is too large) */
     public OhmBuffer allocate(long size) {
-        if (!closable && Magazine.ON) {
-            OhmBuffer b = Magazine.lend(size);
-            if (b != null) return b;
-        }
-        if (closed) throw closedError();
-        return OhmBuffer.allocate(handle, size, false, closable ? this : null);
+        Shell s = !closable && Magazine.ON ? Magazine.lend(size) : null;
+        if (s == null) s = allocateShell(size, false);
+        return new OhmBuffer(s, s.t.gen);
     }
 
     /** A buffer of size bytes, zero-filled. */
     public OhmBuffer allocateZeroed(long size) {
+        Shell s = allocateShell(size, true);
+        return new OhmBuffer(s, s.t.gen);
+    }
+
+    private Shell allocateShell(long size, boolean zeroed) {
         if (closed) throw closedError();
-        return OhmBuffer.allocate(handle, size, true, closable ? this : null);
+        return OhmBuffer.allocateShell(handle, size, zeroed, closable ? this : null);
     }
 
     /** Gives free memory back to the OS now (thread caches, free pages, free chunks). The default pool's buffers
