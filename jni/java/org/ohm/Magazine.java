@@ -105,15 +105,18 @@ final class Magazine {
         m.n[cls] = n;
         Tracker t = s.t;
         long hdr = t.handle;
-        long g = ((U.getLong(hdr + STATE) >>> 32) + 2) & 0xffffffffL;
-        U.putInt(hdr + GEN1, (int) g);
-        U.putInt(hdr + GEN2, (int) g);
+        long jg = ++t.lends;
+        long id = t.idOf(jg); // the previous lend's generation + 2: only lends change a parked header's
+        int g = (int) (id >>> 32);
+        U.putInt(hdr + GEN1, g);
+        U.putInt(hdr + GEN2, g);
         U.putLong(hdr + SIZE, size);
-        U.putOrderedLong(null, hdr + STATE, g << 32 | 1);
-        t.id = g << 32 | (t.id & 0xffffffffL);
+        U.putOrderedLong(null, hdr + STATE, id & 0xffffffff00000000L | 1);
+        t.id = id;
         t.capacity = size;
-        t.gen = ++t.lends;
-        if (level != 0 && --m.countdown <= 0) sample(m, t);
+        t.gen = jg;
+        // A countdown above the interval (lowered since) re-arms at once, as the runtime's sampler does.
+        if (level != 0 && ((--m.countdown) <= 0 || m.countdown > LeakDetector.intervalCache)) sample(m, t);
         return s;
     }
 

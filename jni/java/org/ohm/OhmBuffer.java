@@ -294,7 +294,7 @@ public final class OhmBuffer implements AutoCloseable {
 
     /** The buffer's identity in the runtime (ohm_buf_id): the id leak reports name. */
     public long id() {
-        return s.t.id;
+        return s.t.idOf(gen);
     }
 
     // ---- checks (the hot path: the generation for liveness, one compare for the bounds)

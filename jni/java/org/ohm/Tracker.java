@@ -16,8 +16,10 @@ import java.lang.ref.PhantomReference;
  */
 final class Tracker extends PhantomReference<Shell> {
     final long handle;
-    /** ohm_buf_id of the current lend (a magazine shell's moves at each lend). */
+    /** ohm_buf_id of the current lend (a magazine shell's moves at each lend), and of the first: a lend moves the
+     * native generation by 2 and the Java one by 1, so the id of lend gen is {@link #idOf}. */
     long id;
+    final long baseId;
     /** The lend generation: nonzero while the count is above 0 (as Java knows it); 0 once released, reclaimed,
      * parked, or its pool or task ended. Buffers that are not reused have generation 1 for life. */
     long gen = 1;
@@ -65,6 +67,7 @@ final class Tracker extends PhantomReference<Shell> {
         super(referent, SafetyNet.QUEUE);
         this.handle = handle;
         this.id = id;
+        this.baseId = id;
         this.address = address;
         this.capacity = capacity;
         this.countOwner = true;
@@ -83,6 +86,7 @@ final class Tracker extends PhantomReference<Shell> {
         super(referent, SafetyNet.QUEUE);
         this.handle = handle;
         this.id = id;
+        this.baseId = id;
         this.address = address;
         this.capacity = capacity;
         this.countOwner = false;
@@ -95,6 +99,11 @@ final class Tracker extends PhantomReference<Shell> {
         this.derivedView = true;
         this.tracked = parent.tracked;
         this.cls = -1;
+    }
+
+    /** The id of this buffer's lend of generation g (what a handle made for it reports, released or not). */
+    long idOf(long g) {
+        return baseId + ((g - 1) << 33);
     }
 
     boolean live() {
