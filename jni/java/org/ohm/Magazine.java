@@ -36,7 +36,7 @@ final class Magazine {
     /** Full stacks other threads gave up (their owner released what another thread allocated), per class. */
     private static final Shell[][][] DEPOT;
     private static final int[] DEPOT_N;
-    private static final int DEPOT_MAX = 4;
+    private static final int DEPOT_MAX = 16;
     /** Raised by trim and flushThreadCache: every thread gives its magazines back at its next refill or spill. */
     static volatile int epoch;
 

@@ -162,8 +162,14 @@ public final class OhmBuffer implements AutoCloseable {
 
     /** The count (0 once released). Plain slices and duplicates report their owner's. */
     public int refCnt() {
-        if (!accessible()) return 0;
+        return refCnt(s, gen);
+    }
+
+    // The count operations are static, on the handle's fields: a large method that takes the handle as its
+    // receiver may be compiled on its own and not inlined, and then the handle is a heap object.
+    private static int refCnt(Shell s, long gen) {
         Tracker t = s.t;
+        if (t.gen != gen || (t.derivedView && !t.depsLive())) return 0;
         if (!COUNTS) return Native.bufRefCnt(t.handle, t.id);
         Tracker c = t.count;
         long w = U.getLongVolatile(null, c.handle);
@@ -171,16 +177,22 @@ public final class OhmBuffer implements AutoCloseable {
     }
 
     public OhmBuffer retain() {
-        return retain(1);
+        retain(s, gen, 1);
+        return this;
     }
 
     public OhmBuffer retain(int increment) {
+        retain(s, gen, increment);
+        return this;
+    }
+
+    private static void retain(Shell s, long gen, int increment) {
         if (increment <= 0) throw new IllegalArgumentException("increment: " + increment + " (expected: > 0)");
-        if (!accessible()) throw new IllegalReferenceCountException(0, increment);
         Tracker t = s.t;
+        if (t.gen != gen || (t.derivedView && !t.depsLive())) throw new IllegalReferenceCountException(0, increment);
         if (!COUNTS) {
             int rc = Native.bufRetain(t.handle, t.id, increment);
-            if (rc == 0) return this;
+            if (rc == 0) return;
             throw countError(t, rc, increment);
         }
         Tracker c = t.count;
@@ -190,19 +202,23 @@ public final class OhmBuffer implements AutoCloseable {
             int n = (int) w;
             if ((w >>> 32) != g || n <= 0) throw countError(t, Native.ESTATE, increment);
             if (n + (long) increment > Integer.MAX_VALUE) throw new IllegalReferenceCountException(n, increment);
-            if (U.compareAndSwapLong(null, c.handle, w, w + increment)) return this;
+            if (U.compareAndSwapLong(null, c.handle, w, w + increment)) return;
         }
     }
 
     /** Releases one reference; true if that freed the memory. */
     public boolean release() {
-        return release(1);
+        return release(s, gen, 1);
     }
 
     public boolean release(int decrement) {
+        return release(s, gen, decrement);
+    }
+
+    private static boolean release(Shell s, long gen, int decrement) {
         if (decrement <= 0) throw new IllegalArgumentException("decrement: " + decrement + " (expected: > 0)");
-        if (!accessible()) throw new IllegalReferenceCountException(0, -decrement);
         Tracker t = s.t;
+        if (t.gen != gen || (t.derivedView && !t.depsLive())) throw new IllegalReferenceCountException(0, -decrement);
         if (!COUNTS) return lastRelease(t, decrement);
         Tracker c = t.count;
         long g = c.id >>> 32;
@@ -247,7 +263,7 @@ public final class OhmBuffer implements AutoCloseable {
      * after an explicit release). */
     @Override
     public void close() {
-        if (accessible()) release();
+        if (accessible()) release(s, gen, 1);
     }
 
     /** Whether the count is above 0 (its memory may be accessed). */
