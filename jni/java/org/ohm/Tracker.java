@@ -64,41 +64,32 @@ final class Tracker extends PhantomReference<Shell> {
     /** A root or retained slice (count == memory == this for roots; a retained slice's memory is parent's). */
     Tracker(Shell referent, long handle, long id, long address, long capacity, Object scope, Tracker parentCount,
             Tracker memory, int cls) {
-        super(referent, SafetyNet.QUEUE);
-        this.handle = handle;
-        this.id = id;
-        this.baseId = id;
-        this.address = address;
-        this.capacity = capacity;
-        this.countOwner = true;
-        this.scope = scope;
-        this.parentCount = parentCount;
-        this.count = this;
-        this.countGen = 1;
-        this.memory = memory != null ? memory : this;
-        this.memGen = this.memory.gen;
-        this.derivedView = memory != null;
-        this.cls = cls;
+        this(referent, handle, id, address, capacity, true, scope, parentCount, null, memory, cls);
     }
 
     /** A plain slice or duplicate of parent: parent's count and memory, its own handle. */
     Tracker(Shell referent, long handle, long id, long address, long capacity, Tracker parent) {
+        this(referent, handle, id, address, capacity, false, parent.scope, null, parent.count, parent.memory, -1);
+        this.tracked = parent.tracked;
+    }
+
+    private Tracker(Shell referent, long handle, long id, long address, long capacity, boolean countOwner,
+                    Object scope, Tracker parentCount, Tracker count, Tracker memory, int cls) {
         super(referent, SafetyNet.QUEUE);
         this.handle = handle;
         this.id = id;
         this.baseId = id;
         this.address = address;
         this.capacity = capacity;
-        this.countOwner = false;
-        this.scope = parent.scope;
-        this.parentCount = null;
-        this.count = parent.count;
-        this.countGen = parent.count.gen;
-        this.memory = parent.memory;
-        this.memGen = parent.memory.gen;
-        this.derivedView = true;
-        this.tracked = parent.tracked;
-        this.cls = -1;
+        this.countOwner = countOwner;
+        this.scope = scope;
+        this.parentCount = parentCount;
+        this.count = count != null ? count : this;
+        this.countGen = this.count.gen;
+        this.memory = memory != null ? memory : this;
+        this.memGen = this.memory.gen;
+        this.derivedView = count != null || memory != null;
+        this.cls = cls;
     }
 
     /** The id of this buffer's lend of generation g (what a handle made for it reports, released or not). */

@@ -533,88 +533,62 @@ public final class BenchMain {
      * left in the ring are taken by the next iteration. */
     static Loop[] handoff(Workload w, String impl) {
         int size = w.size;
-        AtomicReferenceArray<Object> ring = new AtomicReferenceArray<>(256);
-        Loop producer, consumer;
         switch (impl) {
             case "ohm": {
                 OhmPool pool = Ohm.defaultPool();
-                producer = deadline -> {
-                    long n = 0;
-                    for (int at = 0; at != 0 || System.nanoTime() < deadline; at = (at + 1) & 255, n++) {
-                        OhmBuffer b = pool.allocate(size);
-                        b.putLong(0, n);
-                        if (!put(ring, at, b, deadline)) {
-                            b.release();
-                            return 0;
-                        }
-                    }
-                    return 0;
-                };
-                consumer = deadline -> {
-                    long n = 0, s = 0;
-                    for (int at = 0; at != 0 || System.nanoTime() < deadline; at = (at + 1) & 255, n++) {
-                        OhmBuffer b = (OhmBuffer) take(ring, at, deadline);
-                        if (b == null) break;
-                        s += b.getLong(0);
-                        b.release();
-                    }
-                    sink = s;
-                    return n;
-                };
-                break;
+                return handoffLoops(n -> pool.allocate(size).putLong(0, n), OhmBuffer::getLong, OhmBuffer::release);
             }
             case "netty-pooled": {
                 PooledByteBufAllocator alloc = PooledByteBufAllocator.DEFAULT;
-                producer = deadline -> {
-                    long n = 0;
-                    for (int at = 0; at != 0 || System.nanoTime() < deadline; at = (at + 1) & 255, n++) {
-                        ByteBuf b = alloc.directBuffer(size);
-                        b.setLong(0, n);
-                        if (!put(ring, at, b, deadline)) {
-                            b.release();
-                            return 0;
-                        }
-                    }
-                    return 0;
-                };
-                consumer = deadline -> {
-                    long n = 0, s = 0;
-                    for (int at = 0; at != 0 || System.nanoTime() < deadline; at = (at + 1) & 255, n++) {
-                        ByteBuf b = (ByteBuf) take(ring, at, deadline);
-                        if (b == null) break;
-                        s += b.getLong(0);
-                        b.release();
-                    }
-                    sink = s;
-                    return n;
-                };
-                break;
+                return handoffLoops(n -> alloc.directBuffer(size).setLong(0, n), ByteBuf::getLong, ByteBuf::release);
             }
-            case "allocate-direct": {
-                producer = deadline -> {
-                    long n = 0;
-                    for (int at = 0; at != 0 || System.nanoTime() < deadline; at = (at + 1) & 255, n++) {
-                        ByteBuffer b = ByteBuffer.allocateDirect(size);
-                        b.putLong(0, n);
-                        if (!put(ring, at, b, deadline)) return 0;
-                    }
-                    return 0;
-                };
-                consumer = deadline -> {
-                    long n = 0, s = 0;
-                    for (int at = 0; at != 0 || System.nanoTime() < deadline; at = (at + 1) & 255, n++) {
-                        ByteBuffer b = (ByteBuffer) take(ring, at, deadline);
-                        if (b == null) break;
-                        s += b.getLong(0); // the last reference dropped is the release
-                    }
-                    sink = s;
-                    return n;
-                };
-                break;
-            }
+            case "allocate-direct": // the last reference dropped is the release
+                return handoffLoops(n -> ByteBuffer.allocateDirect(size).putLong(0, n), ByteBuffer::getLong, b -> true);
             default:
                 throw new IllegalArgumentException("impl " + impl + " does not apply to " + w.name);
         }
+    }
+
+    /** What a hand-off does with one impl's buffers: make one holding n, read it back at an offset, release it. */
+    interface Make<B> {
+        B make(long n);
+    }
+
+    interface Read<B> {
+        long read(B b, int offset);
+    }
+
+    interface Release<B> {
+        boolean release(B b);
+    }
+
+    /** The producer (loop 0) and consumer (loop 1) of a hand-off; each fork runs one impl, so these calls are
+     * monomorphic and inlined. */
+    static <B> Loop[] handoffLoops(Make<B> make, Read<B> read, Release<B> release) {
+        AtomicReferenceArray<Object> ring = new AtomicReferenceArray<>(256);
+        Loop producer = deadline -> {
+            long n = 0;
+            for (int at = 0; at != 0 || System.nanoTime() < deadline; at = (at + 1) & 255, n++) {
+                B b = make.make(n);
+                if (!put(ring, at, b, deadline)) {
+                    release.release(b);
+                    return 0;
+                }
+            }
+            return 0;
+        };
+        Loop consumer = deadline -> {
+            long n = 0, s = 0;
+            for (int at = 0; at != 0 || System.nanoTime() < deadline; at = (at + 1) & 255, n++) {
+                @SuppressWarnings("unchecked")
+                B b = (B) take(ring, at, deadline);
+                if (b == null) break;
+                s += read.read(b, 0);
+                release.release(b);
+            }
+            sink = s;
+            return n;
+        };
         return new Loop[] {producer, consumer};
     }
 

@@ -139,22 +139,22 @@ class MagazineTest {
         return t;
     }
 
-    @Test
-    void aThreadThatEndsGivesItsMagazinesBack() throws Exception {
-        long before = blocksOfClass(EXIT_SIZE);
-        Thread t = fillAndEnd(EXIT_SIZE, false);
+    private static void endsAndGivesBack(long size, boolean die) throws InterruptedException {
+        long before = blocksOfClass(size);
+        Thread t = fillAndEnd(size, die);
         t.start();
         t.join();
-        awaitBlocks(EXIT_SIZE, before, "the magazine of an ended thread went back within 20 s");
+        awaitBlocks(size, before, "the magazine of a thread that " + (die ? "died" : "ended") + " went back within 20 s");
+    }
+
+    @Test
+    void aThreadThatEndsGivesItsMagazinesBack() throws Exception {
+        endsAndGivesBack(EXIT_SIZE, false);
     }
 
     @Test
     void aThreadThatDiesByAnExceptionGivesItsMagazinesBack() throws Exception {
-        long before = blocksOfClass(DIE_SIZE);
-        Thread t = fillAndEnd(DIE_SIZE, true);
-        t.start();
-        t.join();
-        awaitBlocks(DIE_SIZE, before, "the magazine of a thread that died went back within 20 s");
+        endsAndGivesBack(DIE_SIZE, true);
     }
 
     private static void dropLent(long size, int n) {
