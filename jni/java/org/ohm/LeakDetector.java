@@ -139,7 +139,8 @@ public final class LeakDetector {
     static void attachSites(Predicate<Tracker> which) {
         for (Tracker t : TRACKED) {
             Throwable site = t.site;
-            if (site != null && t.live() && which.test(t)) Native.bufSetSite(t.handle, t.id, Native.cstr(siteText(site)));
+            if (site != null && t.live() && which.test(t))
+                Native.bufSetSite(t.handle, t.id, Native.cstr(siteText(site)));
         }
     }
 

@@ -31,7 +31,7 @@ final class Magazine {
     /** Size classes of the default pool up to its chunk, and the class of each 16-byte granule up to 4 KiB. */
     private static final long[] CLASS_SIZES;
     private static final byte[] LUT = new byte[(4096 >> 4) + 1];
-    private static final int[] CAP;
+    static final int[] CAP;
     static final long POOL;
     /** Full stacks other threads gave up (their owner released what another thread allocated), per class. */
     private static final Shell[][][] DEPOT;
@@ -87,8 +87,15 @@ final class Magazine {
         return lo;
     }
 
-    /** A buffer of size bytes of the default pool from this thread's magazine, lent (its tracker's generation is
-     * the new handle's), or null to take the JNI path. */
+    /**
+     * A buffer of size bytes of the default pool from this thread's magazine, lent (its tracker's generation is
+     * the new handle's), or null to take the JNI path.
+     *
+     * <p>The refill is written out here rather than called, which keeps this method above the JIT's inlining size
+     * (FreqInlineSize, 325 bytecodes) on purpose: OhmPool.allocate, which makes the handle, must compile small,
+     * or the JIT declines to inline it into its callers ("already compiled into a big method") and every handle
+     * becomes a heap object. The same holds for OhmBuffer's release, which parks.
+     */
     static Shell lend(long size) {
         if (size < 0) return null;
         int cls = classOf(size);
@@ -98,8 +105,38 @@ final class Magazine {
         Mags m = l.mags;
         if (m == null) m = l.mags = new Mags();
         int n = m.n[cls];
-        if (n == 0 && (n = refill(m, l, cls)) == 0) return null;
         Shell[] st = m.stacks[cls];
+        if (n == 0) { // an empty stack: a full one from the depot, else half a stack of new parked buffers
+            if (m.epoch != epoch) flushAll(m, l);
+            synchronized (DEPOT) {
+                int d = DEPOT_N[cls];
+                if (d > 0) {
+                    Shell[] full = DEPOT[cls][--d];
+                    DEPOT[cls][d] = st; // the empty stack takes its place (null if this thread had none yet)
+                    DEPOT_N[cls] = d;
+                    m.stacks[cls] = st = full;
+                    m.n[cls] = n = full.length;
+                }
+            }
+            if (n == 0) {
+                if (st == null) st = m.stacks[cls] = new Shell[CAP[cls]];
+                long out = scratch(m);
+                n = Native.magRefill(POOL, CLASS_SIZES[cls], Math.max(1, st.length / 2), out);
+                for (int i = 0; i < n; i++) {
+                    long r = out + REC * i;
+                    Shell sh = new Shell(null);
+                    Tracker nt = new Tracker(sh, U.getLong(r), U.getLong(r + 16), U.getLong(r + 8),
+                            CLASS_SIZES[cls], null, null, null, cls);
+                    nt.gen = 0;
+                    nt.plain = true;
+                    sh.t = nt;
+                    SafetyNet.add(l, nt);
+                    st[i] = sh;
+                }
+                m.n[cls] = n;
+                if (n == 0) return null;
+            }
+        }
         Shell s = st[--n];
         st[n] = null;
         m.n[cls] = n;
@@ -129,61 +166,8 @@ final class Magazine {
         LeakDetector.track(t);
     }
 
-    /** The last release of a plain magazine buffer made its count 0 (the caller's CAS): park it on this thread. */
-    static void park(Shell s) {
-        Tracker t = s.t;
-        t.gen = 0;
-        SafetyNet.Local l = SafetyNet.local();
-        Mags m = l.mags;
-        if (m == null) m = l.mags = new Mags();
-        int cls = t.cls;
-        Shell[] st = m.stacks[cls];
-        int n = m.n[cls];
-        if (st == null) st = m.stacks[cls] = new Shell[CAP[cls]];
-        if (n == st.length || m.epoch != epoch) {
-            n = spill(m, l, cls);
-            st = m.stacks[cls];
-        }
-        st[n] = s;
-        m.n[cls] = n + 1;
-    }
-
-    /** An empty stack: a full one from the depot, else half a stack of new parked buffers. How many it holds. */
-    private static int refill(Mags m, SafetyNet.Local l, int cls) {
-        if (m.epoch != epoch) flushAll(m, l);
-        Shell[] st = m.stacks[cls];
-        synchronized (DEPOT) {
-            int d = DEPOT_N[cls];
-            if (d > 0) {
-                Shell[] full = DEPOT[cls][--d];
-                DEPOT[cls][d] = st; // the empty stack takes its place (null if this thread had none yet)
-                DEPOT_N[cls] = d;
-                m.stacks[cls] = full;
-                m.n[cls] = full.length;
-                return full.length;
-            }
-        }
-        if (st == null) st = m.stacks[cls] = new Shell[CAP[cls]];
-        int want = Math.max(1, st.length / 2);
-        long out = scratch(m);
-        int got = Native.magRefill(POOL, CLASS_SIZES[cls], want, out);
-        for (int i = 0; i < got; i++) {
-            long r = out + REC * i;
-            Shell s = new Shell(null);
-            Tracker t = new Tracker(s, U.getLong(r), U.getLong(r + 16), U.getLong(r + 8), CLASS_SIZES[cls], null,
-                    null, null, cls);
-            t.gen = 0;
-            t.plain = true;
-            s.t = t;
-            SafetyNet.add(l, t);
-            st[i] = s;
-        }
-        m.n[cls] = got;
-        return got;
-    }
-
     /** A full stack: to the depot whole (an empty one in exchange), else half of it ended. How many it keeps. */
-    private static int spill(Mags m, SafetyNet.Local l, int cls) {
+    static int spill(Mags m, SafetyNet.Local l, int cls) {
         if (m.epoch != epoch) {
             flushAll(m, l);
             if (m.stacks[cls] == null) m.stacks[cls] = new Shell[CAP[cls]];

@@ -232,7 +232,22 @@ public final class OhmBuffer implements AutoCloseable {
             } else if (!c.plain) {
                 return lastRelease(t, decrement);
             } else if (U.compareAndSwapLong(null, c.handle, w, w - decrement)) {
-                Magazine.park(s); // plain implies a root released through its own handle: c == t
+                // Parked in this thread's magazine (plain implies a root released through its own handle: c == t).
+                // Written out here, not called: see Magazine.lend on why this method stays above inlining size.
+                t.gen = 0;
+                SafetyNet.Local l = SafetyNet.local();
+                Magazine.Mags m = l.mags;
+                if (m == null) m = l.mags = new Magazine.Mags();
+                int cls = t.cls;
+                Shell[] st = m.stacks[cls];
+                int k = m.n[cls];
+                if (st == null) st = m.stacks[cls] = new Shell[Magazine.CAP[cls]];
+                if (k == st.length || m.epoch != Magazine.epoch) {
+                    k = Magazine.spill(m, l, cls);
+                    st = m.stacks[cls];
+                }
+                st[k] = s;
+                m.n[cls] = k + 1;
                 return true;
             }
         }

@@ -303,7 +303,8 @@ public final class BenchMain {
 
     static String json(Workload w, String impl, Run r) {
         return String.format(Locale.ROOT, "{\"bench\":\"java\",\"workload\":\"%s\",\"impl\":\"%s\",\"threads\":%d,"
-                        + "\"ops_per_sec\":%.6g,\"heap_bytes_per_op\":%.4f,\"peak_rss_bytes\":%d,\"live_peak_bytes\":%d,"
+                        + "\"ops_per_sec\":%.6g,\"heap_bytes_per_op\":%.4f,\"peak_rss_bytes\":%d,"
+                        + "\"live_peak_bytes\":%d,"
                         + "\"rss_before_bytes\":%d,\"rss_after_bytes\":%d}", w.name, impl, r.threads, r.opsPerSec,
                 r.heapPerOp, r.peakRss, r.livePeak, r.rssBefore, r.rssAfter);
     }
@@ -347,8 +348,8 @@ public final class BenchMain {
         goal(impls, agg, "allocate-direct", 10.0, goals && w.name.startsWith("alloc-release"));
         int o = impls.indexOf("ohm"), nt = impls.indexOf("netty-pooled");
         if (goals && o >= 0 && nt >= 0 && agg[o].ok && agg[nt].ok) {
-            System.out.printf(Locale.ROOT, "goal  ohm heap/op <= netty-pooled's: %.2f B vs %.2f B  %s%n", agg[o].heapPerOp,
-                    agg[nt].heapPerOp, agg[o].heapPerOp <= agg[nt].heapPerOp ? "met" : "MISSED");
+            System.out.printf(Locale.ROOT, "goal  ohm heap/op <= netty-pooled's: %.2f B vs %.2f B  %s%n",
+                    agg[o].heapPerOp, agg[nt].heapPerOp, agg[o].heapPerOp <= agg[nt].heapPerOp ? "met" : "MISSED");
             double rss = agg[nt].peakRss > 0 ? agg[o].peakRss / (double) agg[nt].peakRss : 0;
             System.out.printf(Locale.ROOT, "goal  ohm peak RSS <= 1.10x netty-pooled's: %.2fx  %s%n", rss,
                     rss <= 1.10 ? "met" : "MISSED");
@@ -521,7 +522,8 @@ public final class BenchMain {
         // The fork reports the mean of its measurement iterations; the parent keeps the best fork.
         double mean = sum / iters;
         System.out.printf(Locale.ROOT, "{\"bench\":\"java\",\"workload\":\"%s\",\"impl\":\"%s\",\"threads\":%d,"
-                        + "\"ops_per_sec\":%.6g,\"heap_bytes_per_op\":%.4f,\"peak_rss_bytes\":%d,\"live_peak_bytes\":%d,"
+                        + "\"ops_per_sec\":%.6g,\"heap_bytes_per_op\":%.4f,\"peak_rss_bytes\":%d,"
+                        + "\"live_peak_bytes\":%d,"
                         + "\"rss_before_bytes\":%d,\"rss_after_bytes\":%d}%n", w.name, impl, w.threads, mean, heapPerOp,
                 peak, (long) w.size * w.threads, rssBefore, rssAfter);
         sink += (long) best;

@@ -144,7 +144,8 @@ class MagazineTest {
         Thread t = fillAndEnd(size, die);
         t.start();
         t.join();
-        awaitBlocks(size, before, "the magazine of a thread that " + (die ? "died" : "ended") + " went back within 20 s");
+        awaitBlocks(size, before, "the magazine of a thread that " + (die ? "died" : "ended")
+                + " went back within 20 s");
     }
 
     @Test
