@@ -235,7 +235,8 @@ public final class OhmBuffer implements AutoCloseable {
                 // Parked in this thread's magazine (plain implies a root released through its own handle: c == t).
                 // Written out here, not called: see Magazine.lend on why this method stays above inlining size.
                 t.gen = 0;
-                SafetyNet.Local l = SafetyNet.local();
+                SafetyNet.Local l = t.local; // the registering thread's: usually this one, without a lookup
+                if (l.owner != Thread.currentThread()) l = SafetyNet.local();
                 Magazine.Mags m = l.mags;
                 if (m == null) m = l.mags = new Magazine.Mags();
                 int cls = t.cls;
