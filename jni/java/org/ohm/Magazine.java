@@ -69,7 +69,6 @@ final class Magazine {
     static final class Mags {
         final Shell[][] stacks = new Shell[CLASS_SIZES.length][];
         final int[] n = new int[CLASS_SIZES.length];
-        int countdown;
         int epoch = Magazine.epoch;
         long scratch; // 24-byte records for refill and flush (64 of them)
     }
@@ -152,14 +151,15 @@ final class Magazine {
         t.id = id;
         t.capacity = size;
         t.gen = jg;
-        // A countdown above the interval (lowered since) re-arms at once, as the runtime's sampler does.
-        if (level != 0 && ((--m.countdown) <= 0 || m.countdown > LeakDetector.intervalCache)) sample(m, t);
+        // 1 in N: a shell is sampled at its N-th lend (jg - 1 lends so far), after which it ends at its release
+        // (a tracked buffer is never parked), so over shells' lives exactly one lend in N is tracked. No per-thread
+        // countdown to store at each lend, and a lowered interval applies at once.
+        if (level != 0 && jg > LeakDetector.intervalCache) sample(t);
         return s;
     }
 
     /** A sampled lend: a leak record in the runtime, the Java site, and a last release through the runtime. */
-    private static void sample(Mags m, Tracker t) {
-        m.countdown = LeakDetector.intervalCache;
+    private static void sample(Tracker t) {
         t.plain = false;
         Native.bufTrack(t.handle, t.id);
         t.tracked = true;
