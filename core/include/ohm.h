@@ -372,6 +372,45 @@ OHM_API int ohm_buf_touch(ohm_buf *b, const char *hint);
 OHM_API bool ohm_buf_tracked(const ohm_buf *b);
 OHM_API int ohm_buf_set_site(ohm_buf *b, const char *host_site);
 
+/* Parked buffers: a host's per-thread magazines of ready buffers, lent and taken back without calling into ohm.
+ *
+ * A buffer's first 8 bytes are its state word, a generation in the high 32 bits (odd while the header is live)
+ * and the count in the low 32, changed only by atomic operations on the whole word. A parked buffer is a live
+ * pool root at count 0 with no leak record: to every ohm call it is released (OHM_ESTATE), ohm_buf_reclaim does
+ * nothing to it, and destroying its pool ends it without a leak report. Its holder (one thread at a time) may:
+ *  - lend it as a new buffer: with g its generation, write g + 2 (mod 2^32, still odd) into both generation
+ *    words and its size into the size word (at most the size it was made with), then store (g + 2, 1) over
+ *    (g, 0) with release order. Its id is then (g + 2) << 32 | (the id's low 32 bits): every earlier id and
+ *    every CAS made against generation g fail from then on. Nobody else changes a parked word, since every ohm
+ *    call expects a count of at least 1;
+ *  - retain and release it while lent, by CAS of (g, c) to (g, c + k) or (g, c - k) with a result of at least 1
+ *    and at most INT32_MAX, or to (g, 0) on the last release of a buffer that never had a slice, duplicate,
+ *    retained slice or leak record: it is parked again, and the thread that made that CAS holds it. Any other
+ *    last release is ohm_buf_release's;
+ *  - end it with ohm_buf_free_parked.
+ * Any other word (a count the host does not hold, a generation that moved) belongs to the runtime. Poisoning,
+ * zeroing and guard pages act at each allocation and free, so a pool with them makes no parked buffers. */
+typedef struct ohm_buf_parked {
+    ohm_buf *buf;
+    void *data;
+    uint64_t id; /* as ohm_buf_id: generation and header index */
+} ohm_buf_parked;
+/* Up to n parked buffers of size bytes into out; how many were made (0 for a poisoning, zeroing or guarded
+ * pool; fewer than n with OHM_ENOMEM set when memory ran out). */
+OHM_API size_t ohm_buf_alloc_parked(ohm_pool *pool, size_t size, ohm_buf_parked *out, size_t n);
+/* Ends parked buffers (memory back to the pool, headers reused); one whose word is not (its id's generation, 0)
+ * is left alone and logged, never freed. How many were ended. */
+OHM_API size_t ohm_buf_free_parked(const ohm_buf_parked *in, size_t n);
+/* Byte offsets inside a buffer of what a lend writes: the state word (uint64_t), the size (size_t) and the two
+ * generation words (uint32_t). */
+typedef struct ohm_buf_layout {
+    size_t state, size, gen1, gen2;
+} ohm_buf_layout;
+OHM_API void ohm_buf_parked_layout(ohm_buf_layout *out);
+/* A leak record for a live root buffer whatever the level and sampling say (a host that samples by itself):
+ * it is then tracked as if ohm_buf_alloc had sampled it. OHM_EINVAL for a slice, OHM_ESTATE once released. */
+OHM_API int ohm_buf_track(ohm_buf *b);
+
 /* Seals a buffer read-only (mprotect) or unseals it. Only for buffers that own their pages: allocated with the
  * guard option, or mapped read-write. OHM_EINVAL otherwise. Writes through ohm_buf_* to a sealed buffer are
  * OHM_ESTATE; a direct write through ohm_buf_data faults (that is the point). */

@@ -392,6 +392,24 @@ static OHM_NOINLINE ohm_buf *guard_alloc(ohm_pool *pool, size_t size, int zero)
     return b;
 }
 
+/* Fills a header from hdr_take as a root over a block of pool, not yet published; returns its generation. */
+static inline uint32_t pool_root_init(ohm_buf *b, ohm_pool *pool, void *data, size_t size)
+{
+    uint32_t gen = hdr_next_gen(b);
+    b->flags = BUF_ROOT | (poison_on(&pool->cfg) ? BUF_POISON : 0); /* BUF_POISON keeps it off the inline release */
+    b->data = data;
+    b->size = size;
+    b->owner = b;
+    b->owner_gen = gen;
+    hdr_set_root(b, b);
+    b->root_gen = gen;
+    b->origin = OHM_ORIGIN_POOL;
+    b->free_fn = pool_block_free;
+    b->ctx = pool;
+    hdr_set_pool(b, pool);
+    return gen;
+}
+
 static inline ohm_buf *alloc_from_pool(ohm_pool *pool, size_t size, int zero)
 {
     if (ohm_unlikely(!pool) && !(pool = ohm_pool_default())) return NULL;
@@ -405,18 +423,7 @@ static inline ohm_buf *alloc_from_pool(ohm_pool *pool, size_t size, int zero)
         ohm__error(OHM_ENOMEM, "no memory for a buffer header");
         return NULL;
     }
-    uint32_t gen = hdr_next_gen(b);
-    b->flags = BUF_ROOT | (poison_on(&pool->cfg) ? BUF_POISON : 0); /* BUF_POISON keeps it off the inline release */
-    b->data = data;
-    b->size = size;
-    b->owner = b;
-    b->owner_gen = gen;
-    hdr_set_root(b, b);
-    b->root_gen = gen;
-    b->origin = OHM_ORIGIN_POOL;
-    b->free_fn = pool_block_free;
-    b->ctx = pool;
-    hdr_set_pool(b, pool);
+    uint32_t gen = pool_root_init(b, pool, data, size);
     b->track = leak_track_maybe(atomic_load_explicit(&pool->leak_settings, memory_order_relaxed), make_id(gen, b->index),
                                size, OHM_ORIGIN_POOL, pool->name);
     atomic_store_explicit(&b->state, st_make(gen, 1), memory_order_release);
@@ -425,6 +432,95 @@ static inline ohm_buf *alloc_from_pool(ohm_pool *pool, size_t size, int zero)
 
 ohm_buf *ohm_buf_alloc(ohm_pool *pool, size_t size) { return alloc_from_pool(pool, size, 0); }
 ohm_buf *ohm_buf_alloc_zeroed(ohm_pool *pool, size_t size) { return alloc_from_pool(pool, size, 1); }
+
+/* ---- parked buffers (ohm.h: a host's magazines) ----
+ *
+ * A parked header is a live pool root (odd generation) at count 0: to every ohm call it is released (owner_state
+ * is 0), a reclaim finds nothing to drop, and a pool destruction ends it as no leak. Only the host that holds it
+ * lends it, writing a new odd generation into owner_gen and root_gen before the state word (no derived handle or
+ * retained slice can hold the old one: a buffer that had any is never parked again), and parks it again by its
+ * own CAS when the last reference goes. */
+
+size_t ohm_buf_alloc_parked(ohm_pool *pool, size_t size, ohm_buf_parked *out, size_t n)
+{
+    if (!pool && !(pool = ohm_pool_default())) return 0;
+    if (!out && n) {
+        ohm__error(OHM_EINVAL, "alloc_parked: out is NULL");
+        return 0;
+    }
+    size_t gmin = atomic_load_explicit(&guard_min, memory_order_relaxed);
+    /* Poisoning, zeroing and guard pages act at each allocation and free, which a host's lend and park skip. */
+    if (poison_on(&pool->cfg) || pool->cfg.zero || (gmin && size >= gmin)) return 0;
+    size_t i = 0;
+    for (; i < n; i++) {
+        void *data = ohm_pool_alloc(pool, size);
+        if (ohm_unlikely(!data)) break;
+        ohm_buf *b = hdr_take();
+        if (ohm_unlikely(!b)) {
+            ohm_pool_free(pool, data);
+            ohm__error(OHM_ENOMEM, "no memory for a buffer header");
+            break;
+        }
+        uint32_t gen = pool_root_init(b, pool, data, size);
+        b->track = NULL;
+        atomic_store_explicit(&b->state, st_make(gen, 0), memory_order_release);
+        out[i].buf = b;
+        out[i].data = data;
+        out[i].id = make_id(gen, b->index);
+    }
+    return i;
+}
+
+size_t ohm_buf_free_parked(const ohm_buf_parked *in, size_t n)
+{
+    size_t freed = 0;
+    for (size_t i = 0; i < n; i++) {
+        ohm_buf *b = in[i].buf;
+        uint32_t gen = (uint32_t)(in[i].id >> 32);
+        uint64_t st = st_make(gen, 0);
+        /* Only the exact parked word: a header that is lent, ended (a pool destruction) or another buffer now is
+         * left alone. */
+        if (!b || !(gen & 1) || b->index != (uint32_t)in[i].id || b->flags != BUF_ROOT ||
+            b->free_fn != pool_block_free || b->track ||
+            !atomic_compare_exchange_strong_explicit(&b->state, &st, st_make(gen + 1, 0), memory_order_acq_rel,
+                                                     memory_order_relaxed)) {
+            ohm__log(OHM_LOG_ERROR, "free_parked: buffer %p (id %llx) is not parked; left alone", (void *)b,
+                     (unsigned long long)in[i].id);
+            continue;
+        }
+        ohm_assert(!atomic_load_explicit(&b->derived, memory_order_relaxed) &&
+                   !atomic_load_explicit(&b->retained_children, memory_order_relaxed) &&
+                   "a parked buffer has no derived handles or retained slices");
+        void *data = b->data;
+        ohm_pool *pool = b->ctx;
+        hdr_free(b);
+        ohm_pool_free(pool, data);
+        freed++;
+    }
+    return freed;
+}
+
+void ohm_buf_parked_layout(ohm_buf_layout *out)
+{
+    out->state = offsetof(ohm_buf, state);
+    out->size = offsetof(ohm_buf, size);
+    out->gen1 = offsetof(ohm_buf, owner_gen);
+    out->gen2 = offsetof(ohm_buf, root_gen);
+}
+
+int ohm_buf_track(ohm_buf *b)
+{
+    int rc = buf_check_live(b, "track");
+    if (rc) return rc;
+    if (b->owner != b || !(b->flags & BUF_ROOT))
+        return ohm__error(OHM_EINVAL, "track: only a root buffer gets a record of its own");
+    if (b->track) return 0;
+    ohm_pool *pool = b->pool;
+    b->track = leak_track_new(pool ? atomic_load_explicit(&pool->leak_settings, memory_order_relaxed) : 0,
+                              make_id(b->owner_gen, b->index), b->size, (ohm_buf_origin)b->origin,
+                              pool ? pool->name : NULL, __builtin_return_address(0));
+    return b->track ? 0 : ohm__error(OHM_ENOMEM, "track: no memory for a leak record");
+}
 
 ohm_buf *ohm_buf_wrap(void *data, size_t size, ohm_buf_release_fn *release, void *arg)
 {

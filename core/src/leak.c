@@ -486,6 +486,23 @@ static leak_track *track_new(uint64_t buffer_id, size_t size, ohm_buf_origin ori
     return t;
 }
 
+/* A record for a buffer being made, at caller; in scope sc (NULL: none) every access is recorded too. */
+static leak_track *track_make(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,
+                              const char *pool_name, void *caller, leak_scope *sc)
+{
+    leak_track *t = track_new(buffer_id, size, origin, pool_name);
+    if (!t) return NULL;
+    t->pool_level = pool_settings ? (uint8_t)(pool_settings & 0xff) : LEVEL_OF_PROCESS;
+    capture(&t->created, caller);
+    t->seq = atomic_fetch_add_explicit(&next_seq, 1, memory_order_relaxed);
+    if (sc && scope_attach(sc, t)) t->pool_level = OHM_LEAK_PARANOID; /* access records too */
+    stripe *st = &stripes[t->stripe];
+    pthread_mutex_lock(&st->lock);
+    LIST_PUSH_FRONT(st->head, t, next, prev);
+    pthread_mutex_unlock(&st->lock);
+    return t;
+}
+
 leak_track *leak_track_maybe(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,
                              const char *pool_name)
 {
@@ -511,17 +528,13 @@ leak_track *leak_track_maybe(uint64_t pool_settings, uint64_t buffer_id, size_t 
     } else {
         sc = scope_of_thread();
     }
-    leak_track *t = track_new(buffer_id, size, origin, pool_name);
-    if (!t) return NULL;
-    t->pool_level = pool_settings ? (uint8_t)level : LEVEL_OF_PROCESS;
-    capture(&t->created, __builtin_return_address(0));
-    t->seq = atomic_fetch_add_explicit(&next_seq, 1, memory_order_relaxed);
-    if (sc && scope_attach(sc, t)) t->pool_level = OHM_LEAK_PARANOID; /* access records too */
-    stripe *st = &stripes[t->stripe];
-    pthread_mutex_lock(&st->lock);
-    LIST_PUSH_FRONT(st->head, t, next, prev);
-    pthread_mutex_unlock(&st->lock);
-    return t;
+    return track_make(pool_settings, buffer_id, size, origin, pool_name, __builtin_return_address(0), sc);
+}
+
+leak_track *leak_track_new(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,
+                           const char *pool_name, void *caller)
+{
+    return track_make(pool_settings, buffer_id, size, origin, pool_name, caller, scope_of_thread());
 }
 
 void leak_track_set_site(leak_track *t, const char *host_site)

@@ -261,6 +261,45 @@ static void JNICALL n_buf_seal(JNIEnv *env, jclass cls, jlong h, jlong id, jbool
     jni_check(env, ohm_buf_seal(BUF(h), sealed != 0));
 }
 
+/* ---- parked buffers: the Java magazines (ohm.h's contract; OhmBuffer lends and parks them) ---- */
+
+/* Up to n parked buffers of size bytes of the pool, written to out as n ohm_buf_parked records (buffer, data,
+ * id: 24 bytes each); how many. 0 for a pool that makes none (poison, zero, guard pages): Java then allocates
+ * that size class through bufAlloc. */
+static jint JNICALL n_mag_refill(JNIEnv *env, jclass cls, jlong pool, jlong size, jint n, jlong out)
+{
+    (void)env;
+    (void)cls;
+    if (size < 0 || n < 0) return 0;
+    return (jint)ohm_buf_alloc_parked(H2P(ohm_pool, pool), (size_t)size, H2P(ohm_buf_parked, out), (size_t)n);
+}
+
+/* Ends n parked buffers whose records are at in; how many were ended. */
+static jint JNICALL n_mag_flush(JNIEnv *env, jclass cls, jlong in, jint n)
+{
+    (void)env;
+    (void)cls;
+    return n > 0 ? (jint)ohm_buf_free_parked(H2P(const ohm_buf_parked, in), (size_t)n) : 0;
+}
+
+/* Offsets of the words a lend writes, and the record size: {state, size, gen1, gen2, sizeof(ohm_buf_parked)}. */
+static jlongArray JNICALL n_buf_layout(JNIEnv *env, jclass cls)
+{
+    (void)cls;
+    ohm_buf_layout l;
+    ohm_buf_parked_layout(&l);
+    jlong v[5] = {(jlong)l.state, (jlong)l.size, (jlong)l.gen1, (jlong)l.gen2, (jlong)sizeof(ohm_buf_parked)};
+    return jni_longs(env, v, 5);
+}
+
+/* A leak record for a lent buffer the Java sampler chose. */
+static void JNICALL n_buf_track(JNIEnv *env, jclass cls, jlong h, jlong id)
+{
+    (void)cls;
+    if (check(env, h, id)) return;
+    jni_check(env, ohm_buf_track(BUF(h)));
+}
+
 /* ---- mapped files and shared memory ---- */
 
 static jlong JNICALL n_map_file(JNIEnv *env, jclass cls, jbyteArray path, jlong off, jlong len, jint flags,
@@ -529,6 +568,10 @@ static const JNINativeMethod methods[] = {
     {"bufSetSite", "(JJ[B)V", (void *)n_buf_set_site},
     {"bufOrigin", "(JJ)I", (void *)n_buf_origin},
     {"bufSeal", "(JJZ)V", (void *)n_buf_seal},
+    {"magRefill", "(JJIJ)I", (void *)n_mag_refill},
+    {"magFlush", "(JI)I", (void *)n_mag_flush},
+    {"bufLayout", "()[J", (void *)n_buf_layout},
+    {"bufTrack", "(JJ)V", (void *)n_buf_track},
     {"mapFile", "([BJJIJ)J", (void *)n_map_file},
     {"bufSync", "(JJJJ)V", (void *)n_buf_sync},
     {"shmCreate", "([BJJ)J", (void *)n_shm_create},

@@ -122,7 +122,7 @@ public final class MemoryManager implements AutoCloseable {
             throw new IllegalArgumentException("block '" + blockId + "' is cached already");
         }
         int rc = Native.blockPut(handle, Native.cstr(blockId), Native.cstr(group), mode.ordinal(),
-                buffer == null ? 0 : buffer.self.handle, buffer == null ? 0 : buffer.self.id, size, evictor);
+                buffer == null ? 0 : buffer.nativeHandle(), buffer == null ? 0 : buffer.nativeId(), size, evictor);
         if (rc == 0) {
             drainDeferred();
             return true;

@@ -92,6 +92,14 @@ final class Native {
     static native void bufSetSite(long h, long id, byte[] site);
     static native int bufOrigin(long h, long id);
     static native void bufSeal(long h, long id, boolean sealed);
+    /** Up to n parked buffers (ohm_buf_parked records of bufLayout()[4] bytes at out); how many. */
+    static native int magRefill(long pool, long size, int n, long out);
+    /** Ends n parked buffers whose records are at in; how many. */
+    static native int magFlush(long in, int n);
+    /** {state, size, gen1, gen2} offsets inside a buffer header, and the parked record's size. */
+    static native long[] bufLayout();
+    /** A leak record for a lent buffer (forced: Java sampled it). */
+    static native void bufTrack(long h, long id);
     static native long mapFile(byte[] path, long off, long len, int flags, long scratch);
     static native void bufSync(long h, long id, long off, long len);
     static native long shmCreate(byte[] name, long size, long scratch);

@@ -184,8 +184,8 @@ public final class NativeFunction implements AutoCloseable {
                     throw new IllegalStateException(name + ": argument " + (i + 1) + ": buffer is released (after "
                             + "release or close)");
                 kinds[i] = ARG_BUF;
-                longs[i] = b.self.handle;
-                ids[i] = b.self.id;
+                longs[i] = b.nativeHandle();
+                ids[i] = b.nativeId();
                 offs[i] = a instanceof BufferAt ? ((BufferAt) a).offset : 0;
                 if (offs[i] < 0)
                     throw new IndexOutOfBoundsException(name + ": argument " + (i + 1) + ": offset " + offs[i]

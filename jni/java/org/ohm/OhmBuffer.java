@@ -48,64 +48,81 @@ public final class OhmBuffer implements AutoCloseable {
 
     private static final boolean NATIVE_BE = ByteOrder.nativeOrder() == ByteOrder.BIG_ENDIAN;
     private static final sun.misc.Unsafe U = Memory.U;
+    /** Reference counts are changed in the native header by Unsafe CAS (ohm.h's parked-buffer contract), not by
+     * JNI: counts are the state word's low 32 bits, at offset 0 of every buffer header. */
+    private static final boolean COUNTS = U != null;
 
-    /** This buffer's own handle, (handle, id), with its phantom reference: the count's tracker for roots and
-     * retained slices. The pair is read from here rather than copied into this object: 16 bytes fewer per
-     * buffer, which shows at ten million buffers a second. */
-    final Tracker self;
-    private final long address;
-    private final long capacity;
-    /** The count this buffer uses (its own for roots and retained slices; its owner's for plain slices). */
-    final Tracker count;
-    /** The buffer whose memory (plain slices) or count (retained slices) this one depends on: kept reachable, so
-     * the cleaner never reclaims memory a live slice still uses. */
-    private final OhmBuffer parent;
-    /** The tracker of the root whose memory this buffer views: where read-only-ness is kept. */
-    private final Tracker memory;
-    private final boolean tracked;
+    /** What this handle reads: the shell (whose tracker holds handle, address, capacity and the counts' state),
+     * and the generation this handle was made for. A handle is a new object per buffer, 24 bytes, which the JIT
+     * usually keeps out of the heap entirely; the shell and its tracker are reused for pool buffers. */
+    final Shell s;
+    private final long gen;
 
-    /** A count owner: a root, or a retained slice of parent. */
-    private OhmBuffer(long handle, SafetyNet.Local l, Object scope, OhmBuffer parent) {
-        long id = l.out(0);
-        this.address = l.out(1);
-        this.capacity = l.out(3);
-        this.parent = parent;
-        this.tracked = parent != null ? parent.tracked : (l.out(2) & Native.OUT_TRACKED) != 0;
-        this.count = new Tracker(this, handle, id, true, scope, parent != null ? parent.count : null);
-        this.self = count;
-        this.memory = parent != null ? parent.memory : count;
-        if (parent == null) count.readOnly = (l.out(2) & Native.OUT_READONLY) != 0;
-        SafetyNet.add(l, count);
-        if (parent == null && tracked) LeakDetector.track(count);
+    OhmBuffer(Shell s, long gen) {
+        this.s = s;
+        this.gen = gen;
     }
 
-    /** A plain slice or duplicate of parent: parent's count, its own handle. */
-    private OhmBuffer(OhmBuffer parent, long handle, SafetyNet.Local l) {
-        this.address = l.out(1);
-        this.capacity = l.out(3);
-        this.parent = parent;
-        this.tracked = parent.tracked;
-        this.count = parent.count;
-        this.memory = parent.memory;
-        this.self = new Tracker(this, handle, l.out(0), false, parent.count.scope, null);
-        SafetyNet.add(l, self);
+    /** Wraps a new native count owner (a root, or a retained slice of parent) whose values are in l's scratch. */
+    private static OhmBuffer owner(long handle, SafetyNet.Local l, Object scope, OhmBuffer parent) {
+        Shell sh = ownerShell(handle, l, scope, parent);
+        return new OhmBuffer(sh, sh.t.gen);
+    }
+
+    private static Shell ownerShell(long handle, SafetyNet.Local l, Object scope, OhmBuffer parent) {
+        Shell sh = new Shell(parent != null ? parent.s : null);
+        Tracker pt = parent != null ? parent.s.t : null;
+        Tracker t = new Tracker(sh, handle, l.out(0), l.out(1), l.out(3), scope, pt != null ? pt.count : null,
+                pt != null ? pt.memory : null, -1);
+        t.tracked = pt != null ? pt.tracked : (l.out(2) & Native.OUT_TRACKED) != 0;
+        if (parent == null) t.readOnly = (l.out(2) & Native.OUT_READONLY) != 0;
+        sh.t = t;
+        SafetyNet.add(l, t);
+        if (parent == null && t.tracked) LeakDetector.track(t);
+        return sh;
     }
 
     /** Wraps a new native root handle whose values are in l's scratch. If the Java objects cannot be made (an
      * OutOfMemoryError), the native buffer is released before the error goes on. */
     static OhmBuffer root(long handle, SafetyNet.Local l, Object scope) {
+        Shell sh = rootShell(handle, l, scope);
+        return new OhmBuffer(sh, sh.t.gen);
+    }
+
+    private static Shell rootShell(long handle, SafetyNet.Local l, Object scope) {
         try {
-            return new OhmBuffer(handle, l, scope, null);
+            return ownerShell(handle, l, scope, null);
         } catch (Throwable e) {
             Native.bufRelease(handle, l.out(0), 1);
             throw e;
         }
     }
 
-    static OhmBuffer allocate(long pool, long size, boolean zeroed, Object scope) {
+    /** The shell of a new pool buffer made by the runtime (JNI). Callers make the handle themselves, at one
+     * allocation site shared with the magazine's path: a handle made in two places and merged would always be a
+     * heap object, while one made once after the merge is usually no object at all (escape analysis). */
+    static Shell allocateShell(long pool, long size, boolean zeroed, Object scope) {
         SafetyNet.Local l = SafetyNet.local();
         long h = Native.bufAlloc(pool, size, zeroed, l.scratch);
-        return root(h, l, scope);
+        return rootShell(h, l, scope);
+    }
+
+    /** The native (handle, id) for natives outside this class that may keep or derive from the buffer (FFI,
+     * the memory manager): its count may no longer park in a magazine at its last release. */
+    long nativeHandle() {
+        Tracker t = s.t;
+        t.count.plain = false;
+        t.memory.plain = false;
+        return t.handle;
+    }
+
+    long nativeId() {
+        return s.t.id;
+    }
+
+    /** Its count's tracker (pages of a TaskMemory). */
+    Tracker countTracker() {
+        return s.t.count;
     }
 
     /**
@@ -145,47 +162,115 @@ public final class OhmBuffer implements AutoCloseable {
 
     /** The count (0 once released). Plain slices and duplicates report their owner's. */
     public int refCnt() {
-        if (!accessible()) return 0;
-        return Native.bufRefCnt(self.handle, self.id);
+        return refCnt(s, gen);
+    }
+
+    // The count operations are static, on the handle's fields: a large method that takes the handle as its
+    // receiver may be compiled on its own and not inlined, and then the handle is a heap object.
+    private static int refCnt(Shell s, long gen) {
+        Tracker t = s.t;
+        if (t.gen != gen || (t.derivedView && !t.depsLive())) return 0;
+        if (!COUNTS) return Native.bufRefCnt(t.handle, t.id);
+        Tracker c = t.count;
+        long w = U.getLongVolatile(null, c.handle);
+        return (w >>> 32) == (c.id >>> 32) ? (int) w : 0;
     }
 
     public OhmBuffer retain() {
-        return retain(1);
+        retain(s, gen, 1);
+        return this;
     }
 
     public OhmBuffer retain(int increment) {
+        retain(s, gen, increment);
+        return this;
+    }
+
+    private static void retain(Shell s, long gen, int increment) {
         if (increment <= 0) throw new IllegalArgumentException("increment: " + increment + " (expected: > 0)");
-        Tracker c = count;
-        if (!accessible()) throw new IllegalReferenceCountException(0, increment);
-        int rc = Native.bufRetain(self.handle, self.id, increment);
-        if (rc == 0) return this;
-        throw countError(rc, increment);
+        Tracker t = s.t;
+        if (t.gen != gen || (t.derivedView && !t.depsLive())) throw new IllegalReferenceCountException(0, increment);
+        if (!COUNTS) {
+            int rc = Native.bufRetain(t.handle, t.id, increment);
+            if (rc == 0) return;
+            throw countError(t, rc, increment);
+        }
+        Tracker c = t.count;
+        long g = c.id >>> 32;
+        for (;;) {
+            long w = U.getLongVolatile(null, c.handle);
+            int n = (int) w;
+            if ((w >>> 32) != g || n <= 0) throw countError(t, Native.ESTATE, increment);
+            if (n + (long) increment > Integer.MAX_VALUE) throw new IllegalReferenceCountException(n, increment);
+            if (U.compareAndSwapLong(null, c.handle, w, w + increment)) return;
+        }
     }
 
     /** Releases one reference; true if that freed the memory. */
     public boolean release() {
-        return release(1);
+        return release(s, gen, 1);
     }
 
     public boolean release(int decrement) {
+        return release(s, gen, decrement);
+    }
+
+    private static boolean release(Shell s, long gen, int decrement) {
         if (decrement <= 0) throw new IllegalArgumentException("decrement: " + decrement + " (expected: > 0)");
-        Tracker c = count;
-        if (!accessible()) throw new IllegalReferenceCountException(0, -decrement);
-        int rc = Native.bufRelease(self.handle, self.id, decrement);
+        Tracker t = s.t;
+        if (t.gen != gen || (t.derivedView && !t.depsLive())) throw new IllegalReferenceCountException(0, -decrement);
+        if (!COUNTS) return lastRelease(t, decrement);
+        Tracker c = t.count;
+        long g = c.id >>> 32;
+        for (;;) {
+            long w = U.getLongVolatile(null, c.handle);
+            int n = (int) w;
+            if ((w >>> 32) != g || n <= 0) throw countError(t, Native.ESTATE, -decrement);
+            if (decrement > n) throw new IllegalReferenceCountException(n, -decrement);
+            if (decrement < n) {
+                if (U.compareAndSwapLong(null, c.handle, w, w - decrement)) return false;
+            } else if (!c.plain) {
+                return lastRelease(t, decrement);
+            } else if (U.compareAndSwapLong(null, c.handle, w, w - decrement)) {
+                // Parked in this thread's magazine (plain implies a root released through its own handle: c == t).
+                // Written out here, not called: see Magazine.lend on why this method stays above inlining size.
+                t.gen = 0;
+                SafetyNet.Local l = t.local; // the registering thread's: usually this one, without a lookup
+                if (l.owner != Thread.currentThread()) l = SafetyNet.local();
+                Magazine.Mags m = l.mags;
+                if (m == null) m = l.mags = new Magazine.Mags();
+                int cls = t.cls;
+                Shell[] st = m.stacks[cls];
+                int k = m.n[cls];
+                if (st == null) st = m.stacks[cls] = new Shell[Magazine.CAP[cls]];
+                if (k == st.length || m.epoch != Magazine.epoch) {
+                    k = Magazine.spill(m, l, cls);
+                    st = m.stacks[cls];
+                }
+                st[k] = s;
+                m.n[cls] = k + 1;
+                return true;
+            }
+        }
+    }
+
+    /** A release the runtime makes (JNI), which ends the count at 0: leak record, slices, parent reference. */
+    private static boolean lastRelease(Tracker t, int decrement) {
+        int rc = Native.bufRelease(t.handle, t.id, decrement);
         if (rc == 1) {
-            c.died();
+            t.count.died();
             return true;
         }
         if (rc == 0) return false;
-        throw countError(rc, -decrement);
+        throw countError(t, rc, -decrement);
     }
 
-    private RuntimeException countError(int rc, int change) {
+    private static RuntimeException countError(Tracker t, int rc, int change) {
         if (rc == Native.ESTATE) {
-            count.died(); // the runtime says the count is gone: make every sharer fail from now on
+            t.count.died(); // the runtime says the count is gone: make every sharer fail from now on
             return new IllegalReferenceCountException(0, change);
         }
-        if (rc == Native.EINVAL) return new IllegalReferenceCountException(refCnt(), change);
+        if (rc == Native.EINVAL) return new IllegalReferenceCountException(Native.bufRefCnt(t.handle, t.id), change);
         Native.raise(rc);
         return new IllegalStateException(Native.strerror(rc));
     }
@@ -194,7 +279,7 @@ public final class OhmBuffer implements AutoCloseable {
      * after an explicit release). */
     @Override
     public void close() {
-        if (accessible()) release();
+        if (accessible()) release(s, gen, 1);
     }
 
     /** Whether the count is above 0 (its memory may be accessed). */
@@ -205,7 +290,7 @@ public final class OhmBuffer implements AutoCloseable {
     /** Whether the memory is read-only (a read-only mapping or shared memory, or sealed): puts throw and views
      * are read-only. */
     public boolean isReadOnly() {
-        return memory.readOnly;
+        return s.t.memory.readOnly;
     }
 
     /** Records an access for the leak detector (levels ADVANCED and PARANOID, tracked buffers only). */
@@ -215,14 +300,15 @@ public final class OhmBuffer implements AutoCloseable {
 
     public OhmBuffer touch(Object hint) {
         ensureAccessible();
-        if (tracked) Native.bufTouch(self.handle, self.id, hint == null ? null : Native.cstr(String.valueOf(hint)));
+        Tracker t = s.t;
+        if (t.tracked) Native.bufTouch(t.handle, t.id, hint == null ? null : Native.cstr(String.valueOf(hint)));
         return this;
     }
 
     // ---- properties
 
     public long capacity() {
-        return capacity;
+        return s.t.capacity;
     }
 
     /** The address of the first byte, for native code (valid while the buffer is accessible). Unchecked, as
@@ -230,27 +316,28 @@ public final class OhmBuffer implements AutoCloseable {
      * kills the JVM, and one after the last release writes into memory that may be another buffer's. */
     public long memoryAddress() {
         ensureAccessible();
-        return address;
+        return s.t.address;
     }
 
     public Origin origin() {
         ensureAccessible();
-        return Origin.values()[Native.bufOrigin(self.handle, self.id)];
+        return Origin.values()[Native.bufOrigin(s.t.handle, s.t.id)];
     }
 
     /** The buffer's identity in the runtime (ohm_buf_id): the id leak reports name. */
     public long id() {
-        return self.id;
+        return s.t.idOf(gen);
     }
 
-    // ---- checks (the hot path: one field read for liveness, one compare for the bounds)
+    // ---- checks (the hot path: the generation for liveness, one compare for the bounds)
 
-    /** The count is above 0 and the memory is still there: a retained slice keeps its own count, but its
-     * memory goes when the root's count reaches 0, which an over-release of the root can do while the slice
-     * still holds a reference (Netty allows the release; the slice is then dead too). For a root both are one
-     * tracker. */
+    /** The count this handle was made for is above 0 and the memory is still there: a retained slice keeps its
+     * own count, but its memory goes when the root's count reaches 0, which an over-release of the root can do
+     * while the slice still holds a reference (Netty allows the release; the slice is then dead too). For a root
+     * both are its own generation. */
     private boolean accessible() {
-        return count.live & memory.live;
+        Tracker t = s.t;
+        return t.gen == gen && (!t.derivedView || t.depsLive());
     }
 
     private void ensureAccessible() {
@@ -265,18 +352,24 @@ public final class OhmBuffer implements AutoCloseable {
      * fault. */
     private long atw(long index, long width) {
         long a = at(index, width);
-        if (memory.readOnly) throw new IllegalStateException("buffer is read-only (a read-only mapping, or sealed)");
+        if (s.t.memory.readOnly) throw readOnly();
         return a;
+    }
+
+    private static IllegalStateException readOnly() {
+        return new IllegalStateException("buffer is read-only (a read-only mapping, or sealed)");
     }
 
     /** The address of [index, index + width), after the liveness and bounds checks. */
     private long at(long index, long width) {
-        if (!accessible()) throw released();
-        if (index < 0 || width < 0 || index > capacity - width) throw outOfBounds(index, width);
-        return address + index;
+        Tracker t = s.t;
+        if (t.gen != gen || (t.derivedView && !t.depsLive())) throw released();
+        long cap = t.capacity;
+        if (index < 0 || width < 0 || index > cap - width) throw outOfBounds(index, width, cap);
+        return t.address + index;
     }
 
-    private IndexOutOfBoundsException outOfBounds(long index, long width) {
+    private static IndexOutOfBoundsException outOfBounds(long index, long width, long capacity) {
         if (index < 0) return new IndexOutOfBoundsException("offset " + index + " is negative");
         if (width < 0) return new IndexOutOfBoundsException("length " + width + " is negative");
         return new IndexOutOfBoundsException("offset " + index + " + length " + width + " exceeds buffer size " + capacity);
@@ -286,7 +379,7 @@ public final class OhmBuffer implements AutoCloseable {
 
     public byte getByte(long index) {
         long a = at(index, 1);
-        if (!Memory.DIRECT) return (byte) Native.bufGet(self.handle, self.id, index, Native.I8, Native.LE);
+        if (!Memory.DIRECT) return (byte) Native.bufGet(s.t.handle, s.t.id, index, Native.I8, Native.LE);
         return U.getByte(a);
     }
 
@@ -296,21 +389,21 @@ public final class OhmBuffer implements AutoCloseable {
 
     public OhmBuffer putByte(long index, int value) {
         long a = atw(index, 1);
-        if (!Memory.DIRECT) Native.bufSet(self.handle, self.id, index, Native.I8, Native.LE, value);
+        if (!Memory.DIRECT) Native.bufSet(s.t.handle, s.t.id, index, Native.I8, Native.LE, value);
         else U.putByte(a, (byte) value);
         return this;
     }
 
     public short getShort(long index) {
         long a = at(index, 2);
-        if (!Memory.DIRECT) return (short) Native.bufGet(self.handle, self.id, index, Native.I16, Native.BE);
+        if (!Memory.DIRECT) return (short) Native.bufGet(s.t.handle, s.t.id, index, Native.I16, Native.BE);
         short v = U.getShort(a);
         return NATIVE_BE ? v : Short.reverseBytes(v);
     }
 
     public short getShortLE(long index) {
         long a = at(index, 2);
-        if (!Memory.DIRECT) return (short) Native.bufGet(self.handle, self.id, index, Native.I16, Native.LE);
+        if (!Memory.DIRECT) return (short) Native.bufGet(s.t.handle, s.t.id, index, Native.I16, Native.LE);
         short v = U.getShort(a);
         return NATIVE_BE ? Short.reverseBytes(v) : v;
     }
@@ -325,28 +418,28 @@ public final class OhmBuffer implements AutoCloseable {
 
     public OhmBuffer putShort(long index, int value) {
         long a = atw(index, 2);
-        if (!Memory.DIRECT) Native.bufSet(self.handle, self.id, index, Native.I16, Native.BE, value);
+        if (!Memory.DIRECT) Native.bufSet(s.t.handle, s.t.id, index, Native.I16, Native.BE, value);
         else U.putShort(a, NATIVE_BE ? (short) value : Short.reverseBytes((short) value));
         return this;
     }
 
     public OhmBuffer putShortLE(long index, int value) {
         long a = atw(index, 2);
-        if (!Memory.DIRECT) Native.bufSet(self.handle, self.id, index, Native.I16, Native.LE, value);
+        if (!Memory.DIRECT) Native.bufSet(s.t.handle, s.t.id, index, Native.I16, Native.LE, value);
         else U.putShort(a, NATIVE_BE ? Short.reverseBytes((short) value) : (short) value);
         return this;
     }
 
     public int getInt(long index) {
         long a = at(index, 4);
-        if (!Memory.DIRECT) return (int) Native.bufGet(self.handle, self.id, index, Native.I32, Native.BE);
+        if (!Memory.DIRECT) return (int) Native.bufGet(s.t.handle, s.t.id, index, Native.I32, Native.BE);
         int v = U.getInt(a);
         return NATIVE_BE ? v : Integer.reverseBytes(v);
     }
 
     public int getIntLE(long index) {
         long a = at(index, 4);
-        if (!Memory.DIRECT) return (int) Native.bufGet(self.handle, self.id, index, Native.I32, Native.LE);
+        if (!Memory.DIRECT) return (int) Native.bufGet(s.t.handle, s.t.id, index, Native.I32, Native.LE);
         int v = U.getInt(a);
         return NATIVE_BE ? Integer.reverseBytes(v) : v;
     }
@@ -361,42 +454,42 @@ public final class OhmBuffer implements AutoCloseable {
 
     public OhmBuffer putInt(long index, int value) {
         long a = atw(index, 4);
-        if (!Memory.DIRECT) Native.bufSet(self.handle, self.id, index, Native.I32, Native.BE, value);
+        if (!Memory.DIRECT) Native.bufSet(s.t.handle, s.t.id, index, Native.I32, Native.BE, value);
         else U.putInt(a, NATIVE_BE ? value : Integer.reverseBytes(value));
         return this;
     }
 
     public OhmBuffer putIntLE(long index, int value) {
         long a = atw(index, 4);
-        if (!Memory.DIRECT) Native.bufSet(self.handle, self.id, index, Native.I32, Native.LE, value);
+        if (!Memory.DIRECT) Native.bufSet(s.t.handle, s.t.id, index, Native.I32, Native.LE, value);
         else U.putInt(a, NATIVE_BE ? Integer.reverseBytes(value) : value);
         return this;
     }
 
     public long getLong(long index) {
         long a = at(index, 8);
-        if (!Memory.DIRECT) return Native.bufGet(self.handle, self.id, index, Native.I64, Native.BE);
+        if (!Memory.DIRECT) return Native.bufGet(s.t.handle, s.t.id, index, Native.I64, Native.BE);
         long v = U.getLong(a);
         return NATIVE_BE ? v : Long.reverseBytes(v);
     }
 
     public long getLongLE(long index) {
         long a = at(index, 8);
-        if (!Memory.DIRECT) return Native.bufGet(self.handle, self.id, index, Native.I64, Native.LE);
+        if (!Memory.DIRECT) return Native.bufGet(s.t.handle, s.t.id, index, Native.I64, Native.LE);
         long v = U.getLong(a);
         return NATIVE_BE ? Long.reverseBytes(v) : v;
     }
 
     public OhmBuffer putLong(long index, long value) {
         long a = atw(index, 8);
-        if (!Memory.DIRECT) Native.bufSet(self.handle, self.id, index, Native.I64, Native.BE, value);
+        if (!Memory.DIRECT) Native.bufSet(s.t.handle, s.t.id, index, Native.I64, Native.BE, value);
         else U.putLong(a, NATIVE_BE ? value : Long.reverseBytes(value));
         return this;
     }
 
     public OhmBuffer putLongLE(long index, long value) {
         long a = atw(index, 8);
-        if (!Memory.DIRECT) Native.bufSet(self.handle, self.id, index, Native.I64, Native.LE, value);
+        if (!Memory.DIRECT) Native.bufSet(s.t.handle, s.t.id, index, Native.I64, Native.LE, value);
         else U.putLong(a, NATIVE_BE ? Long.reverseBytes(value) : value);
         return this;
     }
@@ -444,9 +537,9 @@ public final class OhmBuffer implements AutoCloseable {
     public OhmBuffer getBytes(long index, byte[] dst, int dstIndex, int length) {
         Objects.checkFromIndexSize(dstIndex, length, dst.length);
         long a = at(index, length);
-        if (!Memory.DIRECT) Native.bufReadArray(self.handle, self.id, index, dst, dstIndex, length);
+        if (!Memory.DIRECT) Native.bufReadArray(s.t.handle, s.t.id, index, dst, dstIndex, length);
         else U.copyMemory(null, a, dst, Memory.BYTE_ARRAY_BASE + dstIndex, length);
-        Reference.reachabilityFence(this);
+        Reference.reachabilityFence(s);
         return this;
     }
 
@@ -458,9 +551,9 @@ public final class OhmBuffer implements AutoCloseable {
     public OhmBuffer putBytes(long index, byte[] src, int srcIndex, int length) {
         Objects.checkFromIndexSize(srcIndex, length, src.length);
         long a = atw(index, length);
-        if (!Memory.DIRECT) Native.bufWriteArray(self.handle, self.id, index, src, srcIndex, length);
+        if (!Memory.DIRECT) Native.bufWriteArray(s.t.handle, s.t.id, index, src, srcIndex, length);
         else U.copyMemory(src, Memory.BYTE_ARRAY_BASE + srcIndex, null, a, length);
-        Reference.reachabilityFence(this);
+        Reference.reachabilityFence(s);
         return this;
     }
 
@@ -477,7 +570,7 @@ public final class OhmBuffer implements AutoCloseable {
             copyThroughChunks(index, dst, len, true);
         }
         dst.position(pos + len);
-        Reference.reachabilityFence(this);
+        Reference.reachabilityFence(s);
         Reference.reachabilityFence(dst);
         return this;
     }
@@ -494,7 +587,7 @@ public final class OhmBuffer implements AutoCloseable {
             copyThroughChunks(index, src, len, false);
         }
         src.position(pos + len);
-        Reference.reachabilityFence(this);
+        Reference.reachabilityFence(s);
         Reference.reachabilityFence(src);
         return this;
     }
@@ -520,21 +613,21 @@ public final class OhmBuffer implements AutoCloseable {
      * slice of it) are copied as if through a temporary copy. */
     public OhmBuffer copyTo(long srcIndex, OhmBuffer dst, long dstIndex, long length) {
         Objects.requireNonNull(dst, "dst");
-        long s = at(srcIndex, length);
+        long a = at(srcIndex, length);
         long d = dst.atw(dstIndex, length);
-        if (!Memory.DIRECT) Native.bufCopy(dst.self.handle, dst.self.id, dstIndex, self.handle, self.id, srcIndex, length);
-        else U.copyMemory(null, s, null, d, length);
-        Reference.reachabilityFence(this);
-        Reference.reachabilityFence(dst);
+        if (!Memory.DIRECT) Native.bufCopy(dst.s.t.handle, dst.s.t.id, dstIndex, s.t.handle, s.t.id, srcIndex, length);
+        else U.copyMemory(null, a, null, d, length);
+        Reference.reachabilityFence(s);
+        Reference.reachabilityFence(dst.s);
         return this;
     }
 
     /** Sets length bytes at index to value. */
     public OhmBuffer fill(long index, long length, byte value) {
         long a = atw(index, length);
-        if (!Memory.DIRECT) Native.bufFill(self.handle, self.id, index, length, value);
+        if (!Memory.DIRECT) Native.bufFill(s.t.handle, s.t.id, index, length, value);
         else U.setMemory(a, length, value);
-        Reference.reachabilityFence(this);
+        Reference.reachabilityFence(s);
         return this;
     }
 
@@ -542,8 +635,8 @@ public final class OhmBuffer implements AutoCloseable {
     public long indexOf(byte[] pattern, long fromIndex, long toIndex) {
         Objects.requireNonNull(pattern, "pattern");
         at(fromIndex, toIndex - fromIndex);
-        long r = Native.bufFind(self.handle, self.id, fromIndex, toIndex - fromIndex, pattern);
-        Reference.reachabilityFence(this);
+        long r = Native.bufFind(s.t.handle, s.t.id, fromIndex, toIndex - fromIndex, pattern);
+        Reference.reachabilityFence(s);
         return r;
     }
 
@@ -551,15 +644,15 @@ public final class OhmBuffer implements AutoCloseable {
     public int compareContent(OhmBuffer other) {
         ensureAccessible();
         other.ensureAccessible();
-        int r = Native.bufCompare(self.handle, self.id, other.self.handle, other.self.id);
-        Reference.reachabilityFence(this);
-        Reference.reachabilityFence(other);
+        int r = Native.bufCompare(s.t.handle, s.t.id, other.s.t.handle, other.s.t.id);
+        Reference.reachabilityFence(s);
+        Reference.reachabilityFence(other.s);
         return r;
     }
 
     /** Whether both buffers hold the same bytes. */
     public boolean contentEquals(OhmBuffer other) {
-        return capacity == other.capacity && compareContent(other) == 0;
+        return capacity() == other.capacity() && compareContent(other) == 0;
     }
 
     // ---- derived buffers
@@ -567,26 +660,33 @@ public final class OhmBuffer implements AutoCloseable {
     /** [index, index + length) of this buffer, sharing its memory and its count. */
     public OhmBuffer slice(long index, long length) {
         at(index, length);
+        s.t.count.plain = false; // the runtime's derived handle ends with the count: no parking
         SafetyNet.Local l = SafetyNet.local();
-        long h = Native.bufSlice(self.handle, self.id, index, length, false, l.scratch);
+        long h = Native.bufSlice(s.t.handle, s.t.id, index, length, false, l.scratch);
         return derived(h, l);
     }
 
     public OhmBuffer slice() {
-        return slice(0, capacity);
+        return slice(0, capacity());
     }
 
     /** The whole buffer, sharing its memory and count. */
     public OhmBuffer duplicate() {
         ensureAccessible();
+        s.t.count.plain = false;
         SafetyNet.Local l = SafetyNet.local();
-        long h = Native.bufDuplicate(self.handle, self.id, l.scratch);
+        long h = Native.bufDuplicate(s.t.handle, s.t.id, l.scratch);
         return derived(h, l);
     }
 
     private OhmBuffer derived(long h, SafetyNet.Local l) {
         try {
-            return new OhmBuffer(this, h, l);
+            Tracker pt = s.t;
+            Shell sh = new Shell(s);
+            Tracker t = new Tracker(sh, h, l.out(0), l.out(1), l.out(3), pt);
+            sh.t = t;
+            SafetyNet.add(l, t);
+            return new OhmBuffer(sh, t.gen);
         } catch (Throwable e) {
             Native.bufReclaim(h, l.out(0)); // drops only the slice's handle
             throw e;
@@ -601,16 +701,18 @@ public final class OhmBuffer implements AutoCloseable {
      */
     public OhmBuffer retainedSlice(long index, long length) {
         at(index, length);
+        s.t.count.plain = false; // the slice holds a reference the runtime releases: no parking
+        s.t.memory.plain = false;
         SafetyNet.Local l = SafetyNet.local();
         long h;
         try {
-            h = Native.bufSlice(self.handle, self.id, index, length, true, l.scratch);
+            h = Native.bufSlice(s.t.handle, s.t.id, index, length, true, l.scratch);
         } catch (IllegalArgumentException e) {
             // The range was checked above, so the runtime's only argument error left is the count's overflow.
             throw new IllegalReferenceCountException(refCnt(), 1);
         }
         try {
-            return new OhmBuffer(h, l, count.scope, this);
+            return owner(h, l, s.t.count.scope, this);
         } catch (Throwable e) {
             Native.bufRelease(h, l.out(0), 1);
             throw e;
@@ -618,7 +720,7 @@ public final class OhmBuffer implements AutoCloseable {
     }
 
     public OhmBuffer retainedDuplicate() {
-        return retainedSlice(0, capacity);
+        return retainedSlice(0, capacity());
     }
 
     // ---- interop
@@ -637,7 +739,7 @@ public final class OhmBuffer implements AutoCloseable {
      * @throws IllegalArgumentException if the buffer is larger than 2^31-1 bytes
      */
     public ByteBuffer nioBuffer() {
-        return nioBuffer(0, capacity);
+        return nioBuffer(0, capacity());
     }
 
     /** A direct ByteBuffer over [index, index + length); see {@link #nioBuffer()}. */
@@ -648,7 +750,7 @@ public final class OhmBuffer implements AutoCloseable {
     /** A read-only direct ByteBuffer over the whole buffer, whatever the buffer is; it does not stop a later
      * {@link #seal seal(true)}. Otherwise as {@link #nioBuffer()}. */
     public ByteBuffer readOnlyNioBuffer() {
-        return readOnlyNioBuffer(0, capacity);
+        return readOnlyNioBuffer(0, capacity());
     }
 
     /** A read-only direct ByteBuffer over [index, index + length); see {@link #readOnlyNioBuffer()}. */
@@ -660,10 +762,10 @@ public final class OhmBuffer implements AutoCloseable {
      * succeed: either the view is read-only or the seal throws. */
     private ByteBuffer view(long index, long length, boolean readOnly) {
         at(index, length);
-        Tracker m = memory;
+        Tracker m = s.t.memory;
         synchronized (m) {
             boolean writable = !readOnly && !m.readOnly;
-            ByteBuffer bb = Native.bufNio(self.handle, self.id, index, length, writable);
+            ByteBuffer bb = Native.bufNio(s.t.handle, s.t.id, index, length, writable);
             if (!writable) return bb.asReadOnlyBuffer();
             m.writableView = true;
             return bb;
@@ -679,7 +781,7 @@ public final class OhmBuffer implements AutoCloseable {
     /** msync of [index, index + length) (length 0: all). */
     public OhmBuffer sync(long index, long length) {
         ensureAccessible();
-        Native.bufSync(self.handle, self.id, index, length);
+        Native.bufSync(s.t.handle, s.t.id, index, length);
         return this;
     }
 
@@ -702,12 +804,12 @@ public final class OhmBuffer implements AutoCloseable {
      */
     public OhmBuffer seal(boolean sealed) {
         ensureAccessible();
-        Tracker m = memory;
+        Tracker m = s.t.memory;
         synchronized (m) {
             if (sealed && m.writableView) {
                 // A buffer that cannot be sealed at all says so first (IllegalArgumentException): unsealing
                 // writable memory changes nothing and fails exactly where sealing would.
-                if (!m.readOnly) Native.bufSeal(self.handle, self.id, false);
+                if (!m.readOnly) Native.bufSeal(s.t.handle, s.t.id, false);
                 throw new IllegalStateException("seal: a writable nioBuffer() of this memory was handed out, and a "
                         + "store through it into sealed memory would crash the JVM (take readOnlyNioBuffer() views "
                         + "of memory that is to be sealed)");
@@ -715,7 +817,7 @@ public final class OhmBuffer implements AutoCloseable {
             boolean was = m.readOnly;
             if (sealed) m.readOnly = true; // before the pages turn read-only, so puts start failing first
             try {
-                Native.bufSeal(self.handle, self.id, sealed);
+                Native.bufSeal(s.t.handle, s.t.id, sealed);
             } catch (RuntimeException e) {
                 m.readOnly = was;
                 throw e;
@@ -727,6 +829,6 @@ public final class OhmBuffer implements AutoCloseable {
 
     @Override
     public String toString() {
-        return "OhmBuffer(capacity: " + capacity + ", refCnt: " + refCnt() + ")";
+        return "OhmBuffer(capacity: " + capacity() + ", refCnt: " + refCnt() + ")";
     }
 }

@@ -44,29 +44,41 @@ public final class OhmPool implements AutoCloseable {
      * @throws IllegalArgumentException for a negative size
      * @throws OhmOutOfMemoryError when the OS or the pool's cap refuses the memory (or the size is too large) */
     public OhmBuffer allocate(long size) {
-        if (closed) throw closedError();
-        return OhmBuffer.allocate(handle, size, false, closable ? this : null);
+        Shell s = !closable && Magazine.ON ? Magazine.lend(size) : null;
+        if (s == null) s = allocateShell(size, false);
+        return new OhmBuffer(s, s.t.gen);
     }
 
     /** A buffer of size bytes, zero-filled. */
     public OhmBuffer allocateZeroed(long size) {
-        if (closed) throw closedError();
-        return OhmBuffer.allocate(handle, size, true, closable ? this : null);
+        Shell s = allocateShell(size, true);
+        return new OhmBuffer(s, s.t.gen);
     }
 
-    /** Gives free memory back to the OS now (thread caches, free pages, free chunks). */
+    private Shell allocateShell(long size, boolean zeroed) {
+        if (closed) throw closedError();
+        return OhmBuffer.allocateShell(handle, size, zeroed, closable ? this : null);
+    }
+
+    /** Gives free memory back to the OS now (thread caches, free pages, free chunks). The default pool's buffers
+     * parked in the Java magazines go back too: the calling thread's and the shared depot's now, other threads'
+     * at their next magazine refill or spill. */
     public void trim() {
         if (closed) throw closedError();
+        if (!closable && Magazine.ON) Magazine.flushShared(SafetyNet.local());
         Native.poolTrim(handle);
     }
 
-    /** Returns the calling thread's cached blocks of this pool to their arenas. */
+    /** Returns the calling thread's cached blocks of this pool to their arenas (for the default pool, its
+     * magazines' parked buffers and the depot's first, and other threads' at their next refill or spill). */
     public void flushThreadCache() {
         if (closed) throw closedError();
+        if (!closable && Magazine.ON) Magazine.flushShared(SafetyNet.local());
         Native.poolFlush(handle);
     }
 
-    /** A snapshot of the whole pool's statistics. */
+    /** A snapshot of the whole pool's statistics. Buffers parked in the default pool's Java magazines (ready for
+     * the next allocation, see {@link #trim}) are not active: the whole pool's figures leave them out. */
     public PoolStats stats() {
         return stats(-1);
     }
@@ -74,7 +86,9 @@ public final class OhmPool implements AutoCloseable {
     /** One arena's statistics (0 .. arenas-1), or the whole pool's (-1). */
     public PoolStats stats(int arena) {
         if (closed) throw closedError();
-        return new PoolStats(Native.poolStats(handle, arena));
+        long[] v = Native.poolStats(handle, arena);
+        if (!closable && arena < 0 && Magazine.ON) PoolStats.subtractParked(v, Magazine.parked());
+        return new PoolStats(v);
     }
 
     public PoolConfig config() {

@@ -27,6 +27,20 @@ public final class PoolStats {
         public long activeBytes() { return activeBytes; }
     }
 
+    /** Moves parked[c] blocks of each class c out of the active figures (they are ready, not in use). */
+    static void subtractParked(long[] v, long[] parked) {
+        int n = (int) Math.min(v[18], parked.length);
+        for (int c = 0; c < n; c++) {
+            if (parked[c] == 0) continue;
+            int at = 19 + 6 * c;
+            long blocks = Math.min(parked[c], v[at + 4]);
+            v[at + 4] -= blocks;
+            v[at + 5] -= blocks * v[at];
+            v[12] -= blocks;
+            v[13] -= blocks * v[at];
+        }
+    }
+
     private final long[] v;
     private final List<SizeClass> classes;
 

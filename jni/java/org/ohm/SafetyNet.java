@@ -27,7 +27,7 @@ import java.util.function.Consumer;
 final class SafetyNet {
     private SafetyNet() {}
 
-    static final ReferenceQueue<OhmBuffer> QUEUE = new ReferenceQueue<>();
+    static final ReferenceQueue<Shell> QUEUE = new ReferenceQueue<>();
     private static final VarHandle SLOT = MethodHandles.arrayElementVarHandle(Tracker[].class);
     private static final VarHandle REMOTE;
     static {
@@ -52,6 +52,7 @@ final class SafetyNet {
         int nfree;
         int used;                       // slots handed out so far (the next never-used index)
         volatile Tracker remote;        // removals by other threads (CAS push, owner exchange)
+        Magazine.Mags mags;             // this thread's magazines of the default pool (made at first use)
 
         Local() {
             if (Memory.U != null) {
@@ -163,6 +164,38 @@ final class SafetyNet {
         }
     }
 
+    /** Calls fn for every Local (a snapshot of the list). */
+    static void forEachLocal(Consumer<Local> fn) {
+        List<Local> locals;
+        synchronized (LOCALS) {
+            locals = new ArrayList<>(LOCALS);
+        }
+        for (Local l : locals) fn.accept(l);
+    }
+
+    private static long lastDeadScan;
+
+    /**
+     * Gives back the magazines of threads that ended (normally or by an exception), at most once a second. Under
+     * the LOCALS lock, so no new thread adopts such a Local meanwhile; a thread seen dead has finished every
+     * action (Thread.isAlive), so its plain fields are safe to read here.
+     */
+    private static void flushDeadThreads() {
+        long now = System.nanoTime();
+        if (now - lastDeadScan < 1_000_000_000L) return;
+        lastDeadScan = now;
+        synchronized (LOCALS) {
+            for (Local l : LOCALS) {
+                Thread o = l.owner;
+                Magazine.Mags m = l.mags;
+                if (m != null && o != null && !o.isAlive()) {
+                    l.mags = null;
+                    Magazine.retire(m, l);
+                }
+            }
+        }
+    }
+
     // ---- the cleaner thread
 
     static {
@@ -174,8 +207,9 @@ final class SafetyNet {
     private static void cleanLoop() {
         for (;;) {
             try {
-                Reference<? extends OhmBuffer> r = QUEUE.remove();
-                clean((Tracker) r);
+                Reference<? extends Shell> r = QUEUE.remove(1000);
+                if (r != null) clean((Tracker) r);
+                flushDeadThreads();
             } catch (InterruptedException e) {
                 // a daemon that lives as long as the JVM: keep going
             } catch (Throwable e) {
@@ -188,7 +222,7 @@ final class SafetyNet {
     static void clean(Tracker t) {
         if (!t.registered) return; // released meanwhile: nothing to do
         remove(t);
-        if (t.countOwner && !t.live) return;
+        if (t.countOwner && t.gen == 0) return;
         Object scope = t.scope;
         if (scope instanceof OhmPool) {
             OhmPool p = (OhmPool) scope;
@@ -213,9 +247,9 @@ final class SafetyNet {
         }
         int r = Native.bufReclaim(t.handle, t.id);
         if (t.countOwner) {
-            t.live = false;
+            t.gen = 0;
             Tracker p = t.parentCount;
-            if (r == 1 && p != null && p.live && Native.bufRefCnt(p.handle, p.id) == 0) p.died();
+            if (r == 1 && p != null && p.gen != 0 && Native.bufRefCnt(p.handle, p.id) == 0) p.died();
         }
     }
 }

@@ -153,7 +153,7 @@ public final class TaskMemory implements AutoCloseable {
     /** The page whose handle waitFor returned (its values are still in l's scratch). */
     OhmBuffer pageOf(long h, SafetyNet.Local l) {
         OhmBuffer b = OhmBuffer.root(h, l, this);
-        pages.add(b.count);
+        pages.add(b.countTracker());
         return b;
     }
 

@@ -5,6 +5,7 @@ import io.netty.buffer.PooledByteBufAllocator;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStreamReader;
+import java.lang.management.ManagementFactory;
 import java.lang.ref.Cleaner;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
@@ -17,6 +18,7 @@ import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.CyclicBarrier;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReferenceArray;
 import org.ohm.Ohm;
 import org.ohm.OhmBuffer;
 import org.ohm.OhmPool;
@@ -27,6 +29,10 @@ import org.ohm.OhmPool;
  * rotating from rep to rep, best ops/s and median RSS over the reps, a table per workload (or one JSON line per
  * result with --json), ratios and the issue's goals. JMH is not packaged for Debian; each fork warms up (the JIT
  * compiles the loop) before it measures, in timed iterations.
+ *
+ * <p>heap/op is the Java heap the measured loops allocated per operation, all their threads together
+ * (com.sun.management.ThreadMXBean.getCurrentThreadAllocatedBytes around each thread's timed loop): a count, not
+ * a time, so it is exact whatever the machine's load.
  */
 public final class BenchMain {
     private BenchMain() {}
@@ -51,14 +57,20 @@ public final class BenchMain {
 
     static final List<Workload> WORKLOADS = new ArrayList<>();
     static {
-        int[] sizes = {64, 1024, 16384, 1 << 20};
-        String[] names = {"64", "1k", "16k", "1m"};
-        String[] human = {"64 B", "1 KiB", "16 KiB", "1 MiB"};
+        int[] sizes = {64, 1024, 16384, 32768, 1 << 20};
+        String[] names = {"64", "1k", "16k", "32k", "1m"};
+        String[] human = {"64 B", "1 KiB", "16 KiB", "32 KiB", "1 MiB"};
         for (int t = 1; t <= 2; t++)
             for (int i = 0; i < sizes.length; i++)
                 WORKLOADS.add(new Workload("alloc-release-" + names[i], t, sizes[i],
                         "allocate " + human[i] + ", write 8 bytes, release" + (t > 1 ? ", each thread its own" : ""),
                         "ohm", "netty-pooled", "allocate-direct"));
+        // Netty's event-loop pattern: one thread allocates and writes, another reads and releases (a 256-slot
+        // single-producer single-consumer ring between them; one op = one buffer handed over and released).
+        WORKLOADS.add(new Workload("handoff-64", 2, 64, "thread A allocates 64 B and writes 8 bytes, thread B reads "
+                + "them and releases (SPSC ring)", "ohm", "netty-pooled", "allocate-direct"));
+        WORKLOADS.add(new Workload("handoff-16k", 2, 16384, "thread A allocates 16 KiB and writes 8 bytes, thread B "
+                + "reads them and releases (SPSC ring)", "ohm", "netty-pooled", "allocate-direct"));
         // What the design choices cost, measured: the JNI access route against Java-side access, and a
         // java.lang.ref.Cleaner registered per buffer on top of ohm's own safety net.
         WORKLOADS.add(new Workload("access", 1, 4096, "putLong + getLong at 512 offsets of one 4 KiB buffer (one op = a pair)",
@@ -153,7 +165,7 @@ public final class BenchMain {
     static List<Workload> selected(Options o) {
         List<Workload> out = new ArrayList<>();
         for (Workload w : WORKLOADS) {
-            boolean named = o.workloads.isEmpty() ? w.name.startsWith("alloc-release")
+            boolean named = o.workloads.isEmpty() ? w.name.startsWith("alloc-release") || w.name.startsWith("handoff")
                     : o.workloads.contains(w.name) || o.workloads.contains("all");
             if (named && (o.threads == 0 || o.threads == w.threads)) out.add(w);
         }
@@ -168,7 +180,7 @@ public final class BenchMain {
     /** One result, as the JSON line carries it. */
     static final class Run {
         boolean ok;
-        double opsPerSec;
+        double opsPerSec, heapPerOp;
         long threads, peakRss, livePeak, rssBefore, rssAfter;
     }
 
@@ -245,6 +257,7 @@ public final class BenchMain {
         Run r = new Run();
         try {
             r.opsPerSec = Double.parseDouble(field(line, "ops_per_sec"));
+            r.heapPerOp = Double.parseDouble(field(line, "heap_bytes_per_op"));
             r.threads = Long.parseLong(field(line, "threads"));
             r.peakRss = Long.parseLong(field(line, "peak_rss_bytes"));
             r.livePeak = Long.parseLong(field(line, "live_peak_bytes"));
@@ -273,6 +286,8 @@ public final class BenchMain {
         a.ok = true;
         for (Run r : ok) a.opsPerSec = Math.max(a.opsPerSec, r.opsPerSec);
         a.threads = ok.get(0).threads;
+        double[] heap = ok.stream().mapToDouble(r -> r.heapPerOp).sorted().toArray();
+        a.heapPerOp = heap[(heap.length - 1) / 2];
         a.peakRss = median(ok.stream().mapToLong(r -> r.peakRss).toArray());
         a.livePeak = median(ok.stream().mapToLong(r -> r.livePeak).toArray());
         a.rssBefore = median(ok.stream().mapToLong(r -> r.rssBefore).toArray());
@@ -288,27 +303,29 @@ public final class BenchMain {
 
     static String json(Workload w, String impl, Run r) {
         return String.format(Locale.ROOT, "{\"bench\":\"java\",\"workload\":\"%s\",\"impl\":\"%s\",\"threads\":%d,"
-                        + "\"ops_per_sec\":%.6g,\"peak_rss_bytes\":%d,\"live_peak_bytes\":%d,\"rss_before_bytes\":%d,"
-                        + "\"rss_after_bytes\":%d}", w.name, impl, r.threads, r.opsPerSec, r.peakRss, r.livePeak,
-                r.rssBefore, r.rssAfter);
+                        + "\"ops_per_sec\":%.6g,\"heap_bytes_per_op\":%.4f,\"peak_rss_bytes\":%d,"
+                        + "\"live_peak_bytes\":%d,"
+                        + "\"rss_before_bytes\":%d,\"rss_after_bytes\":%d}", w.name, impl, r.threads, r.opsPerSec,
+                r.heapPerOp, r.peakRss, r.livePeak, r.rssBefore, r.rssAfter);
     }
 
     static void table(Workload w, List<String> impls, Run[] agg) {
-        String[] headers = {"impl", "threads", "ops/s", "ns/op", "peak RSS", "live peak", "RSS before", "RSS after",
-                "ohm ratio"};
+        String[] headers = {"impl", "threads", "ops/s", "ns/op", "heap/op", "peak RSS", "live peak", "RSS before",
+                "RSS after", "ohm ratio"};
         List<String[]> rows = new ArrayList<>();
         rows.add(headers);
         int ohm = impls.indexOf("ohm");
         for (int k = 0; k < impls.size(); k++) {
             Run r = agg[k];
             if (!r.ok) {
-                rows.add(new String[] {impls.get(k), "failed", "", "", "", "", "", "", ""});
+                rows.add(new String[] {impls.get(k), "failed", "", "", "", "", "", "", "", ""});
                 continue;
             }
             String ratio = ohm >= 0 && agg[ohm].ok && r.opsPerSec > 0
                     ? String.format(Locale.ROOT, "%.2fx", agg[ohm].opsPerSec / r.opsPerSec) : "-";
             rows.add(new String[] {impls.get(k), String.valueOf(r.threads), rate(r.opsPerSec),
-                    String.format(Locale.ROOT, "%.1f", 1e9 / r.opsPerSec), bytes(r.peakRss), bytes(r.livePeak),
+                    String.format(Locale.ROOT, "%.1f", 1e9 / r.opsPerSec),
+                    String.format(Locale.ROOT, "%.2fB", r.heapPerOp), bytes(r.peakRss), bytes(r.livePeak),
                     bytes(r.rssBefore), bytes(r.rssAfter), ratio});
         }
         int[] width = new int[headers.length];
@@ -324,9 +341,19 @@ public final class BenchMain {
             }
             System.out.println(sb.toString().replaceAll("\\s+$", ""));
         }
-        boolean goals = w.name.startsWith("alloc-release"); // the goals; the rest is information
-        goal(impls, agg, "netty-pooled", 1.0, goals);
-        goal(impls, agg, "allocate-direct", 10.0, goals);
+        // The goals (ops/s ratios, heap/op against Netty's, peak RSS within 1.1x Netty's); the rest is
+        // information.
+        boolean goals = w.name.startsWith("alloc-release") || w.name.startsWith("handoff");
+        goal(impls, agg, "netty-pooled", 2.0, goals);
+        goal(impls, agg, "allocate-direct", 10.0, goals && w.name.startsWith("alloc-release"));
+        int o = impls.indexOf("ohm"), nt = impls.indexOf("netty-pooled");
+        if (goals && o >= 0 && nt >= 0 && agg[o].ok && agg[nt].ok) {
+            System.out.printf(Locale.ROOT, "goal  ohm heap/op <= netty-pooled's: %.2f B vs %.2f B  %s%n",
+                    agg[o].heapPerOp, agg[nt].heapPerOp, agg[o].heapPerOp <= agg[nt].heapPerOp ? "met" : "MISSED");
+            double rss = agg[nt].peakRss > 0 ? agg[o].peakRss / (double) agg[nt].peakRss : 0;
+            System.out.printf(Locale.ROOT, "goal  ohm peak RSS <= 1.10x netty-pooled's: %.2fx  %s%n", rss,
+                    rss <= 1.10 ? "met" : "MISSED");
+        }
         goal(impls, agg, "ohm-jni", 1.0, false);
         goal(impls, agg, "ohm+jdk-cleaner", 1.0, false);
     }
@@ -474,18 +501,20 @@ public final class BenchMain {
                 .findFirst().orElseThrow(() -> new IllegalArgumentException("no such workload"));
         long warm = (long) (1e9 * o.scale), iter = (long) (0.5e9 * o.scale);
         int iters = 3;
-        Loop[] loops = new Loop[w.threads];
-        for (int t = 0; t < w.threads; t++) loops[t] = loop(w, impl);
+        Loop[] loops = w.name.startsWith("handoff") ? handoff(w, impl) : new Loop[w.threads];
+        for (int t = 0; t < w.threads && loops[t] == null; t++) loops[t] = loop(w, impl);
         // Warm-up: the same loop, on the same threads' code, until the JIT has compiled it.
         runThreads(loops, warm);
         long rssBefore = rss();
         resetPeak();
         double best = 0, sum = 0;
+        long heap0 = heapBytes, ops0 = opsDone;
         for (int i = 0; i < iters; i++) {
             double opsPerSec = runThreads(loops, iter);
             sum += opsPerSec;
             best = Math.max(best, opsPerSec);
         }
+        double heapPerOp = (heapBytes - heap0) / (double) Math.max(1, opsDone - ops0);
         long peak = peakRss();
         if (impl.startsWith("ohm")) Ohm.defaultPool().trim();
         else if (impl.equals("allocate-direct")) System.gc();
@@ -493,18 +522,111 @@ public final class BenchMain {
         // The fork reports the mean of its measurement iterations; the parent keeps the best fork.
         double mean = sum / iters;
         System.out.printf(Locale.ROOT, "{\"bench\":\"java\",\"workload\":\"%s\",\"impl\":\"%s\",\"threads\":%d,"
-                        + "\"ops_per_sec\":%.6g,\"peak_rss_bytes\":%d,\"live_peak_bytes\":%d,\"rss_before_bytes\":%d,"
-                        + "\"rss_after_bytes\":%d}%n", w.name, impl, w.threads, mean, peak, (long) w.size * w.threads,
-                rssBefore, rssAfter);
+                        + "\"ops_per_sec\":%.6g,\"heap_bytes_per_op\":%.4f,\"peak_rss_bytes\":%d,"
+                        + "\"live_peak_bytes\":%d,"
+                        + "\"rss_before_bytes\":%d,\"rss_after_bytes\":%d}%n", w.name, impl, w.threads, mean, heapPerOp,
+                peak, (long) w.size * w.threads, rssBefore, rssAfter);
         sink += (long) best;
         return 0;
+    }
+
+    /** A hand-off pair over a 256-slot SPSC ring: loop 0 allocates and writes, loop 1 reads and releases; only
+     * loop 1 counts ops. Both give up waiting at the deadline, so a starved partner never hangs the fork; buffers
+     * left in the ring are taken by the next iteration. */
+    static Loop[] handoff(Workload w, String impl) {
+        int size = w.size;
+        switch (impl) {
+            case "ohm": {
+                OhmPool pool = Ohm.defaultPool();
+                return handoffLoops(n -> pool.allocate(size).putLong(0, n), OhmBuffer::getLong, OhmBuffer::release);
+            }
+            case "netty-pooled": {
+                PooledByteBufAllocator alloc = PooledByteBufAllocator.DEFAULT;
+                return handoffLoops(n -> alloc.directBuffer(size).setLong(0, n), ByteBuf::getLong, ByteBuf::release);
+            }
+            case "allocate-direct": // the last reference dropped is the release
+                return handoffLoops(n -> ByteBuffer.allocateDirect(size).putLong(0, n), ByteBuffer::getLong, b -> true);
+            default:
+                throw new IllegalArgumentException("impl " + impl + " does not apply to " + w.name);
+        }
+    }
+
+    /** What a hand-off does with one impl's buffers: make one holding n, read it back at an offset, release it. */
+    interface Make<B> {
+        B make(long n);
+    }
+
+    interface Read<B> {
+        long read(B b, int offset);
+    }
+
+    interface Release<B> {
+        boolean release(B b);
+    }
+
+    /** The producer (loop 0) and consumer (loop 1) of a hand-off; each fork runs one impl, so these calls are
+     * monomorphic and inlined. */
+    static <B> Loop[] handoffLoops(Make<B> make, Read<B> read, Release<B> release) {
+        AtomicReferenceArray<Object> ring = new AtomicReferenceArray<>(256);
+        Loop producer = deadline -> {
+            long n = 0;
+            for (int at = 0; at != 0 || System.nanoTime() < deadline; at = (at + 1) & 255, n++) {
+                B b = make.make(n);
+                if (!put(ring, at, b, deadline)) {
+                    release.release(b);
+                    return 0;
+                }
+            }
+            return 0;
+        };
+        Loop consumer = deadline -> {
+            long n = 0, s = 0;
+            for (int at = 0; at != 0 || System.nanoTime() < deadline; at = (at + 1) & 255, n++) {
+                @SuppressWarnings("unchecked")
+                B b = (B) take(ring, at, deadline);
+                if (b == null) break;
+                s += read.read(b, 0);
+                release.release(b);
+            }
+            sink = s;
+            return n;
+        };
+        return new Loop[] {producer, consumer};
+    }
+
+    /** Waits for ring slot at to be free and fills it; false once the deadline passed. */
+    static boolean put(AtomicReferenceArray<Object> ring, int at, Object o, long deadline) {
+        for (int spins = 0; ring.get(at) != null; spins++) {
+            if ((spins & 255) == 255 && System.nanoTime() > deadline) return false;
+            Thread.onSpinWait();
+        }
+        ring.lazySet(at, o);
+        return true;
+    }
+
+    /** Waits for ring slot at to be filled and empties it; null once the deadline passed. */
+    static Object take(AtomicReferenceArray<Object> ring, int at, long deadline) {
+        Object o;
+        for (int spins = 0; (o = ring.get(at)) == null; spins++) {
+            if ((spins & 255) == 255 && System.nanoTime() > deadline) return null;
+            Thread.onSpinWait();
+        }
+        ring.lazySet(at, null);
+        return o;
+    }
+
+    /** Heap bytes the timed loops allocated and the ops they made, all threads together (runThreads adds). */
+    static long heapBytes, opsDone;
+
+    static long allocatedBytes() {
+        return ((com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean()).getCurrentThreadAllocatedBytes();
     }
 
     /** Runs every loop on its own thread for about nanos; returns total ops per second of wall time. */
     static double runThreads(Loop[] loops, long nanos) throws Exception {
         int n = loops.length;
         CyclicBarrier start = new CyclicBarrier(n + 1);
-        long[] ops = new long[n], t0 = new long[n], t1 = new long[n];
+        long[] ops = new long[n], t0 = new long[n], t1 = new long[n], heap = new long[n];
         Thread[] th = new Thread[n];
         for (int i = 0; i < n; i++) {
             int k = i;
@@ -514,9 +636,11 @@ public final class BenchMain {
                 } catch (Exception e) {
                     throw new IllegalStateException(e);
                 }
+                long h0 = allocatedBytes();
                 t0[k] = System.nanoTime();
                 ops[k] = loops[k].run(t0[k] + nanos);
                 t1[k] = System.nanoTime();
+                heap[k] = allocatedBytes() - h0;
             }, "bench-" + i);
             th[i].start();
         }
@@ -527,7 +651,9 @@ public final class BenchMain {
             first = Math.min(first, t0[i]);
             last = Math.max(last, t1[i]);
             total += ops[i];
+            heapBytes += heap[i];
         }
+        opsDone += total;
         return total * 1e9 / (last - first);
     }
 

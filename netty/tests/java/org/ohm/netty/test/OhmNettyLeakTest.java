@@ -92,14 +92,14 @@ public class OhmNettyLeakTest {
 
     @Test
     public void nettysLeakPropertiesSetOhmsLevelWhenOhmsAreNotSet() throws Exception {
-        assertEquals("ADVANCED 128", childLevel("-Dio.netty.leakDetection.level=advanced"));
-        assertEquals("OFF 128", childLevel("-Dio.netty.leakDetection.level=DISABLED"));
-        assertEquals("PARANOID 128", childLevel("-Dio.netty.leakDetectionLevel=paranoid"));
+        assertEquals("ADVANCED 1024", childLevel("-Dio.netty.leakDetection.level=advanced"));
+        assertEquals("OFF 1024", childLevel("-Dio.netty.leakDetection.level=DISABLED"));
+        assertEquals("PARANOID 1024", childLevel("-Dio.netty.leakDetectionLevel=paranoid"));
         assertEquals("ADVANCED 7", childLevel("-Dio.netty.leakDetection.level=advanced",
                 "-Dio.netty.leakDetection.samplingInterval=7"));
         assertEquals("SIMPLE 3", childLevel("-Dohm.leak.level=simple", "-Dio.netty.leakDetection.level=paranoid",
                 "-Dohm.leak.sampleInterval=3", "-Dio.netty.leakDetection.samplingInterval=7"));
-        assertEquals("SIMPLE 128", childLevel("OHM_LEAK_LEVEL=simple", "-Dio.netty.leakDetection.level=paranoid"));
+        assertEquals("SIMPLE 1024", childLevel("OHM_LEAK_LEVEL=simple", "-Dio.netty.leakDetection.level=paranoid"));
     }
 
     /** The leak level and sample interval a fresh JVM ends up with after loading the allocator, given system
