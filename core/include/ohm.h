@@ -41,6 +41,7 @@ extern "C" {
  * The bindings' exception table (ohm_bind.h) and Lua's ohm.errors are generated from this list; Java's
  * Native constants are checked against it by a test. A new code is a new row here plus its Java exception
  * class in bindings/src/errors.c (the build fails without one). */
+/* clang-format off */
 #define OHM_ERRORS(X) \
     X(OK,         0,  RUNTIME, "success") \
     /* the OS or a configured cap refused memory */ \
@@ -61,6 +62,7 @@ extern "C" {
     X(ECANCELED, -9,  RUNTIME, "a wait was cancelled") \
     /* a host callback (a spill, an eviction, an FFI closure) reported failure */ \
     X(ECALLBACK, -10, RUNTIME, "a callback reported failure")
+/* clang-format on */
 
 enum {
 #define OHM__ERROR_CONSTANT(name, value, kind, text) OHM_##name = (value),
@@ -106,6 +108,8 @@ OHM_API bool ohm_env_flag(const char *name, bool dflt);
 
 typedef struct ohm_pool ohm_pool;
 
+/* The option tables below are aligned by hand: a column of defaults and environment variables. */
+/* clang-format off */
 typedef enum ohm_huge_pages {
     OHM_HUGE_NONE = 0,   /* normal 4 KiB pages                                                     */
     OHM_HUGE_THP,        /* madvise(MADV_HUGEPAGE) on every chunk (transparent huge pages)        */
@@ -148,9 +152,10 @@ typedef struct ohm_pool_config {
     ohm_chunk_unmap_fn *chunk_unmap;
     void *hook_arg;
 } ohm_pool_config;
+/* clang-format on */
 
-#define OHM_MAX_ARENAS 256
-#define OHM_MAX_CLASSES 84   /* 16 B .. 64 MiB */
+#define OHM_MAX_ARENAS  256
+#define OHM_MAX_CLASSES 84 /* 16 B .. 64 MiB */
 
 /* The pool options, one row each, in the order hosts pass them (JNI's long[], PoolConfig.PROPERTIES, Lua's
  * ohm.pool{} keys are the field names): X(field, environment variable, kind, default, min, max, env_max).
@@ -159,6 +164,7 @@ typedef struct ohm_pool_config {
  * Kinds: POW2 (a size that must be a power of two in [min, max]), SIZE (bytes; k/m/g suffixes in the
  * environment), UINT (in [min, max]; the environment also refuses values above env_max), MS (milliseconds;
  * UINT64_MAX, or a negative value given to ohm_pool_config_set, means never), BOOL, HUGE (none, thp or hugetlb). */
+/* clang-format off */
 #define OHM_POOL_OPTIONS(X)                                                                                      \
     X(chunk_size, "OHM_CHUNK_SIZE", POW2, (size_t)4 << 20, (size_t)1 << 20, (size_t)64 << 20, 0)                 \
     X(arenas, "OHM_ARENAS", UINT, 0, 0, OHM_MAX_ARENAS, OHM_MAX_ARENAS)                                         \
@@ -173,6 +179,7 @@ typedef struct ohm_pool_config {
     X(mergeable, "OHM_MERGEABLE", BOOL, 0, 0, 1, 0)                                                             \
     X(zero, "OHM_ZERO", BOOL, 0, 0, 1, 0)                                                                       \
     X(poison, "OHM_POISON", BOOL, 0, 0, 1, 0)
+/* clang-format on */
 
 #define OHM_POOL_OPTION_INDEX(field, ...) OHM_POOL_OPTION_##field,
 enum { OHM_POOL_OPTIONS(OHM_POOL_OPTION_INDEX) OHM_POOL_OPTION_COUNT };
@@ -235,13 +242,13 @@ OHM_API int ohm_pool_trim(ohm_pool *pool);
 typedef enum ohm_block_kind { OHM_BLOCK_SMALL = 0, OHM_BLOCK_RUN, OHM_BLOCK_HUGE } ohm_block_kind;
 
 typedef struct ohm_block_info {
-    void *base;          /* first byte of the block                                           */
+    void *base;          /* first byte of the block */
     size_t size;         /* usable size (the size class, or the mapped size for huge blocks) */
-    unsigned size_class; /* index into the class table; OHM_MAX_CLASSES for huge blocks      */
+    unsigned size_class; /* index into the class table; OHM_MAX_CLASSES for huge blocks */
     ohm_block_kind kind;
-    ohm_pool *pool;      /* owner                                                           */
-    unsigned arena;      /* owning arena index                                              */
-    bool live;           /* false for a block that is free (cached, or free in its slab/run) */
+    ohm_pool *pool; /* owner */
+    unsigned arena; /* owning arena index */
+    bool live;      /* false for a block that is free (cached, or free in its slab/run) */
 } ohm_block_info;
 
 /* Finds the block containing addr (any interior address). OHM_EINVAL if addr is in no pool's memory. A free
@@ -255,26 +262,26 @@ typedef int ohm_walk_fn(void *arg, const ohm_block_info *block);
 OHM_API int ohm_pool_walk(ohm_pool *pool, ohm_walk_fn *fn, void *arg);
 
 typedef struct ohm_class_stats {
-    size_t size;               /* the class's block size                                      */
-    uint64_t allocs, frees;    /* calls served by this class                                  */
-    uint64_t cache_hits;       /* allocations served from a thread cache                      */
-    uint64_t active_blocks;    /* allocs - frees                                              */
-    uint64_t active_bytes;     /* active_blocks * size                                        */
+    size_t size;            /* the class's block size */
+    uint64_t allocs, frees; /* calls served by this class */
+    uint64_t cache_hits;    /* allocations served from a thread cache */
+    uint64_t active_blocks; /* allocs - frees */
+    uint64_t active_bytes;  /* active_blocks * size */
 } ohm_class_stats;
 
 typedef struct ohm_pool_stats {
-    uint64_t mapped_bytes;     /* chunks + huge mappings now                                   */
-    uint64_t resident_bytes;   /* mapped minus pages known purged: an upper bound on resident  */
-    uint64_t dirty_bytes;      /* free pages not yet given back, and slabs kept empty for reuse*/
-    uint64_t purged_bytes;     /* total pages given back since creation (cumulative)           */
-    uint64_t chunks;           /* chunks mapped now                                            */
-    uint64_t chunks_mapped, chunks_unmapped; /* cumulative                                     */
-    uint64_t huge_blocks, huge_bytes;         /* live direct mappings                          */
-    uint64_t allocs, frees, cache_hits;       /* all classes + huge                            */
+    uint64_t mapped_bytes;                   /* chunks + huge mappings now */
+    uint64_t resident_bytes;                 /* mapped minus pages known purged: an upper bound on resident */
+    uint64_t dirty_bytes;                    /* free pages not yet given back, and slabs kept empty for reuse*/
+    uint64_t purged_bytes;                   /* total pages given back since creation (cumulative) */
+    uint64_t chunks;                         /* chunks mapped now */
+    uint64_t chunks_mapped, chunks_unmapped; /* cumulative */
+    uint64_t huge_blocks, huge_bytes;        /* live direct mappings */
+    uint64_t allocs, frees, cache_hits;      /* all classes + huge */
     uint64_t active_blocks, active_bytes;
-    uint64_t failed_allocs;    /* refused by the OS or the cap                                 */
-    uint64_t poison_violations; /* writes after free found by the poison option                */
-    uint64_t threads;          /* thread caches attached now                                   */
+    uint64_t failed_allocs;     /* refused by the OS or the cap */
+    uint64_t poison_violations; /* writes after free found by the poison option */
+    uint64_t threads;           /* thread caches attached now */
     unsigned arenas;
     unsigned nclasses;
     ohm_class_stats classes[OHM_MAX_CLASSES];
@@ -307,10 +314,10 @@ OHM_API size_t ohm_size_class_size(unsigned cls);
 typedef struct ohm_buf ohm_buf;
 
 typedef enum ohm_buf_origin {
-    OHM_ORIGIN_POOL = 0,  /* a block of an ohm pool                  */
-    OHM_ORIGIN_FILE,      /* a mapped file region                    */
-    OHM_ORIGIN_SHM,       /* shared memory (POSIX shm or memfd)      */
-    OHM_ORIGIN_FOREIGN    /* memory adopted with a release callback  */
+    OHM_ORIGIN_POOL = 0, /* a block of an ohm pool */
+    OHM_ORIGIN_FILE,     /* a mapped file region */
+    OHM_ORIGIN_SHM,      /* shared memory (POSIX shm or memfd) */
+    OHM_ORIGIN_FOREIGN   /* memory adopted with a release callback */
 } ohm_buf_origin;
 
 /* Called once, on the last release (or reclaim), to give adopted memory back. Must not call into ohm buffers. */
@@ -440,35 +447,35 @@ OHM_API size_t ohm_buf_get_guard(void);
 
 typedef enum ohm_leak_level { OHM_LEAK_OFF = 0, OHM_LEAK_SIMPLE, OHM_LEAK_ADVANCED, OHM_LEAK_PARANOID } ohm_leak_level;
 typedef enum ohm_leak_reason {
-    OHM_LEAK_GC = 0,        /* a host GC reclaimed a buffer that was never released  */
-    OHM_LEAK_POOL_DESTROY,  /* its pool was destroyed while it was live              */
-    OHM_LEAK_CHECKPOINT     /* still live at ohm_leak_check after the mark           */
+    OHM_LEAK_GC = 0,       /* a host GC reclaimed a buffer that was never released */
+    OHM_LEAK_POOL_DESTROY, /* its pool was destroyed while it was live */
+    OHM_LEAK_CHECKPOINT    /* still live at ohm_leak_check after the mark */
 } ohm_leak_reason;
 
 #define OHM_LEAK_MAX_RECORDS 4
-#define OHM_LEAK_MAX_FRAMES 32
+#define OHM_LEAK_MAX_FRAMES  32
 
 typedef struct ohm_leak_record {
-    const char *hint;        /* touch hint or NULL                                       */
-    const char *host_site;   /* creation record: the host's site text or NULL            */
-    void *frames[OHM_LEAK_MAX_FRAMES]; /* native return addresses, innermost first        */
+    const char *hint;                  /* touch hint or NULL */
+    const char *host_site;             /* creation record: the host's site text or NULL */
+    void *frames[OHM_LEAK_MAX_FRAMES]; /* native return addresses, innermost first */
     unsigned nframes;
-    uint64_t time_ns;        /* monotonic                                                */
-    uint64_t thread;         /* an id of the recording thread                            */
+    uint64_t time_ns; /* monotonic */
+    uint64_t thread;  /* an id of the recording thread */
 } ohm_leak_record;
 
 typedef struct ohm_leak_report {
     ohm_leak_reason reason;
-    uint64_t buffer_id;      /* ohm_buf_id at creation                                   */
+    uint64_t buffer_id; /* ohm_buf_id at creation */
     size_t size;
     ohm_buf_origin origin;
-    const char *pool;        /* pool name, or NULL                                       */
+    const char *pool; /* pool name, or NULL */
     ohm_leak_record created;
-    unsigned nrecords;       /* access records, oldest first                             */
+    unsigned nrecords; /* access records, oldest first */
     ohm_leak_record records[OHM_LEAK_MAX_RECORDS];
-    uint64_t dropped;        /* access records not kept                                  */
-    uint64_t duplicates;     /* identical reports suppressed before this one             */
-    const char *text;        /* the whole report as text (what leaked, size, creation, recent accesses) */
+    uint64_t dropped;    /* access records not kept */
+    uint64_t duplicates; /* identical reports suppressed before this one */
+    const char *text;    /* the whole report as text (what leaked, size, creation, recent accesses) */
 } ohm_leak_report;
 
 /* Receives each report (valid during the call only), possibly from any thread. Default: the log at WARN. */
@@ -518,9 +525,9 @@ OHM_API size_t ohm_leak_report_json(const ohm_leak_report *report, char *out, si
  * ------------------------------------------------------------------------------------------------------- */
 
 typedef struct ohm_leak_list {
-    size_t count;             /* reports                                                     */
-    uint64_t bytes;           /* their sizes added                                           */
-    ohm_leak_report *reports; /* count reports; every string is owned by the list            */
+    size_t count;             /* reports */
+    uint64_t bytes;           /* their sizes added */
+    ohm_leak_report *reports; /* count reports; every string is owned by the list */
 } ohm_leak_list;
 
 /* The new scope's id, or 0 with OHM_ENOMEM. */
@@ -542,10 +549,10 @@ OHM_API size_t ohm_leak_list_json(const ohm_leak_list *list, char *out, size_t c
  * Mapped files and shared memory as buffers
  * ------------------------------------------------------------------------------------------------------- */
 
-#define OHM_MAP_READ   0x1  /* always implied                                                           */
-#define OHM_MAP_WRITE  0x2  /* MAP_SHARED read-write: writes reach the file                             */
-#define OHM_MAP_CREATE 0x4  /* create the file if missing and extend it to offset+length               */
-#define OHM_MAP_SYNC_ON_RELEASE 0x8 /* msync at the last release (write mappings)                       */
+#define OHM_MAP_READ            0x1 /* always implied */
+#define OHM_MAP_WRITE           0x2 /* MAP_SHARED read-write: writes reach the file */
+#define OHM_MAP_CREATE          0x4 /* create the file if missing and extend it to offset+length */
+#define OHM_MAP_SYNC_ON_RELEASE 0x8 /* msync at the last release (write mappings) */
 
 /* Maps [offset, offset+length) of path as a buffer (length 0 = to the end of the file). Unmapped at the last
  * release. OHM_ESYS (errno kept) for file errors, OHM_ERANGE when the region passes the end without CREATE. */
@@ -577,16 +584,16 @@ typedef struct ohm_task ohm_task;
 typedef struct ohm_consumer ohm_consumer;
 
 typedef enum ohm_mem_mode { OHM_ON_HEAP = 0, OHM_OFF_HEAP = 1 } ohm_mem_mode;
-#define OHM_MM_MODES 2
+#define OHM_MM_MODES         2
 #define OHM_MM_RESERVED_HEAP ((uint64_t)300 << 20) /* Spark's reserved system memory */
 
 typedef struct ohm_mm_config {
     uint64_t max_bytes[OHM_MM_MODES]; /* per mode                          OHM_MM_ON_HEAP, OHM_MM_OFF_HEAP 0 */
-    double storage_fraction;   /* storage region = max * this, in [0,1]      OHM_MM_STORAGE_FRACTION 0.5  */
-    size_t page_size;          /* smallest page a consumer allocates          OHM_MM_PAGE_SIZE 1M          */
-    uint64_t wait_timeout_ms;  /* how long an acquire waits for its fair share; UINT64_MAX = no limit
+    double storage_fraction;          /* storage region = max * this, in [0,1]      OHM_MM_STORAGE_FRACTION 0.5 */
+    size_t page_size;                 /* smallest page a consumer allocates          OHM_MM_PAGE_SIZE 1M */
+    uint64_t wait_timeout_ms;         /* how long an acquire waits for its fair share; UINT64_MAX = no limit
                                                                                OHM_MM_WAIT_TIMEOUT_MS none  */
-    ohm_pool *pool;            /* OFF_HEAP pages come from it; NULL = the default pool                     */
+    ohm_pool *pool;                   /* OFF_HEAP pages come from it; NULL = the default pool */
 } ohm_mm_config;
 
 /* Fills cfg with the defaults, then applies the OHM_MM_* environment variables named above. */
@@ -691,28 +698,28 @@ OHM_API int ohm_block_remove(ohm_mm *mm, const char *block_id);
 typedef struct ohm_mm_mode_stats {
     uint64_t max, storage_region;
     uint64_t execution_pool, execution_used;
-    uint64_t storage_pool, storage_used;   /* storage_used includes unroll memory */
-    uint64_t tasks;                        /* tasks in this mode's fair share */
+    uint64_t storage_pool, storage_used; /* storage_used includes unroll memory */
+    uint64_t tasks;                      /* tasks in this mode's fair share */
 } ohm_mm_mode_stats;
 
 typedef struct ohm_mm_stats {
     ohm_mm_mode_stats mode[OHM_MM_MODES];
-    uint64_t tasks;                        /* live tasks */
-    uint64_t blocks, block_bytes;          /* cached now */
-    uint64_t evictions, evicted_bytes;     /* cumulative */
-    uint64_t pages;                        /* live page buffers */
+    uint64_t tasks;                    /* live tasks */
+    uint64_t blocks, block_bytes;      /* cached now */
+    uint64_t evictions, evicted_bytes; /* cumulative */
+    uint64_t pages;                    /* live page buffers */
 } ohm_mm_stats;
 
 typedef struct ohm_task_stats {
     uint64_t id;
-    uint64_t used[OHM_MM_MODES];           /* execution bytes held */
+    uint64_t used[OHM_MM_MODES]; /* execution bytes held */
     uint64_t unroll[OHM_MM_MODES];
-    uint64_t peak;                         /* largest used[ON_HEAP] + used[OFF_HEAP] */
-    uint64_t spills, spill_bytes;          /* spills of its consumers and what they reported released */
-    uint64_t waits, wait_ns;               /* waits for a fair share and their total time */
-    uint64_t evictions;                    /* blocks evicted for its acquires */
+    uint64_t peak;                /* largest used[ON_HEAP] + used[OFF_HEAP] */
+    uint64_t spills, spill_bytes; /* spills of its consumers and what they reported released */
+    uint64_t waits, wait_ns;      /* waits for a fair share and their total time */
+    uint64_t evictions;           /* blocks evicted for its acquires */
     uint64_t consumers;
-    bool waiting;                          /* in a wait now */
+    bool waiting; /* in a wait now */
 } ohm_task_stats;
 
 typedef struct ohm_consumer_stats {

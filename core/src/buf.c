@@ -22,7 +22,7 @@
 /* ---- the header allocator ---- */
 
 #define HDR_BLOCK_BYTES ((size_t)256 << 10)
-#define HDR_CACHE 32
+#define HDR_CACHE       32
 
 typedef struct hdr_block {
     struct hdr_block *next;
@@ -33,9 +33,9 @@ typedef struct hdr_block {
 static _Atomic size_t guard_min; /* debug guard pages for buffers this large; 0 = off */
 
 static pthread_mutex_t hdr_lock = PTHREAD_MUTEX_INITIALIZER;
-static hdr_block *hdr_blocks;   /* every block ever made (hdr_lock)          */
-static ohm_buf *hdr_free_list;  /* linked through next_derived (hdr_lock)    */
-static uint32_t hdr_next_index; /* hdr_lock                                  */
+static hdr_block *hdr_blocks;   /* every block ever made (hdr_lock) */
+static ohm_buf *hdr_free_list;  /* linked through next_derived (hdr_lock) */
+static uint32_t hdr_next_index; /* hdr_lock */
 
 static OHM_TLS ohm_buf *tl_hdrs[HDR_CACHE];
 static OHM_TLS unsigned tl_nhdrs;
@@ -223,10 +223,7 @@ void buf_postfork(void)
 
 void buf_init(void) { atomic_store_explicit(&guard_min, ohm__env_size("OHM_DEBUG_GUARD", 0), memory_order_relaxed); }
 
-static pthread_mutex_t *stripe_of(const ohm_buf *owner)
-{
-    return &stripes[((uintptr_t)owner >> 7) % BUF_LOCK_STRIPES];
-}
+static pthread_mutex_t *stripe_of(const ohm_buf *owner) { return &stripes[((uintptr_t)owner >> 7) % BUF_LOCK_STRIPES]; }
 
 static void derived_link(ohm_buf *owner, ohm_buf *d)
 {
@@ -322,8 +319,8 @@ static int release_owner(ohm_buf *o, uint32_t gen, uint32_t n, const char *op)
     return 1;
 }
 
-ohm_buf *buf_root_new(void *data, size_t size, ohm_buf_origin origin, unsigned flags, buf_free_fn *free_fn,
-                      void *ctx, struct ohm_pool *pool)
+ohm_buf *buf_root_new(void *data, size_t size, ohm_buf_origin origin, unsigned flags, buf_free_fn *free_fn, void *ctx,
+                      struct ohm_pool *pool)
 {
     uint32_t gen;
     ohm_buf *b = hdr_alloc(&gen);
@@ -336,7 +333,7 @@ ohm_buf *buf_root_new(void *data, size_t size, ohm_buf_origin origin, unsigned f
     b->ctx = ctx;
     hdr_set_pool(b, pool);
     b->track = leak_track_maybe(pool ? atomic_load_explicit(&pool->leak_settings, memory_order_relaxed) : 0,
-                               make_id(b->owner_gen, b->index), size, origin, pool ? pool->name : NULL);
+                                make_id(b->owner_gen, b->index), size, origin, pool ? pool->name : NULL);
     hdr_publish(b, gen, 1);
     return b;
 }
@@ -424,8 +421,8 @@ static inline ohm_buf *alloc_from_pool(ohm_pool *pool, size_t size, int zero)
         return NULL;
     }
     uint32_t gen = pool_root_init(b, pool, data, size);
-    b->track = leak_track_maybe(atomic_load_explicit(&pool->leak_settings, memory_order_relaxed), make_id(gen, b->index),
-                               size, OHM_ORIGIN_POOL, pool->name);
+    b->track = leak_track_maybe(atomic_load_explicit(&pool->leak_settings, memory_order_relaxed),
+                                make_id(gen, b->index), size, OHM_ORIGIN_POOL, pool->name);
     atomic_store_explicit(&b->state, st_make(gen, 1), memory_order_release);
     return b;
 }
@@ -624,10 +621,7 @@ static ohm_buf *derive(ohm_buf *b, size_t off, size_t len, const char *op)
 
 ohm_buf *ohm_buf_slice(ohm_buf *b, size_t off, size_t len) { return derive(b, off, len, "slice"); }
 
-ohm_buf *ohm_buf_duplicate(ohm_buf *b)
-{
-    return derive(b, 0, b && owner_state(b) ? b->size : 0, "duplicate");
-}
+ohm_buf *ohm_buf_duplicate(ohm_buf *b) { return derive(b, 0, b && owner_state(b) ? b->size : 0, "duplicate"); }
 
 ohm_buf *ohm_buf_retained_slice(ohm_buf *b, size_t off, size_t len)
 {
@@ -654,8 +648,7 @@ ohm_buf *ohm_buf_retained_slice(ohm_buf *b, size_t off, size_t len)
      * Called from here, not from a helper, so the creation record starts at our caller (see leak.c capture). */
     struct ohm_pool *pool = b->root->pool;
     r->track = leak_track_maybe(pool ? atomic_load_explicit(&pool->leak_settings, memory_order_relaxed) : 0,
-                                make_id(gen, r->index), len, (ohm_buf_origin)b->root->origin,
-                                pool ? pool->name : NULL);
+                                make_id(gen, r->index), len, (ohm_buf_origin)b->root->origin, pool ? pool->name : NULL);
     atomic_fetch_add_explicit(&b->owner->retained_children, 1, memory_order_relaxed);
     hdr_publish(r, gen, 1);
     return r;

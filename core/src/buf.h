@@ -17,12 +17,12 @@
 struct leak_track;
 
 enum {
-    BUF_ROOT = 1u << 0,          /* owns the memory                                          */
-    BUF_RETAINED = 1u << 1,      /* a retained slice: own count, holds one ref on `parent`   */
-    BUF_DERIVED = 1u << 2,       /* a plain slice or duplicate: shares `owner`'s count       */
-    BUF_SEALED = 1u << 3,        /* read-only (mprotect)                                     */
-    BUF_PAGES = 1u << 4,         /* the memory is whole pages the buffer owns (seal allowed) */
-    BUF_POISON = 1u << 5,        /* from a poisoning pool: named in its block when freed     */
+    BUF_ROOT = 1u << 0,     /* owns the memory */
+    BUF_RETAINED = 1u << 1, /* a retained slice: own count, holds one ref on `parent` */
+    BUF_DERIVED = 1u << 2,  /* a plain slice or duplicate: shares `owner`'s count */
+    BUF_SEALED = 1u << 3,   /* read-only (mprotect) */
+    BUF_PAGES = 1u << 4,    /* the memory is whole pages the buffer owns (seal allowed) */
+    BUF_POISON = 1u << 5,   /* from a poisoning pool: named in its block when freed */
 };
 
 /* Releases a root's memory at its last release; ctx is what buf_root_new was given. */
@@ -36,18 +36,18 @@ static inline uint32_t st_count(uint64_t st) { return (uint32_t)st; }
 static inline uint64_t st_make(uint32_t gen, uint32_t count) { return (uint64_t)gen << 32 | count; }
 
 struct ohm_buf {
-    _Atomic uint64_t state;      /* generation | count (see above)                               */
-    uint32_t index;              /* header number, fixed for the header's life (for ids)         */
+    _Atomic uint64_t state; /* generation | count (see above) */
+    uint32_t index;         /* header number, fixed for the header's life (for ids) */
     uint32_t flags;
     unsigned char *data;
     size_t size;
-    ohm_buf *owner;              /* count owner (self for roots and retained slices)            */
-    uint32_t owner_gen;          /* the owner's generation when this handle was made            */
+    ohm_buf *owner;     /* count owner (self for roots and retained slices) */
+    uint32_t owner_gen; /* the owner's generation when this handle was made */
     uint32_t parent_gen;
-    uint32_t root_gen;           /* the root's generation when this handle was made             */
-    ohm_buf *parent;             /* retained slices: the count owner they hold a reference on   */
-    ohm_buf *root;               /* memory owner (self for roots)                                */
-    struct leak_track *track;    /* count owners (roots, retained slices): leak record, or NULL */
+    uint32_t root_gen;        /* the root's generation when this handle was made */
+    ohm_buf *parent;          /* retained slices: the count owner they hold a reference on */
+    ohm_buf *root;            /* memory owner (self for roots) */
+    struct leak_track *track; /* count owners (roots, retained slices): leak record, or NULL */
     /* roots only */
     buf_free_fn *free_fn;
     void *ctx;
@@ -57,22 +57,25 @@ struct ohm_buf {
     _Atomic(ohm_buf *) derived;
     ohm_buf *next_derived, *prev_derived;
     _Atomic uint32_t retained_children;
-    uint8_t origin;              /* ohm_buf_origin                                              */
-    uint8_t linked;              /* derived: on its owner's list (stripe lock)                  */
-    uint32_t host_gone_gen;      /* count owners: the generation whose handle the host reclaimed
+    uint8_t origin;         /* ohm_buf_origin */
+    uint8_t linked;         /* derived: on its owner's list (stripe lock) */
+    uint32_t host_gone_gen; /* count owners: the generation whose handle the host reclaimed
                                     (stripe lock; a generation, so header reuse needs no reset)  */
 };
 
 /* A new live root over data/size with the given origin; free_fn(ctx, data, size) runs at the last release or
  * reclaim. pool is recorded for reports (may be NULL). On failure (no header) returns NULL without calling
  * free_fn. Leak tracking applies as for ohm_buf_alloc. */
-ohm_buf *buf_root_new(void *data, size_t size, ohm_buf_origin origin, unsigned flags, buf_free_fn *free_fn,
-                      void *ctx, struct ohm_pool *pool);
+ohm_buf *buf_root_new(void *data, size_t size, ohm_buf_origin origin, unsigned flags, buf_free_fn *free_fn, void *ctx,
+                      struct ohm_pool *pool);
 /* The root (memory owner) of any live buffer, and the context given to buf_root_new. */
 ohm_buf *buf_root_of(const ohm_buf *b);
 void *buf_root_ctx(const ohm_buf *root);
 /* Offset of b's data inside its root's data. */
-static inline size_t buf_offset_in_root(const ohm_buf *b, const ohm_buf *root) { return (size_t)(b->data - root->data); }
+static inline size_t buf_offset_in_root(const ohm_buf *b, const ohm_buf *root)
+{
+    return (size_t)(b->data - root->data);
+}
 /* 0 if b is live, else OHM_ESTATE with a message naming the operation. */
 int buf_check_live(const ohm_buf *b, const char *op);
 /* Process start (lifecycle.c): reads OHM_DEBUG_GUARD. */

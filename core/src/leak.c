@@ -31,17 +31,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LEAK_STRIPES 16 /* few enough that fork can hold them all (TSan allows 64 locks held at once) */
-#define DEDUP_SLOTS 4096                 /* power of two                                              */
-#define DEDUP_MAX (DEDUP_SLOTS / 4 * 3)  /* forget every hash when the set is this full (bounded memory) */
-#define RAW_FRAMES (OHM_LEAK_MAX_FRAMES + 8) /* room for the frames inside ohm that are skipped           */
-#define LEVEL_UNSET 0xffu
-#define LOG_CHUNK 900                    /* ohm__log formats into 1024 bytes: long reports go in pieces */
+#define LEAK_STRIPES 16   /* few enough that fork can hold them all (TSan allows 64 locks held at once) */
+#define DEDUP_SLOTS  4096 /* power of two */
+#define DEDUP_MAX    (DEDUP_SLOTS / 4 * 3)     /* forget every hash when the set is this full (bounded memory) */
+#define RAW_FRAMES   (OHM_LEAK_MAX_FRAMES + 8) /* room for the frames inside ohm that are skipped */
+#define LEVEL_UNSET  0xffu
+#define LOG_CHUNK    900 /* ohm__log formats into 1024 bytes: long reports go in pieces */
 
 /* ---- records ---- */
 
 typedef struct leak_rec {
-    char *hint;                          /* owned, or NULL                                            */
+    char *hint; /* owned, or NULL */
     uint64_t time_ns, thread;
     unsigned nframes;
     void *frames[OHM_LEAK_MAX_FRAMES];
@@ -50,24 +50,24 @@ typedef struct leak_rec {
 #define LEVEL_OF_PROCESS 0xff /* leak_track.pool_level: the buffer's pool follows the process's level */
 
 struct leak_track {
-    leak_track *next, *prev;             /* stripe list                                               */
-    uint64_t seq;                        /* creation sequence number (ohm_leak_mark/check)            */
+    leak_track *next, *prev; /* stripe list */
+    uint64_t seq;            /* creation sequence number (ohm_leak_mark/check) */
     uint64_t buffer_id;
     size_t size;
     unsigned stripe;
     ohm_buf_origin origin;
-    uint8_t pool_level;                  /* the level its pool set (ohm_pool_set_leak), else LEVEL_OF_PROCESS */
-    char *host_site;                     /* owned, or NULL; under the stripe lock                     */
-    struct leak_scope *scope;            /* the scope it was made in, or NULL; set before it is shared */
-    leak_track *snext, *sprev;           /* the scope's list, under its scope lock                     */
-    ohm_leak_reason gone;                /* in the scope's gone list: why it was reported               */
+    uint8_t pool_level;        /* the level its pool set (ohm_pool_set_leak), else LEVEL_OF_PROCESS */
+    char *host_site;           /* owned, or NULL; under the stripe lock */
+    struct leak_scope *scope;  /* the scope it was made in, or NULL; set before it is shared */
+    leak_track *snext, *sprev; /* the scope's list, under its scope lock */
+    ohm_leak_reason gone;      /* in the scope's gone list: why it was reported */
     leak_rec created;
     /* access records, oldest first; under the stripe lock */
     unsigned nrecords;
-    uint64_t seen;                       /* access records ever offered                               */
+    uint64_t seen; /* access records ever offered */
     uint64_t dropped;
     leak_rec *records[OHM_LEAK_MAX_RECORDS];
-    char pool[];                         /* pool name, "" for none                                    */
+    char pool[]; /* pool name, "" for none */
 };
 
 typedef struct stripe {
@@ -110,9 +110,9 @@ static void rec_mem_free(void *p)
 static _Atomic uint64_t settings = LEVEL_UNSET; /* until leak_init, which ohm__init runs */
 static _Atomic uint64_t next_seq = 1;
 
-static OHM_TLS uint32_t tl_countdown;    /* allocations until the next tracked one (SIMPLE, ADVANCED)  */
-static OHM_TLS unsigned tl_stripe;       /* 1 + this thread's stripe, 0 until first used               */
-static OHM_TLS uint64_t tl_rng;          /* xorshift64* state, 0 until seeded                          */
+static OHM_TLS uint32_t tl_countdown; /* allocations until the next tracked one (SIMPLE, ADVANCED) */
+static OHM_TLS unsigned tl_stripe;    /* 1 + this thread's stripe, 0 until first used */
+static OHM_TLS uint64_t tl_rng;       /* xorshift64* state, 0 until seeded */
 static OHM_TLS uint64_t tl_tid;
 
 static _Atomic unsigned stripe_rr;
@@ -123,14 +123,14 @@ static uintptr_t ohm_text_lo, ohm_text_hi;
 
 /* handler */
 static pthread_mutex_t handler_lock = PTHREAD_MUTEX_INITIALIZER;
-static ohm_leak_handler *handler_fn;     /* NULL = the log                                            */
+static ohm_leak_handler *handler_fn; /* NULL = the log */
 static void *handler_arg;
 
 /* de-duplication: a bounded set of report hashes */
 static pthread_mutex_t dedup_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t dedup_set[DEDUP_SLOTS];
 static unsigned dedup_count;
-static _Atomic uint64_t dedup_suppressed; /* since the last delivered report                           */
+static _Atomic uint64_t dedup_suppressed; /* since the last delivered report */
 
 /* untracked leaks, per reason */
 static _Atomic uint64_t untracked[3];
@@ -404,7 +404,8 @@ static uint64_t thread_id(void)
 
 static unsigned thread_stripe(void)
 {
-    if (ohm_unlikely(tl_stripe == 0)) tl_stripe = 1 + atomic_fetch_add_explicit(&stripe_rr, 1, memory_order_relaxed) % LEAK_STRIPES;
+    if (ohm_unlikely(tl_stripe == 0))
+        tl_stripe = 1 + atomic_fetch_add_explicit(&stripe_rr, 1, memory_order_relaxed) % LEAK_STRIPES;
     return tl_stripe - 1;
 }
 
@@ -426,7 +427,7 @@ static OHM_NOINLINE void capture(leak_rec *r, void *caller)
     int n = os_backtrace(raw, RAW_FRAMES); /* frame pointers: ~2 ns a frame (see os.c) */
     int i = 0;
     while (i < n && raw[i] != caller) i++;
-    if (i == n) i = n < 2 ? n : 2;             /* no anchor: our two frames, capture and the entry point  */
+    if (i == n) i = n < 2 ? n : 2; /* no anchor: our two frames, capture and the entry point */
     /* raw[i] is inside buf.c (or whichever ohm file called leak_track_*). */
     if (ohm_text_hi) {
         while (i < n && (uintptr_t)raw[i] >= ohm_text_lo && (uintptr_t)raw[i] < ohm_text_hi) i++;
@@ -704,8 +705,10 @@ static char *report_text(const ohm_leak_report *rep, unsigned level)
         sb_puts(&b, rep->pool);
         sb_puts(&b, "'");
     } else {
-        sb_puts(&b, rep->origin == OHM_ORIGIN_POOL ? "pool" : rep->origin == OHM_ORIGIN_FILE ? "mapped file"
-                    : rep->origin == OHM_ORIGIN_SHM ? "shared memory" : "foreign memory");
+        sb_puts(&b, rep->origin == OHM_ORIGIN_POOL   ? "pool"
+                    : rep->origin == OHM_ORIGIN_FILE ? "mapped file"
+                    : rep->origin == OHM_ORIGIN_SHM  ? "shared memory"
+                                                     : "foreign memory");
     }
     sb_printf(&b, ", id %llu) was not released before %s.\n", (unsigned long long)rep->buffer_id,
               reason_phrase(rep->reason));
@@ -729,8 +732,7 @@ static char *report_text(const ohm_leak_report *rep, unsigned level)
         sb_printf(&b, "%llu older access records were dropped (at most %d are kept).\n",
                   (unsigned long long)rep->dropped, OHM_LEAK_MAX_RECORDS);
     if (rep->duplicates)
-        sb_printf(&b, "%llu identical reports were suppressed before this one.\n",
-                  (unsigned long long)rep->duplicates);
+        sb_printf(&b, "%llu identical reports were suppressed before this one.\n", (unsigned long long)rep->duplicates);
     if (rep->nrecords == 0 && level < OHM_LEAK_ADVANCED)
         sb_puts(&b, "Set OHM_LEAK_LEVEL=advanced to see where the buffer was last accessed.\n");
     if (b.len && b.p[b.len - 1] == '\n') b.p[--b.len] = '\0';
@@ -1022,8 +1024,7 @@ static void report_json(json_writer *w, const ohm_leak_report *rep)
     json_key(&j, "records");
     json_array_begin(&j);
     unsigned nr = rep->nrecords < OHM_LEAK_MAX_RECORDS ? rep->nrecords : OHM_LEAK_MAX_RECORDS;
-    for (unsigned i = 0; i < nr; i++)
-        record_json(&j, &rep->records[i], false);
+    for (unsigned i = 0; i < nr; i++) record_json(&j, &rep->records[i], false);
     json_array_end(&j);
     json_key(&j, "dropped");
     json_u64(&j, rep->dropped);

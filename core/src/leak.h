@@ -15,7 +15,8 @@ typedef struct leak_track leak_track;
  * copied, linked into the live set with a creation sequence number (for ohm_leak_mark/check). NULL when not
  * tracked or out of memory (tracking is best effort: allocation never fails because of it). Cost when not
  * tracked: a level load and a thread-local counter decrement. */
-leak_track *leak_track_maybe(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin, const char *pool_name);
+leak_track *leak_track_maybe(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,
+                             const char *pool_name);
 /* A record made whatever the level and sampling say (a host that samples by itself, ohm_buf_track): as above, the
  * backtrace starting past caller (the return address into the ohm function that asked). */
 leak_track *leak_track_new(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,

@@ -13,10 +13,7 @@
 #define BUF(h) H2P(ohm_buf, h)
 
 /* 0 if (h, id) is a live buffer; else throws IllegalStateException and returns nonzero. */
-static int check(JNIEnv *env, jlong h, jlong id)
-{
-    return jni_check(env, ohm_buf_check(BUF(h), (uint64_t)id));
-}
+static int check(JNIEnv *env, jlong h, jlong id) { return jni_check(env, ohm_buf_check(BUF(h), (uint64_t)id)); }
 
 /* Natives that store through a pointer of their own (not through ohm_buf_write, which checks this itself):
  * nonzero, with IllegalStateException thrown, for read-only memory, where the store would fault. */
@@ -127,12 +124,25 @@ static jlongArray JNICALL n_pool_stats(JNIEnv *env, jclass cls, jlong pool, jint
     unsigned nc = s->nclasses < OHM_MAX_CLASSES ? s->nclasses : OHM_MAX_CLASSES;
     jsize n = POOL_STATS_FIELDS + 6 * (jsize)nc;
     jlong v[POOL_STATS_FIELDS + 6 * OHM_MAX_CLASSES];
-    jlong head[POOL_STATS_FIELDS] = {
-        (jlong)s->mapped_bytes, (jlong)s->resident_bytes, (jlong)s->dirty_bytes, (jlong)s->purged_bytes,
-        (jlong)s->chunks, (jlong)s->chunks_mapped, (jlong)s->chunks_unmapped, (jlong)s->huge_blocks,
-        (jlong)s->huge_bytes, (jlong)s->allocs, (jlong)s->frees, (jlong)s->cache_hits, (jlong)s->active_blocks,
-        (jlong)s->active_bytes, (jlong)s->failed_allocs, (jlong)s->poison_violations, (jlong)s->threads,
-        (jlong)s->arenas, (jlong)nc};
+    jlong head[POOL_STATS_FIELDS] = {(jlong)s->mapped_bytes,
+                                     (jlong)s->resident_bytes,
+                                     (jlong)s->dirty_bytes,
+                                     (jlong)s->purged_bytes,
+                                     (jlong)s->chunks,
+                                     (jlong)s->chunks_mapped,
+                                     (jlong)s->chunks_unmapped,
+                                     (jlong)s->huge_blocks,
+                                     (jlong)s->huge_bytes,
+                                     (jlong)s->allocs,
+                                     (jlong)s->frees,
+                                     (jlong)s->cache_hits,
+                                     (jlong)s->active_blocks,
+                                     (jlong)s->active_bytes,
+                                     (jlong)s->failed_allocs,
+                                     (jlong)s->poison_violations,
+                                     (jlong)s->threads,
+                                     (jlong)s->arenas,
+                                     (jlong)nc};
     memcpy(v, head, sizeof head);
     for (unsigned i = 0; i < nc; i++) {
         const ohm_class_stats *c = &s->classes[i];
@@ -163,8 +173,8 @@ static jlong JNICALL n_buf_alloc(JNIEnv *env, jclass cls, jlong pool, jlong size
     return new_buf(env, zeroed ? ohm_buf_alloc_zeroed(p, n) : ohm_buf_alloc(p, n), scratch);
 }
 
-static jlong JNICALL n_buf_slice(JNIEnv *env, jclass cls, jlong h, jlong id, jlong off, jlong len,
-                                 jboolean retained, jlong scratch)
+static jlong JNICALL n_buf_slice(JNIEnv *env, jclass cls, jlong h, jlong id, jlong off, jlong len, jboolean retained,
+                                 jlong scratch)
 {
     (void)cls;
     if (check(env, h, id)) return 0;
@@ -384,8 +394,7 @@ static jlong JNICALL n_buf_get(JNIEnv *env, jclass cls, jlong h, jlong id, jlong
     return v.i; /* f64: the bits; integers: sign- or zero-extended by the layer */
 }
 
-static void JNICALL n_buf_set(JNIEnv *env, jclass cls, jlong h, jlong id, jlong off, jint type, jint order,
-                              jlong bits)
+static void JNICALL n_buf_set(JNIEnv *env, jclass cls, jlong h, jlong id, jlong off, jint type, jint order, jlong bits)
 {
     (void)cls;
     if (check(env, h, id)) return;
@@ -447,8 +456,7 @@ static void JNICALL n_buf_fill(JNIEnv *env, jclass cls, jlong h, jlong id, jlong
 }
 
 /* The first index of needle in [off, off+len), or -1. */
-static jlong JNICALL n_buf_find(JNIEnv *env, jclass cls, jlong h, jlong id, jlong off, jlong len,
-                                jbyteArray needle)
+static jlong JNICALL n_buf_find(JNIEnv *env, jclass cls, jlong h, jlong id, jlong off, jlong len, jbyteArray needle)
 {
     (void)cls;
     if (check(env, h, id)) return -1;
@@ -481,8 +489,7 @@ static jint JNICALL n_buf_compare(JNIEnv *env, jclass cls, jlong ah, jlong aid, 
 /* A direct ByteBuffer over [off, off+len) of the buffer: no copy, valid while the buffer is. JNI makes only
  * writable ones: Java makes the view of read-only memory read-only (asReadOnlyBuffer), and a writable one is
  * refused here for such memory, where a store through it would kill the JVM. */
-static jobject JNICALL n_buf_nio(JNIEnv *env, jclass cls, jlong h, jlong id, jlong off, jlong len,
-                                 jboolean writable)
+static jobject JNICALL n_buf_nio(JNIEnv *env, jclass cls, jlong h, jlong id, jlong off, jlong len, jboolean writable)
 {
     (void)cls;
     if (check(env, h, id) || (writable && refuse_readonly(env, h, "nioBuffer"))) return NULL;
@@ -595,7 +602,4 @@ static const JNINativeMethod methods[] = {
     {"leakCheck", "(J)J", (void *)n_leak_check},
 };
 
-int jni_register_buf(JNIEnv *env, jclass cls)
-{
-    return JNI_REGISTER(env, cls, methods);
-}
+int jni_register_buf(JNIEnv *env, jclass cls) { return JNI_REGISTER(env, cls, methods); }

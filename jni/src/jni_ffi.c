@@ -86,10 +86,7 @@ static jintArray JNICALL n_ffi_types(JNIEnv *env, jclass cls, jlong f)
     return a;
 }
 
-static int is_float_type(ohm_ffi_type t)
-{
-    return t == OHM_FFI_F32 || t == OHM_FFI_F64;
-}
+static int is_float_type(ohm_ffi_type t) { return t == OHM_FFI_F32 || t == OHM_FFI_F64; }
 
 static jlong JNICALL n_ffi_call(JNIEnv *env, jclass cls, jlong f, jintArray kinds, jlongArray longs, jlongArray ids,
                                 jlongArray offs, jobjectArray strs, jobjectArray str_out)

@@ -25,28 +25,28 @@
 #define JNI_VERSION JNI_VERSION_1_8
 
 #define H2P(type, h) ((type *)(uintptr_t)(h))
-#define P2H(p) ((jlong)(uintptr_t)(p))
+#define P2H(p)       ((jlong)(uintptr_t)(p))
 
 /* Classes and members cached at load (the JVM is one per process; these are its handles, not host state a
  * second JVM could need). */
 typedef struct jni_cache {
     JavaVM *vm;
     ohm_bind_host *host;
-    jclass native_class;         /* org.ohm.Native                                                    */
+    jclass native_class; /* org.ohm.Native */
     jclass string_class;
-    jobject utf8;                /* java.nio.charset.StandardCharsets.UTF_8                          */
-    jmethodID string_from_bytes; /* String(byte[], Charset)                                          */
+    jobject utf8;                /* java.nio.charset.StandardCharsets.UTF_8 */
+    jmethodID string_from_bytes; /* String(byte[], Charset) */
     jmethodID throwable_to_string;
     jclass runtime_exception, error_class, callback_exception;
-    jmethodID callback_exception_init; /* OhmCallbackException(String, Throwable)                  */
+    jmethodID callback_exception_init;          /* OhmCallbackException(String, Throwable) */
     jclass errors[OHM_BIND_ERROR_COUNT];        /* by -code, as ohm_bind_error_of; [0]: an unknown code's */
-    jmethodID error_init[OHM_BIND_ERROR_COUNT]; /* (String)                                               */
-    jmethodID leak_deliver;      /* static Native.leak(int, long, long, String, String, String)      */
-    jmethodID log_deliver;       /* static Native.log(int, String)                                   */
-    jmethodID consumer_spill;    /* MemoryConsumer.spill(long, MemoryConsumer)                       */
-    jmethodID mm_evict;          /* MemoryManager.evictBlock(String)                                 */
-    jmethodID callback_call;     /* NativeCallback.dispatch(long[] args): the result bits            */
-    jmethodID callback_uncaught; /* NativeCallback.uncaught(Throwable): set by jni_register_ffi       */
+    jmethodID error_init[OHM_BIND_ERROR_COUNT]; /* (String) */
+    jmethodID leak_deliver;                     /* static Native.leak(int, long, long, String, String, String) */
+    jmethodID log_deliver;                      /* static Native.log(int, String) */
+    jmethodID consumer_spill;                   /* MemoryConsumer.spill(long, MemoryConsumer) */
+    jmethodID mm_evict;                         /* MemoryManager.evictBlock(String) */
+    jmethodID callback_call;                    /* NativeCallback.dispatch(long[] args): the result bits */
+    jmethodID callback_uncaught;                /* NativeCallback.uncaught(Throwable): set by jni_register_ffi */
 } jni_cache;
 
 extern jni_cache J;

@@ -87,10 +87,7 @@ void jni_throw_msg(JNIEnv *env, jclass cls, const char *msg)
     if (ex) (*env)->DeleteLocalRef(env, ex);
 }
 
-static int error_index(int code)
-{
-    return code < 0 && -code < OHM_BIND_ERROR_COUNT ? -code : 0;
-}
+static int error_index(int code) { return code < 0 && -code < OHM_BIND_ERROR_COUNT ? -code : 0; }
 
 jthrowable jni_exception(JNIEnv *env, int code)
 {
@@ -306,9 +303,8 @@ static jclass global_class(JNIEnv *env, const char *name)
 
 static void release_cache(JNIEnv *env)
 {
-    jobject *refs[] = {(jobject *)&J.native_class, (jobject *)&J.string_class, &J.utf8,
-                       (jobject *)&J.runtime_exception, (jobject *)&J.error_class,
-                       (jobject *)&J.callback_exception};
+    jobject *refs[] = {(jobject *)&J.native_class,      (jobject *)&J.string_class, &J.utf8,
+                       (jobject *)&J.runtime_exception, (jobject *)&J.error_class,  (jobject *)&J.callback_exception};
     for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++)
         if (*refs[i]) {
             (*env)->DeleteGlobalRef(env, *refs[i]);
@@ -334,10 +330,11 @@ JNIEXPORT jint JNICALL JNI_OnLoad(JavaVM *vm, void *reserved)
     if (!(J.runtime_exception = global_class(env, "java/lang/RuntimeException"))) goto error;
     if (!(J.error_class = global_class(env, "java/lang/Error"))) goto error;
     if (!(J.callback_exception = global_class(env, "org/ohm/OhmCallbackException"))) goto error;
-    if (!(J.string_from_bytes = (*env)->GetMethodID(env, J.string_class, "<init>",
-                                                    "([BLjava/nio/charset/Charset;)V"))) goto error;
-    if (!(J.callback_exception_init = (*env)->GetMethodID(env, J.callback_exception, "<init>",
-                                                          "(Ljava/lang/String;Ljava/lang/Throwable;)V"))) goto error;
+    if (!(J.string_from_bytes = (*env)->GetMethodID(env, J.string_class, "<init>", "([BLjava/nio/charset/Charset;)V")))
+        goto error;
+    if (!(J.callback_exception_init =
+              (*env)->GetMethodID(env, J.callback_exception, "<init>", "(Ljava/lang/String;Ljava/lang/Throwable;)V")))
+        goto error;
     {
         jclass charsets = (*env)->FindClass(env, "java/nio/charset/StandardCharsets");
         if (!charsets) goto error;

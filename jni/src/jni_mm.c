@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MM(h) H2P(ohm_mm, h)
-#define TASK(h) H2P(ohm_task, h)
+#define MM(h)       H2P(ohm_mm, h)
+#define TASK(h)     H2P(ohm_task, h)
 #define CONSUMER(h) H2P(ohm_consumer, h)
 
 static int check_mode(jint mode)
@@ -171,9 +171,19 @@ static jlongArray JNICALL n_task_stats(JNIEnv *env, jclass cls, jlong t)
     ohm_task_stats s;
     int rc = ohm_task_stats_get(TASK(t), &s);
     if (jni_check(env, rc)) return NULL;
-    jlong v[] = {(jlong)s.id, (jlong)s.used[OHM_ON_HEAP], (jlong)s.used[OHM_OFF_HEAP], (jlong)s.unroll[OHM_ON_HEAP],
-                 (jlong)s.unroll[OHM_OFF_HEAP], (jlong)s.peak, (jlong)s.spills, (jlong)s.spill_bytes,
-                 (jlong)s.waits, (jlong)s.wait_ns, (jlong)s.evictions, (jlong)s.consumers, s.waiting};
+    jlong v[] = {(jlong)s.id,
+                 (jlong)s.used[OHM_ON_HEAP],
+                 (jlong)s.used[OHM_OFF_HEAP],
+                 (jlong)s.unroll[OHM_ON_HEAP],
+                 (jlong)s.unroll[OHM_OFF_HEAP],
+                 (jlong)s.peak,
+                 (jlong)s.spills,
+                 (jlong)s.spill_bytes,
+                 (jlong)s.waits,
+                 (jlong)s.wait_ns,
+                 (jlong)s.evictions,
+                 (jlong)s.consumers,
+                 s.waiting};
     return jni_longs(env, v, (jsize)(sizeof v / sizeof v[0]));
 }
 
@@ -210,8 +220,8 @@ static int64_t spill_trampoline(void *ctx, uint64_t size, void *trigger_ctx)
     if (!env) return ohm_bind_fail(OHM_ECALLBACK, "spill: this thread is not attached to the JVM");
     if (thread_interrupted(env)) return ohm_bind_fail(OHM_ECANCELED, "the thread was interrupted");
     if ((*env)->PushLocalFrame(env, 16) != 0) return jni_callback_failed(env, "spill()");
-    jlong r = (*env)->CallLongMethod(env, (jobject)ctx, J.consumer_spill,
-                                     (jlong)(size > INT64_MAX ? INT64_MAX : size), (jobject)trigger_ctx);
+    jlong r = (*env)->CallLongMethod(env, (jobject)ctx, J.consumer_spill, (jlong)(size > INT64_MAX ? INT64_MAX : size),
+                                     (jobject)trigger_ctx);
     int64_t out;
     if ((*env)->ExceptionCheck(env)) out = jni_callback_failed(env, "spill()");
     else if (r < 0) out = ohm_bind_fail(OHM_ECALLBACK, "spill() returned a negative number of bytes");
@@ -232,8 +242,8 @@ static jlong JNICALL n_consumer_create(JNIEnv *env, jclass cls, jlong t, jint mo
     int fail;
     char *n = jni_cstr(env, name, buf, sizeof buf, &fail);
     if (fail) return 0;
-    ohm_consumer *c = ohm_bind_consumer_create(J.host, TASK(t), (ohm_mem_mode)mode, n, spill_trampoline,
-                                               H2P(void, ctx));
+    ohm_consumer *c =
+        ohm_bind_consumer_create(J.host, TASK(t), (ohm_mem_mode)mode, n, spill_trampoline, H2P(void, ctx));
     jni_cstr_free(n, buf);
     return jni_made(env, c);
 }
@@ -349,8 +359,8 @@ static void JNICALL n_evictor_destroy(JNIEnv *env, jclass cls, jlong e)
 }
 
 /* 0, or a code: OHM_ELIMIT (it does not fit), an eviction's OHM_ECALLBACK, ... Java raises all but ELIMIT. */
-static jint JNICALL n_block_put(JNIEnv *env, jclass cls, jlong mm, jbyteArray id, jbyteArray group, jint mode,
-                                jlong h, jlong bid, jlong size, jlong evictor)
+static jint JNICALL n_block_put(JNIEnv *env, jclass cls, jlong mm, jbyteArray id, jbyteArray group, jint mode, jlong h,
+                                jlong bid, jlong size, jlong evictor)
 {
     (void)cls;
     jni_clear_kept(env);
@@ -429,8 +439,8 @@ static jlongArray JNICALL n_mm_stats(JNIEnv *env, jclass cls, jlong mm)
         o[5] = (jlong)ms->storage_used;
         o[6] = (jlong)ms->tasks;
     }
-    jlong tail[6] = {(jlong)s.tasks, (jlong)s.blocks, (jlong)s.block_bytes, (jlong)s.evictions,
-                     (jlong)s.evicted_bytes, (jlong)s.pages};
+    jlong tail[6] = {(jlong)s.tasks,     (jlong)s.blocks,        (jlong)s.block_bytes,
+                     (jlong)s.evictions, (jlong)s.evicted_bytes, (jlong)s.pages};
     memcpy(v + 14, tail, sizeof tail);
     return jni_longs(env, v, 20);
 }
