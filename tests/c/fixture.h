@@ -96,6 +96,23 @@ static inline ohm_pool_stats fixture_stats(ohm_pool *pool, int arena)
     return st;
 }
 
+/* The pool's blocks in use; with FIXTURE_NO_CACHE it follows every alloc and free exactly. */
+static inline uint64_t fixture_active_blocks(ohm_pool *pool) { return fixture_stats(pool, -1).active_blocks; }
+
+/* A log handler and a leak listener that take everything and do nothing (a test that expects messages and does
+ * not read them keeps stderr clean). */
+static inline void fixture_ignore_log(void *arg, ohm_log_level level, const char *message)
+{
+    (void)arg;
+    (void)level;
+    (void)message;
+}
+static inline void fixture_ignore_leak(void *arg, const ohm_leak_report *report)
+{
+    (void)arg;
+    (void)report;
+}
+
 /* Trims the pool, which must then map nothing: all of its blocks were freed. */
 static inline void fixture_check_trims_to_nothing(ohm_pool *pool)
 {

@@ -18,22 +18,6 @@
 /* The library never prints: its log lines come here, and tests that expect one can look. */
 static fixture_log warnings = FIXTURE_LOG(OHM_LOG_WARN);
 
-static void leak_to_nowhere(void *arg, const ohm_leak_report *report)
-{
-    (void)arg;
-    (void)report;
-}
-
-/* A private pool without thread caches, so that active_blocks follows every buffer exactly. */
-static ohm_pool *buf_pool(const char *name)
-{
-    ohm_pool_config cfg = fixture_config(name);
-    cfg.cache_max_size = 0;
-    return fixture_pool(&cfg);
-}
-
-static uint64_t active_blocks(ohm_pool *pool) { return fixture_stats(pool, -1).active_blocks; }
-
 /* Fills b with 0, 1, 2, ... so a view's bytes tell their offset. */
 static void fill_ramp(ohm_buf *b)
 {
@@ -45,9 +29,9 @@ static void fill_ramp(ohm_buf *b)
  * `size` bytes in it: NULL when either failed (and a check failed). */
 static ohm_buf *pool_buf(const char *name, size_t size, ohm_pool **pool, uint64_t *before)
 {
-    *pool = buf_pool(name);
+    *pool = fixture_flag_pool(name, FIXTURE_NO_CACHE);
     if (!*pool) return NULL;
-    *before = active_blocks(*pool);
+    *before = fixture_active_blocks(*pool);
     ohm_buf *b = ohm_buf_alloc(*pool, size);
     CHECK_NOT_NULL(b);
     return b;
@@ -274,9 +258,9 @@ static void test_releasing_through_a_slice_frees_the_parent_and_ends_every_view(
     if (!p) return;
     ohm_buf *s = ohm_buf_slice(p, 100, 50), *d = ohm_buf_duplicate(p);
     if (!CHECK_NOT_NULL(s) || !CHECK_NOT_NULL(d)) return;
-    CHECK_EQ_U64(active_blocks(pool), before + 1);
+    CHECK_EQ_U64(fixture_active_blocks(pool), before + 1);
     CHECK_EQ_INT(ohm_buf_release(s, 1), 1);
-    CHECK_EQ_U64(active_blocks(pool), before);
+    CHECK_EQ_U64(fixture_active_blocks(pool), before);
     CHECK_EQ_U64(ohm_buf_refcnt(p), 0);
     char x;
     error_is(ohm_buf_read(p, 0, &x, 1), OHM_ESTATE);
@@ -349,9 +333,9 @@ static void test_retained_slice_has_count_1_and_holds_one_parent_reference_until
     CHECK_EQ_INT(ohm_buf_read(r, 15, &got, 1), 0);
     CHECK_EQ_INT(got, 47);
     CHECK_EQ_INT(ohm_buf_release(r, 1), 0);
-    CHECK_EQ_U64(active_blocks(pool), before + 1);
+    CHECK_EQ_U64(fixture_active_blocks(pool), before + 1);
     CHECK_EQ_INT(ohm_buf_release(r, 1), 1); /* the slice's last release drops the parent's last reference */
-    CHECK_EQ_U64(active_blocks(pool), before);
+    CHECK_EQ_U64(fixture_active_blocks(pool), before);
     error_is(ohm_buf_release(p, 1), OHM_ESTATE);
     error_is(ohm_buf_release(r, 1), OHM_ESTATE);
     CHECK_EQ_INT(ohm_pool_destroy(pool), 0);
@@ -403,14 +387,14 @@ typedef struct reused_header {
 
 static bool reuse_over_released_root(const char *name, reused_header *u)
 {
-    u->pool = buf_pool(name);
+    u->pool = fixture_flag_pool(name, FIXTURE_NO_CACHE);
     if (!u->pool) return false;
     ohm_buf *p = ohm_buf_alloc(u->pool, 64);
     if (!CHECK_NOT_NULL(p)) return false;
     u->r = ohm_buf_retained_slice(p, 0, 8);
     if (!CHECK_NOT_NULL(u->r)) return false;
     CHECK_EQ_INT(ohm_buf_release(p, 2), 1);
-    u->before = active_blocks(u->pool);
+    u->before = fixture_active_blocks(u->pool);
     u->n = ohm_buf_alloc(u->pool, 64);
     if (!CHECK_NOT_NULL(u->n)) return false;
     if (u->n != p) fprintf(stderr, "  note: the new buffer did not reuse the root's header\n");
@@ -426,7 +410,7 @@ static void test_a_retained_slice_ending_after_its_root_was_over_released_leaves
     CHECK_EQ_U64(ohm_buf_refcnt(u.n), 1);
     /* the new buffer is an ordinary unreleased buffer with no retained slice: the Cleaner must reclaim it. */
     CHECK_EQ_INT(ohm_buf_reclaim(u.n, u.id), 1);
-    CHECK_EQ_U64(active_blocks(u.pool), u.before);
+    CHECK_EQ_U64(fixture_active_blocks(u.pool), u.before);
     CHECK_EQ_INT(ohm_buf_check(u.n, u.id), OHM_ESTATE);
     CHECK_EQ_INT(ohm_pool_destroy(u.pool), 0);
 }
@@ -438,7 +422,7 @@ static void test_a_reused_header_does_not_inherit_the_dead_roots_retained_slices
     reused_header u;
     if (!reuse_over_released_root("buf-reuse-live", &u)) return;
     CHECK_EQ_INT(ohm_buf_reclaim(u.n, u.id), 1);
-    CHECK_EQ_U64(active_blocks(u.pool), u.before);
+    CHECK_EQ_U64(fixture_active_blocks(u.pool), u.before);
     CHECK_EQ_INT(ohm_buf_check(u.n, u.id), OHM_ESTATE);
     CHECK_EQ_INT(ohm_buf_release(u.r, 1), 1);
     CHECK_EQ_INT(ohm_pool_destroy(u.pool), 0);
@@ -645,9 +629,9 @@ static void test_reclaim_frees_a_live_unreleased_buffer_once(void)
     if (!b) return;
     CHECK_EQ_INT(ohm_buf_retain(b, 2), 0); /* references the host forgot, all of them */
     uint64_t id = ohm_buf_id(b);
-    CHECK_EQ_U64(active_blocks(pool), before + 1);
+    CHECK_EQ_U64(fixture_active_blocks(pool), before + 1);
     CHECK_EQ_INT(ohm_buf_reclaim(b, id), 1);
-    CHECK_EQ_U64(active_blocks(pool), before);
+    CHECK_EQ_U64(fixture_active_blocks(pool), before);
     error_is(ohm_buf_check(b, id), OHM_ESTATE);
     CHECK_EQ_INT(ohm_buf_reclaim(b, id), 0);
     CHECK_EQ_INT(ohm_pool_destroy(pool), 0);
@@ -655,7 +639,7 @@ static void test_reclaim_frees_a_live_unreleased_buffer_once(void)
 
 static void test_reclaim_after_release_or_with_a_stale_id_is_a_noop(void)
 {
-    ohm_pool *pool = buf_pool("buf-reclaim-noop");
+    ohm_pool *pool = fixture_flag_pool("buf-reclaim-noop", FIXTURE_NO_CACHE);
     if (!pool) return;
     ohm_buf *b = ohm_buf_alloc(pool, 64);
     if (!CHECK_NOT_NULL(b)) return;
@@ -664,11 +648,11 @@ static void test_reclaim_after_release_or_with_a_stale_id_is_a_noop(void)
     CHECK_EQ_INT(ohm_buf_reclaim(b, id), 0);
     ohm_buf *n = ohm_buf_alloc(pool, 64); /* may reuse b's header */
     if (!CHECK_NOT_NULL(n)) return;
-    uint64_t before = active_blocks(pool);
+    uint64_t before = fixture_active_blocks(pool);
     CHECK_EQ_INT(ohm_buf_reclaim(b, id), 0);
     CHECK_EQ_INT(ohm_buf_reclaim(n, ohm_buf_id(n) + 1), 0);
     CHECK_EQ_INT(ohm_buf_reclaim(n, 0), 0);
-    CHECK_EQ_U64(active_blocks(pool), before);
+    CHECK_EQ_U64(fixture_active_blocks(pool), before);
     CHECK_EQ_U64(ohm_buf_refcnt(n), 1);
     CHECK_EQ_INT(ohm_buf_release(n, 1), 1);
     CHECK_EQ_INT(ohm_pool_destroy(pool), 0);
@@ -676,17 +660,17 @@ static void test_reclaim_after_release_or_with_a_stale_id_is_a_noop(void)
 
 static void test_reclaim_of_a_plain_slice_drops_only_the_slice_handle(void)
 {
-    ohm_pool *pool = buf_pool("buf-reclaim-slice");
+    ohm_pool *pool = fixture_flag_pool("buf-reclaim-slice", FIXTURE_NO_CACHE);
     if (!pool) return;
     ohm_buf *p = ohm_buf_alloc(pool, 64);
     if (!CHECK_NOT_NULL(p)) return;
     CHECK_EQ_INT(ohm_buf_retain(p, 1), 0);
     ohm_buf *s = ohm_buf_slice(p, 4, 8), *s2 = ohm_buf_slice(p, 0, 8);
     if (!CHECK_NOT_NULL(s) || !CHECK_NOT_NULL(s2)) return;
-    uint64_t sid = ohm_buf_id(s), before = active_blocks(pool);
+    uint64_t sid = ohm_buf_id(s), before = fixture_active_blocks(pool);
     CHECK(ohm_buf_reclaim(s, sid) >= 0);
     CHECK_EQ_U64(ohm_buf_refcnt(p), 2);
-    CHECK_EQ_U64(active_blocks(pool), before);
+    CHECK_EQ_U64(fixture_active_blocks(pool), before);
     error_is(ohm_buf_check(s, sid), OHM_ESTATE);
     CHECK_EQ_INT(ohm_buf_write(p, 0, "ok", 2), 0);
     CHECK_EQ_INT(ohm_buf_write(s2, 0, "ok", 2), 0); /* the other view is untouched */
@@ -705,13 +689,13 @@ static void test_reclaim_of_a_parent_leaves_its_retained_slice_usable_until_the_
     ohm_buf *r = ohm_buf_retained_slice(p, 16, 16);
     if (!CHECK_NOT_NULL(r)) return;
     CHECK_EQ_INT(ohm_buf_reclaim(p, ohm_buf_id(p)), 1);
-    CHECK_EQ_U64(active_blocks(pool), before + 1); /* the slice's reference keeps the memory */
+    CHECK_EQ_U64(fixture_active_blocks(pool), before + 1); /* the slice's reference keeps the memory */
     unsigned char got;
     CHECK_EQ_INT(ohm_buf_read(r, 0, &got, 1), 0);
     CHECK_EQ_INT(got, 16);
     CHECK_EQ_U64(ohm_buf_refcnt(r), 1);
     CHECK_EQ_INT(ohm_buf_release(r, 1), 1);
-    CHECK_EQ_U64(active_blocks(pool), before);
+    CHECK_EQ_U64(fixture_active_blocks(pool), before);
     CHECK_EQ_INT(ohm_pool_destroy(pool), 0);
 }
 
@@ -734,9 +718,9 @@ static void test_reclaim_of_the_last_plain_slice_of_a_reclaimed_owner_reclaims_w
     CHECK_EQ_U64(ohm_buf_refcnt(s2), 3);
     CHECK_EQ_INT(ohm_buf_reclaim(s2, ohm_buf_id(s2)), 1); /* the last one: the forgotten references go */
     CHECK_EQ_U64(ohm_buf_refcnt(r), 1);
-    CHECK_EQ_U64(active_blocks(pool), before + 1); /* r still holds the memory */
+    CHECK_EQ_U64(fixture_active_blocks(pool), before + 1); /* r still holds the memory */
     CHECK_EQ_INT(ohm_buf_release(r, 1), 1);
-    CHECK_EQ_U64(active_blocks(pool), before);
+    CHECK_EQ_U64(fixture_active_blocks(pool), before);
     CHECK_EQ_INT(ohm_pool_destroy(pool), 0);
 }
 
@@ -749,7 +733,7 @@ static void *churn_pools(void *arg)
 {
     (void)arg;
     while (!atomic_load(&churn_stop)) {
-        ohm_pool *p = buf_pool("buf-churn");
+        ohm_pool *p = fixture_flag_pool("buf-churn", FIXTURE_NO_CACHE);
         if (!p) break;
         for (int i = 0; i < 8; i++) ohm_buf_alloc(p, 64); /* left live: the destruction ends them */
         ohm_pool_destroy(p);
@@ -889,7 +873,7 @@ static void test_alloc_zeroed_gives_zeroed_bytes_and_huge_sizes_fail(void)
 
 static void test_destroying_a_pool_with_live_buffers_ends_them_and_only_them(void)
 {
-    ohm_pool *pool = buf_pool("buf-destroy");
+    ohm_pool *pool = fixture_flag_pool("buf-destroy", FIXTURE_NO_CACHE);
     if (!pool) return;
     ohm_buf *a = ohm_buf_alloc(pool, 64), *b = ohm_buf_alloc(pool, 100000), *keep = ohm_buf_alloc(NULL, 64);
     if (!CHECK_NOT_NULL(a) || !CHECK_NOT_NULL(b) || !CHECK_NOT_NULL(keep)) return;
@@ -916,9 +900,9 @@ static void test_destroying_a_pool_with_live_buffers_ends_them_and_only_them(voi
 
 static void test_an_injected_map_failure_fails_alloc_with_enomem_and_makes_nothing(void)
 {
-    ohm_pool *pool = buf_pool("buf-fault");
+    ohm_pool *pool = fixture_flag_pool("buf-fault", FIXTURE_NO_CACHE);
     if (!pool) return;
-    uint64_t before = active_blocks(pool);
+    uint64_t before = fixture_active_blocks(pool);
     ohm_fault_inject(1, 0.0, 1); /* every map fails: the empty pool cannot get a chunk */
     ohm_buf *b = ohm_buf_alloc(pool, 64);
     int code = ohm_last_error_code();
@@ -929,7 +913,7 @@ static void test_an_injected_map_failure_fails_alloc_with_enomem_and_makes_nothi
     CHECK_EQ_INT(code, OHM_ENOMEM);
     CHECK_NULL(huge);
     CHECK_EQ_INT(huge_code, OHM_ENOMEM);
-    CHECK_EQ_U64(active_blocks(pool), before);
+    CHECK_EQ_U64(fixture_active_blocks(pool), before);
     b = ohm_buf_alloc(pool, 64); /* and it recovers */
     if (CHECK_NOT_NULL(b)) CHECK_EQ_INT(ohm_buf_release(b, 1), 1);
     CHECK_EQ_INT(ohm_pool_destroy(pool), 0);
@@ -942,7 +926,7 @@ static void test_an_injected_map_failure_fails_alloc_with_enomem_and_makes_nothi
 
 static void test_a_failed_header_allocation_gives_the_pool_block_back(void)
 {
-    ohm_pool *pool = buf_pool("buf-exhaust");
+    ohm_pool *pool = fixture_flag_pool("buf-exhaust", FIXTURE_NO_CACHE);
     if (!pool) return;
     ohm_buf *warm = ohm_buf_alloc(pool, 16); /* maps the chunk */
     if (!CHECK_NOT_NULL(warm)) return;
@@ -958,10 +942,10 @@ static void test_a_failed_header_allocation_gives_the_pool_block_back(void)
     CHECK(n < EXHAUST_MAX);
     CHECK_EQ_INT(code, OHM_ENOMEM);
     CHECK_STR_CONTAINS(msg, "header");
-    CHECK_EQ_U64(active_blocks(pool), n + 1); /* the live buffers and warm, nothing half made */
+    CHECK_EQ_U64(fixture_active_blocks(pool), n + 1); /* the live buffers and warm, nothing half made */
     for (size_t i = 0; i < n; i++) CHECK_EQ_INT(ohm_buf_release(live[i], 1), 1);
     CHECK_EQ_INT(ohm_buf_release(warm, 1), 1);
-    CHECK_EQ_U64(active_blocks(pool), 0);
+    CHECK_EQ_U64(fixture_active_blocks(pool), 0);
     free(live);
     CHECK_EQ_INT(ohm_pool_destroy(pool), 0);
 }
@@ -1030,7 +1014,7 @@ static void test_paranoid_retained_slice_holds_its_parent(void)
 int main(void)
 {
     ohm_set_log_handler(fixture_log_handler, &warnings);
-    ohm_leak_set_handler(leak_to_nowhere, NULL);
+    ohm_leak_set_handler(fixture_ignore_leak, NULL);
     ohm_leak_set_level(OHM_LEAK_OFF);
 
     RUN(test_new_buffer_has_count_1_and_the_requested_size);

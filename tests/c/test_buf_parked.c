@@ -17,23 +17,6 @@ static void count_leak(void *arg, const ohm_leak_report *report)
     atomic_fetch_add(&leaks, 1);
 }
 
-static void ignore_log(void *arg, ohm_log_level level, const char *message)
-{
-    (void)arg;
-    (void)level;
-    (void)message;
-}
-
-/* A private pool without thread caches, so that active_blocks follows every block exactly. */
-static ohm_pool *parked_pool(const char *name)
-{
-    ohm_pool_config cfg = fixture_config(name);
-    cfg.cache_max_size = 0;
-    return fixture_pool(&cfg);
-}
-
-static uint64_t active_blocks(ohm_pool *pool) { return fixture_stats(pool, -1).active_blocks; }
-
 static ohm_buf_layout layout(void)
 {
     ohm_buf_layout l;
@@ -64,10 +47,10 @@ static bool park(const ohm_buf_parked *p)
 
 static void test_a_parked_buffer_is_released_to_every_call(void)
 {
-    ohm_pool *pool = parked_pool("parked-released");
+    ohm_pool *pool = fixture_flag_pool("parked-released", FIXTURE_NO_CACHE);
     ohm_buf_parked p[4];
     if (!CHECK_EQ_U64(ohm_buf_alloc_parked(pool, 100, p, 4), 4)) return;
-    CHECK_EQ_U64(active_blocks(pool), 4);
+    CHECK_EQ_U64(fixture_active_blocks(pool), 4);
     for (int i = 0; i < 4; i++) {
         CHECK_NOT_NULL(p[i].data);
         CHECK((p[i].id >> 32) & 1);
@@ -80,15 +63,15 @@ static void test_a_parked_buffer_is_released_to_every_call(void)
         CHECK_EQ_INT(ohm_buf_reclaim(p[i].buf, p[i].id), 0);
         CHECK_EQ_INT(ohm_buf_track(p[i].buf), OHM_ESTATE);
     }
-    CHECK_EQ_U64(active_blocks(pool), 4);
+    CHECK_EQ_U64(fixture_active_blocks(pool), 4);
     CHECK_EQ_U64(ohm_buf_free_parked(p, 4), 4);
-    CHECK_EQ_U64(active_blocks(pool), 0);
+    CHECK_EQ_U64(fixture_active_blocks(pool), 0);
     ohm_pool_destroy(pool);
 }
 
 static void test_a_lent_buffer_is_live_and_parks_again_or_ends_by_release(void)
 {
-    ohm_pool *pool = parked_pool("parked-lend");
+    ohm_pool *pool = fixture_flag_pool("parked-lend", FIXTURE_NO_CACHE);
     ohm_buf_parked p[2];
     if (!CHECK_EQ_U64(ohm_buf_alloc_parked(pool, 64, p, 2), 2)) return;
     lend(&p[0], 40);
@@ -116,15 +99,15 @@ static void test_a_lent_buffer_is_live_and_parks_again_or_ends_by_release(void)
     lend(&p[1], 64);
     CHECK_EQ_INT(ohm_buf_release(p[1].buf, 1), 1);
     CHECK_EQ_U64(ohm_buf_id(p[1].buf), 0);
-    CHECK_EQ_U64(active_blocks(pool), 1);
+    CHECK_EQ_U64(fixture_active_blocks(pool), 1);
     CHECK_EQ_U64(ohm_buf_free_parked(p, 1), 1);
-    CHECK_EQ_U64(active_blocks(pool), 0);
+    CHECK_EQ_U64(fixture_active_blocks(pool), 0);
     ohm_pool_destroy(pool);
 }
 
 static void test_free_parked_refuses_a_lent_or_stale_word(void)
 {
-    ohm_pool *pool = parked_pool("parked-stale");
+    ohm_pool *pool = fixture_flag_pool("parked-stale", FIXTURE_NO_CACHE);
     ohm_buf_parked p[2];
     if (!CHECK_EQ_U64(ohm_buf_alloc_parked(pool, 64, p, 2), 2)) return;
     lend(&p[0], 64);
@@ -138,13 +121,13 @@ static void test_free_parked_refuses_a_lent_or_stale_word(void)
     ohm_buf_release(other, 1);
     CHECK_EQ_U64(ohm_buf_free_parked(&p[1], 1), 1);
     CHECK_EQ_U64(ohm_buf_free_parked(&p[1], 1), 0); /* twice */
-    CHECK_EQ_U64(active_blocks(pool), 0);
+    CHECK_EQ_U64(fixture_active_blocks(pool), 0);
     ohm_pool_destroy(pool);
 }
 
 static void test_destroying_a_pool_ends_parked_buffers_without_a_leak(void)
 {
-    ohm_pool *pool = parked_pool("parked-destroy");
+    ohm_pool *pool = fixture_flag_pool("parked-destroy", FIXTURE_NO_CACHE);
     ohm_buf_parked p[8];
     if (!CHECK_EQ_U64(ohm_buf_alloc_parked(pool, 256, p, 8), 8)) return;
     lend(&p[0], 256);
@@ -169,7 +152,7 @@ static void test_pools_that_act_at_each_allocation_make_no_parked_buffers(void)
     pool = fixture_pool(&cfg);
     CHECK_EQ_U64(ohm_buf_alloc_parked(pool, 64, p, 1), 0);
     ohm_pool_destroy(pool);
-    pool = parked_pool("parked-guard");
+    pool = fixture_flag_pool("parked-guard", FIXTURE_NO_CACHE);
     ohm_buf_set_guard(4096);
     CHECK_EQ_U64(ohm_buf_alloc_parked(pool, 8192, p, 1), 0);
     CHECK_EQ_U64(ohm_buf_alloc_parked(pool, 64, p, 1), 1);
@@ -180,7 +163,7 @@ static void test_pools_that_act_at_each_allocation_make_no_parked_buffers(void)
 
 static void test_track_gives_a_lent_buffer_a_record_closed_by_its_release(void)
 {
-    ohm_pool *pool = parked_pool("parked-track");
+    ohm_pool *pool = fixture_flag_pool("parked-track", FIXTURE_NO_CACHE);
     ohm_buf_parked p[1];
     if (!CHECK_EQ_U64(ohm_buf_alloc_parked(pool, 64, p, 1), 1)) return;
     lend(&p[0], 64);
@@ -193,13 +176,13 @@ static void test_track_gives_a_lent_buffer_a_record_closed_by_its_release(void)
     CHECK_EQ_INT(ohm_leak_check(mark, NULL, NULL), 1);
     CHECK_EQ_INT(ohm_buf_release(p[0].buf, 1), 1);
     CHECK_EQ_INT(ohm_leak_check(mark, NULL, NULL), 0);
-    CHECK_EQ_U64(active_blocks(pool), 0);
+    CHECK_EQ_U64(fixture_active_blocks(pool), 0);
     ohm_pool_destroy(pool);
 }
 
 static void test_a_tracked_lent_buffer_that_leaks_is_reclaimed_and_reported(void)
 {
-    ohm_pool *pool = parked_pool("parked-leak");
+    ohm_pool *pool = fixture_flag_pool("parked-leak", FIXTURE_NO_CACHE);
     ohm_buf_parked p[1];
     if (!CHECK_EQ_U64(ohm_buf_alloc_parked(pool, 64, p, 1), 1)) return;
     lend(&p[0], 64);
@@ -207,13 +190,13 @@ static void test_a_tracked_lent_buffer_that_leaks_is_reclaimed_and_reported(void
     unsigned before = atomic_load(&leaks);
     CHECK_EQ_INT(ohm_buf_reclaim(p[0].buf, p[0].id), 1);
     CHECK_EQ_U64(atomic_load(&leaks), before + 1);
-    CHECK_EQ_U64(active_blocks(pool), 0);
+    CHECK_EQ_U64(fixture_active_blocks(pool), 0);
     ohm_pool_destroy(pool);
 }
 
 int main(void)
 {
-    ohm_set_log_handler(ignore_log, NULL);
+    ohm_set_log_handler(fixture_ignore_log, NULL);
     ohm_leak_set_handler(count_leak, NULL);
     ohm_leak_set_level(OHM_LEAK_OFF);
     RUN(test_a_parked_buffer_is_released_to_every_call);

@@ -42,19 +42,6 @@ static void parent_handler(void *arg, const ohm_leak_report *r)
     if ((unsigned)r->reason < 3) atomic_fetch_add(&parent_reports[r->reason], 1);
 }
 
-static void count_only(void *arg, const ohm_leak_report *r)
-{
-    (void)arg;
-    (void)r;
-}
-
-static void quiet_log(void *arg, ohm_log_level level, const char *msg)
-{
-    (void)arg;
-    (void)level;
-    (void)msg;
-}
-
 static ohm_pool *quiet_pool(const char *name)
 {
     ohm_pool_config cfg = fixture_config(name);
@@ -142,7 +129,7 @@ static void *reporter(void *arg)
         ohm_buf *live = ohm_buf_alloc(p, 32);
         ohm_leak_check(mark, parent_handler, NULL);
         if (live) ohm_buf_release(live, 1);
-        ohm_leak_check(0, count_only, NULL);
+        ohm_leak_check(0, fixture_ignore_leak, NULL);
         round_end();
     }
     round_begin();
@@ -321,7 +308,7 @@ int main(void)
     /* One arena per pool: prefork holds every lock of every pool at once, and TSan's deadlock detector allows 64
      * locks held by one thread (the default of 2 arenas per CPU would pass it on a large machine). */
     setenv("OHM_ARENAS", "1", 1);
-    ohm_set_log_handler(quiet_log, NULL);
+    ohm_set_log_handler(fixture_ignore_log, NULL);
     /* The leak detector is the first thing used, before any pool, as in a host that configures it at start. */
     ohm_leak_set_level(OHM_LEAK_PARANOID);
     RUN(test_thread_exit_detaches_the_threads_caches);
