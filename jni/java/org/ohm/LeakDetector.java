@@ -144,6 +144,20 @@ public final class LeakDetector {
         }
     }
 
+    /** As attachSites for every tracked buffer, skipping those released meanwhile by other threads (a scope's
+     * close, while they may still be releasing). */
+    static void attachSitesRacy() {
+        for (Tracker t : TRACKED) {
+            Throwable site = t.site;
+            if (site == null || !t.live()) continue;
+            try {
+                Native.bufSetSite(t.handle, t.id, Native.cstr(siteText(site)));
+            } catch (RuntimeException e) {
+                // released between the check and the call: nothing to name
+            }
+        }
+    }
+
     /** The stack trace from the public ohm call that allocated, one "\tat frame" a line. */
     static String siteText(Throwable site) {
         StackTraceElement[] frames = site.getStackTrace();
