@@ -135,12 +135,15 @@ public final class LeakScope implements AutoCloseable {
             return stack != null && stack.contains(".<clinit>(");
         }
 
+        /** Netty's frames and ohm's own (org.ohm.Class, org.ohm.netty.Class: not their subpackages' tests). */
         private static boolean isLibrary(String frame) {
-            if (frame.startsWith("io.netty.") || frame.startsWith("org.ohm.netty.")) return true;
-            if (!frame.startsWith("org.ohm.")) return false;
+            if (frame.startsWith("io.netty.")) return true;
             int paren = frame.indexOf('(');
-            String cls = frame.substring(0, paren < 0 ? frame.length() : paren);
-            return cls.indexOf('.', "org.ohm.".length()) == cls.lastIndexOf('.'); // org.ohm.Class.method
+            String m = frame.substring(0, paren < 0 ? frame.length() : paren); // package.Class.method
+            for (String pkg : new String[] {"org.ohm.netty.", "org.ohm."}) {
+                if (m.startsWith(pkg)) return m.indexOf('.', pkg.length()) == m.lastIndexOf('.');
+            }
+            return false;
         }
     }
 
