@@ -49,8 +49,9 @@ static void hints_of(const ohm_leak_report *r, char *out, size_t cap)
     }
 }
 
-/* Closes the scope after waiting up to wait_ms; the buffers still live as 4 strings each: size, the Java site
- * text (or null), the hints (a line each, or null), the core's report text. Throws for a negative code. */
+/* Closes the scope after waiting up to wait_ms; the buffers still live as 5 strings each: buffer id, size, the
+ * Java site text (or null), the hints (a line each, or null), the core's report text. Throws for a negative
+ * code. */
 static jobjectArray JNICALL n_scope_close(JNIEnv *env, jclass cls, jlong id, jint wait_ms)
 {
     (void)cls;
@@ -62,20 +63,21 @@ static jobjectArray JNICALL n_scope_close(JNIEnv *env, jclass cls, jlong id, jin
         return NULL;
     }
     size_t count = list ? list->count : 0;
-    jobjectArray a = (*env)->NewObjectArray(env, (jsize)(count * 4), J.string_class, NULL);
+    jobjectArray a = (*env)->NewObjectArray(env, (jsize)(count * 5), J.string_class, NULL);
     for (size_t i = 0; a && i < count; i++) {
         const ohm_leak_report *r = &list->reports[i];
-        char num[32], hints[1024];
+        char bid[32], num[32], hints[1024];
+        snprintf(bid, sizeof bid, "%llu", (unsigned long long)r->buffer_id);
         snprintf(num, sizeof num, "%zu", r->size);
         hints_of(r, hints, sizeof hints);
-        const char *v[4] = {num, r->created.host_site, hints[0] ? hints : NULL, r->text};
-        for (int k = 0; k < 4; k++) {
+        const char *v[5] = {bid, num, r->created.host_site, hints[0] ? hints : NULL, r->text};
+        for (int k = 0; k < 5; k++) {
             jstring s = jni_string(env, v[k]);
             if ((*env)->ExceptionCheck(env)) {
                 a = NULL;
                 break;
             }
-            (*env)->SetObjectArrayElement(env, a, (jsize)(i * 4 + (size_t)k), s);
+            (*env)->SetObjectArrayElement(env, a, (jsize)(i * 5 + (size_t)k), s);
             if (s) (*env)->DeleteLocalRef(env, s);
         }
     }

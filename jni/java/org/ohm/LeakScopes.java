@@ -59,8 +59,8 @@ public final class LeakScopes {
 
     /**
      * Closes f (by the thread that opened it, innermost first) after waiting up to waitMs for other threads to
-     * release its buffers; the buffers still live, 4 strings each: size, Java site text (or null), hints (or
-     * null), the runtime's report text.
+     * release its buffers; the buffers still live, 5 strings each: buffer id, size, Java site text (or null),
+     * hints (or null), the runtime's report text.
      */
     public static String[] close(Frame f, int waitMs) {
         if (f.opener != Thread.currentThread())

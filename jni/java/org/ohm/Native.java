@@ -131,7 +131,7 @@ final class Native {
     static native int scopeJoin(long id);
     static native int scopeLeave();
     static native long scopeCurrent();
-    /** Closes after waiting up to waitMs; per buffer still live: size, Java site text, hints, report text. */
+    /** Closes after waiting up to waitMs; per buffer still live: id, size, Java site text, hints, report text. */
     static native String[] scopeClose(long id, int waitMs);
 
     // ---- memory manager (acquires return granted bytes or a code)

@@ -94,8 +94,8 @@ public final class LeakScope implements AutoCloseable {
         long ms = Math.min(Integer.MAX_VALUE, wait.toMillis());
         String[] r = LeakScopes.close(frame, (int) ms);
         List<Leak> leaks = new ArrayList<>();
-        for (int i = 0; r != null && i + 3 < r.length; i += 4) {
-            Leak k = new Leak(Long.parseLong(r[i]), r[i + 1], r[i + 2], r[i + 3]);
+        for (int i = 0; r != null && i + 4 < r.length; i += 5) {
+            Leak k = new Leak(Long.parseUnsignedLong(r[i]), Long.parseLong(r[i + 1]), r[i + 2], r[i + 3], r[i + 4]);
             if (!k.inStaticInit()) leaks.add(k);
         }
         return leaks;
@@ -108,8 +108,9 @@ public final class LeakScope implements AutoCloseable {
         if (!leaks.isEmpty()) throw new LeakException(leaks);
     }
 
-    /** One leaked buffer: its size, Java allocation stack ("\tat frame" lines, or null), hints and report. */
-    public record Leak(long size, String stack, String hints, String report) {
+    /** One leaked buffer: its id ({@code OhmBuffer.id()} when it was made), size, Java allocation stack ("\tat
+     * frame" lines, or null), hints and the runtime's report. */
+    public record Leak(long bufferId, long size, String stack, String hints, String report) {
         /** The first frame of the allocation stack outside ohm (and Netty): "Class.method(File.java:line)". */
         public String site() {
             if (stack == null) return "(no Java site: allocated outside Java)";

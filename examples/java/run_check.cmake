@@ -1,0 +1,36 @@
+# Runs org.ohm.stress.Main on a Java workload and checks its exit status and output (a ctest test).
+#   cmake -DJAVA=<java> -DCP=<classpath> -DWORKLOAD=<class> -DRC=<expected status> [-DLEAK=1] [-DARGS="a;b"]
+#         [-DEXPECT="regex;regex"] [-DSOURCE=<the workload's .java>] -P run_check.cmake
+# With SOURCE, the JSON's only leak site must be that file's line marked "PLANTED LEAK", exactly.
+set(env_cmd ${CMAKE_COMMAND} -E env --unset=LEAK)
+if(LEAK)
+  set(env_cmd ${CMAKE_COMMAND} -E env LEAK=1)
+endif()
+execute_process(COMMAND ${env_cmd} ${JAVA} -Xmx256m -cp ${CP} org.ohm.stress.Main --workload ${WORKLOAD} ${ARGS}
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+message("${out}${err}")
+if(NOT rc EQUAL RC)
+  message(FATAL_ERROR "org.ohm.stress.Main exited with ${rc}, expected ${RC}")
+endif()
+foreach(re ${EXPECT})
+  if(NOT "${out}${err}" MATCHES "${re}")
+    message(FATAL_ERROR "the output does not match: ${re}")
+  endif()
+endforeach()
+if(SOURCE)
+  # The line number by counting newlines before the marker (file(STRINGS) lists mangle Java's brackets).
+  file(READ ${SOURCE} text)
+  string(FIND "${text}" "PLANTED LEAK" at)
+  string(SUBSTRING "${text}" 0 ${at} before)
+  string(REGEX REPLACE "[^\n]" "" newlines "${before}")
+  string(LENGTH "${newlines}" line)
+  math(EXPR line "${line} + 1")
+  get_filename_component(file ${SOURCE} NAME)
+  string(REGEX MATCH "\"leak_sites\":\\[\\{\"site\":\"([^\"]*)\"" m "${out}")
+  if(NOT CMAKE_MATCH_1 STREQUAL "${file}:${line}")
+    message(FATAL_ERROR "leak_sites names '${CMAKE_MATCH_1}', expected '${file}:${line}' (the planted line)")
+  endif()
+  if(NOT out MATCHES "\"leak_sites\":\\[\\{[^]]*\\}\\]")
+    message(FATAL_ERROR "expected exactly one leak site")
+  endif()
+endif()
