@@ -22,7 +22,7 @@ public final class RequestWorkload implements Workload {
     private static final byte[] MESSAGE =
             ("header:value\r\n".repeat(8) + "\r\nbody").getBytes(StandardCharsets.US_ASCII);
 
-    private OhmBuffer table;
+    private OhmBuffer table, scratch;
 
     @Override
     public void setup(Context ctx) {
@@ -36,7 +36,9 @@ public final class RequestWorkload implements Workload {
         int cut = MESSAGE.length - 4;
         OhmBuffer reply = Ohm.defaultPool().allocate(MESSAGE.length);
         msg.copyTo(0, reply, 0, cut);
+        if (scratch == null) scratch = ctx.keep(Ohm.defaultPool().allocate(512)); // kept across iterations
         table.putLong(8 * (int) (ctx.iteration() % 512), ctx.iteration());
+        scratch.putLong(0, ctx.iteration());
         if (reply.getByte(0) != 'h') ctx.error("reply does not start with the header");
         msg.release();
         reply.release();
@@ -48,5 +50,6 @@ public final class RequestWorkload implements Workload {
     @Override
     public void teardown(Context ctx) {
         table.release();
+        if (scratch != null) scratch.release();
     }
 }

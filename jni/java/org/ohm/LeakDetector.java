@@ -144,18 +144,14 @@ public final class LeakDetector {
         }
     }
 
-    /** As attachSites for every tracked buffer, skipping those released meanwhile by other threads (a scope's
-     * close, while they may still be releasing). */
-    static void attachSitesRacy() {
+    /** The formatted Java site of the live tracked buffer whose id is id, or null (a leak scope's list: the
+     * sites are formatted for its leaked buffers only). */
+    static String siteOf(long id) {
         for (Tracker t : TRACKED) {
             Throwable site = t.site;
-            if (site == null || !t.live()) continue;
-            try {
-                Native.bufSetSite(t.handle, t.id, Native.cstr(siteText(site)));
-            } catch (RuntimeException e) {
-                // released between the check and the call: nothing to name
-            }
+            if (site != null && t.id == id) return siteText(site);
         }
+        return null;
     }
 
     /** The stack trace from the public ohm call that allocated, one "\tat frame" a line. */

@@ -67,8 +67,10 @@ public final class LeakScopes {
             throw new IllegalStateException("a leak scope is closed by the thread that opened it (" + f.opener + ")");
         if (!f.open) throw new IllegalStateException("the leak scope is closed already");
         if (CURRENT.get() != f) throw new IllegalStateException("a leak scope opened inside this one is still open");
-        LeakDetector.attachSitesRacy();
         String[] leaks = Native.scopeClose(f.id, Math.max(0, waitMs));
+        for (int i = 0; leaks != null && i + 4 < leaks.length; i += 5) {
+            if (leaks[i + 2] == null) leaks[i + 2] = LeakDetector.siteOf(Long.parseUnsignedLong(leaks[i]));
+        }
         f.open = false;
         synchronized (LeakScopes.class) {
             active--;
