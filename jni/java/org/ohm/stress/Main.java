@@ -183,7 +183,8 @@ public final class Main {
                     run.integrityError(wc.getName() + ".teardown threw " + e);
                 }
                 for (OhmBuffer b : ctx.kept) {
-                    if (b.refCnt() > 0) run.leak("Context.keep (not released by teardown)", b.capacity(), ctx.iteration);
+                    if (b.refCnt() > 0)
+                        run.leak("Context.keep (not released by teardown)", b.capacity(), ctx.iteration);
                 }
             }, "ohm-stress-" + i);
             ts[i].start();
@@ -336,7 +337,8 @@ public final class Main {
                     k, v.count, v.bytes, v.firstIteration));
             f.printf(Locale.ROOT, "  integrity errors %d%s%n", run.integrityErrors,
                     run.firstError != null ? ", the first: " + run.firstError : "");
-            f.printf(Locale.ROOT, "  growth           %s: live bytes %+.0f B/s, RSS %+.0f B/s (second half of the run)%n",
+            f.printf(Locale.ROOT,
+                    "  growth           %s: live bytes %+.0f B/s, RSS %+.0f B/s (second half of the run)%n",
                     growthWord(), growthPerS, rssGrowthPerS);
             f.println(failed() ? "FAILED" : "PASSED");
         }
