@@ -130,6 +130,7 @@ jmethodID jni_method(JNIEnv *env, const char *class_name, const char *name, cons
 int jni_register_buf(JNIEnv *env, jclass cls);
 int jni_register_mm(JNIEnv *env, jclass cls);
 int jni_register_ffi(JNIEnv *env, jclass cls);
+int jni_register_scope(JNIEnv *env, jclass cls);
 
 #pragma GCC visibility pop
 

@@ -144,6 +144,16 @@ public final class LeakDetector {
         }
     }
 
+    /** The formatted Java site of the live tracked buffer whose id is id, or null (a leak scope's list: the
+     * sites are formatted for its leaked buffers only). */
+    static String siteOf(long id) {
+        for (Tracker t : TRACKED) {
+            Throwable site = t.site;
+            if (site != null && t.id == id) return siteText(site);
+        }
+        return null;
+    }
+
     /** The stack trace from the public ohm call that allocated, one "\tat frame" a line. */
     static String siteText(Throwable site) {
         StackTraceElement[] frames = site.getStackTrace();

@@ -15,7 +15,8 @@ package org.ohm;
  * <p>Bypassed (the JNI path of {@link OhmBuffer#allocate}): zeroed allocations, private pools, sizes above the
  * pool's chunk, level PARANOID, and pools or sizes that make no parked buffers (poison, zero, guard pages).
  * Sampling at SIMPLE and ADVANCED is done here: a sampled lend gets a leak record (Native.bufTrack) and its
- * Java site, and its last release goes through the runtime, which closes the record.
+ * Java site, and its last release goes through the runtime, which closes the record. Every lend of a thread in
+ * a {@link LeakScopes leak scope} is taken as sampled.
  *
  * <p>Parked buffers are active blocks to the pool; {@link OhmPool#stats} subtracts them. Threads that end give
  * their magazines back within about a second (the cleaner thread); {@link OhmPool#trim} and
@@ -154,7 +155,8 @@ final class Magazine {
         // 1 in N: a shell is sampled at its N-th lend (jg - 1 lends so far), after which it ends at its release
         // (a tracked buffer is never parked), so over shells' lives exactly one lend in N is tracked. No per-thread
         // countdown to store at each lend, and a lowered interval applies at once.
-        if (level != 0 && jg > LeakDetector.intervalCache) sample(t);
+        // In a leak scope every lend is tracked; outside, scopes cost the one read of LeakScopes.active.
+        if (level != 0 && jg > LeakDetector.intervalCache || LeakScopes.active != 0 && LeakScopes.enter(l)) sample(t);
         return s;
     }
 

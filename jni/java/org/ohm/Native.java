@@ -126,6 +126,14 @@ final class Native {
     static native long leakMark();
     static native long leakCheck(long mark);
 
+    // ---- leak scopes (jni_scope.c): join and leave return OHM_E* codes
+    static native long scopeOpen();
+    static native int scopeJoin(long id);
+    static native int scopeLeave();
+    static native long scopeCurrent();
+    /** Closes after waiting up to waitMs; per buffer still live: id, size, Java site text, hints, report text. */
+    static native String[] scopeClose(long id, int waitMs);
+
     // ---- memory manager (acquires return granted bytes or a code)
     static native long[] mmConfigDefaults();
     static native long mmOnHeapFromHeap(long heap, double fraction);

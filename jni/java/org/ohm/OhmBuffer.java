@@ -103,6 +103,7 @@ public final class OhmBuffer implements AutoCloseable {
      * heap object, while one made once after the merge is usually no object at all (escape analysis). */
     static Shell allocateShell(long pool, long size, boolean zeroed, Object scope) {
         SafetyNet.Local l = SafetyNet.local();
+        if (LeakScopes.active != 0) LeakScopes.enter(l); // an inherited scope is joined at the first allocation
         long h = Native.bufAlloc(pool, size, zeroed, l.scratch);
         return rootShell(h, l, scope);
     }

@@ -53,6 +53,7 @@ final class SafetyNet {
         int used;                       // slots handed out so far (the next never-used index)
         volatile Tracker remote;        // removals by other threads (CAS push, owner exchange)
         Magazine.Mags mags;             // this thread's magazines of the default pool (made at first use)
+        LeakScopes.Frame scope;         // the scope this thread belongs to in the runtime (LeakScopes.enter)
 
         Local() {
             if (Memory.U != null) {

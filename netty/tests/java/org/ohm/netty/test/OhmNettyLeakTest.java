@@ -15,6 +15,8 @@ import org.ohm.LeakReport;
 import org.ohm.Ohm;
 import org.ohm.OhmPool;
 import org.ohm.netty.OhmByteBufAllocator;
+import org.ohm.test.LeakException;
+import org.ohm.test.LeakScope;
 
 import static org.junit.Assert.assertEquals;
 import static org.junit.Assert.assertTrue;
@@ -49,6 +51,26 @@ public class OhmNettyLeakTest {
         assertTrue(r.text(), r.text().contains("through-a-slice"));
         assertTrue(b.release());
         assertEquals(0, LeakDetector.check(mark));
+    }
+
+    @Test
+    public void aLeakScopeNamesTheLineOfALeakedNettyBuffer() {
+        LeakScope s = LeakScope.open(java.time.Duration.ofMillis(200));
+        OhmByteBufAllocator.DEFAULT.directBuffer(64).release();
+        int line = new Throwable().getStackTrace()[0].getLineNumber() + 1;
+        ByteBuf b = OhmByteBufAllocator.DEFAULT.directBuffer(100);
+        b.touch("netty-hint");
+        LeakException e = null;
+        try {
+            s.close();
+        } catch (LeakException caught) {
+            e = caught;
+        }
+        b.release();
+        assertTrue("no LeakException", e != null);
+        assertEquals(e.getMessage(), 1, e.leaks().size());
+        assertEquals(e.getMessage(), "OhmNettyLeakTest.java:" + line, e.leaks().get(0).fileLine());
+        assertTrue(e.getMessage(), e.getMessage().contains("netty-hint"));
     }
 
     @Test
