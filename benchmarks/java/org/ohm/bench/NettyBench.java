@@ -43,6 +43,13 @@ final class NettyBench {
         }
     }
 
+    /** The native memory the allocator holds: ohm's pool resident bytes (mapped minus purged), Netty's direct
+     * memory in use by its metric (a pooled allocator's chunks, an unpooled one's live buffers). */
+    static long held(String impl) {
+        if (impl.equals("ohm-netty")) return OhmByteBufAllocator.DEFAULT.pool().stats().residentBytes();
+        return ((io.netty.buffer.ByteBufAllocatorMetricProvider) allocator(impl)).metric().usedDirectMemory();
+    }
+
     /** netty-api: what a Netty handler does with a buffer of its own: directBuffer(n), writeLong, release. */
     static BenchMain.Loop apiLoop(BenchMain.Workload w, String impl) {
         ByteBufAllocator alloc = allocator(impl);
@@ -187,7 +194,7 @@ final class NettyBench {
                             ch.pipeline().addLast(new LengthFieldBasedFrameDecoder(1 << 20, 0, 4, 0, 0), new Echo());
                         }
                     }).bind(InetAddress.getLoopbackAddress(), 0).sync().channel();
-            long warm = (long) (1e9 * scale), iter = (long) (0.5e9 * scale);
+            long warm = (long) (3e9 * scale), iter = (long) (0.5e9 * scale);
             Channel conn = new Bootstrap().group(client).channel(NioSocketChannel.class)
                     .option(ChannelOption.ALLOCATOR, alloc).option(ChannelOption.TCP_NODELAY, true)
                     .handler(new ChannelInitializer<SocketChannel>() {
@@ -196,12 +203,13 @@ final class NettyBench {
                             ch.pipeline().addLast(new LengthFieldBasedFrameDecoder(1 << 20, 0, 4, 0, 4), handler);
                         }
                     }).connect(listener.localAddress()).sync().channel();
-            // Warm-up at full load (the JIT, the Java heap's young generation touched), then a rest as long as
+            // Warm-up at full load, 3 s (the JIT; the Java heap's young generation, kept small for this workload by
+            // the parent, touched whole), then a rest as long as
             // the allocators' own purge needs (ohm: 2 s by default), with the load paused.
             Thread.sleep(warm / 1_000_000);
             pause(handler, conn, true);
             sleep(Math.min(5.0, idleSeconds(scale)));
-            long rssBefore = BenchMain.rss();
+            long rssBefore = BenchMain.rss(), heldBefore = held(impl);
             BenchMain.resetPeak();
             pause(handler, conn, false);
             double sum = 0;
@@ -215,18 +223,19 @@ final class NettyBench {
             long ops = handler.received - ops0;
             double heapPerOp = (heapAllThreads() - heapStart) / (double) Math.max(1, ops);
             pause(handler, conn, true);
-            long peak = BenchMain.peakRss(), rssAfter = BenchMain.rss();
+            long peak = BenchMain.peakRss(), rssAfter = BenchMain.rss(), heldAfter = held(impl);
             double idle = idleSeconds(scale);
             sleep(idle);
-            long rssIdle = BenchMain.rss();
+            long rssIdle = BenchMain.rss(), heldIdle = held(impl);
             conn.close().sync();
             listener.close().sync();
             System.out.printf(Locale.ROOT, "{\"bench\":\"java\",\"workload\":\"%s\",\"impl\":\"%s\",\"threads\":%d,"
                             + "\"ops_per_sec\":%.6g,\"heap_bytes_per_op\":%.4f,\"peak_rss_bytes\":%d,"
                             + "\"live_peak_bytes\":%d,\"rss_before_bytes\":%d,\"rss_after_bytes\":%d,"
-                            + "\"rss_idle_bytes\":%d,\"idle_seconds\":%.1f}%n",
+                            + "\"rss_idle_bytes\":%d,\"idle_seconds\":%.1f,\"held_before_bytes\":%d,"
+                            + "\"held_after_bytes\":%d,\"held_idle_bytes\":%d}%n",
                     w.name, impl, w.threads, sum / 3, heapPerOp, peak, (long) Client.WINDOW * 65540, rssBefore,
-                    rssAfter, rssIdle, idle);
+                    rssAfter, rssIdle, idle, heldBefore, heldAfter, heldIdle);
             return 0;
         } finally {
             client.shutdownGracefully(0, 0, TimeUnit.SECONDS).sync();
