@@ -92,9 +92,23 @@ final class NettyBench {
         return Math.max(3.0, 30.0 * Math.min(1.0, scale));
     }
 
+    /** Both ends: what a read brought is flushed once the read is complete; an error ends the fork. */
+    abstract static class Flushing extends ChannelInboundHandlerAdapter {
+        @Override
+        public void channelReadComplete(ChannelHandlerContext ctx) {
+            ctx.flush();
+        }
+
+        @Override
+        public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
+            cause.printStackTrace();
+            System.exit(1);
+        }
+    }
+
     /** The client: keeps WINDOW messages in flight, each [int length][payload], and counts the frames that come
      * back whole (their last byte checked). Runs on the client's event loop only. */
-    static final class Client extends ChannelInboundHandlerAdapter {
+    static final class Client extends Flushing {
         static final int WINDOW = 32;
         final byte[] payload = new byte[65536];
         volatile long received;
@@ -134,35 +148,13 @@ final class NettyBench {
             if (!stopping) send(ctx);
             else if (received == sent) drained.countDown();
         }
-
-        @Override
-        public void channelReadComplete(ChannelHandlerContext ctx) {
-            ctx.flush();
-        }
-
-        @Override
-        public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
-            cause.printStackTrace();
-            System.exit(1);
-        }
     }
 
     /** The server: echoes every frame (length included) as it came. */
-    static final class Echo extends ChannelInboundHandlerAdapter {
+    static final class Echo extends Flushing {
         @Override
         public void channelRead(ChannelHandlerContext ctx, Object msg) {
             ctx.write(msg, ctx.voidPromise());
-        }
-
-        @Override
-        public void channelReadComplete(ChannelHandlerContext ctx) {
-            ctx.flush();
-        }
-
-        @Override
-        public void exceptionCaught(ChannelHandlerContext ctx, Throwable cause) {
-            cause.printStackTrace();
-            System.exit(1);
         }
     }
 
