@@ -37,9 +37,11 @@ import org.ohm.OhmPool;
 public final class BenchMain {
     private BenchMain() {}
 
-    static final String[] IMPLS = {"ohm", "netty-pooled", "allocate-direct", "ohm-jni", "ohm+jdk-cleaner"};
+    static final String[] IMPLS = {"ohm", "netty-pooled", "allocate-direct", "ohm-jni", "ohm+jdk-cleaner", "ohm-netty",
+        "netty-unpooled"};
 
-    /** A workload: its name, thread count, buffer size and which impls it runs by default. */
+    /** A workload: its name, thread count, buffer size and which impls it runs by default; the first impl is the
+     * one the ratios are of. */
     static final class Workload {
         final String name, summary;
         final int threads;
@@ -77,6 +79,17 @@ public final class BenchMain {
                 "ohm", "ohm-jni", "netty-pooled"));
         WORKLOADS.add(new Workload("cleaner-cost", 1, 64,
                 "alloc-release-64, plus a java.lang.ref.Cleaner registered and cleaned per buffer", "ohm", "ohm+jdk-cleaner"));
+        // Netty's allocators through Netty's API only (NettyBench): ohm's OhmByteBufAllocator against Netty's.
+        int[] nettySizes = {64, 1024, 16384, 1 << 20};
+        String[] nettyNames = {"64", "1k", "16k", "1m"}, nettyHuman = {"64 B", "1 KiB", "16 KiB", "1 MiB"};
+        for (int t = 1; t <= 2; t++)
+            for (int i = 0; i < nettySizes.length; i++)
+                WORKLOADS.add(new Workload("netty-api-" + nettyNames[i], t, nettySizes[i], "alloc.directBuffer("
+                        + nettyHuman[i] + "), writeLong, release" + (t > 1 ? ", each thread its own" : ""),
+                        "ohm-netty", "netty-pooled", "netty-unpooled"));
+        WORKLOADS.add(new Workload("netty-echo", 1, 65536, "messages/s echoed over loopback (NIO, one connection, "
+                + "32 in flight, 16 B - 64 KiB, mean 5.7 KiB), the allocator on both sides; RSS before, right after "
+                + "and after an idle wait", "ohm-netty", "netty-pooled", "netty-unpooled"));
     }
 
     // ---- options
@@ -110,9 +123,11 @@ public final class BenchMain {
 
     static void usage() {
         System.err.println("usage: ohm-bench-java [options]\n"
-                + "  --workload NAME[,NAME]  workloads (default: every alloc-release-*; --list names them; 'all')\n"
+                + "  --workload NAME[,NAME]  workloads (default: every alloc-release-* and handoff-*; --list names them;\n"
+                + "                          'all'; a prefix ending in '*', e.g. 'netty-api-*')\n"
                 + "  --threads N             only the variants with N threads\n"
-                + "  --impl NAME[,NAME]      ohm, netty-pooled, allocate-direct, ohm-jni, ohm+jdk-cleaner\n"
+                + "  --impl NAME[,NAME]      ohm, netty-pooled, allocate-direct, ohm-jni, ohm+jdk-cleaner, ohm-netty,\n"
+                + "                          netty-unpooled\n"
                 + "  --reps N                JVM forks per workload and impl (default 3; best ops/s, median RSS)\n"
                 + "  --scale F               multiplies warm-up and measurement times (default 1: 1 s + 3 x 0.5 s)\n"
                 + "  --json                  one JSON object per line per (workload, impl)\n"
@@ -166,13 +181,19 @@ public final class BenchMain {
         List<Workload> out = new ArrayList<>();
         for (Workload w : WORKLOADS) {
             boolean named = o.workloads.isEmpty() ? w.name.startsWith("alloc-release") || w.name.startsWith("handoff")
-                    : o.workloads.contains(w.name) || o.workloads.contains("all");
+                    : o.workloads.stream().anyMatch(n -> matches(n, w.name));
             if (named && (o.threads == 0 || o.threads == w.threads)) out.add(w);
         }
         for (String n : o.workloads)
-            if (!n.equals("all") && WORKLOADS.stream().noneMatch(w -> w.name.equals(n)))
+            if (WORKLOADS.stream().noneMatch(w -> matches(n, w.name)))
                 throw new IllegalArgumentException("unknown workload '" + n + "' (--list shows them)");
         return out;
+    }
+
+    /** A --workload name: a workload's name, "all", or a prefix ending in '*' (netty-api-*). */
+    static boolean matches(String pattern, String name) {
+        if (pattern.equals("all")) return true;
+        return pattern.endsWith("*") ? name.startsWith(pattern.substring(0, pattern.length() - 1)) : name.equals(pattern);
     }
 
     // ---- the parent: forks, aggregation, tables
@@ -181,7 +202,8 @@ public final class BenchMain {
     static final class Run {
         boolean ok;
         double opsPerSec, heapPerOp;
-        long threads, peakRss, livePeak, rssBefore, rssAfter;
+        long threads, peakRss, livePeak, rssBefore, rssAfter, rssIdle = -1, heldBefore, heldAfter, heldIdle;
+        double idleSeconds;
     }
 
     static int parent(Options o) throws Exception {
@@ -227,6 +249,9 @@ public final class BenchMain {
         String java = ProcessHandle.current().info().command().orElse("java");
         List<String> cmd = new ArrayList<>(List.of(java, "-Xms1g", "-Xmx1g", "-XX:+UseG1GC"));
         if (impl.equals("ohm-jni")) cmd.add("-Dohm.access=jni");
+        // netty-echo compares RSS before and after its load: a young generation small enough to be touched whole
+        // in the warm-up keeps the Java heap's first touches out of that difference.
+        if (w.name.equals("netty-echo")) cmd.add("-Xmn32m");
         String lib = System.getProperty("ohm.library.path");
         if (lib != null) cmd.add("-Dohm.library.path=" + lib);
         // Extra JVM options for every fork (e.g. -Dohm.leak.level=off), from the environment.
@@ -263,6 +288,13 @@ public final class BenchMain {
             r.livePeak = Long.parseLong(field(line, "live_peak_bytes"));
             r.rssBefore = Long.parseLong(field(line, "rss_before_bytes"));
             r.rssAfter = Long.parseLong(field(line, "rss_after_bytes"));
+            if (line.contains("\"rss_idle_bytes\":")) {
+                r.rssIdle = Long.parseLong(field(line, "rss_idle_bytes"));
+                r.idleSeconds = Double.parseDouble(field(line, "idle_seconds"));
+                r.heldBefore = Long.parseLong(field(line, "held_before_bytes"));
+                r.heldAfter = Long.parseLong(field(line, "held_after_bytes"));
+                r.heldIdle = Long.parseLong(field(line, "held_idle_bytes"));
+            }
             r.ok = true;
         } catch (RuntimeException e) {
             r.ok = false;
@@ -292,6 +324,11 @@ public final class BenchMain {
         a.livePeak = median(ok.stream().mapToLong(r -> r.livePeak).toArray());
         a.rssBefore = median(ok.stream().mapToLong(r -> r.rssBefore).toArray());
         a.rssAfter = median(ok.stream().mapToLong(r -> r.rssAfter).toArray());
+        a.rssIdle = median(ok.stream().mapToLong(r -> r.rssIdle).toArray());
+        a.idleSeconds = ok.get(0).idleSeconds;
+        a.heldBefore = median(ok.stream().mapToLong(r -> r.heldBefore).toArray());
+        a.heldAfter = median(ok.stream().mapToLong(r -> r.heldAfter).toArray());
+        a.heldIdle = median(ok.stream().mapToLong(r -> r.heldIdle).toArray());
         return a;
     }
 
@@ -302,31 +339,42 @@ public final class BenchMain {
     }
 
     static String json(Workload w, String impl, Run r) {
+        String idle = r.rssIdle < 0 ? "" : String.format(Locale.ROOT, ",\"rss_idle_bytes\":%d,\"idle_seconds\":%.1f,"
+                + "\"held_before_bytes\":%d,\"held_after_bytes\":%d,\"held_idle_bytes\":%d", r.rssIdle, r.idleSeconds,
+                r.heldBefore, r.heldAfter, r.heldIdle);
         return String.format(Locale.ROOT, "{\"bench\":\"java\",\"workload\":\"%s\",\"impl\":\"%s\",\"threads\":%d,"
                         + "\"ops_per_sec\":%.6g,\"heap_bytes_per_op\":%.4f,\"peak_rss_bytes\":%d,"
                         + "\"live_peak_bytes\":%d,"
-                        + "\"rss_before_bytes\":%d,\"rss_after_bytes\":%d}", w.name, impl, r.threads, r.opsPerSec,
-                r.heapPerOp, r.peakRss, r.livePeak, r.rssBefore, r.rssAfter);
+                        + "\"rss_before_bytes\":%d,\"rss_after_bytes\":%d%s}", w.name, impl, r.threads, r.opsPerSec,
+                r.heapPerOp, r.peakRss, r.livePeak, r.rssBefore, r.rssAfter, idle);
     }
 
     static void table(Workload w, List<String> impls, Run[] agg) {
-        String[] headers = {"impl", "threads", "ops/s", "ns/op", "heap/op", "peak RSS", "live peak", "RSS before",
-                "RSS after", "ohm ratio"};
+        boolean echo = w.name.equals("netty-echo");
+        String base = w.impls[0];
+        String[] headers = {"impl", "threads", echo ? "msgs/s" : "ops/s", "ns/op", "heap/op", "peak RSS", "live peak",
+                "RSS before", "RSS after", echo ? "RSS idle" : null, base + " ratio"};
+        headers = Arrays.stream(headers).filter(h -> h != null).toArray(String[]::new);
         List<String[]> rows = new ArrayList<>();
         rows.add(headers);
-        int ohm = impls.indexOf("ohm");
+        int ohm = impls.indexOf(base);
         for (int k = 0; k < impls.size(); k++) {
             Run r = agg[k];
             if (!r.ok) {
-                rows.add(new String[] {impls.get(k), "failed", "", "", "", "", "", "", "", ""});
+                String[] row = new String[headers.length];
+                Arrays.fill(row, "");
+                row[0] = impls.get(k);
+                row[1] = "failed";
+                rows.add(row);
                 continue;
             }
             String ratio = ohm >= 0 && agg[ohm].ok && r.opsPerSec > 0
                     ? String.format(Locale.ROOT, "%.2fx", agg[ohm].opsPerSec / r.opsPerSec) : "-";
-            rows.add(new String[] {impls.get(k), String.valueOf(r.threads), rate(r.opsPerSec),
+            String[] row = {impls.get(k), String.valueOf(r.threads), rate(r.opsPerSec),
                     String.format(Locale.ROOT, "%.1f", 1e9 / r.opsPerSec),
                     String.format(Locale.ROOT, "%.2fB", r.heapPerOp), bytes(r.peakRss), bytes(r.livePeak),
-                    bytes(r.rssBefore), bytes(r.rssAfter), ratio});
+                    bytes(r.rssBefore), bytes(r.rssAfter), echo ? bytes(r.rssIdle) : null, ratio};
+            rows.add(Arrays.stream(row).filter(c -> c != null).toArray(String[]::new));
         }
         int[] width = new int[headers.length];
         for (String[] row : rows) for (int c = 0; c < row.length; c++) width[c] = Math.max(width[c], row[c].length());
@@ -343,9 +391,13 @@ public final class BenchMain {
         }
         // The goals (ops/s ratios, heap/op against Netty's, peak RSS within 1.1x Netty's); the rest is
         // information.
+        if (w.name.startsWith("netty-")) {
+            nettyGoals(w, impls, agg);
+            return;
+        }
         boolean goals = w.name.startsWith("alloc-release") || w.name.startsWith("handoff");
-        goal(impls, agg, "netty-pooled", 2.0, goals);
-        goal(impls, agg, "allocate-direct", 10.0, goals && w.name.startsWith("alloc-release"));
+        goal(impls, agg, "ohm", "netty-pooled", 2.0, goals);
+        goal(impls, agg, "ohm", "allocate-direct", 10.0, goals && w.name.startsWith("alloc-release"));
         int o = impls.indexOf("ohm"), nt = impls.indexOf("netty-pooled");
         if (goals && o >= 0 && nt >= 0 && agg[o].ok && agg[nt].ok) {
             System.out.printf(Locale.ROOT, "goal  ohm heap/op <= netty-pooled's: %.2f B vs %.2f B  %s%n",
@@ -354,19 +406,52 @@ public final class BenchMain {
             System.out.printf(Locale.ROOT, "goal  ohm peak RSS <= 1.10x netty-pooled's: %.2fx  %s%n", rss,
                     rss <= 1.10 ? "met" : "MISSED");
         }
-        goal(impls, agg, "ohm-jni", 1.0, false);
-        goal(impls, agg, "ohm+jdk-cleaner", 1.0, false);
+        goal(impls, agg, "ohm", "ohm-jni", 1.0, false);
+        goal(impls, agg, "ohm", "ohm+jdk-cleaner", 1.0, false);
     }
 
-    static void goal(List<String> impls, Run[] agg, String peer, double want, boolean isGoal) {
-        int o = impls.indexOf("ohm"), p = impls.indexOf(peer);
+    /** The Netty goals: ohm's allocator at least as fast as Netty's pooled one (stretch 2x through the API), and
+     * after the echo load, ohm's RSS back within 10% of where it was before it. */
+    static void nettyGoals(Workload w, List<String> impls, Run[] agg) {
+        boolean echo = w.name.equals("netty-echo");
+        goal(impls, agg, "ohm-netty", "netty-pooled", 1.0, true);
+        int o = impls.indexOf("ohm-netty"), p = impls.indexOf("netty-pooled");
+        if (!echo && o >= 0 && p >= 0 && agg[o].ok && agg[p].ok && agg[p].opsPerSec > 0) {
+            double got = agg[o].opsPerSec / agg[p].opsPerSec;
+            System.out.printf(Locale.ROOT, "stretch  ohm-netty >= 2.00x netty-pooled: %.2fx  %s%n", got,
+                    got >= 2.0 ? "met" : "not met");
+        }
+        goal(impls, agg, "ohm-netty", "netty-unpooled", 1.0, false);
+        if (!echo) return;
+        for (int k = 0; k < impls.size(); k++) {
+            Run r = agg[k];
+            if (!r.ok || r.rssIdle < 0 || r.rssBefore <= 0) continue;
+            double grew = r.rssIdle / (double) r.rssBefore - 1;
+            String idle = String.format(Locale.ROOT, "%.0f s idle%s", r.idleSeconds,
+                    r.idleSeconds < 30 ? " (30 s scaled down by --scale)" : "");
+            if (k == o)
+                System.out.printf(Locale.ROOT, "goal  ohm-netty RSS after %s within 10%% of RSS before the load: %s vs "
+                        + "%s (%+.1f%%)  %s%n", idle, bytes(r.rssIdle), bytes(r.rssBefore), 100 * grew,
+                        grew <= 0.10 ? "met" : "MISSED");
+            else
+                System.out.printf(Locale.ROOT, "info  %s RSS after %s vs before the load: %s vs %s (%+.1f%%)%n",
+                        impls.get(k), idle, bytes(r.rssIdle), bytes(r.rssBefore), 100 * grew);
+            System.out.printf(Locale.ROOT, "info  %s native memory held (%s): before %s, after the load %s, after "
+                    + "the idle wait %s%n", impls.get(k), k == o ? "pool resident" : "metric's used direct",
+                    bytes(r.heldBefore), bytes(r.heldAfter), bytes(r.heldIdle));
+        }
+    }
+
+    static void goal(List<String> impls, Run[] agg, String base, String peer, double want, boolean isGoal) {
+        int o = impls.indexOf(base), p = impls.indexOf(peer);
         if (o < 0 || p < 0 || !agg[o].ok || !agg[p].ok || agg[p].opsPerSec <= 0) return;
         double got = agg[o].opsPerSec / agg[p].opsPerSec;
         if (!isGoal) {
-            System.out.printf(Locale.ROOT, "info  ohm / %s: %.2fx%n", peer, got);
+            System.out.printf(Locale.ROOT, "info  %s / %s: %.2fx%n", base, peer, got);
             return;
         }
-        System.out.printf(Locale.ROOT, "goal  ohm >= %.2fx %s: %.2fx  %s%n", want, peer, got, got >= want ? "met" : "MISSED");
+        System.out.printf(Locale.ROOT, "goal  %s >= %.2fx %s: %.2fx  %s%n", base, want, peer, got,
+                got >= want ? "met" : "MISSED");
     }
 
     static String rate(double v) {
@@ -403,6 +488,7 @@ public final class BenchMain {
 
     static Loop loop(Workload w, String impl) {
         int size = w.size;
+        if (w.name.startsWith("netty-api")) return NettyBench.apiLoop(w, impl);
         switch (w.name.startsWith("access") ? "access-" + impl : impl) {
             case "ohm": case "ohm-jni": {
                 OhmPool pool = Ohm.defaultPool();
@@ -499,6 +585,7 @@ public final class BenchMain {
         String impl = o.impls.get(0);
         Workload w = WORKLOADS.stream().filter(x -> x.name.equals(o.workloads.get(0)) && (o.threads == 0 || x.threads == o.threads))
                 .findFirst().orElseThrow(() -> new IllegalArgumentException("no such workload"));
+        if (w.name.equals("netty-echo")) return NettyBench.echo(w, impl, o.scale);
         long warm = (long) (1e9 * o.scale), iter = (long) (0.5e9 * o.scale);
         int iters = 3;
         Loop[] loops = w.name.startsWith("handoff") ? handoff(w, impl) : new Loop[w.threads];
@@ -516,7 +603,7 @@ public final class BenchMain {
         }
         double heapPerOp = (heapBytes - heap0) / (double) Math.max(1, opsDone - ops0);
         long peak = peakRss();
-        if (impl.startsWith("ohm")) Ohm.defaultPool().trim();
+        if (impl.startsWith("ohm")) Ohm.defaultPool().trim(); // ohm-netty's DEFAULT takes from the default pool
         else if (impl.equals("allocate-direct")) System.gc();
         long rssAfter = rss();
         // The fork reports the mean of its measurement iterations; the parent keeps the best fork.
