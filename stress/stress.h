@@ -4,14 +4,17 @@
  * workers.c  the worker threads: pool blocks, buffers handed between threads, memory-manager tasks with
  *            spilling consumers, the storage block cache, mapped files
  * monitor.c  the sampling thread (every ~100 ms) and the progress line
- * report.c   the summary (text or JSON) and the HTML report with inline SVG charts
+ * report.c   the summary (text or JSON) and the HTML report
+ * chart.c    the HTML reports' page head and inline SVG line charts (chart.h)
  * util.c     random numbers, the byte pattern every buffer carries, RSS, error records, option numbers
- * workload.c, lua_driver.c  ohm-stress --lua: users' workloads, and their report (see workload.h)
+ * workload.c, lua_driver.c  ohm-stress --lua: users' workloads, and their report (see workload.h); workload.c and
+ *            chart.c are also the report writer of the Java driver (libohm_jni.so links them)
  *
  * Every shared counter is a relaxed atomic: the monitor reads them while workers run. */
 #ifndef OHM_STRESS_H
 #define OHM_STRESS_H
 
+#include "chart.h"
 #include "harness.h"
 #include "ohm.h"
 
@@ -198,13 +201,5 @@ void report_summary(const stress *s);
 void report_json(const stress *s);
 int report_html(const stress *s, const char *path);
 bool stress_failed(const stress *s);
-/* One line chart as inline SVG (the HTML reports' only drawing): n points of nseries series; value(ctx, i, k)
- * is point i of series k, and its time in seconds for k == CHART_TIME. */
-#define CHART_TIME UINT_MAX
-typedef double chart_value(const void *ctx, size_t i, unsigned series);
-void svg_chart(FILE *f, const char *title, bool bytes, size_t n, unsigned nseries, const char *const *names,
-               chart_value *value, const void *ctx);
-/* The page's head and style, shared by the reports. */
-void html_head(FILE *f, const char *title);
 
 #endif /* OHM_STRESS_H */

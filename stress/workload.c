@@ -1,9 +1,10 @@
 /* The report of a user's workload run: the verdict, the growth trend, and the summary, JSON and HTML forms (the
- * HTML with the charts the built-in run's report draws, svg_chart). */
+ * HTML with the charts the built-in run's report draws, chart.h). The one writer of every driver: ohm-stress --lua
+ * calls it directly, org.ohm.stress.Main through libohm_jni.so (jni/src/jni_stress.c). */
 #include "workload.h"
 
+#include "chart.h"
 #include "json.h"
-#include "stress.h"
 
 #include <math.h>
 #include <stdlib.h>

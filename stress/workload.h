@@ -1,8 +1,8 @@
 /* A run of a user's workload (ohm-stress --lua, and the Java driver's Main): what the report writer needs, as a
- * plain struct any driver fills. Its JSON form (wl_json) carries the same fields, so a driver in another process
- * produces the same object.
+ * plain struct any driver fills. Every form of the report comes from here, so the drivers' outputs agree.
  *
- * workload.c   the verdict, the growth trend, the summary, the JSON object and the HTML report
+ * workload.c   the verdict, the growth trend, the summary, the JSON object and the HTML report; with chart.c the
+ *              library ohm_stress_report (ReportLibrary.cmake), which libohm_jni.so links for the Java driver
  * lua_driver.c ohm-stress --lua: N Lua states on N threads, each iteration in a leak scope */
 #ifndef OHM_STRESS_WORKLOAD_H
 #define OHM_STRESS_WORKLOAD_H
@@ -59,6 +59,7 @@ void wl_summary(FILE *f, const wl_result *r);
  * leak_sites [{site, count, bytes, first_iteration}], integrity_errors, growth_bytes_per_s,
  * rss_growth_bytes_per_s, growth ("none", "growing", "unknown"), first_error, passed. */
 void wl_json(FILE *f, const wl_result *r);
+/* The HTML report into path: 0, or -1 with errno set (the file could not be written). */
 int wl_html(const wl_result *r, const char *path);
 
 /* ohm-stress --lua ... (lua_driver.c): the exit status. */

@@ -131,6 +131,8 @@ int jni_register_buf(JNIEnv *env, jclass cls);
 int jni_register_mm(JNIEnv *env, jclass cls);
 int jni_register_ffi(JNIEnv *env, jclass cls);
 int jni_register_scope(JNIEnv *env, jclass cls);
+/* org.ohm.stress.Report's native (jni_stress.c), on that class: 0 when it is not in the jar. */
+int jni_register_stress(JNIEnv *env);
 
 #pragma GCC visibility pop
 

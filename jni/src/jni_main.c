@@ -367,7 +367,7 @@ JNIEXPORT jint JNICALL JNI_OnLoad(JavaVM *vm, void *reserved)
 
     if (JNI_REGISTER(env, J.native_class, main_methods) != 0) goto error;
     if (jni_register_buf(env, J.native_class) || jni_register_mm(env, J.native_class) ||
-        jni_register_ffi(env, J.native_class) || jni_register_scope(env, J.native_class))
+        jni_register_ffi(env, J.native_class) || jni_register_scope(env, J.native_class) || jni_register_stress(env))
         goto error;
 
     ohm_bind_host_ops ops = {OHM_BIND_ANY_THREAD, host_attach, host_detach, host_leak};

@@ -1,22 +1,18 @@
 package org.ohm.stress;
 
-import java.io.IOException;
 import java.io.PrintStream;
 import java.lang.reflect.InvocationTargetException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
+import java.nio.file.InvalidPathException;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.atomic.AtomicLong;
 import org.ohm.LeakDetector;
-import org.ohm.Ohm;
 import org.ohm.OhmBuffer;
 import org.ohm.test.LeakScope;
 
@@ -29,9 +25,13 @@ import org.ohm.test.LeakScope;
  *      [--duration S | --iterations N] [--json] [--report F.html] [--scope-wait-ms MS]
  * </pre>
  *
- * --json prints one object with the keys of ohm-stress --lua's (leaks, leak_sites [{site, count, bytes,
- * first_iteration}], iterations, integrity_errors, growth_bytes_per_s, ...). Without --duration or --iterations
- * the run is 10,000 iterations.
+ * <p>The summary, the --json object (leaks, leak_sites [{site, count, bytes, first_iteration}], iterations,
+ * integrity_errors, growth_bytes_per_s, ...) and the --report page (leaks by site, memory over time, the growth
+ * verdict) come from ohm-stress's own report writer, in libohm_jni.so: they are {@code ohm-stress --lua}'s. Memory
+ * is sampled every ~100 ms: the RSS (less the Java heap's committed size), the live bytes of the default pool and
+ * of the pools the workload watches ({@link Context#watch(org.ohm.OhmPool)}), and a watched memory manager's use.
+ * A report path that cannot be written is bad input: exit 2 before the run (or after it, if writing fails then).
+ * Without --duration or --iterations the run is 10,000 iterations.
  */
 public final class Main {
     private Main() {}
@@ -54,7 +54,11 @@ public final class Main {
         long leaks, leakBytes, integrityErrors;
         String firstError;
         final AtomicLong next = new AtomicLong();
-        final List<double[]> samples = new ArrayList<>(); // t, live bytes, rss
+        final Sampler sampler;
+
+        Run(long t0) {
+            sampler = new Sampler(t0);
+        }
 
         synchronized void integrityError(String m) {
             if (integrityErrors++ == 0) firstError = m;
@@ -70,6 +74,12 @@ public final class Main {
         }
     }
 
+    /**
+     * Runs the driver and exits with its status: 0 passed, 1 failed (a leak, an integrity error, growth), 2 bad
+     * input (options, the workload class, its setup, the report path).
+     *
+     * @param args the options above
+     */
     public static void main(String[] args) {
         System.exit(run(args, System.out, System.err));
     }
@@ -107,6 +117,11 @@ public final class Main {
             return 2;
         }
         if (duration == 0 && iterations == 0) iterations = 10_000;
+        String unwritable = report == null ? null : unwritable(report);
+        if (unwritable != null) {
+            err.println("ohm-stress: cannot write the report " + report + ": " + unwritable);
+            return 2;
+        }
         Class<? extends Workload> wc;
         try {
             wc = load(cls);
@@ -121,6 +136,21 @@ public final class Main {
             return 2;
         }
         return drive(wc, threads, duration, iterations, json, report, waitMs, out, err);
+    }
+
+    /** Why the report cannot be written at path (checked before the run), or null when it can. */
+    private static String unwritable(String path) {
+        Path p;
+        try {
+            p = Path.of(path).toAbsolutePath();
+        } catch (InvalidPathException e) {
+            return e.getMessage();
+        }
+        Path dir = p.getParent();
+        if (Files.isDirectory(p)) return "it is a directory";
+        if (dir == null || !Files.isDirectory(dir)) return "no directory " + dir;
+        if (Files.exists(p) ? !Files.isWritable(p) : !Files.isWritable(dir)) return "permission denied";
+        return null;
     }
 
     private static String value(String[] args, int i, String opt) {
@@ -144,9 +174,9 @@ public final class Main {
 
     private static int drive(Class<? extends Workload> wc, int nthreads, double duration, long iterations,
             boolean json, String report, int waitMs, PrintStream out, PrintStream err) {
-        Run run = new Run();
-        String[] setupFailure = new String[1];
         long t0 = System.nanoTime();
+        Run run = new Run(t0);
+        String[] setupFailure = new String[1];
         long end = duration > 0 ? t0 + (long) (duration * 1e9) : Long.MAX_VALUE;
         Duration wait = Duration.ofMillis(waitMs);
         // The scopes report each leak; the GC's later reports of the same buffers would only repeat them.
@@ -182,9 +212,9 @@ public final class Main {
                 } catch (Throwable e) {
                     run.integrityError(wc.getName() + ".teardown threw " + e);
                 }
-                for (OhmBuffer b : ctx.kept) {
-                    if (b.refCnt() > 0)
-                        run.leak("Context.keep (not released by teardown)", b.capacity(), ctx.iteration);
+                for (Context.Kept k : ctx.kept) {
+                    OhmBuffer b = Context.memoryOf(k.buffer());
+                    if (b != null) run.leak(k.site() + " (kept, not released by teardown)", b.capacity(), ctx.iteration);
                 }
             }, "ohm-stress-" + i);
             ts[i].start();
@@ -195,9 +225,7 @@ public final class Main {
             Thread.currentThread().interrupt();
         }
         go.countDown();
-        Thread sampler = new Thread(() -> sample(run, t0), "ohm-stress-sampler");
-        sampler.setDaemon(true);
-        sampler.start();
+        run.sampler.start();
         for (Thread t : ts) {
             try {
                 t.join();
@@ -205,22 +233,19 @@ public final class Main {
                 Thread.currentThread().interrupt();
             }
         }
-        sampler.interrupt();
+        run.sampler.stop();
         LeakDetector.setListener(null);
         if (setupFailure[0] != null) {
             err.println("ohm-stress: workload class " + setupFailure[0]);
             return 2;
         }
         double seconds = (System.nanoTime() - t0) / 1e9;
-        Result r = new Result(wc.getName(), nthreads, seconds, run);
-        if (json) out.println(r.json());
-        else r.summary(out);
-        if (report != null) {
-            try {
-                Files.writeString(Path.of(report), r.html(), StandardCharsets.UTF_8);
-            } catch (IOException e) {
-                err.println("ohm-stress: cannot write " + report + ": " + e);
-            }
+        Report.Written r = Report.of(run, wc.getName(), nthreads, seconds, json, report);
+        out.print(r.text());
+        out.flush();
+        if (r.reportError() != null) {
+            err.println("ohm-stress: " + r.reportError());
+            return 2;
         }
         return r.failed() ? 1 : 0;
     }
@@ -242,159 +267,12 @@ public final class Main {
             List<LeakScope.Leak> leaks = s.closeAndList();
             if (leaks.isEmpty()) continue;
             Set<Long> kept = new HashSet<>();
-            for (OhmBuffer b : ctx.kept) kept.add(b.id());
+            for (Context.Kept k : ctx.kept) {
+                OhmBuffer b = Context.memoryOf(k.buffer());
+                if (b != null) kept.add(b.id());
+            }
             for (LeakScope.Leak k : leaks)
                 if (!kept.contains(k.bufferId())) run.leak(k.fileLine(), k.size(), it);
-        }
-    }
-
-    /** Live bytes of the default pool and the RSS every 100 ms, for the growth verdict. The RSS is taken less
-     * the Java heap's committed size: the heap growing to its working size is not the workload's leak. */
-    private static void sample(Run run, long t0) {
-        while (!Thread.currentThread().isInterrupted()) {
-            double[] s = {(System.nanoTime() - t0) / 1e9, Ohm.defaultPool().stats().activeBytes(), rss()};
-            synchronized (run.samples) {
-                run.samples.add(s);
-            }
-            try {
-                Thread.sleep(100);
-            } catch (InterruptedException e) {
-                return;
-            }
-        }
-    }
-
-    private static double rss() {
-        try {
-            String[] f = Files.readString(Path.of("/proc/self/statm")).trim().split("\\s+");
-            return Long.parseLong(f[1]) * 4096.0 - Runtime.getRuntime().totalMemory();
-        } catch (IOException | RuntimeException e) {
-            return 0;
-        }
-    }
-
-    /** The run's results, as ohm-stress's C drivers compute them (stress/workload.c: wl_growth, wl_failed). */
-    static final class Result {
-        final String workload;
-        final int threads;
-        final double seconds;
-        final Run run;
-        final boolean growthKnown;
-        boolean growth, rssGrowth;
-        double growthPerS, rssGrowthPerS;
-
-        Result(String workload, int threads, double seconds, Run run) {
-            this.workload = workload;
-            this.threads = threads;
-            this.seconds = seconds;
-            this.run = run;
-            List<double[]> s;
-            synchronized (run.samples) {
-                s = new ArrayList<>(run.samples);
-            }
-            growthKnown = s.size() >= 10 && seconds >= 2;
-            if (s.isEmpty()) return;
-            int from = s.size() / 2;
-            double span = s.get(s.size() - 1)[0] - s.get(from)[0];
-            double[] live = trend(s, from, 1), rss = trend(s, from, 2);
-            growthPerS = live[0];
-            rssGrowthPerS = rss[0];
-            growth = growthKnown && live[1] > 0.9 && live[0] * span > Math.max(1048576.0, live[2] / 4);
-            rssGrowth = growthKnown && rss[1] > 0.9 && rss[0] * span > Math.max(16.0 * 1048576.0, rss[2] / 4);
-        }
-
-        /** Slope per second, correlation and mean of column col over samples [from, n). */
-        private static double[] trend(List<double[]> s, int from, int col) {
-            double n = 0, sx = 0, sy = 0, sxx = 0, syy = 0, sxy = 0;
-            for (int i = from; i < s.size(); i++) {
-                double x = s.get(i)[0], y = s.get(i)[col];
-                n++;
-                sx += x;
-                sy += y;
-                sxx += x * x;
-                syy += y * y;
-                sxy += x * y;
-            }
-            double vx = n * sxx - sx * sx, vy = n * syy - sy * sy, cxy = n * sxy - sx * sy;
-            return new double[] {vx > 0 ? cxy / vx : 0, vx > 0 && vy > 0 ? cxy / Math.sqrt(vx * vy) : 0,
-                    n > 0 ? sy / n : 0};
-        }
-
-        boolean failed() {
-            return run.leaks > 0 || run.integrityErrors > 0 || growth || rssGrowth;
-        }
-
-        String growthWord() {
-            return !growthKnown ? "unknown" : growth || rssGrowth ? "growing" : "none";
-        }
-
-        void summary(PrintStream f) {
-            f.printf(Locale.ROOT, "ohm-stress: java workload %s, %d threads, %.1f s, %d iterations%n", workload,
-                    threads, seconds, run.next.get());
-            f.printf(Locale.ROOT, "  leaks            %d (%d bytes) at %d sites%n", run.leaks, run.leakBytes,
-                    run.sites.size());
-            run.sites.forEach((k, v) -> f.printf(Locale.ROOT, "    %-40s %d leaks, %d bytes, first in iteration %d%n",
-                    k, v.count, v.bytes, v.firstIteration));
-            f.printf(Locale.ROOT, "  integrity errors %d%s%n", run.integrityErrors,
-                    run.firstError != null ? ", the first: " + run.firstError : "");
-            f.printf(Locale.ROOT,
-                    "  growth           %s: live bytes %+.0f B/s, RSS %+.0f B/s (second half of the run)%n",
-                    growthWord(), growthPerS, rssGrowthPerS);
-            f.println(failed() ? "FAILED" : "PASSED");
-        }
-
-        String json() {
-            StringBuilder j = new StringBuilder("{");
-            j.append("\"driver\":\"java\",\"workload\":").append(str(workload));
-            j.append(",\"threads\":").append(threads);
-            j.append(",\"seconds\":").append(String.format(Locale.ROOT, "%.3f", seconds));
-            j.append(",\"iterations\":").append(run.next.get());
-            j.append(",\"leaks\":").append(run.leaks).append(",\"leak_bytes\":").append(run.leakBytes);
-            j.append(",\"leak_sites\":[");
-            String sep = "";
-            for (Map.Entry<String, Site> e : run.sites.entrySet()) {
-                j.append(sep).append("{\"site\":").append(str(e.getKey())).append(",\"count\":")
-                        .append(e.getValue().count).append(",\"bytes\":").append(e.getValue().bytes)
-                        .append(",\"first_iteration\":").append(e.getValue().firstIteration).append('}');
-                sep = ",";
-            }
-            j.append("],\"integrity_errors\":").append(run.integrityErrors);
-            j.append(",\"first_error\":").append(run.firstError == null ? "null" : str(run.firstError));
-            j.append(",\"growth_bytes_per_s\":").append(String.format(Locale.ROOT, "%.1f", growthPerS));
-            j.append(",\"rss_growth_bytes_per_s\":").append(String.format(Locale.ROOT, "%.1f", rssGrowthPerS));
-            j.append(",\"growth\":").append(str(growthWord()));
-            j.append(",\"passed\":").append(!failed()).append('}');
-            return j.toString();
-        }
-
-        /** A plain page: the summary, leaks by site and the samples (the C drivers' report writer draws charts). */
-        String html() {
-            StringBuilder h = new StringBuilder("<!doctype html><meta charset=utf-8><title>ohm-stress</title>");
-            h.append("<h1>ohm-stress: java workload ").append(esc(workload)).append("</h1><pre>");
-            java.io.ByteArrayOutputStream b = new java.io.ByteArrayOutputStream();
-            summary(new PrintStream(b, true, StandardCharsets.UTF_8));
-            h.append(esc(b.toString(StandardCharsets.UTF_8))).append("</pre><h2>Memory over time</h2><table>");
-            h.append("<tr><th>s</th><th>live bytes (default pool)</th><th>RSS less the Java heap</th></tr>");
-            synchronized (run.samples) {
-                for (double[] s : run.samples)
-                    h.append(String.format(Locale.ROOT, "<tr><td>%.1f</td><td>%.0f</td><td>%.0f</td></tr>", s[0],
-                            s[1], s[2]));
-            }
-            return h.append("</table>\n").toString();
-        }
-
-        private static String esc(String s) {
-            return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;");
-        }
-
-        private static String str(String s) {
-            StringBuilder b = new StringBuilder("\"");
-            for (char c : s.toCharArray()) {
-                if (c == '"' || c == '\\') b.append('\\').append(c);
-                else if (c < 0x20) b.append(String.format("\\u%04x", (int) c));
-                else b.append(c);
-            }
-            return b.append('"').toString();
         }
     }
 }
