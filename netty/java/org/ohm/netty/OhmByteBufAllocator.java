@@ -11,6 +11,7 @@ import java.util.concurrent.atomic.LongAdder;
 import org.ohm.LeakDetector;
 import org.ohm.Ohm;
 import org.ohm.OhmPool;
+import org.ohm.stress.Context;
 
 /**
  * Netty's {@code ByteBufAllocator} on ohm: direct buffers are {@link org.ohm.OhmBuffer}s of an {@link OhmPool}
@@ -28,6 +29,8 @@ import org.ohm.OhmPool;
 public final class OhmByteBufAllocator extends AbstractByteBufAllocator implements ByteBufAllocatorMetricProvider {
     static {
         applyNettyLeakProperties();
+        // ohm-stress's Context.keep takes this allocator's buffers too (ohm.jar cannot name Netty's types).
+        Context.registerBufferType(ByteBuf.class, OhmDirectByteBuf::memoryOf);
     }
 
     /** Direct buffers by default (when Netty can use sun.misc.Unsafe, as Netty's own allocators decide), from

@@ -63,6 +63,19 @@ public final class OhmDirectByteBuf extends AbstractReferenceCountedByteBuf {
         return mem;
     }
 
+    /**
+     * The ohm buffer holding a Netty buffer's memory now: b's own when b is one of these, else that of the buffer
+     * b derives from (a slice, a duplicate); null when that is released or is not one of these.
+     *
+     * @param b any Netty buffer
+     * @return the ohm buffer, or null
+     */
+    static OhmBuffer memoryOf(ByteBuf b) {
+        ByteBuf root = b;
+        for (ByteBuf u = b.unwrap(); u != null; u = u.unwrap()) root = u;
+        return root instanceof OhmDirectByteBuf d && d.refCnt() > 0 ? d.mem : null;
+    }
+
     // ---- properties
 
     @Override

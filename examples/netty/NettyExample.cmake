@@ -1,0 +1,45 @@
+# The Netty example workload (examples/netty, com.example.NettyEchoWorkload) and its ctests: org.ohm.stress.Main
+# runs it clean (exit 0) and with its planted leak (exit 1, the planted line the only leak site), through the Java
+# example's check (examples/java/run_check.cmake). Included by netty/CMakeLists.txt once ohm-netty.jar is defined;
+# built only when Netty's transport and codec jars are there too.
+ohm_netty_classpath(ohm_netty_example_cp "The Netty example workload" buffer common transport resolver codec)
+if(NOT ohm_netty_example_cp)
+  return()
+endif()
+set(OHM_NETTY_EXAMPLE_SOURCE ${CMAKE_CURRENT_LIST_DIR}/com/example/NettyEchoWorkload.java)
+set(OHM_NETTY_EXAMPLE_CLASSES ${CMAKE_BINARY_DIR}/examples/netty/classes)
+set(ohm_netty_example_stamp ${CMAKE_BINARY_DIR}/examples/netty/classes.stamp)
+add_custom_command(
+  OUTPUT ${ohm_netty_example_stamp}
+  COMMAND ${CMAKE_COMMAND} -E rm -rf ${OHM_NETTY_EXAMPLE_CLASSES}
+  COMMAND ${Java_JAVAC_EXECUTABLE} --release 17 -encoding UTF-8 -Xlint:all,-options
+          -cp ${OHM_JAR}:${OHM_NETTY_JAR}:${ohm_netty_example_cp} -d ${OHM_NETTY_EXAMPLE_CLASSES}
+          ${OHM_NETTY_EXAMPLE_SOURCE}
+  COMMAND ${CMAKE_COMMAND} -E touch ${ohm_netty_example_stamp}
+  DEPENDS ${OHM_NETTY_EXAMPLE_SOURCE} ${OHM_NETTY_SOURCES} ${OHM_JAVA_SOURCES} ohm_netty_jar
+  COMMENT "Compiling the Netty example workload"
+  VERBATIM)
+add_custom_target(ohm_netty_example ALL DEPENDS ${ohm_netty_example_stamp})
+
+if(NOT OHM_BUILD_TESTS OR OHM_SANITIZE STREQUAL "thread") # the JVM cannot run under TSan
+  return()
+endif()
+set(check ${CMAKE_COMMAND} -DJAVA=${Java_JAVA_EXECUTABLE}
+    -DCP=${OHM_JAR}:${OHM_NETTY_JAR}:${ohm_netty_example_cp}:${OHM_NETTY_EXAMPLE_CLASSES}
+    -DWORKLOAD=com.example.NettyEchoWorkload)
+set(script -P ${PROJECT_SOURCE_DIR}/examples/java/run_check.cmake)
+add_test(NAME netty_stress_example_clean COMMAND ${check} -DRC=0 "-DARGS=--threads;2;--iterations;5000;--json"
+         "-DEXPECT=\"leaks\":0,;\"integrity_errors\":0,;\"passed\":true" ${script})
+add_test(NAME netty_stress_example_planted COMMAND ${check} -DRC=1 -DLEAK=1
+         "-DARGS=--threads;2;--iterations;5000;--json" -DSOURCE=${OHM_NETTY_EXAMPLE_SOURCE}
+         "-DEXPECT=\"leaks\":5,;\"integrity_errors\":0,;\"passed\":false" ${script})
+foreach(t netty_stress_example_clean netty_stress_example_planted)
+  set_tests_properties(${t} PROPERTIES TIMEOUT 300 LABELS "netty;java;stress" FAIL_REGULAR_EXPRESSION
+    "WARNING in native method|FATAL ERROR in native method|ERROR: AddressSanitizer|runtime error:")
+  if(OHM_SANITIZE STREQUAL "address") # as tests/java: ASan's runtime first in the JVM, which keeps SIGSEGV
+    execute_process(COMMAND ${CMAKE_C_COMPILER} -print-file-name=libasan.so OUTPUT_VARIABLE asan_lib
+                    OUTPUT_STRIP_TRAILING_WHITESPACE)
+    set_tests_properties(${t} PROPERTIES ENVIRONMENT
+      "LD_PRELOAD=${asan_lib};ASAN_OPTIONS=handle_segv=0:detect_leaks=0:allow_user_segv_handler=1:use_sigaltstack=0")
+  endif()
+endforeach()
