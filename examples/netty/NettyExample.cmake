@@ -8,18 +8,10 @@ if(NOT ohm_netty_example_cp)
 endif()
 set(OHM_NETTY_EXAMPLE_SOURCE ${CMAKE_CURRENT_LIST_DIR}/com/example/NettyEchoWorkload.java)
 set(OHM_NETTY_EXAMPLE_CLASSES ${CMAKE_BINARY_DIR}/examples/netty/classes)
-set(ohm_netty_example_stamp ${CMAKE_BINARY_DIR}/examples/netty/classes.stamp)
-add_custom_command(
-  OUTPUT ${ohm_netty_example_stamp}
-  COMMAND ${CMAKE_COMMAND} -E rm -rf ${OHM_NETTY_EXAMPLE_CLASSES}
-  COMMAND ${Java_JAVAC_EXECUTABLE} --release 17 -encoding UTF-8 -Xlint:all,-options
-          -cp ${OHM_JAR}:${OHM_NETTY_JAR}:${ohm_netty_example_cp} -d ${OHM_NETTY_EXAMPLE_CLASSES}
-          ${OHM_NETTY_EXAMPLE_SOURCE}
-  COMMAND ${CMAKE_COMMAND} -E touch ${ohm_netty_example_stamp}
-  DEPENDS ${OHM_NETTY_EXAMPLE_SOURCE} ${OHM_NETTY_SOURCES} ${OHM_JAVA_SOURCES} ohm_netty_jar
-  COMMENT "Compiling the Netty example workload"
-  VERBATIM)
-add_custom_target(ohm_netty_example ALL DEPENDS ${ohm_netty_example_stamp})
+include(${PROJECT_SOURCE_DIR}/examples/ExampleClasses.cmake)
+ohm_example_classes(ohm_netty_example ${CMAKE_BINARY_DIR}/examples/netty
+                    ${OHM_JAR}:${OHM_NETTY_JAR}:${ohm_netty_example_cp} ${OHM_NETTY_EXAMPLE_SOURCE}
+                    ${OHM_NETTY_SOURCES} ${OHM_JAVA_SOURCES} ohm_netty_jar)
 
 if(NOT OHM_BUILD_TESTS OR OHM_SANITIZE STREQUAL "thread") # the JVM cannot run under TSan
   return()
