@@ -72,4 +72,3 @@ void html_head(FILE *f, const char *title)
             ".bad{color:#c00;font-weight:bold}.good{color:#080;font-weight:bold}</style></head><body>\n",
             title);
 }
-
