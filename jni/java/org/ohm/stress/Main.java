@@ -214,7 +214,8 @@ public final class Main {
                 }
                 for (Context.Kept k : ctx.kept) {
                     OhmBuffer b = Context.memoryOf(k.buffer());
-                    if (b != null) run.leak(k.site() + " (kept, not released by teardown)", b.capacity(), ctx.iteration);
+                    if (b != null)
+                        run.leak(k.site() + " (kept, not released by teardown)", b.capacity(), ctx.iteration);
                 }
             }, "ohm-stress-" + i);
             ts[i].start();
