@@ -28,7 +28,7 @@ import org.ohm.test.LeakScope;
  * <p>The summary, the --json object (leaks, leak_sites [{site, count, bytes, first_iteration}], iterations,
  * integrity_errors, growth_bytes_per_s, ...) and the --report page (leaks by site, memory over time, the growth
  * verdict) come from ohm-stress's own report writer, in libohm_jni.so: they are {@code ohm-stress --lua}'s. Memory
- * is sampled every ~100 ms: the RSS (less the Java heap's committed size), the live bytes of the default pool and
+ * is sampled every ~100 ms: the RSS (less the Java heap's peak use), the live bytes of the default pool and
  * of the pools the workload watches ({@link Context#watch(org.ohm.OhmPool)}), and a watched memory manager's use.
  * A report path that cannot be written is bad input: exit 2 before the run (or after it, if writing fails then).
  * Without --duration or --iterations the run is 10,000 iterations.
