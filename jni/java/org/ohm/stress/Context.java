@@ -68,7 +68,7 @@ public final class Context {
     }
 
     /**
-     * The iteration running now on this thread (numbered over all threads).
+     * The iteration running now on this thread, from 1 (each thread counts its own, as ohm-stress --lua does).
      *
      * @return from 1; 0 in setup; the last one in teardown
      */

@@ -31,7 +31,7 @@ import org.ohm.test.LeakScope;
  * is sampled every ~100 ms: the RSS (less the Java heap's peak use), the live bytes of the default pool and
  * of the pools the workload watches ({@link Context#watch(org.ohm.OhmPool)}), and a watched memory manager's use.
  * A report path that cannot be written is bad input: exit 2 before the run (or after it, if writing fails then).
- * Without --duration or --iterations the run is 10,000 iterations.
+ * --iterations N runs N iterations on each thread; without --duration or --iterations each thread runs 10,000.
  */
 public final class Main {
     private Main() {}
@@ -53,7 +53,7 @@ public final class Main {
         final Map<String, Site> sites = new LinkedHashMap<>();
         long leaks, leakBytes, integrityErrors;
         String firstError;
-        final AtomicLong next = new AtomicLong();
+        final AtomicLong next = new AtomicLong(); // iterations run, over all threads
         final Sampler sampler;
 
         Run(long t0) {
@@ -253,11 +253,9 @@ public final class Main {
 
     private static void loop(Workload w, Context ctx, Run run, long iterations, long end, Duration wait) {
         for (;;) {
-            long it = run.next.incrementAndGet();
-            if (iterations > 0 ? it > iterations : System.nanoTime() >= end) {
-                run.next.decrementAndGet();
-                return;
-            }
+            long it = ctx.iteration + 1;
+            if (iterations > 0 ? it > iterations : System.nanoTime() >= end) return;
+            run.next.incrementAndGet();
             ctx.iteration = it;
             LeakScope s = LeakScope.open(wait);
             try {
