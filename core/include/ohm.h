@@ -739,6 +739,10 @@ typedef struct ohm_consumer_stats {
 OHM_API int ohm_mm_stats_get(ohm_mm *mm, ohm_mm_stats *out);
 OHM_API int ohm_task_stats_get(ohm_task *t, ohm_task_stats *out);
 OHM_API int ohm_consumer_stats_get(ohm_consumer *c, ohm_consumer_stats *out);
+/* The execution and storage bytes used by every manager of the process (created, not destroyed), both modes,
+ * added: for a monitor that does not hold the managers (ohm-stress samples it). Each manager is read under its
+ * lock in turn, so the sum is not one instant's; it takes every manager's lock, so not for a hot path. */
+OHM_API uint64_t ohm_mm_used_all(void);
 /* The whole manager as one JSON object (modes, tasks with their consumers, block counts) into out
  * (NUL-terminated, truncated to cap); returns the full length, as snprintf does. */
 OHM_API size_t ohm_mm_snapshot_json(ohm_mm *mm, char *out, size_t cap);
