@@ -1353,6 +1353,8 @@ int64_t ohm_leak_scope_close(uint64_t id, uint32_t wait_ms, ohm_leak_list **out)
     return live;
 }
 
+/* A thread's exit (scope_key): each scope it opened and left open is ended, innermost first, whatever a joined
+ * thread opened inside it (that one stays open, holding its parent's memory); then it leaves its joined scope. */
 static void scope_thread_exit(void *unused)
 {
     (void)unused;
