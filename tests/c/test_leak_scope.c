@@ -292,9 +292,7 @@ typedef struct exit_reports {
 static void counting_handler(void *arg, const ohm_leak_report *r)
 {
     exit_reports *e = arg;
-    e->count++;
-    e->bytes += r->size;
-    e->reason = r->reason;
+    *e = (exit_reports){e->count + 1, e->bytes + r->size, r->reason};
 }
 
 typedef struct dying_opener {
