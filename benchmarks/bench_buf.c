@@ -7,7 +7,10 @@
  * impl: ohm-off / ohm-simple / ohm-advanced / ohm-paranoid run the workload through ohm_buf_* with the leak
  * level set by the child before it starts (sample interval 128); pool-raw runs ohm_pool_alloc/ohm_pool_free of
  * the same size from the same default pool, so the difference is the buffer object itself. pool-raw has no
- * counterpart for retain-release and slice-release and is skipped there.
+ * counterpart for retain-release and slice-release and is skipped there. ohm-scope runs the workload inside a
+ * leak scope (ohm_leak_scope_open after the warm-up, closed after the run, at the default level SIMPLE): every
+ * allocation is tracked as PARANOID tracks it, which is the cost it is compared with. It applies where the
+ * workload allocates (not retain-release).
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -23,11 +26,20 @@
 
 /* ---- impls and workloads --------------------------------------------------------------------------------- */
 
-typedef enum buf_impl { IMPL_OFF = 0, IMPL_SIMPLE, IMPL_ADVANCED, IMPL_PARANOID, IMPL_RAW, IMPL_COUNT } buf_impl;
+typedef enum buf_impl {
+    IMPL_OFF = 0,
+    IMPL_SIMPLE,
+    IMPL_ADVANCED,
+    IMPL_PARANOID,
+    IMPL_RAW,
+    IMPL_SCOPE,
+    IMPL_COUNT
+} buf_impl;
 
-static const char *const impl_names[IMPL_COUNT] = {"ohm-off", "ohm-simple", "ohm-advanced", "ohm-paranoid", "pool-raw"};
-static const ohm_leak_level impl_levels[IMPL_COUNT] = {OHM_LEAK_OFF, OHM_LEAK_SIMPLE, OHM_LEAK_ADVANCED,
-                                                       OHM_LEAK_PARANOID, OHM_LEAK_OFF};
+static const char *const impl_names[IMPL_COUNT] = {"ohm-off",      "ohm-simple", "ohm-advanced",
+                                                   "ohm-paranoid", "pool-raw",   "ohm-scope"};
+static const ohm_leak_level impl_levels[IMPL_COUNT] = {OHM_LEAK_OFF,      OHM_LEAK_SIMPLE, OHM_LEAK_ADVANCED,
+                                                       OHM_LEAK_PARANOID, OHM_LEAK_OFF,    OHM_LEAK_SIMPLE};
 
 typedef struct buf_workload buf_workload;
 struct buf_workload {
@@ -155,12 +167,17 @@ static int child_main(const bench_options *o)
     if (!w || o->nimpls != 1) bench_die(2, "--child needs exactly one --impl and one --workload");
     buf_impl impl = (buf_impl)o->impls[0];
     if (impl == IMPL_RAW && !w->raw) bench_die(2, "pool-raw does not apply to %s", w->name);
+    if (impl == IMPL_SCOPE && w->run == run_retain) bench_die(2, "ohm-scope does not apply to %s", w->name);
     ohm_leak_set_sample_interval(128);
     ohm_leak_set_level(impl_levels[impl]);
     for (int i = 0; i < 64; i++) /* first-use setup (default pool, thread cache, headers) before the mark */
         must(ohm_buf_release(must_alloc(w->size), 1), 1, "ohm_buf_release (warm-up)");
+    uint64_t scope = 0;
+    if (impl == IMPL_SCOPE && !(scope = ohm_leak_scope_open()))
+        bench_die(4, "ohm_leak_scope_open failed: %s", ohm_last_error());
     bench_result r = {0};
     w->run(w, impl, o->c.scale, &r);
+    if (scope) must((int)ohm_leak_scope_close(scope, 0, NULL), 0, "ohm_leak_scope_close (buffers left live)");
     bench_child_report("buf", w->name, impl_names[impl], w->threads, &r);
     return 0;
 }
@@ -213,6 +230,7 @@ static void goals(const bench_options *o, size_t wi, const bench_run *agg, const
     (void)ran;
     print_goal(agg, IMPL_SIMPLE, IMPL_OFF, 0.95);
     print_goal(agg, IMPL_PARANOID, IMPL_OFF, 0.33);
+    print_goal(agg, IMPL_SCOPE, IMPL_PARANOID, 0.95); /* inside a scope: at most PARANOID's cost, within noise */
     if (strcmp(workloads[wi].name, "alloc-release-64") == 0) print_goal(agg, IMPL_OFF, IMPL_RAW, 0.77);
 }
 
@@ -220,8 +238,14 @@ static const char *workload_name(size_t wi) { return workloads[wi].name; }
 
 static unsigned workload_threads(size_t wi) { return workloads[wi].threads; }
 
-/* pool-raw has no counterpart for retain-release and slice-release. */
-static bool applies(size_t wi, unsigned impl) { return impl != IMPL_RAW || workloads[wi].raw; }
+/* pool-raw has no counterpart for retain-release and slice-release; a scope has nothing to track in
+ * retain-release. */
+static bool applies(size_t wi, unsigned impl)
+{
+    if (impl == IMPL_RAW) return workloads[wi].raw;
+    if (impl == IMPL_SCOPE) return workloads[wi].run != run_retain;
+    return true;
+}
 
 static void list(void)
 {
@@ -235,7 +259,8 @@ static void list(void)
 static const bench_suite suite = {
     .name = "buf",
     .usage = "usage: ohm-bench buf [options]\n" BENCH_USAGE_WORKLOAD
-             "  --impl NAME[,NAME]      ohm-off, ohm-simple, ohm-advanced, ohm-paranoid, pool-raw (default all)\n"
+             "  --impl NAME[,NAME]      ohm-off, ohm-simple, ohm-advanced, ohm-paranoid, pool-raw, ohm-scope\n"
+             "                          (default all)\n"
              "  --reps N                runs per workload and impl (default 3; best ops/s, median RSS)\n"
              "  --scale F               multiplies iteration counts (default 1)\n" BENCH_USAGE_JSON BENCH_USAGE_TIMEOUT
                  BENCH_USAGE_VERBOSE_LIST,
@@ -243,7 +268,7 @@ static const bench_suite suite = {
     .banner_ratio = "vs ohm-off = impl ops/s / ohm-off ops/s",
     .impl_names = impl_names,
     .nimpls = IMPL_COUNT,
-    .impl_hint = "ohm-off, ohm-simple, ohm-advanced, ohm-paranoid, pool-raw",
+    .impl_hint = "ohm-off, ohm-simple, ohm-advanced, ohm-paranoid, pool-raw, ohm-scope",
     .nworkloads = NWORKLOADS,
     BENCH_SUITE_FUNCTIONS,
     .workload_threads = workload_threads,

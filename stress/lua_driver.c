@@ -7,8 +7,9 @@
  * first iteration and outside any scope (a cache, a warm-up), teardown after the last.
  *
  * The states share one pool ("workload", given to the module as the embedder's shared pool), whose live bytes
- * the main thread samples with RSS every ~100 ms for the growth trend and the HTML report. A workload that does
- * not load, returns no iteration function or raises in setup stops the run before any iteration: exit 2. */
+ * the main thread samples with RSS and the memory managers' use (ohm_mm_used_all) every ~100 ms for the growth
+ * trend and the HTML report. A workload that does not load, returns no iteration function or raises in setup
+ * stops the run before any iteration: exit 2. */
 #define _GNU_SOURCE
 #include "workload.h"
 
@@ -333,6 +334,7 @@ static void take_sample(lrun *run, double t0, size_t *cap)
     for (unsigned p = 0; p < 2 && ps; p++)
         if (ohm_pool_stats_get(pools[p], -1, ps) == 0) x.pool_live[p] = ps->active_bytes;
     free(ps);
+    x.mm_used = ohm_mm_used_all(); /* the managers the states made (ohm.mm), which the driver never sees */
     r->samples[r->nsamples++] = x;
 }
 

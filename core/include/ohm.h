@@ -510,18 +510,27 @@ OHM_API size_t ohm_leak_report_json(const ohm_leak_report *report, char *out, si
  *    parent's.
  *  - join/leave: another thread belongs to an open scope from join until leave (or its exit). A host makes a new
  *    thread inherit its creator's scope by passing ohm_leak_scope_current() to it and joining there. join is
- *    OHM_ESTATE when the thread already belongs to a scope, OHM_EINVAL for an id that is not open; leave is
- *    OHM_ESTATE on a thread that did not join (the opener closes instead). A joined thread whose scope closed
- *    belongs to none and should still leave. A thread must close the scopes it opened before it exits (a joined
- *    thread's are closed at its exit).
+ *    OHM_ESTATE when the thread already belongs to a scope (one it opened, or joined even if closed since),
+ *    OHM_EINVAL for an id that is not open (never opened, closed already); leave is OHM_ESTATE on a thread that
+ *    did not join (the opener closes instead) and while a scope the thread opened inside the joined one is open.
+ *    A joined thread whose scope closed belongs to none and should still leave.
  *  - close: only by the thread that opened it (OHM_EPERM otherwise), innermost first (OHM_ESTATE while a scope
- *    opened inside it is open), once (OHM_EINVAL for an id not open: never opened, closed already). It waits up
- *    to wait_ms for the scope's live buffers to be released by other threads, then ends the scope (the thread
+ *    opened inside it, by this thread or a joined one, is open), once (OHM_EINVAL for an id not open). It waits
+ *    up to wait_ms for the scope's live buffers to be released by other threads, then ends the scope (the thread
  *    belongs to the parent again) and, with out non-NULL, gives the buffers still live as a list (reason
  *    OHM_LEAK_CHECKPOINT, creation order) to free with ohm_leak_list_free. Returns how many are live (>= 0) or a
  *    negative code; on a code the scope stays open and *out is NULL. With no memory for the list the scope
  *    ends and OHM_ENOMEM is returned. A scoped buffer a host GC reclaims or a pool destruction frees while the
  *    scope is open is reported to the handler as usual, and is in the list too (counted) with that reason.
+ *    Buffers still live after the close stay tracked and are released as usual.
+ *  - thread exit: a thread that exits with scopes it opened still open (a test thread that died before its
+ *    close) ends them, innermost first, as a close would, and reports each buffer still live in them to the
+ *    leak handler (reason OHM_LEAK_CHECKPOINT, the handler's thread is the exiting one): the leaks are not lost
+ *    and the scopes hold nothing after. Their ids are then closed (OHM_EINVAL) for every thread, and a scope a
+ *    joined thread opened inside one of them stays open until that thread closes it. Then the thread leaves the
+ *    scope it joined. The process's main thread runs no exit step (exit() ends the process).
+ *  - ids: 1, 2, 3, ... in opening order, never reused in a process, so a stale id is OHM_EINVAL, never another
+ *    scope.
  * ------------------------------------------------------------------------------------------------------- */
 
 typedef struct ohm_leak_list {
@@ -730,6 +739,10 @@ typedef struct ohm_consumer_stats {
 OHM_API int ohm_mm_stats_get(ohm_mm *mm, ohm_mm_stats *out);
 OHM_API int ohm_task_stats_get(ohm_task *t, ohm_task_stats *out);
 OHM_API int ohm_consumer_stats_get(ohm_consumer *c, ohm_consumer_stats *out);
+/* The execution and storage bytes used by every manager of the process (created, not destroyed), both modes,
+ * added: for a monitor that does not hold the managers (ohm-stress samples it). Each manager is read under its
+ * lock in turn, so the sum is not one instant's; it takes every manager's lock, so not for a hot path. */
+OHM_API uint64_t ohm_mm_used_all(void);
 /* The whole manager as one JSON object (modes, tasks with their consumers, block counts) into out
  * (NUL-terminated, truncated to cap); returns the full length, as snprintf does. */
 OHM_API size_t ohm_mm_snapshot_json(ohm_mm *mm, char *out, size_t cap);

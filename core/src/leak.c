@@ -1073,27 +1073,26 @@ static leak_scope *scope_find(uint64_t id)
     return NULL;
 }
 
-static pthread_key_t joined_key;
-static pthread_once_t joined_once = PTHREAD_ONCE_INIT;
+/* Set (to 1) on a thread that opened or joined a scope: its exit ends what it left behind (scope_thread_exit). */
+static pthread_key_t scope_key;
+static pthread_once_t scope_key_once = PTHREAD_ONCE_INIT;
+static int scope_key_err;
 
-/* A joined thread that exits without leaving gives its reference back here. */
-static void joined_exit(void *arg)
+static void scope_thread_exit(void *unused);
+
+static void scope_key_create(void) { scope_key_err = pthread_key_create(&scope_key, scope_thread_exit); }
+
+static int scope_key_set(const char *fn)
 {
-    /* Scopes it opened inside the joined one end with it: else the joined scope could never be closed. */
-    while (tl_scope && tl_scope != arg && tl_scope->opener == thread_id())
-        if (ohm_leak_scope_close(tl_scope->id, 0, NULL) < 0) break;
-    if (tl_joined == arg) {
-        tl_joined = NULL;
-        tl_scope = NULL;
-    }
-    scope_unref(arg);
+    pthread_once(&scope_key_once, scope_key_create);
+    if (!scope_key_err && (pthread_getspecific(scope_key) || pthread_setspecific(scope_key, (void *)1) == 0)) return 0;
+    return ohm__error(OHM_ENOMEM, "%s: no thread-specific slot", fn);
 }
-
-static void joined_key_create(void) { pthread_key_create(&joined_key, joined_exit); }
 
 uint64_t ohm_leak_scope_open(void)
 {
     load_settings();
+    if (scope_key_set("ohm_leak_scope_open")) return 0;
     leak_scope *sc = calloc(1, sizeof *sc);
     if (!sc) {
         ohm__error(OHM_ENOMEM, "ohm_leak_scope_open: no memory for the scope");
@@ -1104,6 +1103,8 @@ uint64_t ohm_leak_scope_open(void)
     sc->opener = thread_id();
     sc->lock = (unsigned)(sc->id % SCOPE_LOCKS);
     atomic_init(&sc->refs, 1);
+    /* Its close updates the parent, which its opener's exit may have ended (and released) meanwhile. */
+    if (sc->parent) atomic_fetch_add(&sc->parent->refs, 1);
     pthread_mutex_lock(&scopes_lock);
     if (sc->parent) sc->parent->children++;
     sc->reg_next = scopes_open;
@@ -1119,16 +1120,13 @@ int ohm_leak_scope_join(uint64_t id)
     if (tl_scope || tl_joined)
         return ohm__error(OHM_ESTATE, "ohm_leak_scope_join: this thread already belongs to scope %llu",
                           (unsigned long long)(tl_scope ? tl_scope->id : tl_joined->id));
-    pthread_once(&joined_once, joined_key_create);
+    int rc = scope_key_set("ohm_leak_scope_join");
+    if (rc) return rc;
     pthread_mutex_lock(&scopes_lock);
     leak_scope *sc = id ? scope_find(id) : NULL;
     if (sc) atomic_fetch_add(&sc->refs, 1);
     pthread_mutex_unlock(&scopes_lock);
     if (!sc) return ohm__error(OHM_EINVAL, "ohm_leak_scope_join: no open scope %llu", (unsigned long long)id);
-    if (pthread_setspecific(joined_key, sc) != 0) {
-        scope_unref(sc);
-        return ohm__error(OHM_ENOMEM, "ohm_leak_scope_join: no thread-specific slot");
-    }
     tl_joined = sc;
     set_thread_scope(sc);
     return 0;
@@ -1141,7 +1139,6 @@ int ohm_leak_scope_leave(void)
     if (tl_scope != sc)
         return ohm__error(OHM_ESTATE, "ohm_leak_scope_leave: scope %llu, opened inside scope %llu, is still open",
                           (unsigned long long)tl_scope->id, (unsigned long long)sc->id);
-    pthread_setspecific(joined_key, NULL);
     tl_joined = NULL;
     set_thread_scope(NULL);
     scope_unref(sc);
@@ -1175,7 +1172,7 @@ static int close_check(uint64_t id, leak_scope **out)
     leak_scope *sc = id ? scope_find(id) : NULL;
     *out = sc;
     if (!sc)
-        return ohm__error(OHM_EINVAL, "ohm_leak_scope_close: no open scope %llu (closed already?)",
+        return ohm__error(OHM_EINVAL, "ohm_leak_scope_close: no open scope %llu (closed, or its opener exited?)",
                           (unsigned long long)id);
     if (sc->opener != thread_id())
         return ohm__error(OHM_EPERM, "ohm_leak_scope_close: scope %llu was opened by another thread",
@@ -1242,6 +1239,76 @@ void ohm_leak_list_free(ohm_leak_list *list)
     free(l);
 }
 
+/* Out of the registry, scopes_lock held: no thread can find it to join or close it any more. */
+static void scope_unregister(leak_scope *sc)
+{
+    if (sc->parent) sc->parent->children--;
+    if (sc->reg_prev) sc->reg_prev->reg_next = sc->reg_next;
+    else scopes_open = sc->reg_next;
+    if (sc->reg_next) sc->reg_next->reg_prev = sc->reg_prev;
+}
+
+/* What an ended scope held: deep copies of its live records, and its gone records. */
+typedef struct scope_snapshot {
+    leak_track **tracks;
+    size_t n;
+    bool nomem; /* some are missing */
+} scope_snapshot;
+
+static void snapshot_free(scope_snapshot *s)
+{
+    for (size_t i = 0; i < s->n; i++) track_free(s->tracks[i]);
+    free(s->tracks);
+    s->tracks = NULL;
+    s->n = 0;
+}
+
+/* Ends sc, unregistered and the calling thread's innermost scope. Closed under its lock, so no record joins its
+ * list after the snapshot; the records stay in the list (each keeps the scope's memory) until released. With
+ * copy, *out gets copies of the live records and, with with_gone, the gone ones (else those are freed). The
+ * thread belongs to the parent again. Returns the live records, plus the gone ones with with_gone. */
+static int64_t scope_end(leak_scope *sc, bool copy, bool with_gone, scope_snapshot *out)
+{
+    leak_track *gone;
+    size_t ngone = 0;
+    *out = (scope_snapshot){0};
+    pthread_mutex_t *m = &scope_locks[sc->lock];
+    pthread_mutex_lock(m);
+    atomic_store_explicit(&sc->closed, true, memory_order_relaxed);
+    gone = sc->gone; /* now ours, each with a reference on sc */
+    sc->gone = NULL;
+    if (with_gone)
+        for (leak_track *t = gone; t; t = t->snext) ngone++;
+    int64_t live = sc->live + (int64_t)ngone;
+    if (copy && live > 0) {
+        out->tracks = malloc((size_t)live * sizeof *out->tracks);
+        out->nomem = !out->tracks;
+        for (leak_track *t = sc->head; t && out->tracks; t = t->snext) {
+            stripe *st = &stripes[t->stripe];
+            pthread_mutex_lock(&st->lock);
+            leak_track *c = track_clone(t);
+            pthread_mutex_unlock(&st->lock);
+            if (!c) {
+                out->nomem = true;
+                break;
+            }
+            out->tracks[out->n++] = c;
+        }
+    }
+    pthread_mutex_unlock(m);
+    for (leak_track *t = gone, *next; t; t = next) {
+        next = t->snext;
+        t->scope = NULL;
+        if (with_gone && out->tracks && !out->nomem) out->tracks[out->n++] = t;
+        else track_free(t);
+        scope_unref(sc);
+    }
+    set_thread_scope(sc->parent);
+    if (sc->parent) scope_unref(sc->parent); /* the thread's own reference keeps it while it is tl_scope */
+    scope_unref(sc);
+    return live;
+}
+
 int64_t ohm_leak_scope_close(uint64_t id, uint32_t wait_ms, ohm_leak_list **out)
 {
     if (out) *out = NULL;
@@ -1265,66 +1332,57 @@ int64_t ohm_leak_scope_close(uint64_t id, uint32_t wait_ms, ohm_leak_list **out)
     /* A joined thread may have opened a scope inside this one while we waited. */
     pthread_mutex_lock(&scopes_lock);
     rc = close_check(id, &sc);
-    if (!rc) {
-        if (sc->parent) sc->parent->children--;
-        if (sc->reg_prev) sc->reg_prev->reg_next = sc->reg_next;
-        else scopes_open = sc->reg_next;
-        if (sc->reg_next) sc->reg_next->reg_prev = sc->reg_prev;
-    }
+    if (!rc) scope_unregister(sc);
     pthread_mutex_unlock(&scopes_lock);
     if (rc) return rc;
 
-    /* Closed under its lock, so no record joins the list after the snapshot; the records stay in the list
-     * (each keeps the scope's memory) until released. */
-    leak_track **snap = NULL, *gone;
-    size_t n = 0, ngone = 0;
-    bool nomem = false;
-    pthread_mutex_lock(m);
-    atomic_store_explicit(&sc->closed, true, memory_order_relaxed);
-    gone = sc->gone; /* now the closer's, each with a reference on sc */
-    sc->gone = NULL;
-    for (leak_track *t = gone; t; t = t->snext) ngone++;
-    int64_t live = sc->live + (int64_t)ngone;
-    if (out && live > 0) {
-        snap = malloc((size_t)live * sizeof *snap);
-        nomem = !snap;
-        for (leak_track *t = sc->head; t && snap; t = t->snext) {
-            stripe *st = &stripes[t->stripe];
-            pthread_mutex_lock(&st->lock);
-            leak_track *c = track_clone(t);
-            pthread_mutex_unlock(&st->lock);
-            if (!c) {
-                nomem = true;
-                break;
-            }
-            snap[n++] = c;
-        }
-    }
-    pthread_mutex_unlock(m);
-    for (leak_track *t = gone, *next; t; t = next) {
-        next = t->snext;
-        t->scope = NULL;
-        if (snap && !nomem) snap[n++] = t;
-        else track_free(t);
-        scope_unref(sc);
-    }
-    set_thread_scope(sc->parent);
-    scope_unref(sc);
-
-    if (out && !nomem) {
-        leak_list *l = list_build(snap, n);
+    scope_snapshot snap;
+    int64_t live = scope_end(sc, out != NULL, true, &snap);
+    if (out && !snap.nomem) {
+        leak_list *l = list_build(snap.tracks, snap.n);
         if (l) {
             *out = &l->pub;
             return live;
         }
-        nomem = true;
+        snap.nomem = true;
     }
-    for (size_t i = 0; i < n; i++) track_free(snap[i]);
-    free(snap);
-    if (nomem)
+    snapshot_free(&snap);
+    if (snap.nomem)
         return ohm__error(OHM_ENOMEM, "ohm_leak_scope_close: no memory for the list of %lld live buffers",
                           (long long)live);
     return live;
+}
+
+/* A thread's exit (scope_key): each scope it opened and left open is ended, innermost first, whatever a joined
+ * thread opened inside it (that one stays open, holding its parent's memory); then it leaves its joined scope. */
+static void scope_thread_exit(void *unused)
+{
+    (void)unused;
+    uint64_t me = thread_id();
+    while (tl_scope && tl_scope != tl_joined && tl_scope->opener == me) {
+        leak_scope *sc = tl_scope;
+        pthread_mutex_lock(&scopes_lock);
+        scope_unregister(sc);
+        pthread_mutex_unlock(&scopes_lock);
+        /* Nobody is left to take the list: the live buffers go to the handler. Those reported while the scope
+         * was open (a GC, a pool destroyed) were reported then. */
+        scope_snapshot snap;
+        int64_t live = scope_end(sc, true, false, &snap);
+        if (snap.n) qsort(snap.tracks, snap.n, sizeof *snap.tracks, cmp_seq);
+        for (size_t i = 0; i < snap.n; i++) deliver(snap.tracks[i], OHM_LEAK_CHECKPOINT, false, NULL, NULL);
+        snapshot_free(&snap);
+        if (snap.nomem)
+            ohm__log(OHM_LOG_WARN,
+                     "leak scope %llu ended at its thread's exit with %lld live buffers; no memory "
+                     "to report them",
+                     (unsigned long long)sc->id, (long long)live);
+    }
+    leak_scope *joined = tl_joined;
+    if (joined) {
+        tl_joined = NULL;
+        set_thread_scope(NULL);
+        scope_unref(joined);
+    }
 }
 
 size_t ohm_leak_list_json(const ohm_leak_list *list, char *out, size_t cap)

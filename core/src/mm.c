@@ -188,6 +188,42 @@ static void mode_init(struct mode_state *s, uint64_t max, double storage_fractio
     s->exec_pool = s->max - s->region;
 }
 
+/* Every manager, for ohm_mm_used_all; taken before a manager's lock, never under it. A fork while another thread
+ * holds it leaves it held in the child, as a manager's own lock would be (lifecycle.c). */
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static ohm_mm *registry;
+
+static void registry_add(ohm_mm *mm)
+{
+    pthread_mutex_lock(&registry_lock);
+    mm->reg_next = registry;
+    if (registry) registry->reg_prev = mm;
+    registry = mm;
+    pthread_mutex_unlock(&registry_lock);
+}
+
+static void registry_remove(ohm_mm *mm)
+{
+    pthread_mutex_lock(&registry_lock);
+    if (mm->reg_prev) mm->reg_prev->reg_next = mm->reg_next;
+    else registry = mm->reg_next;
+    if (mm->reg_next) mm->reg_next->reg_prev = mm->reg_prev;
+    pthread_mutex_unlock(&registry_lock);
+}
+
+uint64_t ohm_mm_used_all(void)
+{
+    uint64_t used = 0;
+    pthread_mutex_lock(&registry_lock);
+    for (ohm_mm *mm = registry; mm; mm = mm->reg_next) {
+        mm_lock(mm);
+        for (int i = 0; i < OHM_MM_MODES; i++) used += mm->m[i].exec_used + mm->m[i].sto_used;
+        mm_unlock(mm);
+    }
+    pthread_mutex_unlock(&registry_lock);
+    return used;
+}
+
 ohm_mm *ohm_mm_create(const ohm_mm_config *cfg)
 {
     ohm_mm_config dflt;
@@ -215,6 +251,7 @@ ohm_mm *ohm_mm_create(const ohm_mm_config *cfg)
     mm->page_size = cfg->page_size;
     mm->pool = pool;
     mm->wait_timeout_ms = cfg->wait_timeout_ms;
+    registry_add(mm);
     return mm;
 nomem:
     if (mm) block_store_destroy(mm); /* still empty: frees the table */
@@ -233,6 +270,7 @@ int ohm_mm_destroy(ohm_mm *mm)
     if (tasks || pages || busy)
         return ohm__error(OHM_ESTATE, "memory manager still has %llu tasks, %llu pages%s", (unsigned long long)tasks,
                           (unsigned long long)pages, busy ? " and pinned blocks" : "");
+    registry_remove(mm);
     block_store_destroy(mm);
     pthread_cond_destroy(&mm->cond);
     pthread_mutex_destroy(&mm->lock);

@@ -13,6 +13,7 @@
  * callback may acquire, release, free pages, put or remove blocks without a deadlock (Spark's SPARK-27338 and
  * SPARK-39283 were deadlocks around spill and eviction run under a lock).
  *     mm->lock  ->  (nothing of ours; malloc, the thread-local error record)
+ * Above it only the registry of managers (mm.c), which ohm_mm_used_all holds while it takes each manager's lock.
  * What the lock cannot cover while a callback runs is held by marks taken under it: a block chosen for eviction
  * is marked `evicting` (it cannot be pinned, removed or chosen again), and the storage bytes an eviction is for
  * stay counted as used ("reserved") until the requester takes them, so no other thread can take them first.
@@ -108,6 +109,7 @@ struct ohm_mm {
     block *lru_head, *lru_tail;
     uint64_t evictions, evicted_bytes;
     ohm_debug_only(uint64_t detached_pages;) /* debug: pages of ended tasks not yet freed (in npages) */
+    struct ohm_mm *reg_prev, *reg_next;      /* every manager, for ohm_mm_used_all (under mm.c's registry lock) */
 };
 
 static inline const char *mode_name(int mode) { return mode == OHM_OFF_HEAP ? "off_heap" : "on_heap"; }

@@ -282,6 +282,181 @@ static void test_joined_thread_exit_ends_its_scopes(void)
     CHECK_EQ_INT(ohm_leak_scope_close(s, 0, NULL), 0);
 }
 
+/* The reports a thread's exit delivers to the handler: how many and their sizes added. */
+typedef struct exit_reports {
+    int count;
+    uint64_t bytes;
+    ohm_leak_reason reason;
+} exit_reports;
+
+static void counting_handler(void *arg, const ohm_leak_report *r)
+{
+    exit_reports *e = arg;
+    *e = (exit_reports){e->count + 1, e->bytes + r->size, r->reason};
+}
+
+typedef struct dying_opener {
+    uint64_t outer, inner;
+    ohm_buf *kept[2];
+} dying_opener;
+
+static void *open_and_die(void *arg)
+{
+    dying_opener *d = arg;
+    d->outer = ohm_leak_scope_open();
+    d->kept[0] = ohm_buf_alloc(NULL, 100);
+    ohm_buf_release(ohm_buf_alloc(NULL, 7), 1);
+    d->inner = ohm_leak_scope_open();
+    d->kept[1] = ohm_buf_alloc(NULL, 200);
+    return NULL; /* neither closed: a test thread that died before its close */
+}
+
+static void test_opener_exit_ends_its_scopes_and_reports_their_leaks(void)
+{
+    exit_reports e = {0};
+    ohm_leak_set_handler(counting_handler, &e);
+    dying_opener d = {0};
+    pthread_t t;
+    pthread_create(&t, NULL, open_and_die, &d);
+    pthread_join(t, NULL);
+    ohm_leak_set_handler(NULL, NULL);
+    CHECK_EQ_INT(e.count, 2);
+    CHECK_EQ_U64(e.bytes, 300);
+    CHECK_EQ_INT(e.reason, OHM_LEAK_CHECKPOINT);
+    CHECK_EQ_INT(ohm_leak_scope_live(d.outer), OHM_EINVAL); /* ended: nothing of it stays */
+    CHECK_EQ_INT(ohm_leak_scope_live(d.inner), OHM_EINVAL);
+    CHECK_EQ_INT(ohm_leak_scope_close(d.outer, 0, NULL), OHM_EINVAL);
+    CHECK_EQ_INT(ohm_leak_scope_join(d.outer), OHM_EINVAL);
+    CHECK_EQ_U64(ohm_leak_scope_current(), 0);
+    /* Still tracked, released as usual after the scopes' memory went (ASan checks). */
+    CHECK_EQ_INT(ohm_buf_release(d.kept[1], 1), 1);
+    CHECK_EQ_INT(ohm_buf_release(d.kept[0], 1), 1);
+}
+
+typedef struct handoff {
+    uint64_t scope, inner;
+    ohm_buf *made;
+    atomic_int step; /* 1: joined and opened inside; 2: the opener is gone; 3: done */
+    int close_rc, leave_rc;
+    uint64_t listed;
+} handoff;
+
+static void *joined_survivor(void *arg)
+{
+    handoff *h = arg;
+    CHECK_EQ_INT(ohm_leak_scope_join(h->scope), 0);
+    h->inner = ohm_leak_scope_open();
+    h->made = ohm_buf_alloc(NULL, 64);
+    atomic_store(&h->step, 1);
+    while (atomic_load(&h->step) != 2) usleep(1000);
+    CHECK_EQ_U64(ohm_leak_scope_current(), h->inner); /* its own scope outlives the parent's end */
+    ohm_leak_list *l = NULL;
+    h->close_rc = (int)ohm_leak_scope_close(h->inner, 0, &l);
+    h->listed = l ? l->count : 0;
+    ohm_leak_list_free(l);
+    CHECK_EQ_U64(ohm_leak_scope_current(), 0); /* back in the parent, which ended */
+    ohm_buf_release(ohm_buf_alloc(NULL, 8), 1);
+    h->leave_rc = ohm_leak_scope_leave();
+    atomic_store(&h->step, 3);
+    return NULL;
+}
+
+static void *open_handoff_and_die(void *arg)
+{
+    handoff *h = arg;
+    h->scope = ohm_leak_scope_open();
+    pthread_t t;
+    pthread_create(&t, NULL, joined_survivor, h);
+    pthread_detach(t);
+    while (atomic_load(&h->step) != 1) usleep(1000);
+    /* A normal close must wait for the joined thread's scope ... */
+    CHECK_EQ_INT(ohm_leak_scope_close(h->scope, 0, NULL), OHM_ESTATE);
+    return NULL; /* ... but an exit ends this one anyway */
+}
+
+static void test_opener_exit_leaves_a_joined_threads_inner_scope_open(void)
+{
+    handoff h = {0};
+    pthread_t t;
+    pthread_create(&t, NULL, open_handoff_and_die, &h);
+    pthread_join(t, NULL);
+    CHECK_EQ_INT(ohm_leak_scope_live(h.scope), OHM_EINVAL);
+    CHECK_EQ_INT(ohm_leak_scope_live(h.inner), 1);
+    atomic_store(&h.step, 2);
+    while (atomic_load(&h.step) != 3) usleep(1000);
+    CHECK_EQ_INT(h.close_rc, 1);
+    CHECK_EQ_U64(h.listed, 1);
+    CHECK_EQ_INT(h.leave_rc, 0);
+    ohm_buf_release(h.made, 1);
+}
+
+static void *join_nest_leak_and_die(void *arg)
+{
+    CHECK_EQ_INT(ohm_leak_scope_join(*(uint64_t *)arg), 0);
+    (void)ohm_leak_scope_open();
+    return ohm_buf_alloc(NULL, 33); /* left live in the inner scope, which the exit ends */
+}
+
+static void test_joined_thread_exit_reports_its_inner_scopes_leaks(void)
+{
+    exit_reports e = {0};
+    ohm_leak_set_handler(counting_handler, &e);
+    uint64_t s = ohm_leak_scope_open();
+    pthread_t t;
+    void *made = NULL;
+    pthread_create(&t, NULL, join_nest_leak_and_die, &s);
+    pthread_join(t, &made);
+    ohm_leak_set_handler(NULL, NULL);
+    CHECK_EQ_INT(e.count, 1);
+    CHECK_EQ_U64(e.bytes, 33);
+    CHECK_EQ_INT(ohm_leak_scope_close(s, 0, NULL), 0); /* not the outer scope's: the inner one's */
+    ohm_buf_release(made, 1);
+}
+
+static void *join_and_wait(void *arg)
+{
+    handoff *h = arg;
+    CHECK_EQ_INT(ohm_leak_scope_join(h->scope), 0);
+    atomic_store(&h->step, 1);
+    while (atomic_load(&h->step) != 2) usleep(1000);
+    /* Its scope closed: it belongs to none, cannot join another before it leaves, and may open its own. */
+    CHECK_EQ_U64(ohm_leak_scope_current(), 0);
+    CHECK_EQ_INT(ohm_leak_scope_join(h->scope), OHM_ESTATE);
+    uint64_t own = ohm_leak_scope_open();
+    ohm_buf *b = ohm_buf_alloc(NULL, 16);
+    CHECK_EQ_INT(ohm_leak_scope_leave(), OHM_ESTATE); /* its own scope is still open */
+    h->close_rc = (int)ohm_leak_scope_close(own, 0, NULL);
+    ohm_buf_release(b, 1);
+    h->leave_rc = ohm_leak_scope_leave();
+    CHECK_EQ_INT(ohm_leak_scope_join(h->scope), OHM_EINVAL); /* join after close */
+    return NULL;
+}
+
+static void test_joined_thread_after_its_scope_closed(void)
+{
+    handoff h = {0};
+    h.scope = ohm_leak_scope_open();
+    pthread_t t;
+    pthread_create(&t, NULL, join_and_wait, &h);
+    while (atomic_load(&h.step) != 1) usleep(1000);
+    CHECK_EQ_INT(ohm_leak_scope_close(h.scope, 0, NULL), 0);
+    atomic_store(&h.step, 2);
+    pthread_join(t, NULL);
+    CHECK_EQ_INT(h.close_rc, 1);
+    CHECK_EQ_INT(h.leave_rc, 0);
+}
+
+static void test_ids_are_never_reused(void)
+{
+    uint64_t a = ohm_leak_scope_open();
+    CHECK_EQ_INT(ohm_leak_scope_close(a, 0, NULL), 0);
+    uint64_t b = ohm_leak_scope_open();
+    CHECK(b > a);
+    CHECK_EQ_INT(ohm_leak_scope_close(a, 0, NULL), OHM_EINVAL); /* the stale id is not b */
+    CHECK_EQ_INT(ohm_leak_scope_live(b), 0);
+    CHECK_EQ_INT(ohm_leak_scope_close(b, 0, NULL), 0);
+}
+
 int main(void)
 {
     RUN(test_only_buffers_made_inside_are_listed);
@@ -294,5 +469,10 @@ int main(void)
     RUN(test_released_after_close_frees_the_scope);
     RUN(test_reclaimed_and_destroyed_while_open_are_listed);
     RUN(test_joined_thread_exit_ends_its_scopes);
+    RUN(test_opener_exit_ends_its_scopes_and_reports_their_leaks);
+    RUN(test_opener_exit_leaves_a_joined_threads_inner_scope_open);
+    RUN(test_joined_thread_exit_reports_its_inner_scopes_leaks);
+    RUN(test_joined_thread_after_its_scope_closed);
+    RUN(test_ids_are_never_reused);
     return check_summary();
 }
