@@ -21,7 +21,7 @@ int luaopen_ohm(lua_State *L);
 
 static int embedder_messages; /* what the embedder's own handler received */
 static char embedder_last[256];
-static int warnings;          /* what the states' warn functions received (whole messages) */
+static int warnings; /* what the states' warn functions received (whole messages) */
 static char warning_text[512];
 
 static void embedder_log(void *arg, ohm_log_level level, const char *message)
