@@ -309,10 +309,13 @@ int main(int argc, char **argv)
     s->peak_rss = harness_peak_rss_bytes();
     s->rss_after_trim = harness_rss_bytes();
 
+    /* The report first, so that the summary names it only once it is there. */
+    if (s->o.report && report_html(s, s->o.report) != 0) {
+        fprintf(stderr, "ohm-stress: cannot write %s: %s\n", s->o.report, strerror(errno));
+        s->o.report = NULL;
+    }
     if (s->o.json) report_json(s);
     else report_summary(s);
-    if (s->o.report && report_html(s, s->o.report) != 0)
-        fprintf(stderr, "ohm-stress: cannot write %s: %s\n", s->o.report, strerror(errno));
     for (unsigned i = 0; i < nlogs; i++) fprintf(stderr, "ohm-stress: library said: %s\n", logs[i]);
     stress_print_errors();
 

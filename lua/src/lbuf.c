@@ -757,8 +757,13 @@ void lohm_open_buffers(lua_State *L)
 
     luaL_getmetatable(L, LOHM_BUFFER_MT);
     lohm_setfuncs(L, buffer_meta);
+    /* The methods are the module's functions themselves (b.readu32 == ohm.readu32), so an argument error raised
+     * through a method value that Lua cannot name from the call (pcall(b.readu32, ...)) still names 'ohm.readu32'. */
     lua_newtable(L);
-    lohm_setfuncs(L, buffer_methods);
+    for (const luaL_Reg *r = buffer_methods; r->name; r++) {
+        lua_getfield(L, module, r->name);
+        lua_setfield(L, -2, r->name);
+    }
     lua_setfield(L, -2, "__index");
     lua_pushliteral(L, LOHM_BUFFER_MT);
     lua_setfield(L, -2, "__name");

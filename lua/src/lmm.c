@@ -395,9 +395,15 @@ static int l_mm_put(lua_State *L)
     lua_getfield(L, 8, id);               /* 9: the current one, restored if the put fails */
     lua_pushvalue(L, 7);
     lua_setfield(L, 8, id);
+    /* The cache holds a retained slice, not the caller's buffer: the GC's reclaim of a buffer whose userdata is
+     * unreachable drops every reference but those retained slices hold, and the cache's reference must survive
+     * that (a buffer closed after the put, or never closed, is collected while the block is cached). */
+    ohm_buf *held = buf ? ohm_buf_retained_slice(buf, 0, ohm_buf_size(buf)) : NULL;
+    if (buf && !held) return lohm_fail(L, ohm_last_error_code(), "put");
     lua_State *prev = lohm_enter(m->st, L);
-    int rc = ohm_block_put(m->mm, id, group, mode, buf, size, ohm_bind_evict, m->evictor);
+    int rc = ohm_block_put(m->mm, id, group, mode, held, size, ohm_bind_evict, m->evictor);
     lohm_leave(m->st, prev);
+    if (held) ohm_buf_release(held, 1); /* the cache's own reference keeps it, or it ends here */
     if (rc) {
         lua_pushvalue(L, 9);
         lua_setfield(L, 8, id);

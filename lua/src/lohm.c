@@ -41,7 +41,7 @@ lstate *lohm_getstate(lua_State *L)
  * that state at once; one logged elsewhere (the background purger, a call that does not enter) waits in a small
  * queue for the next lohm_enter of any state on any thread (each lua_close enters), the oldest kept when it
  * overflows. An embedder that links the module in and keeps the log for itself sets the registry field "ohm.log"
- * to false before requiring it; from then on the module leaves the handler alone. */
+ * to false before its first require; the module then leaves the handler alone in every state (log_setup). */
 
 #define LOG_QUEUE   16
 #define LOG_MSG_MAX 512
@@ -51,7 +51,6 @@ static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static char log_queue[LOG_QUEUE][LOG_MSG_MAX];
 static unsigned log_queued, log_dropped; /* under log_lock; log_queued also read without it (atomically) */
 static int log_threshold = OHM_LOG_WARN; /* written once, before the handler is installed */
-static pthread_once_t log_once = PTHREAD_ONCE_INIT;
 static const char *const log_names[] = {"debug", "info", "warn", "error"};
 
 static void warn_on(lua_State *L, const char *level, const char *msg)
@@ -107,6 +106,23 @@ static void log_install(void)
     for (int i = 0; v && i <= OHM_LOG_ERROR; i++)
         if (strcmp(v, log_names[i]) == 0) log_threshold = i;
     ohm_set_log_handler(log_to_lua, NULL);
+}
+
+/* The first require in the process decides, for every state after it: otherwise the first state made without
+ * "ohm.log" = false (a library's own lua_State, say) would replace the embedder's handler. The core has no getter
+ * for the current handler, so the embedder must say so. Under the lock, so that a concurrent require returns only
+ * once the handler is in place. */
+static void log_setup(lua_State *L)
+{
+    static pthread_mutex_t decide_lock = PTHREAD_MUTEX_INITIALIZER;
+    static bool decided;
+    int t = lua_getfield(L, LUA_REGISTRYINDEX, "ohm.log");
+    bool wanted = t == LUA_TNIL || lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    pthread_mutex_lock(&decide_lock);
+    if (!decided && wanted) log_install();
+    decided = true;
+    pthread_mutex_unlock(&decide_lock);
 }
 
 /* ---- entering the host ---- */
@@ -313,9 +329,7 @@ __attribute__((visibility("default"))) int luaopen_ohm(lua_State *L);
 int luaopen_ohm(lua_State *L)
 {
     luaL_checkversion(L);
-    if (lua_getfield(L, LUA_REGISTRYINDEX, "ohm.log") == LUA_TNIL || lua_toboolean(L, -1))
-        pthread_once(&log_once, log_install);
-    lua_pop(L, 1);
+    log_setup(L);
     lohm_push_state(L);
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);

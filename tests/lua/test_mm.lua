@@ -366,6 +366,22 @@ T.test("the block cache: execution evicts storage beyond its region through the 
   T.eq(mm:stats().evictions, 1)
 end)
 
+T.test("a cached buffer outlives its userdata: closed after the put, or dropped, then collected", function()
+  local mm <close> = manager()
+  do
+    local b <close> = ohm.alloc(MiB)
+    b:writeu32(0, 7)
+    T.eq(mm:put("closed", b), true)
+  end
+  T.eq(mm:put("dropped", ohm.fromstring("kept by the cache")), true) -- its own reference is a leak, not the cache's
+  collectgarbage()
+  collectgarbage()
+  local got <close> = mm:get("closed")
+  T.eq(got:readu32(0), 7)
+  local dropped <close> = mm:get("dropped")
+  T.eq(dropped:tostring(), "kept by the cache")
+end)
+
 T.test("an eviction function that raises or returns false keeps the block and fails the acquire", function()
   local mm <close> = manager()
   local lent
