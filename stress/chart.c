@@ -3,6 +3,10 @@
  * libohm_jni.so links too: this file needs nothing of ohm-stress. */
 #include "chart.h"
 
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #define CW 860
 #define CH 240
 #define ML 70 /* left margin: axis labels */
@@ -71,4 +75,24 @@ void html_head(FILE *f, const char *title)
             "td{padding:2px 12px 2px 0}h2{font-size:1.05em;margin-top:1.5em}.legend{font-size:12px}"
             ".bad{color:#c00;font-weight:bold}.good{color:#080;font-weight:bold}</style></head><body>\n",
             title);
+}
+
+const char *report_path_problem(const char *path, char *buf, size_t cap)
+{
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode)) return "it is a directory";
+        return access(path, W_OK) == 0 ? NULL : "permission denied";
+    }
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(buf, cap, ".");
+    else if (slash == path) snprintf(buf, cap, "/");
+    else snprintf(buf, cap, "%.*s", (int)(slash - path), path);
+    if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof dir, "%s", buf);
+        snprintf(buf, cap, "no directory %s", dir);
+        return buf;
+    }
+    return access(buf, W_OK) == 0 ? NULL : "permission denied";
 }

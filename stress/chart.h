@@ -16,5 +16,9 @@ void svg_chart(FILE *f, const char *title, bool bytes, size_t n, unsigned nserie
                chart_value *value, const void *ctx);
 /* The page's head and style, shared by the reports. */
 void html_head(FILE *f, const char *title);
+/* Why a report could not be written at path ("no directory D", "it is a directory", "permission denied"), or NULL
+ * when it can: the drivers check before a run, so a bad path fails at once instead of after it (exit status 2).
+ * The text is in buf (cap bytes). */
+const char *report_path_problem(const char *path, char *buf, size_t cap);
 
 #endif /* OHM_STRESS_CHART_H */

@@ -75,7 +75,8 @@ static void usage(FILE *f)
                "  --report F.html   write an HTML report (leaks by site, memory over time, growth)\n"
                "The script returns {iteration = function(ctx) ... end [, setup = ..., teardown = ...]}.\n"
                "Exit status: 0 when clean; 1 for a leak, an iteration error or steady growth; 2 for a usage error\n"
-               "or a workload that does not load, has no iteration function, or raises in setup.\n");
+               "or a workload that does not load, has no iteration function, or raises in setup, or a report that\n"
+               "cannot be written.\n");
 }
 
 static int parse(int argc, char **argv, lrun *run)
@@ -351,6 +352,12 @@ int lua_main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    char why[PATH_MAX + 16];
+    const char *problem = run->report ? report_path_problem(run->report, why, sizeof why) : NULL;
+    if (problem) {
+        fprintf(stderr, "ohm-stress: cannot write the report %s: %s\n", run->report, problem);
+        return 2;
+    }
     ohm_leak_set_handler(quiet_leak, NULL);
     ohm_pool_config pc;
     ohm_pool_config_init(&pc);
@@ -403,9 +410,11 @@ int lua_main(int argc, char **argv)
         wl_growth(&run->r);
         if (run->json) wl_json(stdout, &run->r);
         else wl_summary(stdout, &run->r);
-        if (run->report && wl_html(&run->r, run->report) != 0)
-            fprintf(stderr, "ohm-stress: cannot write %s: %s\n", run->report, strerror(errno));
         status = wl_failed(&run->r) ? 1 : 0;
+        if (run->report && wl_html(&run->r, run->report) != 0) {
+            fprintf(stderr, "ohm-stress: cannot write the report %s: %s\n", run->report, strerror(errno));
+            status = 2;
+        }
     }
     free(run->ts);
     free(run->r.samples);

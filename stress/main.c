@@ -33,7 +33,7 @@ static void usage(FILE *f)
                "  --tmpdir D        where the temporary directory goes (default $TMPDIR or /tmp)\n"
                "  --lua F.lua ...   run a Lua workload instead (ohm-stress --lua F.lua --help)\n"
                "Exit status: 0 when clean; 1 for an integrity or API error, a missed or false leak, or accounting\n"
-               "drift; 2 for a usage or setup error.\n");
+               "drift; 2 for a usage or setup error, or a report that cannot be written.\n");
 }
 
 static int parse_args(int argc, char **argv, stress_opts *o)
@@ -236,6 +236,12 @@ int main(int argc, char **argv)
     stress *s = &st;
     g_stress = s;
     if (parse_args(argc, argv, &s->o) != 0) return 2;
+    char why[PATH_MAX + 16];
+    const char *problem = s->o.report ? report_path_problem(s->o.report, why, sizeof why) : NULL;
+    if (problem) {
+        fprintf(stderr, "ohm-stress: cannot write the report %s: %s\n", s->o.report, problem);
+        return 2;
+    }
 
     ohm_set_log_handler(on_log, NULL);
     ohm_leak_set_handler(on_other_leak, NULL);
@@ -310,9 +316,11 @@ int main(int argc, char **argv)
     s->rss_after_trim = harness_rss_bytes();
 
     /* The report first, so that the summary names it only once it is there. */
+    bool unwritten = false;
     if (s->o.report && report_html(s, s->o.report) != 0) {
-        fprintf(stderr, "ohm-stress: cannot write %s: %s\n", s->o.report, strerror(errno));
+        fprintf(stderr, "ohm-stress: cannot write the report %s: %s\n", s->o.report, strerror(errno));
         s->o.report = NULL;
+        unwritten = true;
     }
     if (s->o.json) report_json(s);
     else report_summary(s);
@@ -325,5 +333,5 @@ int main(int argc, char **argv)
     nftw(s->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
     for (size_t i = 0; i < s->nsamples; i++) free(s->samples[i].task_used);
     free(s->samples);
-    return failed ? 1 : 0;
+    return failed ? 1 : unwritten ? 2 : 0;
 }
