@@ -10,6 +10,7 @@
 #include "os.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,6 +159,32 @@ int ohm_mm_config_from_heap(ohm_mm_config *cfg, uint64_t heap_bytes, double frac
     return 0;
 }
 
+/* ---- the data lock ---- */
+
+/* Rounds of pause before a waiter yields the CPU: far more than a fast path's critical section takes unless its
+ * thread was preempted (the machine may run more threads than it has cores). */
+#define SPIN_ROUNDS 256
+/* Rounds a fast path spins before it falls back to the mutex: long enough for another fast path to finish. */
+#define FAST_ROUNDS 64
+
+void spin_lock_slow(ohm_mm *mm)
+{
+    for (unsigned i = 1;; i++) {
+        if (spin_try(mm)) return;
+        if (i % SPIN_ROUNDS) cpu_relax();
+        else sched_yield();
+    }
+}
+
+bool fast_enter_slow(ohm_mm *mm)
+{
+    for (unsigned i = 0; i < FAST_ROUNDS; i++) {
+        cpu_relax();
+        if (spin_try(mm)) return true;
+    }
+    return false;
+}
+
 /* ---- the manager ---- */
 
 /* The condition waiting tasks sleep on, on the monotonic clock their deadlines use, and the lock. 0, or
@@ -207,8 +234,9 @@ ohm_mm *ohm_mm_create(const ohm_mm_config *cfg)
         if (check_size(cfg->max_bytes[i], "mm create")) return NULL;
     ohm_pool *pool = cfg->pool;
     if (!pool && cfg->max_bytes[OHM_OFF_HEAP] && !(pool = ohm_pool_default())) return NULL;
-    ohm_mm *mm = calloc(1, sizeof *mm);
+    ohm_mm *mm = aligned_alloc(_Alignof(ohm_mm), sizeof *mm); /* a multiple of its alignment */
     if (!mm) goto nomem;
+    memset(mm, 0, sizeof *mm);
     if (block_store_init(mm)) goto nomem;
     if (mm_init_sync(mm)) goto nomem;
     for (int i = 0; i < OHM_MM_MODES; i++) mode_init(&mm->m[i], cfg->max_bytes[i], cfg->storage_fraction);
@@ -329,14 +357,18 @@ static int task_wait(ohm_mm *mm, ohm_task *t, struct timespec *deadline, bool *h
         deadline->tv_nsec = (long)(ns % 1000000000u);
         *have_deadline = true;
     }
-    ohm_debug_only(mm_check(mm)); /* the wait drops the lock */
     t->waiting = true;
     t->waits++;
+    /* Counted under the data lock with the decision to wait: a fast path that changes the state after this sees a
+     * waiter and takes the locked path, whose wake-up cannot come before the wait (it needs the mutex). */
     mm->waiting++;
+    fast_exit(mm); /* the wait drops both locks */
     uint64_t start = os_now_ns();
     int rc = *have_deadline ? pthread_cond_timedwait(&mm->cond, &mm->lock, deadline)
                             : pthread_cond_wait(&mm->cond, &mm->lock);
-    t->wait_ns += os_now_ns() - start;
+    uint64_t waited = os_now_ns() - start;
+    spin_lock(mm);
+    t->wait_ns += waited;
     mm->waiting--;
     t->waiting = false;
     if (t->cancel) {
@@ -376,6 +408,54 @@ int64_t exec_acquire_locked(ohm_mm *mm, ohm_task *t, int mode, uint64_t n)
         task_add(t, mode, to_grant);
         return (int64_t)to_grant;
     }
+}
+
+/* exec_acquire_locked's full grant, decided the same way: no pool growth (n fits the pool's free bytes) and the
+ * task within max_per_task after it, cur + n <= base / tasks, tested as (cur + n) * tasks <= base (the same for
+ * integers, without the division). A task that joins the fair share needs no wake-up, as nobody waits. */
+bool exec_acquire_fast(ohm_mm *mm, ohm_task *t, ohm_consumer *c, int mode, uint64_t n)
+{
+    if (!fast_enter(mm)) return false;
+    struct mode_state *s = &mm->m[mode];
+    bool join = !t->registered[mode];
+    uint64_t tasks = s->ntasks + join, share;
+    bool ok = !mm->waiting && n <= s->exec_pool - s->exec_used &&
+              !__builtin_mul_overflow(t->held[mode] + n, tasks, &share) &&
+              share <= s->max - min64(s->sto_used, s->region);
+    if (ok) {
+        t->registered[mode] = true;
+        s->ntasks = tasks;
+        task_add(t, mode, n);
+        if (c) {
+            c->used += n;
+            c->peak = max64(c->peak, c->used);
+        }
+    }
+    fast_exit(mm);
+    return ok;
+}
+
+/* exec_release_locked for a release of no more than the task (and consumer c) holds; nobody waits, so nobody
+ * needs waking. */
+bool exec_release_fast(ohm_mm *mm, ohm_task *t, ohm_consumer *c, int mode, uint64_t n)
+{
+    if (!fast_enter(mm)) return false;
+    struct mode_state *s = &mm->m[mode];
+    bool ok = !mm->waiting && n <= t->held[mode] && (!c || n <= c->used);
+    if (ok) {
+        t->held[mode] -= n;
+        s->exec_used -= n;
+        if (!t->held[mode] && t->registered[mode]) {
+            t->registered[mode] = false;
+            s->ntasks--;
+        }
+        if (c) {
+            c->used -= n;
+            c->released += n;
+        }
+    }
+    fast_exit(mm);
+    return ok;
 }
 
 /* ExecutionMemoryPool.releaseMemory. *asked_over is set to what the task held when n was more. */

@@ -19,7 +19,8 @@ ohm_task *ohm_task_create(ohm_mm *mm, uint64_t id)
         ohm__error(OHM_EINVAL, "manager is NULL");
         return NULL;
     }
-    ohm_task *t = calloc(1, sizeof *t);
+    ohm_task *t = aligned_alloc(_Alignof(ohm_task), sizeof *t); /* a multiple of its alignment */
+    if (t) memset(t, 0, sizeof *t);
     if (!t) {
         ohm__error(OHM_ENOMEM, "out of memory creating task %llu", (unsigned long long)id);
         return NULL;
@@ -72,6 +73,7 @@ int64_t ohm_task_acquire(ohm_task *t, ohm_mem_mode mode, uint64_t n)
     if (!rc) rc = check_size(n, "acquire");
     if (rc) return rc;
     if (!n) return 0;
+    if (exec_acquire_fast(t->mm, t, NULL, mode, n)) return (int64_t)n;
     mm_lock(t->mm);
     int64_t g = exec_acquire_locked(t->mm, t, mode, n);
     mm_unlock(t->mm);
@@ -84,6 +86,7 @@ int64_t ohm_task_release(ohm_task *t, ohm_mem_mode mode, uint64_t n)
     int rc = check_mode(mode, "release");
     if (!rc) rc = check_size(n, "release");
     if (rc) return rc;
+    if (exec_release_fast(t->mm, t, NULL, mode, n)) return (int64_t)n;
     bool over = false;
     uint64_t held;
     mm_lock(t->mm);
@@ -436,6 +439,7 @@ int64_t ohm_consumer_acquire(ohm_consumer *c, uint64_t n)
     if (rc) return rc;
     if (!n) return 0;
     ohm_mm *mm = c->task->mm;
+    if (exec_acquire_fast(mm, c->task, c, c->mode, n)) return (int64_t)n;
     mm_lock(mm);
     int64_t g = consumer_acquire_locked(mm, c, n);
     mm_unlock(mm);
@@ -448,6 +452,7 @@ int64_t ohm_consumer_release(ohm_consumer *c, uint64_t n)
     int rc = check_size(n, "consumer release");
     if (rc) return rc;
     ohm_mm *mm = c->task->mm;
+    if (exec_release_fast(mm, c->task, c, c->mode, n)) return (int64_t)n;
     mm_lock(mm);
     uint64_t had = c->used, r = min64(n, had), held;
     bool over = false;
