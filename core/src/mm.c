@@ -42,6 +42,8 @@ void mm_check(const ohm_mm *mm)
             ohm_assert(cpages == c->npages && "consumer: npages counts its page list");
             npages += cpages;
         }
+        ohm_assert(!t->fast_used[0] && !t->fast_used[1] && !t->fast_tasks[0] && !t->fast_tasks[1] &&
+                   "task: the fast paths' changes are counted into the modes under the lock");
         ohm_assert(last == t->consumers_tail && nconsumers == t->nconsumers &&
                    "task: nconsumers and consumers_tail match its consumer list");
         for (int i = 0; i < OHM_MM_MODES; i++) {
@@ -159,30 +161,71 @@ int ohm_mm_config_from_heap(ohm_mm_config *cfg, uint64_t heap_bytes, double frac
     return 0;
 }
 
-/* ---- the data lock ---- */
+/* ---- the locks ---- */
 
-/* Rounds of pause before a waiter yields the CPU: far more than a fast path's critical section takes unless its
- * thread was preempted (the machine may run more threads than it has cores). */
+/* Rounds of pause before a waiter for a task's lock yields the CPU: far more than a fast path's critical section
+ * takes unless its thread was preempted (the machine may run more threads than it has cores). */
 #define SPIN_ROUNDS 256
-/* Rounds a fast path spins before it falls back to the mutex: long enough for another fast path to finish. */
-#define FAST_ROUNDS 64
 
-void spin_lock_slow(ohm_mm *mm)
+static void task_lock(ohm_task *t)
 {
-    for (unsigned i = 1;; i++) {
-        if (spin_try(mm)) return;
-        if (i % SPIN_ROUNDS) cpu_relax();
-        else sched_yield();
+    for (unsigned i = 1; !task_trylock(t);)
+        while (__atomic_load_n(&t->lock, __ATOMIC_RELAXED)) {
+            if (i++ % SPIN_ROUNDS) cpu_relax();
+            else sched_yield();
+        }
+}
+
+void mm_tasks_lock(ohm_mm *mm)
+{
+    for (ohm_task *t = mm->tasks; t; t = t->next) {
+        task_lock(t);
+        for (int i = 0; i < OHM_MM_MODES; i++)
+            if (t->fast_used[i] | t->fast_tasks[i]) {
+                mm->m[i].exec_used += t->fast_used[i];
+                mm->m[i].ntasks += t->fast_tasks[i];
+                t->fast_used[i] = t->fast_tasks[i] = 0;
+            }
     }
 }
 
-bool fast_enter_slow(ohm_mm *mm)
+void mm_lock(ohm_mm *mm)
 {
-    for (unsigned i = 0; i < FAST_ROUNDS; i++) {
-        cpu_relax();
-        if (spin_try(mm)) return true;
+    pthread_mutex_lock(&mm->lock);
+    mm_tasks_lock(mm);
+}
+
+/* Each mode's fast limit for the state as it is: the smaller of Spark's max-share base and the pool, over the
+ * open tasks. With every task within it, all of them together fit the pool and each is within max_per_task for
+ * any number of tasks in the fair share (never more than are open), so a fast grant that keeps its task within
+ * it is one Spark grants in full, no pool growth, in any order with the others. 0 -- no fast acquire -- while a
+ * task waits (every change must then go by the mutex and wake it) or while some task holds more (as Spark lets a
+ * task alone hold the whole pool). Written only when it changes: every fast path reads it. */
+static void set_fast_limits(ohm_mm *mm)
+{
+    for (int i = 0; i < OHM_MM_MODES; i++) {
+        const struct mode_state *s = &mm->m[i];
+        uint64_t lim = 0;
+        if (s->max && mm->ntasks && !mm->waiting) {
+            lim = min64(s->max - min64(s->sto_used, s->region), s->exec_pool) / mm->ntasks;
+            for (const ohm_task *t = mm->tasks; t && lim; t = t->next)
+                if (t->held[i] > lim) lim = 0;
+        }
+        if (mm->fast_limit[i] != lim) mm->fast_limit[i] = lim;
     }
-    return false;
+}
+
+void mm_tasks_unlock(ohm_mm *mm)
+{
+    set_fast_limits(mm);
+    for (ohm_task *t = mm->tasks; t; t = t->next) task_unlock(t);
+}
+
+void mm_unlock(ohm_mm *mm)
+{
+    ohm_debug_only(mm_check(mm));
+    mm_tasks_unlock(mm);
+    pthread_mutex_unlock(&mm->lock);
 }
 
 /* ---- the manager ---- */
@@ -359,15 +402,16 @@ static int task_wait(ohm_mm *mm, ohm_task *t, struct timespec *deadline, bool *h
     }
     t->waiting = true;
     t->waits++;
-    /* Counted under the data lock with the decision to wait: a fast path that changes the state after this sees a
+    /* Counted under every lock with the decision to wait: a fast path that changes the state after this sees a
      * waiter and takes the locked path, whose wake-up cannot come before the wait (it needs the mutex). */
     mm->waiting++;
-    fast_exit(mm); /* the wait drops both locks */
+    ohm_debug_only(mm_check(mm));
+    mm_tasks_unlock(mm); /* with a waiter: no fast acquire, and no fast release, until it is gone */
     uint64_t start = os_now_ns();
     int rc = *have_deadline ? pthread_cond_timedwait(&mm->cond, &mm->lock, deadline)
                             : pthread_cond_wait(&mm->cond, &mm->lock);
     uint64_t waited = os_now_ns() - start;
-    spin_lock(mm);
+    mm_tasks_lock(mm);
     t->wait_ns += waited;
     mm->waiting--;
     t->waiting = false;
@@ -410,51 +454,47 @@ int64_t exec_acquire_locked(ohm_mm *mm, ohm_task *t, int mode, uint64_t n)
     }
 }
 
-/* exec_acquire_locked's full grant, decided the same way: no pool growth (n fits the pool's free bytes) and the
- * task within max_per_task after it, cur + n <= base / tasks, tested as (cur + n) * tasks <= base (the same for
- * integers, without the division). A task that joins the fair share needs no wake-up, as nobody waits. */
-bool exec_acquire_fast(ohm_mm *mm, ohm_task *t, ohm_consumer *c, int mode, uint64_t n)
+/* exec_acquire_locked's full grant when the task stays within the fast limit (see set_fast_limits). Its join to
+ * the fair share needs no wake-up: nobody waits while the limit is not 0. */
+bool exec_acquire_fast(ohm_task *t, ohm_consumer *c, int mode, uint64_t n)
 {
-    if (!fast_enter(mm)) return false;
-    struct mode_state *s = &mm->m[mode];
-    bool join = !t->registered[mode];
-    uint64_t tasks = s->ntasks + join, share;
-    bool ok = !mm->waiting && n <= s->exec_pool - s->exec_used &&
-              !__builtin_mul_overflow(t->held[mode] + n, tasks, &share) &&
-              share <= s->max - min64(s->sto_used, s->region);
+    if (ohm_unlikely(!task_trylock(t))) return false;
+    uint64_t held = t->held[mode] + n; /* both at most INT64_MAX */
+    bool ok = held <= t->mm->fast_limit[mode];
     if (ok) {
+        t->fast_tasks[mode] += !t->registered[mode];
         t->registered[mode] = true;
-        s->ntasks = tasks;
-        task_add(t, mode, n);
+        t->held[mode] = held;
+        t->fast_used[mode] += n;
+        t->peak = max64(t->peak, t->held[0] + t->held[1]);
         if (c) {
             c->used += n;
             c->peak = max64(c->peak, c->used);
         }
     }
-    fast_exit(mm);
+    task_unlock(t);
     return ok;
 }
 
-/* exec_release_locked for a release of no more than the task (and consumer c) holds; nobody waits, so nobody
- * needs waking. */
-bool exec_release_fast(ohm_mm *mm, ohm_task *t, ohm_consumer *c, int mode, uint64_t n)
+/* exec_release_locked for a release of no more than the task (and consumer c) holds, when nobody waits to be
+ * woken by it. */
+bool exec_release_fast(ohm_task *t, ohm_consumer *c, int mode, uint64_t n)
 {
-    if (!fast_enter(mm)) return false;
-    struct mode_state *s = &mm->m[mode];
-    bool ok = !mm->waiting && n <= t->held[mode] && (!c || n <= c->used);
+    if (ohm_unlikely(!task_trylock(t))) return false;
+    bool ok = !t->mm->waiting && n <= t->held[mode] && (!c || n <= c->used);
     if (ok) {
         t->held[mode] -= n;
-        s->exec_used -= n;
+        t->fast_used[mode] -= n;
         if (!t->held[mode] && t->registered[mode]) {
             t->registered[mode] = false;
-            s->ntasks--;
+            t->fast_tasks[mode]--;
         }
         if (c) {
             c->used -= n;
             c->released += n;
         }
     }
-    fast_exit(mm);
+    task_unlock(t);
     return ok;
 }
 

@@ -12,19 +12,18 @@
  * page's free function takes mm->lock), no log message (the handler is the host's), no pool allocation. So a
  * callback may acquire, release, free pages, put or remove blocks without a deadlock (Spark's SPARK-27338 and
  * SPARK-39283 were deadlocks around spill and eviction run under a lock).
- *     mm->lock  ->  mm->spin  ->  (nothing of ours; malloc, the thread-local error record)
- * The manager's state is guarded by the data lock mm->spin, a spinlock on the cache line of the fair-share state
- * it guards. mm_lock takes both, so every *_locked function sees the state as before; the fast paths of acquire
- * and release take only the spinlock, and only for what needs neither waiting, nor growing a pool, nor a callback,
- * nor a wake-up (no task waits): Spark's one lock still orders every change, so the accounting is Spark's at every
- * moment, and two tasks on two threads share one cache line per call instead of a futex-word mutex and the lines
- * of the state. Whatever may sleep (the condition wait, an eviction or spill) holds the mutex and drops the
- * spinlock first.
- * What the lock cannot cover while a callback runs is held by marks taken under it: a block chosen for eviction
- * is marked `evicting` (it cannot be pinned, removed or chosen again), and the storage bytes an eviction is for
- * stay counted as used ("reserved") until the requester takes them, so no other thread can take them first.
- *
- * Functions named *_locked, and those whose comment says so, are called with mm->lock and mm->spin held. */
+ *     mm->lock  ->  every task's lock, in list order  ->  (nothing of ours; malloc, the thread-local error record)
+ * Every task has a spinlock of its own, on its own cache line, guarding what its fast path writes: its held and
+ * registered bytes, its consumers' counts, and the fair-share changes not yet counted in the modes (fast_used,
+ * fast_tasks). mm_lock takes the mutex and then every task's lock and counts those changes in, so the *_locked
+ * functions see Spark's numbers exactly, as before. The fast paths of acquire and release take only their task's
+ * lock: a release of what the task holds when nobody waits, and an acquire that keeps the task within
+ * fast_limit, a share so small (the pool over all open tasks) that every task within it at once is within Spark's
+ * max share of any moment and the pool's free bytes -- so Spark would grant it in full whatever the others do
+ * meanwhile, and no two tasks share a cache line on the way. Whatever changes the limit holds every lock.
+ * Whatever may sleep (the condition wait, an eviction or spill) holds the mutex and drops the tasks' locks.
+ * Functions named *_locked, and those whose comment says so, are called with mm_lock held (the mutex and every
+ * task's lock). */
 #ifndef OHM_MM_INTERNAL_H
 #define OHM_MM_INTERNAL_H
 
@@ -72,13 +71,16 @@ struct ohm_consumer {
     ohm_consumer *prev, *next; /* the task's consumers, oldest first */
 };
 
-/* Cache-line aligned (and allocated so): the fast path writes held, registered and peak on every call, and two
- * tasks on two threads must not share a line. */
+/* Cache-line aligned (and allocated so): the fast path writes the first line on every call, and two tasks on two
+ * threads must not share it. */
 struct ohm_task {
-    _Alignas(64) ohm_mm *mm;
+    _Alignas(64) unsigned lock; /* 0 free, 1 held (__atomic): this task's fields below, with mm_lock's holder */
+    ohm_mm *mm;
     uint64_t held[OHM_MM_MODES];
     bool registered[OHM_MM_MODES];
     uint64_t peak;
+    uint64_t fast_used[OHM_MM_MODES];  /* exec_used change by fast paths not yet in the mode (mod 2^64) */
+    uint64_t fast_tasks[OHM_MM_MODES]; /* ntasks change by fast paths not yet in the mode (mod 2^64) */
     uint64_t id;
     uint64_t unroll[OHM_MM_MODES];
     uint64_t spills, spill_bytes, waits, wait_ns, evictions, nconsumers;
@@ -102,14 +104,14 @@ typedef struct block {
     struct block *hnext;
 } block;
 
-/* Cache-line aligned (and allocated so): the data lock, the waiter count and the first mode's state share the
- * first line, all the fast path touches for an ON_HEAP call. */
+/* Cache-line aligned (and allocated so): the first line is what every fast path reads, written only when it
+ * changes, so it stays in every core's cache. */
 struct ohm_mm {
-    _Alignas(64) unsigned spin; /* the data lock (0 free, 1 held; __atomic): guards everything below but the mutex */
-    unsigned waiting;           /* tasks blocked on cond */
+    _Alignas(64) uint64_t fast_limit[OHM_MM_MODES]; /* a task may hold this much by its fast path; 0: no fast acquire */
+    unsigned waiting;                               /* tasks blocked on cond; a fast release needs it 0 */
+    _Alignas(64) pthread_mutex_t lock;
+    pthread_cond_t cond; /* Spark's lock.notifyAll(): any change a waiter may need */
     struct mode_state m[OHM_MM_MODES];
-    _Alignas(64) pthread_mutex_t lock; /* the slow paths' lock, taken before spin; what sleeps holds it */
-    pthread_cond_t cond;               /* Spark's lock.notifyAll(): any change a waiter may need */
     size_t page_size;
     ohm_pool *pool;
     uint64_t wait_timeout_ms;
@@ -141,45 +143,19 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* Takes the data lock if it is free at once: true when taken. */
-static inline bool spin_try(ohm_mm *mm)
-{
-    return !__atomic_load_n(&mm->spin, __ATOMIC_RELAXED) && !__atomic_exchange_n(&mm->spin, 1, __ATOMIC_ACQUIRE);
-}
-/* Takes the data lock, spinning while a fast path holds it (a few dozen instructions), yielding the CPU when its
- * holder seems preempted. Called with mm->lock held, so no other slow path competes. */
-void spin_lock_slow(ohm_mm *mm);
-static inline void spin_lock(ohm_mm *mm)
-{
-    if (ohm_unlikely(!spin_try(mm))) spin_lock_slow(mm);
-}
-static inline void spin_unlock(ohm_mm *mm) { __atomic_store_n(&mm->spin, 0, __ATOMIC_RELEASE); }
+/* Takes a task's lock if it is free at once (the exchange first: uncontended, one trip for the line). */
+static inline bool task_trylock(ohm_task *t) { return !__atomic_exchange_n(&t->lock, 1, __ATOMIC_ACQUIRE); }
+static inline void task_unlock(ohm_task *t) { __atomic_store_n(&t->lock, 0, __ATOMIC_RELEASE); }
 
-/* The fast path's entry: true with the data lock taken, after a short spin at most; false when it stays held
- * (most likely by a slow path, which holds the mutex: the caller then waits on the mutex instead of spinning). */
-bool fast_enter_slow(ohm_mm *mm);
-static inline bool fast_enter(ohm_mm *mm) { return ohm_likely(spin_try(mm)) || fast_enter_slow(mm); }
-
-/* Every exit of the data lock ends here, so the debug build checks the manager's invariants at each moment
- * another thread could see its state. */
-static inline void fast_exit(ohm_mm *mm)
-{
-    ohm_debug_only(mm_check(mm));
-    spin_unlock(mm);
-}
-
-static inline void mm_lock(ohm_mm *mm)
-{
-    pthread_mutex_lock(&mm->lock);
-    spin_lock(mm);
-}
-
-/* Every public call ends here, and every drop of the lock around a callback. */
-static inline void mm_unlock(ohm_mm *mm)
-{
-    fast_exit(mm);
-    pthread_mutex_unlock(&mm->lock);
-}
+/* Takes the mutex and every task's lock, and counts the fast paths' changes into the modes. */
+void mm_lock(ohm_mm *mm);
+/* Sets the fast limits for the state as it is now, and releases what mm_lock took. Every public call ends here,
+ * and every drop of the lock around a callback, so the debug build checks the manager's invariants at each
+ * moment another thread could see its state. */
+void mm_unlock(ohm_mm *mm);
+/* The tasks' locks alone, for a wait on the condition (which drops and retakes the mutex itself). */
+void mm_tasks_unlock(ohm_mm *mm);
+void mm_tasks_lock(ohm_mm *mm);
 
 /* Wakes every waiting task, if there is one: a broadcast costs a futex call even with nobody waiting, and the
  * acquire/release pair made two of them (measured: most of ohm-bench mm's acquire-release). Lock held, which
@@ -216,11 +192,11 @@ int storage_acquire_locked(ohm_mm *mm, ohm_task *t, int mode, const char *group,
 /* ExecutionMemoryPool.acquireMemory: the bytes granted or a negative code. Drops the lock while evicting and
  * waiting. */
 int64_t exec_acquire_locked(ohm_mm *mm, ohm_task *t, int mode, uint64_t n);
-/* The fast paths of ExecutionMemoryPool's acquireMemory and releaseMemory, under the data lock only: true when
- * done -- all n granted, or n released with nothing over -- and, when c is not NULL, counted to consumer c as
- * well; false with nothing changed when the call needs the locked path (which then decides from the start). */
-bool exec_acquire_fast(ohm_mm *mm, ohm_task *t, ohm_consumer *c, int mode, uint64_t n);
-bool exec_release_fast(ohm_mm *mm, ohm_task *t, ohm_consumer *c, int mode, uint64_t n);
+/* The fast paths of ExecutionMemoryPool's acquireMemory and releaseMemory, under t's lock only: true when done
+ * -- all n granted, or n released with nothing over -- and, when c is not NULL, counted to consumer c as well;
+ * false with nothing changed when the call needs the locked path (which then decides from the start). */
+bool exec_acquire_fast(ohm_task *t, ohm_consumer *c, int mode, uint64_t n);
+bool exec_release_fast(ohm_task *t, ohm_consumer *c, int mode, uint64_t n);
 /* ExecutionMemoryPool.releaseMemory: the bytes released; *over and *held say when n was more than t held. */
 uint64_t exec_release_locked(ohm_mm *mm, ohm_task *t, int mode, uint64_t n, bool *over, uint64_t *held);
 /* Logs a release of more execution memory than was held (without the lock: the log handler is the host's). */

@@ -36,6 +36,7 @@ ohm_task *ohm_task_create(ohm_mm *mm, uint64_t id)
             return NULL;
         }
     t->timeout_ms = mm->wait_timeout_ms;
+    t->lock = 1; /* as mm_lock took every task's: mm_unlock releases it with theirs */
     LIST_PUSH_FRONT(mm->tasks, t, next, prev);
     mm->ntasks++;
     mm_unlock(mm);
@@ -73,7 +74,7 @@ int64_t ohm_task_acquire(ohm_task *t, ohm_mem_mode mode, uint64_t n)
     if (!rc) rc = check_size(n, "acquire");
     if (rc) return rc;
     if (!n) return 0;
-    if (exec_acquire_fast(t->mm, t, NULL, mode, n)) return (int64_t)n;
+    if (exec_acquire_fast(t, NULL, mode, n)) return (int64_t)n;
     mm_lock(t->mm);
     int64_t g = exec_acquire_locked(t->mm, t, mode, n);
     mm_unlock(t->mm);
@@ -86,7 +87,7 @@ int64_t ohm_task_release(ohm_task *t, ohm_mem_mode mode, uint64_t n)
     int rc = check_mode(mode, "release");
     if (!rc) rc = check_size(n, "release");
     if (rc) return rc;
-    if (exec_release_fast(t->mm, t, NULL, mode, n)) return (int64_t)n;
+    if (exec_release_fast(t, NULL, mode, n)) return (int64_t)n;
     bool over = false;
     uint64_t held;
     mm_lock(t->mm);
@@ -439,7 +440,7 @@ int64_t ohm_consumer_acquire(ohm_consumer *c, uint64_t n)
     if (rc) return rc;
     if (!n) return 0;
     ohm_mm *mm = c->task->mm;
-    if (exec_acquire_fast(mm, c->task, c, c->mode, n)) return (int64_t)n;
+    if (exec_acquire_fast(c->task, c, c->mode, n)) return (int64_t)n;
     mm_lock(mm);
     int64_t g = consumer_acquire_locked(mm, c, n);
     mm_unlock(mm);
@@ -452,7 +453,7 @@ int64_t ohm_consumer_release(ohm_consumer *c, uint64_t n)
     int rc = check_size(n, "consumer release");
     if (rc) return rc;
     ohm_mm *mm = c->task->mm;
-    if (exec_release_fast(mm, c->task, c, c->mode, n)) return (int64_t)n;
+    if (exec_release_fast(c->task, c, c->mode, n)) return (int64_t)n;
     mm_lock(mm);
     uint64_t had = c->used, r = min64(n, had), held;
     bool over = false;
