@@ -10,6 +10,7 @@
 #include "os.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,6 +164,9 @@ int ohm_mm_config_from_heap(ohm_mm_config *cfg, uint64_t heap_bytes, double frac
 
 /* ---- the locks ---- */
 
+_Static_assert(offsetof(ohm_task, fast_used) + sizeof(((ohm_task *)0)->fast_used) <= 64,
+               "what a task's fast path writes fits its first cache line");
+
 /* Rounds of pause before a waiter for a task's lock yields the CPU: far more than a fast path's critical section
  * takes unless its thread was preempted (the machine may run more threads than it has cores). */
 #define SPIN_ROUNDS 256
@@ -183,7 +187,7 @@ void mm_tasks_lock(ohm_mm *mm)
         for (int i = 0; i < OHM_MM_MODES; i++)
             if (t->fast_used[i] | t->fast_tasks[i]) {
                 mm->m[i].exec_used += t->fast_used[i];
-                mm->m[i].ntasks += t->fast_tasks[i];
+                mm->m[i].ntasks += (uint64_t)(int64_t)t->fast_tasks[i];
                 t->fast_used[i] = t->fast_tasks[i] = 0;
             }
     }
@@ -452,50 +456,6 @@ int64_t exec_acquire_locked(ohm_mm *mm, ohm_task *t, int mode, uint64_t n)
         task_add(t, mode, to_grant);
         return (int64_t)to_grant;
     }
-}
-
-/* exec_acquire_locked's full grant when the task stays within the fast limit (see set_fast_limits). Its join to
- * the fair share needs no wake-up: nobody waits while the limit is not 0. */
-bool exec_acquire_fast(ohm_task *t, ohm_consumer *c, int mode, uint64_t n)
-{
-    if (ohm_unlikely(!task_trylock(t))) return false;
-    uint64_t held = t->held[mode] + n; /* both at most INT64_MAX */
-    bool ok = held <= t->mm->fast_limit[mode];
-    if (ok) {
-        t->fast_tasks[mode] += !t->registered[mode];
-        t->registered[mode] = true;
-        t->held[mode] = held;
-        t->fast_used[mode] += n;
-        t->peak = max64(t->peak, t->held[0] + t->held[1]);
-        if (c) {
-            c->used += n;
-            c->peak = max64(c->peak, c->used);
-        }
-    }
-    task_unlock(t);
-    return ok;
-}
-
-/* exec_release_locked for a release of no more than the task (and consumer c) holds, when nobody waits to be
- * woken by it. */
-bool exec_release_fast(ohm_task *t, ohm_consumer *c, int mode, uint64_t n)
-{
-    if (ohm_unlikely(!task_trylock(t))) return false;
-    bool ok = !t->mm->waiting && n <= t->held[mode] && (!c || n <= c->used);
-    if (ok) {
-        t->held[mode] -= n;
-        t->fast_used[mode] -= n;
-        if (!t->held[mode] && t->registered[mode]) {
-            t->registered[mode] = false;
-            t->fast_tasks[mode]--;
-        }
-        if (c) {
-            c->used -= n;
-            c->released += n;
-        }
-    }
-    task_unlock(t);
-    return ok;
 }
 
 /* ExecutionMemoryPool.releaseMemory. *asked_over is set to what the task held when n was more. */

@@ -75,12 +75,12 @@ struct ohm_consumer {
  * threads must not share it. */
 struct ohm_task {
     _Alignas(64) unsigned lock; /* 0 free, 1 held (__atomic): this task's fields below, with mm_lock's holder */
+    bool registered[OHM_MM_MODES];
+    int8_t fast_tasks[OHM_MM_MODES]; /* ntasks change by fast paths not yet in the mode: -1, 0 or 1 */
     ohm_mm *mm;
     uint64_t held[OHM_MM_MODES];
-    bool registered[OHM_MM_MODES];
     uint64_t peak;
-    uint64_t fast_used[OHM_MM_MODES];  /* exec_used change by fast paths not yet in the mode (mod 2^64) */
-    uint64_t fast_tasks[OHM_MM_MODES]; /* ntasks change by fast paths not yet in the mode (mod 2^64) */
+    uint64_t fast_used[OHM_MM_MODES]; /* exec_used change by fast paths not yet in the mode (mod 2^64) */
     uint64_t id;
     uint64_t unroll[OHM_MM_MODES];
     uint64_t spills, spill_bytes, waits, wait_ns, evictions, nconsumers;
@@ -194,9 +194,52 @@ int storage_acquire_locked(ohm_mm *mm, ohm_task *t, int mode, const char *group,
 int64_t exec_acquire_locked(ohm_mm *mm, ohm_task *t, int mode, uint64_t n);
 /* The fast paths of ExecutionMemoryPool's acquireMemory and releaseMemory, under t's lock only: true when done
  * -- all n granted, or n released with nothing over -- and, when c is not NULL, counted to consumer c as well;
- * false with nothing changed when the call needs the locked path (which then decides from the start). */
-bool exec_acquire_fast(ohm_task *t, ohm_consumer *c, int mode, uint64_t n);
-bool exec_release_fast(ohm_task *t, ohm_consumer *c, int mode, uint64_t n);
+ * false with nothing changed when the call needs the locked path (which then decides from the start). Inline:
+ * they are the whole of an uncontended acquire or release. */
+/* exec_acquire_locked's full grant when the task stays within the fast limit (see set_fast_limits). Its join to
+ * the fair share needs no wake-up: nobody waits while the limit is not 0. */
+static inline bool exec_acquire_fast(ohm_task *t, ohm_consumer *c, int mode, uint64_t n)
+{
+    if (ohm_unlikely(!task_trylock(t))) return false;
+    uint64_t held = t->held[mode] + n; /* both at most INT64_MAX */
+    bool ok = held <= t->mm->fast_limit[mode];
+    if (ok) {
+        t->fast_tasks[mode] += !t->registered[mode];
+        t->registered[mode] = true;
+        t->held[mode] = held;
+        t->fast_used[mode] += n;
+        t->peak = max64(t->peak, t->held[0] + t->held[1]);
+        if (c) {
+            c->used += n;
+            c->peak = max64(c->peak, c->used);
+        }
+    }
+    task_unlock(t);
+    return ok;
+}
+
+/* exec_release_locked for a release of no more than the task (and consumer c) holds, when nobody waits to be
+ * woken by it. */
+static inline bool exec_release_fast(ohm_task *t, ohm_consumer *c, int mode, uint64_t n)
+{
+    if (ohm_unlikely(!task_trylock(t))) return false;
+    bool ok = !t->mm->waiting && n <= t->held[mode] && (!c || n <= c->used);
+    if (ok) {
+        t->held[mode] -= n;
+        t->fast_used[mode] -= n;
+        if (!t->held[mode] && t->registered[mode]) {
+            t->registered[mode] = false;
+            t->fast_tasks[mode]--;
+        }
+        if (c) {
+            c->used -= n;
+            c->released += n;
+        }
+    }
+    task_unlock(t);
+    return ok;
+}
+
 /* ExecutionMemoryPool.releaseMemory: the bytes released; *over and *held say when n was more than t held. */
 uint64_t exec_release_locked(ohm_mm *mm, ohm_task *t, int mode, uint64_t n, bool *over, uint64_t *held);
 /* Logs a release of more execution memory than was held (without the lock: the log handler is the host's). */

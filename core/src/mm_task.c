@@ -67,6 +67,26 @@ int ohm_mm_cancel_task(ohm_mm *mm, uint64_t task_id)
     return t ? 0 : ohm__error(OHM_EINVAL, "no live task %llu", (unsigned long long)task_id);
 }
 
+/* The locked paths of ohm_task_acquire and ohm_task_release, out of line: the fast paths then need no frame. */
+static OHM_NOINLINE int64_t task_acquire_slow(ohm_task *t, int mode, uint64_t n)
+{
+    mm_lock(t->mm);
+    int64_t g = exec_acquire_locked(t->mm, t, mode, n);
+    mm_unlock(t->mm);
+    return g;
+}
+
+static OHM_NOINLINE int64_t task_release_slow(ohm_task *t, int mode, uint64_t n)
+{
+    bool over = false;
+    uint64_t held;
+    mm_lock(t->mm);
+    uint64_t r = exec_release_locked(t->mm, t, mode, n, &over, &held);
+    mm_unlock(t->mm);
+    if (over) log_over_release("task", t->id, n, held);
+    return (int64_t)r;
+}
+
 int64_t ohm_task_acquire(ohm_task *t, ohm_mem_mode mode, uint64_t n)
 {
     if (!t) return ohm__error(OHM_EINVAL, "task is NULL");
@@ -75,10 +95,7 @@ int64_t ohm_task_acquire(ohm_task *t, ohm_mem_mode mode, uint64_t n)
     if (rc) return rc;
     if (!n) return 0;
     if (exec_acquire_fast(t, NULL, mode, n)) return (int64_t)n;
-    mm_lock(t->mm);
-    int64_t g = exec_acquire_locked(t->mm, t, mode, n);
-    mm_unlock(t->mm);
-    return g;
+    return task_acquire_slow(t, mode, n);
 }
 
 int64_t ohm_task_release(ohm_task *t, ohm_mem_mode mode, uint64_t n)
@@ -88,13 +105,7 @@ int64_t ohm_task_release(ohm_task *t, ohm_mem_mode mode, uint64_t n)
     if (!rc) rc = check_size(n, "release");
     if (rc) return rc;
     if (exec_release_fast(t, NULL, mode, n)) return (int64_t)n;
-    bool over = false;
-    uint64_t held;
-    mm_lock(t->mm);
-    uint64_t r = exec_release_locked(t->mm, t, mode, n, &over, &held);
-    mm_unlock(t->mm);
-    if (over) log_over_release("task", t->id, n, held);
-    return (int64_t)r;
+    return task_release_slow(t, mode, n);
 }
 
 int ohm_task_acquire_unroll(ohm_task *t, ohm_mem_mode mode, const char *group, uint64_t n)
@@ -433,27 +444,19 @@ static int64_t consumer_acquire_locked(ohm_mm *mm, ohm_consumer *c, uint64_t n)
     return (int64_t)got;
 }
 
-int64_t ohm_consumer_acquire(ohm_consumer *c, uint64_t n)
+/* The locked paths of ohm_consumer_acquire and ohm_consumer_release, out of line like the task's. */
+static OHM_NOINLINE int64_t consumer_acquire_slow(ohm_consumer *c, uint64_t n)
 {
-    if (!c) return ohm__error(OHM_EINVAL, "consumer is NULL");
-    int rc = check_size(n, "consumer acquire");
-    if (rc) return rc;
-    if (!n) return 0;
     ohm_mm *mm = c->task->mm;
-    if (exec_acquire_fast(c->task, c, c->mode, n)) return (int64_t)n;
     mm_lock(mm);
     int64_t g = consumer_acquire_locked(mm, c, n);
     mm_unlock(mm);
     return g;
 }
 
-int64_t ohm_consumer_release(ohm_consumer *c, uint64_t n)
+static OHM_NOINLINE int64_t consumer_release_slow(ohm_consumer *c, uint64_t n)
 {
-    if (!c) return ohm__error(OHM_EINVAL, "consumer is NULL");
-    int rc = check_size(n, "consumer release");
-    if (rc) return rc;
     ohm_mm *mm = c->task->mm;
-    if (exec_release_fast(c->task, c, c->mode, n)) return (int64_t)n;
     mm_lock(mm);
     uint64_t had = c->used, r = min64(n, had), held;
     bool over = false;
@@ -466,6 +469,25 @@ int64_t ohm_consumer_release(ohm_consumer *c, uint64_t n)
                  (unsigned long long)n, (unsigned long long)had);
     if (over) log_over_release("task", c->task->id, r, held);
     return (int64_t)r;
+}
+
+int64_t ohm_consumer_acquire(ohm_consumer *c, uint64_t n)
+{
+    if (!c) return ohm__error(OHM_EINVAL, "consumer is NULL");
+    int rc = check_size(n, "consumer acquire");
+    if (rc) return rc;
+    if (!n) return 0;
+    if (exec_acquire_fast(c->task, c, c->mode, n)) return (int64_t)n;
+    return consumer_acquire_slow(c, n);
+}
+
+int64_t ohm_consumer_release(ohm_consumer *c, uint64_t n)
+{
+    if (!c) return ohm__error(OHM_EINVAL, "consumer is NULL");
+    int rc = check_size(n, "consumer release");
+    if (rc) return rc;
+    if (exec_release_fast(c->task, c, c->mode, n)) return (int64_t)n;
+    return consumer_release_slow(c, n);
 }
 
 /* ---- pages ---- */
