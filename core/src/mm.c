@@ -10,8 +10,8 @@
 #include "os.h"
 
 #include <errno.h>
-#include <stddef.h>
 #include <sched.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

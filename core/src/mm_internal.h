@@ -22,6 +22,10 @@
  * max share of any moment and the pool's free bytes -- so Spark would grant it in full whatever the others do
  * meanwhile, and no two tasks share a cache line on the way. Whatever changes the limit holds every lock.
  * Whatever may sleep (the condition wait, an eviction or spill) holds the mutex and drops the tasks' locks.
+ * What the lock cannot cover while a callback runs is held by marks taken under it: a block chosen for eviction
+ * is marked `evicting` (it cannot be pinned, removed or chosen again), and the storage bytes an eviction is for
+ * stay counted as used ("reserved") until the requester takes them, so no other thread can take them first.
+ *
  * Functions named *_locked, and those whose comment says so, are called with mm_lock held (the mutex and every
  * task's lock). */
 #ifndef OHM_MM_INTERNAL_H
@@ -195,9 +199,10 @@ int64_t exec_acquire_locked(ohm_mm *mm, ohm_task *t, int mode, uint64_t n);
 /* The fast paths of ExecutionMemoryPool's acquireMemory and releaseMemory, under t's lock only: true when done
  * -- all n granted, or n released with nothing over -- and, when c is not NULL, counted to consumer c as well;
  * false with nothing changed when the call needs the locked path (which then decides from the start). Inline:
- * they are the whole of an uncontended acquire or release. */
-/* exec_acquire_locked's full grant when the task stays within the fast limit (see set_fast_limits). Its join to
- * the fair share needs no wake-up: nobody waits while the limit is not 0. */
+ * they are the whole of an uncontended acquire or release.
+ * The acquire is exec_acquire_locked's full grant when the task stays within the fast limit (mm.c's
+ * set_fast_limits says why Spark grants it whatever the other tasks do); its join to the fair share needs no
+ * wake-up, as nobody waits while the limit is not 0. */
 static inline bool exec_acquire_fast(ohm_task *t, ohm_consumer *c, int mode, uint64_t n)
 {
     if (ohm_unlikely(!task_trylock(t))) return false;
@@ -219,7 +224,7 @@ static inline bool exec_acquire_fast(ohm_task *t, ohm_consumer *c, int mode, uin
 }
 
 /* exec_release_locked for a release of no more than the task (and consumer c) holds, when nobody waits to be
- * woken by it. */
+ * woken by it (mm->waiting changes under every task's lock). */
 static inline bool exec_release_fast(ohm_task *t, ohm_consumer *c, int mode, uint64_t n)
 {
     if (ohm_unlikely(!task_trylock(t))) return false;
