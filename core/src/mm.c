@@ -212,8 +212,9 @@ static void set_fast_limits(ohm_mm *mm)
         uint64_t lim = 0;
         if (s->max && mm->ntasks && !mm->waiting) {
             lim = min64(s->max - min64(s->sto_used, s->region), s->exec_pool) / mm->ntasks;
-            for (const ohm_task *t = mm->tasks; t && lim; t = t->next)
-                if (t->held[i] > lim) lim = 0;
+            if (s->exec_used > lim) /* else no task can hold more */
+                for (const ohm_task *t = mm->tasks; t && lim; t = t->next)
+                    if (t->held[i] > lim) lim = 0;
         }
         if (mm->fast_limit[i] != lim) mm->fast_limit[i] = lim;
     }

@@ -188,7 +188,7 @@ int callback_code(int64_t rc);
 /* Sets the error for a failed callback and returns code; see mm.c. */
 int callback_failed(int code, const char *what, const char *name);
 
-/* ---- the pools and fair shares (mm.c); all with mm->lock held ---- */
+/* ---- the pools and fair shares (mm.c); all under mm_lock ---- */
 
 /* UnifiedMemoryManager.acquireStorageMemory: 0 with n bytes counted as storage used, or OHM_ELIMIT / an
  * eviction's error. Drops the lock while evicting. */
