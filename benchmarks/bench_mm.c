@@ -28,7 +28,7 @@
 #define EVICT_BLOCK       4096                 /* evict-storm: bytes per cached block (a pool buffer) */
 #define EVICT_ROUND       256                  /* evict-storm: evicting acquires per round (storage refilled between) */
 #define GOAL_NS           50.0                 /* acquire+release, one uncontended task */
-#define GOAL_COLLAPSE     4.0                  /* 2-thread ns/op at most this many times the 1-thread one */
+#define GOAL_TWO_TASKS    2.0                  /* 2-thread ns/op at most this many times the 1-thread one */
 
 static const char *const impl_name = "ohm";
 
@@ -327,9 +327,8 @@ static void final_goals(const bench_options *o, const bench_run (*agg)[BENCH_MAX
     }
     if (one && two) {
         double ns1 = 1e9 / one->ops_per_sec, ns2 = 1e9 / two->ops_per_sec;
-        printf("goal  acquire-release, no collapse with 2 threads: ns/op <= %.0fx the 1-thread ns/op: %.1f ns = "
-               "%.2fx  %s\n",
-               GOAL_COLLAPSE, ns2, ns2 / ns1, ns2 <= GOAL_COLLAPSE * ns1 ? "met" : "MISSED");
+        printf("goal  acquire-release, 2 tasks on 2 threads: ns/op <= %.0fx the 1-thread ns/op: %.1f ns = %.2fx  %s\n",
+               GOAL_TWO_TASKS, ns2, ns2 / ns1, ns2 <= GOAL_TWO_TASKS * ns1 ? "met" : "MISSED");
     }
     fflush(stdout);
 }

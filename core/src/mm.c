@@ -10,6 +10,8 @@
 #include "os.h"
 
 #include <errno.h>
+#include <sched.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +43,8 @@ void mm_check(const ohm_mm *mm)
             ohm_assert(cpages == c->npages && "consumer: npages counts its page list");
             npages += cpages;
         }
+        ohm_assert(!t->fast_used[0] && !t->fast_used[1] && !t->fast_tasks[0] && !t->fast_tasks[1] &&
+                   "task: the fast paths' changes are counted into the modes under the lock");
         ohm_assert(last == t->consumers_tail && nconsumers == t->nconsumers &&
                    "task: nconsumers and consumers_tail match its consumer list");
         for (int i = 0; i < OHM_MM_MODES; i++) {
@@ -158,6 +162,77 @@ int ohm_mm_config_from_heap(ohm_mm_config *cfg, uint64_t heap_bytes, double frac
     return 0;
 }
 
+/* ---- the locks ---- */
+
+_Static_assert(offsetof(ohm_task, fast_used) + sizeof(((ohm_task *)0)->fast_used) <= 64,
+               "what a task's fast path writes fits its first cache line");
+
+/* Rounds of pause before a waiter for a task's lock yields the CPU: far more than a fast path's critical section
+ * takes unless its thread was preempted (the machine may run more threads than it has cores). */
+#define SPIN_ROUNDS 256
+
+static void task_lock(ohm_task *t)
+{
+    for (unsigned i = 1; !task_trylock(t);)
+        while (__atomic_load_n(&t->lock, __ATOMIC_RELAXED)) {
+            if (i++ % SPIN_ROUNDS) cpu_relax();
+            else sched_yield();
+        }
+}
+
+void mm_tasks_lock(ohm_mm *mm)
+{
+    for (ohm_task *t = mm->tasks; t; t = t->next) {
+        task_lock(t);
+        for (int i = 0; i < OHM_MM_MODES; i++)
+            if (t->fast_used[i] | t->fast_tasks[i]) {
+                mm->m[i].exec_used += t->fast_used[i];
+                mm->m[i].ntasks += (uint64_t)(int64_t)t->fast_tasks[i];
+                t->fast_used[i] = t->fast_tasks[i] = 0;
+            }
+    }
+}
+
+void mm_lock(ohm_mm *mm)
+{
+    pthread_mutex_lock(&mm->lock);
+    mm_tasks_lock(mm);
+}
+
+/* Each mode's fast limit for the state as it is: the smaller of Spark's max-share base and the pool, over the
+ * open tasks. With every task within it, all of them together fit the pool and each is within max_per_task for
+ * any number of tasks in the fair share (never more than are open), so a fast grant that keeps its task within
+ * it is one Spark grants in full, no pool growth, in any order with the others. 0 -- no fast acquire -- while a
+ * task waits (every change must then go by the mutex and wake it) or while some task holds more (as Spark lets a
+ * task alone hold the whole pool). Written only when it changes: every fast path reads it. */
+static void set_fast_limits(ohm_mm *mm)
+{
+    for (int i = 0; i < OHM_MM_MODES; i++) {
+        const struct mode_state *s = &mm->m[i];
+        uint64_t lim = 0;
+        if (s->max && mm->ntasks && !mm->waiting) {
+            lim = min64(s->max - min64(s->sto_used, s->region), s->exec_pool) / mm->ntasks;
+            if (s->exec_used > lim) /* else no task can hold more */
+                for (const ohm_task *t = mm->tasks; t && lim; t = t->next)
+                    if (t->held[i] > lim) lim = 0;
+        }
+        if (mm->fast_limit[i] != lim) mm->fast_limit[i] = lim;
+    }
+}
+
+void mm_tasks_unlock(ohm_mm *mm)
+{
+    set_fast_limits(mm);
+    for (ohm_task *t = mm->tasks; t; t = t->next) task_unlock(t);
+}
+
+void mm_unlock(ohm_mm *mm)
+{
+    ohm_debug_only(mm_check(mm));
+    mm_tasks_unlock(mm);
+    pthread_mutex_unlock(&mm->lock);
+}
+
 /* ---- the manager ---- */
 
 /* The condition waiting tasks sleep on, on the monotonic clock their deadlines use, and the lock. 0, or
@@ -243,8 +318,9 @@ ohm_mm *ohm_mm_create(const ohm_mm_config *cfg)
         if (check_size(cfg->max_bytes[i], "mm create")) return NULL;
     ohm_pool *pool = cfg->pool;
     if (!pool && cfg->max_bytes[OHM_OFF_HEAP] && !(pool = ohm_pool_default())) return NULL;
-    ohm_mm *mm = calloc(1, sizeof *mm);
+    ohm_mm *mm = aligned_alloc(_Alignof(ohm_mm), sizeof *mm); /* a multiple of its alignment */
     if (!mm) goto nomem;
+    memset(mm, 0, sizeof *mm);
     if (block_store_init(mm)) goto nomem;
     if (mm_init_sync(mm)) goto nomem;
     for (int i = 0; i < OHM_MM_MODES; i++) mode_init(&mm->m[i], cfg->max_bytes[i], cfg->storage_fraction);
@@ -367,14 +443,19 @@ static int task_wait(ohm_mm *mm, ohm_task *t, struct timespec *deadline, bool *h
         deadline->tv_nsec = (long)(ns % 1000000000u);
         *have_deadline = true;
     }
-    ohm_debug_only(mm_check(mm)); /* the wait drops the lock */
     t->waiting = true;
     t->waits++;
+    /* Counted under every lock with the decision to wait: a fast path that changes the state after this sees a
+     * waiter and takes the locked path, whose wake-up cannot come before the wait (it needs the mutex). */
     mm->waiting++;
+    ohm_debug_only(mm_check(mm));
+    mm_tasks_unlock(mm); /* with a waiter: no fast acquire, and no fast release, until it is gone */
     uint64_t start = os_now_ns();
     int rc = *have_deadline ? pthread_cond_timedwait(&mm->cond, &mm->lock, deadline)
                             : pthread_cond_wait(&mm->cond, &mm->lock);
-    t->wait_ns += os_now_ns() - start;
+    uint64_t waited = os_now_ns() - start;
+    mm_tasks_lock(mm);
+    t->wait_ns += waited;
     mm->waiting--;
     t->waiting = false;
     if (t->cancel) {

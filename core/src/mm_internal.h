@@ -12,13 +12,23 @@
  * page's free function takes mm->lock), no log message (the handler is the host's), no pool allocation. So a
  * callback may acquire, release, free pages, put or remove blocks without a deadlock (Spark's SPARK-27338 and
  * SPARK-39283 were deadlocks around spill and eviction run under a lock).
- *     mm->lock  ->  (nothing of ours; malloc, the thread-local error record)
- * Above it only the registry of managers (mm.c), which ohm_mm_used_all holds while it takes each manager's lock.
+ *     mm->lock  ->  every task's lock, in list order  ->  (nothing of ours; malloc, the thread-local error record)
+ * Every task has a spinlock of its own, on its own cache line, guarding what its fast path writes: its held and
+ * registered bytes, its consumers' counts, and the fair-share changes not yet counted in the modes (fast_used,
+ * fast_tasks). mm_lock takes the mutex and then every task's lock and counts those changes in, so the *_locked
+ * functions see Spark's numbers exactly, as before. The fast paths of acquire and release take only their task's
+ * lock: a release of what the task holds when nobody waits, and an acquire that keeps the task within
+ * fast_limit, a share so small (the pool over all open tasks) that every task within it at once is within Spark's
+ * max share of any moment and the pool's free bytes -- so Spark would grant it in full whatever the others do
+ * meanwhile, and no two tasks share a cache line on the way. Whatever changes the limit holds every lock.
+ * Whatever may sleep (the condition wait, an eviction or spill) holds the mutex and drops the tasks' locks.
+ * Above it only the registry of managers (mm.c), which ohm_mm_used_all holds while it takes each manager's locks.
  * What the lock cannot cover while a callback runs is held by marks taken under it: a block chosen for eviction
  * is marked `evicting` (it cannot be pinned, removed or chosen again), and the storage bytes an eviction is for
  * stay counted as used ("reserved") until the requester takes them, so no other thread can take them first.
  *
- * Functions named *_locked, and those whose comment says so, are called with mm->lock held. */
+ * Functions named *_locked, and those whose comment says so, are called with mm_lock held (the mutex and every
+ * task's lock). */
 #ifndef OHM_MM_INTERNAL_H
 #define OHM_MM_INTERNAL_H
 
@@ -66,13 +76,19 @@ struct ohm_consumer {
     ohm_consumer *prev, *next; /* the task's consumers, oldest first */
 };
 
+/* Cache-line aligned (and allocated so): the fast path writes the first line on every call, and two tasks on two
+ * threads must not share it. */
 struct ohm_task {
-    ohm_mm *mm;
-    uint64_t id;
-    uint64_t held[OHM_MM_MODES];
+    _Alignas(64) unsigned lock; /* 0 free, 1 held (__atomic): this task's fields below, with mm_lock's holder */
     bool registered[OHM_MM_MODES];
+    int8_t fast_tasks[OHM_MM_MODES]; /* ntasks change by fast paths not yet in the mode: -1, 0 or 1 */
+    ohm_mm *mm;
+    uint64_t held[OHM_MM_MODES];
+    uint64_t peak;
+    uint64_t fast_used[OHM_MM_MODES]; /* exec_used change by fast paths not yet in the mode (mod 2^64) */
+    uint64_t id;
     uint64_t unroll[OHM_MM_MODES];
-    uint64_t peak, spills, spill_bytes, waits, wait_ns, evictions, nconsumers;
+    uint64_t spills, spill_bytes, waits, wait_ns, evictions, nconsumers;
     uint64_t timeout_ms;
     bool cancel, waiting;
     ohm_consumer *consumers, *consumers_tail;
@@ -93,10 +109,13 @@ typedef struct block {
     struct block *hnext;
 } block;
 
+/* Cache-line aligned (and allocated so): the first line is what every fast path reads, written only when it
+ * changes, so it stays in every core's cache. */
 struct ohm_mm {
-    pthread_mutex_t lock;
+    _Alignas(64) uint64_t fast_limit[OHM_MM_MODES]; /* a task may hold this much by its fast path; 0: no fast acquire */
+    unsigned waiting;                               /* tasks blocked on cond; a fast release needs it 0 */
+    _Alignas(64) pthread_mutex_t lock;
     pthread_cond_t cond; /* Spark's lock.notifyAll(): any change a waiter may need */
-    unsigned waiting;    /* tasks blocked on cond (lock held) */
     struct mode_state m[OHM_MM_MODES];
     size_t page_size;
     ohm_pool *pool;
@@ -121,16 +140,28 @@ static inline const char *mode_name(int mode) { return mode == OHM_OFF_HEAP ? "o
 void mm_check(const ohm_mm *mm);
 #endif
 
-/* Inline: the acquire/release fast path is a few dozen instructions, and these are on it. */
-static inline void mm_lock(ohm_mm *mm) { pthread_mutex_lock(&mm->lock); }
-
-/* Every public call ends here, and every drop of the lock around a callback, so the debug build checks the
- * manager's invariants at each moment another thread could see its state. */
-static inline void mm_unlock(ohm_mm *mm)
+static inline void cpu_relax(void)
 {
-    ohm_debug_only(mm_check(mm));
-    pthread_mutex_unlock(&mm->lock);
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
 }
+
+/* Takes a task's lock if it is free at once (the exchange first: uncontended, one trip for the line). */
+static inline bool task_trylock(ohm_task *t) { return !__atomic_exchange_n(&t->lock, 1, __ATOMIC_ACQUIRE); }
+static inline void task_unlock(ohm_task *t) { __atomic_store_n(&t->lock, 0, __ATOMIC_RELEASE); }
+
+/* Takes the mutex and every task's lock, and counts the fast paths' changes into the modes. */
+void mm_lock(ohm_mm *mm);
+/* Sets the fast limits for the state as it is now, and releases what mm_lock took. Every public call ends here,
+ * and every drop of the lock around a callback, so the debug build checks the manager's invariants at each
+ * moment another thread could see its state. */
+void mm_unlock(ohm_mm *mm);
+/* The tasks' locks alone, for a wait on the condition (which drops and retakes the mutex itself). */
+void mm_tasks_unlock(ohm_mm *mm);
+void mm_tasks_lock(ohm_mm *mm);
 
 /* Wakes every waiting task, if there is one: a broadcast costs a futex call even with nobody waiting, and the
  * acquire/release pair made two of them (measured: most of ohm-bench mm's acquire-release). Lock held, which
@@ -159,7 +190,7 @@ int callback_code(int64_t rc);
 /* Sets the error for a failed callback and returns code; see mm.c. */
 int callback_failed(int code, const char *what, const char *name);
 
-/* ---- the pools and fair shares (mm.c); all with mm->lock held ---- */
+/* ---- the pools and fair shares (mm.c); all under mm_lock ---- */
 
 /* UnifiedMemoryManager.acquireStorageMemory: 0 with n bytes counted as storage used, or OHM_ELIMIT / an
  * eviction's error. Drops the lock while evicting. */
@@ -167,6 +198,55 @@ int storage_acquire_locked(ohm_mm *mm, ohm_task *t, int mode, const char *group,
 /* ExecutionMemoryPool.acquireMemory: the bytes granted or a negative code. Drops the lock while evicting and
  * waiting. */
 int64_t exec_acquire_locked(ohm_mm *mm, ohm_task *t, int mode, uint64_t n);
+/* The fast paths of ExecutionMemoryPool's acquireMemory and releaseMemory, under t's lock only: true when done
+ * -- all n granted, or n released with nothing over -- and, when c is not NULL, counted to consumer c as well;
+ * false with nothing changed when the call needs the locked path (which then decides from the start). Inline:
+ * they are the whole of an uncontended acquire or release.
+ * The acquire is exec_acquire_locked's full grant when the task stays within the fast limit (mm.c's
+ * set_fast_limits says why Spark grants it whatever the other tasks do); its join to the fair share needs no
+ * wake-up, as nobody waits while the limit is not 0. */
+static inline bool exec_acquire_fast(ohm_task *t, ohm_consumer *c, int mode, uint64_t n)
+{
+    if (ohm_unlikely(!task_trylock(t))) return false;
+    uint64_t held = t->held[mode] + n; /* both at most INT64_MAX */
+    bool ok = held <= t->mm->fast_limit[mode];
+    if (ok) {
+        t->fast_tasks[mode] += !t->registered[mode];
+        t->registered[mode] = true;
+        t->held[mode] = held;
+        t->fast_used[mode] += n;
+        t->peak = max64(t->peak, t->held[0] + t->held[1]);
+        if (c) {
+            c->used += n;
+            c->peak = max64(c->peak, c->used);
+        }
+    }
+    task_unlock(t);
+    return ok;
+}
+
+/* exec_release_locked for a release of no more than the task (and consumer c) holds, when nobody waits to be
+ * woken by it (mm->waiting changes under every task's lock). */
+static inline bool exec_release_fast(ohm_task *t, ohm_consumer *c, int mode, uint64_t n)
+{
+    if (ohm_unlikely(!task_trylock(t))) return false;
+    bool ok = !t->mm->waiting && n <= t->held[mode] && (!c || n <= c->used);
+    if (ok) {
+        t->held[mode] -= n;
+        t->fast_used[mode] -= n;
+        if (!t->held[mode] && t->registered[mode]) {
+            t->registered[mode] = false;
+            t->fast_tasks[mode]--;
+        }
+        if (c) {
+            c->used -= n;
+            c->released += n;
+        }
+    }
+    task_unlock(t);
+    return ok;
+}
+
 /* ExecutionMemoryPool.releaseMemory: the bytes released; *over and *held say when n was more than t held. */
 uint64_t exec_release_locked(ohm_mm *mm, ohm_task *t, int mode, uint64_t n, bool *over, uint64_t *held);
 /* Logs a release of more execution memory than was held (without the lock: the log handler is the host's). */

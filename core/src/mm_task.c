@@ -19,7 +19,8 @@ ohm_task *ohm_task_create(ohm_mm *mm, uint64_t id)
         ohm__error(OHM_EINVAL, "manager is NULL");
         return NULL;
     }
-    ohm_task *t = calloc(1, sizeof *t);
+    ohm_task *t = aligned_alloc(_Alignof(ohm_task), sizeof *t); /* a multiple of its alignment */
+    if (t) memset(t, 0, sizeof *t);
     if (!t) {
         ohm__error(OHM_ENOMEM, "out of memory creating task %llu", (unsigned long long)id);
         return NULL;
@@ -35,6 +36,7 @@ ohm_task *ohm_task_create(ohm_mm *mm, uint64_t id)
             return NULL;
         }
     t->timeout_ms = mm->wait_timeout_ms;
+    t->lock = 1; /* as mm_lock took every task's: mm_unlock releases it with theirs */
     LIST_PUSH_FRONT(mm->tasks, t, next, prev);
     mm->ntasks++;
     mm_unlock(mm);
@@ -65,6 +67,26 @@ int ohm_mm_cancel_task(ohm_mm *mm, uint64_t task_id)
     return t ? 0 : ohm__error(OHM_EINVAL, "no live task %llu", (unsigned long long)task_id);
 }
 
+/* The locked paths of ohm_task_acquire and ohm_task_release, out of line: the fast paths then need no frame. */
+static OHM_NOINLINE int64_t task_acquire_slow(ohm_task *t, int mode, uint64_t n)
+{
+    mm_lock(t->mm);
+    int64_t g = exec_acquire_locked(t->mm, t, mode, n);
+    mm_unlock(t->mm);
+    return g;
+}
+
+static OHM_NOINLINE int64_t task_release_slow(ohm_task *t, int mode, uint64_t n)
+{
+    bool over = false;
+    uint64_t held;
+    mm_lock(t->mm);
+    uint64_t r = exec_release_locked(t->mm, t, mode, n, &over, &held);
+    mm_unlock(t->mm);
+    if (over) log_over_release("task", t->id, n, held);
+    return (int64_t)r;
+}
+
 int64_t ohm_task_acquire(ohm_task *t, ohm_mem_mode mode, uint64_t n)
 {
     if (!t) return ohm__error(OHM_EINVAL, "task is NULL");
@@ -72,10 +94,8 @@ int64_t ohm_task_acquire(ohm_task *t, ohm_mem_mode mode, uint64_t n)
     if (!rc) rc = check_size(n, "acquire");
     if (rc) return rc;
     if (!n) return 0;
-    mm_lock(t->mm);
-    int64_t g = exec_acquire_locked(t->mm, t, mode, n);
-    mm_unlock(t->mm);
-    return g;
+    if (exec_acquire_fast(t, NULL, mode, n)) return (int64_t)n;
+    return task_acquire_slow(t, mode, n);
 }
 
 int64_t ohm_task_release(ohm_task *t, ohm_mem_mode mode, uint64_t n)
@@ -84,13 +104,8 @@ int64_t ohm_task_release(ohm_task *t, ohm_mem_mode mode, uint64_t n)
     int rc = check_mode(mode, "release");
     if (!rc) rc = check_size(n, "release");
     if (rc) return rc;
-    bool over = false;
-    uint64_t held;
-    mm_lock(t->mm);
-    uint64_t r = exec_release_locked(t->mm, t, mode, n, &over, &held);
-    mm_unlock(t->mm);
-    if (over) log_over_release("task", t->id, n, held);
-    return (int64_t)r;
+    if (exec_release_fast(t, NULL, mode, n)) return (int64_t)n;
+    return task_release_slow(t, mode, n);
 }
 
 int ohm_task_acquire_unroll(ohm_task *t, ohm_mem_mode mode, const char *group, uint64_t n)
@@ -429,12 +444,9 @@ static int64_t consumer_acquire_locked(ohm_mm *mm, ohm_consumer *c, uint64_t n)
     return (int64_t)got;
 }
 
-int64_t ohm_consumer_acquire(ohm_consumer *c, uint64_t n)
+/* The locked paths of ohm_consumer_acquire and ohm_consumer_release, out of line like the task's. */
+static OHM_NOINLINE int64_t consumer_acquire_slow(ohm_consumer *c, uint64_t n)
 {
-    if (!c) return ohm__error(OHM_EINVAL, "consumer is NULL");
-    int rc = check_size(n, "consumer acquire");
-    if (rc) return rc;
-    if (!n) return 0;
     ohm_mm *mm = c->task->mm;
     mm_lock(mm);
     int64_t g = consumer_acquire_locked(mm, c, n);
@@ -442,11 +454,8 @@ int64_t ohm_consumer_acquire(ohm_consumer *c, uint64_t n)
     return g;
 }
 
-int64_t ohm_consumer_release(ohm_consumer *c, uint64_t n)
+static OHM_NOINLINE int64_t consumer_release_slow(ohm_consumer *c, uint64_t n)
 {
-    if (!c) return ohm__error(OHM_EINVAL, "consumer is NULL");
-    int rc = check_size(n, "consumer release");
-    if (rc) return rc;
     ohm_mm *mm = c->task->mm;
     mm_lock(mm);
     uint64_t had = c->used, r = min64(n, had), held;
@@ -460,6 +469,25 @@ int64_t ohm_consumer_release(ohm_consumer *c, uint64_t n)
                  (unsigned long long)n, (unsigned long long)had);
     if (over) log_over_release("task", c->task->id, r, held);
     return (int64_t)r;
+}
+
+int64_t ohm_consumer_acquire(ohm_consumer *c, uint64_t n)
+{
+    if (!c) return ohm__error(OHM_EINVAL, "consumer is NULL");
+    int rc = check_size(n, "consumer acquire");
+    if (rc) return rc;
+    if (!n) return 0;
+    if (exec_acquire_fast(c->task, c, c->mode, n)) return (int64_t)n;
+    return consumer_acquire_slow(c, n);
+}
+
+int64_t ohm_consumer_release(ohm_consumer *c, uint64_t n)
+{
+    if (!c) return ohm__error(OHM_EINVAL, "consumer is NULL");
+    int rc = check_size(n, "consumer release");
+    if (rc) return rc;
+    if (exec_release_fast(c->task, c, c->mode, n)) return (int64_t)n;
+    return consumer_release_slow(c, n);
 }
 
 /* ---- pages ---- */
