@@ -308,14 +308,13 @@ static OHM_NOINLINE void *alloc_slow(ohm_pool *pool, size_t size)
  * tstats_t). NULL when it cannot serve the call. */
 static inline __attribute__((always_inline)) void *pop_block(tcache_t *tc, size_t size)
 {
-    unsigned cls;
+    tstack_t *b;
     if (ohm_likely(atomic_u64_above(&tc->alloc_limit, size)))
-        cls = sc_lut[(size + 15) >> 4]; /* alloc_limit <= SC_LUT_MAX + 1 */
+        b = tc->stack_by_granule[(size + 15) >> 4]; /* alloc_limit <= SC_LUT_MAX + 1 */
     else if (size < atomic_load_explicit(&tc->alloc_limit_all, memory_order_acquire))
-        cls = sc_index(size);
+        b = tc->stacks[sc_index(size)];
     else
         return NULL;
-    tstack_t *b = tc->stacks[cls];
     uint64_t n = atomic_load_explicit(&b->n, memory_order_relaxed);
     if (ohm_unlikely(n == 0)) return NULL;
     stack_set_n(b, --n);
@@ -382,7 +381,7 @@ void *ohm_pool_alloc_aligned(ohm_pool *pool, size_t size, size_t align)
 }
 
 /* Out of line, so that ohm_alloc's fast path needs no stack frame. */
-static OHM_NOINLINE void *alloc_default_slow(ohm_pool *pool, size_t size)
+static OHM_NOINLINE void *alloc_default_slow(size_t size, ohm_pool *pool)
 {
     if (!pool && !(pool = ohm_pool_default())) return NULL;
     return alloc_slow(pool, size);
@@ -394,7 +393,7 @@ void *ohm_alloc(size_t size)
     if (ohm_likely(tcache_last.pool_id == atomic_load_explicit(&default_pool_id, memory_order_relaxed)) &&
         ohm_likely((p = pop_block(tcache_last.tc, size)) != NULL))
         return p;
-    return alloc_default_slow(atomic_load_explicit(&default_pool, memory_order_acquire), size);
+    return alloc_default_slow(size, atomic_load_explicit(&default_pool, memory_order_acquire));
 }
 
 /* ---- free ---- */

@@ -174,6 +174,7 @@ static tcache_t *tcache_new(struct ohm_pool *pool)
         stack_init(tc->stacks[c], c, caps[c]);
         next += sizeof(tstack_t) + caps[c] * sizeof(void *);
     }
+    for (unsigned g = 0; g <= SC_LUT_MAX >> 4; g++) tc->stack_by_granule[g] = tc->stacks[sc_lut[g]];
     tc->arena = least_used_arena(pool);
     atomic_fetch_add(&tc->arena->nthreads, 1);
     LIST_PUSH_FRONT(pool->tcaches, tc, pnext, pprev);

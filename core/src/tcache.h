@@ -104,6 +104,9 @@ typedef struct tcache {
      * very next allocation flushes, at no cost to the fast path. */
     _Atomic size_t alloc_limit;
     _Atomic size_t alloc_limit_all;
+    /* The stack of each size up to SC_LUT_MAX by its 16-byte granule, (size + 15) >> 4: sc_lut's class and the
+     * stacks' entry in one load, with no table address to form. */
+    tstack_t *stack_by_granule[(SC_LUT_MAX >> 4) + 1];
     size_t alloc_limit_normal;
     _Atomic int flush_requested;
     _Atomic int dead; /* the pool was destroyed */
