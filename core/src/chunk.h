@@ -146,7 +146,12 @@ static inline chunk_t *chunk_of(const void *p)
  * the last arena chunk it freed into (pool.c) trusts the memory only while the epoch it read before its lookup is
  * still current: one compare instead of the map's two dependent loads. Starts at 1 so a zeroed memo never
  * matches. */
-extern _Atomic uint64_t chunk_epoch;
+struct chunk_epoch {
+    _Alignas(64) _Atomic uint64_t n;
+    char pad[56]; /* a cache line of its own: every free reads it, and a variable that other threads write
+                     beside it in .data (the linker picks the neighbours) would make those reads miss */
+};
+extern struct chunk_epoch chunk_epoch;
 
 /* Maps every granule of [base, base+size) to c (or to NULL to unregister). 0 or OHM_ENOMEM. */
 int addr_map_set(uintptr_t base, size_t size, chunk_t *c);

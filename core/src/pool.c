@@ -27,7 +27,10 @@ static uint64_t next_pool_id = 1; /* pool-list lock */
 static _Atomic(ohm_pool *) default_pool;
 /* The default pool's id once it exists; until then UINT64_MAX, which no pool and no empty cache slot has. ohm_alloc
  * compares it with the thread's most recent cache and never loads the pool itself. */
-static _Atomic uint64_t default_pool_id = UINT64_MAX;
+static struct {
+    _Alignas(64) _Atomic uint64_t n;
+    char pad[56]; /* a cache line of its own, as chunk_epoch's */
+} default_pool_id = {UINT64_MAX, {0}};
 static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER; /* creation of the default pool */
 
 void pool_list_lock(void) { pthread_mutex_lock(&pool_list_mutex); }
@@ -138,7 +141,7 @@ ohm_pool *ohm_pool_default(void)
         if (p) {
             p->is_default = true;
             atomic_store_explicit(&default_pool, p, memory_order_release);
-            atomic_store_explicit(&default_pool_id, p->id, memory_order_relaxed);
+            atomic_store_explicit(&default_pool_id.n, p->id, memory_order_relaxed);
         }
     }
     pthread_mutex_unlock(&default_lock);
@@ -390,7 +393,7 @@ static OHM_NOINLINE void *alloc_default_slow(size_t size, ohm_pool *pool)
 void *ohm_alloc(size_t size)
 {
     void *p;
-    if (ohm_likely(tcache_last.pool_id == atomic_load_explicit(&default_pool_id, memory_order_relaxed)) &&
+    if (ohm_likely(tcache_last.pool_id == atomic_load_explicit(&default_pool_id.n, memory_order_relaxed)) &&
         ohm_likely((p = pop_block(tcache_last.tc, size)) != NULL))
         return p;
     return alloc_default_slow(size, atomic_load_explicit(&default_pool, memory_order_acquire));
@@ -461,17 +464,26 @@ static OHM_NOINLINE int free_full(void *p, chunk_t *c)
 /* The fast path: c is an arena chunk of tc's arena holding p, key is p's free-block key. The checks, then a push.
  * The page entry's class byte picks the stack, and the stack's block check accepts exactly the block starts of
  * its class measured from the entry's head page: a slab's blocks, a run's first byte, nothing in a run's tail
- * pages or in free pages (their byte picks a stack that accepts nothing). Then the free-block key. Anything
- * unusual goes to free_slow, which re-runs the checks and says precisely what was wrong; the pool is loaded only
- * there. */
-static inline __attribute__((always_inline)) int free_push(tcache_t *tc, chunk_t *c, void *p, uintptr_t key)
+ * pages or in free pages (their byte picks a stack that accepts nothing). Then the free-block key. What fails
+ * goes to free_slow, which re-runs the checks and says precisely what was wrong.
+ * The fast path then pushes onto the stack (c of tc's arena); the pool is loaded only on the slow paths. */
+static inline __attribute__((always_inline)) tstack_t *block_stack(const tcache_t *tc, const chunk_t *c, const void *p,
+                                                                  uintptr_t key, uint32_t *entry)
 {
     size_t off = (uintptr_t)p - c->base;
     uint32_t e = pg_get(c, off >> OHM_PAGE_SHIFT);
     tstack_t *b = tc->stacks_by_entry[pg_stack_index(e)];
-    if (ohm_unlikely(!stack_block_start(b, off - pg_head_offset(e))))
-        return free_slow(p, c->pool);
-    if (ohm_unlikely(block_word0(p) == key)) return free_slow(p, c->pool);
+    *entry = e;
+    if (ohm_unlikely(!stack_block_start(b, off - pg_head_offset(e)))) return NULL;
+    if (ohm_unlikely(block_word0(p) == key)) return NULL;
+    return b;
+}
+
+static inline __attribute__((always_inline)) int free_push(tcache_t *tc, chunk_t *c, void *p, uintptr_t key)
+{
+    uint32_t e;
+    tstack_t *b = block_stack(tc, c, p, key, &e);
+    if (ohm_unlikely(!b)) return free_slow(p, c->pool);
     uint64_t n = atomic_load_explicit(&b->n, memory_order_relaxed);
     if (ohm_unlikely(n >= b->cap)) return free_full(p, c);
     stack_push(b, n, p, key);
@@ -486,7 +498,7 @@ static inline __attribute__((always_inline)) int free_push(tcache_t *tc, chunk_t
 static inline chunk_t *chunk_remembered(const void *p)
 {
     chunk_t *c = tcache_chunk.c;
-    if (ohm_likely(atomic_u64_equals(&chunk_epoch, tcache_chunk.epoch)) &&
+    if (ohm_likely(atomic_u64_equals(&chunk_epoch.n, tcache_chunk.epoch)) &&
         ohm_likely((uintptr_t)p - c->base < c->size))
         return c;
     return NULL;
@@ -510,12 +522,13 @@ static OHM_COLD int free_nowhere(void *p)
  * allocations stay in its own arena's slabs. */
 static OHM_NOINLINE int free_remote(ohm_pool *pool, tcache_t *tc, chunk_t *c, void *p)
 {
-    unsigned cls;
-    int rc = check_arena_block(pool, c, p, &cls);
-    if (rc) return rc;
+    uint32_t e;
+    tstack_t *b = block_stack(tc, c, p, block_key(p), &e);
+    if (ohm_unlikely(!b)) return free_slow(p, pool);
+    unsigned cls = pg_cls(e);
     poison_on_free(&pool->cfg, p, sc_size(cls));
-    if (!tc->stacks[cls]->cap) {
-        rc = arena_free_one(c->arena, p);
+    if (!b->cap) {
+        int rc = arena_free_one(c->arena, p);
         if (rc == 0) ohm_counter_add(&tc->stats[cls].direct_frees, 1);
         return rc;
     }
@@ -523,20 +536,28 @@ static OHM_NOINLINE int free_remote(ohm_pool *pool, tcache_t *tc, chunk_t *c, vo
     return 0;
 }
 
-/* A free whose pointer is not in the remembered chunk: NULL, another chunk (then remembered), a huge block, or
- * no pool's memory. any: ohm_free, which takes a block of any pool. */
+/* A free whose pointer is not in the remembered chunk: NULL, another chunk (then remembered: of this thread's
+ * arena in tcache_chunk, of another in tcache_remote), a huge block, or no pool's memory. any: ohm_free, which
+ * takes a block of any pool. */
 static OHM_NOINLINE int free_lookup(void *p, ohm_pool *pool, bool any)
 {
     if (ohm_unlikely(!p)) return 0;
-    uint64_t epoch = atomic_load_explicit(&chunk_epoch, memory_order_acquire); /* before the lookup */
-    chunk_t *c = chunk_of(p);
+    uint64_t epoch = atomic_load_explicit(&chunk_epoch.n, memory_order_acquire); /* before the lookup */
+    /* The other arena's chunk last freed into, alive and exactly [base, base + size) while the epoch holds (see
+     * chunk_remembered); else the address map. */
+    chunk_t *c = tcache_remote.c;
+    bool remembered = tcache_remote.epoch == epoch && (uintptr_t)p - c->base < c->size;
+    if (!remembered) c = chunk_of(p);
     if (any && c) pool = c->pool;
     if (ohm_unlikely(!c)) return any ? free_nowhere(p) : free_foreign(pool, c, p);
     if (ohm_unlikely(c->pool != pool)) return free_foreign(pool, c, p);
     if (c->kind != CHUNK_ARENA) return free_slow(p, pool);
     tcache_t *tc = tcache_last.pool_id == pool->id ? tcache_last.tc : tcache_get_or_create(pool);
     if (!tc) return free_slow(p, pool);
-    if (c->arena != tc->arena) return free_remote(pool, tc, c, p);
+    if (c->arena != tc->arena) {
+        if (!remembered) tcache_remote = (tcache_other){c, epoch};
+        return free_remote(pool, tc, c, p);
+    }
     /* only chunks of this thread's own arena: the fast path need not ask */
     tcache_chunk = (tcache_memo){c, epoch, tc, ohm__key_secret};
     return free_push(tc, c, p, block_key(p));

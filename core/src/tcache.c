@@ -16,6 +16,7 @@
 OHM_TLS tcache_slot tcache_last;
 OHM_TLS tcache_slot tcache_slots[TCACHE_SLOTS];
 OHM_TLS tcache_memo tcache_chunk;
+OHM_TLS tcache_other tcache_remote;
 static OHM_TLS tcache_t *tl_caches;
 static OHM_TLS int tl_exiting; /* the thread-exit step ran: make no new caches on this thread */
 

@@ -149,6 +149,16 @@ typedef struct tcache_memo {
 } __attribute__((aligned(32))) tcache_memo;
 extern OHM_TLS tcache_memo tcache_chunk;
 
+/* The arena chunk of another arena than the thread's (any pool's) that the calling thread last freed a block of,
+ * with chunk_epoch as it was before the lookup that found it: frees of blocks other threads allocated skip the
+ * address map's two dependent loads (two cache lines) while they stay in one chunk. Only the epoch makes it
+ * valid; it names no cache, so it is never cleared (epoch 0 never matches). */
+typedef struct tcache_other {
+    struct chunk *c;
+    uint64_t epoch;
+} tcache_other;
+extern OHM_TLS tcache_other tcache_remote;
+
 static inline uint32_t stack_n(tstack_t *b) { return (uint32_t)atomic_load_explicit(&b->n, memory_order_relaxed); }
 static inline void stack_set_n(tstack_t *b, uint64_t n) { atomic_store_explicit(&b->n, n, memory_order_relaxed); }
 
