@@ -312,12 +312,12 @@ static OHM_NOINLINE void *alloc_slow(ohm_pool *pool, size_t size)
 static inline __attribute__((always_inline)) void *pop_block(tcache_t *tc, size_t size)
 {
     tstack_t *b;
-    if (ohm_likely(atomic_u64_above(&tc->alloc_limit, size)))
+    if (ohm_likely(atomic_u64_above(&tc->alloc_limit, size))) {
         b = tc->stack_by_granule[(size + 15) >> 4]; /* alloc_limit <= SC_LUT_MAX + 1 */
-    else if (size < atomic_load_explicit(&tc->alloc_limit_all, memory_order_acquire))
+    } else {
+        if (size >= atomic_load_explicit(&tc->alloc_limit_all, memory_order_acquire)) return NULL;
         b = tc->stacks[sc_index(size)];
-    else
-        return NULL;
+    }
     uint64_t n = atomic_load_explicit(&b->n, memory_order_relaxed);
     if (ohm_unlikely(n == 0)) return NULL;
     stack_set_n(b, --n);
@@ -468,7 +468,7 @@ static OHM_NOINLINE int free_full(void *p, chunk_t *c)
  * goes to free_slow, which re-runs the checks and says precisely what was wrong.
  * The fast path then pushes onto the stack (c of tc's arena); the pool is loaded only on the slow paths. */
 static inline __attribute__((always_inline)) tstack_t *block_stack(const tcache_t *tc, const chunk_t *c, const void *p,
-                                                                  uintptr_t key, uint32_t *entry)
+                                                                   uintptr_t key, uint32_t *entry)
 {
     size_t off = (uintptr_t)p - c->base;
     uint32_t e = pg_get(c, off >> OHM_PAGE_SHIFT);

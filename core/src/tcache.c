@@ -130,10 +130,7 @@ static void stack_init(tstack_t *b, unsigned cls, uint32_t cap)
     b->block_limit = sc_is_small(cls) ? sc_table[cls].block_key_limit : 1;
 }
 
-static tstack_t *empty_stack(unsigned cls)
-{
-    return (tstack_t *)((char *)empty_stacks + cls * sizeof(tstack_t));
-}
+static tstack_t *empty_stack(unsigned cls) { return (tstack_t *)((char *)empty_stacks + cls * sizeof(tstack_t)); }
 
 /* Both allocation limits (see tcache_t) from the limit of all cached sizes. */
 static void limits_set(tcache_t *tc, size_t limit)

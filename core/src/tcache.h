@@ -17,15 +17,15 @@
  * no load of the class table's line and no address arithmetic for it. Every class has its own stack header,
  * cached or not (uncached ones have capacity 0), so the copy is always the class's own. */
 typedef struct tstack {
-    _Atomic uint64_t n;    /* written by the owner only (relaxed: plain moves), read by stats */
-    uint64_t cap;          /* 0: class not cached */
+    _Atomic uint64_t n; /* written by the owner only (relaxed: plain moves), read by stats */
+    uint64_t cap;       /* 0: class not cached */
     /* The block check: (offset from the run's head page) * block_magic < block_limit. Slab classes: sc_table's
      * block_magic and block_key_limit (sc_slab_block). Run classes: 1 and 1, offset 0 only (which also refuses
      * the tail pages of a run). The free pages' stack: 0 and 0, nothing. */
     uint64_t block_magic;
     uint64_t block_limit;
-    ohm_counter pushes;    /* frees into the stack */
-    void *slots[];         /* stack; slots[n-1] is the most recently freed block */
+    ohm_counter pushes; /* frees into the stack */
+    void *slots[];      /* stack; slots[n-1] is the most recently freed block */
 } tstack_t;
 
 /* Whether offset (< 2^32) from the head page of its run is a block start of the stack's class. */
