@@ -34,41 +34,44 @@ static inline bool stack_block_start(const tstack_t *b, size_t offset)
     return (uint64_t)offset * b->block_magic < b->block_limit;
 }
 
-/* One more push counted. Only the owning thread writes the counter and readers take whole 8-byte loads, so a
- * plain add to memory is enough; the compiler turns a relaxed atomic load and store into three instructions
- * (it does not fuse atomics), hence the one-instruction add written out where that is safe to do. */
 #if defined(__has_feature)
 #if __has_feature(thread_sanitizer)
 #define OHM_TSAN_BUILD 1
 #endif
 #endif
-/* x < *a and x == *a for a 64-bit atomic read with relaxed order (on x86 also acquire: loads are not reordered
- * with later loads). The compiler does not fold an atomic load into a compare, so where that is safe to do the
- * compare takes the memory operand itself: one instruction instead of a load and a compare. */
-static inline bool atomic_u64_above(const _Atomic uint64_t *a, uint64_t x)
-{
+/* Where the helpers below may say in assembly what the C11 atomics mean (TSan must see the atomics). */
 #if defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && !defined(OHM_TSAN_BUILD)
-    bool below;
-    __asm__("cmpq %2, %1" : "=@ccb"(below) : "r"(x), "m"(*(const uint64_t *)a));
-    return below;
-#else
-    return x < atomic_load_explicit(a, memory_order_acquire);
+#define OHM_PLAIN_X86 1
 #endif
-}
-static inline bool atomic_u64_equals(const _Atomic uint64_t *a, uint64_t x)
-{
-#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && !defined(OHM_TSAN_BUILD)
-    bool eq;
-    __asm__("cmpq %2, %1" : "=@cce"(eq) : "r"(x), "m"(*(const uint64_t *)a));
-    return eq;
-#else
-    return x == atomic_load_explicit(a, memory_order_acquire);
-#endif
-}
 
+/* x < *a and x == *a, *a read as a 64-bit relaxed atomic (on x86 also acquire: loads are not reordered with later
+ * loads). The compiler does not fold an atomic load into a compare, so the compare takes the memory operand
+ * itself: one instruction instead of a load and a compare. */
+#ifdef OHM_PLAIN_X86
+#define ATOMIC_U64_COMPARE(name, cc, op)                                           \
+    static inline bool name(const _Atomic uint64_t *a, uint64_t x)                 \
+    {                                                                              \
+        bool r;                                                                    \
+        __asm__("cmpq %2, %1" : "=@cc" cc(r) : "r"(x), "m"(*(const uint64_t *)a)); \
+        return r;                                                                  \
+    }
+#else
+#define ATOMIC_U64_COMPARE(name, cc, op)                           \
+    static inline bool name(const _Atomic uint64_t *a, uint64_t x) \
+    {                                                              \
+        return x op atomic_load_explicit(a, memory_order_acquire); \
+    }
+#endif
+ATOMIC_U64_COMPARE(atomic_u64_above, "b", <)
+ATOMIC_U64_COMPARE(atomic_u64_equals, "e", ==)
+#undef ATOMIC_U64_COMPARE
+
+/* One more push counted. Only the owning thread writes the counter and readers take whole 8-byte loads, so a
+ * plain add to memory is enough; the compiler turns a relaxed atomic load and store into three instructions
+ * (it does not fuse atomics), hence the one-instruction add written out where that is safe to do. */
 static inline void stack_count_push(tstack_t *b)
 {
-#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && !defined(OHM_TSAN_BUILD)
+#ifdef OHM_PLAIN_X86
     __asm__("addq $1, %0" : "+m"(*(uint64_t *)&b->pushes));
 #else
     ohm_counter_add(&b->pushes, 1);
