@@ -476,6 +476,7 @@ static chunk_t *run_alloc(arena_t *a, uint32_t npages, uint32_t align_pages, siz
 
 static void *large_alloc(arena_t *a, unsigned cls, uint32_t align_pages)
 {
+    ohm_assert(!sc_is_small(cls) && "large runs are of run classes (the free path's block check relies on it)");
     uint32_t npages = (uint32_t)(sc_size(cls) >> OHM_PAGE_SHIFT);
     size_t h;
     chunk_t *c = run_alloc(a, npages, align_pages, &h);

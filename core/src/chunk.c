@@ -10,7 +10,7 @@ static _Atomic(chunk_t *) radix_empty_leaf[1u << RADIX_L2_BITS];
 /* Statically initialized (a GNU range initializer), so lookups work before any constructor has run. */
 _Atomic(_Atomic(chunk_t *) *) radix_root[1u << RADIX_L1_BITS] = {[0 ...(1u << RADIX_L1_BITS) - 1] = radix_empty_leaf};
 static pthread_mutex_t radix_grow_lock = PTHREAD_MUTEX_INITIALIZER;
-_Atomic uint64_t chunk_epoch = 1;
+struct chunk_epoch chunk_epoch = {1, {0}};
 
 /* Leaves are created on demand and never freed: 128 KiB each, one per 16 GiB of address space in use. */
 static _Atomic(chunk_t *) *radix_leaf(uintptr_t key)
@@ -235,7 +235,7 @@ void chunk_destroy(chunk_space *space, chunk_t *c)
     addr_map_set(c->base, c->size, NULL);
     /* After the unregistering (seq_cst: a thread that reads the new epoch then finds no chunk here) and before
      * the record is freed. Huge records are never remembered, so their end needs no bump. */
-    if (c->kind == CHUNK_ARENA) atomic_fetch_add(&chunk_epoch, 1);
+    if (c->kind == CHUNK_ARENA) atomic_fetch_add(&chunk_epoch.n, 1);
     if (c->hooked && cfg->chunk_unmap) cfg->chunk_unmap(cfg->hook_arg, p, c->size);
     if (cfg->lock_memory) os_unlock(p, c->size);
     if (os_unmap(p, c->size) != 0) ohm__log(OHM_LOG_ERROR, "pool '%s': %s", cfg->name, ohm_last_error());

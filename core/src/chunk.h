@@ -65,13 +65,22 @@ typedef struct chunk {
 
 /* ---- page entries ---- */
 
+/* An entry is cls + 1 | kind << 8 | head << 12. The low byte is the class + 1 in every entry of a block's pages
+ * and 0 in a free page's: the free path indexes the thread cache's stacks with it directly
+ * (tcache_t.stacks_by_entry, whose entry 0 never passes the block check), so it needs no test of the kind; and a
+ * low byte zero-extends into any register. The head page sits at bit 12, so its offset in the chunk is one mask.
+ * Never-written entries (zero) read as free pages. */
+_Static_assert((SC_MAX_SIZE >> OHM_PAGE_SHIFT) < (1u << 20), "a chunk's page index fits the entry's 20 bits");
 static inline uint32_t pg_make(unsigned kind, unsigned cls, unsigned head)
 {
-    return (uint32_t)kind | (uint32_t)cls << 8 | (uint32_t)head << 16;
+    return (kind == PG_FREE ? 0u : (uint32_t)cls + 1) | (uint32_t)kind << 8 | (uint32_t)head << OHM_PAGE_SHIFT;
 }
-static inline unsigned pg_kind(uint32_t e) { return e & 0xff; }
-static inline unsigned pg_cls(uint32_t e) { return (e >> 8) & 0xff; }
-static inline unsigned pg_head(uint32_t e) { return e >> 16; }
+static inline unsigned pg_kind(uint32_t e) { return (e >> 8) & 0xf; }
+static inline unsigned pg_cls(uint32_t e) { return (e & 0xff) - 1u; } /* meaningless for free pages */
+static inline unsigned pg_stack_index(uint32_t e) { return e & 0xff; }
+static inline unsigned pg_head(uint32_t e) { return e >> OHM_PAGE_SHIFT; }
+/* The offset of the head page in the chunk: the head sits at bit 12 so that this is one mask. */
+static inline size_t pg_head_offset(uint32_t e) { return e & ~(uint32_t)(OHM_PAGE - 1); }
 static inline uint32_t pg_get(const chunk_t *c, size_t page)
 {
     return atomic_load_explicit(&c->pages[page], memory_order_relaxed);
@@ -137,7 +146,12 @@ static inline chunk_t *chunk_of(const void *p)
  * the last arena chunk it freed into (pool.c) trusts the memory only while the epoch it read before its lookup is
  * still current: one compare instead of the map's two dependent loads. Starts at 1 so a zeroed memo never
  * matches. */
-extern _Atomic uint64_t chunk_epoch;
+struct chunk_epoch {
+    _Alignas(64) _Atomic uint64_t n;
+    char pad[56]; /* a cache line of its own: every free reads it, and a variable that other threads write
+                     beside it in .data (the linker picks the neighbours) would make those reads miss */
+};
+extern struct chunk_epoch chunk_epoch;
 
 /* Maps every granule of [base, base+size) to c (or to NULL to unregister). 0 or OHM_ENOMEM. */
 int addr_map_set(uintptr_t base, size_t size, chunk_t *c);

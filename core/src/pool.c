@@ -25,6 +25,12 @@ static pthread_mutex_t pool_list_mutex = PTHREAD_MUTEX_INITIALIZER;
 static ohm_pool *pools;           /* every live pool */
 static uint64_t next_pool_id = 1; /* pool-list lock */
 static _Atomic(ohm_pool *) default_pool;
+/* The default pool's id once it exists; until then UINT64_MAX, which no pool and no empty cache slot has. ohm_alloc
+ * compares it with the thread's most recent cache and never loads the pool itself. */
+static struct {
+    _Alignas(64) _Atomic uint64_t n;
+    char pad[56]; /* a cache line of its own, as chunk_epoch's */
+} default_pool_id = {UINT64_MAX, {0}};
 static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER; /* creation of the default pool */
 
 void pool_list_lock(void) { pthread_mutex_lock(&pool_list_mutex); }
@@ -135,6 +141,7 @@ ohm_pool *ohm_pool_default(void)
         if (p) {
             p->is_default = true;
             atomic_store_explicit(&default_pool, p, memory_order_release);
+            atomic_store_explicit(&default_pool_id.n, p->id, memory_order_relaxed);
         }
     }
     pthread_mutex_unlock(&default_lock);
@@ -280,7 +287,7 @@ static OHM_NOINLINE void *alloc_slow(ohm_pool *pool, size_t size)
     unsigned cls = sc_index(size);
     tcache_t *tc = tcache_get_or_create(pool);
     void *p = NULL;
-    if (tc && size < atomic_load_explicit(&tc->alloc_limit, memory_order_acquire)) {
+    if (tc && size < atomic_load_explicit(&tc->alloc_limit_all, memory_order_acquire)) {
         /* Another pool was this thread's most recent (two pools used alternately): the lookup made this one
          * most recent; serve from its stack as the fast path would. */
         tstack_t *b = tc->stacks[cls];
@@ -300,24 +307,28 @@ static OHM_NOINLINE void *alloc_slow(ohm_pool *pool, size_t size)
     return finish_alloc(p, sc_size(cls), pool->cfg.zero);
 }
 
-/* The fast path: a TLS compare, the class, a pop. No counter: pops are derived (see tstats_t). NULL when it
- * cannot serve the call. */
+/* The fast path after the TLS compare: the size bound and class, a pop. No counter: pops are derived (see
+ * tstats_t). NULL when it cannot serve the call. */
+static inline __attribute__((always_inline)) void *pop_block(tcache_t *tc, size_t size)
+{
+    tstack_t *b;
+    if (ohm_likely(atomic_u64_above(&tc->alloc_limit, size))) {
+        b = tc->stack_by_granule[(size + 15) >> 4]; /* alloc_limit <= SC_LUT_MAX + 1 */
+    } else {
+        if (size >= atomic_load_explicit(&tc->alloc_limit_all, memory_order_acquire)) return NULL;
+        b = tc->stacks[sc_index(size)];
+    }
+    uint64_t n = atomic_load_explicit(&b->n, memory_order_relaxed);
+    if (ohm_unlikely(n == 0)) return NULL;
+    stack_set_n(b, --n);
+    void *p = b->slots[n];
+    *(uintptr_t *)p = 0; /* clear the free-block key */
+    return p;
+}
+
 static inline __attribute__((always_inline)) void *alloc_fast(const ohm_pool *pool, size_t size)
 {
-    if (ohm_likely(tcache_last.pool_id == pool->id)) {
-        tcache_t *tc = tcache_last.tc;
-        if (ohm_likely(size < atomic_load_explicit(&tc->alloc_limit, memory_order_acquire))) {
-            unsigned cls = sc_index(size);
-            tstack_t *b = tc->stacks[cls];
-            uint32_t n = stack_n(b);
-            if (ohm_likely(n != 0)) {
-                void *p = b->slots[n - 1];
-                stack_set_n(b, n - 1);
-                *(uintptr_t *)p = 0; /* clear the free-block key */
-                return p;
-            }
-        }
-    }
+    if (ohm_likely(tcache_last.pool_id == pool->id)) return pop_block(tcache_last.tc, size);
     return NULL;
 }
 
@@ -373,7 +384,7 @@ void *ohm_pool_alloc_aligned(ohm_pool *pool, size_t size, size_t align)
 }
 
 /* Out of line, so that ohm_alloc's fast path needs no stack frame. */
-static OHM_NOINLINE void *alloc_default_slow(ohm_pool *pool, size_t size)
+static OHM_NOINLINE void *alloc_default_slow(size_t size, ohm_pool *pool)
 {
     if (!pool && !(pool = ohm_pool_default())) return NULL;
     return alloc_slow(pool, size);
@@ -381,28 +392,29 @@ static OHM_NOINLINE void *alloc_default_slow(ohm_pool *pool, size_t size)
 
 void *ohm_alloc(size_t size)
 {
-    ohm_pool *pool = atomic_load_explicit(&default_pool, memory_order_acquire);
     void *p;
-    if (ohm_likely(pool != NULL) && ohm_likely((p = alloc_fast(pool, size)) != NULL)) return p;
-    return alloc_default_slow(pool, size);
+    if (ohm_likely(tcache_last.pool_id == atomic_load_explicit(&default_pool_id.n, memory_order_relaxed)) &&
+        ohm_likely((p = pop_block(tcache_last.tc, size)) != NULL))
+        return p;
+    return alloc_default_slow(size, atomic_load_explicit(&default_pool, memory_order_acquire));
 }
 
 /* ---- free ---- */
 
-static inline void stack_push(tstack_t *b, uint32_t n, void *p)
+static inline void stack_push(tstack_t *b, uint64_t n, void *p, uintptr_t key)
 {
     ohm_assert(n < b->cap && "a thread-cache stack never holds more than its capacity");
-    *(uintptr_t *)p = block_key(p);
+    *(uintptr_t *)p = key;
     b->slots[n] = p;
     stack_set_n(b, n + 1);
-    ohm_counter_add(&b->pushes, 1);
+    stack_count_push(b);
 }
 
-static int free_valid(ohm_pool *pool, chunk_t *c, void *p, unsigned cls);
+static int free_valid(void *p, ohm_pool *pool, chunk_t *c, unsigned cls);
 
 /* Everything the free fast path does not handle, with full validation and its messages: a huge block, an
  * invalid pointer, a poisoning pool. */
-static OHM_NOINLINE int free_slow(ohm_pool *pool, void *p)
+static OHM_NOINLINE int free_slow(void *p, ohm_pool *pool)
 {
     chunk_t *c;
     unsigned cls;
@@ -412,18 +424,18 @@ static OHM_NOINLINE int free_slow(ohm_pool *pool, void *p)
         huge_free(pool, c);
         return 0;
     }
-    return free_valid(pool, c, p, cls);
+    return free_valid(p, pool, c, cls);
 }
 
 /* A block the fast path validated, whose pool is not this thread's most recent, whose stack is full or whose
  * class is not cached (two pools used alternately land here on every free, so it must not validate again). */
-static OHM_NOINLINE int free_valid(ohm_pool *pool, chunk_t *c, void *p, unsigned cls)
+static OHM_NOINLINE int free_valid(void *p, ohm_pool *pool, chunk_t *c, unsigned cls)
 {
     int rc;
     poison_on_free(&pool->cfg, p, sc_size(cls));
     tcache_t *tc = tcache_get_or_create(pool);
     if (tc && stack_n(tc->stacks[cls]) < tc->stacks[cls]->cap) { /* only the most-recent compare failed */
-        stack_push(tc->stacks[cls], stack_n(tc->stacks[cls]), p);
+        stack_push(tc->stacks[cls], stack_n(tc->stacks[cls]), p, block_key(p));
         return 0;
     }
     if (!tc) {
@@ -439,44 +451,43 @@ static OHM_NOINLINE int free_valid(ohm_pool *pool, chunk_t *c, void *p, unsigned
         return rc;
     }
     if (stack_n(b) == b->cap) tcache_flush_stack(tc, cls, b->cap / 2 ? b->cap / 2 : 1);
-    stack_push(b, stack_n(b), p);
+    stack_push(b, stack_n(b), p, block_key(p));
     return 0;
 }
 
-/* The fast path's checks: page entry, block alignment (slab) or page start (run), free-block key; c is an arena
- * chunk holding p. False for anything unusual, which free_slow then re-runs and says precisely what was wrong. */
-static inline __attribute__((always_inline)) bool block_ok(const chunk_t *c, const void *p, unsigned *cls)
+/* A validated block of arena chunk c whose stack is full or whose class is not cached. */
+static OHM_NOINLINE int free_full(void *p, chunk_t *c)
 {
-    uint32_t e = pg_get(c, chunk_page_of(c, p));
-    *cls = pg_cls(e);
-    if (ohm_likely(pg_kind(e) == PG_SLAB)) {
-        size_t off = (uintptr_t)p - (uintptr_t)chunk_page_addr(c, pg_head(e));
-        if (ohm_unlikely(!sc_slab_block(*cls, off))) return false;
-    } else if (ohm_unlikely(pg_kind(e) != PG_RUN || ((uintptr_t)p & (OHM_PAGE - 1)))) {
-        return false;
-    }
-    return ohm_likely(block_word0(p) != block_key(p));
+    return free_valid(p, c->pool, c, pg_cls(pg_get(c, chunk_page_of(c, p))));
 }
 
-/* The push of the fast path onto tc, the calling thread's cache of pool. */
-static inline __attribute__((always_inline)) int push_block(ohm_pool *pool, tcache_t *tc, chunk_t *c, void *p,
-                                                            unsigned cls)
+/* The fast path: c is an arena chunk of tc's arena holding p, key is p's free-block key. The checks, then a push.
+ * The page entry's class byte picks the stack, and the stack's block check accepts exactly the block starts of
+ * its class measured from the entry's head page: a slab's blocks, a run's first byte, nothing in a run's tail
+ * pages or in free pages (their byte picks a stack that accepts nothing). Then the free-block key. What fails
+ * goes to free_slow, which re-runs the checks and says precisely what was wrong.
+ * The fast path then pushes onto the stack (c of tc's arena); the pool is loaded only on the slow paths. */
+static inline __attribute__((always_inline)) tstack_t *block_stack(const tcache_t *tc, const chunk_t *c, const void *p,
+                                                                   uintptr_t key, uint32_t *entry)
 {
-    tstack_t *b = tc->stacks[cls];
-    uint32_t n = stack_n(b);
-    if (ohm_unlikely(n >= b->cap)) return free_valid(pool, c, p, cls);
-    stack_push(b, n, p);
+    size_t off = (uintptr_t)p - c->base;
+    uint32_t e = pg_get(c, off >> OHM_PAGE_SHIFT);
+    tstack_t *b = tc->stacks_by_entry[pg_stack_index(e)];
+    *entry = e;
+    if (ohm_unlikely(!stack_block_start(b, off - pg_head_offset(e)))) return NULL;
+    if (ohm_unlikely(block_word0(p) == key)) return NULL;
+    return b;
+}
+
+static inline __attribute__((always_inline)) int free_push(tcache_t *tc, chunk_t *c, void *p, uintptr_t key)
+{
+    uint32_t e;
+    tstack_t *b = block_stack(tc, c, p, key, &e);
+    if (ohm_unlikely(!b)) return free_slow(p, c->pool);
+    uint64_t n = atomic_load_explicit(&b->n, memory_order_relaxed);
+    if (ohm_unlikely(n >= b->cap)) return free_full(p, c);
+    stack_push(b, n, p, key);
     return 0;
-}
-
-/* A free the lookup path validated the chunk of: checks, then a push onto the thread's most recent cache when it
- * is pool's. */
-static inline __attribute__((always_inline)) int free_block(ohm_pool *pool, chunk_t *c, void *p)
-{
-    unsigned cls;
-    if (ohm_unlikely(!block_ok(c, p, &cls))) return free_slow(pool, p);
-    if (ohm_unlikely(tcache_last.pool_id != pool->id)) return free_valid(pool, c, p, cls);
-    return push_block(pool, tcache_last.tc, c, p, cls);
 }
 
 /* The chunk of tcache_chunk if p is in it: while the epoch read before its lookup holds, the chunk is alive and
@@ -487,7 +498,7 @@ static inline __attribute__((always_inline)) int free_block(ohm_pool *pool, chun
 static inline chunk_t *chunk_remembered(const void *p)
 {
     chunk_t *c = tcache_chunk.c;
-    if (ohm_likely(tcache_chunk.epoch == atomic_load_explicit(&chunk_epoch, memory_order_acquire)) &&
+    if (ohm_likely(atomic_u64_equals(&chunk_epoch.n, tcache_chunk.epoch)) &&
         ohm_likely((uintptr_t)p - c->base < c->size))
         return c;
     return NULL;
@@ -511,12 +522,13 @@ static OHM_COLD int free_nowhere(void *p)
  * allocations stay in its own arena's slabs. */
 static OHM_NOINLINE int free_remote(ohm_pool *pool, tcache_t *tc, chunk_t *c, void *p)
 {
-    unsigned cls;
-    int rc = check_arena_block(pool, c, p, &cls);
-    if (rc) return rc;
+    uint32_t e;
+    tstack_t *b = block_stack(tc, c, p, block_key(p), &e);
+    if (ohm_unlikely(!b)) return free_slow(p, pool);
+    unsigned cls = pg_cls(e);
     poison_on_free(&pool->cfg, p, sc_size(cls));
-    if (!tc->stacks[cls]->cap) {
-        rc = arena_free_one(c->arena, p);
+    if (!b->cap) {
+        int rc = arena_free_one(c->arena, p);
         if (rc == 0) ohm_counter_add(&tc->stats[cls].direct_frees, 1);
         return rc;
     }
@@ -524,40 +536,45 @@ static OHM_NOINLINE int free_remote(ohm_pool *pool, tcache_t *tc, chunk_t *c, vo
     return 0;
 }
 
-/* A free whose pointer is not in the remembered chunk: NULL, another chunk (then remembered), a huge block, or
- * no pool's memory. any: ohm_free, which takes a block of any pool. */
-static OHM_NOINLINE int free_lookup(ohm_pool *pool, void *p, bool any)
+/* A free whose pointer is not in the remembered chunk: NULL, another chunk (then remembered: of this thread's
+ * arena in tcache_chunk, of another in tcache_remote), a huge block, or no pool's memory. any: ohm_free, which
+ * takes a block of any pool. */
+static OHM_NOINLINE int free_lookup(void *p, ohm_pool *pool, bool any)
 {
     if (ohm_unlikely(!p)) return 0;
-    uint64_t epoch = atomic_load_explicit(&chunk_epoch, memory_order_acquire); /* before the lookup */
-    chunk_t *c = chunk_of(p);
+    uint64_t epoch = atomic_load_explicit(&chunk_epoch.n, memory_order_acquire); /* before the lookup */
+    /* The other arena's chunk last freed into, alive and exactly [base, base + size) while the epoch holds (see
+     * chunk_remembered); else the address map. */
+    chunk_t *c = tcache_remote.c;
+    bool remembered = tcache_remote.epoch == epoch && (uintptr_t)p - c->base < c->size;
+    if (!remembered) c = chunk_of(p);
     if (any && c) pool = c->pool;
     if (ohm_unlikely(!c)) return any ? free_nowhere(p) : free_foreign(pool, c, p);
     if (ohm_unlikely(c->pool != pool)) return free_foreign(pool, c, p);
-    if (c->kind != CHUNK_ARENA) return free_slow(pool, p);
+    if (c->kind != CHUNK_ARENA) return free_slow(p, pool);
     tcache_t *tc = tcache_last.pool_id == pool->id ? tcache_last.tc : tcache_get_or_create(pool);
-    if (tc && c->arena != tc->arena) return free_remote(pool, tc, c, p);
-    if (tc) /* only chunks of this thread's own arena: the fast path need not ask */
-        tcache_chunk = (tcache_memo){c, epoch, tc};
-    return free_block(pool, c, p);
+    if (!tc) return free_slow(p, pool);
+    if (c->arena != tc->arena) {
+        if (!remembered) tcache_remote = (tcache_other){c, epoch};
+        return free_remote(pool, tc, c, p);
+    }
+    /* only chunks of this thread's own arena: the fast path need not ask */
+    tcache_chunk = (tcache_memo){c, epoch, tc, ohm__key_secret};
+    return free_push(tc, c, p, block_key(p));
 }
 
 int ohm_pool_free(ohm_pool *pool, void *p)
 {
     chunk_t *c = chunk_remembered(p);
-    unsigned cls;
-    if (ohm_unlikely(c == NULL) || ohm_unlikely(c->pool != pool)) return free_lookup(pool, p, false);
-    if (ohm_unlikely(!block_ok(c, p, &cls))) return free_slow(pool, p);
-    return push_block(pool, tcache_chunk.tc, c, p, cls);
+    if (ohm_unlikely(c == NULL) || ohm_unlikely(c->pool != pool)) return free_lookup(p, pool, false);
+    return free_push(tcache_chunk.tc, c, p, tcache_chunk.key_secret ^ (uintptr_t)p);
 }
 
 int ohm_free(void *p)
 {
     chunk_t *c = chunk_remembered(p);
-    unsigned cls;
-    if (ohm_unlikely(c == NULL)) return free_lookup(NULL, p, true);
-    if (ohm_unlikely(!block_ok(c, p, &cls))) return free_slow(c->pool, p);
-    return push_block(c->pool, tcache_chunk.tc, c, p, cls);
+    if (ohm_unlikely(c == NULL)) return free_lookup(p, NULL, true);
+    return free_push(tcache_chunk.tc, c, p, tcache_chunk.key_secret ^ (uintptr_t)p);
 }
 
 size_t ohm_usable_size(const void *p)

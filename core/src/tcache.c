@@ -16,6 +16,7 @@
 OHM_TLS tcache_slot tcache_last;
 OHM_TLS tcache_slot tcache_slots[TCACHE_SLOTS];
 OHM_TLS tcache_memo tcache_chunk;
+OHM_TLS tcache_other tcache_remote;
 static OHM_TLS tcache_t *tl_caches;
 static OHM_TLS int tl_exiting; /* the thread-exit step ran: make no new caches on this thread */
 
@@ -33,7 +34,7 @@ static void slot_clear(const tcache_t *tc)
     for (unsigned i = 0; i < TCACHE_SLOTS; i++)
         if (tcache_slots[i].tc == tc) tcache_slots[i] = (tcache_slot){0, NULL};
     if (tcache_last.tc == tc) tcache_last = (tcache_slot){0, NULL};
-    if (tcache_chunk.tc == tc) tcache_chunk = (tcache_memo){NULL, 0, NULL}; /* epoch 0 never matches */
+    if (tcache_chunk.tc == tc) tcache_chunk = (tcache_memo){NULL, 0, NULL, 0}; /* epoch 0 never matches */
 }
 
 static void slot_install(tcache_t *tc)
@@ -114,13 +115,40 @@ static arena_t *least_used_arena(struct ohm_pool *pool)
     return best;
 }
 
-/* The stack of every uncached class: capacity 0, so both fast paths fall through to the slow ones. Never written. */
-static tstack_t empty_stack;
+/* The stacks of uncached classes, one per class (capacity 0, so both fast paths fall through to the slow ones,
+ * and the class's block check, which the free path reads from the stack). Made once under the pool-list lock,
+ * before any cache that names them; never written after. */
+static tstack_t *empty_stacks;
+
+/* The stack the free path finds through a free page's entry: capacity 0 and a block check nothing passes. */
+static tstack_t free_pages_stack;
+
+static void stack_init(tstack_t *b, unsigned cls, uint32_t cap)
+{
+    b->cap = cap;
+    b->block_magic = sc_is_small(cls) ? sc_table[cls].block_magic : 1;
+    b->block_limit = sc_is_small(cls) ? sc_table[cls].block_key_limit : 1;
+}
+
+static tstack_t *empty_stack(unsigned cls) { return (tstack_t *)((char *)empty_stacks + cls * sizeof(tstack_t)); }
+
+/* Both allocation limits (see tcache_t) from the limit of all cached sizes. */
+static void limits_set(tcache_t *tc, size_t limit)
+{
+    atomic_store_explicit(&tc->alloc_limit_all, limit, memory_order_relaxed);
+    atomic_store_explicit(&tc->alloc_limit, limit < SC_LUT_MAX + 1 ? limit : SC_LUT_MAX + 1, memory_order_relaxed);
+}
 
 static tcache_t *tcache_new(struct ohm_pool *pool)
 {
     uint32_t caps[SC_COUNT] = {0};
     size_t size = sizeof(tcache_t);
+    if (!empty_stacks) {
+        tstack_t *e = os_meta_alloc(SC_COUNT * sizeof(tstack_t));
+        if (!e) return NULL;
+        empty_stacks = e;
+        for (unsigned c = 0; c < SC_COUNT; c++) stack_init(empty_stack(c), c, 0);
+    }
     /* A poisoning pool caches nothing (poison.h). */
     for (unsigned c = 0; !poison_on(&pool->cfg) && c < pool->nclasses && sc_size(c) <= pool->cache_max; c++) {
         caps[c] = bin_capacity(sc_size(c), pool->cfg.cache_slots);
@@ -132,17 +160,19 @@ static tcache_t *tcache_new(struct ohm_pool *pool)
     tc->pool = pool;
     tc->pool_id = pool->id;
     tc->alloc_limit_normal = pool->cfg.zero ? 0 : pool->cache_max + 1;
-    atomic_store_explicit(&tc->alloc_limit, tc->alloc_limit_normal, memory_order_relaxed);
+    limits_set(tc, tc->alloc_limit_normal);
     char *next = (char *)(tc + 1);
+    tc->stack_of_free_pages = &free_pages_stack;
     for (unsigned c = 0; c < SC_COUNT; c++) {
         if (!caps[c]) {
-            tc->stacks[c] = &empty_stack;
+            tc->stacks[c] = empty_stack(c);
             continue;
         }
         tc->stacks[c] = (tstack_t *)next;
-        tc->stacks[c]->cap = caps[c];
+        stack_init(tc->stacks[c], c, caps[c]);
         next += sizeof(tstack_t) + caps[c] * sizeof(void *);
     }
+    for (unsigned g = 0; g <= SC_LUT_MAX >> 4; g++) tc->stack_by_granule[g] = tc->stacks[sc_lut[g]];
     tc->arena = least_used_arena(pool);
     atomic_fetch_add(&tc->arena->nthreads, 1);
     LIST_PUSH_FRONT(pool->tcaches, tc, pnext, pprev);
@@ -281,9 +311,10 @@ void tcache_flush(tcache_t *tc)
 
 void tcache_request_flush(tcache_t *tc)
 {
-    /* The release pairs with the fast path's acquire load of alloc_limit: a thread that sees the limit drop
-     * also sees the request. */
+    /* The releases pair with the fast path's acquire loads of the limits: a thread that sees either drop also
+     * sees the request. */
     atomic_store_explicit(&tc->flush_requested, 1, memory_order_relaxed);
+    atomic_store_explicit(&tc->alloc_limit_all, 0, memory_order_release);
     atomic_store_explicit(&tc->alloc_limit, 0, memory_order_release);
 }
 
@@ -294,7 +325,7 @@ bool tcache_tick(tcache_t *tc)
 {
     if (ohm_unlikely(atomic_load_explicit(&tc->flush_requested, memory_order_relaxed))) {
         atomic_store_explicit(&tc->flush_requested, 0, memory_order_relaxed);
-        atomic_store_explicit(&tc->alloc_limit, tc->alloc_limit_normal, memory_order_relaxed);
+        limits_set(tc, tc->alloc_limit_normal);
         tcache_flush(tc);
         return true;
     }
