@@ -216,7 +216,7 @@ public final class MemoryManager implements AutoCloseable {
     }
 
     /** Spark's on-heap sizing: (heap - 300 MiB) * fraction; IllegalArgumentException with Spark's message for a
-     * heap under 450 MiB. fraction <= 0 means 0.6. */
+     * heap under 450 MiB. {@code fraction <= 0} means 0.6. */
     public static long onHeapSizeFromHeap(long heapBytes, double fraction) {
         return Native.mmOnHeapFromHeap(heapBytes, fraction);
     }
@@ -263,7 +263,7 @@ public final class MemoryManager implements AutoCloseable {
             return this;
         }
 
-        /** ON_HEAP sized as Spark sizes a JVM: (heap - 300 MiB) * fraction (fraction <= 0: 0.6). */
+        /** ON_HEAP sized as Spark sizes a JVM: (heap - 300 MiB) * fraction ({@code fraction <= 0}: 0.6). */
         public Builder onHeapFromHeap(long heapBytes, double fraction) {
             onHeap = onHeapSizeFromHeap(heapBytes, fraction);
             return this;

@@ -1,5 +1,7 @@
 package org.ohm;
 
+import static org.ohm.Memory.U;
+
 import java.lang.ref.Reference;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -47,7 +49,6 @@ public final class OhmBuffer implements AutoCloseable {
     public enum Origin { POOL, FILE, SHM, FOREIGN }
 
     private static final boolean NATIVE_BE = ByteOrder.nativeOrder() == ByteOrder.BIG_ENDIAN;
-    private static final sun.misc.Unsafe U = Memory.U;
     /** Reference counts are changed in the native header by Unsafe CAS (ohm.h's parked-buffer contract), not by
      * JNI: counts are the state word's low 32 bits, at offset 0 of every buffer header. */
     private static final boolean COUNTS = U != null;
