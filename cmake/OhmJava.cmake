@@ -7,7 +7,7 @@ set(OHM_JAVAC ${Java_JAVAC_EXECUTABLE} --release 17 -encoding UTF-8 -Xlint:all)
 # javadoc with every doclint group (missing comments, @param/@return, HTML, references); -Xmaxwarns so that no
 # warning is left out of the log.
 set(OHM_JAVADOC ${Java_JAVADOC_EXECUTABLE} --release 17 -encoding UTF-8 -docencoding UTF-8 -charset UTF-8 -quiet
-    -Xdoclint:all,-missing -Xmaxwarns 10000)
+    -Xdoclint:all -Xmaxwarns 10000)
 if(OHM_WERROR)
   list(APPEND OHM_JAVAC -Werror)
   list(APPEND OHM_JAVADOC -Werror)

@@ -70,6 +70,11 @@ public final class Main {
         }
     }
 
+    /**
+     * Runs a workload as the class comment says, and exits with the run's status (0: passed, 1: failed, 2: bad use).
+     *
+     * @param args the options (--help lists them)
+     */
     public static void main(String[] args) {
         System.exit(run(args, System.out, System.err));
     }
