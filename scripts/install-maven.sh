@@ -36,6 +36,13 @@ for artifact in ohm ohm-netty; do
         echo "install-maven.sh: $artifact.jar is not built, not installed" >&2
         continue
     fi
-    mvn "${mvn_args[@]}" install:install-file -Dfile="$jars/$artifact.jar" -DpomFile="$jars/$artifact.pom" \
-        -Dsources="$jars/$artifact-sources.jar" -Djavadoc="$jars/$artifact-javadoc.jar"
+    extras=()
+    for kind in sources javadoc; do
+        if [[ -f "$jars/$artifact-$kind.jar" ]]; then
+            extras+=("-D$kind=$jars/$artifact-$kind.jar")
+        else
+            echo "install-maven.sh: $artifact-$kind.jar is not built, installed without it" >&2
+        fi
+    done
+    mvn "${mvn_args[@]}" install:install-file -Dfile="$jars/$artifact.jar" -DpomFile="$jars/$artifact.pom" "${extras[@]}"
 done
