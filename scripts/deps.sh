@@ -9,7 +9,7 @@ set -euo pipefail
 declare -A group=(
     # compilers, cmake, and what the core, the binding layer (libffi) and the C tests (zlib, called through it) use
     [build]="build-essential cmake pkg-config libffi-dev zlib1g-dev"
-    # the Java library, its JUnit tests, and ohm-netty.jar (compiled against Debian's Netty)
+    # the Java library, its JUnit tests, and ohm-netty.jar (compiled against Debian's Netty); with Maven (below)
     [java]="openjdk-17-jdk-headless junit5 libnetty-java"
     # the Lua module and its tests; luarocks for the rockspec and its test, busted for the leak-scope spec
     [lua]="liblua5.4-dev lua5.4 luarocks lua-busted"
@@ -22,6 +22,10 @@ declare -A group=(
     # scripts/check-format
     [format]="clang-format"
 )
+# Maven and the plugins scripts/install-maven.sh and its test use offline: install, and compiler, resources and
+# exec for the user project that takes ohm by coordinates.
+group[java]+=" maven libmaven-install-plugin-java libmaven-compiler-plugin-java libmaven-resources-plugin-java"
+group[java]+=" libexec-maven-plugin-java"
 order=(build java lua sanitize bench netty-tests format)
 
 if [[ "${1:-}" == --list ]]; then

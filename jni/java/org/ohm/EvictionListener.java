@@ -13,6 +13,8 @@ public interface EvictionListener {
      * caused the eviction with this exception (a checked one wrapped in {@link OhmCallbackException}).
      *
      * @param buffer the cached buffer, or null for a block cached by size only
+     * @param blockId the evicted block's id
+     * @throws Exception to keep the block cached and fail the acquire or put that caused the eviction
      */
     void evicted(String blockId, OhmBuffer buffer) throws Exception;
 }

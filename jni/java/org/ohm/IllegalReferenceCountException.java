@@ -8,10 +8,19 @@ package org.ohm;
 public class IllegalReferenceCountException extends IllegalStateException {
     private static final long serialVersionUID = 1L;
 
+    /**
+     * @param message the whole message
+     */
     public IllegalReferenceCountException(String message) {
         super(message);
     }
 
+    /**
+     * Netty's message: "refCnt: 0, increment: 1" or "refCnt: 1, decrement: 2".
+     *
+     * @param refCnt the count before the change
+     * @param change the increment (above 0) or the decrement (below 0) that broke the rule
+     */
     public IllegalReferenceCountException(int refCnt, int change) {
         super("refCnt: " + refCnt + ", " + (change > 0 ? "increment: " + change : "decrement: " + -change));
     }

@@ -55,36 +55,56 @@ public final class LeakDetector {
     /** The Java default sampling interval when neither ohm.leak.sampleInterval nor OHM_LEAK_SAMPLE is set. */
     static final int DEFAULT_INTERVAL = 1024;
 
+    /**
+     * Sets the level for the whole process (all pools and hosts share it).
+     *
+     * @param level the new level
+     */
     public static void setLevel(Level level) {
         Native.leakSetLevel(Objects.requireNonNull(level, "level").ordinal());
         levelCache = level.ordinal();
     }
 
+    /** {@return the current level} */
     public static Level level() {
         return Level.values()[Native.leakGetLevel()];
     }
 
-    /** One buffer in interval is tracked at SIMPLE and ADVANCED (at least 1). */
+    /**
+     * One buffer in interval is tracked at SIMPLE and ADVANCED (at least 1).
+     *
+     * @param interval how many allocations per tracked one
+     */
     public static void setSampleInterval(int interval) {
         if (interval < 1) throw new IllegalArgumentException("sample interval " + interval + " must be at least 1");
         Native.leakSetSample(interval);
         intervalCache = interval;
     }
 
+    /** {@return the sampling interval: one buffer in this many is tracked at SIMPLE and ADVANCED} */
     public static int sampleInterval() {
         return Native.leakGetSample();
     }
 
-    /** Sets where reports go; null restores {@link #LOG}. */
+    /**
+     * Sets where reports go; null restores {@link #LOG}.
+     *
+     * @param l the new listener, or null for {@link #LOG}
+     */
     public static void setListener(LeakListener l) {
         listener = l == null ? LOG : l;
     }
 
+    /** {@return where reports go now} */
     public static LeakListener listener() {
         return listener;
     }
 
-    /** A checkpoint: tracked buffers allocated after this mark and still live are reported by {@link #check}. */
+    /**
+     * A checkpoint: tracked buffers allocated after this mark and still live are reported by {@link #check}.
+     *
+     * @return the mark, for {@link #check}
+     */
     public static long mark() {
         return Native.leakMark();
     }
@@ -92,6 +112,9 @@ public final class LeakDetector {
     /**
      * Reports (reason CHECKPOINT, to the listener, on this thread) every tracked buffer allocated since mark that
      * is still live, and returns how many there were. Only tracked buffers are seen: use level PARANOID in tests.
+     *
+     * @param mark from {@link #mark()}
+     * @return how many buffers were reported
      */
     public static int check(long mark) {
         attachSites(t -> true);

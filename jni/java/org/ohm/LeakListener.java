@@ -8,5 +8,10 @@ package org.ohm;
  */
 @FunctionalInterface
 public interface LeakListener {
+    /**
+     * Called once for each leaked buffer.
+     *
+     * @param report what leaked, its size and where it was allocated
+     */
     void leaked(LeakReport report);
 }

@@ -33,24 +33,27 @@ public final class LeakReport {
         this.json = json == null ? "{}" : json;
     }
 
+    /** {@return why the buffer is reported} */
     public Reason reason() { return reason; }
 
-    /** The buffer's id when it was created (ohm_buf_id). */
+    /** {@return the buffer's id when it was created (ohm_buf_id)} */
     public long bufferId() { return bufferId; }
 
-    /** Its size in bytes (0 when the runtime did not track the buffer). */
+    /** {@return its size in bytes (0 when the runtime did not track the buffer)} */
     public long size() { return size; }
 
     /**
      * The Java stack trace of the buffer's allocation, one frame a line ("\tat org.example.Foo.bar(Foo.java:12)"),
      * or null when the leak detector did not track this buffer (level OFF, or not sampled).
+     *
+     * @return the allocation's stack trace, or null
      */
     public String allocationSite() { return allocationSite; }
 
-    /** The whole report as text: what leaked, its size, where it was created, its recent accesses. */
+    /** {@return the whole report as text: what leaked, its size, where it was created, its recent accesses} */
     public String text() { return text; }
 
-    /** The report as one JSON object. */
+    /** {@return the report as one JSON object} */
     public String json() { return json; }
 
     @Override

@@ -28,10 +28,12 @@ public final class LeakScopes {
             this.parent = parent;
         }
 
+        /** {@return the runtime's id of this scope} */
         public long id() {
             return id;
         }
 
+        /** {@return whether the scope is still open} */
         public boolean isOpen() {
             return open;
         }
@@ -43,7 +45,11 @@ public final class LeakScopes {
         Native.init();
     }
 
-    /** A new scope, nested in the calling thread's current one; the thread belongs to it until it is closed. */
+    /**
+     * A new scope, nested in the calling thread's current one; the thread belongs to it until it is closed.
+     *
+     * @return the new scope
+     */
     public static Frame open() {
         SafetyNet.Local l = SafetyNet.local();
         enter(l); // an inherited scope first, so that the new one nests in it
@@ -61,6 +67,10 @@ public final class LeakScopes {
      * Closes f (by the thread that opened it, innermost first) after waiting up to waitMs for other threads to
      * release its buffers; the buffers still live, 5 strings each: buffer id, size, Java site text (or null),
      * hints (or null), the runtime's report text.
+     *
+     * @param f the scope to close
+     * @param waitMs how long to wait for other threads' releases, in milliseconds
+     * @return 5 strings for each buffer still live (none: an empty array)
      */
     public static String[] close(Frame f, int waitMs) {
         if (f.opener != Thread.currentThread())
@@ -80,7 +90,11 @@ public final class LeakScopes {
         return leaks;
     }
 
-    /** The calling thread joins f (and threads it starts from now on belong to f too). */
+    /**
+     * The calling thread joins f (and threads it starts from now on belong to f too).
+     *
+     * @param f the scope to join
+     */
     public static void join(Frame f) {
         if (!f.open) throw new IllegalStateException("the leak scope is closed");
         SafetyNet.Local l = SafetyNet.local();
@@ -104,7 +118,7 @@ public final class LeakScopes {
         CURRENT.remove();
     }
 
-    /** The calling thread's scope, or null. */
+    /** {@return the calling thread's scope, or null} */
     public static Frame current() {
         Frame f = CURRENT.get();
         return f != null && f.open ? f : null;

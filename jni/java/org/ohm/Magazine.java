@@ -1,5 +1,7 @@
 package org.ohm;
 
+import static org.ohm.Memory.U;
+
 /**
  * Per-thread magazines of ready buffers of the default pool, so that allocate and release make no JNI call and no
  * garbage (a thread cache, as malloc's, one level above the pool's own).
@@ -26,7 +28,6 @@ package org.ohm;
 final class Magazine {
     private Magazine() {}
 
-    private static final sun.misc.Unsafe U = Memory.U;
     static final boolean ON = U != null && !"false".equals(System.getProperty("ohm.magazines"));
     static final long STATE, SIZE, GEN1, GEN2, REC;
     /** Size classes of the default pool up to its chunk, and the class of each 16-byte granule up to 4 KiB. */

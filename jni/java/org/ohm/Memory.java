@@ -7,6 +7,9 @@ import java.lang.reflect.Field;
  * writes buffer memory in about a nanosecond, against about 15 ns for a JNI call (ohm-bench-java's access
  * workload measures both). {@code -Dohm.access=jni} selects the JNI route, which checks each access in C; so
  * does a JVM without Unsafe. Callers check liveness and bounds before any access here.
+ *
+ * <p>The one class that names sun.misc.Unsafe (the others use {@link #U}): jni/CMakeLists.txt compiles it apart,
+ * without javac's "internal proprietary API" warning, which no annotation can suppress.
  */
 final class Memory {
     private Memory() {}

@@ -21,6 +21,7 @@ import java.util.Objects;
  * A consumer is closed by {@link #close()} or with its task.
  */
 public abstract class MemoryConsumer implements AutoCloseable {
+    /** The task this consumer belongs to. */
     protected final TaskMemory task;
     private final MemoryMode mode;
     private final String name;
@@ -28,6 +29,13 @@ public abstract class MemoryConsumer implements AutoCloseable {
     final long ctx;
     private volatile boolean destroyed;
 
+    /**
+     * A consumer of the task's memory, registered with the task until closed.
+     *
+     * @param task the task whose memory this consumer uses
+     * @param mode ON_HEAP or OFF_HEAP accounting
+     * @param name the name reports and errors use (null: the class's simple name)
+     */
     protected MemoryConsumer(TaskMemory task, MemoryMode mode, String name) {
         this.task = Objects.requireNonNull(task, "task");
         this.mode = Objects.requireNonNull(mode, "mode");
@@ -46,6 +54,12 @@ public abstract class MemoryConsumer implements AutoCloseable {
         task.addConsumer(this);
     }
 
+    /**
+     * A consumer named after its class.
+     *
+     * @param task the task whose memory this consumer uses
+     * @param mode ON_HEAP or OFF_HEAP accounting
+     */
     protected MemoryConsumer(TaskMemory task, MemoryMode mode) {
         this(task, mode, null);
     }
@@ -64,19 +78,31 @@ public abstract class MemoryConsumer implements AutoCloseable {
      * that released nothing, took it back, or whose release cannot reach the requester (the task is above its fair
      * share) is not. If the thread is interrupted when the spill returns, or
      * {@link TaskMemory#cancelWait()} was called meanwhile, the acquire throws {@link OhmInterruptedException}.
+     *
+     * @param size how many bytes the runtime asks for
+     * @param trigger the consumer whose acquire needs the memory
+     * @return how many bytes this call released
+     * @throws IOException when the spill fails (the acquire then fails with {@link OhmCallbackException})
      */
     public abstract long spill(long size, MemoryConsumer trigger) throws IOException;
 
     /**
      * Acquires up to size bytes of execution memory, asking other consumers to spill if needed; returns the bytes
      * granted (possibly fewer).
+     *
+     * @param size how many bytes are wanted
+     * @return the bytes granted
      */
     public final long acquireMemory(long size) {
         ensureOpen();
         return task.waitFor(handle, 0, size, false);
     }
 
-    /** Releases size bytes (clamped to what this consumer holds). */
+    /**
+     * Releases size bytes (clamped to what this consumer holds).
+     *
+     * @param size how many bytes to give back
+     */
     public final void freeMemory(long size) {
         ensureOpen();
         Native.consumerRelease(handle, size);
@@ -87,6 +113,8 @@ public abstract class MemoryConsumer implements AutoCloseable {
      * consumer, spilling as {@link #acquireMemory}. Its release (or {@link #freePage}) frees it and the
      * accounting.
      *
+     * @param required the smallest size wanted, in bytes
+     * @return the page, with a count of 1
      * @throws OhmOutOfMemoryError "Unable to acquire X bytes of memory, got Y" when fewer bytes were granted
      * @throws IllegalArgumentException for an ON_HEAP consumer
      */
@@ -96,29 +124,36 @@ public abstract class MemoryConsumer implements AutoCloseable {
         return task.pageOf(h, SafetyNet.local());
     }
 
-    /** Releases a page of this consumer. */
+    /**
+     * Releases a page of this consumer.
+     *
+     * @param page a page from {@link #allocatePage}
+     */
     public final void freePage(OhmBuffer page) {
         page.release();
     }
 
-    /** Bytes this consumer holds now. */
+    /** {@return bytes this consumer holds now} */
     public final long getUsed() {
         return destroyed ? 0 : Native.consumerUsed(handle);
     }
 
+    /** {@return ON_HEAP or OFF_HEAP, as given at creation} */
     public final MemoryMode getMode() {
         return mode;
     }
 
+    /** {@return the consumer's name} */
     public final String name() {
         return name;
     }
 
+    /** {@return the task this consumer belongs to} */
     public final TaskMemory task() {
         return task;
     }
 
-    /** A snapshot: used, peak, spills, spilled bytes, live pages. */
+    /** {@return a snapshot: used, peak, spills, spilled bytes, live pages} */
     public final Stats stats() {
         ensureOpen();
         return new Stats(Native.consumerStats(handle));
@@ -163,10 +198,15 @@ public abstract class MemoryConsumer implements AutoCloseable {
             this.v = v;
         }
 
+        /** {@return the bytes held} */
         public long used() { return v[0]; }
+        /** {@return the most bytes held at once} */
         public long peak() { return v[1]; }
+        /** {@return how many spills released memory} */
         public long spills() { return v[2]; }
+        /** {@return the bytes released by spills} */
         public long spillBytes() { return v[3]; }
+        /** {@return the pages live now} */
         public long pages() { return v[4]; }
     }
 }

@@ -64,6 +64,7 @@ public final class MemoryManager implements AutoCloseable {
         pageSize = b.pageSize;
     }
 
+    /** {@return a new builder} */
     public static Builder builder() {
         return new Builder();
     }
@@ -71,13 +72,16 @@ public final class MemoryManager implements AutoCloseable {
     /**
      * A task with an id of the caller's choosing (IllegalArgumentException if a live task has it). Close it when
      * the task ends: that frees its pages and reports what it leaked.
+     *
+     * @param taskId the task's id
+     * @return the task, to close when it ends
      */
     public TaskMemory newTask(long taskId) {
         ensureOpen();
         return new TaskMemory(this, taskId, waitTimeoutMs);
     }
 
-    /** The smallest page a consumer allocates. */
+    /** {@return the smallest page a consumer allocates} */
     public long pageSize() {
         return pageSize;
     }
@@ -85,6 +89,13 @@ public final class MemoryManager implements AutoCloseable {
     /**
      * Caches buffer as blockId under mode's storage memory, charging its capacity; see
      * {@link #putBlock(String, String, MemoryMode, OhmBuffer, long, EvictionListener)}.
+     *
+     * @param blockId the block's id
+     * @param group the block's group (null: none); blocks of its own group are never evicted for it
+     * @param mode the storage memory to charge
+     * @param buffer the block's contents
+     * @param listener told when the block is evicted (null: nobody)
+     * @return false if the block does not fit (nothing cached, nothing evicted)
      */
     public boolean putBlock(String blockId, String group, MemoryMode mode, OhmBuffer buffer, EvictionListener listener) {
         return putBlock(blockId, group, mode, buffer, buffer.capacity(), listener);
@@ -96,6 +107,12 @@ public final class MemoryManager implements AutoCloseable {
      * recently used blocks of the same mode and another group are evicted if needed, all or nothing (listener
      * told for each).
      *
+     * @param blockId the block's id
+     * @param group the block's group (null: none); blocks of its own group are never evicted for it
+     * @param mode the storage memory to charge
+     * @param buffer the block's contents
+     * @param size the bytes to charge
+     * @param listener told when the block is evicted (null: nobody)
      * @return false if the block does not fit (nothing cached, nothing evicted)
      * @throws IllegalArgumentException if blockId is cached already
      */
@@ -105,7 +122,16 @@ public final class MemoryManager implements AutoCloseable {
         return put(blockId, group, mode, buffer, size, listener);
     }
 
-    /** Caches a block that the caller keeps itself (accounting only), charging size bytes. */
+    /**
+     * Caches a block that the caller keeps itself (accounting only), charging size bytes.
+     *
+     * @param blockId the block's id
+     * @param group the block's group (null: none); blocks of its own group are never evicted for it
+     * @param mode the storage memory to charge
+     * @param size the bytes to charge
+     * @param listener told when the block is evicted (null: nobody)
+     * @return false if the block does not fit (nothing cached, nothing evicted)
+     */
     public boolean putBlock(String blockId, String group, MemoryMode mode, long size, EvictionListener listener) {
         return put(blockId, group, mode, null, size, listener);
     }
@@ -139,6 +165,8 @@ public final class MemoryManager implements AutoCloseable {
      * Pins a block for reading and marks it most recently used: it cannot be evicted or removed until the
      * returned PinnedBlock is closed.
      *
+     * @param blockId the block's id
+     * @return the pin, to close when done reading
      * @throws IllegalArgumentException if the block is not cached
      * @throws IllegalStateException while it is being evicted
      */
@@ -159,7 +187,12 @@ public final class MemoryManager implements AutoCloseable {
         if (!closed) Native.blockUnpin(handle, Native.cstr(blockId));
     }
 
-    /** Whether blockId is cached now. */
+    /**
+     * Whether blockId is cached now.
+     *
+     * @param blockId the block's id
+     * @return whether it is cached
+     */
     public boolean containsBlock(String blockId) {
         return blocks.containsKey(blockId);
     }
@@ -167,6 +200,7 @@ public final class MemoryManager implements AutoCloseable {
     /**
      * Removes a block without telling its listener and drops the cache's references.
      *
+     * @param blockId the block's id
      * @throws IllegalArgumentException if it is not cached
      * @throws IllegalStateException while it is pinned or being evicted
      */
@@ -203,20 +237,26 @@ public final class MemoryManager implements AutoCloseable {
         d.clear();
     }
 
-    /** A snapshot of the manager's pools, tasks and cache. */
+    /** {@return a snapshot of the manager's pools, tasks and cache} */
     public Stats stats() {
         ensureOpen();
         return new Stats(Native.mmStats(handle));
     }
 
-    /** The whole manager as one JSON object (modes, tasks with their consumers, block counts). */
+    /** {@return the whole manager as one JSON object (modes, tasks with their consumers, block counts)} */
     public String snapshotJson() {
         ensureOpen();
         return Native.mmSnapshot(handle);
     }
 
-    /** Spark's on-heap sizing: (heap - 300 MiB) * fraction; IllegalArgumentException with Spark's message for a
-     * heap under 450 MiB. fraction <= 0 means 0.6. */
+    /**
+     * Spark's on-heap sizing: (heap - 300 MiB) * fraction; IllegalArgumentException with Spark's message for a
+     * heap under 450 MiB. {@code fraction <= 0} means 0.6.
+     *
+     * @param heapBytes the JVM's heap size in bytes
+     * @param fraction the fraction of what is left after 300 MiB
+     * @return the ON_HEAP size in bytes
+     */
     public static long onHeapSizeFromHeap(long heapBytes, double fraction) {
         return Native.mmOnHeapFromHeap(heapBytes, fraction);
     }
@@ -257,48 +297,85 @@ public final class MemoryManager implements AutoCloseable {
             storageFraction = Double.longBitsToDouble(d[4]);
         }
 
-        /** Bytes of ON_HEAP memory (accounting only). */
+        /**
+         * Bytes of ON_HEAP memory (accounting only).
+         *
+         * @param bytes the size
+         * @return this builder
+         */
         public Builder onHeapSize(long bytes) {
             onHeap = bytes;
             return this;
         }
 
-        /** ON_HEAP sized as Spark sizes a JVM: (heap - 300 MiB) * fraction (fraction <= 0: 0.6). */
+        /**
+         * ON_HEAP sized as Spark sizes a JVM: (heap - 300 MiB) * fraction ({@code fraction <= 0}: 0.6).
+         *
+         * @param heapBytes the JVM's heap size in bytes
+         * @param fraction the fraction of what is left after 300 MiB
+         * @return this builder
+         */
         public Builder onHeapFromHeap(long heapBytes, double fraction) {
             onHeap = onHeapSizeFromHeap(heapBytes, fraction);
             return this;
         }
 
-        /** Bytes of OFF_HEAP memory. */
+        /**
+         * Bytes of OFF_HEAP memory.
+         *
+         * @param bytes the size
+         * @return this builder
+         */
         public Builder offHeapSize(long bytes) {
             offHeap = bytes;
             return this;
         }
 
-        /** The storage region as a fraction of each mode's memory, in [0, 1] (default 0.5). */
+        /**
+         * The storage region as a fraction of each mode's memory, in [0, 1] (default 0.5).
+         *
+         * @param fraction the fraction
+         * @return this builder
+         */
         public Builder storageFraction(double fraction) {
             storageFraction = fraction;
             return this;
         }
 
-        /** The smallest page a consumer allocates (default 1 MiB). */
+        /**
+         * The smallest page a consumer allocates (default 1 MiB).
+         *
+         * @param bytes the size
+         * @return this builder
+         */
         public Builder pageSize(long bytes) {
             pageSize = bytes;
             return this;
         }
 
-        /** How long an acquire waits for its fair share before OhmTimeoutException (null: no limit). */
+        /**
+         * How long an acquire waits for its fair share before OhmTimeoutException (null: no limit).
+         *
+         * @param timeout the longest wait, or null
+         * @return this builder
+         */
         public Builder waitTimeout(Duration timeout) {
             waitTimeoutMs = timeout == null ? -1 : Math.max(0, timeout.toMillis());
             return this;
         }
 
-        /** The pool OFF_HEAP pages come from (default: the runtime's default pool). */
+        /**
+         * The pool OFF_HEAP pages come from (default: the runtime's default pool).
+         *
+         * @param pool the pool
+         * @return this builder
+         */
         public Builder pool(OhmPool pool) {
             this.pool = pool;
             return this;
         }
 
+        /** {@return a new manager, to close when done} */
         public MemoryManager build() {
             return new MemoryManager(this);
         }
@@ -316,20 +393,40 @@ public final class MemoryManager implements AutoCloseable {
             return v[7 * mode.ordinal() + i];
         }
 
+        // Each mode's figures, in bytes but tasks(mode).
+
+        /** @param mode the mode
+         * @return the mode's memory, execution and storage together */
         public long maxBytes(MemoryMode mode) { return m(mode, 0); }
+        /** @param mode the mode
+         * @return the storage region: storage memory execution cannot evict */
         public long storageRegion(MemoryMode mode) { return m(mode, 1); }
+        /** @param mode the mode
+         * @return the execution pool's size now (it grows and shrinks against storage) */
         public long executionPoolSize(MemoryMode mode) { return m(mode, 2); }
+        /** @param mode the mode
+         * @return execution memory held by tasks */
         public long executionUsed(MemoryMode mode) { return m(mode, 3); }
+        /** @param mode the mode
+         * @return the storage pool's size now */
         public long storagePoolSize(MemoryMode mode) { return m(mode, 4); }
-        /** Storage used, unroll memory included. */
+        /** @param mode the mode
+         * @return storage used, unroll memory included */
         public long storageUsed(MemoryMode mode) { return m(mode, 5); }
-        /** Tasks in this mode's fair share. */
+        /** @param mode the mode
+         * @return the tasks in this mode's fair share */
         public long tasks(MemoryMode mode) { return m(mode, 6); }
+        /** {@return the live tasks} */
         public long tasks() { return v[14]; }
+        /** {@return the blocks cached now} */
         public long blocks() { return v[15]; }
+        /** {@return the bytes charged for the blocks cached now} */
         public long blockBytes() { return v[16]; }
+        /** {@return how many blocks were evicted since creation} */
         public long evictions() { return v[17]; }
+        /** {@return the bytes of the blocks evicted since creation} */
         public long evictedBytes() { return v[18]; }
+        /** {@return the live page buffers} */
         public long pages() { return v[19]; }
 
         @Override

@@ -32,6 +32,13 @@ public final class NativeCallback implements AutoCloseable {
     /** The Java side of a callback. */
     @FunctionalInterface
     public interface Handler {
+        /**
+         * Runs on the thread that called the C function pointer.
+         *
+         * @param args the C arguments: Long for integers and pointers, Double for f32 and f64
+         * @return a Number, null for 0, or an OhmBuffer for a pointer result (ignored for void)
+         * @throws Exception to give C the failure value (see the class comment for where the exception goes)
+         */
         Object call(Object[] args) throws Exception;
     }
 
@@ -58,20 +65,31 @@ public final class NativeCallback implements AutoCloseable {
         types = Native.ffiTypes(Native.ffiClosureSig(h));
     }
 
-    /** A callback with a C signature ("i32(ptr, ptr)"). IllegalArgumentException for a bad signature. */
+    /**
+     * A callback with a C signature ("i32(ptr, ptr)"). IllegalArgumentException for a bad signature.
+     *
+     * @param signature the C signature
+     * @param handler what the callback runs
+     * @return the callback, to close when no C code can call it any more
+     */
     public static NativeCallback create(String signature, Handler handler) {
         Objects.requireNonNull(signature, "signature");
         Objects.requireNonNull(handler, "handler");
         return new NativeCallback(signature, handler);
     }
 
-    /** The C function pointer. */
+    /** {@return the C function pointer} */
     public synchronized long address() {
         if (closed) throw new IllegalStateException("callback is closed");
         return code;
     }
 
-    /** Reads the NUL-terminated UTF-8 string at a str or ptr argument's address (null for 0). */
+    /**
+     * Reads the NUL-terminated UTF-8 string at a str or ptr argument's address (null for 0).
+     *
+     * @param address the argument's address
+     * @return the string, or null
+     */
     public static String string(long address) {
         return Native.ffiString(address);
     }
@@ -115,6 +133,7 @@ public final class NativeCallback implements AutoCloseable {
         }
     }
 
+    /** {@return the C signature given at creation} */
     public String signature() {
         return signature;
     }

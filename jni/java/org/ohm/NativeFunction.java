@@ -50,18 +50,36 @@ public final class NativeFunction implements AutoCloseable {
         this.types = Native.ffiTypes(handle);
     }
 
-    /** A function at a raw address (from a C API or a {@link NativeCallback}). */
+    /**
+     * A function at a raw address (from a C API or a {@link NativeCallback}).
+     *
+     * @param address the function's address
+     * @param name the name errors use
+     * @param signature the C signature, as for {@link NativeLibrary#function}
+     * @return the function
+     */
     public static NativeFunction ofAddress(long address, String name, String signature) {
         return new NativeFunction(Native.ffiFuncPtr(address, Native.cstr(name), Native.cstr(signature)), name,
                 signature);
     }
 
-    /** A buffer argument at an offset of the buffer. */
+    /**
+     * A buffer argument at an offset of the buffer.
+     *
+     * @param buffer the buffer
+     * @param offset the offset in bytes from its start
+     * @return the argument
+     */
     public static Object at(OhmBuffer buffer, long offset) {
         return new BufferAt(Objects.requireNonNull(buffer, "buffer"), offset);
     }
 
-    /** A raw address argument for a ptr parameter. */
+    /**
+     * A raw address argument for a ptr parameter.
+     *
+     * @param address the address
+     * @return the argument
+     */
     public static Object address(long address) {
         return new Address(address);
     }
@@ -70,6 +88,9 @@ public final class NativeFunction implements AutoCloseable {
      * An integer argument whose 64 bits are unsigned (0..2^64-1): how a {@code u64} parameter gets a value from
      * 2^63 on ({@code unsigned(-1L)} is 2^64-1). Checked like any integer: for a signed or narrower type it must
      * still fit.
+     *
+     * @param bits the 64 bits, read as unsigned
+     * @return the argument
      */
     public static Object unsigned(long bits) {
         return new Unsigned(bits);
@@ -106,11 +127,19 @@ public final class NativeFunction implements AutoCloseable {
         }
     }
 
+    /** {@return the symbol's name} */
     public String name() { return name; }
+    /** {@return the C signature} */
     public String signature() { return signature; }
+    /** {@return how many arguments a call takes} */
     public int parameterCount() { return types.length - 1; }
 
-    /** Calls the function; see the class comment for arguments and results. */
+    /**
+     * Calls the function; see the class comment for arguments and results.
+     *
+     * @param args one for each parameter
+     * @return the result as the class comment says (null for void)
+     */
     public Object invoke(Object... args) {
         String[] strOut = new String[1];
         long bits = call(args, strOut);
@@ -122,14 +151,24 @@ public final class NativeFunction implements AutoCloseable {
         }
     }
 
-    /** invoke() for an integer or pointer result. */
+    /**
+     * invoke() for an integer or pointer result.
+     *
+     * @param args one for each parameter
+     * @return the result
+     */
     public long invokeLong(Object... args) {
         if (types[0] == F32 || types[0] == F64 || types[0] == STR || types[0] == VOID)
             throw new IllegalStateException(name + " (" + signature + ") does not return an integer");
         return call(args, null);
     }
 
-    /** invoke() for an f32/f64 result. */
+    /**
+     * invoke() for an f32/f64 result.
+     *
+     * @param args one for each parameter
+     * @return the result
+     */
     public double invokeDouble(Object... args) {
         if (types[0] != F32 && types[0] != F64)
             throw new IllegalStateException(name + " (" + signature + ") does not return f32 or f64");

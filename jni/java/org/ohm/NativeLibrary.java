@@ -24,13 +24,18 @@ public final class NativeLibrary implements AutoCloseable {
         this.name = name;
     }
 
-    /** Opens a library by path or soname ("libz.so.1"). IllegalArgumentException with dlerror()'s text. */
+    /**
+     * Opens a library by path or soname ("libz.so.1"). IllegalArgumentException with dlerror()'s text.
+     *
+     * @param path a path or a soname
+     * @return the library
+     */
     public static NativeLibrary open(String path) {
         Objects.requireNonNull(path, "path");
         return new NativeLibrary(Native.ffiOpen(Native.cstr(path)), path);
     }
 
-    /** The process itself: libc and every library the JVM has loaded globally. */
+    /** {@return the process itself: libc and every library the JVM has loaded globally} */
     public static NativeLibrary process() {
         return new NativeLibrary(Native.ffiOpen(null), "(process)");
     }
@@ -40,6 +45,10 @@ public final class NativeLibrary implements AutoCloseable {
      * f64, ptr (C may write), cptr (C only reads), str, void; aliases int, long, size, double, ...; see
      * {@link NativeFunction} for what each takes). IllegalArgumentException for an unknown symbol or a bad
      * signature, with the position of the error.
+     *
+     * @param symbol the C symbol
+     * @param signature its C signature
+     * @return a function to invoke
      */
     public synchronized NativeFunction function(String symbol, String signature) {
         Objects.requireNonNull(symbol, "symbol");

@@ -17,17 +17,30 @@ public final class Ohm {
         static final OhmPool POOL = OhmPool.makeDefault();
     }
 
-    /** The JVM's default pool (see {@link OhmPool}). */
+    /**
+     * The JVM's default pool (see {@link OhmPool}).
+     *
+     * @return the default pool
+     */
     public static OhmPool defaultPool() {
         return DefaultPool.POOL;
     }
 
-    /** A buffer of size bytes from the default pool. */
+    /**
+     * A buffer of size bytes from the default pool.
+     *
+     * @param size the size in bytes
+     * @return the buffer, with a count of 1
+     */
     public static OhmBuffer allocate(long size) {
         return DefaultPool.POOL.allocate(size);
     }
 
-    /** A builder for a private pool, starting from {@link PoolConfig#defaults()}. */
+    /**
+     * A builder for a private pool, starting from {@link PoolConfig#defaults()}.
+     *
+     * @return a new builder
+     */
     public static PoolConfig.Builder builder() {
         return PoolConfig.builder();
     }
@@ -35,12 +48,14 @@ public final class Ohm {
     /**
      * Where the native library came from: "ohm.library.path" (-Dohm.library.path), "java.library.path"
      * (System.loadLibrary) or "resource" (the copy in the jar).
+     *
+     * @return "ohm.library.path", "java.library.path" or "resource"
      */
     public static String nativeLibrarySource() {
         return Native.SOURCE;
     }
 
-    /** Whether buffer memory is read and written from Java ("unsafe") or through JNI ("jni"). */
+    /** {@return whether buffer memory is read and written from Java ("unsafe") or through JNI ("jni")} */
     public static String accessMode() {
         return Memory.DIRECT ? "unsafe" : "jni";
     }

@@ -1,5 +1,7 @@
 package org.ohm;
 
+import static org.ohm.Memory.U;
+
 import java.lang.ref.Reference;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -44,10 +46,18 @@ import java.util.Objects;
  */
 public final class OhmBuffer implements AutoCloseable {
     /** Where a buffer's memory comes from. */
-    public enum Origin { POOL, FILE, SHM, FOREIGN }
+    public enum Origin {
+        /** A block of an ohm pool. */
+        POOL,
+        /** A mapped file region ({@link #mapFile}). */
+        FILE,
+        /** Shared memory: POSIX shm or memfd ({@link SharedMemory}). */
+        SHM,
+        /** Memory adopted from elsewhere, with a release callback (ohm_buf_wrap). */
+        FOREIGN
+    }
 
     private static final boolean NATIVE_BE = ByteOrder.nativeOrder() == ByteOrder.BIG_ENDIAN;
-    private static final sun.misc.Unsafe U = Memory.U;
     /** Reference counts are changed in the native header by Unsafe CAS (ohm.h's parked-buffer contract), not by
      * JNI: counts are the state word's low 32 bits, at offset 0 of every buffer header. */
     private static final boolean COUNTS = U != null;
@@ -132,6 +142,11 @@ public final class OhmBuffer implements AutoCloseable {
      * {@link #nioBuffer()} is read-only); with it, writes reach the file (MAP_SHARED; {@link #sync} forces them
      * out). The file is unmapped at the last release.
      *
+     * @param path the file
+     * @param offset where the region starts in the file, in bytes
+     * @param length the region's length in bytes (0: to the end of the file)
+     * @param options WRITE, CREATE, SYNC_ON_RELEASE (none: a read-only mapping)
+     * @return the mapping as a buffer, with a count of 1
      * @throws OhmIOException if the file cannot be opened or mapped, or is not a regular file (a directory)
      * @throws IndexOutOfBoundsException if the region passes the end of the file and CREATE was not given
      * @throws IllegalArgumentException for a negative offset or length, or an empty path
@@ -161,7 +176,7 @@ public final class OhmBuffer implements AutoCloseable {
 
     // ---- reference counts
 
-    /** The count (0 once released). Plain slices and duplicates report their owner's. */
+    /** {@return the count (0 once released)} Plain slices and duplicates report their owner's. */
     public int refCnt() {
         return refCnt(s, gen);
     }
@@ -177,11 +192,24 @@ public final class OhmBuffer implements AutoCloseable {
         return (w >>> 32) == (c.id >>> 32) ? (int) w : 0;
     }
 
+    /**
+     * Adds one reference.
+     *
+     * @return this buffer
+     * @throws IllegalReferenceCountException if the buffer is released, or its count is at its maximum
+     */
     public OhmBuffer retain() {
         retain(s, gen, 1);
         return this;
     }
 
+    /**
+     * Adds increment references.
+     *
+     * @param increment how many, above 0
+     * @return this buffer
+     * @throws IllegalReferenceCountException if the buffer is released, or the count would overflow
+     */
     public OhmBuffer retain(int increment) {
         retain(s, gen, increment);
         return this;
@@ -207,11 +235,22 @@ public final class OhmBuffer implements AutoCloseable {
         }
     }
 
-    /** Releases one reference; true if that freed the memory. */
+    /**
+     * Releases one reference; true if that freed the memory.
+     *
+     * @return whether the count reached 0
+     */
     public boolean release() {
         return release(s, gen, 1);
     }
 
+    /**
+     * Releases decrement references; the memory is freed when the count reaches 0.
+     *
+     * @param decrement how many, above 0 and at most the count
+     * @return whether the count reached 0
+     * @throws IllegalReferenceCountException if the buffer is released, or decrement is above the count
+     */
     public boolean release(int decrement) {
         return release(s, gen, decrement);
     }
@@ -283,22 +322,32 @@ public final class OhmBuffer implements AutoCloseable {
         if (accessible()) release(s, gen, 1);
     }
 
-    /** Whether the count is above 0 (its memory may be accessed). */
+    /** {@return whether the count is above 0 (its memory may be accessed)} */
     public boolean isAccessible() {
         return accessible();
     }
 
-    /** Whether the memory is read-only (a read-only mapping or shared memory, or sealed): puts throw and views
-     * are read-only. */
+    /** {@return whether the memory is read-only (a read-only mapping or shared memory, or sealed)} Puts then
+     * throw and views are read-only. */
     public boolean isReadOnly() {
         return s.t.memory.readOnly;
     }
 
-    /** Records an access for the leak detector (levels ADVANCED and PARANOID, tracked buffers only). */
+    /**
+     * Records an access for the leak detector (levels ADVANCED and PARANOID, tracked buffers only).
+     *
+     * @return this buffer
+     */
     public OhmBuffer touch() {
         return touch(null);
     }
 
+    /**
+     * Records an access, as {@link #touch()}, with a hint ({@code String.valueOf(hint)}) for the leak report.
+     *
+     * @param hint what the access was, or null
+     * @return this buffer
+     */
     public OhmBuffer touch(Object hint) {
         ensureAccessible();
         Tracker t = s.t;
@@ -308,24 +357,30 @@ public final class OhmBuffer implements AutoCloseable {
 
     // ---- properties
 
+    /** {@return the size in bytes} */
     public long capacity() {
         return s.t.capacity;
     }
 
-    /** The address of the first byte, for native code (valid while the buffer is accessible). Unchecked, as
+    /**
+     * The address of the first byte, for native code (valid while the buffer is accessible). Unchecked, as
      * Netty's: a store through it into read-only memory (a read-only mapping, a sealed buffer) is a fault that
-     * kills the JVM, and one after the last release writes into memory that may be another buffer's. */
+     * kills the JVM, and one after the last release writes into memory that may be another buffer's.
+     *
+     * @return the address
+     */
     public long memoryAddress() {
         ensureAccessible();
         return s.t.address;
     }
 
+    /** {@return where the memory comes from} */
     public Origin origin() {
         ensureAccessible();
         return Origin.values()[Native.bufOrigin(s.t.handle, s.t.id)];
     }
 
-    /** The buffer's identity in the runtime (ohm_buf_id): the id leak reports name. */
+    /** {@return the buffer's identity in the runtime (ohm_buf_id): the id leak reports name} */
     public long id() {
         return s.t.idOf(gen);
     }
@@ -378,16 +433,24 @@ public final class OhmBuffer implements AutoCloseable {
 
     // ---- typed access
 
+    /** {@return the signed byte at index}
+     * @param index the offset in bytes */
     public byte getByte(long index) {
         long a = at(index, 1);
         if (!Memory.DIRECT) return (byte) Native.bufGet(s.t.handle, s.t.id, index, Native.I8, Native.LE);
         return U.getByte(a);
     }
 
+    /** {@return the byte at index, unsigned}
+     * @param index the offset in bytes */
     public short getUnsignedByte(long index) {
         return (short) (getByte(index) & 0xff);
     }
 
+    /** Writes the low 8 bits of value at index.
+     * @param index the offset in bytes
+     * @param value the value
+     * @return this buffer */
     public OhmBuffer putByte(long index, int value) {
         long a = atw(index, 1);
         if (!Memory.DIRECT) Native.bufSet(s.t.handle, s.t.id, index, Native.I8, Native.LE, value);
@@ -395,6 +458,8 @@ public final class OhmBuffer implements AutoCloseable {
         return this;
     }
 
+    /** {@return the big-endian 16-bit value at index}
+     * @param index the offset in bytes */
     public short getShort(long index) {
         long a = at(index, 2);
         if (!Memory.DIRECT) return (short) Native.bufGet(s.t.handle, s.t.id, index, Native.I16, Native.BE);
@@ -402,6 +467,8 @@ public final class OhmBuffer implements AutoCloseable {
         return NATIVE_BE ? v : Short.reverseBytes(v);
     }
 
+    /** {@return the little-endian 16-bit value at index}
+     * @param index the offset in bytes */
     public short getShortLE(long index) {
         long a = at(index, 2);
         if (!Memory.DIRECT) return (short) Native.bufGet(s.t.handle, s.t.id, index, Native.I16, Native.LE);
@@ -409,14 +476,22 @@ public final class OhmBuffer implements AutoCloseable {
         return NATIVE_BE ? Short.reverseBytes(v) : v;
     }
 
+    /** {@return the big-endian 16-bit value at index, unsigned}
+     * @param index the offset in bytes */
     public int getUnsignedShort(long index) {
         return getShort(index) & 0xffff;
     }
 
+    /** {@return the little-endian 16-bit value at index, unsigned}
+     * @param index the offset in bytes */
     public int getUnsignedShortLE(long index) {
         return getShortLE(index) & 0xffff;
     }
 
+    /** Writes the low 16 bits of value at index, big-endian.
+     * @param index the offset in bytes
+     * @param value the value
+     * @return this buffer */
     public OhmBuffer putShort(long index, int value) {
         long a = atw(index, 2);
         if (!Memory.DIRECT) Native.bufSet(s.t.handle, s.t.id, index, Native.I16, Native.BE, value);
@@ -424,6 +499,10 @@ public final class OhmBuffer implements AutoCloseable {
         return this;
     }
 
+    /** Writes the low 16 bits of value at index, little-endian.
+     * @param index the offset in bytes
+     * @param value the value
+     * @return this buffer */
     public OhmBuffer putShortLE(long index, int value) {
         long a = atw(index, 2);
         if (!Memory.DIRECT) Native.bufSet(s.t.handle, s.t.id, index, Native.I16, Native.LE, value);
@@ -431,6 +510,8 @@ public final class OhmBuffer implements AutoCloseable {
         return this;
     }
 
+    /** {@return the big-endian 32-bit value at index}
+     * @param index the offset in bytes */
     public int getInt(long index) {
         long a = at(index, 4);
         if (!Memory.DIRECT) return (int) Native.bufGet(s.t.handle, s.t.id, index, Native.I32, Native.BE);
@@ -438,6 +519,8 @@ public final class OhmBuffer implements AutoCloseable {
         return NATIVE_BE ? v : Integer.reverseBytes(v);
     }
 
+    /** {@return the little-endian 32-bit value at index}
+     * @param index the offset in bytes */
     public int getIntLE(long index) {
         long a = at(index, 4);
         if (!Memory.DIRECT) return (int) Native.bufGet(s.t.handle, s.t.id, index, Native.I32, Native.LE);
@@ -445,14 +528,22 @@ public final class OhmBuffer implements AutoCloseable {
         return NATIVE_BE ? Integer.reverseBytes(v) : v;
     }
 
+    /** {@return the big-endian 32-bit value at index, unsigned}
+     * @param index the offset in bytes */
     public long getUnsignedInt(long index) {
         return getInt(index) & 0xffffffffL;
     }
 
+    /** {@return the little-endian 32-bit value at index, unsigned}
+     * @param index the offset in bytes */
     public long getUnsignedIntLE(long index) {
         return getIntLE(index) & 0xffffffffL;
     }
 
+    /** Writes value at index, big-endian.
+     * @param index the offset in bytes
+     * @param value the value
+     * @return this buffer */
     public OhmBuffer putInt(long index, int value) {
         long a = atw(index, 4);
         if (!Memory.DIRECT) Native.bufSet(s.t.handle, s.t.id, index, Native.I32, Native.BE, value);
@@ -460,6 +551,10 @@ public final class OhmBuffer implements AutoCloseable {
         return this;
     }
 
+    /** Writes value at index, little-endian.
+     * @param index the offset in bytes
+     * @param value the value
+     * @return this buffer */
     public OhmBuffer putIntLE(long index, int value) {
         long a = atw(index, 4);
         if (!Memory.DIRECT) Native.bufSet(s.t.handle, s.t.id, index, Native.I32, Native.LE, value);
@@ -467,6 +562,8 @@ public final class OhmBuffer implements AutoCloseable {
         return this;
     }
 
+    /** {@return the big-endian 64-bit value at index}
+     * @param index the offset in bytes */
     public long getLong(long index) {
         long a = at(index, 8);
         if (!Memory.DIRECT) return Native.bufGet(s.t.handle, s.t.id, index, Native.I64, Native.BE);
@@ -474,6 +571,8 @@ public final class OhmBuffer implements AutoCloseable {
         return NATIVE_BE ? v : Long.reverseBytes(v);
     }
 
+    /** {@return the little-endian 64-bit value at index}
+     * @param index the offset in bytes */
     public long getLongLE(long index) {
         long a = at(index, 8);
         if (!Memory.DIRECT) return Native.bufGet(s.t.handle, s.t.id, index, Native.I64, Native.LE);
@@ -481,6 +580,10 @@ public final class OhmBuffer implements AutoCloseable {
         return NATIVE_BE ? Long.reverseBytes(v) : v;
     }
 
+    /** Writes value at index, big-endian.
+     * @param index the offset in bytes
+     * @param value the value
+     * @return this buffer */
     public OhmBuffer putLong(long index, long value) {
         long a = atw(index, 8);
         if (!Memory.DIRECT) Native.bufSet(s.t.handle, s.t.id, index, Native.I64, Native.BE, value);
@@ -488,6 +591,10 @@ public final class OhmBuffer implements AutoCloseable {
         return this;
     }
 
+    /** Writes value at index, little-endian.
+     * @param index the offset in bytes
+     * @param value the value
+     * @return this buffer */
     public OhmBuffer putLongLE(long index, long value) {
         long a = atw(index, 8);
         if (!Memory.DIRECT) Native.bufSet(s.t.handle, s.t.id, index, Native.I64, Native.LE, value);
@@ -495,34 +602,58 @@ public final class OhmBuffer implements AutoCloseable {
         return this;
     }
 
+    /** {@return the big-endian float at index}
+     * @param index the offset in bytes */
     public float getFloat(long index) {
         return Float.intBitsToFloat(getInt(index));
     }
 
+    /** {@return the little-endian float at index}
+     * @param index the offset in bytes */
     public float getFloatLE(long index) {
         return Float.intBitsToFloat(getIntLE(index));
     }
 
+    /** Writes value at index as a big-endian float.
+     * @param index the offset in bytes
+     * @param value the value
+     * @return this buffer */
     public OhmBuffer putFloat(long index, float value) {
         return putInt(index, Float.floatToRawIntBits(value));
     }
 
+    /** Writes value at index as a little-endian float.
+     * @param index the offset in bytes
+     * @param value the value
+     * @return this buffer */
     public OhmBuffer putFloatLE(long index, float value) {
         return putIntLE(index, Float.floatToRawIntBits(value));
     }
 
+    /** {@return the big-endian double at index}
+     * @param index the offset in bytes */
     public double getDouble(long index) {
         return Double.longBitsToDouble(getLong(index));
     }
 
+    /** {@return the little-endian double at index}
+     * @param index the offset in bytes */
     public double getDoubleLE(long index) {
         return Double.longBitsToDouble(getLongLE(index));
     }
 
+    /** Writes value at index as a big-endian double.
+     * @param index the offset in bytes
+     * @param value the value
+     * @return this buffer */
     public OhmBuffer putDouble(long index, double value) {
         return putLong(index, Double.doubleToRawLongBits(value));
     }
 
+    /** Writes value at index as a little-endian double.
+     * @param index the offset in bytes
+     * @param value the value
+     * @return this buffer */
     public OhmBuffer putDoubleLE(long index, double value) {
         return putLongLE(index, Double.doubleToRawLongBits(value));
     }
@@ -530,11 +661,26 @@ public final class OhmBuffer implements AutoCloseable {
     // ---- bulk access (a reachability fence after each: a copy may reach a safepoint, and the buffer must not be
     // reclaimed under it)
 
-    /** Copies dst.length bytes at index into dst. */
+    /**
+     * Copies dst.length bytes at index into dst.
+     *
+     * @param index the offset in bytes
+     * @param dst the array to fill
+     * @return this buffer
+     */
     public OhmBuffer getBytes(long index, byte[] dst) {
         return getBytes(index, dst, 0, dst.length);
     }
 
+    /**
+     * Copies length bytes at index into dst at dstIndex.
+     *
+     * @param index the offset in bytes
+     * @param dst the array
+     * @param dstIndex where in dst the bytes go
+     * @param length how many bytes
+     * @return this buffer
+     */
     public OhmBuffer getBytes(long index, byte[] dst, int dstIndex, int length) {
         Objects.checkFromIndexSize(dstIndex, length, dst.length);
         long a = at(index, length);
@@ -544,11 +690,26 @@ public final class OhmBuffer implements AutoCloseable {
         return this;
     }
 
-    /** Copies src into the buffer at index. */
+    /**
+     * Copies src into the buffer at index.
+     *
+     * @param index the offset in bytes
+     * @param src the bytes
+     * @return this buffer
+     */
     public OhmBuffer putBytes(long index, byte[] src) {
         return putBytes(index, src, 0, src.length);
     }
 
+    /**
+     * Copies length bytes of src from srcIndex into the buffer at index.
+     *
+     * @param index the offset in bytes
+     * @param src the array
+     * @param srcIndex where in src the bytes start
+     * @param length how many bytes
+     * @return this buffer
+     */
     public OhmBuffer putBytes(long index, byte[] src, int srcIndex, int length) {
         Objects.checkFromIndexSize(srcIndex, length, src.length);
         long a = atw(index, length);
@@ -558,7 +719,13 @@ public final class OhmBuffer implements AutoCloseable {
         return this;
     }
 
-    /** Copies dst.remaining() bytes at index into dst, advancing its position. */
+    /**
+     * Copies dst.remaining() bytes at index into dst, advancing its position.
+     *
+     * @param index the offset in bytes
+     * @param dst the ByteBuffer to fill
+     * @return this buffer
+     */
     public OhmBuffer getBytes(long index, ByteBuffer dst) {
         if (dst.isReadOnly()) throw new ReadOnlyBufferException();
         int len = dst.remaining(), pos = dst.position();
@@ -576,7 +743,13 @@ public final class OhmBuffer implements AutoCloseable {
         return this;
     }
 
-    /** Copies src.remaining() bytes of src into the buffer at index, advancing src's position. */
+    /**
+     * Copies src.remaining() bytes of src into the buffer at index, advancing src's position.
+     *
+     * @param index the offset in bytes
+     * @param src the bytes
+     * @return this buffer
+     */
     public OhmBuffer putBytes(long index, ByteBuffer src) {
         int len = src.remaining(), pos = src.position();
         long a = atw(index, len);
@@ -610,8 +783,16 @@ public final class OhmBuffer implements AutoCloseable {
         }
     }
 
-    /** Copies length bytes at srcIndex of this buffer to dst at dstIndex; overlapping ranges (the same buffer, a
-     * slice of it) are copied as if through a temporary copy. */
+    /**
+     * Copies length bytes at srcIndex of this buffer to dst at dstIndex; overlapping ranges (the same buffer, a
+     * slice of it) are copied as if through a temporary copy.
+     *
+     * @param srcIndex the offset in this buffer
+     * @param dst the buffer to copy to (this one allowed)
+     * @param dstIndex the offset in dst
+     * @param length how many bytes
+     * @return this buffer
+     */
     public OhmBuffer copyTo(long srcIndex, OhmBuffer dst, long dstIndex, long length) {
         Objects.requireNonNull(dst, "dst");
         long a = at(srcIndex, length);
@@ -623,7 +804,14 @@ public final class OhmBuffer implements AutoCloseable {
         return this;
     }
 
-    /** Sets length bytes at index to value. */
+    /**
+     * Sets length bytes at index to value.
+     *
+     * @param index the offset in bytes
+     * @param length how many bytes
+     * @param value the byte to write
+     * @return this buffer
+     */
     public OhmBuffer fill(long index, long length, byte value) {
         long a = atw(index, length);
         if (!Memory.DIRECT) Native.bufFill(s.t.handle, s.t.id, index, length, value);
@@ -632,7 +820,14 @@ public final class OhmBuffer implements AutoCloseable {
         return this;
     }
 
-    /** The first index of pattern within [fromIndex, toIndex), or -1. An empty pattern is found at fromIndex. */
+    /**
+     * The first index of pattern within [fromIndex, toIndex), or -1. An empty pattern is found at fromIndex.
+     *
+     * @param pattern the bytes to find
+     * @param fromIndex where the search starts
+     * @param toIndex where it ends (exclusive)
+     * @return the index, or -1
+     */
     public long indexOf(byte[] pattern, long fromIndex, long toIndex) {
         Objects.requireNonNull(pattern, "pattern");
         at(fromIndex, toIndex - fromIndex);
@@ -641,7 +836,12 @@ public final class OhmBuffer implements AutoCloseable {
         return r;
     }
 
-    /** Compares the contents as unsigned bytes, then by capacity (ByteBuffer.compareTo's order). */
+    /**
+     * Compares the contents as unsigned bytes, then by capacity (ByteBuffer.compareTo's order).
+     *
+     * @param other the buffer to compare with
+     * @return below, at or above 0, as {@link Comparable#compareTo}
+     */
     public int compareContent(OhmBuffer other) {
         ensureAccessible();
         other.ensureAccessible();
@@ -651,14 +851,25 @@ public final class OhmBuffer implements AutoCloseable {
         return r;
     }
 
-    /** Whether both buffers hold the same bytes. */
+    /**
+     * Whether both buffers hold the same bytes.
+     *
+     * @param other the buffer to compare with
+     * @return whether the capacities and the bytes are equal
+     */
     public boolean contentEquals(OhmBuffer other) {
         return capacity() == other.capacity() && compareContent(other) == 0;
     }
 
     // ---- derived buffers
 
-    /** [index, index + length) of this buffer, sharing its memory and its count. */
+    /**
+     * [index, index + length) of this buffer, sharing its memory and its count.
+     *
+     * @param index the offset in bytes
+     * @param length the slice's length
+     * @return the slice
+     */
     public OhmBuffer slice(long index, long length) {
         at(index, length);
         s.t.count.plain = false; // the runtime's derived handle ends with the count: no parking
@@ -667,11 +878,12 @@ public final class OhmBuffer implements AutoCloseable {
         return derived(h, l);
     }
 
+    /** {@return the whole buffer as a slice, sharing its memory and its count} */
     public OhmBuffer slice() {
         return slice(0, capacity());
     }
 
-    /** The whole buffer, sharing its memory and count. */
+    /** {@return the whole buffer, sharing its memory and count} */
     public OhmBuffer duplicate() {
         ensureAccessible();
         s.t.count.plain = false;
@@ -697,6 +909,9 @@ public final class OhmBuffer implements AutoCloseable {
     /**
      * A slice with its own count of 1 that holds one reference on this buffer until it is released.
      *
+     * @param index the offset in bytes
+     * @param length the slice's length
+     * @return the slice, to release
      * @throws IllegalReferenceCountException if this buffer is released, or its count is at its maximum
      *         (Netty's "refCnt: 2147483647, increment: 1")
      */
@@ -720,6 +935,7 @@ public final class OhmBuffer implements AutoCloseable {
         }
     }
 
+    /** {@return the whole buffer as a retained slice, to release} */
     public OhmBuffer retainedDuplicate() {
         return retainedSlice(0, capacity());
     }
@@ -737,24 +953,41 @@ public final class OhmBuffer implements AutoCloseable {
      * (by this buffer or any slice, duplicate or retained slice of the same memory) {@link #seal seal(true)} is
      * refused; take views with {@link #readOnlyNioBuffer()} where the memory may be sealed later.
      *
+     * @return the view
      * @throws IllegalArgumentException if the buffer is larger than 2^31-1 bytes
      */
     public ByteBuffer nioBuffer() {
         return nioBuffer(0, capacity());
     }
 
-    /** A direct ByteBuffer over [index, index + length); see {@link #nioBuffer()}. */
+    /**
+     * A direct ByteBuffer over [index, index + length); see {@link #nioBuffer()}.
+     *
+     * @param index the offset in bytes
+     * @param length the view's length
+     * @return the view
+     */
     public ByteBuffer nioBuffer(long index, long length) {
         return view(index, length, false);
     }
 
-    /** A read-only direct ByteBuffer over the whole buffer, whatever the buffer is; it does not stop a later
-     * {@link #seal seal(true)}. Otherwise as {@link #nioBuffer()}. */
+    /**
+     * A read-only direct ByteBuffer over the whole buffer, whatever the buffer is; it does not stop a later
+     * {@link #seal seal(true)}. Otherwise as {@link #nioBuffer()}.
+     *
+     * @return the view
+     */
     public ByteBuffer readOnlyNioBuffer() {
         return readOnlyNioBuffer(0, capacity());
     }
 
-    /** A read-only direct ByteBuffer over [index, index + length); see {@link #readOnlyNioBuffer()}. */
+    /**
+     * A read-only direct ByteBuffer over [index, index + length); see {@link #readOnlyNioBuffer()}.
+     *
+     * @param index the offset in bytes
+     * @param length the view's length
+     * @return the view
+     */
     public ByteBuffer readOnlyNioBuffer(long index, long length) {
         return view(index, length, true);
     }
@@ -773,13 +1006,23 @@ public final class OhmBuffer implements AutoCloseable {
         }
     }
 
-    /** Forces writes of a mapped file buffer out to the file (msync). IllegalArgumentException for a buffer that
-     * is not a mapped file. */
+    /**
+     * Forces writes of a mapped file buffer out to the file (msync). IllegalArgumentException for a buffer that
+     * is not a mapped file.
+     *
+     * @return this buffer
+     */
     public OhmBuffer sync() {
         return sync(0, 0);
     }
 
-    /** msync of [index, index + length) (length 0: all). */
+    /**
+     * msync of [index, index + length) (length 0: all).
+     *
+     * @param index the offset in bytes
+     * @param length how many bytes (0: all)
+     * @return this buffer
+     */
     public OhmBuffer sync(long index, long length) {
         ensureAccessible();
         Native.bufSync(s.t.handle, s.t.id, index, length);
@@ -798,6 +1041,8 @@ public final class OhmBuffer implements AutoCloseable {
      * and whether the view is still reachable is the GC's secret. Read-only views never stop it. Sealing while
      * another thread puts into the same memory is a race the caller must avoid, as with release.
      *
+     * @param sealed true to seal, false to unseal
+     * @return this buffer
      * @throws IllegalStateException if a writable nioBuffer of this memory was handed out (sealing only), or the
      *         buffer is released
      * @throws IllegalArgumentException if the buffer cannot be sealed: a pool block, part of a buffer, a region

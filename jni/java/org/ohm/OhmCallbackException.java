@@ -8,10 +8,17 @@ package org.ohm;
 public class OhmCallbackException extends RuntimeException {
     private static final long serialVersionUID = 1L;
 
+    /**
+     * @param message what failed
+     */
     public OhmCallbackException(String message) {
         super(message);
     }
 
+    /**
+     * @param message what failed
+     * @param cause the checked exception the callback threw
+     */
     public OhmCallbackException(String message, Throwable cause) {
         super(message, cause);
     }

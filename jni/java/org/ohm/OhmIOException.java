@@ -8,10 +8,17 @@ import java.io.UncheckedIOException;
 public class OhmIOException extends UncheckedIOException {
     private static final long serialVersionUID = 1L;
 
+    /**
+     * @param message the call and the OS error; the cause is an IOException with the same message
+     */
     public OhmIOException(String message) {
         super(message, new IOException(message));
     }
 
+    /**
+     * @param message the call and the OS error
+     * @param cause the underlying I/O error
+     */
     public OhmIOException(String message, IOException cause) {
         super(message, cause);
     }

@@ -8,6 +8,9 @@ package org.ohm;
 public class OhmInterruptedException extends RuntimeException {
     private static final long serialVersionUID = 1L;
 
+    /**
+     * @param message what was interrupted
+     */
     public OhmInterruptedException(String message) {
         super(message);
     }

@@ -9,6 +9,9 @@ package org.ohm;
 public class OhmOutOfMemoryError extends OutOfMemoryError {
     private static final long serialVersionUID = 1L;
 
+    /**
+     * @param message what could not be allocated
+     */
     public OhmOutOfMemoryError(String message) {
         super(message);
     }

@@ -23,7 +23,12 @@ public final class OhmPool implements AutoCloseable {
         this.closable = closable;
     }
 
-    /** Creates a private pool. IllegalArgumentException for a configuration the runtime refuses. */
+    /**
+     * Creates a private pool. IllegalArgumentException for a configuration the runtime refuses.
+     *
+     * @param config the pool's configuration
+     * @return the pool, to close when done
+     */
     public static OhmPool create(PoolConfig config) {
         Objects.requireNonNull(config, "config");
         long h = Native.poolCreate(Native.cstr(config.name()), config.values());
@@ -40,16 +45,26 @@ public final class OhmPool implements AutoCloseable {
         return new OhmPool(Native.poolDefault(), PoolConfig.defaults(), false);
     }
 
-    /** A buffer of size bytes (0 allowed), contents unspecified.
+    /**
+     * A buffer of size bytes (0 allowed), contents unspecified.
+     *
+     * @param size the size in bytes
+     * @return the buffer, with a count of 1
      * @throws IllegalArgumentException for a negative size
-     * @throws OhmOutOfMemoryError when the OS or the pool's cap refuses the memory (or the size is too large) */
+     * @throws OhmOutOfMemoryError when the OS or the pool's cap refuses the memory (or the size is too large)
+     */
     public OhmBuffer allocate(long size) {
         Shell s = !closable && Magazine.ON ? Magazine.lend(size) : null;
         if (s == null) s = allocateShell(size, false);
         return new OhmBuffer(s, s.t.gen);
     }
 
-    /** A buffer of size bytes, zero-filled. */
+    /**
+     * A buffer of size bytes, zero-filled.
+     *
+     * @param size the size in bytes
+     * @return the buffer, with a count of 1
+     */
     public OhmBuffer allocateZeroed(long size) {
         Shell s = allocateShell(size, true);
         return new OhmBuffer(s, s.t.gen);
@@ -77,13 +92,22 @@ public final class OhmPool implements AutoCloseable {
         Native.poolFlush(handle);
     }
 
-    /** A snapshot of the whole pool's statistics. Buffers parked in the default pool's Java magazines (ready for
-     * the next allocation, see {@link #trim}) are not active: the whole pool's figures leave them out. */
+    /**
+     * A snapshot of the whole pool's statistics. Buffers parked in the default pool's Java magazines (ready for
+     * the next allocation, see {@link #trim}) are not active: the whole pool's figures leave them out.
+     *
+     * @return the snapshot
+     */
     public PoolStats stats() {
         return stats(-1);
     }
 
-    /** One arena's statistics (0 .. arenas-1), or the whole pool's (-1). */
+    /**
+     * One arena's statistics (0 .. arenas-1), or the whole pool's (-1).
+     *
+     * @param arena the arena's index, or -1 for the whole pool
+     * @return the snapshot
+     */
     public PoolStats stats(int arena) {
         if (closed) throw closedError();
         long[] v = Native.poolStats(handle, arena);
@@ -91,14 +115,17 @@ public final class OhmPool implements AutoCloseable {
         return new PoolStats(v);
     }
 
+    /** {@return the configuration the pool was created with} */
     public PoolConfig config() {
         return config;
     }
 
+    /** {@return the pool's name} */
     public String name() {
         return config.name();
     }
 
+    /** {@return whether the pool is closed} */
     public boolean isClosed() {
         return closed;
     }

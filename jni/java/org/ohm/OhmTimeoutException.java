@@ -4,6 +4,9 @@ package org.ohm;
 public class OhmTimeoutException extends RuntimeException {
     private static final long serialVersionUID = 1L;
 
+    /**
+     * @param message what timed out
+     */
     public OhmTimeoutException(String message) {
         super(message);
     }

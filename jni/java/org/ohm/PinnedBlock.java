@@ -14,9 +14,10 @@ public final class PinnedBlock implements AutoCloseable {
         this.buffer = buffer;
     }
 
+    /** {@return the id of the pinned block} */
     public String blockId() { return blockId; }
 
-    /** The cached buffer (null for a block cached by size only); valid while pinned. */
+    /** {@return the cached buffer (null for a block cached by size only); valid while pinned} */
     public OhmBuffer buffer() { return buffer; }
 
     /** Unpins the block. Closing twice does nothing. */

@@ -28,7 +28,14 @@ import java.util.Objects;
  */
 public final class PoolConfig {
     /** Huge pages for a pool's chunks. */
-    public enum HugePages { NONE, THP, HUGETLB }
+    public enum HugePages {
+        /** Normal pages. */
+        NONE,
+        /** Transparent huge pages (madvise(MADV_HUGEPAGE)). */
+        THP,
+        /** Explicit huge pages (MAP_HUGETLB), from the kernel's reserved pool. */
+        HUGETLB
+    }
 
     /** The ohm.* pool properties, in the order of the native long[]: the order of OHM_POOL_OPTIONS (ohm.h), the
      * field names in camel case (tests/c/test_pool_options.c checks both). */
@@ -46,7 +53,7 @@ public final class PoolConfig {
         this.v = v;
     }
 
-    /** The runtime's defaults with the ohm.* system properties applied. */
+    /** {@return the runtime's defaults with the ohm.* system properties applied} */
     public static PoolConfig defaults() {
         long[] v = Native.poolConfigDefaults();
         for (int i = 0; i < PROPERTIES.length; i++) {
@@ -93,28 +100,43 @@ public final class PoolConfig {
         return Math.multiplyExact(n, mult);
     }
 
+    /** {@return a builder starting from {@link #defaults()}} */
     public static Builder builder() {
         return defaults().toBuilder();
     }
 
+    /** {@return a builder starting from this configuration} */
     public Builder toBuilder() {
         return new Builder(name, v.clone());
     }
 
+    /** {@return the pool's name, for stats and leak reports} */
     public String name() { return name; }
+    /** {@return the chunk size in bytes} */
     public long chunkSize() { return v[CHUNK]; }
+    /** {@return the number of arenas (0: twice the cores)} */
     public int arenas() { return (int) v[ARENAS]; }
+    /** {@return the largest size class kept in thread caches, in bytes} */
     public long cacheMaxSize() { return v[CACHE_MAX]; }
+    /** {@return thread cache slots per small class} */
     public int cacheSlots() { return (int) v[CACHE_SLOTS]; }
-    /** -1: free pages are purged only on {@link OhmPool#trim()}. */
+    /** {@return the age in milliseconds at which free pages go back to the OS (-1: only on {@link OhmPool#trim()})} */
     public long purgeDelayMs() { return v[PURGE_DELAY]; }
+    /** {@return the ratio: purge early while dirty pages exceed active/ratio (0: off)} */
     public int dirtyRatio() { return (int) v[DIRTY]; }
+    /** {@return whether a background thread purges idle pools} */
     public boolean backgroundPurge() { return v[BG_PURGE] != 0; }
+    /** {@return the hard cap on mapped bytes (0: none)} */
     public long maxMapped() { return v[MAX_MAPPED]; }
+    /** {@return the huge pages used for chunks} */
     public HugePages hugePages() { return HugePages.values()[(int) v[HUGE]]; }
+    /** {@return whether every chunk is locked in memory (mlock)} */
     public boolean lockMemory() { return v[MLOCK] != 0; }
+    /** {@return whether chunks are marked mergeable (madvise(MADV_MERGEABLE))} */
     public boolean mergeable() { return v[MERGEABLE] != 0; }
+    /** {@return whether every allocation is zeroed} */
     public boolean zero() { return v[ZERO] != 0; }
+    /** {@return whether freed memory is poisoned (debug: finds writes after release)} */
     public boolean poison() { return v[POISON] != 0; }
 
     long[] values() {
@@ -139,29 +161,57 @@ public final class PoolConfig {
             this.v = v;
         }
 
-        /** For stats and leak reports. */
+        // The values' meanings, ranges and defaults: the class comment's table.
+
+        /** @param name for stats and leak reports
+         * @return this builder */
         public Builder name(String name) { this.name = Objects.requireNonNull(name, "name"); return this; }
+        /** @param bytes the chunk size, a power of two in [1 MiB, 64 MiB]
+         * @return this builder */
         public Builder chunkSize(long bytes) { v[CHUNK] = bytes; return this; }
+        /** @param arenas the number of arenas (0: twice the cores)
+         * @return this builder */
         public Builder arenas(int arenas) { v[ARENAS] = arenas; return this; }
+        /** @param bytes the largest size class kept in thread caches
+         * @return this builder */
         public Builder cacheMaxSize(long bytes) { v[CACHE_MAX] = bytes; return this; }
+        /** @param slots thread cache slots per small class
+         * @return this builder */
         public Builder cacheSlots(int slots) { v[CACHE_SLOTS] = slots; return this; }
-        /** -1: purge only on trim. */
+        /** @param ms the age at which free pages go back to the OS (-1: only on trim)
+         * @return this builder */
         public Builder purgeDelayMs(long ms) { v[PURGE_DELAY] = ms; return this; }
+        /** @param ratio purge early while dirty pages exceed active/ratio (0: off)
+         * @return this builder */
         public Builder dirtyRatio(int ratio) { v[DIRTY] = ratio; return this; }
+        /** @param on whether a background thread purges idle pools
+         * @return this builder */
         public Builder backgroundPurge(boolean on) { v[BG_PURGE] = on ? 1 : 0; return this; }
-        /** A hard cap on mapped bytes (0 = none): allocations beyond it throw OhmOutOfMemoryError. */
+        /** @param bytes a hard cap on mapped bytes (0: none), beyond which allocations throw OhmOutOfMemoryError
+         * @return this builder */
         public Builder maxMapped(long bytes) { v[MAX_MAPPED] = bytes; return this; }
+        /** @param mode the huge pages for chunks
+         * @return this builder */
         public Builder hugePages(HugePages mode) { v[HUGE] = Objects.requireNonNull(mode).ordinal(); return this; }
+        /** @param on whether to mlock every chunk
+         * @return this builder */
         public Builder lockMemory(boolean on) { v[MLOCK] = on ? 1 : 0; return this; }
+        /** @param on whether to mark chunks madvise(MADV_MERGEABLE)
+         * @return this builder */
         public Builder mergeable(boolean on) { v[MERGEABLE] = on ? 1 : 0; return this; }
+        /** @param on whether every allocation is zeroed
+         * @return this builder */
         public Builder zero(boolean on) { v[ZERO] = on ? 1 : 0; return this; }
+        /** @param on whether freed memory is poisoned (debug: finds writes after release)
+         * @return this builder */
         public Builder poison(boolean on) { v[POISON] = on ? 1 : 0; return this; }
 
+        /** {@return the configuration, for {@link OhmPool#create}} */
         public PoolConfig buildConfig() {
             return new PoolConfig(name, v.clone());
         }
 
-        /** Creates the pool: {@code OhmPool.create(buildConfig())}. */
+        /** {@return a new pool: {@code OhmPool.create(buildConfig())}} */
         public OhmPool build() {
             return OhmPool.create(buildConfig());
         }

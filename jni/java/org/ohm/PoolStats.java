@@ -19,11 +19,17 @@ public final class PoolStats {
             activeBytes = v[at + 5];
         }
 
+        /** {@return the class's block size in bytes} */
         public long size() { return size; }
+        /** {@return allocations of this class since the pool was created} */
         public long allocations() { return allocs; }
+        /** {@return frees of this class since the pool was created} */
         public long deallocations() { return frees; }
+        /** {@return allocations served by a thread cache} */
         public long cacheHits() { return cacheHits; }
+        /** {@return blocks of this class in use} */
         public long activeBlocks() { return activeBlocks; }
+        /** {@return bytes in blocks of this class in use} */
         public long activeBytes() { return activeBytes; }
     }
 
@@ -52,29 +58,43 @@ public final class PoolStats {
         classes = Collections.unmodifiableList(c);
     }
 
-    /** Chunks and huge mappings now. */
+    /** {@return bytes in chunks and huge mappings now} */
     public long mappedBytes() { return v[0]; }
-    /** Mapped minus pages known purged: an upper bound on resident memory. */
+    /** {@return mapped bytes minus pages known purged: an upper bound on resident memory} */
     public long residentBytes() { return v[1]; }
-    /** Free pages not yet given back. */
+    /** {@return bytes in free pages not yet given back, and in slabs kept empty for reuse} */
     public long dirtyBytes() { return v[2]; }
-    /** Pages given back to the OS since creation. */
+    /** {@return bytes of pages given back to the OS since creation} */
     public long purgedBytes() { return v[3]; }
+    /** {@return chunks mapped now} */
     public long chunks() { return v[4]; }
+    /** {@return chunks mapped since creation} */
     public long chunksMapped() { return v[5]; }
+    /** {@return chunks unmapped since creation} */
     public long chunksUnmapped() { return v[6]; }
+    /** {@return huge blocks (mapped on their own) live now} */
     public long hugeBlocks() { return v[7]; }
+    /** {@return bytes in huge blocks live now} */
     public long hugeBytes() { return v[8]; }
+    /** {@return allocations since creation} */
     public long allocations() { return v[9]; }
+    /** {@return frees since creation} */
     public long deallocations() { return v[10]; }
+    /** {@return allocations served by a thread cache} */
     public long cacheHits() { return v[11]; }
+    /** {@return blocks in use} */
     public long activeBlocks() { return v[12]; }
+    /** {@return bytes in blocks in use} */
     public long activeBytes() { return v[13]; }
-    /** Allocations the OS or the cap refused. */
+    /** {@return allocations the OS or the cap refused} */
     public long failedAllocations() { return v[14]; }
+    /** {@return writes after free found by the poison option} */
     public long poisonViolations() { return v[15]; }
+    /** {@return thread caches attached now} */
     public long threads() { return v[16]; }
+    /** {@return the pool's arenas} */
     public int arenas() { return (int) v[17]; }
+    /** {@return each size class's figures, smallest first} */
     public List<SizeClass> sizeClasses() { return classes; }
 
     @Override

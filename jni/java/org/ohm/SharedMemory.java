@@ -13,6 +13,9 @@ public final class SharedMemory {
     /**
      * Creates a named object of size bytes, zeroed, mapped read-write. The name is "/name" (POSIX shm).
      *
+     * @param name the object's name, "/name"
+     * @param size the size in bytes
+     * @return the mapping as a buffer, with a count of 1
      * @throws OhmIOException if the name exists (the cause's message says EEXIST) or cannot be created
      * @throws OhmOutOfMemoryError if the OS cannot map size bytes
      * @throws IllegalArgumentException for a name that is not "/name" (one leading slash, no other), or a size
@@ -23,8 +26,13 @@ public final class SharedMemory {
         return make(Native.cstr(name), size);
     }
 
-    /** Creates anonymous shared memory (memfd) of size bytes, zeroed. IllegalArgumentException for a size below 1,
-     * OhmOutOfMemoryError if the OS cannot map that much, OhmIOException for another OS failure. */
+    /**
+     * Creates anonymous shared memory (memfd) of size bytes, zeroed. IllegalArgumentException for a size below 1,
+     * OhmOutOfMemoryError if the OS cannot map that much, OhmIOException for another OS failure.
+     *
+     * @param size the size in bytes
+     * @return the mapping as a buffer, with a count of 1
+     */
     public static OhmBuffer createAnonymous(long size) {
         return make(null, size);
     }
@@ -39,6 +47,9 @@ public final class SharedMemory {
      * Maps an existing named object whole; read-only unless writable (a put throws IllegalStateException, the
      * {@link OhmBuffer#nioBuffer()} is read-only).
      *
+     * @param name the object's name, "/name"
+     * @param writable whether to map it read-write
+     * @return the mapping as a buffer, with a count of 1
      * @throws OhmIOException if the object does not exist or cannot be opened or mapped
      * @throws IllegalArgumentException for a name that is not "/name"
      */
@@ -49,8 +60,12 @@ public final class SharedMemory {
         return OhmBuffer.root(h, l, null);
     }
 
-    /** Removes the name; existing mappings stay valid. OhmIOException if it does not exist,
-     * IllegalArgumentException for a name that is not "/name". */
+    /**
+     * Removes the name; existing mappings stay valid. OhmIOException if it does not exist,
+     * IllegalArgumentException for a name that is not "/name".
+     *
+     * @param name the object's name, "/name"
+     */
     public static void unlink(String name) {
         Objects.requireNonNull(name, "name");
         Native.shmUnlink(Native.cstr(name));

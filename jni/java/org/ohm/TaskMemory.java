@@ -46,15 +46,21 @@ public final class TaskMemory implements AutoCloseable {
         return timeoutMs >= 0 && timeoutMs < WAIT_SLICE_MS ? timeoutMs : WAIT_SLICE_MS;
     }
 
+    /** {@return the task's id, as given to {@link MemoryManager}} */
     public long taskId() {
         return taskId;
     }
 
+    /** {@return the manager this task draws from} */
     public MemoryManager memoryManager() {
         return mm;
     }
 
-    /** How long this task's acquires wait for a fair share (null: no limit). Starts as the manager's. */
+    /**
+     * How long this task's acquires wait for a fair share (null: no limit). Starts as the manager's.
+     *
+     * @param timeout the longest wait, or null for no limit
+     */
     public void setWaitTimeout(Duration timeout) {
         ensureOpen();
         long ms = timeout == null ? -1 : Math.max(0, timeout.toMillis());
@@ -65,6 +71,10 @@ public final class TaskMemory implements AutoCloseable {
     /**
      * Execution memory without a consumer (nothing spills): returns the bytes granted, from 0 to bytes (Spark's
      * rule), waiting while the task is below its minimum share.
+     *
+     * @param mode the pool to draw from
+     * @param bytes how many bytes are wanted
+     * @return the bytes granted
      */
     public long acquire(MemoryMode mode, long bytes) {
         Objects.requireNonNull(mode, "mode");
@@ -72,15 +82,28 @@ public final class TaskMemory implements AutoCloseable {
         return waitFor(0, mode.ordinal(), bytes, false);
     }
 
-    /** Releases bytes of execution memory (more than the task holds releases what it holds); returns how much. */
+    /**
+     * Releases bytes of execution memory (more than the task holds releases what it holds); returns how much.
+     *
+     * @param mode the pool the bytes came from
+     * @param bytes how many bytes to give back
+     * @return the bytes released
+     */
     public long release(MemoryMode mode, long bytes) {
         Objects.requireNonNull(mode, "mode");
         ensureOpen();
         return Native.taskRelease(handle, mode.ordinal(), bytes);
     }
 
-    /** Unroll memory for a block being unrolled (storage rules; group names it, never evicted for it). False if
-     * it does not fit. */
+    /**
+     * Unroll memory for a block being unrolled (storage rules; group names it, never evicted for it). False if
+     * it does not fit.
+     *
+     * @param mode the storage pool to draw from
+     * @param group the block being unrolled
+     * @param bytes how many bytes are wanted
+     * @return whether the bytes were granted
+     */
     public boolean acquireUnroll(MemoryMode mode, String group, long bytes) {
         Objects.requireNonNull(mode, "mode");
         ensureOpen();
@@ -95,6 +118,13 @@ public final class TaskMemory implements AutoCloseable {
         throw Native.rethrow(e);
     }
 
+    /**
+     * Releases unroll memory this task holds (more than it holds releases what it holds).
+     *
+     * @param mode the storage pool the bytes came from
+     * @param bytes how many bytes to give back
+     * @return the bytes released
+     */
     public long releaseUnroll(MemoryMode mode, long bytes) {
         Objects.requireNonNull(mode, "mode");
         ensureOpen();
@@ -178,11 +208,12 @@ public final class TaskMemory implements AutoCloseable {
         if (closed) throw new IllegalStateException("task " + taskId + " has ended");
     }
 
+    /** {@return whether the task has ended} */
     public boolean isClosed() {
         return closed;
     }
 
-    /** A snapshot of the task's memory. */
+    /** {@return a snapshot of the task's memory} */
     public Stats stats() {
         ensureOpen();
         return new Stats(Native.taskStats(handle));
@@ -191,6 +222,8 @@ public final class TaskMemory implements AutoCloseable {
     /**
      * Ends the task (see the class comment) and returns the execution bytes it still held, pages included: 0 for
      * a task that released everything. Ending twice returns the first result.
+     *
+     * @return the execution bytes still held when it ended
      */
     public synchronized long end() {
         if (closed) return leaked;
@@ -227,16 +260,33 @@ public final class TaskMemory implements AutoCloseable {
             this.v = v;
         }
 
+        /** {@return the task's id} */
         public long taskId() { return v[0]; }
+        /**
+         * @param mode the pool
+         * @return the execution bytes held in that pool
+         */
         public long used(MemoryMode mode) { return v[1 + mode.ordinal()]; }
+        /**
+         * @param mode the pool
+         * @return the unroll bytes held in that pool
+         */
         public long unroll(MemoryMode mode) { return v[3 + mode.ordinal()]; }
+        /** {@return the most execution bytes held at once} */
         public long peak() { return v[5]; }
+        /** {@return how many spills its consumers made} */
         public long spills() { return v[6]; }
+        /** {@return the bytes its consumers' spills reported released} */
         public long spillBytes() { return v[7]; }
+        /** {@return how many acquires waited for a fair share} */
         public long waits() { return v[8]; }
+        /** {@return the time its acquires spent waiting, in nanoseconds} */
         public long waitNanos() { return v[9]; }
+        /** {@return how many cached blocks were evicted for its acquires} */
         public long evictions() { return v[10]; }
+        /** {@return its consumers open now} */
         public long consumers() { return v[11]; }
+        /** {@return whether an acquire of this task is waiting now} */
         public boolean waiting() { return v[12] != 0; }
 
         @Override

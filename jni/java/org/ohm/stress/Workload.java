@@ -8,9 +8,27 @@ package org.ohm.stress;
  * workload keeps across iterations is handed to {@link Context#keep} and must be released by teardown.
  */
 public interface Workload {
+    /**
+     * Prepares this thread's state, before its first iteration (outside leak scopes).
+     *
+     * @param ctx the thread's context
+     * @throws Exception to fail the run
+     */
     default void setup(Context ctx) throws Exception {}
 
+    /**
+     * One iteration, in a leak scope of its own.
+     *
+     * @param ctx the thread's context
+     * @throws Exception to fail the run
+     */
     void iteration(Context ctx) throws Exception;
 
+    /**
+     * Releases this thread's state (what {@link Context#keep} kept), after its last iteration (outside leak scopes).
+     *
+     * @param ctx the thread's context
+     * @throws Exception to fail the run
+     */
     default void teardown(Context ctx) throws Exception {}
 }

@@ -17,7 +17,7 @@ public final class LeakException extends AssertionError {
         this.leaks = List.copyOf(leaks);
     }
 
-    /** The leaked buffers, in allocation order. */
+    /** {@return the leaked buffers, in allocation order} */
     public List<LeakScope.Leak> leaks() {
         return leaks;
     }

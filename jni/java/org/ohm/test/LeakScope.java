@@ -36,18 +36,27 @@ public final class LeakScope implements AutoCloseable {
         this.wait = wait;
     }
 
-    /** Opens a scope on the calling thread (nested in its current one, if any), with the default wait. */
+    /**
+     * Opens a scope on the calling thread (nested in its current one, if any), with the default wait.
+     *
+     * @return the scope, to close
+     */
     public static LeakScope open() {
         return open(DEFAULT_WAIT);
     }
 
-    /** Opens a scope whose close waits up to wait for other threads to release its buffers. */
+    /**
+     * Opens a scope whose close waits up to wait for other threads to release its buffers.
+     *
+     * @param wait how long close waits for other threads' releases
+     * @return the scope, to close
+     */
     public static LeakScope open(Duration wait) {
         if (wait.isNegative()) throw new IllegalArgumentException("negative wait " + wait);
         return new LeakScope(LeakScopes.open(), wait);
     }
 
-    /** The calling thread's innermost open scope, or null. */
+    /** {@return the calling thread's innermost open scope, or null} */
     public static LeakScopes.Frame current() {
         return LeakScopes.current();
     }
@@ -62,7 +71,12 @@ public final class LeakScope implements AutoCloseable {
         LeakScopes.leave();
     }
 
-    /** r, run in this scope on whatever thread runs it (an executor's). */
+    /**
+     * r, run in this scope on whatever thread runs it (an executor's).
+     *
+     * @param r the task
+     * @return r wrapped
+     */
     public Runnable wrap(Runnable r) {
         return () -> {
             join();
@@ -74,7 +88,13 @@ public final class LeakScope implements AutoCloseable {
         };
     }
 
-    /** c, called in this scope on whatever thread calls it. */
+    /**
+     * c, called in this scope on whatever thread calls it.
+     *
+     * @param <T> the result's type
+     * @param c the task
+     * @return c wrapped
+     */
     public <T> Callable<T> wrap(Callable<T> c) {
         return () -> {
             join();
@@ -89,6 +109,8 @@ public final class LeakScope implements AutoCloseable {
     /**
      * Ends the scope (waiting for other threads first, up to the wait) and returns the buffers still live,
      * without throwing. Only the opening thread closes, innermost scope first.
+     *
+     * @return the buffers still live (empty for none)
      */
     public List<Leak> closeAndList() {
         long ms = Math.min(Integer.MAX_VALUE, wait.toMillis());
@@ -111,7 +133,7 @@ public final class LeakScope implements AutoCloseable {
     /** One leaked buffer: its id ({@code OhmBuffer.id()} when it was made), size, Java allocation stack ("\tat
      * frame" lines, or null), hints and the runtime's report. */
     public record Leak(long bufferId, long size, String stack, String hints, String report) {
-        /** The first frame of the allocation stack outside ohm (and Netty): "Class.method(File.java:line)". */
+        /** {@return the first frame of the allocation stack outside ohm (and Netty): "Class.method(File.java:line)"} */
         public String site() {
             if (stack == null) return "(no Java site: allocated outside Java)";
             String first = null;
@@ -125,7 +147,11 @@ public final class LeakScope implements AutoCloseable {
             return first != null ? first : "(no Java site)";
         }
 
-        /** The file:line of {@link #site()}, e.g. "MyTest.java:42" (the whole site when it has none). */
+        /**
+         * The file:line of {@link #site()}, e.g. "MyTest.java:42" (the whole site when it has none).
+         *
+         * @return the file and line
+         */
         public String fileLine() {
             String s = site();
             int a = s.lastIndexOf('('), b = s.lastIndexOf(')');

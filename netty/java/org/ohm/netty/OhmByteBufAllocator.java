@@ -47,17 +47,27 @@ public final class OhmByteBufAllocator extends AbstractByteBufAllocator implemen
         this(false);
     }
 
+    /**
+     * Buffers from ohm's default pool.
+     *
+     * @param preferDirect whether {@code buffer()} gives direct buffers (else heap ones)
+     */
     public OhmByteBufAllocator(boolean preferDirect) {
         this(Ohm.defaultPool(), preferDirect);
     }
 
-    /** Direct buffers from pool (closing the pool releases every buffer still live and reports them as leaks). */
+    /**
+     * Direct buffers from pool (closing the pool releases every buffer still live and reports them as leaks).
+     *
+     * @param pool where direct buffers come from
+     * @param preferDirect whether {@code buffer()} gives direct buffers (else heap ones)
+     */
     public OhmByteBufAllocator(OhmPool pool, boolean preferDirect) {
         super(preferDirect);
         this.pool = Objects.requireNonNull(pool, "pool");
     }
 
-    /** The pool direct buffers come from. */
+    /** {@return the pool direct buffers come from} */
     public OhmPool pool() {
         return pool;
     }

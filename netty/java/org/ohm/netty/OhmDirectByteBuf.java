@@ -56,8 +56,8 @@ public final class OhmDirectByteBuf extends AbstractReferenceCountedByteBuf {
         internalView = null;
     }
 
-    /** The ohm buffer holding this buffer's memory now (a capacity change replaces it), for its id in leak
-     * reports and its statistics. Its one reference belongs to this buffer: release this buffer, not it. */
+    /** {@return the ohm buffer holding this buffer's memory now (a capacity change replaces it)}, for its id in
+     * leak reports and its statistics. Its one reference belongs to this buffer: release this buffer, not it. */
     public OhmBuffer ohmBuffer() {
         ensureAccessible();
         return mem;
