@@ -9,8 +9,11 @@ set -euo pipefail
 declare -A group=(
     # compilers, cmake, and what the core, the binding layer (libffi) and the C tests (zlib, called through it) use
     [build]="build-essential cmake pkg-config libffi-dev zlib1g-dev"
-    # the Java library, its JUnit tests, and ohm-netty.jar (compiled against Debian's Netty); with Maven (below)
+    # the Java library, its JUnit tests, and ohm-netty.jar (compiled against Debian's Netty)
     [java]="openjdk-17-jdk-headless junit5 libnetty-java"
+    # Maven and the plugins scripts/install-maven.sh and its test use offline: install, and compiler, resources and
+    # exec for the user project that takes ohm by coordinates
+    [maven]="maven libmaven-install-plugin-java libmaven-compiler-plugin-java libmaven-resources-plugin-java"
     # the Lua module and its tests; luarocks for the rockspec and its test, busted for the leak-scope spec
     [lua]="liblua5.4-dev lua5.4 luarocks lua-busted"
     # clang's sanitizer and libFuzzer runtimes (gcc's ASan/UBSan/TSan come with build-essential)
@@ -22,11 +25,8 @@ declare -A group=(
     # scripts/check-format
     [format]="clang-format"
 )
-# Maven and the plugins scripts/install-maven.sh and its test use offline: install, and compiler, resources and
-# exec for the user project that takes ohm by coordinates.
-group[java]+=" maven libmaven-install-plugin-java libmaven-compiler-plugin-java libmaven-resources-plugin-java"
-group[java]+=" libexec-maven-plugin-java"
-order=(build java lua sanitize bench netty-tests format)
+group[maven]+=" libexec-maven-plugin-java"
+order=(build java maven lua sanitize bench netty-tests format)
 
 if [[ "${1:-}" == --list ]]; then
     for g in "${order[@]}"; do printf '%-12s %s\n' "$g" "${group[$g]}"; done

@@ -7,7 +7,7 @@
 #                   first with scripts/run-tests, or cmake -S . -B build && cmake --build build
 #     --repo DIR    the local repository (default: Maven's own, ~/.m2/repository)
 #     --offline     no network: Maven's install plugin comes from Debian's /usr/share/maven-repo
-#                   (scripts/deps.sh java installs it), through scripts/maven-debian-settings.xml
+#                   (scripts/deps.sh maven installs it), through scripts/maven-debian-settings.xml
 # Needs mvn (Debian's maven). Paths are taken from the caller's directory.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -24,7 +24,7 @@ while (($#)); do
         *) usage ;;
     esac
 done
-command -v mvn >/dev/null || { echo "install-maven.sh: mvn not found (Debian package maven: scripts/deps.sh java)" >&2; exit 1; }
+command -v mvn >/dev/null || { echo "install-maven.sh: mvn not found (Debian package maven: scripts/deps.sh maven)" >&2; exit 1; }
 jars="$build/jni"
 [[ -f "$jars/ohm.jar" ]] || {
     echo "install-maven.sh: no $jars/ohm.jar; build it first (scripts/run-tests, or cmake --build $build)" >&2

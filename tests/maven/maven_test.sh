@@ -8,7 +8,7 @@
 set -euo pipefail
 src=$1 build=$2 work=$3 java=$4 version=$5
 
-command -v mvn >/dev/null || { echo "mvn not found (Debian package maven: scripts/deps.sh java): skipped"; exit 77; }
+command -v mvn >/dev/null || { echo "mvn not found (Debian package maven: scripts/deps.sh maven): skipped"; exit 77; }
 rm -rf "$work"
 mkdir -p "$work"
 repo="$work/repo"
