@@ -217,8 +217,8 @@ OHM_API void *ohm_pool_alloc_zeroed(ohm_pool *pool, size_t size);
 OHM_API void *ohm_pool_alloc_aligned(ohm_pool *pool, size_t size, size_t align);
 /* Frees a block of this pool. OHM_EINVAL (and nothing changes) if p is not the start of a live block of this
  * pool: a foreign pointer, an interior pointer, a pointer into a slab's unused tail or into free pages, or a
- * block already free. These checks are always on (no debug option needed): about 15 instructions of the free
- * path. A double free is caught while the block sits free (in a thread cache, on a remote list or in its
+ * block already free. These checks are always on (no debug option needed): about 12 instructions of the free
+ * path (benchmarks/RESULTS.md counts them). A double free is caught while the block sits free (in a thread cache, on a remote list or in its
  * slab); once the block has been handed out again, a stale free cannot be told from a valid one. NULL is a
  * no-op. */
 OHM_API int ohm_pool_free(ohm_pool *pool, void *p);
