@@ -40,6 +40,7 @@ static uint32_t hdr_next_index; /* hdr_lock */
 static OHM_TLS ohm_buf *tl_hdrs[HDR_CACHE];
 static OHM_TLS unsigned tl_nhdrs;
 static OHM_TLS int tl_hdr_registered; /* the thread-exit path will spill this thread's cache */
+static OHM_TLS unsigned tl_hdr_cap;   /* HDR_CACHE once registered, else 0: hdr_free's one compare covers both */
 
 static void hdr_spill(unsigned keep)
 {
@@ -57,6 +58,7 @@ static void hdr_spill(unsigned keep)
 void buf_thread_exit(void)
 {
     tl_hdr_registered = 0;
+    tl_hdr_cap = 0;
     if (tl_nhdrs) hdr_spill(0);
 }
 
@@ -65,6 +67,7 @@ static OHM_NOINLINE void hdr_register_thread(void)
 {
     ohm__thread_init();
     tl_hdr_registered = 1;
+    tl_hdr_cap = HDR_CACHE;
 }
 
 /* Moves up to HDR_CACHE/2 free headers into this thread's cache, carving a new block if none are free. */
@@ -100,15 +103,22 @@ static int hdr_refill(void)
 
 /* Free headers keep derived == NULL, retained_children == 0, linked == 0 and track == NULL (whoever ends a
  * header leaves them so), so making one live writes only what differs between buffers. */
-static inline ohm_buf *hdr_take(void)
+/* The header cache's top, with nh == tl_nhdrs > 0. */
+static inline ohm_buf *hdr_pop(unsigned nh)
 {
-    if (ohm_unlikely(!tl_nhdrs) && hdr_refill() != 0) return NULL;
-    ohm_buf *h = tl_hdrs[--tl_nhdrs];
+    ohm_buf *h = tl_hdrs[nh - 1];
+    tl_nhdrs = nh - 1;
     ohm_assert(!(st_gen(atomic_load_explicit(&h->state, memory_order_relaxed)) & 1) && "a cached header is free");
     ohm_assert(!atomic_load_explicit(&h->derived, memory_order_relaxed) && !h->linked && !h->track &&
                !atomic_load_explicit(&h->retained_children, memory_order_relaxed) &&
                "a free header has no derived handles, list link, leak record or retained children");
     return h;
+}
+
+static inline ohm_buf *hdr_take(void)
+{
+    if (ohm_unlikely(!tl_nhdrs) && hdr_refill() != 0) return NULL;
+    return hdr_pop(tl_nhdrs);
 }
 
 /* The next generation of a free header: odd. */
@@ -129,6 +139,7 @@ static ohm_buf *hdr_alloc(uint32_t *gen_out)
     ohm_buf *h = hdr_take();
     if (!h) return NULL;
     uint32_t gen = hdr_next_gen(h);
+    h->fast_pool = NULL;
     h->flags = 0;
     h->parent = NULL;
     h->owner = h;
@@ -156,10 +167,19 @@ static void hdr_kill(ohm_buf *h)
     atomic_store_explicit(&h->state, st_make(gen | 1u, 0) + ((uint64_t)1 << 32), memory_order_release);
 }
 
+static OHM_NOINLINE void hdr_free_slow(ohm_buf *h)
+{
+    if (!tl_hdr_registered) hdr_register_thread();
+    if (tl_nhdrs == HDR_CACHE) hdr_spill(HDR_CACHE / 2);
+    tl_hdrs[tl_nhdrs++] = h;
+}
+
 static inline void hdr_free(ohm_buf *h)
 {
-    if (ohm_unlikely(!tl_hdr_registered)) hdr_register_thread();
-    if (ohm_unlikely(tl_nhdrs == HDR_CACHE)) hdr_spill(HDR_CACHE / 2);
+    if (ohm_unlikely(tl_nhdrs >= tl_hdr_cap)) {
+        hdr_free_slow(h);
+        return;
+    }
     tl_hdrs[tl_nhdrs++] = h;
 }
 
@@ -178,8 +198,10 @@ uint64_t ohm_buf_id(const ohm_buf *b)
  * slice whose root was over-released by someone else must not read freed memory): otherwise 0. */
 static inline uint64_t owner_state(const ohm_buf *b)
 {
-    if (!(st_gen(atomic_load_explicit(&((ohm_buf *)b)->state, memory_order_acquire)) & 1)) return 0;
-    uint64_t st = atomic_load_explicit(&b->owner->state, memory_order_acquire);
+    uint64_t st = atomic_load_explicit(&((ohm_buf *)b)->state, memory_order_acquire);
+    if (!(st_gen(st) & 1)) return 0;
+    /* A count owner's own word is the one just read. */
+    if (b->owner != b) st = atomic_load_explicit(&b->owner->state, memory_order_acquire);
     if (st_gen(st) != b->owner_gen || !st_count(st)) return 0;
     if (b->root != b->owner) {
         uint64_t rst = atomic_load_explicit(&b->root->state, memory_order_acquire);
@@ -389,25 +411,36 @@ static OHM_NOINLINE ohm_buf *guard_alloc(ohm_pool *pool, size_t size, int zero)
     return b;
 }
 
-/* Fills a header from hdr_take as a root over a block of pool, not yet published; returns its generation. */
-static inline uint32_t pool_root_init(ohm_buf *b, ohm_pool *pool, void *data, size_t size)
+/* The fields of a pool root that depend on nothing but its pool (and BUF_POISON, from the pool's settings). */
+static inline void pool_root_fields(ohm_buf *b, ohm_pool *pool, uint32_t flags)
 {
-    uint32_t gen = hdr_next_gen(b);
-    b->flags = BUF_ROOT | (poison_on(&pool->cfg) ? BUF_POISON : 0); /* BUF_POISON keeps it off the inline release */
-    b->data = data;
-    b->size = size;
+    b->flags = flags;
     b->owner = b;
-    b->owner_gen = gen;
     hdr_set_root(b, b);
-    b->root_gen = gen;
     b->origin = OHM_ORIGIN_POOL;
     b->free_fn = pool_block_free;
     b->ctx = pool;
     hdr_set_pool(b, pool);
+}
+
+/* Fills a header from hdr_take as a root over a block of pool, not yet published; returns its generation. */
+static inline uint32_t pool_root_init(ohm_buf *b, ohm_pool *pool, void *data, size_t size)
+{
+    uint32_t gen = hdr_next_gen(b);
+    /* BUF_POISON keeps it off the inline release */
+    pool_root_fields(b, pool, BUF_ROOT | (poison_on(&pool->cfg) ? BUF_POISON : 0));
+    b->fast_pool = NULL;
+    b->data = data;
+    b->size = size;
+    b->owner_gen = gen;
+    b->root_gen = gen;
+    b->tc = NULL;
     return gen;
 }
 
-static inline ohm_buf *alloc_from_pool(ohm_pool *pool, size_t size, int zero)
+/* Every allocation the fast path below does not serve. user_ret is the public function's return address, where
+ * the leak detector's creation record starts. */
+static OHM_NOINLINE ohm_buf *alloc_from_pool(ohm_pool *pool, size_t size, int zero, void *user_ret)
 {
     if (ohm_unlikely(!pool) && !(pool = ohm_pool_default())) return NULL;
     size_t gmin = atomic_load_explicit(&guard_min, memory_order_relaxed);
@@ -421,14 +454,58 @@ static inline ohm_buf *alloc_from_pool(ohm_pool *pool, size_t size, int zero)
         return NULL;
     }
     uint32_t gen = pool_root_init(b, pool, data, size);
-    b->track = leak_track_maybe(atomic_load_explicit(&pool->leak_settings, memory_order_relaxed),
-                                make_id(gen, b->index), size, OHM_ORIGIN_POOL, pool->name);
+    b->track = leak_track_sampled(atomic_load_explicit(&pool->leak_settings, memory_order_relaxed),
+                                  make_id(gen, b->index), size, OHM_ORIGIN_POOL, pool->name, user_ret);
     atomic_store_explicit(&b->state, st_make(gen, 1), memory_order_release);
     return b;
 }
 
-ohm_buf *ohm_buf_alloc(ohm_pool *pool, size_t size) { return alloc_from_pool(pool, size, 0); }
-ohm_buf *ohm_buf_alloc_zeroed(ohm_pool *pool, size_t size) { return alloc_from_pool(pool, size, 1); }
+/* The fast path: the pool's thread cache is this thread's most recent, its stack for the class and the header
+ * cache are not empty, no guard pages and the allocation is not tracked. The pool's own pop (pool.c's alloc_fast)
+ * done here, so that the block's cache and class can be kept in the header for the release's push; and with no
+ * call on this path, none of the slow path's register saves either. */
+ohm_buf *ohm_buf_alloc(ohm_pool *pool, size_t size)
+{
+    unsigned nh = tl_nhdrs;
+    if (ohm_likely(pool != NULL) && ohm_likely(tcache_last.pool_id == pool->id) && ohm_likely(nh != 0)) {
+        tcache_t *tc = tcache_last.tc;
+        if (ohm_likely(size < atomic_load_explicit(&tc->alloc_limit, memory_order_acquire)) &&
+            ohm_likely(!atomic_load_explicit(&guard_min, memory_order_relaxed))) {
+            unsigned cls = sc_index(size);
+            tstack_t *stack = tc->stacks[cls];
+            uint32_t n = stack_n(stack);
+            if (ohm_likely(n != 0) && ohm_likely(!atomic_load_explicit(&pool->leak_settings, memory_order_relaxed)) &&
+                ohm_likely(leak_untracked_fast())) {
+                void *data = stack->slots[n - 1];
+                stack_set_n(stack, n - 1);
+                *(uintptr_t *)data = 0; /* the free-block key, as the pool's pop clears it */
+                ohm_buf *b = hdr_pop(nh);
+                uint32_t gen = hdr_next_gen(b);
+                /* Headers are type-stable and this thread's cache hands back the ones it took last: most were
+                 * roots of this pool made here, whose pool-only fields still hold what they would be set to. A
+                 * poisoning pool caches no blocks, so never gets here: no BUF_POISON. */
+                if (ohm_unlikely(b->fast_pool != pool)) {
+                    pool_root_fields(b, pool, BUF_ROOT);
+                    b->fast_pool = pool;
+                }
+                b->data = data;
+                b->size = size;
+                b->owner_gen = gen;
+                b->root_gen = gen;
+                b->tc = tc;
+                b->cls = (uint8_t)cls;
+                atomic_store_explicit(&b->state, st_make(gen, 1), memory_order_release);
+                return b;
+            }
+        }
+    }
+    return alloc_from_pool(pool, size, 0, __builtin_return_address(0));
+}
+
+ohm_buf *ohm_buf_alloc_zeroed(ohm_pool *pool, size_t size)
+{
+    return alloc_from_pool(pool, size, 1, __builtin_return_address(0));
+}
 
 /* ---- parked buffers (ohm.h: a host's magazines) ----
  *
@@ -555,6 +632,14 @@ static OHM_COLD int release_misuse(const ohm_buf *b, uint32_t n)
     return ohm__error(OHM_ESTATE, "release: buffer has been released");
 }
 
+/* The inline release's end when its own push does not apply. */
+static OHM_NOINLINE int release_to_pool(ohm_buf *o, ohm_pool *pool, void *data)
+{
+    hdr_free(o);
+    ohm_pool_free(pool, data);
+    return 1;
+}
+
 /* The common case inline: a live pool root with no derived handles, no retained slices and no leak record,
  * released to 0 by one CAS, goes straight back to its pool. */
 int ohm_buf_release(ohm_buf *b, uint32_t n)
@@ -563,16 +648,33 @@ int ohm_buf_release(ohm_buf *b, uint32_t n)
         return release_misuse(b, n);
     ohm_buf *o = b->owner;
     uint64_t st = atomic_load_explicit(&o->state, memory_order_acquire);
+    /* One CAS takes the count to 0 and ends the header (the next, even generation): nobody else holds a
+     * reference, and no derived handle, retained slice or leak record needs ending first. */
     if (ohm_likely(st == st_make(b->owner_gen, n)) && o->flags == BUF_ROOT && o->free_fn == pool_block_free &&
         !o->track && !atomic_load_explicit(&o->derived, memory_order_relaxed) &&
         !atomic_load_explicit(&o->retained_children, memory_order_relaxed) &&
-        atomic_compare_exchange_strong_explicit(&o->state, &st, st - n, memory_order_acq_rel, memory_order_relaxed)) {
+        atomic_compare_exchange_strong_explicit(&o->state, &st, st_make(b->owner_gen + 1, 0), memory_order_acq_rel,
+                                                memory_order_relaxed)) {
         void *data = o->data;
         ohm_pool *pool = o->ctx;
-        hdr_kill(o);
-        hdr_free(o);
-        ohm_pool_free(pool, data);
-        return 1;
+        tcache_t *tc = o->tc;
+        /* The pool's push (pool.c's free fast path) when the block goes back to the cache it came from, which
+         * is this thread's cache for the pool now: the block is known to be a live block of this class, so only
+         * a raw ohm_pool_free of it by its user (the free-block key) is left to check. */
+        if (ohm_likely(tc != NULL) && ohm_likely(tcache_last.tc == tc) && ohm_likely(tcache_last.pool_id == pool->id) &&
+            ohm_likely(tl_nhdrs < tl_hdr_cap)) {
+            tstack_t *stack = tc->stacks[o->cls];
+            uint32_t sn = stack_n(stack);
+            if (ohm_likely(sn < stack->cap) && ohm_likely(block_word0(data) != block_key(data))) {
+                tl_hdrs[tl_nhdrs++] = o;
+                *(uintptr_t *)data = block_key(data);
+                stack->slots[sn] = data;
+                stack_set_n(stack, sn + 1);
+                ohm_counter_add(&stack->pushes, 1);
+                return 1;
+            }
+        }
+        return release_to_pool(o, pool, data);
     }
     return release_owner(o, b->owner_gen, n, "release");
 }

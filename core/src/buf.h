@@ -61,6 +61,10 @@ struct ohm_buf {
     uint8_t linked;         /* derived: on its owner's list (stripe lock) */
     uint32_t host_gone_gen; /* count owners: the generation whose handle the host reclaimed
                                     (stripe lock; a generation, so header reuse needs no reset)  */
+    uint8_t cls;            /* pool roots with tc: the block's size class */
+    struct ohm_pool *fast_pool; /* flags, owner, root, origin, free_fn, ctx and pool hold what buf.c's alloc fast
+                                   path sets for this pool (it sets this; whoever sets them otherwise clears it) */
+    struct tcache *tc;      /* pool roots: the thread cache the block came from (buf.c's fast paths), or NULL */
 };
 
 /* A new live root over data/size with the given origin; free_fn(ctx, data, size) runs at the last release or

@@ -110,7 +110,9 @@ static void rec_mem_free(void *p)
 static _Atomic uint64_t settings = LEVEL_UNSET; /* until leak_init, which ohm__init runs */
 static _Atomic uint64_t next_seq = 1;
 
-static OHM_TLS uint32_t tl_countdown; /* allocations until the next tracked one (SIMPLE, ADVANCED) */
+OHM_TLS uint32_t ohm__leak_countdown; /* allocations until the next tracked one (not PARANOID; see leak.h) */
+#define tl_countdown ohm__leak_countdown
+_Atomic uint32_t ohm__leak_fast_limit; /* derived from settings (see leak.h); 0 until leak_init */
 static OHM_TLS unsigned tl_stripe;    /* 1 + this thread's stripe, 0 until first used */
 static OHM_TLS uint64_t tl_rng;       /* xorshift64* state, 0 until seeded */
 static OHM_TLS uint64_t tl_tid;
@@ -294,6 +296,20 @@ void leak_postfork(void)
     pthread_mutex_unlock(&handler_lock);
 }
 
+/* ohm__leak_fast_limit for the settings now. Racing updates each store after their own change and store again
+ * while the settings moved under them, so the last store is always of the final settings. */
+static void publish_fast_limit(void)
+{
+    for (;;) {
+        uint64_t s = atomic_load_explicit(&settings, memory_order_acquire);
+        unsigned level = s & 0xff;
+        uint32_t interval = (uint32_t)(s >> 32);
+        bool sampled = level != OHM_LEAK_PARANOID && level != LEVEL_UNSET && interval;
+        atomic_store_explicit(&ohm__leak_fast_limit, sampled ? interval - 1 : 0, memory_order_relaxed);
+        if (atomic_load_explicit(&settings, memory_order_acquire) == s) return;
+    }
+}
+
 void leak_init(void)
 {
     for (unsigned i = 0; i < LEAK_STRIPES; i++) pthread_mutex_init(&stripes[i].lock, NULL);
@@ -313,6 +329,7 @@ void leak_init(void)
     backtrace(warm, 2);
 
     atomic_store(&settings, pack(level, interval));
+    publish_fast_limit();
 }
 
 static uint64_t load_settings(void)
@@ -332,6 +349,7 @@ static void update_settings(int level, int64_t interval)
         n = pack(level >= 0 ? (unsigned)level : (unsigned)(s & 0xff),
                  interval >= 0 ? (uint32_t)interval : (uint32_t)(s >> 32));
     } while (!atomic_compare_exchange_weak(&settings, &s, n));
+    publish_fast_limit();
 }
 
 void ohm_leak_set_level(ohm_leak_level level)
@@ -420,16 +438,22 @@ static char *dup_str(const char *s)
 
 /* Fills r with the caller's stack, without the frames inside ohm. caller is the return address of the leak.h
  * entry point (into buf.c): raw[i] == caller anchors the walk, so whatever sits below it (our own frames, a
- * sanitizer's backtrace interceptor, a compiler-split part of the entry point) is skipped with it. */
-static OHM_NOINLINE void capture(leak_rec *r, void *caller)
+ * sanitizer's backtrace interceptor, a compiler-split part of the entry point) is skipped with it. With user,
+ * caller is instead the return address into the user's code that the public function saw, the first frame to
+ * keep (how many ohm frames lie below it then depends on no inlining or tail call). */
+static OHM_NOINLINE void capture(leak_rec *r, void *caller, bool user)
 {
     void *raw[RAW_FRAMES];
     int n = os_backtrace(raw, RAW_FRAMES); /* frame pointers: ~2 ns a frame (see os.c) */
     int i = 0;
     while (i < n && raw[i] != caller) i++;
-    if (i == n) i = n < 2 ? n : 2; /* no anchor: our two frames, capture and the entry point */
-    /* raw[i] is inside buf.c (or whichever ohm file called leak_track_*). */
-    if (ohm_text_hi) {
+    if (i == n) {
+        i = n < 2 ? n : 2; /* no anchor: our two frames, capture and the entry point */
+        user = false;
+    }
+    /* raw[i] is the user's frame (user), else inside buf.c (or whichever ohm file called leak_track_*). */
+    if (user) {
+    } else if (ohm_text_hi) {
         while (i < n && (uintptr_t)raw[i] >= ohm_text_lo && (uintptr_t)raw[i] < ohm_text_hi) i++;
     } else if (i < n) {
         i++; /* linked into the program: assume one frame (buf.c's caller of leak_track_*) */
@@ -489,12 +513,12 @@ static leak_track *track_new(uint64_t buffer_id, size_t size, ohm_buf_origin ori
 
 /* A record for a buffer being made, at caller; in scope sc (NULL: none) every access is recorded too. */
 static leak_track *track_make(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,
-                              const char *pool_name, void *caller, leak_scope *sc)
+                              const char *pool_name, void *caller, bool user, leak_scope *sc)
 {
     leak_track *t = track_new(buffer_id, size, origin, pool_name);
     if (!t) return NULL;
     t->pool_level = pool_settings ? (uint8_t)(pool_settings & 0xff) : LEVEL_OF_PROCESS;
-    capture(&t->created, caller);
+    capture(&t->created, caller, user);
     t->seq = atomic_fetch_add_explicit(&next_seq, 1, memory_order_relaxed);
     if (sc && scope_attach(sc, t)) t->pool_level = OHM_LEAK_PARANOID; /* access records too */
     stripe *st = &stripes[t->stripe];
@@ -504,8 +528,9 @@ static leak_track *track_make(uint64_t pool_settings, uint64_t buffer_id, size_t
     return t;
 }
 
-leak_track *leak_track_maybe(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,
-                             const char *pool_name)
+static inline __attribute__((always_inline)) leak_track *track_sampled(uint64_t pool_settings, uint64_t buffer_id,
+                                                                       size_t size, ohm_buf_origin origin,
+                                                                       const char *pool_name, void *caller, bool user)
 {
     /* A pool's own settings (ohm_pool_set_leak) win over the process's; its interval 0 means the process's. */
     uint64_t s = pool_settings ? pool_settings : load_settings();
@@ -513,7 +538,10 @@ leak_track *leak_track_maybe(uint64_t pool_settings, uint64_t buffer_id, size_t 
     leak_scope *sc;
     if (level == OHM_LEAK_OFF) {
         sc = scope_of_thread();
-        if (ohm_likely(!sc)) return NULL;
+        if (ohm_likely(!sc)) {
+            tl_countdown = (uint32_t)(s >> 32) ? (uint32_t)(s >> 32) : 1; /* leak.h: OFF counts down too */
+            return NULL;
+        }
     } else if (level != OHM_LEAK_PARANOID) {
         /* Sampled: a countdown, re-armed at each tracked allocation. A countdown above the interval (the
          * interval was lowered since) re-arms at once. A thread in a scope keeps it at 0, so that the scope
@@ -529,13 +557,25 @@ leak_track *leak_track_maybe(uint64_t pool_settings, uint64_t buffer_id, size_t 
     } else {
         sc = scope_of_thread();
     }
-    return track_make(pool_settings, buffer_id, size, origin, pool_name, __builtin_return_address(0), sc);
+    return track_make(pool_settings, buffer_id, size, origin, pool_name, caller, user, sc);
+}
+
+leak_track *leak_track_maybe(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,
+                             const char *pool_name)
+{
+    return track_sampled(pool_settings, buffer_id, size, origin, pool_name, __builtin_return_address(0), false);
+}
+
+leak_track *leak_track_sampled(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,
+                               const char *pool_name, void *user_ret)
+{
+    return track_sampled(pool_settings, buffer_id, size, origin, pool_name, user_ret, true);
 }
 
 leak_track *leak_track_new(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,
                            const char *pool_name, void *caller)
 {
-    return track_make(pool_settings, buffer_id, size, origin, pool_name, caller, scope_of_thread());
+    return track_make(pool_settings, buffer_id, size, origin, pool_name, caller, false, scope_of_thread());
 }
 
 void leak_track_set_site(leak_track *t, const char *host_site)
@@ -558,7 +598,7 @@ void leak_track_touch(leak_track *t, const char *hint)
     if (level < OHM_LEAK_ADVANCED) return;
     leak_rec *r = rec_mem(sizeof *r);
     if (!r) return;
-    capture(r, __builtin_return_address(0)); /* before the lock: unwinding is the slow part */
+    capture(r, __builtin_return_address(0), false); /* before the lock: unwinding is the slow part */
     r->hint = dup_str(hint);
     uint64_t coin = rng_next();
 
