@@ -60,6 +60,7 @@ void buf_thread_exit(void)
     tl_hdr_registered = 0;
     tl_hdr_cap = 0;
     if (tl_nhdrs) hdr_spill(0);
+    leak_thread_exit(); /* its records go to the records pool's thread cache, which the next step flushes */
 }
 
 /* Makes sure this thread's cached headers go back at its exit: a thread may only ever free headers. */
@@ -454,6 +455,10 @@ static OHM_NOINLINE ohm_buf *alloc_from_pool(ohm_pool *pool, size_t size, int ze
         return NULL;
     }
     uint32_t gen = pool_root_init(b, pool, data, size);
+    if (tcache_last.pool_id == pool->id && size <= pool->cache_max) { /* the block came through this cache */
+        b->tc = tcache_last.tc;
+        b->cls = (uint8_t)sc_index(size);
+    }
     b->track = leak_track_sampled(atomic_load_explicit(&pool->leak_settings, memory_order_relaxed),
                                   make_id(gen, b->index), size, OHM_ORIGIN_POOL, pool->name, user_ret);
     atomic_store_explicit(&b->state, st_make(gen, 1), memory_order_release);
@@ -640,8 +645,41 @@ static OHM_NOINLINE int release_to_pool(ohm_buf *o, ohm_pool *pool, void *data)
     return 1;
 }
 
-/* The common case inline: a live pool root with no derived handles, no retained slices and no leak record,
- * released to 0 by one CAS, goes straight back to its pool. */
+/* A pool root whose header the caller ended (count 0, even generation) and owns: the header to this thread's
+ * cache, the block to its pool. That is the pool's own push (pool.c's free fast path) when the block goes back to
+ * the cache it came from, which is this thread's cache for the pool now: the block is known to be a live block of
+ * its class, so only a raw ohm_pool_free of it by its user (the free-block key) is left to check. */
+static inline __attribute__((always_inline)) int root_give_back(ohm_buf *o)
+{
+    void *data = o->data;
+    ohm_pool *pool = o->ctx;
+    tcache_t *tc = o->tc;
+    if (ohm_likely(tc != NULL) && ohm_likely(tcache_last.tc == tc) && ohm_likely(tcache_last.pool_id == pool->id) &&
+        ohm_likely(tl_nhdrs < tl_hdr_cap)) {
+        tstack_t *stack = tc->stacks[o->cls];
+        uint32_t sn = stack_n(stack);
+        if (ohm_likely(sn < stack->cap) && ohm_likely(block_word0(data) != block_key(data))) {
+            tl_hdrs[tl_nhdrs++] = o;
+            *(uintptr_t *)data = block_key(data);
+            stack->slots[sn] = data;
+            stack_set_n(stack, sn + 1);
+            ohm_counter_add(&stack->pushes, 1);
+            return 1;
+        }
+    }
+    return release_to_pool(o, pool, data);
+}
+
+/* The inline release of a tracked root: released properly, so its record closes. */
+static OHM_NOINLINE int release_tracked(ohm_buf *o)
+{
+    leak_track_close(o->track);
+    o->track = NULL;
+    return root_give_back(o);
+}
+
+/* The common case inline: a live pool root with no derived handles and no retained slices, released to 0 by one
+ * CAS, goes straight back to its pool. */
 int ohm_buf_release(ohm_buf *b, uint32_t n)
 {
     if (ohm_unlikely(!b || !n || !(st_gen(atomic_load_explicit(&b->state, memory_order_acquire)) & 1)))
@@ -649,32 +687,14 @@ int ohm_buf_release(ohm_buf *b, uint32_t n)
     ohm_buf *o = b->owner;
     uint64_t st = atomic_load_explicit(&o->state, memory_order_acquire);
     /* One CAS takes the count to 0 and ends the header (the next, even generation): nobody else holds a
-     * reference, and no derived handle, retained slice or leak record needs ending first. */
+     * reference, and no derived handle or retained slice needs ending first. */
     if (ohm_likely(st == st_make(b->owner_gen, n)) && o->flags == BUF_ROOT && o->free_fn == pool_block_free &&
-        !o->track && !atomic_load_explicit(&o->derived, memory_order_relaxed) &&
+        !atomic_load_explicit(&o->derived, memory_order_relaxed) &&
         !atomic_load_explicit(&o->retained_children, memory_order_relaxed) &&
         atomic_compare_exchange_strong_explicit(&o->state, &st, st_make(b->owner_gen + 1, 0), memory_order_acq_rel,
                                                 memory_order_relaxed)) {
-        void *data = o->data;
-        ohm_pool *pool = o->ctx;
-        tcache_t *tc = o->tc;
-        /* The pool's push (pool.c's free fast path) when the block goes back to the cache it came from, which
-         * is this thread's cache for the pool now: the block is known to be a live block of this class, so only
-         * a raw ohm_pool_free of it by its user (the free-block key) is left to check. */
-        if (ohm_likely(tc != NULL) && ohm_likely(tcache_last.tc == tc) && ohm_likely(tcache_last.pool_id == pool->id) &&
-            ohm_likely(tl_nhdrs < tl_hdr_cap)) {
-            tstack_t *stack = tc->stacks[o->cls];
-            uint32_t sn = stack_n(stack);
-            if (ohm_likely(sn < stack->cap) && ohm_likely(block_word0(data) != block_key(data))) {
-                tl_hdrs[tl_nhdrs++] = o;
-                *(uintptr_t *)data = block_key(data);
-                stack->slots[sn] = data;
-                stack_set_n(stack, sn + 1);
-                ohm_counter_add(&stack->pushes, 1);
-                return 1;
-            }
-        }
-        return release_to_pool(o, pool, data);
+        if (ohm_unlikely(o->track != NULL)) return release_tracked(o);
+        return root_give_back(o);
     }
     return release_owner(o, b->owner_gen, n, "release");
 }

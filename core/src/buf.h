@@ -88,7 +88,8 @@ void buf_init(void);
  * (parent and child alike) releases them. */
 void buf_prefork(void);
 void buf_postfork(void);
-/* Thread exit (lifecycle.c): gives this thread's cached headers back to the shared free list. */
+/* Thread exit (lifecycle.c): gives this thread's cached headers back to the shared free list, and the leak
+ * detector's cached records to its pool (leak_thread_exit). */
 void buf_thread_exit(void);
 /* The pool is being destroyed: reports its live buffers as leaks (each root or retained slice its users did not
  * release, as itself) and ends every header whose memory is in it. No other thread may use those buffers (as

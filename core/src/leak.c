@@ -105,6 +105,54 @@ static void rec_mem_free(void *p)
     if (p) ohm_pool_free(records, p);
 }
 
+/* Records of buffers (leak_track) whose pool name fits TRACK_NAME_MAX bytes, every pool's does, all have one size
+ * and go through a small per-thread cache: PARANOID makes and frees one per buffer, and the records pool's own
+ * thread cache would answer only after a lookup, the buffers' pool being the one this thread used last. */
+#define TRACK_NAME_MAX 64
+#define TRACK_CACHE    64
+
+static OHM_TLS leak_track *tl_tracks; /* linked through next */
+static OHM_TLS unsigned tl_ntracks;
+static OHM_TLS bool tl_tracks_registered; /* the thread-exit path will empty the cache */
+
+static leak_track *track_mem(size_t nlen)
+{
+    if (nlen + 1 > TRACK_NAME_MAX) return rec_mem(sizeof(leak_track) + nlen + 1);
+    leak_track *t = tl_tracks;
+    if (ohm_likely(t != NULL)) {
+        tl_tracks = t->next;
+        tl_ntracks--;
+        return t;
+    }
+    return rec_mem(sizeof(leak_track) + TRACK_NAME_MAX);
+}
+
+static void track_mem_free(leak_track *t)
+{
+    if (strlen(t->pool) + 1 > TRACK_NAME_MAX || tl_ntracks >= TRACK_CACHE) {
+        rec_mem_free(t);
+        return;
+    }
+    if (ohm_unlikely(!tl_tracks_registered)) {
+        ohm__thread_init();
+        tl_tracks_registered = true;
+    }
+    t->next = tl_tracks;
+    tl_tracks = t;
+    tl_ntracks++;
+}
+
+void leak_thread_exit(void)
+{
+    tl_tracks_registered = false;
+    while (tl_tracks) {
+        leak_track *t = tl_tracks;
+        tl_tracks = t->next;
+        rec_mem_free(t);
+    }
+    tl_ntracks = 0;
+}
+
 /* ---- settings: level in the low byte, interval in the high 32 bits, so the hot path loads one word ---- */
 
 static _Atomic uint64_t settings = LEVEL_UNSET; /* until leak_init, which ohm__init runs */
@@ -476,7 +524,7 @@ static void track_free(leak_track *t)
 {
     free(t->host_site);
     for (unsigned i = 0; i < t->nrecords; i++) rec_free(t->records[i]);
-    rec_mem_free(t);
+    track_mem_free(t);
 }
 
 static void unlink_track(leak_track *t)
@@ -490,7 +538,7 @@ static void unlink_track(leak_track *t)
 static leak_track *track_new(uint64_t buffer_id, size_t size, ohm_buf_origin origin, const char *pool_name)
 {
     size_t nlen = pool_name ? strlen(pool_name) : 0;
-    leak_track *t = rec_mem(sizeof *t + nlen + 1);
+    leak_track *t = track_mem(nlen);
     if (!t) return NULL; /* not tracked: tracking never fails an allocation */
     /* Field by field, not memset: the creation record's frame array (most of the record) is filled by capture,
      * and zeroing it was three quarters of tracking's cost. */
@@ -935,7 +983,7 @@ uint64_t ohm_leak_mark(void)
 static leak_track *track_clone(const leak_track *t)
 {
     size_t nlen = strlen(t->pool);
-    leak_track *c = rec_mem(sizeof *c + nlen + 1);
+    leak_track *c = track_mem(nlen);
     if (!c) return NULL;
     /* Not the scope fields: they are under the scope's lock, not the stripe's that the caller holds. */
     memcpy(c, t, offsetof(leak_track, scope));

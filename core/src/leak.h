@@ -57,6 +57,8 @@ void leak_untracked(ohm_leak_reason reason, size_t size);
 /* Process start (lifecycle.c, once): settings from OHM_LEAK_LEVEL / OHM_LEAK_SAMPLE, ohm's text range for frame
  * skipping, and the first backtrace (which loads the unwinder) done now rather than under an allocation. */
 void leak_init(void);
+/* Thread exit (buf_thread_exit calls it): this thread's cached records back to the records pool. */
+void leak_thread_exit(void);
 /* Fork (lifecycle.c, in its lock order): prefork takes the handler lock, the de-duplication lock, the scope locks,
  * then every stripe; postfork (parent and child alike) releases them. */
 void leak_prefork(void);
