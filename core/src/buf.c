@@ -465,8 +465,19 @@ static OHM_NOINLINE ohm_buf *alloc_from_pool(ohm_pool *pool, size_t size, int ze
     return b;
 }
 
+/* The fast path's end when the leak detector must decide: b is a root of its pool with all its fields set but
+ * track, not yet published. Out of line, so that the fast path calls nothing. */
+static OHM_NOINLINE ohm_buf *alloc_sampled(ohm_buf *b, uint32_t gen, void *user_ret)
+{
+    ohm_pool *pool = b->ctx;
+    b->track = leak_track_sampled(atomic_load_explicit(&pool->leak_settings, memory_order_relaxed),
+                                  make_id(gen, b->index), b->size, OHM_ORIGIN_POOL, pool->name, user_ret);
+    atomic_store_explicit(&b->state, st_make(gen, 1), memory_order_release);
+    return b;
+}
+
 /* The fast path: the pool's thread cache is this thread's most recent, its stack for the class and the header
- * cache are not empty, no guard pages and the allocation is not tracked. The pool's own pop (pool.c's alloc_fast)
+ * cache are not empty, and no guard pages; alloc_sampled ends it when the allocation may be tracked. The pool's own pop (pool.c's alloc_fast)
  * done here, so that the block's cache and class can be kept in the header for the release's push; and with no
  * call on this path, none of the slow path's register saves either. */
 ohm_buf *ohm_buf_alloc(ohm_pool *pool, size_t size)
@@ -479,8 +490,7 @@ ohm_buf *ohm_buf_alloc(ohm_pool *pool, size_t size)
             unsigned cls = sc_index(size);
             tstack_t *stack = tc->stacks[cls];
             uint32_t n = stack_n(stack);
-            if (ohm_likely(n != 0) && ohm_likely(!atomic_load_explicit(&pool->leak_settings, memory_order_relaxed)) &&
-                ohm_likely(leak_untracked_fast())) {
+            if (ohm_likely(n != 0)) {
                 void *data = stack->slots[n - 1];
                 stack_set_n(stack, n - 1);
                 *(uintptr_t *)data = 0; /* the free-block key, as the pool's pop clears it */
@@ -499,6 +509,9 @@ ohm_buf *ohm_buf_alloc(ohm_pool *pool, size_t size)
                 b->root_gen = gen;
                 b->tc = tc;
                 b->cls = (uint8_t)cls;
+                if (ohm_unlikely(atomic_load_explicit(&pool->leak_settings, memory_order_relaxed)) ||
+                    ohm_unlikely(!leak_untracked_fast()))
+                    return alloc_sampled(b, gen, __builtin_return_address(0));
                 atomic_store_explicit(&b->state, st_make(gen, 1), memory_order_release);
                 return b;
             }

@@ -43,8 +43,8 @@
 typedef struct leak_rec {
     char *hint; /* owned, or NULL */
     uint64_t time_ns, thread;
-    unsigned nframes;
-    void *frames[OHM_LEAK_MAX_FRAMES];
+    unsigned nframes;                /* at most OHM_LEAK_MAX_FRAMES */
+    void *frames[RAW_FRAMES];        /* the walk lands here, and the kept frames are moved to the front */
 } leak_rec;
 
 #define LEVEL_OF_PROCESS 0xff /* leak_track.pool_level: the buffer's pool follows the process's level */
@@ -61,6 +61,10 @@ struct leak_track {
     struct leak_scope *scope;  /* the scope it was made in, or NULL; set before it is shared */
     leak_track *snext, *sprev; /* the scope's list, under its scope lock */
     ohm_leak_reason gone;      /* in the scope's gone list: why it was reported */
+    /* Not copied by track_clone (which copies what lies before scope and from created on): */
+    bool fixed;            /* TRACK_NAME_MAX bytes for the name (track_mem) */
+    _Atomic bool closed;   /* released, still in its stripe's list until its closing thread's next batch */
+    leak_track *cnext;     /* that thread's batch (closing_flush) */
     leak_rec created;
     /* access records, oldest first; under the stripe lock */
     unsigned nrecords;
@@ -117,33 +121,45 @@ static OHM_TLS bool tl_tracks_registered; /* the thread-exit path will empty the
 
 static leak_track *track_mem(size_t nlen)
 {
-    if (nlen + 1 > TRACK_NAME_MAX) return rec_mem(sizeof(leak_track) + nlen + 1);
-    leak_track *t = tl_tracks;
-    if (ohm_likely(t != NULL)) {
+    leak_track *t;
+    if (nlen + 1 > TRACK_NAME_MAX) {
+        t = rec_mem(sizeof(leak_track) + nlen + 1);
+    } else if (ohm_likely(tl_tracks != NULL)) {
+        t = tl_tracks;
         tl_tracks = t->next;
         tl_ntracks--;
-        return t;
+    } else {
+        t = rec_mem(sizeof(leak_track) + TRACK_NAME_MAX);
     }
-    return rec_mem(sizeof(leak_track) + TRACK_NAME_MAX);
+    if (t) t->fixed = nlen + 1 <= TRACK_NAME_MAX;
+    return t;
 }
 
-static void track_mem_free(leak_track *t)
+static void register_thread(void)
 {
-    if (strlen(t->pool) + 1 > TRACK_NAME_MAX || tl_ntracks >= TRACK_CACHE) {
-        rec_mem_free(t);
-        return;
-    }
     if (ohm_unlikely(!tl_tracks_registered)) {
         ohm__thread_init();
         tl_tracks_registered = true;
     }
+}
+
+static void track_mem_free(leak_track *t)
+{
+    if (!t->fixed || tl_ntracks >= TRACK_CACHE) {
+        rec_mem_free(t);
+        return;
+    }
+    register_thread();
     t->next = tl_tracks;
     tl_tracks = t;
     tl_ntracks++;
 }
 
+static void closing_flush(void);
+
 void leak_thread_exit(void)
 {
+    closing_flush(); /* into the cache, emptied next */
     tl_tracks_registered = false;
     while (tl_tracks) {
         leak_track *t = tl_tracks;
@@ -491,7 +507,7 @@ static char *dup_str(const char *s)
  * keep (how many ohm frames lie below it then depends on no inlining or tail call). */
 static OHM_NOINLINE void capture(leak_rec *r, void *caller, bool user)
 {
-    void *raw[RAW_FRAMES];
+    void **raw = r->frames;
     int n = os_backtrace(raw, RAW_FRAMES); /* frame pointers: ~2 ns a frame (see os.c) */
     int i = 0;
     while (i < n && raw[i] != caller) i++;
@@ -506,8 +522,9 @@ static OHM_NOINLINE void capture(leak_rec *r, void *caller, bool user)
     } else if (i < n) {
         i++; /* linked into the program: assume one frame (buf.c's caller of leak_track_*) */
     }
-    unsigned k = 0;
-    for (; i < n && k < OHM_LEAK_MAX_FRAMES; i++) r->frames[k++] = raw[i];
+    unsigned k = i < n ? (unsigned)(n - i) : 0;
+    if (k > OHM_LEAK_MAX_FRAMES) k = OHM_LEAK_MAX_FRAMES;
+    if (i && k) memmove(raw, raw + i, k * sizeof raw[0]);
     r->nframes = k;
     r->time_ns = os_now_coarse_ns(); /* the precise clock costs ~25 ns here: a third of tracking */
     r->thread = thread_id();
@@ -551,6 +568,7 @@ static leak_track *track_new(uint64_t buffer_id, size_t size, ohm_buf_origin ori
     t->nrecords = 0;
     t->seen = 0;
     t->dropped = 0;
+    atomic_store_explicit(&t->closed, false, memory_order_relaxed);
     memcpy(t->pool, pool_name ? pool_name : "", nlen + 1);
     t->buffer_id = buffer_id;
     t->size = size;
@@ -674,15 +692,46 @@ void leak_track_touch(leak_track *t, const char *hint)
     rec_free(drop);
 }
 
+/* Released records leave their stripes' lists in batches: marked closed (the checkpoint walk skips them), then
+ * unlinked and freed CLOSE_BATCH at a time, one lock round trip per stripe and batch instead of one each. Only
+ * the closing thread's batch links them (cnext); a thread's exit flushes what it holds. */
+#define CLOSE_BATCH 32
+
+static OHM_TLS leak_track *tl_closing;
+static OHM_TLS unsigned tl_nclosing;
+
+static void closing_flush(void)
+{
+    leak_track *list = tl_closing;
+    tl_closing = NULL;
+    tl_nclosing = 0;
+    stripe *held = NULL;
+    for (leak_track *t = list; t; t = t->cnext) {
+        stripe *st = &stripes[t->stripe];
+        if (st != held) {
+            if (held) pthread_mutex_unlock(&held->lock);
+            pthread_mutex_lock(&st->lock);
+            held = st;
+        }
+        unlink_track(t);
+    }
+    if (held) pthread_mutex_unlock(&held->lock);
+    while (list) {
+        leak_track *next = list->cnext;
+        track_free(list);
+        list = next;
+    }
+}
+
 void leak_track_close(leak_track *t)
 {
     if (!t) return;
-    stripe *st = &stripes[t->stripe];
-    pthread_mutex_lock(&st->lock);
-    unlink_track(t);
-    pthread_mutex_unlock(&st->lock);
     scope_detach(t);
-    track_free(t);
+    atomic_store_explicit(&t->closed, true, memory_order_relaxed);
+    register_thread();
+    t->cnext = tl_closing;
+    tl_closing = t;
+    if (++tl_nclosing >= CLOSE_BATCH) closing_flush();
 }
 
 /* ---- reports ---- */
@@ -1025,7 +1074,7 @@ int64_t ohm_leak_check(uint64_t mark, ohm_leak_handler *fn, void *arg)
         stripe *st = &stripes[s];
         pthread_mutex_lock(&st->lock);
         for (leak_track *t = st->head; t; t = t->next) {
-            if (t->seq < mark) continue;
+            if (t->seq < mark || atomic_load_explicit(&t->closed, memory_order_relaxed)) continue;
             if (n == cap) {
                 size_t ncap = cap ? cap * 2 : 16;
                 leak_track **p = realloc(snap, ncap * sizeof *p);
