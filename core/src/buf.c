@@ -141,6 +141,7 @@ static ohm_buf *hdr_alloc(uint32_t *gen_out)
     if (!h) return NULL;
     uint32_t gen = hdr_next_gen(h);
     h->fast_pool = NULL;
+    h->tc = NULL;
     h->flags = 0;
     h->parent = NULL;
     h->owner = h;
@@ -455,7 +456,8 @@ static OHM_NOINLINE ohm_buf *alloc_from_pool(ohm_pool *pool, size_t size, int ze
         return NULL;
     }
     uint32_t gen = pool_root_init(b, pool, data, size);
-    if (tcache_last.pool_id == pool->id && size <= pool->cache_max) { /* the block came through this cache */
+    /* The block came through this cache (a poisoning pool's blocks go back through pool_block_free). */
+    if (tcache_last.pool_id == pool->id && size <= pool->cache_max && !(b->flags & BUF_POISON)) {
         b->tc = tcache_last.tc;
         b->cls = (uint8_t)sc_index(size);
     }
@@ -695,21 +697,21 @@ static OHM_NOINLINE int release_tracked(ohm_buf *o)
  * CAS, goes straight back to its pool. */
 int ohm_buf_release(ohm_buf *b, uint32_t n)
 {
-    if (ohm_unlikely(!b || !n || !(st_gen(atomic_load_explicit(&b->state, memory_order_acquire)) & 1)))
-        return release_misuse(b, n);
-    ohm_buf *o = b->owner;
-    uint64_t st = atomic_load_explicit(&o->state, memory_order_acquire);
-    /* One CAS takes the count to 0 and ends the header (the next, even generation): nobody else holds a
-     * reference, and no derived handle or retained slice needs ending first. */
-    if (ohm_likely(st == st_make(b->owner_gen, n)) && o->flags == BUF_ROOT && o->free_fn == pool_block_free &&
-        !atomic_load_explicit(&o->derived, memory_order_relaxed) &&
-        !atomic_load_explicit(&o->retained_children, memory_order_relaxed) &&
-        atomic_compare_exchange_strong_explicit(&o->state, &st, st_make(b->owner_gen + 1, 0), memory_order_acq_rel,
+    if (ohm_unlikely(!b || !n)) return release_misuse(b, n);
+    uint64_t st = atomic_load_explicit(&b->state, memory_order_acquire);
+    /* A pool root whose block came through a thread cache (tc, set for nothing else) at count n, with no
+     * derived handle or retained slice: one CAS takes the count to 0 and ends the header (the next, even
+     * generation). Its own generation matching rules out a released handle. */
+    if (ohm_likely(st == st_make(b->owner_gen, n)) && ohm_likely(b->owner == b) && ohm_likely(b->tc != NULL) &&
+        !atomic_load_explicit(&b->derived, memory_order_relaxed) &&
+        !atomic_load_explicit(&b->retained_children, memory_order_relaxed) &&
+        atomic_compare_exchange_strong_explicit(&b->state, &st, st_make(b->owner_gen + 1, 0), memory_order_acq_rel,
                                                 memory_order_relaxed)) {
-        if (ohm_unlikely(o->track != NULL)) return release_tracked(o);
-        return root_give_back(o);
+        if (ohm_unlikely(b->track != NULL)) return release_tracked(b);
+        return root_give_back(b);
     }
-    return release_owner(o, b->owner_gen, n, "release");
+    if (ohm_unlikely(!(st_gen(st) & 1))) return release_misuse(b, n);
+    return release_owner(b->owner, b->owner_gen, n, "release");
 }
 
 uint32_t ohm_buf_refcnt(const ohm_buf *b) { return b ? st_count(owner_state(b)) : 0; }

@@ -64,7 +64,8 @@ struct ohm_buf {
     uint8_t cls;            /* pool roots with tc: the block's size class */
     struct ohm_pool *fast_pool; /* flags, owner, root, origin, free_fn, ctx and pool hold what buf.c's alloc fast
                                    path sets for this pool (it sets this; whoever sets them otherwise clears it) */
-    struct tcache *tc;      /* pool roots: the thread cache the block came from (buf.c's fast paths), or NULL */
+    struct tcache *tc;      /* pool roots of non-poisoning pools: the thread cache the block came through (buf.c's
+                               fast paths), else NULL (every header's initialization sets it) */
 };
 
 /* A new live root over data/size with the given origin; free_fn(ctx, data, size) runs at the last release or

@@ -539,7 +539,7 @@ static void rec_free(leak_rec *r)
 
 static void track_free(leak_track *t)
 {
-    free(t->host_site);
+    if (t->host_site) free(t->host_site);
     for (unsigned i = 0; i < t->nrecords; i++) rec_free(t->records[i]);
     track_mem_free(t);
 }
@@ -726,7 +726,7 @@ static void closing_flush(void)
 void leak_track_close(leak_track *t)
 {
     if (!t) return;
-    scope_detach(t);
+    if (t->scope) scope_detach(t);
     atomic_store_explicit(&t->closed, true, memory_order_relaxed);
     register_thread();
     t->cnext = tl_closing;
