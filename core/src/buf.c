@@ -425,6 +425,17 @@ static inline void pool_root_fields(ohm_buf *b, ohm_pool *pool, uint32_t flags)
     hdr_set_pool(b, pool);
 }
 
+/* The fields of a pool root that change with each block. */
+static inline void pool_root_block(ohm_buf *b, void *data, size_t size, uint32_t gen, tcache_t *tc, unsigned cls)
+{
+    b->data = data;
+    b->size = size;
+    b->owner_gen = gen;
+    b->root_gen = gen;
+    b->tc = tc;
+    b->cls = (uint8_t)cls;
+}
+
 /* Fills a header from hdr_take as a root over a block of pool, not yet published; returns its generation. */
 static inline uint32_t pool_root_init(ohm_buf *b, ohm_pool *pool, void *data, size_t size)
 {
@@ -432,11 +443,7 @@ static inline uint32_t pool_root_init(ohm_buf *b, ohm_pool *pool, void *data, si
     /* BUF_POISON keeps it off the inline release */
     pool_root_fields(b, pool, BUF_ROOT | (poison_on(&pool->cfg) ? BUF_POISON : 0));
     b->fast_pool = NULL;
-    b->data = data;
-    b->size = size;
-    b->owner_gen = gen;
-    b->root_gen = gen;
-    b->tc = NULL;
+    pool_root_block(b, data, size, gen, NULL, 0);
     return gen;
 }
 
@@ -490,12 +497,8 @@ ohm_buf *ohm_buf_alloc(ohm_pool *pool, size_t size)
         if (ohm_likely(size < atomic_load_explicit(&tc->alloc_limit, memory_order_acquire)) &&
             ohm_likely(!atomic_load_explicit(&guard_min, memory_order_relaxed))) {
             unsigned cls = sc_index(size);
-            tstack_t *stack = tc->stacks[cls];
-            uint32_t n = stack_n(stack);
-            if (ohm_likely(n != 0)) {
-                void *data = stack->slots[n - 1];
-                stack_set_n(stack, n - 1);
-                *(uintptr_t *)data = 0; /* the free-block key, as the pool's pop clears it */
+            void *data = stack_pop(tc->stacks[cls]);
+            if (ohm_likely(data != NULL)) {
                 ohm_buf *b = hdr_pop(nh);
                 uint32_t gen = hdr_next_gen(b);
                 /* Headers are type-stable and this thread's cache hands back the ones it took last: most were
@@ -505,12 +508,7 @@ ohm_buf *ohm_buf_alloc(ohm_pool *pool, size_t size)
                     pool_root_fields(b, pool, BUF_ROOT);
                     b->fast_pool = pool;
                 }
-                b->data = data;
-                b->size = size;
-                b->owner_gen = gen;
-                b->root_gen = gen;
-                b->tc = tc;
-                b->cls = (uint8_t)cls;
+                pool_root_block(b, data, size, gen, tc, cls);
                 if (ohm_unlikely(atomic_load_explicit(&pool->leak_settings, memory_order_relaxed)) ||
                     ohm_unlikely(!leak_untracked_fast()))
                     return alloc_sampled(b, gen, __builtin_return_address(0));
