@@ -692,9 +692,10 @@ void leak_track_touch(leak_track *t, const char *hint)
     rec_free(drop);
 }
 
-/* Released records leave their stripes' lists in batches: marked closed (the checkpoint walk skips them), then
- * unlinked and freed CLOSE_BATCH at a time, one lock round trip per stripe and batch instead of one each. Only
- * the closing thread's batch links them (cnext); a thread's exit flushes what it holds. */
+/* Released records with no host site and no access records (what PARANOID makes for native callers) leave their
+ * stripes' lists in batches: marked closed (the checkpoint walk skips them), then unlinked and freed CLOSE_BATCH
+ * at a time, one lock round trip per stripe and batch instead of one each. Only the closing thread's batch links
+ * them (cnext); a thread's exit flushes what it holds. */
 #define CLOSE_BATCH 32
 
 static OHM_TLS leak_track *tl_closing;
@@ -727,6 +728,16 @@ void leak_track_close(leak_track *t)
 {
     if (!t) return;
     if (t->scope) scope_detach(t);
+    if (t->host_site || t->nrecords) {
+        /* What it owns on malloc goes at once: a batch outlives the process (its main thread's is never
+         * flushed), and a leak checker would report what only pool memory points to. */
+        stripe *st = &stripes[t->stripe];
+        pthread_mutex_lock(&st->lock);
+        unlink_track(t);
+        pthread_mutex_unlock(&st->lock);
+        track_free(t);
+        return;
+    }
     atomic_store_explicit(&t->closed, true, memory_order_relaxed);
     register_thread();
     t->cnext = tl_closing;
