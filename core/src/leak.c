@@ -515,11 +515,11 @@ static OHM_NOINLINE void capture(leak_rec *r, void *caller, bool user)
         i = n < 2 ? n : 2; /* no anchor: our two frames, capture and the entry point */
         user = false;
     }
-    /* raw[i] is the user's frame (user), else inside buf.c (or whichever ohm file called leak_track_*). */
-    if (user) {
-    } else if (ohm_text_hi) {
+    /* raw[i] is where the public function returns to (user), else inside buf.c (or whichever ohm file called
+     * leak_track_*). Frames inside ohm's own text (host glue linked into the same object) are skipped either way. */
+    if (ohm_text_hi) {
         while (i < n && (uintptr_t)raw[i] >= ohm_text_lo && (uintptr_t)raw[i] < ohm_text_hi) i++;
-    } else if (i < n) {
+    } else if (i < n && !user) {
         i++; /* linked into the program: assume one frame (buf.c's caller of leak_track_*) */
     }
     unsigned k = i < n ? (unsigned)(n - i) : 0;
