@@ -40,6 +40,7 @@ static uint32_t hdr_next_index; /* hdr_lock */
 static OHM_TLS ohm_buf *tl_hdrs[HDR_CACHE];
 static OHM_TLS unsigned tl_nhdrs;
 static OHM_TLS int tl_hdr_registered; /* the thread-exit path will spill this thread's cache */
+static OHM_TLS unsigned tl_hdr_cap;   /* HDR_CACHE once registered, else 0: hdr_free's one compare covers both */
 
 static void hdr_spill(unsigned keep)
 {
@@ -57,7 +58,9 @@ static void hdr_spill(unsigned keep)
 void buf_thread_exit(void)
 {
     tl_hdr_registered = 0;
+    tl_hdr_cap = 0;
     if (tl_nhdrs) hdr_spill(0);
+    leak_thread_exit(); /* its records go to the records pool's thread cache, which the next step flushes */
 }
 
 /* Makes sure this thread's cached headers go back at its exit: a thread may only ever free headers. */
@@ -65,6 +68,7 @@ static OHM_NOINLINE void hdr_register_thread(void)
 {
     ohm__thread_init();
     tl_hdr_registered = 1;
+    tl_hdr_cap = HDR_CACHE;
 }
 
 /* Moves up to HDR_CACHE/2 free headers into this thread's cache, carving a new block if none are free. */
@@ -100,15 +104,22 @@ static int hdr_refill(void)
 
 /* Free headers keep derived == NULL, retained_children == 0, linked == 0 and track == NULL (whoever ends a
  * header leaves them so), so making one live writes only what differs between buffers. */
-static inline ohm_buf *hdr_take(void)
+/* The header cache's top, with nh == tl_nhdrs > 0. */
+static inline ohm_buf *hdr_pop(unsigned nh)
 {
-    if (ohm_unlikely(!tl_nhdrs) && hdr_refill() != 0) return NULL;
-    ohm_buf *h = tl_hdrs[--tl_nhdrs];
+    ohm_buf *h = tl_hdrs[nh - 1];
+    tl_nhdrs = nh - 1;
     ohm_assert(!(st_gen(atomic_load_explicit(&h->state, memory_order_relaxed)) & 1) && "a cached header is free");
     ohm_assert(!atomic_load_explicit(&h->derived, memory_order_relaxed) && !h->linked && !h->track &&
                !atomic_load_explicit(&h->retained_children, memory_order_relaxed) &&
                "a free header has no derived handles, list link, leak record or retained children");
     return h;
+}
+
+static inline ohm_buf *hdr_take(void)
+{
+    if (ohm_unlikely(!tl_nhdrs) && hdr_refill() != 0) return NULL;
+    return hdr_pop(tl_nhdrs);
 }
 
 /* The next generation of a free header: odd. */
@@ -129,6 +140,8 @@ static ohm_buf *hdr_alloc(uint32_t *gen_out)
     ohm_buf *h = hdr_take();
     if (!h) return NULL;
     uint32_t gen = hdr_next_gen(h);
+    h->fast_pool = NULL;
+    h->tc = NULL;
     h->flags = 0;
     h->parent = NULL;
     h->owner = h;
@@ -156,10 +169,19 @@ static void hdr_kill(ohm_buf *h)
     atomic_store_explicit(&h->state, st_make(gen | 1u, 0) + ((uint64_t)1 << 32), memory_order_release);
 }
 
+static OHM_NOINLINE void hdr_free_slow(ohm_buf *h)
+{
+    if (!tl_hdr_registered) hdr_register_thread();
+    if (tl_nhdrs == HDR_CACHE) hdr_spill(HDR_CACHE / 2);
+    tl_hdrs[tl_nhdrs++] = h;
+}
+
 static inline void hdr_free(ohm_buf *h)
 {
-    if (ohm_unlikely(!tl_hdr_registered)) hdr_register_thread();
-    if (ohm_unlikely(tl_nhdrs == HDR_CACHE)) hdr_spill(HDR_CACHE / 2);
+    if (ohm_unlikely(tl_nhdrs >= tl_hdr_cap)) {
+        hdr_free_slow(h);
+        return;
+    }
     tl_hdrs[tl_nhdrs++] = h;
 }
 
@@ -178,8 +200,10 @@ uint64_t ohm_buf_id(const ohm_buf *b)
  * slice whose root was over-released by someone else must not read freed memory): otherwise 0. */
 static inline uint64_t owner_state(const ohm_buf *b)
 {
-    if (!(st_gen(atomic_load_explicit(&((ohm_buf *)b)->state, memory_order_acquire)) & 1)) return 0;
-    uint64_t st = atomic_load_explicit(&b->owner->state, memory_order_acquire);
+    uint64_t st = atomic_load_explicit(&((ohm_buf *)b)->state, memory_order_acquire);
+    if (!(st_gen(st) & 1)) return 0;
+    /* A count owner's own word is the one just read. */
+    if (b->owner != b) st = atomic_load_explicit(&b->owner->state, memory_order_acquire);
     if (st_gen(st) != b->owner_gen || !st_count(st)) return 0;
     if (b->root != b->owner) {
         uint64_t rst = atomic_load_explicit(&b->root->state, memory_order_acquire);
@@ -389,25 +413,43 @@ static OHM_NOINLINE ohm_buf *guard_alloc(ohm_pool *pool, size_t size, int zero)
     return b;
 }
 
-/* Fills a header from hdr_take as a root over a block of pool, not yet published; returns its generation. */
-static inline uint32_t pool_root_init(ohm_buf *b, ohm_pool *pool, void *data, size_t size)
+/* The fields of a pool root that depend on nothing but its pool (and BUF_POISON, from the pool's settings). */
+static inline void pool_root_fields(ohm_buf *b, ohm_pool *pool, uint32_t flags)
 {
-    uint32_t gen = hdr_next_gen(b);
-    b->flags = BUF_ROOT | (poison_on(&pool->cfg) ? BUF_POISON : 0); /* BUF_POISON keeps it off the inline release */
-    b->data = data;
-    b->size = size;
+    b->flags = flags;
     b->owner = b;
-    b->owner_gen = gen;
     hdr_set_root(b, b);
-    b->root_gen = gen;
     b->origin = OHM_ORIGIN_POOL;
     b->free_fn = pool_block_free;
     b->ctx = pool;
     hdr_set_pool(b, pool);
+}
+
+/* The fields of a pool root that change with each block. */
+static inline void pool_root_block(ohm_buf *b, void *data, size_t size, uint32_t gen, tcache_t *tc, unsigned cls)
+{
+    b->data = data;
+    b->size = size;
+    b->owner_gen = gen;
+    b->root_gen = gen;
+    b->tc = tc;
+    b->cls = (uint8_t)cls;
+}
+
+/* Fills a header from hdr_take as a root over a block of pool, not yet published; returns its generation. */
+static inline uint32_t pool_root_init(ohm_buf *b, ohm_pool *pool, void *data, size_t size)
+{
+    uint32_t gen = hdr_next_gen(b);
+    /* BUF_POISON keeps it off the inline release */
+    pool_root_fields(b, pool, BUF_ROOT | (poison_on(&pool->cfg) ? BUF_POISON : 0));
+    b->fast_pool = NULL;
+    pool_root_block(b, data, size, gen, NULL, 0);
     return gen;
 }
 
-static inline ohm_buf *alloc_from_pool(ohm_pool *pool, size_t size, int zero)
+/* Every allocation the fast path below does not serve. user_ret is the public function's return address, where
+ * the leak detector's creation record starts. */
+static OHM_NOINLINE ohm_buf *alloc_from_pool(ohm_pool *pool, size_t size, int zero, void *user_ret)
 {
     if (ohm_unlikely(!pool) && !(pool = ohm_pool_default())) return NULL;
     size_t gmin = atomic_load_explicit(&guard_min, memory_order_relaxed);
@@ -421,14 +463,67 @@ static inline ohm_buf *alloc_from_pool(ohm_pool *pool, size_t size, int zero)
         return NULL;
     }
     uint32_t gen = pool_root_init(b, pool, data, size);
-    b->track = leak_track_maybe(atomic_load_explicit(&pool->leak_settings, memory_order_relaxed),
-                                make_id(gen, b->index), size, OHM_ORIGIN_POOL, pool->name);
+    /* The block came through this cache (a poisoning pool's blocks go back through pool_block_free). */
+    if (tcache_last.pool_id == pool->id && size <= pool->cache_max && !(b->flags & BUF_POISON)) {
+        b->tc = tcache_last.tc;
+        b->cls = (uint8_t)sc_index(size);
+    }
+    b->track = leak_track_sampled(atomic_load_explicit(&pool->leak_settings, memory_order_relaxed),
+                                  make_id(gen, b->index), size, OHM_ORIGIN_POOL, pool->name, user_ret);
     atomic_store_explicit(&b->state, st_make(gen, 1), memory_order_release);
     return b;
 }
 
-ohm_buf *ohm_buf_alloc(ohm_pool *pool, size_t size) { return alloc_from_pool(pool, size, 0); }
-ohm_buf *ohm_buf_alloc_zeroed(ohm_pool *pool, size_t size) { return alloc_from_pool(pool, size, 1); }
+/* The fast path's end when the leak detector must decide: b is a root of its pool with all its fields set but
+ * track, not yet published. Out of line, so that the fast path calls nothing. */
+static OHM_NOINLINE ohm_buf *alloc_sampled(ohm_buf *b, uint32_t gen, void *user_ret)
+{
+    ohm_pool *pool = b->ctx;
+    b->track = leak_track_sampled(atomic_load_explicit(&pool->leak_settings, memory_order_relaxed),
+                                  make_id(gen, b->index), b->size, OHM_ORIGIN_POOL, pool->name, user_ret);
+    atomic_store_explicit(&b->state, st_make(gen, 1), memory_order_release);
+    return b;
+}
+
+/* The fast path: the pool's thread cache is this thread's most recent, its stack for the class and the header
+ * cache are not empty, and no guard pages; alloc_sampled ends it when the allocation may be tracked. The pool's own pop (pool.c's alloc_fast)
+ * done here, so that the block's cache and class can be kept in the header for the release's push; and with no
+ * call on this path, none of the slow path's register saves either. */
+ohm_buf *ohm_buf_alloc(ohm_pool *pool, size_t size)
+{
+    unsigned nh = tl_nhdrs;
+    if (ohm_likely(pool != NULL) && ohm_likely(tcache_last.pool_id == pool->id) && ohm_likely(nh != 0)) {
+        tcache_t *tc = tcache_last.tc;
+        if (ohm_likely(size < atomic_load_explicit(&tc->alloc_limit, memory_order_acquire)) &&
+            ohm_likely(!atomic_load_explicit(&guard_min, memory_order_relaxed))) {
+            unsigned cls = sc_index(size);
+            void *data = stack_pop(tc->stacks[cls]);
+            if (ohm_likely(data != NULL)) {
+                ohm_buf *b = hdr_pop(nh);
+                uint32_t gen = hdr_next_gen(b);
+                /* Headers are type-stable and this thread's cache hands back the ones it took last: most were
+                 * roots of this pool made here, whose pool-only fields still hold what they would be set to. A
+                 * poisoning pool caches no blocks, so never gets here: no BUF_POISON. */
+                if (ohm_unlikely(b->fast_pool != pool)) {
+                    pool_root_fields(b, pool, BUF_ROOT);
+                    b->fast_pool = pool;
+                }
+                pool_root_block(b, data, size, gen, tc, cls);
+                if (ohm_unlikely(atomic_load_explicit(&pool->leak_settings, memory_order_relaxed)) ||
+                    ohm_unlikely(!leak_untracked_fast()))
+                    return alloc_sampled(b, gen, __builtin_return_address(0));
+                atomic_store_explicit(&b->state, st_make(gen, 1), memory_order_release);
+                return b;
+            }
+        }
+    }
+    return alloc_from_pool(pool, size, 0, __builtin_return_address(0));
+}
+
+ohm_buf *ohm_buf_alloc_zeroed(ohm_pool *pool, size_t size)
+{
+    return alloc_from_pool(pool, size, 1, __builtin_return_address(0));
+}
 
 /* ---- parked buffers (ohm.h: a host's magazines) ----
  *
@@ -555,26 +650,66 @@ static OHM_COLD int release_misuse(const ohm_buf *b, uint32_t n)
     return ohm__error(OHM_ESTATE, "release: buffer has been released");
 }
 
-/* The common case inline: a live pool root with no derived handles, no retained slices and no leak record,
- * released to 0 by one CAS, goes straight back to its pool. */
+/* The inline release's end when its own push does not apply. */
+static OHM_NOINLINE int release_to_pool(ohm_buf *o, ohm_pool *pool, void *data)
+{
+    hdr_free(o);
+    ohm_pool_free(pool, data);
+    return 1;
+}
+
+/* A pool root whose header the caller ended (count 0, even generation) and owns: the header to this thread's
+ * cache, the block to its pool. That is the pool's own push (pool.c's free fast path) when the block goes back to
+ * the cache it came from, which is this thread's cache for the pool now: the block is known to be a live block of
+ * its class, so only a raw ohm_pool_free of it by its user (the free-block key) is left to check. */
+static inline __attribute__((always_inline)) int root_give_back(ohm_buf *o)
+{
+    void *data = o->data;
+    ohm_pool *pool = o->ctx;
+    tcache_t *tc = o->tc;
+    if (ohm_likely(tc != NULL) && ohm_likely(tcache_last.tc == tc) && ohm_likely(tcache_last.pool_id == pool->id) &&
+        ohm_likely(tl_nhdrs < tl_hdr_cap)) {
+        tstack_t *stack = tc->stacks[o->cls];
+        uint32_t sn = stack_n(stack);
+        if (ohm_likely(sn < stack->cap) && ohm_likely(block_word0(data) != block_key(data))) {
+            tl_hdrs[tl_nhdrs++] = o;
+            *(uintptr_t *)data = block_key(data);
+            stack->slots[sn] = data;
+            stack_set_n(stack, sn + 1);
+            ohm_counter_add(&stack->pushes, 1);
+            return 1;
+        }
+    }
+    return release_to_pool(o, pool, data);
+}
+
+/* The inline release of a tracked root: released properly, so its record closes. */
+static OHM_NOINLINE int release_tracked(ohm_buf *o)
+{
+    leak_track_close(o->track);
+    o->track = NULL;
+    return root_give_back(o);
+}
+
+/* The common case inline: a live pool root with no derived handles and no retained slices, released to 0 by one
+ * CAS, goes straight back to its pool. */
 int ohm_buf_release(ohm_buf *b, uint32_t n)
 {
-    if (ohm_unlikely(!b || !n || !(st_gen(atomic_load_explicit(&b->state, memory_order_acquire)) & 1)))
-        return release_misuse(b, n);
-    ohm_buf *o = b->owner;
-    uint64_t st = atomic_load_explicit(&o->state, memory_order_acquire);
-    if (ohm_likely(st == st_make(b->owner_gen, n)) && o->flags == BUF_ROOT && o->free_fn == pool_block_free &&
-        !o->track && !atomic_load_explicit(&o->derived, memory_order_relaxed) &&
-        !atomic_load_explicit(&o->retained_children, memory_order_relaxed) &&
-        atomic_compare_exchange_strong_explicit(&o->state, &st, st - n, memory_order_acq_rel, memory_order_relaxed)) {
-        void *data = o->data;
-        ohm_pool *pool = o->ctx;
-        hdr_kill(o);
-        hdr_free(o);
-        ohm_pool_free(pool, data);
-        return 1;
+    if (ohm_unlikely(!b || !n)) return release_misuse(b, n);
+    uint64_t st = atomic_load_explicit(&b->state, memory_order_acquire);
+    /* A pool root whose block came through a thread cache (tc, set for nothing else) at count n, with no
+     * derived handle or retained slice: one CAS takes the count to 0 and ends the header (the next, even
+     * generation). Its own generation matching rules out a released handle. */
+    if (ohm_likely(st == st_make(b->owner_gen, n)) && ohm_likely(b->owner == b) && ohm_likely(b->tc != NULL) &&
+        !atomic_load_explicit(&b->derived, memory_order_relaxed) &&
+        !atomic_load_explicit(&b->retained_children, memory_order_relaxed) &&
+        atomic_compare_exchange_strong_explicit(&b->state, &st, st_make(b->owner_gen + 1, 0), memory_order_acq_rel,
+                                                memory_order_relaxed)) {
+        if (ohm_unlikely(b->track != NULL)) return release_tracked(b);
+        return root_give_back(b);
     }
-    return release_owner(o, b->owner_gen, n, "release");
+    if (ohm_unlikely(!(st_gen(st) & 1))) return release_misuse(b, n);
+    return release_owner(b->owner, b->owner_gen, n, "release");
 }
 
 uint32_t ohm_buf_refcnt(const ohm_buf *b) { return b ? st_count(owner_state(b)) : 0; }

@@ -61,6 +61,11 @@ struct ohm_buf {
     uint8_t linked;         /* derived: on its owner's list (stripe lock) */
     uint32_t host_gone_gen; /* count owners: the generation whose handle the host reclaimed
                                     (stripe lock; a generation, so header reuse needs no reset)  */
+    uint8_t cls;            /* pool roots with tc: the block's size class */
+    struct ohm_pool *fast_pool; /* flags, owner, root, origin, free_fn, ctx and pool hold what buf.c's alloc fast
+                                   path sets for this pool (it sets this; whoever sets them otherwise clears it) */
+    struct tcache *tc;      /* pool roots of non-poisoning pools: the thread cache the block came through (buf.c's
+                               fast paths), else NULL (every header's initialization sets it) */
 };
 
 /* A new live root over data/size with the given origin; free_fn(ctx, data, size) runs at the last release or
@@ -84,7 +89,8 @@ void buf_init(void);
  * (parent and child alike) releases them. */
 void buf_prefork(void);
 void buf_postfork(void);
-/* Thread exit (lifecycle.c): gives this thread's cached headers back to the shared free list. */
+/* Thread exit (lifecycle.c): gives this thread's cached headers back to the shared free list, and the leak
+ * detector's cached records to its pool (leak_thread_exit). */
 void buf_thread_exit(void);
 /* The pool is being destroyed: reports its live buffers as leaks (each root or retained slice its users did not
  * release, as itself) and ends every header whose memory is in it. No other thread may use those buffers (as

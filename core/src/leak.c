@@ -43,8 +43,8 @@
 typedef struct leak_rec {
     char *hint; /* owned, or NULL */
     uint64_t time_ns, thread;
-    unsigned nframes;
-    void *frames[OHM_LEAK_MAX_FRAMES];
+    unsigned nframes;                /* at most OHM_LEAK_MAX_FRAMES */
+    void *frames[RAW_FRAMES];        /* the walk lands here, and the kept frames are moved to the front */
 } leak_rec;
 
 #define LEVEL_OF_PROCESS 0xff /* leak_track.pool_level: the buffer's pool follows the process's level */
@@ -61,6 +61,10 @@ struct leak_track {
     struct leak_scope *scope;  /* the scope it was made in, or NULL; set before it is shared */
     leak_track *snext, *sprev; /* the scope's list, under its scope lock */
     ohm_leak_reason gone;      /* in the scope's gone list: why it was reported */
+    /* Not copied by track_clone (which copies what lies before scope and from created on): */
+    bool fixed;            /* TRACK_NAME_MAX bytes for the name (track_mem) */
+    _Atomic bool closed;   /* released, still in its stripe's list until its closing thread's next batch */
+    leak_track *cnext;     /* that thread's batch (closing_flush) */
     leak_rec created;
     /* access records, oldest first; under the stripe lock */
     unsigned nrecords;
@@ -105,12 +109,74 @@ static void rec_mem_free(void *p)
     if (p) ohm_pool_free(records, p);
 }
 
+/* Records of buffers (leak_track) whose pool name fits TRACK_NAME_MAX bytes, every pool's does, all have one size
+ * and go through a small per-thread cache: PARANOID makes and frees one per buffer, and the records pool's own
+ * thread cache would answer only after a lookup, the buffers' pool being the one this thread used last. */
+#define TRACK_NAME_MAX 64
+#define TRACK_CACHE    64
+
+static OHM_TLS leak_track *tl_tracks; /* linked through next */
+static OHM_TLS unsigned tl_ntracks;
+static OHM_TLS bool tl_tracks_registered; /* the thread-exit path will empty the cache */
+
+static leak_track *track_mem(size_t nlen)
+{
+    leak_track *t;
+    if (nlen + 1 > TRACK_NAME_MAX) {
+        t = rec_mem(sizeof(leak_track) + nlen + 1);
+    } else if (ohm_likely(tl_tracks != NULL)) {
+        t = tl_tracks;
+        tl_tracks = t->next;
+        tl_ntracks--;
+    } else {
+        t = rec_mem(sizeof(leak_track) + TRACK_NAME_MAX);
+    }
+    if (t) t->fixed = nlen + 1 <= TRACK_NAME_MAX;
+    return t;
+}
+
+static void register_thread(void)
+{
+    if (ohm_unlikely(!tl_tracks_registered)) {
+        ohm__thread_init();
+        tl_tracks_registered = true;
+    }
+}
+
+static void track_mem_free(leak_track *t)
+{
+    if (!t->fixed || tl_ntracks >= TRACK_CACHE) {
+        rec_mem_free(t);
+        return;
+    }
+    register_thread();
+    t->next = tl_tracks;
+    tl_tracks = t;
+    tl_ntracks++;
+}
+
+static void closing_flush(void);
+
+void leak_thread_exit(void)
+{
+    closing_flush(); /* into the cache, emptied next */
+    tl_tracks_registered = false;
+    while (tl_tracks) {
+        leak_track *t = tl_tracks;
+        tl_tracks = t->next;
+        rec_mem_free(t);
+    }
+    tl_ntracks = 0;
+}
+
 /* ---- settings: level in the low byte, interval in the high 32 bits, so the hot path loads one word ---- */
 
 static _Atomic uint64_t settings = LEVEL_UNSET; /* until leak_init, which ohm__init runs */
 static _Atomic uint64_t next_seq = 1;
 
-static OHM_TLS uint32_t tl_countdown; /* allocations until the next tracked one (SIMPLE, ADVANCED) */
+OHM_TLS uint32_t ohm__leak_countdown; /* allocations until the next tracked one (not PARANOID; see leak.h) */
+#define tl_countdown ohm__leak_countdown
+_Atomic uint32_t ohm__leak_fast_limit; /* derived from settings (see leak.h); 0 until leak_init */
 static OHM_TLS unsigned tl_stripe;    /* 1 + this thread's stripe, 0 until first used */
 static OHM_TLS uint64_t tl_rng;       /* xorshift64* state, 0 until seeded */
 static OHM_TLS uint64_t tl_tid;
@@ -294,6 +360,20 @@ void leak_postfork(void)
     pthread_mutex_unlock(&handler_lock);
 }
 
+/* ohm__leak_fast_limit for the settings now. Racing updates each store after their own change and store again
+ * while the settings moved under them, so the last store is always of the final settings. */
+static void publish_fast_limit(void)
+{
+    for (;;) {
+        uint64_t s = atomic_load_explicit(&settings, memory_order_acquire);
+        unsigned level = s & 0xff;
+        uint32_t interval = (uint32_t)(s >> 32);
+        bool sampled = level != OHM_LEAK_PARANOID && level != LEVEL_UNSET && interval;
+        atomic_store_explicit(&ohm__leak_fast_limit, sampled ? interval - 1 : 0, memory_order_relaxed);
+        if (atomic_load_explicit(&settings, memory_order_acquire) == s) return;
+    }
+}
+
 void leak_init(void)
 {
     for (unsigned i = 0; i < LEAK_STRIPES; i++) pthread_mutex_init(&stripes[i].lock, NULL);
@@ -313,6 +393,7 @@ void leak_init(void)
     backtrace(warm, 2);
 
     atomic_store(&settings, pack(level, interval));
+    publish_fast_limit();
 }
 
 static uint64_t load_settings(void)
@@ -332,6 +413,7 @@ static void update_settings(int level, int64_t interval)
         n = pack(level >= 0 ? (unsigned)level : (unsigned)(s & 0xff),
                  interval >= 0 ? (uint32_t)interval : (uint32_t)(s >> 32));
     } while (!atomic_compare_exchange_weak(&settings, &s, n));
+    publish_fast_limit();
 }
 
 void ohm_leak_set_level(ohm_leak_level level)
@@ -420,22 +502,29 @@ static char *dup_str(const char *s)
 
 /* Fills r with the caller's stack, without the frames inside ohm. caller is the return address of the leak.h
  * entry point (into buf.c): raw[i] == caller anchors the walk, so whatever sits below it (our own frames, a
- * sanitizer's backtrace interceptor, a compiler-split part of the entry point) is skipped with it. */
-static OHM_NOINLINE void capture(leak_rec *r, void *caller)
+ * sanitizer's backtrace interceptor, a compiler-split part of the entry point) is skipped with it. With user,
+ * caller is instead the return address into the user's code that the public function saw, the first frame to
+ * keep (how many ohm frames lie below it then depends on no inlining or tail call). */
+static OHM_NOINLINE void capture(leak_rec *r, void *caller, bool user)
 {
-    void *raw[RAW_FRAMES];
+    void **raw = r->frames;
     int n = os_backtrace(raw, RAW_FRAMES); /* frame pointers: ~2 ns a frame (see os.c) */
     int i = 0;
     while (i < n && raw[i] != caller) i++;
-    if (i == n) i = n < 2 ? n : 2; /* no anchor: our two frames, capture and the entry point */
-    /* raw[i] is inside buf.c (or whichever ohm file called leak_track_*). */
+    if (i == n) {
+        i = n < 2 ? n : 2; /* no anchor: our two frames, capture and the entry point */
+        user = false;
+    }
+    /* raw[i] is where the public function returns to (user), else inside buf.c (or whichever ohm file called
+     * leak_track_*). Frames inside ohm's own text (host glue linked into the same object) are skipped either way. */
     if (ohm_text_hi) {
         while (i < n && (uintptr_t)raw[i] >= ohm_text_lo && (uintptr_t)raw[i] < ohm_text_hi) i++;
-    } else if (i < n) {
+    } else if (i < n && !user) {
         i++; /* linked into the program: assume one frame (buf.c's caller of leak_track_*) */
     }
-    unsigned k = 0;
-    for (; i < n && k < OHM_LEAK_MAX_FRAMES; i++) r->frames[k++] = raw[i];
+    unsigned k = i < n ? (unsigned)(n - i) : 0;
+    if (k > OHM_LEAK_MAX_FRAMES) k = OHM_LEAK_MAX_FRAMES;
+    if (i && k) memmove(raw, raw + i, k * sizeof raw[0]);
     r->nframes = k;
     r->time_ns = os_now_coarse_ns(); /* the precise clock costs ~25 ns here: a third of tracking */
     r->thread = thread_id();
@@ -450,9 +539,9 @@ static void rec_free(leak_rec *r)
 
 static void track_free(leak_track *t)
 {
-    free(t->host_site);
+    if (t->host_site) free(t->host_site);
     for (unsigned i = 0; i < t->nrecords; i++) rec_free(t->records[i]);
-    rec_mem_free(t);
+    track_mem_free(t);
 }
 
 static void unlink_track(leak_track *t)
@@ -466,7 +555,7 @@ static void unlink_track(leak_track *t)
 static leak_track *track_new(uint64_t buffer_id, size_t size, ohm_buf_origin origin, const char *pool_name)
 {
     size_t nlen = pool_name ? strlen(pool_name) : 0;
-    leak_track *t = rec_mem(sizeof *t + nlen + 1);
+    leak_track *t = track_mem(nlen);
     if (!t) return NULL; /* not tracked: tracking never fails an allocation */
     /* Field by field, not memset: the creation record's frame array (most of the record) is filled by capture,
      * and zeroing it was three quarters of tracking's cost. */
@@ -479,6 +568,7 @@ static leak_track *track_new(uint64_t buffer_id, size_t size, ohm_buf_origin ori
     t->nrecords = 0;
     t->seen = 0;
     t->dropped = 0;
+    atomic_store_explicit(&t->closed, false, memory_order_relaxed);
     memcpy(t->pool, pool_name ? pool_name : "", nlen + 1);
     t->buffer_id = buffer_id;
     t->size = size;
@@ -489,12 +579,12 @@ static leak_track *track_new(uint64_t buffer_id, size_t size, ohm_buf_origin ori
 
 /* A record for a buffer being made, at caller; in scope sc (NULL: none) every access is recorded too. */
 static leak_track *track_make(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,
-                              const char *pool_name, void *caller, leak_scope *sc)
+                              const char *pool_name, void *caller, bool user, leak_scope *sc)
 {
     leak_track *t = track_new(buffer_id, size, origin, pool_name);
     if (!t) return NULL;
     t->pool_level = pool_settings ? (uint8_t)(pool_settings & 0xff) : LEVEL_OF_PROCESS;
-    capture(&t->created, caller);
+    capture(&t->created, caller, user);
     t->seq = atomic_fetch_add_explicit(&next_seq, 1, memory_order_relaxed);
     if (sc && scope_attach(sc, t)) t->pool_level = OHM_LEAK_PARANOID; /* access records too */
     stripe *st = &stripes[t->stripe];
@@ -504,8 +594,9 @@ static leak_track *track_make(uint64_t pool_settings, uint64_t buffer_id, size_t
     return t;
 }
 
-leak_track *leak_track_maybe(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,
-                             const char *pool_name)
+static inline __attribute__((always_inline)) leak_track *track_sampled(uint64_t pool_settings, uint64_t buffer_id,
+                                                                       size_t size, ohm_buf_origin origin,
+                                                                       const char *pool_name, void *caller, bool user)
 {
     /* A pool's own settings (ohm_pool_set_leak) win over the process's; its interval 0 means the process's. */
     uint64_t s = pool_settings ? pool_settings : load_settings();
@@ -513,7 +604,10 @@ leak_track *leak_track_maybe(uint64_t pool_settings, uint64_t buffer_id, size_t 
     leak_scope *sc;
     if (level == OHM_LEAK_OFF) {
         sc = scope_of_thread();
-        if (ohm_likely(!sc)) return NULL;
+        if (ohm_likely(!sc)) {
+            tl_countdown = (uint32_t)(s >> 32) ? (uint32_t)(s >> 32) : 1; /* leak.h: OFF counts down too */
+            return NULL;
+        }
     } else if (level != OHM_LEAK_PARANOID) {
         /* Sampled: a countdown, re-armed at each tracked allocation. A countdown above the interval (the
          * interval was lowered since) re-arms at once. A thread in a scope keeps it at 0, so that the scope
@@ -529,13 +623,25 @@ leak_track *leak_track_maybe(uint64_t pool_settings, uint64_t buffer_id, size_t 
     } else {
         sc = scope_of_thread();
     }
-    return track_make(pool_settings, buffer_id, size, origin, pool_name, __builtin_return_address(0), sc);
+    return track_make(pool_settings, buffer_id, size, origin, pool_name, caller, user, sc);
+}
+
+leak_track *leak_track_maybe(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,
+                             const char *pool_name)
+{
+    return track_sampled(pool_settings, buffer_id, size, origin, pool_name, __builtin_return_address(0), false);
+}
+
+leak_track *leak_track_sampled(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,
+                               const char *pool_name, void *user_ret)
+{
+    return track_sampled(pool_settings, buffer_id, size, origin, pool_name, user_ret, true);
 }
 
 leak_track *leak_track_new(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,
                            const char *pool_name, void *caller)
 {
-    return track_make(pool_settings, buffer_id, size, origin, pool_name, caller, scope_of_thread());
+    return track_make(pool_settings, buffer_id, size, origin, pool_name, caller, false, scope_of_thread());
 }
 
 void leak_track_set_site(leak_track *t, const char *host_site)
@@ -558,7 +664,7 @@ void leak_track_touch(leak_track *t, const char *hint)
     if (level < OHM_LEAK_ADVANCED) return;
     leak_rec *r = rec_mem(sizeof *r);
     if (!r) return;
-    capture(r, __builtin_return_address(0)); /* before the lock: unwinding is the slow part */
+    capture(r, __builtin_return_address(0), false); /* before the lock: unwinding is the slow part */
     r->hint = dup_str(hint);
     uint64_t coin = rng_next();
 
@@ -586,15 +692,57 @@ void leak_track_touch(leak_track *t, const char *hint)
     rec_free(drop);
 }
 
+/* Released records with no host site and no access records (what PARANOID makes for native callers) leave their
+ * stripes' lists in batches: marked closed (the checkpoint walk skips them), then unlinked and freed CLOSE_BATCH
+ * at a time, one lock round trip per stripe and batch instead of one each. Only the closing thread's batch links
+ * them (cnext); a thread's exit flushes what it holds. */
+#define CLOSE_BATCH 32
+
+static OHM_TLS leak_track *tl_closing;
+static OHM_TLS unsigned tl_nclosing;
+
+static void closing_flush(void)
+{
+    leak_track *list = tl_closing;
+    tl_closing = NULL;
+    tl_nclosing = 0;
+    stripe *held = NULL;
+    for (leak_track *t = list; t; t = t->cnext) {
+        stripe *st = &stripes[t->stripe];
+        if (st != held) {
+            if (held) pthread_mutex_unlock(&held->lock);
+            pthread_mutex_lock(&st->lock);
+            held = st;
+        }
+        unlink_track(t);
+    }
+    if (held) pthread_mutex_unlock(&held->lock);
+    while (list) {
+        leak_track *next = list->cnext;
+        track_free(list);
+        list = next;
+    }
+}
+
 void leak_track_close(leak_track *t)
 {
     if (!t) return;
-    stripe *st = &stripes[t->stripe];
-    pthread_mutex_lock(&st->lock);
-    unlink_track(t);
-    pthread_mutex_unlock(&st->lock);
-    scope_detach(t);
-    track_free(t);
+    if (t->scope) scope_detach(t);
+    if (t->host_site || t->nrecords) {
+        /* What it owns on malloc goes at once: a batch outlives the process (its main thread's is never
+         * flushed), and a leak checker would report what only pool memory points to. */
+        stripe *st = &stripes[t->stripe];
+        pthread_mutex_lock(&st->lock);
+        unlink_track(t);
+        pthread_mutex_unlock(&st->lock);
+        track_free(t);
+        return;
+    }
+    atomic_store_explicit(&t->closed, true, memory_order_relaxed);
+    register_thread();
+    t->cnext = tl_closing;
+    tl_closing = t;
+    if (++tl_nclosing >= CLOSE_BATCH) closing_flush();
 }
 
 /* ---- reports ---- */
@@ -895,7 +1043,7 @@ uint64_t ohm_leak_mark(void)
 static leak_track *track_clone(const leak_track *t)
 {
     size_t nlen = strlen(t->pool);
-    leak_track *c = rec_mem(sizeof *c + nlen + 1);
+    leak_track *c = track_mem(nlen);
     if (!c) return NULL;
     /* Not the scope fields: they are under the scope's lock, not the stripe's that the caller holds. */
     memcpy(c, t, offsetof(leak_track, scope));
@@ -937,7 +1085,7 @@ int64_t ohm_leak_check(uint64_t mark, ohm_leak_handler *fn, void *arg)
         stripe *st = &stripes[s];
         pthread_mutex_lock(&st->lock);
         for (leak_track *t = st->head; t; t = t->next) {
-            if (t->seq < mark) continue;
+            if (t->seq < mark || atomic_load_explicit(&t->closed, memory_order_relaxed)) continue;
             if (n == cap) {
                 size_t ncap = cap ? cap * 2 : 16;
                 leak_track **p = realloc(snap, ncap * sizeof *p);

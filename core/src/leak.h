@@ -17,6 +17,28 @@ typedef struct leak_track leak_track;
  * tracked: a level load and a thread-local counter decrement. */
 leak_track *leak_track_maybe(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,
                              const char *pool_name);
+/* As leak_track_maybe, for a public function's slow path: user_ret is the return address into its caller's code
+ * (__builtin_return_address(0) there), the creation record's first frame whatever ohm frames lie below it. */
+leak_track *leak_track_sampled(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,
+                               const char *pool_name, void *user_ret);
+
+/* The allocation fast path's half of leak_track_maybe, for a pool that follows the process's settings: true when
+ * the allocation is surely not tracked (then it counted against this thread's countdown), false when
+ * leak_track_maybe must decide. Every level but PARANOID counts down, OFF included (OFF re-arms at 0 and tracks
+ * nothing), so OFF, SIMPLE and ADVANCED run the same instructions here: a load, a thread-local compare and a
+ * store. ohm__leak_fast_limit is interval - 1 at the sampled levels and OFF, 0 at PARANOID (never fast); a
+ * thread in a leak scope keeps its countdown at 0, which never passes either. */
+extern _Atomic uint32_t ohm__leak_fast_limit;
+extern OHM_TLS uint32_t ohm__leak_countdown;
+static inline bool leak_untracked_fast(void)
+{
+    uint32_t c = ohm__leak_countdown;
+    if (ohm_likely(c - 2 < atomic_load_explicit(&ohm__leak_fast_limit, memory_order_relaxed))) {
+        ohm__leak_countdown = c - 1;
+        return true;
+    }
+    return false;
+}
 /* A record made whatever the level and sampling say (a host that samples by itself, ohm_buf_track): as above, the
  * backtrace starting past caller (the return address into the ohm function that asked). */
 leak_track *leak_track_new(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,
@@ -35,6 +57,8 @@ void leak_untracked(ohm_leak_reason reason, size_t size);
 /* Process start (lifecycle.c, once): settings from OHM_LEAK_LEVEL / OHM_LEAK_SAMPLE, ohm's text range for frame
  * skipping, and the first backtrace (which loads the unwinder) done now rather than under an allocation. */
 void leak_init(void);
+/* Thread exit (buf_thread_exit calls it): this thread's cached records back to the records pool. */
+void leak_thread_exit(void);
 /* Fork (lifecycle.c, in its lock order): prefork takes the handler lock, the de-duplication lock, the scope locks,
  * then every stripe; postfork (parent and child alike) releases them. */
 void leak_prefork(void);

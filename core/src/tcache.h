@@ -164,6 +164,17 @@ extern OHM_TLS tcache_other tcache_remote;
 
 static inline uint32_t stack_n(tstack_t *b) { return (uint32_t)atomic_load_explicit(&b->n, memory_order_relaxed); }
 static inline void stack_set_n(tstack_t *b, uint64_t n) { atomic_store_explicit(&b->n, n, memory_order_relaxed); }
+/* The top block of stack b with its free-block key cleared (the allocation fast path's pop), NULL when b is
+ * empty. */
+static inline void *stack_pop(tstack_t *b)
+{
+    uint32_t n = stack_n(b);
+    if (ohm_unlikely(n == 0)) return NULL;
+    void *p = b->slots[n - 1];
+    stack_set_n(b, n - 1);
+    *(uintptr_t *)p = 0;
+    return p;
+}
 
 /* Totals of one class of one cache (exact when its thread is quiet). */
 void tcache_class_totals(tcache_t *tc, unsigned cls, uint64_t *allocs, uint64_t *hits, uint64_t *frees);
