@@ -57,14 +57,14 @@ struct ohm_buf {
     _Atomic(ohm_buf *) derived;
     ohm_buf *next_derived, *prev_derived;
     _Atomic uint32_t retained_children;
-    uint8_t origin;         /* ohm_buf_origin */
-    uint8_t linked;         /* derived: on its owner's list (stripe lock) */
-    uint32_t host_gone_gen; /* count owners: the generation whose handle the host reclaimed
+    uint8_t origin;             /* ohm_buf_origin */
+    uint8_t linked;             /* derived: on its owner's list (stripe lock) */
+    uint32_t host_gone_gen;     /* count owners: the generation whose handle the host reclaimed
                                     (stripe lock; a generation, so header reuse needs no reset)  */
-    uint8_t cls;            /* pool roots with tc: the block's size class */
+    uint8_t cls;                /* pool roots with tc: the block's size class */
     struct ohm_pool *fast_pool; /* flags, owner, root, origin, free_fn, ctx and pool hold what buf.c's alloc fast
                                    path sets for this pool (it sets this; whoever sets them otherwise clears it) */
-    struct tcache *tc;      /* pool roots of non-poisoning pools: the thread cache the block came through (buf.c's
+    struct tcache *tc;          /* pool roots of non-poisoning pools: the thread cache the block came through (buf.c's
                                fast paths), else NULL (every header's initialization sets it) */
 };
 

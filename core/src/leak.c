@@ -43,8 +43,8 @@
 typedef struct leak_rec {
     char *hint; /* owned, or NULL */
     uint64_t time_ns, thread;
-    unsigned nframes;                /* at most OHM_LEAK_MAX_FRAMES */
-    void *frames[RAW_FRAMES];        /* the walk lands here, and the kept frames are moved to the front */
+    unsigned nframes;         /* at most OHM_LEAK_MAX_FRAMES */
+    void *frames[RAW_FRAMES]; /* the walk lands here, and the kept frames are moved to the front */
 } leak_rec;
 
 #define LEVEL_OF_PROCESS 0xff /* leak_track.pool_level: the buffer's pool follows the process's level */
@@ -56,15 +56,15 @@ struct leak_track {
     size_t size;
     unsigned stripe;
     ohm_buf_origin origin;
-    uint8_t pool_level;        /* the level its pool set (ohm_pool_set_leak), else LEVEL_OF_PROCESS */
-    char *host_site;           /* owned, or NULL; under the stripe lock */
-    struct leak_scope *scope;  /* the scope it was made in, or NULL; set before it is shared */
-    leak_track *snext, *sprev; /* the scope's list, under its scope lock */
-    ohm_leak_reason gone;      /* in the scope's gone list: why it was reported */
+    uint8_t pool_level;       /* the level its pool set (ohm_pool_set_leak), else LEVEL_OF_PROCESS */
+    char *host_site;          /* owned, or NULL; under the stripe lock */
+    struct leak_scope *scope; /* the scope it was made in, or NULL; never written while it is shared */
+    leak_track *snext;        /* the scope's gone list, under its scope lock */
+    ohm_leak_reason gone;     /* in the scope's gone list: why it was reported */
     /* Not copied by track_clone (which copies what lies before scope and from created on): */
-    bool fixed;            /* TRACK_NAME_MAX bytes for the name (track_mem) */
-    _Atomic bool closed;   /* released, still in its stripe's list until its closing thread's next batch */
-    leak_track *cnext;     /* that thread's batch (closing_flush) */
+    bool fixed;          /* TRACK_NAME_MAX bytes for the name (track_mem) */
+    _Atomic bool closed; /* released, still in its stripe's list until its closing thread's next batch */
+    leak_track *cnext;   /* that thread's batch (closing_flush) */
     leak_rec created;
     /* access records, oldest first; under the stripe lock */
     unsigned nrecords;
@@ -177,8 +177,8 @@ static _Atomic uint64_t next_seq = 1;
 OHM_TLS uint32_t ohm__leak_countdown; /* allocations until the next tracked one (not PARANOID; see leak.h) */
 #define tl_countdown ohm__leak_countdown
 _Atomic uint32_t ohm__leak_fast_limit; /* derived from settings (see leak.h); 0 until leak_init */
-static OHM_TLS unsigned tl_stripe;    /* 1 + this thread's stripe, 0 until first used */
-static OHM_TLS uint64_t tl_rng;       /* xorshift64* state, 0 until seeded */
+static OHM_TLS unsigned tl_stripe;     /* 1 + this thread's stripe, 0 until first used */
+static OHM_TLS uint64_t tl_rng;        /* xorshift64* state, 0 until seeded */
 static OHM_TLS uint64_t tl_tid;
 
 static _Atomic unsigned stripe_rr;
@@ -203,9 +203,12 @@ static _Atomic uint64_t untracked[3];
 static _Atomic uint64_t untracked_total;
 
 /* ---- scopes: state (the public functions are at the end) ----
- * A scope's records are in its own list (besides their stripe's), under one of SCOPE_LOCKS shared locks; a
- * record holds a reference on its scope, as do the open state and each joined thread, so a scope's memory
- * outlives every record that names it. Lock order: scopes_lock, a scope lock, a stripe lock. */
+ * A scope keeps no list of its records: each names its scope, and the close finds the live ones by walking the
+ * stripes (a close is rare; creation and release, which are not, then cost one atomic add each and no lock). A
+ * live record holds a reference on its scope, as do the open state and each joined thread, so a scope's memory
+ * outlives every live record that names it; a released record's scope pointer may dangle, and walks skip
+ * released records. Records reported while the scope is open (a GC, a pool destroyed) wait in its gone list,
+ * under one of SCOPE_LOCKS shared locks. Lock order: scopes_lock, a scope lock, a stripe lock. */
 
 #define SCOPE_LOCKS 8
 
@@ -216,11 +219,11 @@ typedef struct leak_scope {
     uint64_t opener;                        /* thread_id() of the thread that opened it */
     unsigned children;                      /* open scopes whose parent it is, under scopes_lock */
     unsigned lock;                          /* its index in scope_locks */
-    _Atomic uint32_t refs;
+    /* References: the open state, each joined thread and each gone record count 1; each live record made in it
+     * counts LIVE_ONE, so one atomic word says both when to free it and how many of its records are live. */
+    _Atomic uint64_t refs;
     _Atomic bool closed; /* set under its scope lock */
-    int64_t live;        /* records in the list, under its scope lock */
-    leak_track *head;
-    leak_track *gone; /* reported (GC, pool destroyed) while open: kept for the close, under its scope lock */
+    leak_track *gone;    /* reported (GC, pool destroyed) while open: kept for the close, under its scope lock */
 } leak_scope;
 
 static pthread_mutex_t scopes_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -234,9 +237,19 @@ static OHM_TLS leak_scope *tl_scope;        /* the innermost scope of this threa
 static OHM_TLS leak_scope *tl_joined;       /* the scope this thread joined (holding a reference), or NULL */
 static OHM_TLS uint32_t tl_saved_countdown; /* the sampling countdown while the thread is in a scope */
 
-static void scope_unref(leak_scope *sc)
+#define LIVE_ONE ((uint64_t)1 << 32)
+
+static void scope_put(leak_scope *sc, uint64_t n)
 {
-    if (atomic_fetch_sub_explicit(&sc->refs, 1, memory_order_acq_rel) == 1) free(sc);
+    if (atomic_fetch_sub_explicit(&sc->refs, n, memory_order_acq_rel) == n) free(sc);
+}
+
+static void scope_unref(leak_scope *sc) { scope_put(sc, 1); }
+
+/* Its live records (not the gone ones). */
+static int64_t scope_live(leak_scope *sc)
+{
+    return (int64_t)(atomic_load_explicit(&sc->refs, memory_order_acquire) >> 32);
 }
 
 /* The scope this thread's allocations go to now: NULL outside scopes, and for a joined scope closed since. */
@@ -247,32 +260,15 @@ static inline leak_scope *scope_of_thread(void)
     return sc;
 }
 
-/* Links t (not yet shared) into sc's list; false if sc closed meanwhile. */
+/* Makes t (not yet shared) a record of sc; false if sc closed meanwhile. A record made while its scope closes
+ * (by a joined thread, racing the opener's close) may miss the close's list; it still counts in live and holds
+ * its reference until released. */
 static bool scope_attach(leak_scope *sc, leak_track *t)
 {
-    pthread_mutex_t *m = &scope_locks[sc->lock];
-    pthread_mutex_lock(m);
-    bool open = !atomic_load_explicit(&sc->closed, memory_order_relaxed);
-    if (open) {
-        atomic_fetch_add_explicit(&sc->refs, 1, memory_order_relaxed);
-        t->scope = sc;
-        t->sprev = NULL;
-        t->snext = sc->head;
-        if (sc->head) sc->head->sprev = t;
-        sc->head = t;
-        sc->live++;
-    }
-    pthread_mutex_unlock(m);
-    return open;
-}
-
-/* t was released or reported: out of its scope's list. t->scope is written only before t was shared. */
-static void scope_unlink(leak_scope *sc, leak_track *t)
-{
-    if (t->sprev) t->sprev->snext = t->snext;
-    else sc->head = t->snext;
-    if (t->snext) t->snext->sprev = t->sprev;
-    sc->live--;
+    if (atomic_load_explicit(&sc->closed, memory_order_acquire)) return false;
+    atomic_fetch_add_explicit(&sc->refs, LIVE_ONE, memory_order_relaxed);
+    t->scope = sc;
+    return true;
 }
 
 /* A scoped record reported while its scope is open moves to the scope's gone list, for the close to list
@@ -285,7 +281,7 @@ static bool scope_keep_gone(leak_track *t, ohm_leak_reason reason)
     pthread_mutex_lock(m);
     bool keep = !atomic_load_explicit(&sc->closed, memory_order_relaxed);
     if (keep) {
-        scope_unlink(sc, t);
+        atomic_fetch_sub_explicit(&sc->refs, LIVE_ONE - 1, memory_order_relaxed); /* live to gone: still a reference */
         t->gone = reason;
         t->snext = sc->gone;
         sc->gone = t;
@@ -294,16 +290,13 @@ static bool scope_keep_gone(leak_track *t, ohm_leak_reason reason)
     return keep;
 }
 
+/* t was released or reported, and no walk can find it as live any more (closed, or out of its stripe): its count
+ * and reference go. t->scope is left as it is (walks skip released records; track_new clears it for reuse). */
 static void scope_detach(leak_track *t)
 {
     leak_scope *sc = t->scope;
     if (!sc) return;
-    pthread_mutex_t *m = &scope_locks[sc->lock];
-    pthread_mutex_lock(m);
-    scope_unlink(sc, t);
-    pthread_mutex_unlock(m);
-    t->scope = NULL;
-    scope_unref(sc);
+    scope_put(sc, LIVE_ONE);
 }
 
 static uint64_t pack(unsigned level, uint32_t interval) { return (uint64_t)level | (uint64_t)interval << 32; }
@@ -727,7 +720,6 @@ static void closing_flush(void)
 void leak_track_close(leak_track *t)
 {
     if (!t) return;
-    if (t->scope) scope_detach(t);
     if (t->host_site || t->nrecords) {
         /* What it owns on malloc goes at once: a batch outlives the process (its main thread's is never
          * flushed), and a leak checker would report what only pool memory points to. */
@@ -735,10 +727,12 @@ void leak_track_close(leak_track *t)
         pthread_mutex_lock(&st->lock);
         unlink_track(t);
         pthread_mutex_unlock(&st->lock);
+        scope_detach(t);
         track_free(t);
         return;
     }
-    atomic_store_explicit(&t->closed, true, memory_order_relaxed);
+    atomic_store_explicit(&t->closed, true, memory_order_release);
+    scope_detach(t); /* after the mark: a scope's close walk no longer takes it as live */
     register_thread();
     t->cnext = tl_closing;
     tl_closing = t;
@@ -1051,7 +1045,7 @@ static leak_track *track_clone(const leak_track *t)
            sizeof *c - offsetof(leak_track, created) + nlen + 1);
     c->next = c->prev = NULL;
     c->scope = NULL;
-    c->snext = c->sprev = NULL;
+    c->snext = NULL;
     c->gone = OHM_LEAK_CHECKPOINT; /* still live */
     c->host_site = dup_str(t->host_site);
     for (unsigned i = 0; i < t->nrecords; i++) {
@@ -1303,12 +1297,7 @@ int64_t ohm_leak_scope_live(uint64_t id)
 {
     pthread_mutex_lock(&scopes_lock);
     leak_scope *sc = id ? scope_find(id) : NULL;
-    int64_t n = -1;
-    if (sc) {
-        pthread_mutex_lock(&scope_locks[sc->lock]);
-        n = sc->live;
-        pthread_mutex_unlock(&scope_locks[sc->lock]);
-    }
+    int64_t n = sc ? scope_live(sc) : -1;
     pthread_mutex_unlock(&scopes_lock);
     if (n < 0) return ohm__error(OHM_EINVAL, "ohm_leak_scope_live: no open scope %llu", (unsigned long long)id);
     return n;
@@ -1411,14 +1400,15 @@ static void snapshot_free(scope_snapshot *s)
     s->n = 0;
 }
 
-/* Ends sc, unregistered and the calling thread's innermost scope. Closed under its lock, so no record joins its
- * list after the snapshot; the records stay in the list (each keeps the scope's memory) until released. With
- * copy, *out gets copies of the live records and, with with_gone, the gone ones (else those are freed). The
- * thread belongs to the parent again. Returns the live records, plus the gone ones with with_gone. */
+/* Ends sc, unregistered and the calling thread's innermost scope. Closed under its lock (no record joins it after
+ * that, but for attach's race), then its live records are found in the stripes: with copy, *out gets copies of
+ * them and, with with_gone, the gone ones (else those are freed). The records stay in their stripes, each
+ * keeping the scope's memory, until released. The thread belongs to the parent again. Returns the live records
+ * found, plus the gone ones with with_gone. */
 static int64_t scope_end(leak_scope *sc, bool copy, bool with_gone, scope_snapshot *out)
 {
     leak_track *gone;
-    size_t ngone = 0;
+    size_t ngone = 0, cap = 0;
     *out = (scope_snapshot){0};
     pthread_mutex_t *m = &scope_locks[sc->lock];
     pthread_mutex_lock(m);
@@ -1427,27 +1417,41 @@ static int64_t scope_end(leak_scope *sc, bool copy, bool with_gone, scope_snapsh
     sc->gone = NULL;
     if (with_gone)
         for (leak_track *t = gone; t; t = t->snext) ngone++;
-    int64_t live = sc->live + (int64_t)ngone;
-    if (copy && live > 0) {
-        out->tracks = malloc((size_t)live * sizeof *out->tracks);
-        out->nomem = !out->tracks;
-        for (leak_track *t = sc->head; t && out->tracks; t = t->snext) {
-            stripe *st = &stripes[t->stripe];
-            pthread_mutex_lock(&st->lock);
-            leak_track *c = track_clone(t);
-            pthread_mutex_unlock(&st->lock);
-            if (!c) {
-                out->nomem = true;
-                break;
+    int64_t live = 0;
+    for (unsigned i = 0; i < LEAK_STRIPES; i++) {
+        stripe *st = &stripes[i];
+        pthread_mutex_lock(&st->lock);
+        for (leak_track *t = st->head; t; t = t->next) {
+            if (atomic_load_explicit(&t->closed, memory_order_acquire) || t->scope != sc) continue;
+            live++;
+            if (!copy || out->nomem) continue;
+            if (out->n + ngone + 1 > cap) {
+                size_t ncap = cap ? 2 * cap : 16 + ngone;
+                leak_track **p = realloc(out->tracks, ncap * sizeof *p);
+                if (!p) {
+                    out->nomem = true;
+                    continue;
+                }
+                out->tracks = p;
+                cap = ncap;
             }
-            out->tracks[out->n++] = c;
+            leak_track *c = track_clone(t);
+            if (!c) out->nomem = true;
+            else out->tracks[out->n++] = c;
         }
+        pthread_mutex_unlock(&st->lock);
+    }
+    live += (int64_t)ngone;
+    if (copy && ngone && !out->nomem && out->n + ngone > cap) {
+        leak_track **p = realloc(out->tracks, (out->n + ngone) * sizeof *p);
+        if (p) out->tracks = p;
+        else out->nomem = true;
     }
     pthread_mutex_unlock(m);
     for (leak_track *t = gone, *next; t; t = next) {
         next = t->snext;
         t->scope = NULL;
-        if (with_gone && out->tracks && !out->nomem) out->tracks[out->n++] = t;
+        if (with_gone && copy && !out->nomem) out->tracks[out->n++] = t;
         else track_free(t);
         scope_unref(sc);
     }
@@ -1468,14 +1472,7 @@ int64_t ohm_leak_scope_close(uint64_t id, uint32_t wait_ms, ohm_leak_list **out)
 
     /* Other threads may still be releasing what they were handed: wait for them, a millisecond at a time. */
     uint64_t deadline = os_now_ns() + (uint64_t)wait_ms * 1000000u;
-    pthread_mutex_t *m = &scope_locks[sc->lock];
-    for (;;) {
-        pthread_mutex_lock(m);
-        int64_t live = sc->live;
-        pthread_mutex_unlock(m);
-        if (live == 0 || os_now_ns() >= deadline) break;
-        sleep_ms(1);
-    }
+    while (scope_live(sc) > 0 && os_now_ns() < deadline) sleep_ms(1);
 
     /* A joined thread may have opened a scope inside this one while we waited. */
     pthread_mutex_lock(&scopes_lock);
