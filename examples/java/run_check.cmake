@@ -1,10 +1,14 @@
 # Runs org.ohm.stress.Main on a Java workload and checks its exit status and output (a ctest test).
 #   cmake -DJAVA=<java> -DCP=<classpath> -DWORKLOAD=<class> -DRC=<expected status> [-DLEAK=1] [-DARGS="a;b"]
-#         [-DEXPECT="regex;regex"] [-DSOURCE=<the workload's .java>] -P run_check.cmake
-# With SOURCE, the JSON's only leak site must be that file's line marked "PLANTED LEAK", exactly.
+#         [-DEXPECT="regex;regex"] [-DSOURCE=<the workload's .java>] [-DLEAK_MODE=<mode>] -P run_check.cmake
+# With SOURCE, the JSON's only leak site must be that file's line marked "PLANTED LEAK", exactly. LEAK_MODE sets
+# LEAK=<mode> instead of LEAK=1.
 set(leak_env --unset=LEAK)
 if(LEAK)
   set(leak_env LEAK=1)
+endif()
+if(LEAK_MODE) # another planted leak of the workload's, by name: LEAK=<mode>
+  set(leak_env LEAK=${LEAK_MODE})
 endif()
 execute_process(COMMAND ${CMAKE_COMMAND} -E env ${leak_env} ${JAVA} -Xmx256m -cp ${CP} org.ohm.stress.Main
                         --workload ${WORKLOAD} ${ARGS}

@@ -1,6 +1,7 @@
 # The Netty example workload (examples/netty, com.example.NettyEchoWorkload) and its ctests: org.ohm.stress.Main
-# runs it clean (exit 0) and with its planted leak (exit 1, the planted line the only leak site), through the Java
-# example's check (examples/java/run_check.cmake). Included by netty/CMakeLists.txt once ohm-netty.jar is defined;
+# runs it clean (exit 0), with its planted leak (exit 1, the planted line the only leak site) and with its planted
+# handler leak (exit 1, that handler the only leak site), through the Java example's check
+# (examples/java/run_check.cmake). Included by netty/CMakeLists.txt once ohm-netty.jar is defined;
 # built only when Netty's transport and codec jars are there too.
 ohm_netty_classpath(ohm_netty_example_cp "The Netty example workload" buffer common transport resolver codec)
 if(NOT ohm_netty_example_cp)
@@ -25,7 +26,15 @@ add_test(NAME netty_stress_example_clean COMMAND ${check} -DRC=0 "-DARGS=--threa
 add_test(NAME netty_stress_example_planted COMMAND ${check} -DRC=1 -DLEAK=1
          "-DARGS=--threads;2;--iterations;5000;--json" -DSOURCE=${OHM_NETTY_EXAMPLE_SOURCE}
          "-DEXPECT=\"leaks\":10,;\"integrity_errors\":0,;\"passed\":false" ${script})
-foreach(t netty_stress_example_clean netty_stress_example_planted)
+# The handler's leak: the server's handler keeps an inbound message the event loop allocated (in the run's scope,
+# not an iteration's). All 10 leaks at one site (count 10) naming that handler, the last to touch them, as Netty's
+# pipeline names it (`.` for `$`).
+set(handler_site "\"leak_sites\":.{\"site\":\"last touched by handler NettyEchoWorkload.Echo#0 [^\"]*\",")
+string(APPEND handler_site "\"count\":10,")
+add_test(NAME netty_stress_example_planted_handler COMMAND ${check} -DRC=1 -DLEAK_MODE=handler
+         "-DARGS=--threads;2;--iterations;5000;--json"
+         "-DEXPECT=\"leaks\":10,;${handler_site};\"integrity_errors\":0,;\"passed\":false" ${script})
+foreach(t netty_stress_example_clean netty_stress_example_planted netty_stress_example_planted_handler)
   set_tests_properties(${t} PROPERTIES TIMEOUT 300 LABELS "netty;java;stress" FAIL_REGULAR_EXPRESSION
     "WARNING in native method|FATAL ERROR in native method|ERROR: AddressSanitizer|runtime error:")
   # As tests/java: ASan's runtime first in the JVM, which keeps SIGSEGV. The quarantine is cut from 256 MiB: over

@@ -29,14 +29,17 @@ import org.ohm.stress.Workload;
 /**
  * An ohm-stress Netty workload: each driver thread runs an echo server and a client over loopback (NIO, length-
  * prefixed frames) with ohm's allocator on both sides; each iteration sends a few messages, each a kept greeting
- * followed by the iteration's own bytes, and checks every echo byte for byte. LEAK=1 in the environment plants a
- * leak: every 1000th iteration keeps a copy of a reply "for logging" and never releases it, on the line marked
- * below.
+ * followed by the iteration's own bytes, and checks every echo byte for byte. The environment plants a leak on a
+ * marked line: LEAK=1 has every 1000th iteration keep a copy of a reply "for logging" and never release it;
+ * LEAK=handler has the server's handler answer the last message of every 1000th iteration with a copy and never
+ * release the message (the classic Netty leak: an inbound ByteBuf that channelRead neither passes on nor releases).
  *
  * <p>The iteration's leak scope covers this thread's buffers: the requests it writes (Netty releases them on the
  * event loop after writing, which the scope waits for), the copies it makes, and the replies handed to it. Buffers
- * the event loops allocate for themselves (socket reads) are not an iteration's; leaking those would show as
- * growth of the pool's live bytes, which the driver samples (the pool is watched).
+ * the event loops allocate for themselves (socket reads) are in the driver's run scope instead: the event-loop
+ * threads are made in setup, inside it, and inherit it. One still live after teardown (which shuts the loops
+ * down) is a leak; its allocation stack is all Netty's, so the report names the handler that last touched it
+ * (Netty's pipeline touches each message with the handler's context as hint).
  *
  * <pre>
  * java -cp build/jni/ohm.jar:build/jni/ohm-netty.jar:NETTY_JARS:build/examples/netty/classes \
@@ -45,6 +48,7 @@ import org.ohm.stress.Workload;
  */
 public final class NettyEchoWorkload implements Workload {
     private static final boolean PLANT = "1".equals(System.getenv("LEAK"));
+    private static final boolean PLANT_HANDLER = "handler".equals(System.getenv("LEAK"));
     private static final int MESSAGES = 8;
     private static final byte[] GREETING = "ohm-stress echo ".getBytes(StandardCharsets.US_ASCII);
     /** One pool for every thread's allocator: watched by the driver, alive until the JVM exits. */
@@ -124,6 +128,13 @@ public final class NettyEchoWorkload implements Workload {
     private static final class Echo extends ChannelInboundHandlerAdapter {
         @Override
         public void channelRead(ChannelHandlerContext ctx, Object msg) {
+            ByteBuf m = (ByteBuf) msg;
+            int end = m.writerIndex();
+            if (PLANT_HANDLER && m.readableBytes() >= 16 && m.getLong(end - 16) % 1000 == 0
+                    && m.getLong(end - 8) == MESSAGES - 1) {
+                ctx.write(m.copy()); // PLANTED LEAK (handler): answers with a copy, never releases the message
+                return;
+            }
             ctx.write(msg);
         }
 

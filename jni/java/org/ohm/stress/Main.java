@@ -20,6 +20,12 @@ import org.ohm.test.LeakScope;
  * ohm-stress for Java workloads: runs a {@link Workload} on N threads, each iteration in a leak scope, and fails
  * (exit 1) on any leak, integrity error or sustained growth of live bytes or RSS; exit 2 for bad input.
  *
+ * <p>Each thread's iteration scopes nest in a run scope, open from before setup to after teardown: threads the
+ * workload starts in setup (Netty's event loops) inherit it, so a buffer they allocate and nobody releases is a
+ * leak with its site, not only growth. What setup makes and teardown releases is fine; what is still live when the
+ * run scope closes (after a wait of --scope-wait-ms) is a leak, unless an iteration or the kept-buffer check
+ * reported it already.
+ *
  * <pre>
  * java -cp ohm.jar:app.jar org.ohm.stress.Main --workload com.example.MyWorkload [--threads N]
  *      [--duration S | --iterations N] [--json] [--report F.html] [--scope-wait-ms MS]
@@ -189,6 +195,9 @@ public final class Main {
             ts[i] = new Thread(() -> {
                 Context ctx = new Context(index, run);
                 Workload w;
+                // The run's scope: threads the workload starts (Netty's event loops) inherit it at construction,
+                // so what they allocate and never release is a leak with its site, not only growth.
+                LeakScope runScope = LeakScope.open(wait);
                 try {
                     w = wc.getConstructor().newInstance();
                     w.setup(ctx);
@@ -197,16 +206,18 @@ public final class Main {
                     synchronized (setupFailure) {
                         if (setupFailure[0] == null) setupFailure[0] = wc.getName() + ".setup threw " + c;
                     }
+                    runScope.closeAndList();
                     ready.countDown();
                     return;
                 }
                 ready.countDown();
+                Set<Long> reported = new HashSet<>();
                 try {
                     go.await();
+                    if (setupFailure[0] == null) loop(w, ctx, run, iterations, end, wait, reported);
                 } catch (InterruptedException e) {
-                    return;
+                    Thread.currentThread().interrupt();
                 }
-                if (setupFailure[0] == null) loop(w, ctx, run, iterations, end, wait);
                 try {
                     w.teardown(ctx);
                 } catch (Throwable e) {
@@ -214,9 +225,12 @@ public final class Main {
                 }
                 for (Context.Kept k : ctx.kept) {
                     OhmBuffer b = Context.memoryOf(k.buffer());
-                    if (b != null)
-                        run.leak(k.site() + " (kept, not released by teardown)", b.capacity(), ctx.iteration);
+                    if (b == null) continue;
+                    reported.add(b.id());
+                    run.leak(k.site() + " (kept, not released by teardown)", b.capacity(), ctx.iteration);
                 }
+                for (LeakScope.Leak k : runScope.closeAndList())
+                    if (!reported.contains(k.bufferId())) run.leak(runSite(k), k.size(), ctx.iteration);
             }, "ohm-stress-" + i);
             ts[i].start();
         }
@@ -251,7 +265,67 @@ public final class Main {
         return r.failed() ? 1 : 0;
     }
 
-    private static void loop(Workload w, Context ctx, Run run, long iterations, long end, Duration wait) {
+    /**
+     * Where a buffer of the run's scope was made, for the report: the first frame of its allocation stack outside
+     * ohm, Netty and the JDK ("File.java:line"); for a buffer a library made on its own thread (a socket read on a
+     * Netty event loop) there is none, and the handler that last touched it (Netty's pipeline touches each message
+     * with the handler's context as hint) names the leak: "last touched by handler NAME (made at File.java:line)".
+     */
+    static String runSite(LeakScope.Leak k) {
+        if (k.stack() != null)
+            for (String line : k.stack().split("\n")) {
+                String f = line.strip();
+                if (f.startsWith("at ")) f = f.substring(3);
+                if (!f.isEmpty() && !isLibraryOrJdk(f)) return fileLine(f);
+            }
+        String last = null;
+        if (k.hints() != null)
+            for (String h : k.hints().split("\n"))
+                if (!h.isBlank()) last = h.strip();
+        if (last == null) return k.fileLine();
+        // Netty's ChannelHandlerContext.toString: "ChannelHandlerContext(NAME, [id: 0x.., L:.. - R:..])"; the
+        // channel part differs for each connection, which would split one leak over many sites.
+        String p = "ChannelHandlerContext(";
+        if (last.startsWith(p)) {
+            int comma = last.indexOf(", ", p.length());
+            last = "handler " + last.substring(p.length(), comma < 0 ? last.length() - 1 : comma);
+        }
+        return "last touched by " + last + " (made at " + madeAt(k) + ")";
+    }
+
+    /** The JDK's frames, Netty's, ohm's own and this driver's (org.ohm.Class: not other subpackages' tests). */
+    private static boolean isLibraryOrJdk(String frame) {
+        for (String pkg : new String[] {"io.netty.", "org.ohm.netty.", "org.ohm.stress.", "java.", "javax.", "jdk.",
+                "sun.", "com.sun."})
+            if (frame.startsWith(pkg)) return true;
+        int paren = frame.indexOf('(');
+        String m = frame.substring(0, paren < 0 ? frame.length() : paren); // package.Class.method
+        return m.startsWith("org.ohm.") && m.indexOf('.', "org.ohm.".length()) == m.lastIndexOf('.');
+    }
+
+    /** The first frame of k's stack outside ohm and the allocators (a library's allocation point, as a Netty
+     * channel's socket read), as "File.java:line". */
+    private static String madeAt(LeakScope.Leak k) {
+        if (k.stack() != null)
+            for (String line : k.stack().split("\n")) {
+                String f = line.strip();
+                if (f.startsWith("at ")) f = f.substring(3);
+                int paren = f.indexOf('(');
+                String m = f.substring(0, paren < 0 ? f.length() : paren);
+                if (!m.isEmpty() && !m.startsWith("org.ohm.") && !m.startsWith("io.netty.buffer.")
+                        && !m.contains("Allocator"))
+                    return fileLine(f);
+            }
+        return k.fileLine();
+    }
+
+    private static String fileLine(String frame) {
+        int a = frame.lastIndexOf('('), b = frame.lastIndexOf(')');
+        return a >= 0 && b > a ? frame.substring(a + 1, b) : frame;
+    }
+
+    private static void loop(Workload w, Context ctx, Run run, long iterations, long end, Duration wait,
+            Set<Long> reported) {
         for (;;) {
             long it = ctx.iteration + 1;
             if (iterations > 0 ? it > iterations : System.nanoTime() >= end) return;
@@ -270,8 +344,11 @@ public final class Main {
                 OhmBuffer b = Context.memoryOf(k.buffer());
                 if (b != null) kept.add(b.id());
             }
-            for (LeakScope.Leak k : leaks)
-                if (!kept.contains(k.bufferId())) run.leak(k.fileLine(), k.size(), it);
+            for (LeakScope.Leak k : leaks) {
+                if (kept.contains(k.bufferId())) continue;
+                reported.add(k.bufferId());
+                run.leak(k.fileLine(), k.size(), it);
+            }
         }
     }
 }
