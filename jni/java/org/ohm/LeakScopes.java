@@ -7,7 +7,8 @@ package org.ohm;
  *
  * <p>Which scope a thread belongs to is held in an InheritableThreadLocal, so that threads started inside a scope
  * belong to it; the runtime has no thread-start hook, so such a thread joins the runtime's scope lazily, at its
- * first allocation ({@link #enter}). Outside scopes the allocation paths pay one read of {@link #active}.
+ * first allocation ({@link #enter}); one that first allocates after its scope closed belongs to the innermost
+ * scope around it still open (a worker a test iteration started, serving the whole run). Outside scopes the allocation paths pay one read of {@link #active}.
  */
 public final class LeakScopes {
     private LeakScopes() {}
@@ -120,8 +121,13 @@ public final class LeakScopes {
 
     /** {@return the calling thread's scope, or null} */
     public static Frame current() {
-        Frame f = CURRENT.get();
-        return f != null && f.open ? f : null;
+        return nearestOpen(CURRENT.get());
+    }
+
+    /** f, or the innermost scope around it still open: a thread started in a scope closed since belongs there. */
+    private static Frame nearestOpen(Frame f) {
+        while (f != null && !f.open) f = f.parent;
+        return f;
     }
 
     private static void leaveRuntime(SafetyNet.Local l) {
@@ -135,11 +141,12 @@ public final class LeakScopes {
      * inherited first if it has not yet: called on allocation paths when a scope is open somewhere.
      */
     static boolean enter(SafetyNet.Local l) {
-        Frame f = CURRENT.get();
+        Frame inherited = CURRENT.get(), f = nearestOpen(inherited);
         Frame have = l.scope;
-        if (f == have) return f != null && f.open;
+        if (f == have) return f != null;
         leaveRuntime(l);
+        if (f != inherited) CURRENT.set(f); // the threads this one starts from now on belong there too
         l.scope = f;
-        return f != null && f.open && Native.scopeJoin(f.id) == 0;
+        return f != null && Native.scopeJoin(f.id) == 0;
     }
 }

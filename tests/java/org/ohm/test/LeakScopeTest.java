@@ -6,6 +6,7 @@ import static org.junit.platform.engine.discovery.DiscoverySelectors.selectClass
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
@@ -131,6 +132,30 @@ class LeakScopeTest {
         outside[0].release();
         pool.shutdown();
         assertEquals(1, e.leaks().size(), e.getMessage());
+    }
+
+    @Test
+    void aThreadStartedInAClosedScopeBelongsToTheOpenOneAroundIt() throws Exception {
+        OhmBuffer[] made = new OhmBuffer[1];
+        CountDownLatch go = new CountDownLatch(1);
+        LeakScope outer = LeakScope.open(SHORT);
+        LeakScope inner = LeakScope.open(SHORT);
+        Thread t = new Thread(() -> {
+            try {
+                go.await();
+            } catch (InterruptedException e) {
+                return;
+            }
+            made[0] = Ohm.defaultPool().allocate(96); // after inner closed
+        });
+        t.start();
+        inner.close(); // nothing of inner's
+        go.countDown();
+        t.join();
+        LeakException e = assertThrows(LeakException.class, outer::close);
+        made[0].release();
+        assertEquals(1, e.leaks().size(), e.getMessage());
+        assertEquals(96, e.leaks().get(0).size(), e.getMessage());
     }
 
     @Test
