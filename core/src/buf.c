@@ -292,12 +292,19 @@ static void pool_block_free(void *ctx, void *data, size_t size)
 
 static int release_owner(ohm_buf *o, uint32_t gen, uint32_t n, const char *op);
 
-/* An owner's count reached 0: end its derived handles, give back what it holds, end its header. */
-static void owner_end(ohm_buf *o)
+/* What holds of an owner whose count reached 0 (OHM_DEBUG builds check it; owner_end and the inline release). */
+static inline void owner_end_check(const ohm_buf *o)
 {
     ohm_assert(o->owner == o && "a count that reaches 0 is its own owner");
     ohm_assert(!st_count(atomic_load_explicit(&o->state, memory_order_relaxed)) && "an owner ends at count 0");
     ohm_assert(!!(o->flags & BUF_ROOT) != !!(o->flags & BUF_RETAINED) && "an owner is a root or a retained slice");
+    (void)o;
+}
+
+/* An owner's count reached 0: end its derived handles, give back what it holds, end its header. */
+static void owner_end(ohm_buf *o)
+{
+    owner_end_check(o);
     derived_kill_all(o);
     if (o->track) {
         leak_track_close(o->track); /* released properly (a reclaim took the record before) */
@@ -705,6 +712,7 @@ int ohm_buf_release(ohm_buf *b, uint32_t n)
         !atomic_load_explicit(&b->retained_children, memory_order_relaxed) &&
         atomic_compare_exchange_strong_explicit(&b->state, &st, st_make(b->owner_gen + 1, 0), memory_order_acq_rel,
                                                 memory_order_relaxed)) {
+        owner_end_check(b);
         if (ohm_unlikely(b->track != NULL)) return release_tracked(b);
         return root_give_back(b);
     }

@@ -22,14 +22,18 @@
  *
  * Not taken: a memory manager's lock (mm.c) is per manager and never held while calling buffers or pools, so a
  * fork cannot deadlock on it; but a manager locked by another thread at the fork stays locked in the child, as
- * a host's own lock would (mm.c keeps no list of managers to lock). pthread_once controls need nothing: glibc
+ * a host's own lock would (mm.c's registry of managers, for ohm_mm_used_all, is not locked at fork either: a fork
+ * while another thread reads it leaves it held in the child). pthread_once controls need nothing: glibc
  * lets the child run an initialization the fork interrupted.
  *
  * Thread exit: one key, whose destructor runs the steps top-down, upper layers first, so what an upper layer gives
  * back on its way out can still reach the lower layers' per-thread state before that goes:
- *   1  buf_thread_exit     cached buffer headers back to the shared free list
+ *   1  buf_thread_exit     cached buffer headers back to the shared free list; then leak_thread_exit: the
+ *                          thread's batch of released leak records and its record cache back to the records pool
  *   2  tcache_thread_exit  every thread cache flushed to its arenas and freed; no new cache after
- * (leak.c and mm.c keep nothing per thread that needs giving back.)
+ * Leak scopes a thread opened and left open end by a key of their own (leak.c, scope_thread_exit), in whatever
+ * order the destructors run: a scope's end needs only the leak stripes and the records pool, which work without a
+ * thread cache. mm.c keeps nothing per thread.
  *
  * Pool destruction: pool_destroy_begin (unlist the pool, kill its caches) -> buf_pool_destroyed (report live
  * buffers, end their handles) -> pool_destroy_end (unmap the memory). No lock is held between the steps. */

@@ -318,12 +318,7 @@ static inline __attribute__((always_inline)) void *pop_block(tcache_t *tc, size_
         if (size >= atomic_load_explicit(&tc->alloc_limit_all, memory_order_acquire)) return NULL;
         b = tc->stacks[sc_index(size)];
     }
-    uint64_t n = atomic_load_explicit(&b->n, memory_order_relaxed);
-    if (ohm_unlikely(n == 0)) return NULL;
-    stack_set_n(b, --n);
-    void *p = b->slots[n];
-    *(uintptr_t *)p = 0; /* clear the free-block key */
-    return p;
+    return stack_pop(b);
 }
 
 static inline __attribute__((always_inline)) void *alloc_fast(const ohm_pool *pool, size_t size)

@@ -168,11 +168,11 @@ static inline void stack_set_n(tstack_t *b, uint64_t n) { atomic_store_explicit(
  * empty. */
 static inline void *stack_pop(tstack_t *b)
 {
-    uint32_t n = stack_n(b);
+    uint64_t n = atomic_load_explicit(&b->n, memory_order_relaxed); /* 64-bit: no truncation on the way */
     if (ohm_unlikely(n == 0)) return NULL;
-    void *p = b->slots[n - 1];
-    stack_set_n(b, n - 1);
-    *(uintptr_t *)p = 0;
+    stack_set_n(b, --n);
+    void *p = b->slots[n];
+    *(uintptr_t *)p = 0; /* clear the free-block key */
     return p;
 }
 
