@@ -680,10 +680,7 @@ static inline __attribute__((always_inline)) int root_give_back(ohm_buf *o)
         uint32_t sn = stack_n(stack);
         if (ohm_likely(sn < stack->cap) && ohm_likely(block_word0(data) != block_key(data))) {
             tl_hdrs[tl_nhdrs++] = o;
-            *(uintptr_t *)data = block_key(data);
-            stack->slots[sn] = data;
-            stack_set_n(stack, sn + 1);
-            ohm_counter_add(&stack->pushes, 1);
+            stack_push(stack, sn, data, block_key(data));
             return 1;
         }
     }

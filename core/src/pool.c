@@ -290,14 +290,7 @@ static OHM_NOINLINE void *alloc_slow(ohm_pool *pool, size_t size)
     if (tc && size < atomic_load_explicit(&tc->alloc_limit_all, memory_order_acquire)) {
         /* Another pool was this thread's most recent (two pools used alternately): the lookup made this one
          * most recent; serve from its stack as the fast path would. */
-        tstack_t *b = tc->stacks[cls];
-        uint32_t n = stack_n(b);
-        if (n) {
-            p = b->slots[n - 1];
-            stack_set_n(b, n - 1);
-            *(uintptr_t *)p = 0;
-            return p;
-        }
+        if ((p = stack_pop(tc->stacks[cls])) != NULL) return p;
     }
     /* Right after a trim flushed this cache, take one block rather than refilling a stack the trim emptied. */
     bool flushed = tc ? tcache_tick(tc) : false;
@@ -395,15 +388,6 @@ void *ohm_alloc(size_t size)
 }
 
 /* ---- free ---- */
-
-static inline void stack_push(tstack_t *b, uint64_t n, void *p, uintptr_t key)
-{
-    ohm_assert(n < b->cap && "a thread-cache stack never holds more than its capacity");
-    *(uintptr_t *)p = key;
-    b->slots[n] = p;
-    stack_set_n(b, n + 1);
-    stack_count_push(b);
-}
 
 static int free_valid(void *p, ohm_pool *pool, chunk_t *c, unsigned cls);
 

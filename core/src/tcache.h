@@ -176,6 +176,17 @@ static inline void *stack_pop(tstack_t *b)
     return p;
 }
 
+/* Pushes block p onto stack b, whose count is n (< its capacity), with key (block_key) in its first word: the
+ * free fast paths' push (pool.c's free, buf.c's inline release). */
+static inline void stack_push(tstack_t *b, uint64_t n, void *p, uintptr_t key)
+{
+    ohm_assert(n < b->cap && "a thread-cache stack never holds more than its capacity");
+    *(uintptr_t *)p = key;
+    b->slots[n] = p;
+    stack_set_n(b, n + 1);
+    stack_count_push(b);
+}
+
 /* Totals of one class of one cache (exact when its thread is quiet). */
 void tcache_class_totals(tcache_t *tc, unsigned cls, uint64_t *allocs, uint64_t *hits, uint64_t *frees);
 
