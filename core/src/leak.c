@@ -1069,49 +1069,77 @@ static int cmp_seq(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-int64_t ohm_leak_check(uint64_t mark, ohm_leak_handler *fn, void *arg)
+/* Deep copies of records (under their stripe locks), in an array that grows: what a checkpoint and a scope's close
+ * hand out, with no lock held. */
+typedef struct snapshot {
+    leak_track **tracks;
+    size_t n, cap;
+    bool nomem; /* some are missing */
+} snapshot;
+
+static void snapshot_free(snapshot *s)
 {
-    load_settings();
-    leak_track **snap = NULL;
-    size_t n = 0, cap = 0;
-    int64_t err = 0;
-    for (unsigned s = 0; s < LEAK_STRIPES && !err; s++) {
-        stripe *st = &stripes[s];
+    for (size_t i = 0; i < s->n; i++) track_free(s->tracks[i]);
+    free(s->tracks);
+    *s = (snapshot){0};
+}
+
+/* Room for more records in s; false (and s->nomem) if there is no memory for it. */
+static bool snapshot_reserve(snapshot *s, size_t more)
+{
+    if (s->n + more <= s->cap) return true;
+    size_t ncap = s->cap ? 2 * s->cap : 16;
+    if (ncap < s->n + more) ncap = s->n + more;
+    leak_track **p = realloc(s->tracks, ncap * sizeof *p);
+    if (!p) {
+        s->nomem = true;
+        return false;
+    }
+    s->tracks = p;
+    s->cap = ncap;
+    return true;
+}
+
+typedef bool record_match(const leak_track *t, const void *arg);
+
+/* Walks the stripes for the live (not released) records match accepts; with out, deep copies of them go into it
+ * until memory runs out (out->nomem). Returns how many matched. */
+static size_t live_records(record_match *match, const void *arg, snapshot *out)
+{
+    size_t found = 0;
+    for (unsigned i = 0; i < LEAK_STRIPES; i++) {
+        stripe *st = &stripes[i];
         pthread_mutex_lock(&st->lock);
         for (leak_track *t = st->head; t; t = t->next) {
-            if (t->seq < mark || atomic_load_explicit(&t->closed, memory_order_relaxed)) continue;
-            if (n == cap) {
-                size_t ncap = cap ? cap * 2 : 16;
-                leak_track **p = realloc(snap, ncap * sizeof *p);
-                if (!p) {
-                    err = 1;
-                    break;
-                }
-                snap = p;
-                cap = ncap;
-            }
+            if (atomic_load_explicit(&t->closed, memory_order_acquire) || !match(t, arg)) continue;
+            found++;
+            if (!out || out->nomem || !snapshot_reserve(out, 1)) continue;
             leak_track *c = track_clone(t);
-            if (!c) {
-                err = 1;
-                break;
-            }
-            snap[n++] = c;
+            if (c) out->tracks[out->n++] = c;
+            else out->nomem = true;
         }
         pthread_mutex_unlock(&st->lock);
     }
-    if (err) {
-        for (size_t i = 0; i < n; i++) track_free(snap[i]);
-        free(snap);
+    return found;
+}
+
+static bool made_since(const leak_track *t, const void *mark) { return t->seq >= *(const uint64_t *)mark; }
+
+int64_t ohm_leak_check(uint64_t mark, ohm_leak_handler *fn, void *arg)
+{
+    load_settings();
+    snapshot snap = {0};
+    live_records(made_since, &mark, &snap);
+    if (snap.nomem) {
+        snapshot_free(&snap);
         return ohm__error(OHM_ENOMEM, "ohm_leak_check: no memory for the snapshot of live records");
     }
     /* Creation order, and no locks held: fn may allocate buffers or call ohm_leak_* itself. */
-    if (n) qsort(snap, n, sizeof *snap, cmp_seq);
-    for (size_t i = 0; i < n; i++) {
-        deliver(snap[i], OHM_LEAK_CHECKPOINT, false, fn, arg);
-        track_free(snap[i]);
-    }
-    free(snap);
-    return (int64_t)n;
+    if (snap.n) qsort(snap.tracks, snap.n, sizeof *snap.tracks, cmp_seq);
+    for (size_t i = 0; i < snap.n; i++) deliver(snap.tracks[i], OHM_LEAK_CHECKPOINT, false, fn, arg);
+    int64_t n = (int64_t)snap.n;
+    snapshot_free(&snap);
+    return n;
 }
 
 /* ---- JSON ---- */
@@ -1385,31 +1413,18 @@ static void scope_unregister(leak_scope *sc)
     if (sc->reg_next) sc->reg_next->reg_prev = sc->reg_prev;
 }
 
-/* What an ended scope held: deep copies of its live records, and its gone records. */
-typedef struct scope_snapshot {
-    leak_track **tracks;
-    size_t n;
-    bool nomem; /* some are missing */
-} scope_snapshot;
-
-static void snapshot_free(scope_snapshot *s)
-{
-    for (size_t i = 0; i < s->n; i++) track_free(s->tracks[i]);
-    free(s->tracks);
-    s->tracks = NULL;
-    s->n = 0;
-}
-
 /* Ends sc, unregistered and the calling thread's innermost scope. Closed under its lock (no record joins it after
  * that, but for attach's race), then its live records are found in the stripes: with copy, *out gets copies of
  * them and, with with_gone, the gone ones (else those are freed). The records stay in their stripes, each
  * keeping the scope's memory, until released. The thread belongs to the parent again. Returns the live records
  * found, plus the gone ones with with_gone. */
-static int64_t scope_end(leak_scope *sc, bool copy, bool with_gone, scope_snapshot *out)
+static bool made_in(const leak_track *t, const void *sc) { return t->scope == sc; }
+
+static int64_t scope_end(leak_scope *sc, bool copy, bool with_gone, snapshot *out)
 {
     leak_track *gone;
-    size_t ngone = 0, cap = 0;
-    *out = (scope_snapshot){0};
+    size_t ngone = 0;
+    *out = (snapshot){0};
     pthread_mutex_t *m = &scope_locks[sc->lock];
     pthread_mutex_lock(m);
     atomic_store_explicit(&sc->closed, true, memory_order_relaxed);
@@ -1417,36 +1432,8 @@ static int64_t scope_end(leak_scope *sc, bool copy, bool with_gone, scope_snapsh
     sc->gone = NULL;
     if (with_gone)
         for (leak_track *t = gone; t; t = t->snext) ngone++;
-    int64_t live = 0;
-    for (unsigned i = 0; i < LEAK_STRIPES; i++) {
-        stripe *st = &stripes[i];
-        pthread_mutex_lock(&st->lock);
-        for (leak_track *t = st->head; t; t = t->next) {
-            if (atomic_load_explicit(&t->closed, memory_order_acquire) || t->scope != sc) continue;
-            live++;
-            if (!copy || out->nomem) continue;
-            if (out->n + ngone + 1 > cap) {
-                size_t ncap = cap ? 2 * cap : 16 + ngone;
-                leak_track **p = realloc(out->tracks, ncap * sizeof *p);
-                if (!p) {
-                    out->nomem = true;
-                    continue;
-                }
-                out->tracks = p;
-                cap = ncap;
-            }
-            leak_track *c = track_clone(t);
-            if (!c) out->nomem = true;
-            else out->tracks[out->n++] = c;
-        }
-        pthread_mutex_unlock(&st->lock);
-    }
-    live += (int64_t)ngone;
-    if (copy && ngone && !out->nomem && out->n + ngone > cap) {
-        leak_track **p = realloc(out->tracks, (out->n + ngone) * sizeof *p);
-        if (p) out->tracks = p;
-        else out->nomem = true;
-    }
+    int64_t live = (int64_t)live_records(made_in, sc, copy ? out : NULL) + (int64_t)ngone;
+    if (copy && ngone && !out->nomem) snapshot_reserve(out, ngone);
     pthread_mutex_unlock(m);
     for (leak_track *t = gone, *next; t; t = next) {
         next = t->snext;
@@ -1481,7 +1468,7 @@ int64_t ohm_leak_scope_close(uint64_t id, uint32_t wait_ms, ohm_leak_list **out)
     pthread_mutex_unlock(&scopes_lock);
     if (rc) return rc;
 
-    scope_snapshot snap;
+    snapshot snap;
     int64_t live = scope_end(sc, out != NULL, true, &snap);
     if (out && !snap.nomem) {
         leak_list *l = list_build(snap.tracks, snap.n);
@@ -1511,7 +1498,7 @@ static void scope_thread_exit(void *unused)
         pthread_mutex_unlock(&scopes_lock);
         /* Nobody is left to take the list: the live buffers go to the handler. Those reported while the scope
          * was open (a GC, a pool destroyed) were reported then. */
-        scope_snapshot snap;
+        snapshot snap;
         int64_t live = scope_end(sc, true, false, &snap);
         if (snap.n) qsort(snap.tracks, snap.n, sizeof *snap.tracks, cmp_seq);
         for (size_t i = 0; i < snap.n; i++) deliver(snap.tracks[i], OHM_LEAK_CHECKPOINT, false, NULL, NULL);
