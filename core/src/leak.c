@@ -1277,9 +1277,7 @@ uint64_t ohm_leak_scope_open(void)
     if (sc->parent) atomic_fetch_add(&sc->parent->refs, 1);
     pthread_mutex_lock(&scopes_lock);
     if (sc->parent) sc->parent->children++;
-    sc->reg_next = scopes_open;
-    if (scopes_open) scopes_open->reg_prev = sc;
-    scopes_open = sc;
+    LIST_PUSH_FRONT(scopes_open, sc, reg_next, reg_prev);
     pthread_mutex_unlock(&scopes_lock);
     set_thread_scope(sc);
     return sc->id;
@@ -1408,9 +1406,7 @@ void ohm_leak_list_free(ohm_leak_list *list)
 static void scope_unregister(leak_scope *sc)
 {
     if (sc->parent) sc->parent->children--;
-    if (sc->reg_prev) sc->reg_prev->reg_next = sc->reg_next;
-    else scopes_open = sc->reg_next;
-    if (sc->reg_next) sc->reg_next->reg_prev = sc->reg_prev;
+    LIST_UNLINK(scopes_open, sc, reg_next, reg_prev);
 }
 
 /* Ends sc, unregistered and the calling thread's innermost scope. Closed under its lock (no record joins it after

@@ -7,6 +7,7 @@
 
 #include "debug.h"
 #include "json.h"
+#include "list.h"
 #include "os.h"
 
 #include <errno.h>
@@ -271,18 +272,14 @@ static ohm_mm *registry;
 static void registry_add(ohm_mm *mm)
 {
     pthread_mutex_lock(&registry_lock);
-    mm->reg_next = registry;
-    if (registry) registry->reg_prev = mm;
-    registry = mm;
+    LIST_PUSH_FRONT(registry, mm, reg_next, reg_prev);
     pthread_mutex_unlock(&registry_lock);
 }
 
 static void registry_remove(ohm_mm *mm)
 {
     pthread_mutex_lock(&registry_lock);
-    if (mm->reg_prev) mm->reg_prev->reg_next = mm->reg_next;
-    else registry = mm->reg_next;
-    if (mm->reg_next) mm->reg_next->reg_prev = mm->reg_prev;
+    LIST_UNLINK(registry, mm, reg_next, reg_prev);
     pthread_mutex_unlock(&registry_lock);
 }
 

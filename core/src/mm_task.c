@@ -20,11 +20,11 @@ ohm_task *ohm_task_create(ohm_mm *mm, uint64_t id)
         return NULL;
     }
     ohm_task *t = aligned_alloc(_Alignof(ohm_task), sizeof *t); /* a multiple of its alignment */
-    if (t) memset(t, 0, sizeof *t);
     if (!t) {
         ohm__error(OHM_ENOMEM, "out of memory creating task %llu", (unsigned long long)id);
         return NULL;
     }
+    memset(t, 0, sizeof *t);
     t->mm = mm;
     t->id = id;
     mm_lock(mm);
