@@ -37,16 +37,20 @@ static hdr_block *hdr_blocks;   /* every block ever made (hdr_lock) */
 static ohm_buf *hdr_free_list;  /* linked through next_derived (hdr_lock) */
 static uint32_t hdr_next_index; /* hdr_lock */
 
-static OHM_TLS ohm_buf *tl_hdrs[HDR_CACHE];
-static OHM_TLS unsigned tl_nhdrs;
-static OHM_TLS int tl_hdr_registered; /* the thread-exit path will spill this thread's cache */
-static OHM_TLS unsigned tl_hdr_cap;   /* HDR_CACHE once registered, else 0: hdr_free's one compare covers both */
+/* This thread's free headers: one thread-local object, so the fast paths reach all of it from one TLS offset. */
+typedef struct hdr_cache {
+    unsigned n;
+    unsigned cap;   /* HDR_CACHE once registered, else 0: hdr_free's one compare covers both */
+    int registered; /* the thread-exit path will spill this thread's cache */
+    ohm_buf *hdrs[HDR_CACHE];
+} hdr_cache;
+static OHM_TLS hdr_cache tl_hc;
 
 static void hdr_spill(unsigned keep)
 {
     pthread_mutex_lock(&hdr_lock);
-    while (tl_nhdrs > keep) {
-        ohm_buf *h = tl_hdrs[--tl_nhdrs];
+    while (tl_hc.n > keep) {
+        ohm_buf *h = tl_hc.hdrs[--tl_hc.n];
         h->next_derived = hdr_free_list;
         hdr_free_list = h;
     }
@@ -57,9 +61,9 @@ static void hdr_spill(unsigned keep)
  * registers the thread again, and the thread-exit path runs once more for it. */
 void buf_thread_exit(void)
 {
-    tl_hdr_registered = 0;
-    tl_hdr_cap = 0;
-    if (tl_nhdrs) hdr_spill(0);
+    tl_hc.registered = 0;
+    tl_hc.cap = 0;
+    if (tl_hc.n) hdr_spill(0);
     leak_thread_exit(); /* its records go to the records pool's thread cache, which the next step flushes */
 }
 
@@ -67,14 +71,14 @@ void buf_thread_exit(void)
 static OHM_NOINLINE void hdr_register_thread(void)
 {
     ohm__thread_init();
-    tl_hdr_registered = 1;
-    tl_hdr_cap = HDR_CACHE;
+    tl_hc.registered = 1;
+    tl_hc.cap = HDR_CACHE;
 }
 
 /* Moves up to HDR_CACHE/2 free headers into this thread's cache, carving a new block if none are free. */
 static int hdr_refill(void)
 {
-    if (!tl_hdr_registered) hdr_register_thread();
+    if (!tl_hc.registered) hdr_register_thread();
     pthread_mutex_lock(&hdr_lock);
     if (!hdr_free_list) {
         hdr_block *blk = os_meta_alloc(HDR_BLOCK_BYTES);
@@ -94,8 +98,8 @@ static int hdr_refill(void)
         blk->next = hdr_blocks;
         hdr_blocks = blk;
     }
-    while (hdr_free_list && tl_nhdrs < HDR_CACHE / 2) {
-        tl_hdrs[tl_nhdrs++] = hdr_free_list;
+    while (hdr_free_list && tl_hc.n < HDR_CACHE / 2) {
+        tl_hc.hdrs[tl_hc.n++] = hdr_free_list;
         hdr_free_list = hdr_free_list->next_derived;
     }
     pthread_mutex_unlock(&hdr_lock);
@@ -104,11 +108,11 @@ static int hdr_refill(void)
 
 /* Free headers keep derived == NULL, retained_children == 0, linked == 0 and track == NULL (whoever ends a
  * header leaves them so), so making one live writes only what differs between buffers. */
-/* The header cache's top, with nh == tl_nhdrs > 0. */
+/* The header cache's top, with nh == tl_hc.n > 0. */
 static inline ohm_buf *hdr_pop(unsigned nh)
 {
-    ohm_buf *h = tl_hdrs[nh - 1];
-    tl_nhdrs = nh - 1;
+    ohm_buf *h = tl_hc.hdrs[nh - 1];
+    tl_hc.n = nh - 1;
     ohm_assert(!(st_gen(atomic_load_explicit(&h->state, memory_order_relaxed)) & 1) && "a cached header is free");
     ohm_assert(!atomic_load_explicit(&h->derived, memory_order_relaxed) && !h->linked && !h->track &&
                !atomic_load_explicit(&h->retained_children, memory_order_relaxed) &&
@@ -118,8 +122,8 @@ static inline ohm_buf *hdr_pop(unsigned nh)
 
 static inline ohm_buf *hdr_take(void)
 {
-    if (ohm_unlikely(!tl_nhdrs) && hdr_refill() != 0) return NULL;
-    return hdr_pop(tl_nhdrs);
+    if (ohm_unlikely(!tl_hc.n) && hdr_refill() != 0) return NULL;
+    return hdr_pop(tl_hc.n);
 }
 
 /* The next generation of a free header: odd. */
@@ -171,18 +175,18 @@ static void hdr_kill(ohm_buf *h)
 
 static OHM_NOINLINE void hdr_free_slow(ohm_buf *h)
 {
-    if (!tl_hdr_registered) hdr_register_thread();
-    if (tl_nhdrs == HDR_CACHE) hdr_spill(HDR_CACHE / 2);
-    tl_hdrs[tl_nhdrs++] = h;
+    if (!tl_hc.registered) hdr_register_thread();
+    if (tl_hc.n == HDR_CACHE) hdr_spill(HDR_CACHE / 2);
+    tl_hc.hdrs[tl_hc.n++] = h;
 }
 
 static inline void hdr_free(ohm_buf *h)
 {
-    if (ohm_unlikely(tl_nhdrs >= tl_hdr_cap)) {
+    if (ohm_unlikely(tl_hc.n >= tl_hc.cap)) {
         hdr_free_slow(h);
         return;
     }
-    tl_hdrs[tl_nhdrs++] = h;
+    tl_hc.hdrs[tl_hc.n++] = h;
 }
 
 /* ---- ids and liveness ---- */
@@ -498,7 +502,7 @@ static OHM_NOINLINE ohm_buf *alloc_sampled(ohm_buf *b, uint32_t gen, void *user_
  * call on this path, none of the slow path's register saves either. */
 ohm_buf *ohm_buf_alloc(ohm_pool *pool, size_t size)
 {
-    unsigned nh = tl_nhdrs;
+    unsigned nh = tl_hc.n;
     if (ohm_likely(pool != NULL) && ohm_likely(tcache_last.pool_id == pool->id) && ohm_likely(nh != 0)) {
         tcache_t *tc = tcache_last.tc;
         if (ohm_likely(size < atomic_load_explicit(&tc->alloc_limit, memory_order_acquire)) &&
@@ -665,21 +669,21 @@ static OHM_NOINLINE int release_to_pool(ohm_buf *o, ohm_pool *pool, void *data)
     return 1;
 }
 
-/* A pool root whose header the caller ended (count 0, even generation) and owns: the header to this thread's
- * cache, the block to its pool. That is the pool's own push (pool.c's free fast path) when the block goes back to
- * the cache it came from, which is this thread's cache for the pool now: the block is known to be a live block of
- * its class, so only a raw ohm_pool_free of it by its user (the free-block key) is left to check. */
-static inline __attribute__((always_inline)) int root_give_back(ohm_buf *o)
+/* A pool root whose header the caller ended (count 0, even generation) and owns, whose block came through cache tc
+ * (not NULL): the header to this thread's cache, the block to its pool. That is the pool's own push (pool.c's free
+ * fast path) when the block goes back to the cache it came from, which is this thread's cache for the pool now:
+ * the block is known to be a live block of its class, so only a raw ohm_pool_free of it by its user (the
+ * free-block key) is left to check. */
+static inline __attribute__((always_inline)) int root_give_back(ohm_buf *o, tcache_t *tc)
 {
     void *data = o->data;
     ohm_pool *pool = o->ctx;
-    tcache_t *tc = o->tc;
-    if (ohm_likely(tc != NULL) && ohm_likely(tcache_last.tc == tc) && ohm_likely(tcache_last.pool_id == pool->id) &&
-        ohm_likely(tl_nhdrs < tl_hdr_cap)) {
+    if (ohm_likely(tcache_last.tc == tc) && ohm_likely(tcache_last.pool_id == pool->id) &&
+        ohm_likely(tl_hc.n < tl_hc.cap)) {
         tstack_t *stack = tc->stacks[o->cls];
-        uint32_t sn = stack_n(stack);
+        uint64_t sn = atomic_load_explicit(&stack->n, memory_order_relaxed);
         if (ohm_likely(sn < stack->cap) && ohm_likely(block_word0(data) != block_key(data))) {
-            tl_hdrs[tl_nhdrs++] = o;
+            tl_hc.hdrs[tl_hc.n++] = o;
             stack_push(stack, sn, data, block_key(data));
             return 1;
         }
@@ -688,38 +692,60 @@ static inline __attribute__((always_inline)) int root_give_back(ohm_buf *o)
 }
 
 /* The inline release of a tracked root: released properly, so its record closes. */
-static OHM_NOINLINE int release_tracked(ohm_buf *o)
+static OHM_NOINLINE int release_tracked(ohm_buf *o, tcache_t *tc)
 {
     leak_track_close(o->track);
     o->track = NULL;
-    return root_give_back(o);
+    return root_give_back(o, tc);
 }
 
 /* The common case inline: a live pool root with no derived handles and no retained slices, released to 0 by one
  * CAS, goes straight back to its pool. */
 int ohm_buf_release(ohm_buf *b, uint32_t n)
 {
-    if (ohm_unlikely(!b || !n)) return release_misuse(b, n);
+    if (ohm_unlikely(!b)) return release_misuse(b, n);
     uint64_t st = atomic_load_explicit(&b->state, memory_order_acquire);
+    tcache_t *tc = b->tc;
     /* A pool root whose block came through a thread cache (tc, set for nothing else) at count n, with no
      * derived handle or retained slice: one CAS takes the count to 0 and ends the header (the next, even
-     * generation). Its own generation matching rules out a released handle. */
-    if (ohm_likely(st == st_make(b->owner_gen, n)) && ohm_likely(b->owner == b) && ohm_likely(b->tc != NULL) &&
+     * generation). Its own generation matching rules out a released handle; n == 0 never matches, since the only
+     * live roots at count 0 are parked ones, which have no tc. */
+    if (ohm_likely(st == st_make(b->owner_gen, n)) && ohm_likely(b->owner == b) && ohm_likely(tc != NULL) &&
         !atomic_load_explicit(&b->derived, memory_order_relaxed) &&
         !atomic_load_explicit(&b->retained_children, memory_order_relaxed) &&
-        atomic_compare_exchange_strong_explicit(&b->state, &st, st_make(b->owner_gen + 1, 0), memory_order_acq_rel,
+        atomic_compare_exchange_strong_explicit(&b->state, &st, (st | UINT32_MAX) + 1, memory_order_acq_rel,
                                                 memory_order_relaxed)) {
         owner_end_check(b);
-        if (ohm_unlikely(b->track != NULL)) return release_tracked(b);
-        return root_give_back(b);
+        if (ohm_unlikely(b->track != NULL)) return release_tracked(b, tc);
+        return root_give_back(b, tc);
     }
-    if (ohm_unlikely(!(st_gen(st) & 1))) return release_misuse(b, n);
+    if (ohm_unlikely(!n) || ohm_unlikely(!(st_gen(st) & 1))) return release_misuse(b, n);
     return release_owner(b->owner, b->owner_gen, n, "release");
 }
 
+/* The state word of a live root, read with its generation check only: a root is its own count owner and memory
+ * owner (root == b holds for roots alone), and a live one has count >= 1. 0 when b is not a live root. */
+static inline uint64_t root_state(const ohm_buf *b)
+{
+    uint64_t st = atomic_load_explicit(&((ohm_buf *)b)->state, memory_order_acquire);
+    return st_gen(st) == b->owner_gen ? st : 0;
+}
+
 uint32_t ohm_buf_refcnt(const ohm_buf *b) { return b ? st_count(owner_state(b)) : 0; }
-void *ohm_buf_data(const ohm_buf *b) { return b && owner_state(b) ? b->data : NULL; }
-size_t ohm_buf_size(const ohm_buf *b) { return b && owner_state(b) ? b->size : 0; }
+
+void *ohm_buf_data(const ohm_buf *b)
+{
+    if (ohm_unlikely(!b)) return NULL;
+    if (ohm_likely(b->root == b)) return st_count(root_state(b)) ? b->data : NULL;
+    return owner_state(b) ? b->data : NULL;
+}
+
+size_t ohm_buf_size(const ohm_buf *b)
+{
+    if (ohm_unlikely(!b)) return 0;
+    if (ohm_likely(b->root == b)) return st_count(root_state(b)) ? b->size : 0;
+    return owner_state(b) ? b->size : 0;
+}
 ohm_buf_origin ohm_buf_origin_of(const ohm_buf *b) { return b ? (ohm_buf_origin)b->root->origin : OHM_ORIGIN_POOL; }
 
 /* ---- slices ---- */
