@@ -9,8 +9,8 @@
 #define bind_unlikely(x)  __builtin_expect(!!(x), 0)
 #define BIND_COLD         __attribute__((cold, noinline))
 #define BIND_PRINTF(f, a) __attribute__((format(printf, f, a)))
-/* Thread-locals of a library that JNI or Lua load with dlopen: initial-exec, as the core's, for the same reason
- * (no __tls_get_addr on each call; glibc keeps spare static TLS for such libraries). */
+/* Thread-locals of a library that JNI or Lua load with dlopen: initial-exec, as the core's OHM_TLS, for the same
+ * reason and under the same budget (core/src/internal.h: small, fast-path state only). */
 #define BIND_TLS _Thread_local __attribute__((tls_model("initial-exec")))
 
 /* Before running host code for h on the calling thread: 0 (and *token for bind_host_call_end) if this thread

@@ -24,7 +24,7 @@
 #include <string.h>
 
 #define MAX_QUEUED 1024 /* leak reports kept for a host that is not running; more are counted and dropped */
-#define MAX_DEPTH  64   /* hosts entered on one thread at once; deeper entries are counted, not recorded */
+#define MAX_DEPTH  16   /* hosts entered on one thread at once; deeper entries are counted, not recorded */
 
 typedef struct queued {
     struct queued *next;

@@ -1,6 +1,6 @@
 /* Errors, the log handler and OHM_* environment parsing.
  *
- * Every failure leaves a code and a message in thread-local storage, so a binding can turn it into a Java
+ * Every failure leaves a code and a message per thread, so a binding can turn it into a Java
  * exception or a Lua error without the core knowing either exists. Logging goes through one replaceable
  * handler; the default writes WARN and above to stderr (a JVM host replaces it with System.Logger). */
 #define _GNU_SOURCE
@@ -17,7 +17,35 @@
 
 static OHM_TLS int tl_code;
 static OHM_TLS int tl_errno;
-static OHM_TLS char tl_message[ERROR_MESSAGE_MAX];
+/* The text of this thread's last error: a heap buffer of ERROR_MESSAGE_MAX bytes made at the thread's first error
+ * and freed at its exit by a key of its own, not a thread-local array: thread-locals must stay small (OHM_TLS in
+ * internal.h). NULL until then, and when it could not be made (the code's own text stands in). The key is not
+ * lifecycle.c's: errors are raised during process start, which that key's setup would wait for. */
+static OHM_TLS char *tl_message;
+static pthread_key_t message_key;
+static pthread_once_t message_key_once = PTHREAD_ONCE_INIT;
+static bool message_key_made;
+
+static void message_free(void *m)
+{
+    free(m);
+    tl_message = NULL;
+}
+
+static void message_key_make(void) { message_key_made = pthread_key_create(&message_key, message_free) == 0; }
+
+static char *message_buffer(void)
+{
+    if (ohm_likely(tl_message != NULL)) return tl_message;
+    pthread_once(&message_key_once, message_key_make);
+    if (!message_key_made) return NULL;
+    char *m = malloc(ERROR_MESSAGE_MAX);
+    if (m && pthread_setspecific(message_key, m) != 0) {
+        free(m);
+        m = NULL;
+    }
+    return tl_message = m;
+}
 
 const char *ohm_strerror(int code)
 {
@@ -30,7 +58,12 @@ const char *ohm_strerror(int code)
     }
 }
 
-const char *ohm_last_error(void) { return tl_message; }
+const char *ohm_last_error(void)
+{
+    if (tl_message) return tl_message;
+    return tl_code ? ohm_strerror(tl_code) : "";
+}
+
 int ohm_last_error_code(void) { return tl_code; }
 int ohm_last_errno(void) { return tl_errno; }
 
@@ -38,7 +71,7 @@ void ohm__error_clear(void)
 {
     tl_code = 0;
     tl_errno = 0;
-    tl_message[0] = '\0';
+    if (tl_message) tl_message[0] = '\0';
 }
 
 static void set_error(int code, int err, const char *fmt, va_list ap) OHM_PRINTF(3, 0);
@@ -46,7 +79,8 @@ static void set_error(int code, int err, const char *fmt, va_list ap)
 {
     tl_code = code;
     tl_errno = err;
-    vsnprintf(tl_message, sizeof tl_message, fmt, ap);
+    char *m = message_buffer();
+    if (m) vsnprintf(m, ERROR_MESSAGE_MAX, fmt, ap);
 }
 
 int ohm__error(int code, const char *fmt, ...)
@@ -69,8 +103,8 @@ int ohm__error_sys(int code, int err, const char *fmt, ...)
     va_start(ap, fmt);
     set_error(code, err, fmt, ap);
     va_end(ap);
-    size_t n = strlen(tl_message);
-    if (n + 8 < sizeof tl_message) snprintf(tl_message + n, sizeof tl_message - n, ": %s", strerror(err));
+    size_t n = tl_message ? strlen(tl_message) : ERROR_MESSAGE_MAX;
+    if (n + 8 < ERROR_MESSAGE_MAX) snprintf(tl_message + n, ERROR_MESSAGE_MAX - n, ": %s", strerror(err));
     return code;
 }
 

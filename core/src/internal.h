@@ -37,7 +37,11 @@
 #define OHM_COLD         __attribute__((cold, noinline))
 #define OHM_PRINTF(f, a) __attribute__((format(printf, f, a)))
 /* Thread-locals of a library that JNI or Lua load with dlopen: initial-exec avoids a __tls_get_addr call on
- * every allocation; glibc keeps spare static TLS for such libraries, and ours is a few hundred bytes. */
+ * every allocation. A dlopen'ed library with initial-exec accesses gets its whole TLS segment out of the little
+ * spare static TLS glibc keeps for all such libraries of the process (about 1.6 KiB in all by default); past it,
+ * dlopen fails with "cannot allocate memory in static TLS block". So thread-locals stay small, and large
+ * per-thread state that only slow paths touch (the error message) lives on the heap behind a thread-local
+ * pointer; the *_static_tls tests hold every shared object to 1 KiB. */
 #define OHM_TLS _Thread_local __attribute__((tls_model("initial-exec")))
 
 #define OHM_PAGE_SHIFT 12
