@@ -3,6 +3,6 @@
 local ohm = require "ohm"
 local hoard = {}
 return {
-  iteration = function(ctx) hoard[#hoard + 1] = ctx:keep(ohm.alloc(65536)) end,
+  iteration = function(ctx) hoard[#hoard + 1] = ctx:keep(ohm.alloc(4096)) end,
   teardown = function() for _, b in ipairs(hoard) do b:release() end end,
 }
