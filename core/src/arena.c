@@ -641,10 +641,6 @@ int arena_init(arena_t *a, chunk_space *space, unsigned index)
     a->space = space;
     a->cfg = space->cfg;
     a->index = index;
-#ifdef OHM_DEBUG
-    for (unsigned cls = 0; cls < SC_NSMALL; cls++)
-        ohm_assert(sc_table[cls].slab_objs <= RUN_SLAB_WORDS * 64 && "slab geometry: every slab fits a run's bitmap");
-#endif
     if (pthread_mutex_init(&a->lock, NULL) != 0) return ohm__error(OHM_ESYS, "pthread_mutex_init failed");
     return 0;
 }

@@ -27,9 +27,9 @@ typedef struct run run_t;
 
 /* A slab's free bitmap holds 256 blocks: a one-page slab of the 16-byte class has the most (4096 / 16). Slabs of
  * several pages exist only for classes from 896 B up (one page would waste more than 1/16 there) and hold at most
- * nine; arena_init checks the table against this bound in OHM_DEBUG builds. */
+ * nine. The size-class table's geometry never passes SC_SLAB_MAX_OBJS. */
 #define RUN_SLAB_WORDS 4
-_Static_assert(RUN_SLAB_WORDS * 64 >= OHM_PAGE / 16, "a one-page slab of the smallest class fits the bitmap");
+_Static_assert(SC_SLAB_MAX_OBJS <= RUN_SLAB_WORDS * 64, "every slab's blocks fit a run's bitmap");
 
 /* One cache line a page, as every run operation reads or writes only its own record: the fields each state of a
  * run uses overlap those the others leave alone. A free run uses its heap links, purge links and decay time; a
