@@ -2,8 +2,8 @@
  *
  * Free runs carry boundary tags in the page entries: a free run's first and last entries both name its head
  * page, whose run record holds the length, so freeing a run finds and merges its neighbours in O(1). The tags
- * are in the dense page-entry array, not in the 128-byte run records: a tail record would be one more cold
- * cache line per free (measured: most of the time in run_make_free).
+ * are in the dense page-entry array, not in the run records: a tail record would be one more cold cache line
+ * per free (measured: most of the time in run_make_free).
  * A free run merges with every free neighbour, resident or purged, so free runs are maximal and a wholly free
  * chunk is one run that serves any request that fits. Which of a run's pages are dirty (freed since they were
  * last purged) is in its chunk's dirty map, one bit per page: a piece split off takes exactly its own dirty
@@ -236,6 +236,20 @@ static void timed_remove(arena_t *a, run_t *r)
     r->timed = 0;
 }
 
+/* The bits of a slab's bitmap word w that stand for blocks, of objs blocks in all. */
+static uint64_t slab_word_bits(unsigned objs, unsigned w)
+{
+    unsigned n = objs > w * 64 ? objs - w * 64 : 0;
+    return n >= 64 ? ~0ull : (1ull << n) - 1;
+}
+
+/* Marks every block of slab s free in bitmap words [from, RUN_SLAB_WORDS). */
+static void slab_fill_bits(run_t *s, unsigned from)
+{
+    unsigned objs = sc_table[s->cls].slab_objs;
+    for (unsigned w = from; w < RUN_SLAB_WORDS; w++) s->bitmap[w] = slab_word_bits(objs, w);
+}
+
 /* ---- O(1) checks at each run operation (OHM_DEBUG) ----
  * The tags of the run an operation touches and of its neighbours, and its dirty bits (a few words of the map).
  * Whole-chunk and whole-arena walks are at the end of this file. */
@@ -286,12 +300,18 @@ static void check_alloc_run(const chunk_t *c, size_t h, uint32_t n)
     ohm_assert(map_count(c, h, n) == 0 && "allocated run: no dirty bit on an allocated page");
 }
 
-/* A slab's free count against its bitmap (eight popcounts), and no bit past its last block. */
+/* A slab's free count against its bitmap (four popcounts), and no bit past its last block. An empty slab's
+ * bitmap holds its list links past the first word: its count says every block is free. */
 static void check_slab_bits(const run_t *s)
 {
     unsigned objs = sc_table[s->cls].slab_objs, set = 0;
-    for (unsigned w = 0; w < SC_SLAB_WORDS; w++) {
-        uint64_t valid = objs >= (w + 1) * 64 ? ~0ull : objs <= w * 64 ? 0 : ~0ull >> (64 - (objs - w * 64));
+    if (s->timed) {
+        ohm_assert(s->nfree == objs && s->bitmap[0] == slab_word_bits(objs, 0) &&
+                   "empty slab: every block is free, and its first bitmap word (not a list link) says so");
+        return;
+    }
+    for (unsigned w = 0; w < RUN_SLAB_WORDS; w++) {
+        uint64_t valid = slab_word_bits(objs, w);
         ohm_assert(!(s->bitmap[w] & ~valid) && "slab: no free bit past its last block");
         set += (unsigned)__builtin_popcountll(s->bitmap[w]);
     }
@@ -499,7 +519,7 @@ static void partial_push(arena_t *a, run_t *s) { LIST_PUSH_FRONT(a->partial[s->c
 static void partial_remove(arena_t *a, run_t *s) { LIST_UNLINK(a->partial[s->cls], s, next, prev); }
 
 /* Empty slabs: a slab whose last block came back stays a slab, on the partial list and on this FIFO (through
- * the purge-list links and freed_ms, which slabs do not otherwise use). A workload that empties and refills
+ * the purge-list links and freed_ms, which take its bitmap's place: chunk.h). A workload that empties and refills
  * its slabs in rounds (batch-*) then reuses them instead of rebuilding them from pages every round (measured:
  * run bookkeeping was the largest part of ohm's own time there). Purging returns them to pages after the
  * decay delay, under dirty-memory pressure, or at trim. */
@@ -531,8 +551,7 @@ static run_t *slab_new(arena_t *a, unsigned cls)
     s->cls = (uint8_t)cls;
     s->timed = 0;
     s->nfree = ci->slab_objs;
-    memset(s->bitmap, 0, sizeof s->bitmap);
-    for (unsigned i = 0; i < ci->slab_objs; i++) s->bitmap[i / 64] |= 1ull << (i % 64);
+    slab_fill_bits(s, 0);
     for (size_t i = h; i < h + ci->slab_pages; i++) pg_set(c, i, pg_make(PG_SLAB, cls, (unsigned)h));
     poison_new_slab(a->cfg, chunk_page_addr(c, h), (size_t)ci->slab_pages << OHM_PAGE_SHIFT);
     partial_push(a, s);
@@ -546,15 +565,23 @@ static unsigned slab_take(arena_t *a, run_t *s, void **out, unsigned want)
     uintptr_t base = (uintptr_t)chunk_page_addr(c, chunk_run_index(c, s));
     size_t size = sc_size(s->cls);
     unsigned got = 0;
-    if (s->timed && want) empty_remove(a, s); /* an empty slab in use again */
-    for (unsigned w = 0; w < SC_SLAB_WORDS && got < want && s->nfree; w++) {
-        while (s->bitmap[w] && got < want) {
-            unsigned bit = (unsigned)__builtin_ctzll(s->bitmap[w]);
-            s->bitmap[w] &= s->bitmap[w] - 1;
-            out[got++] = (void *)(base + (w * 64 + bit) * size);
-            s->nfree--;
-        }
+    if (s->timed && want) { /* an empty slab in use again */
+        empty_remove(a, s);
+        /* The empty list's links took the bitmap's words from the second on (chunk.h); the first, in the
+         * free-run heap's child slot, kept its bits, and is the only word of a slab of up to 64 blocks. */
+        if (sc_table[s->cls].slab_objs > 64) slab_fill_bits(s, 1);
+        else memset(&s->bitmap[1], 0, (RUN_SLAB_WORDS - 1) * sizeof s->bitmap[0]);
     }
+    /* A word's bits stay in a register while its blocks are taken: out[] is written in the loop. */
+    unsigned take = want < s->nfree ? want : s->nfree;
+    for (unsigned w = 0; w < RUN_SLAB_WORDS && got < take; w++) {
+        uint64_t bits = s->bitmap[w];
+        uintptr_t first = base + (uintptr_t)w * 64 * size;
+        for (; bits && got < take; bits &= bits - 1)
+            out[got++] = (void *)(first + (size_t)__builtin_ctzll(bits) * size);
+        s->bitmap[w] = bits;
+    }
+    s->nfree = (uint16_t)(s->nfree - got);
     if (!s->nfree) partial_remove(a, s);
 #ifdef OHM_DEBUG
     check_slab_bits(s);
@@ -570,18 +597,30 @@ static int slab_free(arena_t *a, chunk_t *c, size_t h, void *p)
     run_t *s = &c->runs[h];
     size_t idx = sc_div(s->cls, (uintptr_t)p - (uintptr_t)chunk_page_addr(c, h));
     ohm_assert(s->state == RUN_SLAB && idx < sc_table[s->cls].slab_objs && "slab_free: a block of a live slab");
-    uint64_t bit = 1ull << (idx % 64);
-    if (s->bitmap[idx / 64] & bit)
-        return ohm__error(OHM_EINVAL, "pool '%s': double free of %p (the block is already free)", a->cfg->name, p);
-    s->bitmap[idx / 64] |= bit;
-    if (++s->nfree == 1) partial_push(a, s);
-    /* An empty slab is kept for reuse (see empty_append); a poisoning pool keeps it for good (poison.h). */
-    if (s->nfree == sc_table[s->cls].slab_objs && !poison_on(a->cfg)) empty_append(a, s);
+    uint64_t old = s->bitmap[idx / 64], bit = 1ull << (idx % 64);
+    if (old & bit) goto double_free;
+    s->bitmap[idx / 64] = old | bit;
+    if (++s->nfree == 1) {
+        partial_push(a, s);
+    } else if (ohm_unlikely(s->nfree >= sc_table[s->cls].slab_objs)) {
+        /* A free into a slab that was empty already: its bitmap words past the first hold list links (chunk.h),
+         * so the bit may have read clear. The count tells; the word is put back. Checked here, where the count
+         * is compared anyway, rather than on every free. */
+        if (s->nfree > sc_table[s->cls].slab_objs) {
+            s->bitmap[idx / 64] = old;
+            s->nfree--;
+            goto double_free;
+        }
+        /* An empty slab is kept for reuse (see empty_append); a poisoning pool keeps it for good (poison.h). */
+        if (!poison_on(a->cfg)) empty_append(a, s);
+    }
 #ifdef OHM_DEBUG
     check_slab_bits(s);
     a->dbg_touched = c;
 #endif
     return 0;
+double_free:
+    return ohm__error(OHM_EINVAL, "pool '%s': double free of %p (the block is already free)", a->cfg->name, p);
 }
 
 /* Turns an empty slab back into free pages. Lock held. */

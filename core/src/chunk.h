@@ -2,9 +2,10 @@
  * kept outside the chunk so that all of it is usable; and the address map that finds a chunk from any address.
  *
  * Every page of a chunk has a 32-bit entry (kind, size class, head page of its run) so that free() validates a
- * pointer and finds its class with one load, and a run record, meaningful at a run's first page only. A free
- * run's last page entry also names its head (the boundary tag for coalescing). Page entries are written under the arena lock and
- * read lock-free by free() and lookups. Huge blocks (above the chunk size) are chunks of their own kind. */
+ * pointer and finds its class with one load, and a run record (one cache line), meaningful at a run's first page
+ * only. A free run's last page entry also names its head (the boundary tag for coalescing). Page entries are
+ * written under the arena lock and read lock-free by free() and lookups. Huge blocks (above the chunk size) are
+ * chunks of their own kind. */
 #ifndef OHM_CHUNK_H
 #define OHM_CHUNK_H
 
@@ -23,26 +24,49 @@ enum { RUN_FREE = 0, RUN_SLAB, RUN_LARGE };         /* run record states */
 enum { CHUNK_ARENA = 0, CHUNK_HUGE };
 
 typedef struct run run_t;
+
+/* A slab's free bitmap holds 256 blocks: a one-page slab of the 16-byte class has the most (4096 / 16). Slabs of
+ * several pages exist only for classes from 896 B up (one page would waste more than 1/16 there) and hold at most
+ * nine. The size-class table's geometry never passes SC_SLAB_MAX_OBJS. */
+#define RUN_SLAB_WORDS 4
+_Static_assert(SC_SLAB_MAX_OBJS <= RUN_SLAB_WORDS * 64, "every slab's blocks fit a run's bitmap");
+
+/* One cache line a page, as every run operation reads or writes only its own record: the fields each state of a
+ * run uses overlap those the others leave alone. A free run uses its heap links, purge links and decay time; a
+ * slab its partial-list links and bitmap. An empty slab (every block free, on the arena's empty list) has a
+ * bitmap known from its class, so its list links and decay time take the place of the bitmap's words from the
+ * second on; the first word, in the child slot that no slab uses, keeps its bits, and is all of the bitmap of a
+ * slab of up to 64 blocks (arena.c: slab_take writes the other words back when the slab is used again). */
 struct run {
-    uint32_t npages;
+    uint16_t npages; /* a chunk has at most SC_MAX_SIZE >> OHM_PAGE_SHIFT pages */
     uint8_t state;
-    uint8_t cls;          /* slabs and large runs */
-    uint8_t timed;        /* free runs: on the arena's purge (time) list */
-    uint16_t nfree;       /* slabs: free blocks */
-    uint32_t ndirty;      /* free runs: pages that may be resident (set in the chunk's map) */
+    uint8_t cls;   /* slabs and large runs */
+    uint8_t timed; /* free runs: on the purge list; slabs: on the empty list */
+    union {
+        uint16_t nfree;  /* slabs: free blocks */
+        uint16_t ndirty; /* free runs: pages that may be resident (set in the chunk's map) */
+    };
     struct chunk *chunk;  /* set whenever the record becomes a head */
     run_t *next, *prev;   /* free runs: siblings in their bin's heap (prev is the parent of a
                                first child); slabs: the arena's partial-slab list              */
-    run_t *tnext, *tprev; /* purge list, oldest first */
-    uint64_t freed_ms;    /* free runs: when they became free (decay) */
     union {
-        uint64_t bitmap[SC_SLAB_WORDS]; /* slabs: 1 = free block */
-        run_t *child;                   /* free runs: first child in their bin's heap */
+        uint64_t bitmap[RUN_SLAB_WORDS]; /* slabs that are not empty: 1 = free block */
+        struct {
+            run_t *child;         /* free runs: first child in their bin's heap */
+            run_t *tnext, *tprev; /* free runs: purge list; empty slabs: empty list; oldest first */
+            uint64_t freed_ms;    /* when the run became free, or the slab empty (decay) */
+        };
     };
 };
 
-/* Two cache lines: everything run operations touch in the first, the slab bitmap in the second. */
-_Static_assert(sizeof(run_t) == 128 && offsetof(run_t, bitmap) == 64, "run_t layout");
+_Static_assert(sizeof(run_t) == 64 && offsetof(run_t, bitmap) == 32, "run_t: one cache line");
+_Static_assert((SC_MAX_SIZE >> OHM_PAGE_SHIFT) <= UINT16_MAX, "a chunk's page count fits a run's npages");
+
+/* Whether block idx of slab s is free: every block of an empty slab is, whose bitmap holds its list links. */
+static inline bool run_slab_block_free(const run_t *s, size_t idx)
+{
+    return s->timed || ((s->bitmap[idx / 64] >> (idx % 64)) & 1);
+}
 
 typedef struct chunk {
     uintptr_t base;

@@ -37,7 +37,7 @@ static int lookup_in_chunk(chunk_t *c, const void *addr, ohm_block_info *info)
         size_t size = sc_size(cls), idx = (size_t)((const char *)addr - run) / size;
         if (idx >= sc_table[cls].slab_objs) return ohm__error(OHM_EINVAL, "%p is in the unused tail of a slab", addr);
         char *block = run + idx * size;
-        int free_in_slab = (s->bitmap[idx / 64] >> (idx % 64)) & 1;
+        int free_in_slab = run_slab_block_free(s, idx);
         fill_info(info, c, block, size, cls, OHM_BLOCK_SMALL, !free_in_slab && !block_is_cached(block));
         return 0;
     }
@@ -80,7 +80,7 @@ static int walk_chunk(chunk_t *c, ohm_walk_fn *fn, void *arg)
             size_t size = sc_size(cls);
             for (unsigned i = 0; i < sc_table[cls].slab_objs; i++) {
                 char *block = run + i * size;
-                if ((r->bitmap[i / 64] >> (i % 64)) & 1 || block_is_cached(block)) continue;
+                if (run_slab_block_free(r, i) || block_is_cached(block)) continue;
                 fill_info(&info, c, block, size, cls, OHM_BLOCK_SMALL, 1);
                 int rc = fn(arg, &info);
                 if (rc) return rc;

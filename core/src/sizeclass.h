@@ -15,7 +15,7 @@
 #define SC_NSMALL        40    /* classes 0..39 live in slabs */
 #define SC_SMALL_MAX     32768 /* largest slab class */
 #define SC_MAX_SIZE      ((size_t)64 << 20)
-#define SC_SLAB_MAX_OBJS 512 /* bitmap bound: 8 x 64 bits */
+#define SC_SLAB_MAX_OBJS 256 /* bitmap bound: 4 x 64 bits (chunk.h: RUN_SLAB_WORDS) */
 #define SC_SLAB_WORDS    (SC_SLAB_MAX_OBJS / 64)
 
 typedef struct sc_info {
