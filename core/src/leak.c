@@ -31,12 +31,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LEAK_STRIPES 16   /* few enough that fork can hold them all (TSan allows 64 locks held at once) */
-#define DEDUP_SLOTS  4096 /* power of two */
-#define DEDUP_MAX    (DEDUP_SLOTS / 4 * 3)     /* forget every hash when the set is this full (bounded memory) */
+#define LEAK_STRIPES 16                    /* few enough that fork holds them all, and a checkpoint walks them all */
+#define DEDUP_SLOTS  4096                  /* power of two */
+#define DEDUP_MAX    (DEDUP_SLOTS / 4 * 3) /* forget every hash when the set is this full (bounded memory) */
 #define RAW_FRAMES   (OHM_LEAK_MAX_FRAMES + 8) /* room for the frames inside ohm that are skipped */
 #define LEVEL_UNSET  0xffu
 #define LOG_CHUNK    900 /* ohm__log formats into 1024 bytes: long reports go in pieces */
+/* What a leak.h entry point runs in its own frame: the creation's stack walk starts there (capture). */
+#define LEAK_INLINE static inline __attribute__((always_inline))
 
 /* ---- records ---- */
 
@@ -75,11 +77,38 @@ struct leak_track {
 };
 
 typedef struct stripe {
-    pthread_mutex_t lock;
+    _Atomic uint32_t lock; /* stripe_lock */
     leak_track *head;
 } __attribute__((aligned(64))) stripe;
 
 static stripe stripes[LEAK_STRIPES];
+
+/* A stripe's lock is a futex word (Drepper's "Futexes Are Tricky", mutex 3): 0 free, 1 held, 2 held and maybe
+ * waited for; a waiter sleeps at once, as a default pthread mutex's does. Uncontended it is one atomic
+ * instruction each way: PARANOID takes it at every tracked creation, where a pthread mutex's round trip cost a
+ * tenth of tracking. */
+static OHM_COLD void stripe_lock_wait(stripe *st, uint32_t c)
+{
+    if (c != 2) c = atomic_exchange_explicit(&st->lock, 2, memory_order_acquire);
+    while (c != 0) {
+        os_wait_on(&st->lock, 2);
+        c = atomic_exchange_explicit(&st->lock, 2, memory_order_acquire);
+    }
+}
+
+static inline void stripe_lock(stripe *st)
+{
+    uint32_t c = 0;
+    if (ohm_likely(
+            atomic_compare_exchange_strong_explicit(&st->lock, &c, 1, memory_order_acquire, memory_order_relaxed)))
+        return;
+    stripe_lock_wait(st, c);
+}
+
+static inline void stripe_unlock(stripe *st)
+{
+    if (ohm_unlikely(atomic_exchange_explicit(&st->lock, 0, memory_order_release) == 2)) os_wake_one(&st->lock);
+}
 
 /* ---- memory for records ----
  * Records and access records come from a private ohm pool, not malloc: a thread-cache pop instead of glibc's
@@ -341,12 +370,12 @@ void leak_prefork(void)
     pthread_mutex_lock(&dedup_lock);
     pthread_mutex_lock(&scopes_lock);
     for (unsigned i = 0; i < SCOPE_LOCKS; i++) pthread_mutex_lock(&scope_locks[i]);
-    for (unsigned i = 0; i < LEAK_STRIPES; i++) pthread_mutex_lock(&stripes[i].lock);
+    for (unsigned i = 0; i < LEAK_STRIPES; i++) stripe_lock(&stripes[i]);
 }
 
 void leak_postfork(void)
 {
-    for (unsigned i = LEAK_STRIPES; i-- > 0;) pthread_mutex_unlock(&stripes[i].lock);
+    for (unsigned i = LEAK_STRIPES; i-- > 0;) stripe_unlock(&stripes[i]);
     for (unsigned i = SCOPE_LOCKS; i-- > 0;) pthread_mutex_unlock(&scope_locks[i]);
     pthread_mutex_unlock(&scopes_lock);
     pthread_mutex_unlock(&dedup_lock);
@@ -369,8 +398,6 @@ static void publish_fast_limit(void)
 
 void leak_init(void)
 {
-    for (unsigned i = 0; i < LEAK_STRIPES; i++) pthread_mutex_init(&stripes[i].lock, NULL);
-
     unsigned level = OHM_LEAK_SIMPLE;
     const char *v = getenv("OHM_LEAK_LEVEL");
     if (v && *v && parse_level(v, &level) != 0) {
@@ -493,22 +520,19 @@ static char *dup_str(const char *s)
     return d;
 }
 
-/* Fills r with the caller's stack, without the frames inside ohm. caller is the return address of the leak.h
- * entry point (into buf.c): raw[i] == caller anchors the walk, so whatever sits below it (our own frames, a
- * sanitizer's backtrace interceptor, a compiler-split part of the entry point) is skipped with it. With user,
- * caller is instead the return address into the user's code that the public function saw, the first frame to
- * keep (how many ohm frames lie below it then depends on no inlining or tail call). */
-static OHM_NOINLINE void capture(leak_rec *r, void *caller, bool user)
+/* Fills r with the stack of the leak.h entry point that capture is inlined into, without the frames inside ohm.
+ * caller is that entry point's return address (into buf.c): the walk starts at the frame that returns there, so
+ * whatever sits below it (a compiler-split part of the entry point, a function not inlined) is skipped with it.
+ * With user, caller is instead the return address into the user's code that the public function saw, the first
+ * frame to keep (how many ohm frames lie below it then depends on no inlining or tail call). */
+LEAK_INLINE void capture(leak_rec *r, void *caller, bool user)
 {
     void **raw = r->frames;
-    int n = os_backtrace(raw, RAW_FRAMES); /* frame pointers: ~2 ns a frame (see os.c) */
+    /* frame pointers: ~2 ns a frame (see os.c); no store for the frames below the anchor */
+    int n = os_backtrace(__builtin_frame_address(0), caller, raw, RAW_FRAMES);
     int i = 0;
-    while (i < n && raw[i] != caller) i++;
-    if (i == n) {
-        i = n < 2 ? n : 2; /* no anchor: our two frames, capture and the entry point */
-        user = false;
-    }
-    /* raw[i] is where the public function returns to (user), else inside buf.c (or whichever ohm file called
+    if (n == 0 || raw[0] != caller) user = false; /* no anchor: from the entry point's return address */
+    /* raw[0] is where the public function returns to (user), else inside buf.c (or whichever ohm file called
      * leak_track_*). Frames inside ohm's own text (host glue linked into the same object) are skipped either way. */
     if (ohm_text_hi) {
         while (i < n && (uintptr_t)raw[i] >= ohm_text_lo && (uintptr_t)raw[i] < ohm_text_hi) i++;
@@ -517,7 +541,7 @@ static OHM_NOINLINE void capture(leak_rec *r, void *caller, bool user)
     }
     unsigned k = i < n ? (unsigned)(n - i) : 0;
     if (k > OHM_LEAK_MAX_FRAMES) k = OHM_LEAK_MAX_FRAMES;
-    if (i && k) memmove(raw, raw + i, k * sizeof raw[0]);
+    if (ohm_unlikely(i) && k) memmove(raw, raw + i, k * sizeof raw[0]);
     r->nframes = k;
     r->time_ns = os_now_coarse_ns(); /* the precise clock costs ~25 ns here: a third of tracking */
     r->thread = thread_id();
@@ -571,8 +595,8 @@ static leak_track *track_new(uint64_t buffer_id, size_t size, ohm_buf_origin ori
 }
 
 /* A record for a buffer being made, at caller; in scope sc (NULL: none) every access is recorded too. */
-static leak_track *track_make(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,
-                              const char *pool_name, void *caller, bool user, leak_scope *sc)
+LEAK_INLINE leak_track *track_make(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,
+                                   const char *pool_name, void *caller, bool user, leak_scope *sc)
 {
     leak_track *t = track_new(buffer_id, size, origin, pool_name);
     if (!t) return NULL;
@@ -581,15 +605,14 @@ static leak_track *track_make(uint64_t pool_settings, uint64_t buffer_id, size_t
     t->seq = atomic_fetch_add_explicit(&next_seq, 1, memory_order_relaxed);
     if (sc && scope_attach(sc, t)) t->pool_level = OHM_LEAK_PARANOID; /* access records too */
     stripe *st = &stripes[t->stripe];
-    pthread_mutex_lock(&st->lock);
+    stripe_lock(st);
     LIST_PUSH_FRONT(st->head, t, next, prev);
-    pthread_mutex_unlock(&st->lock);
+    stripe_unlock(st);
     return t;
 }
 
-static inline __attribute__((always_inline)) leak_track *track_sampled(uint64_t pool_settings, uint64_t buffer_id,
-                                                                       size_t size, ohm_buf_origin origin,
-                                                                       const char *pool_name, void *caller, bool user)
+LEAK_INLINE leak_track *track_sampled(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,
+                                      const char *pool_name, void *caller, bool user)
 {
     /* A pool's own settings (ohm_pool_set_leak) win over the process's; its interval 0 means the process's. */
     uint64_t s = pool_settings ? pool_settings : load_settings();
@@ -642,10 +665,10 @@ void leak_track_set_site(leak_track *t, const char *host_site)
     if (!t) return;
     char *copy = dup_str(host_site), *old;
     stripe *st = &stripes[t->stripe];
-    pthread_mutex_lock(&st->lock);
+    stripe_lock(st);
     old = t->host_site;
     t->host_site = copy;
-    pthread_mutex_unlock(&st->lock);
+    stripe_unlock(st);
     free(old);
 }
 
@@ -663,7 +686,7 @@ void leak_track_touch(leak_track *t, const char *hint)
 
     leak_rec *drop = NULL;
     stripe *st = &stripes[t->stripe];
-    pthread_mutex_lock(&st->lock);
+    stripe_lock(st);
     uint64_t n = ++t->seen; /* records seen, this one included */
     if (t->nrecords < OHM_LEAK_MAX_RECORDS) {
         t->records[t->nrecords++] = r;
@@ -681,7 +704,7 @@ void leak_track_touch(leak_track *t, const char *hint)
         t->records[OHM_LEAK_MAX_RECORDS - 1] = r;
         t->dropped++;
     }
-    pthread_mutex_unlock(&st->lock);
+    stripe_unlock(st);
     rec_free(drop);
 }
 
@@ -703,13 +726,13 @@ static void closing_flush(void)
     for (leak_track *t = list; t; t = t->cnext) {
         stripe *st = &stripes[t->stripe];
         if (st != held) {
-            if (held) pthread_mutex_unlock(&held->lock);
-            pthread_mutex_lock(&st->lock);
+            if (held) stripe_unlock(held);
+            stripe_lock(st);
             held = st;
         }
         unlink_track(t);
     }
-    if (held) pthread_mutex_unlock(&held->lock);
+    if (held) stripe_unlock(held);
     while (list) {
         leak_track *next = list->cnext;
         track_free(list);
@@ -724,9 +747,9 @@ void leak_track_close(leak_track *t)
         /* What it owns on malloc goes at once: a batch outlives the process (its main thread's is never
          * flushed), and a leak checker would report what only pool memory points to. */
         stripe *st = &stripes[t->stripe];
-        pthread_mutex_lock(&st->lock);
+        stripe_lock(st);
         unlink_track(t);
-        pthread_mutex_unlock(&st->lock);
+        stripe_unlock(st);
         scope_detach(t);
         track_free(t);
         return;
@@ -1001,9 +1024,9 @@ void leak_track_leaked(leak_track *t, ohm_leak_reason reason)
 {
     if (!t) return;
     stripe *st = &stripes[t->stripe];
-    pthread_mutex_lock(&st->lock);
+    stripe_lock(st);
     unlink_track(t);
-    pthread_mutex_unlock(&st->lock);
+    stripe_unlock(st);
     deliver(t, reason, true, NULL, NULL);
     if (scope_keep_gone(t, reason)) return;
     scope_detach(t);
@@ -1109,7 +1132,7 @@ static size_t live_records(record_match *match, const void *arg, snapshot *out)
     size_t found = 0;
     for (unsigned i = 0; i < LEAK_STRIPES; i++) {
         stripe *st = &stripes[i];
-        pthread_mutex_lock(&st->lock);
+        stripe_lock(st);
         for (leak_track *t = st->head; t; t = t->next) {
             if (atomic_load_explicit(&t->closed, memory_order_acquire) || !match(t, arg)) continue;
             found++;
@@ -1118,7 +1141,7 @@ static size_t live_records(record_match *match, const void *arg, snapshot *out)
             if (c) out->tracks[out->n++] = c;
             else out->nomem = true;
         }
-        pthread_mutex_unlock(&st->lock);
+        stripe_unlock(st);
     }
     return found;
 }

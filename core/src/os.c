@@ -9,8 +9,10 @@
 #include <errno.h>
 #include <pthread.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <stdio.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 #ifdef OHM_HAVE_GETRANDOM
@@ -244,6 +246,13 @@ uint64_t os_now_coarse_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+void os_wait_on(_Atomic uint32_t *word, uint32_t val)
+{
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0); /* EAGAIN, EINTR: the caller looks */
+}
+
+void os_wake_one(_Atomic uint32_t *word) { syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0); }
+
 uint64_t os_now_coarse_ms(void) { return os_now_coarse_ns() / 1000000ull; }
 
 uint64_t os_thread_id(void) { return (uint64_t)gettid(); }
@@ -316,17 +325,37 @@ static int stack_bounds(void)
     return 1;
 }
 
-__attribute__((noinline)) int os_backtrace(void **frames, int max)
+/* The frames from fp's on, until the chain ends, leaves the stack or stops growing upward. */
+static int walk(uintptr_t fp, uintptr_t lim, void **frames, int max)
 {
-    if (!stack_bounds()) return 0;
-    uintptr_t fp = (uintptr_t)__builtin_frame_address(0);
     int n = 0;
-    while (n < max && fp >= tl_stack_lo && fp + 2 * sizeof(uintptr_t) <= tl_stack_hi && !(fp & 7)) {
+    for (;;) {
         uintptr_t next = ((uintptr_t *)fp)[0], ret = ((uintptr_t *)fp)[1];
         if (!ret) break;
         frames[n++] = (void *)ret;
-        if (next <= fp) break; /* frames grow upward: anything else is not a frame chain */
+        if (n == max || next <= fp || next > lim || (next & 7)) break;
         fp = next;
     }
     return n;
+}
+
+int os_backtrace(const void *start, const void *anchor, void **frames, int max)
+{
+    if (max <= 0 || !stack_bounds()) return 0;
+    /* Every frame read lies in [lo, hi): fp >= lo holds from the first on, frames growing upward. */
+    uintptr_t lim = tl_stack_hi - 2 * sizeof(uintptr_t), fp = (uintptr_t)start;
+    if (fp < tl_stack_lo || fp > lim || (fp & 7)) return 0;
+    if (anchor) {
+        /* The anchor's frame among the first max, stored from there: the frames below it cost no stores. */
+        for (int i = 1;; i++) {
+            uintptr_t next = ((uintptr_t *)fp)[0], ret = ((uintptr_t *)fp)[1];
+            if (ret == (uintptr_t)anchor) break;
+            if (!ret || i == max || next <= fp || next > lim || (next & 7)) {
+                fp = (uintptr_t)start; /* no anchor: every frame */
+                break;
+            }
+            fp = next;
+        }
+    }
+    return walk(fp, lim, frames, max);
 }

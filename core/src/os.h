@@ -37,9 +37,18 @@ int os_fault_now(void);
 void *os_meta_alloc(size_t size);
 void os_meta_free(void *p, size_t size);
 
-/* Return addresses of the calling thread's frames, innermost first (the caller of os_backtrace first), by
- * walking frame pointers within the thread's stack. Never faults; stops early in code without frame pointers. */
-int os_backtrace(void **frames, int max);
+/* Return addresses of a running function's frame and its callers', innermost first (that function's return
+ * address first), by walking frame pointers within the calling thread's stack. start is the function's frame
+ * address (__builtin_frame_address(0) in it or in what is inlined into it); it must not have returned. With
+ * anchor, the walk starts at the first frame (among the first max) whose return address is anchor, which is
+ * then frames[0]; with none, at start. Returns the count; never faults, stops early in code without frame
+ * pointers. */
+int os_backtrace(const void *start, const void *anchor, void **frames, int max);
+/* The sleeping half of a lock built on a word (a futex): os_wait_on blocks while *word == val, until an
+ * os_wake_one on the same word (or spuriously: the caller checks the word again); os_wake_one wakes one such
+ * waiter, if any. */
+void os_wait_on(_Atomic uint32_t *word, uint32_t val);
+void os_wake_one(_Atomic uint32_t *word);
 /* Online CPUs (at least 1). */
 unsigned os_ncpus(void);
 /* Monotonic clock in nanoseconds, and a coarse (cheap, ~ms precision) variant for decay decisions. */
