@@ -50,6 +50,10 @@ typedef struct leak_rec {
 } leak_rec;
 
 #define LEVEL_OF_PROCESS 0xff /* leak_track.pool_level: the buffer's pool follows the process's level */
+/* A record keeps a copy of its pool's name (pool.h's whole name array, no strlen): the pool may be gone before the
+ * report is made or read (a scope's list, a checkpoint's copy, a garbage-collected buffer). */
+#define TRACK_NAME_MAX 64
+_Static_assert(sizeof(((ohm_pool *)0)->name) == TRACK_NAME_MAX, "a record holds a pool's whole name");
 
 struct leak_track {
     leak_track *next, *prev; /* stripe list */
@@ -64,7 +68,6 @@ struct leak_track {
     leak_track *snext;        /* the scope's gone list, under its scope lock */
     ohm_leak_reason gone;     /* in the scope's gone list: why it was reported */
     /* Not copied by track_clone (which copies what lies before scope and from created on): */
-    bool fixed;          /* TRACK_NAME_MAX bytes for the name (track_mem) */
     _Atomic bool closed; /* released, still in its stripe's list until its closing thread's next batch */
     leak_track *cnext;   /* that thread's batch (closing_flush) */
     leak_rec created;
@@ -73,7 +76,7 @@ struct leak_track {
     uint64_t seen; /* access records ever offered */
     uint64_t dropped;
     leak_rec *records[OHM_LEAK_MAX_RECORDS];
-    char pool[]; /* pool name, "" for none */
+    char pool[TRACK_NAME_MAX]; /* pool name, "" for none */
 };
 
 typedef struct stripe {
@@ -138,29 +141,21 @@ static void rec_mem_free(void *p)
     if (p) ohm_pool_free(records, p);
 }
 
-/* Records of buffers (leak_track) whose pool name fits TRACK_NAME_MAX bytes, every pool's does, all have one size
- * and go through a small per-thread cache: PARANOID makes and frees one per buffer, and the records pool's own
- * thread cache would answer only after a lookup, the buffers' pool being the one this thread used last. */
-#define TRACK_NAME_MAX 64
-#define TRACK_CACHE    64
+/* Records of buffers (leak_track) go through a small per-thread cache: PARANOID makes and frees one per buffer,
+ * and the records pool's own thread cache would answer only after a lookup, the buffers' pool being the one this
+ * thread used last. */
+#define TRACK_CACHE 64
 
 static OHM_TLS leak_track *tl_tracks; /* linked through next */
 static OHM_TLS unsigned tl_ntracks;
 static OHM_TLS bool tl_tracks_registered; /* the thread-exit path will empty the cache */
 
-static leak_track *track_mem(size_t nlen)
+static leak_track *track_mem(void)
 {
-    leak_track *t;
-    if (nlen + 1 > TRACK_NAME_MAX) {
-        t = rec_mem(sizeof(leak_track) + nlen + 1);
-    } else if (ohm_likely(tl_tracks != NULL)) {
-        t = tl_tracks;
-        tl_tracks = t->next;
-        tl_ntracks--;
-    } else {
-        t = rec_mem(sizeof(leak_track) + TRACK_NAME_MAX);
-    }
-    if (t) t->fixed = nlen + 1 <= TRACK_NAME_MAX;
+    leak_track *t = tl_tracks;
+    if (ohm_unlikely(!t)) return rec_mem(sizeof(leak_track));
+    tl_tracks = t->next;
+    tl_ntracks--;
     return t;
 }
 
@@ -174,7 +169,7 @@ static void register_thread(void)
 
 static void track_mem_free(leak_track *t)
 {
-    if (!t->fixed || tl_ntracks >= TRACK_CACHE) {
+    if (tl_ntracks >= TRACK_CACHE) {
         rec_mem_free(t);
         return;
     }
@@ -569,24 +564,25 @@ static void unlink_track(leak_track *t)
 
 /* ---- the internal interface (leak.h) ---- */
 
-static leak_track *track_new(uint64_t buffer_id, size_t size, ohm_buf_origin origin, const char *pool_name)
+LEAK_INLINE leak_track *track_new(uint64_t buffer_id, size_t size, ohm_buf_origin origin, const char *pool_name)
 {
-    size_t nlen = pool_name ? strlen(pool_name) : 0;
-    leak_track *t = track_mem(nlen);
+    leak_track *t = track_mem();
     if (!t) return NULL; /* not tracked: tracking never fails an allocation */
     /* Field by field, not memset: the creation record's frame array (most of the record) is filled by capture,
-     * and zeroing it was three quarters of tracking's cost. */
-    t->next = t->prev = NULL;
-    t->seq = 0;
+     * and zeroing it was three quarters of tracking's cost. The links and seq are set when it is linked. */
     t->host_site = NULL;
     t->scope = NULL;
     t->created.hint = NULL;
-    t->created.nframes = 0;
     t->nrecords = 0;
     t->seen = 0;
     t->dropped = 0;
     atomic_store_explicit(&t->closed, false, memory_order_relaxed);
-    memcpy(t->pool, pool_name ? pool_name : "", nlen + 1);
+    if (pool_name) {
+        memcpy(t->pool, pool_name, TRACK_NAME_MAX); /* the name array, which snprintf ended with a 0 */
+        t->pool[TRACK_NAME_MAX - 1] = '\0';
+    } else {
+        t->pool[0] = '\0';
+    }
     t->buffer_id = buffer_id;
     t->size = size;
     t->origin = origin;
@@ -1059,13 +1055,12 @@ uint64_t ohm_leak_mark(void)
 /* A deep copy of t (under its stripe lock), NULL if out of memory. */
 static leak_track *track_clone(const leak_track *t)
 {
-    size_t nlen = strlen(t->pool);
-    leak_track *c = track_mem(nlen);
+    leak_track *c = track_mem();
     if (!c) return NULL;
     /* Not the scope fields: they are under the scope's lock, not the stripe's that the caller holds. */
     memcpy(c, t, offsetof(leak_track, scope));
     memcpy((char *)c + offsetof(leak_track, created), (const char *)t + offsetof(leak_track, created),
-           sizeof *c - offsetof(leak_track, created) + nlen + 1);
+           sizeof *c - offsetof(leak_track, created));
     c->next = c->prev = NULL;
     c->scope = NULL;
     c->snext = NULL;

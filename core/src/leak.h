@@ -12,7 +12,7 @@ typedef struct leak_track leak_track;
 
 /* Whether the next allocation on this thread is tracked (level and per-thread sampling), and if so a new
  * record for it: creation backtrace captured here (skip frames inside ohm), buffer id/size/origin/pool name
- * copied, linked into the live set with a creation sequence number (for ohm_leak_mark/check). NULL when not
+ * copied (pool_name is NULL or a pool's name field, pool.h's array, which is copied whole), linked into the live set with a creation sequence number (for ohm_leak_mark/check). NULL when not
  * tracked or out of memory (tracking is best effort: allocation never fails because of it). Cost when not
  * tracked: a level load and a thread-local counter decrement. */
 leak_track *leak_track_maybe(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,

@@ -310,9 +310,9 @@ int ohm_virt_to_phys(const void *addr, uint64_t *phys)
 
 static OHM_TLS uintptr_t tl_stack_lo, tl_stack_hi;
 
+/* This thread's stack, found once (pthread_getattr_np reads /proc for the main thread). */
 static int stack_bounds(void)
 {
-    if (tl_stack_hi) return 1;
     pthread_attr_t attr;
     void *addr;
     size_t size;
@@ -325,37 +325,42 @@ static int stack_bounds(void)
     return 1;
 }
 
-/* The frames from fp's on, until the chain ends, leaves the stack or stops growing upward. */
-static int walk(uintptr_t fp, uintptr_t lim, void **frames, int max)
+/* The frame above fp's, or 0 where the chain stops: it must lie higher, with its two words below lim's end,
+ * and be aligned. */
+static inline uintptr_t frame_up(uintptr_t fp, uintptr_t lim)
 {
-    int n = 0;
-    for (;;) {
-        uintptr_t next = ((uintptr_t *)fp)[0], ret = ((uintptr_t *)fp)[1];
-        if (!ret) break;
-        frames[n++] = (void *)ret;
-        if (n == max || next <= fp || next > lim || (next & 7)) break;
-        fp = next;
-    }
-    return n;
+    uintptr_t next = ((uintptr_t *)fp)[0];
+    return next > fp && next <= lim && !(next & 7) ? next : 0;
+}
+
+/* A thread's first walk: the bounds first. Out of line, so that the walk itself calls nothing (a leaf: no
+ * register saves). */
+static OHM_NOINLINE int backtrace_first(const void *start, const void *anchor, void **frames, int max)
+{
+    return stack_bounds() ? os_backtrace(start, anchor, frames, max) : 0;
 }
 
 int os_backtrace(const void *start, const void *anchor, void **frames, int max)
 {
-    if (max <= 0 || !stack_bounds()) return 0;
+    if (ohm_unlikely(!tl_stack_hi)) return backtrace_first(start, anchor, frames, max);
     /* Every frame read lies in [lo, hi): fp >= lo holds from the first on, frames growing upward. */
     uintptr_t lim = tl_stack_hi - 2 * sizeof(uintptr_t), fp = (uintptr_t)start;
-    if (fp < tl_stack_lo || fp > lim || (fp & 7)) return 0;
+    if (max <= 0 || fp < tl_stack_lo || fp > lim || (fp & 7)) return 0;
     if (anchor) {
         /* The anchor's frame among the first max, stored from there: the frames below it cost no stores. */
-        for (int i = 1;; i++) {
-            uintptr_t next = ((uintptr_t *)fp)[0], ret = ((uintptr_t *)fp)[1];
-            if (ret == (uintptr_t)anchor) break;
-            if (!ret || i == max || next <= fp || next > lim || (next & 7)) {
-                fp = (uintptr_t)start; /* no anchor: every frame */
+        uintptr_t a = fp;
+        for (int i = 1; ((uintptr_t *)a)[1] != (uintptr_t)anchor; i++)
+            if (i == max || !((uintptr_t *)a)[1] || !(a = frame_up(a, lim))) {
+                a = fp; /* no anchor: every frame */
                 break;
             }
-            fp = next;
-        }
+        fp = a;
     }
-    return walk(fp, lim, frames, max);
+    void **out = frames, **end = frames + max;
+    do {
+        uintptr_t ret = ((uintptr_t *)fp)[1];
+        if (!ret) break;
+        *out++ = (void *)ret;
+    } while (out != end && (fp = frame_up(fp, lim)));
+    return (int)(out - frames);
 }
