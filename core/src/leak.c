@@ -159,24 +159,33 @@ static leak_track *track_mem(void)
     return t;
 }
 
-static void register_thread(void)
+static OHM_NOINLINE void register_thread_now(void)
 {
-    if (ohm_unlikely(!tl_tracks_registered)) {
-        ohm__thread_init();
-        tl_tracks_registered = true;
+    ohm__thread_init();
+    tl_tracks_registered = true;
+}
+
+static inline void register_thread(void)
+{
+    if (ohm_unlikely(!tl_tracks_registered)) register_thread_now();
+}
+
+/* Into the cache, or the records pool when it is full; the thread is registered. */
+static inline void cache_put(leak_track *t)
+{
+    if (ohm_unlikely(tl_ntracks >= TRACK_CACHE)) {
+        rec_mem_free(t);
+        return;
     }
+    t->next = tl_tracks;
+    tl_tracks = t;
+    tl_ntracks++;
 }
 
 static void track_mem_free(leak_track *t)
 {
-    if (tl_ntracks >= TRACK_CACHE) {
-        rec_mem_free(t);
-        return;
-    }
     register_thread();
-    t->next = tl_tracks;
-    tl_tracks = t;
-    tl_ntracks++;
+    cache_put(t);
 }
 
 static void closing_flush(void);
@@ -556,11 +565,8 @@ static void track_free(leak_track *t)
     track_mem_free(t);
 }
 
-static void unlink_track(leak_track *t)
-{
-    LIST_UNLINK(stripes[t->stripe].head, t, next, prev);
-    t->next = t->prev = NULL;
-}
+/* Out of its stripe's list, under the stripe lock; its links are left as they were. */
+static void unlink_track(leak_track *t) { LIST_UNLINK(stripes[t->stripe].head, t, next, prev); }
 
 /* ---- the internal interface (leak.h) ---- */
 
@@ -729,33 +735,41 @@ static void closing_flush(void)
         unlink_track(t);
     }
     if (held) stripe_unlock(held);
+    /* Batched only when they owned nothing but their memory (leak_track_close), and the thread registered. */
     while (list) {
         leak_track *next = list->cnext;
-        track_free(list);
+        if (ohm_unlikely(list->host_site || list->nrecords)) track_free(list);
+        else cache_put(list);
         list = next;
     }
+}
+
+/* A released record that owns memory of malloc's, unlinked and freed at once. */
+static OHM_NOINLINE void close_owning(leak_track *t)
+{
+    stripe *st = &stripes[t->stripe];
+    stripe_lock(st);
+    unlink_track(t);
+    stripe_unlock(st);
+    scope_detach(t);
+    track_free(t);
 }
 
 void leak_track_close(leak_track *t)
 {
     if (!t) return;
-    if (t->host_site || t->nrecords) {
+    if (ohm_unlikely(t->host_site || t->nrecords)) {
         /* What it owns on malloc goes at once: a batch outlives the process (its main thread's is never
          * flushed), and a leak checker would report what only pool memory points to. */
-        stripe *st = &stripes[t->stripe];
-        stripe_lock(st);
-        unlink_track(t);
-        stripe_unlock(st);
-        scope_detach(t);
-        track_free(t);
+        close_owning(t);
         return;
     }
     atomic_store_explicit(&t->closed, true, memory_order_release);
-    scope_detach(t); /* after the mark: a scope's close walk no longer takes it as live */
+    if (ohm_unlikely(t->scope != NULL)) scope_detach(t); /* after the mark: a scope's close walk skips it */
     register_thread();
     t->cnext = tl_closing;
     tl_closing = t;
-    if (++tl_nclosing >= CLOSE_BATCH) closing_flush();
+    if (ohm_unlikely(++tl_nclosing >= CLOSE_BATCH)) closing_flush();
 }
 
 /* ---- reports ---- */
