@@ -150,7 +150,7 @@ static OHM_TLS leak_track *tl_tracks; /* linked through next */
 static OHM_TLS unsigned tl_ntracks;
 static OHM_TLS bool tl_tracks_registered; /* the thread-exit path will empty the cache */
 
-static leak_track *track_mem(void)
+static inline leak_track *track_mem(void)
 {
     leak_track *t = tl_tracks;
     if (ohm_unlikely(!t)) return rec_mem(sizeof(leak_track));
