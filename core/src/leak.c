@@ -570,7 +570,22 @@ static void unlink_track(leak_track *t) { LIST_UNLINK(stripes[t->stripe].head, t
 
 /* ---- the internal interface (leak.h) ---- */
 
-LEAK_INLINE leak_track *track_new(uint64_t buffer_id, size_t size, ohm_buf_origin origin, const char *pool_name)
+/* A copy of a pool's name (NULL: none) in dst; whole, the name is a pool's name array (leak_track_sampled), read
+ * at once, else any string, read up to its end. */
+LEAK_INLINE void copy_name(char *dst, const char *src, bool whole)
+{
+    size_t i = 0;
+    if (src && whole) {
+        memcpy(dst, src, TRACK_NAME_MAX); /* ended by snprintf's 0 */
+        i = TRACK_NAME_MAX - 1;
+    } else if (src) {
+        for (; i < TRACK_NAME_MAX - 1 && src[i]; i++) dst[i] = src[i];
+    }
+    dst[i] = '\0';
+}
+
+LEAK_INLINE leak_track *track_new(uint64_t buffer_id, size_t size, ohm_buf_origin origin, const char *pool_name,
+                                  bool whole_name)
 {
     leak_track *t = track_mem();
     if (!t) return NULL; /* not tracked: tracking never fails an allocation */
@@ -583,12 +598,7 @@ LEAK_INLINE leak_track *track_new(uint64_t buffer_id, size_t size, ohm_buf_origi
     t->seen = 0;
     t->dropped = 0;
     atomic_store_explicit(&t->closed, false, memory_order_relaxed);
-    if (pool_name) {
-        memcpy(t->pool, pool_name, TRACK_NAME_MAX); /* the name array, which snprintf ended with a 0 */
-        t->pool[TRACK_NAME_MAX - 1] = '\0';
-    } else {
-        t->pool[0] = '\0';
-    }
+    copy_name(t->pool, pool_name, whole_name);
     t->buffer_id = buffer_id;
     t->size = size;
     t->origin = origin;
@@ -596,11 +606,12 @@ LEAK_INLINE leak_track *track_new(uint64_t buffer_id, size_t size, ohm_buf_origi
     return t;
 }
 
-/* A record for a buffer being made, at caller; in scope sc (NULL: none) every access is recorded too. */
+/* A record for a buffer being made, at caller; in scope sc (NULL: none) every access is recorded too. user: from
+ * leak_track_sampled (caller is in the user's code, pool_name a pool's name array). */
 LEAK_INLINE leak_track *track_make(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,
                                    const char *pool_name, void *caller, bool user, leak_scope *sc)
 {
-    leak_track *t = track_new(buffer_id, size, origin, pool_name);
+    leak_track *t = track_new(buffer_id, size, origin, pool_name, user);
     if (!t) return NULL;
     t->pool_level = pool_settings ? (uint8_t)(pool_settings & 0xff) : LEVEL_OF_PROCESS;
     capture(&t->created, caller, user);

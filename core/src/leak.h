@@ -12,13 +12,14 @@ typedef struct leak_track leak_track;
 
 /* Whether the next allocation on this thread is tracked (level and per-thread sampling), and if so a new
  * record for it: creation backtrace captured here (skip frames inside ohm), buffer id/size/origin/pool name
- * copied (pool_name is NULL or a pool's name field, pool.h's array, which is copied whole), linked into the live set with a creation sequence number (for ohm_leak_mark/check). NULL when not
+ * copied, linked into the live set with a creation sequence number (for ohm_leak_mark/check). NULL when not
  * tracked or out of memory (tracking is best effort: allocation never fails because of it). Cost when not
  * tracked: a level load and a thread-local counter decrement. */
 leak_track *leak_track_maybe(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,
                              const char *pool_name);
 /* As leak_track_maybe, for a public function's slow path: user_ret is the return address into its caller's code
- * (__builtin_return_address(0) there), the creation record's first frame whatever ohm frames lie below it. */
+ * (__builtin_return_address(0) there), the creation record's first frame whatever ohm frames lie below it.
+ * pool_name is the buffer's pool's name field (pool.h's array, read whole: no strlen on PARANOID's every buffer). */
 leak_track *leak_track_sampled(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,
                                const char *pool_name, void *user_ret);
 
