@@ -102,10 +102,8 @@ static OHM_COLD void stripe_lock_wait(stripe *st, uint32_t c)
 static inline void stripe_lock(stripe *st)
 {
     uint32_t c = 0;
-    if (ohm_likely(
-            atomic_compare_exchange_strong_explicit(&st->lock, &c, 1, memory_order_acquire, memory_order_relaxed)))
-        return;
-    stripe_lock_wait(st, c);
+    if (!atomic_compare_exchange_strong_explicit(&st->lock, &c, 1, memory_order_acquire, memory_order_relaxed))
+        stripe_lock_wait(st, c);
 }
 
 static inline void stripe_unlock(stripe *st)
