@@ -2,13 +2,15 @@
  *
  * A tracked buffer owns a leak_track: its creation record (native backtrace, host site text), up to
  * OHM_LEAK_MAX_RECORDS access records, and a creation sequence number. Live records sit in LEAK_STRIPES lists, one
- * per thread (round-robin), each behind its own mutex, so PARANOID threads do not serialize on one lock; a
+ * per thread (round-robin), each behind its own lock, so PARANOID threads do not serialize on one lock; a
  * record's stripe lock also guards its access records and site text against racing touches. Reports are built
  * from a record the reporter owns (unlinked, or a deep copy for checkpoints) and delivered with no leak lock
  * held, so a handler may allocate buffers or call ohm_leak_* itself.
  *
  * Cost when an allocation is not tracked: one load of the packed settings word and a thread-local countdown.
- * Tracking costs a frame-pointer walk (os_backtrace) and a malloc.
+ * Tracking costs a frame-pointer walk (os_backtrace, from the entry point's frame up), a record from a per-thread
+ * cache, the coarse clock and a stripe lock round trip; a release marks the record and queues it for a batched
+ * unlink (closing_flush).
  *
  * Leak scopes (the end of this file) track every allocation of their threads: a thread in a scope keeps its
  * countdown at 0, so its allocations take the slow path, where the scope is seen; threads outside scopes pay
@@ -88,8 +90,8 @@ static stripe stripes[LEAK_STRIPES];
 
 /* A stripe's lock is a futex word (Drepper's "Futexes Are Tricky", mutex 3): 0 free, 1 held, 2 held and maybe
  * waited for; a waiter sleeps at once, as a default pthread mutex's does. Uncontended it is one atomic
- * instruction each way: PARANOID takes it at every tracked creation, where a pthread mutex's round trip cost a
- * tenth of tracking. */
+ * instruction each way: PARANOID takes it at every tracked creation, where a pthread mutex's round trip took ~55
+ * instructions. */
 static OHM_COLD void stripe_lock_wait(stripe *st, uint32_t c)
 {
     if (c != 2) c = atomic_exchange_explicit(&st->lock, 2, memory_order_acquire);
@@ -764,6 +766,15 @@ static OHM_NOINLINE void close_owning(leak_track *t)
     track_free(t);
 }
 
+/* A batched release's rare steps: its scope's count, the thread's first registration (its exit flushes the
+ * batch), a full batch. */
+static OHM_NOINLINE void close_queued_slow(leak_scope *sc)
+{
+    if (sc) scope_put(sc, LIVE_ONE); /* after the mark: a scope's close walk skips it */
+    register_thread();
+    if (tl_nclosing >= CLOSE_BATCH) closing_flush();
+}
+
 void leak_track_close(leak_track *t)
 {
     if (!t) return;
@@ -774,11 +785,10 @@ void leak_track_close(leak_track *t)
         return;
     }
     atomic_store_explicit(&t->closed, true, memory_order_release);
-    if (ohm_unlikely(t->scope != NULL)) scope_detach(t); /* after the mark: a scope's close walk skips it */
-    register_thread();
+    leak_scope *sc = t->scope;
     t->cnext = tl_closing;
     tl_closing = t;
-    if (ohm_unlikely(++tl_nclosing >= CLOSE_BATCH)) closing_flush();
+    if (ohm_unlikely(++tl_nclosing >= CLOSE_BATCH || sc || !tl_tracks_registered)) close_queued_slow(sc);
 }
 
 /* ---- reports ---- */
