@@ -346,10 +346,11 @@ int os_backtrace(const void *start, const void *anchor, void **frames, int max)
         fp = a;
     }
     void **out = frames, **end = frames + max;
-    do {
-        uintptr_t ret = ((uintptr_t *)fp)[1];
-        if (!ret) break;
+    for (uintptr_t ret = ((uintptr_t *)fp)[1]; ohm_likely(ret != 0); ret = ((uintptr_t *)fp)[1]) {
         *out++ = (void *)ret;
-    } while (out != end && (fp = frame_up(fp, lim)));
+        uintptr_t next = ((uintptr_t *)fp)[0];
+        if (ohm_unlikely(out == end) || ohm_unlikely(next <= fp || next > lim || (next & 7))) break;
+        fp = next;
+    }
     return (int)(out - frames);
 }
