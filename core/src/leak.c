@@ -732,10 +732,12 @@ static OHM_TLS unsigned tl_nclosing;
 
 static void closing_flush(void)
 {
-    leak_track *list = tl_closing;
+    leak_track *list = tl_closing, *last = NULL;
+    unsigned n = tl_nclosing;
     tl_closing = NULL;
     tl_nclosing = 0;
     stripe *held = NULL;
+    bool owning = false; /* batched when they owned nothing but their memory; a touch racing the release may add */
     for (leak_track *t = list; t; t = t->cnext) {
         stripe *st = &stripes[t->stripe];
         if (st != held) {
@@ -744,12 +746,22 @@ static void closing_flush(void)
             held = st;
         }
         unlink_track(t);
+        owning |= t->host_site || t->nrecords;
+        t->next = t->cnext; /* free once unlinked: the batch becomes a run of the record cache */
+        last = t;
     }
     if (held) stripe_unlock(held);
-    /* Batched only when they owned nothing but their memory (leak_track_close), and the thread registered. */
+    if (!list) return;
+    /* The thread registered when it batched them. */
+    if (ohm_likely(!owning && tl_ntracks + n <= TRACK_CACHE)) {
+        last->next = tl_tracks;
+        tl_tracks = list;
+        tl_ntracks += n;
+        return;
+    }
     while (list) {
         leak_track *next = list->cnext;
-        if (ohm_unlikely(list->host_site || list->nrecords)) track_free(list);
+        if (list->host_site || list->nrecords) track_free(list);
         else cache_put(list);
         list = next;
     }
