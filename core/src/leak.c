@@ -2,13 +2,15 @@
  *
  * A tracked buffer owns a leak_track: its creation record (native backtrace, host site text), up to
  * OHM_LEAK_MAX_RECORDS access records, and a creation sequence number. Live records sit in LEAK_STRIPES lists, one
- * per thread (round-robin), each behind its own mutex, so PARANOID threads do not serialize on one lock; a
+ * per thread (round-robin), each behind its own lock, so PARANOID threads do not serialize on one lock; a
  * record's stripe lock also guards its access records and site text against racing touches. Reports are built
  * from a record the reporter owns (unlinked, or a deep copy for checkpoints) and delivered with no leak lock
  * held, so a handler may allocate buffers or call ohm_leak_* itself.
  *
  * Cost when an allocation is not tracked: one load of the packed settings word and a thread-local countdown.
- * Tracking costs a frame-pointer walk (os_backtrace) and a malloc.
+ * Tracking costs a frame-pointer walk (os_backtrace, from the entry point's frame up), a record from a per-thread
+ * cache, the coarse clock and a stripe lock round trip; a release marks the record and queues it for a batched
+ * unlink (closing_flush).
  *
  * Leak scopes (the end of this file) track every allocation of their threads: a thread in a scope keeps its
  * countdown at 0, so its allocations take the slow path, where the scope is seen; threads outside scopes pay
@@ -31,12 +33,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LEAK_STRIPES 16   /* few enough that fork can hold them all (TSan allows 64 locks held at once) */
-#define DEDUP_SLOTS  4096 /* power of two */
-#define DEDUP_MAX    (DEDUP_SLOTS / 4 * 3)     /* forget every hash when the set is this full (bounded memory) */
+#define LEAK_STRIPES 16                    /* few enough that fork holds them all, and a checkpoint walks them all */
+#define DEDUP_SLOTS  4096                  /* power of two */
+#define DEDUP_MAX    (DEDUP_SLOTS / 4 * 3) /* forget every hash when the set is this full (bounded memory) */
 #define RAW_FRAMES   (OHM_LEAK_MAX_FRAMES + 8) /* room for the frames inside ohm that are skipped */
 #define LEVEL_UNSET  0xffu
 #define LOG_CHUNK    900 /* ohm__log formats into 1024 bytes: long reports go in pieces */
+/* What a leak.h entry point runs in its own frame: the creation's stack walk starts there (capture). */
+#define LEAK_INLINE static inline __attribute__((always_inline))
 
 /* ---- records ---- */
 
@@ -48,6 +52,10 @@ typedef struct leak_rec {
 } leak_rec;
 
 #define LEVEL_OF_PROCESS 0xff /* leak_track.pool_level: the buffer's pool follows the process's level */
+/* A record keeps a copy of its pool's name (pool.h's whole name array, no strlen): the pool may be gone before the
+ * report is made or read (a scope's list, a checkpoint's copy, a garbage-collected buffer). */
+#define TRACK_NAME_MAX 64
+_Static_assert(sizeof(((ohm_pool *)0)->name) == TRACK_NAME_MAX, "a record holds a pool's whole name");
 
 struct leak_track {
     leak_track *next, *prev; /* stripe list */
@@ -62,7 +70,6 @@ struct leak_track {
     leak_track *snext;        /* the scope's gone list, under its scope lock */
     ohm_leak_reason gone;     /* in the scope's gone list: why it was reported */
     /* Not copied by track_clone (which copies what lies before scope and from created on): */
-    bool fixed;          /* TRACK_NAME_MAX bytes for the name (track_mem) */
     _Atomic bool closed; /* released, still in its stripe's list until its closing thread's next batch */
     leak_track *cnext;   /* that thread's batch (closing_flush) */
     leak_rec created;
@@ -71,15 +78,40 @@ struct leak_track {
     uint64_t seen; /* access records ever offered */
     uint64_t dropped;
     leak_rec *records[OHM_LEAK_MAX_RECORDS];
-    char pool[]; /* pool name, "" for none */
+    char pool[TRACK_NAME_MAX]; /* pool name, "" for none */
 };
 
 typedef struct stripe {
-    pthread_mutex_t lock;
+    _Atomic uint32_t lock; /* stripe_lock */
     leak_track *head;
 } __attribute__((aligned(64))) stripe;
 
 static stripe stripes[LEAK_STRIPES];
+
+/* A stripe's lock is a futex word (Drepper's "Futexes Are Tricky", mutex 3): 0 free, 1 held, 2 held and maybe
+ * waited for; a waiter sleeps at once, as a default pthread mutex's does. Uncontended it is one atomic
+ * instruction each way: PARANOID takes it at every tracked creation, where a pthread mutex's round trip took ~55
+ * instructions. */
+static OHM_COLD void stripe_lock_wait(stripe *st, uint32_t c)
+{
+    if (c != 2) c = atomic_exchange_explicit(&st->lock, 2, memory_order_acquire);
+    while (c != 0) {
+        os_wait_on(&st->lock, 2);
+        c = atomic_exchange_explicit(&st->lock, 2, memory_order_acquire);
+    }
+}
+
+static inline void stripe_lock(stripe *st)
+{
+    uint32_t c = 0;
+    if (!atomic_compare_exchange_strong_explicit(&st->lock, &c, 1, memory_order_acquire, memory_order_relaxed))
+        stripe_lock_wait(st, c);
+}
+
+static inline void stripe_unlock(stripe *st)
+{
+    if (ohm_unlikely(atomic_exchange_explicit(&st->lock, 0, memory_order_release) == 2)) os_wake_one(&st->lock);
+}
 
 /* ---- memory for records ----
  * Records and access records come from a private ohm pool, not malloc: a thread-cache pop instead of glibc's
@@ -109,50 +141,51 @@ static void rec_mem_free(void *p)
     if (p) ohm_pool_free(records, p);
 }
 
-/* Records of buffers (leak_track) whose pool name fits TRACK_NAME_MAX bytes, every pool's does, all have one size
- * and go through a small per-thread cache: PARANOID makes and frees one per buffer, and the records pool's own
- * thread cache would answer only after a lookup, the buffers' pool being the one this thread used last. */
-#define TRACK_NAME_MAX 64
-#define TRACK_CACHE    64
+/* Records of buffers (leak_track) go through a small per-thread cache: PARANOID makes and frees one per buffer,
+ * and the records pool's own thread cache would answer only after a lookup, the buffers' pool being the one this
+ * thread used last. */
+#define TRACK_CACHE 64
 
 static OHM_TLS leak_track *tl_tracks; /* linked through next */
 static OHM_TLS unsigned tl_ntracks;
 static OHM_TLS bool tl_tracks_registered; /* the thread-exit path will empty the cache */
 
-static leak_track *track_mem(size_t nlen)
+static inline leak_track *track_mem(void)
 {
-    leak_track *t;
-    if (nlen + 1 > TRACK_NAME_MAX) {
-        t = rec_mem(sizeof(leak_track) + nlen + 1);
-    } else if (ohm_likely(tl_tracks != NULL)) {
-        t = tl_tracks;
-        tl_tracks = t->next;
-        tl_ntracks--;
-    } else {
-        t = rec_mem(sizeof(leak_track) + TRACK_NAME_MAX);
-    }
-    if (t) t->fixed = nlen + 1 <= TRACK_NAME_MAX;
+    leak_track *t = tl_tracks;
+    if (ohm_unlikely(!t)) return rec_mem(sizeof(leak_track));
+    tl_tracks = t->next;
+    tl_ntracks--;
     return t;
 }
 
-static void register_thread(void)
+static OHM_NOINLINE void register_thread_now(void)
 {
-    if (ohm_unlikely(!tl_tracks_registered)) {
-        ohm__thread_init();
-        tl_tracks_registered = true;
+    ohm__thread_init();
+    tl_tracks_registered = true;
+}
+
+static inline void register_thread(void)
+{
+    if (ohm_unlikely(!tl_tracks_registered)) register_thread_now();
+}
+
+/* Into the cache, or the records pool when it is full; the thread is registered. */
+static inline void cache_put(leak_track *t)
+{
+    if (ohm_unlikely(tl_ntracks >= TRACK_CACHE)) {
+        rec_mem_free(t);
+        return;
     }
+    t->next = tl_tracks;
+    tl_tracks = t;
+    tl_ntracks++;
 }
 
 static void track_mem_free(leak_track *t)
 {
-    if (!t->fixed || tl_ntracks >= TRACK_CACHE) {
-        rec_mem_free(t);
-        return;
-    }
     register_thread();
-    t->next = tl_tracks;
-    tl_tracks = t;
-    tl_ntracks++;
+    cache_put(t);
 }
 
 static void closing_flush(void);
@@ -341,12 +374,12 @@ void leak_prefork(void)
     pthread_mutex_lock(&dedup_lock);
     pthread_mutex_lock(&scopes_lock);
     for (unsigned i = 0; i < SCOPE_LOCKS; i++) pthread_mutex_lock(&scope_locks[i]);
-    for (unsigned i = 0; i < LEAK_STRIPES; i++) pthread_mutex_lock(&stripes[i].lock);
+    for (unsigned i = 0; i < LEAK_STRIPES; i++) stripe_lock(&stripes[i]);
 }
 
 void leak_postfork(void)
 {
-    for (unsigned i = LEAK_STRIPES; i-- > 0;) pthread_mutex_unlock(&stripes[i].lock);
+    for (unsigned i = LEAK_STRIPES; i-- > 0;) stripe_unlock(&stripes[i]);
     for (unsigned i = SCOPE_LOCKS; i-- > 0;) pthread_mutex_unlock(&scope_locks[i]);
     pthread_mutex_unlock(&scopes_lock);
     pthread_mutex_unlock(&dedup_lock);
@@ -369,8 +402,6 @@ static void publish_fast_limit(void)
 
 void leak_init(void)
 {
-    for (unsigned i = 0; i < LEAK_STRIPES; i++) pthread_mutex_init(&stripes[i].lock, NULL);
-
     unsigned level = OHM_LEAK_SIMPLE;
     const char *v = getenv("OHM_LEAK_LEVEL");
     if (v && *v && parse_level(v, &level) != 0) {
@@ -493,22 +524,19 @@ static char *dup_str(const char *s)
     return d;
 }
 
-/* Fills r with the caller's stack, without the frames inside ohm. caller is the return address of the leak.h
- * entry point (into buf.c): raw[i] == caller anchors the walk, so whatever sits below it (our own frames, a
- * sanitizer's backtrace interceptor, a compiler-split part of the entry point) is skipped with it. With user,
- * caller is instead the return address into the user's code that the public function saw, the first frame to
- * keep (how many ohm frames lie below it then depends on no inlining or tail call). */
-static OHM_NOINLINE void capture(leak_rec *r, void *caller, bool user)
+/* Fills r with the stack of the leak.h entry point that capture is inlined into, without the frames inside ohm.
+ * caller is that entry point's return address (into buf.c): the walk starts at the frame that returns there, so
+ * whatever sits below it (a compiler-split part of the entry point, a function not inlined) is skipped with it.
+ * With user, caller is instead the return address into the user's code that the public function saw, the first
+ * frame to keep (how many ohm frames lie below it then depends on no inlining or tail call). */
+LEAK_INLINE void capture(leak_rec *r, void *caller, bool user)
 {
     void **raw = r->frames;
-    int n = os_backtrace(raw, RAW_FRAMES); /* frame pointers: ~2 ns a frame (see os.c) */
+    /* frame pointers: ~2 ns a frame (see os.c); no store for the frames below the anchor */
+    int n = os_backtrace(__builtin_frame_address(0), caller, raw, RAW_FRAMES);
     int i = 0;
-    while (i < n && raw[i] != caller) i++;
-    if (i == n) {
-        i = n < 2 ? n : 2; /* no anchor: our two frames, capture and the entry point */
-        user = false;
-    }
-    /* raw[i] is where the public function returns to (user), else inside buf.c (or whichever ohm file called
+    if (n == 0 || raw[0] != caller) user = false; /* no anchor: from the entry point's return address */
+    /* raw[0] is where the public function returns to (user), else inside buf.c (or whichever ohm file called
      * leak_track_*). Frames inside ohm's own text (host glue linked into the same object) are skipped either way. */
     if (ohm_text_hi) {
         while (i < n && (uintptr_t)raw[i] >= ohm_text_lo && (uintptr_t)raw[i] < ohm_text_hi) i++;
@@ -517,7 +545,7 @@ static OHM_NOINLINE void capture(leak_rec *r, void *caller, bool user)
     }
     unsigned k = i < n ? (unsigned)(n - i) : 0;
     if (k > OHM_LEAK_MAX_FRAMES) k = OHM_LEAK_MAX_FRAMES;
-    if (i && k) memmove(raw, raw + i, k * sizeof raw[0]);
+    if (ohm_unlikely(i) && k) memmove(raw, raw + i, k * sizeof raw[0]);
     r->nframes = k;
     r->time_ns = os_now_coarse_ns(); /* the precise clock costs ~25 ns here: a third of tracking */
     r->thread = thread_id();
@@ -537,32 +565,40 @@ static void track_free(leak_track *t)
     track_mem_free(t);
 }
 
-static void unlink_track(leak_track *t)
-{
-    LIST_UNLINK(stripes[t->stripe].head, t, next, prev);
-    t->next = t->prev = NULL;
-}
+/* Out of its stripe's list, under the stripe lock; its links are left as they were. */
+static void unlink_track(leak_track *t) { LIST_UNLINK(stripes[t->stripe].head, t, next, prev); }
 
 /* ---- the internal interface (leak.h) ---- */
 
-static leak_track *track_new(uint64_t buffer_id, size_t size, ohm_buf_origin origin, const char *pool_name)
+/* A copy of a pool's name (NULL: none) in dst; whole, the name is a pool's name array (leak_track_sampled), read
+ * at once, else any string, read up to its end. */
+LEAK_INLINE void copy_name(char *dst, const char *src, bool whole)
 {
-    size_t nlen = pool_name ? strlen(pool_name) : 0;
-    leak_track *t = track_mem(nlen);
+    size_t i = 0;
+    if (src && whole) {
+        memcpy(dst, src, TRACK_NAME_MAX); /* ended by snprintf's 0 */
+        i = TRACK_NAME_MAX - 1;
+    } else if (src) {
+        for (; i < TRACK_NAME_MAX - 1 && src[i]; i++) dst[i] = src[i];
+    }
+    dst[i] = '\0';
+}
+
+LEAK_INLINE leak_track *track_new(uint64_t buffer_id, size_t size, ohm_buf_origin origin, const char *pool_name,
+                                  bool whole_name)
+{
+    leak_track *t = track_mem();
     if (!t) return NULL; /* not tracked: tracking never fails an allocation */
     /* Field by field, not memset: the creation record's frame array (most of the record) is filled by capture,
-     * and zeroing it was three quarters of tracking's cost. */
-    t->next = t->prev = NULL;
-    t->seq = 0;
+     * and zeroing it was three quarters of tracking's cost. The links and seq are set when it is linked. */
     t->host_site = NULL;
     t->scope = NULL;
     t->created.hint = NULL;
-    t->created.nframes = 0;
     t->nrecords = 0;
     t->seen = 0;
     t->dropped = 0;
     atomic_store_explicit(&t->closed, false, memory_order_relaxed);
-    memcpy(t->pool, pool_name ? pool_name : "", nlen + 1);
+    copy_name(t->pool, pool_name, whole_name);
     t->buffer_id = buffer_id;
     t->size = size;
     t->origin = origin;
@@ -570,26 +606,26 @@ static leak_track *track_new(uint64_t buffer_id, size_t size, ohm_buf_origin ori
     return t;
 }
 
-/* A record for a buffer being made, at caller; in scope sc (NULL: none) every access is recorded too. */
-static leak_track *track_make(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,
-                              const char *pool_name, void *caller, bool user, leak_scope *sc)
+/* A record for a buffer being made, at caller; in scope sc (NULL: none) every access is recorded too. user: from
+ * leak_track_sampled (caller is in the user's code, pool_name a pool's name array). */
+LEAK_INLINE leak_track *track_make(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,
+                                   const char *pool_name, void *caller, bool user, leak_scope *sc)
 {
-    leak_track *t = track_new(buffer_id, size, origin, pool_name);
+    leak_track *t = track_new(buffer_id, size, origin, pool_name, user);
     if (!t) return NULL;
     t->pool_level = pool_settings ? (uint8_t)(pool_settings & 0xff) : LEVEL_OF_PROCESS;
     capture(&t->created, caller, user);
     t->seq = atomic_fetch_add_explicit(&next_seq, 1, memory_order_relaxed);
     if (sc && scope_attach(sc, t)) t->pool_level = OHM_LEAK_PARANOID; /* access records too */
     stripe *st = &stripes[t->stripe];
-    pthread_mutex_lock(&st->lock);
+    stripe_lock(st);
     LIST_PUSH_FRONT(st->head, t, next, prev);
-    pthread_mutex_unlock(&st->lock);
+    stripe_unlock(st);
     return t;
 }
 
-static inline __attribute__((always_inline)) leak_track *track_sampled(uint64_t pool_settings, uint64_t buffer_id,
-                                                                       size_t size, ohm_buf_origin origin,
-                                                                       const char *pool_name, void *caller, bool user)
+LEAK_INLINE leak_track *track_sampled(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,
+                                      const char *pool_name, void *caller, bool user)
 {
     /* A pool's own settings (ohm_pool_set_leak) win over the process's; its interval 0 means the process's. */
     uint64_t s = pool_settings ? pool_settings : load_settings();
@@ -642,10 +678,10 @@ void leak_track_set_site(leak_track *t, const char *host_site)
     if (!t) return;
     char *copy = dup_str(host_site), *old;
     stripe *st = &stripes[t->stripe];
-    pthread_mutex_lock(&st->lock);
+    stripe_lock(st);
     old = t->host_site;
     t->host_site = copy;
-    pthread_mutex_unlock(&st->lock);
+    stripe_unlock(st);
     free(old);
 }
 
@@ -663,7 +699,7 @@ void leak_track_touch(leak_track *t, const char *hint)
 
     leak_rec *drop = NULL;
     stripe *st = &stripes[t->stripe];
-    pthread_mutex_lock(&st->lock);
+    stripe_lock(st);
     uint64_t n = ++t->seen; /* records seen, this one included */
     if (t->nrecords < OHM_LEAK_MAX_RECORDS) {
         t->records[t->nrecords++] = r;
@@ -681,7 +717,7 @@ void leak_track_touch(leak_track *t, const char *hint)
         t->records[OHM_LEAK_MAX_RECORDS - 1] = r;
         t->dropped++;
     }
-    pthread_mutex_unlock(&st->lock);
+    stripe_unlock(st);
     rec_free(drop);
 }
 
@@ -696,47 +732,75 @@ static OHM_TLS unsigned tl_nclosing;
 
 static void closing_flush(void)
 {
-    leak_track *list = tl_closing;
+    leak_track *list = tl_closing, *last = NULL;
+    unsigned n = tl_nclosing;
     tl_closing = NULL;
     tl_nclosing = 0;
     stripe *held = NULL;
+    bool owning = false; /* batched when they owned nothing but their memory; a touch racing the release may add */
     for (leak_track *t = list; t; t = t->cnext) {
         stripe *st = &stripes[t->stripe];
         if (st != held) {
-            if (held) pthread_mutex_unlock(&held->lock);
-            pthread_mutex_lock(&st->lock);
+            if (held) stripe_unlock(held);
+            stripe_lock(st);
             held = st;
         }
         unlink_track(t);
+        owning |= t->host_site || t->nrecords;
+        t->next = t->cnext; /* free once unlinked: the batch becomes a run of the record cache */
+        last = t;
     }
-    if (held) pthread_mutex_unlock(&held->lock);
+    if (held) stripe_unlock(held);
+    if (!list) return;
+    /* The thread registered when it batched them. */
+    if (ohm_likely(!owning && tl_ntracks + n <= TRACK_CACHE)) {
+        last->next = tl_tracks;
+        tl_tracks = list;
+        tl_ntracks += n;
+        return;
+    }
     while (list) {
         leak_track *next = list->cnext;
-        track_free(list);
+        if (list->host_site || list->nrecords) track_free(list);
+        else cache_put(list);
         list = next;
     }
+}
+
+/* A released record that owns memory of malloc's, unlinked and freed at once. */
+static OHM_NOINLINE void close_owning(leak_track *t)
+{
+    stripe *st = &stripes[t->stripe];
+    stripe_lock(st);
+    unlink_track(t);
+    stripe_unlock(st);
+    scope_detach(t);
+    track_free(t);
+}
+
+/* A batched release's rare steps: its scope's count, the thread's first registration (its exit flushes the
+ * batch), a full batch. */
+static OHM_NOINLINE void close_queued_slow(leak_scope *sc)
+{
+    if (sc) scope_put(sc, LIVE_ONE); /* after the mark: a scope's close walk skips it */
+    register_thread();
+    if (tl_nclosing >= CLOSE_BATCH) closing_flush();
 }
 
 void leak_track_close(leak_track *t)
 {
     if (!t) return;
-    if (t->host_site || t->nrecords) {
+    if (ohm_unlikely(t->host_site || t->nrecords)) {
         /* What it owns on malloc goes at once: a batch outlives the process (its main thread's is never
          * flushed), and a leak checker would report what only pool memory points to. */
-        stripe *st = &stripes[t->stripe];
-        pthread_mutex_lock(&st->lock);
-        unlink_track(t);
-        pthread_mutex_unlock(&st->lock);
-        scope_detach(t);
-        track_free(t);
+        close_owning(t);
         return;
     }
     atomic_store_explicit(&t->closed, true, memory_order_release);
-    scope_detach(t); /* after the mark: a scope's close walk no longer takes it as live */
-    register_thread();
+    leak_scope *sc = t->scope;
     t->cnext = tl_closing;
     tl_closing = t;
-    if (++tl_nclosing >= CLOSE_BATCH) closing_flush();
+    if (ohm_unlikely(++tl_nclosing >= CLOSE_BATCH || sc || !tl_tracks_registered)) close_queued_slow(sc);
 }
 
 /* ---- reports ---- */
@@ -1001,9 +1065,9 @@ void leak_track_leaked(leak_track *t, ohm_leak_reason reason)
 {
     if (!t) return;
     stripe *st = &stripes[t->stripe];
-    pthread_mutex_lock(&st->lock);
+    stripe_lock(st);
     unlink_track(t);
-    pthread_mutex_unlock(&st->lock);
+    stripe_unlock(st);
     deliver(t, reason, true, NULL, NULL);
     if (scope_keep_gone(t, reason)) return;
     scope_detach(t);
@@ -1036,13 +1100,12 @@ uint64_t ohm_leak_mark(void)
 /* A deep copy of t (under its stripe lock), NULL if out of memory. */
 static leak_track *track_clone(const leak_track *t)
 {
-    size_t nlen = strlen(t->pool);
-    leak_track *c = track_mem(nlen);
+    leak_track *c = track_mem();
     if (!c) return NULL;
     /* Not the scope fields: they are under the scope's lock, not the stripe's that the caller holds. */
     memcpy(c, t, offsetof(leak_track, scope));
     memcpy((char *)c + offsetof(leak_track, created), (const char *)t + offsetof(leak_track, created),
-           sizeof *c - offsetof(leak_track, created) + nlen + 1);
+           sizeof *c - offsetof(leak_track, created));
     c->next = c->prev = NULL;
     c->scope = NULL;
     c->snext = NULL;
@@ -1109,7 +1172,7 @@ static size_t live_records(record_match *match, const void *arg, snapshot *out)
     size_t found = 0;
     for (unsigned i = 0; i < LEAK_STRIPES; i++) {
         stripe *st = &stripes[i];
-        pthread_mutex_lock(&st->lock);
+        stripe_lock(st);
         for (leak_track *t = st->head; t; t = t->next) {
             if (atomic_load_explicit(&t->closed, memory_order_acquire) || !match(t, arg)) continue;
             found++;
@@ -1118,7 +1181,7 @@ static size_t live_records(record_match *match, const void *arg, snapshot *out)
             if (c) out->tracks[out->n++] = c;
             else out->nomem = true;
         }
-        pthread_mutex_unlock(&st->lock);
+        stripe_unlock(st);
     }
     return found;
 }

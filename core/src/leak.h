@@ -18,7 +18,8 @@ typedef struct leak_track leak_track;
 leak_track *leak_track_maybe(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,
                              const char *pool_name);
 /* As leak_track_maybe, for a public function's slow path: user_ret is the return address into its caller's code
- * (__builtin_return_address(0) there), the creation record's first frame whatever ohm frames lie below it. */
+ * (__builtin_return_address(0) there), the creation record's first frame whatever ohm frames lie below it.
+ * pool_name is the buffer's pool's name field (pool.h's array, read whole: no strlen on PARANOID's every buffer). */
 leak_track *leak_track_sampled(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,
                                const char *pool_name, void *user_ret);
 

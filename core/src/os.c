@@ -9,8 +9,10 @@
 #include <errno.h>
 #include <pthread.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <stdio.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 #ifdef OHM_HAVE_GETRANDOM
@@ -233,16 +235,12 @@ uint64_t os_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-uint64_t os_now_coarse_ns(void)
+void os_wait_on(_Atomic uint32_t *word, uint32_t val)
 {
-    struct timespec ts;
-#ifdef CLOCK_MONOTONIC_COARSE
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-#else
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-#endif
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0); /* EAGAIN, EINTR: the caller looks */
 }
+
+void os_wake_one(_Atomic uint32_t *word) { syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0); }
 
 uint64_t os_now_coarse_ms(void) { return os_now_coarse_ns() / 1000000ull; }
 
@@ -301,9 +299,9 @@ int ohm_virt_to_phys(const void *addr, uint64_t *phys)
 
 static OHM_TLS uintptr_t tl_stack_lo, tl_stack_hi;
 
+/* This thread's stack, found once (pthread_getattr_np reads /proc for the main thread). */
 static int stack_bounds(void)
 {
-    if (tl_stack_hi) return 1;
     pthread_attr_t attr;
     void *addr;
     size_t size;
@@ -316,17 +314,43 @@ static int stack_bounds(void)
     return 1;
 }
 
-__attribute__((noinline)) int os_backtrace(void **frames, int max)
+/* The frame above fp's, or 0 where the chain stops: it must lie higher, with its two words below lim's end,
+ * and be aligned. */
+static inline uintptr_t frame_up(uintptr_t fp, uintptr_t lim)
 {
-    if (!stack_bounds()) return 0;
-    uintptr_t fp = (uintptr_t)__builtin_frame_address(0);
-    int n = 0;
-    while (n < max && fp >= tl_stack_lo && fp + 2 * sizeof(uintptr_t) <= tl_stack_hi && !(fp & 7)) {
-        uintptr_t next = ((uintptr_t *)fp)[0], ret = ((uintptr_t *)fp)[1];
-        if (!ret) break;
-        frames[n++] = (void *)ret;
-        if (next <= fp) break; /* frames grow upward: anything else is not a frame chain */
+    uintptr_t next = ((uintptr_t *)fp)[0];
+    return next > fp && next <= lim && !(next & 7) ? next : 0;
+}
+
+/* A thread's first walk: the bounds first. Out of line, so that the walk itself calls nothing (a leaf: no
+ * register saves). */
+static OHM_NOINLINE int backtrace_first(const void *start, const void *anchor, void **frames, int max)
+{
+    return stack_bounds() ? os_backtrace(start, anchor, frames, max) : 0;
+}
+
+int os_backtrace(const void *start, const void *anchor, void **frames, int max)
+{
+    if (ohm_unlikely(!tl_stack_hi)) return backtrace_first(start, anchor, frames, max);
+    /* Every frame read lies in [lo, hi): fp >= lo holds from the first on, frames growing upward. */
+    uintptr_t lim = tl_stack_hi - 2 * sizeof(uintptr_t), fp = (uintptr_t)start;
+    if (max <= 0 || fp < tl_stack_lo || fp > lim || (fp & 7)) return 0;
+    if (anchor) {
+        /* The anchor's frame among the first max, stored from there: the frames below it cost no stores. */
+        uintptr_t a = fp;
+        for (int i = 1; ((uintptr_t *)a)[1] != (uintptr_t)anchor; i++)
+            if (i == max || !((uintptr_t *)a)[1] || !(a = frame_up(a, lim))) {
+                a = fp; /* no anchor: every frame */
+                break;
+            }
+        fp = a;
+    }
+    void **out = frames, **end = frames + max;
+    for (uintptr_t ret = ((uintptr_t *)fp)[1]; ohm_likely(ret != 0); ret = ((uintptr_t *)fp)[1]) {
+        *out++ = (void *)ret;
+        uintptr_t next = ((uintptr_t *)fp)[0];
+        if (ohm_unlikely(out == end) || ohm_unlikely(next <= fp || next > lim || (next & 7))) break;
         fp = next;
     }
-    return n;
+    return (int)(out - frames);
 }

@@ -7,6 +7,7 @@
 #include "internal.h"
 
 #include <pthread.h>
+#include <time.h>
 
 #pragma GCC visibility push(hidden)
 
@@ -37,15 +38,34 @@ int os_fault_now(void);
 void *os_meta_alloc(size_t size);
 void os_meta_free(void *p, size_t size);
 
-/* Return addresses of the calling thread's frames, innermost first (the caller of os_backtrace first), by
- * walking frame pointers within the thread's stack. Never faults; stops early in code without frame pointers. */
-int os_backtrace(void **frames, int max);
+/* Return addresses of a running function's frame and its callers', innermost first (that function's return
+ * address first), by walking frame pointers within the calling thread's stack. start is the function's frame
+ * address (__builtin_frame_address(0) in it or in what is inlined into it); it must not have returned. With
+ * anchor, the walk starts at the first frame (among the first max) whose return address is anchor, which is
+ * then frames[0]; with none, at start. Returns the count; never faults, stops early in code without frame
+ * pointers. */
+int os_backtrace(const void *start, const void *anchor, void **frames, int max);
+/* The sleeping half of a lock built on a word (a futex): os_wait_on blocks while *word == val, until an
+ * os_wake_one on the same word (or spuriously: the caller checks the word again); os_wake_one wakes one such
+ * waiter, if any. */
+void os_wait_on(_Atomic uint32_t *word, uint32_t val);
+void os_wake_one(_Atomic uint32_t *word);
 /* Online CPUs (at least 1). */
 unsigned os_ncpus(void);
 /* Monotonic clock in nanoseconds, and a coarse (cheap, ~ms precision) variant for decay decisions. */
 uint64_t os_now_ns(void);
 uint64_t os_now_coarse_ms(void);
-uint64_t os_now_coarse_ns(void); /* the coarse clock in ns (a few ms of resolution, a few ns to read) */
+/* The coarse clock in ns (a few ms of resolution, a few ns to read); inline, for a leak record's every creation. */
+static inline uint64_t os_now_coarse_ns(void)
+{
+    struct timespec ts;
+#ifdef CLOCK_MONOTONIC_COARSE
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+#else
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+#endif
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 /* The kernel's id of the calling thread (as ps and gdb show it). */
 uint64_t os_thread_id(void);
 /* Initializes cond to time its waits on CLOCK_MONOTONIC (immune to wall-clock steps). 0 or pthread's error. */
