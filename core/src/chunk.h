@@ -46,8 +46,8 @@ struct run {
         uint16_t nfree;  /* slabs: free blocks */
         uint16_t ndirty; /* free runs: pages that may be resident (set in the chunk's map) */
     };
-    struct chunk *chunk;  /* set whenever the record becomes a head */
-    run_t *next, *prev;   /* free runs: siblings in their bin's heap (prev is the parent of a
+    struct chunk *chunk; /* set whenever the record becomes a head */
+    run_t *next, *prev;  /* free runs: siblings in their bin's heap (prev is the parent of a
                                first child); slabs: the arena's partial-slab list              */
     union {
         uint64_t bitmap[RUN_SLAB_WORDS]; /* slabs that are not empty: 1 = free block */

@@ -445,7 +445,15 @@ static OHM_NOINLINE int free_full(void *p, chunk_t *c)
  * its class measured from the entry's head page: a slab's blocks, a run's first byte, nothing in a run's tail
  * pages or in free pages (their byte picks a stack that accepts nothing). Then the free-block key. What fails
  * goes to free_slow, which re-runs the checks and says precisely what was wrong.
- * The fast path then pushes onto the stack (c of tc's arena); the pool is loaded only on the slow paths. */
+ * The fast path then pushes onto the stack (c of tc's arena); the pool is loaded only on the slow paths.
+ * block_ok: whether p, at offset off in its chunk and with page entry e, is a block start that stack b's class
+ * accepts and not already free (its first word is not its free-block key). */
+static inline __attribute__((always_inline)) bool block_ok(const tstack_t *b, size_t off, uint32_t e, const void *p,
+                                                           uintptr_t key)
+{
+    return ohm_likely(stack_block_start(b, off - pg_head_offset(e))) && ohm_likely(block_word0(p) != key);
+}
+
 static inline __attribute__((always_inline)) tstack_t *block_stack(const tcache_t *tc, const chunk_t *c, const void *p,
                                                                    uintptr_t key, uint32_t *entry)
 {
@@ -453,16 +461,26 @@ static inline __attribute__((always_inline)) tstack_t *block_stack(const tcache_
     uint32_t e = pg_get(c, off >> OHM_PAGE_SHIFT);
     tstack_t *b = tc->stacks_by_entry[pg_stack_index(e)];
     *entry = e;
-    if (ohm_unlikely(!stack_block_start(b, off - pg_head_offset(e)))) return NULL;
-    if (ohm_unlikely(block_word0(p) == key)) return NULL;
-    return b;
+    return block_ok(b, off, e, p, key) ? b : NULL;
 }
 
+/* The stack is guessed before the page entry says which it is: the next allocation's pop waits for this push, and
+ * a stack found through the entry would put the entry's load and then the stack pointer's load on that path in
+ * every pair of calls. With the guess (the stack of this cache's last free) the CPU predicts the branch that
+ * checks it and goes on with the guessed stack's count while the entry is still on its way; a wrong guess costs
+ * the stack pointer's load as before, plus a mispredicted branch when guesses alternate between right and wrong. */
 static inline __attribute__((always_inline)) int free_push(tcache_t *tc, chunk_t *c, void *p, uintptr_t key)
 {
-    uint32_t e;
-    tstack_t *b = block_stack(tc, c, p, key, &e);
-    if (ohm_unlikely(!b)) return free_slow(p, c->pool);
+    size_t off = (uintptr_t)p - c->base;
+    uint64_t guess = tc->free_guess;
+    tstack_t *b = tc->stacks_by_entry[guess];
+    uint32_t e = pg_get(c, off >> OHM_PAGE_SHIFT);
+    if (ohm_unlikely(pg_stack_index(e) != guess)) {
+        guess = pg_stack_index(e);
+        tc->free_guess = guess;
+        b = tc->stacks_by_entry[guess];
+    }
+    if (ohm_unlikely(!block_ok(b, off, e, p, key))) return free_slow(p, c->pool);
     uint64_t n = atomic_load_explicit(&b->n, memory_order_relaxed);
     if (ohm_unlikely(n >= b->cap)) return free_full(p, c);
     stack_push(b, n, p, key);

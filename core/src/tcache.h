@@ -117,6 +117,7 @@ typedef struct tcache {
     struct tcache *pnext, *pprev; /* pool's list, under the pool-list lock */
     struct tcache *tnext;         /* this thread's list */
     size_t meta_size;
+    uint64_t free_guess; /* pool.c's free_push: the stack index (page entry byte) of the last block it freed */
     /* Stacks by class; uncached classes have the process's stacks of capacity 0. The free path indexes them by a
      * page entry's low byte (pg_stack_index: the class + 1, 0 for a free page), whose entry 0 is a stack whose
      * block check nothing passes. */
