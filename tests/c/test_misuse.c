@@ -622,6 +622,30 @@ static void test_last_error_is_per_thread(void)
     CHECK(strcmp(mine, ohm_last_error()) == 0);
 }
 
+/* A thread's error message lives until the thread exits (then its buffer is freed: ASan's leak check runs on this
+ * test) and a thread that never failed reads an empty message with code 0. */
+static void *fail_and_read_message(void *arg)
+{
+    int *ok = arg;
+    *ok = ohm_last_error_code() == OHM_OK && ohm_last_error()[0] == '\0';
+    int local;
+    *ok &= ohm_free(&local) == OHM_EINVAL && ohm_last_error_code() == OHM_EINVAL &&
+           strstr(ohm_last_error(), "not a live block") != NULL;
+    *ok &= ohm_set_error(OHM_ESTATE, "second") == OHM_ESTATE && strcmp(ohm_last_error(), "second") == 0;
+    return NULL;
+}
+
+static void test_error_messages_are_per_thread_and_end_with_it(void)
+{
+    for (int i = 0; i < 64; i++) {
+        pthread_t t;
+        int ok = 0;
+        if (!CHECK_EQ_INT(pthread_create(&t, NULL, fail_and_read_message, &ok), 0)) return;
+        pthread_join(t, NULL);
+        if (!CHECK(ok)) return;
+    }
+}
+
 int main(void)
 {
     ohm__init();
@@ -641,6 +665,7 @@ int main(void)
     RUN(test_strerror_names_every_code_and_an_unknown_one);
     RUN(test_free_of_null_is_a_no_op);
     RUN(test_last_error_is_per_thread);
+    RUN(test_error_messages_are_per_thread_and_end_with_it);
     RUN(test_environment_sets_the_config_defaults);
     RUN(test_malformed_environment_values_are_ignored_and_logged);
     RUN(test_out_of_range_environment_numbers_do_not_wrap);
