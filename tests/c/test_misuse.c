@@ -119,6 +119,35 @@ static void test_interior_pointers_are_einval(void)
     ohm_pool_destroy(pool);
 }
 
+/* The free path guesses a block's stack from the last free before its page entry confirms it: a bad pointer must
+ * be refused whether the guess was right (the previous free was of the same class) or wrong. */
+static void test_frees_are_checked_whatever_the_free_path_guessed(void)
+{
+    ohm_pool *pool = make_pool(256 * KIB);
+    if (!pool) return;
+    enum { N = 6 };
+    unsigned char *a[N], *b[N];
+    for (unsigned i = 0; i < N; i++) {
+        a[i] = ohm_pool_alloc(pool, 48);
+        b[i] = ohm_pool_alloc(pool, 1024);
+        if (!CHECK_NOT_NULL(a[i]) || !CHECK_NOT_NULL(b[i])) return;
+    }
+    CHECK_EQ_INT(ohm_pool_free(pool, a[0]), OHM_OK); /* the guess: 48 B */
+    einval(ohm_pool_free(pool, a[1] + 16));          /* guessed right, not a block start */
+    einval(ohm_pool_free(pool, a[0]));               /* guessed right, already free */
+    einval(ohm_pool_free(pool, b[1] + 8));           /* guessed wrong, not a block start */
+    CHECK_EQ_INT(ohm_pool_free(pool, b[0]), OHM_OK); /* the guess: 1 KiB */
+    einval(ohm_pool_free(pool, a[0]));               /* guessed wrong, already free */
+    einval(ohm_pool_free(pool, b[0]));               /* guessed right, already free */
+    einval(ohm_free(b[2] + 512));
+    for (unsigned i = 1; i < N; i++) {
+        CHECK_EQ_INT(ohm_pool_free(pool, a[i]), OHM_OK);
+        CHECK_EQ_INT(ohm_free(b[i]), OHM_OK);
+    }
+    CHECK_EQ_U64(fixture_stats(pool, -1).active_blocks, 0);
+    ohm_pool_destroy(pool);
+}
+
 /* A pointer into the unused tail of a slab (past its last block) is not a block, even where its offset is a
  * multiple of the class size. Freeing it must fail and must not release the slab under a live block. */
 static void test_pointer_past_the_last_block_of_a_slab_is_einval(void)
@@ -651,6 +680,7 @@ int main(void)
     ohm__init();
     RUN(test_free_of_foreign_pointers_is_einval_and_changes_nothing);
     RUN(test_interior_pointers_are_einval);
+    RUN(test_frees_are_checked_whatever_the_free_path_guessed);
     RUN(test_pointer_past_the_last_block_of_a_slab_is_einval);
     RUN(test_double_free_is_caught_while_the_block_sits_in_the_cache);
     RUN(test_double_free_is_caught_after_the_block_went_back_to_its_slab);
