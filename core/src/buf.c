@@ -205,6 +205,9 @@ uint64_t ohm_buf_id(const ohm_buf *b)
 static inline uint64_t owner_state(const ohm_buf *b)
 {
     uint64_t st = atomic_load_explicit(&((ohm_buf *)b)->state, memory_order_acquire);
+    /* A root (root == b holds for roots alone) is its own count and memory owner, and its generation was odd when
+     * its handle was made: the generation compare alone says it is live (count 0: parked). */
+    if (ohm_likely(b->root == b)) return st_gen(st) == b->owner_gen && st_count(st) ? st : 0;
     if (!(st_gen(st) & 1)) return 0;
     /* A count owner's own word is the one just read. */
     if (b->owner != b) st = atomic_load_explicit(&b->owner->state, memory_order_acquire);
@@ -723,29 +726,10 @@ int ohm_buf_release(ohm_buf *b, uint32_t n)
     return release_owner(b->owner, b->owner_gen, n, "release");
 }
 
-/* The state word of a live root, read with its generation check only: a root is its own count owner and memory
- * owner (root == b holds for roots alone), and a live one has count >= 1. 0 when b is not a live root. */
-static inline uint64_t root_state(const ohm_buf *b)
-{
-    uint64_t st = atomic_load_explicit(&((ohm_buf *)b)->state, memory_order_acquire);
-    return st_gen(st) == b->owner_gen ? st : 0;
-}
-
 uint32_t ohm_buf_refcnt(const ohm_buf *b) { return b ? st_count(owner_state(b)) : 0; }
 
-void *ohm_buf_data(const ohm_buf *b)
-{
-    if (ohm_unlikely(!b)) return NULL;
-    if (ohm_likely(b->root == b)) return st_count(root_state(b)) ? b->data : NULL;
-    return owner_state(b) ? b->data : NULL;
-}
-
-size_t ohm_buf_size(const ohm_buf *b)
-{
-    if (ohm_unlikely(!b)) return 0;
-    if (ohm_likely(b->root == b)) return st_count(root_state(b)) ? b->size : 0;
-    return owner_state(b) ? b->size : 0;
-}
+void *ohm_buf_data(const ohm_buf *b) { return b && owner_state(b) ? b->data : NULL; }
+size_t ohm_buf_size(const ohm_buf *b) { return b && owner_state(b) ? b->size : 0; }
 ohm_buf_origin ohm_buf_origin_of(const ohm_buf *b) { return b ? (ohm_buf_origin)b->root->origin : OHM_ORIGIN_POOL; }
 
 /* ---- slices ---- */
