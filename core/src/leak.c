@@ -116,29 +116,37 @@ static inline void stripe_unlock(stripe *st)
 /* ---- memory for records ----
  * Records and access records come from a private ohm pool, not malloc: a thread-cache pop instead of glibc's
  * ~30 ns, which is most of what tracking every allocation (PARANOID) costs besides the stack walk. The pool is
- * made at first use and lives for the process; strings (hints, host sites) stay on malloc. */
+ * made at first use and lives for the process; strings (hints, host sites) stay on malloc. A creation that fails
+ * (no memory for the pool's metadata) leaves that buffer untracked and is tried again by the next record, so one
+ * transient failure does not end tracking for the process; two threads racing to make it keep the first pool. */
 
-static ohm_pool *records;
-static pthread_once_t records_once = PTHREAD_ONCE_INIT;
+static _Atomic(ohm_pool *) records;
 
-static void records_create(void)
+static OHM_NOINLINE ohm_pool *records_create(void)
 {
     ohm_pool_config cfg;
     ohm_pool_config_init(&cfg);
     cfg.name = "ohm-leak-records";
     cfg.poison = false;
-    records = ohm_pool_create(&cfg);
+    ohm_pool *made = ohm_pool_create(&cfg), *none = NULL;
+    if (made &&
+        !atomic_compare_exchange_strong_explicit(&records, &none, made, memory_order_acq_rel, memory_order_acquire)) {
+        ohm_pool_destroy(made); /* another thread's is the records pool */
+        return none;
+    }
+    return made;
 }
 
 static void *rec_mem(size_t size)
 {
-    pthread_once(&records_once, records_create);
-    return records ? ohm_pool_alloc(records, size) : NULL; /* NULL: not tracked */
+    ohm_pool *pool = atomic_load_explicit(&records, memory_order_acquire);
+    if (ohm_unlikely(!pool) && !(pool = records_create())) return NULL; /* NULL: not tracked */
+    return ohm_pool_alloc(pool, size);
 }
 
 static void rec_mem_free(void *p)
 {
-    if (p) ohm_pool_free(records, p);
+    if (p) ohm_pool_free(atomic_load_explicit(&records, memory_order_relaxed), p);
 }
 
 /* Records of buffers (leak_track) go through a small per-thread cache: PARANOID makes and frees one per buffer,

@@ -185,6 +185,39 @@ static void test_random_map_failures_give_enomem_and_a_consistent_pool(void)
     injected_workload(0, 0.7, 777, false);
 }
 
+/* The leak detector's records come from a pool made at the first tracked allocation. If making it fails, that
+ * buffer is not tracked (tracking never fails an allocation), and the next tracked allocation tries again: one
+ * transient failure must not end tracking for the process. Runs first, in a child: the records pool must not
+ * exist yet. */
+static void records_pool_failure_is_not_final(void)
+{
+    ohm_pool_config cfg = fixture_config("faults-leak");
+    ohm_pool *pool = fixture_pool(&cfg);
+    if (!pool) return;
+    ohm_leak_set_level(OHM_LEAK_OFF);
+    ohm_buf *warm = ohm_buf_alloc(pool, 64); /* this thread's cache and header cache hold what the next ones need */
+    if (!CHECK_NOT_NULL(warm)) return;
+    CHECK_EQ_INT(ohm_buf_release(warm, 1), 1);
+    ohm_leak_set_level(OHM_LEAK_PARANOID);
+    ohm_fault_inject(1, 0.0, 1); /* every map fails: the records pool cannot be made */
+    ohm_buf *first = ohm_buf_alloc(pool, 64);
+    ohm_fault_inject(0, 0.0, 0);
+    if (!CHECK_NOT_NULL(first)) return;
+    CHECK(!ohm_buf_tracked(first));
+    ohm_buf *second = ohm_buf_alloc(pool, 64);
+    if (!CHECK_NOT_NULL(second)) return;
+    CHECK(ohm_buf_tracked(second));
+    CHECK_EQ_INT(ohm_buf_release(first, 1), 1);
+    CHECK_EQ_INT(ohm_buf_release(second, 1), 1);
+    ohm_leak_set_level(OHM_LEAK_SIMPLE);
+    ohm_pool_destroy(pool);
+}
+
+static void test_a_failed_records_pool_is_made_again_later(void)
+{
+    run_isolated(records_pool_failure_is_not_final, "records pool failure");
+}
+
 static void test_pool_creation_under_map_failures_fails_cleanly(void)
 {
     unsigned created = 0, refused = 0;
@@ -539,6 +572,7 @@ static void test_virt_to_phys_gives_a_frame_or_says_it_lacks_the_privilege(void)
 int main(void)
 {
     ohm__init();
+    RUN(test_a_failed_records_pool_is_made_again_later); /* first: no tracked buffer may be made before it */
     RUN(test_cap_refuses_allocations_beyond_max_mapped_and_recovers);
     RUN(test_every_nth_map_failing_gives_enomem_and_a_consistent_pool);
     RUN(test_random_map_failures_give_enomem_and_a_consistent_pool);
