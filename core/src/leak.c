@@ -1,16 +1,24 @@
 /* The leak detector: Netty's ResourceLeakDetector, done natively.
  *
  * A tracked buffer owns a leak_track: its creation record (native backtrace, host site text), up to
- * OHM_LEAK_MAX_RECORDS access records, and a creation sequence number. Live records sit in LEAK_STRIPES lists, one
+ * OHM_LEAK_MAX_RECORDS access records, and a creation sequence number. Records sit in LEAK_STRIPES lists, one
  * per thread (round-robin), each behind its own lock, so PARANOID threads do not serialize on one lock; a
  * record's stripe lock also guards its access records and site text against racing touches. Reports are built
  * from a record the reporter owns (unlinked, or a deep copy for checkpoints) and delivered with no leak lock
  * held, so a handler may allocate buffers or call ohm_leak_* itself.
  *
+ * A record stays in its stripe's list across lives: released, it is marked closed (walks skip it) and goes
+ * through its closing thread's batch into that thread's record cache, still linked; made live again from there,
+ * it is filled while closed and published by clearing closed, with no lock and no list operation. The lists hold
+ * the live records plus each thread's batch and cache (at most CLOSE_BATCH + TRACK_CACHE a thread). A record is
+ * unlinked only when it leaves for the records pool, is reported, or owns memory of malloc's when released.
+ * What keeps a walk from reading a record being refilled: a closed record reaches a cache only through its
+ * batch's flush, which takes its stripe lock, so a record a walk (holding that lock) saw live cannot be made
+ * live again until the walk is done.
+ *
  * Cost when an allocation is not tracked: one load of the packed settings word and a thread-local countdown.
  * Tracking costs a frame-pointer walk (os_backtrace, from the entry point's frame up), a record from a per-thread
- * cache, the coarse clock and a stripe lock round trip; a release marks the record and queues it for a batched
- * unlink (closing_flush).
+ * cache and the coarse clock; a release marks the record and queues it in a batch (closing_flush).
  *
  * Leak scopes (the end of this file) track every allocation of their threads: a thread in a scope keeps its
  * countdown at 0, so its allocations take the slow path, where the scope is seen; threads outside scopes pay
@@ -58,11 +66,12 @@ typedef struct leak_rec {
 _Static_assert(sizeof(((ohm_pool *)0)->name) == TRACK_NAME_MAX, "a record holds a pool's whole name");
 
 struct leak_track {
-    leak_track *next, *prev; /* stripe list */
+    leak_track *next, *prev; /* stripe list, under the stripe lock */
     uint64_t seq;            /* creation sequence number (ohm_leak_mark/check) */
     uint64_t buffer_id;
     size_t size;
-    unsigned stripe;
+    unsigned stripe; /* its list's, while linked */
+    bool linked;     /* in its stripe's list (under the stripe lock; read unlocked only by its owner) */
     ohm_buf_origin origin;
     uint8_t pool_level;       /* the level its pool set (ohm_pool_set_leak), else LEVEL_OF_PROCESS */
     char *host_site;          /* owned, or NULL; under the stripe lock */
@@ -70,8 +79,8 @@ struct leak_track {
     leak_track *snext;        /* the scope's gone list, under its scope lock */
     ohm_leak_reason gone;     /* in the scope's gone list: why it was reported */
     /* Not copied by track_clone (which copies what lies before scope and from created on): */
-    _Atomic bool closed; /* released, still in its stripe's list until its closing thread's next batch */
-    leak_track *cnext;   /* that thread's batch (closing_flush) */
+    _Atomic bool closed; /* not live: released (its walk skips it), or not yet published */
+    leak_track *cnext;   /* its closing thread's batch (closing_flush), then a thread's record cache */
     leak_rec created;
     /* access records, oldest first; under the stripe lock */
     unsigned nrecords;
@@ -158,11 +167,25 @@ static OHM_TLS leak_track *tl_tracks; /* linked through next */
 static OHM_TLS unsigned tl_ntracks;
 static OHM_TLS bool tl_tracks_registered; /* the thread-exit path will empty the cache */
 
+/* A record from the records pool: not linked, closed until published. */
+static leak_track *track_fresh(void)
+{
+    leak_track *t = rec_mem(sizeof(leak_track));
+    if (t) {
+        t->linked = false;
+        atomic_store_explicit(&t->closed, true, memory_order_relaxed);
+    }
+    return t;
+}
+
+/* Back to the records pool, out of its list first. */
+static void track_unmake(leak_track *t);
+
 static inline leak_track *track_mem(void)
 {
     leak_track *t = tl_tracks;
-    if (ohm_unlikely(!t)) return rec_mem(sizeof(leak_track));
-    tl_tracks = t->next;
+    if (ohm_unlikely(!t)) return track_fresh();
+    tl_tracks = t->cnext;
     tl_ntracks--;
     return t;
 }
@@ -182,10 +205,10 @@ static inline void register_thread(void)
 static inline void cache_put(leak_track *t)
 {
     if (ohm_unlikely(tl_ntracks >= TRACK_CACHE)) {
-        rec_mem_free(t);
+        track_unmake(t);
         return;
     }
-    t->next = tl_tracks;
+    t->cnext = tl_tracks;
     tl_tracks = t;
     tl_ntracks++;
 }
@@ -204,8 +227,8 @@ void leak_thread_exit(void)
     tl_tracks_registered = false;
     while (tl_tracks) {
         leak_track *t = tl_tracks;
-        tl_tracks = t->next;
-        rec_mem_free(t);
+        tl_tracks = t->cnext;
+        track_unmake(t);
     }
     tl_ntracks = 0;
 }
@@ -574,7 +597,34 @@ static void track_free(leak_track *t)
 }
 
 /* Out of its stripe's list, under the stripe lock; its links are left as they were. */
-static void unlink_track(leak_track *t) { LIST_UNLINK(stripes[t->stripe].head, t, next, prev); }
+static void unlink_track(leak_track *t)
+{
+    LIST_UNLINK(stripes[t->stripe].head, t, next, prev);
+    t->linked = false;
+}
+
+static void track_unmake(leak_track *t)
+{
+    if (t->linked) {
+        stripe *st = &stripes[t->stripe];
+        stripe_lock(st);
+        unlink_track(t);
+        stripe_unlock(st);
+    }
+    rec_mem_free(t);
+}
+
+/* A record made live for the first time (or again after it was unlinked): into this thread's stripe, published. */
+static OHM_NOINLINE void track_link(leak_track *t)
+{
+    t->stripe = thread_stripe();
+    stripe *st = &stripes[t->stripe];
+    stripe_lock(st);
+    atomic_store_explicit(&t->closed, false, memory_order_relaxed);
+    LIST_PUSH_FRONT(st->head, t, next, prev);
+    t->linked = true;
+    stripe_unlock(st);
+}
 
 /* ---- the internal interface (leak.h) ---- */
 
@@ -598,19 +648,18 @@ LEAK_INLINE leak_track *track_new(uint64_t buffer_id, size_t size, ohm_buf_origi
     leak_track *t = track_mem();
     if (!t) return NULL; /* not tracked: tracking never fails an allocation */
     /* Field by field, not memset: the creation record's frame array (most of the record) is filled by capture,
-     * and zeroing it was three quarters of tracking's cost. The links and seq are set when it is linked. */
+     * and zeroing it was three quarters of tracking's cost. closed stays set until track_make publishes it; the
+     * links and stripe of a linked record stay as they are (they are its list's). */
     t->host_site = NULL;
     t->scope = NULL;
     t->created.hint = NULL;
     t->nrecords = 0;
     t->seen = 0;
     t->dropped = 0;
-    atomic_store_explicit(&t->closed, false, memory_order_relaxed);
     copy_name(t->pool, pool_name, whole_name);
     t->buffer_id = buffer_id;
     t->size = size;
     t->origin = origin;
-    t->stripe = thread_stripe();
     return t;
 }
 
@@ -625,10 +674,9 @@ LEAK_INLINE leak_track *track_make(uint64_t pool_settings, uint64_t buffer_id, s
     capture(&t->created, caller, user);
     t->seq = atomic_fetch_add_explicit(&next_seq, 1, memory_order_relaxed);
     if (sc && scope_attach(sc, t)) t->pool_level = OHM_LEAK_PARANOID; /* access records too */
-    stripe *st = &stripes[t->stripe];
-    stripe_lock(st);
-    LIST_PUSH_FRONT(st->head, t, next, prev);
-    stripe_unlock(st);
+    /* Published: a walk that sees it live sees every field above. */
+    if (ohm_likely(t->linked)) atomic_store_explicit(&t->closed, false, memory_order_release);
+    else track_link(t);
     return t;
 }
 
@@ -729,10 +777,11 @@ void leak_track_touch(leak_track *t, const char *hint)
     rec_free(drop);
 }
 
-/* Released records with no host site and no access records (what PARANOID makes for native callers) leave their
- * stripes' lists in batches: marked closed (the checkpoint walk skips them), then unlinked and freed CLOSE_BATCH
- * at a time, one lock round trip per stripe and batch instead of one each. Only the closing thread's batch links
- * them (cnext); a thread's exit flushes what it holds. */
+/* Released records with no host site and no access records (what PARANOID makes for native callers) are marked
+ * closed (walks skip them) and reach the closing thread's record cache CLOSE_BATCH at a time, still linked: the
+ * flush takes each of their stripes' locks once, so that no walk still reading one of them as live can see it
+ * refilled (see the top of this file). Only the closing thread's batch links them (cnext); a thread's exit
+ * flushes what it holds. */
 #define CLOSE_BATCH 32
 
 static OHM_TLS leak_track *tl_closing;
@@ -753,16 +802,14 @@ static void closing_flush(void)
             stripe_lock(st);
             held = st;
         }
-        unlink_track(t);
         owning |= t->host_site || t->nrecords;
-        t->next = t->cnext; /* free once unlinked: the batch becomes a run of the record cache */
         last = t;
     }
     if (held) stripe_unlock(held);
     if (!list) return;
-    /* The thread registered when it batched them. */
+    /* The thread registered when it batched them; the batch is a run of the record cache already (cnext). */
     if (ohm_likely(!owning && tl_ntracks + n <= TRACK_CACHE)) {
-        last->next = tl_tracks;
+        last->cnext = tl_tracks;
         tl_tracks = list;
         tl_ntracks += n;
         return;
@@ -1108,13 +1155,14 @@ uint64_t ohm_leak_mark(void)
 /* A deep copy of t (under its stripe lock), NULL if out of memory. */
 static leak_track *track_clone(const leak_track *t)
 {
-    leak_track *c = track_mem();
+    leak_track *c = track_fresh(); /* not the thread's cache: its records may be linked */
     if (!c) return NULL;
     /* Not the scope fields: they are under the scope's lock, not the stripe's that the caller holds. */
     memcpy(c, t, offsetof(leak_track, scope));
     memcpy((char *)c + offsetof(leak_track, created), (const char *)t + offsetof(leak_track, created),
            sizeof *c - offsetof(leak_track, created));
     c->next = c->prev = NULL;
+    c->linked = false;
     c->scope = NULL;
     c->snext = NULL;
     c->gone = OHM_LEAK_CHECKPOINT; /* still live */

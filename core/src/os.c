@@ -291,13 +291,9 @@ int ohm_virt_to_phys(const void *addr, uint64_t *phys)
     return 0;
 }
 
-/* ---- stack walking ----
- * A frame-pointer walk: each frame's saved frame pointer sits at [fp] and its return address at [fp + 8]. It
- * reads only inside this thread's stack and only upward, so a caller compiled without frame pointers ends the
- * walk early instead of faulting. About 2 ns a frame, against glibc backtrace()'s DWARF unwinding at about
- * 200 ns a frame (measured), which is what makes tracking every allocation (PARANOID) affordable. */
+/* ---- stack walking (the walk itself is inline, in os.h) ---- */
 
-static OHM_TLS uintptr_t tl_stack_lo, tl_stack_hi;
+OHM_TLS uintptr_t os__stack_lo, os__stack_hi;
 
 /* This thread's stack, found once (pthread_getattr_np reads /proc for the main thread). */
 static int stack_bounds(void)
@@ -309,48 +305,12 @@ static int stack_bounds(void)
     int ok = pthread_attr_getstack(&attr, &addr, &size) == 0;
     pthread_attr_destroy(&attr);
     if (!ok) return 0;
-    tl_stack_lo = (uintptr_t)addr;
-    tl_stack_hi = (uintptr_t)addr + size;
+    os__stack_lo = (uintptr_t)addr;
+    os__stack_hi = (uintptr_t)addr + size;
     return 1;
 }
 
-/* The frame above fp's, or 0 where the chain stops: it must lie higher, with its two words below lim's end,
- * and be aligned. */
-static inline uintptr_t frame_up(uintptr_t fp, uintptr_t lim)
-{
-    uintptr_t next = ((uintptr_t *)fp)[0];
-    return next > fp && next <= lim && !(next & 7) ? next : 0;
-}
-
-/* A thread's first walk: the bounds first. Out of line, so that the walk itself calls nothing (a leaf: no
- * register saves). */
-static OHM_NOINLINE int backtrace_first(const void *start, const void *anchor, void **frames, int max)
+int os_backtrace_first(const void *start, const void *anchor, void **frames, int max)
 {
     return stack_bounds() ? os_backtrace(start, anchor, frames, max) : 0;
-}
-
-int os_backtrace(const void *start, const void *anchor, void **frames, int max)
-{
-    if (ohm_unlikely(!tl_stack_hi)) return backtrace_first(start, anchor, frames, max);
-    /* Every frame read lies in [lo, hi): fp >= lo holds from the first on, frames growing upward. */
-    uintptr_t lim = tl_stack_hi - 2 * sizeof(uintptr_t), fp = (uintptr_t)start;
-    if (max <= 0 || fp < tl_stack_lo || fp > lim || (fp & 7)) return 0;
-    if (anchor) {
-        /* The anchor's frame among the first max, stored from there: the frames below it cost no stores. */
-        uintptr_t a = fp;
-        for (int i = 1; ((uintptr_t *)a)[1] != (uintptr_t)anchor; i++)
-            if (i == max || !((uintptr_t *)a)[1] || !(a = frame_up(a, lim))) {
-                a = fp; /* no anchor: every frame */
-                break;
-            }
-        fp = a;
-    }
-    void **out = frames, **end = frames + max;
-    for (uintptr_t ret = ((uintptr_t *)fp)[1]; ohm_likely(ret != 0); ret = ((uintptr_t *)fp)[1]) {
-        *out++ = (void *)ret;
-        uintptr_t next = ((uintptr_t *)fp)[0];
-        if (ohm_unlikely(out == end) || ohm_unlikely(next <= fp || next > lim || (next & 7))) break;
-        fp = next;
-    }
-    return (int)(out - frames);
 }

