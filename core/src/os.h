@@ -64,7 +64,7 @@ static inline uintptr_t os_frame_up(uintptr_t fp, uintptr_t lim)
  * address (__builtin_frame_address(0) in it or in what is inlined into it); it must not have returned. With
  * anchor, the walk starts at the first frame (among the first max) whose return address is anchor, which is
  * then frames[0]; with none, at start. Returns the count; never faults, stops early in code without frame
- * pointers or at a return address of 0 (the outermost frame). */
+ * pointers. */
 static inline int os_backtrace(const void *start, const void *anchor, void **frames, int max)
 {
     if (ohm_unlikely(!os__stack_hi)) return os_backtrace_first(start, anchor, frames, max);
@@ -80,9 +80,11 @@ static inline int os_backtrace(const void *start, const void *anchor, void **fra
             }
         fp = a;
     }
+    /* The outermost frame's saved frame pointer is 0 (the ABI's mark, which _start and clone set), which ends the
+     * walk as any other out-of-bounds link would. */
     void **out = frames, **end = frames + max;
-    for (uintptr_t ret = ((uintptr_t *)fp)[1]; ohm_likely(ret != 0); ret = ((uintptr_t *)fp)[1]) {
-        *out++ = (void *)ret;
+    for (;;) {
+        *out++ = (void *)((uintptr_t *)fp)[1];
         uintptr_t next = ((uintptr_t *)fp)[0];
         if (ohm_unlikely(out == end) || ohm_unlikely(next <= fp || next > lim)) break;
         fp = next;
