@@ -128,125 +128,136 @@ static void take_each(world *w, int who)
     take(w, who, LARGE, 0, 3);
 }
 
-/* Bound to arena 1 (the main thread holds arena 0): allocates, frees some of the main thread's blocks (more
- * small ones than an outbox sends at once, so some still wait in it), lets the main thread look, and exits
- * holding its blocks. */
-static void *first_thread(void *arg)
+/* k of who's blocks of size to free; a list of them ends with k == 0. */
+typedef struct gift {
+    int who;
+    size_t size;
+    unsigned k;
+} gift;
+
+static void give_each(world *w, const gift *g)
 {
-    world *w = arg;
-    take_each(w, FIRST);
-    note_arena(w, FIRST);
-    give(w, MAIN, SMALL, 40);
-    give(w, MAIN, MEDIUM, 5);
-    give(w, MAIN, ALIGNED, 1);
-    give(w, MAIN, LARGE, 1);
-    pthread_barrier_wait(&w->bar); /* 1: the main thread checks */
-    pthread_barrier_wait(&w->bar); /* 2 */
+    for (; g->k; g++) give(w, g->who, g->size, g->k);
+}
+
+/* The calling thread frees every block who holds. */
+static void give_everything(world *w, int who)
+{
+    pthread_mutex_lock(&w->lock);
+    unsigned sizes = 0;
+    size_t size[4] = {0};
+    unsigned count[4] = {0};
+    for (unsigned i = 0; i < w->by[who].n; i++) {
+        unsigned j = 0;
+        while (j < sizes && size[j] != w->by[who].size[i]) j++;
+        if (!CHECK(j < 4)) break;
+        if (j == sizes) size[sizes++] = w->by[who].size[i];
+        count[j]++;
+    }
+    pthread_mutex_unlock(&w->lock);
+    for (unsigned j = 0; j < sizes; j++) give(w, who, size[j], count[j]);
+}
+
+/* A thread of arena 1 (the main thread holds arena 0): allocates take_each's blocks as who, frees its gifts, lets
+ * the main thread look, and exits holding the rest. */
+typedef struct script {
+    world *w;
+    int who;
+    const gift *gifts;
+} script;
+
+static void *scripted_thread(void *arg)
+{
+    script *s = arg;
+    take_each(s->w, s->who);
+    note_arena(s->w, s->who);
+    give_each(s->w, s->gifts);
+    pthread_barrier_wait(&s->w->bar); /* 1: the main thread checks */
+    pthread_barrier_wait(&s->w->bar); /* 2 */
     return NULL;
 }
 
-/* Arena 1 again, after the first thread exited: frees what is left of the first thread's blocks (its own arena's,
- * allocated by a thread that is gone), some of the main thread's, and keeps some blocks of its own. */
-static void *second_thread(void *arg)
+/* Runs s on a thread of its own and checks the arenas while it waits and after it exited. */
+static void run_script(script s, const char *waiting, const char *exited)
 {
-    world *w = arg;
-    take_each(w, SECOND);
-    note_arena(w, SECOND);
-    give(w, SECOND, SMALL, 30);
-    give(w, FIRST, SMALL, 50);
-    give(w, FIRST, MEDIUM, 15);
-    give(w, FIRST, ALIGNED, 3);
-    give(w, FIRST, LARGE, 2);
-    give(w, MAIN, SMALL, 20);
-    give(w, MAIN, LARGE, 1);
-    pthread_barrier_wait(&w->bar); /* 1: the main thread checks */
-    pthread_barrier_wait(&w->bar); /* 2 */
-    return NULL;
+    pthread_t t;
+    pthread_create(&t, NULL, scripted_thread, &s);
+    pthread_barrier_wait(&s.w->bar); /* 1 */
+    check_arenas(s.w, waiting);
+    pthread_barrier_wait(&s.w->bar); /* 2 */
+    pthread_join(t, NULL);
+    check_arenas(s.w, exited);
+}
+
+/* The world of a test: a pool of NARENAS arenas caching blocks up to 256 KiB, its locks, no blocks held. */
+static world *world_open(const char *name)
+{
+    static world w; /* large: off the stack */
+    memset(&w, 0, sizeof w);
+    ohm_pool_config cfg = fixture_cache_config(name, 0, 256 * KIB);
+    cfg.arenas = NARENAS;
+    if (!(w.pool = fixture_pool(&cfg))) return NULL;
+    pthread_mutex_init(&w.lock, NULL);
+    pthread_barrier_init(&w.bar, NULL, 2);
+    return &w;
+}
+
+/* Frees what the test still holds (from the calling thread), which must leave every figure at zero and the pool
+ * empty, and closes the world. */
+static void world_close(world *w)
+{
+    for (int who = 0; who < NTHREADS; who++) give_everything(w, who);
+    check_arenas(w, "every block freed");
+    CHECK_EQ_U64(fixture_stats(w->pool, -1).active_blocks, 0);
+    fixture_check_trims_to_nothing(w->pool);
+    pthread_barrier_destroy(&w->bar);
+    pthread_mutex_destroy(&w->lock);
+    ohm_pool_destroy(w->pool);
 }
 
 static void test_each_arenas_active_blocks_are_its_live_blocks(void)
 {
-    static world w; /* large: off the stack */
-    memset(&w, 0, sizeof w);
-    ohm_pool_config cfg = fixture_cache_config("arena-stats", 0, 256 * KIB);
-    cfg.arenas = NARENAS;
-    if (!(w.pool = fixture_pool(&cfg))) return;
-    pthread_mutex_init(&w.lock, NULL);
-    pthread_barrier_init(&w.bar, NULL, 2);
+    world *w = world_open("arena-stats");
+    if (!w) return;
+    take_each(w, MAIN);
+    note_arena(w, MAIN);
+    check_arenas(w, "the main thread's blocks");
 
-    take_each(&w, MAIN);
-    note_arena(&w, MAIN);
-    check_arenas(&w, "the main thread's blocks");
-
-    pthread_t t;
-    pthread_create(&t, NULL, first_thread, &w);
-    pthread_barrier_wait(&w.bar); /* 1 */
-    check_arenas(&w, "the first thread freed the main thread's blocks, some still in its outbox");
-    pthread_barrier_wait(&w.bar); /* 2 */
-    pthread_join(t, NULL);
-    check_arenas(&w, "the first thread exited");
+    /* More small blocks than an outbox sends at once: some still wait in the first thread's outbox. */
+    static const gift first[] = {{MAIN, SMALL, 40}, {MAIN, MEDIUM, 5}, {MAIN, ALIGNED, 1}, {MAIN, LARGE, 1}, {0}};
+    run_script((script){w, FIRST, first}, "the first thread freed the main thread's blocks", "the first thread exited");
 
     /* Frees into the arena of a thread that is gone, waiting in this thread's outbox for now. */
-    give(&w, FIRST, SMALL, 20);
-    give(&w, FIRST, MEDIUM, 5);
-    give(&w, FIRST, LARGE, 1);
-    check_arenas(&w, "the main thread freed the first thread's blocks");
+    give_each(w, (const gift[]){{FIRST, SMALL, 20}, {FIRST, MEDIUM, 5}, {FIRST, LARGE, 1}, {0}});
+    check_arenas(w, "the main thread freed the first thread's blocks");
 
-    pthread_create(&t, NULL, second_thread, &w);
-    pthread_barrier_wait(&w.bar); /* 1 */
-    check_arenas(&w, "the second thread freed blocks of both arenas");
-    pthread_barrier_wait(&w.bar); /* 2 */
-    pthread_join(t, NULL);
-    check_arenas(&w, "the second thread exited");
+    /* Arena 1 again: blocks of its own arena that a thread now gone allocated, and the main thread's. */
+    static const gift second[] = {{SECOND, SMALL, 30}, {FIRST, SMALL, 50}, {FIRST, MEDIUM, 15}, {FIRST, ALIGNED, 3},
+                                  {FIRST, LARGE, 2},   {MAIN, SMALL, 20},  {MAIN, LARGE, 1},    {0}};
+    run_script((script){w, SECOND, second}, "the second thread freed blocks of both arenas",
+               "the second thread exited");
 
-    CHECK_EQ_INT(w.arena_of[MAIN], 0);
-    CHECK_EQ_INT(w.arena_of[FIRST], 1);
-    CHECK_EQ_INT(w.arena_of[SECOND], 1);
-
-    CHECK_EQ_INT(ohm_pool_flush_thread_cache(w.pool), OHM_OK);
-    check_arenas(&w, "the main thread flushed its cache");
-    give(&w, SECOND, SMALL, 70);
-    give(&w, SECOND, MEDIUM, 20);
-    give(&w, SECOND, ALIGNED, 4);
-    give(&w, SECOND, LARGE, 3);
-    give(&w, MAIN, SMALL, 40);
-    give(&w, MAIN, MEDIUM, 15);
-    give(&w, MAIN, ALIGNED, 3);
-    give(&w, MAIN, LARGE, 1);
-    give(&w, FIRST, SMALL, 30);
-    give(&w, FIRST, ALIGNED, 1);
-    check_arenas(&w, "every block freed");
-    CHECK_EQ_U64(fixture_stats(w.pool, -1).active_blocks, 0);
-
-    fixture_check_trims_to_nothing(w.pool);
-    pthread_barrier_destroy(&w.bar);
-    pthread_mutex_destroy(&w.lock);
-    ohm_pool_destroy(w.pool);
+    CHECK_EQ_INT(w->arena_of[MAIN], 0);
+    CHECK_EQ_INT(w->arena_of[FIRST], 1);
+    CHECK_EQ_INT(w->arena_of[SECOND], 1);
+    CHECK_EQ_INT(ohm_pool_flush_thread_cache(w->pool), OHM_OK);
+    check_arenas(w, "the main thread flushed its cache");
+    world_close(w);
 }
 
 /* Threads of both arenas, each exiting after it freed blocks of the other arena, of a thread that exited, and of
  * its own arena allocated by a thread that exited: the arenas carry their exited threads' counts and balance. */
-static unsigned held(world *w, int who, size_t size)
-{
-    pthread_mutex_lock(&w->lock);
-    unsigned n = 0;
-    for (unsigned i = 0; i < w->by[who].n; i++) n += w->by[who].size[i] == size;
-    pthread_mutex_unlock(&w->lock);
-    return n;
-}
 
-/* Arena 0 (no other cache is alive when it starts): its own blocks, all of the last arena-1 thread's, and what
- * is left of the previous arena-0 thread's. Waits while an arena-1 thread runs beside it. */
+/* Arena 0 (no other cache is alive when it starts): what is left of the previous arena-0 thread's blocks, its
+ * own, then all of the last arena-1 thread's. Waits while an arena-1 thread runs beside it. */
 static void *relay_first(void *arg)
 {
     world *w = arg;
-    give(w, FIRST, SMALL, held(w, FIRST, SMALL));
-    give(w, FIRST, LARGE, held(w, FIRST, LARGE));
+    give_everything(w, FIRST);
     take(w, FIRST, SMALL, 0, 40);
     take(w, FIRST, LARGE, 0, 2);
     note_arena(w, FIRST);
-    give(w, SECOND, SMALL, held(w, SECOND, SMALL));
-    give(w, SECOND, LARGE, held(w, SECOND, LARGE));
+    give_everything(w, SECOND);
     pthread_barrier_wait(&w->bar); /* 1: the arena-1 thread runs */
     pthread_barrier_wait(&w->bar); /* 2: it exited */
     return NULL;
@@ -259,43 +270,28 @@ static void *relay_second(void *arg)
     take(w, SECOND, SMALL, 0, 30);
     take(w, SECOND, LARGE, 0, 1);
     note_arena(w, SECOND);
-    give(w, FIRST, SMALL, 20);
-    give(w, FIRST, LARGE, 1);
+    give_each(w, (const gift[]){{FIRST, SMALL, 20}, {FIRST, LARGE, 1}, {0}});
     return NULL;
 }
 
 static void test_exited_threads_of_both_arenas_keep_the_arenas_balanced(void)
 {
-    static world w;
-    memset(&w, 0, sizeof w);
-    ohm_pool_config cfg = fixture_cache_config("arena-stats-relay", 0, 256 * KIB);
-    cfg.arenas = NARENAS;
-    if (!(w.pool = fixture_pool(&cfg))) return;
-    pthread_mutex_init(&w.lock, NULL);
-    pthread_barrier_init(&w.bar, NULL, 2);
+    world *w = world_open("arena-stats-relay");
+    if (!w) return;
     /* The main thread makes no cache of the pool until the end: the relay's threads take the arenas. */
     for (int turn = 0; turn < 8; turn++) {
         pthread_t first, second;
-        pthread_create(&first, NULL, relay_first, &w);
-        pthread_barrier_wait(&w.bar); /* 1 */
-        pthread_create(&second, NULL, relay_second, &w);
+        pthread_create(&first, NULL, relay_first, w);
+        pthread_barrier_wait(&w->bar); /* 1 */
+        pthread_create(&second, NULL, relay_second, w);
         pthread_join(second, NULL);
-        check_arenas(&w, "an arena-1 relay thread exited");
-        pthread_barrier_wait(&w.bar); /* 2 */
+        check_arenas(w, "an arena-1 relay thread exited");
+        pthread_barrier_wait(&w->bar); /* 2 */
         pthread_join(first, NULL);
-        check_arenas(&w, "an arena-0 relay thread exited");
-        if (!CHECK_EQ_INT(w.arena_of[FIRST], 0) || !CHECK_EQ_INT(w.arena_of[SECOND], 1)) break;
+        check_arenas(w, "an arena-0 relay thread exited");
+        if (!CHECK_EQ_INT(w->arena_of[FIRST], 0) || !CHECK_EQ_INT(w->arena_of[SECOND], 1)) break;
     }
-    give(&w, FIRST, SMALL, held(&w, FIRST, SMALL));
-    give(&w, FIRST, LARGE, held(&w, FIRST, LARGE));
-    give(&w, SECOND, SMALL, held(&w, SECOND, SMALL));
-    give(&w, SECOND, LARGE, held(&w, SECOND, LARGE));
-    check_arenas(&w, "the main thread freed every block");
-    CHECK_EQ_U64(fixture_stats(w.pool, -1).active_blocks, 0);
-    fixture_check_trims_to_nothing(w.pool);
-    pthread_barrier_destroy(&w.bar);
-    pthread_mutex_destroy(&w.lock);
-    ohm_pool_destroy(w.pool);
+    world_close(w);
 }
 
 int main(void)
