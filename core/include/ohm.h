@@ -288,7 +288,10 @@ typedef struct ohm_pool_stats {
 } ohm_pool_stats;
 
 /* Fills out with a snapshot of the whole pool (arena = -1) or of one arena (0 .. arenas-1). Counters are kept
- * per thread and summed here, so allocation never contends on them; the sum is exact once threads are quiet. */
+ * per thread and summed here, so allocation never contends on them; the sum is exact once threads are quiet. An
+ * arena's figures count the blocks of that arena: a block's free counts where its allocation did, whichever thread
+ * frees it and whether or not its allocating thread still runs, so once threads are quiet each arena's active
+ * blocks are the blocks live in it and the arenas add up to the pool (huge blocks are the pool's only). */
 OHM_API int ohm_pool_stats_get(ohm_pool *pool, int arena, ohm_pool_stats *out);
 
 /* The size-class table: number of classes for a chunk size, and the size of class i. */

@@ -42,6 +42,11 @@ typedef struct arena {
     _Atomic(void *) remote[SC_COUNT]; /* chains of blocks freed by other threads' caches */
     /* cumulative, read by stats under the lock */
     uint64_t purged_pages, chunks_mapped, chunks_unmapped;
+    /* Statistics of this arena's blocks that no live cache of the arena counts (introspect.c adds its caches'):
+     * frees by threads of other arenas and calls made without a thread cache (any thread adds to these), and the
+     * counters of the arena's caches whose threads exited (pool-list lock). */
+    _Atomic uint64_t other_allocs[SC_COUNT], other_frees[SC_COUNT];
+    uint64_t retired_allocs[SC_COUNT], retired_hits[SC_COUNT], retired_frees[SC_COUNT];
     /* debug builds: the chunk the operation in progress changed, walked when it ends, and a count of
      * operations, every ARENA_CHECK_EVERY-th of which walks the whole arena (arena.c) */
     ohm_debug_only(chunk_t *dbg_touched; uint64_t dbg_ops;)

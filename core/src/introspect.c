@@ -119,14 +119,18 @@ int ohm_pool_walk(ohm_pool *pool, ohm_walk_fn *fn, void *arg)
     return rc;
 }
 
-/* Sums the per-thread counters of the selected caches (and, for the whole pool, those of exited threads and of
- * calls made without a cache). Pool-list lock taken here. */
+/* Sums the counters of the selected arenas (all for arena -1): those of the caches bound to them, the blocks of
+ * theirs waiting in any cache's outbox, and what each arena keeps itself (frees by other arenas' threads, calls
+ * without a cache, exited threads' totals). Every block's allocation and free count on its own arena, so each
+ * arena's figures balance once caches are quiet. Pool-list lock taken here. */
 static void sum_counters(ohm_pool *pool, int arena, uint64_t *allocs, uint64_t *hits, uint64_t *frees,
                          uint64_t *threads)
 {
+    const arena_t *only = arena >= 0 ? &pool->arenas[arena] : NULL;
     pool_list_lock();
     for (tcache_t *tc = pool->tcaches; tc; tc = tc->pnext) {
-        if (arena >= 0 && tc->arena->index != (unsigned)arena) continue;
+        tcache_add_outbox_frees(tc, only, frees);
+        if (only && tc->arena != only) continue;
         ++*threads;
         for (unsigned c = 0; c < SC_COUNT; c++) {
             uint64_t a, h, f;
@@ -136,11 +140,13 @@ static void sum_counters(ohm_pool *pool, int arena, uint64_t *allocs, uint64_t *
             frees[c] += f;
         }
     }
-    if (arena < 0) {
+    for (unsigned i = 0; i < pool->narenas; i++) {
+        arena_t *a = &pool->arenas[i];
+        if (only && a != only) continue;
         for (unsigned c = 0; c < SC_COUNT; c++) {
-            allocs[c] += pool->retired.allocs[c] + atomic_load_explicit(&pool->direct_allocs[c], memory_order_relaxed);
-            hits[c] += pool->retired.hits[c];
-            frees[c] += pool->retired.frees[c] + atomic_load_explicit(&pool->direct_frees[c], memory_order_relaxed);
+            allocs[c] += a->retired_allocs[c] + atomic_load_explicit(&a->other_allocs[c], memory_order_relaxed);
+            hits[c] += a->retired_hits[c];
+            frees[c] += a->retired_frees[c] + atomic_load_explicit(&a->other_frees[c], memory_order_relaxed);
         }
     }
     pool_list_unlock();

@@ -272,7 +272,7 @@ static void *alloc_from_arena(ohm_pool *pool, tcache_t *tc, unsigned cls, int fl
             ohm_counter_add(&tc->stats[cls].direct_allocs, 1);
         }
     } else if (arena_alloc_batch(&pool->arenas[0], cls, &p, 1)) {
-        atomic_fetch_add_explicit(&pool->direct_allocs[cls], 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&pool->arenas[0].other_allocs[cls], 1, memory_order_relaxed);
     }
     return p;
 }
@@ -367,7 +367,7 @@ void *ohm_pool_alloc_aligned(ohm_pool *pool, size_t size, size_t align)
     CAP_RETRY(pool, p, arena_alloc_aligned_run(tc ? tc->arena : &pool->arenas[0], cls, align));
     if (!p) return NULL;
     if (tc) ohm_counter_add(&tc->stats[cls].direct_allocs, 1);
-    else atomic_fetch_add_explicit(&pool->direct_allocs[cls], 1, memory_order_relaxed);
+    else atomic_fetch_add_explicit(&pool->arenas[0].other_allocs[cls], 1, memory_order_relaxed);
     return finish_alloc(p, sc_size(cls), pool->cfg.zero);
 }
 
@@ -390,6 +390,7 @@ void *ohm_alloc(size_t size)
 /* ---- free ---- */
 
 static int free_valid(void *p, ohm_pool *pool, chunk_t *c, unsigned cls);
+static int free_to_other_arena(tcache_t *tc, arena_t *a, void *p, unsigned cls);
 
 /* Everything the free fast path does not handle, with full validation and its messages: a huge block, an
  * invalid pointer, a poisoning pool. */
@@ -407,22 +408,26 @@ static OHM_NOINLINE int free_slow(void *p, ohm_pool *pool)
 }
 
 /* A block the fast path validated, whose pool is not this thread's most recent, whose stack is full or whose
- * class is not cached (two pools used alternately land here on every free, so it must not validate again). */
+ * class is not cached (two pools used alternately land here on every free, so it must not validate again). A
+ * block of another arena never goes onto this thread's stack: a block's allocation and free both count on its
+ * own arena. */
 static OHM_NOINLINE int free_valid(void *p, ohm_pool *pool, chunk_t *c, unsigned cls)
 {
     int rc;
     poison_on_free(&pool->cfg, p, sc_size(cls));
     tcache_t *tc = tcache_get_or_create(pool);
-    if (tc && stack_n(tc->stacks[cls]) < tc->stacks[cls]->cap) { /* only the most-recent compare failed */
-        stack_push(tc->stacks[cls], stack_n(tc->stacks[cls]), p, block_key(p));
-        return 0;
-    }
     if (!tc) {
-        rc = arena_free_one(c->arena, p);
-        if (rc == 0) atomic_fetch_add_explicit(&pool->direct_frees[cls], 1, memory_order_relaxed);
+        arena_t *a = c->arena; /* the free may unmap c */
+        rc = arena_free_one(a, p);
+        if (rc == 0) atomic_fetch_add_explicit(&a->other_frees[cls], 1, memory_order_relaxed);
         return rc;
     }
+    if (c->arena != tc->arena) return free_to_other_arena(tc, c->arena, p, cls);
     tstack_t *b = tc->stacks[cls];
+    if (stack_n(b) < b->cap) { /* only the most-recent compare failed */
+        stack_push(b, stack_n(b), p, block_key(p));
+        return 0;
+    }
     tcache_tick(tc);
     if (!b->cap) {
         rc = arena_free_one(c->arena, p);
@@ -524,12 +529,19 @@ static OHM_NOINLINE int free_remote(ohm_pool *pool, tcache_t *tc, chunk_t *c, vo
     if (ohm_unlikely(!b)) return free_slow(p, pool);
     unsigned cls = pg_cls(e);
     poison_on_free(&pool->cfg, p, sc_size(cls));
-    if (!b->cap) {
-        int rc = arena_free_one(c->arena, p);
-        if (rc == 0) ohm_counter_add(&tc->stats[cls].direct_frees, 1);
+    return free_to_other_arena(tc, c->arena, p, cls);
+}
+
+/* A validated block of class cls of arena a, not cache tc's arena: back to a, through the outbox when the class is
+ * cached. Its free counts on a, where its allocation was counted. */
+static int free_to_other_arena(tcache_t *tc, arena_t *a, void *p, unsigned cls)
+{
+    if (!tc->stacks[cls]->cap) {
+        int rc = arena_free_one(a, p);
+        if (rc == 0) atomic_fetch_add_explicit(&a->other_frees[cls], 1, memory_order_relaxed);
         return rc;
     }
-    tcache_free_remote(tc, c->arena, cls, p);
+    tcache_free_remote(tc, a, cls, p);
     return 0;
 }
 

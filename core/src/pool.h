@@ -9,10 +9,6 @@
 #define POOL_MAGIC_LIVE 0x6f686d706f6f6c31ull /* "ohmpool1" */
 #define POOL_MAGIC_DEAD 0x64656164706f6f6cull
 
-typedef struct pool_retired { /* counters of threads that have exited, under the pool-list lock */
-    uint64_t allocs[SC_COUNT], hits[SC_COUNT], frees[SC_COUNT];
-} pool_retired;
-
 struct ohm_pool {
     _Atomic uint64_t magic;
     uint64_t id; /* unique for the process's life; never 0 */
@@ -29,15 +25,13 @@ struct ohm_pool {
     pthread_mutex_t huge_lock;      /* huge list and huge counters */
     chunk_t *huge;
     uint64_t huge_blocks, huge_bytes, huge_allocs, huge_frees;
-    _Atomic uint64_t direct_allocs[SC_COUNT], direct_frees[SC_COUNT]; /* calls made without a thread cache */
-    tcache_t *tcaches;                                                /* pool-list lock */
-    pool_retired retired;                                             /* pool-list lock */
-    struct ohm_pool *next;                                            /* the pool list */
+    tcache_t *tcaches;     /* pool-list lock */
+    struct ohm_pool *next; /* the pool list */
     bool is_default;
     bool bg_busy; /* the background purger is working on it (pool-list lock) */
 };
 
-/* The pool-list lock guards the list of pools, every pool's cache list and retired counters, and cache
+/* The pool-list lock guards the list of pools, every pool's cache list, the arenas' retired counters, and cache
  * life cycles (creation, thread exit, pool destruction). Taken rarely; never on the fast paths. */
 void pool_list_lock(void);
 void pool_list_unlock(void);

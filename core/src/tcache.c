@@ -2,7 +2,7 @@
  *
  * Life cycle: a cache is made the first time a thread allocates from or frees to a pool, bound to the arena
  * with the fewest threads, and listed both in the thread's list and in the pool's. At thread exit (lifecycle.c's
- * thread-exit path) every cache of the thread is flushed and its counters are folded into the pool. Destroying a pool
+ * thread-exit path) every cache of the thread is flushed and its counters are folded into its arena. Destroying a pool
  * marks its caches dead; each thread frees its dead caches the next time it looks for a cache, or at exit. */
 #include "tcache.h"
 
@@ -53,19 +53,30 @@ void tcache_class_totals(tcache_t *tc, unsigned cls, uint64_t *allocs, uint64_t 
     *frees = pushes + ohm_counter_get(&st->direct_frees);
 }
 
-static void retire_counters(tcache_t *tc)
+void tcache_add_outbox_frees(tcache_t *tc, const arena_t *a, uint64_t frees[SC_COUNT])
 {
-    pool_retired *r = &tc->pool->retired;
     for (unsigned c = 0; c < SC_COUNT; c++) {
-        uint64_t allocs, hits, frees;
-        tcache_class_totals(tc, c, &allocs, &hits, &frees);
-        r->allocs[c] += allocs;
-        r->hits[c] += hits;
-        r->frees[c] += frees;
+        toutbox_t *o = &tc->outbox[c];
+        if (!a || atomic_load_explicit(&o->arena, memory_order_relaxed) == a)
+            frees[c] += atomic_load_explicit(&o->n, memory_order_relaxed);
     }
 }
 
-/* Unlinks a live cache from its pool, folding in its counters. Pool-list lock held. */
+/* The counters of a cache whose thread exits go on with its arena: blocks it allocated are freed later by others,
+ * and those frees count on the arena too. Outboxes sent already. Pool-list lock held. */
+static void retire_counters(tcache_t *tc)
+{
+    arena_t *a = tc->arena;
+    for (unsigned c = 0; c < SC_COUNT; c++) {
+        uint64_t allocs, hits, frees;
+        tcache_class_totals(tc, c, &allocs, &hits, &frees);
+        a->retired_allocs[c] += allocs;
+        a->retired_hits[c] += hits;
+        a->retired_frees[c] += frees;
+    }
+}
+
+/* Unlinks a live cache from its pool, folding in its counters (its outboxes sent). Pool-list lock held. */
 static void detach_from_pool(tcache_t *tc)
 {
     retire_counters(tc);
@@ -277,28 +288,32 @@ void tcache_flush_stack(tcache_t *tc, unsigned cls, uint32_t count)
 #define OUTBOX_MAX_BLOCKS 32
 #define OUTBOX_MAX_BYTES  (64u << 10)
 
+/* The chain's count moves from the outbox to its arena's frees with one add for the whole chain. */
 static void outbox_send(toutbox_t *o, unsigned cls)
 {
-    if (!o->n) return;
-    arena_remote_push(o->arena, cls, o->head, o->tail);
+    uint32_t n = atomic_load_explicit(&o->n, memory_order_relaxed);
+    if (!n) return;
+    arena_t *a = atomic_load_explicit(&o->arena, memory_order_relaxed);
+    arena_remote_push(a, cls, o->head, o->tail);
+    atomic_fetch_add_explicit(&a->other_frees[cls], n, memory_order_relaxed);
     o->head = o->tail = NULL;
-    o->n = 0;
+    atomic_store_explicit(&o->n, 0, memory_order_relaxed);
 }
 
 void tcache_free_remote(tcache_t *tc, arena_t *a, unsigned cls, void *p)
 {
     toutbox_t *o = &tc->outbox[cls];
-    if (o->arena != a) {
+    if (atomic_load_explicit(&o->arena, memory_order_relaxed) != a) {
         outbox_send(o, cls);
-        o->arena = a;
+        atomic_store_explicit(&o->arena, a, memory_order_relaxed);
     }
+    uint32_t n = atomic_load_explicit(&o->n, memory_order_relaxed);
     *(uintptr_t *)p = block_key(p);
     *block_link(p) = o->head;
-    if (!o->n) o->tail = p;
+    if (!n) o->tail = p;
     o->head = p;
-    o->n++;
-    ohm_counter_add(&tc->stats[cls].direct_frees, 1);
-    if (o->n >= OUTBOX_MAX_BLOCKS || o->n * sc_size(cls) >= OUTBOX_MAX_BYTES) outbox_send(o, cls);
+    atomic_store_explicit(&o->n, ++n, memory_order_relaxed);
+    if (n >= OUTBOX_MAX_BLOCKS || n * sc_size(cls) >= OUTBOX_MAX_BYTES) outbox_send(o, cls);
 }
 
 void tcache_flush(tcache_t *tc)

@@ -85,15 +85,16 @@ typedef struct tstats {
     ohm_counter flushed;       /* blocks sent back to arenas */
     ohm_counter misses;        /* allocations that had to refill first */
     ohm_counter direct_allocs; /* allocations that bypass the stack (uncached, aligned runs) */
-    ohm_counter direct_frees;
-    uint64_t gc_refilled; /* `refilled` when the trimmer last looked (owner only) */
+    ohm_counter direct_frees;  /* frees of the cache's own arena's blocks that bypass the stack */
+    uint64_t gc_refilled;      /* `refilled` when the trimmer last looked (owner only) */
 } tstats_t;
 
-/* Blocks of one class freed by this thread into another arena than its own, on their way back as one chain. */
+/* Blocks of one class freed by this thread into another arena than its own, on their way back as one chain. They
+ * count as frees of their arena: read here by stats while they wait, added to the arena's other_frees when sent. */
 typedef struct toutbox {
-    void *head, *tail; /* linked through block_link */
-    arena_t *arena;
-    uint32_t n;
+    void *head, *tail;        /* linked through block_link */
+    _Atomic(arena_t *) arena; /* arena and n: written by the owner only (relaxed: plain moves), read by stats */
+    _Atomic uint32_t n;
 } toutbox_t;
 
 typedef struct tcache {
@@ -188,8 +189,11 @@ static inline void stack_push(tstack_t *b, uint64_t n, void *p, uintptr_t key)
     stack_count_push(b);
 }
 
-/* Totals of one class of one cache (exact when its thread is quiet). */
+/* Totals of one class of one cache (exact when its thread is quiet): allocations and frees of blocks of its own
+ * arena; blocks it freed into other arenas are theirs (see tcache_add_outbox_frees). */
 void tcache_class_totals(tcache_t *tc, unsigned cls, uint64_t *allocs, uint64_t *hits, uint64_t *frees);
+/* Adds to frees[cls] the blocks waiting in tc's outboxes for arena a (for any arena when a is NULL). */
+void tcache_add_outbox_frees(tcache_t *tc, const arena_t *a, uint64_t frees[SC_COUNT]);
 
 /* The calling thread's cache for pool from the TLS table (making it the most recent), else created or found
  * through the slow path; NULL when none can be made (callers then work through an arena directly). */
@@ -201,7 +205,7 @@ unsigned tcache_refill(tcache_t *tc, unsigned cls);
 /* Returns the count oldest blocks of stack cls to their arenas (at most the stack's fill). */
 void tcache_flush_stack(tcache_t *tc, unsigned cls, uint32_t count);
 /* Frees validated block p of class cls (cached), which belongs to arena a, not the cache's own: it goes back to a's
- * remote-free list in a chain with others, never onto this thread's stack. */
+ * remote-free list in a chain with others, never onto this thread's stack, and counts as a free of a. */
 void tcache_free_remote(tcache_t *tc, arena_t *a, unsigned cls, void *p);
 /* Flushes every stack and outbox. */
 void tcache_flush(tcache_t *tc);

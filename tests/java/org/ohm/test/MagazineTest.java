@@ -68,11 +68,7 @@ class MagazineTest {
             System.gc();
             Thread.sleep(20);
         }
-        // At most want, not exactly: per-arena counters credit an exited thread's allocations to the pool's
-        // retired totals while the frees of its magazine (by the cleaner thread) land in another arena, so the
-        // sum over arenas can read below its earlier value once the magazine went back.
-        long now = blocksOfClass(size);
-        assertTrue(now <= want, what + ": " + now + " blocks of the class in use, " + want + " before");
+        assertEquals(want, blocksOfClass(size), what);
     }
 
     private static void assertStale(OhmBuffer b) {
