@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <ftw.h>
+#include <math.h>
 
 static void usage(FILE *f)
 {
@@ -27,13 +28,26 @@ static void usage(FILE *f)
                "  --leak-rate R     leak this fraction of received buffers on purpose (default 0)\n"
                "  --max-leaks N     at most N injected leaks in all (default 2000)\n"
                "  --fail-rate R     fail this fraction of OS maps and of spill callbacks (default 0)\n"
+               "  --leak-level L    the leak detector's level: off, simple, advanced or paranoid (default\n"
+               "                    paranoid); below paranoid only the sampled buffers can be leaked\n"
                "  --mm-mib N        memory-manager max per mode, MiB (default 8)\n"
                "  --json            print the summary as one JSON object\n"
                "  --report F.html   write an HTML report with charts over time\n"
                "  --tmpdir D        where the temporary directory goes (default $TMPDIR or /tmp)\n"
                "  --lua F.lua ...   run a Lua workload instead (ohm-stress --lua F.lua --help)\n"
-               "Exit status: 0 when clean; 1 for an integrity or API error, a missed or false leak, or accounting\n"
-               "drift; 2 for a usage or setup error, or a report that cannot be written.\n");
+               "Exit status: 0 when clean; 1 for an integrity or API error, a missed or false leak, fewer leaks\n"
+               "tracked than the leak level and fail rate allow, or accounting drift; 2 for a usage or setup error,\n"
+               "or a report that cannot be written.\n");
+}
+
+static bool parse_level(const char *s, ohm_leak_level *out)
+{
+    for (int i = OHM_LEAK_OFF; i <= OHM_LEAK_PARANOID; i++)
+        if (strcmp(s, leak_level_name((ohm_leak_level)i)) == 0) {
+            *out = (ohm_leak_level)i;
+            return true;
+        }
+    return false;
 }
 
 static int parse_args(int argc, char **argv, stress_opts *o)
@@ -46,6 +60,7 @@ static int parse_args(int argc, char **argv, stress_opts *o)
         O_LEAK,
         O_MAXLEAKS,
         O_FAIL,
+        O_LEVEL,
         O_MM,
         O_JSON,
         O_REPORT,
@@ -59,13 +74,19 @@ static int parse_args(int argc, char **argv, stress_opts *o)
                                          {"leak-rate", required_argument, 0, O_LEAK},
                                          {"max-leaks", required_argument, 0, O_MAXLEAKS},
                                          {"fail-rate", required_argument, 0, O_FAIL},
+                                         {"leak-level", required_argument, 0, O_LEVEL},
                                          {"mm-mib", required_argument, 0, O_MM},
                                          {"json", no_argument, 0, O_JSON},
                                          {"report", required_argument, 0, O_REPORT},
                                          {"tmpdir", required_argument, 0, O_TMP},
                                          {"help", no_argument, 0, O_HELP},
                                          {0, 0, 0, 0}};
-    *o = (stress_opts){.threads = 4, .duration_s = 20, .seed = 1, .max_leaks = 2000, .mm_bytes = 8ull << 20};
+    *o = (stress_opts){.threads = 4,
+                       .duration_s = 20,
+                       .seed = 1,
+                       .max_leaks = 2000,
+                       .leak_level = OHM_LEAK_PARANOID,
+                       .mm_bytes = 8ull << 20};
     const char *t = getenv("TMPDIR");
     o->tmpdir = t && *t ? t : "/tmp";
     int c;
@@ -80,6 +101,7 @@ static int parse_args(int argc, char **argv, stress_opts *o)
         case O_LEAK: ok = parse_double(optarg, 0, 1, &o->leak_rate); break;
         case O_MAXLEAKS: ok = parse_u64(optarg, 0, 1000000, &o->max_leaks); break;
         case O_FAIL: ok = parse_double(optarg, 0, 1, &o->fail_rate); break;
+        case O_LEVEL: ok = parse_level(optarg, &o->leak_level); break;
         case O_MM: ok = parse_u64(optarg, 1, 1 << 20, &u), o->mm_bytes = u << 20; break;
         case O_JSON: o->json = true; break;
         case O_REPORT: o->report = optarg; break;
@@ -206,6 +228,72 @@ static void check_leaks(stress *s, uint64_t mark)
     }
 }
 
+/* Binomial tails (Chernoff): ln P(Binomial(n, q) >= u) <= -n D(u/n || q) when u/n > q, D the relative entropy
+ * of Bernoulli(u/n) from Bernoulli(q). 0 (no bound) when u/n <= q. */
+static double tail_log_bound(uint64_t n, uint64_t u, double q)
+{
+    double x = (double)u / (double)n;
+    if (x <= q) return 0;
+    if (q <= 0) return -INFINITY;
+    double d = x * log(x / q) + (x < 1 ? (1 - x) * log((1 - x) / (1 - q)) : 0);
+    return -(double)n * d;
+}
+
+/* Most OS maps making one leak record can take: the records pool's arenas, a thread cache and its empty stacks,
+ * a chunk's record, mapping and radix leaves, and all of the chunk's again if another thread took its run. */
+#define RECORD_MAPS 16
+
+/* Planted leaks check the detector only if it tracked them: a buffer chosen to leak but untracked is released
+ * instead (workers.c), so a run whose chosen buffers all went untracked would pass having checked nothing.
+ * What the settings allow, of the n buffers chosen (while a worker had leak budget left), u of them untracked:
+ *  - off tracks nothing: a run that chose buffers to leak at off checked nothing, and fails.
+ *  - paranoid gives every buffer a record unless making it failed, which it does only on an OS map failed on
+ *    purpose (each failing one record at most) or a machine out of memory: u above the map faults injected is
+ *    records lost some other way.
+ *  - simple and advanced track one in interval of a thread's allocations. Which allocation the countdown picks
+ *    and which buffers become chosen ones are decided by unrelated random draws (the op mix, the kinds, the
+ *    receiver's leak coin), so a chosen buffer is sampled with probability about 1/interval: half that is used.
+ *  - at --fail-rate F a record survives with probability at least (1-F)^RECORD_MAPS, each map failing on its
+ *    own draw.
+ * So each chosen buffer is untracked with probability at most q = 1 - sampled * (1-F)^RECORD_MAPS, whatever the
+ * buffers before it did (the leak coin does not see whether a buffer is tracked), and u is stochastically at most
+ * Binomial(n, q); the run fails when u is so far above n q that a run reaches it by chance with probability below
+ * 2^-50. At paranoid without faults q is 0 and one untracked buffer fails the run; at fail rate 0.01 q is 0.15,
+ * against none untracked in practice, and all n untracked fails from n = 19. */
+static void check_tracking(stress *s)
+{
+    uint64_t untracked = atomic_load(&s->c.leaks_untracked), n = atomic_load(&s->c.leaks_injected) + untracked;
+    const char *level = leak_level_name(s->o.leak_level);
+    char *why = s->leaks_unchecked_why;
+    size_t cap = sizeof s->leaks_unchecked_why;
+    if (!n) return; /* nothing chosen: no budget (--leak-rate 0, --max-leaks 0) or too short a run */
+    if (s->o.leak_level == OHM_LEAK_OFF) {
+        s->leaks_unchecked = true;
+        snprintf(why, cap,
+                 "the leak detector tracked %llu of the %llu buffers chosen to leak at leak level off: "
+                 "a run that plants leaks needs a level that tracks them",
+                 (unsigned long long)(n - untracked), (unsigned long long)n);
+        return;
+    }
+    if (s->o.leak_level == OHM_LEAK_PARANOID && untracked > s->map_faults) {
+        s->leaks_unchecked = true;
+        snprintf(why, cap,
+                 "%llu of the %llu buffers chosen to leak were untracked at leak level paranoid, more "
+                 "than the %llu OS maps failed on purpose can explain",
+                 (unsigned long long)untracked, (unsigned long long)n, (unsigned long long)s->map_faults);
+        return;
+    }
+    double sampled = s->o.leak_level == OHM_LEAK_PARANOID ? 1 : 0.5 / ohm_leak_get_sample_interval();
+    double q = 1 - sampled * pow(1 - s->o.fail_rate, RECORD_MAPS);
+    if (tail_log_bound(n, untracked, q) < -50 * log(2)) {
+        s->leaks_unchecked = true;
+        snprintf(why, cap,
+                 "%llu of the %llu buffers chosen to leak were untracked, far more than leak level %s "
+                 "and fail rate %g allow (at most a fraction %.3g each; chance below 2^-50)",
+                 (unsigned long long)untracked, (unsigned long long)n, level, s->o.fail_rate, q);
+    }
+}
+
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st, (void)flag, (void)ftw;
@@ -245,7 +333,8 @@ int main(int argc, char **argv)
 
     ohm_set_log_handler(on_log, NULL);
     ohm_leak_set_handler(on_other_leak, NULL);
-    ohm_leak_set_level(OHM_LEAK_PARANOID); /* every buffer tracked: a leak of any of them can be named */
+    /* By default every buffer is tracked, so that a leak of any of them can be named. */
+    ohm_leak_set_level(s->o.leak_level);
 
     if ((size_t)snprintf(s->dir, sizeof s->dir, "%s/ohm-stress.XXXXXX", s->o.tmpdir) >= sizeof s->dir) {
         fprintf(stderr, "ohm-stress: --tmpdir is too long\n");
@@ -294,7 +383,9 @@ int main(int argc, char **argv)
     for (unsigned i = 0; i < s->o.threads; i++) pthread_join(s->workers[i].thread, NULL);
     ohm_fault_inject(0, 0, 0);
     /* injected: OS maps failed on purpose plus spill callbacks failed on purpose */
-    s->faults_injected = ohm_fault_injected() - faults0 + atomic_load(&s->c.spill_failures);
+    s->map_faults = ohm_fault_injected() - faults0;
+    s->faults_injected = s->map_faults + atomic_load(&s->c.spill_failures);
+    check_tracking(s);
     monitor_stop(s);
 
     /* Everything but the injected leaks is released now: the manager must hold nothing. */
@@ -326,6 +417,7 @@ int main(int argc, char **argv)
     else report_summary(s);
     for (unsigned i = 0; i < nlogs; i++) fprintf(stderr, "ohm-stress: library said: %s\n", logs[i]);
     stress_print_errors();
+    if (s->leaks_unchecked) fprintf(stderr, "ohm-stress: error: %s\n", s->leaks_unchecked_why);
 
     bool failed = stress_failed(s);
     workers_fini(s);

@@ -13,7 +13,7 @@
 bool stress_failed(const stress *s)
 {
     return atomic_load(&s->c.integrity_errors) || atomic_load(&s->c.api_errors) || s->leaks_missed || s->leaks_false ||
-           s->leaks_no_site || s->drift != 0;
+           s->leaks_no_site || s->leaks_unchecked || s->drift != 0;
 }
 
 static double ops_per_sec(const stress *s) { return s->elapsed > 0 ? (double)atomic_load(&s->c.ops) / s->elapsed : 0; }
@@ -28,8 +28,9 @@ void report_summary(const stress *s)
 {
     char a[32], b[32], c[32];
     const stress_opts *o = &s->o;
-    printf("ohm-stress: %u threads, %.1f s, seed %llu, leak-rate %g, fail-rate %g, manager %s per mode\n", o->threads,
-           s->elapsed, LD(o->seed), o->leak_rate, o->fail_rate, mib(o->mm_bytes, a, sizeof a));
+    printf("ohm-stress: %u threads, %.1f s, seed %llu, leak-rate %g (level %s), fail-rate %g, manager %s per mode\n",
+           o->threads, s->elapsed, LD(o->seed), o->leak_rate, leak_level_name(o->leak_level), o->fail_rate,
+           mib(o->mm_bytes, a, sizeof a));
     printf("  ops              %llu (%.0f ops/s): buffers %llu, pool blocks %llu, manager %llu, block cache %llu, "
            "mapped files %llu\n",
            GET(s, ops), ops_per_sec(s), GET(s, buf_ops), GET(s, pool_ops), GET(s, mm_ops), GET(s, block_ops),
@@ -46,9 +47,10 @@ void report_summary(const stress *s)
     printf("  task share       min %.1f%% max %.1f%% of the OFF_HEAP max (fair share with %u tasks: 1/%u .. 1/%u "
            "of execution memory)\n",
            100 * s->share_min, 100 * s->share_max, o->threads, 2 * o->threads, o->threads);
-    printf("  leaks            injected %llu, reported %llu, false %llu, missed %llu, without a creation site %llu%s\n",
+    printf("  leaks            injected %llu, reported %llu, false %llu, missed %llu, without a creation site %llu; "
+           "chosen but untracked %llu%s\n",
            GET(s, leaks_injected), LD(s->leaks_reported), LD(s->leaks_false), LD(s->leaks_missed), LD(s->leaks_no_site),
-           atomic_load(&s->c.leaks_untracked) ? " (some chosen buffers were untracked: fault in the tracker)" : "");
+           GET(s, leaks_untracked), s->leaks_unchecked ? " (too many: the run fails)" : "");
     /* Not every injected fault reaches a worker: the library absorbs some (another chunk, a fallback, a retry)
      * without returning an error, and those need no surviving by the caller. */
     uint64_t seen = GET(s, faults_survived);
@@ -71,6 +73,7 @@ typedef enum field_kind {
     FIELD_F64,     /* a double at off, with decimals (-1: shortest) */
     FIELD_I64,     /* an int64_t at off */
     FIELD_RATE,    /* ops per second of the whole run */
+    FIELD_BOOL,    /* a bool at off */
     FIELD_PASSED,  /* the verdict */
 } field_kind;
 
@@ -116,6 +119,8 @@ static const report_field json_fields[] = {
     U("leaks_false", leaks_false),
     U("leaks_missed", leaks_missed),
     U("leaks_without_site", leaks_no_site),
+    C("leaks_untracked", leaks_untracked),
+    {"leaks_unchecked", FIELD_BOOL, offsetof(stress, leaks_unchecked), 0},
     U("faults_injected", faults_injected),
     C("faults_survived", faults_survived),
     C("spills", spills),
@@ -149,6 +154,7 @@ static void json_field(json_writer *j, const stress *s, const report_field *f)
     case FIELD_F64: json_f64(j, *(const double *)p, f->decimals); break;
     case FIELD_I64: json_i64(j, *(const int64_t *)p); break;
     case FIELD_RATE: json_f64(j, ops_per_sec(s), f->decimals); break;
+    case FIELD_BOOL: json_bool(j, *(const bool *)p); break;
     case FIELD_PASSED: json_bool(j, !stress_failed(s)); break;
     }
 }
@@ -211,8 +217,11 @@ int report_html(const stress *s, const char *path)
     fprintf(f, "<tr><td>operations</td><td>%llu (%.0f/s)</td></tr>\n", GET(s, ops), ops_per_sec(s));
     fprintf(f, "<tr><td>peak live, peak RSS, RSS after trim</td><td>%s, %s, %s</td></tr>\n",
             mib(s->peak_live, a, sizeof a), mib(s->peak_rss, b, sizeof b), mib(s->rss_after_trim, c, sizeof c));
-    fprintf(f, "<tr><td>leaks injected / reported / false / missed</td><td>%llu / %llu / %llu / %llu</td></tr>\n",
-            GET(s, leaks_injected), LD(s->leaks_reported), LD(s->leaks_false), LD(s->leaks_missed));
+    fprintf(f,
+            "<tr><td>leaks injected / reported / false / missed; chosen but untracked</td><td>%llu / %llu / %llu / "
+            "%llu; %llu%s</td></tr>\n",
+            GET(s, leaks_injected), LD(s->leaks_reported), LD(s->leaks_false), LD(s->leaks_missed),
+            GET(s, leaks_untracked), s->leaks_unchecked ? " (too many: the run fails)" : "");
     fprintf(f,
             "<tr><td>faults injected / handled by a worker (the rest absorbed by the library)</td><td>%llu / "
             "%llu</td></tr>\n",

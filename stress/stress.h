@@ -38,8 +38,9 @@ typedef struct stress_opts {
     uint64_t ops;      /* total operations over all threads; 0 = run for duration_s */
     uint64_t seed;
     double leak_rate, fail_rate;
-    uint64_t max_leaks; /* cap on injected leaks (all threads), so long runs stay bounded */
-    uint64_t mm_bytes;  /* max of each memory-manager mode */
+    ohm_leak_level leak_level; /* the detector's level for the run (default PARANOID) */
+    uint64_t max_leaks;        /* cap on injected leaks (all threads), so long runs stay bounded */
+    uint64_t mm_bytes;         /* max of each memory-manager mode */
     bool json;
     const char *report; /* HTML file or NULL */
     const char *tmpdir; /* parent of the run's temporary directory */
@@ -164,6 +165,9 @@ typedef struct stress {
     /* results */
     double elapsed;
     uint64_t faults_injected, leaks_reported, leaks_false, leaks_missed, leaks_no_site, leak_reports;
+    uint64_t map_faults;  /* OS maps failed on purpose (faults_injected without the spill callbacks) */
+    bool leaks_unchecked; /* fewer chosen buffers were tracked than the level and fail rate allow */
+    char leaks_unchecked_why[256];
     int64_t drift;
     uint64_t mm_left;   /* manager bytes still accounted after cleanup */
     uint64_t pool_left; /* private pool active bytes after everything was released */
@@ -186,6 +190,8 @@ void stress_print_errors(void);
 /* A number option's value: the whole text, in [lo, hi]; false otherwise. */
 bool parse_double(const char *s, double lo, double hi, double *out);
 bool parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out);
+/* "off", "simple", "advanced" or "paranoid". */
+const char *leak_level_name(ohm_leak_level level);
 
 /* workers.c */
 int workers_init(stress *s);

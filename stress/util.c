@@ -137,3 +137,9 @@ bool parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
     *out = v;
     return true;
 }
+
+const char *leak_level_name(ohm_leak_level level)
+{
+    static const char *const names[] = {"off", "simple", "advanced", "paranoid"};
+    return (unsigned)level < sizeof names / sizeof names[0] ? names[level] : "?";
+}
