@@ -163,7 +163,8 @@ typedef struct ohm_pool_config {
  * from it; hosts set fields through ohm_pool_config_set, so every host reports the core's message.
  * Kinds: POW2 (a size that must be a power of two in [min, max]), SIZE (bytes; k/m/g suffixes in the
  * environment), UINT (in [min, max]; the environment also refuses values above env_max), MS (milliseconds;
- * UINT64_MAX, or a negative value given to ohm_pool_config_set, means never), BOOL, HUGE (none, thp or hugetlb). */
+ * UINT64_MAX, a negative value given to ohm_pool_config_set, or "never" in the environment and to
+ * ohm_pool_config_set_text, means never; -1 in the environment too), BOOL, HUGE (none, thp or hugetlb). */
 /* clang-format off */
 #define OHM_POOL_OPTIONS(X)                                                                                      \
     X(chunk_size, "OHM_CHUNK_SIZE", POW2, (size_t)4 << 20, (size_t)1 << 20, (size_t)64 << 20, 0)                 \
@@ -190,7 +191,8 @@ OHM_API const char *ohm_pool_option_name(unsigned option);
 /* Sets option i from an integer (booleans: nonzero is true; huge_pages: an ohm_huge_pages value). OHM_EINVAL,
  * with the range the option takes in the message, when the value is out of it; cfg is unchanged then. */
 OHM_API int ohm_pool_config_set(ohm_pool_config *cfg, unsigned option, int64_t value);
-/* Sets option i from text: "none", "thp" or "hugetlb" for huge_pages, "true"/"false" for booleans.
+/* Sets option i from text: "none", "thp" or "hugetlb" for huge_pages, "true"/"false" for booleans, "never" for
+ * purge_delay_ms.
  * OHM_EINVAL for other text or another option. */
 OHM_API int ohm_pool_config_set_text(ohm_pool_config *cfg, unsigned option, const char *value);
 /* Option i of cfg as an integer: booleans 0 or 1, purge_delay_ms -1 for never; 0 past the last. */

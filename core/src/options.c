@@ -64,6 +64,9 @@ static int huge_from_text(const char *s)
     return -1;
 }
 
+/* "never" (any case) or -1: the MS kinds' never, as hosts spell it. */
+static bool ms_never(const char *s) { return !strcasecmp(s, "never") || !strcmp(s, "-1"); }
+
 /* The option's value from its environment variable, or its default (a malformed value is logged). */
 static uint64_t env_value(const option *o)
 {
@@ -71,7 +74,10 @@ static uint64_t env_value(const option *o)
     case OPT_POW2:
     case OPT_SIZE: return ohm__env_size(o->env, (size_t)o->dflt);
     case OPT_UINT: return ohm__env_uint(o->env, (unsigned)o->dflt, (unsigned)o->env_max);
-    case OPT_MS: return ohm__env_u64(o->env, o->dflt);
+    case OPT_MS: {
+        const char *s = getenv(o->env);
+        return s && ms_never(s) ? UINT64_MAX : ohm__env_u64(o->env, o->dflt);
+    }
     case OPT_BOOL: return (uint64_t)ohm__env_bool(o->env, o->dflt != 0);
     default: break;
     }
@@ -172,9 +178,14 @@ int ohm_pool_config_set_text(ohm_pool_config *cfg, unsigned i, const char *value
         store(cfg, o, !strcasecmp(value, "true"));
         return 0;
     }
+    if (o->kind == OPT_MS && value && !strcasecmp(value, "never")) {
+        store(cfg, o, UINT64_MAX);
+        return 0;
+    }
     return ohm__error(OHM_EINVAL, "%s takes %s, not \"%s\"", o->name,
                       o->kind == OPT_HUGE   ? "none, thp or hugetlb"
                       : o->kind == OPT_BOOL ? "true or false"
+                      : o->kind == OPT_MS   ? "never (or a number)"
                                             : "a number",
                       value ? value : "(null)");
 }

@@ -565,6 +565,13 @@ static void test_environment_sets_the_config_defaults(void)
     CHECK_EQ_U64(cfg.max_mapped, 1 * MIB);
     CHECK_EQ_INT(cfg.huge_pages, OHM_HUGE_HUGETLB);
     CHECK(cfg.zero);
+    setenv("OHM_PURGE_DELAY_MS", "never", 1); /* purge only on trim */
+    ohm_pool_config_init(&cfg);
+    CHECK_EQ_U64(cfg.purge_delay_ms, UINT64_MAX);
+    setenv("OHM_PURGE_DELAY_MS", "-1", 1);
+    cfg.purge_delay_ms = 0;
+    ohm_pool_config_init(&cfg);
+    CHECK_EQ_U64(cfg.purge_delay_ms, UINT64_MAX);
     restore_env();
     ohm_pool_config_init(&cfg);
     CHECK_EQ_U64(cfg.chunk_size, dflt.chunk_size);

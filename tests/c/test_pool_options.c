@@ -115,12 +115,17 @@ static void test_setters_and_getter_round_trip(void)
     CHECK_EQ_INT(ohm_pool_config_set_text(&cfg, OHM_POOL_OPTION_huge_pages, "THP"), 0);
     CHECK_EQ_INT(ohm_pool_config_set_text(&cfg, OHM_POOL_OPTION_poison, "true"), 0);
     CHECK_EQ_INT(ohm_pool_config_set_text(&cfg, OHM_POOL_OPTION_arenas, "4"), OHM_EINVAL);
+    CHECK_EQ_INT(ohm_pool_config_set_text(&cfg, OHM_POOL_OPTION_purge_delay_ms, "soon"), OHM_EINVAL);
+    CHECK(strstr(ohm_last_error(), "never") != NULL);
     CHECK_EQ_U64(cfg.chunk_size, 2 << 20);
     CHECK_EQ_INT(cfg.arenas, 3);
     CHECK_EQ_U64(cfg.purge_delay_ms, UINT64_MAX);
     CHECK(cfg.zero);
     CHECK(cfg.poison);
     CHECK_EQ_INT(cfg.huge_pages, OHM_HUGE_THP);
+    CHECK_EQ_INT(ohm_pool_config_get(&cfg, OHM_POOL_OPTION_purge_delay_ms), -1);
+    CHECK_EQ_INT(ohm_pool_config_set(&cfg, OHM_POOL_OPTION_purge_delay_ms, 500), 0);
+    CHECK_EQ_INT(ohm_pool_config_set_text(&cfg, OHM_POOL_OPTION_purge_delay_ms, "Never"), 0);
     CHECK_EQ_INT(ohm_pool_config_get(&cfg, OHM_POOL_OPTION_purge_delay_ms), -1);
     CHECK_EQ_INT(ohm_pool_config_get(&cfg, OHM_POOL_OPTION_zero), 1);
     CHECK_NULL(ohm_pool_option_name(OHM_POOL_OPTION_COUNT));
