@@ -71,6 +71,8 @@ T.test("every pool option is accepted by name, and the core checks its value", f
   T.raises("cache_slots 0 must be from 1 to 1024", ohm.pool, { cache_slots = 0 })
   T.raises("huge_pages takes none, thp or hugetlb", ohm.pool, { huge_pages = "giant" })
   T.raises("power of two", ohm.pool, { chunk_size = 3 << 20 })
+  local never <close> = ohm.pool { name = "never", purge_delay_ms = "never" }
+  T.raises("purge_delay_ms takes never (or a number)", ohm.pool, { purge_delay_ms = "soon" })
   still_usable()
 end)
 
