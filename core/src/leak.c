@@ -236,7 +236,15 @@ void leak_thread_exit(void)
 /* ---- settings: level in the low byte, interval in the high 32 bits, so the hot path loads one word ---- */
 
 static _Atomic uint64_t settings = LEVEL_UNSET; /* until leak_init, which ohm__init runs */
-static _Atomic uint64_t next_seq = 1;
+/* Creation sequence numbers come in per-thread blocks, so that a creation makes no atomic read-modify-write: a
+ * locked instruction waits for the record's stores to drain, and at a sampled level, whose records are cold, that
+ * wait was a tenth of SIMPLE's time (RESULTS.md, buf). ohm_leak_mark bumps seq_epoch after reading next_seq, and a
+ * thread whose block predates the epoch takes a new one, so a record made after a mark returned numbers at or
+ * above the mark, and one made before it below. Threads' numbers interleave only as finely as their blocks. */
+#define SEQ_BLOCK 64
+static _Atomic uint64_t next_seq = 1; /* the next block's first number */
+static _Atomic uint64_t seq_epoch;    /* marks made */
+static OHM_TLS uint64_t tl_seq, tl_seq_end, tl_seq_epoch; /* this thread's block [tl_seq, tl_seq_end) */
 
 OHM_TLS uint32_t ohm__leak_countdown; /* allocations until the next tracked one (not PARANOID; see leak.h) */
 #define tl_countdown ohm__leak_countdown
@@ -244,6 +252,24 @@ _Atomic uint32_t ohm__leak_fast_limit; /* derived from settings (see leak.h); 0 
 static OHM_TLS unsigned tl_stripe;     /* 1 + this thread's stripe, 0 until first used */
 static OHM_TLS uint64_t tl_rng;        /* xorshift64* state, 0 until seeded */
 static OHM_TLS uint64_t tl_tid;
+
+static OHM_NOINLINE uint64_t seq_refill(void)
+{
+    tl_seq_epoch = atomic_load_explicit(&seq_epoch, memory_order_acquire); /* before the block: see ohm_leak_mark */
+    uint64_t s = atomic_fetch_add_explicit(&next_seq, SEQ_BLOCK, memory_order_relaxed);
+    tl_seq_end = s + SEQ_BLOCK;
+    return s;
+}
+
+static inline uint64_t seq_next(void)
+{
+    uint64_t s = tl_seq;
+    if (ohm_unlikely(s == tl_seq_end) ||
+        ohm_unlikely(tl_seq_epoch != atomic_load_explicit(&seq_epoch, memory_order_relaxed)))
+        s = seq_refill();
+    tl_seq = s + 1;
+    return s;
+}
 
 static _Atomic unsigned stripe_rr;
 
@@ -672,7 +698,7 @@ LEAK_INLINE leak_track *track_make(uint64_t pool_settings, uint64_t buffer_id, s
     if (!t) return NULL;
     t->pool_level = pool_settings ? (uint8_t)(pool_settings & 0xff) : LEVEL_OF_PROCESS;
     capture(&t->created, caller, user);
-    t->seq = atomic_fetch_add_explicit(&next_seq, 1, memory_order_relaxed);
+    t->seq = seq_next();
     if (sc && scope_attach(sc, t)) t->pool_level = OHM_LEAK_PARANOID; /* access records too */
     /* Published: a walk that sees it live sees every field above. */
     if (ohm_likely(t->linked)) atomic_store_explicit(&t->closed, false, memory_order_release);
@@ -1149,7 +1175,10 @@ void leak_untracked(ohm_leak_reason reason, size_t size)
 uint64_t ohm_leak_mark(void)
 {
     load_settings();
-    return atomic_load(&next_seq);
+    /* Read before the bump: a thread that sees the new epoch takes its next block after this read, so above it. */
+    uint64_t mark = atomic_load(&next_seq);
+    atomic_fetch_add_explicit(&seq_epoch, 1, memory_order_release);
+    return mark;
 }
 
 /* A deep copy of t (under its stripe lock), NULL if out of memory. */

@@ -653,6 +653,41 @@ static void test_checkpoints_racing_record_reuse_see_whole_records(void)
     CHECK_EQ_INT(ohm_leak_check(mark, check_whole, &w), 0);
 }
 
+/* A thread that numbered records before a mark and makes one after it: the new one is since the mark (creation
+ * numbers come in per-thread blocks, and a mark ends every thread's block). */
+static pthread_barrier_t mark_phase;
+static leak_track *before_mark, *after_mark;
+
+static void *make_around_a_mark(void *arg)
+{
+    (void)arg;
+    before_mark = fake_buf_alloc(41, "around");
+    pthread_barrier_wait(&mark_phase); /* the main thread marks */
+    pthread_barrier_wait(&mark_phase);
+    after_mark = fake_buf_alloc(42, "around");
+    return NULL;
+}
+
+static void test_a_record_made_after_a_mark_on_another_thread_is_since_it(void)
+{
+    ohm_leak_set_level(OHM_LEAK_PARANOID);
+    pthread_t th;
+    CHECK_EQ_INT(pthread_barrier_init(&mark_phase, NULL, 2), 0);
+    CHECK_EQ_INT(pthread_create(&th, NULL, make_around_a_mark, NULL), 0);
+    pthread_barrier_wait(&mark_phase);
+    uint64_t mark = ohm_leak_mark();
+    pthread_barrier_wait(&mark_phase);
+    pthread_join(th, NULL);
+    pthread_barrier_destroy(&mark_phase);
+    if (!CHECK_NOT_NULL(before_mark) || !CHECK_NOT_NULL(after_mark)) return;
+    paranoid_capture();
+    CHECK_EQ_INT(ohm_leak_check(mark, cap_handler, &cap), 1);
+    CHECK_EQ_U64(cap.last.size, 42);
+    ohm_leak_set_handler(NULL, NULL);
+    leak_track_close(before_mark);
+    leak_track_close(after_mark);
+}
+
 /* ---- end to end: buffers and the Cleaner protocol ---- */
 
 static OHM_NOINLINE ohm_buf *site_buf(size_t size)
@@ -1009,6 +1044,7 @@ int main(int argc, char **argv)
     RUN(test_json_is_well_formed_escaped_and_sized_like_snprintf);
     RUN(test_four_threads_create_touch_and_close_at_paranoid);
     RUN(test_checkpoints_racing_record_reuse_see_whole_records);
+    RUN(test_a_record_made_after_a_mark_on_another_thread_is_since_it);
     RUN(test_reclaim_of_unreleased_buffer_reports_one_gc_leak);
     RUN(test_release_before_reclaim_reports_nothing);
     RUN(test_checkpoint_lists_live_buffers);
