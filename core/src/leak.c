@@ -236,14 +236,15 @@ void leak_thread_exit(void)
 /* ---- settings: level in the low byte, interval in the high 32 bits, so the hot path loads one word ---- */
 
 static _Atomic uint64_t settings = LEVEL_UNSET; /* until leak_init, which ohm__init runs */
-/* Creation sequence numbers come in per-thread blocks, so that a creation makes no atomic read-modify-write: a
- * locked instruction waits for the record's stores to drain, and at a sampled level, whose records are cold, that
- * wait was a tenth of SIMPLE's time (RESULTS.md, buf). ohm_leak_mark bumps seq_epoch after reading next_seq, and a
- * thread whose block predates the epoch takes a new one, so a record made after a mark returned numbers at or
- * above the mark, and one made before it below. Threads' numbers interleave only as finely as their blocks. */
+/* Creation sequence numbers of sampled records come in per-thread blocks, so that their creation makes no atomic
+ * read-modify-write: a locked instruction waits for the record's stores to drain, and a sampled record's lines are
+ * cold, which made that wait a tenth of SIMPLE's time (RESULTS.md, buf). ohm_leak_mark bumps seq_epoch after
+ * reading next_seq, and a thread whose block predates the epoch takes a new one, so a record made after a mark
+ * returned numbers at or above the mark, and one made before it below. Sampled records of different threads are
+ * ordered only as finely as their blocks; every other record takes the next number of the process (track_make). */
 #define SEQ_BLOCK 64
-static _Atomic uint64_t next_seq = 1; /* the next block's first number */
-static _Atomic uint64_t seq_epoch;    /* marks made */
+static _Atomic uint64_t next_seq = 1;                     /* the next block's first number */
+static _Atomic uint64_t seq_epoch;                        /* marks made */
 static OHM_TLS uint64_t tl_seq, tl_seq_end, tl_seq_epoch; /* this thread's block [tl_seq, tl_seq_end) */
 
 OHM_TLS uint32_t ohm__leak_countdown; /* allocations until the next tracked one (not PARANOID; see leak.h) */
@@ -690,15 +691,18 @@ LEAK_INLINE leak_track *track_new(uint64_t buffer_id, size_t size, ohm_buf_origi
 }
 
 /* A record for a buffer being made, at caller; in scope sc (NULL: none) every access is recorded too. user: from
- * leak_track_sampled (caller is in the user's code, pool_name a pool's name array). */
+ * leak_track_sampled (caller is in the user's code, pool_name a pool's name array). sampled: one of a sample (a
+ * sampled level outside scopes), whose number may come from its thread's block (seq_next); every other record's
+ * number is the next of the process, so that lists of them (a scope's, PARANOID's checkpoints) are in the order
+ * the buffers were made across threads too. */
 LEAK_INLINE leak_track *track_make(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,
-                                   const char *pool_name, void *caller, bool user, leak_scope *sc)
+                                   const char *pool_name, void *caller, bool user, leak_scope *sc, bool sampled)
 {
     leak_track *t = track_new(buffer_id, size, origin, pool_name, user);
     if (!t) return NULL;
     t->pool_level = pool_settings ? (uint8_t)(pool_settings & 0xff) : LEVEL_OF_PROCESS;
     capture(&t->created, caller, user);
-    t->seq = seq_next();
+    t->seq = sampled ? seq_next() : atomic_fetch_add_explicit(&next_seq, 1, memory_order_relaxed);
     if (sc && scope_attach(sc, t)) t->pool_level = OHM_LEAK_PARANOID; /* access records too */
     /* Published: a walk that sees it live sees every field above. */
     if (ohm_likely(t->linked)) atomic_store_explicit(&t->closed, false, memory_order_release);
@@ -734,7 +738,8 @@ LEAK_INLINE leak_track *track_sampled(uint64_t pool_settings, uint64_t buffer_id
     } else {
         sc = scope_of_thread();
     }
-    return track_make(pool_settings, buffer_id, size, origin, pool_name, caller, user, sc);
+    return track_make(pool_settings, buffer_id, size, origin, pool_name, caller, user, sc,
+                      !sc && level != OHM_LEAK_PARANOID);
 }
 
 leak_track *leak_track_maybe(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,
@@ -752,7 +757,7 @@ leak_track *leak_track_sampled(uint64_t pool_settings, uint64_t buffer_id, size_
 leak_track *leak_track_new(uint64_t pool_settings, uint64_t buffer_id, size_t size, ohm_buf_origin origin,
                            const char *pool_name, void *caller)
 {
-    return track_make(pool_settings, buffer_id, size, origin, pool_name, caller, false, scope_of_thread());
+    return track_make(pool_settings, buffer_id, size, origin, pool_name, caller, false, scope_of_thread(), false);
 }
 
 void leak_track_set_site(leak_track *t, const char *host_site)

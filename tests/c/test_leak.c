@@ -653,8 +653,8 @@ static void test_checkpoints_racing_record_reuse_see_whole_records(void)
     CHECK_EQ_INT(ohm_leak_check(mark, check_whole, &w), 0);
 }
 
-/* A thread that numbered records before a mark and makes one after it: the new one is since the mark (creation
- * numbers come in per-thread blocks, and a mark ends every thread's block). */
+/* A thread that numbered records before a mark and makes one after it: the new one is since the mark (sampled
+ * records' creation numbers come in per-thread blocks, and a mark ends every thread's block). */
 static pthread_barrier_t mark_phase;
 static leak_track *before_mark, *after_mark;
 
@@ -670,7 +670,8 @@ static void *make_around_a_mark(void *arg)
 
 static void test_a_record_made_after_a_mark_on_another_thread_is_since_it(void)
 {
-    ohm_leak_set_level(OHM_LEAK_PARANOID);
+    ohm_leak_set_level(OHM_LEAK_SIMPLE); /* sampled, every one of them */
+    ohm_leak_set_sample_interval(1);
     pthread_t th;
     CHECK_EQ_INT(pthread_barrier_init(&mark_phase, NULL, 2), 0);
     CHECK_EQ_INT(pthread_create(&th, NULL, make_around_a_mark, NULL), 0);
@@ -686,6 +687,54 @@ static void test_a_record_made_after_a_mark_on_another_thread_is_since_it(void)
     ohm_leak_set_handler(NULL, NULL);
     leak_track_close(before_mark);
     leak_track_close(after_mark);
+    ohm_leak_set_sample_interval(128);
+}
+
+/* At PARANOID a checkpoint lists buffers in the order they were made, across threads too. */
+static leak_track *made_between;
+
+static void *make_between(void *arg)
+{
+    (void)arg;
+    pthread_barrier_wait(&mark_phase);
+    made_between = fake_buf_alloc(62, "order");
+    pthread_barrier_wait(&mark_phase);
+    return NULL;
+}
+
+typedef struct sizes_seen {
+    size_t size[8];
+    unsigned n;
+} sizes_seen;
+
+static void note_size(void *arg, const ohm_leak_report *r)
+{
+    sizes_seen *s = arg;
+    if (s->n < 8) s->size[s->n++] = r->size;
+}
+
+static void test_paranoid_checkpoints_list_buffers_in_creation_order_across_threads(void)
+{
+    ohm_leak_set_level(OHM_LEAK_PARANOID);
+    uint64_t mark = ohm_leak_mark();
+    pthread_t th;
+    CHECK_EQ_INT(pthread_barrier_init(&mark_phase, NULL, 2), 0);
+    CHECK_EQ_INT(pthread_create(&th, NULL, make_between, NULL), 0);
+    leak_track *first = fake_buf_alloc(61, "order");
+    pthread_barrier_wait(&mark_phase); /* the other thread makes its one */
+    pthread_barrier_wait(&mark_phase);
+    leak_track *last = fake_buf_alloc(63, "order");
+    pthread_join(th, NULL);
+    pthread_barrier_destroy(&mark_phase);
+    sizes_seen seen = {0};
+    CHECK_EQ_INT(ohm_leak_check(mark, note_size, &seen), 3);
+    CHECK_EQ_INT(seen.n, 3);
+    CHECK_EQ_U64(seen.size[0], 61);
+    CHECK_EQ_U64(seen.size[1], 62);
+    CHECK_EQ_U64(seen.size[2], 63);
+    leak_track_close(first);
+    leak_track_close(made_between);
+    leak_track_close(last);
 }
 
 /* ---- end to end: buffers and the Cleaner protocol ---- */
@@ -1045,6 +1094,7 @@ int main(int argc, char **argv)
     RUN(test_four_threads_create_touch_and_close_at_paranoid);
     RUN(test_checkpoints_racing_record_reuse_see_whole_records);
     RUN(test_a_record_made_after_a_mark_on_another_thread_is_since_it);
+    RUN(test_paranoid_checkpoints_list_buffers_in_creation_order_across_threads);
     RUN(test_reclaim_of_unreleased_buffer_reports_one_gc_leak);
     RUN(test_release_before_reclaim_reports_nothing);
     RUN(test_checkpoint_lists_live_buffers);
