@@ -498,7 +498,8 @@ OHM_API int ohm_pool_set_leak(ohm_pool *pool, int level, uint32_t interval);
 OHM_API ohm_leak_level ohm_pool_get_leak_level(const ohm_pool *pool);
 OHM_API uint32_t ohm_pool_get_leak_sample_interval(const ohm_pool *pool);
 /* A checkpoint: mark now; later, report (reason CHECKPOINT) every tracked buffer created since the mark that is
- * still live, to fn (NULL = the handler). Returns how many, or a negative code. */
+ * still live, to fn (NULL = the handler). Returns how many, or a negative code. It is not a snapshot: a buffer
+ * another thread makes or releases while the check runs may or may not be in it. */
 OHM_API uint64_t ohm_leak_mark(void);
 OHM_API int64_t ohm_leak_check(uint64_t mark, ohm_leak_handler *fn, void *arg);
 /* Writes the report as one JSON object into out (NUL-terminated, truncated to cap); returns the full length. */

@@ -644,7 +644,8 @@ static void test_checkpoints_racing_record_reuse_see_whole_records(void)
     unsigned checks = 0;
     while (atomic_load(&reusers_done) < 2) {
         int64_t n = ohm_leak_check(mark, check_whole, &w);
-        CHECK(n >= 0 && n <= 2 * REUSE_HELD); /* what the two threads hold at most */
+        /* Not a snapshot: a record seen live may be released, and another made, while the walk goes on. */
+        CHECK(n >= 0);
         checks++;
     }
     for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
