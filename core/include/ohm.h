@@ -163,8 +163,8 @@ typedef struct ohm_pool_config {
  * from it; hosts set fields through ohm_pool_config_set, so every host reports the core's message.
  * Kinds: POW2 (a size that must be a power of two in [min, max]), SIZE (bytes; k/m/g suffixes in the
  * environment), UINT (in [min, max]; the environment also refuses values above env_max), MS (milliseconds;
- * UINT64_MAX, a negative value given to ohm_pool_config_set, or "never" in the environment and to
- * ohm_pool_config_set_text, means never; -1 in the environment too), BOOL, HUGE (none, thp or hugetlb). */
+ * UINT64_MAX, a negative value given to ohm_pool_config_set, or "never" or "-1" in the environment and to
+ * ohm_pool_config_set_text, means never), BOOL, HUGE (none, thp or hugetlb). */
 /* clang-format off */
 #define OHM_POOL_OPTIONS(X)                                                                                      \
     X(chunk_size, "OHM_CHUNK_SIZE", POW2, (size_t)4 << 20, (size_t)1 << 20, (size_t)64 << 20, 0)                 \

@@ -99,8 +99,8 @@ static stripe stripes[LEAK_STRIPES];
 
 /* A stripe's lock is a futex word (Drepper's "Futexes Are Tricky", mutex 3): 0 free, 1 held, 2 held and maybe
  * waited for; a waiter sleeps at once, as a default pthread mutex's does. Uncontended it is one atomic
- * instruction each way: PARANOID takes it at every tracked creation, where a pthread mutex's round trip took ~55
- * instructions. */
+ * instruction each way (a pthread mutex's round trip took ~55 instructions): walks, touches, a record's first
+ * link and unlink, and each closing batch's flush take it. */
 static OHM_COLD void stripe_lock_wait(stripe *st, uint32_t c)
 {
     if (c != 2) c = atomic_exchange_explicit(&st->lock, 2, memory_order_acquire);
@@ -163,7 +163,7 @@ static void rec_mem_free(void *p)
  * thread used last. */
 #define TRACK_CACHE 64
 
-static OHM_TLS leak_track *tl_tracks; /* linked through next */
+static OHM_TLS leak_track *tl_tracks; /* linked through cnext (next and prev are the stripe list's) */
 static OHM_TLS unsigned tl_ntracks;
 static OHM_TLS bool tl_tracks_registered; /* the thread-exit path will empty the cache */
 

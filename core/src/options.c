@@ -178,7 +178,7 @@ int ohm_pool_config_set_text(ohm_pool_config *cfg, unsigned i, const char *value
         store(cfg, o, !strcasecmp(value, "true"));
         return 0;
     }
-    if (o->kind == OPT_MS && value && !strcasecmp(value, "never")) {
+    if (o->kind == OPT_MS && value && ms_never(value)) {
         store(cfg, o, UINT64_MAX);
         return 0;
     }
